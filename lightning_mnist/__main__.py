@@ -1,0 +1,3 @@
+from lightning_mnist.cli import main
+
+main()

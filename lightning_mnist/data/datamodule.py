@@ -1,0 +1,102 @@
+"""MNIST as a LightningDataModule: in-memory tensors, seeded stratified splits, augmentation."""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, TensorDataset
+
+from mnist_common.mnist import ensure_files, load_mnist
+from mnist_common.splits import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, make_split
+from lightning_mnist.data.augment import NotebookAugmentation
+
+
+def to_tensor(images) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1], as the notebook scales pixels."""
+    return torch.from_numpy(images).float().div_(255.0).unsqueeze(1)
+
+
+class InMemoryDataset(TensorDataset):
+    """A TensorDataset that hands the DataLoader whole batches by fancy indexing.
+
+    ``__getitems__`` turns a batch of indices into one indexing op instead of one
+    ``__getitem__`` call per image plus a collate.
+    """
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        index = torch.as_tensor(indices)
+        return tuple(t[index] for t in self.tensors)
+
+
+def keep_batch(batch):
+    """collate_fn for :class:`InMemoryDataset`, whose batches are already stacked."""
+    return batch
+
+
+class MNISTDataModule(LightningDataModule):
+    """The notebook's data: pixels / 255, a held-out validation set, the untouched test set.
+
+    Args:
+        data_dir: holds ``MNIST/raw`` (torchvision's layout); default ``$MNIST_DATA_DIR``, else ``./data``.
+        batch_size: training batch size (the notebook's 32).
+        eval_batch_size: batch size for validation, test and prediction (results do not depend on it).
+        val_fraction: stratified share of the training images held out for validation.
+        subset: train and validate on a stratified subset of this many training images.
+        num_folds: use fold ``fold`` of a stratified k-fold split instead of the hold-out.
+        fold: which fold validates when ``num_folds`` is set (0-based).
+        split_seed: seed of the subset, hold-out and fold splits (the notebook's 42).
+        augment: the notebook's ImageDataGenerator augmentation on training batches.
+        rotation, zoom, shift, shear: its ranges (degrees, fraction, fraction, degrees).
+        download: fetch missing files (checksums are always verified).
+    """
+
+    def __init__(self, data_dir: str | None = None, batch_size: int = 32, eval_batch_size: int = 500,
+                 val_fraction: float = DEFAULT_VAL_FRACTION, subset: int | None = None,
+                 num_folds: int | None = None, fold: int = 0, split_seed: int = DEFAULT_SPLIT_SEED,
+                 augment: bool = False, rotation: float = 5.0, zoom: float = 0.05, shift: float = 0.05,
+                 shear: float = 0.05, download: bool = True) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.augmentation = NotebookAugmentation(rotation, zoom, shift, shear) if augment else None
+        self.datasets: dict[str, InMemoryDataset] = {}
+
+    def prepare_data(self) -> None:
+        ensure_files(self.hparams.data_dir, download=self.hparams.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        hp = self.hparams
+        mnist = load_mnist(hp.data_dir, download=False)
+        split = make_split(mnist.train_labels, subset=hp.subset, val_fraction=hp.val_fraction,
+                           num_folds=hp.num_folds, fold=hp.fold, seed=hp.split_seed)
+        self.split = split
+        for name, images, labels in (
+            ("train", mnist.train_images[split.train], mnist.train_labels[split.train]),
+            ("val", mnist.train_images[split.val], mnist.train_labels[split.val]),
+            ("test", mnist.test_images, mnist.test_labels),
+        ):
+            self.datasets[name] = InMemoryDataset(to_tensor(images), torch.from_numpy(labels).long())
+
+    def _loader(self, name: str, batch_size: int, shuffle: bool = False) -> DataLoader:
+        # Data already sits in memory as tensors: worker processes would only add copies.
+        return DataLoader(self.datasets[name], batch_size=batch_size, shuffle=shuffle, collate_fn=keep_batch)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.hparams.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.hparams.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.hparams.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        # Augment training batches only, on the device the batch now lives on.
+        if self.augmentation is not None and self.trainer is not None and self.trainer.training:
+            images, labels = batch
+            batch = (self.augmentation(images), labels)
+        return batch

@@ -1,0 +1,36 @@
+"""One-line errors for bad input, shared by every command line of the project."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable, TypeVar
+
+EXIT_USER_ERROR = 2
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+class UserError(Exception):
+    """Bad input a user can fix (missing data, wrong file, bad flag).
+
+    Command lines print ``error: <message>`` on one line and exit with code 2
+    instead of showing a traceback.
+    """
+
+
+def exit_on_user_error(main: F) -> F:
+    """Decorate a ``main()`` so that a :class:`UserError` ends the process cleanly."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]

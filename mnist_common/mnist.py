@@ -1,0 +1,134 @@
+"""Read (and if needed download) MNIST as uint8 numpy arrays.
+
+The files are kept in torchvision's layout, ``<data_dir>/MNIST/raw/*-ubyte``, so a
+directory torchvision has already filled works as it is. Every file is checked
+against its SHA-256 before it is used: a truncated or corrupt file is an error,
+never silently wrong pixels.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnist_common.errors import UserError
+
+DATA_DIR_ENV = "MNIST_DATA_DIR"
+DEFAULT_DATA_DIR = "./data"
+NUM_CLASSES = 10
+IMAGE_SIZE = 28
+
+# SHA-256 of the uncompressed IDX files (the same files torchvision extracts).
+SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+# torchvision's mirrors, tried in order; files there are gzip-compressed.
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+
+
+@dataclass(frozen=True)
+class MNIST:
+    """The four MNIST arrays: images (N, 28, 28) uint8, labels (N,) uint8."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """``data_dir`` if given, else ``$MNIST_DATA_DIR``, else ``./data``."""
+    return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+
+
+def raw_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    return resolve_data_dir(data_dir) / "MNIST" / "raw"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _problem(directory: Path, detail: str) -> UserError:
+    expected = ", ".join(SHA256)
+    return UserError(f"MNIST data in {directory}: {detail} (expected {expected}; "
+                     f"choose another data directory or set ${DATA_DIR_ENV})")
+
+
+def _download(name: str, directory: Path) -> None:
+    """Fetch ``name``.gz from the first mirror that answers; verify; keep it uncompressed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for mirror in MIRRORS:
+        try:
+            with urllib.request.urlopen(f"{mirror}{name}.gz", timeout=30) as response:
+                payload = response.read()
+            data = gzip.decompress(payload)
+        except (OSError, EOFError) as err:  # URLError, timeouts and bad gzip are OSErrors
+            errors.append(f"{mirror}: {err}")
+            continue
+        if hashlib.sha256(data).hexdigest() != SHA256[name]:
+            errors.append(f"{mirror}: checksum mismatch")
+            continue
+        with tempfile.NamedTemporaryFile(dir=directory, delete=False) as tmp:
+            tmp.write(data)
+        os.replace(tmp.name, directory / name)
+        return
+    raise _problem(directory, f"{name} is missing and could not be downloaded ({'; '.join(errors)})")
+
+
+def ensure_files(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """Make sure the four files are present and intact; return their directory."""
+    directory = raw_dir(data_dir)
+    for name, checksum in SHA256.items():
+        path = directory / name
+        if not path.is_file():
+            if not download:
+                raise _problem(directory, f"{name} is missing")
+            _download(name, directory)
+        try:
+            actual = _sha256(path)
+        except OSError as err:
+            raise _problem(directory, f"{name} cannot be read: {err.strerror or err}") from None
+        if actual != checksum:
+            raise _problem(directory, f"{name} is corrupt or truncated (SHA-256 mismatch)")
+    return directory
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    raw = path.read_bytes()
+    magic = int.from_bytes(raw[:4], "big")
+    if magic != 0x0800 + ndim:
+        raise _problem(path.parent, f"{path.name} is not an IDX file of {ndim} dimensions")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    # copy: frombuffer views are read-only, and torch wants writable arrays
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()
+
+
+def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True) -> MNIST:
+    """Load the 60,000 training and 10,000 test images and labels as uint8 arrays."""
+    directory = ensure_files(data_dir, download)
+    return MNIST(
+        train_images=_read_idx(directory / "train-images-idx3-ubyte", 3),
+        train_labels=_read_idx(directory / "train-labels-idx1-ubyte", 1),
+        test_images=_read_idx(directory / "t10k-images-idx3-ubyte", 3),
+        test_labels=_read_idx(directory / "t10k-labels-idx1-ubyte", 1),
+    )
+

@@ -1,0 +1,75 @@
+"""Index sets into the 60,000 MNIST training images, identical for both frameworks.
+
+All splits are stratified (class proportions kept) and seeded, and are computed
+with scikit-learn so that ``lightning_mnist`` and ``keras_reference`` train and
+validate on exactly the same images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from mnist_common.errors import UserError
+
+DEFAULT_SPLIT_SEED = 42  # the notebook's random_state
+DEFAULT_VAL_FRACTION = 0.1
+DEFAULT_NUM_FOLDS = 5
+
+
+@dataclass(frozen=True)
+class Split:
+    """Sorted indices of the training and validation images."""
+
+    train: np.ndarray
+    val: np.ndarray
+
+
+def stratified_subset(labels: np.ndarray, size: int | None, seed: int = DEFAULT_SPLIT_SEED) -> np.ndarray:
+    """Sorted indices of a stratified random subset of ``size`` images (all when ``None``)."""
+    n = len(labels)
+    if size is None or size == n:
+        return np.arange(n)
+    if not 20 <= size <= n:
+        raise UserError(f"subset must be between 20 and {n} images, got {size}")
+    chosen, _ = train_test_split(np.arange(n), train_size=size, stratify=labels, random_state=seed)
+    return np.sort(chosen)
+
+
+def holdout_split(labels: np.ndarray, val_fraction: float = DEFAULT_VAL_FRACTION,
+                  seed: int = DEFAULT_SPLIT_SEED) -> Split:
+    """Stratified train/validation hold-out of positions ``0 .. len(labels)-1``."""
+    if not 0.0 < val_fraction < 1.0:
+        raise UserError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    train, val = train_test_split(np.arange(len(labels)), test_size=val_fraction,
+                                  stratify=labels, random_state=seed)
+    return Split(np.sort(train), np.sort(val))
+
+
+def kfold_splits(labels: np.ndarray, num_folds: int = DEFAULT_NUM_FOLDS,
+                 seed: int = DEFAULT_SPLIT_SEED) -> list[Split]:
+    """The notebook's ``StratifiedKFold(num_folds, shuffle=True, random_state=seed)``."""
+    if num_folds < 2:
+        raise UserError(f"num_folds must be at least 2, got {num_folds}")
+    folds = StratifiedKFold(n_splits=num_folds, shuffle=True, random_state=seed)
+    return [Split(train, val) for train, val in folds.split(np.zeros(len(labels)), labels)]
+
+
+def make_split(labels: np.ndarray, *, subset: int | None = None, val_fraction: float = DEFAULT_VAL_FRACTION,
+               num_folds: int | None = None, fold: int = 0, seed: int = DEFAULT_SPLIT_SEED) -> Split:
+    """Training/validation indices into ``labels`` (the full training set).
+
+    ``subset`` first draws a stratified subset; then either fold ``fold`` of a
+    stratified ``num_folds``-fold split of it, or a stratified hold-out of
+    ``val_fraction`` of it.
+    """
+    pool = stratified_subset(labels, subset, seed)
+    if num_folds:
+        if not 0 <= fold < num_folds:
+            raise UserError(f"fold must be between 0 and {num_folds - 1}, got {fold}")
+        split = kfold_splits(labels[pool], num_folds, seed)[fold]
+    else:
+        split = holdout_split(labels[pool], val_fraction, seed)
+    return Split(pool[split.train], pool[split.val])

@@ -1,0 +1,119 @@
+"""The shared MNIST loader and splits: real files, exact counts, leak-free stratified splits."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import shutil
+import threading
+from functools import partial
+
+import numpy as np
+import pytest
+
+from mnist_common import mnist as mnist_module
+from mnist_common.errors import UserError
+from mnist_common.mnist import SHA256, load_mnist
+from mnist_common.splits import kfold_splits, make_split, stratified_subset
+
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_arrays_have_mnist_shapes_types_and_label_counts(mnist):
+    assert mnist.train_images.shape == (60000, 28, 28) and mnist.test_images.shape == (10000, 28, 28)
+    for array in (mnist.train_images, mnist.train_labels, mnist.test_images, mnist.test_labels):
+        assert array.dtype == np.uint8
+    assert mnist.train_images.max() == 255 and mnist.train_images.min() == 0
+    assert np.bincount(mnist.train_labels).tolist() == TRAIN_COUNTS
+    assert np.bincount(mnist.test_labels).tolist() == TEST_COUNTS
+
+
+def _class_shares(labels):
+    return np.bincount(labels, minlength=10) / len(labels)
+
+
+def test_holdout_is_disjoint_complete_stratified_and_seeded(mnist):
+    labels = mnist.train_labels
+    split = make_split(labels, val_fraction=0.1, seed=42)
+    assert len(split.val) == 6000 and len(split.train) == 54000
+    assert not np.intersect1d(split.train, split.val).size
+    assert np.array_equal(np.union1d(split.train, split.val), np.arange(60000))
+    np.testing.assert_allclose(_class_shares(labels[split.val]), _class_shares(labels), atol=2e-4)
+    again = make_split(labels, val_fraction=0.1, seed=42)
+    assert np.array_equal(split.val, again.val)
+    assert not np.array_equal(split.val, make_split(labels, val_fraction=0.1, seed=7).val)
+
+
+def test_subset_is_stratified_and_split_inside_itself(mnist):
+    labels = mnist.train_labels
+    subset = stratified_subset(labels, 3000, seed=42)
+    assert len(subset) == 3000 == len(np.unique(subset))
+    np.testing.assert_allclose(_class_shares(labels[subset]), _class_shares(labels), atol=1e-3)
+    split = make_split(labels, subset=3000, val_fraction=0.2, seed=42)
+    assert len(split.train) == 2400 and len(split.val) == 600
+    assert set(split.train) | set(split.val) == set(subset)
+
+
+def test_kfold_partitions_the_training_images_like_the_notebook(mnist):
+    labels = mnist.train_labels
+    folds = kfold_splits(labels, 5, seed=42)
+    vals = [f.val for f in folds]
+    assert np.array_equal(np.sort(np.concatenate(vals)), np.arange(60000))  # each image validates once
+    for fold in folds:
+        assert not np.intersect1d(fold.train, fold.val).size
+        np.testing.assert_allclose(_class_shares(labels[fold.val]), _class_shares(labels), atol=2e-4)
+    fold2 = make_split(labels, num_folds=5, fold=2, seed=42)
+    assert np.array_equal(fold2.val, folds[2].val)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"subset": 70000}, "subset"),
+    ({"val_fraction": 1.5}, "val_fraction"),
+    ({"num_folds": 1}, "num_folds"),
+    ({"num_folds": 3, "fold": 3}, "fold"),
+])
+def test_bad_split_arguments_are_user_errors(mnist, kwargs, message):
+    with pytest.raises(UserError, match=message):
+        make_split(mnist.train_labels, **kwargs)
+
+
+def test_truncated_or_missing_file_is_a_one_line_user_error(mnist_dir, tmp_path):
+    shutil.copytree(mnist_dir / "MNIST", tmp_path / "MNIST")
+    victim = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    victim.chmod(0o644)
+    victim.write_bytes(victim.read_bytes()[:5000])
+    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte is corrupt or truncated"):
+        load_mnist(tmp_path)
+    victim.unlink()
+    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte is missing"):
+        load_mnist(tmp_path, download=False)
+
+
+@pytest.fixture
+def mirror(mnist_dir, tmp_path, monkeypatch):
+    """A local HTTP mirror serving the gzipped IDX files, as the real mirrors do."""
+    served = tmp_path / "mirror"
+    served.mkdir()
+    for name in SHA256:
+        (served / f"{name}.gz").write_bytes(gzip.compress((mnist_dir / "MNIST" / "raw" / name).read_bytes(), 1))
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(mnist_module, "MIRRORS", (f"http://127.0.0.1:{server.server_port}/",))
+    yield served
+    server.shutdown()
+
+
+def test_download_fetches_verifies_and_loads(mirror, tmp_path, mnist):
+    target = tmp_path / "downloaded"
+    data = load_mnist(target)
+    assert np.array_equal(data.test_labels, mnist.test_labels)
+    assert sorted(p.name for p in (target / "MNIST" / "raw").iterdir()) == sorted(SHA256)
+
+
+def test_download_with_wrong_checksum_is_refused(mirror, tmp_path):
+    (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01" + bytes(100)))
+    with pytest.raises(UserError, match="checksum mismatch"):
+        load_mnist(tmp_path / "downloaded")

@@ -1,0 +1,99 @@
+"""The mirrored network: Keras' parameter count, shapes, initialisers, BatchNorm and Adam settings."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from lightning.pytorch import Trainer, seed_everything
+
+from lightning_mnist.data import MNISTDataModule
+from lightning_mnist.models import KerasAdam, MnistClassifier, MnistCNN, keras_parameter_count
+
+
+def test_parameter_count_matches_keras():
+    assert keras_parameter_count(MnistCNN()) == (225_226, 192)
+
+
+def test_layer_output_shapes_follow_the_notebook():
+    net = MnistCNN().eval()
+    shapes = {}
+    for name in ("conv1", "bn1", "conv2", "bn2", "flatten", "dense1", "dense2"):
+        getattr(net, name).register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:])))
+    out = net(torch.rand(4, 1, 28, 28))
+    assert out.shape == (4, 10)
+    assert shapes == {"conv1": (32, 26, 26), "bn1": (32, 26, 26), "conv2": (64, 11, 11), "bn2": (64, 11, 11),
+                      "flatten": (1600,), "dense1": (128,), "dense2": (10,)}
+
+
+def test_relu_comes_before_batchnorm():
+    net = MnistCNN().eval()
+    seen = []
+    net.bn1.register_forward_hook(lambda m, inputs, o: seen.append(inputs[0].min().item()))
+    net.bn2.register_forward_hook(lambda m, inputs, o: seen.append(inputs[0].min().item()))
+    net(torch.rand(8, 1, 28, 28) - 0.5)
+    assert seen and min(seen) >= 0.0  # BatchNorm only ever sees rectified activations
+
+
+def test_flatten_uses_keras_height_width_channel_order():
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)  # N, C, H, W
+    expected = x.numpy().transpose(0, 2, 3, 1).reshape(2, -1)  # what Keras flattens from N, H, W, C
+    assert np.array_equal(MnistCNN().flatten(x).numpy(), expected)
+    assert np.array_equal(MnistCNN().flatten(x.contiguous(memory_format=torch.channels_last)).numpy(), expected)
+
+
+def test_keras_initialisers_and_batchnorm_settings():
+    torch.manual_seed(0)
+    net = MnistCNN()
+    for layer in (net.conv1, net.conv2, net.dense1, net.dense2):
+        weight = layer.weight.detach()
+        fan_in = weight[0].numel()
+        fan_out = weight.shape[0] * weight[0, 0].numel() if weight.dim() == 4 else weight.shape[0]
+        limit = math.sqrt(6.0 / (fan_in + fan_out))  # glorot_uniform
+        assert weight.abs().max() <= limit
+        assert abs(weight.std().item() - limit / math.sqrt(3)) < 0.1 * limit / math.sqrt(3)
+        assert torch.count_nonzero(layer.bias) == 0
+    for bn in (net.bn1, net.bn2):
+        assert bn.eps == 1e-3 and bn.momentum == 0.01  # Keras' epsilon and momentum 0.99
+        assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+    assert net.dropout.p == 0.5
+
+
+def test_optimizer_is_adam_with_keras_epsilon():
+    plain = MnistClassifier(lr=1e-4).configure_optimizers()
+    assert type(plain) is torch.optim.Adam
+    assert plain.defaults["lr"] == 1e-4 and plain.defaults["eps"] == 1e-7
+    assert isinstance(MnistClassifier(keras_adam=True).configure_optimizers(), KerasAdam)
+
+
+def test_keras_adam_matches_keras_update_rule():
+    """Keras: lr_t = lr*sqrt(1-b2^t)/(1-b1^t); w -= lr_t*m/(sqrt(v)+eps) (epsilon on the uncorrected v)."""
+    rng = np.random.default_rng(0)
+    grads = rng.normal(scale=1e-6, size=(30, 5))  # tiny gradients: where the two epsilons differ most
+    lr, b1, b2, eps = 1e-4, 0.9, 0.999, 1e-7
+    w_ref, m, v = np.zeros(5), np.zeros(5), np.zeros(5)
+    param = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
+    keras_adam = KerasAdam([param], lr=lr, eps=eps)
+    torch_param = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
+    torch_adam = torch.optim.Adam([torch_param], lr=lr, eps=eps)
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w_ref -= lr * math.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps)
+        for p, opt in ((param, keras_adam), (torch_param, torch_adam)):
+            p.grad = torch.from_numpy(g.copy())
+            opt.step()
+    np.testing.assert_allclose(param.detach().numpy(), w_ref, rtol=1e-9, atol=1e-15)
+    assert np.abs(torch_param.detach().numpy() - w_ref).max() > 1e-6  # plain torch Adam really differs
+
+
+def test_short_fit_on_a_subset_learns(mnist_dir, tmp_path):
+    seed_everything(0)
+    data = MNISTDataModule(data_dir=str(mnist_dir), subset=6000)
+    model = MnistClassifier()
+    trainer = Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=data)
+    accuracy = trainer.test(model, datamodule=data, verbose=False)[0]["test/acc"]
+    assert accuracy >= 0.88, accuracy  # measured 0.917; chance is 0.1
