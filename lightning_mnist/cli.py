@@ -6,16 +6,20 @@ directory gets ``results.json`` and ``curves.png``.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 
+import torch
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from mnist_common.errors import exit_on_user_error
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, plot_curves, write_json
+from mnist_common.splits import DEFAULT_NUM_FOLDS
 from lightning_mnist.callbacks import EpochHistory, ResumeHint
+from lightning_mnist.cv import MnistTrainer, cross_validate
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.models import MnistClassifier, keras_parameter_count
 
@@ -31,12 +35,20 @@ class MnistCLI(LightningCLI):
                        "init_args": {"save_dir": DEFAULT_LOG_DIR, "name": "lightning"}},
         })
         kwargs.setdefault("seed_everything_default", 42)
-        super().__init__(MnistClassifier, MNISTDataModule, *args, **kwargs)
+        super().__init__(MnistClassifier, MNISTDataModule, *args, trainer_class=MnistTrainer, **kwargs)
 
-    def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
         commands = dict(LightningCLI.subcommands())
         del commands["predict"]  # ``python -m lightning_mnist predict`` predicts PNG files instead
+        commands["cv"] = {"model", "datamodule"}
         return commands
+
+    def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "cv":  # the notebook's "advanced training"
+            parser.set_defaults({"data.num_folds": DEFAULT_NUM_FOLDS, "data.augment": True})
+        return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -57,6 +69,22 @@ class MnistCLI(LightningCLI):
     def _instantiate_trainer(self, config, callbacks):
         return super()._instantiate_trainer(config, [*callbacks, EpochHistory(), ResumeHint()])
 
+    def history(self) -> list[dict[str, float]]:
+        """Per-epoch metrics of the current trainer's fit (kept across resumes)."""
+        return next(cb for cb in self.trainer.callbacks if isinstance(cb, EpochHistory)).history
+
+    def best_epoch(self) -> int:
+        """The epoch whose weights the best checkpoint holds (what ``test`` scores)."""
+        checkpoint = torch.load(self.trainer.checkpoint_callback.best_model_path, map_location="cpu",
+                                weights_only=False)
+        return checkpoint["epoch"]
+
+    def resolved_config(self, subcommand: str) -> dict:
+        return yaml.safe_load(self._parser(subcommand).dump(self.config[subcommand], skip_none=False))
+
+    def cv(self, model, datamodule) -> None:
+        cross_validate(self)
+
     def before_fit(self) -> None:
         self._fit_started = time.perf_counter()
         trainable, moving = keras_parameter_count(self.model.network)
@@ -67,8 +95,8 @@ class MnistCLI(LightningCLI):
         """Score the best checkpoint on the test set; write results.json and curves.png."""
         trainer = self.trainer
         best = trainer.checkpoint_callback.best_model_path
+        history = list(self.history())  # before test(): loading the best checkpoint rewinds callback state
         tested = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=False)[0]
-        history = next(cb for cb in trainer.callbacks if isinstance(cb, EpochHistory)).history
         run_dir = trainer.log_dir  # a collective under DDP: every rank must ask
         if not trainer.is_global_zero:
             return
@@ -78,10 +106,10 @@ class MnistCLI(LightningCLI):
             test_loss=tested["test/loss"],
             model_path=best,
             epochs=len(history),
-            best_epoch=min(history, key=lambda row: row["val_loss"])["epoch"] if history else None,
+            best_epoch=self.best_epoch(),
             wall_seconds=round(time.perf_counter() - self._fit_started, 2),
             history=history,
-            config=yaml.safe_load(self._parser("fit").dump(self.config["fit"], skip_none=False)),
+            config=self.resolved_config("fit"),
         )
         json_path = write_json(results, f"{run_dir}/{RESULTS_FILE}")
         curves_path = plot_curves(history, f"{run_dir}/{CURVES_FILE}", "lightning_mnist fit")
@@ -89,9 +117,59 @@ class MnistCLI(LightningCLI):
               f"(best checkpoint {best}, {results.epochs} epochs, {results.wall_seconds:.1f} s)")
         print(f"results: {json_path}\ncurves: {curves_path}")
 
+    # --- issue 5: ``test``/``validate --ckpt_path FILE.keras`` (the notebook's file, converted on the fly) ---
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        super().parse_arguments(parser, args)
+        # LightningCLI reads the checkpoint's hyper-parameters right after parsing, so swap a
+        # .keras ckpt_path for a converted temporary checkpoint here, before it looks.
+        subcommand = self.config.get("subcommand")
+        if subcommand in ("test", "validate"):
+            self._convert_keras_ckpt_path(subcommand)
+
+    def after_test(self) -> None:
+        self._drop_converted_checkpoint()
+
+    def after_validate(self) -> None:
+        self._drop_converted_checkpoint()
+
+    def _convert_keras_ckpt_path(self, subcommand: str) -> None:
+        """Swap a ``.keras`` ckpt_path for a temporary Lightning checkpoint holding its (checked) weights."""
+        path = self.config[subcommand].get("ckpt_path")
+        if not path or not str(path).lower().endswith(".keras"):
+            return
+        import tempfile
+        from pathlib import Path
+
+        from lightning_mnist.convert import keras_to_checkpoint
+
+        self._converted_dir = tempfile.TemporaryDirectory(prefix="lightning_mnist_keras_")
+        ckpt = Path(self._converted_dir.name) / f"{Path(path).stem}.ckpt"
+        # No image check here: the command itself scores the converted model.
+        keras_to_checkpoint(path, ckpt, check_images=0)
+        print(f"converted {path} to a temporary Lightning checkpoint", flush=True)
+        self.config[subcommand]["ckpt_path"] = str(ckpt)
+
+    def _drop_converted_checkpoint(self) -> None:
+        converted = getattr(self, "_converted_dir", None)
+        if converted is not None:
+            converted.cleanup()
+            self._converted_dir = None
+    # --- end of issue 5 ---
+
+
+# Commands that are not Trainer methods: name -> "module:function" taking the remaining argv.
+EXTRA_COMMANDS = {
+    "convert": "lightning_mnist.convert:main",
+    "predict": "lightning_mnist.predict:main",
+}
+
 
 @exit_on_user_error
 def main(args: list[str] | None = None) -> None:
+    args = sys.argv[1:] if args is None else args
+    if args and args[0] in EXTRA_COMMANDS:
+        module, function = EXTRA_COMMANDS[args[0]].split(":")
+        return getattr(importlib.import_module(module), function)(args[1:])
     MnistCLI(args=args)
 
 

@@ -74,7 +74,6 @@ def _problem(directory: Path, detail: str) -> UserError:
 
 def _download(name: str, directory: Path) -> None:
     """Fetch ``name``.gz from the first mirror that answers; verify; keep it uncompressed."""
-    directory.mkdir(parents=True, exist_ok=True)
     errors = []
     for mirror in MIRRORS:
         try:
@@ -87,6 +86,7 @@ def _download(name: str, directory: Path) -> None:
         if hashlib.sha256(data).hexdigest() != SHA256[name]:
             errors.append(f"{mirror}: checksum mismatch")
             continue
+        directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, delete=False) as tmp:
             tmp.write(data)
         os.replace(tmp.name, directory / name)

@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 RESULTS_FILE = "results.json"
 CV_RESULTS_FILE = "cv_results.json"
@@ -114,6 +115,7 @@ def _plot(histories: dict[str, list[dict[str, float]]], path: str | Path, title:
                 ax.plot(epochs, values, style, color=color if len(histories) > 1 else None,
                         marker="o", markersize=3, label=f"{label}{stage}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("accuracy" if metric == "acc" else "loss")
         ax.set_title(f"{'Accuracy' if metric == 'acc' else 'Loss'}")
         ax.grid(alpha=0.3)

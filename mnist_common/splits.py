@@ -65,11 +65,14 @@ def make_split(labels: np.ndarray, *, subset: int | None = None, val_fraction: f
     stratified ``num_folds``-fold split of it, or a stratified hold-out of
     ``val_fraction`` of it.
     """
-    pool = stratified_subset(labels, subset, seed)
-    if num_folds:
-        if not 0 <= fold < num_folds:
-            raise UserError(f"fold must be between 0 and {num_folds - 1}, got {fold}")
-        split = kfold_splits(labels[pool], num_folds, seed)[fold]
-    else:
-        split = holdout_split(labels[pool], val_fraction, seed)
+    if num_folds and not 0 <= fold < num_folds:
+        raise UserError(f"fold must be between 0 and {num_folds - 1}, got {fold}")
+    try:
+        pool = stratified_subset(labels, subset, seed)
+        if num_folds:
+            split = kfold_splits(labels[pool], num_folds, seed)[fold]
+        else:
+            split = holdout_split(labels[pool], val_fraction, seed)
+    except ValueError as err:  # scikit-learn: too few images per class for this split
+        raise UserError(f"cannot split {subset or len(labels)} images this way: {err}") from None
     return Split(pool[split.train], pool[split.val])

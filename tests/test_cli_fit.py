@@ -48,6 +48,17 @@ def test_fit_writes_results_curves_and_checkpoints(run_module, tmp_path):
     assert float(row.split("│")[2]) == pytest.approx(results["test_acc"], abs=1e-6)
 
 
+def test_results_keep_every_epoch_when_the_best_is_not_the_last(run_module, tmp_path):
+    # monitoring the epoch number with mode "min" makes the first epoch the "best" one: testing
+    # it reloads an early checkpoint, which must not rewind the recorded history
+    run_module("lightning_mnist", "fit", *QUICK, "--data.subset", "1000", "--trainer.max_epochs", "3",
+               "--checkpoint.monitor", "epoch", "--checkpoint.mode", "min")
+    [results_path] = results_of(tmp_path)
+    results = json.loads(results_path.read_text())
+    assert [row["epoch"] for row in results["history"]] == [0, 1, 2]
+    assert results["best_epoch"] == 0 and "epoch00" in results["model_path"]
+
+
 def test_config_file_spells_out_the_defaults(run_module, tmp_path):
     default = run_module("lightning_mnist", "fit", "--print_config").stdout
     from_file = run_module("lightning_mnist", "fit", "--config", REPO / "configs" / "notebook.yaml",
