@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_reference.augment import notebook_augmentation
-from mnist_common.errors import UserError
 from mnist_common.frameworks import import_keras
 from mnist_common.mnist import MNIST, NUM_CLASSES, load_mnist
 from mnist_common.splits import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, Split, make_split
@@ -54,11 +53,8 @@ def load_data(data_dir: str | os.PathLike | None = None, *, mnist: MNIST | None 
     """
     if mnist is None:
         mnist = load_mnist(data_dir)
-    try:
-        split = make_split(mnist.train_labels, subset=subset, val_fraction=val_fraction,
-                           num_folds=num_folds, fold=fold, seed=seed)
-    except ValueError as err:  # scikit-learn: too few images per class for this split
-        raise UserError(f"cannot split {subset or len(mnist.train_labels)} images this way: {err}") from None
+    split = make_split(mnist.train_labels, subset=subset, val_fraction=val_fraction,
+                       num_folds=num_folds, fold=fold, seed=seed)
     return Data(
         x_train=to_inputs(mnist.train_images[split.train]), y_train=to_targets(mnist.train_labels[split.train]),
         x_val=to_inputs(mnist.train_images[split.val]), y_val=to_targets(mnist.train_labels[split.val]),

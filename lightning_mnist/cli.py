@@ -29,11 +29,12 @@ DEFAULT_LOG_DIR = "runs"
 
 class MnistCLI(LightningCLI):
     def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("trainer_defaults", {
+        kwargs["trainer_defaults"] = {
             "max_epochs": 10,
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
                        "init_args": {"save_dir": DEFAULT_LOG_DIR, "name": "lightning"}},
-        })
+            **kwargs.get("trainer_defaults", {}),
+        }
         kwargs.setdefault("seed_everything_default", 42)
         super().__init__(MnistClassifier, MNISTDataModule, *args, trainer_class=MnistTrainer, **kwargs)
 
@@ -161,6 +162,7 @@ class MnistCLI(LightningCLI):
 EXTRA_COMMANDS = {
     "convert": "lightning_mnist.convert:main",
     "predict": "lightning_mnist.predict:main",
+    "augment-preview": "lightning_mnist.data.preview:main",
 }
 
 

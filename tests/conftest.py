@@ -15,6 +15,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 
 
+def pytest_collection_modifyitems(config, items):
+    """GPU twins (``@pytest.mark.gpu``) run where CUDA is; elsewhere they are deselected, not skipped."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """Real MNIST: ``$MNIST_DATA_DIR`` (CI points it at ../shared/datasets), else that folder, else ./data."""

@@ -1,0 +1,124 @@
+"""Augmentation on the batch's device and k-fold cross-validation with a fresh model per fold."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Callback
+
+from lightning_mnist.cli import MnistCLI
+from lightning_mnist.data import MNISTDataModule, NotebookAugmentation
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.fixture(scope="module")
+def digits(mnist):
+    from lightning_mnist.data.datamodule import to_tensor
+
+    return to_tensor(mnist.train_images[:64])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_parameters_are_drawn_per_image_on_the_batch_device(digits, device):
+    torch.manual_seed(0)
+    same_digit = digits[:1].repeat(32, 1, 1, 1).to(device)
+    out = NotebookAugmentation()(same_digit)
+    assert out.device == same_digit.device and out.dtype == torch.float32 and out.shape == same_digit.shape
+    differences = (out[1:] - out[:1]).flatten(1).abs().amax(1)
+    assert (differences > 0.05).all()  # 32 copies of one digit come out as 32 different images
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    # small transforms: every augmented digit still looks like the original
+    assert ((out - same_digit).abs().mean((1, 2, 3)) < 0.15).all()
+
+
+def test_zero_ranges_are_the_identity(digits):
+    out = NotebookAugmentation(rotation=0, zoom=0, shift=0, shear=0)(digits)
+    torch.testing.assert_close(out, digits, atol=1e-5, rtol=0)
+
+
+def test_only_training_batches_are_augmented_and_labels_untouched(mnist_dir, digits):
+    data = MNISTDataModule(data_dir=str(mnist_dir), subset=500, augment=True)
+    labels = torch.arange(64) % 10
+    batch = (digits, labels)
+
+    class FakeTrainer:
+        training = True
+
+    data.trainer = FakeTrainer()
+    images, out_labels = data.on_after_batch_transfer(batch, 0)
+    assert out_labels is labels and not torch.equal(images, digits)
+    FakeTrainer.training = False
+    images, _ = data.on_after_batch_transfer(batch, 0)
+    assert images is digits
+    assert MNISTDataModule(data_dir=str(mnist_dir)).augmentation is None  # off for the plain fit
+
+
+def test_folds_and_pixels_are_identical_for_keras_and_lightning(mnist_dir):
+    from keras_reference.data import load_data
+
+    for fold in range(3):
+        lightning = MNISTDataModule(data_dir=str(mnist_dir), subset=3000, num_folds=3, fold=fold)
+        lightning.setup()
+        keras = load_data(mnist_dir, subset=3000, num_folds=3, fold=fold)
+        assert np.array_equal(lightning.split.train, keras.split.train)
+        assert np.array_equal(lightning.split.val, keras.split.val)
+        assert np.array_equal(lightning.datasets["val"].tensors[0][:, 0].numpy(), keras.x_val[..., 0])
+        assert np.array_equal(lightning.datasets["val"].tensors[1].numpy(), keras.y_val.argmax(1))
+
+
+class WeightRecorder(Callback):
+    """Keeps the first conv kernel at the start and end of every fit, and the objects used."""
+
+    def __init__(self):
+        self.starts, self.ends, self.models, self.optimizers = [], [], [], []
+
+    def on_train_start(self, trainer, pl_module):
+        self.starts.append(pl_module.network.conv1.weight.detach().clone())
+        self.models.append(id(pl_module))
+        self.optimizers.append(id(trainer.optimizers[0]))
+
+    def on_train_end(self, trainer, pl_module):
+        self.ends.append(pl_module.network.conv1.weight.detach().clone())
+
+
+def test_cv_trains_every_fold_from_a_fresh_model_and_writes_results(mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    recorder = WeightRecorder()
+    MnistCLI(args=["cv", "--data.data_dir", str(mnist_dir), "--data.subset", "1200", "--data.num_folds", "3",
+                   "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"],
+             trainer_defaults={"callbacks": [recorder]})
+    assert len(recorder.starts) == 3 and len(set(recorder.models)) == 3 and len(set(recorder.optimizers)) == 3
+    for k in range(2):
+        assert not torch.equal(recorder.starts[k + 1], recorder.ends[k])  # not carried over (the notebook's leak)
+        assert not torch.equal(recorder.starts[k + 1], recorder.starts[k])  # a new initialisation
+
+    results = json.loads((tmp_path / "runs/lightning/cv_0/cv_results.json").read_text())
+    assert results["framework"] == "lightning" and results["num_folds"] == 3
+    assert [f["fold"] for f in results["folds"]] == [0, 1, 2]
+    accs = [f["val_acc"] for f in results["folds"]]
+    assert results["val_acc_mean"] == pytest.approx(np.mean(accs)) and results["val_acc_std"] == pytest.approx(np.std(accs))
+    assert results["config"]["data"]["augment"] is True  # the notebook augments its k-fold training
+    assert 0.0 < results["ensemble_test_acc"] <= 1.0
+    for fold in results["folds"]:
+        assert f"fold_{fold['fold']}" in fold["model_path"] and (tmp_path / fold["model_path"]).is_file()
+        assert len(fold["history"]) == fold["epochs"] == 1
+    assert (tmp_path / "runs/lightning/cv_0/cv_curves.png").stat().st_size > 10_000
+    assert (tmp_path / "runs/lightning/cv_0/fold_2/metrics.csv").is_file()
+
+
+def test_cv_command_line_reports_fold_scores(run_module, tmp_path):
+    proc = run_module("lightning_mnist", "cv", "--data.subset", "600", "--data.num_folds", "2",
+                      "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+                      "--data.augment", "false")
+    assert "fold 0: val acc" in proc.stdout and "fold 1: val acc" in proc.stdout
+    assert "2-fold val acc" in proc.stdout and "ensemble test acc" in proc.stdout
+    assert (tmp_path / "runs/lightning/cv_0/cv_results.json").is_file()
+
+
+def test_augment_preview_writes_a_png(run_module, tmp_path):
+    run_module("lightning_mnist", "augment-preview", "grid.png", "--count", "6", "--rows", "2")
+    assert (tmp_path / "grid.png").stat().st_size > 5_000
