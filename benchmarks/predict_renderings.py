@@ -1,0 +1,155 @@
+"""How well ``predict`` reads pictures of digits, and how long one prediction takes from the command line.
+
+1. Renders ``--count`` seeded-random MNIST test digits as users draw, scan or
+   photograph them (:mod:`mnist_common.renderings`: large canvases, off centre,
+   thick and thin strokes, transparency, palette, JPEG, noise, small digits,
+   inverted, low contrast, 16-bit), writes them as files, and predicts them with
+   the MNIST-style preprocessing and with the notebook's, reporting accuracy
+   overall and per style next to the model's accuracy on the same digits as
+   MNIST gives them (the ceiling).
+2. Times ``python -m lightning_mnist predict imagen.png`` from process start to
+   exit for both backends (``--timing-runs`` each, median), with predict's own
+   ``--timings`` breakdown (start-up before predict, framework imports, loading
+   weights, inference).
+
+    python benchmarks/predict_renderings.py                          # the seed model, 1000 digits
+    python benchmarks/predict_renderings.py --count 200 --timing-runs 1
+    python benchmarks/predict_renderings.py --weights checkpoints/last.ckpt --keep renderings/
+
+Writes ``predict_renderings.json`` into ``--output-dir``. Timings are for reading, never for asserting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mnist_common.images import ImageError, prepare  # noqa: E402
+from mnist_common.mnist import load_mnist  # noqa: E402
+from mnist_common.renderings import STYLES, write_renderings  # noqa: E402
+
+SEED = REPO.parent / "shared" / "seed"
+
+
+def accuracy(args, weights: Path, directory: Path) -> dict:
+    from lightning_mnist.predict import inspect_weights, load_predictor
+
+    mnist = load_mnist(args.data_dir)
+    started = time.perf_counter()
+    renderings = write_renderings(mnist.test_images, mnist.test_labels, directory, args.count, args.seed)
+    render_s = time.perf_counter() - started
+    predictor = load_predictor(inspect_weights(weights), args.backend)
+    labels = np.array([r.label for r in renderings])
+    ceiling = predictor.predict_proba(mnist.test_images[[r.index for r in renderings]] / np.float32(255)).argmax(1)
+    out = {"count": len(renderings), "seed": args.seed, "weights": str(weights), "backend": args.backend,
+           "render_seconds": round(render_s, 1),
+           "mnist_pixels_accuracy": float((ceiling == labels).mean()), "preprocessing": {}}
+    for mode in ("mnist", "notebook"):
+        started = time.perf_counter()
+        pixels, failed = [], []
+        for r in renderings:
+            try:
+                pixels.append(prepare(r.path, mode).pixels)
+            except ImageError as err:
+                failed.append(str(err))
+                pixels.append(np.zeros((28, 28), np.float32))
+        prep_s = time.perf_counter() - started
+        predicted = predictor.predict_proba(np.stack(pixels)).argmax(1)
+        right = predicted == labels
+        by_style = collections.defaultdict(list)
+        for r, ok in zip(renderings, right):
+            by_style[r.style].append(bool(ok))
+        out["preprocessing"][mode] = {
+            "accuracy": float(right.mean()), "correct": int(right.sum()), "failed_to_read": failed,
+            "ms_per_image": round(1000 * prep_s / len(renderings), 1),
+            "by_style": {s: f"{sum(by_style[s])}/{len(by_style[s])}" for s in STYLES if s in by_style},
+            "wrong": [f"{Path(r.path).name} -> {int(p)}" for r, p, ok in
+                      zip(renderings, predicted, right) if not ok][:50],
+        }
+    return out
+
+
+TIMINGS = re.compile(r"^timings: (.*)$", re.M)
+
+
+def time_cli(args, weights: dict[str, Path]) -> list[dict]:
+    rows = []
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    entries = {"python -m lightning_mnist predict": ["-m", "lightning_mnist", "predict"],
+               "python -m lightning_mnist.predict": ["-m", "lightning_mnist.predict"]}
+    for entry, prefix in entries.items():
+        for backend, path in weights.items():
+            walls, breakdowns = [], []
+            for _ in range(args.timing_runs):
+                command = [sys.executable, *prefix, str(args.image), "--weights", str(path), "--backend", backend,
+                           "--timings"]
+                started = time.perf_counter()
+                proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+                walls.append(time.perf_counter() - started)
+                if proc.returncode != 0:
+                    raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-2000:]}")
+                found = TIMINGS.search(proc.stderr)
+                breakdowns.append(found.group(1) if found else "")
+                answer = proc.stdout.splitlines()[0]
+            rows.append({"entry": entry, "backend": backend, "weights": path.name,
+                         "wall_seconds_median": round(statistics.median(walls), 2),
+                         "wall_seconds": [round(w, 2) for w in walls], "breakdowns": breakdowns, "answer": answer})
+            print(f"{entry:36s} {backend:5s} {path.name:16s} median {statistics.median(walls):5.2f} s  "
+                  f"[{breakdowns[len(breakdowns) // 2]}]", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=1000, help="MNIST test digits to render (%(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weights", type=Path, default=SEED / "cnn_model.keras",
+                        help="model to score (default: the notebook's seed model); a .keras file is converted "
+                             "to a checkpoint first, for the PyTorch timing")
+    parser.add_argument("--backend", choices=("torch", "keras"), default="torch", help="backend for the accuracy")
+    parser.add_argument("--image", type=Path, default=SEED / "imagen.png", help="the picture the timing predicts")
+    parser.add_argument("--timing-runs", type=int, default=3, help="runs per backend and entry point (0: no timing)")
+    parser.add_argument("--data-dir", default=None, help="holds MNIST/raw ($MNIST_DATA_DIR, else ./data)")
+    parser.add_argument("--keep", type=Path, default=None, help="write the renderings here (default: a temp dir)")
+    parser.add_argument("--output-dir", type=Path, default=Path("outputs"))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = args.weights
+        ckpt = weights
+        if weights.suffix == ".keras":
+            from lightning_mnist.convert import keras_to_checkpoint
+
+            ckpt = Path(tmp) / "seed.ckpt"
+            keras_to_checkpoint(weights, ckpt, check_images=1000, data_dir=args.data_dir)
+        result = accuracy(args, ckpt if args.backend == "torch" else weights, args.keep or Path(tmp) / "renderings")
+        result["weights"] = str(weights)
+        print(f"{result['count']} renderings, {args.backend} backend, weights {weights}")
+        print(f"  model on the same digits as MNIST pixels: {result['mnist_pixels_accuracy']:.2%}")
+        for mode, r in result["preprocessing"].items():
+            print(f"  --preprocess {mode:8s}: {r['accuracy']:.2%} ({r['correct']}/{result['count']}), "
+                  f"{r['ms_per_image']} ms an image; by style {r['by_style']}")
+        if args.timing_runs:
+            result["cli_timings"] = time_cli(args, {"torch": ckpt, "keras": weights})
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    out = args.output_dir / "predict_renderings.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

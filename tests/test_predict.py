@@ -1,0 +1,344 @@
+"""``python -m lightning_mnist predict``: MNIST-style preprocessing, both backends, k-fold ensembles, bad input.
+
+The weights are the notebook's own (``../shared/seed/cnn_model.keras``, 99.22 % on the
+MNIST test set), converted once to a Lightning checkpoint with ``convert``. The test
+pictures are MNIST test digits rendered the way users draw, scan or photograph them
+(:mod:`mnist_common.renderings`).
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO
+from mnist_common.images import BOX, SIZE, ImageError, prepare
+from mnist_common.renderings import STYLES, write_renderings
+
+SEED = REPO.parent / "shared" / "seed"
+SEED_KERAS = SEED / "cnn_model.keras"
+IMAGEN = SEED / "imagen.png"  # the notebook's custom image: a black 4 on a white 1368x1100 canvas
+RENDERINGS = 10 * len(STYLES)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture(scope="session")
+def seed_ckpt(tmp_path_factory, mnist_dir) -> Path:
+    """The notebook's model as a Lightning checkpoint, made by ``convert`` (checked on 1000 test images)."""
+    from lightning_mnist.convert import keras_to_checkpoint
+
+    path = tmp_path_factory.mktemp("weights") / "seed.ckpt"
+    report = keras_to_checkpoint(SEED_KERAS, path, check_images=1000, data_dir=mnist_dir)
+    assert report.ok
+    return path
+
+
+@pytest.fixture(scope="session")
+def renderings(tmp_path_factory, mnist):
+    """Ten pictures in each style of mnist_common.renderings, from seeded-random MNIST test digits."""
+    return write_renderings(mnist.test_images, mnist.test_labels, tmp_path_factory.mktemp("renderings"),
+                            count=RENDERINGS, seed=1)
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def make_bad_images(directory: Path) -> dict[str, str]:
+    """File name -> a fragment of the reason predict must give for it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    noise = Image.fromarray((np.random.default_rng(0).random((300, 300)) * 255).astype(np.uint8))
+    good = _png_bytes(noise)
+    (directory / "truncated.png").write_bytes(good[: len(good) // 2])
+    corrupt = bytearray(good)
+    corrupt[len(corrupt) // 2: len(corrupt) // 2 + 300] = bytes(300)
+    (directory / "corrupt.png").write_bytes(bytes(corrupt))
+    (directory / "empty.png").write_bytes(b"")
+    (directory / "notes.png").write_text("a text file with an image's name\n")
+    (directory / "folder.png").mkdir()
+    Image.new("RGB", (640, 480), (255, 255, 255)).save(directory / "blank.png")
+    Image.new("RGBA", (200, 200), (0, 0, 0, 0)).save(directory / "transparent.png")
+    noise.save(directory / "static.png")  # no plain border to tell a background by
+    paper = np.clip(0.8 + np.random.default_rng(1).normal(0, 0.04, (300, 400)), 0, 1)
+    Image.fromarray((paper * 255).astype(np.uint8)).save(directory / "paper_noise_only.png")
+    # a 100,000 x 100,000 PNG in a few hundred bytes: refused before any pixel is decoded
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 1, 0, 0, 0, 0)
+    (directory / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
+                                         + _chunk(b"IDAT", zlib.compress(bytes(10_000))) + _chunk(b"IEND", b""))
+    header = struct.pack(">IIBBBBB", 20_000, 5_000, 8, 0, 0, 0, 0)  # 100 megapixels
+    (directory / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
+                                         + _chunk(b"IDAT", zlib.compress(bytes(10_000))) + _chunk(b"IEND", b""))
+    return {
+        "missing.png": "no such file",
+        "folder.png": "directory",
+        "notes.png": "not an image",
+        "empty.png": "empty (0 bytes)",
+        "truncated.png": "truncated or corrupt",
+        "corrupt.png": "truncated or corrupt",
+        "blank.png": "nothing is drawn",
+        "transparent.png": "nothing is drawn",
+        "paper_noise_only.png": "nothing is drawn",
+        "static.png": "cannot tell the digit from the background",
+        "bomb.png": "refused",
+        "huge.png": "refused",
+    }
+
+
+def predict_files(paths, weights, backend: str, mode: str = "mnist") -> np.ndarray:
+    from lightning_mnist.predict import inspect_weights, load_predictor
+
+    predictor = load_predictor(inspect_weights(weights), backend)
+    return predictor.predict_proba(np.stack([prepare(p, mode).pixels for p in paths]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Preprocessing (framework-free)
+
+
+def _digit_picture(mnist, index: int, dark_on_light: bool, side: int = 300, canvas=(900, 700), at=(450, 100)):
+    big = Image.fromarray(mnist.test_images[index]).resize((side, side), Image.Resampling.BICUBIC)
+    ink = np.asarray(big, np.float32) / 255
+    page = np.zeros(canvas[::-1], np.float32)
+    page[at[1]:at[1] + side, at[0]:at[0] + side] = ink
+    page = 1 - page if dark_on_light else page
+    return Image.fromarray((page * 255).round().astype(np.uint8))
+
+
+def test_mnist_preprocessing_makes_an_mnist_digit(mnist, tmp_path):
+    """Either polarity gives the same 28x28: ink 1, fitted in 20x20, mass centred at (14, 14)."""
+    out = {}
+    for dark in (True, False):
+        path = tmp_path / f"{dark}.png"
+        _digit_picture(mnist, 0, dark).save(path)
+        prepared = prepare(path)
+        assert prepared.inverted is dark and prepared.size == (900, 700)
+        x = prepared.pixels
+        assert x.shape == (SIZE, SIZE) and x.dtype == np.float32 and x.min() >= 0 and x.max() == pytest.approx(1)
+        rows, cols = np.nonzero(x.max(1) > 0)[0], np.nonzero(x.max(0) > 0)[0]
+        assert max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) == BOX
+        ys, xs = np.mgrid[:SIZE, :SIZE]
+        assert abs((x * ys).sum() / x.sum() - 14) <= 0.5 and abs((x * xs).sum() / x.sum() - 14) <= 0.5
+        out[dark] = x
+    assert np.abs(out[True] - out[False]).max() < 1e-5
+    # the original MNIST digit is recovered closely
+    assert np.abs(out[True] - mnist.test_images[0] / 255).mean() < 0.05
+
+
+def test_transparency_palette_and_16_bit(mnist, tmp_path):
+    ref_path = tmp_path / "ref.png"
+    _digit_picture(mnist, 3, True).save(ref_path)
+    ref = prepare(ref_path).pixels
+    ink = 1 - np.asarray(Image.open(ref_path), np.float32) / 255
+    variants = {
+        # dark strokes on a transparent canvas whose hidden colour is black (what notebook-style loading gets wrong)
+        "rgba_dark.png": Image.fromarray(np.dstack([np.zeros(ink.shape + (3,), np.uint8),
+                                                    (ink * 255).round().astype(np.uint8)])),
+        # white strokes on a transparent canvas: composited on black, not on white
+        "rgba_light.png": Image.fromarray(np.dstack([np.full(ink.shape + (3,), 255, np.uint8),
+                                                     (ink * 255).round().astype(np.uint8)])),
+        "palette.png": Image.open(ref_path).convert("RGB").quantize(16),
+        "gray16.png": Image.fromarray(((1 - ink) * 65535).round().astype(np.uint16)),
+    }
+    for name, image in variants.items():
+        image.save(tmp_path / name)
+        assert np.abs(prepare(tmp_path / name).pixels - ref).mean() < 0.02, name
+
+
+def test_exif_orientation_is_applied(mnist, tmp_path):
+    upright = _digit_picture(mnist, 1, True)
+    upright.save(tmp_path / "upright.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display": the stored pixels are turned the other way
+    upright.rotate(90, expand=True).save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    assert np.abs(prepare(tmp_path / "phone.jpg").pixels - prepare(tmp_path / "upright.png").pixels).mean() < 0.03
+
+
+def test_notebook_preprocessing_is_the_notebooks(tmp_path):
+    """Grayscale, nearest-neighbour resize to 28x28 (keras.utils.load_img's default), 1 - x/255."""
+    prepared = prepare(IMAGEN, "notebook")
+    expected = 1 - np.asarray(Image.open(IMAGEN).convert("L").resize((28, 28), Image.Resampling.NEAREST)) / 255
+    assert prepared.pixels.dtype == np.float32 and np.allclose(prepared.pixels, expected)
+
+
+def test_bad_images_raise_one_line_errors(tmp_path):
+    expected = make_bad_images(tmp_path)
+    for name, reason in expected.items():
+        with pytest.raises(ImageError) as info:
+            prepare(tmp_path / name)
+        message = str(info.value)
+        assert "\n" not in message and str(tmp_path / name) in message and reason in message, message
+
+
+# ---------------------------------------------------------------------------------------------
+# Predictions with the notebook's weights
+
+
+def test_renderings_are_recognised(renderings, seed_ckpt, mnist):
+    """>= 97 % of varied pictures right with MNIST preprocessing; the notebook's preprocessing far behind."""
+    paths = [r.path for r in renderings]
+    labels = np.array([r.label for r in renderings])
+    right = {mode: predict_files(paths, seed_ckpt, "torch", mode).argmax(1) == labels for mode in ("mnist", "notebook")}
+    by_style = collections.defaultdict(list)
+    for r, ok in zip(renderings, right["mnist"]):
+        by_style[r.style].append(ok)
+    summary = {style: f"{sum(v)}/{len(v)}" for style, v in by_style.items()}
+    assert right["mnist"].mean() >= 0.97, summary
+    assert all(sum(v) >= len(v) - 2 for v in by_style.values()), summary
+    assert right["notebook"].mean() < right["mnist"].mean() - 0.3
+
+
+def test_both_backends_agree_on_every_weights_file(renderings, seed_ckpt):
+    """The notebook's 4 with torch and Keras, from the .keras file and the checkpoint: probabilities within 1e-5."""
+    from lightning_mnist.convert import load_classifier
+    from lightning_mnist.predict import _torch_checkpoint_network
+    import torch
+
+    paths = [IMAGEN] + [r.path for r in renderings[:24]]
+    probs = {(backend, Path(w).suffix): predict_files(paths, w, backend)
+             for backend in ("torch", "keras") for w in (seed_ckpt, SEED_KERAS)}
+    reference = probs[("keras", ".keras")]  # the notebook's own model in its own framework
+    for key, p in probs.items():
+        assert p.shape == (len(paths), 10) and np.allclose(p.sum(1), 1, atol=1e-5)
+        assert np.abs(p - reference).max() <= 1e-5, key
+        assert (p.argmax(1) == reference.argmax(1)).all(), key
+        assert p[0].argmax() == 4 and p[0, 4] > 0.99, key
+    # the checkpoint fast path (torch only) is MnistClassifier.predict_proba
+    x = torch.from_numpy(np.stack([prepare(p).pixels for p in paths])[:, None])
+    with torch.inference_mode():
+        fast = _torch_checkpoint_network(seed_ckpt)(x)
+        full = load_classifier(seed_ckpt).predict_proba(x)
+    assert torch.allclose(fast, full, atol=1e-6)
+
+
+def test_kfold_ensemble_averages_its_folds(seed_ckpt, tmp_path):
+    import torch
+
+    from lightning_mnist.predict import inspect_weights, load_predictor
+
+    # a second "fold": the seed checkpoint with its last layer's bias shifted towards class 7
+    checkpoint = torch.load(seed_ckpt, weights_only=True)
+    checkpoint["state_dict"]["network.dense2.bias"][7] += 8.0
+    (tmp_path / "folds").mkdir()
+    torch.save(checkpoint, tmp_path / "folds" / "fold_1.ckpt")
+    results = {"framework": "lightning", "num_folds": 2, "folds": [
+        {"fold": 0, "model_path": str(seed_ckpt)}, {"fold": 1, "model_path": "folds/fold_1.ckpt"}]}  # relative
+    (tmp_path / "cv_results.json").write_text(json.dumps(results))
+    x = np.stack([prepare(IMAGEN).pixels] * 2)
+    single = [load_predictor(inspect_weights(w), "torch").predict_proba(x) for w in (seed_ckpt, tmp_path / "folds" / "fold_1.ckpt")]
+    for where in (tmp_path / "cv_results.json", tmp_path):  # the file, or the run folder holding it
+        weights = inspect_weights(where)
+        assert weights.ensemble and weights.default_backend() == "torch" and len(weights.paths) == 2
+        ensemble = load_predictor(weights, "torch").predict_proba(x)
+        assert np.allclose(ensemble, (single[0] + single[1]) / 2, atol=1e-6)
+    # a Keras k-fold run (.keras fold models) runs on Keras by default
+    keras_results = {"framework": "keras", "folds": [{"fold": 0, "model_path": str(SEED_KERAS)}]}
+    (tmp_path / "keras_cv.json").write_text(json.dumps(keras_results))
+    assert inspect_weights(tmp_path / "keras_cv.json").default_backend() == "keras"
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("missing.ckpt", None, "no such file"),
+    ("empty.ckpt", b"", "empty file"),
+    ("garbage.ckpt", b"\x00not a checkpoint" * 50, "not a PyTorch checkpoint"),
+    ("garbage.keras", b"PK\x03\x04 not a zip" * 20, "not a .keras file"),
+    ("weights.h5", b"x", "expected a Lightning checkpoint"),
+    ("cv_results.json", b"{\"folds\": []}", "not a k-fold"),
+    ("broken.json", b"{not json", "not a readable k-fold"),
+    ("lost_folds.json", b"{\"folds\": [{\"model_path\": \"gone.ckpt\"}]}", "fold 0 model gone.ckpt: no such file"),
+])
+def test_bad_weights_fail_in_one_line(name, content, reason, tmp_path, capsys):
+    from lightning_mnist.predict import main
+
+    weights = tmp_path / name
+    if content is not None:
+        weights.write_bytes(content)
+    with pytest.raises(SystemExit) as info:
+        main([str(IMAGEN), "--weights", str(weights)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and reason in err[0], err
+
+
+def test_weights_of_another_model_are_refused(tmp_path, capsys):
+    import torch
+
+    from lightning_mnist.predict import main
+
+    torch.save({"state_dict": {"encoder.weight": torch.zeros(4, 4)}}, tmp_path / "other.ckpt")
+    with pytest.raises(SystemExit) as info:
+        main([str(IMAGEN), "--weights", str(tmp_path / "other.ckpt")])
+    assert info.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "other.ckpt" in line and "not a checkpoint of MnistClassifier" in line
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line, as real subprocesses
+
+
+def test_cli_predicts_good_files_and_reports_each_bad_one(run_module, seed_ckpt, renderings, tmp_path):
+    bad = make_bad_images(tmp_path / "bad")
+    good = [IMAGEN, renderings[0].path, renderings[1].path]
+    args = [good[0], *[tmp_path / "bad" / name for name in bad], *good[1:]]
+    proc = run_module("lightning_mnist", "predict", *args, "--weights", seed_ckpt, "--json",
+                      "--show", tmp_path / "figure.png", "--timings", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == len(bad), proc.stderr
+    for (name, reason), line in zip(bad.items(), errors):  # one line per bad file, in order
+        assert f"{tmp_path / 'bad' / name}: " in line and reason in line, line
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [row["image"] for row in rows] == [str(p) for p in good]
+    assert rows[0]["digit"] == 4 and rows[0]["probability"] > 0.99 and rows[0]["backend"] == "torch"
+    assert [row["digit"] for row in rows[1:]] == [r.label for r in renderings[:2]]
+    for row in rows:
+        assert len(row["probabilities"]) == 10 and abs(sum(row["probabilities"]) - 1) < 1e-5
+        assert row["probability"] == max(row["probabilities"])
+    assert Image.open(tmp_path / "figure.png").format == "PNG"
+    assert "timings:" in proc.stderr and "inference" in proc.stderr
+
+
+def test_cli_keras_backend_reads_the_notebooks_file(run_module, renderings):
+    """The notebook's .keras file runs on Keras by default; the text output is the notebook's."""
+    proc = run_module("lightning_mnist", "predict", IMAGEN, renderings[2].path, "--weights", SEED_KERAS)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"{IMAGEN}: 4 (probability 0.99") or lines[0].startswith(f"{IMAGEN}: 4 (probability 1.00")
+    assert lines[1].split()[0::2] == [f"{k}:" for k in range(10)]
+    assert lines[2].startswith(f"{renderings[2].path}: {renderings[2].label} ")
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_notebook_preprocessing_reproduces_the_notebook(run_module, seed_ckpt):
+    """The notebook printed class 4 with probability 0.9984 for imagen.png."""
+    proc = run_module("lightning_mnist", "predict", IMAGEN, "--weights", seed_ckpt, "--preprocess", "notebook",
+                      "--json")
+    [row] = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert row["digit"] == 4 and row["probability"] == pytest.approx(0.9984, abs=5e-4)
+    assert row["preprocess"] == "notebook"
+
+
+def test_cli_bad_weights_and_flags_fail_in_one_line(run_module, tmp_path):
+    from conftest import assert_one_line_error
+
+    (tmp_path / "broken.ckpt").write_bytes(b"PK\x03\x04" + bytes(100))
+    proc = run_module("lightning_mnist", "predict", IMAGEN, "--weights", tmp_path / "broken.ckpt", check=False)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "broken.ckpt")
+    assert proc.stdout == ""
