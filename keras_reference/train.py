@@ -43,11 +43,26 @@ def use_device() -> str:
     return f"GPU ({len(gpus)} visible)" if gpus else "CPU"
 
 
-def history_rows(history: dict[str, list[float]]) -> list[dict[str, float]]:
+class EpochTimer(keras.callbacks.Callback):
+    """Training seconds (validation included) at the end of each epoch, as Lightning's history has them."""
+
+    def on_train_begin(self, logs=None):
+        self.seconds, self._elapsed = [], 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._elapsed += time.perf_counter() - self._started
+        self.seconds.append(round(self._elapsed, 3))
+
+
+def history_rows(history: dict[str, list[float]], seconds: list[float] = ()) -> list[dict[str, float]]:
     """Keras' ``History.history`` (one list per metric) as the shared per-epoch rows."""
     epochs = len(history.get("loss", []))
-    return [{"epoch": e, **{ours: float(history[theirs][e]) for theirs, ours in HISTORY_KEYS.items()
-                            if theirs in history}} for e in range(epochs)]
+    return [{"epoch": e, **({"seconds": seconds[e]} if e < len(seconds) else {}),
+             **{ours: float(history[theirs][e]) for theirs, ours in HISTORY_KEYS.items() if theirs in history}}
+            for e in range(epochs)]
 
 
 def fit(model: "keras.Model", data: Data, config: Config, csv_path: str | os.PathLike,
@@ -58,13 +73,14 @@ def fit(model: "keras.Model", data: Data, config: Config, csv_path: str | os.Pat
     """
     early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
                                                    restore_best_weights=True)
+    timer = EpochTimer()
     history = model.fit(
         train_dataset(data.x_train, data.y_train, config.batch_size, config.seed, config.augment),
         validation_data=(data.x_val, data.y_val), validation_batch_size=EVAL_BATCH_SIZE,
         epochs=config.epochs, shuffle=False, verbose=verbose,  # shuffle=False: tf.data shuffles
-        callbacks=[early_stopping, keras.callbacks.CSVLogger(str(csv_path)), *callbacks],
+        callbacks=[early_stopping, timer, keras.callbacks.CSVLogger(str(csv_path)), *callbacks],
     )
-    return history_rows(history.history), early_stopping.best_epoch
+    return history_rows(history.history, timer.seconds), early_stopping.best_epoch
 
 
 def evaluate(model: "keras.Model", x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

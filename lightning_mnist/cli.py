@@ -6,8 +6,6 @@ directory gets ``results.json`` and ``curves.png``.
 
 from __future__ import annotations
 
-import importlib
-import sys
 import time
 
 import torch
@@ -15,7 +13,6 @@ import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from mnist_common.errors import exit_on_user_error
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, plot_curves, write_json
 from mnist_common.splits import DEFAULT_NUM_FOLDS
 from lightning_mnist.callbacks import EpochHistory, ResumeHint
@@ -156,24 +153,3 @@ class MnistCLI(LightningCLI):
             converted.cleanup()
             self._converted_dir = None
     # --- end of issue 5 ---
-
-
-# Commands that are not Trainer methods: name -> "module:function" taking the remaining argv.
-EXTRA_COMMANDS = {
-    "convert": "lightning_mnist.convert:main",
-    "predict": "lightning_mnist.predict:main",
-    "augment-preview": "lightning_mnist.data.preview:main",
-}
-
-
-@exit_on_user_error
-def main(args: list[str] | None = None) -> None:
-    args = sys.argv[1:] if args is None else args
-    if args and args[0] in EXTRA_COMMANDS:
-        module, function = EXTRA_COMMANDS[args[0]].split(":")
-        return getattr(importlib.import_module(module), function)(args[1:])
-    MnistCLI(args=args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,8 @@
 
 One schema for Lightning and Keras, so a user can put two runs side by side.
 ``history`` is a list with one dict per epoch:
-``{"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}``.
+``{"epoch", "seconds", "train_loss", "train_acc", "val_loss", "val_acc"}``, where
+``seconds`` counts training (validation included) from the start of the first epoch.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ class RunResults:
     wall_seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
+    peak_memory_mb: float = field(default_factory=lambda: peak_memory_mb())
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # bytes on macOS, KiB on Linux
 
 
 @dataclass
