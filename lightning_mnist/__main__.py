@@ -22,13 +22,13 @@ EXTRA_COMMANDS = {
 
 @exit_on_user_error
 def main(args: list[str] | None = None) -> None:
-    args = sys.argv[1:] if args is None else args
-    if args and args[0] in EXTRA_COMMANDS:
-        module, function = EXTRA_COMMANDS[args[0]].split(":")
-        return getattr(importlib.import_module(module), function)(args[1:])
+    argv = sys.argv[1:] if args is None else args
+    if argv and argv[0] in EXTRA_COMMANDS:
+        module, function = EXTRA_COMMANDS[argv[0]].split(":")
+        return getattr(importlib.import_module(module), function)(argv[1:])
     from lightning_mnist.cli import MnistCLI
 
-    MnistCLI(args=args)
+    MnistCLI(args=args)  # None: LightningCLI reads sys.argv itself
 
 
 if __name__ == "__main__":

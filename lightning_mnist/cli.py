@@ -33,6 +33,7 @@ class MnistCLI(LightningCLI):
             **kwargs.get("trainer_defaults", {}),
         }
         kwargs.setdefault("seed_everything_default", 42)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})  # re-running in one folder is fine
         super().__init__(MnistClassifier, MNISTDataModule, *args, trainer_class=MnistTrainer, **kwargs)
 
     @staticmethod
