@@ -57,9 +57,11 @@ class MnistClassifier(LightningModule):
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits, labels)
-        accuracy(logits, labels)
+        # update(), not forward(): only the epoch value is logged, so skip the per-batch compute
+        accuracy.update(logits, labels)
         sync = stage != "train"  # epoch-level validation/test numbers are exact under DDP
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=sync)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=sync,
+                 batch_size=len(labels))
         self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
