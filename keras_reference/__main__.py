@@ -11,14 +11,11 @@ import sys
 from pathlib import Path
 
 from keras_reference.config import CVConfig, TrainConfig, writable_dir
-from mnist_common.errors import UserError, exit_on_user_error
+from mnist_common.errors import ArgumentParser, UserError, exit_on_user_error
 from mnist_common.mnist import ensure_files
 from mnist_common.results import CURVES_FILE, CV_CURVES_FILE, CV_RESULTS_FILE, RESULTS_FILE
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and exit 2, like every other bad input
-        raise UserError(message)
 
 
 def _add_common(parser: argparse.ArgumentParser, defaults: TrainConfig | CVConfig) -> None:
@@ -42,7 +39,7 @@ def _add_common(parser: argparse.ArgumentParser, defaults: TrainConfig | CVConfi
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m keras_reference",
+    parser = ArgumentParser(prog="python -m keras_reference",
                      description="The notebook's Keras CNN: train once, or k-fold cross-validate.")
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from mnist_common.errors import UserError, exit_on_user_error
+from mnist_common.errors import ArgumentParser, UserError, exit_on_user_error
 from lightning_mnist.keras_weights import (
     KERAS_WEIGHT_NAMES, WEIGHTED_LAYERS, keras_to_state_dict, keras_weight_shapes, network_state_dict,
     state_dict_to_keras,
@@ -639,13 +639,10 @@ def _keras_to_checkpoint(keras_path, ckpt_path, check_images, data_dir) -> tuple
 # Command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and exit 2, like every other bad input
-        raise UserError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="python -m lightning_mnist convert",
         description="Convert between a Lightning checkpoint (.ckpt) and the notebook's Keras model (.keras). "
                     "The direction follows the file types. The result is checked on MNIST test images "

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_common.errors import EXIT_USER_ERROR, UserError, exit_on_user_error
+from mnist_common.errors import ArgumentParser, EXIT_USER_ERROR, UserError, exit_on_user_error
 from mnist_common.images import PREPROCESSINGS, ImageError, Prepared, prepare
 
 BACKENDS = ("auto", "torch", "keras")
@@ -325,13 +325,10 @@ def show(predictions: list[Prediction], out: Path, title: str) -> Path:
 # Command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and exit 2, like every other bad input
-        raise UserError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="python -m lightning_mnist predict",
         description="Predict the digit in PNG (or JPEG, ...) images with a Lightning checkpoint, the notebook's "
                     "Keras model or a k-fold ensemble, on PyTorch or Keras.")

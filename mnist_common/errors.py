@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from typing import Callable, TypeVar
@@ -34,3 +35,10 @@ def exit_on_user_error(main: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one-line :class:`UserError`s (exit 2), like every other bad input."""
+
+    def error(self, message: str):
+        raise UserError(message)

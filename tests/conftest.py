@@ -13,6 +13,8 @@ from mnist_common.mnist import DATA_DIR_ENV, resolve_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+if os.environ.get(DATA_DIR_ENV):  # absolute, for tests that change directory and for their subprocesses
+    os.environ[DATA_DIR_ENV] = str(Path(os.environ[DATA_DIR_ENV]).resolve())
 
 
 def pytest_collection_modifyitems(config, items):
@@ -31,8 +33,8 @@ def pytest_collection_modifyitems(config, items):
 def mnist_dir() -> Path:
     """Real MNIST: ``$MNIST_DATA_DIR`` (CI points it at ../shared/datasets), else that folder, else ./data."""
     if os.environ.get(DATA_DIR_ENV):
-        return resolve_data_dir()
-    return SHARED_DATASETS if SHARED_DATASETS.is_dir() else resolve_data_dir()
+        return resolve_data_dir().resolve()  # absolute: tests change directories
+    return SHARED_DATASETS if SHARED_DATASETS.is_dir() else resolve_data_dir().resolve()
 
 
 @pytest.fixture(scope="session")

@@ -140,7 +140,7 @@ def test_short_training_learns_and_writes_results(trained):
     assert results.framework == "keras" and results.epochs == len(results.history) == TRAIN_EPOCHS
     assert 0 <= results.best_epoch < TRAIN_EPOCHS
     assert [set(row) for row in results.history] == \
-        [{"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}] * TRAIN_EPOCHS
+        [{"epoch", "seconds", "train_loss", "train_acc", "val_loss", "val_acc"}] * TRAIN_EPOCHS
     out = Path(config.output_dir)
     for name in (RESULTS_FILE, CURVES_FILE, "history.csv", "history.json"):
         assert (out / name).stat().st_size > 0, name

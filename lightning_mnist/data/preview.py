@@ -7,10 +7,9 @@ the digits stay legible and the transforms vary from image to image.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
+from mnist_common.errors import ArgumentParser
 from mnist_common.mnist import load_mnist
 from mnist_common.results import plt
 from lightning_mnist.data.augment import NotebookAugmentation
@@ -18,7 +17,7 @@ from lightning_mnist.data.datamodule import to_tensor
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lightning_mnist augment-preview", description=__doc__)
+    parser = ArgumentParser(prog="python -m lightning_mnist augment-preview", description=__doc__)
     parser.add_argument("output", help="PNG file to write")
     parser.add_argument("--data_dir", default=None, help="MNIST folder (default $MNIST_DATA_DIR, else ./data)")
     parser.add_argument("--count", type=int, default=10, help="digits per row")
