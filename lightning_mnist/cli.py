@@ -7,6 +7,7 @@ directory gets ``results.json`` and ``curves.png``.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 import yaml
@@ -18,7 +19,7 @@ from mnist_common.splits import DEFAULT_NUM_FOLDS
 from lightning_mnist.callbacks import EpochHistory, ResumeHint
 from lightning_mnist.cv import MnistTrainer, cross_validate
 from lightning_mnist.data import MNISTDataModule
-from lightning_mnist.models import MnistClassifier, keras_parameter_count
+from lightning_mnist.models import MnistClassifier, MnistEnsemble, keras_parameter_count
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 DEFAULT_LOG_DIR = "runs"
@@ -93,7 +94,7 @@ class MnistCLI(LightningCLI):
     def after_fit(self) -> None:
         """Score the best checkpoint on the test set; write results.json and curves.png."""
         trainer = self.trainer
-        best = trainer.checkpoint_callback.best_model_path
+        best = str(Path(trainer.checkpoint_callback.best_model_path).resolve())
         history = list(self.history())  # before test(): loading the best checkpoint rewinds callback state
         tested = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=False)[0]
         run_dir = trainer.log_dir  # a collective under DDP: every rank must ask
@@ -124,6 +125,19 @@ class MnistCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         if subcommand in ("test", "validate"):
             self._convert_keras_ckpt_path(subcommand)
+            self._take_ensemble_ckpt_path(subcommand)
+
+    def _take_ensemble_ckpt_path(self, subcommand: str) -> None:
+        """``--ckpt_path .../cv_results.json``: test the k-fold ensemble that file describes."""
+        path = self.config[subcommand].get("ckpt_path")
+        self._ensemble_results = path if path and str(path).endswith(".json") else None
+        if self._ensemble_results:
+            self.config[subcommand]["ckpt_path"] = None  # the ensemble loads its own checkpoints
+
+    def before_test(self) -> None:
+        if getattr(self, "_ensemble_results", None):
+            self.model = MnistEnsemble.from_cv_results(self._ensemble_results)
+            print(f"testing the {len(self.model.members)}-fold ensemble of {self._ensemble_results}")
 
     def after_test(self) -> None:
         self._drop_converted_checkpoint()

@@ -60,7 +60,7 @@ def cross_validate(cli: MnistCLI) -> Path:
         tested = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
         best = history[cli.best_epoch()]
         folds.append(FoldResult(fold=fold, val_acc=best["val_acc"], val_loss=best["val_loss"], epochs=len(history),
-                                model_path=trainer.checkpoint_callback.best_model_path,
+                                model_path=str(Path(trainer.checkpoint_callback.best_model_path).resolve()),
                                 test_acc=tested["test/acc"], test_loss=tested["test/loss"], history=history))
         print(f"fold {fold}: val acc {best['val_acc']:.4f}, val loss {best['val_loss']:.4f}, "
               f"test acc {tested['test/acc']:.4f} ({len(history)} epochs)")

@@ -116,7 +116,15 @@ def test_cv_command_line_reports_fold_scores(run_module, tmp_path):
                       "--data.augment", "false")
     assert "fold 0: val acc" in proc.stdout and "fold 1: val acc" in proc.stdout
     assert "2-fold val acc" in proc.stdout and "ensemble test acc" in proc.stdout
-    assert (tmp_path / "runs/lightning/cv_0/cv_results.json").is_file()
+    results_path = tmp_path / "runs/lightning/cv_0/cv_results.json"
+    results = json.loads(results_path.read_text())
+
+    # the ensemble is usable afterwards: `test` scores it from its cv_results.json
+    tested = run_module("lightning_mnist", "test", "--ckpt_path", results_path, "--trainer.logger", "false",
+                        "--trainer.enable_progress_bar", "false")
+    assert "2-fold ensemble" in tested.stdout
+    [row] = [line for line in tested.stdout.splitlines() if "test/acc" in line]
+    assert float(row.split("│")[2]) == pytest.approx(results["ensemble_test_acc"], abs=1e-6)
 
 
 def test_augment_preview_writes_a_png(run_module, tmp_path):

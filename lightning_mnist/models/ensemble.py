@@ -9,17 +9,17 @@ from lightning.pytorch import LightningModule
 from torchmetrics.classification import MulticlassAccuracy
 
 from mnist_common.results import read_json
-from lightning_mnist.models.classifier import MnistClassifier
 
 
 class MnistEnsemble(LightningModule):
-    """Averages the softmax outputs of several :class:`MnistClassifier` checkpoints."""
+    """Averages the softmax outputs of several models (Lightning checkpoints or ``.keras`` files)."""
 
     def __init__(self, checkpoints: list[str]) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.members = torch.nn.ModuleList(
-            MnistClassifier.load_from_checkpoint(path, map_location="cpu").eval() for path in checkpoints)
+        from lightning_mnist.convert import load_classifier  # Lightning checkpoints or .keras files
+
+        self.members = torch.nn.ModuleList(load_classifier(path) for path in checkpoints)
         self.test_acc = MulticlassAccuracy(10, average="micro")
 
     @classmethod
