@@ -35,6 +35,20 @@ def test_parameters_are_drawn_per_image_on_the_batch_device(digits, device):
     assert ((out - same_digit).abs().mean((1, 2, 3)) < 0.15).all()
 
 
+def test_ranges_keep_their_keras_meaning():
+    torch.manual_seed(0)
+    zoom = NotebookAugmentation(rotation=0, zoom=0.05, shift=0, shear=0).matrices(4000)
+    assert torch.all(zoom[:, [0, 1], [1, 0]] == 0) and torch.all(zoom[:, :, 2] == 0)
+    zx, zy = zoom[:, 0, 0], zoom[:, 1, 1]
+    assert 0.95 <= zx.min() < 0.951 and 1.049 < zx.max() <= 1.05
+    assert abs(torch.corrcoef(torch.stack([zx, zy]))[0, 1]) < 0.05  # x and y zoom drawn independently
+    rotation = NotebookAugmentation(rotation=5, zoom=0, shift=0, shear=0).matrices(4000)
+    degrees = torch.rad2deg(torch.atan2(rotation[:, 1, 0], rotation[:, 0, 0]))
+    assert -5 <= degrees.min() < -4.99 and 4.99 < degrees.max() <= 5
+    shift = NotebookAugmentation(rotation=0, zoom=0, shift=0.05, shear=0).matrices(4000)[:, :, 2]
+    assert 0.099 < shift.abs().max() <= 0.1  # 5 % of the size = 0.1 of the normalised [-1, 1] span
+
+
 def test_zero_ranges_are_the_identity(digits):
     out = NotebookAugmentation(rotation=0, zoom=0, shift=0, shear=0)(digits)
     torch.testing.assert_close(out, digits, atol=1e-5, rtol=0)

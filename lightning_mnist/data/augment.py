@@ -1,15 +1,23 @@
-"""The notebook's ImageDataGenerator augmentation as batched tensor work (kornia).
+"""The notebook's ImageDataGenerator augmentation as batched tensor work.
 
 Parameters are drawn per image and applied to the whole batch at once on the
-batch's own device. The ranges keep Keras' meaning: rotation in degrees, x and
-y zoom drawn independently, shifts as fractions of the image size, shear in
-degrees, edge pixels repeated ("nearest" fill), no flips.
+batch's own device, with torch's own ``affine_grid`` and ``grid_sample``. The ranges
+keep Keras' meaning: rotation and shear in degrees, x and y zoom drawn
+independently, shifts as fractions of the image size, edge pixels repeated
+("nearest" fill), no flips; the matrix is built in Keras' order (rotation, shift,
+shear, zoom), mapping output pixels to input pixels as Keras does.
+
+Why not kornia's ``RandomAffine``, which does the same: it spends most of its time
+drawing parameters in Python, 0.58 ms for a batch of 32 on the CI's CPU (12.5 % of a
+4.6 ms training step), against about 0.2 ms here.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
-from kornia.augmentation import RandomAffine
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -19,15 +27,25 @@ class NotebookAugmentation(nn.Module):
     def __init__(self, rotation: float = 5.0, zoom: float = 0.05, shift: float = 0.05,
                  shear: float = 0.05) -> None:
         super().__init__()
-        self.affine = RandomAffine(
-            degrees=rotation,
-            translate=(shift, shift),
-            scale=(1 - zoom, 1 + zoom, 1 - zoom, 1 + zoom),  # x and y zoom drawn independently
-            shear=shear,
-            padding_mode="border",  # Keras' fill_mode="nearest"
-            p=1.0,  # kornia's default is 0.5; Keras transforms every image
-        )
+        self.rotation, self.zoom, self.shift, self.shear = rotation, zoom, shift, shear
+
+    def matrices(self, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``n`` random (2, 3) matrices in ``affine_grid``'s normalised coordinates."""
+        draws = torch.rand(6, n, device=device) * 2 - 1  # uniform in [-1, 1), one column per image
+        angle = draws[0] * math.radians(self.rotation)
+        shear = draws[1] * math.radians(self.shear)
+        zoom_x, zoom_y = 1 + draws[2] * self.zoom, 1 + draws[3] * self.zoom
+        shift_x, shift_y = draws[4] * 2 * self.shift, draws[5] * 2 * self.shift  # the image spans 2 units
+        cos, sin = angle.cos(), angle.sin()
+        # rotation @ shear @ zoom, with Keras' shear matrix [[1, -sin s], [0, cos s]]
+        linear = torch.stack([cos * zoom_x, -torch.sin(angle + shear) * zoom_y,
+                              sin * zoom_x, torch.cos(angle + shear) * zoom_y], 1).view(n, 2, 2)
+        # Keras shifts before shearing and zooming, so the shift is rotated too
+        offset = torch.stack([cos * shift_x - sin * shift_y, sin * shift_x + cos * shift_y], 1)
+        return torch.cat([linear, offset.unsqueeze(2)], 2)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.affine(images)
+        matrices = self.matrices(len(images), images.device).to(images.dtype)
+        grid = F.affine_grid(matrices, list(images.shape), align_corners=False)
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
