@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from mnist_common.mnist import load_mnist
-from mnist_common.results import plt, read_json
+from mnist_common.results import pyplot, read_json
 from mnist_common.splits import make_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,6 +78,7 @@ def run(name: str, command: list[str], out: Path, num_train: int, target: float)
 
 
 def plot(runs: list[dict], target: float, path: Path) -> None:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for run_ in runs:
         history = run_["history"]

@@ -47,11 +47,11 @@ import numpy as np
 
 from mnist_common.errors import ArgumentParser, EXIT_USER_ERROR, UserError, exit_on_user_error
 from mnist_common.images import PREPROCESSINGS, ImageError, Prepared, prepare
+from mnist_common.results import CV_RESULTS_FILE, pyplot
 
 BACKENDS = ("auto", "torch", "keras")
 CKPT_SUFFIX = ".ckpt"
 KERAS_SUFFIX = ".keras"
-CV_RESULTS_FILE = "cv_results.json"  # = mnist_common.results.CV_RESULTS_FILE (not imported: it loads matplotlib)
 SHOW_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 MAX_SHOWN = 40  # rows of a --show figure
 
@@ -288,11 +288,7 @@ class Prediction:
 
 def show(predictions: list[Prediction], out: Path, title: str) -> Path:
     """One row per image: the input, the 28x28 image the model saw, the ten probabilities."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = predictions[:MAX_SHOWN]
     fig, axes = plt.subplots(len(rows), 3, figsize=(10, 2.4 * len(rows)), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1, 2]})

@@ -15,11 +15,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 RESULTS_FILE = "results.json"
 CV_RESULTS_FILE = "cv_results.json"
@@ -105,6 +100,17 @@ def read_json(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+def pyplot():
+    """matplotlib's pyplot drawing to files only (no display), imported on first use:
+    reading or writing results must not pay for matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_curves(history: list[dict[str, float]], path: str | Path, title: str = "") -> Path:
     """The notebook's figure: accuracy and loss per epoch, training vs validation."""
     return _plot({"": history}, path, title)
@@ -116,6 +122,9 @@ def plot_cv_curves(histories: list[list[dict[str, float]]], path: str | Path, ti
 
 
 def _plot(histories: dict[str, list[dict[str, float]]], path: str | Path, title: str) -> Path:
+    from matplotlib.ticker import MaxNLocator
+
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("acc", "loss")):
         for i, (label, history) in enumerate(histories.items()):

@@ -11,7 +11,7 @@ import torch
 
 from mnist_common.errors import ArgumentParser
 from mnist_common.mnist import load_mnist
-from mnist_common.results import plt
+from mnist_common.results import pyplot
 from lightning_mnist.data.augment import NotebookAugmentation
 from lightning_mnist.data.datamodule import to_tensor
 
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{name}", type=float, default=default, help=f"range in {unit} (default {default})")
     args = parser.parse_args(argv)
 
+    plt = pyplot()
     torch.manual_seed(args.seed)
     images = to_tensor(load_mnist(args.data_dir).train_images[: args.count])
     augment = NotebookAugmentation(args.rotation, args.zoom, args.shift, args.shear)
