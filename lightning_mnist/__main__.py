@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from mnist_common.allocator import keep_freed_memory
 from mnist_common.errors import exit_on_user_error
 
 # Commands that are not Trainer methods: name -> "module:function" taking the remaining argv.
@@ -28,6 +29,7 @@ def main(args: list[str] | None = None) -> None:
         return getattr(importlib.import_module(module), function)(argv[1:])
     from lightning_mnist.cli import MnistCLI
 
+    keep_freed_memory()  # training: reuse freed activations instead of faulting in fresh pages
     MnistCLI(args=args)  # None: LightningCLI reads sys.argv itself
 
 
