@@ -9,12 +9,15 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
 from torch.optim.lr_scheduler import OneCycleLR
+from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_mnist.models.network import MnistCNN
 from lightning_mnist.models.optim import KerasAdam
 
 KERAS_ADAM_EPSILON = 1e-7
+NUM_CLASSES = 10
+STAGES = ("train", "val", "test")
 
 
 class MnistClassifier(LightningModule):
@@ -37,11 +40,14 @@ class MnistClassifier(LightningModule):
         self.network = network if network is not None else MnistCNN()
         if channels_last:
             self.network = self.network.to(memory_format=torch.channels_last)
-        num_classes = 10
-        # validate_args=False: the inputs are ours, and checking them costs time on every step
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        # One loss mean and one accuracy per stage, keyed by the names they are logged under
+        # (train/loss, train/acc, val/loss, ...). They accumulate on the device; validate_args=False
+        # and nan_strategy="disable" skip input checks that would cost time on every step.
+        self.metrics = nn.ModuleDict()
+        for stage in STAGES:
+            self.metrics[f"{stage}/loss"] = MeanMetric(nan_strategy="disable")
+            self.metrics[f"{stage}/acc"] = MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False)
+        self._unlogged_stages: set[str] = set()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of (N, 1, 28, 28) images scaled to [0, 1]."""
@@ -53,26 +59,41 @@ class MnistClassifier(LightningModule):
         """Class probabilities, as Keras' softmax output layer gives them."""
         return torch.softmax(self(x), dim=1)
 
-    def _shared_step(self, batch, stage: str, accuracy: MulticlassAccuracy) -> torch.Tensor:
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits, labels)
-        # update(), not forward(): only the epoch value is logged, so skip the per-batch compute
-        accuracy.update(logits, labels)
-        sync = stage != "train"  # epoch-level validation/test numbers are exact under DDP
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=sync,
-                 batch_size=len(labels))
-        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
+        self.metrics[f"{stage}/loss"].update(loss.detach(), len(labels))
+        self.metrics[f"{stage}/acc"].update(logits.detach(), labels)
+        if stage in self._unlogged_stages:
+            # Once per epoch is enough: Lightning keeps the Metric objects and computes, syncs and
+            # resets them at the epoch's end. self.log costs ~0.2 ms a call, 5% of a CPU step.
+            self._unlogged_stages.discard(stage)
+            self.log_dict({name: metric for name, metric in self.metrics.items() if name.startswith(f"{stage}/")},
+                          on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train", self.train_acc)
+        loss = self._shared_step(batch, "train")
+        every = self.trainer.log_every_n_steps
+        if every and (self.global_step + 1) % every == 0:  # the steps the trainer writes to its loggers
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._shared_step(batch, "val", self.val_acc)
+        self._shared_step(batch, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._shared_step(batch, "test", self.test_acc)
+        self._shared_step(batch, "test")
+
+    def on_train_epoch_start(self) -> None:
+        self._unlogged_stages.add("train")
+
+    def on_validation_epoch_start(self) -> None:
+        self._unlogged_stages.add("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._unlogged_stages.add("test")
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
