@@ -120,6 +120,8 @@ def test_interrupted_fit_resumes_with_ckpt_path_last(mnist_dir, tmp_path, run_mo
     [results_path] = results_of(tmp_path)
     results = json.loads(results_path.read_text())
     assert [row["epoch"] for row in results["history"]] == [0, 1, 2, 3]
+    # the epoch that resumed part-way still logs its training and validation metrics
+    assert all(set(row) >= {"train_loss", "train_acc", "val_loss", "val_acc"} for row in results["history"])
     assert results["epochs"] == 4 and results["test_acc"] > 0.5
 
 

@@ -97,3 +97,20 @@ def test_short_fit_on_a_subset_learns(mnist_dir, tmp_path):
     trainer.fit(model, datamodule=data)
     accuracy = trainer.test(model, datamodule=data, verbose=False)[0]["test/acc"]
     assert accuracy >= 0.88, accuracy  # measured 0.917; chance is 0.1
+
+
+def test_epoch_metrics_cover_every_batch_of_the_epoch(mnist_dir, tmp_path):
+    """Metrics are logged once per epoch; the values must still be over all images, not the first batch."""
+    data = MNISTDataModule(data_dir=str(mnist_dir), subset=2000, eval_batch_size=64)  # 200 images, 4 batches
+    model = MnistClassifier()
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    for _ in range(2):  # a second run must start from fresh metric states
+        logged = trainer.validate(model, datamodule=data, verbose=False)[0]
+    images, labels = data.datasets["val"].tensors
+    with torch.no_grad():
+        logits = model.eval()(images)
+    expected_loss = torch.nn.functional.cross_entropy(logits, labels).item()
+    expected_acc = (logits.argmax(1) == labels).float().mean().item()
+    assert len(labels) == 200
+    assert math.isclose(logged["val/loss"], expected_loss, rel_tol=1e-5)
+    assert math.isclose(logged["val/acc"], expected_acc, abs_tol=1e-6)

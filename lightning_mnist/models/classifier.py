@@ -62,9 +62,12 @@ class MnistClassifier(LightningModule):
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
-        loss = F.cross_entropy(logits, labels)
-        self.metrics[f"{stage}/loss"].update(loss.detach(), len(labels))
+        losses = F.cross_entropy(logits, labels, reduction="none")
+        # Per-image losses, not (batch mean, batch size): MeanMetric with nan_strategy="disable"
+        # ignores weights (torchmetrics 1.9), and a short last batch must weigh less.
+        self.metrics[f"{stage}/loss"].update(losses.detach())
         self.metrics[f"{stage}/acc"].update(logits.detach(), labels)
+        loss = losses.mean()
         if stage in self._unlogged_stages:
             # Once per epoch is enough: Lightning keeps the Metric objects and computes, syncs and
             # resets them at the epoch's end. self.log costs ~0.2 ms a call, 5% of a CPU step.
