@@ -12,11 +12,11 @@ from torch.optim.lr_scheduler import OneCycleLR
 from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from mnist_common.mnist import NUM_CLASSES
 from lightning_mnist.models.network import MnistCNN
 from lightning_mnist.models.optim import KerasAdam
 
 KERAS_ADAM_EPSILON = 1e-7
-NUM_CLASSES = 10
 STAGES = ("train", "val", "test")
 
 
