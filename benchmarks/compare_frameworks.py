@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from mnist_common.mnist import load_mnist
-from mnist_common.results import pyplot, read_json
+from mnist_common.figures import pyplot
+from mnist_common.results import read_json
 from mnist_common.splits import make_split
 
 REPO = Path(__file__).resolve().parents[1]

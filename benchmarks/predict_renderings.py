@@ -46,13 +46,13 @@ SEED = REPO.parent / "shared" / "seed"
 
 
 def accuracy(args, weights: Path, directory: Path) -> dict:
-    from lightning_mnist.predict import inspect_weights, load_predictor
+    from lightning_mnist.predictors import load_predictor
 
     mnist = load_mnist(args.data_dir)
     started = time.perf_counter()
     renderings = write_renderings(mnist.test_images, mnist.test_labels, directory, args.count, args.seed)
     render_s = time.perf_counter() - started
-    predictor = load_predictor(inspect_weights(weights), args.backend)
+    predictor = load_predictor(weights, args.backend)
     labels = np.array([r.label for r in renderings])
     ceiling = predictor.predict_proba(mnist.test_images[[r.index for r in renderings]] / np.float32(255)).argmax(1)
     out = {"count": len(renderings), "seed": args.seed, "weights": str(weights), "backend": args.backend,
@@ -89,8 +89,7 @@ TIMINGS = re.compile(r"^timings: (.*)$", re.M)
 def time_cli(args, weights: dict[str, Path]) -> list[dict]:
     rows = []
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    entries = {"python -m lightning_mnist predict": ["-m", "lightning_mnist", "predict"],
-               "python -m lightning_mnist.predict": ["-m", "lightning_mnist.predict"]}
+    entries = {"python -m lightning_mnist predict": ["-m", "lightning_mnist", "predict"]}
     for entry, prefix in entries.items():
         for backend, path in weights.items():
             walls, breakdowns = [], []
@@ -132,7 +131,7 @@ def main() -> None:
         weights = args.weights
         ckpt = weights
         if weights.suffix == ".keras":
-            from lightning_mnist.convert import keras_to_checkpoint
+            from lightning_mnist.conversion import keras_to_checkpoint
 
             ckpt = Path(tmp) / "seed.ckpt"
             keras_to_checkpoint(weights, ckpt, check_images=1000, data_dir=args.data_dir)

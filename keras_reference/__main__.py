@@ -36,6 +36,9 @@ def _add_common(parser: argparse.ArgumentParser, defaults: TrainConfig | CVConfi
     add("--data-dir", default=None, help="holds MNIST/raw ($MNIST_DATA_DIR, else ./data)")
     add("--output-dir", default=defaults.output_dir,
         help="where results, history and curves go (%(default)s)")
+    add("--architecture", default=defaults.architecture,
+        help="the network: a preset (notebook, keras_io, lenet5), a YAML/JSON description or a .keras file "
+             "(%(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 
-from mnist_common.frameworks import import_keras
+from keras_reference.backend import import_keras
 
 keras = import_keras()
 

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mnist_common.architecture import DEFAULT_PRESET, Architecture
 from mnist_common.errors import UserError
 from mnist_common.mnist import resolve_data_dir
 from mnist_common.splits import DEFAULT_NUM_FOLDS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION
@@ -38,9 +39,14 @@ class Config:
     augment: bool = False
     data_dir: str | None = None  # None: $MNIST_DATA_DIR, else ./data
     output_dir: str = "runs/keras"
+    architecture: str = DEFAULT_PRESET  # a preset, or a YAML/JSON description or .keras file
 
     def validate(self) -> None:
         """Raise :class:`UserError` for values no run can use (the subset's upper bound is the data's)."""
+        Architecture.load(self.architecture).require_mnist("training on MNIST")
+        self._validate_numbers()
+
+    def _validate_numbers(self) -> None:
         _at_least("epochs", self.epochs, 1)
         _at_least("batch size", self.batch_size, 1)
         _at_least("patience", self.patience, 0)

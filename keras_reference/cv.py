@@ -9,18 +9,19 @@ is then tested; the fold models' mean test probabilities give an ensemble score.
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 
 from keras_reference.config import CVConfig, writable_dir
 from keras_reference.data import load_data
+from keras_reference.files import save_model
 from keras_reference.model import new_model
 from keras_reference.train import EVAL_BATCH_SIZE, FRAMEWORK, HISTORY_CSV, HISTORY_JSON, evaluate, fit
-from mnist_common.frameworks import import_keras
+from keras_reference.backend import import_keras
 from mnist_common.mnist import load_mnist
-from mnist_common.results import CV_CURVES_FILE, CV_RESULTS_FILE, CVResults, FoldResult, plot_cv_curves, write_json
+from mnist_common.figures import plot_cv_curves
+from mnist_common.results import CV_CURVES_FILE, CV_RESULTS_FILE, CVResults, FoldResult, write_json
 
 keras = import_keras()
 
@@ -51,14 +52,14 @@ def cross_validate(config: CVConfig, callbacks: tuple = (), verbose: int | str =
         data = load_data(mnist=mnist, subset=config.subset, num_folds=config.folds, fold=k, seed=config.split_seed)
         keras.backend.clear_session()  # the previous fold's model is gone: nothing carries over
         keras.utils.set_random_seed(config.seed + k)  # each fold reproducible on its own
-        model = new_model(config.lr)
+        model = new_model(config.architecture, config.lr)
         history, best_epoch = fit(model, data, config, output_dir / f"fold_{k}_{HISTORY_CSV}", callbacks, verbose)
         val_loss, val_acc = evaluate(model, data.x_val, data.y_val)  # the restored best weights
         probabilities.append(model.predict(data.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0))
         test_loss, test_acc = scores(probabilities[-1], data.y_test)
         model_path = (model_dir / FOLD_MODEL.format(fold=k)).resolve()
-        model.save(model_path)
-        (output_dir / f"fold_{k}_{HISTORY_JSON}").write_text(json.dumps(history, indent=2) + "\n")
+        save_model(model, model_path)
+        write_json(history, output_dir / f"fold_{k}_{HISTORY_JSON}")
         folds.append(FoldResult(fold=k, val_acc=val_acc, val_loss=val_loss, epochs=len(history),
                                 model_path=str(model_path), test_acc=test_acc, test_loss=test_loss,
                                 history=history))

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_reference.augment import notebook_augmentation
-from mnist_common.frameworks import import_keras
+from keras_reference.backend import import_keras
 from mnist_common.mnist import MNIST, NUM_CLASSES, load_mnist
 from mnist_common.splits import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, Split, make_split
 
 import_keras()
-import tensorflow as tf  # noqa: E402  (only after import_keras, see mnist_common.frameworks)
+import tensorflow as tf  # noqa: E402  (Keras' backend, with its logging settings)
 
 
 @dataclass(frozen=True)

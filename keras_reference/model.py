@@ -1,57 +1,65 @@
-"""The notebook's CNN as a Keras 3 ``Sequential`` model (TensorFlow backend).
+"""Keras models built from an architecture description (``mnist_common.architecture``).
 
-Other parts of the project (the Lightning <-> ``.keras`` converter, parity tests)
-import :func:`build_model` to get exactly this architecture, so the layer list
-lives here once. Layer names are left to Keras, as in the notebook.
+Each description names its layers and settings exactly as Keras does, so a layer is
+``getattr(keras.layers, spec.type)(**spec.settings())``: the notebook's network is
+``build_model("notebook")``, keras-io's convnet ``build_model("keras_io")``, any YAML
+description or ``.keras`` file's architecture likewise. Other parts of the project (the
+Lightning <-> ``.keras`` conversion, parity tests) build their Keras side here too.
 """
 
 from __future__ import annotations
 
+import os
+import re
+
+import numpy as np
+
+from keras_reference.backend import import_keras
 from keras_reference.config import LEARNING_RATE
-from mnist_common.frameworks import import_keras
-from mnist_common.mnist import IMAGE_SIZE, NUM_CLASSES
+from mnist_common.architecture import Architecture
 
 keras = import_keras()
 
-INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)  # channels-last, as Keras and the notebook have it
-CONV_FILTERS = (32, 64)
-KERNEL_SIZE = 3
-POOL_SIZE = 2
-DENSE_UNITS = 128
-DROPOUT = 0.5
-NUM_PARAMS = 225_418
-NUM_TRAINABLE_PARAMS = 225_226
+
+def build_model(architecture: Architecture | str | os.PathLike | dict | None = None) -> "keras.Sequential":
+    """The Keras ``Sequential`` of ``architecture`` (default: the notebook's), freshly initialised, not compiled."""
+    architecture = Architecture.load(architecture)
+    layers = [getattr(keras.layers, layer.type)(**layer.settings()) for layer in architecture.layers]
+    name = re.sub(r"[^\w.-]", "_", architecture.name) or None
+    return keras.Sequential([keras.Input(shape=architecture.input_shape), *layers], name=name)
 
 
-def build_model() -> "keras.Sequential":
-    """Conv-ReLU-BN-Pool twice, then Dense-Dropout-Dense; 225,418 parameters, not compiled.
+def compile_model(model: "keras.Model", lr: float = LEARNING_RATE, from_logits: bool | None = None) -> "keras.Model":
+    """Compile as the notebook did: Adam(lr), categorical cross-entropy on one-hot labels, accuracy.
 
-    ReLU comes before BatchNormalization, as in the notebook. BatchNormalization
-    keeps Keras' defaults (momentum 0.99, epsilon 1e-3), which the Lightning port mirrors.
+    A model that does not end in a softmax gives logits; its loss is computed from them.
     """
-    layers = [keras.Input(shape=INPUT_SHAPE)]
-    for filters in CONV_FILTERS:
-        layers += [
-            keras.layers.Conv2D(filters, KERNEL_SIZE, activation="relu"),
-            keras.layers.BatchNormalization(),
-            keras.layers.MaxPooling2D(POOL_SIZE),
-        ]
-    layers += [
-        keras.layers.Flatten(),
-        keras.layers.Dense(DENSE_UNITS, activation="relu"),
-        keras.layers.Dropout(DROPOUT),
-        keras.layers.Dense(NUM_CLASSES, activation="softmax"),
-    ]
-    return keras.Sequential(layers)
-
-
-def compile_model(model: "keras.Model", lr: float = LEARNING_RATE) -> "keras.Model":
-    """Compile as the notebook did: Adam(lr), categorical cross-entropy on one-hot labels, accuracy."""
+    if from_logits is None:
+        from_logits = model.layers[-1].get_config().get("activation") != "softmax" \
+            and type(model.layers[-1]).__name__ != "Softmax"
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr),
-                  loss="categorical_crossentropy", metrics=["accuracy"])
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=from_logits), metrics=["accuracy"])
     return model
 
 
-def new_model(lr: float = LEARNING_RATE) -> "keras.Model":
+def new_model(architecture: Architecture | str | dict | None = None, lr: float = LEARNING_RATE) -> "keras.Model":
     """A freshly initialised, compiled model: what every training run and every CV fold starts from."""
-    return compile_model(build_model(), lr)
+    return compile_model(build_model(architecture), lr)
+
+
+def weighted_layers(model: "keras.Model") -> list:
+    return [layer for layer in model.layers if layer.weights]
+
+
+def set_layer_weights(model: "keras.Model", architecture: Architecture, weights: dict[str, list[np.ndarray]]) -> None:
+    """Load ``{Keras layer name in model.weights.h5: arrays}`` into a model of ``architecture``."""
+    names = [name for _, name, _ in architecture.weight_shapes()]
+    for layer, name in zip(weighted_layers(model), names, strict=True):
+        layer.set_weights(weights[name])
+
+
+def layer_weights(model: "keras.Model", architecture: Architecture) -> dict[str, list[np.ndarray]]:
+    """The model's weights as ``{Keras layer name in model.weights.h5: float32 arrays}``."""
+    names = [name for _, name, _ in architecture.weight_shapes()]
+    return {name: [np.asarray(w, dtype=np.float32) for w in layer.get_weights()]
+            for layer, name in zip(weighted_layers(model), names, strict=True)}

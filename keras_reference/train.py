@@ -8,7 +8,6 @@ end is a real held-out score (the notebook validated on the test set).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -17,12 +16,14 @@ import numpy as np
 
 from keras_reference.config import Config, TrainConfig, writable_dir
 from keras_reference.data import Data, load_data, train_dataset
+from keras_reference.backend import import_keras
+from keras_reference.files import save_model
 from keras_reference.model import new_model
-from mnist_common.frameworks import import_keras
-from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, plot_curves, write_json
+from mnist_common.figures import plot_curves
+from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
 
 keras = import_keras()
-import tensorflow as tf  # noqa: E402  (only after import_keras, see mnist_common.frameworks)
+import tensorflow as tf  # noqa: E402  (Keras' backend, with its logging settings)
 
 FRAMEWORK = "keras"
 EVAL_BATCH_SIZE = 500  # validation/test batch size: inference results do not depend on it
@@ -99,14 +100,14 @@ def train(config: TrainConfig, callbacks: tuple = (), verbose: int | str = 2) ->
     data = load_data(config.data_dir, subset=config.subset, val_fraction=config.val_fraction,
                      seed=config.split_seed)
     keras.utils.set_random_seed(config.seed)
-    model = new_model(config.lr)
+    model = new_model(config.architecture, config.lr)
     history, best_epoch = fit(model, data, config, output_dir / HISTORY_CSV, callbacks, verbose)
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
-    model.save(model_path)
+    save_model(model, model_path)
     results = RunResults(framework=FRAMEWORK, test_acc=test_acc, test_loss=test_loss, model_path=str(model_path),
                          epochs=len(history), best_epoch=best_epoch, wall_seconds=time.perf_counter() - start,
                          history=history, config=config.as_dict())
-    (output_dir / HISTORY_JSON).write_text(json.dumps(history, indent=2) + "\n")
+    write_json(history, output_dir / HISTORY_JSON)
     write_json(results, output_dir / RESULTS_FILE)
     plot_curves(history, output_dir / CURVES_FILE, title=f"Keras, test accuracy {test_acc:.2%}")
     return results, model

@@ -1,10 +1,5 @@
-"""The notebook's MNIST CNN on PyTorch Lightning."""
+"""Keras CNNs on PyTorch Lightning: the notebook's by default, any supported architecture on request."""
 
-import sys
+from lightning_mnist.frameworks import check_import_order
 
-if "tensorflow" in sys.modules and "triton" not in sys.modules:
-    # See mnist_common/frameworks.py: importing triton after TensorFlow segfaults.
-    raise ImportError(
-        "import lightning_mnist (or torch._dynamo) before tensorflow/keras, "
-        "or get Keras through mnist_common.frameworks.import_keras()"
-    )
+check_import_order()  # a one-line ImportError, not an abort later (see frameworks.py)

@@ -1,8 +1,10 @@
-"""``python -m lightning_mnist COMMAND``.
+"""``python -m lightning_mnist COMMAND [flags]``: every command, listed in one table.
 
-``fit``, ``validate``, ``test`` and ``cv`` are LightningCLI subcommands (see cli.py);
-``convert``, ``predict`` and ``augment-preview`` are small programs of their own. Lightning
-is imported only for the former, so ``predict`` answers without paying for it.
+``fit``, ``validate``, ``test`` and ``cv`` are LightningCLI subcommands
+(:mod:`lightning_mnist.training.cli`); the others are jsonargparse programs in
+:mod:`lightning_mnist.commands`. Each module is imported only when its command runs, so
+``predict`` does not pay for Lightning. Every command takes ``--help``, ``--config FILE``
+and ``--print_config``.
 """
 
 from __future__ import annotations
@@ -10,27 +12,43 @@ from __future__ import annotations
 import importlib
 import sys
 
-from mnist_common.allocator import keep_freed_memory
-from mnist_common.errors import exit_on_user_error
+from mnist_common.errors import EXIT_USER_ERROR, exit_on_user_error
 
-# Commands that are not Trainer methods: name -> "module:function" taking the remaining argv.
-EXTRA_COMMANDS = {
-    "convert": "lightning_mnist.convert:main",
-    "predict": "lightning_mnist.predict:main",
-    "augment-preview": "lightning_mnist.data.preview:main",
+PROG = "python -m lightning_mnist"
+TRAINER = "lightning_mnist.training.cli:main"
+# command -> ("module:function" taking the remaining argv, one-line summary)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "fit": (TRAINER, "train a network (the notebook's by default), then test its best checkpoint"),
+    "validate": (TRAINER, "score a checkpoint, .keras file or k-fold ensemble on the validation split"),
+    "test": (TRAINER, "score a checkpoint, .keras file or k-fold ensemble on the 10,000 test images"),
+    "cv": (TRAINER, "stratified k-fold cross-validation, a fresh model per fold, and their ensemble"),
+    "convert": ("lightning_mnist.commands.convert:main", "Lightning checkpoint <-> Keras .keras file, proven"),
+    "predict": ("lightning_mnist.commands.predict:main", "the digit in your own pictures, on PyTorch or Keras"),
+    "augment-preview": ("lightning_mnist.commands.augment_preview:main", "draw digits and augmented copies of them"),
 }
 
 
-@exit_on_user_error
-def main(args: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if args is None else args
-    if argv and argv[0] in EXTRA_COMMANDS:
-        module, function = EXTRA_COMMANDS[argv[0]].split(":")
-        return getattr(importlib.import_module(module), function)(argv[1:])
-    from lightning_mnist.cli import MnistCLI
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"usage: {PROG} COMMAND [--help] [--config FILE] [--print_config] [flags]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += ["", f"Run `{PROG} COMMAND --help` for a command's flags."]
+    return "\n".join(lines)
 
-    keep_freed_memory()  # training: reuse freed activations instead of faulting in fresh pages
-    MnistCLI(args=args)  # None: LightningCLI reads sys.argv itself
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return
+    if argv[0] not in COMMANDS:
+        print(usage(), file=sys.stderr)
+        print(f"error: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    module, function = COMMANDS[argv[0]][0].split(":")
+    target = getattr(importlib.import_module(module), function)
+    target(argv if module == TRAINER.split(":")[0] else argv[1:])  # LightningCLI takes the subcommand too
 
 
 if __name__ == "__main__":

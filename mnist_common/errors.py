@@ -8,6 +8,7 @@ import sys
 from typing import Callable, TypeVar
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -20,6 +21,12 @@ class UserError(Exception):
     """
 
 
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message``, for wrapping a library's exception into a one-line error."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:limit]
+
+
 def exit_on_user_error(main: F) -> F:
     """Decorate a ``main()`` so that a :class:`UserError` ends the process cleanly."""
 
@@ -28,11 +35,11 @@ def exit_on_user_error(main: F) -> F:
         try:
             return main(*args, **kwargs)
         except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper  # type: ignore[return-value]
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
+
+from mnist_common.files import write_text
 
 
 RESULTS_FILE = "results.json"
@@ -89,62 +91,11 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.pstdev(values)
 
 
-def write_json(obj: RunResults | CVResults, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(obj), indent=2, default=str) + "\n")
-    return path
+def write_json(obj: RunResults | CVResults | Any, path: str | Path) -> Path:
+    """Write a results dataclass (or plain data) as indented JSON, atomically."""
+    data = asdict(obj) if is_dataclass(obj) else obj
+    return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
-
-
-def pyplot():
-    """matplotlib's pyplot drawing to files only (no display), imported on first use:
-    reading or writing results must not pay for matplotlib."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_curves(history: list[dict[str, float]], path: str | Path, title: str = "") -> Path:
-    """The notebook's figure: accuracy and loss per epoch, training vs validation."""
-    return _plot({"": history}, path, title)
-
-
-def plot_cv_curves(histories: list[list[dict[str, float]]], path: str | Path, title: str = "") -> Path:
-    """One line pair per fold: validation solid, training dashed."""
-    return _plot({f"fold {k} ": h for k, h in enumerate(histories)}, path, title)
-
-
-def _plot(histories: dict[str, list[dict[str, float]]], path: str | Path, title: str) -> Path:
-    from matplotlib.ticker import MaxNLocator
-
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, metric in zip(axes, ("acc", "loss")):
-        for i, (label, history) in enumerate(histories.items()):
-            epochs = [row["epoch"] + 1 for row in history]
-            color = f"C{i}"
-            for stage, style in (("train", "--"), ("val", "-")):
-                values = [row.get(f"{stage}_{metric}", math.nan) for row in history]
-                ax.plot(epochs, values, style, color=color if len(histories) > 1 else None,
-                        marker="o", markersize=3, label=f"{label}{stage}")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("accuracy" if metric == "acc" else "loss")
-        ax.set_title(f"{'Accuracy' if metric == 'acc' else 'Loss'}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

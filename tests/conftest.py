@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
+import lightning_mnist  # noqa: F401  torch's half first: these tests use both frameworks in one process
+from lightning_mnist.frameworks import import_keras
 from mnist_common.mnist import DATA_DIR_ENV, resolve_data_dir
+
+import_keras()  # whichever test module imports Keras first, it comes after torch (keras_reference/backend.py)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
-from lightning_mnist.cli import MnistCLI
+from lightning_mnist.training.cli import MnistCLI
 from lightning_mnist.data import MNISTDataModule, NotebookAugmentation
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
@@ -91,12 +91,12 @@ class WeightRecorder(Callback):
         self.starts, self.ends, self.models, self.optimizers = [], [], [], []
 
     def on_train_start(self, trainer, pl_module):
-        self.starts.append(pl_module.network.conv1.weight.detach().clone())
+        self.starts.append(pl_module.network.conv2d.weight.detach().clone())
         self.models.append(id(pl_module))
         self.optimizers.append(id(trainer.optimizers[0]))
 
     def on_train_end(self, trainer, pl_module):
-        self.ends.append(pl_module.network.conv1.weight.detach().clone())
+        self.ends.append(pl_module.network.conv2d.weight.detach().clone())
 
 
 def test_cv_trains_every_fold_from_a_fresh_model_and_writes_results(mnist_dir, tmp_path, monkeypatch):

@@ -27,7 +27,7 @@ def results_of(tmp_path: Path) -> list[Path]:
 
 def test_fit_writes_results_curves_and_checkpoints(run_module, tmp_path):
     proc = run_module("lightning_mnist", "fit", *QUICK)
-    assert "parameters as Keras counts them: 225,418" in proc.stdout
+    assert "225,418 parameters as Keras counts them" in proc.stdout
     [results_path] = results_of(tmp_path)
     results = json.loads(results_path.read_text())
     assert results["framework"] == "lightning" and results["epochs"] == 1

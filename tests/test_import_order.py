@@ -1,7 +1,9 @@
-"""Both frameworks in one process: every import order a user can reach must not crash.
+"""Both frameworks in one process: every import order a user can reach works or says what to do; none aborts.
 
-With torch's CUDA build and TensorFlow together, importing TensorFlow before triton
-(pulled in by torch.optim and torch.compile) segfaults (REFERENCE.md, "Traps").
+With a torch that ships triton and TensorFlow together, importing TensorFlow before triton
+(pulled in by torch.optim and torch.compile) aborts the process (keras_reference/backend.py).
+Each case runs in a fresh interpreter; "without triton" hides triton the way a CPU-only
+torch build lacks it.
 """
 
 from __future__ import annotations
@@ -17,35 +19,54 @@ from conftest import REPO
 USE_BOTH = """
 import torch
 model = MnistClassifier()
-model.configure_optimizers().step()          # torch.optim: imports triton
+model.configure_optimizers().step()          # torch.optim: loads triton where there is one
 keras_model = build_model()
 probabilities = keras_model(torch.rand(2, 28, 28, 1).numpy())
-print("ok", tuple(probabilities.shape))
+print("ok", tuple(probabilities.shape), "triton" in sys.modules)
 """
+WITHOUT_TRITON = "import sys\nsys.modules['triton'] = None  # as on a CPU-only torch build\n"
 
-ORDERS = {
-    "keras first": "from keras_reference.model import build_model\nfrom lightning_mnist.models import MnistClassifier",
+WORKING_ORDERS = {
     "lightning first": "from lightning_mnist.models import MnistClassifier\nfrom keras_reference.model import build_model",
-    "keras via import_keras, then torch.compile": (
-        "from mnist_common.frameworks import import_keras\nimport_keras()\nimport torch\n"
+    "import_keras, then torch.compile": (
+        "from lightning_mnist.frameworks import import_keras\nimport_keras()\nimport torch\n"
         "torch.compile(torch.nn.Linear(2, 2))\nfrom keras_reference.model import build_model\n"
+        "from lightning_mnist.models import MnistClassifier"),
+    "torch first, then keras_reference": (
+        "import torch\nfrom keras_reference.model import build_model\nfrom lightning_mnist.models import MnistClassifier"),
+    "without triton, keras_reference first": (
+        WITHOUT_TRITON + "from keras_reference.model import build_model\n"
+        "from lightning_mnist.models import MnistClassifier"),
+    "without triton, tensorflow first": (
+        WITHOUT_TRITON + "import tensorflow\nfrom keras_reference.backend import import_keras\nimport_keras()\n"
+        "import lightning_mnist\nfrom keras_reference.model import build_model\n"
         "from lightning_mnist.models import MnistClassifier"),
 }
 
 
-def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+def run_python(code: str, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *flags, "-c", textwrap.dedent(code)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
 
 
-@pytest.mark.parametrize("imports", ORDERS.values(), ids=ORDERS.keys())
-def test_both_frameworks_in_one_process_do_not_crash(imports):
-    proc = run_python(imports + "\n" + USE_BOTH)
-    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])  # -11 / 139 would be the segfault
+@pytest.mark.parametrize("imports", WORKING_ORDERS.values(), ids=WORKING_ORDERS.keys())
+def test_both_frameworks_in_one_process_work(imports):
+    proc = run_python("import sys\n" + imports + "\n" + USE_BOTH)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])  # 134 would be the abort
     assert "ok (2, 10)" in proc.stdout
 
 
-def test_tensorflow_imported_by_hand_first_gets_a_clear_error_not_a_segfault():
-    proc = run_python("import tensorflow\nimport lightning_mnist")
-    assert proc.returncode == 1
-    assert "ImportError: import lightning_mnist (or torch._dynamo) before tensorflow" in proc.stderr
+@pytest.mark.parametrize("first", ["import tensorflow", "import keras_reference.model",
+                                   "from keras_reference.backend import import_keras\nimport_keras()"])
+def test_tensorflow_before_lightning_mnist_is_a_clear_import_error_not_an_abort(first):
+    proc = run_python(f"{first}\nimport lightning_mnist")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    [line] = [line for line in proc.stderr.splitlines() if line.startswith("ImportError")]
+    assert "import lightning_mnist (or torch._dynamo) before tensorflow, keras or keras_reference" in line
+
+
+def test_keras_only_processes_never_import_torch():
+    proc = run_python("import tensorflow\nimport keras_reference.model, keras_reference.train, keras_reference.cv\n"
+                      "import sys\nprint(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

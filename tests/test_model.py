@@ -5,48 +5,70 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 from lightning.pytorch import Trainer, seed_everything
 
+from mnist_common.architecture import Architecture
 from lightning_mnist.data import MNISTDataModule
-from lightning_mnist.models import KerasAdam, MnistClassifier, MnistCNN, keras_parameter_count
+from lightning_mnist.models import KerasAdam, KerasNetwork, MnistClassifier, keras_parameter_count
+from lightning_mnist.models.initializers import initialize_
+
+NOTEBOOK = Architecture.load("notebook")
+
+
+def notebook_network() -> KerasNetwork:
+    return KerasNetwork(NOTEBOOK)
 
 
 def test_parameter_count_matches_keras():
-    assert keras_parameter_count(MnistCNN()) == (225_226, 192)
+    assert keras_parameter_count(notebook_network()) == (225_226, 192) == NOTEBOOK.parameter_count()
 
 
 def test_layer_output_shapes_follow_the_notebook():
-    net = MnistCNN().eval()
+    net = notebook_network().eval()
     shapes = {}
-    for name in ("conv1", "bn1", "conv2", "bn2", "flatten", "dense1", "dense2"):
+    for name in ("conv2d", "batch_normalization", "conv2d_1", "batch_normalization_1", "flatten", "dense", "dense_1"):
         getattr(net, name).register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:])))
     out = net(torch.rand(4, 1, 28, 28))
     assert out.shape == (4, 10)
-    assert shapes == {"conv1": (32, 26, 26), "bn1": (32, 26, 26), "conv2": (64, 11, 11), "bn2": (64, 11, 11),
-                      "flatten": (1600,), "dense1": (128,), "dense2": (10,)}
+    assert shapes == {"conv2d": (32, 26, 26), "batch_normalization": (32, 26, 26), "conv2d_1": (64, 11, 11),
+                      "batch_normalization_1": (64, 11, 11), "flatten": (1600,), "dense": (128,), "dense_1": (10,)}
+    # the same shapes the description infers, channels last
+    assert [NOTEBOOK.shapes[i] for i in (0, 1, 3, 4, 6, 7, 9)] == \
+        [(26, 26, 32), (26, 26, 32), (11, 11, 64), (11, 11, 64), (1600,), (128,), (10,)]
 
 
 def test_relu_comes_before_batchnorm():
-    net = MnistCNN().eval()
+    net = notebook_network().eval()
     seen = []
-    net.bn1.register_forward_hook(lambda m, inputs, o: seen.append(inputs[0].min().item()))
-    net.bn2.register_forward_hook(lambda m, inputs, o: seen.append(inputs[0].min().item()))
+    for bn in (net.batch_normalization, net.batch_normalization_1):
+        bn.register_forward_hook(lambda m, inputs, o: seen.append(inputs[0].min().item()))
     net(torch.rand(8, 1, 28, 28) - 0.5)
-    assert seen and min(seen) >= 0.0  # BatchNorm only ever sees rectified activations
+    assert len(seen) == 2 and min(seen) >= 0.0  # BatchNorm only ever sees rectified activations
 
 
 def test_flatten_uses_keras_height_width_channel_order():
     x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)  # N, C, H, W
     expected = x.numpy().transpose(0, 2, 3, 1).reshape(2, -1)  # what Keras flattens from N, H, W, C
-    assert np.array_equal(MnistCNN().flatten(x).numpy(), expected)
-    assert np.array_equal(MnistCNN().flatten(x.contiguous(memory_format=torch.channels_last)).numpy(), expected)
+    flatten = notebook_network().flatten
+    assert np.array_equal(flatten(x).numpy(), expected)
+    assert np.array_equal(flatten(x.contiguous(memory_format=torch.channels_last)).numpy(), expected)
+
+
+def test_final_softmax_is_left_to_the_classifier():
+    net = notebook_network().eval()
+    x = torch.rand(16, 1, 28, 28)
+    logits = net(x)
+    assert not torch.allclose(logits.sum(1), torch.ones(16))  # logits, not probabilities
+    assert torch.allclose(net.keras_outputs(x), torch.softmax(logits, 1))
+    assert torch.allclose(MnistClassifier().eval().predict_proba(x).sum(1), torch.ones(16))
 
 
 def test_keras_initialisers_and_batchnorm_settings():
     torch.manual_seed(0)
-    net = MnistCNN()
-    for layer in (net.conv1, net.conv2, net.dense1, net.dense2):
+    net = notebook_network()
+    for layer in (net.conv2d, net.conv2d_1, net.dense, net.dense_1):
         weight = layer.weight.detach()
         fan_in = weight[0].numel()
         fan_out = weight.shape[0] * weight[0, 0].numel() if weight.dim() == 4 else weight.shape[0]
@@ -54,10 +76,26 @@ def test_keras_initialisers_and_batchnorm_settings():
         assert weight.abs().max() <= limit
         assert abs(weight.std().item() - limit / math.sqrt(3)) < 0.1 * limit / math.sqrt(3)
         assert torch.count_nonzero(layer.bias) == 0
-    for bn in (net.bn1, net.bn2):
-        assert bn.eps == 1e-3 and bn.momentum == 0.01  # Keras' epsilon and momentum 0.99
+    for bn in (net.batch_normalization, net.batch_normalization_1):
+        assert bn.eps == 1e-3 and bn.momentum == pytest.approx(0.01)  # Keras' epsilon and momentum 0.99
         assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+        assert torch.all(bn.running_mean == 0) and torch.all(bn.running_var == 1)
     assert net.dropout.p == 0.5
+
+
+@pytest.mark.parametrize("initializer, expected_std", [
+    ("he_normal", math.sqrt(2 / 300)), ("lecun_uniform", math.sqrt(1 / 300)), ("glorot_normal", math.sqrt(2 / 400)),
+    ({"class_name": "RandomNormal", "config": {"mean": 0.0, "stddev": 0.01}}, 0.01),
+    ({"class_name": "VarianceScaling", "config": {"scale": 3.0, "mode": "fan_out", "distribution": "uniform"}},
+     math.sqrt(3 / 100)),
+])
+def test_keras_initializers_draw_with_keras_spreads(initializer, expected_std):
+    """Keras' fans for a (out=100, in=300) kernel; truncated normals cut at two standard deviations."""
+    torch.manual_seed(0)
+    weight = initialize_(torch.empty(100, 300), initializer)
+    assert abs(weight.std().item() - expected_std) < 0.05 * expected_std
+    if isinstance(initializer, str) and initializer.endswith("normal"):
+        assert weight.abs().max() <= 2 * expected_std / 0.87962566 + 1e-6
 
 
 def test_optimizer_is_adam_with_keras_epsilon():

@@ -36,10 +36,10 @@ RENDERINGS = 10 * len(STYLES)
 @pytest.fixture(scope="session")
 def seed_ckpt(tmp_path_factory, mnist_dir) -> Path:
     """The notebook's model as a Lightning checkpoint, made by ``convert`` (checked on 1000 test images)."""
-    from lightning_mnist.convert import keras_to_checkpoint
+    from lightning_mnist.conversion import keras_to_checkpoint
 
     path = tmp_path_factory.mktemp("weights") / "seed.ckpt"
-    report = keras_to_checkpoint(SEED_KERAS, path, check_images=1000, data_dir=mnist_dir)
+    report, _ = keras_to_checkpoint(SEED_KERAS, path, check_images=1000, data_dir=mnist_dir)
     assert report.ok
     return path
 
@@ -102,9 +102,9 @@ def make_bad_images(directory: Path) -> dict[str, str]:
 
 
 def predict_files(paths, weights, backend: str, mode: str = "mnist") -> np.ndarray:
-    from lightning_mnist.predict import inspect_weights, load_predictor
+    from lightning_mnist.predictors import load_predictor
 
-    predictor = load_predictor(inspect_weights(weights), backend)
+    predictor = load_predictor(weights, backend)
     return predictor.predict_proba(np.stack([prepare(p, mode).pixels for p in paths]))
 
 
@@ -206,9 +206,9 @@ def test_renderings_are_recognised(renderings, seed_ckpt, mnist):
 
 def test_both_backends_agree_on_every_weights_file(renderings, seed_ckpt):
     """The notebook's 4 with torch and Keras, from the .keras file and the checkpoint: probabilities within 1e-5."""
-    from lightning_mnist.convert import load_classifier
-    from lightning_mnist.predict import _torch_checkpoint_network
     import torch
+
+    from lightning_mnist.checkpoints import load_classifier, load_networks
 
     paths = [IMAGEN] + [r.path for r in renderings[:24]]
     probs = {(backend, Path(w).suffix): predict_files(paths, w, backend)
@@ -219,38 +219,37 @@ def test_both_backends_agree_on_every_weights_file(renderings, seed_ckpt):
         assert np.abs(p - reference).max() <= 1e-5, key
         assert (p.argmax(1) == reference.argmax(1)).all(), key
         assert p[0].argmax() == 4 and p[0, 4] > 0.99, key
-    # the checkpoint fast path (torch only) is MnistClassifier.predict_proba
+    # the fast path (torch only, no Lightning) is MnistClassifier.predict_proba
     x = torch.from_numpy(np.stack([prepare(p).pixels for p in paths])[:, None])
+    [network], classifier = load_networks(seed_ckpt), load_classifier(seed_ckpt)
     with torch.inference_mode():
-        fast = _torch_checkpoint_network(seed_ckpt)(x)
-        full = load_classifier(seed_ckpt).predict_proba(x)
-    assert torch.allclose(fast, full, atol=1e-6)
+        full = classifier.predict_proba(x)
+    assert torch.allclose(torch.softmax(network(x), 1), full, atol=1e-6)
 
 
 def test_kfold_ensemble_averages_its_folds(seed_ckpt, tmp_path):
     import torch
 
-    from lightning_mnist.predict import inspect_weights, load_predictor
+    from lightning_mnist.predictors import load_predictor, resolve
 
     # a second "fold": the seed checkpoint with its last layer's bias shifted towards class 7
     checkpoint = torch.load(seed_ckpt, weights_only=True)
-    checkpoint["state_dict"]["network.dense2.bias"][7] += 8.0
+    checkpoint["state_dict"]["network.dense_1.bias"][7] += 8.0
     (tmp_path / "folds").mkdir()
     torch.save(checkpoint, tmp_path / "folds" / "fold_1.ckpt")
     results = {"framework": "lightning", "num_folds": 2, "folds": [
         {"fold": 0, "model_path": str(seed_ckpt)}, {"fold": 1, "model_path": "folds/fold_1.ckpt"}]}  # relative
     (tmp_path / "cv_results.json").write_text(json.dumps(results))
     x = np.stack([prepare(IMAGEN).pixels] * 2)
-    single = [load_predictor(inspect_weights(w), "torch").predict_proba(x) for w in (seed_ckpt, tmp_path / "folds" / "fold_1.ckpt")]
+    single = [load_predictor(w, "torch").predict_proba(x) for w in (seed_ckpt, tmp_path / "folds" / "fold_1.ckpt")]
     for where in (tmp_path / "cv_results.json", tmp_path):  # the file, or the run folder holding it
-        weights = inspect_weights(where)
-        assert weights.ensemble and weights.default_backend() == "torch" and len(weights.paths) == 2
-        ensemble = load_predictor(weights, "torch").predict_proba(x)
-        assert np.allclose(ensemble, (single[0] + single[1]) / 2, atol=1e-6)
+        predictor = load_predictor(where)
+        assert predictor.ensemble and predictor.backend == "torch" and len(predictor.paths) == 2
+        assert np.allclose(predictor.predict_proba(x), (single[0] + single[1]) / 2, atol=1e-6)
     # a Keras k-fold run (.keras fold models) runs on Keras by default
     keras_results = {"framework": "keras", "folds": [{"fold": 0, "model_path": str(SEED_KERAS)}]}
     (tmp_path / "keras_cv.json").write_text(json.dumps(keras_results))
-    assert inspect_weights(tmp_path / "keras_cv.json").default_backend() == "keras"
+    assert resolve(tmp_path / "keras_cv.json")[2] == "keras"
 
 
 @pytest.mark.parametrize("name, content, reason", [
@@ -261,10 +260,10 @@ def test_kfold_ensemble_averages_its_folds(seed_ckpt, tmp_path):
     ("weights.h5", b"x", "expected a Lightning checkpoint"),
     ("cv_results.json", b"{\"folds\": []}", "not a k-fold"),
     ("broken.json", b"{not json", "not a readable k-fold"),
-    ("lost_folds.json", b"{\"folds\": [{\"model_path\": \"gone.ckpt\"}]}", "fold 0 model gone.ckpt: no such file"),
+    ("lost_folds.json", b"{\"folds\": [{\"model_path\": \"gone.ckpt\"}]}", "fold 0 model"),
 ])
 def test_bad_weights_fail_in_one_line(name, content, reason, tmp_path, capsys):
-    from lightning_mnist.predict import main
+    from lightning_mnist.commands.predict import main
 
     weights = tmp_path / name
     if content is not None:
@@ -279,14 +278,30 @@ def test_bad_weights_fail_in_one_line(name, content, reason, tmp_path, capsys):
 def test_weights_of_another_model_are_refused(tmp_path, capsys):
     import torch
 
-    from lightning_mnist.predict import main
+    from lightning_mnist.commands.predict import main
 
     torch.save({"state_dict": {"encoder.weight": torch.zeros(4, 4)}}, tmp_path / "other.ckpt")
     with pytest.raises(SystemExit) as info:
         main([str(IMAGEN), "--weights", str(tmp_path / "other.ckpt")])
     assert info.value.code == 2
     [line] = capsys.readouterr().err.strip().splitlines()
-    assert "other.ckpt" in line and "not a checkpoint of MnistClassifier" in line
+    assert "other.ckpt" in line and "records no architecture" in line
+
+
+def test_a_network_that_does_not_take_digits_is_refused(tmp_path, capsys):
+    from lightning_mnist.checkpoints import save_checkpoint
+    from lightning_mnist.commands.predict import main
+    from lightning_mnist.models import KerasNetwork
+    from mnist_common.architecture import Architecture
+
+    rgb = Architecture.from_config({"input_shape": [32, 32, 3], "layers": [{"type": "Flatten"},
+                                                                          {"type": "Dense", "units": 10}]})
+    save_checkpoint(tmp_path / "rgb.ckpt", rgb, KerasNetwork(rgb).state_dict())
+    with pytest.raises(SystemExit) as info:
+        main([str(IMAGEN), "--weights", str(tmp_path / "rgb.ckpt")])
+    assert info.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "takes 32x32x3 inputs; predict prepares 28x28 grayscale digits" in line
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,6 +320,10 @@ def test_cli_predicts_good_files_and_reports_each_bad_one(run_module, seed_ckpt,
     for (name, reason), line in zip(bad.items(), errors):  # one line per bad file, in order
         assert f"{tmp_path / 'bad' / name}: " in line and reason in line, line
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    failed = [row for row in rows if "error" in row]  # every bad file gets a JSON record too
+    assert [(row["image"], bad[Path(row["image"]).name] in row["error"]) for row in failed] == \
+        [(str(tmp_path / "bad" / name), True) for name in bad]
+    rows = [row for row in rows if "error" not in row]
     assert [row["image"] for row in rows] == [str(p) for p in good]
     assert rows[0]["digit"] == 4 and rows[0]["probability"] > 0.99 and rows[0]["backend"] == "torch"
     assert [row["digit"] for row in rows[1:]] == [r.label for r in renderings[:2]]

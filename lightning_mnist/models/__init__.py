@@ -1,8 +1,8 @@
 """The network, the LightningModule and their helpers.
 
-The names are imported lazily (PEP 562): ``from lightning_mnist.models import MnistCNN``
-(or ``lightning_mnist.models.network``) loads torch only, so commands that just run
-the network, such as ``predict``, do not pay for importing Lightning.
+The names are imported lazily (PEP 562): ``from lightning_mnist.models import KerasNetwork``
+(or ``lightning_mnist.models.network``) loads torch only, so commands that just run the
+network, such as ``predict``, do not pay for importing Lightning.
 """
 
 from __future__ import annotations
@@ -14,17 +14,18 @@ from typing import TYPE_CHECKING
 _SUBMODULES = {
     "MnistClassifier": "classifier",
     "MnistEnsemble": "ensemble",
-    "MnistCNN": "network",
+    "MeanProbabilities": "ensemble",
+    "KerasNetwork": "network",
     "keras_parameter_count": "network",
     "KerasAdam": "optim",
 }
 
-__all__ = ["MnistCNN", "MnistClassifier", "MnistEnsemble", "KerasAdam", "keras_parameter_count"]
+__all__ = list(_SUBMODULES)
 
 if TYPE_CHECKING:
     from lightning_mnist.models.classifier import MnistClassifier
-    from lightning_mnist.models.ensemble import MnistEnsemble
-    from lightning_mnist.models.network import MnistCNN, keras_parameter_count
+    from lightning_mnist.models.ensemble import MeanProbabilities, MnistEnsemble
+    from lightning_mnist.models.network import KerasNetwork, keras_parameter_count
     from lightning_mnist.models.optim import KerasAdam
 
 

@@ -1,4 +1,4 @@
-"""A thin LightningModule around :class:`MnistCNN`: loss, metrics and the optimizer."""
+"""A thin LightningModule around a network built from an architecture description: loss, metrics, optimizer."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from torch.optim.lr_scheduler import OneCycleLR
 from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from mnist_common.mnist import NUM_CLASSES
-from lightning_mnist.models.network import MnistCNN
+from mnist_common.architecture import DEFAULT_PRESET, Architecture
+from lightning_mnist.models.network import KerasNetwork
 from lightning_mnist.models.optim import KerasAdam
 
 KERAS_ADAM_EPSILON = 1e-7
@@ -24,7 +24,10 @@ class MnistClassifier(LightningModule):
     """Trains a network with the notebook's recipe: Adam, cross-entropy, accuracy.
 
     Args:
-        network: the ``nn.Module`` to train; the notebook's :class:`MnistCNN` by default.
+        architecture: the network: a preset name (``notebook``, ``keras_io``, ``lenet5``), a
+            YAML/JSON description file, a ``.keras`` file (its architecture, freshly
+            initialised), or the description itself as a mapping. The hyper-parameters keep
+            the whole description, so a checkpoint rebuilds its network without any flag.
         lr: Adam's learning rate (the notebook's 1e-4).
         keras_adam: step exactly as ``keras.optimizers.Adam`` does (for parity
             tests); plain ``torch.optim.Adam`` with Keras' epsilon otherwise.
@@ -33,25 +36,34 @@ class MnistClassifier(LightningModule):
         channels_last: keep activations in NHWC memory, faster for this CNN on CPU and GPU.
     """
 
-    def __init__(self, network: nn.Module | None = None, lr: float = 1e-4, keras_adam: bool = False,
+    def __init__(self, architecture: str | dict = DEFAULT_PRESET, lr: float = 1e-4, keras_adam: bool = False,
                  lr_schedule: Literal["constant", "onecycle"] = "constant", channels_last: bool = True) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["network"])
-        self.network = network if network is not None else MnistCNN()
-        if channels_last:
-            self.network = self.network.to(memory_format=torch.channels_last)
+        self.save_hyperparameters()
+        self.architecture = Architecture.load(architecture)
+        self.hparams["architecture"] = self.architecture.to_config()  # checkpoints describe their network
+        self.network: nn.Module = KerasNetwork(self.architecture)
+        self.use_channels_last(channels_last)
+        num_classes = self.architecture.num_classes
+
         # One loss mean and one accuracy per stage, keyed by the names they are logged under
         # (train/loss, train/acc, val/loss, ...). They accumulate on the device; validate_args=False
         # and nan_strategy="disable" skip input checks that would cost time on every step.
         self.metrics = nn.ModuleDict()
         for stage in STAGES:
             self.metrics[f"{stage}/loss"] = MeanMetric(nan_strategy="disable")
-            self.metrics[f"{stage}/acc"] = MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False)
+            self.metrics[f"{stage}/acc"] = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self._unlogged_stages: set[str] = set()
 
+    def use_channels_last(self, enabled: bool) -> None:
+        """NHWC memory for 4-D tensors: faster for these CNNs on CPU and GPU (weights and inputs alike)."""
+        self.channels_last = enabled
+        if enabled:
+            self.network = self.network.to(memory_format=torch.channels_last)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for a batch of (N, 1, 28, 28) images scaled to [0, 1]."""
-        if self.hparams.channels_last:
+        """Logits for a batch of (N, C, H, W) images scaled to [0, 1]."""
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.network(x)
 

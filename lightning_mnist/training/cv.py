@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 from lightning.pytorch import Trainer
 
-from mnist_common.results import (CV_CURVES_FILE, CV_RESULTS_FILE, CVResults, FoldResult, plot_cv_curves,
-                                  write_json)
+from mnist_common.figures import plot_cv_curves
+from mnist_common.results import CV_CURVES_FILE, CV_RESULTS_FILE, CVResults, FoldResult, write_json
+from lightning_mnist.checkpoints import read_checkpoint
 from lightning_mnist.models import MnistEnsemble
 
 if TYPE_CHECKING:
-    from lightning_mnist.cli import MnistCLI
+    from lightning_mnist.training.cli import MnistCLI
 
 
 class MnistTrainer(Trainer):
@@ -65,7 +66,7 @@ def cross_validate(cli: MnistCLI) -> Path:
         print(f"fold {fold}: val acc {best['val_acc']:.4f}, val loss {best['val_loss']:.4f}, "
               f"test acc {tested['test/acc']:.4f} ({len(history)} epochs)")
 
-    ensemble = MnistEnsemble([f.model_path for f in folds])
+    ensemble = MnistEnsemble([read_checkpoint(f.model_path).network() for f in folds])
     tested = cli.trainer.test(ensemble, datamodule=cli.datamodule, verbose=False)[0]
     results = CVResults(framework="lightning", num_folds=len(folds), folds=folds,
                         wall_seconds=round(time.perf_counter() - started, 2),

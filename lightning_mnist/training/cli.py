@@ -1,4 +1,4 @@
-"""``python -m lightning_mnist fit|validate|test``: LightningCLI with the notebook's defaults.
+"""``python -m lightning_mnist fit|validate|test|cv``: LightningCLI with the notebook's defaults.
 
 After ``fit`` the best checkpoint is scored on the held-out test set and the run
 directory gets ``results.json`` and ``curves.png``.
@@ -9,17 +9,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, plot_curves, write_json
+from mnist_common.allocator import keep_freed_memory
+from mnist_common.architecture import Architecture
+from mnist_common.errors import exit_on_user_error
+from mnist_common.figures import plot_curves
+from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
 from mnist_common.splits import DEFAULT_NUM_FOLDS
-from lightning_mnist.callbacks import EpochHistory, ResumeHint
-from lightning_mnist.cv import MnistTrainer, cross_validate
+from lightning_mnist.checkpoints import load_classifier, read_checkpoint
 from lightning_mnist.data import MNISTDataModule
-from lightning_mnist.models import MnistClassifier, MnistEnsemble, keras_parameter_count
+from lightning_mnist.models import MnistClassifier
+from lightning_mnist.training.callbacks import EpochHistory, ResumeHint
+from lightning_mnist.training.cv import MnistTrainer, cross_validate
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 DEFAULT_LOG_DIR = "runs"
@@ -75,9 +79,7 @@ class MnistCLI(LightningCLI):
 
     def best_epoch(self) -> int:
         """The epoch whose weights the best checkpoint holds (what ``test`` scores)."""
-        checkpoint = torch.load(self.trainer.checkpoint_callback.best_model_path, map_location="cpu",
-                                weights_only=False)
-        return checkpoint["epoch"]
+        return int(read_checkpoint(self.trainer.checkpoint_callback.best_model_path).contents["epoch"])
 
     def resolved_config(self, subcommand: str) -> dict:
         return yaml.safe_load(self._parser(subcommand).dump(self.config[subcommand], skip_none=False))
@@ -85,11 +87,15 @@ class MnistCLI(LightningCLI):
     def cv(self, model, datamodule) -> None:
         cross_validate(self)
 
+    def before_instantiate_classes(self) -> None:
+        """Refuse a network MNIST cannot train or score before anything is built."""
+        subcommand = self.config.get("subcommand")
+        if subcommand in ("fit", "cv"):
+            Architecture.load(self.config[subcommand].model.architecture).require_mnist(f"`{subcommand}` on MNIST")
+
     def before_fit(self) -> None:
         self._fit_started = time.perf_counter()
-        trainable, moving = keras_parameter_count(self.model.network)
-        print(f"parameters as Keras counts them: {trainable + moving:,} "
-              f"({trainable:,} trainable + {moving:,} BatchNorm moving statistics)")
+        print(self.model.architecture.summary())
 
     def after_fit(self) -> None:
         """Score the best checkpoint on the test set; write results.json and curves.png."""
@@ -117,11 +123,11 @@ class MnistCLI(LightningCLI):
               f"(best checkpoint {best}, {results.epochs} epochs, {results.wall_seconds:.1f} s)")
         print(f"results: {json_path}\ncurves: {curves_path}")
 
-    # --- issue 5: ``test``/``validate --ckpt_path FILE.keras`` (the notebook's file, converted on the fly) ---
+    # --- ``test``/``validate --ckpt_path`` a .keras file or a k-fold run's cv_results.json ---
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         super().parse_arguments(parser, args)
-        # LightningCLI reads the checkpoint's hyper-parameters right after parsing, so swap a
-        # .keras ckpt_path for a converted temporary checkpoint here, before it looks.
+        # LightningCLI reads the checkpoint's hyper-parameters right after parsing, so a .keras
+        # ckpt_path is swapped for a temporary checkpoint of its weights here, before it looks.
         subcommand = self.config.get("subcommand")
         if subcommand in ("test", "validate"):
             self._convert_keras_ckpt_path(subcommand)
@@ -136,7 +142,7 @@ class MnistCLI(LightningCLI):
 
     def before_test(self) -> None:
         if getattr(self, "_ensemble_results", None):
-            self.model = MnistEnsemble.from_cv_results(self._ensemble_results)
+            self.model = load_classifier(self._ensemble_results)
             print(f"testing the {len(self.model.members)}-fold ensemble of {self._ensemble_results}")
 
     def after_test(self) -> None:
@@ -146,19 +152,21 @@ class MnistCLI(LightningCLI):
         self._drop_converted_checkpoint()
 
     def _convert_keras_ckpt_path(self, subcommand: str) -> None:
-        """Swap a ``.keras`` ckpt_path for a temporary Lightning checkpoint holding its (checked) weights."""
+        """Swap a ``.keras`` ckpt_path for a temporary checkpoint of its (checked) architecture and weights.
+
+        No Keras is needed: the file is checked and its weights are read by the project itself.
+        """
         path = self.config[subcommand].get("ckpt_path")
         if not path or not str(path).lower().endswith(".keras"):
             return
         import tempfile
-        from pathlib import Path
 
-        from lightning_mnist.convert import keras_to_checkpoint
+        from lightning_mnist.checkpoints import keras_file_network, save_checkpoint
 
+        network = keras_file_network(path)
         self._converted_dir = tempfile.TemporaryDirectory(prefix="lightning_mnist_keras_")
         ckpt = Path(self._converted_dir.name) / f"{Path(path).stem}.ckpt"
-        # No image check here: the command itself scores the converted model.
-        keras_to_checkpoint(path, ckpt, check_images=0)
+        save_checkpoint(ckpt, network.architecture, network.state_dict())
         print(f"converted {path} to a temporary Lightning checkpoint", flush=True)
         self.config[subcommand]["ckpt_path"] = str(ckpt)
 
@@ -167,4 +175,10 @@ class MnistCLI(LightningCLI):
         if converted is not None:
             converted.cleanup()
             self._converted_dir = None
-    # --- end of issue 5 ---
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    """``fit``/``validate``/``test``/``cv`` with their flags (``argv`` starts with the subcommand)."""
+    keep_freed_memory()  # training: reuse freed activations instead of faulting in fresh pages
+    MnistCLI(args=argv)

@@ -1,0 +1,45 @@
+"""The one place that imports Keras: TensorFlow backend, quiet start-up, torch only if already there.
+
+A process that only needs Keras never imports torch here (torch costs seconds and hundreds
+of MiB, and would inflate every Keras figure).
+
+A process that already imported torch is about to use both frameworks. With a torch that
+ships triton (Linux CUDA wheels), importing TensorFlow and then anything that loads triton
+(``torch._dynamo``, so ``torch.optim`` and ``torch.compile``) aborts the process ("LLVM
+ERROR: inconsistency in registered CommandLine options"), while the opposite order works;
+so in that process triton's half of torch is imported first. (``lightning_mnist`` refuses
+to be imported after TensorFlow in one line: ``lightning_mnist/frameworks.py``.)
+
+TensorFlow's C++ start-up logging (CUDA probes, oneDNN notices) is hidden unless the user
+set ``TF_CPP_MIN_LOG_LEVEL`` themselves (``TF_CPP_MIN_LOG_LEVEL=0`` shows everything again).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+
+QUIET_TF_LOG_LEVEL = "3"  # C++ INFO, WARNING and ERROR lines at start-up; Python exceptions still surface
+
+
+def triton_installed() -> bool:
+    """Whether torch would load triton (a module set to None in sys.modules counts as absent)."""
+    if "triton" in sys.modules:
+        return sys.modules["triton"] is not None
+    try:
+        return importlib.util.find_spec("triton") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def import_keras():
+    """Return the ``keras`` module on the TensorFlow backend."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_TF_LOG_LEVEL)
+    if "torch" in sys.modules and "tensorflow" not in sys.modules and triton_installed():
+        importlib.import_module("torch._dynamo")  # loads triton, which must precede TensorFlow (see above)
+    import keras
+
+    return keras

@@ -1,0 +1,239 @@
+"""The one place that reads and writes checkpoints, and loads a model from any file the project accepts.
+
+Wherever a model is loaded (``test``, ``predict``, ``serve``, ``convert``, the ensemble),
+these are the files accepted:
+
+===================  ==============================  ================================  ===========================
+file                 what it is                      on torch                          on Keras
+===================  ==============================  ================================  ===========================
+``*.ckpt``           a Lightning checkpoint          its network (read weights-only)   converted in memory
+``*.keras``          a Keras 3 model                 converted in memory (no Keras)    checked, then safe_mode load
+``cv_results.json``  a k-fold run (or its folder)    the mean of its fold models       the same
+===================  ==============================  ================================  ===========================
+
+A checkpoint is read with ``torch.load(weights_only=True)``, so reading one can run no
+code; it records its network's architecture description in its hyper-parameters, so no
+flag is needed to rebuild it. Checkpoints of the project's first version (the notebook's
+network with ``conv1``/``bn1``/... keys and no description) still load.
+
+Paths a ``cv_results.json`` records are relative to its folder (absolute in older files).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+
+from mnist_common.architecture import Architecture, ArchitectureError
+from mnist_common.errors import UserError, one_line
+from mnist_common.files import write_atomically
+from mnist_common.keras_file import KERAS_SUFFIX, check_file, read_keras_file
+from mnist_common.results import CV_RESULTS_FILE
+from lightning_mnist.interop.weights import TorchWeights, check_state_dict, keras_to_torch
+from lightning_mnist.models.network import KerasNetwork
+
+if TYPE_CHECKING:
+    from lightning_mnist.models import MnistClassifier
+
+CKPT_SUFFIX = ".ckpt"
+RESULTS_SUFFIX = ".json"
+NETWORK_PREFIX = "network."
+# The first version's module names for the notebook's network -> Keras' names, which the network now uses.
+LEGACY_MODULES = {"conv1": "conv2d", "bn1": "batch_normalization", "conv2": "conv2d_1",
+                  "bn2": "batch_normalization_1", "dense1": "dense", "dense2": "dense_1"}
+ACCEPTED = f"a Lightning checkpoint ({CKPT_SUFFIX}), a Keras model ({KERAS_SUFFIX}) or a k-fold run's {CV_RESULTS_FILE}"
+
+
+@dataclass
+class Checkpoint:
+    """A checked checkpoint: its network's architecture and weights, the classifier's settings, the rest."""
+
+    path: Path
+    architecture: Architecture
+    weights: TorchWeights  # the network's state dict, keys without "network."
+    hparams: dict[str, Any] = field(default_factory=dict)  # the classifier's hyper-parameters
+    contents: dict[str, Any] = field(default_factory=dict, repr=False)  # everything the file holds
+
+    def network(self) -> KerasNetwork:
+        network = KerasNetwork(self.architecture)
+        network.load_state_dict(self.weights, strict=True)
+        return network.eval()
+
+
+def _legacy_weights(state_dict: dict[str, Any]) -> dict[str, Any] | None:
+    """A first-version notebook checkpoint's weights under the network's current names, else None."""
+    renamed = {}
+    for key, value in state_dict.items():
+        module, _, attribute = key.partition(".")
+        if module not in LEGACY_MODULES:
+            return None
+        if attribute != "num_batches_tracked":  # torch's BatchNorm counter; unused with a fixed momentum
+            renamed[f"{LEGACY_MODULES[module]}.{attribute}"] = value
+    return renamed
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read and check a checkpoint (weights only); :class:`UserError` naming what is wrong with it."""
+    path = check_file(path, "checkpoint")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if not (zipfile.is_zipfile(path) or head[:1] == b"\x80"):  # torch.save writes a zip (long ago, a pickle)
+        raise UserError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickle)")
+    try:
+        contents = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UserError(f"{path} holds objects that a safe, weights-only load refuses ({one_line(err, 160)}); "
+                        f"it was not loaded") from None
+    except Exception as err:  # truncated, damaged, not a torch file
+        raise UserError(f"{path} is not a readable PyTorch checkpoint ({one_line(err)})") from None
+    state_dict = contents.get("state_dict", contents) if isinstance(contents, dict) else None
+    if not isinstance(state_dict, dict):
+        raise UserError(f"{path} is not a model checkpoint (it holds a {type(contents).__name__})")
+    if state_dict and all(str(k).startswith(NETWORK_PREFIX) for k in state_dict):
+        state_dict = {k[len(NETWORK_PREFIX):]: v for k, v in state_dict.items()}
+    hparams = contents.get("hyper_parameters") if isinstance(contents.get("hyper_parameters"), dict) else {}
+    hparams = dict(hparams)
+    description = hparams.get("architecture")
+    if isinstance(description, dict):
+        try:
+            architecture = Architecture.from_config(description, source=f"{path} (its recorded architecture)")
+        except ArchitectureError as err:
+            raise UserError(str(err)) from None
+    elif description is None and (legacy := _legacy_weights(state_dict)) is not None:
+        architecture, state_dict = Architecture.load("notebook"), legacy
+    else:
+        raise UserError(f"{path} records no architecture this project can rebuild (not a checkpoint of "
+                        f"lightning_mnist's classifier)")
+    hparams["architecture"] = architecture.to_config()
+    weights = check_state_dict(architecture, state_dict, str(path))
+    return Checkpoint(path=path, architecture=architecture, weights=weights, hparams=hparams, contents=contents)
+
+
+def save_checkpoint(path: str | os.PathLike, architecture: Architecture, weights: TorchWeights,
+                    hparams: dict[str, Any] | None = None, **extra: Any) -> Path:
+    """Write (atomically) a checkpoint that ``MnistClassifier.load_from_checkpoint`` and ``test --ckpt_path`` accept."""
+    contents = {
+        "state_dict": {f"{NETWORK_PREFIX}{k}": v.detach().cpu().contiguous() for k, v in weights.items()},
+        "hyper_parameters": {**(hparams or {}), "architecture": architecture.to_config()},
+        "hparams_name": "kwargs",
+        "pytorch-lightning_version": importlib.metadata.version("lightning"),
+        "epoch": 0,
+        "global_step": 0,
+        **extra,
+    }
+    write_atomically(path, lambda tmp: torch.save(contents, tmp))
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading a model from any accepted file
+
+
+def keras_file_network(path: str | os.PathLike) -> KerasNetwork:
+    """The torch network of a checked ``.keras`` file; its weights are read from the file, Keras is not imported."""
+    info = read_keras_file(path)
+    network = KerasNetwork(info.architecture)
+    network.load_state_dict(keras_to_torch(info.architecture, info.weights), strict=True)
+    return network.eval()
+
+
+def fold_model_paths(results_path: str | os.PathLike) -> tuple[Path, list[Path], str]:
+    """(the cv_results.json, its fold model files, its framework); a folder holding one is accepted too."""
+    source = Path(results_path)
+    if source.is_dir() and (source / CV_RESULTS_FILE).is_file():
+        source = source / CV_RESULTS_FILE
+    check_file(source, "k-fold results")
+    try:
+        results = json.loads(source.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"{source}: not a readable k-fold {CV_RESULTS_FILE} ({one_line(err)})") from None
+    folds = results.get("folds") if isinstance(results, dict) else None
+    if not isinstance(folds, list) or not folds or not all(
+            isinstance(f, dict) and isinstance(f.get("model_path"), str) and f["model_path"] for f in folds):
+        raise UserError(f"{source}: not a k-fold {CV_RESULTS_FILE} (it needs a list of folds, each with a "
+                        f"model_path)")
+    paths = []
+    for i, fold in enumerate(folds):
+        path = Path(fold["model_path"])
+        path = path if path.is_absolute() else source.parent / path
+        check_file(path, f"{source}: fold {fold.get('fold', i)} model")
+        paths.append(path)
+    return source, paths, str(results.get("framework", ""))
+
+
+def _single_file_kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix == RESULTS_SUFFIX:
+        return RESULTS_SUFFIX
+    if suffix not in (CKPT_SUFFIX, KERAS_SUFFIX):
+        check_file(path, "model")
+        raise UserError(f"{path}: expected {ACCEPTED}")
+    return suffix
+
+
+# suffix -> how to get a torch network (and a Keras model) from one file of that kind
+TORCH_LOADERS: dict[str, Callable[[Path], KerasNetwork]] = {
+    CKPT_SUFFIX: lambda path: read_checkpoint(path).network(),
+    KERAS_SUFFIX: keras_file_network,
+}
+
+
+def _keras_from_checkpoint(path: Path) -> tuple[Any, Architecture]:
+    from lightning_mnist.interop.keras_models import keras_model_from_torch
+
+    checkpoint = read_checkpoint(path)
+    return keras_model_from_torch(checkpoint.architecture, checkpoint.weights), checkpoint.architecture
+
+
+def _keras_from_keras_file(path: Path) -> tuple[Any, Architecture]:
+    from lightning_mnist.interop.keras_models import load_checked
+
+    model, info = load_checked(path)
+    return model, info.architecture
+
+
+KERAS_LOADERS: dict[str, Callable[[Path], tuple[Any, Architecture]]] = {
+    CKPT_SUFFIX: _keras_from_checkpoint,
+    KERAS_SUFFIX: _keras_from_keras_file,
+}
+
+
+def model_files(path: str | os.PathLike) -> tuple[Path, list[Path], str]:
+    """(source, model files, default backend) for what ``--weights``/``--ckpt_path`` names."""
+    path = Path(path)
+    if _single_file_kind(path) == RESULTS_SUFFIX:
+        source, paths, framework = fold_model_paths(path)
+        return source, paths, "keras" if framework == "keras" else "torch"
+    return path, [path], "keras" if path.suffix.lower() == KERAS_SUFFIX else "torch"
+
+
+def load_networks(path: str | os.PathLike) -> list[KerasNetwork]:
+    """The torch network(s) of a model file, or the fold networks of a k-fold run; eval mode."""
+    _, paths, _ = model_files(path)
+    return [TORCH_LOADERS[p.suffix.lower()](p) for p in paths]
+
+
+def load_keras_models(path: str | os.PathLike) -> list[tuple[Any, Architecture]]:
+    """(Keras model, its architecture) of a model file, or of a k-fold run's folds (checkpoints converted in memory)."""
+    _, paths, _ = model_files(path)
+    return [KERAS_LOADERS[p.suffix.lower()](p) for p in paths]
+
+
+def load_classifier(path: str | os.PathLike) -> MnistClassifier:
+    """A classifier in eval mode: one model file's, or the k-fold ensemble of a ``cv_results.json``."""
+    from lightning_mnist.models import MnistClassifier, MnistEnsemble
+
+    networks = load_networks(path)
+    if len(networks) > 1 or _single_file_kind(Path(path)) == RESULTS_SUFFIX:
+        return MnistEnsemble(networks).eval()
+    classifier = MnistClassifier(architecture=networks[0].architecture.to_config())
+    classifier.network.load_state_dict(networks[0].state_dict(), strict=True)
+    return classifier.eval()

@@ -1,0 +1,77 @@
+"""``python -m lightning_mnist augment-preview OUT.png``: look at what the augmentation does.
+
+Row 1 shows training digits as they are; each further row shows the same digits
+through the notebook's augmentation, drawn afresh, so a person can check that
+the digits stay legible and the transforms vary from image to image.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from mnist_common.cli import run
+from mnist_common.errors import UserError, exit_on_user_error
+
+PROG = "python -m lightning_mnist augment-preview"
+SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+MAX_COUNT, MAX_ROWS = 40, 20
+
+
+def _check(name: str, value: float, low: float, high: float) -> None:
+    if not (math.isfinite(value) and low <= value <= high):
+        raise UserError(f"--{name} must be a number from {low:g} to {high:g}, got {value}")
+
+
+def augment_preview(output: Path, data_dir: str | None = None, count: int = 10, rows: int = 4, seed: int = 0,
+                    rotation: float = 5.0, zoom: float = 0.05, shift: float = 0.05, shear: float = 0.05) -> None:
+    """Draw training digits and augmented copies of them (the notebook's ImageDataGenerator ranges by default).
+
+    Args:
+        output: the figure to write (.png, .pdf, .svg, .jpg); its folder must exist.
+        data_dir: the folder holding MNIST/raw (default $MNIST_DATA_DIR, else ./data).
+        count: digits per row, 1 to 40.
+        rows: augmented rows under the originals, 1 to 20.
+        seed: seed of the random transforms.
+        rotation: rotation range in degrees (0 to 180).
+        zoom: zoom range as a fraction (0 to 0.9).
+        shift: shift range as a fraction of the image size (0 to 1).
+        shear: shear range in degrees (0 to 80).
+    """
+    if output.suffix.lower() not in SUFFIXES:
+        raise UserError(f"{output}: name a {', '.join(SUFFIXES)} file")
+    if not (output.parent if str(output.parent) else Path(".")).is_dir():
+        raise UserError(f"{output}: folder {output.parent} does not exist")
+    if not 1 <= count <= MAX_COUNT:
+        raise UserError(f"--count must be between 1 and {MAX_COUNT}, got {count}")
+    if not 1 <= rows <= MAX_ROWS:
+        raise UserError(f"--rows must be between 1 and {MAX_ROWS}, got {rows}")
+    for name, value, high in (("rotation", rotation, 180), ("zoom", zoom, 0.9), ("shift", shift, 1), ("shear", shear, 80)):
+        _check(name, value, 0.0, high)
+
+    import torch
+
+    from mnist_common.figures import pyplot, save_figure
+    from mnist_common.mnist import load_mnist
+    from lightning_mnist.data.augment import NotebookAugmentation
+    from lightning_mnist.data.datamodule import to_tensor
+
+    torch.manual_seed(seed)
+    images = to_tensor(load_mnist(data_dir).train_images[:count])
+    augment = NotebookAugmentation(rotation, zoom, shift, shear)
+    grid = [images] + [augment(images) for _ in range(rows)]
+    plt = pyplot()
+    fig, axes = plt.subplots(len(grid), count, figsize=(count, len(grid) + 0.4), squeeze=False)
+    for r, row in enumerate(grid):
+        for c, image in enumerate(row):
+            axes[r][c].imshow(image[0].numpy(), cmap="gray_r", vmin=0, vmax=1)
+            axes[r][c].set_axis_off()
+        axes[r][0].set_title("original" if r == 0 else f"augmented {r}", fontsize=8, loc="left")
+    fig.suptitle(f"rotation ±{rotation}°, zoom ±{zoom}, shift ±{shift}, shear ±{shear}°")
+    save_figure(fig, output)
+    print(f"augmentation preview: {output}")
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    run(augment_preview, argv, PROG, positional=("output",))

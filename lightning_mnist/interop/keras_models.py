@@ -1,0 +1,44 @@
+"""Keras models holding a torch network's weights, and the reverse, through the mapping in ``weights``."""
+
+from __future__ import annotations
+
+from lightning_mnist.frameworks import import_keras
+
+keras = import_keras()  # torch's triton half first, see lightning_mnist/frameworks.py
+
+from keras_reference.config import LEARNING_RATE  # noqa: E402
+from keras_reference.files import load_checked, save_model  # noqa: E402,F401  (re-exported for this package)
+from keras_reference.model import build_model, compile_model, layer_weights, set_layer_weights  # noqa: E402
+from mnist_common.architecture import Architecture  # noqa: E402
+from lightning_mnist.interop.weights import TorchWeights, keras_to_torch, torch_to_keras  # noqa: E402
+
+
+def keras_model_from_torch(architecture: Architecture, state_dict: TorchWeights,
+                           lr: float = LEARNING_RATE) -> "keras.Model":
+    """The Keras model of ``architecture`` holding ``state_dict``, compiled like the notebook (Adam, cross-entropy).
+
+    Adam's (zero) moments are created now, so a saved file holds the optimizer's full state
+    and loading it with ``compile=True`` restores the optimizer instead of warning that it skips it.
+    """
+    model = build_model(architecture)
+    set_layer_weights(model, architecture, torch_to_keras(architecture, state_dict))
+    compile_model(model, lr)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def torch_weights_of(model: "keras.Model", architecture: Architecture) -> TorchWeights:
+    """A torch state dict of the weights a Keras model of ``architecture`` holds."""
+    return keras_to_torch(architecture, layer_weights(model, architecture))
+
+
+def keras_on_cpu():
+    """A context in which Keras (TensorFlow) computes on the CPU.
+
+    Comparisons run both frameworks on the CPU in plain float32: on a GPU, TF32 convolutions
+    (on by default in TensorFlow and for cuDNN in torch) add differences of about 1e-3 that
+    say nothing about the conversion.
+    """
+    import tensorflow as tf  # already imported with Keras
+
+    return tf.device("/CPU:0")

@@ -1,0 +1,65 @@
+"""Keras' weight initializers on torch tensors, so a network built here starts as Keras would start it.
+
+Keras computes fans from its own kernel layout; for the torch layouts used here
+(conv ``(out, in, kh, kw)``, dense ``(out, in)``) the same numbers come out as
+``fan_in = in * kh * kw`` and ``fan_out = out * kh * kw``; a vector's fans are its length.
+Truncated normals are cut at two standard deviations, as Keras cuts them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from mnist_common.architecture.layers import INITIALIZER_NAMES, INITIALIZERS, VARIANCE_SCALING_PRESETS
+
+TRUNCATED_NORMAL_STDDEV = 0.87962566103423978  # stddev of a unit normal truncated to [-2, 2], as Keras uses
+
+
+def fans(tensor: torch.Tensor) -> tuple[int, int]:
+    if tensor.dim() < 2:
+        n = tensor.numel() if tensor.dim() else 1
+        return n, n
+    receptive = math.prod(tensor.shape[2:])
+    return tensor.shape[1] * receptive, tensor.shape[0] * receptive
+
+
+def _truncated_normal_(tensor: torch.Tensor, mean: float, stddev: float) -> torch.Tensor:
+    return torch.nn.init.trunc_normal_(tensor, mean, stddev, mean - 2 * stddev, mean + 2 * stddev)
+
+
+def _variance_scaling_(tensor: torch.Tensor, scale: float, mode: str, distribution: str) -> torch.Tensor:
+    fan_in, fan_out = fans(tensor)
+    fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
+    scale /= max(1.0, fan)
+    if distribution == "uniform":
+        limit = math.sqrt(3.0 * scale)
+        return torch.nn.init.uniform_(tensor, -limit, limit)
+    if distribution == "truncated_normal":
+        return _truncated_normal_(tensor, 0.0, math.sqrt(scale) / TRUNCATED_NORMAL_STDDEV)
+    return torch.nn.init.normal_(tensor, 0.0, math.sqrt(scale))  # "untruncated_normal" / "normal"
+
+
+INITIALIZE = {
+    "Zeros": lambda t: torch.nn.init.zeros_(t),
+    "Ones": lambda t: torch.nn.init.ones_(t),
+    "Constant": lambda t, value: torch.nn.init.constant_(t, value),
+    "RandomNormal": lambda t, mean, stddev: torch.nn.init.normal_(t, mean, stddev),
+    "RandomUniform": lambda t, minval, maxval: torch.nn.init.uniform_(t, minval, maxval),
+    "TruncatedNormal": _truncated_normal_,
+    "VarianceScaling": _variance_scaling_,
+}
+
+
+@torch.no_grad()
+def initialize_(tensor: torch.Tensor, initializer: str | dict[str, Any]) -> torch.Tensor:
+    """Fill ``tensor`` as the Keras ``initializer`` (a name, or ``{"class_name", "config"}``) would."""
+    if isinstance(initializer, str):
+        if initializer in VARIANCE_SCALING_PRESETS:
+            return _variance_scaling_(tensor, *VARIANCE_SCALING_PRESETS[initializer])
+        class_name, settings = INITIALIZER_NAMES[initializer], INITIALIZERS[INITIALIZER_NAMES[initializer]][1]
+    else:
+        class_name, settings = initializer["class_name"], initializer["config"]
+    return INITIALIZE[class_name](tensor, **settings)

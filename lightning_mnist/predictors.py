@@ -1,0 +1,95 @@
+"""Digit probabilities from any model file the project accepts, on PyTorch or on Keras.
+
+What ``predict`` and ``serve`` run: :func:`load_predictor` takes a ``.ckpt``, a ``.keras``
+file or a k-fold run's ``cv_results.json`` (the mean of its fold models) and a backend;
+either backend runs either file, converting it in memory. The torch backend imports
+neither Lightning nor Keras (a ``.keras`` file's weights are read straight from the
+file), so it answers fast.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mnist_common.architecture import Architecture, ArchitectureError
+from mnist_common.errors import UserError
+from lightning_mnist.checkpoints import load_keras_models, load_networks, model_files
+
+BACKENDS = ("torch", "keras")
+IMAGE_SHAPE = (28, 28, 1)  # what the MNIST preprocessing prepares
+
+
+@dataclass
+class Predictor:
+    """Class probabilities of (N, 28, 28) images from one model, or the mean of several."""
+
+    backend: str  # "torch" or "keras"
+    source: Path  # the file named (a model, or a cv_results.json)
+    paths: list[Path]  # the model files behind it
+    architectures: list[Architecture]  # one per model
+    models: list = field(default_factory=list, repr=False)
+
+    @property
+    def architecture(self) -> Architecture:
+        return self.architectures[0]
+
+    @property
+    def ensemble(self) -> bool:
+        return self.source not in self.paths
+
+    def describe(self) -> str:
+        what = f"the {len(self.paths)} fold models of {self.source}" if self.ensemble else str(self.source)
+        return f"{self.backend} backend, {what}"
+
+    def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, 28, 28) float32 ink in [0, 1] (1 = stroke) -> (N, classes) float32 probabilities."""
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        if self.backend == "torch":
+            import torch
+
+            x = torch.from_numpy(pixels[:, None])  # (N, 1, 28, 28)
+            with torch.inference_mode():
+                probs = torch.stack([torch.softmax(net(x), dim=1) for net in self.models]).mean(0).numpy()
+        else:
+            x = pixels[..., None]  # (N, 28, 28, 1), channels-last
+            outputs = [np.asarray(model(x, training=False), dtype=np.float32) for model in self.models]
+            probs = np.mean([o if a.ends_in_softmax else _softmax(o)  # a model without a softmax gives logits
+                             for o, a in zip(outputs, self.architectures)], axis=0)
+        return probs.astype(np.float32)
+
+
+def resolve(weights: str | os.PathLike, backend: str = "auto") -> tuple[Path, list[Path], str]:
+    """(source, model files, backend) for ``weights``, checked without importing a framework's model code."""
+    if backend not in ("auto", *BACKENDS):
+        raise UserError(f"backend must be auto, torch or keras, got {backend!r}")
+    try:
+        source, paths, default = model_files(weights)
+    except OSError as err:  # permissions, I/O errors
+        raise UserError(f"weights {weights}: cannot be read ({err.strerror or err})") from None
+    return source, paths, default if backend == "auto" else backend
+
+
+def load_predictor(weights: str | os.PathLike, backend: str = "auto") -> Predictor:
+    """The model(s) of ``weights`` on ``backend`` (auto: torch for a checkpoint, Keras for a ``.keras`` file)."""
+    source, paths, backend = resolve(weights, backend)
+    if backend == "torch":
+        models = load_networks(source)
+        architectures = [network.architecture for network in models]
+    else:
+        models, architectures = map(list, zip(*load_keras_models(source)))
+    architecture = architectures[0]
+    if tuple(architecture.input_shape) != IMAGE_SHAPE:
+        raise ArchitectureError(f"{source}: its network takes {'x'.join(map(str, architecture.input_shape))} "
+                                f"inputs; predict prepares 28x28 grayscale digits")
+    if any(a.num_classes != architecture.num_classes for a in architectures):
+        raise UserError(f"{source}: its fold models do not give the same number of classes")
+    return Predictor(backend=backend, source=source, paths=paths, architectures=architectures, models=models)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)

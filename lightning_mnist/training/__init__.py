@@ -1,0 +1,1 @@
+"""The Trainer commands (``fit``, ``validate``, ``test``, ``cv``): LightningCLI, its callbacks, k-fold."""

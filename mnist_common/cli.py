@@ -1,0 +1,86 @@
+"""Command lines from function signatures (jsonargparse), with the project's one-line errors.
+
+Every command of both packages is a function whose typed parameters and docstring are
+its flags and help: jsonargparse turns them into a parser that also takes ``--config
+FILE`` and ``--print_config``, the way LightningCLI's subcommands do. A bad flag ends as
+``error: <one line>`` and exit code 2 (:func:`mnist_common.errors.exit_on_user_error`),
+before any work is done.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from typing import Any, Callable
+
+from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, Namespace
+from jsonargparse import ArgumentError  # noqa: F401  (re-exported: LightningCLI raises it too)
+
+from mnist_common.errors import UserError
+
+_TYPE_ERROR = re.compile(r'Parser key "([^"]+)":\s*(?:Expected a|Does not validate against any of the types in)'
+                         r"\s*(.+?)\.?\s*Got value:\s*(.+)", re.S)
+
+
+def argument_error_line(err: Exception) -> str:
+    """jsonargparse's (multi-line) message as one line, e.g. ``--check_images: expected an int, got 'x'``."""
+    text = " ".join(str(err).split())
+    match = _TYPE_ERROR.search(text)
+    if match:
+        key, expected, got = match.groups()
+        expected = re.sub(r"<class '(\w+)'>", r"\1", expected).strip()
+        literal = re.fullmatch(r"typing\.Literal\[(.*)\]", expected)
+        if literal:
+            expected = "one of " + ", ".join(v.strip(" '\"") for v in literal.group(1).split(","))
+        detail = f"expected {expected}" if len(expected) < 120 else "not of the expected type"
+        return f"--{key}: {detail}, got {got.split(' - ')[0].strip()!s}"
+    return text
+
+
+def command_parser(function: Callable[..., Any], prog: str, description: str | None = None,
+                   positional: tuple[str, ...] = ()) -> ArgumentParser:
+    """A parser for ``function``'s parameters, plus ``--config``/``--print_config``.
+
+    Parameters named in ``positional`` are positional arguments (a ``list[...]`` one takes
+    one or more values); boolean ones are switches (``--json`` / ``--no_json``); the others
+    are ``--name VALUE`` options, required where they have no default.
+    """
+    parser = ArgumentParser(prog=prog, description=description or (function.__doc__ or "").split("\n\n")[0],
+                            exit_on_error=False, default_env=False)
+    hints = typing.get_type_hints(function)
+    for name in positional:
+        hint = hints[name]
+        is_list = typing.get_origin(hint) is list
+        parser.add_argument(name, type=typing.get_args(hint)[0] if is_list else hint, nargs="+" if is_list else None,
+                            help=_param_help(function, name))
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these flags (see --print_config)")
+    defaults = {name: p.default for name, p in inspect.signature(function).parameters.items()}
+    switches = [name for name, hint in hints.items() if hint is bool and name not in positional]
+    for name in switches:
+        parser.add_argument(f"--{name}", action=ActionYesNo, default=defaults[name], help=_param_help(function, name))
+    parser.add_function_arguments(function, skip={*positional, *switches}, fail_untyped=True)
+    return parser
+
+
+def _param_help(function: Callable[..., Any], name: str) -> str | None:
+    """``name``'s line from a Google-style ``Args:`` section of ``function``'s docstring."""
+    match = re.search(rf"^\s+{name}:\s*(.+?)(?=^\s+\w+:|\Z)", inspect.getdoc(function) or "", re.M | re.S)
+    return " ".join(match.group(1).split()) if match else None
+
+
+def parse(parser: ArgumentParser, argv: list[str] | None) -> Namespace:
+    """Parse ``argv``; usage errors become a one-line :class:`UserError` (exit 2)."""
+    try:
+        return parser.parse_args(argv)
+    except ArgumentError as err:
+        raise UserError(argument_error_line(err)) from None
+
+
+def run(function: Callable[..., Any], argv: list[str] | None, prog: str, description: str | None = None,
+        positional: tuple[str, ...] = ()) -> Any:
+    """Parse ``argv`` against ``function``'s signature and call it with the result."""
+    parser = command_parser(function, prog, description, positional)
+    config = parse(parser, argv)
+    kwargs = {k: v for k, v in config.as_dict().items() if k not in ("config", "__path__")}
+    return function(**kwargs)

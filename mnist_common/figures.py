@@ -1,0 +1,100 @@
+"""Figures both frameworks write (training curves) and the ones people look at (predictions, mistakes).
+
+matplotlib is imported on first use and draws to files only (Agg): reading or writing
+results must not pay for it, and no display is needed. Figures are saved atomically.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from mnist_common.files import write_atomically
+
+
+def save_figure(fig, path: str | Path, dpi: int = 80) -> Path:
+    """Save ``fig`` to ``path`` (its suffix picks the format) atomically, then close it."""
+    path = Path(path)
+    try:
+        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix[1:].lower() or "png"),
+                         make_parents=True)
+    finally:
+        pyplot().close(fig)
+    return path
+
+
+def pyplot():
+    """matplotlib's pyplot drawing to files only (no display), imported on first use:
+    reading or writing results must not pay for matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(history: list[dict[str, float]], path: str | Path, title: str = "") -> Path:
+    """The notebook's figure: accuracy and loss per epoch, training vs validation."""
+    return _plot({"": history}, path, title)
+
+
+def plot_cv_curves(histories: list[list[dict[str, float]]], path: str | Path, title: str = "") -> Path:
+    """One line pair per fold: validation solid, training dashed."""
+    return _plot({f"fold {k} ": h for k, h in enumerate(histories)}, path, title)
+
+
+def _plot(histories: dict[str, list[dict[str, float]]], path: str | Path, title: str) -> Path:
+    from matplotlib.ticker import MaxNLocator
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ("acc", "loss")):
+        for i, (label, history) in enumerate(histories.items()):
+            epochs = [row["epoch"] + 1 for row in history]
+            color = f"C{i}"
+            for stage, style in (("train", "--"), ("val", "-")):
+                values = [row.get(f"{stage}_{metric}", math.nan) for row in history]
+                ax.plot(epochs, values, style, color=color if len(histories) > 1 else None,
+                        marker="o", markersize=3, label=f"{label}{stage}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("accuracy" if metric == "acc" else "loss")
+        ax.set_title(f"{'Accuracy' if metric == 'acc' else 'Loss'}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=100)
+
+
+def predictions_figure(rows: list[tuple[str, object, object, object]], path: str | Path, title: str) -> Path:
+    """One row per image: the input picture, the 28x28 image the model saw, the class probabilities.
+
+    ``rows`` holds (label, picture or None, (28, 28) pixels, probabilities) per image.
+    """
+    import numpy as np
+
+    plt = pyplot()
+    fig, axes = plt.subplots(len(rows), 3, figsize=(10, 2.4 * len(rows)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1, 2]})
+    for (ax_in, ax_seen, ax_bar), (label, picture, pixels, probabilities) in zip(axes, rows):
+        probabilities = np.asarray(probabilities)
+        digit = int(probabilities.argmax())
+        if picture is not None:
+            ax_in.imshow(picture)
+        ax_in.set_title(label, fontsize=9)
+        ax_seen.imshow(pixels, cmap="gray", vmin=0.0, vmax=1.0)
+        ax_seen.set_title("28x28 the model saw", fontsize=9)
+        for ax in (ax_in, ax_seen):
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax_bar.bar(range(len(probabilities)), probabilities,
+                   color=["C1" if k == digit else "C0" for k in range(len(probabilities))])
+        ax_bar.set_xticks(range(len(probabilities)))
+        ax_bar.set_ylim(0, 1)
+        ax_bar.set_title(f"predicted {digit} (probability {probabilities[digit]:.4f})", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,0 +1,57 @@
+"""Atomic file writes: a file appears whole at its name, or not at all.
+
+Everything the project writes for a user to keep (checkpoints, ``.keras`` models, results,
+histories, figures) goes through :func:`write_atomically`: it is written to a temporary
+file beside its destination, optionally checked, then renamed over the destination in one
+step. An interrupted or failed write leaves the previous file (or nothing) and no
+temporary file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from mnist_common.errors import UserError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomically(destination: str | os.PathLike, write: Callable[[Path], Any],
+                     check: Callable[[Path], Any] | None = None, make_parents: bool = False) -> Any:
+    """``write(tmp)``, then ``check(tmp)`` (its result is returned), then rename ``tmp`` to ``destination``.
+
+    The temporary file keeps the destination's suffix (some writers, Keras' among them,
+    insist on it). On any failure nothing is left behind and the exception propagates.
+    """
+    destination = Path(destination)
+    if make_parents:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    if not destination.parent.is_dir():
+        raise UserError(f"cannot write {destination}: folder {destination.parent} does not exist")
+    try:
+        fd, name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.stem}.", suffix=destination.suffix)
+    except OSError as err:
+        raise UserError(f"cannot write to {destination.parent}: {err.strerror or err}") from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+        result = check(tmp) if check is not None else None
+        os.replace(tmp, destination)
+        return result
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(destination: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``destination`` atomically (creating its folder); return the path."""
+    write_atomically(destination, lambda tmp: tmp.write_text(text), make_parents=True)
+    return Path(destination)

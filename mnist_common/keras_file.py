@@ -1,0 +1,168 @@
+"""Read and check a Keras 3 ``.keras`` file before any framework sees it (zip, JSON and HDF5 only).
+
+A ``.keras`` file is a zip of ``config.json`` (the model), ``metadata.json`` and
+``model.weights.h5``. Nothing in it is trusted until:
+
+* the zip holds exactly those three members, of sane sizes, with good CRCs;
+* ``config.json`` is a Sequential or single-chain Functional model of supported, built-in
+  Keras layers (:func:`~mnist_common.architecture.architecture_from_keras_config`: a
+  ``Lambda``, a custom class or an unsupported setting is refused, naming the layer);
+* ``model.weights.h5`` holds exactly the weights that architecture implies, float32, of
+  the right shapes, finite, with non-negative moving variances.
+
+Only then may Keras load it (``keras_reference.files.load_checked`` does, with
+``safe_mode=True``); the torch side needs no Keras at all, it maps these arrays.
+The optimizer named in the compile config is reported and ignored.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_common.architecture import Architecture, architecture_from_keras_config
+from mnist_common.errors import UserError, one_line
+
+KERAS_SUFFIX = ".keras"
+MEMBERS = ("config.json", "metadata.json", "model.weights.h5")
+MAX_JSON_BYTES = 4 << 20
+MAX_WEIGHTS_BYTES = 1 << 30
+OPTIMIZER_GROUP = "optimizer/"
+
+
+@dataclass
+class KerasFile:
+    """What a checked ``.keras`` file holds."""
+
+    path: Path
+    architecture: Architecture
+    weights: dict[str, list[np.ndarray]]  # Keras layer name in the h5 file -> its arrays, Keras order and layout
+    keras_version: str
+    date_saved: str
+    optimizer: str  # the compile config's optimizer, described (it is ignored)
+    optimizer_variables: int  # saved optimizer state variables (not imported)
+
+    def describe(self) -> str:
+        saved = f", {self.optimizer_variables} saved optimizer variables" if self.optimizer_variables else ""
+        return (f"{self.path}: Keras {self.keras_version} file saved {self.date_saved}, architecture "
+                f"{self.architecture.name} ({len(self.architecture.layers)} layers); optimizer: {self.optimizer}"
+                f"{saved} (ignored, only the weights are converted)")
+
+
+def check_file(path: str | os.PathLike, what: str = "") -> Path:
+    """``path`` as a Path if it is an existing, non-empty regular file; :class:`UserError` otherwise."""
+    path = Path(path)
+    label = f"{what} {path}".strip()
+    if not path.exists():
+        raise UserError(f"{label}: no such file")
+    if not path.is_file():
+        raise UserError(f"{label}: not a file")
+    if path.stat().st_size == 0:
+        raise UserError(f"{label}: empty file (0 bytes)")
+    return path
+
+
+def _read_members(path: Path) -> dict[str, bytes]:
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is not a .keras file (not a zip archive)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if sorted(names) != sorted(MEMBERS):
+                raise UserError(f"{path} is not a Keras 3 model file: it holds {', '.join(names) or 'nothing'}, "
+                                f"expected exactly {', '.join(MEMBERS)}")
+            sizes = {info.filename: info.file_size for info in archive.infolist()}
+            limits = {"config.json": MAX_JSON_BYTES, "metadata.json": MAX_JSON_BYTES,
+                      "model.weights.h5": MAX_WEIGHTS_BYTES}
+            too_big = [f"{name} ({sizes[name]:,} bytes)" for name, limit in limits.items() if sizes[name] > limit]
+            if too_big:
+                raise UserError(f"{path}: {', '.join(too_big)} larger than any model this bridge converts")
+            return {name: archive.read(name) for name in MEMBERS}  # checks every member's CRC-32
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError) as err:
+        raise UserError(f"{path} is corrupt ({one_line(err)})") from None
+
+
+def _read_json(raw: bytes, member: str, path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise UserError(f"{path} is corrupt ({member} is not JSON: {one_line(err)})") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} is corrupt ({member} is not a JSON object)")
+    return value
+
+
+def _read_weights(h5_bytes: bytes, architecture: Architecture, path: Path) -> tuple[dict[str, list[np.ndarray]], int]:
+    """Every weighted layer's arrays from model.weights.h5, checked; and the number of optimizer variables."""
+    import h5py
+
+    expected = {f"layers/{name}/vars/{i}": (name, weight_name, shape)
+                for _, name, weights in architecture.weight_shapes()
+                for i, (weight_name, shape) in enumerate(weights)}
+    try:
+        with h5py.File(io.BytesIO(h5_bytes), "r") as h5:
+            datasets: dict[str, Any] = {}
+            h5.visititems(lambda name, obj: datasets.__setitem__(name, obj) if isinstance(obj, h5py.Dataset) else None)
+            model_sets = {name for name in datasets if not name.startswith(OPTIMIZER_GROUP)}
+            if model_sets != set(expected):
+                missing, extra = sorted(set(expected) - model_sets), sorted(model_sets - set(expected))
+                raise UserError(f"{path}: model.weights.h5 does not hold this architecture's weights "
+                                f"(missing {', '.join(missing[:3]) or 'none'}; unexpected {', '.join(extra[:3]) or 'none'})")
+            weights: dict[str, list[np.ndarray]] = {}
+            for key, (layer, weight_name, shape) in expected.items():
+                dataset, label = datasets[key], f"{layer} {weight_name}"
+                if dataset.dtype != np.float32:
+                    raise UserError(f"{path}: {label} is stored as {dataset.dtype}, expected float32")
+                if tuple(dataset.shape) != tuple(shape):
+                    raise UserError(f"{path}: {label} has shape {tuple(dataset.shape)}, but the architecture in "
+                                    f"config.json needs {tuple(shape)}")
+                value = np.asarray(dataset[()], dtype=np.float32)
+                if not np.isfinite(value).all():
+                    raise UserError(f"{path}: {label} holds NaN or infinite values")
+                if weight_name == "moving_variance" and (value < 0).any():
+                    raise UserError(f"{path}: {label} holds negative variances")
+                weights.setdefault(layer, []).append(value)
+            return weights, len(datasets) - len(model_sets)
+    except UserError:
+        raise
+    except Exception as err:  # h5py raises OSError, KeyError, ValueError... on damaged files
+        raise UserError(f"{path} is corrupt (model.weights.h5 cannot be read: {one_line(err)})") from None
+
+
+def describe_optimizer(config: dict[str, Any]) -> str:
+    compile_config = config.get("compile_config") or {}
+    optimizer = compile_config.get("optimizer") if isinstance(compile_config, dict) else None
+    if not compile_config:
+        return "none (the model was saved uncompiled)"
+    if optimizer is None:
+        return "the compile config names none, so Keras would build its default RMSprop (lr 0.001)"
+    if isinstance(optimizer, str):
+        return f"{optimizer} (default settings)"
+    if isinstance(optimizer, dict):
+        lr = (optimizer.get("config") or {}).get("learning_rate")
+        return f"{optimizer.get('class_name')}" + (f" (lr {lr:.3g})" if isinstance(lr, (int, float)) else "")
+    return repr(optimizer)[:80]
+
+
+def read_keras_file(path: str | os.PathLike) -> KerasFile:
+    """Check ``path`` as described in the module docstring; :class:`UserError` naming what is wrong."""
+    path = check_file(path)
+    raw = _read_members(path)
+    config = _read_json(raw["config.json"], "config.json", path)
+    metadata = _read_json(raw["metadata.json"], "metadata.json", path)
+    try:
+        architecture = architecture_from_keras_config(config, str(path))
+    except (AttributeError, TypeError, KeyError, IndexError) as err:  # JSON of an unexpected structure
+        raise UserError(f"{path} is corrupt (unexpected config.json structure: {one_line(err)})") from None
+    weights, optimizer_variables = _read_weights(raw["model.weights.h5"], architecture, path)
+    return KerasFile(path=path, architecture=architecture, weights=weights,
+                     keras_version=str(metadata.get("keras_version", "?")),
+                     date_saved=str(metadata.get("date_saved", "?")), optimizer=describe_optimizer(config),
+                     optimizer_variables=optimizer_variables)

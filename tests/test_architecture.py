@@ -1,0 +1,144 @@
+"""The framework-free architecture description: presets, shapes, Keras names, YAML, refusals that name the layer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from mnist_common.architecture import Architecture, ArchitectureError, keras_snake_case, presets
+from mnist_common.architecture.keras_config import architecture_from_keras_config
+
+NOTEBOOK_SHAPES = [(26, 26, 32), (26, 26, 32), (13, 13, 32), (11, 11, 64), (11, 11, 64), (5, 5, 64), (1600,), (128,),
+                   (128,), (10,)]
+
+
+def test_presets_have_their_published_parameter_counts():
+    counts = {name: sum(Architecture.load(name).parameter_count()) for name in presets()}
+    assert counts == {"notebook": 225_418, "keras_io": 34_826, "lenet5": 61_706}
+    notebook = Architecture.load("notebook")
+    assert notebook.parameter_count() == (225_226, 192)
+    assert list(notebook.shapes) == NOTEBOOK_SHAPES and notebook.num_classes == 10
+    assert notebook.takes_mnist and notebook.ends_in_softmax and Architecture.load() == notebook
+
+
+def test_keras_names_number_layers_by_class_as_keras_does():
+    assert [keras_snake_case(n) for n in ("Conv2D", "MaxPooling2D", "ReLU", "LeakyReLU", "GlobalAveragePooling2D",
+                                          "BatchNormalization")] == \
+        ["conv2d", "max_pooling2d", "re_lu", "leaky_re_lu", "global_average_pooling2d", "batch_normalization"]
+    assert Architecture.load("notebook").keras_names == (
+        "conv2d", "batch_normalization", "max_pooling2d", "conv2d_1", "batch_normalization_1", "max_pooling2d_1",
+        "flatten", "dense", "dropout", "dense_1")
+
+
+def test_a_description_round_trips_through_yaml_and_json(tmp_path):
+    import yaml
+
+    description = {"name": "tiny", "input_shape": [32, 32, 3], "layers": [
+        {"type": "Conv2D", "filters": 8, "kernel_size": [4, 2], "strides": 2, "padding": "same",
+         "activation": "gelu", "kernel_initializer": "he_normal"},
+        {"type": "BatchNormalization", "momentum": 0.9, "center": False},
+        {"type": "AveragePooling2D", "pool_size": 3, "strides": 2, "padding": "same"},
+        {"type": "GlobalMaxPooling2D"},
+        {"type": "Dense", "units": 5, "use_bias": False,
+         "bias_initializer": {"class_name": "Constant", "config": {"value": 0.1}}},
+        {"type": "Softmax"},
+    ]}
+    architecture = Architecture.from_config(description)
+    assert architecture.shapes == ((16, 16, 8), (16, 16, 8), (8, 8, 8), (8,), (5,), (5,))
+    assert architecture.num_classes == 5 and not architecture.takes_mnist
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(architecture.to_config()))
+    (tmp_path / "tiny.json").write_text(json.dumps(architecture.to_config()))
+    for path in (tmp_path / "tiny.yaml", tmp_path / "tiny.json"):
+        assert Architecture.load(path) == architecture
+    spelled_out = architecture.to_config()["layers"][0]
+    assert spelled_out["kernel_size"] == [4, 2] and spelled_out["strides"] == [2, 2] and spelled_out["use_bias"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["layers"].insert(0, {"type": "LSTM", "units": 4}), "layer 0 (LSTM): not a supported layer type"),
+    (lambda c: c["layers"][0].update(dilation_rate=2), "layer 0 (Conv2D): unknown setting dilation_rate"),
+    (lambda c: c["layers"][0].update(kernel_size=30), "layer 0 (Conv2D): kernel height 30 is larger than its input"),
+    (lambda c: c["layers"][0].update(padding="full"), "padding must be one of valid, same"),
+    (lambda c: c["layers"][0].update(activation="swishy"), "activation 'swishy' is not supported"),
+    (lambda c: c["layers"][1].update(axis=1), "layer 1 (BatchNormalization): normalises axis 1"),
+    (lambda c: c["layers"][8].update(rate=1.0), "layer 8 (Dropout): rate must be a number in [0, 1)"),
+    (lambda c: c["layers"].pop(6), "the last layer gives a 5x5x10 output; a classifier must end in one score"),
+    (lambda c: c.update(layers=c["layers"][:3]), "the last layer gives a 13x13x32 output"),
+    (lambda c: c.update(input_shape=[28, 28]), "input_shape must be [height, width, channels]"),
+    (lambda c: c.update(num_classes=7), "num_classes is 7 but the last layer gives 10"),
+    (lambda c: c["layers"][0].pop("filters"), "layer 0 (Conv2D): needs filters"),
+    (lambda c: c.update(optimizer="adam"), "unknown key optimizer"),
+])
+def test_bad_descriptions_name_the_layer_and_the_problem(edit, message):
+    config = Architecture.load("notebook").to_config()
+    edit(config)
+    with pytest.raises(ArchitectureError) as info:
+        Architecture.from_config(config)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_load_names_what_it_accepts(tmp_path):
+    for value, message in (("resnet50", "not a preset (keras_io, lenet5, notebook)"),
+                           (tmp_path / "missing.yaml", "no such file")):
+        with pytest.raises(ArchitectureError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            Architecture.load(value)
+    (tmp_path / "broken.yaml").write_text("layers: [unclosed")
+    with pytest.raises(ArchitectureError, match="not valid YAML"):
+        Architecture.load(tmp_path / "broken.yaml")
+
+
+def _keras_config(*layers, input_shape=(28, 28, 1)):
+    """A Keras 3 Sequential config as ``config.json`` holds it (the Keras side is tested with real files)."""
+    entries = [{"module": "keras.layers", "class_name": "InputLayer",
+                "config": {"batch_shape": [None, *input_shape], "dtype": "float32", "name": "input_layer"}}]
+    entries += [{"module": "keras.layers", "class_name": cls, "config": {"name": f"l{i}", **config},
+                 "registered_name": None} for i, (cls, config) in enumerate(layers)]
+    return {"module": "keras", "class_name": "Sequential", "config": {"name": "seq", "layers": entries}}
+
+
+TAIL = (("Flatten", {}), ("Dense", {"units": 10, "activation": "softmax"}))
+
+
+@pytest.mark.parametrize("layer, message", [
+    (("Conv2D", {"filters": 4, "kernel_size": [3, 3], "dilation_rate": [2, 2]}),
+     "layer 0 (l0, Conv2D) has dilation_rate=[2, 2]: dilation is not supported"),
+    (("Conv2D", {"filters": 4, "kernel_size": [3, 3], "groups": 1, "data_format": "channels_first"}),
+     "data_format other than channels_last is not supported"),
+    (("Conv2D", {"filters": 4, "kernel_size": 3, "kernel_regularizer": {"class_name": "L2"}}),
+     "sets kernel_regularizer, which is not supported"),
+    (("Conv2D", {"filters": 4, "kernel_size": 3, "activation": {"module": "builtins", "class_name": "function",
+                                                                "config": "my_act", "registered_name": "my_act"}}),
+     "activation"),
+    (("BatchNormalization", {"axis": [1]}), "only the channel (last) axis"),
+    (("Lambda", {"function": "..."}), "layer 0 (l0, Lambda) holds Python code"),
+    (("LSTM", {"units": 4}), "layer 0 (l0, LSTM) is not a supported layer"),
+    (("Dense", {"units": 4, "trainable": False}), "is frozen"),
+])
+def test_keras_configs_outside_the_table_are_refused(layer, message):
+    with pytest.raises(ArchitectureError) as info:
+        architecture_from_keras_config(_keras_config(layer, *TAIL), "model.keras")
+    assert str(info.value).startswith("model.keras: layer 0 (l0, ") and message in str(info.value)
+
+
+def test_custom_and_nested_keras_objects_are_refused():
+    custom = _keras_config(("Doubler", {}), *TAIL)
+    custom["config"]["layers"][1].update(module="my_project.layers", registered_name="MyLayers>Doubler")
+    nested = _keras_config(*TAIL)
+    nested["config"]["layers"].insert(1, {"module": "keras", "class_name": "Sequential", "config": {"layers": []}})
+    for config, message in ((custom, "not a supported layer"), (nested, "is a nested model")):
+        with pytest.raises(ArchitectureError, match=message):
+            architecture_from_keras_config(config, "model.keras")
+
+
+def test_the_core_imports_no_framework():
+    code = ("import sys, mnist_common.architecture, mnist_common.keras_file, mnist_common.images, mnist_common.cli\n"
+            "Architecture = mnist_common.architecture.Architecture\n"
+            "Architecture.load('lenet5').summary()\n"
+            "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'lightning') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
