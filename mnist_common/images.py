@@ -87,7 +87,7 @@ def _one_line(err: BaseException) -> str:
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode ``path``; :class:`ImageError` for anything that is not a sane image."""
+    """Read and fully decode the file ``path``; :class:`ImageError` for anything that is not a sane image."""
     p = Path(path)
     try:
         st = p.stat()
@@ -103,21 +103,31 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         data = p.read_bytes()
     except OSError as err:
         raise ImageError(path, f"cannot be read ({err.strerror or _one_line(err)})") from None
+    return decode_image(data, path)
+
+
+def decode_image(data: bytes, name: str | os.PathLike = "image") -> Image.Image:
+    """Decode image file bytes (a file's, or an HTTP request's); :class:`ImageError` naming ``name`` if not sane.
+
+    Dimensions are checked before any pixel is decoded, so a decompression bomb costs nothing.
+    """
+    if not data:
+        raise ImageError(name, "is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as err:
-        raise ImageError(path, f"refused: {_one_line(err)}") from None
+        raise ImageError(name, f"refused: {_one_line(err)}") from None
     except UnidentifiedImageError:
-        raise ImageError(path, "is not an image (or not in a format Pillow can read)") from None
+        raise ImageError(name, "is not an image (or not in a format Pillow can read)") from None
     except Exception as err:  # Pillow raises many types (SyntaxError, ValueError, struct.error, ...) on damaged headers
-        raise ImageError(path, f"is not a readable image ({type(err).__name__}: {_one_line(err)})") from None
+        raise ImageError(name, f"is not a readable image ({type(err).__name__}: {_one_line(err)})") from None
     width, height = image.size
     if width <= 0 or height <= 0:
-        raise ImageError(path, f"has no pixels ({width}x{height})")
+        raise ImageError(name, f"has no pixels ({width}x{height})")
     if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
-        raise ImageError(path, f"refused: {width}x{height} pixels ({width * height / 1e6:.0f} megapixels) is more "
+        raise ImageError(name, f"refused: {width}x{height} pixels ({width * height / 1e6:.0f} megapixels) is more "
                                f"than the limit of {MAX_PIXELS // 1_000_000} megapixels and {MAX_SIDE} pixels a side "
                                f"(a decompression bomb?)")
     try:
@@ -125,7 +135,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
             image.draft(image.mode, (WORK_SIDE, WORK_SIDE))  # let libjpeg decode at a reduced scale
         image.load()
     except Exception as err:  # OSError("image file is truncated"), zlib/CRC errors, ValueError, ...
-        raise ImageError(path, f"is truncated or corrupt ({type(err).__name__}: {_one_line(err)})") from None
+        raise ImageError(name, f"is truncated or corrupt ({type(err).__name__}: {_one_line(err)})") from None
     return image
 
 
@@ -351,10 +361,20 @@ def _display_copy(image: Image.Image, side: int = 256) -> Image.Image:
 
 
 def prepare(path: str | os.PathLike, mode: str = "mnist", keep_display: bool = False) -> Prepared:
-    """Read ``path`` and preprocess it (``mode`` "mnist" or "notebook"); :class:`ImageError` if it cannot be."""
+    """Read the file ``path`` and preprocess it (``mode`` "mnist" or "notebook"); :class:`ImageError` if it cannot be."""
+    return prepare_image(open_image(path), path, mode, keep_display)
+
+
+def prepare_bytes(data: bytes, name: str = "image", mode: str = "mnist", keep_display: bool = False) -> Prepared:
+    """Preprocess image file bytes (an upload, a request body); ``name`` is how errors call it."""
+    return prepare_image(decode_image(data, name), name, mode, keep_display)
+
+
+def prepare_image(image: Image.Image, path: str | os.PathLike = "image", mode: str = "mnist",
+                  keep_display: bool = False) -> Prepared:
+    """Preprocess a decoded picture; the one function behind every way a picture comes in."""
     if mode not in PREPROCESSINGS:
         raise ValueError(f"unknown preprocessing {mode!r}; choose from {PREPROCESSINGS}")
-    image = open_image(path)
     try:
         if mode == "mnist":
             pixels, inverted = mnist_preprocess(image, path)
@@ -368,5 +388,6 @@ def prepare(path: str | os.PathLike, mode: str = "mnist", keep_display: bool = F
     return Prepared(path=str(path), pixels=pixels, size=image.size, inverted=inverted, display=display)
 
 
-__all__ = ["ImageError", "Prepared", "PREPROCESSINGS", "MAX_PIXELS", "open_image", "to_gray", "extract_ink",
-           "fit_and_centre", "mnist_preprocess", "notebook_preprocess", "prepare"]
+__all__ = ["ImageError", "Prepared", "PREPROCESSINGS", "MAX_PIXELS", "decode_image", "open_image", "to_gray",
+           "extract_ink", "fit_and_centre", "mnist_preprocess", "notebook_preprocess", "prepare", "prepare_bytes",
+           "prepare_image"]
