@@ -1,8 +1,16 @@
-"""Shared fixtures: the real MNIST directory and a runner for the command lines."""
+"""Shared fixtures: real MNIST, the notebook's own files, a runner for the command lines, and deselection.
+
+Tests that need what a machine may lack are deselected with a one-line reason at the end
+of the run, never failed or silently passed: ``@pytest.mark.gpu`` (a CUDA GPU),
+``@pytest.mark.browser`` (Chromium), and any test using the ``seed_keras``/``seed_png``
+fixtures (the notebook's own files, which CI keeps in ``../shared/seed``; a clone
+elsewhere can point ``MNIST_SEED_DIR`` at a copy). CI has all of them, so it runs every test.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,21 +24,70 @@ from mnist_common.mnist import DATA_DIR_ENV, resolve_data_dir
 import_keras()  # whichever test module imports Keras first, it comes after torch (keras_reference/backend.py)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+SHARED = REPO.parent / "shared"
+SHARED_DATASETS = SHARED / "datasets"
+SEED_DIR = Path(os.environ.get("MNIST_SEED_DIR") or SHARED / "seed")
+SEED_KERAS = SEED_DIR / "cnn_model.keras"  # the model the notebook saved (99.22 % on the test set)
+SEED_PNG = SEED_DIR / "imagen.png"  # the "4" the notebook predicted
 if os.environ.get(DATA_DIR_ENV):  # absolute, for tests that change directory and for their subprocesses
     os.environ[DATA_DIR_ENV] = str(Path(os.environ[DATA_DIR_ENV]).resolve())
 
 
-def pytest_collection_modifyitems(config, items):
-    """GPU twins (``@pytest.mark.gpu``) run where CUDA is; elsewhere they are deselected, not skipped."""
-    import torch
+def chromium() -> str | None:
+    """The Chromium (or Chrome) executable browser tests drive, if one is installed."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
 
-    if torch.cuda.is_available():
-        return
-    gpu = [item for item in items if item.get_closest_marker("gpu")]
-    if gpu:
-        config.hook.pytest_deselected(items=gpu)
-        items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+
+def _requirements(item) -> dict[str, str]:
+    """What ``item`` needs that this machine lacks: requirement -> why it is missing."""
+    missing = {}
+    if item.get_closest_marker("gpu"):
+        import torch
+
+        if not torch.cuda.is_available():
+            missing["gpu"] = "no CUDA GPU on this machine"
+    if item.get_closest_marker("browser") and chromium() is None:
+        missing["browser"] = "no Chromium installed (apt-get install chromium chromium-driver)"
+    if {"seed_keras", "seed_png"} & set(getattr(item, "fixturenames", ())):
+        absent = [p.name for p in (SEED_KERAS, SEED_PNG) if not p.is_file()]
+        if absent:
+            missing["seed"] = (f"the notebook's {' and '.join(absent)} are not in {SEED_DIR} (CI keeps them in "
+                               f"../shared/seed; set MNIST_SEED_DIR to use a copy)")
+    return missing
+
+
+def pytest_collection_modifyitems(config, items):
+    deselected: dict[str, tuple[str, list]] = {}
+    kept = []
+    for item in items:
+        missing = _requirements(item)
+        for requirement, reason in missing.items():
+            deselected.setdefault(requirement, (reason, []))[1].append(item)
+        if not missing:
+            kept.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+    config._lightning_mnist_deselected = {k: (reason, len(found)) for k, (reason, found) in deselected.items()}
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    for requirement, (reason, count) in getattr(config, "_lightning_mnist_deselected", {}).items():
+        terminalreporter.write_line(f"deselected {count} test{'s' if count > 1 else ''} needing {requirement}: {reason}")
+
+
+@pytest.fixture(scope="session")
+def seed_keras() -> Path:
+    return SEED_KERAS
+
+
+@pytest.fixture(scope="session")
+def seed_png() -> Path:
+    return SEED_PNG
 
 
 @pytest.fixture(scope="session")
@@ -48,17 +105,27 @@ def mnist(mnist_dir):
     return load_mnist(mnist_dir)
 
 
+def module_env(mnist_dir: Path) -> dict[str, str]:
+    """The environment command-line subprocesses run in: the real MNIST folder, this checkout first."""
+    return {**os.environ, DATA_DIR_ENV: str(mnist_dir), "PYTHONPATH": str(REPO)}
+
+
+def run_python_module(mnist_dir: Path, module: str, *args, cwd: Path, check: bool = True, timeout: float = 600,
+                      **kwargs) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> <args>`` in ``cwd`` as a user would; with ``check``, fail on a non-zero exit."""
+    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=module_env(mnist_dir),
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
+    return proc
+
+
 @pytest.fixture
 def run_module(mnist_dir, tmp_path):
-    """Run ``python -m <module> <args>`` in ``tmp_path``; return the CompletedProcess."""
+    """``run_python_module`` in ``tmp_path`` (or ``cwd=...``)."""
 
-    def run(module: str, *args: str, timeout: float = 600, check: bool = True, **kwargs):
-        env = {**os.environ, DATA_DIR_ENV: str(mnist_dir), "PYTHONPATH": str(REPO)}
-        proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=kwargs.pop("cwd", tmp_path),
-                              env=env, capture_output=True, text=True, timeout=timeout, **kwargs)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
-        return proc
+    def run(module: str, *args, cwd: Path | None = None, **kwargs):
+        return run_python_module(mnist_dir, module, *args, cwd=cwd or tmp_path, **kwargs)
 
     return run
 

@@ -26,11 +26,11 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import REPO, SHARED_DATASETS, assert_one_line_error
+from conftest import REPO, assert_one_line_error, module_env, run_python_module
 from lightning_mnist.frameworks import import_keras
 from mnist_common.architecture import Architecture
 from mnist_common.keras_file import read_keras_file
-from mnist_common.mnist import DATA_DIR_ENV, load_mnist, resolve_data_dir
+
 
 keras = import_keras()
 
@@ -47,26 +47,9 @@ from lightning_mnist.interop.weights import torch_to_keras  # noqa: E402
 from lightning_mnist.models import KerasAdam, KerasNetwork, MnistClassifier  # noqa: E402
 
 NOTEBOOK = Architecture.load("notebook")
-SEED_KERAS = REPO.parent / "shared" / "seed" / "cnn_model.keras"
-SEED_PNG = REPO.parent / "shared" / "seed" / "imagen.png"
 NOTEBOOK_CORRECT = 9922  # the notebook's file: 99.22 % of the 10,000 test images
 PARITY_STEPS, PARITY_BATCH = 50, 32
 PARITY_TOLERANCE = 1e-3  # max |p| difference after 50 training steps (measured 1.3e-4 to 2.1e-4)
-
-
-def data_dir() -> Path:
-    if os.environ.get(DATA_DIR_ENV):
-        return resolve_data_dir()
-    return SHARED_DATASETS if SHARED_DATASETS.is_dir() else resolve_data_dir()
-
-
-def run_cli(*args, cwd: Path, module: str = "lightning_mnist", check: bool = True, timeout: float = 600):
-    env = {**os.environ, DATA_DIR_ENV: str(data_dir()), "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
-    return proc
 
 
 def parse_check(stdout: str) -> dict:
@@ -89,24 +72,19 @@ def scored_accuracy(stdout: str) -> float:
 
 
 @pytest.fixture(scope="session")
-def mnist_arrays():
-    return load_mnist(data_dir())
-
-
-@pytest.fixture(scope="session")
-def seed_conversion(tmp_path_factory):
+def seed_conversion(tmp_path_factory, seed_keras, mnist_dir):
     """The notebook's file converted to a checkpoint by the command line (full 10,000-image check)."""
     tmp = tmp_path_factory.mktemp("seed")
-    proc = run_cli("convert", SEED_KERAS, "seed.ckpt", cwd=tmp)
+    proc = run_python_module(mnist_dir, "lightning_mnist", "convert", seed_keras, "seed.ckpt", cwd=tmp)
     return tmp / "seed.ckpt", proc
 
 
 @pytest.fixture(scope="session")
-def fitted(tmp_path_factory):
+def fitted(tmp_path_factory, mnist_dir):
     """A checkpoint written by Lightning's ``fit`` (in this process, to save a start-up) and its test score."""
     tmp = tmp_path_factory.mktemp("fit")
     torch.manual_seed(0)
-    datamodule = MNISTDataModule(data_dir=str(data_dir()), subset=2000)
+    datamodule = MNISTDataModule(data_dir=str(mnist_dir), subset=2000)
     trainer = Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                       enable_model_summary=False, default_root_dir=tmp,
                       callbacks=[ModelCheckpoint(dirpath=tmp / "ckpt", monitor="val/loss")])
@@ -119,7 +97,8 @@ def fitted(tmp_path_factory):
 # --- 1. the notebook's file -> checkpoint -> Lightning pipeline ------------------------------
 
 
-def test_notebook_file_converts_and_lightning_scores_it_like_keras(seed_conversion, tmp_path):
+def test_notebook_file_converts_and_lightning_scores_it_like_keras(seed_conversion, seed_keras, run_module,
+                                                                   mnist_dir, tmp_path):
     ckpt, proc = seed_conversion
     assert "Keras 3.9.0 file" in proc.stdout and "RMSprop" in proc.stdout  # the file's optimizer, reported
     check = parse_check(proc.stdout)
@@ -133,13 +112,13 @@ def test_notebook_file_converts_and_lightning_scores_it_like_keras(seed_conversi
     assert isinstance(restored.network, KerasNetwork) and restored.architecture.same_network(NOTEBOOK)
     trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                       enable_model_summary=False, default_root_dir=tmp_path)
-    [scores] = trainer.test(MnistClassifier(), datamodule=MNISTDataModule(data_dir=str(data_dir())),
+    [scores] = trainer.test(MnistClassifier(), datamodule=MNISTDataModule(data_dir=str(mnist_dir)),
                             ckpt_path=str(ckpt), verbose=False)
     assert round(scores["test/acc"] * 10_000) == NOTEBOOK_CORRECT
 
     # and ``test --ckpt_path FILE.keras`` scores the notebook's file itself, converted on the fly
-    tested = run_cli("test", "--ckpt_path", SEED_KERAS, "--trainer.logger", "false", "--trainer.accelerator", "cpu",
-                     "--trainer.enable_progress_bar", "false", cwd=tmp_path)  # CPU: no TF32 on a GPU
+    tested = run_module("lightning_mnist", "test", "--ckpt_path", seed_keras, "--trainer.logger", "false",
+                        "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false")  # CPU: no TF32
     assert round(scored_accuracy(tested.stdout) * 10_000) == NOTEBOOK_CORRECT
     assert not [p for p in Path(tmp_path).iterdir() if p.suffix == ".ckpt"]  # the temporary checkpoint is gone
 
@@ -166,14 +145,15 @@ FRESH_KERAS = textwrap.dedent("""
 """)
 
 
-def test_fitted_checkpoint_exports_to_keras_that_scores_the_same_without_torch(fitted, mnist_arrays):
+def test_fitted_checkpoint_exports_to_keras_that_scores_the_same_without_torch(fitted, mnist, mnist_dir):
     tmp, best, lightning_correct = fitted
-    proc = run_cli("convert", best, "fitted.keras", "--check_images", "1000", cwd=tmp)
+    proc = run_python_module(mnist_dir, "lightning_mnist", "convert", best, "fitted.keras", "--check_images", "1000",
+                             cwd=tmp)
     print(proc.stdout)
     check = parse_check(proc.stdout)
     assert check["images"] == 1000 and check["max_dp"] <= CHECK_TOLERANCE and check["argmax_equal"] == 1000
 
-    fresh = subprocess.run([sys.executable, "-c", FRESH_KERAS, str(tmp / "fitted.keras"), str(data_dir()),
+    fresh = subprocess.run([sys.executable, "-c", FRESH_KERAS, str(tmp / "fitted.keras"), str(mnist_dir),
                             str(tmp / "keras_probs.npy")], cwd=tmp, capture_output=True, text=True, timeout=300,
                            env={**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""})  # CPU float32
     assert fresh.returncode == 0, fresh.stderr[-3000:]
@@ -186,7 +166,7 @@ def test_fitted_checkpoint_exports_to_keras_that_scores_the_same_without_torch(f
     print(f"fresh Keras process: {loaded}, Lightning: {lightning_correct} correct")
 
     classifier = load_classifier(best)
-    p_torch = torch.softmax(torch_logits(classifier.network, to_tensor(mnist_arrays.test_images)), 1).numpy()
+    p_torch = torch.softmax(torch_logits(classifier.network, to_tensor(mnist.test_images)), 1).numpy()
     p_keras = np.load(tmp / "keras_probs.npy")
     print(f"all 10000: max |p_torch - p_keras (fresh process)| = {np.abs(p_torch - p_keras).max():.2e}")
     assert np.abs(p_torch - p_keras).max() <= CHECK_TOLERANCE
@@ -196,11 +176,11 @@ def test_fitted_checkpoint_exports_to_keras_that_scores_the_same_without_torch(f
 # --- 3. round trip ----------------------------------------------------------------------------
 
 
-def test_round_trip_keras_ckpt_keras_is_bit_identical(seed_conversion, tmp_path):
+def test_round_trip_keras_ckpt_keras_is_bit_identical(seed_conversion, seed_keras, mnist_dir, tmp_path):
     ckpt, _ = seed_conversion
-    report = checkpoint_to_keras(ckpt, tmp_path / "again.keras", check_images=500, data_dir=data_dir())
+    report = checkpoint_to_keras(ckpt, tmp_path / "again.keras", check_images=500, data_dir=mnist_dir)
     assert report.max_prob_diff <= CHECK_TOLERANCE and report.argmax_equal == 500
-    original = read_keras_file(SEED_KERAS).weights
+    original = read_keras_file(seed_keras).weights
     again = read_keras_file(tmp_path / "again.keras").weights
     assert len(original) == len(again) == 6 and original.keys() == again.keys()
     for layer in original:
@@ -208,7 +188,7 @@ def test_round_trip_keras_ckpt_keras_is_bit_identical(seed_conversion, tmp_path)
             assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
             assert a.tobytes() == b.tobytes()
     # and once more through the checkpoint: the torch side is bit-identical too
-    keras_to_checkpoint(tmp_path / "again.keras", tmp_path / "again.ckpt", check_images=200, data_dir=data_dir())
+    keras_to_checkpoint(tmp_path / "again.keras", tmp_path / "again.ckpt", check_images=200, data_dir=mnist_dir)
     first = torch.load(ckpt, weights_only=True)["state_dict"]
     second = torch.load(tmp_path / "again.ckpt", weights_only=True)["state_dict"]
     assert first.keys() == second.keys()
@@ -228,22 +208,22 @@ def _with_weight(layer_index: int, weight_index: int, value: float) -> "keras.Mo
 
 
 @pytest.fixture(scope="session")
-def bad_files(tmp_path_factory):
+def bad_files(tmp_path_factory, seed_keras, seed_png):
     """Files the converter must refuse, made with Keras and torch themselves or by damaging bytes."""
     tmp = tmp_path_factory.mktemp("bad")
     for name, model in {"nan.keras": _with_weight(4, 0, float("nan")),
                         "negative_variance.keras": _with_weight(1, 3, -1.0)}.items():
         model.save(tmp / name)
-    data = bytearray(SEED_KERAS.read_bytes())
+    data = bytearray(seed_keras.read_bytes())
     middle = len(data) // 2  # inside model.weights.h5, which Keras stores uncompressed
     data[middle:middle + 64] = bytes(64)
     (tmp / "corrupt.keras").write_bytes(bytes(data))
-    (tmp / "truncated.keras").write_bytes(SEED_KERAS.read_bytes()[:100_000])
-    shutil.copy(SEED_PNG, tmp / "picture.keras")
+    (tmp / "truncated.keras").write_bytes(seed_keras.read_bytes()[:100_000])
+    shutil.copy(seed_png, tmp / "picture.keras")
     with zipfile.ZipFile(tmp / "members.keras", "w") as archive:
-        archive.writestr("config.json", zipfile.ZipFile(SEED_KERAS).read("config.json"))
+        archive.writestr("config.json", zipfile.ZipFile(seed_keras).read("config.json"))
     # the notebook's config with the weights of another network: the shapes must follow the config
-    with zipfile.ZipFile(tmp / "swapped.keras", "w") as archive, zipfile.ZipFile(SEED_KERAS) as seed:
+    with zipfile.ZipFile(tmp / "swapped.keras", "w") as archive, zipfile.ZipFile(seed_keras) as seed:
         archive.writestr("config.json", seed.read("config.json"))
         archive.writestr("metadata.json", seed.read("metadata.json"))
         other = build_model("keras_io")
@@ -275,8 +255,8 @@ CLI_REFUSALS = [
 ]
 
 
-def test_cli_refuses_bad_input_in_one_line(bad_files, tmp_path):
-    env = {**os.environ, DATA_DIR_ENV: str(data_dir()), "PYTHONPATH": str(REPO)}
+def test_cli_refuses_bad_input_in_one_line(bad_files, tmp_path, mnist_dir):
+    env = module_env(mnist_dir)
     running = []
     for i, (src, dst, fragment) in enumerate(CLI_REFUSALS):
         args, work, output = _refusal_case(bad_files, tmp_path / str(i), src, dst)
@@ -307,10 +287,10 @@ MORE_REFUSALS = [
 
 
 @pytest.mark.parametrize("src, dst, fragment", MORE_REFUSALS, ids=[case[0] for case in MORE_REFUSALS])
-def test_more_bad_input_refused_in_one_line(bad_files, tmp_path, capsys, src, dst, fragment):
+def test_more_bad_input_refused_in_one_line(bad_files, tmp_path, capsys, mnist_dir, src, dst, fragment):
     args, work, output = _refusal_case(bad_files, tmp_path, src, dst)
     with pytest.raises(SystemExit) as exit_info:
-        command_line(["convert", *args, "--data_dir", str(data_dir())])
+        command_line(["convert", *args, "--data_dir", str(mnist_dir)])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
@@ -319,7 +299,7 @@ def test_more_bad_input_refused_in_one_line(bad_files, tmp_path, capsys, src, ds
     assert not output.exists() and list(work.iterdir()) == []
 
 
-def test_failed_check_leaves_no_file(seed_conversion, tmp_path, monkeypatch):
+def test_failed_check_leaves_no_file(seed_conversion, tmp_path, monkeypatch, mnist_dir):
     """A conversion whose two models disagree beyond 1e-5 exits non-zero and writes nothing."""
     ckpt, _ = seed_conversion
     real = parity.keras_logits_and_outputs
@@ -330,7 +310,7 @@ def test_failed_check_leaves_no_file(seed_conversion, tmp_path, monkeypatch):
 
     monkeypatch.setattr(parity, "keras_logits_and_outputs", off_by_a_little)
     with pytest.raises(ConversionCheckFailed, match="not written"):
-        checkpoint_to_keras(ckpt, tmp_path / "out.keras", check_images=100, data_dir=data_dir())
+        checkpoint_to_keras(ckpt, tmp_path / "out.keras", check_images=100, data_dir=mnist_dir)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -365,7 +345,7 @@ def _optimized(weights):
     return np.concatenate([w.ravel() for layer in weights for w in (layer[:2] if len(layer) == 4 else layer)])
 
 
-def test_training_parity_with_keras_adam(mnist_arrays):
+def test_training_parity_with_keras_adam(mnist):
     """50 steps (lr 1e-4, batch 32, no dropout, no augmentation) from the same weights in both frameworks.
 
     Note: in training mode Keras' BatchNormalization updates its moving variance with the
@@ -373,9 +353,9 @@ def test_training_parity_with_keras_adam(mnist_arrays):
     batches of 32 x 26 x 26 values): negligible beside the tolerance.
     """
     n = PARITY_STEPS * PARITY_BATCH
-    x = to_tensor(mnist_arrays.train_images[:n])
-    y = torch.from_numpy(mnist_arrays.train_labels[:n]).long()
-    x_eval = to_tensor(mnist_arrays.test_images[:1000])
+    x = to_tensor(mnist.train_images[:n])
+    y = torch.from_numpy(mnist.train_labels[:n]).long()
+    x_eval = to_tensor(mnist.test_images[:1000])
     torch.manual_seed(0)
     start = copy.deepcopy(KerasNetwork(NOTEBOOK).state_dict())
 
@@ -417,13 +397,13 @@ def test_training_parity_with_keras_adam(mnist_arrays):
 # --- 6. the exported file keeps training in Keras ---------------------------------------------
 
 
-def test_exported_file_trains_further_in_keras(seed_conversion, tmp_path, mnist_arrays):
+def test_exported_file_trains_further_in_keras(seed_conversion, tmp_path, mnist, mnist_dir):
     ckpt, _ = seed_conversion
-    checkpoint_to_keras(ckpt, tmp_path / "model.keras", check_images=100, data_dir=data_dir())
+    checkpoint_to_keras(ckpt, tmp_path / "model.keras", check_images=100, data_dir=mnist_dir)
     model = keras.saving.load_model(str(tmp_path / "model.keras"), safe_mode=True)
     assert isinstance(model.optimizer, keras.optimizers.Adam)
-    x = (mnist_arrays.train_images[:64].astype(np.float32) / 255.0)[..., None]
-    y = np.eye(10, dtype=np.float32)[mnist_arrays.train_labels[:64]]
+    x = (mnist.train_images[:64].astype(np.float32) / 255.0)[..., None]
+    y = np.eye(10, dtype=np.float32)[mnist.train_labels[:64]]
     before = [w.copy() for w in model.get_weights()]
     history = model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
@@ -434,19 +414,19 @@ def test_exported_file_trains_further_in_keras(seed_conversion, tmp_path, mnist_
 # --- the public loaders -----------------------------------------------------------------------
 
 
-def test_loaders_accept_both_file_types(seed_conversion, mnist_arrays):
+def test_loaders_accept_both_file_types(seed_conversion, seed_keras, seed_png, mnist_dir):
     ckpt, _ = seed_conversion
-    from_ckpt, from_keras = load_classifier(ckpt), load_classifier(SEED_KERAS)
+    from_ckpt, from_keras = load_classifier(ckpt), load_classifier(seed_keras)
     assert not from_ckpt.training and not from_keras.training
     for key, value in from_ckpt.state_dict().items():
         assert torch.equal(value, from_keras.state_dict()[key])
-    [(keras_from_ckpt, _)], [(keras_from_keras, architecture)] = load_keras_models(ckpt), load_keras_models(SEED_KERAS)
+    [(keras_from_ckpt, _)], [(keras_from_keras, architecture)] = load_keras_models(ckpt), load_keras_models(seed_keras)
     for a, b in zip(keras_from_ckpt.get_weights(), keras_from_keras.get_weights()):
         assert np.array_equal(a, b)
-    report = compare_on_check_inputs(from_ckpt.network, keras_from_keras, 300, data_dir())
+    report = compare_on_check_inputs(from_ckpt.network, keras_from_keras, 300, mnist_dir)
     assert report.ok and report.argmax_equal == 300 and architecture.layers[0].filters == 32
     with pytest.raises(Exception, match="expected a Lightning checkpoint"):
-        load_classifier(SEED_PNG)
+        load_classifier(seed_png)
 
 
 def test_first_version_checkpoints_still_load(seed_conversion, tmp_path):

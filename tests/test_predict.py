@@ -23,9 +23,6 @@ from conftest import REPO
 from mnist_common.images import BOX, SIZE, ImageError, prepare
 from mnist_common.renderings import STYLES, write_renderings
 
-SEED = REPO.parent / "shared" / "seed"
-SEED_KERAS = SEED / "cnn_model.keras"
-IMAGEN = SEED / "imagen.png"  # the notebook's custom image: a black 4 on a white 1368x1100 canvas
 RENDERINGS = 10 * len(STYLES)
 
 
@@ -34,12 +31,12 @@ RENDERINGS = 10 * len(STYLES)
 
 
 @pytest.fixture(scope="session")
-def seed_ckpt(tmp_path_factory, mnist_dir) -> Path:
+def seed_ckpt(tmp_path_factory, mnist_dir, seed_keras) -> Path:
     """The notebook's model as a Lightning checkpoint, made by ``convert`` (checked on 1000 test images)."""
     from lightning_mnist.conversion import keras_to_checkpoint
 
     path = tmp_path_factory.mktemp("weights") / "seed.ckpt"
-    report, _ = keras_to_checkpoint(SEED_KERAS, path, check_images=1000, data_dir=mnist_dir)
+    report, _ = keras_to_checkpoint(seed_keras, path, check_images=1000, data_dir=mnist_dir)
     assert report.ok
     return path
 
@@ -170,10 +167,10 @@ def test_exif_orientation_is_applied(mnist, tmp_path):
     assert np.abs(prepare(tmp_path / "phone.jpg").pixels - prepare(tmp_path / "upright.png").pixels).mean() < 0.03
 
 
-def test_notebook_preprocessing_is_the_notebooks(tmp_path):
+def test_notebook_preprocessing_is_the_notebooks(tmp_path, seed_png):
     """Grayscale, nearest-neighbour resize to 28x28 (keras.utils.load_img's default), 1 - x/255."""
-    prepared = prepare(IMAGEN, "notebook")
-    expected = 1 - np.asarray(Image.open(IMAGEN).convert("L").resize((28, 28), Image.Resampling.NEAREST)) / 255
+    prepared = prepare(seed_png, "notebook")
+    expected = 1 - np.asarray(Image.open(seed_png).convert("L").resize((28, 28), Image.Resampling.NEAREST)) / 255
     assert prepared.pixels.dtype == np.float32 and np.allclose(prepared.pixels, expected)
 
 
@@ -204,15 +201,15 @@ def test_renderings_are_recognised(renderings, seed_ckpt, mnist):
     assert right["notebook"].mean() < right["mnist"].mean() - 0.3
 
 
-def test_both_backends_agree_on_every_weights_file(renderings, seed_ckpt):
+def test_both_backends_agree_on_every_weights_file(renderings, seed_ckpt, seed_png, seed_keras):
     """The notebook's 4 with torch and Keras, from the .keras file and the checkpoint: probabilities within 1e-5."""
     import torch
 
     from lightning_mnist.checkpoints import load_classifier, load_networks
 
-    paths = [IMAGEN] + [r.path for r in renderings[:24]]
+    paths = [seed_png] + [r.path for r in renderings[:24]]
     probs = {(backend, Path(w).suffix): predict_files(paths, w, backend)
-             for backend in ("torch", "keras") for w in (seed_ckpt, SEED_KERAS)}
+             for backend in ("torch", "keras") for w in (seed_ckpt, seed_keras)}
     reference = probs[("keras", ".keras")]  # the notebook's own model in its own framework
     for key, p in probs.items():
         assert p.shape == (len(paths), 10) and np.allclose(p.sum(1), 1, atol=1e-5)
@@ -227,7 +224,7 @@ def test_both_backends_agree_on_every_weights_file(renderings, seed_ckpt):
     assert torch.allclose(torch.softmax(network(x), 1), full, atol=1e-6)
 
 
-def test_kfold_ensemble_averages_its_folds(seed_ckpt, tmp_path):
+def test_kfold_ensemble_averages_its_folds(seed_ckpt, tmp_path, seed_png, seed_keras):
     import torch
 
     from lightning_mnist.predictors import load_predictor, resolve
@@ -240,14 +237,14 @@ def test_kfold_ensemble_averages_its_folds(seed_ckpt, tmp_path):
     results = {"framework": "lightning", "num_folds": 2, "folds": [
         {"fold": 0, "model_path": str(seed_ckpt)}, {"fold": 1, "model_path": "folds/fold_1.ckpt"}]}  # relative
     (tmp_path / "cv_results.json").write_text(json.dumps(results))
-    x = np.stack([prepare(IMAGEN).pixels] * 2)
+    x = np.stack([prepare(seed_png).pixels] * 2)
     single = [load_predictor(w, "torch").predict_proba(x) for w in (seed_ckpt, tmp_path / "folds" / "fold_1.ckpt")]
     for where in (tmp_path / "cv_results.json", tmp_path):  # the file, or the run folder holding it
         predictor = load_predictor(where)
         assert predictor.ensemble and predictor.backend == "torch" and len(predictor.paths) == 2
         assert np.allclose(predictor.predict_proba(x), (single[0] + single[1]) / 2, atol=1e-6)
     # a Keras k-fold run (.keras fold models) runs on Keras by default
-    keras_results = {"framework": "keras", "folds": [{"fold": 0, "model_path": str(SEED_KERAS)}]}
+    keras_results = {"framework": "keras", "folds": [{"fold": 0, "model_path": str(seed_keras)}]}
     (tmp_path / "keras_cv.json").write_text(json.dumps(keras_results))
     assert resolve(tmp_path / "keras_cv.json")[2] == "keras"
 
@@ -262,33 +259,33 @@ def test_kfold_ensemble_averages_its_folds(seed_ckpt, tmp_path):
     ("broken.json", b"{not json", "not a readable k-fold"),
     ("lost_folds.json", b"{\"folds\": [{\"model_path\": \"gone.ckpt\"}]}", "fold 0 model"),
 ])
-def test_bad_weights_fail_in_one_line(name, content, reason, tmp_path, capsys):
+def test_bad_weights_fail_in_one_line(name, content, reason, tmp_path, capsys, seed_png):
     from lightning_mnist.commands.predict import main
 
     weights = tmp_path / name
     if content is not None:
         weights.write_bytes(content)
     with pytest.raises(SystemExit) as info:
-        main([str(IMAGEN), "--weights", str(weights)])
+        main([str(seed_png), "--weights", str(weights)])
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and reason in err[0], err
 
 
-def test_weights_of_another_model_are_refused(tmp_path, capsys):
+def test_weights_of_another_model_are_refused(tmp_path, capsys, seed_png):
     import torch
 
     from lightning_mnist.commands.predict import main
 
     torch.save({"state_dict": {"encoder.weight": torch.zeros(4, 4)}}, tmp_path / "other.ckpt")
     with pytest.raises(SystemExit) as info:
-        main([str(IMAGEN), "--weights", str(tmp_path / "other.ckpt")])
+        main([str(seed_png), "--weights", str(tmp_path / "other.ckpt")])
     assert info.value.code == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "other.ckpt" in line and "records no architecture" in line
 
 
-def test_a_network_that_does_not_take_digits_is_refused(tmp_path, capsys):
+def test_a_network_that_does_not_take_digits_is_refused(tmp_path, capsys, seed_png):
     from lightning_mnist.checkpoints import save_checkpoint
     from lightning_mnist.commands.predict import main
     from lightning_mnist.models import KerasNetwork
@@ -298,7 +295,7 @@ def test_a_network_that_does_not_take_digits_is_refused(tmp_path, capsys):
                                                                           {"type": "Dense", "units": 10}]})
     save_checkpoint(tmp_path / "rgb.ckpt", rgb, KerasNetwork(rgb).state_dict())
     with pytest.raises(SystemExit) as info:
-        main([str(IMAGEN), "--weights", str(tmp_path / "rgb.ckpt")])
+        main([str(seed_png), "--weights", str(tmp_path / "rgb.ckpt")])
     assert info.value.code == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "takes 32x32x3 inputs; predict prepares 28x28 grayscale digits" in line
@@ -308,9 +305,9 @@ def test_a_network_that_does_not_take_digits_is_refused(tmp_path, capsys):
 # The command line, as real subprocesses
 
 
-def test_cli_predicts_good_files_and_reports_each_bad_one(run_module, seed_ckpt, renderings, tmp_path):
+def test_cli_predicts_good_files_and_reports_each_bad_one(run_module, seed_ckpt, renderings, tmp_path, seed_png):
     bad = make_bad_images(tmp_path / "bad")
-    good = [IMAGEN, renderings[0].path, renderings[1].path]
+    good = [seed_png, renderings[0].path, renderings[1].path]
     args = [good[0], *[tmp_path / "bad" / name for name in bad], *good[1:]]
     proc = run_module("lightning_mnist", "predict", *args, "--weights", seed_ckpt, "--json",
                       "--show", tmp_path / "figure.png", "--timings", check=False)
@@ -334,30 +331,30 @@ def test_cli_predicts_good_files_and_reports_each_bad_one(run_module, seed_ckpt,
     assert "timings:" in proc.stderr and "inference" in proc.stderr
 
 
-def test_cli_keras_backend_reads_the_notebooks_file(run_module, renderings):
+def test_cli_keras_backend_reads_the_notebooks_file(run_module, renderings, seed_png, seed_keras):
     """The notebook's .keras file runs on Keras by default; the text output is the notebook's."""
-    proc = run_module("lightning_mnist", "predict", IMAGEN, renderings[2].path, "--weights", SEED_KERAS)
+    proc = run_module("lightning_mnist", "predict", seed_png, renderings[2].path, "--weights", seed_keras)
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith(f"{IMAGEN}: 4 (probability 0.99") or lines[0].startswith(f"{IMAGEN}: 4 (probability 1.00")
+    assert lines[0].startswith(f"{seed_png}: 4 (probability 0.99") or lines[0].startswith(f"{seed_png}: 4 (probability 1.00")
     assert lines[1].split()[0::2] == [f"{k}:" for k in range(10)]
     assert lines[2].startswith(f"{renderings[2].path}: {renderings[2].label} ")
     assert "Traceback" not in proc.stderr
 
 
-def test_cli_notebook_preprocessing_reproduces_the_notebook(run_module, seed_ckpt):
+def test_cli_notebook_preprocessing_reproduces_the_notebook(run_module, seed_ckpt, seed_png):
     """The notebook printed class 4 with probability 0.9984 for imagen.png."""
-    proc = run_module("lightning_mnist", "predict", IMAGEN, "--weights", seed_ckpt, "--preprocess", "notebook",
+    proc = run_module("lightning_mnist", "predict", seed_png, "--weights", seed_ckpt, "--preprocess", "notebook",
                       "--json")
     [row] = [json.loads(line) for line in proc.stdout.splitlines()]
     assert row["digit"] == 4 and row["probability"] == pytest.approx(0.9984, abs=5e-4)
     assert row["preprocess"] == "notebook"
 
 
-def test_cli_bad_weights_and_flags_fail_in_one_line(run_module, tmp_path):
+def test_cli_bad_weights_and_flags_fail_in_one_line(run_module, tmp_path, seed_png):
     from conftest import assert_one_line_error
 
     (tmp_path / "broken.ckpt").write_bytes(b"PK\x03\x04" + bytes(100))
-    proc = run_module("lightning_mnist", "predict", IMAGEN, "--weights", tmp_path / "broken.ckpt", check=False)
+    proc = run_module("lightning_mnist", "predict", seed_png, "--weights", tmp_path / "broken.ckpt", check=False)
     assert proc.returncode == 2
     assert_one_line_error(proc, "broken.ckpt")
     assert proc.stdout == ""
