@@ -1,56 +1,53 @@
-"""Lightning vs the Keras reference: same data, same settings, same machine, one run.
+"""Lightning vs the Keras reference vs a plain PyTorch loop: same data, same settings, same machine, one run.
 
-Each framework trains in its own process (see the import trap in REFERENCE.md),
-one after the other, through its own command line; both write the shared
-``results.json``, whose per-epoch history carries cumulative training seconds.
+Each contender trains in its own process, one after the other, through its own command
+line (``lightning_mnist fit``, ``keras_reference train``, ``benchmarks/plain_torch_loop.py``);
+all write the shared ``results.json``, whose per-epoch history carries cumulative
+training seconds (validation included).
 
-    python benchmarks/compare_frameworks.py --epochs 1                  # the notebook's settings, 1 epoch
-    python benchmarks/compare_frameworks.py --epochs 10 --lightning-config configs/fast.yaml
+    python benchmarks/compare_frameworks.py --max_epochs 1                    # the notebook's settings
+    python benchmarks/compare_frameworks.py --architecture keras_io --batch_size 128 --lr 1e-3
+    python benchmarks/compare_frameworks.py --max_epochs 10 --lightning_config configs/fast.yaml
 
-Writes ``benchmark.json`` and ``benchmark.png`` (validation accuracy against
-training seconds) into ``--output-dir``. Timings are for reading, never for asserting.
+Writes ``benchmark.json`` and ``benchmark.png`` (validation accuracy against training
+seconds) into a new folder of ``--output_dir``. Timings are for reading, never for asserting.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
+from mnist_common.cli import run as run_command
+from mnist_common.figures import pyplot, save_figure
 from mnist_common.mnist import load_mnist
-from mnist_common.figures import pyplot
-from mnist_common.results import read_json
+from mnist_common.results import read_json, write_json
+from mnist_common.runs import allocate_run_dir
 from mnist_common.splits import make_split
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def lightning_command(args, out: Path) -> list[str]:
-    command = [sys.executable, "-m", "lightning_mnist", "fit"]
-    if args.lightning_config:
-        command += ["--config", str(args.lightning_config)]
-    else:
-        command += ["--data.batch_size", args.batch_size, "--model.lr", args.lr, "--trainer.max_epochs", args.epochs]
-    command += ["--trainer.accelerator", args.accelerator, "--trainer.enable_progress_bar", "false",
-                "--checkpoint.dirpath", out / "checkpoints", "--trainer.logger.init_args.save_dir", out / "runs"]
-    if args.subset:
-        command += ["--data.subset", args.subset]
-    if args.data_dir:
-        command += ["--data.data_dir", args.data_dir]
-    return [str(c) for c in command]
-
-
-def keras_command(args, out: Path) -> list[str]:
-    command = [sys.executable, "-m", "keras_reference", "train", "--epochs", args.epochs, "--batch-size",
-               args.batch_size, "--lr", args.lr, "--output-dir", out, "--model-path", out / "model.keras"]
-    if args.subset:
-        command += ["--subset", args.subset]
-    if args.data_dir:
-        command += ["--data-dir", args.data_dir]
-    return [str(c) for c in command]
+def commands(args: dict, out: Path) -> dict[str, list[str]]:
+    """The command line each contender runs with ``args`` (the settings), writing under ``out``."""
+    shared = {"--model.architecture": args["architecture"], "--data.batch_size": args["batch_size"],
+              "--model.lr": args["lr"], "--trainer.max_epochs": args["max_epochs"], "--data.subset": args["subset"],
+              "--data.data_dir": args["data_dir"]}
+    flags = [str(part) for key, value in shared.items() if value is not None for part in (key, value)]
+    lightning = ["--config", str(args["lightning_config"])] if args["lightning_config"] else flags
+    return {
+        "lightning": [sys.executable, "-m", "lightning_mnist", "fit", *lightning, "--trainer.accelerator",
+                      args["accelerator"], "--trainer.enable_progress_bar", "false", "--early_stopping.patience",
+                      "100", "--output_dir", str(out / "lightning")],
+        "keras": [sys.executable, "-m", "keras_reference", "train", *flags, "--early_stopping.patience", "100",
+                  "--output_dir", str(out / "keras")],
+        "torch": [sys.executable, str(REPO / "benchmarks" / "plain_torch_loop.py"), "--output_dir", str(out / "torch"),
+                  *[str(part) for key, value in shared.items() if value is not None
+                    for part in (f"--{key.split('.')[-1]}", value)]],
+    }
 
 
 def run(name: str, command: list[str], out: Path, num_train: int, target: float) -> dict:
@@ -61,7 +58,7 @@ def run(name: str, command: list[str], out: Path, num_train: int, target: float)
     (out / f"{name}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         sys.exit(f"error: {name} failed (exit {proc.returncode}), see {out / f'{name}.log'}")
-    results = read_json(next(out.rglob("results.json")))
+    results = read_json(next((out / name).rglob("results.json")))
     history, previous, epochs = results["history"], 0.0, []
     for row in history:
         seconds = row["seconds"] - previous
@@ -71,7 +68,8 @@ def run(name: str, command: list[str], out: Path, num_train: int, target: float)
     reached = next((row["seconds"] for row in history if row["val_acc"] >= target), None)
     best = results["best_epoch"]
     return {
-        "framework": name, "epochs": epochs, "test_acc": results["test_acc"], "best_epoch": best,
+        "framework": name, "command": " ".join(command), "epochs": epochs, "test_acc": results["test_acc"],
+        "best_epoch": best,
         "train_seconds": history[-1]["seconds"], "seconds_to_best": history[best]["seconds"],
         "seconds_to_target_val_acc": reached, "process_seconds": round(wall, 1),
         "peak_memory_mb": results.get("peak_memory_mb"), "history": history,
@@ -91,65 +89,64 @@ def plot(runs: list[dict], target: float, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subset", type=int, default=None, help="stratified subset of the training images")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu",
-                        help="Lightning's accelerator; Keras uses a GPU whenever TensorFlow sees one")
-    parser.add_argument("--lightning-config", type=Path, default=None,
-                        help="train Lightning with this config instead (e.g. configs/fast.yaml)")
-    parser.add_argument("--target-acc", type=float, default=0.98, help="validation accuracy to time")
-    parser.add_argument("--frameworks", default="lightning,keras")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--output-dir", type=Path, default=REPO / "runs" / "benchmark")
-    args = parser.parse_args()
+def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int = 32, lr: float = 1e-4,
+            subset: int | None = None, data_dir: str | None = None, accelerator: Literal["cpu", "gpu"] = "cpu",
+            lightning_config: Path | None = None, target_acc: float = 0.98,
+            frameworks: list[Literal["lightning", "keras", "torch"]] = ("lightning", "keras", "torch"),
+            output_dir: Path = REPO / "runs" / "benchmark") -> None:
+    """Train each contender with the same settings, one after the other; report seconds per epoch and ratios.
 
-    out = args.output_dir / time.strftime("%Y%m%d-%H%M%S")
-    labels = load_mnist(args.data_dir).train_labels
-    num_train = len(make_split(labels, subset=args.subset).train)
-    runs = []
-    for name in args.frameworks.split(","):
-        folder = out / name
-        folder.mkdir(parents=True)
-        command = (lightning_command if name == "lightning" else keras_command)(args, folder)
-        runs.append(run(name, command, folder, num_train, args.target_acc))
-
-    report = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-              "num_train": num_train, "runs": runs}
-    if len(runs) == 2:
-        light, keras = runs
-        first = lambda r: r["epochs"][0]["seconds"]  # noqa: E731
-        report["ratios"] = {
+    Args:
+        max_epochs: epochs each contender trains (no early stopping).
+        architecture: the network (a preset or a description file), the same for all.
+        batch_size: training batch size.
+        lr: Adam's learning rate.
+        subset: a stratified subset of the training images.
+        data_dir: the folder holding MNIST/raw.
+        accelerator: Lightning's accelerator; Keras uses a GPU whenever TensorFlow sees one.
+        lightning_config: train Lightning with this config instead (e.g. configs/fast.yaml).
+        target_acc: the validation accuracy whose time to reach is reported.
+        frameworks: the contenders, in the order they run.
+        output_dir: a new folder here gets the logs, benchmark.json and benchmark.png.
+    """
+    args = dict(locals())
+    out = allocate_run_dir(output_dir, "compare")
+    labels = load_mnist(data_dir).train_labels
+    num_train = len(make_split(labels, subset=subset).train)
+    every = commands(args, out)
+    runs = {name: run(name, every[name], out, num_train, target_acc) for name in frameworks}
+    report = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
+              "num_train": num_train, "runs": list(runs.values()), "ratios": {}}
+    first = lambda r: r["epochs"][0]["seconds"]  # noqa: E731
+    if "lightning" in runs and "keras" in runs:
+        light, keras = runs["lightning"], runs["keras"]
+        report["ratios"].update({
             "first_epoch_seconds_lightning_over_keras": round(first(light) / first(keras), 3),
             "train_seconds_lightning_over_keras": round(light["train_seconds"] / keras["train_seconds"], 3),
-            "lightning_train_seconds_over_keras_seconds_to_best": round(
-                light["train_seconds"] / keras["seconds_to_best"], 3),
             "test_acc_difference_points": round(100 * (light["test_acc"] - keras["test_acc"]), 2),
-        }
-    (out / "benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(runs, args.target_acc, out / "benchmark.png")
+        })
+    if "lightning" in runs and "torch" in runs:
+        report["ratios"]["train_seconds_lightning_over_plain_torch"] = round(
+            runs["lightning"]["train_seconds"] / runs["torch"]["train_seconds"], 3)
+    write_json(report, out / "benchmark.json")
+    plot(list(runs.values()), target_acc, out / "benchmark.png")
 
-    print(f"\n{'framework':<10} {'epoch':>5} {'seconds':>8} {'images/s':>9} {'val acc':>8}")
-    for run_ in runs:
+    print(f"\n{'contender':<10} {'epoch':>5} {'seconds':>8} {'images/s':>9} {'val acc':>8}")
+    for run_ in runs.values():
         for row in run_["epochs"]:
             print(f"{run_['framework']:<10} {row['epoch']:>5} {row['seconds']:>8.1f} "
                   f"{row['images_per_second']:>9.0f} {row['val_acc']:>8.4f}")
-    for run_ in runs:
+    for run_ in runs.values():
         print(f"{run_['framework']}: test acc {run_['test_acc']:.4f}, train {run_['train_seconds']:.1f} s, "
-              f"best epoch {run_['best_epoch']} at {run_['seconds_to_best']:.1f} s, "
-              f"val acc >= {args.target_acc} at {run_['seconds_to_target_val_acc']} s, "
+              f"val acc >= {target_acc} at {run_['seconds_to_target_val_acc']} s, "
               f"peak memory {run_['peak_memory_mb']} MiB, process {run_['process_seconds']} s")
-    for key, value in report.get("ratios", {}).items():
+    for key, value in report["ratios"].items():
         print(f"{key}: {value}")
     print(f"report: {out / 'benchmark.json'}\nfigure: {out / 'benchmark.png'}")
 
 
 if __name__ == "__main__":
-    main()
+    run_command(compare, sys.argv[1:], "python benchmarks/compare_frameworks.py")

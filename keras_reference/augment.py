@@ -28,21 +28,23 @@ from keras_reference.backend import import_keras
 
 keras = import_keras()
 
-ROTATION_DEGREES = 5.0
-ZOOM = 0.05
-SHIFT = 0.05
-SHEAR_DEGREES = 0.05
 FILL_MODE = "nearest"
 
 
-def notebook_augmentation(seed: int | None = None) -> "keras.Sequential":
-    """Random affine augmentation for batches of (N, 28, 28, 1) images; safe inside ``tf.data``."""
+def notebook_augmentation(seed: int | None = None, rotation: float = 5.0, zoom: float = 0.05, shift: float = 0.05,
+                          shear: float = 0.05) -> "keras.Sequential":
+    """Random affine augmentation for batches of (N, H, W, C) images; safe inside ``tf.data``.
+
+    The ranges mean what ``ImageDataGenerator``'s do (degrees, fractions, degrees); the
+    defaults are the notebook's. A range of 0 leaves its layer out.
+    """
     seeds = [None] * 4 if seed is None else [seed + i for i in range(4)]  # decorrelate the layers
-    return keras.Sequential([
-        keras.layers.RandomRotation(ROTATION_DEGREES / 360.0, fill_mode=FILL_MODE, seed=seeds[0]),
-        keras.layers.RandomTranslation(SHIFT, SHIFT, fill_mode=FILL_MODE, seed=seeds[1]),
-        keras.layers.RandomShear(x_factor=math.sin(math.radians(SHEAR_DEGREES)), y_factor=0.0,
-                                 fill_mode=FILL_MODE, seed=seeds[2]),
-        keras.layers.RandomZoom(height_factor=(-ZOOM, ZOOM), width_factor=(-ZOOM, ZOOM),
-                                fill_mode=FILL_MODE, seed=seeds[3]),
-    ], name="notebook_augmentation")
+    layers = [
+        rotation and keras.layers.RandomRotation(rotation / 360.0, fill_mode=FILL_MODE, seed=seeds[0]),
+        shift and keras.layers.RandomTranslation(shift, shift, fill_mode=FILL_MODE, seed=seeds[1]),
+        shear and keras.layers.RandomShear(x_factor=math.sin(math.radians(shear)), y_factor=0.0, fill_mode=FILL_MODE,
+                                           seed=seeds[2]),
+        zoom and keras.layers.RandomZoom(height_factor=(-zoom, zoom), width_factor=(-zoom, zoom), fill_mode=FILL_MODE,
+                                         seed=seeds[3]),
+    ]
+    return keras.Sequential([layer for layer in layers if layer], name="notebook_augmentation")

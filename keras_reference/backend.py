@@ -10,12 +10,16 @@ ERROR: inconsistency in registered CommandLine options"), while the opposite ord
 so in that process triton's half of torch is imported first. (``lightning_mnist`` refuses
 to be imported after TensorFlow in one line: ``lightning_mnist/frameworks.py``.)
 
-TensorFlow's C++ start-up logging (CUDA probes, oneDNN notices) is hidden unless the user
-set ``TF_CPP_MIN_LOG_LEVEL`` themselves (``TF_CPP_MIN_LOG_LEVEL=0`` shows everything again).
+TensorFlow's start-up logging (CUDA probes, oneDNN notices, absl's "before InitializeLog"
+banner) is printed by native code straight to the process's stderr while TensorFlow is
+imported, before any log level applies; so unless the user set ``TF_CPP_MIN_LOG_LEVEL``
+themselves (``TF_CPP_MIN_LOG_LEVEL=0`` shows everything), file descriptor 2 points at
+/dev/null for the import only. Python errors raised by the import still reach the user.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -34,12 +38,36 @@ def triton_installed() -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced(enabled: bool):
+    """Point file descriptor 2 at /dev/null inside the block (Python's own sys.stderr is untouched)."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def import_keras():
     """Return the ``keras`` module on the TensorFlow backend."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_TF_LOG_LEVEL)
+    quiet = "TF_CPP_MIN_LOG_LEVEL" not in os.environ and "tensorflow" not in sys.modules
     if "torch" in sys.modules and "tensorflow" not in sys.modules and triton_installed():
         importlib.import_module("torch._dynamo")  # loads triton, which must precede TensorFlow (see above)
-    import keras
-
+    if quiet:  # only for the import: processes this one starts decide for themselves
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = QUIET_TF_LOG_LEVEL
+    try:
+        with _native_stderr_silenced(quiet):
+            import keras
+            import tensorflow  # noqa: F401  (its native start-up lines are the ones silenced)
+    finally:
+        if quiet:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
     return keras

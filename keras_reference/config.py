@@ -1,102 +1,137 @@
-"""Settings of the ``train`` and ``cv`` commands, checked before anything heavy is imported.
+"""Settings of ``python -m keras_reference train|cv``, named as Lightning's command line names them.
 
-Framework-free on purpose: the command line validates flags, data files and
-output directories here first, so bad input fails in a fraction of a second
-with one line instead of after TensorFlow has loaded (or after training).
+``--model.architecture``, ``--model.lr``, ``--data.data_dir``, ``--data.subset``,
+``--data.batch_size``, ``--trainer.max_epochs``, ``--early_stopping.patience``,
+``--seed_everything``, ``--output_dir``: the same flag means the same thing in both
+packages, so the same run can be asked of either. Framework-free on purpose: the command
+line checks flags, data files and the output folder here, in a fraction of a second,
+before TensorFlow loads.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
 
 from mnist_common.architecture import DEFAULT_PRESET, Architecture
 from mnist_common.errors import UserError
-from mnist_common.mnist import resolve_data_dir
+from mnist_common.mnist import ensure_files, resolve_data_dir
+from mnist_common.runs import DEFAULT_OUTPUT_DIR, check_writable
+from mnist_common.settings import check_data_settings
 from mnist_common.splits import DEFAULT_NUM_FOLDS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION
 
-# The notebook's training settings.
-EPOCHS = 10
-BATCH_SIZE = 32
-LEARNING_RATE = 1e-4  # Adam(learning_rate=0.0001); epsilon stays Keras' 1e-7
-PATIENCE = 3
+FRAMEWORK = "keras"
+LEARNING_RATE = 1e-4  # the notebook's Adam(learning_rate=0.0001); epsilon stays Keras' 1e-7
 
 
-@dataclass
-class Config:
-    """What both commands share; stored in the results file as it was used."""
+@dataclass(frozen=True)
+class ModelSettings:
+    """The network and its optimizer.
 
-    epochs: int = EPOCHS
-    batch_size: int = BATCH_SIZE
+    Args:
+        architecture: a preset (notebook, keras_io, lenet5), a YAML/JSON description or a .keras file's architecture.
+        lr: Adam's learning rate (the notebook's 1e-4).
+    """
+
+    architecture: str = DEFAULT_PRESET
     lr: float = LEARNING_RATE
-    patience: int = PATIENCE
-    subset: int | None = None  # train on a stratified subset of this many training images
-    seed: int = 42  # weights, shuffling, dropout and augmentation
-    split_seed: int = DEFAULT_SPLIT_SEED  # subset, hold-out and folds: the same indices as Lightning
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """The images, their split and their augmentation (the same indices and pixels as Lightning's).
+
+    Args:
+        data_dir: the folder holding MNIST/raw (default $MNIST_DATA_DIR, else ./data).
+        batch_size: training batch size (the notebook's 32).
+        eval_batch_size: batch size for validation and test (results do not depend on it).
+        val_fraction: stratified share of the training images held out for validation (train).
+        subset: train and validate on a stratified subset of this many training images.
+        num_folds: stratified folds (cv).
+        split_seed: seed of the subset, hold-out and folds (the notebook's 42).
+        augment: the notebook's ImageDataGenerator augmentation on training batches.
+        rotation: rotation range in degrees.
+        zoom: zoom range (x and y drawn independently).
+        shift: shift range as a fraction of the image size.
+        shear: shear range in degrees.
+        download: fetch missing MNIST files (checksums are always verified).
+    """
+
+    data_dir: str | None = None
+    batch_size: int = 32
+    eval_batch_size: int = 500
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    subset: int | None = None
+    num_folds: int | None = None
+    split_seed: int = DEFAULT_SPLIT_SEED
     augment: bool = False
-    data_dir: str | None = None  # None: $MNIST_DATA_DIR, else ./data
-    output_dir: str = "runs/keras"
-    architecture: str = DEFAULT_PRESET  # a preset, or a YAML/JSON description or .keras file
+    rotation: float = 5.0
+    zoom: float = 0.05
+    shift: float = 0.05
+    shear: float = 0.05
+    download: bool = True
 
-    def validate(self) -> None:
-        """Raise :class:`UserError` for values no run can use (the subset's upper bound is the data's)."""
-        Architecture.load(self.architecture).require_mnist("training on MNIST")
-        self._validate_numbers()
 
-    def _validate_numbers(self) -> None:
-        _at_least("epochs", self.epochs, 1)
-        _at_least("batch size", self.batch_size, 1)
-        _at_least("patience", self.patience, 0)
-        if self.subset is not None:
-            _at_least("subset", self.subset, 1)
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise UserError(f"learning rate must be a positive number, got {self.lr}")
+@dataclass(frozen=True)
+class TrainerSettings:
+    """How long to train.
+
+    Args:
+        max_epochs: at most this many epochs (the notebook's 10).
+    """
+
+    max_epochs: int = 10
+
+
+@dataclass(frozen=True)
+class EarlyStoppingSettings:
+    """Keras' EarlyStopping on val_loss, the best weights restored (as the notebook did).
+
+    Args:
+        patience: epochs without a better val_loss before training stops.
+    """
+
+    patience: int = 3
+
+
+CV_DATA = DataSettings(num_folds=DEFAULT_NUM_FOLDS, augment=True)  # the notebook augmented every fold
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything one ``train`` or ``cv`` run uses; stored in its results file as it was used."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    trainer: TrainerSettings = field(default_factory=TrainerSettings)
+    early_stopping: EarlyStoppingSettings = field(default_factory=EarlyStoppingSettings)
+    seed_everything: int = 42  # weights, shuffling, dropout and augmentation
+    output_dir: str = DEFAULT_OUTPUT_DIR
+
+    def check(self, command: str) -> RunSettings:
+        """Refuse, in one line, what no run can use; check the data files and the output folder. Returns self."""
+        Architecture.load(self.model.architecture).require_mnist(f"`{command}` on MNIST")
+        if not (math.isfinite(self.model.lr) and self.model.lr > 0):
+            raise UserError(f"--model.lr must be a positive number, got {self.model.lr}")
+        if self.trainer.max_epochs < 1:
+            raise UserError(f"--trainer.max_epochs must be at least 1, got {self.trainer.max_epochs}")
+        if self.early_stopping.patience < 0:
+            raise UserError(f"--early_stopping.patience must be at least 0, got {self.early_stopping.patience}")
+        if command == "cv" and self.data.num_folds is None:
+            raise UserError("--data.num_folds: cv needs at least 2 folds")
+        data = self.data
+        check_data_settings(batch_size=data.batch_size, eval_batch_size=data.eval_batch_size,
+                            val_fraction=data.val_fraction, subset=data.subset,
+                            num_folds=data.num_folds if command == "cv" else None, fold=None, rotation=data.rotation,
+                            zoom=data.zoom, shift=data.shift, shear=data.shear)
+        check_writable(f"{self.output_dir}/{FRAMEWORK}", "--output_dir")
+        ensure_files(data.data_dir, download=data.download)
+        return self
+
+    def with_data(self, **changes) -> RunSettings:
+        return replace(self, data=replace(self.data, **changes))
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "data_dir": str(resolve_data_dir(self.data_dir))}
-
-
-@dataclass
-class TrainConfig(Config):
-    val_fraction: float = DEFAULT_VAL_FRACTION  # stratified hold-out of the training images
-    output_dir: str = "runs/keras/train"
-    model_path: str = "checkpoints/keras/model.keras"
-
-    def validate(self) -> None:
-        super().validate()
-        if not 0.0 < self.val_fraction < 1.0:
-            raise UserError(f"val fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
-        if Path(self.model_path).suffix != ".keras":
-            raise UserError(f"model path must end in .keras (Keras 3's file format), got {self.model_path}")
-
-
-@dataclass
-class CVConfig(Config):
-    folds: int = DEFAULT_NUM_FOLDS
-    augment: bool = True  # the notebook augmented every fold's training part
-    output_dir: str = "runs/keras/cv"
-    checkpoint_dir: str = "checkpoints/keras/cv"  # fold_<k>.keras
-
-    def validate(self) -> None:
-        super().validate()
-        _at_least("folds", self.folds, 2)
-
-
-def _at_least(name: str, value: int, minimum: int) -> None:
-    if value < minimum:
-        raise UserError(f"{name} must be at least {minimum}, got {value}")
-
-
-def writable_dir(path: str | os.PathLike, what: str) -> Path:
-    """Create ``path`` if needed and prove a file can be written there, before any training."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as err:
-        raise UserError(f"{what} {path} is not writable: {err.strerror or err}") from None
-    return path
+        settings = asdict(self)
+        settings["data"]["data_dir"] = str(resolve_data_dir(self.data.data_dir))
+        return settings

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_reference.augment import notebook_augmentation
+from keras_reference.config import DataSettings
 from keras_reference.backend import import_keras
 from mnist_common.mnist import MNIST, NUM_CLASSES, load_mnist
 from mnist_common.splits import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, Split, make_split
@@ -63,13 +64,12 @@ def load_data(data_dir: str | os.PathLike | None = None, *, mnist: MNIST | None 
     )
 
 
-def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
-                  augment: bool = False) -> tf.data.Dataset:
-    """Shuffled (reshuffled every epoch) training batches, augmented batch-wise when asked."""
+def train_dataset(x: np.ndarray, y: np.ndarray, settings: DataSettings, seed: int) -> tf.data.Dataset:
+    """Shuffled (reshuffled every epoch) training batches, augmented batch-wise when the settings ask."""
     ds = tf.data.Dataset.from_tensor_slices((x, y))
-    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    if augment:
-        augmentation = notebook_augmentation(seed)
+    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(settings.batch_size)
+    if settings.augment:
+        augmentation = notebook_augmentation(seed, settings.rotation, settings.zoom, settings.shift, settings.shear)
         # One call at a time: the layers' random state then advances in batch order, so a
         # seeded run is reproducible; prefetch still overlaps augmentation with training.
         ds = ds.map(lambda images, targets: (augmentation(images, training=True), targets))

@@ -1,32 +1,36 @@
 """``python -m keras_reference train``: the notebook's first training run, done right.
 
-Batch 32, at most 10 epochs, Adam(1e-4), EarlyStopping on val_loss (patience 3,
-best weights restored), as in the notebook; but validation and early stopping
-use a stratified hold-out of the *training* images, so the test score at the
-end is a real held-out score (the notebook validated on the test set).
+Batch 32, at most 10 epochs, Adam(1e-4), EarlyStopping on val_loss (patience 3, best
+weights restored), as in the notebook; but validation and early stopping use a stratified
+hold-out of the *training* images, so the test score at the end is a real held-out score
+(the notebook validated on the test set). The run owns ``<output_dir>/keras/version_N``:
+``model.keras``, ``results.json``, ``history.json``/``.csv`` and ``curves.png``, each
+written atomically.
 """
 
 from __future__ import annotations
 
-import os
+import csv
+import io
 import time
 from pathlib import Path
 
 import numpy as np
 
-from keras_reference.config import Config, TrainConfig, writable_dir
-from keras_reference.data import Data, load_data, train_dataset
 from keras_reference.backend import import_keras
+from keras_reference.config import FRAMEWORK, RunSettings
+from keras_reference.data import Data, load_data, train_dataset
 from keras_reference.files import save_model
 from keras_reference.model import new_model
 from mnist_common.figures import plot_curves
+from mnist_common.files import write_text
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
+from mnist_common.runs import allocate_run_dir, discard_if_empty_of_work
 
 keras = import_keras()
 import tensorflow as tf  # noqa: E402  (Keras' backend, with its logging settings)
 
-FRAMEWORK = "keras"
-EVAL_BATCH_SIZE = 500  # validation/test batch size: inference results do not depend on it
+MODEL_FILE = "model.keras"
 HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
 # Keras' names for what the shared results schema calls train_loss, train_acc, ...
@@ -66,48 +70,59 @@ def history_rows(history: dict[str, list[float]], seconds: list[float] = ()) -> 
             for e in range(epochs)]
 
 
-def fit(model: "keras.Model", data: Data, config: Config, csv_path: str | os.PathLike,
-        callbacks: tuple = (), verbose: int | str = 2) -> tuple[list[dict[str, float]], int]:
+def write_history(rows: list[dict[str, float]], folder: Path, prefix: str = "") -> None:
+    """``history.json`` and ``history.csv`` (one row per epoch), atomically."""
+    write_json(rows, folder / f"{prefix}{HISTORY_JSON}")
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=["epoch", "seconds", *HISTORY_KEYS.values()], extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(folder / f"{prefix}{HISTORY_CSV}", table.getvalue())
+
+
+def fit(model: "keras.Model", data: Data, settings: RunSettings, callbacks: tuple = (),
+        verbose: int | str = 2) -> tuple[list[dict[str, float]], int]:
     """Train with early stopping on the validation part; return the history rows and the best epoch.
 
     When this returns, the model holds the weights of its best epoch (lowest val_loss).
     """
-    early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+    early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.early_stopping.patience,
                                                    restore_best_weights=True)
     timer = EpochTimer()
     history = model.fit(
-        train_dataset(data.x_train, data.y_train, config.batch_size, config.seed, config.augment),
-        validation_data=(data.x_val, data.y_val), validation_batch_size=EVAL_BATCH_SIZE,
-        epochs=config.epochs, shuffle=False, verbose=verbose,  # shuffle=False: tf.data shuffles
-        callbacks=[early_stopping, timer, keras.callbacks.CSVLogger(str(csv_path)), *callbacks],
+        train_dataset(data.x_train, data.y_train, settings.data, settings.seed_everything),
+        validation_data=(data.x_val, data.y_val), validation_batch_size=settings.data.eval_batch_size,
+        epochs=settings.trainer.max_epochs, shuffle=False, verbose=verbose,  # shuffle=False: tf.data shuffles
+        callbacks=[early_stopping, timer, *callbacks],
     )
     return history_rows(history.history, timer.seconds), early_stopping.best_epoch
 
 
-def evaluate(model: "keras.Model", x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def evaluate(model: "keras.Model", x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, float]:
     """(loss, accuracy) of ``model`` on ``x``, ``y``, in inference mode."""
-    scores = model.evaluate(x, y, batch_size=EVAL_BATCH_SIZE, verbose=0, return_dict=True)
+    scores = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
     return float(scores["loss"]), float(scores["accuracy"])
 
 
-def train(config: TrainConfig, callbacks: tuple = (), verbose: int | str = 2) -> tuple[RunResults, "keras.Model"]:
-    """Train, test, save the ``.keras`` file, write results.json, history and curves; return results and model."""
+def train(settings: RunSettings, callbacks: tuple = (), verbose: int | str = 2) -> tuple[RunResults, "keras.Model", Path]:
+    """Train, test, save; write the run's files. Returns (results, model, run folder)."""
     start = time.perf_counter()
-    config.validate()
-    output_dir = writable_dir(config.output_dir, "output directory")
-    model_path = Path(config.model_path).resolve()
-    writable_dir(model_path.parent, "model directory")
-    data = load_data(config.data_dir, subset=config.subset, val_fraction=config.val_fraction,
-                     seed=config.split_seed)
-    keras.utils.set_random_seed(config.seed)
-    model = new_model(config.architecture, config.lr)
-    history, best_epoch = fit(model, data, config, output_dir / HISTORY_CSV, callbacks, verbose)
-    test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
-    save_model(model, model_path)
-    results = RunResults(framework=FRAMEWORK, test_acc=test_acc, test_loss=test_loss, model_path=str(model_path),
-                         epochs=len(history), best_epoch=best_epoch, wall_seconds=time.perf_counter() - start,
-                         history=history, config=config.as_dict())
-    write_json(history, output_dir / HISTORY_JSON)
-    write_json(results, output_dir / RESULTS_FILE)
-    plot_curves(history, output_dir / CURVES_FILE, title=f"Keras, test accuracy {test_acc:.2%}")
-    return results, model
+    run_dir = allocate_run_dir(Path(settings.output_dir) / FRAMEWORK)
+    try:
+        data = load_data(settings.data.data_dir, subset=settings.data.subset,
+                         val_fraction=settings.data.val_fraction, seed=settings.data.split_seed)
+        keras.utils.set_random_seed(settings.seed_everything)
+        model = new_model(settings.model.architecture, settings.model.lr)
+        history, best_epoch = fit(model, data, settings, callbacks, verbose)
+        test_loss, test_acc = evaluate(model, data.x_test, data.y_test, settings.data.eval_batch_size)
+        save_model(model, run_dir / MODEL_FILE)
+    except BaseException:
+        discard_if_empty_of_work(run_dir)
+        raise
+    results = RunResults(framework=FRAMEWORK, test_acc=test_acc, test_loss=test_loss, model_path=MODEL_FILE,
+                         epochs=len(history), best_epoch=best_epoch, wall_seconds=round(time.perf_counter() - start, 2),
+                         history=history, config=settings.as_dict())
+    write_history(history, run_dir)
+    write_json(results, run_dir / RESULTS_FILE)
+    plot_curves(history, run_dir / CURVES_FILE, title=f"Keras, test accuracy {test_acc:.2%}")
+    return results, model, run_dir

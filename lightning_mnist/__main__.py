@@ -10,11 +10,16 @@ and ``--print_config``.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from mnist_common.errors import EXIT_USER_ERROR, exit_on_user_error
 
 PROG = "python -m lightning_mnist"
+# Commands whose work is all written when they return: the program ends there, skipping the
+# interpreter's final clean-up of torch's and TensorFlow's object graphs (about 2 s, and
+# triton's bindings would print "nanobind: leaked ..." lines while being torn down).
+QUICK_EXIT = {"predict", "convert"}
 TRAINER = "lightning_mnist.training.cli:main"
 # command -> ("module:function" taking the remaining argv, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -51,5 +56,21 @@ def main(argv: list[str] | None = None) -> None:
     target(argv if module == TRAINER.split(":")[0] else argv[1:])  # LightningCLI takes the subcommand too
 
 
+def program() -> None:
+    """``python -m lightning_mnist``: :func:`main`, then a quick exit for the commands that allow it."""
+    code = 0
+    try:
+        main()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if isinstance(done.code, str):
+            print(done.code, file=sys.stderr)
+    if len(sys.argv) > 1 and sys.argv[1] in QUICK_EXIT:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    program()

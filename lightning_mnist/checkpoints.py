@@ -25,10 +25,12 @@ import importlib.metadata
 import json
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import urlparse
 
 import torch
 
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 
 CKPT_SUFFIX = ".ckpt"
 RESULTS_SUFFIX = ".json"
+MAX_REMOTE_BYTES = 1 << 30
 NETWORK_PREFIX = "network."
 # The first version's module names for the notebook's network -> Keras' names, which the network now uses.
 LEGACY_MODULES = {"conv1": "conv2d", "bn1": "batch_normalization", "conv2": "conv2d_1",
@@ -90,8 +93,9 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     try:
         contents = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise UserError(f"{path} holds objects that a safe, weights-only load refuses ({one_line(err, 160)}); "
-                        f"it was not loaded") from None
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        what = f"code ({found.group(1)})" if found else "objects that are not plain weights"
+        raise UserError(f"{path} holds {what} that a safe, weights-only load refuses; it was not loaded") from None
     except Exception as err:  # truncated, damaged, not a torch file
         raise UserError(f"{path} is not a readable PyTorch checkpoint ({one_line(err)})") from None
     state_dict = contents.get("state_dict", contents) if isinstance(contents, dict) else None
@@ -115,6 +119,30 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     hparams["architecture"] = architecture.to_config()
     weights = check_state_dict(architecture, state_dict, str(path))
     return Checkpoint(path=path, architecture=architecture, weights=weights, hparams=hparams, contents=contents)
+
+
+def fetch_checkpoint(url: str, folder: Path) -> Path:
+    """Copy a remote checkpoint (``https://``, or any fsspec protocol) into ``folder`` and check it weights-only.
+
+    Lightning would unpickle a URL with ``weights_only=False``; fetched here, the file is read
+    like any local one, and what a weights-only load refuses is refused in one line.
+    """
+    import fsspec
+
+    target = folder / (Path(urlparse(url).path).name or "remote.ckpt")
+    try:
+        with fsspec.open(url, "rb") as source, open(target, "wb") as copy:
+            while block := source.read(1 << 20):
+                if copy.tell() + len(block) > MAX_REMOTE_BYTES:
+                    raise UserError(f"{url}: larger than {MAX_REMOTE_BYTES >> 20} MiB, more than any checkpoint "
+                                    f"of these networks")
+                copy.write(block)
+    except UserError:
+        raise
+    except Exception as err:  # unknown protocol, network errors, HTTP errors
+        raise UserError(f"{url}: cannot be fetched ({one_line(err)})") from None
+    read_checkpoint(target)
+    return target
 
 
 def save_checkpoint(path: str | os.PathLike, architecture: Architecture, weights: TorchWeights,
@@ -208,6 +236,8 @@ KERAS_LOADERS: dict[str, Callable[[Path], tuple[Any, Architecture]]] = {
 
 def model_files(path: str | os.PathLike) -> tuple[Path, list[Path], str]:
     """(source, model files, default backend) for what ``--weights``/``--ckpt_path`` names."""
+    if "://" in str(path):
+        check_file(str(path), "model")  # refused in one line: these commands read local files
     path = Path(path)
     if _single_file_kind(path) == RESULTS_SUFFIX:
         source, paths, framework = fold_model_paths(path)

@@ -23,9 +23,19 @@ _TYPE_ERROR = re.compile(r'Parser key "([^"]+)":\s*(?:Expected a|Does not valida
                          r"\s*(.+?)\.?\s*Got value:\s*(.+)", re.S)
 
 
+_UNION_ERROR = re.compile(r'Parser key "([^"]+)": Does not validate against any of the Union subtypes.*?Errors:(.*?)'
+                          r"Given value type:.*?Given value: (.*)$")
+
+
 def argument_error_line(err: Exception) -> str:
-    """jsonargparse's (multi-line) message as one line, e.g. ``--check_images: expected an int, got 'x'``."""
+    """jsonargparse's (multi-line) message as one line, e.g. ``--check_images: expected int, got x``."""
     text = " ".join(str(err).split())
+    union = _UNION_ERROR.search(text)
+    if union:
+        key, errors, got = union.groups()
+        expected = [re.sub(r"<class '(\w+)'>", r"\1", e).replace("NoneType", "null")
+                    for e in re.findall(r"Expected an? (<class '\w+'>|[\w.\[\]' ,]+)", errors)]
+        return f"--{key}: expected {' or '.join(expected) or 'another type'}, got {got.strip()}"
     match = _TYPE_ERROR.search(text)
     if match:
         key, expected, got = match.groups()
@@ -84,3 +94,18 @@ def run(function: Callable[..., Any], argv: list[str] | None, prog: str, descrip
     config = parse(parser, argv)
     kwargs = {k: v for k, v in config.as_dict().items() if k not in ("config", "__path__")}
     return function(**kwargs)
+
+
+def run_subcommands(commands: dict[str, Callable[..., Any]], argv: list[str] | None, prog: str,
+                    description: str) -> Any:
+    """``prog COMMAND [flags]``: one parser per function (see :func:`command_parser`), then call the chosen one."""
+    parser = ArgumentParser(prog=prog, description=description, exit_on_error=False, default_env=False)
+    subcommands = parser.add_subcommands(dest="command")
+    for name, function in commands.items():
+        subcommands.add_subcommand(name, command_parser(function, f"{prog} {name}"),
+                                   help=(function.__doc__ or "").split("\n")[0])
+    config = parse(parser, argv)
+    name = config.command
+    kwargs = {k: v for k, v in config[name].as_dict().items() if k not in ("config", "__path__")}
+    instantiated = parser.instantiate_classes(config)[name]  # dataclass settings become their objects
+    return commands[name](**{k: instantiated[k] for k in kwargs})

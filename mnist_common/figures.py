@@ -98,3 +98,54 @@ def predictions_figure(rows: list[tuple[str, object, object, object]], path: str
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+# The mistakes grid: drawn with Pillow at fixed pixel positions (digit i at mistake_digit_box(i)),
+# so what it shows can be checked pixel for pixel.
+MAX_MISTAKES_SHOWN = 200
+GRID_COLUMNS = 10
+DIGIT_SCALE = 2  # each 28x28 digit drawn 56x56
+PANEL_MARGIN, CAPTION_HEIGHT, HEADER_HEIGHT = 6, 18, 30
+CAPTION_FONT_SIZE = 13
+
+
+def _panel_size(side: int) -> tuple[int, int]:
+    return side * DIGIT_SCALE + 2 * PANEL_MARGIN, side * DIGIT_SCALE + CAPTION_HEIGHT + 2 * PANEL_MARGIN
+
+
+def mistake_digit_box(i: int, side: int = 28) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the ``i``-th digit in a mistakes grid of ``side``-pixel digits."""
+    width, height = _panel_size(side)
+    left = (i % GRID_COLUMNS) * width + PANEL_MARGIN
+    top = HEADER_HEIGHT + (i // GRID_COLUMNS) * height + PANEL_MARGIN
+    return left, top, left + side * DIGIT_SCALE, top + side * DIGIT_SCALE
+
+
+def mistakes_grid(images, mistakes: list[dict], path: str | Path, title: str) -> Path:
+    """Misclassified digits in order (at most :data:`MAX_MISTAKES_SHOWN`), each captioned "true -> predicted p".
+
+    ``images``: (N, H, W) floats in [0, 1], 1 = ink (drawn dark on white, as people write);
+    ``mistakes``: N dicts with ``label``, ``predicted``, ``probability``.
+    """
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    shown = min(len(mistakes), MAX_MISTAKES_SHOWN)
+    side = int(np.asarray(images).shape[-1]) if shown else 28
+    width, height = _panel_size(side)
+    rows = max(1, math.ceil(shown / GRID_COLUMNS))
+    canvas = Image.new("RGB", (GRID_COLUMNS * width, HEADER_HEIGHT + rows * height), "white")
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=CAPTION_FONT_SIZE)
+    more = f" (the {shown} most confident shown)" if shown < len(mistakes) else ""
+    draw.text((PANEL_MARGIN, 8), title + more if mistakes else f"{title}: no mistakes", fill="black", font=font)
+    for i in range(shown):
+        ink = np.clip(np.asarray(images[i], dtype=np.float32), 0.0, 1.0)
+        digit = Image.fromarray(np.round((1.0 - ink) * 255).astype(np.uint8), "L")
+        left, top, right, bottom = mistake_digit_box(i, side)
+        canvas.paste(digit.resize((right - left, bottom - top), Image.Resampling.NEAREST).convert("RGB"), (left, top))
+        m = mistakes[i]
+        draw.text((left, bottom + 2), f"{m['label']}->{m['predicted']} {m['probability']:.2f}", fill="firebrick",
+                  font=font)
+    path = Path(path)
+    write_atomically(path, lambda tmp: canvas.save(tmp, format="PNG"), make_parents=True)
+    return path

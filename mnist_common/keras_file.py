@@ -58,8 +58,10 @@ class KerasFile:
 
 def check_file(path: str | os.PathLike, what: str = "") -> Path:
     """``path`` as a Path if it is an existing, non-empty regular file; :class:`UserError` otherwise."""
-    path = Path(path)
     label = f"{what} {path}".strip()
+    if "://" in str(path):
+        raise UserError(f"{label}: a URL; this command reads local files (download it first)")
+    path = Path(path)
     if not path.exists():
         raise UserError(f"{label}: no such file")
     if not path.is_file():

@@ -24,6 +24,7 @@ DATA_DIR_ENV = "MNIST_DATA_DIR"
 DEFAULT_DATA_DIR = "./data"
 NUM_CLASSES = 10
 IMAGE_SIZE = 28
+TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000
 
 # SHA-256 of the uncompressed IDX files (the same files torchvision extracts).
 SHA256 = {
@@ -97,6 +98,11 @@ def _download(name: str, directory: Path) -> None:
 def ensure_files(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
     """Make sure the four files are present and intact; return their directory."""
     directory = raw_dir(data_dir)
+    if directory.exists():
+        try:
+            os.listdir(directory)
+        except OSError as err:  # a file where the folder should be, no permission, ...
+            raise _problem(directory, f"the folder cannot be listed ({err.strerror or err})") from None
     for name, checksum in SHA256.items():
         path = directory / name
         if not path.is_file():

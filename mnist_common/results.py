@@ -39,6 +39,8 @@ class RunResults:
     history: list[dict[str, float]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     peak_memory_mb: float = field(default_factory=lambda: peak_memory_mb())
+    confusion_matrix: list[list[int]] | None = None  # rows: true class, columns: predicted class
+    mistakes: int | None = None  # misclassified test images (listed in mistakes.json beside this file)
 
 
 def peak_memory_mb() -> float:
@@ -73,6 +75,8 @@ class CVResults:
     ensemble_test_acc: float | None = None
     ensemble_test_loss: float | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    ensemble_confusion_matrix: list[list[int]] | None = None
+    ensemble_mistakes: int | None = None
     val_acc_mean: float = 0.0
     val_acc_std: float = 0.0
     val_loss_mean: float = 0.0

@@ -11,6 +11,7 @@ from lightning.pytorch import Callback
 
 from lightning_mnist.training.cli import MnistCLI
 from lightning_mnist.data import MNISTDataModule, NotebookAugmentation
+from lightning_mnist.data.augment import affine_matrices
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
@@ -47,6 +48,30 @@ def test_ranges_keep_their_keras_meaning():
     assert -5 <= degrees.min() < -4.99 and 4.99 < degrees.max() <= 5
     shift = NotebookAugmentation(rotation=0, zoom=0, shift=0.05, shear=0).matrices(4000)[:, :, 2]
     assert 0.099 < shift.abs().max() <= 0.1  # 5 % of the size = 0.1 of the normalised [-1, 1] span
+
+
+@pytest.mark.parametrize("params", [{"theta": 10}, {"shear": 12}, {"zx": 1.2, "zy": 0.85}, {"tx": 3, "ty": -2},
+                                    {"theta": -7, "shear": 10, "zx": 1.1, "zy": 0.9, "tx": 2, "ty": -3}],
+                         ids=["rotation", "shear", "zoom", "shift", "all together"])
+def test_each_transform_is_keras_own_for_the_same_parameters(digits, params):
+    """Keras' ImageDataGenerator.apply_transform (bilinear, nearest fill) and ours agree pixel for pixel."""
+    from lightning_mnist.frameworks import import_keras
+
+    import_keras()
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    images = digits[:8]
+    keras_out = np.stack([ImageDataGenerator(fill_mode="nearest").apply_transform(image[0, ..., None].numpy(), params)
+                          for image in images])[..., 0]
+    n, side = len(images), images.shape[-1]
+    matrices = affine_matrices(*(torch.full((n,), float(v)) for v in (
+        params.get("theta", 0), params.get("shear", 0), params.get("zx", 1), params.get("zy", 1),
+        params.get("tx", 0) / side, params.get("ty", 0) / side)))
+    grid = torch.nn.functional.affine_grid(matrices, list(images.shape), align_corners=False)
+    ours = torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="border",
+                                           align_corners=False)[:, 0].numpy()
+    assert np.abs(ours - keras_out).max() < 1e-5
+    assert np.abs(keras_out - images[:, 0].numpy()).max() > 0.5  # the transform really moved the digits
 
 
 def test_zero_ranges_are_the_identity(digits):
@@ -99,7 +124,9 @@ class WeightRecorder(Callback):
         self.ends.append(pl_module.network.conv2d.weight.detach().clone())
 
 
-def test_cv_trains_every_fold_from_a_fresh_model_and_writes_results(mnist_dir, tmp_path, monkeypatch):
+def test_cv_trains_every_fold_from_a_fresh_model_and_writes_results(mnist_dir, mnist, tmp_path, monkeypatch):
+    from lightning_mnist.checkpoints import load_classifier
+
     monkeypatch.chdir(tmp_path)
     recorder = WeightRecorder()
     MnistCLI(args=["cv", "--data.data_dir", str(mnist_dir), "--data.subset", "1200", "--data.num_folds", "3",
@@ -110,18 +137,27 @@ def test_cv_trains_every_fold_from_a_fresh_model_and_writes_results(mnist_dir, t
         assert not torch.equal(recorder.starts[k + 1], recorder.ends[k])  # not carried over (the notebook's leak)
         assert not torch.equal(recorder.starts[k + 1], recorder.starts[k])  # a new initialisation
 
-    results = json.loads((tmp_path / "runs/lightning/cv_0/cv_results.json").read_text())
+    run = tmp_path / "runs" / "lightning" / "cv_0"
+    results = json.loads((run / "cv_results.json").read_text())
     assert results["framework"] == "lightning" and results["num_folds"] == 3
     assert [f["fold"] for f in results["folds"]] == [0, 1, 2]
     accs = [f["val_acc"] for f in results["folds"]]
     assert results["val_acc_mean"] == pytest.approx(np.mean(accs)) and results["val_acc_std"] == pytest.approx(np.std(accs))
-    assert results["config"]["data"]["augment"] is True  # the notebook augments its k-fold training
-    assert 0.0 < results["ensemble_test_acc"] <= 1.0
+    # the configuration the user ran, not the last fold's
+    assert results["config"]["data"]["augment"] is True and results["config"]["data"]["fold"] is None
+    assert results["config"]["data"]["num_folds"] == 3
     for fold in results["folds"]:
-        assert f"fold_{fold['fold']}" in fold["model_path"] and (tmp_path / fold["model_path"]).is_file()
+        assert fold["model_path"].startswith(f"fold_{fold['fold']}/checkpoints/") and (run / fold["model_path"]).is_file()
         assert len(fold["history"]) == fold["epochs"] == 1
-    assert (tmp_path / "runs/lightning/cv_0/cv_curves.png").stat().st_size > 10_000
-    assert (tmp_path / "runs/lightning/cv_0/fold_2/metrics.csv").is_file()
+        assert (run / f"fold_{fold['fold']}" / "metrics.csv").is_file()
+    # the ensemble's score is the mean of the fold models' probabilities, computed here independently
+    x = torch.from_numpy(mnist.test_images).float().div(255).unsqueeze(1)
+    with torch.inference_mode():
+        mean = torch.stack([load_classifier(run / f["model_path"]).predict_proba(x) for f in results["folds"]]).mean(0)
+    expected = (mean.argmax(1).numpy() == mnist.test_labels).mean()
+    assert results["ensemble_test_acc"] == pytest.approx(expected, abs=1e-6)
+    assert sum(map(sum, results["ensemble_confusion_matrix"])) == 10_000
+    assert (run / "cv_curves.png").stat().st_size > 10_000 and (run / "mistakes.png").is_file()
 
 
 def test_cv_command_line_reports_fold_scores(run_module, tmp_path):

@@ -1,11 +1,15 @@
-"""``python -m lightning_mnist fit|test`` as real subprocesses on real MNIST subsets."""
+"""``python -m lightning_mnist fit|test|validate`` as real subprocesses on real MNIST subsets.
+
+One folder per run, honest resumes (Ctrl-C, SIGKILL, changed flags, a moved project),
+concurrent runs, the test report (confusion matrix, mistakes), and every bad input
+refused in one line before any work.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
-import os
 import shutil
 import signal
 import subprocess
@@ -13,40 +17,94 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
-from conftest import REPO, assert_one_line_error
+from conftest import REPO, assert_one_line_error, module_env
+from mnist_common.figures import MAX_MISTAKES_SHOWN, mistake_digit_box
 
-QUICK = ("--data.subset", "2000", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-         "--checkpoint.dirpath", "ckpt", "--trainer.logger.init_args.save_dir", "runs")
-
-
-def results_of(tmp_path: Path) -> list[Path]:
-    return sorted(tmp_path.glob("runs/lightning/version_*/results.json"))
+QUICK = ("--data.subset", "2000", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false")
+NO_PROGRESS = ("--trainer.enable_progress_bar", "false")
 
 
-def test_fit_writes_results_curves_and_checkpoints(run_module, tmp_path):
-    proc = run_module("lightning_mnist", "fit", *QUICK)
-    assert "225,418 parameters as Keras counts them" in proc.stdout
-    [results_path] = results_of(tmp_path)
-    results = json.loads(results_path.read_text())
-    assert results["framework"] == "lightning" and results["epochs"] == 1
-    assert 0.1 < results["test_acc"] <= 1.0 and results["test_loss"] > 0
-    assert Path(results["model_path"]).is_file() and (tmp_path / "ckpt" / "last.ckpt").is_file()
-    assert results["config"]["data"]["subset"] == 2000 and results["config"]["model"]["lr"] == 1e-4
-    assert [row["epoch"] for row in results["history"]] == [0]
-    assert set(results["history"][0]) >= {"train_loss", "train_acc", "val_loss", "val_acc"}
-    assert (results_path.parent / "curves.png").stat().st_size > 10_000
-    assert str(results_path) in proc.stdout or results_path.name in proc.stdout
-    with open(results_path.parent / "metrics.csv") as f:
-        columns = next(csv.reader(f))
-    assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc"} <= set(columns)
+def run_folders(where: Path, prefix: str = "version") -> list[Path]:
+    return sorted((where / "runs" / "lightning").glob(f"{prefix}_*"))
 
-    # the checkpoint it wrote is accepted by the other subcommands
-    tested = run_module("lightning_mnist", "test", "--ckpt_path", results["model_path"], "--trainer.logger", "false",
-                        "--trainer.enable_progress_bar", "false")
+
+@pytest.fixture(scope="module")
+def fitted_run(tmp_path_factory, mnist_dir):
+    """One short fit, shared: (working folder, its run folder, results, stdout)."""
+    from conftest import run_python_module
+
+    work = tmp_path_factory.mktemp("fit")
+    proc = run_python_module(mnist_dir, "lightning_mnist", "fit", "--data.subset", "6000", "--trainer.max_epochs",
+                             "2", *NO_PROGRESS, cwd=work)
+    [run] = run_folders(work)
+    return work, run, json.loads((run / "results.json").read_text()), proc.stdout
+
+
+def test_fit_writes_everything_into_its_own_run_folder(fitted_run, run_module):
+    work, run, results, stdout = fitted_run
+    assert "225,418 parameters as Keras counts them" in stdout and f"run folder: {run.relative_to(work)}" in stdout
+    assert results["framework"] == "lightning" and results["epochs"] == 2
+    assert 0.5 < results["test_acc"] <= 1.0 and results["test_loss"] > 0
+    assert results["model_path"].startswith("checkpoints/") and (run / results["model_path"]).is_file()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == sorted([Path(results["model_path"]).name,
+                                                                            "last.ckpt"])
+    for name in ("config.yaml", "metrics.csv", "curves.png", "confusion.png", "mistakes.png", "mistakes.json"):
+        assert (run / name).stat().st_size > 0, name
+    assert sorted(p.name for p in work.iterdir()) == ["runs"]  # nothing else, anywhere
+    assert results["config"]["data"]["subset"] == 6000 and results["config"]["model"]["lr"] == 1e-4
+    assert [row["epoch"] for row in results["history"]] == [0, 1]
+    with open(run / "metrics.csv") as f:
+        assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc"} <= set(next(csv.reader(f)))
+
+    # the checkpoint it wrote is accepted by test, in a run folder of its own
+    tested = run_module("lightning_mnist", "test", "--ckpt_path", run / results["model_path"], *NO_PROGRESS,
+                        cwd=work)
     [row] = [line for line in tested.stdout.splitlines() if "test/acc" in line]
     assert float(row.split("│")[2]) == pytest.approx(results["test_acc"], abs=1e-6)
+    [test_run] = run_folders(work, "test")
+    assert json.loads((test_run / "results.json").read_text())["test_acc"] == pytest.approx(results["test_acc"])
+
+
+def test_confusion_matrix_and_mistakes_grid_show_exactly_the_misclassified_digits(fitted_run, mnist):
+    """The grid's panels are the misclassified test digits, most confident first, pixel for pixel."""
+    from lightning_mnist.checkpoints import load_classifier
+
+    _, run, results, _ = fitted_run
+    classifier = load_classifier(run / results["model_path"])
+    x = torch.from_numpy(mnist.test_images).float().div(255).unsqueeze(1)
+    with torch.inference_mode():
+        probabilities = torch.cat([classifier.predict_proba(x[i:i + 1000]) for i in range(0, 10_000, 1000)])
+    predicted = probabilities.argmax(1).numpy()
+    wrong = np.nonzero(predicted != mnist.test_labels)[0]
+
+    mistakes = json.loads((run / "mistakes.json").read_text())
+    assert sorted(m["index"] for m in mistakes) == sorted(wrong.tolist()) == sorted(set(m["index"] for m in mistakes))
+    assert results["mistakes"] == len(wrong) and len(wrong) > 0
+    confidences = [m["probability"] for m in mistakes]
+    assert confidences == sorted(confidences, reverse=True)  # worst first
+    for m in mistakes[:5]:
+        assert m["label"] == mnist.test_labels[m["index"]] and m["predicted"] == predicted[m["index"]]
+
+    grid = np.asarray(Image.open(run / "mistakes.png").convert("L"), dtype=np.float32)
+    shown = min(len(mistakes), MAX_MISTAKES_SHOWN)
+    for i, m in enumerate(mistakes[:shown]):
+        left, top, right, bottom = mistake_digit_box(i)
+        panel = grid[top:bottom:2, left:right:2]  # drawn twice the size, nearest
+        assert np.abs(panel - (255 - mnist.test_images[m["index"]])).max() <= 1, i
+    if shown < len(mistakes):  # nothing drawn after the last shown panel
+        left, top, _, _ = mistake_digit_box(shown)
+        assert top >= grid.shape[0] or grid[top:top + 10, left:left + 10].min() == 255
+
+    matrix = np.array(results["confusion_matrix"])
+    assert matrix.sum() == 10_000 and np.trace(matrix) == round(results["test_acc"] * 10_000)
+    assert (matrix.sum(1) == np.bincount(mnist.test_labels, minlength=10)).all()
+    with Image.open(run / "confusion.png") as confusion:
+        assert confusion.format == "PNG" and confusion.size[0] >= 600
 
 
 def test_results_keep_every_epoch_when_the_best_is_not_the_last(run_module, tmp_path):
@@ -54,8 +112,8 @@ def test_results_keep_every_epoch_when_the_best_is_not_the_last(run_module, tmp_
     # it reloads an early checkpoint, which must not rewind the recorded history
     run_module("lightning_mnist", "fit", *QUICK, "--data.subset", "1000", "--trainer.max_epochs", "3",
                "--checkpoint.monitor", "epoch", "--checkpoint.mode", "min")
-    [results_path] = results_of(tmp_path)
-    results = json.loads(results_path.read_text())
+    [run] = run_folders(tmp_path)
+    results = json.loads((run / "results.json").read_text())
     assert [row["epoch"] for row in results["history"]] == [0, 1, 2]
     assert results["best_epoch"] == 0 and "epoch00" in results["model_path"]
 
@@ -65,15 +123,219 @@ def test_config_file_spells_out_the_defaults(run_module, tmp_path):
     from_file = run_module("lightning_mnist", "fit", "--config", REPO / "configs" / "notebook.yaml",
                            "--print_config").stdout
     assert default == from_file
-    for line in ("lr: 0.0001", "batch_size: 32", "max_epochs: 10", "patience: 3", "monitor: val/loss"):
+    for line in ("lr: 0.0001", "batch_size: 32", "max_epochs: 10", "patience: 3", "monitor: val/loss",
+                 "architecture: notebook", "output_dir: runs"):
         assert line in default
 
 
-def test_tensorboard_logger_by_flag(run_module, tmp_path):
-    run_module("lightning_mnist", "fit", *QUICK[:-2], "--data.subset", "500", "--trainer.limit_train_batches", "3",
-               "--trainer.logger", "TensorBoardLogger", "--trainer.logger.save_dir", "tb")
-    assert list(tmp_path.glob("tb/lightning/version_0/events.out.tfevents.*"))
-    assert list(tmp_path.glob("tb/lightning/version_0/results.json"))
+def test_tensorboard_logger_by_flag_logs_into_the_run_folder(run_module, tmp_path):
+    run_module("lightning_mnist", "fit", *QUICK, "--data.subset", "500", "--trainer.limit_train_batches", "3",
+               "--trainer.logger", "TensorBoardLogger", "--trainer.logger.save_dir", "anywhere")
+    [run] = run_folders(tmp_path)
+    assert list(run.glob("events.out.tfevents.*")) and (run / "results.json").is_file()
+    assert not (tmp_path / "anywhere").exists()
+
+
+def test_two_runs_started_together_in_one_folder_each_own_theirs(tmp_path, mnist_dir):
+    procs = [subprocess.Popen([sys.executable, "-m", "lightning_mnist", "fit", *QUICK, "--seed_everything", str(seed)],
+                              cwd=tmp_path, env=module_env(mnist_dir), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    runs = run_folders(tmp_path)
+    assert [run.name for run in runs] == ["version_0", "version_1"]
+    seeds = set()
+    for run in runs:
+        results = json.loads((run / "results.json").read_text())
+        seeds.add(results["config"]["seed_everything"])
+        assert f"seed_everything: {results['config']['seed_everything']}" in (run / "config.yaml").read_text()
+        assert len(list((run / "checkpoints").glob("*.ckpt"))) == 2 and (run / "metrics.csv").is_file()
+        assert (run / results["model_path"]).is_file()
+    assert seeds == {1, 2}
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
+def test_interrupted_fit_resumes_into_its_own_folder_with_an_honest_history(mnist_dir, tmp_path, run_module, how):
+    # 12,000 images: epochs of a few seconds, so the signal lands inside the second epoch's training
+    args = ["fit", "--data.subset", "12000", "--trainer.max_epochs", "4", *NO_PROGRESS,
+            "--early_stopping.patience", "100"]
+    proc = subprocess.Popen([sys.executable, "-m", "lightning_mnist", *args], cwd=tmp_path, env=module_env(mnist_dir),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob("runs/lightning/version_0/checkpoints/last.ckpt")) and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # well into the second epoch
+    proc.send_signal(how)
+    _, stderr = proc.communicate(timeout=120)
+    [run] = run_folders(tmp_path)
+    assert proc.returncode != 0 and not (run / "results.json").exists(), "the run ended before it was interrupted"
+    if how == signal.SIGINT:
+        hint = [line for line in stderr.splitlines() if line.startswith("fit interrupted")]
+        assert hint and str(run / "checkpoints" / "last.ckpt") in hint[0] and "Traceback" not in stderr
+
+    resumed = run_module("lightning_mnist", *args, "--ckpt_path", "last")
+    assert f"into the run in {run.resolve()}" in resumed.stdout
+    assert run_folders(tmp_path) == [run]  # the same folder, no second one
+    results = json.loads((run / "results.json").read_text())
+    assert [row["epoch"] for row in results["history"]] == [0, 1, 2, 3]
+    keys = ("train_loss", "train_acc", "val_loss", "val_acc")
+    assert all(math.isfinite(row[key]) for row in results["history"] for key in keys), results["history"]
+    seconds = [row["seconds"] for row in results["history"]]
+    durations = np.diff([0.0, *seconds])
+    assert (durations > 0).all() and durations.max() < 10 * np.median(durations), seconds  # no 997 s epoch
+    assert results["wall_seconds"] >= seconds[-1]  # the whole run, both processes
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert checkpoints == sorted([Path(results["model_path"]).name, "last.ckpt"])  # no orphan from the signal
+    best = results["history"][results["best_epoch"]]
+    assert f"val_loss{best['val_loss']:.4f}" in results["model_path"]
+
+
+def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_module, tmp_path):
+    run_module("lightning_mnist", "fit", *QUICK, "--model.lr", "0.001")
+    [run] = run_folders(tmp_path)
+    for flags, fragment in ((["--model.lr", "0.5"], "--model.lr 0.5 (the run's is 0.001)"),
+                            (["--data.subset", "5000"], "--data.subset 5000 (the run's is 2000)"),
+                            (["--model.architecture", "lenet5"], "--model.architecture lenet5"),
+                            (["--trainer.max_epochs", "1"], "--trainer.max_epochs 1: the run")):
+        max_epochs = [] if "--trainer.max_epochs" in flags else ["--trainer.max_epochs", "2"]
+        proc = run_module("lightning_mnist", "fit", "--ckpt_path", "last", *NO_PROGRESS, *flags, *max_epochs,
+                          check=False)
+        assert proc.returncode == 2
+        assert_one_line_error(proc, fragment)
+    # without those flags the run's own settings are kept, and said so
+    resumed = run_module("lightning_mnist", "fit", "--ckpt_path", "last", "--trainer.max_epochs", "2", *NO_PROGRESS)
+    assert "keeping the run's own settings" in resumed.stdout and "model.lr=0.001" in resumed.stdout
+    results = json.loads((run / "results.json").read_text())
+    assert results["epochs"] == 2 and results["config"]["data"]["subset"] == 2000
+    assert results["config"]["model"]["lr"] == 0.001
+
+
+def test_a_moved_project_resumes_and_tests_from_its_new_place(run_module, tmp_path):
+    first = tmp_path / "first"
+    first.mkdir()
+    run_module("lightning_mnist", "fit", *QUICK, cwd=first)
+    run_module("lightning_mnist", "cv", "--data.subset", "600", "--data.num_folds", "2", "--trainer.max_epochs", "1",
+               "--data.augment", "false", *NO_PROGRESS, cwd=first)
+    moved = tmp_path / "moved"
+    first.rename(moved)  # the old place is gone
+    resumed = run_module("lightning_mnist", "fit", "--ckpt_path", "last", "--trainer.max_epochs", "2", *NO_PROGRESS,
+                         cwd=moved)
+    assert str(first) not in resumed.stdout
+    [run] = run_folders(moved)
+    results = json.loads((run / "results.json").read_text())
+    assert results["epochs"] == 2 and (run / results["model_path"]).is_file()
+    [cv_results] = moved.glob("runs/lightning/cv_0/cv_results.json")
+    assert all(not Path(f["model_path"]).is_absolute() for f in json.loads(cv_results.read_text())["folds"])
+    tested = run_module("lightning_mnist", "test", "--ckpt_path", cv_results, *NO_PROGRESS, cwd=moved)
+    assert "2-fold ensemble" in tested.stdout
+
+
+def test_results_are_written_atomically(tmp_path):
+    """A write that fails half-way leaves the previous file whole and no temporary file."""
+    from mnist_common.files import write_atomically
+    from mnist_common.results import write_json
+
+    target = write_json({"test_acc": 0.99}, tmp_path / "results.json")
+
+    def half_then_fail(tmp):
+        tmp.write_text('{"test_acc": 0.')
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_atomically(target, half_then_fail)
+    assert json.loads(target.read_text()) == {"test_acc": 0.99} and [p.name for p in tmp_path.iterdir()] == [
+        "results.json"]
+
+
+# --- bad input: one line, exit 2, before any work, nothing left behind ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory, mnist_dir):
+    """Files for the refusals below: a run with a checkpoint, damaged files, a checkpoint of another network."""
+    from conftest import run_python_module
+    from lightning_mnist.checkpoints import save_checkpoint
+    from lightning_mnist.models import KerasNetwork
+    from mnist_common.architecture import Architecture
+
+    where = tmp_path_factory.mktemp("bad_inputs")
+    run_python_module(mnist_dir, "lightning_mnist", "fit", *QUICK, "--data.subset", "500", cwd=where)
+    (where / "garbage.ckpt").write_bytes(b"not a checkpoint" * 20)
+    lenet = Architecture.load("lenet5")
+    save_checkpoint(where / "lenet.ckpt", lenet, KerasNetwork(lenet).state_dict())
+    (where / "empty.json").write_text("")
+    (where / "not_json.json").write_text("{folds")
+    (where / "no_folds.json").write_text('{"folds": [{"fold": 0}]}')
+    (where / "a_file").write_text("a file where a folder should be")
+    (where / "listless" / "MNIST").mkdir(parents=True)
+    (where / "listless" / "MNIST" / "raw").write_text("a file where the raw-data folder should be")
+    return where
+
+
+BAD_INPUTS = {
+    "batch size 0": (["fit", "--data.batch_size", "0"], "--data.batch_size must be at least 1, got 0"),
+    "batch size -4": (["fit", "--data.batch_size", "-4"], "--data.batch_size must be at least 1, got -4"),
+    "eval batch size 0": (["fit", "--data.eval_batch_size", "0"], "--data.eval_batch_size must be at least 1"),
+    "num_folds 0": (["fit", "--data.num_folds", "0"], "--data.num_folds must be at least 2"),
+    "num_folds -3": (["cv", "--data.num_folds", "-3"], "--data.num_folds must be at least 2 (or null"),
+    "fold without num_folds": (["fit", "--data.fold", "1"], "--data.fold 1 needs --data.num_folds"),
+    "val fraction 1": (["fit", "--data.val_fraction", "1"], "--data.val_fraction must be between 0 and 1"),
+    "rotation nan": (["fit", "--data.rotation", "nan"], "--data.rotation: expected float, got nan"),
+    "rotation infinite": (["fit", "--data.rotation", ".inf"], "--data.rotation must be a number from 0 to 180"),
+    "subset too large": (["fit", "--data.subset", "70000"], "--data.subset must be between 20 and 60000"),
+    "subset not a number": (["fit", "--data.subset", "many"], "--data.subset: expected int or null, got many"),
+    "learning rate 0": (["fit", "--model.lr", "0"], "--model.lr must be a positive number"),
+    "unknown preset": (["fit", "--model.architecture", "resnet"], "not a preset (keras_io, lenet5, notebook)"),
+    "save_top_k 0": (["fit", "--checkpoint.save_top_k", "0"], "--checkpoint.save_top_k 0 keeps no best checkpoint"),
+    "fast_dev_run": (["fit", "--trainer.fast_dev_run", "true"], "--trainer.fast_dev_run"),
+    "checkpoint dir is a file": (["fit", "--checkpoint.dirpath", "a_file"], "a_file is a file, not a folder"),
+    "output dir is a file": (["fit", "--output_dir", "a_file"], "--output_dir a_file/lightning: a_file is a file"),
+    "data folder cannot be listed": (["fit", "--data.data_dir", "listless"], "the folder cannot be listed"),
+    "missing checkpoint": (["fit", "--ckpt_path", "gone.ckpt"], "checkpoint gone.ckpt: no such file"),
+    "garbage checkpoint": (["test", "--ckpt_path", "garbage.ckpt"], "garbage.ckpt is not a PyTorch checkpoint"),
+    "a .keras file for fit": (["fit", "--ckpt_path", "model.keras"], "a .keras file has no training state"),
+    "weights without a run to resume": (["fit", "--ckpt_path", "lenet.ckpt"], "no training state"),
+    "max_epochs below the run's": (["fit", "--ckpt_path", "last", "--trainer.max_epochs", "1"],
+                                   "has already trained 1 epochs"),
+    "no run to resume": (["fit", "--ckpt_path", "last", "--output_dir", "elsewhere"],
+                         "--ckpt_path last: no run in elsewhere/lightning"),
+    "test without a checkpoint": (["test"], "`test` needs --ckpt_path"),
+    "validate without a checkpoint": (["validate"], "`validate` needs --ckpt_path"),
+    "validate an ensemble": (["validate", "--ckpt_path", "no_folds.json"], "a k-fold ensemble is scored with `test`"),
+    "empty cv results": (["test", "--ckpt_path", "empty.json"], "empty file"),
+    "cv results not JSON": (["test", "--ckpt_path", "not_json.json"], "not a readable k-fold cv_results.json"),
+    "cv results without models": (["test", "--ckpt_path", "no_folds.json"], "each with a model_path"),
+    "weights_only false": (["test", "--ckpt_path", "lenet.ckpt", "--weights_only", "false"],
+                           "this project reads checkpoints weights-only"),
+    "unknown flag": (["fit", "--data.nonsense", "3"], "unrecognized arguments: --data.nonsense 3"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_refused_in_one_line_before_any_work(case, bad_inputs, monkeypatch, capsys):
+    """Each class of bad input through the real command line's main (in this process, to save start-ups)."""
+    from lightning_mnist.__main__ import main
+
+    args, fragment = BAD_INPUTS[case]
+    (bad_inputs / "model.keras").write_bytes(b"PK")  # only its suffix matters to fit's refusal
+    before = sorted(str(p) for p in bad_inputs.rglob("*"))
+    monkeypatch.chdir(bad_inputs)
+    with pytest.raises(SystemExit) as info:
+        main([*args, *NO_PROGRESS])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and fragment in errors[0], err[-2000:]
+    assert "Traceback" not in err and "--ckpt_path last to resume" not in err
+    assert sorted(str(p) for p in bad_inputs.rglob("*")) == before  # no run folder, no file
+
+
+def test_a_failed_fit_says_nothing_about_resuming(run_module, tmp_path):
+    proc = run_module("lightning_mnist", "fit", "--data.data_dir", tmp_path / "nowhere", "--data.download", "false",
+                      check=False)
+    assert_one_line_error(proc, "MNIST data in", "is missing")
+    assert "ckpt_path" not in proc.stderr and not run_folders(tmp_path)
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated"])
@@ -85,54 +347,76 @@ def test_bad_data_directory_is_a_one_line_error(run_module, mnist_dir, tmp_path,
         victim.chmod(0o644)
         with open(victim, "r+b") as f:
             f.truncate(1000)
-    proc = run_module("lightning_mnist", "fit", *QUICK, "--data.data_dir", data, check=False)
+    proc = run_module("lightning_mnist", "fit", *QUICK, "--data.data_dir", data, "--data.download", "false",
+                      check=False)
     assert proc.returncode == 2
     assert_one_line_error(proc, str(data), "train-images-idx3-ubyte")
-    assert not results_of(tmp_path)
-
-
-def test_subset_larger_than_the_data_is_a_one_line_error(run_module, tmp_path):
-    proc = run_module("lightning_mnist", "fit", *QUICK, "--data.subset", "70000", check=False)
-    assert proc.returncode == 2
-    assert_one_line_error(proc, "subset")
-
-
-@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
-def test_interrupted_fit_resumes_with_ckpt_path_last(mnist_dir, tmp_path, run_module, how):
-    # 12,000 images: epochs of ~1.5 s, so the signal lands inside the second epoch's training
-    args = ["fit", "--data.subset", "12000", "--trainer.max_epochs", "4", "--trainer.enable_progress_bar", "false",
-            "--checkpoint.dirpath", "ckpt", "--trainer.logger.init_args.save_dir", "runs",
-            "--early_stopping.patience", "100"]
-    env = {**os.environ, "MNIST_DATA_DIR": str(mnist_dir), "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "lightning_mnist", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    last = tmp_path / "ckpt" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)  # well into the second epoch
-    proc.send_signal(how)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and not results_of(tmp_path), "the run ended before it could be interrupted"
-    if how == signal.SIGINT:
-        assert "--ckpt_path last" in stderr and "Traceback" not in stderr
-
-    resumed = run_module("lightning_mnist", *args, "--ckpt_path", "last")
-    assert "Restoring states from the checkpoint" in resumed.stdout + resumed.stderr
-    [results_path] = results_of(tmp_path)
-    results = json.loads(results_path.read_text())
-    assert [row["epoch"] for row in results["history"]] == [0, 1, 2, 3]
-    # the epoch that resumed part-way still logs its training and validation metrics
-    keys = ("train_loss", "train_acc", "val_loss", "val_acc")
-    assert all(math.isfinite(row[key]) for row in results["history"] for key in keys), results["history"]
-    assert results["epochs"] == 4 and results["test_acc"] > 0.5
+    assert not run_folders(tmp_path)
 
 
 def test_ddp_on_two_cpu_processes_writes_results_once(run_module, tmp_path):
     proc = run_module("lightning_mnist", "fit", *QUICK, "--trainer.accelerator", "cpu",
                       "--trainer.strategy", "ddp", "--trainer.devices", "2")
-    [results_path] = results_of(tmp_path)
-    results = json.loads(results_path.read_text())
+    [run] = run_folders(tmp_path)
+    results = json.loads((run / "results.json").read_text())
     assert results["config"]["trainer"]["strategy"] == "ddp"
     assert 0.1 < results["test_acc"] <= 1.0
     assert proc.stdout.count("test accuracy") == 1
+
+
+def test_fast_config_trains_with_a_one_cycle_schedule(mnist_dir, tmp_path, monkeypatch):
+    """configs/fast.yaml as written (on a subset): Adam's learning rate rises to 5e-3, then anneals towards 0."""
+    from lightning.pytorch import Callback
+
+    from lightning_mnist.training.cli import MnistCLI
+
+    class LearningRates(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    rates = LearningRates()
+    monkeypatch.chdir(tmp_path)
+    MnistCLI(args=["fit", "--config", str(REPO / "configs" / "fast.yaml"), "--data.data_dir", str(mnist_dir),
+                   "--data.subset", "3000", "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false"],
+             trainer_defaults={"callbacks": [rates]})
+    steps = 2 * math.ceil(2700 / 128)
+    lr = np.array(rates.seen)
+    assert len(lr) == steps
+    assert lr[0] == pytest.approx(5e-3 / 25) and lr.max() == pytest.approx(5e-3, rel=0.02)  # OneCycleLR's defaults
+    assert 0.2 * steps <= lr.argmax() <= 0.4 * steps and lr[-1] < 1e-5
+    [run] = (tmp_path / "runs" / "fast" / "lightning").glob("version_*")
+    results = json.loads((run / "results.json").read_text())
+    assert results["config"]["model"]["lr_schedule"] == "onecycle" and results["config"]["data"]["augment"] is True
+
+
+def test_help_lists_every_command_and_each_takes_config_and_print_config(capsys):
+    from lightning_mnist.__main__ import COMMANDS, main
+
+    main(["--help"])
+    listing = capsys.readouterr().out
+    for name, (_, summary) in COMMANDS.items():
+        assert f"  {name}" in listing and summary in listing, name
+        with pytest.raises(SystemExit) as info:
+            main([name, "--help"])
+        assert info.value.code == 0
+        text = capsys.readouterr().out
+        assert "--config" in text and "--print_config" in text, name
+
+
+def test_an_interrupted_cv_offers_no_resume(mnist_dir, tmp_path):
+    """cv has no --ckpt_path: Ctrl-C keeps the finished work but says nothing about resuming."""
+    proc = subprocess.Popen([sys.executable, "-m", "lightning_mnist", "cv", "--data.subset", "12000",
+                             "--data.num_folds", "2", "--trainer.max_epochs", "3", *NO_PROGRESS], cwd=tmp_path,
+                            env=module_env(mnist_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob("runs/lightning/cv_0/fold_0/checkpoints/last.ckpt")) and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in stderr
+    assert "ckpt_path" not in stderr and "resume" not in stderr
+    assert list(tmp_path.glob("runs/lightning/cv_0/fold_0/checkpoints/*.ckpt"))  # the work done is kept

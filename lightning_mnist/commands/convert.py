@@ -19,7 +19,7 @@ MAX_CHECK_IMAGES = 10_000
 PROG = "python -m lightning_mnist convert"
 
 
-def convert(src: Path, dst: Path, check_images: int = MAX_CHECK_IMAGES, data_dir: str | None = None) -> None:
+def convert(src: str, dst: str, check_images: int = MAX_CHECK_IMAGES, data_dir: str | None = None) -> None:
     """Convert a Lightning checkpoint (.ckpt) to a Keras model (.keras) or back; the direction follows the suffixes.
 
     Args:
@@ -29,13 +29,13 @@ def convert(src: Path, dst: Path, check_images: int = MAX_CHECK_IMAGES, data_dir
             that takes 28x28x1 and gives 10 classes, seeded random ones otherwise.
         data_dir: the folder holding MNIST/raw (default $MNIST_DATA_DIR, else ./data).
     """
-    pair = (src.suffix.lower(), dst.suffix.lower())
+    pair = (Path(src).suffix.lower(), Path(dst).suffix.lower())
     if pair not in ((CKPT_SUFFIX, KERAS_SUFFIX), (KERAS_SUFFIX, CKPT_SUFFIX)):
-        raise UserError(f"cannot convert {src.suffix or 'a file without extension'} to "
-                        f"{dst.suffix or 'a file without extension'}: use .ckpt -> .keras or .keras -> .ckpt")
+        raise UserError(f"cannot convert {pair[0] or 'a file without extension'} to "
+                        f"{pair[1] or 'a file without extension'}: use .ckpt -> .keras or .keras -> .ckpt")
+    src, dst = check_file(src), Path(dst)  # a missing, empty or remote source is refused here
     if not 1 <= check_images <= MAX_CHECK_IMAGES:
         raise UserError(f"--check_images must be between 1 and {MAX_CHECK_IMAGES}, got {check_images}")
-    check_file(src)
     if dst.is_dir():
         raise UserError(f"{dst} is a directory; name the file to write")
     if not (dst.parent if str(dst.parent) else Path(".")).is_dir():

@@ -10,8 +10,6 @@ JSON object a line, failed images included). An image that cannot be used gets o
 
 from __future__ import annotations
 
-import atexit
-import gc
 import os
 import sys
 import time
@@ -171,11 +169,6 @@ def _import_framework(backend: str) -> None:
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    # torch and TensorFlow leave object graphs whose final garbage collection adds about 2 s to
-    # the exit of a command that is done; freezing them at exit skips that work (everything
-    # this command writes is flushed and closed before).
-    atexit.unregister(gc.freeze)  # once, however often main() runs in one process
-    atexit.register(gc.freeze)
     code = run(predict, argv, PROG, positional=("images",))
     if code:
         sys.exit(code)

@@ -21,6 +21,26 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def affine_matrices(rotation: torch.Tensor, shear: torch.Tensor, zoom_x: torch.Tensor, zoom_y: torch.Tensor,
+                    shift_x: torch.Tensor, shift_y: torch.Tensor) -> torch.Tensor:
+    """(N, 2, 3) ``affine_grid`` matrices (output -> input, normalised) for Keras' transform parameters.
+
+    ``rotation`` and ``shear`` in degrees, zooms as factors, shifts as fractions of the size,
+    one value per image. ``ImageDataGenerator.apply_transform``'s theta, shear, zx, zy, tx, ty
+    are rotation, shear, zoom_x, zoom_y, shift_x * width, shift_y * height (Keras 3 applies zx
+    and tx along the columns); tests/test_augment_cv.py checks the two agree pixel for pixel.
+    """
+    angle, shear = torch.deg2rad(rotation), torch.deg2rad(shear)
+    shift_x, shift_y = shift_x * 2, shift_y * 2  # the image spans 2 normalised units
+    cos, sin = angle.cos(), angle.sin()
+    # rotation @ shear @ zoom, with Keras' shear matrix [[1, -sin s], [0, cos s]]
+    linear = torch.stack([cos * zoom_x, -torch.sin(angle + shear) * zoom_y,
+                          sin * zoom_x, torch.cos(angle + shear) * zoom_y], 1).view(-1, 2, 2)
+    # Keras shifts before shearing and zooming, so the shift is rotated too
+    offset = torch.stack([cos * shift_x - sin * shift_y, sin * shift_x + cos * shift_y], 1)
+    return torch.cat([linear, offset.unsqueeze(2)], 2)
+
+
 class NotebookAugmentation(nn.Module):
     """``ImageDataGenerator(rotation_range, zoom_range, width/height_shift_range, shear_range)``."""
 
@@ -32,17 +52,9 @@ class NotebookAugmentation(nn.Module):
     def matrices(self, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """``n`` random (2, 3) matrices in ``affine_grid``'s normalised coordinates."""
         draws = torch.rand(6, n, device=device) * 2 - 1  # uniform in [-1, 1), one column per image
-        angle = draws[0] * math.radians(self.rotation)
-        shear = draws[1] * math.radians(self.shear)
-        zoom_x, zoom_y = 1 + draws[2] * self.zoom, 1 + draws[3] * self.zoom
-        shift_x, shift_y = draws[4] * 2 * self.shift, draws[5] * 2 * self.shift  # the image spans 2 units
-        cos, sin = angle.cos(), angle.sin()
-        # rotation @ shear @ zoom, with Keras' shear matrix [[1, -sin s], [0, cos s]]
-        linear = torch.stack([cos * zoom_x, -torch.sin(angle + shear) * zoom_y,
-                              sin * zoom_x, torch.cos(angle + shear) * zoom_y], 1).view(n, 2, 2)
-        # Keras shifts before shearing and zooming, so the shift is rotated too
-        offset = torch.stack([cos * shift_x - sin * shift_y, sin * shift_x + cos * shift_y], 1)
-        return torch.cat([linear, offset.unsqueeze(2)], 2)
+        return affine_matrices(rotation=draws[0] * self.rotation, shear=draws[1] * self.shear,
+                               zoom_x=1 + draws[2] * self.zoom, zoom_y=1 + draws[3] * self.zoom,
+                               shift_x=draws[4] * self.shift, shift_y=draws[5] * self.shift)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset
 
 from mnist_common.mnist import ensure_files, load_mnist
+from mnist_common.settings import check_data_settings
 from mnist_common.splits import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, make_split
 from lightning_mnist.data.augment import NotebookAugmentation
 
@@ -42,8 +43,8 @@ class MNISTDataModule(LightningDataModule):
         eval_batch_size: batch size for validation, test and prediction (results do not depend on it).
         val_fraction: stratified share of the training images held out for validation.
         subset: train and validate on a stratified subset of this many training images.
-        num_folds: use fold ``fold`` of a stratified k-fold split instead of the hold-out.
-        fold: which fold validates when ``num_folds`` is set (0-based).
+        num_folds: use fold ``fold`` of a stratified k-fold split instead of the hold-out (at least 2).
+        fold: which fold validates when ``num_folds`` is set (0-based; default 0).
         split_seed: seed of the subset, hold-out and fold splits (the notebook's 42).
         augment: the notebook's ImageDataGenerator augmentation on training batches.
         rotation, zoom, shift, shear: its ranges (degrees, fraction, fraction, degrees).
@@ -52,10 +53,13 @@ class MNISTDataModule(LightningDataModule):
 
     def __init__(self, data_dir: str | None = None, batch_size: int = 32, eval_batch_size: int = 500,
                  val_fraction: float = DEFAULT_VAL_FRACTION, subset: int | None = None,
-                 num_folds: int | None = None, fold: int = 0, split_seed: int = DEFAULT_SPLIT_SEED,
+                 num_folds: int | None = None, fold: int | None = None, split_seed: int = DEFAULT_SPLIT_SEED,
                  augment: bool = False, rotation: float = 5.0, zoom: float = 0.05, shift: float = 0.05,
                  shear: float = 0.05, download: bool = True) -> None:
         super().__init__()
+        check_data_settings(batch_size=batch_size, eval_batch_size=eval_batch_size, val_fraction=val_fraction,
+                            subset=subset, num_folds=num_folds, fold=fold, rotation=rotation, zoom=zoom,
+                            shift=shift, shear=shear)
         self.save_hyperparameters()
         self.augmentation = NotebookAugmentation(rotation, zoom, shift, shear) if augment else None
         self.datasets: dict[str, InMemoryDataset] = {}
@@ -69,7 +73,7 @@ class MNISTDataModule(LightningDataModule):
         hp = self.hparams
         mnist = load_mnist(hp.data_dir, download=False)
         split = make_split(mnist.train_labels, subset=hp.subset, val_fraction=hp.val_fraction,
-                           num_folds=hp.num_folds, fold=hp.fold, seed=hp.split_seed)
+                           num_folds=hp.num_folds, fold=hp.fold or 0, seed=hp.split_seed)
         self.split = split
         for name, images, labels in (
             ("train", mnist.train_images[split.train], mnist.train_labels[split.train]),

@@ -1,35 +1,55 @@
-"""Callbacks the CLI always adds: per-epoch history (kept in checkpoints) and a resume hint."""
+"""Callbacks the CLI adds to every fit: the per-epoch history and the run's checkpoints.
+
+Both keep what they know in every checkpoint, so a run that is interrupted (Ctrl-C,
+SIGKILL) and resumed ends with the same history, timings and best checkpoint as one
+that never stopped.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from mnist_common.results import HISTORY_KEYS
 
 
 class EpochHistory(Callback):
-    """Collects ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` per epoch.
+    """``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` per epoch, training seconds, wall seconds.
 
-    Its state (the history and the training seconds so far) is saved in every
-    checkpoint, so a resumed run still ends with complete curves and timings.
+    Seconds count across processes: a checkpoint records the training seconds of the
+    finished epochs, those already spent in the current one, and the run's wall time, and
+    a resumed run (which skips ``on_train_epoch_start`` when it restarts mid-epoch) carries
+    them on. Work after the last checkpoint is done again, and counted again.
     """
 
     def __init__(self) -> None:
         self.history: list[dict[str, float]] = []
-        self.seconds = 0.0
-        self._started = 0.0
+        self.seconds = 0.0  # training seconds of the finished epochs (validation included)
+        self.epoch_seconds_before = 0.0  # seconds the current epoch had run before an interruption
+        self.wall_seconds_before = 0.0  # wall seconds of earlier processes of this run
+        self._fit_started = time.perf_counter()
+        self._epoch_started: float | None = None  # None between epochs
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._fit_started = time.perf_counter()
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._epoch_started = time.perf_counter() - self.epoch_seconds_before  # also right mid-epoch
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._started = time.perf_counter()
+        self.epoch_seconds_before = 0.0
+        self._epoch_started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        self.seconds += time.perf_counter() - self._started
+        self.seconds += time.perf_counter() - self._epoch_started
+        self._epoch_started = None
         metrics = trainer.callback_metrics
         row: dict[str, float] = {"epoch": trainer.current_epoch, "seconds": round(self.seconds, 3)}
         for key in HISTORY_KEYS:
@@ -38,18 +58,65 @@ class EpochHistory(Callback):
                 row[key] = float(value)
         self.history.append(row)
 
+    def wall_seconds(self) -> float:
+        """Wall seconds of the whole run so far, earlier processes included."""
+        return self.wall_seconds_before + time.perf_counter() - self._fit_started
+
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history, "seconds": self.seconds}
+        in_epoch = time.perf_counter() - self._epoch_started if self._epoch_started is not None else 0.0
+        return {"history": self.history, "seconds": self.seconds, "wall_seconds": self.wall_seconds(),
+                "epoch_seconds": in_epoch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict["history"])
         self.seconds = float(state_dict["seconds"])
+        self.wall_seconds_before = float(state_dict.get("wall_seconds", 0.0))
+        # a checkpoint written inside an epoch (an interruption) carries that epoch's seconds so far
+        self.epoch_seconds_before = float(state_dict.get("epoch_seconds", 0.0))
 
 
-class ResumeHint(Callback):
-    """Tells the user, on Ctrl-C or a crash, how to pick the run up again."""
+class RunCheckpoint(ModelCheckpoint):
+    resume_hint = True
+
+    """Lightning's ModelCheckpoint, as a run folder needs it.
+
+    * On an exception (Ctrl-C included) it saves only ``last.ckpt``, the file ``--ckpt_path
+      last`` resumes from, and says so. (Lightning's ``save_on_exception`` also writes a file
+      named like a top-k checkpoint, with the previous epoch's metric in its name, that top-k
+      never removes.)
+    * ``resume_hint`` says how to resume; k-fold runs, which cannot be resumed, turn it off.
+    * A checkpoint records absolute paths; when the project was moved or copied, the
+      resumed run's best and last checkpoints are found again in its own folder instead of
+      the old one.
+    """
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        if trainer.is_global_zero and trainer.state.fn == "fit":
-            print("fit interrupted: a checkpoint was saved; add --ckpt_path last to the same command to resume",
-                  file=sys.stderr)
+        # _should_save_on_exception/_monitor_candidates/_save_last_checkpoint are Lightning's own
+        # (private) steps of on_exception; there is no public hook for "save only last.ckpt".
+        if not self.save_last or not self._should_save_on_exception(trainer):
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if trainer.is_global_zero and trainer.state.fn == "fit" and self.resume_hint:
+            print(f"fit interrupted: saved {self.last_model_path}; run the same command with --ckpt_path last "
+                  f"to resume", file=sys.stderr, flush=True)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and Path(old) != Path(self.dirpath):
+            state_dict = self._moved(state_dict, Path(old), Path(self.dirpath))
+        super().load_state_dict(state_dict)
+
+    @staticmethod
+    def _moved(state_dict: dict[str, Any], old: Path, new: Path) -> dict[str, Any]:
+        """The state with paths under ``old`` re-rooted under ``new`` where those files exist."""
+        def here(path: str) -> str:
+            if not path or not Path(path).is_relative_to(old):
+                return path
+            candidate = new / Path(path).relative_to(old)
+            return str(candidate) if candidate.exists() else path
+
+        moved = dict(state_dict, dirpath=str(new))
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            moved[key] = here(state_dict.get(key, ""))
+        moved["best_k_models"] = {here(k): v for k, v in (state_dict.get("best_k_models") or {}).items()}
+        return moved

@@ -1,63 +1,118 @@
 """``python -m lightning_mnist fit|validate|test|cv``: LightningCLI with the notebook's defaults.
 
-After ``fit`` the best checkpoint is scored on the held-out test set and the run
-directory gets ``results.json`` and ``curves.png``.
+Every run owns a folder, ``<output_dir>/lightning/{version,cv,test,validate}_N``, taken
+atomically when it starts (:mod:`mnist_common.runs`): its config, metrics, checkpoints,
+``results.json`` and figures go there, so runs started side by side never share files.
+``fit`` tests its best checkpoint at the end; ``cv`` trains a fresh model per fold and
+tests the ensemble.
+
+Everything a command line can get wrong is checked in :meth:`MnistCLI.parse_arguments`,
+before a model, a data module or a run folder exists: bad settings, data that is missing,
+checkpoints that are missing, damaged, of another network or not loadable weights-only.
+Checkpoints are read by :mod:`lightning_mnist.checkpoints` first (weights-only; a URL is
+fetched to a temporary file and read the same way), and Lightning then loads them with
+``weights_only=True``. ``--ckpt_path last`` resumes the most recent run in ``output_dir``
+into its own folder, with its own settings.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
+import os
+import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 import yaml
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from mnist_common.allocator import keep_freed_memory
 from mnist_common.architecture import Architecture
-from mnist_common.errors import exit_on_user_error
+from mnist_common.cli import ArgumentError, argument_error_line
+from mnist_common.errors import UserError, exit_on_user_error
 from mnist_common.figures import plot_curves
+from mnist_common.keras_file import KERAS_SUFFIX
+from mnist_common.mnist import ensure_files
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
+from mnist_common.settings import check_data_settings
+from mnist_common.runs import (CHECKPOINTS, DEFAULT_OUTPUT_DIR, RESUME_FILE, allocate_run_dir, discard_if_empty_of_work,
+                               latest_resumable_run, relative_to_run, run_dir_of_checkpoint, check_writable)
 from mnist_common.splits import DEFAULT_NUM_FOLDS
-from lightning_mnist.checkpoints import load_classifier, read_checkpoint
+from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint, fetch_checkpoint, fold_model_paths,
+                                         keras_file_network, load_classifier, read_checkpoint, save_checkpoint)
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.models import MnistClassifier
-from lightning_mnist.training.callbacks import EpochHistory, ResumeHint
-from lightning_mnist.training.cv import MnistTrainer, cross_validate
+from lightning_mnist.training.callbacks import EpochHistory, RunCheckpoint
+from lightning_mnist.training.cv import cross_validate
+from lightning_mnist.training.reports import write_test_report
 
-DEFAULT_CHECKPOINT_DIR = "checkpoints"
-DEFAULT_LOG_DIR = "runs"
+FRAMEWORK = "lightning"
+# The run folder rank 0 took, for the processes Lightning's DDP launcher starts with the same command
+# line (they inherit the environment and have LOCAL_RANK set): they must share it, not take their own.
+RUN_DIR_ENV = "LIGHTNING_MNIST_RUN_DIR"
+RUN_PREFIX = {"fit": "version", "cv": "cv", "test": "test", "validate": "validate"}
+# Data settings a resumed run may change: where the same files are, and how they are batched for scoring.
+RESUMABLE_DATA_CHANGES = {"data_dir", "download", "eval_batch_size"}
+
+
+class MnistTrainer(Trainer):
+    """Lightning's Trainer; ``cv`` is declared here only so LightningCLI offers it as a subcommand."""
+
+    def cv(self, model, datamodule) -> None:
+        """Stratified k-fold cross-validation: a fresh model, optimizer, callbacks and logger per fold."""
+        raise NotImplementedError("run k-fold cross-validation as `python -m lightning_mnist cv`")
+
+
+def _signature_defaults(cls) -> dict[str, Any]:
+    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 class MnistCLI(LightningCLI):
     def __init__(self, *args, **kwargs) -> None:
         kwargs["trainer_defaults"] = {
             "max_epochs": 10,
-            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
-                       "init_args": {"save_dir": DEFAULT_LOG_DIR, "name": "lightning"}},
+            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": DEFAULT_OUTPUT_DIR}},
             **kwargs.get("trainer_defaults", {}),
         }
         kwargs.setdefault("seed_everything_default", 42)
-        kwargs.setdefault("save_config_kwargs", {"overwrite": True})  # re-running in one folder is fine
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})  # a resumed run rewrites its config.yaml
+        self.run_dir: Path | None = None
+        self._temporary = tempfile.TemporaryDirectory(prefix="lightning_mnist_")  # fetched or converted checkpoints
         super().__init__(MnistClassifier, MNISTDataModule, *args, trainer_class=MnistTrainer, **kwargs)
 
+    # --- the parser -------------------------------------------------------------------------
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         commands = dict(LightningCLI.subcommands())
-        del commands["predict"]  # ``python -m lightning_mnist predict`` predicts PNG files instead
+        del commands["predict"]  # ``python -m lightning_mnist predict`` predicts picture files instead
         commands["cv"] = {"model", "datamodule"}
         return commands
 
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        # Errors are raised, not printed with the usage, so main() can make them one line.
+        return super().init_parser(**{**kwargs, "exit_on_error": False})
+
     def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs) -> LightningArgumentParser:
+        # No documented LightningCLI hook knows which subcommand a parser is for; cv needs its own defaults.
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "cv":  # the notebook's "advanced training"
             parser.set_defaults({"data.num_folds": DEFAULT_NUM_FOLDS, "data.augment": True})
         return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_argument("--output_dir", type=str, default=DEFAULT_OUTPUT_DIR,
+                            help="each run gets its own folder in <output_dir>/lightning (version_N for fit, cv_N, "
+                                 "test_N, validate_N): config, metrics, checkpoints, results and figures")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({
-            "checkpoint.dirpath": DEFAULT_CHECKPOINT_DIR,
+            "checkpoint.dirpath": None,  # the run folder's checkpoints/
             "checkpoint.filename": "epoch{epoch:02d}-val_loss{val/loss:.4f}",
             "checkpoint.auto_insert_metric_name": False,
             "checkpoint.monitor": "val/loss",
@@ -69,13 +124,150 @@ class MnistCLI(LightningCLI):
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults({"early_stopping.monitor": "val/loss", "early_stopping.mode": "min",
                              "early_stopping.patience": 3})
+        parser.add_lightning_class_args(EpochHistory, "history")  # always there: the run's per-epoch history
 
-    def _instantiate_trainer(self, config, callbacks):
-        return super()._instantiate_trainer(config, [*callbacks, EpochHistory(), ResumeHint()])
+    # --- checks, before anything is built ---------------------------------------------------
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise UserError(argument_error_line(err)) from None
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            self._check(subcommand, self.config[subcommand])
 
-    def history(self) -> list[dict[str, float]]:
-        """Per-epoch metrics of the current trainer's fit (kept across resumes)."""
-        return next(cb for cb in self.trainer.callbacks if isinstance(cb, EpochHistory)).history
+    def _check(self, subcommand: str, config) -> None:
+        if "weights_only" in config:
+            if config.weights_only is False:
+                raise UserError("--weights_only false: this project reads checkpoints weights-only, so loading one "
+                                "can run no code")
+            config.weights_only = True
+        if subcommand in ("fit", "cv"):
+            architecture = Architecture.load(config.model.architecture)
+            architecture.require_mnist(f"`{subcommand}` on MNIST")
+            if not (math.isfinite(config.model.lr) and config.model.lr > 0):
+                raise UserError(f"--model.lr must be a positive number, got {config.model.lr}")
+            if config.trainer.fast_dev_run:
+                raise UserError(f"--trainer.fast_dev_run: `{subcommand}` tests and records its best checkpoint, which "
+                                f"a fast dev run does not write; for a smoke run use --trainer.max_epochs 1 "
+                                f"--trainer.limit_train_batches 2 --trainer.limit_val_batches 2")
+            if config.checkpoint.save_top_k == 0:
+                raise UserError("--checkpoint.save_top_k 0 keeps no best checkpoint, which fit tests at the end; "
+                                "use 1 or more (or -1 for all)")
+            if config.checkpoint.dirpath and Path(config.checkpoint.dirpath).is_file():
+                raise UserError(f"--checkpoint.dirpath {config.checkpoint.dirpath} is a file, not a folder")
+        data = config.data
+        check_data_settings(**{k: data[k] for k in ("batch_size", "eval_batch_size", "val_fraction", "subset", "num_folds",
+                                               "fold", "rotation", "zoom", "shift", "shear")})
+        check_writable(Path(config.output_dir) / FRAMEWORK, "--output_dir")
+        ensure_files(data.data_dir, download=data.download)
+        self._checkpoint_for(subcommand, config)
+
+    def _checkpoint_for(self, subcommand: str, config) -> None:
+        """Resolve, fetch and check ``--ckpt_path``; swap .keras files and k-fold results for what Lightning reads."""
+        self._ensemble_results = None
+        path = config.get("ckpt_path") if subcommand != "cv" else None
+        if subcommand in ("test", "validate") and not path:
+            raise UserError(f"`{subcommand}` needs --ckpt_path: a checkpoint, a .keras file or a k-fold run's "
+                            f"cv_results.json (scoring an untrained network says nothing)")
+        if not path:
+            return
+        path = str(path)
+        if subcommand == "fit" and path == "last":
+            path = self._last_run_checkpoint(config)
+        if "://" in path:
+            path = str(fetch_checkpoint(path, Path(self._temporary.name)))
+        suffix = Path(path).suffix.lower()
+        if suffix == RESULTS_SUFFIX or Path(path).is_dir():
+            if subcommand != "test":
+                raise UserError(f"--ckpt_path {path}: `{subcommand}` takes one model's checkpoint; a k-fold ensemble "
+                                f"is scored with `test` (each fold validated on its own part, see its cv_results.json)")
+            for fold_model in fold_model_paths(path)[1]:  # one-line errors for a damaged, empty or stale file
+                read_checkpoint(fold_model) if fold_model.suffix.lower() == CKPT_SUFFIX else keras_file_network(
+                    fold_model)  # and for fold models that are not plain weights
+            self._ensemble_results, config.ckpt_path = path, None  # the ensemble loads its own models
+            return
+        if suffix == KERAS_SUFFIX:
+            if subcommand == "fit":
+                raise UserError(f"--ckpt_path {path}: fit resumes a run from its checkpoint; a .keras file has no "
+                                f"training state (train its architecture with --model.architecture {path}, or "
+                                f"score it with test)")
+            network = keras_file_network(path)  # checked; Keras itself is not needed
+            path = str(Path(self._temporary.name) / f"{Path(path).stem}{CKPT_SUFFIX}")
+            save_checkpoint(path, network.architecture, network.state_dict())
+        checkpoint = read_checkpoint(path)
+        if subcommand == "fit":
+            self._check_resume(config, checkpoint)
+        config.ckpt_path = path
+
+    def _last_run_checkpoint(self, config) -> str:
+        run = latest_resumable_run(Path(config.output_dir) / FRAMEWORK)
+        if run is None:
+            raise UserError(f"--ckpt_path last: no run in {Path(config.output_dir) / FRAMEWORK} has a "
+                            f"{CHECKPOINTS}/{RESUME_FILE} to resume")
+        return str(run / CHECKPOINTS / RESUME_FILE)
+
+    def _check_resume(self, config, checkpoint: Checkpoint) -> None:
+        """A resumed run keeps its own settings; flags that ask for others are refused, not silently ignored."""
+        contents = checkpoint.contents
+        if "loops" not in contents or "optimizer_states" not in contents:
+            raise UserError(f"--ckpt_path {checkpoint.path}: it holds a network's weights but no training state, "
+                            f"so there is no run to resume (score it with test, or convert it)")
+        saved = {"model": {k: v for k, v in checkpoint.hparams.items() if k != "architecture"},
+                 "data": dict(contents.get("datamodule_hyper_parameters") or {})}
+        defaults = {"model": _signature_defaults(MnistClassifier), "data": _signature_defaults(MNISTDataModule)}
+        kept, conflicts = [], []
+        for group in ("model", "data"):
+            for key, value in saved[group].items():
+                asked = config[group].get(key)
+                if key in RESUMABLE_DATA_CHANGES or key not in config[group] or asked == value:
+                    continue
+                if asked == defaults[group].get(key):  # not asked for: the run's own value is kept
+                    config[group][key] = value
+                    kept.append(f"{group}.{key}={value}")
+                else:
+                    conflicts.append(f"--{group}.{key} {asked} (the run's is {value})")
+        asked_architecture = Architecture.load(config.model.architecture)
+        if not asked_architecture.same_network(checkpoint.architecture):
+            if config.model.architecture not in (defaults["model"]["architecture"], checkpoint.hparams["architecture"]):
+                conflicts.append(f"--model.architecture {config.model.architecture} (the run trains "
+                                 f"{checkpoint.architecture.name})")
+        if conflicts:
+            raise UserError(f"resuming {checkpoint.path}: {'; '.join(conflicts)}; a resumed run keeps its settings "
+                            f"(start a new run to change them)")
+        done = int(contents["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])  # epochs fully trained
+        if config.trainer.max_epochs is not None and 0 <= config.trainer.max_epochs <= done:
+            raise UserError(f"--trainer.max_epochs {config.trainer.max_epochs}: the run in {checkpoint.path} has "
+                            f"already trained {done} epochs; give a larger number to continue it")
+        run = run_dir_of_checkpoint(checkpoint.path)
+        self._resumed_run = run if run is not None and run.parent.name == FRAMEWORK else None
+        where = f"the run in {self._resumed_run}" if self._resumed_run else "a new run"
+        print(f"resuming from {checkpoint.path} ({done} epochs done) into {where}"
+              + (f"; keeping the run's own settings: {', '.join(kept)}" if kept else ""), flush=True)
+
+    # --- one folder per run ----------------------------------------------------------------
+    def before_instantiate_classes(self) -> None:
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand]
+        resumed = getattr(self, "_resumed_run", None) if subcommand == "fit" else None
+        launched_rank = os.environ.get("LOCAL_RANK", "0") != "0" and os.environ.get(RUN_DIR_ENV)
+        if launched_rank:
+            self.run_dir = Path(os.environ[RUN_DIR_ENV])
+        else:
+            self.run_dir = resumed or allocate_run_dir(Path(config.output_dir) / FRAMEWORK, RUN_PREFIX[subcommand])
+            os.environ[RUN_DIR_ENV] = str(self.run_dir.resolve())
+            if not resumed:
+                ALLOCATED.append(self.run_dir)
+        if subcommand != "cv":  # cv points each fold into its own sub-folder
+            point_outputs_at(config, self.run_dir)
+
+    def before_fit(self) -> None:
+        self._fit_started = time.perf_counter()
+        print(f"run folder: {self.run_dir}")
+        print(self.model.architecture.summary())
+
+    def history(self) -> EpochHistory:
+        return next(cb for cb in self.trainer.callbacks if isinstance(cb, EpochHistory))
 
     def best_epoch(self) -> int:
         """The epoch whose weights the best checkpoint holds (what ``test`` scores)."""
@@ -84,101 +276,74 @@ class MnistCLI(LightningCLI):
     def resolved_config(self, subcommand: str) -> dict:
         return yaml.safe_load(self._parser(subcommand).dump(self.config[subcommand], skip_none=False))
 
-    def cv(self, model, datamodule) -> None:
-        cross_validate(self)
-
-    def before_instantiate_classes(self) -> None:
-        """Refuse a network MNIST cannot train or score before anything is built."""
-        subcommand = self.config.get("subcommand")
-        if subcommand in ("fit", "cv"):
-            Architecture.load(self.config[subcommand].model.architecture).require_mnist(f"`{subcommand}` on MNIST")
-
-    def before_fit(self) -> None:
-        self._fit_started = time.perf_counter()
-        print(self.model.architecture.summary())
-
     def after_fit(self) -> None:
-        """Score the best checkpoint on the test set; write results.json and curves.png."""
+        """Score the best checkpoint on the test set; write results.json, curves and the test report."""
         trainer = self.trainer
-        best = str(Path(trainer.checkpoint_callback.best_model_path).resolve())
-        history = list(self.history())  # before test(): loading the best checkpoint rewinds callback state
+        best = Path(trainer.checkpoint_callback.best_model_path)
+        history = self.history()
+        rows, wall = list(history.history), history.wall_seconds()  # before test(): loading rewinds callback state
         tested = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=False)[0]
-        run_dir = trainer.log_dir  # a collective under DDP: every rank must ask
         if not trainer.is_global_zero:
             return
+        report = write_test_report(self.model, self.datamodule, self.run_dir, "lightning_mnist fit")
         results = RunResults(
-            framework="lightning",
-            test_acc=tested["test/acc"],
-            test_loss=tested["test/loss"],
-            model_path=best,
-            epochs=len(history),
-            best_epoch=self.best_epoch(),
-            wall_seconds=round(time.perf_counter() - self._fit_started, 2),
-            history=history,
-            config=self.resolved_config("fit"),
-        )
-        json_path = write_json(results, f"{run_dir}/{RESULTS_FILE}")
-        curves_path = plot_curves(history, f"{run_dir}/{CURVES_FILE}", "lightning_mnist fit")
-        print(f"test accuracy {results.test_acc:.4f}, test loss {results.test_loss:.4f} "
-              f"(best checkpoint {best}, {results.epochs} epochs, {results.wall_seconds:.1f} s)")
-        print(f"results: {json_path}\ncurves: {curves_path}")
+            framework=FRAMEWORK, test_acc=tested["test/acc"], test_loss=tested["test/loss"],
+            model_path=relative_to_run(best, self.run_dir), epochs=len(rows), best_epoch=self.best_epoch(),
+            wall_seconds=round(wall, 2), history=rows, config=self.resolved_config("fit"),
+            confusion_matrix=report.confusion, mistakes=report.mistakes_count)
+        json_path = write_json(results, self.run_dir / RESULTS_FILE)
+        curves = plot_curves(rows, self.run_dir / CURVES_FILE, "lightning_mnist fit")
+        print(f"test accuracy {results.test_acc:.4f}, test loss {results.test_loss:.4f} (best checkpoint {best}, "
+              f"{results.epochs} epochs, {results.wall_seconds:.1f} s)")
+        print(f"results: {json_path}\ncurves: {curves}\n{report.describe()}")
 
-    # --- ``test``/``validate --ckpt_path`` a .keras file or a k-fold run's cv_results.json ---
-    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
-        super().parse_arguments(parser, args)
-        # LightningCLI reads the checkpoint's hyper-parameters right after parsing, so a .keras
-        # ckpt_path is swapped for a temporary checkpoint of its weights here, before it looks.
-        subcommand = self.config.get("subcommand")
-        if subcommand in ("test", "validate"):
-            self._convert_keras_ckpt_path(subcommand)
-            self._take_ensemble_ckpt_path(subcommand)
+    def cv(self, model, datamodule) -> None:
+        cross_validate(self, self.run_dir)
 
-    def _take_ensemble_ckpt_path(self, subcommand: str) -> None:
-        """``--ckpt_path .../cv_results.json``: test the k-fold ensemble that file describes."""
-        path = self.config[subcommand].get("ckpt_path")
-        self._ensemble_results = path if path and str(path).endswith(".json") else None
-        if self._ensemble_results:
-            self.config[subcommand]["ckpt_path"] = None  # the ensemble loads its own checkpoints
-
+    # --- test and validate --------------------------------------------------------------------
     def before_test(self) -> None:
-        if getattr(self, "_ensemble_results", None):
+        if self._ensemble_results:
             self.model = load_classifier(self._ensemble_results)
             print(f"testing the {len(self.model.members)}-fold ensemble of {self._ensemble_results}")
 
     def after_test(self) -> None:
-        self._drop_converted_checkpoint()
+        tested = self.trainer.callback_metrics
+        report = write_test_report(self.model, self.datamodule, self.run_dir, "lightning_mnist test")
+        results = {"framework": FRAMEWORK, "checkpoint": str(self._ensemble_results or self.config.test.ckpt_path),
+                   "test_acc": float(tested["test/acc"]), "test_loss": float(tested["test/loss"]),
+                   "confusion_matrix": report.confusion, "mistakes": report.mistakes_count}
+        print(f"results: {write_json(results, self.run_dir / RESULTS_FILE)}\n{report.describe()}")
 
-    def after_validate(self) -> None:
-        self._drop_converted_checkpoint()
 
-    def _convert_keras_ckpt_path(self, subcommand: str) -> None:
-        """Swap a ``.keras`` ckpt_path for a temporary checkpoint of its (checked) architecture and weights.
+def point_outputs_at(config, run_dir: Path) -> None:
+    """Send the config's logger(s), checkpoints and default root into ``run_dir``."""
+    trainer = config.trainer
+    loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
+    for logger in loggers:
+        init_args = getattr(logger, "init_args", None)
+        if init_args is not None and "save_dir" in init_args:
+            init_args.save_dir = str(run_dir)
+            for key in ("name", "version"):
+                if key in init_args:
+                    init_args[key] = ""  # the run folder is the log folder itself
+    trainer.default_root_dir = str(run_dir)
+    if "checkpoint" in config and not config.checkpoint.dirpath:
+        config.checkpoint.dirpath = str(run_dir / CHECKPOINTS)
 
-        No Keras is needed: the file is checked and its weights are read by the project itself.
-        """
-        path = self.config[subcommand].get("ckpt_path")
-        if not path or not str(path).lower().endswith(".keras"):
-            return
-        import tempfile
 
-        from lightning_mnist.checkpoints import keras_file_network, save_checkpoint
-
-        network = keras_file_network(path)
-        self._converted_dir = tempfile.TemporaryDirectory(prefix="lightning_mnist_keras_")
-        ckpt = Path(self._converted_dir.name) / f"{Path(path).stem}.ckpt"
-        save_checkpoint(ckpt, network.architecture, network.state_dict())
-        print(f"converted {path} to a temporary Lightning checkpoint", flush=True)
-        self.config[subcommand]["ckpt_path"] = str(ckpt)
-
-    def _drop_converted_checkpoint(self) -> None:
-        converted = getattr(self, "_converted_dir", None)
-        if converted is not None:
-            converted.cleanup()
-            self._converted_dir = None
+ALLOCATED: list[Path] = []  # run folders this process created, removed again if it fails before any work
 
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     """``fit``/``validate``/``test``/``cv`` with their flags (``argv`` starts with the subcommand)."""
     keep_freed_memory()  # training: reuse freed activations instead of faulting in fresh pages
-    MnistCLI(args=argv)
+    # Lightning's own use of a deprecated torch name; nothing a user can act on
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    ALLOCATED.clear()
+    try:
+        MnistCLI(args=None if argv == sys.argv[1:] else argv)  # None: LightningCLI reads sys.argv itself
+    except BaseException:
+        for run_dir in ALLOCATED:
+            discard_if_empty_of_work(run_dir)
+        raise

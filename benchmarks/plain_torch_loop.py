@@ -1,0 +1,84 @@
+"""The same training as ``lightning_mnist fit``, as a plain PyTorch loop: the floor Lightning is measured against.
+
+Same network (built from the same description, channels-last), same pixels and split,
+same Adam (Keras' epsilon, fused), same batch size and shuffling per epoch, validation
+after every epoch; no Lightning, no metrics objects, no checkpoints, no early stopping.
+Writes a ``results.json`` with the shared per-epoch ``history`` (cumulative seconds), so
+``compare_frameworks.py`` reads it like the two frameworks' own.
+
+    python benchmarks/plain_torch_loop.py --max_epochs 1 --output_dir runs/benchmark/torch
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lightning_mnist.data.datamodule import MNISTDataModule
+from lightning_mnist.models import KerasNetwork
+from mnist_common.allocator import keep_freed_memory
+from mnist_common.architecture import Architecture
+from mnist_common.cli import run
+from mnist_common.results import RunResults, write_json
+
+KERAS_EPSILON = 1e-7
+
+
+@torch.inference_mode()
+def evaluate(network: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500):
+    network.eval()
+    logits = torch.cat([network(images[i:i + batch_size].contiguous(memory_format=torch.channels_last))
+                        for i in range(0, len(images), batch_size)])
+    return F.cross_entropy(logits, labels).item(), (logits.argmax(1) == labels).float().mean().item()
+
+
+def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1, batch_size: int = 32,
+          lr: float = 1e-4, subset: int | None = None, data_dir: str | None = None, seed: int = 42) -> Path:
+    """Train with a plain loop; write ``results.json`` in ``output_dir``.
+
+    Args:
+        output_dir: where results.json goes.
+        architecture: a preset or description file, as --model.architecture takes.
+        max_epochs: epochs to train.
+        batch_size: training batch size.
+        lr: Adam's learning rate.
+        subset: a stratified subset of the training images.
+        data_dir: the folder holding MNIST/raw.
+        seed: seed of the weights and the shuffling.
+    """
+    keep_freed_memory()  # as the training commands do
+    torch.manual_seed(seed)
+    data = MNISTDataModule(data_dir=data_dir, batch_size=batch_size, subset=subset)
+    data.prepare_data()
+    data.setup("fit")
+    (x, y), (x_val, y_val), (x_test, y_test) = (data.datasets[s].tensors for s in ("train", "val", "test"))
+    network = KerasNetwork(Architecture.load(architecture)).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(network.parameters(), lr=lr, eps=KERAS_EPSILON, fused=True)
+    history, seconds, started = [], 0.0, time.perf_counter()
+    for epoch in range(max_epochs):
+        epoch_started = time.perf_counter()
+        network.train()
+        order = torch.randperm(len(x))
+        for i in range(0, len(x), batch_size):
+            batch = order[i:i + batch_size]
+            loss = F.cross_entropy(network(x[batch].contiguous(memory_format=torch.channels_last)), y[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        val_loss, val_acc = evaluate(network, x_val, y_val)
+        seconds += time.perf_counter() - epoch_started
+        history.append({"epoch": epoch, "seconds": round(seconds, 3), "val_loss": val_loss, "val_acc": val_acc})
+        print(f"epoch {epoch}: {history[-1]['seconds']:.1f} s, val acc {val_acc:.4f}", flush=True)
+    test_loss, test_acc = evaluate(network, x_test, y_test)
+    results = RunResults(framework="torch", test_acc=test_acc, test_loss=test_loss, model_path="", epochs=max_epochs,
+                         best_epoch=max_epochs - 1, wall_seconds=round(time.perf_counter() - started, 2),
+                         history=history, config={"architecture": architecture, "batch_size": batch_size, "lr": lr})
+    return write_json(results, output_dir / "results.json")
+
+
+if __name__ == "__main__":
+    print(f"results: {run(train, sys.argv[1:], 'python benchmarks/plain_torch_loop.py', positional=())}")

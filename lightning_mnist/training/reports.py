@@ -1,0 +1,72 @@
+"""What a test leaves to look at: the confusion matrix and the digits the model got wrong, worst first.
+
+Written beside ``results.json`` by ``fit``, ``test`` and ``cv`` (for the ensemble):
+``confusion.png`` (torchmetrics' confusion matrix and its plot), ``mistakes.png`` (every
+misclassified test digit up to :data:`mnist_common.figures.MAX_MISTAKES_SHOWN`, the most
+confidently wrong first, each with its true label, the prediction and its probability)
+and ``mistakes.json`` (all of them, in the same order, with their test-set indices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from mnist_common.figures import mistakes_grid, save_figure
+from mnist_common.results import write_json
+
+CONFUSION_FILE, MISTAKES_FILE, MISTAKES_JSON = "confusion.png", "mistakes.png", "mistakes.json"
+BATCH_SIZE = 1000
+
+
+@dataclass
+class TestReport:
+    confusion: list[list[int]]  # rows: true class, columns: predicted class
+    mistakes_count: int
+    confusion_png: Path
+    mistakes_png: Path
+
+    def describe(self) -> str:
+        return f"confusion matrix: {self.confusion_png}\nmistakes ({self.mistakes_count}): {self.mistakes_png}"
+
+
+@torch.inference_mode()
+def test_probabilities(model, images: torch.Tensor) -> torch.Tensor:
+    """Class probabilities of ``model`` (a classifier) for every image, on the model's device."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([model.predict_proba(images[i:i + BATCH_SIZE].to(device)).float().cpu()
+                      for i in range(0, len(images), BATCH_SIZE)])
+
+
+def write_test_report(model, datamodule, run_dir: Path, title: str) -> TestReport:
+    """Score ``model`` on the data module's test images; write the confusion matrix and the mistakes."""
+    datamodule.setup("test")
+    images, labels = datamodule.datasets["test"].tensors
+    probabilities = test_probabilities(model, images)
+    predicted = probabilities.argmax(1)
+    num_classes = probabilities.shape[1]
+    metric = MulticlassConfusionMatrix(num_classes)
+    matrix = metric(predicted, labels)
+    fig, ax = metric.plot(matrix, labels=[str(k) for k in range(num_classes)])
+    fig.set_size_inches(7.5, 6.5)
+    for text in ax.texts:  # the counts, one per cell: small enough for four digits
+        text.set_fontsize(9)
+    ax.set_title(f"{title}: {int(matrix.trace())} of {len(labels)} test digits right")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    confusion_png = save_figure(fig, run_dir / CONFUSION_FILE, dpi=100)
+
+    wrong = torch.nonzero(predicted != labels).flatten()
+    confidence = probabilities[wrong, predicted[wrong]]
+    wrong = wrong[torch.argsort(confidence, descending=True, stable=True)]  # the most confident mistakes first
+    mistakes = [{"index": int(i), "label": int(labels[i]), "predicted": int(predicted[i]),
+                 "probability": round(float(probabilities[i, predicted[i]]), 4)} for i in wrong]
+    write_json(mistakes, run_dir / MISTAKES_JSON)
+    mistakes_png = mistakes_grid(images[wrong, 0].numpy(), mistakes, run_dir / MISTAKES_FILE,
+                                 f"{title}: {len(mistakes)} of {len(labels)} test digits wrong")
+    return TestReport(confusion=matrix.tolist(), mistakes_count=len(mistakes), confusion_png=confusion_png,
+                      mistakes_png=mistakes_png)

@@ -1,0 +1,38 @@
+"""Checks of the data settings both frameworks share, so a bad value is refused the same way by both.
+
+Both command lines spell these settings alike (``--data.batch_size``, ``--data.subset``,
+``--data.num_folds``...), and both check them here before anything is built or read.
+"""
+
+from __future__ import annotations
+
+import math
+
+from mnist_common.errors import UserError
+from mnist_common.mnist import TRAIN_IMAGES
+
+
+def check_data_settings(*, batch_size: int, eval_batch_size: int, val_fraction: float, subset: int | None,
+                        num_folds: int | None, fold: int | None, rotation: float, zoom: float, shift: float,
+                        shear: float) -> None:
+    """Raise a one-line :class:`UserError` for settings no run can use, before any data is read.
+
+    The messages name the flags as both command lines spell them (``--data.batch_size``).
+    """
+    for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+        if value < 1:
+            raise UserError(f"--data.{name} must be at least 1, got {value}")
+    if not 0.0 < val_fraction < 1.0:
+        raise UserError(f"--data.val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    if subset is not None and not 20 <= subset <= TRAIN_IMAGES:
+        raise UserError(f"--data.subset must be between 20 and {TRAIN_IMAGES} images (or null for all), got {subset}")
+    if num_folds is not None and num_folds < 2:
+        raise UserError(f"--data.num_folds must be at least 2 (or null for the hold-out split), got {num_folds}")
+    if fold is not None and num_folds is None:
+        raise UserError(f"--data.fold {fold} needs --data.num_folds (the k-fold split it is a fold of)")
+    if fold is not None and not 0 <= fold < num_folds:
+        raise UserError(f"--data.fold must be between 0 and {num_folds - 1}, got {fold}")
+    for name, value, high in (("rotation", rotation, 180.0), ("zoom", zoom, 0.9), ("shift", shift, 1.0),
+                              ("shear", shear, 80.0)):
+        if not (math.isfinite(value) and 0.0 <= value <= high):
+            raise UserError(f"--data.{name} must be a number from 0 to {high:g}, got {value}")
