@@ -44,8 +44,8 @@ from mnist_common.settings import check_data_settings
 from mnist_common.runs import (CHECKPOINTS, DEFAULT_OUTPUT_DIR, RESUME_FILE, allocate_run_dir, discard_if_empty_of_work,
                                latest_resumable_run, relative_to_run, run_dir_of_checkpoint, check_writable)
 from mnist_common.splits import DEFAULT_NUM_FOLDS
-from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint, fetch_checkpoint, fold_model_paths,
-                                         keras_file_network, load_classifier, read_checkpoint, save_checkpoint)
+from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint, fetch_checkpoint, keras_file_network,
+                                         load_classifier, read_checkpoint, save_checkpoint)
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.models import MnistClassifier
 from lightning_mnist.training.callbacks import EpochHistory, RunCheckpoint
@@ -157,22 +157,22 @@ class MnistCLI(LightningCLI):
             if config.checkpoint.dirpath and Path(config.checkpoint.dirpath).is_file():
                 raise UserError(f"--checkpoint.dirpath {config.checkpoint.dirpath} is a file, not a folder")
         data = config.data
-        check_data_settings(**{k: data[k] for k in ("batch_size", "eval_batch_size", "val_fraction", "subset", "num_folds",
-                                               "fold", "rotation", "zoom", "shift", "shear")})
+        check_data_settings(**{k: data[k] for k in ("batch_size", "eval_batch_size", "val_fraction", "subset",
+                                                    "num_folds", "fold", "rotation", "zoom", "shift", "shear")})
         check_writable(Path(config.output_dir) / FRAMEWORK, "--output_dir")
         ensure_files(data.data_dir, download=data.download)
         self._checkpoint_for(subcommand, config)
 
     def _checkpoint_for(self, subcommand: str, config) -> None:
         """Resolve, fetch and check ``--ckpt_path``; swap .keras files and k-fold results for what Lightning reads."""
-        self._ensemble_results = None
+        self._ensemble = self._source = None
         path = config.get("ckpt_path") if subcommand != "cv" else None
         if subcommand in ("test", "validate") and not path:
             raise UserError(f"`{subcommand}` needs --ckpt_path: a checkpoint, a .keras file or a k-fold run's "
                             f"cv_results.json (scoring an untrained network says nothing)")
         if not path:
             return
-        path = str(path)
+        path = self._source = str(path)  # what the user named, for the results
         if subcommand == "fit" and path == "last":
             path = self._last_run_checkpoint(config)
         if "://" in path:
@@ -182,10 +182,8 @@ class MnistCLI(LightningCLI):
             if subcommand != "test":
                 raise UserError(f"--ckpt_path {path}: `{subcommand}` takes one model's checkpoint; a k-fold ensemble "
                                 f"is scored with `test` (each fold validated on its own part, see its cv_results.json)")
-            for fold_model in fold_model_paths(path)[1]:  # one-line errors for a damaged, empty or stale file
-                read_checkpoint(fold_model) if fold_model.suffix.lower() == CKPT_SUFFIX else keras_file_network(
-                    fold_model)  # and for fold models that are not plain weights
-            self._ensemble_results, config.ckpt_path = path, None  # the ensemble loads its own models
+            # every fold model read now (weights-only): a damaged, stale or unsafe one is refused before any work
+            self._ensemble, config.ckpt_path = load_classifier(path), None
             return
         if suffix == KERAS_SUFFIX:
             if subcommand == "fit":
@@ -302,14 +300,14 @@ class MnistCLI(LightningCLI):
 
     # --- test and validate --------------------------------------------------------------------
     def before_test(self) -> None:
-        if self._ensemble_results:
-            self.model = load_classifier(self._ensemble_results)
-            print(f"testing the {len(self.model.members)}-fold ensemble of {self._ensemble_results}")
+        if self._ensemble is not None:
+            self.model = self._ensemble
+            print(f"testing the {len(self.model.members)}-fold ensemble of {self._source}")
 
     def after_test(self) -> None:
         tested = self.trainer.callback_metrics
         report = write_test_report(self.model, self.datamodule, self.run_dir, "lightning_mnist test")
-        results = {"framework": FRAMEWORK, "checkpoint": str(self._ensemble_results or self.config.test.ckpt_path),
+        results = {"framework": FRAMEWORK, "checkpoint": self._source,
                    "test_acc": float(tested["test/acc"]), "test_loss": float(tested["test/loss"]),
                    "confusion_matrix": report.confusion, "mistakes": report.mistakes_count}
         print(f"results: {write_json(results, self.run_dir / RESULTS_FILE)}\n{report.describe()}")
