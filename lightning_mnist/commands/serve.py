@@ -26,7 +26,7 @@ def serve(weights: str, keras_weights: str | None = None, port: int = 8000,
           host: Literal["127.0.0.1", "0.0.0.0", "::"] = "127.0.0.1", workers: int = 1, threads: int = 1,
           max_batch_size: int = 32, batch_timeout: float = 0.005, max_bytes: int = MAX_BYTES,
           api_servers: int = 1) -> None:
-    """Serve digit predictions from PyTorch and Keras side by side: POST /predict, a draw-a-digit page at /, GET /health.
+    """Serve digit predictions from PyTorch and Keras side by side: POST /predict, a page at /, GET /health.
 
     Args:
         weights: the model PyTorch runs: a Lightning checkpoint (.ckpt), a Keras model (.keras) or a k-fold run's

@@ -66,8 +66,8 @@ class DigitAPI(ls.LitAPI):
         tf.config.threading.set_inter_op_parallelism_threads(1)
         from lightning_mnist.predictors import load_predictor
 
-        self.predictors = {backend: load_predictor(path, backend) for backend, path in self.weights.items()}
-        for size in sorted({1, self.max_batch_size}):  # the first call of each shape costs the most
+        self.predictors = {backend: load_predictor(path, backend, graph=True) for backend, path in self.weights.items()}
+        for size in sorted({1, 2, self.max_batch_size}):  # Keras traces its graph on the first shapes
             for predictor in self.predictors.values():
                 predictor.predict_proba(np.zeros((size, 28, 28), np.float32))
         described = "; ".join(predictor.describe() for predictor in self.predictors.values())
