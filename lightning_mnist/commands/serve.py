@@ -25,7 +25,7 @@ PROG = "python -m lightning_mnist serve"
 def serve(weights: str, keras_weights: str | None = None, port: int = 8000,
           host: Literal["127.0.0.1", "0.0.0.0", "::"] = "127.0.0.1", workers: int = 1, threads: int = 1,
           max_batch_size: int = 32, batch_timeout: float = 0.005, max_bytes: int = MAX_BYTES,
-          api_servers: int = 1) -> None:
+          api_servers: int = 2) -> None:
     """Serve digit predictions from PyTorch and Keras side by side: POST /predict, a page at /, GET /health.
 
     Args:
@@ -40,7 +40,7 @@ def serve(weights: str, keras_weights: str | None = None, port: int = 8000,
         max_batch_size: requests LitServe gathers into one batch.
         batch_timeout: seconds LitServe waits to fill a batch.
         max_bytes: the largest request body accepted; larger ones get 413.
-        api_servers: HTTP server processes (they read and prepare the pictures).
+        api_servers: HTTP server processes; they read and prepare the pictures, the costliest part of a request.
     """
     for name, value, low in (("port", port, 1024), ("workers", workers, 1), ("threads", threads, 1),
                              ("max_batch_size", max_batch_size, 1), ("max_bytes", max_bytes, 1024),
