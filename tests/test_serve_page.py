@@ -200,3 +200,18 @@ def test_an_unusable_upload_shows_the_servers_reason(page, tmp_path):
     page.find_element("id", "file").send_keys(str(blank))
     view = answer_shown(page, 0)
     assert view["state"] == "error" and "nothing is drawn on it" in view["error"], view
+
+
+def test_a_disagreement_is_shown(page, seed_png):
+    """Two different models may disagree: the page says so (an answer of the server, with Keras' digit changed)."""
+    import requests
+
+    answer = requests.post(page.current_url.rstrip("/") + "/predict", data=seed_png.read_bytes(),
+                           headers={"Content-Type": "image/png"}, timeout=WAIT).json()
+    answer["keras"]["probabilities"] = answer["keras"]["probabilities"][::-1]  # its 4 becomes a 5
+    answer["keras"]["digit"], answer["agree"] = 5, False
+    page.execute_script("show(arguments[0])", answer)
+    view = shown(page)
+    assert view["agreement"] == "PyTorch says 4, Keras says 5", view
+    assert page.find_element("id", "agreement").get_attribute("class") == "disagree"
+    assert max(range(10), key=view["torch"].__getitem__) == 4 and max(range(10), key=view["keras"].__getitem__) == 5

@@ -94,38 +94,52 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def picture_of(content_type: str, body: bytes) -> tuple[bytes, str]:
-    """(picture bytes, name) from a body with this Content-Type: the body itself, or its multipart field ``file``."""
+def body_kind(content_type: str) -> str:
+    """"image" (the body is the picture) or "form" (multipart: the picture is the field ``file``); else 415."""
     header = email.message.Message()
     header["content-type"] = content_type
     kind = header.get_content_type()  # lower case; "text/plain" when the header is missing or malformed
     if content_type and kind.startswith("image/"):
-        return body, "request body"
+        return "image"
     if kind == "multipart/form-data":
-        form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
-        if form.is_multipart():
-            for part in form.iter_parts():
-                if part.get_param("name", header="content-disposition") == FIELD:
-                    filename = " ".join((part.get_filename() or "").split())[:100]
-                    return part.get_payload(decode=True) or b"", f"file {filename!r}" if filename else "file"
-        raise refuse(BAD_REQUEST, f"the multipart form has no field {FIELD!r} holding the picture")
+        return "form"
     shown = " ".join(content_type.split())[:80] or "none"
     raise refuse(WRONG_TYPE, f"Content-Type {shown} is not accepted: send the picture as the body with Content-Type "
                              f"image/* (image/png, image/jpeg, ...) or as the multipart form field {FIELD!r}")
 
 
-async def read_upload(request: Request) -> Upload:
-    """The FastAPI dependency that turns a ``POST /predict`` request into an :class:`Upload`, or a 4xx.
+def form_picture(content_type: str, body: bytes) -> tuple[bytes, str]:
+    """(picture bytes, name) from a multipart/form-data body: its field ``file``, or a 400."""
+    form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    if form.is_multipart():
+        for part in form.iter_parts():
+            if part.get_param("name", header="content-disposition") == FIELD:
+                filename = " ".join((part.get_filename() or "").split())[:100]
+                return part.get_payload(decode=True) or b"", f"file {filename!r}" if filename else "file"
+    raise refuse(BAD_REQUEST, f"the multipart form has no field {FIELD!r} holding the picture")
 
-    The body limit is the app's ``state.max_bytes`` (the server sets it), else :data:`MAX_BYTES`.
-    """
-    backends = wanted_backends(request)
-    max_bytes = getattr(request.app.state, "max_bytes", MAX_BYTES)
-    picture, name = picture_of(request.headers.get("content-type", ""), await read_body(request, max_bytes))
+
+def prepare_upload(kind: str, content_type: str, body: bytes, backends: tuple[str, ...]) -> Upload:
+    """The picture in ``body`` prepared the MNIST way (:func:`~mnist_common.images.prepare_bytes`), or a 4xx."""
+    picture, name = form_picture(content_type, body) if kind == "form" else (body, "request body")
     try:
-        prepared = await run_in_threadpool(prepare_bytes, picture, name)
+        prepared = prepare_bytes(picture, name)
     except ImageError as err:
         raise refuse(UNUSABLE, str(err)) from None
     return Upload(name=name, pixels=prepared.pixels, inverted=prepared.inverted, size=tuple(prepared.size),
                   seen=input_data_url(prepared.pixels), backends=backends)
+
+
+async def read_upload(request: Request) -> Upload:
+    """The FastAPI dependency that turns a ``POST /predict`` request into an :class:`Upload`, or a 4xx.
+
+    The query and the headers are checked before the body is read; the body limit is the app's
+    ``state.max_bytes`` (the server sets it), else :data:`MAX_BYTES`. Splitting a form and preparing
+    the picture (up to a second for a large photo) run in a thread, so the event loop keeps serving.
+    """
+    backends = wanted_backends(request)
+    content_type = request.headers.get("content-type", "")
+    kind = body_kind(content_type)
+    body = await read_body(request, getattr(request.app.state, "max_bytes", MAX_BYTES))
+    return await run_in_threadpool(prepare_upload, kind, content_type, body, backends)
