@@ -170,8 +170,8 @@ def no_server(monkeypatch):
     (["--workers", "0"], "--workers must be at least 1"),
     (["--max_bytes", "10"], "--max_bytes must be at least 1024"),
     (["--batch_timeout", "5"], "--batch_timeout must be between 0 and 1"),
-    (["--keras_weights", "missing.keras"], "missing.keras"),
-    (["--weights", "broken.ckpt"], "broken.ckpt"),
+    (["--keras_weights", "missing.keras"], "--keras_weights missing.keras: no such file"),
+    (["--weights", "broken.ckpt"], "--weights broken.ckpt: "),
 ])
 def test_bad_flags_fail_in_one_line(args, fragment, seed_keras, tmp_path, monkeypatch, capsys, no_server):
     from lightning_mnist.commands.serve import main

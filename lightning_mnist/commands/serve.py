@@ -87,7 +87,7 @@ def _check_models(weights: str, keras_weights: str | None) -> None:
         try:
             classes[flag] = load_predictor(path, "torch").architecture.num_classes
         except UserError as err:
-            raise UserError(f"{flag} {err}" if str(path) not in str(err) else str(err)) from None
+            raise UserError(f"{flag} {err}" if str(err).startswith(str(path)) else f"{flag}: {err}") from None
     if len(set(classes.values())) > 1:
         raise UserError(f"--weights gives {classes['--weights']} classes but --keras_weights gives "
                         f"{classes['--keras_weights']}: serve two models of the same classes")
