@@ -32,6 +32,10 @@ class Predictor:
     paths: list[Path]  # the model files behind it
     architectures: list[Architecture]  # one per model
     models: list = field(default_factory=list, repr=False)
+    # Keras only: run the models through their compiled predict function (Model.predict_on_batch), traced
+    # on the first calls (~0.1 s each for batch sizes 1 and 2, then any size) and ~10x faster after
+    # (0.5 ms against 5 ms for one image on 2 CPU cores): for a server, not for a one-shot command.
+    graph: bool = False
 
     @property
     def architecture(self) -> Architecture:
@@ -56,7 +60,8 @@ class Predictor:
                 probs = torch.stack([torch.softmax(net(x), dim=1) for net in self.models]).mean(0).numpy()
         else:
             x = pixels[..., None]  # (N, 28, 28, 1), channels-last
-            outputs = [np.asarray(model(x, training=False), dtype=np.float32) for model in self.models]
+            run = (lambda model: model.predict_on_batch(x)) if self.graph else (lambda model: model(x, training=False))
+            outputs = [np.asarray(run(model), dtype=np.float32) for model in self.models]
             probs = np.mean([o if a.ends_in_softmax else _softmax(o)  # a model without a softmax gives logits
                              for o, a in zip(outputs, self.architectures)], axis=0)
         return probs.astype(np.float32)
@@ -73,8 +78,11 @@ def resolve(weights: str | os.PathLike, backend: str = "auto") -> tuple[Path, li
     return source, paths, default if backend == "auto" else backend
 
 
-def load_predictor(weights: str | os.PathLike, backend: str = "auto") -> Predictor:
-    """The model(s) of ``weights`` on ``backend`` (auto: torch for a checkpoint, Keras for a ``.keras`` file)."""
+def load_predictor(weights: str | os.PathLike, backend: str = "auto", graph: bool = False) -> Predictor:
+    """The model(s) of ``weights`` on ``backend`` (auto: torch for a checkpoint, Keras for a ``.keras`` file).
+
+    ``graph``: Keras runs traced graphs instead of eager calls (see :attr:`Predictor.graph`).
+    """
     source, paths, backend = resolve(weights, backend)
     if backend == "torch":
         models = load_networks(source)
@@ -87,7 +95,8 @@ def load_predictor(weights: str | os.PathLike, backend: str = "auto") -> Predict
                                 f"inputs; predict prepares 28x28 grayscale digits")
     if any(a.num_classes != architecture.num_classes for a in architectures):
         raise UserError(f"{source}: its fold models do not give the same number of classes")
-    return Predictor(backend=backend, source=source, paths=paths, architectures=architectures, models=models)
+    return Predictor(backend=backend, source=source, paths=paths, architectures=architectures, models=models,
+                     graph=graph)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -42,6 +47,11 @@ def chromium() -> str | None:
     return None
 
 
+def chromedriver() -> str | None:
+    """The chromedriver Selenium drives Chromium with (Debian: the chromium-driver package)."""
+    return shutil.which("chromedriver")
+
+
 def _requirements(item) -> dict[str, str]:
     """What ``item`` needs that this machine lacks: requirement -> why it is missing."""
     missing = {}
@@ -50,8 +60,8 @@ def _requirements(item) -> dict[str, str]:
 
         if not torch.cuda.is_available():
             missing["gpu"] = "no CUDA GPU on this machine"
-    if item.get_closest_marker("browser") and chromium() is None:
-        missing["browser"] = "no Chromium installed (apt-get install chromium chromium-driver)"
+    if item.get_closest_marker("browser") and (chromium() is None or chromedriver() is None):
+        missing["browser"] = "no Chromium and chromedriver installed (apt-get install chromium chromium-driver)"
     if {"seed_keras", "seed_png"} & set(getattr(item, "fixturenames", ())):
         absent = [p.name for p in (SEED_KERAS, SEED_PNG) if not p.is_file()]
         if absent:
@@ -138,3 +148,83 @@ def assert_one_line_error(proc, *fragments: str) -> None:
     assert len(errors) == 1, proc.stderr[-2000:]
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# A real `serve` process, shared by the API and the browser tests
+
+SERVER_START_SECONDS = 180  # importing torch and TensorFlow and loading both models: ~12 s on 2 idle cores
+SERVE_MAX_BYTES = 2_000_000  # the body limit the test server runs with (--max_bytes)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, on the loopback interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Served:
+    """A running ``python -m lightning_mnist serve``: its URL, its process, the folder it runs in, its log."""
+
+    url: str
+    process: subprocess.Popen
+    workdir: Path
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory, mnist_dir, seed_keras) -> Served:
+    """``serve --weights seed.ckpt`` (the notebook's model as a checkpoint; Keras runs it converted in memory).
+
+    It runs in an empty folder that must still be empty when it stops (the server writes
+    nothing), on a free loopback port, and is stopped with SIGTERM at the end of the session.
+    """
+    from lightning_mnist.checkpoints import load_networks, save_checkpoint
+
+    weights = tmp_path_factory.mktemp("serve_weights") / "seed.ckpt"
+    [network] = load_networks(seed_keras)
+    save_checkpoint(weights, network.architecture, network.state_dict())
+    workdir, logs = tmp_path_factory.mktemp("serve_cwd"), tmp_path_factory.mktemp("serve_log")
+    url = f"http://127.0.0.1:{free_port()}"
+    log = logs / "serve.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "lightning_mnist", "serve", "--weights", str(weights),
+                                    "--port", url.rsplit(":", 1)[1], "--max_bytes", str(SERVE_MAX_BYTES)],
+                                   cwd=workdir, env=module_env(mnist_dir), stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    server = Served(url, process, workdir, log)
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while not _healthy(url):
+            assert process.poll() is None, f"serve exited with {process.returncode}:\n{server.output()}"
+            assert time.monotonic() < deadline, f"serve not ready in {SERVER_START_SECONDS} s:\n{server.output()}"
+            time.sleep(0.25)
+        yield server
+    finally:
+        _stop(process)
+    assert process.returncode == 0, f"serve exited with {process.returncode} on SIGTERM:\n{server.output()}"
+    assert not list(workdir.iterdir()), f"serve wrote {sorted(p.name for p in workdir.iterdir())}"
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def _stop(process: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM (LitServe stops its workers), then SIGKILL to the process group started for it if it hangs."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout)

@@ -22,6 +22,7 @@ import numpy as np
 from mnist_common.cli import run
 from mnist_common.errors import EXIT_USER_ERROR, UserError, exit_on_user_error
 from mnist_common.images import ImageError, Prepared, prepare
+from mnist_common.predictions import record
 
 PROG = "python -m lightning_mnist predict"
 SHOW_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
@@ -60,15 +61,6 @@ def seconds_since_process_start() -> float | None:
             return max(float(f.read().split()[0]) - started, 0.0)
     except (OSError, ValueError, IndexError, AttributeError):
         return None
-
-
-def record(image: str, probabilities: np.ndarray | None = None, error: str | None = None, **extra) -> dict:
-    """One image's result as the JSON object ``--json`` prints (and ``serve`` answers)."""
-    if error is not None:
-        return {"image": image, "error": error}
-    digit = int(np.argmax(probabilities))
-    return {"image": image, "digit": digit, "probability": float(probabilities[digit]),
-            "probabilities": [float(p) for p in probabilities], **extra}
 
 
 def predict(images: list[str], weights: str, backend: Literal["auto", "torch", "keras"] = "auto",

@@ -1,0 +1,217 @@
+"""Load on ``python -m lightning_mnist serve``: requests/s and latency at 1, 8 and 32 concurrent clients.
+
+    python benchmarks/serve_load.py --weights model.ckpt                       # starts a server, 20 s a cell
+    python benchmarks/serve_load.py --weights model.ckpt --seconds 5 --clients 32 --backends both
+    python benchmarks/serve_load.py --weights model.ckpt --server-args "--workers 2 --threads 1"
+    python benchmarks/serve_load.py --url http://127.0.0.1:8000                # a server already running
+
+Each client is a thread with its own keep-alive connection that posts, one after the
+other, 288x288 PNG pictures of MNIST test digits (dark ink on white: what the page's
+canvas sends) for ``--seconds``, after one second of warm-up that is not counted. Every
+cell runs ``?backends=torch`` (PyTorch only) or both backends. A request that does not
+answer 200 with a digit counts as an error. Reported per cell: requests/s, p50/p90/p99
+latency, errors, wrong digits, the mean batch LitServe formed, and the CPU seconds the
+server's processes used per request (read from /proc; the clients' own CPU is reported
+apart: they share the machine). Writes ``runs/benchmark/serve_load.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+
+from mnist_common.mnist import load_mnist
+
+REPO = Path(__file__).resolve().parents[1]
+PICTURES = 50
+
+
+def digit_pictures(data_dir: str | None, count: int = PICTURES) -> list[tuple[bytes, int]]:
+    """(PNG bytes, label) of MNIST test digits drawn as on the page: 288x288, dark ink on white."""
+    mnist = load_mnist(data_dir)
+    pictures = []
+    for image, label in zip(mnist.test_images[:count], mnist.test_labels[:count]):
+        buffer = io.BytesIO()
+        Image.fromarray(255 - image).resize((288, 288), Image.Resampling.BICUBIC).save(buffer, "PNG")
+        pictures.append((buffer.getvalue(), int(label)))
+    return pictures
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and all its descendants (Linux /proc)."""
+    ticks, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def run_cell(url: str, pictures, clients: int, seconds: float, backends: str, server_pid: int | None) -> dict:
+    """``clients`` threads posting for 1 s of warm-up plus ``seconds``; the figures of the measured window."""
+    params = {"backends": "torch"} if backends == "torch" else {}
+    start_at = time.perf_counter() + 1.0
+    stop_at = start_at + seconds
+    lock = threading.Lock()
+    latencies, batches, errors, wrong = [], [], [], 0
+
+    def client(k: int) -> None:
+        nonlocal wrong
+        session = requests.Session()
+        i = k
+        while (sent := time.perf_counter()) < stop_at:
+            data, label = pictures[i % len(pictures)]
+            i += clients
+            try:
+                answer = session.post(f"{url}/predict", data=data, params=params, timeout=60,
+                                      headers={"Content-Type": "image/png"})
+                body = answer.json()
+                ok = answer.status_code == 200 and isinstance(body.get("digit"), int)
+                error = None if ok else f"{answer.status_code}: {body.get('error', body)}"
+            except (requests.RequestException, ValueError) as err:
+                ok, error, body = False, f"{type(err).__name__}: {err}", {}
+            if sent < start_at:
+                continue
+            with lock:
+                if ok:
+                    latencies.append(time.perf_counter() - sent)
+                    batches.append(body["batch"])
+                    wrong += body["digit"] != label
+                else:
+                    errors.append(error)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(max(0.0, start_at - time.perf_counter()))
+    cpu0, own0 = (cpu_seconds(server_pid) if server_pid else None), time.process_time()
+    for t in threads:
+        t.join()
+    window = time.perf_counter() - start_at  # until the last request that started in the window answered
+    cpu1, own1 = (cpu_seconds(server_pid) if server_pid else None), time.process_time()
+    ms = np.array(latencies) * 1000
+    done = len(latencies)
+    return {
+        "backends": backends, "clients": clients, "seconds": round(window, 2), "requests": done,
+        "requests_per_s": round(done / window, 1), "errors": len(errors), "first_errors": errors[:3],
+        "wrong_digits": wrong, "mean_batch": round(float(np.mean(batches)), 2) if batches else None,
+        "p50_ms": round(float(np.percentile(ms, 50)), 1) if done else None,
+        "p90_ms": round(float(np.percentile(ms, 90)), 1) if done else None,
+        "p99_ms": round(float(np.percentile(ms, 99)), 1) if done else None,
+        "max_ms": round(float(ms.max()), 1) if done else None,
+        "server_cpu_ms_per_request": round((cpu1 - cpu0) / done * 1000, 2) if done and cpu0 is not None else None,
+        "client_cpu_share": round((own1 - own0) / window, 2),  # cores the clients themselves used
+    }
+
+
+def start_server(weights: str, keras_weights: str | None, server_args: str, log: Path) -> tuple[str, subprocess.Popen]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "lightning_mnist", "serve", "--weights", weights, "--port", str(port),
+               *(["--keras_weights", keras_weights] if keras_weights else []), *shlex.split(server_args)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, cwd=log.parent, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"serve exited with {process.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return url, process
+        except OSError:
+            time.sleep(0.25)
+    process.terminate()
+    raise SystemExit(f"serve was not ready in 300 s; see {log}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", help="what serve --weights gets (a server is started)")
+    parser.add_argument("--keras-weights", default=None)
+    parser.add_argument("--url", help="benchmark a server already running instead")
+    parser.add_argument("--server-args", default="", help='more serve flags, e.g. "--workers 2"')
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--backends", nargs="+", choices=["torch", "both"], default=["torch", "both"])
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds a cell")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--output", type=Path, default=REPO / "runs" / "benchmark" / "serve_load.json")
+    args = parser.parse_args()
+    if not (args.weights or args.url):
+        parser.error("give --weights (to start a server) or --url")
+
+    pictures = digit_pictures(args.data_dir)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    process = None
+    if args.url:
+        url = args.url.rstrip("/")
+    else:
+        started = time.perf_counter()
+        url, process = start_server(args.weights, args.keras_weights, args.server_args,
+                                    args.output.with_suffix(".server.log"))
+        print(f"server ready in {time.perf_counter() - started:.1f} s at {url} ({args.server_args or 'defaults'})")
+    cells = []
+    try:
+        print("| backends | clients | requests/s | p50 ms | p90 ms | p99 ms | errors | mean batch "
+              "| server CPU ms/request |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for backends in args.backends:
+            for clients in args.clients:
+                cell = run_cell(url, pictures, clients, args.seconds, backends, process.pid if process else None)
+                cells.append(cell)
+                print(f"| {backends} | {clients} | {cell['requests_per_s']} | {cell['p50_ms']} | {cell['p90_ms']} | "
+                      f"{cell['p99_ms']} | {cell['errors']} | {cell['mean_batch']} | "
+                      f"{cell['server_cpu_ms_per_request']} |", flush=True)
+                if cell["errors"]:
+                    print(f"  errors: {cell['first_errors']}", flush=True)
+    finally:
+        if process is not None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(60)
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    report = {"url": url, "server_args": args.server_args, "weights": args.weights,
+              "cpu": _cpu_model(), "cpus": os.cpu_count(), "load_average_after": load,
+              "python": platform.python_version(), "cells": cells}
+    args.output.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.output} (load average after: {' '.join(load)})")
+
+
+def _cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration, subprocess.SubprocessError):
+        return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    main()

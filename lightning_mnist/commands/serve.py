@@ -1,0 +1,109 @@
+"""``python -m lightning_mnist serve --weights FILE``: predictions over HTTP and a draw-a-digit page, on LitServe.
+
+Every flag and both model files are checked here, in one ``error:`` line and exit code 2,
+before any server process starts: the weights are loaded once on PyTorch (which reads
+``.ckpt``, ``.keras`` and ``cv_results.json`` without importing Keras), the port must be
+free. The serving itself is :mod:`lightning_mnist.serving`.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import signal
+import socket
+from typing import Literal
+
+from mnist_common.cli import run
+from mnist_common.errors import UserError, exit_on_user_error
+from lightning_mnist.serving.uploads import MAX_BYTES
+
+PROG = "python -m lightning_mnist serve"
+
+
+def serve(weights: str, keras_weights: str | None = None, port: int = 8000,
+          host: Literal["127.0.0.1", "0.0.0.0", "::"] = "127.0.0.1", workers: int = 1, threads: int = 1,
+          max_batch_size: int = 32, batch_timeout: float = 0.005, max_bytes: int = MAX_BYTES,
+          api_servers: int = 2) -> None:
+    """Serve digit predictions from PyTorch and Keras side by side: POST /predict, a page at /, GET /health.
+
+    Args:
+        weights: the model PyTorch runs: a Lightning checkpoint (.ckpt), a Keras model (.keras) or a k-fold run's
+            cv_results.json (the mean of its folds).
+        keras_weights: the model Keras runs (the same kinds of file); default: --weights, converted in memory.
+        port: the TCP port to listen on (1024 to 65535).
+        host: the address to bind: 127.0.0.1 (this machine only, the default), 0.0.0.0 or :: (every interface: put
+            a reverse proxy with TLS, authentication, rate and body-size limits in front first; see docs/serving.md).
+        workers: inference worker processes, each with both models.
+        threads: PyTorch and TensorFlow threads in each inference worker.
+        max_batch_size: requests LitServe gathers into one batch.
+        batch_timeout: seconds LitServe waits to fill a batch.
+        max_bytes: the largest request body accepted; larger ones get 413.
+        api_servers: HTTP server processes; they read and prepare the pictures, the costliest part of a request.
+    """
+    for name, value, low in (("port", port, 1024), ("workers", workers, 1), ("threads", threads, 1),
+                             ("max_batch_size", max_batch_size, 1), ("max_bytes", max_bytes, 1024),
+                             ("api_servers", api_servers, 1)):
+        if value < low:
+            raise UserError(f"--{name} must be at least {low}, got {value}")
+    if port > 65535:
+        raise UserError(f"--port must be at most 65535, got {port}")
+    if not 0 <= batch_timeout <= 1:
+        raise UserError(f"--batch_timeout must be between 0 and 1 second, got {batch_timeout}")
+    _check_models(weights, keras_weights)
+    _check_port_free(host, port)
+
+    from lightning_mnist.serving.server import build_server, serve as run_server
+
+    server = build_server(weights, keras_weights, workers=workers, threads=threads, max_batch_size=max_batch_size,
+                          batch_timeout=batch_timeout, max_bytes=max_bytes)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"serving http://{shown}:{port}/ (the page), POST /predict, GET /health (200 once the models are loaded); "
+          f"Ctrl-C stops", flush=True)
+    signal.signal(signal.SIGTERM, functools.partial(_interrupt, os.getpid()))
+    run_server(server, host=host, port=port, api_servers=api_servers)
+
+
+def _interrupt(main_pid: int, signum: int, frame) -> None:
+    """SIGTERM in this process: a KeyboardInterrupt, on which LitServe stops its workers and HTTP processes.
+
+    LitServe's forked HTTP processes inherit this handler; there SIGTERM keeps its default meaning.
+    """
+    if os.getpid() == main_pid:
+        raise KeyboardInterrupt
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _check_models(weights: str, keras_weights: str | None) -> None:
+    """Load each model file once on PyTorch: a bad file fails here, in one line, not in a worker."""
+    from lightning_mnist.predictors import load_predictor
+
+    classes = {}
+    for flag, path in (("--weights", weights), ("--keras_weights", keras_weights)):
+        if path is None:
+            continue
+        try:
+            classes[flag] = load_predictor(path, "torch").architecture.num_classes
+        except UserError as err:
+            raise UserError(f"{flag} {err}" if str(err).startswith(str(path)) else f"{flag}: {err}") from None
+    if len(set(classes.values())) > 1:
+        raise UserError(f"--weights gives {classes['--weights']} classes but --keras_weights gives "
+                        f"{classes['--keras_weights']}: serve two models of the same classes")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            why = "is in use" if err.errno == errno.EADDRINUSE else f"cannot be bound ({err.strerror})"
+            raise UserError(f"--port {port} on {host} {why}") from None
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    run(serve, argv, PROG)

@@ -1,0 +1,114 @@
+"""The LitAPI LitServe runs in each inference worker: prepared digits in, both backends' answers out.
+
+LitServe starts every inference worker as a fresh (spawned) process, unpickles this
+object there and calls :meth:`DigitAPI.setup`, which is where the frameworks are imported,
+in the order that works in one process (torch first, then Keras through
+:func:`lightning_mnist.frameworks.import_keras`), with their thread pools sized for the
+worker. LitServe collects concurrent requests into batches (``max_batch_size``,
+``batch_timeout``); each batch goes through PyTorch and Keras once, and every answer says
+how long each backend took for the batch it was in.
+
+The requests arrive already prepared (:mod:`lightning_mnist.serving.uploads` refuses bad
+ones in the HTTP process), so nothing in a batch can fail because of another request.
+"""
+
+# No ``from __future__ import annotations`` here: LitServe hands decode_request's annotation
+# object to FastAPI, which must see the dependency in it, not a string.
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import litserve as ls
+import numpy as np
+from fastapi import Depends
+
+from mnist_common.predictions import record
+from lightning_mnist.serving.uploads import Upload, read_upload
+
+API_PATH = "/predict"
+
+
+class DigitAPI(ls.LitAPI):
+    """The digit in prepared 28x28 pictures, from a PyTorch model and a Keras model (the same one by default).
+
+    ``weights`` runs on PyTorch; ``keras_weights`` on Keras, and when it is None the
+    ``weights`` file runs on Keras too (a checkpoint is converted in memory), so both
+    backends always answer. Either may be a ``.ckpt``, a ``.keras`` or a ``cv_results.json``.
+    """
+
+    def __init__(self, weights: str, keras_weights: Optional[str] = None, threads: int = 1,
+                 max_batch_size: int = 32, batch_timeout: float = 0.005):
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=API_PATH)
+        self.weights = {"torch": str(weights), "keras": str(keras_weights or weights)}
+        self.threads = threads
+        self.predictors: dict = {}
+
+    def setup(self, device: str) -> None:
+        """Import the frameworks (torch first), size their thread pools, load both models and warm them up.
+
+        Ctrl-C reaches every process of the terminal's group; this worker ignores it and is
+        stopped by the main process, which LitServe shuts down in order.
+        """
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        import torch
+
+        torch.set_num_threads(self.threads)
+        torch.set_num_interop_threads(1)
+        from lightning_mnist.frameworks import import_keras
+
+        import_keras()
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(self.threads)  # before the first op, or it is ignored
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        from lightning_mnist.predictors import load_predictor
+
+        self.predictors = {backend: load_predictor(path, backend, graph=True) for backend, path in self.weights.items()}
+        for size in sorted({1, 2, self.max_batch_size}):  # Keras traces its graph on the first shapes
+            for predictor in self.predictors.values():
+                predictor.predict_proba(np.zeros((size, 28, 28), np.float32))
+        described = "; ".join(predictor.describe() for predictor in self.predictors.values())
+        print(f"inference worker {os.getpid()} ready: {described}", flush=True)
+
+    def decode_request(self, request: Annotated[Upload, Depends(read_upload)]) -> Upload:
+        """The request was read and prepared by the HTTP process (the dependency in the annotation)."""
+        return request
+
+    def predict(self, uploads):
+        """Each backend runs once on the images of the batch that asked for it; (upload, answers, batch size) each."""
+        batch = uploads if isinstance(uploads, list) else [uploads]  # max_batch_size 1: one upload, unbatched
+        pixels = np.stack([upload.pixels for upload in batch])
+        answers = [{} for _ in batch]
+        for backend, predictor in self.predictors.items():
+            rows = [i for i, upload in enumerate(batch) if backend in upload.backends]
+            if not rows:
+                continue
+            started = time.perf_counter()
+            probabilities = predictor.predict_proba(pixels[rows])
+            milliseconds = (time.perf_counter() - started) * 1000
+            for i, p in zip(rows, probabilities):
+                answers[i][backend] = (p, milliseconds)
+        outputs = [(upload, answer, len(batch)) for upload, answer in zip(batch, answers)]
+        return outputs if isinstance(uploads, list) else outputs[0]
+
+    def encode_response(self, output) -> dict:
+        """The JSON answer: the digit (PyTorch's, else Keras'), each backend's answer, the 28x28 input."""
+        upload, answers, batch = output
+        per_backend = {}
+        for backend, (probabilities, milliseconds) in answers.items():
+            answer = record(upload.name, probabilities, milliseconds=round(milliseconds, 3),
+                            weights=Path(self.weights[backend]).name)
+            del answer["image"]  # said once, at the top
+            per_backend[backend] = answer
+        first = next(iter(answers))
+        response = record(upload.name, answers[first][0], backend=first, **per_backend)
+        if len(answers) > 1:
+            torch_p, keras_p = answers["torch"][0], answers["keras"][0]
+            response["agree"] = per_backend["torch"]["digit"] == per_backend["keras"]["digit"]
+            response["max_difference"] = float(np.abs(torch_p - keras_p).max())
+        response.update(batch=batch, input={"png": upload.seen, "inverted": upload.inverted,
+                                            "size": list(upload.size)})
+        return response

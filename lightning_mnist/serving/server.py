@@ -1,0 +1,71 @@
+"""The LitServer: ``POST /predict`` (LitServe), ``GET /`` (the draw-a-digit page), ``GET /health``, JSON errors.
+
+LitServe owns the request handling: its HTTP process(es) queue each request, its
+inference worker(s) batch them (:class:`~lightning_mnist.serving.api.DigitAPI`), and its
+``/health`` answers 200 only once every worker has loaded its models. Two things are
+changed on the FastAPI app LitServe builds: ``GET /`` serves the page instead of
+LitServe's "litserve running" text, and every HTTP error is answered as
+``{"error": "<one line>"}``. LitServe's OpenAPI pages are off (Swagger UI loads its
+scripts from a CDN) and so is its ``client.py`` generation: the server writes nothing.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+import litserve as ls
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lightning_mnist.serving.api import DigitAPI
+from lightning_mnist.serving.uploads import MAX_BYTES
+
+PAGE = "page/index.html"
+REQUEST_TIMEOUT = 30.0  # seconds a request may wait for a worker before LitServe answers 504
+
+
+def page_html() -> str:
+    """The draw-a-digit page (package data: one HTML file with its CSS and script, nothing fetched elsewhere)."""
+    return files("lightning_mnist.serving").joinpath(PAGE).read_text(encoding="utf-8")
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse({"error": " ".join(str(exc.detail).split())}, status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=422)
+
+
+def build_server(weights: str | Path, keras_weights: str | Path | None = None, workers: int = 1, threads: int = 1,
+                 max_batch_size: int = 32, batch_timeout: float = 0.005, max_bytes: int = MAX_BYTES) -> ls.LitServer:
+    """A LitServer for ``weights`` (PyTorch) and ``keras_weights`` (Keras; ``weights`` again when None)."""
+    api = DigitAPI(str(weights), str(keras_weights) if keras_weights else None, threads=threads,
+                   max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+    names = {"torch": Path(weights).name, "keras": Path(keras_weights or weights).name}
+    server = ls.LitServer(api, accelerator="cpu", workers_per_device=workers, timeout=REQUEST_TIMEOUT,
+                          disable_openapi_url=True, model_metadata={"weights": names, "max_bytes": max_bytes})
+    app = server.app
+    app.state.max_bytes = max_bytes  # read by lightning_mnist.serving.uploads.read_upload
+    app.router.routes[:] = [route for route in app.router.routes if getattr(route, "path", None) != "/"]
+    html = page_html()
+
+    async def page() -> HTMLResponse:
+        return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+
+    app.add_api_route("/", page, methods=["GET"], response_class=HTMLResponse)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    return server
+
+
+def serve(server: ls.LitServer, host: str = "127.0.0.1", port: int = 8000, api_servers: int = 1) -> None:
+    """Run ``server`` until Ctrl-C or SIGTERM (blocks); ``api_servers`` HTTP processes share the port."""
+    server.run(host=host, port=port, num_api_servers=api_servers, generate_client_file=False, log_level="warning",
+               access_log=False)

@@ -1,0 +1,145 @@
+"""What ``POST /predict`` accepts, read within a size limit and prepared for the model, or refused with a 4xx.
+
+A picture comes either as the request body (``Content-Type: image/png``, ``image/jpeg``,
+... any ``image/*``) or as the multipart form field ``file`` (what a browser's file
+upload sends). :func:`read_upload` is a FastAPI dependency: LitServe's request handler
+calls it in the HTTP process before anything is queued, so a bad request gets its 4xx
+JSON error there and only prepared 28x28 images travel to the inference worker (3 KiB
+each instead of the picture, and no error can fail a whole batch there).
+
+Why not LitServe's own request reading: it parses a body as JSON or as a form, and
+Starlette's form parser needs python-multipart and spools file parts over 1 MiB to a
+temporary file on disk. Here the body is read into memory, never more than
+``max_bytes`` (the ``Content-Length`` is checked before reading, the bytes counted while
+reading), and a multipart body is split with the standard library's ``email`` parser.
+Nothing is written to disk.
+
+The preprocessing is :func:`mnist_common.images.prepare_bytes`, the one ``predict`` uses;
+it runs in a thread so the event loop keeps answering while a picture is prepared.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.message
+import email.parser
+import email.policy
+import io
+from dataclasses import dataclass
+import numpy as np
+from fastapi import HTTPException, Request
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+
+from mnist_common.images import ImageError, prepare_bytes
+
+FIELD = "file"  # the multipart field that holds the picture
+BACKENDS = ("torch", "keras")
+MAX_BYTES = 10 * 1024 * 1024  # the default body limit: a phone photo of a digit fits, a drawn one is ~10 KiB
+BAD_REQUEST, TOO_LARGE, WRONG_TYPE, UNUSABLE = 400, 413, 415, 422
+
+
+@dataclass
+class Upload:
+    """One picture, prepared: what the inference worker receives for each request."""
+
+    name: str  # how answers and errors call it: "request body" or "file 'x.png'"
+    pixels: np.ndarray  # (28, 28) float32 ink in [0, 1], what the model reads
+    inverted: bool  # the picture had dark strokes on a light background
+    size: tuple[int, int]  # (width, height) of the picture
+    seen: str  # the 28x28 input as a PNG data URL (white ink on black, as MNIST), for clients to show
+    backends: tuple[str, ...]  # the backends asked for
+
+
+def refuse(status: int, reason: str) -> HTTPException:
+    """An HTTP error whose detail is one line (the server answers ``{"error": detail}``)."""
+    return HTTPException(status_code=status, detail=" ".join(str(reason).split()))
+
+
+def input_data_url(pixels: np.ndarray) -> str:
+    """A (28, 28) ink image in [0, 1] as a grayscale PNG data URL (about 300 to 600 bytes)."""
+    buffer = io.BytesIO()
+    Image.fromarray((np.clip(pixels, 0.0, 1.0) * 255).round().astype(np.uint8), "L").save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def wanted_backends(request: Request) -> tuple[str, ...]:
+    """``?backends=torch`` (or ``keras``, or ``torch,keras``, the default): the backends that answer."""
+    asked = request.query_params.get("backends")
+    if asked is None:
+        return BACKENDS
+    names = tuple(dict.fromkeys(name.strip() for name in asked.split(",") if name.strip()))
+    unknown = [name for name in names if name not in BACKENDS]
+    if not names or unknown:
+        raise refuse(BAD_REQUEST, f"backends must name torch, keras or both (comma-separated), got {asked!r}")
+    return names
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``max_bytes``."""
+    too_large = refuse(TOO_LARGE, f"the request body is larger than the limit of {max_bytes:,} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > max_bytes:
+                raise too_large
+        except ValueError:
+            raise refuse(BAD_REQUEST, f"Content-Length is not a number: {declared!r}") from None
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > max_bytes:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def body_kind(content_type: str) -> str:
+    """"image" (the body is the picture) or "form" (multipart: the picture is the field ``file``); else 415."""
+    header = email.message.Message()
+    header["content-type"] = content_type
+    kind = header.get_content_type()  # lower case; "text/plain" when the header is missing or malformed
+    if content_type and kind.startswith("image/"):
+        return "image"
+    if kind == "multipart/form-data":
+        return "form"
+    shown = " ".join(content_type.split())[:80] or "none"
+    raise refuse(WRONG_TYPE, f"Content-Type {shown} is not accepted: send the picture as the body with Content-Type "
+                             f"image/* (image/png, image/jpeg, ...) or as the multipart form field {FIELD!r}")
+
+
+def form_picture(content_type: str, body: bytes) -> tuple[bytes, str]:
+    """(picture bytes, name) from a multipart/form-data body: its field ``file``, or a 400."""
+    form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    if form.is_multipart():
+        for part in form.iter_parts():
+            if part.get_param("name", header="content-disposition") == FIELD:
+                filename = " ".join((part.get_filename() or "").split())[:100]
+                return part.get_payload(decode=True) or b"", f"file {filename!r}" if filename else "file"
+    raise refuse(BAD_REQUEST, f"the multipart form has no field {FIELD!r} holding the picture")
+
+
+def prepare_upload(kind: str, content_type: str, body: bytes, backends: tuple[str, ...]) -> Upload:
+    """The picture in ``body`` prepared the MNIST way (:func:`~mnist_common.images.prepare_bytes`), or a 4xx."""
+    picture, name = form_picture(content_type, body) if kind == "form" else (body, "request body")
+    try:
+        prepared = prepare_bytes(picture, name)
+    except ImageError as err:
+        raise refuse(UNUSABLE, str(err)) from None
+    return Upload(name=name, pixels=prepared.pixels, inverted=prepared.inverted, size=tuple(prepared.size),
+                  seen=input_data_url(prepared.pixels), backends=backends)
+
+
+async def read_upload(request: Request) -> Upload:
+    """The FastAPI dependency that turns a ``POST /predict`` request into an :class:`Upload`, or a 4xx.
+
+    The query and the headers are checked before the body is read; the body limit is the app's
+    ``state.max_bytes`` (the server sets it), else :data:`MAX_BYTES`. Splitting a form and preparing
+    the picture (up to a second for a large photo) run in a thread, so the event loop keeps serving.
+    """
+    backends = wanted_backends(request)
+    content_type = request.headers.get("content-type", "")
+    kind = body_kind(content_type)
+    body = await read_body(request, getattr(request.app.state, "max_bytes", MAX_BYTES))
+    return await run_in_threadpool(prepare_upload, kind, content_type, body, backends)

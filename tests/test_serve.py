@@ -1,0 +1,197 @@
+"""``python -m lightning_mnist serve``: a real server on a free loopback port, real HTTP requests.
+
+One server for the session (the ``served`` fixture in conftest.py: the notebook's model as a
+checkpoint, Keras running it converted in memory, a 2,000,000-byte body limit). Every bad
+request gets its 4xx and one-line JSON error, and the next good request still works;
+concurrent clients all get the right digits; bad flags fail in one line before any server
+process starts.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from conftest import SERVE_MAX_BYTES, assert_one_line_error, free_port
+from mnist_common.images import prepare
+from test_predict import make_bad_images
+
+TIMEOUT = 60  # seconds for any one request
+
+
+def post_image(url: str, data: bytes, content_type: str = "image/png", **kwargs) -> requests.Response:
+    return requests.post(f"{url}/predict", data=data, headers={"Content-Type": content_type}, timeout=TIMEOUT, **kwargs)
+
+
+def assert_the_four(answer: dict) -> None:
+    """The notebook's imagen.png: 4 from both backends, the same probabilities within 1e-5."""
+    assert answer["digit"] == 4 and answer["probability"] > 0.99, answer
+    for backend in ("torch", "keras"):
+        mine = answer[backend]
+        assert mine["digit"] == 4 and len(mine["probabilities"]) == 10, mine
+        assert abs(sum(mine["probabilities"]) - 1) < 1e-5 and mine["milliseconds"] > 0
+    assert answer["agree"] is True and answer["max_difference"] <= 1e-5
+    assert np.abs(np.subtract(answer["torch"]["probabilities"], answer["keras"]["probabilities"])).max() <= 1e-5
+
+
+def seen_pixels(answer: dict) -> np.ndarray:
+    """The 28x28 input the answer says the model saw, decoded from its PNG data URL, in [0, 1]."""
+    header, payload = answer["input"]["png"].split(",", 1)
+    assert header == "data:image/png;base64"
+    image = Image.open(io.BytesIO(base64.b64decode(payload)))
+    assert image.size == (28, 28) and image.mode == "L"
+    return np.asarray(image, np.float32) / 255
+
+
+def test_the_notebooks_four_from_both_backends(served, seed_png):
+    assert requests.get(f"{served.url}/health", timeout=TIMEOUT).text == "ok"
+    data = seed_png.read_bytes()
+    raw = post_image(served.url, data)
+    assert raw.status_code == 200, raw.text
+    answer = raw.json()
+    assert_the_four(answer)
+    assert answer["backend"] == "torch" and answer["image"] == "request body"
+    assert answer["input"]["inverted"] is True and answer["input"]["size"] == list(Image.open(seed_png).size)
+    # the pixels are predict's (one preprocessing), to the PNG's 8-bit rounding
+    assert np.abs(seen_pixels(answer) - prepare(seed_png).pixels).max() <= 0.5 / 255 + 1e-6
+    # the same picture as the multipart field a browser's upload sends
+    form = requests.post(f"{served.url}/predict", files={"file": ("imagen.png", data, "image/png")}, timeout=TIMEOUT)
+    assert form.status_code == 200, form.text
+    assert_the_four(form.json())
+    assert form.json()["image"] == "file 'imagen.png'" and form.json()["probabilities"] == answer["probabilities"]
+    # one backend on request
+    torch_only = requests.post(f"{served.url}/predict?backends=torch", data=data,
+                               headers={"Content-Type": "image/jpeg"}, timeout=TIMEOUT).json()  # any image/* type
+    assert "keras" not in torch_only and "agree" not in torch_only and torch_only["torch"]["digit"] == 4
+    info = requests.get(f"{served.url}/info", timeout=TIMEOUT).json()
+    assert info["model"]["weights"] == {"torch": "seed.ckpt", "keras": "seed.ckpt"}
+
+
+def _bad_requests(tmp_path):
+    """(what, request keyword arguments, status, fragment of the error) for every kind of bad request."""
+    bad = make_bad_images(tmp_path)
+    image = {"headers": {"Content-Type": "image/png"}}
+    cases = [
+        (name, {"data": (tmp_path / name).read_bytes(), **image}, 422, reason)
+        for name, reason in bad.items() if (tmp_path / name).is_file()
+    ]
+    too_large = b"\x89PNG\r\n\x1a\n" + bytes(SERVE_MAX_BYTES)
+
+    def chunks():  # no Content-Length: the server counts while it reads
+        for start in range(0, len(too_large), 65536):
+            yield too_large[start:start + 65536]
+
+    cases += [
+        ("oversized body", {"data": too_large, **image}, 413, f"limit of {SERVE_MAX_BYTES:,} bytes"),
+        ("oversized chunked body", {"data": chunks(), **image}, 413, f"limit of {SERVE_MAX_BYTES:,} bytes"),
+        ("JSON", {"json": {"image": "imagen.png"}}, 415, "Content-Type application/json is not accepted"),
+        ("text", {"data": b"4", "headers": {"Content-Type": "text/plain"}}, 415, "text/plain is not accepted"),
+        ("no Content-Type", {"data": b"\x89PNG\r\n\x1a\n"}, 415, "Content-Type none is not accepted"),
+        ("form without file", {"files": {"picture": ("a.png", b"x", "image/png")}}, 400, "no field 'file'"),
+        ("form with a text file", {"files": {"file": ("a.png", b"hello", "image/png")}}, 422,
+         "file 'a.png': is not an image"),
+        ("unknown backend", {"data": b"x", "params": {"backends": "tensorflow"}, **image}, 400, "backends must"),
+    ]
+    return cases
+
+
+def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(served, seed_png, tmp_path):
+    good = seed_png.read_bytes()
+    cases = _bad_requests(tmp_path)
+    assert len(cases) >= 17
+    for what, kwargs, status, fragment in cases:
+        answer = requests.post(f"{served.url}/predict", timeout=TIMEOUT, **kwargs)
+        assert answer.status_code == status, (what, answer.status_code, answer.text)
+        body = answer.json()
+        assert list(body) == ["error"] and "\n" not in body["error"] and fragment in body["error"], (what, body)
+        after = post_image(served.url, good)  # the next good request still works
+        assert after.status_code == 200, (what, after.text)
+        assert_the_four(after.json())
+    wrong_method = requests.get(f"{served.url}/predict", timeout=TIMEOUT)
+    assert wrong_method.status_code == 405 and list(wrong_method.json()) == ["error"]
+    assert requests.get(f"{served.url}/nothing-here", timeout=TIMEOUT).json() == {"error": "Not Found"}
+    assert served.process.poll() is None
+
+
+def _digit_png(image: np.ndarray, scale: int = 6) -> bytes:
+    """An MNIST digit as a user's picture: enlarged, dark ink on white."""
+    buffer = io.BytesIO()
+    Image.fromarray(255 - image).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_concurrent_clients_all_get_the_right_digit(served, mnist, seed_png):
+    """32 clients at once, 128 requests over 21 pictures: every answer is that picture's digit, from both backends."""
+    first_two = [int(i) for digit in range(10) for i in np.flatnonzero(mnist.test_labels == digit)[:2]]
+    pictures = [(seed_png.read_bytes(), 4)] + [(_digit_png(mnist.test_images[i]), int(mnist.test_labels[i]))
+                                               for i in first_two]
+    jobs = [pictures[i % len(pictures)] for i in range(128)]
+
+    def ask(job):
+        data, label = job
+        answer = post_image(served.url, data)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        return label, body["torch"]["digit"], body["keras"]["digit"], body["agree"], body["batch"]
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(ask, jobs))
+    wrong = [r for r in results if not (r[0] == r[1] == r[2] and r[3])]
+    assert not wrong, wrong[:5]
+    assert {r[0] for r in results} == set(range(10))
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line refuses bad flags before any server process starts
+
+
+@pytest.fixture
+def no_server(monkeypatch):
+    """Fail instead of serving, should a bad flag get through."""
+    import lightning_mnist.serving.server as server
+
+    def started(*args, **kwargs):
+        raise AssertionError("the server was started")
+
+    monkeypatch.setattr(server, "serve", started)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--port", "80"], "--port must be at least 1024, got 80"),
+    (["--port", "70000"], "--port must be at most 65535"),
+    (["--host", "localhost"], "--host: expected one of 127.0.0.1, 0.0.0.0, ::"),
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--max_bytes", "10"], "--max_bytes must be at least 1024"),
+    (["--batch_timeout", "5"], "--batch_timeout must be between 0 and 1"),
+    (["--keras_weights", "missing.keras"], "--keras_weights missing.keras: no such file"),
+    (["--weights", "broken.ckpt"], "--weights broken.ckpt is not a PyTorch checkpoint"),
+])
+def test_bad_flags_fail_in_one_line(args, fragment, seed_keras, tmp_path, monkeypatch, capsys, no_server):
+    from lightning_mnist.commands.serve import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken.ckpt").write_bytes(b"PK\x03\x04" + bytes(100))
+    argv = ["--weights", str(seed_keras), "--port", str(free_port()), *args]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and fragment in err[0], err
+
+
+def test_a_port_in_use_is_refused_by_the_command_line(run_module, seed_keras):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_module("lightning_mnist", "serve", "--weights", seed_keras, "--port", port, check=False, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert_one_line_error(proc, f"--port {port} on 127.0.0.1 is in use")
+
