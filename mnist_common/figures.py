@@ -101,51 +101,80 @@ def predictions_figure(rows: list[tuple[str, object, object, object]], path: str
 
 
 # The mistakes grid: drawn with Pillow at fixed pixel positions (digit i at mistake_digit_box(i)),
-# so what it shows can be checked pixel for pixel.
+# so what it shows can be checked pixel for pixel. With the original pictures (real photos and
+# scans), each panel shows the picture's thumbnail left of the 28x28 the model saw, both larger.
 MAX_MISTAKES_SHOWN = 200
 GRID_COLUMNS = 10
 DIGIT_SCALE = 2  # each 28x28 digit drawn 56x56
+PICTURE_COLUMNS, PICTURE_DIGIT_SCALE = 5, 4  # with pictures: fewer, larger panels (digit 112x112)
 PANEL_MARGIN, CAPTION_HEIGHT, HEADER_HEIGHT = 6, 18, 30
 CAPTION_FONT_SIZE = 13
 
 
-def _panel_size(side: int) -> tuple[int, int]:
-    return side * DIGIT_SCALE + 2 * PANEL_MARGIN, side * DIGIT_SCALE + CAPTION_HEIGHT + 2 * PANEL_MARGIN
+def _layout(side: int, pictures: bool) -> tuple[int, int, int, int]:
+    """(columns, digit scale, picture width, caption lines) of a grid's panels."""
+    if pictures:
+        return PICTURE_COLUMNS, PICTURE_DIGIT_SCALE, side * PICTURE_DIGIT_SCALE + PANEL_MARGIN, 2
+    return GRID_COLUMNS, DIGIT_SCALE, 0, 1
 
 
-def mistake_digit_box(i: int, side: int = 28) -> tuple[int, int, int, int]:
+def _panel_size(side: int, pictures: bool = False) -> tuple[int, int]:
+    _, scale, picture, lines = _layout(side, pictures)
+    return picture + side * scale + 2 * PANEL_MARGIN, side * scale + lines * CAPTION_HEIGHT + 2 * PANEL_MARGIN
+
+
+def mistake_digit_box(i: int, side: int = 28, pictures: bool = False) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of the ``i``-th digit in a mistakes grid of ``side``-pixel digits."""
-    width, height = _panel_size(side)
-    left = (i % GRID_COLUMNS) * width + PANEL_MARGIN
-    top = HEADER_HEIGHT + (i // GRID_COLUMNS) * height + PANEL_MARGIN
-    return left, top, left + side * DIGIT_SCALE, top + side * DIGIT_SCALE
+    columns, scale, picture, _ = _layout(side, pictures)
+    width, height = _panel_size(side, pictures)
+    left = (i % columns) * width + PANEL_MARGIN + picture
+    top = HEADER_HEIGHT + (i // columns) * height + PANEL_MARGIN
+    return left, top, left + side * scale, top + side * scale
 
 
-def mistakes_grid(images, mistakes: list[dict], path: str | Path, title: str) -> Path:
+def mistakes_grid(images, mistakes: list[dict], path: str | Path, title: str, pictures: list | None = None) -> Path:
     """Misclassified digits in order (at most :data:`MAX_MISTAKES_SHOWN`), each captioned "true -> predicted p".
 
     ``images``: (N, H, W) floats in [0, 1], 1 = ink (drawn dark on white, as people write);
-    ``mistakes``: N dicts with ``label``, ``predicted``, ``probability``.
+    ``mistakes``: N dicts with ``label``, ``predicted``, ``probability`` (and optionally ``name``, a
+    second caption line, and ``caption``, which replaces the first);
+    ``pictures``: None, or N original pictures (PIL images, or None where there is none), each
+    drawn as a thumbnail left of its digit.
     """
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
     shown = min(len(mistakes), MAX_MISTAKES_SHOWN)
     side = int(np.asarray(images).shape[-1]) if shown else 28
-    width, height = _panel_size(side)
-    rows = max(1, math.ceil(shown / GRID_COLUMNS))
-    canvas = Image.new("RGB", (GRID_COLUMNS * width, HEADER_HEIGHT + rows * height), "white")
+    with_pictures = pictures is not None
+    columns, _, picture_width, _ = _layout(side, with_pictures)
+    width, height = _panel_size(side, with_pictures)
+    rows = max(1, math.ceil(shown / columns))
+    canvas = Image.new("RGB", (columns * width, HEADER_HEIGHT + rows * height), "white")
     draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=CAPTION_FONT_SIZE)
     more = f" (the {shown} most confident shown)" if shown < len(mistakes) else ""
     draw.text((PANEL_MARGIN, 8), title + more if mistakes else f"{title}: no mistakes", fill="black", font=font)
     for i in range(shown):
         ink = np.clip(np.asarray(images[i], dtype=np.float32), 0.0, 1.0)
         digit = Image.fromarray(np.round((1.0 - ink) * 255).astype(np.uint8), "L")
-        left, top, right, bottom = mistake_digit_box(i, side)
+        left, top, right, bottom = mistake_digit_box(i, side, with_pictures)
         canvas.paste(digit.resize((right - left, bottom - top), Image.Resampling.NEAREST).convert("RGB"), (left, top))
+        picture = pictures[i] if with_pictures else None
+        if with_pictures:
+            draw.rectangle((left - 1, top - 1, right, bottom), outline="lightgray")  # the 28x28 field's edge
+        if picture is not None:
+            thumb = picture.convert("RGB")
+            thumb.thumbnail((picture_width - PANEL_MARGIN, bottom - top))
+            canvas.paste(thumb, (left - picture_width + (picture_width - PANEL_MARGIN - thumb.width) // 2,
+                                 top + (bottom - top - thumb.height) // 2))
         m = mistakes[i]
-        draw.text((left, bottom + 2), f"{m['label']}->{m['predicted']} {m['probability']:.2f}", fill="firebrick",
-                  font=font)
+        caption = m.get("caption") or f"{m['label']}->{m['predicted']} {m['probability']:.2f}"
+        draw.text((left - picture_width, bottom + 2), caption, fill="firebrick", font=font)
+        if with_pictures and m.get("name"):
+            name = str(m["name"])
+            limit = (width - PANEL_MARGIN) // 7  # characters that fit at this font size
+            name = name if len(name) <= limit else name[:limit - 3] + "..."
+            draw.text((left - picture_width, bottom + 2 + CAPTION_HEIGHT), name, fill="dimgray", font=font)
     path = Path(path)
     write_atomically(path, lambda tmp: canvas.save(tmp, format="PNG"), make_parents=True)
     return path
