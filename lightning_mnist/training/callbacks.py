@@ -1,4 +1,5 @@
-"""Callbacks the CLI always adds: per-epoch history (kept in checkpoints) and a resume hint."""
+"""Callbacks: per-epoch history (kept in checkpoints) and a resume hint, which the CLI always adds;
+an EMA of the weights that a config can add (``configs/best.yaml``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import time
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMAWeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
 
 from mnist_common.results import HISTORY_KEYS
 
@@ -53,3 +56,24 @@ class ResumeHint(Callback):
         if trainer.is_global_zero and trainer.state.fn == "fit":
             print("fit interrupted: a checkpoint was saved; add --ckpt_path last to the same command to resume",
                   file=sys.stderr)
+
+
+class EMAWeightAveraging(LightningEMAWeightAveraging):
+    """Lightning's exponential moving average of the weights, whose averaged weights are also the tested ones.
+
+    Lightning's callback validates with the averaged weights and saves them as every checkpoint's
+    ``state_dict`` (the training weights go to ``current_model_state``, for resuming). But when the
+    same trainer then tests a checkpoint (``fit`` tests ``ckpt_path="best"``), its ``on_load_checkpoint``
+    puts the *training* weights back into the model. Outside ``fit`` this one skips that, so ``test``
+    and ``validate`` score the averaged weights the checkpoint was chosen on. Use it in a config as::
+
+        trainer:
+          callbacks:
+            - class_path: lightning_mnist.training.callbacks.EMAWeightAveraging
+              init_args: {decay: 0.999}
+    """
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:  # resuming: restore both the training and the averaged weights
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+        # testing or validating: the model already holds the checkpoint's state_dict, the averaged weights
