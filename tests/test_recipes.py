@@ -1,6 +1,11 @@
-"""The recipe options: label smoothing, weight decay, an EMA of the weights."""
+"""The recipe options (label smoothing, weight decay, EMA of the weights) and configs/best.yaml."""
 
 from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -9,9 +14,13 @@ from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMAWeightAveraging
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from conftest import REPO, module_env
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.models import MnistClassifier
 from lightning_mnist.training.callbacks import EMAWeightAveraging
+
+BEST = REPO / "configs" / "best.yaml"
+
 
 @pytest.fixture(scope="module")
 def batch(mnist):
@@ -95,3 +104,60 @@ def test_lightnings_own_ema_would_test_the_training_weights(mnist_dir, tmp_path)
     """Why the project subclasses it: if this starts failing, Lightning fixed it and the subclass can go."""
     model, trainer, checkpoint = _ema_fit(mnist_dir, tmp_path, LightningEMAWeightAveraging(decay=0.9))
     assert _same(_tested_weights(model, trainer), checkpoint["current_model_state"])
+
+
+def test_best_config_does_not_leak_into_the_defaults(run_module):
+    default = run_module("lightning_mnist", "fit", "--print_config").stdout
+    for line in ("label_smoothing: 0.0", "weight_decay: 0.0", "callbacks: null", "lr_schedule: constant",
+                 "augment: false", "monitor: val/loss"):
+        assert line in default, line
+
+
+def test_best_config_runs_a_short_fit_with_ema(run_module, tmp_path):
+    run_module("lightning_mnist", "fit", "--config", BEST, "--data.subset", "2000", "--trainer.max_epochs", "1",
+               "--trainer.enable_progress_bar", "false", "--checkpoint.dirpath", "ckpt",
+               "--trainer.logger.init_args.save_dir", "runs")
+    [results_path] = tmp_path.glob("runs/*/version_0/results.json")
+    results = json.loads(results_path.read_text())
+    assert results["epochs"] == 1 and 0.0 < results["test_acc"] <= 1.0  # 15 steps: the EMA is still mostly the start
+    config = results["config"]
+    assert config["model"]["label_smoothing"] > 0 and config["data"]["augment"] is True
+    assert any(c["class_path"].endswith("EMAWeightAveraging") for c in config["trainer"]["callbacks"])
+    checkpoint = torch.load(results["model_path"], weights_only=False)
+    assert "current_model_state" in checkpoint  # the state_dict it holds is the EMA's
+
+
+@pytest.mark.slow
+def test_recipes_benchmark_runs_the_commands_and_writes_the_table(mnist_dir, tmp_path):
+    """benchmarks/recipes.py: fit and cv of the configs, rows Keras cannot run, the table between its markers."""
+    doc = tmp_path / "recipes.md"
+    doc.write_text("# Recipes\n\nprose before\n\n<!-- recipes:begin (written by benchmarks/recipes.py) -->\nold\n"
+                   "<!-- recipes:end -->\n\nprose after\n")
+    proc = subprocess.run([sys.executable, REPO / "benchmarks" / "recipes.py", "--recipes", "[best-ensemble, fast]",
+                           "--seeds", "[3]", "--subset", "1000", "--max_epochs", "1", "--output_dir", tmp_path / "out",
+                           "--doc", doc], cwd=tmp_path, env=module_env(mnist_dir),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "recipes.json").read_text())
+    rows = {(s["recipe"], s["framework"]): s for s in report["recipes"]}
+    assert set(rows) == {(recipe, framework) for recipe in ("fast", "best-ensemble") for framework in ("lightning", "keras")}
+    assert [(r["seed"], r["epochs"]) for r in rows["fast", "lightning"]["runs"]] == [(3, 1)]
+    [ensemble] = rows["best-ensemble", "lightning"]["runs"]
+    assert ensemble["seed"] == 3 and len(ensemble["epochs"]) == 5 and 0.0 < ensemble["test_acc"] <= 1
+    assert rows["fast", "keras"]["not_expressible"].startswith("not expressible in the Keras reference")
+    text = doc.read_text()
+    assert "prose before" in text and "prose after" in text and "\nold\n" not in text
+    assert "`python -m lightning_mnist cv --config configs/best.yaml --seed_everything S`" in text
+    assert f"{100 * ensemble['test_acc']:.2f}" in text
+
+
+def test_recipes_benchmark_gives_each_framework_its_own_flags():
+    spec = importlib.util.spec_from_file_location("recipes_benchmark", REPO / "benchmarks" / "recipes.py")
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    RECIPES = module.RECIPES
+    recipes = {(r.name, r.framework): r for r in RECIPES}
+    assert recipes["notebook", "keras"].argv(1, 1000, 2) == ["train", "--seed", "1", "--subset", "1000", "--epochs", "2"]
+    assert recipes["best", "lightning"].argv(1, None, None) == [
+        "fit", "--config", "configs/best.yaml", "--seed_everything", "1", "--trainer.enable_progress_bar", "false"]
+    assert all(r.command or r.not_expressible for r in RECIPES)
