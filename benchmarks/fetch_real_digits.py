@@ -13,13 +13,12 @@ A file is written as ``OUT_DIR/<label>_<owner>-<name>_<basename>``: the label is
 first character, as ``python -m lightning_mnist predict`` users read it back. Where two
 rows would share that name, both use their whole path instead of the basename.
 
-Standard library and ``git`` only. Prints one line per failure and a summary; the exit
+``git`` and the project's command-line helper only. Prints one line per failure and a summary; the exit
 code is 0 only when every file was written and verified.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import subprocess
@@ -27,6 +26,11 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from mnist_common.cli import run  # noqa: E402
+from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 
 MANIFEST = Path(__file__).with_name("real_digits.csv")
 GITHUB = "https://github.com/{repository}"
@@ -126,22 +130,34 @@ def rebuild(rows: list[dict], out_dir: Path, mirrors: Path | None, scratch: Path
     return failures
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write the images into")
-    parser.add_argument("--mirrors", type=Path, metavar="DIR",
-                        help="local copies of the repositories (owner+name/repo, owner+name or owner/name); "
-                             "repositories not found there are cloned from GitHub")
-    parser.add_argument("--manifest", type=Path, default=MANIFEST, help="default: %(default)s")
-    args = parser.parse_args(argv)
-    with open(args.manifest, newline="") as f:
-        rows = list(csv.DictReader(f))
+def fetch(out_dir: Path, mirrors: Path | None = None, manifest: Path = MANIFEST) -> int:
+    """Rebuild the real-digit set from its source repositories; every file's sha256 is checked.
+
+    Args:
+        out_dir: folder to write the images into.
+        mirrors: local copies of the repositories (owner+name/repo, owner+name or owner/name); repositories not
+            found there are cloned from GitHub.
+        manifest: the CSV of files (repository, commit, path, sha256, label, ...).
+    """
+    try:
+        with open(manifest, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as err:
+        raise UserError(f"--manifest {manifest}: {err.strerror}") from None
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} is a file, not a folder")
     with tempfile.TemporaryDirectory(prefix="real-digits-") as scratch:
-        failures = rebuild(rows, args.out_dir, args.mirrors, Path(scratch))
+        failures = rebuild(rows, out_dir, mirrors, Path(scratch))
     repositories = len({row["repository"] for row in rows})
-    print(f"{len(rows) - failures} of {len(rows)} files from {repositories} repositories written to {args.out_dir}"
+    print(f"{len(rows) - failures} of {len(rows)} files from {repositories} repositories written to {out_dir}"
           + (f"; {failures} failed" if failures else ", all sha256 verified"))
-    return 1 if failures else 0
+    return failures
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> int:
+    return 1 if run(fetch, sys.argv[1:] if argv is None else argv, "python benchmarks/fetch_real_digits.py",
+                    positional=("out_dir",)) else 0
 
 
 if __name__ == "__main__":

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import collections
 import csv
-import datetime
-import platform
 import statistics
 import sys
 import time
@@ -41,6 +39,7 @@ from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.figures import mistakes_grid  # noqa: E402
 from mnist_common.images import ImageError, prepare  # noqa: E402
+from mnist_common.machine import describe_machine  # noqa: E402
 from mnist_common.results import write_json  # noqa: E402
 
 PROG = "python benchmarks/score_real_digits.py"
@@ -144,8 +143,7 @@ def score(folder: Path, weights: Path, backend: Literal["auto", "torch", "keras"
         "preprocess_ms": {"mean": round(1000 * statistics.mean(seconds), 1),
                           "median": round(1000 * statistics.median(seconds), 1),
                           "max": round(1000 * max(seconds), 1), "max_file": files[int(np.argmax(seconds))].name},
-        "machine": {"cpu": _cpu_model(), "python": platform.python_version()},
-        "date": datetime.date.today().isoformat(), "skipped": skipped,
+        "machine": describe_machine(), "skipped": skipped,
         "misses": [r["file"] for r in misses], "results": results,
     }
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -179,16 +177,6 @@ def score(folder: Path, weights: Path, backend: Literal["auto", "torch", "keras"
     print(f"report: {json_path}\nmisses: {grid}")
     return 0
 
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @exit_on_user_error

@@ -2,7 +2,7 @@
 
     python benchmarks/serve_load.py --weights model.ckpt                       # starts a server, 20 s a cell
     python benchmarks/serve_load.py --weights model.ckpt --seconds 5 --clients 32 --backends both
-    python benchmarks/serve_load.py --weights model.ckpt --server-args "--workers 2 --threads 1"
+    python benchmarks/serve_load.py --weights model.ckpt --server_args "--workers 2 --threads 1"
     python benchmarks/serve_load.py --url http://127.0.0.1:8000                # a server already running
 
 Each client is a thread with its own keep-alive connection that posts, one after the
@@ -17,11 +17,9 @@ apart: they share the machine). Writes ``runs/benchmark/serve_load.json``.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
-import platform
 import shlex
 import signal
 import socket
@@ -31,11 +29,15 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import requests
 from PIL import Image
 
+from mnist_common.cli import run
+from mnist_common.errors import UserError, exit_on_user_error
+from mnist_common.machine import describe_machine
 from mnist_common.mnist import load_mnist
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,41 +155,47 @@ def start_server(weights: str, keras_weights: str | None, server_args: str, log:
     raise SystemExit(f"serve was not ready in 300 s; see {log}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", help="what serve --weights gets (a server is started)")
-    parser.add_argument("--keras-weights", default=None)
-    parser.add_argument("--url", help="benchmark a server already running instead")
-    parser.add_argument("--server-args", default="", help='more serve flags, e.g. "--workers 2"')
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--backends", nargs="+", choices=["torch", "both"], default=["torch", "both"])
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds a cell")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--output", type=Path, default=REPO / "runs" / "benchmark" / "serve_load.json")
-    args = parser.parse_args()
-    if not (args.weights or args.url):
-        parser.error("give --weights (to start a server) or --url")
+def load(weights: str | None = None, keras_weights: str | None = None, url: str | None = None,
+         server_args: str = "", clients: list[int] = [1, 8, 32],  # noqa: B006
+         backends: list[Literal["torch", "both"]] = ["torch", "both"],  # noqa: B006
+         seconds: float = 20.0, data_dir: str | None = None,
+         output: Path = REPO / "runs" / "benchmark" / "serve_load.json") -> None:
+    """Requests/s and latency of `serve` at several numbers of concurrent clients.
 
-    pictures = digit_pictures(args.data_dir)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+    Args:
+        weights: what serve --weights gets (a server is started).
+        keras_weights: what serve --keras_weights gets.
+        url: benchmark a server already running instead.
+        server_args: more serve flags, e.g. "--workers 2".
+        clients: the concurrent clients of each cell.
+        backends: torch (PyTorch only) or both, one cell per value and number of clients.
+        seconds: measured seconds a cell.
+        data_dir: the folder holding MNIST/raw.
+        output: the JSON report.
+    """
+    if not (weights or url):
+        raise UserError("give --weights (to start a server) or --url")
+    if seconds <= 0 or not clients or min(clients) < 1:
+        raise UserError(f"--seconds must be positive and --clients at least 1, got {seconds} and {clients}")
+    pictures = digit_pictures(data_dir)
+    output.parent.mkdir(parents=True, exist_ok=True)
     process = None
-    if args.url:
-        url = args.url.rstrip("/")
+    if url:
+        url = url.rstrip("/")
     else:
         started = time.perf_counter()
-        url, process = start_server(args.weights, args.keras_weights, args.server_args,
-                                    args.output.with_suffix(".server.log"))
-        print(f"server ready in {time.perf_counter() - started:.1f} s at {url} ({args.server_args or 'defaults'})")
+        url, process = start_server(weights, keras_weights, server_args, output.with_suffix(".server.log"))
+        print(f"server ready in {time.perf_counter() - started:.1f} s at {url} ({server_args or 'defaults'})")
     cells = []
     try:
         print("| backends | clients | requests/s | p50 ms | p90 ms | p99 ms | errors | mean batch "
               "| server CPU ms/request |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        for backends in args.backends:
-            for clients in args.clients:
-                cell = run_cell(url, pictures, clients, args.seconds, backends, process.pid if process else None)
+        for backend in backends:
+            for count in clients:
+                cell = run_cell(url, pictures, count, seconds, backend, process.pid if process else None)
                 cells.append(cell)
-                print(f"| {backends} | {clients} | {cell['requests_per_s']} | {cell['p50_ms']} | {cell['p90_ms']} | "
+                print(f"| {backend} | {count} | {cell['requests_per_s']} | {cell['p50_ms']} | {cell['p90_ms']} | "
                       f"{cell['p99_ms']} | {cell['errors']} | {cell['mean_batch']} | "
                       f"{cell['server_cpu_ms_per_request']} |", flush=True)
                 if cell["errors"]:
@@ -196,21 +204,15 @@ def main() -> None:
         if process is not None:
             process.send_signal(signal.SIGTERM)
             process.wait(60)
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[:3]
-    report = {"url": url, "server_args": args.server_args, "weights": args.weights,
-              "cpu": _cpu_model(), "cpus": os.cpu_count(), "load_average_after": load,
-              "python": platform.python_version(), "cells": cells}
-    args.output.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.output} (load average after: {' '.join(load)})")
+    report = {"url": url, "server_args": server_args, "weights": weights, "machine": describe_machine(),
+              "cells": cells}
+    output.write_text(json.dumps(report, indent=2))
+    print(f"wrote {output} (load average after: {report['machine']['load_average']})")
 
 
-def _cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration, subprocess.SubprocessError):
-        return platform.processor() or "unknown"
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    run(load, sys.argv[1:] if argv is None else argv, "python benchmarks/serve_load.py")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 from typing import Callable, TypeVar
@@ -43,9 +42,3 @@ def exit_on_user_error(main: F) -> F:
 
     return wrapper  # type: ignore[return-value]
 
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one-line :class:`UserError`s (exit 2), like every other bad input."""
-
-    def error(self, message: str):
-        raise UserError(message)

@@ -12,8 +12,15 @@ import json
 import pytest
 
 SUBSET, EPOCHS = "6000", "3"  # 507 steps: enough for BatchNorm's slow moving averages (momentum 0.99)
-FLOOR = 0.88  # measured 0.91-0.93 for both; chance is 0.10
-MARGIN = 0.02  # they differ only by initialisation and batch order: measured 0.3-1.2 points apart
+# Measured (AMD EPYC, seeds 0 1 2 3 42): test accuracy 0.909-0.926 Lightning, 0.903-0.934 Keras; chance is 0.10.
+FLOOR = 0.88
+# One run of each differs by its initialisation, batch order and dropout masks, and after 507 steps
+# at lr 1e-4 the accuracy still climbs steeply, so one pair is noisy: Lightning - Keras measured
+# +0.7, +0.5, -0.8, -0.6, -2.3 points on test and +0.5, -0.2, -1.5, -0.8, -1.2 on the last
+# validation (the same seeds). The margin is 1.5x the widest gap: it catches a framework that learns
+# differently (a wrong momentum, initialiser or loss), not the noise. Exact agreement is proven
+# where it can be, on identical weights: tests/test_bridge.py (max |dp| <= 1e-5).
+MARGIN = 0.035
 
 
 @pytest.fixture(scope="module")

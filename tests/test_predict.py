@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
 from mnist_common.images import BOX, SIZE, ImageError, prepare
 from mnist_common.renderings import STYLES, write_renderings
 

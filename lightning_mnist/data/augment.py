@@ -14,8 +14,6 @@ drawing parameters in Python, 0.58 ms for a batch of 32 on the CI's CPU (12.5 % 
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -1,6 +1,7 @@
-"""Callbacks the CLI adds to every fit: the per-epoch history and the run's checkpoints.
+"""Callbacks the CLI adds to every fit (the per-epoch history and the run's checkpoints), and an EMA of
+the weights that a config can add (``configs/best.yaml``).
 
-Both keep what they know in every checkpoint, so a run that is interrupted (Ctrl-C,
+The first two keep what they know in every checkpoint, so a run that is interrupted (Ctrl-C,
 SIGKILL) and resumed ends with the same history, timings and best checkpoint as one
 that never stopped.
 """
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMAWeightAveraging
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 
 from mnist_common.results import HISTORY_KEYS
 
@@ -76,8 +79,6 @@ class EpochHistory(Callback):
 
 
 class RunCheckpoint(ModelCheckpoint):
-    resume_hint = True
-
     """Lightning's ModelCheckpoint, as a run folder needs it.
 
     * On an exception (Ctrl-C included) it saves only ``last.ckpt``, the file ``--ckpt_path
@@ -89,6 +90,8 @@ class RunCheckpoint(ModelCheckpoint):
       resumed run's best and last checkpoints are found again in its own folder instead of
       the old one.
     """
+
+    resume_hint = True
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         # _should_save_on_exception/_monitor_candidates/_save_last_checkpoint are Lightning's own
@@ -120,3 +123,24 @@ class RunCheckpoint(ModelCheckpoint):
             moved[key] = here(state_dict.get(key, ""))
         moved["best_k_models"] = {here(k): v for k, v in (state_dict.get("best_k_models") or {}).items()}
         return moved
+
+
+class EMAWeightAveraging(LightningEMAWeightAveraging):
+    """Lightning's exponential moving average of the weights, whose averaged weights are also the tested ones.
+
+    Lightning's callback validates with the averaged weights and saves them as every checkpoint's
+    ``state_dict`` (the training weights go to ``current_model_state``, for resuming). But when the
+    same trainer then tests a checkpoint (``fit`` tests ``ckpt_path="best"``), its ``on_load_checkpoint``
+    puts the *training* weights back into the model. Outside ``fit`` this one skips that, so ``test``
+    and ``validate`` score the averaged weights the checkpoint was chosen on. Use it in a config as::
+
+        trainer:
+          callbacks:
+            - class_path: lightning_mnist.training.callbacks.EMAWeightAveraging
+              init_args: {decay: 0.999}
+    """
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:  # resuming: restore both the training and the averaged weights
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+        # testing or validating: the model already holds the checkpoint's state_dict, the averaged weights

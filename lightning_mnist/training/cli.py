@@ -18,7 +18,6 @@ into its own folder, with its own settings.
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint
                                          load_classifier, read_checkpoint, save_checkpoint)
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.models import MnistClassifier
+from lightning_mnist.models.classifier import check_training_settings
 from lightning_mnist.training.callbacks import EpochHistory, RunCheckpoint
 from lightning_mnist.training.cv import cross_validate
 from lightning_mnist.training.reports import write_test_report
@@ -145,8 +145,8 @@ class MnistCLI(LightningCLI):
         if subcommand in ("fit", "cv"):
             architecture = Architecture.load(config.model.architecture)
             architecture.require_mnist(f"`{subcommand}` on MNIST")
-            if not (math.isfinite(config.model.lr) and config.model.lr > 0):
-                raise UserError(f"--model.lr must be a positive number, got {config.model.lr}")
+            check_training_settings(config.model.lr, config.model.label_smoothing, config.model.weight_decay,
+                                    config.model.keras_adam)
             if config.trainer.fast_dev_run:
                 raise UserError(f"--trainer.fast_dev_run: `{subcommand}` tests and records its best checkpoint, which "
                                 f"a fast dev run does not write; for a smoke run use --trainer.max_epochs 1 "

@@ -1,0 +1,189 @@
+"""The recipes table: each recipe for several seeds, through the real command lines.
+
+    python benchmarks/recipes.py                                   # every recipe, seeds 0 1 2 (a few hours on 2 cores)
+    python benchmarks/recipes.py --recipes '[best]' --seeds '[0]'  # one recipe, one seed
+    python benchmarks/recipes.py --subset 1000 --max_epochs 1 --doc /tmp/recipes.md   # a quick look
+
+Every run is its own process in a fresh working directory (``<output_dir>/<recipe>/seed_<S>``):
+``python -m lightning_mnist fit --config configs/X.yaml --seed_everything S``, ``... cv --config
+configs/best.yaml --seed_everything S`` or ``python -m keras_reference train --seed_everything S``; its
+``results.json`` (``cv_results.json``) is read back. Writes ``<output_dir>/recipes.json`` and the
+table between the markers of ``--doc`` (the prose around them is kept). Timings are for reading:
+the machine's load average before and after is recorded beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from mnist_common.cli import run  # noqa: E402
+from mnist_common.errors import exit_on_user_error  # noqa: E402
+from mnist_common.machine import describe_machine  # noqa: E402
+
+BEGIN, END = "<!-- recipes:begin (written by benchmarks/recipes.py) -->", "<!-- recipes:end -->"
+
+
+@dataclass
+class Recipe:
+    name: str
+    framework: str  # "lightning" or "keras"
+    command: list[str]  # after ``python -m <module>``, without the seed
+    not_expressible: str = ""  # why this framework cannot run the recipe (then command is empty)
+
+    @property
+    def module(self) -> str:
+        return "lightning_mnist" if self.framework == "lightning" else "keras_reference"
+
+    def argv(self, seed: int, subset: int | None, max_epochs: int | None) -> list[str]:
+        """The command line after ``python -m <module>``: both packages spell these flags alike."""
+        argv = [*self.command, "--seed_everything", str(seed), "--output_dir", "."]
+        argv += ["--data.subset", str(subset)] if subset else []
+        argv += ["--trainer.max_epochs", str(max_epochs)] if max_epochs else []
+        if self.framework == "lightning":
+            argv += ["--trainer.enable_progress_bar", "false"]
+        return argv
+
+
+KERAS_LACKS = "not expressible in the Keras reference: "
+RECIPES = [
+    Recipe("notebook", "lightning", ["fit", "--config", "configs/notebook.yaml"]),
+    Recipe("notebook", "keras", ["train"]),
+    Recipe("fast", "lightning", ["fit", "--config", "configs/fast.yaml"]),
+    Recipe("fast", "keras", [], KERAS_LACKS + "no one-cycle learning-rate schedule"),
+    Recipe("best", "lightning", ["fit", "--config", "configs/best.yaml"]),
+    Recipe("best", "keras", [], KERAS_LACKS + "no learning-rate schedule, label smoothing, weight averaging "
+                                             "or augmentation ranges other than the notebook's"),
+    Recipe("best-ensemble", "lightning", ["cv", "--config", "configs/best.yaml"]),
+    Recipe("best-ensemble", "keras", [], KERAS_LACKS + "as for best"),
+]
+
+
+def run_once(recipe: Recipe, seed: int, folder: Path, subset: int | None, max_epochs: int | None) -> dict:
+    """Run one recipe with one seed in ``folder``; the figures its results file holds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = recipe.argv(seed, subset, max_epochs)
+    command = [sys.executable, "-m", recipe.module, *argv]
+    print(f"--- {recipe.name} ({recipe.framework}), seed {seed}: python -m {recipe.module} {' '.join(argv)}", flush=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    started = time.perf_counter()
+    with open(folder / "output.log", "w") as log:  # configs/ paths are relative to the repository
+        argv_in_repo = [str(REPO / a) if a.startswith("configs/") else a for a in command]
+        proc = subprocess.run(argv_in_repo, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.exit(f"error: {recipe.name} ({recipe.framework}) seed {seed} failed (exit {proc.returncode}), "
+                 f"see {folder / 'output.log'}")
+    if recipe.command[0] == "cv":
+        [path] = folder.rglob("cv_results.json")
+        results = json.loads(path.read_text())
+        folds = results["folds"]
+        return {"seed": seed, "test_acc": results["ensemble_test_acc"], "results": str(path),
+                "epochs": [f["epochs"] for f in folds], "fold_test_acc": [f["test_acc"] for f in folds],
+                "train_seconds": round(sum(f["history"][-1]["seconds"] for f in folds), 1),
+                "process_seconds": round(seconds, 1)}
+    [path] = folder.rglob("results.json")
+    results = json.loads(path.read_text())
+    return {"seed": seed, "test_acc": results["test_acc"], "results": str(path), "epochs": results["epochs"],
+            "best_epoch": results["best_epoch"], "train_seconds": round(results["history"][-1]["seconds"], 1),
+            "process_seconds": round(seconds, 1)}
+
+
+def summary(recipe: Recipe, runs: list[dict]) -> dict:
+    accs = [r["test_acc"] for r in runs]
+    return {"recipe": recipe.name, "framework": recipe.framework, "not_expressible": recipe.not_expressible,
+            "command": f"python -m {recipe.module} {' '.join(recipe.command)} --seed_everything S",
+            "test_acc_mean": statistics.fmean(accs) if accs else None,
+            "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else None,
+            "train_seconds_mean": statistics.fmean(r["train_seconds"] for r in runs) if runs else None,
+            "process_seconds_mean": statistics.fmean(r["process_seconds"] for r in runs) if runs else None,
+            "runs": runs}
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [
+        f"Measured {m['date']} on {m['cpu']}, {m['cores']} CPU cores, {m['gpu']}; load average (1, 5, 15 min) "
+        f"{report['load_before']} at the start, {report['load_after']} at the end. The script adds "
+        f"`--trainer.enable_progress_bar false` to the Lightning commands. Seeds {', '.join(map(str, report['seeds']))}"
+        + (f"; subset {report['subset']}" if report["subset"] else "")
+        + (f"; at most {report['max_epochs']} epochs" if report["max_epochs"] else "") + ".",
+        "",
+        "| recipe | framework | command | epochs | test accuracy, mean ± std (n-1) | per seed | "
+        "training s (mean) | command s (mean) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in report["recipes"]:
+        if s["not_expressible"]:
+            lines.append(f"| {s['recipe']} | {s['framework']} | {s['not_expressible']} | | | | | |")
+            continue
+        runs = s["runs"]
+        epochs = "; ".join("+".join(map(str, r["epochs"])) if isinstance(r["epochs"], list) else str(r["epochs"])
+                           for r in runs)
+        std = f" ± {100 * s['test_acc_std']:.2f}" if s["test_acc_std"] is not None else ""
+        per_seed = ", ".join(f"{100 * r['test_acc']:.2f}" for r in runs)
+        lines.append(f"| {s['recipe']} | {s['framework']} | `{s['command']}` | {epochs} | "
+                     f"**{100 * s['test_acc_mean']:.2f}**{std} % | {per_seed} | {s['train_seconds_mean']:.0f} | "
+                     f"{s['process_seconds_mean']:.0f} |")
+    return "\n".join(lines)
+
+
+def write_doc(path: Path, table: str) -> None:
+    text = path.read_text() if path.exists() else f"# Recipes\n\n{BEGIN}\n{END}\n"
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+
+
+def benchmark(recipes: list[str] = ["notebook", "fast", "best", "best-ensemble"],  # noqa: B006
+            frameworks: list[str] = ["lightning", "keras"], seeds: list[int] = [0, 1, 2],  # noqa: B006
+            output_dir: str = "runs/recipes", doc: str = str(REPO / "docs" / "recipes.md"),
+            subset: int | None = None, max_epochs: int | None = None) -> Path:
+    """Run recipes for several seeds and write the table.
+
+    Args:
+        recipes: which of notebook, fast, best, best-ensemble.
+        frameworks: lightning, keras (recipes Keras cannot express get a row saying why).
+        seeds: one run per seed (``--seed_everything`` / ``--seed``).
+        output_dir: where each run's working directory and recipes.json go.
+        doc: the Markdown file whose table (between the markers) is replaced.
+        subset: train on a stratified subset of this many images (quick looks only).
+        max_epochs: cap every run's epochs (quick looks only).
+    """
+    out = Path(output_dir).resolve()
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    summaries = []
+    for recipe in RECIPES:
+        if recipe.name not in recipes or recipe.framework not in frameworks:
+            continue
+        runs = [] if recipe.not_expressible else [
+            run_once(recipe, seed, out / f"{recipe.name}-{recipe.framework}" / f"seed_{seed}", subset, max_epochs)
+            for seed in seeds]
+        summaries.append(summary(recipe, runs))
+    report = {"machine": {**describe_machine(), "gpu": "none used (CPU runs)"}, "seeds": seeds, "subset": subset, "max_epochs": max_epochs,
+              "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()],
+              "recipes": summaries}
+    json_path = out / "recipes.json"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown(report)
+    write_doc(Path(doc), table)
+    print(f"{table}\n\nresults: {json_path}\ntable: {doc}")
+    return json_path
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    run(benchmark, sys.argv[1:] if argv is None else argv, prog="benchmarks/recipes.py")
+
+
+if __name__ == "__main__":
+    main()

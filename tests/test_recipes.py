@@ -1,0 +1,154 @@
+"""The recipe options (label smoothing, weight decay, EMA of the weights) and configs/best.yaml."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMAWeightAveraging
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from conftest import REPO, module_env
+from mnist_common.errors import UserError
+from lightning_mnist.data import MNISTDataModule
+from lightning_mnist.models import MnistClassifier
+from lightning_mnist.training.callbacks import EMAWeightAveraging
+
+BEST = REPO / "configs" / "best.yaml"
+
+
+@pytest.fixture(scope="module")
+def batch(mnist):
+    images = torch.from_numpy(mnist.train_images[:64]).float().div(255).unsqueeze(1)
+    return images, torch.from_numpy(mnist.train_labels[:64]).long()
+
+
+def test_label_smoothing_is_torchs_on_the_training_loss_only(batch):
+    images, labels = batch
+    model = MnistClassifier(label_smoothing=0.1).eval()  # eval: no dropout, the same logits every call
+    with torch.no_grad():
+        logits = model(images)
+        train_loss = model._shared_step(batch, "train")
+        val_loss = model._shared_step(batch, "val")
+    assert train_loss.item() == pytest.approx(F.cross_entropy(logits, labels, label_smoothing=0.1).item(), rel=1e-6)
+    assert val_loss.item() == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-6)
+    assert abs(train_loss.item() - val_loss.item()) > 1e-4  # near-uniform logits at init: smoothing moves the loss a little
+    with torch.no_grad():  # the default is the notebook's plain cross-entropy
+        plain = MnistClassifier().eval()
+        plain.load_state_dict(model.state_dict())
+        assert plain._shared_step(batch, "train").item() == pytest.approx(val_loss.item(), rel=1e-6)
+
+
+def test_weight_decay_is_adamw_on_kernels_only():
+    model = MnistClassifier(lr=1e-3, weight_decay=0.05)
+    optimizer = model.configure_optimizers()
+    assert type(optimizer) is torch.optim.AdamW and optimizer.defaults["fused"]
+    assert optimizer.defaults["eps"] == 1e-7
+    decayed, plain = optimizer.param_groups
+    assert decayed["weight_decay"] == 0.05 and plain["weight_decay"] == 0.0
+    assert {p.ndim for p in decayed["params"]} == {2, 4} and {p.ndim for p in plain["params"]} == {1}
+    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
+
+    # with zero gradients Adam's step is zero, so one step only decays: w <- w * (1 - lr * decay)
+    before = {name: p.detach().clone() for name, p in model.network.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    for name, p in model.network.named_parameters():
+        factor = 1 - 1e-3 * 0.05 if p.ndim > 1 else 1.0
+        torch.testing.assert_close(p.detach(), before[name] * factor, rtol=1e-6, atol=0)
+
+    assert type(MnistClassifier().configure_optimizers()) is torch.optim.Adam  # the notebook's default
+    with pytest.raises(UserError, match="Keras' Adam has no weight decay"):
+        MnistClassifier(keras_adam=True, weight_decay=0.01)
+
+
+def _ema_fit(mnist_dir, tmp_path, callback) -> tuple[MnistClassifier, Trainer, dict]:
+    seed_everything(0)
+    data = MNISTDataModule(data_dir=str(mnist_dir), subset=1000, batch_size=50)
+    model = MnistClassifier(lr=3e-3)
+    trainer = Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, default_root_dir=tmp_path,
+                      callbacks=[callback, ModelCheckpoint(dirpath=tmp_path, monitor="val/loss")])
+    trainer.fit(model, datamodule=data)
+    checkpoint = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=True)
+    return model, trainer, checkpoint
+
+
+def _tested_weights(model, trainer) -> dict[str, torch.Tensor]:
+    trainer.test(model, datamodule=trainer.datamodule, ckpt_path="best", verbose=False)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_ema_weights_are_the_saved_and_the_tested_ones(mnist_dir, tmp_path):
+    model, trainer, checkpoint = _ema_fit(mnist_dir, tmp_path, EMAWeightAveraging(decay=0.9))
+    averaged, training = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert not _same(averaged, training)  # 18 steps of training: the average has fallen behind
+    # the checkpoint's state_dict (what test, predict, convert and the ensemble load) is the average ...
+    assert _same(averaged, {k: v for k, v in trainer.callbacks[0]._average_model.module.state_dict().items()
+                            if k in averaged})
+    # ... and testing the best checkpoint scores those averaged weights, not the training ones
+    assert _same(_tested_weights(model, trainer), averaged)
+
+
+def test_lightnings_own_ema_would_test_the_training_weights(mnist_dir, tmp_path):
+    """Why the project subclasses it: if this starts failing, Lightning fixed it and the subclass can go."""
+    model, trainer, checkpoint = _ema_fit(mnist_dir, tmp_path, LightningEMAWeightAveraging(decay=0.9))
+    assert _same(_tested_weights(model, trainer), checkpoint["current_model_state"])
+
+
+def test_best_config_does_not_leak_into_the_defaults(run_module):
+    default = run_module("lightning_mnist", "fit", "--print_config").stdout
+    for line in ("label_smoothing: 0.0", "weight_decay: 0.0", "callbacks: null", "lr_schedule: constant",
+                 "augment: false", "monitor: val/loss"):
+        assert line in default, line
+
+
+def test_best_config_runs_a_short_fit_with_ema(run_module, tmp_path):
+    run_module("lightning_mnist", "fit", "--config", BEST, "--data.subset", "2000", "--trainer.max_epochs", "1",
+               "--trainer.enable_progress_bar", "false", "--output_dir", "out")
+    [results_path] = tmp_path.glob("out/lightning/version_0/results.json")
+    results = json.loads(results_path.read_text())
+    assert results["epochs"] == 1 and 0.1 < results["test_acc"] <= 1.0  # 15 steps: the EMA is still mostly the start
+    config = results["config"]
+    assert config["model"]["label_smoothing"] > 0 and config["data"]["augment"] is True
+    assert any(c["class_path"].endswith("EMAWeightAveraging") for c in config["trainer"]["callbacks"])
+    checkpoint = torch.load(results_path.parent / results["model_path"], weights_only=True)
+    assert "current_model_state" in checkpoint  # the state_dict it holds is the EMA's
+
+
+def test_recipes_benchmark_runs_the_commands_and_writes_the_table(mnist_dir, tmp_path):
+    """benchmarks/recipes.py: a fit in each framework and a cv, rows Keras cannot run, the table between its markers."""
+    doc = tmp_path / "recipes.md"
+    doc.write_text("# Recipes\n\nprose before\n\n<!-- recipes:begin (written by benchmarks/recipes.py) -->\nold\n"
+                   "<!-- recipes:end -->\n\nprose after\n")
+    proc = subprocess.run([sys.executable, REPO / "benchmarks" / "recipes.py", "--recipes", "[best-ensemble, notebook]",
+                           "--seeds", "[3]", "--subset", "1000", "--max_epochs", "1", "--output_dir", tmp_path / "out",
+                           "--doc", doc], cwd=tmp_path, env=module_env(mnist_dir),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "recipes.json").read_text())
+    rows = {(s["recipe"], s["framework"]): s for s in report["recipes"]}
+    assert set(rows) == {(recipe, framework) for recipe in ("notebook", "best-ensemble")
+                         for framework in ("lightning", "keras")}
+    for framework in ("lightning", "keras"):
+        [run] = rows["notebook", framework]["runs"]
+        assert (run["seed"], run["epochs"]) == (3, 1) and 0.1 < run["test_acc"] <= 1
+        assert json.loads(Path(run["results"]).read_text())["config"]["seed_everything"] == 3
+    [ensemble] = rows["best-ensemble", "lightning"]["runs"]
+    assert ensemble["seed"] == 3 and ensemble["epochs"] == [1] * 5 and 0.1 < ensemble["test_acc"] <= 1
+    assert rows["best-ensemble", "keras"]["not_expressible"].startswith("not expressible in the Keras reference")
+    text = doc.read_text()
+    assert "prose before" in text and "prose after" in text and "\nold\n" not in text
+    assert "`python -m lightning_mnist cv --config configs/best.yaml --seed_everything S`" in text
+    assert f"{100 * ensemble['test_acc']:.2f}" in text
