@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Literal
 
 from mnist_common.cli import run as run_command
+from mnist_common.files import write_between_markers
 from mnist_common.figures import pyplot, save_figure
+from mnist_common.machine import describe_machine, load_average
 from mnist_common.mnist import load_mnist
 from mnist_common.results import read_json, write_json
 from mnist_common.runs import allocate_run_dir
@@ -76,6 +78,25 @@ def run(name: str, command: list[str], out: Path, num_train: int, target: float)
     }
 
 
+def markdown(report: dict) -> str:
+    """The report as the Markdown docs/benchmarks.md shows: the command, the machine, a row per contender, ratios."""
+    machine, settings = report["machine"], report["settings"]
+    shown = {k: settings[k] for k in ("architecture", "batch_size", "lr", "max_epochs", "subset", "lightning_config")
+             if settings.get(k) is not None}
+    lines = [f"`python benchmarks/compare_frameworks.py {' '.join(f'--{k} {v}' for k, v in shown.items())}`, "
+             f"{machine['date']}, {machine['cpu']} ({machine['cores']} cores), load average {machine['load_average']} "
+             f"before, {report['load_average_after']} after; {report['num_train']} training images.", "",
+             "| contender | seconds per epoch | images/s | training s (validation included) | test acc | "
+             "peak memory MiB |", "| --- | --- | --- | --- | --- | --- |"]
+    for run_ in report["runs"]:
+        seconds = ", ".join(f"{e['seconds']:.1f}" for e in run_["epochs"])
+        speeds = ", ".join(f"{e['images_per_second']:.0f}" for e in run_["epochs"])
+        lines.append(f"| {run_['framework']} | {seconds} | {speeds} | {run_['train_seconds']:.1f} | "
+                     f"{100 * run_['test_acc']:.2f} % | {run_['peak_memory_mb']} |")
+    lines += ["", "; ".join(f"{key.replace('_', ' ')}: **{value}**" for key, value in report["ratios"].items())]
+    return "\n".join(lines)
+
+
 def plot(runs: list[dict], target: float, path: Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -96,7 +117,7 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
             subset: int | None = None, data_dir: str | None = None, accelerator: Literal["cpu", "gpu"] = "cpu",
             lightning_config: Path | None = None, target_acc: float = 0.98,
             frameworks: list[Literal["lightning", "keras", "torch"]] = ("lightning", "keras", "torch"),
-            output_dir: Path = REPO / "runs" / "benchmark") -> None:
+            output_dir: Path = REPO / "runs" / "benchmark", doc: Path | None = None) -> None:
     """Train each contender with the same settings, one after the other; report seconds per epoch and ratios.
 
     Args:
@@ -111,6 +132,8 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
         target_acc: the validation accuracy whose time to reach is reported.
         frameworks: the contenders, in the order they run.
         output_dir: a new folder here gets the logs, benchmark.json and benchmark.png.
+        doc: also write the table into this Markdown file, between its ``compare-<architecture>-b<batch>``
+            markers (docs/benchmarks.md).
     """
     args = dict(locals())
     out = allocate_run_dir(output_dir, "compare")
@@ -118,7 +141,8 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
     num_train = len(make_split(labels, subset=subset).train)
     every = commands(args, out)
     runs = {name: run(name, every[name], out, num_train, target_acc) for name in frameworks}
-    report = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
+    report = {"machine": describe_machine(),
+              "settings": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
               "num_train": num_train, "runs": list(runs.values()), "ratios": {}}
     first = lambda r: r["epochs"][0]["seconds"]  # noqa: E731
     if "lightning" in runs and "keras" in runs:
@@ -131,6 +155,7 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
     if "lightning" in runs and "torch" in runs:
         report["ratios"]["train_seconds_lightning_over_plain_torch"] = round(
             runs["lightning"]["train_seconds"] / runs["torch"]["train_seconds"], 3)
+    report["load_average_after"] = load_average()
     write_json(report, out / "benchmark.json")
     plot(list(runs.values()), target_acc, out / "benchmark.png")
 
@@ -145,6 +170,12 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
               f"peak memory {run_['peak_memory_mb']} MiB, process {run_['process_seconds']} s")
     for key, value in report["ratios"].items():
         print(f"{key}: {value}")
+    machine = report["machine"]
+    print(f"on {machine['cpu']} ({machine['cores']} cores), load average {machine['load_average']} before, "
+          f"{report['load_average_after']} after")
+    if doc:
+        name = f"compare-{Path(str(architecture)).stem}-b{batch_size}"
+        print(f"table: {write_between_markers(doc, name, markdown(report), title='Benchmarks')}")
     print(f"report: {out / 'benchmark.json'}\nfigure: {out / 'benchmark.png'}")
 
 

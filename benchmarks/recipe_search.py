@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import exit_on_user_error  # noqa: E402
+from mnist_common.files import write_between_markers  # noqa: E402
 
 
 def plan_lines(plan: Path) -> list[tuple[str, str]]:
@@ -64,13 +65,14 @@ def table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def search(plan: str, output_dir: str = "runs/search", table_only: bool = False) -> None:
+def search(plan: str, output_dir: str = "runs/search", table_only: bool = False, doc: str | None = None) -> None:
     """Run every setting of a plan that has no summary yet, then print the table of validation figures.
 
     Args:
         plan: a file of ``name<TAB>fit flags`` lines.
         output_dir: each setting runs in ``<output_dir>/<name>/``.
         table_only: only print the table of the settings already run.
+        doc: also write the table into this Markdown file (between its ``search`` markers), e.g. docs/recipes.md.
     """
     plan_path, out = Path(plan).resolve(), Path(output_dir).resolve()
     while not table_only:
@@ -83,7 +85,10 @@ def search(plan: str, output_dir: str = "runs/search", table_only: bool = False)
         print(f"{started} {name}: val acc {s['val_acc_best']:.4f} (last 3: {s['val_acc_last3']:.4f}), "
               f"{s['train_seconds']:.0f} s", flush=True)
     done = [out / n / "summary.json" for n, _ in plan_lines(plan_path)]
-    print(table([json.loads(p.read_text()) for p in done if p.exists()]))
+    text = table([json.loads(p.read_text()) for p in done if p.exists()])
+    print(text)
+    if doc:
+        print(f"table: {write_between_markers(doc, 'search', text)}")
 
 
 @exit_on_user_error

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,9 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import exit_on_user_error  # noqa: E402
-from mnist_common.machine import describe_machine  # noqa: E402
+from mnist_common.files import write_between_markers  # noqa: E402
+from mnist_common.machine import describe_machine, load_average  # noqa: E402
 
-BEGIN, END = "<!-- recipes:begin (written by benchmarks/recipes.py) -->", "<!-- recipes:end -->"
 
 
 @dataclass
@@ -68,8 +69,18 @@ RECIPES = [
 
 
 def run_once(recipe: Recipe, seed: int, folder: Path, subset: int | None, max_epochs: int | None) -> dict:
-    """Run one recipe with one seed in ``folder``; the figures its results file holds."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Run one recipe with one seed in ``folder``; the figures its results file holds.
+
+    A finished run leaves ``run.json`` and is not run again (the table can be written from runs made
+    by several invocations, each recipe when the machine is free); an unfinished one is started afresh.
+    """
+    done = folder / "run.json"
+    if done.exists():
+        print(f"--- {recipe.name} ({recipe.framework}), seed {seed}: done before, {done}", flush=True)
+        return json.loads(done.read_text())
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
     argv = recipe.argv(seed, subset, max_epochs)
     command = [sys.executable, "-m", recipe.module, *argv]
     print(f"--- {recipe.name} ({recipe.framework}), seed {seed}: python -m {recipe.module} {' '.join(argv)}", flush=True)
@@ -86,15 +97,17 @@ def run_once(recipe: Recipe, seed: int, folder: Path, subset: int | None, max_ep
         [path] = folder.rglob("cv_results.json")
         results = json.loads(path.read_text())
         folds = results["folds"]
-        return {"seed": seed, "test_acc": results["ensemble_test_acc"], "results": str(path),
-                "epochs": [f["epochs"] for f in folds], "fold_test_acc": [f["test_acc"] for f in folds],
-                "train_seconds": round(sum(f["history"][-1]["seconds"] for f in folds), 1),
-                "process_seconds": round(seconds, 1)}
-    [path] = folder.rglob("results.json")
-    results = json.loads(path.read_text())
-    return {"seed": seed, "test_acc": results["test_acc"], "results": str(path), "epochs": results["epochs"],
-            "best_epoch": results["best_epoch"], "train_seconds": round(results["history"][-1]["seconds"], 1),
-            "process_seconds": round(seconds, 1)}
+        record = {"seed": seed, "test_acc": results["ensemble_test_acc"], "results": str(path),
+                  "epochs": [f["epochs"] for f in folds], "fold_test_acc": [f["test_acc"] for f in folds],
+                  "train_seconds": round(sum(f["history"][-1]["seconds"] for f in folds), 1)}
+    else:
+        [path] = folder.rglob("results.json")
+        results = json.loads(path.read_text())
+        record = {"seed": seed, "test_acc": results["test_acc"], "results": str(path), "epochs": results["epochs"],
+                  "best_epoch": results["best_epoch"], "train_seconds": round(results["history"][-1]["seconds"], 1)}
+    record.update(process_seconds=round(seconds, 1), load_average_after=load_average())
+    done.write_text(json.dumps(record, indent=2) + "\n")
+    return record
 
 
 def summary(recipe: Recipe, runs: list[dict]) -> dict:
@@ -111,19 +124,20 @@ def summary(recipe: Recipe, runs: list[dict]) -> dict:
 def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
-        f"Measured {m['date']} on {m['cpu']}, {m['cores']} CPU cores, {m['gpu']}; load average (1, 5, 15 min) "
-        f"{report['load_before']} at the start, {report['load_after']} at the end. The script adds "
+        f"Measured on {m['cpu']}, {m['cores']} CPU cores, {m['gpu']}; table written {m['date']}. Runs share the "
+        f"machine with whatever else ran: the last column is the 1-minute load average after each run (2.0 on "
+        f"2 cores is the run alone). The script adds "
         f"`--trainer.enable_progress_bar false` to the Lightning commands. Seeds {', '.join(map(str, report['seeds']))}"
         + (f"; subset {report['subset']}" if report["subset"] else "")
         + (f"; at most {report['max_epochs']} epochs" if report["max_epochs"] else "") + ".",
         "",
         "| recipe | framework | command | epochs | test accuracy, mean ± std (n-1) | per seed | "
-        "training s (mean) | command s (mean) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "training s (mean) | command s (mean) | load after |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for s in report["recipes"]:
         if s["not_expressible"]:
-            lines.append(f"| {s['recipe']} | {s['framework']} | {s['not_expressible']} | | | | | |")
+            lines.append(f"| {s['recipe']} | {s['framework']} | {s['not_expressible']} | | | | | | |")
             continue
         runs = s["runs"]
         epochs = "; ".join("+".join(map(str, r["epochs"])) if isinstance(r["epochs"], list) else str(r["epochs"])
@@ -132,16 +146,9 @@ def markdown(report: dict) -> str:
         per_seed = ", ".join(f"{100 * r['test_acc']:.2f}" for r in runs)
         lines.append(f"| {s['recipe']} | {s['framework']} | `{s['command']}` | {epochs} | "
                      f"**{100 * s['test_acc_mean']:.2f}**{std} % | {per_seed} | {s['train_seconds_mean']:.0f} | "
-                     f"{s['process_seconds_mean']:.0f} |")
+                     f"{s['process_seconds_mean']:.0f} | "
+                     + ", ".join(str((r.get("load_average_after") or ["?"])[0]) for r in runs) + " |")
     return "\n".join(lines)
-
-
-def write_doc(path: Path, table: str) -> None:
-    text = path.read_text() if path.exists() else f"# Recipes\n\n{BEGIN}\n{END}\n"
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
 
 
 def benchmark(recipes: list[str] = ["notebook", "fast", "best", "best-ensemble"],  # noqa: B006
@@ -175,7 +182,7 @@ def benchmark(recipes: list[str] = ["notebook", "fast", "best", "best-ensemble"]
     json_path = out / "recipes.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
-    write_doc(Path(doc), table)
+    write_between_markers(doc, "recipes", table, title="Recipes")
     print(f"{table}\n\nresults: {json_path}\ntable: {doc}")
     return json_path
 

@@ -55,3 +55,23 @@ def write_text(destination: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``destination`` atomically (creating its folder); return the path."""
     write_atomically(destination, lambda tmp: tmp.write_text(text), make_parents=True)
     return Path(destination)
+
+
+def write_between_markers(path: str | os.PathLike, name: str, text: str, title: str = "") -> Path:
+    """Replace what lies between ``<!-- name:begin ... -->`` and ``<!-- name:end -->`` in a Markdown file.
+
+    Benchmark scripts write their tables into ``docs/`` this way, so the figures there come from
+    the script while the prose around them is kept. A file without the markers gets them at its end
+    (a missing file is created, under ``title``).
+    """
+    path = Path(path)
+    begin, end = f"<!-- {name}:begin (written by a script: do not edit by hand) -->", f"<!-- {name}:end -->"
+    old = path.read_text() if path.exists() else (f"# {title}\n\n" if title else "")
+    start = old.find(f"<!-- {name}:begin")
+    if start < 0:
+        head, tail = old.rstrip("\n") + "\n\n", "\n"
+    else:
+        head = old[:start]
+        stop = old.find(end, start)
+        tail = old[stop + len(end):] if stop >= 0 else "\n"
+    return write_text(path, f"{head}{begin}\n{text}\n{end}{tail}")

@@ -156,8 +156,8 @@ def test_two_runs_started_together_in_one_folder_each_own_theirs(tmp_path, mnist
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
 def test_interrupted_fit_resumes_into_its_own_folder_with_an_honest_history(mnist_dir, tmp_path, run_module, how):
-    # 12,000 images: epochs of a few seconds, so the signal lands inside the second epoch's training
-    args = ["fit", "--data.subset", "12000", "--trainer.max_epochs", "4", *NO_PROGRESS,
+    # 6,000 images: epochs of about 2 s alone on 2 cores, so the signal lands inside the second epoch's training
+    args = ["fit", "--data.subset", "6000", "--trainer.max_epochs", "3", *NO_PROGRESS,
             "--early_stopping.patience", "100"]
     proc = subprocess.Popen([sys.executable, "-m", "lightning_mnist", *args], cwd=tmp_path, env=module_env(mnist_dir),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -165,7 +165,7 @@ def test_interrupted_fit_resumes_into_its_own_folder_with_an_honest_history(mnis
     while not list(tmp_path.glob("runs/lightning/version_0/checkpoints/last.ckpt")) and proc.poll() is None \
             and time.monotonic() < deadline:
         time.sleep(0.2)
-    time.sleep(1.0)  # well into the second epoch
+    time.sleep(0.5)  # into the second epoch
     proc.send_signal(how)
     _, stderr = proc.communicate(timeout=120)
     [run] = run_folders(tmp_path)
@@ -178,7 +178,7 @@ def test_interrupted_fit_resumes_into_its_own_folder_with_an_honest_history(mnis
     assert f"into the run in {run.resolve()}" in resumed.stdout
     assert run_folders(tmp_path) == [run]  # the same folder, no second one
     results = json.loads((run / "results.json").read_text())
-    assert [row["epoch"] for row in results["history"]] == [0, 1, 2, 3]
+    assert [row["epoch"] for row in results["history"]] == [0, 1, 2]
     keys = ("train_loss", "train_acc", "val_loss", "val_acc")
     assert all(math.isfinite(row[key]) for row in results["history"] for key in keys), results["history"]
     seconds = [row["seconds"] for row in results["history"]]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import Trainer
 
 from mnist_common.architecture import Architecture
 from lightning_mnist.data import MNISTDataModule
@@ -124,17 +124,6 @@ def test_keras_adam_matches_keras_update_rule():
             opt.step()
     np.testing.assert_allclose(param.detach().numpy(), w_ref, rtol=1e-9, atol=1e-15)
     assert np.abs(torch_param.detach().numpy() - w_ref).max() > 1e-6  # plain torch Adam really differs
-
-
-def test_short_fit_on_a_subset_learns(mnist_dir, tmp_path):
-    seed_everything(0)
-    data = MNISTDataModule(data_dir=str(mnist_dir), subset=6000)
-    model = MnistClassifier()
-    trainer = Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, default_root_dir=tmp_path)
-    trainer.fit(model, datamodule=data)
-    accuracy = trainer.test(model, datamodule=data, verbose=False)[0]["test/acc"]
-    assert accuracy >= 0.88, accuracy  # measured 0.917; chance is 0.1
 
 
 def test_epoch_metrics_cover_every_batch_of_the_epoch(mnist_dir, tmp_path):

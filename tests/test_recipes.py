@@ -1,4 +1,4 @@
-"""The recipe options (label smoothing, weight decay, EMA of the weights) and configs/best.yaml."""
+"""The recipe options (label smoothing, weight decay, an EMA of the weights), configs/best.yaml, the recipes script."""
 
 from __future__ import annotations
 
@@ -114,41 +114,39 @@ def test_best_config_does_not_leak_into_the_defaults(run_module):
         assert line in default, line
 
 
-def test_best_config_runs_a_short_fit_with_ema(run_module, tmp_path):
+def test_best_config_runs_a_short_fit_of_its_recipe(run_module, tmp_path):
     run_module("lightning_mnist", "fit", "--config", BEST, "--data.subset", "2000", "--trainer.max_epochs", "1",
                "--trainer.enable_progress_bar", "false", "--output_dir", "out")
     [results_path] = tmp_path.glob("out/lightning/version_0/results.json")
     results = json.loads(results_path.read_text())
-    assert results["epochs"] == 1 and 0.1 < results["test_acc"] <= 1.0  # 15 steps: the EMA is still mostly the start
+    assert results["epochs"] == 1 and 0.1 < results["test_acc"] <= 1.0
     config = results["config"]
-    assert config["model"]["label_smoothing"] > 0 and config["data"]["augment"] is True
-    assert any(c["class_path"].endswith("EMAWeightAveraging") for c in config["trainer"]["callbacks"])
-    checkpoint = torch.load(results_path.parent / results["model_path"], weights_only=True)
-    assert "current_model_state" in checkpoint  # the state_dict it holds is the EMA's
+    assert config["model"]["architecture"] == "notebook"  # the same network as the notebook's
+    assert (config["model"]["lr_schedule"], config["data"]["augment"], config["data"]["batch_size"]) == (
+        "onecycle", True, 128)
 
 
 def test_recipes_benchmark_runs_the_commands_and_writes_the_table(mnist_dir, tmp_path):
-    """benchmarks/recipes.py: a fit in each framework and a cv, rows Keras cannot run, the table between its markers."""
+    """benchmarks/recipes.py: the notebook recipe in each framework, a row Keras cannot run, the table between its markers."""
     doc = tmp_path / "recipes.md"
     doc.write_text("# Recipes\n\nprose before\n\n<!-- recipes:begin (written by benchmarks/recipes.py) -->\nold\n"
                    "<!-- recipes:end -->\n\nprose after\n")
-    proc = subprocess.run([sys.executable, REPO / "benchmarks" / "recipes.py", "--recipes", "[best-ensemble, notebook]",
+    proc = subprocess.run([sys.executable, REPO / "benchmarks" / "recipes.py", "--recipes", "[notebook, fast]",
                            "--seeds", "[3]", "--subset", "1000", "--max_epochs", "1", "--output_dir", tmp_path / "out",
                            "--doc", doc], cwd=tmp_path, env=module_env(mnist_dir),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "recipes.json").read_text())
     rows = {(s["recipe"], s["framework"]): s for s in report["recipes"]}
-    assert set(rows) == {(recipe, framework) for recipe in ("notebook", "best-ensemble")
-                         for framework in ("lightning", "keras")}
+    assert set(rows) == {(recipe, framework) for recipe in ("notebook", "fast") for framework in ("lightning", "keras")}
     for framework in ("lightning", "keras"):
         [run] = rows["notebook", framework]["runs"]
         assert (run["seed"], run["epochs"]) == (3, 1) and 0.1 < run["test_acc"] <= 1
         assert json.loads(Path(run["results"]).read_text())["config"]["seed_everything"] == 3
-    [ensemble] = rows["best-ensemble", "lightning"]["runs"]
-    assert ensemble["seed"] == 3 and ensemble["epochs"] == [1] * 5 and 0.1 < ensemble["test_acc"] <= 1
-    assert rows["best-ensemble", "keras"]["not_expressible"].startswith("not expressible in the Keras reference")
+    [fast] = rows["fast", "lightning"]["runs"]
+    assert (fast["seed"], fast["epochs"]) == (3, 1) and 0.1 < fast["test_acc"] <= 1
+    assert rows["fast", "keras"]["not_expressible"].startswith("not expressible in the Keras reference")
     text = doc.read_text()
     assert "prose before" in text and "prose after" in text and "\nold\n" not in text
-    assert "`python -m lightning_mnist cv --config configs/best.yaml --seed_everything S`" in text
-    assert f"{100 * ensemble['test_acc']:.2f}" in text
+    assert "`python -m lightning_mnist fit --config configs/fast.yaml --seed_everything S`" in text
+    assert f"{100 * fast['test_acc']:.2f}" in text
