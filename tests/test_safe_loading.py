@@ -64,6 +64,8 @@ COMMANDS = {
     "predict on Keras": ["predict", "{png}", "--weights", "{folder}/evil.ckpt", "--backend", "keras"],
     "convert a file": ["convert", "{folder}/evil.ckpt", "{out}/out.keras"],
     "convert a URL": ["convert", "{url}", "{out}/out.keras"],
+    "serve a file": ["serve", "--weights", "{folder}/evil.ckpt", "--port", "8765"],
+    "serve a URL": ["serve", "--weights", "{url}", "--keras_weights", "{folder}/evil.ckpt"],
 }
 
 
