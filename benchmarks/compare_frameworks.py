@@ -136,12 +136,13 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
             markers (docs/benchmarks.md).
     """
     args = dict(locals())
+    machine = describe_machine()  # before the runs: the load they started under
     out = allocate_run_dir(output_dir, "compare")
     labels = load_mnist(data_dir).train_labels
     num_train = len(make_split(labels, subset=subset).train)
     every = commands(args, out)
     runs = {name: run(name, every[name], out, num_train, target_acc) for name in frameworks}
-    report = {"machine": describe_machine(),
+    report = {"machine": machine,
               "settings": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
               "num_train": num_train, "runs": list(runs.values()), "ratios": {}}
     first = lambda r: r["epochs"][0]["seconds"]  # noqa: E731

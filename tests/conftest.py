@@ -140,6 +140,16 @@ def run_module(mnist_dir, tmp_path):
     return run
 
 
+def ctrl_c_interrupts() -> None:
+    """``preexec_fn`` for a child that a test stops with SIGINT: there it raises KeyboardInterrupt, as Ctrl-C does.
+
+    A shell without job control starts ``cmd &`` with SIGINT ignored, and children inherit that
+    (Python then installs no KeyboardInterrupt handler): a test run started in the background
+    would otherwise find its Ctrl-C ignored and the run finished.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def assert_one_line_error(proc, *fragments: str) -> None:
     """A clean refusal: non-zero exit, no traceback, one ``error:`` line naming ``fragments``."""
     assert proc.returncode != 0
