@@ -8,20 +8,19 @@
    overall and per style next to the model's accuracy on the same digits as
    MNIST gives them (the ceiling).
 2. Times ``python -m lightning_mnist predict imagen.png`` from process start to
-   exit for both backends (``--timing-runs`` each, median), with predict's own
+   exit for both backends (``--timing_runs`` each, median), with predict's own
    ``--timings`` breakdown (start-up before predict, framework imports, loading
    weights, inference).
 
     python benchmarks/predict_renderings.py                          # the seed model, 1000 digits
-    python benchmarks/predict_renderings.py --count 200 --timing-runs 1
+    python benchmarks/predict_renderings.py --count 200 --timing_runs 1
     python benchmarks/predict_renderings.py --weights checkpoints/last.ckpt --keep renderings/
 
-Writes ``predict_renderings.json`` into ``--output-dir``. Timings are for reading, never for asserting.
+Writes ``predict_renderings.json`` into ``--output_dir``. Timings are for reading, never for asserting.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import os
@@ -32,12 +31,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Literal
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from mnist_common.cli import run  # noqa: E402
+from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.images import ImageError, prepare  # noqa: E402
 from mnist_common.mnist import load_mnist  # noqa: E402
 from mnist_common.renderings import STYLES, write_renderings  # noqa: E402
@@ -112,21 +115,27 @@ def time_cli(args, weights: dict[str, Path]) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=1000, help="MNIST test digits to render (%(default)s)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--weights", type=Path, default=SEED / "cnn_model.keras",
-                        help="model to score (default: the notebook's seed model); a .keras file is converted "
-                             "to a checkpoint first, for the PyTorch timing")
-    parser.add_argument("--backend", choices=("torch", "keras"), default="torch", help="backend for the accuracy")
-    parser.add_argument("--image", type=Path, default=SEED / "imagen.png", help="the picture the timing predicts")
-    parser.add_argument("--timing-runs", type=int, default=3, help="runs per backend and entry point (0: no timing)")
-    parser.add_argument("--data-dir", default=None, help="holds MNIST/raw ($MNIST_DATA_DIR, else ./data)")
-    parser.add_argument("--keep", type=Path, default=None, help="write the renderings here (default: a temp dir)")
-    parser.add_argument("--output-dir", type=Path, default=Path("outputs"))
-    args = parser.parse_args()
+def measure(count: int = 1000, seed: int = 0, weights: Path = SEED / "cnn_model.keras",
+            backend: Literal["torch", "keras"] = "torch", image: Path = SEED / "imagen.png", timing_runs: int = 3,
+            data_dir: str | None = None, keep: Path | None = None, output_dir: Path = Path("outputs")) -> None:
+    """Accuracy of predict on rendered MNIST test digits (each preprocessing), and predict's timings.
 
+    Args:
+        count: MNIST test digits to render.
+        seed: the renderings' seed.
+        weights: model to score (default: the notebook's seed model); a .keras file is converted to a checkpoint
+            first, for the PyTorch timing.
+        backend: backend for the accuracy.
+        image: the picture the timing predicts.
+        timing_runs: runs per backend and entry point (0: no timing).
+        data_dir: holds MNIST/raw ($MNIST_DATA_DIR, else ./data).
+        keep: write the renderings here (default: a temporary folder).
+        output_dir: where predict_renderings.json goes.
+    """
+    if count < 1 or timing_runs < 0:
+        raise UserError(f"--count must be at least 1 and --timing_runs at least 0, got {count} and {timing_runs}")
+    args = SimpleNamespace(count=count, seed=seed, weights=weights, backend=backend, image=image,
+                           timing_runs=timing_runs, data_dir=data_dir, keep=keep, output_dir=output_dir)
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.weights
         ckpt = weights
@@ -148,6 +157,11 @@ def main() -> None:
     out = args.output_dir / "predict_renderings.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    run(measure, sys.argv[1:] if argv is None else argv, "python benchmarks/predict_renderings.py")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Load on ``python -m lightning_mnist serve``: requests/s and latency at 1, 8 and 32 concurrent clients.
 
     python benchmarks/serve_load.py --weights model.ckpt                       # starts a server, 20 s a cell
-    python benchmarks/serve_load.py --weights model.ckpt --seconds 5 --clients 32 --backends both
+    python benchmarks/serve_load.py --weights model.ckpt --seconds 5 --clients '[32]' --backends '[both]'
     python benchmarks/serve_load.py --weights model.ckpt --server_args "--workers 2 --threads 1"
     python benchmarks/serve_load.py --url http://127.0.0.1:8000                # a server already running
 
