@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,10 +167,12 @@ def test_cv_command_line_reports_fold_scores(run_module, tmp_path):
                       "--data.augment", "false")
     assert "fold 0: val acc" in proc.stdout and "fold 1: val acc" in proc.stdout
     assert "2-fold val acc" in proc.stdout and "ensemble test acc" in proc.stdout
-    results_path = tmp_path / "runs/lightning/cv_0/cv_results.json"
-    results = json.loads(results_path.read_text())
+    results = json.loads((tmp_path / "runs/lightning/cv_0/cv_results.json").read_text())
+    assert all(not Path(f["model_path"]).is_absolute() for f in results["folds"])  # relative to the run
 
-    # the ensemble is usable afterwards: `test` scores it from its cv_results.json
+    # the ensemble is usable afterwards, also once moved: `test` scores it from its cv_results.json
+    (tmp_path / "runs").rename(tmp_path / "moved")
+    results_path = tmp_path / "moved/lightning/cv_0/cv_results.json"
     tested = run_module("lightning_mnist", "test", "--ckpt_path", results_path, "--trainer.logger", "false",
                         "--trainer.enable_progress_bar", "false")
     assert "2-fold ensemble" in tested.stdout
