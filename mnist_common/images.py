@@ -53,6 +53,7 @@ BOX = 20  # the digit is scaled to fit a BOX x BOX box, as in MNIST
 CENTRE = 14.0  # MNIST's mean centre of mass in pixel-index coordinates (13.99, 14.01 on the test set)
 MAX_PIXELS = 64_000_000  # larger images are refused unread (a decompression bomb, or far more than a digit needs)
 MAX_SIDE = 30_000
+FILE_SIZE = "lightning_mnist.file_size"  # image.info key: a JPEG decoded at a reduced scale keeps its (width, height)
 WORK_SIDE = 1024  # larger images are reduced (by an integer factor) to at most this a side before the float work
 WORK_BOX = 4 * BOX  # the crop is first scaled to fit this box, where strokes are measured
 # Stroke widths (2 * area / perimeter of ink > 0.5) of the MNIST test digits scaled to WORK_BOX:
@@ -149,7 +150,7 @@ def decode_image(data: bytes, name: str | os.PathLike = "image") -> Image.Image:
             # let libjpeg decode at a reduced scale (1/2, 1/4, 1/8) that still has WORK_SIDE pixels on the long side
             scale = WORK_SIDE / max(width, height)
             image.draft(image.mode, (max(1, int(np.ceil(width * scale))), max(1, int(np.ceil(height * scale)))))
-            image.info["file_size"] = (width, height)
+            image.info[FILE_SIZE] = (width, height)  # what Prepared.size reports: the file's, not the draft's
         image.load()
     except Exception as err:  # OSError("image file is truncated"), zlib/CRC errors, ValueError, ...
         raise ImageError(name, f"is truncated or corrupt ({type(err).__name__}: {_one_line(err)})") from None
@@ -652,7 +653,8 @@ def prepare_image(image: Image.Image, path: str | os.PathLike = "image", mode: s
         raise
     except Exception as err:  # an exotic mode or a decoder error that only shows on conversion
         raise ImageError(path, f"cannot be converted ({type(err).__name__}: {_one_line(err)})") from None
-    return Prepared(path=str(path), pixels=pixels, size=image.size, inverted=inverted, display=display)
+    return Prepared(path=str(path), pixels=pixels, size=tuple(image.info.get(FILE_SIZE, image.size)), inverted=inverted,
+                    display=display)
 
 
 __all__ = ["ImageError", "Prepared", "PREPROCESSINGS", "MAX_PIXELS", "decode_image", "open_image", "to_gray",

@@ -126,3 +126,19 @@ def test_score_script_refuses_a_bad_folder_in_one_line(seed_keras, mnist_dir, tm
                               env=module_env(mnist_dir), capture_output=True, text=True, timeout=300)
         assert_one_line_error(proc, fragment)
         assert proc.returncode == 2
+
+
+def test_a_large_photo_is_decoded_reduced_but_reports_its_own_size():
+    import io
+
+    from mnist_common.images import WORK_SIDE, prepare_bytes
+
+    photo = Image.new("RGB", (3000, 2000), "white")
+    ImageDraw.Draw(photo).line([(1500, 400), (1500, 1600)], fill="black", width=60)  # a "1"
+    data = io.BytesIO()
+    photo.save(data, "JPEG")
+    decoded = Image.open(io.BytesIO(data.getvalue()))
+    decoded.draft("RGB", (WORK_SIDE, WORK_SIDE * 2 // 3))  # the file's shape, WORK_SIDE long
+    assert max(decoded.size) < 3000  # libjpeg can decode it at a reduced scale ...
+    prepared = prepare_bytes(data.getvalue(), "photo.jpg")
+    assert prepared.size == (3000, 2000) and prepared.pixels.max() == 1.0  # ... and the file's size is reported
