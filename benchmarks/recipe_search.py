@@ -14,9 +14,7 @@ table hold the validation accuracy and loss per epoch and the training seconds; 
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +24,8 @@ sys.path.insert(0, str(REPO))
 from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import exit_on_user_error  # noqa: E402
 from mnist_common.files import write_between_markers  # noqa: E402
+from mnist_common.machine import load_average  # noqa: E402
+from recipes import run_logged  # noqa: E402  (this folder is sys.path[0] when run)
 
 
 def plan_lines(plan: Path) -> list[tuple[str, str]]:
@@ -39,18 +39,15 @@ def fit(name: str, flags: str, folder: Path) -> dict:
     flags = [str(REPO / f) if f.endswith(".yaml") else f for f in flags.split()]
     command = [sys.executable, "-m", "lightning_mnist", "fit", *flags, "--trainer.enable_progress_bar", "false",
                "--output_dir", "."]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    with open(folder / "output.log", "w") as log:
-        proc = subprocess.run(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        sys.exit(f"error: {name} failed (exit {proc.returncode}), see {folder / 'output.log'}")
+    run_logged(command, folder, name)
     results = json.loads(next(folder.rglob("results.json")).read_text())
     history, best = results["history"], results["best_epoch"]
-    summary = {"name": name, "flags": " ".join(flags).replace(f"{REPO}/", ""), "epochs": len(history), "best_epoch": best,
-               "val_acc": [round(r["val_acc"], 4) for r in history], "val_loss": [round(r["val_loss"], 4) for r in history],
+    summary = {"name": name, "flags": " ".join(flags).replace(f"{REPO}/", ""), "epochs": len(history),
+               "best_epoch": best, "val_acc": [round(r["val_acc"], 4) for r in history],
+               "val_loss": [round(r["val_loss"], 4) for r in history],
                "val_acc_best": history[best]["val_acc"], "val_loss_best": history[best]["val_loss"],
                "val_acc_last3": statistics.fmean(r["val_acc"] for r in history[-3:]),
-               "train_seconds": round(history[-1]["seconds"], 1), "load_after": round(os.getloadavg()[0], 1)}
+               "train_seconds": round(history[-1]["seconds"], 1), "load_after": (load_average() or [None])[0]}
     (folder / "summary.json").write_text(json.dumps(summary) + "\n")
     return summary
 

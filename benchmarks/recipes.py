@@ -67,6 +67,18 @@ RECIPES = [
 ]
 
 
+def run_logged(command: list[str], folder: Path, what: str) -> float:
+    """Run ``command`` in ``folder``, this checkout first on the import path, its output in ``output.log``;
+    return its seconds. A failure ends the script with one line naming ``what`` and the log."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    started = time.perf_counter()
+    with open(folder / "output.log", "w") as log:
+        proc = subprocess.run(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        sys.exit(f"error: {what} failed (exit {proc.returncode}), see {folder / 'output.log'}")
+    return time.perf_counter() - started
+
+
 def run_once(recipe: Recipe, seed: int, folder: Path, subset: int | None, max_epochs: int | None) -> dict:
     """Run one recipe with one seed in ``folder``; the figures its results file holds.
 
@@ -81,17 +93,9 @@ def run_once(recipe: Recipe, seed: int, folder: Path, subset: int | None, max_ep
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     argv = recipe.argv(seed, subset, max_epochs)
-    command = [sys.executable, "-m", recipe.module, *argv]
     print(f"--- {recipe.name} ({recipe.framework}), seed {seed}: python -m {recipe.module} {' '.join(argv)}", flush=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    started = time.perf_counter()
-    with open(folder / "output.log", "w") as log:  # configs/ paths are relative to the repository
-        argv_in_repo = [str(REPO / a) if a.startswith("configs/") else a for a in command]
-        proc = subprocess.run(argv_in_repo, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        sys.exit(f"error: {recipe.name} ({recipe.framework}) seed {seed} failed (exit {proc.returncode}), "
-                 f"see {folder / 'output.log'}")
+    command = [sys.executable, "-m", recipe.module, *(str(REPO / a) if a.startswith("configs/") else a for a in argv)]
+    seconds = run_logged(command, folder, f"{recipe.name} ({recipe.framework}) seed {seed}")
     if recipe.command[0] == "cv":
         [path] = folder.rglob("cv_results.json")
         results = json.loads(path.read_text())
@@ -168,7 +172,6 @@ def benchmark(recipes: list[str] = ["notebook", "fast", "best", "best-ensemble"]
             it has: a long recipe may have fewer).
     """
     out = Path(output_dir).resolve()
-    load_before = [round(x, 2) for x in os.getloadavg()]
     summaries = []
     for recipe in RECIPES:
         if recipe.name not in recipes or recipe.framework not in frameworks:
@@ -181,9 +184,7 @@ def benchmark(recipes: list[str] = ["notebook", "fast", "best", "best-ensemble"]
         if runs or recipe.not_expressible:
             summaries.append(summary(recipe, runs))
     report = {"machine": {**describe_machine(), "gpu": "none used (CPU runs)"}, "seeds": seeds, "subset": subset,
-              "max_epochs": max_epochs,
-              "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()],
-              "recipes": summaries}
+              "max_epochs": max_epochs, "recipes": summaries}
     json_path = out / "recipes.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)

@@ -150,6 +150,17 @@ def ctrl_c_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def main_error(main, argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run a command's ``main`` in this process (saving a start-up) on bad input: (exit code, its one
+    ``error:`` line, all of stderr), after checking there is exactly one such line and no traceback."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err[-2000:]
+    return info.value.code, errors[0], err
+
+
 def assert_one_line_error(proc, *fragments: str) -> None:
     """A clean refusal: non-zero exit, no traceback, one ``error:`` line naming ``fragments``."""
     assert proc.returncode != 0
