@@ -14,6 +14,7 @@ the machine's load average before and after is recorded beside them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from mnist_common.cli import run  # noqa: E402
-from mnist_common.errors import exit_on_user_error  # noqa: E402
+from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.files import write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
 
@@ -79,20 +80,35 @@ def run_logged(command: list[str], folder: Path, what: str) -> float:
     return time.perf_counter() - started
 
 
+def fingerprint(argv: list[str]) -> str:
+    """What a finished run is reused for: its command line and the text of the configs it names. A run
+    of an older ``configs/best.yaml`` must not stand in the table for the current one."""
+    digest = hashlib.sha256(" ".join(argv).encode())
+    for arg in argv:
+        if arg.startswith("configs/"):
+            digest.update((REPO / arg).read_bytes())
+    return digest.hexdigest()
+
+
 def run_once(recipe: Recipe, seed: int, folder: Path, subset: int | None, max_epochs: int | None) -> dict:
     """Run one recipe with one seed in ``folder``; the figures its results file holds.
 
     A finished run leaves ``run.json`` and is not run again (the table can be written from runs made
-    by several invocations, each recipe when the machine is free); an unfinished one is started afresh.
+    by several invocations, each recipe when the machine is free) as long as its command and configs
+    are unchanged; a run of other settings is refused, not overwritten. An unfinished one is started afresh.
     """
+    argv = recipe.argv(seed, subset, max_epochs)
     done = folder / "run.json"
     if done.exists():
+        record = json.loads(done.read_text())
+        if record.get("fingerprint") != fingerprint(argv):
+            raise UserError(f"{folder} holds a run of other settings than `{' '.join(argv)}` with today's "
+                            f"configs: move it away or choose another --output_dir")
         print(f"--- {recipe.name} ({recipe.framework}), seed {seed}: done before, {done}", flush=True)
-        return json.loads(done.read_text())
+        return record
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    argv = recipe.argv(seed, subset, max_epochs)
     print(f"--- {recipe.name} ({recipe.framework}), seed {seed}: python -m {recipe.module} {' '.join(argv)}", flush=True)
     command = [sys.executable, "-m", recipe.module, *(str(REPO / a) if a.startswith("configs/") else a for a in argv)]
     seconds = run_logged(command, folder, f"{recipe.name} ({recipe.framework}) seed {seed}")
@@ -108,7 +124,7 @@ def run_once(recipe: Recipe, seed: int, folder: Path, subset: int | None, max_ep
         results = json.loads(path.read_text())
         record = {"seed": seed, "test_acc": results["test_acc"], "results": str(path), "epochs": results["epochs"],
                   "best_epoch": results["best_epoch"], "train_seconds": round(results["history"][-1]["seconds"], 1)}
-    record.update(process_seconds=round(seconds, 1), load_average_after=load_average())
+    record.update(process_seconds=round(seconds, 1), load_average_after=load_average(), fingerprint=fingerprint(argv))
     done.write_text(json.dumps(record, indent=2) + "\n")
     return record
 

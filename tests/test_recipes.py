@@ -150,7 +150,17 @@ def test_recipes_benchmark_runs_the_commands_and_writes_the_table(mnist_dir, tmp
     assert "`python -m lightning_mnist fit --config configs/notebook.yaml --seed_everything S`" in text
     assert f"{100 * lightning['test_acc']:.2f}" in text
     # a second invocation reuses the finished runs (a table from runs made at different times) and runs nothing
-    again = subprocess.run([sys.executable, REPO / "benchmarks" / "recipes.py", "--recipes", "[notebook]", "--seeds",
-                            "[3]", "--output_dir", tmp_path / "out", "--doc", doc, "--table_only"], cwd=tmp_path,
-                           env=module_env(mnist_dir), capture_output=True, text=True, timeout=120)
+    def table_only(*flags):
+        return subprocess.run([sys.executable, REPO / "benchmarks" / "recipes.py", "--recipes", "[notebook]", "--seeds",
+                               "[3]", "--subset", "1000", *flags, "--output_dir", tmp_path / "out", "--doc", doc,
+                               "--table_only"], cwd=tmp_path, env=module_env(mnist_dir), capture_output=True,
+                              text=True, timeout=120)
+    again = table_only("--max_epochs", "1")
     assert again.returncode == 0 and again.stdout.count("done before") == 2, again.stdout[-2000:]
+    # ... but not for other settings: a finished run of other settings is refused, not reused nor overwritten
+    records = sorted((tmp_path / "out").rglob("run.json"))
+    before = [r.read_text() for r in records]
+    other = table_only("--max_epochs", "2")
+    assert other.returncode == 2 and other.stderr.startswith("error: ") and len(other.stderr.splitlines()) == 1
+    assert "another --output_dir" in other.stderr and "Traceback" not in other.stderr
+    assert [r.read_text() for r in records] == before
