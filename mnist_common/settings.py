@@ -14,7 +14,7 @@ from mnist_common.mnist import TRAIN_IMAGES
 
 def check_data_settings(*, batch_size: int, eval_batch_size: int, val_fraction: float, subset: int | None,
                         num_folds: int | None, fold: int | None, rotation: float, zoom: float, shift: float,
-                        shear: float) -> None:
+                        shear: float, elastic_alpha: float = 0.0, elastic_sigma: float = 4.0) -> None:
     """Raise a one-line :class:`UserError` for settings no run can use, before any data is read.
 
     The messages name the flags as both command lines spell them (``--data.batch_size``).
@@ -33,6 +33,8 @@ def check_data_settings(*, batch_size: int, eval_batch_size: int, val_fraction: 
     if fold is not None and not 0 <= fold < num_folds:
         raise UserError(f"--data.fold must be between 0 and {num_folds - 1}, got {fold}")
     for name, value, high in (("rotation", rotation, 180.0), ("zoom", zoom, 0.9), ("shift", shift, 1.0),
-                              ("shear", shear, 80.0)):
+                              ("shear", shear, 80.0), ("elastic_alpha", elastic_alpha, 100.0)):
         if not (math.isfinite(value) and 0.0 <= value <= high):
             raise UserError(f"--data.{name} must be a number from 0 to {high:g}, got {value}")
+    if not (math.isfinite(elastic_sigma) and 0.5 <= elastic_sigma <= 20.0):
+        raise UserError(f"--data.elastic_sigma must be a number from 0.5 to 20 (pixels), got {elastic_sigma}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,53 @@ def test_each_transform_is_keras_own_for_the_same_parameters(digits, params):
                                            align_corners=False)[:, 0].numpy()
     assert np.abs(ours - keras_out).max() < 1e-5
     assert np.abs(keras_out - images[:, 0].numpy()).max() > 0.5  # the transform really moved the digits
+
+
+def test_gaussian_matrix_is_scipys_gaussian_filter():
+    """The elastic field's smoothing is scipy.ndimage.gaussian_filter (zeros beyond the edges, 3 sigma)."""
+    from scipy.ndimage import gaussian_filter
+
+    from lightning_mnist.data.augment import gaussian_matrix
+
+    field = np.random.default_rng(0).uniform(-1, 1, (28, 20))
+    for sigma in (0.7, 4.0, 12.0):
+        rows, cols = (gaussian_matrix(n, sigma, "cpu", torch.float64) for n in field.shape)
+        ours = (rows @ torch.from_numpy(field) @ cols.T).numpy()
+        np.testing.assert_allclose(ours, gaussian_filter(field, sigma, mode="constant", truncate=3.0), atol=1e-12)
+
+
+def test_elastic_displacements_have_the_papers_scale():
+    """Uniform [-1, 1] noise smoothed and scaled by alpha: at the centre its spread is alpha * sqrt(1/3 * sum w^2)
+    pixels, where w are the 2-D filter's weights; each image gets its own field, in grid_sample's units."""
+    from lightning_mnist.data.augment import elastic_displacements, gaussian_matrix
+
+    torch.manual_seed(0)
+    alpha, sigma = 34.0, 4.0
+    pixels = elastic_displacements(4000, 28, 28, alpha, sigma) * 14  # normalised units -> pixels (28 px = 2 units)
+    assert pixels.shape == (4000, 28, 28, 2)
+    weights = gaussian_matrix(28, sigma, "cpu", torch.float64)[14]
+    expected = alpha * math.sqrt(weights.square().sum().item() ** 2 / 3)
+    for axis in (0, 1):
+        assert pixels[:, 14, 14, axis].std().item() == pytest.approx(expected, rel=0.05)
+    assert pixels[:, 14, 14, 0].mean().abs() < 0.1  # no drift
+    assert (pixels[0] - pixels[1]).abs().amax() > 1  # a field per image
+    # smooth: neighbours move together far more than pixels 10 apart
+    near = torch.corrcoef(torch.stack([pixels[:, 14, 14, 0], pixels[:, 14, 15, 0]]))[0, 1]
+    far = torch.corrcoef(torch.stack([pixels[:, 14, 4, 0], pixels[:, 14, 14, 0]]))[0, 1]
+    assert near > 0.9 and far < 0.3
+
+
+def test_elastic_distortion_is_off_by_default_and_bends_digits_when_on(digits):
+    torch.manual_seed(0)
+    plain = NotebookAugmentation(rotation=0, zoom=0, shift=0, shear=0)
+    assert plain.elastic_alpha == 0
+    elastic = NotebookAugmentation(rotation=0, zoom=0, shift=0, shear=0, elastic_alpha=34, elastic_sigma=4)
+    out = elastic(digits)
+    assert out.shape == digits.shape and 0 <= out.min() and out.max() <= 1
+    moved = (out - digits).abs().amax((1, 2, 3))
+    assert (moved > 0.3).all()  # every digit is bent...
+    assert ((out - digits).abs().mean((1, 2, 3)) < 0.2).all()  # ...and stays mostly where it was
+    torch.testing.assert_close(plain(digits), digits, atol=1e-5, rtol=0)
 
 
 def test_zero_ranges_are_the_identity(digits):

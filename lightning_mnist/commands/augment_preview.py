@@ -24,7 +24,8 @@ def _check(name: str, value: float, low: float, high: float) -> None:
 
 
 def augment_preview(output: Path, data_dir: str | None = None, count: int = 10, rows: int = 4, seed: int = 0,
-                    rotation: float = 5.0, zoom: float = 0.05, shift: float = 0.05, shear: float = 0.05) -> None:
+                    rotation: float = 5.0, zoom: float = 0.05, shift: float = 0.05, shear: float = 0.05,
+                    elastic_alpha: float = 0.0, elastic_sigma: float = 4.0) -> None:
     """Draw training digits and augmented copies of them (the notebook's ImageDataGenerator ranges by default).
 
     Args:
@@ -37,6 +38,8 @@ def augment_preview(output: Path, data_dir: str | None = None, count: int = 10, 
         zoom: zoom range as a fraction (0 to 0.9).
         shift: shift range as a fraction of the image size (0 to 1).
         shear: shear range in degrees (0 to 80).
+        elastic_alpha: elastic distortion's scale in pixels (0, the default, leaves it off; 0 to 100).
+        elastic_sigma: its smoothing in pixels (0.5 to 20).
     """
     if output.suffix.lower() not in SUFFIXES:
         raise UserError(f"{output}: name a {', '.join(SUFFIXES)} file")
@@ -46,8 +49,10 @@ def augment_preview(output: Path, data_dir: str | None = None, count: int = 10, 
         raise UserError(f"--count must be between 1 and {MAX_COUNT}, got {count}")
     if not 1 <= rows <= MAX_ROWS:
         raise UserError(f"--rows must be between 1 and {MAX_ROWS}, got {rows}")
-    for name, value, high in (("rotation", rotation, 180), ("zoom", zoom, 0.9), ("shift", shift, 1), ("shear", shear, 80)):
-        _check(name, value, 0.0, high)
+    for name, value, low, high in (("rotation", rotation, 0, 180), ("zoom", zoom, 0, 0.9), ("shift", shift, 0, 1),
+                                   ("shear", shear, 0, 80), ("elastic_alpha", elastic_alpha, 0, 100),
+                                   ("elastic_sigma", elastic_sigma, 0.5, 20)):
+        _check(name, value, low, high)
 
     import torch
 
@@ -58,7 +63,7 @@ def augment_preview(output: Path, data_dir: str | None = None, count: int = 10, 
 
     torch.manual_seed(seed)
     images = to_tensor(load_mnist(data_dir).train_images[:count])
-    augment = NotebookAugmentation(rotation, zoom, shift, shear)
+    augment = NotebookAugmentation(rotation, zoom, shift, shear, elastic_alpha, elastic_sigma)
     grid = [images] + [augment(images) for _ in range(rows)]
     plt = pyplot()
     fig, axes = plt.subplots(len(grid), count, figsize=(count, len(grid) + 0.4), squeeze=False)
@@ -67,7 +72,8 @@ def augment_preview(output: Path, data_dir: str | None = None, count: int = 10, 
             axes[r][c].imshow(image[0].numpy(), cmap="gray_r", vmin=0, vmax=1)
             axes[r][c].set_axis_off()
         axes[r][0].set_title("original" if r == 0 else f"augmented {r}", fontsize=8, loc="left")
-    fig.suptitle(f"rotation ±{rotation}°, zoom ±{zoom}, shift ±{shift}, shear ±{shear}°")
+    elastic = f", elastic alpha {elastic_alpha} sigma {elastic_sigma}" if elastic_alpha else ""
+    fig.suptitle(f"rotation ±{rotation}°, zoom ±{zoom}, shift ±{shift}, shear ±{shear}°{elastic}")
     save_figure(fig, output)
     print(f"augmentation preview: {output}")
 

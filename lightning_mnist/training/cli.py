@@ -158,7 +158,8 @@ class MnistCLI(LightningCLI):
                 raise UserError(f"--checkpoint.dirpath {config.checkpoint.dirpath} is a file, not a folder")
         data = config.data
         check_data_settings(**{k: data[k] for k in ("batch_size", "eval_batch_size", "val_fraction", "subset",
-                                                    "num_folds", "fold", "rotation", "zoom", "shift", "shear")})
+                                                    "num_folds", "fold", "rotation", "zoom", "shift", "shear",
+                                                    "elastic_alpha", "elastic_sigma")})
         check_writable(Path(config.output_dir) / FRAMEWORK, "--output_dir")
         ensure_files(data.data_dir, download=data.download)
         self._checkpoint_for(subcommand, config)
