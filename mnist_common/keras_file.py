@@ -7,8 +7,11 @@ A ``.keras`` file is a zip of ``config.json`` (the model), ``metadata.json`` and
 * ``config.json`` is a Sequential or single-chain Functional model of supported, built-in
   Keras layers (:func:`~mnist_common.architecture.architecture_from_keras_config`: a
   ``Lambda``, a custom class or an unsupported setting is refused, naming the layer);
-* ``model.weights.h5`` holds exactly the weights that architecture implies, float32, of
-  the right shapes, finite, with non-negative moving variances.
+* ``model.weights.h5`` keeps every byte inside itself (:func:`check_storage`: no external
+  storage, virtual dataset, soft or external link, or filter other than HDF5's built-in
+  deflate, shuffle and Fletcher-32), so no weight can be read from another file;
+* it holds exactly the weights that architecture implies, float32, of the right shapes,
+  finite, with non-negative moving variances.
 
 Only then may Keras load it (``keras_reference.files.load_checked`` does, with
 ``safe_mode=True``); the torch side needs no Keras at all, it maps these arrays.
@@ -35,6 +38,10 @@ MEMBERS = ("config.json", "metadata.json", "model.weights.h5")
 MAX_JSON_BYTES = 4 << 20
 MAX_WEIGHTS_BYTES = 1 << 30
 OPTIMIZER_GROUP = "optimizer/"
+# HDF5 filters that only re-encode bytes held in the file; any other (szip, n-bit, a plugin) is refused
+# before a value is read, since a plugin filter would load a shared library named by the environment.
+BUILTIN_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32"}
+INSIDE_LAYOUTS = ("COMPACT", "CONTIGUOUS", "CHUNKED")
 
 
 @dataclass
@@ -101,6 +108,45 @@ def _read_json(raw: bytes, member: str, path: Path) -> dict[str, Any]:
     return value
 
 
+def check_storage(h5: Any, path: Path) -> None:
+    """Refuse an HDF5 file any of whose objects or bytes may live outside it (see the module docstring).
+
+    HDF5 lets a dataset's bytes sit in another file (external storage, virtual datasets) and
+    a name point into another file (external links) or elsewhere (soft links). Read without
+    Keras, such a "weight" would be another file's bytes, so every link and every dataset's
+    storage is checked before any value is read.
+    """
+    import h5py
+    from h5py import h5d
+
+    inside = {getattr(h5d, layout) for layout in INSIDE_LAYOUTS}
+    problems: list[str] = []
+
+    def visit(name: str, link: Any) -> None:
+        if not isinstance(link, h5py.HardLink):
+            problems.append(f"{name} is a {type(link).__name__} (links that leave the file are not accepted)")
+            return
+        dataset = h5.get(name)
+        if not isinstance(dataset, h5py.Dataset):
+            return
+        plist = dataset.id.get_create_plist()
+        if dataset.is_virtual or plist.get_layout() not in inside:
+            problems.append(f"{name} is a virtual dataset (its values live in other files)")
+        elif plist.get_external_count():
+            problems.append(f"{name} keeps its values in an external file")
+        for index in range(plist.get_nfilters()):
+            code = plist.get_filter(index)[0]
+            if code not in BUILTIN_FILTERS:
+                problems.append(f"{name} is encoded with HDF5 filter {code} (accepted: "
+                                f"{', '.join(BUILTIN_FILTERS.values())})")
+
+    h5.visititems_links(visit)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UserError(f"{path}: refused, model.weights.h5 does not keep its weights inside itself: "
+                        f"{problems[0]}{more}")
+
+
 def _read_weights(h5_bytes: bytes, architecture: Architecture, path: Path) -> tuple[dict[str, list[np.ndarray]], int]:
     """Every weighted layer's arrays from model.weights.h5, checked; and the number of optimizer variables."""
     import h5py
@@ -110,6 +156,7 @@ def _read_weights(h5_bytes: bytes, architecture: Architecture, path: Path) -> tu
                 for i, (weight_name, shape) in enumerate(weights)}
     try:
         with h5py.File(io.BytesIO(h5_bytes), "r") as h5:
+            check_storage(h5, path)
             datasets: dict[str, Any] = {}
             h5.visititems(lambda name, obj: datasets.__setitem__(name, obj) if isinstance(obj, h5py.Dataset) else None)
             model_sets = {name for name in datasets if not name.startswith(OPTIMIZER_GROUP)}
