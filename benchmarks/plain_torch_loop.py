@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from lightning_mnist.data.datamodule import MNISTDataModule
 from lightning_mnist.models import KerasNetwork
 from mnist_common.allocator import keep_freed_memory
-from mnist_common.architecture import Architecture
+from mnist_common.model_files import load_architecture
 from mnist_common.cli import run
 from mnist_common.results import RunResults, write_json
 
@@ -56,7 +56,7 @@ def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1,
     data.prepare_data()
     data.setup("fit")
     (x, y), (x_val, y_val), (x_test, y_test) = (data.datasets[s].tensors for s in ("train", "val", "test"))
-    network = KerasNetwork(Architecture.load(architecture)).to(memory_format=torch.channels_last)
+    network = KerasNetwork(load_architecture(architecture)).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(network.parameters(), lr=lr, eps=KERAS_EPSILON, fused=True)
     history, seconds, started = [], 0.0, time.perf_counter()
     for epoch in range(max_epochs):

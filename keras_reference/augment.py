@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 
-from keras_reference.backend import import_keras
+from keras_bridge.backend import import_keras
 
 keras = import_keras()
 

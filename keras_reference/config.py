@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from mnist_common.architecture import DEFAULT_PRESET, Architecture
+from mnist_common.architecture import DEFAULT_PRESET
+from mnist_common.model_files import load_architecture
 from mnist_common.errors import UserError
 from mnist_common.mnist import ensure_files, resolve_data_dir
 from mnist_common.runs import DEFAULT_OUTPUT_DIR, check_writable
@@ -110,7 +111,7 @@ class RunSettings:
 
     def check(self, command: str) -> RunSettings:
         """Refuse, in one line, what no run can use; check the data files and the output folder. Returns self."""
-        Architecture.load(self.model.architecture).require_mnist(f"`{command}` on MNIST")
+        load_architecture(self.model.architecture).require_mnist(f"`{command}` on MNIST")
         if not (math.isfinite(self.model.lr) and self.model.lr > 0):
             raise UserError(f"--model.lr must be a positive number, got {self.model.lr}")
         if self.trainer.max_epochs < 1:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_reference.backend import import_keras
+from keras_bridge.backend import import_keras
 from keras_reference.config import FRAMEWORK, RunSettings
 from keras_reference.data import load_data
-from keras_reference.files import save_model
+from keras_bridge.files import save_model
 from keras_reference.model import new_model
 from keras_reference.train import evaluate, fit, write_history
 from mnist_common.figures import plot_cv_curves

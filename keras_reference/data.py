@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_reference.augment import notebook_augmentation
 from keras_reference.config import DataSettings
-from keras_reference.backend import import_keras
+from keras_bridge.backend import import_keras
 from mnist_common.mnist import MNIST, NUM_CLASSES, load_mnist
 from mnist_common.splits import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, Split, make_split
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from keras_reference import backend
-from keras_reference.backend import triton_installed
+from keras_bridge import backend
+from keras_bridge.backend import triton_installed
 
 __all__ = ["WRONG_ORDER", "check_import_order", "import_keras", "triton_installed"]
 
@@ -29,6 +29,6 @@ def check_import_order() -> None:
 def import_keras():
     """Keras for a process that uses torch too: torch (with its triton half) is imported first."""
     check_import_order()
-    import torch  # noqa: F401  (keras_reference.backend then loads triton before TensorFlow)
+    import torch  # noqa: F401  (keras_bridge.backend then loads triton before TensorFlow)
 
     return backend.import_keras()

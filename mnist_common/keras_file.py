@@ -4,8 +4,8 @@ A ``.keras`` file is a zip of ``config.json`` (the model), ``metadata.json`` and
 ``model.weights.h5``. Nothing in it is trusted until:
 
 * the zip holds exactly those three members, of sane sizes, with good CRCs;
-* ``config.json`` is a Sequential or single-chain Functional model of supported, built-in
-  Keras layers (:func:`~mnist_common.architecture.architecture_from_keras_config`: a
+* ``config.json`` is a Sequential or single-input, single-output Functional model of
+  supported, built-in Keras layers (:func:`~mnist_common.architecture.architecture_from_keras_config`: a
   ``Lambda``, a custom class or an unsupported setting is refused, naming the layer);
 * ``model.weights.h5`` keeps every byte inside itself (:func:`check_storage`: no external
   storage, virtual dataset, soft or external link, or filter other than HDF5's built-in
@@ -13,7 +13,7 @@ A ``.keras`` file is a zip of ``config.json`` (the model), ``metadata.json`` and
 * it holds exactly the weights that architecture implies, float32, of the right shapes,
   finite, with non-negative moving variances.
 
-Only then may Keras load it (``keras_reference.files.load_checked`` does, with
+Only then may Keras load it (``keras_bridge.files.load_checked`` does, with
 ``safe_mode=True``); the torch side needs no Keras at all, it maps these arrays.
 The optimizer named in the compile config is reported and ignored.
 """
@@ -50,7 +50,7 @@ class KerasFile:
 
     path: Path
     architecture: Architecture
-    weights: dict[str, list[np.ndarray]]  # Keras layer name in the h5 file -> its arrays, Keras order and layout
+    weights: dict[str, list[np.ndarray]]  # Keras layer name -> its arrays, Keras' order and layout
     keras_version: str
     date_saved: str
     optimizer: str  # the compile config's optimizer, described (it is ignored)
@@ -151,8 +151,8 @@ def _read_weights(h5_bytes: bytes, architecture: Architecture, path: Path) -> tu
     """Every weighted layer's arrays from model.weights.h5, checked; and the number of optimizer variables."""
     import h5py
 
-    expected = {f"layers/{name}/vars/{i}": (name, weight_name, shape)
-                for _, name, weights in architecture.weight_shapes()
+    expected = {f"layers/{stored}/vars/{i}": (node.name, weight_name, shape)
+                for node, stored, weights in architecture.weight_shapes()
                 for i, (weight_name, shape) in enumerate(weights)}
     try:
         with h5py.File(io.BytesIO(h5_bytes), "r") as h5:

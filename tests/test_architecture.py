@@ -21,7 +21,7 @@ def test_presets_have_their_published_parameter_counts():
     assert counts == {"notebook": 225_418, "keras_io": 34_826, "lenet5": 61_706}
     notebook = Architecture.load("notebook")
     assert notebook.parameter_count() == (225_226, 192)
-    assert list(notebook.shapes) == NOTEBOOK_SHAPES and notebook.num_classes == 10
+    assert [notebook.shapes[node.name] for node in notebook.nodes] == NOTEBOOK_SHAPES and notebook.num_classes == 10
     assert notebook.takes_mnist and notebook.ends_in_softmax and Architecture.load() == notebook
 
 
@@ -48,7 +48,8 @@ def test_a_description_round_trips_through_yaml_and_json(tmp_path):
         {"type": "Softmax"},
     ]}
     architecture = Architecture.from_config(description)
-    assert architecture.shapes == ((16, 16, 8), (16, 16, 8), (8, 8, 8), (8,), (5,), (5,))
+    assert [architecture.shapes[node.name] for node in architecture.nodes] == [(16, 16, 8), (16, 16, 8), (8, 8, 8),
+                                                                            (8,), (5,), (5,)]
     assert architecture.num_classes == 5 and not architecture.takes_mnist
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(architecture.to_config()))
     (tmp_path / "tiny.json").write_text(json.dumps(architecture.to_config()))
@@ -60,17 +61,18 @@ def test_a_description_round_trips_through_yaml_and_json(tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c["layers"].insert(0, {"type": "LSTM", "units": 4}), "layer 0 (LSTM): not a supported layer type"),
-    (lambda c: c["layers"][0].update(dilation_rate=2), "layer 0 (Conv2D): unknown setting dilation_rate"),
-    (lambda c: c["layers"][0].update(kernel_size=30), "layer 0 (Conv2D): kernel height 30 is larger than its input"),
+    (lambda c: c["layers"][0].update(dilation=2), "layer 0 (conv2d, Conv2D): unknown setting dilation"),
+    (lambda c: c["layers"][0].update(kernel_size=30), "layer 0 (conv2d, Conv2D): kernel height 30 is larger than its input"),
     (lambda c: c["layers"][0].update(padding="full"), "padding must be one of valid, same"),
     (lambda c: c["layers"][0].update(activation="swishy"), "activation 'swishy' is not supported"),
-    (lambda c: c["layers"][1].update(axis=1), "layer 1 (BatchNormalization): normalises axis 1"),
-    (lambda c: c["layers"][8].update(rate=1.0), "layer 8 (Dropout): rate must be a number in [0, 1)"),
-    (lambda c: c["layers"].pop(6), "the last layer gives a 5x5x10 output; a classifier must end in one score"),
-    (lambda c: c.update(layers=c["layers"][:3]), "the last layer gives a 13x13x32 output"),
-    (lambda c: c.update(input_shape=[28, 28]), "input_shape must be [height, width, channels]"),
-    (lambda c: c.update(num_classes=7), "num_classes is 7 but the last layer gives 10"),
-    (lambda c: c["layers"][0].pop("filters"), "layer 0 (Conv2D): needs filters"),
+    (lambda c: c["layers"][1].update(axis=1), "layer 1 (batch_normalization, BatchNormalization): normalises axis 1"),
+    (lambda c: c["layers"][8].update(rate=1.0), "layer 8 (dropout, Dropout): rate must be a number in [0, 1)"),
+    (lambda c: c["layers"].pop(6), "the output (dense_1) is 5x5x10; a classifier must end in one score"),
+    (lambda c: c.update(layers=c["layers"][:3]), "the output (max_pooling2d) is 13x13x32"),
+    (lambda c: c.update(input_shape=[28, 28, 1, 1]), "input_shape must be [height, width, channels]"),
+    (lambda c: c.update(input_shape=[28, 28]), "layer 0 (conv2d, Conv2D): needs an (H, W, C) image input, got 28x28"),
+    (lambda c: c.update(num_classes=7), "num_classes is 7 but the output gives 10"),
+    (lambda c: c["layers"][0].pop("filters"), "layer 0 (conv2d, Conv2D): needs filters"),
     (lambda c: c.update(optimizer="adam"), "unknown key optimizer"),
 ])
 def test_bad_descriptions_name_the_layer_and_the_problem(edit, message):

@@ -186,10 +186,21 @@ def test_unsupported_layers_are_refused_by_the_command_line(tmp_path, mnist_dir)
         assert list(work.iterdir()) == [], name  # no output, no temporary file
 
 
-def _branching() -> "keras.Model":
+def _two_outputs() -> "keras.Model":
     inputs = keras.Input((28, 28, 1))
-    a, b = L.Conv2D(4, 3)(inputs), L.Conv2D(4, 3)(inputs)
-    return keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(L.Add()([a, b]))))
+    x = L.Flatten()(L.Conv2D(4, 3)(inputs))
+    return keras.Model(inputs, [L.Dense(10, activation="softmax")(x), L.Dense(1)(x)])
+
+
+def _two_inputs() -> "keras.Model":
+    a, b = keras.Input((28, 28, 1)), keras.Input((28, 28, 1))
+    return keras.Model([a, b], L.Dense(10, activation="softmax")(L.Flatten()(L.Add()([a, b]))))
+
+
+def _shared_layer() -> "keras.Model":
+    inputs = keras.Input((28, 28, 1))
+    conv = L.Conv2D(1, 3, padding="same")
+    return keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(conv(conv(inputs)))))
 
 
 @keras.saving.register_keras_serializable(package="tests")
@@ -201,7 +212,9 @@ class Doubler(keras.layers.Layer):
 
 
 @pytest.mark.parametrize("name, build, message", [
-    ("branching", _branching, "is not part of a single chain"),
+    ("two_outputs", _two_outputs, "the model has 2 outputs; only single-input, single-output models"),
+    ("two_inputs", _two_inputs, "the model has 2 inputs; only single-input, single-output models"),
+    ("shared", _shared_layer, "is called 2 times; a layer shared between calls"),
     ("custom", lambda: keras.Sequential([keras.Input((28, 28, 1)), Doubler(), L.Flatten(), L.Dense(10)]),
      "layer 0 (doubler, Doubler) is not a supported layer"),
     ("nested", lambda: keras.Sequential([keras.Input((28, 28, 1)), keras.Sequential([L.Conv2D(4, 3)]), L.Flatten(),
@@ -303,5 +316,5 @@ def test_fit_refuses_a_network_mnist_cannot_train(run_module, tmp_path):
         {"type": "Flatten"}, {"type": "Dense", "units": 10}]}))
     proc = run_module("lightning_mnist", "fit", "--model.architecture", "rgb.yaml", check=False)
     assert proc.returncode == 2
-    assert_one_line_error(proc, "needs a network that takes 28x28x1 images and gives 10 classes")
+    assert_one_line_error(proc, "needs a network that takes 28x28x1, 28x28 or 784 inputs and gives 10 classes")
     assert list(tmp_path.iterdir()) == [tmp_path / "rgb.yaml"]  # no run folder, nothing at all

@@ -34,7 +34,7 @@ from mnist_common.keras_file import read_keras_file
 
 keras = import_keras()
 
-from keras_reference.model import build_model  # noqa: E402
+from keras_bridge.build import build_model  # noqa: E402
 from lightning_mnist.__main__ import main as command_line  # noqa: E402
 from lightning_mnist.checkpoints import load_classifier, load_keras_models, read_checkpoint  # noqa: E402
 from lightning_mnist.conversion import ConversionCheckFailed, checkpoint_to_keras, keras_to_checkpoint  # noqa: E402

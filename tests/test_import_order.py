@@ -27,19 +27,19 @@ print("ok", tuple(probabilities.shape), "triton" in sys.modules)
 WITHOUT_TRITON = "import sys\nsys.modules['triton'] = None  # as on a CPU-only torch build\n"
 
 WORKING_ORDERS = {
-    "lightning first": "from lightning_mnist.models import MnistClassifier\nfrom keras_reference.model import build_model",
+    "lightning first": "from lightning_mnist.models import MnistClassifier\nfrom keras_bridge.build import build_model",
     "import_keras, then torch.compile": (
         "from lightning_mnist.frameworks import import_keras\nimport_keras()\nimport torch\n"
-        "torch.compile(torch.nn.Linear(2, 2))\nfrom keras_reference.model import build_model\n"
+        "torch.compile(torch.nn.Linear(2, 2))\nfrom keras_bridge.build import build_model\n"
         "from lightning_mnist.models import MnistClassifier"),
     "torch first, then keras_reference": (
-        "import torch\nfrom keras_reference.model import build_model\nfrom lightning_mnist.models import MnistClassifier"),
+        "import torch\nfrom keras_bridge.build import build_model\nfrom lightning_mnist.models import MnistClassifier"),
     "without triton, keras_reference first": (
-        WITHOUT_TRITON + "from keras_reference.model import build_model\n"
+        WITHOUT_TRITON + "from keras_bridge.build import build_model\n"
         "from lightning_mnist.models import MnistClassifier"),
     "without triton, tensorflow first": (
-        WITHOUT_TRITON + "import tensorflow\nfrom keras_reference.backend import import_keras\nimport_keras()\n"
-        "import lightning_mnist\nfrom keras_reference.model import build_model\n"
+        WITHOUT_TRITON + "import tensorflow\nfrom keras_bridge.backend import import_keras\nimport_keras()\n"
+        "import lightning_mnist\nfrom keras_bridge.build import build_model\n"
         "from lightning_mnist.models import MnistClassifier"),
 }
 
@@ -57,7 +57,7 @@ def test_both_frameworks_in_one_process_work(imports):
 
 
 @pytest.mark.parametrize("first", ["import tensorflow", "import keras_reference.model",
-                                   "from keras_reference.backend import import_keras\nimport_keras()"])
+                                   "from keras_bridge.backend import import_keras\nimport_keras()"])
 def test_tensorflow_before_lightning_mnist_is_a_clear_import_error_not_an_abort(first):
     proc = run_python(f"{first}\nimport lightning_mnist")
     assert proc.returncode == 1, proc.stderr[-2000:]

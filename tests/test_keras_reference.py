@@ -24,7 +24,8 @@ from keras_reference.augment import notebook_augmentation
 from keras_reference.config import CV_DATA, DataSettings, RunSettings, TrainerSettings
 from keras_reference.cv import cross_validate, scores
 from keras_reference.data import load_data
-from keras_reference.model import build_model, compile_model, keras
+from keras_bridge.build import build_model
+from keras_reference.model import compile_model, keras
 from keras_reference.train import HISTORY_CSV, HISTORY_JSON, MODEL_FILE, history_rows, train
 from mnist_common.errors import UserError
 from mnist_common.results import CURVES_FILE, CV_CURVES_FILE, CV_RESULTS_FILE, RESULTS_FILE
@@ -152,7 +153,7 @@ def test_saved_model_reloads_in_a_fresh_process_without_torch(trained, tmp_path)
     script = textwrap.dedent(f"""
         import sys
         import numpy as np
-        from keras_reference.backend import import_keras
+        from keras_bridge.backend import import_keras
         keras = import_keras()
         model = keras.saving.load_model({str(run_dir / MODEL_FILE)!r}, safe_mode=True)
         x = np.load({str(tmp_path / "x.npy")!r})

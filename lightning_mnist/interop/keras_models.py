@@ -6,9 +6,10 @@ from lightning_mnist.frameworks import import_keras
 
 keras = import_keras()  # torch's triton half first, see lightning_mnist/frameworks.py
 
+from keras_bridge.build import build_model, layer_weights, set_layer_weights  # noqa: E402
+from keras_bridge.files import load_checked, save_model  # noqa: E402,F401  (re-exported for this package)
 from keras_reference.config import LEARNING_RATE  # noqa: E402
-from keras_reference.files import load_checked, save_model  # noqa: E402,F401  (re-exported for this package)
-from keras_reference.model import build_model, compile_model, layer_weights, set_layer_weights  # noqa: E402
+from keras_reference.model import compile_model  # noqa: E402
 from mnist_common.architecture import Architecture  # noqa: E402
 from lightning_mnist.interop.weights import TorchWeights, keras_to_torch, torch_to_keras  # noqa: E402
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mnist_common.architecture import Architecture
+from mnist_common.architecture import Architecture, shape_text
 from mnist_common.errors import UserError
 from lightning_mnist.interop.keras_models import keras, keras_on_cpu
+from lightning_mnist.models.layers.layout import to_keras_layout, torch_shape
 from lightning_mnist.models.network import KerasNetwork
 
 CHECK_TOLERANCE = 1e-5  # largest |p_torch - p_keras| a conversion accepts
@@ -54,7 +55,10 @@ class ParityReport:
 
 def check_inputs(architecture: Architecture, count: int = DEFAULT_CHECK_IMAGES,
                  data_dir: str | os.PathLike | None = None) -> tuple[torch.Tensor, np.ndarray | None, str]:
-    """(NCHW float32 inputs, labels or None, what they are) for comparing two models of ``architecture``."""
+    """(float32 inputs in torch's layout, labels or None, what they are) for comparing two models of ``architecture``.
+
+    MNIST models get the test images as (N, 1, 28, 28), whatever their layout (the network
+    and :func:`keras_inputs` reshape them as a user would)."""
     if architecture.takes_mnist:
         from mnist_common.mnist import load_mnist
 
@@ -65,10 +69,9 @@ def check_inputs(architecture: Architecture, count: int = DEFAULT_CHECK_IMAGES,
         return x, mnist.test_labels[:count].astype(np.int64), "MNIST test images"
     if count < 1:
         raise UserError(f"--check-images must be at least 1, got {count}")
-    h, w, c = architecture.input_shape
     generator = torch.Generator().manual_seed(RANDOM_INPUT_SEED)
-    x = torch.rand(count, c, h, w, generator=generator)
-    return x, None, f"seeded random {h}x{w}x{c} inputs (the network does not take MNIST)"
+    x = torch.rand(count, *torch_shape(architecture.input_shape), generator=generator)
+    return x, None, f"seeded random {shape_text(architecture.input_shape)} inputs (the network does not take MNIST)"
 
 
 def keras_logits_and_outputs(model: "keras.Model", x_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +88,7 @@ def keras_logits_and_outputs(model: "keras.Model", x_nhwc: np.ndarray) -> tuple[
         if not (softmax_layer or softmax_dense):  # the outputs are the logits
             outputs = model.predict(x_nhwc, batch_size=BATCH_SIZE, verbose=0)
             return outputs, outputs
-        last_input = model.layers[-2].output if len(model.layers) > 1 else model.inputs[0]
+        last_input = last.input  # the output layer is called once, on one tensor
         features, outputs = keras.Model(model.inputs, [last_input, model.outputs[0]]).predict(
             x_nhwc, batch_size=BATCH_SIZE, verbose=0)
     if softmax_layer:
@@ -101,13 +104,19 @@ def torch_logits(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([network(x[i:i + BATCH_SIZE]) for i in range(0, len(x), BATCH_SIZE)])
 
 
+def keras_inputs(architecture: Architecture, x: torch.Tensor) -> np.ndarray:
+    """The same values as ``x`` (torch's layout, or MNIST images) in the Keras model's own input layout."""
+    return to_keras_layout(x).reshape(len(x), *architecture.input_shape).numpy()
+
+
 def compare(network: KerasNetwork, model: "keras.Model", x: torch.Tensor, labels: np.ndarray | None,
             inputs: str) -> ParityReport:
-    """Run both on ``x`` (NCHW; Keras gets the same pixels as NHWC) and compare (see the module docstring)."""
+    """Run both on ``x`` (torch's layout; Keras gets the same values in its own) and compare (see the module
+    docstring)."""
     network = network.cpu()
     z_torch = torch_logits(network, x).float()
     p_torch = torch.softmax(z_torch, dim=1).numpy()
-    z_keras, outputs = keras_logits_and_outputs(model, x.permute(0, 2, 3, 1).numpy())
+    z_keras, outputs = keras_logits_and_outputs(model, keras_inputs(network.architecture, x))
     p_keras = outputs if network.outputs_probabilities else torch.softmax(torch.from_numpy(outputs), 1).numpy()
     report = ParityReport(inputs=inputs, images=len(x), max_prob_diff=float(np.abs(p_torch - p_keras).max()),
                           max_logit_diff=float(np.abs(z_torch.numpy() - z_keras).max()),

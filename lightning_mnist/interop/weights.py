@@ -1,65 +1,46 @@
 """The weight mapping between a :class:`~lightning_mnist.models.network.KerasNetwork` and its Keras model.
 
-One row per Keras layer kind that has weights: which torch parameter or buffer each
-Keras weight is, and the axis permutation from Keras' layout to torch's.
+Each layer kind's converter (``lightning_mnist.models.layers``) says which torch parameter
+or buffer each of its Keras weights is and how the axes move (a Conv2D kernel (kh, kw, in,
+out) is torch's (out, in, kh, kw); a Dense kernel is transposed; BatchNorm's gamma, beta and
+moving statistics are as they are). Every mapping is a transpose and a reshape, so
+``.keras -> .ckpt -> .keras`` is bit-identical.
 
-==================  ==================  ==================  =====================================
-Keras layer         Keras weight        torch (module.)     mapping
-==================  ==================  ==================  =====================================
-Conv2D              kernel (kh,kw,i,o)  weight (o,i,kh,kw)  transpose
-Conv2D              bias                bias                as is
-Dense               kernel (in, out)    weight (out, in)    transpose (no row reordering: the
-                                                            network flattens in Keras' h, w, c)
-Dense               bias                bias                as is
-BatchNormalization  gamma, beta         weight, bias        as is
-BatchNormalization  moving_mean, _var   running_mean, _var  as is (epsilon and momentum are
-                                                            settings of the description)
-==================  ==================  ==================  =====================================
-
-Every mapping is a transpose, so ``.keras -> .ckpt -> .keras`` is bit-identical. Keys of a
-torch state dict are ``<Keras layer name>.<attribute>`` (``conv2d_1.weight``); the Keras
-side is ``{Keras layer name: [arrays in Keras' order]}``, as ``model.weights.h5`` holds them.
+Layers are matched by name, never by position: a torch state dict's keys are
+``<Keras layer name>.<attribute>`` (``conv2d_1.weight``); the Keras side is
+``{Keras layer name: [arrays in Keras' order]}``, as ``layer.get_weights()`` gives them.
+A ``.keras`` file stores them under other names (``layers/<class-numbered name>/vars/i``,
+:attr:`~mnist_common.architecture.Architecture.storage_names`), which
+:func:`mnist_common.keras_file.read_keras_file` translates back to layer names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import torch
 
 from mnist_common.architecture import Architecture
 from mnist_common.errors import UserError
+from lightning_mnist.models.layers import WeightMap, converter_of
 
-# Keras layer type -> {Keras weight name: (torch attribute, permutation from Keras' axes to torch's)}
-MAPPINGS: dict[str, dict[str, tuple[str, tuple[int, ...] | None]]] = {
-    "Conv2D": {"kernel": ("weight", (3, 2, 0, 1)), "bias": ("bias", None)},
-    "Dense": {"kernel": ("weight", (1, 0)), "bias": ("bias", None)},
-    "BatchNormalization": {"gamma": ("weight", None), "beta": ("bias", None),
-                           "moving_mean": ("running_mean", None), "moving_variance": ("running_var", None)},
-}
 TorchWeights = dict[str, torch.Tensor]
 KerasWeights = dict[str, list[np.ndarray]]
 
 
-def _rows(architecture: Architecture):
-    """(Keras layer name, Keras weight name, Keras shape, torch key, permutation) for every weight."""
-    for index, name, weights in architecture.weight_shapes():
-        mapping = MAPPINGS[architecture.layers[index].type]
+def _rows(architecture: Architecture) -> Iterator[tuple[str, tuple[int, ...], str, WeightMap]]:
+    """(Keras layer name, Keras shape, torch key, mapping) for every weight, in Keras' order per layer."""
+    for node, _, weights in architecture.weight_shapes():
+        mappings = converter_of(node.layer).weights
         for weight_name, shape in weights:
-            attribute, permutation = mapping[weight_name]
-            yield name, weight_name, shape, f"{name}.{attribute}", permutation
+            mapping = mappings[weight_name]
+            yield node.name, shape, f"{node.name}.{mapping.attribute}", mapping
 
 
 def torch_shapes(architecture: Architecture) -> dict[str, tuple[int, ...]]:
     """The state dict a network of ``architecture`` has: key -> shape."""
-    return {key: tuple(shape[i] for i in permutation) if permutation else tuple(shape)
-            for _, _, shape, key, permutation in _rows(architecture)}
-
-
-def _copy(array: np.ndarray, permutation: tuple[int, ...] | None) -> np.ndarray:
-    value = array.transpose(permutation) if permutation else array
-    return np.array(value, dtype=np.float32, order="C", copy=True)  # never a view of the source
+    return {key: mapping.torch_shape(shape) for _, shape, key, mapping in _rows(architecture)}
 
 
 def check_state_dict(architecture: Architecture, state_dict: Mapping[str, torch.Tensor],
@@ -95,19 +76,18 @@ def check_state_dict(architecture: Architecture, state_dict: Mapping[str, torch.
 
 
 def keras_to_torch(architecture: Architecture, weights: KerasWeights) -> TorchWeights:
-    """A network's state dict from Keras weights (as :func:`mnist_common.keras_file.read_keras_file` reads them)."""
+    """A network's state dict from Keras weights by layer name (as ``read_keras_file`` or ``layer_weights`` give)."""
     out: TorchWeights = {}
     position: dict[str, int] = {}
-    for name, _, _, key, permutation in _rows(architecture):
+    for name, _, key, mapping in _rows(architecture):
         i = position[name] = position.get(name, -1) + 1
-        out[key] = torch.from_numpy(_copy(np.asarray(weights[name][i]), permutation))
+        out[key] = torch.from_numpy(mapping.to_torch(np.asarray(weights[name][i])))
     return out
 
 
 def torch_to_keras(architecture: Architecture, state_dict: Mapping[str, torch.Tensor]) -> KerasWeights:
-    """Keras weights (``layer.set_weights`` order per layer) from a network's checked state dict."""
+    """Keras weights by layer name (``layer.set_weights`` order) from a network's checked state dict."""
     out: KerasWeights = {}
-    for name, _, _, key, permutation in _rows(architecture):
-        inverse = tuple(np.argsort(permutation)) if permutation else None
-        out.setdefault(name, []).append(_copy(state_dict[key].detach().cpu().numpy(), inverse))
+    for name, shape, key, mapping in _rows(architecture):
+        out.setdefault(name, []).append(mapping.to_keras(state_dict[key].detach().cpu().numpy(), shape))
     return out

@@ -13,7 +13,8 @@ from torch.optim.lr_scheduler import OneCycleLR
 from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from mnist_common.architecture import DEFAULT_PRESET, Architecture
+from mnist_common.architecture import DEFAULT_PRESET
+from mnist_common.model_files import load_architecture
 from mnist_common.errors import UserError
 from lightning_mnist.models.network import KerasNetwork
 from lightning_mnist.models.optim import KerasAdam
@@ -63,7 +64,7 @@ class MnistClassifier(LightningModule):
         super().__init__()
         check_training_settings(lr, label_smoothing, weight_decay, keras_adam)
         self.save_hyperparameters()
-        self.architecture = Architecture.load(architecture)
+        self.architecture = load_architecture(architecture)
         self.hparams["architecture"] = self.architecture.to_config()  # checkpoints describe their network
         self.network: nn.Module = KerasNetwork(self.architecture)
         self.use_channels_last(channels_last)

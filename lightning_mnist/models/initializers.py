@@ -1,8 +1,9 @@
 """Keras' weight initializers on torch tensors, so a network built here starts as Keras would start it.
 
-Keras computes fans from its own kernel layout; for the torch layouts used here
-(conv ``(out, in, kh, kw)``, dense ``(out, in)``) the same numbers come out as
-``fan_in = in * kh * kw`` and ``fan_out = out * kh * kw``; a vector's fans are its length.
+Tensors are filled in Keras' own layout (``lightning_mnist.models.layers.registry.build``
+then maps them to torch's), so fans are Keras' ``compute_fans``: a kernel (kh, kw, in, out)
+has ``fan_in = in * kh * kw`` and ``fan_out = out * kh * kw``, a Dense kernel (in, out) its
+two sizes, a vector its length.
 Truncated normals are cut at two standard deviations, as Keras cuts them.
 """
 
@@ -19,11 +20,12 @@ TRUNCATED_NORMAL_STDDEV = 0.87962566103423978  # stddev of a unit normal truncat
 
 
 def fans(tensor: torch.Tensor) -> tuple[int, int]:
+    """Keras' ``compute_fans`` of a tensor in Keras' layout."""
     if tensor.dim() < 2:
         n = tensor.numel() if tensor.dim() else 1
         return n, n
-    receptive = math.prod(tensor.shape[2:])
-    return tensor.shape[1] * receptive, tensor.shape[0] * receptive
+    receptive = math.prod(tensor.shape[:-2])
+    return tensor.shape[-2] * receptive, tensor.shape[-1] * receptive
 
 
 def _truncated_normal_(tensor: torch.Tensor, mean: float, stddev: float) -> torch.Tensor:

@@ -1,54 +1,85 @@
-"""A torch network built from an architecture description: Keras' layers, in order, under Keras' names.
+"""A torch network built from an architecture description: Keras' layers under Keras' names, run in graph order.
 
-``KerasNetwork(Architecture.load("notebook"))`` is the notebook's CNN; any description
-of supported layers builds the same way (see ``mnist_common.architecture``). Modules are
-named as Keras names the layers inside ``model.weights.h5`` (``conv2d``,
-``batch_normalization``, ``conv2d_1``...), so ``conv2d_1.weight`` in a checkpoint is
-``layers/conv2d_1/vars/0`` of the ``.keras`` file, transposed.
+``KerasNetwork(Architecture.load("notebook"))`` is the notebook's CNN; any description of
+supported layers, a chain or a graph, builds the same way (see ``mnist_common.architecture``).
+Each layer is a submodule named as the Keras layer is (``network.conv2d_1.weight`` is the
+Keras model's ``get_layer("conv2d_1").kernel``, transposed), and ``forward`` runs them in
+Keras' layer order, each on the outputs of the layers it names: a plain loop a reader can
+follow, which ``torch.compile`` and ``torch.export`` trace into one graph.
 
 The network returns logits: a final softmax (a ``Dense(..., activation="softmax")`` or a
 ``Softmax`` layer) is left out, because cross-entropy on logits is the stable form; the
 classifier applies the softmax where users see probabilities.
+
+Inputs are the model's own layout, in torch's terms: (N, C, H, W) for an (H, W, C) model,
+(N, H, W) or (N, features) otherwise. MNIST images, (N, 1, 28, 28), are accepted by every
+MNIST model whatever its layout (they are reshaped, as a Keras user reshapes them), so the
+data, the classifier and the predictors feed every model the same batches.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections import OrderedDict
 
 import torch
 from torch import nn
 
 from mnist_common.architecture import Architecture, Softmax, applies_softmax
-from lightning_mnist.models.layers import BUILDERS
+from mnist_common.architecture.layers import Layer
+from mnist_common.errors import UserError
+from lightning_mnist.models.layers import build
+from lightning_mnist.models.layers.layout import torch_shape
 
 
-def _without_final_softmax(architecture: Architecture) -> list:
-    layers = list(architecture.layers)
-    if architecture.ends_in_softmax:
-        last = layers[-1]
-        layers[-1] = None if isinstance(last, Softmax) else dataclasses.replace(last, activation="linear")
-    return layers
+def _without_softmax(layer: Layer) -> Layer | None:
+    """The output layer with its softmax left out (None: the layer is only a softmax)."""
+    if isinstance(layer, Softmax):
+        return None
+    return dataclasses.replace(layer, activation="linear")
 
 
-class KerasNetwork(nn.Sequential):
+class KerasNetwork(nn.Module):
     """The layers of ``architecture`` as torch modules; ``forward`` gives logits (see the module docstring)."""
 
     def __init__(self, architecture: Architecture) -> None:
-        modules = OrderedDict()
-        for index, (layer, name) in enumerate(zip(_without_final_softmax(architecture), architecture.keras_names)):
-            modules[name] = nn.Identity() if layer is None else \
-                BUILDERS[layer.type](layer, architecture.input_shape_of(index))
-        super().__init__(modules)
+        super().__init__()
         self.architecture = architecture
+        output = architecture.output.name
+        for node in architecture.nodes:
+            layer = _without_softmax(node.layer) if node.name == output and architecture.ends_in_softmax \
+                else node.layer
+            if node.name in dir(self):
+                raise UserError(f"{architecture.name}: layer name {node.name!r} is also a torch.nn.Module "
+                                f"attribute; rename the layer")
+            if "." in node.name:
+                raise UserError(f"{architecture.name}: layer name {node.name!r} holds a '.', which torch uses "
+                                f"between module names; rename the layer")
+            module = nn.Identity() if layer is None else build(layer, *architecture.input_shapes_of(node))
+            self.add_module(node.name, module)
+        self.input_shape = torch_shape(architecture.input_shape)
+        # (layer, its inputs, the values no later layer needs once it ran): the forward's plan.
+        last_use = {name: index for index, node in enumerate(architecture.nodes) for name in node.inputs}
+        self.plan = tuple((node.name, node.inputs,
+                           tuple(sorted({i for i in node.inputs if last_use[i] == index})))
+                          for index, node in enumerate(architecture.nodes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != len(self.input_shape) + 1:  # MNIST images for a (28, 28) or (784,) model
+            x = x.reshape(len(x), *self.input_shape)
+        values = {self.architecture.input_name: x}
+        for name, inputs, done in self.plan:
+            values[name] = getattr(self, name)(*(values[i] for i in inputs))
+            for finished in done:
+                del values[finished]
+        return values[self.architecture.output.name]
 
     @property
     def outputs_probabilities(self) -> bool:
         """Whether the Keras model's outputs are ``softmax(self(x))`` (else they are ``self(x)`` itself)."""
-        return applies_softmax(self.architecture.layers[-1])
+        return applies_softmax(self.architecture.output.layer)
 
     def keras_outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """What the Keras model of the same architecture outputs for ``x`` (NCHW)."""
+        """What the Keras model of the same architecture outputs for ``x``."""
         logits = self(x)
         return torch.softmax(logits, dim=1) if self.outputs_probabilities else logits
 

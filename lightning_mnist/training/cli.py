@@ -32,7 +32,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from mnist_common.allocator import keep_freed_memory
-from mnist_common.architecture import Architecture
+from mnist_common.model_files import load_architecture
 from mnist_common.cli import ArgumentError, argument_error_line
 from mnist_common.errors import UserError, exit_on_user_error
 from mnist_common.figures import plot_curves
@@ -143,7 +143,7 @@ class MnistCLI(LightningCLI):
                                 "can run no code")
             config.weights_only = True
         if subcommand in ("fit", "cv"):
-            architecture = Architecture.load(config.model.architecture)
+            architecture = load_architecture(config.model.architecture)
             architecture.require_mnist(f"`{subcommand}` on MNIST")
             check_training_settings(config.model.lr, config.model.label_smoothing, config.model.weight_decay,
                                     config.model.keras_adam)
@@ -226,7 +226,7 @@ class MnistCLI(LightningCLI):
                     kept.append(f"{group}.{key}={value}")
                 else:
                     conflicts.append(f"--{group}.{key} {asked} (the run's is {value})")
-        asked_architecture = Architecture.load(config.model.architecture)
+        asked_architecture = load_architecture(config.model.architecture)
         if not asked_architecture.same_network(checkpoint.architecture):
             if config.model.architecture not in (defaults["model"]["architecture"], checkpoint.hparams["architecture"]):
                 conflicts.append(f"--model.architecture {config.model.architecture} (the run trains "

@@ -1,42 +1,63 @@
-"""An architecture description: an input shape and an ordered chain of supported Keras layers.
+"""An architecture description: an input and a graph of supported Keras layers, each naming its inputs.
 
 Both frameworks build from it (``lightning_mnist.models.network`` a torch module,
-``keras_reference.model`` a Keras ``Sequential``), checkpoints record it, and a ``.keras``
-file is read into it (:mod:`mnist_common.architecture.keras_config`). In YAML it reads like
-a Keras model::
+``keras_bridge.build`` a Keras model), checkpoints record it, and a ``.keras`` file is read
+into it (:mod:`mnist_common.architecture.keras_config`). In YAML it reads like a Keras
+Functional model: each layer may say which earlier layers it is called on (``inputs``,
+Keras' ``inbound_nodes``); without it, a layer takes the one before it, so a chain reads
+exactly as it always has::
 
     input_shape: [28, 28, 1]
     layers:
-      - {type: Conv2D, filters: 32, kernel_size: 3, activation: relu}
-      - {type: MaxPooling2D, pool_size: 2}
-      - {type: Flatten}
+      - {type: Conv2D, name: stem, filters: 16, kernel_size: 3, padding: same, activation: relu}
+      - {type: Conv2D, filters: 16, kernel_size: 3, padding: same}
+      - {type: Add, inputs: [stem, conv2d]}      # a residual shortcut
+      - {type: GlobalAveragePooling2D}
       - {type: Dense, units: 10, activation: softmax}
 
-The number of classes is what the last layer gives; every shape is inferred (channels
-last, as Keras has them) and checked when the description is made, so a layer that cannot
-work is named before any framework is imported.
+The model's input is called ``input`` (or ``input_name``); a layer without a ``name`` gets
+Keras' automatic one (``conv2d``, ``conv2d_1``, ...). The graph has one input and one
+output, the only layer nothing else takes. Every shape is inferred (channels last, as
+Keras has them) and checked when the description is made, so a layer that cannot work is
+named before any framework is imported; so is a network too large to build.
+
+The layers are kept in the order Keras gives them (``model.layers``: by depth, then by
+traversal from the output; :func:`keras_order`), because a ``.keras`` file names each
+layer's weights by its class and its place in that order (``layers/conv2d_1/vars/0``);
+:attr:`Architecture.storage_names` are those names, and the torch modules carry them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mnist_common.architecture.layers import LAYER_TYPES, Layer, LayerError, Shape, applies_softmax
+from mnist_common.architecture.layers import LAYER_TYPES, MAX_RANK, Layer, LayerError, Shape, applies_softmax, shape_text
 from mnist_common.errors import UserError
 
 PRESETS_DIR = Path(__file__).with_name("presets")
 DEFAULT_PRESET = "notebook"
 MNIST_INPUT_SHAPE = (28, 28, 1)
+# The layouts an MNIST model may take its 784 pixels in: an image, a 28x28 map, a flat vector.
+MNIST_INPUT_SHAPES = ((28, 28, 1), (28, 28), (784,))
 MNIST_CLASSES = 10
 DESCRIPTION_SUFFIXES = (".yaml", ".yml", ".json")
+DEFAULT_INPUT_NAME = "input"
+# Version 2 descriptions may name each layer's inputs; version 1 (no ``format_version``) is a chain.
+FORMAT_VERSION = 2
+# Bounds that keep a description from asking for more memory than any machine this runs on has:
+# weights (float32: 400 MB) and the activations of one example summed over every layer
+# (float32: 80 MB, so 2.5 GB for a batch of 32 in training).
+MAX_PARAMETERS = 100_000_000
+MAX_ACTIVATIONS = 20_000_000
+CONFIG_KEYS = ("format_version", "name", "input_shape", "input_name", "layers", "num_classes")
 
 
 class ArchitectureError(UserError):
@@ -54,12 +75,12 @@ def presets() -> dict[str, Path]:
     return {path.stem: path for path in sorted(PRESETS_DIR.glob("*.yaml"))}
 
 
-def _shape(value: Any, source: str) -> tuple[int, int, int]:
-    if (not isinstance(value, (list, tuple)) or len(value) != 3
+def _shape(value: Any, source: str) -> tuple[int, ...]:
+    if (not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_RANK
             or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
-        raise ArchitectureError(f"{source}: input_shape must be [height, width, channels] of positive integers "
-                                f"(channels last, as Keras has it), got {value!r}")
-    return tuple(int(v) for v in value)  # type: ignore[return-value]
+        raise ArchitectureError(f"{source}: input_shape must be [height, width, channels], [height, width] or "
+                                f"[features], positive integers (channels last, as Keras has it), got {value!r}")
+    return tuple(int(v) for v in value)
 
 
 def layer_label(index: int, layer: Layer | dict[str, Any]) -> str:
@@ -71,92 +92,254 @@ def layer_label(index: int, layer: Layer | dict[str, Any]) -> str:
     return f"layer {index} ({name}, {kind})" if name else f"layer {index} ({kind})"
 
 
+def auto_names(kinds: list[str], taken: Iterable[str]) -> Iterable[str]:
+    """Keras' automatic layer names for layers of ``kinds`` in order, skipping names already ``taken``."""
+    used, counts = set(taken), {}
+    for kind in kinds:
+        base = keras_snake_case(kind)
+        while True:
+            counts[base] = counts.get(base, -1) + 1
+            name = base if counts[base] == 0 else f"{base}_{counts[base]}"
+            if name not in used:
+                used.add(name)
+                yield name
+                break
+
+
+@dataclass(frozen=True)
+class Node:
+    """One layer of the graph and the names of the tensors it is called on, in order."""
+
+    layer: Layer  # always named
+    inputs: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.layer.name  # type: ignore[return-value]
+
+
+def keras_order(nodes: Iterable[Node], input_name: str, output: str) -> list[Node]:
+    """``nodes`` in the order of Keras' ``model.layers`` (``keras.src.ops.function.map_graph``).
+
+    Keras sorts a graph's layers by depth (the longest path to the output, deepest first)
+    and breaks ties by the order a depth-first walk from the output first reaches them,
+    visiting each layer's inputs in call order.
+    """
+    by_name = {node.name: node for node in nodes}
+    reached: dict[str, int] = {}  # name -> when the walk from the output first reached it
+    stack = [output]
+    while stack:
+        current = stack.pop()
+        if current not in reached and current != input_name:
+            reached[current] = len(reached)
+            stack.extend(reversed(by_name[current].inputs))  # the first input is walked first
+    consumers: dict[str, list[str]] = {name: [] for name in by_name}
+    for node in by_name.values():
+        for source in node.inputs:
+            if source in consumers:
+                consumers[source].append(node.name)
+    order = _topological(by_name, input_name)
+    depth: dict[str, int] = {}
+    for name in reversed(order):  # consumers before the layers they take
+        depth[name] = max((depth[c] + 1 for c in consumers[name]), default=0)
+    return sorted((by_name[name] for name in order), key=lambda node: (-depth[node.name], reached[node.name]))
+
+
+def _topological(by_name: dict[str, Node], input_name: str) -> list[str]:
+    """Names in an order where every layer comes after its inputs (Kahn's algorithm, stable)."""
+    waiting = {name: {i for i in node.inputs if i != input_name} for name, node in by_name.items()}
+    order: list[str] = []
+    ready = [name for name, needs in waiting.items() if not needs]
+    while ready:
+        name = ready.pop(0)
+        order.append(name)
+        for other, needs in waiting.items():
+            if name in needs:
+                needs.discard(name)
+                if not needs and other not in order and other not in ready:
+                    ready.append(other)
+    return order
+
+
 @dataclass(frozen=True)
 class Architecture:
-    """``input_shape`` (H, W, C) and ``layers`` applied in order; ``name`` says where it came from."""
+    """``input_shape`` and the graph ``nodes`` (see the module docstring); ``name`` says where it came from."""
 
-    input_shape: tuple[int, int, int]
-    layers: tuple[Layer, ...]
+    input_shape: tuple[int, ...]
+    nodes: tuple[Node, ...]
     name: str = "custom"
+    input_name: str = DEFAULT_INPUT_NAME
     source: str = field(default="", compare=False)  # a file or preset the description was read from
 
     def __post_init__(self) -> None:
         where = self.source or self.name
         object.__setattr__(self, "input_shape", _shape(self.input_shape, where))
-        object.__setattr__(self, "layers", tuple(self.layers))
-        if not self.layers:
+        if not self.nodes:
             raise ArchitectureError(f"{where}: the description has no layers")
-        if len(self.shapes[-1]) != 1:
-            raise ArchitectureError(f"{where}: the last layer gives a {'x'.join(map(str, self.shapes[-1]))} "
-                                    f"output; a classifier must end in one score per class (add Flatten or "
-                                    f"global pooling, then Dense)")
+        object.__setattr__(self, "nodes", tuple(self._checked_order(tuple(self.nodes))))
+        shape = self.output_shape
+        if len(shape) != 1:
+            raise ArchitectureError(f"{where}: the output ({self.nodes[-1].name}) is {shape_text(shape)}; a "
+                                    f"classifier must end in one score per class (add Flatten or global pooling, "
+                                    f"then Dense)")
+        self._check_size()
+
+    @classmethod
+    def chain(cls, input_shape: Shape, layers: Iterable[Layer], name: str = "custom", source: str = "") -> Architecture:
+        """Layers applied one after the other, as a ``Sequential`` model has them."""
+        return cls.from_layers(input_shape, [(layer, None) for layer in layers], name=name, source=source)
+
+    @classmethod
+    def from_layers(cls, input_shape: Shape, layers: list[tuple[Layer, list[str] | None]], name: str = "custom",
+                    source: str = "", input_name: str = DEFAULT_INPUT_NAME) -> Architecture:
+        """Layers with the names of their inputs (None: the layer before, or the input); unnamed ones named."""
+        names = iter(auto_names([layer.type for layer, _ in layers if layer.name is None],
+                                [layer.name for layer, _ in layers if layer.name is not None] + [input_name]))
+        nodes, previous = [], input_name
+        for layer, inputs in layers:
+            if layer.name is None:
+                layer = layer.renamed(next(names))
+            nodes.append(Node(layer, tuple(inputs) if inputs is not None else (previous,)))
+            previous = layer.name
+        return cls(input_shape=input_shape, nodes=tuple(nodes), name=name, input_name=input_name, source=source)
+
+    # --- the graph -------------------------------------------------------------------------
+    def _refuse(self, index: int, node: Node, why: str) -> ArchitectureError:
+        return ArchitectureError(f"{self._where()}{layer_label(index, node.layer)}: {why}")
+
+    def _checked_order(self, nodes: tuple[Node, ...]) -> list[Node]:
+        """Names unique, inputs known, one output, every layer on the way to it; then Keras' order."""
+        names = [self.input_name]
+        for index, node in enumerate(nodes):
+            if node.layer.name is None:
+                raise self._refuse(index, node, "has no name (every layer of a graph needs one)")
+            if node.name in names:
+                raise self._refuse(index, node, f"its name {node.name!r} is used twice; each layer is called once "
+                                                f"(a layer shared between two calls is not supported)")
+            names.append(node.name)
+            wanted = node.layer.INPUTS
+            if not node.inputs or (wanted is not None and len(node.inputs) != wanted):
+                takes = "one input" if wanted == 1 else f"{wanted} inputs" if wanted else "two or more inputs"
+                raise self._refuse(index, node, f"takes {takes}, got {len(node.inputs)} ({', '.join(node.inputs)})")
+            unknown = [i for i in node.inputs if i not in names and i not in {n.name for n in nodes}]
+            if unknown:
+                raise self._refuse(index, node, f"takes {unknown[0]!r}, which is neither the input "
+                                                f"({self.input_name}) nor a layer of the model")
+        used = {i for node in nodes for i in node.inputs}
+        outputs = [node for node in nodes if node.name not in used]
+        if len(outputs) != 1:
+            listed = ", ".join(node.name for node in outputs) or "none (the graph has a cycle)"
+            raise ArchitectureError(f"{self._where()}the model has {len(outputs)} outputs ({listed}); only "
+                                    f"single-output models are supported")
+        if self.input_name not in used:
+            raise ArchitectureError(f"{self._where()}no layer takes the input {self.input_name!r}")
+        by_name = {node.name: node for node in nodes}
+        order = _topological(by_name, self.input_name)
+        if len(order) != len(nodes):
+            stuck = next(node for node in nodes if node.name not in order)
+            raise self._refuse(nodes.index(stuck), stuck, "is part of a cycle")
+        return keras_order(nodes, self.input_name, outputs[0].name)
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """The layers in Keras' order (``model.layers`` without the input)."""
+        return tuple(node.layer for node in self.nodes)
+
+    @property
+    def output(self) -> Node:
+        return self.nodes[-1]
+
+    @property
+    def is_chain(self) -> bool:
+        """Each layer takes the one before it: a Keras ``Sequential``."""
+        previous = self.input_name
+        for node in self.nodes:
+            if node.inputs != (previous,):
+                return False
+            previous = node.name
+        return True
 
     # --- shapes ----------------------------------------------------------------------------
     @cached_property
-    def shapes(self) -> tuple[Shape, ...]:
-        """The output shape of every layer (channels last, no batch axis)."""
-        shapes, shape = [], tuple(self.input_shape)
-        for index, layer in enumerate(self.layers):
+    def shapes(self) -> dict[str, Shape]:
+        """The output shape of every layer, by name, and the input's (channels last, no batch axis)."""
+        shapes: dict[str, Shape] = {self.input_name: tuple(self.input_shape)}
+        activations = 0
+        for index, node in enumerate(self.nodes):
             try:
-                shape = layer.output_shape(shape)
+                shape = node.layer.output_shape(*(shapes[i] for i in node.inputs))
             except LayerError as err:
-                raise ArchitectureError(f"{self._where()}{layer_label(index, layer)}: {err}") from None
-            shapes.append(shape)
-        return tuple(shapes)
+                raise self._refuse(index, node, str(err)) from None
+            if len(shape) > MAX_RANK:
+                raise self._refuse(index, node, f"gives a {shape_text(shape)} tensor; tensors of at most "
+                                                f"{MAX_RANK} axes (besides the batch) are supported")
+            activations += math.prod(shape)
+            if activations > MAX_ACTIVATIONS:
+                raise self._refuse(index, node, f"the layers up to here hold {activations:,} values per example, "
+                                                f"more than this bridge builds ({MAX_ACTIVATIONS:,})")
+            shapes[node.name] = shape
+        return shapes
 
-    def input_shape_of(self, index: int) -> Shape:
-        return tuple(self.input_shape) if index == 0 else self.shapes[index - 1]
+    def input_shapes_of(self, node: Node) -> tuple[Shape, ...]:
+        return tuple(self.shapes[i] for i in node.inputs)
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.shapes[self.output.name]
 
     @property
     def num_classes(self) -> int:
-        return self.shapes[-1][0]
+        return self.output_shape[0]
 
     @property
     def ends_in_softmax(self) -> bool:
         """The model's outputs are probabilities: the torch side returns the softmax's input instead."""
-        return applies_softmax(self.layers[-1])
+        return applies_softmax(self.output.layer)
 
     @property
     def takes_mnist(self) -> bool:
-        """Takes 28x28x1 images and gives 10 classes, so it can train and be scored on MNIST."""
-        return tuple(self.input_shape) == MNIST_INPUT_SHAPE and self.num_classes == MNIST_CLASSES
+        """Takes MNIST's 784 pixels in one of :data:`MNIST_INPUT_SHAPES` and gives 10 classes."""
+        return tuple(self.input_shape) in MNIST_INPUT_SHAPES and self.num_classes == MNIST_CLASSES
 
     def same_network(self, other: Architecture) -> bool:
-        """The same layers with the same settings and input, whatever the model and its layers are called."""
-        def unnamed(architecture: Architecture) -> tuple:
-            return tuple(dataclasses.replace(layer, name=None) for layer in architecture.layers)
+        """The same graph of the same layers with the same settings, whatever the model and its layers are called."""
+        def shape_of(architecture: Architecture) -> tuple:
+            index = {architecture.input_name: -1, **{n.name: i for i, n in enumerate(architecture.nodes)}}
+            return tuple((node.layer.renamed(None), tuple(index[i] for i in node.inputs))
+                         for node in architecture.nodes)
 
-        return tuple(self.input_shape) == tuple(other.input_shape) and unnamed(self) == unnamed(other)
+        return tuple(self.input_shape) == tuple(other.input_shape) and shape_of(self) == shape_of(other)
 
     def require_mnist(self, what: str) -> None:
         if not self.takes_mnist:
-            raise ArchitectureError(f"{what} needs a network that takes 28x28x1 images and gives 10 classes; "
-                                    f"{self.name} takes {'x'.join(map(str, self.input_shape))} and gives "
-                                    f"{self.num_classes}")
+            layouts = ", ".join(shape_text(s) for s in MNIST_INPUT_SHAPES[:-1]) + f" or {shape_text(MNIST_INPUT_SHAPES[-1])}"
+            raise ArchitectureError(f"{what} needs a network that takes {layouts} inputs and gives "
+                                    f"{MNIST_CLASSES} classes; {self.name} takes {shape_text(self.input_shape)} and "
+                                    f"gives {self.num_classes}")
 
     # --- weights ---------------------------------------------------------------------------
     @cached_property
-    def keras_names(self) -> tuple[str, ...]:
-        """Each layer's name inside ``model.weights.h5``: Keras numbers them by class, whatever they are called.
+    def storage_names(self) -> dict[str, str]:
+        """Layer name -> the name its weights have in ``model.weights.h5`` (``layers/<it>/vars/0``).
 
-        The torch network names its modules the same way, so ``conv2d_1.weight`` in a
-        checkpoint is ``layers/conv2d_1/vars/0`` in the Keras file, transposed.
+        Keras numbers them by class in ``model.layers`` order, whatever the layers are called;
+        the torch network names its modules the same way, so ``conv2d_1.weight`` in a
+        checkpoint is ``layers/conv2d_1/vars/0`` of the ``.keras`` file, in torch's layout.
         """
-        counts: dict[str, int] = {}
-        names = []
-        for layer in self.layers:
-            base = keras_snake_case(layer.type)
-            counts[base] = counts.get(base, -1) + 1
-            names.append(base if counts[base] == 0 else f"{base}_{counts[base]}")
-        return tuple(names)
+        return dict(zip((node.name for node in self.nodes), auto_names([n.layer.type for n in self.nodes], ())))
 
-    def weight_shapes(self) -> list[tuple[int, str, tuple[tuple[str, Shape], ...]]]:
-        """(layer index, Keras name, ((weight name, Keras shape), ...)) for every layer that has weights."""
+    @property
+    def keras_names(self) -> tuple[str, ...]:
+        """The storage names in layer order (see :attr:`storage_names`)."""
+        return tuple(self.storage_names.values())
+
+    def weight_shapes(self) -> list[tuple[Node, str, tuple[tuple[str, Shape], ...]]]:
+        """(node, storage name, ((weight name, Keras shape), ...)) for every layer that has weights."""
         out = []
-        for index, (layer, name) in enumerate(zip(self.layers, self.keras_names)):
-            weights = layer.weights(self.input_shape_of(index))
+        for node in self.nodes:
+            weights = node.layer.weights(*self.input_shapes_of(node))
             if weights:
-                out.append((index, name, weights))
+                out.append((node, self.storage_names[node.name], weights))
         return out
 
     def parameter_count(self) -> tuple[int, int]:
@@ -170,22 +353,39 @@ class Architecture:
                     trainable += math.prod(shape)
         return trainable, frozen
 
+    def _check_size(self) -> None:
+        count = sum(self.parameter_count())
+        if count > MAX_PARAMETERS:
+            raise ArchitectureError(f"{self._where()}the network has {count:,} parameters, more than this bridge "
+                                    f"builds ({MAX_PARAMETERS:,}, {MAX_PARAMETERS * 4 // 10**6} MB of float32)")
+
     # --- text forms ------------------------------------------------------------------------
     def to_config(self) -> dict[str, Any]:
         """Every setting spelled out (what checkpoints record); :meth:`from_config` reads it back."""
-        return {"name": self.name, "input_shape": list(self.input_shape),
-                "layers": [layer.to_config() for layer in self.layers]}
+        layers, previous = [], self.input_name
+        for node in self.nodes:
+            entry = node.layer.to_config()
+            if node.inputs != (previous,):
+                entry["inputs"] = list(node.inputs)
+            layers.append(entry)
+            previous = node.name
+        config = {"format_version": FORMAT_VERSION, "name": self.name, "input_shape": list(self.input_shape)}
+        if self.input_name != DEFAULT_INPUT_NAME:
+            config["input_name"] = self.input_name
+        return {**config, "layers": layers}
 
     def summary(self) -> str:
-        """A Keras ``model.summary()``-like table: layer, output shape, parameters."""
-        rows = [("input", "x".join(map(str, self.input_shape)), "")]
-        for index, (layer, name, shape) in enumerate(zip(self.layers, self.keras_names, self.shapes)):
-            count = sum(math.prod(s) for _, s in layer.weights(self.input_shape_of(index)))
-            rows.append((f"{name} ({layer.type})", "x".join(map(str, shape)), f"{count:,}" if count else "0"))
+        """A Keras ``model.summary()``-like table: layer, output shape, parameters (and inputs, for a graph)."""
+        chain = self.is_chain
+        rows = [(f"{self.input_name} (Input)", shape_text(self.input_shape), "", "")]
+        for node in self.nodes:
+            count = sum(math.prod(s) for _, s in node.layer.weights(*self.input_shapes_of(node)))
+            rows.append((f"{node.name} ({node.layer.type})", shape_text(self.shapes[node.name]),
+                         f"{count:,}" if count else "0", "" if chain else ", ".join(node.inputs)))
         width = max(len(r[0]) for r in rows)
         trainable, frozen = self.parameter_count()
         lines = [f"{self.name}: {self.num_classes} classes"]
-        lines += [f"  {a:<{width}}  {b:>10}  {c:>9}" for a, b, c in rows]
+        lines += [f"  {a:<{width}}  {b:>10}  {c:>9}  {d}".rstrip() for a, b, c, d in rows]
         lines.append(f"  {trainable + frozen:,} parameters as Keras counts them ({trainable:,} trainable + "
                      f"{frozen:,} BatchNorm moving statistics)")
         return "\n".join(lines)
@@ -196,20 +396,27 @@ class Architecture:
     # --- reading ---------------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: Any, source: str = "") -> Architecture:
-        """From ``{"input_shape": [...], "layers": [{"type": ..., ...}], "name"?: ..., "num_classes"?: ...}``."""
+        """From ``{"input_shape": [...], "layers": [{"type": ..., "inputs"?: [...], ...}], ...}``."""
         where = source or "architecture"
         if not isinstance(config, dict):
             raise ArchitectureError(f"{where}: an architecture is a mapping with input_shape and layers, "
                                     f"got {type(config).__name__}")
-        unknown = sorted(set(config) - {"name", "input_shape", "layers", "num_classes"})
+        unknown = sorted(set(config) - set(CONFIG_KEYS))
         if unknown:
             raise ArchitectureError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-                                    f"(an architecture has name, input_shape, layers, num_classes)")
+                                    f"(an architecture has {', '.join(CONFIG_KEYS)})")
         if "input_shape" not in config or "layers" not in config:
             raise ArchitectureError(f"{where}: an architecture needs input_shape and layers")
+        version = config.get("format_version", 1)
+        if version not in (1, FORMAT_VERSION):
+            raise ArchitectureError(f"{where}: format_version {version!r} is not one this version reads "
+                                    f"(1 or {FORMAT_VERSION}); a newer lightning-mnist wrote it")
         layers_config = config["layers"]
         if not isinstance(layers_config, list):
             raise ArchitectureError(f"{where}: layers must be a list, got {type(layers_config).__name__}")
+        input_name = config.get("input_name", DEFAULT_INPUT_NAME)
+        if not isinstance(input_name, str) or not input_name:
+            raise ArchitectureError(f"{where}: input_name must be a non-empty string, got {input_name!r}")
         prefix = f"{source}: " if source else ""
         layers = []
         for index, entry in enumerate(layers_config):
@@ -219,26 +426,34 @@ class Architecture:
             layer_class = LAYER_TYPES.get(entry["type"])
             if layer_class is None:
                 raise ArchitectureError(f"{prefix}{layer_label(index, entry)}: not a supported layer type "
-                                        f"(supported: {', '.join(LAYER_TYPES)})")
+                                        f"(supported: {', '.join(sorted(LAYER_TYPES))})")
+            inputs = entry.get("inputs")
+            if inputs is not None and (not isinstance(inputs, list) or not inputs
+                                       or not all(isinstance(i, str) for i in inputs)):
+                raise ArchitectureError(f"{prefix}{layer_label(index, entry)}: inputs must be a list of layer "
+                                        f"names (or {input_name!r}), got {inputs!r}")
             try:
-                layers.append(layer_class.from_settings({k: v for k, v in entry.items() if k != "type"}))
+                layer = layer_class.from_settings({k: v for k, v in entry.items() if k not in ("type", "inputs")})
             except LayerError as err:
                 raise ArchitectureError(f"{prefix}{layer_label(index, entry)}: {err}") from None
             except TypeError as err:  # a required setting is missing
                 missing = re.findall(r"'(\w+)'", str(err))
                 raise ArchitectureError(f"{prefix}{layer_label(index, entry)}: needs "
                                         f"{', '.join(missing) or 'more settings'}") from None
+            layers.append((layer, inputs))
         name = config.get("name") or (Path(source).stem if source else "custom")
-        architecture = cls(input_shape=config["input_shape"], layers=tuple(layers), name=str(name), source=source)
+        architecture = cls.from_layers(config["input_shape"], layers, name=str(name), source=source,
+                                       input_name=input_name)
         expected = config.get("num_classes")
         if expected is not None and expected != architecture.num_classes:
-            raise ArchitectureError(f"{where}: num_classes is {expected!r} but the last layer gives "
+            raise ArchitectureError(f"{where}: num_classes is {expected!r} but the output gives "
                                     f"{architecture.num_classes}")
         return architecture
 
     @classmethod
     def load(cls, value: str | os.PathLike | dict | Architecture | None = None) -> Architecture:
-        """A preset name, a YAML/JSON description file, a ``.keras`` file (its architecture), or a mapping."""
+        """A preset name, a YAML/JSON description file, or a mapping (``mnist_common.model_files.load_architecture``
+        also reads ``.keras`` files)."""
         if isinstance(value, Architecture):
             return value
         if value is None:
@@ -250,10 +465,6 @@ class Architecture:
         if text in known:
             return cls.from_config(_read_description(known[text]), source=f"preset {text}")
         path = Path(text)
-        if path.suffix.lower() == ".keras":
-            from mnist_common.keras_file import read_keras_file
-
-            return read_keras_file(path).architecture
         if path.suffix.lower() in DESCRIPTION_SUFFIXES:
             return cls.from_config(_read_description(path), source=str(path))
         raise ArchitectureError(f"architecture {text!r}: not a preset ({', '.join(known)}), nor a "

@@ -1,11 +1,12 @@
 """A Keras model's ``config.json`` read into an :class:`Architecture`, without Keras.
 
-Reads what ``model.get_config()`` / a ``.keras`` file's ``config.json`` holds: a
-``Sequential``, or a ``Functional`` model that is one chain from its input to its output.
-Every layer must be one of :data:`~mnist_common.architecture.layers.LAYER_TYPES`, from
-Keras itself, with settings the bridge mirrors; anything else (a ``Lambda``, an ``LSTM``,
-a custom class, a dilated convolution, a branch) is refused in one line that names the
-layer's index, name and class.
+Reads what a ``.keras`` file's ``config.json`` holds: a ``Sequential``, or a ``Functional``
+graph with one input and one output, each layer called once (its ``inbound_nodes`` name the
+layers it takes, as the description's ``inputs`` do). Every layer must be one of
+:data:`~mnist_common.architecture.layers.LAYER_TYPES`, from Keras itself, with settings the
+bridge mirrors; anything else (a ``Lambda``, an ``LSTM``, a custom class, a nested model, a
+layer shared between two calls, a second input or output) is refused in one line that
+names the layer's index, name and class.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from mnist_common.architecture.description import Architecture, ArchitectureError
-from mnist_common.architecture.layers import LAYER_TYPES, LayerError
+from mnist_common.architecture.layers import LAYER_TYPES, MAX_RANK, LayerError
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 INPUT_CLASS = "InputLayer"
+KERAS_TENSOR = "__keras_tensor__"
 KERAS_LAYER_MODULES = ("keras.layers", "keras")
 # Call arguments a functional chain may record that change nothing at inference.
 HARMLESS_CALL_KWARGS = {"training", "mask"}
@@ -34,56 +36,74 @@ def _input_shape(entry: dict[str, Any] | None, model_config: dict[str, Any], sou
         raise ArchitectureError(f"{source}: the model's input shape is not recorded (build the model, or "
                                 f"start it with keras.Input(shape=...))")
     dims = shape[1:]
-    if len(dims) != 3 or not all(isinstance(d, int) and d >= 1 for d in dims):
+    if not 1 <= len(dims) <= MAX_RANK or not all(isinstance(d, int) and d >= 1 for d in dims):
         raise ArchitectureError(f"{source}: the model takes inputs of shape {tuple(dims)}; only fixed-size "
-                                f"(height, width, channels) images are supported")
+                                f"(height, width, channels), (height, width) or (features,) inputs are supported")
     dtype = config.get("dtype")
     if dtype not in (None, "float32") and not isinstance(dtype, dict):
         raise ArchitectureError(f"{source}: the model's input is {dtype}; only float32 is supported")
     return tuple(dims)
 
 
-def _functional_chain(layers: list[dict[str, Any]], model_config: dict[str, Any], source: str) -> list[dict]:
-    """The layers of a Functional model in call order, if they form one chain from input to output."""
-    by_name = {entry.get("name"): entry for entry in layers}
+def _endpoint(model_config: dict[str, Any], key: str, names: set[str], source: str) -> str:
+    """The one layer named by ``input_layers`` or ``output_layers`` (``[name, 0, 0]`` or ``[[name, 0, 0]]``)."""
+    spec = model_config.get(key)
+    what = key.split("_")[0]
+    if isinstance(spec, list) and spec and isinstance(spec[0], list):
+        if len(spec) != 1:
+            raise ArchitectureError(f"{source}: the model has {len(spec)} {what}s; only single-input, "
+                                    f"single-output models are supported")
+        spec = spec[0]
+    if isinstance(spec, dict):  # Keras 3 writes a dict when the model was called on a dict of inputs
+        raise ArchitectureError(f"{source}: the model's {what}s are a mapping; only single-input, single-output "
+                                f"models are supported")
+    if not isinstance(spec, list) or not spec or spec[0] not in names or spec[1:] not in ([], [0, 0]):
+        raise ArchitectureError(f"{source}: the model's {key} are not readable")
+    return spec[0]
 
-    def endpoint(key: str) -> str:
-        spec = model_config.get(key)
-        if isinstance(spec, list) and spec and isinstance(spec[0], list):
-            if len(spec) != 1:
-                raise ArchitectureError(f"{source}: the model has {len(spec)} {key.split('_')[0]}s; only a "
-                                        f"single-input, single-output chain is supported")
-            spec = spec[0]
-        if not isinstance(spec, list) or not spec or spec[0] not in by_name:
-            raise ArchitectureError(f"{source}: the model's {key} are not readable")
-        return spec[0]
 
-    start, current = endpoint("input_layers"), endpoint("output_layers")
-    chain: list[dict] = []
-    while current != start:
-        entry = by_name[current]
-        nodes = entry.get("inbound_nodes") or []
-        arguments = nodes[0].get("args", []) if len(nodes) == 1 and isinstance(nodes[0], dict) else []
-        tensors = [a for a in arguments if isinstance(a, dict) and a.get("class_name") == "__keras_tensor__"]
-        kwargs = nodes[0].get("kwargs", {}) if len(nodes) == 1 and isinstance(nodes[0], dict) else {}
-        extra = sorted(k for k, v in (kwargs or {}).items() if k not in HARMLESS_CALL_KWARGS and v is not None)
-        if len(nodes) != 1 or len(tensors) != 1 or len(arguments) != 1 or extra:
-            name, cls = _describe(entry)
-            raise ArchitectureError(f"{source}: {name} ({cls}) is not part of a single chain (it is called "
-                                    f"{len(nodes)} times, on {len(tensors)} tensors"
-                                    f"{', with ' + ', '.join(extra) if extra else ''}); only chains of layers "
-                                    f"are supported")
-        previous = (tensors[0].get("config") or {}).get("keras_history", [None])[0]
-        if previous not in by_name or any(e is by_name[previous] for e in chain):
-            raise ArchitectureError(f"{source}: the model's graph is not a chain from its input to its output")
-        chain.insert(0, entry)
-        current = previous
-    unused = [e for e in layers if e is not by_name[start] and not any(e is c for c in chain)]
-    if unused:
-        name, cls = _describe(unused[0])
-        raise ArchitectureError(f"{source}: {name} ({cls}) is not on the path from input to output; only a "
-                                f"single chain of layers is supported")
-    return [by_name[start], *chain]
+def _called_on(entry: dict[str, Any], source: str) -> list[str]:
+    """The names of the layers whose outputs ``entry``'s layer is called on, in order."""
+    name, cls = _describe(entry)
+    nodes = entry.get("inbound_nodes") or []
+    if len(nodes) != 1 or not isinstance(nodes[0], dict):
+        calls = f"called {len(nodes)} times" if len(nodes) != 1 else "recorded in an old format"
+        raise ArchitectureError(f"{source}: {name} ({cls}) is {calls}; a layer shared between calls (or never "
+                                f"called) is not supported")
+    arguments, kwargs = nodes[0].get("args") or [], nodes[0].get("kwargs") or {}
+    extra = sorted(k for k, v in kwargs.items() if k not in HARMLESS_CALL_KWARGS and v is not None)
+    tensors = arguments[0] if len(arguments) == 1 and isinstance(arguments[0], list) else arguments
+    if extra or len(arguments) != 1 or not tensors or not all(
+            isinstance(t, dict) and t.get("class_name") == KERAS_TENSOR for t in tensors):
+        detail = f"with {', '.join(extra)}" if extra else "on arguments that are not layer outputs"
+        raise ArchitectureError(f"{source}: {name} ({cls}) is called {detail}; only layers called on the outputs "
+                                f"of other layers are supported")
+    sources = []
+    for tensor in tensors:
+        history = (tensor.get("config") or {}).get("keras_history")
+        if not isinstance(history, list) or len(history) != 3 or history[1:] != [0, 0]:
+            raise ArchitectureError(f"{source}: {name} ({cls}) takes a tensor this bridge cannot trace "
+                                    f"({history!r}); only single-output layers called once are supported")
+        sources.append(str(history[0]))
+    return sources
+
+
+def _functional_graph(entries: list[dict[str, Any]], model_config: dict[str, Any],
+                      source: str) -> tuple[dict[str, Any], list[tuple[dict[str, Any], list[str]]]]:
+    """(the input layer's entry, [(layer entry, names of the layers it is called on)])."""
+    names = {str(entry.get("name")) for entry in entries}
+    start = _endpoint(model_config, "input_layers", names, source)
+    output = _endpoint(model_config, "output_layers", names, source)
+    inputs = [entry for entry in entries if entry.get("class_name") == INPUT_CLASS]
+    if len(inputs) != 1 or inputs[0].get("name") != start:
+        raise ArchitectureError(f"{source}: the model has {len(inputs)} input layers; only single-input models "
+                                f"are supported")
+    graph = [(entry, _called_on(entry, source)) for entry in entries if entry is not inputs[0]]
+    consumers = {name for _, called in graph for name in called}
+    if output in consumers or output == start:
+        raise ArchitectureError(f"{source}: the model's output {output} is not where its graph ends; only "
+                                f"single-output models are supported")
+    return inputs[0], graph
 
 
 def _layer(index: int, entry: dict[str, Any], source: str):
@@ -92,10 +112,10 @@ def _layer(index: int, entry: dict[str, Any], source: str):
     label = f"{source}: layer {index} ({name}, {cls})"
     layer_class = LAYER_TYPES.get(cls)
     if cls in MODEL_CLASSES:
-        raise ArchitectureError(f"{label} is a nested model; only a flat chain of layers is supported")
+        raise ArchitectureError(f"{label} is a nested model; only flat models of layers are supported")
     if layer_class is None:
         reason = "holds Python code" if cls == "Lambda" else "is not a supported layer"
-        raise ArchitectureError(f"{label} {reason} (supported: {', '.join(LAYER_TYPES)})")
+        raise ArchitectureError(f"{label} {reason} (supported: {', '.join(sorted(LAYER_TYPES))})")
     if entry.get("module") not in KERAS_LAYER_MODULES or entry.get("registered_name") not in (None, cls):
         raise ArchitectureError(f"{label} is {entry.get('registered_name') or cls!r} from module "
                                 f"{entry.get('module')!r}, not Keras' own layer; refusing it")
@@ -112,16 +132,22 @@ def architecture_from_keras_config(config: Any, source: str = "model") -> Archit
         kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
         raise ArchitectureError(f"{source} holds a {kind}, not a Keras Sequential or Functional model")
     model_config = config.get("config") if isinstance(config.get("config"), dict) else {}
-    layers = model_config.get("layers")
-    if not isinstance(layers, list) or not all(isinstance(entry, dict) for entry in layers):
+    entries = model_config.get("layers")
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
         raise ArchitectureError(f"{source} is corrupt (its config has no layer list)")
-    if config["class_name"] != "Sequential":
-        layers = _functional_chain(layers, model_config, source)
-    inputs = [entry for entry in layers if entry.get("class_name") == INPUT_CLASS]
-    if len(inputs) > 1 or (inputs and layers[0] is not inputs[0]):
-        raise ArchitectureError(f"{source}: the model has an input layer inside its chain")
-    specs = [_layer(index, entry, source)
-             for index, entry in enumerate(e for e in layers if e.get("class_name") != INPUT_CLASS)]
-    input_shape = _input_shape(inputs[0] if inputs else None, model_config, source)
-    return Architecture(input_shape=input_shape, layers=tuple(specs), name=str(model_config.get("name") or "keras"),
-                        source=source)
+    input_name = None
+    if config["class_name"] == "Sequential":
+        inputs = [entry for entry in entries if entry.get("class_name") == INPUT_CLASS]
+        if len(inputs) > 1 or (inputs and entries[0] is not inputs[0]):
+            raise ArchitectureError(f"{source}: the model has an input layer inside its chain")
+        input_entry = inputs[0] if inputs else None
+        graph = [(entry, None) for entry in entries if entry is not input_entry]
+    else:
+        input_entry, graph = _functional_graph(entries, model_config, source)
+        input_name = str(input_entry.get("name"))
+    layers = [(_layer(index, entry, source), called) for index, (entry, called) in enumerate(graph)]
+    input_shape = _input_shape(input_entry, model_config, source)
+    name = str(model_config.get("name") or "keras")
+    if input_name is None:
+        return Architecture.from_layers(input_shape, layers, name=name, source=source)
+    return Architecture.from_layers(input_shape, layers, name=name, source=source, input_name=input_name)

@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from keras_reference.backend import import_keras
-from keras_reference.model import layer_weights
+from keras_bridge.backend import import_keras
+from keras_bridge.build import layer_weights
 from mnist_common.errors import UserError, one_line
 from mnist_common.files import write_atomically
 from mnist_common.keras_file import KerasFile, read_keras_file

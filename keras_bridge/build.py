@@ -1,0 +1,52 @@
+"""A Keras model from an architecture description, and its weights by layer name.
+
+Each description names its layers and settings exactly as Keras does, so a layer is
+``getattr(keras.layers, spec.type)(**spec.settings())``, called on the outputs of the
+layers its node names: a chain becomes a ``Sequential``, any other graph a Functional
+model. Layers keep the description's names, and weights are read and written through
+``model.get_layer(name)``, never by position.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+from keras_bridge.backend import import_keras
+from mnist_common.architecture import Architecture
+from mnist_common.model_files import load_architecture
+from mnist_common.architecture.layers import Layer
+
+keras = import_keras()
+
+
+def keras_layer(layer: Layer) -> "keras.layers.Layer":
+    return getattr(keras.layers, layer.type)(**layer.settings())
+
+
+def build_model(architecture: Architecture | str | os.PathLike | dict | None = None) -> "keras.Model":
+    """The Keras model of ``architecture`` (default: the notebook's), freshly initialised, not compiled."""
+    architecture = load_architecture(architecture)
+    name = re.sub(r"[^\w.-]", "_", architecture.name) or None
+    inputs = keras.Input(shape=architecture.input_shape, name=architecture.input_name)
+    if architecture.is_chain:
+        return keras.Sequential([inputs, *(keras_layer(node.layer) for node in architecture.nodes)], name=name)
+    tensors = {architecture.input_name: inputs}
+    for node in architecture.nodes:
+        arguments = [tensors[i] for i in node.inputs]
+        tensors[node.name] = keras_layer(node.layer)(arguments if node.layer.INPUTS is None else arguments[0])
+    return keras.Model(inputs, tensors[architecture.output.name], name=name)
+
+
+def set_layer_weights(model: "keras.Model", architecture: Architecture, weights: dict[str, list[np.ndarray]]) -> None:
+    """Load ``{layer name: arrays in Keras' order}`` into a model of ``architecture``."""
+    for node, _, _ in architecture.weight_shapes():
+        model.get_layer(node.name).set_weights(weights[node.name])
+
+
+def layer_weights(model: "keras.Model", architecture: Architecture) -> dict[str, list[np.ndarray]]:
+    """The model's weights as ``{layer name: float32 arrays in Keras' order}``."""
+    return {node.name: [np.asarray(w, dtype=np.float32) for w in model.get_layer(node.name).get_weights()]
+            for node, _, _ in architecture.weight_shapes()}

@@ -1,0 +1,103 @@
+"""Keras' activations in torch, and the activation layers: ``Activation``, ``ReLU``, ``LeakyReLU``, ``Softmax``.
+
+Each is Keras' function, not an approximation: leaky_relu's slope is 0.2 (the layer's 0.3),
+gelu is exact, ReLU's threshold and max_value are computed term for term as
+``keras.activations.relu`` does. A softmax works on Keras' last axis (channels: torch's
+dimension 1 on a map).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_mnist.models.layers.registry import converter
+from mnist_common.architecture import layers as keras
+from mnist_common.architecture.layers import Shape
+
+
+def _softmax(x: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(x, dim=1 if x.dim() == 4 else -1)
+
+
+# Keras activation name -> torch function on torch-layout tensors.
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "linear": lambda x: x,
+    "relu": torch.relu,
+    "relu6": F.relu6,
+    "leaky_relu": lambda x: F.leaky_relu(x, 0.2),  # Keras' activation default (the layer's is 0.3)
+    "elu": F.elu,
+    "selu": torch.selu,
+    "gelu": F.gelu,  # exact, Keras' default (approximate=False)
+    "silu": F.silu,
+    "swish": F.silu,
+    "hard_silu": F.hardswish,
+    "hard_swish": F.hardswish,
+    "sigmoid": torch.sigmoid,
+    "hard_sigmoid": F.hardsigmoid,
+    "tanh": torch.tanh,
+    "softplus": F.softplus,
+    "softsign": F.softsign,
+    "mish": F.mish,
+    "exponential": torch.exp,
+    "softmax": _softmax,
+}
+
+
+def activate(x: torch.Tensor, activation: str) -> torch.Tensor:
+    """Apply a Keras activation to the fresh output of a convolution or a matrix product.
+
+    ReLU runs in place there: those ops do not keep their output for backward, so this saves
+    a pass over memory and an allocation per layer (measurable on CPU for small CNNs).
+    """
+    return torch.relu_(x) if activation == "relu" else ACTIVATIONS[activation](x)
+
+
+@converter(keras.Activation)
+class Activation(nn.Module):
+    def __init__(self, spec: keras.Activation, shape: Shape) -> None:
+        super().__init__()
+        self.activation = spec.activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ACTIVATIONS[self.activation](x)
+
+
+@converter(keras.ReLU)
+class ReLU(nn.Module):
+    """Keras' ``ReLU`` layer, term for term as ``keras.activations.relu`` computes it."""
+
+    def __init__(self, spec: keras.ReLU, shape: Shape) -> None:
+        super().__init__()
+        self.max_value, self.negative_slope, self.threshold = spec.max_value, spec.negative_slope, spec.threshold
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        slope, threshold, top = self.negative_slope, self.threshold, self.max_value
+        if slope and top is None and not threshold:
+            return F.leaky_relu(x, slope)
+        y = x * (x > threshold) if threshold else torch.relu(x)
+        if top is not None:
+            y = y.clamp(0.0, top)
+        return y - slope * torch.relu(threshold - x) if slope else y
+
+
+@converter(keras.LeakyReLU)
+class LeakyReLU(nn.Module):
+    def __init__(self, spec: keras.LeakyReLU, shape: Shape) -> None:
+        super().__init__()
+        self.negative_slope = spec.negative_slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x, self.negative_slope)
+
+
+@converter(keras.Softmax)
+class Softmax(nn.Module):
+    def __init__(self, spec: keras.Softmax, shape: Shape) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _softmax(x)

@@ -1,0 +1,92 @@
+"""The converter registry: for each Keras layer kind, its torch module and its Keras <-> torch weight mapping.
+
+A converter is registered beside its module, in the module's family file::
+
+    @converter(keras.Conv2D, kernel=WeightMap("weight", (3, 2, 0, 1)), bias=WeightMap("bias"))
+    class Conv2D(nn.Module):
+        def __init__(self, spec: keras.Conv2D, shape: Shape) -> None: ...
+
+The module class (or any callable) takes the layer's description and its input shapes
+(Keras', channels last) and returns the torch module with its parameters and buffers
+allocated; each Keras weight (``kernel``, ``bias``, ``gamma``, ``moving_mean``, ...) names
+the attribute that holds it and how Keras' axes become torch's (a permutation, then
+optionally a reshape: a depthwise kernel (kh, kw, in, m) is torch's (in * m, 1, kh, kw)).
+Every mapping is a transpose and a reshape, so ``.keras -> .ckpt -> .keras`` is bit-identical.
+
+:func:`build` makes the module and fills its weights with the layer's Keras initializers,
+drawn in Keras' own layout (so fans are Keras', whatever torch's layout), then mapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from lightning_mnist.models.initializers import initialize_
+from mnist_common.architecture.layers import Layer, Shape
+
+
+@dataclass(frozen=True)
+class WeightMap:
+    """Where one Keras weight lives in the torch module, and how its axes move."""
+
+    attribute: str  # the module's parameter or buffer
+    permutation: tuple[int, ...] | None = None  # Keras axes in torch's order
+    reshape: Callable[[tuple[int, ...]], tuple[int, ...]] | None = None  # of the permuted Keras shape
+
+    def torch_shape(self, keras_shape: Shape) -> tuple[int, ...]:
+        shape = tuple(keras_shape[i] for i in self.permutation) if self.permutation else tuple(keras_shape)
+        return self.reshape(shape) if self.reshape else shape
+
+    def to_torch(self, array: np.ndarray) -> np.ndarray:
+        """A fresh C-ordered float32 array in torch's layout (never a view of ``array``)."""
+        value = array.transpose(self.permutation) if self.permutation else array
+        value = value.reshape(self.torch_shape(array.shape)) if self.reshape else value
+        return np.array(value, dtype=np.float32, order="C", copy=True)
+
+    def to_keras(self, array: np.ndarray, keras_shape: Shape) -> np.ndarray:
+        permuted = tuple(keras_shape[i] for i in self.permutation) if self.permutation else tuple(keras_shape)
+        value = array.reshape(permuted)
+        value = value.transpose(np.argsort(self.permutation)) if self.permutation else value
+        return np.array(value, dtype=np.float32, order="C", copy=True)
+
+
+@dataclass(frozen=True)
+class Converter:
+    description: type[Layer]
+    module: Callable[..., nn.Module]  # (description, *input shapes) -> module
+    weights: dict[str, WeightMap] = field(default_factory=dict)  # Keras weight name -> where it goes
+
+
+CONVERTERS: dict[str, Converter] = {}
+
+
+def converter(description: type[Layer], **weights: WeightMap) -> Callable:
+    """Register the decorated module class (or factory) as the torch side of ``description``'s kind."""
+    def register(module: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        CONVERTERS[description.__name__] = Converter(description, module, dict(weights))
+        return module
+    return register
+
+
+def converter_of(layer: Layer) -> Converter:
+    try:
+        return CONVERTERS[layer.type]
+    except KeyError:
+        raise NotImplementedError(f"no torch converter is registered for {layer.type}") from None
+
+
+@torch.no_grad()
+def build(layer: Layer, *shapes: Shape) -> nn.Module:
+    """The torch module of ``layer`` for these input shapes, initialised as Keras initialises the layer."""
+    found = converter_of(layer)
+    module = found.module(layer, *shapes)
+    for weight_name, keras_shape in layer.weights(*shapes):
+        mapping = found.weights[weight_name]
+        value = initialize_(torch.empty(keras_shape), layer.initializer_of(weight_name))
+        getattr(module, mapping.attribute).copy_(torch.from_numpy(mapping.to_torch(value.numpy())))
+    return module

@@ -1,0 +1,44 @@
+"""The supported Keras layers, as framework-free descriptions named and set the way Keras names them.
+
+One module per family, as Keras' own ``layers/`` folder groups them (``convolution``,
+``pooling``, ``normalization``, ``merging``, ``reshaping``, ...); :mod:`.base` holds what they
+share. Every module of this package is imported here, so a new family is one new file and
+a new kind one class decorated with :func:`~.base.layer_type`; ``LAYER_TYPES`` then has it,
+and so has this package's namespace (``layers.Conv2D``).
+
+Adding a layer kind: its description here, and on the torch side its module, builder and
+weight mapping in one file of ``lightning_mnist.models.layers`` (``tests/test_bridge.py``
+fails while a described kind has none). The Keras side builds
+``getattr(keras.layers, spec.type)(**spec.settings())`` and needs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from mnist_common.architecture.layers.base import (  # noqa: F401  (the package's public names)
+    ACTIVATIONS,
+    INITIALIZER_NAMES,
+    INITIALIZERS,
+    LAYER_TYPES,
+    MAX_RANK,
+    VARIANCE_SCALING_PRESETS,
+    Layer,
+    LayerError,
+    Shape,
+    initializer,
+    layer_type,
+    same_padding,
+    shape_text,
+)
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+globals().update(LAYER_TYPES)
+
+from mnist_common.architecture.layers.activations import applies_softmax  # noqa: E402
+
+__all__ = ["ACTIVATIONS", "INITIALIZERS", "INITIALIZER_NAMES", "LAYER_TYPES", "MAX_RANK", "VARIANCE_SCALING_PRESETS",
+           "Layer", "LayerError", "Shape", "applies_softmax", "initializer", "layer_type", "same_padding",
+           "shape_text", *LAYER_TYPES]

@@ -1,0 +1,68 @@
+"""Activation layers: Activation, ReLU, LeakyReLU, Softmax."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mnist_common.architecture.layers.base import (
+    Layer,
+    LayerError,
+    activation_name,
+    layer_type,
+    number,
+)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Activation(Layer):
+    activation: str = "linear"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "activation", activation_name(self.activation))
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class ReLU(Layer):
+    """``max_value`` if x >= max_value, x if x >= threshold, else negative_slope * (x - threshold)."""
+
+    max_value: float | None = None
+    negative_slope: float = 0.0
+    threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_value is not None:
+            object.__setattr__(self, "max_value", number(self.max_value, "max_value", 0.0))
+        object.__setattr__(self, "negative_slope", number(self.negative_slope, "negative_slope", 0.0))
+        object.__setattr__(self, "threshold", number(self.threshold, "threshold", 0.0))
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class LeakyReLU(Layer):
+    negative_slope: float = 0.3  # the layer's Keras default (the leaky_relu activation's is 0.2)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "negative_slope", number(self.negative_slope, "negative_slope", 0.0))
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Softmax(Layer):
+    axis: int = -1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        axis = self.axis[0] if isinstance(self.axis, (list, tuple)) and len(self.axis) == 1 else self.axis
+        if axis != -1:
+            raise LayerError(f"axis={self.axis!r}: only the last (channel) axis, -1, is supported")
+        object.__setattr__(self, "axis", -1)
+
+
+def applies_softmax(layer: Layer) -> bool:
+    """True for a layer whose output is a softmax over its last axis."""
+    return getattr(layer, "activation", None) == "softmax" or isinstance(layer, Softmax)

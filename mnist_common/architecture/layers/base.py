@@ -1,0 +1,295 @@
+"""What every layer description shares: the base class, the registry, and the checks of settings.
+
+Each description class is one Keras layer kind: its fields are the settings of its Keras
+config (``Conv2D(filters=32, kernel_size=(3, 3), activation="relu")`` means what
+``keras.layers.Conv2D(...)`` means), normalised and checked when the object is made. A
+class knows three things about its layer, all in Keras' channels-last terms:
+
+* ``output_shape(*shapes)``: the shape after the layer for its input shapes (one, or
+  several for a merge), or a :class:`LayerError` when the layer cannot take them (a 5x5
+  kernel on a 3x3 map, a Conv2D on a flat vector, two maps of different sizes, ...);
+* ``weights(*shapes)``: its weight arrays, in the order Keras stores them
+  (``model.weights.h5``'s ``vars/0, vars/1, ...``), as (Keras name, Keras shape);
+* ``from_keras(config)``: the layer read from a Keras layer config, refusing any
+  setting this bridge does not mirror (regularizers, another data format, ...).
+
+Shapes have no batch axis and are Keras' (channels last): (H, W, C), (H, W) or (N,).
+The classes live by family in the modules beside this one, as Keras' own ``layers/``
+folder groups them; each is registered with :func:`layer_type`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from mnist_common.errors import UserError
+
+Shape = tuple[int, ...]  # without the batch axis, channels last: (H, W, C), (H, W) or (features,)
+MAX_RANK = 3  # tensors of the bridge have at most three axes besides the batch
+
+# Activation names Keras accepts that the torch side mirrors exactly (checked against Keras in tests).
+ACTIVATIONS = ("linear", "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "hard_silu",
+               "hard_swish", "sigmoid", "hard_sigmoid", "tanh", "softplus", "softsign", "mish", "exponential",
+               "softmax")
+PADDINGS = ("valid", "same")
+CHANNELS_LAST = "channels_last"
+
+# Initializers: Keras' class name -> (snake-case name, settings with their Keras defaults).
+INITIALIZERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Zeros": ("zeros", {}),
+    "Ones": ("ones", {}),
+    "Constant": ("constant", {"value": 0.0}),
+    "RandomNormal": ("random_normal", {"mean": 0.0, "stddev": 0.05}),
+    "RandomUniform": ("random_uniform", {"minval": -0.05, "maxval": 0.05}),
+    "TruncatedNormal": ("truncated_normal", {"mean": 0.0, "stddev": 0.05}),
+    "VarianceScaling": ("variance_scaling", {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"}),
+    "GlorotUniform": ("glorot_uniform", {}),
+    "GlorotNormal": ("glorot_normal", {}),
+    "HeUniform": ("he_uniform", {}),
+    "HeNormal": ("he_normal", {}),
+    "LecunUniform": ("lecun_uniform", {}),
+    "LecunNormal": ("lecun_normal", {}),
+}
+# The named initializers are Keras' VarianceScaling with these (scale, mode, distribution).
+VARIANCE_SCALING_PRESETS = {
+    "glorot_uniform": (1.0, "fan_avg", "uniform"), "glorot_normal": (1.0, "fan_avg", "truncated_normal"),
+    "he_uniform": (2.0, "fan_in", "uniform"), "he_normal": (2.0, "fan_in", "truncated_normal"),
+    "lecun_uniform": (1.0, "fan_in", "uniform"), "lecun_normal": (1.0, "fan_in", "truncated_normal"),
+}
+INITIALIZER_NAMES = {name: cls for cls, (name, _) in INITIALIZERS.items()}
+# Config entries of an initializer that change nothing about its values (seeds, axis hints).
+INITIALIZER_IGNORED = {"seed", "input_axes", "output_axes"}
+# Config entries every layer has that this bridge reads elsewhere or does not need.
+COMMON_IGNORED = {"name", "trainable", "dtype"}
+# Training-only extras Keras may attach to a layer; none is mirrored, so each must be unset.
+UNSUPPORTED_EXTRAS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
+                      "bias_constraint", "beta_regularizer", "gamma_regularizer", "beta_constraint",
+                      "gamma_constraint", "quantization_config", "lora_rank", "noise_shape", "renorm")
+
+
+class LayerError(UserError):
+    """One layer's settings or input cannot be mirrored; :class:`Architecture` adds which layer it is."""
+
+
+LAYER_TYPES: dict[str, type[Layer]] = {}
+
+
+def layer_type(cls: type[Layer]) -> type[Layer]:
+    """Register a layer description under its Keras class name."""
+    LAYER_TYPES[cls.__name__] = cls
+    return cls
+
+
+# ---------------------------------------------------------------------------------------------
+# Setting checks: each returns the normalised value or raises LayerError naming the setting.
+
+
+def int_pair(value: Any, setting: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair)):
+        raise LayerError(f"{setting} must be a positive integer or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def positive_int(value: Any, setting: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise LayerError(f"{setting} must be a positive integer, got {value!r}")
+    return value
+
+
+def number(value: Any, setting: str, low: float = -math.inf, high: float = math.inf,
+            low_open: bool = False, high_open: bool = False) -> float:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or value < low or value > high or (low_open and value == low) or (high_open and value == high)):
+        bounds = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise LayerError(f"{setting} must be a number in {bounds}, got {value!r}")
+    return float(value)
+
+
+def boolean(value: Any, setting: str) -> bool:
+    if not isinstance(value, bool):
+        raise LayerError(f"{setting} must be true or false, got {value!r}")
+    return value
+
+
+def choice(value: Any, setting: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value.lower() not in choices:
+        raise LayerError(f"{setting} must be one of {', '.join(choices)}, got {value!r}")
+    return value.lower()
+
+
+def activation_name(value: Any, setting: str = "activation") -> str:
+    if value is None:
+        return "linear"
+    if isinstance(value, dict):  # Keras' serialised form of a built-in activation function
+        if value.get("module") in (None, "keras.activations") and not value.get("registered_name"):
+            value = value.get("config", value.get("class_name"))
+    if not isinstance(value, str) or value not in ACTIVATIONS:
+        raise LayerError(f"{setting} {value!r} is not supported (supported: {', '.join(ACTIVATIONS)})")
+    return value
+
+
+def initializer(value: Any, setting: str) -> str | dict[str, Any]:
+    """A Keras initializer as a snake-case name, or ``{"class_name": ..., "config": {...}}`` with settings.
+
+    Accepts what Keras accepts (a name, or its serialised dict) for the initializers in
+    :data:`INITIALIZERS`; seeds are dropped (they only pick the random draw).
+    """
+    if isinstance(value, str):
+        if value in INITIALIZER_NAMES:
+            return value
+        if value in INITIALIZERS:
+            return INITIALIZERS[value][0]
+    elif isinstance(value, dict) and value.get("class_name") in INITIALIZERS:
+        cls = value["class_name"]
+        if value.get("module") not in (None, "keras.initializers") or value.get("registered_name") not in (None, cls):
+            raise LayerError(f"{setting} is a custom initializer ({value.get('registered_name') or cls}); "
+                             f"only Keras' own are supported")
+        name, defaults = INITIALIZERS[cls]
+        config = dict(value.get("config") or {})
+        unknown = sorted(k for k, v in config.items() if k not in defaults and k not in INITIALIZER_IGNORED
+                         and v is not None)
+        if unknown:
+            raise LayerError(f"{setting} {cls} sets {', '.join(unknown)}, which is not supported")
+        settings = {key: config.get(key, default) for key, default in defaults.items()}
+        for key, default in defaults.items():
+            if isinstance(default, float):
+                settings[key] = number(settings[key], f"{setting} {key}")
+        if cls == "VarianceScaling":
+            choice(settings["mode"], f"{setting} mode", ("fan_in", "fan_out", "fan_avg"))
+            choice(settings["distribution"], f"{setting} distribution",
+                    ("truncated_normal", "untruncated_normal", "normal", "uniform"))
+        if settings == defaults and cls not in ("Constant",):
+            return name
+        return {"class_name": cls, "config": settings}
+    names = ", ".join(INITIALIZER_NAMES)
+    raise LayerError(f"{setting} {value!r} is not supported (supported: {names}, or their Keras configs)")
+
+
+# ---------------------------------------------------------------------------------------------
+# The layer descriptions
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layer:
+    """Settings of one Keras layer. Subclasses are named like the Keras class they describe."""
+
+    name: str | None = None  # the Keras layer's name, kept for the Keras side; None lets Keras choose
+
+    # Keras config entries that must keep their default (value) for the layer to be mirrored,
+    # each with the words that say what is not supported.
+    KERAS_FIXED: ClassVar[dict[str, tuple[Any, str]]] = {}
+    # Keras config entries of this layer that change nothing this bridge mirrors.
+    KERAS_IGNORED: ClassVar[frozenset[str]] = frozenset()
+    # How many tensors the layer is called on: 1, or None for "two or more" (the merge layers).
+    INPUTS: ClassVar[int | None] = 1
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+    def __post_init__(self) -> None:
+        if self.name is not None and (not isinstance(self.name, str) or not self.name):
+            raise LayerError(f"name must be a non-empty string, got {self.name!r}")
+
+    # --- what a layer does to shapes and which weights it has -----------------------------
+    def output_shape(self, *shapes: Shape) -> Shape:
+        """The output shape for these input shapes (one per input); the default keeps its one input's."""
+        return shapes[0]
+
+    def weights(self, *shapes: Shape) -> tuple[tuple[str, Shape], ...]:
+        """(Keras weight name, Keras shape) in Keras' storage order, for these input shapes."""
+        return ()
+
+    def initializer_of(self, weight_name: str) -> str | dict[str, Any]:
+        """The setting that initialises a weight, named as Keras names it (``kernel`` -> ``kernel_initializer``,
+        ``depthwise_kernel`` -> ``depthwise_initializer``, ``moving_mean`` -> ``moving_mean_initializer``)."""
+        stem = weight_name[:-len("_kernel")] if weight_name.endswith("_kernel") else weight_name
+        return getattr(self, f"{stem}_initializer")
+
+    def renamed(self, name: str | None) -> Layer:
+        """The same layer under another name (None: unnamed)."""
+        return dataclasses.replace(self, name=name)
+
+    # --- settings in and out --------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """The Keras constructor arguments (every setting, tuples as lists); ``name`` only when set."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "name" and value is None:
+                continue
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def to_config(self) -> dict[str, Any]:
+        return {"type": self.type, **self.settings()}
+
+    @classmethod
+    def setting_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> Layer:
+        unknown = sorted(set(settings) - set(cls.setting_names()))
+        if unknown:
+            raise LayerError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                             f"({cls.__name__} takes {', '.join(cls.setting_names())})")
+        return cls(**settings)
+
+    @classmethod
+    def from_keras(cls, config: dict[str, Any]) -> Layer:
+        """The layer from its Keras config (``layer["config"]`` of a saved model)."""
+        if config.get("trainable") is False:
+            raise LayerError("is frozen (trainable=False), which is not supported")
+        dtype = config.get("dtype")
+        dtype_name = (dtype.get("config") or {}).get("name") if isinstance(dtype, dict) else dtype
+        if dtype_name not in (None, "float32"):
+            raise LayerError(f"computes in {dtype_name}; only float32 is supported")
+        for key in UNSUPPORTED_EXTRAS:
+            if config.get(key):
+                raise LayerError(f"sets {key}, which is not supported")
+        for key, (default, what) in cls.KERAS_FIXED.items():
+            value = config.get(key, default)
+            if as_tuple(value) != as_tuple(default):
+                raise LayerError(f"has {key}={value!r}: {what} is not supported")
+        own = set(cls.setting_names())
+        settings = {k: v for k, v in config.items() if k in own}
+        ignored = own | COMMON_IGNORED | cls.KERAS_IGNORED | set(cls.KERAS_FIXED) | set(UNSUPPORTED_EXTRAS)
+        unknown = sorted(k for k, v in config.items() if k not in ignored and v not in (None, False))
+        if unknown:
+            raise LayerError(f"sets {', '.join(unknown)}, which this bridge does not know")
+        return cls.from_settings(settings)
+
+
+def as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def shape_text(shape: Shape) -> str:
+    return "x".join(map(str, shape)) if shape else "a scalar"
+
+
+def require_rank(shape: Shape, rank: int, what: str) -> None:
+    if len(shape) != rank:
+        wanted = {3: "an (H, W, C) image", 2: "an (H, W) map", 1: "a flat vector"}[rank]
+        raise LayerError(f"needs {wanted} input, got {shape_text(shape)}; {what}")
+
+
+def window_output(size: int, window: int, stride: int, padding: str, what: str) -> int:
+    if padding == "same":
+        return -(-size // stride)
+    if window > size:
+        raise LayerError(f"{what} {window} is larger than its input ({size}) with padding='valid'")
+    return (size - window) // stride + 1
+
+
+def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
+    """Keras' ``padding="same"`` along one axis: (before, after); odd totals put the extra after."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + window - size, 0)
+    return total // 2, total - total // 2

@@ -1,0 +1,92 @@
+"""What the bridge's tests share: Keras models with random weights, checked against the torch network built from
+their own config, and random layers for random graphs.
+
+Each layer family's test file (``tests/test_layers_<family>.py``) checks its kinds against
+Keras with :func:`assert_matches_keras` and registers a :func:`sampler` per kind, which
+``tests/test_bridge.py`` uses to build random graphs of every kind (seeded), and to fail
+when a described kind has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from lightning_mnist.frameworks import import_keras
+from mnist_common.architecture import Architecture, architecture_from_keras_config
+
+keras = import_keras()
+L = keras.layers
+
+from lightning_mnist.interop.keras_models import torch_weights_of  # noqa: E402
+from lightning_mnist.interop.parity import ParityReport, compare  # noqa: E402
+from lightning_mnist.models.layers.layout import torch_shape  # noqa: E402
+from lightning_mnist.models.network import KerasNetwork  # noqa: E402
+
+LOGIT_TOLERANCE = 1e-4
+RANDOM_INPUTS = 32
+
+# Keras layer kind -> (rng, input shape) -> a Keras layer that takes that shape, or None where it cannot.
+SAMPLERS: dict[str, Callable[[np.random.Generator, tuple[int, ...]], "keras.layers.Layer | None"]] = {}
+
+
+def sampler(kind: str):
+    """Register a function that makes a random, valid ``kind`` layer for an input shape (None: not for that shape)."""
+    def register(function):
+        SAMPLERS[kind] = function
+        return function
+    return register
+
+
+def randomised(model: "keras.Model", seed: int = 0) -> "keras.Model":
+    """Random weights everywhere, BatchNorm moving statistics included (defaults would hide mistakes)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        layer.set_weights([rng.uniform(0.5, 2.0, w.shape).astype(np.float32) if "variance" in v.path
+                           else rng.normal(0.0, 0.3, w.shape).astype(np.float32)
+                           for w, v in zip(layer.get_weights(), layer.weights)])
+    return model
+
+
+def architecture_of(model: "keras.Model", source: str = "model") -> Architecture:
+    """The description the bridge reads from the model's config (as a ``.keras`` file's config.json holds it)."""
+    return architecture_from_keras_config(keras.saving.serialize_keras_object(model), source)
+
+
+def network_of(model: "keras.Model", source: str = "model") -> tuple[Architecture, KerasNetwork]:
+    architecture = architecture_of(model, source)
+    network = KerasNetwork(architecture)
+    network.load_state_dict(torch_weights_of(model, architecture), strict=True)
+    return architecture, network
+
+
+def check_against_keras(model: "keras.Model", seed: int = 1, source: str = "model") -> ParityReport:
+    """Both frameworks on seeded random inputs of the model's shape (the model's weights as they are)."""
+    architecture, network = network_of(model, source)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(RANDOM_INPUTS, *torch_shape(architecture.input_shape), generator=generator) * 2 - 0.5
+    return compare(network, model, x, None, "random inputs")
+
+
+def assert_matches_keras(model: "keras.Model", seed: int = 0, source: str = "model") -> ParityReport:
+    """Random weights, random inputs: the torch network gives Keras' probabilities and logits."""
+    report = check_against_keras(randomised(model, seed), seed + 1, source)
+    assert report.ok and report.max_logit_diff < LOGIT_TOLERANCE, f"{source}: {report.describe()}"
+    return report
+
+
+def classifier(inputs: "keras.KerasTensor", x: "keras.KerasTensor", classes: int = 10, name: str = "case"):
+    """A model ending in Flatten (where needed) and a softmax Dense, so every case is a classifier."""
+    if len(x.shape) > 2:
+        x = L.Flatten()(x)
+    return keras.Model(inputs, L.Dense(classes, activation="softmax")(x), name=name)
+
+
+def sequential_case(input_shape: tuple[int, ...], *layers: "keras.layers.Layer", name: str = "case"):
+    """``layers`` in a row on an input of ``input_shape``, made a classifier."""
+    inputs = x = keras.Input(input_shape)
+    for layer in layers:
+        x = layer(x)
+    return classifier(inputs, x, name=name)
