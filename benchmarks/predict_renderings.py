@@ -41,7 +41,8 @@ sys.path.insert(0, str(REPO))
 
 from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
-from mnist_common.images import ImageError, prepare  # noqa: E402
+from mnist_common.images.decoding import ImageError  # noqa: E402
+from mnist_common.images.preparation import prepare  # noqa: E402
 from mnist_common.mnist import load_mnist  # noqa: E402
 from mnist_common.renderings import STYLES, write_renderings  # noqa: E402
 

@@ -3,7 +3,7 @@
 Each file's label is the first character of its name (``5_owner-repo_digit.png`` is a 5), as
 ``fetch_real_digits.py`` writes them; files whose name does not start with a digit are skipped.
 Every picture goes through exactly what ``python -m lightning_mnist predict`` runs
-(:func:`mnist_common.images.prepare`, then :func:`lightning_mnist.predictors.load_predictor`'s
+(:func:`mnist_common.images.preparation.prepare`, then :func:`lightning_mnist.predictors.load_predictor`'s
 ``predict_proba``), so a score here is a score of predict. A picture that cannot be read or
 prepared counts as a miss, with its reason.
 
@@ -38,7 +38,8 @@ from fetch_real_digits import MANIFEST, out_names  # noqa: E402  (this folder is
 from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.figures import mistakes_grid  # noqa: E402
-from mnist_common.images import ImageError, prepare  # noqa: E402
+from mnist_common.images.decoding import ImageError  # noqa: E402
+from mnist_common.images.preparation import prepare  # noqa: E402
 from mnist_common.machine import describe_machine  # noqa: E402
 from mnist_common.results import write_json  # noqa: E402
 

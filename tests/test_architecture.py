@@ -137,7 +137,7 @@ def test_custom_and_nested_keras_objects_are_refused():
 
 
 def test_the_core_imports_no_framework():
-    code = ("import sys, mnist_common.architecture, mnist_common.keras_file, mnist_common.images, mnist_common.cli\n"
+    code = ("import sys, mnist_common.architecture, mnist_common.keras_file, mnist_common.images.preparation, mnist_common.cli\n"
             "Architecture = mnist_common.architecture.Architecture\n"
             "Architecture.load('lenet5').summary()\n"
             "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'lightning') if m in sys.modules))")

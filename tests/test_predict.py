@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_common.images import BOX, SIZE, ImageError, prepare
+from mnist_common.images.decoding import ImageError
+from mnist_common.images.mnist_style import BOX, SIZE
+from mnist_common.images.preparation import prepare
 from mnist_common.renderings import STYLES, write_renderings
 
 RENDERINGS = 10 * len(STYLES)

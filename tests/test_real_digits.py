@@ -17,7 +17,8 @@ from PIL import Image, ImageDraw
 
 from conftest import REPO, module_env
 from mnist_common.figures import mistake_digit_box
-from mnist_common.images import SIZE, prepare_image
+from mnist_common.images.mnist_style import SIZE
+from mnist_common.images.preparation import prepare_image
 from mnist_common.renderings import write_renderings
 
 SIDE, CANVAS = 300, (600, 500)  # the digit's size and the paper's, in pixels
@@ -57,12 +58,12 @@ def _ink_width(pixels: np.ndarray) -> float:
 
 
 def test_a_hairline_pen_is_widened_towards_mnists_strokes_without_closing_loops(mnist, monkeypatch):
-    import mnist_common.images as images
+    from mnist_common.images import mnist_style
 
     canvas = Image.new("L", (800, 800), 255)
     ImageDraw.Draw(canvas).ellipse((250, 100, 550, 700), outline=0, width=3)  # a zero in a 3-pixel pen at 800x800
     widened = prepare_image(canvas).pixels
-    monkeypatch.setattr(images, "MIN_STROKE", 0.0)  # widening off: what the model would see otherwise
+    monkeypatch.setattr(mnist_style, "MIN_STROKE", 0.0)  # widening off: what the model would see otherwise
     hairline = prepare_image(canvas).pixels
     mnist_widths = [_ink_width(digit / 255.0) for digit in mnist.test_images[:2000]]
     assert _ink_width(widened) >= np.percentile(mnist_widths, 1) > _ink_width(hairline)
@@ -131,7 +132,8 @@ def test_score_script_refuses_a_bad_folder_in_one_line(seed_keras, mnist_dir, tm
 def test_a_large_photo_is_decoded_reduced_but_reports_its_own_size():
     import io
 
-    from mnist_common.images import WORK_SIDE, prepare_bytes
+    from mnist_common.images.decoding import WORK_SIDE
+    from mnist_common.images.preparation import prepare_bytes
 
     photo = Image.new("RGB", (3000, 2000), "white")
     ImageDraw.Draw(photo).line([(1500, 400), (1500, 1600)], fill="black", width=60)  # a "1"

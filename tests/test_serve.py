@@ -20,7 +20,7 @@ import requests
 from PIL import Image
 
 from conftest import SERVE_MAX_BYTES, assert_one_line_error, free_port
-from mnist_common.images import prepare
+from mnist_common.images.preparation import prepare
 from test_predict import make_bad_images
 
 TIMEOUT = 60  # seconds for any one request

@@ -21,7 +21,8 @@ import numpy as np
 
 from mnist_common.cli import run
 from mnist_common.errors import EXIT_USER_ERROR, UserError, exit_on_user_error
-from mnist_common.images import ImageError, Prepared, prepare
+from mnist_common.images.decoding import ImageError
+from mnist_common.images.preparation import Prepared, prepare
 from mnist_common.predictions import record
 
 PROG = "python -m lightning_mnist predict"

@@ -2,7 +2,7 @@
 
 - :mod:`.uploads`: what ``POST /predict`` accepts (an image as the body or as a multipart
   field ``file``), read within a size limit and prepared by the one MNIST preprocessing
-  (:func:`mnist_common.images.prepare_bytes`) in the HTTP process; a bad upload gets its
+  (:func:`mnist_common.images.preparation.prepare_bytes`) in the HTTP process; a bad upload gets its
   4xx there and never reaches the model.
 - :mod:`.api`: the LitAPI that LitServe runs in its inference worker(s): batches of
   prepared 28x28 images through both backends, timed per backend.

@@ -14,7 +14,7 @@ temporary file on disk. Here the body is read into memory, never more than
 reading), and a multipart body is split with the standard library's ``email`` parser.
 Nothing is written to disk.
 
-The preprocessing is :func:`mnist_common.images.prepare_bytes`, the one ``predict`` uses;
+The preprocessing is :func:`mnist_common.images.preparation.prepare_bytes`, the one ``predict`` uses;
 it runs in a thread so the event loop keeps answering while a picture is prepared.
 """
 
@@ -31,7 +31,8 @@ from fastapi import HTTPException, Request
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from mnist_common.images import ImageError, prepare_bytes
+from mnist_common.images.decoding import ImageError
+from mnist_common.images.preparation import prepare_bytes
 
 FIELD = "file"  # the multipart field that holds the picture
 BACKENDS = ("torch", "keras")
@@ -121,7 +122,8 @@ def form_picture(content_type: str, body: bytes) -> tuple[bytes, str]:
 
 
 def prepare_upload(kind: str, content_type: str, body: bytes, backends: tuple[str, ...]) -> Upload:
-    """The picture in ``body`` prepared the MNIST way (:func:`~mnist_common.images.prepare_bytes`), or a 4xx."""
+    """The picture in ``body`` prepared the MNIST way (:func:`~mnist_common.images.preparation.prepare_bytes`),
+    or a 4xx."""
     picture, name = form_picture(content_type, body) if kind == "form" else (body, "request body")
     try:
         prepared = prepare_bytes(picture, name)

@@ -1,0 +1,110 @@
+"""Reading and decoding picture files with Pillow, refusing anything that is not a sane image in one line.
+
+Dimensions are checked before any pixel is decoded, so a decompression bomb costs nothing, and
+large JPEGs are decoded at a reduced scale: a digit never needs more than ``WORK_SIDE`` pixels a side.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mnist_common.errors import UserError
+
+MAX_PIXELS = 64_000_000  # larger images are refused unread (a decompression bomb, or far more than a digit needs)
+MAX_SIDE = 30_000
+WORK_SIDE = 1024  # larger images are reduced (by an integer factor) to at most this a side before the float work
+FILE_SIZE = "lightning_mnist.file_size"  # image.info key: a JPEG decoded at a reduced scale keeps its (width, height)
+
+
+class ImageError(UserError):
+    """An image file that cannot be predicted; the message names the file and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = str(path)
+        self.reason = " ".join(str(reason).split())  # always one line
+        super().__init__(f"{self.path}: {self.reason}")
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of a library's error message (its type's name if it has none), to quote in an ImageError."""
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Read and fully decode the file ``path``; :class:`ImageError` for anything that is not a sane image."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise ImageError(path, "no such file") from None
+    except OSError as err:
+        raise ImageError(path, f"cannot be read ({err.strerror or first_line(err)})") from None
+    if p.is_dir():
+        raise ImageError(path, "is a directory, not an image")
+    if st.st_size == 0:
+        raise ImageError(path, "is empty (0 bytes)")
+    try:
+        data = p.read_bytes()
+    except OSError as err:
+        raise ImageError(path, f"cannot be read ({err.strerror or first_line(err)})") from None
+    return decode_image(data, path)
+
+
+def decode_image(data: bytes, name: str | os.PathLike = "image") -> Image.Image:
+    """Decode image file bytes (a file's, or an HTTP request's); :class:`ImageError` naming ``name`` if not sane.
+
+    Dimensions are checked before any pixel is decoded, so a decompression bomb costs nothing.
+    """
+    if not data:
+        raise ImageError(name, "is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as err:
+        raise ImageError(name, f"refused: {first_line(err)}") from None
+    except UnidentifiedImageError:
+        raise ImageError(name, "is not an image (or not in a format Pillow can read)") from None
+    except Exception as err:  # Pillow raises many types (SyntaxError, ValueError, struct.error, ...) on damaged headers
+        raise ImageError(name, f"is not a readable image ({type(err).__name__}: {first_line(err)})") from None
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageError(name, f"has no pixels ({width}x{height})")
+    if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+        raise ImageError(name, f"refused: {width}x{height} pixels ({width * height / 1e6:.0f} megapixels) is more "
+                               f"than the limit of {MAX_PIXELS // 1_000_000} megapixels and {MAX_SIDE} pixels a side "
+                               f"(a decompression bomb?)")
+    try:
+        if image.format == "JPEG" and max(width, height) > WORK_SIDE:
+            # let libjpeg decode at a reduced scale (1/2, 1/4, 1/8) that still has WORK_SIDE pixels on the long side
+            scale = WORK_SIDE / max(width, height)
+            image.draft(image.mode, (max(1, int(np.ceil(width * scale))), max(1, int(np.ceil(height * scale)))))
+            image.info[FILE_SIZE] = (width, height)  # what Prepared.size reports: the file's, not the draft's
+        image.load()
+    except Exception as err:  # OSError("image file is truncated"), zlib/CRC errors, ValueError, ...
+        raise ImageError(name, f"is truncated or corrupt ({type(err).__name__}: {first_line(err)})") from None
+    return image
+
+
+def file_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) of the file ``image`` was decoded from, even where it was decoded at a reduced scale."""
+    return tuple(image.info.get(FILE_SIZE, image.size))
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation says (a phone's photo); as it is when that cannot be read."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # a damaged EXIF block must not stop the prediction
+        return image
+
+
+__all__ = ["ImageError", "MAX_PIXELS", "MAX_SIDE", "WORK_SIDE", "decode_image", "file_size", "first_line",
+           "open_image", "upright"]

@@ -1,0 +1,89 @@
+"""A decoded picture of any Pillow mode as float luminance in [0, 1], transparency composited.
+
+Transparent pixels are shown on white, except when most of the picture is transparent and its
+visible pixels are light (light strokes drawn for a dark theme): then on black, so the strokes
+stay visible. Large pictures are reduced to the working size with Pillow's box reduction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from mnist_common.images.decoding import WORK_SIDE
+
+EIGHT_BIT_MODES = ("1", "L", "P", "RGB", "CMYK", "YCbCr")
+
+
+def has_alpha(image: Image.Image) -> bool:
+    """Whether ``image`` has transparency (an alpha channel, or a transparent palette entry or colour)."""
+    return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+
+
+def luminance(image: Image.Image) -> np.ndarray:
+    """Float32 luminance in [0, 1] of an image without alpha, for any mode (16-bit and float included)."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(image, dtype=np.float32) / 65535.0
+    if image.mode in ("I", "F"):
+        a = np.asarray(image, dtype=np.float32)
+        top = 1.0 if image.mode == "F" and a.max(initial=0) <= 1.0 else 255.0 if a.max(initial=0) <= 255 else 65535.0
+        return np.clip(a / top, 0.0, 1.0)
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    if image.mode == "RGB":
+        image = image.convert("L")  # ITU-R 601-2 luma, as Pillow and Keras do
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def background_level(gray: np.ndarray, alpha: np.ndarray) -> float:
+    """The level transparent pixels are shown on: white, or black under light strokes on a mostly transparent canvas."""
+    covered = float(alpha.mean())
+    if 0.0 < covered < 0.5:  # the opaque pixels are the drawing: pick the background that contrasts with them
+        drawn = float((gray * alpha).sum() / alpha.sum())
+        return 0.0 if drawn > 0.5 else 1.0
+    return 1.0
+
+
+def to_gray(image: Image.Image) -> np.ndarray:
+    """Luminance in [0, 1] with transparency composited on a contrasting background (:func:`background_level`)."""
+    if not has_alpha(image):
+        return luminance(image)
+    rgba = image.convert("RGBA")
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+    gray = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float32) / 255.0
+    return gray * alpha + background_level(gray, alpha) * (1.0 - alpha)
+
+
+def float_image(a: np.ndarray) -> Image.Image:
+    """A float32 array as a Pillow "F" image, for Pillow's resampling."""
+    return Image.fromarray(np.ascontiguousarray(a, dtype=np.float32))
+
+
+def working_gray(image: Image.Image) -> np.ndarray:
+    """:func:`to_gray` of ``image`` reduced to at most WORK_SIDE pixels a side (box averaging by an integer factor).
+
+    An 8-bit picture without transparency is reduced before the conversion to floats, which
+    is several times faster on a photo; others are reduced after compositing.
+    """
+    factor = int(np.ceil(max(image.size) / WORK_SIDE))
+    if factor > 1 and image.mode in EIGHT_BIT_MODES and not has_alpha(image):
+        gray = image if image.mode == "L" else (image if image.mode == "RGB" else image.convert("RGB")).convert("L")
+        return np.asarray(gray.reduce(factor), dtype=np.float32) / 255.0
+    gray = to_gray(image)
+    if factor > 1:
+        gray = np.asarray(float_image(gray).reduce(factor), dtype=np.float32)
+    return gray
+
+
+def display_copy(image: Image.Image, side: int = 256) -> Image.Image:
+    """A small RGB copy of the picture as the preprocessing sees it (transparency on the same background)."""
+    shown = image.convert("RGBA") if has_alpha(image) else image.convert("RGB")
+    shown.thumbnail((side, side))
+    if shown.mode == "RGBA":
+        alpha = np.asarray(shown.getchannel("A"), dtype=np.float32) / 255.0
+        level = round(255 * background_level(np.asarray(shown.convert("L"), dtype=np.float32) / 255.0, alpha))
+        shown = Image.alpha_composite(Image.new("RGBA", shown.size, (level, level, level, 255)), shown).convert("RGB")
+    return shown
+
+
+__all__ = ["background_level", "display_copy", "float_image", "has_alpha", "luminance", "to_gray", "working_gray"]
