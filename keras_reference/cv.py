@@ -57,6 +57,7 @@ def cross_validate(settings: RunSettings, callbacks: tuple = (), verbose: int | 
             keras.backend.clear_session()  # the previous fold's model is gone: nothing carries over
             keras.utils.set_random_seed(settings.seed_everything + k)  # each fold reproducible on its own
             model = new_model(settings.model.architecture, settings.model.lr)
+            data = data.for_model(model)
             history, best_epoch = fit(model, data, settings, callbacks, verbose)
             val_loss, val_acc = evaluate(model, data.x_val, data.y_val, data_settings.eval_batch_size)  # best weights
             probabilities.append(model.predict(data.x_test, batch_size=data_settings.eval_batch_size, verbose=0))

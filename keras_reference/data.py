@@ -7,6 +7,7 @@ images come from the training set; the test set is only for the final test.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -15,16 +16,18 @@ import numpy as np
 from keras_reference.augment import notebook_augmentation
 from keras_reference.config import DataSettings
 from keras_bridge.backend import import_keras
+from mnist_common.architecture import MNIST_INPUT_SHAPE as IMAGE_SHAPE
 from mnist_common.mnist import MNIST, NUM_CLASSES, load_mnist
 from mnist_common.splits import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, Split, make_split
 
-import_keras()
+keras = import_keras()
 import tensorflow as tf  # noqa: E402  (Keras' backend, with its logging settings)
 
 
 @dataclass(frozen=True)
 class Data:
-    """Inputs (N, 28, 28, 1) float32 in [0, 1] and one-hot float32 targets (N, 10)."""
+    """Inputs (N, 28, 28, 1) float32 in [0, 1] (or another layout of the same pixels, :meth:`for_model`) and
+    one-hot float32 targets (N, 10)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -33,6 +36,12 @@ class Data:
     x_test: np.ndarray
     y_test: np.ndarray
     split: Split  # indices of x_train / x_val into the 60,000 training images
+
+    def for_model(self, model: "keras.Model") -> Data:
+        """The same pixels in the model's own input layout: (N, 28, 28, 1), (N, 28, 28) or (N, 784)."""
+        shape = tuple(model.input_shape[1:])
+        return dataclasses.replace(self, **{name: getattr(self, name).reshape(-1, *shape)
+                                            for name in ("x_train", "x_val", "x_test")})
 
 
 def to_inputs(images: np.ndarray) -> np.ndarray:
@@ -70,7 +79,13 @@ def train_dataset(x: np.ndarray, y: np.ndarray, settings: DataSettings, seed: in
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(settings.batch_size)
     if settings.augment:
         augmentation = notebook_augmentation(seed, settings.rotation, settings.zoom, settings.shift, settings.shear)
+        layout = x.shape[1:]
+
+        def augmented(inputs, targets):  # the augmentation works on (28, 28, 1) pictures, whatever the model takes
+            pictures = tf.reshape(inputs, (-1, *IMAGE_SHAPE))
+            return tf.reshape(augmentation(pictures, training=True), (-1, *layout)), targets
+
         # One call at a time: the layers' random state then advances in batch order, so a
         # seeded run is reproducible; prefetch still overlaps augmentation with training.
-        ds = ds.map(lambda images, targets: (augmentation(images, training=True), targets))
+        ds = ds.map(augmented)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -13,8 +13,10 @@ file                 what it is                      on torch                   
 
 A checkpoint is read with ``torch.load(weights_only=True)``, so reading one can run no
 code; it records its network's architecture description in its hyper-parameters, so no
-flag is needed to rebuild it. Checkpoints of the project's first version (the notebook's
-network with ``conv1``/``bn1``/... keys and no description) still load.
+flag is needed to rebuild it. Older checkpoints still load: those whose description has no
+``format_version`` (a chain whose modules were named as a ``.keras`` file names weights), and
+those of the project's first version (the notebook's network with ``conv1``/``bn1``/... keys
+and no description).
 
 Paths a ``cv_results.json`` records are relative to its folder (absolute in older files).
 """
@@ -83,6 +85,17 @@ def _legacy_weights(state_dict: dict[str, Any]) -> dict[str, Any] | None:
     return renamed
 
 
+def _version_1_weights(architecture: Architecture, state_dict: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 checkpoint's weights under its layers' names: version 1 named each module as the layer's
+    weights are named inside a ``.keras`` file (by class, ``conv2d_1``), whatever the layer was called."""
+    layer_of = {stored: name for name, stored in architecture.storage_names.items()}
+    renamed = {}
+    for key, value in state_dict.items():
+        module, _, attribute = str(key).partition(".")
+        renamed[f"{layer_of.get(module, module)}.{attribute}"] = value
+    return renamed
+
+
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read and check a checkpoint (weights only); :class:`UserError` naming what is wrong with it."""
     path = check_file(path, "checkpoint")
@@ -111,6 +124,8 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
             architecture = Architecture.from_config(description, source=f"{path} (its recorded architecture)")
         except ArchitectureError as err:
             raise UserError(str(err)) from None
+        if "format_version" not in description:
+            state_dict = _version_1_weights(architecture, state_dict)
     elif description is None and (legacy := _legacy_weights(state_dict)) is not None:
         architecture, state_dict = Architecture.load("notebook"), legacy
     else:

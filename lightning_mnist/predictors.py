@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_common.architecture import Architecture, ArchitectureError
+from mnist_common.architecture import MNIST_INPUT_SHAPES, Architecture, ArchitectureError, shape_text
 from mnist_common.errors import UserError
 from lightning_mnist.checkpoints import load_keras_models, load_networks, model_files
 
 BACKENDS = ("torch", "keras")
-IMAGE_SHAPE = (28, 28, 1)  # what the MNIST preprocessing prepares
 
 
 @dataclass
@@ -59,9 +58,11 @@ class Predictor:
             with torch.inference_mode():
                 probs = torch.stack([torch.softmax(net(x), dim=1) for net in self.models]).mean(0).numpy()
         else:
-            x = pixels[..., None]  # (N, 28, 28, 1), channels-last
-            run = (lambda model: model.predict_on_batch(x)) if self.graph else (lambda model: model(x, training=False))
-            outputs = [np.asarray(run(model), dtype=np.float32) for model in self.models]
+            def run(model, architecture):  # each model gets the pixels in its own layout: (28, 28, 1), (28, 28), (784,)
+                x = pixels.reshape(len(pixels), *architecture.input_shape)
+                return model.predict_on_batch(x) if self.graph else model(x, training=False)
+
+            outputs = [np.asarray(run(m, a), dtype=np.float32) for m, a in zip(self.models, self.architectures)]
             probs = np.mean([o if a.ends_in_softmax else _softmax(o)  # a model without a softmax gives logits
                              for o, a in zip(outputs, self.architectures)], axis=0)
         return probs.astype(np.float32)
@@ -90,9 +91,9 @@ def load_predictor(weights: str | os.PathLike, backend: str = "auto", graph: boo
     else:
         models, architectures = map(list, zip(*load_keras_models(source)))
     architecture = architectures[0]
-    if tuple(architecture.input_shape) != IMAGE_SHAPE:
-        raise ArchitectureError(f"{source}: its network takes {'x'.join(map(str, architecture.input_shape))} "
-                                f"inputs; predict prepares 28x28 grayscale digits")
+    if tuple(architecture.input_shape) not in MNIST_INPUT_SHAPES:
+        raise ArchitectureError(f"{source}: its network takes {shape_text(architecture.input_shape)} inputs; "
+                                f"predict prepares 28x28 grayscale digits (28x28x1, 28x28 or 784 values)")
     if any(a.num_classes != architecture.num_classes for a in architectures):
         raise UserError(f"{source}: its fold models do not give the same number of classes")
     return Predictor(backend=backend, source=source, paths=paths, architectures=architectures, models=models,

@@ -8,28 +8,30 @@ the command line itself is the point).
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from bridge_check import SAMPLERS, L, architecture_of, assert_matches_keras, classifier, keras
 from conftest import REPO, assert_one_line_error
-from lightning_mnist.frameworks import import_keras
-from mnist_common.architecture import ACTIVATIONS, architecture_from_keras_config
+from mnist_common.architecture import LAYER_TYPES, Architecture
 from mnist_common.keras_file import read_keras_file
+from lightning_mnist.__main__ import main as command_line
+from lightning_mnist.interop.parity import CHECK_TOLERANCE
+from lightning_mnist.models.layers import CONVERTERS, converter_of
+from lightning_mnist.models.network import KerasNetwork
 
-keras = import_keras()
-L = keras.layers
-
-from lightning_mnist.__main__ import main as command_line  # noqa: E402
-from lightning_mnist.interop.keras_models import torch_weights_of  # noqa: E402
-from lightning_mnist.interop.parity import CHECK_TOLERANCE, compare  # noqa: E402
-from lightning_mnist.models.network import KerasNetwork  # noqa: E402
+# Every family's samplers (tests/test_layers_<family>.py), for the random graphs below.
+for _family in sorted(Path(__file__).parent.glob("test_layers_*.py")):
+    importlib.import_module(_family.stem)
 
 TRAIN_IMAGES = 6000  # enough for the trained models to score well above chance
 ZOO = ["deeper_16_32_64", "keras_io_convnet", "lenet5_tanh_avgpool", "strided_same_gap", "functional_chain",
@@ -242,50 +244,6 @@ def test_more_unsupported_models_are_refused_in_one_line(name, build, message, t
     assert list(work.iterdir()) == []
 
 
-def _randomised(model: "keras.Model", seed: int = 0) -> "keras.Model":
-    """Random weights everywhere, BatchNorm moving statistics included (defaults would hide mistakes)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        layer.set_weights([rng.uniform(0.5, 2.0, w.shape).astype(np.float32) if "variance" in v.path
-                           else rng.normal(0.0, 0.3, w.shape).astype(np.float32)
-                           for w, v in zip(layer.get_weights(), layer.weights)])
-    return model
-
-
-LAYER_CASES = {
-    "even_kernels_strides_2_3": [L.Conv2D(5, 4, strides=2, padding="same"),
-                                 L.Conv2D(3, 2, strides=3, padding="same"), L.Flatten()],
-    "max_pool_same_on_negatives": [L.Conv2D(4, 3, activation="tanh"), L.MaxPooling2D(3, strides=2, padding="same"),
-                                   L.MaxPooling2D(2, strides=3, padding="same"), L.Flatten()],
-    "average_pool_same": [L.Conv2D(4, 3), L.AveragePooling2D(3, strides=2, padding="same"),
-                          L.AveragePooling2D(2, strides=3, padding="same"), L.Flatten()],
-    "global_pools_keepdims": [L.Conv2D(6, (3, 2), strides=(2, 1)), L.GlobalMaxPooling2D(keepdims=True), L.Flatten()],
-    "batchnorm_variants": [L.Conv2D(4, 3, use_bias=False), L.BatchNormalization(center=False),
-                           L.BatchNormalization(scale=False, epsilon=1e-5, momentum=0.9), L.Flatten(), L.Dense(16),
-                           L.BatchNormalization(center=False, scale=False)],
-    "dense_on_image": [L.Conv2D(4, 3), L.Dense(6, activation="relu"), L.MaxPooling2D(), L.Flatten()],
-    "relu_layers": [L.Conv2D(4, 3), L.ReLU(max_value=0.5), L.Conv2D(4, 3), L.ReLU(negative_slope=0.1, threshold=0.2),
-                    L.Conv2D(4, 3), L.ReLU(negative_slope=0.2, max_value=1.0), L.LeakyReLU(),
-                    L.LeakyReLU(negative_slope=0.05), L.Flatten()],
-    **{f"activation_{name}": [L.Conv2D(4, 3, activation=name), L.Flatten(), L.Dense(12, activation=name)]
-       for name in ACTIVATIONS if name != "exponential"},
-    "activation_exponential": [L.Conv2D(2, 3), L.GlobalAveragePooling2D(), L.Dense(4, activation="exponential")],
-}
-
-
-@pytest.mark.parametrize("case", list(LAYER_CASES))
-def test_every_layer_kind_and_activation_matches_keras(case):
-    """Random weights and inputs through Keras and the torch network: the same probabilities (and logits)."""
-    model = _randomised(keras.Sequential([keras.Input((28, 28, 1)), *LAYER_CASES[case],
-                                          L.Dense(10, activation="softmax")]))
-    architecture = architecture_from_keras_config(keras.saving.serialize_keras_object(model), case)
-    network = KerasNetwork(architecture)
-    network.load_state_dict(torch_weights_of(model, architecture), strict=True)
-    x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(1))
-    report = compare(network, model, x, None, "random inputs")
-    assert report.ok and report.max_logit_diff < 1e-4, report.describe()
-
-
 def test_keras_io_preset_trains_to_97_percent_in_one_epoch_in_both_frameworks(run_module, tmp_path):
     """The keras-io recipe (Adam 1e-3, batch 128) for one epoch in each framework; Keras' file scores alike."""
     fit = run_module("lightning_mnist", "fit", "--config", REPO / "configs" / "keras_io.yaml",
@@ -318,3 +276,96 @@ def test_fit_refuses_a_network_mnist_cannot_train(run_module, tmp_path):
     assert proc.returncode == 2
     assert_one_line_error(proc, "needs a network that takes 28x28x1, 28x28 or 784 inputs and gives 10 classes")
     assert list(tmp_path.iterdir()) == [tmp_path / "rgb.yaml"]  # no run folder, nothing at all
+
+
+# --- the registry and the class: every kind, random graphs ---------------------------------------
+def test_every_described_kind_has_a_converter_a_mapping_and_a_sampler():
+    """One place per kind on each floor, and they agree: a described kind without a torch module, a weight
+    without a mapping, or a kind the random graphs cannot draw fails here."""
+    assert set(CONVERTERS) == set(LAYER_TYPES)
+    for kind, description in LAYER_TYPES.items():
+        assert CONVERTERS[kind].description is description, kind
+        assert description.INPUTS is None or kind in SAMPLERS, f"{kind} has no sampler in tests/test_layers_*.py"
+    rng = np.random.default_rng(0)
+    for kind, make in SAMPLERS.items():
+        for shape in ((9, 8, 3), (28, 28, 1), (6, 5), (7,)):
+            layer = make(rng, shape)
+            if layer is None:
+                continue
+            description = LAYER_TYPES[kind].from_keras(layer.get_config())
+            weights = {name for name, _ in description.weights(shape)}
+            assert weights <= set(converter_of(description).weights), (kind, weights)
+
+
+MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+INPUT_SHAPES = ((28, 28, 1), (12, 10, 3), (9, 11, 2), (28, 28), (784,), (8, 6))
+
+
+def random_graph(seed: int) -> "keras.Model":
+    """A seeded random graph of the table: each step draws a layer; half the time it is a branch merged back
+    (element-wise when the shapes agree, Concatenate on the last axis when only that differs)."""
+    rng = np.random.default_rng(seed)
+    inputs = current = keras.Input(INPUT_SHAPES[seed % len(INPUT_SHAPES)])
+    kinds = sorted(SAMPLERS)
+    for _ in range(int(rng.integers(4, 10))):
+        shape = tuple(current.shape[1:])
+        layer = SAMPLERS[kinds[int(rng.integers(len(kinds)))]](rng, shape)
+        if layer is None:
+            continue
+        branch = layer(current)
+        if rng.random() < 0.5 and tuple(branch.shape[1:]) == shape:
+            current = getattr(L, MERGES[int(rng.integers(len(MERGES)))])()([current, branch])
+        elif rng.random() < 0.5 and len(branch.shape) == len(current.shape) and branch.shape[1:-1] == shape[:-1]:
+            current = L.Concatenate()([branch, current])
+        else:
+            current = branch
+    return classifier(inputs, current, name=f"random_{seed}")
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_random_graphs_of_the_table_match_keras(seed):
+    model = random_graph(seed)
+    assert_matches_keras(model, seed, source=f"random graph {seed} ({len(model.layers)} layers)")
+
+
+@pytest.mark.parametrize("seed", range(0, 24, 3))
+def test_layer_order_is_keras_whatever_order_a_description_lists_them(seed):
+    """A description may list a graph's layers in any order its inputs allow; the bridge keeps Keras' order
+    (model.layers), which names the weights inside a .keras file."""
+    config = architecture_of(random_graph(seed)).to_config()
+    previous = input_name = config.get("input_name", "input")
+    for entry in config["layers"]:  # name every input, so the list can be reordered
+        entry.setdefault("inputs", [previous])
+        previous = entry["name"]
+    rng = np.random.default_rng(seed)
+    placed, pending, listed = {input_name}, list(config["layers"]), []
+    while pending:  # a random order that still puts every layer after its inputs
+        ready = [entry for entry in pending if set(entry["inputs"]) <= placed]
+        entry = ready[int(rng.integers(len(ready)))]
+        pending.remove(entry)
+        listed.append(entry)
+        placed.add(entry["name"])
+    architecture = Architecture.from_config({**config, "layers": listed})
+    from keras_bridge.build import build_model
+
+    model = build_model(architecture)
+    assert [layer.name for layer in model.layers if type(layer).__name__ != "InputLayer"] == \
+        [node.name for node in architecture.nodes]
+
+
+def test_the_network_is_named_as_keras_and_compiles_and_exports():
+    """Submodules carry the Keras layer names; torch.export and torch.compile take the graph as it is."""
+    inputs = keras.Input((12, 12, 3))
+    a = L.Conv2D(4, 3, padding="same", name="stem")(inputs)
+    b = L.Conv2D(4, 3, padding="same", activation="relu")(a)
+    model = classifier(inputs, L.GlobalAveragePooling2D()(L.Add(name="shortcut")([a, b])), name="tiny_residual")
+    architecture = architecture_of(model)
+    network = KerasNetwork(architecture).eval()
+    assert [name for name, _ in network.named_children()] == [node.name for node in architecture.nodes]
+    assert network.stem.weight.shape == (4, 3, 3, 3)
+    x = torch.rand(5, 3, 12, 12)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    exported = torch.export.export(network, (x,), dynamic_shapes=({0: batch},))
+    assert torch.allclose(exported.module()(x[:3]), network(x[:3]), atol=1e-6)
+    compiled = torch.compile(network)
+    assert torch.allclose(compiled(x), network(x), atol=1e-5)

@@ -442,3 +442,24 @@ def test_first_version_checkpoints_still_load(seed_conversion, tmp_path):
     restored = read_checkpoint(tmp_path / "old.ckpt")
     assert restored.architecture.same_network(NOTEBOOK) and restored.hparams["lr"] == 1e-4
     assert all(torch.equal(restored.weights[k], weights[k]) for k in weights)
+
+
+def test_version_1_checkpoints_of_renamed_layers_still_load(seed_conversion, tmp_path):
+    """Version 1 named modules as a .keras file names weights (by class), whatever the layers were called."""
+    ckpt, _ = seed_conversion
+    current = read_checkpoint(ckpt)
+    config = current.architecture.to_config()
+    del config["format_version"]
+    for index, layer in enumerate(config["layers"]):
+        layer["name"] = f"my_layer_{index}"
+    stored = dict(zip(current.architecture.storage_names.values(), (f"my_layer_{i}" for i in range(99))))
+    old = {f"network.{module}.{attribute}": value for module_key, value in current.weights.items()
+           for module, attribute in [module_key.split(".", 1)]}
+    torch.save({"state_dict": old, "hyper_parameters": {"architecture": config, "lr": 1e-4}},
+               tmp_path / "v1.ckpt")
+    restored = read_checkpoint(tmp_path / "v1.ckpt")
+    assert [node.name for node in restored.architecture.nodes] == list(stored.values())
+    assert restored.architecture.same_network(current.architecture)
+    for key, value in current.weights.items():
+        module, attribute = key.split(".", 1)
+        assert torch.equal(restored.weights[f"{stored[module]}.{attribute}"], value), key

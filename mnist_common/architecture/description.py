@@ -219,7 +219,7 @@ class Architecture:
             names.append(node.name)
             wanted = node.layer.INPUTS
             if not node.inputs or (wanted is not None and len(node.inputs) != wanted):
-                takes = "one input" if wanted == 1 else f"{wanted} inputs" if wanted else "two or more inputs"
+                takes = "one input" if wanted == 1 else f"{wanted} inputs" if wanted else "inputs"
                 raise self._refuse(index, node, f"takes {takes}, got {len(node.inputs)} ({', '.join(node.inputs)})")
             unknown = [i for i in node.inputs if i not in names and i not in {n.name for n in nodes}]
             if unknown:

@@ -1,0 +1,103 @@
+"""The first table's layers against Keras (convolutions, pooling, Dense, BatchNorm, activations, Flatten, Dropout),
+and their samplers for the random graphs of ``tests/test_bridge.py``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bridge_check import L, assert_matches_keras, sampler, sequential_case
+from mnist_common.architecture import ACTIVATIONS
+
+LAYER_CASES = {
+    "even_kernels_strides_2_3": [L.Conv2D(5, 4, strides=2, padding="same"),
+                                 L.Conv2D(3, 2, strides=3, padding="same"), L.Flatten()],
+    "max_pool_same_on_negatives": [L.Conv2D(4, 3, activation="tanh"), L.MaxPooling2D(3, strides=2, padding="same"),
+                                   L.MaxPooling2D(2, strides=3, padding="same"), L.Flatten()],
+    "average_pool_same": [L.Conv2D(4, 3), L.AveragePooling2D(3, strides=2, padding="same"),
+                          L.AveragePooling2D(2, strides=3, padding="same"), L.Flatten()],
+    "global_pools_keepdims": [L.Conv2D(6, (3, 2), strides=(2, 1)), L.GlobalMaxPooling2D(keepdims=True), L.Flatten()],
+    "batchnorm_variants": [L.Conv2D(4, 3, use_bias=False), L.BatchNormalization(center=False),
+                           L.BatchNormalization(scale=False, epsilon=1e-5, momentum=0.9), L.Flatten(), L.Dense(16),
+                           L.BatchNormalization(center=False, scale=False)],
+    "dense_on_image": [L.Conv2D(4, 3), L.Dense(6, activation="relu"), L.MaxPooling2D(), L.Flatten()],
+    "relu_layers": [L.Conv2D(4, 3), L.ReLU(max_value=0.5), L.Conv2D(4, 3), L.ReLU(negative_slope=0.1, threshold=0.2),
+                    L.Conv2D(4, 3), L.ReLU(negative_slope=0.2, max_value=1.0), L.LeakyReLU(),
+                    L.LeakyReLU(negative_slope=0.05), L.Flatten()],
+    **{f"activation_{name}": [L.Conv2D(4, 3, activation=name), L.Flatten(), L.Dense(12, activation=name)]
+       for name in ACTIVATIONS if name != "exponential"},
+    "activation_exponential": [L.Conv2D(2, 3), L.GlobalAveragePooling2D(), L.Dense(4, activation="exponential")],
+}
+
+
+@pytest.mark.parametrize("case", list(LAYER_CASES))
+def test_every_layer_kind_and_activation_matches_keras(case):
+    """Random weights and inputs through Keras and the torch network: the same probabilities (and logits)."""
+    assert_matches_keras(sequential_case((28, 28, 1), *LAYER_CASES[case]), source=case)
+
+
+@pytest.mark.parametrize("input_shape", [(28, 28), (784,), (5, 7)])
+def test_dense_activation_and_dropout_on_inputs_of_one_or_two_axes(input_shape):
+    """Dense works on the last axis of an (H, W) input, as on a flat one (the MLP of a flat MNIST model)."""
+    assert_matches_keras(sequential_case(input_shape, L.Dense(16, activation="relu"), L.Dropout(0.2),
+                                         L.BatchNormalization(), L.Dense(8), L.LeakyReLU(), L.Flatten()),
+                         source=f"{input_shape}")
+
+
+# --- random layers for random graphs -----------------------------------------------------------
+ACTIVATION_NAMES = [name for name in ACTIVATIONS if name not in ("exponential", "softmax")]
+
+
+def _image(shape) -> bool:
+    return len(shape) == 3
+
+
+@sampler("Conv2D")
+def _conv(rng, shape):
+    if not _image(shape):
+        return None
+    kernel = int(rng.integers(1, min(shape[0], shape[1], 4) + 1))
+    return L.Conv2D(int(rng.integers(2, 7)), kernel, strides=int(rng.integers(1, 3)),
+                    padding=str(rng.choice(["same", "valid"])), activation=str(rng.choice(ACTIVATION_NAMES)),
+                    use_bias=bool(rng.random() < 0.8))
+
+
+def _pool(kind):
+    def make(rng, shape):
+        if not _image(shape) or min(shape[:2]) < 2:
+            return None
+        size = int(rng.integers(2, min(3, *shape[:2]) + 1))
+        return getattr(L, kind)(size, strides=int(rng.integers(1, 3)), padding=str(rng.choice(["same", "valid"])))
+    return make
+
+
+sampler("MaxPooling2D")(_pool("MaxPooling2D"))
+sampler("AveragePooling2D")(_pool("AveragePooling2D"))
+sampler("GlobalAveragePooling2D")(lambda rng, shape: L.GlobalAveragePooling2D(keepdims=bool(rng.random() < 0.5))
+                                  if _image(shape) else None)
+sampler("GlobalMaxPooling2D")(lambda rng, shape: L.GlobalMaxPooling2D(keepdims=bool(rng.random() < 0.5))
+                              if _image(shape) else None)
+sampler("BatchNormalization")(lambda rng, shape: L.BatchNormalization(
+    epsilon=float(rng.choice([1e-3, 1e-5])), center=bool(rng.random() < 0.8), scale=bool(rng.random() < 0.8)))
+sampler("Flatten")(lambda rng, shape: L.Flatten() if len(shape) > 1 else None)
+sampler("Dense")(lambda rng, shape: L.Dense(int(rng.integers(2, 9)), activation=str(rng.choice(ACTIVATION_NAMES))))
+sampler("Dropout")(lambda rng, shape: L.Dropout(float(rng.uniform(0.0, 0.5))))
+sampler("Activation")(lambda rng, shape: L.Activation(str(rng.choice(ACTIVATION_NAMES))))
+sampler("ReLU")(lambda rng, shape: L.ReLU(max_value=float(rng.choice([1.0, 6.0])) if rng.random() < 0.5 else None,
+                                          negative_slope=float(rng.choice([0.0, 0.1])),
+                                          threshold=float(rng.choice([0.0, 0.2]))))
+sampler("LeakyReLU")(lambda rng, shape: L.LeakyReLU(negative_slope=float(rng.uniform(0.01, 0.4))))
+sampler("Softmax")(lambda rng, shape: L.Softmax() if rng.random() < 0.3 else None)
+
+
+def test_samplers_make_layers_keras_builds():
+    """Each sampler gives a layer Keras can call on the shapes it accepts (or declines with None)."""
+    from bridge_check import SAMPLERS, keras
+
+    rng = np.random.default_rng(0)
+    for kind, make in SAMPLERS.items():
+        for shape in ((9, 8, 3), (6, 5), (7,)):
+            layer = make(rng, shape)
+            if layer is not None:
+                assert type(layer).__name__ == kind
+                layer(keras.Input(shape))
