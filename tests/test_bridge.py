@@ -9,6 +9,7 @@ the command line itself is the point).
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import shutil
@@ -35,7 +36,77 @@ for _family in sorted(Path(__file__).parent.glob("test_layers_*.py")):
 
 TRAIN_IMAGES = 6000  # enough for the trained models to score well above chance
 ZOO = ["deeper_16_32_64", "keras_io_convnet", "lenet5_tanh_avgpool", "strided_same_gap", "functional_chain",
-       "rgb_32x32x3"]
+       "rgb_32x32x3", "resnet", "inception", "mobilenet", "squeeze_excite", "flat_mlp", "rgb_decoder_merges"]
+MNIST_ZOO = [name for name in ZOO if name not in ("rgb_32x32x3", "rgb_decoder_merges")]
+
+
+def _conv_bn_relu(x, filters, strides=1):
+    x = L.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+    return L.ReLU()(L.BatchNormalization()(x))
+
+
+def resnet() -> "keras.Model":
+    """ResNet-style: Rescaling, Conv-BN-ReLU, an identity and a strided 1x1-projection shortcut, global pooling."""
+    inputs = keras.Input((28, 28, 1))
+    x = _conv_bn_relu(L.Rescaling(2.0, offset=-1.0)(inputs), 16)
+    y = L.BatchNormalization()(L.Conv2D(16, 3, padding="same", use_bias=False)(_conv_bn_relu(x, 16)))
+    x = L.ReLU()(L.Add()([x, y]))  # identity shortcut
+    y = L.BatchNormalization()(L.Conv2D(32, 3, padding="same", use_bias=False)(_conv_bn_relu(x, 32, strides=2)))
+    shortcut = L.BatchNormalization()(L.Conv2D(32, 1, strides=2, use_bias=False)(x))  # projection shortcut
+    x = L.ReLU()(L.Add()([shortcut, y]))
+    return keras.Model(inputs, L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(x)), name="resnet")
+
+
+def inception() -> "keras.Model":
+    """An Inception-style block: 1x1, 3x3, 5x5 and pooled branches joined by Concatenate."""
+    inputs = keras.Input((28, 28, 1))
+    x = L.MaxPooling2D()(L.Conv2D(16, 3, activation="relu")(inputs))
+    branches = [L.Conv2D(8, 1, activation="relu")(x),
+                L.Conv2D(8, 3, padding="same", activation="relu")(L.Conv2D(4, 1, activation="relu")(x)),
+                L.Conv2D(8, 5, padding="same", activation="relu")(L.Conv2D(4, 1, activation="relu")(x)),
+                L.Conv2D(8, 1, activation="relu")(L.MaxPooling2D(3, strides=1, padding="same")(x))]
+    x = L.MaxPooling2D()(L.Concatenate()(branches))
+    return keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(x)), name="inception")
+
+
+def mobilenet() -> "keras.Model":
+    """MobileNet-style: ZeroPadding2D, DepthwiseConv2D, SeparableConv2D, a dilated grouped Conv2D, Cropping2D."""
+    inputs = keras.Input((28, 28, 1))
+    x = L.Conv2D(16, 3, strides=2, padding="same", activation="relu6")(L.ZeroPadding2D(((1, 2), (2, 1)))(inputs))
+    x = L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x))
+    x = L.SeparableConv2D(32, 3, strides=2, padding="same", activation="relu")(L.ReLU(6.0)(x))
+    x = L.Conv2D(32, 3, dilation_rate=2, groups=4, padding="same", activation="relu")(x)
+    x = L.Cropping2D(((1, 0), (0, 1)))(x)
+    return keras.Model(inputs, L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(x)), name="mobilenet")
+
+
+def squeeze_excite() -> "keras.Model":
+    """A squeeze-and-excitation block: a Reshape'd sigmoid gate Multiply'd into the map, then LayerNormalization."""
+    inputs = keras.Input((28, 28, 1))
+    x = L.MaxPooling2D()(L.Conv2D(24, 3, activation="relu")(inputs))
+    gate = L.Dense(24, activation="sigmoid")(L.Dense(6, activation="relu")(L.GlobalAveragePooling2D()(x)))
+    x = L.Multiply()([x, L.Reshape((1, 1, 24))(gate)])
+    x = L.LayerNormalization()(L.Conv2D(32, 3, strides=2, activation="relu")(x))
+    return keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(x)), name="squeeze_excite")
+
+
+def flat_mlp() -> "keras.Model":
+    """A multilayer perceptron on flat (784,) inputs, as many MNIST tutorials write it."""
+    return keras.Sequential([keras.Input((784,)), L.Dense(128, activation="relu"), L.Dropout(0.2),
+                             L.Dense(64, activation="relu"), L.Dense(10, activation="softmax")], name="flat_mlp")
+
+
+def rgb_decoder_merges() -> "keras.Model":
+    """32x32x3: Conv2DTranspose and UpSampling2D (nearest and bilinear) branches merged by Subtract, Maximum, Average."""
+    inputs = keras.Input((32, 32, 3))
+    x = L.MaxPooling2D()(L.Conv2D(8, 3, padding="same", activation="relu")(inputs))  # 16x16x8
+    up = L.Conv2DTranspose(8, 3, strides=2, padding="same")(x)  # 32x32x8
+    near = L.Conv2D(8, 1)(L.UpSampling2D(2)(x))
+    smooth = L.Conv2D(8, 1)(L.UpSampling2D(2, interpolation="bilinear")(x))
+    x = L.Average()([L.Subtract()([up, near]), L.Maximum()([near, smooth]), up])
+    x = L.Conv2D(16, 3, strides=2, activation="relu")(x)
+    return keras.Model(inputs, L.Dense(10, activation="softmax")(L.GlobalMaxPooling2D()(x)),
+                       name="rgb_decoder_merges")
 
 
 def zoo() -> dict[str, "keras.Model"]:
@@ -71,6 +142,8 @@ def zoo() -> dict[str, "keras.Model"]:
             L.AveragePooling2D(3, strides=2, padding="same"), L.Flatten(), L.Dense(64, activation="leaky_relu"),
             L.Dense(10, activation="softmax")]),
     }
+    models.update({build.__name__: build() for build in (resnet, inception, mobilenet, squeeze_excite, flat_mlp,
+                                                           rgb_decoder_merges)})
     assert list(models) == ZOO
     return models
 
@@ -88,9 +161,11 @@ def keras_files(tmp_path_factory, mnist):
     for name, model in zoo().items():
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
         correct = None
-        if model.input_shape[1:] == (28, 28, 1):
-            model.fit(x, y, batch_size=64, epochs=1, verbose=0)
-            accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0, return_dict=True)["accuracy"]
+        if name in MNIST_ZOO:  # each in its own layout: (28, 28, 1) or (784,)
+            layout = (-1, *model.input_shape[1:])
+            model.fit(x.reshape(layout), y, batch_size=64, epochs=1, verbose=0)
+            accuracy = model.evaluate(x_test.reshape(layout), y_test, batch_size=1000, verbose=0,
+                                      return_dict=True)["accuracy"]
             correct = round(accuracy * 10_000)
         model.save(folder / f"{name}.keras")
         out[name] = (folder / f"{name}.keras", correct)
@@ -134,26 +209,53 @@ def test_keras_model_converts_both_ways_exactly(name, keras_files, tmp_path, cap
             assert a.dtype == b.dtype == np.float32 and a.tobytes() == b.tobytes(), layer
 
 
+TEST_PROCESSES_AT_ONCE = 3  # each loads torch and Lightning: more would only queue on CI's two cores
+
+
 def test_lightning_scores_converted_checkpoints_as_keras_evaluates(keras_files, tmp_path, capsys, mnist_dir):
     """``test --ckpt_path`` on each MNIST-shaped model's checkpoint prints Keras' own accuracy (as subprocesses)."""
     env = {**os.environ, "MNIST_DATA_DIR": str(mnist_dir), "PYTHONPATH": str(REPO)}
-    running = {}
-    for name, (source, keras_correct) in keras_files.items():
-        if keras_correct is None:
-            continue
+    waiting = []
+    for name in MNIST_ZOO:
+        source, keras_correct = keras_files[name]
         ckpt = tmp_path / f"{name}.ckpt"
         convert(capsys, source, ckpt, "--check_images", 100)
-        running[name] = (keras_correct, subprocess.Popen(
-            [sys.executable, "-m", "lightning_mnist", "test", "--ckpt_path", str(ckpt), "--trainer.logger", "false",
-             "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    assert len(running) == 5
-    for name, (keras_correct, proc) in running.items():
-        stdout, stderr = proc.communicate(timeout=600)
-        assert proc.returncode == 0, (name, stderr[-2000:])
-        [row] = [line for line in stdout.splitlines() if "test/acc" in line]
-        lightning_acc = float(re.findall(r"[0-9]+\.[0-9]+", row)[0])
-        assert round(lightning_acc * 10_000) == keras_correct, (name, lightning_acc, keras_correct)
+        waiting.append((name, keras_correct, [sys.executable, "-m", "lightning_mnist", "test", "--ckpt_path", str(ckpt),
+                                              "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+                                              "--trainer.accelerator", "cpu"]))
+    while waiting:
+        batch, waiting = waiting[:TEST_PROCESSES_AT_ONCE], waiting[TEST_PROCESSES_AT_ONCE:]
+        running = [(name, correct, subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                                    stderr=subprocess.PIPE, text=True))
+                   for name, correct, args in batch]
+        for name, keras_correct, proc in running:
+            stdout, stderr = proc.communicate(timeout=600)
+            assert proc.returncode == 0, (name, stderr[-2000:])
+            [row] = [line for line in stdout.splitlines() if "test/acc" in line]
+            lightning_acc = float(re.findall(r"[0-9]+\.[0-9]+", row)[0])
+            assert round(lightning_acc * 10_000) == keras_correct, (name, lightning_acc, keras_correct)
+
+
+@pytest.mark.parametrize("name", MNIST_ZOO)
+def test_predict_agrees_on_both_backends_with_keras(name, keras_files, tmp_path, capsys, seed_png, mnist):
+    """predict on the torch and Keras backends, from the .keras file and from its checkpoint: one answer."""
+    source, _ = keras_files[name]
+    convert(capsys, source, tmp_path / "model.ckpt", "--check_images", 100)
+    pixels = mnist.test_images[:64].astype(np.float32) / 255
+    from lightning_mnist.predictors import load_predictor
+
+    runs = {f"{backend} {path.suffix}": load_predictor(path, backend).predict_proba(pixels)
+            for backend in ("torch", "keras") for path in (source, tmp_path / "model.ckpt")}
+    reference = runs["keras .keras"]
+    for label, probabilities in runs.items():
+        assert np.abs(probabilities - reference).max() <= CHECK_TOLERANCE, (name, label)
+    answers = []
+    for backend in ("torch", "keras"):
+        command_line(["predict", str(seed_png), "--weights", str(tmp_path / "model.ckpt"), "--backend", backend,
+                      "--json"])
+        answers.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert answers[0]["digit"] == answers[1]["digit"], answers
+    assert np.abs(np.array(answers[0]["probabilities"]) - np.array(answers[1]["probabilities"])).max() <= 1e-5
 
 
 def _unsupported_models() -> dict[str, "keras.Model"]:
@@ -369,3 +471,20 @@ def test_the_network_is_named_as_keras_and_compiles_and_exports():
     assert torch.allclose(exported.module()(x[:3]), network(x[:3]), atol=1e-6)
     compiled = torch.compile(network)
     assert torch.allclose(compiled(x), network(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["inception", "flat_mlp"])
+def test_fit_and_keras_reference_train_any_graph_from_its_keras_file(name, keras_files, run_module, tmp_path):
+    """``fit --model.architecture graph.keras`` and ``keras_reference train`` with it: each framework trains the
+    graph afresh from the file's architecture, in its own input layout, and records it."""
+    source, _ = keras_files[name]
+    common = ["--model.architecture", source, "--data.subset", "1500", "--trainer.max_epochs", "1",
+              "--model.lr", "3e-3"]
+    run_module("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false")
+    run_module("keras_reference", "train", *common)
+    for framework in ("lightning", "keras"):
+        results = json.loads((tmp_path / "runs" / framework / "version_0" / "results.json").read_text())
+        assert results["test_acc"] > 0.3, (framework, results["test_acc"])  # chance is 0.1
+    recorded = torch.load(next((tmp_path / "runs" / "lightning" / "version_0" / "checkpoints").glob("last.ckpt")),
+                          weights_only=True)["hyper_parameters"]["architecture"]
+    assert Architecture.from_config(recorded).same_network(read_keras_file(source).architecture)

@@ -35,7 +35,7 @@ def test_layer_output_shapes_follow_the_notebook():
     assert shapes == {"conv2d": (32, 26, 26), "batch_normalization": (32, 26, 26), "conv2d_1": (64, 11, 11),
                       "batch_normalization_1": (64, 11, 11), "flatten": (1600,), "dense": (128,), "dense_1": (10,)}
     # the same shapes the description infers, channels last
-    assert [NOTEBOOK.shapes[i] for i in (0, 1, 3, 4, 6, 7, 9)] == \
+    assert [NOTEBOOK.shapes[name] for name in shapes] == \
         [(26, 26, 32), (26, 26, 32), (11, 11, 64), (11, 11, 64), (1600,), (128,), (10,)]
 
 
@@ -90,9 +90,10 @@ def test_keras_initialisers_and_batchnorm_settings():
      math.sqrt(3 / 100)),
 ])
 def test_keras_initializers_draw_with_keras_spreads(initializer, expected_std):
-    """Keras' fans for a (out=100, in=300) kernel; truncated normals cut at two standard deviations."""
+    """Keras' fans for a Dense kernel (in=300, out=100), in Keras' layout; truncated normals cut at two standard
+    deviations."""
     torch.manual_seed(0)
-    weight = initialize_(torch.empty(100, 300), initializer)
+    weight = initialize_(torch.empty(300, 100), initializer)
     assert abs(weight.std().item() - expected_std) < 0.05 * expected_std
     if isinstance(initializer, str) and initializer.endswith("normal"):
         assert weight.abs().max() <= 2 * expected_std / 0.87962566 + 1e-6
