@@ -15,15 +15,17 @@ import pytest
 import torch
 
 from bridge_check import L, architecture_of, assert_matches_keras, classifier, keras, sampler, sequential_case
+from keras_bridge.build import layer_weights
 from lightning_mnist.interop.keras_models import keras_model_from_torch, torch_weights_of
 from lightning_mnist.models.layers import build
-from keras_bridge.build import layer_weights
 from mnist_common.architecture import Architecture, ArchitectureError, layers
 from mnist_common.architecture.keras_config import architecture_from_keras_config
 
-RMS_WARNING = "ignore:You passed `rms_scaling=True`:UserWarning"  # Keras' own: the option is deprecated there
-pytestmark = pytest.mark.filterwarnings(RMS_WARNING)
-warnings.filterwarnings(*RMS_WARNING.split(":")[:2], UserWarning)  # CASES make such layers on import
+# Keras warns that rms_scaling is deprecated (it still computes it, and so does the bridge): quiet, in the
+# cases made on import and in the tests.
+RMS_DEPRECATED = "You passed `rms_scaling=True`"
+warnings.filterwarnings("ignore", RMS_DEPRECATED, UserWarning)
+pytestmark = pytest.mark.filterwarnings(f"ignore:{RMS_DEPRECATED}:UserWarning")
 
 MAP = (9, 7, 2)  # a Conv2D(6, 3) makes it 7x5x6: height, width and channels all differ
 
@@ -172,7 +174,8 @@ def _keras_config(layer, input_shape=(7, 5, 6)):
 
 
 @pytest.mark.parametrize("layer, input_shape, message", [
-    (("LayerNormalization", {"axis": [0]}), (7, 5, 6), "axis 0 is not an axis of a 7x5x6 input: Keras counts the batch"),
+    (("LayerNormalization", {"axis": [0]}), (7, 5, 6),
+     "axis 0 is not an axis of a 7x5x6 input: Keras counts the batch as axis 0, so its axes are 1..3 or -3..-1"),
     (("LayerNormalization", {"axis": 4}), (7, 5, 6), "axis 4 is not an axis of a 7x5x6 input"),
     (("LayerNormalization", {"axis": [-3, 2]}), (7, 5), "axis -3 is not an axis of a 7x5 input"),
     (("LayerNormalization", {"axis": [-1, 3]}), (7, 5, 6), "axis [-1, 3] names an axis of a 7x5x6 input twice"),
@@ -201,6 +204,18 @@ def test_keras_configs_outside_what_is_mirrored_are_refused_in_one_line(layer, i
         architecture_from_keras_config(_keras_config(layer, input_shape), "model.keras")
     text = str(info.value)
     assert text.startswith(f"model.keras: layer 0 (norm, {layer[0]})") and message in text and "\n" not in text, text
+
+
+def test_descriptions_spell_settings_as_keras_saves_them_and_round_trip():
+    architecture = Architecture.from_config({"input_shape": [7, 5, 6], "layers": [
+        {"type": "LayerNormalization", "axis": [3, -3, 2], "rms_scaling": True},
+        {"type": "LayerNormalization", "axis": [2]}, {"type": "GroupNormalization", "groups": -1, "center": False},
+        {"type": "SpatialDropout2D", "rate": 0.25}, {"type": "Flatten"}, {"type": "Dense", "units": 10}]})
+    first, second, group, dropout = architecture.to_config()["layers"][:4]
+    assert first["axis"] == [-3, 2, 3] and second["axis"] == 2 and group["groups"] == -1 and dropout["rate"] == 0.25
+    weights = [w for _, _, w in architecture.weight_shapes()][:3]
+    assert weights == [(("gamma", (7, 5, 6)),), (("gamma", (5,)), ("beta", (5,))), (("gamma", (6,)),)]
+    assert Architecture.from_config(architecture.to_config()) == architecture
 
 
 def test_descriptions_refuse_in_one_line_naming_the_layer():

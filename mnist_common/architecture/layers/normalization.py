@@ -162,7 +162,7 @@ class GroupNormalization(Layer):
         super().__post_init__()
         if self.groups != -1 and (isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 1):
             raise LayerError(f"groups must be a positive integer or -1 (one group per channel), got {self.groups!r}")
-        if self.axis != -1 or isinstance(self.axis, bool):
+        if self.axis != -1:
             raise LayerError(f"normalises axis {self.axis!r}; only the channel (last) axis, -1, is supported")
         _gamma_beta(self)
 
