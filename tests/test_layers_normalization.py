@@ -16,10 +16,12 @@ import torch
 
 from bridge_check import L, architecture_of, assert_matches_keras, classifier, keras, sampler, sequential_case
 from keras_bridge.build import layer_weights
+from lightning_mnist.__main__ import main as command_line
 from lightning_mnist.interop.keras_models import keras_model_from_torch, torch_weights_of
 from lightning_mnist.models.layers import build
 from mnist_common.architecture import Architecture, ArchitectureError, layers
 from mnist_common.architecture.keras_config import architecture_from_keras_config
+from mnist_common.keras_file import read_keras_file
 
 # Keras warns that rms_scaling is deprecated (it still computes it, and so does the bridge): quiet, in the
 # cases made on import and in the tests.
@@ -227,3 +229,21 @@ def test_descriptions_refuse_in_one_line_naming_the_layer():
     config["layers"][0] = {"type": "LayerNormalization", "axis": [1, 2, 3, 4]}
     with pytest.raises(ArchitectureError, match=r"layer 0 \(layer_normalization, LayerNormalization\): axis 4"):
         Architecture.from_config(config)
+
+
+def test_a_keras_file_converts_both_ways_bit_identically(tmp_path, capsys):
+    """The real ``convert`` command, .keras -> .ckpt -> .keras: every setting and every weight bit kept."""
+    model = sequential_case((12, 10, 3), L.Conv2D(8, 3), L.LayerNormalization(axis=[-1, 1]), L.SpatialDropout2D(0.3),
+                            L.GroupNormalization(4, epsilon=1e-5), L.Conv2D(4, 2, strides=2),
+                            L.LayerNormalization(axis=[1, 2, 3], center=False), L.GroupNormalization(-1))
+    for layer in model.layers:
+        layer.set_weights([np.random.default_rng(3).normal(size=w.shape).astype(np.float32)
+                           for w in layer.get_weights()])
+    model.save(tmp_path / "norms.keras")
+    for source, target in (("norms.keras", "norms.ckpt"), ("norms.ckpt", "again.keras")):
+        command_line(["convert", str(tmp_path / source), str(tmp_path / target)])
+        assert "check on " in capsys.readouterr().out
+    before, after = read_keras_file(tmp_path / "norms.keras"), read_keras_file(tmp_path / "again.keras")
+    assert before.architecture.layers == after.architecture.layers
+    assert {name: [w.tobytes() for w in ws] for name, ws in before.weights.items()} == \
+        {name: [w.tobytes() for w in ws] for name, ws in after.weights.items()}
