@@ -130,6 +130,7 @@ def test_spatial_dropout_drops_whole_channels_and_scales_the_rest_as_keras_does(
     assert torch.equal(module(ones), ones)
 
 
+@sampler("LayerNormalization")
 def make_layer_norm(rng: np.random.Generator, shape: tuple[int, ...]):
     rank = len(shape)
     axes = [int(a) for a in rng.permutation(np.arange(1, rank + 1))[:rng.integers(1, rank + 1)]]
@@ -139,6 +140,7 @@ def make_layer_norm(rng: np.random.Generator, shape: tuple[int, ...]):
                                 rms_scaling=bool(rng.random() < 0.15))
 
 
+@sampler("GroupNormalization")
 def make_group_norm(rng: np.random.Generator, shape: tuple[int, ...]):
     channels = shape[-1]
     groups = [g for g in range(1, channels + 1) if channels % g == 0] + [-1]
@@ -146,13 +148,9 @@ def make_group_norm(rng: np.random.Generator, shape: tuple[int, ...]):
                                 center=bool(rng.random() < 0.7), scale=bool(rng.random() < 0.7))
 
 
+@sampler("SpatialDropout2D")
 def make_spatial_dropout(rng: np.random.Generator, shape: tuple[int, ...]):
     return L.SpatialDropout2D(float(rng.uniform(0.0, 0.9))) if len(shape) == 3 else None
-
-
-sampler("LayerNormalization")(make_layer_norm)
-sampler("GroupNormalization")(make_group_norm)
-sampler("SpatialDropout2D")(make_spatial_dropout)
 
 
 @pytest.mark.parametrize("shape", [(7, 5, 6), (6, 9), (12,)])
