@@ -1,10 +1,10 @@
-"""Normalisation: BatchNormalization."""
+"""Normalisation: BatchNormalization, LayerNormalization, GroupNormalization."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mnist_common.architecture.layers.base import (
     Layer,
@@ -14,6 +14,7 @@ from mnist_common.architecture.layers.base import (
     initializer,
     layer_type,
     number,
+    shape_text,
 )
 
 
@@ -60,4 +61,124 @@ class BatchNormalization(Layer):
     def weights(self, shape: Shape) -> tuple[tuple[str, Shape], ...]:
         names = (("gamma",) if self.scale else ()) + (("beta",) if self.center else ()) \
             + ("moving_mean", "moving_variance")
+        return tuple((name, (shape[-1],)) for name in names)
+
+
+def _gamma_beta(spec: Any) -> None:
+    """The settings LayerNormalization and GroupNormalization share with Keras: epsilon, center, scale, initializers."""
+    set_ = object.__setattr__
+    set_(spec, "epsilon", number(spec.epsilon, "epsilon", 0.0, math.inf, low_open=True))
+    set_(spec, "center", boolean(spec.center, "center"))
+    set_(spec, "scale", boolean(spec.scale, "scale"))
+    for name in ("beta_initializer", "gamma_initializer"):
+        set_(spec, name, initializer(getattr(spec, name), name))
+
+
+def _axes(value: Any) -> int | tuple[int, ...]:
+    """Keras' ``axis`` of LayerNormalization: one integer, or several, which Keras sorts as plain integers."""
+    axes = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not axes or any(isinstance(a, bool) or not isinstance(a, int) for a in axes):
+        raise LayerError(f"axis must be an integer or a list of integers, got {value!r}")
+    if len(set(axes)) != len(axes):
+        raise LayerError(f"axis {value!r} names an axis twice")
+    return axes[0] if len(axes) == 1 else tuple(sorted(axes))
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class LayerNormalization(Layer):
+    """Each example normalised over ``axis`` (Keras counts the batch as axis 0; -1 is the last).
+
+    Keras sorts the axes as plain integers (so [-1, 1] stays in that order), gives gamma and beta
+    the sizes of the axes in that order, and *reshapes* them (no transpose) to broadcast them over
+    the input: mirrored as it is. Keras computes ``x * inv + (beta - mean * inv)`` with
+    ``inv = gamma / sqrt(variance + epsilon)``; its deprecated ``rms_scaling`` divides by
+    ``sqrt(variance + epsilon)`` without subtracting the mean, keeps gamma even when ``scale`` is
+    off, and has no beta.
+    """
+
+    axis: int | tuple[int, ...] = -1
+    epsilon: float = 1e-3
+    center: bool = True
+    scale: bool = True
+    rms_scaling: bool = False
+    beta_initializer: str | dict = "zeros"
+    gamma_initializer: str | dict = "ones"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "axis", _axes(self.axis))
+        object.__setattr__(self, "rms_scaling", boolean(self.rms_scaling, "rms_scaling"))
+        _gamma_beta(self)
+
+    @property
+    def keras_axes(self) -> tuple[int, ...]:
+        """The axes in Keras' (sorted) order, as Keras numbers them (the batch is 0)."""
+        return self.axis if isinstance(self.axis, tuple) else (self.axis,)
+
+    def positions(self, shape: Shape) -> tuple[int, ...]:
+        """The normalised axes of an input of ``shape`` (0-based, no batch axis), in Keras' order."""
+        rank = len(shape)
+        out = []
+        for axis in self.keras_axes:
+            if not -rank <= axis <= rank or axis in (0, -rank - 1):
+                raise LayerError(f"axis {axis} is not an axis of a {shape_text(shape)} input: Keras counts the "
+                                 f"batch as axis 0, so its axes are 1..{rank} or -{rank}..-1")
+            out.append(axis % (rank + 1) - 1)
+        if len(set(out)) != len(out):
+            raise LayerError(f"axis {list(self.keras_axes)} names an axis of a {shape_text(shape)} input twice")
+        return tuple(out)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        self.positions(shape)
+        return shape
+
+    def weights(self, shape: Shape) -> tuple[tuple[str, Shape], ...]:
+        names = (("gamma",) if self.scale or self.rms_scaling else ()) \
+            + (("beta",) if self.center and not self.rms_scaling else ())
+        size = tuple(shape[p] for p in self.positions(shape))
+        return tuple((name, size) for name in names)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class GroupNormalization(Layer):
+    """Each example normalised over groups of ``channels / groups`` consecutive channels (and all positions).
+
+    ``groups=-1`` is Keras' instance normalisation (one group per channel; Keras then saves the
+    number of channels). Keras computes ``x * inv + (beta - mean * inv)`` with
+    ``inv = gamma / sqrt(variance + epsilon)``.
+    """
+
+    groups: int = 32
+    axis: int = -1
+    epsilon: float = 1e-3
+    center: bool = True
+    scale: bool = True
+    beta_initializer: str | dict = "zeros"
+    gamma_initializer: str | dict = "ones"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.groups != -1 and (isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 1):
+            raise LayerError(f"groups must be a positive integer or -1 (one group per channel), got {self.groups!r}")
+        if self.axis != -1:
+            raise LayerError(f"normalises axis {self.axis!r}; only the channel (last) axis, -1, is supported")
+        _gamma_beta(self)
+
+    def groups_of(self, shape: Shape) -> int:
+        """The number of groups for an input of ``shape``, refusing channels that do not split into them."""
+        channels = shape[-1]
+        groups = channels if self.groups == -1 else self.groups
+        if channels % groups:
+            raise LayerError(f"groups={groups} does not divide the {channels} channels of its "
+                             f"{shape_text(shape)} input")
+        return groups
+
+    def output_shape(self, shape: Shape) -> Shape:
+        self.groups_of(shape)
+        return shape
+
+    def weights(self, shape: Shape) -> tuple[tuple[str, Shape], ...]:
+        names = (("gamma",) if self.scale else ()) + (("beta",) if self.center else ())
         return tuple((name, (shape[-1],)) for name in names)

@@ -1,4 +1,4 @@
-"""Layers that act only in training: Dropout."""
+"""Layers that act only in training: Dropout, SpatialDropout2D."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from mnist_common.architecture.layers.base import (
+    CHANNELS_LAST,
     Layer,
+    Shape,
     layer_type,
     number,
+    require_rank,
 )
 
 
@@ -22,3 +25,15 @@ class Dropout(Layer):
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "rate", number(self.rate, "rate", 0.0, 1.0, high_open=True))
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class SpatialDropout2D(Dropout):
+    """Dropout of whole channels of an (H, W, C) map in training (the survivors scaled by 1 / (1 - rate))."""
+
+    KERAS_FIXED: ClassVar = {"data_format": (CHANNELS_LAST, "data_format other than channels_last")}
+
+    def output_shape(self, shape: Shape) -> Shape:
+        require_rank(shape, 3, "SpatialDropout2D drops whole channels of a map")
+        return shape
