@@ -6,12 +6,17 @@ each description lists are the Keras layer's own; samplers for random graphs; re
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
+import torch
 from bridge_check import SAMPLERS, L, architecture_of, assert_matches_keras, keras, sampler, sequential_case
 
+from keras_bridge.build import build_model
 from lightning_mnist.models.layers import converter_of
-from mnist_common.architecture import ArchitectureError
+from lightning_mnist.models.network import KerasNetwork
+from mnist_common.architecture import Architecture, ArchitectureError, keras_snake_case
 from mnist_common.architecture.keras_config import architecture_from_keras_config
 
 CASES = {
@@ -87,6 +92,39 @@ def test_weights_are_keras_own_and_round_trip_bit_for_bit(case):
         value = rng.normal(size=keras_shape).astype(np.float32)
         mapping = converter_of(spec).weights[name]
         assert np.array_equal(mapping.to_keras(mapping.to_torch(value), keras_shape), value)
+
+
+def test_descriptions_round_trip_and_build_the_same_keras_layers():
+    """YAML-ready config -> description -> Keras (keras_bridge) gives each layer's own Keras config back,
+    with Keras' auto names (``depthwise_conv2d``, ``separable_conv2d``, ``conv2d_transpose``)."""
+    for case, (shape, layer) in CASES.items():
+        architecture = architecture_of(sequential_case(shape, layer, name=case))
+        assert Architecture.from_config(architecture.to_config()) == architecture, case
+        rebuilt = build_model(architecture).layers[0].get_config()
+        assert {k: v for k, v in rebuilt.items() if k != "name"} == \
+            {k: v for k, v in layer.get_config().items() if k != "name"}, case
+    for layer in (L.DepthwiseConv2D(3), L.SeparableConv2D(2, 3), L.Conv2DTranspose(2, 3)):
+        assert re.sub(r"_\d+$", "", layer.name) == keras_snake_case(type(layer).__name__)
+
+
+def test_each_kernel_is_drawn_with_its_own_initializer_in_keras_layout():
+    """The torch network made from a description starts from the layer's Keras initializers, mapped."""
+    def constant(value):
+        return {"class_name": "Constant", "config": {"value": value}}
+
+    architecture = Architecture.from_config({"input_shape": [8, 8, 2], "layers": [
+        {"type": "DepthwiseConv2D", "kernel_size": 3, "depth_multiplier": 2, "depthwise_initializer": constant(0.5),
+         "bias_initializer": constant(0.25)},
+        {"type": "SeparableConv2D", "filters": 3, "kernel_size": 2, "depthwise_initializer": constant(2.0),
+         "pointwise_initializer": constant(-1.0), "bias_initializer": constant(3.0)},
+        {"type": "Conv2DTranspose", "filters": 2, "kernel_size": 2, "kernel_initializer": constant(4.0)},
+        {"type": "Flatten"}, {"type": "Dense", "units": 10}]})
+    state = KerasNetwork(architecture).state_dict()
+    expected = {"depthwise_conv2d.depthwise": 0.5, "depthwise_conv2d.bias": 0.25, "separable_conv2d.depthwise": 2.0,
+                "separable_conv2d.pointwise": -1.0, "separable_conv2d.bias": 3.0, "conv2d_transpose.weight": 4.0,
+                "conv2d_transpose.bias": 0.0}
+    for key, value in expected.items():
+        assert torch.all(state[key] == value), key
 
 
 # --- samplers: random valid layers for random graphs -------------------------------------------------
