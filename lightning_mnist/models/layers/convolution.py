@@ -118,11 +118,8 @@ class Conv2DTranspose(nn.Module):
         self.stride, self.dilation, self.activation = spec.strides, spec.dilation_rate, spec.activation
         self.weight = nn.Parameter(torch.empty(shape[-1], spec.filters, *spec.kernel_size))
         self.bias = nn.Parameter(torch.empty(spec.filters)) if spec.use_bias else None
-        window = effective_window(spec.kernel_size, spec.dilation_rate)
-        (top, bottom), (left, right) = (
-            (-spec.crop_before(size, axis), spec.output_size(size, axis) + spec.crop_before(size, axis)
-             - ((size - 1) * spec.strides[axis] + window[axis])) for axis, size in enumerate(shape[:2]))
-        self.pad = (left, right, top, bottom)
+        (top, bottom), (left, right) = (spec.placement(size, axis) for axis, size in enumerate(shape[:2]))
+        self.pad = (-left, right, -top, bottom)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(F.conv_transpose2d(x, self.weight, None, self.stride, dilation=self.dilation), self.pad)

@@ -185,7 +185,7 @@ class Conv2DTranspose(Convolution):
     """The gradient of a Conv2D with respect to its input: each input cell spreads the kernel over
     the output, ``strides`` apart. Keras (TensorFlow) fixes the output size first
     (:meth:`output_size`), then places the full result of ``(n - 1) * s + k`` cells in it
-    :meth:`crop_before` cells early, cutting or zero-filling at the end."""
+    (:meth:`placement`), cutting or zero-filling at the end."""
 
     filters: int
     kernel_size: tuple[int, int]
@@ -213,12 +213,14 @@ class Conv2DTranspose(Convolution):
             return (size - 1) * stride + kernel + (max(kernel, stride) - kernel if extra is None else extra)
         return size * stride if extra is None else (size - 1) * stride + kernel % 2 + extra
 
-    def crop_before(self, size: int, axis: int) -> int:
-        """How many cells of the full result fall before the output: "same" padding's share before."""
-        if self.padding == "valid":
-            return 0
-        kernel = effective_window(self.kernel_size, self.dilation_rate)[axis]
-        return max((size - 1) * self.strides[axis] + kernel - self.output_size(size, axis), 0) // 2
+    def placement(self, size: int, axis: int) -> tuple[int, int]:
+        """Where the full result of ``(n - 1) * s + k`` cells sits in the output along ``axis``: how many of
+        its cells fall before the output ("same" padding's share before, as TensorFlow pads), and how many
+        cells the output has past its end (output_padding's zeros; negative: cells of it that fall after)."""
+        full = (size - 1) * self.strides[axis] + effective_window(self.kernel_size, self.dilation_rate)[axis]
+        out = self.output_size(size, axis)
+        before = max(full - out, 0) // 2 if self.padding == "same" else 0
+        return before, out - (full - before)
 
     def output_shape(self, shape: Shape) -> Shape:
         require_rank(shape, 3, "flatten or pool to get there")
