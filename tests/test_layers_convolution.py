@@ -20,6 +20,8 @@ from lightning_mnist.models.layers import converter_of
 from lightning_mnist.models.network import KerasNetwork
 from mnist_common.architecture import Architecture, ArchitectureError, keras_snake_case
 from mnist_common.architecture.keras_config import architecture_from_keras_config
+from mnist_common.architecture.layers import LayerError
+from mnist_common.architecture.layers.convolution import Conv2DTranspose as TransposeDescription
 
 CASES = {
     # Conv2D: dilation (valid, same, per axis, on odd sizes) and groups
@@ -181,8 +183,9 @@ def random_depthwise_conv2d(rng, shape):
 @sampler("SeparableConv2D")
 def random_separable_conv2d(rng, shape):
     window = _window(rng, shape, strided_dilation=True)
-    return None if window is None else L.SeparableConv2D(int(rng.integers(1, 6)), depth_multiplier=int(
-        rng.integers(1, 3)), **window)
+    if window is None:
+        return None
+    return L.SeparableConv2D(int(rng.integers(1, 6)), depth_multiplier=int(rng.integers(1, 3)), **window)
 
 
 @sampler("Conv2DTranspose")
@@ -190,16 +193,11 @@ def random_conv2d_transpose(rng, shape):
     window = _window(rng, shape, strided_dilation=False)
     if window is None or max(shape[:2]) > 16:  # keep the output small
         return None
-    output_padding = None
-    if rng.random() < 0.5:
-        output_padding = tuple(int(rng.integers(0, s)) for s in window["strides"])
-        if window["padding"] == "same":  # only sizes TensorFlow can compute: ceil(out / s) == in
-            output_padding = tuple(max(p, 1 - ((k - 1) * d + 1) % 2) if s > 1 else p for p, k, d, s in
-                                   zip(output_padding, window["kernel_size"], window["dilation_rate"],
-                                       window["strides"]))
-            if any(((k - 1) * d + 1) % 2 + p == 0 for p, k, d in zip(output_padding, window["kernel_size"],
-                                                                       window["dilation_rate"])):
-                output_padding = None
+    output_padding = tuple(int(rng.integers(0, s)) for s in window["strides"]) if rng.random() < 0.5 else None
+    try:
+        TransposeDescription(filters=1, output_padding=output_padding, **window).output_shape(shape)
+    except LayerError:  # a "same" output size TensorFlow cannot compute (see the refusals below)
+        output_padding = None
     return L.Conv2DTranspose(int(rng.integers(1, 5)), output_padding=output_padding, **window)
 
 
