@@ -106,8 +106,7 @@ TAIL = (("Flatten", {}), ("Dense", {"units": 10, "activation": "softmax"}))
 
 
 @pytest.mark.parametrize("layer, message", [
-    (("Conv2D", {"filters": 4, "kernel_size": [3, 3], "dilation_rate": [2, 2]}),
-     "layer 0 (l0, Conv2D) has dilation_rate=[2, 2]: dilation is not supported"),
+    (("Conv3D", {"filters": 4, "kernel_size": [3, 3, 3]}), "layer 0 (l0, Conv3D) is not a supported layer"),
     (("Conv2D", {"filters": 4, "kernel_size": [3, 3], "groups": 1, "data_format": "channels_first"}),
      "data_format other than channels_last is not supported"),
     (("Conv2D", {"filters": 4, "kernel_size": 3, "kernel_regularizer": {"class_name": "L2"}}),

@@ -1,14 +1,23 @@
-"""Convolutions: Conv2D."""
+"""Convolutions: Conv2D (dilated, grouped), DepthwiseConv2D, SeparableConv2D, Conv2DTranspose.
+
+A dilated kernel covers ``(k - 1) * d + 1`` cells, and Keras' output sizes and "same"
+padding are those of that effective window. Keras refuses ``strides > 1`` together with
+``dilation_rate > 1`` in Conv2D and Conv2DTranspose (TensorFlow cannot compute the pair),
+but computes the pair in DepthwiseConv2D and SeparableConv2D (a dilated convolution at
+stride 1, subsampled): the descriptions accept what Keras accepts.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mnist_common.architecture.layers.base import (
     CHANNELS_LAST,
     PADDINGS,
     Layer,
+    LayerError,
     Shape,
     activation_name,
     boolean,
@@ -22,40 +31,208 @@ from mnist_common.architecture.layers.base import (
 )
 
 
+def effective_window(kernel_size: tuple[int, int], dilation_rate: tuple[int, int]) -> tuple[int, int]:
+    """The cells a dilated kernel spans along each axis: ``(k - 1) * d + 1``."""
+    return tuple((k - 1) * d + 1 for k, d in zip(kernel_size, dilation_rate))
+
+
+class Convolution(Layer):
+    """What the 2D convolutions share: their window settings, checked as Keras checks them, and output sizes.
+
+    Subclasses declare the fields (in Keras' order); every ``*_initializer`` field is an initializer.
+    """
+
+    # Whether Keras computes strides > 1 together with dilation_rate > 1 for this kind.
+    STRIDED_DILATION: ClassVar[bool] = False
+    KERAS_FIXED: ClassVar = {"data_format": (CHANNELS_LAST, "data_format other than channels_last"),
+                             **{f"{kernel}_{extra}": (None, f"a {kernel} {extra}")
+                                for kernel in ("depthwise", "pointwise") for extra in ("regularizer", "constraint")}}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        set_ = object.__setattr__
+        for count in ("filters", "depth_multiplier", "groups"):
+            if hasattr(self, count):
+                set_(self, count, positive_int(getattr(self, count), count))
+        for pair in ("kernel_size", "strides", "dilation_rate"):
+            set_(self, pair, int_pair(getattr(self, pair), pair))
+        set_(self, "padding", choice(self.padding, "padding", PADDINGS))
+        set_(self, "activation", activation_name(self.activation))
+        set_(self, "use_bias", boolean(self.use_bias, "use_bias"))
+        for f in dataclasses.fields(self):
+            if f.name.endswith("_initializer"):
+                set_(self, f.name, initializer(getattr(self, f.name), f.name))
+        if not self.STRIDED_DILATION and max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise LayerError(f"strides={list(self.strides)} with dilation_rate={list(self.dilation_rate)}: "
+                             f"Keras refuses strides > 1 together with dilation_rate > 1")
+
+    def window_output(self, shape: Shape) -> tuple[int, int]:
+        """The output (height, width) of the (dilated) window sliding over an (H, W, C) input."""
+        require_rank(shape, 3, "flatten or pool to get there")
+        what = "dilated kernel" if max(self.dilation_rate) > 1 else "kernel"
+        windows = effective_window(self.kernel_size, self.dilation_rate)
+        return tuple(window_output(size, window, stride, self.padding, f"{what} {axis}")
+                     for size, window, stride, axis in zip(shape[:2], windows, self.strides, ("height", "width")))
+
+    def with_bias(self, *weights: tuple[str, Shape], units: int) -> tuple[tuple[str, Shape], ...]:
+        return (*weights, ("bias", (units,))) if self.use_bias else weights
+
+
 @layer_type
 @dataclass(frozen=True, kw_only=True)
-class Conv2D(Layer):
+class Conv2D(Convolution):
+    """Keras' grouped convolution splits the input channels into ``groups`` runs, each seen by
+    ``filters // groups`` consecutive filters (torch's ``groups=`` does the same)."""
+
     filters: int
     kernel_size: tuple[int, int]
     strides: tuple[int, int] = (1, 1)
     padding: str = "valid"
+    dilation_rate: tuple[int, int] = (1, 1)
+    groups: int = 1
     activation: str = "linear"
     use_bias: bool = True
     kernel_initializer: str | dict = "glorot_uniform"
     bias_initializer: str | dict = "zeros"
 
-    KERAS_FIXED: ClassVar = {"data_format": (CHANNELS_LAST, "data_format other than channels_last"),
-                             "dilation_rate": ([1, 1], "dilation"), "groups": (1, "grouped convolution")}
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.filters % self.groups:
+            raise LayerError(f"filters={self.filters} is not a multiple of groups={self.groups}")
+
+    def output_shape(self, shape: Shape) -> Shape:
+        size = self.window_output(shape)
+        if shape[-1] % self.groups:
+            raise LayerError(f"groups={self.groups} does not divide the input's {shape[-1]} channels")
+        return (*size, self.filters)
+
+    def weights(self, shape: Shape) -> tuple[tuple[str, Shape], ...]:
+        return self.with_bias(("kernel", (*self.kernel_size, shape[-1] // self.groups, self.filters)),
+                              units=self.filters)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class DepthwiseConv2D(Convolution):
+    """Each input channel c gets its own ``depth_multiplier`` filters: output channel ``c * m + j``
+    is channel c under the kernel's ``[:, :, c, j]``. Keras names the kernel ``kernel``."""
+
+    kernel_size: tuple[int, int]
+    strides: tuple[int, int] = (1, 1)
+    padding: str = "valid"
+    depth_multiplier: int = 1
+    dilation_rate: tuple[int, int] = (1, 1)
+    activation: str = "linear"
+    use_bias: bool = True
+    depthwise_initializer: str | dict = "glorot_uniform"
+    bias_initializer: str | dict = "zeros"
+
+    STRIDED_DILATION: ClassVar[bool] = True
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return (*self.window_output(shape), shape[-1] * self.depth_multiplier)
+
+    def weights(self, shape: Shape) -> tuple[tuple[str, Shape], ...]:
+        return self.with_bias(("kernel", (*self.kernel_size, shape[-1], self.depth_multiplier)),
+                              units=shape[-1] * self.depth_multiplier)
+
+    def initializer_of(self, weight_name: str) -> str | dict[str, Any]:
+        return self.depthwise_initializer if weight_name == "kernel" else super().initializer_of(weight_name)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class SeparableConv2D(Convolution):
+    """A depthwise convolution (channel ``c * m + j`` as in DepthwiseConv2D, no bias) then a 1x1 one."""
+
+    filters: int
+    kernel_size: tuple[int, int]
+    strides: tuple[int, int] = (1, 1)
+    padding: str = "valid"
+    depth_multiplier: int = 1
+    dilation_rate: tuple[int, int] = (1, 1)
+    activation: str = "linear"
+    use_bias: bool = True
+    depthwise_initializer: str | dict = "glorot_uniform"
+    pointwise_initializer: str | dict = "glorot_uniform"
+    bias_initializer: str | dict = "zeros"
+
+    STRIDED_DILATION: ClassVar[bool] = True
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return (*self.window_output(shape), self.filters)
+
+    def weights(self, shape: Shape) -> tuple[tuple[str, Shape], ...]:
+        depth = shape[-1] * self.depth_multiplier
+        return self.with_bias(("depthwise_kernel", (*self.kernel_size, shape[-1], self.depth_multiplier)),
+                              ("pointwise_kernel", (1, 1, depth, self.filters)), units=self.filters)
+
+
+def output_padding_pair(value: Any) -> tuple[int, int] | None:
+    """None (Keras chooses), or a pair of non-negative integers."""
+    if value is None:
+        return None
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in pair)):
+        raise LayerError(f"output_padding must be null, a non-negative integer or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Conv2DTranspose(Convolution):
+    """The gradient of a Conv2D with respect to its input: each input cell spreads the kernel over
+    the output, ``strides`` apart. Keras (TensorFlow) fixes the output size first
+    (:meth:`output_size`), then places the full result of ``(n - 1) * s + k`` cells in it
+    (:meth:`placement`), cutting or zero-filling at the end."""
+
+    filters: int
+    kernel_size: tuple[int, int]
+    strides: tuple[int, int] = (1, 1)
+    padding: str = "valid"
+    output_padding: tuple[int, int] | None = None
+    dilation_rate: tuple[int, int] = (1, 1)
+    activation: str = "linear"
+    use_bias: bool = True
+    kernel_initializer: str | dict = "glorot_uniform"
+    bias_initializer: str | dict = "zeros"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        set_ = object.__setattr__
-        set_(self, "filters", positive_int(self.filters, "filters"))
-        set_(self, "kernel_size", int_pair(self.kernel_size, "kernel_size"))
-        set_(self, "strides", int_pair(self.strides, "strides"))
-        set_(self, "padding", choice(self.padding, "padding", PADDINGS))
-        set_(self, "activation", activation_name(self.activation))
-        set_(self, "use_bias", boolean(self.use_bias, "use_bias"))
-        set_(self, "kernel_initializer", initializer(self.kernel_initializer, "kernel_initializer"))
-        set_(self, "bias_initializer", initializer(self.bias_initializer, "bias_initializer"))
+        object.__setattr__(self, "output_padding", output_padding_pair(self.output_padding))
+        if self.output_padding is not None and any(p >= s for p, s in zip(self.output_padding, self.strides)):
+            raise LayerError(f"output_padding={list(self.output_padding)} must be less than "
+                             f"strides={list(self.strides)} on each axis")
+
+    def output_size(self, size: int, axis: int) -> int:
+        """Keras' output length along ``axis`` (0: height, 1: width) for an input of ``size``."""
+        kernel = effective_window(self.kernel_size, self.dilation_rate)[axis]
+        stride, extra = self.strides[axis], None if self.output_padding is None else self.output_padding[axis]
+        if self.padding == "valid":
+            return (size - 1) * stride + kernel + (max(kernel, stride) - kernel if extra is None else extra)
+        return size * stride if extra is None else (size - 1) * stride + kernel % 2 + extra
+
+    def placement(self, size: int, axis: int) -> tuple[int, int]:
+        """Where the full result of ``(n - 1) * s + k`` cells sits in the output along ``axis``: how many of
+        its cells fall before the output ("same" padding's share before, as TensorFlow pads), and how many
+        cells the output has past its end (output_padding's zeros; negative: cells of it that fall after)."""
+        full = (size - 1) * self.strides[axis] + effective_window(self.kernel_size, self.dilation_rate)[axis]
+        out = self.output_size(size, axis)
+        before = max(full - out, 0) // 2 if self.padding == "same" else 0
+        return before, out - (full - before)
 
     def output_shape(self, shape: Shape) -> Shape:
         require_rank(shape, 3, "flatten or pool to get there")
-        h, w, _ = shape
-        (kh, kw), (sh, sw) = self.kernel_size, self.strides
-        return (window_output(h, kh, sh, self.padding, "kernel height"),
-                window_output(w, kw, sw, self.padding, "kernel width"), self.filters)
+        sizes = tuple(self.output_size(size, axis) for axis, size in enumerate(shape[:2]))
+        for axis, (size, out) in enumerate(zip(shape[:2], sizes)):
+            # TensorFlow computes it as the gradient of a "same" Conv2D from the output back to the
+            # input, so that Conv2D must give the input's size; Keras' size fails for some pairs.
+            if self.padding == "same" and -(-out // self.strides[axis]) != size:
+                raise LayerError(f"output_padding={list(self.output_padding)} with kernel_size="
+                                 f"{list(self.kernel_size)} and padding='same' gives a {('height', 'width')[axis]} "
+                                 f"of {out} from {size}, which TensorFlow cannot compute")
+        return (*sizes, self.filters)
 
     def weights(self, shape: Shape) -> tuple[tuple[str, Shape], ...]:
-        kernel = ("kernel", (*self.kernel_size, shape[-1], self.filters))
-        return (kernel, ("bias", (self.filters,))) if self.use_bias else (kernel,)
+        return self.with_bias(("kernel", (*self.kernel_size, self.filters, shape[-1])), units=self.filters)
