@@ -64,6 +64,7 @@ CASES = {
     "rescaling_one_entry_list": ((6, 5, 3), [L.Rescaling([2.5], offset=0.5), L.Conv2D(2, 3)]),
     "rescaling_map_per_column": ((4, 3), [L.Rescaling(2.0, offset=[1.0, -1.0, 0.5]), L.Dense(3)]),
     "rescaling_flat_int_scale": ((7,), [L.Rescaling(3, offset=-2), L.Dense(3)]),
+    "rescaling_numpy_arrays": ((5, 4, 3), [L.Rescaling(np.array([0.3, -1.7, 2.0]), offset=np.float64(0.1))]),
 }
 
 
@@ -185,8 +186,10 @@ def test_keras_layers_outside_what_is_mirrored_are_refused_in_one_line(shape, la
     ([9, 8, 2], {"type": "Reshape"}, "layer 0 (Reshape): needs target_shape"),
     ([9, 8, 2], {"type": "Permute", "dims": [0, 1, 2]}, "dims must be a permutation of 1..3 (Keras counts from 1)"),
     ([9, 8, 2], {"type": "Permute", "dims": [2, 1]}, "dims [2, 1] permute 2 axes, but the input 9x8x2 has 3"),
-    ([9, 8, 2], {"type": "Rescaling", "scale": "1/255"}, "scale must be a number"),
-    ([9, 8, 2], {"type": "Rescaling", "scale": 1.0, "offset": None}, "offset must be a number"),
+    ([9, 8, 2], {"type": "Rescaling", "scale": "1/255"}, "scale must be a number or a flat list of numbers"),
+    ([9, 8, 2], {"type": "Rescaling", "scale": 1.0, "offset": None}, "offset must be a number or a flat list"),
+    ([9, 8, 2], {"type": "Rescaling", "scale": []}, "scale must be a number or a flat list of numbers"),
+    ([9, 8, 2], {"type": "Rescaling", "scale": [1.0, float("nan")]}, "scale must be a number or a flat list"),
 ])
 def test_descriptions_outside_what_keras_computes_are_refused_in_one_line(input_shape, layer, message):
     config = {"input_shape": input_shape, "layers": [layer, {"type": "Flatten"}, {"type": "Dense", "units": 3}]}

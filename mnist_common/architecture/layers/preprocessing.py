@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,18 +11,21 @@ from mnist_common.architecture.layers.base import (
     LayerError,
     Shape,
     layer_type,
-    number,
     shape_text,
 )
 
 
 def factor(value: Any, setting: str) -> float | tuple[float, ...]:
-    """A number, or a flat list of numbers Keras broadcasts over the last axis (one per channel)."""
-    if isinstance(value, (list, tuple)):
-        if not value or any(isinstance(v, (list, tuple)) for v in value):
-            raise LayerError(f"{setting} must be a number or a flat list of numbers (one per channel), got {value!r}")
-        return tuple(number(v, setting) for v in value)
-    return number(value, setting)
+    """A number, or a flat list of numbers Keras broadcasts over the last axis (one per channel); a numpy array
+    (Keras saves it as ``{"class_name": "__numpy__", "config": {"value": ...}}``) is its values, which Keras casts
+    to float32 as the torch side does."""
+    if isinstance(value, dict) and value.get("class_name") == "__numpy__":
+        value = (value.get("config") or {}).get("value")
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                             for v in values):
+        raise LayerError(f"{setting} must be a number or a flat list of numbers (one per channel), got {value!r}")
+    return tuple(map(float, values)) if isinstance(value, (list, tuple)) else float(value)
 
 
 @layer_type
