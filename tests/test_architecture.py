@@ -143,3 +143,20 @@ def test_the_core_imports_no_framework():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["layers"][7].update(units=10**6), "the network has 1,611,019,210 parameters, more than this"),
+    (lambda c: c["layers"][0].update(filters=10**5), "values per example, more than this bridge builds"),
+])
+def test_networks_too_large_to_build_are_refused_before_anything_is_allocated(edit, message):
+    """A 10^6-unit Dense (1.6 billion weights) or a 10^5-filter convolution: one line, at once, no memory spent."""
+    import time
+
+    config = Architecture.load("notebook").to_config()
+    edit(config)
+    started = time.perf_counter()
+    with pytest.raises(ArchitectureError) as refusal:
+        Architecture.from_config(config)
+    assert time.perf_counter() - started < 1.0
+    assert message in str(refusal.value) and "\n" not in str(refusal.value), str(refusal.value)
