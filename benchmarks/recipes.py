@@ -65,6 +65,8 @@ RECIPES = [
     Recipe("best", "keras", [], KERAS_LACKS + "no one-cycle learning-rate schedule (as for fast)"),
     Recipe("best-ensemble", "lightning", ["cv", "--config", "configs/best.yaml"]),
     Recipe("best-ensemble", "keras", [], KERAS_LACKS + "as for best"),
+    Recipe("resnet", "lightning", ["fit", "--config", "configs/resnet.yaml"]),
+    Recipe("resnet", "keras", ["train", "--config", "configs/resnet.yaml"]),
 ]
 
 
@@ -172,16 +174,17 @@ def markdown(report: dict) -> str:
 
 def benchmark(recipes: list[str] = ["notebook", "fast", "best", "best-ensemble"],  # noqa: B006
             frameworks: list[str] = ["lightning", "keras"], seeds: list[int] = [0, 1, 2],  # noqa: B006
-            output_dir: str = "runs/recipes", doc: str = str(REPO / "docs" / "recipes.md"),
+            output_dir: str = "runs/recipes", doc: str = str(REPO / "docs" / "recipes.md"), table: str = "recipes",
             subset: int | None = None, max_epochs: int | None = None, table_only: bool = False) -> Path:
     """Run recipes for several seeds and write the table.
 
     Args:
-        recipes: which of notebook, fast, best, best-ensemble.
+        recipes: which of notebook, fast, best, best-ensemble, resnet (the resnet preset with the notebook's recipe).
         frameworks: lightning, keras (recipes Keras cannot express get a row saying why).
         seeds: one run per seed (``--seed_everything`` / ``--seed``).
         output_dir: where each run's working directory and recipes.json go.
         doc: the Markdown file whose table (between the markers) is replaced.
+        table: the markers' name in ``doc`` (``recipes`` for the notebook's network, ``resnet`` for the preset).
         subset: train on a stratified subset of this many images (quick looks only).
         max_epochs: cap every run's epochs (quick looks only).
         table_only: run nothing; write the table from the runs already finished (each recipe with the seeds
@@ -201,11 +204,11 @@ def benchmark(recipes: list[str] = ["notebook", "fast", "best", "best-ensemble"]
             summaries.append(summary(recipe, runs))
     report = {"machine": {**describe_machine(), "gpu": "none used (CPU runs)"}, "seeds": seeds, "subset": subset,
               "max_epochs": max_epochs, "recipes": summaries}
-    json_path = out / "recipes.json"
+    json_path = out / f"{table}.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(report)
-    write_between_markers(doc, "recipes", table, title="Recipes")
-    print(f"{table}\n\nresults: {json_path}\ntable: {doc}")
+    markdown_table = markdown(report)
+    write_between_markers(doc, table, markdown_table, title="Recipes")
+    print(f"{markdown_table}\n\nresults: {json_path}\ntable: {doc}")
     return json_path
 
 

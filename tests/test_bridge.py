@@ -194,7 +194,8 @@ def test_keras_model_converts_both_ways_exactly(name, keras_files, tmp_path, cap
     source, keras_correct = keras_files[name]
     out = convert(capsys, source, tmp_path / "model.ckpt")
     check = parse_check(out)
-    print(f"{name}: {check}")  # the figures docs/architectures.md quotes (pytest -s)
+    with capsys.disabled():  # the figures docs/architectures.md quotes (pytest -s)
+        print(f"\n{name}: {check}")
     assert check["max_dp"] <= CHECK_TOLERANCE and check["images"] == 10_000, out
     assert check["mnist"] is (keras_correct is not None)
     if keras_correct is not None:  # both frameworks score what Keras' evaluate scored
