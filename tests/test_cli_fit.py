@@ -267,6 +267,9 @@ def bad_inputs(tmp_path_factory, mnist_dir):
     (where / "empty.json").write_text("")
     (where / "not_json.json").write_text("{folds")
     (where / "no_folds.json").write_text('{"folds": [{"fold": 0}]}')
+    for name, model in (("pickle_fold.json", "fold_0.pt"), ("suffixless_fold.json", "fold_0")):
+        (where / model).write_bytes((where / "lenet.ckpt").read_bytes())  # a real checkpoint, under another name
+        (where / name).write_text(json.dumps({"framework": "lightning", "folds": [{"fold": 0, "model_path": model}]}))
     (where / "a_file").write_text("a file where a folder should be")
     (where / "listless" / "MNIST").mkdir(parents=True)
     (where / "listless" / "MNIST" / "raw").write_text("a file where the raw-data folder should be")
@@ -319,7 +322,30 @@ BAD_INPUTS = {
     "weights_only false": (["test", "--ckpt_path", "lenet.ckpt", "--weights_only", "false"],
                            "this project reads checkpoints weights-only"),
     "unknown flag": (["fit", "--data.nonsense", "3"], "unrecognized arguments: --data.nonsense 3"),
+    # the Trainer's own settings, refused before a run folder exists (Lightning would raise when building it)
+    "unknown accelerator": (["fit", "--trainer.accelerator", "banana"],
+                            "--trainer.accelerator banana: not an accelerator Lightning knows; use one of auto, cpu"),
+    "unknown accelerator for test": (["test", "--ckpt_path", "lenet.ckpt", "--trainer.accelerator", "gpus"],
+                                     "--trainer.accelerator gpus: not an accelerator"),
+    "negative devices": (["fit", "--trainer.devices", "-5"], "--trainer.devices -5: `devices` selected with"),
+    "no devices": (["cv", "--trainer.devices", "0"], "--trainer.devices 0:"),
+    "seed beyond numpy's": (["fit", "--seed_everything", "99999999999999999999"],
+                            "--seed_everything 99999999999999999999: a seed must be from 0 to 4294967295"),
+    "negative seed": (["test", "--ckpt_path", "lenet.ckpt", "--seed_everything", "-1"],
+                      "--seed_everything -1: a seed must be from 0 to 4294967295"),
+    "max_epochs -1 (forever)": (["fit", "--trainer.max_epochs", "-1"], "--trainer.max_epochs must be at least 1, got -1"),
+    "max_epochs 0": (["cv", "--trainer.max_epochs", "0"], "--trainer.max_epochs must be at least 1, got 0"),
+    "negative patience": (["fit", "--early_stopping.patience", "-3"],
+                          "--early_stopping.patience must be at least 0 (epochs without improvement), got -3"),
+    # k-fold results naming fold models of no kind this project reads
+    "fold model of another suffix": (["test", "--ckpt_path", "pickle_fold.json"],
+                                     "fold 0 model fold_0.pt: expected a checkpoint (.ckpt) or a Keras model (.keras)"),
+    "fold model without a suffix": (["test", "--ckpt_path", "suffixless_fold.json"],
+                                    "fold 0 model fold_0: expected a checkpoint (.ckpt)"),
 }
+if not torch.cuda.is_available():
+    BAD_INPUTS["a GPU on a machine without one"] = (["fit", "--trainer.accelerator", "gpu"],
+                                                    "--trainer.accelerator gpu: no such device on this machine")
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
@@ -335,6 +361,32 @@ def test_bad_input_is_refused_in_one_line_before_any_work(case, bad_inputs, monk
     assert code == 2 and fragment in error, error
     assert "--ckpt_path last to resume" not in err
     assert sorted(str(p) for p in bad_inputs.rglob("*")) == before  # no run folder, no file
+
+
+# What Lightning's own classes refuse when they are built (after the seed is set, so through real processes:
+# in this one, Lightning's log handler would write to an earlier test's captured stderr).
+BUILT_REFUSALS = {
+    "unknown strategy": (["fit", "--trainer.strategy", "banana"], "invalid strategy name: `strategy='banana'`"),
+    "save_top_k -5": (["fit", "--checkpoint.save_top_k", "-5"], "save_top_k=-5. Must be >= -1"),
+    "num_nodes 0": (["validate", "--ckpt_path", "lenet.ckpt", "--trainer.num_nodes", "0"],
+                    "`num_nodes` must be a positive integer, but got 0"),
+    "seed beyond numpy's": (["fit", "--seed_everything", "99999999999999999999"], "a seed must be from 0"),
+    "unknown accelerator": (["fit", "--trainer.accelerator", "banana"], "not an accelerator Lightning knows"),
+}
+
+
+def test_settings_lightning_refuses_are_one_line_with_no_run_folder_left(bad_inputs, mnist_dir):
+    """Real command lines, side by side: exit 2, one line, no traceback, the run folder taken for them gone."""
+    before = sorted(str(p) for p in bad_inputs.rglob("*"))
+    running = {case: subprocess.Popen([sys.executable, "-m", "lightning_mnist", *args, *NO_PROGRESS], cwd=bad_inputs,
+                                      env=module_env(mnist_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True) for case, (args, _) in BUILT_REFUSALS.items()}
+    for case, proc in running.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+        assert done.returncode == 2, (case, stderr[-2000:])
+        assert_one_line_error(done, BUILT_REFUSALS[case][1])
+    assert sorted(str(p) for p in bad_inputs.rglob("*")) == before
 
 
 def test_a_failed_fit_says_nothing_about_resuming(run_module, tmp_path):

@@ -27,23 +27,26 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.fabric.utilities.seed import max_seed_value, min_seed_value
 from lightning.pytorch import Trainer
+from lightning.pytorch.accelerators import AcceleratorRegistry, CPUAccelerator, CUDAAccelerator, MPSAccelerator
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from mnist_common.allocator import keep_freed_memory
 from mnist_common.architecture import Architecture
 from mnist_common.cli import ArgumentError, argument_error_line
-from mnist_common.errors import UserError, exit_on_user_error
+from mnist_common.errors import UserError, exit_on_user_error, one_line
 from mnist_common.figures import plot_curves
 from mnist_common.keras_file import KERAS_SUFFIX
 from mnist_common.mnist import ensure_files
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
-from mnist_common.settings import check_data_settings
+from mnist_common.settings import check_data_settings, check_training_length
 from mnist_common.runs import (CHECKPOINTS, DEFAULT_OUTPUT_DIR, RESUME_FILE, allocate_run_dir, discard_if_empty_of_work,
                                latest_resumable_run, relative_to_run, run_dir_of_checkpoint, check_writable)
 from mnist_common.splits import DEFAULT_NUM_FOLDS
-from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint, fetch_checkpoint, keras_file_network,
+from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint, fetch_model_file, keras_file_network,
                                          load_classifier, read_checkpoint, save_checkpoint)
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.models import MnistClassifier
@@ -84,8 +87,18 @@ class MnistCLI(LightningCLI):
         kwargs.setdefault("seed_everything_default", 42)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})  # a resumed run rewrites its config.yaml
         self.run_dir: Path | None = None
-        self._temporary = tempfile.TemporaryDirectory(prefix="lightning_mnist_")  # fetched or converted checkpoints
+        self._temporary: tempfile.TemporaryDirectory | None = None  # see temporary_dir()
         super().__init__(MnistClassifier, MNISTDataModule, *args, trainer_class=MnistTrainer, **kwargs)
+
+    def temporary_dir(self) -> Path:
+        """A folder for fetched or converted checkpoints, created only when one is needed.
+
+        A run that needs none (every ``fit`` of a local run) makes none, so a run killed where no
+        clean-up can happen (SIGKILL) leaves no empty ``lightning_mnist_*`` folder in the system's.
+        """
+        if self._temporary is None:
+            self._temporary = tempfile.TemporaryDirectory(prefix="lightning_mnist_")
+        return Path(self._temporary.name)
 
     # --- the parser -------------------------------------------------------------------------
     @staticmethod
@@ -156,6 +169,10 @@ class MnistCLI(LightningCLI):
                                 "use 1 or more (or -1 for all)")
             if config.checkpoint.dirpath and Path(config.checkpoint.dirpath).is_file():
                 raise UserError(f"--checkpoint.dirpath {config.checkpoint.dirpath} is a file, not a folder")
+        check_seed(config.seed_everything)
+        check_devices(config.trainer.accelerator, config.trainer.devices)
+        if subcommand in ("fit", "cv"):
+            check_training_length(max_epochs=config.trainer.max_epochs, patience=config.early_stopping.patience)
         data = config.data
         check_data_settings(**{k: data[k] for k in ("batch_size", "eval_batch_size", "val_fraction", "subset",
                                                     "num_folds", "fold", "rotation", "zoom", "shift", "shear",
@@ -177,7 +194,7 @@ class MnistCLI(LightningCLI):
         if subcommand == "fit" and path == "last":
             path = self._last_run_checkpoint(config)
         if "://" in path:
-            path = str(fetch_checkpoint(path, Path(self._temporary.name)))
+            path = str(fetch_model_file(path, self.temporary_dir()))
         suffix = Path(path).suffix.lower()
         if suffix == RESULTS_SUFFIX or Path(path).is_dir():
             if subcommand != "test":
@@ -192,7 +209,7 @@ class MnistCLI(LightningCLI):
                                 f"training state (train its architecture with --model.architecture {path}, or "
                                 f"score it with test)")
             network = keras_file_network(path)  # checked; Keras itself is not needed
-            path = str(Path(self._temporary.name) / f"{Path(path).stem}{CKPT_SUFFIX}")
+            path = str(self.temporary_dir() / f"{Path(path).stem}.converted{CKPT_SUFFIX}")
             save_checkpoint(path, network.architecture, network.state_dict())
         checkpoint = read_checkpoint(path)
         if subcommand == "fit":
@@ -243,6 +260,18 @@ class MnistCLI(LightningCLI):
         where = f"the run in {self._resumed_run}" if self._resumed_run else "a new run"
         print(f"resuming from {checkpoint.path} ({done} epochs done) into {where}"
               + (f"; keeping the run's own settings: {', '.join(kept)}" if kept else ""), flush=True)
+
+    def instantiate_classes(self) -> None:
+        """LightningCLI's, with what Lightning's classes refuse on construction turned into one line.
+
+        The Trainer, the callbacks and the loggers check their own settings (a strategy, a precision,
+        a callback's argument) when they are built, before any data is read or any step is taken;
+        their refusal is the user's error, said in one line, and the run folder goes again.
+        """
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, MisconfigurationException) as err:
+            raise UserError(f"the Trainer or a callback refuses these settings: {one_line(err, limit=400)}") from None
 
     # --- one folder per run ----------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
@@ -312,6 +341,48 @@ class MnistCLI(LightningCLI):
                    "test_acc": float(tested["test/acc"]), "test_loss": float(tested["test/loss"]),
                    "confusion_matrix": report.confusion, "mistakes": report.mistakes_count}
         print(f"results: {write_json(results, self.run_dir / RESULTS_FILE)}\n{report.describe()}")
+
+
+def check_seed(seed) -> None:
+    """``--seed_everything``: true (a random seed), false (none), or a seed numpy accepts."""
+    if not isinstance(seed, bool) and seed is not None and not min_seed_value <= seed <= max_seed_value:
+        raise UserError(f"--seed_everything {seed}: a seed must be from {min_seed_value} to {max_seed_value} "
+                        f"(or true for a random one, false for none)")
+
+
+def _accelerator_class(name: str):
+    """The Accelerator class ``--trainer.accelerator`` names (``auto``: the one Lightning would pick here)."""
+    if name == "gpu" or (name == "auto" and (CUDAAccelerator.is_available() or MPSAccelerator.is_available())):
+        return CUDAAccelerator if CUDAAccelerator.is_available() or not MPSAccelerator.is_available() else MPSAccelerator
+    return CPUAccelerator if name == "auto" else type(AcceleratorRegistry.get(name))
+
+
+def check_devices(accelerator, devices) -> None:
+    """``--trainer.accelerator`` is one Lightning knows and this machine has; ``--trainer.devices`` fits it.
+
+    Lightning would refuse these too, with a traceback, only when the Trainer is built; here
+    they are refused before a run folder exists, naming what is allowed.
+    """
+    if not isinstance(accelerator, str):
+        return  # an Accelerator object from a config: Lightning checks it
+    names = sorted({"auto", "gpu", *AcceleratorRegistry.available_accelerators()})
+    if accelerator not in names:
+        raise UserError(f"--trainer.accelerator {accelerator}: not an accelerator Lightning knows; use one of "
+                        f"{', '.join(names)}")
+    try:
+        cls = _accelerator_class(accelerator)
+        available = cls.is_available()
+    except ImportError as err:  # tpu without torch_xla
+        raise UserError(f"--trainer.accelerator {accelerator}: not usable here ({one_line(err)}); use cpu or "
+                        f"auto") from None
+    if not available:
+        raise UserError(f"--trainer.accelerator {accelerator}: no such device on this machine (use cpu or auto)")
+    if devices == "auto":
+        return
+    try:
+        cls.parse_devices(devices)
+    except (TypeError, ValueError, MisconfigurationException) as err:
+        raise UserError(f"--trainer.devices {devices}: {str(err).strip().rstrip('.')} (or auto)") from None
 
 
 def point_outputs_at(config, run_dir: Path) -> None:
