@@ -155,10 +155,14 @@ def test_two_runs_started_together_in_one_folder_each_own_theirs(tmp_path, mnist
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
-def test_interrupted_fit_resumes_into_its_own_folder_with_an_honest_history(mnist_dir, tmp_path, run_module, how):
+def test_interrupted_fit_resumes_into_its_own_folder_with_an_honest_history(mnist_dir, tmp_path, run_module, how,
+                                                                             monkeypatch):
     # 6,000 images: epochs of about 2 s alone on 2 cores, so the signal lands inside the second epoch's training
     args = ["fit", "--data.subset", "6000", "--trainer.max_epochs", "3", *NO_PROGRESS,
             "--early_stopping.patience", "100"]
+    temporary = tmp_path / "tmp"  # the system's temporary folder, as these runs see it
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
     proc = subprocess.Popen([sys.executable, "-m", "lightning_mnist", *args], cwd=tmp_path, env=module_env(mnist_dir),
                             preexec_fn=ctrl_c_interrupts,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -190,6 +194,41 @@ def test_interrupted_fit_resumes_into_its_own_folder_with_an_honest_history(mnis
     assert checkpoints == sorted([Path(results["model_path"]).name, "last.ckpt"])  # no orphan from the signal
     best = results["history"][results["best_epoch"]]
     assert f"val_loss{best['val_loss']:.4f}" in results["model_path"]
+    with open(run / "metrics.csv") as f:  # every epoch's rows once, those before the interruption included
+        rows = list(csv.DictReader(f))
+    assert [int(row["epoch"]) for row in rows if row["val/loss"]] == [0, 1, 2]
+    assert [float(row["val/loss"]) for row in rows if row["val/loss"]] == pytest.approx(
+        [row["val_loss"] for row in results["history"]])
+    steps = [int(row["step"]) for row in rows if row["train/loss_step"]]
+    assert steps == sorted(set(steps)) and steps[0] < 169 < steps[-1], steps  # logged steps of each epoch, once
+    assert list(temporary.iterdir()) == []  # nothing left in the temporary folder, not even by the killed run
+
+
+def test_a_run_resumed_at_an_epoch_boundary_equals_one_never_stopped(tmp_path, mnist_dir):
+    """Bit for bit, on CPU: the same history, test score and final weights (augmentation and dropout on)."""
+    from conftest import run_python_module
+
+    args = ["fit", "--data.subset", "600", "--data.augment", "true", "--early_stopping.patience", "100",
+            "--seed_everything", "3", *NO_PROGRESS]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    whole.mkdir(), parts.mkdir()
+    never_stopped = subprocess.Popen([sys.executable, "-m", "lightning_mnist", *args, "--trainer.max_epochs", "3"],
+                                     cwd=whole, env=module_env(mnist_dir), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+    run_python_module(mnist_dir, "lightning_mnist", *args, "--trainer.max_epochs", "1", cwd=parts)
+    run_python_module(mnist_dir, "lightning_mnist", *args, "--trainer.max_epochs", "3", "--ckpt_path", "last",
+                      cwd=parts)
+    _, stderr = never_stopped.communicate(timeout=600)
+    assert never_stopped.returncode == 0, stderr[-2000:]
+    [a], [b] = run_folders(whole), run_folders(parts)
+    results = [json.loads((run / "results.json").read_text()) for run in (a, b)]
+    keys = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+    assert [[row[k] for k in keys] for row in results[0]["history"]] == \
+           [[row[k] for k in keys] for row in results[1]["history"]]
+    assert results[0]["test_loss"] == results[1]["test_loss"] and results[0]["model_path"] == results[1]["model_path"]
+    weights = [torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for run in (a, b)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_module, tmp_path, mnist_dir,

@@ -8,11 +8,14 @@ that never stopped.
 
 from __future__ import annotations
 
+import random
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMAWeightAveraging
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -76,6 +79,52 @@ class EpochHistory(Callback):
         self.wall_seconds_before = float(state_dict.get("wall_seconds", 0.0))
         # a checkpoint written inside an epoch (an interruption) carries that epoch's seconds so far
         self.epoch_seconds_before = float(state_dict.get("epoch_seconds", 0.0))
+
+
+class RandomState(Callback):
+    """Every random generator a run's future draws from, saved in each checkpoint and restored on resume.
+
+    A resumed run must go on exactly as the run that never stopped: the order of the next epoch's
+    batches (the sampler draws its seed from torch's generator), the augmentation's transforms and
+    dropout's masks (torch's), and anything drawn from numpy's or Python's generators. A checkpoint
+    records their states when it is written, at the end of an epoch's validation, which is the
+    state the next epoch starts from. They are put back in ``on_fit_start`` (after Lightning has
+    restored the checkpoint, before the sanity check and the first batch), and only when fitting:
+    ``fit`` and ``cv`` test a best checkpoint at the end, which must not rewind the generators of
+    the process (``cv``'s next fold draws its fresh weights from them). Stored as plain tensors,
+    lists and numbers, so a weights-only load reads them.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        numpy_state = np.random.get_state(legacy=False)
+        state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                 "numpy": {"bit_generator": numpy_state["bit_generator"],
+                           "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                           "pos": int(numpy_state["state"]["pos"]), "has_gauss": int(numpy_state["has_gauss"]),
+                           "gauss": float(numpy_state["gauss"])}}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        state, self._pending = self._pending, None
+        if not state:
+            return
+        torch.set_rng_state(state["torch"])
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        saved = state["numpy"]
+        np.random.set_state({"bit_generator": saved["bit_generator"], "has_gauss": saved["has_gauss"],
+                             "gauss": saved["gauss"],
+                             "state": {"key": saved["key"].numpy().astype(np.uint32), "pos": saved["pos"]}})
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class RunCheckpoint(ModelCheckpoint):

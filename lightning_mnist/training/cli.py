@@ -17,7 +17,9 @@ into its own folder, with its own settings.
 
 from __future__ import annotations
 
+import csv
 import inspect
+import io
 import os
 import sys
 import tempfile
@@ -32,6 +34,8 @@ from lightning.fabric.utilities.seed import max_seed_value, min_seed_value
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import AcceleratorRegistry, CPUAccelerator, CUDAAccelerator, MPSAccelerator
 from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from mnist_common.allocator import keep_freed_memory
@@ -39,6 +43,7 @@ from mnist_common.architecture import Architecture
 from mnist_common.cli import ArgumentError, argument_error_line
 from mnist_common.errors import UserError, exit_on_user_error, one_line
 from mnist_common.figures import plot_curves
+from mnist_common.files import write_text
 from mnist_common.keras_file import KERAS_SUFFIX
 from mnist_common.mnist import ensure_files
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
@@ -51,7 +56,7 @@ from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.models import MnistClassifier
 from lightning_mnist.models.classifier import check_training_settings
-from lightning_mnist.training.callbacks import EpochHistory, RunCheckpoint
+from lightning_mnist.training.callbacks import EpochHistory, RandomState, RunCheckpoint
 from lightning_mnist.training.cv import cross_validate
 from lightning_mnist.training.reports import write_test_report
 
@@ -138,6 +143,7 @@ class MnistCLI(LightningCLI):
         parser.set_defaults({"early_stopping.monitor": "val/loss", "early_stopping.mode": "min",
                              "early_stopping.patience": 3})
         parser.add_lightning_class_args(EpochHistory, "history")  # always there: the run's per-epoch history
+        parser.add_lightning_class_args(RandomState, "random_state")  # always there: resumes draw what they would have
 
     # --- checks, before anything is built ---------------------------------------------------
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
@@ -257,6 +263,7 @@ class MnistCLI(LightningCLI):
                             f"already trained {done} epochs; give a larger number to continue it")
         run = run_dir_of_checkpoint(checkpoint.path)
         self._resumed_run = run if run is not None and run.parent.name == FRAMEWORK else None
+        self._epochs_done = done
         where = f"the run in {self._resumed_run}" if self._resumed_run else "a new run"
         print(f"resuming from {checkpoint.path} ({done} epochs done) into {where}"
               + (f"; keeping the run's own settings: {', '.join(kept)}" if kept else ""), flush=True)
@@ -291,6 +298,10 @@ class MnistCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._fit_started = time.perf_counter()
+        if getattr(self, "_resumed_run", None) is not None and os.environ.get("LOCAL_RANK", "0") == "0":
+            for logger in self.trainer.loggers:
+                if isinstance(logger, CSVLogger):
+                    keep_earlier_epochs(logger, self._epochs_done)
         print(f"run folder: {self.run_dir}")
         print(self.model.architecture.summary())
 
@@ -341,6 +352,29 @@ class MnistCLI(LightningCLI):
                    "test_acc": float(tested["test/acc"]), "test_loss": float(tested["test/loss"]),
                    "confusion_matrix": report.confusion, "mistakes": report.mistakes_count}
         print(f"results: {write_json(results, self.run_dir / RESULTS_FILE)}\n{report.describe()}")
+
+
+def keep_earlier_epochs(logger: CSVLogger, epochs: int) -> None:
+    """Keep the rows of a resumed run's first ``epochs`` epochs in its ``metrics.csv``, once each.
+
+    Lightning's CSV writer deletes a ``metrics.csv`` it finds when it starts (its experiment
+    is created), so a resumed run would keep only the epochs after the resume. The rows of
+    the epochs the checkpoint holds are read first and written back as the file the writer
+    then appends to; rows of the interrupted epoch go, since it is trained again.
+    """
+    path = Path(logger.log_dir) / ExperimentWriter.NAME_METRICS_FILE
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("epoch") and float(row["epoch"]) < epochs]
+    writer = logger.experiment  # created now: it removes the file
+    if rows:
+        writer.metrics_keys = sorted(set().union(*rows))
+        text = io.StringIO()
+        table = csv.DictWriter(text, fieldnames=writer.metrics_keys)
+        table.writeheader()
+        table.writerows(rows)
+        write_text(path, text.getvalue())
 
 
 def check_seed(seed) -> None:
