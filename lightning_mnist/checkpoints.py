@@ -22,6 +22,7 @@ Paths a ``cv_results.json`` records are relative to its folder (absolute in olde
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import json
 import os
 import pickle
@@ -162,7 +163,9 @@ def save_checkpoint(path: str | os.PathLike, architecture: Architecture, weights
         "global_step": 0,
         **extra,
     }
-    write_atomically(path, lambda tmp: torch.save(contents, tmp))
+    serialized = io.BytesIO()
+    torch.save(contents, serialized)  # first in memory: a full disk then fails as an OSError, not inside torch
+    write_atomically(path, lambda tmp: tmp.write_bytes(serialized.getbuffer()))
     return Path(path)
 
 

@@ -47,6 +47,10 @@ def write_atomically(destination: str | os.PathLike, write: Callable[[Path], Any
         result = check(tmp) if check is not None else None
         os.replace(tmp, destination)
         return result
+    except OSError as err:
+        if err.errno is not None:  # say which file could not be written (a full disk names none), not the temporary
+            raise OSError(err.errno, err.strerror, str(destination)) from err
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

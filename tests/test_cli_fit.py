@@ -201,7 +201,7 @@ def test_interrupted_fit_resumes_into_its_own_folder_with_an_honest_history(mnis
         [row["val_loss"] for row in results["history"]])
     steps = [int(row["step"]) for row in rows if row["train/loss_step"]]
     assert steps == sorted(set(steps)) and steps[0] < 169 < steps[-1], steps  # logged steps of each epoch, once
-    assert list(temporary.iterdir()) == []  # nothing left in the temporary folder, not even by the killed run
+    assert not list(temporary.glob("lightning_mnist_*")) and not list(temporary.rglob("*.ckpt"))  # even if killed
 
 
 def test_a_run_resumed_at_an_epoch_boundary_equals_one_never_stopped(tmp_path, mnist_dir):
@@ -268,6 +268,38 @@ def test_a_moved_project_resumes_and_tests_from_its_new_place(run_module, tmp_pa
     results = json.loads((run / "results.json").read_text())
     assert results["epochs"] == 2 and (run / results["model_path"]).is_file()
     # a moved k-fold run is scored from its new place: tests/test_augment_cv.py
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB filesystem (tmpfs), about one checkpoint of the notebook's network and its optimizer."""
+    where = tmp_path / "small"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(where)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a small tmpfs is not permitted here: {mounted.stderr.strip()}")
+    yield where
+    subprocess.run(["umount", str(where)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_checkpoint(small_disk, tmp_path, run_module, monkeypatch):
+    temporary = tmp_path / "tmp"  # where Lightning's own writer would stage checkpoints: must stay unused
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    proc = run_module("lightning_mnist", "fit", *QUICK, "--data.subset", "500", "--trainer.max_epochs", "2",
+                      "--output_dir", small_disk / "runs", check=False)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "no space left on the device writing", "free some space")
+    written = sorted(small_disk.rglob("*.ckpt*")) + sorted(small_disk.rglob(".*"))
+    assert written, "the disk filled before any checkpoint: this test no longer tests what it should"
+    for path in written:  # whole checkpoints only: no temporary file, no truncated file
+        assert path.suffix == ".ckpt" and not path.name.startswith("."), path
+        torch.load(path, weights_only=True)
+    assert not list(temporary.rglob("*.ckpt")) and not list(temporary.rglob("tmp*"))
+    resumed = run_module("lightning_mnist", "fit", "--ckpt_path", "last", "--output_dir", small_disk / "runs",
+                         check=False)  # what a later command reads: a whole checkpoint, or none at all
+    assert "Traceback" not in resumed.stderr and "is not a readable PyTorch checkpoint" not in resumed.stderr
 
 
 def test_results_are_written_atomically(tmp_path):

@@ -8,6 +8,8 @@ that never stopped.
 
 from __future__ import annotations
 
+import errno
+import io
 import random
 import sys
 import time
@@ -19,8 +21,10 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMAWeightAveraging
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 
+from mnist_common.files import write_atomically
 from mnist_common.results import HISTORY_KEYS
 
 
@@ -127,6 +131,34 @@ class RandomState(Callback):
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class BesideCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing each file beside its destination and renaming it there.
+
+    Lightning's own writes through an fsspec transaction, which puts the bytes in the system's
+    temporary folder and then *moves* them: a copy, not an atomic rename, when the run folder is
+    on another filesystem, so a full disk leaves a truncated checkpoint a resume would read.
+    :func:`mnist_common.files.write_atomically` writes a temporary file in the destination's
+    folder and renames it in one step: a checkpoint is whole at its name, or absent (a failed
+    write removes its temporary file). Remote paths (``s3://``...) stay with Lightning's writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        serialized = io.BytesIO()
+        torch.save(checkpoint, serialized)  # serialized first: a full disk then fails as an OSError, not in torch
+        write_atomically(path, lambda tmp: tmp.write_bytes(serialized.getbuffer()), make_parents=True)
+
+
+def disk_full(error: BaseException | None) -> OSError | None:
+    """The write refused for want of space that ``error`` is, or was raised while handling; else None."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
 class RunCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint, as a run folder needs it.
 
@@ -142,11 +174,16 @@ class RunCheckpoint(ModelCheckpoint):
 
     resume_hint = True
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default; a user's own stays
+            trainer.strategy.checkpoint_io = BesideCheckpointIO()
+
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         # _should_save_on_exception/_monitor_candidates/_save_last_checkpoint are Lightning's own
         # (private) steps of on_exception; there is no public hook for "save only last.ckpt".
-        if not self.save_last or not self._should_save_on_exception(trainer):
-            return
+        if not self.save_last or not self._should_save_on_exception(trainer) or disk_full(exception):
+            return  # a full disk cannot take last.ckpt either: the last whole one stays what a resume reads
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         if trainer.is_global_zero and trainer.state.fn == "fit" and self.resume_hint:
             print(f"fit interrupted: saved {self.last_model_path}; run the same command with --ckpt_path last "

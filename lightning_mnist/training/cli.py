@@ -56,7 +56,7 @@ from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.models import MnistClassifier
 from lightning_mnist.models.classifier import check_training_settings
-from lightning_mnist.training.callbacks import EpochHistory, RandomState, RunCheckpoint
+from lightning_mnist.training.callbacks import EpochHistory, RandomState, RunCheckpoint, disk_full
 from lightning_mnist.training.cv import cross_validate
 from lightning_mnist.training.reports import write_test_report
 
@@ -447,7 +447,12 @@ def main(argv: list[str] | None = None) -> None:
     ALLOCATED.clear()
     try:
         MnistCLI(args=None if argv == sys.argv[1:] else argv)  # None: LightningCLI reads sys.argv itself
-    except BaseException:
+    except BaseException as err:
         for run_dir in ALLOCATED:
             discard_if_empty_of_work(run_dir)
+        full = disk_full(err)
+        if full is not None:  # every checkpoint is written whole or not at all: the last whole one is kept
+            raise UserError(f"no space left on the device writing {full.filename or 'the run'}: "
+                            f"free some space, then resume with --ckpt_path last (a checkpoint is written whole or not at "
+                            f"all)") from None
         raise
