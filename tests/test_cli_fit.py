@@ -241,6 +241,9 @@ def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_m
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(DATA_DIR_ENV, str(mnist_dir))
     for flags, fragment in ((["--model.lr", "0.5"], "--model.lr 0.5 (the run's is 0.001)"),
+                            # typed, though the default's value: refused too, not silently dropped
+                            (["--model.lr", "0.0001"], "--model.lr 0.0001 (the run's is 0.001)"),
+                            (["--data.subset", "null"], "--data.subset None (the run's is 2000)"),
                             (["--data.subset", "5000"], "--data.subset 5000 (the run's is 2000)"),
                             (["--model.architecture", "lenet5"], "--model.architecture lenet5"),
                             (["--trainer.max_epochs", "1"], "--trainer.max_epochs 1: the run")):

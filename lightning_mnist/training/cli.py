@@ -153,6 +153,7 @@ class MnistCLI(LightningCLI):
             raise UserError(argument_error_line(err)) from None
         subcommand = self.config.get("subcommand")
         if subcommand:
+            self._given = given_settings(parser, args, subcommand) if subcommand == "fit" else None
             self._check(subcommand, self.config[subcommand])
 
     def _check(self, subcommand: str, config) -> None:
@@ -238,20 +239,25 @@ class MnistCLI(LightningCLI):
         saved = {"model": {k: v for k, v in checkpoint.hparams.items() if k != "architecture"},
                  "data": dict(contents.get("datamodule_hyper_parameters") or {})}
         defaults = {"model": _signature_defaults(MnistClassifier), "data": _signature_defaults(MNISTDataModule)}
+        given = getattr(self, "_given", None)
+
+        def typed(group: str, key: str) -> bool:  # the user gave it (a flag or a --config file), whatever its value
+            return key in given[group] if given is not None else config[group].get(key) != defaults[group].get(key)
+
         kept, conflicts = [], []
         for group in ("model", "data"):
             for key, value in saved[group].items():
                 asked = config[group].get(key)
                 if key in RESUMABLE_DATA_CHANGES or key not in config[group] or asked == value:
                     continue
-                if asked == defaults[group].get(key):  # not asked for: the run's own value is kept
+                if not typed(group, key):  # not asked for: the run's own value is kept
                     config[group][key] = value
                     kept.append(f"{group}.{key}={value}")
                 else:
                     conflicts.append(f"--{group}.{key} {asked} (the run's is {value})")
         asked_architecture = Architecture.load(config.model.architecture)
         if not asked_architecture.same_network(checkpoint.architecture):
-            if config.model.architecture not in (defaults["model"]["architecture"], checkpoint.hparams["architecture"]):
+            if typed("model", "architecture") and config.model.architecture != checkpoint.hparams["architecture"]:
                 conflicts.append(f"--model.architecture {config.model.architecture} (the run trains "
                                  f"{checkpoint.architecture.name})")
         if conflicts:
@@ -352,6 +358,25 @@ class MnistCLI(LightningCLI):
                    "test_acc": float(tested["test/acc"]), "test_loss": float(tested["test/loss"]),
                    "confusion_matrix": report.confusion, "mistakes": report.mistakes_count}
         print(f"results: {write_json(results, self.run_dir / RESULTS_FILE)}\n{report.describe()}")
+
+
+def given_settings(parser: LightningArgumentParser, args, subcommand: str) -> dict[str, set[str]] | None:
+    """The ``model``/``data`` settings the user gave for ``subcommand`` (flags or ``--config`` files), by group.
+
+    A resumed run must tell a flag typed with the default's value (``--model.lr 0.0001``) from no
+    flag at all: the first is refused if the run has another value, the second takes the run's.
+    jsonargparse parses without its defaults for that (``defaults=False``); a setting only required
+    when defaults are off is given a placeholder. None when that cannot be told (args given as a dict).
+    """
+    args = sys.argv[1:] if args is None else args
+    if not isinstance(args, (list, tuple)):
+        return None
+    try:
+        only_given = parser.parse_args([*args, "--early_stopping.monitor", "given"], defaults=False)
+    except ArgumentError:
+        return None
+    config = only_given.get(subcommand) or {}
+    return {group: set((config.get(group) or {}).keys()) for group in ("model", "data")}
 
 
 def keep_earlier_epochs(logger: CSVLogger, epochs: int) -> None:
