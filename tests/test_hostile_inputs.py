@@ -115,3 +115,26 @@ def test_a_keras_file_by_url_is_tested_like_a_local_one(model_files, run_module)
         [row] = [line for line in proc.stdout.splitlines() if "test/acc" in line]
         scores.append(float(row.split("│")[2]))
     assert scores[0] == scores[1] == pytest.approx(0.9922, abs=1e-4)  # the notebook's own model
+
+
+LAUGHS = "\n".join(["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+                   + [f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")]
+                   + ["model: {lr: 0.001}"])  # 9**9 lols in 500 bytes
+
+
+@pytest.mark.parametrize("command", [["fit"], ["cv"], ["predict", "digit.png", "--weights", "model.ckpt"],
+                                     ["convert", "model.ckpt", "out.keras"], ["keras_reference", "train"]])
+def test_a_billion_laughs_config_is_refused_fast(command, tmp_path, monkeypatch, capsys):
+    """Nested YAML aliases: refused in one line, with the bound, before anything expands (in well under a second)."""
+    import time
+
+    from keras_reference.__main__ import main as keras_main
+
+    (tmp_path / "laughs.yaml").write_text(LAUGHS)
+    monkeypatch.chdir(tmp_path)
+    program, args = (keras_main, command[1:]) if command[0] == "keras_reference" else (main, command)
+    started = time.perf_counter()
+    code, error, _ = main_error(program, [*args, "--config", "laughs.yaml"], capsys)
+    assert time.perf_counter() - started < 5
+    assert code == 2 and "expands to 490,329,068 values through its aliases, more than the limit of 100,000" in error, error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["laughs.yaml"]
