@@ -411,6 +411,13 @@ BAD_INPUTS = {
     "max_epochs 0": (["cv", "--trainer.max_epochs", "0"], "--trainer.max_epochs must be at least 1, got 0"),
     "negative patience": (["fit", "--early_stopping.patience", "-3"],
                           "--early_stopping.patience must be at least 0 (epochs without improvement), got -3"),
+    "negative min_epochs": (["fit", "--trainer.min_epochs", "-2"], "--trainer.min_epochs must be at least 0"),
+    "validation every 0 epochs": (["cv", "--trainer.check_val_every_n_epoch", "0"],
+                                  "--trainer.check_val_every_n_epoch must be at least 1"),
+    "accumulate 0 batches": (["fit", "--trainer.accumulate_grad_batches", "0"],
+                             "--trainer.accumulate_grad_batches must be at least 1"),
+    "sanity steps -5": (["fit", "--trainer.num_sanity_val_steps", "-5"], "--trainer.num_sanity_val_steps must be at "
+                                                                          "least -1"),
     # k-fold results naming fold models of no kind this project reads
     "fold model of another suffix": (["test", "--ckpt_path", "pickle_fold.json"],
                                      "fold 0 model fold_0.pt: expected a checkpoint (.ckpt) or a Keras model (.keras)"),

@@ -138,3 +138,13 @@ def test_a_billion_laughs_config_is_refused_fast(command, tmp_path, monkeypatch,
     assert time.perf_counter() - started < 5
     assert code == 2 and "expands to 490,329,068 values through its aliases, more than the limit of 100,000" in error, error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["laughs.yaml"]
+
+
+@pytest.mark.parametrize("model", ["fold_0.pt", "fold_0"])
+def test_predict_refuses_a_k_fold_run_whose_fold_model_is_of_no_known_kind(model, model_files, monkeypatch, capsys):
+    shutil.copy(model_files / "model.ckpt", model_files / model)  # a real checkpoint under a name of no known kind
+    (model_files / "odd.json").write_text(json.dumps({"framework": "lightning", "folds": [
+        {"fold": 0, "model_path": model}]}))
+    monkeypatch.chdir(model_files)
+    code, error, _ = main_error(main, ["predict", "digit.png", "--weights", "odd.json"], capsys)
+    assert code == 2 and f"fold 0 model {model}: expected a checkpoint (.ckpt) or a Keras model (.keras)" in error

@@ -178,6 +178,7 @@ class MnistCLI(LightningCLI):
                 raise UserError(f"--checkpoint.dirpath {config.checkpoint.dirpath} is a file, not a folder")
         check_seed(config.seed_everything)
         check_devices(config.trainer.accelerator, config.trainer.devices)
+        check_trainer_counts(config.trainer)
         if subcommand in ("fit", "cv"):
             check_training_length(max_epochs=config.trainer.max_epochs, patience=config.early_stopping.patience)
         data = config.data
@@ -407,6 +408,24 @@ def check_seed(seed) -> None:
     if not isinstance(seed, bool) and seed is not None and not min_seed_value <= seed <= max_seed_value:
         raise UserError(f"--seed_everything {seed}: a seed must be from {min_seed_value} to {max_seed_value} "
                         f"(or true for a random one, false for none)")
+
+
+# Trainer counts Lightning accepts (or divides by) though no run can mean them: flag -> (lowest allowed, meaning)
+TRAINER_COUNTS = {
+    "min_epochs": (0, "epochs to train at least"),
+    "check_val_every_n_epoch": (1, "validate every this many epochs; 0 would divide by zero in training"),
+    "accumulate_grad_batches": (1, "batches per optimizer step; 0 would divide by zero in training"),
+    "log_every_n_steps": (1, "steps between logged training losses"),
+    "num_sanity_val_steps": (-1, "validation batches before training; -1 for all"),
+}
+
+
+def check_trainer_counts(trainer) -> None:
+    """Refuse Trainer counts that would train forever, divide by zero mid-run or mean nothing, before any work."""
+    for name, (low, meaning) in TRAINER_COUNTS.items():
+        value = trainer.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value < low:
+            raise UserError(f"--trainer.{name} must be at least {low} ({meaning}), got {value}")
 
 
 def _accelerator_class(name: str):
