@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from conftest import REPO, assert_one_line_error, ctrl_c_interrupts, main_error, module_env
@@ -126,6 +127,18 @@ def test_config_file_spells_out_the_defaults(run_module, tmp_path):
     for line in ("lr: 0.0001", "batch_size: 32", "max_epochs: 10", "patience: 3", "monitor: val/loss",
                  "architecture: notebook", "output_dir: runs"):
         assert line in default
+
+
+def test_cv_defaults_to_the_notebooks_augmented_k_fold_and_fit_does_not(run_module):
+    from mnist_common.splits import DEFAULT_NUM_FOLDS
+
+    cv = yaml.safe_load(run_module("lightning_mnist", "cv", "--print_config").stdout)
+    fit = yaml.safe_load(run_module("lightning_mnist", "fit", "--print_config").stdout)
+    assert (cv["data"]["num_folds"], cv["data"]["augment"]) == (DEFAULT_NUM_FOLDS, True)
+    assert (fit["data"]["num_folds"], fit["data"]["augment"]) == (None, False)
+    flags = yaml.safe_load(run_module("lightning_mnist", "cv", "--data.num_folds", "3", "--data.augment", "false",
+                                      "--print_config").stdout)
+    assert (flags["data"]["num_folds"], flags["data"]["augment"]) == (3, False)
 
 
 def test_tensorboard_logger_by_flag_logs_into_the_run_folder(run_module, tmp_path):

@@ -91,8 +91,8 @@ class RandomState(Callback):
     A resumed run must go on exactly as the run that never stopped: the order of the next epoch's
     batches (the sampler draws its seed from torch's generator), the augmentation's transforms and
     dropout's masks (torch's), and anything drawn from numpy's or Python's generators. A checkpoint
-    records their states when it is written, at the end of an epoch's validation, which is the
-    state the next epoch starts from. They are put back in ``on_fit_start`` (after Lightning has
+    records their states when it is written, at the end of an epoch, which is the state the next
+    epoch starts from. They are put back in ``on_fit_start`` (after Lightning has
     restored the checkpoint, before the sanity check and the first batch), and only when fitting:
     ``fit`` and ``cv`` test a best checkpoint at the end, which must not rewind the generators of
     the process (``cv``'s next fold draws its fresh weights from them). Stored as plain tensors,
@@ -180,11 +180,14 @@ class RunCheckpoint(ModelCheckpoint):
             trainer.strategy.checkpoint_io = BesideCheckpointIO()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        # _should_save_on_exception/_monitor_candidates/_save_last_checkpoint are Lightning's own
-        # (private) steps of on_exception; there is no public hook for "save only last.ckpt".
-        if not self.save_last or not self._should_save_on_exception(trainer) or disk_full(exception):
-            return  # a full disk cannot take last.ckpt either: the last whole one stays what a resume reads
-        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        # Only while fitting (an interrupted final test holds the best weights, not the run's last ones), never
+        # during the sanity check or a fast dev run, and not on a full disk, which cannot take last.ckpt either:
+        # the last whole one stays what a resume reads. Written through the Trainer's public save_checkpoint.
+        if (not (self.save_last and self.save_on_exception) or trainer.state.fn != TrainerFn.FITTING
+                or trainer.sanity_checking or trainer.fast_dev_run or disk_full(exception)):
+            return
+        self.last_model_path = self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)  # recorded in the file
+        trainer.save_checkpoint(self.last_model_path, weights_only=self.save_weights_only)
         if trainer.is_global_zero and trainer.state.fn == "fit" and self.resume_hint:
             print(f"fit interrupted: saved {self.last_model_path}; run the same command with --ckpt_path last "
                   f"to resume", file=sys.stderr, flush=True)

@@ -18,6 +18,7 @@ into its own folder, with its own settings.
 from __future__ import annotations
 
 import csv
+import functools
 import inspect
 import io
 import os
@@ -26,7 +27,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -50,7 +51,6 @@ from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_js
 from mnist_common.settings import check_data_settings, check_training_length
 from mnist_common.runs import (CHECKPOINTS, DEFAULT_OUTPUT_DIR, RESUME_FILE, allocate_run_dir, discard_if_empty_of_work,
                                latest_resumable_run, relative_to_run, run_dir_of_checkpoint, check_writable)
-from mnist_common.splits import DEFAULT_NUM_FOLDS
 from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint, fetch_model_file, keras_file_network,
                                          load_classifier, read_checkpoint, save_checkpoint)
 from lightning_mnist.data import MNISTDataModule
@@ -58,9 +58,11 @@ from lightning_mnist.models import MnistClassifier
 from lightning_mnist.models.classifier import check_training_settings
 from lightning_mnist.training.callbacks import EpochHistory, RandomState, RunCheckpoint, disk_full
 from lightning_mnist.training.cv import cross_validate
+from lightning_mnist.training.outputs import point_outputs_at
 from lightning_mnist.training.reports import write_test_report
 
 FRAMEWORK = "lightning"
+CV_DEFAULTS = Path(__file__).with_name("cv_defaults.yaml")  # package data
 # The run folder rank 0 took, for the processes Lightning's DDP launcher starts with the same command
 # line (they inherit the environment and have LOCAL_RANK set): they must share it, not take their own.
 RUN_DIR_ENV = "LIGHTNING_MNIST_RUN_DIR"
@@ -70,11 +72,19 @@ RESUMABLE_DATA_CHANGES = {"data_dir", "download", "eval_batch_size"}
 
 
 class MnistTrainer(Trainer):
-    """Lightning's Trainer; ``cv`` is declared here only so LightningCLI offers it as a subcommand."""
+    """Lightning's Trainer with a ``cv`` method, which LightningCLI offers and runs as a subcommand like ``fit``.
+
+    The folds need the CLI itself (each fold re-instantiates the model, data, callbacks, logger and
+    Trainer from the config), so the CLI hands them over as :attr:`folds` once its classes exist.
+    """
+
+    folds: Callable[[], Any] | None = None
 
     def cv(self, model, datamodule) -> None:
         """Stratified k-fold cross-validation: a fresh model, optimizer, callbacks and logger per fold."""
-        raise NotImplementedError("run k-fold cross-validation as `python -m lightning_mnist cv`")
+        if self.folds is None:
+            raise RuntimeError("run k-fold cross-validation as `python -m lightning_mnist cv`")
+        self.folds()
 
 
 def _signature_defaults(cls) -> dict[str, Any]:
@@ -91,6 +101,8 @@ class MnistCLI(LightningCLI):
         }
         kwargs.setdefault("seed_everything_default", 42)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})  # a resumed run rewrites its config.yaml
+        # cv's own defaults (the notebook's "advanced training"), through LightningCLI's per-subcommand parser kwargs
+        kwargs.setdefault("parser_kwargs", {"cv": {"default_config_files": [str(CV_DEFAULTS)]}})
         self.run_dir: Path | None = None
         self._temporary: tempfile.TemporaryDirectory | None = None  # see temporary_dir()
         super().__init__(MnistClassifier, MNISTDataModule, *args, trainer_class=MnistTrainer, **kwargs)
@@ -116,13 +128,6 @@ class MnistCLI(LightningCLI):
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         # Errors are raised, not printed with the usage, so main() can make them one line.
         return super().init_parser(**{**kwargs, "exit_on_error": False})
-
-    def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs) -> LightningArgumentParser:
-        # No documented LightningCLI hook knows which subcommand a parser is for; cv needs its own defaults.
-        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
-        if subcommand == "cv":  # the notebook's "advanced training"
-            parser.set_defaults({"data.num_folds": DEFAULT_NUM_FOLDS, "data.augment": True})
-        return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--output_dir", type=str, default=DEFAULT_OUTPUT_DIR,
@@ -234,7 +239,8 @@ class MnistCLI(LightningCLI):
     def _check_resume(self, config, checkpoint: Checkpoint) -> None:
         """A resumed run keeps its own settings; flags that ask for others are refused, not silently ignored."""
         contents = checkpoint.contents
-        if "loops" not in contents or "optimizer_states" not in contents:
+        history = (contents.get("callbacks") or {}).get(EpochHistory().state_key)
+        if not isinstance(history, dict) or "optimizer_states" not in contents:
             raise UserError(f"--ckpt_path {checkpoint.path}: it holds a network's weights but no training state, "
                             f"so there is no run to resume (score it with test, or convert it)")
         saved = {"model": {k: v for k, v in checkpoint.hparams.items() if k != "architecture"},
@@ -264,7 +270,7 @@ class MnistCLI(LightningCLI):
         if conflicts:
             raise UserError(f"resuming {checkpoint.path}: {'; '.join(conflicts)}; a resumed run keeps its settings "
                             f"(start a new run to change them)")
-        done = int(contents["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])  # epochs fully trained
+        done = len(history["history"])  # epochs fully trained: the run's own record, not Lightning's loop layout
         if config.trainer.max_epochs is not None and 0 <= config.trainer.max_epochs <= done:
             raise UserError(f"--trainer.max_epochs {config.trainer.max_epochs}: the run in {checkpoint.path} has "
                             f"already trained {done} epochs; give a larger number to continue it")
@@ -320,7 +326,7 @@ class MnistCLI(LightningCLI):
         return int(read_checkpoint(self.trainer.checkpoint_callback.best_model_path).contents["epoch"])
 
     def resolved_config(self, subcommand: str) -> dict:
-        return yaml.safe_load(self._parser(subcommand).dump(self.config[subcommand], skip_none=False))
+        return yaml.safe_load(self.parser.dump(self.config, skip_none=False))[subcommand]
 
     def after_fit(self) -> None:
         """Score the best checkpoint on the test set; write results.json, curves and the test report."""
@@ -343,8 +349,9 @@ class MnistCLI(LightningCLI):
               f"{results.epochs} epochs, {results.wall_seconds:.1f} s)")
         print(f"results: {json_path}\ncurves: {curves}\n{report.describe()}")
 
-    def cv(self, model, datamodule) -> None:
-        cross_validate(self, self.run_dir)
+    def after_instantiate_classes(self) -> None:
+        if self.config.get("subcommand") == "cv":
+            self.trainer.folds = functools.partial(cross_validate, self, self.run_dir)
 
     # --- test and validate --------------------------------------------------------------------
     def before_test(self) -> None:
@@ -461,22 +468,6 @@ def check_devices(accelerator, devices) -> None:
         cls.parse_devices(devices)
     except (TypeError, ValueError, MisconfigurationException) as err:
         raise UserError(f"--trainer.devices {devices}: {str(err).strip().rstrip('.')} (or auto)") from None
-
-
-def point_outputs_at(config, run_dir: Path) -> None:
-    """Send the config's logger(s), checkpoints and default root into ``run_dir``."""
-    trainer = config.trainer
-    loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
-    for logger in loggers:
-        init_args = getattr(logger, "init_args", None)
-        if init_args is not None and "save_dir" in init_args:
-            init_args.save_dir = str(run_dir)
-            for key in ("name", "version"):
-                if key in init_args:
-                    init_args[key] = ""  # the run folder is the log folder itself
-    trainer.default_root_dir = str(run_dir)
-    if "checkpoint" in config and not config.checkpoint.dirpath:
-        config.checkpoint.dirpath = str(run_dir / CHECKPOINTS)
 
 
 ALLOCATED: list[Path] = []  # run folders this process created, removed again if it fails before any work
