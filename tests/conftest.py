@@ -201,6 +201,22 @@ def _effective_capabilities(drop: bool = False, restore: int | None = None) -> i
     return before
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB filesystem (tmpfs), about one checkpoint of the notebook's network and its optimizer.
+
+    Skipped only where mounting is not permitted (not root, or a container without the capability).
+    """
+    where = tmp_path / "small"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(where)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a small tmpfs is not permitted here: {mounted.stderr.strip()}")
+    yield where
+    subprocess.run(["umount", str(where)], check=True)
+
+
 def assert_one_line_error(proc, *fragments: str) -> None:
     """A clean refusal: non-zero exit, no traceback, one ``error:`` line naming ``fragments``."""
     assert proc.returncode != 0

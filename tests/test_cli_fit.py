@@ -286,19 +286,6 @@ def test_a_moved_project_resumes_and_tests_from_its_new_place(run_module, tmp_pa
     # a moved k-fold run is scored from its new place: tests/test_augment_cv.py
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 3 MB filesystem (tmpfs), about one checkpoint of the notebook's network and its optimizer."""
-    where = tmp_path / "small"
-    where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(where)], capture_output=True,
-                             text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"mounting a small tmpfs is not permitted here: {mounted.stderr.strip()}")
-    yield where
-    subprocess.run(["umount", str(where)], check=True)
-
-
 def test_a_full_disk_is_one_line_and_leaves_no_partial_checkpoint(small_disk, tmp_path, run_module, monkeypatch):
     temporary = tmp_path / "tmp"  # where Lightning's own writer would stage checkpoints: must stay unused
     temporary.mkdir()
