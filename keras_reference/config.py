@@ -17,7 +17,7 @@ from mnist_common.architecture import DEFAULT_PRESET, Architecture
 from mnist_common.errors import UserError
 from mnist_common.mnist import ensure_files, resolve_data_dir
 from mnist_common.runs import DEFAULT_OUTPUT_DIR, check_writable
-from mnist_common.settings import check_data_settings, check_training_length
+from mnist_common.settings import check_data_settings, check_seed, check_training_length
 from mnist_common.splits import DEFAULT_NUM_FOLDS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION
 
 FRAMEWORK = "keras"
@@ -114,6 +114,7 @@ class RunSettings:
         if not (math.isfinite(self.model.lr) and self.model.lr > 0):
             raise UserError(f"--model.lr must be a positive number, got {self.model.lr}")
         check_training_length(max_epochs=self.trainer.max_epochs, patience=self.early_stopping.patience)
+        check_seed(self.seed_everything)
         if command == "cv" and self.data.num_folds is None:
             raise UserError("--data.num_folds: cv needs at least 2 folds")
         data = self.data

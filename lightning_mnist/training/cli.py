@@ -31,7 +31,6 @@ from typing import Any, Callable
 
 import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.fabric.utilities.seed import max_seed_value, min_seed_value
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import AcceleratorRegistry, CPUAccelerator, CUDAAccelerator, MPSAccelerator
 from lightning.pytorch.callbacks import EarlyStopping
@@ -48,7 +47,7 @@ from mnist_common.files import write_text
 from mnist_common.keras_file import KERAS_SUFFIX
 from mnist_common.mnist import ensure_files
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
-from mnist_common.settings import check_data_settings, check_training_length
+from mnist_common.settings import check_data_settings, check_seed, check_training_length
 from mnist_common.runs import (CHECKPOINTS, DEFAULT_OUTPUT_DIR, RESUME_FILE, allocate_run_dir, discard_if_empty_of_work,
                                latest_resumable_run, relative_to_run, run_dir_of_checkpoint, check_writable)
 from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint, fetch_model_file, keras_file_network,
@@ -408,13 +407,6 @@ def keep_earlier_epochs(logger: CSVLogger, epochs: int) -> None:
         table.writeheader()
         table.writerows(rows)
         write_text(path, text.getvalue())
-
-
-def check_seed(seed) -> None:
-    """``--seed_everything``: true (a random seed), false (none), or a seed numpy accepts."""
-    if not isinstance(seed, bool) and seed is not None and not min_seed_value <= seed <= max_seed_value:
-        raise UserError(f"--seed_everything {seed}: a seed must be from {min_seed_value} to {max_seed_value} "
-                        f"(or true for a random one, false for none)")
 
 
 # Trainer counts Lightning accepts (or divides by) though no run can mean them: flag -> (lowest allowed, meaning)
