@@ -18,7 +18,7 @@ from mnist_common.model_files import load_architecture
 from mnist_common.errors import UserError
 from mnist_common.mnist import ensure_files, resolve_data_dir
 from mnist_common.runs import DEFAULT_OUTPUT_DIR, check_writable
-from mnist_common.settings import check_data_settings
+from mnist_common.settings import check_data_settings, check_seed, check_training_length
 from mnist_common.splits import DEFAULT_NUM_FOLDS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION
 
 FRAMEWORK = "keras"
@@ -114,10 +114,8 @@ class RunSettings:
         load_architecture(self.model.architecture).require_mnist(f"`{command}` on MNIST")
         if not (math.isfinite(self.model.lr) and self.model.lr > 0):
             raise UserError(f"--model.lr must be a positive number, got {self.model.lr}")
-        if self.trainer.max_epochs < 1:
-            raise UserError(f"--trainer.max_epochs must be at least 1, got {self.trainer.max_epochs}")
-        if self.early_stopping.patience < 0:
-            raise UserError(f"--early_stopping.patience must be at least 0, got {self.early_stopping.patience}")
+        check_training_length(max_epochs=self.trainer.max_epochs, patience=self.early_stopping.patience)
+        check_seed(self.seed_everything)
         if command == "cv" and self.data.num_folds is None:
             raise UserError("--data.num_folds: cv needs at least 2 folds")
         data = self.data

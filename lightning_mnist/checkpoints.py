@@ -24,6 +24,7 @@ Paths a ``cv_results.json`` records are relative to its folder (absolute in olde
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import json
 import os
 import pickle
@@ -38,7 +39,7 @@ import torch
 
 from mnist_common.architecture import Architecture, ArchitectureError
 from mnist_common.errors import UserError, one_line
-from mnist_common.files import write_atomically
+from mnist_common.files import check_readable, write_atomically
 from mnist_common.keras_file import KERAS_SUFFIX, check_file, read_keras_file
 from mnist_common.results import CV_RESULTS_FILE
 from lightning_mnist.interop.weights import TorchWeights, check_state_dict, keras_to_torch
@@ -96,9 +97,14 @@ def _version_1_weights(architecture: Architecture, state_dict: dict[str, Any]) -
     return renamed
 
 
+def model_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` if it is a non-empty local file that can be read; else a one-line :class:`UserError`."""
+    return check_readable(check_file(path, what), f"{what} {path}".strip())
+
+
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read and check a checkpoint (weights only); :class:`UserError` naming what is wrong with it."""
-    path = check_file(path, "checkpoint")
+    path = model_file(path, "checkpoint")
     with open(path, "rb") as f:
         head = f.read(2)
     if not (zipfile.is_zipfile(path) or head[:1] == b"\x80"):  # torch.save writes a zip (long ago, a pickle)
@@ -136,11 +142,12 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     return Checkpoint(path=path, architecture=architecture, weights=weights, hparams=hparams, contents=contents)
 
 
-def fetch_checkpoint(url: str, folder: Path) -> Path:
-    """Copy a remote checkpoint (``https://``, or any fsspec protocol) into ``folder`` and check it weights-only.
+def fetch_model_file(url: str, folder: Path) -> Path:
+    """Copy a remote model file (``https://``, or any fsspec protocol) into ``folder``, named as in the URL.
 
-    Lightning would unpickle a URL with ``weights_only=False``; fetched here, the file is read
-    like any local one, and what a weights-only load refuses is refused in one line.
+    Lightning would unpickle a URL with ``weights_only=False``; fetched here, the file is then read
+    like a local one of its kind (a checkpoint weights-only, a ``.keras`` file checked), and what
+    that refuses is refused in one line.
     """
     import fsspec
 
@@ -156,7 +163,6 @@ def fetch_checkpoint(url: str, folder: Path) -> Path:
         raise
     except Exception as err:  # unknown protocol, network errors, HTTP errors
         raise UserError(f"{url}: cannot be fetched ({one_line(err)})") from None
-    read_checkpoint(target)
     return target
 
 
@@ -172,7 +178,9 @@ def save_checkpoint(path: str | os.PathLike, architecture: Architecture, weights
         "global_step": 0,
         **extra,
     }
-    write_atomically(path, lambda tmp: torch.save(contents, tmp))
+    serialized = io.BytesIO()
+    torch.save(contents, serialized)  # first in memory: a full disk then fails as an OSError, not inside torch
+    write_atomically(path, lambda tmp: tmp.write_bytes(serialized.getbuffer()))
     return Path(path)
 
 
@@ -182,7 +190,7 @@ def save_checkpoint(path: str | os.PathLike, architecture: Architecture, weights
 
 def keras_file_network(path: str | os.PathLike) -> KerasNetwork:
     """The torch network of a checked ``.keras`` file; its weights are read from the file, Keras is not imported."""
-    info = read_keras_file(path)
+    info = read_keras_file(model_file(path, ""))
     network = KerasNetwork(info.architecture)
     network.load_state_dict(keras_to_torch(info.architecture, info.weights), strict=True)
     return network.eval()
@@ -207,7 +215,10 @@ def fold_model_paths(results_path: str | os.PathLike) -> tuple[Path, list[Path],
     for i, fold in enumerate(folds):
         path = Path(fold["model_path"])
         path = path if path.is_absolute() else source.parent / path
-        check_file(path, f"{source}: fold {fold.get('fold', i)} model")
+        what = f"{source}: fold {fold.get('fold', i)} model"
+        if path.suffix.lower() not in (CKPT_SUFFIX, KERAS_SUFFIX):
+            raise UserError(f"{what} {path}: expected a checkpoint ({CKPT_SUFFIX}) or a Keras model ({KERAS_SUFFIX})")
+        model_file(path, what)
         paths.append(path)
     return source, paths, str(results.get("framework", ""))
 
@@ -217,7 +228,7 @@ def _single_file_kind(path: Path) -> str:
     if path.is_dir() or suffix == RESULTS_SUFFIX:
         return RESULTS_SUFFIX
     if suffix not in (CKPT_SUFFIX, KERAS_SUFFIX):
-        check_file(path, "model")
+        model_file(path, "model")
         raise UserError(f"{path}: expected {ACCEPTED}")
     return suffix
 
@@ -239,7 +250,7 @@ def _keras_from_checkpoint(path: Path) -> tuple[Any, Architecture]:
 def _keras_from_keras_file(path: Path) -> tuple[Any, Architecture]:
     from lightning_mnist.interop.keras_models import load_checked
 
-    model, info = load_checked(path)
+    model, info = load_checked(model_file(path, ""))
     return model, info.architecture
 
 

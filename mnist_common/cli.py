@@ -14,7 +14,8 @@ import re
 import typing
 from typing import Any, Callable
 
-from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, Namespace
+import yaml
+from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, Namespace, get_loader, set_loader
 from jsonargparse import ArgumentError  # noqa: F401  (re-exported: LightningCLI raises it too)
 
 from mnist_common.errors import UserError
@@ -46,6 +47,57 @@ def argument_error_line(err: Exception) -> str:
         detail = f"expected {expected}" if len(expected) < 120 else "not of the expected type"
         return f"--{key}: {detail}, got {got.split(' - ')[0].strip()!s}"
     return text
+
+
+MAX_YAML_VALUES = 100_000  # values a YAML document may expand to; a full config of any command has a few hundred
+
+
+def expanded_values(node: yaml.Node, sizes: dict[int, int] | None = None) -> int:
+    """How many values ``node`` holds once every alias in it is expanded (an alias counts what it points to).
+
+    Counted on the composed document, where an alias is the very node of its anchor: each node's
+    count is computed once, so nested aliases that would expand to billions are counted in
+    microseconds, and nothing is built.
+    """
+    sizes = {} if sizes is None else sizes
+    if id(node) not in sizes:
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        sizes[id(node)] = 1 + sum(expanded_values(child, sizes) for child in children)
+    return sizes[id(node)]
+
+
+def bounded_yaml(load: Callable[[str], Any]) -> Callable[[str], Any]:
+    """jsonargparse's YAML loader, refusing a document that expands beyond :data:`MAX_YAML_VALUES` values.
+
+    YAML's aliases let a few hundred bytes stand for billions of values ("billion laughs"):
+    PyYAML builds them as shared references, but jsonargparse then walks and copies every one,
+    for minutes and gigabytes. Documents with aliases are measured first and refused in one line.
+    """
+    def bounded(stream: str) -> Any:
+        if "*" in stream and "&" in stream:  # only a document with anchors and aliases can expand
+            try:
+                count = sum(expanded_values(node) for node in yaml.compose_all(stream, Loader=yaml.SafeLoader))
+            except RecursionError:
+                count = MAX_YAML_VALUES + 1
+            except yaml.YAMLError:
+                count = 0  # not YAML: the loader itself says so
+            if count > MAX_YAML_VALUES:
+                raise UserError(f"a YAML config or value expands to {count:,} values through its aliases, more than "
+                                f"the limit of {MAX_YAML_VALUES:,} (nested aliases, a \"billion laughs\"?)")
+        return load(stream)
+
+    return bounded
+
+
+if not getattr(get_loader("yaml"), "bounded", False):  # every jsonargparse parser of the process, LightningCLI's too
+    _bounded_loader = bounded_yaml(get_loader("yaml"))
+    _bounded_loader.bounded = True
+    set_loader("yaml", _bounded_loader, exceptions=(yaml.YAMLError,))
 
 
 def command_parser(function: Callable[..., Any], prog: str, description: str | None = None,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from typing import Callable, TypeVar
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a write refused for want of space
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -39,6 +41,13 @@ def exit_on_user_error(main: F) -> F:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
+        except OSError as err:
+            if err.errno not in DISK_FULL:
+                raise
+            # files are written whole or not at all (mnist_common.files), so nothing partial was left
+            where = f" writing {err.filename}" if err.filename else ""
+            print(f"error: no space left on the device{where}: free some space and run it again", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
 
     return wrapper  # type: ignore[return-value]
 

@@ -47,8 +47,45 @@ def write_atomically(destination: str | os.PathLike, write: Callable[[Path], Any
         result = check(tmp) if check is not None else None
         os.replace(tmp, destination)
         return result
+    except OSError as err:
+        if err.errno is not None:  # say which file could not be written (a full disk names none), not the temporary
+            raise OSError(err.errno, err.strerror, str(destination)) from err
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_readable(path: str | os.PathLike, label: str) -> Path:
+    """``path`` if one byte of it can be read; else :class:`UserError` ``<label>: cannot be read (<why>)``.
+
+    A file that exists but cannot be opened (no permission, an I/O error) must be refused for what it
+    is, not taken for a damaged file by a reader that swallows the ``OSError`` (``zipfile.is_zipfile``
+    calls it "not a zip archive") or let its traceback through.
+    """
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as err:
+        raise UserError(f"{label}: cannot be read ({err.strerror or err})") from None
+    return Path(path)
+
+
+def check_output_file(path: str | os.PathLike, label: str, overwrite: bool = False) -> Path:
+    """``path`` if a command may write its file there; else :class:`UserError` ``<label> <path>: <why>``.
+
+    Checked before any work: the name must not be a folder, its folder must exist, and an existing
+    file is replaced only when the user said so (``--overwrite``): a command's output is often the
+    result of minutes of work, or a figure someone keeps, and a typo must not cost it silently.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UserError(f"{label} {path}: is a folder; name the file to write")
+    if not folder.is_dir():
+        raise UserError(f"{label} {path}: folder {folder} does not exist")
+    if path.exists() and not overwrite:
+        raise UserError(f"{label} {path}: already exists; give --overwrite to replace it, or name another file")
+    return path
 
 
 def write_text(destination: str | os.PathLike, text: str) -> Path:

@@ -38,3 +38,28 @@ def check_data_settings(*, batch_size: int, eval_batch_size: int, val_fraction: 
             raise UserError(f"--data.{name} must be a number from 0 to {high:g}, got {value}")
     if not (math.isfinite(elastic_sigma) and 0.5 <= elastic_sigma <= 20.0):
         raise UserError(f"--data.elastic_sigma must be a number from 0.5 to 20 (pixels), got {elastic_sigma}")
+
+
+def check_training_length(*, max_epochs: int | None, patience: int) -> None:
+    """Refuse an epoch limit or a patience no run can mean, the same way in both frameworks.
+
+    Lightning reads ``max_epochs -1`` as "train forever" and takes a negative patience as "stop
+    after the first epoch without improvement"; neither is what a user typing them wants.
+    """
+    if max_epochs is not None and max_epochs < 1:
+        raise UserError(f"--trainer.max_epochs must be at least 1, got {max_epochs}")
+    if patience < 0:
+        raise UserError(f"--early_stopping.patience must be at least 0 (epochs without improvement), got {patience}")
+
+
+SEED_RANGE = (0, 2**32 - 1)  # what numpy's generator (and so Lightning's and Keras' seeding) accepts
+
+
+def check_seed(seed: int | bool | None) -> None:
+    """``--seed_everything``: a seed numpy accepts (Lightning also takes true for a random one, false for none).
+
+    Out of range, numpy raises only when the run seeds its generators, with a traceback.
+    """
+    if isinstance(seed, int) and not isinstance(seed, bool) and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise UserError(f"--seed_everything {seed}: a seed must be from {SEED_RANGE[0]} to {SEED_RANGE[1]} "
+                        f"(or true for a random one, false for none)")

@@ -9,6 +9,7 @@ elsewhere can point ``MNIST_SEED_DIR`` at a copy). CI has all of them, so it run
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -159,6 +160,61 @@ def main_error(main, argv: list[str], capsys) -> tuple[int, str, str]:
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in err, err[-2000:]
     return info.value.code, errors[0], err
+
+
+@contextlib.contextmanager
+def unreadable(*paths: Path):
+    """Make ``paths`` unreadable to this thread for a while, as another user's files are (mode 000).
+
+    Permissions do not stop root: a root test process lowers its permission-overriding
+    capabilities (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH) from its effective set for the while,
+    so its reads of these files fail with EACCES as a user's would, and raises them again after.
+    """
+    for path in paths:
+        path.chmod(0)
+    lowered = _effective_capabilities(drop=True) if os.geteuid() == 0 else None
+    try:
+        yield
+    finally:
+        if lowered is not None:
+            _effective_capabilities(restore=lowered)
+        for path in paths:
+            path.chmod(0o644)
+
+
+DAC_CAPABILITIES = (1 << 1) | (1 << 2)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH (linux/capability.h)
+
+
+def _effective_capabilities(drop: bool = False, restore: int | None = None) -> int:
+    """Linux capget/capset (version 3) on this thread: lower the DAC capabilities, or restore an effective set."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+    data = (ctypes.c_uint32 * 6)()  # {effective, permitted, inheritable} for capabilities 0-31 and 32-63
+    if libc.capget(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capget")
+    before = data[0]
+    data[0] = restore if restore is not None else before & ~DAC_CAPABILITIES if drop else before
+    if libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+    return before
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB filesystem (tmpfs), about one checkpoint of the notebook's network and its optimizer.
+
+    Skipped only where mounting is not permitted (not root, or a container without the capability).
+    """
+    where = tmp_path / "small"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(where)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a small tmpfs is not permitted here: {mounted.stderr.strip()}")
+    yield where
+    subprocess.run(["umount", str(where)], check=True)
 
 
 def assert_one_line_error(proc, *fragments: str) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from conftest import REPO, assert_one_line_error, ctrl_c_interrupts, main_error, module_env
@@ -128,6 +129,18 @@ def test_config_file_spells_out_the_defaults(run_module, tmp_path):
         assert line in default
 
 
+def test_cv_defaults_to_the_notebooks_augmented_k_fold_and_fit_does_not(run_module):
+    from mnist_common.splits import DEFAULT_NUM_FOLDS
+
+    cv = yaml.safe_load(run_module("lightning_mnist", "cv", "--print_config").stdout)
+    fit = yaml.safe_load(run_module("lightning_mnist", "fit", "--print_config").stdout)
+    assert (cv["data"]["num_folds"], cv["data"]["augment"]) == (DEFAULT_NUM_FOLDS, True)
+    assert (fit["data"]["num_folds"], fit["data"]["augment"]) == (None, False)
+    flags = yaml.safe_load(run_module("lightning_mnist", "cv", "--data.num_folds", "3", "--data.augment", "false",
+                                      "--print_config").stdout)
+    assert (flags["data"]["num_folds"], flags["data"]["augment"]) == (3, False)
+
+
 def test_tensorboard_logger_by_flag_logs_into_the_run_folder(run_module, tmp_path):
     run_module("lightning_mnist", "fit", *QUICK, "--data.subset", "500", "--trainer.limit_train_batches", "3",
                "--trainer.logger", "TensorBoardLogger", "--trainer.logger.save_dir", "anywhere")
@@ -155,10 +168,14 @@ def test_two_runs_started_together_in_one_folder_each_own_theirs(tmp_path, mnist
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
-def test_interrupted_fit_resumes_into_its_own_folder_with_an_honest_history(mnist_dir, tmp_path, run_module, how):
+def test_interrupted_fit_resumes_into_its_own_folder_with_an_honest_history(mnist_dir, tmp_path, run_module, how,
+                                                                             monkeypatch):
     # 6,000 images: epochs of about 2 s alone on 2 cores, so the signal lands inside the second epoch's training
     args = ["fit", "--data.subset", "6000", "--trainer.max_epochs", "3", *NO_PROGRESS,
             "--early_stopping.patience", "100"]
+    temporary = tmp_path / "tmp"  # the system's temporary folder, as these runs see it
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
     proc = subprocess.Popen([sys.executable, "-m", "lightning_mnist", *args], cwd=tmp_path, env=module_env(mnist_dir),
                             preexec_fn=ctrl_c_interrupts,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -190,6 +207,41 @@ def test_interrupted_fit_resumes_into_its_own_folder_with_an_honest_history(mnis
     assert checkpoints == sorted([Path(results["model_path"]).name, "last.ckpt"])  # no orphan from the signal
     best = results["history"][results["best_epoch"]]
     assert f"val_loss{best['val_loss']:.4f}" in results["model_path"]
+    with open(run / "metrics.csv") as f:  # every epoch's rows once, those before the interruption included
+        rows = list(csv.DictReader(f))
+    assert [int(row["epoch"]) for row in rows if row["val/loss"]] == [0, 1, 2]
+    assert [float(row["val/loss"]) for row in rows if row["val/loss"]] == pytest.approx(
+        [row["val_loss"] for row in results["history"]])
+    steps = [int(row["step"]) for row in rows if row["train/loss_step"]]
+    assert steps == sorted(set(steps)) and steps[0] < 169 < steps[-1], steps  # logged steps of each epoch, once
+    assert not list(temporary.glob("lightning_mnist_*")) and not list(temporary.rglob("*.ckpt"))  # even if killed
+
+
+def test_a_run_resumed_at_an_epoch_boundary_equals_one_never_stopped(tmp_path, mnist_dir):
+    """Bit for bit, on CPU: the same history, test score and final weights (augmentation and dropout on)."""
+    from conftest import run_python_module
+
+    args = ["fit", "--data.subset", "600", "--data.augment", "true", "--early_stopping.patience", "100",
+            "--seed_everything", "3", *NO_PROGRESS]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    whole.mkdir(), parts.mkdir()
+    never_stopped = subprocess.Popen([sys.executable, "-m", "lightning_mnist", *args, "--trainer.max_epochs", "3"],
+                                     cwd=whole, env=module_env(mnist_dir), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+    run_python_module(mnist_dir, "lightning_mnist", *args, "--trainer.max_epochs", "1", cwd=parts)
+    run_python_module(mnist_dir, "lightning_mnist", *args, "--trainer.max_epochs", "3", "--ckpt_path", "last",
+                      cwd=parts)
+    _, stderr = never_stopped.communicate(timeout=600)
+    assert never_stopped.returncode == 0, stderr[-2000:]
+    [a], [b] = run_folders(whole), run_folders(parts)
+    results = [json.loads((run / "results.json").read_text()) for run in (a, b)]
+    keys = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+    assert [[row[k] for k in keys] for row in results[0]["history"]] == \
+           [[row[k] for k in keys] for row in results[1]["history"]]
+    assert results[0]["test_loss"] == results[1]["test_loss"] and results[0]["model_path"] == results[1]["model_path"]
+    weights = [torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for run in (a, b)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_module, tmp_path, mnist_dir,
@@ -202,6 +254,9 @@ def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_m
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(DATA_DIR_ENV, str(mnist_dir))
     for flags, fragment in ((["--model.lr", "0.5"], "--model.lr 0.5 (the run's is 0.001)"),
+                            # typed, though the default's value: refused too, not silently dropped
+                            (["--model.lr", "0.0001"], "--model.lr 0.0001 (the run's is 0.001)"),
+                            (["--data.subset", "null"], "--data.subset None (the run's is 2000)"),
                             (["--data.subset", "5000"], "--data.subset 5000 (the run's is 2000)"),
                             (["--model.architecture", "lenet5"], "--model.architecture lenet5"),
                             (["--trainer.max_epochs", "1"], "--trainer.max_epochs 1: the run")):
@@ -229,6 +284,25 @@ def test_a_moved_project_resumes_and_tests_from_its_new_place(run_module, tmp_pa
     results = json.loads((run / "results.json").read_text())
     assert results["epochs"] == 2 and (run / results["model_path"]).is_file()
     # a moved k-fold run is scored from its new place: tests/test_augment_cv.py
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_checkpoint(small_disk, tmp_path, run_module, monkeypatch):
+    temporary = tmp_path / "tmp"  # where Lightning's own writer would stage checkpoints: must stay unused
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    proc = run_module("lightning_mnist", "fit", *QUICK, "--data.subset", "500", "--trainer.max_epochs", "2",
+                      "--output_dir", small_disk / "runs", check=False)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "no space left on the device writing", "free some space")
+    written = sorted(small_disk.rglob("*.ckpt*")) + sorted(small_disk.rglob(".*"))
+    assert written, "the disk filled before any checkpoint: this test no longer tests what it should"
+    for path in written:  # whole checkpoints only: no temporary file, no truncated file
+        assert path.suffix == ".ckpt" and not path.name.startswith("."), path
+        torch.load(path, weights_only=True)
+    assert not list(temporary.rglob("*.ckpt")) and not list(temporary.rglob("tmp*"))
+    resumed = run_module("lightning_mnist", "fit", "--ckpt_path", "last", "--output_dir", small_disk / "runs",
+                         check=False)  # what a later command reads: a whole checkpoint, or none at all
+    assert "Traceback" not in resumed.stderr and "is not a readable PyTorch checkpoint" not in resumed.stderr
 
 
 def test_results_are_written_atomically(tmp_path):
@@ -267,6 +341,9 @@ def bad_inputs(tmp_path_factory, mnist_dir):
     (where / "empty.json").write_text("")
     (where / "not_json.json").write_text("{folds")
     (where / "no_folds.json").write_text('{"folds": [{"fold": 0}]}')
+    for name, model in (("pickle_fold.json", "fold_0.pt"), ("suffixless_fold.json", "fold_0")):
+        (where / model).write_bytes((where / "lenet.ckpt").read_bytes())  # a real checkpoint, under another name
+        (where / name).write_text(json.dumps({"framework": "lightning", "folds": [{"fold": 0, "model_path": model}]}))
     (where / "a_file").write_text("a file where a folder should be")
     (where / "listless" / "MNIST").mkdir(parents=True)
     (where / "listless" / "MNIST" / "raw").write_text("a file where the raw-data folder should be")
@@ -319,7 +396,37 @@ BAD_INPUTS = {
     "weights_only false": (["test", "--ckpt_path", "lenet.ckpt", "--weights_only", "false"],
                            "this project reads checkpoints weights-only"),
     "unknown flag": (["fit", "--data.nonsense", "3"], "unrecognized arguments: --data.nonsense 3"),
+    # the Trainer's own settings, refused before a run folder exists (Lightning would raise when building it)
+    "unknown accelerator": (["fit", "--trainer.accelerator", "banana"],
+                            "--trainer.accelerator banana: not an accelerator Lightning knows; use one of auto, cpu"),
+    "unknown accelerator for test": (["test", "--ckpt_path", "lenet.ckpt", "--trainer.accelerator", "gpus"],
+                                     "--trainer.accelerator gpus: not an accelerator"),
+    "negative devices": (["fit", "--trainer.devices", "-5"], "--trainer.devices -5: `devices` selected with"),
+    "no devices": (["cv", "--trainer.devices", "0"], "--trainer.devices 0:"),
+    "seed beyond numpy's": (["fit", "--seed_everything", "99999999999999999999"],
+                            "--seed_everything 99999999999999999999: a seed must be from 0 to 4294967295"),
+    "negative seed": (["test", "--ckpt_path", "lenet.ckpt", "--seed_everything", "-1"],
+                      "--seed_everything -1: a seed must be from 0 to 4294967295"),
+    "max_epochs -1 (forever)": (["fit", "--trainer.max_epochs", "-1"], "--trainer.max_epochs must be at least 1, got -1"),
+    "max_epochs 0": (["cv", "--trainer.max_epochs", "0"], "--trainer.max_epochs must be at least 1, got 0"),
+    "negative patience": (["fit", "--early_stopping.patience", "-3"],
+                          "--early_stopping.patience must be at least 0 (epochs without improvement), got -3"),
+    "negative min_epochs": (["fit", "--trainer.min_epochs", "-2"], "--trainer.min_epochs must be at least 0"),
+    "validation every 0 epochs": (["cv", "--trainer.check_val_every_n_epoch", "0"],
+                                  "--trainer.check_val_every_n_epoch must be at least 1"),
+    "accumulate 0 batches": (["fit", "--trainer.accumulate_grad_batches", "0"],
+                             "--trainer.accumulate_grad_batches must be at least 1"),
+    "sanity steps -5": (["fit", "--trainer.num_sanity_val_steps", "-5"], "--trainer.num_sanity_val_steps must be at "
+                                                                          "least -1"),
+    # k-fold results naming fold models of no kind this project reads
+    "fold model of another suffix": (["test", "--ckpt_path", "pickle_fold.json"],
+                                     "fold 0 model fold_0.pt: expected a checkpoint (.ckpt) or a Keras model (.keras)"),
+    "fold model without a suffix": (["test", "--ckpt_path", "suffixless_fold.json"],
+                                    "fold 0 model fold_0: expected a checkpoint (.ckpt)"),
 }
+if not torch.cuda.is_available():
+    BAD_INPUTS["a GPU on a machine without one"] = (["fit", "--trainer.accelerator", "gpu"],
+                                                    "--trainer.accelerator gpu: no such device on this machine")
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
@@ -335,6 +442,32 @@ def test_bad_input_is_refused_in_one_line_before_any_work(case, bad_inputs, monk
     assert code == 2 and fragment in error, error
     assert "--ckpt_path last to resume" not in err
     assert sorted(str(p) for p in bad_inputs.rglob("*")) == before  # no run folder, no file
+
+
+# What Lightning's own classes refuse when they are built (after the seed is set, so through real processes:
+# in this one, Lightning's log handler would write to an earlier test's captured stderr).
+BUILT_REFUSALS = {
+    "unknown strategy": (["fit", "--trainer.strategy", "banana"], "invalid strategy name: `strategy='banana'`"),
+    "save_top_k -5": (["fit", "--checkpoint.save_top_k", "-5"], "save_top_k=-5. Must be >= -1"),
+    "num_nodes 0": (["validate", "--ckpt_path", "lenet.ckpt", "--trainer.num_nodes", "0"],
+                    "`num_nodes` must be a positive integer, but got 0"),
+    "seed beyond numpy's": (["fit", "--seed_everything", "99999999999999999999"], "a seed must be from 0"),
+    "unknown accelerator": (["fit", "--trainer.accelerator", "banana"], "not an accelerator Lightning knows"),
+}
+
+
+def test_settings_lightning_refuses_are_one_line_with_no_run_folder_left(bad_inputs, mnist_dir):
+    """Real command lines, side by side: exit 2, one line, no traceback, the run folder taken for them gone."""
+    before = sorted(str(p) for p in bad_inputs.rglob("*"))
+    running = {case: subprocess.Popen([sys.executable, "-m", "lightning_mnist", *args, *NO_PROGRESS], cwd=bad_inputs,
+                                      env=module_env(mnist_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True) for case, (args, _) in BUILT_REFUSALS.items()}
+    for case, proc in running.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+        assert done.returncode == 2, (case, stderr[-2000:])
+        assert_one_line_error(done, BUILT_REFUSALS[case][1])
+    assert sorted(str(p) for p in bad_inputs.rglob("*")) == before
 
 
 def test_a_failed_fit_says_nothing_about_resuming(run_module, tmp_path):

@@ -290,6 +290,9 @@ def test_both_command_lines_spell_the_shared_ideas_alike(run_module):
     (["train", "--model.architecture", "nope"], "not a preset"),
     (["cv", "--data.num_folds", "1"], "--data.num_folds must be at least 2"),
     (["cv", "--early_stopping.patience", "-1"], "--early_stopping.patience must be at least 0"),
+    (["train", "--seed_everything", "99999999999999999999"], "a seed must be from 0 to 4294967295"),
+    (["cv", "--seed_everything", "-1"], "--seed_everything -1: a seed must be from 0"),
+    (["train", "--trainer.max_epochs", "-1"], "--trainer.max_epochs must be at least 1, got -1"),
     (["train", "--no-such-flag"], "unrecognized"),
     ([], "command"),
 ])

@@ -94,8 +94,8 @@ def make_bad_images(directory: Path) -> dict[str, str]:
         "transparent.png": "nothing is drawn",
         "paper_noise_only.png": "nothing is drawn",
         "static.png": "cannot tell the digit from the background",
-        "bomb.png": "refused",
-        "huge.png": "refused",
+        "bomb.png": "refused: more than the limit of 64 megapixels",  # beyond even Pillow's own ceiling
+        "huge.png": "than the limit of 64 megapixels",
     }
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,3 +197,51 @@ def test_a_port_in_use_is_refused_by_the_command_line(run_module, seed_keras):
     assert proc.returncode == 2 and proc.stdout == ""
     assert_one_line_error(proc, f"--port {port} on 127.0.0.1 is in use")
 
+
+
+def test_a_malformed_request_is_answered_in_json(served):
+    """A request the HTTP parser refuses (here a Content-Length that is no number) gets the API's JSON error too."""
+    for length in (b"abc", b"-5", b"1e3"):
+        host, port = served.url.rsplit("/", 1)[1].split(":")
+        with socket.create_connection((host, int(port)), timeout=TIMEOUT) as client:
+            client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: " + length
+                           + b"\r\n\r\nxyz")
+            answer = b""
+            while chunk := client.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in head.lower(), answer
+        error = json.loads(body)["error"]
+        assert list(json.loads(body)) == ["error"] and error.startswith("malformed HTTP request"), body
+    assert served.process.poll() is None
+
+
+def keras_refused_files(folder: Path, seed_keras: Path) -> dict[str, Path]:
+    """``.keras`` files the project's own check accepts (and PyTorch runs) but Keras refuses to build."""
+    import zipfile
+
+    with zipfile.ZipFile(seed_keras) as seed:
+        members = {name: seed.read(name) for name in seed.namelist()}
+    config = json.loads(members["config.json"])
+    variants = {"unknown module": {**config, "module": "os"},
+                "model named by a number": {**config, "config": {**config["config"], "name": 5}}}
+    files = {}
+    for what, variant in variants.items():
+        files[what] = folder / f"{what.replace(' ', '_')}.keras"
+        with zipfile.ZipFile(files[what], "w") as archive:
+            for name, data in members.items():
+                archive.writestr(name, json.dumps(variant) if name == "config.json" else data)
+    return files
+
+
+def test_a_model_keras_cannot_load_is_refused_before_the_server_starts(seed_keras, tmp_path, monkeypatch, capsys,
+                                                                       no_server):
+    from lightning_mnist.commands.serve import main
+
+    for what, path in keras_refused_files(tmp_path, seed_keras).items():
+        for flags in (["--weights", str(seed_keras), "--keras_weights", str(path)], ["--weights", str(path)]):
+            with pytest.raises(SystemExit) as info:
+                main([*flags, "--port", str(free_port())])
+            err = capsys.readouterr().err.strip().splitlines()
+            assert info.value.code == 2 and len(err) == 1, (what, err)
+            assert err[0].startswith(f"error: {flags[-2]} {path}: Keras cannot load it"), (what, err)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mnist_common.cli import run
 from mnist_common.errors import UserError, exit_on_user_error
+from mnist_common.files import check_output_file
 
 PROG = "python -m lightning_mnist augment-preview"
 SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
@@ -25,7 +26,7 @@ def _check(name: str, value: float, low: float, high: float) -> None:
 
 def augment_preview(output: Path, data_dir: str | None = None, count: int = 10, rows: int = 4, seed: int = 0,
                     rotation: float = 5.0, zoom: float = 0.05, shift: float = 0.05, shear: float = 0.05,
-                    elastic_alpha: float = 0.0, elastic_sigma: float = 4.0) -> None:
+                    elastic_alpha: float = 0.0, elastic_sigma: float = 4.0, overwrite: bool = False) -> None:
     """Draw training digits and augmented copies of them (the notebook's ImageDataGenerator ranges by default).
 
     Args:
@@ -40,11 +41,11 @@ def augment_preview(output: Path, data_dir: str | None = None, count: int = 10, 
         shear: shear range in degrees (0 to 80).
         elastic_alpha: elastic distortion's scale in pixels (0, the default, leaves it off; 0 to 100).
         elastic_sigma: its smoothing in pixels (0.5 to 20).
+        overwrite: replace the output file if it exists (otherwise an existing file is refused).
     """
     if output.suffix.lower() not in SUFFIXES:
         raise UserError(f"{output}: name a {', '.join(SUFFIXES)} file")
-    if not (output.parent if str(output.parent) else Path(".")).is_dir():
-        raise UserError(f"{output}: folder {output.parent} does not exist")
+    check_output_file(output, "output", overwrite)
     if not 1 <= count <= MAX_COUNT:
         raise UserError(f"--count must be between 1 and {MAX_COUNT}, got {count}")
     if not 1 <= rows <= MAX_ROWS:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mnist_common.cli import run
 from mnist_common.errors import UserError, exit_on_user_error
+from mnist_common.files import check_output_file, check_readable
 from mnist_common.keras_file import KERAS_SUFFIX, check_file
 
 CKPT_SUFFIX = ".ckpt"
@@ -19,7 +20,8 @@ MAX_CHECK_IMAGES = 10_000
 PROG = "python -m lightning_mnist convert"
 
 
-def convert(src: str, dst: str, check_images: int = MAX_CHECK_IMAGES, data_dir: str | None = None) -> None:
+def convert(src: str, dst: str, check_images: int = MAX_CHECK_IMAGES, data_dir: str | None = None,
+            overwrite: bool = False) -> None:
     """Convert a Lightning checkpoint (.ckpt) to a Keras model (.keras) or back; the direction follows the suffixes.
 
     Args:
@@ -28,20 +30,18 @@ def convert(src: str, dst: str, check_images: int = MAX_CHECK_IMAGES, data_dir: 
         check_images: prove the conversion on this many inputs, 1 to 10000: MNIST test images for a network
             that takes 28x28x1 and gives 10 classes, seeded random ones otherwise.
         data_dir: the folder holding MNIST/raw (default $MNIST_DATA_DIR, else ./data).
+        overwrite: replace dst if it exists (otherwise an existing file is refused).
     """
     pair = (Path(src).suffix.lower(), Path(dst).suffix.lower())
     if pair not in ((CKPT_SUFFIX, KERAS_SUFFIX), (KERAS_SUFFIX, CKPT_SUFFIX)):
         raise UserError(f"cannot convert {pair[0] or 'a file without extension'} to "
                         f"{pair[1] or 'a file without extension'}: use .ckpt -> .keras or .keras -> .ckpt")
-    src, dst = check_file(src), Path(dst)  # a missing, empty or remote source is refused here
+    src, dst = check_readable(check_file(src), str(src)), Path(dst)  # a missing, unreadable or remote source
     if not 1 <= check_images <= MAX_CHECK_IMAGES:
         raise UserError(f"--check_images must be between 1 and {MAX_CHECK_IMAGES}, got {check_images}")
-    if dst.is_dir():
-        raise UserError(f"{dst} is a directory; name the file to write")
-    if not (dst.parent if str(dst.parent) else Path(".")).is_dir():
-        raise UserError(f"output folder {dst.parent} does not exist")
     if dst.exists() and dst.resolve() == src.resolve():
         raise UserError("source and destination are the same file")
+    check_output_file(dst, "dst", overwrite)
 
     from lightning_mnist.conversion import checkpoint_to_keras, keras_to_checkpoint  # Keras and torch load here
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from mnist_common.cli import run
 from mnist_common.errors import EXIT_USER_ERROR, UserError, exit_on_user_error
+from mnist_common.files import check_output_file
 from mnist_common.images.decoding import ImageError
 from mnist_common.images.preparation import Prepared, prepare
 from mnist_common.predictions import record
@@ -66,7 +67,7 @@ def seconds_since_process_start() -> float | None:
 
 def predict(images: list[str], weights: str, backend: Literal["auto", "torch", "keras"] = "auto",
             preprocess: Literal["mnist", "notebook"] = "mnist", json: bool = False, show: Path | None = None,
-            timings: bool = False) -> int:
+            timings: bool = False, overwrite: bool = False) -> int:
     """Predict the digit in pictures (PNG, JPEG, ...) with a checkpoint, a Keras model or a k-fold ensemble.
 
     Args:
@@ -79,6 +80,7 @@ def predict(images: list[str], weights: str, backend: Literal["auto", "torch", "
         json: print one JSON object per image and line (failed images get {"image", "error"}).
         show: save a figure (.png, .pdf, .svg, .jpg): each input, the 28x28 image the model saw, the probabilities.
         timings: print where the time went (imports, weights, inference) to stderr.
+        overwrite: replace the --show figure if the file exists (otherwise an existing file is refused).
     """
     from lightning_mnist.predictors import load_predictor, resolve
 
@@ -88,8 +90,7 @@ def predict(images: list[str], weights: str, backend: Literal["auto", "torch", "
     if show is not None:
         if show.suffix.lower() not in SHOW_SUFFIXES:
             raise UserError(f"--show {show}: name a {', '.join(SHOW_SUFFIXES)} file")
-        if not (show.parent if str(show.parent) else Path(".")).is_dir():
-            raise UserError(f"--show {show}: folder {show.parent} does not exist")
+        check_output_file(show, "--show", overwrite)
 
     prepared: list[Prepared] = []
     failures: list[ImageError] = []

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import errno
 import functools
+import multiprocessing
 import os
 import signal
 import socket
+from concurrent.futures import ProcessPoolExecutor
 from typing import Literal
 
 from mnist_common.cli import run
-from mnist_common.errors import UserError, exit_on_user_error
+from mnist_common.errors import UserError, exit_on_user_error, one_line
 from lightning_mnist.serving.uploads import MAX_BYTES
 
 PROG = "python -m lightning_mnist serve"
@@ -51,8 +53,8 @@ def serve(weights: str, keras_weights: str | None = None, port: int = 8000,
         raise UserError(f"--port must be at most 65535, got {port}")
     if not 0 <= batch_timeout <= 1:
         raise UserError(f"--batch_timeout must be between 0 and 1 second, got {batch_timeout}")
-    _check_models(weights, keras_weights)
     _check_port_free(host, port)
+    _check_models(weights, keras_weights)
 
     from lightning_mnist.serving.server import build_server, serve as run_server
 
@@ -91,6 +93,29 @@ def _check_models(weights: str, keras_weights: str | None) -> None:
     if len(set(classes.values())) > 1:
         raise UserError(f"--weights gives {classes['--weights']} classes but --keras_weights gives "
                         f"{classes['--keras_weights']}: serve two models of the same classes")
+    flag, path = ("--keras_weights", keras_weights) if keras_weights is not None else ("--weights", weights)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as keras_check:
+        refused = keras_check.submit(keras_refusal, path).result()
+    if refused:
+        raise UserError(f"{flag} {refused}" if refused.startswith(str(path)) else f"{flag}: {refused}")
+
+
+def keras_refusal(path: str) -> str | None:
+    """Why Keras cannot run ``path`` (None if it can), found in a fresh process as the inference workers are.
+
+    The PyTorch load above reads a ``.keras`` file without Keras; a file Keras itself refuses would
+    otherwise pass, start the server and fail in every worker a minute later. Loading Keras here, in
+    the server's own process, would also leave TensorFlow in the process that LitServe forks.
+    """
+    from lightning_mnist.predictors import load_predictor
+
+    try:
+        load_predictor(path, "keras")
+    except UserError as err:
+        return " ".join(str(err).split())
+    except Exception as err:  # whatever Keras raises on a file it cannot build
+        return f"Keras cannot load it ({one_line(err)})"
+    return None
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -11,6 +11,7 @@ scripts from a CDN) and so is its ``client.py`` generation: the server writes no
 
 from __future__ import annotations
 
+import json
 from importlib.resources import files
 from pathlib import Path
 
@@ -65,7 +66,29 @@ def build_server(weights: str | Path, keras_weights: str | Path | None = None, w
     return server
 
 
+def json_error_protocol() -> type:
+    """uvicorn's HTTP protocol (httptools', else h11's), answering a request it cannot parse in JSON too.
+
+    A malformed request line or header (``Content-Length: abc``) never reaches the app: uvicorn
+    answers it with a plain-text 400 of its own. Clients of this API read ``{"error": ...}`` from
+    every 4xx, so this one is said the same way (uvicorn takes the protocol class as ``http=``).
+    """
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Protocol
+    except ImportError:  # uvicorn without httptools
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Protocol
+
+    class JsonErrorProtocol(Protocol):
+        def send_400_response(self, msg: str) -> None:
+            body = json.dumps({"error": f"malformed HTTP request: {' '.join(msg.split())}"}).encode()
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                                 b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+            self.transport.close()
+
+    return JsonErrorProtocol
+
+
 def serve(server: ls.LitServer, host: str = "127.0.0.1", port: int = 8000, api_servers: int = 1) -> None:
     """Run ``server`` until Ctrl-C or SIGTERM (blocks); ``api_servers`` HTTP processes share the port."""
     server.run(host=host, port=port, num_api_servers=api_servers, generate_client_file=False, log_level="warning",
-               access_log=False)
+               access_log=False, http=json_error_protocol())

@@ -8,16 +8,23 @@ that never stopped.
 
 from __future__ import annotations
 
+import errno
+import io
+import random
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMAWeightAveraging
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 
+from mnist_common.files import write_atomically
 from mnist_common.results import HISTORY_KEYS
 
 
@@ -78,6 +85,80 @@ class EpochHistory(Callback):
         self.epoch_seconds_before = float(state_dict.get("epoch_seconds", 0.0))
 
 
+class RandomState(Callback):
+    """Every random generator a run's future draws from, saved in each checkpoint and restored on resume.
+
+    A resumed run must go on exactly as the run that never stopped: the order of the next epoch's
+    batches (the sampler draws its seed from torch's generator), the augmentation's transforms and
+    dropout's masks (torch's), and anything drawn from numpy's or Python's generators. A checkpoint
+    records their states when it is written, at the end of an epoch, which is the state the next
+    epoch starts from. They are put back in ``on_fit_start`` (after Lightning has
+    restored the checkpoint, before the sanity check and the first batch), and only when fitting:
+    ``fit`` and ``cv`` test a best checkpoint at the end, which must not rewind the generators of
+    the process (``cv``'s next fold draws its fresh weights from them). Stored as plain tensors,
+    lists and numbers, so a weights-only load reads them.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        numpy_state = np.random.get_state(legacy=False)
+        state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                 "numpy": {"bit_generator": numpy_state["bit_generator"],
+                           "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                           "pos": int(numpy_state["state"]["pos"]), "has_gauss": int(numpy_state["has_gauss"]),
+                           "gauss": float(numpy_state["gauss"])}}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        state, self._pending = self._pending, None
+        if not state:
+            return
+        torch.set_rng_state(state["torch"])
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        saved = state["numpy"]
+        np.random.set_state({"bit_generator": saved["bit_generator"], "has_gauss": saved["has_gauss"],
+                             "gauss": saved["gauss"],
+                             "state": {"key": saved["key"].numpy().astype(np.uint32), "pos": saved["pos"]}})
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class BesideCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing each file beside its destination and renaming it there.
+
+    Lightning's own writes through an fsspec transaction, which puts the bytes in the system's
+    temporary folder and then *moves* them: a copy, not an atomic rename, when the run folder is
+    on another filesystem, so a full disk leaves a truncated checkpoint a resume would read.
+    :func:`mnist_common.files.write_atomically` writes a temporary file in the destination's
+    folder and renames it in one step: a checkpoint is whole at its name, or absent (a failed
+    write removes its temporary file). Remote paths (``s3://``...) stay with Lightning's writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        serialized = io.BytesIO()
+        torch.save(checkpoint, serialized)  # serialized first: a full disk then fails as an OSError, not in torch
+        write_atomically(path, lambda tmp: tmp.write_bytes(serialized.getbuffer()), make_parents=True)
+
+
+def disk_full(error: BaseException | None) -> OSError | None:
+    """The write refused for want of space that ``error`` is, or was raised while handling; else None."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
 class RunCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint, as a run folder needs it.
 
@@ -93,12 +174,20 @@ class RunCheckpoint(ModelCheckpoint):
 
     resume_hint = True
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default; a user's own stays
+            trainer.strategy.checkpoint_io = BesideCheckpointIO()
+
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        # _should_save_on_exception/_monitor_candidates/_save_last_checkpoint are Lightning's own
-        # (private) steps of on_exception; there is no public hook for "save only last.ckpt".
-        if not self.save_last or not self._should_save_on_exception(trainer):
+        # Only while fitting (an interrupted final test holds the best weights, not the run's last ones), never
+        # during the sanity check or a fast dev run, and not on a full disk, which cannot take last.ckpt either:
+        # the last whole one stays what a resume reads. Written through the Trainer's public save_checkpoint.
+        if (not (self.save_last and self.save_on_exception) or trainer.state.fn != TrainerFn.FITTING
+                or trainer.sanity_checking or trainer.fast_dev_run or disk_full(exception)):
             return
-        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self.last_model_path = self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)  # recorded in the file
+        trainer.save_checkpoint(self.last_model_path, weights_only=self.save_weights_only)
         if trainer.is_global_zero and trainer.state.fn == "fit" and self.resume_hint:
             print(f"fit interrupted: saved {self.last_model_path}; run the same command with --ckpt_path last "
                   f"to resume", file=sys.stderr, flush=True)

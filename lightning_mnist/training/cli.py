@@ -17,42 +17,51 @@ into its own folder, with its own settings.
 
 from __future__ import annotations
 
+import csv
+import functools
 import inspect
+import io
 import os
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
+from lightning.pytorch.accelerators import AcceleratorRegistry, CPUAccelerator, CUDAAccelerator, MPSAccelerator
 from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from mnist_common.allocator import keep_freed_memory
 from mnist_common.model_files import load_architecture
 from mnist_common.cli import ArgumentError, argument_error_line
-from mnist_common.errors import UserError, exit_on_user_error
+from mnist_common.errors import UserError, exit_on_user_error, one_line
 from mnist_common.figures import plot_curves
+from mnist_common.files import write_text
 from mnist_common.keras_file import KERAS_SUFFIX
 from mnist_common.mnist import ensure_files
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
-from mnist_common.settings import check_data_settings
+from mnist_common.settings import check_data_settings, check_seed, check_training_length
 from mnist_common.runs import (CHECKPOINTS, DEFAULT_OUTPUT_DIR, RESUME_FILE, allocate_run_dir, discard_if_empty_of_work,
                                latest_resumable_run, relative_to_run, run_dir_of_checkpoint, check_writable)
-from mnist_common.splits import DEFAULT_NUM_FOLDS
-from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint, fetch_checkpoint, keras_file_network,
+from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint, fetch_model_file, keras_file_network,
                                          load_classifier, read_checkpoint, save_checkpoint)
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.models import MnistClassifier
 from lightning_mnist.models.classifier import check_training_settings
-from lightning_mnist.training.callbacks import EpochHistory, RunCheckpoint
+from lightning_mnist.training.callbacks import EpochHistory, RandomState, RunCheckpoint, disk_full
 from lightning_mnist.training.cv import cross_validate
+from lightning_mnist.training.outputs import point_outputs_at
 from lightning_mnist.training.reports import write_test_report
 
 FRAMEWORK = "lightning"
+CV_DEFAULTS = Path(__file__).with_name("cv_defaults.yaml")  # package data
 # The run folder rank 0 took, for the processes Lightning's DDP launcher starts with the same command
 # line (they inherit the environment and have LOCAL_RANK set): they must share it, not take their own.
 RUN_DIR_ENV = "LIGHTNING_MNIST_RUN_DIR"
@@ -62,11 +71,19 @@ RESUMABLE_DATA_CHANGES = {"data_dir", "download", "eval_batch_size"}
 
 
 class MnistTrainer(Trainer):
-    """Lightning's Trainer; ``cv`` is declared here only so LightningCLI offers it as a subcommand."""
+    """Lightning's Trainer with a ``cv`` method, which LightningCLI offers and runs as a subcommand like ``fit``.
+
+    The folds need the CLI itself (each fold re-instantiates the model, data, callbacks, logger and
+    Trainer from the config), so the CLI hands them over as :attr:`folds` once its classes exist.
+    """
+
+    folds: Callable[[], Any] | None = None
 
     def cv(self, model, datamodule) -> None:
         """Stratified k-fold cross-validation: a fresh model, optimizer, callbacks and logger per fold."""
-        raise NotImplementedError("run k-fold cross-validation as `python -m lightning_mnist cv`")
+        if self.folds is None:
+            raise RuntimeError("run k-fold cross-validation as `python -m lightning_mnist cv`")
+        self.folds()
 
 
 def _signature_defaults(cls) -> dict[str, Any]:
@@ -83,9 +100,21 @@ class MnistCLI(LightningCLI):
         }
         kwargs.setdefault("seed_everything_default", 42)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})  # a resumed run rewrites its config.yaml
+        # cv's own defaults (the notebook's "advanced training"), through LightningCLI's per-subcommand parser kwargs
+        kwargs.setdefault("parser_kwargs", {"cv": {"default_config_files": [str(CV_DEFAULTS)]}})
         self.run_dir: Path | None = None
-        self._temporary = tempfile.TemporaryDirectory(prefix="lightning_mnist_")  # fetched or converted checkpoints
+        self._temporary: tempfile.TemporaryDirectory | None = None  # see temporary_dir()
         super().__init__(MnistClassifier, MNISTDataModule, *args, trainer_class=MnistTrainer, **kwargs)
+
+    def temporary_dir(self) -> Path:
+        """A folder for fetched or converted checkpoints, created only when one is needed.
+
+        A run that needs none (every ``fit`` of a local run) makes none, so a run killed where no
+        clean-up can happen (SIGKILL) leaves no empty ``lightning_mnist_*`` folder in the system's.
+        """
+        if self._temporary is None:
+            self._temporary = tempfile.TemporaryDirectory(prefix="lightning_mnist_")
+        return Path(self._temporary.name)
 
     # --- the parser -------------------------------------------------------------------------
     @staticmethod
@@ -98,13 +127,6 @@ class MnistCLI(LightningCLI):
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         # Errors are raised, not printed with the usage, so main() can make them one line.
         return super().init_parser(**{**kwargs, "exit_on_error": False})
-
-    def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs) -> LightningArgumentParser:
-        # No documented LightningCLI hook knows which subcommand a parser is for; cv needs its own defaults.
-        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
-        if subcommand == "cv":  # the notebook's "advanced training"
-            parser.set_defaults({"data.num_folds": DEFAULT_NUM_FOLDS, "data.augment": True})
-        return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--output_dir", type=str, default=DEFAULT_OUTPUT_DIR,
@@ -125,6 +147,7 @@ class MnistCLI(LightningCLI):
         parser.set_defaults({"early_stopping.monitor": "val/loss", "early_stopping.mode": "min",
                              "early_stopping.patience": 3})
         parser.add_lightning_class_args(EpochHistory, "history")  # always there: the run's per-epoch history
+        parser.add_lightning_class_args(RandomState, "random_state")  # always there: resumes draw what they would have
 
     # --- checks, before anything is built ---------------------------------------------------
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
@@ -134,6 +157,7 @@ class MnistCLI(LightningCLI):
             raise UserError(argument_error_line(err)) from None
         subcommand = self.config.get("subcommand")
         if subcommand:
+            self._given = given_settings(parser, args, subcommand) if subcommand == "fit" else None
             self._check(subcommand, self.config[subcommand])
 
     def _check(self, subcommand: str, config) -> None:
@@ -156,6 +180,11 @@ class MnistCLI(LightningCLI):
                                 "use 1 or more (or -1 for all)")
             if config.checkpoint.dirpath and Path(config.checkpoint.dirpath).is_file():
                 raise UserError(f"--checkpoint.dirpath {config.checkpoint.dirpath} is a file, not a folder")
+        check_seed(config.seed_everything)
+        check_devices(config.trainer.accelerator, config.trainer.devices)
+        check_trainer_counts(config.trainer)
+        if subcommand in ("fit", "cv"):
+            check_training_length(max_epochs=config.trainer.max_epochs, patience=config.early_stopping.patience)
         data = config.data
         check_data_settings(**{k: data[k] for k in ("batch_size", "eval_batch_size", "val_fraction", "subset",
                                                     "num_folds", "fold", "rotation", "zoom", "shift", "shear",
@@ -177,7 +206,7 @@ class MnistCLI(LightningCLI):
         if subcommand == "fit" and path == "last":
             path = self._last_run_checkpoint(config)
         if "://" in path:
-            path = str(fetch_checkpoint(path, Path(self._temporary.name)))
+            path = str(fetch_model_file(path, self.temporary_dir()))
         suffix = Path(path).suffix.lower()
         if suffix == RESULTS_SUFFIX or Path(path).is_dir():
             if subcommand != "test":
@@ -192,7 +221,7 @@ class MnistCLI(LightningCLI):
                                 f"training state (train its architecture with --model.architecture {path}, or "
                                 f"score it with test)")
             network = keras_file_network(path)  # checked; Keras itself is not needed
-            path = str(Path(self._temporary.name) / f"{Path(path).stem}{CKPT_SUFFIX}")
+            path = str(self.temporary_dir() / f"{Path(path).stem}.converted{CKPT_SUFFIX}")
             save_checkpoint(path, network.architecture, network.state_dict())
         checkpoint = read_checkpoint(path)
         if subcommand == "fit":
@@ -209,40 +238,59 @@ class MnistCLI(LightningCLI):
     def _check_resume(self, config, checkpoint: Checkpoint) -> None:
         """A resumed run keeps its own settings; flags that ask for others are refused, not silently ignored."""
         contents = checkpoint.contents
-        if "loops" not in contents or "optimizer_states" not in contents:
+        history = (contents.get("callbacks") or {}).get(EpochHistory().state_key)
+        if not isinstance(history, dict) or "optimizer_states" not in contents:
             raise UserError(f"--ckpt_path {checkpoint.path}: it holds a network's weights but no training state, "
                             f"so there is no run to resume (score it with test, or convert it)")
         saved = {"model": {k: v for k, v in checkpoint.hparams.items() if k != "architecture"},
                  "data": dict(contents.get("datamodule_hyper_parameters") or {})}
         defaults = {"model": _signature_defaults(MnistClassifier), "data": _signature_defaults(MNISTDataModule)}
+        given = getattr(self, "_given", None)
+
+        def typed(group: str, key: str) -> bool:  # the user gave it (a flag or a --config file), whatever its value
+            return key in given[group] if given is not None else config[group].get(key) != defaults[group].get(key)
+
         kept, conflicts = [], []
         for group in ("model", "data"):
             for key, value in saved[group].items():
                 asked = config[group].get(key)
                 if key in RESUMABLE_DATA_CHANGES or key not in config[group] or asked == value:
                     continue
-                if asked == defaults[group].get(key):  # not asked for: the run's own value is kept
+                if not typed(group, key):  # not asked for: the run's own value is kept
                     config[group][key] = value
                     kept.append(f"{group}.{key}={value}")
                 else:
                     conflicts.append(f"--{group}.{key} {asked} (the run's is {value})")
         asked_architecture = load_architecture(config.model.architecture)
         if not asked_architecture.same_network(checkpoint.architecture):
-            if config.model.architecture not in (defaults["model"]["architecture"], checkpoint.hparams["architecture"]):
+            if typed("model", "architecture") and config.model.architecture != checkpoint.hparams["architecture"]:
                 conflicts.append(f"--model.architecture {config.model.architecture} (the run trains "
                                  f"{checkpoint.architecture.name})")
         if conflicts:
             raise UserError(f"resuming {checkpoint.path}: {'; '.join(conflicts)}; a resumed run keeps its settings "
                             f"(start a new run to change them)")
-        done = int(contents["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])  # epochs fully trained
+        done = len(history["history"])  # epochs fully trained: the run's own record, not Lightning's loop layout
         if config.trainer.max_epochs is not None and 0 <= config.trainer.max_epochs <= done:
             raise UserError(f"--trainer.max_epochs {config.trainer.max_epochs}: the run in {checkpoint.path} has "
                             f"already trained {done} epochs; give a larger number to continue it")
         run = run_dir_of_checkpoint(checkpoint.path)
         self._resumed_run = run if run is not None and run.parent.name == FRAMEWORK else None
+        self._epochs_done = done
         where = f"the run in {self._resumed_run}" if self._resumed_run else "a new run"
         print(f"resuming from {checkpoint.path} ({done} epochs done) into {where}"
               + (f"; keeping the run's own settings: {', '.join(kept)}" if kept else ""), flush=True)
+
+    def instantiate_classes(self) -> None:
+        """LightningCLI's, with what Lightning's classes refuse on construction turned into one line.
+
+        The Trainer, the callbacks and the loggers check their own settings (a strategy, a precision,
+        a callback's argument) when they are built, before any data is read or any step is taken;
+        their refusal is the user's error, said in one line, and the run folder goes again.
+        """
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, MisconfigurationException) as err:
+            raise UserError(f"the Trainer or a callback refuses these settings: {one_line(err, limit=400)}") from None
 
     # --- one folder per run ----------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
@@ -262,6 +310,10 @@ class MnistCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._fit_started = time.perf_counter()
+        if getattr(self, "_resumed_run", None) is not None and os.environ.get("LOCAL_RANK", "0") == "0":
+            for logger in self.trainer.loggers:
+                if isinstance(logger, CSVLogger):
+                    keep_earlier_epochs(logger, self._epochs_done)
         print(f"run folder: {self.run_dir}")
         print(self.model.architecture.summary())
 
@@ -273,7 +325,7 @@ class MnistCLI(LightningCLI):
         return int(read_checkpoint(self.trainer.checkpoint_callback.best_model_path).contents["epoch"])
 
     def resolved_config(self, subcommand: str) -> dict:
-        return yaml.safe_load(self._parser(subcommand).dump(self.config[subcommand], skip_none=False))
+        return yaml.safe_load(self.parser.dump(self.config, skip_none=False))[subcommand]
 
     def after_fit(self) -> None:
         """Score the best checkpoint on the test set; write results.json, curves and the test report."""
@@ -296,8 +348,9 @@ class MnistCLI(LightningCLI):
               f"{results.epochs} epochs, {results.wall_seconds:.1f} s)")
         print(f"results: {json_path}\ncurves: {curves}\n{report.describe()}")
 
-    def cv(self, model, datamodule) -> None:
-        cross_validate(self, self.run_dir)
+    def after_instantiate_classes(self) -> None:
+        if self.config.get("subcommand") == "cv":
+            self.trainer.folds = functools.partial(cross_validate, self, self.run_dir)
 
     # --- test and validate --------------------------------------------------------------------
     def before_test(self) -> None:
@@ -314,20 +367,99 @@ class MnistCLI(LightningCLI):
         print(f"results: {write_json(results, self.run_dir / RESULTS_FILE)}\n{report.describe()}")
 
 
-def point_outputs_at(config, run_dir: Path) -> None:
-    """Send the config's logger(s), checkpoints and default root into ``run_dir``."""
-    trainer = config.trainer
-    loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
-    for logger in loggers:
-        init_args = getattr(logger, "init_args", None)
-        if init_args is not None and "save_dir" in init_args:
-            init_args.save_dir = str(run_dir)
-            for key in ("name", "version"):
-                if key in init_args:
-                    init_args[key] = ""  # the run folder is the log folder itself
-    trainer.default_root_dir = str(run_dir)
-    if "checkpoint" in config and not config.checkpoint.dirpath:
-        config.checkpoint.dirpath = str(run_dir / CHECKPOINTS)
+def given_settings(parser: LightningArgumentParser, args, subcommand: str) -> dict[str, set[str]] | None:
+    """The ``model``/``data`` settings the user gave for ``subcommand`` (flags or ``--config`` files), by group.
+
+    A resumed run must tell a flag typed with the default's value (``--model.lr 0.0001``) from no
+    flag at all: the first is refused if the run has another value, the second takes the run's.
+    jsonargparse parses without its defaults for that (``defaults=False``); a setting only required
+    when defaults are off is given a placeholder. None when that cannot be told (args given as a dict).
+    """
+    args = sys.argv[1:] if args is None else args
+    if not isinstance(args, (list, tuple)):
+        return None
+    try:
+        only_given = parser.parse_args([*args, "--early_stopping.monitor", "given"], defaults=False)
+    except ArgumentError:
+        return None
+    config = only_given.get(subcommand) or {}
+    return {group: set((config.get(group) or {}).keys()) for group in ("model", "data")}
+
+
+def keep_earlier_epochs(logger: CSVLogger, epochs: int) -> None:
+    """Keep the rows of a resumed run's first ``epochs`` epochs in its ``metrics.csv``, once each.
+
+    Lightning's CSV writer deletes a ``metrics.csv`` it finds when it starts (its experiment
+    is created), so a resumed run would keep only the epochs after the resume. The rows of
+    the epochs the checkpoint holds are read first and written back as the file the writer
+    then appends to; rows of the interrupted epoch go, since it is trained again.
+    """
+    path = Path(logger.log_dir) / ExperimentWriter.NAME_METRICS_FILE
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("epoch") and float(row["epoch"]) < epochs]
+    writer = logger.experiment  # created now: it removes the file
+    if rows:
+        writer.metrics_keys = sorted(set().union(*rows))
+        text = io.StringIO()
+        table = csv.DictWriter(text, fieldnames=writer.metrics_keys)
+        table.writeheader()
+        table.writerows(rows)
+        write_text(path, text.getvalue())
+
+
+# Trainer counts Lightning accepts (or divides by) though no run can mean them: flag -> (lowest allowed, meaning)
+TRAINER_COUNTS = {
+    "min_epochs": (0, "epochs to train at least"),
+    "check_val_every_n_epoch": (1, "validate every this many epochs; 0 would divide by zero in training"),
+    "accumulate_grad_batches": (1, "batches per optimizer step; 0 would divide by zero in training"),
+    "log_every_n_steps": (1, "steps between logged training losses"),
+    "num_sanity_val_steps": (-1, "validation batches before training; -1 for all"),
+}
+
+
+def check_trainer_counts(trainer) -> None:
+    """Refuse Trainer counts that would train forever, divide by zero mid-run or mean nothing, before any work."""
+    for name, (low, meaning) in TRAINER_COUNTS.items():
+        value = trainer.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value < low:
+            raise UserError(f"--trainer.{name} must be at least {low} ({meaning}), got {value}")
+
+
+def _accelerator_class(name: str):
+    """The Accelerator class ``--trainer.accelerator`` names (``auto``: the one Lightning would pick here)."""
+    if name == "gpu" or (name == "auto" and (CUDAAccelerator.is_available() or MPSAccelerator.is_available())):
+        return CUDAAccelerator if CUDAAccelerator.is_available() or not MPSAccelerator.is_available() else MPSAccelerator
+    return CPUAccelerator if name == "auto" else type(AcceleratorRegistry.get(name))
+
+
+def check_devices(accelerator, devices) -> None:
+    """``--trainer.accelerator`` is one Lightning knows and this machine has; ``--trainer.devices`` fits it.
+
+    Lightning would refuse these too, with a traceback, only when the Trainer is built; here
+    they are refused before a run folder exists, naming what is allowed.
+    """
+    if not isinstance(accelerator, str):
+        return  # an Accelerator object from a config: Lightning checks it
+    names = sorted({"auto", "gpu", *AcceleratorRegistry.available_accelerators()})
+    if accelerator not in names:
+        raise UserError(f"--trainer.accelerator {accelerator}: not an accelerator Lightning knows; use one of "
+                        f"{', '.join(names)}")
+    try:
+        cls = _accelerator_class(accelerator)
+        available = cls.is_available()
+    except ImportError as err:  # tpu without torch_xla
+        raise UserError(f"--trainer.accelerator {accelerator}: not usable here ({one_line(err)}); use cpu or "
+                        f"auto") from None
+    if not available:
+        raise UserError(f"--trainer.accelerator {accelerator}: no such device on this machine (use cpu or auto)")
+    if devices == "auto":
+        return
+    try:
+        cls.parse_devices(devices)
+    except (TypeError, ValueError, MisconfigurationException) as err:
+        raise UserError(f"--trainer.devices {devices}: {str(err).strip().rstrip('.')} (or auto)") from None
 
 
 ALLOCATED: list[Path] = []  # run folders this process created, removed again if it fails before any work
@@ -342,7 +474,12 @@ def main(argv: list[str] | None = None) -> None:
     ALLOCATED.clear()
     try:
         MnistCLI(args=None if argv == sys.argv[1:] else argv)  # None: LightningCLI reads sys.argv itself
-    except BaseException:
+    except BaseException as err:
         for run_dir in ALLOCATED:
             discard_if_empty_of_work(run_dir)
+        full = disk_full(err)
+        if full is not None:  # every checkpoint is written whole or not at all: the last whole one is kept
+            raise UserError(f"no space left on the device writing {full.filename or 'the run'}: "
+                            f"free some space, then resume with --ckpt_path last (a checkpoint is written whole or not at "
+                            f"all)") from None
         raise

@@ -12,23 +12,24 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from lightning.pytorch.cli import LightningCLI
 
 from mnist_common.figures import plot_cv_curves
 from mnist_common.results import CV_CURVES_FILE, CV_RESULTS_FILE, CVResults, FoldResult, write_json
 from mnist_common.runs import CHECKPOINTS, relative_to_run
 from lightning_mnist.checkpoints import read_checkpoint
 from lightning_mnist.models import MnistEnsemble
+from lightning_mnist.training.outputs import point_outputs_at
 from lightning_mnist.training.reports import write_test_report
 
-if TYPE_CHECKING:
-    from lightning_mnist.training.cli import MnistCLI
 
+def cross_validate(cli: LightningCLI, run_dir: Path) -> Path:
+    """Run every fold of ``cli.config["cv"]`` in ``run_dir``; write and return ``cv_results.json``.
 
-def cross_validate(cli: MnistCLI, run_dir: Path) -> Path:
-    """Run every fold of ``cli.config["cv"]`` in ``run_dir``; write and return ``cv_results.json``."""
-    from lightning_mnist.training.cli import point_outputs_at
-
+    ``cli`` is the project's ``MnistCLI`` (its ``resolved_config``, ``history`` and ``best_epoch`` are used);
+    it is typed as Lightning's base class so that this module does not import the CLI that imports it.
+    """
     config = cli.config["cv"]
     ran = cli.resolved_config("cv")  # what the user ran, before the folds edit the config
     checkpoint_base = config.checkpoint.dirpath  # a user's own checkpoint folder gets one sub-folder per fold

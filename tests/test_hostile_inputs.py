@@ -1,0 +1,161 @@
+"""Hostile and clumsy inputs of issue #20 that cut across commands: files that exist but cannot be read,
+outputs that would overwrite a file or land on a folder, a ``.keras`` file named by URL, and the
+temporary folder a killed run must not litter.
+
+Each class is checked on every command that meets it: one ``error:`` line naming the file and why,
+exit code 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from conftest import main_error, unreadable
+from lightning_mnist.__main__ import main
+
+
+def digit_png(path: Path) -> Path:
+    """A drawn "1": enough for predict to get as far as the weights."""
+    picture = Image.new("L", (60, 60), 255)
+    ImageDraw.Draw(picture).line([(30, 8), (30, 52)], fill=0, width=5)
+    picture.save(path)
+    return path
+
+
+@pytest.fixture
+def model_files(tmp_path, seed_keras):
+    """A checkpoint, a .keras file, a k-fold results file naming the checkpoint, a digit to predict."""
+    from lightning_mnist.checkpoints import load_networks, save_checkpoint
+
+    shutil.copy(seed_keras, tmp_path / "model.keras")
+    [network] = load_networks(seed_keras)
+    save_checkpoint(tmp_path / "model.ckpt", network.architecture, network.state_dict())
+    (tmp_path / "cv_results.json").write_text(json.dumps({"framework": "lightning", "folds": [
+        {"fold": 0, "model_path": "model.ckpt"}]}))
+    digit_png(tmp_path / "digit.png")
+    return tmp_path
+
+
+UNREADABLE = {  # command line, the file made unreadable, what the one line must say
+    "validate a checkpoint": (["validate", "--ckpt_path", "model.ckpt"], "model.ckpt",
+                              "checkpoint model.ckpt: cannot be read (Permission denied)"),
+    "test a .keras file": (["test", "--ckpt_path", "model.keras"], "model.keras",
+                           "model.keras: cannot be read (Permission denied)"),
+    "test a k-fold run's fold": (["test", "--ckpt_path", "cv_results.json"], "model.ckpt",
+                                 "fold 0 model model.ckpt: cannot be read (Permission denied)"),
+    "predict with a .keras file": (["predict", "digit.png", "--weights", "model.keras", "--backend", "torch"],
+                                   "model.keras", "model.keras: cannot be read (Permission denied)"),
+    "predict on Keras": (["predict", "digit.png", "--weights", "model.keras", "--backend", "keras"],
+                         "model.keras", "model.keras: cannot be read (Permission denied)"),
+    "convert a .keras file": (["convert", "model.keras", "out.ckpt"], "model.keras",
+                              "model.keras: cannot be read (Permission denied)"),
+    "convert a checkpoint": (["convert", "model.ckpt", "out.keras"], "model.ckpt",
+                             "model.ckpt: cannot be read (Permission denied)"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNREADABLE))
+def test_a_file_that_cannot_be_read_is_said_so(case, model_files, monkeypatch, capsys):
+    """Not "not a zip archive", not a traceback: the file, and that it cannot be read, and why."""
+    args, victim, fragment = UNREADABLE[case]
+    monkeypatch.chdir(model_files)
+    before = sorted(p.name for p in model_files.rglob("*"))
+    with unreadable(model_files / victim):
+        code, error, _ = main_error(main, args, capsys)
+    assert code == 2 and fragment in error, error
+    assert "zip" not in error
+    assert sorted(p.name for p in model_files.rglob("*")) == before
+
+
+OUTPUTS = {  # a command line writing `target`, and the flag its refusal names
+    "convert": (["convert", "model.keras", "{target}"], "out.ckpt", "dst"),
+    "predict --show": (["predict", "digit.png", "--weights", "model.ckpt", "--show", "{target}"], "shown.png", "--show"),
+    "augment-preview": (["augment-preview", "{target}", "--count", "2", "--rows", "1"], "preview.png", "output"),
+}
+
+
+@pytest.mark.parametrize("command", list(OUTPUTS))
+def test_an_output_never_overwrites_a_file_or_lands_on_a_folder_unasked(command, model_files, monkeypatch, capsys):
+    args, name, flag = OUTPUTS[command]
+    monkeypatch.chdir(model_files)
+    target = model_files / name
+    target.write_bytes(b"a file someone keeps")
+    code, error, _ = main_error(main, [a.format(target=name) for a in args], capsys)
+    assert code == 2 and error == (f"error: {flag} {name}: already exists; give --overwrite to replace it, or name "
+                                   f"another file"), error
+    assert target.read_bytes() == b"a file someone keeps"
+    target.unlink()
+    target.mkdir()
+    code, error, _ = main_error(main, [a.format(target=name) for a in args], capsys)
+    assert code == 2 and error == f"error: {flag} {name}: is a folder; name the file to write", error
+    assert list(target.iterdir()) == []
+
+
+def test_overwrite_replaces_the_file_when_asked(model_files, monkeypatch, mnist_dir, capsys):
+    monkeypatch.chdir(model_files)
+    (model_files / "preview.png").write_bytes(b"an old preview")
+    main(["augment-preview", "preview.png", "--count", "2", "--rows", "1", "--data_dir", str(mnist_dir),
+          "--overwrite"])
+    with Image.open(model_files / "preview.png") as figure:
+        assert figure.format == "PNG"
+    assert "augmentation preview: preview.png" in capsys.readouterr().out
+
+
+def test_a_keras_file_by_url_is_tested_like_a_local_one(model_files, run_module):
+    """``test --ckpt_path <URL of a .keras file>``: fetched, then read as a .keras file, not as a checkpoint."""
+    scores = []
+    for source in (model_files / "model.keras", (model_files / "model.keras").as_uri()):
+        proc = run_module("lightning_mnist", "test", "--ckpt_path", source, "--trainer.enable_progress_bar", "false",
+                          cwd=model_files)
+        [row] = [line for line in proc.stdout.splitlines() if "test/acc" in line]
+        scores.append(float(row.split("│")[2]))
+    assert scores[0] == scores[1] == pytest.approx(0.9922, abs=1e-4)  # the notebook's own model
+
+
+LAUGHS = "\n".join(["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+                   + [f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")]
+                   + ["model: {lr: 0.001}"])  # 9**9 lols in 500 bytes
+
+
+@pytest.mark.parametrize("command", [["fit"], ["cv"], ["predict", "digit.png", "--weights", "model.ckpt"],
+                                     ["convert", "model.ckpt", "out.keras"], ["keras_reference", "train"]])
+def test_a_billion_laughs_config_is_refused_fast(command, tmp_path, monkeypatch, capsys):
+    """Nested YAML aliases: refused in one line, with the bound, before anything expands (in well under a second)."""
+    import time
+
+    from keras_reference.__main__ import main as keras_main
+
+    (tmp_path / "laughs.yaml").write_text(LAUGHS)
+    monkeypatch.chdir(tmp_path)
+    program, args = (keras_main, command[1:]) if command[0] == "keras_reference" else (main, command)
+    started = time.perf_counter()
+    code, error, _ = main_error(program, [*args, "--config", "laughs.yaml"], capsys)
+    assert time.perf_counter() - started < 5
+    assert code == 2 and "expands to 490,329,068 values through its aliases, more than the limit of 100,000" in error, error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["laughs.yaml"]
+
+
+@pytest.mark.parametrize("model", ["fold_0.pt", "fold_0"])
+def test_predict_refuses_a_k_fold_run_whose_fold_model_is_of_no_known_kind(model, model_files, monkeypatch, capsys):
+    shutil.copy(model_files / "model.ckpt", model_files / model)  # a real checkpoint under a name of no known kind
+    (model_files / "odd.json").write_text(json.dumps({"framework": "lightning", "folds": [
+        {"fold": 0, "model_path": model}]}))
+    monkeypatch.chdir(model_files)
+    code, error, _ = main_error(main, ["predict", "digit.png", "--weights", "odd.json"], capsys)
+    assert code == 2 and f"fold 0 model {model}: expected a checkpoint (.ckpt) or a Keras model (.keras)" in error
+
+
+def test_a_full_disk_is_one_line_for_the_other_commands_too(model_files, small_disk, monkeypatch, capsys, mnist_dir):
+    """convert onto a full disk: one line naming the file, exit 2, no partial or temporary file left."""
+    (small_disk / "filler").write_bytes(bytes(2_900_000))  # what is left is less than a checkpoint
+    monkeypatch.chdir(model_files)
+    code, error, _ = main_error(main, ["convert", "model.keras", str(small_disk / "out.ckpt"), "--check_images", "10",
+                                       "--data_dir", str(mnist_dir)], capsys)
+    assert code == 2 and error == (f"error: no space left on the device writing {small_disk / 'out.ckpt'}: free some "
+                                   f"space and run it again"), error
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
