@@ -42,17 +42,18 @@ MNIST_ZOO = [name for name in ZOO if name not in ("rgb_32x32x3", "rgb_decoder_me
 
 def _conv_bn_relu(x, filters, strides=1):
     x = L.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
-    return L.ReLU()(L.BatchNormalization()(x))
+    return L.ReLU()(L.BatchNormalization(momentum=0.9)(x))
 
 
 def resnet() -> "keras.Model":
-    """ResNet-style: Rescaling, Conv-BN-ReLU, an identity and a strided 1x1-projection shortcut, global pooling."""
+    """ResNet-style: Rescaling, Conv-BN-ReLU, an identity and a strided 1x1-projection shortcut, global pooling.
+    BatchNorm momentum 0.9, so its statistics settle within the test's one short epoch."""
     inputs = keras.Input((28, 28, 1))
     x = _conv_bn_relu(L.Rescaling(2.0, offset=-1.0)(inputs), 16)
-    y = L.BatchNormalization()(L.Conv2D(16, 3, padding="same", use_bias=False)(_conv_bn_relu(x, 16)))
+    y = L.BatchNormalization(momentum=0.9)(L.Conv2D(16, 3, padding="same", use_bias=False)(_conv_bn_relu(x, 16)))
     x = L.ReLU()(L.Add()([x, y]))  # identity shortcut
-    y = L.BatchNormalization()(L.Conv2D(32, 3, padding="same", use_bias=False)(_conv_bn_relu(x, 32, strides=2)))
-    shortcut = L.BatchNormalization()(L.Conv2D(32, 1, strides=2, use_bias=False)(x))  # projection shortcut
+    y = L.BatchNormalization(momentum=0.9)(L.Conv2D(32, 3, padding="same", use_bias=False)(_conv_bn_relu(x, 32, strides=2)))
+    shortcut = L.BatchNormalization(momentum=0.9)(L.Conv2D(32, 1, strides=2, use_bias=False)(x))  # projection shortcut
     x = L.ReLU()(L.Add()([shortcut, y]))
     return keras.Model(inputs, L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(x)), name="resnet")
 
@@ -73,7 +74,7 @@ def mobilenet() -> "keras.Model":
     """MobileNet-style: ZeroPadding2D, DepthwiseConv2D, SeparableConv2D, a dilated grouped Conv2D, Cropping2D."""
     inputs = keras.Input((28, 28, 1))
     x = L.Conv2D(16, 3, strides=2, padding="same", activation="relu6")(L.ZeroPadding2D(((1, 2), (2, 1)))(inputs))
-    x = L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x))
+    x = L.BatchNormalization(momentum=0.9)(L.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x))
     x = L.SeparableConv2D(32, 3, strides=2, padding="same", activation="relu")(L.ReLU(6.0)(x))
     x = L.Conv2D(32, 3, dilation_rate=2, groups=4, padding="same", activation="relu")(x)
     x = L.Cropping2D(((1, 0), (0, 1)))(x)
