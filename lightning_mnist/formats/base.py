@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mnist_common.architecture import layer_label
 from mnist_common.errors import UserError, one_line
 from mnist_common.files import write_atomically
 from lightning_mnist.checkpoints import load_networks
@@ -67,10 +68,15 @@ def _example(x: torch.Tensor) -> torch.Tensor:
 def _layer_inputs(network: KerasNetwork, example: torch.Tensor) -> dict[str, tuple[torch.Tensor, ...]]:
     """Each layer's inputs when the network runs ``example``, recorded by forward hooks."""
     seen: dict[str, tuple[torch.Tensor, ...]] = {}
-    hooks = [module.register_forward_hook(lambda m, args, out, name=name: seen.setdefault(name, args))
-             for name, module in network.named_children()]
+
+    def record(name: str):
+        def hook(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            seen[name] = args  # returning None keeps the output (a hook's non-None result would replace it)
+        return hook
+
+    hooks = [module.register_forward_hook(record(name)) for name, module in network.named_children()]
     try:
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: its tensors cannot be traced by an exporter afterwards
             network(example)
     finally:
         for hook in hooks:
@@ -93,7 +99,7 @@ def _unexportable_layer(export: Export, network: KerasNetwork, example: torch.Te
                 export.save(getattr(network, node.name).eval(), inputs[node.name],
                             Path(folder) / f"layer{export.suffix}")
             except Exception:  # the exporter's own errors are of many kinds
-                return f"layer {index} ({node.name}, {node.layer.type})"
+                return layer_label(index, node.layer)
     return None
 
 

@@ -18,10 +18,21 @@ from lightning_mnist.formats.base import Export, Format, Runner, export_proven
 SUFFIX = ".pt2"
 
 
+def batch_dynamic(inputs: tuple[torch.Tensor, ...]) -> torch.export.ShapesCollection:
+    """``dynamic_shapes`` for a trace of ``inputs``: axis 0 of each, one shared batch of one or more.
+
+    Given per tensor, not per argument, so modules called with several inputs (``Add(*inputs)``) take it too.
+    """
+    batch = torch.export.Dim("batch", min=1)
+    shapes = torch.export.ShapesCollection()
+    for tensor in inputs:
+        shapes[tensor] = {0: batch}
+    return shapes
+
+
 def save(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
     """Export ``module`` on ``inputs`` with the batch axis dynamic, and save the program."""
-    batch = torch.export.Dim("batch", min=1)
-    program = torch.export.export(module, inputs, dynamic_shapes=tuple({0: batch} for _ in inputs))
+    program = torch.export.export(module, inputs, dynamic_shapes=batch_dynamic(inputs))
     torch.export.save(program, path)
 
 

@@ -10,6 +10,7 @@ and later run it.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from functools import partial
 from pathlib import Path
@@ -26,15 +27,16 @@ OPSET = 18
 
 def save(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
     """Export ``module`` on ``inputs`` to ONNX with the batch axis dynamic, weights inside the file."""
-    batch = torch.export.Dim("batch", min=1)
     names = [INPUT_NAME] if len(inputs) == 1 else [f"{INPUT_NAME}_{i}" for i in range(len(inputs))]
+    axes = tuple({0: "batch"} for _ in inputs)  # a named axis: the file's inputs and output say "batch"
+    variadic = any(p.kind is p.VAR_POSITIONAL for p in inspect.signature(module.forward).parameters.values())
     quiet = logging.getLogger("torch.onnx")  # the exporter logs each step of a successful export
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
         torch.onnx.export(module, inputs, path, input_names=names, output_names=[OUTPUT_NAME], opset_version=OPSET,
-                          dynamo=True, external_data=False, dynamic_shapes=tuple({0: batch} for _ in inputs),
-                          verbose=False)
+                          dynamo=True, external_data=False, verbose=False,
+                          dynamic_shapes=(axes,) if variadic else axes)  # as forward takes them: Add(*inputs)
     finally:
         quiet.setLevel(level)
 
