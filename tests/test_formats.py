@@ -225,3 +225,27 @@ def test_a_file_that_disagrees_with_its_source_is_not_left(resnet_checkpoint, tm
     with pytest.raises(ConversionCheckFailed, match=r"not written: max \|p_source - p_pt2\| = 2e-05"):
         export_proven(wrong, resnet_checkpoint, tmp_path / "out.pt2", 20, mnist_dir)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def bridge_graphs():
+    """tests/test_bridge.py's models: its named zoo (residual, inception, depthwise, squeeze-excite, merges, other
+    input shapes) and every third of its seeded random graphs of the whole layer table."""
+    from test_bridge import architecture_of, random_graph, zoo
+
+    models = {**zoo(), **{f"random_{seed}": random_graph(seed) for seed in range(0, 24, 3)}}
+    return {name: architecture_of(model) for name, model in models.items()}
+
+
+@pytest.mark.parametrize("suffix", EXPORTS)
+def test_every_graph_of_the_bridge_exports(bridge_graphs, suffix, tmp_path, mnist_dir):
+    """Each written from a checkpoint and proven by its runtime (100 inputs each: the proof, not the accuracy,
+    is the point here); measured max |dp|: .pt2 0, .onnx below 1e-6."""
+    worst = 0.0
+    for name, architecture in bridge_graphs.items():
+        torch.manual_seed(0)
+        ckpt = save_checkpoint(tmp_path / f"{name}.ckpt", architecture, KerasNetwork(architecture).state_dict())
+        lines = FORMATS[suffix].write(ckpt, tmp_path / f"{name}{suffix}", 100, mnist_dir)
+        worst = max(worst, parse_check("\n".join(lines), suffix)["max_dp"])
+    print(f"{len(bridge_graphs)} graphs to {suffix}: worst max |dp| {worst:.2e}")
+    assert worst <= CHECK_TOLERANCE
