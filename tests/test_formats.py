@@ -249,3 +249,50 @@ def test_every_graph_of_the_bridge_exports(bridge_graphs, suffix, tmp_path, mnis
         worst = max(worst, parse_check("\n".join(lines), suffix)["max_dp"])
     print(f"{len(bridge_graphs)} graphs to {suffix}: worst max |dp| {worst:.2e}")
     assert worst <= CHECK_TOLERANCE
+
+
+# --- predict --backend onnx ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onnx_files(tmp_path_factory, seed_keras, mnist_dir):
+    """The notebook's file as .onnx, a 12x12x3 model's .onnx (not MNIST's shapes), and a truncated file."""
+    folder = tmp_path_factory.mktemp("onnx")
+    FORMATS[".onnx"].write(seed_keras, folder / "notebook.onnx", 100, mnist_dir)
+    torch.manual_seed(2)
+    small = Architecture.from_config({"name": "small", "input_shape": [12, 12, 3], "layers": [
+        {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]})
+    save_checkpoint(folder / "small.ckpt", small, KerasNetwork(small).state_dict())
+    FORMATS[".onnx"].write(folder / "small.ckpt", folder / "small.onnx", 20, mnist_dir)
+    (folder / "truncated.onnx").write_bytes((folder / "notebook.onnx").read_bytes()[:5000])
+    return folder
+
+
+def test_predict_runs_an_onnx_file_on_onnx_runtime(onnx_files, seed_keras, seed_png, mnist, capsys):
+    from lightning_mnist.predictors import load_predictor
+
+    command_line(["predict", str(seed_png), "--weights", str(onnx_files / "notebook.onnx"), "--backend", "onnx"])
+    assert capsys.readouterr().out.startswith(f"{seed_png}: 4 (probability")
+    pixels = mnist.test_images[:200].astype(np.float32) / 255.0
+    on_onnx = load_predictor(onnx_files / "notebook.onnx")  # auto: ONNX Runtime for an .onnx file
+    on_torch = load_predictor(seed_keras, "torch")
+    assert on_onnx.backend == "onnx"
+    assert np.abs(on_onnx.predict_proba(pixels) - on_torch.predict_proba(pixels)).max() <= CHECK_TOLERANCE
+
+
+ONNX_REFUSALS = [
+    ("small.onnx", "onnx", "an MNIST model takes float (batch, 28, 28, 1), (batch, 28, 28) or (batch, 784) and "
+                           "gives (batch, 10), the batch dynamic or 1; this one takes (batch, 12, 12, 3)"),
+    ("truncated.onnx", "auto", "truncated.onnx is not a readable ONNX model"),
+    ("notebook.onnx", "torch", "an .onnx file runs on the onnx backend (auto or onnx), not torch"),
+    ("seed.keras", "onnx", "--backend onnx runs an .onnx file, got"),
+]
+
+
+@pytest.mark.parametrize("weights, backend, fragment", ONNX_REFUSALS, ids=[f"{w}-{b}" for w, b, _ in ONNX_REFUSALS])
+def test_predict_refuses_onnx_files_it_cannot_run_in_one_line(onnx_files, seed_keras, seed_png, capsys, weights,
+                                                                backend, fragment):
+    path = seed_keras if weights == "seed.keras" else onnx_files / weights
+    code, error, _ = main_error(command_line, ["predict", str(seed_png), "--weights", str(path), "--backend", backend],
+                                capsys)
+    assert code == 2 and fragment in error, error
