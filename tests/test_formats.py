@@ -97,6 +97,8 @@ def test_notebook_file_exports_to_pt2_and_onnx_that_run_alone(seed_keras, mnist,
         assert check["correct_source"] == check["correct_file"] == NOTEBOOK_CORRECT
         assert f"wrote {tmp_path / f'notebook{suffix}'}" in stdout
     assert "opset 18" in stdout
+    import onnx  # the file states its opset (ONNX's default domain)
+    assert {o.domain: o.version for o in onnx.load(tmp_path / "notebook.onnx").opset_import}[""] == 18
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notebook.onnx", "notebook.pt2"]  # no temporary files
 
     x = (mnist.test_images.astype(np.float32) / 255.0)[..., None]  # what the Keras model takes: (N, 28, 28, 1)
@@ -224,6 +226,11 @@ def test_a_file_that_disagrees_with_its_source_is_not_left(resnet_checkpoint, tm
     wrong = Export(suffix=".pt2", runtime="test", save=PT2.save, load=off_by_a_little)
     with pytest.raises(ConversionCheckFailed, match=r"not written: max \|p_source - p_pt2\| = 2e-05"):
         export_proven(wrong, resnet_checkpoint, tmp_path / "out.pt2", 20, mnist_dir)
+    assert list(tmp_path.iterdir()) == []
+
+    unreadable = Export(suffix=".pt2", runtime="test", save=PT2.save, load=lambda path: 1 / 0)
+    with pytest.raises(ConversionCheckFailed, match=r"not written: test cannot run it \(ZeroDivisionError"):
+        export_proven(unreadable, resnet_checkpoint, tmp_path / "out.pt2", 20, mnist_dir)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -27,8 +27,8 @@ from mnist_common.architecture import layer_label
 from mnist_common.errors import UserError, one_line
 from mnist_common.files import write_atomically
 from lightning_mnist.checkpoints import load_networks
-from lightning_mnist.interop.proof import (BATCH_SIZE, ParityReport, check_inputs, compare_probabilities, keras_inputs,
-                                          proven, torch_logits)
+from lightning_mnist.interop.proof import (BATCH_SIZE, ConversionCheckFailed, ParityReport, check_inputs,
+                                          compare_probabilities, keras_inputs, proven, torch_logits)
 from lightning_mnist.models.layers.layout import to_torch_layout
 from lightning_mnist.models.network import KerasNetwork, Probabilities
 
@@ -129,7 +129,14 @@ def export_proven(export: Export, source: Path, destination: Path, check_images:
     x = torch.from_numpy(keras_inputs(module.architecture, x_torch))  # ... the file on the Keras model's inputs
 
     def check(tmp: Path) -> ParityReport:
-        p_file = run_in_batches(export.load(tmp), x)
+        try:
+            p_file = run_in_batches(export.load(tmp), x)
+        except Exception as err:  # the runtime's own errors: the written file is not what a user could run
+            raise ConversionCheckFailed(f"conversion check failed, {destination} not written: {export.runtime} "
+                                        f"cannot run it ({one_line(err)})") from None
+        if p_file.shape != p_source.shape:
+            raise ConversionCheckFailed(f"conversion check failed, {destination} not written: it gives "
+                                        f"{p_file.shape[1:]} per input, the source {p_source.shape[1:]}")
         report = compare_probabilities(p_source, p_file, labels, inputs, sides=("source", export.suffix[1:]),
                                        names=("source", f"{export.suffix} ({export.runtime})"))
         return proven(report, destination)
