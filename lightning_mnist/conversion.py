@@ -12,25 +12,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mnist_common.errors import UserError
 from mnist_common.files import write_atomically
 from mnist_common.keras_file import KerasFile
 from lightning_mnist.checkpoints import read_checkpoint, save_checkpoint
 from lightning_mnist.interop.keras_models import keras_model_from_torch, load_checked, save_model, torch_weights_of
-from lightning_mnist.interop.parity import CHECK_TOLERANCE, DEFAULT_CHECK_IMAGES, ParityReport, compare_on_check_inputs
+from lightning_mnist.interop.parity import DEFAULT_CHECK_IMAGES, ParityReport, compare_on_check_inputs
+from lightning_mnist.interop.proof import ConversionCheckFailed, proven  # noqa: F401  (ConversionCheckFailed: re-exported)
 from lightning_mnist.models.network import KerasNetwork
-
-
-class ConversionCheckFailed(UserError):
-    """The converted model does not predict what the source model predicts; nothing was written."""
-
-
-def _proven(report: ParityReport, destination: Path) -> ParityReport:
-    if not report.ok:
-        raise ConversionCheckFailed(f"conversion check failed, {destination} not written: max |p_torch - p_keras| "
-                                    f"= {report.max_prob_diff:.3g} > {CHECK_TOLERANCE:g} on {report.images} "
-                                    f"{report.inputs}")
-    return report
 
 
 def keras_to_checkpoint(keras_path: str | os.PathLike, ckpt_path: str | os.PathLike,
@@ -49,7 +37,7 @@ def keras_to_checkpoint(keras_path: str | os.PathLike, ckpt_path: str | os.PathL
 
     def check(tmp: Path) -> ParityReport:
         reread = read_checkpoint(tmp).network()
-        return _proven(compare_on_check_inputs(reread, model, check_images, data_dir), ckpt_path)
+        return proven(compare_on_check_inputs(reread, model, check_images, data_dir), ckpt_path)
 
     report = write_atomically(ckpt_path, lambda tmp: save_checkpoint(tmp, info.architecture, network.state_dict(),
                                                                      keras_source=source), check)
@@ -71,6 +59,6 @@ def checkpoint_to_keras(ckpt_path: str | os.PathLike, keras_path: str | os.PathL
 
     def check(tmp: Path) -> ParityReport:
         reloaded, _ = load_checked(tmp)
-        return _proven(compare_on_check_inputs(network, reloaded, check_images, data_dir), keras_path)
+        return proven(compare_on_check_inputs(network, reloaded, check_images, data_dir), keras_path)
 
     return save_model(model, keras_path, check)

@@ -4,7 +4,8 @@ What ``predict`` and ``serve`` run: :func:`load_predictor` takes a ``.ckpt``, a 
 file or a k-fold run's ``cv_results.json`` (the mean of its fold models) and a backend;
 either backend runs either file, converting it in memory. The torch backend imports
 neither Lightning nor Keras (a ``.keras`` file's weights are read straight from the
-file), so it answers fast.
+file), so it answers fast. The ``onnx`` backend runs an ``.onnx`` file, and only that, with
+ONNX Runtime (:func:`lightning_mnist.formats.onnx_model.mnist_runner`).
 """
 
 from __future__ import annotations
@@ -17,19 +18,21 @@ import numpy as np
 
 from mnist_common.architecture import MNIST_INPUT_SHAPES, Architecture, ArchitectureError, shape_text
 from mnist_common.errors import UserError
+from mnist_common.keras_file import check_file
 from lightning_mnist.checkpoints import load_keras_models, load_networks, model_files
+from lightning_mnist.formats.onnx_model import SUFFIX as ONNX_SUFFIX, mnist_runner
 
-BACKENDS = ("torch", "keras")
+BACKENDS = ("torch", "keras", "onnx")
 
 
 @dataclass
 class Predictor:
     """Class probabilities of (N, 28, 28) images from one model, or the mean of several."""
 
-    backend: str  # "torch" or "keras"
+    backend: str  # "torch", "keras" or "onnx"
     source: Path  # the file named (a model, or a cv_results.json)
     paths: list[Path]  # the model files behind it
-    architectures: list[Architecture]  # one per model
+    architectures: list[Architecture]  # one per model (none for an .onnx file: it records none)
     models: list = field(default_factory=list, repr=False)
     # Keras only: run the models through their compiled predict function (Model.predict_on_batch), traced
     # on the first calls (~0.1 s each for batch sizes 1 and 2, then any size) and ~10x faster after
@@ -51,7 +54,9 @@ class Predictor:
     def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
         """(N, 28, 28) float32 ink in [0, 1] (1 = stroke) -> (N, classes) float32 probabilities."""
         pixels = np.ascontiguousarray(pixels, dtype=np.float32)
-        if self.backend == "torch":
+        if self.backend == "onnx":
+            probs = np.mean([run(pixels) for run in self.models], axis=0)
+        elif self.backend == "torch":
             import torch
 
             x = torch.from_numpy(pixels[:, None])  # (N, 1, 28, 28)
@@ -71,7 +76,17 @@ class Predictor:
 def resolve(weights: str | os.PathLike, backend: str = "auto") -> tuple[Path, list[Path], str]:
     """(source, model files, backend) for ``weights``, checked without importing a framework's model code."""
     if backend not in ("auto", *BACKENDS):
-        raise UserError(f"backend must be auto, torch or keras, got {backend!r}")
+        raise UserError(f"backend must be auto, {', '.join(BACKENDS)}, got {backend!r}")
+    onnx_file = Path(weights).suffix.lower() == ONNX_SUFFIX
+    if backend == "onnx" and not onnx_file:
+        raise UserError(f"--backend onnx runs an {ONNX_SUFFIX} file, got {weights}; write one with "
+                        f"`python -m lightning_mnist convert {weights} model{ONNX_SUFFIX}`")
+    if onnx_file:
+        if backend not in ("auto", "onnx"):
+            raise UserError(f"weights {weights}: an {ONNX_SUFFIX} file runs on the onnx backend (auto or onnx), "
+                            f"not {backend}")
+        path = check_file(weights, "model")
+        return path, [path], "onnx"
     try:
         source, paths, default = model_files(weights)
     except OSError as err:  # permissions, I/O errors
@@ -85,6 +100,9 @@ def load_predictor(weights: str | os.PathLike, backend: str = "auto", graph: boo
     ``graph``: Keras runs traced graphs instead of eager calls (see :attr:`Predictor.graph`).
     """
     source, paths, backend = resolve(weights, backend)
+    if backend == "onnx":
+        return Predictor(backend=backend, source=source, paths=paths, architectures=[],
+                         models=[mnist_runner(path) for path in paths])
     if backend == "torch":
         models = load_networks(source)
         architectures = [network.architecture for network in models]

@@ -65,16 +65,17 @@ def seconds_since_process_start() -> float | None:
         return None
 
 
-def predict(images: list[str], weights: str, backend: Literal["auto", "torch", "keras"] = "auto",
+def predict(images: list[str], weights: str, backend: Literal["auto", "torch", "keras", "onnx"] = "auto",
             preprocess: Literal["mnist", "notebook"] = "mnist", json: bool = False, show: Path | None = None,
             timings: bool = False, overwrite: bool = False) -> int:
     """Predict the digit in pictures (PNG, JPEG, ...) with a checkpoint, a Keras model or a k-fold ensemble.
 
     Args:
         images: pictures of one digit each.
-        weights: a Lightning checkpoint (.ckpt), a Keras model (.keras), or a k-fold run's cv_results.json (or its
-            folder): the mean of its fold models.
-        backend: the framework that runs the model; auto: PyTorch for a checkpoint, Keras for a .keras file.
+        weights: a Lightning checkpoint (.ckpt), a Keras model (.keras), a k-fold run's cv_results.json (or its
+            folder): the mean of its fold models, or an ONNX model (.onnx) of an MNIST model's shapes.
+        backend: the framework that runs the model; auto: PyTorch for a checkpoint, Keras for a .keras file,
+            ONNX Runtime for an .onnx file (which runs on it only).
         preprocess: mnist: crop, fit 20x20, centre of mass, invert only dark-on-light pictures; notebook: the
             notebook's plain resize to 28x28 and invert.
         json: print one JSON object per image and line (failed images get {"image", "error"}).
@@ -155,6 +156,8 @@ def _json(obj: dict) -> str:
 def _import_framework(backend: str) -> None:
     if backend == "torch":
         import torch  # noqa: F401
+    elif backend == "onnx":
+        import onnxruntime  # noqa: F401
     else:
         from lightning_mnist.frameworks import import_keras
 

@@ -16,6 +16,7 @@ _SUBMODULES = {
     "MnistEnsemble": "ensemble",
     "MeanProbabilities": "ensemble",
     "KerasNetwork": "network",
+    "Probabilities": "network",
     "keras_parameter_count": "network",
     "KerasAdam": "optim",
 }
@@ -25,7 +26,7 @@ __all__ = list(_SUBMODULES)
 if TYPE_CHECKING:
     from lightning_mnist.models.classifier import MnistClassifier
     from lightning_mnist.models.ensemble import MeanProbabilities, MnistEnsemble
-    from lightning_mnist.models.network import KerasNetwork, keras_parameter_count
+    from lightning_mnist.models.network import KerasNetwork, Probabilities, keras_parameter_count
     from lightning_mnist.models.optim import KerasAdam
 
 

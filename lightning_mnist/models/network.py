@@ -28,7 +28,7 @@ from mnist_common.architecture import Architecture, Softmax, applies_softmax
 from mnist_common.architecture.layers import Layer
 from mnist_common.errors import UserError
 from lightning_mnist.models.layers import build
-from lightning_mnist.models.layers.layout import torch_shape
+from lightning_mnist.models.layers.layout import to_torch_layout, torch_shape
 
 
 def _without_softmax(layer: Layer) -> Layer | None:
@@ -82,6 +82,30 @@ class KerasNetwork(nn.Module):
         """What the Keras model of the same architecture outputs for ``x``."""
         logits = self(x)
         return torch.softmax(logits, dim=1) if self.outputs_probabilities else logits
+
+
+class Probabilities(nn.Module):
+    """Networks of one input and class count as what a deployed file computes: their mean probabilities.
+
+    The network returns logits (see the module docstring), but a file run by a runtime that
+    knows nothing of this project must give what the Keras model gives: probabilities, the
+    softmax in the graph. One network gives its softmax; a k-fold run's networks the mean of theirs,
+    as the ensemble predicts. Inputs are the Keras model's own layout (``architecture.input_shape``,
+    (N, H, W, C) for images), so the file takes what the ``.keras`` file takes and gives what it gives.
+    """
+
+    def __init__(self, networks: list[KerasNetwork]) -> None:
+        super().__init__()
+        if not networks:
+            raise ValueError("Probabilities needs at least one network")
+        self.networks = nn.ModuleList(networks)
+        self.architecture = networks[0].architecture
+        self.input_shape = tuple(self.architecture.input_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = to_torch_layout(x)
+        probabilities = [torch.softmax(network(x), dim=1) for network in self.networks]
+        return probabilities[0] if len(probabilities) == 1 else torch.stack(probabilities).mean(0)
 
 
 def keras_parameter_count(model: nn.Module) -> tuple[int, int]:

@@ -1,0 +1,116 @@
+"""``.onnx``: an ONNX model (opset 18), run by ONNX Runtime in the proof, as it runs in a product.
+
+Written by torch's own exporter (``torch.onnx.export(dynamo=True)``, which builds the graph
+with onnxscript) from the same ``torch.export`` trace as ``.pt2``; the weights are inside the
+file (no external data), the batch axis is dynamic, the input is ``input`` in the Keras model's
+layout and the output ``probabilities``. :func:`mnist_runner` reads one back for ``predict --backend
+onnx``, this project's or one from elsewhere of an MNIST model's shapes. Opset 18 is torch's exporter's own default: every
+layer of the table exports to it (exact gelu becomes its erf formula), and ONNX Runtime 1.14
+and later run it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mnist_common.errors import UserError, one_line
+from lightning_mnist.formats.base import INPUT_NAME, OUTPUT_NAME, Export, Format, Runner, export_proven
+
+SUFFIX = ".onnx"
+OPSET = 18
+
+
+def save(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
+    """Export ``module`` on ``inputs`` to ONNX with the batch axis dynamic, weights inside the file."""
+    names = [INPUT_NAME] if len(inputs) == 1 else [f"{INPUT_NAME}_{i}" for i in range(len(inputs))]
+    axes = tuple({0: "batch"} for _ in inputs)  # a named axis: the file's inputs and output say "batch"
+    variadic = any(p.kind is p.VAR_POSITIONAL for p in inspect.signature(module.forward).parameters.values())
+    quiet = logging.getLogger("torch.onnx")  # the exporter logs each step of a successful export
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        torch.onnx.export(module, inputs, path, input_names=names, output_names=[OUTPUT_NAME], opset_version=OPSET,
+                          dynamo=True, external_data=False, verbose=False,
+                          dynamic_shapes=(axes,) if variadic else axes)  # as forward takes them: Add(*inputs)
+    finally:
+        quiet.setLevel(level)
+
+
+def session(path: Path):
+    """An ONNX Runtime session of a file on the CPU (the runtime checks the file as it reads it; no code runs)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    return onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def load(path: Path) -> Runner:
+    """Run a saved model as its users will: ONNX Runtime on its single input."""
+    runtime = session(path)
+    [given] = runtime.get_inputs()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return runtime.run(None, {given.name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    return run
+
+
+EXPORT = Export(suffix=SUFFIX, runtime="ONNX Runtime", save=save, load=load, details=f", opset {OPSET}")
+FORMAT = Format(suffix=SUFFIX, what="an ONNX model", sources=(".ckpt", ".keras", ".json"),
+                write=partial(export_proven, EXPORT))
+
+
+MNIST_PIXELS = 784
+MNIST_CLASSES = 10
+PROBABILITY_SUM_TOLERANCE = 1e-4
+
+
+def _shape_text(shape: list) -> str:
+    return "(" + ", ".join(str(d) if isinstance(d, int) else "batch" for d in shape) + ")"
+
+
+def mnist_runner(path: str | Path) -> Runner:
+    """Digit probabilities from an ``.onnx`` file, this project's or one from elsewhere: (N, 28, 28) pixels in.
+
+    A file is accepted when ONNX Runtime reads it (no code runs: a model is a graph of standard
+    operators) and its single float input and output have an MNIST model's shapes: (batch, 28, 28, 1),
+    (batch, 28, 28) or (batch, 784) in, (batch, 10) out, the batch axis dynamic or 1. Anything else is
+    a one-line UserError. Outputs whose rows are non-negative and sum to 1 are taken as probabilities
+    (this project's files give them); other outputs are logits, and get their softmax.
+    """
+    try:
+        runtime = session(Path(path))
+    except Exception as err:  # ONNX Runtime's errors for damaged, truncated or foreign files
+        raise UserError(f"{path} is not a readable ONNX model ({one_line(err)})") from None
+    given, taken = runtime.get_inputs(), runtime.get_outputs()
+    shapes = "takes " + ", ".join(f"{_shape_text(i.shape)} {i.type}" for i in given) + \
+             " and gives " + ", ".join(_shape_text(o.shape) for o in taken)
+    if len(given) != 1 or len(taken) != 1:
+        raise UserError(f"{path}: an MNIST model has one input and one output; this one {shapes}")
+    [given], [taken] = given, taken
+    features, batch = list(given.shape[1:]), given.shape[0] if given.shape else None
+    mnist_input = [d for d in features] in ([28, 28, 1], [28, 28], [MNIST_PIXELS])
+    if (given.type != "tensor(float)" or not mnist_input or list(taken.shape[1:]) != [MNIST_CLASSES]
+            or len(taken.shape) != 2 or (isinstance(batch, int) and batch != 1)):
+        raise UserError(f"{path}: an MNIST model takes float (batch, 28, 28, 1), (batch, 28, 28) or (batch, 784) "
+                        f"and gives (batch, {MNIST_CLASSES}), the batch dynamic or 1; this one {shapes}")
+    step = 1 if batch == 1 else None  # a file fixed at one image a run gets them one by one
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(pixels, dtype=np.float32).reshape(len(pixels), *features)
+        chunks = [x[i:i + 1] for i in range(len(x))] if step else [x]
+        outputs = np.concatenate([runtime.run(None, {given.name: chunk})[0] for chunk in chunks]).astype(np.float32)
+        if (outputs >= 0).all() and np.allclose(outputs.sum(1), 1.0, atol=PROBABILITY_SUM_TOLERANCE):
+            return outputs
+        shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+    return run

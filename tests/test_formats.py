@@ -1,0 +1,305 @@
+"""The registry of model file formats: ``convert`` to ``.pt2`` and ``.onnx``, proven, and its refusals.
+
+Conversions run through the real ``convert`` command in this process (a start-up would cost
+more than most of them); the written files are then run in a fresh process that imports
+neither the project nor Keras, as a user deploying them would. One full 10,000-image proof per
+format (the notebook's own file); the others prove themselves on fewer inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import main_error
+from lightning_mnist.__main__ import main as command_line
+from lightning_mnist.checkpoints import save_checkpoint
+from lightning_mnist.formats import FORMATS, format_for
+from lightning_mnist.formats.base import Export, export_proven
+from lightning_mnist.formats.exported_program import EXPORT as PT2
+from lightning_mnist.interop.proof import CHECK_TOLERANCE, ConversionCheckFailed
+from lightning_mnist.models import KerasNetwork
+from mnist_common.architecture import Architecture
+
+EXPORTS = (".pt2", ".onnx")
+NOTEBOOK_CORRECT = 9922  # the notebook's file: 99.22 % of the 10,000 test images
+
+
+def parse_check(stdout: str, suffix: str) -> dict:
+    """The numbers of the ``check on N ...: max |p_source - p_pt2| = ...`` line."""
+    [line] = [line for line in stdout.splitlines() if line.startswith("check on ")]
+    match = re.search(rf"check on (\d+) (.*): max \|p_source - p_{suffix[1:]}\| = ([0-9.e+-]+) .*argmax equal (\d+)/",
+                      line)
+    assert match, line
+    found = {"images": int(match[1]), "inputs": match[2], "max_dp": float(match[3]), "argmax_equal": int(match[4])}
+    if accuracy := re.search(r"accuracy source [0-9.]+% \((\d+)\), \S+ \(.*\) [0-9.]+% \((\d+)\)", line):
+        found["correct_source"], found["correct_file"] = int(accuracy[1]), int(accuracy[2])
+    return found
+
+
+def convert(capsys, *args) -> str:
+    """``convert ARGS`` in this process; its stdout (it must succeed)."""
+    command_line(["convert", *map(str, args)])
+    return capsys.readouterr().out
+
+
+# A deployer's process: torch and ONNX Runtime only, no project code, no Keras.
+RUN_ALONE = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import onnxruntime
+    import torch
+
+    pt2, onnx_file, images, out = sys.argv[1:]
+    x = np.load(images)
+    program = torch.export.load(pt2).module()
+    with torch.inference_mode():
+        p_pt2 = torch.cat([program(torch.from_numpy(x[i:i + 1000])) for i in range(0, len(x), 1000)]).numpy()
+    session = onnxruntime.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
+    [given], [taken] = session.get_inputs(), session.get_outputs()
+    p_onnx = session.run(None, {given.name: x})[0]
+    one = session.run(None, {given.name: x[:1]})[0]  # the batch axis is dynamic
+    np.savez(out, pt2=p_pt2, onnx=p_onnx)
+    print(json.dumps({"input": [given.name, given.shape], "output": [taken.name, taken.shape], "one": list(one.shape),
+                      "project_loaded": sorted({m.split(".")[0] for m in sys.modules} &
+                                               {"lightning_mnist", "mnist_common", "keras", "tensorflow"})}))
+""")
+
+
+def run_alone(pt2: Path, onnx_file: Path, x: np.ndarray, folder: Path) -> tuple[dict, dict]:
+    np.save(folder / "inputs.npy", x)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", RUN_ALONE, str(pt2), str(onnx_file), str(folder / "inputs.npy"),
+                           str(folder / "probs.npz")], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), dict(np.load(folder / "probs.npz"))
+
+
+def test_notebook_file_exports_to_pt2_and_onnx_that_run_alone(seed_keras, mnist, mnist_dir, tmp_path, capsys):
+    """The full proof (10,000 test images) for each format, then each file run by its own runtime in a process
+    without the project: 99.22 % and the same probabilities."""
+    checks = {}
+    for suffix in EXPORTS:
+        stdout = convert(capsys, seed_keras, tmp_path / f"notebook{suffix}", "--data_dir", mnist_dir)
+        checks[suffix] = check = parse_check(stdout, suffix)
+        assert check["images"] == 10_000 and check["inputs"] == "MNIST test images"
+        assert check["max_dp"] <= CHECK_TOLERANCE and check["argmax_equal"] == 10_000
+        assert check["correct_source"] == check["correct_file"] == NOTEBOOK_CORRECT
+        assert f"wrote {tmp_path / f'notebook{suffix}'}" in stdout
+    assert "opset 18" in stdout
+    import onnx  # the file states its opset (ONNX's default domain)
+    assert {o.domain: o.version for o in onnx.load(tmp_path / "notebook.onnx").opset_import}[""] == 18
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notebook.onnx", "notebook.pt2"]  # no temporary files
+
+    x = (mnist.test_images.astype(np.float32) / 255.0)[..., None]  # what the Keras model takes: (N, 28, 28, 1)
+    alone, probs = run_alone(tmp_path / "notebook.pt2", tmp_path / "notebook.onnx", x, tmp_path)
+    assert alone["project_loaded"] == []
+    assert alone["input"] == ["input", ["batch", 28, 28, 1]] and alone["output"] == ["probabilities", ["batch", 10]]
+    assert alone["one"] == [1, 10]
+    for suffix in EXPORTS:
+        p = probs[suffix[1:]]
+        assert int((p.argmax(1) == mnist.test_labels).sum()) == NOTEBOOK_CORRECT
+        assert np.allclose(p.sum(1), 1.0, atol=1e-5)  # probabilities, the softmax in the graph
+    dp = float(np.abs(probs["pt2"] - probs["onnx"]).max())
+    print(f"max dp notebook: .pt2 {checks['.pt2']['max_dp']:.2e}, .onnx {checks['.onnx']['max_dp']:.2e}, "
+          f"between the files {dp:.2e}")
+    assert dp <= 2 * CHECK_TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def resnet_checkpoint(tmp_path_factory) -> Path:
+    """The residual preset with seeded random weights, as a checkpoint."""
+    torch.manual_seed(0)
+    architecture = Architecture.load("resnet")
+    network = KerasNetwork(architecture)
+    for name, buffer in network.named_buffers():  # BatchNorm statistics away from 0 and 1, so they count
+        if name.endswith("running_mean"):
+            buffer.uniform_(-0.5, 0.5)
+        elif name.endswith("running_var"):
+            buffer.uniform_(0.5, 2.0)
+    return save_checkpoint(tmp_path_factory.mktemp("resnet") / "resnet.ckpt", architecture, network.state_dict())
+
+
+@pytest.mark.parametrize("suffix", EXPORTS)
+def test_residual_graph_exports(resnet_checkpoint, suffix, mnist_dir, tmp_path, capsys):
+    stdout = convert(capsys, resnet_checkpoint, tmp_path / f"resnet{suffix}", "--check_images", "300",
+                     "--data_dir", mnist_dir)
+    check = parse_check(stdout, suffix)
+    print(f"resnet {suffix}: max dp {check['max_dp']:.2e} on {check['images']} images")
+    assert check["images"] == 300 and check["max_dp"] <= CHECK_TOLERANCE and check["argmax_equal"] == 300
+    assert check["correct_source"] == check["correct_file"]
+    run = FORMATS[suffix]  # the format's own runner: any batch size, the Keras model's layout
+    from lightning_mnist.formats import exported_program, onnx_model
+    runner = {".pt2": exported_program, ".onnx": onnx_model}[suffix].load(tmp_path / f"resnet{suffix}")
+    for batch in (1, 7):
+        assert runner(np.random.default_rng(batch).random((batch, 28, 28, 1), dtype=np.float32)).shape == (batch, 10)
+    assert run.sources == (".ckpt", ".keras", ".json")
+
+
+def test_a_non_mnist_model_and_a_k_fold_run_export(tmp_path, mnist_dir, capsys):
+    """Seeded random inputs of the model's shape for a non-MNIST model; a k-fold run as one graph of its mean."""
+    torch.manual_seed(1)
+    small = Architecture.from_config({"name": "small", "input_shape": [12, 12, 3], "layers": [
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "gelu"},
+        {"type": "GlobalAveragePooling2D"}, {"type": "Dense", "units": 5, "activation": "softmax"}]})
+    save_checkpoint(tmp_path / "small.ckpt", small, KerasNetwork(small).state_dict())
+    stdout = convert(capsys, tmp_path / "small.ckpt", tmp_path / "small.onnx", "--check_images", "200")
+    check = parse_check(stdout, ".onnx")
+    assert check["inputs"].startswith("seeded random 12x12x3 inputs") and check["max_dp"] <= CHECK_TOLERANCE
+    assert "input 'input' float32 (batch, 12, 12, 3)" in stdout and "(batch, 5) probabilities" in stdout
+
+    notebook = Architecture.load("notebook")
+    folds = [save_checkpoint(tmp_path / f"fold_{k}.ckpt", notebook, KerasNetwork(notebook).state_dict())
+             for k in range(2)]
+    (tmp_path / "cv_results.json").write_text(json.dumps({"framework": "lightning", "folds": [
+        {"fold": k, "model_path": path.name} for k, path in enumerate(folds)]}))
+    stdout = convert(capsys, tmp_path / "cv_results.json", tmp_path / "ensemble.pt2", "--check_images", "200",
+                     "--data_dir", mnist_dir)
+    assert parse_check(stdout, ".pt2")["max_dp"] <= CHECK_TOLERANCE
+    from lightning_mnist.formats import exported_program
+    x = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
+    networks = [KerasNetwork(notebook) for _ in folds]
+    for network, path in zip(networks, folds):
+        network.load_state_dict({k[len("network."):]: v for k, v in torch.load(path)["state_dict"].items()})
+    with torch.inference_mode():
+        mean = torch.stack([torch.softmax(n.eval()(torch.from_numpy(x).permute(0, 3, 1, 2)), 1) for n in networks])
+    assert np.abs(exported_program.load(tmp_path / "ensemble.pt2")(x) - mean.mean(0).numpy()).max() <= 1e-6
+
+
+# Bad destinations: exit 2, one ``error:`` line naming the value and what is allowed, nothing written.
+BAD_DESTINATIONS = [
+    ("model.tflite", "cannot convert .keras to .tflite: the formats written are .ckpt from .keras; .keras from "
+                     ".ckpt; .pt2 from .ckpt, .keras, a k-fold cv_results.json; .onnx from"),
+    ("model", "cannot convert .keras to a file without extension"),
+    ("missing/model.onnx", "output folder"),
+    ("model.keras", "cannot convert .keras to .keras"),
+]
+
+
+@pytest.mark.parametrize("dst, fragment", BAD_DESTINATIONS, ids=[case[0] for case in BAD_DESTINATIONS])
+def test_bad_destinations_are_refused_in_one_line(seed_keras, tmp_path, capsys, dst, fragment):
+    code, error, _ = main_error(command_line, ["convert", str(seed_keras), str(tmp_path / dst)], capsys)
+    assert code == 2 and fragment in error, error
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sources_a_format_is_not_written_from_are_refused(tmp_path):
+    with pytest.raises(Exception, match=r"cannot convert \.json to \.ckpt"):
+        format_for(tmp_path / "cv_results.json", tmp_path / "out.ckpt")
+    assert format_for("a.ckpt", "b.ONNX") is FORMATS[".onnx"]
+
+
+def _failing_on(kind: str) -> Export:
+    """``.pt2`` as it would be if its exporter could not take layers of ``kind``."""
+    def save(module, inputs, path):
+        if any(type(m).__name__ == kind for m in module.modules()):
+            raise RuntimeError(f"no {kind} here")
+        PT2.save(module, inputs, path)
+
+    return Export(suffix=".pt2", runtime="test", save=save, load=PT2.load)
+
+
+def test_a_layer_a_format_cannot_take_is_named(resnet_checkpoint, tmp_path, mnist_dir):
+    with pytest.raises(Exception) as refused:
+        export_proven(_failing_on("GlobalAveragePooling2D"), resnet_checkpoint, tmp_path / "out.pt2", 10, mnist_dir)
+    message = str(refused.value)
+    assert re.search(r"resnet\.ckpt: layer 27 \(pool, GlobalAveragePooling2D\) cannot be exported to \.pt2 "
+                     r"\(RuntimeError: no GlobalAveragePooling2D here\)", message), message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_disagrees_with_its_source_is_not_left(resnet_checkpoint, tmp_path, mnist_dir):
+    def off_by_a_little(path):
+        run = PT2.load(path)
+        return lambda x: run(x) + 2e-5
+
+    wrong = Export(suffix=".pt2", runtime="test", save=PT2.save, load=off_by_a_little)
+    with pytest.raises(ConversionCheckFailed, match=r"not written: max \|p_source - p_pt2\| = 2e-05"):
+        export_proven(wrong, resnet_checkpoint, tmp_path / "out.pt2", 20, mnist_dir)
+    assert list(tmp_path.iterdir()) == []
+
+    unreadable = Export(suffix=".pt2", runtime="test", save=PT2.save, load=lambda path: 1 / 0)
+    with pytest.raises(ConversionCheckFailed, match=r"not written: test cannot run it \(ZeroDivisionError"):
+        export_proven(unreadable, resnet_checkpoint, tmp_path / "out.pt2", 20, mnist_dir)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def bridge_graphs():
+    """tests/test_bridge.py's models: its named zoo (residual, inception, depthwise, squeeze-excite, merges, other
+    input shapes) and every third of its seeded random graphs of the whole layer table."""
+    from test_bridge import architecture_of, random_graph, zoo
+
+    models = {**zoo(), **{f"random_{seed}": random_graph(seed) for seed in range(0, 24, 3)}}
+    return {name: architecture_of(model) for name, model in models.items()}
+
+
+@pytest.mark.parametrize("suffix", EXPORTS)
+def test_every_graph_of_the_bridge_exports(bridge_graphs, suffix, tmp_path, mnist_dir):
+    """Each written from a checkpoint and proven by its runtime (100 inputs each: the proof, not the accuracy,
+    is the point here); measured max |dp|: .pt2 0, .onnx below 1e-6."""
+    worst = 0.0
+    for name, architecture in bridge_graphs.items():
+        torch.manual_seed(0)
+        ckpt = save_checkpoint(tmp_path / f"{name}.ckpt", architecture, KerasNetwork(architecture).state_dict())
+        lines = FORMATS[suffix].write(ckpt, tmp_path / f"{name}{suffix}", 100, mnist_dir)
+        worst = max(worst, parse_check("\n".join(lines), suffix)["max_dp"])
+    print(f"{len(bridge_graphs)} graphs to {suffix}: worst max |dp| {worst:.2e}")
+    assert worst <= CHECK_TOLERANCE
+
+
+# --- predict --backend onnx ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onnx_files(tmp_path_factory, seed_keras, mnist_dir):
+    """The notebook's file as .onnx, a 12x12x3 model's .onnx (not MNIST's shapes), and a truncated file."""
+    folder = tmp_path_factory.mktemp("onnx")
+    FORMATS[".onnx"].write(seed_keras, folder / "notebook.onnx", 100, mnist_dir)
+    torch.manual_seed(2)
+    small = Architecture.from_config({"name": "small", "input_shape": [12, 12, 3], "layers": [
+        {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]})
+    save_checkpoint(folder / "small.ckpt", small, KerasNetwork(small).state_dict())
+    FORMATS[".onnx"].write(folder / "small.ckpt", folder / "small.onnx", 20, mnist_dir)
+    (folder / "truncated.onnx").write_bytes((folder / "notebook.onnx").read_bytes()[:5000])
+    return folder
+
+
+def test_predict_runs_an_onnx_file_on_onnx_runtime(onnx_files, seed_keras, seed_png, mnist, capsys):
+    from lightning_mnist.predictors import load_predictor
+
+    command_line(["predict", str(seed_png), "--weights", str(onnx_files / "notebook.onnx"), "--backend", "onnx"])
+    assert capsys.readouterr().out.startswith(f"{seed_png}: 4 (probability")
+    pixels = mnist.test_images[:200].astype(np.float32) / 255.0
+    on_onnx = load_predictor(onnx_files / "notebook.onnx")  # auto: ONNX Runtime for an .onnx file
+    on_torch = load_predictor(seed_keras, "torch")
+    assert on_onnx.backend == "onnx"
+    assert np.abs(on_onnx.predict_proba(pixels) - on_torch.predict_proba(pixels)).max() <= CHECK_TOLERANCE
+
+
+ONNX_REFUSALS = [
+    ("small.onnx", "onnx", "an MNIST model takes float (batch, 28, 28, 1), (batch, 28, 28) or (batch, 784) and "
+                           "gives (batch, 10), the batch dynamic or 1; this one takes (batch, 12, 12, 3)"),
+    ("truncated.onnx", "auto", "truncated.onnx is not a readable ONNX model"),
+    ("notebook.onnx", "torch", "an .onnx file runs on the onnx backend (auto or onnx), not torch"),
+    ("seed.keras", "onnx", "--backend onnx runs an .onnx file, got"),
+]
+
+
+@pytest.mark.parametrize("weights, backend, fragment", ONNX_REFUSALS, ids=[f"{w}-{b}" for w, b, _ in ONNX_REFUSALS])
+def test_predict_refuses_onnx_files_it_cannot_run_in_one_line(onnx_files, seed_keras, seed_png, capsys, weights,
+                                                                backend, fragment):
+    path = seed_keras if weights == "seed.keras" else onnx_files / weights
+    code, error, _ = main_error(command_line, ["predict", str(seed_png), "--weights", str(path), "--backend", backend],
+                                capsys)
+    assert code == 2 and fragment in error, error
