@@ -207,6 +207,7 @@ def benchmark(recipes: list[str] = ["notebook", "fast", "best", "best-ensemble"]
     report = {"machine": {**describe_machine(), "gpu": "none used (CPU runs)"}, "seeds": seeds, "subset": subset,
               "max_epochs": max_epochs, "recipes": summaries}
     json_path = out / f"{table}.json"
+    out.mkdir(parents=True, exist_ok=True)  # --table_only before any run has made it
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     markdown_table = markdown(report)
     write_between_markers(doc, table, markdown_table, title="Recipes")
