@@ -24,6 +24,9 @@ def make_optimizer(model: "keras.Model", settings: ModelSettings, total_steps: i
     only the kernels (Lightning decays parameters of 2 axes and more: conv and dense kernels,
     not biases or BatchNormalization's scale and shift); for ``onecycle``, AdamW (decay 0 is
     Adam) with the one-cycle learning rate and beta_1 over ``total_steps`` batches.
+
+    Keras does not save which variables are excluded from decay: a ``model.keras`` loaded compiled
+    and trained further decays all of them (this project never trains a loaded Keras model).
     """
     if settings.lr_schedule == "onecycle":
         if total_steps is None:
