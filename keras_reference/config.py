@@ -10,15 +10,15 @@ before TensorFlow loads.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
 
 from mnist_common.architecture import DEFAULT_PRESET
 from mnist_common.model_files import load_architecture
 from mnist_common.errors import UserError
 from mnist_common.mnist import ensure_files, resolve_data_dir
 from mnist_common.runs import DEFAULT_OUTPUT_DIR, check_writable
-from mnist_common.settings import check_data_settings, check_seed, check_training_length
+from mnist_common.settings import check_data_settings, check_optimizer_settings, check_seed, check_training_length
 from mnist_common.splits import DEFAULT_NUM_FOLDS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION
 
 FRAMEWORK = "keras"
@@ -27,15 +27,24 @@ LEARNING_RATE = 1e-4  # the notebook's Adam(learning_rate=0.0001); epsilon stays
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """The network and its optimizer.
+    """The network, its optimizer and its loss: the settings Lightning's ``--model.*`` has, meaning the same.
 
     Args:
         architecture: a preset (notebook, keras_io, lenet5), a YAML/JSON description or a .keras file's architecture.
-        lr: Adam's learning rate (the notebook's 1e-4).
+        lr: Adam's learning rate (the notebook's 1e-4); with lr_schedule onecycle, the peak.
+        lr_schedule: constant (the notebook), or onecycle: torch's one-cycle curve (warm-up, then
+            annealing, with Adam's beta_1 cycled inversely) over the whole run, stepped per batch.
+        label_smoothing: the training loss is categorical cross-entropy with this label smoothing;
+            val_loss, early stopping and the test loss stay plain cross-entropy, as in Lightning.
+        weight_decay: decoupled weight decay (AdamW) on the kernels only, not on biases or
+            BatchNormalization; 0 (the notebook) keeps Adam.
     """
 
     architecture: str = DEFAULT_PRESET
     lr: float = LEARNING_RATE
+    lr_schedule: Literal["constant", "onecycle"] = "constant"
+    label_smoothing: float = 0.0
+    weight_decay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,8 @@ class DataSettings:
         zoom: zoom range (x and y drawn independently).
         shift: shift range as a fraction of the image size.
         shear: shear range in degrees.
+        elastic_alpha: Lightning's elastic distortion; the Keras reference has none, so only 0 is taken.
+        elastic_sigma: the elastic distortion's smoothness in pixels (unused here: no elastic distortion).
         download: fetch missing MNIST files (checksums are always verified).
     """
 
@@ -70,6 +81,8 @@ class DataSettings:
     zoom: float = 0.05
     shift: float = 0.05
     shear: float = 0.05
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 4.0
     download: bool = True
 
 
@@ -79,9 +92,12 @@ class TrainerSettings:
 
     Args:
         max_epochs: at most this many epochs (the notebook's 10).
+        callbacks: Lightning's extra callbacks (a shared config's ``trainer.callbacks``); the Keras
+            reference has none, so a config naming any is refused rather than run without them.
     """
 
     max_epochs: int = 10
+    callbacks: list[dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -112,8 +128,15 @@ class RunSettings:
     def check(self, command: str) -> RunSettings:
         """Refuse, in one line, what no run can use; check the data files and the output folder. Returns self."""
         load_architecture(self.model.architecture).require_mnist(f"`{command}` on MNIST")
-        if not (math.isfinite(self.model.lr) and self.model.lr > 0):
-            raise UserError(f"--model.lr must be a positive number, got {self.model.lr}")
+        check_optimizer_settings(self.model.lr, self.model.label_smoothing, self.model.weight_decay)
+        if self.trainer.callbacks:
+            names = ", ".join(str(c.get("class_path", c)).rsplit(".", 1)[-1] for c in self.trainer.callbacks)
+            raise UserError(f"--trainer.callbacks ({names}): Lightning callbacks do not run in Keras; an EMA of the "
+                            "weights (EMAWeightAveraging) is not Keras' use_ema, which validates with the raw "
+                            "weights and averages no BatchNorm statistics, so the run would not be the same")
+        if self.data.augment and self.data.elastic_alpha:
+            raise UserError(f"--data.elastic_alpha {self.data.elastic_alpha:g}: the Keras reference has no elastic "
+                            "distortion (Lightning's only); use 0")
         check_training_length(max_epochs=self.trainer.max_epochs, patience=self.early_stopping.patience)
         check_seed(self.seed_everything)
         if command == "cv" and self.data.num_folds is None:
@@ -122,7 +145,8 @@ class RunSettings:
         check_data_settings(batch_size=data.batch_size, eval_batch_size=data.eval_batch_size,
                             val_fraction=data.val_fraction, subset=data.subset,
                             num_folds=data.num_folds if command == "cv" else None, fold=None, rotation=data.rotation,
-                            zoom=data.zoom, shift=data.shift, shear=data.shear)
+                            zoom=data.zoom, shift=data.shift, shear=data.shear, elastic_alpha=data.elastic_alpha,
+                            elastic_sigma=data.elastic_sigma)
         check_writable(f"{self.output_dir}/{FRAMEWORK}", "--output_dir")
         ensure_files(data.data_dir, download=data.download)
         return self

@@ -21,7 +21,7 @@ from keras_reference.config import FRAMEWORK, RunSettings
 from keras_reference.data import load_data
 from keras_bridge.files import save_model
 from keras_reference.model import new_model
-from keras_reference.train import evaluate, fit, write_history
+from keras_reference.train import evaluate, fit, total_steps, write_history
 from mnist_common.figures import plot_cv_curves
 from mnist_common.mnist import load_mnist
 from mnist_common.results import CV_CURVES_FILE, CV_RESULTS_FILE, CVResults, FoldResult, write_json
@@ -56,7 +56,8 @@ def cross_validate(settings: RunSettings, callbacks: tuple = (), verbose: int | 
                              seed=data_settings.split_seed)
             keras.backend.clear_session()  # the previous fold's model is gone: nothing carries over
             keras.utils.set_random_seed(settings.seed_everything + k)  # each fold reproducible on its own
-            model = new_model(settings.model.architecture, settings.model.lr)
+            model = new_model(settings.model.architecture, settings=settings.model,
+                              total_steps=total_steps(len(data.x_train), settings))
             data = data.for_model(model)
             history, best_epoch = fit(model, data, settings, callbacks, verbose)
             val_loss, val_acc = evaluate(model, data.x_val, data.y_val, data_settings.eval_batch_size)  # best weights

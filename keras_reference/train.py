@@ -21,11 +21,12 @@ from keras_bridge.backend import import_keras
 from keras_reference.config import FRAMEWORK, RunSettings
 from keras_reference.data import Data, load_data, train_dataset
 from keras_bridge.files import save_model
-from keras_reference.model import new_model
+from keras_reference.model import PLAIN_LOSS, new_model
 from mnist_common.figures import plot_curves
 from mnist_common.files import write_text
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
 from mnist_common.runs import allocate_run_dir, discard_if_empty_of_work
+from mnist_common.schedules import steps_per_epoch
 
 keras = import_keras()
 import tensorflow as tf  # noqa: E402  (Keras' backend, with its logging settings)
@@ -35,6 +36,8 @@ HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
 # Keras' names for what the shared results schema calls train_loss, train_acc, ...
 HISTORY_KEYS = {"loss": "train_loss", "accuracy": "train_acc", "val_loss": "val_loss", "val_accuracy": "val_acc"}
+# With label smoothing, Lightning's val/loss is plain cross-entropy (its training loss is smoothed): Keras' is a metric
+SMOOTHED_HISTORY_KEYS = {**{k: v for k, v in HISTORY_KEYS.items() if k != "val_loss"}, f"val_{PLAIN_LOSS}": "val_loss"}
 
 
 def use_device() -> str:
@@ -62,11 +65,12 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(round(self._elapsed, 3))
 
 
-def history_rows(history: dict[str, list[float]], seconds: list[float] = ()) -> list[dict[str, float]]:
-    """Keras' ``History.history`` (one list per metric) as the shared per-epoch rows."""
+def history_rows(history: dict[str, list[float]], seconds: list[float] = (),
+                 keys: dict[str, str] = HISTORY_KEYS) -> list[dict[str, float]]:
+    """Keras' ``History.history`` (one list per metric) as the shared per-epoch rows (``keys``: Keras' name -> ours)."""
     epochs = len(history.get("loss", []))
     return [{"epoch": e, **({"seconds": seconds[e]} if e < len(seconds) else {}),
-             **{ours: float(history[theirs][e]) for theirs, ours in HISTORY_KEYS.items() if theirs in history}}
+             **{ours: float(history[theirs][e]) for theirs, ours in keys.items() if theirs in history}}
             for e in range(epochs)]
 
 
@@ -84,9 +88,13 @@ def fit(model: "keras.Model", data: Data, settings: RunSettings, callbacks: tupl
         verbose: int | str = 2) -> tuple[list[dict[str, float]], int]:
     """Train with early stopping on the validation part; return the history rows and the best epoch.
 
-    When this returns, the model holds the weights of its best epoch (lowest val_loss).
+    When this returns, the model holds the weights of its best epoch (lowest val_loss: plain cross-entropy
+    even when the training loss is label-smoothed), the checkpoint Lightning's ``fit`` tests; Keras
+    restores them whether or not training stopped early.
     """
-    early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.early_stopping.patience,
+    smoothed = bool(settings.model.label_smoothing)
+    early_stopping = keras.callbacks.EarlyStopping(monitor=f"val_{PLAIN_LOSS}" if smoothed else "val_loss",
+                                                   patience=settings.early_stopping.patience,
                                                    restore_best_weights=True)
     timer = EpochTimer()
     history = model.fit(
@@ -95,13 +103,19 @@ def fit(model: "keras.Model", data: Data, settings: RunSettings, callbacks: tupl
         epochs=settings.trainer.max_epochs, shuffle=False, verbose=verbose,  # shuffle=False: tf.data shuffles
         callbacks=[early_stopping, timer, *callbacks],
     )
-    return history_rows(history.history, timer.seconds), early_stopping.best_epoch
+    keys = SMOOTHED_HISTORY_KEYS if smoothed else HISTORY_KEYS
+    return history_rows(history.history, timer.seconds, keys), early_stopping.best_epoch
 
 
 def evaluate(model: "keras.Model", x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, float]:
-    """(loss, accuracy) of ``model`` on ``x``, ``y``, in inference mode."""
+    """(plain cross-entropy, accuracy) of ``model`` on ``x``, ``y``, in inference mode (label smoothing or not)."""
     scores = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
-    return float(scores["loss"]), float(scores["accuracy"])
+    return float(scores.get(PLAIN_LOSS, scores["loss"])), float(scores["accuracy"])
+
+
+def total_steps(train_images: int, settings: RunSettings) -> int:
+    """The run's optimizer steps if no epoch is cut short: what Lightning's one-cycle schedule spans."""
+    return settings.trainer.max_epochs * steps_per_epoch(train_images, settings.data.batch_size)
 
 
 def train(settings: RunSettings, callbacks: tuple = (), verbose: int | str = 2) -> tuple[RunResults, "keras.Model", Path]:
@@ -112,7 +126,8 @@ def train(settings: RunSettings, callbacks: tuple = (), verbose: int | str = 2) 
         data = load_data(settings.data.data_dir, subset=settings.data.subset,
                          val_fraction=settings.data.val_fraction, seed=settings.data.split_seed)
         keras.utils.set_random_seed(settings.seed_everything)
-        model = new_model(settings.model.architecture, settings.model.lr)
+        model = new_model(settings.model.architecture, settings=settings.model,
+                          total_steps=total_steps(len(data.x_train), settings))
         data = data.for_model(model)
         history, best_epoch = fit(model, data, settings, callbacks, verbose)
         test_loss, test_acc = evaluate(model, data.x_test, data.y_test, settings.data.eval_batch_size)

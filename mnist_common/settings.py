@@ -40,6 +40,17 @@ def check_data_settings(*, batch_size: int, eval_batch_size: int, val_fraction: 
         raise UserError(f"--data.elastic_sigma must be a number from 0.5 to 20 (pixels), got {elastic_sigma}")
 
 
+def check_optimizer_settings(lr: float, label_smoothing: float = 0.0, weight_decay: float = 0.0) -> None:
+    """The optimizer's and the loss' settings (``--model.lr``, ``--model.label_smoothing``,
+    ``--model.weight_decay``), refused in the same words by both frameworks before anything is built."""
+    if not (math.isfinite(lr) and lr > 0):
+        raise UserError(f"--model.lr must be a positive number, got {lr}")
+    if not (math.isfinite(label_smoothing) and 0.0 <= label_smoothing < 1.0):
+        raise UserError(f"--model.label_smoothing must be at least 0 and below 1, got {label_smoothing}")
+    if not (math.isfinite(weight_decay) and weight_decay >= 0.0):
+        raise UserError(f"--model.weight_decay must be 0 or more, got {weight_decay}")
+
+
 def check_training_length(*, max_epochs: int | None, patience: int) -> None:
     """Refuse an epoch limit or a patience no run can mean, the same way in both frameworks.
 

@@ -274,7 +274,8 @@ def test_both_command_lines_spell_the_shared_ideas_alike(run_module):
     keras_flags = _flags(run_module("keras_reference", "train", "--help").stdout)
     lightning_flags = _flags(run_module("lightning_mnist", "fit", "--help").stdout)
     shared = {"--data.data_dir", "--data.subset", "--data.batch_size", "--data.val_fraction", "--data.split_seed",
-              "--data.augment", "--model.architecture", "--model.lr", "--trainer.max_epochs",
+              "--data.augment", "--model.architecture", "--model.lr", "--model.lr_schedule", "--model.weight_decay",
+              "--model.label_smoothing", "--data.elastic_alpha", "--trainer.max_epochs",
               "--early_stopping.patience", "--seed_everything", "--output_dir", "--config", "--print_config"}
     assert shared <= keras_flags and shared <= lightning_flags, (shared - keras_flags, shared - lightning_flags)
 

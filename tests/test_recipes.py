@@ -164,3 +164,23 @@ def test_recipes_benchmark_runs_the_commands_and_writes_the_table(mnist_dir, tmp
     assert other.returncode == 2 and other.stderr.startswith("error: ") and len(other.stderr.splitlines()) == 1
     assert "another --output_dir" in other.stderr and "Traceback" not in other.stderr
     assert [r.read_text() for r in records] == before
+
+
+def test_recipes_table_says_which_keras_recipes_are_not_measured_yet(mnist_dir, tmp_path):
+    """--table_only with no finished run of a recipe writes its command and "not measured yet" (no figures): the
+    rows docs/recipes.md has for the Keras recipes not run since the Keras reference learned the one-cycle recipe."""
+    doc = tmp_path / "recipes.md"
+    doc.write_text("<!-- recipes:begin -->\n<!-- recipes:end -->\n")
+    proc = subprocess.run([sys.executable, REPO / "benchmarks" / "recipes.py", "--recipes", "[fast,best,best-ensemble]",
+                           "--frameworks", "[keras]", "--output_dir", tmp_path / "out", "--doc", doc, "--table_only"],
+                          cwd=tmp_path, env=module_env(mnist_dir), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = [line for line in doc.read_text().splitlines() if line.startswith("| fast") or line.startswith("| best")]
+    assert [row.split(" | ")[2] for row in rows] == [
+        "`python -m keras_reference train --config configs/fast.yaml --seed_everything S`",
+        "`python -m keras_reference train --config configs/best.yaml --seed_everything S`",
+        "`python -m keras_reference cv --config configs/best.yaml --seed_everything S`"]
+    assert all("not measured yet" in row for row in rows)
+    published = (REPO / "docs" / "recipes.md").read_text().splitlines()
+    assert all(row in published for row in rows)  # the published rows are the script's, not typed figures
+    assert not list((tmp_path / "out").rglob("run.json"))  # nothing was run

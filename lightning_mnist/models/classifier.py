@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -15,6 +14,8 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from mnist_common.architecture import DEFAULT_PRESET
 from mnist_common.model_files import load_architecture
+from mnist_common.schedules import ONE_CYCLE
+from mnist_common.settings import check_optimizer_settings
 from mnist_common.errors import UserError
 from lightning_mnist.models.network import KerasNetwork
 from lightning_mnist.models.optim import KerasAdam
@@ -25,13 +26,9 @@ STAGES = ("train", "val", "test")
 
 def check_training_settings(lr: float, label_smoothing: float = 0.0, weight_decay: float = 0.0,
                             keras_adam: bool = False) -> None:
-    """The optimiser and loss settings, checked once for the constructor and the command line (named by their flags)."""
-    if not (math.isfinite(lr) and lr > 0):
-        raise UserError(f"--model.lr must be a positive number, got {lr}")
-    if not (math.isfinite(label_smoothing) and 0.0 <= label_smoothing < 1.0):
-        raise UserError(f"--model.label_smoothing must be at least 0 and below 1, got {label_smoothing}")
-    if not (math.isfinite(weight_decay) and weight_decay >= 0.0):
-        raise UserError(f"--model.weight_decay must be 0 or more, got {weight_decay}")
+    """The optimiser and loss settings, checked once for the constructor and the command line (named by their flags);
+    those the Keras reference shares are checked by the same function there."""
+    check_optimizer_settings(lr, label_smoothing, weight_decay)
     if weight_decay and keras_adam:
         raise UserError("--model.weight_decay with --model.keras_adam: Keras' Adam has no weight decay; "
                         "use one or the other")
@@ -156,5 +153,7 @@ class MnistClassifier(LightningModule):
                                         fused=fused)
         if self.hparams.lr_schedule == "constant":
             return optimizer
-        schedule = OneCycleLR(optimizer, max_lr=self.hparams.lr, total_steps=self.trainer.estimated_stepping_batches)
+        # the curve's shape comes from mnist_common.schedules, which the Keras reference computes too
+        schedule = OneCycleLR(optimizer, max_lr=self.hparams.lr, total_steps=self.trainer.estimated_stepping_batches,
+                              **ONE_CYCLE.torch_kwargs())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,0 +1,174 @@
+"""One recipe config, both frameworks: ``python -m keras_reference train --config configs/fast.yaml`` (and best.yaml)
+trains with Lightning's one-cycle schedule, optimizer, loss and checkpoint choice.
+
+The learning rate (and Adam's beta_1, which torch's one-cycle cycles too) is compared with torch's
+``OneCycleLR`` at every step, and a short real run of each recipe config records what reached the Keras
+trainer. Real MNIST, 600 images, one epoch: a few seconds each on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch.optim.lr_scheduler import OneCycleLR
+
+from conftest import REPO, main_error
+from keras_bridge.build import build_model
+from keras_reference import train as train_module
+from keras_reference.__main__ import main
+from keras_reference.config import ModelSettings
+from keras_reference.cv import scores
+from keras_reference.data import to_inputs, to_targets
+from keras_reference.model import PLAIN_LOSS, compile_model, keras
+from keras_reference.schedules import OneCycleAdamW, OneCycleSchedule
+from mnist_common.results import RESULTS_FILE
+from mnist_common.schedules import ONE_CYCLE, steps_per_epoch
+
+SUBSET, VAL_FRACTION = 600, 0.1  # 540 training images: 5 batches of 128 per epoch
+LR_RTOL = 1e-6
+
+
+def torch_one_cycle(max_lr: float, total_steps: int, weight_decay: float) -> tuple[np.ndarray, np.ndarray]:
+    """(learning rate, beta_1) of every step as Lightning's ``configure_optimizers`` makes them (AdamW or Adam,
+    ``OneCycleLR`` stepped after every batch), on a dummy parameter."""
+    params = [torch.zeros(2, 2, requires_grad=True)]
+    optimizer = torch.optim.AdamW(params, lr=max_lr, weight_decay=weight_decay) if weight_decay \
+        else torch.optim.Adam(params, lr=max_lr)
+    schedule = OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, **ONE_CYCLE.torch_kwargs())
+    lrs, betas = [], []
+    for step in range(total_steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        betas.append(optimizer.param_groups[0]["betas"][0])
+        optimizer.step()
+        if step < total_steps - 1:
+            schedule.step()
+    return np.array(lrs), np.array(betas)
+
+
+class OptimizerRecorder(keras.callbacks.Callback):
+    """The optimizer's learning rate and beta_1 as each batch starts (the values that batch's update uses)."""
+
+    def on_train_begin(self, logs=None):
+        self.optimizer, self.lrs, self.betas = self.model.optimizer, [], []
+        self.loss_config = self.model.loss.get_config()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.lrs.append(float(self.optimizer.learning_rate.numpy()))
+        self.betas.append(float(np.asarray(self.optimizer.beta_1)))
+
+
+def max_rel(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b)) / np.abs(np.asarray(b))))
+
+
+@pytest.mark.parametrize("total_steps", [1, 2, 7, 1688, 12660])  # 1688: fast.yaml on all images; 12660: best.yaml
+def test_schedule_is_torchs_one_cycle_at_every_step(total_steps):
+    lrs, betas = torch_one_cycle(5e-3, total_steps, 0.0)
+    schedule = OneCycleSchedule.for_run(5e-3, total_steps)
+    steps = np.arange(total_steps)
+    assert max_rel(schedule(steps), lrs) <= LR_RTOL
+    assert max_rel(schedule.momentum(steps), betas) <= LR_RTOL
+    assert float(schedule(total_steps + 5)) == pytest.approx(lrs[-1], rel=LR_RTOL)  # past the end: the last rate
+
+
+@pytest.mark.parametrize("recipe", ["fast", "best"])
+def test_recipe_config_reaches_the_keras_trainer(recipe, tmp_path, mnist_dir, monkeypatch, capsys):
+    config_file = REPO / "configs" / f"{recipe}.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    recorder, run = OptimizerRecorder(), train_module.train
+    monkeypatch.setattr(train_module, "train", lambda settings, verbose: run(settings, (recorder,), verbose=0))
+    main(["train", "--config", str(config_file), "--data.subset", str(SUBSET), "--trainer.max_epochs", "1",
+          "--data.data_dir", str(mnist_dir), "--output_dir", str(tmp_path)])
+    results = json.loads(next(tmp_path.rglob(RESULTS_FILE)).read_text())
+
+    # every setting of the file is the run's, but the two the command line shortened
+    used = results["config"]
+    for section, values in config.items():
+        for key, value in (values.items() if isinstance(values, dict) else [(None, values)]):
+            got = used[section] if key is None else used[section][key]
+            if (section, key) == ("trainer", "max_epochs"):
+                assert got == 1
+            elif section == "output_dir":
+                assert got == str(tmp_path)
+            else:
+                assert got == value, (section, key)
+
+    # ... and reached the optimizer, the loss and the batches: one-cycle over exactly the run's steps
+    model = config["model"]
+    steps = steps_per_epoch(round(SUBSET * (1 - VAL_FRACTION)), config["data"]["batch_size"])
+    assert steps == 5 and len(recorder.lrs) == steps  # batches of 128, one epoch
+    optimizer = recorder.optimizer
+    assert isinstance(optimizer, OneCycleAdamW) and optimizer.one_cycle.total_steps == steps
+    assert optimizer.weight_decay == pytest.approx(model.get("weight_decay", 0.0))
+    assert optimizer.epsilon == 1e-7
+    assert recorder.loss_config["label_smoothing"] == model.get("label_smoothing", 0.0)
+    lrs, betas = torch_one_cycle(model["lr"], steps, model.get("weight_decay", 0.0))
+    assert max_rel(recorder.lrs, lrs) <= LR_RTOL and max_rel(recorder.betas, betas) <= LR_RTOL
+    print(f"{recipe}: max relative lr difference {max_rel(recorder.lrs, lrs):.2e}")
+    # the weights tested are those of the lowest val_loss, as Lightning's fit tests its best checkpoint
+    best = min(range(len(results["history"])), key=lambda e: results["history"][e]["val_loss"])
+    assert results["best_epoch"] == best
+
+
+def test_weight_decay_is_on_kernels_only():
+    """AdamW decays what Lightning decays (parameters of 2 axes or more): with zero gradients Adam moves nothing,
+    so only the decay step changes the weights."""
+    model = build_model()
+    compile_model(model, settings=ModelSettings(lr=5e-3, lr_schedule="onecycle", weight_decay=0.05), total_steps=10)
+    before = [np.array(v) for v in model.trainable_variables]
+    model.optimizer.apply([keras.ops.zeros_like(v) for v in model.trainable_variables], model.trainable_variables)
+    lr = 5e-3 / ONE_CYCLE.div_factor  # step 0 of the one-cycle curve
+    for old, var in zip(before, model.trainable_variables):
+        factor = 1 - lr * 0.05 if len(var.shape) > 1 else 1.0
+        np.testing.assert_allclose(np.array(var), old * np.float32(factor), rtol=1e-6, err_msg=var.path)
+    assert sum(len(v.shape) > 1 for v in model.trainable_variables) == 4  # the notebook's 2 conv and 2 dense kernels
+
+
+def test_label_smoothing_smooths_the_training_loss_only(tmp_path, mnist_dir, mnist, monkeypatch):
+    """Lightning smooths the training loss; its val/loss (early stopping, the checkpoint) and test/loss stay plain."""
+    recorder, run = OptimizerRecorder(), train_module.train
+    monkeypatch.setattr(train_module, "train", lambda settings, verbose: run(settings, (recorder,), verbose=0))
+    main(["train", "--model.label_smoothing", "0.1", "--data.subset", str(SUBSET), "--trainer.max_epochs", "2",
+          "--data.data_dir", str(mnist_dir), "--output_dir", str(tmp_path)])
+    assert recorder.loss_config["label_smoothing"] == 0.1
+    run_dir = tmp_path / "keras" / "version_0"
+    results = json.loads((run_dir / RESULTS_FILE).read_text())
+    model = keras.saving.load_model(run_dir / results["model_path"], safe_mode=True, compile=False)
+    plain_loss, _ = scores(model.predict(to_inputs(mnist.test_images), batch_size=1000, verbose=0),
+                           to_targets(mnist.test_labels))
+    assert results["test_loss"] == pytest.approx(plain_loss, rel=1e-4)
+    history = recorder.model.history.history
+    assert [row["val_loss"] for row in results["history"]] == pytest.approx(history[f"val_{PLAIN_LOSS}"])
+    assert history[f"val_{PLAIN_LOSS}"] != pytest.approx(history["val_loss"])  # the smoothed one is not recorded
+
+
+def test_a_saved_one_cycle_model_loads_with_safe_mode(tmp_path):
+    model = build_model()
+    compile_model(model, settings=ModelSettings(lr=5e-3, lr_schedule="onecycle", weight_decay=0.05), total_steps=40)
+    model.optimizer.build(model.trainable_variables)  # as after a first step: its state is saved too
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert isinstance(loaded.optimizer, OneCycleAdamW)
+    assert loaded.optimizer.one_cycle.get_config() == model.optimizer.one_cycle.get_config()
+
+
+@pytest.mark.parametrize("config_text, expected", [
+    ("trainer:\n  callbacks:\n    - class_path: lightning_mnist.training.callbacks.EMAWeightAveraging\n"
+     "      init_args: {decay: 0.999}\n", "--trainer.callbacks (EMAWeightAveraging): Lightning callbacks do not run"),
+    ("data:\n  augment: true\n  elastic_alpha: 34\n", "--data.elastic_alpha 34: the Keras reference has no elastic"),
+    ("checkpoint:\n  monitor: val/acc\n", "checkpoint"),
+    ("model:\n  lr_schedule: cosine\n", "--model.lr_schedule"),
+    ("model:\n  label_smoothing: 1.0\n", "--model.label_smoothing must be at least 0 and below 1"),
+    ("model:\n  weight_decay: -0.1\n", "--model.weight_decay must be 0 or more"),
+])
+def test_what_keras_cannot_do_is_refused_in_one_line(config_text, expected, tmp_path, capsys, mnist_dir):
+    config = tmp_path / "recipe.yaml"
+    config.write_text(config_text)
+    code, line, _ = main_error(main, ["train", "--config", str(config), "--data.data_dir", str(mnist_dir),
+                                      "--output_dir", str(tmp_path / "runs")], capsys)
+    assert code == 2 and expected in line, line
+    assert not (tmp_path / "runs").exists()
