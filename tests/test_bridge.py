@@ -38,6 +38,7 @@ TRAIN_IMAGES = 6000  # enough for the trained models to score well above chance
 ZOO = ["deeper_16_32_64", "keras_io_convnet", "lenet5_tanh_avgpool", "strided_same_gap", "functional_chain",
        "rgb_32x32x3", "resnet", "inception", "mobilenet", "squeeze_excite", "flat_mlp", "rgb_decoder_merges"]
 MNIST_ZOO = [name for name in ZOO if name not in ("rgb_32x32x3", "rgb_decoder_merges")]
+GRAPH_ZOO = ["resnet", "inception", "mobilenet", "squeeze_excite", "flat_mlp"]  # the MNIST graphs of issue #19
 
 
 def _conv_bn_relu(x, filters, strides=1):
@@ -239,7 +240,7 @@ def test_lightning_scores_converted_checkpoints_as_keras_evaluates(keras_files, 
             assert round(lightning_acc * 10_000) == keras_correct, (name, lightning_acc, keras_correct)
 
 
-@pytest.mark.parametrize("name", MNIST_ZOO)
+@pytest.mark.parametrize("name", GRAPH_ZOO)
 def test_predict_agrees_on_both_backends_with_keras(name, keras_files, tmp_path, capsys, seed_png, mnist):
     """predict on the torch and Keras backends, from the .keras file and from its checkpoint: one answer."""
     source, _ = keras_files[name]
