@@ -181,7 +181,7 @@ BAD_DESTINATIONS = [
     ("model.tflite", "cannot convert .keras to .tflite: the formats written are .ckpt from .keras; .keras from "
                      ".ckpt; .pt2 from .ckpt, .keras, a k-fold cv_results.json; .onnx from"),
     ("model", "cannot convert .keras to a file without extension"),
-    ("missing/model.onnx", "output folder"),
+    ("missing/model.onnx", "missing does not exist"),
     ("model.keras", "cannot convert .keras to .keras"),
 ]
 
