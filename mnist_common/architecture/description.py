@@ -209,7 +209,7 @@ class Architecture:
 
     def _checked_order(self, nodes: tuple[Node, ...]) -> list[Node]:
         """Names unique, inputs known, one output, every layer on the way to it; then Keras' order."""
-        names = [self.input_name]
+        names, every_name = [self.input_name], {self.input_name, *(node.layer.name for node in nodes)}
         for index, node in enumerate(nodes):
             if node.layer.name is None:
                 raise self._refuse(index, node, "has no name (every layer of a graph needs one)")
@@ -221,7 +221,7 @@ class Architecture:
             if not node.inputs or (wanted is not None and len(node.inputs) != wanted):
                 takes = "one input" if wanted == 1 else f"{wanted} inputs" if wanted else "inputs"
                 raise self._refuse(index, node, f"takes {takes}, got {len(node.inputs)} ({', '.join(node.inputs)})")
-            unknown = [i for i in node.inputs if i not in names and i not in {n.name for n in nodes}]
+            unknown = [i for i in node.inputs if i not in every_name]
             if unknown:
                 raise self._refuse(index, node, f"takes {unknown[0]!r}, which is neither the input "
                                                 f"({self.input_name}) nor a layer of the model")
