@@ -30,7 +30,7 @@ from lightning_mnist.interop.proof import CHECK_TOLERANCE, ConversionCheckFailed
 from lightning_mnist.models import KerasNetwork
 from mnist_common.architecture import Architecture
 
-EXPORTS = (".pt2", ".onnx")
+EXPORTS = (".pt2", ".onnx", ".tflite")
 NOTEBOOK_CORRECT = 9922  # the notebook's file: 99.22 % of the 10,000 test images
 
 
@@ -52,40 +52,52 @@ def convert(capsys, *args) -> str:
     return capsys.readouterr().out
 
 
-# A deployer's process: torch and ONNX Runtime only, no project code, no Keras.
+# A deployer's process: each file on its own runtime only (torch.export.load, ONNX Runtime, the LiteRT interpreter),
+# MNIST's test images read from the raw idx files with numpy; no project code, no Keras, no TensorFlow.
 RUN_ALONE = textwrap.dedent("""
     import json, sys
     import numpy as np
-    import onnxruntime
-    import torch
 
-    pt2, onnx_file, images, out = sys.argv[1:]
-    x = np.load(images)
+    pt2, onnx_file, tflite, raw, out = sys.argv[1:]
+    x = np.fromfile(f"{raw}/t10k-images-idx3-ubyte", np.uint8, offset=16).reshape(-1, 28, 28, 1) / np.float32(255)
+    labels = np.fromfile(f"{raw}/t10k-labels-idx1-ubyte", np.uint8, offset=8)
+
+    import torch
     program = torch.export.load(pt2).module()
     with torch.inference_mode():
         p_pt2 = torch.cat([program(torch.from_numpy(x[i:i + 1000])) for i in range(0, len(x), 1000)]).numpy()
+
+    import onnxruntime
     session = onnxruntime.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
     [given], [taken] = session.get_inputs(), session.get_outputs()
     p_onnx = session.run(None, {given.name: x})[0]
     one = session.run(None, {given.name: x[:1]})[0]  # the batch axis is dynamic
-    np.savez(out, pt2=p_pt2, onnx=p_onnx)
+
+    from ai_edge_litert.interpreter import Interpreter
+    interpreter = Interpreter(model_path=tflite)
+    signature = interpreter.get_signature_list()
+    runner = interpreter.get_signature_runner()  # the file's one signature: input= -> probabilities
+    p_tflite = np.concatenate([runner(input=x[i:i + 1000])["probabilities"] for i in range(0, len(x), 1000)])
+
+    np.savez(out, pt2=p_pt2, onnx=p_onnx, tflite=p_tflite, labels=labels)
     print(json.dumps({"input": [given.name, given.shape], "output": [taken.name, taken.shape], "one": list(one.shape),
+                      "signature": signature,
                       "project_loaded": sorted({m.split(".")[0] for m in sys.modules} &
                                                {"lightning_mnist", "mnist_common", "keras", "tensorflow"})}))
 """)
 
 
-def run_alone(pt2: Path, onnx_file: Path, x: np.ndarray, folder: Path) -> tuple[dict, dict]:
-    np.save(folder / "inputs.npy", x)
+def run_alone(files: dict[str, Path], raw: Path, folder: Path) -> tuple[dict, dict]:
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", RUN_ALONE, str(pt2), str(onnx_file), str(folder / "inputs.npy"),
+    proc = subprocess.run([sys.executable, "-c", RUN_ALONE, *(str(files[s]) for s in EXPORTS), str(raw),
                            str(folder / "probs.npz")], cwd=folder, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), dict(np.load(folder / "probs.npz"))
 
 
-def test_notebook_file_exports_to_pt2_and_onnx_that_run_alone(seed_keras, mnist, mnist_dir, tmp_path, capsys):
+def test_notebook_file_exports_to_pt2_onnx_and_tflite_that_run_alone(seed_keras, mnist, mnist_dir, tmp_path,
+                                                                     capsys):
     """The full proof (10,000 test images) for each format, then each file run by its own runtime in a process
     without the project: 99.22 % and the same probabilities."""
     checks = {}
@@ -96,24 +108,27 @@ def test_notebook_file_exports_to_pt2_and_onnx_that_run_alone(seed_keras, mnist,
         assert check["max_dp"] <= CHECK_TOLERANCE and check["argmax_equal"] == 10_000
         assert check["correct_source"] == check["correct_file"] == NOTEBOOK_CORRECT
         assert f"wrote {tmp_path / f'notebook{suffix}'}" in stdout
-    assert "opset 18" in stdout
+        assert ("opset 18" in stdout) == (suffix == ".onnx")
     import onnx  # the file states its opset (ONNX's default domain)
     assert {o.domain: o.version for o in onnx.load(tmp_path / "notebook.onnx").opset_import}[""] == 18
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notebook.onnx", "notebook.pt2"]  # no temporary files
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["notebook.onnx", "notebook.pt2", "notebook.tflite"]  # no temporary files
 
-    x = (mnist.test_images.astype(np.float32) / 255.0)[..., None]  # what the Keras model takes: (N, 28, 28, 1)
-    alone, probs = run_alone(tmp_path / "notebook.pt2", tmp_path / "notebook.onnx", x, tmp_path)
+    files = {suffix: tmp_path / f"notebook{suffix}" for suffix in EXPORTS}
+    alone, probs = run_alone(files, Path(mnist_dir) / "MNIST" / "raw", tmp_path)
     assert alone["project_loaded"] == []
     assert alone["input"] == ["input", ["batch", 28, 28, 1]] and alone["output"] == ["probabilities", ["batch", 10]]
     assert alone["one"] == [1, 10]
+    assert alone["signature"] == {"serving_default": {"inputs": ["input"], "outputs": ["probabilities"]}}
+    assert (probs["labels"] == mnist.test_labels).all()
     for suffix in EXPORTS:
         p = probs[suffix[1:]]
-        assert int((p.argmax(1) == mnist.test_labels).sum()) == NOTEBOOK_CORRECT
+        assert int((p.argmax(1) == probs["labels"]).sum()) == NOTEBOOK_CORRECT, suffix
         assert np.allclose(p.sum(1), 1.0, atol=1e-5)  # probabilities, the softmax in the graph
-    dp = float(np.abs(probs["pt2"] - probs["onnx"]).max())
-    print(f"max dp notebook: .pt2 {checks['.pt2']['max_dp']:.2e}, .onnx {checks['.onnx']['max_dp']:.2e}, "
-          f"between the files {dp:.2e}")
-    assert dp <= 2 * CHECK_TOLERANCE
+    between = {suffix: float(np.abs(probs["pt2"] - probs[suffix[1:]]).max()) for suffix in EXPORTS[1:]}
+    print("max dp notebook: " + ", ".join(f"{s} {checks[s]['max_dp']:.2e}" for s in EXPORTS) +
+          f"; .pt2 against .onnx {between['.onnx']:.2e}, against .tflite {between['.tflite']:.2e}")
+    assert max(between.values()) <= 2 * CHECK_TOLERANCE
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +154,9 @@ def test_residual_graph_exports(resnet_checkpoint, suffix, mnist_dir, tmp_path, 
     assert check["images"] == 300 and check["max_dp"] <= CHECK_TOLERANCE and check["argmax_equal"] == 300
     assert check["correct_source"] == check["correct_file"]
     run = FORMATS[suffix]  # the format's own runner: any batch size, the Keras model's layout
-    from lightning_mnist.formats import exported_program, onnx_model
-    runner = {".pt2": exported_program, ".onnx": onnx_model}[suffix].load(tmp_path / f"resnet{suffix}")
+    from lightning_mnist.formats import exported_program, litert_model, onnx_model
+    runner = {".pt2": exported_program, ".onnx": onnx_model, ".tflite": litert_model}[suffix].load(
+        tmp_path / f"resnet{suffix}")
     for batch in (1, 7):
         assert runner(np.random.default_rng(batch).random((batch, 28, 28, 1), dtype=np.float32)).shape == (batch, 10)
     assert run.sources == (".ckpt", ".keras", ".json")
@@ -178,7 +194,7 @@ def test_a_non_mnist_model_and_a_k_fold_run_export(tmp_path, mnist_dir, capsys):
 
 # Bad destinations: exit 2, one ``error:`` line naming the value and what is allowed, nothing written.
 BAD_DESTINATIONS = [
-    ("model.tflite", "cannot convert .keras to .tflite: the formats written are .ckpt from .keras; .keras from "
+    ("model.h5", "cannot convert .keras to .h5: the formats written are .ckpt from .keras; .keras from "
                      ".ckpt; .pt2 from .ckpt, .keras, a k-fold cv_results.json; .onnx from"),
     ("model", "cannot convert .keras to a file without extension"),
     ("missing/model.onnx", "missing does not exist"),

@@ -58,6 +58,9 @@ class Export:
     save: Callable[[nn.Module, tuple[torch.Tensor, ...], Path], None]
     load: Callable[[Path], Runner]
     details: str = ""  # what else a user must know of the file (an opset)
+    # (module, example in the Keras layout) -> the first layer it cannot save on its own, else None;
+    # None here: the torch network's layers are saved one by one (exporters that trace torch modules)
+    find_layer: Callable[[Probabilities, torch.Tensor], "str | None"] | None = None
 
 
 def _example(x: torch.Tensor) -> torch.Tensor:
@@ -107,7 +110,8 @@ def _save(export: Export, module: Probabilities, example: torch.Tensor, path: Pa
     try:
         export.save(module, (example,), path)
     except Exception as err:
-        layer = _unexportable_layer(export, module.networks[0], to_torch_layout(example))
+        layer = export.find_layer(module, example) if export.find_layer else \
+            _unexportable_layer(export, module.networks[0], to_torch_layout(example))
         where = f"{layer} cannot be exported to {export.suffix}" if layer else \
             f"its network cannot be exported to {export.suffix}"
         raise UserError(f"{source}: {where} ({one_line(err)})") from None

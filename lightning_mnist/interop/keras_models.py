@@ -21,11 +21,37 @@ def keras_model_from_torch(architecture: Architecture, state_dict: TorchWeights,
     Adam's (zero) moments are created now, so a saved file holds the optimizer's full state
     and loading it with ``compile=True`` restores the optimizer instead of warning that it skips it.
     """
-    model = build_model(architecture)
-    set_layer_weights(model, architecture, torch_to_keras(architecture, state_dict))
+    model = keras_model_of(architecture, state_dict)
     compile_model(model, lr)
     model.optimizer.build(model.trainable_variables)
     return model
+
+
+def keras_model_of(architecture: Architecture, state_dict: TorchWeights) -> "keras.Model":
+    """The Keras model of ``architecture`` holding ``state_dict`` (not compiled: for inference and export)."""
+    model = build_model(architecture)
+    set_layer_weights(model, architecture, torch_to_keras(architecture, state_dict))
+    return model
+
+
+def keras_probabilities_model(models: list[tuple[Architecture, TorchWeights]],
+                              input_name: str = "input") -> "keras.Model":
+    """One Keras model giving the mean probabilities of the bridged models of ``models`` (one: its probabilities).
+
+    What a deployed file computes (as :class:`lightning_mnist.models.network.Probabilities` does in
+    torch): the softmax in the graph for a model that ends in logits, the mean of a k-fold run's
+    models. Each model is nested under its own name (``model_0``, ...), its layers keep theirs.
+    """
+    architecture = models[0][0]
+    inputs = keras.Input(shape=architecture.input_shape, name=input_name)
+    outputs = []
+    for k, (each, weights) in enumerate(models):
+        built = keras_model_of(each, weights)
+        nested = keras.Model(built.inputs, built.outputs, name=f"model_{k}")
+        output = nested(inputs)
+        outputs.append(output if each.ends_in_softmax else keras.layers.Softmax(name=f"softmax_{k}")(output))
+    output = outputs[0] if len(outputs) == 1 else keras.layers.Average(name="mean")(outputs)
+    return keras.Model(inputs, output, name="probabilities")
 
 
 def torch_weights_of(model: "keras.Model", architecture: Architecture) -> TorchWeights:

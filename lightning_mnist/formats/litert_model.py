@@ -1,0 +1,104 @@
+"""``.tflite``: a LiteRT (TensorFlow Lite) model, written by Keras' own export of the bridged Keras model.
+
+The source's networks become one Keras model through the bridge
+(:func:`lightning_mnist.interop.keras_models.keras_probabilities_model`: the softmax in the graph,
+a k-fold run's mean), which Keras writes with ``model.export(path, format="litert")``, limited
+to LiteRT's built-in operators: a file that needed TensorFlow's own ("Flex") operators would not
+run on LiteRT's standard interpreter, so such a layer is refused and named instead. The proof
+runs the file with the LiteRT interpreter of the ``ai-edge-litert`` package, as an app would.
+The file's input takes the Keras model's layout with a dynamic batch axis (LiteRT resizes it
+per call); its signature ``serving_default`` takes ``input`` and gives ``probabilities``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mnist_common.architecture import layer_label
+from lightning_mnist.formats.base import INPUT_NAME, OUTPUT_NAME, Export, Format, Runner, export_proven
+from lightning_mnist.models.network import Probabilities
+
+SUFFIX = ".tflite"
+
+
+def export_keras(model, path: Path) -> None:
+    """Keras' LiteRT export of ``model`` to ``path``, built-in operators only (what every LiteRT runtime has)."""
+    import tensorflow as tf  # Keras' backend here: imported with Keras
+
+    model.export(str(path), format="litert", verbose=False,
+                 target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
+
+
+def keras_model(module: Probabilities, named_output: bool = True):
+    """The bridged Keras model of ``module``'s networks: their mean probabilities, the input called ``input``.
+
+    ``named_output``: the output is ``{"probabilities": ...}``, so the file's signature names it
+    (LiteRT's signature runner then takes ``input=`` and gives ``probabilities``).
+    """
+    from lightning_mnist.frameworks import import_keras
+    from lightning_mnist.interop.keras_models import keras_probabilities_model  # Keras loads here, only when asked
+
+    model = keras_probabilities_model([(n.architecture, n.state_dict()) for n in module.networks], INPUT_NAME)
+    return import_keras().Model(model.inputs, {OUTPUT_NAME: model.outputs[0]}) if named_output else model
+
+
+def save(module: Probabilities, inputs: tuple[torch.Tensor, ...], path: Path,
+         export: Callable = export_keras) -> None:
+    """Write ``module`` as LiteRT through Keras (the batch axis of a Keras model is dynamic: ``inputs`` unused)."""
+    export(keras_model(module), path)
+
+
+def unexportable_layer(module: Probabilities, example: torch.Tensor, export: Callable = export_keras) -> str | None:
+    """The first Keras layer that ``export`` cannot write alone ("layer 3 (conv2d_1, Conv2D)"), else None.
+
+    Each layer of the first network's bridged model is exported as a model of its own, on inputs
+    of the shapes it takes in the whole model.
+    """
+    from lightning_mnist.frameworks import import_keras
+
+    keras = import_keras()
+    network = module.networks[0]
+    model = keras_model(Probabilities([network]), named_output=False).get_layer("model_0")
+    with tempfile.TemporaryDirectory() as folder:
+        for index, node in enumerate(network.architecture.nodes):
+            layer = model.get_layer(node.name)
+            sources = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+            inputs = [keras.Input(shape=tuple(source.shape[1:])) for source in sources]
+            try:
+                alone = keras.Model(inputs, layer(inputs if node.layer.INPUTS is None else inputs[0]))
+                export(alone, Path(folder) / f"layer{SUFFIX}")
+            except Exception:  # the converter's own errors are of many kinds
+                return layer_label(index, node.layer)
+    return None
+
+
+def load(path: Path, threads: int | None = None) -> Runner:
+    """Run a saved file as an app would: the LiteRT interpreter, its input resized to each batch."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    [given], [taken] = interpreter.get_input_details(), interpreter.get_output_details()
+    shape: list[int] = []
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if list(x.shape) != shape:
+            interpreter.resize_tensor_input(given["index"], list(x.shape))
+            interpreter.allocate_tensors()
+            shape[:] = x.shape
+        interpreter.set_tensor(given["index"], np.ascontiguousarray(x, dtype=np.float32))
+        interpreter.invoke()
+        return interpreter.get_tensor(taken["index"]).copy()
+
+    return run
+
+
+EXPORT = Export(suffix=SUFFIX, runtime="the LiteRT interpreter", save=save, load=load,
+                details=", LiteRT built-in operators (no Flex)", find_layer=unexportable_layer)
+FORMAT = Format(suffix=SUFFIX, what="a LiteRT model", sources=(".ckpt", ".keras", ".json"),
+                write=partial(export_proven, EXPORT))
