@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -179,17 +180,19 @@ def test_a_non_mnist_model_and_a_k_fold_run_export(tmp_path, mnist_dir, capsys):
              for k in range(2)]
     (tmp_path / "cv_results.json").write_text(json.dumps({"framework": "lightning", "folds": [
         {"fold": k, "model_path": path.name} for k, path in enumerate(folds)]}))
-    stdout = convert(capsys, tmp_path / "cv_results.json", tmp_path / "ensemble.pt2", "--check_images", "200",
-                     "--data_dir", mnist_dir)
-    assert parse_check(stdout, ".pt2")["max_dp"] <= CHECK_TOLERANCE
-    from lightning_mnist.formats import exported_program
+    for suffix in EXPORTS:  # one graph of the mean, each proven on its runtime against the ensemble
+        stdout = convert(capsys, tmp_path / "cv_results.json", tmp_path / f"ensemble{suffix}", "--check_images", "200",
+                         "--data_dir", mnist_dir)
+        assert parse_check(stdout, suffix)["max_dp"] <= CHECK_TOLERANCE
+    from lightning_mnist.formats import exported_program, litert_model, onnx_model
     x = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
     networks = [KerasNetwork(notebook) for _ in folds]
     for network, path in zip(networks, folds):
         network.load_state_dict({k[len("network."):]: v for k, v in torch.load(path)["state_dict"].items()})
     with torch.inference_mode():
         mean = torch.stack([torch.softmax(n.eval()(torch.from_numpy(x).permute(0, 3, 1, 2)), 1) for n in networks])
-    assert np.abs(exported_program.load(tmp_path / "ensemble.pt2")(x) - mean.mean(0).numpy()).max() <= 1e-6
+    for suffix, runtime in ((".pt2", exported_program), (".onnx", onnx_model), (".tflite", litert_model)):
+        assert np.abs(runtime.load(tmp_path / f"ensemble{suffix}")(x) - mean.mean(0).numpy()).max() <= 1e-6, suffix
 
 
 # Bad destinations: exit 2, one ``error:`` line naming the value and what is allowed, nothing written.
@@ -231,6 +234,30 @@ def test_a_layer_a_format_cannot_take_is_named(resnet_checkpoint, tmp_path, mnis
     message = str(refused.value)
     assert re.search(r"resnet\.ckpt: layer 27 \(pool, GlobalAveragePooling2D\) cannot be exported to \.pt2 "
                      r"\(RuntimeError: no GlobalAveragePooling2D here\)", message), message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_layer_keras_cannot_export_to_litert_is_named(resnet_checkpoint, tmp_path, mnist_dir, capsys):
+    """The LiteRT path finds the layer among the bridged Keras model's layers, each exported alone by Keras."""
+    from lightning_mnist.formats import litert_model
+
+    def layers(model):  # a model's layers, those of nested models included
+        for layer in model.layers:
+            yield layer
+            yield from layers(layer) if hasattr(layer, "layers") else ()
+
+    def export(model, path):
+        if any(type(layer).__name__ == "GlobalAveragePooling2D" for layer in layers(model)):
+            raise ValueError("no GlobalAveragePooling2D here")
+        litert_model.export_keras(model, path)
+
+    failing = Export(suffix=".tflite", runtime="test", save=partial(litert_model.save, export=export),
+                     load=litert_model.load, find_layer=partial(litert_model.unexportable_layer, export=export))
+    with pytest.raises(Exception) as refused:
+        export_proven(failing, resnet_checkpoint, tmp_path / "out.tflite", 10, mnist_dir)
+    message = str(refused.value)
+    assert re.search(r"resnet\.ckpt: layer 27 \(pool, GlobalAveragePooling2D\) cannot be exported to \.tflite "
+                     r"\(ValueError: no GlobalAveragePooling2D here\)", message), message
     assert list(tmp_path.iterdir()) == []
 
 
