@@ -1,14 +1,14 @@
 """Load on ``python -m lightning_mnist serve``: requests/s and latency at 1, 8 and 32 concurrent clients.
 
     python benchmarks/serve_load.py --weights model.ckpt                       # starts a server, 20 s a cell
-    python benchmarks/serve_load.py --weights model.ckpt --seconds 5 --clients '[32]' --backends '[both]'
+    python benchmarks/serve_load.py --weights model.ckpt --seconds 5 --clients '[32]' --backends '[all]'
     python benchmarks/serve_load.py --weights model.ckpt --server_args "--workers 2 --threads 1"
     python benchmarks/serve_load.py --url http://127.0.0.1:8000                # a server already running
 
 Each client is a thread with its own keep-alive connection that posts, one after the
 other, 288x288 PNG pictures of MNIST test digits (dark ink on white: what the page's
 canvas sends) for ``--seconds``, after one second of warm-up that is not counted. Every
-cell runs ``?backends=torch`` (PyTorch only) or both backends. A request that does not
+cell runs one backend alone (``?backends=torch``, ``keras`` or ``onnx``) or all three (``all``). A request that does not
 answer 200 with a digit counts as an error. Reported per cell: requests/s, p50/p90/p99
 latency, errors, wrong digits, the mean batch LitServe formed, and the CPU seconds the
 server's processes used per request (read from /proc; the clients' own CPU is reported
@@ -75,7 +75,7 @@ def cpu_seconds(pid: int) -> float:
 
 def run_cell(url: str, pictures, clients: int, seconds: float, backends: str, server_pid: int | None) -> dict:
     """``clients`` threads posting for 1 s of warm-up plus ``seconds``; the figures of the measured window."""
-    params = {"backends": "torch"} if backends == "torch" else {}
+    params = {} if backends == "all" else {"backends": backends}
     start_at = time.perf_counter() + 1.0
     stop_at = start_at + seconds
     lock = threading.Lock()
@@ -157,7 +157,7 @@ def start_server(weights: str, keras_weights: str | None, server_args: str, log:
 
 def load(weights: str | None = None, keras_weights: str | None = None, url: str | None = None,
          server_args: str = "", clients: list[int] = [1, 8, 32],  # noqa: B006
-         backends: list[Literal["torch", "both"]] = ["torch", "both"],  # noqa: B006
+         backends: list[Literal["torch", "keras", "onnx", "all"]] = ["torch", "all"],  # noqa: B006
          seconds: float = 20.0, data_dir: str | None = None,
          output: Path = REPO / "runs" / "benchmark" / "serve_load.json") -> None:
     """Requests/s and latency of `serve` at several numbers of concurrent clients.
@@ -168,7 +168,8 @@ def load(weights: str | None = None, keras_weights: str | None = None, url: str 
         url: benchmark a server already running instead.
         server_args: more serve flags, e.g. "--workers 2".
         clients: the concurrent clients of each cell.
-        backends: torch (PyTorch only) or both, one cell per value and number of clients.
+        backends: torch, keras or onnx (that backend alone) or all (the three), one cell per value and number of
+            clients.
         seconds: measured seconds a cell.
         data_dir: the folder holding MNIST/raw.
         output: the JSON report.

@@ -5,7 +5,8 @@ file or a k-fold run's ``cv_results.json`` (the mean of its fold models) and a b
 either backend runs either file, converting it in memory. The torch backend imports
 neither Lightning nor Keras (a ``.keras`` file's weights are read straight from the
 file), so it answers fast. The ``onnx`` backend runs an ``.onnx`` file, and only that, with
-ONNX Runtime (:func:`lightning_mnist.formats.onnx_model.mnist_runner`).
+ONNX Runtime (:func:`lightning_mnist.formats.onnx_model.mnist_runner`): an ``.onnx`` file, or any other
+model exported to ONNX in memory first.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from mnist_common.architecture import MNIST_INPUT_SHAPES, Architecture, Architec
 from mnist_common.errors import UserError
 from mnist_common.keras_file import check_file
 from lightning_mnist.checkpoints import load_keras_models, load_networks, model_files
-from lightning_mnist.formats.onnx_model import SUFFIX as ONNX_SUFFIX, mnist_runner
+from lightning_mnist.formats.onnx_model import SUFFIX as ONNX_SUFFIX, exported_bytes, mnist_runner
 
 BACKENDS = ("torch", "keras", "onnx")
 
@@ -78,9 +79,6 @@ def resolve(weights: str | os.PathLike, backend: str = "auto") -> tuple[Path, li
     if backend not in ("auto", *BACKENDS):
         raise UserError(f"backend must be auto, {', '.join(BACKENDS)}, got {backend!r}")
     onnx_file = Path(weights).suffix.lower() == ONNX_SUFFIX
-    if backend == "onnx" and not onnx_file:
-        raise UserError(f"--backend onnx runs an {ONNX_SUFFIX} file, got {weights}; write one with "
-                        f"`python -m lightning_mnist convert {weights} model{ONNX_SUFFIX}`")
     if onnx_file:
         if backend not in ("auto", "onnx"):
             raise UserError(f"weights {weights}: an {ONNX_SUFFIX} file runs on the onnx backend (auto or onnx), "
@@ -94,15 +92,20 @@ def resolve(weights: str | os.PathLike, backend: str = "auto") -> tuple[Path, li
     return source, paths, default if backend == "auto" else backend
 
 
-def load_predictor(weights: str | os.PathLike, backend: str = "auto", graph: bool = False) -> Predictor:
+def load_predictor(weights: str | os.PathLike, backend: str = "auto", graph: bool = False,
+                   threads: int | None = None) -> Predictor:
     """The model(s) of ``weights`` on ``backend`` (auto: torch for a checkpoint, Keras for a ``.keras`` file).
 
     ``graph``: Keras runs traced graphs instead of eager calls (see :attr:`Predictor.graph`).
+    ``threads``: ONNX Runtime's threads (None: its default); torch and Keras are sized by their caller.
     """
     source, paths, backend = resolve(weights, backend)
     if backend == "onnx":
-        return Predictor(backend=backend, source=source, paths=paths, architectures=[],
-                         models=[mnist_runner(path) for path in paths])
+        if source.suffix.lower() == ONNX_SUFFIX:
+            runner = mnist_runner(source, threads)
+        else:  # a .ckpt, .keras or k-fold run: exported in memory, one graph of the mean as convert writes it
+            runner = mnist_runner(source, threads, model=exported_bytes(source))
+        return Predictor(backend=backend, source=source, paths=paths, architectures=[], models=[runner])
     if backend == "torch":
         models = load_networks(source)
         architectures = [network.architecture for network in models]

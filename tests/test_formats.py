@@ -328,6 +328,12 @@ def test_predict_runs_an_onnx_file_on_onnx_runtime(onnx_files, seed_keras, seed_
     on_torch = load_predictor(seed_keras, "torch")
     assert on_onnx.backend == "onnx"
     assert np.abs(on_onnx.predict_proba(pixels) - on_torch.predict_proba(pixels)).max() <= CHECK_TOLERANCE
+    # any other model on ONNX Runtime: exported in memory (nothing written beside it), as convert writes it
+    command_line(["predict", str(seed_png), "--weights", str(seed_keras), "--backend", "onnx"])
+    assert capsys.readouterr().out.startswith(f"{seed_png}: 4 (probability")
+    exported = load_predictor(seed_keras, "onnx")
+    assert exported.backend == "onnx" and exported.paths == [seed_keras]
+    assert np.abs(exported.predict_proba(pixels) - on_torch.predict_proba(pixels)).max() <= CHECK_TOLERANCE
 
 
 ONNX_REFUSALS = [
@@ -335,7 +341,6 @@ ONNX_REFUSALS = [
                            "gives (batch, 10), the batch dynamic or 1; this one takes (batch, 12, 12, 3)"),
     ("truncated.onnx", "auto", "truncated.onnx is not a readable ONNX model"),
     ("notebook.onnx", "torch", "an .onnx file runs on the onnx backend (auto or onnx), not torch"),
-    ("seed.keras", "onnx", "--backend onnx runs an .onnx file, got"),
 ]
 
 

@@ -22,6 +22,7 @@ import requests
 from PIL import Image
 
 from conftest import SERVE_MAX_BYTES, assert_one_line_error, free_port
+from lightning_mnist.serving.uploads import BACKENDS
 from mnist_common.images.preparation import prepare
 from test_predict import make_bad_images
 
@@ -33,14 +34,15 @@ def post_image(url: str, data: bytes, content_type: str = "image/png", **kwargs)
 
 
 def assert_the_four(answer: dict) -> None:
-    """The notebook's imagen.png: 4 from both backends, the same probabilities within 1e-5."""
+    """The notebook's imagen.png: 4 from the three backends, the same probabilities within 1e-5."""
     assert answer["digit"] == 4 and answer["probability"] > 0.99, answer
-    for backend in ("torch", "keras"):
+    for backend in BACKENDS:
         mine = answer[backend]
         assert mine["digit"] == 4 and len(mine["probabilities"]) == 10, mine
         assert abs(sum(mine["probabilities"]) - 1) < 1e-5 and mine["milliseconds"] > 0
     assert answer["agree"] is True and answer["max_difference"] <= 1e-5
-    assert np.abs(np.subtract(answer["torch"]["probabilities"], answer["keras"]["probabilities"])).max() <= 1e-5
+    probabilities = np.array([answer[backend]["probabilities"] for backend in BACKENDS])
+    assert (probabilities.max(0) - probabilities.min(0)).max() <= 1e-5
 
 
 def seen_pixels(answer: dict) -> np.ndarray:
@@ -52,7 +54,7 @@ def seen_pixels(answer: dict) -> np.ndarray:
     return np.asarray(image, np.float32) / 255
 
 
-def test_the_notebooks_four_from_both_backends(served, seed_png):
+def test_the_notebooks_four_from_the_three_backends(served, seed_png):
     assert requests.get(f"{served.url}/health", timeout=TIMEOUT).text == "ok"
     data = seed_png.read_bytes()
     raw = post_image(served.url, data)
@@ -72,8 +74,11 @@ def test_the_notebooks_four_from_both_backends(served, seed_png):
     torch_only = requests.post(f"{served.url}/predict?backends=torch", data=data,
                                headers={"Content-Type": "image/jpeg"}, timeout=TIMEOUT).json()  # any image/* type
     assert "keras" not in torch_only and "agree" not in torch_only and torch_only["torch"]["digit"] == 4
+    two = requests.post(f"{served.url}/predict?backends=onnx,keras", data=data,
+                        headers={"Content-Type": "image/png"}, timeout=TIMEOUT).json()
+    assert "torch" not in two and two["backend"] == "keras" and two["onnx"]["digit"] == 4 and two["agree"] is True
     info = requests.get(f"{served.url}/info", timeout=TIMEOUT).json()
-    assert info["model"]["weights"] == {"torch": "seed.ckpt", "keras": "seed.ckpt"}
+    assert info["model"]["weights"] == {"torch": "seed.ckpt", "keras": "seed.ckpt", "onnx": "seed.ckpt"}
 
 
 def _bad_requests(tmp_path):
@@ -130,7 +135,7 @@ def _digit_png(image: np.ndarray, scale: int = 6) -> bytes:
 
 
 def test_concurrent_clients_all_get_the_right_digit(served, mnist, seed_png):
-    """32 clients at once, 128 requests over 21 pictures: every answer is that picture's digit, from both backends."""
+    """32 clients at once, 128 requests over 21 pictures: every answer is that picture's digit, from each backend."""
     first_two = [int(i) for digit in range(10) for i in np.flatnonzero(mnist.test_labels == digit)[:2]]
     pictures = [(seed_png.read_bytes(), 4)] + [(_digit_png(mnist.test_images[i]), int(mnist.test_labels[i]))
                                                for i in first_two]
@@ -141,11 +146,11 @@ def test_concurrent_clients_all_get_the_right_digit(served, mnist, seed_png):
         answer = post_image(served.url, data)
         assert answer.status_code == 200, answer.text
         body = answer.json()
-        return label, body["torch"]["digit"], body["keras"]["digit"], body["agree"], body["batch"]
+        return label, body["torch"]["digit"], body["keras"]["digit"], body["onnx"]["digit"], body["agree"]
 
     with ThreadPoolExecutor(32) as pool:
         results = list(pool.map(ask, jobs))
-    wrong = [r for r in results if not (r[0] == r[1] == r[2] and r[3])]
+    wrong = [r for r in results if not (r[0] == r[1] == r[2] == r[3] and r[4])]
     assert not wrong, wrong[:5]
     assert {r[0] for r in results} == set(range(10))
 
@@ -174,12 +179,26 @@ def no_server(monkeypatch):
     (["--batch_timeout", "5"], "--batch_timeout must be between 0 and 1"),
     (["--keras_weights", "missing.keras"], "--keras_weights missing.keras: no such file"),
     (["--weights", "broken.ckpt"], "--weights broken.ckpt is not a PyTorch checkpoint"),
+    (["--onnx_weights", "broken.onnx"], "--onnx_weights broken.onnx is not a readable ONNX model"),
+    (["--onnx_weights", "small.onnx"], "--onnx_weights small.onnx: an MNIST model takes float (batch, 28, 28, 1)"),
 ])
 def test_bad_flags_fail_in_one_line(args, fragment, seed_keras, tmp_path, monkeypatch, capsys, no_server):
     from lightning_mnist.commands.serve import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "broken.ckpt").write_bytes(b"PK\x03\x04" + bytes(100))
+    (tmp_path / "broken.onnx").write_bytes(b"\x08\x09" + bytes(100))
+    if "small.onnx" in args:  # an ONNX model of other shapes: 12x12x3 in
+        from lightning_mnist.checkpoints import save_checkpoint
+        from lightning_mnist.formats import FORMATS
+        from lightning_mnist.models import KerasNetwork
+        from mnist_common.architecture import Architecture
+
+        small = Architecture.from_config({"name": "small", "input_shape": [12, 12, 3], "layers": [
+            {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]})
+        save_checkpoint(tmp_path / "small.ckpt", small, KerasNetwork(small).state_dict())
+        FORMATS[".onnx"].write(tmp_path / "small.ckpt", tmp_path / "small.onnx", 20, None)
+        capsys.readouterr()
     argv = ["--weights", str(seed_keras), "--port", str(free_port()), *args]
     with pytest.raises(SystemExit) as info:
         main(argv)

@@ -119,7 +119,7 @@ def shown(driver) -> dict:
         return {state: document.body.dataset.state, digit: document.getElementById('digit').textContent,
                 agreement: document.getElementById('agreement').textContent,
                 error: document.getElementById('error').textContent,
-                torch: bars('torch'), keras: bars('keras'),
+                torch: bars('torch'), keras: bars('keras'), onnx: bars('onnx'),
                 seen: seen.hidden ? null : [seen.src.slice(0, 22), seen.naturalWidth, seen.naturalHeight],
                 input: seen.hidden ? null : seen.src,
                 undo: !document.getElementById('undo').disabled};
@@ -127,14 +127,15 @@ def shown(driver) -> dict:
 
 
 def assert_digit_shown(view: dict, digit: int) -> None:
-    """``digit`` shown, both backends' bars drawn (the digit's the longest), agreement said, the 28x28 input shown."""
+    """``digit`` shown, the three backends' bars drawn (the digit's the longest), agreement said, the 28x28 input
+    shown."""
     assert view["state"] == "done" and view["error"] == "", view
     assert view["digit"] == str(digit), view
-    for backend in ("torch", "keras"):
+    for backend in ("torch", "keras", "onnx"):
         widths = view[backend]
         assert len(widths) == 10 and max(range(10), key=widths.__getitem__) == digit, (backend, widths)
         assert widths[digit] > 0.5, (backend, widths)
-    assert view["agreement"].startswith("PyTorch and Keras agree"), view
+    assert view["agreement"].startswith("PyTorch, Keras and ONNX Runtime agree"), view
     assert view["seen"] == ["data:image/png;base64,", 28, 28], view
 
 
@@ -164,7 +165,7 @@ def test_a_drawn_digit_is_recognised_by_both_backends_and_undo_and_clear_work(pa
     page.find_element("id", "clear").click()
     cleared = shown(page)
     assert cleared["digit"] == "–" and cleared["seen"] is None and not cleared["undo"]
-    assert max(cleared["torch"] + cleared["keras"]) == 0
+    assert max(cleared["torch"] + cleared["keras"] + cleared["onnx"]) == 0
 
 
 @pytest.mark.parametrize("name, strokes, digit, box, thick, pointer", [
@@ -212,6 +213,6 @@ def test_a_disagreement_is_shown(page, seed_png):
     answer["keras"]["digit"], answer["agree"] = 5, False
     page.execute_script("show(arguments[0])", answer)
     view = shown(page)
-    assert view["agreement"] == "PyTorch says 4, Keras says 5", view
+    assert view["agreement"] == "PyTorch says 4, Keras says 5, ONNX Runtime says 4", view
     assert page.find_element("id", "agreement").get_attribute("class") == "disagree"
     assert max(range(10), key=view["torch"].__getitem__) == 4 and max(range(10), key=view["keras"].__getitem__) == 5

@@ -75,7 +75,8 @@ def predict(images: list[str], weights: str, backend: Literal["auto", "torch", "
         weights: a Lightning checkpoint (.ckpt), a Keras model (.keras), a k-fold run's cv_results.json (or its
             folder): the mean of its fold models, or an ONNX model (.onnx) of an MNIST model's shapes.
         backend: the framework that runs the model; auto: PyTorch for a checkpoint, Keras for a .keras file,
-            ONNX Runtime for an .onnx file (which runs on it only).
+            ONNX Runtime for an .onnx file (which runs on it only); onnx runs any other model exported to ONNX in
+            memory first.
         preprocess: mnist: crop, fit 20x20, centre of mass, invert only dark-on-light pictures; notebook: the
             notebook's plain resize to 28x28 and invert.
         json: print one JSON object per image and line (failed images get {"image", "error"}).

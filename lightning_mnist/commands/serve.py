@@ -1,9 +1,9 @@
 """``python -m lightning_mnist serve --weights FILE``: predictions over HTTP and a draw-a-digit page, on LitServe.
 
-Every flag and both model files are checked here, in one ``error:`` line and exit code 2,
+Every flag and every model file is checked here, in one ``error:`` line and exit code 2,
 before any server process starts: the weights are loaded once on PyTorch (which reads
-``.ckpt``, ``.keras`` and ``cv_results.json`` without importing Keras), the port must be
-free. The serving itself is :mod:`lightning_mnist.serving`.
+``.ckpt``, ``.keras`` and ``cv_results.json`` without importing Keras), an ``--onnx_weights`` file
+is read by ONNX Runtime, the port must be free. The serving itself is :mod:`lightning_mnist.serving`.
 """
 
 from __future__ import annotations
@@ -24,21 +24,24 @@ from lightning_mnist.serving.uploads import MAX_BYTES
 PROG = "python -m lightning_mnist serve"
 
 
-def serve(weights: str, keras_weights: str | None = None, port: int = 8000,
+def serve(weights: str, keras_weights: str | None = None, onnx_weights: str | None = None, port: int = 8000,
           host: Literal["127.0.0.1", "0.0.0.0", "::"] = "127.0.0.1", workers: int = 1, threads: int = 1,
           max_batch_size: int = 32, batch_timeout: float = 0.005, max_bytes: int = MAX_BYTES,
           api_servers: int = 2) -> None:
-    """Serve digit predictions from PyTorch and Keras side by side: POST /predict, a page at /, GET /health.
+    """Serve digit predictions from PyTorch, Keras and ONNX Runtime side by side: POST /predict (?backends=torch,
+    keras,onnx or any of them), a page at /, GET /health.
 
     Args:
         weights: the model PyTorch runs: a Lightning checkpoint (.ckpt), a Keras model (.keras) or a k-fold run's
             cv_results.json (the mean of its folds).
         keras_weights: the model Keras runs (the same kinds of file); default: --weights, converted in memory.
+        onnx_weights: the model ONNX Runtime runs (the same kinds of file, or an .onnx file of an MNIST model's
+            shapes); default: --weights, exported to ONNX in memory.
         port: the TCP port to listen on (1024 to 65535).
         host: the address to bind: 127.0.0.1 (this machine only, the default), 0.0.0.0 or :: (every interface: put
             a reverse proxy with TLS, authentication, rate and body-size limits in front first; see docs/serving.md).
-        workers: inference worker processes, each with both models.
-        threads: PyTorch and TensorFlow threads in each inference worker.
+        workers: inference worker processes, each with the three models.
+        threads: PyTorch, TensorFlow and ONNX Runtime threads in each inference worker.
         max_batch_size: requests LitServe gathers into one batch.
         batch_timeout: seconds LitServe waits to fill a batch.
         max_bytes: the largest request body accepted; larger ones get 413.
@@ -54,12 +57,12 @@ def serve(weights: str, keras_weights: str | None = None, port: int = 8000,
     if not 0 <= batch_timeout <= 1:
         raise UserError(f"--batch_timeout must be between 0 and 1 second, got {batch_timeout}")
     _check_port_free(host, port)
-    _check_models(weights, keras_weights)
+    _check_models(weights, keras_weights, onnx_weights)
 
     from lightning_mnist.serving.server import build_server, serve as run_server
 
     server = build_server(weights, keras_weights, workers=workers, threads=threads, max_batch_size=max_batch_size,
-                          batch_timeout=batch_timeout, max_bytes=max_bytes)
+                          batch_timeout=batch_timeout, max_bytes=max_bytes, onnx_weights=onnx_weights)
     shown = f"[{host}]" if ":" in host else host
     print(f"serving http://{shown}:{port}/ (the page), POST /predict, GET /health (200 once the models are loaded); "
           f"Ctrl-C stops", flush=True)
@@ -78,21 +81,27 @@ def _interrupt(main_pid: int, signum: int, frame) -> None:
     os.kill(os.getpid(), signum)
 
 
-def _check_models(weights: str, keras_weights: str | None) -> None:
-    """Load each model file once on PyTorch: a bad file fails here, in one line, not in a worker."""
-    from lightning_mnist.predictors import load_predictor
+def _check_models(weights: str, keras_weights: str | None, onnx_weights: str | None = None) -> None:
+    """Load each model file once on PyTorch (an ``.onnx`` file on ONNX Runtime): a bad file fails here, in one line,
+    not in a worker."""
+    from lightning_mnist.formats.onnx_model import MNIST_CLASSES
+    from lightning_mnist.predictors import load_predictor, resolve
 
     classes = {}
-    for flag, path in (("--weights", weights), ("--keras_weights", keras_weights)):
+    for flag, path in (("--weights", weights), ("--keras_weights", keras_weights), ("--onnx_weights", onnx_weights)):
         if path is None:
             continue
         try:
-            classes[flag] = load_predictor(path, "torch").architecture.num_classes
+            if flag == "--onnx_weights" and resolve(path)[2] == "onnx":  # an .onnx file: MNIST's shapes, checked
+                load_predictor(path, "onnx")
+                classes[flag] = MNIST_CLASSES
+            else:
+                classes[flag] = load_predictor(path, "torch").architecture.num_classes
         except UserError as err:
             raise UserError(f"{flag} {err}" if str(err).startswith(str(path)) else f"{flag}: {err}") from None
     if len(set(classes.values())) > 1:
-        raise UserError(f"--weights gives {classes['--weights']} classes but --keras_weights gives "
-                        f"{classes['--keras_weights']}: serve two models of the same classes")
+        given = ", ".join(f"{flag} gives {count}" for flag, count in classes.items())
+        raise UserError(f"the models do not give the same classes ({given}): serve models of the same classes")
     flag, path = ("--keras_weights", keras_weights) if keras_weights is not None else ("--weights", weights)
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as keras_check:
         refused = keras_check.submit(keras_refusal, path).result()

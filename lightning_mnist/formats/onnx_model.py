@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import tempfile
 from functools import partial
 from pathlib import Path
 
@@ -21,7 +22,9 @@ import torch
 from torch import nn
 
 from mnist_common.errors import UserError, one_line
+from lightning_mnist.checkpoints import load_networks
 from lightning_mnist.formats.base import INPUT_NAME, OUTPUT_NAME, Export, Format, Runner, export_proven
+from lightning_mnist.models.network import Probabilities
 
 SUFFIX = ".onnx"
 OPSET = 18
@@ -43,13 +46,28 @@ def save(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> Non
         quiet.setLevel(level)
 
 
-def session(path: Path):
-    """An ONNX Runtime session of a file on the CPU (the runtime checks the file as it reads it; no code runs)."""
+def session(model: Path | bytes, threads: int | None = None):
+    """An ONNX Runtime session of a file (or a model's bytes) on the CPU (the runtime checks the model as it reads
+    it; no code runs). ``threads``: its intra-op thread pool (None: ONNX Runtime's default, one per core)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only
-    return onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(model if isinstance(model, bytes) else str(model), sess_options=options,
+                                        providers=["CPUExecutionProvider"])
+
+
+def exported_bytes(source: Path) -> bytes:
+    """``source``'s model (a ``.ckpt``, ``.keras`` or k-fold run) exported to ONNX in memory, as :data:`FORMAT`
+    writes it (a temporary folder holds the file only while the exporter writes it; nothing is left)."""
+    module = Probabilities(load_networks(source)).eval()
+    example = torch.zeros(2, *module.input_shape)
+    with tempfile.TemporaryDirectory() as folder:
+        save(module, (example,), Path(folder) / f"model{SUFFIX}")
+        return (Path(folder) / f"model{SUFFIX}").read_bytes()
 
 
 def load(path: Path) -> Runner:
@@ -77,17 +95,18 @@ def _shape_text(shape: list) -> str:
     return "(" + ", ".join(str(d) if isinstance(d, int) else "batch" for d in shape) + ")"
 
 
-def mnist_runner(path: str | Path) -> Runner:
+def mnist_runner(path: str | Path, threads: int | None = None, model: bytes | None = None) -> Runner:
     """Digit probabilities from an ``.onnx`` file, this project's or one from elsewhere: (N, 28, 28) pixels in.
 
     A file is accepted when ONNX Runtime reads it (no code runs: a model is a graph of standard
     operators) and its single float input and output have an MNIST model's shapes: (batch, 28, 28, 1),
     (batch, 28, 28) or (batch, 784) in, (batch, 10) out, the batch axis dynamic or 1. Anything else is
     a one-line UserError. Outputs whose rows are non-negative and sum to 1 are taken as probabilities
-    (this project's files give them); other outputs are logits, and get their softmax.
+    (this project's files give them); other outputs are logits, and get their softmax. ``model``: the
+    model's bytes (an export in memory), ``path`` then only names it.
     """
     try:
-        runtime = session(Path(path))
+        runtime = session(model if model is not None else Path(path), threads)
     except Exception as err:  # ONNX Runtime's errors for damaged, truncated or foreign files
         raise UserError(f"{path} is not a readable ONNX model ({one_line(err)})") from None
     given, taken = runtime.get_inputs(), runtime.get_outputs()

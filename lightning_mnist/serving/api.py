@@ -1,12 +1,12 @@
-"""The LitAPI LitServe runs in each inference worker: prepared digits in, both backends' answers out.
+"""The LitAPI LitServe runs in each inference worker: prepared digits in, three backends' answers out.
 
 LitServe starts every inference worker as a fresh (spawned) process, unpickles this
 object there and calls :meth:`DigitAPI.setup`, which is where the frameworks are imported,
 in the order that works in one process (torch first, then Keras through
 :func:`lightning_mnist.frameworks.import_keras`), with their thread pools sized for the
 worker. LitServe collects concurrent requests into batches (``max_batch_size``,
-``batch_timeout``); each batch goes through PyTorch and Keras once, and every answer says
-how long each backend took for the batch it was in.
+``batch_timeout``); each batch goes through PyTorch, Keras and ONNX Runtime once (those its
+requests asked for), and every answer says how long each backend took for the batch it was in.
 
 The requests arrive already prepared (:mod:`lightning_mnist.serving.uploads` refuses bad
 ones in the HTTP process), so nothing in a batch can fail because of another request.
@@ -32,22 +32,24 @@ API_PATH = "/predict"
 
 
 class DigitAPI(ls.LitAPI):
-    """The digit in prepared 28x28 pictures, from a PyTorch model and a Keras model (the same one by default).
+    """The digit in prepared 28x28 pictures, from PyTorch, Keras and ONNX Runtime (the same model by default).
 
-    ``weights`` runs on PyTorch; ``keras_weights`` on Keras, and when it is None the
-    ``weights`` file runs on Keras too (a checkpoint is converted in memory), so both
-    backends always answer. Either may be a ``.ckpt``, a ``.keras`` or a ``cv_results.json``.
+    ``weights`` runs on PyTorch; ``keras_weights`` on Keras and ``onnx_weights`` on ONNX Runtime,
+    and when either is None the ``weights`` file runs there too (converted in memory: to a Keras
+    model, or exported to ONNX), so every backend answers. Each may be a ``.ckpt``, a ``.keras`` or
+    a ``cv_results.json``; ``onnx_weights`` may also be an ``.onnx`` file.
     """
 
     def __init__(self, weights: str, keras_weights: Optional[str] = None, threads: int = 1,
-                 max_batch_size: int = 32, batch_timeout: float = 0.005):
+                 max_batch_size: int = 32, batch_timeout: float = 0.005, onnx_weights: Optional[str] = None):
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=API_PATH)
-        self.weights = {"torch": str(weights), "keras": str(keras_weights or weights)}
+        self.weights = {"torch": str(weights), "keras": str(keras_weights or weights),
+                        "onnx": str(onnx_weights or weights)}
         self.threads = threads
         self.predictors: dict = {}
 
     def setup(self, device: str) -> None:
-        """Import the frameworks (torch first), size their thread pools, load both models and warm them up.
+        """Import the frameworks (torch first), size their thread pools, load the three models and warm them up.
 
         Ctrl-C reaches every process of the terminal's group; this worker ignores it and is
         stopped by the main process, which LitServe shuts down in order.
@@ -66,7 +68,8 @@ class DigitAPI(ls.LitAPI):
         tf.config.threading.set_inter_op_parallelism_threads(1)
         from lightning_mnist.predictors import load_predictor
 
-        self.predictors = {backend: load_predictor(path, backend, graph=True) for backend, path in self.weights.items()}
+        self.predictors = {backend: load_predictor(path, backend, graph=True, threads=self.threads)
+                           for backend, path in self.weights.items()}
         for size in sorted({1, 2, self.max_batch_size}):  # Keras traces its graph on the first shapes
             for predictor in self.predictors.values():
                 predictor.predict_proba(np.zeros((size, 28, 28), np.float32))
@@ -95,7 +98,8 @@ class DigitAPI(ls.LitAPI):
         return outputs if isinstance(uploads, list) else outputs[0]
 
     def encode_response(self, output) -> dict:
-        """The JSON answer: the digit (PyTorch's, else Keras'), each backend's answer, the 28x28 input."""
+        """The JSON answer: the digit (the first backend's: PyTorch, Keras, ONNX Runtime), each backend's answer,
+        whether they agree and their largest difference (two or more backends), the 28x28 input."""
         upload, answers, batch = output
         per_backend = {}
         for backend, (probabilities, milliseconds) in answers.items():
@@ -106,9 +110,9 @@ class DigitAPI(ls.LitAPI):
         first = next(iter(answers))
         response = record(upload.name, answers[first][0], backend=first, **per_backend)
         if len(answers) > 1:
-            torch_p, keras_p = answers["torch"][0], answers["keras"][0]
-            response["agree"] = per_backend["torch"]["digit"] == per_backend["keras"]["digit"]
-            response["max_difference"] = float(np.abs(torch_p - keras_p).max())
+            probabilities = np.stack([p for p, _ in answers.values()])
+            response["agree"] = len({answer["digit"] for answer in per_backend.values()}) == 1
+            response["max_difference"] = float((probabilities.max(0) - probabilities.min(0)).max())
         response.update(batch=batch, input={"png": upload.seen, "inverted": upload.inverted,
                                             "size": list(upload.size)})
         return response

@@ -35,7 +35,7 @@ from mnist_common.images.decoding import ImageError
 from mnist_common.images.preparation import prepare_bytes
 
 FIELD = "file"  # the multipart field that holds the picture
-BACKENDS = ("torch", "keras")
+BACKENDS = ("torch", "keras", "onnx")
 MAX_BYTES = 10 * 1024 * 1024  # the default body limit: a phone photo of a digit fits, a drawn one is ~10 KiB
 BAD_REQUEST, TOO_LARGE, WRONG_TYPE, UNUSABLE = 400, 413, 415, 422
 
@@ -65,14 +65,14 @@ def input_data_url(pixels: np.ndarray) -> str:
 
 
 def wanted_backends(request: Request) -> tuple[str, ...]:
-    """``?backends=torch`` (or ``keras``, or ``torch,keras``, the default): the backends that answer."""
+    """``?backends=torch`` (or ``keras``, ``onnx``, any of them comma-separated; default all three): who answers."""
     asked = request.query_params.get("backends")
     if asked is None:
         return BACKENDS
     names = tuple(dict.fromkeys(name.strip() for name in asked.split(",") if name.strip()))
     unknown = [name for name in names if name not in BACKENDS]
     if not names or unknown:
-        raise refuse(BAD_REQUEST, f"backends must name torch, keras or both (comma-separated), got {asked!r}")
+        raise refuse(BAD_REQUEST, f"backends must name torch, keras, onnx or several (comma-separated), got {asked!r}")
     return names
 
 
