@@ -43,6 +43,7 @@ from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.images.decoding import ImageError  # noqa: E402
 from mnist_common.images.preparation import prepare  # noqa: E402
+from mnist_common.keras_file import KERAS_SUFFIX  # noqa: E402
 from mnist_common.mnist import load_mnist  # noqa: E402
 from mnist_common.renderings import STYLES, write_renderings  # noqa: E402
 
@@ -140,7 +141,7 @@ def measure(count: int = 1000, seed: int = 0, weights: Path = SEED / "cnn_model.
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.weights
         ckpt = weights
-        if weights.suffix == ".keras":
+        if weights.suffix.lower() == KERAS_SUFFIX:
             from lightning_mnist.conversion import keras_to_checkpoint
 
             ckpt = Path(tmp) / "seed.ckpt"

@@ -216,7 +216,7 @@ def fold_model_paths(results_path: str | os.PathLike) -> tuple[Path, list[Path],
         path = Path(fold["model_path"])
         path = path if path.is_absolute() else source.parent / path
         what = f"{source}: fold {fold.get('fold', i)} model"
-        if path.suffix.lower() not in (CKPT_SUFFIX, KERAS_SUFFIX):
+        if path.suffix.lower() not in TORCH_LOADERS:
             raise UserError(f"{what} {path}: expected a checkpoint ({CKPT_SUFFIX}) or a Keras model ({KERAS_SUFFIX})")
         model_file(path, what)
         paths.append(path)
@@ -227,7 +227,7 @@ def _single_file_kind(path: Path) -> str:
     suffix = path.suffix.lower()
     if path.is_dir() or suffix == RESULTS_SUFFIX:
         return RESULTS_SUFFIX
-    if suffix not in (CKPT_SUFFIX, KERAS_SUFFIX):
+    if suffix not in TORCH_LOADERS:  # the one table of the model files read here
         model_file(path, "model")
         raise UserError(f"{path}: expected {ACCEPTED}")
     return suffix

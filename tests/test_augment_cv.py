@@ -207,6 +207,14 @@ def test_cv_trains_every_fold_from_a_fresh_model_and_writes_results(mnist_dir, m
     assert results["ensemble_test_acc"] == pytest.approx(expected, abs=1e-6)
     assert sum(map(sum, results["ensemble_confusion_matrix"])) == 10_000
     assert (run / "cv_curves.png").stat().st_size > 10_000 and (run / "mistakes.png").is_file()
+    # the ensemble as one ONNX graph (convert, proven on the 10,000 test images): the ensemble's predictions
+    from lightning_mnist.__main__ import main as command_line
+    from lightning_mnist.formats import onnx_model
+
+    command_line(["convert", str(run / "cv_results.json"), str(tmp_path / "ensemble.onnx"),
+                  "--data_dir", str(mnist_dir)])
+    p_onnx = onnx_model.load(tmp_path / "ensemble.onnx")(mnist.test_images[..., None].astype(np.float32) / 255)
+    assert np.abs(p_onnx - mean.numpy()).max() <= 1e-5 and (p_onnx.argmax(1) == mean.argmax(1).numpy()).all()
 
 
 def test_cv_command_line_reports_fold_scores(run_module, tmp_path):

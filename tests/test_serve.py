@@ -179,6 +179,8 @@ def no_server(monkeypatch):
     (["--batch_timeout", "5"], "--batch_timeout must be between 0 and 1"),
     (["--keras_weights", "missing.keras"], "--keras_weights missing.keras: no such file"),
     (["--weights", "broken.ckpt"], "--weights broken.ckpt is not a PyTorch checkpoint"),
+    (["--weights", "broken.onnx"], "--weights broken.onnx: an .onnx file runs on ONNX Runtime only: give it as "
+                                    "--onnx_weights"),
     (["--onnx_weights", "broken.onnx"], "--onnx_weights broken.onnx is not a readable ONNX model"),
     (["--onnx_weights", "small.onnx"], "--onnx_weights small.onnx: an MNIST model takes float (batch, 28, 28, 1)"),
 ])

@@ -92,6 +92,8 @@ def _check_models(weights: str, keras_weights: str | None, onnx_weights: str | N
         if path is None:
             continue
         try:
+            if flag != "--onnx_weights" and resolve(path)[2] == "onnx":
+                raise UserError(f"{path}: an .onnx file runs on ONNX Runtime only: give it as --onnx_weights")
             if flag == "--onnx_weights" and resolve(path)[2] == "onnx":  # an .onnx file: MNIST's shapes, checked
                 load_predictor(path, "onnx")
                 classes[flag] = MNIST_CLASSES
