@@ -27,9 +27,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": (TRAINER, "score a checkpoint, .keras file or k-fold ensemble on the validation split"),
     "test": (TRAINER, "score a checkpoint, .keras file or k-fold ensemble on the 10,000 test images"),
     "cv": (TRAINER, "stratified k-fold cross-validation, a fresh model per fold, and their ensemble"),
-    "convert": ("lightning_mnist.commands.convert:main", "a model file to .ckpt, .keras, .pt2 or .onnx, proven"),
-    "predict": ("lightning_mnist.commands.predict:main", "the digit in your own pictures, on PyTorch or Keras"),
-    "serve": ("lightning_mnist.commands.serve:main", "PyTorch and Keras predictions over HTTP, and a draw-a-digit page"),
+    "convert": ("lightning_mnist.commands.convert:main", "a model file to .ckpt, .keras, .pt2, .onnx, .tflite, proven"),
+    "predict": ("lightning_mnist.commands.predict:main", "the digit in your pictures: PyTorch, Keras or ONNX Runtime"),
+    "serve": ("lightning_mnist.commands.serve:main", "PyTorch, Keras and ONNX Runtime over HTTP, a draw-a-digit page"),
     "augment-preview": ("lightning_mnist.commands.augment_preview:main", "draw digits and augmented copies of them"),
 }
 

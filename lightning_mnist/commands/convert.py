@@ -2,7 +2,7 @@
 
 The destination's suffix names its format, which the registry (:mod:`lightning_mnist.formats`)
 looks up with what it can be written from: ``.keras -> .ckpt``, ``.ckpt -> .keras``, and any
-model (``.ckpt``, ``.keras``, a k-fold ``cv_results.json``) to ``.pt2`` or ``.onnx``. Any
+model (``.ckpt``, ``.keras``, a k-fold ``cv_results.json``) to ``.pt2``, ``.onnx`` or ``.tflite``. Any
 architecture of the supported layers converts (see ``mnist_common.architecture``). Every
 conversion proves itself before the file appears.
 """
@@ -25,18 +25,19 @@ def convert(src: str, dst: str, check_images: int = MAX_CHECK_IMAGES, data_dir: 
             overwrite: bool = False) -> None:
     """Convert a model file to another format, proven; the destination's suffix names the format.
 
-    .keras -> .ckpt, .ckpt -> .keras, and .ckpt, .keras or a k-fold cv_results.json -> .pt2 (torch.export)
-    or .onnx (ONNX, opset 18); the exported files take the Keras model's input and give probabilities.
+    .keras -> .ckpt, .ckpt -> .keras, and .ckpt, .keras or a k-fold cv_results.json -> .pt2 (torch.export),
+    .onnx (ONNX, opset 18) or .tflite (LiteRT, Keras' export); the exported files take the Keras model's input
+    and give probabilities.
 
     Args:
         src: the .ckpt, .keras or cv_results.json file to read.
-        dst: the .keras, .ckpt, .pt2 or .onnx file to write (its folder must exist).
+        dst: the .keras, .ckpt, .pt2, .onnx or .tflite file to write (its folder must exist).
         check_images: prove the conversion on this many inputs, 1 to 10000: MNIST test images for a network
             that takes 28x28x1 and gives 10 classes, seeded random ones otherwise.
         data_dir: the folder holding MNIST/raw (default $MNIST_DATA_DIR, else ./data).
         overwrite: replace dst if it exists (otherwise an existing file is refused).
     """
-    from lightning_mnist.formats import format_for  # torch loads here; Keras only for .ckpt <-> .keras
+    from lightning_mnist.formats import format_for  # torch loads here; Keras only for .ckpt <-> .keras and .tflite
 
     destination_format = format_for(src, dst)
     src, dst = check_readable(check_file(src), str(src)), Path(dst)  # a missing, unreadable or remote source

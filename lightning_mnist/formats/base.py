@@ -1,7 +1,7 @@
 """What a model file format is, and the proof an exported file gives before it appears.
 
 A :class:`Format` is one kind of model file: its suffix, what it is, the files it is written
-from, and how it is written from one of them, proven. The deploy formats (``.pt2``, ``.onnx``)
+from, and how it is written from one of them, proven. The deploy formats (``.pt2``, ``.onnx``, ``.tflite``)
 share one way of writing (:func:`export_proven`): the source's networks as one
 :class:`~lightning_mnist.models.network.Probabilities` module (softmax in the graph, as the
 Keras model has it), its input in the model's own layout with a dynamic batch axis, written

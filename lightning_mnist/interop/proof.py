@@ -31,7 +31,7 @@ class ParityReport:
     """Two runs of one model (the source and its converted file) on the same ``images`` inputs.
 
     The sides are named so one report serves every conversion: torch against Keras for the
-    ``.keras`` bridge, the source network against a ``.pt2`` or ``.onnx`` file run by its own runtime.
+    ``.keras`` bridge, the source network against a ``.pt2``, ``.onnx`` or ``.tflite`` file run by its own runtime.
     """
 
     inputs: str  # what the inputs were
