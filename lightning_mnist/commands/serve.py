@@ -92,9 +92,10 @@ def _check_models(weights: str, keras_weights: str | None, onnx_weights: str | N
         if path is None:
             continue
         try:
-            if flag != "--onnx_weights" and resolve(path)[2] == "onnx":
+            onnx_file = resolve(path)[2] == "onnx"
+            if onnx_file and flag != "--onnx_weights":
                 raise UserError(f"{path}: an .onnx file runs on ONNX Runtime only: give it as --onnx_weights")
-            if flag == "--onnx_weights" and resolve(path)[2] == "onnx":  # an .onnx file: MNIST's shapes, checked
+            if onnx_file:  # read by ONNX Runtime: refused unless it has an MNIST model's shapes
                 load_predictor(path, "onnx")
                 classes[flag] = MNIST_CLASSES
             else:
