@@ -1,12 +1,12 @@
-"""Digit probabilities from any model file the project accepts, on PyTorch or on Keras.
+"""Digit probabilities from any model file the project accepts, on PyTorch, Keras or ONNX Runtime.
 
 What ``predict`` and ``serve`` run: :func:`load_predictor` takes a ``.ckpt``, a ``.keras``
 file or a k-fold run's ``cv_results.json`` (the mean of its fold models) and a backend;
-either backend runs either file, converting it in memory. The torch backend imports
+each backend runs each of these files, converting it in memory (the ``onnx`` backend exports
+it to ONNX as ``convert`` writes it, leaving no file). The torch backend imports
 neither Lightning nor Keras (a ``.keras`` file's weights are read straight from the
-file), so it answers fast. The ``onnx`` backend runs an ``.onnx`` file, and only that, with
-ONNX Runtime (:func:`lightning_mnist.formats.onnx_model.mnist_runner`): an ``.onnx`` file, or any other
-model exported to ONNX in memory first.
+file), so it answers fast. An ``.onnx`` file runs on the ``onnx`` backend only, with ONNX
+Runtime (:func:`lightning_mnist.formats.onnx_model.mnist_runner`: an MNIST model's shapes, or refused).
 """
 
 from __future__ import annotations
