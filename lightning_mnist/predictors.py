@@ -21,7 +21,8 @@ from mnist_common.architecture import MNIST_INPUT_SHAPES, Architecture, Architec
 from mnist_common.errors import UserError
 from mnist_common.keras_file import check_file
 from lightning_mnist.checkpoints import load_keras_models, load_networks, model_files
-from lightning_mnist.formats.onnx_model import SUFFIX as ONNX_SUFFIX, exported_bytes, mnist_runner
+from lightning_mnist.formats import runnable_format
+from lightning_mnist.formats.onnx_model import exported_bytes, mnist_runner
 
 BACKENDS = ("torch", "keras", "onnx")
 
@@ -78,13 +79,13 @@ def resolve(weights: str | os.PathLike, backend: str = "auto") -> tuple[Path, li
     """(source, model files, backend) for ``weights``, checked without importing a framework's model code."""
     if backend not in ("auto", *BACKENDS):
         raise UserError(f"backend must be auto, {', '.join(BACKENDS)}, got {backend!r}")
-    onnx_file = Path(weights).suffix.lower() == ONNX_SUFFIX
-    if onnx_file:
-        if backend not in ("auto", "onnx"):
-            raise UserError(f"weights {weights}: an {ONNX_SUFFIX} file runs on the onnx backend (auto or onnx), "
-                            f"not {backend}")
+    runnable = runnable_format(weights)  # a deploy file a backend runs as it is (.onnx), the registry says
+    if runnable is not None:
+        if backend not in ("auto", runnable.backend):
+            raise UserError(f"weights {weights}: an {runnable.suffix} file runs on the {runnable.backend} backend "
+                            f"(auto or {runnable.backend}), not {backend}")
         path = check_file(weights, "model")
-        return path, [path], "onnx"
+        return path, [path], runnable.backend
     try:
         source, paths, default = model_files(weights)
     except OSError as err:  # permissions, I/O errors
@@ -101,8 +102,9 @@ def load_predictor(weights: str | os.PathLike, backend: str = "auto", graph: boo
     """
     source, paths, backend = resolve(weights, backend)
     if backend == "onnx":
-        if source.suffix.lower() == ONNX_SUFFIX:
-            runner = mnist_runner(source, threads)
+        runnable = runnable_format(source)
+        if runnable is not None:
+            runner = runnable.read(source, threads)
         else:  # a .ckpt, .keras or k-fold run: exported in memory, one graph of the mean as convert writes it
             runner = mnist_runner(source, threads, model=exported_bytes(source))
         return Predictor(backend=backend, source=source, paths=paths, architectures=[], models=[runner])

@@ -38,6 +38,12 @@ def formats_text() -> str:
     return "; ".join(f"{f.suffix} from {', '.join(map(_suffix_text, f.sources))}" for f in FORMATS.values())
 
 
+def runnable_format(path: str | os.PathLike) -> Format | None:
+    """The format of ``path`` if predict and serve run such a file as it is (``.onnx``: ONNX Runtime), else None."""
+    found = FORMATS.get(Path(path).suffix.lower())
+    return found if found is not None and found.backend is not None else None
+
+
 def format_for(source: str | os.PathLike, destination: str | os.PathLike) -> Format:
     """The format ``destination`` names by its suffix, if it can be written from ``source``; else a one-line UserError."""
     src, dst = Path(source).suffix.lower(), Path(destination).suffix.lower()

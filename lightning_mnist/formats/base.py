@@ -47,6 +47,10 @@ class Format:
     what: str  # a phrase: "a Lightning checkpoint"
     sources: tuple[str, ...]  # the suffixes of the files it is written from (".json": a k-fold cv_results.json)
     write: Writer
+    # a deploy file that predict and serve run as it is: the backend that runs it ("onnx") and how it is read
+    # (path, threads -> digit probabilities of (N, 28, 28) pixels, or a one-line UserError); None: not run as a file
+    backend: str | None = None
+    read: Callable[[Path, int | None], Runner] | None = None
 
 
 @dataclass(frozen=True)

@@ -82,8 +82,6 @@ def load(path: Path) -> Runner:
 
 
 EXPORT = Export(suffix=SUFFIX, runtime="ONNX Runtime", save=save, load=load, details=f", opset {OPSET}")
-FORMAT = Format(suffix=SUFFIX, what="an ONNX model", sources=(".ckpt", ".keras", ".json"),
-                write=partial(export_proven, EXPORT))
 
 
 MNIST_PIXELS = 784
@@ -133,3 +131,7 @@ def mnist_runner(path: str | Path, threads: int | None = None, model: bytes | No
         return shifted / shifted.sum(axis=1, keepdims=True)
 
     return run
+
+
+FORMAT = Format(suffix=SUFFIX, what="an ONNX model", sources=(".ckpt", ".keras", ".json"),
+                write=partial(export_proven, EXPORT), backend="onnx", read=mnist_runner)
