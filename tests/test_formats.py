@@ -1,8 +1,8 @@
-"""The registry of model file formats: ``convert`` to ``.pt2`` and ``.onnx``, proven, and its refusals.
+"""The registry of model file formats: ``convert`` to ``.pt2``, ``.onnx`` and ``.tflite``, proven, and its refusals.
 
 Conversions run through the real ``convert`` command in this process (a start-up would cost
 more than most of them); the written files are then run in a fresh process that imports
-neither the project nor Keras, as a user deploying them would. One full 10,000-image proof per
+neither the project nor Keras nor TensorFlow, only each file's runtime, as a user deploying them would. One full 10,000-image proof per
 format (the notebook's own file); the others prove themselves on fewer inputs.
 """
 
