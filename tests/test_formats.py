@@ -3,8 +3,8 @@
 Conversions run through the real ``convert`` command in this process (a start-up would cost
 more than most of them); the written files are then run in a fresh process that imports
 neither the project nor Keras nor TensorFlow, only each file's runtime, as a user deploying them
-would. One full 10,000-image proof per
-format (the notebook's own file); the others prove themselves on fewer inputs.
+would. One full 10,000-image proof per format (the notebook's own file); the others prove
+themselves on fewer inputs.
 """
 
 from __future__ import annotations
