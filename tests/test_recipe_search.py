@@ -1,0 +1,73 @@
+"""benchmarks/recipe_search.py: an Optuna study that several processes run together, whose best trial is a config
+``fit --config`` trains.
+
+Real processes, real MNIST: two searches started side by side on one SQLite study (1,000 images, one epoch, one
+trial each), then ``python -m lightning_mnist fit --config`` on the config the study's best trial was written as.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from conftest import REPO, main_error, module_env, run_python_module
+
+SEARCH = REPO / "benchmarks" / "recipe_search.py"
+SUBSET = 1000
+
+
+def test_two_processes_share_one_study_and_its_best_config_trains(tmp_path, mnist_dir):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    command = [sys.executable, str(SEARCH), "--storage", storage, "--study_name", "side-by-side", "--n_trials", "1",
+               "--subset", str(SUBSET), "--epochs", "[1]", "--batch_sizes", "[128]", "--output_dir",
+               str(tmp_path / "runs")]
+    env = {**module_env(mnist_dir), "OMP_NUM_THREADS": "1"}
+    searches = [subprocess.Popen([*command, "--sampler_seed", str(k)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True) for k in range(2)]
+    outputs = [s.communicate(timeout=600)[0] for s in searches]
+    assert [s.returncode for s in searches] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+
+    trials = optuna.load_study(study_name="side-by-side", storage=storage).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert len({t.user_attrs["process"] for t in trials}) == 2  # one trial from each process
+    for t in trials:  # the pruning callback reported every epoch's val/acc; the objective is the chosen epoch's
+        assert set(t.intermediate_values) == {0}
+        assert t.value == pytest.approx(t.intermediate_values[0]) and 0.0 <= t.value <= 1.0
+        run = json.loads((Path(t.user_attrs["run_dir"]) / "results.json").read_text())
+        assert t.value == run["history"][run["best_epoch"]]["val_acc"]  # validation, not run["test_acc"]
+
+    best_file = tmp_path / "runs" / "side-by-side" / "best.yaml"
+    best = yaml.safe_load(best_file.read_text())
+    assert best == max(trials, key=lambda t: t.value).user_attrs["config"]
+    fit = run_python_module(mnist_dir, "lightning_mnist", "fit", "--config", best_file, "--trainer.max_epochs", 1,
+                            "--data.subset", SUBSET, "--trainer.enable_progress_bar", "false", "--output_dir",
+                            tmp_path / "refit", cwd=tmp_path)
+    [results] = (tmp_path / "refit").rglob("results.json")
+    used = json.loads(results.read_text())["config"]
+    assert {k: used["model"][k] for k in best["model"]} == best["model"], fit.stdout[-2000:]
+    assert {k: used["data"][k] for k in best["data"]} == best["data"]
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--storage", "sqlite:////no/such/folder/s.db"], "--storage sqlite:////no/such/folder/s.db: the folder"),
+    (["--storage", "nosuchdb://x"], "--storage nosuchdb://x:"),
+    (["--n_trials", "-1"], "--n_trials must be 0 or more"),
+    (["--subset", "5"], "--subset must be between 20"),
+])
+def test_bad_search_settings_are_one_line(flags, expected, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sys.path.insert(0, str(SEARCH.parent))
+    try:
+        import recipe_search
+    finally:
+        sys.path.remove(str(SEARCH.parent))
+    code, line, _ = main_error(recipe_search.main, [*flags, "--n_trials", "0"] if "--n_trials" not in flags
+                               else flags, capsys)
+    assert code == 2 and expected in line, line
+    assert not (tmp_path / "runs").exists()
