@@ -11,8 +11,8 @@ read back. For every epoch the script reports, for both frameworks, the mean and
 over the seeds of the training loss (the mean over the epoch's batches as the model trains: Keras'
 ``History`` and Lightning's ``train/loss`` both are) and of the validation accuracy, and the mean
 difference Lightning - Keras. ``--lightning_flags`` / ``--keras_flags`` change one thing on one side,
-to test a suspect one variable at a time; ``--label`` names such a measurement (its runs, its JSON,
-its table's markers). Writes ``<output_dir>/<label>/epoch_gap.json`` and, with ``--doc``, the table
+to test a suspect one variable at a time; ``--label`` names such a measurement (its JSON, its table's
+markers). Writes ``<output_dir>/<label>.json`` and, with ``--doc``, the table
 between that file's ``epoch-gap-<label>`` markers. Timings are never the point here; the CPU and
 the load average are recorded anyway.
 """
@@ -61,6 +61,13 @@ def history(framework: str, seed: int, folder: Path, flags: list[str], max_epoch
     done.write_text(json.dumps({"argv": argv, "history": rows, "process_seconds": round(seconds, 1),
                                 "load_average_after": load_average()}, indent=2) + "\n")
     return rows
+
+
+def run_name(flags: list[str], max_epochs: int, subset: int | None) -> str:
+    """The folder of one framework's runs with these settings: measurements that share them share the runs (the
+    Keras runs at its defaults serve every measurement that changes only Lightning)."""
+    name = "_".join(flag.lstrip("-").replace(".", "-").replace("/", "-") for flag in flags) or "defaults"
+    return f"{name}_e{max_epochs}" + (f"_s{subset}" if subset else "")
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
@@ -117,10 +124,11 @@ def measure(seeds: list[int] = [0, 1, 2, 3, 4], max_epochs: int = 10,  # noqa: B
         max_epochs: epochs of every run (early stopping is kept out of the way).
         lightning_flags: extra flags for ``python -m lightning_mnist fit`` (one suspect at a time).
         keras_flags: extra flags for ``python -m keras_reference train``.
-        label: names this measurement: its runs' folder, its JSON and its markers in ``doc``.
+        label: names this measurement: its JSON and its markers in ``doc``.
         subset: train on a stratified subset of this many images (quick looks only).
         data_dir: the folder holding MNIST/raw (default: each command's own default).
-        output_dir: runs go to ``<output_dir>/<label>/<framework>/seed_<S>``.
+        output_dir: runs go to ``<output_dir>/runs/<framework>/<its flags>/seed_<S>`` (reused by every
+            measurement with the same settings), the report to ``<output_dir>/<label>.json``.
         doc: write the table into this Markdown file, between its ``epoch-gap-<label>`` markers.
     """
     if not seeds or max_epochs < 1:
@@ -128,16 +136,17 @@ def measure(seeds: list[int] = [0, 1, 2, 3, 4], max_epochs: int = 10,  # noqa: B
     if not label.replace("-", "").replace("_", "").isalnum():
         raise UserError(f"--label {label!r}: letters, digits, '-' and '_' only")
     before = load_average()
-    out = Path(output_dir).resolve() / label
+    out = Path(output_dir).resolve()
     flags = {"lightning": lightning_flags, "keras": keras_flags}
-    runs = {fw: {seed: history(fw, seed, out / fw / f"seed_{seed}", flags[fw], max_epochs, subset, data_dir)
+    runs = {fw: {seed: history(fw, seed, out / "runs" / fw / run_name(flags[fw], max_epochs, subset) / f"seed_{seed}",
+                               flags[fw], max_epochs, subset, data_dir)
                  for seed in seeds} for fw in FRAMEWORKS}
     invocation = " ".join(sys.argv[1:]) if os.path.basename(sys.argv[0]) == "epoch_gap.py" else ""
     report = {"machine": describe_machine(), "invocation": invocation, "load_average_before": (before or ["?"])[0],
               "load_average_after": (load_average() or ["?"])[0], "seeds": seeds, "max_epochs": max_epochs,
               "subset": subset, "label": label, "lightning_flags": lightning_flags, "keras_flags": keras_flags,
               "epochs": compare(runs, max_epochs), "runs": runs}
-    path = out / "epoch_gap.json"
+    path = out / f"{label}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
     print(f"{table}\n\nresults: {path}")
