@@ -17,8 +17,7 @@ after each epoch by Optuna's Lightning callback (``optuna_integration.PyTorchLig
 on ``val/acc``, a median pruner). The study lives in a database (``--storage``, SQLite by default, any
 URL Optuna takes), created by the first process and joined by the others (``load_if_exists``); each
 process runs ``--n_trials`` trials, then writes the best trial so far as a config file that
-``python -m lightning_mnist fit --config`` (and, without an EMA, ``python -m keras_reference train
---config``) accepts.
+``python -m lightning_mnist fit --config`` and ``python -m keras_reference train --config`` accept.
 """
 
 from __future__ import annotations

@@ -22,6 +22,12 @@ from mnist_common.settings import check_data_settings, check_optimizer_settings,
 from mnist_common.splits import DEFAULT_NUM_FOLDS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION
 
 FRAMEWORK = "keras"
+LIGHTNING_EMA = "lightning_mnist.training.callbacks.EMAWeightAveraging"
+# Lightning's own class averages the same way (the project's also tests the averaged weights outside fit)
+EMA_CLASS_PATHS = (LIGHTNING_EMA, "lightning.pytorch.callbacks.EMAWeightAveraging")
+# EMAWeightAveraging's other settings at Lightning's defaults: the only values the Keras reference mirrors
+EMA_DEFAULTS = {"device": None, "use_buffers": True, "update_every_n_steps": 1, "update_starting_at_step": None,
+                "update_starting_at_epoch": None}
 LEARNING_RATE = 1e-4  # the notebook's Adam(learning_rate=0.0001); epsilon stays Keras' 1e-7
 
 
@@ -92,12 +98,34 @@ class TrainerSettings:
 
     Args:
         max_epochs: at most this many epochs (the notebook's 10).
-        callbacks: Lightning's extra callbacks (a shared config's ``trainer.callbacks``); the Keras
-            reference has none, so a config naming any is refused rather than run without them.
+        callbacks: Lightning's extra callbacks (a shared config's ``trainer.callbacks``): the Keras reference
+            mirrors one, an EMA of the weights (``lightning_mnist.training.callbacks.EMAWeightAveraging``
+            with its ``decay``; :mod:`keras_reference.averaging`); a config naming any other is refused
+            rather than run without it.
     """
 
     max_epochs: int = 10
     callbacks: list[dict] | None = None
+
+    def ema_decay(self) -> float | None:
+        """The decay of the EMA of the weights ``callbacks`` asks for (None: no EMA), or a one-line UserError
+        naming what Keras cannot do: any other callback, or EMA settings other than Lightning's defaults."""
+        if not self.callbacks:
+            return None
+        names = [str(c.get("class_path", c)) if isinstance(c, dict) else str(c) for c in self.callbacks]
+        if len(self.callbacks) != 1 or names[0] not in EMA_CLASS_PATHS:
+            raise UserError(f"--trainer.callbacks ({', '.join(n.rsplit('.', 1)[-1] for n in names)}): Lightning "
+                            f"callbacks do not run in Keras; the one the Keras reference mirrors is a single "
+                            f"{LIGHTNING_EMA} (an EMA of the weights)")
+        init_args = dict(self.callbacks[0].get("init_args") or {})
+        decay = init_args.pop("decay", 0.999)
+        other = {k: v for k, v in init_args.items() if EMA_DEFAULTS.get(k, object()) != v}
+        if other:
+            raise UserError(f"--trainer.callbacks EMAWeightAveraging {other}: the Keras reference mirrors its decay "
+                            f"only, with Lightning's defaults for {', '.join(EMA_DEFAULTS)}")
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay <= 1.0:
+            raise UserError(f"--trainer.callbacks EMAWeightAveraging decay {decay!r}: a number from 0 to 1")
+        return float(decay)
 
 
 @dataclass(frozen=True)
@@ -129,11 +157,7 @@ class RunSettings:
         """Refuse, in one line, what no run can use; check the data files and the output folder. Returns self."""
         load_architecture(self.model.architecture).require_mnist(f"`{command}` on MNIST")
         check_optimizer_settings(self.model.lr, self.model.label_smoothing, self.model.weight_decay)
-        if self.trainer.callbacks:
-            names = ", ".join(str(c.get("class_path", c)).rsplit(".", 1)[-1] for c in self.trainer.callbacks)
-            raise UserError(f"--trainer.callbacks ({names}): Lightning callbacks do not run in Keras; an EMA of the "
-                            "weights (EMAWeightAveraging) is not Keras' use_ema, which validates with the raw "
-                            "weights and averages no BatchNorm statistics, so the run would not be the same")
+        self.trainer.ema_decay()
         if self.data.augment and self.data.elastic_alpha:
             raise UserError(f"--data.elastic_alpha {self.data.elastic_alpha:g}: the Keras reference has no elastic "
                             "distortion (Lightning's only); use 0")

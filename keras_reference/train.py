@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_bridge.backend import import_keras
+from keras_reference.averaging import WeightAveraging
 from keras_reference.config import FRAMEWORK, RunSettings
 from keras_reference.data import Data, load_data, train_dataset
 from keras_bridge.files import save_model
@@ -90,18 +91,22 @@ def fit(model: "keras.Model", data: Data, settings: RunSettings, callbacks: tupl
 
     When this returns, the model holds the weights of its best epoch (lowest val_loss: plain cross-entropy
     even when the training loss is label-smoothed), the checkpoint Lightning's ``fit`` tests; Keras
-    restores them whether or not training stopped early.
+    restores them whether or not training stopped early. With an EMA of the weights (``trainer.callbacks``)
+    validation scores the averaged weights and those are the ones kept, as in Lightning.
     """
     smoothed = bool(settings.model.label_smoothing)
     early_stopping = keras.callbacks.EarlyStopping(monitor=f"val_{PLAIN_LOSS}" if smoothed else "val_loss",
                                                    patience=settings.early_stopping.patience,
                                                    restore_best_weights=True)
     timer = EpochTimer()
+    decay = settings.trainer.ema_decay()
+    # after EarlyStopping: it keeps (and restores) the averaged weights it was shown, as Lightning's checkpoints hold
+    averaging = [WeightAveraging(decay)] if decay is not None else []
     history = model.fit(
         train_dataset(data.x_train, data.y_train, settings.data, settings.seed_everything),
         validation_data=(data.x_val, data.y_val), validation_batch_size=settings.data.eval_batch_size,
         epochs=settings.trainer.max_epochs, shuffle=False, verbose=verbose,  # shuffle=False: tf.data shuffles
-        callbacks=[early_stopping, timer, *callbacks],
+        callbacks=[early_stopping, *averaging, timer, *callbacks],
     )
     keys = SMOOTHED_HISTORY_KEYS if smoothed else HISTORY_KEYS
     return history_rows(history.history, timer.seconds, keys), early_stopping.best_epoch

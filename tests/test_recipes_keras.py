@@ -217,6 +217,51 @@ def test_label_smoothing_smooths_the_training_loss_only(tmp_path, mnist_dir, mni
     assert history[f"val_{PLAIN_LOSS}"] != pytest.approx(history["val_loss"])  # the smoothed one is not recorded
 
 
+class WeightsRecorder(keras.callbacks.Callback):
+    """Every variable of the model (BatchNorm's moving statistics too) after each step, and as validation begins."""
+
+    def on_train_begin(self, logs=None):
+        self.stepped, self.validated = [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.stepped.append([v.numpy().copy() for v in self.model.weights])
+
+    def on_test_begin(self, logs=None):
+        self.validated.append([v.numpy().copy() for v in self.model.weights])
+
+
+def test_an_ema_of_the_weights_is_lightnings(tmp_path, mnist_dir, monkeypatch):
+    """A config's EMAWeightAveraging runs in Keras as in Lightning: torch's EMA update (the function Lightning's
+    callback averages with) of every variable, BatchNorm statistics included, after every step; validation scores
+    the average, and the average of the best epoch is what is tested and saved."""
+    from torch.optim.swa_utils import get_ema_avg_fn
+
+    config = tmp_path / "ema.yaml"
+    config.write_text("trainer:\n  callbacks:\n    - class_path: lightning_mnist.training.callbacks.EMAWeightAveraging\n"
+                      "      init_args: {decay: 0.9}\n")
+    recorder, run = WeightsRecorder(), train_module.train
+    monkeypatch.setattr(train_module, "train", lambda settings, verbose: run(settings, (recorder,), verbose=0))
+    main(["train", "--config", str(config), "--data.subset", str(SUBSET), "--data.batch_size", "128",
+          "--trainer.max_epochs", str(EPOCHS), "--data.data_dir", str(mnist_dir), "--output_dir", str(tmp_path)])
+
+    ema = get_ema_avg_fn(0.9)
+    steps = len(recorder.stepped) // EPOCHS
+    assert steps == 5 and len(recorder.validated) == EPOCHS
+    average = [torch.from_numpy(w) for w in recorder.stepped[0]]  # AveragedModel: the first update copies
+    for step, weights in enumerate(recorder.stepped[1:], start=2):
+        average = [ema(a, torch.from_numpy(w), step - 1) for a, w in zip(average, weights)]
+        if step % steps == 0:  # the end of an epoch: what its validation scored
+            for expected, validated in zip(average, recorder.validated[step // steps - 1]):
+                np.testing.assert_allclose(validated, expected.numpy(), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(recorder.validated[-1][0], recorder.stepped[-1][0])  # the average, not the raw weights
+
+    run_dir = tmp_path / "keras" / "version_0"
+    results = json.loads((run_dir / RESULTS_FILE).read_text())
+    saved = keras.saving.load_model(run_dir / results["model_path"], safe_mode=True, compile=False)
+    for kept, validated in zip(saved.weights, recorder.validated[results["best_epoch"]]):
+        np.testing.assert_array_equal(kept.numpy(), validated)
+
+
 def test_a_saved_one_cycle_model_loads_with_safe_mode(tmp_path):
     model = build_model()
     compile_model(model, settings=ModelSettings(lr=5e-3, lr_schedule="onecycle", weight_decay=0.05), total_steps=40)
@@ -228,8 +273,12 @@ def test_a_saved_one_cycle_model_loads_with_safe_mode(tmp_path):
 
 
 @pytest.mark.parametrize("config_text, expected", [
+    ("trainer:\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.StochasticWeightAveraging\n"
+     "      init_args: {swa_lrs: 0.01}\n", "--trainer.callbacks (StochasticWeightAveraging): Lightning callbacks do not"),
     ("trainer:\n  callbacks:\n    - class_path: lightning_mnist.training.callbacks.EMAWeightAveraging\n"
-     "      init_args: {decay: 0.999}\n", "--trainer.callbacks (EMAWeightAveraging): Lightning callbacks do not run"),
+     "      init_args: {decay: 0.99, update_every_n_steps: 10}\n", "EMAWeightAveraging {'update_every_n_steps': 10}"),
+    ("trainer:\n  callbacks:\n    - class_path: lightning_mnist.training.callbacks.EMAWeightAveraging\n"
+     "      init_args: {decay: 1.5}\n", "EMAWeightAveraging decay 1.5: a number from 0 to 1"),
     ("data:\n  augment: true\n  elastic_alpha: 34\n", "--data.elastic_alpha 34: the Keras reference has no elastic"),
     ("checkpoint:\n  monitor: val/acc\n", "checkpoint"),
     ("model:\n  lr_schedule: cosine\n", "--model.lr_schedule"),
