@@ -70,8 +70,8 @@ class DataSettings:
         zoom: zoom range (x and y drawn independently).
         shift: shift range as a fraction of the image size.
         shear: shear range in degrees.
-        elastic_alpha: Lightning's elastic distortion; the Keras reference has none, so only 0 is taken.
-        elastic_sigma: the elastic distortion's smoothness in pixels (unused here: no elastic distortion).
+        elastic_alpha: an elastic distortion (Simard et al. 2003) of this many pixels on top (0: none), as Lightning's.
+        elastic_sigma: the elastic distortion's smoothness in pixels (its Gaussian filter's sigma).
         download: fetch missing MNIST files (checksums are always verified).
     """
 
@@ -158,9 +158,6 @@ class RunSettings:
         load_architecture(self.model.architecture).require_mnist(f"`{command}` on MNIST")
         check_optimizer_settings(self.model.lr, self.model.label_smoothing, self.model.weight_decay)
         self.trainer.ema_decay()
-        if self.data.augment and self.data.elastic_alpha:
-            raise UserError(f"--data.elastic_alpha {self.data.elastic_alpha:g}: the Keras reference has no elastic "
-                            "distortion (Lightning's only); use 0")
         check_training_length(max_epochs=self.trainer.max_epochs, patience=self.early_stopping.patience)
         check_seed(self.seed_everything)
         if command == "cv" and self.data.num_folds is None:

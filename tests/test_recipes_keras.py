@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -262,6 +263,53 @@ def test_an_ema_of_the_weights_is_lightnings(tmp_path, mnist_dir, monkeypatch):
         np.testing.assert_array_equal(kept.numpy(), validated)
 
 
+def test_the_elastic_distortion_draws_lightnings_displacements():
+    """Keras' elastic field has the distribution of Lightning's (same filter; per-pixel spread at the centre and at
+    a corner, where the zero padding of the filter shrinks it), and the training pipeline applies it."""
+    from keras_reference.augment import bilinear_at, elastic_displacements
+    from keras_reference.config import DataSettings
+    from keras_reference.data import train_dataset
+    from lightning_mnist.data.augment import elastic_displacements as lightning_displacements
+    from lightning_mnist.data.augment import gaussian_matrix as lightning_gaussian
+    from mnist_common.elastic import gaussian_matrix
+
+    np.testing.assert_allclose(gaussian_matrix(28, 4.0), lightning_gaussian(28, 4.0, "cpu", torch.float64).numpy(),
+                               rtol=1e-6)
+    n, alpha, sigma = 4000, 34.0, 4.0
+    torch.manual_seed(0)
+    ours = np.asarray(elastic_displacements(keras_generator(0), n, 28, 28, alpha, sigma))  # (n, 28, 28, [dy, dx])
+    theirs = lightning_displacements(n, 28, 28, alpha, sigma).numpy()[..., ::-1] * 14  # normalised (x, y) -> pixels
+    for pixel in [(14, 14), (0, 0)]:
+        np.testing.assert_allclose(ours[:, pixel[0], pixel[1]].std(0), theirs[:, pixel[0], pixel[1]].std(0), rtol=0.06)
+    assert abs(ours.mean()) < 0.05 * ours.std()
+
+    # resampled where the field points, as torch's grid_sample(border) resamples Lightning's images
+    images = np.random.default_rng(0).random((64, 28, 28, 1), dtype=np.float32)
+    rows, cols = np.meshgrid(np.arange(28.0), np.arange(28.0), indexing="ij")
+    at_rows, at_cols = rows + ours[:64, ..., 0], cols + ours[:64, ..., 1]
+    grid = torch.from_numpy(np.stack([(at_cols + 0.5) / 14 - 1, (at_rows + 0.5) / 14 - 1], -1)).float()
+    expected = torch.nn.functional.grid_sample(torch.from_numpy(images).permute(0, 3, 1, 2), grid, mode="bilinear",
+                                               padding_mode="border", align_corners=False).permute(0, 2, 3, 1)
+    got = bilinear_at(images, at_rows.astype(np.float32), at_cols.astype(np.float32))
+    np.testing.assert_allclose(np.asarray(got), expected.numpy(), atol=1e-5)
+
+    settings = DataSettings(batch_size=64, augment=True, rotation=0.0, zoom=0.0, shift=0.0, shear=0.0,
+                            elastic_alpha=alpha)
+    first, second = (next(iter(train_dataset(images, np.zeros((64, 10), np.float32), settings, 7)))[0].numpy()
+                     for _ in range(2))
+    np.testing.assert_array_equal(first, second)  # seeded: the same draws
+    plain = next(iter(train_dataset(images, np.zeros((64, 10), np.float32), replace(settings, elastic_alpha=0.0),
+                                    7)))[0].numpy()  # the same shuffle, no augmentation left at all
+    assert sorted(plain.sum((1, 2, 3))) == pytest.approx(sorted(images.sum((1, 2, 3))))
+    assert np.abs(first - plain).mean() > 0.05 and 0.0 <= first.min() and first.max() <= 1.0  # resampled in place
+
+
+def keras_generator(seed: int):
+    import tensorflow as tf
+
+    return tf.random.Generator.from_seed(seed)
+
+
 def test_a_saved_one_cycle_model_loads_with_safe_mode(tmp_path):
     model = build_model()
     compile_model(model, settings=ModelSettings(lr=5e-3, lr_schedule="onecycle", weight_decay=0.05), total_steps=40)
@@ -279,7 +327,6 @@ def test_a_saved_one_cycle_model_loads_with_safe_mode(tmp_path):
      "      init_args: {decay: 0.99, update_every_n_steps: 10}\n", "EMAWeightAveraging {'update_every_n_steps': 10}"),
     ("trainer:\n  callbacks:\n    - class_path: lightning_mnist.training.callbacks.EMAWeightAveraging\n"
      "      init_args: {decay: 1.5}\n", "EMAWeightAveraging decay 1.5: a number from 0 to 1"),
-    ("data:\n  augment: true\n  elastic_alpha: 34\n", "--data.elastic_alpha 34: the Keras reference has no elastic"),
     ("checkpoint:\n  monitor: val/acc\n", "checkpoint"),
     ("model:\n  lr_schedule: cosine\n", "--model.lr_schedule"),
     ("model:\n  label_smoothing: 1.0\n", "--model.label_smoothing must be at least 0 and below 1"),
