@@ -20,6 +20,7 @@ the load average are recorded anyway.
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import sys
@@ -98,9 +99,11 @@ def markdown(report: dict) -> str:
              + (f", subset {report['subset']}" if report["subset"] else ", all 54,000 training images")
              + (f"; changed: {flags}" if flags else "; both at their defaults (the notebook's settings)") + ".",
              "Mean ± standard deviation over the seeds; the difference is Lightning - Keras, paired by seed; "
-             "**bold** where |mean difference| is more than one standard deviation of either framework.", "",
-             "| epoch | train loss, Lightning | train loss, Keras | difference | val acc %, Lightning | "
-             "val acc %, Keras | difference (points) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "**bold** where |mean difference| is more than the larger of the two frameworks' standard deviations; "
+             "the last column of each metric, t, is the paired t statistic (mean difference / its standard "
+             "error; |t| above 2.78 is a difference at the 5 % level with 5 seeds).", "",
+             "| epoch | train loss, Lightning | train loss, Keras | difference | t | val acc %, Lightning | "
+             "val acc %, Keras | difference (points) | t |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in report["epochs"]:
         cells = [str(row["epoch"])]
         for metric, scale, digits in (("train_loss", 1, 4), ("val_acc", 100, 2)):
@@ -109,6 +112,8 @@ def markdown(report: dict) -> str:
                       f"{scale * ks:.{digits}f}"]
             diff = f"{scale * dm:+.{digits}f} ± {scale * ds:.{digits}f}"
             cells.append(f"**{diff}**" if abs(dm) > max(ls, ks) else diff)
+            n = len(report["seeds"])
+            cells.append(f"{dm / (ds / math.sqrt(n)):+.2f}" if n > 1 and ds > 0 else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
