@@ -134,7 +134,7 @@ def open_study(optuna, study_name: str, storage: str, sampler_seed: int | None, 
         except Exception as err:  # noqa: BLE001  a bad URL, a missing driver, no server there: the user's --storage
             if attempt == OPEN_ATTEMPTS - 1 or "://" not in storage or isinstance(err, ImportError):
                 raise UserError(f"--storage {storage}: {' '.join(str(err).split())[:300]}") from None
-            time.sleep(0.5 + random.random())
+            time.sleep(0.2 + 0.5 * random.random())
 
 
 def search(study_name: str = "recipes", storage: str = DEFAULT_STORAGE, n_trials: int = 10,

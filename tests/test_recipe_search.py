@@ -54,6 +54,36 @@ def test_two_processes_share_one_study_and_its_best_config_trains(tmp_path, mnis
     assert {k: used["data"][k] for k in best["data"]} == best["data"]
 
 
+def test_a_poor_trial_is_pruned_after_its_first_epoch(tmp_path, mnist_dir, monkeypatch):
+    """The Lightning pruning callback reports each epoch's val/acc and stops a trial the pruner judges poor: here a
+    study whose earlier trial reached 99 % after one epoch prunes a 2-epoch trial that has far less after its first."""
+    recipe_search = import_search()
+    monkeypatch.chdir(tmp_path)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1,
+                                                                                          n_warmup_steps=0))
+    study.add_trial(optuna.trial.create_trial(value=0.99, intermediate_values={0: 0.99, 1: 0.99},
+                                              params={}, distributions={}))
+    trial = study.ask()
+    params = {"lr": 1e-3, "epochs": 2, "batch_size": 128, "weight_decay": 0.0, "label_smoothing": 0.0,
+              "augment_strength": 0.0, "ema_decay": 0.0}
+    config = recipe_search.recipe_config(params, 42)
+    with pytest.raises(optuna.TrialPruned):
+        recipe_search.fit_trial(trial, config, tmp_path / "trial", 400, str(mnist_dir))
+    [metrics] = (tmp_path / "trial").rglob("metrics.csv")
+    epochs = {line.split(",")[0] for line in metrics.read_text().splitlines()[1:]}
+    assert epochs == {"0"}  # stopped after its first epoch, not trained on
+    assert list(study.trials[1].intermediate_values) == [0]
+
+
+def import_search():
+    sys.path.insert(0, str(SEARCH.parent))
+    try:
+        import recipe_search
+    finally:
+        sys.path.remove(str(SEARCH.parent))
+    return recipe_search
+
+
 @pytest.mark.parametrize("flags, expected", [
     (["--storage", "sqlite:////no/such/folder/s.db"], "--storage sqlite:////no/such/folder/s.db: the folder"),
     (["--storage", "nosuchdb://x"], "--storage nosuchdb://x:"),
@@ -62,11 +92,7 @@ def test_two_processes_share_one_study_and_its_best_config_trains(tmp_path, mnis
 ])
 def test_bad_search_settings_are_one_line(flags, expected, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    sys.path.insert(0, str(SEARCH.parent))
-    try:
-        import recipe_search
-    finally:
-        sys.path.remove(str(SEARCH.parent))
+    recipe_search = import_search()
     code, line, _ = main_error(recipe_search.main, [*flags, "--n_trials", "0"] if "--n_trials" not in flags
                                else flags, capsys)
     assert code == 2 and expected in line, line
