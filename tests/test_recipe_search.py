@@ -75,6 +75,31 @@ def test_a_poor_trial_is_pruned_after_its_first_epoch(tmp_path, mnist_dir, monke
     assert list(study.trials[1].intermediate_values) == [0]
 
 
+def test_a_trial_config_is_a_recipe_the_keras_reference_takes_too(tmp_path, mnist_dir, monkeypatch):
+    """Every lever a trial can draw (EMA and augmentation included) is a setting both command lines take: the Keras
+    trainer is handed exactly the trial's values (nothing runs)."""
+    from keras_reference import train as train_module
+    from keras_reference.__main__ import main
+
+    config = import_search().recipe_config({"lr": 3e-3, "epochs": 20, "batch_size": 64, "weight_decay": 0.1,
+                                            "label_smoothing": 0.05, "augment_strength": 1.5, "ema_decay": 0.99}, 7)
+    path = tmp_path / "trial.yaml"
+    path.write_text(yaml.safe_dump(config))
+    handed = []
+
+    def hand_over(settings, callbacks=(), verbose=0):
+        handed.append(settings)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(train_module, "train", hand_over)
+    with pytest.raises(SystemExit):
+        main(["train", "--config", str(path), "--data.data_dir", str(mnist_dir), "--output_dir", str(tmp_path)])
+    [settings] = handed
+    assert settings.trainer.ema_decay() == 0.99 and settings.trainer.max_epochs == 20 and settings.seed_everything == 7
+    assert {k: getattr(settings.model, k) for k in config["model"]} == config["model"]
+    assert {k: getattr(settings.data, k) for k in config["data"]} == config["data"]
+
+
 def import_search():
     sys.path.insert(0, str(SEARCH.parent))
     try:
