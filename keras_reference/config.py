@@ -128,15 +128,40 @@ class TrainerSettings:
         return float(decay)
 
 
+Monitor = Literal["val/loss", "val/acc"]  # Lightning's names; Keras logs them as val_loss and val_accuracy
+
+
 @dataclass(frozen=True)
 class EarlyStoppingSettings:
-    """Keras' EarlyStopping on val_loss, the best weights restored (as the notebook did).
+    """Keras' EarlyStopping (as the notebook did), on what Lightning's ``--early_stopping.*`` names.
 
     Args:
-        patience: epochs without a better val_loss before training stops.
+        monitor: val/loss (plain cross-entropy, even when the training loss is label-smoothed) or val/acc.
+        mode: min for a loss, max for an accuracy.
+        patience: epochs without a better monitored value before training stops.
     """
 
+    monitor: Monitor = "val/loss"
+    mode: Literal["min", "max"] = "min"
     patience: int = 3
+
+
+@dataclass(frozen=True)
+class CheckpointSettings:
+    """Which epoch's weights are tested and saved (``model.keras``): Lightning's ``--checkpoint.*`` the Keras
+    reference mirrors. The other ``checkpoint`` settings (files, folders, names) are Lightning's own and refused.
+
+    Args:
+        monitor: the epoch with the best val/loss or val/acc is kept.
+        mode: min for a loss, max for an accuracy.
+        save_top_k: how many best epochs Lightning keeps; Keras keeps the one it tests, so only 1 is taken.
+        save_last: Lightning's ``last.ckpt``, the run's last epoch; here ``last.keras`` beside ``model.keras``.
+    """
+
+    monitor: Monitor = "val/loss"
+    mode: Literal["min", "max"] = "min"
+    save_top_k: int = 1
+    save_last: bool = False
 
 
 CV_DATA = DataSettings(num_folds=DEFAULT_NUM_FOLDS, augment=True)  # the notebook augmented every fold
@@ -152,6 +177,7 @@ class RunSettings:
     early_stopping: EarlyStoppingSettings = field(default_factory=EarlyStoppingSettings)
     seed_everything: int = 42  # weights, shuffling, dropout and augmentation
     output_dir: str = DEFAULT_OUTPUT_DIR
+    checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
 
     def check(self, command: str) -> RunSettings:
         """Refuse, in one line, what no run can use; check the data files and the output folder. Returns self."""
@@ -159,6 +185,9 @@ class RunSettings:
         check_optimizer_settings(self.model.lr, self.model.label_smoothing, self.model.weight_decay)
         self.trainer.ema_decay()
         check_training_length(max_epochs=self.trainer.max_epochs, patience=self.early_stopping.patience)
+        if self.checkpoint.save_top_k != 1:
+            raise UserError(f"--checkpoint.save_top_k {self.checkpoint.save_top_k}: the Keras reference keeps the one "
+                            "best epoch's weights, the ones it tests; use 1")
         check_seed(self.seed_everything)
         if command == "cv" and self.data.num_folds is None:
             raise UserError("--data.num_folds: cv needs at least 2 folds")

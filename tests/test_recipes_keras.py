@@ -128,9 +128,8 @@ def test_a_recipe_steps_with_the_same_learning_rate_in_both_frameworks(recipe, t
     assert results["best_epoch"] == best
 
 
-# configs Keras refuses, and what its one line names (notebook.yaml spells out Lightning-only sections; the Keras
-# reference runs that recipe with its defaults); every other config runs in both frameworks
-KERAS_REFUSES = {"notebook.yaml": "early_stopping.monitor"}  # and checkpoint: Lightning-only sections
+# configs Keras refuses, and what its one line names: none today, every config runs in both frameworks
+KERAS_REFUSES: dict[str, str] = {}
 
 
 def leaves(config: dict, prefix: tuple = ()) -> dict[tuple, object]:
@@ -216,6 +215,35 @@ def test_label_smoothing_smooths_the_training_loss_only(tmp_path, mnist_dir, mni
     history = recorder.model.history.history
     assert [row["val_loss"] for row in results["history"]] == pytest.approx(history[f"val_{PLAIN_LOSS}"])
     assert history[f"val_{PLAIN_LOSS}"] != pytest.approx(history["val_loss"])  # the smoothed one is not recorded
+
+
+def test_the_checkpoint_is_chosen_as_lightning_chooses_it(tmp_path, mnist_dir):
+    """--checkpoint.monitor val/acc (mode max) tests and saves the epoch of the best validation accuracy, the first of
+    equals, as Lightning's ModelCheckpoint keeps it, while early stopping watches val/loss; --checkpoint.save_last
+    keeps the last epoch too, as Lightning's last.ckpt."""
+    main(["train", "--data.subset", str(SUBSET), "--trainer.max_epochs", "3", "--checkpoint.monitor", "val/acc",
+          "--checkpoint.mode", "max", "--checkpoint.save_last", "true", "--model.lr", "3e-3",
+          "--data.data_dir", str(mnist_dir), "--output_dir", str(tmp_path)])
+    run_dir = tmp_path / "keras" / "version_0"
+    results = json.loads((run_dir / RESULTS_FILE).read_text())
+    accuracies = [row["val_acc"] for row in results["history"]]
+    assert results["best_epoch"] == accuracies.index(max(accuracies))
+    assert results["config"]["checkpoint"] == {"monitor": "val/acc", "mode": "max", "save_top_k": 1, "save_last": True}
+    best, last = (keras.saving.load_model(run_dir / name, safe_mode=True, compile=False)
+                  for name in (results["model_path"], "last.keras"))
+    x, y = to_inputs(mnist_images(mnist_dir)[0]), to_targets(mnist_images(mnist_dir)[1])
+    assert scores(best.predict(x, verbose=0), y)[1] == pytest.approx(max(accuracies), abs=1e-6)
+    assert scores(last.predict(x, verbose=0), y)[1] == pytest.approx(accuracies[-1], abs=1e-6)
+
+
+def mnist_images(mnist_dir):
+    """The validation images of the runs above (600 of the training images, 10 % held out)."""
+    from mnist_common.mnist import load_mnist
+    from mnist_common.splits import make_split
+
+    mnist = load_mnist(mnist_dir)
+    split = make_split(mnist.train_labels, subset=SUBSET, val_fraction=VAL_FRACTION)
+    return mnist.train_images[split.val], mnist.train_labels[split.val]
 
 
 class WeightsRecorder(keras.callbacks.Callback):
@@ -327,7 +355,9 @@ def test_a_saved_one_cycle_model_loads_with_safe_mode(tmp_path):
      "      init_args: {decay: 0.99, update_every_n_steps: 10}\n", "EMAWeightAveraging {'update_every_n_steps': 10}"),
     ("trainer:\n  callbacks:\n    - class_path: lightning_mnist.training.callbacks.EMAWeightAveraging\n"
      "      init_args: {decay: 1.5}\n", "EMAWeightAveraging decay 1.5: a number from 0 to 1"),
-    ("checkpoint:\n  monitor: val/acc\n", "checkpoint"),
+    ("checkpoint:\n  dirpath: somewhere\n", "checkpoint.dirpath"),
+    ("checkpoint:\n  save_top_k: 3\n", "--checkpoint.save_top_k 3: the Keras reference keeps the one best"),
+    ("early_stopping:\n  monitor: train/loss\n", "early_stopping.monitor"),
     ("model:\n  lr_schedule: cosine\n", "--model.lr_schedule"),
     ("model:\n  label_smoothing: 1.0\n", "--model.label_smoothing must be at least 0 and below 1"),
     ("model:\n  weight_decay: -0.1\n", "--model.weight_decay must be 0 or more"),
