@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import socket
 import sys
 import time
@@ -105,6 +106,11 @@ def fit_trial(trial, config: dict, folder: Path, subset: int | None, data_dir: s
     return chosen["val_acc"]
 
 
+def without_password(url: str) -> str:
+    """A storage URL as it may be printed or written into a config: no user name or password."""
+    return re.sub(r"//[^/@]*@", "//", url)
+
+
 def write_best(study, path: Path, storage: str) -> Path | None:
     """The best finished trial as a config file (None while no trial has finished)."""
     import optuna
@@ -113,7 +119,7 @@ def write_best(study, path: Path, storage: str) -> Path | None:
     if not finished:
         return None
     best = max(finished, key=lambda t: t.value)
-    header = (f"# The best trial of Optuna study {study.study_name!r} ({storage}): trial {best.number}, validation "
+    header = (f"# The best trial of Optuna study {study.study_name!r} ({without_password(storage)}): trial {best.number}, validation "
               f"accuracy {best.value:.4f}\n# of {len(finished)} finished trials (benchmarks/recipe_search.py). "
               f"Chosen on validation only.\n#   python -m lightning_mnist fit --config {path}\n")
     return write_text(path, header + yaml.safe_dump(best.user_attrs["config"], sort_keys=False))
@@ -133,7 +139,8 @@ def open_study(optuna, study_name: str, storage: str, sampler_seed: int | None, 
                                        pruner=optuna.pruners.MedianPruner(n_warmup_steps=prune_after))
         except Exception as err:  # noqa: BLE001  a bad URL, a missing driver, no server there: the user's --storage
             if attempt == OPEN_ATTEMPTS - 1 or "://" not in storage or isinstance(err, ImportError):
-                raise UserError(f"--storage {storage}: {' '.join(str(err).split())[:300]}") from None
+                raise UserError(f"--storage {without_password(storage)}: "
+                                f"{' '.join(str(err).split()).replace(storage, without_password(storage))[:300]}") from None
             time.sleep(0.2 + 0.5 * random.random())
 
 
@@ -146,7 +153,7 @@ def search(study_name: str = "recipes", storage: str = DEFAULT_STORAGE, n_trials
     Args:
         study_name: the study's name in the storage: processes with the same name and storage work together.
         storage: an Optuna storage URL: sqlite:///path.db (the default's folder is made), postgresql://...,
-            mysql://..., a JournalStorage file is not taken.
+            mysql://... (a database URL; the password is never printed or written).
         n_trials: trials this process runs (0: only write the best config).
         epochs: the choices of the epochs lever.
         batch_sizes: the choices of the batch size lever.
@@ -188,7 +195,7 @@ def search(study_name: str = "recipes", storage: str = DEFAULT_STORAGE, n_trials
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, n_trials=n_trials, catch=())
     states = [t.state.name.lower() for t in study.get_trials(deepcopy=False)]
-    print(f"study {study_name!r} ({storage}): {len(states)} trials, "
+    print(f"study {study_name!r} ({without_password(storage)}): {len(states)} trials, "
           + ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states))))
     path = write_best(study, Path(best_config) if best_config else out / "best.yaml", storage)
     if path is None:
