@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sys
 
-from keras_reference.config import CV_DATA, DataSettings, EarlyStoppingSettings, ModelSettings, RunSettings, \
-    TrainerSettings
+from keras_reference.config import CV_DATA, CheckpointSettings, DataSettings, EarlyStoppingSettings, ModelSettings, \
+    RunSettings, TrainerSettings
 from mnist_common.cli import run_subcommands
 from mnist_common.errors import exit_on_user_error
 from mnist_common.results import CURVES_FILE, CV_CURVES_FILE, CV_RESULTS_FILE, RESULTS_FILE
@@ -33,7 +33,8 @@ def _announce() -> None:
 
 def train(model: ModelSettings = ModelSettings(), data: DataSettings = DataSettings(),
           trainer: TrainerSettings = TrainerSettings(), early_stopping: EarlyStoppingSettings = EarlyStoppingSettings(),
-          seed_everything: int = 42, output_dir: str = DEFAULT_OUTPUT_DIR) -> None:
+          seed_everything: int = 42, output_dir: str = DEFAULT_OUTPUT_DIR,
+          checkpoint: CheckpointSettings = CheckpointSettings()) -> None:
     """Train once, validating on a stratified hold-out of the training images, then test.
 
     Args:
@@ -43,8 +44,9 @@ def train(model: ModelSettings = ModelSettings(), data: DataSettings = DataSetti
         early_stopping: when to stop.
         seed_everything: seed of weights, shuffling, dropout and augmentation.
         output_dir: the run gets its own folder in <output_dir>/keras (version_N).
+        checkpoint: which epoch's weights are tested and saved.
     """
-    settings = RunSettings(model, data, trainer, early_stopping, seed_everything, output_dir).check("train")
+    settings = RunSettings(model, data, trainer, early_stopping, seed_everything, output_dir, checkpoint).check("train")
     _announce()
     from keras_reference.train import train as run
 
@@ -56,7 +58,8 @@ def train(model: ModelSettings = ModelSettings(), data: DataSettings = DataSetti
 
 def cv(model: ModelSettings = ModelSettings(), data: DataSettings = CV_DATA,
        trainer: TrainerSettings = TrainerSettings(), early_stopping: EarlyStoppingSettings = EarlyStoppingSettings(),
-       seed_everything: int = 42, output_dir: str = DEFAULT_OUTPUT_DIR) -> None:
+       seed_everything: int = 42, output_dir: str = DEFAULT_OUTPUT_DIR,
+       checkpoint: CheckpointSettings = CheckpointSettings()) -> None:
     """Stratified k-fold cross-validation: a fresh model per fold, then the ensemble of the folds.
 
     Args:
@@ -66,8 +69,9 @@ def cv(model: ModelSettings = ModelSettings(), data: DataSettings = CV_DATA,
         early_stopping: when to stop each fold.
         seed_everything: seed of weights, shuffling, dropout and augmentation (fold k uses seed + k).
         output_dir: the run gets its own folder in <output_dir>/keras (cv_N).
+        checkpoint: which epoch's weights each fold tests and saves.
     """
-    settings = RunSettings(model, data, trainer, early_stopping, seed_everything, output_dir).check("cv")
+    settings = RunSettings(model, data, trainer, early_stopping, seed_everything, output_dir, checkpoint).check("cv")
     _announce()
     from keras_reference.cv import cross_validate
 

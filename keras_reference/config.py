@@ -22,6 +22,12 @@ from mnist_common.settings import check_data_settings, check_optimizer_settings,
 from mnist_common.splits import DEFAULT_NUM_FOLDS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION
 
 FRAMEWORK = "keras"
+LIGHTNING_EMA = "lightning_mnist.training.callbacks.EMAWeightAveraging"
+# Lightning's own class averages the same way (the project's also tests the averaged weights outside fit)
+EMA_CLASS_PATHS = (LIGHTNING_EMA, "lightning.pytorch.callbacks.EMAWeightAveraging")
+# EMAWeightAveraging's other settings at Lightning's defaults: the only values the Keras reference mirrors
+EMA_DEFAULTS = {"device": None, "use_buffers": True, "update_every_n_steps": 1, "update_starting_at_step": None,
+                "update_starting_at_epoch": None}
 LEARNING_RATE = 1e-4  # the notebook's Adam(learning_rate=0.0001); epsilon stays Keras' 1e-7
 
 
@@ -64,8 +70,8 @@ class DataSettings:
         zoom: zoom range (x and y drawn independently).
         shift: shift range as a fraction of the image size.
         shear: shear range in degrees.
-        elastic_alpha: Lightning's elastic distortion; the Keras reference has none, so only 0 is taken.
-        elastic_sigma: the elastic distortion's smoothness in pixels (unused here: no elastic distortion).
+        elastic_alpha: an elastic distortion (Simard et al. 2003) of this many pixels on top (0: none), as Lightning's.
+        elastic_sigma: the elastic distortion's smoothness in pixels (its Gaussian filter's sigma).
         download: fetch missing MNIST files (checksums are always verified).
     """
 
@@ -92,23 +98,70 @@ class TrainerSettings:
 
     Args:
         max_epochs: at most this many epochs (the notebook's 10).
-        callbacks: Lightning's extra callbacks (a shared config's ``trainer.callbacks``); the Keras
-            reference has none, so a config naming any is refused rather than run without them.
+        callbacks: Lightning's extra callbacks (a shared config's ``trainer.callbacks``): the Keras reference
+            mirrors one, an EMA of the weights (``lightning_mnist.training.callbacks.EMAWeightAveraging``
+            with its ``decay``; :mod:`keras_reference.averaging`); a config naming any other is refused
+            rather than run without it.
     """
 
     max_epochs: int = 10
     callbacks: list[dict] | None = None
 
+    def ema_decay(self) -> float | None:
+        """The decay of the EMA of the weights ``callbacks`` asks for (None: no EMA), or a one-line UserError
+        naming what Keras cannot do: any other callback, or EMA settings other than Lightning's defaults."""
+        if not self.callbacks:
+            return None
+        names = [str(c.get("class_path", c)) if isinstance(c, dict) else str(c) for c in self.callbacks]
+        if len(self.callbacks) != 1 or names[0] not in EMA_CLASS_PATHS:
+            raise UserError(f"--trainer.callbacks ({', '.join(n.rsplit('.', 1)[-1] for n in names)}): Lightning "
+                            f"callbacks do not run in Keras; the one the Keras reference mirrors is a single "
+                            f"{LIGHTNING_EMA} (an EMA of the weights)")
+        init_args = dict(self.callbacks[0].get("init_args") or {})
+        decay = init_args.pop("decay", 0.999)
+        other = {k: v for k, v in init_args.items() if EMA_DEFAULTS.get(k, object()) != v}
+        if other:
+            raise UserError(f"--trainer.callbacks EMAWeightAveraging {other}: the Keras reference mirrors its decay "
+                            f"only, with Lightning's defaults for {', '.join(EMA_DEFAULTS)}")
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay <= 1.0:
+            raise UserError(f"--trainer.callbacks EMAWeightAveraging decay {decay!r}: a number from 0 to 1")
+        return float(decay)
+
+
+Monitor = Literal["val/loss", "val/acc"]  # Lightning's names; Keras logs them as val_loss and val_accuracy
+
 
 @dataclass(frozen=True)
 class EarlyStoppingSettings:
-    """Keras' EarlyStopping on val_loss, the best weights restored (as the notebook did).
+    """Keras' EarlyStopping (as the notebook did), on what Lightning's ``--early_stopping.*`` names.
 
     Args:
-        patience: epochs without a better val_loss before training stops.
+        monitor: val/loss (plain cross-entropy, even when the training loss is label-smoothed) or val/acc.
+        mode: min for a loss, max for an accuracy.
+        patience: epochs without a better monitored value before training stops.
     """
 
+    monitor: Monitor = "val/loss"
+    mode: Literal["min", "max"] = "min"
     patience: int = 3
+
+
+@dataclass(frozen=True)
+class CheckpointSettings:
+    """Which epoch's weights are tested and saved (``model.keras``): Lightning's ``--checkpoint.*`` the Keras
+    reference mirrors. The other ``checkpoint`` settings (files, folders, names) are Lightning's own and refused.
+
+    Args:
+        monitor: the epoch with the best val/loss or val/acc is kept.
+        mode: min for a loss, max for an accuracy.
+        save_top_k: how many best epochs Lightning keeps; Keras keeps the one it tests, so only 1 is taken.
+        save_last: Lightning's ``last.ckpt``, the run's last epoch; here ``last.keras`` beside ``model.keras``.
+    """
+
+    monitor: Monitor = "val/loss"
+    mode: Literal["min", "max"] = "min"
+    save_top_k: int = 1
+    save_last: bool = False
 
 
 CV_DATA = DataSettings(num_folds=DEFAULT_NUM_FOLDS, augment=True)  # the notebook augmented every fold
@@ -124,20 +177,17 @@ class RunSettings:
     early_stopping: EarlyStoppingSettings = field(default_factory=EarlyStoppingSettings)
     seed_everything: int = 42  # weights, shuffling, dropout and augmentation
     output_dir: str = DEFAULT_OUTPUT_DIR
+    checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
 
     def check(self, command: str) -> RunSettings:
         """Refuse, in one line, what no run can use; check the data files and the output folder. Returns self."""
         load_architecture(self.model.architecture).require_mnist(f"`{command}` on MNIST")
         check_optimizer_settings(self.model.lr, self.model.label_smoothing, self.model.weight_decay)
-        if self.trainer.callbacks:
-            names = ", ".join(str(c.get("class_path", c)).rsplit(".", 1)[-1] for c in self.trainer.callbacks)
-            raise UserError(f"--trainer.callbacks ({names}): Lightning callbacks do not run in Keras; an EMA of the "
-                            "weights (EMAWeightAveraging) is not Keras' use_ema, which validates with the raw "
-                            "weights and averages no BatchNorm statistics, so the run would not be the same")
-        if self.data.augment and self.data.elastic_alpha:
-            raise UserError(f"--data.elastic_alpha {self.data.elastic_alpha:g}: the Keras reference has no elastic "
-                            "distortion (Lightning's only); use 0")
+        self.trainer.ema_decay()
         check_training_length(max_epochs=self.trainer.max_epochs, patience=self.early_stopping.patience)
+        if self.checkpoint.save_top_k != 1:
+            raise UserError(f"--checkpoint.save_top_k {self.checkpoint.save_top_k}: the Keras reference keeps the one "
+                            "best epoch's weights, the ones it tests; use 1")
         check_seed(self.seed_everything)
         if command == "cv" and self.data.num_folds is None:
             raise UserError("--data.num_folds: cv needs at least 2 folds")

@@ -21,7 +21,7 @@ from keras_reference.config import FRAMEWORK, RunSettings
 from keras_reference.data import load_data
 from keras_bridge.files import save_model
 from keras_reference.model import new_model
-from keras_reference.train import evaluate, fit, total_steps, write_history
+from keras_reference.train import evaluate, fit, save_with_weights, total_steps, write_history
 from mnist_common.figures import plot_cv_curves
 from mnist_common.mnist import load_mnist
 from mnist_common.results import CV_CURVES_FILE, CV_RESULTS_FILE, CVResults, FoldResult, write_json
@@ -30,6 +30,7 @@ from mnist_common.runs import allocate_run_dir, discard_if_empty_of_work
 keras = import_keras()
 
 FOLD_MODEL = "fold_{fold}.keras"
+FOLD_LAST_MODEL = "last_fold_{fold}.keras"  # --checkpoint.save_last: each fold's last epoch
 PROBABILITY_CLIP = 1e-7  # Keras clips probabilities this way in categorical cross-entropy
 
 
@@ -59,12 +60,14 @@ def cross_validate(settings: RunSettings, callbacks: tuple = (), verbose: int | 
             model = new_model(settings.model.architecture, settings=settings.model,
                               total_steps=total_steps(len(data.x_train), settings))
             data = data.for_model(model)
-            history, best_epoch = fit(model, data, settings, callbacks, verbose)
+            history, best_epoch, last = fit(model, data, settings, callbacks, verbose)
             val_loss, val_acc = evaluate(model, data.x_val, data.y_val, data_settings.eval_batch_size)  # best weights
             probabilities.append(model.predict(data.x_test, batch_size=data_settings.eval_batch_size, verbose=0))
             test_loss, test_acc = scores(probabilities[-1], data.y_test)
             model_file = FOLD_MODEL.format(fold=k)
             save_model(model, run_dir / model_file)
+            if last is not None:
+                save_with_weights(model, last, run_dir / FOLD_LAST_MODEL.format(fold=k))
             write_history(history, run_dir, prefix=f"fold_{k}_")
             folds.append(FoldResult(fold=k, val_acc=val_acc, val_loss=val_loss, epochs=len(history),
                                     model_path=model_file, test_acc=test_acc, test_loss=test_loss, history=history))

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_bridge.backend import import_keras
+from keras_reference.averaging import WeightAveraging
 from keras_reference.config import FRAMEWORK, RunSettings
 from keras_reference.data import Data, load_data, train_dataset
 from keras_bridge.files import save_model
@@ -32,6 +33,7 @@ keras = import_keras()
 import tensorflow as tf  # noqa: E402  (Keras' backend, with its logging settings)
 
 MODEL_FILE = "model.keras"
+LAST_MODEL_FILE = "last.keras"  # --checkpoint.save_last: the last epoch's weights, as Lightning's last.ckpt
 HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
 # Keras' names for what the shared results schema calls train_loss, train_acc, ...
@@ -84,27 +86,69 @@ def write_history(rows: list[dict[str, float]], folder: Path, prefix: str = "") 
     write_text(folder / f"{prefix}{HISTORY_CSV}", table.getvalue())
 
 
-def fit(model: "keras.Model", data: Data, settings: RunSettings, callbacks: tuple = (),
-        verbose: int | str = 2) -> tuple[list[dict[str, float]], int]:
-    """Train with early stopping on the validation part; return the history rows and the best epoch.
+class LastWeights(keras.callbacks.Callback):
+    """The weights at the end of each epoch as the callbacks before it saw them (with an EMA, the averaged ones,
+    which Lightning's ``last.ckpt`` holds too): what ``--checkpoint.save_last`` saves as ``last.keras``."""
 
-    When this returns, the model holds the weights of its best epoch (lowest val_loss: plain cross-entropy
-    even when the training loss is label-smoothed), the checkpoint Lightning's ``fit`` tests; Keras
-    restores them whether or not training stopped early.
+    weights: list | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights = self.model.get_weights()
+
+
+def keras_monitor(monitor: str, smoothed: bool) -> str:
+    """Keras' log name of what Lightning calls ``monitor`` (val/loss is plain cross-entropy even when smoothed)."""
+    if monitor == "val/acc":
+        return "val_accuracy"
+    return f"val_{PLAIN_LOSS}" if smoothed else "val_loss"
+
+
+def fit(model: "keras.Model", data: Data, settings: RunSettings, callbacks: tuple = (),
+        verbose: int | str = 2) -> tuple[list[dict[str, float]], int, list | None]:
+    """Train with early stopping on the validation part; return the history rows, the best epoch and (with
+    ``--checkpoint.save_last``) the last epoch's weights.
+
+    When this returns, the model holds the weights of its best epoch by ``--checkpoint.monitor`` (lowest
+    val/loss by default: plain cross-entropy even when the training loss is label-smoothed), the checkpoint
+    Lightning's ``fit`` tests; Keras restores them whether or not training stopped early. With an EMA of the
+    weights (``trainer.callbacks``) validation scores the averaged weights and those are the ones kept, as in
+    Lightning.
     """
     smoothed = bool(settings.model.label_smoothing)
-    early_stopping = keras.callbacks.EarlyStopping(monitor=f"val_{PLAIN_LOSS}" if smoothed else "val_loss",
-                                                   patience=settings.early_stopping.patience,
-                                                   restore_best_weights=True)
+    stopping, chosen = settings.early_stopping, settings.checkpoint
+    early_stopping = keras.callbacks.EarlyStopping(monitor=keras_monitor(stopping.monitor, smoothed), mode=stopping.mode,
+                                                   patience=stopping.patience, restore_best_weights=True)
+    choosers = [early_stopping]
+    if (chosen.monitor, chosen.mode) != (stopping.monitor, stopping.mode):
+        # the checkpoint is chosen on another figure than early stopping's: an EarlyStopping that never stops
+        # (patience beyond the run) keeps and restores the best epoch by that figure, after early stopping's restore
+        choosers.append(keras.callbacks.EarlyStopping(monitor=keras_monitor(chosen.monitor, smoothed), mode=chosen.mode,
+                                                      patience=settings.trainer.max_epochs + 1,
+                                                      restore_best_weights=True))
+    last = [LastWeights()] if chosen.save_last else []
     timer = EpochTimer()
+    decay = settings.trainer.ema_decay()
+    # after the choosers: they keep (and restore) the averaged weights they were shown, as Lightning's checkpoints hold
+    averaging = [WeightAveraging(decay)] if decay is not None else []
     history = model.fit(
         train_dataset(data.x_train, data.y_train, settings.data, settings.seed_everything),
         validation_data=(data.x_val, data.y_val), validation_batch_size=settings.data.eval_batch_size,
         epochs=settings.trainer.max_epochs, shuffle=False, verbose=verbose,  # shuffle=False: tf.data shuffles
-        callbacks=[early_stopping, timer, *callbacks],
+        callbacks=[*choosers, *last, *averaging, timer, *callbacks],
     )
     keys = SMOOTHED_HISTORY_KEYS if smoothed else HISTORY_KEYS
-    return history_rows(history.history, timer.seconds, keys), early_stopping.best_epoch
+    return history_rows(history.history, timer.seconds, keys), choosers[-1].best_epoch, \
+        (last[0].weights if last else None)
+
+
+def save_with_weights(model: "keras.Model", weights: list, path: Path) -> None:
+    """Save ``model`` as it would be with ``weights`` (the last epoch's), leaving it as it was."""
+    kept = model.get_weights()
+    model.set_weights(weights)
+    try:
+        save_model(model, path)
+    finally:
+        model.set_weights(kept)
 
 
 def evaluate(model: "keras.Model", x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, float]:
@@ -129,9 +173,11 @@ def train(settings: RunSettings, callbacks: tuple = (), verbose: int | str = 2) 
         model = new_model(settings.model.architecture, settings=settings.model,
                           total_steps=total_steps(len(data.x_train), settings))
         data = data.for_model(model)
-        history, best_epoch = fit(model, data, settings, callbacks, verbose)
+        history, best_epoch, last = fit(model, data, settings, callbacks, verbose)
         test_loss, test_acc = evaluate(model, data.x_test, data.y_test, settings.data.eval_batch_size)
         save_model(model, run_dir / MODEL_FILE)
+        if last is not None:
+            save_with_weights(model, last, run_dir / LAST_MODEL_FILE)
     except BaseException:
         discard_if_empty_of_work(run_dir)
         raise
