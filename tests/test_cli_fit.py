@@ -367,6 +367,7 @@ def bad_inputs(tmp_path_factory, mnist_dir):
         (where / model).write_bytes((where / "lenet.ckpt").read_bytes())  # a real checkpoint, under another name
         (where / name).write_text(json.dumps({"framework": "lightning", "folds": [{"fold": 0, "model_path": model}]}))
     (where / "a_file").write_text("a file where a folder should be")
+    (where / "cosine.yaml").write_text("model:\n  lr_schedule: cosine\n")
     (where / "listless" / "MNIST").mkdir(parents=True)
     (where / "listless" / "MNIST" / "raw").write_text("a file where the raw-data folder should be")
     return where
@@ -388,6 +389,11 @@ BAD_INPUTS = {
                             "--data.elastic_sigma must be a number from 0.5 to 20 (pixels), got 0.0"),
     "subset too large": (["fit", "--data.subset", "70000"], "--data.subset must be between 20 and 60000"),
     "subset not a number": (["fit", "--data.subset", "many"], "--data.subset: expected int or null, got many"),
+    "a choice not offered": (["fit", "--model.lr_schedule=cosine"],
+                             "--model.lr_schedule: expected one of constant, onecycle, got cosine"),
+    "a choice not offered, in a config file": (["cv", "--config", "cosine.yaml"],
+                                               "--model.lr_schedule: expected one of constant, onecycle, got cosine"),
+    "seed not a number": (["fit", "--seed_everything", "x"], "--seed_everything: expected bool or int, got x"),
     "learning rate 0": (["fit", "--model.lr", "0"], "--model.lr must be a positive number"),
     "label smoothing 1": (["cv", "--model.label_smoothing", "1"],
                           "--model.label_smoothing must be at least 0 and below 1, got 1.0"),

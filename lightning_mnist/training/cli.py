@@ -27,7 +27,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -41,7 +41,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mnist_common.allocator import keep_freed_memory
 from mnist_common.model_files import load_architecture
-from mnist_common.cli import ArgumentError, argument_error_line
+from mnist_common.cli import ArgumentError, argument_error_line, parameter_types
 from mnist_common.errors import EXIT_INTERRUPTED, UserError, exit_on_user_error, one_line
 from mnist_common.figures import plot_curves
 from mnist_common.files import write_text
@@ -156,11 +156,23 @@ class MnistCLI(LightningCLI):
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as err:
-            raise UserError(argument_error_line(err)) from None
+            argv = sys.argv[1:] if args is None else args
+            if not isinstance(argv, (list, tuple)):
+                raise UserError(" ".join(str(err).split())) from None
+            raise UserError(argument_error_line(err, argv, self.setting_types(argv))) from None
         subcommand = self.config.get("subcommand")
         if subcommand:
             self._given = given_settings(parser, args, subcommand) if subcommand == "fit" else None
             self._check(subcommand, self.config[subcommand])
+
+    def setting_types(self, argv) -> dict[str, Any]:
+        """The types of the settings of the subcommand in ``argv``, by group, for a refused value's one line."""
+        subcommand = next((a for a in argv if a in self.subcommands()), None)
+        method = getattr(self.trainer_class, subcommand, None) if subcommand else None
+        return {**(parameter_types(method) if method else {}),  # ckpt_path, weights_only...
+                "model": self.model_class, "data": self.datamodule_class, "trainer": self.trainer_class,
+                "checkpoint": RunCheckpoint, "early_stopping": EarlyStopping, "output_dir": str,
+                "seed_everything": Union[bool, int]}  # as LightningCLI declares it
 
     def _check(self, subcommand: str, config) -> None:
         if "weights_only" in config:
