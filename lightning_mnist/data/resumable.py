@@ -21,26 +21,25 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, RandomSampler
 
 
-class EpochOrder(Sampler[int]):
+class EpochOrder(RandomSampler):
     """A fresh random order of ``size`` indices each epoch, resumable part way through.
 
     Without a resume it draws exactly what ``RandomSampler`` draws (runs keep their data order);
     after :meth:`load_state_dict` its next epoch is the saved epoch's order from the first image
-    the stopped run had not trained on.
+    the stopped run had not trained on. A ``RandomSampler`` to those who ask (Lightning, when it
+    gives several processes a DistributedSampler, shuffles only a loader whose sampler is one).
     """
 
     def __init__(self, size: int) -> None:
+        super().__init__(range(size))
         self.size = size
         self.seed: int | None = None  # the current epoch's, drawn when it starts
         self.used = 0  # images of the current epoch the training loop has taken
         self.batches = 0  # ... in this many batches
         self.resume_at: dict[str, int] | None = None
-
-    def __len__(self) -> int:
-        return self.size
 
     def __iter__(self) -> Iterator[int]:
         if self.resume_at:
