@@ -241,9 +241,10 @@ class RunCheckpoint(ModelCheckpoint):
 
     * When a fit stops between two batches (Ctrl-C through :class:`StopBetweenBatches`, or
       SIGTERM: Lightning's ``SIGTERMException``) it saves ``last.ckpt``, the file ``--ckpt_path
-      last`` resumes from, and says so. On any other exception (a second Ctrl-C, an error) the
-      weights are in the middle of a step, which no resume could continue exactly: nothing is
-      written, and ``last.ckpt`` stays the last whole resume point. (Lightning's
+      last`` resumes from, and says so. On any other exception (a second Ctrl-C, an error, a
+      SIGTERM during validation) the run is in the middle of a step or of a validation, which no
+      resume could continue exactly: nothing is written, and ``last.ckpt`` stays the last whole
+      resume point. (Lightning's
       ``save_on_exception`` saves on every exception, and also writes a file named like a top-k
       checkpoint, with the previous epoch's metric in its name, that top-k never removes.)
     * ``resume_hint`` says how to resume; k-fold runs, which cannot be resumed, turn it off.
@@ -265,8 +266,11 @@ class RunCheckpoint(ModelCheckpoint):
         if (not (self.save_last and self.save_on_exception) or trainer.state.fn != TrainerFn.FITTING
                 or trainer.sanity_checking or trainer.fast_dev_run):
             return
-        if not isinstance(exception, SIGTERMException):  # mid-step (or a full disk, which cannot take it either)
-            if trainer.is_global_zero and self.resume_hint and isinstance(exception, KeyboardInterrupt):
+        # Lightning's clean stop, between two training batches or after an epoch; not one between two validation
+        # batches (a SIGTERM during validation), which training cannot go on from exactly
+        if not isinstance(exception, SIGTERMException) or trainer.validating:  # mid-step, mid-validation, disk full
+            if trainer.is_global_zero and self.resume_hint and isinstance(exception, (KeyboardInterrupt,
+                                                                                      SIGTERMException)):
                 print(f"fit stopped at once: run the same command with --ckpt_path last to resume from "
                       f"{self.last_model_path}, its last whole checkpoint" if self.last_model_path else
                       "fit stopped at once, before its first checkpoint: there is nothing to resume",
