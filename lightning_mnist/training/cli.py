@@ -500,11 +500,11 @@ def main(argv: list[str] | None = None) -> None:
     ALLOCATED.clear()
     try:
         MnistCLI(args=None if argv == sys.argv[1:] else argv)  # None: LightningCLI reads sys.argv itself
-    except SIGTERMException:  # a fit stopped between two batches (Ctrl-C or SIGTERM), its checkpoint saved
-        raise SystemExit(EXIT_INTERRUPTED) from None
     except BaseException as err:
         for run_dir in ALLOCATED:
             discard_if_empty_of_work(run_dir)
+        if isinstance(err, SIGTERMException):  # Lightning's clean stop (Ctrl-C or SIGTERM), said when saved
+            raise SystemExit(EXIT_INTERRUPTED) from None
         full = disk_full(err)
         if full is not None:  # every checkpoint is written whole or not at all: the last whole one is kept
             raise UserError(f"no space left on the device writing {full.filename or 'the run'}: "
