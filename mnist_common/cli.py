@@ -69,8 +69,12 @@ def setting_type(types_by_name: dict[str, Any], key: str) -> Any | None:
     return hint if hint is not None and is_plain(hint) else None
 
 
-def given_values(argv: Sequence[str]) -> Iterator[tuple[str, Any, bool]]:
-    """(setting, value, from a YAML file) for each ``--key value`` and each value of a ``--config`` file."""
+def given_values(argv: Sequence[str]) -> Iterator[tuple[str, str, bool]]:
+    """(setting, value, maybe not its value) for each ``--key value``, ``--key=value`` and ``--config`` file setting.
+
+    The token after ``--key`` may not be its value at all (a switch such as ``--json`` takes none and
+    can be followed by a positional argument); a ``--config`` file's values come as YAML text.
+    """
     tokens = list(argv)
     for i, token in enumerate(tokens):
         if not token.startswith("--") or token == "--":
@@ -81,7 +85,7 @@ def given_values(argv: Sequence[str]) -> Iterator[tuple[str, Any, bool]]:
                 continue
             value = tokens[i + 1]
         if key != "config":
-            yield key, value, False
+            yield key, value, not equals  # a separate token may be a positional argument after a switch
             continue
         try:
             config = get_loader("yaml")(Path(value).read_text())  # the bounded loader below
@@ -90,26 +94,27 @@ def given_values(argv: Sequence[str]) -> Iterator[tuple[str, Any, bool]]:
         yield from _leaves(config, "")
 
 
-def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any, bool]]:
+def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, str, bool]]:
     if isinstance(node, dict) and "class_path" not in node:
         for name, child in node.items():
             yield from _leaves(child, f"{prefix}{name}.")
     elif prefix:
-        yield prefix[:-1], node, True
+        yield prefix[:-1], yaml.safe_dump(node, default_flow_style=True).removesuffix("\n...\n").strip(), False
 
 
-def refuses(hint: Any, value: Any, from_yaml: bool) -> bool:
+def refuses(hint: Any, value: str) -> bool:
     """Whether jsonargparse refuses ``value`` for a setting of type ``hint`` (the parse itself is the check)."""
     probe = ArgumentParser(exit_on_error=False, default_env=False)
     probe.add_argument("--value", type=hint)
     try:
-        probe.parse_object({"value": value}) if from_yaml else probe.parse_args([f"--value={value}"])
+        probe.parse_args([f"--value={value}"])
     except ArgumentError:
         return True
     return False
 
 
-def argument_error_line(err: Exception, argv: Sequence[str], types_by_name: dict[str, Any]) -> str:
+def argument_error_line(err: Exception, argv: Sequence[str], types_by_name: dict[str, Any],
+                        positionals: bool = False) -> str:
     """A refused command line as one line, e.g. ``--data.subset: expected int or null, got many``.
 
     jsonargparse says which value it refused in prose made for people, spread over lines. Rather
@@ -117,11 +122,14 @@ def argument_error_line(err: Exception, argv: Sequence[str], types_by_name: dict
     are checked again one by one against their parameters' types (``types_by_name``: the
     command's parameters; a class or dataclass for a group of settings): the first one refused is
     named, with what its type allows. Any other error (an unknown flag, a missing command) is
-    jsonargparse's own message on one line.
+    jsonargparse's own message on one line. With ``positionals``, the word after a switch may be a
+    positional argument, not the switch's value, and is not judged as one.
     """
-    for key, value, from_yaml in given_values(argv):
+    for key, value, maybe_positional in given_values(argv):
         hint = setting_type(types_by_name, key)
-        if hint is not None and refuses(hint, value, from_yaml):
+        if hint is bool and maybe_positional and positionals:
+            continue  # a switch (--json) before a positional argument: jsonargparse's message says what is wrong
+        if hint is not None and refuses(hint, value):
             expected = describe(hint)
             detail = f"expected {expected}" if len(expected) < 120 else "not of the expected type"
             return f"--{key}: {detail}, got {value}"
@@ -210,7 +218,8 @@ def _param_help(function: Callable[..., Any], name: str) -> str | None:
     return " ".join(match.group(1).split()) if match else None
 
 
-def parse(parser: ArgumentParser, argv: list[str] | None, types_of: Callable[[list[str]], dict[str, Any]]) -> Namespace:
+def parse(parser: ArgumentParser, argv: list[str] | None, types_of: Callable[[list[str]], dict[str, Any]],
+          positionals: bool = False) -> Namespace:
     """Parse ``argv``; usage errors become a one-line :class:`UserError` (exit 2).
 
     ``types_of(argv)`` gives the types of the settings ``argv`` may set (see :func:`argument_error_line`).
@@ -219,14 +228,14 @@ def parse(parser: ArgumentParser, argv: list[str] | None, types_of: Callable[[li
         return parser.parse_args(argv)
     except ArgumentError as err:
         argv = sys.argv[1:] if argv is None else list(argv)
-        raise UserError(argument_error_line(err, argv, types_of(argv))) from None
+        raise UserError(argument_error_line(err, argv, types_of(argv), positionals)) from None
 
 
 def run(function: Callable[..., Any], argv: list[str] | None, prog: str, description: str | None = None,
         positional: tuple[str, ...] = ()) -> Any:
     """Parse ``argv`` against ``function``'s signature and call it with the result."""
     parser = command_parser(function, prog, description, positional)
-    config = parse(parser, argv, lambda _: parameter_types(function))
+    config = parse(parser, argv, lambda _: parameter_types(function), positionals=bool(positional))
     kwargs = {k: v for k, v in config.as_dict().items() if k not in ("config", "__path__")}
     return function(**kwargs)
 
