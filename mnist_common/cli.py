@@ -9,44 +9,131 @@ before any work is done.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
+import sys
+import types
 import typing
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
 import yaml
-from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, Namespace, get_loader, set_loader
-from jsonargparse import ArgumentError  # noqa: F401  (re-exported: LightningCLI raises it too)
+from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentError, ArgumentParser, Namespace, get_loader, set_loader
 
 from mnist_common.errors import UserError
 
-_TYPE_ERROR = re.compile(r'Parser key "([^"]+)":\s*(?:Expected a|Does not validate against any of the types in)'
-                         r"\s*(.+?)\.?\s*Got value:\s*(.+)", re.S)
+# The types a value given on the command line is checked against when a parse fails: plain values, choices,
+# and unions of them (``int | None``). Settings of other types (classes, lists) keep jsonargparse's own message.
+PLAIN_TYPES = (int, float, str, bool, type(None), Path)
 
 
-_UNION_ERROR = re.compile(r'Parser key "([^"]+)": Does not validate against any of the Union subtypes.*?Errors:(.*?)'
-                          r"Given value type:.*?Given value: (.*)$")
+def is_plain(hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return all(is_plain(arg) for arg in typing.get_args(hint))
+    return hint in PLAIN_TYPES
 
 
-def argument_error_line(err: Exception) -> str:
-    """jsonargparse's (multi-line) message as one line, e.g. ``--check_images: expected int, got x``."""
-    text = " ".join(str(err).split())
-    union = _UNION_ERROR.search(text)
-    if union:
-        key, errors, got = union.groups()
-        expected = [re.sub(r"<class '(\w+)'>", r"\1", e).replace("NoneType", "null")
-                    for e in re.findall(r"Expected an? (<class '\w+'>|[\w.\[\]' ,]+)", errors)]
-        return f"--{key}: expected {' or '.join(expected) or 'another type'}, got {got.strip()}"
-    match = _TYPE_ERROR.search(text)
-    if match:
-        key, expected, got = match.groups()
-        expected = re.sub(r"<class '(\w+)'>", r"\1", expected).strip()
-        literal = re.fullmatch(r"typing\.Literal\[(.*)\]", expected)
-        if literal:
-            expected = "one of " + ", ".join(v.strip(" '\"") for v in literal.group(1).split(","))
-        detail = f"expected {expected}" if len(expected) < 120 else "not of the expected type"
-        return f"--{key}: {detail}, got {got.split(' - ')[0].strip()!s}"
-    return text
+def describe(hint: Any) -> str:
+    """``int``, ``int or null``, ``one of constant, onecycle``: a type as a flag's refusal names it."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(str(choice) for choice in typing.get_args(hint))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe(arg) for arg in typing.get_args(hint))
+    return "null" if hint is type(None) else hint.__name__
+
+
+def parameter_types(target: Any) -> dict[str, Any]:
+    """The annotated parameters of a function, a class's ``__init__`` or a dataclass; {} if unresolvable."""
+    try:
+        if dataclasses.is_dataclass(target):
+            return typing.get_type_hints(target)
+        return typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    except Exception:  # forward references a library leaves unresolved: those settings are not checked here
+        return {}
+
+
+def setting_type(types_by_name: dict[str, Any], key: str) -> Any | None:
+    """The type of setting ``key`` (``data.subset``): each part before the last names a class or dataclass."""
+    *groups, name = key.split(".")
+    for group in groups:
+        target = types_by_name.get(group)
+        if not inspect.isclass(target) or is_plain(target):
+            return None
+        types_by_name = parameter_types(target)
+    hint = types_by_name.get(name)
+    return hint if hint is not None and is_plain(hint) else None
+
+
+def given_values(argv: Sequence[str]) -> Iterator[tuple[str, str, bool]]:
+    """(setting, value, maybe not its value) for each ``--key value``, ``--key=value`` and ``--config`` file setting.
+
+    The token after ``--key`` may not be its value at all (a switch such as ``--json`` takes none and
+    can be followed by a positional argument); a ``--config`` file's values come as YAML text.
+    """
+    tokens = list(argv)
+    for i, token in enumerate(tokens):
+        if not token.startswith("--") or token == "--":
+            continue
+        key, equals, value = token[2:].partition("=")
+        if not equals:
+            if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
+                continue
+            value = tokens[i + 1]
+        if key != "config":
+            yield key, value, not equals  # a separate token may be a positional argument after a switch
+            continue
+        try:
+            config = get_loader("yaml")(Path(value).read_text())  # the bounded loader below
+        except (OSError, ValueError, yaml.YAMLError, UserError):
+            continue  # jsonargparse's message (or the bound's) says what is wrong with the file
+        yield from _leaves(config, "")
+
+
+def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, str, bool]]:
+    if isinstance(node, dict) and "class_path" not in node:
+        for name, child in node.items():
+            yield from _leaves(child, f"{prefix}{name}.")
+    elif prefix:
+        yield prefix[:-1], yaml.safe_dump(node, default_flow_style=True).removesuffix("\n...\n").strip(), False
+
+
+def refuses(hint: Any, value: str) -> bool:
+    """Whether jsonargparse refuses ``value`` for a setting of type ``hint`` (the parse itself is the check)."""
+    probe = ArgumentParser(exit_on_error=False, default_env=False)
+    probe.add_argument("--value", type=hint)
+    try:
+        probe.parse_args([f"--value={value}"])
+    except ArgumentError:
+        return True
+    return False
+
+
+def argument_error_line(err: Exception, argv: Sequence[str], types_by_name: dict[str, Any],
+                        positionals: bool = False) -> str:
+    """A refused command line as one line, e.g. ``--data.subset: expected int or null, got many``.
+
+    jsonargparse says which value it refused in prose made for people, spread over lines. Rather
+    than read that prose, the values the user gave (flags, and the settings of ``--config`` files)
+    are checked again one by one against their parameters' types (``types_by_name``: the
+    command's parameters; a class or dataclass for a group of settings): the first one refused is
+    named, with what its type allows. Any other error (an unknown flag, a missing command) is
+    jsonargparse's own message on one line. With ``positionals``, the word after a switch may be a
+    positional argument, not the switch's value, and is not judged as one.
+    """
+    for key, value, maybe_positional in given_values(argv):
+        hint = setting_type(types_by_name, key)
+        if hint is bool and maybe_positional and positionals:
+            continue  # a switch (--json) before a positional argument: jsonargparse's message says what is wrong
+        if hint is not None and refuses(hint, value):
+            expected = describe(hint)
+            detail = f"expected {expected}" if len(expected) < 120 else "not of the expected type"
+            return f"--{key}: {detail}, got {value}"
+    return " ".join(str(err).split())
 
 
 MAX_YAML_VALUES = 100_000  # values a YAML document may expand to; a full config of any command has a few hundred
@@ -131,19 +218,24 @@ def _param_help(function: Callable[..., Any], name: str) -> str | None:
     return " ".join(match.group(1).split()) if match else None
 
 
-def parse(parser: ArgumentParser, argv: list[str] | None) -> Namespace:
-    """Parse ``argv``; usage errors become a one-line :class:`UserError` (exit 2)."""
+def parse(parser: ArgumentParser, argv: list[str] | None, types_of: Callable[[list[str]], dict[str, Any]],
+          positionals: bool = False) -> Namespace:
+    """Parse ``argv``; usage errors become a one-line :class:`UserError` (exit 2).
+
+    ``types_of(argv)`` gives the types of the settings ``argv`` may set (see :func:`argument_error_line`).
+    """
     try:
         return parser.parse_args(argv)
     except ArgumentError as err:
-        raise UserError(argument_error_line(err)) from None
+        argv = sys.argv[1:] if argv is None else list(argv)
+        raise UserError(argument_error_line(err, argv, types_of(argv), positionals)) from None
 
 
 def run(function: Callable[..., Any], argv: list[str] | None, prog: str, description: str | None = None,
         positional: tuple[str, ...] = ()) -> Any:
     """Parse ``argv`` against ``function``'s signature and call it with the result."""
     parser = command_parser(function, prog, description, positional)
-    config = parse(parser, argv)
+    config = parse(parser, argv, lambda _: parameter_types(function), positionals=bool(positional))
     kwargs = {k: v for k, v in config.as_dict().items() if k not in ("config", "__path__")}
     return function(**kwargs)
 
@@ -156,7 +248,11 @@ def run_subcommands(commands: dict[str, Callable[..., Any]], argv: list[str] | N
     for name, function in commands.items():
         subcommands.add_subcommand(name, command_parser(function, f"{prog} {name}"),
                                    help=(function.__doc__ or "").split("\n")[0])
-    config = parse(parser, argv)
+    def types_of(args: list[str]) -> dict[str, Any]:  # the parameters of the command named first
+        command = next((commands[a] for a in args if a in commands), None)
+        return parameter_types(command) if command else {}
+
+    config = parse(parser, argv, types_of)
     name = config.command
     kwargs = {k: v for k, v in config[name].as_dict().items() if k not in ("config", "__path__")}
     instantiated = parser.instantiate_classes(config)[name]  # dataclass settings become their objects

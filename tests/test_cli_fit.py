@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 import signal
 import subprocess
@@ -217,31 +218,52 @@ def test_interrupted_fit_resumes_into_its_own_folder_with_an_honest_history(mnis
     assert not list(temporary.glob("lightning_mnist_*")) and not list(temporary.rglob("*.ckpt"))  # even if killed
 
 
-def test_a_run_resumed_at_an_epoch_boundary_equals_one_never_stopped(tmp_path, mnist_dir):
-    """Bit for bit, on CPU: the same history, test score and final weights (augmentation and dropout on)."""
-    from conftest import run_python_module
-
+def test_a_run_killed_or_stopped_by_ctrl_c_mid_step_resumes_to_equal_one_never_stopped(tmp_path, mnist_dir):
+    """Bit for bit, on CPU: the same history, test score, final weights and metrics.csv, with augmentation, dropout and
+    a per-step one-cycle schedule. SIGKILL resumes from the last epoch's end, Ctrl-C from the step it landed in."""
     args = ["fit", "--data.subset", "600", "--data.augment", "true", "--early_stopping.patience", "100",
-            "--seed_everything", "3", *NO_PROGRESS]
-    whole, parts = tmp_path / "whole", tmp_path / "parts"
-    whole.mkdir(), parts.mkdir()
-    never_stopped = subprocess.Popen([sys.executable, "-m", "lightning_mnist", *args, "--trainer.max_epochs", "3"],
-                                     cwd=whole, env=module_env(mnist_dir), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-    run_python_module(mnist_dir, "lightning_mnist", *args, "--trainer.max_epochs", "1", cwd=parts)
-    run_python_module(mnist_dir, "lightning_mnist", *args, "--trainer.max_epochs", "3", "--ckpt_path", "last",
-                      cwd=parts)
+            "--seed_everything", "3", "--model.lr_schedule", "onecycle", "--model.lr", "0.003",
+            "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "5", *NO_PROGRESS]  # 17 steps an epoch
+
+    def start(folder: Path, *more: str) -> subprocess.Popen:
+        folder.mkdir(exist_ok=True)
+        env = {**module_env(mnist_dir), "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}  # for signal_at_step
+        return subprocess.Popen([sys.executable, "-m", "lightning_mnist", *args, *more], cwd=folder, env=env,
+                                preexec_fn=ctrl_c_interrupts, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def signal_at(step: int, name: str) -> str:  # a real signal, from a callback, in the middle of that step
+        return f"--trainer.callbacks+={{'class_path': 'signal_at_step.SignalAtStep', 'init_args': {{'step': {step}, " \
+               f"'signal_name': {name}}}}}"
+
+    whole, killed, ctrl_c = tmp_path / "whole", tmp_path / "killed", tmp_path / "ctrl_c"
+    never_stopped = start(whole)
+    for folder, step, name, code, said, resumes_at in ((killed, 20, "SIGKILL", -signal.SIGKILL, "", 17),
+                                                       (ctrl_c, 25, "SIGINT", 130, "fit interrupted: saved", 26)):
+        interrupted = start(folder, signal_at(step, name))
+        _, stderr = interrupted.communicate(timeout=600)
+        [run] = run_folders(folder)
+        assert interrupted.returncode == code and said in stderr and "Traceback" not in stderr, stderr[-2000:]
+        assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == resumes_at
+        resumed = start(folder, "--ckpt_path", "last")
+        _, stderr = resumed.communicate(timeout=600)
+        assert resumed.returncode == 0, stderr[-2000:]
     _, stderr = never_stopped.communicate(timeout=600)
     assert never_stopped.returncode == 0, stderr[-2000:]
-    [a], [b] = run_folders(whole), run_folders(parts)
-    results = [json.loads((run / "results.json").read_text()) for run in (a, b)]
+
+    runs = [run for folder in (whole, killed, ctrl_c) for run in run_folders(folder)]
+    results = [json.loads((run / "results.json").read_text()) for run in runs]
     keys = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
-    assert [[row[k] for k in keys] for row in results[0]["history"]] == \
-           [[row[k] for k in keys] for row in results[1]["history"]]
-    assert results[0]["test_loss"] == results[1]["test_loss"] and results[0]["model_path"] == results[1]["model_path"]
-    weights = [torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for run in (a, b)]
-    assert weights[0].keys() == weights[1].keys()
-    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    weights = [torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for run in runs]
+    metrics = [(run / "metrics.csv").read_text() for run in runs]
+    assert metrics[0].count("\n") > 12  # every epoch's rows and logged steps, the test's
+    for run in (1, 2):
+        assert [[row[k] for k in keys] for row in results[0]["history"]] == \
+               [[row[k] for k in keys] for row in results[run]["history"]]
+        assert results[0]["test_loss"] == results[run]["test_loss"]
+        assert results[0]["model_path"] == results[run]["model_path"]
+        assert weights[0].keys() == weights[run].keys()
+        assert all(torch.equal(weights[0][k], weights[run][k]) for k in weights[0])
+        assert metrics[run] == metrics[0]  # every row once, the steps logged before the interruption included
 
 
 def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_module, tmp_path, mnist_dir,
@@ -345,6 +367,7 @@ def bad_inputs(tmp_path_factory, mnist_dir):
         (where / model).write_bytes((where / "lenet.ckpt").read_bytes())  # a real checkpoint, under another name
         (where / name).write_text(json.dumps({"framework": "lightning", "folds": [{"fold": 0, "model_path": model}]}))
     (where / "a_file").write_text("a file where a folder should be")
+    (where / "cosine.yaml").write_text("model:\n  lr_schedule: cosine\n")
     (where / "listless" / "MNIST").mkdir(parents=True)
     (where / "listless" / "MNIST" / "raw").write_text("a file where the raw-data folder should be")
     return where
@@ -366,6 +389,11 @@ BAD_INPUTS = {
                             "--data.elastic_sigma must be a number from 0.5 to 20 (pixels), got 0.0"),
     "subset too large": (["fit", "--data.subset", "70000"], "--data.subset must be between 20 and 60000"),
     "subset not a number": (["fit", "--data.subset", "many"], "--data.subset: expected int or null, got many"),
+    "a choice not offered": (["fit", "--model.lr_schedule=cosine"],
+                             "--model.lr_schedule: expected one of constant, onecycle, got cosine"),
+    "a choice not offered, in a config file": (["cv", "--config", "cosine.yaml"],
+                                               "--model.lr_schedule: expected one of constant, onecycle, got cosine"),
+    "seed not a number": (["fit", "--seed_everything", "x"], "--seed_everything: expected bool or int, got x"),
     "learning rate 0": (["fit", "--model.lr", "0"], "--model.lr must be a positive number"),
     "label smoothing 1": (["cv", "--model.label_smoothing", "1"],
                           "--model.label_smoothing must be at least 0 and below 1, got 1.0"),

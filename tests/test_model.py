@@ -142,3 +142,35 @@ def test_epoch_metrics_cover_every_batch_of_the_epoch(mnist_dir, tmp_path):
     assert len(labels) == 200
     assert math.isclose(logged["val/loss"], expected_loss, rel_tol=1e-5)
     assert math.isclose(logged["val/acc"], expected_acc, abs_tol=1e-6)
+
+
+def test_the_training_order_is_random_samplers_and_resumes_at_the_next_batch():
+    """The same batches and random draws as DataLoader(shuffle=True); a state taken after some batches gives the
+    rest of that epoch in another loader, without one more draw from torch's generator."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lightning_mnist.data.resumable import EpochOrder, ResumableDataLoader
+
+    data = TensorDataset(torch.arange(100))
+    torch.manual_seed(7)
+    shuffled = [batch[0].tolist() for _ in range(3) for batch in DataLoader(data, batch_size=32, shuffle=True)]
+    after_shuffled = torch.rand(3)
+    torch.manual_seed(7)
+    order = EpochOrder(100)
+    ours = [batch[0].tolist() for _ in range(3) for batch in ResumableDataLoader(data, batch_size=32, sampler=order)]
+    assert ours == shuffled and torch.equal(torch.rand(3), after_shuffled)
+
+    torch.manual_seed(3)
+    loader = ResumableDataLoader(data, batch_size=32, sampler=order)
+    epoch = [batch[0].tolist() for batch in loader]
+    rng_after = torch.get_rng_state()
+    torch.manual_seed(3)
+    first = iter(loader)
+    for _ in range(2):  # the loop takes two batches (the loader may have fetched more)
+        order.taken(len(next(first)[0]))
+    state = loader.state_dict()
+    assert state["used"] == 64 and state["batches"] == 2
+    resumed = ResumableDataLoader(data, batch_size=32, sampler=EpochOrder(100))
+    resumed.load_state_dict(state)
+    assert [batch[0].tolist() for batch in resumed] == epoch[2:]
+    assert torch.equal(torch.get_rng_state(), rng_after)  # where the epoch never stopped leaves it

@@ -1,4 +1,8 @@
-"""MNIST as a LightningDataModule: in-memory tensors, seeded stratified splits, augmentation."""
+"""MNIST as a LightningDataModule: in-memory tensors, seeded stratified splits, augmentation.
+
+The training batches come in an order a run stopped between two batches resumes exactly
+(:mod:`lightning_mnist.data.resumable`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from mnist_common.mnist import ensure_files, load_mnist
 from mnist_common.settings import check_data_settings
 from mnist_common.splits import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, make_split
 from lightning_mnist.data.augment import NotebookAugmentation
+from lightning_mnist.data.resumable import EpochOrder, ResumableDataLoader
 
 
 def to_tensor(images) -> torch.Tensor:
@@ -68,6 +73,8 @@ class MNISTDataModule(LightningDataModule):
         self.augmentation = NotebookAugmentation(rotation, zoom, shift, shear, elastic_alpha,
                                                  elastic_sigma) if augment else None
         self.datasets: dict[str, InMemoryDataset] = {}
+        self.train_order: EpochOrder | None = None  # the training shuffle, told of each batch the loop takes
+        self._resume_order: dict = {}  # its state from a checkpoint written inside an epoch
 
     def prepare_data(self) -> None:
         ensure_files(self.hparams.data_dir, download=self.hparams.download)
@@ -87,12 +94,28 @@ class MNISTDataModule(LightningDataModule):
         ):
             self.datasets[name] = InMemoryDataset(to_tensor(images), torch.from_numpy(labels).long())
 
-    def _loader(self, name: str, batch_size: int, shuffle: bool = False) -> DataLoader:
+    def _loader(self, name: str, batch_size: int) -> DataLoader:
         # Data already sits in memory as tensors: worker processes would only add copies.
-        return DataLoader(self.datasets[name], batch_size=batch_size, shuffle=shuffle, collate_fn=keep_batch)
+        return DataLoader(self.datasets[name], batch_size=batch_size, collate_fn=keep_batch)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.hparams.batch_size, shuffle=True)
+        self.train_order = EpochOrder(len(self.datasets["train"]))
+        self.train_order.load_state_dict(self._resume_order)  # a run stopped inside an epoch goes on from there
+        return ResumableDataLoader(self.datasets["train"], batch_size=self.hparams.batch_size,
+                                   sampler=self.train_order, collate_fn=keep_batch)
+
+    def state_dict(self) -> dict:
+        """The training order's state, in a checkpoint written inside an epoch (an epoch's end has none)."""
+        order, trainer = self.train_order, self.trainer
+        if order is None or trainer is None or not 0 < order.batches < trainer.num_training_batches:
+            return {}
+        return {"train_order": order.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        # restored before the loaders are built (and again, empty, when fit tests its best checkpoint)
+        self._resume_order = dict(state_dict.get("train_order") or {})
+        if self.train_order is not None:
+            self.train_order.load_state_dict(self._resume_order)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.hparams.eval_batch_size)
@@ -102,6 +125,12 @@ class MNISTDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        # Every training batch passes here once, as the loop takes it: where a resume would go on from
+        if self.train_order is not None and self.trainer is not None and self.trainer.training:
+            self.train_order.taken(len(batch[1]))
+        return batch
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # Augment training batches only, on the device the batch now lives on.

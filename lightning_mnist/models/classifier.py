@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
 from torch.optim.lr_scheduler import OneCycleLR
+from torchmetrics import Metric
 from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -22,6 +23,10 @@ from lightning_mnist.models.optim import KerasAdam
 
 KERAS_ADAM_EPSILON = 1e-7
 STAGES = ("train", "val", "test")
+# A checkpoint written inside a training epoch (a run stopped between two batches) keeps what the
+# epoch's train/loss and train/acc have accumulated so far under this key, so that the resumed run
+# logs the same epoch means as one that never stopped.
+EPOCH_IN_PROGRESS = "train_metrics_in_progress"
 
 
 def check_training_settings(lr: float, label_smoothing: float = 0.0, weight_decay: float = 0.0,
@@ -75,6 +80,7 @@ class MnistClassifier(LightningModule):
             self.metrics[f"{stage}/loss"] = MeanMetric(nan_strategy="disable")
             self.metrics[f"{stage}/acc"] = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self._unlogged_stages: set[str] = set()
+        self._training_epoch_open = False  # between the start and the end of a training epoch
 
     def use_channels_last(self, enabled: bool) -> None:
         """NHWC memory for 4-D tensors: faster for these CNNs on CPU and GPU (weights and inputs alike)."""
@@ -124,9 +130,33 @@ class MnistClassifier(LightningModule):
 
     def on_train_start(self) -> None:
         self._unlogged_stages.add("train")  # a run resumed mid-epoch skips on_train_epoch_start
+        self._training_epoch_open = True
 
     def on_train_epoch_start(self) -> None:
         self._unlogged_stages.add("train")
+        self._training_epoch_open = True
+        for metric in self._train_metrics().values():
+            metric.reset()  # an epoch starts from nothing, whatever a checkpoint put there
+
+    def on_train_epoch_end(self) -> None:
+        self._training_epoch_open = False
+
+    def _train_metrics(self) -> dict[str, Metric]:
+        return {name: metric for name, metric in self.metrics.items() if name.startswith("train/")}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._training_epoch_open:
+            checkpoint[EPOCH_IN_PROGRESS] = {name: {key: value.detach().clone() for key, value in
+                                                    metric.metric_state.items()}
+                                             for name, metric in self._train_metrics().items()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # torchmetrics' public merge: into a reset metric, the saved sums come back exactly
+        for name, state in (checkpoint.get(EPOCH_IN_PROGRESS) or {}).items():
+            metric = self._train_metrics().get(name)
+            if metric is not None:
+                metric.reset()
+                metric.merge_state({key: value.to(metric.device) for key, value in state.items()})
 
     def on_validation_epoch_start(self) -> None:
         self._unlogged_stages.add("val")

@@ -1,8 +1,8 @@
-"""Callbacks the CLI adds to every fit (the per-epoch history and the run's checkpoints), and an EMA of
-the weights that a config can add (``configs/best.yaml``).
+"""Callbacks the CLI adds to every fit (the per-epoch history, the random generators, where Ctrl-C
+stops, the run's checkpoints), and an EMA of the weights that a config can add (``configs/best.yaml``).
 
-The first two keep what they know in every checkpoint, so a run that is interrupted (Ctrl-C,
-SIGKILL) and resumed ends with the same history, timings and best checkpoint as one
+They keep what they know in every checkpoint, so a run that is interrupted (Ctrl-C, SIGTERM,
+SIGKILL) and resumed ends with the same history, timings, weights and best checkpoint as one
 that never stopped.
 """
 
@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import io
 import random
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMAWeight
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mnist_common.files import write_atomically
 from mnist_common.results import HISTORY_KEYS
@@ -88,19 +91,23 @@ class EpochHistory(Callback):
 class RandomState(Callback):
     """Every random generator a run's future draws from, saved in each checkpoint and restored on resume.
 
-    A resumed run must go on exactly as the run that never stopped: the order of the next epoch's
-    batches (the sampler draws its seed from torch's generator), the augmentation's transforms and
+    A resumed run must go on exactly as the run that never stopped: the order of the next batches
+    (the sampler draws its seed from torch's generator), the augmentation's transforms and
     dropout's masks (torch's), and anything drawn from numpy's or Python's generators. A checkpoint
-    records their states when it is written, at the end of an epoch, which is the state the next
-    epoch starts from. They are put back in ``on_fit_start`` (after Lightning has
-    restored the checkpoint, before the sanity check and the first batch), and only when fitting:
-    ``fit`` and ``cv`` test a best checkpoint at the end, which must not rewind the generators of
-    the process (``cv``'s next fold draws its fresh weights from them). Stored as plain tensors,
-    lists and numbers, so a weights-only load reads them.
+    records their states when it is written (at the end of an epoch, or between two batches), which
+    is the state the run goes on from. They are put back as soon as Lightning restores the callbacks,
+    before anything of the run draws (a OneCycle schedule has the training loader built, which draws,
+    while the optimizers are configured), and only when fitting: ``fit`` and ``cv`` test a best
+    checkpoint at the end, which must not rewind the generators of the process (``cv``'s next fold
+    draws its fresh weights from them). Stored as plain tensors, lists and numbers, so a weights-only
+    load reads them.
     """
 
     def __init__(self) -> None:
-        self._pending: dict[str, Any] | None = None
+        self._trainer: Trainer | None = None
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._trainer = trainer  # set up before a checkpoint is restored, for every stage
 
     def state_dict(self) -> dict[str, Any]:
         numpy_state = np.random.get_state(legacy=False)
@@ -114,21 +121,91 @@ class RandomState(Callback):
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._pending = state_dict
-
-    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        state, self._pending = self._pending, None
-        if not state:
+        if self._trainer is None or self._trainer.state.fn != TrainerFn.FITTING or not state_dict:
             return
-        torch.set_rng_state(state["torch"])
-        version, internal, gauss = state["python"]
+        torch.set_rng_state(state_dict["torch"])
+        version, internal, gauss = state_dict["python"]
         random.setstate((version, tuple(internal), gauss))
-        saved = state["numpy"]
+        saved = state_dict["numpy"]
         np.random.set_state({"bit_generator": saved["bit_generator"], "has_gauss": saved["has_gauss"],
                              "gauss": saved["gauss"],
                              "state": {"key": saved["key"].numpy().astype(np.uint32), "pos": saved["pos"]}})
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class StopBetweenBatches(Callback):
+    """Ctrl-C while training stops the run between two batches, where its checkpoint resumes exactly.
+
+    A KeyboardInterrupt lands anywhere, in the middle of a step (weights updated, the scheduler not
+    yet stepped, half the batch's random draws made): no checkpoint of that moment can be resumed
+    exactly. Lightning stops cleanly on SIGTERM instead: it raises ``SIGTERMException`` after a
+    batch is done (optimizer and scheduler stepped, counters and logs up to date) or after an
+    epoch, where :class:`RunCheckpoint` saves ``last.ckpt``. While training, this callback turns
+    Ctrl-C into that request: it calls the SIGTERM handler Lightning installs while fitting, and
+    says so. Validation is finished first (it checks for SIGTERM between its own batches, a point
+    training cannot resume from). A second Ctrl-C stops at once, as a plain KeyboardInterrupt: the
+    last checkpoint written whole stays the run's resume point.
+
+    Only in the main thread, and only where Ctrl-C would raise KeyboardInterrupt (a process started
+    with SIGINT ignored keeps ignoring it).
+    """
+
+    def __init__(self) -> None:
+        self._previous: Any = None  # the SIGINT handler while not training; None when not installed
+        self._trainer: Trainer | None = None
+        self._requested = False  # Ctrl-C pressed once
+        self._pending = False  # ... during validation: passed on when it ends
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._trainer, self._requested, self._pending = trainer, False, False
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._ctrl_c)
+
+    def _ctrl_c(self, signum: int, frame: Any) -> None:
+        if self._requested:
+            self._restore()
+            raise KeyboardInterrupt
+        self._requested = True
+        print("\nCtrl-C: stopping at the end of this batch (Ctrl-C again to stop at once)", file=sys.stderr,
+              flush=True)
+        if self._trainer.validating:
+            self._pending = True
+        else:
+            self._stop(frame)
+
+    def _stop(self, frame: Any = None) -> None:
+        self._pending = False
+        lightning_handler = signal.getsignal(signal.SIGTERM)
+        if callable(lightning_handler):
+            lightning_handler(signal.SIGTERM, frame)
+        if not self._trainer.received_sigterm:  # no handler of Lightning's to ask: stop as Ctrl-C always did
+            self._restore()
+            raise KeyboardInterrupt
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._pending:
+            self._stop()
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._pending:  # pressed as a validation ended
+            self._stop()
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._pending:  # pressed as the epoch's validation ended: Lightning stops when the epoch is done
+            self._stop()
+
+    def _restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._restore()
 
 
 class BesideCheckpointIO(TorchCheckpointIO):
@@ -162,10 +239,14 @@ def disk_full(error: BaseException | None) -> OSError | None:
 class RunCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint, as a run folder needs it.
 
-    * On an exception (Ctrl-C included) it saves only ``last.ckpt``, the file ``--ckpt_path
-      last`` resumes from, and says so. (Lightning's ``save_on_exception`` also writes a file
-      named like a top-k checkpoint, with the previous epoch's metric in its name, that top-k
-      never removes.)
+    * When a fit stops between two batches (Ctrl-C through :class:`StopBetweenBatches`, or
+      SIGTERM: Lightning's ``SIGTERMException``) it saves ``last.ckpt``, the file ``--ckpt_path
+      last`` resumes from, and says so. On any other exception (a second Ctrl-C, an error, a
+      SIGTERM during validation) the run is in the middle of a step or of a validation, which no
+      resume could continue exactly: nothing is written, and ``last.ckpt`` stays the last whole
+      resume point. (Lightning's
+      ``save_on_exception`` saves on every exception, and also writes a file named like a top-k
+      checkpoint, with the previous epoch's metric in its name, that top-k never removes.)
     * ``resume_hint`` says how to resume; k-fold runs, which cannot be resumed, turn it off.
     * A checkpoint records absolute paths; when the project was moved or copied, the
       resumed run's best and last checkpoints are found again in its own folder instead of
@@ -181,14 +262,23 @@ class RunCheckpoint(ModelCheckpoint):
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         # Only while fitting (an interrupted final test holds the best weights, not the run's last ones), never
-        # during the sanity check or a fast dev run, and not on a full disk, which cannot take last.ckpt either:
-        # the last whole one stays what a resume reads. Written through the Trainer's public save_checkpoint.
+        # during the sanity check or a fast dev run. Written through the Trainer's public save_checkpoint.
         if (not (self.save_last and self.save_on_exception) or trainer.state.fn != TrainerFn.FITTING
-                or trainer.sanity_checking or trainer.fast_dev_run or disk_full(exception)):
+                or trainer.sanity_checking or trainer.fast_dev_run):
+            return
+        # Lightning's clean stop, between two training batches or after an epoch; not one between two validation
+        # batches (a SIGTERM during validation), which training cannot go on from exactly
+        if not isinstance(exception, SIGTERMException) or trainer.validating:  # mid-step, mid-validation, disk full
+            if trainer.is_global_zero and self.resume_hint and isinstance(exception, (KeyboardInterrupt,
+                                                                                      SIGTERMException)):
+                print(f"fit stopped at once: run the same command with --ckpt_path last to resume from "
+                      f"{self.last_model_path}, its last whole checkpoint" if self.last_model_path else
+                      "fit stopped at once, before its first checkpoint: there is nothing to resume",
+                      file=sys.stderr, flush=True)
             return
         self.last_model_path = self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)  # recorded in the file
         trainer.save_checkpoint(self.last_model_path, weights_only=self.save_weights_only)
-        if trainer.is_global_zero and trainer.state.fn == "fit" and self.resume_hint:
+        if trainer.is_global_zero and self.resume_hint:
             print(f"fit interrupted: saved {self.last_model_path}; run the same command with --ckpt_path last "
                   f"to resume", file=sys.stderr, flush=True)
 

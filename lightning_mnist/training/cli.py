@@ -27,7 +27,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -37,11 +37,12 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mnist_common.allocator import keep_freed_memory
 from mnist_common.model_files import load_architecture
-from mnist_common.cli import ArgumentError, argument_error_line
-from mnist_common.errors import UserError, exit_on_user_error, one_line
+from mnist_common.cli import ArgumentError, argument_error_line, parameter_types
+from mnist_common.errors import EXIT_INTERRUPTED, UserError, exit_on_user_error, one_line
 from mnist_common.figures import plot_curves
 from mnist_common.files import write_text
 from mnist_common.keras_file import KERAS_SUFFIX
@@ -55,7 +56,7 @@ from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.models import MnistClassifier
 from lightning_mnist.models.classifier import check_training_settings
-from lightning_mnist.training.callbacks import EpochHistory, RandomState, RunCheckpoint, disk_full
+from lightning_mnist.training.callbacks import EpochHistory, RandomState, RunCheckpoint, StopBetweenBatches, disk_full
 from lightning_mnist.training.cv import cross_validate
 from lightning_mnist.training.outputs import point_outputs_at
 from lightning_mnist.training.reports import write_test_report
@@ -148,17 +149,30 @@ class MnistCLI(LightningCLI):
                              "early_stopping.patience": 3})
         parser.add_lightning_class_args(EpochHistory, "history")  # always there: the run's per-epoch history
         parser.add_lightning_class_args(RandomState, "random_state")  # always there: resumes draw what they would have
+        parser.add_lightning_class_args(StopBetweenBatches, "interrupt")  # always there: Ctrl-C stops where a resume is exact
 
     # --- checks, before anything is built ---------------------------------------------------
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as err:
-            raise UserError(argument_error_line(err)) from None
+            argv = sys.argv[1:] if args is None else args
+            if not isinstance(argv, (list, tuple)):
+                raise UserError(" ".join(str(err).split())) from None
+            raise UserError(argument_error_line(err, argv, self.setting_types(argv))) from None
         subcommand = self.config.get("subcommand")
         if subcommand:
             self._given = given_settings(parser, args, subcommand) if subcommand == "fit" else None
             self._check(subcommand, self.config[subcommand])
+
+    def setting_types(self, argv) -> dict[str, Any]:
+        """The types of the settings of the subcommand in ``argv``, by group, for a refused value's one line."""
+        subcommand = next((a for a in argv if a in self.subcommands()), None)
+        method = getattr(self.trainer_class, subcommand, None) if subcommand else None
+        return {**(parameter_types(method) if method else {}),  # ckpt_path, weights_only...
+                "model": self.model_class, "data": self.datamodule_class, "trainer": self.trainer_class,
+                "checkpoint": RunCheckpoint, "early_stopping": EarlyStopping, "output_dir": str,
+                "seed_everything": Union[bool, int]}  # as LightningCLI declares it
 
     def _check(self, subcommand: str, config) -> None:
         if "weights_only" in config:
@@ -270,12 +284,15 @@ class MnistCLI(LightningCLI):
             raise UserError(f"resuming {checkpoint.path}: {'; '.join(conflicts)}; a resumed run keeps its settings "
                             f"(start a new run to change them)")
         done = len(history["history"])  # epochs fully trained: the run's own record, not Lightning's loop layout
-        if config.trainer.max_epochs is not None and 0 <= config.trainer.max_epochs <= done:
-            raise UserError(f"--trainer.max_epochs {config.trainer.max_epochs}: the run in {checkpoint.path} has "
-                            f"already trained {done} epochs; give a larger number to continue it")
         run = run_dir_of_checkpoint(checkpoint.path)
+        tested = run is not None and (run / RESULTS_FILE).is_file()  # else stopped after training, before its test
+        max_epochs = config.trainer.max_epochs
+        if max_epochs is not None and 0 <= max_epochs <= done and (max_epochs < done or tested):
+            raise UserError(f"--trainer.max_epochs {max_epochs}: the run in {checkpoint.path} has "
+                            f"already trained {done} epochs; give a larger number to continue it")
         self._resumed_run = run if run is not None and run.parent.name == FRAMEWORK else None
         self._epochs_done = done
+        self._steps_done = int(contents.get("global_step", 0))  # optimizer steps, the logged steps' count
         where = f"the run in {self._resumed_run}" if self._resumed_run else "a new run"
         print(f"resuming from {checkpoint.path} ({done} epochs done) into {where}"
               + (f"; keeping the run's own settings: {', '.join(kept)}" if kept else ""), flush=True)
@@ -313,7 +330,7 @@ class MnistCLI(LightningCLI):
         if getattr(self, "_resumed_run", None) is not None and os.environ.get("LOCAL_RANK", "0") == "0":
             for logger in self.trainer.loggers:
                 if isinstance(logger, CSVLogger):
-                    keep_earlier_epochs(logger, self._epochs_done)
+                    keep_earlier_epochs(logger, self._epochs_done, self._steps_done)
         print(f"run folder: {self.run_dir}")
         print(self.model.architecture.summary())
 
@@ -386,19 +403,28 @@ def given_settings(parser: LightningArgumentParser, args, subcommand: str) -> di
     return {group: set((config.get(group) or {}).keys()) for group in ("model", "data")}
 
 
-def keep_earlier_epochs(logger: CSVLogger, epochs: int) -> None:
-    """Keep the rows of a resumed run's first ``epochs`` epochs in its ``metrics.csv``, once each.
+def keep_earlier_epochs(logger: CSVLogger, epochs: int, steps: int) -> None:
+    """Keep the rows of what a resumed run's checkpoint holds in its ``metrics.csv``, once each.
 
     Lightning's CSV writer deletes a ``metrics.csv`` it finds when it starts (its experiment
-    is created), so a resumed run would keep only the epochs after the resume. The rows of
-    the epochs the checkpoint holds are read first and written back as the file the writer
-    then appends to; rows of the interrupted epoch go, since it is trained again.
+    is created), so a resumed run would keep only the epochs after the resume. The rows the
+    checkpoint holds are read first and written back as the file the writer then appends to:
+    those of its ``epochs`` finished epochs and, of a checkpoint written inside the next one,
+    its first ``steps`` steps (rows are logged with the number of steps before them). Rows
+    logged after the checkpoint go, since that work is done again.
     """
     path = Path(logger.log_dir) / ExperimentWriter.NAME_METRICS_FILE
     if not path.is_file():
         return
+
+    def held(row: dict[str, str]) -> bool:
+        if not row.get("epoch"):
+            return False
+        epoch = float(row["epoch"])
+        return epoch < epochs or (epoch == epochs and bool(row.get("step")) and float(row["step"]) < steps)
+
     with open(path, newline="") as f:
-        rows = [row for row in csv.DictReader(f) if row.get("epoch") and float(row["epoch"]) < epochs]
+        rows = [row for row in csv.DictReader(f) if held(row)]
     writer = logger.experiment  # created now: it removes the file
     if rows:
         writer.metrics_keys = sorted(set().union(*rows))
@@ -477,6 +503,8 @@ def main(argv: list[str] | None = None) -> None:
     except BaseException as err:
         for run_dir in ALLOCATED:
             discard_if_empty_of_work(run_dir)
+        if isinstance(err, SIGTERMException):  # Lightning's clean stop (Ctrl-C or SIGTERM), said when saved
+            raise SystemExit(EXIT_INTERRUPTED) from None
         full = disk_full(err)
         if full is not None:  # every checkpoint is written whole or not at all: the last whole one is kept
             raise UserError(f"no space left on the device writing {full.filename or 'the run'}: "
