@@ -531,40 +531,6 @@ def test_ddp_on_two_cpu_processes_writes_results_once(run_module, tmp_path):
     assert proc.stdout.count("test accuracy") == 1
 
 
-def test_fast_config_trains_with_a_one_cycle_schedule(mnist_dir, tmp_path, monkeypatch):
-    """configs/fast.yaml as written (on a subset): Adam's learning rate rises to 5e-3, then anneals towards 0,
-    at every batch as the Keras reference's schedule for the same config has it (and beta_1 with it)."""
-    from lightning.pytorch import Callback
-
-    from keras_reference.schedules import OneCycleSchedule
-    from lightning_mnist.training.cli import MnistCLI
-
-    class LearningRates(Callback):
-        def __init__(self):
-            self.seen, self.betas = [], []
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            self.seen.append(trainer.optimizers[0].param_groups[0]["lr"])
-            self.betas.append(trainer.optimizers[0].param_groups[0]["betas"][0])
-
-    rates = LearningRates()
-    monkeypatch.chdir(tmp_path)
-    MnistCLI(args=["fit", "--config", str(REPO / "configs" / "fast.yaml"), "--data.data_dir", str(mnist_dir),
-                   "--data.subset", "3000", "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false"],
-             trainer_defaults={"callbacks": [rates]})
-    steps = 2 * math.ceil(2700 / 128)
-    lr = np.array(rates.seen)
-    assert len(lr) == steps
-    assert lr[0] == pytest.approx(5e-3 / 25) and lr.max() == pytest.approx(5e-3, rel=0.02)  # OneCycleLR's defaults
-    assert 0.2 * steps <= lr.argmax() <= 0.4 * steps and lr[-1] < 1e-5
-    keras_schedule = OneCycleSchedule.for_run(5e-3, steps)
-    np.testing.assert_allclose(np.asarray(keras_schedule(np.arange(steps))), lr, rtol=1e-6, atol=0)
-    np.testing.assert_allclose(np.asarray(keras_schedule.momentum(np.arange(steps))), rates.betas, rtol=1e-6, atol=0)
-    [run] = (tmp_path / "runs" / "fast" / "lightning").glob("version_*")
-    results = json.loads((run / "results.json").read_text())
-    assert results["config"]["model"]["lr_schedule"] == "onecycle" and results["config"]["data"]["augment"] is True
-
-
 def test_help_lists_every_command_and_each_takes_config_and_print_config(capsys):
     from lightning_mnist.__main__ import COMMANDS, main
 
