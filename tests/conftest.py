@@ -23,6 +23,12 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist the workers share the machine's cores: each worker's torch (and the command lines it
+# starts) gets its share of threads, so the workers do not oversubscribe the cores (docs/benchmarks.md).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
 import lightning_mnist  # noqa: F401  torch's half first: these tests use both frameworks in one process
 from lightning_mnist.frameworks import import_keras
 from mnist_common.mnist import DATA_DIR_ENV, resolve_data_dir
