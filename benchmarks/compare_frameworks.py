@@ -15,6 +15,7 @@ seconds) into a new folder of ``--output_dir``. Timings are for reading, never f
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -52,10 +53,11 @@ def commands(args: dict, out: Path) -> dict[str, list[str]]:
     }
 
 
-def run(name: str, command: list[str], out: Path, num_train: int, target: float) -> dict:
+def run(name: str, command: list[str], out: Path, num_train: int, target: float, env: dict | None = None) -> dict:
+    """Run one contender's command (with ``env`` added to the environment); its per-epoch seconds and scores."""
     print(f"--- {name}: {' '.join(command)}", flush=True)
     started = time.perf_counter()
-    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, **(env or {})})
     wall = time.perf_counter() - started
     (out / f"{name}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
