@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_frameworks import REPO, commands, run  # noqa: E402
 
 from mnist_common.cli import run as run_command  # noqa: E402
+from mnist_common.errors import exit_on_user_error  # noqa: E402
 from mnist_common.files import write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
 from mnist_common.mnist import load_mnist  # noqa: E402
@@ -137,5 +138,10 @@ def shared(subset: int = 6000, batch_size: int = 32, repeats: int = 1, competito
     return report
 
 
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    run_command(shared, sys.argv[1:] if argv is None else argv, "python benchmarks/shared_machine.py")
+
+
 if __name__ == "__main__":
-    run_command(shared, sys.argv[1:], "python benchmarks/shared_machine.py")
+    main()

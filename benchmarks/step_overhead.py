@@ -45,6 +45,7 @@ from lightning_mnist.models import MnistClassifier  # noqa: E402
 from lightning_mnist.training.callbacks import EpochHistory, RandomState, RunCheckpoint  # noqa: E402
 from mnist_common.allocator import keep_freed_memory  # noqa: E402
 from mnist_common.cli import run  # noqa: E402
+from mnist_common.errors import exit_on_user_error  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
 
 Contender = Literal["plain", "lightning", "lightning_progress", "lightning_bare", "lightning_no_metrics",
@@ -189,5 +190,10 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
     return report
 
 
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    run(overhead, sys.argv[1:] if argv is None else argv, "python benchmarks/step_overhead.py")
+
+
 if __name__ == "__main__":
-    run(overhead, sys.argv[1:], "python benchmarks/step_overhead.py")
+    main()
