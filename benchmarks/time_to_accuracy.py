@@ -12,7 +12,7 @@ target, read off its history, and its test accuracy is after all ``--max_epochs`
 the table). Seconds are the commands' own training seconds (validation included, process start,
 data loading and the final test excluded; a compile would be included).
 
-    python benchmarks/time_to_accuracy.py --batch_size 512 --lr 8e-3 --max_epochs 2 --doc docs/benchmarks.md
+    python benchmarks/time_to_accuracy.py --batch_size 128 --lr 5e-3 --max_epochs 3 --doc docs/benchmarks.md
 
 Timings are for reading, never for asserting.
 """
@@ -25,6 +25,7 @@ from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_frameworks import REPO, run  # noqa: E402
+from checks import check_counts  # noqa: E402
 
 from mnist_common.cli import run as run_command  # noqa: E402
 from mnist_common.errors import exit_on_user_error  # noqa: E402
@@ -79,7 +80,7 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def time_to_accuracy(target: float = 0.99, batch_size: int = 512, lr: float = 8e-3, max_epochs: int = 2,
+def time_to_accuracy(target: float = 0.99, batch_size: int = 128, lr: float = 5e-3, max_epochs: int = 3,
                      augment: bool = False, precision: Literal["32", "bf16-mixed"] = "bf16-mixed",
                      subset: int | None = None, data_dir: str | None = None,
                      frameworks: list[Literal["lightning", "keras", "torch"]] = ("lightning", "torch", "keras"),
@@ -99,6 +100,7 @@ def time_to_accuracy(target: float = 0.99, batch_size: int = 512, lr: float = 8e
         output_dir: a new folder here gets the logs and time_to_accuracy.json.
         doc: also write the table into this Markdown file between its ``time-to-accuracy`` markers.
     """
+    check_counts(target=target, batch_size=batch_size, lr=lr, max_epochs=max_epochs)
     recipe = {"target": target, "batch_size": batch_size, "lr": lr, "max_epochs": max_epochs, "augment": augment,
               "precision": precision, "subset": subset, "data_dir": data_dir}
     machine = describe_machine()

@@ -113,3 +113,16 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
         assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
             "error: --device cuda: no CUDA device is visible here; use --device cpu to check the script"]
         assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("name, args, line", [
+    ("step_overhead.py", ["--steps", "0"], "error: --steps must be at least 1, got 0"),
+    ("time_to_accuracy.py", ["--target", "1.5"], "error: --target must be an accuracy in (0, 1], got 1.5"),
+    ("shared_machine.py", ["--competitor_levels", "[-1]"], "error: --competitor_levels must be counts of 0 or more, "
+                                                             "got [-1]"),
+])
+def test_bad_counts_are_one_line_before_any_work(name, args, line, tmp_path):
+    proc = script(name, *args, "--output_dir", str(tmp_path / "runs")) if name != "step_overhead.py" else \
+        script(name, *args)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [line]
+    assert not (tmp_path / "runs").exists()
