@@ -47,6 +47,7 @@ from lightning_mnist.training.callbacks import EpochHistory, RandomState, RunChe
 from mnist_common.allocator import keep_freed_memory  # noqa: E402
 from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import exit_on_user_error  # noqa: E402
+from mnist_common.files import write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
 
 Contender = Literal["plain", "lightning", "lightning_progress", "lightning_bare", "lightning_no_metrics",
@@ -141,7 +142,7 @@ def profile(data: MNISTDataModule, steps: int, lr: float, seed: int, folder: Pat
 def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: bool = False, lr: float = 1e-4,
              contenders: list[Contender] = ("plain", "lightning", "lightning_bare", "lightning_no_metrics"),
              threads: int | None = None, data_dir: str | None = None, seed: int = 42,
-             profile_run: bool = False) -> dict:
+             profile_run: bool = False, doc: Path | None = None) -> dict:
     """Time each contender's training steps, interleaved; print medians, spreads and ratios to ``plain``.
 
     Args:
@@ -155,6 +156,7 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
         data_dir: the folder holding MNIST/raw.
         seed: seed of the weights and the shuffling.
         profile_run: also print Lightning's per-hook profile and torch.profiler's busiest operators.
+        doc: also write the table into this Markdown file between its ``step-overhead`` markers.
     """
     check_counts(steps=steps, repeats=repeats, batch_size=batch_size, threads=threads if threads is not None else 1)
     keep_freed_memory()
@@ -176,7 +178,12 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
     floor = statistics.median(times["plain"]) if "plain" in times else None
     report = {"machine": machine, "load_average_after": load_average(), "threads": torch.get_num_threads(),
               "batch_size": batch_size, "steps": steps, "repeats": repeats, "augment": augment, "contenders": {}}
-    print(f"\n{'contender':<22} {'ms/step median':>14} {'min':>7} {'max':>7} {'over plain':>11} {'ratio':>6}")
+    lines = [f"`python benchmarks/step_overhead.py --steps {steps} --repeats {repeats} --batch_size {batch_size}"
+             f"{' --augment' if augment else ''}`, {machine['date']}, {machine['cpu']} ({machine['cores']} cores), "
+             f"{torch.get_num_threads()} threads, load average {machine['load_average']} before, "
+             f"{report['load_average_after']} after.", "",
+             "| contender | ms per step (median) | min | max | ms over plain | / plain |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for name, values in times.items():
         median = statistics.median(values)
         row = {"ms_per_step": [round(1000 * v, 3) for v in values], "median_ms": round(1000 * median, 3)}
@@ -184,11 +191,12 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
             row["over_plain_ms"] = round(1000 * (median - floor), 3)
             row["ratio_to_plain"] = round(median / floor, 3)
         report["contenders"][name] = row
-        print(f"{name:<22} {1000 * median:>14.2f} {1000 * min(values):>7.2f} {1000 * max(values):>7.2f} "
-              f"{row.get('over_plain_ms', 0):>+11.3f} {row.get('ratio_to_plain', 1):>6.3f}")
-    print(f"batch {batch_size}, {steps} steps x {repeats} rounds, {torch.get_num_threads()} threads, on "
-          f"{machine['cpu']} ({machine['cores']} cores), load average {machine['load_average']} before, "
-          f"{report['load_average_after']} after")
+        lines.append(f"| {name} | {1000 * median:.2f} | {1000 * min(values):.2f} | {1000 * max(values):.2f} | "
+                     f"{row.get('over_plain_ms', 0):+.3f} | {row.get('ratio_to_plain', 1):.3f} |")
+    table = "\n".join(lines)
+    print("\n" + table)
+    if doc:
+        print(f"table: {write_between_markers(doc, 'step-overhead', table, title='Benchmarks')}")
     return report
 
 

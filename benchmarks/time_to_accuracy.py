@@ -61,7 +61,8 @@ def commands(recipe: dict, out: Path) -> dict[str, list[str]]:
 
 def markdown(report: dict) -> str:
     machine, recipe = report["machine"], report["recipe"]
-    shown = " ".join(f"--{k} {v}" for k, v in recipe.items() if v is not None and k != "data_dir")
+    shown = " ".join((f"--{k}" if v else f"--no_{k}") if isinstance(v, bool) else f"--{k} {v}"
+                     for k, v in recipe.items() if v is not None and k != "data_dir")
     lines = [f"`python benchmarks/time_to_accuracy.py {shown}`, {machine['date']}, {machine['cpu']} "
              f"({machine['cores']} cores), load average {machine['load_average']} before, "
              f"{report['load_average_after']} after; {report['num_train']} training images.", "",
