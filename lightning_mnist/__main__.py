@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_USER_ERROR)
     module, function = COMMANDS[argv[0]][0].split(":")
     if module == TRAINER.split(":")[0]:
-        configure_threads()  # before torch loads: threads that wait for each other sleep, not spin
+        configure_threads()  # before torch loads: one thread per core that is free now (mnist_common.threads)
     target = getattr(importlib.import_module(module), function)
     target(argv if module == TRAINER.split(":")[0] else argv[1:])  # LightningCLI takes the subcommand too
 
