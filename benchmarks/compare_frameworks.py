@@ -10,11 +10,16 @@ training seconds (validation included).
     python benchmarks/compare_frameworks.py --max_epochs 10 --lightning_config configs/fast.yaml
 
 Writes ``benchmark.json`` and ``benchmark.png`` (validation accuracy against training
-seconds) into a new folder of ``--output_dir``. Timings are for reading, never for asserting.
+seconds) into a new folder of ``--output_dir``. The table also gives each contender's achieved
+GFLOP/s (the network's training work per image, counted by ``kernel_efficiency.py``, times the
+images per second) against this machine's measured float32 matmul rate. Timings are for
+reading, never for asserting.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -31,6 +36,11 @@ from mnist_common.runs import allocate_run_dir
 from mnist_common.splits import make_split
 
 REPO = Path(__file__).resolve().parents[1]
+# What the Lightning path no longer does per step, against the plain loop (measured by benchmarks/step_overhead.py).
+LIGHTNING_CUTS = ("the classifier steps its optimizer itself (Lightning's manual optimization) unless gradient "
+                  "accumulation or clipping is asked for, which skips the automatic loop's closure and its hooks; "
+                  "metrics are logged once per epoch (no per-step self.log, no .item()); batches come from in-memory "
+                  "tensors in one indexing op; the progress bar is off in these runs (it costs about 1 ms a step)")
 
 
 def commands(args: dict, out: Path) -> dict[str, list[str]]:
@@ -52,10 +62,11 @@ def commands(args: dict, out: Path) -> dict[str, list[str]]:
     }
 
 
-def run(name: str, command: list[str], out: Path, num_train: int, target: float) -> dict:
+def run(name: str, command: list[str], out: Path, num_train: int, target: float, env: dict | None = None) -> dict:
+    """Run one contender's command (with ``env`` added to the environment); its per-epoch seconds and scores."""
     print(f"--- {name}: {' '.join(command)}", flush=True)
     started = time.perf_counter()
-    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, **(env or {})})
     wall = time.perf_counter() - started
     (out / f"{name}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
@@ -78,6 +89,22 @@ def run(name: str, command: list[str], out: Path, num_train: int, target: float)
     }
 
 
+def kernel_efficiency(architecture: str, batch_size: int) -> dict:
+    """``kernel_efficiency.py``'s figures (work per image, matmul rates), from its own process."""
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "kernel_efficiency.py"), "--architecture",
+                           str(architecture), "--batch_size", str(batch_size)], cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"error: kernel_efficiency.py failed (exit {proc.returncode}): {proc.stderr[-500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def achieved(run_: dict, num_train: int, efficiency: dict) -> tuple[float, float]:
+    """GFLOP/s of a contender's training (validation seconds included) and its share of the float32 matmul rate."""
+    epochs = len(run_["epochs"])
+    rate = efficiency["training_flops_per_image"] * num_train * epochs / run_["train_seconds"] / 1e9
+    return round(rate, 1), round(100 * rate / efficiency["matmul_gflops_float32"], 1)
+
+
 def markdown(report: dict) -> str:
     """The report as the Markdown docs/benchmarks.md shows: the command, the machine, a row per contender, ratios."""
     machine, settings = report["machine"], report["settings"]
@@ -87,13 +114,19 @@ def markdown(report: dict) -> str:
              f"{machine['date']}, {machine['cpu']} ({machine['cores']} cores), load average {machine['load_average']} "
              f"before, {report['load_average_after']} after; {report['num_train']} training images.", "",
              "| contender | seconds per epoch | images/s | training s (validation included) | test acc | "
-             "peak memory MiB |", "| --- | --- | --- | --- | --- | --- |"]
+             "peak memory MiB | GFLOP/s | % of matmul peak |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for run_ in report["runs"]:
         seconds = ", ".join(f"{e['seconds']:.1f}" for e in run_["epochs"])
         speeds = ", ".join(f"{e['images_per_second']:.0f}" for e in run_["epochs"])
         lines.append(f"| {run_['framework']} | {seconds} | {speeds} | {run_['train_seconds']:.1f} | "
-                     f"{100 * run_['test_acc']:.2f} % | {run_['peak_memory_mb']} |")
-    lines += ["", "; ".join(f"{key.replace('_', ' ')}: **{value}**" for key, value in report["ratios"].items())]
+                     f"{100 * run_['test_acc']:.2f} % | {run_['peak_memory_mb']} | {run_['gflops']} | "
+                     f"{run_['percent_of_matmul_peak']} % |")
+    efficiency = report["kernel_efficiency"]
+    lines += ["", "; ".join(f"{key.replace('_', ' ')}: **{value}**" for key, value in report["ratios"].items()),
+              "", f"Training work {efficiency['training_flops_per_image'] / 1e6:.1f} MFLOP per image (forward and "
+              f"backward); a float32 matmul reaches {efficiency['matmul_gflops_float32']} GFLOP/s here "
+              f"(bfloat16: {efficiency['matmul_gflops_bfloat16']}), {efficiency['threads']} threads. "
+              f"Lightning's path: {LIGHTNING_CUTS}."]
     return "\n".join(lines)
 
 
@@ -141,8 +174,11 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
     labels = load_mnist(data_dir).train_labels
     num_train = len(make_split(labels, subset=subset).train)
     every = commands(args, out)
+    efficiency = kernel_efficiency(architecture, batch_size)
     runs = {name: run(name, every[name], out, num_train, target_acc) for name in frameworks}
-    report = {"machine": machine,
+    for run_ in runs.values():
+        run_["gflops"], run_["percent_of_matmul_peak"] = achieved(run_, num_train, efficiency)
+    report = {"machine": machine, "kernel_efficiency": efficiency,
               "settings": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
               "num_train": num_train, "runs": list(runs.values()), "ratios": {}}
     first = lambda r: r["epochs"][0]["seconds"]  # noqa: E731
@@ -168,7 +204,9 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
     for run_ in runs.values():
         print(f"{run_['framework']}: test acc {run_['test_acc']:.4f}, train {run_['train_seconds']:.1f} s, "
               f"val acc >= {target_acc} at {run_['seconds_to_target_val_acc']} s, "
-              f"peak memory {run_['peak_memory_mb']} MiB, process {run_['process_seconds']} s")
+              f"peak memory {run_['peak_memory_mb']} MiB, process {run_['process_seconds']} s, "
+              f"{run_['gflops']} GFLOP/s = {run_['percent_of_matmul_peak']} % of the float32 matmul rate "
+              f"({efficiency['matmul_gflops_float32']} GFLOP/s)")
     for key, value in report["ratios"].items():
         print(f"{key}: {value}")
     machine = report["machine"]

@@ -1,43 +1,95 @@
 """The same training as ``lightning_mnist fit``, as a plain PyTorch loop: the floor Lightning is measured against.
 
 Same network (built from the same description, channels-last), same pixels and split,
-same Adam (Keras' epsilon, fused), same batch size and shuffling per epoch, validation
-after every epoch; no Lightning, no metrics objects, no checkpoints, no early stopping.
-Writes a ``results.json`` with the shared per-epoch ``history`` (cumulative seconds), so
+same Adam (Keras' epsilon, fused), same batch size and shuffling per epoch, the same
+augmentation when asked (the data module's own, applied to each batch), the same thread
+settings as the training commands (:mod:`mnist_common.threads`), validation after every
+epoch; no Lightning, no metrics objects, no checkpoints, no early stopping. Writes a
+``results.json`` with the shared per-epoch ``history`` (cumulative seconds), so
 ``compare_frameworks.py`` reads it like the two frameworks' own.
 
     python benchmarks/plain_torch_loop.py --max_epochs 1 --output_dir runs/benchmark/torch
+
+:func:`train_steps` is the loop itself; ``step_overhead.py`` and ``shared_machine.py`` time it
+beside Lightning's.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
-import torch
-import torch.nn.functional as F
+from mnist_common.threads import configure_threads
 
-from lightning_mnist.data.datamodule import MNISTDataModule
-from lightning_mnist.models import KerasNetwork
-from mnist_common.allocator import keep_freed_memory
-from mnist_common.model_files import load_architecture
-from mnist_common.cli import run
-from mnist_common.results import RunResults, write_json
+configure_threads()  # before torch's thread pool starts: the training commands' settings
+import torch  # noqa: E402  (after the thread settings, which must precede torch's thread pool)
+import torch.nn.functional as F  # noqa: E402
+from torch.optim.lr_scheduler import OneCycleLR  # noqa: E402
+
+from lightning_mnist.data.datamodule import MNISTDataModule  # noqa: E402
+from lightning_mnist.models import KerasNetwork  # noqa: E402
+from mnist_common.allocator import keep_freed_memory  # noqa: E402
+from mnist_common.model_files import load_architecture  # noqa: E402
+from mnist_common.cli import run  # noqa: E402
+from mnist_common.results import RunResults, write_json  # noqa: E402
+from mnist_common.schedules import ONE_CYCLE  # noqa: E402
 
 KERAS_EPSILON = 1e-7
 
 
 @torch.inference_mode()
-def evaluate(network: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500):
+def evaluate(network: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500,
+             bf16: bool = False):
     network.eval()
-    logits = torch.cat([network(images[i:i + batch_size].contiguous(memory_format=torch.channels_last))
-                        for i in range(0, len(images), batch_size)])
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = torch.cat([network(images[i:i + batch_size].contiguous(memory_format=torch.channels_last)).float()
+                            for i in range(0, len(images), batch_size)])
     return F.cross_entropy(logits, labels).item(), (logits.argmax(1) == labels).float().mean().item()
 
 
+def build(architecture: str = "notebook", lr: float = 1e-4,
+          device: str = "cpu") -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The network (channels-last) and the Adam the Lightning module configures (Keras' epsilon, fused)."""
+    network = KerasNetwork(load_architecture(architecture)).to(device, memory_format=torch.channels_last)
+    return network, torch.optim.Adam(network.parameters(), lr=lr, eps=KERAS_EPSILON, fused=True)
+
+
+def train_steps(network: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                batch_size: int, augmentation=None, steps: int | None = None, scheduler=None,
+                bf16: bool = False) -> int:
+    """One epoch over ``x`` in a fresh random order (or its first ``steps`` batches); the steps taken.
+
+    ``bf16``: the forward pass under ``torch.autocast`` in bfloat16, as Lightning's ``bf16-mixed`` precision does.
+    """
+    network.train()
+    order = torch.randperm(len(x), device=x.device)
+    taken = 0
+    for i in range(0, len(x), batch_size):
+        if steps is not None and taken >= steps:
+            break
+        batch = order[i:i + batch_size]
+        images = x[batch]
+        if augmentation is not None:
+            images = augmentation(images)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(network(images.contiguous(memory_format=torch.channels_last)), y[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        taken += 1
+    return taken
+
+
 def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1, batch_size: int = 32,
-          lr: float = 1e-4, subset: int | None = None, data_dir: str | None = None, seed: int = 42) -> Path:
+          lr: float = 1e-4, subset: int | None = None, data_dir: str | None = None, seed: int = 42,
+          augment: bool = False, threads: int | None = None, lr_schedule: Literal["constant", "onecycle"] = "constant",
+          precision: Literal["32", "bf16-mixed"] = "32", target_val_acc: float | None = None, device: str = "cpu",
+          compile_mode: Literal["default", "reduce-overhead", "max-autotune"] | None = None) -> Path:
     """Train with a plain loop; write ``results.json`` in ``output_dir``.
 
     Args:
@@ -49,34 +101,49 @@ def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1,
         subset: a stratified subset of the training images.
         data_dir: the folder holding MNIST/raw.
         seed: seed of the weights and the shuffling.
+        augment: the notebook's augmentation (the data module's ``--data.augment``).
+        threads: torch's intra-op threads (default: the training commands' choice, see mnist_common.threads).
+        lr_schedule: ``onecycle``: the classifier's one-cycle schedule over ``max_epochs``, stepped per batch.
+        precision: ``bf16-mixed``: forward passes in bfloat16 under autocast, as Lightning's precision flag.
+        target_val_acc: stop after the first epoch whose validation accuracy reaches this.
+        device: where the data (all of it, once) and the network live: ``cpu``, ``cuda``, ``cuda:1``...
+        compile_mode: ``torch.compile`` the network in this mode (``reduce-overhead``: CUDA graphs on a GPU);
+            the compilation happens in the first epoch and is counted in its seconds.
     """
     keep_freed_memory()  # as the training commands do
+    if threads is not None:
+        torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    data = MNISTDataModule(data_dir=data_dir, batch_size=batch_size, subset=subset)
+    data = MNISTDataModule(data_dir=data_dir, batch_size=batch_size, subset=subset, augment=augment)
     data.prepare_data()
     data.setup("fit")
-    (x, y), (x_val, y_val), (x_test, y_test) = (data.datasets[s].tensors for s in ("train", "val", "test"))
-    network = KerasNetwork(load_architecture(architecture)).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(network.parameters(), lr=lr, eps=KERAS_EPSILON, fused=True)
+    (x, y), (x_val, y_val), (x_test, y_test) = ((t.to(device) for t in data.datasets[s].tensors)
+                                                for s in ("train", "val", "test"))
+    network, optimizer = build(architecture, lr, device)
+    if compile_mode is not None:
+        network = torch.compile(network, mode=compile_mode)
+    scheduler = None
+    if lr_schedule == "onecycle":  # the classifier's schedule, from the same shared shape
+        scheduler = OneCycleLR(optimizer, max_lr=lr, total_steps=max_epochs * math.ceil(len(x) / batch_size),
+                               **ONE_CYCLE.torch_kwargs())
+    bf16 = precision == "bf16-mixed"
     history, seconds, started = [], 0.0, time.perf_counter()
     for epoch in range(max_epochs):
         epoch_started = time.perf_counter()
-        network.train()
-        order = torch.randperm(len(x))
-        for i in range(0, len(x), batch_size):
-            batch = order[i:i + batch_size]
-            loss = F.cross_entropy(network(x[batch].contiguous(memory_format=torch.channels_last)), y[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        val_loss, val_acc = evaluate(network, x_val, y_val)
+        train_steps(network, optimizer, x, y, batch_size, data.augmentation, scheduler=scheduler, bf16=bf16)
+        val_loss, val_acc = evaluate(network, x_val, y_val, bf16=bf16)
         seconds += time.perf_counter() - epoch_started
         history.append({"epoch": epoch, "seconds": round(seconds, 3), "val_loss": val_loss, "val_acc": val_acc})
         print(f"epoch {epoch}: {history[-1]['seconds']:.1f} s, val acc {val_acc:.4f}", flush=True)
-    test_loss, test_acc = evaluate(network, x_test, y_test)
-    results = RunResults(framework="torch", test_acc=test_acc, test_loss=test_loss, model_path="", epochs=max_epochs,
-                         best_epoch=max_epochs - 1, wall_seconds=round(time.perf_counter() - started, 2),
-                         history=history, config={"architecture": architecture, "batch_size": batch_size, "lr": lr})
+        if target_val_acc is not None and val_acc >= target_val_acc:
+            break
+    test_loss, test_acc = evaluate(network, x_test, y_test, bf16=bf16)
+    results = RunResults(framework="torch", test_acc=test_acc, test_loss=test_loss, model_path="", epochs=len(history),
+                         best_epoch=len(history) - 1, wall_seconds=round(time.perf_counter() - started, 2),
+                         history=history, config={"architecture": architecture, "batch_size": batch_size, "lr": lr,
+                                                  "augment": augment, "threads": torch.get_num_threads(),
+                                                  "lr_schedule": lr_schedule, "precision": precision,
+                                                  "device": device, "compile_mode": compile_mode})
     return write_json(results, output_dir / "results.json")
 
 

@@ -14,6 +14,7 @@ import os
 import sys
 
 from mnist_common.errors import EXIT_USER_ERROR, exit_on_user_error
+from mnist_common.threads import configure_threads
 
 PROG = "python -m lightning_mnist"
 # Commands whose work is all written when they return: the program ends there, skipping the
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     module, function = COMMANDS[argv[0]][0].split(":")
+    if module == TRAINER.split(":")[0]:
+        configure_threads()  # before torch loads: one thread per core that is free now (mnist_common.threads)
     target = getattr(importlib.import_module(module), function)
     target(argv if module == TRAINER.split(":")[0] else argv[1:])  # LightningCLI takes the subcommand too
 

@@ -174,3 +174,39 @@ def test_the_training_order_is_random_samplers_and_resumes_at_the_next_batch():
     resumed.load_state_dict(state)
     assert [batch[0].tolist() for batch in resumed] == epoch[2:]
     assert torch.equal(torch.get_rng_state(), rng_after)  # where the epoch never stopped leaves it
+
+
+class AutomaticClassifier(MnistClassifier):
+    """The classifier under Lightning's automatic optimization, which it used before stepping its optimizer itself."""
+
+    @property
+    def automatic_optimization(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("clip", [None, 1e-3])
+def test_the_classifier_steps_as_lightnings_automatic_loop_would(mnist_dir, tmp_path, clip):
+    """Stepping the optimizer in training_step (and the per-batch one-cycle schedule) gives the same weights,
+    learning rates and logged metrics as Lightning's automatic optimization; a Trainer that clips gradients gets
+    the automatic loop back (it alone clips), so that run is the same too."""
+    from lightning.pytorch import seed_everything
+
+    runs = {}
+    for name, model_class in (("automatic", AutomaticClassifier), ("classifier", MnistClassifier)):
+        seed_everything(0, verbose=False)
+        data = MNISTDataModule(data_dir=str(mnist_dir), subset=1000, batch_size=64)
+        model = model_class(lr=3e-3, lr_schedule="onecycle")
+        trainer = Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False,
+                          enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=clip,
+                          default_root_dir=tmp_path)
+        trainer.fit(model, datamodule=data)
+        runs[name] = (model, trainer)
+    (automatic, auto_trainer), (classifier, trainer) = runs["automatic"], runs["classifier"]
+    assert classifier.automatic_optimization is (clip is not None)
+    assert trainer.global_step == auto_trainer.global_step == 2 * math.ceil(900 / 64)
+    assert trainer.optimizers[0].param_groups[0]["lr"] == auto_trainer.optimizers[0].param_groups[0]["lr"] < 1e-4
+    for (name, ours), theirs in zip(classifier.state_dict().items(), automatic.state_dict().values()):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6, msg=name)
+    assert trainer.callback_metrics.keys() == auto_trainer.callback_metrics.keys()
+    for key, value in trainer.callback_metrics.items():
+        torch.testing.assert_close(value, auto_trainer.callback_metrics[key], rtol=0, atol=1e-5, msg=key)

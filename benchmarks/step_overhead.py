@@ -1,0 +1,209 @@
+"""What a Lightning training step costs beyond the plain loop's: timed side by side, and profiled.
+
+Every contender trains the same network (fresh weights from the same seed) on the first
+``--steps`` batches of the same in-memory data, in this one process, and the contenders take
+turns (plain, lightning, ..., plain, lightning, ...) for ``--repeats`` rounds, so a machine
+that other work shares slows them alike; the medians and the spread are printed with the CPU
+and the load average. The time counted runs from the start of the epoch to the end of its last
+step (no validation, no checkpoint): the per-step cost. Contenders:
+
+* ``plain``: ``plain_torch_loop.train_steps``, the floor.
+* ``lightning``: the Trainer as ``lightning_mnist fit`` builds it: its checkpoint, early
+  stopping, history and random-state callbacks, its CSV logger, no progress bar (as
+  ``compare_frameworks.py`` runs it).
+* ``lightning_progress``: the same with the progress bar (the command's default).
+* ``lightning_bare``: no logger, no callbacks, no checkpointing: Lightning's loop alone.
+* ``lightning_no_metrics``: ``lightning`` with a module that updates no metric in training steps.
+* ``lightning_automatic``: ``lightning`` with Lightning's automatic optimization (its closure and hooks), which
+  the classifier used before it stepped its optimizer itself.
+
+``--profile`` also runs one epoch of ``lightning`` under Lightning's ``SimpleProfiler`` (time per
+hook) and prints torch.profiler's busiest operators for both loops.
+
+    python benchmarks/step_overhead.py --steps 300 --repeats 5 --batch_size 32
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plain_torch_loop import build, train_steps  # noqa: E402  (sets the thread policy before torch starts)
+from checks import check_counts  # noqa: E402
+
+import torch  # noqa: E402
+from lightning.pytorch import Callback, Trainer, seed_everything  # noqa: E402
+from lightning.pytorch.callbacks import EarlyStopping  # noqa: E402
+from lightning.pytorch.loggers import CSVLogger  # noqa: E402
+
+from lightning_mnist.data.datamodule import MNISTDataModule  # noqa: E402
+from lightning_mnist.models import MnistClassifier  # noqa: E402
+from lightning_mnist.training.callbacks import EpochHistory, RandomState, RunCheckpoint  # noqa: E402
+from mnist_common.allocator import keep_freed_memory  # noqa: E402
+from mnist_common.cli import run  # noqa: E402
+from mnist_common.errors import exit_on_user_error  # noqa: E402
+from mnist_common.files import write_between_markers  # noqa: E402
+from mnist_common.machine import describe_machine, load_average  # noqa: E402
+
+Contender = Literal["plain", "lightning", "lightning_progress", "lightning_bare", "lightning_no_metrics",
+                    "lightning_automatic"]
+
+
+class StepClock(Callback):
+    """Seconds from the start of the training epoch to the end of its ``steps``-th batch."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps, self.started, self.seconds = steps, 0.0, None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx + 1 == self.steps:
+            self.seconds = time.perf_counter() - self.started
+
+
+class WithoutTrainingMetrics(MnistClassifier):
+    """The classifier minus the training-step metric updates: what they cost, measured by leaving them out."""
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        loss = torch.nn.functional.cross_entropy(self(images), labels)
+        self.optimize(loss)
+        return loss
+
+
+class AutomaticOptimization(MnistClassifier):
+    """The classifier under Lightning's automatic optimization (its closure and hooks), as it trained before."""
+
+    @property
+    def automatic_optimization(self) -> bool:
+        return True
+
+
+def lightning_trainer(contender: str, steps: int, folder: Path, clock: StepClock) -> Trainer:
+    """A one-epoch Trainer of ``steps`` training batches, configured as ``contender`` says."""
+    common = dict(max_epochs=1, limit_train_batches=steps, limit_val_batches=1, num_sanity_val_steps=0,
+                  enable_model_summary=False, accelerator="cpu", devices=1)
+    if contender == "lightning_bare":
+        return Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[clock],
+                       **common)
+    callbacks = [RunCheckpoint(dirpath=folder / "checkpoints", monitor="val/loss", save_last=True),
+                 EarlyStopping(monitor="val/loss", patience=100), EpochHistory(), RandomState(), clock]
+    return Trainer(logger=CSVLogger(folder), callbacks=callbacks, default_root_dir=folder,
+                   enable_progress_bar=contender == "lightning_progress", **common)
+
+
+def time_once(contender: str, data: MNISTDataModule, steps: int, lr: float, seed: int, folder: Path) -> float:
+    """Seconds per step of ``contender`` over ``steps`` batches, from fresh weights."""
+    seed_everything(seed, verbose=False)
+    if contender == "plain":
+        network, optimizer = build("notebook", lr)
+        x, y = data.datasets["train"].tensors
+        started = time.perf_counter()
+        taken = train_steps(network, optimizer, x, y, data.hparams.batch_size, data.augmentation, steps=steps)
+        return (time.perf_counter() - started) / taken
+    model_class = {"lightning_no_metrics": WithoutTrainingMetrics, "lightning_automatic": AutomaticOptimization}.get(
+        contender, MnistClassifier)
+    model = model_class(lr=lr)
+    clock = StepClock(steps)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        lightning_trainer(contender, steps, Path(tmp), clock).fit(model, datamodule=data)
+    return clock.seconds / steps
+
+
+def profile(data: MNISTDataModule, steps: int, lr: float, seed: int, folder: Path) -> None:
+    """Lightning's time per hook, then torch's busiest operators in each loop."""
+    from lightning.pytorch.profilers import SimpleProfiler
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    seed_everything(seed, verbose=False)
+    profiler = SimpleProfiler(dirpath=folder, filename="simple")
+    trainer = lightning_trainer("lightning", steps, folder, StepClock(steps))
+    trainer.profiler = profiler
+    Trainer(profiler=profiler, max_epochs=1, limit_train_batches=steps, limit_val_batches=1, num_sanity_val_steps=0,
+            enable_model_summary=False, enable_progress_bar=False, logger=CSVLogger(folder),
+            callbacks=[RunCheckpoint(dirpath=folder / "ckpt", monitor="val/loss"), EpochHistory(), RandomState()],
+            default_root_dir=folder).fit(MnistClassifier(lr=lr), datamodule=data)
+    print(profiler.summary())
+    for contender in ("plain", "lightning"):
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            time_once(contender, data, steps, lr, seed, folder)
+        print(f"--- torch.profiler, {contender}, {steps} steps")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
+
+
+def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: bool = False, lr: float = 1e-4,
+             contenders: list[Contender] = ("plain", "lightning", "lightning_bare", "lightning_no_metrics"),
+             threads: int | None = None, data_dir: str | None = None, seed: int = 42,
+             profile_run: bool = False, doc: Path | None = None) -> dict:
+    """Time each contender's training steps, interleaved; print medians, spreads and ratios to ``plain``.
+
+    Args:
+        steps: training batches per timing.
+        repeats: rounds; each round times every contender once, in turn.
+        batch_size: training batch size.
+        augment: the notebook's augmentation (on each batch, in both loops).
+        lr: Adam's learning rate.
+        contenders: which loops to time, in the order each round runs them.
+        threads: torch's intra-op threads (default: the training commands' choice).
+        data_dir: the folder holding MNIST/raw.
+        seed: seed of the weights and the shuffling.
+        profile_run: also print Lightning's per-hook profile and torch.profiler's busiest operators.
+        doc: also write the table into this Markdown file between its ``step-overhead`` markers.
+    """
+    check_counts(steps=steps, repeats=repeats, batch_size=batch_size, threads=threads if threads is not None else 1)
+    keep_freed_memory()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    machine = describe_machine()
+    data = MNISTDataModule(data_dir=data_dir, batch_size=batch_size, augment=augment)
+    data.prepare_data()
+    data.setup("fit")
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    with tempfile.TemporaryDirectory(prefix="step_overhead_") as tmp:
+        for name in contenders:  # one untimed round: first-call costs (allocator, oneDNN primitives) out of the way
+            time_once(name, data, min(steps, 20), lr, seed, Path(tmp))
+        for _ in range(repeats):
+            for name in contenders:
+                times[name].append(time_once(name, data, steps, lr, seed, Path(tmp)))
+        if profile_run:
+            profile(data, steps, lr, seed, Path(tmp))
+    floor = statistics.median(times["plain"]) if "plain" in times else None
+    report = {"machine": machine, "load_average_after": load_average(), "threads": torch.get_num_threads(),
+              "batch_size": batch_size, "steps": steps, "repeats": repeats, "augment": augment, "contenders": {}}
+    lines = [f"`python benchmarks/step_overhead.py --steps {steps} --repeats {repeats} --batch_size {batch_size}"
+             f"{' --augment' if augment else ''}`, {machine['date']}, {machine['cpu']} ({machine['cores']} cores), "
+             f"{torch.get_num_threads()} threads, load average {machine['load_average']} before, "
+             f"{report['load_average_after']} after.", "",
+             "| contender | ms per step (median) | min | max | ms over plain | / plain |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, values in times.items():
+        median = statistics.median(values)
+        row = {"ms_per_step": [round(1000 * v, 3) for v in values], "median_ms": round(1000 * median, 3)}
+        if floor:
+            row["over_plain_ms"] = round(1000 * (median - floor), 3)
+            row["ratio_to_plain"] = round(median / floor, 3)
+        report["contenders"][name] = row
+        lines.append(f"| {name} | {1000 * median:.2f} | {1000 * min(values):.2f} | {1000 * max(values):.2f} | "
+                     f"{row.get('over_plain_ms', 0):+.3f} | {row.get('ratio_to_plain', 1):.3f} |")
+    table = "\n".join(lines)
+    print("\n" + table)
+    if doc:
+        print(f"table: {write_between_markers(doc, 'step-overhead', table, title='Benchmarks')}")
+    return report
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    run(overhead, sys.argv[1:] if argv is None else argv, "python benchmarks/step_overhead.py")
+
+
+if __name__ == "__main__":
+    main()

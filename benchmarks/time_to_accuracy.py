@@ -1,0 +1,139 @@
+"""Seconds to a target validation accuracy, and the test accuracy then: Lightning, Keras and the plain loop.
+
+Each contender trains the notebook's network through its own command line (as
+``compare_frameworks.py`` runs them) with one recipe for speed: batch size, a one-cycle
+learning rate peaking at ``--lr`` over ``--max_epochs`` epochs, the notebook's augmentation or
+none, bfloat16 autocast for the torch contenders where ``--precision bf16-mixed`` (Keras'
+command has no precision flag: it trains in float32), data in memory, one validation pass per
+epoch. Lightning and the plain loop stop after the first epoch whose validation accuracy reaches
+``--target`` (Lightning: ``EarlyStopping(stopping_threshold=...)`` on ``val/acc``) and are tested
+then; Keras' command cannot stop at a threshold, so its time is that of its first epoch at the
+target, read off its history, and its test accuracy is after all ``--max_epochs`` (said in
+the table). Seconds are the commands' own training seconds (validation included, process start,
+data loading and the final test excluded; a compile would be included).
+
+    python benchmarks/time_to_accuracy.py --batch_size 128 --lr 5e-3 --max_epochs 3 --doc docs/benchmarks.md
+
+Timings are for reading, never for asserting.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_frameworks import REPO, run  # noqa: E402
+from checks import check_counts  # noqa: E402
+
+from mnist_common.cli import run as run_command  # noqa: E402
+from mnist_common.errors import exit_on_user_error  # noqa: E402
+from mnist_common.files import write_between_markers  # noqa: E402
+from mnist_common.machine import describe_machine, load_average  # noqa: E402
+from mnist_common.mnist import load_mnist  # noqa: E402
+from mnist_common.results import write_json  # noqa: E402
+from mnist_common.runs import allocate_run_dir  # noqa: E402
+from mnist_common.splits import make_split  # noqa: E402
+
+
+def commands(recipe: dict, out: Path) -> dict[str, list[str]]:
+    """Each contender's command line for ``recipe``, writing under ``out``."""
+    shared = {"--data.batch_size": recipe["batch_size"], "--model.lr": recipe["lr"], "--model.lr_schedule": "onecycle",
+              "--trainer.max_epochs": recipe["max_epochs"], "--data.augment": str(recipe["augment"]).lower(),
+              "--data.subset": recipe["subset"], "--data.data_dir": recipe["data_dir"]}
+    flags = [str(part) for key, value in shared.items() if value is not None for part in (key, value)]
+    plain = {"--batch_size": recipe["batch_size"], "--lr": recipe["lr"], "--lr_schedule": "onecycle",
+             "--max_epochs": recipe["max_epochs"], "--precision": recipe["precision"],
+             "--target_val_acc": recipe["target"], "--subset": recipe["subset"], "--data_dir": recipe["data_dir"]}
+    return {
+        "lightning": [sys.executable, "-m", "lightning_mnist", "fit", *flags, "--trainer.precision", recipe["precision"],
+                      "--trainer.enable_progress_bar", "false", "--early_stopping.monitor", "val/acc",
+                      "--early_stopping.mode", "max", "--early_stopping.stopping_threshold", str(recipe["target"]),
+                      "--early_stopping.patience", "100", "--output_dir", str(out / "lightning")],
+        "keras": [sys.executable, "-m", "keras_reference", "train", *flags, "--early_stopping.patience", "100",
+                  "--output_dir", str(out / "keras")],
+        "torch": [sys.executable, str(REPO / "benchmarks" / "plain_torch_loop.py"), "--output_dir", str(out / "torch"),
+                  *[str(part) for key, value in plain.items() if value is not None for part in (key, value)],
+                  "--augment" if recipe["augment"] else "--no_augment"],
+    }
+
+
+def markdown(report: dict) -> str:
+    machine, recipe = report["machine"], report["recipe"]
+    shown = " ".join((f"--{k}" if v else f"--no_{k}") if isinstance(v, bool) else f"--{k} {v}"
+                     for k, v in recipe.items() if v is not None and k != "data_dir")
+    lines = [f"`python benchmarks/time_to_accuracy.py {shown}`, {machine['date']}, {machine['cpu']} "
+             f"({machine['cores']} cores), load average {machine['load_average']} before, "
+             f"{report['load_average_after']} after; {report['num_train']} training images.", "",
+             f"| contender | seconds to val acc >= {recipe['target']} | epochs then | test acc | tested after | "
+             "seconds per epoch | process s |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in report["runs"]:
+        reached = row["seconds_to_target_val_acc"]
+        epochs = ", ".join(f"{e['seconds']:.1f}" for e in row["epochs"])
+        lines.append(f"| {row['framework']} | {'not reached' if reached is None else f'**{reached:.1f}**'} | "
+                     f"{row['epochs_to_target'] or '-'} | {100 * row['test_acc']:.2f} % | {row['tested_after']} epochs | "
+                     f"{epochs} | {row['process_seconds']} |")
+    best = report.get("fastest")
+    if best:
+        lines += ["", f"Fastest: {best['framework']}, {best['seconds']:.1f} s to the target validation accuracy "
+                      f"(test {100 * best['test_acc']:.2f} %)."]
+    return "\n".join(lines)
+
+
+def time_to_accuracy(target: float = 0.99, batch_size: int = 128, lr: float = 5e-3, max_epochs: int = 3,
+                     augment: bool = False, precision: Literal["32", "bf16-mixed"] = "bf16-mixed",
+                     subset: int | None = None, data_dir: str | None = None,
+                     frameworks: list[Literal["lightning", "keras", "torch"]] = ("lightning", "torch", "keras"),
+                     output_dir: Path = REPO / "runs" / "benchmark", doc: Path | None = None) -> dict:
+    """Train each contender with the recipe until the target validation accuracy; print and write the table.
+
+    Args:
+        target: the validation accuracy to reach.
+        batch_size: training batch size.
+        lr: the one-cycle schedule's peak learning rate.
+        max_epochs: the schedule's length (and the most epochs trained).
+        augment: the notebook's augmentation.
+        precision: ``bf16-mixed`` for the torch contenders (bfloat16 autocast), or ``32``.
+        subset: a stratified subset of the training images (for a quick check).
+        data_dir: the folder holding MNIST/raw.
+        frameworks: the contenders, in the order they run.
+        output_dir: a new folder here gets the logs and time_to_accuracy.json.
+        doc: also write the table into this Markdown file between its ``time-to-accuracy`` markers.
+    """
+    check_counts(target=target, batch_size=batch_size, lr=lr, max_epochs=max_epochs)
+    recipe = {"target": target, "batch_size": batch_size, "lr": lr, "max_epochs": max_epochs, "augment": augment,
+              "precision": precision, "subset": subset, "data_dir": data_dir}
+    machine = describe_machine()
+    out = allocate_run_dir(output_dir, "time_to_accuracy")
+    num_train = len(make_split(load_mnist(data_dir).train_labels, subset=subset).train)
+    every = commands(recipe, out)
+    runs = []
+    for name in frameworks:
+        result = run(name, every[name], out, num_train, target)
+        reached = next((i + 1 for i, row in enumerate(result["history"]) if row["val_acc"] >= target), None)
+        result.update(epochs_to_target=reached, tested_after=len(result["history"]))
+        runs.append(result)
+    report = {"machine": machine, "recipe": recipe, "num_train": num_train, "runs": runs,
+              "load_average_after": load_average()}
+    timed = [r for r in runs if r["seconds_to_target_val_acc"] is not None]
+    if timed:
+        best = min(timed, key=lambda r: r["seconds_to_target_val_acc"])
+        report["fastest"] = {"framework": best["framework"], "seconds": best["seconds_to_target_val_acc"],
+                             "test_acc": best["test_acc"]}
+    write_json(report, out / "time_to_accuracy.json")
+    table = markdown(report)
+    print("\n" + table)
+    if doc:
+        print(f"table: {write_between_markers(doc, 'time-to-accuracy', table, title='Benchmarks')}")
+    print(f"report: {out / 'time_to_accuracy.json'}")
+    return report
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    run_command(time_to_accuracy, sys.argv[1:] if argv is None else argv, "python benchmarks/time_to_accuracy.py")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The speed benchmarks (benchmarks/step_overhead.py, shared_machine.py, time_to_accuracy.py, gpu_speed.py,
+kernel_efficiency.py) and the training commands' thread settings: that the scripts run end to end on a few
+hundred real images and write their tables, and that the settings are what they say. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+BENCHMARKS = REPO / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+
+def script(name: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCHMARKS / name), *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+
+
+THREADS_PROBE = ("import os, json, sys; from mnist_common.threads import configure_threads; "
+                 "arg = sys.argv[1]; configure_threads(None if arg == 'none' else int(arg)); import torch; "
+                 "print(json.dumps({'env': {k: os.environ.get(k) for k in ('OMP_WAIT_POLICY', 'OMP_NUM_THREADS')}, "
+                 "'threads': torch.get_num_threads(), 'again': configure_threads(5)}))")
+
+
+@pytest.mark.parametrize("given, threads, expected_policy, expected_threads", [
+    ({}, "none", None, "free cores"),  # nothing set: one thread per free core, libgomp's own waiting
+    ({"OMP_NUM_THREADS": "1"}, "none", None, "1"),  # the user's count wins
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, "none", "PASSIVE", "free cores"),  # and their policy is kept
+    ({}, "1", None, "1"),  # a count given by the program reaches torch's pool
+])
+def test_thread_settings_are_set_before_torch_and_the_users_win(given, threads, expected_policy, expected_threads):
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME",
+                                                            "OMP_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-c", THREADS_PROBE, threads], capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": str(REPO), **given}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["env"]["OMP_WAIT_POLICY"] == expected_policy
+    count = int(seen["env"]["OMP_NUM_THREADS"])
+    if expected_threads == "free cores":
+        assert 1 <= count <= os.cpu_count()
+    else:
+        assert count == int(expected_threads)
+    assert seen["threads"] == count  # torch's pool has that size
+    assert seen["again"]["OMP_NUM_THREADS"] == str(count)  # once torch is loaded, nothing changes
+
+
+def test_free_cores_leave_what_others_keep_busy_and_at_least_one():
+    from mnist_common.threads import busy_cores, free_cores
+
+    assert [free_cores(busy, 2) for busy in (0.0, 0.4, 0.6, 1.0, 1.9, 2.0)] == [2, 2, 1, 1, 1, 1]
+    assert free_cores(0.2, 4) == 4 and free_cores(2.7, 4) == 1 and free_cores(None, 4) == 4
+    busy = busy_cores(0.05)
+    assert busy is None or 0 <= busy <= os.cpu_count() + 0.01  # Linux measures; elsewhere nothing to measure
+
+
+def test_kernel_efficiency_counts_the_notebook_networks_training_work():
+    """Forward and backward work, counted by torch's FLOP counter, equals the count from the layer shapes."""
+    from kernel_efficiency import matmul_gflops, training_flops_per_image
+
+    conv1, conv2 = 2 * 26 * 26 * 32 * 3 * 3 * 1, 2 * 11 * 11 * 64 * 3 * 3 * 32
+    dense1, dense2 = 2 * 1600 * 128, 2 * 128 * 10
+    forward = conv1 + conv2 + dense1 + dense2
+    backward = conv1 + 2 * (conv2 + dense1 + dense2)  # the input's gradient is not computed
+    assert training_flops_per_image("notebook", batch_size=4) == forward + backward == 15_396_864
+    assert matmul_gflops(size=128, seconds=0.05) > 0
+
+
+def test_step_overhead_times_each_contender_from_the_same_start(mnist_dir):
+    from step_overhead import overhead
+
+    report = overhead(steps=2, repeats=1, contenders=["plain", "lightning", "lightning_automatic"],
+                      data_dir=str(mnist_dir))
+    assert set(report["contenders"]) == {"plain", "lightning", "lightning_automatic"}
+    assert report["contenders"]["plain"]["ratio_to_plain"] == 1.0
+    assert all(len(row["ms_per_step"]) == 1 and row["median_ms"] > 0 for row in report["contenders"].values())
+    assert report["machine"]["cpu"] and report["threads"] >= 1
+
+
+def test_time_to_accuracy_and_shared_machine_write_their_tables(mnist_dir, tmp_path):
+    from time_to_accuracy import commands
+
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nprose kept\n")
+    data = ["--data_dir", str(mnist_dir), "--output_dir", str(tmp_path / "runs"), "--doc", str(doc)]
+    proc = script("time_to_accuracy.py", "--subset", "500", "--max_epochs", "1", "--batch_size", "64",
+                  "--frameworks", "[torch]", "--target", "0.3", *data)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [report] = (tmp_path / "runs").glob("time_to_accuracy_*/time_to_accuracy.json")
+    [row] = json.loads(report.read_text())["runs"]
+    assert row["framework"] == "torch" and row["test_acc"] > 0.3 and row["tested_after"] == 1  # stopped at the target
+    # the Lightning command line it would run (early stopping at the threshold, bf16) is one fit accepts
+    recipe = {"target": 0.99, "batch_size": 128, "lr": 5e-3, "max_epochs": 3, "augment": False,
+              "precision": "bf16-mixed", "subset": None, "data_dir": str(mnist_dir)}
+    checked = subprocess.run([*commands(recipe, tmp_path / "unused")["lightning"], "--print_config"], cwd=REPO,
+                             capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    assert "stopping_threshold: 0.99" in checked.stdout and "precision: bf16-mixed" in checked.stdout
+    proc = script("shared_machine.py", "--subset", "500", "--frameworks", "[torch]", "--competitor_levels", "[0, 1]",
+                  "--policies", "[project]", "--competitor_seconds", "60", *data)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks\n\nprose kept\n")
+    assert "<!-- time-to-accuracy:begin" in text and "<!-- shared-machine:begin" in text
+    assert "| torch | " in text and "1 busy / alone" in text
+
+
+def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path):
+    import torch
+
+    proc = script("gpu_speed.py", "--device", "cpu", "--subset", "500", "--max_epochs", "1", "--batch_size", "64",
+                  "--target", "0.3", "--contenders", "[plain, lightning]", "--data_dir", str(mnist_dir),
+                  "--output_dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_speed" / "gpu_speed-cpu.json").read_text())
+    assert [row["contender"] for row in report["rows"]] == ["plain", "lightning"]
+    assert all(row["epochs"] == 1 and row["test_acc"] > 0.3 for row in report["rows"])
+    if not torch.cuda.is_available():
+        proc = script("gpu_speed.py", "--device", "cuda", "--output_dir", str(tmp_path / "none"))
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+            "error: --device cuda: no CUDA device is visible here; use --device cpu to check the script"]
+        assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("name, args, line", [
+    ("step_overhead.py", ["--steps", "0"], "error: --steps must be at least 1, got 0"),
+    ("time_to_accuracy.py", ["--target", "1.5"], "error: --target must be an accuracy in (0, 1], got 1.5"),
+    ("shared_machine.py", ["--competitor_levels", "[-1]"], "error: --competitor_levels must be counts of 0 or more, "
+                                                             "got [-1]"),
+])
+def test_bad_counts_are_one_line_before_any_work(name, args, line, tmp_path):
+    proc = script(name, *args, "--output_dir", str(tmp_path / "runs")) if name != "step_overhead.py" else \
+        script(name, *args)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [line]
+    assert not (tmp_path / "runs").exists()
