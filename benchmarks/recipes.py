@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -30,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
-from mnist_common.files import write_between_markers  # noqa: E402
+from mnist_common.files import between_markers, write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
 
 
@@ -142,36 +143,80 @@ def summary(recipe: Recipe, runs: list[dict]) -> dict:
             "runs": runs}
 
 
-def markdown(report: dict) -> str:
+COLUMNS = ["recipe", "framework", "command", "epochs", "test accuracy, mean ± std (n-1)", "per seed",
+           "training s (mean)", "command s (mean)", "load after", "measured"]
+NOT_MEASURED = "not measured yet"
+
+
+def row_cells(summary_: dict, report: dict) -> list[str]:
+    """One table row: a recipe in one framework, its figures over the seeds run, and where and when."""
+    head = [summary_["recipe"], summary_["framework"]]
+    if summary_["not_expressible"]:
+        return head + [summary_["not_expressible"]] + [""] * (len(COLUMNS) - 3)
+    runs = summary_["runs"]
+    if not runs:  # --table_only, and no run of it finished yet
+        return head + [f"`{summary_['command']}`", NOT_MEASURED] + [""] * (len(COLUMNS) - 4)
     m = report["machine"]
+    epochs = "; ".join("+".join(map(str, r["epochs"])) if isinstance(r["epochs"], list) else str(r["epochs"])
+                       for r in runs)
+    std = f" ± {100 * summary_['test_acc_std']:.2f}" if summary_["test_acc_std"] is not None else ""
+    quick = (f", subset {report['subset']}" if report["subset"] else "") + (
+        f", at most {report['max_epochs']} epochs" if report["max_epochs"] else "")
+    return head + [
+        f"`{summary_['command']}`", epochs, f"**{100 * summary_['test_acc_mean']:.2f}**{std} %",
+        ", ".join(f"{100 * r['test_acc']:.2f}" for r in runs), f"{summary_['train_seconds_mean']:.0f}",
+        f"{summary_['process_seconds_mean']:.0f}",
+        ", ".join(str((r.get("load_average_after") or ["?"])[0]) for r in runs),
+        f"{m['cpu']}, {m['cores']} cores, {m['date']}, seeds {', '.join(str(r['seed']) for r in runs)}{quick}"]
+
+
+def earlier_rows(table: str) -> dict[tuple[str, str], list[str]]:
+    """The rows a table written earlier holds, by (recipe, framework), each with its ``measured`` cell.
+
+    Tables written before rows carried their own ``measured`` cell said it once, in the line above
+    the table ("Measured on CPU, N CPU cores, ...; table written DATE. ... Seeds 0, 1, 2."): it is
+    moved into each of their rows.
+    """
+    machine = re.search(r"Measured on (.+?), (\d+) CPU cores.*?table written (\S+?)\.", table)
+    seeds = re.search(r"Seeds ([\d, ]+)", table)
+    rows = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if not line.startswith("| ") or cells[0] in ("recipe", "---") or len(cells) < 3:
+            continue
+        if len(cells) == len(COLUMNS) - 1:  # the older layout
+            measured = ""
+            if machine and seeds and cells[3] not in ("", NOT_MEASURED):  # its seeds: the first, one per figure
+                ran = seeds[1].replace(" ", "").split(",")[:len(cells[5].split(","))]
+                measured = f"{machine[1]}, {machine[2]} cores, {machine[3]}, seeds {', '.join(ran)}"
+            cells.append(measured)
+        rows[cells[0], cells[1]] = (cells + [""] * len(COLUMNS))[:len(COLUMNS)]
+    return rows
+
+
+def markdown(report: dict, earlier: str = "") -> str:
+    """The table: this invocation's rows, and the rows of ``earlier`` (the table as it was) for every
+    recipe and framework it measured and this invocation did not, so the table is built over several
+    invocations, each row saying where, when and with which seeds it was measured."""
+    rows = earlier_rows(earlier)
+    for summary_ in report["recipes"]:
+        cells = row_cells(summary_, report)
+        kept = rows.get((cells[0], cells[1]))
+        if cells[3] != NOT_MEASURED or kept is None or kept[3] in ("", NOT_MEASURED):
+            rows[cells[0], cells[1]] = cells
+    order = [(r.name, r.framework) for r in RECIPES]
     lines = [
-        f"Measured on {m['cpu']}, {m['cores']} CPU cores, {m['gpu']}; table written {m['date']}. Runs share the "
-        f"machine with whatever else ran: the last column is the 1-minute load average after each run (2.0 on "
-        f"2 cores is the run alone). The script adds "
-        f"`--trainer.enable_progress_bar false` to the Lightning commands. Seeds {', '.join(map(str, report['seeds']))}"
-        + (f"; subset {report['subset']}" if report["subset"] else "")
-        + (f"; at most {report['max_epochs']} epochs" if report["max_epochs"] else "") + ".",
+        "Each row is one recipe in one framework over several seeds, measured on the machine, day and seeds "
+        "its last column names (rows are rewritten when their recipe is run again, the others kept). Runs share "
+        "the machine with whatever else ran: `load after` is the 1-minute load average after each run (2.0 on "
+        "2 cores is the run alone). The script adds `--trainer.enable_progress_bar false` to the Lightning "
+        "commands.",
         "",
-        "| recipe | framework | command | epochs | test accuracy, mean ± std (n-1) | per seed | "
-        "training s (mean) | command s (mean) | load after |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| " + " | ".join(COLUMNS) + " |",
+        "| " + " | ".join("---" for _ in COLUMNS) + " |",
     ]
-    for s in report["recipes"]:
-        if s["not_expressible"]:
-            lines.append(f"| {s['recipe']} | {s['framework']} | {s['not_expressible']} | | | | | | |")
-            continue
-        runs = s["runs"]
-        if not runs:  # --table_only, and no run of it finished yet
-            lines.append(f"| {s['recipe']} | {s['framework']} | `{s['command']}` | not measured yet | | | | | |")
-            continue
-        epochs = "; ".join("+".join(map(str, r["epochs"])) if isinstance(r["epochs"], list) else str(r["epochs"])
-                           for r in runs)
-        std = f" ± {100 * s['test_acc_std']:.2f}" if s["test_acc_std"] is not None else ""
-        per_seed = ", ".join(f"{100 * r['test_acc']:.2f}" for r in runs)
-        lines.append(f"| {s['recipe']} | {s['framework']} | `{s['command']}` | {epochs} | "
-                     f"**{100 * s['test_acc_mean']:.2f}**{std} % | {per_seed} | {s['train_seconds_mean']:.0f} | "
-                     f"{s['process_seconds_mean']:.0f} | "
-                     + ", ".join(str((r.get("load_average_after") or ["?"])[0]) for r in runs) + " |")
+    for key in sorted(rows, key=lambda k: order.index(k) if k in order else len(order)):
+        lines.append("| " + " | ".join(rows[key]) + " |")
     return "\n".join(lines)
 
 
@@ -209,7 +254,7 @@ def benchmark(recipes: list[str] = ["notebook", "fast", "best", "best-ensemble"]
     json_path = out / f"{table}.json"
     out.mkdir(parents=True, exist_ok=True)  # --table_only before any run has made it
     json_path.write_text(json.dumps(report, indent=2) + "\n")
-    markdown_table = markdown(report)
+    markdown_table = markdown(report, between_markers(doc, table))
     write_between_markers(doc, table, markdown_table, title="Recipes")
     print(f"{markdown_table}\n\nresults: {json_path}\ntable: {doc}")
     return json_path

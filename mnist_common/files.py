@@ -94,6 +94,17 @@ def write_text(destination: str | os.PathLike, text: str) -> Path:
     return Path(destination)
 
 
+def between_markers(path: str | os.PathLike, name: str) -> str:
+    """What lies between ``<!-- name:begin ... -->`` and ``<!-- name:end -->`` in a Markdown file ("" if none)."""
+    path = Path(path)
+    text = path.read_text() if path.exists() else ""
+    start = text.find(f"<!-- {name}:begin")
+    stop = text.find(f"<!-- {name}:end -->", start)
+    if start < 0 or stop < 0:
+        return ""
+    return text[text.index("\n", start) + 1:stop] if "\n" in text[start:stop] else ""
+
+
 def write_between_markers(path: str | os.PathLike, name: str, text: str, title: str = "") -> Path:
     """Replace what lies between ``<!-- name:begin ... -->`` and ``<!-- name:end -->`` in a Markdown file.
 
