@@ -31,6 +31,7 @@ from torch.optim.lr_scheduler import OneCycleLR  # noqa: E402
 
 from lightning_mnist.data.datamodule import MNISTDataModule  # noqa: E402
 from lightning_mnist.models import KerasNetwork  # noqa: E402
+from lightning_mnist.training.cuda_probe import stop_probing_for_cuda  # noqa: E402
 from mnist_common.allocator import keep_freed_memory  # noqa: E402
 from mnist_common.model_files import load_architecture  # noqa: E402
 from mnist_common.cli import run  # noqa: E402
@@ -52,7 +53,12 @@ def evaluate(network: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
 
 def build(architecture: str = "notebook", lr: float = 1e-4,
           device: str = "cpu") -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    """The network (channels-last) and the Adam the Lightning module configures (Keras' epsilon, fused)."""
+    """The network (channels-last) and the Adam the Lightning module configures (Keras' epsilon, fused).
+
+    Importing this project imports Lightning, whose GPU check would cost this loop's optimizer a
+    driver query per step that a plain PyTorch program does not pay: stopped, as the commands stop it.
+    """
+    stop_probing_for_cuda()
     network = KerasNetwork(load_architecture(architecture)).to(device, memory_format=torch.channels_last)
     return network, torch.optim.Adam(network.parameters(), lr=lr, eps=KERAS_EPSILON, fused=True)
 

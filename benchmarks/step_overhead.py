@@ -11,7 +11,9 @@ step (no validation, no checkpoint): the per-step cost. Contenders:
 * ``lightning``: the Trainer as ``lightning_mnist fit`` builds it: its checkpoint, early
   stopping, history and random-state callbacks, its CSV logger, no progress bar (as
   ``compare_frameworks.py`` runs it).
-* ``lightning_progress``: the same with the progress bar (the command's default).
+* ``lightning_progress``: the same with the command's default progress bar (the project's
+  ``ProgressBar``: Rich's, brought up to date ten times a second).
+* ``lightning_rich``: the same with Lightning's own default, ``RichProgressBar`` (updated every batch).
 * ``lightning_bare``: no logger, no callbacks, no checkpointing: Lightning's loop alone.
 * ``lightning_no_metrics``: ``lightning`` with a module that updates no metric in training steps.
 * ``lightning_automatic``: ``lightning`` with Lightning's automatic optimization (its closure and hooks), which
@@ -38,20 +40,20 @@ from checks import check_counts  # noqa: E402
 
 import torch  # noqa: E402
 from lightning.pytorch import Callback, Trainer, seed_everything  # noqa: E402
-from lightning.pytorch.callbacks import EarlyStopping  # noqa: E402
+from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
 from lightning_mnist.data.datamodule import MNISTDataModule  # noqa: E402
 from lightning_mnist.models import MnistClassifier  # noqa: E402
-from lightning_mnist.training.callbacks import EpochHistory, RandomState, RunCheckpoint  # noqa: E402
+from lightning_mnist.training.callbacks import EpochHistory, ProgressBar, RandomState, RunCheckpoint  # noqa: E402
 from mnist_common.allocator import keep_freed_memory  # noqa: E402
 from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import exit_on_user_error  # noqa: E402
 from mnist_common.files import write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
 
-Contender = Literal["plain", "lightning", "lightning_progress", "lightning_bare", "lightning_no_metrics",
-                    "lightning_automatic"]
+Contender = Literal["plain", "lightning", "lightning_progress", "lightning_rich", "lightning_bare",
+                    "lightning_no_metrics", "lightning_automatic"]
 
 
 class StepClock(Callback):
@@ -95,8 +97,9 @@ def lightning_trainer(contender: str, steps: int, folder: Path, clock: StepClock
                        **common)
     callbacks = [RunCheckpoint(dirpath=folder / "checkpoints", monitor="val/loss", save_last=True),
                  EarlyStopping(monitor="val/loss", patience=100), EpochHistory(), RandomState(), clock]
-    return Trainer(logger=CSVLogger(folder), callbacks=callbacks, default_root_dir=folder,
-                   enable_progress_bar=contender == "lightning_progress", **common)
+    bar = {"lightning_progress": ProgressBar, "lightning_rich": RichProgressBar}.get(contender)
+    return Trainer(logger=CSVLogger(folder), callbacks=callbacks + ([bar()] if bar else []), default_root_dir=folder,
+                   enable_progress_bar=bar is not None, **common)
 
 
 def time_once(contender: str, data: MNISTDataModule, steps: int, lr: float, seed: int, folder: Path) -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import importlib
 import inspect
 import io
 import os
@@ -30,10 +31,12 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 import yaml
+from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import AcceleratorRegistry, CPUAccelerator, CUDAAccelerator, MPSAccelerator
 from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -56,7 +59,9 @@ from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.models import MnistClassifier
 from lightning_mnist.models.classifier import check_training_settings
-from lightning_mnist.training.callbacks import EpochHistory, RandomState, RunCheckpoint, StopBetweenBatches, disk_full
+from lightning_mnist.training.callbacks import (EpochHistory, ProgressBar, RandomState, RunCheckpoint, StopBetweenBatches,
+                                               disk_full)
+from lightning_mnist.training.cuda_probe import stop_probing_for_cuda
 from lightning_mnist.training.cv import cross_validate
 from lightning_mnist.training.outputs import point_outputs_at
 from lightning_mnist.training.reports import write_test_report
@@ -195,6 +200,7 @@ class MnistCLI(LightningCLI):
             if config.checkpoint.dirpath and Path(config.checkpoint.dirpath).is_file():
                 raise UserError(f"--checkpoint.dirpath {config.checkpoint.dirpath} is a file, not a folder")
         check_seed(config.seed_everything)
+        add_progress_bar(config.trainer)
         check_devices(config.trainer.accelerator, config.trainer.devices)
         check_trainer_counts(config.trainer)
         if subcommand in ("fit", "cv"):
@@ -445,6 +451,26 @@ TRAINER_COUNTS = {
 }
 
 
+def add_progress_bar(trainer) -> None:
+    """Give the Trainer the project's :class:`ProgressBar` where Lightning would add its own default one.
+
+    Not when the progress bar is off (``--trainer.enable_progress_bar false``) or the Trainer's
+    callbacks already hold a progress bar (a user's choice, or a run's saved config.yaml).
+    """
+    if trainer.enable_progress_bar is False:
+        return
+    callbacks = trainer.callbacks or []
+    callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+    for callback in callbacks:
+        if isinstance(callback, Namespace):
+            module, _, name = callback.class_path.rpartition(".")
+            callback = getattr(importlib.import_module(module), name)
+        if issubclass(callback if isinstance(callback, type) else type(callback), ProgressBarBase):
+            return
+    trainer.callbacks = [*callbacks, Namespace(class_path=f"{ProgressBar.__module__}.{ProgressBar.__name__}",
+                                               init_args=Namespace(updates_per_second=10.0, leave=False))]
+
+
 def check_trainer_counts(trainer) -> None:
     """Refuse Trainer counts that would train forever, divide by zero mid-run or mean nothing, before any work."""
     for name, (low, meaning) in TRAINER_COUNTS.items():
@@ -495,6 +521,7 @@ ALLOCATED: list[Path] = []  # run folders this process created, removed again if
 def main(argv: list[str] | None = None) -> None:
     """``fit``/``validate``/``test``/``cv`` with their flags (``argv`` starts with the subcommand)."""
     keep_freed_memory()  # training: reuse freed activations instead of faulting in fresh pages
+    stop_probing_for_cuda()  # no GPU here: torch's optimizers stop asking the driver at every step
     # Lightning's own use of a deprecated torch name; nothing a user can act on
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     ALLOCATED.clear()

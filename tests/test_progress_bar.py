@@ -1,0 +1,69 @@
+"""The training commands' progress bar: Rich's, brought up to date a few times a second, not after every batch."""
+
+from __future__ import annotations
+
+import yaml
+from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch.callbacks import RichProgressBar
+
+from lightning_mnist.data.datamodule import MNISTDataModule
+from lightning_mnist.models import MnistClassifier
+from lightning_mnist.training.callbacks import ProgressBar
+
+BATCHES = 24
+
+
+def counting(bar_class):
+    """``bar_class`` counting its updates while training (each gathers the logged metrics: the per-batch work that
+    costs), and the train bar's position at each epoch's end."""
+
+    class Counting(bar_class):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.train_updates, self.ends = 0, []
+
+        def get_metrics(self, trainer, pl_module):
+            self.train_updates += trainer.training
+            return super().get_metrics(trainer, pl_module)
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            task = self.progress.tasks[self.train_progress_bar_id]
+            self.ends.append((task.completed, task.total))
+            super().on_train_epoch_end(trainer, pl_module)
+
+    return Counting
+
+
+def fit_with(bar, mnist_dir, tmp_path) -> None:
+    seed_everything(0)
+    data = MNISTDataModule(data_dir=str(mnist_dir), batch_size=32, subset=BATCHES * 32 * 10 // 9)
+    Trainer(max_epochs=2, limit_train_batches=BATCHES, limit_val_batches=2, num_sanity_val_steps=0, logger=False,
+            enable_checkpointing=False, enable_model_summary=False, callbacks=[bar],
+            default_root_dir=tmp_path).fit(MnistClassifier(), datamodule=data)
+
+
+def test_progress_bar_updates_a_few_times_a_second_and_ends_each_epoch_full(mnist_dir, tmp_path):
+    """Lightning's bar does its per-batch work after every batch; ours at most updates_per_second times a second
+    and at the epoch's last batch, so the bar still reads every batch at the end of an epoch."""
+    lightnings = counting(RichProgressBar)()
+    fit_with(lightnings, mnist_dir, tmp_path)
+    ours = counting(ProgressBar)(updates_per_second=1e-3)  # one update in 1000 s: the first batch and the last
+    fit_with(ours, mnist_dir, tmp_path)
+    assert lightnings.ends == ours.ends == [(BATCHES, BATCHES)] * 2
+    assert lightnings.train_updates == 2 * (BATCHES + 1)  # every batch of both epochs, and each epoch's end
+    assert ours.train_updates == 1 + 2 * (1 + 1)  # the run's first batch; each epoch's last batch and its end
+
+
+def test_fit_uses_the_project_bar_unless_told_otherwise(run_module, tmp_path):
+    """fit's default progress bar is ours (written in the run's config.yaml, so a rerun of that file keeps it);
+    a progress bar of the user's own stays the only one, and --trainer.enable_progress_bar false has none."""
+    quick = ("--data.subset", "1000", "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "2")
+
+    def callbacks(folder: str, *flags: str) -> list[str]:
+        run_module("lightning_mnist", "fit", *quick, "--output_dir", folder, *flags)
+        [config] = (tmp_path / folder).rglob("config.yaml")
+        return [c["class_path"] for c in yaml.safe_load(config.read_text())["trainer"]["callbacks"] or []]
+
+    assert callbacks("default") == ["lightning_mnist.training.callbacks.ProgressBar"]
+    assert callbacks("tqdm", "--trainer.callbacks+=TQDMProgressBar") == ["lightning.pytorch.callbacks.TQDMProgressBar"]
+    assert callbacks("none", "--trainer.enable_progress_bar", "false") == []
