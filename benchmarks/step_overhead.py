@@ -182,7 +182,8 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
     report = {"machine": machine, "load_average_after": load_average(), "threads": torch.get_num_threads(),
               "batch_size": batch_size, "steps": steps, "repeats": repeats, "augment": augment, "contenders": {}}
     lines = [f"`python benchmarks/step_overhead.py --steps {steps} --repeats {repeats} --batch_size {batch_size}"
-             f"{' --augment' if augment else ''}`, {machine['date']}, {machine['cpu']} ({machine['cores']} cores), "
+             f"{' --augment' if augment else ''} --contenders '[{', '.join(contenders)}]'"
+             f"{f' --threads {threads}' if threads is not None else ''}`, {machine['date']}, {machine['cpu']} ({machine['cores']} cores), "
              f"{torch.get_num_threads()} threads, load average {machine['load_average']} before, "
              f"{report['load_average_after']} after.", "",
              "| contender | ms per step (median) | min | max | ms over plain | / plain |",

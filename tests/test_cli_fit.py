@@ -411,6 +411,11 @@ BAD_INPUTS = {
     "garbage checkpoint": (["test", "--ckpt_path", "garbage.ckpt"], "garbage.ckpt is not a PyTorch checkpoint"),
     "a .keras file for fit": (["fit", "--ckpt_path", "model.keras"], "a .keras file has no training state"),
     "weights without a run to resume": (["fit", "--ckpt_path", "lenet.ckpt"], "no training state"),
+    "an .onnx file for test": (["test", "--ckpt_path", "model.onnx"], "model.onnx: an ONNX model is a file for "
+                               "deploying (run it with `predict --backend onnx` or `serve`); `test` reads a .ckpt"),
+    "a .pt2 file for fit": (["fit", "--ckpt_path", "model.pt2"], "a torch.export program is a file for deploying; "
+                            "`fit` reads a run's .ckpt, to resume it"),
+    "a .tflite file for validate": (["validate", "--ckpt_path", "model.TFLITE"], "`validate` reads a .ckpt or a .keras"),
     "max_epochs below the run's": (["fit", "--ckpt_path", "last", "--trainer.max_epochs", "1"],
                                    "has already trained 1 epochs"),
     "no run to resume": (["fit", "--ckpt_path", "last", "--output_dir", "elsewhere"],

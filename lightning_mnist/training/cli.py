@@ -57,6 +57,7 @@ from mnist_common.runs import (CHECKPOINTS, DEFAULT_OUTPUT_DIR, RESUME_FILE, all
 from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint, fetch_model_file, keras_file_network,
                                          load_classifier, read_checkpoint, save_checkpoint)
 from lightning_mnist.data import MNISTDataModule
+from lightning_mnist.formats import FORMATS
 from lightning_mnist.models import MnistClassifier
 from lightning_mnist.models.classifier import check_training_settings
 from lightning_mnist.training.callbacks import (EpochHistory, ProgressBar, RandomState, RunCheckpoint, StopBetweenBatches,
@@ -228,6 +229,13 @@ class MnistCLI(LightningCLI):
         if "://" in path:
             path = str(fetch_model_file(path, self.temporary_dir()))
         suffix = Path(path).suffix.lower()
+        deployed = FORMATS.get(suffix)
+        if deployed is not None and suffix not in (CKPT_SUFFIX, KERAS_SUFFIX):
+            takes = {"fit": "a run's .ckpt, to resume it", "validate": "a .ckpt or a .keras file"}.get(
+                subcommand, "a .ckpt, a .keras file or a k-fold run's cv_results.json")
+            runs = f" (run it with `predict --backend {deployed.backend}` or `serve`)" if deployed.backend else ""
+            raise UserError(f"--ckpt_path {path}: {deployed.what} is a file for deploying{runs}; `{subcommand}` "
+                            f"reads {takes}")
         if suffix == RESULTS_SUFFIX or Path(path).is_dir():
             if subcommand != "test":
                 raise UserError(f"--ckpt_path {path}: `{subcommand}` takes one model's checkpoint; a k-fold ensemble "
