@@ -5,7 +5,7 @@ of MiB, and would inflate every Keras figure).
 
 A process that already imported torch is about to use both frameworks. With a torch that
 ships triton (Linux CUDA wheels), importing TensorFlow and then anything that loads triton
-(``torch._dynamo``, so ``torch.optim`` and ``torch.compile``) aborts the process ("LLVM
+(torch's compiler, which ``torch.optim``'s first step and ``torch.compile`` load) aborts the process ("LLVM
 ERROR: inconsistency in registered CommandLine options"), while the opposite order works;
 so in that process triton's half of torch is imported first. (``lightning_mnist`` refuses
 to be imported after TensorFlow in one line: ``lightning_mnist/frameworks.py``.)
@@ -60,7 +60,9 @@ def import_keras():
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     quiet = "TF_CPP_MIN_LOG_LEVEL" not in os.environ and "tensorflow" not in sys.modules
     if "torch" in sys.modules and "tensorflow" not in sys.modules and triton_installed():
-        importlib.import_module("torch._dynamo")  # loads triton, which must precede TensorFlow (see above)
+        # torch.compiler's public entry points import torch's compiler and with it triton, which must precede
+        # TensorFlow (see above); disabling compilation of a no-op function has no other effect
+        sys.modules["torch"].compiler.disable(lambda: None)
     if quiet:  # only for the import: processes this one starts decide for themselves
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = QUIET_TF_LOG_LEVEL
     try:

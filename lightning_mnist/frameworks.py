@@ -18,7 +18,7 @@ from keras_bridge.backend import triton_installed
 __all__ = ["WRONG_ORDER", "check_import_order", "import_keras", "triton_installed"]
 
 WRONG_ORDER = ("TensorFlow was imported before lightning_mnist, and this torch's triton would then abort the "
-               "process: import lightning_mnist (or torch._dynamo) before tensorflow, keras or keras_reference")
+               "process: import lightning_mnist before tensorflow, keras or keras_reference")
 
 
 def check_import_order() -> None:
