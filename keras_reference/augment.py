@@ -1,31 +1,28 @@
-"""The notebook's ``ImageDataGenerator`` augmentation, rebuilt from Keras 3 preprocessing layers.
+"""The notebook's ``ImageDataGenerator`` augmentation in TensorFlow ops: one affine warp per picture.
 
 The notebook used ``ImageDataGenerator(rotation_range=5, zoom_range=0.05,
 width_shift_range=0.05, height_shift_range=0.05, shear_range=0.05)``, which Keras 3
-keeps only in ``keras.src.legacy``. Its meaning, mapped onto the layers:
+keeps only in ``keras.src.legacy``. What it does, and what this does for every picture of a batch:
 
-- rotation_range=5 is in degrees: ``RandomRotation`` takes a fraction of a full
-  turn, so the factor is 5/360 (angles uniform in [-5, 5] degrees);
-- zoom_range=0.05 draws the x and y zoom independently from [0.95, 1.05]:
-  ``RandomZoom`` with an explicit ``width_factor`` does the same;
-- the shifts are fractions of the 28-pixel image, as in ``RandomTranslation``;
-- shear_range=0.05 is in degrees too (a slope of sin(0.05 deg) = 8.7e-4, a
-  horizontal shear): ``RandomShear`` takes the slope itself;
-- fill_mode "nearest" (edge pixels repeated) and bilinear interpolation on every layer.
+- draw a rotation in [-5, 5] degrees, a shear in [-0.05, 0.05] degrees, an x and a y zoom
+  factor independently from [0.95, 1.05], and x and y shifts in [-0.05, 0.05] of the size;
+- compose them into one matrix in Keras' order (rotation, shift, shear, zoom):
+  :func:`mnist_common.affine.affine_terms`, which Lightning's augmentation uses too;
+- resample the picture once, bilinearly, edge pixels repeated (fill_mode "nearest").
+
+Keras' preprocessing layers (``RandomRotation``, ``RandomTranslation``, ``RandomShear``,
+``RandomZoom``) would each resample the picture, four bilinear passes that blur the digits a
+little more each time (and ``RandomShear`` shears about a corner): the model would train on softer
+pictures than Lightning's and than the test set's. One warp keeps Keras' and Lightning's training
+pictures the same kind of picture; tests/test_recipes_keras.py checks that for the same parameters
+the two warps agree pixel for pixel.
 
 Beyond the notebook, the elastic distortion Lightning's augmentation offers (``--data.elastic_alpha``,
 ``--data.elastic_sigma``; Simard et al. 2003): every image gets its own field of displacements, drawn
 uniformly from [-1, 1] per pixel and axis, smoothed by the Gaussian of
-:func:`mnist_common.elastic.gaussian_matrix` (Lightning's filter: a test compares them), scaled by alpha pixels,
-and the picture is resampled there (bilinear, edge pixels repeated).
-Lightning adds the field to its affine grid and resamples once; here it is one more resampling after
-the affine layers, like them.
-
-Approximations: ``ImageDataGenerator`` composes one affine matrix and resamples
-once; here each layer resamples (bilinear), so images come out a little softer.
-``RandomShear`` shears about the image corner rather than the centre, which adds
-a shift of at most 0.02 pixel. The layers run in the order of the notebook's matrix
-product (rotation, shift, shear, zoom), which matters little at these magnitudes.
+:func:`mnist_common.elastic.gaussian_matrix` (Lightning's filter: a test compares them), scaled by alpha
+pixels, and added to the affine warp's sampling positions, so the picture is still resampled once,
+as Lightning does.
 """
 
 from __future__ import annotations
@@ -33,31 +30,56 @@ from __future__ import annotations
 import math
 
 from keras_bridge.backend import import_keras
+from mnist_common.affine import affine_terms
 from mnist_common.elastic import gaussian_matrix
 
 keras = import_keras()
 import tensorflow as tf  # noqa: E402  (Keras' backend, with its logging settings)
 
-FILL_MODE = "nearest"
+PARAMETERS = 6  # rotation, shear, x zoom, y zoom, x shift, y shift: one uniform draw each per picture
+
+
+def affine_positions(rotation: "tf.Tensor", shear: "tf.Tensor", zoom_x: "tf.Tensor", zoom_y: "tf.Tensor",
+                     shift_x: "tf.Tensor", shift_y: "tf.Tensor", height: int,
+                     width: int) -> tuple["tf.Tensor", "tf.Tensor"]:
+    """(N, H, W) rows and columns, in pixels, each output pixel is sampled from; one parameter per picture.
+
+    ``rotation`` and ``shear`` in degrees, zooms as factors, shifts as fractions of the size (as
+    Lightning's :func:`~lightning_mnist.data.augment.affine_matrices` takes them); pixel centres
+    normalised as torch's ``affine_grid(align_corners=False)`` places them.
+    """
+    angle, angle_shear = rotation * (math.pi / 180), (rotation + shear) * (math.pi / 180)
+    (a, b, c), (d, e, f) = [[term[:, None, None] for term in row] for row in affine_terms(
+        tf.cos(angle), tf.sin(angle), tf.cos(angle_shear), tf.sin(angle_shear), zoom_x, zoom_y, shift_x, shift_y)]
+    y, x = tf.meshgrid((2 * tf.range(height, dtype=tf.float32) + 1) / height - 1,
+                       (2 * tf.range(width, dtype=tf.float32) + 1) / width - 1, indexing="ij")
+    at_x, at_y = a * x + b * y + c, d * x + e * y + f  # normalised input positions
+    return (at_y + 1) * (height / 2) - 0.5, (at_x + 1) * (width / 2) - 0.5
 
 
 def notebook_augmentation(seed: int | None = None, rotation: float = 5.0, zoom: float = 0.05, shift: float = 0.05,
-                          shear: float = 0.05) -> "keras.Sequential":
-    """Random affine augmentation for batches of (N, H, W, C) images; safe inside ``tf.data``.
+                          shear: float = 0.05, elastic_alpha: float = 0.0, elastic_sigma: float = 4.0):
+    """A function augmenting a batch of (N, H, W, C) pictures, each with its own draws; safe inside ``tf.data``.
 
-    The ranges mean what ``ImageDataGenerator``'s do (degrees, fractions, degrees); the
-    defaults are the notebook's. A range of 0 leaves its layer out.
+    The ranges mean what ``ImageDataGenerator``'s do (degrees, fractions, degrees); the defaults are
+    the notebook's; ``elastic_alpha`` > 0 adds the elastic distortion. Draws come from a
+    ``tf.random.Generator`` seeded with ``seed`` (fresh draws each call, reproducible in order).
     """
-    seeds = [None] * 4 if seed is None else [seed + i for i in range(4)]  # decorrelate the layers
-    layers = [
-        rotation and keras.layers.RandomRotation(rotation / 360.0, fill_mode=FILL_MODE, seed=seeds[0]),
-        shift and keras.layers.RandomTranslation(shift, shift, fill_mode=FILL_MODE, seed=seeds[1]),
-        shear and keras.layers.RandomShear(x_factor=math.sin(math.radians(shear)), y_factor=0.0, fill_mode=FILL_MODE,
-                                           seed=seeds[2]),
-        zoom and keras.layers.RandomZoom(height_factor=(-zoom, zoom), width_factor=(-zoom, zoom), fill_mode=FILL_MODE,
-                                         seed=seeds[3]),
-    ]
-    return keras.Sequential([layer for layer in layers if layer], name="notebook_augmentation")
+    generator = tf.random.Generator.from_seed(seed) if seed is not None \
+        else tf.random.Generator.from_non_deterministic_state()
+
+    def augment(pictures: "tf.Tensor") -> "tf.Tensor":
+        height, width = pictures.shape[1], pictures.shape[2]
+        n = tf.shape(pictures)[0]
+        draws = generator.uniform((PARAMETERS, n), -1.0, 1.0)
+        rows, cols = affine_positions(draws[0] * rotation, draws[1] * shear, 1 + draws[2] * zoom, 1 + draws[3] * zoom,
+                                      draws[4] * shift, draws[5] * shift, height, width)
+        if elastic_alpha:
+            moved = elastic_displacements(generator, n, height, width, elastic_alpha, elastic_sigma)
+            rows, cols = rows + moved[..., 0], cols + moved[..., 1]
+        return bilinear_at(pictures, rows, cols)
+
+    return augment
 
 
 def elastic_displacements(generator: "tf.random.Generator", n, height: int, width: int, alpha: float,
@@ -66,24 +88,6 @@ def elastic_displacements(generator: "tf.random.Generator", n, height: int, widt
     field = generator.uniform((n, 2, height, width), -1.0, 1.0)
     smoothed = tf.einsum("ij,ncjk,kl->ncil", gaussian_matrix(height, sigma), field, gaussian_matrix(width, sigma))
     return tf.transpose(smoothed, (0, 2, 3, 1)) * alpha
-
-
-def elastic_distortion(seed: int | None, alpha: float, sigma: float):
-    """A function distorting a batch of (N, H, W, C) pictures elastically, each with its own field; safe in tf.data.
-
-    Draws from a ``tf.random.Generator`` seeded with ``seed`` (fresh draws each call, reproducible in order).
-    """
-    generator = tf.random.Generator.from_seed(seed) if seed is not None \
-        else tf.random.Generator.from_non_deterministic_state()
-
-    def distort(pictures: "tf.Tensor") -> "tf.Tensor":
-        height, width = pictures.shape[1], pictures.shape[2]
-        moved = elastic_displacements(generator, tf.shape(pictures)[0], height, width, alpha, sigma)
-        rows, cols = tf.meshgrid(tf.range(height, dtype=pictures.dtype), tf.range(width, dtype=pictures.dtype),
-                                 indexing="ij")
-        return bilinear_at(pictures, rows + moved[..., 0], cols + moved[..., 1])
-
-    return distort
 
 
 def bilinear_at(pictures: "tf.Tensor", rows: "tf.Tensor", cols: "tf.Tensor") -> "tf.Tensor":

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_reference.augment import elastic_distortion, notebook_augmentation
+from keras_reference.augment import notebook_augmentation
 from keras_reference.config import DataSettings
 from keras_bridge.backend import import_keras
 from mnist_common.architecture import MNIST_INPUT_SHAPE as IMAGE_SHAPE
@@ -78,20 +78,15 @@ def train_dataset(x: np.ndarray, y: np.ndarray, settings: DataSettings, seed: in
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(settings.batch_size)
     if settings.augment:
-        affine = notebook_augmentation(seed, settings.rotation, settings.zoom, settings.shift, settings.shear)
-        elastic = elastic_distortion(None if seed is None else seed + 4, settings.elastic_alpha,  # after the 4 layers'
-                                     settings.elastic_sigma) if settings.elastic_alpha else None
+        augment = notebook_augmentation(seed, settings.rotation, settings.zoom, settings.shift, settings.shear,
+                                        settings.elastic_alpha, settings.elastic_sigma)
         layout = x.shape[1:]
 
         def augmented(inputs, targets):  # the augmentation works on (28, 28, 1) pictures, whatever the model takes
-            pictures = tf.reshape(inputs, (-1, *IMAGE_SHAPE))
-            if affine.layers:
-                pictures = affine(pictures, training=True)
-            if elastic is not None:
-                pictures = elastic(pictures)
+            pictures = augment(tf.reshape(inputs, (-1, *IMAGE_SHAPE)))
             return tf.reshape(pictures, (-1, *layout)), targets
 
-        # One call at a time: the layers' random state then advances in batch order, so a
+        # One call at a time: the generator's state then advances in batch order, so a
         # seeded run is reproducible; prefetch still overlaps augmentation with training.
         ds = ds.map(augmented)
     return ds.prefetch(tf.data.AUTOTUNE)

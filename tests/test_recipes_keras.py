@@ -332,6 +332,58 @@ def test_the_elastic_distortion_draws_lightnings_displacements():
     assert np.abs(first - plain).mean() > 0.05 and 0.0 <= first.min() and first.max() <= 1.0  # resampled in place
 
 
+@pytest.mark.parametrize("params", [dict(rotation=10.0), dict(shear=12.0), dict(zoom_x=1.2, zoom_y=0.85),
+                                    dict(shift_x=0.1, shift_y=-0.07), dict(rotation=-7.0, shear=10.0, zoom_x=1.1,
+                                                                           zoom_y=0.9, shift_x=0.07, shift_y=-0.1)],
+                         ids=["rotation", "shear", "zoom", "shift", "all together"])
+def test_the_keras_warp_is_lightnings_for_the_same_parameters(params):
+    """One affine warp per picture in both frameworks, from the same matrix: for the same parameters Keras' pictures
+    are Lightning's (affine_grid + grid_sample, which tests/test_augment_cv.py checks against ImageDataGenerator)."""
+    from keras_reference.augment import affine_positions, bilinear_at
+    from lightning_mnist.data.augment import affine_matrices
+
+    n, height, width = 6, 28, 28
+    images = np.random.default_rng(1).random((n, height, width, 1), dtype=np.float32)
+    every = {**dict(rotation=0.0, shear=0.0, zoom_x=1.0, zoom_y=1.0, shift_x=0.0, shift_y=0.0), **params}
+    varied = {k: v * np.linspace(0.4, 1.0, n, dtype=np.float32) if k.startswith(("rot", "shear", "shift"))
+              else 1 + (v - 1) * np.linspace(0.4, 1.0, n, dtype=np.float32) for k, v in every.items()}
+    grid = torch.nn.functional.affine_grid(affine_matrices(**{k: torch.from_numpy(v) for k, v in varied.items()}),
+                                           [n, 1, height, width], align_corners=False)
+    expected = torch.nn.functional.grid_sample(torch.from_numpy(images).permute(0, 3, 1, 2), grid, mode="bilinear",
+                                               padding_mode="border", align_corners=False).permute(0, 2, 3, 1)
+    rows, cols = affine_positions(**varied, height=height, width=width)
+    got = np.asarray(bilinear_at(images, rows, cols))
+    np.testing.assert_allclose(got, expected.numpy(), atol=2e-5)
+    assert np.abs(got - images).max() > 0.3  # the pictures really moved
+
+
+def test_the_training_pipeline_warps_each_picture_once_with_its_own_draws():
+    """The Keras training batches: seeded draws (a rerun is the same), a fresh draw per picture and batch, every
+    range 0 the identity, and one resampling: a shift of exactly one pixel moves the digits without blurring them."""
+    from keras_reference.augment import notebook_augmentation
+    from keras_reference.config import DataSettings
+    from keras_reference.data import train_dataset
+
+    images = np.random.default_rng(0).random((64, 28, 28, 1), dtype=np.float32)
+    labels = np.zeros((64, 10), np.float32)
+    settings = DataSettings(batch_size=64, augment=True)  # the notebook's ranges
+    first, again = (next(iter(train_dataset(images, labels, settings, 7)))[0].numpy() for _ in range(2))
+    np.testing.assert_array_equal(first, again)
+    epochs = iter(train_dataset(images, labels, replace(settings, batch_size=32), 7).repeat(2))
+    batches = [next(epochs)[0].numpy() for _ in range(4)]
+    assert not any(np.array_equal(a, b) for i, a in enumerate(batches) for b in batches[i + 1:])
+    assert 0.0 <= first.min() and first.max() <= 1.0
+    unchanged = notebook_augmentation(0, rotation=0.0, zoom=0.0, shift=0.0, shear=0.0)(images)
+    np.testing.assert_allclose(np.asarray(unchanged), images, atol=1e-5)  # float rounding of the positions
+    # one resampling: shifted by whole pixels, a picture keeps its pixel values (four bilinear passes would not)
+    from keras_reference.augment import affine_positions, bilinear_at
+
+    ones = np.ones(len(images), np.float32)
+    rows, cols = affine_positions(0 * ones, 0 * ones, ones, ones, ones / 28, -2 * ones / 28, 28, 28)
+    shifted = np.asarray(bilinear_at(images, rows, cols))
+    np.testing.assert_allclose(shifted[:, 3:-3, 3:-3], images[:, 1:-5, 4:-2], atol=1e-5)  # from 1 right, 2 up
+
+
 def keras_generator(seed: int):
     import tensorflow as tf
 

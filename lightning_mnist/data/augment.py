@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnist_common.affine import affine_terms
+
 
 def affine_matrices(rotation: torch.Tensor, shear: torch.Tensor, zoom_x: torch.Tensor, zoom_y: torch.Tensor,
                     shift_x: torch.Tensor, shift_y: torch.Tensor) -> torch.Tensor:
@@ -36,14 +38,9 @@ def affine_matrices(rotation: torch.Tensor, shear: torch.Tensor, zoom_x: torch.T
     and tx along the columns); tests/test_augment_cv.py checks the two agree pixel for pixel.
     """
     angle, shear = torch.deg2rad(rotation), torch.deg2rad(shear)
-    shift_x, shift_y = shift_x * 2, shift_y * 2  # the image spans 2 normalised units
-    cos, sin = angle.cos(), angle.sin()
-    # rotation @ shear @ zoom, with Keras' shear matrix [[1, -sin s], [0, cos s]]
-    linear = torch.stack([cos * zoom_x, -torch.sin(angle + shear) * zoom_y,
-                          sin * zoom_x, torch.cos(angle + shear) * zoom_y], 1).view(-1, 2, 2)
-    # Keras shifts before shearing and zooming, so the shift is rotated too
-    offset = torch.stack([cos * shift_x - sin * shift_y, sin * shift_x + cos * shift_y], 1)
-    return torch.cat([linear, offset.unsqueeze(2)], 2)
+    rows = affine_terms(angle.cos(), angle.sin(), torch.cos(angle + shear), torch.sin(angle + shear), zoom_x, zoom_y,
+                        shift_x, shift_y)
+    return torch.stack([torch.stack(row, 1) for row in rows], 1)
 
 
 def gaussian_matrix(size: int, sigma: float, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
