@@ -10,9 +10,12 @@ the same distribution (tests/test_recipes_keras.py compares them). Framework-fre
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
+@functools.lru_cache(maxsize=16)
 def gaussian_matrix(size: int, sigma: float) -> np.ndarray:
     """(size, size) float32 matrix of a 1-D Gaussian filter with zero padding: row i holds the weights of
     pixel i's neighbours, normalised over the whole kernel (taps beyond the edge count as zeros, scipy's
@@ -23,4 +26,6 @@ def gaussian_matrix(size: int, sigma: float) -> np.ndarray:
     offsets = np.arange(size, dtype=np.float64)
     offsets = offsets[:, None] - offsets[None, :]
     weights = np.exp(-offsets**2 / (2 * sigma**2)) * (np.abs(offsets) <= radius)
-    return (weights / total).astype(np.float32)
+    matrix = (weights / total).astype(np.float32)
+    matrix.flags.writeable = False  # one cached matrix per size and sigma, shared by every caller
+    return matrix

@@ -77,7 +77,8 @@ def test_each_transform_is_keras_own_for_the_same_parameters(digits, params):
 
 
 def test_gaussian_matrix_is_scipys_gaussian_filter():
-    """The elastic field's smoothing is scipy.ndimage.gaussian_filter (zeros beyond the edges, 3 sigma)."""
+    """The elastic field's smoothing (mnist_common's matrix, which both frameworks use) is
+    scipy.ndimage.gaussian_filter (zeros beyond the edges, 3 sigma), to float32's precision."""
     from scipy.ndimage import gaussian_filter
 
     from lightning_mnist.data.augment import gaussian_matrix
@@ -86,7 +87,7 @@ def test_gaussian_matrix_is_scipys_gaussian_filter():
     for sigma in (0.7, 4.0, 12.0):
         rows, cols = (gaussian_matrix(n, sigma, "cpu", torch.float64) for n in field.shape)
         ours = (rows @ torch.from_numpy(field) @ cols.T).numpy()
-        np.testing.assert_allclose(ours, gaussian_filter(field, sigma, mode="constant", truncate=3.0), atol=1e-12)
+        np.testing.assert_allclose(ours, gaussian_filter(field, sigma, mode="constant", truncate=3.0), atol=1e-6)
 
 
 def test_elastic_displacements_have_the_papers_scale():

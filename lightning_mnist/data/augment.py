@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnist_common import elastic
 from mnist_common.affine import affine_terms
 
 
@@ -44,15 +45,8 @@ def affine_matrices(rotation: torch.Tensor, shear: torch.Tensor, zoom_x: torch.T
 
 
 def gaussian_matrix(size: int, sigma: float, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
-    """(size, size) matrix of a 1-D Gaussian filter with zero padding: row i holds the weights of
-    pixel i's neighbours, normalised over the whole kernel (taps beyond the edge count as zeros)."""
-    radius = max(1, int(3 * sigma + 0.5))  # scipy's truncate=3.0
-    taps = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
-    total = torch.exp(-taps.square() / (2 * sigma**2)).sum()
-    offsets = torch.arange(size, device=device, dtype=dtype)
-    offsets = offsets[:, None] - offsets[None, :]
-    weights = torch.exp(-offsets.square() / (2 * sigma**2)) * (offsets.abs() <= radius)
-    return weights / total
+    """:func:`mnist_common.elastic.gaussian_matrix` (the filter both frameworks smooth with) as a tensor on ``device``."""
+    return torch.tensor(elastic.gaussian_matrix(size, sigma), device=device, dtype=dtype)  # a copy: the cached one is read-only
 
 
 def elastic_displacements(n: int, height: int, width: int, alpha: float, sigma: float,
