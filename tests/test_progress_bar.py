@@ -60,10 +60,13 @@ def test_fit_uses_the_project_bar_unless_told_otherwise(run_module, tmp_path):
     quick = ("--data.subset", "1000", "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "2")
 
     def callbacks(folder: str, *flags: str) -> list[str]:
-        run_module("lightning_mnist", "fit", *quick, "--output_dir", folder, *flags)
+        run_module("lightning_mnist", "fit", *flags, *quick, "--output_dir", folder)  # a --config first
         [config] = (tmp_path / folder).rglob("config.yaml")
         return [c["class_path"] for c in yaml.safe_load(config.read_text())["trainer"]["callbacks"] or []]
 
     assert callbacks("default") == ["lightning_mnist.training.callbacks.ProgressBar"]
+    [saved] = (tmp_path / "default").rglob("config.yaml")  # a run's own config, rerun with the bar off
+    assert callbacks("again", "--config", str(saved), "--trainer.enable_progress_bar", "false") == []
+    assert callbacks("rerun", "--config", str(saved)) == ["lightning_mnist.training.callbacks.ProgressBar"]  # one
     assert callbacks("tqdm", "--trainer.callbacks+=TQDMProgressBar") == ["lightning.pytorch.callbacks.TQDMProgressBar"]
     assert callbacks("none", "--trainer.enable_progress_bar", "false") == []

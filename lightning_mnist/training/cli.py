@@ -462,21 +462,24 @@ TRAINER_COUNTS = {
 def add_progress_bar(trainer) -> None:
     """Give the Trainer the project's :class:`ProgressBar` where Lightning would add its own default one.
 
-    Not when the progress bar is off (``--trainer.enable_progress_bar false``) or the Trainer's
-    callbacks already hold a progress bar (a user's choice, or a run's saved config.yaml).
+    Not when the Trainer's callbacks already hold a progress bar (a user's choice, or a run's saved
+    config.yaml). With the progress bar off (``--trainer.enable_progress_bar false``), ours is taken
+    out of the callbacks a saved config.yaml lists, which Lightning would otherwise refuse.
     """
-    if trainer.enable_progress_bar is False:
-        return
     callbacks = trainer.callbacks or []
     callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+    ours = f"{ProgressBar.__module__}.{ProgressBar.__name__}"
+    if trainer.enable_progress_bar is False:
+        trainer.callbacks = [c for c in callbacks if not (isinstance(c, Namespace) and c.class_path == ours)]
+        return
     for callback in callbacks:
         if isinstance(callback, Namespace):
             module, _, name = callback.class_path.rpartition(".")
             callback = getattr(importlib.import_module(module), name)
         if issubclass(callback if isinstance(callback, type) else type(callback), ProgressBarBase):
             return
-    trainer.callbacks = [*callbacks, Namespace(class_path=f"{ProgressBar.__module__}.{ProgressBar.__name__}",
-                                               init_args=Namespace(updates_per_second=10.0, leave=False))]
+    trainer.callbacks = [*callbacks, Namespace(class_path=ours, init_args=Namespace(updates_per_second=10.0,
+                                                                                    leave=False))]
 
 
 def check_trainer_counts(trainer) -> None:
