@@ -143,9 +143,11 @@ def measure(seeds: list[int] = [0, 1, 2, 3, 4], max_epochs: int = 10,  # noqa: B
     before = load_average()
     out = Path(output_dir).resolve()
     flags = {"lightning": lightning_flags, "keras": keras_flags}
-    runs = {fw: {seed: history(fw, seed, out / "runs" / fw / run_name(flags[fw], max_epochs, subset) / f"seed_{seed}",
-                               flags[fw], max_epochs, subset, data_dir)
-                 for seed in seeds} for fw in FRAMEWORKS}
+    runs: dict[str, dict[int, list[dict]]] = {fw: {} for fw in FRAMEWORKS}
+    for seed in seeds:  # seed by seed, both frameworks: a measurement stopped part way has whole pairs to reuse
+        for fw in FRAMEWORKS:
+            folder = out / "runs" / fw / run_name(flags[fw], max_epochs, subset) / f"seed_{seed}"
+            runs[fw][seed] = history(fw, seed, folder, flags[fw], max_epochs, subset, data_dir)
     invocation = " ".join(sys.argv[1:]) if os.path.basename(sys.argv[0]) == "epoch_gap.py" else ""
     report = {"machine": describe_machine(), "invocation": invocation, "load_average_before": (before or ["?"])[0],
               "load_average_after": (load_average() or ["?"])[0], "seeds": seeds, "max_epochs": max_epochs,

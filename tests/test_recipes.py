@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -198,3 +199,35 @@ def test_recipes_table_keeps_the_rows_it_did_not_run_and_says_which_are_not_meas
         assert rows[key][3] == "not measured yet" and not any(rows[key][4:]), rows[key]
     assert rows["best-ensemble", "keras"][2] == "`python -m keras_reference cv --config configs/best.yaml --seed_everything S`"
     assert not list((tmp_path / "out").rglob("run.json"))  # nothing was run
+
+
+def test_epoch_gap_compares_both_frameworks_epoch_by_epoch_and_reuses_its_runs(mnist_dir, tmp_path):
+    """benchmarks/epoch_gap.py: one real run per framework and seed, every epoch's training loss and validation
+    accuracy tabulated with the paired difference (computed from the runs' own histories), the table between its
+    markers; a second measurement with the same settings runs nothing."""
+    doc = tmp_path / "dynamics.md"
+    doc.write_text("before\n<!-- epoch-gap-quick:begin -->\nold\n<!-- epoch-gap-quick:end -->\nafter\n")
+
+    def measure():
+        return subprocess.run([sys.executable, REPO / "benchmarks" / "epoch_gap.py", "--seeds", "[0, 1]",
+                               "--max_epochs", "2", "--subset", "600", "--label", "quick", "--output_dir",
+                               tmp_path / "out", "--doc", doc], cwd=tmp_path, env=module_env(mnist_dir),
+                              capture_output=True, text=True, timeout=600)
+
+    proc = measure()
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "quick.json").read_text())
+    runs = report["runs"]
+    assert sorted(runs) == ["keras", "lightning"] and all(sorted(runs[fw]) == ["0", "1"] for fw in runs)
+    first = report["epochs"][0]
+    lightning, keras = ([runs[fw][s][0]["train_loss"] for s in ("0", "1")] for fw in ("lightning", "keras"))
+    assert first["diff_train_loss"][0] == pytest.approx(statistics.fmean(a - b for a, b in zip(lightning, keras)))
+    text = doc.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "\nold\n" not in text
+    assert [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")] \
+        == ["| 1", "| 2"]
+    records = sorted((tmp_path / "out").rglob("run.json"))
+    assert len(records) == 4
+    stamps = [r.stat().st_mtime_ns for r in records]
+    again = measure()
+    assert again.returncode == 0 and [r.stat().st_mtime_ns for r in records] == stamps  # reused, not rerun
