@@ -478,8 +478,8 @@ def add_progress_bar(trainer) -> None:
             callback = getattr(importlib.import_module(module), name)
         if issubclass(callback if isinstance(callback, type) else type(callback), ProgressBarBase):
             return
-    trainer.callbacks = [*callbacks, Namespace(class_path=ours, init_args=Namespace(updates_per_second=10.0,
-                                                                                    leave=False))]
+    defaults = Namespace(**_signature_defaults(ProgressBar))
+    trainer.callbacks = [*callbacks, Namespace(class_path=ours, init_args=defaults)]
 
 
 def check_trainer_counts(trainer) -> None:
