@@ -33,8 +33,8 @@ from keras_bridge.backend import import_keras
 from mnist_common.affine import affine_terms
 from mnist_common.elastic import gaussian_matrix
 
-keras = import_keras()
-import tensorflow as tf  # noqa: E402  (Keras' backend, with its logging settings)
+import_keras()  # TensorFlow as the Keras reference starts it (quiet start-up, the import order torch needs)
+import tensorflow as tf  # noqa: E402
 
 PARAMETERS = 6  # rotation, shear, x zoom, y zoom, x shift, y shift: one uniform draw each per picture
 
