@@ -41,7 +41,6 @@ class Recipe:
     name: str
     framework: str  # "lightning" or "keras"
     command: list[str]  # after ``python -m <module>``, without the seed
-    not_expressible: str = ""  # why this framework cannot run the recipe (then command is empty)
 
     @property
     def module(self) -> str:
@@ -134,7 +133,7 @@ def run_once(recipe: Recipe, seed: int, folder: Path, subset: int | None, max_ep
 
 def summary(recipe: Recipe, runs: list[dict]) -> dict:
     accs = [r["test_acc"] for r in runs]
-    return {"recipe": recipe.name, "framework": recipe.framework, "not_expressible": recipe.not_expressible,
+    return {"recipe": recipe.name, "framework": recipe.framework,
             "command": f"python -m {recipe.module} {' '.join(recipe.command)} --seed_everything S",
             "test_acc_mean": statistics.fmean(accs) if accs else None,
             "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else None,
@@ -151,8 +150,6 @@ NOT_MEASURED = "not measured yet"
 def row_cells(summary_: dict, report: dict) -> list[str]:
     """One table row: a recipe in one framework, its figures over the seeds run, and where and when."""
     head = [summary_["recipe"], summary_["framework"]]
-    if summary_["not_expressible"]:
-        return head + [summary_["not_expressible"]] + [""] * (len(COLUMNS) - 3)
     runs = summary_["runs"]
     if not runs:  # --table_only, and no run of it finished yet
         return head + [f"`{summary_['command']}`", NOT_MEASURED] + [""] * (len(COLUMNS) - 4)
@@ -228,7 +225,7 @@ def benchmark(recipes: list[str] = ["notebook", "fast", "best", "best-ensemble"]
 
     Args:
         recipes: which of notebook, fast, best, best-ensemble, resnet (the resnet preset with the notebook's recipe).
-        frameworks: lightning, keras (recipes Keras cannot express get a row saying why).
+        frameworks: lightning, keras.
         seeds: one run per seed (``--seed_everything`` / ``--seed``).
         output_dir: where each run's working directory and recipes.json go.
         doc: the Markdown file whose table (between the markers) is replaced.
@@ -246,8 +243,7 @@ def benchmark(recipes: list[str] = ["notebook", "fast", "best", "best-ensemble"]
         folders = {seed: out / f"{recipe.name}-{recipe.framework}" / f"seed_{seed}" for seed in seeds}
         if table_only:
             folders = {seed: folder for seed, folder in folders.items() if (folder / "run.json").exists()}
-        runs = [] if recipe.not_expressible else [
-            run_once(recipe, seed, folder, subset, max_epochs) for seed, folder in folders.items()]
+        runs = [run_once(recipe, seed, folder, subset, max_epochs) for seed, folder in folders.items()]
         summaries.append(summary(recipe, runs))
     report = {"machine": {**describe_machine(), "gpu": "none used (CPU runs)"}, "seeds": seeds, "subset": subset,
               "max_epochs": max_epochs, "recipes": summaries}

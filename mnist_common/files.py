@@ -94,15 +94,21 @@ def write_text(destination: str | os.PathLike, text: str) -> Path:
     return Path(destination)
 
 
+def _marked(text: str, name: str) -> tuple[int, int] | None:
+    """Where ``<!-- name:begin ... -->`` starts in ``text`` and where ``<!-- name:end -->`` starts after it
+    (-1 if missing); None without a begin marker."""
+    start = text.find(f"<!-- {name}:begin")
+    return None if start < 0 else (start, text.find(f"<!-- {name}:end -->", start))
+
+
 def between_markers(path: str | os.PathLike, name: str) -> str:
     """What lies between ``<!-- name:begin ... -->`` and ``<!-- name:end -->`` in a Markdown file ("" if none)."""
     path = Path(path)
     text = path.read_text() if path.exists() else ""
-    start = text.find(f"<!-- {name}:begin")
-    stop = text.find(f"<!-- {name}:end -->", start)
-    if start < 0 or stop < 0:
+    span = _marked(text, name)
+    if span is None or span[1] < 0 or "\n" not in text[span[0]:span[1]]:
         return ""
-    return text[text.index("\n", start) + 1:stop] if "\n" in text[start:stop] else ""
+    return text[text.index("\n", span[0]) + 1:span[1]]
 
 
 def write_between_markers(path: str | os.PathLike, name: str, text: str, title: str = "") -> Path:
@@ -115,11 +121,10 @@ def write_between_markers(path: str | os.PathLike, name: str, text: str, title: 
     path = Path(path)
     begin, end = f"<!-- {name}:begin (written by a script: do not edit by hand) -->", f"<!-- {name}:end -->"
     old = path.read_text() if path.exists() else (f"# {title}\n\n" if title else "")
-    start = old.find(f"<!-- {name}:begin")
-    if start < 0:
+    span = _marked(old, name)
+    if span is None:
         head, tail = old.rstrip("\n") + "\n\n", "\n"
     else:
-        head = old[:start]
-        stop = old.find(end, start)
-        tail = old[stop + len(end):] if stop >= 0 else "\n"
+        head = old[:span[0]]
+        tail = old[span[1] + len(end):] if span[1] >= 0 else "\n"
     return write_text(path, f"{head}{begin}\n{text}\n{end}{tail}")

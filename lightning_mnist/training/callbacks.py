@@ -334,8 +334,7 @@ class ProgressBar(RichProgressBar):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        total = self.total_val_batches_current_dataloader if not trainer.sanity_checking else None
-        if trainer.sanity_checking or self._now_due(batch_idx, total):
+        if trainer.sanity_checking or self._now_due(batch_idx, self.total_val_batches_current_dataloader):
             super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
