@@ -8,6 +8,12 @@ training seconds (validation included).
     python benchmarks/compare_frameworks.py --max_epochs 1                    # the notebook's settings
     python benchmarks/compare_frameworks.py --architecture keras_io --batch_size 128 --lr 1e-3
     python benchmarks/compare_frameworks.py --max_epochs 10 --lightning_config configs/fast.yaml
+    python benchmarks/compare_frameworks.py --repeats 3 --frameworks '[lightning, torch]'
+
+With ``--repeats N`` the contenders take turns for N rounds (lightning, keras, torch, lightning,
+...), so a machine whose speed drifts slows them alike; each row is the contender's median round
+(by training seconds), the ratios are of the medians, and the ratio of each round is listed too:
+the spread a single run would hide.
 
 Writes ``benchmark.json`` and ``benchmark.png`` (validation accuracy against training
 seconds) into a new folder of ``--output_dir``. The table also gives each contender's achieved
@@ -26,7 +32,11 @@ import time
 from pathlib import Path
 from typing import Literal
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checks import check_counts  # noqa: E402
+
 from mnist_common.cli import run as run_command
+from mnist_common.errors import exit_on_user_error
 from mnist_common.files import write_between_markers
 from mnist_common.figures import pyplot, save_figure
 from mnist_common.machine import describe_machine, load_average
@@ -40,7 +50,8 @@ REPO = Path(__file__).resolve().parents[1]
 LIGHTNING_CUTS = ("the classifier steps its optimizer itself (Lightning's manual optimization) unless gradient "
                   "accumulation or clipping is asked for, which skips the automatic loop's closure and its hooks; "
                   "metrics are logged once per epoch (no per-step self.log, no .item()); batches come from in-memory "
-                  "tensors in one indexing op; the progress bar is off in these runs (it costs about 1 ms a step)")
+                  "tensors in one indexing op; no progress bar in these runs (the commands' default bar costs about "
+                  "0.1 ms a step, Lightning's RichProgressBar about 0.6 ms)")
 
 
 def commands(args: dict, out: Path) -> dict[str, list[str]]:
@@ -110,9 +121,13 @@ def markdown(report: dict) -> str:
     machine, settings = report["machine"], report["settings"]
     shown = {k: settings[k] for k in ("architecture", "batch_size", "lr", "max_epochs", "subset", "lightning_config")
              if settings.get(k) is not None}
+    repeats = settings.get("repeats", 1)
+    if repeats > 1:
+        shown["repeats"] = repeats
     lines = [f"`python benchmarks/compare_frameworks.py {' '.join(f'--{k} {v}' for k, v in shown.items())}`, "
              f"{machine['date']}, {machine['cpu']} ({machine['cores']} cores), load average {machine['load_average']} "
-             f"before, {report['load_average_after']} after; {report['num_train']} training images.", "",
+             f"before, {report['load_average_after']} after; {report['num_train']} training images"
+             f"{f'; each row the median of {repeats} rounds' if repeats > 1 else ''}.", "",
              "| contender | seconds per epoch | images/s | training s (validation included) | test acc | "
              "peak memory MiB | GFLOP/s | % of matmul peak |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for run_ in report["runs"]:
@@ -122,8 +137,11 @@ def markdown(report: dict) -> str:
                      f"{100 * run_['test_acc']:.2f} % | {run_['peak_memory_mb']} | {run_['gflops']} | "
                      f"{run_['percent_of_matmul_peak']} % |")
     efficiency = report["kernel_efficiency"]
-    lines += ["", "; ".join(f"{key.replace('_', ' ')}: **{value}**" for key, value in report["ratios"].items()),
-              "", f"Training work {efficiency['training_flops_per_image'] / 1e6:.1f} MFLOP per image (forward and "
+    lines += ["", "; ".join(f"{key.replace('_', ' ')}: **{value}**" for key, value in report["ratios"].items())]
+    if repeats > 1:
+        lines += ["", "Each round: " + "; ".join(f"{key.replace('_', ' ')} {', '.join(map(str, values))}"
+                                                 for key, values in report["ratios_per_round"].items())]
+    lines += ["", f"Training work {efficiency['training_flops_per_image'] / 1e6:.1f} MFLOP per image (forward and "
               f"backward); a float32 matmul reaches {efficiency['matmul_gflops_float32']} GFLOP/s here "
               f"(bfloat16: {efficiency['matmul_gflops_bfloat16']}), {efficiency['threads']} threads. "
               f"Lightning's path: {LIGHTNING_CUTS}."]
@@ -146,11 +164,45 @@ def plot(runs: list[dict], target: float, path: Path) -> None:
     save_figure(fig, path, dpi=100)
 
 
+def ratios(runs: dict[str, dict]) -> dict[str, float]:
+    """Lightning's seconds over Keras' and the plain loop's, and the test accuracy difference, of one set of runs."""
+    first = lambda r: r["epochs"][0]["seconds"]  # noqa: E731
+    found = {}
+    if "lightning" in runs and "keras" in runs:
+        light, keras = runs["lightning"], runs["keras"]
+        found.update({
+            "first_epoch_seconds_lightning_over_keras": round(first(light) / first(keras), 3),
+            "train_seconds_lightning_over_keras": round(light["train_seconds"] / keras["train_seconds"], 3),
+            "test_acc_difference_points": round(100 * (light["test_acc"] - keras["test_acc"]), 2),
+        })
+    if "lightning" in runs and "torch" in runs:
+        found["train_seconds_lightning_over_plain_torch"] = round(
+            runs["lightning"]["train_seconds"] / runs["torch"]["train_seconds"], 3)
+    return found
+
+
+def median_round(rounds: list[dict]) -> dict:
+    """The round whose training seconds are the median (the lower of the middle two for an even count)."""
+    ordered = sorted(rounds, key=lambda r: r["train_seconds"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def summarise(rounds: list[dict[str, dict]]) -> tuple[dict[str, dict], dict[str, float], dict[str, list[float]]]:
+    """Each contender's median round, the ratios of those, and the ratios of every round (each a dict by contender)."""
+    names = list(rounds[0])
+    medians = {name: median_round([r[name] for r in rounds]) for name in names}
+    per_round: dict[str, list[float]] = {}
+    for one in rounds:
+        for key, value in ratios(one).items():
+            per_round.setdefault(key, []).append(value)
+    return medians, ratios(medians), per_round
+
+
 def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int = 32, lr: float = 1e-4,
             subset: int | None = None, data_dir: str | None = None, accelerator: Literal["cpu", "gpu"] = "cpu",
             lightning_config: Path | None = None, target_acc: float = 0.98,
             frameworks: list[Literal["lightning", "keras", "torch"]] = ("lightning", "keras", "torch"),
-            output_dir: Path = REPO / "runs" / "benchmark", doc: Path | None = None) -> None:
+            repeats: int = 1, output_dir: Path = REPO / "runs" / "benchmark", doc: Path | None = None) -> None:
     """Train each contender with the same settings, one after the other; report seconds per epoch and ratios.
 
     Args:
@@ -164,34 +216,31 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
         lightning_config: train Lightning with this config instead (e.g. configs/fast.yaml).
         target_acc: the validation accuracy whose time to reach is reported.
         frameworks: the contenders, in the order they run.
+        repeats: rounds; in each every contender trains once, in turn. Rows are the median rounds.
         output_dir: a new folder here gets the logs, benchmark.json and benchmark.png.
         doc: also write the table into this Markdown file, between its ``compare-<architecture>-b<batch>``
             markers (docs/benchmarks.md).
     """
+    check_counts(max_epochs=max_epochs, batch_size=batch_size, subset=subset, repeats=repeats, lr=lr)
     args = dict(locals())
     machine = describe_machine()  # before the runs: the load they started under
     out = allocate_run_dir(output_dir, "compare")
     labels = load_mnist(data_dir).train_labels
     num_train = len(make_split(labels, subset=subset).train)
-    every = commands(args, out)
     efficiency = kernel_efficiency(architecture, batch_size)
-    runs = {name: run(name, every[name], out, num_train, target_acc) for name in frameworks}
+    rounds = []
+    for index in range(repeats):
+        folder = out if repeats == 1 else out / f"round-{index}"
+        every = commands(args, folder)
+        rounds.append({name: run(name, every[name], folder, num_train, target_acc) for name in frameworks})
+    runs, report_ratios, per_round = summarise(rounds)
     for run_ in runs.values():
         run_["gflops"], run_["percent_of_matmul_peak"] = achieved(run_, num_train, efficiency)
     report = {"machine": machine, "kernel_efficiency": efficiency,
               "settings": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
-              "num_train": num_train, "runs": list(runs.values()), "ratios": {}}
-    first = lambda r: r["epochs"][0]["seconds"]  # noqa: E731
-    if "lightning" in runs and "keras" in runs:
-        light, keras = runs["lightning"], runs["keras"]
-        report["ratios"].update({
-            "first_epoch_seconds_lightning_over_keras": round(first(light) / first(keras), 3),
-            "train_seconds_lightning_over_keras": round(light["train_seconds"] / keras["train_seconds"], 3),
-            "test_acc_difference_points": round(100 * (light["test_acc"] - keras["test_acc"]), 2),
-        })
-    if "lightning" in runs and "torch" in runs:
-        report["ratios"]["train_seconds_lightning_over_plain_torch"] = round(
-            runs["lightning"]["train_seconds"] / runs["torch"]["train_seconds"], 3)
+              "num_train": num_train, "runs": list(runs.values()), "ratios": report_ratios,
+              "ratios_per_round": per_round,
+              "train_seconds_per_round": {name: [r[name]["train_seconds"] for r in rounds] for name in frameworks}}
     report["load_average_after"] = load_average()
     write_json(report, out / "benchmark.json")
     plot(list(runs.values()), target_acc, out / "benchmark.png")
@@ -208,7 +257,7 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
               f"{run_['gflops']} GFLOP/s = {run_['percent_of_matmul_peak']} % of the float32 matmul rate "
               f"({efficiency['matmul_gflops_float32']} GFLOP/s)")
     for key, value in report["ratios"].items():
-        print(f"{key}: {value}")
+        print(f"{key}: {value}" + (f" (rounds: {per_round[key]})" if repeats > 1 else ""))
     machine = report["machine"]
     print(f"on {machine['cpu']} ({machine['cores']} cores), load average {machine['load_average']} before, "
           f"{report['load_average_after']} after")
@@ -218,5 +267,10 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
     print(f"report: {out / 'benchmark.json'}\nfigure: {out / 'benchmark.png'}")
 
 
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    run_command(compare, sys.argv[1:] if argv is None else argv, "python benchmarks/compare_frameworks.py")
+
+
 if __name__ == "__main__":
-    run_command(compare, sys.argv[1:], "python benchmarks/compare_frameworks.py")
+    main()

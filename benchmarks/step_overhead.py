@@ -5,7 +5,10 @@ Every contender trains the same network (fresh weights from the same seed) on th
 turns (plain, lightning, ..., plain, lightning, ...) for ``--repeats`` rounds, so a machine
 that other work shares slows them alike; the medians and the spread are printed with the CPU
 and the load average. The time counted runs from the start of the epoch to the end of its last
-step (no validation, no checkpoint): the per-step cost. Contenders:
+step (no validation, no checkpoint): the per-step cost. It is split in two: the step itself (the
+plain loop's forward, loss, backward and update; the Lightning module's ``training_step``, which
+also updates its metrics and goes through Lightning's ``manual_backward`` and optimizer wrapper),
+and the loop around it (fetching the batch, hooks, progress counters). Contenders:
 
 * ``plain``: ``plain_torch_loop.train_steps``, the floor.
 * ``lightning``: the Trainer as ``lightning_mnist fit`` builds it: its checkpoint, early
@@ -27,6 +30,7 @@ hook) and prints torch.profiler's busiest operators for both loops.
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import tempfile
@@ -102,22 +106,40 @@ def lightning_trainer(contender: str, steps: int, folder: Path, clock: StepClock
                    enable_progress_bar=bar is not None, **common)
 
 
-def time_once(contender: str, data: MNISTDataModule, steps: int, lr: float, seed: int, folder: Path) -> float:
-    """Seconds per step of ``contender`` over ``steps`` batches, from fresh weights."""
+def timed_training_step(model: MnistClassifier, step_seconds: list[float]) -> None:
+    """Make ``model.training_step`` append its seconds to ``step_seconds`` (its signature, which Lightning reads, kept)."""
+    training_step = model.training_step
+
+    def timed(batch, batch_idx: int):
+        started = time.perf_counter()
+        output = training_step(batch, batch_idx)
+        step_seconds.append(time.perf_counter() - started)
+        return output
+
+    model.training_step = timed
+
+
+def time_once(contender: str, data: MNISTDataModule, steps: int, lr: float, seed: int,
+              folder: Path) -> tuple[float, float]:
+    """Seconds per step of ``contender`` over ``steps`` batches from fresh weights, and of those in the step itself."""
     seed_everything(seed, verbose=False)
+    in_step: list[float] = []
     if contender == "plain":
         network, optimizer = build("notebook", lr)
         x, y = data.datasets["train"].tensors
         started = time.perf_counter()
-        taken = train_steps(network, optimizer, x, y, data.hparams.batch_size, data.augmentation, steps=steps)
-        return (time.perf_counter() - started) / taken
+        taken = train_steps(network, optimizer, x, y, data.hparams.batch_size, data.augmentation, steps=steps,
+                            step_seconds=in_step)
+        return (time.perf_counter() - started) / taken, sum(in_step) / taken
     model_class = {"lightning_no_metrics": WithoutTrainingMetrics, "lightning_automatic": AutomaticOptimization}.get(
         contender, MnistClassifier)
     model = model_class(lr=lr)
+    if contender != "lightning_automatic":  # there the step runs inside the optimizer's closure, hooks and all
+        timed_training_step(model, in_step)
     clock = StepClock(steps)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         lightning_trainer(contender, steps, Path(tmp), clock).fit(model, datamodule=data)
-    return clock.seconds / steps
+    return clock.seconds / steps, (sum(in_step[:steps]) / steps if in_step else float("nan"))
 
 
 def profile(data: MNISTDataModule, steps: int, lr: float, seed: int, folder: Path) -> None:
@@ -170,12 +192,15 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
     data.prepare_data()
     data.setup("fit")
     times: dict[str, list[float]] = {name: [] for name in contenders}
+    in_step: dict[str, list[float]] = {name: [] for name in contenders}
     with tempfile.TemporaryDirectory(prefix="step_overhead_") as tmp:
         for name in contenders:  # one untimed round: first-call costs (allocator, oneDNN primitives) out of the way
             time_once(name, data, min(steps, 20), lr, seed, Path(tmp))
         for _ in range(repeats):
             for name in contenders:
-                times[name].append(time_once(name, data, steps, lr, seed, Path(tmp)))
+                total, inside = time_once(name, data, steps, lr, seed, Path(tmp))
+                times[name].append(total)
+                in_step[name].append(inside)
         if profile_run:
             profile(data, steps, lr, seed, Path(tmp))
     floor = statistics.median(times["plain"]) if "plain" in times else None
@@ -186,17 +211,22 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
              f"{f' --threads {threads}' if threads is not None else ''}`, {machine['date']}, {machine['cpu']} ({machine['cores']} cores), "
              f"{torch.get_num_threads()} threads, load average {machine['load_average']} before, "
              f"{report['load_average_after']} after.", "",
-             "| contender | ms per step (median) | min | max | ms over plain | / plain |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| contender | ms per step (median) | min | max | ms over plain | / plain | ms in the step | "
+             "ms around it |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, values in times.items():
         median = statistics.median(values)
         row = {"ms_per_step": [round(1000 * v, 3) for v in values], "median_ms": round(1000 * median, 3)}
         if floor:
             row["over_plain_ms"] = round(1000 * (median - floor), 3)
             row["ratio_to_plain"] = round(median / floor, 3)
+        inside = [v for v in in_step[name] if not math.isnan(v)]
+        if inside:  # medians of each round's split (not the total's median minus the step's)
+            row["in_step_ms"] = round(1000 * statistics.median(inside), 3)
+            row["around_step_ms"] = round(1000 * statistics.median(t - i for t, i in zip(values, inside)), 3)
         report["contenders"][name] = row
+        split = (f"{row['in_step_ms']:.2f} | {row['around_step_ms']:.2f}" if inside else "- | -")
         lines.append(f"| {name} | {1000 * median:.2f} | {1000 * min(values):.2f} | {1000 * max(values):.2f} | "
-                     f"{row.get('over_plain_ms', 0):+.3f} | {row.get('ratio_to_plain', 1):.3f} |")
+                     f"{row.get('over_plain_ms', 0):+.3f} | {row.get('ratio_to_plain', 1):.3f} | {split} |")
     table = "\n".join(lines)
     print("\n" + table)
     if doc:

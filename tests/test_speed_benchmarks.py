@@ -1,5 +1,5 @@
 """The speed benchmarks (benchmarks/step_overhead.py, shared_machine.py, time_to_accuracy.py, gpu_speed.py,
-kernel_efficiency.py) and the training commands' thread settings: that the scripts run end to end on a few
+kernel_efficiency.py, compare_frameworks.py's rounds) and the training commands' thread settings: that the scripts run end to end on a few
 hundred real images and write their tables, and that the settings are what they say. No timing is asserted."""
 
 from __future__ import annotations
@@ -80,7 +80,34 @@ def test_step_overhead_times_each_contender_from_the_same_start(mnist_dir):
     assert set(report["contenders"]) == {"plain", "lightning", "lightning_automatic"}
     assert report["contenders"]["plain"]["ratio_to_plain"] == 1.0
     assert all(len(row["ms_per_step"]) == 1 and row["median_ms"] > 0 for row in report["contenders"].values())
+    for name in ("plain", "lightning"):  # split into the step and the loop around it
+        row = report["contenders"][name]
+        assert 0 < row["in_step_ms"] < row["median_ms"] and row["around_step_ms"] > 0, (name, row)
+    assert "in_step_ms" not in report["contenders"]["lightning_automatic"]  # its step runs inside the optimizer's
     assert report["machine"]["cpu"] and report["threads"] >= 1
+
+
+def fake_run(seconds: float, acc: float = 0.9) -> dict:
+    return {"train_seconds": seconds, "epochs": [{"seconds": seconds}], "test_acc": acc}
+
+
+def test_compare_reports_each_contenders_median_round_and_every_rounds_ratio():
+    """Rows are each contender's median round, ratios are of those medians, and every round's ratio is kept."""
+    from compare_frameworks import summarise
+
+    rounds = [{"lightning": fake_run(12.0), "torch": fake_run(10.0)},
+              {"lightning": fake_run(11.0), "torch": fake_run(10.5)},
+              {"lightning": fake_run(30.0, 0.8), "torch": fake_run(9.0)}]  # a round another process slowed
+    medians, ratios, per_round = summarise(rounds)
+    assert medians["lightning"]["train_seconds"] == 12.0 and medians["torch"]["train_seconds"] == 10.0
+    assert ratios == {"train_seconds_lightning_over_plain_torch": 1.2}
+    assert per_round == {"train_seconds_lightning_over_plain_torch": [1.2, 1.048, 3.333]}
+    medians, ratios, per_round = summarise(rounds[:2] + [{"lightning": fake_run(11.5), "torch": fake_run(9.5)},
+                                                          {"lightning": fake_run(13.0), "torch": fake_run(11.0)}])
+    assert medians["lightning"]["train_seconds"] == 11.5  # an even count: the lower of the middle two
+    keras = summarise([{"lightning": fake_run(8.0, 0.95), "keras": fake_run(10.0, 0.96)}])[1]
+    assert keras == {"first_epoch_seconds_lightning_over_keras": 0.8, "train_seconds_lightning_over_keras": 0.8,
+                     "test_acc_difference_points": -1.0}
 
 
 def test_time_to_accuracy_and_shared_machine_write_their_tables(mnist_dir, tmp_path):
@@ -130,6 +157,7 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
 
 @pytest.mark.parametrize("name, args, line", [
     ("step_overhead.py", ["--steps", "0"], "error: --steps must be at least 1, got 0"),
+    ("compare_frameworks.py", ["--repeats", "0"], "error: --repeats must be at least 1, got 0"),
     ("time_to_accuracy.py", ["--target", "1.5"], "error: --target must be an accuracy in (0, 1], got 1.5"),
     ("shared_machine.py", ["--competitor_levels", "[-1]"], "error: --competitor_levels must be counts of 0 or more, "
                                                              "got [-1]"),
