@@ -12,8 +12,8 @@ training seconds (validation included).
 
 With ``--repeats N`` the contenders take turns for N rounds (lightning, keras, torch, lightning,
 ...), so a machine whose speed drifts slows them alike; each row is the contender's median round
-(by training seconds), the ratios are of the medians, and the ratio of each round is listed too:
-the spread a single run would hide.
+(by training seconds), each ratio is the median of the rounds' ratios, and every round's ratio is
+listed too: the spread a single run would hide.
 
 Writes ``benchmark.json`` and ``benchmark.png`` (validation accuracy against training
 seconds) into a new folder of ``--output_dir``. The table also gives each contender's achieved
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -51,7 +52,7 @@ LIGHTNING_CUTS = ("the classifier steps its optimizer itself (Lightning's manual
                   "accumulation or clipping is asked for, which skips the automatic loop's closure and its hooks; "
                   "metrics are logged once per epoch (no per-step self.log, no .item()); batches come from in-memory "
                   "tensors in one indexing op; no progress bar in these runs (the commands' default bar costs about "
-                  "0.1 ms a step, Lightning's RichProgressBar about 0.6 ms)")
+                  "0.1 ms a step, Lightning's RichProgressBar 0.4-0.6 ms)")
 
 
 def commands(args: dict, out: Path) -> dict[str, list[str]]:
@@ -124,10 +125,11 @@ def markdown(report: dict) -> str:
     repeats = settings.get("repeats", 1)
     if repeats > 1:
         shown["repeats"] = repeats
+    rounds = f"; each row the median of {repeats} rounds, each ratio the median of the rounds' ratios" \
+        if repeats > 1 else ""
     lines = [f"`python benchmarks/compare_frameworks.py {' '.join(f'--{k} {v}' for k, v in shown.items())}`, "
              f"{machine['date']}, {machine['cpu']} ({machine['cores']} cores), load average {machine['load_average']} "
-             f"before, {report['load_average_after']} after; {report['num_train']} training images"
-             f"{f'; each row the median of {repeats} rounds' if repeats > 1 else ''}.", "",
+             f"before, {report['load_average_after']} after; {report['num_train']} training images{rounds}.", "",
              "| contender | seconds per epoch | images/s | training s (validation included) | test acc | "
              "peak memory MiB | GFLOP/s | % of matmul peak |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for run_ in report["runs"]:
@@ -188,14 +190,18 @@ def median_round(rounds: list[dict]) -> dict:
 
 
 def summarise(rounds: list[dict[str, dict]]) -> tuple[dict[str, dict], dict[str, float], dict[str, list[float]]]:
-    """Each contender's median round, the ratios of those, and the ratios of every round (each a dict by contender)."""
+    """Each contender's median round; the median over rounds of each ratio; every round's ratios.
+
+    A ratio is taken within a round (contenders that ran minutes apart, on the same machine state)
+    and the median taken over rounds, so that a round another process slowed moves it least.
+    """
     names = list(rounds[0])
     medians = {name: median_round([r[name] for r in rounds]) for name in names}
     per_round: dict[str, list[float]] = {}
     for one in rounds:
         for key, value in ratios(one).items():
             per_round.setdefault(key, []).append(value)
-    return medians, ratios(medians), per_round
+    return medians, {key: round(statistics.median(values), 3) for key, values in per_round.items()}, per_round
 
 
 def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int = 32, lr: float = 1e-4,
@@ -216,7 +222,8 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
         lightning_config: train Lightning with this config instead (e.g. configs/fast.yaml).
         target_acc: the validation accuracy whose time to reach is reported.
         frameworks: the contenders, in the order they run.
-        repeats: rounds; in each every contender trains once, in turn. Rows are the median rounds.
+        repeats: rounds; in each every contender trains once, in turn. Rows are the median rounds, ratios the
+            medians of the rounds' ratios.
         output_dir: a new folder here gets the logs, benchmark.json and benchmark.png.
         doc: also write the table into this Markdown file, between its ``compare-<architecture>-b<batch>``
             markers (docs/benchmarks.md).
