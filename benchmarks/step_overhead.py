@@ -30,7 +30,6 @@ hook) and prints torch.profiler's busiest operators for both loops.
 
 from __future__ import annotations
 
-import math
 import statistics
 import sys
 import tempfile
@@ -107,7 +106,10 @@ def lightning_trainer(contender: str, steps: int, folder: Path, clock: StepClock
 
 
 def timed_training_step(model: MnistClassifier, step_seconds: list[float]) -> None:
-    """Make ``model.training_step`` append its seconds to ``step_seconds`` (its signature, which Lightning reads, kept)."""
+    """Make ``model.training_step`` append its seconds to ``step_seconds``.
+
+    The wrapper keeps the signature, which Lightning reads to decide what to pass.
+    """
     training_step = model.training_step
 
     def timed(batch, batch_idx: int):
@@ -120,8 +122,9 @@ def timed_training_step(model: MnistClassifier, step_seconds: list[float]) -> No
 
 
 def time_once(contender: str, data: MNISTDataModule, steps: int, lr: float, seed: int,
-              folder: Path) -> tuple[float, float]:
-    """Seconds per step of ``contender`` over ``steps`` batches from fresh weights, and of those in the step itself."""
+              folder: Path) -> tuple[float, float | None]:
+    """Seconds per step of ``contender`` over ``steps`` batches from fresh weights, and of those in the step itself
+    (None where the step cannot be timed apart: under automatic optimization)."""
     seed_everything(seed, verbose=False)
     in_step: list[float] = []
     if contender == "plain":
@@ -139,7 +142,7 @@ def time_once(contender: str, data: MNISTDataModule, steps: int, lr: float, seed
     clock = StepClock(steps)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         lightning_trainer(contender, steps, Path(tmp), clock).fit(model, datamodule=data)
-    return clock.seconds / steps, (sum(in_step[:steps]) / steps if in_step else float("nan"))
+    return clock.seconds / steps, (sum(in_step) / steps if in_step else None)
 
 
 def profile(data: MNISTDataModule, steps: int, lr: float, seed: int, folder: Path) -> None:
@@ -192,7 +195,7 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
     data.prepare_data()
     data.setup("fit")
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    in_step: dict[str, list[float]] = {name: [] for name in contenders}
+    in_step: dict[str, list[float | None]] = {name: [] for name in contenders}
     with tempfile.TemporaryDirectory(prefix="step_overhead_") as tmp:
         for name in contenders:  # one untimed round: first-call costs (allocator, oneDNN primitives) out of the way
             time_once(name, data, min(steps, 20), lr, seed, Path(tmp))
@@ -219,7 +222,7 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
         if floor:
             row["over_plain_ms"] = round(1000 * (median - floor), 3)
             row["ratio_to_plain"] = round(median / floor, 3)
-        inside = [v for v in in_step[name] if not math.isnan(v)]
+        inside = [v for v in in_step[name] if v is not None]
         if inside:  # medians of each round's split (not the total's median minus the step's)
             row["in_step_ms"] = round(1000 * statistics.median(inside), 3)
             row["around_step_ms"] = round(1000 * statistics.median(t - i for t, i in zip(values, inside)), 3)

@@ -292,8 +292,9 @@ def test_an_ema_of_the_weights_is_lightnings(tmp_path, mnist_dir, monkeypatch):
 
 
 def test_the_elastic_distortion_draws_lightnings_displacements():
-    """Keras' elastic field has the distribution of Lightning's (the same filter, mnist_common's; per-pixel spread at the centre and at
-    a corner, where the zero padding of the filter shrinks it), and the training pipeline applies it."""
+    """Keras' elastic field has the distribution of Lightning's (the same filter, mnist_common's; per-pixel
+    spread at the centre and at a corner, where the zero padding of the filter shrinks it), and the training
+    pipeline applies it."""
     from keras_reference.augment import bilinear_at, elastic_displacements
     from keras_reference.config import DataSettings
     from keras_reference.data import train_dataset

@@ -1,6 +1,7 @@
 """The speed benchmarks (benchmarks/step_overhead.py, shared_machine.py, time_to_accuracy.py, gpu_speed.py,
-kernel_efficiency.py, compare_frameworks.py's rounds) and the training commands' thread settings: that the scripts run end to end on a few
-hundred real images and write their tables, and that the settings are what they say. No timing is asserted."""
+kernel_efficiency.py, compare_frameworks.py's rounds) and the training commands' thread settings: that the
+scripts run end to end on a few hundred real images and write their tables, and that the settings are what
+they say. No timing is asserted."""
 
 from __future__ import annotations
 

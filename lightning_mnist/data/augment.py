@@ -45,8 +45,9 @@ def affine_matrices(rotation: torch.Tensor, shear: torch.Tensor, zoom_x: torch.T
 
 
 def gaussian_matrix(size: int, sigma: float, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
-    """:func:`mnist_common.elastic.gaussian_matrix` (the filter both frameworks smooth with) as a tensor on ``device``."""
-    return torch.tensor(elastic.gaussian_matrix(size, sigma), device=device, dtype=dtype)  # a copy: the cached one is read-only
+    """:func:`mnist_common.elastic.gaussian_matrix` (the filter both frameworks smooth with) on ``device``."""
+    # torch.tensor copies: the cached array is read-only
+    return torch.tensor(elastic.gaussian_matrix(size, sigma), device=device, dtype=dtype)
 
 
 def elastic_displacements(n: int, height: int, width: int, alpha: float, sigma: float,
