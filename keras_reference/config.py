@@ -19,7 +19,7 @@ from mnist_common.errors import UserError
 from mnist_common.mnist import ensure_files, resolve_data_dir
 from mnist_common.runs import DEFAULT_OUTPUT_DIR, check_writable
 from mnist_common.settings import check_data_settings, check_optimizer_settings, check_seed, check_training_length
-from mnist_common.splits import DEFAULT_NUM_FOLDS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION
+from mnist_common.splits import DEFAULT_NUM_FOLDS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, check_split
 
 FRAMEWORK = "keras"
 LIGHTNING_EMA = "lightning_mnist.training.callbacks.EMAWeightAveraging"
@@ -191,14 +191,19 @@ class RunSettings:
         check_seed(self.seed_everything)
         if command == "cv" and self.data.num_folds is None:
             raise UserError("--data.num_folds: cv needs at least 2 folds")
+        if command == "train" and self.data.num_folds is not None:
+            raise UserError(f"--data.num_folds {self.data.num_folds}: train validates on the hold-out "
+                            f"(--data.val_fraction); k-fold runs are `cv`'s")
         data = self.data
         check_data_settings(batch_size=data.batch_size, eval_batch_size=data.eval_batch_size,
                             val_fraction=data.val_fraction, subset=data.subset,
                             num_folds=data.num_folds if command == "cv" else None, fold=None, rotation=data.rotation,
                             zoom=data.zoom, shift=data.shift, shear=data.shear, elastic_alpha=data.elastic_alpha,
-                            elastic_sigma=data.elastic_sigma)
+                            elastic_sigma=data.elastic_sigma, split_seed=data.split_seed)
         check_writable(f"{self.output_dir}/{FRAMEWORK}", "--output_dir")
         ensure_files(data.data_dir, download=data.download)
+        check_split(data.data_dir, subset=data.subset, val_fraction=data.val_fraction,
+                    num_folds=data.num_folds if command == "cv" else None, seed=data.split_seed)
         return self
 
     def with_data(self, **changes) -> RunSettings:

@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 
-from mnist_common.errors import EXIT_USER_ERROR, exit_on_user_error
+from mnist_common.errors import UserError, exit_on_user_error
 from mnist_common.threads import configure_threads
 
 PROG = "python -m lightning_mnist"
@@ -50,9 +50,8 @@ def main(argv: list[str] | None = None) -> None:
         print(usage())
         return
     if argv[0] not in COMMANDS:
-        print(usage(), file=sys.stderr)
-        print(f"error: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        raise UserError(f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)} (`{PROG} --help` says "
+                        f"what each does)")
     module, function = COMMANDS[argv[0]][0].split(":")
     if module == TRAINER.split(":")[0]:
         configure_threads()  # before torch loads: one thread per core that is free now (mnist_common.threads)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 import yaml
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentError, ArgumentParser, Namespace, get_loader, set_loader
 
-from mnist_common.errors import UserError
+from mnist_common.errors import UserError, one_line
 
 # The types a value given on the command line is checked against when a parse fails: plain values, choices,
 # and unions of them (``int | None``). Settings of other types (classes, lists) keep jsonargparse's own message.
@@ -218,12 +218,47 @@ def _param_help(function: Callable[..., Any], name: str) -> str | None:
     return " ".join(match.group(1).split()) if match else None
 
 
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def check_config_text(argv: Sequence[str]) -> None:
+    """Refuse a config file that is not UTF-8 text, naming it, before jsonargparse reads it.
+
+    jsonargparse decodes ``--config FILE`` (and a group given as a file, ``--model my.yaml``) as
+    UTF-8 and lets a ``UnicodeDecodeError`` escape, a traceback without the file's name. Checked
+    here: every ``--config`` value, and every value of a flag without a dot (a group) that names an
+    existing ``.yaml``/``.yml``/``.json`` file.
+    """
+    tokens = list(argv)
+    for i, token in enumerate(tokens):
+        if not token.startswith("--") or token == "--":
+            continue
+        key, equals, value = token[2:].partition("=")
+        if not equals:
+            if i + 1 >= len(tokens):
+                continue
+            value = tokens[i + 1]
+        path = Path(value)
+        if key != "config" and ("." in key or path.suffix.lower() not in CONFIG_SUFFIXES):
+            continue
+        try:
+            if not path.is_file():
+                continue  # jsonargparse says what is wrong with a missing one
+            path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise UserError(f"--{key} {value}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at position "
+                            f"{err.start}); save the file as UTF-8") from None
+        except OSError as err:
+            raise UserError(f"--{key} {value}: cannot be read ({err.strerror or one_line(err)})") from None
+
+
 def parse(parser: ArgumentParser, argv: list[str] | None, types_of: Callable[[list[str]], dict[str, Any]],
           positionals: bool = False) -> Namespace:
     """Parse ``argv``; usage errors become a one-line :class:`UserError` (exit 2).
 
     ``types_of(argv)`` gives the types of the settings ``argv`` may set (see :func:`argument_error_line`).
     """
+    check_config_text(sys.argv[1:] if argv is None else argv)
     try:
         return parser.parse_args(argv)
     except ArgumentError as err:

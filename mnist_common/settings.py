@@ -11,10 +11,16 @@ import math
 from mnist_common.errors import UserError
 from mnist_common.mnist import TRAIN_IMAGES
 
+SEED_RANGE = (0, 2**32 - 1)  # what numpy's generator (and so Lightning's and Keras' seeding) accepts
+# Adam moves each weight by about lr per step: above 1 a step overshoots any weight this network has,
+# and the run ends in NaN after a whole epoch of work; refused before it starts.
+MAX_LR = 1.0
+
 
 def check_data_settings(*, batch_size: int, eval_batch_size: int, val_fraction: float, subset: int | None,
                         num_folds: int | None, fold: int | None, rotation: float, zoom: float, shift: float,
-                        shear: float, elastic_alpha: float = 0.0, elastic_sigma: float = 4.0) -> None:
+                        shear: float, elastic_alpha: float = 0.0, elastic_sigma: float = 4.0,
+                        split_seed: int = 42) -> None:
     """Raise a one-line :class:`UserError` for settings no run can use, before any data is read.
 
     The messages name the flags as both command lines spell them (``--data.batch_size``).
@@ -38,13 +44,15 @@ def check_data_settings(*, batch_size: int, eval_batch_size: int, val_fraction: 
             raise UserError(f"--data.{name} must be a number from 0 to {high:g}, got {value}")
     if not (math.isfinite(elastic_sigma) and 0.5 <= elastic_sigma <= 20.0):
         raise UserError(f"--data.elastic_sigma must be a number from 0.5 to 20 (pixels), got {elastic_sigma}")
+    if not SEED_RANGE[0] <= split_seed <= SEED_RANGE[1]:
+        raise UserError(f"--data.split_seed must be from {SEED_RANGE[0]} to {SEED_RANGE[1]}, got {split_seed}")
 
 
 def check_optimizer_settings(lr: float, label_smoothing: float = 0.0, weight_decay: float = 0.0) -> None:
     """The optimizer's and the loss' settings (``--model.lr``, ``--model.label_smoothing``,
     ``--model.weight_decay``), refused in the same words by both frameworks before anything is built."""
-    if not (math.isfinite(lr) and lr > 0):
-        raise UserError(f"--model.lr must be a positive number, got {lr}")
+    if not (math.isfinite(lr) and 0 < lr <= MAX_LR):
+        raise UserError(f"--model.lr must be a positive number up to {MAX_LR:g} (Adam's step size), got {lr}")
     if not (math.isfinite(label_smoothing) and 0.0 <= label_smoothing < 1.0):
         raise UserError(f"--model.label_smoothing must be at least 0 and below 1, got {label_smoothing}")
     if not (math.isfinite(weight_decay) and weight_decay >= 0.0):
@@ -61,9 +69,6 @@ def check_training_length(*, max_epochs: int | None, patience: int) -> None:
         raise UserError(f"--trainer.max_epochs must be at least 1, got {max_epochs}")
     if patience < 0:
         raise UserError(f"--early_stopping.patience must be at least 0 (epochs without improvement), got {patience}")
-
-
-SEED_RANGE = (0, 2**32 - 1)  # what numpy's generator (and so Lightning's and Keras' seeding) accepts
 
 
 def check_seed(seed: int | bool | None) -> None:

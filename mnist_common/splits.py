@@ -13,6 +13,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from mnist_common.errors import UserError
+from mnist_common.mnist import load_mnist
 
 DEFAULT_SPLIT_SEED = 42  # the notebook's random_state
 DEFAULT_VAL_FRACTION = 0.1
@@ -74,5 +75,17 @@ def make_split(labels: np.ndarray, *, subset: int | None = None, val_fraction: f
         else:
             split = holdout_split(labels[pool], val_fraction, seed)
     except ValueError as err:  # scikit-learn: too few images per class for this split
-        raise UserError(f"cannot split {subset or len(labels)} images this way: {err}") from None
+        how = f"into --data.num_folds {num_folds} stratified folds" if num_folds else \
+            f"with --data.val_fraction {val_fraction}"
+        raise UserError(f"cannot split {subset or len(labels)} images {how}: {err}") from None
     return Split(pool[split.train], pool[split.val])
+
+
+def check_split(data_dir, *, subset: int | None, val_fraction: float, num_folds: int | None, seed: int) -> None:
+    """Make the split a run will make (its first fold), so one that cannot be made is refused before any work.
+
+    Too few images per class for ``num_folds`` stratified folds (``--data.subset 20`` in 5 folds,
+    ``--data.num_folds 501``) is only found by drawing the split; the labels are read for it.
+    """
+    make_split(load_mnist(data_dir, download=False).train_labels, subset=subset, val_fraction=val_fraction,
+               num_folds=num_folds, fold=0, seed=seed)

@@ -368,6 +368,7 @@ def bad_inputs(tmp_path_factory, mnist_dir):
         (where / name).write_text(json.dumps({"framework": "lightning", "folds": [{"fold": 0, "model_path": model}]}))
     (where / "a_file").write_text("a file where a folder should be")
     (where / "cosine.yaml").write_text("model:\n  lr_schedule: cosine\n")
+    (where / "latin1.yaml").write_bytes("# caf\u00e9\nmodel:\n  lr: 0.001\n".encode("latin-1"))
     (where / "listless" / "MNIST").mkdir(parents=True)
     (where / "listless" / "MNIST" / "raw").write_text("a file where the raw-data folder should be")
     return where
@@ -451,6 +452,25 @@ BAD_INPUTS = {
                              "--trainer.accumulate_grad_batches must be at least 1"),
     "sanity steps -5": (["fit", "--trainer.num_sanity_val_steps", "-5"], "--trainer.num_sanity_val_steps must be at "
                                                                           "least -1"),
+    "a config file not UTF-8": (["fit", "--config", "latin1.yaml"],
+                                "--config latin1.yaml: not UTF-8 text (byte 0xe9 at position 5)"),
+    "a group's file not UTF-8": (["cv", "--model", "latin1.yaml"], "--model latin1.yaml: not UTF-8 text"),
+    "learning rate above 1": (["fit", "--model.lr", "1e308"], "--model.lr must be a positive number up to 1"),
+    "negative split seed": (["fit", "--data.split_seed", "-1"], "--data.split_seed must be from 0 to 4294967295"),
+    "too few images per class for the folds": (["cv", "--data.subset", "20"],
+                                               "cannot split 20 images into --data.num_folds 5 stratified folds"),
+    "cv without folds": (["cv", "--data.num_folds", "null"], "--data.num_folds: cv needs at least 2 folds"),
+    "cv given one fold": (["cv", "--data.num_folds", "3", "--data.fold", "1"],
+                          "--data.fold 1: cv trains every fold; to train one fold, use fit --data.num_folds 3"),
+    "early stopping on a metric never logged": (["fit", "--early_stopping.monitor", "val/foo"],
+                                                "--early_stopping.monitor val/foo: not a metric this run logs; use "
+                                                "one of val/loss, val/acc, train/loss, train/acc, epoch, step"),
+    "checkpoint on a metric never logged": (["cv", "--checkpoint.monitor", "accuracy"],
+                                            "--checkpoint.monitor accuracy: not a metric this run logs"),
+    "early stopping mode median": (["fit", "--early_stopping.mode", "median"],
+                                   "--early_stopping.mode median: use min or max"),
+    "checkpoint file name leaving the folder": (["fit", "--checkpoint.filename", "../../escape"],
+                                                "--checkpoint.filename ../../escape: a file name, not a path"),
     # k-fold results naming fold models of no kind this project reads
     "fold model of another suffix": (["test", "--ckpt_path", "pickle_fold.json"],
                                      "fold 0 model fold_0.pt: expected a checkpoint (.ckpt) or a Keras model (.keras)"),
@@ -486,6 +506,7 @@ BUILT_REFUSALS = {
                     "`num_nodes` must be a positive integer, but got 0"),
     "seed beyond numpy's": (["fit", "--seed_everything", "99999999999999999999"], "a seed must be from 0"),
     "unknown accelerator": (["fit", "--trainer.accelerator", "banana"], "not an accelerator Lightning knows"),
+    "max_time not a duration": (["fit", "--trainer.max_time", "garbage"], "is not a valid duration"),
 }
 
 
@@ -500,6 +521,7 @@ def test_settings_lightning_refuses_are_one_line_with_no_run_folder_left(bad_inp
         done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         assert done.returncode == 2, (case, stderr[-2000:])
         assert_one_line_error(done, BUILT_REFUSALS[case][1])
+        assert stderr.strip().startswith("error:"), (case, stderr)  # not after Lightning's "Seed set to 42"
     assert sorted(str(p) for p in bad_inputs.rglob("*")) == before
 
 

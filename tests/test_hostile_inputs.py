@@ -159,3 +159,33 @@ def test_a_full_disk_is_one_line_for_the_other_commands_too(model_files, small_d
     assert code == 2 and error == (f"error: no space left on the device writing {small_disk / 'out.ckpt'}: free some "
                                    f"space and run it again"), error
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+
+
+@pytest.mark.parametrize("command", [["predict", "digit.png", "--weights", "model.ckpt"], ["serve"],
+                                     ["convert", "model.ckpt", "out.keras"], ["augment-preview", "out.png"],
+                                     ["keras_reference", "cv"]])
+def test_a_config_that_is_not_utf8_is_named_in_one_line(command, tmp_path, monkeypatch, capsys):
+    """jsonargparse would let a UnicodeDecodeError escape with a traceback that names no file."""
+    from keras_reference.__main__ import main as keras_main
+
+    (tmp_path / "latin1.yaml").write_bytes("# caf\u00e9\n".encode("latin-1"))
+    monkeypatch.chdir(tmp_path)
+    program, args = (keras_main, command[1:]) if command[0] == "keras_reference" else (main, command)
+    code, error, _ = main_error(program, [*args, "--config", "latin1.yaml"], capsys)
+    assert code == 2 and "--config latin1.yaml: not UTF-8 text (byte 0xe9 at position 5); save the file as UTF-8" in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latin1.yaml"]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["augment-preview", "out.png", "--seed", "99999999999999999999"], "--seed must be from 0 to 4294967295"),
+    (["augment-preview", "out.png", "--seed", "-1"], "--seed must be from 0 to 4294967295, got -1"),
+    (["frobnicate"], "unknown command 'frobnicate'; choose from fit, validate, test, cv, convert"),
+])
+def test_a_refusal_is_the_only_line(args, expected, tmp_path, monkeypatch, capsys):
+    """The error line alone: no usage text before it, no traceback after work began."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.strip().splitlines() == [err.strip()] and expected in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -297,10 +297,16 @@ def test_both_command_lines_spell_the_shared_ideas_alike(run_module):
     (["cv", "--seed_everything", "-1"], "--seed_everything -1: a seed must be from 0"),
     (["train", "--trainer.max_epochs", "-1"], "--trainer.max_epochs must be at least 1, got -1"),
     (["train", "--no-such-flag"], "unrecognized"),
+    (["train", "--data.num_folds", "3"], "--data.num_folds 3: train validates on the hold-out"),
+    (["cv", "--data.subset", "20"], "cannot split 20 images into --data.num_folds 5 stratified folds"),
+    (["train", "--data.split_seed", "-1"], "--data.split_seed must be from 0 to 4294967295, got -1"),
+    (["train", "--model.lr", "5"], "--model.lr must be a positive number up to 1"),
+    (["train", "--config", "{tmp}/latin1.yaml"], "latin1.yaml: not UTF-8 text (byte 0xe9 at position 5)"),
     ([], "command"),
 ])
 def test_bad_flags_fail_in_one_line_and_leave_nothing(capsys, tmp_path, monkeypatch, args, expected):
     (tmp_path / "a_file").write_text("not a directory")
+    (tmp_path / "latin1.yaml").write_bytes("# caf\u00e9\n".encode("latin-1"))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         main([a.format(tmp=tmp_path) for a in args])
@@ -309,4 +315,4 @@ def test_bad_flags_fail_in_one_line_and_leave_nothing(capsys, tmp_path, monkeypa
     assert "Traceback" not in stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "latin1.yaml"]

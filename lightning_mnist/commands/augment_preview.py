@@ -13,6 +13,7 @@ from pathlib import Path
 from mnist_common.cli import run
 from mnist_common.errors import UserError, exit_on_user_error
 from mnist_common.files import check_output_file
+from mnist_common.settings import SEED_RANGE
 
 PROG = "python -m lightning_mnist augment-preview"
 SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
@@ -34,7 +35,7 @@ def augment_preview(output: Path, data_dir: str | None = None, count: int = 10, 
         data_dir: the folder holding MNIST/raw (default $MNIST_DATA_DIR, else ./data).
         count: digits per row, 1 to 40.
         rows: augmented rows under the originals, 1 to 20.
-        seed: seed of the random transforms.
+        seed: seed of the random transforms (0 to 2**32 - 1).
         rotation: rotation range in degrees (0 to 180).
         zoom: zoom range as a fraction (0 to 0.9).
         shift: shift range as a fraction of the image size (0 to 1).
@@ -54,6 +55,8 @@ def augment_preview(output: Path, data_dir: str | None = None, count: int = 10, 
                                    ("shear", shear, 0, 80), ("elastic_alpha", elastic_alpha, 0, 100),
                                    ("elastic_sigma", elastic_sigma, 0.5, 20)):
         _check(name, value, low, high)
+    if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise UserError(f"--seed must be from {SEED_RANGE[0]} to {SEED_RANGE[1]}, got {seed}")
 
     import torch
 

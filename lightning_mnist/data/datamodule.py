@@ -68,7 +68,8 @@ class MNISTDataModule(LightningDataModule):
         super().__init__()
         check_data_settings(batch_size=batch_size, eval_batch_size=eval_batch_size, val_fraction=val_fraction,
                             subset=subset, num_folds=num_folds, fold=fold, rotation=rotation, zoom=zoom,
-                            shift=shift, shear=shear, elastic_alpha=elastic_alpha, elastic_sigma=elastic_sigma)
+                            shift=shift, shear=shear, elastic_alpha=elastic_alpha, elastic_sigma=elastic_sigma,
+                            split_seed=split_seed)
         self.save_hyperparameters()
         self.augmentation = NotebookAugmentation(rotation, zoom, shift, shear, elastic_alpha,
                                                  elastic_sigma) if augment else None

@@ -23,6 +23,9 @@ from lightning_mnist.models.optim import KerasAdam
 
 KERAS_ADAM_EPSILON = 1e-7
 STAGES = ("train", "val", "test")
+# What early stopping and checkpoints can watch in a fit: the per-epoch metrics it logs (test/* come after
+# fit), and the epoch and step counts Lightning adds to them.
+MONITORED = (*(f"{stage}/{name}" for stage in ("val", "train") for name in ("loss", "acc")), "epoch", "step")
 # A checkpoint written inside a training epoch (a run stopped between two batches) keeps what the
 # epoch's train/loss and train/acc have accumulated so far under this key, so that the resumed run
 # logs the same epoch means as one that never stopped.

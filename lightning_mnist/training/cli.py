@@ -22,7 +22,9 @@ import functools
 import importlib
 import inspect
 import io
+import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -44,7 +46,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mnist_common.allocator import keep_freed_memory
 from mnist_common.model_files import load_architecture
-from mnist_common.cli import ArgumentError, argument_error_line, parameter_types
+from mnist_common.cli import ArgumentError, argument_error_line, check_config_text, parameter_types
 from mnist_common.errors import EXIT_INTERRUPTED, UserError, exit_on_user_error, one_line
 from mnist_common.figures import plot_curves
 from mnist_common.files import write_text
@@ -52,6 +54,7 @@ from mnist_common.keras_file import KERAS_SUFFIX
 from mnist_common.mnist import ensure_files
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
 from mnist_common.settings import check_data_settings, check_seed, check_training_length
+from mnist_common.splits import check_split
 from mnist_common.runs import (CHECKPOINTS, DEFAULT_OUTPUT_DIR, RESUME_FILE, allocate_run_dir, discard_if_empty_of_work,
                                latest_resumable_run, relative_to_run, run_dir_of_checkpoint, check_writable)
 from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint, fetch_model_file, keras_file_network,
@@ -59,7 +62,7 @@ from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.formats import FORMATS
 from lightning_mnist.models import MnistClassifier
-from lightning_mnist.models.classifier import check_training_settings
+from lightning_mnist.models.classifier import MONITORED, check_training_settings
 from lightning_mnist.training.callbacks import (EpochHistory, ProgressBar, RandomState, RunCheckpoint, StopBetweenBatches,
                                                disk_full)
 from lightning_mnist.training.cuda_probe import stop_probing_for_cuda
@@ -98,6 +101,36 @@ def _signature_defaults(cls) -> dict[str, Any]:
             if p.default is not inspect.Parameter.empty}
 
 
+class HeldLogs(logging.Handler):
+    """Lightning's info lines ("Seed set to 42", the devices found) held while the CLI builds its classes.
+
+    They are printed when the Trainer and the callbacks have been built, as they would have been;
+    a setting those classes refuse ends as one ``error:`` line with nothing printed before it.
+    """
+
+    LOGGERS = ("lightning.pytorch", "lightning.fabric")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self.saved = {name: logging.getLogger(name).handlers[:] for name in self.LOGGERS}
+        for name in self.LOGGERS:
+            logging.getLogger(name).handlers[:] = [self]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def end(self, show: bool) -> None:
+        """Give the loggers their handlers back; with ``show``, print what was held through them."""
+        if self.saved is None:
+            return
+        for name, handlers in self.saved.items():
+            logging.getLogger(name).handlers[:] = handlers
+        self.saved = None
+        for record in self.records if show else ():
+            logging.getLogger(record.name).handle(record)
+
+
 class MnistCLI(LightningCLI):
     def __init__(self, *args, **kwargs) -> None:
         kwargs["trainer_defaults"] = {
@@ -111,7 +144,11 @@ class MnistCLI(LightningCLI):
         kwargs.setdefault("parser_kwargs", {"cv": {"default_config_files": [str(CV_DEFAULTS)]}})
         self.run_dir: Path | None = None
         self._temporary: tempfile.TemporaryDirectory | None = None  # see temporary_dir()
-        super().__init__(MnistClassifier, MNISTDataModule, *args, trainer_class=MnistTrainer, **kwargs)
+        self._held_logs = HeldLogs()  # until the classes are built (after_instantiate_classes)
+        try:
+            super().__init__(MnistClassifier, MNISTDataModule, *args, trainer_class=MnistTrainer, **kwargs)
+        finally:
+            self._held_logs.end(show=False)  # refused before the classes were built: only the error line
 
     def temporary_dir(self) -> Path:
         """A folder for fetched or converted checkpoints, created only when one is needed.
@@ -159,6 +196,7 @@ class MnistCLI(LightningCLI):
 
     # --- checks, before anything is built ---------------------------------------------------
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        check_config_text(sys.argv[1:] if args is None else args if isinstance(args, (list, tuple)) else [])
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as err:
@@ -186,7 +224,14 @@ class MnistCLI(LightningCLI):
                 raise UserError("--weights_only false: this project reads checkpoints weights-only, so loading one "
                                 "can run no code")
             config.weights_only = True
+        if subcommand == "cv":
+            if config.data.num_folds is None:
+                raise UserError("--data.num_folds: cv needs at least 2 folds")
+            if config.data.fold is not None:
+                raise UserError(f"--data.fold {config.data.fold}: cv trains every fold; to train one fold, use fit "
+                                f"--data.num_folds {config.data.num_folds} --data.fold {config.data.fold}")
         if subcommand in ("fit", "cv"):
+            check_monitors(config)
             architecture = load_architecture(config.model.architecture)
             architecture.require_mnist(f"`{subcommand}` on MNIST")
             check_training_settings(config.model.lr, config.model.label_smoothing, config.model.weight_decay,
@@ -209,9 +254,12 @@ class MnistCLI(LightningCLI):
         data = config.data
         check_data_settings(**{k: data[k] for k in ("batch_size", "eval_batch_size", "val_fraction", "subset",
                                                     "num_folds", "fold", "rotation", "zoom", "shift", "shear",
-                                                    "elastic_alpha", "elastic_sigma")})
+                                                    "elastic_alpha", "elastic_sigma", "split_seed")})
         check_writable(Path(config.output_dir) / FRAMEWORK, "--output_dir")
         ensure_files(data.data_dir, download=data.download)
+        if subcommand in ("fit", "cv"):
+            check_split(data.data_dir, subset=data.subset, val_fraction=data.val_fraction, num_folds=data.num_folds,
+                        seed=data.split_seed)
         self._checkpoint_for(subcommand, config)
 
     def _checkpoint_for(self, subcommand: str, config) -> None:
@@ -380,6 +428,7 @@ class MnistCLI(LightningCLI):
         print(f"results: {json_path}\ncurves: {curves}\n{report.describe()}")
 
     def after_instantiate_classes(self) -> None:
+        self._held_logs.end(show=True)
         if self.config.get("subcommand") == "cv":
             self.trainer.folds = functools.partial(cross_validate, self, self.run_dir)
 
@@ -480,6 +529,26 @@ def add_progress_bar(trainer) -> None:
             return
     defaults = Namespace(**_signature_defaults(ProgressBar))
     trainer.callbacks = [*callbacks, Namespace(class_path=ours, init_args=defaults)]
+
+
+def check_monitors(config) -> None:
+    """``--early_stopping``/``--checkpoint`` watch a metric the classifier logs, in a direction that exists.
+
+    Lightning finds an unknown metric only when the first validation ends, after an epoch of work,
+    and refuses a bad mode only when the callbacks are built; both are refused here, before either.
+    """
+    for group in ("early_stopping", "checkpoint"):
+        settings = config[group]
+        if settings.get("monitor") is not None and settings.monitor not in MONITORED:
+            raise UserError(f"--{group}.monitor {settings.monitor}: not a metric this run logs; use one of "
+                            f"{', '.join(MONITORED)}")
+        if settings.get("mode") not in ("min", "max"):
+            raise UserError(f"--{group}.mode {settings.get('mode')}: use min or max")
+    name = config.checkpoint.get("filename")
+    literal = re.sub(r"\{[^}]*\}", "", name or "")  # {val/loss:.4f} names a metric, slash and all
+    if name is not None and ("/" in literal or "\\" in literal or literal.startswith("..")):
+        raise UserError(f"--checkpoint.filename {name}: a file name, not a path (the checkpoints go in "
+                        f"--checkpoint.dirpath, by default the run folder's {CHECKPOINTS}/)")
 
 
 def check_trainer_counts(trainer) -> None:
