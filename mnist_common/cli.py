@@ -69,12 +69,8 @@ def setting_type(types_by_name: dict[str, Any], key: str) -> Any | None:
     return hint if hint is not None and is_plain(hint) else None
 
 
-def given_values(argv: Sequence[str]) -> Iterator[tuple[str, str, bool]]:
-    """(setting, value, maybe not its value) for each ``--key value``, ``--key=value`` and ``--config`` file setting.
-
-    The token after ``--key`` may not be its value at all (a switch such as ``--json`` takes none and
-    can be followed by a positional argument); a ``--config`` file's values come as YAML text.
-    """
+def flag_values(argv: Sequence[str]) -> Iterator[tuple[str, str, bool]]:
+    """(key, value, given as a separate token) for each ``--key value`` and ``--key=value`` in ``argv``."""
     tokens = list(argv)
     for i, token in enumerate(tokens):
         if not token.startswith("--") or token == "--":
@@ -84,8 +80,18 @@ def given_values(argv: Sequence[str]) -> Iterator[tuple[str, str, bool]]:
             if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
                 continue
             value = tokens[i + 1]
+        yield key, value, not equals
+
+
+def given_values(argv: Sequence[str]) -> Iterator[tuple[str, str, bool]]:
+    """(setting, value, maybe not its value) for each ``--key value``, ``--key=value`` and ``--config`` file setting.
+
+    The token after ``--key`` may not be its value at all (a switch such as ``--json`` takes none and
+    can be followed by a positional argument); a ``--config`` file's values come as YAML text.
+    """
+    for key, value, separate in flag_values(argv):
         if key != "config":
-            yield key, value, not equals  # a separate token may be a positional argument after a switch
+            yield key, value, separate  # a separate token may be a positional argument after a switch
             continue
         try:
             config = get_loader("yaml")(Path(value).read_text())  # the bounded loader below
@@ -229,15 +235,7 @@ def check_config_text(argv: Sequence[str]) -> None:
     here: every ``--config`` value, and every value of a flag without a dot (a group) that names an
     existing ``.yaml``/``.yml``/``.json`` file.
     """
-    tokens = list(argv)
-    for i, token in enumerate(tokens):
-        if not token.startswith("--") or token == "--":
-            continue
-        key, equals, value = token[2:].partition("=")
-        if not equals:
-            if i + 1 >= len(tokens):
-                continue
-            value = tokens[i + 1]
+    for key, value, _ in flag_values(argv):
         path = Path(value)
         if key != "config" and ("." in key or path.suffix.lower() not in CONFIG_SUFFIXES):
             continue
