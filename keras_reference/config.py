@@ -18,7 +18,8 @@ from mnist_common.model_files import load_architecture
 from mnist_common.errors import UserError
 from mnist_common.mnist import ensure_files, resolve_data_dir
 from mnist_common.runs import DEFAULT_OUTPUT_DIR, check_writable
-from mnist_common.settings import check_data_settings, check_optimizer_settings, check_seed, check_training_length
+from mnist_common.settings import (check_cv_folds, check_data_settings, check_optimizer_settings, check_seed,
+                                   check_training_length)
 from mnist_common.splits import DEFAULT_NUM_FOLDS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, check_split
 
 FRAMEWORK = "keras"
@@ -189,8 +190,8 @@ class RunSettings:
             raise UserError(f"--checkpoint.save_top_k {self.checkpoint.save_top_k}: the Keras reference keeps the one "
                             "best epoch's weights, the ones it tests; use 1")
         check_seed(self.seed_everything)
-        if command == "cv" and self.data.num_folds is None:
-            raise UserError("--data.num_folds: cv needs at least 2 folds")
+        if command == "cv":
+            check_cv_folds(self.data.num_folds)
         if command == "train" and self.data.num_folds is not None:
             raise UserError(f"--data.num_folds {self.data.num_folds}: train validates on the hold-out "
                             f"(--data.val_fraction); k-fold runs are `cv`'s")

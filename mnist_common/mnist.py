@@ -128,6 +128,11 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()
 
 
+def load_train_labels(data_dir: str | os.PathLike | None = None, download: bool = True) -> np.ndarray:
+    """The 60,000 training labels alone (60 KB), for checks that need no images."""
+    return _read_idx(ensure_files(data_dir, download) / "train-labels-idx1-ubyte", 1)
+
+
 def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True) -> MNIST:
     """Load the 60,000 training and 10,000 test images and labels as uint8 arrays."""
     directory = ensure_files(data_dir, download)

@@ -44,8 +44,7 @@ def check_data_settings(*, batch_size: int, eval_batch_size: int, val_fraction: 
             raise UserError(f"--data.{name} must be a number from 0 to {high:g}, got {value}")
     if not (math.isfinite(elastic_sigma) and 0.5 <= elastic_sigma <= 20.0):
         raise UserError(f"--data.elastic_sigma must be a number from 0.5 to 20 (pixels), got {elastic_sigma}")
-    if not SEED_RANGE[0] <= split_seed <= SEED_RANGE[1]:
-        raise UserError(f"--data.split_seed must be from {SEED_RANGE[0]} to {SEED_RANGE[1]}, got {split_seed}")
+    check_seed_range("--data.split_seed", split_seed)
 
 
 def check_optimizer_settings(lr: float, label_smoothing: float = 0.0, weight_decay: float = 0.0) -> None:
@@ -69,6 +68,21 @@ def check_training_length(*, max_epochs: int | None, patience: int) -> None:
         raise UserError(f"--trainer.max_epochs must be at least 1, got {max_epochs}")
     if patience < 0:
         raise UserError(f"--early_stopping.patience must be at least 0 (epochs without improvement), got {patience}")
+
+
+def check_seed_range(flag: str, seed: int) -> None:
+    """A seed flag's value numpy (and torch's generators) accept."""
+    if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise UserError(f"{flag} must be from {SEED_RANGE[0]} to {SEED_RANGE[1]}, got {seed}")
+
+
+def check_cv_folds(num_folds: int | None, fold: int | None = None) -> None:
+    """``cv`` trains every fold of a k-fold split: it needs the folds and takes no single one."""
+    if num_folds is None:
+        raise UserError("--data.num_folds: cv needs at least 2 folds")
+    if fold is not None:
+        raise UserError(f"--data.fold {fold}: cv trains every fold; to train one fold, use fit "
+                        f"--data.num_folds {num_folds} --data.fold {fold}")
 
 
 def check_seed(seed: int | bool | None) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from mnist_common.errors import UserError
-from mnist_common.mnist import load_mnist
+from mnist_common.mnist import load_train_labels
 
 DEFAULT_SPLIT_SEED = 42  # the notebook's random_state
 DEFAULT_VAL_FRACTION = 0.1
@@ -85,7 +85,7 @@ def check_split(data_dir, *, subset: int | None, val_fraction: float, num_folds:
     """Make the split a run will make (its first fold), so one that cannot be made is refused before any work.
 
     Too few images per class for ``num_folds`` stratified folds (``--data.subset 20`` in 5 folds,
-    ``--data.num_folds 501``) is only found by drawing the split; the labels are read for it.
+    ``--data.num_folds 501``) is only found by drawing the split; only the labels are read for it.
     """
-    make_split(load_mnist(data_dir, download=False).train_labels, subset=subset, val_fraction=val_fraction,
+    make_split(load_train_labels(data_dir, download=False), subset=subset, val_fraction=val_fraction,
                num_folds=num_folds, fold=0, seed=seed)

@@ -13,7 +13,7 @@ from pathlib import Path
 from mnist_common.cli import run
 from mnist_common.errors import UserError, exit_on_user_error
 from mnist_common.files import check_output_file
-from mnist_common.settings import SEED_RANGE
+from mnist_common.settings import check_seed_range
 
 PROG = "python -m lightning_mnist augment-preview"
 SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
@@ -55,8 +55,7 @@ def augment_preview(output: Path, data_dir: str | None = None, count: int = 10, 
                                    ("shear", shear, 0, 80), ("elastic_alpha", elastic_alpha, 0, 100),
                                    ("elastic_sigma", elastic_sigma, 0.5, 20)):
         _check(name, value, low, high)
-    if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
-        raise UserError(f"--seed must be from {SEED_RANGE[0]} to {SEED_RANGE[1]}, got {seed}")
+    check_seed_range("--seed", seed)
 
     import torch
 

@@ -53,7 +53,7 @@ from mnist_common.files import write_text
 from mnist_common.keras_file import KERAS_SUFFIX
 from mnist_common.mnist import ensure_files
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
-from mnist_common.settings import check_data_settings, check_seed, check_training_length
+from mnist_common.settings import check_cv_folds, check_data_settings, check_seed, check_training_length
 from mnist_common.splits import check_split
 from mnist_common.runs import (CHECKPOINTS, DEFAULT_OUTPUT_DIR, RESUME_FILE, allocate_run_dir, discard_if_empty_of_work,
                                latest_resumable_run, relative_to_run, run_dir_of_checkpoint, check_writable)
@@ -225,11 +225,7 @@ class MnistCLI(LightningCLI):
                                 "can run no code")
             config.weights_only = True
         if subcommand == "cv":
-            if config.data.num_folds is None:
-                raise UserError("--data.num_folds: cv needs at least 2 folds")
-            if config.data.fold is not None:
-                raise UserError(f"--data.fold {config.data.fold}: cv trains every fold; to train one fold, use fit "
-                                f"--data.num_folds {config.data.num_folds} --data.fold {config.data.fold}")
+            check_cv_folds(config.data.num_folds, config.data.fold)
         if subcommand in ("fit", "cv"):
             check_monitors(config)
             architecture = load_architecture(config.model.architecture)
