@@ -227,7 +227,9 @@ def test_a_run_killed_or_stopped_by_ctrl_c_mid_step_resumes_to_equal_one_never_s
 
     def start(folder: Path, *more: str) -> subprocess.Popen:
         folder.mkdir(exist_ok=True)
-        env = {**module_env(mnist_dir), "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}  # for signal_at_step
+        env = {**module_env(mnist_dir), "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",  # for signal_at_step
+               # pinned: runs started side by side would size their pools to the cores each found free
+               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         return subprocess.Popen([sys.executable, "-m", "lightning_mnist", *args, *more], cwd=folder, env=env,
                                 preexec_fn=ctrl_c_interrupts, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -271,11 +273,23 @@ def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_m
     from lightning_mnist.__main__ import main
     from mnist_common.mnist import DATA_DIR_ENV
 
-    run_module("lightning_mnist", "fit", *QUICK, "--model.lr", "0.001")
+    run_module("lightning_mnist", "fit", *QUICK, "--model.lr", "0.001", "--early_stopping.patience", "5")
     [run] = run_folders(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(DATA_DIR_ENV, str(mnist_dir))
+    seed_file = tmp_path / "seed.yaml"
+    seed_file.write_text("seed_everything: 7\n")
     for flags, fragment in ((["--model.lr", "0.5"], "--model.lr 0.5 (the run's is 0.001)"),
+                            # the seed, the callbacks' settings and the Trainer's per-step ones: from config.yaml
+                            (["--seed_everything", "7"], "--seed_everything 7 (the run's is 42)"),
+                            (["--config", str(seed_file)], "--seed_everything 7 (the run's is 42)"),
+                            (["--early_stopping.patience", "3"], "--early_stopping.patience 3 (the run's is 5)"),
+                            (["--early_stopping.monitor", "val/acc", "--early_stopping.mode", "max"],
+                             "--early_stopping.monitor val/acc (the run's is val/loss)"),
+                            (["--checkpoint.monitor", "train/loss"], "--checkpoint.monitor train/loss (the run's is"),
+                            (["--checkpoint.dirpath", str(tmp_path / "elsewhere")], "--checkpoint.dirpath"),
+                            (["--trainer.accumulate_grad_batches", "2"],
+                             "--trainer.accumulate_grad_batches 2 (the run's is 1)"),
                             # typed, though the default's value: refused too, not silently dropped
                             (["--model.lr", "0.0001"], "--model.lr 0.0001 (the run's is 0.001)"),
                             (["--data.subset", "null"], "--data.subset None (the run's is 2000)"),
@@ -288,9 +302,15 @@ def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_m
     # without those flags the run's own settings are kept, and said so
     resumed = run_module("lightning_mnist", "fit", "--ckpt_path", "last", "--trainer.max_epochs", "2", *NO_PROGRESS)
     assert "keeping the run's own settings" in resumed.stdout and "model.lr=0.001" in resumed.stdout
+    assert "early_stopping.patience=5" in resumed.stdout
     results = json.loads((run / "results.json").read_text())
     assert results["epochs"] == 2 and results["config"]["data"]["subset"] == 2000
-    assert results["config"]["model"]["lr"] == 0.001
+    assert results["config"]["model"]["lr"] == 0.001 and results["config"]["early_stopping"]["patience"] == 5
+    # flags that repeat the run's own values, or change only where it runs, resume it
+    run_module("lightning_mnist", "fit", "--ckpt_path", "last", "--trainer.max_epochs", "3", *NO_PROGRESS,
+               "--seed_everything", "42", "--early_stopping.patience", "5", "--checkpoint.dirpath",
+               str(run / "checkpoints"), "--trainer.accelerator", "cpu", "--data.eval_batch_size", "250")
+    assert json.loads((run / "results.json").read_text())["epochs"] == 3
 
 
 def test_a_moved_project_resumes_and_tests_from_its_new_place(run_module, tmp_path):
@@ -412,6 +432,8 @@ BAD_INPUTS = {
     "garbage checkpoint": (["test", "--ckpt_path", "garbage.ckpt"], "garbage.ckpt is not a PyTorch checkpoint"),
     "a .keras file for fit": (["fit", "--ckpt_path", "model.keras"], "a .keras file has no training state"),
     "weights without a run to resume": (["fit", "--ckpt_path", "lenet.ckpt"], "no training state"),
+    "another network than the checkpoint's": (["test", "--ckpt_path", "lenet.ckpt", "--model.architecture",
+                                               "keras_io"], "--model.architecture keras_io: lenet.ckpt holds lenet5"),
     "an .onnx file for test": (["test", "--ckpt_path", "model.onnx"], "model.onnx: an ONNX model is a file for "
                                "deploying (run it with `predict --backend onnx` or `serve`); `test` reads a .ckpt"),
     "a .pt2 file for fit": (["fit", "--ckpt_path", "model.pt2"], "a torch.export program is a file for deploying; "

@@ -78,6 +78,20 @@ RUN_DIR_ENV = "LIGHTNING_MNIST_RUN_DIR"
 RUN_PREFIX = {"fit": "version", "cv": "cv", "test": "test", "validate": "validate"}
 # Data settings a resumed run may change: where the same files are, and how they are batched for scoring.
 RESUMABLE_DATA_CHANGES = {"data_dir", "download", "eval_batch_size"}
+RUN_CONFIG_FILE = "config.yaml"  # the settings LightningCLI saves in each run folder
+# What a resumed run keeps from its config.yaml, beside the model's and the data's settings (which the
+# checkpoint holds): the seed, the callbacks whose state the checkpoint restores (Lightning would
+# silently put back the run's patience and monitors), and what the Trainer does in each step and
+# epoch. The devices, the logger, the progress bar and how long to train (max_epochs, max_steps,
+# max_time) may change. "" is the config's top level.
+KEPT_FROM_RUN_CONFIG = {
+    "": ("seed_everything",),
+    "early_stopping": None,  # every setting
+    "checkpoint": None,
+    "trainer": ("accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm", "precision",
+                "limit_train_batches", "limit_val_batches", "val_check_interval", "check_val_every_n_epoch",
+                "min_epochs", "deterministic", "benchmark"),
+}
 
 
 class MnistTrainer(Trainer):
@@ -139,7 +153,8 @@ class MnistCLI(LightningCLI):
             **kwargs.get("trainer_defaults", {}),
         }
         kwargs.setdefault("seed_everything_default", 42)
-        kwargs.setdefault("save_config_kwargs", {"overwrite": True})  # a resumed run rewrites its config.yaml
+        # a resumed run rewrites its config.yaml
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True, "config_filename": RUN_CONFIG_FILE})
         # cv's own defaults (the notebook's "advanced training"), through LightningCLI's per-subcommand parser kwargs
         kwargs.setdefault("parser_kwargs", {"cv": {"default_config_files": [str(CV_DEFAULTS)]}})
         self.run_dir: Path | None = None
@@ -206,7 +221,7 @@ class MnistCLI(LightningCLI):
             raise UserError(argument_error_line(err, argv, self.setting_types(argv))) from None
         subcommand = self.config.get("subcommand")
         if subcommand:
-            self._given = given_settings(parser, args, subcommand) if subcommand == "fit" else None
+            self._given = given_settings(parser, args, subcommand) if subcommand != "cv" else None
             self._check(subcommand, self.config[subcommand])
 
     def setting_types(self, argv) -> dict[str, Any]:
@@ -298,6 +313,12 @@ class MnistCLI(LightningCLI):
         checkpoint = read_checkpoint(path)
         if subcommand == "fit":
             self._check_resume(config, checkpoint)
+        elif self._given is not None and "architecture" in self._given["model"]:
+            asked = load_architecture(config.model.architecture)
+            if not asked.same_network(checkpoint.architecture):  # Lightning would score the checkpoint's, silently
+                raise UserError(f"--model.architecture {config.model.architecture}: {self._source} holds "
+                                f"{checkpoint.architecture.name}, the network `{subcommand}` scores (a checkpoint "
+                                f"names its own network: leave the flag out)")
         config.ckpt_path = path
 
     def _last_run_checkpoint(self, config) -> str:
@@ -320,7 +341,9 @@ class MnistCLI(LightningCLI):
         given = getattr(self, "_given", None)
 
         def typed(group: str, key: str) -> bool:  # the user gave it (a flag or a --config file), whatever its value
-            return key in given[group] if given is not None else config[group].get(key) != defaults[group].get(key)
+            if given is None:  # arguments given as a dict: a value other than the default's was asked for
+                return group in defaults and config[group].get(key) != defaults[group].get(key)
+            return key in given[group]
 
         kept, conflicts = [], []
         for group in ("model", "data"):
@@ -333,6 +356,9 @@ class MnistCLI(LightningCLI):
                     kept.append(f"{group}.{key}={value}")
                 else:
                     conflicts.append(f"--{group}.{key} {asked} (the run's is {value})")
+        run = run_dir_of_checkpoint(checkpoint.path)
+        if run is not None and (run / RUN_CONFIG_FILE).is_file():
+            self._keep_run_config(config, run, typed, kept, conflicts)
         asked_architecture = load_architecture(config.model.architecture)
         if not asked_architecture.same_network(checkpoint.architecture):
             if typed("model", "architecture") and config.model.architecture != checkpoint.hparams["architecture"]:
@@ -342,7 +368,6 @@ class MnistCLI(LightningCLI):
             raise UserError(f"resuming {checkpoint.path}: {'; '.join(conflicts)}; a resumed run keeps its settings "
                             f"(start a new run to change them)")
         done = len(history["history"])  # epochs fully trained: the run's own record, not Lightning's loop layout
-        run = run_dir_of_checkpoint(checkpoint.path)
         tested = run is not None and (run / RESULTS_FILE).is_file()  # else stopped after training, before its test
         max_epochs = config.trainer.max_epochs
         if max_epochs is not None and 0 <= max_epochs <= done and (max_epochs < done or tested):
@@ -354,6 +379,40 @@ class MnistCLI(LightningCLI):
         where = f"the run in {self._resumed_run}" if self._resumed_run else "a new run"
         print(f"resuming from {checkpoint.path} ({done} epochs done) into {where}"
               + (f"; keeping the run's own settings: {', '.join(kept)}" if kept else ""), flush=True)
+
+    @staticmethod
+    def _keep_run_config(config, run: Path, typed: Callable[[str, str], bool], kept: list[str],
+                         conflicts: list[str]) -> None:
+        """Take the settings of :data:`KEPT_FROM_RUN_CONFIG` from the run's config.yaml; note asked-for others."""
+        try:
+            saved = yaml.safe_load((run / RUN_CONFIG_FILE).read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise UserError(f"resuming the run in {run}: its {RUN_CONFIG_FILE} is unreadable ({one_line(err)}); "
+                            f"it holds the settings the run keeps") from None
+        for group, keys in KEPT_FROM_RUN_CONFIG.items():
+            section, was = (config, saved) if not group else (config.get(group), saved.get(group))
+            if not isinstance(was, dict) or section is None:
+                continue
+            for key in keys if keys is not None else was:
+                if key not in was or key not in section:
+                    continue
+                value, asked, name = was[key], section[key], f"{group}.{key}" if group else key
+                if (group, key) == ("checkpoint", "dirpath"):
+                    own = value is None or Path(value).parts[-2:] == (run.name, CHECKPOINTS)
+                    value = str(run / CHECKPOINTS) if own else value
+                    if typed(group, key) and Path(asked).resolve() != Path(value).resolve():
+                        conflicts.append(f"--{name} {asked} (the run's is {value})")
+                    elif not typed(group, key) and not own:
+                        section[key] = value
+                        kept.append(f"{name}={value}")
+                    continue
+                if asked == value:
+                    continue
+                if typed(group, key):
+                    conflicts.append(f"--{name} {asked} (the run's is {value})")
+                else:
+                    section[key] = value
+                    kept.append(f"{name}={value}")
 
     def instantiate_classes(self) -> None:
         """LightningCLI's, with what Lightning's classes refuse on construction turned into one line.
@@ -444,7 +503,7 @@ class MnistCLI(LightningCLI):
 
 
 def given_settings(parser: LightningArgumentParser, args, subcommand: str) -> dict[str, set[str]] | None:
-    """The ``model``/``data`` settings the user gave for ``subcommand`` (flags or ``--config`` files), by group.
+    """The settings the user gave for ``subcommand`` (flags or ``--config`` files), by group ("": the top level).
 
     A resumed run must tell a flag typed with the default's value (``--model.lr 0.0001``) from no
     flag at all: the first is refused if the run has another value, the second takes the run's.
@@ -454,12 +513,21 @@ def given_settings(parser: LightningArgumentParser, args, subcommand: str) -> di
     args = sys.argv[1:] if args is None else args
     if not isinstance(args, (list, tuple)):
         return None
-    try:
-        only_given = parser.parse_args([*args, "--early_stopping.monitor", "given"], defaults=False)
-    except ArgumentError:
+    for placeholder in ([], ["--early_stopping.monitor", "given"]):  # required when defaults are off
+        try:
+            only_given = parser.parse_args([*args, *placeholder], defaults=False)
+            break
+        except ArgumentError:
+            continue
+    else:
         return None
     config = only_given.get(subcommand) or {}
-    return {group: set((config.get(group) or {}).keys()) for group in ("model", "data")}
+    given = {group: set((config.get(group) or {}).keys()) for group in ("model", "data", *KEPT_FROM_RUN_CONFIG)
+             if group}
+    given[""] = {key for key in config.keys() if "." not in key}  # the top level: seed_everything, ...
+    if placeholder:
+        given["early_stopping"].discard("monitor")
+    return given
 
 
 def keep_earlier_epochs(logger: CSVLogger, epochs: int, steps: int) -> None:
