@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -175,6 +176,9 @@ def no_server(monkeypatch):
     (["--port", "70000"], "--port must be at most 65535"),
     (["--host", "localhost"], "--host: expected one of 127.0.0.1, 0.0.0.0, ::"),
     (["--workers", "0"], "--workers must be at least 1"),
+    (["--workers", "100000"], f"--workers must be at most {4 * (os.cpu_count() or 1)} (4 per core"),
+    (["--api_servers", "100000"], f"--api_servers must be at most {4 * (os.cpu_count() or 1)}"),
+    (["--threads", "100000"], f"--threads must be at most {os.cpu_count() or 1} (this machine's cores"),
     (["--max_bytes", "10"], "--max_bytes must be at least 1024"),
     (["--batch_timeout", "5"], "--batch_timeout must be between 0 and 1"),
     (["--keras_weights", "missing.keras"], "--keras_weights missing.keras: no such file"),

@@ -22,6 +22,7 @@ from mnist_common.errors import UserError, exit_on_user_error, one_line
 from lightning_mnist.serving.uploads import MAX_BYTES
 
 PROG = "python -m lightning_mnist serve"
+PROCESSES_PER_CORE = 4  # inference and HTTP processes beyond this only queue for the cores (and fill the memory)
 
 
 def serve(weights: str, keras_weights: str | None = None, onnx_weights: str | None = None, port: int = 8000,
@@ -52,8 +53,14 @@ def serve(weights: str, keras_weights: str | None = None, onnx_weights: str | No
                              ("api_servers", api_servers, 1)):
         if value < low:
             raise UserError(f"--{name} must be at least {low}, got {value}")
-    if port > 65535:
-        raise UserError(f"--port must be at most 65535, got {port}")
+    cores = os.cpu_count() or 1
+    for name, value, high, why in (
+            ("port", port, 65535, "the largest TCP port"),
+            ("threads", threads, cores, "this machine's cores: more threads per worker only wait for each other"),
+            ("workers", workers, PROCESSES_PER_CORE * cores, f"{PROCESSES_PER_CORE} per core: each holds three models"),
+            ("api_servers", api_servers, PROCESSES_PER_CORE * cores, f"{PROCESSES_PER_CORE} per core")):
+        if value > high:
+            raise UserError(f"--{name} must be at most {high} ({why}), got {value}")
     if not 0 <= batch_timeout <= 1:
         raise UserError(f"--batch_timeout must be between 0 and 1 second, got {batch_timeout}")
     _check_port_free(host, port)
