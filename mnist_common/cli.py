@@ -228,12 +228,14 @@ CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def check_config_text(argv: Sequence[str]) -> None:
-    """Refuse a config file that is not UTF-8 text, naming it, before jsonargparse reads it.
+    """Refuse a config file that is not UTF-8 text or not settings by name, naming it, before jsonargparse reads it.
 
     jsonargparse decodes ``--config FILE`` (and a group given as a file, ``--model my.yaml``) as
-    UTF-8 and lets a ``UnicodeDecodeError`` escape, a traceback without the file's name. Checked
-    here: every ``--config`` value, and every value of a flag without a dot (a group) that names an
-    existing ``.yaml``/``.yml``/``.json`` file.
+    UTF-8 and lets a ``UnicodeDecodeError`` escape, a traceback without the file's name; an empty
+    ``--config`` file or a YAML list gets "Unexpected config:", without it too. Checked here: every
+    ``--config`` value, and (UTF-8 only) every value of a flag without a dot (a group) that names an
+    existing ``.yaml``/``.yml``/``.json`` file. A YAML syntax error is left to jsonargparse's line, which
+    names it.
     """
     for key, value, _ in flag_values(argv):
         path = Path(value)
@@ -242,12 +244,22 @@ def check_config_text(argv: Sequence[str]) -> None:
         try:
             if not path.is_file():
                 continue  # jsonargparse says what is wrong with a missing one
-            path.read_bytes().decode("utf-8")
+            text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as err:
             raise UserError(f"--{key} {value}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at position "
                             f"{err.start}); save the file as UTF-8") from None
         except OSError as err:
             raise UserError(f"--{key} {value}: cannot be read ({err.strerror or one_line(err)})") from None
+        if key != "config":
+            continue  # a flag without a dot may also take a file of its own (--ckpt_path cv_results.json)
+        try:
+            settings = get_loader("yaml")(text)  # the bounded loader below
+        except (ValueError, yaml.YAMLError):
+            continue
+        if not isinstance(settings, dict):
+            held = "nothing" if settings is None else f"a YAML {type(settings).__name__}, not settings by name"
+            raise UserError(f"--{key} {value}: the file holds {held}; a config file maps settings to values, e.g. "
+                            f"'model: {{lr: 0.001}}' (--print_config shows them all)")
 
 
 def parse(parser: ArgumentParser, argv: list[str] | None, types_of: Callable[[list[str]], dict[str, Any]],

@@ -163,17 +163,25 @@ def test_a_full_disk_is_one_line_for_the_other_commands_too(model_files, small_d
 
 @pytest.mark.parametrize("command", [["predict", "digit.png", "--weights", "model.ckpt"], ["serve"],
                                      ["convert", "model.ckpt", "out.keras"], ["augment-preview", "out.png"],
-                                     ["keras_reference", "cv"]])
-def test_a_config_that_is_not_utf8_is_named_in_one_line(command, tmp_path, monkeypatch, capsys):
-    """jsonargparse would let a UnicodeDecodeError escape with a traceback that names no file."""
+                                     ["keras_reference", "cv"], ["fit"]])
+@pytest.mark.parametrize("content, expected", [
+    ("# caf\u00e9\n".encode("latin-1"), "--config bad.yaml: not UTF-8 text (byte 0xe9 at position 5); save the file "
+                                        "as UTF-8"),
+    (b"", "--config bad.yaml: the file holds nothing; a config file maps settings to values"),
+    (b"- model\n- lr: 0.1\n", "--config bad.yaml: the file holds a YAML list, not settings by name"),
+])
+def test_a_config_that_is_not_utf8_or_not_settings_is_named_in_one_line(command, content, expected, tmp_path,
+                                                                         monkeypatch, capsys):
+    """jsonargparse would let a UnicodeDecodeError escape with a traceback that names no file, and says only
+    "Unexpected config" of an empty file or a list."""
     from keras_reference.__main__ import main as keras_main
 
-    (tmp_path / "latin1.yaml").write_bytes("# caf\u00e9\n".encode("latin-1"))
+    (tmp_path / "bad.yaml").write_bytes(content)
     monkeypatch.chdir(tmp_path)
     program, args = (keras_main, command[1:]) if command[0] == "keras_reference" else (main, command)
-    code, error, _ = main_error(program, [*args, "--config", "latin1.yaml"], capsys)
-    assert code == 2 and "--config latin1.yaml: not UTF-8 text (byte 0xe9 at position 5); save the file as UTF-8" in error
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["latin1.yaml"]
+    code, error, _ = main_error(program, [*args, "--config", "bad.yaml"], capsys)
+    assert code == 2 and expected in error, error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
 
 
 @pytest.mark.parametrize("args, expected", [
