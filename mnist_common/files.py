@@ -10,11 +10,14 @@ temporary file behind.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from mnist_common.errors import UserError
+
+PATH_TEXT_LIMIT = 200  # characters of a path a message shows whole
 
 
 def _umask() -> int:
@@ -70,21 +73,70 @@ def check_readable(path: str | os.PathLike, label: str) -> Path:
     return Path(path)
 
 
-def check_output_file(path: str | os.PathLike, label: str, overwrite: bool = False) -> Path:
+def path_text(path: str | os.PathLike) -> str:
+    """``path`` as a one-line message shows it: control characters escaped (a newline or NUL in a name must not
+    break the line or the terminal), and a name too long to read cut in its middle (its start and end say which)."""
+    text = str(path)
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    return text if len(text) <= PATH_TEXT_LIMIT else f"{text[:100]}...{text[-60:]}"
+
+
+def os_reason(err: BaseException) -> str:
+    """Why the system refused a path, in its words: "File name too long", "embedded null byte", ..."""
+    text = getattr(err, "strerror", None) or str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # either is missing or unnamable: not the same existing file
+        return False
+
+
+def check_output_file(path: str | os.PathLike, label: str, overwrite: bool = False,
+                      inputs: Iterable[str | os.PathLike] = ()) -> Path:
     """``path`` if a command may write its file there; else :class:`UserError` ``<label> <path>: <why>``.
 
-    Checked before any work: the name must not be a folder, its folder must exist, and an existing
-    file is replaced only when the user said so (``--overwrite``): a command's output is often the
-    result of minutes of work, or a figure someone keeps, and a typo must not cost it silently.
+    Checked before any work, so that a refusal costs nothing (not a built model, not a printed prediction):
+    the name must be one the system accepts, its folder must exist and take a file (one is created and removed),
+    and an existing file is replaced only when the user said so (``--overwrite``): a command's output is often
+    the result of minutes of work, or a figure someone keeps, and a typo must not cost it silently. A link, even
+    a dangling or looping one, is an existing file. Never replaced, even with ``--overwrite``: one of the
+    command's ``inputs`` (the picture being predicted), or what is not a regular file (a device, a FIFO), which
+    the atomic rename would swap for one.
     """
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise UserError(f"{label} {path}: is a folder; name the file to write")
+    name = f"{label} {path_text(path)}"
+    try:
+        link = os.lstat(path)  # not Path.exists(): that follows a link, and a dangling one "does not exist"
+    except (FileNotFoundError, NotADirectoryError):
+        link = None
+    except (OSError, ValueError) as err:  # a name too long, a NUL byte, a folder that cannot be searched
+        raise UserError(f"{name}: {os_reason(err)}") from None
+    if link is not None:
+        try:
+            mode = os.stat(path).st_mode  # what a link points to
+        except OSError:  # a dangling or looping link: the link itself
+            mode = link.st_mode
+        if stat.S_ISDIR(mode):
+            raise UserError(f"{name}: is a folder; name the file to write")
+        for source in inputs:
+            if _same_file(path, source):
+                raise UserError(f"{name}: is one of the command's inputs ({path_text(source)}); name another file")
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            raise UserError(f"{name}: is not a regular file (a device, FIFO or socket); name a file to write")
+        if not overwrite:
+            raise UserError(f"{name}: already exists; give --overwrite to replace it, or name another file")
+    folder = path.parent
     if not folder.is_dir():
-        raise UserError(f"{label} {path}: folder {folder} does not exist")
-    if path.exists() and not overwrite:
-        raise UserError(f"{label} {path}: already exists; give --overwrite to replace it, or name another file")
+        raise UserError(f"{name}: folder {path_text(folder)} {'is a file' if folder.exists() else 'does not exist'}")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise UserError(f"{name}: cannot write in folder {path_text(folder)} ({os_reason(err)})") from None
     return path
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_common.errors import UserError
+from mnist_common.files import os_reason, path_text
 
 DATA_DIR_ENV = "MNIST_DATA_DIR"
 DEFAULT_DATA_DIR = "./data"
@@ -143,3 +144,19 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True)
         test_labels=_read_idx(directory / "t10k-labels-idx1-ubyte", 1),
     )
 
+
+def check_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """The MNIST folder with its four files present and intact, checked before work that reads them.
+
+    A mistyped ``--data_dir`` (or ``$MNIST_DATA_DIR``) is refused in one line, not found after a model was built
+    and a download into the wrong folder failed; the default ``./data`` is filled as ``fit`` fills it.
+    """
+    folder = resolve_data_dir(data_dir)
+    try:
+        missing = not folder.is_dir()
+    except OSError as err:
+        raise UserError(f"data folder {path_text(folder)}: {os_reason(err)}") from None
+    if missing and folder != Path(DEFAULT_DATA_DIR):
+        raise UserError(f"data folder {path_text(folder)}: no such folder (give --data_dir the folder holding "
+                        f"MNIST/raw, or set ${DATA_DIR_ENV})")
+    return ensure_files(data_dir)

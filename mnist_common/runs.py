@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from mnist_common.errors import UserError
+from mnist_common.files import os_reason, path_text
 
 DEFAULT_OUTPUT_DIR = "runs"
 CHECKPOINTS = "checkpoints"
@@ -24,32 +25,43 @@ RESUME_FILE = "last.ckpt"
 
 
 def writable_dir(path: str | os.PathLike, what: str) -> Path:
-    """Create ``path`` if needed and prove a file can be written there, before any work is spent."""
+    """Create ``path`` if needed and prove a file can be written there, before any work is spent.
+
+    A name the system refuses (too long, a NUL byte from a config file) is one line naming it, not a traceback.
+    """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{what} {path} is a file, not a folder")
     try:
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{what} {path_text(path)} is a file, not a folder")
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
             pass
-    except OSError as err:
-        raise UserError(f"{what} {path} is not writable: {err.strerror or err}") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"{what} {path_text(path)} is not writable: {os_reason(err)}") from None
     return path
 
 
 def check_writable(path: str | os.PathLike, what: str) -> Path:
-    """Prove that ``path`` could be created and written, without creating anything (a check before work)."""
+    """Prove that ``path`` could be created and written, without creating anything (a check before work).
+
+    Every part of the name is looked up (``os.stat``), so a name the system would refuse when the run creates
+    it (a part too long, a NUL byte) is refused now, in one line naming it.
+    """
     path = Path(path)
     existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"{what} {path}: {existing} is a file, not a folder")
     try:
+        while existing != existing.parent:
+            try:
+                os.stat(existing)
+                break
+            except (FileNotFoundError, NotADirectoryError):  # not there (yet), or under a file: look further up
+                existing = existing.parent
+        if not existing.is_dir():
+            raise UserError(f"{what} {path_text(path)}: {path_text(existing)} is a file, not a folder")
         with tempfile.TemporaryFile(dir=existing):
             pass
-    except OSError as err:
-        raise UserError(f"{what} {path} is not writable: {err.strerror or err}") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"{what} {path_text(path)} is not writable: {os_reason(err)}") from None
     return path
 
 

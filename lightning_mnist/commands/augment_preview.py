@@ -13,6 +13,7 @@ from pathlib import Path
 from mnist_common.cli import run
 from mnist_common.errors import UserError, exit_on_user_error
 from mnist_common.files import check_output_file
+from mnist_common.mnist import check_data_dir
 from mnist_common.settings import check_seed_range
 
 PROG = "python -m lightning_mnist augment-preview"
@@ -56,6 +57,7 @@ def augment_preview(output: Path, data_dir: str | None = None, count: int = 10, 
                                    ("elastic_sigma", elastic_sigma, 0.5, 20)):
         _check(name, value, low, high)
     check_seed_range("--seed", seed)
+    check_data_dir(data_dir)
 
     import torch
 

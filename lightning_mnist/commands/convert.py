@@ -16,6 +16,7 @@ from mnist_common.cli import run
 from mnist_common.errors import UserError, exit_on_user_error
 from mnist_common.files import check_output_file, check_readable
 from mnist_common.keras_file import check_file
+from mnist_common.mnist import check_data_dir
 
 MAX_CHECK_IMAGES = 10_000
 PROG = "python -m lightning_mnist convert"
@@ -37,15 +38,16 @@ def convert(src: str, dst: str, check_images: int = MAX_CHECK_IMAGES, data_dir: 
         data_dir: the folder holding MNIST/raw (default $MNIST_DATA_DIR, else ./data).
         overwrite: replace dst if it exists (otherwise an existing file is refused).
     """
+    from lightning_mnist.checkpoints import load_networks
     from lightning_mnist.formats import format_for  # torch loads here; Keras only for .ckpt <-> .keras and .tflite
 
     destination_format = format_for(src, dst)
     src, dst = check_readable(check_file(src), str(src)), Path(dst)  # a missing, unreadable or remote source
     if not 1 <= check_images <= MAX_CHECK_IMAGES:
         raise UserError(f"--check_images must be between 1 and {MAX_CHECK_IMAGES}, got {check_images}")
-    if dst.exists() and dst.resolve() == src.resolve():
-        raise UserError("source and destination are the same file")
-    check_output_file(dst, "dst", overwrite)
+    check_output_file(dst, "dst", overwrite, inputs=[src])
+    if any(network.architecture.takes_mnist for network in load_networks(src)):  # proven on MNIST test images
+        check_data_dir(data_dir)
 
     started = time.perf_counter()
     for line in destination_format.write(src, dst, check_images, data_dir):

@@ -92,7 +92,7 @@ def predict(images: list[str], weights: str, backend: Literal["auto", "torch", "
     if show is not None:
         if show.suffix.lower() not in SHOW_SUFFIXES:
             raise UserError(f"--show {show}: name a {', '.join(SHOW_SUFFIXES)} file")
-        check_output_file(show, "--show", overwrite)
+        check_output_file(show, "--show", overwrite, inputs=[*images, weights])
 
     prepared: list[Prepared] = []
     failures: list[ImageError] = []

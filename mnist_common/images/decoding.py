@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnist_common.errors import UserError
+from mnist_common.files import os_reason, path_text
 
 MAX_PIXELS = 64_000_000  # larger images are refused unread (a decompression bomb, or far more than a digit needs)
 MAX_SIDE = 30_000
@@ -28,7 +29,7 @@ class ImageError(UserError):
     def __init__(self, path: str | os.PathLike, reason: str) -> None:
         self.path = str(path)
         self.reason = " ".join(str(reason).split())  # always one line
-        super().__init__(f"{self.path}: {self.reason}")
+        super().__init__(f"{path_text(self.path)}: {self.reason}")  # a newline or NUL in a name too
 
 
 def first_line(err: BaseException) -> str:
@@ -44,8 +45,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         st = p.stat()
     except FileNotFoundError:
         raise ImageError(path, "no such file") from None
-    except OSError as err:
-        raise ImageError(path, f"cannot be read ({err.strerror or first_line(err)})") from None
+    except (OSError, ValueError) as err:  # ValueError: a NUL byte in a name (a config file's list can hold one)
+        raise ImageError(path, f"cannot be read ({os_reason(err)})") from None
     if p.is_dir():
         raise ImageError(path, "is a directory, not an image")
     if st.st_size == 0:

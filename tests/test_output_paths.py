@@ -1,0 +1,201 @@
+"""Where a command writes: outputs it must refuse before any work, and names the system refuses.
+
+A folder that takes no file, a data folder that is not there, a link (even a dangling or looping one)
+where the output goes, the command's own input named as its output, a FIFO or a device named as the
+output, and names too long or holding a NUL byte (from a config file). Each is refused before any work
+(no prediction printed, no model built) in one ``error:`` line naming the path and why, exit code 2, and
+nothing is written or replaced: input bytes unchanged, a link still the same link.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from conftest import main_error, unreadable
+from keras_reference.__main__ import main as keras_main
+from lightning_mnist.__main__ import main
+
+LONG = "x" * 300  # more than a file name may hold (255 bytes on Linux)
+
+
+class KeepOutput:
+    """``capsys`` for :func:`main_error` that keeps what the command printed to stdout, for the test to check."""
+
+    def __init__(self, capsys) -> None:
+        self.capsys, self.out = capsys, ""
+
+    def readouterr(self):
+        captured = self.capsys.readouterr()
+        self.out = captured.out
+        return captured
+
+
+def refused(argv: list[str], capsys, program=main) -> tuple[str, str]:
+    """(the one ``error:`` line, stdout) of a command that must exit 2."""
+    kept = KeepOutput(capsys)
+    code, error, _ = main_error(program, argv, kept)
+    assert code == 2, error
+    return error, kept.out
+
+
+@pytest.fixture
+def work(tmp_path, seed_keras, monkeypatch):
+    """A folder to run in, holding the notebook's model as a checkpoint and a drawn "1" to predict."""
+    from lightning_mnist.checkpoints import load_networks, save_checkpoint
+
+    [network] = load_networks(seed_keras)
+    save_checkpoint(tmp_path / "model.ckpt", network.architecture, network.state_dict())
+    picture = Image.new("L", (60, 60), 255)
+    ImageDraw.Draw(picture).line([(30, 8), (30, 52)], fill=0, width=5)
+    picture.save(tmp_path / "digit.png")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def contents(folder: Path) -> dict[str, bytes | str]:
+    """Every name under ``folder`` and what it holds (a link: where it points), to prove nothing changed."""
+    return {str(p.relative_to(folder)): os.readlink(p) if p.is_symlink() else p.read_bytes() if p.is_file() else ""
+            for p in sorted(folder.rglob("*"))}
+
+
+COMMANDS = {  # a command line writing `{target}` (a name with the suffix given), and the label its refusal names
+    "convert": (["convert", "model.ckpt", "{target}"], ".keras", "dst"),
+    "predict --show": (["predict", "digit.png", "--weights", "model.ckpt", "--show", "{target}"], ".png", "--show"),
+    "augment-preview": (["augment-preview", "{target}", "--count", "2", "--rows", "1"], ".png", "output"),
+}
+
+
+def command_line(command: str, target: str, *extra: str) -> tuple[list[str], str]:
+    """(argv writing ``target`` plus the command's suffix, the label its refusal names)."""
+    args, suffix, label = COMMANDS[command]
+    return [a.format(target=target + suffix) for a in args] + list(extra), label
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_folder_that_takes_no_file_is_refused_before_any_work(command, work, capsys):
+    """Was: predict printed its prediction, convert built the Keras model (5 s), and only then the write failed."""
+    folder = work / "read_only"
+    folder.mkdir()
+    argv, label = command_line(command, "read_only/out")
+    before = contents(work)
+    with unreadable(folder):  # root too: its permission-overriding capabilities are lowered for the while
+        folder.chmod(0o555)  # a folder that can be listed and searched, not written
+        error, out = refused(argv, capsys)
+    folder.chmod(0o755)
+    assert error.startswith(f"error: {label} read_only/out") and "cannot write in folder read_only" in error, error
+    assert "Permission denied" in error and out == "", (error, out)
+    assert contents(work) == before
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_an_output_under_a_file_is_refused(command, work, capsys):
+    """A folder name that is a file: root cannot write there either."""
+    argv, label = command_line(command, "digit.png/out")
+    before = contents(work)
+    error, out = refused(argv, capsys)
+    assert error.startswith(f"error: {label} digit.png/out") and error.endswith(": folder digit.png is a file"), error
+    assert out == "" and contents(work) == before
+
+
+@pytest.mark.parametrize("command", ["convert", "augment-preview"])
+def test_a_data_folder_that_is_not_there_is_refused_before_any_work(command, work, capsys):
+    """Was: convert built the model, then tried to download MNIST into the mistyped folder and printed the failure."""
+    argv, _ = command_line(command, "out", "--data_dir", str(work / "nowhere"))
+    error, out = refused(argv, capsys)
+    assert error == (f"error: data folder {work / 'nowhere'}: no such folder (give --data_dir the folder holding "
+                     f"MNIST/raw, or set $MNIST_DATA_DIR)"), error
+    assert out == "" and sorted(p.name for p in work.iterdir()) == ["digit.png", "model.ckpt"]
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("link", ["dangling", "loop"])
+def test_a_link_is_an_existing_file(command, link, work, capsys):
+    """``Path.exists()`` is False for a dangling or looping link: the commands used to replace it silently."""
+    argv, label = command_line(command, "odd")
+    name = argv[argv.index("odd" + COMMANDS[command][1])]
+    os.symlink("missing" if link == "dangling" else name, work / name)
+    before = contents(work)
+    error, out = refused(argv, capsys)
+    assert error == f"error: {label} {name}: already exists; give --overwrite to replace it, or name another file"
+    assert out == "" and contents(work) == before and (work / name).is_symlink()
+
+
+@pytest.mark.parametrize("argv, label, victim", [
+    (["predict", "digit.png", "--weights", "model.ckpt", "--show", "digit.png"], "--show digit.png", "digit.png"),
+    (["predict", "digit.png", "--weights", "model.ckpt", "--show", "same.png"], "--show same.png", "digit.png"),
+    (["convert", "model.ckpt", "same.keras"], "dst same.keras", "model.ckpt"),
+], ids=["predict onto its picture", "predict onto a link to its picture", "convert onto a link to its source"])
+def test_an_input_is_never_the_output_even_with_overwrite(argv, label, victim, work, capsys):
+    """Was: ``predict img.png --show img.png --overwrite`` replaced the picture with the figure."""
+    os.symlink(victim, work / "same.png")
+    os.symlink(victim, work / "same.keras")
+    before = contents(work)
+    error, out = refused([*argv, "--overwrite"], capsys)
+    assert error.startswith(f"error: {label}: is one of the command's inputs ("), error
+    assert out == "" and contents(work) == before
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("kind", ["fifo", "link to a device"])
+def test_an_output_that_is_not_a_regular_file_is_refused_even_with_overwrite(command, kind, work, capsys):
+    """Was: the atomic rename swapped a device node (or a FIFO) for a regular file."""
+    argv, label = command_line(command, "odd", "--overwrite")
+    name = argv[argv.index("odd" + COMMANDS[command][1])]
+    if kind == "fifo":
+        os.mkfifo(work / name)
+    else:
+        os.symlink(os.devnull, work / name)
+    error, out = refused(argv, capsys)
+    assert error == (f"error: {label} {name}: is not a regular file (a device, FIFO or socket); name a file to "
+                     f"write"), error
+    assert out == ""
+    assert stat.S_ISFIFO(os.lstat(work / name).st_mode) if kind == "fifo" else os.readlink(work / name) == os.devnull
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_an_output_name_too_long_is_one_shortened_line(command, work, capsys):
+    argv, label = command_line(command, LONG)
+    error, out = refused(argv, capsys)
+    assert error.startswith(f"error: {label} xxx") and "...xxx" in error and error.endswith(": File name too long")
+    assert len(error) < 300 and out == ""
+    assert sorted(p.name for p in work.iterdir()) == ["digit.png", "model.ckpt"]
+
+
+@pytest.mark.parametrize("program, command, framework", [(main, "fit", "lightning"),
+                                                         (keras_main, "train", "keras")])
+@pytest.mark.parametrize("output_dir, reason", [(LONG, "File name too long"), ("a\0b", "embedded null")],
+                         ids=["too long", "NUL byte"])
+def test_an_output_dir_the_system_refuses_is_one_line(program, command, framework, output_dir, reason, tmp_path,
+                                                      monkeypatch, capsys):
+    """Was an ``OSError: [Errno 36]`` traceback (a name too long), or ``ValueError: embedded null byte`` (from a
+    config file, whose YAML can hold a NUL byte that a command line cannot)."""
+    monkeypatch.chdir(tmp_path)
+    quoted = output_dir.replace("\0", "\\0")  # YAML's escape for a NUL byte, in a double-quoted string
+    (tmp_path / "config.yaml").write_text(f'output_dir: "{quoted}"\n')
+    error, _ = refused([command, "--config", "config.yaml"], capsys, program)
+    shown = "x" * 100 + "..." if output_dir == LONG else "a\\x00b/"
+    assert error.startswith(f"error: --output_dir {shown}") and f"is not writable: {reason}" in error, error
+    assert len(error) < 300
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+
+
+def test_an_image_name_holding_a_nul_byte_is_one_line(work, capsys):
+    """Was ``ValueError: embedded null byte`` from reading a picture a config file named."""
+    (work / "p.yaml").write_text('images: ["a\\0b.png"]\nweights: model.ckpt\n')
+    error, out = refused(["predict", "--config", "p.yaml"], capsys)
+    assert error == "error: a\\x00b.png: cannot be read (embedded null byte)" and out == "", error
+
+
+def test_the_checks_still_let_an_output_be_written(work, mnist_dir, capsys):
+    """The new checks leave nothing behind: a figure over a replaced file, beside its one input, and no more."""
+    shutil.copy(work / "digit.png", work / "old.png")
+    main(["predict", "digit.png", "--weights", "model.ckpt", "--show", "old.png", "--overwrite"])
+    assert "figure: old.png" in capsys.readouterr().out
+    assert (work / "old.png").read_bytes() != (work / "digit.png").read_bytes()
+    assert sorted(p.name for p in work.iterdir()) == ["digit.png", "model.ckpt", "old.png"]
