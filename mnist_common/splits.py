@@ -81,11 +81,12 @@ def make_split(labels: np.ndarray, *, subset: int | None = None, val_fraction: f
     return Split(pool[split.train], pool[split.val])
 
 
-def check_split(data_dir, *, subset: int | None, val_fraction: float, num_folds: int | None, seed: int) -> None:
+def check_split(data_dir, *, subset: int | None, val_fraction: float, num_folds: int | None, seed: int) -> Split:
     """Make the split a run will make (its first fold), so one that cannot be made is refused before any work.
 
     Too few images per class for ``num_folds`` stratified folds (``--data.subset 20`` in 5 folds,
     ``--data.num_folds 501``) is only found by drawing the split; only the labels are read for it.
+    Returns the split, whose sizes the Trainer's per-epoch settings are checked against.
     """
-    make_split(load_train_labels(data_dir, download=False), subset=subset, val_fraction=val_fraction,
-               num_folds=num_folds, fold=0, seed=seed)
+    return make_split(load_train_labels(data_dir, download=False), subset=subset, val_fraction=val_fraction,
+                      num_folds=num_folds, fold=0, seed=seed)

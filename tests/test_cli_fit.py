@@ -299,6 +299,17 @@ def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_m
         max_epochs = [] if "--trainer.max_epochs" in flags else ["--trainer.max_epochs", "2"]
         code, error, _ = main_error(main, ["fit", "--ckpt_path", "last", *NO_PROGRESS, *flags, *max_epochs], capsys)
         assert code == 2 and fragment in error, error
+    # a damaged config.yaml is named, not a traceback
+    config_file = run / "config.yaml"
+    saved = config_file.read_text()
+    for damage, fragment in (("[1, 2]\n", "its config.yaml, which holds the settings the run keeps, holds a YAML list"),
+                             (saved.replace("seed_everything: 42", "seed_everything: [1, 2]"),
+                              'holds a value refused here: Parser key "seed_everything"')):
+        config_file.write_text(damage)
+        code, error, _ = main_error(main, ["fit", "--ckpt_path", "last", *NO_PROGRESS, "--trainer.max_epochs", "2"],
+                                    capsys)
+        assert code == 2 and fragment in error, error
+    config_file.write_text(saved)
     # without those flags the run's own settings are kept, and said so
     resumed = run_module("lightning_mnist", "fit", "--ckpt_path", "last", "--trainer.max_epochs", "2", *NO_PROGRESS)
     assert "keeping the run's own settings" in resumed.stdout and "model.lr=0.001" in resumed.stdout
@@ -493,6 +504,37 @@ BAD_INPUTS = {
                                    "--early_stopping.mode median: use min or max"),
     "checkpoint file name leaving the folder": (["fit", "--checkpoint.filename", "../../escape"],
                                                 "--checkpoint.filename ../../escape: a file name, not a path"),
+    # Trainer settings under which fit would train, validate, keep or test nothing: refused before the run, not after
+    "validation interval beyond the epoch": (["fit", "--data.subset", "500", "--trainer.val_check_interval", "100"],
+                                             "--trainer.val_check_interval 100: more than the 15 training batches of "
+                                             "an epoch"),
+    "validation interval 0": (["fit", "--trainer.val_check_interval", "0"], "--trainer.val_check_interval 0: give"),
+    "no training batch": (["cv", "--trainer.limit_train_batches", "0"], "--trainer.limit_train_batches 0: fit would "
+                                                                          "train on no batch"),
+    "no validation batch": (["fit", "--trainer.limit_val_batches", "0.0"], "--trainer.limit_val_batches 0:"),
+    "no test batch": (["fit", "--trainer.limit_test_batches", "0"], "--trainer.limit_test_batches 0: fit would test"),
+    "no step": (["fit", "--trainer.max_steps", "0"], "--trainer.max_steps 0: fit would train no step"),
+    "no time": (["fit", "--trainer.max_time", "00:00:00:00"], "--trainer.max_time 00:00:00:00: no time to train"),
+    "no epoch validated": (["fit", "--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "3"],
+                           "--trainer.check_val_every_n_epoch 3: none of the 2 epochs would be validated"),
+    "no epoch checkpointed": (["fit", "--checkpoint.every_n_epochs", "0"], "--checkpoint.every_n_epochs 0: fit "
+                                                                          "would keep no best checkpoint"),
+    "more epochs at least than at most": (["fit", "--trainer.min_epochs", "11"],
+                                          "--trainer.min_epochs 11: more than --trainer.max_epochs 10"),
+    "negative gradient clipping": (["fit", "--trainer.gradient_clip_val", "-1"], "--trainer.gradient_clip_val -1:"),
+    "other nodes never started": (["fit", "--trainer.num_nodes", "2"], "--trainer.num_nodes 2: this process would "
+                                                                       "wait for the other nodes forever"),
+    "an empty checkpoint path": (["fit", "--ckpt_path", ""], "--ckpt_path '': empty"),
+    # flags a command would silently ignore
+    "a training setting given to test": (["test", "--ckpt_path", "lenet.ckpt", "--model.lr", "0.5"],
+                                         "--model.lr 0.5: `test` scores the checkpoint as it is, on the test set"),
+    "the split given to test": (["test", "--ckpt_path", "lenet.ckpt", "--data.subset", "500"], "--data.subset 500"),
+    "augmentation given to validate": (["validate", "--ckpt_path", "lenet.ckpt", "--data.augment", "true"],
+                                       "--data.augment true: `validate` scores the checkpoint as it is"),
+    "validate limited to no batch": (["validate", "--ckpt_path", "lenet.ckpt", "--trainer.limit_val_batches", "0"],
+                                     "--trainer.limit_val_batches 0: `validate` would score no batch"),
+    "a hold-out given to cv": (["cv", "--data.val_fraction", "0.3"], "--data.val_fraction 0.3: cv validates each "
+                                                                      "fold on its own part"),
     # k-fold results naming fold models of no kind this project reads
     "fold model of another suffix": (["test", "--ckpt_path", "pickle_fold.json"],
                                      "fold 0 model fold_0.pt: expected a checkpoint (.ckpt) or a Keras model (.keras)"),
@@ -609,3 +651,12 @@ def test_an_interrupted_cv_offers_no_resume(mnist_dir, tmp_path):
     assert proc.returncode != 0 and "Traceback" not in stderr
     assert "ckpt_path" not in stderr and "resume" not in stderr
     assert list(tmp_path.glob("runs/lightning/cv_0/fold_0/checkpoints/*.ckpt"))  # the work done is kept
+
+
+def test_a_checkpoint_is_scored_at_the_precision_asked(run_module, bad_inputs, tmp_path):
+    """Lightning converts the weights to float64 for --trainer.precision 64-true; the test report follows them."""
+    shutil.copy(bad_inputs / "lenet.ckpt", tmp_path / "lenet.ckpt")
+    run_module("lightning_mnist", "test", "--ckpt_path", "lenet.ckpt", "--trainer.precision", "64-true", *NO_PROGRESS)
+    [run] = run_folders(tmp_path, "test")
+    results = json.loads((run / "results.json").read_text())
+    assert 0 <= results["test_acc"] <= 1 and sum(map(sum, results["confusion_matrix"])) == 10_000

@@ -23,6 +23,7 @@ import importlib
 import inspect
 import io
 import logging
+import math
 import os
 import re
 import sys
@@ -34,6 +35,7 @@ from typing import Any, Callable, Union
 
 import yaml
 from jsonargparse import Namespace
+from lightning.fabric.plugins.environments import LSFEnvironment, SLURMEnvironment, TorchElasticEnvironment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import AcceleratorRegistry, CPUAccelerator, CUDAAccelerator, MPSAccelerator
@@ -46,7 +48,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mnist_common.allocator import keep_freed_memory
 from mnist_common.model_files import load_architecture
-from mnist_common.cli import ArgumentError, argument_error_line, check_config_text, parameter_types
+from mnist_common.cli import (ArgumentError, argument_error_line, check_config_text, flag_values,
+                               parameter_types, refuse_nulls)
 from mnist_common.errors import EXIT_INTERRUPTED, UserError, exit_on_user_error, one_line
 from mnist_common.figures import plot_curves
 from mnist_common.files import write_text
@@ -221,7 +224,9 @@ class MnistCLI(LightningCLI):
             raise UserError(argument_error_line(err, argv, self.setting_types(argv))) from None
         subcommand = self.config.get("subcommand")
         if subcommand:
+            refuse_nulls(self.config[subcommand], self.setting_types([subcommand]))  # model: {lr: null} in a config
             self._given = given_settings(parser, args, subcommand) if subcommand != "cv" else None
+            check_flags_used(subcommand, sys.argv[1:] if args is None else args)
             self._check(subcommand, self.config[subcommand])
 
     def setting_types(self, argv) -> dict[str, Any]:
@@ -269,14 +274,19 @@ class MnistCLI(LightningCLI):
         check_writable(Path(config.output_dir) / FRAMEWORK, "--output_dir")
         ensure_files(data.data_dir, download=data.download)
         if subcommand in ("fit", "cv"):
-            check_split(data.data_dir, subset=data.subset, val_fraction=data.val_fraction, num_folds=data.num_folds,
-                        seed=data.split_seed)
+            split = check_split(data.data_dir, subset=data.subset, val_fraction=data.val_fraction,
+                                num_folds=data.num_folds, seed=data.split_seed)
+            check_validated_and_tested(config, math.ceil(len(split.train) / data.batch_size))
+        else:
+            check_scored_batches(subcommand, config.trainer)
         self._checkpoint_for(subcommand, config)
 
     def _checkpoint_for(self, subcommand: str, config) -> None:
         """Resolve, fetch and check ``--ckpt_path``; swap .keras files and k-fold results for what Lightning reads."""
         self._ensemble = self._source = None
         path = config.get("ckpt_path") if subcommand != "cv" else None
+        if path is not None and not str(path).strip():
+            raise UserError("--ckpt_path '': empty; give a checkpoint file" + (" or last" if subcommand == "fit" else ""))
         if subcommand in ("test", "validate") and not path:
             raise UserError(f"`{subcommand}` needs --ckpt_path: a checkpoint, a .keras file or a k-fold run's "
                             f"cv_results.json (scoring an untrained network says nothing)")
@@ -380,15 +390,17 @@ class MnistCLI(LightningCLI):
         print(f"resuming from {checkpoint.path} ({done} epochs done) into {where}"
               + (f"; keeping the run's own settings: {', '.join(kept)}" if kept else ""), flush=True)
 
-    @staticmethod
-    def _keep_run_config(config, run: Path, typed: Callable[[str, str], bool], kept: list[str],
+    def _keep_run_config(self, config, run: Path, typed: Callable[[str, str], bool], kept: list[str],
                          conflicts: list[str]) -> None:
         """Take the settings of :data:`KEPT_FROM_RUN_CONFIG` from the run's config.yaml; note asked-for others."""
+        damaged = f"resuming the run in {run}: its {RUN_CONFIG_FILE}, which holds the settings the run keeps,"
         try:
             saved = yaml.safe_load((run / RUN_CONFIG_FILE).read_text(encoding="utf-8")) or {}
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-            raise UserError(f"resuming the run in {run}: its {RUN_CONFIG_FILE} is unreadable ({one_line(err)}); "
-                            f"it holds the settings the run keeps") from None
+            raise UserError(f"{damaged} is unreadable ({one_line(err)})") from None
+        if not isinstance(saved, dict):
+            raise UserError(f"{damaged} holds a YAML {type(saved).__name__}, not settings by name")
+        adopted = len(kept)
         for group, keys in KEPT_FROM_RUN_CONFIG.items():
             section, was = (config, saved) if not group else (config.get(group), saved.get(group))
             if not isinstance(was, dict) or section is None:
@@ -413,6 +425,15 @@ class MnistCLI(LightningCLI):
                 else:
                     section[key] = value
                     kept.append(f"{name}={value}")
+        if len(kept) > adopted:  # values from a file, which the parser has not seen: checked as a flag would be
+            try:
+                self.parser.validate(self.config)
+                check_seed(config.seed_everything)
+                check_monitors(config)
+                check_trainer_counts(config.trainer)
+            except (ArgumentError, TypeError, ValueError, UserError) as err:
+                said = " ".join(str(err).split())  # jsonargparse's names the key on one line, the reason on the next
+                raise UserError(f"{damaged} holds a value refused here: {said[:300]}") from None
 
     def instantiate_classes(self) -> None:
         """LightningCLI's, with what Lightning's classes refuse on construction turned into one line.
@@ -423,7 +444,8 @@ class MnistCLI(LightningCLI):
         """
         try:
             super().instantiate_classes()
-        except (ValueError, TypeError, MisconfigurationException) as err:
+        except (ValueError, TypeError, MisconfigurationException, ImportError) as err:  # ImportError: an extra,
+            # such as --trainer.precision transformer-engine, that is not installed
             raise UserError(f"the Trainer or a callback refuses these settings: {one_line(err, limit=400)}") from None
 
     # --- one folder per run ----------------------------------------------------------------
@@ -563,11 +585,22 @@ def keep_earlier_epochs(logger: CSVLogger, epochs: int, steps: int) -> None:
 
 
 # Trainer counts Lightning accepts (or divides by) though no run can mean them: flag -> (lowest allowed, meaning)
+# Flags `test` and `validate` have no use for: they score a checkpoint as it is (its own network and
+# settings), so a typed one would be silently ignored. `test` scores the fixed test set, so the
+# split's settings are of no use to it either. (--model.architecture has its own check.)
+NOT_SCORING = ("model.", "early_stopping.", "checkpoint.", "trainer.max_epochs", "trainer.min_epochs",
+               "trainer.max_steps", "trainer.min_steps", "trainer.max_time", "trainer.limit_train_batches",
+               "trainer.accumulate_grad_batches", "trainer.gradient_clip_val", "trainer.gradient_clip_algorithm",
+               "trainer.check_val_every_n_epoch", "trainer.val_check_interval", "data.batch_size", "data.augment",
+               "data.rotation", "data.zoom", "data.shift", "data.shear", "data.elastic_alpha", "data.elastic_sigma")
+NOT_TESTING = ("data.subset", "data.val_fraction", "data.split_seed", "data.num_folds", "data.fold")
+
 TRAINER_COUNTS = {
     "min_epochs": (0, "epochs to train at least"),
     "check_val_every_n_epoch": (1, "validate every this many epochs; 0 would divide by zero in training"),
     "accumulate_grad_batches": (1, "batches per optimizer step; 0 would divide by zero in training"),
     "log_every_n_steps": (1, "steps between logged training losses"),
+    "max_steps": (-1, "optimizer steps to stop after; -1 for no limit"),
     "num_sanity_val_steps": (-1, "validation batches before training; -1 for all"),
 }
 
@@ -621,6 +654,93 @@ def check_trainer_counts(trainer) -> None:
         value = trainer.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value < low:
             raise UserError(f"--trainer.{name} must be at least {low} ({meaning}), got {value}")
+
+
+def check_flags_used(subcommand: str, argv) -> None:
+    """Refuse a flag ``test``/``validate`` would silently ignore (:data:`NOT_SCORING`), and ``cv``'s hold-out.
+
+    Only flags typed on the command line: a ``--config`` file describes a whole run, and scoring a
+    run's checkpoint with the run's config is what a user does.
+    """
+    if not isinstance(argv, (list, tuple)):
+        return
+    for key, value, _ in flag_values(argv):
+        if subcommand in ("test", "validate") and key != "model.architecture" and (
+                key.startswith(NOT_SCORING) or (subcommand == "test" and key.startswith(NOT_TESTING))):
+            raise UserError(f"--{key} {value}: `{subcommand}` scores the checkpoint as it is, on "
+                            f"{'the test set' if subcommand == 'test' else 'the validation split'}; this training "
+                            f"setting would be ignored (leave it out)")
+        if subcommand == "cv" and key == "data.val_fraction":
+            raise UserError(f"--data.val_fraction {value}: cv validates each fold on its own part of the images, "
+                            f"not on a hold-out (use --data.num_folds)")
+
+
+def check_scored_batches(subcommand: str, trainer) -> None:
+    """``test``/``validate`` limited to no batch would score nothing (Lightning returns no metric, or none at all)."""
+    name = {"test": "limit_test_batches", "validate": "limit_val_batches"}.get(subcommand)
+    value = trainer.get(name) if name else None
+    if value is not None and value <= 0:
+        raise UserError(f"--trainer.{name} {value:g}: `{subcommand}` would score no batch; give a count of at least 1 "
+                        f"or a fraction above 0")
+
+
+def check_validated_and_tested(config, train_batches: int) -> None:
+    """Refuse settings under which ``fit``/``cv`` would train nothing, never validate, keep no best checkpoint or
+    test nothing: Lightning accepts them and fails after the training, or divides by zero in the first step.
+
+    ``train_batches`` is an epoch's batches before ``limit_train_batches``.
+    """
+    trainer, monitors = config.trainer, (config.early_stopping.monitor, config.checkpoint.monitor)
+    validated = any(str(m).startswith("val/") for m in monitors)  # else training metrics are enough
+    for name, stage in (("limit_train_batches", "train on"), ("limit_test_batches", "test"),
+                        ("limit_val_batches", "validate") if validated else (None, None)):
+        value = trainer.get(name) if name else None
+        if value is not None and value <= 0:
+            raise UserError(f"--trainer.{name} {value:g}: fit would {stage} no batch; give a count of at least 1 or a "
+                            f"fraction above 0")
+    limit = trainer.limit_train_batches
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        train_batches = min(train_batches, limit)
+    elif isinstance(limit, float):
+        train_batches = max(1, int(train_batches * limit))
+    if trainer.max_steps == 0:
+        raise UserError("--trainer.max_steps 0: fit would train no step; give -1 (no limit) or at least 1")
+    max_epochs, every = trainer.max_epochs, trainer.check_val_every_n_epoch
+    interval = trainer.val_check_interval
+    if interval is not None and interval <= 0:
+        raise UserError(f"--trainer.val_check_interval {interval}: give a number of batches of at least 1, or a "
+                        f"fraction of the epoch above 0")
+    within = train_batches if every is not None else train_batches * (max_epochs or 1)
+    if isinstance(interval, int) and not isinstance(interval, bool) and interval > within:
+        raise UserError(f"--trainer.val_check_interval {interval}: more than the {within} training batches "
+                        f"{'of an epoch' if every is not None else 'of the run'}; give at most {within}, or a fraction")
+    if validated and every and max_epochs and every > max_epochs:
+        raise UserError(f"--trainer.check_val_every_n_epoch {every}: none of the {max_epochs} epochs would be "
+                        f"validated, and fit keeps its best checkpoint by {config.checkpoint.monitor}; give at most "
+                        f"{max_epochs}")
+    min_epochs = trainer.min_epochs
+    if min_epochs and max_epochs and min_epochs > max_epochs:
+        raise UserError(f"--trainer.min_epochs {min_epochs}: more than --trainer.max_epochs {max_epochs}")
+    clip = trainer.gradient_clip_val
+    if clip is not None and clip < 0:
+        raise UserError(f"--trainer.gradient_clip_val {clip:g}: give 0 (no clipping) or a positive number")
+    max_time = trainer.max_time
+    if isinstance(max_time, str) and re.fullmatch(r"[0:]+", max_time.strip()):
+        raise UserError(f"--trainer.max_time {max_time}: no time to train; give DD:HH:MM:SS above zero")
+    saves = config.checkpoint.every_n_epochs
+    if saves is not None and (saves < 1 or (max_epochs and saves > max_epochs)):
+        raise UserError(f"--checkpoint.every_n_epochs {saves}: fit would keep no best checkpoint to test; give at "
+                        f"least 1" + (f" and at most {max_epochs} (--trainer.max_epochs)" if max_epochs else ""))
+    if (trainer.num_nodes or 1) > 1 and not cluster_launched():
+        raise UserError(f"--trainer.num_nodes {trainer.num_nodes}: this process would wait for the other nodes "
+                        f"forever; start the command on each node with NODE_RANK, MASTER_ADDR and MASTER_PORT set "
+                        f"(or under SLURM or torchrun)")
+
+
+def cluster_launched() -> bool:
+    """Whether a multi-node launch is under way: a cluster Lightning detects, or the variables a manual one sets."""
+    return "NODE_RANK" in os.environ or any(
+        env.detect() for env in (SLURMEnvironment, TorchElasticEnvironment, LSFEnvironment))
 
 
 def _accelerator_class(name: str):

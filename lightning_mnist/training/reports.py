@@ -37,8 +37,8 @@ class TestReport:
 def test_probabilities(model, images: torch.Tensor) -> torch.Tensor:
     """Class probabilities of ``model`` (a classifier) for every image, on the model's device."""
     model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([model.predict_proba(images[i:i + BATCH_SIZE].to(device)).float().cpu()
+    weight = next(model.parameters())  # its dtype too: --trainer.precision 64-true or bf16-true converts the weights
+    return torch.cat([model.predict_proba(images[i:i + BATCH_SIZE].to(weight.device, weight.dtype)).float().cpu()
                       for i in range(0, len(images), BATCH_SIZE)])
 
 
