@@ -118,7 +118,11 @@ class TrainerSettings:
             raise UserError(f"--trainer.callbacks ({', '.join(n.rsplit('.', 1)[-1] for n in names)}): Lightning "
                             f"callbacks do not run in Keras; the one the Keras reference mirrors is a single "
                             f"{LIGHTNING_EMA} (an EMA of the weights)")
-        init_args = dict(self.callbacks[0].get("init_args") or {})
+        init_args = self.callbacks[0].get("init_args") if isinstance(self.callbacks[0], dict) else None
+        if not isinstance(init_args, dict | None):  # a list or a word: dict() would fail with a traceback
+            raise UserError(f"--trainer.callbacks EMAWeightAveraging init_args {init_args!r}: init_args must be a "
+                            f"mapping of its settings, e.g. {{decay: 0.999}}")
+        init_args = dict(init_args or {})
         decay = init_args.pop("decay", 0.999)
         other = {k: v for k, v in init_args.items() if EMA_DEFAULTS.get(k, object()) != v}
         if other:

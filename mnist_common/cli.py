@@ -29,12 +29,30 @@ PLAIN_TYPES = (int, float, str, bool, type(None), Path)
 
 
 def is_plain(hint: Any) -> bool:
+    """Whether values of ``hint`` are judged here: plain values, choices, lists of them and unions of these."""
     origin = typing.get_origin(hint)
     if origin is typing.Literal:
         return True
-    if origin in (typing.Union, types.UnionType):
+    if origin in (typing.Union, types.UnionType, list):
         return all(is_plain(arg) for arg in typing.get_args(hint))
     return hint in PLAIN_TYPES
+
+
+def is_group(hint: Any) -> bool:
+    """Whether a setting of type ``hint`` is a group of settings (a class or dataclass: ``model``, ``trainer``)."""
+    return inspect.isclass(hint) and hint not in (typing.Any, object) and not is_plain(hint)  # Any is a class too
+
+
+def admits_null(hint: Any) -> bool:
+    """Whether a setting of type ``hint`` may be null: ``None``, ``Any``, ``X | None``, ``Literal[..., None]``."""
+    if hint in (None, type(None), typing.Any, object):
+        return True
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return None in typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(admits_null(arg) for arg in typing.get_args(hint))
+    return False
 
 
 def describe(hint: Any) -> str:
@@ -44,29 +62,72 @@ def describe(hint: Any) -> str:
         return "one of " + ", ".join(str(choice) for choice in typing.get_args(hint))
     if origin in (typing.Union, types.UnionType):
         return " or ".join(describe(arg) for arg in typing.get_args(hint))
-    return "null" if hint is type(None) else hint.__name__
+    if origin is list and typing.get_args(hint):
+        return f"list of {describe(typing.get_args(hint)[0])}"
+    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
 def parameter_types(target: Any) -> dict[str, Any]:
-    """The annotated parameters of a function, a class's ``__init__`` or a dataclass; {} if unresolvable."""
+    """The annotated parameters of a function, a class's ``__init__`` or a dataclass; {} if unresolvable.
+
+    A parameter defaulting to None admits None whatever its annotation says (``x: int = None``), as
+    jsonargparse declares it: such a type is given as ``X | None``, so null is not refused for it.
+    """
     try:
-        if dataclasses.is_dataclass(target):
-            return typing.get_type_hints(target)
-        return typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+        function = target if dataclasses.is_dataclass(target) or not inspect.isclass(target) else target.__init__
+        hints = typing.get_type_hints(function)
+        parameters = inspect.signature(target if dataclasses.is_dataclass(target) else function).parameters
     except Exception:  # forward references a library leaves unresolved: those settings are not checked here
         return {}
+    return {name: typing.Optional[hint] if name in parameters and parameters[name].default is None
+            and not admits_null(hint) else hint for name, hint in hints.items()}
 
 
-def setting_type(types_by_name: dict[str, Any], key: str) -> Any | None:
-    """The type of setting ``key`` (``data.subset``): each part before the last names a class or dataclass."""
+def declared_type(types_by_name: dict[str, Any], key: str) -> Any:
+    """The declared type of setting ``key`` (``data.subset``), ``Any`` if unknown; each part before the last names
+    a group (a class or dataclass). Unknown: a setting inside a ``class_path`` value, or of a library's class."""
     *groups, name = key.split(".")
     for group in groups:
         target = types_by_name.get(group)
-        if not inspect.isclass(target) or is_plain(target):
-            return None
+        if not is_group(target):
+            return typing.Any
         types_by_name = parameter_types(target)
-    hint = types_by_name.get(name)
-    return hint if hint is not None and is_plain(hint) else None
+    return types_by_name.get(name, typing.Any) if name != "return" else typing.Any
+
+
+def setting_type(types_by_name: dict[str, Any], key: str) -> Any | None:
+    """The type of setting ``key`` if its values are judged here (:func:`is_plain`), else None."""
+    hint = declared_type(types_by_name, key)
+    return hint if hint is not typing.Any and is_plain(hint) else None
+
+
+def refusal_line(key: str, hint: Any, value: str) -> str:
+    """``--model.lr: expected float, got abc``: the one line naming a refused value and what its type takes."""
+    expected = "a mapping of its settings (see --print_config)" if is_group(hint) else describe(hint)
+    return f"--{key}: {f'expected {expected}' if len(expected) < 120 else 'not of the expected type'}, got {value}"
+
+
+def null_refusal(types_by_name: dict[str, Any], key: str) -> str | None:
+    """The line refusing null for setting ``key`` (the line the flag gets), or None where its type admits null
+    or is unknown. A group (``checkpoint: null``) is asked for its settings."""
+    hint = declared_type(types_by_name, key)
+    return None if admits_null(hint) else refusal_line(key, hint, "null")
+
+
+def refuse_nulls(settings: Namespace, types_by_name: dict[str, Any]) -> None:
+    """Refuse, in one line, a parsed setting (or group) that is null though its type does not admit null.
+
+    jsonargparse checks a value's type unless the value is None, which it takes for "not given"
+    (its ``unset_sentinel`` setting), so a ``null`` in a ``--config`` file (``model: {lr: null}``,
+    ``checkpoint: null``) reached the commands, which failed on it with a traceback; the same value
+    as a flag is refused. Checked on the parsed settings, wherever the null came from (a config file,
+    a group's file, a default config), so a null a later flag overrides is no error. A setting of a
+    type that admits null, or one defaulting to None, keeps it (``data.subset: null``).
+    """
+    for key, value in settings.items():
+        line = null_refusal(types_by_name, key) if value is None else None
+        if line:
+            raise UserError(line)
 
 
 def flag_values(argv: Sequence[str]) -> Iterator[tuple[str, str, bool]]:
@@ -127,7 +188,8 @@ def argument_error_line(err: Exception, argv: Sequence[str], types_by_name: dict
     than read that prose, the values the user gave (flags, and the settings of ``--config`` files)
     are checked again one by one against their parameters' types (``types_by_name``: the
     command's parameters; a class or dataclass for a group of settings): the first one refused is
-    named, with what its type allows. Any other error (an unknown flag, a missing command) is
+    named, with what its type allows; so is a group given as null (``--checkpoint null``, or
+    ``checkpoint: null`` in a config file). Any other error (an unknown flag, a missing command) is
     jsonargparse's own message on one line. With ``positionals``, the word after a switch may be a
     positional argument, not the switch's value, and is not judged as one.
     """
@@ -136,9 +198,9 @@ def argument_error_line(err: Exception, argv: Sequence[str], types_by_name: dict
         if hint is bool and maybe_positional and positionals:
             continue  # a switch (--json) before a positional argument: jsonargparse's message says what is wrong
         if hint is not None and refuses(hint, value):
-            expected = describe(hint)
-            detail = f"expected {expected}" if len(expected) < 120 else "not of the expected type"
-            return f"--{key}: {detail}, got {value}"
+            return refusal_line(key, hint, value)
+        if value == "null" and is_group(group := declared_type(types_by_name, key)):
+            return refusal_line(key, group, value)  # a group set to null: jsonargparse names one of its settings
     return " ".join(str(err).split())
 
 
@@ -263,17 +325,21 @@ def check_config_text(argv: Sequence[str]) -> None:
 
 
 def parse(parser: ArgumentParser, argv: list[str] | None, types_of: Callable[[list[str]], dict[str, Any]],
-          positionals: bool = False) -> Namespace:
-    """Parse ``argv``; usage errors become a one-line :class:`UserError` (exit 2).
+          positionals: bool = False, subcommand: str | None = None) -> Namespace:
+    """Parse ``argv``; usage errors, and nulls the types refuse (:func:`refuse_nulls`), become a one-line
+    :class:`UserError` (exit 2).
 
-    ``types_of(argv)`` gives the types of the settings ``argv`` may set (see :func:`argument_error_line`).
+    ``types_of(argv)`` gives the types of the settings ``argv`` may set (see :func:`argument_error_line`);
+    with ``subcommand``, the key naming the chosen subcommand, whose settings are under its name.
     """
-    check_config_text(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    check_config_text(argv)
     try:
-        return parser.parse_args(argv)
+        config = parser.parse_args(argv)
     except ArgumentError as err:
-        argv = sys.argv[1:] if argv is None else list(argv)
         raise UserError(argument_error_line(err, argv, types_of(argv), positionals)) from None
+    refuse_nulls(config[config[subcommand]] if subcommand else config, types_of(argv))
+    return config
 
 
 def run(function: Callable[..., Any], argv: list[str] | None, prog: str, description: str | None = None,
@@ -297,7 +363,7 @@ def run_subcommands(commands: dict[str, Callable[..., Any]], argv: list[str] | N
         command = next((commands[a] for a in args if a in commands), None)
         return parameter_types(command) if command else {}
 
-    config = parse(parser, argv, types_of)
+    config = parse(parser, argv, types_of, subcommand="command")
     name = config.command
     kwargs = {k: v for k, v in config[name].as_dict().items() if k not in ("config", "__path__")}
     instantiated = parser.instantiate_classes(config)[name]  # dataclass settings become their objects

@@ -1,0 +1,187 @@
+"""``null`` in a ``--config`` file, and other values of the wrong shape there, on every command.
+
+jsonargparse takes a None value for "not given" and does not check its type, so ``model: {lr: null}``
+in a config file reached the commands (a TypeError, an AttributeError, a seed of None after TensorFlow
+loaded) though ``--model.lr null`` is refused. Each case here must end as the flag's line does: one
+``error:`` line naming the setting and what it takes, exit code 2, nothing written. Settings whose type
+admits null (``data.subset``, ``trainer.max_epochs``, ``checkpoint.dirpath``...) keep taking it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from conftest import main_error, module_env
+from keras_reference.__main__ import main as keras_main
+from lightning_mnist.__main__ import main as lightning_main
+
+EMA = "lightning_mnist.training.callbacks.EMAWeightAveraging"
+
+# command line (before --config), the config file, what the one line must say
+LIGHTNING = {
+    "fit model.lr": (["fit"], "model: {lr: null}", "--model.lr: expected float, got null"),
+    "fit model.label_smoothing": (["fit"], "model: {label_smoothing: null}",
+                                  "--model.label_smoothing: expected float, got null"),
+    "fit model.weight_decay": (["fit"], "model: {weight_decay: null}", "--model.weight_decay: expected float, got null"),
+    "fit model.architecture": (["fit"], "model: {architecture: null}",
+                               "--model.architecture: expected str or dict, got null"),
+    "fit data.batch_size": (["fit"], "data: {batch_size: null}", "--data.batch_size: expected int, got null"),
+    "fit data.eval_batch_size": (["fit"], "data: {eval_batch_size: null}",
+                                 "--data.eval_batch_size: expected int, got null"),
+    "fit data.val_fraction": (["fit"], "data: {val_fraction: null}", "--data.val_fraction: expected float, got null"),
+    "fit data.rotation": (["fit"], "data: {rotation: null}", "--data.rotation: expected float, got null"),
+    "fit data.split_seed": (["fit"], "data: {split_seed: null}", "--data.split_seed: expected int, got null"),
+    "fit early_stopping.patience": (["fit"], "early_stopping: {patience: null}",
+                                    "--early_stopping.patience: expected int, got null"),
+    "fit early_stopping.min_delta": (["fit"], "early_stopping: {min_delta: null}",
+                                     "--early_stopping.min_delta: expected float, got null"),
+    "fit checkpoint.save_top_k": (["fit"], "checkpoint: {save_top_k: null}",
+                                  "--checkpoint.save_top_k: expected int, got null"),
+    "fit checkpoint": (["fit"], "checkpoint: null", "--checkpoint: expected a mapping of its settings"),
+    "fit trainer": (["fit"], "trainer: null", "--trainer: expected a mapping of its settings"),
+    "fit model": (["fit"], "model: null", "--model: expected a mapping of its settings"),
+    "fit data": (["fit"], "data: null", "--data: expected a mapping of its settings"),
+    "fit early_stopping": (["fit"], "early_stopping: null", "--early_stopping: expected a mapping of its settings"),
+    "fit output_dir": (["fit"], "output_dir: null", "--output_dir: expected str, got null"),
+    "fit seed_everything": (["fit"], "seed_everything: null", "--seed_everything: expected bool or int, got null"),
+    "cv data.batch_size": (["cv"], "data: {batch_size: null}", "--data.batch_size: expected int, got null"),
+    "test data.eval_batch_size": (["test"], "data: {eval_batch_size: null}",
+                                  "--data.eval_batch_size: expected int, got null"),
+    "convert check_images": (["convert", "model.ckpt", "out.keras"], "check_images: null",
+                             "--check_images: expected int, got null"),
+    "augment-preview count": (["augment-preview", "preview.png"], "count: null", "--count: expected int, got null"),
+    "augment-preview rotation": (["augment-preview", "preview.png"], "rotation: null",
+                                 "--rotation: expected float, got null"),
+    "serve port": (["serve", "--weights", "model.ckpt"], "port: null", "--port: expected int, got null"),
+    "serve batch_timeout": (["serve", "--weights", "model.ckpt"], "batch_timeout: null",
+                            "--batch_timeout: expected float, got null"),
+    "predict images a word": (["predict"], "images: digit.png\nweights: model.ckpt",
+                              "--images: expected list of str, got digit.png"),
+    "predict images null": (["predict"], "images: null\nweights: model.ckpt",
+                            "--images: expected list of str, got null"),
+    "predict json null": (["predict"], "images: [digit.png]\nweights: model.ckpt\njson: null",
+                          "--json: expected bool, got null"),
+}
+
+KERAS = {
+    "train model.lr": (["train"], "model: {lr: null}", "--model.lr: expected float, got null"),
+    "train model.label_smoothing": (["train"], "model: {label_smoothing: null}",
+                                    "--model.label_smoothing: expected float, got null"),
+    "train data.batch_size": (["train"], "data: {batch_size: null}", "--data.batch_size: expected int, got null"),
+    "train data.val_fraction": (["train"], "data: {val_fraction: null}",
+                                "--data.val_fraction: expected float, got null"),
+    "cv data.rotation": (["cv"], "data: {rotation: null}", "--data.rotation: expected float, got null"),
+    "train early_stopping.patience": (["train"], "early_stopping: {patience: null}",
+                                      "--early_stopping.patience: expected int, got null"),
+    "train checkpoint.save_top_k": (["train"], "checkpoint: {save_top_k: null}",
+                                    "--checkpoint.save_top_k: expected int, got null"),
+    "train model": (["train"], "model: null", "--model: expected a mapping of its settings"),
+    "train trainer": (["train"], "trainer: null", "--trainer: expected a mapping of its settings"),
+    "train checkpoint": (["train"], "checkpoint: null", "--checkpoint: expected a mapping of its settings"),
+    "train seed_everything": (["train"], "seed_everything: null", "--seed_everything: expected int, got null"),
+    "cv output_dir": (["cv"], "output_dir: null", "--output_dir: expected str, got null"),
+    "EMA init_args a list": (["train"], f"trainer: {{callbacks: [{{class_path: {EMA}, init_args: [1, 2]}}]}}",
+                             "EMAWeightAveraging init_args [1, 2]: init_args must be a mapping"),
+    "EMA init_args a word": (["train"], f"trainer: {{callbacks: [{{class_path: {EMA}, init_args: abc}}]}}",
+                             "EMAWeightAveraging init_args 'abc': init_args must be a mapping"),
+}
+
+CASES = {**{f"lightning_mnist {k}": (lightning_main, *v) for k, v in LIGHTNING.items()},
+         **{f"keras_reference {k}": (keras_main, *v) for k, v in KERAS.items()}}
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """A folder holding the files the command lines name (which need not be valid: the config is refused first)."""
+    monkeypatch.chdir(tmp_path)
+    Image.new("L", (28, 28), 255).save(tmp_path / "digit.png")
+    (tmp_path / "model.ckpt").write_bytes(b"not read: the config is refused before")
+    return tmp_path
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_null_in_a_config_file_is_refused_as_the_flag_is(case, scratch, capsys):
+    main, args, config, fragment = CASES[case]
+    (scratch / "c.yaml").write_text(config + "\n")
+    before = sorted(p.name for p in scratch.rglob("*"))
+    code, error, _ = main_error(main, [*args, "--config", "c.yaml"], capsys)
+    assert code == 2 and fragment in error, error
+    assert sorted(p.name for p in scratch.rglob("*")) == before
+
+
+def test_keras_refuses_a_null_seed_before_tensorflow_loads(scratch, mnist_dir):
+    """``seed_everything: null`` failed inside Keras, after TensorFlow had loaded (seconds, and its log lines)."""
+    (scratch / "c.yaml").write_text("seed_everything: null\n")
+    probe = ("import sys\nfrom keras_reference.__main__ import main\ntry:\n    main(['train', '--config', 'c.yaml'])\n"
+             "except SystemExit as done:\n    print(done.code, 'tensorflow' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=scratch, env=module_env(mnist_dir), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr
+    assert proc.stderr.strip() == "error: --seed_everything: expected int, got null"
+    assert sorted(p.name for p in scratch.iterdir()) == ["c.yaml", "digit.png", "model.ckpt"]
+
+
+class Parsed(Exception):
+    """Raised in place of a command's own checks: the command line got through the parse, with these settings."""
+
+
+OPTIONAL_NULLS = ("data: {data_dir: null, subset: null, num_folds: null}\ntrainer: {max_epochs: null}\n"
+                  "checkpoint: {dirpath: null}\nmodel: {lr: null}\n")  # model.lr: overridden by the flag below
+
+
+def test_lightning_takes_null_where_the_type_admits_it(scratch, monkeypatch):
+    from lightning_mnist.training.cli import MnistCLI
+
+    def parsed(self, subcommand, config):
+        raise Parsed(config)
+
+    monkeypatch.setattr(MnistCLI, "_check", parsed)
+    (scratch / "c.yaml").write_text(OPTIONAL_NULLS)
+    with pytest.raises(Parsed) as info:
+        lightning_main(["fit", "--config", "c.yaml", "--model.lr", "0.01"])
+    config = info.value.args[0]
+    assert (config.data.subset, config.data.num_folds, config.trainer.max_epochs, config.checkpoint.dirpath) == \
+        (None, None, None, None)
+    assert config.model.lr == 0.01
+
+
+def test_keras_takes_null_where_the_type_admits_it(scratch, monkeypatch):
+    from keras_reference.config import RunSettings
+
+    def parsed(self, command):
+        raise Parsed(self)
+
+    monkeypatch.setattr(RunSettings, "check", parsed)
+    (scratch / "c.yaml").write_text("data: {data_dir: null, subset: null, num_folds: null}\ntrainer: {callbacks: null}\n"
+                                    "model: {lr: null}\n")  # model.lr: overridden by the flag below
+    with pytest.raises(Parsed) as info:
+        keras_main(["train", "--config", "c.yaml", "--model.lr", "0.01"])
+    settings = info.value.args[0]
+    assert (settings.data.subset, settings.data.num_folds, settings.trainer.callbacks) == (None, None, None)
+    assert settings.model.lr == 0.01
+
+
+@pytest.mark.parametrize("main, command", [(lightning_main, "fit"), (lightning_main, "cv"), (keras_main, "train")],
+                         ids=["fit", "cv", "keras train"])
+def test_the_printed_config_with_its_nulls_is_taken_back(main, command, scratch, monkeypatch, capsys):
+    """``--print_config`` writes every setting, dozens of them null (optimizer, ckpt_path, trainer.logger...):
+    the file it prints is a valid config, none of its nulls refused."""
+    from keras_reference.config import RunSettings
+    from lightning_mnist.training.cli import MnistCLI
+
+    def parsed(*args):
+        raise Parsed()
+
+    monkeypatch.setattr(MnistCLI, "_check", parsed)
+    monkeypatch.setattr(RunSettings, "check", parsed)
+    with pytest.raises(SystemExit):
+        main([command, "--print_config"])
+    printed = capsys.readouterr().out
+    assert "null" in printed
+    (scratch / "full.yaml").write_text(printed)
+    with pytest.raises(Parsed):
+        main([command, "--config", "full.yaml"])
