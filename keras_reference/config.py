@@ -18,8 +18,8 @@ from mnist_common.model_files import load_architecture
 from mnist_common.errors import UserError
 from mnist_common.mnist import ensure_files, resolve_data_dir
 from mnist_common.runs import DEFAULT_OUTPUT_DIR, check_writable
-from mnist_common.settings import (check_cv_folds, check_data_settings, check_optimizer_settings, check_seed,
-                                   check_training_length)
+from mnist_common.settings import (AUGMENT_DEFAULTS, check_augment_ranges, check_cv_folds, check_data_settings,
+                                   check_optimizer_settings, check_seed, check_training_length)
 from mnist_common.splits import DEFAULT_NUM_FOLDS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, check_split
 
 FRAMEWORK = "keras"
@@ -195,7 +195,7 @@ class RunSettings:
                             "best epoch's weights, the ones it tests; use 1")
         check_seed(self.seed_everything)
         if command == "cv":
-            check_cv_folds(self.data.num_folds)
+            check_cv_folds(self.data.num_folds, val_fraction=self.data.val_fraction)
         if command == "train" and self.data.num_folds is not None:
             raise UserError(f"--data.num_folds {self.data.num_folds}: train validates on the hold-out "
                             f"(--data.val_fraction); k-fold runs are `cv`'s")
@@ -205,6 +205,7 @@ class RunSettings:
                             num_folds=data.num_folds if command == "cv" else None, fold=None, rotation=data.rotation,
                             zoom=data.zoom, shift=data.shift, shear=data.shear, elastic_alpha=data.elastic_alpha,
                             elastic_sigma=data.elastic_sigma, split_seed=data.split_seed)
+        check_augment_ranges(data.augment, **{name: getattr(data, name) for name in AUGMENT_DEFAULTS})
         check_writable(f"{self.output_dir}/{FRAMEWORK}", "--output_dir")
         ensure_files(data.data_dir, download=data.download)
         check_split(data.data_dir, subset=data.subset, val_fraction=data.val_fraction,

@@ -10,11 +10,15 @@ import math
 
 from mnist_common.errors import UserError
 from mnist_common.mnist import TRAIN_IMAGES
+from mnist_common.splits import DEFAULT_VAL_FRACTION
 
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's generator (and so Lightning's and Keras' seeding) accepts
 # Adam moves each weight by about lr per step: above 1 a step overshoots any weight this network has,
 # and the run ends in NaN after a whole epoch of work; refused before it starts.
 MAX_LR = 1.0
+# The notebook's augmentation ranges, the defaults of --data.rotation, ... in both frameworks
+AUGMENT_DEFAULTS = {"rotation": 5.0, "zoom": 0.05, "shift": 0.05, "shear": 0.05, "elastic_alpha": 0.0,
+                    "elastic_sigma": 4.0}
 
 
 def check_data_settings(*, batch_size: int, eval_batch_size: int, val_fraction: float, subset: int | None,
@@ -76,13 +80,28 @@ def check_seed_range(flag: str, seed: int) -> None:
         raise UserError(f"{flag} must be from {SEED_RANGE[0]} to {SEED_RANGE[1]}, got {seed}")
 
 
-def check_cv_folds(num_folds: int | None, fold: int | None = None) -> None:
-    """``cv`` trains every fold of a k-fold split: it needs the folds and takes no single one."""
+def check_cv_folds(num_folds: int | None, fold: int | None = None,
+                   val_fraction: float = DEFAULT_VAL_FRACTION) -> None:
+    """``cv`` trains every fold of a k-fold split: it needs the folds, takes no single one, and no hold-out
+    fraction (each fold validates on its own part: another fraction would be silently ignored)."""
     if num_folds is None:
         raise UserError("--data.num_folds: cv needs at least 2 folds")
     if fold is not None:
         raise UserError(f"--data.fold {fold}: cv trains every fold; to train one fold, use fit "
                         f"--data.num_folds {num_folds} --data.fold {fold}")
+    if val_fraction != DEFAULT_VAL_FRACTION:
+        raise UserError(f"--data.val_fraction {val_fraction}: cv validates each fold on its own part of the images, "
+                        f"not on a hold-out (use --data.num_folds)")
+
+
+def check_augment_ranges(augment: bool, **ranges: float) -> None:
+    """Ranges of an augmentation that is off would be silently ignored: refused unless they are the defaults."""
+    if augment:
+        return
+    for name, value in ranges.items():
+        if value != AUGMENT_DEFAULTS[name]:
+            raise UserError(f"--data.{name} {value:g}: the augmentation is off, so its ranges are not used; add "
+                            f"--data.augment true (or leave the range out)")
 
 
 def check_seed(seed: int | bool | None) -> None:

@@ -535,6 +535,9 @@ BAD_INPUTS = {
                                      "--trainer.limit_val_batches 0: `validate` would score no batch"),
     "a hold-out given to cv": (["cv", "--data.val_fraction", "0.3"], "--data.val_fraction 0.3: cv validates each "
                                                                       "fold on its own part"),
+    "an augmentation range with the augmentation off": (["fit", "--data.rotation", "90"],
+                                                        "--data.rotation 90: the augmentation is off, so its ranges "
+                                                        "are not used; add --data.augment true"),
     # k-fold results naming fold models of no kind this project reads
     "fold model of another suffix": (["test", "--ckpt_path", "pickle_fold.json"],
                                      "fold 0 model fold_0.pt: expected a checkpoint (.ckpt) or a Keras model (.keras)"),

@@ -298,6 +298,9 @@ def test_both_command_lines_spell_the_shared_ideas_alike(run_module):
     (["train", "--trainer.max_epochs", "-1"], "--trainer.max_epochs must be at least 1, got -1"),
     (["train", "--no-such-flag"], "unrecognized"),
     (["train", "--data.num_folds", "3"], "--data.num_folds 3: train validates on the hold-out"),
+    (["cv", "--data.val_fraction", "0.3"], "--data.val_fraction 0.3: cv validates each fold on its own part"),
+    (["train", "--data.elastic_alpha", "30"], "--data.elastic_alpha 30: the augmentation is off, so its ranges are "
+                                              "not used"),
     (["cv", "--data.subset", "20"], "cannot split 20 images into --data.num_folds 5 stratified folds"),
     (["train", "--data.split_seed", "-1"], "--data.split_seed must be from 0 to 4294967295, got -1"),
     (["train", "--model.lr", "5"], "--model.lr must be a positive number up to 1"),

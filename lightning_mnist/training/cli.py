@@ -56,7 +56,8 @@ from mnist_common.files import write_text
 from mnist_common.keras_file import KERAS_SUFFIX
 from mnist_common.mnist import ensure_files
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
-from mnist_common.settings import check_cv_folds, check_data_settings, check_seed, check_training_length
+from mnist_common.settings import (AUGMENT_DEFAULTS, check_augment_ranges, check_cv_folds, check_data_settings, check_seed,
+                                   check_training_length)
 from mnist_common.splits import check_split
 from mnist_common.runs import (CHECKPOINTS, DEFAULT_OUTPUT_DIR, RESUME_FILE, allocate_run_dir, discard_if_empty_of_work,
                                latest_resumable_run, relative_to_run, run_dir_of_checkpoint, check_writable)
@@ -245,7 +246,7 @@ class MnistCLI(LightningCLI):
                                 "can run no code")
             config.weights_only = True
         if subcommand == "cv":
-            check_cv_folds(config.data.num_folds, config.data.fold)
+            check_cv_folds(config.data.num_folds, config.data.fold, config.data.val_fraction)
         if subcommand in ("fit", "cv"):
             check_monitors(config)
             architecture = load_architecture(config.model.architecture)
@@ -271,6 +272,8 @@ class MnistCLI(LightningCLI):
         check_data_settings(**{k: data[k] for k in ("batch_size", "eval_batch_size", "val_fraction", "subset",
                                                     "num_folds", "fold", "rotation", "zoom", "shift", "shear",
                                                     "elastic_alpha", "elastic_sigma", "split_seed")})
+        if subcommand in ("fit", "cv"):
+            check_augment_ranges(data.augment, **{name: data[name] for name in AUGMENT_DEFAULTS})
         check_writable(Path(config.output_dir) / FRAMEWORK, "--output_dir")
         ensure_files(data.data_dir, download=data.download)
         if subcommand in ("fit", "cv"):
@@ -657,7 +660,7 @@ def check_trainer_counts(trainer) -> None:
 
 
 def check_flags_used(subcommand: str, argv) -> None:
-    """Refuse a flag ``test``/``validate`` would silently ignore (:data:`NOT_SCORING`), and ``cv``'s hold-out.
+    """Refuse a flag ``test``/``validate`` would silently ignore (:data:`NOT_SCORING`).
 
     Only flags typed on the command line: a ``--config`` file describes a whole run, and scoring a
     run's checkpoint with the run's config is what a user does.
@@ -670,9 +673,6 @@ def check_flags_used(subcommand: str, argv) -> None:
             raise UserError(f"--{key} {value}: `{subcommand}` scores the checkpoint as it is, on "
                             f"{'the test set' if subcommand == 'test' else 'the validation split'}; this training "
                             f"setting would be ignored (leave it out)")
-        if subcommand == "cv" and key == "data.val_fraction":
-            raise UserError(f"--data.val_fraction {value}: cv validates each fold on its own part of the images, "
-                            f"not on a hold-out (use --data.num_folds)")
 
 
 def check_scored_batches(subcommand: str, trainer) -> None:
