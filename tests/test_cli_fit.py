@@ -535,6 +535,9 @@ BAD_INPUTS = {
                                      "--trainer.limit_val_batches 0: `validate` would score no batch"),
     "a hold-out given to cv": (["cv", "--data.val_fraction", "0.3"], "--data.val_fraction 0.3: cv validates each "
                                                                       "fold on its own part"),
+    "a root folder the run folder replaces": (["fit", "--trainer.default_root_dir", "elsewhere"],
+                                              "--trainer.default_root_dir elsewhere: each run writes to its own "
+                                              "folder in <output_dir>/lightning; use --output_dir"),
     "an augmentation range with the augmentation off": (["fit", "--data.rotation", "90"],
                                                         "--data.rotation 90: the augmentation is off, so its ranges "
                                                         "are not used; add --data.augment true"),

@@ -660,7 +660,8 @@ def check_trainer_counts(trainer) -> None:
 
 
 def check_flags_used(subcommand: str, argv) -> None:
-    """Refuse a flag ``test``/``validate`` would silently ignore (:data:`NOT_SCORING`).
+    """Refuse a flag the command would silently ignore: ``test``/``validate``'s :data:`NOT_SCORING`, and
+    ``--trainer.default_root_dir`` (every command points the Trainer at its run folder).
 
     Only flags typed on the command line: a ``--config`` file describes a whole run, and scoring a
     run's checkpoint with the run's config is what a user does.
@@ -668,6 +669,9 @@ def check_flags_used(subcommand: str, argv) -> None:
     if not isinstance(argv, (list, tuple)):
         return
     for key, value, _ in flag_values(argv):
+        if key == "trainer.default_root_dir":  # (a saved config.yaml holds the run's own: from a file it is fine)
+            raise UserError(f"--trainer.default_root_dir {value}: each run writes to its own folder in "
+                            f"<output_dir>/{FRAMEWORK}; use --output_dir")
         if subcommand in ("test", "validate") and key != "model.architecture" and (
                 key.startswith(NOT_SCORING) or (subcommand == "test" and key.startswith(NOT_TESTING))):
             raise UserError(f"--{key} {value}: `{subcommand}` scores the checkpoint as it is, on "
