@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_common.architecture import MNIST_INPUT_SHAPES, Architecture, ArchitectureError, shape_text
+from mnist_common.architecture import MNIST_CLASSES, MNIST_INPUT_SHAPES, Architecture, ArchitectureError, shape_text
 from mnist_common.errors import UserError
 from mnist_common.keras_file import check_file
 from lightning_mnist.checkpoints import load_keras_models, load_networks, model_files
@@ -117,8 +117,10 @@ def load_predictor(weights: str | os.PathLike, backend: str = "auto", graph: boo
     if tuple(architecture.input_shape) not in MNIST_INPUT_SHAPES:
         raise ArchitectureError(f"{source}: its network takes {shape_text(architecture.input_shape)} inputs; "
                                 f"predict prepares 28x28 grayscale digits (28x28x1, 28x28 or 784 values)")
-    if any(a.num_classes != architecture.num_classes for a in architectures):
-        raise UserError(f"{source}: its fold models do not give the same number of classes")
+    classes = sorted({a.num_classes for a in architectures})
+    if classes != [MNIST_CLASSES]:  # the answer is a digit, 0 to 9 (ONNX Runtime's backend checks its own graph)
+        raise ArchitectureError(f"{source}: its network gives {' and '.join(map(str, classes))} classes; predict and "
+                                f"serve answer with a digit, 0 to 9, from a network of {MNIST_CLASSES} classes")
     return Predictor(backend=backend, source=source, paths=paths, architectures=architectures, models=models,
                      graph=graph)
 

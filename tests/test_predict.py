@@ -286,20 +286,26 @@ def test_weights_of_another_model_are_refused(tmp_path, capsys, seed_png):
     assert "other.ckpt" in line and "records no architecture" in line
 
 
-def test_a_network_that_does_not_take_digits_is_refused(tmp_path, capsys, seed_png):
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+@pytest.mark.parametrize("input_shape, units, fragment", [
+    ([32, 32, 3], 10, "takes 32x32x3 inputs; predict prepares 28x28 grayscale digits"),
+    ([28, 28, 1], 5, "its network gives 5 classes; predict and serve answer with a digit, 0 to 9"),
+])
+def test_a_network_that_does_not_take_or_give_digits_is_refused(input_shape, units, fragment, backend, tmp_path,
+                                                                   capsys, seed_png):
     from lightning_mnist.checkpoints import save_checkpoint
     from lightning_mnist.commands.predict import main
     from lightning_mnist.models import KerasNetwork
     from mnist_common.architecture import Architecture
 
-    rgb = Architecture.from_config({"input_shape": [32, 32, 3], "layers": [{"type": "Flatten"},
-                                                                          {"type": "Dense", "units": 10}]})
-    save_checkpoint(tmp_path / "rgb.ckpt", rgb, KerasNetwork(rgb).state_dict())
+    other = Architecture.from_config({"input_shape": input_shape, "layers": [{"type": "Flatten"},
+                                                                            {"type": "Dense", "units": units}]})
+    save_checkpoint(tmp_path / "other.ckpt", other, KerasNetwork(other).state_dict())
     with pytest.raises(SystemExit) as info:
-        main([str(seed_png), "--weights", str(tmp_path / "rgb.ckpt")])
+        main([str(seed_png), "--weights", str(tmp_path / "other.ckpt"), "--backend", backend])
     assert info.value.code == 2
     [line] = capsys.readouterr().err.strip().splitlines()
-    assert "takes 32x32x3 inputs; predict prepares 28x28 grayscale digits" in line
+    assert fragment in line and not capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------------------------

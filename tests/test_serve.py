@@ -187,6 +187,7 @@ def no_server(monkeypatch):
                                     "--onnx_weights"),
     (["--onnx_weights", "broken.onnx"], "--onnx_weights broken.onnx is not a readable ONNX model"),
     (["--onnx_weights", "small.onnx"], "--onnx_weights small.onnx: an MNIST model takes float (batch, 28, 28, 1)"),
+    (["--weights", "five.ckpt"], "--weights five.ckpt: its network gives 5 classes"),  # was a worker's traceback
 ])
 def test_bad_flags_fail_in_one_line(args, fragment, seed_keras, tmp_path, monkeypatch, capsys, no_server):
     from lightning_mnist.commands.serve import main
@@ -205,6 +206,14 @@ def test_bad_flags_fail_in_one_line(args, fragment, seed_keras, tmp_path, monkey
         save_checkpoint(tmp_path / "small.ckpt", small, KerasNetwork(small).state_dict())
         FORMATS[".onnx"].write(tmp_path / "small.ckpt", tmp_path / "small.onnx", 20, None)
         capsys.readouterr()
+    if "five.ckpt" in args:  # MNIST's pixels in, five classes out
+        from lightning_mnist.checkpoints import save_checkpoint
+        from lightning_mnist.models import KerasNetwork
+        from mnist_common.architecture import Architecture
+
+        five = Architecture.from_config({"input_shape": [28, 28, 1], "layers": [
+            {"type": "Flatten"}, {"type": "Dense", "units": 5, "activation": "softmax"}]})
+        save_checkpoint(tmp_path / "five.ckpt", five, KerasNetwork(five).state_dict())
     argv = ["--weights", str(seed_keras), "--port", str(free_port()), *args]
     with pytest.raises(SystemExit) as info:
         main(argv)
