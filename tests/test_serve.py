@@ -106,6 +106,13 @@ def _bad_requests(tmp_path):
         ("form with a text file", {"files": {"file": ("a.png", b"hello", "image/png")}}, 422,
          "file 'a.png': is not an image"),
         ("unknown backend", {"data": b"x", "params": {"backends": "tensorflow"}, **image}, 400, "backends must"),
+        # what would be silently ignored: a misspelt parameter, one list of two, one picture of two
+        ("misspelt parameter", {"data": b"x", "params": {"backend": "torch"}, **image}, 400,
+         "unknown query parameter 'backend'"),
+        ("backends twice", {"data": b"x", "params": [("backends", "torch"), ("backends", "keras")], **image}, 400,
+         "backends is given more than once"),
+        ("form with two files", {"files": [("file", ("a.png", b"x", "image/png")), ("file", ("b.png", b"y", "image/png"))]},
+         400, "the multipart form has 2 fields 'file'"),
     ]
     return cases
 

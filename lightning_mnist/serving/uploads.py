@@ -65,8 +65,19 @@ def input_data_url(pixels: np.ndarray) -> str:
 
 
 def wanted_backends(request: Request) -> tuple[str, ...]:
-    """``?backends=torch`` (or ``keras``, ``onnx``, any of them comma-separated; default all three): who answers."""
-    asked = request.query_params.get("backends")
+    """``?backends=torch`` (or ``keras``, ``onnx``, any of them comma-separated; default all three): who answers.
+
+    Any other query parameter (``?backend=torch``), or ``backends`` given twice, is a 400: silently
+    answering from all three backends, or from one of the two lists, is not what was asked.
+    """
+    params = request.query_params
+    unknown = sorted(set(params.keys()) - {"backends"})
+    if unknown:
+        raise refuse(BAD_REQUEST, f"unknown query parameter {unknown[0]!r}: /predict takes only backends (torch, "
+                                  f"keras, onnx, comma-separated)")
+    if len(params.getlist("backends")) > 1:
+        raise refuse(BAD_REQUEST, "backends is given more than once: name them all in one, comma-separated")
+    asked = params.get("backends")
     if asked is None:
         return BACKENDS
     names = tuple(dict.fromkeys(name.strip() for name in asked.split(",") if name.strip()))
@@ -113,12 +124,14 @@ def form_picture(content_type: str, body: bytes) -> tuple[bytes, str]:
     """(picture bytes, name) from a multipart/form-data body: its field ``file``, or a 400."""
     form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
-    if form.is_multipart():
-        for part in form.iter_parts():
-            if part.get_param("name", header="content-disposition") == FIELD:
-                filename = " ".join((part.get_filename() or "").split())[:100]
-                return part.get_payload(decode=True) or b"", f"file {filename!r}" if filename else "file"
-    raise refuse(BAD_REQUEST, f"the multipart form has no field {FIELD!r} holding the picture")
+    parts = [part for part in form.iter_parts() if part.get_param("name", header="content-disposition") == FIELD] \
+        if form.is_multipart() else []
+    if not parts:
+        raise refuse(BAD_REQUEST, f"the multipart form has no field {FIELD!r} holding the picture")
+    if len(parts) > 1:  # one picture per request: the others would go unanswered
+        raise refuse(BAD_REQUEST, f"the multipart form has {len(parts)} fields {FIELD!r}: send one picture per request")
+    filename = " ".join((parts[0].get_filename() or "").split())[:100]
+    return parts[0].get_payload(decode=True) or b"", f"file {filename!r}" if filename else "file"
 
 
 def prepare_upload(kind: str, content_type: str, body: bytes, backends: tuple[str, ...]) -> Upload:
