@@ -20,8 +20,8 @@ import numpy as np
 from mnist_common.architecture import MNIST_CLASSES, MNIST_INPUT_SHAPES, Architecture, ArchitectureError, shape_text
 from mnist_common.errors import UserError
 from mnist_common.keras_file import check_file
-from lightning_mnist.checkpoints import load_keras_models, load_networks, model_files
-from lightning_mnist.formats import runnable_format
+from lightning_mnist.checkpoints import ACCEPTED, TORCH_LOADERS, load_keras_models, load_networks, model_files
+from lightning_mnist.formats import FORMATS, runnable_format
 from lightning_mnist.formats.onnx_model import exported_bytes, mnist_runner
 
 BACKENDS = ("torch", "keras", "onnx")
@@ -86,6 +86,12 @@ def resolve(weights: str | os.PathLike, backend: str = "auto") -> tuple[Path, li
                             f"(auto or {runnable.backend}), not {backend}")
         path = check_file(weights, "model")
         return path, [path], runnable.backend
+    deployed = FORMATS.get(Path(weights).suffix.lower())
+    if deployed is not None and deployed.suffix not in TORCH_LOADERS:  # .pt2, .tflite: for deploying elsewhere
+        runs = " or ".join(f"an {f.suffix} file (--backend {f.backend})" for f in FORMATS.values()
+                           if f.backend and f.suffix not in TORCH_LOADERS)
+        raise UserError(f"{weights}: {deployed.what} is a file for deploying, which predict and serve do not run; give "
+                        f"{ACCEPTED}, or {runs}")
     try:
         source, paths, default = model_files(weights)
     except OSError as err:  # permissions, I/O errors
