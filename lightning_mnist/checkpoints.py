@@ -199,7 +199,10 @@ def keras_file_network(path: str | os.PathLike) -> KerasNetwork:
 def fold_model_paths(results_path: str | os.PathLike) -> tuple[Path, list[Path], str]:
     """(the cv_results.json, its fold model files, its framework); a folder holding one is accepted too."""
     source = Path(results_path)
-    if source.is_dir() and (source / CV_RESULTS_FILE).is_file():
+    if source.is_dir():
+        if not (source / CV_RESULTS_FILE).is_file():
+            raise UserError(f"{results_path}: a folder without a {CV_RESULTS_FILE} (a k-fold run's folder holds one); "
+                            f"name {ACCEPTED}")
         source = source / CV_RESULTS_FILE
     check_file(source, "k-fold results")
     try:
@@ -264,6 +267,8 @@ def model_files(path: str | os.PathLike) -> tuple[Path, list[Path], str]:
     """(source, model files, default backend) for what ``--weights``/``--ckpt_path`` names."""
     if "://" in str(path):
         check_file(str(path), "model")  # refused in one line: these commands read local files
+    if not str(path).strip():  # Path("") is the current folder
+        raise UserError(f"'': an empty name; name {ACCEPTED}")
     path = Path(path)
     if _single_file_kind(path) == RESULTS_SUFFIX:
         source, paths, framework = fold_model_paths(path)

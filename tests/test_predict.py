@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import io
 import json
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -182,6 +183,12 @@ def test_bad_images_raise_one_line_errors(tmp_path):
             prepare(tmp_path / name)
         message = str(info.value)
         assert "\n" not in message and str(tmp_path / name) in message and reason in message, message
+    os.mkfifo(tmp_path / "pipe.png")  # read, it would wait for a writer forever
+    for path, reason in ((tmp_path / "pipe.png", "pipe.png: is not a regular file"),
+                         ("/dev/zero", "/dev/zero: is not a regular file"), ("", "'': an empty name")):
+        with pytest.raises(ImageError) as info:
+            prepare(path)
+        assert reason in str(info.value), info.value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,6 +267,7 @@ def test_kfold_ensemble_averages_its_folds(seed_ckpt, tmp_path, seed_png, seed_k
                         "Lightning checkpoint (.ckpt), a Keras model (.keras) or a k-fold run's cv_results.json, or an "
                         ".onnx file (--backend onnx)"),
     ("model.tflite", b"x", "a LiteRT model is a file for deploying"),
+    ("folder.ckpt", "folder", "folder.ckpt: a folder without a cv_results.json"),
     ("cv_results.json", b"{\"folds\": []}", "not a k-fold"),
     ("broken.json", b"{not json", "not a readable k-fold"),
     ("lost_folds.json", b"{\"folds\": [{\"model_path\": \"gone.ckpt\"}]}", "fold 0 model"),
@@ -268,7 +276,9 @@ def test_bad_weights_fail_in_one_line(name, content, reason, tmp_path, capsys, s
     from lightning_mnist.commands.predict import main
 
     weights = tmp_path / name
-    if content is not None:
+    if content == "folder":
+        weights.mkdir()
+    elif content is not None:
         weights.write_bytes(content)
     with pytest.raises(SystemExit) as info:
         main([str(seed_png), "--weights", str(weights)])

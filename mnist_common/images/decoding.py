@@ -40,6 +40,8 @@ def first_line(err: BaseException) -> str:
 
 def open_image(path: str | os.PathLike) -> Image.Image:
     """Read and fully decode the file ``path``; :class:`ImageError` for anything that is not a sane image."""
+    if not str(path).strip():  # Path("") is the current folder
+        raise ImageError(repr(str(path)), "an empty name, not an image file")
     p = Path(path)
     try:
         st = p.stat()
@@ -49,6 +51,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise ImageError(path, f"cannot be read ({os_reason(err)})") from None
     if p.is_dir():
         raise ImageError(path, "is a directory, not an image")
+    if not p.is_file():  # /dev/zero would be read forever, a FIFO waits for a writer
+        raise ImageError(path, "is not a regular file (a device, FIFO or socket), not an image")
     if st.st_size == 0:
         raise ImageError(path, "is empty (0 bytes)")
     try:
