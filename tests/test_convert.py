@@ -243,7 +243,7 @@ def _refusal_case(bad_files: Path, tmp_path: Path, src: str, dst: str) -> tuple[
     work = tmp_path / "work"
     work.mkdir(parents=True)
     source = bad_files / src if (bad_files / src).exists() else work / src
-    return [str(source), str(work / dst)], work, work / dst
+    return [str(source), dst if "://" in dst else str(work / dst)], work, work / dst
 
 
 # Kinds of bad input through the real command line (run side by side to save time):
@@ -283,6 +283,7 @@ MORE_REFUSALS = [
     ("narrow.ckpt", "out.keras", "shape"),
     ("garbage.ckpt", "out.keras", "not a PyTorch checkpoint"),
     ("missing.ckpt", "out.keras", "no such file"),
+    ("narrow.ckpt", "https://example.invalid/out.onnx", "a URL; convert writes a local file"),
 ]
 
 

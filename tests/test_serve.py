@@ -187,6 +187,7 @@ def no_server(monkeypatch):
     (["--api_servers", "100000"], f"--api_servers must be at most {4 * (os.cpu_count() or 1)}"),
     (["--threads", "100000"], f"--threads must be at most {os.cpu_count() or 1} (this machine's cores"),
     (["--max_bytes", "10"], "--max_bytes must be at least 1024"),
+    (["--max_bytes", "1000000000000000"], "--max_bytes must be at most 1073741824"),
     (["--batch_timeout", "5"], "--batch_timeout must be between 0 and 1"),
     (["--keras_weights", "missing.keras"], "--keras_weights missing.keras: no such file"),
     (["--weights", "broken.ckpt"], "--weights broken.ckpt is not a PyTorch checkpoint"),

@@ -41,6 +41,8 @@ def convert(src: str, dst: str, check_images: int = MAX_CHECK_IMAGES, data_dir: 
     from lightning_mnist.checkpoints import load_networks
     from lightning_mnist.formats import format_for  # torch loads here; Keras only for .ckpt <-> .keras and .tflite
 
+    if "://" in str(dst):
+        raise UserError(f"dst {dst}: a URL; convert writes a local file (upload it afterwards)")
     destination_format = format_for(src, dst)
     src, dst = check_readable(check_file(src), str(src)), Path(dst)  # a missing, unreadable or remote source
     if not 1 <= check_images <= MAX_CHECK_IMAGES:

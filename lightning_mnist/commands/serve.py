@@ -22,6 +22,7 @@ from mnist_common.errors import UserError, exit_on_user_error, one_line
 from lightning_mnist.serving.uploads import MAX_BYTES
 
 PROG = "python -m lightning_mnist serve"
+MAX_BYTES_LIMIT = 1 << 30  # 1 GiB: far beyond any picture of a digit
 PROCESSES_PER_CORE = 4  # inference and HTTP processes beyond this only queue for the cores (and fill the memory)
 
 
@@ -58,7 +59,8 @@ def serve(weights: str, keras_weights: str | None = None, onnx_weights: str | No
             ("port", port, 65535, "the largest TCP port"),
             ("threads", threads, cores, "this machine's cores: more threads per worker only wait for each other"),
             ("workers", workers, PROCESSES_PER_CORE * cores, f"{PROCESSES_PER_CORE} per core: each holds three models"),
-            ("api_servers", api_servers, PROCESSES_PER_CORE * cores, f"{PROCESSES_PER_CORE} per core")):
+            ("api_servers", api_servers, PROCESSES_PER_CORE * cores, f"{PROCESSES_PER_CORE} per core"),
+            ("max_bytes", max_bytes, MAX_BYTES_LIMIT, "each request body is held in memory while it is read")):
         if value > high:
             raise UserError(f"--{name} must be at most {high} ({why}), got {value}")
     if not 0 <= batch_timeout <= 1:
