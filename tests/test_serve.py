@@ -258,6 +258,24 @@ def test_a_malformed_request_is_answered_in_json(served):
     assert served.process.poll() is None
 
 
+def test_a_client_that_leaves_mid_body_leaves_no_traceback(served, seed_png):
+    """A body cut short (the client half-closes) is refused like any bad request: no traceback in the server's log."""
+    host, port = served.url.rsplit("/", 1)[1].split(":")
+    logged = served.log.stat().st_size
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as client:
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n"
+                       + b"\x89PNG\r\n\x1a\n")
+        client.shutdown(socket.SHUT_WR)
+        while client.recv(65536):
+            pass
+    assert post_image(served.url, seed_png.read_bytes()).status_code == 200  # still serving, and the log is flushed
+    with open(served.log, "rb") as log:
+        log.seek(logged)
+        written = log.read().decode(errors="replace")
+    assert "Traceback" not in written and "ClientDisconnect" not in written, written[-3000:]
+    assert served.process.poll() is None
+
+
 def keras_refused_files(folder: Path, seed_keras: Path) -> dict[str, Path]:
     """``.keras`` files the project's own check accepts (and PyTorch runs) but Keras refuses to build."""
     import zipfile

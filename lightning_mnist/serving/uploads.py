@@ -30,6 +30,7 @@ import numpy as np
 from fastapi import HTTPException, Request
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from mnist_common.images.decoding import ImageError
 from mnist_common.images.preparation import prepare_bytes
@@ -98,11 +99,14 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         except ValueError:
             raise refuse(BAD_REQUEST, f"Content-Length is not a number: {declared!r}") from None
     chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > max_bytes:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > max_bytes:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone before its body was whole: an answer nobody reads, not a traceback in the log
+        raise refuse(BAD_REQUEST, "the client disconnected before the whole request body arrived") from None
     return b"".join(chunks)
 
 
