@@ -679,13 +679,20 @@ def check_flags_used(subcommand: str, argv) -> None:
                             f"setting would be ignored (leave it out)")
 
 
+def check_batch_limits(trainer, who: str, limits: dict[str, str]) -> None:
+    """Refuse a ``--trainer.limit_*_batches`` of 0 in ``limits`` (name -> what ``who`` would then do to no batch)."""
+    for name, verb in limits.items():
+        value = trainer.get(name)
+        if value is not None and value <= 0:
+            raise UserError(f"--trainer.{name} {value:g}: {who} would {verb} no batch; give a count of at least 1 or "
+                            f"a fraction above 0")
+
+
 def check_scored_batches(subcommand: str, trainer) -> None:
     """``test``/``validate`` limited to no batch would score nothing (Lightning returns no metric, or none at all)."""
     name = {"test": "limit_test_batches", "validate": "limit_val_batches"}.get(subcommand)
-    value = trainer.get(name) if name else None
-    if value is not None and value <= 0:
-        raise UserError(f"--trainer.{name} {value:g}: `{subcommand}` would score no batch; give a count of at least 1 "
-                        f"or a fraction above 0")
+    if name:
+        check_batch_limits(trainer, f"`{subcommand}`", {name: "score"})
 
 
 def check_validated_and_tested(config, train_batches: int) -> None:
@@ -696,12 +703,8 @@ def check_validated_and_tested(config, train_batches: int) -> None:
     """
     trainer, monitors = config.trainer, (config.early_stopping.monitor, config.checkpoint.monitor)
     validated = any(str(m).startswith("val/") for m in monitors)  # else training metrics are enough
-    for name, stage in (("limit_train_batches", "train on"), ("limit_test_batches", "test"),
-                        ("limit_val_batches", "validate") if validated else (None, None)):
-        value = trainer.get(name) if name else None
-        if value is not None and value <= 0:
-            raise UserError(f"--trainer.{name} {value:g}: fit would {stage} no batch; give a count of at least 1 or a "
-                            f"fraction above 0")
+    check_batch_limits(trainer, "fit", {"limit_train_batches": "train on", "limit_test_batches": "test",
+                                        **({"limit_val_batches": "validate"} if validated else {})})
     limit = trainer.limit_train_batches
     if isinstance(limit, int) and not isinstance(limit, bool):
         train_batches = min(train_batches, limit)
