@@ -144,6 +144,56 @@ def test_epoch_metrics_cover_every_batch_of_the_epoch(mnist_dir, tmp_path):
     assert math.isclose(logged["val/acc"], expected_acc, abs_tol=1e-6)
 
 
+def test_epoch_means_agree_with_torchmetrics_over_uneven_batches_and_dtypes():
+    """The classifier's lean epoch means give what MeanMetric and MulticlassAccuracy give (the classes they replace),
+    with a short last batch weighing its images, bfloat16 losses summed in float32, and a reset starting over."""
+    from torchmetrics.aggregation import MeanMetric
+    from torchmetrics.classification import MulticlassAccuracy
+
+    from lightning_mnist.models.metrics import EpochMean
+
+    generator = torch.Generator().manual_seed(0)
+    batches = [(torch.rand(n, generator=generator) * 3, torch.randn(n, 10, generator=generator),
+                torch.randint(0, 10, (n,), generator=generator)) for n in (32, 32, 7)]
+    loss, acc = EpochMean(), EpochMean()
+    for _ in range(2):  # the second pass after a reset must give the same
+        loss.reset(), acc.reset()
+        reference_loss, reference_acc = MeanMetric(), MulticlassAccuracy(10, average="micro")
+        for losses, logits, labels in batches:
+            loss.update(losses), acc.update(logits.argmax(1) == labels)
+            reference_loss.update(losses), reference_acc.update(logits, labels)
+        assert math.isclose(loss.compute().item(), reference_loss.compute().item(), rel_tol=1e-6)
+        assert math.isclose(acc.compute().item(), reference_acc.compute().item(), abs_tol=1e-7)
+        assert acc.count.item() == 71  # images, not batches
+    in_bf16 = EpochMean()
+    for losses, _, _ in batches:
+        in_bf16.update(losses.bfloat16())
+    exact = torch.cat([losses.bfloat16().double() for losses, _, _ in batches]).mean().item()
+    assert in_bf16.total.dtype == torch.float32 and math.isclose(in_bf16.compute().item(), exact, rel_tol=1e-6)
+
+
+def test_a_checkpoint_with_another_releases_epoch_metrics_resumes_without_them():
+    """A mid-epoch checkpoint of a release that kept torchmetrics' own states (other names) loads; its epoch
+    means start at the resume. Ours come back exactly."""
+    from lightning_mnist.models.classifier import EPOCH_IN_PROGRESS
+
+    model = MnistClassifier()
+    model.metrics["train/loss"].update(torch.tensor([1.0, 2.0, 6.0]))
+    model._training_epoch_open = True
+    saved: dict = {}
+    model.on_save_checkpoint(saved)
+    assert set(saved[EPOCH_IN_PROGRESS]["train/loss"]) == {"total", "count"}
+    resumed = MnistClassifier()
+    resumed.on_load_checkpoint(saved)
+    assert resumed.metrics["train/loss"].compute().item() == 3.0
+    older = MnistClassifier()
+    older.on_load_checkpoint({EPOCH_IN_PROGRESS: {"train/loss": {"mean_value": torch.tensor(9.0),
+                                                                 "weight": torch.tensor(3.0)},
+                                                  "train/acc": {"tp": torch.tensor([5]), "fp": torch.tensor([1]),
+                                                                "tn": torch.tensor([0]), "fn": torch.tensor([1])}}})
+    assert older.metrics["train/loss"].count.item() == 0 and older.metrics["train/acc"].count.item() == 0
+
+
 def test_the_training_order_is_random_samplers_and_resumes_at_the_next_batch():
     """The same batches and random draws as DataLoader(shuffle=True); a state taken after some batches gives the
     rest of that epoch in another loader, without one more draw from torch's generator."""

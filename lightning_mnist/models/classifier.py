@@ -10,14 +10,13 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torch.optim.lr_scheduler import OneCycleLR
 from torchmetrics import Metric
-from torchmetrics.aggregation import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
 
 from mnist_common.architecture import DEFAULT_PRESET
 from mnist_common.model_files import load_architecture
 from mnist_common.schedules import ONE_CYCLE
 from mnist_common.settings import check_optimizer_settings
 from mnist_common.errors import UserError
+from lightning_mnist.models.metrics import EpochMean
 from lightning_mnist.models.network import KerasNetwork
 from lightning_mnist.models.optim import KerasAdam
 
@@ -73,15 +72,10 @@ class MnistClassifier(LightningModule):
         self.hparams["architecture"] = self.architecture.to_config()  # checkpoints describe their network
         self.network: nn.Module = KerasNetwork(self.architecture)
         self.use_channels_last(channels_last)
-        num_classes = self.architecture.num_classes
 
         # One loss mean and one accuracy per stage, keyed by the names they are logged under
-        # (train/loss, train/acc, val/loss, ...). They accumulate on the device; validate_args=False
-        # and nan_strategy="disable" skip input checks that would cost time on every step.
-        self.metrics = nn.ModuleDict()
-        for stage in STAGES:
-            self.metrics[f"{stage}/loss"] = MeanMetric(nan_strategy="disable")
-            self.metrics[f"{stage}/acc"] = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        # (train/loss, train/acc, val/loss, ...). They accumulate on the device, one add a step each.
+        self.metrics = nn.ModuleDict({f"{stage}/{name}": EpochMean() for stage in STAGES for name in ("loss", "acc")})
         self._unlogged_stages: set[str] = set()
         self._training_epoch_open = False  # between the start and the end of a training epoch
 
@@ -106,10 +100,9 @@ class MnistClassifier(LightningModule):
         logits = self(images)
         losses = F.cross_entropy(logits, labels, reduction="none",
                                  label_smoothing=self.hparams.label_smoothing if stage == "train" else 0.0)
-        # Per-image losses, not (batch mean, batch size): MeanMetric with nan_strategy="disable"
-        # ignores weights (torchmetrics 1.9), and a short last batch must weigh less.
+        # Per-image values, so that a short last batch weighs less.
         self.metrics[f"{stage}/loss"].update(losses.detach())
-        self.metrics[f"{stage}/acc"].update(logits.detach(), labels)
+        self.metrics[f"{stage}/acc"].update(logits.detach().argmax(dim=1) == labels)
         if stage in self._unlogged_stages:
             # Once per epoch is enough: Lightning keeps the Metric objects and computes, syncs and
             # resets them when the epoch ends. self.log in every step would cost ~0.2 ms a call.
@@ -183,10 +176,11 @@ class MnistClassifier(LightningModule):
                                              for name, metric in self._train_metrics().items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # torchmetrics' public merge: into a reset metric, the saved sums come back exactly
+        # torchmetrics' public merge: into a reset metric, the saved sums come back exactly. A checkpoint
+        # of an older release kept torchmetrics' own states: its epoch means then start at the resume.
         for name, state in (checkpoint.get(EPOCH_IN_PROGRESS) or {}).items():
             metric = self._train_metrics().get(name)
-            if metric is not None:
+            if metric is not None and set(state) == set(metric.metric_state):
                 metric.reset()
                 metric.merge_state({key: value.to(metric.device) for key, value in state.items()})
 
