@@ -194,6 +194,13 @@ def test_a_non_mnist_model_and_a_k_fold_run_export(tmp_path, mnist_dir, capsys):
         mean = torch.stack([torch.softmax(n.eval()(torch.from_numpy(x).permute(0, 3, 1, 2)), 1) for n in networks])
     for suffix, runtime in ((".pt2", exported_program), (".onnx", onnx_model), (".tflite", litert_model)):
         assert np.abs(runtime.load(tmp_path / f"ensemble{suffix}")(x) - mean.mean(0).numpy()).max() <= 1e-6, suffix
+    # the run's folder, as predict and serve take it, names its cv_results.json
+    convert(capsys, tmp_path, tmp_path / "from_folder.onnx", "--check_images", "20", "--data_dir", mnist_dir)
+    assert np.abs(onnx_model.load(tmp_path / "from_folder.onnx")(x) - mean.mean(0).numpy()).max() <= 1e-6
+    (tmp_path / "empty").mkdir()
+    code, error, _ = main_error(command_line, ["convert", str(tmp_path / "empty"), str(tmp_path / "e.onnx")], capsys)
+    assert code == 2 and "empty: a folder without a cv_results.json" in error, error
+    assert not (tmp_path / "e.onnx").exists()
 
 
 # Bad destinations: exit 2, one ``error:`` line naming the value and what is allowed, nothing written.

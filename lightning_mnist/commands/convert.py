@@ -31,18 +31,20 @@ def convert(src: str, dst: str, check_images: int = MAX_CHECK_IMAGES, data_dir: 
     and give probabilities.
 
     Args:
-        src: the .ckpt, .keras or cv_results.json file to read.
+        src: the .ckpt, .keras or cv_results.json file to read (or the k-fold run's folder holding the last).
         dst: the .keras, .ckpt, .pt2, .onnx or .tflite file to write (its folder must exist).
         check_images: prove the conversion on this many inputs, 1 to 10000: MNIST test images for a network
             that takes 28x28x1 and gives 10 classes, seeded random ones otherwise.
         data_dir: the folder holding MNIST/raw (default $MNIST_DATA_DIR, else ./data).
         overwrite: replace dst if it exists (otherwise an existing file is refused).
     """
-    from lightning_mnist.checkpoints import load_networks
+    from lightning_mnist.checkpoints import fold_model_paths, load_networks
     from lightning_mnist.formats import format_for  # torch loads here; Keras only for .ckpt <-> .keras and .tflite
 
     if "://" in str(dst):
         raise UserError(f"dst {dst}: a URL; convert writes a local file (upload it afterwards)")
+    if Path(src).is_dir():  # a k-fold run's folder, as predict and serve take it: its cv_results.json
+        src = fold_model_paths(src)[0]
     destination_format = format_for(src, dst)
     src, dst = check_readable(check_file(src), str(src)), Path(dst)  # a missing, unreadable or remote source
     if not 1 <= check_images <= MAX_CHECK_IMAGES:
