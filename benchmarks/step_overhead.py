@@ -19,6 +19,8 @@ and the loop around it (fetching the batch, hooks, progress counters). Contender
 * ``lightning_rich``: the same with Lightning's own default, ``RichProgressBar`` (updated every batch).
 * ``lightning_bare``: no logger, no callbacks, no checkpointing: Lightning's loop alone.
 * ``lightning_no_metrics``: ``lightning`` with a module that updates no metric in training steps.
+* ``lightning_torchmetrics``: ``lightning`` with torchmetrics' ``MeanMetric`` and ``MulticlassAccuracy`` for the
+  epoch means, which the classifier used before its one running sum and count each (``EpochMean``).
 * ``lightning_automatic``: ``lightning`` with Lightning's automatic optimization (its closure and hooks), which
   the classifier used before it stepped its optimizer itself.
 
@@ -48,6 +50,7 @@ from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
 from lightning_mnist.data.datamodule import MNISTDataModule  # noqa: E402
 from lightning_mnist.models import MnistClassifier  # noqa: E402
+from lightning_mnist.models.classifier import STAGES  # noqa: E402
 from lightning_mnist.training.callbacks import EpochHistory, ProgressBar, RandomState, RunCheckpoint  # noqa: E402
 from mnist_common.allocator import keep_freed_memory  # noqa: E402
 from mnist_common.cli import run  # noqa: E402
@@ -56,7 +59,7 @@ from mnist_common.files import write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
 
 Contender = Literal["plain", "lightning", "lightning_progress", "lightning_rich", "lightning_bare",
-                    "lightning_no_metrics", "lightning_automatic"]
+                    "lightning_no_metrics", "lightning_torchmetrics", "lightning_automatic"]
 
 
 class StepClock(Callback):
@@ -81,6 +84,32 @@ class WithoutTrainingMetrics(MnistClassifier):
         loss = torch.nn.functional.cross_entropy(self(images), labels)
         self.optimize(loss)
         return loss
+
+
+class WithTorchmetrics(MnistClassifier):
+    """The classifier with torchmetrics' own mean and accuracy classes, as it had them before ``EpochMean``."""
+
+    def __init__(self, **kwargs) -> None:
+        from torchmetrics.aggregation import MeanMetric
+        from torchmetrics.classification import MulticlassAccuracy
+
+        super().__init__(**kwargs)
+        for stage in STAGES:
+            self.metrics[f"{stage}/loss"] = MeanMetric(nan_strategy="disable")
+            self.metrics[f"{stage}/acc"] = MulticlassAccuracy(self.architecture.num_classes, average="micro",
+                                                              validate_args=False)
+
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        losses = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+        self.metrics[f"{stage}/loss"].update(losses.detach())
+        self.metrics[f"{stage}/acc"].update(logits.detach(), labels)
+        if stage in self._unlogged_stages:
+            self._unlogged_stages.discard(stage)
+            self.log_dict({name: metric for name, metric in self.metrics.items() if name.startswith(f"{stage}/")},
+                          on_step=False, on_epoch=True)
+        return losses.mean()
 
 
 class AutomaticOptimization(MnistClassifier):
@@ -134,8 +163,8 @@ def time_once(contender: str, data: MNISTDataModule, steps: int, lr: float, seed
         taken = train_steps(network, optimizer, x, y, data.hparams.batch_size, data.augmentation, steps=steps,
                             step_seconds=in_step)
         return (time.perf_counter() - started) / taken, sum(in_step) / taken
-    model_class = {"lightning_no_metrics": WithoutTrainingMetrics, "lightning_automatic": AutomaticOptimization}.get(
-        contender, MnistClassifier)
+    model_class = {"lightning_no_metrics": WithoutTrainingMetrics, "lightning_torchmetrics": WithTorchmetrics,
+                   "lightning_automatic": AutomaticOptimization}.get(contender, MnistClassifier)
     model = model_class(lr=lr)
     if contender != "lightning_automatic":  # there the step runs inside the optimizer's closure, hooks and all
         timed_training_step(model, in_step)
