@@ -238,6 +238,7 @@ def assert_one_line_error(proc, *fragments: str) -> None:
 
 SERVER_START_SECONDS = 180  # importing torch and TensorFlow and loading both models: ~12 s on 2 idle cores
 SERVE_MAX_BYTES = 2_000_000  # the body limit the test server runs with (--max_bytes)
+SERVE_BODY_TIMEOUT = 2.0  # ... and its --body_timeout (seconds), short so that a stalled body's test is quick
 
 
 def free_port() -> int:
@@ -277,7 +278,8 @@ def served(tmp_path_factory, mnist_dir, seed_keras) -> Served:
     log = logs / "serve.log"
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-m", "lightning_mnist", "serve", "--weights", str(weights),
-                                    "--port", url.rsplit(":", 1)[1], "--max_bytes", str(SERVE_MAX_BYTES)],
+                                    "--port", url.rsplit(":", 1)[1], "--max_bytes", str(SERVE_MAX_BYTES),
+                                    "--body_timeout", str(SERVE_BODY_TIMEOUT)],
                                    cwd=workdir, env=module_env(mnist_dir), stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     server = Served(url, process, workdir, log)

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import pytest
 import requests
 from PIL import Image
 
-from conftest import SERVE_MAX_BYTES, assert_one_line_error, free_port
+from conftest import SERVE_BODY_TIMEOUT, SERVE_MAX_BYTES, assert_one_line_error, free_port
 from lightning_mnist.serving.uploads import BACKENDS
 from mnist_common.images.preparation import prepare
 from test_predict import make_bad_images
@@ -189,6 +190,8 @@ def no_server(monkeypatch):
     (["--max_bytes", "10"], "--max_bytes must be at least 1024"),
     (["--max_bytes", "1000000000000000"], "--max_bytes must be at most 1073741824"),
     (["--batch_timeout", "5"], "--batch_timeout must be between 0 and 1"),
+    (["--body_timeout", "0"], "--body_timeout must be between 1 and 3600 seconds, got 0"),
+    (["--body_timeout", "nan"], "--body_timeout: expected float, got nan"),
     (["--keras_weights", "missing.keras"], "--keras_weights missing.keras: no such file"),
     (["--weights", "broken.ckpt"], "--weights broken.ckpt is not a PyTorch checkpoint"),
     (["--weights", "broken.onnx"], "--weights broken.onnx: an .onnx file runs on ONNX Runtime only: give it as "
@@ -274,6 +277,26 @@ def test_a_client_that_leaves_mid_body_leaves_no_traceback(served, seed_png):
         written = log.read().decode(errors="replace")
     assert "Traceback" not in written and "ClientDisconnect" not in written, written[-3000:]
     assert served.process.poll() is None
+
+
+def test_a_stalled_body_gets_408_and_its_connection_closes(served, seed_png):
+    """A client that sends less than its Content-Length and waits holds no connection for ever: after the server's
+    --body_timeout (SERVE_BODY_TIMEOUT in the tests) it gets a JSON 408 and the connection closes."""
+    host, port = served.url.rsplit("/", 1)[1].split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as client:
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n"
+                       + b"\x89PNG\r\n\x1a\n")  # and then nothing, the socket left open
+        answer = b""
+        while chunk := client.recv(65536):  # ends when the server closes the connection
+            answer += chunk
+    waited = time.monotonic() - started
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408") and b"connection: close" in head.lower(), answer
+    assert json.loads(body) == {"error": f"the request body stalled: 8 of 1,000 bytes arrived, then nothing for "
+                                         f"{SERVE_BODY_TIMEOUT:g} s"}
+    assert SERVE_BODY_TIMEOUT <= waited < TIMEOUT, waited
+    assert post_image(served.url, seed_png.read_bytes()).status_code == 200
 
 
 def keras_refused_files(folder: Path, seed_keras: Path) -> dict[str, Path]:

@@ -19,17 +19,18 @@ from typing import Literal
 
 from mnist_common.cli import run
 from mnist_common.errors import UserError, exit_on_user_error, one_line
-from lightning_mnist.serving.uploads import MAX_BYTES
+from lightning_mnist.serving.uploads import BODY_TIMEOUT, MAX_BYTES
 
 PROG = "python -m lightning_mnist serve"
 MAX_BYTES_LIMIT = 1 << 30  # 1 GiB: far beyond any picture of a digit
+BODY_TIMEOUT_RANGE = (1.0, 3600.0)  # seconds: less cuts off a slow phone, more is no timeout
 PROCESSES_PER_CORE = 4  # inference and HTTP processes beyond this only queue for the cores (and fill the memory)
 
 
 def serve(weights: str, keras_weights: str | None = None, onnx_weights: str | None = None, port: int = 8000,
           host: Literal["127.0.0.1", "0.0.0.0", "::"] = "127.0.0.1", workers: int = 1, threads: int = 1,
           max_batch_size: int = 32, batch_timeout: float = 0.005, max_bytes: int = MAX_BYTES,
-          api_servers: int = 2) -> None:
+          body_timeout: float = BODY_TIMEOUT, api_servers: int = 2) -> None:
     """Serve digit predictions from PyTorch, Keras and ONNX Runtime side by side: POST /predict (?backends=torch,
     keras,onnx or any of them), a page at /, GET /health.
 
@@ -47,6 +48,8 @@ def serve(weights: str, keras_weights: str | None = None, onnx_weights: str | No
         max_batch_size: requests LitServe gathers into one batch.
         batch_timeout: seconds LitServe waits to fill a batch.
         max_bytes: the largest request body accepted; larger ones get 413.
+        body_timeout: seconds a request body may stall (no byte arriving) before the request gets 408 and its
+            connection closes (1 to 3600).
         api_servers: HTTP server processes; they read and prepare the pictures, the costliest part of a request.
     """
     for name, value, low in (("port", port, 1024), ("workers", workers, 1), ("threads", threads, 1),
@@ -65,13 +68,17 @@ def serve(weights: str, keras_weights: str | None = None, onnx_weights: str | No
             raise UserError(f"--{name} must be at most {high} ({why}), got {value}")
     if not 0 <= batch_timeout <= 1:
         raise UserError(f"--batch_timeout must be between 0 and 1 second, got {batch_timeout}")
+    if not BODY_TIMEOUT_RANGE[0] <= body_timeout <= BODY_TIMEOUT_RANGE[1]:
+        raise UserError(f"--body_timeout must be between {BODY_TIMEOUT_RANGE[0]:g} and {BODY_TIMEOUT_RANGE[1]:g} "
+                        f"seconds, got {body_timeout}")
     _check_port_free(host, port)
     _check_models(weights, keras_weights, onnx_weights)
 
     from lightning_mnist.serving.server import build_server, serve as run_server
 
     server = build_server(weights, keras_weights, workers=workers, threads=threads, max_batch_size=max_batch_size,
-                          batch_timeout=batch_timeout, max_bytes=max_bytes, onnx_weights=onnx_weights)
+                          batch_timeout=batch_timeout, max_bytes=max_bytes, onnx_weights=onnx_weights,
+                          body_timeout=body_timeout)
     shown = f"[{host}]" if ":" in host else host
     print(f"serving http://{shown}:{port}/ (the page), POST /predict, GET /health (200 once the models are loaded); "
           f"Ctrl-C stops", flush=True)

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lightning_mnist.serving.api import DigitAPI
-from lightning_mnist.serving.uploads import MAX_BYTES
+from lightning_mnist.serving.uploads import BODY_TIMEOUT, MAX_BYTES
 
 PAGE = "page/index.html"
 REQUEST_TIMEOUT = 30.0  # seconds a request may wait for a worker before LitServe answers 504
@@ -46,7 +46,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 def build_server(weights: str | Path, keras_weights: str | Path | None = None, workers: int = 1, threads: int = 1,
                  max_batch_size: int = 32, batch_timeout: float = 0.005, max_bytes: int = MAX_BYTES,
-                 onnx_weights: str | Path | None = None) -> ls.LitServer:
+                 onnx_weights: str | Path | None = None, body_timeout: float = BODY_TIMEOUT) -> ls.LitServer:
     """A LitServer for ``weights`` (PyTorch), ``keras_weights`` (Keras) and ``onnx_weights`` (ONNX Runtime; each
     ``weights`` again when None)."""
     api = DigitAPI(str(weights), str(keras_weights) if keras_weights else None, threads=threads,
@@ -58,6 +58,7 @@ def build_server(weights: str | Path, keras_weights: str | Path | None = None, w
                           disable_openapi_url=True, model_metadata={"weights": names, "max_bytes": max_bytes})
     app = server.app
     app.state.max_bytes = max_bytes  # read by lightning_mnist.serving.uploads.read_upload
+    app.state.body_timeout = body_timeout  # ... and this
     app.router.routes[:] = [route for route in app.router.routes if getattr(route, "path", None) != "/"]
     html = page_html()
 

@@ -20,6 +20,7 @@ it runs in a thread so the event loop keeps answering while a picture is prepare
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email.message
 import email.parser
@@ -38,7 +39,8 @@ from mnist_common.images.preparation import prepare_bytes
 FIELD = "file"  # the multipart field that holds the picture
 BACKENDS = ("torch", "keras", "onnx")
 MAX_BYTES = 10 * 1024 * 1024  # the default body limit: a phone photo of a digit fits, a drawn one is ~10 KiB
-BAD_REQUEST, TOO_LARGE, WRONG_TYPE, UNUSABLE = 400, 413, 415, 422
+BODY_TIMEOUT = 30.0  # the default seconds a request body may stall between two pieces before 408
+BAD_REQUEST, TIMED_OUT, TOO_LARGE, WRONG_TYPE, UNUSABLE = 400, 408, 413, 415, 422
 
 
 @dataclass
@@ -88,8 +90,10 @@ def wanted_backends(request: Request) -> tuple[str, ...]:
     return names
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``max_bytes``."""
+async def read_body(request: Request, max_bytes: int, timeout: float = BODY_TIMEOUT) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``max_bytes``, and with 408 when
+    ``timeout`` seconds pass without a piece of it (a client that sent less than its ``Content-Length``
+    would otherwise hold its connection, and a slot of the server, for ever)."""
     too_large = refuse(TOO_LARGE, f"the request body is larger than the limit of {max_bytes:,} bytes")
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -99,14 +103,23 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         except ValueError:
             raise refuse(BAD_REQUEST, f"Content-Length is not a number: {declared!r}") from None
     chunks, total = [], 0
+    stream = request.stream()
     try:
-        async for chunk in request.stream():
+        while True:
+            try:
+                chunk = await asyncio.wait_for(anext(stream), timeout)
+            except StopAsyncIteration:
+                break
             total += len(chunk)
             if total > max_bytes:
                 raise too_large
             chunks.append(chunk)
     except ClientDisconnect:  # gone before its body was whole: an answer nobody reads, not a traceback in the log
         raise refuse(BAD_REQUEST, "the client disconnected before the whole request body arrived") from None
+    except asyncio.TimeoutError:  # the rest of the body is not read: the connection closes after the answer
+        expected = f" of {int(declared):,}" if declared is not None else ""
+        raise HTTPException(TIMED_OUT, f"the request body stalled: {total:,}{expected} bytes arrived, then nothing for "
+                                       f"{timeout:g} s", headers={"Connection": "close"}) from None
     return b"".join(chunks)
 
 
@@ -153,12 +166,15 @@ def prepare_upload(kind: str, content_type: str, body: bytes, backends: tuple[st
 async def read_upload(request: Request) -> Upload:
     """The FastAPI dependency that turns a ``POST /predict`` request into an :class:`Upload`, or a 4xx.
 
-    The query and the headers are checked before the body is read; the body limit is the app's
-    ``state.max_bytes`` (the server sets it), else :data:`MAX_BYTES`. Splitting a form and preparing
+    The query and the headers are checked before the body is read; the body limit and stall timeout
+    are the app's ``state.max_bytes`` and ``state.body_timeout`` (the server sets them), else
+    :data:`MAX_BYTES` and :data:`BODY_TIMEOUT`. Splitting a form and preparing
     the picture (up to a second for a large photo) run in a thread, so the event loop keeps serving.
     """
     backends = wanted_backends(request)
     content_type = request.headers.get("content-type", "")
     kind = body_kind(content_type)
-    body = await read_body(request, getattr(request.app.state, "max_bytes", MAX_BYTES))
+    state = request.app.state
+    body = await read_body(request, getattr(state, "max_bytes", MAX_BYTES),
+                           getattr(state, "body_timeout", BODY_TIMEOUT))
     return await run_in_threadpool(prepare_upload, kind, content_type, body, backends)
