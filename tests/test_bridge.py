@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 import torch
 
-from bridge_check import SAMPLERS, L, architecture_of, assert_matches_keras, classifier, keras
-from conftest import REPO, assert_one_line_error
+from bridge_check import (SAMPLERS, L, architecture_of, assert_matches_keras, classifier, keras, randomised,
+                          torch_weights_of)
+from conftest import REPO, assert_one_line_error, main_error
 from mnist_common.architecture import LAYER_TYPES, Architecture
 from mnist_common.keras_file import read_keras_file
 from lightning_mnist.__main__ import main as command_line
@@ -350,6 +351,41 @@ def test_more_unsupported_models_are_refused_in_one_line(name, build, message, t
     assert list(work.iterdir()) == []
 
 
+def test_names_tensorflow_cannot_trace_convert_and_predict_eagerly(tmp_path, capsys, mnist_dir, seed_png):
+    """A space, a colon or a non-ASCII letter in a name: Keras' predict, fit and export fail on such a model (TensorFlow
+    refuses them in a graph's name scopes), but it runs eagerly. It converts both ways and to .onnx, proven; predict's
+    Keras backend runs it eagerly; LiteRT's export and the Keras reference's training refuse it in one line."""
+    from keras_reference.__main__ import main as keras_command_line
+    from lightning_mnist.predictors import load_predictor
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(4, 3, name="conv a:b"), L.Flatten(),
+                              L.Dense(10, activation="softmax", name="κλάσεις")], name="my model")
+    assert architecture_of(model).graph_unsafe_name == "my model"
+    source = tmp_path / "odd names.keras"
+    randomised(model).save(source)
+    for destination in ("odd.ckpt", "odd.onnx"):
+        command_line(["convert", str(source), str(tmp_path / destination), "--check_images", "50",
+                      "--data_dir", str(mnist_dir)])
+        assert "max |p_" in capsys.readouterr().out
+    command_line(["convert", str(tmp_path / "odd.ckpt"), str(tmp_path / "back.keras"), "--check_images", "50",
+                  "--data_dir", str(mnist_dir)])
+    assert "max |p_torch - p_keras|" in capsys.readouterr().out
+    predictor = load_predictor(source, backend="keras", graph=True)
+    assert predictor.graph is False
+    pixels = np.random.default_rng(0).random((3, 28, 28), dtype=np.float32)
+    expected = np.asarray(model(pixels[..., None], training=False))
+    assert np.abs(predictor.predict_proba(pixels) - expected).max() < 1e-6
+
+    code, error, _ = main_error(command_line, ["convert", str(source), str(tmp_path / "odd.tflite"),
+                                               "--data_dir", str(mnist_dir)], capsys)
+    assert code == 2 and "the name 'my model' is one TensorFlow refuses in a traced graph" in error, error
+    assert not (tmp_path / "odd.tflite").exists()
+    code, error, _ = main_error(keras_command_line, ["train", "--model.architecture", str(source), "--data.data_dir",
+                                                     str(mnist_dir), "--output_dir", str(tmp_path / "runs")], capsys)
+    assert code == 2 and "so Keras cannot fit it; rename it" in error, error
+    assert not (tmp_path / "runs").exists()
+
+
 def test_keras_io_preset_trains_to_97_percent_in_one_epoch_in_both_frameworks(run_module, tmp_path):
     """The keras-io recipe (Adam 1e-3, batch 128) for one epoch in each framework; Keras' file scores alike."""
     fit = run_module("lightning_mnist", "fit", "--config", REPO / "configs" / "keras_io.yaml",
@@ -457,6 +493,29 @@ def test_layer_order_is_keras_whatever_order_a_description_lists_them(seed):
     model = build_model(architecture)
     assert [layer.name for layer in model.layers if type(layer).__name__ != "InputLayer"] == \
         [node.name for node in architecture.nodes]
+
+
+def test_a_softmax_before_dropout_gives_the_outputs_once():
+    """A softmax followed only by layers that change nothing at inference (Dropout, a linear Activation) gives the
+    model's outputs: the torch network returns its logits there, and the probabilities are Keras' (not a softmax of
+    Keras' probabilities). A softmax whose output another layer also reads gives no logits to take."""
+    inputs = keras.Input((12, 12, 1))
+    x = L.Flatten()(L.Conv2D(4, 3, activation="relu")(inputs))
+    probabilities = L.Dense(10, activation="softmax", name="probabilities")(x)
+    model = keras.Model(inputs, L.Activation("linear")(L.Dropout(0.3)(probabilities)))
+    report = assert_matches_keras(model)  # logits compared with the Dense's own, before its softmax
+    architecture = architecture_of(model)
+    assert architecture.softmax_node.name == "probabilities" and architecture.ends_in_softmax
+    network = KerasNetwork(architecture)
+    network.load_state_dict(torch_weights_of(model, architecture))
+    images = np.random.default_rng(3).random((4, 12, 12, 1), dtype=np.float32)
+    with torch.inference_mode():
+        ours = torch.softmax(network.eval()(torch.from_numpy(images).permute(0, 3, 1, 2)), dim=1).numpy()
+    assert np.abs(ours - np.asarray(model(images, training=False))).max() < 1e-6, report.describe()
+
+    read_twice = L.Add()([L.Dropout(0.3)(probabilities), probabilities])
+    assert architecture_of(keras.Model(inputs, read_twice)).softmax_node is None
+    assert architecture_of(keras.Model(inputs, L.Dense(10)(x))).softmax_node is None  # logits out
 
 
 def test_the_network_is_named_as_keras_and_compiles_and_exports():

@@ -113,6 +113,8 @@ def _unexportable_layer(export: Export, network: KerasNetwork, example: torch.Te
 def _save(export: Export, module: Probabilities, example: torch.Tensor, path: Path, source: Path) -> None:
     try:
         export.save(module, (example,), path)
+    except UserError as err:  # the export's own one-line refusal
+        raise UserError(f"{source}: {err}") from None
     except Exception as err:
         layer = export.find_layer(module, example) if export.find_layer else \
             _unexportable_layer(export, module.networks[0], to_torch_layout(example))

@@ -19,26 +19,39 @@ from lightning_mnist.interop.proof import (  # noqa: F401  (re-exported: the con
 from lightning_mnist.models.network import KerasNetwork
 
 
-def keras_logits_and_outputs(model: "keras.Model", x_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(what goes into the model's final softmax, the model's outputs); logits = outputs without a softmax.
+def run_keras(model: "keras.Model", x_nhwc: np.ndarray, graph: bool = True):
+    """``model`` on ``x_nhwc`` in batches: Keras' ``predict`` (a traced graph), or eager calls where ``graph`` is
+    False (a model whose names TensorFlow refuses in a graph: see ``Architecture.graph_unsafe_name``)."""
+    if graph:
+        return model.predict(x_nhwc, batch_size=BATCH_SIZE, verbose=0)
+    batches = [model(x_nhwc[i:i + BATCH_SIZE], training=False) for i in range(0, len(x_nhwc), BATCH_SIZE)]
+    if isinstance(batches[0], (list, tuple)):
+        return [np.concatenate([np.asarray(batch[k]) for batch in batches]) for k in range(len(batches[0]))]
+    return np.concatenate([np.asarray(batch) for batch in batches])
 
-    Both come from one forward pass: a sub-model also returns the last layer's input, and a
-    final softmax Dense is recomputed from it in float32 without its softmax.
+
+def keras_logits_and_outputs(model: "keras.Model", x_nhwc: np.ndarray, softmax_layer: str | None,
+                             graph: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+    """(what goes into the softmax that gives the model's outputs, the model's outputs); logits = outputs without one,
+    None where the softmax is another layer's activation (a convolution's), whose input is not the logits.
+
+    ``softmax_layer`` names that softmax (the architecture's ``softmax_node``: the output layer, or a
+    softmax followed only by dropouts or linear activations), None where the outputs are logits. Both
+    come from one forward pass: a sub-model also returns that layer's input, and a softmax Dense is
+    recomputed from it in float32 without its softmax. ``graph``: see :func:`run_keras`.
     """
-    last = model.layers[-1]
-    kind, activation = type(last).__name__, last.get_config().get("activation")
-    softmax_layer = kind == "Softmax" or (kind == "Activation" and activation == "softmax")
-    softmax_dense = kind == "Dense" and activation == "softmax"
     with keras_on_cpu():
-        if not (softmax_layer or softmax_dense):  # the outputs are the logits
-            outputs = model.predict(x_nhwc, batch_size=BATCH_SIZE, verbose=0)
+        if softmax_layer is None:  # the outputs are the logits
+            outputs = run_keras(model, x_nhwc, graph)
             return outputs, outputs
-        last_input = last.input  # the output layer is called once, on one tensor
-        features, outputs = keras.Model(model.inputs, [last_input, model.outputs[0]]).predict(
-            x_nhwc, batch_size=BATCH_SIZE, verbose=0)
-    if softmax_layer:
+        layer = model.get_layer(softmax_layer)  # called once, on one tensor
+        features, outputs = run_keras(keras.Model(model.inputs, [layer.input, model.outputs[0]]), x_nhwc, graph)
+    kind = type(layer).__name__
+    if kind in ("Softmax", "Activation"):  # its input is the logits
         return features, outputs
-    weights = [np.asarray(w, dtype=np.float32) for w in last.get_weights()]
+    if kind != "Dense":
+        return None, outputs
+    weights = [np.asarray(w, dtype=np.float32) for w in layer.get_weights()]
     logits = features.astype(np.float32) @ weights[0] + (weights[1] if len(weights) > 1 else 0.0)
     return logits, outputs
 
@@ -50,10 +63,15 @@ def compare(network: KerasNetwork, model: "keras.Model", x: torch.Tensor, labels
     network = network.cpu()
     z_torch = torch_logits(network, x).float()
     p_torch = torch.softmax(z_torch, dim=1).numpy()
-    z_keras, outputs = keras_logits_and_outputs(model, keras_inputs(network.architecture, x))
+    architecture = network.architecture
+    softmax = architecture.softmax_node
+    z_keras, outputs = keras_logits_and_outputs(model, keras_inputs(architecture, x),
+                                                None if softmax is None else softmax.name,
+                                                graph=architecture.graph_unsafe_name is None)
     p_keras = outputs if network.outputs_probabilities else torch.softmax(torch.from_numpy(outputs), 1).numpy()
     report = compare_probabilities(p_torch, p_keras, labels, inputs)
-    report.max_logit_diff = float(np.abs(z_torch.numpy() - z_keras).max())
+    if z_keras is not None and z_keras.shape == tuple(z_torch.shape):
+        report.max_logit_diff = float(np.abs(z_torch.numpy() - z_keras).max())
     return report
 
 

@@ -8,7 +8,8 @@ Keras' layer order, each on the outputs of the layers it names: a plain loop a r
 follow, which ``torch.compile`` and ``torch.export`` trace into one graph.
 
 The network returns logits: a final softmax (a ``Dense(..., activation="softmax")`` or a
-``Softmax`` layer) is left out, because cross-entropy on logits is the stable form; the
+``Softmax`` layer, also one followed only by a Dropout or a linear Activation, which change
+nothing outside training) is left out, because cross-entropy on logits is the stable form; the
 classifier applies the softmax where users see probabilities.
 
 Inputs are the model's own layout, in torch's terms: (N, C, H, W) for an (H, W, C) model,
@@ -24,7 +25,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from mnist_common.architecture import Architecture, Softmax, applies_softmax
+from mnist_common.architecture import Architecture, Softmax
 from mnist_common.architecture.layers import Layer
 from mnist_common.errors import UserError
 from lightning_mnist.models.layers import build
@@ -44,10 +45,9 @@ class KerasNetwork(nn.Module):
     def __init__(self, architecture: Architecture) -> None:
         super().__init__()
         self.architecture = architecture
-        output = architecture.output.name
+        softmax = architecture.softmax_node
         for node in architecture.nodes:
-            layer = _without_softmax(node.layer) if node.name == output and architecture.ends_in_softmax \
-                else node.layer
+            layer = _without_softmax(node.layer) if softmax is not None and node.name == softmax.name else node.layer
             if node.name in dir(self):
                 raise UserError(f"{architecture.name}: layer name {node.name!r} is also a torch.nn.Module "
                                 f"attribute; rename the layer")
@@ -76,7 +76,7 @@ class KerasNetwork(nn.Module):
     @property
     def outputs_probabilities(self) -> bool:
         """Whether the Keras model's outputs are ``softmax(self(x))`` (else they are ``self(x)`` itself)."""
-        return applies_softmax(self.architecture.output.layer)
+        return self.architecture.ends_in_softmax
 
     def keras_outputs(self, x: torch.Tensor) -> torch.Tensor:
         """What the Keras model of the same architecture outputs for ``x``."""

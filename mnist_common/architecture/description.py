@@ -39,10 +39,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mnist_common.architecture.layers import LAYER_TYPES, MAX_RANK, Layer, LayerError, Shape, applies_softmax, shape_text
+from mnist_common.architecture.layers import (LAYER_TYPES, MAX_RANK, Layer, LayerError, Shape, applies_softmax,
+                                              identity_at_inference, shape_text)
 from mnist_common.errors import UserError
 
 PRESETS_DIR = Path(__file__).with_name("presets")
+# The names TensorFlow takes for the name scopes of a traced graph, which Keras opens for the model (a root
+# scope) and each layer: Keras' predict, fit and export trace one; eager calls and torch take any name.
+GRAPH_ROOT_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.>-]*")
+GRAPH_LAYER_NAME = re.compile(r"[A-Za-z0-9_.>-]+")
 DEFAULT_PRESET = "notebook"
 MNIST_INPUT_SHAPE = (28, 28, 1)
 # The layouts an MNIST model may take its 784 pixels in: an image, a 28x28 map, a flat vector.
@@ -292,9 +297,35 @@ class Architecture:
         return self.output_shape[0]
 
     @property
+    def softmax_node(self) -> Node | None:
+        """The node whose softmax gives the model's outputs, or None (the outputs are not probabilities).
+
+        The output node, or the softmax behind a chain of layers that change nothing outside training
+        (``Dense(softmax)`` then ``Dropout``): the model's outputs are that softmax's probabilities,
+        and the torch side returns the softmax's input (logits) there instead.
+        """
+        by_name = {node.name: node for node in self.nodes}
+        readers = [name for node in self.nodes for name in node.inputs]
+        node = self.output
+        while not applies_softmax(node.layer):
+            source = node.inputs[0] if len(node.inputs) == 1 else None
+            if not identity_at_inference(node.layer) or source not in by_name or readers.count(source) != 1:
+                return None  # a layer that changes values, the input, or a softmax another layer reads too
+            node = by_name[source]
+        return node
+
+    @property
     def ends_in_softmax(self) -> bool:
         """The model's outputs are probabilities: the torch side returns the softmax's input instead."""
-        return applies_softmax(self.output.layer)
+        return self.softmax_node is not None
+
+    @property
+    def graph_unsafe_name(self) -> str | None:
+        """The model's or a layer's name that TensorFlow refuses in a traced graph (a space, a colon, a non-ASCII
+        letter), else None: Keras cannot ``predict``, ``fit`` or export such a model, only call it eagerly."""
+        if not GRAPH_ROOT_NAME.fullmatch(self.name):
+            return self.name
+        return next((node.name for node in self.nodes if not GRAPH_LAYER_NAME.fullmatch(node.name)), None)
 
     @property
     def takes_mnist(self) -> bool:
