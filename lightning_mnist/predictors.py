@@ -127,6 +127,8 @@ def load_predictor(weights: str | os.PathLike, backend: str = "auto", graph: boo
     if classes != [MNIST_CLASSES]:  # the answer is a digit, 0 to 9 (ONNX Runtime's backend checks its own graph)
         raise ArchitectureError(f"{source}: its network gives {' and '.join(map(str, classes))} classes; predict and "
                                 f"serve answer with a digit, 0 to 9, from a network of {MNIST_CLASSES} classes")
+    for each in architectures:
+        each.require_one_distribution(f"{source}: predict and serve")
     # a model whose names TensorFlow refuses in a graph runs eagerly (Keras' own predict fails on it)
     graph = graph and all(a.graph_unsafe_name is None for a in architectures)
     return Predictor(backend=backend, source=source, paths=paths, architectures=architectures, models=models,

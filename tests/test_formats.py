@@ -360,3 +360,36 @@ def test_predict_refuses_onnx_files_it_cannot_run_in_one_line(onnx_files, seed_k
     code, error, _ = main_error(command_line, ["predict", str(seed_png), "--weights", str(path), "--backend", backend],
                                 capsys)
     assert code == 2 and fragment in error, error
+
+
+def test_outputs_that_are_no_choice_among_the_classes_are_not_deployed(tmp_path, capsys, mnist_dir, seed_png):
+    """A sigmoid output (independent per-class probabilities) or a single output is no choice among classes: deploy
+    files, ONNX Runtime's backend and predict, which give one softmax over the classes, refuse it in one line (they
+    gave softmax(sigmoid), and a constant 1). A .keras conversion keeps it, proven on the values themselves: a softmax
+    over one value is 1 whatever the weights, which proved nothing."""
+    from lightning_mnist.interop.keras_models import keras_model_from_torch
+    from lightning_mnist.interop.parity import compare
+
+    for units, activation, reason in (
+            (10, "sigmoid", "output layer (dense) applies sigmoid: independent per-class probabilities"),
+            (1, "linear", "gives 1 value, whose softmax is always 1")):
+        architecture = Architecture.from_config({"name": f"sigmoid{units}", "input_shape": [28, 28, 1], "layers": [
+            {"type": "Flatten"}, {"type": "Dense", "units": units, "activation": activation}]})
+        network = KerasNetwork(architecture).eval()
+        source = save_checkpoint(tmp_path / f"sigmoid{units}.ckpt", architecture, network.state_dict())
+        for suffix in EXPORTS:
+            code, error, _ = main_error(command_line, ["convert", str(source), str(tmp_path / f"out{suffix}"),
+                                                       "--data_dir", str(mnist_dir)], capsys)
+            assert code == 2 and f"{suffix} files give one softmax over the classes" in error and reason in error
+        assert sorted(p.suffix for p in tmp_path.iterdir()) == [".ckpt"] * (1 if units == 10 else 2)
+        if units == 10:
+            code, error, _ = main_error(command_line, ["predict", "--weights", str(source), "--backend", "onnx",
+                                                       str(seed_png)], capsys)
+            assert code == 2 and "ONNX Runtime's backend" in error and reason in error, error
+            continue
+        model = keras_model_from_torch(architecture, network.state_dict())
+        x = torch.rand(16, 1, 28, 28)
+        assert compare(network, model, x, None, "random inputs").ok
+        kernel, bias = model.layers[-1].get_weights()
+        model.layers[-1].set_weights([kernel, bias + 0.1])  # the output moves; a softmax of it would not
+        assert not compare(network, model, x, None, "random inputs").ok

@@ -132,6 +132,8 @@ def export_proven(export: Export, source: Path, destination: Path, check_images:
                   data_dir: str | os.PathLike | None = None) -> list[str]:
     """Write ``source``'s model (a file, or a k-fold run's mean) as ``export``'s file, proven (module docstring)."""
     networks = load_networks(source)
+    for network in networks:
+        network.architecture.require_one_distribution(f"{source}: {export.suffix} files")
     module = Probabilities(networks).eval()
     x_torch, labels, inputs = check_inputs(module.architecture, check_images, data_dir)
     # the source as the project runs it (torch's layout, softmax outside the network) ...

@@ -63,7 +63,10 @@ def session(model: Path | bytes, threads: int | None = None):
 def exported_bytes(source: Path) -> bytes:
     """``source``'s model (a ``.ckpt``, ``.keras`` or k-fold run) exported to ONNX in memory, as :data:`FORMAT`
     writes it (a temporary folder holds the file only while the exporter writes it; nothing is left)."""
-    module = Probabilities(load_networks(source)).eval()
+    networks = load_networks(source)
+    for network in networks:
+        network.architecture.require_one_distribution(f"{source}: ONNX Runtime's backend and {SUFFIX} files")
+    module = Probabilities(networks).eval()
     example = torch.zeros(2, *module.input_shape)
     with tempfile.TemporaryDirectory() as folder:
         save(module, (example,), Path(folder) / f"model{SUFFIX}")

@@ -69,6 +69,8 @@ def compare(network: KerasNetwork, model: "keras.Model", x: torch.Tensor, labels
                                                 None if softmax is None else softmax.name,
                                                 graph=architecture.graph_unsafe_name is None)
     p_keras = outputs if network.outputs_probabilities else torch.softmax(torch.from_numpy(outputs), 1).numpy()
+    if architecture.num_classes == 1 and z_keras is not None:  # a softmax over one value is 1 whatever the weights:
+        p_torch, p_keras = z_torch.numpy(), z_keras  # compare what goes into it (a sigmoid's output, a logit)
     report = compare_probabilities(p_torch, p_keras, labels, inputs)
     if z_keras is not None and z_keras.shape == tuple(z_torch.shape):
         report.max_logit_diff = float(np.abs(z_torch.numpy() - z_keras).max())

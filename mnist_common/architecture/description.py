@@ -48,6 +48,8 @@ PRESETS_DIR = Path(__file__).with_name("presets")
 # scope) and each layer: Keras' predict, fit and export trace one; eager calls and torch take any name.
 GRAPH_ROOT_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.>-]*")
 GRAPH_LAYER_NAME = re.compile(r"[A-Za-z0-9_.>-]+")
+# Output activations whose values are a probability per class, each on its own (multi-label), not one choice
+INDEPENDENT_PROBABILITIES = ("sigmoid", "hard_sigmoid")
 DEFAULT_PRESET = "notebook"
 MNIST_INPUT_SHAPE = (28, 28, 1)
 # The layouts an MNIST model may take its 784 pixels in: an image, a 28x28 map, a flat vector.
@@ -340,6 +342,19 @@ class Architecture:
                          for node in architecture.nodes)
 
         return tuple(self.input_shape) == tuple(other.input_shape) and shape_of(self) == shape_of(other)
+
+    def require_one_distribution(self, what: str) -> None:
+        """Refuse a network whose outputs are no scores of one choice among its classes, for ``what``, which gives
+        their softmax: a sigmoid (independent per-class probabilities) or a single output (its softmax is 1)."""
+        activation = getattr(self.output.layer, "activation", None)
+        if activation in INDEPENDENT_PROBABILITIES:
+            raise ArchitectureError(f"{what} give one softmax over the classes; {self.name}'s output layer "
+                                    f"({self.output.name}) applies {activation}: independent per-class "
+                                    f"probabilities (a .ckpt or .keras conversion keeps it as it is)")
+        if self.num_classes < 2:
+            raise ArchitectureError(f"{what} give one softmax over the classes; {self.name} gives "
+                                    f"{self.num_classes} value, whose softmax is always 1 (a .ckpt or .keras "
+                                    f"conversion keeps it as it is)")
 
     def require_mnist(self, what: str) -> None:
         if not self.takes_mnist:
