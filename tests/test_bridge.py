@@ -386,6 +386,17 @@ def test_names_tensorflow_cannot_trace_convert_and_predict_eagerly(tmp_path, cap
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("name, reason", [("conv.1", "holds a '.', which torch uses between module names"),
+                                          ("forward", "is also a torch.nn.Module attribute")])
+def test_layer_names_torch_cannot_hold_are_refused_naming_the_file(name, reason, tmp_path, capsys):
+    model = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(4, 3, name=name), L.Flatten(), L.Dense(10)])
+    model.save(tmp_path / "named.keras")
+    code, error, _ = main_error(command_line, ["convert", str(tmp_path / "named.keras"), str(tmp_path / "out.ckpt")],
+                                capsys)
+    assert code == 2 and "named.keras" in error and f"layer name {name!r} {reason}; rename the layer" in error, error
+    assert not (tmp_path / "out.ckpt").exists()
+
+
 def test_keras_io_preset_trains_to_97_percent_in_one_epoch_in_both_frameworks(run_module, tmp_path):
     """The keras-io recipe (Adam 1e-3, batch 128) for one epoch in each framework; Keras' file scores alike."""
     fit = run_module("lightning_mnist", "fit", "--config", REPO / "configs" / "keras_io.yaml",

@@ -46,13 +46,14 @@ class KerasNetwork(nn.Module):
         super().__init__()
         self.architecture = architecture
         softmax = architecture.softmax_node
+        where = architecture.source or architecture.name  # the file a refused name can be changed in
         for node in architecture.nodes:
             layer = _without_softmax(node.layer) if softmax is not None and node.name == softmax.name else node.layer
             if node.name in dir(self):
-                raise UserError(f"{architecture.name}: layer name {node.name!r} is also a torch.nn.Module "
+                raise UserError(f"{where}: layer name {node.name!r} is also a torch.nn.Module "
                                 f"attribute; rename the layer")
             if "." in node.name:
-                raise UserError(f"{architecture.name}: layer name {node.name!r} holds a '.', which torch uses "
+                raise UserError(f"{where}: layer name {node.name!r} holds a '.', which torch uses "
                                 f"between module names; rename the layer")
             module = nn.Identity() if layer is None else build(layer, *architecture.input_shapes_of(node))
             self.add_module(node.name, module)
