@@ -188,11 +188,9 @@ class RunSettings:
         """Refuse, in one line, what no run can use; check the data files and the output folder. Returns self."""
         architecture = load_architecture(self.model.architecture)
         architecture.require_mnist(f"`{command}` on MNIST")
-        unsafe = architecture.graph_unsafe_name
-        if unsafe is not None:  # Keras' fit would fail with TensorFlow's traceback after loading the data
-            raise UserError(f"--model.architecture {self.model.architecture}: the name {unsafe!r} is one TensorFlow "
-                            f"refuses in a traced graph, so Keras cannot fit it; rename it (letters, digits and "
-                            f"_ . - > only), or train it with python -m lightning_mnist fit")
+        # Keras' fit would fail with TensorFlow's traceback after loading the data
+        architecture.require_graph_safe_names("Keras cannot fit it", "train it with python -m lightning_mnist fit",
+                                              where=f"--model.architecture {self.model.architecture}")
         check_optimizer_settings(self.model.lr, self.model.label_smoothing, self.model.weight_decay)
         self.trainer.ema_decay()
         check_training_length(max_epochs=self.trainer.max_epochs, patience=self.early_stopping.patience)

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from mnist_common.architecture import layer_label
-from mnist_common.errors import UserError
 from lightning_mnist.formats.base import INPUT_NAME, OUTPUT_NAME, Export, Format, Runner, export_proven
 from lightning_mnist.models.network import Probabilities
 
@@ -53,10 +52,8 @@ def save(module: Probabilities, inputs: tuple[torch.Tensor, ...], path: Path,
          export: Callable = export_keras) -> None:
     """Write ``module`` as LiteRT through Keras (the batch axis of a Keras model is dynamic: ``inputs`` unused)."""
     for network in module.networks:  # Keras' export traces a TensorFlow graph, which refuses some names
-        unsafe = network.architecture.graph_unsafe_name
-        if unsafe is not None:
-            raise UserError(f"the name {unsafe!r} is one TensorFlow refuses in a traced graph, which LiteRT's export "
-                            f"is; rename it (letters, digits and _ . - > only), or convert to .onnx or .pt2")
+        network.architecture.require_graph_safe_names("LiteRT's export (Keras') cannot write it",
+                                                      "convert to .onnx or .pt2")
     export(keras_model(module), path)
 
 

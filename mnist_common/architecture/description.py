@@ -343,6 +343,15 @@ class Architecture:
 
         return tuple(self.input_shape) == tuple(other.input_shape) and shape_of(self) == shape_of(other)
 
+    def require_graph_safe_names(self, cannot: str, instead: str, where: str = "") -> None:
+        """Refuse a network with a :attr:`graph_unsafe_name`, for work that traces it in TensorFlow: ``cannot`` says
+        what then fails ("Keras cannot fit it"), ``instead`` what works; ``where`` prefixes the line."""
+        unsafe = self.graph_unsafe_name
+        if unsafe is not None:
+            raise ArchitectureError(f"{where}{': ' if where else ''}the name {unsafe!r} is one TensorFlow refuses in "
+                                    f"a traced graph, so {cannot}; rename it (letters, digits and _ . - > only), or "
+                                    f"{instead}")
+
     def require_one_distribution(self, what: str) -> None:
         """Refuse a network whose outputs are no scores of one choice among its classes, for ``what``, which gives
         their softmax: a sigmoid (independent per-class probabilities) or a single output (its softmax is 1)."""
