@@ -8,7 +8,7 @@ from keras_bridge.backend import import_keras
 from keras_bridge.build import build_model
 from keras_reference.config import LEARNING_RATE, ModelSettings
 from keras_reference.schedules import OneCycleSchedule, OneCycleAdamW
-from mnist_common.architecture import Architecture
+from mnist_common.architecture import Architecture, architecture_from_keras_config
 
 keras = import_keras()
 
@@ -47,14 +47,15 @@ def compile_model(model: "keras.Model", lr: float = LEARNING_RATE, from_logits: 
     """Compile as the notebook did (Adam(lr), categorical cross-entropy on one-hot labels, accuracy), or as
     ``settings`` ask (their lr wins over ``lr``): see :func:`make_optimizer`.
 
-    A model that does not end in a softmax gives logits; its loss is computed from them. With label
+    A model whose outputs are no probabilities (``Architecture.outputs_probabilities``: a softmax's, also one
+    followed by a Dropout, or per-pixel softmaxes averaged) gives logits; its loss is computed from them. With label
     smoothing, a plain cross-entropy metric (``cross_entropy``, ``val_cross_entropy``) is compiled too:
     Lightning smooths only the training loss, and validates and chooses its checkpoint on plain cross-entropy.
     """
     settings = settings or ModelSettings(lr=lr)
     if from_logits is None:
-        from_logits = model.layers[-1].get_config().get("activation") != "softmax" \
-            and type(model.layers[-1]).__name__ != "Softmax"
+        config = keras.saving.serialize_keras_object(model)
+        from_logits = not architecture_from_keras_config(config, model.name).outputs_probabilities
     metrics = ["accuracy"]
     if settings.label_smoothing:
         metrics.append(keras.metrics.CategoricalCrossentropy(name=PLAIN_LOSS, from_logits=from_logits))

@@ -70,7 +70,7 @@ class Predictor:
                 return model.predict_on_batch(x) if self.graph else model(x, training=False)
 
             outputs = [np.asarray(run(m, a), dtype=np.float32) for m, a in zip(self.models, self.architectures)]
-            probs = np.mean([o if a.ends_in_softmax else _softmax(o)  # a model without a softmax gives logits
+            probs = np.mean([o if a.outputs_probabilities else _softmax(o)  # else the model gives logits
                              for o, a in zip(outputs, self.architectures)], axis=0)
         return probs.astype(np.float32)
 

@@ -529,6 +529,50 @@ def test_a_softmax_before_dropout_gives_the_outputs_once():
     assert architecture_of(keras.Model(inputs, L.Dense(10)(x))).softmax_node is None  # logits out
 
 
+def test_averaged_softmaxes_are_the_outputs_as_they_are(tmp_path, capsys, mnist_dir):
+    """Per-pixel softmaxes averaged by a pooling are probabilities with no logits behind them: the torch network
+    gives their log (whose softmax is them again), so the converted files, predict on every backend and the Keras
+    reference's loss take them as Keras gives them, not a softmax of them. Layers that break a distribution (a max,
+    a sum, a flatten of many pixels) leave the outputs logits."""
+    from keras_reference.model import compile_model
+    from lightning_mnist.predictors import load_predictor
+
+    inputs = keras.Input((28, 28, 1))
+    maps = L.Conv2D(8, 3, activation="relu")(inputs)
+    per_pixel = L.Conv2D(10, 1, activation="softmax")(maps)
+    pooled = L.GlobalAveragePooling2D(keepdims=True)(L.AveragePooling2D(2)(per_pixel))
+    model = keras.Model(inputs, L.Dropout(0.2)(L.Reshape((10,))(pooled)), name="mean_of_softmaxes")
+    architecture = architecture_of(model)
+    assert architecture.outputs_probabilities and architecture.probabilities_without_logits
+    assert architecture.softmax_node is None and not architecture.ends_in_softmax
+    report = assert_matches_keras(model)  # probabilities, and their logs against the network's outputs
+    assert report.max_logit_diff is not None
+    source = tmp_path / "mean.keras"
+    randomised(model, seed=4).save(source)
+    expected = np.asarray(keras.saving.load_model(source)(np.zeros((1, 28, 28, 1)) + 0.5, training=False))
+    for destination in ("mean.ckpt", "mean.onnx"):
+        command_line(["convert", str(source), str(tmp_path / destination), "--check_images", "50",
+                      "--data_dir", str(mnist_dir)])
+        assert "max |p_" in capsys.readouterr().out
+    pixels = np.full((1, 28, 28), 0.5, dtype=np.float32)
+    for weights, backend in ((source, "keras"), (source, "torch"), (tmp_path / "mean.ckpt", "torch"),
+                             (tmp_path / "mean.onnx", "onnx")):
+        got = load_predictor(weights, backend).predict_proba(pixels)
+        assert np.abs(got - expected).max() < 1e-5, (weights.name, backend, got, expected)
+    assert expected.max() - expected.min() > 1e-3  # a softmax of these would flatten them: the check can fail
+
+    assert compile_model(randomised(model)).loss.from_logits is False
+    softmax_then_dropout = keras.Model(inputs, L.Dropout(0.1)(L.Dense(10, activation="softmax")(L.Flatten()(maps))))
+    assert compile_model(softmax_then_dropout).loss.from_logits is False  # was taken for logits
+    averaged = L.Average()([L.Dense(10, activation="softmax")(L.Flatten()(maps)) for _ in range(2)])
+    assert architecture_of(keras.Model(inputs, averaged)).probabilities_without_logits
+    for broken in (L.GlobalMaxPooling2D()(per_pixel), L.Add()([L.GlobalAveragePooling2D()(per_pixel)] * 2),
+                   L.Dense(10)(L.Flatten()(per_pixel))):
+        architecture = architecture_of(keras.Model(inputs, broken))
+        assert not architecture.outputs_probabilities, broken
+        assert compile_model(keras.Model(inputs, broken)).loss.from_logits is True
+
+
 def test_the_network_is_named_as_keras_and_compiles_and_exports():
     """Submodules carry the Keras layer names; torch.export and torch.compile take the graph as it is."""
     inputs = keras.Input((12, 12, 3))

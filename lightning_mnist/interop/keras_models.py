@@ -49,7 +49,7 @@ def keras_probabilities_model(models: list[tuple[Architecture, TorchWeights]],
         built = keras_model_of(each, weights)
         nested = keras.Model(built.inputs[0], built.outputs[0], name=f"model_{k}")
         output = nested(inputs)
-        outputs.append(output if each.ends_in_softmax else keras.layers.Softmax(name=f"softmax_{k}")(output))
+        outputs.append(output if each.outputs_probabilities else keras.layers.Softmax(name=f"softmax_{k}")(output))
     output = outputs[0] if len(outputs) == 1 else keras.layers.Average(name="mean")(outputs)
     return keras.Model(inputs, output, name="probabilities")
 

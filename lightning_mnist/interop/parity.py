@@ -16,7 +16,7 @@ from lightning_mnist.interop.keras_models import keras, keras_on_cpu
 from lightning_mnist.interop.proof import (  # noqa: F401  (re-exported: the conversions' and the tests' names)
     BATCH_SIZE, CHECK_TOLERANCE, DEFAULT_CHECK_IMAGES, RANDOM_INPUT_SEED, ParityReport, check_inputs,
     compare_probabilities, keras_inputs, torch_logits)
-from lightning_mnist.models.network import KerasNetwork
+from lightning_mnist.models.network import KerasNetwork, probabilities_as_logits
 
 
 def run_keras(model: "keras.Model", x_nhwc: np.ndarray, graph: bool = True):
@@ -69,6 +69,8 @@ def compare(network: KerasNetwork, model: "keras.Model", x: torch.Tensor, labels
                                                 None if softmax is None else softmax.name,
                                                 graph=architecture.graph_unsafe_name is None)
     p_keras = outputs if network.outputs_probabilities else torch.softmax(torch.from_numpy(outputs), 1).numpy()
+    if architecture.probabilities_without_logits:  # the torch network gives their log: compare logs
+        z_keras = probabilities_as_logits(torch.from_numpy(outputs)).numpy()
     if architecture.num_classes == 1 and z_keras is not None:  # a softmax over one value is 1 whatever the weights:
         p_torch, p_keras = z_torch.numpy(), z_keras  # compare what goes into it (a sigmoid's output, a logit)
     report = compare_probabilities(p_torch, p_keras, labels, inputs)

@@ -6,9 +6,7 @@ import torch
 from torch import nn
 
 from lightning_mnist.models.classifier import MnistClassifier
-
-# Keras clips probabilities to [1e-7, 1 - 1e-7] in its cross-entropy; the same floor keeps log finite.
-PROBABILITY_FLOOR = 1e-7
+from lightning_mnist.models.network import probabilities_as_logits
 
 
 class MeanProbabilities(nn.Module):
@@ -24,7 +22,7 @@ class MeanProbabilities(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.stack([torch.softmax(member(x), dim=1) for member in self.members]).mean(0)
-        return mean.clamp_min(PROBABILITY_FLOOR).log()
+        return probabilities_as_logits(mean)
 
 
 class MnistEnsemble(MnistClassifier):

@@ -10,7 +10,9 @@ follow, which ``torch.compile`` and ``torch.export`` trace into one graph.
 The network returns logits: a final softmax (a ``Dense(..., activation="softmax")`` or a
 ``Softmax`` layer, also one followed only by a Dropout or a linear Activation, which change
 nothing outside training) is left out, because cross-entropy on logits is the stable form; the
-classifier applies the softmax where users see probabilities.
+classifier applies the softmax where users see probabilities. A model whose outputs are
+probabilities with no such softmax to leave out (per-pixel softmaxes averaged by a pooling)
+gives their log (:func:`probabilities_as_logits`), whose softmax is those probabilities again.
 
 Inputs are the model's own layout, in torch's terms: (N, C, H, W) for an (H, W, C) model,
 (N, H, W) or (N, features) otherwise. MNIST images, (N, 1, 28, 28), are accepted by every
@@ -30,6 +32,18 @@ from mnist_common.architecture.layers import Layer
 from mnist_common.errors import UserError
 from lightning_mnist.models.layers import build
 from lightning_mnist.models.layers.layout import to_torch_layout, torch_shape
+
+
+# Keras clips probabilities to [1e-7, 1 - 1e-7] in its cross-entropy; the same floor keeps their log finite.
+PROBABILITY_FLOOR = 1e-7
+
+
+def probabilities_as_logits(probabilities: torch.Tensor) -> torch.Tensor:
+    """Logits whose softmax is ``probabilities`` (rows summing to 1): their log, floored as Keras floors them.
+
+    Cross-entropy on these is the negative log-likelihood of the probabilities, as Keras computes it
+    for a model that outputs probabilities."""
+    return probabilities.clamp_min(PROBABILITY_FLOOR).log()
 
 
 def _without_softmax(layer: Layer) -> Layer | None:
@@ -58,6 +72,7 @@ class KerasNetwork(nn.Module):
             module = nn.Identity() if layer is None else build(layer, *architecture.input_shapes_of(node))
             self.add_module(node.name, module)
         self.input_shape = torch_shape(architecture.input_shape)
+        self.log_of_outputs = architecture.probabilities_without_logits  # no logits to take: their log instead
         # (layer, its inputs, the values no later layer needs once it ran): the forward's plan.
         last_use = {name: index for index, node in enumerate(architecture.nodes) for name in node.inputs}
         self.plan = tuple((node.name, node.inputs,
@@ -72,12 +87,13 @@ class KerasNetwork(nn.Module):
             values[name] = getattr(self, name)(*(values[i] for i in inputs))
             for finished in done:
                 del values[finished]
-        return values[self.architecture.output.name]
+        outputs = values[self.architecture.output.name]
+        return probabilities_as_logits(outputs) if self.log_of_outputs else outputs
 
     @property
     def outputs_probabilities(self) -> bool:
         """Whether the Keras model's outputs are ``softmax(self(x))`` (else they are ``self(x)`` itself)."""
-        return self.architecture.ends_in_softmax
+        return self.architecture.outputs_probabilities
 
     def keras_outputs(self, x: torch.Tensor) -> torch.Tensor:
         """What the Keras model of the same architecture outputs for ``x``."""

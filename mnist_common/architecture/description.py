@@ -318,8 +318,30 @@ class Architecture:
 
     @property
     def ends_in_softmax(self) -> bool:
-        """The model's outputs are probabilities: the torch side returns the softmax's input instead."""
+        """The model's outputs are one softmax's probabilities: the torch side returns the softmax's input instead."""
         return self.softmax_node is not None
+
+    @cached_property
+    def outputs_probabilities(self) -> bool:
+        """The model's outputs are probabilities over its classes, each row summing to 1: one softmax's
+        (:attr:`ends_in_softmax`), or a mean of several (per-pixel softmaxes, then an average pooling).
+
+        Read from the layers outside training: a softmax over the last axis gives a distribution,
+        and a layer whose :meth:`~mnist_common.architecture.layers.Layer.keeps_distributions` says so
+        keeps one. Predict and training must not take a softmax of these outputs again.
+        """
+        distributions = {self.input_name: False}
+        for node in self.nodes:
+            inputs = self.input_shapes_of(node)
+            distributions[node.name] = applies_softmax(node.layer) or (
+                all(distributions[i] for i in node.inputs) and node.layer.keeps_distributions(*inputs))
+        return distributions[self.output.name]
+
+    @property
+    def probabilities_without_logits(self) -> bool:
+        """Probability outputs with no softmax whose input could be taken as the logits (a mean of softmaxes):
+        the torch side returns their logarithm, which a softmax turns back into them (see ``KerasNetwork``)."""
+        return self.outputs_probabilities and not self.ends_in_softmax
 
     @property
     def graph_unsafe_name(self) -> str | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from mnist_common.architecture.layers.base import (
     Layer,
     LayerError,
+    Shape,
     activation_name,
     layer_type,
     number,
@@ -21,6 +22,9 @@ class Activation(Layer):
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "activation", activation_name(self.activation))
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return self.activation == "linear"
 
 
 @layer_type

@@ -205,6 +205,12 @@ class Layer:
         """(Keras weight name, Keras shape) in Keras' storage order, for these input shapes."""
         return ()
 
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        """Whether inputs that are probabilities along their last axis (a softmax's) give outputs that are too,
+        outside training: the same values, or a mean of them (an average pooling of per-pixel softmaxes).
+        What tells predict and training that a model's outputs are already probabilities; False by default."""
+        return False
+
     def initializer_of(self, weight_name: str) -> str | dict[str, Any]:
         """The setting that initialises a weight, named as Keras names it (``kernel`` -> ``kernel_initializer``,
         ``depthwise_kernel`` -> ``depthwise_initializer``, ``moving_mean`` -> ``moving_mean_initializer``)."""

@@ -74,6 +74,9 @@ class Multiply(ElementwiseMerge):
 class Average(ElementwiseMerge):
     """The sum divided by the number of inputs, in that order (as Keras computes it)."""
 
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return len(set(shapes)) == 1  # a mean of distributions (one broadcast over another's axes is none)
+
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)

@@ -53,6 +53,9 @@ class MaxPooling2D(_Pooling2D):
 class AveragePooling2D(_Pooling2D):
     """With ``padding="same"`` the padded cells are not counted in the average."""
 
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # a mean of channel vectors, padded cells left out
+
 
 @dataclass(frozen=True, kw_only=True)
 class _GlobalPooling2D(Layer):
@@ -72,7 +75,8 @@ class _GlobalPooling2D(Layer):
 @layer_type
 @dataclass(frozen=True, kw_only=True)
 class GlobalAveragePooling2D(_GlobalPooling2D):
-    pass
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # the mean of the channel vectors
 
 
 @layer_type

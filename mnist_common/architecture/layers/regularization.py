@@ -27,6 +27,9 @@ class Dropout(Layer):
         super().__post_init__()
         object.__setattr__(self, "rate", number(self.rate, "rate", 0.0, 1.0, high_open=True))
 
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # the identity outside training
+
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)

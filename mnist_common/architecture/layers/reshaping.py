@@ -38,6 +38,11 @@ def int_tuple(value: Any, setting: str, what: str) -> tuple[int, ...]:
     return tuple(value)
 
 
+def only_the_last_axis(shape: Shape, output: Shape) -> bool:
+    """Both shapes hold one vector, the same last axis ((1, 1, 10) -> (10,)): a reshape keeping each row as it is."""
+    return math.prod(shape[:-1]) == 1 and math.prod(output[:-1]) == 1 and shape[-1] == output[-1]
+
+
 @layer_type
 @dataclass(frozen=True, kw_only=True)
 class Flatten(Layer):
@@ -47,6 +52,9 @@ class Flatten(Layer):
 
     def output_shape(self, shape: Shape) -> Shape:
         return (math.prod(shape),)
+
+    def keeps_distributions(self, shape: Shape) -> bool:
+        return only_the_last_axis(shape, self.output_shape(shape))
 
 
 @layer_type
@@ -77,6 +85,9 @@ class Reshape(Layer):
             raise LayerError(f"cannot reshape {shape_text(shape)} ({size} values) to {list(self.target_shape)}: "
                              f"{size} is not a multiple of {known}")
         return tuple(size // known if s == -1 else s for s in self.target_shape)
+
+    def keeps_distributions(self, shape: Shape) -> bool:
+        return only_the_last_axis(shape, self.output_shape(shape))
 
 
 @layer_type
