@@ -506,23 +506,33 @@ def test_layer_order_is_keras_whatever_order_a_description_lists_them(seed):
         [node.name for node in architecture.nodes]
 
 
-def test_a_softmax_before_dropout_gives_the_outputs_once():
-    """A softmax followed only by layers that change nothing at inference (Dropout, a linear Activation) gives the
-    model's outputs: the torch network returns its logits there, and the probabilities are Keras' (not a softmax of
-    Keras' probabilities). A softmax whose output another layer also reads gives no logits to take."""
+def test_a_softmax_before_dropout_or_a_linear_activation_gives_the_outputs_once():
+    """A softmax followed only by linear Activations gives the model's outputs: the torch network returns its logits
+    there. Followed by a Dropout, it keeps the probabilities, which the dropout acts on in training as in Keras, and
+    returns their log. Either way the probabilities are Keras' (not a softmax of Keras' probabilities). A softmax
+    whose output another layer also reads gives no logits to take."""
     inputs = keras.Input((12, 12, 1))
     x = L.Flatten()(L.Conv2D(4, 3, activation="relu")(inputs))
     probabilities = L.Dense(10, activation="softmax", name="probabilities")(x)
-    model = keras.Model(inputs, L.Activation("linear")(L.Dropout(0.3)(probabilities)))
-    report = assert_matches_keras(model)  # logits compared with the Dense's own, before its softmax
-    architecture = architecture_of(model)
-    assert architecture.softmax_node.name == "probabilities" and architecture.ends_in_softmax
-    network = KerasNetwork(architecture)
-    network.load_state_dict(torch_weights_of(model, architecture))
     images = np.random.default_rng(3).random((4, 12, 12, 1), dtype=np.float32)
-    with torch.inference_mode():
-        ours = torch.softmax(network.eval()(torch.from_numpy(images).permute(0, 3, 1, 2)), dim=1).numpy()
-    assert np.abs(ours - np.asarray(model(images, training=False))).max() < 1e-6, report.describe()
+    linear = keras.Model(inputs, L.Activation("linear")(L.Activation("linear")(probabilities)))
+    dropout = keras.Model(inputs, L.Activation("linear")(L.Dropout(0.3)(probabilities)))
+    for model, strips in ((linear, True), (dropout, False)):
+        report = assert_matches_keras(model)  # logits compared with the Dense's own, or the logs of the outputs
+        architecture = architecture_of(model)
+        assert architecture.ends_in_softmax is strips and architecture.outputs_probabilities
+        assert (architecture.softmax_node.name == "probabilities") if strips else architecture.softmax_node is None
+        network = KerasNetwork(architecture)
+        network.load_state_dict(torch_weights_of(model, architecture))
+        with torch.inference_mode():
+            ours = torch.softmax(network.eval()(torch.from_numpy(images).permute(0, 3, 1, 2)), dim=1).numpy()
+        assert np.abs(ours - np.asarray(model(images, training=False))).max() < 1e-6, report.describe()
+
+    torch.manual_seed(0)  # in training, the dropout zeroes probabilities and scales the rest, as Keras' does
+    with torch.no_grad():
+        dropped = network.train()(torch.from_numpy(images).permute(0, 3, 1, 2)).exp().numpy()
+    kept = np.isclose(dropped, ours / 0.7, rtol=1e-5)
+    assert (kept | (dropped <= 1.01e-7)).all() and 0 < kept.mean() < 1
 
     read_twice = L.Add()([L.Dropout(0.3)(probabilities), probabilities])
     assert architecture_of(keras.Model(inputs, read_twice)).softmax_node is None

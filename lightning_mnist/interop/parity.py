@@ -36,7 +36,7 @@ def keras_logits_and_outputs(model: "keras.Model", x_nhwc: np.ndarray, softmax_l
     None where the softmax is another layer's activation (a convolution's), whose input is not the logits.
 
     ``softmax_layer`` names that softmax (the architecture's ``softmax_node``: the output layer, or a
-    softmax followed only by dropouts or linear activations), None where the outputs are logits. Both
+    softmax followed only by linear activations), None where the outputs are logits or no logits exist. Both
     come from one forward pass: a sub-model also returns that layer's input, and a softmax Dense is
     recomputed from it in float32 without its softmax. ``graph``: see :func:`run_keras`.
     """

@@ -8,11 +8,11 @@ Keras' layer order, each on the outputs of the layers it names: a plain loop a r
 follow, which ``torch.compile`` and ``torch.export`` trace into one graph.
 
 The network returns logits: a final softmax (a ``Dense(..., activation="softmax")`` or a
-``Softmax`` layer, also one followed only by a Dropout or a linear Activation, which change
-nothing outside training) is left out, because cross-entropy on logits is the stable form; the
-classifier applies the softmax where users see probabilities. A model whose outputs are
-probabilities with no such softmax to leave out (per-pixel softmaxes averaged by a pooling)
-gives their log (:func:`probabilities_as_logits`), whose softmax is those probabilities again.
+``Softmax`` layer, also one followed only by linear Activations) is left out, because
+cross-entropy on logits is the stable form; the classifier applies the softmax where users see
+probabilities. A model whose outputs are probabilities with no such softmax to leave out (a
+softmax then a Dropout, which drops probabilities in training; per-pixel softmaxes averaged by a
+pooling) gives their log (:func:`probabilities_as_logits`), whose softmax is those probabilities again.
 
 Inputs are the model's own layout, in torch's terms: (N, C, H, W) for an (H, W, C) model,
 (N, H, W) or (N, features) otherwise. MNIST images, (N, 1, 28, 28), are accepted by every

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_common.architecture.layers import (LAYER_TYPES, MAX_RANK, Layer, LayerError, Shape, applies_softmax,
-                                              identity_at_inference, shape_text)
+                                              is_identity, shape_text)
 from mnist_common.errors import UserError
 
 PRESETS_DIR = Path(__file__).with_name("presets")
@@ -302,16 +302,17 @@ class Architecture:
     def softmax_node(self) -> Node | None:
         """The node whose softmax gives the model's outputs, or None (the outputs are not probabilities).
 
-        The output node, or the softmax behind a chain of layers that change nothing outside training
-        (``Dense(softmax)`` then ``Dropout``): the model's outputs are that softmax's probabilities,
-        and the torch side returns the softmax's input (logits) there instead.
+        The output node, or the softmax behind a chain of linear ``Activation`` layers: the model's outputs
+        are that softmax's probabilities, and the torch side returns the softmax's input (logits) there
+        instead. A softmax followed by a ``Dropout`` is not one: the dropout acts on the probabilities in
+        training, so the torch side keeps them (see :attr:`probabilities_without_logits`).
         """
         by_name = {node.name: node for node in self.nodes}
         readers = [name for node in self.nodes for name in node.inputs]
         node = self.output
         while not applies_softmax(node.layer):
             source = node.inputs[0] if len(node.inputs) == 1 else None
-            if not identity_at_inference(node.layer) or source not in by_name or readers.count(source) != 1:
+            if not is_identity(node.layer) or source not in by_name or readers.count(source) != 1:
                 return None  # a layer that changes values, the input, or a softmax another layer reads too
             node = by_name[source]
         return node

@@ -37,9 +37,8 @@ for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 globals().update(LAYER_TYPES)
 
-from mnist_common.architecture.layers.activations import applies_softmax  # noqa: E402
-from mnist_common.architecture.layers.regularization import identity_at_inference  # noqa: E402
+from mnist_common.architecture.layers.activations import applies_softmax, is_identity  # noqa: E402
 
 __all__ = ["ACTIVATIONS", "INITIALIZERS", "INITIALIZER_NAMES", "LAYER_TYPES", "MAX_RANK", "VARIANCE_SCALING_PRESETS",
-           "Layer", "LayerError", "Shape", "applies_softmax", "identity_at_inference", "initializer", "layer_type", "same_padding",
+           "Layer", "LayerError", "Shape", "applies_softmax", "is_identity", "initializer", "layer_type", "same_padding",
            "shape_text", *LAYER_TYPES]

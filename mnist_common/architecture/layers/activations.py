@@ -67,6 +67,12 @@ class Softmax(Layer):
         object.__setattr__(self, "axis", -1)
 
 
+def is_identity(layer: Layer) -> bool:
+    """A layer whose output is its input, in training too: a linear ``Activation``. A softmax followed only by
+    such layers gives the model's outputs as they are, so its input can stand for them (see ``softmax_node``)."""
+    return isinstance(layer, Activation) and layer.activation == "linear"
+
+
 def applies_softmax(layer: Layer) -> bool:
     """True for a layer whose output is a softmax over its last axis."""
     return getattr(layer, "activation", None) == "softmax" or isinstance(layer, Softmax)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from mnist_common.architecture.layers.activations import Activation
 from mnist_common.architecture.layers.base import (
     CHANNELS_LAST,
     Layer,
@@ -41,11 +40,3 @@ class SpatialDropout2D(Dropout):
     def output_shape(self, shape: Shape) -> Shape:
         require_rank(shape, 3, "SpatialDropout2D drops whole channels of a map")
         return shape
-
-
-def identity_at_inference(layer: Layer) -> bool:
-    """A layer whose output is its input outside training: a dropout, a linear ``Activation``.
-
-    A softmax followed only by such layers still gives the model's outputs: its probabilities.
-    """
-    return isinstance(layer, Dropout) or (isinstance(layer, Activation) and layer.activation == "linear")
