@@ -14,6 +14,10 @@ from mnist_common.architecture.layers.base import (
 )
 
 
+# Activations that give x itself for every x in [0, 1]: probabilities pass through them unchanged.
+IDENTITY_ON_PROBABILITIES = ("linear", "relu", "relu6", "leaky_relu", "elu")
+
+
 @layer_type
 @dataclass(frozen=True, kw_only=True)
 class Activation(Layer):
@@ -24,7 +28,7 @@ class Activation(Layer):
         object.__setattr__(self, "activation", activation_name(self.activation))
 
     def keeps_distributions(self, *shapes: Shape) -> bool:
-        return self.activation == "linear"
+        return self.activation in IDENTITY_ON_PROBABILITIES
 
 
 @layer_type
@@ -43,6 +47,9 @@ class ReLU(Layer):
         object.__setattr__(self, "negative_slope", number(self.negative_slope, "negative_slope", 0.0))
         object.__setattr__(self, "threshold", number(self.threshold, "threshold", 0.0))
 
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return self.threshold == 0 and (self.max_value is None or self.max_value >= 1)  # x itself on [0, 1]
+
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +59,9 @@ class LeakyReLU(Layer):
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "negative_slope", number(self.negative_slope, "negative_slope", 0.0))
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # x itself for x >= 0
 
 
 @layer_type
