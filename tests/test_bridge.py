@@ -589,6 +589,26 @@ def test_averaged_softmaxes_are_the_outputs_as_they_are(tmp_path, capsys, mnist_
         assert compile_model(keras.Model(inputs, broken)).loss.from_logits is True
 
 
+def test_a_layer_called_input_converts_both_ways(tmp_path, capsys, mnist_dir):
+    """A Sequential's input is ``input`` in its description unless a layer has that name; then the input layer's
+    own name, which a model built from that description keeps, so its checkpoint converts back to .keras."""
+    sequential = keras.Sequential([keras.Input((28, 28, 1), name="pixels"), L.Flatten(),
+                                   L.Dense(16, activation="relu", name="input"), L.Dense(10, activation="softmax")])
+    assert architecture_of(sequential).input_name == "pixels"
+    inputs = keras.Input((28, 28, 1), name="img-in")
+    chain = L.Conv2D(4, 3, name="input")(inputs)
+    functional = keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(chain)))
+    for k, model in enumerate((sequential, functional)):
+        source = tmp_path / f"model_{k}.keras"
+        randomised(model).save(source)
+        convert(capsys, source, tmp_path / f"model_{k}.ckpt", "--check_images", 20, "--data_dir", mnist_dir)
+        out = convert(capsys, tmp_path / f"model_{k}.ckpt", tmp_path / f"back_{k}.keras", "--check_images", 20,
+                      "--data_dir", mnist_dir)
+        assert parse_check(out)["max_dp"] <= CHECK_TOLERANCE
+        assert architecture_of(keras.saving.load_model(tmp_path / f"back_{k}.keras")).same_network(
+            architecture_of(model))
+
+
 def test_the_network_is_named_as_keras_and_compiles_and_exports():
     """Submodules carry the Keras layer names; torch.export and torch.compile take the graph as it is."""
     inputs = keras.Input((12, 12, 3))

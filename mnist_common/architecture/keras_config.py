@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mnist_common.architecture.description import Architecture, ArchitectureError
+from mnist_common.architecture.description import DEFAULT_INPUT_NAME, Architecture, ArchitectureError
 from mnist_common.architecture.layers import LAYER_TYPES, MAX_RANK, LayerError
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
@@ -148,6 +148,17 @@ def architecture_from_keras_config(config: Any, source: str = "model") -> Archit
     layers = [(_layer(index, entry, source), called) for index, (entry, called) in enumerate(graph)]
     input_shape = _input_shape(input_entry, model_config, source)
     name = str(model_config.get("name") or "keras")
-    if input_name is None:
-        return Architecture.from_layers(input_shape, layers, name=name, source=source)
+    if input_name is None:  # a Sequential's: the description's default, unless a layer is called that
+        input_name = _sequential_input_name(input_entry, {layer.name for layer, _ in layers})
     return Architecture.from_layers(input_shape, layers, name=name, source=source, input_name=input_name)
+
+
+def _sequential_input_name(input_entry: dict[str, Any] | None, taken: set[str | None]) -> str:
+    """``input``, which a chain's description leaves unsaid; where a layer has that name, the input layer's own
+    name (a model built from such a description names its input so), else ``input_1``, ``input_2``, ..."""
+    if DEFAULT_INPUT_NAME not in taken:
+        return DEFAULT_INPUT_NAME
+    own = (input_entry or {}).get("config", {}).get("name") or (input_entry or {}).get("name")
+    if isinstance(own, str) and own and own not in taken:
+        return own
+    return next(f"{DEFAULT_INPUT_NAME}_{k}" for k in range(1, len(taken) + 2) if f"{DEFAULT_INPUT_NAME}_{k}" not in taken)
