@@ -39,8 +39,9 @@ def triton_installed() -> bool:
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced(enabled: bool):
-    """Point file descriptor 2 at /dev/null inside the block (Python's own sys.stderr is untouched)."""
+def native_stderr_silenced(enabled: bool = True):
+    """Point file descriptor 2 at /dev/null inside the block (Python's own sys.stderr is untouched): for native
+    code (TensorFlow's start-up, LiteRT's converter) that writes there whatever the log level says."""
     if not enabled:
         yield
         return
@@ -66,7 +67,7 @@ def import_keras():
     if quiet:  # only for the import: processes this one starts decide for themselves
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = QUIET_TF_LOG_LEVEL
     try:
-        with _native_stderr_silenced(quiet):
+        with native_stderr_silenced(quiet):
             import keras
             import tensorflow  # noqa: F401  (its native start-up lines are the ones silenced)
     finally:

@@ -270,6 +270,28 @@ def test_a_layer_keras_cannot_export_to_litert_is_named(resnet_checkpoint, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_operator_litert_lacks_is_named_in_one_line(tmp_path, mnist_dir, capfd):
+    """LiteRT's built-in operators have no dilated transposed convolution: the layer and the operator are named in
+    one line, and the converter's own pages of diagnostics (written by native code to the process' stderr) do not
+    reach the user. The same model exports to .onnx."""
+    from lightning_mnist.interop.keras_models import keras
+
+    L = keras.layers
+    model = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2DTranspose(2, 3, dilation_rate=2, padding="same"),
+                              L.Flatten(), L.Dense(10, activation="softmax")])
+    source = tmp_path / "dilated.keras"
+    model.save(source)
+    code, error, err = main_error(command_line, ["convert", str(source), str(tmp_path / "out.tflite"),
+                                                 "--check_images", "10", "--data_dir", str(mnist_dir)], capfd)
+    assert code == 2 and "layer 0 (conv2d_transpose, Conv2DTranspose) cannot be exported to .tflite" in error, error
+    assert "have no Conv2DBackpropInput" in error and len(error) < 300, error
+    assert "loc(" not in err and "failed while converting" not in err, err
+    assert not (tmp_path / "out.tflite").exists()
+    command_line(["convert", str(source), str(tmp_path / "out.onnx"), "--check_images", "10", "--data_dir",
+                  str(mnist_dir)])
+    assert (tmp_path / "out.onnx").is_file()
+
+
 def test_a_file_that_disagrees_with_its_source_is_not_left(resnet_checkpoint, tmp_path, mnist_dir):
     def off_by_a_little(path):
         run = PT2.load(path)

@@ -12,6 +12,7 @@ per call); its signature ``serving_default`` takes ``input`` and gives ``probabi
 
 from __future__ import annotations
 
+import re
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -28,11 +29,23 @@ SUFFIX = ".tflite"
 
 
 def export_keras(model, path: Path) -> None:
-    """Keras' LiteRT export of ``model`` to ``path``, built-in operators only (what every LiteRT runtime has)."""
-    import tensorflow as tf  # Keras' backend here: imported with Keras
+    """Keras' LiteRT export of ``model`` to ``path``, built-in operators only (what every LiteRT runtime has).
 
-    model.export(str(path), format="litert", verbose=False,
-                 target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
+    The converter prints its diagnostics to the process' stderr, a dozen lines an operator it cannot
+    write; they are silenced, and its error says in one phrase which TensorFlow operators it lacks.
+    """
+    import tensorflow as tf  # Keras' backend here: imported with Keras
+    from keras_bridge.backend import native_stderr_silenced
+
+    try:
+        with native_stderr_silenced():
+            model.export(str(path), format="litert", verbose=False,
+                         target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
+    except Exception as err:  # the converter's errors carry pages of MLIR locations
+        lacking = re.search(r"TF Select ops: ([\w, ]+)", str(err))
+        if lacking is None:
+            raise
+        raise RuntimeError(f"LiteRT's built-in operators have no {lacking.group(1).strip()}") from None
 
 
 def keras_model(module: Probabilities, named_output: bool = True):
