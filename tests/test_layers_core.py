@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bridge_check import L, assert_matches_keras, sampler, sequential_case
-from mnist_common.architecture import ACTIVATIONS
+from mnist_common.architecture import ACTIVATIONS, ArchitectureError
 
 LAYER_CASES = {
     "even_kernels_strides_2_3": [L.Conv2D(5, 4, strides=2, padding="same"),
@@ -87,7 +87,20 @@ sampler("ReLU")(lambda rng, shape: L.ReLU(max_value=float(rng.choice([1.0, 6.0])
                                           negative_slope=float(rng.choice([0.0, 0.1])),
                                           threshold=float(rng.choice([0.0, 0.2]))))
 sampler("LeakyReLU")(lambda rng, shape: L.LeakyReLU(negative_slope=float(rng.uniform(0.01, 0.4))))
-sampler("Softmax")(lambda rng, shape: L.Softmax() if rng.random() < 0.3 else None)
+sampler("Softmax")(lambda rng, shape: L.Softmax(axis=int(rng.choice([-1, len(shape)]))) if rng.random() < 0.3 else None)
+
+
+def test_a_softmax_over_the_last_axis_by_its_number_converts_and_another_axis_is_refused():
+    """Keras counts the batch axis: ``Softmax(axis=1)`` of (batch, 10) features is the last axis, as -1 is."""
+    from bridge_check import architecture_of, keras
+
+    flat = keras.Sequential([keras.Input((12,)), L.Dense(10), L.Softmax(axis=1)])
+    assert architecture_of(flat).ends_in_softmax
+    assert_matches_keras(flat)
+    maps = keras.Sequential([keras.Input((6, 5, 2)), L.Conv2D(3, 3), L.Softmax(axis=3), L.Flatten(), L.Dense(4)])
+    assert_matches_keras(maps)
+    with pytest.raises(ArchitectureError, match=r"axis=1: only the last \(channel\) axis is supported, -1 \(or 3"):
+        architecture_of(keras.Sequential([keras.Input((6, 5, 2)), L.Softmax(axis=1), L.Flatten(), L.Dense(4)]))
 
 
 def test_samplers_make_layers_keras_builds():

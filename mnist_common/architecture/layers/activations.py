@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 from mnist_common.architecture.layers.base import (
     Layer,
+    MAX_RANK,
     LayerError,
     Shape,
     activation_name,
     layer_type,
     number,
+    shape_text,
 )
 
 
@@ -72,9 +74,15 @@ class Softmax(Layer):
     def __post_init__(self) -> None:
         super().__post_init__()
         axis = self.axis[0] if isinstance(self.axis, (list, tuple)) and len(self.axis) == 1 else self.axis
-        if axis != -1:
+        if isinstance(axis, bool) or not isinstance(axis, int) or not (axis == -1 or 1 <= axis <= MAX_RANK):
             raise LayerError(f"axis={self.axis!r}: only the last (channel) axis, -1, is supported")
-        object.__setattr__(self, "axis", -1)
+        object.__setattr__(self, "axis", axis)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if self.axis not in (-1, len(shape)):  # Keras counts the batch axis: 1 is the last of (batch, features)
+            raise LayerError(f"axis={self.axis}: only the last (channel) axis is supported, -1 (or {len(shape)} "
+                             f"for its {shape_text(shape)} input)")
+        return shape
 
 
 def is_identity(layer: Layer) -> bool:
