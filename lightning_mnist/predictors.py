@@ -20,6 +20,7 @@ import numpy as np
 from mnist_common.architecture import MNIST_CLASSES, MNIST_INPUT_SHAPES, Architecture, ArchitectureError, shape_text
 from mnist_common.errors import UserError
 from mnist_common.keras_file import check_file
+from mnist_common.predictions import softmax
 from lightning_mnist.checkpoints import ACCEPTED, TORCH_LOADERS, load_keras_models, load_networks, model_files
 from lightning_mnist.formats import FORMATS, runnable_format
 from lightning_mnist.formats.onnx_model import exported_bytes, mnist_runner
@@ -70,7 +71,7 @@ class Predictor:
                 return model.predict_on_batch(x) if self.graph else model(x, training=False)
 
             outputs = [np.asarray(run(m, a), dtype=np.float32) for m, a in zip(self.models, self.architectures)]
-            probs = np.mean([o if a.outputs_probabilities else _softmax(o)  # else the model gives logits
+            probs = np.mean([o if a.outputs_probabilities else softmax(o)  # else the model gives logits
                              for o, a in zip(outputs, self.architectures)], axis=0)
         return probs.astype(np.float32)
 
@@ -134,7 +135,3 @@ def load_predictor(weights: str | os.PathLike, backend: str = "auto", graph: boo
     return Predictor(backend=backend, source=source, paths=paths, architectures=architectures, models=models,
                      graph=graph)
 
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)

@@ -277,13 +277,13 @@ def test_an_operator_litert_lacks_is_named_in_one_line(tmp_path, mnist_dir, capf
     from lightning_mnist.interop.keras_models import keras
 
     L = keras.layers
-    model = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2DTranspose(2, 3, dilation_rate=2, padding="same"),
+    model = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2DTranspose(2, 3, dilation_rate=2, padding="same", name="spread"),
                               L.Flatten(), L.Dense(10, activation="softmax")])
     source = tmp_path / "dilated.keras"
     model.save(source)
     code, error, err = main_error(command_line, ["convert", str(source), str(tmp_path / "out.tflite"),
                                                  "--check_images", "10", "--data_dir", str(mnist_dir)], capfd)
-    assert code == 2 and "layer 0 (conv2d_transpose, Conv2DTranspose) cannot be exported to .tflite" in error, error
+    assert code == 2 and "layer 0 (spread, Conv2DTranspose) cannot be exported to .tflite" in error, error
     assert "have no Conv2DBackpropInput" in error and len(error) < 300, error
     assert "loc(" not in err and "failed while converting" not in err, err
     assert not (tmp_path / "out.tflite").exists()

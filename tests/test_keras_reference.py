@@ -222,6 +222,23 @@ def test_kfold_trains_a_fresh_model_per_fold_and_scores_their_ensemble(tmp_path,
     assert (run_dir / CV_RESULTS_FILE).is_file() and (run_dir / CV_CURVES_FILE).is_file()
 
 
+def test_kfold_of_a_network_that_gives_logits_scores_their_softmax(tmp_path, mnist_dir):
+    """A network without a final softmax gives logits: the fold and ensemble scores are of their softmax (the
+    test loss equal to the one Keras computes from logits), not of the logits taken for probabilities."""
+    logits = tmp_path / "logits.yaml"
+    logits.write_text("input_shape: [28, 28, 1]\nlayers:\n  - {type: Flatten}\n  - {type: Dense, units: 10}\n")
+    settings = settings_for(mnist_dir, tmp_path, replace(CV_DATA, subset=600, num_folds=2, augment=False), epochs=1)
+    settings = replace(settings, model=replace(settings.model, architecture=str(logits), lr=1e-2))
+    results, run_dir = cross_validate(settings.check("cv"), verbose=0, log=lambda *_: None)
+    data = load_data(mnist_dir, subset=600, num_folds=2, fold=0)
+    model = keras.saving.load_model(run_dir / results.folds[0].model_path, safe_mode=True)
+    assert model.loss.from_logits is True
+    keras_loss, keras_acc = model.evaluate(data.x_test, data.y_test, batch_size=1000, verbose=0)[:2]
+    assert results.folds[0].test_loss == pytest.approx(keras_loss, rel=1e-4)
+    assert results.folds[0].test_acc == pytest.approx(keras_acc, abs=1e-6)
+    assert 0 < results.ensemble_test_loss < 2.3 and results.ensemble_test_acc > 0.5
+
+
 def test_scores_and_history_rows():
     targets = np.eye(10, dtype=np.float32)[[0, 1, 2]]
     probabilities = np.full((3, 10), 0.05, dtype=np.float32)
