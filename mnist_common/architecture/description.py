@@ -300,7 +300,7 @@ class Architecture:
 
     @property
     def softmax_node(self) -> Node | None:
-        """The node whose softmax gives the model's outputs, or None (the outputs are not probabilities).
+        """The node whose softmax gives the model's outputs, its input standing for them; else None.
 
         The output node, or the softmax behind a chain of linear ``Activation`` layers: the model's outputs
         are that softmax's probabilities, and the torch side returns the softmax's input (logits) there
@@ -325,7 +325,8 @@ class Architecture:
     @cached_property
     def outputs_probabilities(self) -> bool:
         """The model's outputs are probabilities over its classes, each row summing to 1: one softmax's
-        (:attr:`ends_in_softmax`), or a mean of several (per-pixel softmaxes, then an average pooling).
+        (:attr:`ends_in_softmax`; also one followed by a dropout or a relu, which leave them probabilities),
+        or a mean of several (per-pixel softmaxes, then an average pooling).
 
         Read from the layers outside training: a softmax over the last axis gives a distribution,
         and a layer whose :meth:`~mnist_common.architecture.layers.Layer.keeps_distributions` says so
@@ -340,8 +341,9 @@ class Architecture:
 
     @property
     def probabilities_without_logits(self) -> bool:
-        """Probability outputs with no softmax whose input could be taken as the logits (a mean of softmaxes):
-        the torch side returns their logarithm, which a softmax turns back into them (see ``KerasNetwork``)."""
+        """Probability outputs with no softmax whose input could stand for them (a softmax then a dropout or a
+        relu, a mean of softmaxes): the torch side returns their logarithm, which a softmax turns back into
+        them (see ``KerasNetwork``)."""
         return self.outputs_probabilities and not self.ends_in_softmax
 
     @property

@@ -158,7 +158,8 @@ def _sequential_input_name(input_entry: dict[str, Any] | None, taken: set[str | 
     name (a model built from such a description names its input so), else ``input_1``, ``input_2``, ..."""
     if DEFAULT_INPUT_NAME not in taken:
         return DEFAULT_INPUT_NAME
-    own = (input_entry or {}).get("config", {}).get("name") or (input_entry or {}).get("name")
+    config = (input_entry or {}).get("config")
+    own = config.get("name") if isinstance(config, dict) else None
     if isinstance(own, str) and own and own not in taken:
         return own
     return next(f"{DEFAULT_INPUT_NAME}_{k}" for k in range(1, len(taken) + 2) if f"{DEFAULT_INPUT_NAME}_{k}" not in taken)
