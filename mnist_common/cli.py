@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import stat
 import sys
 import types
 import typing
@@ -289,18 +290,23 @@ def _param_help(function: Callable[..., Any], name: str) -> str | None:
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def check_config_text(argv: Sequence[str]) -> None:
+def check_config_text(argv: Sequence[str], types_by_name: dict[str, Any] | None = None) -> None:
     """Refuse a config file that is not UTF-8 text or not settings by name, naming it, before jsonargparse reads it.
 
     jsonargparse decodes ``--config FILE`` (and a group given as a file, ``--model my.yaml``) as
     UTF-8 and lets a ``UnicodeDecodeError`` escape, a traceback without the file's name; an empty
-    ``--config`` file or a YAML list gets "Unexpected config:", without it too. Checked here: every
-    ``--config`` value, and (UTF-8 only) every value of a flag without a dot (a group) that names an
-    existing ``.yaml``/``.yml``/``.json`` file. A YAML syntax error is left to jsonargparse's line, which
+    ``--config`` file or a YAML list gets "Unexpected config:", without it too; a group given a
+    number or a list (``model: 5``) an ``AttributeError`` traceback; and a pipe blocks it for
+    good. Checked here: every ``--config`` value (a regular file; its groups mappings, by
+    ``types_by_name``: the settings' types, as :func:`argument_error_line` takes them), and every
+    value of a flag without a dot (a group): no pipe or socket, and (UTF-8 only) an existing
+    ``.yaml``/``.yml``/``.json`` file. A YAML syntax error is left to jsonargparse's line, which
     names it.
     """
     for key, value, _ in flag_values(argv):
         path = Path(value)
+        if key == "config" or "." not in key:
+            check_not_a_stream(key, value, devices=key == "config")
         if key != "config" and ("." in key or path.suffix.lower() not in CONFIG_SUFFIXES):
             continue
         try:
@@ -322,6 +328,34 @@ def check_config_text(argv: Sequence[str]) -> None:
             held = "nothing" if settings is None else f"a YAML {type(settings).__name__}, not settings by name"
             raise UserError(f"--{key} {value}: the file holds {held}; a config file maps settings to values, e.g. "
                             f"'model: {{lr: 0.001}}' (--print_config shows them all)")
+        for setting, given in groups_given_no_mapping(settings, types_by_name or {}):
+            raise UserError(f"--{key} {value}: {refusal_line(setting, declared_type(types_by_name, setting), given)}")
+
+
+def check_not_a_stream(key: str, value: str, devices: bool = False) -> None:
+    """Refuse ``--key value`` naming a pipe or a socket (``devices``: a device too), which a reader would wait on
+    for good (``/dev/zero`` would never end)."""
+    try:
+        mode = Path(value).stat().st_mode
+    except (OSError, ValueError):
+        return
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (devices and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode))):
+        raise UserError(f"--{key} {value}: a pipe, a socket or a device, not a file; give a "
+                        f"{'YAML file' if key == 'config' else 'regular file'}")
+
+
+def groups_given_no_mapping(settings: dict[str, Any], types_by_name: dict[str, Any],
+                            prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(setting, its value as YAML) for each group of settings (``model``, ``trainer``) that a config gives a number,
+    a boolean or a list instead of a mapping of its settings (a string may name a file of them)."""
+    for name, value in settings.items():
+        key = f"{prefix}{name}"
+        if not is_group(declared_type(types_by_name, key)):
+            continue
+        if isinstance(value, dict):
+            yield from groups_given_no_mapping(value, types_by_name, f"{key}.")
+        elif isinstance(value, (bool, int, float, list)):
+            yield key, yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
 
 
 def parse(parser: ArgumentParser, argv: list[str] | None, types_of: Callable[[list[str]], dict[str, Any]],
@@ -333,7 +367,7 @@ def parse(parser: ArgumentParser, argv: list[str] | None, types_of: Callable[[li
     with ``subcommand``, the key naming the chosen subcommand, whose settings are under its name.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    check_config_text(argv)
+    check_config_text(argv, types_of(argv))
     try:
         config = parser.parse_args(argv)
     except ArgumentError as err:

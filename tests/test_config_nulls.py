@@ -9,6 +9,7 @@ admits null (``data.subset``, ``trainer.max_epochs``, ``checkpoint.dirpath``...)
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -59,6 +60,12 @@ LIGHTNING = {
     "serve port": (["serve", "--weights", "model.ckpt"], "port: null", "--port: expected int, got null"),
     "serve batch_timeout": (["serve", "--weights", "model.ckpt"], "batch_timeout: null",
                             "--batch_timeout: expected float, got null"),
+    "fit model a number": (["fit"], "model: 5", "--model: expected a mapping of its settings (see --print_config), got 5"),
+    "fit data a list": (["fit"], "data: [1, 2]", "--data: expected a mapping of its settings (see --print_config), "
+                                                "got [1, 2]"),
+    "validate trainer a word": (["validate", "--ckpt_path", "model.ckpt"], "trainer: true",
+                                "--trainer: expected a mapping of its settings (see --print_config), got true"),
+    "cv model a number": (["cv"], "model: 5", "--model: expected a mapping of its settings"),
     "predict images a word": (["predict"], "images: digit.png\nweights: model.ckpt",
                               "--images: expected list of str, got digit.png"),
     "predict images null": (["predict"], "images: null\nweights: model.ckpt",
@@ -84,6 +91,8 @@ KERAS = {
     "train checkpoint": (["train"], "checkpoint: null", "--checkpoint: expected a mapping of its settings"),
     "train seed_everything": (["train"], "seed_everything: null", "--seed_everything: expected int, got null"),
     "cv output_dir": (["cv"], "output_dir: null", "--output_dir: expected str, got null"),
+    "train model a number": (["train"], "model: 5", "--model: expected a mapping of its settings"),
+    "cv data a list": (["cv"], "data: [1, 2]", "--data: expected a mapping of its settings"),
     "EMA init_args a list": (["train"], f"trainer: {{callbacks: [{{class_path: {EMA}, init_args: [1, 2]}}]}}",
                              "EMAWeightAveraging init_args [1, 2]: init_args must be a mapping"),
     "EMA init_args a word": (["train"], f"trainer: {{callbacks: [{{class_path: {EMA}, init_args: abc}}]}}",
@@ -111,6 +120,19 @@ def test_a_null_in_a_config_file_is_refused_as_the_flag_is(case, scratch, capsys
     code, error, _ = main_error(main, [*args, "--config", "c.yaml"], capsys)
     assert code == 2 and fragment in error, error
     assert sorted(p.name for p in scratch.rglob("*")) == before
+
+
+@pytest.mark.parametrize("args", [["fit", "--config", "pipe.yaml"], ["fit", "--model", "pipe.yaml"],
+                                  ["fit", "--config", "/dev/zero"], ["predict", "digit.png", "--config", "pipe.yaml"],
+                                  ["convert", "model.ckpt", "out.onnx", "--config", "pipe.yaml"], ["train", "--config",
+                                                                                              "pipe.yaml"]])
+def test_a_config_that_is_a_pipe_or_a_device_is_refused_not_waited_on(args, scratch, capsys):
+    """A reader of a pipe waits for a writer for good, and /dev/zero never ends: refused, naming the flag."""
+    os.mkfifo(scratch / "pipe.yaml")
+    main = keras_main if args[0] == "train" else lightning_main
+    code, error, _ = main_error(main, args, capsys)
+    flag = args[-2]
+    assert code == 2 and f"{flag} {args[-1]}: a pipe, a socket or a device, not a file" in error, error
 
 
 def test_keras_refuses_a_null_seed_before_tensorflow_loads(scratch, mnist_dir):

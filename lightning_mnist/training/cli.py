@@ -215,7 +215,8 @@ class MnistCLI(LightningCLI):
 
     # --- checks, before anything is built ---------------------------------------------------
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
-        check_config_text(sys.argv[1:] if args is None else args if isinstance(args, (list, tuple)) else [])
+        argv = sys.argv[1:] if args is None else args if isinstance(args, (list, tuple)) else []
+        check_config_text(argv, self.setting_types(argv))
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as err:
