@@ -49,6 +49,8 @@ def measure(device: str = "cpu", batch_size: int = 32, steps: int = 300, data_di
     """
     if batch_size < 1 or steps < 5:
         raise UserError(f"--batch_size must be at least 1 and --steps at least 5, got {batch_size} and {steps}")
+    if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
+        raise UserError(f"--device must be cpu or cuda (where torch sees a CUDA device), got {device}")
     args = SimpleNamespace(device=device, batch_size=batch_size, steps=steps, data_dir=data_dir)
     mnist = load_mnist(args.data_dir)
     images = to_tensor(mnist.train_images[: args.batch_size]).to(args.device)

@@ -80,7 +80,8 @@ def run(name: str, command: list[str], out: Path, num_train: int, target: float,
     """Run one contender's command (with ``env`` added to the environment); its per-epoch seconds and scores."""
     print(f"--- {name}: {' '.join(command)}", flush=True)
     started = time.perf_counter()
-    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    # run where this script was started, so that relative paths (--output_dir, an architecture file) mean the same
+    proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
     wall = time.perf_counter() - started
     (out / f"{name}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
@@ -106,7 +107,7 @@ def run(name: str, command: list[str], out: Path, num_train: int, target: float,
 def kernel_efficiency(architecture: str, batch_size: int) -> dict:
     """``kernel_efficiency.py``'s figures (work per image, matmul rates), from its own process."""
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "kernel_efficiency.py"), "--architecture",
-                           str(architecture), "--batch_size", str(batch_size)], cwd=REPO, capture_output=True, text=True)
+                           str(architecture), "--batch_size", str(batch_size)], capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"error: kernel_efficiency.py failed (exit {proc.returncode}): {proc.stderr[-500:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -230,7 +231,8 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
         doc: also write the table into this Markdown file, between its ``compare-<architecture>-b<batch>``
             markers (docs/benchmarks.md).
     """
-    check_counts(max_epochs=max_epochs, batch_size=batch_size, subset=subset, repeats=repeats, lr=lr)
+    check_counts(max_epochs=max_epochs, batch_size=batch_size, subset=subset, repeats=repeats, lr=lr,
+                 target_acc=target_acc)
     args = dict(locals())
     machine = describe_machine()  # before the runs: the load they started under
     out = allocate_run_dir(output_dir, "compare")

@@ -16,8 +16,12 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 from mnist_common.threads import configure_threads
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checks import check_counts  # noqa: E402
 
 configure_threads()  # the training commands' settings, before torch starts its pool
 import torch  # noqa: E402
@@ -60,6 +64,7 @@ def efficiency(architecture: str = "notebook", batch_size: int = 32, seconds: fl
         seconds: how long each matmul rate is measured.
         size: the matrices' side.
     """
+    check_counts(batch_size=batch_size, seconds=seconds, size=size)
     report = {"training_flops_per_image": training_flops_per_image(architecture, batch_size),
               "matmul_gflops_float32": round(matmul_gflops(torch.float32, size, seconds), 1),
               "matmul_gflops_bfloat16": round(matmul_gflops(torch.bfloat16, size, seconds), 1),

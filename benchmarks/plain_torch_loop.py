@@ -24,6 +24,9 @@ from typing import Literal
 
 from mnist_common.threads import configure_threads
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checks import check_counts  # noqa: E402
+
 configure_threads()  # before torch's thread pool starts: the training commands' settings
 import torch  # noqa: E402  (after the thread settings, which must precede torch's thread pool)
 import torch.nn.functional as F  # noqa: E402
@@ -35,6 +38,7 @@ from lightning_mnist.training.cuda_probe import stop_probing_for_cuda  # noqa: E
 from mnist_common.allocator import keep_freed_memory  # noqa: E402
 from mnist_common.model_files import load_architecture  # noqa: E402
 from mnist_common.cli import run  # noqa: E402
+from mnist_common.errors import exit_on_user_error  # noqa: E402
 from mnist_common.results import RunResults, write_json  # noqa: E402
 from mnist_common.schedules import ONE_CYCLE  # noqa: E402
 
@@ -122,6 +126,8 @@ def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1,
         compile_mode: ``torch.compile`` the network in this mode (``reduce-overhead``: CUDA graphs on a GPU);
             the compilation happens in the first epoch and is counted in its seconds.
     """
+    check_counts(max_epochs=max_epochs, batch_size=batch_size, lr=lr, subset=subset, threads=threads,
+                 target_val_acc=target_val_acc)
     keep_freed_memory()  # as the training commands do
     if threads is not None:
         torch.set_num_threads(threads)
@@ -159,5 +165,10 @@ def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1,
     return write_json(results, output_dir / "results.json")
 
 
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    print(f"results: {run(train, sys.argv[1:] if argv is None else argv, 'python benchmarks/plain_torch_loop.py')}")
+
+
 if __name__ == "__main__":
-    print(f"results: {run(train, sys.argv[1:], 'python benchmarks/plain_torch_loop.py', positional=())}")
+    main()

@@ -102,7 +102,7 @@ def time_cli(args, weights: dict[str, Path]) -> list[dict]:
                 command = [sys.executable, *prefix, str(args.image), "--weights", str(path), "--backend", backend,
                            "--timings"]
                 started = time.perf_counter()
-                proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+                proc = subprocess.run(command, capture_output=True, text=True, env=env)  # relative paths: the user's
                 walls.append(time.perf_counter() - started)
                 if proc.returncode != 0:
                     raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-2000:]}")

@@ -162,9 +162,20 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
     ("time_to_accuracy.py", ["--target", "1.5"], "error: --target must be an accuracy in (0, 1], got 1.5"),
     ("shared_machine.py", ["--competitor_levels", "[-1]"], "error: --competitor_levels must be counts of 0 or more, "
                                                              "got [-1]"),
+    ("compare_frameworks.py", ["--target_acc", "2"], "error: --target_acc must be an accuracy in (0, 1], got 2.0"),
+    ("plain_torch_loop.py", ["--threads", "0"], "error: --threads must be at least 1, got 0"),
+    ("plain_torch_loop.py", ["--max_epochs", "0"], "error: --max_epochs must be at least 1, got 0"),
+    ("kernel_efficiency.py", ["--seconds", "1e309"], "error: --seconds must be a finite number more than 0, got inf"),
+    ("augmentation_cost.py", ["--device", "tpu"], "error: --device must be cpu or cuda (where torch sees a CUDA "
+                                                  "device), got tpu"),
+    ("serve_load.py", ["--url", "notaurl"], "error: --url must be a server's address, http://host:port, got notaurl"),
 ])
 def test_bad_counts_are_one_line_before_any_work(name, args, line, tmp_path):
-    proc = script(name, *args, "--output_dir", str(tmp_path / "runs")) if name != "step_overhead.py" else \
-        script(name, *args)
+    if name in ("step_overhead.py", "kernel_efficiency.py", "augmentation_cost.py"):
+        proc = script(name, *args)
+    elif name == "serve_load.py":
+        proc = script(name, *args, "--output", str(tmp_path / "runs" / "load.json"))
+    else:
+        proc = script(name, *args, "--output_dir", str(tmp_path / "runs"))
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [line]
     assert not (tmp_path / "runs").exists()
