@@ -500,6 +500,10 @@ BAD_INPUTS = {
                                                 "one of val/loss, val/acc, train/loss, train/acc, epoch, step"),
     "checkpoint on a metric never logged": (["cv", "--checkpoint.monitor", "accuracy"],
                                             "--checkpoint.monitor accuracy: not a metric this run logs"),
+    "an added callback on a metric never logged": (["fit", "--trainer.callbacks+", "EarlyStopping",
+                                                    "--trainer.callbacks.monitor", "bogus"],
+                                                   "--trainer.callbacks EarlyStopping monitor bogus: not a metric this "
+                                                   "run logs"),
     "early stopping mode median": (["fit", "--early_stopping.mode", "median"],
                                    "--early_stopping.mode median: use min or max"),
     "checkpoint file name leaving the folder": (["fit", "--checkpoint.filename", "../../escape"],

@@ -645,6 +645,13 @@ def check_monitors(config) -> None:
                             f"{', '.join(MONITORED)}")
         if settings.get("mode") not in ("min", "max"):
             raise UserError(f"--{group}.mode {settings.get('mode')}: use min or max")
+    for callback in config.trainer.get("callbacks") or []:  # more callbacks (--trainer.callbacks+ EarlyStopping ...)
+        arguments = callback.get("init_args") if hasattr(callback, "get") else None
+        monitor = arguments.get("monitor") if hasattr(arguments, "get") else None
+        if isinstance(monitor, str) and monitor not in MONITORED:
+            kind = str(callback.get("class_path")).rsplit(".", 1)[-1]
+            raise UserError(f"--trainer.callbacks {kind} monitor {monitor}: not a metric this run logs; use one of "
+                            f"{', '.join(MONITORED)}")
     name = config.checkpoint.get("filename")
     literal = re.sub(r"\{[^}]*\}", "", name or "")  # {val/loss:.4f} names a metric, slash and all
     if name is not None and ("/" in literal or "\\" in literal or literal.startswith("..")):
