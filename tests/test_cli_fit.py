@@ -670,3 +670,18 @@ def test_a_checkpoint_is_scored_at_the_precision_asked(run_module, bad_inputs, t
     [run] = run_folders(tmp_path, "test")
     results = json.loads((run / "results.json").read_text())
     assert 0 <= results["test_acc"] <= 1 and sum(map(sum, results["confusion_matrix"])) == 10_000
+
+
+def test_a_training_that_diverges_says_so_in_one_line(run_module, tmp_path):
+    """SGD at a learning rate of 50 sends the loss to nan in a few steps: the best checkpoint holds no finite
+    val/loss and nan weights. fit says the training diverged (not that a checkpoint is a bad file), keeping the
+    run folder's checkpoints and metrics for a look."""
+    proc = run_module("lightning_mnist", "fit", "--data.subset", "600", "--trainer.max_epochs", "1",
+                      "--trainer.limit_train_batches", "5", "--optimizer", "torch.optim.SGD", "--optimizer.lr", "50",
+                      "--trainer.enable_progress_bar", "false", "--output_dir", "runs", check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert len(errors) == 1 and errors[0].startswith("error: training diverged: the best checkpoint"), errors
+    assert "has no finite val/loss" in errors[0] and "lower the learning rate" in errors[0]
+    run = tmp_path / "runs" / "lightning" / "version_0"
+    assert (run / "metrics.csv").is_file() and list((run / "checkpoints").glob("*.ckpt"))

@@ -33,13 +33,14 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Union
 
+import torch
 import yaml
 from jsonargparse import Namespace
 from lightning.fabric.plugins.environments import LSFEnvironment, SLURMEnvironment, TorchElasticEnvironment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import AcceleratorRegistry, CPUAccelerator, CUDAAccelerator, MPSAccelerator
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -491,6 +492,7 @@ class MnistCLI(LightningCLI):
         """Score the best checkpoint on the test set; write results.json, curves and the test report."""
         trainer = self.trainer
         best = Path(trainer.checkpoint_callback.best_model_path)
+        refuse_diverged(trainer.checkpoint_callback)
         history = self.history()
         rows, wall = list(history.history), history.wall_seconds()  # before test(): loading rewinds callback state
         tested = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=False)[0]
@@ -630,6 +632,16 @@ def add_progress_bar(trainer) -> None:
             return
     defaults = Namespace(**_signature_defaults(ProgressBar))
     trainer.callbacks = [*callbacks, Namespace(class_path=ours, init_args=defaults)]
+
+
+def refuse_diverged(checkpoint: ModelCheckpoint) -> None:
+    """A run whose best checkpoint scored no finite value (the loss went to nan: Lightning's checkpoint keeps a nan
+    score as the worst possible) has nothing to test: said so in one line, before loading weights that are nan."""
+    score = checkpoint.best_model_score
+    if score is not None and not torch.isfinite(score).all():
+        raise UserError(f"training diverged: the best checkpoint ({Path(checkpoint.best_model_path).name}) has no "
+                        f"finite {checkpoint.monitor} (the loss went to nan or infinity), so there is no model to "
+                        f"test; lower the learning rate (the run's metrics.csv has every epoch's figures)")
 
 
 def check_monitors(config) -> None:
