@@ -84,6 +84,9 @@ def make_bad_images(directory: Path) -> dict[str, str]:
     header = struct.pack(">IIBBBBB", 20_000, 5_000, 8, 0, 0, 0, 0)  # 100 megapixels
     (directory / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
                                          + _chunk(b"IDAT", zlib.compress(bytes(10_000))) + _chunk(b"IEND", b""))
+    header = struct.pack(">IIBBBBB", 30_001, 1, 8, 0, 0, 0, 0)  # few pixels, one side beyond the limit
+    (directory / "long.png").write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
+                                         + _chunk(b"IDAT", zlib.compress(bytes(30_002))) + _chunk(b"IEND", b""))
     return {
         "missing.png": "no such file",
         "folder.png": "directory",
@@ -97,6 +100,7 @@ def make_bad_images(directory: Path) -> dict[str, str]:
         "static.png": "cannot tell the digit from the background",
         "bomb.png": "refused: more than the limit of 64 megapixels",  # beyond even Pillow's own ceiling
         "huge.png": "than the limit of 64 megapixels",
+        "long.png": "refused: 30001x1 pixels has a side longer than the limit of 30000 pixels",
     }
 
 

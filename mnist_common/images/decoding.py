@@ -83,10 +83,12 @@ def decode_image(data: bytes, name: str | os.PathLike = "image") -> Image.Image:
     width, height = image.size
     if width <= 0 or height <= 0:
         raise ImageError(name, f"has no pixels ({width}x{height})")
-    if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+    if width * height > MAX_PIXELS:
         raise ImageError(name, f"refused: {width}x{height} pixels ({width * height / 1e6:.0f} megapixels) is more "
-                               f"than the limit of {MAX_PIXELS // 1_000_000} megapixels and {MAX_SIDE} pixels a side "
-                               f"(a decompression bomb?)")
+                               f"than the limit of {MAX_PIXELS // 1_000_000} megapixels (a decompression bomb?)")
+    if max(width, height) > MAX_SIDE:
+        raise ImageError(name, f"refused: {width}x{height} pixels has a side longer than the limit of {MAX_SIDE} "
+                               f"pixels (a decompression bomb?)")
     try:
         if image.format == "JPEG" and max(width, height) > WORK_SIDE:
             # let libjpeg decode at a reduced scale (1/2, 1/4, 1/8) that still has WORK_SIDE pixels on the long side
