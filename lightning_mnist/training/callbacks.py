@@ -27,6 +27,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from mnist_common.errors import UserError
 from mnist_common.files import write_atomically
 from mnist_common.results import HISTORY_KEYS
 
@@ -361,3 +362,13 @@ class EMAWeightAveraging(LightningEMAWeightAveraging):
         if trainer.state.fn == TrainerFn.FITTING:  # resuming: restore both the training and the averaged weights
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
         # testing or validating: the model already holds the checkpoint's state_dict, the averaged weights
+
+
+def refuse_diverged(checkpoint: ModelCheckpoint) -> None:
+    """A run whose best checkpoint scored no finite value (the loss went to nan: Lightning's checkpoint keeps a nan
+    score as the worst possible) has nothing to test: said so in one line, before loading weights that are nan."""
+    score = checkpoint.best_model_score
+    if score is not None and not torch.isfinite(score).all():
+        raise UserError(f"training diverged: the best checkpoint ({Path(checkpoint.best_model_path).name}) has no "
+                        f"finite {checkpoint.monitor} (the loss went to nan or infinity), so there is no model to "
+                        f"test; lower the learning rate (the run's metrics.csv has every epoch's figures)")

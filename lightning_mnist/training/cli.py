@@ -33,14 +33,13 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Union
 
-import torch
 import yaml
 from jsonargparse import Namespace
 from lightning.fabric.plugins.environments import LSFEnvironment, SLURMEnvironment, TorchElasticEnvironment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import AcceleratorRegistry, CPUAccelerator, CUDAAccelerator, MPSAccelerator
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -69,7 +68,7 @@ from lightning_mnist.formats import FORMATS
 from lightning_mnist.models import MnistClassifier
 from lightning_mnist.models.classifier import MONITORED, check_training_settings
 from lightning_mnist.training.callbacks import (EpochHistory, ProgressBar, RandomState, RunCheckpoint, StopBetweenBatches,
-                                               disk_full)
+                                               disk_full, refuse_diverged)
 from lightning_mnist.training.cuda_probe import stop_probing_for_cuda
 from lightning_mnist.training.cv import cross_validate
 from lightning_mnist.training.outputs import point_outputs_at
@@ -632,16 +631,6 @@ def add_progress_bar(trainer) -> None:
             return
     defaults = Namespace(**_signature_defaults(ProgressBar))
     trainer.callbacks = [*callbacks, Namespace(class_path=ours, init_args=defaults)]
-
-
-def refuse_diverged(checkpoint: ModelCheckpoint) -> None:
-    """A run whose best checkpoint scored no finite value (the loss went to nan: Lightning's checkpoint keeps a nan
-    score as the worst possible) has nothing to test: said so in one line, before loading weights that are nan."""
-    score = checkpoint.best_model_score
-    if score is not None and not torch.isfinite(score).all():
-        raise UserError(f"training diverged: the best checkpoint ({Path(checkpoint.best_model_path).name}) has no "
-                        f"finite {checkpoint.monitor} (the loss went to nan or infinity), so there is no model to "
-                        f"test; lower the learning rate (the run's metrics.csv has every epoch's figures)")
 
 
 def check_monitors(config) -> None:

@@ -20,6 +20,7 @@ from mnist_common.results import CV_CURVES_FILE, CV_RESULTS_FILE, CVResults, Fol
 from mnist_common.runs import CHECKPOINTS, relative_to_run
 from lightning_mnist.checkpoints import read_checkpoint
 from lightning_mnist.models import MnistEnsemble
+from lightning_mnist.training.callbacks import refuse_diverged
 from lightning_mnist.training.outputs import point_outputs_at
 from lightning_mnist.training.reports import write_test_report
 
@@ -46,6 +47,7 @@ def cross_validate(cli: LightningCLI, run_dir: Path) -> Path:
         trainer.checkpoint_callback.resume_hint = False  # a k-fold run starts again from its first fold
         trainer.fit(cli.model, datamodule=cli.datamodule)
         history = list(cli.history().history)  # before test(): loading the best checkpoint rewinds callback state
+        refuse_diverged(trainer.checkpoint_callback)
         tested = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
         best = history[cli.best_epoch()]
         folds.append(FoldResult(fold=fold, val_acc=best["val_acc"], val_loss=best["val_loss"], epochs=len(history),
