@@ -298,14 +298,14 @@ def check_config_text(argv: Sequence[str], types_by_name: dict[str, Any] | None 
     ``--config`` file or a YAML list gets "Unexpected config:", without it too; a group given a
     number or a list (``model: 5``) an ``AttributeError`` traceback; and a pipe blocks it for
     good. Checked here: every ``--config`` value (a regular file; its groups mappings, by
-    ``types_by_name``: the settings' types, as :func:`argument_error_line` takes them), and every
-    value of a flag without a dot (a group): no pipe or socket, and (UTF-8 only) an existing
-    ``.yaml``/``.yml``/``.json`` file. A YAML syntax error is left to jsonargparse's line, which
-    names it.
+    ``types_by_name``: the settings' types, as :func:`argument_error_line` takes them); a group's
+    file (``--model``, by the same types) no pipe or socket; and (UTF-8 only) every value of a flag
+    without a dot that names an existing ``.yaml``/``.yml``/``.json`` file. A YAML syntax error is
+    left to jsonargparse's line, which names it.
     """
     for key, value, _ in flag_values(argv):
         path = Path(value)
-        if key == "config" or "." not in key:
+        if key == "config" or is_group(declared_type(types_by_name or {}, key)):  # files jsonargparse reads
             check_not_a_stream(key, value, devices=key == "config")
         if key != "config" and ("." in key or path.suffix.lower() not in CONFIG_SUFFIXES):
             continue
