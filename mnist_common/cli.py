@@ -167,7 +167,12 @@ def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, str, bool]]:
         for name, child in node.items():
             yield from _leaves(child, f"{prefix}{name}.")
     elif prefix:
-        yield prefix[:-1], yaml.safe_dump(node, default_flow_style=True).removesuffix("\n...\n").strip(), False
+        yield prefix[:-1], yaml_text(node), False
+
+
+def yaml_text(value: Any) -> str:
+    """A config value as YAML on one line (``5``, ``[1, 2]``, ``{lr: 0.1}``), as a refusal quotes it."""
+    return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
 
 
 def refuses(hint: Any, value: str) -> bool:
@@ -355,7 +360,7 @@ def groups_given_no_mapping(settings: dict[str, Any], types_by_name: dict[str, A
         if isinstance(value, dict):
             yield from groups_given_no_mapping(value, types_by_name, f"{key}.")
         elif isinstance(value, (bool, int, float, list)):
-            yield key, yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
+            yield key, yaml_text(value)
 
 
 def parse(parser: ArgumentParser, argv: list[str] | None, types_of: Callable[[list[str]], dict[str, Any]],
