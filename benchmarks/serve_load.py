@@ -179,7 +179,8 @@ def load(weights: str | None = None, keras_weights: str | None = None, url: str 
         raise UserError("give --weights (to start a server) or --url")
     if seconds <= 0 or not clients or min(clients) < 1:
         raise UserError(f"--seconds must be positive and --clients at least 1, got {seconds} and {clients}")
-    if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname):
+    address = urlsplit(url or "")
+    if url and (address.scheme not in ("http", "https") or not address.hostname):
         raise UserError(f"--url must be a server's address, http://host:port, got {url}")
     pictures = digit_pictures(data_dir)
     output.parent.mkdir(parents=True, exist_ok=True)

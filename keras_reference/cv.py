@@ -20,7 +20,7 @@ from keras_bridge.backend import import_keras
 from keras_reference.config import FRAMEWORK, RunSettings
 from keras_reference.data import load_data
 from keras_bridge.files import save_model
-from keras_reference.model import gives_probabilities, new_model
+from keras_reference.model import new_model
 from keras_reference.train import evaluate, fit, save_with_weights, total_steps, write_history
 from mnist_common.figures import plot_cv_curves
 from mnist_common.mnist import load_mnist
@@ -64,7 +64,7 @@ def cross_validate(settings: RunSettings, callbacks: tuple = (), verbose: int | 
             history, best_epoch, last = fit(model, data, settings, callbacks, verbose)
             val_loss, val_acc = evaluate(model, data.x_val, data.y_val, data_settings.eval_batch_size)  # best weights
             outputs = model.predict(data.x_test, batch_size=data_settings.eval_batch_size, verbose=0)
-            probabilities.append(outputs if gives_probabilities(model) else softmax(outputs))  # logits: theirs
+            probabilities.append(softmax(outputs) if model.loss.from_logits else outputs)  # as compiled: logits or not
             test_loss, test_acc = scores(probabilities[-1], data.y_test)
             model_file = FOLD_MODEL.format(fold=k)
             save_model(model, run_dir / model_file)

@@ -42,12 +42,6 @@ def make_optimizer(model: "keras.Model", settings: ModelSettings, total_steps: i
     return optimizer
 
 
-def gives_probabilities(model: "keras.Model") -> bool:
-    """Whether ``model``'s outputs are probabilities (``Architecture.outputs_probabilities``), else logits."""
-    config = keras.saving.serialize_keras_object(model)
-    return architecture_from_keras_config(config, model.name).outputs_probabilities
-
-
 def compile_model(model: "keras.Model", lr: float = LEARNING_RATE, from_logits: bool | None = None,
                   settings: ModelSettings | None = None, total_steps: int | None = None) -> "keras.Model":
     """Compile as the notebook did (Adam(lr), categorical cross-entropy on one-hot labels, accuracy), or as
@@ -60,7 +54,8 @@ def compile_model(model: "keras.Model", lr: float = LEARNING_RATE, from_logits: 
     """
     settings = settings or ModelSettings(lr=lr)
     if from_logits is None:
-        from_logits = not gives_probabilities(model)
+        config = keras.saving.serialize_keras_object(model)
+        from_logits = not architecture_from_keras_config(config, model.name).outputs_probabilities
     metrics = ["accuracy"]
     if settings.label_smoothing:
         metrics.append(keras.metrics.CategoricalCrossentropy(name=PLAIN_LOSS, from_logits=from_logits))
