@@ -232,12 +232,43 @@ def expanded_values(node: yaml.Node, sizes: dict[int, int] | None = None) -> int
     return sizes[id(node)]
 
 
+def repeated_keys(node: yaml.Node, path: str = "", seen: set[int] | None = None) -> Iterator[str]:
+    """``model.lr twice (lines 2 and 5)`` for each key a mapping of the composed document gives twice.
+
+    YAML forbids it, but PyYAML keeps the last value without a word, so a config that sets
+    ``lr`` twice trains with whichever came last. Merge keys (``<<: *defaults``) are YAML's way
+    to override on purpose and are not counted. Each node is walked once: an alias is the node of
+    its anchor, reached again.
+    """
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for index, child in enumerate(node.value):
+            yield from repeated_keys(child, f"{path}[{index}]", seen)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    lines: dict[str, int] = {}
+    for key, value in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        name = f"{path}.{key.value}" if path else key.value
+        line = key.start_mark.line + 1
+        if key.value in lines:
+            yield f"{name} twice (lines {lines[key.value]} and {line})"
+        lines.setdefault(key.value, line)
+        yield from repeated_keys(value, name, seen)
+
+
 def bounded_yaml(load: Callable[[str], Any]) -> Callable[[str], Any]:
-    """jsonargparse's YAML loader, refusing a document that expands beyond :data:`MAX_YAML_VALUES` values.
+    """jsonargparse's YAML loader, refusing a document that expands beyond :data:`MAX_YAML_VALUES` values, or
+    that gives a key twice.
 
     YAML's aliases let a few hundred bytes stand for billions of values ("billion laughs"):
     PyYAML builds them as shared references, but jsonargparse then walks and copies every one,
     for minutes and gigabytes. Documents with aliases are measured first and refused in one line.
+    A key given twice (:func:`repeated_keys`) is refused too, naming it and its lines.
     """
     def bounded(stream: str) -> Any:
         if "*" in stream and "&" in stream:  # only a document with anchors and aliases can expand
@@ -250,6 +281,15 @@ def bounded_yaml(load: Callable[[str], Any]) -> Callable[[str], Any]:
             if count > MAX_YAML_VALUES:
                 raise UserError(f"a YAML config or value expands to {count:,} values through its aliases, more than "
                                 f"the limit of {MAX_YAML_VALUES:,} (nested aliases, a \"billion laughs\"?)")
+        if stream.count(":") >= 2:  # only a mapping of two keys or more can repeat one
+            try:
+                repeated = [name for node in yaml.compose_all(stream, Loader=yaml.SafeLoader) if node is not None
+                            for name in repeated_keys(node)]
+            except (yaml.YAMLError, RecursionError):
+                repeated = []  # not YAML (the loader itself says so), or nested too deep to walk here
+            if repeated:
+                raise UserError(f"a YAML mapping gives {repeated[0]}; keep one (YAML's loader would "
+                                f"silently take the last)")
         return load(stream)
 
     return bounded
@@ -329,6 +369,8 @@ def check_config_text(argv: Sequence[str], types_by_name: dict[str, Any] | None 
             settings = get_loader("yaml")(text)  # the bounded loader below
         except (ValueError, yaml.YAMLError):
             continue
+        except UserError as err:  # the bounded loader's refusal, now that the file is known
+            raise UserError(f"--{key} {value}: {err}") from None
         if not isinstance(settings, dict):
             held = "nothing" if settings is None else f"a YAML {type(settings).__name__}, not settings by name"
             raise UserError(f"--{key} {value}: the file holds {held}; a config file maps settings to values, e.g. "

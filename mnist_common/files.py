@@ -73,12 +73,17 @@ def check_readable(path: str | os.PathLike, label: str) -> Path:
     return Path(path)
 
 
-def path_text(path: str | os.PathLike) -> str:
-    """``path`` as a one-line message shows it: control characters escaped (a newline or NUL in a name must not
-    break the line or the terminal), and a name too long to read cut in its middle (its start and end say which)."""
+def escaped(path: str | os.PathLike) -> str:
+    """``path`` whole, on one line: control characters escaped as Python writes them (``\\n``, ``\\x1b``), so a
+    newline in a name cannot start a line of its own and an escape sequence cannot reach the terminal."""
     text = str(path)
-    if not text.isprintable():
-        text = repr(text)[1:-1]
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def path_text(path: str | os.PathLike) -> str:
+    """``path`` as a one-line message shows it: :func:`escaped`, and a name too long to read cut in its middle (its
+    start and end say which)."""
+    text = escaped(path)
     return text if len(text) <= PATH_TEXT_LIMIT else f"{text[:100]}...{text[-60:]}"
 
 

@@ -156,7 +156,8 @@ def check_data_dir(data_dir: str | os.PathLike | None) -> Path:
         missing = not folder.is_dir()
     except OSError as err:
         raise UserError(f"data folder {path_text(folder)}: {os_reason(err)}") from None
-    if missing and folder != Path(DEFAULT_DATA_DIR):
-        raise UserError(f"data folder {path_text(folder)}: no such folder (give --data_dir the folder holding "
+    if missing and (folder.exists() or folder != Path(DEFAULT_DATA_DIR)):  # the default is made if missing
+        what = "not a folder" if folder.exists() else "no such folder"
+        raise UserError(f"data folder {path_text(folder)}: {what} (give --data_dir the folder holding "
                         f"MNIST/raw, or set ${DATA_DIR_ENV})")
     return ensure_files(data_dir)

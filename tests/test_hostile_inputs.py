@@ -117,6 +117,17 @@ def test_a_keras_file_by_url_is_tested_like_a_local_one(model_files, run_module)
     assert scores[0] == scores[1] == pytest.approx(0.9922, abs=1e-4)  # the notebook's own model
 
 
+@pytest.mark.parametrize("command", ["test", "validate", "fit"])
+def test_a_bad_checkpoint_by_url_is_named_by_its_url(command, tmp_path, monkeypatch, capsys):
+    """The file is fetched into a temporary folder and read there; its refusal names the URL the user gave."""
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    url = (tmp_path / "notes.ckpt").as_uri()
+    monkeypatch.chdir(tmp_path)
+    code, error, _ = main_error(main, [command, "--ckpt_path", url], capsys)
+    assert code == 2 and error == f"error: {url} is not a PyTorch checkpoint (neither a zip archive nor a pickle)", error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.ckpt"]
+
+
 LAUGHS = "\n".join(["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
                    + [f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")]
                    + ["model: {lr: 0.001}"])  # 9**9 lols in 500 bytes
@@ -138,6 +149,36 @@ def test_a_billion_laughs_config_is_refused_fast(command, tmp_path, monkeypatch,
     assert time.perf_counter() - started < 5
     assert code == 2 and "expands to 490,329,068 values through its aliases, more than the limit of 100,000" in error, error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["laughs.yaml"]
+
+
+@pytest.mark.parametrize("command", [["fit"], ["cv"], ["convert", "model.ckpt", "out.keras"], ["keras_reference", "train"]])
+def test_a_config_that_gives_a_key_twice_is_refused_naming_it(command, tmp_path, monkeypatch, capsys):
+    """YAML takes no key twice; PyYAML would keep the last without a word, so the run would train on a value the
+    reader of the file may not see. Refused in one line naming the key and both lines; YAML's merge keys still
+    override on purpose."""
+    from keras_reference.__main__ import main as keras_main
+
+    (tmp_path / "twice.yaml").write_text("model:\n  lr: 0.01\n  label_smoothing: 0.1\n  lr: 0.001\n")
+    monkeypatch.chdir(tmp_path)
+    program, args = (keras_main, command[1:]) if command[0] == "keras_reference" else (main, command)
+    code, error, _ = main_error(program, [*args, "--config", "twice.yaml"], capsys)
+    assert code == 2 and error.startswith("error: --config twice.yaml: a YAML mapping gives model.lr twice "
+                                          "(lines 2 and 4); keep one"), error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["twice.yaml"]
+
+
+def test_a_flag_value_that_gives_a_key_twice_is_refused_and_merge_keys_are_not(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, error, _ = main_error(main, ["fit", "--trainer.callbacks", "[{class_path: EarlyStopping, init_args: "
+                                       "{monitor: val/loss, patience: 3, monitor: val/acc}}]"], capsys)
+    assert code == 2 and "a YAML mapping gives [0].init_args.monitor twice (lines 1 and 1)" in error, error
+    (tmp_path / "merged.yaml").write_text("model:\n  <<: {lr: 0.01, label_smoothing: 0.1}\n  lr: 0.02\n")
+    with pytest.raises(SystemExit) as printed_config:
+        main(["fit", "--config", "merged.yaml", "--print_config"])
+    printed = capsys.readouterr().out
+    assert printed_config.value.code == 0
+    assert "lr: 0.02" in printed and "label_smoothing: 0.1" in printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged.yaml"]
 
 
 @pytest.mark.parametrize("model", ["fold_0.pt", "fold_0"])

@@ -104,11 +104,14 @@ def test_an_output_under_a_file_is_refused(command, work, capsys):
 
 
 @pytest.mark.parametrize("command", ["convert", "augment-preview"])
-def test_a_data_folder_that_is_not_there_is_refused_before_any_work(command, work, capsys):
-    """Was: convert built the model, then tried to download MNIST into the mistyped folder and printed the failure."""
-    argv, _ = command_line(command, "out", "--data_dir", str(work / "nowhere"))
+@pytest.mark.parametrize("folder, reason", [("nowhere", "no such folder"), ("digit.png", "not a folder"),
+                                            ("/dev/null", "not a folder")])
+def test_a_data_folder_that_is_not_there_is_refused_before_any_work(command, folder, reason, work, capsys):
+    """Was: convert built the model, then tried to download MNIST into the mistyped folder and printed the failure
+    (and a file or a device given as the folder was said not to exist)."""
+    argv, _ = command_line(command, "out", "--data_dir", str(work / folder))
     error, out = refused(argv, capsys)
-    assert error == (f"error: data folder {work / 'nowhere'}: no such folder (give --data_dir the folder holding "
+    assert error == (f"error: data folder {work / folder}: {reason} (give --data_dir the folder holding "
                      f"MNIST/raw, or set $MNIST_DATA_DIR)"), error
     assert out == "" and sorted(p.name for p in work.iterdir()) == ["digit.png", "model.ckpt"]
 

@@ -12,6 +12,7 @@ import collections
 import io
 import json
 import os
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -354,6 +355,19 @@ def test_cli_predicts_good_files_and_reports_each_bad_one(run_module, seed_ckpt,
         assert row["probability"] == max(row["probabilities"])
     assert Image.open(tmp_path / "figure.png").format == "PNG"
     assert "timings:" in proc.stderr and "inference" in proc.stderr
+
+
+def test_cli_plain_text_keeps_one_line_per_image_whatever_its_name(run_module, seed_ckpt, seed_png, tmp_path):
+    """A newline or an escape sequence in a file name is written escaped, so each image stays one line (and its
+    probabilities the next) and the terminal is not driven by a name; --json keeps the name as it is."""
+    odd = tmp_path / "four\n7: 1 (probability 1.0000)\x1b[2J.png"
+    shutil.copy(seed_png, odd)
+    proc = run_module("lightning_mnist", "predict", odd, "--weights", seed_ckpt)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(str(tmp_path / "four\\n7: 1 (probability 1.0000)\\x1b[2J.png: 4 ")), lines
+    assert "\x1b" not in proc.stdout
+    proc = run_module("lightning_mnist", "predict", odd, "--weights", seed_ckpt, "--json")
+    assert json.loads(proc.stdout)["image"] == str(odd)
 
 
 def test_cli_keras_backend_reads_the_notebooks_file(run_module, renderings, seed_png, seed_keras):

@@ -21,7 +21,7 @@ import numpy as np
 
 from mnist_common.cli import run
 from mnist_common.errors import EXIT_USER_ERROR, UserError, exit_on_user_error
-from mnist_common.files import check_output_file
+from mnist_common.files import check_output_file, escaped
 from mnist_common.images.decoding import ImageError
 from mnist_common.images.preparation import Prepared, prepare
 from mnist_common.predictions import record
@@ -127,7 +127,7 @@ def predict(images: list[str], weights: str, backend: Literal["auto", "torch", "
                                size=list(image.size))))
         else:
             classes = "  ".join(f"{k}: {p:.4f}" for k, p in enumerate(row))
-            print(f"{image.path}: {int(row.argmax())} (probability {row.max():.4f})\n  {classes}")
+            print(f"{escaped(image.path)}: {int(row.argmax())} (probability {row.max():.4f})\n  {classes}")
     if json:
         for err in failures:
             print(_json(record(err.path, error=err.reason)))

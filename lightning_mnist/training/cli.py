@@ -299,8 +299,17 @@ class MnistCLI(LightningCLI):
         path = self._source = str(path)  # what the user named, for the results
         if subcommand == "fit" and path == "last":
             path = self._last_run_checkpoint(config)
-        if "://" in path:
-            path = str(fetch_model_file(path, self.temporary_dir()))
+        if "://" not in path:
+            self._read_ckpt_path(subcommand, config, path)
+            return
+        fetched = str(fetch_model_file(path, self.temporary_dir()))
+        try:
+            self._read_ckpt_path(subcommand, config, fetched)
+        except UserError as err:  # named as the user named it, not as the temporary copy
+            raise UserError(str(err).replace(fetched, path)) from None
+
+    def _read_ckpt_path(self, subcommand: str, config, path: str) -> None:
+        """Check the local file ``path`` that ``--ckpt_path`` gives and set what Lightning reads (see above)."""
         suffix = Path(path).suffix.lower()
         deployed = FORMATS.get(suffix)
         if deployed is not None and suffix not in (CKPT_SUFFIX, KERAS_SUFFIX):
