@@ -365,10 +365,28 @@ class EMAWeightAveraging(LightningEMAWeightAveraging):
 
 
 def refuse_diverged(checkpoint: ModelCheckpoint) -> None:
-    """A run whose best checkpoint scored no finite value (the loss went to nan: Lightning's checkpoint keeps a nan
-    score as the worst possible) has nothing to test: said so in one line, before loading weights that are nan."""
-    score = checkpoint.best_model_score
+    """A run whose best checkpoint holds no model (the loss went to nan) has nothing to test: said so in one line,
+    before loading weights that are nan.
+
+    Monitoring a loss, the best score is then nan too (Lightning's checkpoint keeps a nan score as the
+    worst possible). Monitoring an accuracy, nan weights still score a finite one (every image gets
+    class 0), so the best checkpoint's weights are looked at as well (read weights-only).
+    """
+    score, path = checkpoint.best_model_score, checkpoint.best_model_path
     if score is not None and not torch.isfinite(score).all():
-        raise UserError(f"training diverged: the best checkpoint ({Path(checkpoint.best_model_path).name}) has no "
-                        f"finite {checkpoint.monitor} (the loss went to nan or infinity), so there is no model to "
-                        f"test; lower the learning rate (the run's metrics.csv has every epoch's figures)")
+        what = f"has no finite {checkpoint.monitor}"
+    elif path and not finite_weights(path):
+        scored = f" ({checkpoint.monitor} {float(score):.4g})" if score is not None else ""
+        what = f"holds nan or infinite weights{scored}"
+    else:
+        return
+    raise UserError(f"training diverged: the best checkpoint ({Path(path).name}) {what} (the loss went to nan or "
+                    f"infinity), so there is no model to test; lower the learning rate (the run's metrics.csv has "
+                    f"every epoch's figures)")
+
+
+def finite_weights(path: str | Path) -> bool:
+    """Whether every floating-point tensor of the checkpoint's ``state_dict`` is finite (read weights-only)."""
+    contents = torch.load(path, map_location="cpu", weights_only=True)
+    return all(torch.isfinite(value).all() for value in contents.get("state_dict", {}).values()
+               if isinstance(value, torch.Tensor) and value.is_floating_point())
