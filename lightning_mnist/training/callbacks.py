@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -323,23 +323,28 @@ class ProgressBar(RichProgressBar):
         self.updates_per_second = updates_per_second
         self._due = 0.0  # time.monotonic() after which the next batch updates the bar
 
-    def _now_due(self, batch_idx: int, total: int | float | None) -> bool:
+    def _now_due(self, batch_idx: int, total: Callable[[], int | float | None]) -> bool:
+        """Whether this batch updates the bar; never on a disabled bar (another process than the first of a
+        multi-process run), whose batch counts Lightning does not keep."""
+        if self.is_disabled:
+            return False
         now = time.monotonic()
-        if now >= self._due or batch_idx + 1 == total:
+        if now >= self._due or batch_idx + 1 == total():
             self._due = now + 1.0 / self.updates_per_second
             return True
         return False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._now_due(batch_idx, self.total_train_batches):
+        if self._now_due(batch_idx, lambda: self.total_train_batches):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if trainer.sanity_checking or self._now_due(batch_idx, self.total_val_batches_current_dataloader):
+        if not self.is_disabled and (trainer.sanity_checking or
+                                     self._now_due(batch_idx, lambda: self.total_val_batches_current_dataloader)):
             super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self._now_due(batch_idx, self.total_test_batches_current_dataloader):
+        if self._now_due(batch_idx, lambda: self.total_test_batches_current_dataloader):
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
 
