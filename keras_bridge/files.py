@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -10,7 +12,7 @@ from keras_bridge.backend import import_keras
 from keras_bridge.build import layer_weights
 from mnist_common.errors import UserError, one_line
 from mnist_common.files import write_atomically
-from mnist_common.keras_file import KerasFile, read_keras_file
+from mnist_common.keras_file import KERAS_SUFFIX, KerasFile, read_keras_file
 
 keras = import_keras()
 
@@ -22,10 +24,15 @@ def load_checked(path: str | os.PathLike) -> tuple["keras.Model", KerasFile]:
     loaded are compared with those the checks read: they must be the same arrays.
     """
     info = read_keras_file(path)
-    try:
-        model = keras.saving.load_model(str(info.path), safe_mode=True, compile=False)
-    except Exception as err:  # whatever Keras says about a file that passed our checks
-        raise UserError(f"{info.path}: Keras cannot load it ({one_line(err)})") from None
+    with tempfile.TemporaryDirectory() as folder:
+        readable = info.path
+        if readable.suffix != KERAS_SUFFIX:  # Keras reads only '.keras' in lower case: 'MODEL.KERAS' is a link away
+            readable = Path(folder) / f"model{KERAS_SUFFIX}"
+            readable.symlink_to(info.path.resolve())
+        try:
+            model = keras.saving.load_model(str(readable), safe_mode=True, compile=False)
+        except Exception as err:  # whatever Keras says about a file that passed our checks
+            raise UserError(f"{info.path}: Keras cannot load it ({one_line(err)})") from None
     loaded = layer_weights(model, info.architecture)
     for name, arrays in info.weights.items():
         if not all(np.array_equal(a, b) for a, b in zip(arrays, loaded[name], strict=True)):

@@ -30,7 +30,7 @@ def write_atomically(destination: str | os.PathLike, write: Callable[[Path], Any
                      check: Callable[[Path], Any] | None = None, make_parents: bool = False) -> Any:
     """``write(tmp)``, then ``check(tmp)`` (its result is returned), then rename ``tmp`` to ``destination``.
 
-    The temporary file keeps the destination's suffix (some writers, Keras' among them,
+    The temporary file keeps the destination's suffix, in lower case (some writers, Keras' among them,
     insist on it). On any failure nothing is left behind and the exception propagates.
     """
     destination = Path(destination)
@@ -39,7 +39,8 @@ def write_atomically(destination: str | os.PathLike, write: Callable[[Path], Any
     if not destination.parent.is_dir():
         raise UserError(f"cannot write {destination}: folder {destination.parent} does not exist")
     try:
-        fd, name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.stem}.", suffix=destination.suffix)
+        fd, name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.stem}.",
+                                    suffix=destination.suffix.lower())
     except OSError as err:
         raise UserError(f"cannot write to {destination.parent}: {err.strerror or err}") from None
     os.close(fd)
