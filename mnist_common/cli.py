@@ -394,14 +394,15 @@ def check_not_a_stream(key: str, value: str, devices: bool = False) -> None:
 def groups_given_no_mapping(settings: dict[str, Any], types_by_name: dict[str, Any],
                             prefix: str = "") -> Iterator[tuple[str, str]]:
     """(setting, its value as YAML) for each group of settings (``model``, ``trainer``) that a config gives a number,
-    a boolean or a list instead of a mapping of its settings (a string may name a file of them)."""
+    a boolean, a list or any other value instead of a mapping of its settings (a string may name a file of them;
+    null is refused on its own)."""
     for name, value in settings.items():
         key = f"{prefix}{name}"
         if not is_group(declared_type(types_by_name, key)):
             continue
         if isinstance(value, dict):
             yield from groups_given_no_mapping(value, types_by_name, f"{key}.")
-        elif isinstance(value, (bool, int, float, list)):
+        elif value is not None and not isinstance(value, str):  # a number, a list, a !!set, a date...
             yield key, yaml_text(value)
 
 
