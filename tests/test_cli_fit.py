@@ -519,6 +519,15 @@ BAD_INPUTS = {
     "no test batch": (["fit", "--trainer.limit_test_batches", "0"], "--trainer.limit_test_batches 0: fit would test"),
     "no step": (["fit", "--trainer.max_steps", "0"], "--trainer.max_steps 0: fit would train no step"),
     "no time": (["fit", "--trainer.max_time", "00:00:00:00"], "--trainer.max_time 00:00:00:00: no time to train"),
+    "stopped before the first validation": (["fit", "--data.subset", "500", "--trainer.max_steps", "3"],
+                                            "--trainer.max_steps 3: the run would stop before its first validation, "
+                                            "after 15 steps"),
+    "stopped before the first validation, accumulating": (
+        ["fit", "--data.subset", "500", "--trainer.max_steps", "7", "--trainer.accumulate_grad_batches", "2"],
+        "--trainer.max_steps 7: the run would stop before its first validation, after 8 steps"),
+    "half-precision weights": (["fit", "--trainer.precision", "16-true"], "--trainer.precision 16-true: the weights "
+                                                                          "would train and be saved in float16"),
+    "double-precision weights": (["cv", "--trainer.precision", "64-true"], "--trainer.precision 64-true:"),
     "no epoch validated": (["fit", "--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "3"],
                            "--trainer.check_val_every_n_epoch 3: none of the 2 epochs would be validated"),
     "no epoch checkpointed": (["fit", "--checkpoint.every_n_epochs", "0"], "--checkpoint.every_n_epochs 0: fit "

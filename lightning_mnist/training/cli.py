@@ -258,6 +258,12 @@ class MnistCLI(LightningCLI):
                 raise UserError(f"--trainer.fast_dev_run: `{subcommand}` tests and records its best checkpoint, which "
                                 f"a fast dev run does not write; for a smoke run use --trainer.max_epochs 1 "
                                 f"--trainer.limit_train_batches 2 --trainer.limit_val_batches 2")
+            precision = str(config.trainer.precision)
+            if precision in TRUE_PRECISIONS:
+                raise UserError(f"--trainer.precision {precision}: the weights would train and be saved in "
+                                f"{TRUE_PRECISIONS[precision]}, and this project's checkpoints (and the Keras files "
+                                f"made of them) hold float32; train in 32-true, or in bf16-mixed or 16-mixed "
+                                f"(float32 weights, half-precision arithmetic)")
             if config.checkpoint.save_top_k == 0:
                 raise UserError("--checkpoint.save_top_k 0 keeps no best checkpoint, which fit tests at the end; "
                                 "use 1 or more (or -1 for all)")
@@ -713,6 +719,11 @@ def check_scored_batches(subcommand: str, trainer) -> None:
         check_batch_limits(trainer, f"`{subcommand}`", {name: "score"})
 
 
+# Trainer precisions whose weights are not float32: fit's checkpoints could not be read back as the network's
+TRUE_PRECISIONS = {"16-true": "float16", "16": "float16", "bf16-true": "bfloat16", "bf16": "bfloat16",
+                   "64-true": "float64", "64": "float64"}
+
+
 def check_validated_and_tested(config, train_batches: int) -> None:
     """Refuse settings under which ``fit``/``cv`` would train nothing, never validate, keep no best checkpoint or
     test nothing: Lightning accepts them and fails after the training, or divides by zero in the first step.
@@ -739,6 +750,19 @@ def check_validated_and_tested(config, train_batches: int) -> None:
     if isinstance(interval, int) and not isinstance(interval, bool) and interval > within:
         raise UserError(f"--trainer.val_check_interval {interval}: more than the {within} training batches "
                         f"{'of an epoch' if every is not None else 'of the run'}; give at most {within}, or a fraction")
+    if validated and trainer.max_steps and trainer.max_steps > 0:  # Lightning stops there, validated or not
+        if isinstance(interval, int) and not isinstance(interval, bool):
+            first = interval
+        elif isinstance(interval, float):
+            first = max(1, int(train_batches * interval))
+        else:
+            first = train_batches * (every or 1)
+        first = math.ceil(first / (trainer.accumulate_grad_batches or 1))  # max_steps counts optimizer steps
+        if trainer.max_steps < first:
+            monitor = next(m for m in monitors if str(m).startswith("val/"))
+            raise UserError(f"--trainer.max_steps {trainer.max_steps}: the run would stop before its first "
+                            f"validation, after {first} steps, and fit keeps its best checkpoint by {monitor}; "
+                            f"give at least {first}, or validate sooner (--trainer.val_check_interval)")
     if validated and every and max_epochs and every > max_epochs:
         raise UserError(f"--trainer.check_val_every_n_epoch {every}: none of the {max_epochs} epochs would be "
                         f"validated, and fit keeps its best checkpoint by {config.checkpoint.monitor}; give at most "
