@@ -1,12 +1,17 @@
-"""The one check every speed benchmark makes of its counts before any work: a bad one is one line, exit 2."""
+"""The checks every speed benchmark makes before any work (its counts, its output files): one line, exit 2."""
 
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 from mnist_common.errors import UserError
+from mnist_common.files import check_output_file
 
 FRACTIONS = {"target", "target_acc", "target_val_acc"}  # accuracies, whatever the flag is called
+# Counts above which a run would only ask for more memory than a machine has (a 10^8-sided matrix: 40 PB)
+MAX_COUNTS = {"batch_size": 60_000, "size": 32_768}
 
 
 def check_counts(**values: float | int | None) -> None:
@@ -21,5 +26,34 @@ def check_counts(**values: float | int | None) -> None:
         elif isinstance(value, int) and not isinstance(value, bool):
             if value < 1:
                 raise UserError(f"--{name} must be at least 1, got {value}")
+            if value > MAX_COUNTS.get(name, math.inf):
+                raise UserError(f"--{name} must be at most {MAX_COUNTS[name]:,}, got {value:,}")
         elif not (value > 0 and math.isfinite(value)):
             raise UserError(f"--{name} must be a finite number more than 0, got {value}")
+
+
+def check_report(path: str | os.PathLike, default: str | os.PathLike, overwrite: bool) -> Path:
+    """A JSON report's path: a ``.json`` name, and a file already there replaced only with ``--overwrite`` (the
+    script's default report is its own, rewritten each run). Checked before any work."""
+    path = Path(path)
+    if path.suffix.lower() != ".json":
+        raise UserError(f"--output {path}: the report is JSON; give a .json file name")
+    own = path.absolute() == Path(default).absolute()
+    if own:
+        path.parent.mkdir(parents=True, exist_ok=True)  # runs/benchmark, made on a first run
+    return check_output_file(path, "--output", overwrite=overwrite or own)
+
+
+def check_doc(path: str | os.PathLike | None) -> None:
+    """A Markdown file the table goes into (its markers), checked before any work: a ``.md`` name of UTF-8 text."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.suffix.lower() != ".md":
+        raise UserError(f"--doc {path}: the table goes into a Markdown file; give a .md file name")
+    try:
+        if path.exists():
+            path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"--doc {path}: not a readable UTF-8 text file ({getattr(err, 'strerror', None) or err})") \
+            from None

@@ -28,7 +28,7 @@ from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import plain_torch_loop  # noqa: E402  (sets the thread policy before torch starts)
-from checks import check_counts  # noqa: E402
+from checks import check_counts, check_doc  # noqa: E402
 
 import torch  # noqa: E402
 from lightning.pytorch import Trainer, seed_everything  # noqa: E402
@@ -138,6 +138,7 @@ def gpu_speed(device: str = "cuda", target: float = 0.99, batch_size: int = 512,
         doc: also write the table into this Markdown file between its ``gpu-speed`` markers.
     """
     check_counts(target=target, batch_size=batch_size, lr=lr, max_epochs=max_epochs)
+    check_doc(doc)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {device}: no CUDA device is visible here; use --device cpu to check the script")
     recipe = {k: v for k, v in dict(locals()).items() if k not in ("contenders", "output_dir", "doc")}

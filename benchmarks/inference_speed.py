@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 import lightning_mnist  # noqa: E402,F401  torch first, then Keras (lightning_mnist/frameworks.py)
+from checks import check_doc, check_report  # noqa: E402
 from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.files import write_between_markers  # noqa: E402
@@ -47,6 +48,8 @@ from mnist_common.mnist import load_mnist  # noqa: E402
 BATCHES = (1, 32, 256)
 RUNTIMES = ("eager torch", "torch.compile", ".pt2 (torch.export)", "ONNX Runtime", "Keras", "LiteRT")
 SECTION = "inference-speed"
+DEFAULT_OUTPUT = REPO / "runs" / "benchmark" / "inference_speed.json"
+MAX_THREADS = 256  # torch and TensorFlow take what they are given, and fail only when a runtime starts
 
 
 def runtimes(weights: str, threads: int, folder: Path) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
@@ -119,7 +122,7 @@ def serve_cells(weights: str, seconds: float, threads: int, data_dir: str | None
     from serve_load import load
 
     load(weights=weights, server_args=f"--threads {threads}", clients=[1, 8, 32], backends=["torch", "keras", "onnx"],
-         seconds=seconds, data_dir=data_dir, output=output)
+         seconds=seconds, data_dir=data_dir, output=output, overwrite=True)  # the report's own companion
     return json.loads(output.read_text())["cells"]
 
 
@@ -153,7 +156,7 @@ def markdown(report: dict) -> str:
 
 def speed(weights: str, seconds: float = 5.0, serve_seconds: float = 10.0, threads: int = 1, images: int = 2048,
           data_dir: str | None = None, doc: Path = REPO / "docs" / "benchmarks.md",
-          output: Path = REPO / "runs" / "benchmark" / "inference_speed.json") -> None:
+          output: Path = DEFAULT_OUTPUT, overwrite: bool = False) -> None:
     """Images/s and latency of one model on six runtimes, and serve's requests/s per backend.
 
     Args:
@@ -164,11 +167,18 @@ def speed(weights: str, seconds: float = 5.0, serve_seconds: float = 10.0, threa
         images: how many MNIST test images the calls cycle through (at least 256).
         data_dir: the folder holding MNIST/raw.
         doc: the Markdown file the table is written into (its inference-speed section).
-        output: the JSON report.
+        output: the JSON report (and serve_load.json beside it).
+        overwrite: replace an --output file that is already there.
     """
-    if seconds <= 0 or serve_seconds < 0 or threads < 1 or not 256 <= images <= 10_000:
-        raise UserError(f"--seconds must be positive, --serve_seconds not negative, --threads at least 1 and "
-                        f"--images between 256 and 10000; got {seconds}, {serve_seconds}, {threads}, {images}")
+    if seconds <= 0 or serve_seconds < 0 or not 1 <= threads <= MAX_THREADS or not 256 <= images <= 10_000:
+        raise UserError(f"--seconds must be positive, --serve_seconds not negative, --threads between 1 and "
+                        f"{MAX_THREADS} and --images between 256 and 10000; got {seconds}, {serve_seconds}, {threads}, "
+                        f"{images}")
+    output = check_report(output, DEFAULT_OUTPUT, overwrite)
+    check_doc(doc)
+    if not Path(weights).exists():
+        raise UserError(f"--weights {weights}: no such file or folder")
+    weights = str(Path(weights).absolute())  # serve runs in the report's folder
     machine = describe_machine()  # before the runs: the load they started under
     mnist = load_mnist(data_dir)
     x = np.ascontiguousarray((mnist.test_images[:images].astype(np.float32) / 255.0)[..., None])

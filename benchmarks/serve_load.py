@@ -36,12 +36,17 @@ import numpy as np
 import requests
 from PIL import Image
 
-from mnist_common.cli import run
-from mnist_common.errors import UserError, exit_on_user_error
-from mnist_common.machine import describe_machine
-from mnist_common.mnist import load_mnist
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checks import check_report  # noqa: E402
+
+from lightning_mnist.checkpoints import model_file  # noqa: E402
+from mnist_common.cli import run  # noqa: E402
+from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
+from mnist_common.machine import describe_machine  # noqa: E402
+from mnist_common.mnist import load_mnist  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = REPO / "runs" / "benchmark" / "serve_load.json"
 PICTURES = 50
 
 
@@ -131,6 +136,16 @@ def run_cell(url: str, pictures, clients: int, seconds: float, backends: str, se
     }
 
 
+def check_answering(url: str) -> None:
+    """Refuse a server that does not answer ``/health`` (every request of every cell would be an error)."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=10):
+            pass
+    except (OSError, ValueError) as err:
+        raise UserError(f"--url {url}: no server answers at {url}/health ({getattr(err, 'reason', None) or err})") \
+            from None
+
+
 def start_server(weights: str, keras_weights: str | None, server_args: str, log: Path) -> tuple[str, subprocess.Popen]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -160,7 +175,7 @@ def load(weights: str | None = None, keras_weights: str | None = None, url: str 
          server_args: str = "", clients: list[int] = [1, 8, 32],  # noqa: B006
          backends: list[Literal["torch", "keras", "onnx", "all"]] = ["torch", "all"],  # noqa: B006
          seconds: float = 20.0, data_dir: str | None = None,
-         output: Path = REPO / "runs" / "benchmark" / "serve_load.json") -> None:
+         output: Path = DEFAULT_OUTPUT, overwrite: bool = False) -> None:
     """Requests/s and latency of `serve` at several numbers of concurrent clients.
 
     Args:
@@ -174,6 +189,7 @@ def load(weights: str | None = None, keras_weights: str | None = None, url: str 
         seconds: measured seconds a cell.
         data_dir: the folder holding MNIST/raw.
         output: the JSON report.
+        overwrite: replace an --output file that is already there.
     """
     if not (weights or url):
         raise UserError("give --weights (to start a server) or --url")
@@ -182,11 +198,16 @@ def load(weights: str | None = None, keras_weights: str | None = None, url: str 
     address = urlsplit(url or "")
     if url and (address.scheme not in ("http", "https") or not address.hostname):
         raise UserError(f"--url must be a server's address, http://host:port, got {url}")
+    output = check_report(output, DEFAULT_OUTPUT, overwrite)
+    if weights and "://" not in weights:  # the server runs in the report's folder: an absolute path, checked now
+        weights = str(model_file(weights, "--weights").absolute())
+    if keras_weights:
+        keras_weights = str(model_file(keras_weights, "--keras_weights").absolute())
     pictures = digit_pictures(data_dir)
-    output.parent.mkdir(parents=True, exist_ok=True)
     process = None
     if url:
         url = url.rstrip("/")
+        check_answering(url)
     else:
         started = time.perf_counter()
         url, process = start_server(weights, keras_weights, server_args, output.with_suffix(".server.log"))

@@ -41,7 +41,7 @@ from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_torch_loop import build, train_steps  # noqa: E402  (sets the thread policy before torch starts)
-from checks import check_counts  # noqa: E402
+from checks import check_counts, check_doc  # noqa: E402
 
 import torch  # noqa: E402
 from lightning.pytorch import Callback, Trainer, seed_everything  # noqa: E402
@@ -216,6 +216,7 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
         doc: also write the table into this Markdown file between its ``step-overhead`` markers.
     """
     check_counts(steps=steps, repeats=repeats, batch_size=batch_size, threads=threads if threads is not None else 1)
+    check_doc(doc)
     keep_freed_memory()
     if threads is not None:
         torch.set_num_threads(threads)

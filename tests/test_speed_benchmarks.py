@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,8 +19,9 @@ BENCHMARKS = REPO / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 
-def script(name: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(BENCHMARKS / name), *args], cwd=REPO, capture_output=True, text=True,
+def script(name: str, *args: str, env: dict | None = None, timeout: int = 600,
+           cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCHMARKS / name), *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 
 
@@ -169,6 +171,9 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
     ("augmentation_cost.py", ["--device", "tpu"], "error: --device must be cpu or cuda (where torch sees a CUDA "
                                                   "device), got tpu"),
     ("serve_load.py", ["--url", "notaurl"], "error: --url must be a server's address, http://host:port, got notaurl"),
+    ("kernel_efficiency.py", ["--size", "100000000"], "error: --size must be at most 32,768, got 100,000,000"),
+    ("compare_frameworks.py", ["--doc", "notes.txt"], "error: --doc notes.txt: the table goes into a Markdown file; "
+                                                      "give a .md file name"),
 ])
 def test_bad_counts_are_one_line_before_any_work(name, args, line, tmp_path):
     if name in ("step_overhead.py", "kernel_efficiency.py", "augmentation_cost.py"):
@@ -179,3 +184,32 @@ def test_bad_counts_are_one_line_before_any_work(name, args, line, tmp_path):
         proc = script(name, *args, "--output_dir", str(tmp_path / "runs"))
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [line]
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_report_never_replaces_a_file_it_was_not_told_to(tmp_path):
+    """serve_load.py and inference_speed.py wrote their JSON over whatever --output named (a checkpoint, say), and
+    measured an unreachable server for minutes, or started serve where a relative --weights meant nothing: each is
+    refused before any work, and the file named is left as it was."""
+    (tmp_path / "model.ckpt").write_bytes(b"weights of an afternoon")
+    (tmp_path / "old.json").write_text("{}")
+    cases = [
+        ("serve_load.py", ["--url", "http://127.0.0.1:9", "--output", "model.ckpt"],
+         "error: --output model.ckpt: the report is JSON; give a .json file name"),
+        ("serve_load.py", ["--url", "http://127.0.0.1:9", "--output", "old.json"],
+         "error: --output old.json: already exists; give --overwrite to replace it, or name another file"),
+        ("serve_load.py", ["--url", "http://127.0.0.1:9", "--output", "new.json"],
+         "error: --url http://127.0.0.1:9: no server answers at http://127.0.0.1:9/health"),
+        ("serve_load.py", ["--weights", "missing.ckpt", "--output", "new.json"], "error: --weights missing.ckpt"),
+        ("inference_speed.py", ["--weights", "model.ckpt", "--output", "old.json", "--doc", "notes.md"],
+         "error: --output old.json: already exists"),
+        ("inference_speed.py", ["--weights", "model.ckpt", "--output", "new.json", "--doc", "model.ckpt"],
+         "error: --doc model.ckpt: the table goes into a Markdown file; give a .md file name"),
+        ("inference_speed.py", ["--weights", "model.ckpt", "--output", "new.json", "--threads", "1000"],
+         "error: --seconds must be positive, --serve_seconds not negative, --threads between 1 and 256"),
+    ]
+    for name, args, line in cases:
+        proc = script(name, *args, cwd=tmp_path)
+        errors = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(errors) == 1 and errors[0].startswith(line), (name, args, proc.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt", "old.json"]
+    assert (tmp_path / "model.ckpt").read_bytes() == b"weights of an afternoon"
