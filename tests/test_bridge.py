@@ -100,13 +100,15 @@ def flat_mlp() -> "keras.Model":
 
 
 def rgb_decoder_merges() -> "keras.Model":
-    """32x32x3: Conv2DTranspose and UpSampling2D (nearest and bilinear) branches merged by Subtract, Maximum, Average."""
+    """32x32x3: Conv2DTranspose and UpSampling2D (nearest and bilinear) branches merged by Subtract, Maximum, Average,
+    and a per-channel mean added back to every pixel (an Add of inputs with fewer axes, which Keras broadcasts)."""
     inputs = keras.Input((32, 32, 3))
     x = L.MaxPooling2D()(L.Conv2D(8, 3, padding="same", activation="relu")(inputs))  # 16x16x8
     up = L.Conv2DTranspose(8, 3, strides=2, padding="same")(x)  # 32x32x8
     near = L.Conv2D(8, 1)(L.UpSampling2D(2)(x))
     smooth = L.Conv2D(8, 1)(L.UpSampling2D(2, interpolation="bilinear")(x))
     x = L.Average()([L.Subtract()([up, near]), L.Maximum()([near, smooth]), up])
+    x = L.Add()([x, L.GlobalAveragePooling2D()(smooth)])  # (32, 32, 8) + (8,)
     x = L.Conv2D(16, 3, strides=2, activation="relu")(x)
     return keras.Model(inputs, L.Dense(10, activation="softmax")(L.GlobalMaxPooling2D()(x)),
                        name="rgb_decoder_merges")

@@ -24,9 +24,15 @@ from mnist_common.architecture.layers import Shape
 
 
 def aligned(x: torch.Tensor, rank: int) -> torch.Tensor:
-    """``x`` with size-1 axes added after the batch axis, in Keras' layout, up to ``rank`` non-batch axes."""
+    """``x`` with size-1 axes added after the batch axis, in Keras' layout, up to ``rank`` non-batch axes.
+
+    Added one ``unsqueeze`` at a time, not by a reshape to ``len(x)``: that would fix the batch size
+    in a traced or exported graph (``torch.export`` refused the dynamic batch of a ``.pt2``).
+    """
     keras_x = to_keras_layout(x)
-    return to_torch_layout(keras_x.reshape(len(keras_x), *([1] * (rank + 1 - keras_x.dim())), *keras_x.shape[1:]))
+    for _ in range(rank + 1 - keras_x.dim()):
+        keras_x = keras_x.unsqueeze(1)
+    return to_torch_layout(keras_x)
 
 
 class ElementwiseMerge(nn.Module):
