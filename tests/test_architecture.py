@@ -160,3 +160,19 @@ def test_networks_too_large_to_build_are_refused_before_anything_is_allocated(ed
         Architecture.from_config(config)
     assert time.perf_counter() - started < 1.0
     assert message in str(refusal.value) and "\n" not in str(refusal.value), str(refusal.value)
+
+
+@pytest.mark.parametrize("after, refused", [([], True), ([{"type": "Dropout", "rate": 0.1}], True),
+                                            ([{"type": "Activation", "activation": "linear"}], True),
+                                            ([{"type": "ReLU"}, {"type": "Dropout", "rate": 0.2}], True),
+                                            ([{"type": "Activation", "activation": "tanh"}], False)])
+def test_sigmoid_outputs_are_found_through_layers_that_keep_their_values(after, refused):
+    """A sigmoid's independent per-class probabilities stay what the model gives through a dropout, a linear
+    activation or a relu: predict and the deploy formats refuse them there too (a softmax of them was given)."""
+    architecture = Architecture.from_config({"name": "squashed", "input_shape": [784], "layers": [
+        {"type": "Dense", "units": 10, "activation": "sigmoid", "name": "scores"}, *after]})
+    if not refused:
+        architecture.require_one_distribution("predict")
+        return
+    with pytest.raises(ArchitectureError, match=r"\(scores\) applies sigmoid.*independent per-class probabilities"):
+        architecture.require_one_distribution("predict")

@@ -377,14 +377,33 @@ class Architecture:
                                     f"a traced graph, so {cannot}; rename it (letters, digits and _ . - > only), or "
                                     f"{instead}")
 
+    @property
+    def independent_probabilities_from(self) -> Node | None:
+        """The sigmoid layer whose independent per-class probabilities are the outputs, as they are or through
+        layers that keep values in [0, 1] as they are (a dropout, a linear activation, a relu: what
+        :meth:`~mnist_common.architecture.layers.Layer.keeps_distributions` says of them); else None."""
+        source: dict[str, Node | None] = {self.input_name: None}
+        for node in self.nodes:
+            if getattr(node.layer, "activation", None) in INDEPENDENT_PROBABILITIES:
+                source[node.name] = node
+            else:
+                found = {source[i] for i in node.inputs}
+                inherited = found.pop() if len(found) == 1 else None
+                keeps = inherited is not None and node.layer.keeps_distributions(*self.input_shapes_of(node))
+                source[node.name] = inherited if keeps else None
+        return source[self.output.name]
+
     def require_one_distribution(self, what: str) -> None:
         """Refuse a network whose outputs are no scores of one choice among its classes, for ``what``, which gives
         their softmax: a sigmoid (independent per-class probabilities) or a single output (its softmax is 1)."""
-        activation = getattr(self.output.layer, "activation", None)
-        if activation in INDEPENDENT_PROBABILITIES:
-            raise ArchitectureError(f"{what} give one softmax over the classes; {self.name}'s output layer "
-                                    f"({self.output.name}) applies {activation}: independent per-class "
-                                    f"probabilities (a .ckpt or .keras conversion keeps it as it is)")
+        squashed = self.independent_probabilities_from
+        if squashed is not None:
+            direct = squashed is self.output
+            raise ArchitectureError(f"{what} give one softmax over the classes; {self.name}'s "
+                                    f"{'output layer' if direct else 'layer'} ({squashed.name}) applies "
+                                    f"{squashed.layer.activation}{'' if direct else ', whose values are the outputs'}"
+                                    f": independent per-class probabilities (a .ckpt or .keras conversion keeps it "
+                                    f"as it is)")
         if self.num_classes < 2:
             raise ArchitectureError(f"{what} give one softmax over the classes; {self.name} gives "
                                     f"{self.num_classes} value, whose softmax is always 1 (a .ckpt or .keras "
