@@ -525,6 +525,10 @@ BAD_INPUTS = {
     "stopped before the first validation, accumulating": (
         ["fit", "--data.subset", "500", "--trainer.max_steps", "7", "--trainer.accumulate_grad_batches", "2"],
         "--trainer.max_steps 7: the run would stop before its first validation, after 8 steps"),
+    "an added checkpoint callback's folder of another run": (
+        ["cv", "--trainer.callbacks+", "ModelCheckpoint", "--trainer.callbacks.dirpath", ".",
+         "--trainer.callbacks.enable_version_counter", "false"],
+        "--trainer.callbacks ModelCheckpoint dirpath .: already holds checkpoints"),
     "half-precision weights": (["fit", "--trainer.precision", "16-true"], "--trainer.precision 16-true: the weights "
                                                                           "would train and be saved in float16"),
     "double-precision weights": (["cv", "--trainer.precision", "64-true"], "--trainer.precision 64-true:"),

@@ -664,15 +664,31 @@ def check_monitors(config) -> None:
     for callback in config.trainer.get("callbacks") or []:  # more callbacks (--trainer.callbacks+ EarlyStopping ...)
         arguments = callback.get("init_args") if hasattr(callback, "get") else None
         monitor = arguments.get("monitor") if hasattr(arguments, "get") else None
+        kind = str(callback.get("class_path")).rsplit(".", 1)[-1] if hasattr(callback, "get") else ""
         if isinstance(monitor, str) and monitor not in MONITORED:
-            kind = str(callback.get("class_path")).rsplit(".", 1)[-1]
             raise UserError(f"--trainer.callbacks {kind} monitor {monitor}: not a metric this run logs; use one of "
                             f"{', '.join(MONITORED)}")
+        if hasattr(arguments, "get"):
+            check_checkpoint_folder(f"--trainer.callbacks {kind} dirpath", arguments.get("dirpath"))
     name = config.checkpoint.get("filename")
     literal = re.sub(r"\{[^}]*\}", "", name or "")  # {val/loss:.4f} names a metric, slash and all
     if name is not None and ("/" in literal or "\\" in literal or literal.startswith("..")):
         raise UserError(f"--checkpoint.filename {name}: a file name, not a path (the checkpoints go in "
                         f"--checkpoint.dirpath, by default the run folder's {CHECKPOINTS}/)")
+
+
+def check_checkpoint_folder(label: str, dirpath: Any) -> None:
+    """Refuse an added checkpoint callback's folder that already holds checkpoints: another run's, which this run's
+    would replace (``last.ckpt``, or any file of the same name) or mix with. A new or empty folder is this run's
+    own. (``--checkpoint.dirpath`` is the run's own checkpoint, which a run's saved config names and a resume
+    reuses.)"""
+    if not isinstance(dirpath, (str, os.PathLike)) or "://" in str(dirpath):
+        return
+    folder = Path(dirpath)
+    if folder.is_dir() and any(folder.glob(f"*{CKPT_SUFFIX}")):
+        raise UserError(f"{label} {dirpath}: already holds checkpoints (another run's?), which this run's would "
+                        f"replace or mix with; name a new or empty folder, or leave it out (each run keeps its "
+                        f"checkpoints in its own folder's {CHECKPOINTS}/)")
 
 
 def check_trainer_counts(trainer) -> None:
