@@ -72,6 +72,23 @@ def test_fit_writes_everything_into_its_own_run_folder(fitted_run, run_module):
     assert json.loads((test_run / "results.json").read_text())["test_acc"] == pytest.approx(results["test_acc"])
 
 
+def test_validate_scores_a_checkpoint_on_its_runs_own_validation_split(fitted_run, run_module):
+    """The run trained on a 6,000-image subset: validate takes that split from the checkpoint (it scored the full
+    set's hold-out, images the run partly trained on) and finds the run's own val/acc; a flag naming another split
+    is refused."""
+    work, run, results, _ = fitted_run
+    best = run / results["model_path"]
+    proc = run_module("lightning_mnist", "validate", "--ckpt_path", best, *NO_PROGRESS, cwd=work)
+    [row] = [line for line in proc.stdout.splitlines() if "val/acc" in line]
+    recorded = results["history"][results["best_epoch"]]["val_acc"]
+    assert float(row.split("│")[2]) == pytest.approx(recorded, abs=1e-6), (row, recorded)
+    proc = run_module("lightning_mnist", "validate", "--ckpt_path", best, "--data.split_seed", "7", *NO_PROGRESS,
+                      cwd=work, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+        f"error: --data.split_seed 7: {best} was trained with split_seed 42, so other validation images would "
+        f"include some it trained on; leave the flag out (validate takes the run's split)")
+
+
 def test_confusion_matrix_and_mistakes_grid_show_exactly_the_misclassified_digits(fitted_run, mnist):
     """The grid's panels are the misclassified test digits, most confident first, pixel for pixel."""
     from lightning_mnist.checkpoints import load_classifier

@@ -342,6 +342,8 @@ class MnistCLI(LightningCLI):
         checkpoint = read_checkpoint(path)
         if subcommand == "fit":
             self._check_resume(config, checkpoint)
+        if subcommand == "validate":
+            self._validation_split_of(config, checkpoint)
         elif self._given is not None and "architecture" in self._given["model"]:
             asked = load_architecture(config.model.architecture)
             if not asked.same_network(checkpoint.architecture):  # Lightning would score the checkpoint's, silently
@@ -349,6 +351,23 @@ class MnistCLI(LightningCLI):
                                 f"{checkpoint.architecture.name}, the network `{subcommand}` scores (a checkpoint "
                                 f"names its own network: leave the flag out)")
         config.ckpt_path = path
+
+    def _validation_split_of(self, config, checkpoint: Checkpoint) -> None:
+        """``validate`` scores a checkpoint on the images its training held out: the split its run recorded
+        (subset, hold-out fraction, seed, fold), taken from the checkpoint where no flag names it. A flag that
+        names another split is refused: that split's validation images were, in part, trained on."""
+        recorded = checkpoint.contents.get("datamodule_hyper_parameters")
+        if not isinstance(recorded, dict):
+            return  # a .keras file or a converted checkpoint: no run, no split recorded
+        typed = (self._given or {}).get("data", set())
+        for key in SPLIT_SETTINGS:
+            if key not in recorded or recorded[key] == config.data[key]:
+                continue
+            if key in typed:
+                raise UserError(f"--data.{key} {config.data[key]}: {self._source} was trained with {key} "
+                                f"{recorded[key]}, so other validation images would include some it trained on; "
+                                f"leave the flag out (validate takes the run's split)")
+            config.data[key] = recorded[key]
 
     def _last_run_checkpoint(self, config) -> str:
         run = latest_resumable_run(Path(config.output_dir) / FRAMEWORK)
@@ -614,6 +633,7 @@ NOT_SCORING = ("model.", "early_stopping.", "checkpoint.", "trainer.max_epochs",
                "trainer.check_val_every_n_epoch", "trainer.val_check_interval", "data.batch_size", "data.augment",
                "data.rotation", "data.zoom", "data.shift", "data.shear", "data.elastic_alpha", "data.elastic_sigma")
 NOT_TESTING = ("data.subset", "data.val_fraction", "data.split_seed", "data.num_folds", "data.fold")
+SPLIT_SETTINGS = ("subset", "val_fraction", "split_seed", "num_folds", "fold")  # which images validate scores
 
 TRAINER_COUNTS = {
     "min_epochs": (0, "epochs to train at least"),
