@@ -473,6 +473,8 @@ BAD_INPUTS = {
                          "--ckpt_path last: no run in elsewhere/lightning"),
     "test without a checkpoint": (["test"], "`test` needs --ckpt_path"),
     "validate without a checkpoint": (["validate"], "`validate` needs --ckpt_path"),
+    "test the word last": (["test", "--ckpt_path", "last"], "--ckpt_path last: `last` is fit's word for its latest "
+                                                            "run, to resume it; `test` takes a checkpoint file"),
     "validate an ensemble": (["validate", "--ckpt_path", "no_folds.json"], "a k-fold ensemble is scored with `test`"),
     "empty cv results": (["test", "--ckpt_path", "empty.json"], "empty file"),
     "cv results not JSON": (["test", "--ckpt_path", "not_json.json"], "not a readable k-fold cv_results.json"),

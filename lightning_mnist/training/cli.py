@@ -305,6 +305,10 @@ class MnistCLI(LightningCLI):
         path = self._source = str(path)  # what the user named, for the results
         if subcommand == "fit" and path == "last":
             path = self._last_run_checkpoint(config)
+        elif path == "last" and not Path(path).exists():
+            raise UserError(f"--ckpt_path last: `last` is fit's word for its latest run, to resume it; `{subcommand}` "
+                            f"takes a checkpoint file, e.g. {config.output_dir}/{FRAMEWORK}/version_0/{CHECKPOINTS}/"
+                            f"last.ckpt")
         if "://" not in path:
             self._read_ckpt_path(subcommand, config, path)
             return
