@@ -7,6 +7,8 @@ the digit's pieces of ink and that widen a pen without changing the digit's shap
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from mnist_common.images.components import connected_components, digit_components, measure
@@ -89,3 +91,20 @@ def test_widening_keeps_the_gap_between_two_faint_strokes():
     widened = widen(work, 2.0)
     assert (widened[5:35, 10:15] >= 0.8).sum() > 2 * (work[5:35, 10:15] >= 0.8).sum()  # wider strokes
     assert (widened[20, 12:18] <= 0.1).any()  # still apart: background between them
+
+
+@pytest.mark.parametrize("canvas", [(0, 0, 0, 0), (255, 255, 255, 0), (255, 255, 255, 255)])
+def test_a_large_transparent_picture_is_reduced_before_its_float_work(canvas):
+    """A 7999x7999 RGBA PNG of a few hundred KB cost serve 2 GB of floats a request; it is now reduced as 8-bit
+    premultiplied colour and alpha first. Its composite is the box average of the full-size one, to 8-bit rounding."""
+    from mnist_common.images.grayscale import float_image, to_gray, working_gray
+
+    picture = Image.new("RGBA", (3000, 2500), canvas)
+    draw = ImageDraw.Draw(picture)
+    draw.line([(800, 400), (1500, 2000), (2200, 500)], fill=(20, 20, 20, 255), width=120)
+    draw.ellipse([1000, 800, 1900, 1700], outline=(0, 0, 0, 128), width=60)  # half transparent
+    full_size = np.asarray(float_image(to_gray(picture)).reduce(3), dtype=np.float32)
+    reduced = working_gray(picture)
+    assert reduced.shape == full_size.shape == (834, 1000)
+    assert np.abs(reduced - full_size).max() <= 1 / 255
+    assert full_size.min() < 0.2 and full_size.max() > 0.8  # strokes on a light canvas, in both

@@ -35,23 +35,38 @@ def luminance(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
-def background_level(gray: np.ndarray, alpha: np.ndarray) -> float:
-    """The level transparent pixels are shown on: white, or black under light strokes on a mostly transparent canvas."""
+def background_level(premultiplied: np.ndarray, alpha: np.ndarray) -> float:
+    """The level transparent pixels are shown on: white, or black under light strokes on a mostly transparent canvas.
+
+    ``premultiplied``: the luminance times the alpha, which is what a box average of a transparent picture keeps.
+    """
     covered = float(alpha.mean())
     if 0.0 < covered < 0.5:  # the opaque pixels are the drawing: pick the background that contrasts with them
-        drawn = float((gray * alpha).sum() / alpha.sum())
+        drawn = float(premultiplied.sum() / alpha.sum())
         return 0.0 if drawn > 0.5 else 1.0
     return 1.0
 
 
-def to_gray(image: Image.Image) -> np.ndarray:
-    """Luminance in [0, 1] with transparency composited on a contrasting background (:func:`background_level`)."""
+def to_gray(image: Image.Image, factor: int = 1) -> np.ndarray:
+    """Luminance in [0, 1] with transparency composited on a contrasting background (:func:`background_level`),
+    reduced by ``factor`` (box averaging).
+
+    A transparent picture is reduced as premultiplied colour and alpha (Pillow's "RGBa"), in 8 bits, before any
+    float array is made: the composite is linear in them, so it is the box average of the full-size composite,
+    and a large one costs a few of its bytes, not gigabytes of floats.
+    """
     if not has_alpha(image):
-        return luminance(image)
-    rgba = image.convert("RGBA")
-    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
-    gray = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float32) / 255.0
-    return gray * alpha + background_level(gray, alpha) * (1.0 - alpha)
+        gray = luminance(image)
+        return gray if factor == 1 else np.asarray(float_image(gray).reduce(factor), dtype=np.float32)
+    rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+    if factor == 1:
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+        gray = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float32) / 255.0 * alpha
+    else:
+        *colour, a = rgba.convert("RGBa").reduce(factor).split()
+        alpha = np.asarray(a, dtype=np.float32) / 255.0
+        gray = np.asarray(Image.merge("RGB", colour).convert("L"), dtype=np.float32) / 255.0
+    return gray + background_level(gray, alpha) * (1.0 - alpha)  # gray: the luminance times the alpha
 
 
 def float_image(a: np.ndarray) -> Image.Image:
@@ -63,16 +78,13 @@ def working_gray(image: Image.Image) -> np.ndarray:
     """:func:`to_gray` of ``image`` reduced to at most WORK_SIDE pixels a side (box averaging by an integer factor).
 
     An 8-bit picture without transparency is reduced before the conversion to floats, which
-    is several times faster on a photo; others are reduced after compositing.
+    is several times faster on a photo; a transparent one is reduced premultiplied (:func:`to_gray`).
     """
     factor = int(np.ceil(max(image.size) / WORK_SIDE))
     if factor > 1 and image.mode in EIGHT_BIT_MODES and not has_alpha(image):
         gray = image if image.mode == "L" else (image if image.mode == "RGB" else image.convert("RGB")).convert("L")
         return np.asarray(gray.reduce(factor), dtype=np.float32) / 255.0
-    gray = to_gray(image)
-    if factor > 1:
-        gray = np.asarray(float_image(gray).reduce(factor), dtype=np.float32)
-    return gray
+    return to_gray(image, max(factor, 1))
 
 
 def display_copy(image: Image.Image, side: int = 256) -> Image.Image:
@@ -81,7 +93,8 @@ def display_copy(image: Image.Image, side: int = 256) -> Image.Image:
     shown.thumbnail((side, side))
     if shown.mode == "RGBA":
         alpha = np.asarray(shown.getchannel("A"), dtype=np.float32) / 255.0
-        level = round(255 * background_level(np.asarray(shown.convert("L"), dtype=np.float32) / 255.0, alpha))
+        gray = np.asarray(shown.convert("L"), dtype=np.float32) / 255.0
+        level = round(255 * background_level(gray * alpha, alpha))
         shown = Image.alpha_composite(Image.new("RGBA", shown.size, (level, level, level, 255)), shown).convert("RGB")
     return shown
 
