@@ -88,8 +88,12 @@ def make_bad_images(directory: Path) -> dict[str, str]:
     header = struct.pack(">IIBBBBB", 30_001, 1, 8, 0, 0, 0, 0)  # few pixels, one side beyond the limit
     (directory / "long.png").write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
                                          + _chunk(b"IDAT", zlib.compress(bytes(30_002))) + _chunk(b"IEND", b""))
+    nan_digit = np.zeros((64, 64), np.float32)
+    nan_digit[16:48, 28:36], nan_digit[0, 0] = 1.0, np.nan
+    Image.fromarray(nan_digit).save(directory / "nan.tiff")  # a float TIFF: NaN is a value it can hold
     return {
         "missing.png": "no such file",
+        "nan.tiff": "has pixels that are not numbers (NaN or infinite values)",
         "folder.png": "directory",
         "notes.png": "not an image",
         "empty.png": "empty (0 bytes)",

@@ -46,6 +46,8 @@ def prepare_image(image: Image.Image, path: str | os.PathLike = "image", mode: s
     """Preprocess a decoded picture; the one function behind every way a picture comes in."""
     if mode not in PREPROCESSINGS:
         raise ValueError(f"unknown preprocessing {mode!r}; choose from {PREPROCESSINGS}")
+    if image.mode == "F" and not np.isfinite(np.asarray(image)).all():  # a float TIFF may hold NaN or infinity
+        raise ImageError(path, "has pixels that are not numbers (NaN or infinite values); save it with finite ones")
     try:
         if mode == "mnist":
             pixels, inverted = mnist_preprocess(image, path)
