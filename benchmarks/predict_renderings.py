@@ -136,6 +136,16 @@ def measure(count: int = 1000, seed: int = 0, weights: Path = SEED / "cnn_model.
     """
     if count < 1 or timing_runs < 0:
         raise UserError(f"--count must be at least 1 and --timing_runs at least 0, got {count} and {timing_runs}")
+    if not weights.is_file():
+        raise UserError(f"--weights {weights}: no such file")
+    if timing_runs:
+        try:  # the picture the timing predicts, prepared now: a bad one is refused before minutes of scoring
+            prepare(image)
+        except ImageError as err:
+            raise UserError(f"--image {err}") from None
+    if keep is not None and keep.exists() and (not keep.is_dir() or any(keep.iterdir())):
+        raise UserError(f"--keep {keep}: {'not a folder' if not keep.is_dir() else 'not empty'}; name a new or "
+                        f"empty folder for the renderings")
     args = SimpleNamespace(count=count, seed=seed, weights=weights, backend=backend, image=image,
                            timing_runs=timing_runs, data_dir=data_dir, keep=keep, output_dir=output_dir)
     with tempfile.TemporaryDirectory() as tmp:

@@ -174,6 +174,9 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
     ("kernel_efficiency.py", ["--size", "100000000"], "error: --size must be at most 32,768, got 100,000,000"),
     ("compare_frameworks.py", ["--doc", "notes.txt"], "error: --doc notes.txt: the table goes into a Markdown file; "
                                                       "give a .md file name"),
+    ("predict_renderings.py", ["--image", "nowhere.png"], "error: --image nowhere.png: no such file"),
+    ("predict_renderings.py", ["--keep", str(BENCHMARKS)], f"error: --keep {BENCHMARKS}: not empty; name a new or "
+                                                           f"empty folder for the renderings"),
 ])
 def test_bad_counts_are_one_line_before_any_work(name, args, line, tmp_path):
     if name in ("step_overhead.py", "kernel_efficiency.py", "augmentation_cost.py"):
