@@ -462,6 +462,9 @@ BAD_INPUTS = {
     "weights without a run to resume": (["fit", "--ckpt_path", "lenet.ckpt"], "no training state"),
     "another network than the checkpoint's": (["test", "--ckpt_path", "lenet.ckpt", "--model.architecture",
                                                "keras_io"], "--model.architecture keras_io: lenet.ckpt holds lenet5"),
+    "another network than the checkpoint's, for validate": (
+        ["validate", "--ckpt_path", "lenet.ckpt", "--model.architecture", "keras_io"],
+        "--model.architecture keras_io: lenet.ckpt holds lenet5"),
     "an .onnx file for test": (["test", "--ckpt_path", "model.onnx"], "model.onnx: an ONNX model is a file for "
                                "deploying (run it with `predict --backend onnx` or `serve`); `test` reads a .ckpt"),
     "a .pt2 file for fit": (["fit", "--ckpt_path", "model.pt2"], "a torch.export program is a file for deploying; "

@@ -344,10 +344,10 @@ class MnistCLI(LightningCLI):
             path = str(self.temporary_dir() / f"{Path(path).stem}.converted{CKPT_SUFFIX}")
             save_checkpoint(path, network.architecture, network.state_dict())
         checkpoint = read_checkpoint(path)
-        if subcommand == "fit":
-            self._check_resume(config, checkpoint)
         if subcommand == "validate":
             self._validation_split_of(config, checkpoint)
+        if subcommand == "fit":
+            self._check_resume(config, checkpoint)
         elif self._given is not None and "architecture" in self._given["model"]:
             asked = load_architecture(config.model.architecture)
             if not asked.same_network(checkpoint.architecture):  # Lightning would score the checkpoint's, silently
