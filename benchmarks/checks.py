@@ -57,3 +57,13 @@ def check_doc(path: str | os.PathLike | None) -> None:
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"--doc {path}: not a readable UTF-8 text file ({getattr(err, 'strerror', None) or err})") \
             from None
+
+
+def absolute_model_path(value: str, flag: str = "--weights") -> str:
+    """A model given to a server these scripts start (a file, or a k-fold run's folder), as an absolute path: the
+    server runs in the report's folder. A URL is left as it is; a missing path is refused before any work."""
+    if "://" in value:
+        return value
+    if not Path(value).exists():
+        raise UserError(f"{flag} {value}: no such file or folder")
+    return str(Path(value).absolute())

@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 import lightning_mnist  # noqa: E402,F401  torch first, then Keras (lightning_mnist/frameworks.py)
-from checks import check_doc, check_report  # noqa: E402
+from checks import absolute_model_path, check_doc, check_report  # noqa: E402
 from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.files import write_between_markers  # noqa: E402
@@ -176,9 +176,7 @@ def speed(weights: str, seconds: float = 5.0, serve_seconds: float = 10.0, threa
                         f"{images}")
     output = check_report(output, DEFAULT_OUTPUT, overwrite)
     check_doc(doc)
-    if not Path(weights).exists():
-        raise UserError(f"--weights {weights}: no such file or folder")
-    weights = str(Path(weights).absolute())  # serve runs in the report's folder
+    weights = absolute_model_path(weights)
     machine = describe_machine()  # before the runs: the load they started under
     mnist = load_mnist(data_dir)
     x = np.ascontiguousarray((mnist.test_images[:images].astype(np.float32) / 255.0)[..., None])

@@ -202,7 +202,7 @@ def test_a_report_never_replaces_a_file_it_was_not_told_to(tmp_path):
          "error: --output old.json: already exists; give --overwrite to replace it, or name another file"),
         ("serve_load.py", ["--url", "http://127.0.0.1:9", "--output", "new.json"],
          "error: --url http://127.0.0.1:9: no server answers at http://127.0.0.1:9/health"),
-        ("serve_load.py", ["--weights", "missing.ckpt", "--output", "new.json"], "error: --weights missing.ckpt"),
+        ("serve_load.py", ["--weights", "missing.ckpt", "--output", "new.json"], "error: --weights missing.ckpt: no such file or folder"),
         ("inference_speed.py", ["--weights", "model.ckpt", "--output", "old.json", "--doc", "notes.md"],
          "error: --output old.json: already exists"),
         ("inference_speed.py", ["--weights", "model.ckpt", "--output", "new.json", "--doc", "model.ckpt"],
