@@ -271,25 +271,23 @@ def bounded_yaml(load: Callable[[str], Any]) -> Callable[[str], Any]:
     A key given twice (:func:`repeated_keys`) is refused too, naming it and its lines.
     """
     def bounded(stream: str) -> Any:
-        if "*" in stream and "&" in stream:  # only a document with anchors and aliases can expand
-            try:
-                count = sum(expanded_values(node) for node in yaml.compose_all(stream, Loader=yaml.SafeLoader))
-            except RecursionError:
-                count = MAX_YAML_VALUES + 1
-            except yaml.YAMLError:
-                count = 0  # not YAML: the loader itself says so
-            if count > MAX_YAML_VALUES:
-                raise UserError(f"a YAML config or value expands to {count:,} values through its aliases, more than "
-                                f"the limit of {MAX_YAML_VALUES:,} (nested aliases, a \"billion laughs\"?)")
-        if stream.count(":") >= 2:  # only a mapping of two keys or more can repeat one
-            try:
-                repeated = [name for node in yaml.compose_all(stream, Loader=yaml.SafeLoader) if node is not None
-                            for name in repeated_keys(node)]
-            except (yaml.YAMLError, RecursionError):
-                repeated = []  # not YAML (the loader itself says so), or nested too deep to walk here
-            if repeated:
-                raise UserError(f"a YAML mapping gives {repeated[0]}; keep one (YAML's loader would "
-                                f"silently take the last)")
+        aliased = "*" in stream and "&" in stream  # only a document with anchors and aliases can expand
+        if not aliased and stream.count(":") < 2:  # nor repeat a key: that takes a mapping of two keys or more
+            return load(stream)
+        try:
+            nodes = [node for node in yaml.compose_all(stream, Loader=yaml.SafeLoader) if node is not None]
+            count = sum(expanded_values(node) for node in nodes) if aliased else 0
+            repeated = [name for node in nodes for name in repeated_keys(node)]
+        except RecursionError:  # nested too deep to walk: refused where aliases could expand it
+            count, repeated = (MAX_YAML_VALUES + 1 if aliased else 0), []
+        except yaml.YAMLError:
+            count, repeated = 0, []  # not YAML: the loader itself says so
+        if count > MAX_YAML_VALUES:
+            raise UserError(f"a YAML config or value expands to {count:,} values through its aliases, more than "
+                            f"the limit of {MAX_YAML_VALUES:,} (nested aliases, a \"billion laughs\"?)")
+        if repeated:
+            raise UserError(f"a YAML mapping gives {repeated[0]}; keep one (YAML's loader would silently take the "
+                            f"last)")
         return load(stream)
 
     return bounded

@@ -323,11 +323,13 @@ class ProgressBar(RichProgressBar):
         self.updates_per_second = updates_per_second
         self._due = 0.0  # time.monotonic() after which the next batch updates the bar
 
-    def _now_due(self, batch_idx: int, total: Callable[[], int | float | None]) -> bool:
-        """Whether this batch updates the bar; never on a disabled bar (another process than the first of a
-        multi-process run), whose batch counts Lightning does not keep."""
+    def _now_due(self, batch_idx: int, total: Callable[[], int | float | None], always: bool = False) -> bool:
+        """Whether this batch updates the bar (``always``: whenever it is drawn); never on a disabled bar (another
+        process than the first of a multi-process run), whose batch counts Lightning does not keep."""
         if self.is_disabled:
             return False
+        if always:
+            return True
         now = time.monotonic()
         if now >= self._due or batch_idx + 1 == total():
             self._due = now + 1.0 / self.updates_per_second
@@ -339,8 +341,7 @@ class ProgressBar(RichProgressBar):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if not self.is_disabled and (trainer.sanity_checking or
-                                     self._now_due(batch_idx, lambda: self.total_val_batches_current_dataloader)):
+        if self._now_due(batch_idx, lambda: self.total_val_batches_current_dataloader, always=trainer.sanity_checking):
             super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
@@ -369,18 +370,20 @@ class EMAWeightAveraging(LightningEMAWeightAveraging):
         # testing or validating: the model already holds the checkpoint's state_dict, the averaged weights
 
 
-def refuse_diverged(checkpoint: ModelCheckpoint) -> None:
+def refuse_diverged(trainer: Trainer) -> None:
     """A run whose best checkpoint holds no model (the loss went to nan) has nothing to test: said so in one line,
     before loading weights that are nan.
 
     Monitoring a loss, the best score is then nan too (Lightning's checkpoint keeps a nan score as the
     worst possible). Monitoring an accuracy, nan weights still score a finite one (every image gets
-    class 0), so the best checkpoint's weights are looked at as well (read weights-only).
+    class 0): where a logged figure went to nan, the best checkpoint's weights are looked at (read weights-only).
     """
+    checkpoint = trainer.checkpoint_callback
     score, path = checkpoint.best_model_score, checkpoint.best_model_path
+    went_nan = any(not torch.isfinite(torch.as_tensor(value)).all() for value in trainer.callback_metrics.values())
     if score is not None and not torch.isfinite(score).all():
         what = f"has no finite {checkpoint.monitor}"
-    elif path and not finite_weights(path):
+    elif went_nan and path and not finite_weights(path):
         scored = f" ({checkpoint.monitor} {float(score):.4g})" if score is not None else ""
         what = f"holds nan or infinite weights{scored}"
     else:

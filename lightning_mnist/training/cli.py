@@ -529,7 +529,7 @@ class MnistCLI(LightningCLI):
         """Score the best checkpoint on the test set; write results.json, curves and the test report."""
         trainer = self.trainer
         best = Path(trainer.checkpoint_callback.best_model_path)
-        refuse_diverged(trainer.checkpoint_callback)
+        refuse_diverged(trainer)
         history = self.history()
         rows, wall = list(history.history), history.wall_seconds()  # before test(): loading rewinds callback state
         tested = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=False)[0]

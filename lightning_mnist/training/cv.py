@@ -47,7 +47,7 @@ def cross_validate(cli: LightningCLI, run_dir: Path) -> Path:
         trainer.checkpoint_callback.resume_hint = False  # a k-fold run starts again from its first fold
         trainer.fit(cli.model, datamodule=cli.datamodule)
         history = list(cli.history().history)  # before test(): loading the best checkpoint rewinds callback state
-        refuse_diverged(trainer.checkpoint_callback)
+        refuse_diverged(trainer)
         tested = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
         best = history[cli.best_epoch()]
         folds.append(FoldResult(fold=fold, val_acc=best["val_acc"], val_loss=best["val_loss"], epochs=len(history),
