@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from lightning.pytorch import Callback
 
 from lightning_mnist.training.cli import MnistCLI
@@ -226,6 +227,12 @@ def test_cv_command_line_reports_fold_scores(run_module, tmp_path):
     assert "2-fold val acc" in proc.stdout and "ensemble test acc" in proc.stdout
     results = json.loads((tmp_path / "runs/lightning/cv_0/cv_results.json").read_text())
     assert all(not Path(f["model_path"]).is_absolute() for f in results["folds"])  # relative to the run
+
+    # the k-fold run's settings, saved in its folder, are a cv config again: the folds unset, the run's own values
+    saved = yaml.safe_load((tmp_path / "runs/lightning/cv_0/config.yaml").read_text())
+    assert saved["data"]["fold"] is None and saved["checkpoint"]["dirpath"] is None and saved == results["config"]
+    printed = run_module("lightning_mnist", "cv", "--config", "runs/lightning/cv_0/config.yaml", "--print_config")
+    assert yaml.safe_load(printed.stdout) == saved
 
     # the ensemble is usable afterwards, also once moved: `test` scores it from its cv_results.json
     (tmp_path / "runs").rename(tmp_path / "moved")

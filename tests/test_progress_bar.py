@@ -66,7 +66,12 @@ def test_fit_uses_the_project_bar_unless_told_otherwise(run_module, tmp_path):
 
     assert callbacks("default") == ["lightning_mnist.training.callbacks.ProgressBar"]
     [saved] = (tmp_path / "default").rglob("config.yaml")  # a run's own config, rerun with the bar off
+    first_checkpoints = sorted((tmp_path / "default").rglob("*.ckpt"))
     assert callbacks("again", "--config", str(saved), "--trainer.enable_progress_bar", "false") == []
     assert callbacks("rerun", "--config", str(saved)) == ["lightning_mnist.training.callbacks.ProgressBar"]  # one
+    # the saved config names its run's checkpoint folder; each rerun keeps its checkpoints in its own
+    assert sorted((tmp_path / "default").rglob("*.ckpt")) == first_checkpoints and len(first_checkpoints) == 2
+    for rerun in ("again", "rerun"):
+        assert len(list((tmp_path / rerun / "lightning/version_0/checkpoints").glob("*.ckpt"))) == 2
     assert callbacks("tqdm", "--trainer.callbacks+=TQDMProgressBar") == ["lightning.pytorch.callbacks.TQDMProgressBar"]
     assert callbacks("none", "--trainer.enable_progress_bar", "false") == []

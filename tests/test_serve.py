@@ -58,6 +58,10 @@ def seen_pixels(answer: dict) -> np.ndarray:
 
 def test_the_notebooks_four_from_the_three_backends(served, seed_png):
     assert requests.get(f"{served.url}/health", timeout=TIMEOUT).text == "ok"
+    page = requests.get(served.url + "/", timeout=TIMEOUT)
+    head = requests.head(served.url + "/", timeout=TIMEOUT)  # what link checkers and uptime probes send
+    assert page.status_code == head.status_code == 200 and "text/html" in head.headers["content-type"]
+    assert head.content == b"" and head.headers["content-length"] == page.headers["content-length"]
     data = seed_png.read_bytes()
     raw = post_image(served.url, data)
     assert raw.status_code == 200, raw.text
@@ -321,10 +325,13 @@ def test_a_model_keras_cannot_load_is_refused_before_the_server_starts(seed_kera
                                                                        no_server):
     from lightning_mnist.commands.serve import main
 
-    for what, path in keras_refused_files(tmp_path, seed_keras).items():
-        for flags in (["--weights", str(seed_keras), "--keras_weights", str(path)], ["--weights", str(path)]):
-            with pytest.raises(SystemExit) as info:
-                main([*flags, "--port", str(free_port())])
-            err = capsys.readouterr().err.strip().splitlines()
-            assert info.value.code == 2 and len(err) == 1, (what, err)
-            assert err[0].startswith(f"error: {flags[-2]} {path}: Keras cannot load it"), (what, err)
+    refused = keras_refused_files(tmp_path, seed_keras).items()
+    flag_sets = (lambda path: ["--weights", str(seed_keras), "--keras_weights", str(path)],
+                 lambda path: ["--weights", str(path)])
+    for (what, path), flags_for in zip(refused, flag_sets, strict=True):  # each file by one flag: each costs a Keras start
+        flags = flags_for(path)
+        with pytest.raises(SystemExit) as info:
+            main([*flags, "--port", str(free_port())])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert info.value.code == 2 and len(err) == 1, (what, err)
+        assert err[0].startswith(f"error: {flags[-2]} {path}: Keras cannot load it"), (what, err)

@@ -65,7 +65,7 @@ def build_server(weights: str | Path, keras_weights: str | Path | None = None, w
     async def page() -> HTMLResponse:
         return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
-    app.add_api_route("/", page, methods=["GET"], response_class=HTMLResponse)
+    app.add_api_route("/", page, methods=["GET", "HEAD"], response_class=HTMLResponse)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     return server

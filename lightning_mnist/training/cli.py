@@ -71,7 +71,7 @@ from lightning_mnist.training.callbacks import (EpochHistory, ProgressBar, Rando
                                                disk_full, refuse_diverged)
 from lightning_mnist.training.cuda_probe import stop_probing_for_cuda
 from lightning_mnist.training.cv import cross_validate
-from lightning_mnist.training.outputs import point_outputs_at
+from lightning_mnist.training.outputs import RUN_CONFIG_FILE, point_outputs_at
 from lightning_mnist.training.reports import write_test_report
 
 FRAMEWORK = "lightning"
@@ -82,7 +82,6 @@ RUN_DIR_ENV = "LIGHTNING_MNIST_RUN_DIR"
 RUN_PREFIX = {"fit": "version", "cv": "cv", "test": "test", "validate": "validate"}
 # Data settings a resumed run may change: where the same files are, and how they are batched for scoring.
 RESUMABLE_DATA_CHANGES = {"data_dir", "download", "eval_batch_size"}
-RUN_CONFIG_FILE = "config.yaml"  # the settings LightningCLI saves in each run folder
 # What a resumed run keeps from its config.yaml, beside the model's and the data's settings (which the
 # checkpoint holds): the seed, the callbacks whose state the checkpoint restores (Lightning would
 # silently put back the run's patience and monitors), and what the Trainer does in each step and

@@ -5,7 +5,8 @@ fresh model (fresh weights), optimizer, callbacks and logger; only the fold inde
 folder (``<run>/fold_k``, checkpoints in ``fold_k/checkpoints``) change. The fold models are
 then tested on the held-out test set one by one and as an ensemble (mean of probabilities),
 and ``cv_results.json`` records the configuration the user ran and the fold models' paths
-relative to the run folder.
+relative to the run folder; ``<run>/config.yaml`` holds that configuration for ``cv --config`` (each
+fold's own ``config.yaml``, which LightningCLI saves, names its fold).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import yaml
 from lightning.pytorch.cli import LightningCLI
 
 from mnist_common.figures import plot_cv_curves
@@ -21,7 +23,7 @@ from mnist_common.runs import CHECKPOINTS, relative_to_run
 from lightning_mnist.checkpoints import read_checkpoint
 from lightning_mnist.models import MnistEnsemble
 from lightning_mnist.training.callbacks import refuse_diverged
-from lightning_mnist.training.outputs import point_outputs_at
+from lightning_mnist.training.outputs import RUN_CONFIG_FILE, a_runs_own_checkpoints, point_outputs_at
 from lightning_mnist.training.reports import write_test_report
 
 
@@ -33,7 +35,10 @@ def cross_validate(cli: LightningCLI, run_dir: Path) -> Path:
     """
     config = cli.config["cv"]
     ran = cli.resolved_config("cv")  # what the user ran, before the folds edit the config
+    (run_dir / RUN_CONFIG_FILE).write_text(yaml.safe_dump(ran, sort_keys=False), encoding="utf-8")  # cv --config reruns it
     checkpoint_base = config.checkpoint.dirpath  # a user's own checkpoint folder gets one sub-folder per fold
+    if a_runs_own_checkpoints(checkpoint_base):  # settings saved by an earlier run name that run's folder
+        checkpoint_base = None
     started = time.perf_counter()
     folds: list[FoldResult] = []
     for fold in range(config.data.num_folds):

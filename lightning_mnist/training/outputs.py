@@ -10,9 +10,27 @@ from pathlib import Path
 
 from mnist_common.runs import CHECKPOINTS
 
+RUN_CONFIG_FILE = "config.yaml"  # the settings LightningCLI saves in each run folder
+
+
+def a_runs_own_checkpoints(dirpath) -> bool:
+    """Whether ``dirpath`` is some run folder's own ``checkpoints/`` (its parent holds the run's saved settings).
+
+    A run's saved ``config.yaml`` names that folder as its ``checkpoint.dirpath``: given again as a config
+    (rerunning a run's settings), it means "the run's own folder", not "that old run's folder".
+    """
+    if not dirpath or "://" in str(dirpath):
+        return False
+    folder = Path(dirpath)
+    return folder.name == CHECKPOINTS and (folder.parent / RUN_CONFIG_FILE).is_file()
+
 
 def point_outputs_at(config, run_dir: Path) -> None:
-    """Send the config's logger(s), checkpoints and default root into ``run_dir``."""
+    """Send the config's logger(s), checkpoints and default root into ``run_dir``.
+
+    The checkpoints go to ``run_dir/checkpoints`` unless the config names a folder of the user's own; a
+    folder that is another run's own ``checkpoints/`` (from that run's saved config) is not one.
+    """
     trainer = config.trainer
     loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
     for logger in loggers:
@@ -23,5 +41,9 @@ def point_outputs_at(config, run_dir: Path) -> None:
                 if key in init_args:
                     init_args[key] = ""  # the run folder is the log folder itself
     trainer.default_root_dir = str(run_dir)
-    if "checkpoint" in config and not config.checkpoint.dirpath:
-        config.checkpoint.dirpath = str(run_dir / CHECKPOINTS)
+    if "checkpoint" in config:
+        asked, own = config.checkpoint.dirpath, run_dir / CHECKPOINTS
+        if asked and a_runs_own_checkpoints(asked) and Path(asked).resolve() != own.resolve():
+            print(f"checkpoints: {own}, not {asked}, which is the checkpoint folder of the run whose settings these are")
+        if not asked or a_runs_own_checkpoints(asked):
+            config.checkpoint.dirpath = str(own)
