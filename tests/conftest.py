@@ -77,7 +77,19 @@ def _requirements(item) -> dict[str, str]:
     return missing
 
 
+# The files whose tests train the most, longest first (a CI run's --durations): xdist's --dist loadfile hands the
+# files out in collection order, so these go first and the short files fill in at the end, and the two
+# workers finish together instead of one running a long file alone.
+LONGEST_FILES = ["test_cli_fit.py", "test_bridge.py", "test_formats.py", "test_keras_reference.py",
+                 "test_speed_benchmarks.py", "test_recipes.py", "test_augment_cv.py", "test_convert.py",
+                 "test_serve.py", "test_import_order.py", "test_recipes_keras.py", "test_compare_frameworks.py",
+                 "test_progress_bar.py", "test_hostile_inputs.py", "test_recipe_search.py", "test_serve_page.py",
+                 "test_predict.py", "test_layers_convolution.py"]
+
+
 def pytest_collection_modifyitems(config, items):
+    rank = {name: place for place, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
     deselected: dict[str, tuple[str, list]] = {}
     kept = []
     for item in items:
