@@ -18,6 +18,7 @@ import yaml
 from lightning.pytorch.cli import LightningCLI
 
 from mnist_common.figures import plot_cv_curves
+from mnist_common.files import write_atomically
 from mnist_common.results import CV_CURVES_FILE, CV_RESULTS_FILE, CVResults, FoldResult, write_json
 from mnist_common.runs import CHECKPOINTS, relative_to_run
 from lightning_mnist.checkpoints import read_checkpoint
@@ -35,7 +36,8 @@ def cross_validate(cli: LightningCLI, run_dir: Path) -> Path:
     """
     config = cli.config["cv"]
     ran = cli.resolved_config("cv")  # what the user ran, before the folds edit the config
-    (run_dir / RUN_CONFIG_FILE).write_text(yaml.safe_dump(ran, sort_keys=False), encoding="utf-8")  # cv --config reruns it
+    settings = yaml.safe_dump(ran, sort_keys=False)  # for cv --config to rerun it
+    write_atomically(run_dir / RUN_CONFIG_FILE, lambda tmp: tmp.write_text(settings, encoding="utf-8"))
     checkpoint_base = config.checkpoint.dirpath  # a user's own checkpoint folder gets one sub-folder per fold
     if a_runs_own_checkpoints(checkpoint_base):  # settings saved by an earlier run name that run's folder
         checkpoint_base = None
