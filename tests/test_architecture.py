@@ -176,3 +176,33 @@ def test_sigmoid_outputs_are_found_through_layers_that_keep_their_values(after, 
         return
     with pytest.raises(ArchitectureError, match=r"\(scores\) applies sigmoid.*independent per-class probabilities"):
         architecture.require_one_distribution("predict")
+
+
+HEAD = {"type": "Dense", "units": 10, "activation": "softmax", "name": "head"}
+OTHER_HEAD = {"type": "Dense", "units": 10, "activation": "softmax", "name": "other", "inputs": ["input"]}
+
+
+@pytest.mark.parametrize("after, changer", [
+    ([{"type": "Rescaling", "scale": 2.0, "name": "doubled"}], "doubled"),
+    ([{"type": "Activation", "activation": "tanh", "name": "squashed"}], "squashed"),
+    ([{"type": "ReLU", "threshold": 0.05, "name": "cut"}], "cut"),
+    ([{"type": "Dropout", "rate": 0.1}, {"type": "ReLU", "max_value": 0.5, "name": "capped"}], "capped"),
+    ([OTHER_HEAD, {"type": "Add", "name": "sum", "inputs": ["head", "other"]}], "sum"),
+    ([OTHER_HEAD, {"type": "Maximum", "name": "max", "inputs": ["head", "other"]}], "max"),
+    ([{"type": "Dense", "units": 10, "name": "logits", "inputs": ["input"]},
+      {"type": "Average", "name": "mean", "inputs": ["head", "logits"]}], "mean"),
+    ([], None), ([{"type": "Dropout", "rate": 0.1}, {"type": "ReLU"}], None),
+    ([OTHER_HEAD, {"type": "Average", "name": "mean", "inputs": ["head", "other"]}], None),
+    ([{"type": "Dense", "units": 10, "name": "logits"}], None),  # learned weights after it: logits again
+    ([{"type": "Dense", "units": 10, "name": "logits"}, {"type": "Rescaling", "scale": 2.0}], None),
+])
+def test_probabilities_changed_into_neither_probabilities_nor_logits_are_found(after, changer):
+    """A softmax's probabilities rescaled, squashed, cut, summed or taken the maximum of are what Keras gives, and
+    their softmax is not: predict and the deploy formats refuse them, naming the layer that changes them."""
+    architecture = Architecture.from_config({"format_version": 2, "name": "changed", "input_shape": [784],
+                                             "layers": [HEAD, *after]})
+    if changer is None:
+        architecture.require_one_distribution("predict")
+        return
+    with pytest.raises(ArchitectureError, match=rf"probabilities of head changed by {changer} \("):
+        architecture.require_one_distribution("predict")

@@ -376,8 +376,11 @@ def test_names_tensorflow_cannot_trace_convert_and_predict_eagerly(tmp_path, cap
     assert not (tmp_path / "runs").exists()
 
 
+ATTRIBUTE = "is also an attribute of the torch network (torch.nn.Module's or its own)"
+
+
 @pytest.mark.parametrize("name, reason", [("conv.1", "holds a '.', which torch uses between module names"),
-                                          ("forward", "is also a torch.nn.Module attribute")])
+                                          ("forward", ATTRIBUTE), ("plan", ATTRIBUTE), ("log_of_outputs", ATTRIBUTE)])
 def test_layer_names_torch_cannot_hold_are_refused_naming_the_file(name, reason, tmp_path, capsys):
     model = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(4, 3, name=name), L.Flatten(), L.Dense(10)])
     model.save(tmp_path / "named.keras")

@@ -539,6 +539,12 @@ BAD_INPUTS = {
                                                                           "train on no batch"),
     "no validation batch": (["fit", "--trainer.limit_val_batches", "0.0"], "--trainer.limit_val_batches 0:"),
     "no test batch": (["fit", "--trainer.limit_test_batches", "0"], "--trainer.limit_test_batches 0: fit would test"),
+    "less than one test batch": (["fit", "--trainer.limit_test_batches", "0.01"], "--trainer.limit_test_batches "
+                                 "0.01: that fraction of the 20 batches is less than one, so fit would test no batch"),
+    "less than one training batch": (["cv", "--data.subset", "500", "--trainer.limit_train_batches", "0.01"],
+                                     "--trainer.limit_train_batches 0.01: that fraction of the"),
+    "less than one validation batch": (["fit", "--trainer.limit_val_batches", "1e-9"],
+                                       "--trainer.limit_val_batches 1e-09: that fraction of the 12 batches"),
     "no step": (["fit", "--trainer.max_steps", "0"], "--trainer.max_steps 0: fit would train no step"),
     "no time": (["fit", "--trainer.max_time", "00:00:00:00"], "--trainer.max_time 00:00:00:00: no time to train"),
     "stopped before the first validation": (["fit", "--data.subset", "500", "--trainer.max_steps", "3"],
@@ -572,6 +578,10 @@ BAD_INPUTS = {
                                        "--data.augment true: `validate` scores the checkpoint as it is"),
     "validate limited to no batch": (["validate", "--ckpt_path", "lenet.ckpt", "--trainer.limit_val_batches", "0"],
                                      "--trainer.limit_val_batches 0: `validate` would score no batch"),
+    "validate on less than a batch": (["validate", "--ckpt_path", "lenet.ckpt", "--trainer.limit_val_batches", "0.01"],
+                                      "0.01: that fraction of the 12 batches is less than one, so `validate` would"),
+    "test on less than a batch": (["test", "--ckpt_path", "lenet.ckpt", "--trainer.limit_test_batches", "0.04"],
+                                  "give a fraction of at least 0.05, or a count"),
     "a hold-out given to cv": (["cv", "--data.val_fraction", "0.3"], "--data.val_fraction 0.3: cv validates each "
                                                                       "fold on its own part"),
     "a root folder the run folder replaces": (["fit", "--trainer.default_root_dir", "elsewhere"],

@@ -59,18 +59,7 @@ class KerasNetwork(nn.Module):
     def __init__(self, architecture: Architecture) -> None:
         super().__init__()
         self.architecture = architecture
-        softmax = architecture.softmax_node
-        where = architecture.source or architecture.name  # the file a refused name can be changed in
-        for node in architecture.nodes:
-            layer = _without_softmax(node.layer) if softmax is not None and node.name == softmax.name else node.layer
-            if node.name in dir(self):
-                raise UserError(f"{where}: layer name {node.name!r} is also a torch.nn.Module "
-                                f"attribute; rename the layer")
-            if "." in node.name:
-                raise UserError(f"{where}: layer name {node.name!r} holds a '.', which torch uses "
-                                f"between module names; rename the layer")
-            module = nn.Identity() if layer is None else build(layer, *architecture.input_shapes_of(node))
-            self.add_module(node.name, module)
+        # set before the layers, so that a layer named like one of these is refused as any attribute's name is
         self.input_shape = torch_shape(architecture.input_shape)
         self.log_of_outputs = architecture.probabilities_without_logits  # no logits to take: their log instead
         # (layer, its inputs, the values no later layer needs once it ran): the forward's plan.
@@ -78,6 +67,18 @@ class KerasNetwork(nn.Module):
         self.plan = tuple((node.name, node.inputs,
                            tuple(sorted({i for i in node.inputs if last_use[i] == index})))
                           for index, node in enumerate(architecture.nodes))
+        softmax = architecture.softmax_node
+        where = architecture.source or architecture.name  # the file a refused name can be changed in
+        for node in architecture.nodes:
+            layer = _without_softmax(node.layer) if softmax is not None and node.name == softmax.name else node.layer
+            if node.name in dir(self):
+                raise UserError(f"{where}: layer name {node.name!r} is also an attribute of the torch network "
+                                f"(torch.nn.Module's or its own); rename the layer")
+            if "." in node.name:
+                raise UserError(f"{where}: layer name {node.name!r} holds a '.', which torch uses "
+                                f"between module names; rename the layer")
+            module = nn.Identity() if layer is None else build(layer, *architecture.input_shapes_of(node))
+            self.add_module(node.name, module)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != len(self.input_shape) + 1:  # MNIST images for a (28, 28) or (784,) model

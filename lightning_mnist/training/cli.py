@@ -54,7 +54,7 @@ from mnist_common.errors import EXIT_INTERRUPTED, UserError, exit_on_user_error,
 from mnist_common.figures import plot_curves
 from mnist_common.files import write_text
 from mnist_common.keras_file import KERAS_SUFFIX
-from mnist_common.mnist import ensure_files
+from mnist_common.mnist import TEST_IMAGES, ensure_files
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
 from mnist_common.settings import (AUGMENT_DEFAULTS, check_augment_ranges, check_cv_folds, check_data_settings, check_seed,
                                    check_training_length)
@@ -285,10 +285,17 @@ class MnistCLI(LightningCLI):
         if subcommand in ("fit", "cv"):
             split = check_split(data.data_dir, subset=data.subset, val_fraction=data.val_fraction,
                                 num_folds=data.num_folds, seed=data.split_seed)
-            check_validated_and_tested(config, math.ceil(len(split.train) / data.batch_size))
+            check_validated_and_tested(config, math.ceil(len(split.train) / data.batch_size),
+                                       math.ceil(len(split.val) / data.eval_batch_size),
+                                       math.ceil(TEST_IMAGES / data.eval_batch_size))
         else:
             check_scored_batches(subcommand, config.trainer)
         self._checkpoint_for(subcommand, config)
+        if subcommand in ("test", "validate"):  # validate's split is the checkpoint's, known only now
+            images = TEST_IMAGES if subcommand == "test" else len(
+                check_split(data.data_dir, subset=data.subset, val_fraction=data.val_fraction,
+                            num_folds=data.num_folds, seed=data.split_seed).val)
+            check_scored_batches(subcommand, config.trainer, math.ceil(images / data.eval_batch_size))
 
     def _checkpoint_for(self, subcommand: str, config) -> None:
         """Resolve, fetch and check ``--ckpt_path``; swap .keras files and k-fold results for what Lightning reads."""
@@ -742,20 +749,25 @@ def check_flags_used(subcommand: str, argv) -> None:
                             f"setting would be ignored (leave it out)")
 
 
-def check_batch_limits(trainer, who: str, limits: dict[str, str]) -> None:
-    """Refuse a ``--trainer.limit_*_batches`` of 0 in ``limits`` (name -> what ``who`` would then do to no batch)."""
-    for name, verb in limits.items():
+def check_batch_limits(trainer, who: str, limits: dict[str, tuple[str, int | None]]) -> None:
+    """Refuse a ``--trainer.limit_*_batches`` in ``limits`` (name -> (what ``who`` would then do to no batch, the
+    batches there are, None where not yet known)) that leaves no batch: 0, or a fraction of less than one batch,
+    which Lightning accepts and refuses only when it gets there (after the training, for the test's)."""
+    for name, (verb, batches) in limits.items():
         value = trainer.get(name)
         if value is not None and value <= 0:
             raise UserError(f"--trainer.{name} {value:g}: {who} would {verb} no batch; give a count of at least 1 or "
                             f"a fraction above 0")
+        if isinstance(value, float) and batches and int(batches * value) == 0:
+            raise UserError(f"--trainer.{name} {value:g}: that fraction of the {batches} batches is less than one, "
+                            f"so {who} would {verb} no batch; give a fraction of at least {1 / batches:.3g}, or a count")
 
 
-def check_scored_batches(subcommand: str, trainer) -> None:
+def check_scored_batches(subcommand: str, trainer, batches: int | None = None) -> None:
     """``test``/``validate`` limited to no batch would score nothing (Lightning returns no metric, or none at all)."""
     name = {"test": "limit_test_batches", "validate": "limit_val_batches"}.get(subcommand)
     if name:
-        check_batch_limits(trainer, f"`{subcommand}`", {name: "score"})
+        check_batch_limits(trainer, f"`{subcommand}`", {name: ("score", batches)})
 
 
 # Trainer precisions whose weights are not float32: fit's checkpoints could not be read back as the network's
@@ -763,16 +775,18 @@ TRUE_PRECISIONS = {"16-true": "float16", "16": "float16", "bf16-true": "bfloat16
                    "64-true": "float64", "64": "float64"}
 
 
-def check_validated_and_tested(config, train_batches: int) -> None:
+def check_validated_and_tested(config, train_batches: int, val_batches: int, test_batches: int) -> None:
     """Refuse settings under which ``fit``/``cv`` would train nothing, never validate, keep no best checkpoint or
     test nothing: Lightning accepts them and fails after the training, or divides by zero in the first step.
 
-    ``train_batches`` is an epoch's batches before ``limit_train_batches``.
+    ``train_batches``, ``val_batches`` and ``test_batches`` are an epoch's batches before ``limit_*_batches``.
     """
     trainer, monitors = config.trainer, (config.early_stopping.monitor, config.checkpoint.monitor)
     validated = any(str(m).startswith("val/") for m in monitors)  # else training metrics are enough
-    check_batch_limits(trainer, "fit", {"limit_train_batches": "train on", "limit_test_batches": "test",
-                                        **({"limit_val_batches": "validate"} if validated else {})})
+    zero_val = not validated and trainer.limit_val_batches is not None and trainer.limit_val_batches <= 0
+    check_batch_limits(trainer, "fit", {"limit_train_batches": ("train on", train_batches),
+                                        "limit_test_batches": ("test", test_batches),
+                                        **({} if zero_val else {"limit_val_batches": ("validate", val_batches)})})
     limit = trainer.limit_train_batches
     if isinstance(limit, int) and not isinstance(limit, bool):
         train_batches = min(train_batches, limit)

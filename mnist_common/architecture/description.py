@@ -393,9 +393,42 @@ class Architecture:
                 source[node.name] = inherited if keeps else None
         return source[self.output.name]
 
+    @property
+    def probabilities_changed(self) -> tuple[Node, Node] | None:
+        """(a softmax node, the node that changes its probabilities) when the outputs are computed from a softmax's
+        probabilities with no learned weights between (a rescaling, a tanh, a max pooling, a sum or a maximum of
+        two softmaxes): neither probabilities (:attr:`outputs_probabilities` is False) nor logits, so a softmax
+        of them is not what the model gives. A ``Dense`` or convolution after a softmax makes logits again."""
+        if self.outputs_probabilities:
+            return None
+        found: dict[str, tuple[Node, Node | None] | None] = {self.input_name: None}
+        for node in self.nodes:
+            inputs = self.input_shapes_of(node)
+            if applies_softmax(node.layer):
+                found[node.name] = (node, None)
+            elif any(name.endswith("kernel") for name, _ in node.layer.weights(*inputs)):
+                found[node.name] = None  # learned weights over the probabilities: logits again
+            else:
+                inherited = next((found[i] for i in node.inputs if found[i] is not None), None)
+                keeps = node.layer.keeps_distributions(*inputs) and all(found[i] for i in node.inputs)
+                found[node.name] = inherited and (inherited[0], inherited[1] or (None if keeps else node))
+        reached = found[self.output.name]
+        if reached is None:
+            return None
+        softmax, changer = reached
+        return softmax, changer or self.output
+
     def require_one_distribution(self, what: str) -> None:
         """Refuse a network whose outputs are no scores of one choice among its classes, for ``what``, which gives
-        their softmax: a sigmoid (independent per-class probabilities) or a single output (its softmax is 1)."""
+        their softmax: a sigmoid (independent per-class probabilities), a single output (its softmax is 1), or a
+        softmax's probabilities changed into neither probabilities nor logits (:attr:`probabilities_changed`)."""
+        changed = self.probabilities_changed
+        if changed is not None:
+            softmax, changer = changed
+            raise ArchitectureError(f"{what} give one softmax over the classes; {self.name}'s outputs are the "
+                                    f"probabilities of {softmax.name} changed by {changer.name} ({changer.layer.type}) "
+                                    f"into neither probabilities nor logits, whose softmax is not what the model "
+                                    f"gives (end it with the softmax; a .ckpt or .keras conversion keeps it as it is)")
         squashed = self.independent_probabilities_from
         if squashed is not None:
             direct = squashed is self.output
