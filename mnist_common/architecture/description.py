@@ -33,6 +33,7 @@ import json
 import math
 import os
 import re
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -64,6 +65,7 @@ FORMAT_VERSION = 2
 # (float32: 80 MB, so 2.5 GB for a batch of 32 in training).
 MAX_PARAMETERS = 100_000_000
 MAX_ACTIVATIONS = 20_000_000
+MAX_LAYERS = 2_000  # Keras' largest applications have about 1,000; more is a crafted file, refused at once
 CONFIG_KEYS = ("format_version", "name", "input_shape", "input_name", "layers", "num_classes")
 
 
@@ -153,18 +155,24 @@ def keras_order(nodes: Iterable[Node], input_name: str, output: str) -> list[Nod
 
 
 def _topological(by_name: dict[str, Node], input_name: str) -> list[str]:
-    """Names in an order where every layer comes after its inputs (Kahn's algorithm, stable)."""
+    """Names in an order where every layer comes after its inputs (Kahn's algorithm, stable: of the layers an
+    input makes ready, the earlier ones in ``by_name`` first), in time linear in the graph's size."""
     waiting = {name: {i for i in node.inputs if i != input_name} for name, node in by_name.items()}
-    order: list[str] = []
-    ready = [name for name, needs in waiting.items() if not needs]
+    consumers: dict[str, list[str]] = {name: [] for name in by_name}
+    for name, needs in waiting.items():
+        for source in needs:
+            if source in consumers:
+                consumers[source].append(name)
+    ready = deque(name for name, needs in waiting.items() if not needs)
+    queued, order = set(ready), []
     while ready:
-        name = ready.pop(0)
+        name = ready.popleft()
         order.append(name)
-        for other, needs in waiting.items():
-            if name in needs:
-                needs.discard(name)
-                if not needs and other not in order and other not in ready:
-                    ready.append(other)
+        for other in consumers[name]:
+            waiting[other].discard(name)
+            if not waiting[other] and other not in queued:
+                queued.add(other)
+                ready.append(other)
     return order
 
 
@@ -216,14 +224,17 @@ class Architecture:
 
     def _checked_order(self, nodes: tuple[Node, ...]) -> list[Node]:
         """Names unique, inputs known, one output, every layer on the way to it; then Keras' order."""
-        names, every_name = [self.input_name], {self.input_name, *(node.layer.name for node in nodes)}
+        if len(nodes) > MAX_LAYERS:
+            raise ArchitectureError(f"{self._where()}the model has {len(nodes):,} layers, more than this bridge "
+                                    f"builds ({MAX_LAYERS:,})")
+        names, every_name = {self.input_name}, {self.input_name, *(node.layer.name for node in nodes)}
         for index, node in enumerate(nodes):
             if node.layer.name is None:
                 raise self._refuse(index, node, "has no name (every layer of a graph needs one)")
             if node.name in names:
                 raise self._refuse(index, node, f"its name {node.name!r} is used twice; each layer is called once "
                                                 f"(a layer shared between two calls is not supported)")
-            names.append(node.name)
+            names.add(node.name)
             wanted = node.layer.INPUTS
             if not node.inputs or (wanted is not None and len(node.inputs) != wanted):
                 takes = "one input" if wanted == 1 else f"{wanted} inputs" if wanted else "inputs"
@@ -546,6 +557,9 @@ class Architecture:
         layers_config = config["layers"]
         if not isinstance(layers_config, list):
             raise ArchitectureError(f"{where}: layers must be a list, got {type(layers_config).__name__}")
+        if len(layers_config) > MAX_LAYERS:
+            raise ArchitectureError(f"{where}: the model has {len(layers_config):,} layers, more than this bridge "
+                                    f"builds ({MAX_LAYERS:,})")
         input_name = config.get("input_name", DEFAULT_INPUT_NAME)
         if not isinstance(input_name, str) or not input_name:
             raise ArchitectureError(f"{where}: input_name must be a non-empty string, got {input_name!r}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mnist_common.architecture.description import DEFAULT_INPUT_NAME, Architecture, ArchitectureError
+from mnist_common.architecture.description import DEFAULT_INPUT_NAME, MAX_LAYERS, Architecture, ArchitectureError
 from mnist_common.architecture.layers import LAYER_TYPES, MAX_RANK, LayerError
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
@@ -135,6 +135,9 @@ def architecture_from_keras_config(config: Any, source: str = "model") -> Archit
     entries = model_config.get("layers")
     if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
         raise ArchitectureError(f"{source} is corrupt (its config has no layer list)")
+    if len(entries) > MAX_LAYERS + 1:  # the input layer besides
+        raise ArchitectureError(f"{source}: the model lists {len(entries):,} layers, more than this bridge builds "
+                                f"({MAX_LAYERS:,})")
     input_name = None
     if config["class_name"] == "Sequential":
         inputs = [entry for entry in entries if entry.get("class_name") == INPUT_CLASS]
