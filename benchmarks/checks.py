@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from mnist_common.errors import UserError
@@ -67,3 +69,27 @@ def absolute_model_path(value: str, flag: str = "--weights") -> str:
     if not Path(value).exists():
         raise UserError(f"{flag} {value}: no such file or folder")
     return str(Path(value).absolute())
+
+
+def check_chosen(flag: str, chosen, allowed) -> None:
+    """A list of contenders (``--frameworks``, ``--backends``, ``--policies``): at least one, none twice; what
+    each may be, jsonargparse has checked."""
+    chosen = list(chosen)
+    if not chosen:
+        raise UserError(f"--{flag} []: give at least one of {', '.join(allowed)}")
+    twice = sorted({name for name in chosen if chosen.count(name) > 1})
+    if twice:
+        raise UserError(f"--{flag} names {', '.join(twice)} twice; give each once")
+
+
+def check_fit_config(flag: str, path: str | os.PathLike | None) -> None:
+    """A config file a ``fit`` run will be given, read by ``fit --print_config`` itself before any work (the
+    file, its YAML and every setting's type); its one ``error:`` line is said for the flag."""
+    if path is None:
+        return
+    done = subprocess.run([sys.executable, "-m", "lightning_mnist", "fit", "--config", str(path), "--print_config"],
+                          capture_output=True, text=True, cwd=Path.cwd())
+    if done.returncode != 0:
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        reason = errors[-1].removeprefix("error:").strip() if errors else f"fit exited {done.returncode}"
+        raise UserError(f"--{flag} {path}: `fit` refuses it ({reason})")

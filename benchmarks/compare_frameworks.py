@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from checks import check_counts, check_doc  # noqa: E402
+from checks import check_chosen, check_counts, check_doc, check_fit_config  # noqa: E402
 
 from mnist_common.cli import run as run_command
 from mnist_common.errors import exit_on_user_error
@@ -234,6 +234,8 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
     check_counts(max_epochs=max_epochs, batch_size=batch_size, subset=subset, repeats=repeats, lr=lr,
                  target_acc=target_acc)
     check_doc(doc)
+    check_chosen("frameworks", frameworks, ("lightning", "keras", "torch"))
+    check_fit_config("lightning_config", lightning_config)
     args = dict(locals())
     machine = describe_machine()  # before the runs: the load they started under
     out = allocate_run_dir(output_dir, "compare")

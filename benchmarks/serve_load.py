@@ -37,7 +37,7 @@ import requests
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from checks import absolute_model_path, check_report  # noqa: E402
+from checks import absolute_model_path, check_chosen, check_report  # noqa: E402
 
 from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
@@ -198,6 +198,7 @@ def load(weights: str | None = None, keras_weights: str | None = None, url: str 
     if url and (address.scheme not in ("http", "https") or not address.hostname):
         raise UserError(f"--url must be a server's address, http://host:port, got {url}")
     output = check_report(output, DEFAULT_OUTPUT, overwrite)
+    check_chosen("backends", backends, ("torch", "keras", "onnx", "all"))
     weights = absolute_model_path(weights) if weights else None
     keras_weights = absolute_model_path(keras_weights, "--keras_weights") if keras_weights else None
     pictures = digit_pictures(data_dir)

@@ -27,7 +27,7 @@ from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_frameworks import REPO, commands, run  # noqa: E402
-from checks import check_counts, check_doc  # noqa: E402
+from checks import check_chosen, check_counts, check_doc  # noqa: E402
 
 from mnist_common.cli import run as run_command  # noqa: E402
 from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
@@ -98,6 +98,8 @@ def shared(subset: int = 6000, batch_size: int = 32, repeats: int = 1, competito
     """
     check_counts(subset=subset, batch_size=batch_size, repeats=repeats, competitor_seconds=competitor_seconds)
     check_doc(doc)
+    check_chosen("frameworks", frameworks, ("lightning", "torch", "keras"))
+    check_chosen("policies", policies, ("project", "all-cores"))
     if any(level < 0 for level in competitor_levels):
         raise UserError(f"--competitor_levels must be counts of 0 or more, got {list(competitor_levels)}")
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in dict(locals()).items()}

@@ -37,11 +37,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_torch_loop import build, train_steps  # noqa: E402  (sets the thread policy before torch starts)
-from checks import check_counts, check_doc  # noqa: E402
+from checks import check_chosen, check_counts, check_doc  # noqa: E402
 
 import torch  # noqa: E402
 from lightning.pytorch import Callback, Trainer, seed_everything  # noqa: E402
@@ -217,6 +217,7 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
     """
     check_counts(steps=steps, repeats=repeats, batch_size=batch_size, threads=threads if threads is not None else 1)
     check_doc(doc)
+    check_chosen("contenders", contenders, get_args(Contender))
     keep_freed_memory()
     if threads is not None:
         torch.set_num_threads(threads)

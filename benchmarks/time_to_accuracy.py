@@ -25,7 +25,7 @@ from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_frameworks import REPO, run  # noqa: E402
-from checks import check_counts, check_doc  # noqa: E402
+from checks import check_chosen, check_counts, check_doc  # noqa: E402
 
 from mnist_common.cli import run as run_command  # noqa: E402
 from mnist_common.errors import exit_on_user_error  # noqa: E402
@@ -103,6 +103,7 @@ def time_to_accuracy(target: float = 0.99, batch_size: int = 128, lr: float = 5e
     """
     check_counts(target=target, batch_size=batch_size, lr=lr, max_epochs=max_epochs)
     check_doc(doc)
+    check_chosen("frameworks", frameworks, ("lightning", "keras", "torch"))
     recipe = {"target": target, "batch_size": batch_size, "lr": lr, "max_epochs": max_epochs, "augment": augment,
               "precision": precision, "subset": subset, "data_dir": data_dir}
     machine = describe_machine()

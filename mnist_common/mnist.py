@@ -98,6 +98,14 @@ def _download(name: str, directory: Path) -> None:
 
 def ensure_files(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
     """Make sure the four files are present and intact; return their directory."""
+    folder = resolve_data_dir(data_dir)
+    try:
+        a_file = folder.exists() and not folder.is_dir()
+    except OSError:
+        a_file = False  # said below, where the folder is listed
+    if a_file:  # a download could not go there either
+        raise UserError(f"data folder {path_text(folder)}: not a folder (give --data_dir the folder holding "
+                        f"MNIST/raw, or set ${DATA_DIR_ENV})")
     directory = raw_dir(data_dir)
     if directory.exists():
         try:

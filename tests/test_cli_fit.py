@@ -546,6 +546,7 @@ BAD_INPUTS = {
     "less than one validation batch": (["fit", "--trainer.limit_val_batches", "1e-9"],
                                        "--trainer.limit_val_batches 1e-09: that fraction of the 12 batches"),
     "no step": (["fit", "--trainer.max_steps", "0"], "--trainer.max_steps 0: fit would train no step"),
+    "negative min_steps": (["fit", "--trainer.min_steps", "-5"], "--trainer.min_steps must be at least 0"),
     "no time": (["fit", "--trainer.max_time", "00:00:00:00"], "--trainer.max_time 00:00:00:00: no time to train"),
     "stopped before the first validation": (["fit", "--data.subset", "500", "--trainer.max_steps", "3"],
                                             "--trainer.max_steps 3: the run would stop before its first validation, "

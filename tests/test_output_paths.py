@@ -188,6 +188,18 @@ def test_an_output_dir_the_system_refuses_is_one_line(program, command, framewor
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
 
 
+@pytest.mark.parametrize("program, argv", [(main, ["fit"]), (main, ["test", "--ckpt_path", "model.ckpt"]),
+                                           (keras_main, ["train"])], ids=["fit", "test", "keras train"])
+def test_a_data_folder_from_the_environment_that_is_a_file_is_said_to_be_one(program, argv, work, monkeypatch,
+                                                                             capsys):
+    """Was "train-images-idx3-ubyte is missing and could not be downloaded", as if the folder were empty."""
+    monkeypatch.setenv("MNIST_DATA_DIR", str(work / "digit.png"))
+    error, _ = refused([*argv, "--output_dir", str(work / "runs")], capsys, program)
+    assert error == (f"error: data folder {work / 'digit.png'}: not a folder (give --data_dir the folder holding "
+                     f"MNIST/raw, or set $MNIST_DATA_DIR)"), error
+    assert sorted(p.name for p in work.iterdir()) == ["digit.png", "model.ckpt"]
+
+
 def test_an_image_name_holding_a_nul_byte_is_one_line(work, capsys):
     """Was ``ValueError: embedded null byte`` from reading a picture a config file named."""
     (work / "p.yaml").write_text('images: ["a\\0b.png"]\nweights: model.ckpt\n')

@@ -647,6 +647,7 @@ SPLIT_SETTINGS = ("subset", "val_fraction", "split_seed", "num_folds", "fold")  
 
 TRAINER_COUNTS = {
     "min_epochs": (0, "epochs to train at least"),
+    "min_steps": (0, "optimizer steps to train at least"),
     "check_val_every_n_epoch": (1, "validate every this many epochs; 0 would divide by zero in training"),
     "accumulate_grad_batches": (1, "batches per optimizer step; 0 would divide by zero in training"),
     "log_every_n_steps": (1, "steps between logged training losses"),
