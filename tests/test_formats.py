@@ -26,7 +26,7 @@ from conftest import main_error
 from lightning_mnist.__main__ import main as command_line
 from lightning_mnist.checkpoints import save_checkpoint
 from lightning_mnist.formats import FORMATS, format_for
-from lightning_mnist.formats.base import Export, export_proven
+from lightning_mnist.formats.base import Export, error_cause, export_proven
 from lightning_mnist.formats.exported_program import EXPORT as PT2
 from lightning_mnist.interop.proof import CHECK_TOLERANCE, ConversionCheckFailed
 from lightning_mnist.models import KerasNetwork
@@ -415,3 +415,14 @@ def test_outputs_that_are_no_choice_among_the_classes_are_not_deployed(tmp_path,
         kernel, bias = model.layers[-1].get_weights()
         model.layers[-1].set_weights([kernel, bias + 0.1])  # the output moves; a softmax of it would not
         assert not compare(network, model, x, None, "random inputs").ok
+
+
+def test_a_converter_error_is_said_by_its_operation_not_its_locations():
+    """LiteRT's converter starts its message with the traced locations, longer than the line; the operation and
+    what is wrong with it (what a user can act on) come first instead (found with a Rescaling([3.0]) model)."""
+    locations = "loc(fused[callsite(fused[\"MatMul:\", \"functional_1_1/dense_13_1/MatMul@__inference\"] at " * 8
+    raw = Exception(f"<unknown>:0: error: {locations}): 'tfl.fully_connected' op expect 'input' num_elements % 784 "
+                    f"== 0, got input type 'tensor<1xf32>'\n<unknown>:0: note: see current operation")
+    assert error_cause(raw) == ("Exception: 'tfl.fully_connected' op expect 'input' num_elements % 784 == 0, got "
+                                "input type 'tensor<1xf32>'")
+    assert error_cause(ValueError("plain\nsecond line")) == "ValueError: plain"

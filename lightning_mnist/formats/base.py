@@ -14,6 +14,7 @@ functions and a row in the registry.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +121,19 @@ def _save(export: Export, module: Probabilities, example: torch.Tensor, path: Pa
             _unexportable_layer(export, module.networks[0], to_torch_layout(example))
         where = f"{layer} cannot be exported to {export.suffix}" if layer else \
             f"its network cannot be exported to {export.suffix}"
-        raise UserError(f"{source}: {where} ({one_line(err)})") from None
+        raise UserError(f"{source}: {where} ({error_cause(err)})") from None
+
+
+COMPILER_OP_ERROR = re.compile(r"'([\w.]+)' op ([^\n]+)")
+
+
+def error_cause(err: Exception) -> str:
+    """The exporter's error in one line. A compiler's (LiteRT's MLIR converter) starts with the locations of the
+    traced operations, often longer than the line: its operation and what it says of it come first instead."""
+    found = COMPILER_OP_ERROR.search(str(err))
+    if found:
+        return f"{type(err).__name__}: '{found.group(1)}' op {found.group(2)}"[:300]
+    return one_line(err)
 
 
 def run_in_batches(runner: Runner, x: torch.Tensor) -> np.ndarray:
