@@ -214,3 +214,19 @@ def test_the_checks_still_let_an_output_be_written(work, mnist_dir, capsys):
     assert "figure: old.png" in capsys.readouterr().out
     assert (work / "old.png").read_bytes() != (work / "digit.png").read_bytes()
     assert sorted(p.name for p in work.iterdir()) == ["digit.png", "model.ckpt", "old.png"]
+
+
+def test_only_a_training_runs_own_checkpoint_folder_is_taken_for_one(tmp_path):
+    """A rerun of a run's saved config.yaml takes a checkpoint.dirpath that is that run's own checkpoints/ as "this
+    run's own"; a user's ./checkpoints beside a project's config.yaml stays the user's."""
+    from lightning_mnist.training.outputs import a_runs_own_checkpoints
+
+    for folder in ("runs/lightning/version_3", "runs/lightning/cv_0/fold_1", "project", "runs/lightning/version_4"):
+        (tmp_path / folder / "checkpoints").mkdir(parents=True)
+        if folder != "runs/lightning/version_4":  # a folder of that name without the run's saved settings
+            (tmp_path / folder / "config.yaml").write_text("model: {}\n")
+    assert a_runs_own_checkpoints(tmp_path / "runs/lightning/version_3/checkpoints")
+    assert a_runs_own_checkpoints(tmp_path / "runs/lightning/cv_0/fold_1/checkpoints")
+    assert not a_runs_own_checkpoints(tmp_path / "project/checkpoints")
+    assert not a_runs_own_checkpoints(tmp_path / "runs/lightning/version_4/checkpoints")
+    assert not a_runs_own_checkpoints(tmp_path / "runs/lightning/version_3")

@@ -6,11 +6,15 @@ neither imports the other.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from mnist_common.runs import CHECKPOINTS
 
 RUN_CONFIG_FILE = "config.yaml"  # the settings LightningCLI saves in each run folder
+# The folders whose checkpoints/ a training made: fit's version_N, a k-fold run's fold_k (a user's own
+# ./checkpoints beside a project's config.yaml is not one)
+TRAINING_RUN_FOLDER = re.compile(r"(version|fold)_\d+")
 
 
 def a_runs_own_checkpoints(dirpath) -> bool:
@@ -22,7 +26,8 @@ def a_runs_own_checkpoints(dirpath) -> bool:
     if not dirpath or "://" in str(dirpath):
         return False
     folder = Path(dirpath)
-    return folder.name == CHECKPOINTS and (folder.parent / RUN_CONFIG_FILE).is_file()
+    return (folder.name == CHECKPOINTS and TRAINING_RUN_FOLDER.fullmatch(folder.parent.name) is not None
+            and (folder.parent / RUN_CONFIG_FILE).is_file())
 
 
 def point_outputs_at(config, run_dir: Path) -> None:
