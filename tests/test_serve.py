@@ -328,7 +328,7 @@ def test_a_model_keras_cannot_load_is_refused_before_the_server_starts(seed_kera
     refused = keras_refused_files(tmp_path, seed_keras).items()
     flag_sets = (lambda path: ["--weights", str(seed_keras), "--keras_weights", str(path)],
                  lambda path: ["--weights", str(path)])
-    for (what, path), flags_for in zip(refused, flag_sets, strict=True):  # each file by one flag: each costs a Keras start
+    for (what, path), flags_for in zip(refused, flag_sets, strict=True):  # one flag each: each starts Keras
         flags = flags_for(path)
         with pytest.raises(SystemExit) as info:
             main([*flags, "--port", str(free_port())])
