@@ -71,7 +71,7 @@ from lightning_mnist.training.callbacks import (EpochHistory, ProgressBar, Rando
                                                disk_full, refuse_diverged)
 from lightning_mnist.training.cuda_probe import stop_probing_for_cuda
 from lightning_mnist.training.cv import cross_validate
-from lightning_mnist.training.outputs import RUN_CONFIG_FILE, point_outputs_at
+from lightning_mnist.training.outputs import RUN_CONFIG_FILE, RUN_PREFIX, point_outputs_at
 from lightning_mnist.training.reports import write_test_report
 
 FRAMEWORK = "lightning"
@@ -79,7 +79,6 @@ CV_DEFAULTS = Path(__file__).with_name("cv_defaults.yaml")  # package data
 # The run folder rank 0 took, for the processes Lightning's DDP launcher starts with the same command
 # line (they inherit the environment and have LOCAL_RANK set): they must share it, not take their own.
 RUN_DIR_ENV = "LIGHTNING_MNIST_RUN_DIR"
-RUN_PREFIX = {"fit": "version", "cv": "cv", "test": "test", "validate": "validate"}
 # Data settings a resumed run may change: where the same files are, and how they are batched for scoring.
 RESUMABLE_DATA_CHANGES = {"data_dir", "download", "eval_batch_size"}
 # What a resumed run keeps from its config.yaml, beside the model's and the data's settings (which the

@@ -12,9 +12,10 @@ from pathlib import Path
 from mnist_common.runs import CHECKPOINTS
 
 RUN_CONFIG_FILE = "config.yaml"  # the settings LightningCLI saves in each run folder
+RUN_PREFIX = {"fit": "version", "cv": "cv", "test": "test", "validate": "validate"}  # <prefix>_N per command
 # The folders whose checkpoints/ a training made: fit's version_N, a k-fold run's fold_k (a user's own
 # ./checkpoints beside a project's config.yaml is not one)
-TRAINING_RUN_FOLDER = re.compile(r"(version|fold)_\d+")
+TRAINING_RUN_FOLDER = re.compile(rf"({RUN_PREFIX['fit']}|fold)_\d+")
 
 
 def a_runs_own_checkpoints(dirpath) -> bool:
@@ -48,7 +49,10 @@ def point_outputs_at(config, run_dir: Path) -> None:
     trainer.default_root_dir = str(run_dir)
     if "checkpoint" in config:
         asked, own = config.checkpoint.dirpath, run_dir / CHECKPOINTS
-        if asked and a_runs_own_checkpoints(asked) and Path(asked).resolve() != own.resolve():
-            print(f"checkpoints: {own}, not {asked}, which is the checkpoint folder of the run whose settings these are")
-        if not asked or a_runs_own_checkpoints(asked):
+        if a_runs_own_checkpoints(asked):
+            if Path(asked).resolve() != own.resolve():
+                print(f"checkpoints: {own}, not {asked}, which is the checkpoint folder of the run whose settings "
+                      f"these are")
+            asked = None
+        if not asked:
             config.checkpoint.dirpath = str(own)
