@@ -219,7 +219,11 @@ def test_cv_trains_every_fold_from_a_fresh_model_and_writes_results(mnist_dir, m
     assert np.abs(p_onnx - mean.numpy()).max() <= 1e-5 and (p_onnx.argmax(1) == mean.argmax(1).numpy()).all()
 
 
-def test_cv_command_line_reports_fold_scores(run_module, tmp_path):
+def test_cv_command_line_reports_fold_scores(run_module, mnist_dir, tmp_path, monkeypatch, capsys):
+    """The k-fold command line, then (in this process, saving two start-ups) its saved settings and its ensemble."""
+    from lightning_mnist.__main__ import main
+    from mnist_common.mnist import DATA_DIR_ENV
+
     proc = run_module("lightning_mnist", "cv", "--data.subset", "600", "--data.num_folds", "2",
                       "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
                       "--data.augment", "false")
@@ -231,16 +235,20 @@ def test_cv_command_line_reports_fold_scores(run_module, tmp_path):
     # the k-fold run's settings, saved in its folder, are a cv config again: the folds unset, the run's own values
     saved = yaml.safe_load((tmp_path / "runs/lightning/cv_0/config.yaml").read_text())
     assert saved["data"]["fold"] is None and saved["checkpoint"]["dirpath"] is None and saved == results["config"]
-    printed = run_module("lightning_mnist", "cv", "--config", "runs/lightning/cv_0/config.yaml", "--print_config")
-    assert yaml.safe_load(printed.stdout) == saved
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(DATA_DIR_ENV, str(mnist_dir))
+    with pytest.raises(SystemExit) as printed:
+        main(["cv", "--config", "runs/lightning/cv_0/config.yaml", "--print_config"])
+    assert printed.value.code in (0, None) and yaml.safe_load(capsys.readouterr().out) == saved
 
     # the ensemble is usable afterwards, also once moved: `test` scores it from its cv_results.json
     (tmp_path / "runs").rename(tmp_path / "moved")
     results_path = tmp_path / "moved/lightning/cv_0/cv_results.json"
-    tested = run_module("lightning_mnist", "test", "--ckpt_path", results_path, "--trainer.logger", "false",
-                        "--trainer.enable_progress_bar", "false")
-    assert "2-fold ensemble" in tested.stdout
-    [row] = [line for line in tested.stdout.splitlines() if "test/acc" in line]
+    main(["test", "--ckpt_path", str(results_path), "--trainer.logger", "false", "--trainer.enable_progress_bar",
+          "false"])
+    tested = capsys.readouterr().out
+    assert "2-fold ensemble" in tested
+    [row] = [line for line in tested.splitlines() if "test/acc" in line]
     assert float(row.split("│")[2]) == pytest.approx(results["ensemble_test_acc"], abs=1e-6)
 
 

@@ -390,8 +390,9 @@ def test_layer_names_torch_cannot_hold_are_refused_naming_the_file(name, reason,
     assert not (tmp_path / "out.ckpt").exists()
 
 
-def test_keras_io_preset_trains_to_97_percent_in_one_epoch_in_both_frameworks(run_module, tmp_path):
-    """The keras-io recipe (Adam 1e-3, batch 128) for one epoch in each framework; Keras' file scores alike."""
+def test_keras_io_preset_trains_to_97_percent_in_one_epoch_in_both_frameworks(run_module, tmp_path, capsys):
+    """The keras-io recipe (Adam 1e-3, batch 128) for one epoch in each framework (their command lines); Keras' file
+    scores alike in ``convert``'s check and in Lightning's ``test`` (in this process, each saving a start-up)."""
     fit = run_module("lightning_mnist", "fit", "--config", REPO / "configs" / "keras_io.yaml",
                      "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false")
     [line] = [line for line in fit.stdout.splitlines() if line.startswith("test accuracy")]
@@ -404,12 +405,12 @@ def test_keras_io_preset_trains_to_97_percent_in_one_epoch_in_both_frameworks(ru
     assert lightning_acc >= 0.965 and keras_acc >= 0.965  # measured 0.9705-0.9743 and 0.9735-0.9744 over seeds
     # one full epoch is not noisy: the two measured 0.01-0.4 points apart (seeds 0, 1, 2, 42)
     assert abs(lightning_acc - keras_acc) <= 0.01, (lightning_acc, keras_acc)
-    converted = run_module("lightning_mnist", "convert", "keras_io.keras", "keras_io.ckpt")
-    check = parse_check(converted.stdout)
+    check = parse_check(convert(capsys, tmp_path / "keras_io.keras", tmp_path / "keras_io.ckpt"))
     assert check["correct_torch"] == check["correct_keras"] == round(keras_acc * 10_000)
-    tested = run_module("lightning_mnist", "test", "--ckpt_path", "keras_io.ckpt", "--trainer.logger", "false",
-                        "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu")
-    [row] = [line for line in tested.stdout.splitlines() if "test/acc" in line]
+    command_line(["test", "--ckpt_path", str(tmp_path / "keras_io.ckpt"), "--trainer.logger", "false",
+                  "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
+                  "--output_dir", str(tmp_path / "runs")])
+    [row] = [line for line in capsys.readouterr().out.splitlines() if "test/acc" in line]
     assert round(float(re.findall(r"[0-9]+\.[0-9]+", row)[0]) * 10_000) == round(keras_acc * 10_000)
 
 

@@ -106,13 +106,19 @@ def test_overwrite_replaces_the_file_when_asked(model_files, monkeypatch, mnist_
     assert "augmentation preview: preview.png" in capsys.readouterr().out
 
 
-def test_a_keras_file_by_url_is_tested_like_a_local_one(model_files, run_module):
-    """``test --ckpt_path <URL of a .keras file>``: fetched, then read as a .keras file, not as a checkpoint."""
+def test_a_keras_file_by_url_is_tested_like_a_local_one(model_files, run_module, mnist_dir, monkeypatch, capsys):
+    """``test --ckpt_path <URL of a .keras file>`` (the real command line): fetched, then read as a .keras file, not
+    as a checkpoint; the local file's score comes from the same command in this process."""
+    from mnist_common.mnist import DATA_DIR_ENV
+
+    proc = run_module("lightning_mnist", "test", "--ckpt_path", (model_files / "model.keras").as_uri(),
+                      "--trainer.enable_progress_bar", "false", cwd=model_files)
+    monkeypatch.chdir(model_files)
+    monkeypatch.setenv(DATA_DIR_ENV, str(mnist_dir))
+    main(["test", "--ckpt_path", "model.keras", "--trainer.enable_progress_bar", "false"])
     scores = []
-    for source in (model_files / "model.keras", (model_files / "model.keras").as_uri()):
-        proc = run_module("lightning_mnist", "test", "--ckpt_path", source, "--trainer.enable_progress_bar", "false",
-                          cwd=model_files)
-        [row] = [line for line in proc.stdout.splitlines() if "test/acc" in line]
+    for stdout in (proc.stdout, capsys.readouterr().out):
+        [row] = [line for line in stdout.splitlines() if "test/acc" in line]
         scores.append(float(row.split("│")[2]))
     assert scores[0] == scores[1] == pytest.approx(0.9922, abs=1e-4)  # the notebook's own model
 

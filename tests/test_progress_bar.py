@@ -74,4 +74,3 @@ def test_fit_uses_the_project_bar_unless_told_otherwise(run_module, tmp_path):
     for rerun in ("again", "rerun"):
         assert len(list((tmp_path / rerun / "lightning/version_0/checkpoints").glob("*.ckpt"))) == 2
     assert callbacks("tqdm", "--trainer.callbacks+=TQDMProgressBar") == ["lightning.pytorch.callbacks.TQDMProgressBar"]
-    assert callbacks("none", "--trainer.enable_progress_bar", "false") == []
