@@ -5,6 +5,7 @@ they say. No timing is asserted."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, main_error
 
 BENCHMARKS = REPO / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -184,15 +185,26 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
     ("predict_renderings.py", ["--keep", str(BENCHMARKS)], f"error: --keep {BENCHMARKS}: not empty; name a new or "
                                                            f"empty folder for the renderings"),
 ])
-def test_bad_counts_are_one_line_before_any_work(name, args, line, tmp_path):
+def test_bad_counts_are_one_line_before_any_work(name, args, line, tmp_path, monkeypatch, capsys):
+    """Each script's ``main`` in this process (saving a start-up each); the scripts' command lines themselves run
+    in the tests above and in test_a_script_refuses_from_its_own_command_line."""
     if name in ("step_overhead.py", "kernel_efficiency.py", "augmentation_cost.py"):
-        proc = script(name, *args)
+        more = []
     elif name == "serve_load.py":
-        proc = script(name, *args, "--output", str(tmp_path / "runs" / "load.json"))
+        more = ["--output", str(tmp_path / "runs" / "load.json")]
     else:
-        proc = script(name, *args, "--output_dir", str(tmp_path / "runs"))
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(line), lines  # (a path may follow)
+        more = ["--output_dir", str(tmp_path / "runs")]
+    monkeypatch.chdir(REPO)  # where script() runs them
+    code, error, _ = main_error(importlib.import_module(name.removesuffix(".py")).main, [*args, *more], capsys)
+    assert code == 2 and error.startswith(line), error  # (a path may follow)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_script_refuses_from_its_own_command_line(tmp_path):
+    """The same refusal through ``python benchmarks/<script>.py``: one line on stderr, exit 2, nothing written."""
+    proc = script("time_to_accuracy.py", "--target", "1.5", "--output_dir", str(tmp_path / "runs"))
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "error: --target must be an accuracy in (0, 1], got 1.5"], proc.stderr[-2000:]
     assert not (tmp_path / "runs").exists()
 
 
