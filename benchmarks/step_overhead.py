@@ -99,7 +99,7 @@ class WithTorchmetrics(MnistClassifier):
             self.metrics[f"{stage}/acc"] = MulticlassAccuracy(self.architecture.num_classes, average="micro",
                                                               validate_args=False)
 
-    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+    def _shared_step(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
         logits = self(images)
         losses = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
@@ -109,7 +109,7 @@ class WithTorchmetrics(MnistClassifier):
             self._unlogged_stages.discard(stage)
             self.log_dict({name: metric for name, metric in self.metrics.items() if name.startswith(f"{stage}/")},
                           on_step=False, on_epoch=True)
-        return losses.mean()
+        return losses.mean(), logits
 
 
 class AutomaticOptimization(MnistClassifier):

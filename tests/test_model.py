@@ -144,6 +144,32 @@ def test_epoch_metrics_cover_every_batch_of_the_epoch(mnist_dir, tmp_path):
     assert math.isclose(logged["val/acc"], expected_acc, abs_tol=1e-6)
 
 
+def test_the_test_report_reuses_a_whole_test_pass_and_scores_a_partial_one_itself(mnist_dir, tmp_path):
+    """fit and test write their confusion matrix and mistakes from the probabilities their test pass gave (one pass
+    over the test set, not two); after a pass that saw only part of it, the report scores every image itself."""
+    from lightning_mnist.training.reports import write_test_report
+
+    data = MNISTDataModule(data_dir=str(mnist_dir), eval_batch_size=1000)
+    model = MnistClassifier()
+    passes = []
+    model.network.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
+    for limit, images_scored_again in ((None, 0), (2, 10_000)):
+        trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path,
+                          limit_test_batches=limit)
+        tested = trainer.test(model, datamodule=data, verbose=False)[0]
+        passes.clear()
+        report = write_test_report(model, data, tmp_path, "a report")
+        assert sum(passes) == images_scored_again
+        matrix = torch.tensor(report.confusion)
+        assert matrix.sum() == 10_000
+        if limit is None:  # the report's right answers are the ones test/acc counted
+            assert matrix.trace().item() == round(tested["test/acc"] * 10_000)
+    _, labels = data.datasets["test"].tensors
+    with torch.inference_mode():
+        predicted = torch.cat([model.eval()(x) for x in data.datasets["test"].tensors[0].split(1000)]).argmax(1)
+    assert matrix.trace().item() == (predicted == labels).sum().item()
+
+
 def test_epoch_means_agree_with_torchmetrics_over_uneven_batches_and_dtypes():
     """The classifier's lean epoch means give what MeanMetric and MulticlassAccuracy give (the classes they replace),
     with a short last batch weighing its images, bfloat16 losses summed in float32, and a reset starting over."""

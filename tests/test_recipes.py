@@ -35,8 +35,8 @@ def test_label_smoothing_is_torchs_on_the_training_loss_only(batch):
     model = MnistClassifier(label_smoothing=0.1).eval()  # eval: no dropout, the same logits every call
     with torch.no_grad():
         logits = model(images)
-        train_loss = model._shared_step(batch, "train")
-        val_loss = model._shared_step(batch, "val")
+        train_loss, _ = model._shared_step(batch, "train")
+        val_loss, _ = model._shared_step(batch, "val")
     assert train_loss.item() == pytest.approx(F.cross_entropy(logits, labels, label_smoothing=0.1).item(), rel=1e-6)
     assert val_loss.item() == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-6)
     # near-uniform logits at init: smoothing moves the loss only a little
@@ -44,7 +44,7 @@ def test_label_smoothing_is_torchs_on_the_training_loss_only(batch):
     with torch.no_grad():  # the default is the notebook's plain cross-entropy
         plain = MnistClassifier().eval()
         plain.load_state_dict(model.state_dict())
-        assert plain._shared_step(batch, "train").item() == pytest.approx(val_loss.item(), rel=1e-6)
+        assert plain._shared_step(batch, "train")[0].item() == pytest.approx(val_loss.item(), rel=1e-6)
 
 
 def test_weight_decay_is_adamw_on_kernels_only():

@@ -77,6 +77,9 @@ class MnistClassifier(LightningModule):
         # (train/loss, train/acc, val/loss, ...). They accumulate on the device, one add a step each.
         self.metrics = nn.ModuleDict({f"{stage}/{name}": EpochMean() for stage in STAGES for name in ("loss", "acc")})
         self._unlogged_stages: set[str] = set()
+        # The probabilities of the last test pass, batch by batch: the test report reuses them (one pass over
+        # the test set, not two) where they cover the whole set in order (lightning_mnist/training/reports.py).
+        self.tested_probabilities: list[torch.Tensor] = []
         self._training_epoch_open = False  # between the start and the end of a training epoch
 
     def use_channels_last(self, enabled: bool) -> None:
@@ -95,7 +98,8 @@ class MnistClassifier(LightningModule):
         """Class probabilities, as Keras' softmax output layer gives them."""
         return torch.softmax(self(x), dim=1)
 
-    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+    def _shared_step(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the batch's mean loss, its logits), the loss and accuracy added to the stage's epoch means."""
         images, labels = batch
         logits = self(images)
         losses = F.cross_entropy(logits, labels, reduction="none",
@@ -109,7 +113,7 @@ class MnistClassifier(LightningModule):
             self._unlogged_stages.discard(stage)
             self.log_dict({name: metric for name, metric in self.metrics.items() if name.startswith(f"{stage}/")},
                           on_step=False, on_epoch=True, prog_bar=True)
-        return losses.mean()
+        return losses.mean(), logits
 
     @property
     def automatic_optimization(self) -> bool:
@@ -129,7 +133,7 @@ class MnistClassifier(LightningModule):
         return trainer.accumulate_grad_batches != 1 or bool(trainer.gradient_clip_val)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss = self._shared_step(batch, "train")
+        loss, _ = self._shared_step(batch, "train")
         every = self.trainer.log_every_n_steps
         if every and (self.global_step + 1) % every == 0:  # the steps the trainer writes to its loggers
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
@@ -151,7 +155,9 @@ class MnistClassifier(LightningModule):
         self._shared_step(batch, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._shared_step(batch, "test")
+        _, logits = self._shared_step(batch, "test")
+        if self.trainer.world_size == 1:  # each process of a distributed test sees a share of the images
+            self.tested_probabilities.append(torch.softmax(logits.detach().float(), dim=1).cpu())
 
     def on_train_start(self) -> None:
         self._unlogged_stages.add("train")  # a run resumed mid-epoch skips on_train_epoch_start
@@ -189,6 +195,7 @@ class MnistClassifier(LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self._unlogged_stages.add("test")
+        self.tested_probabilities = []
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
