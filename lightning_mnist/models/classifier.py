@@ -161,6 +161,7 @@ class MnistClassifier(LightningModule):
 
     def on_train_start(self) -> None:
         self._unlogged_stages.add("train")  # a run resumed mid-epoch skips on_train_epoch_start
+        self.tested_probabilities = []  # an earlier test's, of weights that training now changes
         self._training_epoch_open = True
 
     def on_train_epoch_start(self) -> None:
