@@ -69,9 +69,10 @@ class KerasNetwork(nn.Module):
                           for index, node in enumerate(architecture.nodes))
         softmax = architecture.softmax_node
         where = architecture.source or architecture.name  # the file a refused name can be changed in
+        taken = set(dir(self))  # once: the layers' own names are unique (the architecture checked them)
         for node in architecture.nodes:
             layer = _without_softmax(node.layer) if softmax is not None and node.name == softmax.name else node.layer
-            if node.name in dir(self):
+            if node.name in taken:
                 raise UserError(f"{where}: layer name {node.name!r} is also an attribute of the torch network "
                                 f"(torch.nn.Module's or its own); rename the layer")
             if "." in node.name:

@@ -154,6 +154,12 @@ def keras_order(nodes: Iterable[Node], input_name: str, output: str) -> list[Nod
     return sorted((by_name[name] for name in order), key=lambda node: (-depth[node.name], reached[node.name]))
 
 
+def check_layer_count(count: int, where: str) -> None:
+    """Refuse more than :data:`MAX_LAYERS` layers (``where``: the text naming the model, or empty)."""
+    if count > MAX_LAYERS:
+        raise ArchitectureError(f"{where}the model has {count:,} layers, more than this bridge builds ({MAX_LAYERS:,})")
+
+
 def _topological(by_name: dict[str, Node], input_name: str) -> list[str]:
     """Names in an order where every layer comes after its inputs (Kahn's algorithm, stable: of the layers an
     input makes ready, the earlier ones in ``by_name`` first), in time linear in the graph's size."""
@@ -224,9 +230,7 @@ class Architecture:
 
     def _checked_order(self, nodes: tuple[Node, ...]) -> list[Node]:
         """Names unique, inputs known, one output, every layer on the way to it; then Keras' order."""
-        if len(nodes) > MAX_LAYERS:
-            raise ArchitectureError(f"{self._where()}the model has {len(nodes):,} layers, more than this bridge "
-                                    f"builds ({MAX_LAYERS:,})")
+        check_layer_count(len(nodes), self._where())
         names, every_name = {self.input_name}, {self.input_name, *(node.layer.name for node in nodes)}
         for index, node in enumerate(nodes):
             if node.layer.name is None:
@@ -557,9 +561,7 @@ class Architecture:
         layers_config = config["layers"]
         if not isinstance(layers_config, list):
             raise ArchitectureError(f"{where}: layers must be a list, got {type(layers_config).__name__}")
-        if len(layers_config) > MAX_LAYERS:
-            raise ArchitectureError(f"{where}: the model has {len(layers_config):,} layers, more than this bridge "
-                                    f"builds ({MAX_LAYERS:,})")
+        check_layer_count(len(layers_config), f"{where}: ")  # before any layer is read
         input_name = config.get("input_name", DEFAULT_INPUT_NAME)
         if not isinstance(input_name, str) or not input_name:
             raise ArchitectureError(f"{where}: input_name must be a non-empty string, got {input_name!r}")
