@@ -27,7 +27,8 @@ from PIL import Image
 from conftest import REPO, assert_one_line_error, ctrl_c_interrupts, main_error, module_env
 from mnist_common.figures import MAX_MISTAKES_SHOWN, mistake_digit_box
 
-QUICK = ("--data.subset", "2000", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false")
+QUICK = ("--data.subset", "2000", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+         "--trainer.limit_test_batches", "2")  # the first 1,000 test images: these runs are about what a run keeps
 NO_PROGRESS = ("--trainer.enable_progress_bar", "false")
 
 
@@ -135,6 +136,10 @@ def test_results_keep_every_epoch_when_the_best_is_not_the_last(run_module, tmp_
     results = json.loads((run / "results.json").read_text())
     assert [row["epoch"] for row in results["history"]] == [0, 1, 2]
     assert results["best_epoch"] == 0 and "epoch00" in results["model_path"]
+    # QUICK tests the first two batches of 500: the report describes those images, whose right answers test/acc counted
+    matrix = np.array(results["confusion_matrix"])
+    assert matrix.sum() == 1000 and np.trace(matrix) == round(results["test_acc"] * 1000)
+    assert results["mistakes"] == 1000 - np.trace(matrix)
 
 
 def test_config_file_spells_out_the_defaults(run_module, tmp_path):

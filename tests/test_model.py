@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -144,30 +145,37 @@ def test_epoch_metrics_cover_every_batch_of_the_epoch(mnist_dir, tmp_path):
     assert math.isclose(logged["val/acc"], expected_acc, abs_tol=1e-6)
 
 
-def test_the_test_report_reuses_a_whole_test_pass_and_scores_a_partial_one_itself(mnist_dir, tmp_path):
+def test_the_test_report_describes_the_images_its_test_pass_scored_without_scoring_them_again(mnist_dir, tmp_path):
     """fit and test write their confusion matrix and mistakes from the probabilities their test pass gave (one pass
-    over the test set, not two); after a pass that saw only part of it, the report scores every image itself."""
+    over the test set, not two): all 10,000 images, or the first batches ``limit_test_batches`` kept, so that the
+    matrix's right answers are always the ones test/acc counted; with no test pass the report scores every image."""
     from lightning_mnist.training.reports import write_test_report
 
     data = MNISTDataModule(data_dir=str(mnist_dir), eval_batch_size=1000)
     model = MnistClassifier()
     passes = []
     model.network.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
-    for limit, images_scored_again in ((None, 0), (2, 10_000)):
+    images, labels = None, None
+    for limit, tested_images in ((None, 10_000), (2, 2000)):
         trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path,
                           limit_test_batches=limit)
         tested = trainer.test(model, datamodule=data, verbose=False)[0]
         passes.clear()
-        report = write_test_report(model, data, tmp_path, "a report")
-        assert sum(passes) == images_scored_again
+        report = write_test_report(model, data, tmp_path / str(limit), "a report")
+        assert sum(passes) == 0  # no second pass
         matrix = torch.tensor(report.confusion)
-        assert matrix.sum() == 10_000
-        if limit is None:  # the report's right answers are the ones test/acc counted
-            assert matrix.trace().item() == round(tested["test/acc"] * 10_000)
-    _, labels = data.datasets["test"].tensors
-    with torch.inference_mode():
-        predicted = torch.cat([model.eval()(x) for x in data.datasets["test"].tensors[0].split(1000)]).argmax(1)
-    assert matrix.trace().item() == (predicted == labels).sum().item()
+        assert matrix.sum() == tested_images and matrix.trace().item() == round(tested["test/acc"] * tested_images)
+        images, labels = data.datasets["test"].tensors
+        with torch.inference_mode():  # the same right answers as a separate forward pass over those images
+            predicted = torch.cat([model.eval()(x) for x in images[:tested_images].split(1000)]).argmax(1)
+        assert matrix.trace().item() == (predicted == labels[:tested_images]).sum().item()
+        mistakes = json.loads((tmp_path / str(limit) / "mistakes.json").read_text())
+        assert len(mistakes) == report.mistakes_count == tested_images - matrix.trace().item()
+        assert max(m["index"] for m in mistakes) < tested_images
+    model.tested_probabilities = []  # as after training, or for a model never tested: every image scored here
+    passes.clear()
+    report = write_test_report(model, data, tmp_path / "untested", "a report")
+    assert sum(passes) == 10_000 and torch.tensor(report.confusion).sum() == 10_000
 
 
 def test_epoch_means_agree_with_torchmetrics_over_uneven_batches_and_dtypes():

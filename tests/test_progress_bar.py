@@ -54,23 +54,34 @@ def test_progress_bar_updates_a_few_times_a_second_and_ends_each_epoch_full(mnis
     assert ours.train_updates == 1 + 2 * (1 + 1)  # the run's first batch; each epoch's last batch and its end
 
 
-def test_fit_uses_the_project_bar_unless_told_otherwise(run_module, tmp_path):
+def test_fit_uses_the_project_bar_unless_told_otherwise(run_module, mnist_dir, tmp_path, monkeypatch):
     """fit's default progress bar is ours (written in the run's config.yaml, so a rerun of that file keeps it);
-    a progress bar of the user's own stays the only one, and --trainer.enable_progress_bar false has none."""
-    quick = ("--data.subset", "1000", "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "2")
+    a progress bar of the user's own stays the only one, and --trainer.enable_progress_bar false has none.
+    The first run and the rerun of its file go through the command line; the two others run in this process."""
+    from lightning_mnist.__main__ import main
+    from mnist_common.mnist import DATA_DIR_ENV
 
-    def callbacks(folder: str, *flags: str) -> list[str]:
-        run_module("lightning_mnist", "fit", *flags, *quick, "--output_dir", folder)  # a --config first
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(DATA_DIR_ENV, str(mnist_dir))
+    quick = ("--data.subset", "1000", "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "2",
+             "--trainer.limit_test_batches", "1")
+
+    def callbacks(folder: str, *flags: str, in_process: bool = False) -> list[str]:
+        if in_process:
+            main(["fit", *flags, *quick, "--output_dir", folder])
+        else:
+            run_module("lightning_mnist", "fit", *flags, *quick, "--output_dir", folder)  # a --config first
         [config] = (tmp_path / folder).rglob("config.yaml")
         return [c["class_path"] for c in yaml.safe_load(config.read_text())["trainer"]["callbacks"] or []]
 
     assert callbacks("default") == ["lightning_mnist.training.callbacks.ProgressBar"]
     [saved] = (tmp_path / "default").rglob("config.yaml")  # a run's own config, rerun with the bar off
     first_checkpoints = sorted((tmp_path / "default").rglob("*.ckpt"))
-    assert callbacks("again", "--config", str(saved), "--trainer.enable_progress_bar", "false") == []
+    assert callbacks("again", "--config", str(saved), "--trainer.enable_progress_bar", "false", in_process=True) == []
     assert callbacks("rerun", "--config", str(saved)) == ["lightning_mnist.training.callbacks.ProgressBar"]  # one
     # the saved config names its run's checkpoint folder; each rerun keeps its checkpoints in its own
     assert sorted((tmp_path / "default").rglob("*.ckpt")) == first_checkpoints and len(first_checkpoints) == 2
     for rerun in ("again", "rerun"):
         assert len(list((tmp_path / rerun / "lightning/version_0/checkpoints").glob("*.ckpt"))) == 2
-    assert callbacks("tqdm", "--trainer.callbacks+=TQDMProgressBar") == ["lightning.pytorch.callbacks.TQDMProgressBar"]
+    assert callbacks("tqdm", "--trainer.callbacks+=TQDMProgressBar", in_process=True) == [
+        "lightning.pytorch.callbacks.TQDMProgressBar"]

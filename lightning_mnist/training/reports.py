@@ -43,24 +43,28 @@ def test_probabilities(model, images: torch.Tensor) -> torch.Tensor:
 
 
 def tested_probabilities(model, count: int) -> torch.Tensor | None:
-    """The probabilities ``model``'s last test pass gave, where that pass saw all ``count`` test images in order (one
-    process, no ``limit_test_batches``); None otherwise. They are the ones its test/acc counted, at its precision."""
+    """The probabilities ``model``'s last test pass gave, for the first of the ``count`` test images in order: all of
+    them, or the first batches ``limit_test_batches`` kept (one process); None where there was no such pass (a
+    distributed one keeps none). They are the ones its test/acc counted, at its precision."""
     batches = getattr(model, "tested_probabilities", None)
-    if not batches or sum(map(len, batches)) != count:
+    if not batches or sum(map(len, batches)) > count:
         return None
     return torch.cat(batches)
 
 
 def write_test_report(model, datamodule, run_dir: Path, title: str) -> TestReport:
-    """Score ``model`` on the data module's test images; write the confusion matrix and the mistakes.
+    """Write the confusion matrix and the mistakes of ``model`` on the data module's test images.
 
-    A test pass that has just scored the whole test set gives its probabilities: reused, not computed again
-    (a second pass over the 10,000 images cost fit and test about a second on 2 cores)."""
+    They describe the images the test pass just scored, from the probabilities it gave: the whole test set, or
+    the first batches under ``limit_test_batches``, so the matrix's right answers are the ones test/acc counted
+    (and a short test stays short: a second pass over the 10,000 images cost fit and test about a second on 2
+    cores). Without such a pass (an ensemble, a distributed test) every test image is scored here."""
     datamodule.setup("test")
     images, labels = datamodule.datasets["test"].tensors
     probabilities = tested_probabilities(model, len(images))
     if probabilities is None:
         probabilities = test_probabilities(model, images)
+    images, labels = images[:len(probabilities)], labels[:len(probabilities)]
     predicted = probabilities.argmax(1)
     num_classes = probabilities.shape[1]
     metric = MulticlassConfusionMatrix(num_classes)
