@@ -195,7 +195,7 @@ def test_interrupted_fit_resumes_into_its_own_folder_with_an_honest_history(mnis
                                                                              monkeypatch):
     # 6,000 images: epochs of about 2 s alone on 2 cores, so the signal lands inside the second epoch's training
     args = ["fit", "--data.subset", "6000", "--trainer.max_epochs", "3", *NO_PROGRESS,
-            "--early_stopping.patience", "100"]
+            "--early_stopping.patience", "100", "--trainer.limit_test_batches", "2"]
     temporary = tmp_path / "tmp"  # the system's temporary folder, as these runs see it
     temporary.mkdir()
     monkeypatch.setenv("TMPDIR", str(temporary))
@@ -245,7 +245,8 @@ def test_a_run_killed_or_stopped_by_ctrl_c_mid_step_resumes_to_equal_one_never_s
     a per-step one-cycle schedule. SIGKILL resumes from the last epoch's end, Ctrl-C from the step it landed in."""
     args = ["fit", "--data.subset", "600", "--data.augment", "true", "--early_stopping.patience", "100",
             "--seed_everything", "3", "--model.lr_schedule", "onecycle", "--model.lr", "0.003",
-            "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "5", *NO_PROGRESS]  # 17 steps an epoch
+            "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "5", "--trainer.limit_test_batches", "2",
+            *NO_PROGRESS]  # 17 steps an epoch; tested on the first 1,000 test images
 
     def start(folder: Path, *more: str) -> subprocess.Popen:
         folder.mkdir(exist_ok=True)
