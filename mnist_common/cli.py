@@ -348,9 +348,12 @@ def check_config_text(argv: Sequence[str], types_by_name: dict[str, Any] | None 
     """
     for key, value, _ in flag_values(argv):
         path = Path(value)
-        if key == "config" or is_group(declared_type(types_by_name or {}, key)):  # files jsonargparse reads
+        group = key != "config" and is_group(declared_type(types_by_name or {}, key))
+        if key == "config" or group:  # files jsonargparse reads
             check_not_a_stream(key, value, devices=key == "config")
-        if key != "config" and ("." in key or path.suffix.lower() not in CONFIG_SUFFIXES):
+        if group:
+            check_group_source(key, value)
+        if key != "config" and not group and ("." in key or path.suffix.lower() not in CONFIG_SUFFIXES):
             continue
         try:
             if not path.is_file():
@@ -361,7 +364,7 @@ def check_config_text(argv: Sequence[str], types_by_name: dict[str, Any] | None 
                             f"{err.start}); save the file as UTF-8") from None
         except OSError as err:
             raise UserError(f"--{key} {value}: cannot be read ({err.strerror or one_line(err)})") from None
-        if key != "config":
+        if key != "config" and not group:
             continue  # a flag without a dot may also take a file of its own (--ckpt_path cv_results.json)
         try:
             settings = get_loader("yaml")(text)  # the bounded loader below
@@ -371,10 +374,37 @@ def check_config_text(argv: Sequence[str], types_by_name: dict[str, Any] | None 
             raise UserError(f"--{key} {value}: {err}") from None
         if not isinstance(settings, dict):
             held = "nothing" if settings is None else f"a YAML {type(settings).__name__}, not settings by name"
-            raise UserError(f"--{key} {value}: the file holds {held}; a config file maps settings to values, e.g. "
-                            f"'model: {{lr: 0.001}}' (--print_config shows them all)")
-        for setting, given in groups_given_no_mapping(settings, types_by_name or {}):
+            example = "'model: {lr: 0.001}'" if key == "config" else f"'{GROUP_EXAMPLES.get(key, 'name: value')}'"
+            kind = "a config file maps settings" if key == "config" else f"a file of --{key}'s settings maps them"
+            raise UserError(f"--{key} {value}: the file holds {held}; {kind} to values, e.g. "
+                            f"{example} (--print_config shows them all)")
+        for setting, given in groups_given_no_mapping(settings, types_by_name or {}, "" if key == "config" else
+                                                      f"{key}."):
             raise UserError(f"--{key} {value}: {refusal_line(setting, declared_type(types_by_name, setting), given)}")
+
+
+# What one setting of a group looks like, for the refusals of a group's file (--model my.yaml)
+GROUP_EXAMPLES = {"model": "lr: 0.001", "data": "batch_size: 64", "trainer": "max_epochs: 5"}
+
+
+def check_group_source(key: str, value: str) -> None:
+    """Refuse ``--group value`` (``--model``, ``--trainer``) that names a folder, or is neither a file nor the
+    settings inline (``--model '{lr: 0.001}'``): jsonargparse says only "Unable to load config", twice."""
+    path = Path(value)
+    if path.is_dir():
+        raise UserError(f"--{key} {value}: a folder; give a YAML file of --{key}'s settings, or them inline, "
+                        f"e.g. --{key} '{{{GROUP_EXAMPLES.get(key, 'name: value')}}}'")
+    if path.exists():
+        return
+    try:
+        inline = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return  # jsonargparse names the YAML error
+    if inline is None or isinstance(inline, dict):
+        return  # the settings inline; a null has its own refusal
+    what = "no such file" if isinstance(inline, str) else "neither a file nor settings by name"
+    raise UserError(f"--{key} {value}: {what}; give a YAML file of --{key}'s settings, or them inline, "
+                    f"e.g. --{key} '{{{GROUP_EXAMPLES.get(key, 'name: value')}}}'")
 
 
 def check_not_a_stream(key: str, value: str, devices: bool = False) -> None:

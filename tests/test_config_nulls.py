@@ -138,6 +138,42 @@ def test_a_config_that_is_a_pipe_or_a_device_is_refused_not_waited_on(args, scra
     assert code == 2 and f"{flag} {args[-1]}: a pipe, a socket or a device, not a file" in error, error
 
 
+# A group's settings given as a file (--model my.yaml) or inline (--model '{lr: 0.001}'): jsonargparse said only
+# "Unable to load config" for anything else, twice
+GROUP_SOURCES = {
+    "a folder": (lightning_main, ["fit", "--model", "folder"], "--model folder: a folder; give a YAML file of "
+                 "--model's settings, or them inline, e.g. --model '{lr: 0.001}'"),
+    "no such file": (lightning_main, ["cv", "--trainer", "missing.yaml"], "--trainer missing.yaml: no such file; give "
+                     "a YAML file of --trainer's settings"),
+    "a number": (keras_main, ["train", "--data", "5"], "--data 5: neither a file nor settings by name; give a YAML "
+                 "file of --data's settings, or them inline, e.g. --data '{batch_size: 64}'"),
+    "an empty file": (lightning_main, ["fit", "--model", "empty.yaml"], "--model empty.yaml: the file holds nothing; "
+                      "a file of --model's settings maps them to values, e.g. 'lr: 0.001'"),
+    "a list in the file": (keras_main, ["train", "--model", "list.yaml"], "--model list.yaml: the file holds a YAML "
+                           "list, not settings by name"),
+}
+
+
+@pytest.mark.parametrize("case", list(GROUP_SOURCES))
+def test_a_groups_settings_that_are_neither_a_file_nor_inline_are_named(case, scratch, capsys):
+    main, args, fragment = GROUP_SOURCES[case]
+    (scratch / "folder").mkdir()
+    (scratch / "empty.yaml").write_text("")
+    (scratch / "list.yaml").write_text("- 1\n- 2\n")
+    before = sorted(p.name for p in scratch.rglob("*"))
+    code, error, _ = main_error(main, args, capsys)
+    assert code == 2 and fragment in error, error
+    assert sorted(p.name for p in scratch.rglob("*")) == before
+
+
+def test_a_groups_settings_inline_or_in_a_file_are_taken(scratch, capsys):
+    (scratch / "model.yaml").write_text("lr: 0.5\n")
+    for given in ("model.yaml", "{lr: 0.5}"):
+        with pytest.raises(SystemExit) as printed:
+            lightning_main(["fit", "--model", given, "--print_config"])
+        assert printed.value.code in (0, None) and "lr: 0.5" in capsys.readouterr().out, given
+
+
 def test_keras_refuses_a_null_seed_before_tensorflow_loads(scratch, mnist_dir):
     """``seed_everything: null`` failed inside Keras, after TensorFlow had loaded (seconds, and its log lines)."""
     (scratch / "c.yaml").write_text("seed_everything: null\n")
