@@ -392,7 +392,8 @@ def test_layer_names_torch_cannot_hold_are_refused_naming_the_file(name, reason,
 
 def test_keras_io_preset_trains_to_97_percent_in_one_epoch_in_both_frameworks(run_module, tmp_path, capsys):
     """The keras-io recipe (Adam 1e-3, batch 128) for one epoch in each framework (their command lines); Keras' file
-    scores alike in ``convert``'s check and in Lightning's ``test`` (in this process, each saving a start-up)."""
+    scores alike in ``convert``'s check (in this process; ``test --ckpt_path`` on this architecture's converted
+    checkpoints: test_lightning_scores_converted_checkpoints_as_keras_evaluates)."""
     fit = run_module("lightning_mnist", "fit", "--config", REPO / "configs" / "keras_io.yaml",
                      "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false")
     [line] = [line for line in fit.stdout.splitlines() if line.startswith("test accuracy")]
@@ -407,11 +408,6 @@ def test_keras_io_preset_trains_to_97_percent_in_one_epoch_in_both_frameworks(ru
     assert abs(lightning_acc - keras_acc) <= 0.01, (lightning_acc, keras_acc)
     check = parse_check(convert(capsys, tmp_path / "keras_io.keras", tmp_path / "keras_io.ckpt"))
     assert check["correct_torch"] == check["correct_keras"] == round(keras_acc * 10_000)
-    command_line(["test", "--ckpt_path", str(tmp_path / "keras_io.ckpt"), "--trainer.logger", "false",
-                  "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
-                  "--output_dir", str(tmp_path / "runs")])
-    [row] = [line for line in capsys.readouterr().out.splitlines() if "test/acc" in line]
-    assert round(float(re.findall(r"[0-9]+\.[0-9]+", row)[0]) * 10_000) == round(keras_acc * 10_000)
 
 
 def test_fit_refuses_a_network_mnist_cannot_train(run_module, tmp_path):
