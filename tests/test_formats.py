@@ -308,6 +308,42 @@ def test_a_file_that_disagrees_with_its_source_is_not_left(resnet_checkpoint, tm
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_overconfident_model_converts_within_its_own_float32_rounding(tmp_path, mnist_dir, capsys):
+    """Logits in the hundreds: float32 alone moves this model's probabilities ~1e-5 from exact (measured against a
+    float64 run), so two correct float32 runs differ by more than 1e-5. Each file is still written, under a limit
+    that is a stated multiple of that rounding, and a file off by more than that limit is still refused."""
+    from lightning_mnist.interop.proof import ROUNDING_FACTOR, float32_rounding
+
+    overconfident = Architecture.from_config({"name": "overconfident", "input_shape": [28, 28, 1], "layers": [
+        {"type": "Conv2D", "filters": 8, "kernel_size": 3, "activation": "relu"}, {"type": "Flatten"},
+        {"type": "Dense", "units": 10, "activation": "softmax"}]})
+    torch.manual_seed(0)
+    network = KerasNetwork(overconfident)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.mul_(20 if parameter.dim() > 1 else 1)  # logits up to ~230 on MNIST's test images
+    ckpt = save_checkpoint(tmp_path / "overconfident.ckpt", overconfident, network.state_dict())
+    rounding = float32_rounding([network], 1000, mnist_dir)
+    limit = ROUNDING_FACTOR * rounding
+    assert limit > CHECK_TOLERANCE, rounding
+    for suffix in (".onnx", ".tflite", ".keras"):
+        stdout = convert(capsys, ckpt, tmp_path / f"overconfident{suffix}", "--check_images", "1000",
+                         "--data_dir", mnist_dir)
+        [line] = [line for line in stdout.splitlines() if line.startswith("check on ")]
+        max_dp = float(re.search(r"\| = ([0-9.e+-]+) ", line)[1])
+        assert CHECK_TOLERANCE < max_dp <= limit and (tmp_path / f"overconfident{suffix}").is_file(), line
+        assert f"(limit {limit:.1e}: {ROUNDING_FACTOR}x the source's own float32 rounding, {rounding:.1e})" in line
+
+    def off_by_more(path):
+        run = PT2.load(path)
+        return lambda x: run(x) + 1.5 * limit
+
+    wrong = Export(suffix=".pt2", runtime="test", save=PT2.save, load=off_by_more)
+    with pytest.raises(ConversionCheckFailed, match=rf"not written: max \|p_source - p_pt2\| = .* > {limit:.1e}: "):
+        export_proven(wrong, ckpt, tmp_path / "wrong.pt2", 1000, mnist_dir)
+    assert not (tmp_path / "wrong.pt2").exists()
+
+
 @pytest.fixture(scope="module")
 def bridge_graphs():
     """tests/test_bridge.py's models: its named zoo (residual, inception, depthwise, squeeze-excite, merges, other

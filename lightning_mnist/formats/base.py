@@ -29,7 +29,8 @@ from mnist_common.errors import UserError, one_line
 from mnist_common.files import write_atomically
 from lightning_mnist.checkpoints import load_networks
 from lightning_mnist.interop.proof import (BATCH_SIZE, ConversionCheckFailed, ParityReport, check_inputs,
-                                          compare_probabilities, keras_inputs, proven, torch_logits)
+                                          compare_probabilities, float32_rounding, keras_inputs, proven,
+                                          torch_logits)
 from lightning_mnist.models.layers.layout import to_torch_layout
 from lightning_mnist.models.network import KerasNetwork, Probabilities
 
@@ -164,7 +165,7 @@ def export_proven(export: Export, source: Path, destination: Path, check_images:
                                         f"{p_file.shape[1:]} per input, the source {p_source.shape[1:]}")
         report = compare_probabilities(p_source, p_file, labels, inputs, sides=("source", export.suffix[1:]),
                                        names=("source", f"{export.suffix} ({export.runtime})"))
-        return proven(report, destination)
+        return proven(report, destination, lambda: float32_rounding(networks, check_images, data_dir))
 
     report = write_atomically(destination, lambda tmp: _save(export, module, _example(x), tmp, source), check)
     classes = module.architecture.num_classes
