@@ -130,8 +130,9 @@ def test_confusion_matrix_and_mistakes_grid_show_exactly_the_misclassified_digit
 def test_results_keep_every_epoch_when_the_best_is_not_the_last(run_module, tmp_path):
     # monitoring the epoch number with mode "min" makes the first epoch the "best" one: testing
     # it reloads an early checkpoint, which must not rewind the recorded history
-    run_module("lightning_mnist", "fit", *QUICK, "--data.subset", "1000", "--trainer.max_epochs", "3",
-               "--checkpoint.monitor", "epoch", "--checkpoint.mode", "min")
+    proc = run_module("lightning_mnist", "fit", *QUICK, "--data.subset", "1000", "--trainer.max_epochs", "3",
+                      "--checkpoint.monitor", "epoch", "--checkpoint.mode", "min")
+    assert "(the first 1000 of the 10000 test images, as the limited test pass scored)" in proc.stdout
     [run] = run_folders(tmp_path)
     results = json.loads((run / "results.json").read_text())
     assert [row["epoch"] for row in results["history"]] == [0, 1, 2]

@@ -172,6 +172,7 @@ def test_the_test_report_describes_the_images_its_test_pass_scored_without_scori
         mistakes = json.loads((tmp_path / str(limit) / "mistakes.json").read_text())
         assert len(mistakes) == report.mistakes_count == tested_images - matrix.trace().item()
         assert max(m["index"] for m in mistakes) < tested_images
+        assert ("the first 2000 of the 10000 test images" in report.describe()) is (limit is not None)
     model.tested_probabilities = []  # as after training, or for a model never tested: every image scored here
     passes.clear()
     report = write_test_report(model, data, tmp_path / "untested", "a report")

@@ -28,9 +28,13 @@ class TestReport:
     mistakes_count: int
     confusion_png: Path
     mistakes_png: Path
+    images: int  # the test images it describes: all, or the first ones a limited test pass scored
+    test_set: int  # the test set's size
 
     def describe(self) -> str:
-        return f"confusion matrix: {self.confusion_png}\nmistakes ({self.mistakes_count}): {self.mistakes_png}"
+        part = "" if self.images == self.test_set else \
+            f" (the first {self.images} of the {self.test_set} test images, as the limited test pass scored)"
+        return f"confusion matrix: {self.confusion_png}{part}\nmistakes ({self.mistakes_count}): {self.mistakes_png}"
 
 
 @torch.inference_mode()
@@ -61,7 +65,8 @@ def write_test_report(model, datamodule, run_dir: Path, title: str) -> TestRepor
     cores). Without such a pass (an ensemble, a distributed test) every test image is scored here."""
     datamodule.setup("test")
     images, labels = datamodule.datasets["test"].tensors
-    probabilities = tested_probabilities(model, len(images))
+    test_set = len(images)
+    probabilities = tested_probabilities(model, test_set)
     if probabilities is None:
         probabilities = test_probabilities(model, images)
     images, labels = images[:len(probabilities)], labels[:len(probabilities)]
@@ -87,4 +92,4 @@ def write_test_report(model, datamodule, run_dir: Path, title: str) -> TestRepor
     mistakes_png = mistakes_grid(images[wrong, 0].numpy(), mistakes, run_dir / MISTAKES_FILE,
                                  f"{title}: {len(mistakes)} of {len(labels)} test digits wrong")
     return TestReport(confusion=matrix.tolist(), mistakes_count=len(mistakes), confusion_png=confusion_png,
-                      mistakes_png=mistakes_png)
+                      mistakes_png=mistakes_png, images=len(labels), test_set=test_set)
