@@ -212,7 +212,7 @@ def test_cv_trains_every_fold_from_a_fresh_model_and_writes_results(mnist_dir, m
     matrix = np.array(results["ensemble_confusion_matrix"])  # of the images tested, as test/acc
     assert matrix.sum() == CHECKED and np.trace(matrix) == right.sum()
     assert (run / "cv_curves.png").stat().st_size > 10_000 and (run / "mistakes.png").is_file()
-    # the ensemble as one ONNX graph (convert, proven on the 10,000 test images): the ensemble's predictions
+    # the ensemble as one ONNX graph (convert, proven on the images tested): the ensemble's predictions
     from lightning_mnist.__main__ import main as command_line
     from lightning_mnist.formats import onnx_model
 

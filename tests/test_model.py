@@ -155,7 +155,6 @@ def test_the_test_report_describes_the_images_its_test_pass_scored_without_scori
     model = MnistClassifier()
     passes = []
     model.network.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
-    images, labels = None, None
     for limit, tested_images in ((None, 10_000), (2, 2000)):
         trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path,
                           limit_test_batches=limit)
