@@ -390,10 +390,13 @@ GROUP_EXAMPLES = {"model": "lr: 0.001", "data": "batch_size: 64", "trainer": "ma
 def check_group_source(key: str, value: str) -> None:
     """Refuse ``--group value`` (``--model``, ``--trainer``) that names a folder, or is neither a file nor the
     settings inline (``--model '{lr: 0.001}'``): jsonargparse says only "Unable to load config", twice."""
+    wanted = f"give a YAML file of --{key}'s settings, or them inline, e.g. --{key} " \
+             f"'{{{GROUP_EXAMPLES.get(key, 'name: value')}}}'"
+    if not value.strip():
+        raise UserError(f"--{key}: an empty value; {wanted}")
     path = Path(value)
     if path.is_dir():
-        raise UserError(f"--{key} {value}: a folder; give a YAML file of --{key}'s settings, or them inline, "
-                        f"e.g. --{key} '{{{GROUP_EXAMPLES.get(key, 'name: value')}}}'")
+        raise UserError(f"--{key} {value}: a folder; {wanted}")
     if path.exists():
         return
     try:
@@ -403,8 +406,7 @@ def check_group_source(key: str, value: str) -> None:
     if inline is None or isinstance(inline, dict):
         return  # the settings inline; a null has its own refusal
     what = "no such file" if isinstance(inline, str) else "neither a file nor settings by name"
-    raise UserError(f"--{key} {value}: {what}; give a YAML file of --{key}'s settings, or them inline, "
-                    f"e.g. --{key} '{{{GROUP_EXAMPLES.get(key, 'name: value')}}}'")
+    raise UserError(f"--{key} {value}: {what}; {wanted}")
 
 
 def check_not_a_stream(key: str, value: str, devices: bool = False) -> None:

@@ -147,6 +147,8 @@ GROUP_SOURCES = {
                      "a YAML file of --trainer's settings"),
     "a number": (keras_main, ["train", "--data", "5"], "--data 5: neither a file nor settings by name; give a YAML "
                  "file of --data's settings, or them inline, e.g. --data '{batch_size: 64}'"),
+    "an empty value": (lightning_main, ["fit", "--trainer", ""],
+                       "--trainer: an empty value; give a YAML file of --trainer's settings"),
     "an empty file": (lightning_main, ["fit", "--model", "empty.yaml"], "--model empty.yaml: the file holds nothing; "
                       "a file of --model's settings maps them to values, e.g. 'lr: 0.001'"),
     "a list in the file": (keras_main, ["train", "--model", "list.yaml"], "--model list.yaml: the file holds a YAML "
