@@ -16,8 +16,8 @@ from mnist_common.files import write_atomically
 from mnist_common.keras_file import KerasFile
 from lightning_mnist.checkpoints import read_checkpoint, save_checkpoint
 from lightning_mnist.interop.keras_models import keras_model_from_torch, load_checked, save_model, torch_weights_of
-from lightning_mnist.interop.parity import DEFAULT_CHECK_IMAGES, ParityReport, compare_on_check_inputs
-from lightning_mnist.interop.proof import ConversionCheckFailed, float32_rounding, proven  # noqa: F401  (ConversionCheckFailed: re-exported)
+from lightning_mnist.interop.parity import DEFAULT_CHECK_IMAGES, ParityReport, proven_on_check_inputs
+from lightning_mnist.interop.proof import ConversionCheckFailed  # noqa: F401  (re-exported)
 from lightning_mnist.models.network import KerasNetwork
 
 
@@ -37,8 +37,7 @@ def keras_to_checkpoint(keras_path: str | os.PathLike, ckpt_path: str | os.PathL
 
     def check(tmp: Path) -> ParityReport:
         reread = read_checkpoint(tmp).network()
-        return proven(compare_on_check_inputs(reread, model, check_images, data_dir), ckpt_path,
-                      lambda: float32_rounding([reread], check_images, data_dir))
+        return proven_on_check_inputs(reread, model, ckpt_path, check_images, data_dir)
 
     report = write_atomically(ckpt_path, lambda tmp: save_checkpoint(tmp, info.architecture, network.state_dict(),
                                                                      keras_source=source), check)
@@ -60,7 +59,6 @@ def checkpoint_to_keras(ckpt_path: str | os.PathLike, keras_path: str | os.PathL
 
     def check(tmp: Path) -> ParityReport:
         reloaded, _ = load_checked(tmp)
-        return proven(compare_on_check_inputs(network, reloaded, check_images, data_dir), keras_path,
-                      lambda: float32_rounding([network], check_images, data_dir))
+        return proven_on_check_inputs(network, reloaded, keras_path, check_images, data_dir)
 
     return save_model(model, keras_path, check)

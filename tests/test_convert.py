@@ -42,7 +42,7 @@ from lightning_mnist.data import MNISTDataModule  # noqa: E402
 from lightning_mnist.data.datamodule import to_tensor  # noqa: E402
 from lightning_mnist.interop import parity  # noqa: E402
 from lightning_mnist.interop.keras_models import keras_model_from_torch, keras_on_cpu  # noqa: E402
-from lightning_mnist.interop.parity import CHECK_TOLERANCE, compare_on_check_inputs, torch_logits  # noqa: E402
+from lightning_mnist.interop.parity import CHECK_TOLERANCE, proven_on_check_inputs, torch_logits  # noqa: E402
 from lightning_mnist.interop.weights import torch_to_keras  # noqa: E402
 from lightning_mnist.models import KerasAdam, KerasNetwork, MnistClassifier  # noqa: E402
 
@@ -445,7 +445,7 @@ def test_loaders_accept_both_file_types(seed_conversion, seed_keras, seed_png, m
     [(keras_from_ckpt, _)], [(keras_from_keras, architecture)] = load_keras_models(ckpt), load_keras_models(seed_keras)
     for a, b in zip(keras_from_ckpt.get_weights(), keras_from_keras.get_weights()):
         assert np.array_equal(a, b)
-    report = compare_on_check_inputs(from_ckpt.network, keras_from_keras, 300, mnist_dir)
+    report = proven_on_check_inputs(from_ckpt.network, keras_from_keras, ckpt, 300, mnist_dir)
     assert report.ok and report.argmax_equal == 300 and architecture.layers[0].filters == 32
     with pytest.raises(Exception, match="expected a Lightning checkpoint"):
         load_classifier(seed_png)

@@ -312,7 +312,7 @@ def test_an_overconfident_model_converts_within_its_own_float32_rounding(tmp_pat
     """Logits in the hundreds: float32 alone moves this model's probabilities ~1e-5 from exact (measured against a
     float64 run), so two correct float32 runs differ by more than 1e-5. Each file is still written, under a limit
     that is a stated multiple of that rounding, and a file off by more than that limit is still refused."""
-    from lightning_mnist.interop.proof import ROUNDING_FACTOR, float32_rounding
+    from lightning_mnist.interop.proof import ROUNDING_FACTOR, check_inputs, float32_rounding
 
     overconfident = Architecture.from_config({"name": "overconfident", "input_shape": [28, 28, 1], "layers": [
         {"type": "Conv2D", "filters": 8, "kernel_size": 3, "activation": "relu"}, {"type": "Flatten"},
@@ -323,7 +323,8 @@ def test_an_overconfident_model_converts_within_its_own_float32_rounding(tmp_pat
         for parameter in network.parameters():
             parameter.mul_(20 if parameter.dim() > 1 else 1)  # logits up to ~230 on MNIST's test images
     ckpt = save_checkpoint(tmp_path / "overconfident.ckpt", overconfident, network.state_dict())
-    rounding = float32_rounding([network], 1000, mnist_dir)
+    x, _, _ = check_inputs(overconfident, 1000, mnist_dir)
+    rounding = float32_rounding([network], x)
     limit = ROUNDING_FACTOR * rounding
     assert limit > CHECK_TOLERANCE, rounding
     for suffix in (".onnx", ".tflite", ".keras"):

@@ -165,7 +165,7 @@ def export_proven(export: Export, source: Path, destination: Path, check_images:
                                         f"{p_file.shape[1:]} per input, the source {p_source.shape[1:]}")
         report = compare_probabilities(p_source, p_file, labels, inputs, sides=("source", export.suffix[1:]),
                                        names=("source", f"{export.suffix} ({export.runtime})"))
-        return proven(report, destination, lambda: float32_rounding(networks, check_images, data_dir))
+        return proven(report, destination, lambda: float32_rounding(networks, x_torch))
 
     report = write_atomically(destination, lambda tmp: _save(export, module, _example(x), tmp, source), check)
     classes = module.architecture.num_classes

@@ -2,7 +2,8 @@
 
 The inputs and the report are :mod:`lightning_mnist.interop.proof`'s (the MNIST test images
 for an MNIST model, seeded random inputs otherwise). Both run on the CPU in float32. The verdict is on probabilities,
-the softmax of the outputs: ``max |p_torch - p_keras| <= 1e-5`` or the conversion fails.
+the softmax of the outputs: ``max |p_torch - p_keras| <= 1e-5`` (or the limit an overconfident model's own float32
+rounding sets, :func:`~lightning_mnist.interop.proof.float32_rounding`) or the conversion fails.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from lightning_mnist.interop.keras_models import keras, keras_on_cpu
 from lightning_mnist.interop.proof import (  # noqa: F401  (re-exported: the conversions' and the tests' names)
     BATCH_SIZE, CHECK_TOLERANCE, DEFAULT_CHECK_IMAGES, RANDOM_INPUT_SEED, ParityReport, check_inputs,
-    compare_probabilities, keras_inputs, torch_logits)
+    compare_probabilities, float32_rounding, keras_inputs, proven, torch_logits)
 from lightning_mnist.models.network import KerasNetwork, probabilities_as_logits
 
 
@@ -79,7 +80,9 @@ def compare(network: KerasNetwork, model: "keras.Model", x: torch.Tensor, labels
     return report
 
 
-def compare_on_check_inputs(network: KerasNetwork, model: "keras.Model", count: int = DEFAULT_CHECK_IMAGES,
-                            data_dir: str | os.PathLike | None = None) -> ParityReport:
+def proven_on_check_inputs(network: KerasNetwork, model: "keras.Model", destination: os.PathLike,
+                           count: int = DEFAULT_CHECK_IMAGES,
+                           data_dir: str | os.PathLike | None = None) -> ParityReport:
+    """:func:`compare` on the check inputs, :func:`~lightning_mnist.interop.proof.proven` for ``destination``."""
     x, labels, inputs = check_inputs(network.architecture, count, data_dir)
-    return compare(network, model, x, labels, inputs)
+    return proven(compare(network, model, x, labels, inputs), destination, lambda: float32_rounding([network], x))

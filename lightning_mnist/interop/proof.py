@@ -128,10 +128,9 @@ class ConversionCheckFailed(UserError):
     """The converted model does not predict what the source model predicts; nothing was written."""
 
 
-def float32_rounding(networks: list[torch.nn.Module], count: int = DEFAULT_CHECK_IMAGES,
-                     data_dir: str | os.PathLike | None = None) -> float:
-    """How far float32 itself takes ``networks``' compared values (their mean) from exact, on the check inputs:
-    ``max |q32 - q64|``, q the softmax of the logits (a one-class network's logit itself), q64 from a float64 copy.
+def float32_rounding(networks: list[torch.nn.Module], x: torch.Tensor) -> float:
+    """How far float32 itself takes ``networks``' compared values (their mean) from exact, on the check inputs ``x``
+    (float32, torch's layout, as :func:`check_inputs` gives them): ``max |q32 - q64|``, q the softmax of the logits (a one-class network's logit itself), q64 from a float64 copy.
 
     A converted file runs on another float32 implementation (other kernels, other summation orders) whose
     rounding is of the same size, so two correct runs differ by up to a few times this. It is far below
@@ -139,7 +138,6 @@ def float32_rounding(networks: list[torch.nn.Module], count: int = DEFAULT_CHECK
     (saturated softmaxes of an overconfident model): there the limit grows with it, so that an exact
     conversion is not refused. 0.0 where a network cannot run in float64.
     """
-    x, _, _ = check_inputs(networks[0].architecture, count, data_dir)
 
     def compared(network: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         logits = torch_logits(network, inputs)
