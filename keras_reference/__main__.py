@@ -87,7 +87,8 @@ def cv(model: ModelSettings = ModelSettings(), data: DataSettings = CV_DATA,
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     run_subcommands({"train": train, "cv": cv}, argv, PROG,
-                    "The notebook's Keras CNN (or another architecture): train once, or k-fold cross-validate.")
+                    "The notebook's Keras CNN (or another architecture): train once, or k-fold cross-validate.",
+                    check_values=lambda command, **settings: RunSettings(**settings).check_printable(command))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Literal
 from mnist_common.architecture import DEFAULT_PRESET
 from mnist_common.model_files import load_architecture
 from mnist_common.errors import UserError
-from mnist_common.mnist import ensure_files, resolve_data_dir
+from mnist_common.mnist import ensure_files, files_present, resolve_data_dir
 from mnist_common.runs import DEFAULT_OUTPUT_DIR, check_writable
 from mnist_common.settings import (AUGMENT_DEFAULTS, check_augment_ranges, check_cv_folds, check_data_settings,
                                    check_optimizer_settings, check_seed, check_training_length)
@@ -186,6 +186,15 @@ class RunSettings:
 
     def check(self, command: str) -> RunSettings:
         """Refuse, in one line, what no run can use; check the data files and the output folder. Returns self."""
+        self.check_values(command)
+        check_writable(f"{self.output_dir}/{FRAMEWORK}", "--output_dir")
+        ensure_files(self.data.data_dir, download=self.data.download)
+        self.check_split(command)
+        return self
+
+    def check_values(self, command: str) -> None:
+        """The checks of the settings themselves, which read no data and touch no output folder: what
+        ``--print_config`` also runs, so it never prints a config that a run would refuse."""
         architecture = load_architecture(self.model.architecture)
         architecture.require_mnist(f"`{command}` on MNIST")
         # Keras' fit would fail with TensorFlow's traceback after loading the data
@@ -210,11 +219,19 @@ class RunSettings:
                             zoom=data.zoom, shift=data.shift, shear=data.shear, elastic_alpha=data.elastic_alpha,
                             elastic_sigma=data.elastic_sigma, split_seed=data.split_seed)
         check_augment_ranges(data.augment, **{name: getattr(data, name) for name in AUGMENT_DEFAULTS})
-        check_writable(f"{self.output_dir}/{FRAMEWORK}", "--output_dir")
-        ensure_files(data.data_dir, download=data.download)
+
+    def check_split(self, command: str) -> None:
+        """The split the data settings draw can be drawn (the training labels are read for it)."""
+        data = self.data
         check_split(data.data_dir, subset=data.subset, val_fraction=data.val_fraction,
                     num_folds=data.num_folds if command == "cv" else None, seed=data.split_seed)
-        return self
+
+    def check_printable(self, command: str) -> None:
+        """What ``--print_config`` checks: the values, and the split where the data is already here (nothing is
+        downloaded just to print a config)."""
+        self.check_values(command)
+        if files_present(self.data.data_dir):
+            self.check_split(command)
 
     def with_data(self, **changes) -> RunSettings:
         return replace(self, data=replace(self.data, **changes))

@@ -131,6 +131,20 @@ def refuse_nulls(settings: Namespace, types_by_name: dict[str, Any]) -> None:
             raise UserError(line)
 
 
+PRINT_CONFIG = "--print_config"
+
+
+def without_print_config(argv: Sequence[str]) -> list[str] | None:
+    """``argv`` without its ``--print_config`` (or ``--print_config=flags``), or None where it has none.
+
+    jsonargparse prints the config as soon as it is parsed, before any check of ours could run; the
+    commands parse it once without the flag and check the values first, so a config a run would
+    refuse is refused there too, and never printed as if it were good.
+    """
+    kept = [token for token in argv if token != PRINT_CONFIG and not token.startswith(PRINT_CONFIG + "=")]
+    return kept if len(kept) < len(argv) else None
+
+
 def flag_values(argv: Sequence[str]) -> Iterator[tuple[str, str, bool]]:
     """(key, value, given as a separate token) for each ``--key value`` and ``--key=value`` in ``argv``."""
     tokens = list(argv)
@@ -437,15 +451,20 @@ def groups_given_no_mapping(settings: dict[str, Any], types_by_name: dict[str, A
 
 
 def parse(parser: ArgumentParser, argv: list[str] | None, types_of: Callable[[list[str]], dict[str, Any]],
-          positionals: bool = False, subcommand: str | None = None) -> Namespace:
+          positionals: bool = False, subcommand: str | None = None,
+          check_values: Callable[[Namespace], None] | None = None) -> Namespace:
     """Parse ``argv``; usage errors, and nulls the types refuse (:func:`refuse_nulls`), become a one-line
     :class:`UserError` (exit 2).
 
     ``types_of(argv)`` gives the types of the settings ``argv`` may set (see :func:`argument_error_line`);
     with ``subcommand``, the key naming the chosen subcommand, whose settings are under its name.
+    ``check_values(config)`` refuses what a run would refuse; given, it runs before ``--print_config`` prints.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     check_config_text(argv, types_of(argv))
+    printed = without_print_config(argv)
+    if printed is not None and check_values is not None:
+        check_values(parse(parser, printed, types_of, positionals, subcommand))
     try:
         config = parser.parse_args(argv)
     except ArgumentError as err:
@@ -455,17 +474,27 @@ def parse(parser: ArgumentParser, argv: list[str] | None, types_of: Callable[[li
 
 
 def run(function: Callable[..., Any], argv: list[str] | None, prog: str, description: str | None = None,
-        positional: tuple[str, ...] = ()) -> Any:
-    """Parse ``argv`` against ``function``'s signature and call it with the result."""
+        positional: tuple[str, ...] = (), check_values: Callable[..., None] | None = None) -> Any:
+    """Parse ``argv`` against ``function``'s signature and call it with the result.
+
+    ``check_values(**settings)``, given, refuses settings that ``function`` would refuse, before ``--print_config``
+    prints them (``function`` itself checks them again when it runs)."""
     parser = command_parser(function, prog, description, positional)
-    config = parse(parser, argv, lambda _: parameter_types(function), positionals=bool(positional))
-    kwargs = {k: v for k, v in config.as_dict().items() if k not in ("config", "__path__")}
-    return function(**kwargs)
+
+    def settings(config: Namespace) -> dict[str, Any]:
+        return {k: v for k, v in config.as_dict().items() if k not in ("config", "__path__")}
+
+    config = parse(parser, argv, lambda _: parameter_types(function), positionals=bool(positional),
+                   check_values=(lambda checked: check_values(**settings(checked))) if check_values else None)
+    return function(**settings(config))
 
 
 def run_subcommands(commands: dict[str, Callable[..., Any]], argv: list[str] | None, prog: str,
-                    description: str) -> Any:
-    """``prog COMMAND [flags]``: one parser per function (see :func:`command_parser`), then call the chosen one."""
+                    description: str, check_values: Callable[..., None] | None = None) -> Any:
+    """``prog COMMAND [flags]``: one parser per function (see :func:`command_parser`), then call the chosen one.
+
+    ``check_values(command, **settings)``, given, refuses a command's settings that a run would refuse, before
+    ``--print_config`` prints them (the command itself checks them again when it runs)."""
     parser = ArgumentParser(prog=prog, description=description, exit_on_error=False, default_env=False)
     subcommands = parser.add_subcommands(dest="command")
     for name, function in commands.items():
@@ -475,8 +504,16 @@ def run_subcommands(commands: dict[str, Callable[..., Any]], argv: list[str] | N
         command = next((commands[a] for a in args if a in commands), None)
         return parameter_types(command) if command else {}
 
-    config = parse(parser, argv, types_of, subcommand="command")
-    name = config.command
-    kwargs = {k: v for k, v in config[name].as_dict().items() if k not in ("config", "__path__")}
-    instantiated = parser.instantiate_classes(config)[name]  # dataclass settings become their objects
-    return commands[name](**{k: instantiated[k] for k in kwargs})
+    def settings(config: Namespace) -> tuple[str, dict[str, Any]]:  # the command chosen and its arguments
+        name = config.command
+        kwargs = {k: v for k, v in config[name].as_dict().items() if k not in ("config", "__path__")}
+        instantiated = parser.instantiate_classes(config)[name]  # dataclass settings become their objects
+        return name, {k: instantiated[k] for k in kwargs}
+
+    def check(config: Namespace) -> None:
+        name, kwargs = settings(config)
+        check_values(name, **kwargs)
+
+    name, kwargs = settings(parse(parser, argv, types_of, subcommand="command",
+                                  check_values=check if check_values else None))
+    return commands[name](**kwargs)

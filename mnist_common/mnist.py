@@ -127,6 +127,15 @@ def ensure_files(data_dir: str | os.PathLike | None = None, download: bool = Tru
     return directory
 
 
+def files_present(data_dir: str | os.PathLike | None = None) -> bool:
+    """Whether the four files are already here and intact (nothing is downloaded to find out)."""
+    try:
+        ensure_files(data_dir, download=False)
+    except UserError:
+        return False
+    return True
+
+
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
     raw = path.read_bytes()
     magic = int.from_bytes(raw[:4], "big")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from mnist_common.cli import run
 from mnist_common.errors import UserError, exit_on_user_error
@@ -45,18 +46,8 @@ def augment_preview(output: Path, data_dir: str | None = None, count: int = 10, 
         elastic_sigma: its smoothing in pixels (0.5 to 20).
         overwrite: replace the output file if it exists (otherwise an existing file is refused).
     """
-    if output.suffix.lower() not in SUFFIXES:
-        raise UserError(f"{output}: name a {', '.join(SUFFIXES)} file")
+    check_preview_settings(output, count, rows, seed, rotation, zoom, shift, shear, elastic_alpha, elastic_sigma)
     check_output_file(output, "output", overwrite)
-    if not 1 <= count <= MAX_COUNT:
-        raise UserError(f"--count must be between 1 and {MAX_COUNT}, got {count}")
-    if not 1 <= rows <= MAX_ROWS:
-        raise UserError(f"--rows must be between 1 and {MAX_ROWS}, got {rows}")
-    for name, value, low, high in (("rotation", rotation, 0, 180), ("zoom", zoom, 0, 0.9), ("shift", shift, 0, 1),
-                                   ("shear", shear, 0, 80), ("elastic_alpha", elastic_alpha, 0, 100),
-                                   ("elastic_sigma", elastic_sigma, 0.5, 20)):
-        _check(name, value, low, high)
-    check_seed_range("--seed", seed)
     check_data_dir(data_dir)
 
     import torch
@@ -83,6 +74,22 @@ def augment_preview(output: Path, data_dir: str | None = None, count: int = 10, 
     print(f"augmentation preview: {output}")
 
 
+def check_preview_settings(output: Path, count: int, rows: int, seed: int, rotation: float, zoom: float, shift: float,
+                           shear: float, elastic_alpha: float, elastic_sigma: float, **_others: Any) -> None:
+    """What ``augment-preview`` refuses before touching a file (and ``--print_config`` too)."""
+    if Path(output).suffix.lower() not in SUFFIXES:
+        raise UserError(f"{output}: name a {', '.join(SUFFIXES)} file")
+    if not 1 <= count <= MAX_COUNT:
+        raise UserError(f"--count must be between 1 and {MAX_COUNT}, got {count}")
+    if not 1 <= rows <= MAX_ROWS:
+        raise UserError(f"--rows must be between 1 and {MAX_ROWS}, got {rows}")
+    for name, value, low, high in (("rotation", rotation, 0, 180), ("zoom", zoom, 0, 0.9), ("shift", shift, 0, 1),
+                                   ("shear", shear, 0, 80), ("elastic_alpha", elastic_alpha, 0, 100),
+                                   ("elastic_sigma", elastic_sigma, 0.5, 20)):
+        _check(name, value, low, high)
+    check_seed_range("--seed", seed)
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    run(augment_preview, argv, PROG, positional=("output",))
+    run(augment_preview, argv, PROG, positional=("output",), check_values=check_preview_settings)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from mnist_common.cli import run
 from mnist_common.errors import UserError, exit_on_user_error
@@ -41,14 +42,11 @@ def convert(src: str, dst: str, check_images: int = MAX_CHECK_IMAGES, data_dir: 
     from lightning_mnist.checkpoints import fold_model_paths, load_networks
     from lightning_mnist.formats import format_for  # torch loads here; Keras only for .ckpt <-> .keras and .tflite
 
-    if "://" in str(dst):
-        raise UserError(f"dst {dst}: a URL; convert writes a local file (upload it afterwards)")
+    check_convert_settings(dst=dst, check_images=check_images)
     if Path(src).is_dir():  # a k-fold run's folder, as predict and serve take it: its cv_results.json
         src = fold_model_paths(src)[0]
     destination_format = format_for(src, dst)
     src, dst = check_readable(check_file(src), str(src)), Path(dst)  # a missing, unreadable or remote source
-    if not 1 <= check_images <= MAX_CHECK_IMAGES:
-        raise UserError(f"--check_images must be between 1 and {MAX_CHECK_IMAGES}, got {check_images}")
     check_output_file(dst, "dst", overwrite, inputs=[src])
     if any(network.architecture.takes_mnist for network in load_networks(src)):  # proven on MNIST test images
         check_data_dir(data_dir)
@@ -59,6 +57,14 @@ def convert(src: str, dst: str, check_images: int = MAX_CHECK_IMAGES, data_dir: 
     print(f"wrote {dst}, {destination_format.what} ({time.perf_counter() - started:.1f} s)")
 
 
+def check_convert_settings(dst: str, check_images: int, **_others: Any) -> None:
+    """What ``convert`` refuses before reading any file (and ``--print_config`` too)."""
+    if "://" in str(dst):
+        raise UserError(f"dst {dst}: a URL; convert writes a local file (upload it afterwards)")
+    if not 1 <= check_images <= MAX_CHECK_IMAGES:
+        raise UserError(f"--check_images must be between 1 and {MAX_CHECK_IMAGES}, got {check_images}")
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    run(convert, argv, PROG, positional=("src", "dst"))
+    run(convert, argv, PROG, positional=("src", "dst"), check_values=check_convert_settings)

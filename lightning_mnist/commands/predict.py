@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -88,10 +88,9 @@ def predict(images: list[str], weights: str, backend: Literal["auto", "torch", "
 
     clock = Timings(startup=seconds_since_process_start())
     started = time.perf_counter()
+    check_predict_settings(show)
     resolve(weights, backend)  # a bad --weights fails before any image is read
     if show is not None:
-        if show.suffix.lower() not in SHOW_SUFFIXES:
-            raise UserError(f"--show {show}: name a {', '.join(SHOW_SUFFIXES)} file")
         check_output_file(show, "--show", overwrite, inputs=[*images, weights])
 
     prepared: list[Prepared] = []
@@ -148,6 +147,12 @@ def predict(images: list[str], weights: str, backend: Literal["auto", "torch", "
     return EXIT_USER_ERROR if failures else 0
 
 
+def check_predict_settings(show: Path | None = None, **_others: Any) -> None:
+    """What ``predict`` refuses before reading any file (and ``--print_config`` too)."""
+    if show is not None and Path(show).suffix.lower() not in SHOW_SUFFIXES:
+        raise UserError(f"--show {show}: name a {', '.join(SHOW_SUFFIXES)} file")
+
+
 def _json(obj: dict) -> str:
     import json as json_module  # the parameter named json shadows the module in predict()
 
@@ -167,6 +172,6 @@ def _import_framework(backend: str) -> None:
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    code = run(predict, argv, PROG, positional=("images",))
+    code = run(predict, argv, PROG, positional=("images",), check_values=check_predict_settings)
     if code:
         sys.exit(code)

@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 from concurrent.futures import ProcessPoolExecutor
-from typing import Literal
+from typing import Any, Literal
 
 from mnist_common.cli import run
 from mnist_common.errors import UserError, exit_on_user_error, one_line
@@ -52,6 +52,28 @@ def serve(weights: str, keras_weights: str | None = None, onnx_weights: str | No
             connection closes (1 to 3600).
         api_servers: HTTP server processes; they read and prepare the pictures, the costliest part of a request.
     """
+    check_serve_settings(port=port, workers=workers, threads=threads, max_batch_size=max_batch_size,
+                         batch_timeout=batch_timeout, max_bytes=max_bytes, body_timeout=body_timeout,
+                         api_servers=api_servers)
+    _check_port_free(host, port)
+    _check_models(weights, keras_weights, onnx_weights)
+
+    from lightning_mnist.serving.server import build_server, serve as run_server
+
+    server = build_server(weights, keras_weights, workers=workers, threads=threads, max_batch_size=max_batch_size,
+                          batch_timeout=batch_timeout, max_bytes=max_bytes, onnx_weights=onnx_weights,
+                          body_timeout=body_timeout)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"serving http://{shown}:{port}/ (the page), POST /predict, GET /health (200 once the models are loaded); "
+          f"Ctrl-C stops", flush=True)
+    signal.signal(signal.SIGTERM, functools.partial(_interrupt, os.getpid()))
+    run_server(server, host=host, port=port, api_servers=api_servers)
+
+
+def check_serve_settings(port: int, workers: int, threads: int, max_batch_size: int, batch_timeout: float,
+                         max_bytes: int, body_timeout: float, api_servers: int, **_others: Any) -> None:
+    """The numbers ``serve`` takes, in their ranges (the model files and the port's being free are checked
+    apart: these are what ``--print_config`` checks too)."""
     for name, value, low in (("port", port, 1024), ("workers", workers, 1), ("threads", threads, 1),
                              ("max_batch_size", max_batch_size, 1), ("max_bytes", max_bytes, 1024),
                              ("api_servers", api_servers, 1)):
@@ -71,19 +93,6 @@ def serve(weights: str, keras_weights: str | None = None, onnx_weights: str | No
     if not BODY_TIMEOUT_RANGE[0] <= body_timeout <= BODY_TIMEOUT_RANGE[1]:
         raise UserError(f"--body_timeout must be between {BODY_TIMEOUT_RANGE[0]:g} and {BODY_TIMEOUT_RANGE[1]:g} "
                         f"seconds, got {body_timeout}")
-    _check_port_free(host, port)
-    _check_models(weights, keras_weights, onnx_weights)
-
-    from lightning_mnist.serving.server import build_server, serve as run_server
-
-    server = build_server(weights, keras_weights, workers=workers, threads=threads, max_batch_size=max_batch_size,
-                          batch_timeout=batch_timeout, max_bytes=max_bytes, onnx_weights=onnx_weights,
-                          body_timeout=body_timeout)
-    shown = f"[{host}]" if ":" in host else host
-    print(f"serving http://{shown}:{port}/ (the page), POST /predict, GET /health (200 once the models are loaded); "
-          f"Ctrl-C stops", flush=True)
-    signal.signal(signal.SIGTERM, functools.partial(_interrupt, os.getpid()))
-    run_server(server, host=host, port=port, api_servers=api_servers)
 
 
 def _interrupt(main_pid: int, signum: int, frame) -> None:
@@ -151,4 +160,4 @@ def _check_port_free(host: str, port: int) -> None:
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    run(serve, argv, PROG)
+    run(serve, argv, PROG, check_values=check_serve_settings)

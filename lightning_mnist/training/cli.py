@@ -49,12 +49,12 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from mnist_common.allocator import keep_freed_memory
 from mnist_common.model_files import load_architecture
 from mnist_common.cli import (ArgumentError, argument_error_line, check_config_text, flag_values,
-                               parameter_types, refuse_nulls)
+                               parameter_types, refuse_nulls, without_print_config)
 from mnist_common.errors import EXIT_INTERRUPTED, UserError, exit_on_user_error, one_line
 from mnist_common.figures import plot_curves
 from mnist_common.files import write_text
 from mnist_common.keras_file import KERAS_SUFFIX
-from mnist_common.mnist import TEST_IMAGES, ensure_files
+from mnist_common.mnist import TEST_IMAGES, ensure_files, files_present
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
 from mnist_common.settings import (AUGMENT_DEFAULTS, check_augment_ranges, check_cv_folds, check_data_settings, check_seed,
                                    check_training_length)
@@ -215,19 +215,39 @@ class MnistCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         argv = sys.argv[1:] if args is None else args if isinstance(args, (list, tuple)) else []
         check_config_text(argv, self.setting_types(argv))
-        try:
-            super().parse_arguments(parser, args)
-        except ArgumentError as err:
-            argv = sys.argv[1:] if args is None else args
-            if not isinstance(argv, (list, tuple)):
-                raise UserError(" ".join(str(err).split())) from None
-            raise UserError(argument_error_line(err, argv, self.setting_types(argv))) from None
-        subcommand = self.config.get("subcommand")
+        printed = without_print_config(argv)
+        if printed is not None:  # check what --print_config would print first: it prints (and exits) while parsing
+            subcommand = self._parse(parser, printed, checking=True)
+            if subcommand:
+                config = self.config[subcommand]
+                refuse_nulls(config, self.setting_types([subcommand]))
+                check_flags_used(subcommand, printed)
+                self._check_values(subcommand, config)
+                if files_present(config.data.data_dir):  # no download just to print a config
+                    self._check_split_settings(subcommand, config)
+        subcommand = self._parse(parser, args)
         if subcommand:
             refuse_nulls(self.config[subcommand], self.setting_types([subcommand]))  # model: {lr: null} in a config
             self._given = given_settings(parser, args, subcommand) if subcommand != "cv" else None
             check_flags_used(subcommand, sys.argv[1:] if args is None else args)
             self._check(subcommand, self.config[subcommand])
+
+    def _parse(self, parser: LightningArgumentParser, args, checking: bool = False) -> str | None:
+        """LightningCLI's parse (into ``self.config``), its usage errors as one line; the subcommand chosen.
+
+        ``checking``: the parse of ``args`` minus ``--print_config``, straight through the parser (LightningCLI's
+        own would warn that ``args`` and ``sys.argv`` both hold flags, which here they do by design)."""
+        try:
+            if checking:
+                self.config = parser.parse_args(args)
+            else:
+                super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            argv = sys.argv[1:] if args is None else args
+            if not isinstance(argv, (list, tuple)):
+                raise UserError(" ".join(str(err).split())) from None
+            raise UserError(argument_error_line(err, argv, self.setting_types(argv))) from None
+        return self.config.get("subcommand")
 
     def setting_types(self, argv) -> dict[str, Any]:
         """The types of the settings of the subcommand in ``argv``, by group, for a refused value's one line."""
@@ -239,6 +259,16 @@ class MnistCLI(LightningCLI):
                 "seed_everything": Union[bool, int]}  # as LightningCLI declares it
 
     def _check(self, subcommand: str, config) -> None:
+        """Refuse what no run can use, in one line, before any work: the values, then this machine's devices, the
+        output folder, the data files and the checkpoint."""
+        self._check_values(subcommand, config)
+        add_progress_bar(config.trainer)
+        check_devices(config.trainer.accelerator, config.trainer.devices)
+        self._check_environment(subcommand, config)
+
+    def _check_values(self, subcommand: str, config) -> None:
+        """The checks of the settings themselves, which read no data and touch no output folder: what
+        ``--print_config`` also runs, so it never prints a config that a run would refuse."""
         if "weights_only" in config:
             if config.weights_only is False:
                 raise UserError("--weights_only false: this project reads checkpoints weights-only, so loading one "
@@ -268,8 +298,7 @@ class MnistCLI(LightningCLI):
             if config.checkpoint.dirpath and Path(config.checkpoint.dirpath).is_file():
                 raise UserError(f"--checkpoint.dirpath {config.checkpoint.dirpath} is a file, not a folder")
         check_seed(config.seed_everything)
-        add_progress_bar(config.trainer)
-        check_devices(config.trainer.accelerator, config.trainer.devices)
+        check_accelerator_name(config.trainer.accelerator)
         check_trainer_counts(config.trainer)
         if subcommand in ("fit", "cv"):
             check_training_length(max_epochs=config.trainer.max_epochs, patience=config.early_stopping.patience)
@@ -279,22 +308,35 @@ class MnistCLI(LightningCLI):
                                                     "elastic_alpha", "elastic_sigma", "split_seed")})
         if subcommand in ("fit", "cv"):
             check_augment_ranges(data.augment, **{name: data[name] for name in AUGMENT_DEFAULTS})
-        check_writable(Path(config.output_dir) / FRAMEWORK, "--output_dir")
-        ensure_files(data.data_dir, download=data.download)
-        if subcommand in ("fit", "cv"):
-            split = check_split(data.data_dir, subset=data.subset, val_fraction=data.val_fraction,
-                                num_folds=data.num_folds, seed=data.split_seed)
-            check_validated_and_tested(config, math.ceil(len(split.train) / data.batch_size),
-                                       math.ceil(len(split.val) / data.eval_batch_size),
-                                       math.ceil(TEST_IMAGES / data.eval_batch_size))
         else:
             check_scored_batches(subcommand, config.trainer)
+
+    def _check_environment(self, subcommand: str, config) -> None:
+        """The checks that need this machine: a writable output folder, the data (downloaded if asked), the split
+        it allows, and the checkpoint ``--ckpt_path`` names (fetched if remote)."""
+        data = config.data
+        check_writable(Path(config.output_dir) / FRAMEWORK, "--output_dir")
+        ensure_files(data.data_dir, download=data.download)
+        self._check_split_settings(subcommand, config)
         self._checkpoint_for(subcommand, config)
         if subcommand in ("test", "validate"):  # validate's split is the checkpoint's, known only now
             images = TEST_IMAGES if subcommand == "test" else len(
                 check_split(data.data_dir, subset=data.subset, val_fraction=data.val_fraction,
                             num_folds=data.num_folds, seed=data.split_seed).val)
             check_scored_batches(subcommand, config.trainer, math.ceil(images / data.eval_batch_size))
+
+    @staticmethod
+    def _check_split_settings(subcommand: str, config) -> None:
+        """``fit``/``cv``: the split the data settings draw (the training labels are read for it), and the
+        Trainer's per-epoch settings against its batches."""
+        if subcommand not in ("fit", "cv"):
+            return
+        data = config.data
+        split = check_split(data.data_dir, subset=data.subset, val_fraction=data.val_fraction,
+                            num_folds=data.num_folds, seed=data.split_seed)
+        check_validated_and_tested(config, math.ceil(len(split.train) / data.batch_size),
+                                   math.ceil(len(split.val) / data.eval_batch_size),
+                                   math.ceil(TEST_IMAGES / data.eval_batch_size))
 
     def _checkpoint_for(self, subcommand: str, config) -> None:
         """Resolve, fetch and check ``--ckpt_path``; swap .keras files and k-fold results for what Lightning reads."""
@@ -852,6 +894,14 @@ def _accelerator_class(name: str):
     return CPUAccelerator if name == "auto" else type(AcceleratorRegistry.get(name))
 
 
+def check_accelerator_name(accelerator) -> None:
+    """``--trainer.accelerator`` is one Lightning knows (whether this machine has it is :func:`check_devices`')."""
+    names = sorted({"auto", "gpu", *AcceleratorRegistry.available_accelerators()})
+    if isinstance(accelerator, str) and accelerator not in names:
+        raise UserError(f"--trainer.accelerator {accelerator}: not an accelerator Lightning knows; use one of "
+                        f"{', '.join(names)}")
+
+
 def check_devices(accelerator, devices) -> None:
     """``--trainer.accelerator`` is one Lightning knows and this machine has; ``--trainer.devices`` fits it.
 
@@ -860,10 +910,7 @@ def check_devices(accelerator, devices) -> None:
     """
     if not isinstance(accelerator, str):
         return  # an Accelerator object from a config: Lightning checks it
-    names = sorted({"auto", "gpu", *AcceleratorRegistry.available_accelerators()})
-    if accelerator not in names:
-        raise UserError(f"--trainer.accelerator {accelerator}: not an accelerator Lightning knows; use one of "
-                        f"{', '.join(names)}")
+    check_accelerator_name(accelerator)
     try:
         cls = _accelerator_class(accelerator)
         available = cls.is_available()
