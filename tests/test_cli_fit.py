@@ -607,6 +607,13 @@ BAD_INPUTS = {
 if not torch.cuda.is_available():
     BAD_INPUTS["a GPU on a machine without one"] = (["fit", "--trainer.accelerator", "gpu"],
                                                     "--trainer.accelerator gpu: no such device on this machine")
+    # Lightning would switch to bf16-mixed, and the run's config and results would name 16-mixed
+    BAD_INPUTS["float16 mixed precision on the CPU"] = (["fit", "--trainer.precision", "16-mixed"],
+                                                        "--trainer.precision 16-mixed: float16 mixed precision runs "
+                                                        "on a CUDA GPU, and this run is on the CPU")
+    BAD_INPUTS["float16 mixed precision on the CPU, by its short name"] = (
+        ["test", "--ckpt_path", "lenet.ckpt", "--trainer.precision", "16", "--trainer.accelerator", "cpu"],
+        "--trainer.precision 16: float16 mixed precision")
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
@@ -725,6 +732,17 @@ def test_a_checkpoint_is_scored_at_the_precision_asked(run_module, bad_inputs, t
     [run] = run_folders(tmp_path, "test")
     results = json.loads((run / "results.json").read_text())
     assert 0 <= results["test_acc"] <= 1 and sum(map(sum, results["confusion_matrix"])) == 10_000
+
+
+def test_lightnings_short_name_of_bfloat16_mixed_precision_trains(run_module, tmp_path):
+    """``--trainer.precision bf16`` is Lightning's name for bf16-mixed (float32 weights, bfloat16 arithmetic), not
+    bf16-true: fit takes it, trains in it, and keeps float32 weights."""
+    proc = run_module("lightning_mnist", "fit", *QUICK, "--data.subset", "500", "--trainer.precision", "bf16")
+    assert "Using bfloat16 Automatic Mixed Precision" in proc.stdout + proc.stderr
+    [run] = run_folders(tmp_path)
+    checkpoint = torch.load(run / json.loads((run / "results.json").read_text())["model_path"], weights_only=True)
+    assert {weight.dtype for weight in checkpoint["state_dict"].values() if weight.is_floating_point()} == \
+        {torch.float32}
 
 
 def test_a_training_that_diverges_says_so_in_one_line(run_module, tmp_path):

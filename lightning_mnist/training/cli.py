@@ -264,6 +264,7 @@ class MnistCLI(LightningCLI):
         self._check_values(subcommand, config)
         add_progress_bar(config.trainer)
         check_devices(config.trainer.accelerator, config.trainer.devices)
+        check_precision_on(config.trainer.accelerator, config.trainer.precision)
         self._check_environment(subcommand, config)
 
     def _check_values(self, subcommand: str, config) -> None:
@@ -812,9 +813,21 @@ def check_scored_batches(subcommand: str, trainer, batches: int | None = None) -
         check_batch_limits(trainer, f"`{subcommand}`", {name: ("score", batches)})
 
 
-# Trainer precisions whose weights are not float32: fit's checkpoints could not be read back as the network's
-TRUE_PRECISIONS = {"16-true": "float16", "16": "float16", "bf16-true": "bfloat16", "bf16": "bfloat16",
-                   "64-true": "float64", "64": "float64"}
+# Trainer precisions whose weights are not float32: fit's checkpoints could not be read back as the network's.
+# (Lightning reads "16" and "bf16" as 16-mixed and bf16-mixed, whose weights stay float32; "64" as 64-true.)
+TRUE_PRECISIONS = {"16-true": "float16", "bf16-true": "bfloat16", "64-true": "float64", "64": "float64"}
+FLOAT16_MIXED = ("16-mixed", "16")  # float16 autocast: CUDA only (on a CPU Lightning switches to bf16-mixed)
+
+
+def check_precision_on(accelerator, precision) -> None:
+    """``--trainer.precision 16-mixed`` where the run would be on the CPU: Lightning switches it to bf16-mixed with
+    a warning, and the run's config and results would then name a precision it did not use; refused instead, so
+    the user picks one that runs here. (Call after :func:`check_devices`.)"""
+    if str(precision) not in FLOAT16_MIXED or not isinstance(accelerator, str):
+        return
+    if _accelerator_class(accelerator) is CPUAccelerator:
+        raise UserError(f"--trainer.precision {precision}: float16 mixed precision runs on a CUDA GPU, and this run "
+                        f"is on the CPU (Lightning would use bf16-mixed instead); ask for bf16-mixed or 32-true")
 
 
 def check_validated_and_tested(config, train_batches: int, val_batches: int, test_batches: int) -> None:
