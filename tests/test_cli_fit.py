@@ -684,14 +684,22 @@ def test_bad_data_directory_is_a_one_line_error(run_module, mnist_dir, tmp_path,
 
 def test_ddp_on_two_cpu_processes_writes_results_once(run_module, tmp_path):
     """With the commands' default progress bar, which only the first process draws (the second's is disabled:
-    it once asked Lightning for batch counts that process does not keep, an AssertionError)."""
+    it once asked Lightning for batch counts that process does not keep, an AssertionError).
+
+    A limited test pass in two processes scores 2 x 2 batches of 500: the first 2,000 test images (Lightning's
+    unshuffled DistributedSampler deals them in turn), and the test report describes those same images."""
     proc = run_module("lightning_mnist", "fit", "--data.subset", "2000", "--trainer.max_epochs", "1",
-                      "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2")
+                      "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2",
+                      "--trainer.limit_test_batches", "2")
     [run] = run_folders(tmp_path)
     results = json.loads((run / "results.json").read_text())
     assert results["config"]["trainer"]["strategy"] == "ddp"
     assert 0.1 < results["test_acc"] <= 1.0
     assert proc.stdout.count("test accuracy") == 1
+    matrix = np.array(results["confusion_matrix"])
+    assert matrix.sum() == 2000 and "(the first 2000 of the 10000 test images" in proc.stdout
+    assert matrix.trace() == round(results["test_acc"] * 2000)  # the images test/acc counted, in both processes
+    assert all(entry["index"] < 2000 for entry in json.loads((run / "mistakes.json").read_text()))
 
 
 def test_help_lists_every_command_and_each_takes_config_and_print_config(capsys):

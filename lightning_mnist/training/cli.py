@@ -583,7 +583,7 @@ class MnistCLI(LightningCLI):
         tested = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=False)[0]
         if not trainer.is_global_zero:
             return
-        report = write_test_report(self.model, self.datamodule, self.run_dir, "lightning_mnist fit")
+        report = write_test_report(self.model, self.datamodule, self.run_dir, "lightning_mnist fit", trainer)
         results = RunResults(
             framework=FRAMEWORK, test_acc=tested["test/acc"], test_loss=tested["test/loss"],
             model_path=relative_to_run(best, self.run_dir), epochs=len(rows), best_epoch=self.best_epoch(),
@@ -608,7 +608,7 @@ class MnistCLI(LightningCLI):
 
     def after_test(self) -> None:
         tested = self.trainer.callback_metrics
-        report = write_test_report(self.model, self.datamodule, self.run_dir, "lightning_mnist test")
+        report = write_test_report(self.model, self.datamodule, self.run_dir, "lightning_mnist test", self.trainer)
         results = {"framework": FRAMEWORK, "checkpoint": self._source,
                    "test_acc": float(tested["test/acc"]), "test_loss": float(tested["test/loss"]),
                    "confusion_matrix": report.confusion, "mistakes": report.mistakes_count}

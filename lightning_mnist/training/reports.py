@@ -9,6 +9,7 @@ and ``mistakes.json`` (all of them, in the same order, with their test-set indic
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,19 +57,30 @@ def tested_probabilities(model, count: int) -> torch.Tensor | None:
     return torch.cat(batches)
 
 
-def write_test_report(model, datamodule, run_dir: Path, title: str) -> TestReport:
+def images_tested(trainer, batch_size: int) -> int | None:
+    """How many test images, from the first, ``trainer``'s last test pass scored in all its processes: each process
+    scores its batches of the images Lightning's unshuffled DistributedSampler deals to them in turn, so together
+    the first world size x batches x ``batch_size`` (or all). None where no pass says (no trainer, no test)."""
+    batches = trainer.num_test_batches if trainer is not None else None
+    if not batches or not math.isfinite(batches[0]):
+        return None
+    return trainer.world_size * int(batches[0]) * batch_size
+
+
+def write_test_report(model, datamodule, run_dir: Path, title: str, trainer=None) -> TestReport:
     """Write the confusion matrix and the mistakes of ``model`` on the data module's test images.
 
     They describe the images the test pass just scored, from the probabilities it gave: the whole test set, or
     the first batches under ``limit_test_batches``, so the matrix's right answers are the ones test/acc counted
     (and a short test stays short: a second pass over the 10,000 images cost fit and test about a second on 2
-    cores). Without such a pass (an ensemble, a distributed test) every test image is scored here."""
+    cores). Without such a pass (an ensemble, a distributed test) the images are scored here: those ``trainer``'s
+    test pass scored (:func:`images_tested`: a distributed pass too), else all."""
     datamodule.setup("test")
     images, labels = datamodule.datasets["test"].tensors
     test_set = len(images)
     probabilities = tested_probabilities(model, test_set)
     if probabilities is None:
-        probabilities = test_probabilities(model, images)
+        probabilities = test_probabilities(model, images[:images_tested(trainer, datamodule.hparams.eval_batch_size)])
     images, labels = images[:len(probabilities)], labels[:len(probabilities)]
     predicted = probabilities.argmax(1)
     num_classes = probabilities.shape[1]
