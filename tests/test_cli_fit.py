@@ -700,6 +700,12 @@ def test_ddp_on_two_cpu_processes_writes_results_once(run_module, tmp_path):
     assert matrix.sum() == 2000 and "(the first 2000 of the 10000 test images" in proc.stdout
     assert matrix.trace() == round(results["test_acc"] * 2000)  # the images test/acc counted, in both processes
     assert all(entry["index"] < 2000 for entry in json.loads((run / "mistakes.json").read_text()))
+    proc = run_module("lightning_mnist", "test", "--ckpt_path", run / results["model_path"], *NO_PROGRESS,
+                      "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2",
+                      "--trainer.limit_test_batches", "1")
+    assert proc.stdout.count("results:") == 1  # written once, by the first process
+    [tested] = run_folders(tmp_path, "test")
+    assert np.array(json.loads((tested / "results.json").read_text())["confusion_matrix"]).sum() == 1000
 
 
 def test_help_lists_every_command_and_each_takes_config_and_print_config(capsys):

@@ -607,6 +607,8 @@ class MnistCLI(LightningCLI):
             print(f"testing the {len(self.model.members)}-fold ensemble of {self._source}")
 
     def after_test(self) -> None:
+        if not self.trainer.is_global_zero:  # a distributed test: the first process writes the results, once
+            return
         tested = self.trainer.callback_metrics
         report = write_test_report(self.model, self.datamodule, self.run_dir, "lightning_mnist test", self.trainer)
         results = {"framework": FRAMEWORK, "checkpoint": self._source,
