@@ -9,6 +9,7 @@ before any work is done.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import inspect
 import re
@@ -63,7 +64,7 @@ def describe(hint: Any) -> str:
         return "one of " + ", ".join(str(choice) for choice in typing.get_args(hint))
     if origin in (typing.Union, types.UnionType):
         return " or ".join(describe(arg) for arg in typing.get_args(hint))
-    if origin is list and typing.get_args(hint):
+    if origin in (list, collections.abc.Iterable, collections.abc.Sequence) and typing.get_args(hint):
         return f"list of {describe(typing.get_args(hint)[0])}"
     return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
@@ -168,12 +169,18 @@ def given_values(argv: Sequence[str]) -> Iterator[tuple[str, str, bool]]:
     for key, value, separate in flag_values(argv):
         if key != "config":
             yield key, value, separate  # a separate token may be a positional argument after a switch
-            continue
-        try:
-            config = get_loader("yaml")(Path(value).read_text())  # the bounded loader below
-        except (OSError, ValueError, yaml.YAMLError, UserError):
-            continue  # jsonargparse's message (or the bound's) says what is wrong with the file
-        yield from _leaves(config, "")
+        settings = _settings_in(value) if key == "config" or "." not in key else None
+        if isinstance(settings, dict):  # --config's file, or a group's (--model m.yaml, --trainer '{...}')
+            yield from _leaves(settings, "" if key == "config" else f"{key}.")
+
+
+def _settings_in(value: str) -> Any:
+    """The YAML a file named ``value`` holds, or ``value`` itself as inline YAML mapping; None if neither."""
+    try:
+        text = Path(value).read_text() if Path(value).is_file() else value if value.lstrip().startswith("{") else None
+        return None if text is None else get_loader("yaml")(text)  # the bounded loader below
+    except (OSError, ValueError, yaml.YAMLError, UserError):
+        return None  # jsonargparse's message (or the bound's) says what is wrong with the file
 
 
 def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, str, bool]]:
@@ -221,6 +228,12 @@ def argument_error_line(err: Exception, argv: Sequence[str], types_by_name: dict
             return refusal_line(key, hint, value)
         if value == "null" and is_group(group := declared_type(types_by_name, key)):
             return refusal_line(key, group, value)  # a group set to null: jsonargparse names one of its settings
+    named = re.findall(r'Parser key "([^"]+)"', str(err))  # a setting of a type not judged above (a Logger...)
+    given = {key: value for key, value, _ in given_values(argv)}
+    if named and named[-1] in given:
+        hint = declared_type(types_by_name, named[-1])
+        if hint is not typing.Any and not is_group(hint):
+            return refusal_line(named[-1], hint, given[named[-1]])
     return " ".join(str(err).split())
 
 

@@ -156,6 +156,36 @@ GROUP_SOURCES = {
 }
 
 
+# A wrong value among a group's settings (in its file, or inline) is named as the flag's would be, not in
+# jsonargparse's prose about the file ("Unable to load config ... Does not validate against any of the Union
+# subtypes ... Given value: 5", some 600 characters)
+GROUP_VALUES = {
+    "a word for a number, in the file": (lightning_main, ["fit", "--model", "model.yaml"], "lr: fast\n",
+                                         "--model.lr: expected float, got fast"),
+    "a number for a logger, in the file": (lightning_main, ["fit", "--trainer", "trainer.yaml"], "logger: 5\n",
+                                           "--trainer.logger: expected Logger or list of Logger or bool or null, "
+                                           "got 5"),
+    "a number for a logger, in a --config file": (lightning_main, ["cv", "--config", "run.yaml"],
+                                                  "trainer:\n  logger: 5\n",
+                                                  "--trainer.logger: expected Logger or list of Logger"),
+    "a list for a number, in the file": (keras_main, ["train", "--data", "data.yaml"], "batch_size: [64]\n",
+                                         "--data.batch_size: expected int, got [64]"),
+    "a word for a number, inline": (lightning_main, ["fit", "--data", "{batch_size: many}"], None,
+                                    "--data.batch_size: expected int, got many"),
+}
+
+
+@pytest.mark.parametrize("case", list(GROUP_VALUES))
+def test_a_wrong_value_among_a_groups_settings_is_named_like_its_flag(case, scratch, capsys):
+    main, args, text, expected = GROUP_VALUES[case]
+    if text is not None:
+        (scratch / args[-1]).write_text(text)
+    before = sorted(p.name for p in scratch.rglob("*"))
+    code, error, _ = main_error(main, args, capsys)
+    assert code == 2 and expected in error, error
+    assert len(error) < 200 and sorted(p.name for p in scratch.rglob("*")) == before
+
+
 @pytest.mark.parametrize("case", list(GROUP_SOURCES))
 def test_a_groups_settings_that_are_neither_a_file_nor_inline_are_named(case, scratch, capsys):
     main, args, fragment = GROUP_SOURCES[case]
