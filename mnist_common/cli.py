@@ -18,7 +18,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Collection, Iterator, Sequence
 
 import yaml
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentError, ArgumentParser, Namespace, get_loader, set_loader
@@ -160,17 +160,18 @@ def flag_values(argv: Sequence[str]) -> Iterator[tuple[str, str, bool]]:
         yield key, value, not equals
 
 
-def given_values(argv: Sequence[str]) -> Iterator[tuple[str, str, bool]]:
-    """(setting, value, maybe not its value) for each ``--key value``, ``--key=value`` and ``--config`` file setting.
+def given_values(argv: Sequence[str], groups: Collection[str] = ()) -> Iterator[tuple[str, str, bool]]:
+    """(setting, value, maybe not its value) for each ``--key value``, ``--key=value`` and ``--config`` file setting,
+    and each setting of a group in ``groups`` given as a file or inline (``--model m.yaml``, ``--data '{...}'``).
 
     The token after ``--key`` may not be its value at all (a switch such as ``--json`` takes none and
-    can be followed by a positional argument); a ``--config`` file's values come as YAML text.
+    can be followed by a positional argument); a file's values come as YAML text.
     """
     for key, value, separate in flag_values(argv):
         if key != "config":
             yield key, value, separate  # a separate token may be a positional argument after a switch
-        settings = _settings_in(value) if key == "config" or "." not in key else None
-        if isinstance(settings, dict):  # --config's file, or a group's (--model m.yaml, --trainer '{...}')
+        settings = _settings_in(value) if key == "config" or key in groups else None
+        if isinstance(settings, dict):
             yield from _leaves(settings, "" if key == "config" else f"{key}.")
 
 
@@ -220,7 +221,8 @@ def argument_error_line(err: Exception, argv: Sequence[str], types_by_name: dict
     jsonargparse's own message on one line. With ``positionals``, the word after a switch may be a
     positional argument, not the switch's value, and is not judged as one.
     """
-    for key, value, maybe_positional in given_values(argv):
+    groups = {name for name, hint in types_by_name.items() if is_group(hint)}
+    for key, value, maybe_positional in given_values(argv, groups):
         hint = setting_type(types_by_name, key)
         if hint is bool and maybe_positional and positionals:
             continue  # a switch (--json) before a positional argument: jsonargparse's message says what is wrong
@@ -229,7 +231,7 @@ def argument_error_line(err: Exception, argv: Sequence[str], types_by_name: dict
         if value == "null" and is_group(group := declared_type(types_by_name, key)):
             return refusal_line(key, group, value)  # a group set to null: jsonargparse names one of its settings
     named = re.findall(r'Parser key "([^"]+)"', str(err))  # a setting of a type not judged above (a Logger...)
-    given = {key: value for key, value, _ in given_values(argv)}
+    given = {key: value for key, value, _ in given_values(argv, groups)}
     if named and named[-1] in given:
         hint = declared_type(types_by_name, named[-1])
         if hint is not typing.Any and not is_group(hint):
