@@ -599,6 +599,28 @@ def test_a_layer_called_input_converts_both_ways(tmp_path, capsys, mnist_dir):
             architecture_of(model))
 
 
+def test_seeds_and_synchronized_statistics_come_back_in_the_keras_file(tmp_path, capsys, mnist_dir):
+    """What only the Keras side uses (initializer seeds, dropout seeds, BatchNorm's ``synchronized``) is kept by
+    .keras -> .ckpt -> .keras: every layer's Keras config comes back as it was. The torch side, which builds the
+    network (its initializers included) before the weights are loaded, draws its own."""
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        L.Conv2D(8, 3, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(seed=7),
+                 bias_initializer=keras.initializers.RandomNormal(stddev=0.01, seed=11)),
+        L.BatchNormalization(synchronized=True, gamma_initializer=keras.initializers.TruncatedNormal(seed=2)),
+        L.SpatialDropout2D(0.1, seed=5), L.Flatten(), L.Dropout(0.3, seed=3),
+        L.Dense(10, activation="softmax", kernel_initializer="he_normal")])
+    randomised(model).save(tmp_path / "model.keras")
+    convert(capsys, tmp_path / "model.keras", tmp_path / "model.ckpt", "--check_images", 100, "--data_dir", mnist_dir)
+    out = convert(capsys, tmp_path / "model.ckpt", tmp_path / "back.keras", "--check_images", 100,
+                  "--data_dir", mnist_dir)
+    assert parse_check(out)["max_dp"] <= CHECK_TOLERANCE
+    back = keras.saving.load_model(tmp_path / "back.keras")
+    for before, after in zip(model.layers, back.layers, strict=True):
+        assert before.get_config() == after.get_config(), before.name
+    assert back.layers[1].synchronized and back.layers[2].seed == 5
+
+
 def test_the_network_is_named_as_keras_and_compiles_and_exports():
     """Submodules carry the Keras layer names; torch.export and torch.compile take the graph as it is."""
     inputs = keras.Input((12, 12, 3))

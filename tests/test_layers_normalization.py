@@ -212,6 +212,10 @@ def _keras_config(layer, input_shape=(7, 5, 6)):
      "has data_format='channels_first': data_format other than channels_last is not supported"),
     (("SpatialDropout2D", {"rate": 0.5}), (35,), "needs an (H, W, C) image input, got 35"),
     (("SpatialDropout2D", {"rate": 1.0}), (7, 5, 6), "rate must be a number in [0, 1)"),
+    (("Dropout", {"rate": 0.5, "seed": -1}), (7, 5, 6), "seed must be a non-negative integer or null, got -1"),
+    (("BatchNormalization", {"synchronized": "yes"}), (7, 5, 6), "synchronized must be true or false, got 'yes'"),
+    (("BatchNormalization", {"gamma_initializer": {"class_name": "GlorotUniform", "config": {"seed": 1.5}}}),
+     (7, 5, 6), "gamma_initializer seed must be a non-negative integer or null, got 1.5"),
 ])
 def test_keras_configs_outside_what_is_mirrored_are_refused_in_one_line(layer, input_shape, message):
     with pytest.raises(ArchitectureError) as info:

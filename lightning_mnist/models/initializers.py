@@ -58,10 +58,13 @@ INITIALIZE = {
 @torch.no_grad()
 def initialize_(tensor: torch.Tensor, initializer: str | dict[str, Any]) -> torch.Tensor:
     """Fill ``tensor`` as the Keras ``initializer`` (a name, or ``{"class_name", "config"}``) would."""
+    if isinstance(initializer, dict):
+        class_name, settings = initializer["class_name"], dict(initializer["config"])
+        settings.pop("seed", None)  # Keras' draw; torch's comes from the run's seed
+        if INITIALIZERS[class_name][0] in VARIANCE_SCALING_PRESETS:  # a named one with a seed: GlorotUniform(seed=7)
+            initializer = INITIALIZERS[class_name][0]
     if isinstance(initializer, str):
         if initializer in VARIANCE_SCALING_PRESETS:
             return _variance_scaling_(tensor, *VARIANCE_SCALING_PRESETS[initializer])
         class_name, settings = INITIALIZER_NAMES[initializer], INITIALIZERS[INITIALIZER_NAMES[initializer]][1]
-    else:
-        class_name, settings = initializer["class_name"], initializer["config"]
     return INITIALIZE[class_name](tensor, **settings)

@@ -60,8 +60,9 @@ VARIANCE_SCALING_PRESETS = {
     "lecun_uniform": (1.0, "fan_in", "uniform"), "lecun_normal": (1.0, "fan_in", "truncated_normal"),
 }
 INITIALIZER_NAMES = {name: cls for cls, (name, _) in INITIALIZERS.items()}
-# Config entries of an initializer that change nothing about its values (seeds, axis hints).
-INITIALIZER_IGNORED = {"seed", "input_axes", "output_axes"}
+# Config entries of an initializer that change nothing about its values (axis hints). Its seed is kept for the
+# Keras side (it picks Keras' random draw; torch draws its own), so a .keras file comes back as it was.
+INITIALIZER_IGNORED = {"input_axes", "output_axes"}
 # Config entries every layer has that this bridge reads elsewhere or does not need.
 COMMON_IGNORED = {"name", "trainable", "dtype"}
 # Training-only extras Keras may attach to a layer; none is mirrored, so each must be unset.
@@ -110,6 +111,13 @@ def number(value: Any, setting: str, low: float = -math.inf, high: float = math.
     return float(value)
 
 
+def seed_value(value: Any, setting: str) -> int | None:
+    """A Keras seed: None (a fresh draw each time) or a non-negative integer."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise LayerError(f"{setting} must be a non-negative integer or null, got {value!r}")
+    return value
+
+
 def boolean(value: Any, setting: str) -> bool:
     if not isinstance(value, bool):
         raise LayerError(f"{setting} must be true or false, got {value!r}")
@@ -137,7 +145,8 @@ def initializer(value: Any, setting: str) -> str | dict[str, Any]:
     """A Keras initializer as a snake-case name, or ``{"class_name": ..., "config": {...}}`` with settings.
 
     Accepts what Keras accepts (a name, or its serialised dict) for the initializers in
-    :data:`INITIALIZERS`; seeds are dropped (they only pick the random draw).
+    :data:`INITIALIZERS`. A seed is kept in the dict (``{"class_name": "GlorotUniform", "config": {"seed": 7}}``):
+    it picks Keras' random draw, which the Keras side then makes again; the torch side draws its own.
     """
     if isinstance(value, str):
         if value in INITIALIZER_NAMES:
@@ -152,7 +161,7 @@ def initializer(value: Any, setting: str) -> str | dict[str, Any]:
         name, defaults = INITIALIZERS[cls]
         config = dict(value.get("config") or {})
         unknown = sorted(k for k, v in config.items() if k not in defaults and k not in INITIALIZER_IGNORED
-                         and v is not None)
+                         and k != "seed" and v is not None)
         if unknown:
             raise LayerError(f"{setting} {cls} sets {', '.join(unknown)}, which is not supported")
         settings = {key: config.get(key, default) for key, default in defaults.items()}
@@ -163,9 +172,10 @@ def initializer(value: Any, setting: str) -> str | dict[str, Any]:
             choice(settings["mode"], f"{setting} mode", ("fan_in", "fan_out", "fan_avg"))
             choice(settings["distribution"], f"{setting} distribution",
                     ("truncated_normal", "untruncated_normal", "normal", "uniform"))
-        if settings == defaults and cls not in ("Constant",):
+        seed = seed_value(config.get("seed"), f"{setting} seed")
+        if settings == defaults and cls not in ("Constant",) and seed is None:
             return name
-        return {"class_name": cls, "config": settings}
+        return {"class_name": cls, "config": settings if seed is None else {**settings, "seed": seed}}
     names = ", ".join(INITIALIZER_NAMES)
     raise LayerError(f"{setting} {value!r} is not supported (supported: {names}, or their Keras configs)")
 

@@ -21,7 +21,11 @@ from mnist_common.architecture.layers.base import (
 @layer_type
 @dataclass(frozen=True, kw_only=True)
 class BatchNormalization(Layer):
-    """Over the channel (last) axis; ``momentum`` is Keras' (the weight of the old moving value)."""
+    """Over the channel (last) axis; ``momentum`` is Keras' (the weight of the old moving value).
+
+    ``synchronized`` (Keras: the batch statistics are gathered across devices under a distribution strategy) is
+    kept for the Keras side; one torch process computes the same, and Lightning's ``--trainer.sync_batchnorm true``
+    is its counterpart across devices."""
 
     axis: int = -1
     momentum: float = 0.99
@@ -32,10 +36,10 @@ class BatchNormalization(Layer):
     gamma_initializer: str | dict = "ones"
     moving_mean_initializer: str | dict = "zeros"
     moving_variance_initializer: str | dict = "ones"
+    synchronized: bool = False
 
-    # renorm itself must be off (UNSUPPORTED_EXTRAS); its settings are then unused. Synchronised
-    # statistics only matter across devices.
-    KERAS_IGNORED: ClassVar = frozenset({"renorm_clipping", "renorm_momentum", "synchronized"})
+    # renorm itself must be off (UNSUPPORTED_EXTRAS); its settings are then unused.
+    KERAS_IGNORED: ClassVar = frozenset({"renorm_clipping", "renorm_momentum"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -48,6 +52,7 @@ class BatchNormalization(Layer):
         set_(self, "epsilon", number(self.epsilon, "epsilon", 0.0, math.inf, low_open=True))
         set_(self, "center", boolean(self.center, "center"))
         set_(self, "scale", boolean(self.scale, "scale"))
+        set_(self, "synchronized", boolean(self.synchronized, "synchronized"))
         for name in ("beta_initializer", "gamma_initializer", "moving_mean_initializer",
                      "moving_variance_initializer"):
             set_(self, name, initializer(getattr(self, name), name))

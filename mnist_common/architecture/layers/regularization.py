@@ -12,19 +12,23 @@ from mnist_common.architecture.layers.base import (
     layer_type,
     number,
     require_rank,
+    seed_value,
 )
 
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)
 class Dropout(Layer):
-    rate: float = 0.5
+    """``seed`` picks Keras' dropout masks; torch draws its own (from the run's seed), so it is kept for the Keras
+    side only, and a .keras file comes back with it."""
 
-    KERAS_IGNORED: ClassVar = frozenset({"seed"})  # the random draw differs between frameworks anyway
+    rate: float = 0.5
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "rate", number(self.rate, "rate", 0.0, 1.0, high_open=True))
+        object.__setattr__(self, "seed", seed_value(self.seed, "seed"))
 
     def keeps_distributions(self, *shapes: Shape) -> bool:
         return True  # the identity outside training
