@@ -69,7 +69,7 @@ def test_print_config_refuses_what_the_command_refuses(case, tmp_path, monkeypat
                                      ["serve", "--weights", "model.ckpt", "--port", "8080"],
                                      ["predict", "digit.png", "--weights", "model.ckpt", "--show", "figure.png"],
                                      ["augment-preview", "grid.png", "--count", "12"]])
-def test_a_good_config_still_prints_and_is_taken_back(command, tmp_path, monkeypatch, capsys):
+def test_a_good_config_still_prints_with_the_values_given(command, tmp_path, monkeypatch, capsys):
     """What a run would take prints (with --print_config's own flags too), exit code 0, and nothing is written;
     the files it names need not exist yet (a config is often written before them)."""
     monkeypatch.chdir(tmp_path)
