@@ -221,8 +221,8 @@ def argument_error_line(err: Exception, argv: Sequence[str], types_by_name: dict
     jsonargparse's own message on one line. With ``positionals``, the word after a switch may be a
     positional argument, not the switch's value, and is not judged as one.
     """
-    groups = {name for name, hint in types_by_name.items() if is_group(hint)}
-    for key, value, maybe_positional in given_values(argv, groups):
+    given = list(given_values(argv, {name for name, hint in types_by_name.items() if is_group(hint)}))
+    for key, value, maybe_positional in given:
         hint = setting_type(types_by_name, key)
         if hint is bool and maybe_positional and positionals:
             continue  # a switch (--json) before a positional argument: jsonargparse's message says what is wrong
@@ -231,11 +231,11 @@ def argument_error_line(err: Exception, argv: Sequence[str], types_by_name: dict
         if value == "null" and is_group(group := declared_type(types_by_name, key)):
             return refusal_line(key, group, value)  # a group set to null: jsonargparse names one of its settings
     named = re.findall(r'Parser key "([^"]+)"', str(err))  # a setting of a type not judged above (a Logger...)
-    given = {key: value for key, value, _ in given_values(argv, groups)}
-    if named and named[-1] in given:
+    values = {key: value for key, value, _ in given}
+    if named and named[-1] in values:
         hint = declared_type(types_by_name, named[-1])
         if hint is not typing.Any and not is_group(hint):
-            return refusal_line(named[-1], hint, given[named[-1]])
+            return refusal_line(named[-1], hint, values[named[-1]])
     return " ".join(str(err).split())
 
 

@@ -217,28 +217,17 @@ class MnistCLI(LightningCLI):
         check_config_text(argv, self.setting_types(argv))
         printed = without_print_config(argv)
         if printed is not None:  # check what --print_config would print first: it prints (and exits) while parsing
-            subcommand = self._parse(parser, printed, checking=True)
-            if subcommand:
-                config = self.config[subcommand]
-                refuse_nulls(config, self.setting_types([subcommand]))
-                check_flags_used(subcommand, printed)
-                self._check_values(subcommand, config)
-                if files_present(config.data.data_dir):  # no download just to print a config
-                    self._check_split_settings(subcommand, config)
-        subcommand = self._parse(parser, args)
-        if subcommand:
-            refuse_nulls(self.config[subcommand], self.setting_types([subcommand]))  # model: {lr: null} in a config
-            self._given = given_settings(parser, args, subcommand) if subcommand != "cv" else None
-            check_flags_used(subcommand, sys.argv[1:] if args is None else args)
-            self._check(subcommand, self.config[subcommand])
+            self._parse_and_check(parser, printed, printing=True)
+        self._parse_and_check(parser, args)
 
-    def _parse(self, parser: LightningArgumentParser, args, checking: bool = False) -> str | None:
-        """LightningCLI's parse (into ``self.config``), its usage errors as one line; the subcommand chosen.
+    def _parse_and_check(self, parser: LightningArgumentParser, args, printing: bool = False) -> None:
+        """LightningCLI's parse (into ``self.config``), its usage errors as one line, then the checks.
 
-        ``checking``: the parse of ``args`` minus ``--print_config``, straight through the parser (LightningCLI's
-        own would warn that ``args`` and ``sys.argv`` both hold flags, which here they do by design)."""
+        ``printing``: ``args`` are the command line minus ``--print_config``, parsed straight through the parser
+        (LightningCLI's own parse would warn that ``args`` and ``sys.argv`` both hold flags, which here they do by
+        design), and checked as a config to print: its values, and the split only where the data is here."""
         try:
-            if checking:
+            if printing:
                 self.config = parser.parse_args(args)
             else:
                 super().parse_arguments(parser, args)
@@ -247,7 +236,19 @@ class MnistCLI(LightningCLI):
             if not isinstance(argv, (list, tuple)):
                 raise UserError(" ".join(str(err).split())) from None
             raise UserError(argument_error_line(err, argv, self.setting_types(argv))) from None
-        return self.config.get("subcommand")
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        refuse_nulls(config, self.setting_types([subcommand]))  # model: {lr: null} in a config
+        check_flags_used(subcommand, sys.argv[1:] if args is None else args)
+        if printing:
+            self._check_values(subcommand, config)
+            if files_present(config.data.data_dir):  # no download just to print a config
+                self._check_split_settings(subcommand, config)
+            return
+        self._given = given_settings(parser, args, subcommand) if subcommand != "cv" else None
+        self._check(subcommand, config)
 
     def setting_types(self, argv) -> dict[str, Any]:
         """The types of the settings of the subcommand in ``argv``, by group, for a refused value's one line."""

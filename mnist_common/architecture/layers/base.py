@@ -160,8 +160,8 @@ def initializer(value: Any, setting: str) -> str | dict[str, Any]:
                              f"only Keras' own are supported")
         name, defaults = INITIALIZERS[cls]
         config = dict(value.get("config") or {})
-        unknown = sorted(k for k, v in config.items() if k not in defaults and k not in INITIALIZER_IGNORED
-                         and k != "seed" and v is not None)
+        unknown = sorted(k for k, v in config.items() if k not in {*defaults, "seed", *INITIALIZER_IGNORED}
+                         and v is not None)
         if unknown:
             raise LayerError(f"{setting} {cls} sets {', '.join(unknown)}, which is not supported")
         settings = {key: config.get(key, default) for key, default in defaults.items()}
