@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import difflib
 import inspect
 import re
 import stat
@@ -236,7 +237,36 @@ def argument_error_line(err: Exception, argv: Sequence[str], types_by_name: dict
         hint = declared_type(types_by_name, named[-1])
         if hint is not typing.Any and not is_group(hint):
             return refusal_line(named[-1], hint, values[named[-1]])
-    return " ".join(str(err).split())
+    return " ".join(str(err).split()) + unknown_setting_hint(str(err), types_by_name)
+
+
+# jsonargparse's words for a setting it does not know: a flag (``unrecognized arguments: --model.lrx 1``), or a
+# setting inside a config file or a group's inline settings (``does not accept option 'model.lrx'``)
+UNKNOWN_SETTING = re.compile(r"unrecognized arguments: --([\w.-]+)|does not accept option '([^']+)'"
+                             r"|Key '([^']+)' is not expected")
+
+
+def setting_names(types_by_name: dict[str, Any]) -> list[str]:
+    """Every setting a command takes by its dotted name (``model.lr``): its parameters and their groups'."""
+    names = []
+    for name, hint in types_by_name.items():
+        names.append(name)
+        if is_group(hint):
+            names += [f"{name}.{setting}" for setting in parameter_types(hint) if setting != "return"]
+    return names
+
+
+def unknown_setting_hint(message: str, types_by_name: dict[str, Any]) -> str:
+    """``; did you mean --model.lr?`` for a misspelt setting jsonargparse refused, or ``; --help lists the
+    settings`` when nothing is close: its own message names what it refused, not what it takes."""
+    match = UNKNOWN_SETTING.search(message)
+    if not match:
+        return ""
+    unknown = next(part for part in match.groups() if part)
+    if ":" in unknown:  # lr:abc, one YAML key
+        return "; YAML takes 'name: value', with a space after the colon"
+    close = difflib.get_close_matches(unknown, setting_names(types_by_name), n=1, cutoff=0.75)
+    return f"; did you mean --{close[0]}?" if close else "; --help lists the settings"
 
 
 MAX_YAML_VALUES = 100_000  # values a YAML document may expand to; a full config of any command has a few hundred
@@ -432,6 +462,12 @@ def check_group_source(key: str, value: str) -> None:
         inline = yaml.safe_load(value)
     except yaml.YAMLError:
         return  # jsonargparse names the YAML error
+    if isinstance(inline, dict):
+        glued = next((k for k, v in inline.items() if v is None and isinstance(k, str) and ":" in k), None)
+        if glued is not None:  # {lr:abc} is YAML for the key 'lr:abc' with no value
+            name, _, given = glued.partition(":")
+            raise UserError(f"--{key} {value}: {glued!r} is one key with no value (YAML takes 'name: value', a space "
+                            f"after the colon); write --{key} '{{{name}: {given}}}'")
     if inline is None or isinstance(inline, dict):
         return  # the settings inline; a null has its own refusal
     what = "no such file" if isinstance(inline, str) else "neither a file nor settings by name"

@@ -175,9 +175,39 @@ GROUP_VALUES = {
 }
 
 
+# A setting that does not exist: jsonargparse names it; the line adds the setting meant, or where they are listed
+UNKNOWN_SETTINGS = {
+    "a misspelt flag": (keras_main, ["train", "--data.batchsize", "64"], None,
+                        "unrecognized arguments: --data.batchsize 64; did you mean --data.batch_size?"),
+    "a misspelt group": (lightning_main, ["fit", "--modle.lr", "0.01"], None, "did you mean --model.lr?"),
+    "a misspelt setting, inline": (lightning_main, ["fit", "--trainer", "{max_epoch: 1}"], None,
+                                   "'trainer.max_epoch'; did you mean --trainer.max_epochs?"),
+    "a misspelt setting, in a --config file": (keras_main, ["train", "--config", "run.yaml"], "model:\n  lrate: 1\n",
+                                               "'model.lrate'; did you mean --model.lr?"),
+    "a flag like no other": (lightning_main, ["cv", "--banana", "3"], None,
+                             "unrecognized arguments: --banana 3; --help lists the settings"),
+    "no space after the colon, inline": (lightning_main, ["fit", "--model", "{lr:0.01}"], None,
+                                         "--model {lr:0.01}: 'lr:0.01' is one key with no value (YAML takes "
+                                         "'name: value', a space after the colon); write --model '{lr: 0.01}'"),
+    "no space after the colon, in a --config file": (lightning_main, ["fit", "--config", "run.yaml"],
+                                                     "data: {batch_size:64}\n", "'data.batch_size:64'; YAML takes "
+                                                     "'name: value', with a space after the colon"),
+}
+
+
 @pytest.mark.parametrize("case", list(GROUP_VALUES))
 def test_a_wrong_value_among_a_groups_settings_is_named_like_its_flag(case, scratch, capsys):
-    main, args, text, expected = GROUP_VALUES[case]
+    assert_refused_in_one_line(*GROUP_VALUES[case], scratch, capsys)
+
+
+@pytest.mark.parametrize("case", list(UNKNOWN_SETTINGS))
+def test_a_setting_that_does_not_exist_is_named_with_the_one_meant(case, scratch, capsys):
+    assert_refused_in_one_line(*UNKNOWN_SETTINGS[case], scratch, capsys)
+
+
+def assert_refused_in_one_line(main, args, text, expected, scratch, capsys):
+    """``main(args)`` (with ``text`` in the file the last argument names) exits 2 with ``expected`` in one short
+    line, and writes nothing."""
     if text is not None:
         (scratch / args[-1]).write_text(text)
     before = sorted(p.name for p in scratch.rglob("*"))
