@@ -30,6 +30,7 @@ from mnist_common.figures import MAX_MISTAKES_SHOWN, mistake_digit_box
 QUICK = ("--data.subset", "2000", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
          "--trainer.limit_test_batches", "2")  # the first 1,000 test images: these runs are about what a run keeps
 NO_PROGRESS = ("--trainer.enable_progress_bar", "false")
+CORES = os.cpu_count() or 1
 
 
 def run_folders(where: Path, prefix: str = "version") -> list[Path]:
@@ -499,6 +500,9 @@ BAD_INPUTS = {
                                      "--trainer.accelerator gpus: not an accelerator"),
     "negative devices": (["fit", "--trainer.devices", "-5"], "--trainer.devices -5: `devices` selected with"),
     "no devices": (["cv", "--trainer.devices", "0"], "--trainer.devices 0:"),
+    "more CPU processes than cores": (["fit", "--trainer.accelerator", "cpu", "--trainer.devices", str(CORES + 1)],
+                                      f"--trainer.devices {CORES + 1}: {CORES + 1} processes on a CPU of {CORES} cores; "
+                                      f"give at most {CORES} (or auto)"),
     "seed beyond numpy's": (["fit", "--seed_everything", "99999999999999999999"],
                             "--seed_everything 99999999999999999999: a seed must be from 0 to 4294967295"),
     "negative seed": (["test", "--ckpt_path", "lenet.ckpt", "--seed_everything", "-1"],

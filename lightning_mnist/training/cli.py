@@ -938,9 +938,15 @@ def check_devices(accelerator, devices) -> None:
     if devices == "auto":
         return
     try:
-        cls.parse_devices(devices)
+        parsed = cls.parse_devices(devices)
     except (TypeError, ValueError, MisconfigurationException) as err:
         raise UserError(f"--trainer.devices {devices}: {str(err).strip().rstrip('.')} (or auto)") from None
+    cores = os.cpu_count() or 1
+    if cls is CPUAccelerator and isinstance(parsed, int) and parsed > cores:
+        # each CPU "device" is a whole process with its own copy of the model and the data: more than the cores
+        # only time-slice them, and 99 of them exhaust the memory before the first step
+        raise UserError(f"--trainer.devices {devices}: {parsed} processes on a CPU of {cores} cores; give at most "
+                        f"{cores} (or auto)")
 
 
 ALLOCATED: list[Path] = []  # run folders this process created, removed again if it fails before any work
