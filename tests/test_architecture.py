@@ -125,6 +125,21 @@ def test_keras_configs_outside_the_table_are_refused(layer, message):
     assert str(info.value).startswith("model.keras: layer 0 (l0, ") and message in str(info.value)
 
 
+def test_an_activation_is_read_in_each_form_keras_reads_and_only_those():
+    """``keras.activations.get`` reads a built-in function as its name or serialised as a function object (two
+    spellings); a mapping it cannot read is refused, not guessed at."""
+    forms = ["gelu", {"module": "builtins", "class_name": "function", "config": "gelu", "registered_name": "function"},
+             {"module": "keras.activations", "class_name": "function", "config": "gelu", "registered_name": None}]
+    for form in forms:
+        config = _keras_config(("Conv2D", {"filters": 4, "kernel_size": 3, "activation": form}), *TAIL)
+        assert architecture_from_keras_config(config).layers[0].activation == "gelu", form
+    for form in [{"class_name": "gelu"}, {"module": "keras.activations", "class_name": "gelu"},
+                 {"class_name": "function", "config": "gelu"}]:
+        config = _keras_config(("Conv2D", {"filters": 4, "kernel_size": 3, "activation": form}), *TAIL)
+        with pytest.raises(ArchitectureError, match="activation .* is not supported"):
+            architecture_from_keras_config(config)
+
+
 def test_custom_and_nested_keras_objects_are_refused():
     custom = _keras_config(("Doubler", {}), *TAIL)
     custom["config"]["layers"][1].update(module="my_project.layers", registered_name="MyLayers>Doubler")

@@ -240,6 +240,16 @@ def bad_files(tmp_path_factory, seed_keras, seed_png):
     data[middle:middle + 64] = bytes(64)
     (tmp / "corrupt.keras").write_bytes(bytes(data))
     (tmp / "truncated.keras").write_bytes(seed_keras.read_bytes()[:100_000])
+    # configs Keras itself cannot build: a layer's settings as a list, an activation as a mapping it does not read
+    for name, damage in {"list_config.keras": lambda layers: layers[3].update(config=[]),
+                         "activation_mapping.keras": lambda layers: layers[1]["config"].update(
+                             activation={"class_name": "relu"})}.items():
+        config = json.loads(zipfile.ZipFile(seed_keras).read("config.json"))
+        damage(config["config"]["layers"])
+        with zipfile.ZipFile(tmp / name, "w") as archive, zipfile.ZipFile(seed_keras) as seed:
+            archive.writestr("config.json", json.dumps(config))
+            archive.writestr("metadata.json", seed.read("metadata.json"))
+            archive.writestr("model.weights.h5", seed.read("model.weights.h5"))
     shutil.copy(seed_png, tmp / "picture.keras")
     with zipfile.ZipFile(tmp / "members.keras", "w") as archive:
         archive.writestr("config.json", zipfile.ZipFile(seed_keras).read("config.json"))
@@ -298,7 +308,9 @@ MORE_REFUSALS = [
     ("picture.keras", "out.ckpt", "not a zip"),
     ("nan.keras", "out.ckpt", "NaN"),
     ("negative_variance.keras", "out.ckpt", "negative variances"),
-    ("truncated.keras", "out.ckpt", "not a zip"),
+    ("truncated.keras", "out.ckpt", "truncated: a zip archive's start without its end"),
+    ("list_config.keras", "out.ckpt", "layer 2 (?, MaxPooling2D) is corrupt: its config is a list, not a mapping"),
+    ("activation_mapping.keras", "out.ckpt", "activation {'class_name': 'relu'} is not supported"),
     ("members.keras", "out.ckpt", "expected exactly"),
     ("swapped.keras", "out.ckpt", "does not hold this architecture's weights"),
     ("narrow.ckpt", "out.keras", "shape"),

@@ -119,8 +119,11 @@ def _layer(index: int, entry: dict[str, Any], source: str):
     if entry.get("module") not in KERAS_LAYER_MODULES or entry.get("registered_name") not in (None, cls):
         raise ArchitectureError(f"{label} is {entry.get('registered_name') or cls!r} from module "
                                 f"{entry.get('module')!r}, not Keras' own layer; refusing it")
+    config = entry.get("config", {})
+    if not isinstance(config, dict):  # Keras cannot build the layer from it either
+        raise ArchitectureError(f"{label} is corrupt: its config is a {type(config).__name__}, not a mapping")
     try:
-        return layer_class.from_keras(entry.get("config") or {})
+        return layer_class.from_keras(config)
     except LayerError as err:
         joined = f"{label} {err}" if str(err).startswith(("is ", "has ", "sets ", "computes ")) else f"{label}: {err}"
         raise ArchitectureError(joined) from None

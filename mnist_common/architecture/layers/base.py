@@ -133,9 +133,10 @@ def choice(value: Any, setting: str, choices: tuple[str, ...]) -> str:
 def activation_name(value: Any, setting: str = "activation") -> str:
     if value is None:
         return "linear"
-    if isinstance(value, dict):  # Keras' serialised form of a built-in activation function
-        if value.get("module") in (None, "keras.activations") and not value.get("registered_name"):
-            value = value.get("config", value.get("class_name"))
+    if isinstance(value, dict):  # Keras' serialised form of a built-in function: the forms keras.activations.get takes
+        if value.get("class_name") == "function" and (value.get("module"), value.get("registered_name")) in \
+                (("keras.activations", None), ("builtins", "function")):
+            value = value.get("config")
     if not isinstance(value, str) or value not in ACTIVATIONS:
         raise LayerError(f"{setting} {value!r} is not supported (supported: {', '.join(ACTIVATIONS)})")
     return value
