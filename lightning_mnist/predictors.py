@@ -66,9 +66,11 @@ class Predictor:
             with torch.inference_mode():
                 probs = torch.stack([torch.softmax(net(x), dim=1) for net in self.models]).mean(0).numpy()
         else:
+            from lightning_mnist.interop.keras_models import call_eagerly
+
             def run(model, architecture):  # each model gets the pixels in its own layout: (28, 28, 1), (28, 28), (784,)
                 x = pixels.reshape(len(pixels), *architecture.input_shape)
-                return model.predict_on_batch(x) if self.graph else model(x, training=False)
+                return model.predict_on_batch(x) if self.graph else call_eagerly(model, x)
 
             outputs = [np.asarray(run(m, a), dtype=np.float32) for m, a in zip(self.models, self.architectures)]
             probs = np.mean([o if a.outputs_probabilities else softmax(o)  # else the model gives logits

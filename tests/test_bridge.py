@@ -376,6 +376,30 @@ def test_names_tensorflow_cannot_trace_convert_and_predict_eagerly(tmp_path, cap
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_graph_that_tensorflow_cannot_trace_converts_without_a_word_from_keras(tmp_path, capsys, mnist_dir):
+    """A Functional model read back from its file expects its input as a list of one; run eagerly (its names are
+    ones TensorFlow refuses in a graph), Keras would warn about the structure at every batch of the check and at
+    every prediction."""
+    import warnings
+
+    from lightning_mnist.predictors import load_predictor
+
+    inputs = keras.Input((28, 28, 1), name="in-put")
+    outputs = L.Dense(10, activation="softmax", name="κλάσεις")(L.Flatten()(L.Conv2D(4, 3, name="conv_é")(inputs)))
+    source = tmp_path / "graph.keras"
+    randomised(keras.Model(inputs, outputs, name="graph")).save(source)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        command_line(["convert", str(source), str(tmp_path / "graph.ckpt"), "--check_images", "50",
+                      "--data_dir", str(mnist_dir)])
+        command_line(["convert", str(tmp_path / "graph.ckpt"), str(tmp_path / "back.keras"), "--check_images", "50",
+                      "--data_dir", str(mnist_dir)])
+        probabilities = load_predictor(source, backend="keras").predict_proba(np.zeros((2, 28, 28), np.float32))
+    assert probabilities.shape == (2, 10)
+    assert capsys.readouterr().out.count("max |p_torch - p_keras|") == 2
+    assert not [w for w in caught if "structure of `inputs`" in str(w.message)], [str(w.message) for w in caught]
+
+
 ATTRIBUTE = "is also an attribute of the torch network (torch.nn.Module's or its own)"
 
 

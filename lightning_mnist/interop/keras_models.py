@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from lightning_mnist.frameworks import import_keras
 
 keras = import_keras()  # torch's triton half first, see lightning_mnist/frameworks.py
@@ -69,3 +71,13 @@ def keras_on_cpu():
     import tensorflow as tf  # already imported with Keras
 
     return tf.device("/CPU:0")
+
+
+def call_eagerly(model: "keras.Model", x):
+    """``model(x)`` for inference, eagerly (for a model whose names TensorFlow refuses in a graph).
+
+    A Functional model read back from its file expects its input as a list of one tensor, and Keras warns at every
+    call that one tensor is not that list, though it runs it all the same."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match", category=UserWarning)
+        return model(x, training=False)

@@ -13,7 +13,7 @@ import os
 import numpy as np
 import torch
 
-from lightning_mnist.interop.keras_models import keras, keras_on_cpu
+from lightning_mnist.interop.keras_models import call_eagerly, keras, keras_on_cpu
 from lightning_mnist.interop.proof import (  # noqa: F401  (re-exported: the conversions' and the tests' names)
     BATCH_SIZE, CHECK_TOLERANCE, DEFAULT_CHECK_IMAGES, RANDOM_INPUT_SEED, ParityReport, check_inputs,
     compare_probabilities, float32_rounding, keras_inputs, proven, torch_logits)
@@ -25,7 +25,7 @@ def run_keras(model: "keras.Model", x_nhwc: np.ndarray, graph: bool = True):
     False (a model whose names TensorFlow refuses in a graph: see ``Architecture.graph_unsafe_name``)."""
     if graph:
         return model.predict(x_nhwc, batch_size=BATCH_SIZE, verbose=0)
-    batches = [model(x_nhwc[i:i + BATCH_SIZE], training=False) for i in range(0, len(x_nhwc), BATCH_SIZE)]
+    batches = [call_eagerly(model, x_nhwc[i:i + BATCH_SIZE]) for i in range(0, len(x_nhwc), BATCH_SIZE)]
     if isinstance(batches[0], (list, tuple)):
         return [np.concatenate([np.asarray(batch[k]) for batch in batches]) for k in range(len(batches[0]))]
     return np.concatenate([np.asarray(batch) for batch in batches])
