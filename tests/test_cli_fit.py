@@ -416,6 +416,11 @@ def bad_inputs(tmp_path_factory, mnist_dir):
     (where / "garbage.ckpt").write_bytes(b"not a checkpoint" * 20)
     lenet = Architecture.load("lenet5")
     save_checkpoint(where / "lenet.ckpt", lenet, KerasNetwork(lenet).state_dict())
+    five = Architecture.load({"name": "five", "input_shape": [28, 28, 1],
+                              "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 5, "activation": "softmax"}]})
+    save_checkpoint(where / "five_classes.ckpt", five, KerasNetwork(five).state_dict())
+    (where / "five_fold.json").write_text(json.dumps({"framework": "lightning",
+                                                      "folds": [{"fold": 0, "model_path": "five_classes.ckpt"}]}))
     (where / "empty.json").write_text("")
     (where / "not_json.json").write_text("{folds")
     (where / "no_folds.json").write_text('{"folds": [{"fold": 0}]}')
@@ -492,6 +497,13 @@ BAD_INPUTS = {
     "cv results without models": (["test", "--ckpt_path", "no_folds.json"], "each with a model_path"),
     "weights_only false": (["test", "--ckpt_path", "lenet.ckpt", "--weights_only", "false"],
                            "this project reads checkpoints weights-only"),
+    # MNIST's ten classes scored against a network of five: the labels would be out of its range
+    "test a network of five classes": (["test", "--ckpt_path", "five_classes.ckpt"],
+                                       "`test` on MNIST needs a network that takes 28x28x1, 28x28 or 784 inputs and "
+                                       "gives 10 classes; five takes 28x28x1 and gives 5"),
+    "validate a network of five classes": (["validate", "--ckpt_path", "five_classes.ckpt"],
+                                           "`validate` on MNIST needs a network that takes"),
+    "test an ensemble of five classes": (["test", "--ckpt_path", "five_fold.json"], "and gives 5"),
     "unknown flag": (["fit", "--data.nonsense", "3"], "unrecognized arguments: --data.nonsense 3"),
     # the Trainer's own settings, refused before a run folder exists (Lightning would raise when building it)
     "unknown accelerator": (["fit", "--trainer.accelerator", "banana"],

@@ -383,6 +383,8 @@ class MnistCLI(LightningCLI):
                                 f"is scored with `test` (each fold validated on its own part, see its cv_results.json)")
             # every fold model read now (weights-only): a damaged, stale or unsafe one is refused before any work
             self._ensemble, config.ckpt_path = load_classifier(path), None
+            for member in self._ensemble.members:  # scored on MNIST's images and labels
+                member.architecture.require_mnist(f"`{subcommand}` on MNIST")
             return
         if suffix == KERAS_SUFFIX:
             if subcommand == "fit":
@@ -393,6 +395,8 @@ class MnistCLI(LightningCLI):
             path = str(self.temporary_dir() / f"{Path(path).stem}.converted{CKPT_SUFFIX}")
             save_checkpoint(path, network.architecture, network.state_dict())
         checkpoint = read_checkpoint(path)
+        if subcommand in ("test", "validate"):  # scored on MNIST's images and labels (fit: the resume's own check)
+            checkpoint.architecture.require_mnist(f"`{subcommand}` on MNIST")
         if subcommand == "validate":
             self._validation_split_of(config, checkpoint)
         if subcommand == "fit":
