@@ -19,7 +19,7 @@ from mnist_common.errors import UserError
 from mnist_common.mnist import ensure_files, files_present, resolve_data_dir
 from mnist_common.runs import DEFAULT_OUTPUT_DIR, check_writable
 from mnist_common.settings import (AUGMENT_DEFAULTS, check_augment_ranges, check_cv_folds, check_data_settings,
-                                   check_optimizer_settings, check_seed, check_training_length)
+                                   check_folder_name, check_optimizer_settings, check_seed, check_training_length)
 from mnist_common.splits import DEFAULT_NUM_FOLDS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, check_split
 
 FRAMEWORK = "keras"
@@ -195,6 +195,8 @@ class RunSettings:
     def check_values(self, command: str) -> None:
         """The checks of the settings themselves, which read no data and touch no output folder: what
         ``--print_config`` also runs, so it never prints a config that a run would refuse."""
+        check_folder_name("--output_dir", self.output_dir)
+        check_folder_name("--data.data_dir", self.data.data_dir)
         architecture = load_architecture(self.model.architecture)
         architecture.require_mnist(f"`{command}` on MNIST")
         # Keras' fit would fail with TensorFlow's traceback after loading the data

@@ -112,3 +112,11 @@ def check_seed(seed: int | bool | None) -> None:
     if isinstance(seed, int) and not isinstance(seed, bool) and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
         raise UserError(f"--seed_everything {seed}: a seed must be from {SEED_RANGE[0]} to {SEED_RANGE[1]} "
                         f"(or true for a random one, false for none)")
+
+
+def check_folder_name(flag: str, value: str | None) -> None:
+    """Refuse an empty folder name (``--output_dir ''``, ``--data.data_dir ''``): an empty path is the current folder,
+    so a run would write its folders among whatever is there (and an empty data folder would quietly mean the
+    default)."""
+    if value is not None and not str(value).strip():
+        raise UserError(f"{flag} {str(value)!r}: an empty name; give a folder (or leave the flag out for its default)")

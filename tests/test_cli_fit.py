@@ -504,6 +504,8 @@ BAD_INPUTS = {
     "validate a network of five classes": (["validate", "--ckpt_path", "five_classes.ckpt"],
                                            "`validate` on MNIST needs a network that takes"),
     "test an ensemble of five classes": (["test", "--ckpt_path", "five_fold.json"], "and gives 5"),
+    "an empty output folder": (["fit", "--output_dir", ""], "--output_dir '': an empty name; give a folder"),
+    "an empty data folder": (["cv", "--data.data_dir", " "], "--data.data_dir ' ': an empty name; give a folder"),
     "unknown flag": (["fit", "--data.nonsense", "3"], "unrecognized arguments: --data.nonsense 3"),
     # the Trainer's own settings, refused before a run folder exists (Lightning would raise when building it)
     "unknown accelerator": (["fit", "--trainer.accelerator", "banana"],

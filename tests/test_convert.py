@@ -26,7 +26,7 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import REPO, assert_one_line_error, module_env, run_python_module
+from conftest import REPO, assert_one_line_error, main_error, module_env, run_python_module
 from lightning_mnist.frameworks import import_keras
 from mnist_common.architecture import Architecture
 from mnist_common.keras_file import read_keras_file
@@ -331,6 +331,18 @@ def test_more_bad_input_refused_in_one_line(bad_files, tmp_path, capsys, mnist_d
     assert len(errors) == 1 and fragment in errors[0], err
     assert "Traceback" not in err
     assert not output.exists() and list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize("dst, fragment", [("", "dst '': an empty name; name the file to write, e.g. model.keras"),
+                                           ("out/", "dst out/: a folder; name the file to write in it, e.g. "
+                                                    "out/model.keras"),
+                                           ("out", "dst out: a folder; name the file to write in it")])
+def test_a_destination_that_names_no_file_is_refused(dst, fragment, bad_files, tmp_path, capsys, monkeypatch):
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    code, error, _ = main_error(command_line, ["convert", str(bad_files / "narrow.ckpt"), dst], capsys)
+    assert code == 2 and fragment in error, error
+    assert list(tmp_path.rglob("*")) == [tmp_path / "out"]
 
 
 def test_failed_check_leaves_no_file(seed_conversion, tmp_path, monkeypatch, mnist_dir):

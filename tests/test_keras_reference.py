@@ -314,6 +314,8 @@ def test_both_command_lines_spell_the_shared_ideas_alike(run_module):
     (["cv", "--seed_everything", "-1"], "--seed_everything -1: a seed must be from 0"),
     (["train", "--trainer.max_epochs", "-1"], "--trainer.max_epochs must be at least 1, got -1"),
     (["train", "--no-such-flag"], "unrecognized"),
+    (["train", "--output_dir", ""], "--output_dir '': an empty name; give a folder"),
+    (["cv", "--data.data_dir", ""], "--data.data_dir '': an empty name; give a folder"),
     (["train", "--data.num_folds", "3"], "--data.num_folds 3: train validates on the hold-out"),
     (["cv", "--data.val_fraction", "0.3"], "--data.val_fraction 0.3: cv validates each fold on its own part"),
     (["train", "--data.elastic_alpha", "30"], "--data.elastic_alpha 30: the augmentation is off, so its ranges are "

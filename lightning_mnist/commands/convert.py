@@ -9,6 +9,7 @@ conversion proves itself before the file appears.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from mnist_common.errors import UserError, exit_on_user_error
 from mnist_common.files import check_output_file, check_readable
 from mnist_common.keras_file import check_file
 from mnist_common.mnist import check_data_dir
+from mnist_common.settings import check_folder_name
 
 MAX_CHECK_IMAGES = 10_000
 PROG = "python -m lightning_mnist convert"
@@ -42,7 +44,7 @@ def convert(src: str, dst: str, check_images: int = MAX_CHECK_IMAGES, data_dir: 
     from lightning_mnist.checkpoints import fold_model_paths, load_networks
     from lightning_mnist.formats import format_for  # torch loads here; Keras only for .ckpt <-> .keras and .tflite
 
-    check_convert_settings(dst=dst, check_images=check_images)
+    check_convert_settings(dst=dst, check_images=check_images, data_dir=data_dir)
     if Path(src).is_dir():  # a k-fold run's folder, as predict and serve take it: its cv_results.json
         src = fold_model_paths(src)[0]
     destination_format = format_for(src, dst)
@@ -57,10 +59,15 @@ def convert(src: str, dst: str, check_images: int = MAX_CHECK_IMAGES, data_dir: 
     print(f"wrote {dst}, {destination_format.what} ({time.perf_counter() - started:.1f} s)")
 
 
-def check_convert_settings(dst: str, check_images: int, **_others: Any) -> None:
+def check_convert_settings(dst: str, check_images: int, data_dir: str | None = None, **_others: Any) -> None:
     """What ``convert`` refuses before reading any file (and ``--print_config`` too)."""
     if "://" in str(dst):
         raise UserError(f"dst {dst}: a URL; convert writes a local file (upload it afterwards)")
+    if not str(dst).strip():
+        raise UserError(f"dst {str(dst)!r}: an empty name; name the file to write, e.g. model.keras")
+    if str(dst).endswith(("/", os.sep)) or Path(dst).is_dir():
+        raise UserError(f"dst {dst}: a folder; name the file to write in it, e.g. {Path(dst) / 'model.keras'}")
+    check_folder_name("--data_dir", data_dir)
     if not 1 <= check_images <= MAX_CHECK_IMAGES:
         raise UserError(f"--check_images must be between 1 and {MAX_CHECK_IMAGES}, got {check_images}")
 

@@ -56,8 +56,8 @@ from mnist_common.files import write_text
 from mnist_common.keras_file import KERAS_SUFFIX
 from mnist_common.mnist import TEST_IMAGES, ensure_files, files_present
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
-from mnist_common.settings import (AUGMENT_DEFAULTS, check_augment_ranges, check_cv_folds, check_data_settings, check_seed,
-                                   check_training_length)
+from mnist_common.settings import (AUGMENT_DEFAULTS, check_augment_ranges, check_cv_folds, check_data_settings,
+                                   check_folder_name, check_seed, check_training_length)
 from mnist_common.splits import check_split
 from mnist_common.runs import (CHECKPOINTS, DEFAULT_OUTPUT_DIR, RESUME_FILE, allocate_run_dir, discard_if_empty_of_work,
                                latest_resumable_run, relative_to_run, run_dir_of_checkpoint, check_writable)
@@ -276,6 +276,8 @@ class MnistCLI(LightningCLI):
                 raise UserError("--weights_only false: this project reads checkpoints weights-only, so loading one "
                                 "can run no code")
             config.weights_only = True
+        check_folder_name("--output_dir", config.output_dir)
+        check_folder_name("--data.data_dir", config.data.data_dir)
         if subcommand == "cv":
             check_cv_folds(config.data.num_folds, config.data.fold, config.data.val_fraction)
         if subcommand in ("fit", "cv"):
