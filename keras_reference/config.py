@@ -21,6 +21,7 @@ from mnist_common.runs import DEFAULT_OUTPUT_DIR, check_writable
 from mnist_common.settings import (AUGMENT_DEFAULTS, check_augment_ranges, check_cv_folds, check_data_settings,
                                    check_folder_name, check_optimizer_settings, check_seed, check_training_length)
 from mnist_common.splits import DEFAULT_NUM_FOLDS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, check_split
+from mnist_common.threads import check_thread_settings
 
 FRAMEWORK = "keras"
 LIGHTNING_EMA = "lightning_mnist.training.callbacks.EMAWeightAveraging"
@@ -187,6 +188,7 @@ class RunSettings:
     def check(self, command: str) -> RunSettings:
         """Refuse, in one line, what no run can use; check the data files and the output folder. Returns self."""
         self.check_values(command)
+        check_thread_settings()  # TensorFlow's kernels load libgomp too, which would only warn about a bad value
         check_writable(f"{self.output_dir}/{FRAMEWORK}", "--output_dir")
         ensure_files(self.data.data_dir, download=self.data.download)
         self.check_split(command)

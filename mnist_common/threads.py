@@ -23,11 +23,31 @@ Work that starts after the command has started is not seen (the pool's size is f
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 
+from mnist_common.errors import UserError
+
 THREADS_ENV = "OMP_NUM_THREADS"
+WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
 SAMPLE_SECONDS = 0.25
+
+
+def check_thread_settings(environ: dict[str, str] | None = None) -> None:
+    """Refuse an ``OMP_NUM_THREADS`` or ``OMP_WAIT_POLICY`` that OpenMP cannot read, in one line, before any work.
+
+    libgomp only warns about such a value ("Invalid value for environment variable") and runs with
+    its default, so the run would quietly use every core when the user meant to limit it.
+    """
+    environ = os.environ if environ is None else environ
+    threads = environ.get(THREADS_ENV)
+    if threads is not None and not re.fullmatch(r"\s*[1-9]\d*(\s*,\s*[1-9]\d*)*\s*", threads):
+        raise UserError(f"{THREADS_ENV}={threads!r}: not a number of threads; give a whole number from 1 (e.g. "
+                        f"{THREADS_ENV}=1), or unset it")
+    policy = environ.get(WAIT_POLICY_ENV)
+    if policy is not None and policy.strip().lower() not in ("active", "passive"):
+        raise UserError(f"{WAIT_POLICY_ENV}={policy!r}: OpenMP knows ACTIVE and PASSIVE; give one, or unset it")
 
 
 def cpu_times() -> tuple[float, float] | None:
@@ -66,10 +86,11 @@ def configure_threads(threads: int | None = None) -> dict[str, str]:
     Returns the settings in effect. Once torch is imported it changes nothing (torch's own
     ``set_num_threads`` still works then) and returns what is set.
     """
+    check_thread_settings()
     if "torch" not in sys.modules:
         if threads is not None:
             os.environ[THREADS_ENV] = str(threads)
         elif THREADS_ENV not in os.environ:
             os.environ[THREADS_ENV] = str(free_cores(busy_cores()))
-    names = (THREADS_ENV, "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+    names = (THREADS_ENV, WAIT_POLICY_ENV, "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
     return {name: os.environ[name] for name in names if name in os.environ}

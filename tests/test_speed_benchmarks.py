@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, main_error
+from conftest import REPO, assert_one_line_error, main_error, module_env
 
 BENCHMARKS = REPO / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -53,6 +53,35 @@ def test_thread_settings_are_set_before_torch_and_the_users_win(given, threads, 
         assert count == int(expected_threads)
     assert seen["threads"] == count  # torch's pool has that size
     assert seen["again"]["OMP_NUM_THREADS"] == str(count)  # once torch is loaded, nothing changes
+
+
+BAD_THREAD_SETTINGS = {  # what libgomp only warns about, running with its default (all the cores) instead
+    "a word": ({"OMP_NUM_THREADS": "abc"}, "OMP_NUM_THREADS='abc': not a number of threads; give a whole number "
+                                           "from 1"),
+    "no threads": ({"OMP_NUM_THREADS": "0"}, "OMP_NUM_THREADS='0': not a number of threads"),
+    "a policy OpenMP does not know": ({"OMP_WAIT_POLICY": "sleepy"}, "OMP_WAIT_POLICY='sleepy': OpenMP knows ACTIVE "
+                                                                     "and PASSIVE"),
+}
+
+
+def test_thread_settings_openmp_cannot_read_are_refused_by_every_command(tmp_path, mnist_dir):
+    """The real command lines, side by side, each with one bad value: exit 2, one line, nothing written; and a count
+    OpenMP reads (``2,1``: nested levels) is taken."""
+    commands = [("lightning_mnist", "fit"), ("lightning_mnist", "predict", "digit.png", "--weights", "none.ckpt"),
+                ("keras_reference", "train")]
+    running = []
+    for (case, (given, fragment)), command in zip(BAD_THREAD_SETTINGS.items(), commands):
+        env = {**module_env(mnist_dir), **given}
+        running.append((case, fragment, subprocess.Popen([sys.executable, "-m", *command], cwd=tmp_path, env=env,
+                                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+    for case, fragment, proc in running:
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 2, (case, stderr[-2000:])
+        assert_one_line_error(subprocess.CompletedProcess(proc.args, 2, stdout, stderr), fragment)
+    assert list(tmp_path.iterdir()) == []
+    from mnist_common.threads import check_thread_settings
+
+    check_thread_settings({"OMP_NUM_THREADS": " 2,1 ", "OMP_WAIT_POLICY": "Passive"})
 
 
 def test_free_cores_leave_what_others_keep_busy_and_at_least_one():
