@@ -402,11 +402,14 @@ def check_config_text(argv: Sequence[str], types_by_name: dict[str, Any] | None 
     good. Checked here: every ``--config`` value (a regular file; its groups mappings, by
     ``types_by_name``: the settings' types, as :func:`argument_error_line` takes them); a group's
     file (``--model``, by the same types) no pipe or socket; and (UTF-8 only) every value of a flag
-    without a dot that names an existing ``.yaml``/``.yml``/``.json`` file. A YAML syntax error is
-    left to jsonargparse's line, which names it.
+    without a dot that names an existing ``.yaml``/``.yml``/``.json`` file. A YAML syntax error is named with
+    the file and its line (jsonargparse's line names neither: "Problems parsing config ... <unicode string>").
     """
     for key, value, _ in flag_values(argv):
         path = Path(value)
+        if key == "config" and not value.strip():  # jsonargparse: "Unexpected config:"
+            raise UserError(f"--config {value!r}: an empty name; give a YAML file of settings (--print_config shows "
+                            f"them all)")
         group = key != "config" and is_group(declared_type(types_by_name or {}, key))
         if key == "config" or group:  # files jsonargparse reads
             check_not_a_stream(key, value, devices=key == "config")
@@ -427,6 +430,8 @@ def check_config_text(argv: Sequence[str], types_by_name: dict[str, Any] | None 
             continue  # a flag without a dot may also take a file of its own (--ckpt_path cv_results.json)
         try:
             settings = get_loader("yaml")(text)  # the bounded loader below
+        except yaml.MarkedYAMLError as err:
+            raise UserError(f"--{key} {value}: {yaml_problem(err)}") from None
         except (ValueError, yaml.YAMLError):
             continue
         except UserError as err:  # the bounded loader's refusal, now that the file is known
@@ -440,6 +445,13 @@ def check_config_text(argv: Sequence[str], types_by_name: dict[str, Any] | None 
         for setting, given in groups_given_no_mapping(settings, types_by_name or {}, "" if key == "config" else
                                                       f"{key}."):
             raise UserError(f"--{key} {value}: {refusal_line(setting, declared_type(types_by_name, setting), given)}")
+
+
+def yaml_problem(err: yaml.MarkedYAMLError) -> str:
+    """``not valid YAML: <what> at line L, column C``: PyYAML's error in one line, where it is."""
+    mark = err.problem_mark or err.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"not valid YAML: {err.problem or err.context}{where}"
 
 
 # What one setting of a group looks like, for the refusals of a group's file (--model my.yaml)
@@ -460,6 +472,8 @@ def check_group_source(key: str, value: str) -> None:
         return
     try:
         inline = yaml.safe_load(value)
+    except yaml.MarkedYAMLError as err:  # jsonargparse's line quotes it twice, "in <unicode string>"
+        raise UserError(f"--{key} {value}: {yaml_problem(err)}") from None
     except yaml.YAMLError:
         return  # jsonargparse names the YAML error
     if isinstance(inline, dict):

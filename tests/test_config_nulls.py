@@ -153,6 +153,10 @@ GROUP_SOURCES = {
                       "a file of --model's settings maps them to values, e.g. 'lr: 0.001'"),
     "a list in the file": (keras_main, ["train", "--model", "list.yaml"], "--model list.yaml: the file holds a YAML "
                            "list, not settings by name"),
+    "inline settings that are not YAML": (lightning_main, ["fit", "--model", "{lr: [0.1}"],
+                                          "--model {lr: [0.1}: not valid YAML: expected ',' or ']', but got '}' at "
+                                          "line 1, column 10"),
+    "an empty --config": (keras_main, ["cv", "--config", ""], "--config '': an empty name; give a YAML file"),
 }
 
 

@@ -216,11 +216,13 @@ def test_a_full_disk_is_one_line_for_the_other_commands_too(model_files, small_d
                                         "as UTF-8"),
     (b"", "--config bad.yaml: the file holds nothing; a config file maps settings to values"),
     (b"- model\n- lr: 0.1\n", "--config bad.yaml: the file holds a YAML list, not settings by name"),
+    (b"model:\n  lr: [0.1\n", "--config bad.yaml: not valid YAML: did not find expected ',' or ']' at line 3, "
+                               "column 1"),
 ])
 def test_a_config_that_is_not_utf8_or_not_settings_is_named_in_one_line(command, content, expected, tmp_path,
                                                                          monkeypatch, capsys):
-    """jsonargparse would let a UnicodeDecodeError escape with a traceback that names no file, and says only
-    "Unexpected config" of an empty file or a list."""
+    """jsonargparse would let a UnicodeDecodeError escape with a traceback that names no file, says only
+    "Unexpected config" of an empty file or a list, and names neither the file nor its line of a YAML error."""
     from keras_reference.__main__ import main as keras_main
 
     (tmp_path / "bad.yaml").write_bytes(content)
