@@ -226,13 +226,13 @@ def fold_model_paths(results_path: str | os.PathLike) -> tuple[Path, list[Path],
     return source, paths, str(results.get("framework", ""))
 
 
-def _single_file_kind(path: Path) -> str:
+def _single_file_kind(path: Path, accepted: str = ACCEPTED) -> str:
     suffix = path.suffix.lower()
     if path.is_dir() or suffix == RESULTS_SUFFIX:
         return RESULTS_SUFFIX
     if suffix not in TORCH_LOADERS:  # the one table of the model files read here
         model_file(path, "model")
-        raise UserError(f"{path}: expected {ACCEPTED}")
+        raise UserError(f"{path}: expected {accepted}")
     return suffix
 
 
@@ -263,14 +263,15 @@ KERAS_LOADERS: dict[str, Callable[[Path], tuple[Any, Architecture]]] = {
 }
 
 
-def model_files(path: str | os.PathLike) -> tuple[Path, list[Path], str]:
-    """(source, model files, default backend) for what ``--weights``/``--ckpt_path`` names."""
+def model_files(path: str | os.PathLike, accepted: str = ACCEPTED) -> tuple[Path, list[Path], str]:
+    """(source, model files, default backend) for what ``--weights``/``--ckpt_path`` names; ``accepted`` says what
+    the command takes when it is none of them."""
     if "://" in str(path):
         check_file(str(path), "model")  # refused in one line: these commands read local files
     if not str(path).strip():  # Path("") is the current folder
         raise UserError(f"'': an empty name; name {ACCEPTED}")
     path = Path(path)
-    if _single_file_kind(path) == RESULTS_SUFFIX:
+    if _single_file_kind(path, accepted) == RESULTS_SUFFIX:
         source, paths, framework = fold_model_paths(path)
         return source, paths, "keras" if framework == "keras" else "torch"
     return path, [path], "keras" if path.suffix.lower() == KERAS_SUFFIX else "torch"

@@ -90,13 +90,13 @@ def resolve(weights: str | os.PathLike, backend: str = "auto") -> tuple[Path, li
         path = check_file(weights, "model")
         return path, [path], runnable.backend
     deployed = FORMATS.get(Path(weights).suffix.lower())
+    runs = " or ".join(f"an {f.suffix} file (--backend {f.backend})" for f in FORMATS.values()
+                       if f.backend and f.suffix not in TORCH_LOADERS)
     if deployed is not None and deployed.suffix not in TORCH_LOADERS:  # .pt2, .tflite: for deploying elsewhere
-        runs = " or ".join(f"an {f.suffix} file (--backend {f.backend})" for f in FORMATS.values()
-                           if f.backend and f.suffix not in TORCH_LOADERS)
         raise UserError(f"{weights}: {deployed.what} is a file for deploying, which predict and serve do not run; give "
                         f"{ACCEPTED}, or {runs}")
     try:
-        source, paths, default = model_files(weights)
+        source, paths, default = model_files(weights, accepted=f"{ACCEPTED}, or {runs}")
     except OSError as err:  # permissions, I/O errors
         raise UserError(f"weights {weights}: cannot be read ({err.strerror or err})") from None
     return source, paths, default if backend == "auto" else backend

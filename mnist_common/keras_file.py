@@ -83,8 +83,8 @@ def _read_members(path: Path) -> dict[str, bytes]:
         with path.open("rb") as file:
             start = file.read(4)
         if start == b"PK\x03\x04":  # a zip's first member, without the directory that ends every whole archive
-            raise UserError(f"{path} is truncated: a zip archive's start without its end (copied or downloaded "
-                            f"only in part?)")
+            raise UserError(f"{path} is not a .keras file: a zip archive's start without its end (truncated, "
+                            f"copied or downloaded only in part?)")
         raise UserError(f"{path} is not a .keras file (not a zip archive)")
     try:
         with zipfile.ZipFile(path) as archive:

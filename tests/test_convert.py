@@ -308,7 +308,7 @@ MORE_REFUSALS = [
     ("picture.keras", "out.ckpt", "not a zip"),
     ("nan.keras", "out.ckpt", "NaN"),
     ("negative_variance.keras", "out.ckpt", "negative variances"),
-    ("truncated.keras", "out.ckpt", "truncated: a zip archive's start without its end"),
+    ("truncated.keras", "out.ckpt", "not a .keras file: a zip archive's start without its end (truncated"),
     ("list_config.keras", "out.ckpt", "layer 2 (?, MaxPooling2D) is corrupt: its config is a list, not a mapping"),
     ("activation_mapping.keras", "out.ckpt", "activation {'class_name': 'relu'} is not supported"),
     ("members.keras", "out.ckpt", "expected exactly"),

@@ -271,7 +271,8 @@ def test_kfold_ensemble_averages_its_folds(seed_ckpt, tmp_path, seed_png, seed_k
     ("empty.ckpt", b"", "empty file"),
     ("garbage.ckpt", b"\x00not a checkpoint" * 50, "not a PyTorch checkpoint"),
     ("garbage.keras", b"PK\x03\x04 not a zip" * 20, "not a .keras file"),
-    ("weights.h5", b"x", "expected a Lightning checkpoint"),
+    ("weights.h5", b"x", "expected a Lightning checkpoint (.ckpt), a Keras model (.keras) or a k-fold run's "
+                         "cv_results.json, or an .onnx file (--backend onnx)"),
     ("model.pt2", b"x", "a torch.export program is a file for deploying, which predict and serve do not run; give a "
                         "Lightning checkpoint (.ckpt), a Keras model (.keras) or a k-fold run's cv_results.json, or an "
                         ".onnx file (--backend onnx)"),
