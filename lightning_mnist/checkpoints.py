@@ -269,7 +269,7 @@ def model_files(path: str | os.PathLike, accepted: str = ACCEPTED) -> tuple[Path
     if "://" in str(path):
         check_file(str(path), "model")  # refused in one line: these commands read local files
     if not str(path).strip():  # Path("") is the current folder
-        raise UserError(f"'': an empty name; name {ACCEPTED}")
+        raise UserError(f"'': an empty name; name {accepted}")
     path = Path(path)
     if _single_file_kind(path, accepted) == RESULTS_SUFFIX:
         source, paths, framework = fold_model_paths(path)

@@ -334,9 +334,10 @@ def test_more_bad_input_refused_in_one_line(bad_files, tmp_path, capsys, mnist_d
 
 
 @pytest.mark.parametrize("dst, fragment", [("", "dst '': an empty name; name the file to write, e.g. model.keras"),
-                                           ("out/", "dst out/: a folder; name the file to write in it, e.g. "
+                                           ("out/", "dst out/: names a folder; name the file to write in it, e.g. "
                                                     "out/model.keras"),
-                                           ("out", "dst out: a folder; name the file to write in it")])
+                                           ("new/", "dst new/: names a folder; name the file to write in it"),
+                                           ("out", "dst out: is a folder; name the file to write")])
 def test_a_destination_that_names_no_file_is_refused(dst, fragment, bad_files, tmp_path, capsys, monkeypatch):
     (tmp_path / "out").mkdir()
     monkeypatch.chdir(tmp_path)

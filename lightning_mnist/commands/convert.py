@@ -65,8 +65,14 @@ def check_convert_settings(dst: str, check_images: int, data_dir: str | None = N
         raise UserError(f"dst {dst}: a URL; convert writes a local file (upload it afterwards)")
     if not str(dst).strip():
         raise UserError(f"dst {str(dst)!r}: an empty name; name the file to write, e.g. model.keras")
-    if str(dst).endswith(("/", os.sep)) or Path(dst).is_dir():
-        raise UserError(f"dst {dst}: a folder; name the file to write in it, e.g. {Path(dst) / 'model.keras'}")
+    if str(dst).endswith(("/", os.sep)):
+        raise UserError(f"dst {dst}: names a folder; name the file to write in it, e.g. {Path(dst) / 'model.keras'}")
+    try:
+        folder = Path(dst).is_dir()
+    except (OSError, ValueError):
+        folder = False  # a name the system refuses: check_output_file says why
+    if folder:  # said before the suffix is asked for (a folder has none)
+        raise UserError(f"dst {dst}: is a folder; name the file to write")
     check_folder_name("--data_dir", data_dir)
     if not 1 <= check_images <= MAX_CHECK_IMAGES:
         raise UserError(f"--check_images must be between 1 and {MAX_CHECK_IMAGES}, got {check_images}")
