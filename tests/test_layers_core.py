@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bridge_check import L, assert_matches_keras, sampler, sequential_case
-from mnist_common.architecture import ACTIVATIONS, ArchitectureError
+from mnist_common.architecture import ACTIVATIONS, Architecture, ArchitectureError
 
 LAYER_CASES = {
     "even_kernels_strides_2_3": [L.Conv2D(5, 4, strides=2, padding="same"),
@@ -24,6 +24,9 @@ LAYER_CASES = {
     "relu_layers": [L.Conv2D(4, 3), L.ReLU(max_value=0.5), L.Conv2D(4, 3), L.ReLU(negative_slope=0.1, threshold=0.2),
                     L.Conv2D(4, 3), L.ReLU(negative_slope=0.2, max_value=1.0), L.LeakyReLU(),
                     L.LeakyReLU(negative_slope=0.05), L.Flatten()],
+    # PReLU's slopes learnt per value, per channel (shared over height and width) and per feature; ELU's alpha
+    "prelu_and_elu_layers": [L.Conv2D(4, 3), L.PReLU(), L.Conv2D(3, 3), L.PReLU(shared_axes=[1, 2]),
+                             L.ELU(alpha=0.7), L.Flatten(), L.Dense(12), L.PReLU(), L.ELU()],
     **{f"activation_{name}": [L.Conv2D(4, 3, activation=name), L.Flatten(), L.Dense(12, activation=name)]
        for name in ACTIVATIONS if name != "exponential"},
     "activation_exponential": [L.Conv2D(2, 3), L.GlobalAveragePooling2D(), L.Dense(4, activation="exponential")],
@@ -40,8 +43,31 @@ def test_every_layer_kind_and_activation_matches_keras(case):
 def test_dense_activation_and_dropout_on_inputs_of_one_or_two_axes(input_shape):
     """Dense works on the last axis of an (H, W) input, as on a flat one (the MLP of a flat MNIST model)."""
     assert_matches_keras(sequential_case(input_shape, L.Dense(16, activation="relu"), L.Dropout(0.2),
-                                         L.BatchNormalization(), L.Dense(8), L.LeakyReLU(), L.Flatten()),
+                                         L.BatchNormalization(), L.Dense(8), L.LeakyReLU(), L.PReLU(shared_axes=1),
+                                         L.Flatten()),
                          source=f"{input_shape}")
+
+
+def test_prelu_slopes_come_back_in_the_keras_file_and_what_it_cannot_mirror_is_refused():
+    """The slopes' layout survives .keras -> torch -> .keras bit for bit; a regularizer or an axis the input does
+    not have is refused in one line naming the layer."""
+    from bridge_check import architecture_of, keras, network_of, randomised
+    from lightning_mnist.interop.keras_models import keras_model_of
+
+    model = randomised(keras.Sequential([keras.Input((6, 5, 2)), L.Conv2D(3, 3, name="conv"),
+                                         L.PReLU(shared_axes=[1], name="slopes"), L.Flatten(), L.Dense(4)]))
+    architecture, network = network_of(model)
+    assert tuple(network.slopes.alpha.shape) == (1, 3, 3)  # Keras' (H, W, C) with H shared
+    back = keras_model_of(architecture, network.state_dict())
+    assert np.array_equal(back.get_layer("slopes").get_weights()[0], model.get_layer("slopes").get_weights()[0])
+    assert back.get_layer("slopes").get_config()["shared_axes"] == [1]
+    with pytest.raises(ArchitectureError, match="sets alpha_regularizer, which is not supported"):
+        architecture_of(keras.Sequential([keras.Input((28, 28)), L.Flatten(), L.PReLU(alpha_regularizer="l2"),
+                                          L.Dense(10)]))
+    with pytest.raises(ArchitectureError, match=r"shared_axes \[3\]: its input 784 has axes 1 to 1"):
+        Architecture.load({"input_shape": [28, 28, 1], "layers": [{"type": "Flatten"},
+                                                                   {"type": "PReLU", "shared_axes": [3]},
+                                                                   {"type": "Dense", "units": 10}]})
 
 
 # --- random layers for random graphs -----------------------------------------------------------
@@ -87,6 +113,9 @@ sampler("ReLU")(lambda rng, shape: L.ReLU(max_value=float(rng.choice([1.0, 6.0])
                                           negative_slope=float(rng.choice([0.0, 0.1])),
                                           threshold=float(rng.choice([0.0, 0.2]))))
 sampler("LeakyReLU")(lambda rng, shape: L.LeakyReLU(negative_slope=float(rng.uniform(0.01, 0.4))))
+sampler("ELU")(lambda rng, shape: L.ELU(alpha=float(rng.uniform(0.1, 2.0))))
+sampler("PReLU")(lambda rng, shape: L.PReLU(shared_axes=[int(a) for a in range(1, len(shape)) if rng.random() < 0.5]
+                                           or None))
 sampler("Softmax")(lambda rng, shape: L.Softmax(axis=int(rng.choice([-1, len(shape)]))) if rng.random() < 0.3 else None)
 
 

@@ -1,4 +1,5 @@
-"""Keras' activations in torch, and the activation layers: ``Activation``, ``ReLU``, ``LeakyReLU``, ``Softmax``.
+"""Keras' activations in torch, and the activation layers: ``Activation``, ``ReLU``, ``LeakyReLU``, ``ELU``, ``PReLU``,
+``Softmax``.
 
 Each is Keras' function, not an approximation: leaky_relu's slope is 0.2 (the layer's 0.3),
 gelu is exact, ReLU's threshold and max_value are computed term for term as
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_mnist.models.layers.registry import converter
+from lightning_mnist.models.layers.registry import WeightMap, converter
 from mnist_common.architecture import layers as keras
 from mnist_common.architecture.layers import Shape
 
@@ -92,6 +93,32 @@ class LeakyReLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(x, self.negative_slope)
+
+
+@converter(keras.ELU)
+class ELU(nn.Module):
+    def __init__(self, spec: keras.ELU, shape: Shape) -> None:
+        super().__init__()
+        self.alpha = spec.alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.elu(x, self.alpha)
+
+
+@converter(keras.PReLU, alpha=WeightMap("alpha"))
+class PReLU(nn.Module):
+    """Keras' ``relu(x) - alpha * relu(-x)``, term for term. ``alpha`` is kept in Keras' layout (H, W, C) and moved to
+    torch's (C, H, W) on an image, where its shared axes are 1s that broadcast."""
+
+    def __init__(self, spec: keras.PReLU, shape: Shape) -> None:
+        super().__init__()
+        [(_, alpha_shape)] = spec.weights(shape)
+        self.alpha = nn.Parameter(torch.empty(alpha_shape))
+        self.on_image = len(shape) == 3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        alpha = self.alpha.permute(2, 0, 1) if self.on_image else self.alpha
+        return torch.relu(x) - alpha * torch.relu(-x)
 
 
 @converter(keras.Softmax)

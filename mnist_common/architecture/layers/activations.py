@@ -1,4 +1,4 @@
-"""Activation layers: Activation, ReLU, LeakyReLU, Softmax."""
+"""Activation layers: Activation, ReLU, LeakyReLU, ELU, PReLU, Softmax."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from mnist_common.architecture.layers.base import (
     LayerError,
     Shape,
     activation_name,
+    initializer,
     layer_type,
     number,
     shape_text,
@@ -61,6 +62,56 @@ class LeakyReLU(Layer):
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "negative_slope", number(self.negative_slope, "negative_slope", 0.0))
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # x itself for x >= 0
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class ELU(Layer):
+    """x for x > 0, alpha * (exp(x) - 1) otherwise."""
+
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "alpha", number(self.alpha, "alpha"))
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # x itself for x >= 0
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class PReLU(Layer):
+    """A leaky ReLU whose slopes are learnt: ``relu(x) - alpha * relu(-x)``, one slope per value of the input, or
+    one shared along ``shared_axes`` (numbered from 1, the batch axis being 0: ``[1, 2]`` gives one slope per channel
+    of an (H, W, C) map)."""
+
+    alpha_initializer: str | dict = "zeros"
+    shared_axes: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "alpha_initializer", initializer(self.alpha_initializer, "alpha_initializer"))
+        axes = self.shared_axes
+        if axes is not None:
+            axes = tuple(axes) if isinstance(axes, (list, tuple)) else (axes,)
+            if not all(isinstance(a, int) and not isinstance(a, bool) and 1 <= a <= MAX_RANK for a in axes):
+                raise LayerError(f"shared_axes must be axes from 1 to {MAX_RANK} (the batch axis is 0), got "
+                                 f"{self.shared_axes!r}")
+        object.__setattr__(self, "shared_axes", axes)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if self.shared_axes and max(self.shared_axes) > len(shape):
+            raise LayerError(f"shared_axes {list(self.shared_axes)}: its input {shape_text(shape)} has axes 1 to "
+                             f"{len(shape)}")
+        return shape
+
+    def weights(self, shape: Shape) -> tuple[tuple[str, Shape], ...]:
+        shared = set(self.shared_axes or ())
+        return (("alpha", tuple(1 if axis in shared else size for axis, size in enumerate(shape, start=1))),)
 
     def keeps_distributions(self, *shapes: Shape) -> bool:
         return True  # x itself for x >= 0

@@ -68,7 +68,8 @@ COMMON_IGNORED = {"name", "trainable", "dtype"}
 # Training-only extras Keras may attach to a layer; none is mirrored, so each must be unset.
 UNSUPPORTED_EXTRAS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
                       "bias_constraint", "beta_regularizer", "gamma_regularizer", "beta_constraint",
-                      "gamma_constraint", "quantization_config", "lora_rank", "noise_shape", "renorm")
+                      "gamma_constraint", "alpha_regularizer", "alpha_constraint", "quantization_config", "lora_rank",
+                      "noise_shape", "renorm")
 
 
 class LayerError(UserError):
