@@ -86,7 +86,6 @@ def configure_threads(threads: int | None = None) -> dict[str, str]:
     Returns the settings in effect. Once torch is imported it changes nothing (torch's own
     ``set_num_threads`` still works then) and returns what is set.
     """
-    check_thread_settings()
     if "torch" not in sys.modules:
         if threads is not None:
             os.environ[THREADS_ENV] = str(threads)
