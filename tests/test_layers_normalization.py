@@ -1,4 +1,5 @@
-"""Normalisation and regularisation layers against Keras: LayerNormalization, GroupNormalization, SpatialDropout2D.
+"""Normalisation and regularisation layers against Keras: LayerNormalization, GroupNormalization, SpatialDropout2D,
+GaussianNoise, GaussianDropout.
 
 Each case is a Keras model with random weights (gamma and beta included) whose torch network,
 built from the model's own config, must give Keras' probabilities and logits. The inputs
@@ -66,6 +67,10 @@ CASES = {
                                                L.Conv2D(8, 2, strides=3), L.GroupNormalization(8)]),
     # SpatialDropout2D: the identity at inference, whatever the rate
     "spatial_dropout": (MAP, conv(L.SpatialDropout2D(0.5), L.Conv2D(3, 2), L.SpatialDropout2D(0.0))),
+    # GaussianNoise and GaussianDropout: the identity at inference too
+    "gaussian_noise_and_dropout": (MAP, conv(L.GaussianNoise(0.5), L.Conv2D(3, 2), L.GaussianDropout(0.3),
+                                             L.Flatten(), L.GaussianNoise(1.0, seed=3), L.Dense(4),
+                                             L.GaussianDropout(0.0))),
 }
 
 
@@ -130,6 +135,23 @@ def test_spatial_dropout_drops_whole_channels_and_scales_the_rest_as_keras_does(
     assert torch.equal(module(ones), ones)
 
 
+def test_gaussian_noise_and_dropout_draw_keras_noise_in_training_only():
+    """In training, GaussianNoise adds N(0, stddev) and GaussianDropout multiplies by N(1, sqrt(rate / (1 - rate)))
+    in both frameworks (their moments over 200,000 values); outside training both are the identity."""
+    ones = np.ones((100, 2000), np.float32)
+    for layer, (mean, stddev) in ((L.GaussianNoise(0.3, seed=0), (1.0, 0.3)),
+                                  (L.GaussianDropout(0.2, seed=0), (1.0, (0.2 / 0.8) ** 0.5))):
+        module = build(layers.LAYER_TYPES[type(layer).__name__].from_keras(layer.get_config()), (2000,))
+        torch.manual_seed(0)
+        module.train()
+        torch_out = module(torch.from_numpy(ones)).numpy()
+        keras_out = keras.ops.convert_to_numpy(layer(ones, training=True))
+        for out in (torch_out, keras_out):
+            assert abs(out.mean() - mean) < 0.01 and abs(out.std() - stddev) < 0.01, (layer.name, out.std())
+        module.eval()
+        assert np.array_equal(module(torch.from_numpy(ones)).numpy(), ones)
+
+
 # The samplers never normalise single values: Keras' output there is beta plus the rounding noise of
 # x * inv - mean * inv, which its compiled predict rounds otherwise than its eager ops (torch matches the
 # latter bit for bit), and a later normalisation would blow that noise up to 1e-4.
@@ -165,6 +187,10 @@ def make_group_norm(rng: np.random.Generator, shape: tuple[int, ...]):
 @sampler("SpatialDropout2D")
 def make_spatial_dropout(rng: np.random.Generator, shape: tuple[int, ...]):
     return L.SpatialDropout2D(float(rng.uniform(0.0, 0.9))) if len(shape) == 3 else None
+
+
+sampler("GaussianNoise")(lambda rng, shape: L.GaussianNoise(float(rng.uniform(0.0, 1.0))))
+sampler("GaussianDropout")(lambda rng, shape: L.GaussianDropout(float(rng.uniform(0.0, 0.6))))
 
 
 @pytest.mark.parametrize("shape", [(7, 5, 6), (6, 9), (12,)])

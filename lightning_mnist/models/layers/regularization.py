@@ -1,7 +1,11 @@
-"""Layers that act only in training, in torch: ``Dropout``, ``SpatialDropout2D``."""
+"""Layers that act only in training, in torch: ``Dropout``, ``SpatialDropout2D``, ``GaussianNoise``, ``GaussianDropout``.
+"""
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import nn
 
 from lightning_mnist.models.layers.registry import converter
@@ -19,3 +23,27 @@ def spatial_dropout_2d(spec: keras.SpatialDropout2D, shape: Shape) -> nn.Module:
     """Keras drops whole channels (noise shape (N, 1, 1, C)) and scales the rest by 1 / (1 - rate): on torch's
     (N, C, H, W), Dropout2d does both."""
     return nn.Dropout2d(spec.rate)
+
+
+@converter(keras.GaussianNoise)
+class GaussianNoise(nn.Module):
+    """``x + N(0, stddev)`` in training, as Keras adds it; the identity otherwise (and in exported files)."""
+
+    def __init__(self, spec: keras.GaussianNoise, shape: Shape) -> None:
+        super().__init__()
+        self.stddev = spec.stddev
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.randn_like(x) * self.stddev if self.training and self.stddev > 0 else x
+
+
+@converter(keras.GaussianDropout)
+class GaussianDropout(nn.Module):
+    """``x * N(1, sqrt(rate / (1 - rate)))`` in training, as Keras multiplies it; the identity otherwise."""
+
+    def __init__(self, spec: keras.GaussianDropout, shape: Shape) -> None:
+        super().__init__()
+        self.stddev = math.sqrt(spec.rate / (1.0 - spec.rate))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * (1.0 + torch.randn_like(x) * self.stddev) if self.training and self.stddev > 0 else x

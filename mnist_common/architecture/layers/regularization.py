@@ -1,4 +1,4 @@
-"""Layers that act only in training: Dropout, SpatialDropout2D."""
+"""Layers that act only in training: Dropout, SpatialDropout2D, GaussianNoise, GaussianDropout."""
 
 from __future__ import annotations
 
@@ -44,3 +44,38 @@ class SpatialDropout2D(Dropout):
     def output_shape(self, shape: Shape) -> Shape:
         require_rank(shape, 3, "SpatialDropout2D drops whole channels of a map")
         return shape
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class GaussianNoise(Layer):
+    """Adds zero-mean Gaussian noise of ``stddev`` in training; the identity otherwise. ``seed`` as for Dropout."""
+
+    stddev: float
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "stddev", number(self.stddev, "stddev", 0.0))
+        object.__setattr__(self, "seed", seed_value(self.seed, "seed"))
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # the identity outside training
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class GaussianDropout(Layer):
+    """Multiplies by Gaussian noise of mean 1 and standard deviation sqrt(rate / (1 - rate)) in training (dropout's
+    variance, without zeros); the identity otherwise. ``seed`` as for Dropout."""
+
+    rate: float
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "rate", number(self.rate, "rate", 0.0, 1.0, high_open=True))
+        object.__setattr__(self, "seed", seed_value(self.seed, "seed"))
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # the identity outside training
