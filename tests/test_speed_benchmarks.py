@@ -64,9 +64,12 @@ BAD_THREAD_SETTINGS = {  # what libgomp only warns about, running with its defau
 }
 
 
-def test_thread_settings_openmp_cannot_read_are_refused_by_every_command(tmp_path, mnist_dir):
+def test_thread_settings_openmp_cannot_read_are_refused_by_the_commands_of_both_packages(tmp_path, mnist_dir):
     """The real command lines, side by side, each with one bad value: exit 2, one line, nothing written; and a count
     OpenMP reads (``2,1``: nested levels) is taken."""
+    from mnist_common.threads import check_thread_settings
+
+    check_thread_settings({"OMP_NUM_THREADS": " 2,1 ", "OMP_WAIT_POLICY": "Passive"})  # raises nothing
     commands = [("lightning_mnist", "fit"), ("lightning_mnist", "predict", "digit.png", "--weights", "none.ckpt"),
                 ("keras_reference", "train")]
     running = []
@@ -79,9 +82,6 @@ def test_thread_settings_openmp_cannot_read_are_refused_by_every_command(tmp_pat
         assert proc.returncode == 2, (case, stderr[-2000:])
         assert_one_line_error(subprocess.CompletedProcess(proc.args, 2, stdout, stderr), fragment)
     assert list(tmp_path.iterdir()) == []
-    from mnist_common.threads import check_thread_settings
-
-    check_thread_settings({"OMP_NUM_THREADS": " 2,1 ", "OMP_WAIT_POLICY": "Passive"})
 
 
 def test_free_cores_leave_what_others_keep_busy_and_at_least_one():
