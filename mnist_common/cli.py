@@ -242,8 +242,7 @@ def argument_error_line(err: Exception, argv: Sequence[str], types_by_name: dict
 
 # jsonargparse's words for a setting it does not know: a flag (``unrecognized arguments: --model.lrx 1``), or a
 # setting inside a config file or a group's inline settings (``does not accept option 'model.lrx'``)
-UNKNOWN_SETTING = re.compile(r"unrecognized arguments: --([\w.-]+)|does not accept option '([^']+)'"
-                             r"|Key '([^']+)' is not expected")
+UNKNOWN_SETTING = re.compile(r"unrecognized arguments: --([\w.-]+)|does not accept option '([^']+)'")
 
 
 def setting_names(types_by_name: dict[str, Any]) -> list[str]:

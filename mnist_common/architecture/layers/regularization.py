@@ -65,17 +65,6 @@ class GaussianNoise(Layer):
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)
-class GaussianDropout(Layer):
+class GaussianDropout(Dropout):
     """Multiplies by Gaussian noise of mean 1 and standard deviation sqrt(rate / (1 - rate)) in training (dropout's
-    variance, without zeros); the identity otherwise. ``seed`` as for Dropout."""
-
-    rate: float
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "rate", number(self.rate, "rate", 0.0, 1.0, high_open=True))
-        object.__setattr__(self, "seed", seed_value(self.seed, "seed"))
-
-    def keeps_distributions(self, *shapes: Shape) -> bool:
-        return True  # the identity outside training
+    variance, without zeros); the identity otherwise. Its settings are Dropout's (rate, seed)."""
