@@ -4,7 +4,8 @@ Each description names its layers and settings exactly as Keras does, so a layer
 ``getattr(keras.layers, spec.type)(**spec.settings())``, called on the outputs of the
 layers its node names: a chain becomes a ``Sequential``, any other graph a Functional
 model. Layers keep the description's names, and weights are read and written through
-``model.get_layer(name)``, never by position.
+:func:`find_layer` (by name, in nested models too: a ``.keras`` file may hold a model inside
+another, read into one graph), never by position.
 """
 
 from __future__ import annotations
@@ -40,13 +41,25 @@ def build_model(architecture: Architecture | str | os.PathLike | dict | None = N
     return keras.Model(inputs, tensors[architecture.output.name], name=name)
 
 
+def find_layer(model: "keras.Model", name: str) -> "keras.layers.Layer":
+    """The layer called ``name`` in ``model`` or in a model it holds (``get_layer`` looks at one level only)."""
+    pending = list(model.layers)
+    while pending:
+        layer = pending.pop(0)
+        if layer.name == name and not isinstance(layer, keras.Model):
+            return layer
+        if isinstance(layer, keras.Model):
+            pending.extend(layer.layers)
+    return model.get_layer(name)  # Keras' own error for a name it does not hold
+
+
 def set_layer_weights(model: "keras.Model", architecture: Architecture, weights: dict[str, list[np.ndarray]]) -> None:
     """Load ``{layer name: arrays in Keras' order}`` into a model of ``architecture``."""
     for node, _, _ in architecture.weight_shapes():
-        model.get_layer(node.name).set_weights(weights[node.name])
+        find_layer(model, node.name).set_weights(weights[node.name])
 
 
 def layer_weights(model: "keras.Model", architecture: Architecture) -> dict[str, list[np.ndarray]]:
     """The model's weights as ``{layer name: float32 arrays in Keras' order}``."""
-    return {node.name: [np.asarray(w, dtype=np.float32) for w in model.get_layer(node.name).get_weights()]
+    return {node.name: [np.asarray(w, dtype=np.float32) for w in find_layer(model, node.name).get_weights()]
             for node, _, _ in architecture.weight_shapes()}

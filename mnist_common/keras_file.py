@@ -5,8 +5,8 @@ A ``.keras`` file is a zip of ``config.json`` (the model), ``metadata.json`` and
 
 * the zip holds exactly those three members, of sane sizes, with good CRCs;
 * ``config.json`` is a Sequential or single-input, single-output Functional model of
-  supported, built-in Keras layers (:func:`~mnist_common.architecture.architecture_from_keras_config`: a
-  ``Lambda``, a custom class or an unsupported setting is refused, naming the layer);
+  supported, built-in Keras layers, or of such models (:func:`~mnist_common.architecture.keras_config.read_keras_config`:
+  a ``Lambda``, a custom class or an unsupported setting is refused, naming the layer);
 * ``model.weights.h5`` keeps every byte inside itself (:func:`check_storage`: no external
   storage, virtual dataset, soft or external link, or filter other than HDF5's built-in
   deflate, shuffle and Fletcher-32), so no weight can be read from another file;
@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from mnist_common.architecture import Architecture, architecture_from_keras_config
+from mnist_common.architecture import Architecture
+from mnist_common.architecture.keras_config import read_keras_config
 from mnist_common.errors import UserError, one_line
 
 KERAS_SUFFIX = ".keras"
@@ -152,12 +153,14 @@ def check_storage(h5: Any, path: Path) -> None:
                         f"{problems[0]}{more}")
 
 
-def _read_weights(h5_bytes: bytes, architecture: Architecture, path: Path) -> tuple[dict[str, list[np.ndarray]], int]:
-    """Every weighted layer's arrays from model.weights.h5, checked; and the number of optimizer variables."""
+def _read_weights(h5_bytes: bytes, architecture: Architecture, storage: dict[str, str],
+                  path: Path) -> tuple[dict[str, list[np.ndarray]], int]:
+    """Every weighted layer's arrays from model.weights.h5 (``storage``: layer name -> its path under ``layers/``),
+    checked; and the number of optimizer variables."""
     import h5py
 
-    expected = {f"layers/{stored}/vars/{i}": (node.name, weight_name, shape)
-                for node, stored, weights in architecture.weight_shapes()
+    expected = {f"layers/{storage[node.name]}/vars/{i}": (node.name, weight_name, shape)
+                for node, _, weights in architecture.weight_shapes()
                 for i, (weight_name, shape) in enumerate(weights)}
     try:
         with h5py.File(io.BytesIO(h5_bytes), "r") as h5:
@@ -212,10 +215,10 @@ def read_keras_file(path: str | os.PathLike) -> KerasFile:
     config = _read_json(raw["config.json"], "config.json", path)
     metadata = _read_json(raw["metadata.json"], "metadata.json", path)
     try:
-        architecture = architecture_from_keras_config(config, str(path))
+        architecture, storage = read_keras_config(config, str(path))
     except (AttributeError, TypeError, KeyError, IndexError) as err:  # JSON of an unexpected structure
         raise UserError(f"{path} is corrupt (unexpected config.json structure: {one_line(err)})") from None
-    weights, optimizer_variables = _read_weights(raw["model.weights.h5"], architecture, path)
+    weights, optimizer_variables = _read_weights(raw["model.weights.h5"], architecture, storage, path)
     return KerasFile(path=path, architecture=architecture, weights=weights,
                      keras_version=str(metadata.get("keras_version", "?")),
                      date_saved=str(metadata.get("date_saved", "?")), optimizer=describe_optimizer(config),

@@ -143,9 +143,10 @@ def test_an_activation_is_read_in_each_form_keras_reads_and_only_those():
 def test_custom_and_nested_keras_objects_are_refused():
     custom = _keras_config(("Doubler", {}), *TAIL)
     custom["config"]["layers"][1].update(module="my_project.layers", registered_name="MyLayers>Doubler")
-    nested = _keras_config(*TAIL)
-    nested["config"]["layers"].insert(1, {"module": "keras", "class_name": "Sequential", "config": {"layers": []}})
-    for config, message in ((custom, "not a supported layer"), (nested, "is a nested model")):
+    nested = _keras_config(*TAIL)  # a model class of another package, under the name of Keras' own
+    nested["config"]["layers"].insert(1, {"module": "my_project.models", "class_name": "Sequential",
+                                          "registered_name": "MyProject>Sequential", "config": {"layers": []}})
+    for config, message in ((custom, "not a supported layer"), (nested, "not Keras' own model class")):
         with pytest.raises(ArchitectureError, match=message):
             architecture_from_keras_config(config, "model.keras")
 

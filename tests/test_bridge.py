@@ -316,8 +316,6 @@ class Doubler(keras.layers.Layer):
     ("shared", _shared_layer, "is called 2 times; a layer shared between calls"),
     ("custom", lambda: keras.Sequential([keras.Input((28, 28, 1)), Doubler(), L.Flatten(), L.Dense(10)]),
      "layer 0 (doubler, Doubler) is not a supported layer"),
-    ("nested", lambda: keras.Sequential([keras.Input((28, 28, 1)), keras.Sequential([L.Conv2D(4, 3)]), L.Flatten(),
-                                         L.Dense(10)]), "is a nested model"),
     ("conv1d", lambda: keras.Sequential([keras.Input((28, 28)), L.Conv1D(4, 3), L.Flatten(), L.Dense(10)]),
      "layer 0 (conv1d, Conv1D) is not a supported layer"),
     ("l2", lambda: keras.Sequential([keras.Input((28, 28, 1)), L.Flatten(),

@@ -34,7 +34,8 @@ def run_keras(model: "keras.Model", x_nhwc: np.ndarray, graph: bool = True):
 def keras_logits_and_outputs(model: "keras.Model", x_nhwc: np.ndarray, softmax_layer: str | None,
                              graph: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
     """(what goes into the softmax that gives the model's outputs, the model's outputs); logits = outputs without one,
-    None where the softmax is another layer's activation (a convolution's), whose input is not the logits.
+    None where the softmax is another layer's activation (a convolution's), whose input is not the logits, or sits
+    inside a nested model.
 
     ``softmax_layer`` names that softmax (the architecture's ``softmax_node``: the output layer, or a
     softmax followed only by linear activations), None where the outputs are logits or no logits exist. Both
@@ -45,6 +46,9 @@ def keras_logits_and_outputs(model: "keras.Model", x_nhwc: np.ndarray, softmax_l
         if softmax_layer is None:  # the outputs are the logits
             outputs = run_keras(model, x_nhwc, graph)
             return outputs, outputs
+        if softmax_layer not in [layer.name for layer in model.layers if not isinstance(layer, keras.Model)]:
+            # inside a model this one holds: its input is no tensor of this graph, so only the outputs compare
+            return None, run_keras(model, x_nhwc, graph)
         layer = model.get_layer(softmax_layer)  # called once, on one tensor
         features, outputs = run_keras(keras.Model(model.inputs, [layer.input, model.outputs[0]]), x_nhwc, graph)
     kind = type(layer).__name__

@@ -2,10 +2,15 @@
 
 Reads what a ``.keras`` file's ``config.json`` holds: a ``Sequential``, or a ``Functional``
 graph with one input and one output, each layer called once (its ``inbound_nodes`` name the
-layers it takes, as the description's ``inputs`` do). Every layer must be one of
+layers it takes, as the description's ``inputs`` do). A model may hold other such models
+(a ``Sequential`` block inside a Functional graph, a Functional block inside a
+``Sequential``): their layers are read into the one graph, each taking what its model was
+called on, and :func:`read_keras_config` says where each layer's weights are stored
+(``sequential/layers/conv2d``: a nested model's own numbering, under its place in the
+outer model's). Every layer must be one of
 :data:`~mnist_common.architecture.layers.LAYER_TYPES`, from Keras itself, with settings the
-bridge mirrors; anything else (a ``Lambda``, an ``LSTM``, a custom class, a nested model, a
-layer shared between two calls, a second input or output) is refused in one line that
+bridge mirrors; anything else (a ``Lambda``, an ``LSTM``, a custom class, a layer or nested
+model shared between two calls, a second input or output) is refused in one line that
 names the layer's index, name and class.
 """
 
@@ -13,10 +18,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from mnist_common.architecture.description import DEFAULT_INPUT_NAME, MAX_LAYERS, Architecture, ArchitectureError
+from mnist_common.architecture.description import (DEFAULT_INPUT_NAME, MAX_LAYERS, Architecture, ArchitectureError,
+                                                   auto_names, keras_order)
 from mnist_common.architecture.layers import LAYER_TYPES, MAX_RANK, LayerError
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
+# Where Keras' own model classes serialise from (a nested Functional names its module)
+KERAS_MODEL_MODULES = ("keras", "keras.models", "keras.src.models.functional", "keras.src.models.sequential",
+                       "keras.src.models.model")
+MAX_NESTING = 8  # models inside models inside ...: deeper is a crafted file, refused before it is walked
 INPUT_CLASS = "InputLayer"
 KERAS_TENSOR = "__keras_tensor__"
 KERAS_LAYER_MODULES = ("keras.layers", "keras")
@@ -111,8 +121,6 @@ def _layer(index: int, entry: dict[str, Any], source: str):
     name, cls = _describe(entry)
     label = f"{source}: layer {index} ({name}, {cls})"
     layer_class = LAYER_TYPES.get(cls)
-    if cls in MODEL_CLASSES:
-        raise ArchitectureError(f"{label} is a nested model; only flat models of layers are supported")
     if layer_class is None:
         reason = "holds Python code" if cls == "Lambda" else "is not a supported layer"
         raise ArchitectureError(f"{label} {reason} (supported: {', '.join(sorted(LAYER_TYPES))})")
@@ -129,11 +137,8 @@ def _layer(index: int, entry: dict[str, Any], source: str):
         raise ArchitectureError(joined) from None
 
 
-def architecture_from_keras_config(config: Any, source: str = "model") -> Architecture:
-    """The :class:`Architecture` of a Keras model config; :class:`ArchitectureError` for anything unsupported."""
-    if not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES:
-        kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
-        raise ArchitectureError(f"{source} holds a {kind}, not a Keras Sequential or Functional model")
+def _model_parts(config: dict[str, Any], source: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A model entry's ``config`` and its list of layer entries, checked to be those."""
     model_config = config.get("config") if isinstance(config.get("config"), dict) else {}
     entries = model_config.get("layers")
     if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
@@ -141,13 +146,35 @@ def architecture_from_keras_config(config: Any, source: str = "model") -> Archit
     if len(entries) > MAX_LAYERS + 1:  # the input layer besides
         raise ArchitectureError(f"{source}: the model lists {len(entries):,} layers, more than this bridge builds "
                                 f"({MAX_LAYERS:,})")
+    return model_config, entries
+
+
+def _sequential_entries(entries: list[dict[str, Any]], source: str) -> tuple[dict[str, Any] | None, list]:
+    """A Sequential's input layer entry (or None) and its other entries, each taking the one before."""
+    inputs = [entry for entry in entries if entry.get("class_name") == INPUT_CLASS]
+    if len(inputs) > 1 or (inputs and entries[0] is not inputs[0]):
+        raise ArchitectureError(f"{source}: the model has an input layer inside its chain")
+    input_entry = inputs[0] if inputs else None
+    return input_entry, [(entry, None) for entry in entries if entry is not input_entry]
+
+
+def architecture_from_keras_config(config: Any, source: str = "model") -> Architecture:
+    """The :class:`Architecture` of a Keras model config; :class:`ArchitectureError` for anything unsupported."""
+    return read_keras_config(config, source)[0]
+
+
+def read_keras_config(config: Any, source: str = "model") -> tuple[Architecture, dict[str, str]]:
+    """The :class:`Architecture` of a Keras model config, and where each layer's weights are stored: layer name ->
+    its path under ``layers/`` in ``model.weights.h5``. :class:`ArchitectureError` for anything unsupported."""
+    if not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES:
+        kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
+        raise ArchitectureError(f"{source} holds a {kind}, not a Keras Sequential or Functional model")
+    model_config, entries = _model_parts(config, source)
+    if any(entry.get("class_name") in MODEL_CLASSES for entry in entries):
+        return _NestedModels(source).read(config, model_config, entries)
     input_name = None
     if config["class_name"] == "Sequential":
-        inputs = [entry for entry in entries if entry.get("class_name") == INPUT_CLASS]
-        if len(inputs) > 1 or (inputs and entries[0] is not inputs[0]):
-            raise ArchitectureError(f"{source}: the model has an input layer inside its chain")
-        input_entry = inputs[0] if inputs else None
-        graph = [(entry, None) for entry in entries if entry is not input_entry]
+        input_entry, graph = _sequential_entries(entries, source)
     else:
         input_entry, graph = _functional_graph(entries, model_config, source)
         input_name = str(input_entry.get("name"))
@@ -156,7 +183,127 @@ def architecture_from_keras_config(config: Any, source: str = "model") -> Archit
     name = str(model_config.get("name") or "keras")
     if input_name is None:  # a Sequential's: the description's default, unless a layer is called that
         input_name = _sequential_input_name(input_entry, {layer.name for layer, _ in layers})
-    return Architecture.from_layers(input_shape, layers, name=name, source=source, input_name=input_name)
+    architecture = Architecture.from_layers(input_shape, layers, name=name, source=source, input_name=input_name)
+    return architecture, dict(architecture.storage_names)
+
+
+class _Call:
+    """A layer entry of one model's graph, as :func:`keras_order` sorts them."""
+
+    def __init__(self, entry: dict[str, Any], inputs: list[str]) -> None:
+        self.entry, self.name, self.inputs = entry, _describe(entry)[0], tuple(inputs)
+
+
+class _NestedModels:
+    """A model holding models, read into one graph: each nested model's layers take what it was called on, and
+    the layers that took the nested model take its output layer. ``storage`` follows Keras' saving: each model
+    numbers its own ``layers`` by class, and a nested model's weights sit under its place in its parent's."""
+
+    PLACEHOLDER = "\0input"  # the outermost input, named once every layer's name is known
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.layers: list[tuple[Any, list[str]]] = []
+        self.storage: dict[str, str] = {}
+        self.owner: dict[str, str] = {}  # layer name -> the model it belongs to (for a name used twice)
+        self.declared: list[tuple[str, str, Any]] = []  # (nested model, tensor it takes, its input layer's shape)
+
+    def read(self, config: dict[str, Any], model_config: dict[str, Any],
+             entries: list[dict[str, Any]]) -> tuple[Architecture, dict[str, str]]:
+        input_entry = (_sequential_entries(entries, self.source)[0] if config["class_name"] == "Sequential"
+                       else _functional_graph(entries, model_config, self.source)[0])
+        name = str(model_config.get("name") or "keras")
+        self._expand(config, [self.PLACEHOLDER], "", 0, name)
+        if config["class_name"] == "Sequential":
+            input_name = _sequential_input_name(input_entry, set(self.storage))
+        else:
+            input_name = str(input_entry.get("name"))
+            if input_name in self.storage:
+                raise ArchitectureError(f"{self.source}: {self._whose(input_name)} has the input's name "
+                                        f"{input_name!r}; {self.UNIQUE}")
+        layers = [(layer, [input_name if i == self.PLACEHOLDER else i for i in inputs]) for layer, inputs in self.layers]
+        architecture = Architecture.from_layers(_input_shape(input_entry, model_config, self.source), layers,
+                                                name=name, source=self.source, input_name=input_name)
+        shapes = architecture.shapes
+        for label, tensor, declared in self.declared:  # Keras would refuse to build it; so does the torch path
+            given = shapes[input_name if tensor == self.PLACEHOLDER else tensor]
+            if declared is not None and list(declared) != list(given):
+                raise ArchitectureError(f"{label} takes inputs of shape {tuple(declared)} but is called on "
+                                        f"{tuple(given)}")
+        return architecture, self.storage
+
+    UNIQUE = ("a nested model's layers join the outer graph, so every layer's name must be unique across the "
+              "models (rename one)")
+
+    def _whose(self, name: str) -> str:
+        return f"layer {name} of model {self.owner[name]}"
+
+    def _expand(self, config: dict[str, Any], sources: list[str], prefix: str, depth: int, label: str) -> str:
+        """Append the layers of the model ``config`` called on ``sources``; the name of its output layer."""
+        where = self.source if depth == 0 else f"{self.source}, nested model {label}"
+        model_config, entries = _model_parts(config, where)
+        if config["class_name"] == "Sequential":
+            input_entry, steps = _sequential_entries(entries, where)
+            order = [_Call(entry, []) for entry, _ in steps]
+            renamed: dict[str, str] = {}
+            output = None
+        else:
+            input_entry, steps = _functional_graph(entries, model_config, where)
+            input_name = str(input_entry.get("name"))
+            calls = [_Call(entry, called) for entry, called in steps]
+            level = {input_name, *(call.name for call in calls)}
+            for index, call in enumerate(calls):
+                strangers = [name for name in call.inputs if name not in level]
+                if strangers:  # a layer of another model: Keras keeps each model's graph to itself
+                    raise ArchitectureError(f"{where}: layer {index} ({call.name}) takes {strangers[0]!r}, which is "
+                                            f"not a layer of its model")
+            output = _endpoint(model_config, "output_layers", {call.name for call in calls}, where)
+            order = keras_order(calls, input_name, output)  # the order Keras gives model.layers when it loads it
+            renamed = {input_name: sources[0]}
+        if not steps:  # Keras cannot call a model of no layers
+            raise ArchitectureError(f"{where}: the model has no layers")
+        if depth:
+            shape = ((input_entry or {}).get("config") or {}).get("batch_shape")
+            self.declared.append((where, sources[0], shape[1:] if isinstance(shape, list) and shape else None))
+        stored = dict(zip((id(call.entry) for call in order),
+                          auto_names([str(call.entry.get("class_name")) for call in order], ())))
+        previous = sources[0]
+        for index, (entry, called) in enumerate(steps):
+            inputs = [previous] if called is None else [renamed.get(c, c) for c in called]
+            path = f"{prefix}{stored[id(entry)]}"
+            name, cls = _describe(entry)
+            if cls in MODEL_CLASSES:
+                previous = self._nested(index, entry, inputs, f"{path}/layers/", depth + 1, where)
+            else:
+                layer = _layer(index, entry, where)
+                if layer.name in self.owner or layer.name == self.PLACEHOLDER:
+                    raise ArchitectureError(f"{where}: layer {index} ({layer.name}, {cls}) has the name of "
+                                            f"{self._whose(layer.name)}; {self.UNIQUE}")
+                if len(self.layers) >= MAX_LAYERS:
+                    raise ArchitectureError(f"{self.source}: the model and the models it holds have more layers "
+                                            f"than this bridge builds ({MAX_LAYERS:,})")
+                self.layers.append((layer, inputs))
+                self.storage[layer.name], self.owner[layer.name] = path, label
+                previous = layer.name
+            renamed[name] = previous
+        return previous if output is None else renamed[output]
+
+    def _nested(self, index: int, entry: dict[str, Any], inputs: list[str], prefix: str, depth: int,
+                where: str) -> str:
+        name, cls = _describe(entry)
+        label = f"{where}: layer {index} ({name}, {cls})"
+        if entry.get("module") not in KERAS_MODEL_MODULES or entry.get("registered_name") not in (None, cls):
+            raise ArchitectureError(f"{label} is {entry.get('registered_name') or cls!r} from module "
+                                    f"{entry.get('module')!r}, not Keras' own model class; refusing it")
+        if depth > MAX_NESTING:
+            raise ArchitectureError(f"{label} nests models more than {MAX_NESTING} deep; refusing it")
+        if len(inputs) != 1:
+            raise ArchitectureError(f"{label} is called on {len(inputs)} tensors; only nested models of one input "
+                                    f"are supported")
+        config = entry.get("config")
+        if isinstance(config, dict) and config.get("trainable") is False:
+            raise ArchitectureError(f"{label} is frozen (trainable=False), which is not supported")
+        return self._expand(entry, inputs, prefix, depth, name)
 
 
 def _sequential_input_name(input_entry: dict[str, Any] | None, taken: set[str | None]) -> str:
