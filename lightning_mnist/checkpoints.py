@@ -196,13 +196,14 @@ def keras_file_network(path: str | os.PathLike) -> KerasNetwork:
     return network.eval()
 
 
-def fold_model_paths(results_path: str | os.PathLike) -> tuple[Path, list[Path], str]:
-    """(the cv_results.json, its fold model files, its framework); a folder holding one is accepted too."""
+def fold_model_paths(results_path: str | os.PathLike, accepted: str = ACCEPTED) -> tuple[Path, list[Path], str]:
+    """(the cv_results.json, its fold model files, its framework); a folder holding one is accepted too.
+    ``accepted``: what the command takes, named where the folder holds no results."""
     source = Path(results_path)
     if source.is_dir():
         if not (source / CV_RESULTS_FILE).is_file():
             raise UserError(f"{results_path}: a folder without a {CV_RESULTS_FILE} (a k-fold run's folder holds one); "
-                            f"name {ACCEPTED}")
+                            f"name {accepted}")
         source = source / CV_RESULTS_FILE
     check_file(source, "k-fold results")
     try:
@@ -272,7 +273,7 @@ def model_files(path: str | os.PathLike, accepted: str = ACCEPTED) -> tuple[Path
         raise UserError(f"'': an empty name; name {accepted}")
     path = Path(path)
     if _single_file_kind(path, accepted) == RESULTS_SUFFIX:
-        source, paths, framework = fold_model_paths(path)
+        source, paths, framework = fold_model_paths(path, accepted)
         return source, paths, "keras" if framework == "keras" else "torch"
     return path, [path], "keras" if path.suffix.lower() == KERAS_SUFFIX else "torch"
 

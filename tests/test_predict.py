@@ -277,7 +277,9 @@ def test_kfold_ensemble_averages_its_folds(seed_ckpt, tmp_path, seed_png, seed_k
                         "Lightning checkpoint (.ckpt), a Keras model (.keras) or a k-fold run's cv_results.json, or an "
                         ".onnx file (--backend onnx)"),
     ("model.tflite", b"x", "a LiteRT model is a file for deploying"),
-    ("folder.ckpt", "folder", "folder.ckpt: a folder without a cv_results.json"),
+    ("folder.ckpt", "folder", "folder.ckpt: a folder without a cv_results.json (a k-fold run's folder holds one); "
+                              "name a Lightning checkpoint (.ckpt), a Keras model (.keras) or a k-fold run's "
+                              "cv_results.json, or an .onnx file (--backend onnx)"),
     ("cv_results.json", b"{\"folds\": []}", "not a k-fold"),
     ("broken.json", b"{not json", "not a readable k-fold"),
     ("lost_folds.json", b"{\"folds\": [{\"model_path\": \"gone.ckpt\"}]}", "fold 0 model"),
