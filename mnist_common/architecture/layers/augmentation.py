@@ -1,0 +1,135 @@
+"""Image augmentation layers, random in training and the identity otherwise: RandomFlip, RandomRotation,
+RandomZoom, RandomTranslation (Keras' ``layers/preprocessing/image_preprocessing``).
+
+A Keras model that augments its own inputs (the modern form of the notebook's ``ImageDataGenerator``)
+keeps these layers in its file; at inference, and in every exported file, they pass images through.
+In training each draws one transformation per image, as Keras does: the three warps move each output
+pixel's sampling point by an affine map of pixel coordinates (Keras' ``affine_transform``), read with
+``interpolation`` and filled outside the image by ``fill_mode``. Their factors are kept as Keras
+normalises them: a number ``f`` means the range ``[-|f|, |f|]``, a pair is sorted. ``seed`` picks
+Keras' draws; torch draws its own (from the run's seed), so it is kept for the Keras side only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from mnist_common.architecture.layers.base import (
+    CHANNELS_LAST,
+    Layer,
+    LayerError,
+    Shape,
+    choice,
+    layer_type,
+    number,
+    require_rank,
+    seed_value,
+)
+
+FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+# Keras' fill modes but "wrap", which torch's grid_sample cannot read
+FILL_MODES = ("reflect", "constant", "nearest")
+INTERPOLATIONS = ("bilinear", "nearest")
+
+
+def factor_range(value: Any, setting: str, low: float, low_open: bool = False) -> tuple[float, float]:
+    """Keras' factor: a number ``f`` (the range [-|f|, |f|]) or a (lower, upper) pair, each within [low, 1]."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise LayerError(f"{setting} must be a number or a pair of numbers, got {value!r}")
+        lower, upper = sorted(number(v, setting, low, 1.0, low_open=low_open) for v in value)
+        return lower, upper
+    size = abs(number(value, setting, low, 1.0, low_open=low_open))
+    return -size, size
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageAugmentation(Layer):
+    """What the four share: an (H, W, C) image in, the same shape out, the identity outside training."""
+
+    seed: int | None = None
+
+    KERAS_FIXED: ClassVar[dict[str, tuple[Any, str]]] = {"data_format": (CHANNELS_LAST, "channels_first")}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "seed", seed_value(self.seed, "seed"))
+
+    def output_shape(self, shape: Shape) -> Shape:
+        require_rank(shape, 3, f"{self.type} augments images")
+        return shape
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # the identity outside training
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class RandomFlip(ImageAugmentation):
+    """Flips each image with probability 1/2: left-right, upside down, or (``horizontal_and_vertical``) both at
+    once, on one draw per image, as Keras does."""
+
+    mode: str = "horizontal_and_vertical"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "mode", choice(self.mode, "mode", FLIP_MODES))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageWarp(ImageAugmentation):
+    """An affine warp of each image: how it reads between pixels and what it reads outside the image."""
+
+    fill_mode: str = "reflect"
+    interpolation: str = "bilinear"
+    fill_value: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "fill_mode", choice(self.fill_mode, "fill_mode", FILL_MODES))
+        object.__setattr__(self, "interpolation", choice(self.interpolation, "interpolation", INTERPOLATIONS))
+        object.__setattr__(self, "fill_value", number(self.fill_value, "fill_value"))
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class RandomRotation(ImageWarp):
+    """Rotates each image about its centre by an angle drawn from ``factor`` x 360 degrees."""
+
+    factor: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "factor", factor_range(self.factor, "factor", -1.0))
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class RandomZoom(ImageWarp):
+    """Scales each image about its centre: a factor ``z`` drawn from ``height_factor`` reads ``1 + z`` times the
+    height (positive: zoom out); ``width_factor`` likewise, or None for the same draw as the height (the aspect
+    kept)."""
+
+    height_factor: tuple[float, float]
+    width_factor: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "height_factor", factor_range(self.height_factor, "height_factor", -1.0, True))
+        if self.width_factor is not None:
+            object.__setattr__(self, "width_factor", factor_range(self.width_factor, "width_factor", -1.0, True))
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class RandomTranslation(ImageWarp):
+    """Shifts each image by fractions of its height and width drawn from ``height_factor`` and ``width_factor``."""
+
+    height_factor: tuple[float, float]
+    width_factor: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for setting in ("height_factor", "width_factor"):
+            object.__setattr__(self, setting, factor_range(getattr(self, setting), setting, -1.0))
