@@ -1,9 +1,11 @@
-"""Image augmentation layers against Keras: RandomFlip, RandomRotation, RandomZoom, RandomTranslation.
+"""Image augmentation layers against Keras: RandomFlip, RandomRotation, RandomZoom, RandomTranslation,
+RandomContrast, RandomBrightness.
 
 At inference (and in exported files) they pass images through, in both frameworks. In training each
 draws a transformation per image; with a factor whose range is one value the draw is that value, so
 Keras' own layer, called with ``training=True``, and the torch module give the same warped images,
-which is how the warps are checked pixel for pixel. The draws themselves are checked for their range.
+which is how the warps and value changes are checked pixel for pixel (RandomContrast's range is
+[1 - factor[0], 1 + factor[1]]: one value when factor is (-a, a)). The draws themselves are checked for their range.
 """
 
 from __future__ import annotations
@@ -48,6 +50,22 @@ def test_each_warp_reads_what_keras_reads_in_training(fill_mode, interpolation):
         assert np.abs(in_torch(module, x) - expected).max() <= 1e-5, layer.get_config()
         assert np.array_equal(in_torch(module.eval(), x), x)  # the identity outside training
         assert np.array_equal(np.asarray(layer(x, training=False)), x)
+
+
+@pytest.mark.parametrize("layer, scale", [
+    (L.RandomContrast((-0.3, 0.3)), 255.0), (L.RandomContrast((-0.45, 0.45), value_range=(0, 1)), 1.0),
+    (L.RandomContrast((-0.25, 0.25), value_range=[-1.0, 2.0]), 1.0), (L.RandomBrightness((0.13, 0.13)), 255.0),
+    (L.RandomBrightness((-0.2, -0.2), value_range=(1, 0)), 1.0),
+])
+def test_contrast_and_brightness_change_values_as_keras_does_in_training(layer, scale):
+    """Images partly outside ``value_range`` before and after: the change and the clipping, within float32's
+    rounding of the values."""
+    x = (np.random.default_rng(2).random((5, 6, 8, 3), dtype=np.float32) * 1.2 - 0.1) * scale
+    expected = np.asarray(layer(x, training=True))
+    module = torch_module(layer, x.shape[1:]).train()
+    assert np.abs(expected - x).max() > 0.05 * scale  # the layer did change them
+    assert np.abs(in_torch(module, x) - expected).max() <= 1e-6 * scale, layer.get_config()
+    assert np.array_equal(in_torch(module.eval(), x), x)
 
 
 def test_draws_cover_the_factor_ranges_as_keras_draws_them():
@@ -146,6 +164,14 @@ def test_factors_are_checked_as_keras_checks_them():
     assert LAYER_TYPES["RandomZoom"](height_factor=[0.3, -0.1]).height_factor == (-0.1, 0.3)  # sorted, as Keras does
 
 
+def test_contrast_and_brightness_factors_are_normalised_as_keras_does():
+    contrast, brightness = LAYER_TYPES["RandomContrast"], LAYER_TYPES["RandomBrightness"]
+    assert contrast.from_keras(L.RandomContrast(0.2).get_config()).factor == (0.0, 0.2) == contrast(factor=0.2).factor
+    assert brightness(factor=0.2, value_range=[255, 0]).value_range == (0.0, 255.0)
+    with pytest.raises(LayerError, match="value_range must be"):
+        contrast(factor=0.2, value_range=[1, 0])
+
+
 def _factor(rng, low=-0.3, high=0.3):
     a, b = sorted(rng.uniform(low, high, 2).round(3))
     return float(a) if rng.random() < 0.3 else (float(a), float(b))
@@ -167,3 +193,7 @@ sampler("RandomZoom")(lambda rng, shape: L.RandomZoom(_factor(rng), None if rng.
                                                       **_warp_settings(rng)) if len(shape) == 3 else None)
 sampler("RandomTranslation")(lambda rng, shape: L.RandomTranslation(_factor(rng), _factor(rng), **_warp_settings(rng))
                              if len(shape) == 3 else None)
+sampler("RandomContrast")(lambda rng, shape: L.RandomContrast(_factor(rng, 0.0, 0.3), value_range=(0, 1))
+                          if len(shape) == 3 else None)
+sampler("RandomBrightness")(lambda rng, shape: L.RandomBrightness(_factor(rng), value_range=(-1, 1))
+                            if len(shape) == 3 else None)

@@ -1,4 +1,5 @@
-"""Image augmentation layers in torch: ``RandomFlip``, ``RandomRotation``, ``RandomZoom``, ``RandomTranslation``.
+"""Image augmentation layers in torch: ``RandomFlip``, ``RandomRotation``, ``RandomZoom``, ``RandomTranslation``,
+``RandomContrast``, ``RandomBrightness``.
 
 Each is the identity outside training (so in every exported file). In training it draws one
 transformation per image from torch's generator, as Keras draws its own: the same distribution,
@@ -111,3 +112,37 @@ class RandomTranslation(ImageWarp):
         dx = uniform(self.spec.width_factor, count, device) * width
         one, zero = torch.ones_like(dx), torch.zeros_like(dx)
         return _affine(one, zero, -dx, zero, one, -dy)
+
+
+@converter(keras.RandomContrast)
+class RandomContrast(nn.Module):
+    """``(x - mean) * c + mean`` per image and channel (the mean over height and width), c drawn from
+    [1 - factor[0], 1 + factor[1]], clipped to ``value_range``, as Keras computes it."""
+
+    def __init__(self, spec: keras.RandomContrast, shape: Shape) -> None:
+        super().__init__()
+        self.bounds = (1.0 - spec.factor[0], 1.0 + spec.factor[1])
+        self.value_range = spec.value_range
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        contrast = uniform(self.bounds, x.shape[0], x.device).to(x.dtype).view(-1, 1, 1, 1)
+        mean = x.mean(dim=2, keepdim=True).mean(dim=3, keepdim=True)  # Keras' order: height, then width
+        return ((x - mean) * contrast + mean).clamp(*self.value_range)
+
+
+@converter(keras.RandomBrightness)
+class RandomBrightness(nn.Module):
+    """``x + d`` per image, d drawn from ``factor`` times the width of ``value_range``, clipped to it."""
+
+    def __init__(self, spec: keras.RandomBrightness, shape: Shape) -> None:
+        super().__init__()
+        self.factor, self.value_range = spec.factor, spec.value_range
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        low, high = self.value_range
+        delta = uniform(self.factor, x.shape[0], x.device).to(x.dtype).view(-1, 1, 1, 1) * (high - low)
+        return (x + delta).clamp(low, high)

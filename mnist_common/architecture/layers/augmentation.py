@@ -1,12 +1,13 @@
 """Image augmentation layers, random in training and the identity otherwise: RandomFlip, RandomRotation,
-RandomZoom, RandomTranslation (Keras' ``layers/preprocessing/image_preprocessing``).
+RandomZoom, RandomTranslation, RandomContrast, RandomBrightness (Keras' ``layers/preprocessing/image_preprocessing``).
 
 A Keras model that augments its own inputs (the modern form of the notebook's ``ImageDataGenerator``)
 keeps these layers in its file; at inference, and in every exported file, they pass images through.
 In training each draws one transformation per image, as Keras does: the three warps move each output
 pixel's sampling point by an affine map of pixel coordinates (Keras' ``affine_transform``), read with
-``interpolation`` and filled outside the image by ``fill_mode``. Their factors are kept as Keras
-normalises them: a number ``f`` means the range ``[-|f|, |f|]``, a pair is sorted. ``seed`` picks
+``interpolation`` and filled outside the image by ``fill_mode``; the other two change each image's
+values and clip them to ``value_range``. Their factors are kept as Keras normalises them: a number
+``f`` means the range ``[-|f|, |f|]`` (RandomContrast's ``[0, |f|]``), a pair is sorted. ``seed`` picks
 Keras' draws; torch draws its own (from the run's seed), so it is kept for the Keras side only.
 """
 
@@ -33,15 +34,27 @@ FILL_MODES = ("reflect", "constant", "nearest")
 INTERPOLATIONS = ("bilinear", "nearest")
 
 
-def factor_range(value: Any, setting: str, low: float, low_open: bool = False) -> tuple[float, float]:
-    """Keras' factor: a number ``f`` (the range [-|f|, |f|]) or a (lower, upper) pair, each within [low, 1]."""
+def factor_range(value: Any, setting: str, low: float, low_open: bool = False,
+                 floor: float = -1.0) -> tuple[float, float]:
+    """Keras' factor: a number ``f`` (the range [max(-|f|, floor), |f|]) or a (lower, upper) pair, each within
+    [low, 1]."""
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
             raise LayerError(f"{setting} must be a number or a pair of numbers, got {value!r}")
         lower, upper = sorted(number(v, setting, low, 1.0, low_open=low_open) for v in value)
         return lower, upper
     size = abs(number(value, setting, low, 1.0, low_open=low_open))
-    return -size, size
+    return max(-size, floor), size
+
+
+def value_range(value: Any, setting: str = "value_range") -> tuple[float, float]:
+    """The (low, high) pixel values an adjusted image is clipped to."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise LayerError(f"{setting} must be a pair of numbers (low, high), got {value!r}")
+    low, high = (number(v, setting) for v in value)
+    if low >= high:
+        raise LayerError(f"{setting} must be (low, high) with low < high, got {value!r}")
+    return low, high
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,3 +146,37 @@ class RandomTranslation(ImageWarp):
         super().__post_init__()
         for setting in ("height_factor", "width_factor"):
             object.__setattr__(self, setting, factor_range(getattr(self, setting), setting, -1.0))
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class RandomContrast(ImageAugmentation):
+    """Moves each image's values away from (or towards) their mean over height and width, per channel, by a factor
+    drawn from [1 - factor[0], 1 + factor[1]], then clips them to ``value_range``. A single number ``f`` is the
+    range (0, f) in Keras (so the contrast only rises); that is mirrored, as Keras normalises it."""
+
+    factor: tuple[float, float]
+    value_range: tuple[float, float] = (0.0, 255.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "factor", factor_range(self.factor, "factor", -1.0, floor=0.0))
+        object.__setattr__(self, "value_range", value_range(self.value_range))
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class RandomBrightness(ImageAugmentation):
+    """Adds to each image one value drawn from ``factor`` times the width of ``value_range`` (Keras sorts the
+    range), then clips to it."""
+
+    factor: tuple[float, float]
+    value_range: tuple[float, float] = (0.0, 255.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "factor", factor_range(self.factor, "factor", -1.0))
+        given = self.value_range
+        if isinstance(given, (list, tuple)) and all(isinstance(v, (int, float)) for v in given):
+            given = sorted(given)  # as Keras sorts it
+        object.__setattr__(self, "value_range", value_range(given))
