@@ -23,8 +23,8 @@ from keras_bridge.build import find_layer
 from keras_bridge.files import load_checked
 
 
-def residual_block(filters: int, size: int) -> "keras.Model":
-    """A Functional block of its own: Conv-BN, added to its input, ReLU."""
+def residual_block(filters: int, size: int | None) -> "keras.Model":
+    """A Functional block of its own: Conv-BN, added to its input, ReLU (``size`` None: for maps of any size)."""
     inputs = keras.Input((size, size, filters))
     y = L.BatchNormalization()(L.Conv2D(filters, 3, padding="same")(inputs))
     return keras.Model(inputs, L.ReLU()(L.Add()([inputs, y])))
@@ -58,11 +58,12 @@ def sequential_of_models() -> "keras.Model":
 
 
 def two_levels() -> "keras.Model":
-    """A Functional graph holding a Sequential that holds a Functional block, on flat inputs reshaped to images."""
+    """A Functional graph holding a Sequential that holds a Functional block (for maps of any size), on flat inputs
+    reshaped to images."""
     inputs = keras.Input((784,))
     x = L.Reshape((28, 28, 1))(inputs)
     inner = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(8, 3, strides=2, padding="same"),
-                              residual_block(8, 14), L.MaxPooling2D()])
+                              residual_block(8, None), L.MaxPooling2D()])
     return keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(inner(x))))
 
 

@@ -227,7 +227,8 @@ class _NestedModels:
         shapes = architecture.shapes
         for label, tensor, declared in self.declared:  # Keras would refuse to build it; so does the torch path
             given = shapes[input_name if tensor == self.PLACEHOLDER else tensor]
-            if declared is not None and list(declared) != list(given):
+            if declared is not None and (len(declared) != len(given) or any(
+                    d is not None and d != g for d, g in zip(declared, given))):  # None: any size, as Keras takes it
                 raise ArchitectureError(f"{label} takes inputs of shape {tuple(declared)} but is called on "
                                         f"{tuple(given)}")
         return architecture, self.storage
@@ -264,7 +265,7 @@ class _NestedModels:
             raise ArchitectureError(f"{where}: the model has no layers")
         if depth:
             shape = ((input_entry or {}).get("config") or {}).get("batch_shape")
-            self.declared.append((where, sources[0], shape[1:] if isinstance(shape, list) and shape else None))
+            self.declared.append((where, sources[0], shape[1:] if isinstance(shape, (list, tuple)) and shape else None))
         stored = dict(zip((id(call.entry) for call in order),
                           auto_names([str(call.entry.get("class_name")) for call in order], ())))
         previous = sources[0]
