@@ -68,6 +68,17 @@ def test_contrast_and_brightness_change_values_as_keras_does_in_training(layer, 
     assert np.array_equal(in_torch(module.eval(), x), x)
 
 
+def test_warps_of_bfloat16_maps_read_at_float32_coordinates():
+    """Under bf16 autocast a map inside the network is bfloat16; the coordinates stay float32 (bfloat16 would move
+    a pixel near the edge of a 28-pixel map by up to 0.06), so only the values' own rounding differs."""
+    layer = L.RandomRotation((0.11, 0.11))
+    x = torch.rand(8, 3, 28, 28)
+    module = torch_module(layer, (28, 28, 3)).train()
+    out = module(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    assert (out.float() - module(x)).abs().max() <= 0.01
+
+
 def test_draws_cover_the_factor_ranges_as_keras_draws_them():
     """Angles, zooms and shifts fall in their ranges and fill them; a zoom without width_factor keeps the aspect."""
     count, size = 4000, (9, 7)

@@ -64,17 +64,18 @@ class ImageWarp(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return x
+        # in float32 whatever x is (bfloat16 under autocast): coordinates need its precision, as in Keras
         n, _, height, width = x.shape
-        m = self.matrices(n, height, width, x.device).to(x.dtype)
-        ys, xs = torch.meshgrid(torch.arange(height, device=x.device, dtype=x.dtype),
-                                torch.arange(width, device=x.device, dtype=x.dtype), indexing="ij")
+        m = self.matrices(n, height, width, x.device).float()
+        ys, xs = torch.meshgrid(torch.arange(height, device=x.device, dtype=torch.float32),
+                                torch.arange(width, device=x.device, dtype=torch.float32), indexing="ij")
         points = torch.stack((xs, ys, torch.ones_like(xs)), dim=-1).reshape(1, -1, 3)  # (1, H*W, 3)
         read = (points @ m.transpose(1, 2)).reshape(n, height, width, 2)  # input (x, y) of each output pixel
         # pixel coordinates -> grid_sample's [-1, 1], corners not aligned: pixel i's centre is (2i + 1) / size - 1
-        grid = (2 * read + 1) / torch.tensor([width, height], device=x.device, dtype=x.dtype) - 1
-        out = F.grid_sample(x - self.fill_value, grid, mode=self.spec.interpolation, padding_mode=self.padding_mode,
-                            align_corners=False)
-        return out + self.fill_value
+        grid = (2 * read + 1) / torch.tensor([width, height], device=x.device, dtype=torch.float32) - 1
+        out = F.grid_sample(x.float() - self.fill_value, grid, mode=self.spec.interpolation,
+                            padding_mode=self.padding_mode, align_corners=False)
+        return (out + self.fill_value).to(x.dtype)
 
 
 def _affine(a0, a1, a2, b0, b1, b2) -> torch.Tensor:
