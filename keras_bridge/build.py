@@ -41,8 +41,15 @@ def build_model(architecture: Architecture | str | os.PathLike | dict | None = N
     return keras.Model(inputs, tensors[architecture.output.name], name=name)
 
 
-def find_layer(model: "keras.Model", name: str) -> "keras.layers.Layer":
-    """The layer called ``name`` in ``model`` or in a model it holds (``get_layer`` looks at one level only)."""
+def find_layer(model: "keras.Model", name: str, path: tuple[str, ...] | None = None) -> "keras.layers.Layer":
+    """The layer called ``name`` in ``model`` or in a model it holds (``get_layer`` looks at one level only).
+
+    ``path``: where a file's nested layer is (the models holding it, outermost first, then its own name in its
+    model, :attr:`mnist_common.keras_file.KerasFile.keras_paths`), for a layer the one graph had to rename."""
+    if path:
+        for step in path:
+            model = model.get_layer(step)
+        return model
     pending = list(model.layers)
     while pending:
         layer = pending.pop(0)
@@ -59,7 +66,11 @@ def set_layer_weights(model: "keras.Model", architecture: Architecture, weights:
         find_layer(model, node.name).set_weights(weights[node.name])
 
 
-def layer_weights(model: "keras.Model", architecture: Architecture) -> dict[str, list[np.ndarray]]:
-    """The model's weights as ``{layer name: float32 arrays in Keras' order}``."""
-    return {node.name: [np.asarray(w, dtype=np.float32) for w in find_layer(model, node.name).get_weights()]
+def layer_weights(model: "keras.Model", architecture: Architecture,
+                  keras_paths: dict[str, tuple[str, ...]] | None = None) -> dict[str, list[np.ndarray]]:
+    """The model's weights as ``{layer name: float32 arrays in Keras' order}`` (``keras_paths``: see
+    :func:`find_layer`)."""
+    paths = keras_paths or {}
+    return {node.name: [np.asarray(w, dtype=np.float32)
+                        for w in find_layer(model, node.name, paths.get(node.name)).get_weights()]
             for node, _, _ in architecture.weight_shapes()}

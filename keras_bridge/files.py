@@ -33,7 +33,7 @@ def load_checked(path: str | os.PathLike) -> tuple["keras.Model", KerasFile]:
             model = keras.saving.load_model(str(readable), safe_mode=True, compile=False)
         except Exception as err:  # whatever Keras says about a file that passed our checks
             raise UserError(f"{info.path}: Keras cannot load it ({one_line(err)})") from None
-    loaded = layer_weights(model, info.architecture)
+    loaded = layer_weights(model, info.architecture, info.keras_paths)
     for name, arrays in info.weights.items():
         if not all(np.array_equal(a, b) for a, b in zip(arrays, loaded[name], strict=True)):
             raise UserError(f"{info.path}: the weights Keras loaded differ from those in model.weights.h5")

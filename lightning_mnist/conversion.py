@@ -15,9 +15,10 @@ from pathlib import Path
 from mnist_common.files import write_atomically
 from mnist_common.keras_file import KerasFile
 from lightning_mnist.checkpoints import read_checkpoint, save_checkpoint
-from lightning_mnist.interop.keras_models import keras_model_from_torch, load_checked, save_model, torch_weights_of
+from lightning_mnist.interop.keras_models import keras_model_from_torch, load_checked, save_model
 from lightning_mnist.interop.parity import DEFAULT_CHECK_IMAGES, ParityReport, proven_on_check_inputs
 from lightning_mnist.interop.proof import ConversionCheckFailed  # noqa: F401  (re-exported)
+from lightning_mnist.interop.weights import keras_to_torch
 from lightning_mnist.models.network import KerasNetwork
 
 
@@ -31,7 +32,7 @@ def keras_to_checkpoint(keras_path: str | os.PathLike, ckpt_path: str | os.PathL
     ckpt_path = Path(ckpt_path)
     model, info = load_checked(keras_path)
     network = KerasNetwork(info.architecture)
-    network.load_state_dict(torch_weights_of(model, info.architecture), strict=True)
+    network.load_state_dict(keras_to_torch(info.architecture, info.weights), strict=True)  # what Keras loaded too
     source = {"path": str(info.path), "keras_version": info.keras_version, "date_saved": info.date_saved,
               "optimizer_ignored": info.optimizer}
 

@@ -24,7 +24,7 @@ import io
 import json
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class KerasFile:
     date_saved: str
     optimizer: str  # the compile config's optimizer, described (it is ignored)
     optimizer_variables: int  # saved optimizer state variables (not imported)
+    # a nested model's layer -> (the models holding it, ..., its own name) in the Keras model (see read_keras_config)
+    keras_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def describe(self) -> str:
         saved = f", {self.optimizer_variables} saved optimizer variables" if self.optimizer_variables else ""
@@ -215,11 +217,11 @@ def read_keras_file(path: str | os.PathLike) -> KerasFile:
     config = _read_json(raw["config.json"], "config.json", path)
     metadata = _read_json(raw["metadata.json"], "metadata.json", path)
     try:
-        architecture, storage = read_keras_config(config, str(path))
+        graph = read_keras_config(config, str(path))
     except (AttributeError, TypeError, KeyError, IndexError) as err:  # JSON of an unexpected structure
         raise UserError(f"{path} is corrupt (unexpected config.json structure: {one_line(err)})") from None
-    weights, optimizer_variables = _read_weights(raw["model.weights.h5"], architecture, storage, path)
-    return KerasFile(path=path, architecture=architecture, weights=weights,
+    weights, optimizer_variables = _read_weights(raw["model.weights.h5"], graph.architecture, graph.storage, path)
+    return KerasFile(path=path, architecture=graph.architecture, weights=weights, keras_paths=graph.keras_paths,
                      keras_version=str(metadata.get("keras_version", "?")),
                      date_saved=str(metadata.get("date_saved", "?")), optimizer=describe_optimizer(config),
                      optimizer_variables=optimizer_variables)

@@ -9,17 +9,21 @@ when a described kind has none.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from lightning_mnist.frameworks import import_keras
 from mnist_common.architecture import Architecture, architecture_from_keras_config
+from mnist_common.keras_file import KerasFile, read_keras_file
 
 keras = import_keras()
 L = keras.layers
 
+from lightning_mnist.__main__ import main as command_line  # noqa: E402
 from lightning_mnist.interop.keras_models import torch_weights_of  # noqa: E402
 from lightning_mnist.interop.parity import ParityReport, compare  # noqa: E402
 from lightning_mnist.models.layers.layout import torch_shape  # noqa: E402
@@ -90,3 +94,34 @@ def sequential_case(input_shape: tuple[int, ...], *layers: "keras.layers.Layer",
     for layer in layers:
         x = layer(x)
     return classifier(inputs, x, name=name)
+
+
+def converts_and_comes_back(source: Path, folder: Path, capsys, targets: tuple[str, ...] = ("model.ckpt",),
+                            check_images: int = 500) -> tuple[KerasFile, KerasFile]:
+    """``convert`` the ``.keras`` file ``source`` to each of ``targets`` in ``folder`` (a ``.ckpt`` first; each
+    conversion proves itself on MNIST), then the ``.ckpt`` back to ``again.keras``: that file has the same layers,
+    settings and names, and every weight bit for bit. The two files' contents, read."""
+    for target in targets:
+        command_line(["convert", str(source), str(folder / target), "--check_images", str(check_images)])
+        assert "max |p_" in capsys.readouterr().out
+    command_line(["convert", str(folder / targets[0]), str(folder / "again.keras"), "--check_images",
+                  str(check_images)])
+    capsys.readouterr()
+    before, after = read_keras_file(source), read_keras_file(folder / "again.keras")
+    assert before.architecture.layers == after.architecture.layers
+    assert before.weights.keys() == after.weights.keys()
+    for layer, arrays in before.weights.items():
+        assert [a.tobytes() for a in arrays] == [b.tobytes() for b in after.weights[layer]], layer
+    return before, after
+
+
+def predicts_alike_on_both_backends(weights: Path, image: Path, capsys) -> dict:
+    """``predict --json`` of ``image`` with ``weights`` on the torch and the Keras backend: one digit, probabilities
+    within 1e-5. The torch backend's answer."""
+    answers = []
+    for backend in ("torch", "keras"):
+        command_line(["predict", str(image), "--weights", str(weights), "--backend", backend, "--json"])
+        answers.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert answers[0]["digit"] == answers[1]["digit"], answers
+    assert np.abs(np.array(answers[0]["probabilities"]) - np.array(answers[1]["probabilities"])).max() <= 1e-5
+    return answers[0]

@@ -17,12 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from bridge_check import L, assert_matches_keras, keras, randomised, sampler, sequential_case
-from lightning_mnist.__main__ import main as command_line
+from bridge_check import (L, assert_matches_keras, converts_and_comes_back, keras, randomised, sampler,
+                          sequential_case)
 from lightning_mnist.models.layers import converter_of
 from mnist_common.architecture import LAYER_TYPES, ArchitectureError, architecture_from_keras_config
 from mnist_common.architecture.layers import LayerError
-from mnist_common.keras_file import read_keras_file
 
 WARPS = [(fill, interpolation) for fill in ("reflect", "constant", "nearest") for interpolation in ("bilinear", "nearest")]
 
@@ -136,13 +135,7 @@ def test_an_augmenting_keras_file_converts_both_ways_and_trains(tmp_path, capsys
     and seeds, to .onnx and .tflite (where it is the identity), and trained by fit (where it augments)."""
     source = tmp_path / "augmented.keras"
     randomised(augmented_model(), seed=2).save(source)
-    for target in ("model.ckpt", "model.onnx", "model.tflite"):
-        command_line(["convert", str(source), str(tmp_path / target), "--check_images", "300"])
-        assert "max |p_" in capsys.readouterr().out
-    command_line(["convert", str(tmp_path / "model.ckpt"), str(tmp_path / "again.keras"), "--check_images", "300"])
-    capsys.readouterr()
-    before, after = read_keras_file(source), read_keras_file(tmp_path / "again.keras")
-    assert before.architecture.layers == after.architecture.layers
+    _, after = converts_and_comes_back(source, tmp_path, capsys, ("model.ckpt", "model.onnx", "model.tflite"), 300)
     rotation = next(layer for layer in after.architecture.layers if layer.type == "RandomRotation")
     assert rotation.factor == (-0.03, 0.03) and rotation.fill_mode == "constant"
     run_module("lightning_mnist", "fit", "--model.architecture", str(source), "--data.subset", "1500",

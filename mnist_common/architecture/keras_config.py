@@ -16,7 +16,7 @@ names the layer's index, name and class.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from mnist_common.architecture.description import (DEFAULT_INPUT_NAME, MAX_LAYERS, Architecture, ArchitectureError,
                                                    auto_names, keras_order)
@@ -158,14 +158,23 @@ def _sequential_entries(entries: list[dict[str, Any]], source: str) -> tuple[dic
     return input_entry, [(entry, None) for entry in entries if entry is not input_entry]
 
 
+class KerasGraph(NamedTuple):
+    """A Keras model config read into one graph."""
+
+    architecture: Architecture
+    storage: dict[str, str]  # layer name -> where its weights are, under ``layers/`` in model.weights.h5
+    keras_paths: dict[str, tuple[str, ...]]  # a nested model's layer -> (the models holding it, outermost first, ...,
+    #                                           its name in its own model), which the graph may have had to change
+
+
 def architecture_from_keras_config(config: Any, source: str = "model") -> Architecture:
     """The :class:`Architecture` of a Keras model config; :class:`ArchitectureError` for anything unsupported."""
-    return read_keras_config(config, source)[0]
+    return read_keras_config(config, source).architecture
 
 
-def read_keras_config(config: Any, source: str = "model") -> tuple[Architecture, dict[str, str]]:
-    """The :class:`Architecture` of a Keras model config, and where each layer's weights are stored: layer name ->
-    its path under ``layers/`` in ``model.weights.h5``. :class:`ArchitectureError` for anything unsupported."""
+def read_keras_config(config: Any, source: str = "model") -> KerasGraph:
+    """The :class:`Architecture` of a Keras model config, where each layer's weights are stored, and where a nested
+    model's layers are in the Keras model; :class:`ArchitectureError` for anything unsupported."""
     if not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES:
         kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
         raise ArchitectureError(f"{source} holds a {kind}, not a Keras Sequential or Functional model")
@@ -184,7 +193,7 @@ def read_keras_config(config: Any, source: str = "model") -> tuple[Architecture,
     if input_name is None:  # a Sequential's: the description's default, unless a layer is called that
         input_name = _sequential_input_name(input_entry, {layer.name for layer, _ in layers})
     architecture = Architecture.from_layers(input_shape, layers, name=name, source=source, input_name=input_name)
-    return architecture, dict(architecture.storage_names)
+    return KerasGraph(architecture, dict(architecture.storage_names), {})
 
 
 class _Call:
@@ -197,7 +206,11 @@ class _Call:
 class _NestedModels:
     """A model holding models, read into one graph: each nested model's layers take what it was called on, and
     the layers that took the nested model take its output layer. ``storage`` follows Keras' saving: each model
-    numbers its own ``layers`` by class, and a nested model's weights sit under its place in its parent's."""
+    numbers its own ``layers`` by class, and a nested model's weights sit under its place in its parent's.
+
+    Keras names layers per model, so two models may each have a ``conv`` (one block built twice by a function that
+    names its layers): in the one graph, a name met again is prefixed with its model's (``block_2_conv``, then
+    ``_1``, ``_2``, ... if that is taken too), and ``keras_paths`` keeps where each nested layer is in Keras."""
 
     PLACEHOLDER = "\0input"  # the outermost input, named once every layer's name is known
 
@@ -205,22 +218,21 @@ class _NestedModels:
         self.source = source
         self.layers: list[tuple[Any, list[str]]] = []
         self.storage: dict[str, str] = {}
-        self.owner: dict[str, str] = {}  # layer name -> the model it belongs to (for a name used twice)
+        self.keras_paths: dict[str, tuple[str, ...]] = {}
         self.declared: list[tuple[str, str, Any]] = []  # (nested model, tensor it takes, its input layer's shape)
 
-    def read(self, config: dict[str, Any], model_config: dict[str, Any],
-             entries: list[dict[str, Any]]) -> tuple[Architecture, dict[str, str]]:
+    def read(self, config: dict[str, Any], model_config: dict[str, Any], entries: list[dict[str, Any]]) -> KerasGraph:
         input_entry = (_sequential_entries(entries, self.source)[0] if config["class_name"] == "Sequential"
                        else _functional_graph(entries, model_config, self.source)[0])
         name = str(model_config.get("name") or "keras")
-        self._expand(config, [self.PLACEHOLDER], "", 0, name)
         if config["class_name"] == "Sequential":
+            self._expand(config, [self.PLACEHOLDER], "", (), name)
             input_name = _sequential_input_name(input_entry, set(self.storage))
         else:
             input_name = str(input_entry.get("name"))
-            if input_name in self.storage:
-                raise ArchitectureError(f"{self.source}: {self._whose(input_name)} has the input's name "
-                                        f"{input_name!r}; {self.UNIQUE}")
+            self.storage[input_name] = ""  # taken: a nested layer of that name is renamed
+            self._expand(config, [self.PLACEHOLDER], "", (), name)
+            del self.storage[input_name]
         layers = [(layer, [input_name if i == self.PLACEHOLDER else i for i in inputs]) for layer, inputs in self.layers]
         architecture = Architecture.from_layers(_input_shape(input_entry, model_config, self.source), layers,
                                                 name=name, source=self.source, input_name=input_name)
@@ -231,16 +243,21 @@ class _NestedModels:
                     d is not None and d != g for d, g in zip(declared, given))):  # None: any size, as Keras takes it
                 raise ArchitectureError(f"{label} takes inputs of shape {tuple(declared)} but is called on "
                                         f"{tuple(given)}")
-        return architecture, self.storage
+        return KerasGraph(architecture, self.storage, self.keras_paths)
 
-    UNIQUE = ("a nested model's layers join the outer graph, so every layer's name must be unique across the "
-              "models (rename one)")
+    def _free_name(self, name: str, model: str) -> str:
+        """``name``, or where another layer has it, ``<model>_<name>`` (then ``_1``, ``_2``, ...)."""
+        if name not in self.storage and name != self.PLACEHOLDER:
+            return name
+        base = f"{model}_{name}"
+        return next(candidate for candidate in (base, *(f"{base}_{k}" for k in range(1, len(self.storage) + 2)))
+                    if candidate not in self.storage)
 
-    def _whose(self, name: str) -> str:
-        return f"layer {name} of model {self.owner[name]}"
-
-    def _expand(self, config: dict[str, Any], sources: list[str], prefix: str, depth: int, label: str) -> str:
-        """Append the layers of the model ``config`` called on ``sources``; the name of its output layer."""
+    def _expand(self, config: dict[str, Any], sources: list[str], prefix: str, models: tuple[str, ...],
+                label: str) -> str:
+        """Append the layers of the model ``config`` (held by ``models``, outermost first) called on ``sources``;
+        the name of its output layer."""
+        depth = len(models)
         where = self.source if depth == 0 else f"{self.source}, nested model {label}"
         model_config, entries = _model_parts(config, where)
         if config["class_name"] == "Sequential":
@@ -274,29 +291,30 @@ class _NestedModels:
             path = f"{prefix}{stored[id(entry)]}"
             name, cls = _describe(entry)
             if cls in MODEL_CLASSES:
-                previous = self._nested(index, entry, inputs, f"{path}/layers/", depth + 1, where)
+                previous = self._nested(index, entry, inputs, f"{path}/layers/", models, where)
             else:
                 layer = _layer(index, entry, where)
-                if layer.name in self.owner or layer.name == self.PLACEHOLDER:
-                    raise ArchitectureError(f"{where}: layer {index} ({layer.name}, {cls}) has the name of "
-                                            f"{self._whose(layer.name)}; {self.UNIQUE}")
                 if len(self.layers) >= MAX_LAYERS:
                     raise ArchitectureError(f"{self.source}: the model and the models it holds have more layers "
                                             f"than this bridge builds ({MAX_LAYERS:,})")
+                own = layer.name
+                layer = layer.renamed(self._free_name(own, label))
                 self.layers.append((layer, inputs))
-                self.storage[layer.name], self.owner[layer.name] = path, label
+                self.storage[layer.name] = path
+                if models:
+                    self.keras_paths[layer.name] = (*models, own)
                 previous = layer.name
             renamed[name] = previous
         return previous if output is None else renamed[output]
 
-    def _nested(self, index: int, entry: dict[str, Any], inputs: list[str], prefix: str, depth: int,
+    def _nested(self, index: int, entry: dict[str, Any], inputs: list[str], prefix: str, models: tuple[str, ...],
                 where: str) -> str:
         name, cls = _describe(entry)
         label = f"{where}: layer {index} ({name}, {cls})"
         if entry.get("module") not in KERAS_MODEL_MODULES or entry.get("registered_name") not in (None, cls):
             raise ArchitectureError(f"{label} is {entry.get('registered_name') or cls!r} from module "
                                     f"{entry.get('module')!r}, not Keras' own model class; refusing it")
-        if depth > MAX_NESTING:
+        if len(models) + 1 > MAX_NESTING:
             raise ArchitectureError(f"{label} nests models more than {MAX_NESTING} deep; refusing it")
         if len(inputs) != 1:
             raise ArchitectureError(f"{label} is called on {len(inputs)} tensors; only nested models of one input "
@@ -304,7 +322,7 @@ class _NestedModels:
         config = entry.get("config")
         if isinstance(config, dict) and config.get("trainable") is False:
             raise ArchitectureError(f"{label} is frozen (trainable=False), which is not supported")
-        return self._expand(entry, inputs, prefix, depth, name)
+        return self._expand(entry, inputs, prefix, (*models, name), name)
 
 
 def _sequential_input_name(input_entry: dict[str, Any] | None, taken: set[str | None]) -> str:
