@@ -67,7 +67,20 @@ def two_levels() -> "keras.Model":
     return keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(inner(x))))
 
 
-MODELS = {build.__name__: build for build in (sequential_in_graph, residual_blocks, sequential_of_models, two_levels)}
+def functional_head() -> "keras.Model":
+    """A Functional head that gives the model's outputs (Keras names it in output_layers by its second call's index:
+    its own construction is the first), on a block called with training=False (a block kept in inference mode,
+    read as a plain call)."""
+    head_inputs = keras.Input((14, 14, 8))
+    head = keras.Model(head_inputs, L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(head_inputs)))
+    inputs = keras.Input((28, 28, 1))
+    x = residual_block(8, 14)(L.MaxPooling2D()(L.Conv2D(8, 3, padding="same")(inputs)), training=False)
+    return keras.Model(inputs, head(x))
+
+
+MODELS = {build.__name__: build for build in (sequential_in_graph, residual_blocks, sequential_of_models, two_levels,
+                                              functional_head)}
+HEADS_NESTED = ("sequential_of_models", "functional_head")  # the output softmax inside a nested model
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -81,7 +94,7 @@ def test_nested_models_match_keras_with_random_weights(name):
             yield from layers(layer) if isinstance(layer, keras.Model) else [layer.name]
     assert sorted(node.name for node in architecture.nodes) == sorted(
         name for name in layers(model) if not name.startswith("input_layer"))
-    if name == "sequential_of_models":  # the softmax sits inside the head: only the probabilities are compared
+    if name in HEADS_NESTED:  # the softmax sits inside the head: only the probabilities are compared
         report = check_against_keras(model)
         assert report.ok and report.max_logit_diff is None, report.describe()
     else:
@@ -107,7 +120,7 @@ def test_weights_are_read_where_keras_stores_nested_models_weights(tmp_path):
             assert ours.tobytes() == np.asarray(theirs, np.float32).tobytes(), layer
 
 
-@pytest.mark.parametrize("name", ["sequential_in_graph", "sequential_of_models"])
+@pytest.mark.parametrize("name", ["sequential_in_graph", "sequential_of_models", "functional_head"])
 def test_a_nested_keras_file_converts_to_every_format_and_back_to_one_graph(name, tmp_path, capsys, mnist_dir,
                                                                              seed_png):
     """``.keras -> .ckpt -> .keras`` and ``.onnx``: each proven on MNIST by the command; the file Keras gets back
@@ -137,14 +150,16 @@ def test_layers_named_alike_in_different_models_get_their_models_names_in_the_on
     layer's own (read where Keras stores them, compared with what Keras loads, proven on MNIST)."""
     inputs = keras.Input((28, 28, 1), name="pixels")
     x = named_block("b1", 28)(L.Conv2D(8, 3, padding="same", name="conv")(inputs))
-    x = named_block("b2", 14)(L.MaxPooling2D(name="pool")(x))
+    x = L.BatchNormalization(name="bn")(named_block("b2", 14)(L.MaxPooling2D(name="pool")(x)))  # after the blocks
     head = keras.Sequential([L.Flatten(name="flat"), L.Dense(10, activation="softmax", name="dense")], name="head")
     source = tmp_path / "blocks.keras"
-    randomised(keras.Model(inputs, head(x)), seed=7).save(source)
+    randomised(keras.Model(inputs, head(x), name="net"), seed=7).save(source)
     info = read_keras_file(source)
     assert [node.name for node in info.architecture.nodes] == [
-        "conv", "b1_conv", "bn", "add", "relu", "pool", "b2_conv", "b2_bn", "b2_add", "b2_relu", "flat", "dense"]
+        "conv", "b1_conv", "bn", "add", "relu", "pool", "b2_conv", "b2_bn", "b2_add", "b2_relu", "net_bn", "flat",
+        "dense"]
     assert info.keras_paths["b2_bn"] == ("b2", "bn") and info.keras_paths["bn"] == ("b1", "bn")
+    assert info.keras_paths["net_bn"] == ("bn",) and "conv" not in info.keras_paths  # renamed in the outer model
     converts_and_comes_back(source, tmp_path, capsys)  # one flat graph, under the names the graph gave them
     predicts_alike_on_both_backends(source, seed_png, capsys)
 
@@ -162,6 +177,19 @@ def _shared_block() -> "keras.Model":
     return keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(x)))
 
 
+def _two_outputs() -> "keras.Model":
+    inner = keras.Input((28, 28, 1))
+    two = keras.Model(inner, [L.Conv2D(2, 3, padding="same")(inner), L.Conv2D(2, 1)(inner)], name="two")
+    inputs = keras.Input((28, 28, 1))
+    return keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(L.Concatenate()(two(inputs)))))
+
+
+def _monte_carlo_dropout() -> "keras.Model":
+    inputs = keras.Input((28, 28, 1))
+    x = keras.Sequential([L.Conv2D(4, 3), L.Dropout(0.5)], name="noisy")(inputs, training=True)
+    return keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(x)))
+
+
 def _too_deep() -> "keras.Model":
     model = keras.Sequential([L.Conv2D(2, 3)])
     for _ in range(9):
@@ -173,6 +201,8 @@ def _too_deep() -> "keras.Model":
     (_frozen, r"layer 1 \(sequential\w*, Sequential\) is frozen \(trainable=False\), which is not supported"),
     (_shared_block, r"functional\w* \(Functional\) is called 2 times; a layer shared between calls"),
     (_too_deep, r"\(sequential\w*, Sequential\) nests models more than 8 deep"),
+    (_two_outputs, r"takes output 1 of two, which gives several; only single-output layers and models"),
+    (_monte_carlo_dropout, r"noisy \(Sequential\) is called with training=True \(random even at inference\)"),
 ])
 def test_nested_models_the_bridge_cannot_hold_are_refused_in_one_line(build, message, tmp_path, capsys):
     build().save(tmp_path / "model.keras")

@@ -30,7 +30,8 @@ MAX_NESTING = 8  # models inside models inside ...: deeper is a crafted file, re
 INPUT_CLASS = "InputLayer"
 KERAS_TENSOR = "__keras_tensor__"
 KERAS_LAYER_MODULES = ("keras.layers", "keras")
-# Call arguments a functional chain may record that change nothing at inference.
+# Call arguments a functional chain may record that change nothing at inference ("training": False, a block kept
+# in inference mode, is read as a plain call; True, dropout even at inference, is refused).
 HARMLESS_CALL_KWARGS = {"training", "mask"}
 
 
@@ -55,8 +56,12 @@ def _input_shape(entry: dict[str, Any] | None, model_config: dict[str, Any], sou
     return tuple(dims)
 
 
-def _endpoint(model_config: dict[str, Any], key: str, names: set[str], source: str) -> str:
-    """The one layer named by ``input_layers`` or ``output_layers`` (``[name, 0, 0]`` or ``[[name, 0, 0]]``)."""
+def _endpoint(model_config: dict[str, Any], key: str, names: set[str], source: str,
+              models: frozenset[str] = frozenset()) -> str:
+    """The one layer named by ``input_layers`` or ``output_layers`` (``[name, 0, 0]`` or ``[[name, 0, 0]]``).
+
+    A nested Functional model that gives the outputs is named with the index of its call among all its calls, its
+    own construction included (``[name, 1, 0]``); ``models`` are those names (each called once here)."""
     spec = model_config.get(key)
     what = key.split("_")[0]
     if isinstance(spec, list) and spec and isinstance(spec[0], list):
@@ -67,6 +72,12 @@ def _endpoint(model_config: dict[str, Any], key: str, names: set[str], source: s
     if isinstance(spec, dict):  # Keras 3 writes a dict when the model was called on a dict of inputs
         raise ArchitectureError(f"{source}: the model's {what}s are a mapping; only single-input, single-output "
                                 f"models are supported")
+    if isinstance(spec, list) and len(spec) == 3 and spec[0] in models and spec[2] != 0:
+        raise ArchitectureError(f"{source}: the model's output is output {spec[2]} of the nested model {spec[0]}; "
+                                f"only nested models of one output are supported")
+    node = spec[1:] if isinstance(spec, list) and spec and spec[0] in models else None
+    if node is not None and len(node) == 2 and isinstance(node[0], int) and node[0] >= 0 and node[1] == 0:
+        return spec[0]
     if not isinstance(spec, list) or not spec or spec[0] not in names or spec[1:] not in ([], [0, 0]):
         raise ArchitectureError(f"{source}: the model's {key} are not readable")
     return spec[0]
@@ -81,16 +92,22 @@ def _called_on(entry: dict[str, Any], source: str) -> list[str]:
         raise ArchitectureError(f"{source}: {name} ({cls}) is {calls}; a layer shared between calls (or never "
                                 f"called) is not supported")
     arguments, kwargs = nodes[0].get("args") or [], nodes[0].get("kwargs") or {}
-    extra = sorted(k for k, v in kwargs.items() if k not in HARMLESS_CALL_KWARGS and v is not None)
+    extra = sorted(k for k, v in kwargs.items() if (k not in HARMLESS_CALL_KWARGS and v is not None)
+                   or (k == "training" and v is True))
     tensors = arguments[0] if len(arguments) == 1 and isinstance(arguments[0], list) else arguments
     if extra or len(arguments) != 1 or not tensors or not all(
             isinstance(t, dict) and t.get("class_name") == KERAS_TENSOR for t in tensors):
-        detail = f"with {', '.join(extra)}" if extra else "on arguments that are not layer outputs"
+        detail = ("with training=True (random even at inference)" if extra == ["training"] else
+                  f"with {', '.join(extra)}" if extra else "on arguments that are not layer outputs")
         raise ArchitectureError(f"{source}: {name} ({cls}) is called {detail}; only layers called on the outputs "
                                 f"of other layers are supported")
     sources = []
     for tensor in tensors:
         history = (tensor.get("config") or {}).get("keras_history")
+        if isinstance(history, list) and len(history) == 3 and history[1] == 0 and isinstance(history[2], int) \
+                and history[2] > 0:
+            raise ArchitectureError(f"{source}: {name} ({cls}) takes output {history[2]} of {history[0]}, which "
+                                    f"gives several; only single-output layers and models are supported")
         if not isinstance(history, list) or len(history) != 3 or history[1:] != [0, 0]:
             raise ArchitectureError(f"{source}: {name} ({cls}) takes a tensor this bridge cannot trace "
                                     f"({history!r}); only single-output layers called once are supported")
@@ -102,8 +119,9 @@ def _functional_graph(entries: list[dict[str, Any]], model_config: dict[str, Any
                       source: str) -> tuple[dict[str, Any], list[tuple[dict[str, Any], list[str]]]]:
     """(the input layer's entry, [(layer entry, names of the layers it is called on)])."""
     names = {str(entry.get("name")) for entry in entries}
+    models = frozenset(str(entry.get("name")) for entry in entries if entry.get("class_name") in MODEL_CLASSES)
     start = _endpoint(model_config, "input_layers", names, source)
-    output = _endpoint(model_config, "output_layers", names, source)
+    output = _endpoint(model_config, "output_layers", names, source, models)
     inputs = [entry for entry in entries if entry.get("class_name") == INPUT_CLASS]
     if len(inputs) != 1 or inputs[0].get("name") != start:
         raise ArchitectureError(f"{source}: the model has {len(inputs)} input layers; only single-input models "
@@ -275,7 +293,8 @@ class _NestedModels:
                 if strangers:  # a layer of another model: Keras keeps each model's graph to itself
                     raise ArchitectureError(f"{where}: layer {index} ({call.name}) takes {strangers[0]!r}, which is "
                                             f"not a layer of its model")
-            output = _endpoint(model_config, "output_layers", {call.name for call in calls}, where)
+            output = _endpoint(model_config, "output_layers", {call.name for call in calls}, where,
+                               frozenset(call.name for call in calls if call.entry.get("class_name") in MODEL_CLASSES))
             order = keras_order(calls, input_name, output)  # the order Keras gives model.layers when it loads it
             renamed = {input_name: sources[0]}
         if not steps:  # Keras cannot call a model of no layers
@@ -301,7 +320,7 @@ class _NestedModels:
                 layer = layer.renamed(self._free_name(own, label))
                 self.layers.append((layer, inputs))
                 self.storage[layer.name] = path
-                if models:
+                if models or layer.name != own:  # where Keras has it: in a nested model, or renamed here
                     self.keras_paths[layer.name] = (*models, own)
                 previous = layer.name
             renamed[name] = previous
