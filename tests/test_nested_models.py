@@ -69,8 +69,8 @@ def two_levels() -> "keras.Model":
 
 def functional_head() -> "keras.Model":
     """A Functional head that gives the model's outputs (Keras names it in output_layers by its second call's index:
-    its own construction is the first), on a block called with training=False (a block kept in inference mode,
-    read as a plain call)."""
+    its own construction is the first), on a block called with training=False (read as a plain call: Keras' fit and
+    predict replace it with their own flag)."""
     head_inputs = keras.Input((14, 14, 8))
     head = keras.Model(head_inputs, L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(head_inputs)))
     inputs = keras.Input((28, 28, 1))
@@ -184,12 +184,6 @@ def _two_outputs() -> "keras.Model":
     return keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(L.Concatenate()(two(inputs)))))
 
 
-def _monte_carlo_dropout() -> "keras.Model":
-    inputs = keras.Input((28, 28, 1))
-    x = keras.Sequential([L.Conv2D(4, 3), L.Dropout(0.5)], name="noisy")(inputs, training=True)
-    return keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(x)))
-
-
 def _too_deep() -> "keras.Model":
     model = keras.Sequential([L.Conv2D(2, 3)])
     for _ in range(9):
@@ -202,7 +196,6 @@ def _too_deep() -> "keras.Model":
     (_shared_block, r"functional\w* \(Functional\) is called 2 times; a layer shared between calls"),
     (_too_deep, r"\(sequential\w*, Sequential\) nests models more than 8 deep"),
     (_two_outputs, r"takes output 1 of two, which gives several; only single-output layers and models"),
-    (_monte_carlo_dropout, r"noisy \(Sequential\) is called with training=True \(random even at inference\)"),
 ])
 def test_nested_models_the_bridge_cannot_hold_are_refused_in_one_line(build, message, tmp_path, capsys):
     build().save(tmp_path / "model.keras")

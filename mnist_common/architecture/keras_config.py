@@ -30,8 +30,9 @@ MAX_NESTING = 8  # models inside models inside ...: deeper is a crafted file, re
 INPUT_CLASS = "InputLayer"
 KERAS_TENSOR = "__keras_tensor__"
 KERAS_LAYER_MODULES = ("keras.layers", "keras")
-# Call arguments a functional chain may record that change nothing at inference ("training": False, a block kept
-# in inference mode, is read as a plain call; True, dropout even at inference, is refused).
+# Call arguments a functional chain may record that change nothing the bridge mirrors: Keras' fit, predict and
+# evaluate pass their own training flag to every layer, which replaces a recorded ``training`` (even
+# ``base(x, training=False)``'s), so a recorded one is read as a plain call.
 HARMLESS_CALL_KWARGS = {"training", "mask"}
 
 
@@ -92,13 +93,11 @@ def _called_on(entry: dict[str, Any], source: str) -> list[str]:
         raise ArchitectureError(f"{source}: {name} ({cls}) is {calls}; a layer shared between calls (or never "
                                 f"called) is not supported")
     arguments, kwargs = nodes[0].get("args") or [], nodes[0].get("kwargs") or {}
-    extra = sorted(k for k, v in kwargs.items() if (k not in HARMLESS_CALL_KWARGS and v is not None)
-                   or (k == "training" and v is True))
+    extra = sorted(k for k, v in kwargs.items() if k not in HARMLESS_CALL_KWARGS and v is not None)
     tensors = arguments[0] if len(arguments) == 1 and isinstance(arguments[0], list) else arguments
     if extra or len(arguments) != 1 or not tensors or not all(
             isinstance(t, dict) and t.get("class_name") == KERAS_TENSOR for t in tensors):
-        detail = ("with training=True (random even at inference)" if extra == ["training"] else
-                  f"with {', '.join(extra)}" if extra else "on arguments that are not layer outputs")
+        detail = f"with {', '.join(extra)}" if extra else "on arguments that are not layer outputs"
         raise ArchitectureError(f"{source}: {name} ({cls}) is called {detail}; only layers called on the outputs "
                                 f"of other layers are supported")
     sources = []
