@@ -6,9 +6,11 @@ was called on) and finds each layer's weights where Keras stores them, under the
 
 from __future__ import annotations
 
+import io
 import re
 import zipfile
 
+import h5py
 import numpy as np
 import pytest
 
@@ -107,14 +109,11 @@ def test_weights_are_read_where_keras_stores_nested_models_weights(tmp_path):
     model = randomised(residual_blocks(), seed=3)
     model.save(tmp_path / "blocks.keras")
     with zipfile.ZipFile(tmp_path / "blocks.keras") as archive, archive.open("model.weights.h5") as raw:
-        import h5py
-        import io
-
         with h5py.File(io.BytesIO(raw.read())) as h5:
             stored = set()
             h5.visititems(lambda key, obj: stored.add(key) if isinstance(obj, h5py.Dataset) else None)
     assert "layers/functional/layers/conv2d/vars/0" in stored and "layers/conv2d/vars/0" in stored
-    loaded, info = load_checked(tmp_path / "blocks.keras")
+    _, info = load_checked(tmp_path / "blocks.keras")
     for layer, arrays in info.weights.items():
         for ours, theirs in zip(arrays, find_layer(model, layer).get_weights(), strict=True):
             assert ours.tobytes() == np.asarray(theirs, np.float32).tobytes(), layer
