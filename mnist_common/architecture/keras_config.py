@@ -197,7 +197,7 @@ def read_keras_config(config: Any, source: str = "model") -> KerasGraph:
         raise ArchitectureError(f"{source} holds a {kind}, not a Keras Sequential or Functional model")
     model_config, entries = _model_parts(config, source)
     if any(entry.get("class_name") in MODEL_CLASSES for entry in entries):
-        return _NestedModels(source).read(config, model_config, entries)
+        return _NestedModels(source).read(config, model_config)
     input_name = None
     if config["class_name"] == "Sequential":
         input_entry, graph = _sequential_entries(entries, source)
@@ -237,19 +237,17 @@ class _NestedModels:
         self.storage: dict[str, str] = {}
         self.keras_paths: dict[str, tuple[str, ...]] = {}
         self.declared: list[tuple[str, str, Any]] = []  # (nested model, tensor it takes, its input layer's shape)
+        self.top_input: dict[str, Any] | None = None  # the outermost model's input layer entry (None: none listed)
 
-    def read(self, config: dict[str, Any], model_config: dict[str, Any], entries: list[dict[str, Any]]) -> KerasGraph:
-        input_entry = (_sequential_entries(entries, self.source)[0] if config["class_name"] == "Sequential"
-                       else _functional_graph(entries, model_config, self.source)[0])
+    def read(self, config: dict[str, Any], model_config: dict[str, Any]) -> KerasGraph:
         name = str(model_config.get("name") or "keras")
+        self._expand(config, [self.PLACEHOLDER], "", (), name)
+        input_entry = self.top_input
         if config["class_name"] == "Sequential":
-            self._expand(config, [self.PLACEHOLDER], "", (), name)
             input_name = _sequential_input_name(input_entry, set(self.storage))
         else:
             input_name = str(input_entry.get("name"))
-            self.storage[input_name] = ""  # taken: a nested layer of that name is renamed
-            self._expand(config, [self.PLACEHOLDER], "", (), name)
-            del self.storage[input_name]
+            del self.storage[input_name]  # reserved by _expand while the layers were named
         layers = [(layer, [input_name if i == self.PLACEHOLDER else i for i in inputs]) for layer, inputs in self.layers]
         architecture = Architecture.from_layers(_input_shape(input_entry, model_config, self.source), layers,
                                                 name=name, source=self.source, input_name=input_name)
@@ -296,6 +294,10 @@ class _NestedModels:
                                frozenset(call.name for call in calls if call.entry.get("class_name") in MODEL_CLASSES))
             order = keras_order(calls, input_name, output)  # the order Keras gives model.layers when it loads it
             renamed = {input_name: sources[0]}
+            if not depth:  # the outermost input's name is taken: a nested layer of that name is renamed
+                self.storage[input_name] = ""
+        if not depth:
+            self.top_input = input_entry
         if not steps:  # Keras cannot call a model of no layers
             raise ArchitectureError(f"{where}: the model has no layers")
         if depth:
