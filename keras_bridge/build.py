@@ -61,16 +61,18 @@ def find_layer(model: "keras.Model", name: str, path: tuple[str, ...] | None = N
 
 
 def set_layer_weights(model: "keras.Model", architecture: Architecture, weights: dict[str, list[np.ndarray]]) -> None:
-    """Load ``{layer name: arrays in Keras' order}`` into a model of ``architecture``."""
+    """Load ``{layer name: arrays in Keras' order}`` into a model of ``architecture``, as Keras' own loading does
+    (``load_own_variables``, which also lets a layer derive its state from them: ``set_weights`` would leave a
+    Normalization computing with the values it had before)."""
     for node, _, _ in architecture.weight_shapes():
-        find_layer(model, node.name).set_weights(weights[node.name])
+        find_layer(model, node.name).load_own_variables({str(i): w for i, w in enumerate(weights[node.name])})
 
 
 def layer_weights(model: "keras.Model", architecture: Architecture,
                   keras_paths: dict[str, tuple[str, ...]] | None = None) -> dict[str, list[np.ndarray]]:
-    """The model's weights as ``{layer name: float32 arrays in Keras' order}`` (``keras_paths``: see
-    :func:`find_layer`)."""
+    """The model's weights as ``{layer name: arrays in Keras' order}``, each of its weight's dtype (float32 but for
+    Normalization's count) (``keras_paths``: see :func:`find_layer`)."""
     paths = keras_paths or {}
-    return {node.name: [np.asarray(w, dtype=np.float32)
-                        for w in find_layer(model, node.name, paths.get(node.name)).get_weights()]
-            for node, _, _ in architecture.weight_shapes()}
+    return {node.name: [np.asarray(w, dtype=node.layer.weight_dtype(weight_name)) for (weight_name, _), w in
+                        zip(weights, find_layer(model, node.name, paths.get(node.name)).get_weights(), strict=True)]
+            for node, _, weights in architecture.weight_shapes()}

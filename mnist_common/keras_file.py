@@ -10,8 +10,8 @@ A ``.keras`` file is a zip of ``config.json`` (the model), ``metadata.json`` and
 * ``model.weights.h5`` keeps every byte inside itself (:func:`check_storage`: no external
   storage, virtual dataset, soft or external link, or filter other than HDF5's built-in
   deflate, shuffle and Fletcher-32), so no weight can be read from another file;
-* it holds exactly the weights that architecture implies, float32, of the right shapes,
-  finite, with non-negative moving variances.
+* it holds exactly the weights that architecture implies, of the right shapes and dtypes
+  (float32, but Normalization's int64 ``count``), finite, with non-negative variances.
 
 Only then may Keras load it (``keras_bridge.files.load_checked`` does, with
 ``safe_mode=True``); the torch side needs no Keras at all, it maps these arrays.
@@ -161,7 +161,8 @@ def _read_weights(h5_bytes: bytes, architecture: Architecture, storage: dict[str
     checked; and the number of optimizer variables."""
     import h5py
 
-    expected = {f"layers/{storage[node.name]}/vars/{i}": (node.name, weight_name, shape)
+    expected = {f"layers/{storage[node.name]}/vars/{i}": (node.name, weight_name, shape,
+                                                            np.dtype(node.layer.weight_dtype(weight_name)))
                 for node, _, weights in architecture.weight_shapes()
                 for i, (weight_name, shape) in enumerate(weights)}
     try:
@@ -175,17 +176,17 @@ def _read_weights(h5_bytes: bytes, architecture: Architecture, storage: dict[str
                 raise UserError(f"{path}: model.weights.h5 does not hold this architecture's weights "
                                 f"(missing {', '.join(missing[:3]) or 'none'}; unexpected {', '.join(extra[:3]) or 'none'})")
             weights: dict[str, list[np.ndarray]] = {}
-            for key, (layer, weight_name, shape) in expected.items():
+            for key, (layer, weight_name, shape, dtype) in expected.items():
                 dataset, label = datasets[key], f"{layer} {weight_name}"
-                if dataset.dtype != np.float32:
-                    raise UserError(f"{path}: {label} is stored as {dataset.dtype}, expected float32")
+                if dataset.dtype != dtype:
+                    raise UserError(f"{path}: {label} is stored as {dataset.dtype}, expected {dtype}")
                 if tuple(dataset.shape) != tuple(shape):
                     raise UserError(f"{path}: {label} has shape {tuple(dataset.shape)}, but the architecture in "
                                     f"config.json needs {tuple(shape)}")
-                value = np.asarray(dataset[()], dtype=np.float32)
+                value = np.asarray(dataset[()], dtype=dtype)
                 if not np.isfinite(value).all():
                     raise UserError(f"{path}: {label} holds NaN or infinite values")
-                if weight_name == "moving_variance" and (value < 0).any():
+                if weight_name.endswith("variance") and (value < 0).any():  # BatchNorm's, Normalization's
                     raise UserError(f"{path}: {label} holds negative variances")
                 weights.setdefault(layer, []).append(value)
             return weights, len(datasets) - len(model_sets)

@@ -45,12 +45,26 @@ def sampler(kind: str):
 
 
 def randomised(model: "keras.Model", seed: int = 0) -> "keras.Model":
-    """Random weights everywhere, BatchNorm moving statistics included (defaults would hide mistakes)."""
+    """Random weights everywhere, BatchNorm moving statistics and Normalization's adapted ones included (defaults
+    would hide mistakes); an integer weight (Normalization's count) a random count."""
     rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        layer.set_weights([rng.uniform(0.5, 2.0, w.shape).astype(np.float32) if "variance" in v.path
-                           else rng.normal(0.0, 0.3, w.shape).astype(np.float32)
-                           for w, v in zip(layer.get_weights(), layer.weights)])
+
+    def draw(w: np.ndarray, path: str) -> np.ndarray:
+        if not np.issubdtype(w.dtype, np.floating):
+            return rng.integers(0, 10_000, w.shape).astype(w.dtype)
+        if "variance" in path:
+            return rng.uniform(0.5, 2.0, w.shape).astype(np.float32)
+        return rng.normal(0.0, 0.3, w.shape).astype(np.float32)
+
+    def fill(holder: "keras.Model") -> None:
+        for layer in holder.layers:
+            if isinstance(layer, keras.Model):  # a nested model: its own layers
+                fill(layer)
+            else:  # loaded as Keras loads a file's (a Normalization then computes with them)
+                layer.load_own_variables({str(i): draw(w, v.path)
+                                          for i, (w, v) in enumerate(zip(layer.get_weights(), layer.weights))})
+
+    fill(model)
     return model
 
 

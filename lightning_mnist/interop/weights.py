@@ -29,18 +29,18 @@ TorchWeights = dict[str, torch.Tensor]
 KerasWeights = dict[str, list[np.ndarray]]
 
 
-def _rows(architecture: Architecture) -> Iterator[tuple[str, tuple[int, ...], str, WeightMap]]:
-    """(Keras layer name, Keras shape, torch key, mapping) for every weight, in Keras' order per layer."""
+def _rows(architecture: Architecture) -> Iterator[tuple[str, tuple[int, ...], str, WeightMap, str]]:
+    """(Keras layer name, Keras shape, torch key, mapping, dtype) for every weight, in Keras' order per layer."""
     for node, _, weights in architecture.weight_shapes():
         mappings = converter_of(node.layer).weights
         for weight_name, shape in weights:
             mapping = mappings[weight_name]
-            yield node.name, shape, f"{node.name}.{mapping.attribute}", mapping
+            yield node.name, shape, f"{node.name}.{mapping.attribute}", mapping, node.layer.weight_dtype(weight_name)
 
 
 def torch_shapes(architecture: Architecture) -> dict[str, tuple[int, ...]]:
     """The state dict a network of ``architecture`` has: key -> shape."""
-    return {key: mapping.torch_shape(shape) for _, shape, key, mapping in _rows(architecture)}
+    return {key: mapping.torch_shape(shape) for _, shape, key, mapping, _ in _rows(architecture)}
 
 
 def check_state_dict(architecture: Architecture, state_dict: Mapping[str, torch.Tensor],
@@ -51,6 +51,7 @@ def check_state_dict(architecture: Architecture, state_dict: Mapping[str, torch.
     dtype, NaN or infinite values, negative variances.
     """
     expected = torch_shapes(architecture)
+    dtypes = {key: getattr(torch, dtype) for _, _, key, _, dtype in _rows(architecture)}
     missing, unexpected = sorted(set(expected) - set(state_dict)), sorted(set(state_dict) - set(expected))
     if missing or unexpected:
         detail = "; ".join(part for part in (
@@ -65,11 +66,11 @@ def check_state_dict(architecture: Architecture, state_dict: Mapping[str, torch.
             raise UserError(f"{source}: {key} is a {type(value).__name__}, not a tensor")
         if tuple(value.shape) != shape:
             raise UserError(f"{source}: {key} has shape {tuple(value.shape)}, but its architecture needs {shape}")
-        if value.dtype != torch.float32:
-            raise UserError(f"{source}: {key} is {value.dtype}, expected torch.float32")
+        if value.dtype != dtypes[key]:
+            raise UserError(f"{source}: {key} is {value.dtype}, expected {dtypes[key]}")
         if not torch.isfinite(value).all():
             raise UserError(f"{source}: {key} holds NaN or infinite values")
-        if key.endswith("running_var") and (value < 0).any():
+        if key.endswith(("running_var", ".variance")) and (value < 0).any():
             raise UserError(f"{source}: {key} holds negative variances")
         checked[key] = value
     return checked
@@ -79,15 +80,15 @@ def keras_to_torch(architecture: Architecture, weights: KerasWeights) -> TorchWe
     """A network's state dict from Keras weights by layer name (as ``read_keras_file`` or ``layer_weights`` give)."""
     out: TorchWeights = {}
     position: dict[str, int] = {}
-    for name, _, key, mapping in _rows(architecture):
+    for name, _, key, mapping, dtype in _rows(architecture):
         i = position[name] = position.get(name, -1) + 1
-        out[key] = torch.from_numpy(mapping.to_torch(np.asarray(weights[name][i])))
+        out[key] = torch.from_numpy(mapping.to_torch(np.asarray(weights[name][i]), dtype))
     return out
 
 
 def torch_to_keras(architecture: Architecture, state_dict: Mapping[str, torch.Tensor]) -> KerasWeights:
     """Keras weights by layer name (``layer.set_weights`` order) from a network's checked state dict."""
     out: KerasWeights = {}
-    for name, shape, key, mapping in _rows(architecture):
-        out.setdefault(name, []).append(mapping.to_keras(state_dict[key].detach().cpu().numpy(), shape))
+    for name, shape, key, mapping, dtype in _rows(architecture):
+        out.setdefault(name, []).append(mapping.to_keras(state_dict[key].detach().cpu().numpy(), shape, dtype))
     return out

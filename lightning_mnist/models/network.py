@@ -128,11 +128,13 @@ class Probabilities(nn.Module):
 
 
 def keras_parameter_count(model: nn.Module) -> tuple[int, int]:
-    """(trainable, non-trainable) counted as Keras does: BatchNorm moving statistics are weights.
+    """(trainable, non-trainable) counted as Keras does: the state dict's buffers (BatchNorm moving statistics,
+    Normalization's adapted mean, variance and count) are non-trainable weights.
 
     For the notebook's network: (225226, 192), 225,418 in all.
     """
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    moving = sum(b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var")))
-    return trainable, frozen + moving
+    parameters = {name for name, _ in model.named_parameters()}
+    stored = sum(v.numel() for name, v in model.state_dict().items() if name not in parameters)
+    return trainable, frozen + stored

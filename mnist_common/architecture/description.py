@@ -490,11 +490,12 @@ class Architecture:
         return out
 
     def parameter_count(self) -> tuple[int, int]:
-        """(trainable, non-trainable) as Keras counts them: BatchNorm moving statistics are non-trainable."""
+        """(trainable, non-trainable) as Keras counts them: BatchNorm moving statistics and Normalization's adapted
+        mean, variance and count are non-trainable."""
         trainable = frozen = 0
-        for _, _, weights in self.weight_shapes():
+        for node, _, weights in self.weight_shapes():
             for weight_name, shape in weights:
-                if weight_name.startswith("moving_"):
+                if weight_name in node.layer.NON_TRAINABLE:
                     frozen += math.prod(shape)
                 else:
                     trainable += math.prod(shape)
@@ -534,7 +535,7 @@ class Architecture:
         lines = [f"{self.name}: {self.num_classes} classes"]
         lines += [f"  {a:<{width}}  {b:>10}  {c:>9}  {d}".rstrip() for a, b, c, d in rows]
         lines.append(f"  {trainable + frozen:,} parameters as Keras counts them ({trainable:,} trainable + "
-                     f"{frozen:,} BatchNorm moving statistics)")
+                     f"{frozen:,} non-trainable)")
         return "\n".join(lines)
 
     def _where(self) -> str:

@@ -42,17 +42,18 @@ class WeightMap:
         shape = tuple(keras_shape[i] for i in self.permutation) if self.permutation else tuple(keras_shape)
         return self.reshape(shape) if self.reshape else shape
 
-    def to_torch(self, array: np.ndarray) -> np.ndarray:
-        """A fresh C-ordered float32 array in torch's layout (never a view of ``array``)."""
+    def to_torch(self, array: np.ndarray, dtype: str = "float32") -> np.ndarray:
+        """A fresh C-ordered array of ``dtype`` (the weight's, :meth:`Layer.weight_dtype`) in torch's layout (never
+        a view of ``array``)."""
         value = array.transpose(self.permutation) if self.permutation else array
         value = value.reshape(self.torch_shape(array.shape)) if self.reshape else value
-        return np.array(value, dtype=np.float32, order="C", copy=True)
+        return np.array(value, dtype=dtype, order="C", copy=True)
 
-    def to_keras(self, array: np.ndarray, keras_shape: Shape) -> np.ndarray:
+    def to_keras(self, array: np.ndarray, keras_shape: Shape, dtype: str = "float32") -> np.ndarray:
         permuted = tuple(keras_shape[i] for i in self.permutation) if self.permutation else tuple(keras_shape)
         value = array.reshape(permuted)
         value = value.transpose(np.argsort(self.permutation)) if self.permutation else value
-        return np.array(value, dtype=np.float32, order="C", copy=True)
+        return np.array(value, dtype=dtype, order="C", copy=True)
 
 
 @dataclass(frozen=True)
@@ -88,5 +89,6 @@ def build(layer: Layer, *shapes: Shape) -> nn.Module:
     for weight_name, keras_shape in layer.weights(*shapes):
         mapping = found.weights[weight_name]
         value = initialize_(torch.empty(keras_shape), layer.initializer_of(weight_name))
-        getattr(module, mapping.attribute).copy_(torch.from_numpy(mapping.to_torch(value.numpy())))
+        getattr(module, mapping.attribute).copy_(torch.from_numpy(mapping.to_torch(value.numpy(),
+                                                                                   layer.weight_dtype(weight_name))))
     return module

@@ -199,6 +199,10 @@ class Layer:
     KERAS_IGNORED: ClassVar[frozenset[str]] = frozenset()
     # How many tensors the layer is called on: 1, or None for "two or more" (the merge layers).
     INPUTS: ClassVar[int | None] = 1
+    # Weights Keras counts as non-trainable (BatchNorm's moving statistics, Normalization's adapted ones).
+    NON_TRAINABLE: ClassVar[frozenset[str]] = frozenset()
+    # Weights Keras keeps in another dtype than float32 (Normalization's ``count``: int64), by weight name.
+    WEIGHT_DTYPES: ClassVar[dict[str, str]] = {}
 
     @property
     def type(self) -> str:
@@ -216,6 +220,10 @@ class Layer:
     def weights(self, *shapes: Shape) -> tuple[tuple[str, Shape], ...]:
         """(Keras weight name, Keras shape) in Keras' storage order, for these input shapes."""
         return ()
+
+    def weight_dtype(self, weight_name: str) -> str:
+        """The numpy dtype Keras keeps the weight in: float32 unless :attr:`WEIGHT_DTYPES` says otherwise."""
+        return self.WEIGHT_DTYPES.get(weight_name, "float32")
 
     def keeps_distributions(self, *shapes: Shape) -> bool:
         """Whether inputs that are probabilities along their last axis (a softmax's) give outputs that are too,

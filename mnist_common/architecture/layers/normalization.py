@@ -38,6 +38,7 @@ class BatchNormalization(Layer):
     moving_variance_initializer: str | dict = "ones"
     synchronized: bool = False
 
+    NON_TRAINABLE: ClassVar = frozenset({"moving_mean", "moving_variance"})
     # renorm itself must be off (UNSUPPORTED_EXTRAS); its settings are then unused.
     KERAS_IGNORED: ClassVar = frozenset({"renorm_clipping", "renorm_momentum"})
 
