@@ -323,8 +323,9 @@ class Doubler(keras.layers.Layer):
      "sets kernel_regularizer, which is not supported"),
     ("bn_axis", lambda: keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(4, 3), L.BatchNormalization(axis=1),
                                           L.Flatten(), L.Dense(10)]), "normalises axis 1"),
-    ("resizing", lambda: keras.Sequential([keras.Input((28, 28, 1)), L.Resizing(14, 14), L.Flatten(), L.Dense(10)]),
-     "layer 0 (resizing, Resizing) is not a supported layer"),
+    ("random_crop", lambda: keras.Sequential([keras.Input((28, 28, 1)), L.RandomCrop(24, 24),
+                                              L.GlobalAveragePooling2D(), L.Dense(10)]),
+     "layer 0 (random_crop, RandomCrop) is not a supported layer"),
 ])
 def test_more_unsupported_models_are_refused_in_one_line(name, build, message, tmp_path, capsys):
     build().save(tmp_path / f"{name}.keras")

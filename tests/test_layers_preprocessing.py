@@ -1,5 +1,6 @@
-"""Keras' Normalization against Keras: adapted mean and variance (weights, with Keras' int64 ``count``) and values
-given as settings, on every kind of kept axes, and its ``invert``.
+"""Preprocessing layers against Keras: Normalization (adapted mean and variance, weights with Keras' int64
+``count``, and values given as settings, on every kind of kept axes, and its ``invert``), Resizing and CenterCrop
+(every interpolation and aspect-ratio setting, shrinking, growing, odd surpluses).
 
 Adapted layers get random means and variances (and a random count, which must come back as it was); inputs
 have odd, unequal sizes, so that a mean on the wrong axis or transposed shows. Rescaling, the other
@@ -45,6 +46,28 @@ CASES = {
                                                         variance=[[1.0, 2.0, 3.0]], invert=True)]),
     "given_one_for_all_flat": ((12,), [L.Normalization(axis=None, mean=3.0, variance=2.0), L.Dense(4)]),
 }
+RESIZE_CASES = {
+    # Resizing: up, down, by factors that are no integers, each interpolation, the aspect-ratio crop and padding
+    "resizing_up_to_32": ((28, 28, 1), [L.Resizing(32, 32), L.Conv2D(2, 5, strides=2)]),
+    "resizing_down_to_14": ((28, 28, 1), [L.Resizing(14, 14), L.Conv2D(2, 3)]),
+    "resizing_odd_factors": ((9, 7, 3), [L.Resizing(5, 11)]),
+    "resizing_nearest": ((9, 7, 3), [L.Resizing(13, 4, interpolation="nearest")]),
+    "resizing_antialiased_down": ((28, 28, 1), [L.Resizing(10, 12, antialias=True)]),
+    "resizing_antialiased_up": ((6, 5, 2), [L.Resizing(11, 9, antialias=True)]),
+    "resizing_crop_to_aspect": ((9, 7, 3), [L.Resizing(4, 6, crop_to_aspect_ratio=True)]),
+    "resizing_crop_to_aspect_nearest": ((28, 28, 1), [L.Resizing(20, 30, crop_to_aspect_ratio=True,
+                                                                 interpolation="nearest")]),
+    "resizing_pad_to_aspect": ((9, 7, 3), [L.Resizing(6, 8, pad_to_aspect_ratio=True, fill_value=0.7)]),
+    "resizing_pad_rows": ((28, 28, 1), [L.Resizing(30, 20, pad_to_aspect_ratio=True, fill_value=-1.5)]),
+    "resizing_in_a_chain": ((784,), [L.Reshape((28, 28, 1)), L.Conv2D(3, 3), L.Resizing(16, 16), L.Conv2D(2, 3)]),
+    # CenterCrop: a slice (odd surpluses at the bottom and right), or Keras' smart_resize when the image is smaller
+    "center_crop_even": ((28, 28, 1), [L.CenterCrop(24, 24), L.Conv2D(2, 3)]),
+    "center_crop_odd_surplus": ((9, 8, 3), [L.CenterCrop(6, 5)]),
+    "center_crop_same_size": ((6, 5, 2), [L.CenterCrop(6, 5)]),
+    "center_crop_larger_grows": ((6, 5, 2), [L.CenterCrop(8, 9)]),
+    "center_crop_larger_on_one_axis": ((9, 7, 3), [L.CenterCrop(4, 10)]),
+}
+CASES.update(RESIZE_CASES)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -61,13 +84,19 @@ def test_the_layer_alone_gives_what_keras_gives(case):
     shape, case_layers = CASES[case]
     model = randomised(sequential_case(shape, *case_layers))
     architecture, network = network_of(model)
-    [node] = [n for n in architecture.nodes if n.layer.type == "Normalization"]
+    [node] = [n for n in architecture.nodes if n.layer.type in ("Normalization", "Resizing", "CenterCrop")]
     layer = model.get_layer(node.name)
     [before] = architecture.input_shapes_of(node)
     x = np.random.default_rng(1).normal(1.0, 2.0, size=(4, *before)).astype(np.float32)
     expected = np.asarray(layer(x))
     got = to_keras_layout(dict(network.named_modules())[node.name](to_torch_layout(torch.from_numpy(x)))).numpy()
-    np.testing.assert_allclose(got, expected, rtol=3e-7, atol=1e-6)
+    assert got.shape == expected.shape == (4, *architecture.shapes[node.name])
+    if node.layer.type == "CenterCrop" and node.layer.fits(before) or getattr(node.layer, "interpolation", "") \
+            == "nearest":
+        assert np.array_equal(got, expected)  # values moved, none computed
+    else:  # tf.image.resize weighs its neighbours in its own float32 order
+        np.testing.assert_allclose(got, expected, rtol=3e-7, atol=1e-6 if node.layer.type == "Normalization"
+                                   else 2e-5)
 
 
 @torch.no_grad()
@@ -148,7 +177,30 @@ def test_an_adapted_mnist_model_converts_both_ways_and_predicts_alike(tmp_path, 
     predicts_alike_on_both_backends(tmp_path / "model.ckpt", seed_png, capsys)
 
 
-# --- the sampler and refusals -----------------------------------------------------------------------
+@pytest.mark.parametrize("antialias, targets", [(True, ("model.ckpt", "model.onnx", "model.pt2")),
+                                                 (False, ("model.ckpt", "model.tflite"))])
+def test_a_resizing_model_converts_to_every_format_and_back(antialias, targets, tmp_path, capsys):
+    """Resizing and CenterCrop in a .keras file: each format proven on MNIST, and back to .keras with every
+    setting. TensorFlow Lite has no antialiased resize (``tf.ScaleAndTranslate``): that export is refused in one
+    line naming the layer, and writes nothing."""
+    from lightning_mnist.__main__ import main as command_line
+
+    model = randomised(sequential_case((28, 28, 1), L.Resizing(20, 24, antialias=antialias, crop_to_aspect_ratio=True),
+                                       L.Conv2D(4, 3, activation="relu"), L.Resizing(32, 32, pad_to_aspect_ratio=True),
+                                       L.CenterCrop(30, 29), L.MaxPooling2D(3)), seed=6)
+    model.save(tmp_path / "resizing.keras")
+    before, after = converts_and_comes_back(tmp_path / "resizing.keras", tmp_path, capsys, targets=targets)
+    assert [n.layer for n in after.architecture.nodes if n.layer.type in ("Resizing", "CenterCrop")] == \
+        [n.layer for n in before.architecture.nodes if n.layer.type in ("Resizing", "CenterCrop")]
+    if antialias:
+        with pytest.raises(SystemExit) as exit_info:
+            command_line(["convert", str(tmp_path / "resizing.keras"), str(tmp_path / "model.tflite")])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1 and "Resizing) cannot be exported to .tflite" in err
+        assert not (tmp_path / "model.tflite").exists()
+
+
+# --- the samplers and refusals ----------------------------------------------------------------------
 
 
 @sampler("Normalization")
@@ -166,7 +218,48 @@ def make_normalization(rng: np.random.Generator, shape: tuple[int, ...]):
                            variance=rng.uniform(0.2, 3.0, given))
 
 
+@sampler("Resizing")
+def make_resizing(rng: np.random.Generator, shape: tuple[int, ...]):
+    if len(shape) != 3:
+        return None
+    aspect = rng.choice(["none", "crop", "pad"])
+    return L.Resizing(int(rng.integers(2, 2 * shape[0] + 1)), int(rng.integers(2, 2 * shape[1] + 1)),
+                      interpolation=str(rng.choice(["bilinear", "nearest"])), antialias=bool(rng.random() < 0.3),
+                      crop_to_aspect_ratio=bool(aspect == "crop"), pad_to_aspect_ratio=bool(aspect == "pad"),
+                      fill_value=float(rng.normal()))
+
+
+@sampler("CenterCrop")
+def make_center_crop(rng: np.random.Generator, shape: tuple[int, ...]):
+    if len(shape) != 3:
+        return None
+    return L.CenterCrop(int(rng.integers(1, shape[0] + 3)), int(rng.integers(1, shape[1] + 3)))
+
+
+@pytest.mark.parametrize("shape, layer, message", [
+    ((8, 8, 2), L.Resizing(4, 4, interpolation="bicubic"), "interpolation must be one of bilinear, nearest, got "),
+    ((8, 8, 2), L.Resizing(4, 4, interpolation="lanczos3"), "interpolation must be one of bilinear, nearest"),
+    ((8, 8, 2), L.Resizing(4, 4, interpolation="area"), "interpolation must be one of bilinear, nearest"),
+    ((8, 8, 2), L.Resizing(4, 4, data_format="channels_first"), "Resizing) has data_format='channels_first'"),
+    ((8, 8, 2), L.CenterCrop(4, 4, data_format="channels_first"), "CenterCrop) has data_format='channels_first'"),
+    ((28, 28), L.Resizing(32, 32), "Resizing): needs an (H, W, C) image input, got 28x28; Keras reads any other"),
+    ((28, 28), L.CenterCrop(20, 20), "CenterCrop): needs an (H, W, C) image input, got 28x28"),
+])
+def test_keras_image_layers_outside_what_is_mirrored_are_refused_in_one_line(shape, layer, message):
+    model = keras.Sequential([keras.Input(shape), layer])
+    with pytest.raises(ArchitectureError) as info:
+        architecture_of(model, "model.keras")
+    assert str(info.value).startswith("model.keras: layer 0 (") and message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize("layer, message", [
+    ({"type": "Resizing", "height": 4, "width": 4, "crop_to_aspect_ratio": True, "pad_to_aspect_ratio": True},
+     "crop_to_aspect_ratio and pad_to_aspect_ratio cannot both be true"),
+    ({"type": "Resizing", "height": 0, "width": 4}, "height must be a positive integer, got 0"),
+    ({"type": "Resizing", "height": 4}, "Resizing): needs width"),
+    ({"type": "Resizing", "height": 4, "width": 4, "fill_mode": "reflect"}, "fill_mode must be one of constant"),
+    ({"type": "CenterCrop", "height": 4, "width": 2.5}, "width must be a positive integer, got 2.5"),
     ({"type": "Normalization", "mean": 0.5}, "mean and variance must be given together"),
     ({"type": "Normalization", "mean": [1.0, 2.0], "variance": [1.0]}, "mean has shape (2,) and variance (1,)"),
     ({"type": "Normalization", "mean": 1.0, "variance": -1.0}, "variance holds negative values"),

@@ -1,14 +1,16 @@
-"""Preprocessing layers in torch: ``Rescaling``, ``Normalization``."""
+"""Preprocessing layers in torch: ``Rescaling``, ``Normalization``, ``Resizing``, ``CenterCrop``."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lightning_mnist.models.layers.layout import to_torch_layout, torch_shape
 from lightning_mnist.models.layers.registry import WeightMap, converter
 from mnist_common.architecture import layers as keras
 from mnist_common.architecture.layers import Shape
+from mnist_common.architecture.layers.preprocessing import aspect_crop, aspect_padding
 
 
 @converter(keras.Rescaling)
@@ -54,3 +56,55 @@ class Normalization(nn.Module):
         scale = torch.clamp_min(torch.sqrt(to_torch_layout(self.variance.reshape(self.keras_broadcast))),
                                 keras.Normalization.EPSILON)
         return mean + x * scale if self.invert else (x - mean) / scale
+
+
+def resize(x: torch.Tensor, size: tuple[int, int], interpolation: str = "bilinear",
+           antialias: bool = False) -> torch.Tensor:
+    """``tf.image.resize`` of (N, C, H, W) maps: half-pixel centres, which are torch's ``align_corners=False``
+    bilinear and its ``nearest-exact`` (torch's plain ``nearest`` rounds another way)."""
+    if interpolation == "nearest":
+        return F.interpolate(x, size=size, mode="nearest-exact")
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)
+
+
+def crop(x: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
+    top, left, height, width = box
+    return x[:, :, top:top + height, left:left + width]
+
+
+@converter(keras.Resizing)
+class Resizing(nn.Module):
+    """Keras' Resizing: the aspect-ratio crop or padding the settings ask for (sizes from the description, as Keras
+    computes them), then :func:`resize`."""
+
+    def __init__(self, spec: keras.Resizing, shape: Shape) -> None:
+        super().__init__()
+        self.size, self.interpolation, self.antialias = spec.size, spec.interpolation, spec.antialias
+        self.box = aspect_crop(shape[:2], spec.size) if spec.crop_to_aspect_ratio else None
+        rows, columns = aspect_padding(shape[:2], spec.size) if spec.pad_to_aspect_ratio else (0, 0)
+        self.padding, self.fill_value = (columns, columns, rows, rows), spec.fill_value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.box is not None:
+            x = crop(x, self.box)
+        if any(self.padding):
+            x = F.pad(x, self.padding, value=self.fill_value)
+        return resize(x, self.size, self.interpolation, self.antialias)
+
+
+@converter(keras.CenterCrop)
+class CenterCrop(nn.Module):
+    """Keras' CenterCrop: a slice where the image is large enough, else Keras' ``smart_resize`` (the aspect-ratio
+    crop, then a bilinear resize)."""
+
+    def __init__(self, spec: keras.CenterCrop, shape: Shape) -> None:
+        super().__init__()
+        self.size, height, width = spec.size, shape[0], shape[1]
+        if spec.fits(shape):
+            self.box, self.resized = ((height - spec.height) // 2, (width - spec.width) // 2, *spec.size), False
+        else:
+            self.box, self.resized = aspect_crop((height, width), spec.size), True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = crop(x, self.box)
+        return resize(x, self.size) if self.resized else x

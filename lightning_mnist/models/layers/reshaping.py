@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_mnist.models.layers.layout import to_keras_layout, to_torch_layout
+from lightning_mnist.models.layers.preprocessing import resize
 from lightning_mnist.models.layers.registry import converter
 from mnist_common.architecture import layers as keras
 from mnist_common.architecture.layers import Shape
@@ -86,5 +87,5 @@ class UpSampling2D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bilinear:
-            return F.interpolate(x, size=self.out, mode="bilinear", align_corners=False, antialias=False)
+            return resize(x, self.out)
         return x.repeat_interleave(self.size[0], dim=2).repeat_interleave(self.size[1], dim=3)

@@ -1,4 +1,4 @@
-"""Preprocessing layers that are part of the network: Rescaling, Normalization."""
+"""Preprocessing layers that are part of the network: Rescaling, Normalization, Resizing, CenterCrop."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ from mnist_common.architecture.layers.base import (
     LayerError,
     Shape,
     boolean,
+    choice,
     layer_type,
+    number,
+    positive_int,
+    require_rank,
     shape_text,
 )
 
@@ -178,3 +182,87 @@ class Normalization(Layer):
 
     def initializer_of(self, weight_name: str) -> str:
         return "ones" if weight_name == "variance" else "zeros"  # Keras' build: an adapt-less layer is the identity
+
+
+def aspect_crop(size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Keras' crop of an image of ``size`` (H, W) to the aspect ratio of ``target`` (h, w), centred, as its
+    ``crop_to_aspect_ratio`` and ``smart_resize`` take it: (top, left, height, width), sizes truncated, at least 1."""
+    (height, width), (to_height, to_width) = size, target
+    crop_height = max(min(height, width * to_height // to_width), 1)
+    crop_width = max(min(width, height * to_width // to_height), 1)
+    return (height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width
+
+
+def aspect_padding(size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
+    """Keras' ``pad_to_aspect_ratio`` padding of an image of ``size`` for the ratio of ``target``: (rows, columns)
+    added on *each* side (Keras pads both sides by half the shortfall, rounded down)."""
+    (height, width), (to_height, to_width) = size, target
+    padded_height = max(height, width * to_height // to_width)
+    padded_width = max(width, height * to_width // to_height)
+    return (padded_height - height) // 2, (padded_width - width) // 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ImageSize(Layer):
+    """A layer that makes an (H, W, C) image ``height`` x ``width`` (Keras' Resizing and CenterCrop). Keras reads
+    any three-axis input as one image (a batch of (H, W) maps would be resized as one image of H channels): only
+    (H, W, C) inputs are taken."""
+
+    height: int
+    width: int
+
+    KERAS_FIXED: ClassVar = {"data_format": ("channels_last", "another data format (channels_first)")}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "height", positive_int(self.height, "height"))
+        object.__setattr__(self, "width", positive_int(self.width, "width"))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    def output_shape(self, shape: Shape) -> Shape:
+        require_rank(shape, 3, "Keras reads any other input's last three axes as one image")
+        return self.height, self.width, shape[-1]
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Resizing(_ImageSize):
+    """``tf.image.resize`` to ``height`` x ``width``: half-pixel centres; ``bilinear`` (``antialias`` widens its
+    kernel when shrinking) or ``nearest``; first cropped to the target's aspect ratio (``crop_to_aspect_ratio``,
+    :func:`aspect_crop`) or padded to it with ``fill_value`` (``pad_to_aspect_ratio``, :func:`aspect_padding`)."""
+
+    interpolation: str = "bilinear"
+    crop_to_aspect_ratio: bool = False
+    pad_to_aspect_ratio: bool = False
+    fill_mode: str = "constant"
+    fill_value: float = 0.0
+    antialias: bool = False
+
+    INTERPOLATIONS: ClassVar = ("bilinear", "nearest")  # bicubic, area and lanczos have no torch twin that agrees
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        set_ = object.__setattr__
+        set_(self, "interpolation", choice(self.interpolation, "interpolation", self.INTERPOLATIONS))
+        set_(self, "crop_to_aspect_ratio", boolean(self.crop_to_aspect_ratio, "crop_to_aspect_ratio"))
+        set_(self, "pad_to_aspect_ratio", boolean(self.pad_to_aspect_ratio, "pad_to_aspect_ratio"))
+        set_(self, "fill_mode", choice(self.fill_mode, "fill_mode", ("constant",)))
+        set_(self, "fill_value", number(self.fill_value, "fill_value"))
+        set_(self, "antialias", boolean(self.antialias, "antialias"))
+        if self.crop_to_aspect_ratio and self.pad_to_aspect_ratio:
+            raise LayerError("crop_to_aspect_ratio and pad_to_aspect_ratio cannot both be true (Keras refuses it too)")
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class CenterCrop(_ImageSize):
+    """The central ``height`` x ``width`` of the image (an odd surplus cut from the bottom and the right); an image
+    smaller than that on either axis is cropped to the target's aspect ratio and resized bilinearly, as Keras'
+    ``smart_resize`` does."""
+
+    def fits(self, shape: Shape) -> bool:
+        """Whether the crop is a plain slice of an input of ``shape`` (at least the target on both axes)."""
+        return shape[0] >= self.height and shape[1] >= self.width
