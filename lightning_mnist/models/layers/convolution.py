@@ -1,4 +1,5 @@
-"""Convolutions in torch: ``Conv2D`` (dilated, grouped), ``DepthwiseConv2D``, ``SeparableConv2D``, ``Conv2DTranspose``.
+"""Convolutions in torch: ``Conv2D`` (dilated, grouped), ``DepthwiseConv2D``, ``SeparableConv2D``, ``Conv2DTranspose``,
+``Conv1D``.
 
 Keras' ``padding="same"`` pads ``total // 2`` before and the rest after, so with an odd
 total (stride > 1 or an even kernel) the extra row and column go at the bottom and right;
@@ -73,6 +74,25 @@ class Conv2D(Convolution):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return activate(self.conv(x, self.weight, self.bias, self.groups), self.activation)
+
+
+@converter(keras.Conv1D, kernel=WeightMap("weight", (2, 1, 0)), bias=WeightMap("bias"))
+class Conv1D(nn.Module):
+    """Keras' (steps, features) map is torch's (N, steps, features) here, as every two-axis tensor: the steps go to
+    the last axis for ``F.conv1d`` and back; Keras' kernel (k, in / groups, filters) is torch's (filters, in /
+    groups, k). Padding as Keras pads, "causal" only before."""
+
+    def __init__(self, spec: keras.Conv1D, shape: Shape) -> None:
+        super().__init__()
+        self.stride, self.dilation, self.groups = spec.strides, spec.dilation_rate, spec.groups
+        self.activation, self.pad = spec.activation, spec.padding_amounts(shape[0])
+        self.weight = nn.Parameter(torch.empty(spec.filters, shape[-1] // spec.groups, *spec.kernel_size))
+        self.bias = nn.Parameter(torch.empty(spec.filters)) if spec.use_bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x.transpose(1, 2), self.pad) if any(self.pad) else x.transpose(1, 2)
+        x = F.conv1d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return activate(x.transpose(1, 2), self.activation)
 
 
 class Depthwise(Convolution):

@@ -1,4 +1,5 @@
-"""Pooling in torch: max and average over windows (Keras' "same" padding mirrored), and over the whole map.
+"""Pooling in torch: max and average over windows (Keras' "same" padding mirrored), and over the whole map; the 1D
+kinds as 2D pooling of a (N, features, 1, steps) view of the (N, steps, features) map.
 
 Max pooling pads with -inf (padding never wins); average pooling with ``"same"`` does not
 count the padded cells, as Keras does.
@@ -64,3 +65,42 @@ class GlobalAveragePooling2D(nn.Module):
 class GlobalMaxPooling2D(GlobalAveragePooling2D):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.amax((2, 3), keepdim=self.keepdims)
+
+
+class Along1D(nn.Module):
+    """A 2D pooling module run on a (steps, features) map: viewed as an image one row high, whose width is the
+    steps and whose channels are the features (Keras pads and windows the steps as it does a row)."""
+
+    def __init__(self, pooling: nn.Module) -> None:
+        super().__init__()
+        self.pooling = pooling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pooling(x.transpose(1, 2).unsqueeze(2)).squeeze(2).transpose(1, 2)
+
+
+def as_2d(spec: keras.MaxPooling1D | keras.AveragePooling1D, kind: type) -> keras.MaxPooling2D:
+    """The 2D description of a 1D pooling along a row of height 1."""
+    return kind(pool_size=(1, *spec.pool_size), strides=(1, *spec.strides), padding=spec.padding)
+
+
+@converter(keras.MaxPooling1D)
+def max_pooling_1d(spec: keras.MaxPooling1D, shape: Shape) -> nn.Module:
+    return Along1D(MaxPooling2D(as_2d(spec, keras.MaxPooling2D), (1, shape[0], shape[1])))
+
+
+@converter(keras.AveragePooling1D)
+def average_pooling_1d(spec: keras.AveragePooling1D, shape: Shape) -> nn.Module:
+    return Along1D(AveragePooling2D(as_2d(spec, keras.AveragePooling2D), (1, shape[0], shape[1])))
+
+
+@converter(keras.GlobalAveragePooling1D)
+class GlobalAveragePooling1D(GlobalAveragePooling2D):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(1, keepdim=self.keepdims)
+
+
+@converter(keras.GlobalMaxPooling1D)
+class GlobalMaxPooling1D(GlobalAveragePooling2D):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(1, keepdim=self.keepdims)

@@ -89,12 +89,18 @@ def layer_type(cls: type[Layer]) -> type[Layer]:
 # Setting checks: each returns the normalised value or raises LayerError naming the setting.
 
 
+def int_tuple(value: Any, setting: str, length: int) -> tuple[int, ...]:
+    """A positive integer, or ``length`` of them (a window's size per axis, as Keras takes it)."""
+    items = (value,) * length if isinstance(value, int) and not isinstance(value, bool) else value
+    if (not isinstance(items, (list, tuple)) or len(items) != length
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items)):
+        several = "a pair of them" if length == 2 else f"a list of {length}"
+        raise LayerError(f"{setting} must be a positive integer or {several}, got {value!r}")
+    return tuple(map(int, items))
+
+
 def int_pair(value: Any, setting: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if (not isinstance(pair, (list, tuple)) or len(pair) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair)):
-        raise LayerError(f"{setting} must be a positive integer or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
+    return int_tuple(value, setting, 2)
 
 
 def positive_int(value: Any, setting: str) -> int:

@@ -1,4 +1,5 @@
-"""Convolutions: Conv2D (dilated, grouped), DepthwiseConv2D, SeparableConv2D, Conv2DTranspose.
+"""Convolutions: Conv2D (dilated, grouped), DepthwiseConv2D, SeparableConv2D, Conv2DTranspose, and Conv1D over the
+steps of an (H, W) map (a sequence of H steps of W features), "causal" padding included.
 
 A dilated kernel covers ``(k - 1) * d + 1`` cells, and Keras' output sizes and "same"
 padding are those of that effective window. Keras refuses ``strides > 1`` together with
@@ -23,27 +24,31 @@ from mnist_common.architecture.layers.base import (
     boolean,
     choice,
     initializer,
-    int_pair,
+    int_tuple,
     layer_type,
     positive_int,
     require_rank,
+    same_padding,
     window_output,
 )
 
 
-def effective_window(kernel_size: tuple[int, int], dilation_rate: tuple[int, int]) -> tuple[int, int]:
+def effective_window(kernel_size: tuple[int, ...], dilation_rate: tuple[int, ...]) -> tuple[int, ...]:
     """The cells a dilated kernel spans along each axis: ``(k - 1) * d + 1``."""
     return tuple((k - 1) * d + 1 for k, d in zip(kernel_size, dilation_rate))
 
 
 class Convolution(Layer):
-    """What the 2D convolutions share: their window settings, checked as Keras checks them, and output sizes.
+    """What the convolutions share: their window settings, checked as Keras checks them, and output sizes.
 
     Subclasses declare the fields (in Keras' order); every ``*_initializer`` field is an initializer.
     """
 
     # Whether Keras computes strides > 1 together with dilation_rate > 1 for this kind.
     STRIDED_DILATION: ClassVar[bool] = False
+    # The axes the window slides along (2: an (H, W, C) image; 1: the steps of a (steps, features) map).
+    WINDOW_AXES: ClassVar[tuple[str, ...]] = ("height", "width")
+    PADDINGS: ClassVar[tuple[str, ...]] = PADDINGS
     KERAS_FIXED: ClassVar = {"data_format": (CHANNELS_LAST, "data_format other than channels_last"),
                              **{f"{kernel}_{extra}": (None, f"a {kernel} {extra}")
                                 for kernel in ("depthwise", "pointwise") for extra in ("regularizer", "constraint")}}
@@ -54,9 +59,9 @@ class Convolution(Layer):
         for count in ("filters", "depth_multiplier", "groups"):
             if hasattr(self, count):
                 set_(self, count, positive_int(getattr(self, count), count))
-        for pair in ("kernel_size", "strides", "dilation_rate"):
-            set_(self, pair, int_pair(getattr(self, pair), pair))
-        set_(self, "padding", choice(self.padding, "padding", PADDINGS))
+        for window in ("kernel_size", "strides", "dilation_rate"):
+            set_(self, window, int_tuple(getattr(self, window), window, len(self.WINDOW_AXES)))
+        set_(self, "padding", choice(self.padding, "padding", self.PADDINGS))
         set_(self, "activation", activation_name(self.activation))
         set_(self, "use_bias", boolean(self.use_bias, "use_bias"))
         for f in dataclasses.fields(self):
@@ -66,13 +71,16 @@ class Convolution(Layer):
             raise LayerError(f"strides={list(self.strides)} with dilation_rate={list(self.dilation_rate)}: "
                              f"Keras refuses strides > 1 together with dilation_rate > 1")
 
-    def window_output(self, shape: Shape) -> tuple[int, int]:
-        """The output (height, width) of the (dilated) window sliding over an (H, W, C) input."""
-        require_rank(shape, 3, "flatten or pool to get there")
+    def window_output(self, shape: Shape) -> tuple[int, ...]:
+        """The output sizes of the (dilated) window sliding over an (H, W, C) input ((steps, features) for 1D)."""
+        axes = self.WINDOW_AXES
+        require_rank(shape, len(axes) + 1, "flatten or pool to get there" if len(axes) == 2
+                     else "a Conv1D slides along the first axis of (steps, features)")
         what = "dilated kernel" if max(self.dilation_rate) > 1 else "kernel"
         windows = effective_window(self.kernel_size, self.dilation_rate)
-        return tuple(window_output(size, window, stride, self.padding, f"{what} {axis}")
-                     for size, window, stride, axis in zip(shape[:2], windows, self.strides, ("height", "width")))
+        padding = "same" if self.padding == "causal" else self.padding  # both keep ceil(size / stride) positions
+        return tuple(window_output(size, window, stride, padding, f"{what} {axis}")
+                     for size, window, stride, axis in zip(shape[:len(axes)], windows, self.strides, axes))
 
     def with_bias(self, *weights: tuple[str, Shape], units: int) -> tuple[tuple[str, Shape], ...]:
         return (*weights, ("bias", (units,))) if self.use_bias else weights
@@ -109,6 +117,27 @@ class Conv2D(Convolution):
     def weights(self, shape: Shape) -> tuple[tuple[str, Shape], ...]:
         return self.with_bias(("kernel", (*self.kernel_size, shape[-1] // self.groups, self.filters)),
                               units=self.filters)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Conv1D(Conv2D):
+    """Conv2D's settings along one axis, over a (steps, features) input: a kernel (k, features / groups, filters).
+    ``padding="causal"`` pads only before, ``(k - 1) * d`` steps, so no output sees a later step."""
+
+    kernel_size: tuple[int]
+    strides: tuple[int] = (1,)
+    dilation_rate: tuple[int] = (1,)
+
+    WINDOW_AXES: ClassVar = ("steps",)
+    PADDINGS: ClassVar = (*PADDINGS, "causal")
+
+    def padding_amounts(self, steps: int) -> tuple[int, int]:
+        """Keras' padding (before, after) along the steps."""
+        window = effective_window(self.kernel_size, self.dilation_rate)[0]
+        if self.padding == "causal":
+            return window - 1, 0
+        return same_padding(steps, window, self.strides[0]) if self.padding == "same" else (0, 0)
 
 
 @layer_type
