@@ -12,9 +12,10 @@ to be imported after TensorFlow in one line: ``lightning_mnist/frameworks.py``.)
 
 TensorFlow's start-up logging (CUDA probes, oneDNN notices, absl's "before InitializeLog"
 banner) is printed by native code straight to the process's stderr while TensorFlow is
-imported, before any log level applies; so unless the user set ``TF_CPP_MIN_LOG_LEVEL``
-themselves (``TF_CPP_MIN_LOG_LEVEL=0`` shows everything), file descriptor 2 points at
-/dev/null for the import only. Python errors raised by the import still reach the user.
+imported, before any log level applies (absl's banner and its "I0000" lines even with
+``TF_CPP_MIN_LOG_LEVEL=3``); so unless the user asked TensorFlow for more (``TF_CPP_MIN_LOG_LEVEL``
+0 to 2; 0 shows everything), file descriptor 2 points at /dev/null for the import only.
+Python errors raised by the import still reach the user.
 """
 
 from __future__ import annotations
@@ -59,18 +60,20 @@ def native_stderr_silenced(enabled: bool = True):
 def import_keras():
     """Return the ``keras`` module on the TensorFlow backend."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    quiet = "TF_CPP_MIN_LOG_LEVEL" not in os.environ and "tensorflow" not in sys.modules
+    asked = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    quiet = asked in (None, QUIET_TF_LOG_LEVEL) and "tensorflow" not in sys.modules
+    set_here = quiet and asked is None
     if "torch" in sys.modules and "tensorflow" not in sys.modules and triton_installed():
         # torch.compiler's public entry points import torch's compiler and with it triton, which must precede
         # TensorFlow (see above); disabling compilation of a no-op function has no other effect
         sys.modules["torch"].compiler.disable(lambda: None)
-    if quiet:  # only for the import: processes this one starts decide for themselves
+    if set_here:  # only for the import: processes this one starts decide for themselves
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = QUIET_TF_LOG_LEVEL
     try:
         with native_stderr_silenced(quiet):
             import keras
             import tensorflow  # noqa: F401  (its native start-up lines are the ones silenced)
     finally:
-        if quiet:
+        if set_here:
             os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
     return keras

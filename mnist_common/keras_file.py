@@ -186,6 +186,8 @@ def _read_weights(h5_bytes: bytes, architecture: Architecture, storage: dict[str
                 value = np.asarray(dataset[()], dtype=dtype)
                 if not np.isfinite(value).all():
                     raise UserError(f"{path}: {label} holds NaN or infinite values")
+                if weight_name == "count" and (value < 0).any():  # Normalization's
+                    raise UserError(f"{path}: {label} is negative, a count of examples")
                 if weight_name.endswith("variance") and (value < 0).any():  # BatchNorm's, Normalization's
                     raise UserError(f"{path}: {label} holds negative variances")
                 weights.setdefault(layer, []).append(value)

@@ -15,7 +15,13 @@ from mnist_common.keras_file import KERAS_SUFFIX, read_keras_file
 
 
 def load_architecture(value: str | os.PathLike | dict | Architecture | None = None) -> Architecture:
-    """A preset name, a YAML/JSON description file, a ``.keras`` file (its checked architecture), or a mapping."""
+    """A preset name, a YAML/JSON description file, a ``.keras`` file, or a mapping: the architecture to train.
+
+    A ``.keras`` file gives its checked architecture with what its layers adapted to data (Normalization's mean
+    and variance) kept as settings (:meth:`Architecture.with_adapted`): a run trains the file's network afresh, but
+    a statistic of the data is no weight to train. Converting a file keeps its weights as they are (it reads the
+    file itself, :func:`read_keras_file`)."""
     if isinstance(value, (str, os.PathLike)) and Path(value).suffix.lower() == KERAS_SUFFIX:
-        return read_keras_file(value).architecture
+        info = read_keras_file(value)
+        return info.architecture.with_adapted(info.weights)
     return Architecture.load(value)

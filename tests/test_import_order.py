@@ -70,3 +70,21 @@ def test_keras_only_processes_never_import_torch():
                       "import sys\nprint(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("level, quiet", [(None, True), ("3", True), ("0", False)])
+def test_tensorflow_start_up_lines_stay_out_of_stderr_unless_asked_for(level, quiet):
+    """TensorFlow's native start-up lines (absl's "before InitializeLog" banner, oneDNN's notice) print even with
+    TF_CPP_MIN_LOG_LEVEL=3: the import silences them unless the user asks TensorFlow for more (0 to 2)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    if level is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = level
+    code = "from keras_bridge.backend import import_keras\nimport_keras()\nimport os\n" \
+           "print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(level)  # the user's setting, or none, as it was
+    assert (proc.stderr.strip() == "") == quiet, proc.stderr

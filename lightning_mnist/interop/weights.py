@@ -70,6 +70,8 @@ def check_state_dict(architecture: Architecture, state_dict: Mapping[str, torch.
             raise UserError(f"{source}: {key} is {value.dtype}, expected {dtypes[key]}")
         if not torch.isfinite(value).all():
             raise UserError(f"{source}: {key} holds NaN or infinite values")
+        if key.endswith(".count") and (value < 0).any():
+            raise UserError(f"{source}: {key} is negative, a count of examples")
         if key.endswith(("running_var", ".variance")) and (value < 0).any():
             raise UserError(f"{source}: {key} holds negative variances")
         checked[key] = value

@@ -104,6 +104,9 @@ class MnistClassifier(LightningModule):
         logits = self(images)
         losses = F.cross_entropy(logits, labels, reduction="none",
                                  label_smoothing=self.hparams.label_smoothing if stage == "train" else 0.0)
+        penalty = self.network.regularization_loss()
+        if penalty is not None:  # Keras' weight regularizers: added to every image's loss, as Keras adds them
+            losses = losses + penalty
         # Per-image values, so that a short last batch weighs less.
         self.metrics[f"{stage}/loss"].update(losses.detach())
         self.metrics[f"{stage}/acc"].update(logits.detach().argmax(dim=1) == labels)

@@ -24,6 +24,11 @@ class MeanProbabilities(nn.Module):
         mean = torch.stack([torch.softmax(member(x), dim=1) for member in self.members]).mean(0)
         return probabilities_as_logits(mean)
 
+    def regularization_loss(self) -> torch.Tensor | None:
+        """The members' weight penalties summed, as Keras adds every regularised weight of a model of several."""
+        penalties = [p for p in (member.regularization_loss() for member in self.members) if p is not None]
+        return torch.stack(penalties).sum() if penalties else None
+
 
 class MnistEnsemble(MnistClassifier):
     """A :class:`MnistClassifier` whose network is :class:`MeanProbabilities` of trained ``members``.

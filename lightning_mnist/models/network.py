@@ -30,7 +30,7 @@ from torch import nn
 from mnist_common.architecture import Architecture, Softmax
 from mnist_common.architecture.layers import Layer
 from mnist_common.errors import UserError
-from lightning_mnist.models.layers import build
+from lightning_mnist.models.layers import build, converter_of
 from lightning_mnist.models.layers.layout import to_torch_layout, torch_shape
 
 
@@ -80,6 +80,11 @@ class KerasNetwork(nn.Module):
                                 f"between module names; rename the layer")
             module = nn.Identity() if layer is None else build(layer, *architecture.input_shapes_of(node))
             self.add_module(node.name, module)
+        # (module, its weight's attribute, l1, l2) for every weight a Keras regularizer penalises
+        self.penalties = tuple((node.name, converter_of(node.layer).weights[weight].attribute,
+                                rule["config"].get("l1", 0.0), rule["config"].get("l2", 0.0))
+                               for node, _, weights in architecture.weight_shapes() for weight, _ in weights
+                               if (rule := node.layer.regularizer_of(weight)) is not None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != len(self.input_shape) + 1:  # MNIST images for a (28, 28) or (784,) model
@@ -91,6 +96,19 @@ class KerasNetwork(nn.Module):
                 del values[finished]
         outputs = values[self.architecture.output.name]
         return probabilities_as_logits(outputs) if self.log_of_outputs else outputs
+
+    def regularization_loss(self) -> torch.Tensor | None:
+        """What Keras adds to the loss for its weight regularizers, in training and evaluation alike: the sum over
+        regularised weights of ``l1 * sum(|w|) + l2 * sum(w ** 2)`` (sums that a weight's torch layout does not
+        change). None for a network without any (nothing to add, no time spent)."""
+        total = None
+        for module, attribute, l1, l2 in self.penalties:
+            weight = getattr(getattr(self, module), attribute)
+            for factor, term in ((l1, torch.abs), (l2, torch.square)):
+                if factor:
+                    penalty = factor * term(weight).sum()
+                    total = penalty if total is None else total + penalty
+        return total
 
     @property
     def outputs_probabilities(self) -> bool:

@@ -29,6 +29,7 @@ layer's weights by its class and its place in that order (``layers/conv2d_1/vars
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -488,6 +489,14 @@ class Architecture:
             if weights:
                 out.append((node, self.storage_names[node.name], weights))
         return out
+
+    def with_adapted(self, weights: dict[str, list[Any]]) -> Architecture:
+        """The architecture to train from a model's ``weights`` (by layer name): the values its layers adapted to
+        data (Normalization's mean and variance) kept as settings, every other weight left to training
+        (:meth:`Layer.with_adapted`)."""
+        nodes = tuple(Node(node.layer.with_adapted(weights[node.name]) if node.name in weights else node.layer,
+                           node.inputs) for node in self.nodes)
+        return dataclasses.replace(self, nodes=nodes)
 
     def parameter_count(self) -> tuple[int, int]:
         """(trainable, non-trainable) as Keras counts them: BatchNorm moving statistics and Normalization's adapted

@@ -22,6 +22,7 @@ from mnist_common.architecture.layers.base import (
     LayerError,
     Shape,
     choice,
+    float32_number,
     layer_type,
     number,
     require_rank,
@@ -51,7 +52,7 @@ def value_range(value: Any, setting: str = "value_range") -> tuple[float, float]
     """The (low, high) pixel values an adjusted image is clipped to."""
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise LayerError(f"{setting} must be a pair of numbers (low, high), got {value!r}")
-    low, high = (number(v, setting) for v in value)
+    low, high = (float32_number(v, setting) for v in value)
     if low >= high:
         raise LayerError(f"{setting} must be (low, high) with low < high, got {value!r}")
     return low, high
@@ -102,7 +103,7 @@ class ImageWarp(ImageAugmentation):
         super().__post_init__()
         object.__setattr__(self, "fill_mode", choice(self.fill_mode, "fill_mode", FILL_MODES))
         object.__setattr__(self, "interpolation", choice(self.interpolation, "interpolation", INTERPOLATIONS))
-        object.__setattr__(self, "fill_value", number(self.fill_value, "fill_value"))
+        object.__setattr__(self, "fill_value", float32_number(self.fill_value, "fill_value"))
 
 
 @layer_type

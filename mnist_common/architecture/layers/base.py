@@ -63,9 +63,13 @@ INITIALIZER_NAMES = {name: cls for cls, (name, _) in INITIALIZERS.items()}
 # Config entries of an initializer that change nothing about its values (axis hints). Its seed is kept for the
 # Keras side (it picks Keras' random draw; torch draws its own), so a .keras file comes back as it was.
 INITIALIZER_IGNORED = {"input_axes", "output_axes"}
+# Weight regularizers: Keras' class name -> its factors with their defaults (``L1L2()`` penalises nothing).
+REGULARIZERS: dict[str, dict[str, float]] = {"L1": {"l1": 0.01}, "L2": {"l2": 0.01}, "L1L2": {"l1": 0.0, "l2": 0.0}}
+REGULARIZER_NAMES = {"l1": "L1", "l2": "L2", "l1l2": "L1L2", "l1_l2": "L1L2"}  # the names keras.regularizers.get takes
 # Config entries every layer has that this bridge reads elsewhere or does not need.
 COMMON_IGNORED = {"name", "trainable", "dtype"}
 # Training-only extras Keras may attach to a layer; none is mirrored, so each must be unset.
+# (A layer that has a weight's ``*_regularizer`` as a setting takes it; see :func:`regularizer`.)
 UNSUPPORTED_EXTRAS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
                       "bias_constraint", "beta_regularizer", "gamma_regularizer", "beta_constraint",
                       "gamma_constraint", "alpha_regularizer", "alpha_constraint", "quantization_config", "lora_rank",
@@ -116,6 +120,18 @@ def number(value: Any, setting: str, low: float = -math.inf, high: float = math.
         bounds = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         raise LayerError(f"{setting} must be a number in {bounds}, got {value!r}")
     return float(value)
+
+
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: what Keras and torch compute a setting in
+
+
+def float32_number(value: Any, setting: str, low: float = -FLOAT32_MAX) -> float:
+    """A number both frameworks hold as a finite float32 (Keras casts such settings; 1e39 would be inf)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+            and abs(value) > FLOAT32_MAX:
+        raise LayerError(f"{setting} must be within float32's range (at most {FLOAT32_MAX:.4g} in size), "
+                         f"got {value!r}")
+    return number(value, setting, low)
 
 
 def seed_value(value: Any, setting: str) -> int | None:
@@ -175,7 +191,7 @@ def initializer(value: Any, setting: str) -> str | dict[str, Any]:
         settings = {key: config.get(key, default) for key, default in defaults.items()}
         for key, default in defaults.items():
             if isinstance(default, float):
-                settings[key] = number(settings[key], f"{setting} {key}")
+                settings[key] = float32_number(settings[key], f"{setting} {key}")
         if cls == "VarianceScaling":
             choice(settings["mode"], f"{setting} mode", ("fan_in", "fan_out", "fan_avg"))
             choice(settings["distribution"], f"{setting} distribution",
@@ -186,6 +202,31 @@ def initializer(value: Any, setting: str) -> str | dict[str, Any]:
         return {"class_name": cls, "config": settings if seed is None else {**settings, "seed": seed}}
     names = ", ".join(INITIALIZER_NAMES)
     raise LayerError(f"{setting} {value!r} is not supported (supported: {names}, or their Keras configs)")
+
+
+def regularizer(value: Any, setting: str) -> dict[str, Any] | None:
+    """A Keras weight regularizer (L1, L2, L1L2: a name or its serialised dict) as ``{"class_name": ..., "config":
+    {factors}}``, every factor spelled out; None for none. Keras adds ``l1 * sum(|w|) + l2 * sum(w ** 2)`` of the
+    weight to the loss, in training and evaluation alike."""
+    if value is None:
+        return None
+    if isinstance(value, str) and (value in REGULARIZERS or value in REGULARIZER_NAMES):
+        cls, config = REGULARIZER_NAMES.get(value, value), {}
+    elif isinstance(value, dict) and value.get("class_name") in REGULARIZERS:
+        cls, config = value["class_name"], dict(value.get("config") or {})
+        if value.get("module") not in (None, "keras.regularizers") or value.get("registered_name") not in (None, cls):
+            raise LayerError(f"{setting} is a custom regularizer ({value.get('registered_name') or cls}); "
+                             f"only Keras' L1, L2 and L1L2 are supported")
+        unknown = sorted(set(config) - set(REGULARIZERS[cls]))
+        if unknown:
+            raise LayerError(f"{setting} {cls} sets {', '.join(unknown)}, which is not supported")
+    else:
+        shown = value.get("class_name") if isinstance(value, dict) else value
+        raise LayerError(f"{setting} {shown!r} is not supported (supported: L1, L2 and L1L2, by name or as their "
+                         f"Keras configs)")
+    factors = {name: float32_number(default if config.get(name) is None else config[name], f"{setting} {name}", 0.0)
+               for name, default in REGULARIZERS[cls].items()}
+    return {"class_name": cls, "config": factors}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,6 +258,9 @@ class Layer:
     def __post_init__(self) -> None:
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise LayerError(f"name must be a non-empty string, got {self.name!r}")
+        for f in dataclasses.fields(self):
+            if f.name.endswith("_regularizer"):
+                object.__setattr__(self, f.name, regularizer(getattr(self, f.name), f.name))
 
     # --- what a layer does to shapes and which weights it has -----------------------------
     def output_shape(self, *shapes: Shape) -> Shape:
@@ -237,11 +281,24 @@ class Layer:
         What tells predict and training that a model's outputs are already probabilities; False by default."""
         return False
 
+    def setting_stem(self, weight_name: str) -> str:
+        """How Keras names a weight's settings (``kernel`` -> ``kernel_initializer``, ``depthwise_kernel`` ->
+        ``depthwise_regularizer``, ``moving_mean`` -> ``moving_mean_initializer``): the stem before ``_``."""
+        return weight_name[:-len("_kernel")] if weight_name.endswith("_kernel") else weight_name
+
     def initializer_of(self, weight_name: str) -> str | dict[str, Any]:
-        """The setting that initialises a weight, named as Keras names it (``kernel`` -> ``kernel_initializer``,
-        ``depthwise_kernel`` -> ``depthwise_initializer``, ``moving_mean`` -> ``moving_mean_initializer``)."""
-        stem = weight_name[:-len("_kernel")] if weight_name.endswith("_kernel") else weight_name
-        return getattr(self, f"{stem}_initializer")
+        """The setting that initialises a weight."""
+        return getattr(self, f"{self.setting_stem(weight_name)}_initializer")
+
+    def regularizer_of(self, weight_name: str) -> dict[str, Any] | None:
+        """The weight's regularizer (:func:`regularizer`), None where it has none or the layer takes none."""
+        return getattr(self, f"{self.setting_stem(weight_name)}_regularizer", None)
+
+    def with_adapted(self, arrays: list[Any]) -> Layer:
+        """The layer with what its weights hold that no training changes (statistics of the data, Normalization's
+        adapted mean and variance) as settings instead: what a run trained from a ``.keras`` architecture keeps
+        of the file. Layers without such weights are themselves."""
+        return self
 
     def renamed(self, name: str | None) -> Layer:
         """The same layer under another name (None: unnamed)."""
@@ -249,11 +306,12 @@ class Layer:
 
     # --- settings in and out --------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
-        """The Keras constructor arguments (every setting, tuples as lists); ``name`` only when set."""
+        """The Keras constructor arguments (every setting, tuples as lists); ``name`` and regularizers only when
+        set."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "name" and value is None:
+            if value is None and (f.name == "name" or f.name.endswith("_regularizer")):
                 continue
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
@@ -282,14 +340,14 @@ class Layer:
         dtype_name = (dtype.get("config") or {}).get("name") if isinstance(dtype, dict) else dtype
         if dtype_name not in (None, "float32"):
             raise LayerError(f"computes in {dtype_name}; only float32 is supported")
+        own = set(cls.setting_names())
         for key in UNSUPPORTED_EXTRAS:
-            if config.get(key):
+            if config.get(key) and key not in own:
                 raise LayerError(f"sets {key}, which is not supported")
         for key, (default, what) in cls.KERAS_FIXED.items():
             value = config.get(key, default)
             if as_tuple(value) != as_tuple(default):
                 raise LayerError(f"has {key}={value!r}: {what} is not supported")
-        own = set(cls.setting_names())
         settings = {k: v for k, v in config.items() if k in own}
         ignored = own | COMMON_IGNORED | cls.KERAS_IGNORED | set(cls.KERAS_FIXED) | set(UNSUPPORTED_EXTRAS)
         unknown = sorted(k for k, v in config.items() if k not in ignored and v not in (None, False))

@@ -50,8 +50,8 @@ class Convolution(Layer):
     WINDOW_AXES: ClassVar[tuple[str, ...]] = ("height", "width")
     PADDINGS: ClassVar[tuple[str, ...]] = PADDINGS
     KERAS_FIXED: ClassVar = {"data_format": (CHANNELS_LAST, "data_format other than channels_last"),
-                             **{f"{kernel}_{extra}": (None, f"a {kernel} {extra}")
-                                for kernel in ("depthwise", "pointwise") for extra in ("regularizer", "constraint")}}
+                             **{f"{kernel}_constraint": (None, f"a {kernel} constraint")
+                                for kernel in ("depthwise", "pointwise")}}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -102,6 +102,8 @@ class Conv2D(Convolution):
     use_bias: bool = True
     kernel_initializer: str | dict = "glorot_uniform"
     bias_initializer: str | dict = "zeros"
+    kernel_regularizer: dict | None = None
+    bias_regularizer: dict | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -155,6 +157,8 @@ class DepthwiseConv2D(Convolution):
     use_bias: bool = True
     depthwise_initializer: str | dict = "glorot_uniform"
     bias_initializer: str | dict = "zeros"
+    depthwise_regularizer: dict | None = None
+    bias_regularizer: dict | None = None
 
     STRIDED_DILATION: ClassVar[bool] = True
 
@@ -165,8 +169,8 @@ class DepthwiseConv2D(Convolution):
         return self.with_bias(("kernel", (*self.kernel_size, shape[-1], self.depth_multiplier)),
                               units=shape[-1] * self.depth_multiplier)
 
-    def initializer_of(self, weight_name: str) -> str | dict[str, Any]:
-        return self.depthwise_initializer if weight_name == "kernel" else super().initializer_of(weight_name)
+    def setting_stem(self, weight_name: str) -> str:
+        return "depthwise" if weight_name == "kernel" else weight_name  # Keras: depthwise_initializer for "kernel"
 
 
 @layer_type
@@ -185,6 +189,9 @@ class SeparableConv2D(Convolution):
     depthwise_initializer: str | dict = "glorot_uniform"
     pointwise_initializer: str | dict = "glorot_uniform"
     bias_initializer: str | dict = "zeros"
+    depthwise_regularizer: dict | None = None
+    pointwise_regularizer: dict | None = None
+    bias_regularizer: dict | None = None
 
     STRIDED_DILATION: ClassVar[bool] = True
 
@@ -226,6 +233,8 @@ class Conv2DTranspose(Convolution):
     use_bias: bool = True
     kernel_initializer: str | dict = "glorot_uniform"
     bias_initializer: str | dict = "zeros"
+    kernel_regularizer: dict | None = None
+    bias_regularizer: dict | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -25,6 +25,8 @@ class Dense(Layer):
     use_bias: bool = True
     kernel_initializer: str | dict = "glorot_uniform"
     bias_initializer: str | dict = "zeros"
+    kernel_regularizer: dict | None = None
+    bias_regularizer: dict | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -36,6 +36,8 @@ class BatchNormalization(Layer):
     gamma_initializer: str | dict = "ones"
     moving_mean_initializer: str | dict = "zeros"
     moving_variance_initializer: str | dict = "ones"
+    beta_regularizer: dict | None = None
+    gamma_regularizer: dict | None = None
     synchronized: bool = False
 
     NON_TRAINABLE: ClassVar = frozenset({"moving_mean", "moving_variance"})
@@ -110,6 +112,8 @@ class LayerNormalization(Layer):
     rms_scaling: bool = False
     beta_initializer: str | dict = "zeros"
     gamma_initializer: str | dict = "ones"
+    beta_regularizer: dict | None = None
+    gamma_regularizer: dict | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -163,6 +167,8 @@ class GroupNormalization(Layer):
     scale: bool = True
     beta_initializer: str | dict = "zeros"
     gamma_initializer: str | dict = "ones"
+    beta_regularizer: dict | None = None
+    gamma_regularizer: dict | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -9,14 +10,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mnist_common.architecture.layers.base import (
+    FLOAT32_MAX,
     MAX_RANK,
     Layer,
     LayerError,
     Shape,
     boolean,
     choice,
+    float32_number,
     layer_type,
-    number,
     positive_int,
     require_rank,
     shape_text,
@@ -33,6 +35,8 @@ def factor(value: Any, setting: str) -> float | tuple[float, ...]:
     if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                              for v in values):
         raise LayerError(f"{setting} must be a number or a flat list of numbers (one per channel), got {value!r}")
+    for v in values:
+        float32_number(v, setting)
     return tuple(map(float, values)) if isinstance(value, (list, tuple)) else float(value)
 
 
@@ -73,6 +77,8 @@ def _values(value: Any, setting: str) -> float | tuple | None:
         array = None
     if array is None or not np.isfinite(array).all() or array.ndim > MAX_RANK or 0 in array.shape:
         raise LayerError(f"{setting} must be a number or a nested list of numbers, got {value!r}")
+    if (np.abs(array) > FLOAT32_MAX).any():
+        raise LayerError(f"{setting} must be within float32's range (at most {FLOAT32_MAX:.4g} in size)")
     return float(array) if array.ndim == 0 else _nested(array.tolist())
 
 
@@ -183,6 +189,14 @@ class Normalization(Layer):
     def initializer_of(self, weight_name: str) -> str:
         return "ones" if weight_name == "variance" else "zeros"  # Keras' build: an adapt-less layer is the identity
 
+    def with_adapted(self, arrays: list[Any]) -> Layer:
+        """Adapted weights ``[mean, variance, count]`` as the ``mean`` and ``variance`` settings (the same float32
+        values, in the kept axes' shape, which Keras' build broadcasts as the weights); ``count`` is dropped."""
+        if self.mean is not None:
+            return self
+        mean, variance = (np.asarray(value, dtype=np.float32) for value in arrays[:2])
+        return dataclasses.replace(self, mean=mean.tolist(), variance=variance.tolist())
+
 
 def aspect_crop(size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int, int, int]:
     """Keras' crop of an image of ``size`` (H, W) to the aspect ratio of ``target`` (h, w), centred, as its
@@ -250,7 +264,7 @@ class Resizing(_ImageSize):
         set_(self, "crop_to_aspect_ratio", boolean(self.crop_to_aspect_ratio, "crop_to_aspect_ratio"))
         set_(self, "pad_to_aspect_ratio", boolean(self.pad_to_aspect_ratio, "pad_to_aspect_ratio"))
         set_(self, "fill_mode", choice(self.fill_mode, "fill_mode", ("constant",)))
-        set_(self, "fill_value", number(self.fill_value, "fill_value"))
+        set_(self, "fill_value", float32_number(self.fill_value, "fill_value"))
         set_(self, "antialias", boolean(self.antialias, "antialias"))
         if self.crop_to_aspect_ratio and self.pad_to_aspect_ratio:
             raise LayerError("crop_to_aspect_ratio and pad_to_aspect_ratio cannot both be true (Keras refuses it too)")

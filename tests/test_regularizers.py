@@ -1,0 +1,151 @@
+"""Keras' weight regularizers (L1, L2, L1L2 on kernels, biases, gamma and beta, depthwise and pointwise kernels,
+PReLU's alpha): read, written back, and added to the loss as Keras adds them, in training and evaluation.
+
+Keras' total loss is the compiled loss plus ``sum(model.losses)``, each regularised weight's
+``l1 * sum(|w|) + l2 * sum(w ** 2)``; the torch network computes the same sum
+(:meth:`KerasNetwork.regularization_loss`) and the classifier adds it to every image's loss.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from bridge_check import L, architecture_of, converts_and_comes_back, keras, network_of, randomised, sequential_case
+from keras_bridge.build import keras_layer
+from lightning_mnist.models import MnistClassifier
+from mnist_common.architecture import Architecture, ArchitectureError
+
+R = keras.regularizers
+
+
+def every_regularised_kind() -> "keras.Model":
+    return sequential_case((28, 28, 1), L.Conv2D(4, 3, kernel_regularizer=R.L2(1e-3), bias_regularizer="l1"),
+                           L.BatchNormalization(gamma_regularizer=R.L1L2(l1=0.01, l2=0.02), beta_regularizer="l2"),
+                           L.PReLU(alpha_regularizer="l2"), L.DepthwiseConv2D(3, depthwise_regularizer=R.L1(0.005)),
+                           L.SeparableConv2D(3, 3, pointwise_regularizer="l2", depthwise_regularizer="l1"),
+                           L.Conv2DTranspose(2, 3, kernel_regularizer=R.L1L2(l1=1e-4)),
+                           L.LayerNormalization(gamma_regularizer="l1"), L.GroupNormalization(2, beta_regularizer="l1"),
+                           L.Flatten(), L.Dense(7, kernel_regularizer=R.L2(0.1)))
+
+
+def keras_penalty(model: "keras.Model") -> float:
+    return float(sum(np.asarray(keras.ops.convert_to_numpy(loss)) for loss in model.losses))
+
+
+def test_the_network_adds_what_keras_adds_for_every_regularised_weight():
+    model = randomised(every_regularised_kind(), seed=2)
+    _, network = network_of(model)
+    assert len(network.penalties) == 12
+    expected = keras_penalty(model)
+    assert expected > 1.0
+    assert float(network.regularization_loss().detach()) == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_network_without_regularizers_adds_nothing():
+    _, network = network_of(sequential_case((28, 28, 1), L.Conv2D(4, 3), L.Flatten(), L.Dense(10)))
+    assert network.penalties == () and network.regularization_loss() is None
+
+
+def test_the_classifier_loss_is_keras_total_loss_and_its_gradient_has_the_penalty():
+    """On one batch: cross-entropy plus the penalties, as Keras' ``compute_loss`` gives it (its probabilities'
+    cross-entropy against ours on logits: within float32 rounding); the penalty's gradient reaches the weights."""
+    model = randomised(sequential_case((28, 28, 1), L.Conv2D(4, 3, kernel_regularizer=R.L2(0.05)), L.Flatten(),
+                                       L.Dense(10, activation="softmax", bias_regularizer=R.L1(0.2))), seed=3)
+    model.compile(loss="sparse_categorical_crossentropy")
+    architecture, network = network_of(model)
+    classifier = MnistClassifier(architecture=architecture.to_config(), channels_last=False)
+    classifier.network.load_state_dict(network.state_dict())
+    classifier.eval()
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, 16)
+    expected = float(keras.ops.convert_to_numpy(model.compute_loss(x=x, y=y, y_pred=model(x, training=False))))
+    loss, _ = classifier._shared_step((torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(y)), "val")
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
+    penalty = classifier.network.regularization_loss()
+    assert float(loss.detach()) > float(penalty.detach()) > 0.1
+    penalty.backward()
+    [regularised] = [layer.name for layer in model.layers if getattr(layer, "bias_regularizer", None)]
+    bias = dict(classifier.network.named_parameters())[f"{regularised}.bias"]
+    assert torch.allclose(bias.grad, 0.2 * torch.sign(bias.detach()))
+
+
+def test_settings_round_trip_as_keras_spells_them(tmp_path):
+    """Keras' config -> description -> YAML -> description -> Keras layer: Keras' own regularizers again, for every
+    regularised layer; string forms become Keras' classes with their defaults; unset ones stay out of the
+    description."""
+    model = every_regularised_kind()
+    architecture = architecture_of(model)
+    (tmp_path / "net.yaml").write_text(yaml.safe_dump(architecture.to_config()))
+    again = Architecture.load(tmp_path / "net.yaml")
+    assert again == architecture
+    as_json = lambda config: json.loads(json.dumps({k: v for k, v in config.items()  # noqa: E731
+                                                    if k.endswith("_regularizer")}))
+    for node in again.nodes:
+        assert as_json(keras_layer(node.layer).get_config()) == as_json(model.get_layer(node.name).get_config())
+    first = again.nodes[0].layer.to_config()
+    assert first["kernel_regularizer"] == {"class_name": "L2", "config": {"l2": pytest.approx(1e-3)}}
+    assert first["bias_regularizer"] == {"class_name": "L1", "config": {"l1": pytest.approx(0.01)}}
+    assert "kernel_regularizer" not in again.nodes[-1].layer.to_config()  # the classifier's own softmax Dense
+    plain = Architecture.from_config({"input_shape": [4], "layers": [{"type": "Dense", "units": 2}]})
+    assert "kernel_regularizer" not in plain.nodes[0].layer.to_config()
+
+
+def test_a_regularised_keras_file_converts_both_ways_keeping_its_regularizers(tmp_path, capsys):
+    model = randomised(every_regularised_kind(), seed=1)
+    model.save(tmp_path / "regularised.keras")
+    before, after = converts_and_comes_back(tmp_path / "regularised.keras", tmp_path, capsys)
+    assert [n.layer for n in after.architecture.nodes] == [n.layer for n in before.architecture.nodes]
+    reloaded = keras.saving.load_model(tmp_path / "again.keras", compile=False)
+    assert keras_penalty(reloaded) == pytest.approx(keras_penalty(model), rel=1e-6)
+
+
+def test_fit_and_keras_reference_train_a_regularised_file(run_module, tmp_path):
+    """Both frameworks train it afresh from its architecture (their loss includes the penalty) and record the
+    regularizers with the run."""
+    model = sequential_case((28, 28, 1), L.Conv2D(8, 3, activation="relu", kernel_regularizer=R.L2(1e-3)),
+                            L.MaxPooling2D(), L.Flatten(), L.Dense(10, activation="softmax",
+                                                                   kernel_regularizer=R.L1L2(l1=1e-5, l2=1e-4)))
+    model.save(tmp_path / "regularised.keras")
+    common = ["--model.architecture", "regularised.keras", "--data.subset", "1500", "--trainer.max_epochs", "1",
+              "--model.lr", "3e-3"]
+    run_module("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
+               "--trainer.limit_test_batches", "2")
+    run_module("keras_reference", "train", *common)
+    for framework in ("lightning", "keras"):
+        results = json.loads((tmp_path / "runs" / framework / "version_0" / "results.json").read_text())
+        assert results["test_acc"] > 0.3, (framework, results["test_acc"])
+    recorded = torch.load(next((tmp_path / "runs" / "lightning" / "version_0" / "checkpoints").glob("last.ckpt")),
+                          weights_only=True)["hyper_parameters"]["architecture"]
+    assert recorded["layers"][0]["kernel_regularizer"] == {"class_name": "L2", "config": {"l2": pytest.approx(1e-3)}}
+
+
+@pytest.mark.parametrize("layer, message", [
+    (L.Dense(3, kernel_regularizer=R.OrthogonalRegularizer(0.1)),
+     "kernel_regularizer 'OrthogonalRegularizer' is not supported (supported: L1, L2 and L1L2"),
+    (L.Dense(3, activity_regularizer="l2"), "sets activity_regularizer, which is not supported"),
+    (L.Dense(3, kernel_constraint=keras.constraints.MaxNorm(2.0)), "sets kernel_constraint, which is not supported"),
+])
+def test_what_keras_regularises_otherwise_is_refused_in_one_line(layer, message):
+    model = keras.Sequential([keras.Input((8,)), layer])
+    with pytest.raises(ArchitectureError) as info:
+        architecture_of(model, "model.keras")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"class_name": "L2", "config": {"l2": -0.1}}, "kernel_regularizer l2 must be a number in [0, inf]"),
+    ({"class_name": "L2", "config": {"l2": "0.1"}}, "kernel_regularizer l2 must be a number"),
+    ({"class_name": "L2", "config": {"l2": 0.1, "l3": 1}}, "kernel_regularizer L2 sets l3, which is not supported"),
+    ({"class_name": "L2", "module": "mine", "config": {}}, "kernel_regularizer is a custom regularizer (L2)"),
+    ("l3", "kernel_regularizer 'l3' is not supported"),
+])
+def test_descriptions_refuse_regularizers_keras_would_not_compute(value, message):
+    config = {"input_shape": [8], "layers": [{"type": "Dense", "units": 3, "kernel_regularizer": value}]}
+    with pytest.raises(ArchitectureError) as info:
+        Architecture.from_config(config)
+    assert message in str(info.value) and "\n" not in str(info.value)
