@@ -150,9 +150,20 @@ class MnistClassifier(LightningModule):
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()
+        self.after_optimizer_step()
         schedule = self.lr_schedulers()
         if schedule is not None:  # configure_optimizers' only schedule steps per batch ("interval": "step")
             schedule.step()
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """Lightning's automatic step (gradient accumulation or clipping asked for), then :meth:`after_optimizer_step`."""
+        super().optimizer_step(*args, **kwargs)
+        self.after_optimizer_step()
+
+    def after_optimizer_step(self) -> None:
+        """Keras' weight constraints, which its optimizers apply after every step (none: nothing to do)."""
+        if getattr(self.network, "constraints", ()):
+            self.network.apply_constraints()
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, "val")

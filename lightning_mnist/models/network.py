@@ -30,6 +30,7 @@ from torch import nn
 from mnist_common.architecture import Architecture, Softmax
 from mnist_common.architecture.layers import Layer
 from mnist_common.errors import UserError
+from lightning_mnist.models.constraints import constrained
 from lightning_mnist.models.layers import build, converter_of
 from lightning_mnist.models.layers.layout import to_torch_layout, torch_shape
 
@@ -80,6 +81,10 @@ class KerasNetwork(nn.Module):
                                 f"between module names; rename the layer")
             module = nn.Identity() if layer is None else build(layer, *architecture.input_shapes_of(node))
             self.add_module(node.name, module)
+        # (module, weight mapping, Keras shape, rule) for every weight a Keras constraint holds
+        self.constraints = tuple((node.name, converter_of(node.layer).weights[weight], shape, rule)
+                                 for node, _, weights in architecture.weight_shapes() for weight, shape in weights
+                                 if (rule := node.layer.constraint_of(weight)) is not None)
         # (module, its weight's attribute, l1, l2) for every weight a Keras regularizer penalises
         self.penalties = tuple((node.name, converter_of(node.layer).weights[weight].attribute,
                                 rule["config"].get("l1", 0.0), rule["config"].get("l2", 0.0))
@@ -96,6 +101,14 @@ class KerasNetwork(nn.Module):
                 del values[finished]
         outputs = values[self.architecture.output.name]
         return probabilities_as_logits(outputs) if self.log_of_outputs else outputs
+
+    @torch.no_grad()
+    def apply_constraints(self) -> None:
+        """Keras' weight constraints, as its optimizers apply them after every step: each weight replaced by its
+        constrained value, computed in Keras' layout (the constraint's axes are Keras')."""
+        for module, mapping, shape, rule in self.constraints:
+            weight = getattr(getattr(self, module), mapping.attribute)
+            weight.copy_(mapping.torch_view(constrained(mapping.keras_view(weight, shape), rule), shape))
 
     def regularization_loss(self) -> torch.Tensor | None:
         """What Keras adds to the loss for its weight regularizers, in training and evaluation alike: the sum over

@@ -291,6 +291,7 @@ class Architecture:
         for index, node in enumerate(self.nodes):
             try:
                 shape = node.layer.output_shape(*(shapes[i] for i in node.inputs))
+                node.layer.check_weight_settings(*(shapes[i] for i in node.inputs))
             except LayerError as err:
                 raise self._refuse(index, node, str(err)) from None
             if len(shape) > MAX_RANK:

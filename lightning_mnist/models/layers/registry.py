@@ -49,6 +49,18 @@ class WeightMap:
         value = value.reshape(self.torch_shape(array.shape)) if self.reshape else value
         return np.array(value, dtype=dtype, order="C", copy=True)
 
+    def keras_view(self, weight: torch.Tensor, keras_shape: Shape) -> torch.Tensor:
+        """The torch ``weight`` in Keras' layout (a view where torch can give one), e.g. to apply a Keras
+        constraint along Keras' axes; :meth:`torch_view` maps it back."""
+        permuted = tuple(keras_shape[i] for i in self.permutation) if self.permutation else tuple(keras_shape)
+        value = weight.reshape(permuted)
+        return value.permute(*np.argsort(self.permutation).tolist()) if self.permutation else value
+
+    def torch_view(self, value: torch.Tensor, keras_shape: Shape) -> torch.Tensor:
+        """A tensor in Keras' layout, in the torch weight's (the inverse of :meth:`keras_view`)."""
+        value = value.permute(*self.permutation) if self.permutation else value
+        return value.reshape(self.torch_shape(keras_shape))
+
     def to_keras(self, array: np.ndarray, keras_shape: Shape, dtype: str = "float32") -> np.ndarray:
         permuted = tuple(keras_shape[i] for i in self.permutation) if self.permutation else tuple(keras_shape)
         value = array.reshape(permuted)

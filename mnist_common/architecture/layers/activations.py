@@ -92,6 +92,7 @@ class PReLU(Layer):
     alpha_initializer: str | dict = "zeros"
     shared_axes: tuple[int, ...] | None = None
     alpha_regularizer: dict | None = None
+    alpha_constraint: dict | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

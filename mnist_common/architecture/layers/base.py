@@ -66,10 +66,16 @@ INITIALIZER_IGNORED = {"input_axes", "output_axes"}
 # Weight regularizers: Keras' class name -> its factors with their defaults (``L1L2()`` penalises nothing).
 REGULARIZERS: dict[str, dict[str, float]] = {"L1": {"l1": 0.01}, "L2": {"l2": 0.01}, "L1L2": {"l1": 0.0, "l2": 0.0}}
 REGULARIZER_NAMES = {"l1": "L1", "l2": "L2", "l1l2": "L1L2", "l1_l2": "L1L2"}  # the names keras.regularizers.get takes
+# Weight constraints, applied after every optimizer step: Keras' class name -> its settings with their defaults.
+CONSTRAINTS: dict[str, dict[str, Any]] = {
+    "MaxNorm": {"max_value": 2.0, "axis": 0}, "NonNeg": {}, "UnitNorm": {"axis": 0},
+    "MinMaxNorm": {"min_value": 0.0, "max_value": 1.0, "rate": 1.0, "axis": 0}}
+CONSTRAINT_NAMES = {"max_norm": "MaxNorm", "non_neg": "NonNeg", "unit_norm": "UnitNorm", "min_max_norm": "MinMaxNorm"}
 # Config entries every layer has that this bridge reads elsewhere or does not need.
 COMMON_IGNORED = {"name", "trainable", "dtype"}
 # Training-only extras Keras may attach to a layer; none is mirrored, so each must be unset.
-# (A layer that has a weight's ``*_regularizer`` as a setting takes it; see :func:`regularizer`.)
+# (A layer that has a weight's ``*_regularizer`` or ``*_constraint`` as a setting takes it; see :func:`regularizer`
+# and :func:`constraint`.)
 UNSUPPORTED_EXTRAS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
                       "bias_constraint", "beta_regularizer", "gamma_regularizer", "beta_constraint",
                       "gamma_constraint", "alpha_regularizer", "alpha_constraint", "quantization_config", "lora_rank",
@@ -132,6 +138,41 @@ def float32_number(value: Any, setting: str, low: float = -FLOAT32_MAX) -> float
         raise LayerError(f"{setting} must be within float32's range (at most {FLOAT32_MAX:.4g} in size), "
                          f"got {value!r}")
     return number(value, setting, low)
+
+
+def constraint(value: Any, setting: str) -> dict[str, Any] | None:
+    """A Keras weight constraint (MaxNorm, NonNeg, UnitNorm, MinMaxNorm: a name or its serialised dict) as
+    ``{"class_name": ..., "config": {settings}}``, every setting spelled out (``axis`` an integer or a tuple of them);
+    None for none. Keras applies it to the weight after every optimizer step."""
+    if value is None:
+        return None
+    if isinstance(value, str) and (value in CONSTRAINTS or value in CONSTRAINT_NAMES):
+        cls, config = CONSTRAINT_NAMES.get(value, value), {}
+    elif isinstance(value, dict) and value.get("class_name") in CONSTRAINTS:
+        cls, config = value["class_name"], dict(value.get("config") or {})
+        if value.get("module") not in (None, "keras.constraints") or value.get("registered_name") not in (None, cls):
+            raise LayerError(f"{setting} is a custom constraint ({value.get('registered_name') or cls}); "
+                             f"only Keras' MaxNorm, NonNeg, UnitNorm and MinMaxNorm are supported")
+        unknown = sorted(set(config) - set(CONSTRAINTS[cls]))
+        if unknown:
+            raise LayerError(f"{setting} {cls} sets {', '.join(unknown)}, which is not supported")
+    else:
+        shown = value.get("class_name") if isinstance(value, dict) else value
+        raise LayerError(f"{setting} {shown!r} is not supported (supported: MaxNorm, NonNeg, UnitNorm and "
+                         f"MinMaxNorm, by name or as their Keras configs)")
+    settings: dict[str, Any] = {}
+    for name, default in CONSTRAINTS[cls].items():
+        given = default if config.get(name) is None else config[name]
+        if name == "axis":
+            axes = list(given) if isinstance(given, (list, tuple)) else [given]
+            if not axes or any(isinstance(a, bool) or not isinstance(a, int) for a in axes):
+                raise LayerError(f"{setting} axis must be an integer or a list of integers, got {given!r}")
+            settings[name] = axes[0] if not isinstance(given, (list, tuple)) else tuple(axes)
+        else:
+            settings[name] = float32_number(given, f"{setting} {name}", 0.0)
+    if cls == "MinMaxNorm" and (settings["min_value"] > settings["max_value"] or settings["rate"] > 1.0):
+        raise LayerError(f"{setting} MinMaxNorm needs min_value <= max_value and rate in [0, 1], got {config!r}")
+    return {"class_name": cls, "config": settings}
 
 
 def seed_value(value: Any, setting: str) -> int | None:
@@ -261,6 +302,8 @@ class Layer:
         for f in dataclasses.fields(self):
             if f.name.endswith("_regularizer"):
                 object.__setattr__(self, f.name, regularizer(getattr(self, f.name), f.name))
+            elif f.name.endswith("_constraint"):
+                object.__setattr__(self, f.name, constraint(getattr(self, f.name), f.name))
 
     # --- what a layer does to shapes and which weights it has -----------------------------
     def output_shape(self, *shapes: Shape) -> Shape:
@@ -294,6 +337,21 @@ class Layer:
         """The weight's regularizer (:func:`regularizer`), None where it has none or the layer takes none."""
         return getattr(self, f"{self.setting_stem(weight_name)}_regularizer", None)
 
+    def constraint_of(self, weight_name: str) -> dict[str, Any] | None:
+        """The weight's constraint (:func:`constraint`), None where it has none or the layer takes none."""
+        return getattr(self, f"{self.setting_stem(weight_name)}_constraint", None)
+
+    def check_weight_settings(self, *shapes: Shape) -> None:
+        """Refuse a constraint whose ``axis`` its weight does not have, for these input shapes (Keras would fail at
+        the first training step). Called once the shapes are known."""
+        for weight_name, shape in self.weights(*shapes):
+            rule = self.constraint_of(weight_name)
+            axis = rule["config"].get("axis") if rule else None
+            for a in (axis if isinstance(axis, tuple) else () if axis is None else (axis,)):
+                if not -len(shape) <= a < len(shape):
+                    raise LayerError(f"{self.setting_stem(weight_name)}_constraint axis {a} is not an axis of its "
+                                     f"{weight_name} of shape {shape_text(shape)} (Keras' layout)")
+
     def with_adapted(self, arrays: list[Any]) -> Layer:
         """The layer with what its weights hold that no training changes (statistics of the data, Normalization's
         adapted mean and variance) as settings instead: what a run trained from a ``.keras`` architecture keeps
@@ -306,14 +364,14 @@ class Layer:
 
     # --- settings in and out --------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
-        """The Keras constructor arguments (every setting, tuples as lists); ``name`` and regularizers only when
-        set."""
+        """The Keras constructor arguments (every setting, tuples as lists); ``name``, regularizers and constraints
+        only when set."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if value is None and (f.name == "name" or f.name.endswith("_regularizer")):
+            if value is None and (f.name == "name" or f.name.endswith(("_regularizer", "_constraint"))):
                 continue
-            out[f.name] = list(value) if isinstance(value, tuple) else value
+            out[f.name] = plain(value)
         return out
 
     def to_config(self) -> dict[str, Any]:
@@ -354,6 +412,15 @@ class Layer:
         if unknown:
             raise LayerError(f"sets {', '.join(unknown)}, which this bridge does not know")
         return cls.from_settings(settings)
+
+
+def plain(value: Any) -> Any:
+    """``value`` with every tuple a list, at any depth (dicts' values too): what YAML and JSON write."""
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
 
 
 def as_tuple(value: Any) -> Any:

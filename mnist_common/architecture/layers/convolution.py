@@ -49,9 +49,7 @@ class Convolution(Layer):
     # The axes the window slides along (2: an (H, W, C) image; 1: the steps of a (steps, features) map).
     WINDOW_AXES: ClassVar[tuple[str, ...]] = ("height", "width")
     PADDINGS: ClassVar[tuple[str, ...]] = PADDINGS
-    KERAS_FIXED: ClassVar = {"data_format": (CHANNELS_LAST, "data_format other than channels_last"),
-                             **{f"{kernel}_constraint": (None, f"a {kernel} constraint")
-                                for kernel in ("depthwise", "pointwise")}}
+    KERAS_FIXED: ClassVar = {"data_format": (CHANNELS_LAST, "data_format other than channels_last")}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,6 +102,8 @@ class Conv2D(Convolution):
     bias_initializer: str | dict = "zeros"
     kernel_regularizer: dict | None = None
     bias_regularizer: dict | None = None
+    kernel_constraint: dict | None = None
+    bias_constraint: dict | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -159,6 +159,8 @@ class DepthwiseConv2D(Convolution):
     bias_initializer: str | dict = "zeros"
     depthwise_regularizer: dict | None = None
     bias_regularizer: dict | None = None
+    depthwise_constraint: dict | None = None
+    bias_constraint: dict | None = None
 
     STRIDED_DILATION: ClassVar[bool] = True
 
@@ -192,6 +194,9 @@ class SeparableConv2D(Convolution):
     depthwise_regularizer: dict | None = None
     pointwise_regularizer: dict | None = None
     bias_regularizer: dict | None = None
+    depthwise_constraint: dict | None = None
+    pointwise_constraint: dict | None = None
+    bias_constraint: dict | None = None
 
     STRIDED_DILATION: ClassVar[bool] = True
 
@@ -235,6 +240,8 @@ class Conv2DTranspose(Convolution):
     bias_initializer: str | dict = "zeros"
     kernel_regularizer: dict | None = None
     bias_regularizer: dict | None = None
+    kernel_constraint: dict | None = None
+    bias_constraint: dict | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

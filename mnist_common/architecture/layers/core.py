@@ -27,6 +27,8 @@ class Dense(Layer):
     bias_initializer: str | dict = "zeros"
     kernel_regularizer: dict | None = None
     bias_regularizer: dict | None = None
+    kernel_constraint: dict | None = None
+    bias_constraint: dict | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

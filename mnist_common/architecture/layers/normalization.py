@@ -38,6 +38,8 @@ class BatchNormalization(Layer):
     moving_variance_initializer: str | dict = "ones"
     beta_regularizer: dict | None = None
     gamma_regularizer: dict | None = None
+    beta_constraint: dict | None = None
+    gamma_constraint: dict | None = None
     synchronized: bool = False
 
     NON_TRAINABLE: ClassVar = frozenset({"moving_mean", "moving_variance"})
@@ -114,6 +116,8 @@ class LayerNormalization(Layer):
     gamma_initializer: str | dict = "ones"
     beta_regularizer: dict | None = None
     gamma_regularizer: dict | None = None
+    beta_constraint: dict | None = None
+    gamma_constraint: dict | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -169,6 +173,8 @@ class GroupNormalization(Layer):
     gamma_initializer: str | dict = "ones"
     beta_regularizer: dict | None = None
     gamma_regularizer: dict | None = None
+    beta_constraint: dict | None = None
+    gamma_constraint: dict | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

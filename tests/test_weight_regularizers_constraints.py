@@ -1,9 +1,12 @@
-"""Keras' weight regularizers (L1, L2, L1L2 on kernels, biases, gamma and beta, depthwise and pointwise kernels,
-PReLU's alpha): read, written back, and added to the loss as Keras adds them, in training and evaluation.
+"""Keras' weight regularizers (L1, L2, L1L2) and constraints (MaxNorm, NonNeg, UnitNorm, MinMaxNorm) on kernels,
+biases, gamma and beta, depthwise and pointwise kernels, PReLU's alpha: read, written back, and applied as Keras
+applies them.
 
 Keras' total loss is the compiled loss plus ``sum(model.losses)``, each regularised weight's
 ``l1 * sum(|w|) + l2 * sum(w ** 2)``; the torch network computes the same sum
 (:meth:`KerasNetwork.regularization_loss`) and the classifier adds it to every image's loss.
+Keras' optimizers replace a constrained weight by its constrained value after every step, along
+Keras' axes; the classifier does the same after each of its steps (:meth:`KerasNetwork.apply_constraints`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from lightning_mnist.models import MnistClassifier
 from mnist_common.architecture import Architecture, ArchitectureError
 
 R = keras.regularizers
+C = keras.constraints
 
 
 def every_regularised_kind() -> "keras.Model":
@@ -31,6 +35,20 @@ def every_regularised_kind() -> "keras.Model":
                            L.Conv2DTranspose(2, 3, kernel_regularizer=R.L1L2(l1=1e-4)),
                            L.LayerNormalization(gamma_regularizer="l1"), L.GroupNormalization(2, beta_regularizer="l1"),
                            L.Flatten(), L.Dense(7, kernel_regularizer=R.L2(0.1)))
+
+
+def every_constrained_kind() -> "keras.Model":
+    return sequential_case((28, 28, 1), L.Conv2D(4, 3, kernel_constraint=C.MaxNorm(0.5, axis=[0, 1, 2]),
+                                                 bias_constraint="non_neg"),
+                           L.BatchNormalization(gamma_constraint=C.MinMaxNorm(0.2, 0.8, rate=0.7),
+                                                beta_constraint=C.UnitNorm()),
+                           L.PReLU(alpha_constraint="non_neg"),
+                           L.DepthwiseConv2D(3, depthwise_constraint=C.MaxNorm(0.3, axis=[0, 1])),
+                           L.SeparableConv2D(3, 3, pointwise_constraint=C.UnitNorm(axis=2),
+                                             depthwise_constraint=C.MaxNorm(1.0, axis=3)),
+                           L.Conv2DTranspose(2, 3, kernel_constraint=C.MaxNorm(0.4, axis=-1)),
+                           L.LayerNormalization(gamma_constraint="max_norm"), L.Flatten(),
+                           L.Dense(7, kernel_constraint=C.MaxNorm(0.2, axis=1)))
 
 
 def keras_penalty(model: "keras.Model") -> float:
@@ -74,29 +92,34 @@ def test_the_classifier_loss_is_keras_total_loss_and_its_gradient_has_the_penalt
     assert torch.allclose(bias.grad, 0.2 * torch.sign(bias.detach()))
 
 
-def test_settings_round_trip_as_keras_spells_them(tmp_path):
-    """Keras' config -> description -> YAML -> description -> Keras layer: Keras' own regularizers again, for every
-    regularised layer; string forms become Keras' classes with their defaults; unset ones stay out of the
-    description."""
-    model = every_regularised_kind()
+@pytest.mark.parametrize("build", [every_regularised_kind, every_constrained_kind])
+def test_settings_round_trip_as_keras_spells_them(build, tmp_path):
+    """Keras' config -> description -> YAML -> description -> Keras layer: Keras' own regularizers and constraints
+    again, for every such layer; string forms become Keras' classes with their defaults; unset ones stay out of
+    the description."""
+    model = build()
     architecture = architecture_of(model)
     (tmp_path / "net.yaml").write_text(yaml.safe_dump(architecture.to_config()))
     again = Architecture.load(tmp_path / "net.yaml")
     assert again == architecture
     as_json = lambda config: json.loads(json.dumps({k: v for k, v in config.items()  # noqa: E731
-                                                    if k.endswith("_regularizer")}))
+                                                    if k.endswith(("_regularizer", "_constraint"))}))
     for node in again.nodes:
         assert as_json(keras_layer(node.layer).get_config()) == as_json(model.get_layer(node.name).get_config())
     first = again.nodes[0].layer.to_config()
-    assert first["kernel_regularizer"] == {"class_name": "L2", "config": {"l2": pytest.approx(1e-3)}}
-    assert first["bias_regularizer"] == {"class_name": "L1", "config": {"l1": pytest.approx(0.01)}}
+    if build is every_regularised_kind:
+        assert first["kernel_regularizer"] == {"class_name": "L2", "config": {"l2": pytest.approx(1e-3)}}
+        assert first["bias_regularizer"] == {"class_name": "L1", "config": {"l1": pytest.approx(0.01)}}
+    else:
+        assert first["bias_constraint"] == {"class_name": "NonNeg", "config": {}}
     assert "kernel_regularizer" not in again.nodes[-1].layer.to_config()  # the classifier's own softmax Dense
     plain = Architecture.from_config({"input_shape": [4], "layers": [{"type": "Dense", "units": 2}]})
     assert "kernel_regularizer" not in plain.nodes[0].layer.to_config()
 
 
-def test_a_regularised_keras_file_converts_both_ways_keeping_its_regularizers(tmp_path, capsys):
-    model = randomised(every_regularised_kind(), seed=1)
+@pytest.mark.parametrize("build", [every_regularised_kind, every_constrained_kind])
+def test_a_keras_file_converts_both_ways_keeping_its_regularizers_and_constraints(build, tmp_path, capsys):
+    model = randomised(build(), seed=1)
     model.save(tmp_path / "regularised.keras")
     before, after = converts_and_comes_back(tmp_path / "regularised.keras", tmp_path, capsys)
     assert [n.layer for n in after.architecture.nodes] == [n.layer for n in before.architecture.nodes]
@@ -104,31 +127,67 @@ def test_a_regularised_keras_file_converts_both_ways_keeping_its_regularizers(tm
     assert keras_penalty(reloaded) == pytest.approx(keras_penalty(model), rel=1e-6)
 
 
-def test_fit_and_keras_reference_train_a_regularised_file(run_module, tmp_path):
+@torch.no_grad()
+def test_constraints_give_what_keras_optimizers_leave_after_a_step():
+    """Each constrained weight, constrained in torch, equals Keras' constraint applied to it (along Keras' axes,
+    whatever torch's layout), within float32 rounding; the others are untouched."""
+    from lightning_mnist.interop.keras_models import torch_weights_of
+
+    model = randomised(every_constrained_kind(), seed=5)
+    architecture, network = network_of(model)
+    assert len(network.constraints) == 11
+    before = {key: value.clone() for key, value in network.state_dict().items()}
+    network.apply_constraints()
+    for layer in model.layers:
+        for variable in layer.trainable_weights:
+            if variable.constraint is not None:
+                variable.assign(variable.constraint(variable))
+    expected = torch_weights_of(model, architecture)
+    changed = 0
+    for key, value in network.state_dict().items():
+        assert torch.allclose(value, expected[key], rtol=0, atol=2e-7), key
+        changed += not torch.equal(value, before[key])
+    assert changed == 11
+
+
+def test_fit_and_keras_reference_train_a_regularised_constrained_file(run_module, tmp_path):
     """Both frameworks train it afresh from its architecture (their loss includes the penalty) and record the
-    regularizers with the run."""
-    model = sequential_case((28, 28, 1), L.Conv2D(8, 3, activation="relu", kernel_regularizer=R.L2(1e-3)),
+    regularizers and constraints with the run; Lightning's weights end within their MaxNorm, on its own step and
+    on Lightning's automatic one (gradient clipping asked for)."""
+    model = sequential_case((28, 28, 1), L.Conv2D(8, 3, activation="relu", kernel_regularizer=R.L2(1e-3),
+                                                  kernel_constraint=C.MaxNorm(0.3, axis=[0, 1, 2])),
                             L.MaxPooling2D(), L.Flatten(), L.Dense(10, activation="softmax",
-                                                                   kernel_regularizer=R.L1L2(l1=1e-5, l2=1e-4)))
+                                                                   kernel_regularizer=R.L1L2(l1=1e-5, l2=1e-4),
+                                                                   kernel_constraint=C.NonNeg()))
     model.save(tmp_path / "regularised.keras")
     common = ["--model.architecture", "regularised.keras", "--data.subset", "1500", "--trainer.max_epochs", "1",
               "--model.lr", "3e-3"]
     run_module("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
                "--trainer.limit_test_batches", "2")
+    run_module("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
+               "--trainer.limit_test_batches", "2", "--trainer.gradient_clip_val", "1.0")
     run_module("keras_reference", "train", *common)
-    for framework in ("lightning", "keras"):
-        results = json.loads((tmp_path / "runs" / framework / "version_0" / "results.json").read_text())
+    for framework, version in (("lightning", 0), ("lightning", 1), ("keras", 0)):
+        results = json.loads((tmp_path / "runs" / framework / f"version_{version}" / "results.json").read_text())
         assert results["test_acc"] > 0.3, (framework, results["test_acc"])
-    recorded = torch.load(next((tmp_path / "runs" / "lightning" / "version_0" / "checkpoints").glob("last.ckpt")),
-                          weights_only=True)["hyper_parameters"]["architecture"]
-    assert recorded["layers"][0]["kernel_regularizer"] == {"class_name": "L2", "config": {"l2": pytest.approx(1e-3)}}
+    for version in (0, 1):
+        checkpoint = torch.load(tmp_path / "runs" / "lightning" / f"version_{version}" / "checkpoints" / "last.ckpt",
+                                weights_only=True)
+        layers = checkpoint["hyper_parameters"]["architecture"]["layers"]
+        assert layers[0]["kernel_regularizer"] == {"class_name": "L2", "config": {"l2": pytest.approx(1e-3)}}
+        assert layers[0]["kernel_constraint"] == {"class_name": "MaxNorm", "config": {"max_value": pytest.approx(0.3),
+                                                                                     "axis": [0, 1, 2]}}
+        weights = checkpoint["state_dict"]
+        kernel = next(v for k, v in weights.items() if k.endswith(f"{layers[0]['name']}.weight"))
+        assert kernel.flatten(1).norm(dim=1).max() <= 0.3 + 1e-6  # torch's (out, in, kh, kw): one norm per filter
+        dense = next(v for k, v in weights.items() if k.endswith(f"{layers[3]['name']}.weight"))
+        assert dense.min() >= 0.0
 
 
 @pytest.mark.parametrize("layer, message", [
     (L.Dense(3, kernel_regularizer=R.OrthogonalRegularizer(0.1)),
      "kernel_regularizer 'OrthogonalRegularizer' is not supported (supported: L1, L2 and L1L2"),
     (L.Dense(3, activity_regularizer="l2"), "sets activity_regularizer, which is not supported"),
-    (L.Dense(3, kernel_constraint=keras.constraints.MaxNorm(2.0)), "sets kernel_constraint, which is not supported"),
 ])
 def test_what_keras_regularises_otherwise_is_refused_in_one_line(layer, message):
     model = keras.Sequential([keras.Input((8,)), layer])
@@ -146,6 +205,22 @@ def test_what_keras_regularises_otherwise_is_refused_in_one_line(layer, message)
 ])
 def test_descriptions_refuse_regularizers_keras_would_not_compute(value, message):
     config = {"input_shape": [8], "layers": [{"type": "Dense", "units": 3, "kernel_regularizer": value}]}
+    with pytest.raises(ArchitectureError) as info:
+        Architecture.from_config(config)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"class_name": "MaxNorm", "config": {"max_value": 2, "axis": 2}},
+     "kernel_constraint axis 2 is not an axis of its kernel of shape 8x3 (Keras' layout)"),
+    ({"class_name": "MaxNorm", "config": {"max_value": -1.0}}, "kernel_constraint max_value must be a number in [0"),
+    ({"class_name": "MaxNorm", "config": {"axis": "rows"}}, "kernel_constraint axis must be an integer or a list"),
+    ({"class_name": "MinMaxNorm", "config": {"min_value": 2.0, "max_value": 1.0}}, "needs min_value <= max_value"),
+    ({"class_name": "NonNeg", "module": "mine", "config": {}}, "kernel_constraint is a custom constraint (NonNeg)"),
+    ({"class_name": "RadialConstraint", "config": {}}, "kernel_constraint 'RadialConstraint' is not supported"),
+])
+def test_descriptions_refuse_constraints_keras_would_not_apply(value, message):
+    config = {"input_shape": [8], "layers": [{"type": "Dense", "units": 3, "kernel_constraint": value}]}
     with pytest.raises(ArchitectureError) as info:
         Architecture.from_config(config)
     assert message in str(info.value) and "\n" not in str(info.value)
