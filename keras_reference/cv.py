@@ -24,6 +24,7 @@ from keras_reference.model import new_model
 from keras_reference.train import evaluate, fit, save_with_weights, total_steps, write_history
 from mnist_common.figures import plot_cv_curves
 from mnist_common.mnist import load_mnist
+from mnist_common.model_files import load_architecture
 from mnist_common.predictions import softmax
 from mnist_common.results import CV_CURVES_FILE, CV_RESULTS_FILE, CVResults, FoldResult, write_json
 from mnist_common.runs import allocate_run_dir, discard_if_empty_of_work
@@ -53,14 +54,15 @@ def cross_validate(settings: RunSettings, callbacks: tuple = (), verbose: int | 
     data_settings, folds, probabilities = settings.data, [], []
     try:
         mnist = load_mnist(data_settings.data_dir)
+        architecture = load_architecture(settings.model.architecture)
         for k in range(data_settings.num_folds):
             data = load_data(mnist=mnist, subset=data_settings.subset, num_folds=data_settings.num_folds, fold=k,
                              seed=data_settings.split_seed)
             keras.backend.clear_session()  # the previous fold's model is gone: nothing carries over
             keras.utils.set_random_seed(settings.seed_everything + k)  # each fold reproducible on its own
-            model = new_model(settings.model.architecture, settings=settings.model,
+            model = new_model(architecture, settings=settings.model,
                               total_steps=total_steps(len(data.x_train), settings))
-            data = data.for_model(model)
+            data = data.for_model(model, architecture.pixel_scale)
             history, best_epoch, last = fit(model, data, settings, callbacks, verbose)
             val_loss, val_acc = evaluate(model, data.x_val, data.y_val, data_settings.eval_batch_size)  # best weights
             outputs = model.predict(data.x_test, batch_size=data_settings.eval_batch_size, verbose=0)

@@ -37,10 +37,11 @@ class Data:
     y_test: np.ndarray
     split: Split  # indices of x_train / x_val into the 60,000 training images
 
-    def for_model(self, model: "keras.Model") -> Data:
-        """The same pixels in the model's own input layout: (N, 28, 28, 1), (N, 28, 28) or (N, 784)."""
+    def for_model(self, model: "keras.Model", pixel_scale: float = 1.0) -> Data:
+        """The same pixels in the model's own input layout, (N, 28, 28, 1), (N, 28, 28) or (N, 784), and scale
+        (``pixel_scale``: 255 for a model that rescales 0-255 pixels itself, :attr:`Architecture.pixel_scale`)."""
         shape = tuple(model.input_shape[1:])
-        return dataclasses.replace(self, **{name: getattr(self, name).reshape(-1, *shape)
+        return dataclasses.replace(self, **{name: getattr(self, name).reshape(-1, *shape) * np.float32(pixel_scale)
                                             for name in ("x_train", "x_val", "x_test")})
 
 

@@ -25,6 +25,7 @@ from keras_bridge.files import save_model
 from keras_reference.model import PLAIN_LOSS, new_model
 from mnist_common.figures import plot_curves
 from mnist_common.files import write_text
+from mnist_common.model_files import load_architecture
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
 from mnist_common.runs import allocate_run_dir, discard_if_empty_of_work
 from mnist_common.schedules import steps_per_epoch
@@ -170,9 +171,9 @@ def train(settings: RunSettings, callbacks: tuple = (), verbose: int | str = 2) 
         data = load_data(settings.data.data_dir, subset=settings.data.subset,
                          val_fraction=settings.data.val_fraction, seed=settings.data.split_seed)
         keras.utils.set_random_seed(settings.seed_everything)
-        model = new_model(settings.model.architecture, settings=settings.model,
-                          total_steps=total_steps(len(data.x_train), settings))
-        data = data.for_model(model)
+        architecture = load_architecture(settings.model.architecture)
+        model = new_model(architecture, settings=settings.model, total_steps=total_steps(len(data.x_train), settings))
+        data = data.for_model(model, architecture.pixel_scale)
         history, best_epoch, last = fit(model, data, settings, callbacks, verbose)
         test_loss, test_acc = evaluate(model, data.x_test, data.y_test, settings.data.eval_batch_size)
         save_model(model, run_dir / MODEL_FILE)

@@ -55,7 +55,8 @@ class Predictor:
         return f"{self.backend} backend, {what}"
 
     def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, 28, 28) float32 ink in [0, 1] (1 = stroke) -> (N, classes) float32 probabilities."""
+        """(N, 28, 28) float32 ink in [0, 1] (1 = stroke) -> (N, classes) float32 probabilities (each model gets
+        them in its own scale, :attr:`Architecture.pixel_scale`)."""
         pixels = np.ascontiguousarray(pixels, dtype=np.float32)
         if self.backend == "onnx":
             probs = np.mean([run(pixels) for run in self.models], axis=0)
@@ -64,12 +65,13 @@ class Predictor:
 
             x = torch.from_numpy(pixels[:, None])  # (N, 1, 28, 28)
             with torch.inference_mode():
-                probs = torch.stack([torch.softmax(net(x), dim=1) for net in self.models]).mean(0).numpy()
+                probs = torch.stack([torch.softmax(net(x * net.architecture.pixel_scale), dim=1)
+                                     for net in self.models]).mean(0).numpy()
         else:
             from lightning_mnist.interop.keras_models import call_eagerly
 
-            def run(model, architecture):  # each model gets the pixels in its own layout: (28, 28, 1), (28, 28), (784,)
-                x = pixels.reshape(len(pixels), *architecture.input_shape)
+            def run(model, architecture):  # each model gets the pixels in its own layout and scale
+                x = pixels.reshape(len(pixels), *architecture.input_shape) * np.float32(architecture.pixel_scale)
                 return model.predict_on_batch(x) if self.graph else call_eagerly(model, x)
 
             outputs = [np.asarray(run(m, a), dtype=np.float32) for m, a in zip(self.models, self.architectures)]

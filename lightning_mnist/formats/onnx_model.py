@@ -28,6 +28,7 @@ from lightning_mnist.models.network import Probabilities
 
 SUFFIX = ".onnx"
 OPSET = 18
+PIXELS_KEY = "mnist_pixel_scale"  # metadata: what [0, 1] pixels are multiplied by for the model (absent: 1)
 
 
 def save(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
@@ -44,6 +45,13 @@ def save(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> Non
                           dynamic_shapes=(axes,) if variadic else axes)  # as forward takes them: Add(*inputs)
     finally:
         quiet.setLevel(level)
+    architecture = getattr(module, "architecture", None)
+    if architecture is not None and architecture.pixel_scale != 1.0:  # a model that takes 0-255 pixels says so
+        import onnx
+
+        model = onnx.load(path)
+        onnx.helper.set_model_props(model, {PIXELS_KEY: f"{architecture.pixel_scale:g}"})
+        onnx.save(model, path)
 
 
 def session(model: Path | bytes, threads: int | None = None):
@@ -123,9 +131,10 @@ def mnist_runner(path: str | Path, threads: int | None = None, model: bytes | No
         raise UserError(f"{path}: an MNIST model takes float (batch, 28, 28, 1), (batch, 28, 28) or (batch, 784) "
                         f"and gives (batch, {MNIST_CLASSES}), the batch dynamic or 1; this one {shapes}")
     step = 1 if batch == 1 else None  # a file fixed at one image a run gets them one by one
+    scale = pixel_scale(runtime, path)
 
     def run(pixels: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(pixels, dtype=np.float32).reshape(len(pixels), *features)
+        x = np.ascontiguousarray(pixels, dtype=np.float32).reshape(len(pixels), *features) * np.float32(scale)
         chunks = [x[i:i + 1] for i in range(len(x))] if step else [x]
         outputs = np.concatenate([runtime.run(None, {given.name: chunk})[0] for chunk in chunks]).astype(np.float32)
         if (outputs >= 0).all() and np.allclose(outputs.sum(1), 1.0, atol=PROBABILITY_SUM_TOLERANCE):
@@ -134,6 +143,19 @@ def mnist_runner(path: str | Path, threads: int | None = None, model: bytes | No
         return shifted / shifted.sum(axis=1, keepdims=True)
 
     return run
+
+
+def pixel_scale(runtime, path: str | Path) -> float:
+    """What a file's model takes [0, 1] pixels multiplied by: its :data:`PIXELS_KEY` metadata (this project writes
+    255 for a model that rescales 0-255 pixels itself), else 1."""
+    value = runtime.get_modelmeta().custom_metadata_map.get(PIXELS_KEY, "1")
+    try:
+        scale = float(value)
+    except ValueError:
+        scale = float("nan")
+    if scale not in (1.0, 255.0):
+        raise UserError(f"{path}: metadata {PIXELS_KEY}={value!r}; this project reads 1 or 255")
+    return scale
 
 
 FORMAT = Format(suffix=SUFFIX, what="an ONNX model", sources=(".ckpt", ".keras", ".json"),

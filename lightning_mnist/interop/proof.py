@@ -97,14 +97,15 @@ def check_inputs(architecture: Architecture, count: int = DEFAULT_CHECK_IMAGES,
     """(float32 inputs in torch's layout, labels or None, what they are) for comparing two models of ``architecture``.
 
     MNIST models get the test images as (N, 1, 28, 28), whatever their layout (the network
-    and :func:`keras_inputs` reshape them as a user would)."""
+    and :func:`keras_inputs` reshape them as a user would), in [0, 1] or 0-255 as the model takes them
+    (:attr:`Architecture.pixel_scale`)."""
     if architecture.takes_mnist:
         from mnist_common.mnist import load_mnist
 
         mnist = load_mnist(data_dir)
         if not 1 <= count <= len(mnist.test_images):
             raise UserError(f"--check-images must be between 1 and {len(mnist.test_images)}, got {count}")
-        x = torch.from_numpy(mnist.test_images[:count]).float().div_(255.0).unsqueeze(1)
+        x = torch.from_numpy(mnist.test_images[:count]).float().div_(255.0 / architecture.pixel_scale).unsqueeze(1)
         return x, mnist.test_labels[:count].astype(np.int64), "MNIST test images"
     if count < 1:
         raise UserError(f"--check-images must be at least 1, got {count}")

@@ -89,7 +89,10 @@ class MnistClassifier(LightningModule):
             self.network = self.network.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for a batch of (N, C, H, W) images scaled to [0, 1]."""
+        """Logits for a batch of (N, C, H, W) images scaled to [0, 1] (0-255 for a network that rescales them
+        itself: :attr:`Architecture.pixel_scale`)."""
+        if self.architecture.pixel_scale != 1.0:
+            x = x * self.architecture.pixel_scale
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.network(x)

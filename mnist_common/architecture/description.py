@@ -376,6 +376,19 @@ class Architecture:
         """Takes MNIST's 784 pixels in one of :data:`MNIST_INPUT_SHAPES` and gives 10 classes."""
         return tuple(self.input_shape) in MNIST_INPUT_SHAPES and self.num_classes == MNIST_CLASSES
 
+    @property
+    def pixel_scale(self) -> float:
+        """What MNIST pixels in [0, 1] are multiplied by on their way into this model: 255 for a model whose
+        input goes first through a ``Rescaling`` by 1/255 (or by 1/127.5, to [-1, 1]): the way Keras users build a
+        model that takes raw 0-255 pixels (keras.io puts it first); 1 otherwise, the notebook's [0, 1] pixels.
+        Every place that feeds MNIST images to a model applies it (training and testing in both frameworks, the
+        conversion check, predict and serve; an ``.onnx`` file records it in its metadata)."""
+        first = [node.layer for node in self.nodes if self.input_name in node.inputs]
+        if len(first) == 1 and first[0].type == "Rescaling" and isinstance(first[0].scale, float) \
+                and any(abs(first[0].scale * 255.0 - multiple) <= 1e-4 * multiple for multiple in (1.0, 2.0)):
+            return 255.0
+        return 1.0
+
     def same_network(self, other: Architecture) -> bool:
         """The same graph of the same layers with the same settings, whatever the model and its layers are called."""
         def shape_of(architecture: Architecture) -> tuple:

@@ -1,0 +1,85 @@
+"""Models that take raw 0-255 pixels: a Keras model whose input goes first through ``Rescaling(1/255)`` (or
+``Rescaling(1/127.5, offset=-1)``) was trained on 0-255 pixels, as keras.io builds such models, and every command
+feeds it MNIST that way (:attr:`Architecture.pixel_scale`); the notebook's [0, 1] pixels otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bridge_check import L, architecture_of, command_line, keras, sequential_case
+
+
+@pytest.mark.parametrize("first, scale", [
+    (L.Rescaling(1 / 255), 255.0),
+    (L.Rescaling(1.0 / 255.0, offset=0.5), 255.0),
+    (L.Rescaling(1 / 127.5, offset=-1.0), 255.0),
+    (L.Rescaling(2.0), 1.0),
+    (L.Rescaling([1 / 255]), 1.0),  # a per-channel list: no statement about the pixels' range
+    (L.Conv2D(2, 3), 1.0),
+])
+def test_a_model_that_rescales_by_1_over_255_first_takes_0_to_255_pixels(first, scale):
+    assert architecture_of(sequential_case((28, 28, 1), first)).pixel_scale == scale
+
+
+def test_rescaling_after_another_layer_says_nothing_about_the_pixels():
+    assert architecture_of(sequential_case((28, 28, 1), L.Conv2D(2, 3), L.Rescaling(1 / 255))).pixel_scale == 1.0
+
+
+@pytest.fixture(scope="module")
+def raw_pixel_model(tmp_path_factory, mnist):
+    """A keras.io-style model with Rescaling(1/255) first, trained by Keras on 0-255 pixels; its Keras accuracy on
+    the first 1,000 test images as they are (0-255) and scaled to [0, 1] (what it must not be fed)."""
+    folder = tmp_path_factory.mktemp("raw")
+    keras.utils.set_random_seed(0)
+    model = sequential_case((28, 28, 1), L.Rescaling(1.0 / 255), L.Conv2D(8, 3, activation="relu"),
+                            L.MaxPooling2D(), L.Conv2D(8, 3, activation="relu"), L.MaxPooling2D())
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = mnist.train_images[:4000, :, :, None].astype(np.float32)
+    model.fit(x, mnist.train_labels[:4000], batch_size=64, epochs=1, verbose=0)
+    x_test = mnist.test_images[:1000, :, :, None].astype(np.float32)
+    raw = model.evaluate(x_test, mnist.test_labels[:1000], verbose=0, return_dict=True)["accuracy"]
+    scaled = model.evaluate(x_test / 255, mnist.test_labels[:1000], verbose=0, return_dict=True)["accuracy"]
+    model.save(folder / "raw.keras")
+    return folder / "raw.keras", raw, scaled
+
+
+def test_convert_predict_and_test_feed_it_0_to_255_pixels(raw_pixel_model, tmp_path, capsys, seed_png):
+    """The conversion check scores it as Keras does on raw pixels; predict gives one answer on every backend and
+    from the .onnx file (which records the scale); test scores what Keras' evaluate scores."""
+    source, raw, scaled = raw_pixel_model
+    assert raw > 0.8 and scaled < 0.5  # the model is only right on the pixels it was trained on
+    command_line(["convert", str(source), str(tmp_path / "raw.onnx"), "--check_images", "1000"])
+    [check] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("check on ")]
+    assert f"accuracy source {raw:.2%}" in check, check  # the .keras model as Keras runs it, on raw pixels
+    answers = []
+    for weights, backend in ((source, "torch"), (source, "keras"), (source, "onnx"), (tmp_path / "raw.onnx", "onnx")):
+        command_line(["predict", str(seed_png), "--weights", str(weights), "--backend", backend, "--json"])
+        answers.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert len({a["digit"] for a in answers}) == 1
+    assert max(np.abs(np.array(a["probabilities"]) - answers[0]["probabilities"]).max() for a in answers) <= 1e-5
+    assert max(answers[0]["probabilities"]) > 0.3  # a confident answer, not the flat one of [0, 1] pixels
+
+
+def test_lightning_test_scores_it_as_keras_evaluates_it(raw_pixel_model, run_module, tmp_path):
+    source, raw, _ = raw_pixel_model
+    run_module("lightning_mnist", "test", "--ckpt_path", source, "--trainer.limit_test_batches", "1",
+               "--data.eval_batch_size", "1000")
+    [results] = (tmp_path / "runs" / "lightning").glob("test_*/results.json")
+    assert json.loads(results.read_text())["test_acc"] == pytest.approx(raw, abs=1e-3)
+
+
+def test_both_frameworks_train_it_on_0_to_255_pixels(raw_pixel_model, run_module, tmp_path):
+    """Trained afresh from its architecture, in each framework, on the pixels it rescales: both learn."""
+    source, _, _ = raw_pixel_model
+    common = ["--model.architecture", source, "--data.subset", "2000", "--trainer.max_epochs", "1",
+              "--model.lr", "3e-3"]
+    run_module("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
+               "--trainer.limit_test_batches", "2")
+    run_module("keras_reference", "train", *common)
+    for framework in ("lightning", "keras"):
+        results = json.loads((tmp_path / "runs" / framework / "version_0" / "results.json").read_text())
+        assert results["test_acc"] > 0.6, (framework, results["test_acc"])
