@@ -110,7 +110,7 @@ TAIL = (("Flatten", {}), ("Dense", {"units": 10, "activation": "softmax"}))
     (("Conv2D", {"filters": 4, "kernel_size": [3, 3], "groups": 1, "data_format": "channels_first"}),
      "data_format other than channels_last is not supported"),
     (("Conv2D", {"filters": 4, "kernel_size": 3, "kernel_regularizer": {"class_name": "OrthogonalRegularizer"}}),
-     "kernel_regularizer 'OrthogonalRegularizer' is not supported (supported: L1, L2 and L1L2"),
+     "kernel_regularizer 'OrthogonalRegularizer' is not supported (supported: L1, L2, L1L2"),
     (("Conv2D", {"filters": 4, "kernel_size": 3, "activity_regularizer": {"class_name": "L2"}}),
      "sets activity_regularizer, which is not supported"),
     (("Conv2D", {"filters": 4, "kernel_size": 3, "kernel_constraint": {"class_name": "RadialConstraint"}}),

@@ -186,7 +186,7 @@ def test_fit_and_keras_reference_train_a_regularised_constrained_file(run_module
 
 @pytest.mark.parametrize("layer, message", [
     (L.Dense(3, kernel_regularizer=R.OrthogonalRegularizer(0.1)),
-     "kernel_regularizer 'OrthogonalRegularizer' is not supported (supported: L1, L2 and L1L2"),
+     "kernel_regularizer 'OrthogonalRegularizer' is not supported (supported: L1, L2, L1L2"),
     (L.Dense(3, activity_regularizer="l2"), "sets activity_regularizer, which is not supported"),
 ])
 def test_what_keras_regularises_otherwise_is_refused_in_one_line(layer, message):
@@ -200,7 +200,7 @@ def test_what_keras_regularises_otherwise_is_refused_in_one_line(layer, message)
     ({"class_name": "L2", "config": {"l2": -0.1}}, "kernel_regularizer l2 must be a number in [0, inf]"),
     ({"class_name": "L2", "config": {"l2": "0.1"}}, "kernel_regularizer l2 must be a number"),
     ({"class_name": "L2", "config": {"l2": 0.1, "l3": 1}}, "kernel_regularizer L2 sets l3, which is not supported"),
-    ({"class_name": "L2", "module": "mine", "config": {}}, "kernel_regularizer is a custom regularizer (L2)"),
+    ({"class_name": "L2", "module": "mine", "config": {}}, "kernel_regularizer is a custom class (L2); only Keras' L1, L2, L1L2 are supported"),
     ("l3", "kernel_regularizer 'l3' is not supported"),
 ])
 def test_descriptions_refuse_regularizers_keras_would_not_compute(value, message):
@@ -216,7 +216,7 @@ def test_descriptions_refuse_regularizers_keras_would_not_compute(value, message
     ({"class_name": "MaxNorm", "config": {"max_value": -1.0}}, "kernel_constraint max_value must be a number in [0"),
     ({"class_name": "MaxNorm", "config": {"axis": "rows"}}, "kernel_constraint axis must be an integer or a list"),
     ({"class_name": "MinMaxNorm", "config": {"min_value": 2.0, "max_value": 1.0}}, "needs min_value <= max_value"),
-    ({"class_name": "NonNeg", "module": "mine", "config": {}}, "kernel_constraint is a custom constraint (NonNeg)"),
+    ({"class_name": "NonNeg", "module": "mine", "config": {}}, "kernel_constraint is a custom class (NonNeg)"),
     ({"class_name": "RadialConstraint", "config": {}}, "kernel_constraint 'RadialConstraint' is not supported"),
 ])
 def test_descriptions_refuse_constraints_keras_would_not_apply(value, message):

@@ -140,26 +140,34 @@ def float32_number(value: Any, setting: str, low: float = -FLOAT32_MAX) -> float
     return number(value, setting, low)
 
 
+def keras_object(value: Any, setting: str, known: dict[str, dict[str, Any]], names: dict[str, str],
+                 module: str) -> tuple[str, dict[str, Any]]:
+    """(class name, config) of one of Keras' own objects in ``known`` (by class name; its settings' defaults), given
+    as a name (``names``: Keras' snake-case aliases) or as its serialised dict from ``module``; any other value, a
+    custom class or a setting the class does not have is refused naming ``setting``."""
+    kinds = ", ".join(known)
+    if isinstance(value, str) and (value in known or value in names):
+        return names.get(value, value), {}
+    if isinstance(value, dict) and value.get("class_name") in known:
+        cls, config = value["class_name"], dict(value.get("config") or {})
+        if value.get("module") not in (None, module) or value.get("registered_name") not in (None, cls):
+            raise LayerError(f"{setting} is a custom class ({value.get('registered_name') or cls}); only Keras' "
+                             f"{kinds} are supported")
+        unknown = sorted(set(config) - set(known[cls]))
+        if unknown:
+            raise LayerError(f"{setting} {cls} sets {', '.join(unknown)}, which is not supported")
+        return cls, config
+    shown = value.get("class_name") if isinstance(value, dict) else value
+    raise LayerError(f"{setting} {shown!r} is not supported (supported: {kinds}, by name or as their Keras configs)")
+
+
 def constraint(value: Any, setting: str) -> dict[str, Any] | None:
     """A Keras weight constraint (MaxNorm, NonNeg, UnitNorm, MinMaxNorm: a name or its serialised dict) as
     ``{"class_name": ..., "config": {settings}}``, every setting spelled out (``axis`` an integer or a tuple of them);
     None for none. Keras applies it to the weight after every optimizer step."""
     if value is None:
         return None
-    if isinstance(value, str) and (value in CONSTRAINTS or value in CONSTRAINT_NAMES):
-        cls, config = CONSTRAINT_NAMES.get(value, value), {}
-    elif isinstance(value, dict) and value.get("class_name") in CONSTRAINTS:
-        cls, config = value["class_name"], dict(value.get("config") or {})
-        if value.get("module") not in (None, "keras.constraints") or value.get("registered_name") not in (None, cls):
-            raise LayerError(f"{setting} is a custom constraint ({value.get('registered_name') or cls}); "
-                             f"only Keras' MaxNorm, NonNeg, UnitNorm and MinMaxNorm are supported")
-        unknown = sorted(set(config) - set(CONSTRAINTS[cls]))
-        if unknown:
-            raise LayerError(f"{setting} {cls} sets {', '.join(unknown)}, which is not supported")
-    else:
-        shown = value.get("class_name") if isinstance(value, dict) else value
-        raise LayerError(f"{setting} {shown!r} is not supported (supported: MaxNorm, NonNeg, UnitNorm and "
-                         f"MinMaxNorm, by name or as their Keras configs)")
+    cls, config = keras_object(value, setting, CONSTRAINTS, CONSTRAINT_NAMES, "keras.constraints")
     settings: dict[str, Any] = {}
     for name, default in CONSTRAINTS[cls].items():
         given = default if config.get(name) is None else config[name]
@@ -251,20 +259,7 @@ def regularizer(value: Any, setting: str) -> dict[str, Any] | None:
     weight to the loss, in training and evaluation alike."""
     if value is None:
         return None
-    if isinstance(value, str) and (value in REGULARIZERS or value in REGULARIZER_NAMES):
-        cls, config = REGULARIZER_NAMES.get(value, value), {}
-    elif isinstance(value, dict) and value.get("class_name") in REGULARIZERS:
-        cls, config = value["class_name"], dict(value.get("config") or {})
-        if value.get("module") not in (None, "keras.regularizers") or value.get("registered_name") not in (None, cls):
-            raise LayerError(f"{setting} is a custom regularizer ({value.get('registered_name') or cls}); "
-                             f"only Keras' L1, L2 and L1L2 are supported")
-        unknown = sorted(set(config) - set(REGULARIZERS[cls]))
-        if unknown:
-            raise LayerError(f"{setting} {cls} sets {', '.join(unknown)}, which is not supported")
-    else:
-        shown = value.get("class_name") if isinstance(value, dict) else value
-        raise LayerError(f"{setting} {shown!r} is not supported (supported: L1, L2 and L1L2, by name or as their "
-                         f"Keras configs)")
+    cls, config = keras_object(value, setting, REGULARIZERS, REGULARIZER_NAMES, "keras.regularizers")
     factors = {name: float32_number(default if config.get(name) is None else config[name], f"{setting} {name}", 0.0)
                for name, default in REGULARIZERS[cls].items()}
     return {"class_name": cls, "config": factors}
