@@ -58,7 +58,7 @@ def keras_penalty(model: "keras.Model") -> float:
 def test_the_network_adds_what_keras_adds_for_every_regularised_weight():
     model = randomised(every_regularised_kind(), seed=2)
     _, network = network_of(model)
-    assert len(network.penalties) == 12
+    assert len(network.weight_penalties) == 12
     expected = keras_penalty(model)
     assert expected > 1.0
     assert float(network.regularization_loss().detach()) == pytest.approx(expected, rel=1e-6)
@@ -66,7 +66,7 @@ def test_the_network_adds_what_keras_adds_for_every_regularised_weight():
 
 def test_a_network_without_regularizers_adds_nothing():
     _, network = network_of(sequential_case((28, 28, 1), L.Conv2D(4, 3), L.Flatten(), L.Dense(10)))
-    assert network.penalties == () and network.regularization_loss() is None
+    assert network.weight_penalties == () and network.regularization_loss() is None
 
 
 def test_the_classifier_loss_is_keras_total_loss_and_its_gradient_has_the_penalty():
@@ -135,7 +135,7 @@ def test_constraints_give_what_keras_optimizers_leave_after_a_step():
 
     model = randomised(every_constrained_kind(), seed=5)
     architecture, network = network_of(model)
-    assert len(network.constraints) == 11
+    assert len(network.weight_constraints) == 11
     before = {key: value.clone() for key, value in network.state_dict().items()}
     network.apply_constraints()
     for layer in model.layers:

@@ -165,7 +165,7 @@ class MnistClassifier(LightningModule):
 
     def after_optimizer_step(self) -> None:
         """Keras' weight constraints, which its optimizers apply after every step (none: nothing to do)."""
-        if getattr(self.network, "constraints", ()):
+        if getattr(self.network, "weight_constraints", ()):
             self.network.apply_constraints()
 
     def validation_step(self, batch, batch_idx: int) -> None:

@@ -68,6 +68,16 @@ class KerasNetwork(nn.Module):
         self.plan = tuple((node.name, node.inputs,
                            tuple(sorted({i for i in node.inputs if last_use[i] == index})))
                           for index, node in enumerate(architecture.nodes))
+        # (module, weight mapping, Keras shape, rule) for every weight a Keras constraint holds
+        self.weight_constraints = tuple((node.name, converter_of(node.layer).weights[weight], shape, rule)
+                                        for node, _, weights in architecture.weight_shapes()
+                                        for weight, shape in weights
+                                        if (rule := node.layer.constraint_of(weight)) is not None)
+        # (module, its weight's attribute, l1, l2) for every weight a Keras regularizer penalises
+        self.weight_penalties = tuple((node.name, converter_of(node.layer).weights[weight].attribute,
+                                       rule["config"].get("l1", 0.0), rule["config"].get("l2", 0.0))
+                                      for node, _, weights in architecture.weight_shapes() for weight, _ in weights
+                                      if (rule := node.layer.regularizer_of(weight)) is not None)
         softmax = architecture.softmax_node
         where = architecture.source or architecture.name  # the file a refused name can be changed in
         taken = set(dir(self))  # once: the layers' own names are unique (the architecture checked them)
@@ -81,15 +91,6 @@ class KerasNetwork(nn.Module):
                                 f"between module names; rename the layer")
             module = nn.Identity() if layer is None else build(layer, *architecture.input_shapes_of(node))
             self.add_module(node.name, module)
-        # (module, weight mapping, Keras shape, rule) for every weight a Keras constraint holds
-        self.constraints = tuple((node.name, converter_of(node.layer).weights[weight], shape, rule)
-                                 for node, _, weights in architecture.weight_shapes() for weight, shape in weights
-                                 if (rule := node.layer.constraint_of(weight)) is not None)
-        # (module, its weight's attribute, l1, l2) for every weight a Keras regularizer penalises
-        self.penalties = tuple((node.name, converter_of(node.layer).weights[weight].attribute,
-                                rule["config"].get("l1", 0.0), rule["config"].get("l2", 0.0))
-                               for node, _, weights in architecture.weight_shapes() for weight, _ in weights
-                               if (rule := node.layer.regularizer_of(weight)) is not None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != len(self.input_shape) + 1:  # MNIST images for a (28, 28) or (784,) model
@@ -106,7 +107,7 @@ class KerasNetwork(nn.Module):
     def apply_constraints(self) -> None:
         """Keras' weight constraints, as its optimizers apply them after every step: each weight replaced by its
         constrained value, computed in Keras' layout (the constraint's axes are Keras')."""
-        for module, mapping, shape, rule in self.constraints:
+        for module, mapping, shape, rule in self.weight_constraints:
             weight = getattr(getattr(self, module), mapping.attribute)
             weight.copy_(mapping.torch_view(constrained(mapping.keras_view(weight, shape), rule), shape))
 
@@ -115,7 +116,7 @@ class KerasNetwork(nn.Module):
         regularised weights of ``l1 * sum(|w|) + l2 * sum(w ** 2)`` (sums that a weight's torch layout does not
         change). None for a network without any (nothing to add, no time spent)."""
         total = None
-        for module, attribute, l1, l2 in self.penalties:
+        for module, attribute, l1, l2 in self.weight_penalties:
             weight = getattr(getattr(self, module), attribute)
             for factor, term in ((l1, torch.abs), (l2, torch.square)):
                 if factor:

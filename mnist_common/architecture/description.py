@@ -376,7 +376,7 @@ class Architecture:
         """Takes MNIST's 784 pixels in one of :data:`MNIST_INPUT_SHAPES` and gives 10 classes."""
         return tuple(self.input_shape) in MNIST_INPUT_SHAPES and self.num_classes == MNIST_CLASSES
 
-    @property
+    @cached_property
     def pixel_scale(self) -> float:
         """What MNIST pixels in [0, 1] are multiplied by on their way into this model: 255 for a model whose
         input goes first through a ``Rescaling`` by 1/255 (or by 1/127.5, to [-1, 1]): the way Keras users build a
