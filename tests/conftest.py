@@ -84,7 +84,8 @@ LONGEST_FILES = ["test_cli_fit.py", "test_bridge.py", "test_formats.py", "test_k
                  "test_speed_benchmarks.py", "test_recipes.py", "test_augment_cv.py", "test_convert.py",
                  "test_serve.py", "test_import_order.py", "test_recipes_keras.py", "test_compare_frameworks.py",
                  "test_progress_bar.py", "test_hostile_inputs.py", "test_recipe_search.py", "test_serve_page.py",
-                 "test_predict.py", "test_layers_convolution.py"]
+                 "test_predict.py", "test_weight_regularizers_constraints.py", "test_pixel_scale.py",
+                 "test_layers_preprocessing.py", "test_layers_convolution.py"]
 
 
 def pytest_collection_modifyitems(config, items):

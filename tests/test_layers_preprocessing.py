@@ -261,7 +261,8 @@ def make_resizing(rng: np.random.Generator, shape: tuple[int, ...]):
     if len(shape) != 3:
         return None
     aspect = rng.choice(["none", "crop", "pad"])
-    return L.Resizing(int(rng.integers(2, 2 * shape[0] + 1)), int(rng.integers(2, 2 * shape[1] + 1)),
+    # up to a few rows and columns more: enough to grow and shrink, small enough for the random graphs' runs
+    return L.Resizing(int(rng.integers(2, shape[0] + 4)), int(rng.integers(2, shape[1] + 4)),
                       interpolation=str(rng.choice(["bilinear", "nearest"])), antialias=bool(rng.random() < 0.3),
                       crop_to_aspect_ratio=bool(aspect == "crop"), pad_to_aspect_ratio=bool(aspect == "pad"),
                       fill_value=float(rng.normal()))
