@@ -200,7 +200,8 @@ def test_what_keras_regularises_otherwise_is_refused_in_one_line(layer, message)
     ({"class_name": "L2", "config": {"l2": -0.1}}, "kernel_regularizer l2 must be a number in [0, inf]"),
     ({"class_name": "L2", "config": {"l2": "0.1"}}, "kernel_regularizer l2 must be a number"),
     ({"class_name": "L2", "config": {"l2": 0.1, "l3": 1}}, "kernel_regularizer L2 sets l3, which is not supported"),
-    ({"class_name": "L2", "module": "mine", "config": {}}, "kernel_regularizer is a custom class (L2); only Keras' L1, L2, L1L2 are supported"),
+    ({"class_name": "L2", "module": "mine", "config": {}},
+     "kernel_regularizer is a custom class (L2); only Keras' L1, L2, L1L2 are supported"),
     ("l3", "kernel_regularizer 'l3' is not supported"),
 ])
 def test_descriptions_refuse_regularizers_keras_would_not_compute(value, message):

@@ -159,7 +159,8 @@ class MnistClassifier(LightningModule):
             schedule.step()
 
     def optimizer_step(self, *args, **kwargs) -> None:
-        """Lightning's automatic step (gradient accumulation or clipping asked for), then :meth:`after_optimizer_step`."""
+        """Lightning's automatic step (gradient accumulation or clipping asked for), then
+        :meth:`after_optimizer_step`."""
         super().optimizer_step(*args, **kwargs)
         self.after_optimizer_step()
 

@@ -65,7 +65,8 @@ INITIALIZER_NAMES = {name: cls for cls, (name, _) in INITIALIZERS.items()}
 INITIALIZER_IGNORED = {"input_axes", "output_axes"}
 # Weight regularizers: Keras' class name -> its factors with their defaults (``L1L2()`` penalises nothing).
 REGULARIZERS: dict[str, dict[str, float]] = {"L1": {"l1": 0.01}, "L2": {"l2": 0.01}, "L1L2": {"l1": 0.0, "l2": 0.0}}
-REGULARIZER_NAMES = {"l1": "L1", "l2": "L2", "l1l2": "L1L2", "l1_l2": "L1L2"}  # the names keras.regularizers.get takes
+# The names keras.regularizers.get takes, and Keras 2's "l1_l2" (written back as Keras 3's L1L2 config).
+REGULARIZER_NAMES = {"l1": "L1", "l2": "L2", "l1l2": "L1L2", "l1_l2": "L1L2"}
 # Weight constraints, applied after every optimizer step: Keras' class name -> its settings with their defaults.
 CONSTRAINTS: dict[str, dict[str, Any]] = {
     "MaxNorm": {"max_value": 2.0, "axis": 0}, "NonNeg": {}, "UnitNorm": {"axis": 0},

@@ -111,7 +111,7 @@ class Normalization(Layer):
 
     NON_TRAINABLE: ClassVar = frozenset({"mean", "variance", "count"})
     WEIGHT_DTYPES: ClassVar = {"count": "int64"}
-    EPSILON: ClassVar[float] = 1e-7  # keras.config.epsilon()'s default: the smallest standard deviation divided by
+    EPSILON: ClassVar[float] = 1e-7  # keras.config.epsilon()'s default: the least standard deviation Keras divides by
 
     def __post_init__(self) -> None:
         super().__post_init__()
