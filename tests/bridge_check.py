@@ -14,10 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from lightning_mnist.frameworks import import_keras
-from mnist_common.architecture import Architecture, architecture_from_keras_config
+from mnist_common.architecture import Architecture, ArchitectureError, architecture_from_keras_config
 from mnist_common.keras_file import KerasFile, read_keras_file
 
 keras = import_keras()
@@ -108,6 +109,37 @@ def sequential_case(input_shape: tuple[int, ...], *layers: "keras.layers.Layer",
     for layer in layers:
         x = layer(x)
     return classifier(inputs, x, name=name)
+
+
+def assert_keras_layer_refused(shape: tuple[int, ...], layer: "keras.layers.Layer", message: str) -> None:
+    """A Keras model of ``layer`` alone on an input of ``shape``: the bridge refuses it in one line naming layer 0."""
+    with pytest.raises(ArchitectureError) as info:
+        architecture_of(keras.Sequential([keras.Input(shape), layer]), "model.keras")
+    assert str(info.value).startswith("model.keras: layer 0 (") and message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def assert_description_refused(input_shape: list[int], layer: dict, message: str) -> None:
+    """A description of ``layer`` (then Flatten and a Dense) on ``input_shape``: refused in one line naming layer 0."""
+    config = {"input_shape": input_shape, "layers": [layer, {"type": "Flatten"}, {"type": "Dense", "units": 3}]}
+    with pytest.raises(ArchitectureError) as info:
+        Architecture.from_config(config)
+    assert message in str(info.value) and "\n" not in str(info.value) and "layer 0 (" in str(info.value)
+
+
+def assert_settings_round_trip(shape: tuple[int, ...], layers: list, folder: Path) -> None:
+    """Keras' config -> description -> YAML -> description -> Keras layer: the first layer's Keras config again
+    (as JSON, its name aside)."""
+    import yaml
+
+    from keras_bridge.build import keras_layer
+
+    architecture = architecture_of(sequential_case(shape, *layers))
+    (folder / "net.yaml").write_text(yaml.safe_dump(architecture.to_config()))
+    again = Architecture.load(folder / "net.yaml")
+    assert again == architecture
+    as_json = lambda config: json.loads(json.dumps({k: v for k, v in config.items() if k != "name"}))  # noqa: E731
+    assert as_json(keras_layer(again.nodes[0].layer).get_config()) == as_json(layers[0].get_config())
 
 
 def converts_and_comes_back(source: Path, folder: Path, capsys, targets: tuple[str, ...] = ("model.ckpt",),

@@ -9,19 +9,15 @@ preprocessing layer, is checked with the layers that move values (``test_layers_
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from bridge_check import (L, architecture_of, assert_matches_keras, converts_and_comes_back, keras, network_of,
+from bridge_check import (L, assert_description_refused, assert_keras_layer_refused, assert_matches_keras,
+                          assert_settings_round_trip, converts_and_comes_back, keras, network_of,
                           predicts_alike_on_both_backends, randomised, sampler, sequential_case)
-from keras_bridge.build import keras_layer
 from lightning_mnist.models import KerasNetwork, MnistClassifier, keras_parameter_count
 from lightning_mnist.models.layers.layout import to_keras_layout, to_torch_layout
-from mnist_common.architecture import Architecture, ArchitectureError
 
 IMAGE = (6, 5, 3)  # height, width and channels all differ
 CASES = {
@@ -154,14 +150,7 @@ def test_training_leaves_the_statistics_as_they_are():
 @pytest.mark.parametrize("case", ["adapted_height_channels", "given_per_width", "given_mnist_statistics",
                                   "adapted_one_for_all"])
 def test_settings_round_trip_as_keras_spells_them(case, tmp_path):
-    """Keras' config -> description -> YAML -> description -> Keras layer: Keras' own config again (as JSON)."""
-    shape, [layer, *rest] = CASES[case]
-    architecture = architecture_of(sequential_case(shape, layer, *rest))
-    (tmp_path / "net.yaml").write_text(yaml.safe_dump(architecture.to_config()))
-    again = Architecture.load(tmp_path / "net.yaml")
-    assert again == architecture
-    as_json = lambda config: json.loads(json.dumps({k: v for k, v in config.items() if k != "name"}))  # noqa: E731
-    assert as_json(keras_layer(again.nodes[0].layer).get_config()) == as_json(layer.get_config())
+    assert_settings_round_trip(*CASES[case], tmp_path)
 
 
 def test_an_adapted_mnist_model_converts_both_ways_and_predicts_alike(tmp_path, capsys, mnist, seed_png):
@@ -286,11 +275,7 @@ def make_center_crop(rng: np.random.Generator, shape: tuple[int, ...]):
     ((28, 28), L.CenterCrop(20, 20), "CenterCrop): needs an (H, W, C) image input, got 28x28"),
 ])
 def test_keras_image_layers_outside_what_is_mirrored_are_refused_in_one_line(shape, layer, message):
-    model = keras.Sequential([keras.Input(shape), layer])
-    with pytest.raises(ArchitectureError) as info:
-        architecture_of(model, "model.keras")
-    assert str(info.value).startswith("model.keras: layer 0 (") and message in str(info.value)
-    assert "\n" not in str(info.value)
+    assert_keras_layer_refused(shape, layer, message)
 
 
 @pytest.mark.parametrize("layer, message", [
@@ -324,10 +309,7 @@ def test_keras_image_layers_outside_what_is_mirrored_are_refused_in_one_line(sha
     ({"type": "Normalization", "invert": "yes"}, "invert must be true or false"),
 ])
 def test_descriptions_outside_what_keras_computes_are_refused_in_one_line(layer, message):
-    config = {"input_shape": [9, 8, 3], "layers": [layer, {"type": "Flatten"}, {"type": "Dense", "units": 3}]}
-    with pytest.raises(ArchitectureError) as info:
-        Architecture.from_config(config)
-    assert message in str(info.value) and "\n" not in str(info.value) and "layer 0 (" in str(info.value)
+    assert_description_refused([9, 8, 3], layer, message)
 
 
 def test_a_count_of_another_dtype_or_a_negative_variance_in_a_file_is_refused(tmp_path, capsys):

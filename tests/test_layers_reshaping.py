@@ -8,18 +8,18 @@ samplers for random graphs; refusals in one line naming the layer and the settin
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pytest
 import torch
-from bridge_check import SAMPLERS, L, architecture_of, assert_matches_keras, keras, sampler, sequential_case
+from bridge_check import (SAMPLERS, L, architecture_of, assert_description_refused, assert_keras_layer_refused,
+                          assert_matches_keras, assert_settings_round_trip, keras, sampler, sequential_case)
 
 from keras_bridge.build import keras_layer
 from lightning_mnist.models.layers import build
 from lightning_mnist.models.layers.layout import to_keras_layout, to_torch_layout
-from mnist_common.architecture import LAYER_TYPES, Architecture, ArchitectureError
+from mnist_common.architecture import LAYER_TYPES
 
 FAMILY = ("Reshape", "Permute", "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Rescaling")
 # name -> (input shape, layers); every case ends in Flatten (where needed) and a softmax Dense.
@@ -110,16 +110,7 @@ def test_each_layer_puts_every_value_where_keras_does(case):
                                   "rescaling_per_channel", "upsampling_bilinear_per_axis",
                                   "permute_image_channels_first"])
 def test_settings_round_trip_as_keras_spells_them(case, tmp_path):
-    """Keras' config -> description -> YAML -> description -> Keras layer: Keras' own config again (as JSON)."""
-    import yaml
-
-    shape, [layer, *rest] = CASES[case]
-    architecture = architecture_of(sequential_case(shape, layer, *rest))
-    (tmp_path / "net.yaml").write_text(yaml.safe_dump(architecture.to_config()))
-    again = Architecture.load(tmp_path / "net.yaml")
-    assert again == architecture
-    as_json = lambda config: json.loads(json.dumps({k: v for k, v in config.items() if k != "name"}))  # noqa: E731
-    assert as_json(keras_layer(again.nodes[0].layer).get_config()) == as_json(layer.get_config())
+    assert_settings_round_trip(*CASES[case], tmp_path)
 
 
 def test_a_flat_mnist_model_converts_both_ways_through_the_command_line(tmp_path, capsys, mnist_dir):
@@ -163,11 +154,7 @@ def test_a_flat_mnist_model_converts_both_ways_through_the_command_line(tmp_path
     ((8, 8, 2), L.Rescaling(1.0, dtype="float16"), "Rescaling) computes in float16"),
 ])
 def test_keras_layers_outside_what_is_mirrored_are_refused_in_one_line(shape, layer, message):
-    model = keras.Sequential([keras.Input(shape), layer])
-    with pytest.raises(ArchitectureError) as info:
-        architecture_of(model, "model.keras")
-    assert str(info.value).startswith("model.keras: layer 0 (") and message in str(info.value)
-    assert "\n" not in str(info.value)
+    assert_keras_layer_refused(shape, layer, message)
 
 
 @pytest.mark.parametrize("input_shape, layer, message", [
@@ -192,10 +179,7 @@ def test_keras_layers_outside_what_is_mirrored_are_refused_in_one_line(shape, la
     ([9, 8, 2], {"type": "Rescaling", "scale": [1.0, float("nan")]}, "scale must be a number or a flat list"),
 ])
 def test_descriptions_outside_what_keras_computes_are_refused_in_one_line(input_shape, layer, message):
-    config = {"input_shape": input_shape, "layers": [layer, {"type": "Flatten"}, {"type": "Dense", "units": 3}]}
-    with pytest.raises(ArchitectureError) as info:
-        Architecture.from_config(config)
-    assert message in str(info.value) and "\n" not in str(info.value) and "layer 0 (" in str(info.value)
+    assert_description_refused(input_shape, layer, message)
 
 
 # --- samplers: random valid layers for random graphs -------------------------------------------------
