@@ -5,16 +5,19 @@ Contenders, each for ``--max_epochs`` epochs of the notebook's network with the 
 process, stopping at the first epoch whose validation accuracy reaches ``--target``:
 
 * ``plain``: ``plain_torch_loop.train`` on the device.
-* ``plain_compiled``: the same, ``torch.compile``'d in ``--compile_mode`` (``reduce-overhead``:
-  CUDA graphs), compilation counted in the first epoch.
+* ``plain_compiled``: the same, ``torch.compile``'d, one row for each of ``--compile_modes``
+  (``reduce-overhead``: CUDA graphs), compilation counted in the first epoch.
 * ``lightning``: a Trainer with the ``fit`` command's history callback and early stopping at the target.
 * ``lightning_compiled``: the same with the LightningModule ``torch.compile``'d.
 
 The table gives the first epoch (compilation and warm-up included), the last epoch, the seconds to
-the target and the test accuracy then. ``--device cpu`` runs the same on the CPU (a quick check of
-the script; CPU figures come from ``compare_frameworks.py`` and ``time_to_accuracy.py``).
+the target and the test accuracy then. A contender that fails (a compiler that cannot handle a mode on
+this machine, say) is a row saying how, and the others still run. ``--device cpu`` runs the same on the
+CPU (a quick check of the script; CPU figures come from ``compare_frameworks.py`` and
+``time_to_accuracy.py``).
 
-    python benchmarks/gpu_speed.py --device cuda --batch_size 512 --lr 8e-3 --max_epochs 4
+    python benchmarks/gpu_speed.py --device cuda --batch_size 512 --lr 8e-3 --max_epochs 4 \
+        --compile_modes '[default, reduce-overhead]'
 
 Timings are for reading, never for asserting.
 """
@@ -38,7 +41,7 @@ from lightning_mnist.data.datamodule import MNISTDataModule  # noqa: E402
 from lightning_mnist.models import MnistClassifier  # noqa: E402
 from lightning_mnist.training.callbacks import EpochHistory  # noqa: E402
 from mnist_common.cli import run  # noqa: E402
-from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
+from mnist_common.errors import UserError, exit_on_user_error, one_line  # noqa: E402
 from mnist_common.files import write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
 from mnist_common.results import read_json, write_json  # noqa: E402
@@ -51,7 +54,7 @@ def device_name(device: str) -> str:
     return torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "CPU"
 
 
-def lightning_run(recipe: dict, compiled: bool, folder: Path) -> dict:
+def lightning_run(recipe: dict, compile_mode: str | None, folder: Path) -> dict:
     """Fit in-process on the device; the history and the test accuracy when it stopped."""
     seed_everything(recipe["seed"], verbose=False)
     data = MNISTDataModule(data_dir=recipe["data_dir"], batch_size=recipe["batch_size"], subset=recipe["subset"],
@@ -62,7 +65,7 @@ def lightning_run(recipe: dict, compiled: bool, folder: Path) -> dict:
     for dataset in data.datasets.values():  # all of it on the device once, as the plain loop has it
         dataset.tensors = tuple(t.to(device) for t in dataset.tensors)
     model = MnistClassifier(lr=recipe["lr"], lr_schedule="onecycle")
-    fitted = torch.compile(model, mode=recipe["compile_mode"]) if compiled else model
+    fitted = torch.compile(model, mode=compile_mode) if compile_mode else model
     history = EpochHistory()
     stop = EarlyStopping(monitor="val/acc", mode="max", stopping_threshold=recipe["target"], patience=100)
     accelerator = "gpu" if device.type == "cuda" else "cpu"
@@ -75,18 +78,20 @@ def lightning_run(recipe: dict, compiled: bool, folder: Path) -> dict:
     return {"history": history.history, "test_acc": tested["test/acc"]}
 
 
-def plain_run(recipe: dict, compiled: bool, folder: Path) -> dict:
+def plain_run(recipe: dict, compile_mode: str | None, folder: Path) -> dict:
     seed_everything(recipe["seed"], verbose=False)
     path = plain_torch_loop.train(
         folder, max_epochs=recipe["max_epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
         subset=recipe["subset"], data_dir=recipe["data_dir"], seed=recipe["seed"], augment=recipe["augment"],
         lr_schedule="onecycle", precision=recipe["precision"], target_val_acc=recipe["target"], device=recipe["device"],
-        compile_mode=recipe["compile_mode"] if compiled else None)
+        compile_mode=compile_mode)
     results = read_json(path)
     return {"history": results["history"], "test_acc": results["test_acc"]}
 
 
 def summary(name: str, result: dict, target: float) -> dict:
+    if "error" in result:
+        return {"contender": name, "error": result["error"]}
     history = result["history"]
     seconds = [b["seconds"] - a for a, b in zip([0.0] + [r["seconds"] for r in history], history)]
     reached = next((row["seconds"] for row in history if row["val_acc"] >= target), None)
@@ -98,12 +103,16 @@ def summary(name: str, result: dict, target: float) -> dict:
 def markdown(report: dict) -> str:
     r, machine = report["recipe"], report["machine"]
     lines = [f"`python benchmarks/gpu_speed.py --device {r['device']} --batch_size {r['batch_size']} --lr {r['lr']} "
-             f"--max_epochs {r['max_epochs']} --precision {r['precision']} --compile_mode {r['compile_mode']}`, "
+             f"--max_epochs {r['max_epochs']} --precision {r['precision']} "
+             f"--compile_modes '[{', '.join(r['compile_modes'])}]'`, "
              f"{machine['date']}, {report['device_name']} (host {machine['cpu']}, {machine['cores']} cores, load "
              f"average {machine['load_average']}); {report['torch']}.", "",
              f"| contender | first epoch s (compile included) | last epoch s | s to val acc >= {r['target']} | "
              "epochs | test acc |", "| --- | --- | --- | --- | --- | --- |"]
     for row in report["rows"]:
+        if "error" in row:
+            lines.append(f"| {row['contender']} | failed: {row['error']} | | | | |")
+            continue
         reached = "not reached" if row["seconds_to_target"] is None else f"**{row['seconds_to_target']:.1f}**"
         lines.append(f"| {row['contender']} | {row['first_epoch_seconds']:.2f} | {row['last_epoch_seconds']:.2f} | "
                      f"{reached} | {row['epochs']} | {100 * row['test_acc']:.2f} % |")
@@ -115,7 +124,8 @@ def markdown(report: dict) -> str:
 
 def gpu_speed(device: str = "cuda", target: float = 0.99, batch_size: int = 512, lr: float = 8e-3,
               max_epochs: int = 4, precision: Literal["32", "bf16-mixed", "16-mixed"] = "bf16-mixed",
-              augment: bool = False, compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default",
+              augment: bool = False,
+              compile_modes: list[Literal["default", "reduce-overhead", "max-autotune"]] = ("default",),
               contenders: list[Contender] = ("plain", "lightning", "plain_compiled", "lightning_compiled"),
               subset: int | None = None, data_dir: str | None = None, seed: int = 42,
               output_dir: Path = REPO / "runs" / "benchmark", doc: Path | None = None) -> dict:
@@ -129,7 +139,8 @@ def gpu_speed(device: str = "cuda", target: float = 0.99, batch_size: int = 512,
         max_epochs: the schedule's length, and the most epochs trained.
         precision: ``bf16-mixed`` / ``16-mixed`` autocast, or ``32``.
         augment: the notebook's augmentation, on the device.
-        compile_mode: ``torch.compile``'s mode for the compiled contenders (``reduce-overhead``: CUDA graphs).
+        compile_modes: ``torch.compile``'s modes for the compiled contenders, a row each (``reduce-overhead``:
+            CUDA graphs).
         contenders: which to run, in order.
         subset: a stratified subset of the training images.
         data_dir: the folder holding MNIST/raw.
@@ -142,17 +153,23 @@ def gpu_speed(device: str = "cuda", target: float = 0.99, batch_size: int = 512,
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {device}: no CUDA device is visible here; use --device cpu to check the script")
     recipe = {k: v for k, v in dict(locals()).items() if k not in ("contenders", "output_dir", "doc")}
+    recipe["compile_modes"] = list(compile_modes)
     machine = describe_machine()
     rows = []
     with tempfile.TemporaryDirectory(prefix="gpu_speed_") as tmp:
         for name in contenders:
             runner = lightning_run if name.startswith("lightning") else plain_run
-            result = runner(recipe, name.endswith("_compiled"), Path(tmp) / name)
-            rows.append(summary(name, result, target))
-            print(rows[-1], flush=True)
+            for mode in compile_modes if name.endswith("_compiled") else [None]:
+                label = f"{name} ({mode})" if mode else name
+                try:
+                    result = runner(recipe, mode, Path(tmp) / label)
+                except Exception as err:  # noqa: BLE001  (a row saying how it failed; the others still run)
+                    result = {"error": one_line(err)}
+                rows.append(summary(label, result, target))
+                print(rows[-1], flush=True)
     report = {"machine": machine, "device_name": device_name(device), "torch": f"torch {torch.__version__}",
               "recipe": recipe, "rows": rows, "load_average_after": load_average()}
-    by_name = {row["contender"]: row for row in rows}
+    by_name = {row["contender"]: row for row in rows if "error" not in row}
     if "plain" in by_name and "lightning" in by_name:
         report["last_epoch_lightning_over_plain"] = round(
             by_name["lightning"]["last_epoch_seconds"] / by_name["plain"]["last_epoch_seconds"], 3)

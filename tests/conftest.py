@@ -10,6 +10,7 @@ elsewhere can point ``MNIST_SEED_DIR`` at a copy). CI has all of them, so it run
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -33,7 +34,10 @@ import lightning_mnist  # noqa: F401  torch's half first: these tests use both f
 from lightning_mnist.frameworks import import_keras
 from mnist_common.mnist import DATA_DIR_ENV, resolve_data_dir
 
-import_keras()  # whichever test module imports Keras first, it comes after torch (keras_reference/backend.py)
+# Whichever test module imports Keras first, it comes after torch (keras_bridge/backend.py). A GPU machine with
+# torch alone (no TensorFlow) still runs the torch files: `pytest tests/test_gpu.py` there.
+if importlib.util.find_spec("keras") is not None:
+    import_keras()
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
