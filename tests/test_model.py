@@ -128,6 +128,29 @@ def test_keras_adam_matches_keras_update_rule():
     assert np.abs(torch_param.detach().numpy() - w_ref).max() > 1e-6  # plain torch Adam really differs
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_keras_adam_counts_steps_on_the_host_and_resumes_a_state_saved_without_the_count(fused):
+    """The step count behind Keras' epsilon lives in the parameter group (a fused Adam's own count is a device
+    tensor, and reading it would wait for a GPU each step); a state saved before it had one resumes at its step."""
+    grads = torch.from_numpy(np.random.default_rng(1).normal(scale=1e-6, size=(5, 4)))
+    runs = {}
+    for name in ("straight", "resumed"):
+        param = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
+        optimizer = KerasAdam([param], lr=1e-4, fused=fused)
+        for t, g in enumerate(grads):
+            if name == "resumed" and t == 3:
+                state = optimizer.state_dict()
+                assert state["param_groups"][0]["keras_step"] == 3
+                del state["param_groups"][0]["keras_step"]  # as a checkpoint of an earlier release has it
+                optimizer = KerasAdam([param], lr=1e-4, fused=fused)
+                optimizer.load_state_dict(state)
+            param.grad = g.clone()
+            optimizer.step()
+        runs[name] = (param.detach().clone(), optimizer.param_groups[0]["eps"])
+    torch.testing.assert_close(runs["resumed"][0], runs["straight"][0], rtol=0, atol=0)
+    assert runs["resumed"][1] == runs["straight"][1] == pytest.approx(1e-7 / math.sqrt(1 - 0.999**5))
+
+
 def test_epoch_metrics_cover_every_batch_of_the_epoch(mnist_dir, tmp_path):
     """Metrics are logged once per epoch; the values must still be over all images, not the first batch."""
     data = MNISTDataModule(data_dir=str(mnist_dir), subset=2000, eval_batch_size=64)  # 200 images, 4 batches

@@ -26,12 +26,21 @@ class InMemoryDataset(TensorDataset):
     """A TensorDataset that hands the DataLoader whole batches by fancy indexing.
 
     ``__getitems__`` turns a batch of indices into one indexing op instead of one
-    ``__getitem__`` call per image plus a collate.
+    ``__getitem__`` call per image plus a collate. On a GPU the tensors live on the device
+    (:meth:`move_to`), and a batch's indices reach it through pinned memory without waiting: a
+    plain copy from the host waits for every kernel queued before it, so each step's data would
+    drain the GPU's queue (Lightning took 1.6-1.9x the plain loop's epoch on an H200 that way).
     """
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
         index = torch.as_tensor(indices)
+        device = self.tensors[0].device
+        if device.type == "cuda":
+            index = index.pin_memory().to(device, non_blocking=True)
         return tuple(t[index] for t in self.tensors)
+
+    def move_to(self, device: torch.device) -> None:
+        self.tensors = tuple(t.to(device) for t in self.tensors)
 
 
 def keep_batch(batch):
@@ -81,8 +90,16 @@ class MNISTDataModule(LightningDataModule):
         ensure_files(self.hparams.data_dir, download=self.hparams.download)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
+        if not self.datasets:
+            self._load()
+        # MNIST (220 MB as float32) sits on the Trainer's GPU once, as a hand-written loop would keep it:
+        # no copy from the host each step (the strategy has its device by the time Lightning calls setup)
+        device = self.trainer.strategy.root_device if self.trainer is not None else None
+        if device is not None and device.type == "cuda":
+            for dataset in self.datasets.values():
+                dataset.move_to(device)
+
+    def _load(self) -> None:
         hp = self.hparams
         mnist = load_mnist(hp.data_dir, download=False)
         split = make_split(mnist.train_labels, subset=hp.subset, val_fraction=hp.val_fraction,

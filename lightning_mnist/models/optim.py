@@ -25,6 +25,11 @@ class KerasAdam(torch.optim.Adam):
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
-            step = next((int(self.state[p]["step"]) for p in group["params"] if "step" in self.state[p]), 0) + 1
-            group["eps"] = group["keras_eps"] / math.sqrt(1.0 - group["betas"][1] ** step)
+            # The step count is kept on the host: torch's fused Adam keeps its own on the device, where
+            # reading it each step would wait for the GPU. A state saved without it is read once.
+            if "keras_step" not in group:
+                group["keras_step"] = next((int(self.state[p]["step"]) for p in group["params"]
+                                            if "step" in self.state[p]), 0)
+            group["keras_step"] += 1
+            group["eps"] = group["keras_eps"] / math.sqrt(1.0 - group["betas"][1] ** group["keras_step"])
         return super().step(closure)

@@ -76,7 +76,7 @@ def write_test_report(model, datamodule, run_dir: Path, title: str, trainer=None
     cores). Without such a pass (an ensemble, a distributed test) the images are scored here: those ``trainer``'s
     test pass scored (:func:`images_tested`: a distributed pass too), else all."""
     datamodule.setup("test")
-    images, labels = datamodule.datasets["test"].tensors
+    images, labels = (t.cpu() for t in datamodule.datasets["test"].tensors)  # on the GPU after a fit there
     test_set = len(images)
     probabilities = tested_probabilities(model, test_set)
     if probabilities is None:
