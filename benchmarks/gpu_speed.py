@@ -101,7 +101,7 @@ def summary(name: str, result: dict, target: float) -> dict:
 def markdown(report: dict) -> str:
     r, machine = report["recipe"], report["machine"]
     lines = [f"`python benchmarks/gpu_speed.py --device {r['device']} --batch_size {r['batch_size']} --lr {r['lr']} "
-             f"--max_epochs {r['max_epochs']} --precision {r['precision']} "
+             f"--max_epochs {r['max_epochs']}{' --augment' if r['augment'] else ''} --precision {r['precision']} "
              f"--compile_modes '[{', '.join(r['compile_modes'])}]'`, "
              f"{machine['date']}, {report['device_name']} (host {machine['cpu']}, {machine['cores']} cores, load "
              f"average {machine['load_average']}); {report['torch']}.", "",

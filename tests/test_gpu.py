@@ -98,7 +98,9 @@ and a weight whose gradient is nearly nought, can lose digits."""
               zip(models["cpu"].network.named_parameters(), grads["cpu"], grads["cuda"])}
     print("gradients, relative difference:", {name: f"{error:.1e}" for name, error in errors.items()})
     whole = (torch.cat([g.flatten() for g in grads["cuda"]]) - torch.cat([g.flatten() for g in grads["cpu"]])).norm()
-    assert whole / torch.cat([g.flatten() for g in grads["cpu"]]).norm() < 1e-4, errors
+    # Measured on an H200: 9.4e-4 as a whole (1.1e-5 in the dense layers, 1.4e-3 to 2.8e-3 below the two
+    # BatchNorms, whose batch statistics cuDNN sums its own way); a wrong gradient is off by its own size
+    assert whole / torch.cat([g.flatten() for g in grads["cpu"]]).norm() < 5e-3, errors
 
     for on_gpu, on_cpu in zip(models["cuda"].network.parameters(), grads["cpu"]):
         on_gpu.grad = on_cpu.cuda()
