@@ -15,7 +15,7 @@ import json
 import pytest
 import torch
 
-from lightning_mnist.data.datamodule import to_tensor
+from lightning_mnist.data.datamodule import MNISTDataModule, to_tensor
 from lightning_mnist.models import MnistClassifier
 from mnist_common.architecture.description import presets
 
@@ -111,6 +111,22 @@ and a weight whose gradient is nearly nought, can lose digits."""
                                             models["cuda"].network.parameters()):
         torch.testing.assert_close(after_gpu.detach().cpu(), after_cpu.detach(), rtol=1e-6, atol=1e-7,
                                    msg=lambda message, name=name: f"{name}: {message}")
+
+
+def test_the_data_module_keeps_mnist_where_its_trainer_computes(mnist_dir, tmp_path):
+    """On a GPU Trainer the images live on the GPU (no copy from the host each step); a CPU Trainer given the
+    same data module afterwards gets them back in host memory."""
+    from lightning.pytorch import Trainer
+
+    data = MNISTDataModule(data_dir=str(mnist_dir), subset=600)
+    model = MnistClassifier()
+    for accelerator, device in (("gpu", "cuda"), ("cpu", "cpu")):
+        trainer = Trainer(accelerator=accelerator, devices=1, max_epochs=1, logger=False,
+                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                          default_root_dir=tmp_path)
+        trainer.fit(model, datamodule=data)
+        assert {t.device.type for dataset in data.datasets.values() for t in dataset.tensors} == {device}
+        assert trainer.global_step == 17  # 540 training images in batches of 32
 
 
 @pytest.mark.parametrize("precision", ["32", "16-mixed"])

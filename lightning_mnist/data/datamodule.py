@@ -93,11 +93,13 @@ class MNISTDataModule(LightningDataModule):
         if not self.datasets:
             self._load()
         # MNIST (220 MB as float32) sits on the Trainer's GPU once, as a hand-written loop would keep it:
-        # no copy from the host each step (the strategy has its device by the time Lightning calls setup)
-        device = self.trainer.strategy.root_device if self.trainer is not None else None
-        if device is not None and device.type == "cuda":
+        # no copy from the host each step (the strategy has its device by the time Lightning calls setup).
+        # Any other Trainer gets it in host memory, also when this module served a GPU Trainer before.
+        if self.trainer is not None:
+            device = self.trainer.strategy.root_device
+            home = device if device.type == "cuda" else torch.device("cpu")
             for dataset in self.datasets.values():
-                dataset.move_to(device)
+                dataset.move_to(home)
 
     def _load(self) -> None:
         hp = self.hparams
