@@ -29,7 +29,7 @@ class InMemoryDataset(TensorDataset):
     ``__getitem__`` call per image plus a collate. On a GPU the tensors live on the device
     (:meth:`move_to`), and a batch's indices reach it through pinned memory without waiting: a
     plain copy from the host waits for every kernel queued before it, so each step's data would
-    drain the GPU's queue (Lightning took 1.6-1.9x the plain loop's epoch on an H200 that way).
+    drain the GPU's queue.
     """
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
