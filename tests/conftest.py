@@ -92,6 +92,10 @@ LONGEST_FILES = ["test_cli_fit.py", "test_bridge.py", "test_formats.py", "test_k
                  "test_layers_preprocessing.py", "test_layers_convolution.py"]
 
 
+DESELECTED = pytest.StashKey[dict]()  # requirement -> (why it is missing, how many tests need it)
+DESELECTED_OUTPUT = "lightning_mnist_deselected"  # its name in an xdist worker's output
+
+
 def pytest_collection_modifyitems(config, items):
     rank = {name: place for place, name in enumerate(LONGEST_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
@@ -106,11 +110,27 @@ def pytest_collection_modifyitems(config, items):
     if deselected:
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept
-    config._lightning_mnist_deselected = {k: (reason, len(found)) for k, (reason, found) in deselected.items()}
+    config.stash[DESELECTED] = {k: (reason, len(found)) for k, (reason, found) in deselected.items()}
+
+
+def pytest_sessionfinish(session):
+    # Under pytest-xdist the workers collect and deselect; what they deselected travels to the controller, which
+    # writes the summary (without this, an xdist run deselected the tests silently).
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[DESELECTED_OUTPUT] = session.config.stash.get(DESELECTED, {})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    # every worker collects the whole suite, so any one worker's counts are the run's
+    found = getattr(node, "workeroutput", {}).get(DESELECTED_OUTPUT)
+    if found:
+        node.config.stash[DESELECTED] = found
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    for requirement, (reason, count) in getattr(config, "_lightning_mnist_deselected", {}).items():
+    for requirement, (reason, count) in config.stash.get(DESELECTED, {}).items():
         terminalreporter.write_line(f"deselected {count} test{'s' if count > 1 else ''} needing {requirement}: {reason}")
 
 
