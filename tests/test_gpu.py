@@ -14,6 +14,7 @@ import json
 
 import pytest
 import torch
+from lightning.pytorch import Trainer
 
 from lightning_mnist.data.datamodule import MNISTDataModule, to_tensor
 from lightning_mnist.models import MnistClassifier
@@ -37,6 +38,14 @@ def float32_arithmetic():
         torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
+def train_without_dropout(model: MnistClassifier) -> None:
+    """Training mode (BatchNorm on the batch's statistics) with dropout off, so both devices compute the same."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.eval()
+
+
 @pytest.fixture(scope="module")
 def digits(mnist):
     return to_tensor(mnist.test_images[:IMAGES]), torch.as_tensor(mnist.test_labels[:IMAGES], dtype=torch.long)
@@ -57,13 +66,11 @@ def test_each_preset_network_gives_the_cpus_probabilities_on_the_gpu(preset, dig
         print(f"{preset} inference: probabilities {(found - expected).abs().max():.1e} apart")
         torch.testing.assert_close(found, expected, rtol=0, atol=1e-5)
         for model in (cpu, gpu):
-            model.train()
-            for module in model.modules():
-                if isinstance(module, torch.nn.Dropout):
-                    module.eval()
+            train_without_dropout(model)
         expected, found = cpu.predict_proba(images), gpu.predict_proba(images.cuda()).cpu()
         print(f"{preset} training mode: probabilities {(found - expected).abs().max():.1e} apart")
-        # the batch's statistics: a mean and a variance over 256 x H x W values, summed in another order
+        # the batch's statistics, a mean and a variance over 256 x H x W values, summed in another order:
+        # measured on an H200, 4.9e-5 (notebook) and 7.5e-6 (resnet)
         torch.testing.assert_close(found, expected, rtol=0, atol=1e-4)
     assert (expected.argmax(1) == found.argmax(1)).float().mean() >= 0.99  # near-ties may flip, not more
 
@@ -74,7 +81,7 @@ def test_one_training_step_on_the_gpu_matches_the_cpus(keras_adam, digits):
     rounding; the update is compared on the same gradients, since Adam divides by a gradient's own size and
     so magnifies a tiny gradient's rounding. Gradients are compared as a whole (the norm of the difference
     against the gradient's, all weights together): BatchNorm's backward subtracts means, so single entries,
-and a weight whose gradient is nearly nought, can lose digits."""
+    and a weight whose gradient is nearly nought, can lose digits."""
     torch.manual_seed(0)
     images, labels = digits
     models = {"cpu": MnistClassifier(lr=1e-3, keras_adam=keras_adam)}
@@ -84,10 +91,7 @@ and a weight whose gradient is nearly nought, can lose digits."""
     losses, grads = {}, {}
     with float32_arithmetic():
         for device, model in models.items():
-            model.train()
-            for module in model.modules():
-                if isinstance(module, torch.nn.Dropout):
-                    module.eval()
+            train_without_dropout(model)
             loss = torch.nn.functional.cross_entropy(model(images.to(device)), labels.to(device))
             loss.backward()
             losses[device] = loss.item()
@@ -116,8 +120,6 @@ and a weight whose gradient is nearly nought, can lose digits."""
 def test_the_data_module_keeps_mnist_where_its_trainer_computes(mnist_dir, tmp_path):
     """On a GPU Trainer the images live on the GPU (no copy from the host each step); a CPU Trainer given the
     same data module afterwards gets them back in host memory."""
-    from lightning.pytorch import Trainer
-
     data = MNISTDataModule(data_dir=str(mnist_dir), subset=600)
     model = MnistClassifier()
     for accelerator, device in (("gpu", "cuda"), ("cpu", "cpu")):
