@@ -154,7 +154,6 @@ def gpu_speed(device: str = "cuda", target: float = 0.99, batch_size: int = 128,
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {device}: no CUDA device is visible here; use --device cpu to check the script")
     recipe = {k: v for k, v in dict(locals()).items() if k not in ("contenders", "output_dir", "doc")}
-    recipe["compile_modes"] = list(compile_modes)
     machine = describe_machine()
     rows = []
     with tempfile.TemporaryDirectory(prefix="gpu_speed_") as tmp:
