@@ -160,7 +160,9 @@ class CheckpointSettings:
     Args:
         monitor: the epoch with the best val/loss or val/acc is kept.
         mode: min for a loss, max for an accuracy.
-        save_top_k: how many best epochs Lightning keeps; Keras keeps the one it tests, so only 1 is taken.
+        save_top_k: how many best epochs Lightning keeps: 1 (the one tested and saved as ``model.keras``), or -1,
+            Lightning's "every epoch": each epoch's weights kept too, as ``checkpoints/epochNN.keras``
+            (``train`` only). Keeping the k best of several is Lightning's alone.
         save_last: Lightning's ``last.ckpt``, the run's last epoch; here ``last.keras`` beside ``model.keras``.
     """
 
@@ -170,6 +172,7 @@ class CheckpointSettings:
     save_last: bool = False
 
 
+KEEP_EVERY_EPOCH = -1  # --checkpoint.save_top_k: Lightning's value for "keep every epoch's checkpoint"
 CV_DATA = DataSettings(num_folds=DEFAULT_NUM_FOLDS, augment=True)  # the notebook augmented every fold
 
 
@@ -207,9 +210,12 @@ class RunSettings:
         check_optimizer_settings(self.model.lr, self.model.label_smoothing, self.model.weight_decay)
         self.trainer.ema_decay()
         check_training_length(max_epochs=self.trainer.max_epochs, patience=self.early_stopping.patience)
-        if self.checkpoint.save_top_k != 1:
+        if self.checkpoint.save_top_k not in (1, KEEP_EVERY_EPOCH):
             raise UserError(f"--checkpoint.save_top_k {self.checkpoint.save_top_k}: the Keras reference keeps the one "
-                            "best epoch's weights, the ones it tests; use 1")
+                            f"best epoch's weights, the ones it tests (1), or every epoch's ({KEEP_EVERY_EPOCH})")
+        if command == "cv" and self.checkpoint.save_top_k == KEEP_EVERY_EPOCH:
+            raise UserError(f"--checkpoint.save_top_k {KEEP_EVERY_EPOCH}: `cv` keeps each fold's chosen epoch only; "
+                            "every epoch's weights are `train`'s")
         check_seed(self.seed_everything)
         if command == "cv":
             check_cv_folds(self.data.num_folds, val_fraction=self.data.val_fraction)

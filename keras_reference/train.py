@@ -19,7 +19,7 @@ import numpy as np
 
 from keras_bridge.backend import import_keras
 from keras_reference.averaging import WeightAveraging
-from keras_reference.config import FRAMEWORK, RunSettings
+from keras_reference.config import FRAMEWORK, KEEP_EVERY_EPOCH, RunSettings
 from keras_reference.data import Data, load_data, train_dataset
 from keras_bridge.files import save_model
 from keras_reference.model import PLAIN_LOSS, new_model
@@ -35,6 +35,8 @@ import tensorflow as tf  # noqa: E402  (Keras' backend, with its logging setting
 
 MODEL_FILE = "model.keras"
 LAST_MODEL_FILE = "last.keras"  # --checkpoint.save_last: the last epoch's weights, as Lightning's last.ckpt
+EPOCHS_FOLDER = "checkpoints"  # --checkpoint.save_top_k -1: each epoch's weights, as Lightning's checkpoints folder
+EPOCH_MODEL_FILE = "epoch{epoch:02d}.keras"  # numbered from 0, as Lightning's checkpoint names
 HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
 # Keras' names for what the shared results schema calls train_loss, train_acc, ...
@@ -97,6 +99,22 @@ class LastWeights(keras.callbacks.Callback):
         self.weights = self.model.get_weights()
 
 
+class EveryEpoch(keras.callbacks.Callback):
+    """Saves each epoch's weights as the callbacks before it saw them (with an EMA, the averaged ones, as in
+    Lightning's checkpoints) in ``run_dir/checkpoints``: ``--checkpoint.save_top_k -1``, Lightning's "keep every
+    epoch". Each file is written atomically."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.folder = run_dir / EPOCHS_FOLDER
+
+    def on_train_begin(self, logs=None):
+        self.folder.mkdir(exist_ok=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_model(self.model, self.folder / EPOCH_MODEL_FILE.format(epoch=epoch))
+
+
 def keras_monitor(monitor: str, smoothed: bool) -> str:
     """Keras' log name of what Lightning calls ``monitor`` (val/loss is plain cross-entropy even when smoothed)."""
     if monitor == "val/acc":
@@ -105,9 +123,11 @@ def keras_monitor(monitor: str, smoothed: bool) -> str:
 
 
 def fit(model: "keras.Model", data: Data, settings: RunSettings, callbacks: tuple = (),
-        verbose: int | str = 2) -> tuple[list[dict[str, float]], int, list | None]:
+        verbose: int | str = 2, run_dir: Path | None = None) -> tuple[list[dict[str, float]], int, list | None]:
     """Train with early stopping on the validation part; return the history rows, the best epoch and (with
-    ``--checkpoint.save_last``) the last epoch's weights.
+    ``--checkpoint.save_last``) the last epoch's weights. With ``--checkpoint.save_top_k -1`` each epoch's
+    weights are saved under ``run_dir`` as they are trained (their seconds count in the epoch's, as
+    Lightning's checkpoints' do).
 
     When this returns, the model holds the weights of its best epoch by ``--checkpoint.monitor`` (lowest
     val/loss by default: plain cross-entropy even when the training loss is label-smoothed), the checkpoint
@@ -127,6 +147,7 @@ def fit(model: "keras.Model", data: Data, settings: RunSettings, callbacks: tupl
                                                       patience=settings.trainer.max_epochs + 1,
                                                       restore_best_weights=True))
     last = [LastWeights()] if chosen.save_last else []
+    every = [EveryEpoch(run_dir)] if chosen.save_top_k == KEEP_EVERY_EPOCH else []
     timer = EpochTimer()
     decay = settings.trainer.ema_decay()
     # after the choosers: they keep (and restore) the averaged weights they were shown, as Lightning's checkpoints hold
@@ -135,7 +156,7 @@ def fit(model: "keras.Model", data: Data, settings: RunSettings, callbacks: tupl
         train_dataset(data.x_train, data.y_train, settings.data, settings.seed_everything),
         validation_data=(data.x_val, data.y_val), validation_batch_size=settings.data.eval_batch_size,
         epochs=settings.trainer.max_epochs, shuffle=False, verbose=verbose,  # shuffle=False: tf.data shuffles
-        callbacks=[*choosers, *last, *averaging, timer, *callbacks],
+        callbacks=[*choosers, *last, *every, *averaging, timer, *callbacks],
     )
     keys = SMOOTHED_HISTORY_KEYS if smoothed else HISTORY_KEYS
     return history_rows(history.history, timer.seconds, keys), choosers[-1].best_epoch, \
@@ -174,7 +195,7 @@ def train(settings: RunSettings, callbacks: tuple = (), verbose: int | str = 2) 
         architecture = load_architecture(settings.model.architecture)
         model = new_model(architecture, settings=settings.model, total_steps=total_steps(len(data.x_train), settings))
         data = data.for_model(model, architecture.pixel_scale)
-        history, best_epoch, last = fit(model, data, settings, callbacks, verbose)
+        history, best_epoch, last = fit(model, data, settings, callbacks, verbose, run_dir)
         test_loss, test_acc = evaluate(model, data.x_test, data.y_test, settings.data.eval_batch_size)
         save_model(model, run_dir / MODEL_FILE)
         if last is not None:

@@ -236,6 +236,32 @@ def test_the_checkpoint_is_chosen_as_lightning_chooses_it(tmp_path, mnist_dir):
     assert scores(last.predict(x, verbose=0), y)[1] == pytest.approx(accuracies[-1], abs=1e-6)
 
 
+def test_every_epoch_is_kept_as_lightning_keeps_it_with_save_top_k_minus_one(tmp_path, mnist_dir):
+    """--checkpoint.save_top_k -1 (Lightning's "every epoch") keeps each epoch's weights as
+    checkpoints/epochNN.keras, numbered from 0 as Lightning's checkpoints are; each scores its epoch's
+    validation accuracy, and the best one is still the model tested and saved."""
+    main(["train", "--data.subset", str(SUBSET), "--trainer.max_epochs", "2", "--checkpoint.save_top_k", "-1",
+          "--model.lr", "3e-3", "--data.data_dir", str(mnist_dir), "--output_dir", str(tmp_path)])
+    run_dir = tmp_path / "keras" / "version_0"
+    results = json.loads((run_dir / RESULTS_FILE).read_text())
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["epoch00.keras", "epoch01.keras"]
+    x, y = to_inputs(mnist_images(mnist_dir)[0]), to_targets(mnist_images(mnist_dir)[1])
+    for epoch, row in enumerate(results["history"]):
+        kept = keras.saving.load_model(run_dir / "checkpoints" / f"epoch{epoch:02d}.keras", safe_mode=True,
+                                       compile=False)
+        assert scores(kept.predict(x, verbose=0), y)[1] == pytest.approx(row["val_acc"], abs=1e-6)
+    best = keras.saving.load_model(run_dir / results["model_path"], safe_mode=True, compile=False)
+    assert scores(best.predict(x, verbose=0), y)[0] == pytest.approx(results["history"][results["best_epoch"]]["val_loss"],
+                                                                     rel=1e-5)
+
+
+def test_cv_refuses_keeping_every_epoch_in_one_line(tmp_path, capsys, mnist_dir):
+    code, line, _ = main_error(main, ["cv", "--checkpoint.save_top_k", "-1", "--data.data_dir", str(mnist_dir),
+                                      "--output_dir", str(tmp_path / "runs")], capsys)
+    assert code == 2 and "--checkpoint.save_top_k -1: `cv` keeps each fold's chosen epoch only" in line, line
+    assert not (tmp_path / "runs").exists()
+
+
 def mnist_images(mnist_dir):
     """The validation images of the runs above (600 of the training images, 10 % held out)."""
     from mnist_common.mnist import load_mnist
@@ -405,6 +431,7 @@ def test_a_saved_one_cycle_model_loads_with_safe_mode(tmp_path):
      "      init_args: {decay: 1.5}\n", "EMAWeightAveraging decay 1.5: a number from 0 to 1"),
     ("checkpoint:\n  dirpath: somewhere\n", "checkpoint.dirpath"),
     ("checkpoint:\n  save_top_k: 3\n", "--checkpoint.save_top_k 3: the Keras reference keeps the one best"),
+    ("checkpoint:\n  save_top_k: -2\n", "--checkpoint.save_top_k -2: the Keras reference keeps the one best"),
     ("early_stopping:\n  monitor: train/loss\n", "early_stopping.monitor"),
     ("model:\n  lr_schedule: cosine\n", "--model.lr_schedule"),
     ("model:\n  label_smoothing: 1.0\n", "--model.label_smoothing must be at least 0 and below 1"),
