@@ -11,7 +11,7 @@ from pathlib import Path
 from mnist_common.errors import UserError
 from mnist_common.files import check_output_file
 
-FRACTIONS = {"target", "target_acc", "target_val_acc"}  # accuracies, whatever the flag is called
+FRACTIONS = {"target", "target_acc", "target_val_acc", "test_target"}  # accuracies, whatever the flag is called
 # Counts above which a run would only ask for more memory than a machine has (a 10^8-sided matrix: 40 PB)
 MAX_COUNTS = {"batch_size": 60_000, "size": 32_768}
 

@@ -32,6 +32,7 @@ import torch  # noqa: E402  (after the thread settings, which must precede torch
 import torch.nn.functional as F  # noqa: E402
 from torch.optim.lr_scheduler import OneCycleLR  # noqa: E402
 
+from lightning_mnist.checkpoints import save_checkpoint  # noqa: E402
 from lightning_mnist.data.datamodule import MNISTDataModule  # noqa: E402
 from lightning_mnist.models import KerasNetwork  # noqa: E402
 from lightning_mnist.training.cuda_probe import stop_probing_for_cuda  # noqa: E402
@@ -43,6 +44,7 @@ from mnist_common.results import RunResults, write_json  # noqa: E402
 from mnist_common.schedules import ONE_CYCLE  # noqa: E402
 
 KERAS_EPSILON = 1e-7
+EPOCHS_FOLDER = "checkpoints"  # --keep_every_epoch: each epoch's weights, as Lightning's checkpoints folder
 
 
 @torch.inference_mode()
@@ -105,7 +107,8 @@ def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1,
           lr: float = 1e-4, subset: int | None = None, data_dir: str | None = None, seed: int = 42,
           augment: bool = False, threads: int | None = None, lr_schedule: Literal["constant", "onecycle"] = "constant",
           precision: Literal["32", "bf16-mixed"] = "32", target_val_acc: float | None = None, device: str = "cpu",
-          compile_mode: Literal["default", "reduce-overhead", "max-autotune"] | None = None) -> Path:
+          compile_mode: Literal["default", "reduce-overhead", "max-autotune"] | None = None,
+          keep_every_epoch: bool = False) -> Path:
     """Train with a plain loop; write ``results.json`` in ``output_dir``.
 
     Args:
@@ -125,6 +128,9 @@ def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1,
         device: where the data (all of it, once) and the network live: ``cpu``, ``cuda``, ``cuda:1``...
         compile_mode: ``torch.compile`` the network in this mode (``reduce-overhead``: CUDA graphs on a GPU);
             the compilation happens in the first epoch and is counted in its seconds.
+        keep_every_epoch: save each epoch's weights as ``checkpoints/epochNN.ckpt`` (numbered from 0, a
+            checkpoint ``test --ckpt_path`` reads), as ``fit --checkpoint.save_top_k -1`` keeps them; counted in
+            the epoch's seconds, as Lightning's checkpoints are.
     """
     check_counts(max_epochs=max_epochs, batch_size=batch_size, lr=lr, subset=subset, threads=threads,
                  target_val_acc=target_val_acc)
@@ -138,6 +144,9 @@ def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1,
     (x, y), (x_val, y_val), (x_test, y_test) = ((t.to(device) for t in data.datasets[s].tensors)
                                                 for s in ("train", "val", "test"))
     network, optimizer = build(architecture, lr, device)
+    weights = network  # the compiled module's state dict names its parameters apart
+    if keep_every_epoch:
+        (output_dir / EPOCHS_FOLDER).mkdir(parents=True, exist_ok=True)
     if compile_mode is not None:
         network = torch.compile(network, mode=compile_mode)
     scheduler = None
@@ -150,6 +159,9 @@ def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1,
         epoch_started = time.perf_counter()
         train_steps(network, optimizer, x, y, batch_size, data.augmentation, scheduler=scheduler, bf16=bf16)
         val_loss, val_acc = evaluate(network, x_val, y_val, bf16=bf16)
+        if keep_every_epoch:
+            save_checkpoint(output_dir / EPOCHS_FOLDER / f"epoch{epoch:02d}.ckpt", weights.architecture,
+                            weights.state_dict())
         seconds += time.perf_counter() - epoch_started
         history.append({"epoch": epoch, "seconds": round(seconds, 3), "val_loss": val_loss, "val_acc": val_acc})
         print(f"epoch {epoch}: {history[-1]['seconds']:.1f} s, val acc {val_acc:.4f}", flush=True)
@@ -161,7 +173,8 @@ def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1,
                          history=history, config={"architecture": architecture, "batch_size": batch_size, "lr": lr,
                                                   "augment": augment, "threads": torch.get_num_threads(),
                                                   "lr_schedule": lr_schedule, "precision": precision,
-                                                  "device": device, "compile_mode": compile_mode})
+                                                  "device": device, "compile_mode": compile_mode,
+                                                  "keep_every_epoch": keep_every_epoch})
     return write_json(results, output_dir / "results.json")
 
 

@@ -149,12 +149,22 @@ def test_time_to_accuracy_and_shared_machine_write_their_tables(mnist_dir, tmp_p
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\nprose kept\n")
     data = ["--data_dir", str(mnist_dir), "--output_dir", str(tmp_path / "runs"), "--doc", str(doc)]
-    proc = script("time_to_accuracy.py", "--subset", "500", "--max_epochs", "1", "--batch_size", "64",
-                  "--frameworks", "[torch]", "--target", "0.3", *data)
+    proc = script("time_to_accuracy.py", "--subset", "500", "--max_epochs", "2", "--batch_size", "64",
+                  "--frameworks", "[torch, keras]", "--target", "0.3", "--test_target", "0.5", *data)
     assert proc.returncode == 0, proc.stderr[-3000:]
     [report] = (tmp_path / "runs").glob("time_to_accuracy_*/time_to_accuracy.json")
-    [row] = json.loads(report.read_text())["runs"]
-    assert row["framework"] == "torch" and row["test_acc"] > 0.3 and row["tested_after"] == 1  # stopped at the target
+    plain, keras_run = json.loads(report.read_text())["runs"]
+    assert plain["framework"] == "torch" and plain["test_acc"] > 0.3 and plain["tested_after"] == 1  # stopped
+    assert keras_run["tested_after"] == 2  # Keras' command cannot stop at the target: all of its epochs
+    # each epoch's kept weights were tested afterwards: the plain loop's last one is the weights it tested itself
+    # (in bfloat16 there, float32 here), and Keras' last epoch (it keeps its best by val/loss) scores its test
+    assert plain["test_acc_per_epoch"][0] == pytest.approx(plain["test_acc"], abs=0.01)
+    assert len(keras_run["test_acc_per_epoch"]) == 2
+    best = keras_run["best_epoch"]
+    assert keras_run["test_acc_per_epoch"][best] == pytest.approx(keras_run["test_acc"], abs=1e-3)
+    for row in (plain, keras_run):
+        first = next((i for i, acc in enumerate(row["test_acc_per_epoch"]) if acc >= 0.5), None)
+        assert row["seconds_to_test_target"] == (None if first is None else row["history"][first]["seconds"])
     # the Lightning command line it would run (early stopping at the threshold, bf16) is one fit accepts
     recipe = {"target": 0.99, "batch_size": 128, "lr": 5e-3, "max_epochs": 3, "augment": False,
               "precision": "bf16-mixed", "subset": None, "data_dir": str(mnist_dir)}
@@ -168,7 +178,8 @@ def test_time_to_accuracy_and_shared_machine_write_their_tables(mnist_dir, tmp_p
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nprose kept\n")
     assert "<!-- time-to-accuracy:begin" in text and "<!-- shared-machine:begin" in text
-    assert "| torch | " in text and "1 busy / alone" in text
+    assert "| torch | " in text and "| keras | " in text and "1 busy / alone" in text
+    assert "seconds to test acc >= 0.5" in text
 
 
 def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path):
