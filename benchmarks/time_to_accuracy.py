@@ -44,6 +44,7 @@ from mnist_common.machine import describe_machine, load_average  # noqa: E402
 from mnist_common.mnist import load_mnist  # noqa: E402
 from mnist_common.results import write_json  # noqa: E402
 from mnist_common.runs import allocate_run_dir  # noqa: E402
+from mnist_common.settings import check_seed_range  # noqa: E402
 from mnist_common.splits import make_split  # noqa: E402
 
 
@@ -55,11 +56,13 @@ def commands(recipe: dict, out: Path) -> dict[str, list[str]]:
     """Each contender's command line for ``recipe``, writing under ``out``."""
     shared = {"--data.batch_size": recipe["batch_size"], "--model.lr": recipe["lr"], "--model.lr_schedule": "onecycle",
               "--trainer.max_epochs": recipe["max_epochs"], "--data.augment": str(recipe["augment"]).lower(),
-              "--data.subset": recipe["subset"], "--data.data_dir": recipe["data_dir"]}
+              "--data.subset": recipe["subset"], "--data.data_dir": recipe["data_dir"],
+              "--seed_everything": recipe.get("seed")}
     flags = [str(part) for key, value in shared.items() if value is not None for part in (key, value)]
     plain = {"--batch_size": recipe["batch_size"], "--lr": recipe["lr"], "--lr_schedule": "onecycle",
              "--max_epochs": recipe["max_epochs"], "--precision": recipe["precision"],
-             "--target_val_acc": recipe["target"], "--subset": recipe["subset"], "--data_dir": recipe["data_dir"]}
+             "--target_val_acc": recipe["target"], "--subset": recipe["subset"], "--data_dir": recipe["data_dir"],
+             "--seed": recipe.get("seed")}
     return {
         "lightning": [sys.executable, "-m", "lightning_mnist", "fit", *flags, *KEEP_EVERY_EPOCH,
                       "--trainer.precision", recipe["precision"],
@@ -133,7 +136,7 @@ def markdown(report: dict) -> str:
 
 def time_to_accuracy(target: float = 0.99, test_target: float = 0.99, batch_size: int = 128, lr: float = 5e-3, max_epochs: int = 3,
                      augment: bool = False, precision: Literal["32", "bf16-mixed"] = "bf16-mixed",
-                     subset: int | None = None, data_dir: str | None = None,
+                     subset: int | None = None, data_dir: str | None = None, seed: int | None = None,
                      frameworks: list[Literal["lightning", "keras", "torch"]] = ("lightning", "torch", "keras"),
                      output_dir: Path = REPO / "runs" / "benchmark", doc: Path | None = None) -> dict:
     """Train each contender with the recipe until the target validation accuracy; print and write the table.
@@ -148,15 +151,18 @@ def time_to_accuracy(target: float = 0.99, test_target: float = 0.99, batch_size
         precision: ``bf16-mixed`` for the torch contenders (bfloat16 autocast), or ``32``.
         subset: a stratified subset of the training images (for a quick check).
         data_dir: the folder holding MNIST/raw.
+        seed: every contender's seed (weights, shuffling, dropout, augmentation); default: each command's own (42).
         frameworks: the contenders, in the order they run.
         output_dir: a new folder here gets the logs and time_to_accuracy.json.
         doc: also write the table into this Markdown file between its ``time-to-accuracy`` markers.
     """
     check_counts(target=target, test_target=test_target, batch_size=batch_size, lr=lr, max_epochs=max_epochs)
+    if seed is not None:
+        check_seed_range("--seed", seed)
     check_doc(doc)
     check_chosen("frameworks", frameworks, ("lightning", "keras", "torch"))
     recipe = {"target": target, "test_target": test_target, "batch_size": batch_size, "lr": lr, "max_epochs": max_epochs, "augment": augment,
-              "precision": precision, "subset": subset, "data_dir": data_dir}
+              "precision": precision, "subset": subset, "data_dir": data_dir, "seed": seed}
     machine = describe_machine()
     out = allocate_run_dir(output_dir, "time_to_accuracy")
     num_train = len(make_split(load_mnist(data_dir).train_labels, subset=subset).train)

@@ -203,6 +203,8 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
     ("step_overhead.py", ["--steps", "0"], "error: --steps must be at least 1, got 0"),
     ("compare_frameworks.py", ["--repeats", "0"], "error: --repeats must be at least 1, got 0"),
     ("time_to_accuracy.py", ["--target", "1.5"], "error: --target must be an accuracy in (0, 1], got 1.5"),
+    ("time_to_accuracy.py", ["--test_target", "0"], "error: --test_target must be an accuracy in (0, 1], got 0.0"),
+    ("time_to_accuracy.py", ["--seed", "-3"], "error: --seed must be from 0 to 4294967295, got -3"),
     ("shared_machine.py", ["--competitor_levels", "[-1]"], "error: --competitor_levels must be counts of 0 or more, "
                                                              "got [-1]"),
     ("compare_frameworks.py", ["--target_acc", "2"], "error: --target_acc must be an accuracy in (0, 1], got 2.0"),
