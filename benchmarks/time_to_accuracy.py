@@ -38,7 +38,7 @@ from compare_frameworks import REPO, run  # noqa: E402
 from checks import check_chosen, check_counts, check_doc  # noqa: E402
 
 from mnist_common.cli import run as run_command  # noqa: E402
-from mnist_common.errors import exit_on_user_error  # noqa: E402
+from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.files import write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
 from mnist_common.mnist import load_mnist  # noqa: E402
@@ -49,6 +49,7 @@ from mnist_common.splits import make_split  # noqa: E402
 
 
 KEEP_EVERY_EPOCH = ("--checkpoint.save_top_k", "-1")  # both frameworks: every epoch's weights, tested afterwards
+MARKER_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 EPOCH_FILE = re.compile(r"^epoch(\d+)\b.*\.(ckpt|keras)$")  # Lightning's, Keras' and the plain loop's names
 
 
@@ -104,26 +105,42 @@ def test_every_epoch(folder: Path, data_dir: str | None, batch_size: int = 1000)
     return accuracies
 
 
+def shown_value(value) -> str:
+    """A recipe value as a shell takes it (a list quoted)."""
+    return f"'{value}'" if isinstance(value, list) else str(value)
+
+
 def markdown(report: dict) -> str:
     machine, recipe = report["machine"], report["recipe"]
-    shown = " ".join((f"--{k}" if v else f"--no_{k}") if isinstance(v, bool) else f"--{k} {v}"
+    shown = " ".join((f"--{k}" if v else f"--no_{k}") if isinstance(v, bool) else f"--{k} {shown_value(v)}"
                      for k, v in recipe.items() if v is not None and k != "data_dir")
+    seeded = recipe.get("seeds") is not None
     lines = [f"`python benchmarks/time_to_accuracy.py {shown}`, {machine['date']}, {machine['cpu']} "
              f"({machine['cores']} cores), load average {machine['load_average']} before, "
              f"{report['load_average_after']} after; {report['num_train']} training images.", "",
-             f"| contender | seconds to val acc >= {recipe['target']} | epochs then | test acc | tested after | "
-             f"seconds to test acc >= {recipe['test_target']} | test acc per epoch | seconds per epoch | process s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"| contender |{' seed |' if seeded else ''} seconds to val acc >= {recipe['target']} | epochs then | "
+             f"test acc | tested after | seconds to test acc >= {recipe['test_target']} | test acc per epoch | "
+             "seconds per epoch | process s |", "| --- " * (9 + seeded) + "|"]
     for row in report["runs"]:
         reached, tested = row["seconds_to_target_val_acc"], row["seconds_to_test_target"]
         to_test = "not reached" if tested is None else f"**{tested:.1f}** (epoch {row['epochs_to_test_target']})"
         epochs = ", ".join(f"{e['seconds']:.1f}" for e in row["epochs"])
         per_epoch = ", ".join(f"{100 * acc:.2f}" for acc in row["test_acc_per_epoch"])
-        lines.append(f"| {row['framework']} | {'not reached' if reached is None else f'**{reached:.1f}**'} | "
+        seed = f" {row['seed']} |" if seeded else ""
+        lines.append(f"| {row['framework']} |{seed} "
+                     f"{'not reached' if reached is None else f'**{reached:.1f}**'} | "
                      f"{row['epochs_to_target'] or '-'} | {100 * row['test_acc']:.2f} % | {row['tested_after']} epochs | "
                      f"{to_test} | {per_epoch} | {epochs} | {row['process_seconds']} |")
-    best, best_test = report.get("fastest"), report.get("fastest_to_test_target")
     lines.append("")
+    if seeded:
+        for name in dict.fromkeys(row["framework"] for row in report["runs"]):
+            times = [row["seconds_to_test_target"] for row in report["runs"] if row["framework"] == name]
+            reached = sorted(t for t in times if t is not None)
+            spread = f"{reached[0]:.1f}-{reached[-1]:.1f} s" if reached else "never"
+            lines.append(f"- {name}: {100 * recipe['test_target']:.1f} % test accuracy in {spread} "
+                         f"({len(reached)} of {len(times)} seeds).")
+        lines.append("")
+    best, best_test = report.get("fastest"), report.get("fastest_to_test_target")
     if best:
         lines.append(f"Fastest to the target validation accuracy: {best['framework']}, {best['seconds']:.1f} s "
                      f"(test {100 * best['test_acc']:.2f} %).")
@@ -136,9 +153,10 @@ def markdown(report: dict) -> str:
 
 def time_to_accuracy(target: float = 0.99, test_target: float = 0.99, batch_size: int = 128, lr: float = 5e-3, max_epochs: int = 3,
                      augment: bool = False, precision: Literal["32", "bf16-mixed"] = "bf16-mixed",
-                     subset: int | None = None, data_dir: str | None = None, seed: int | None = None,
+                     subset: int | None = None, data_dir: str | None = None, seeds: list[int] | None = None,
                      frameworks: list[Literal["lightning", "keras", "torch"]] = ("lightning", "torch", "keras"),
-                     output_dir: Path = REPO / "runs" / "benchmark", doc: Path | None = None) -> dict:
+                     output_dir: Path = REPO / "runs" / "benchmark", doc: Path | None = None,
+                     marker: str = "time-to-accuracy") -> dict:
     """Train each contender with the recipe until the target validation accuracy; print and write the table.
 
     Args:
@@ -151,52 +169,60 @@ def time_to_accuracy(target: float = 0.99, test_target: float = 0.99, batch_size
         precision: ``bf16-mixed`` for the torch contenders (bfloat16 autocast), or ``32``.
         subset: a stratified subset of the training images (for a quick check).
         data_dir: the folder holding MNIST/raw.
-        seed: every contender's seed (weights, shuffling, dropout, augmentation); default: each command's own (42).
+        seeds: run the recipe once per seed (every contender's weights, shuffling, dropout and augmentation), for
+            its spread; default: one run with each command's own seed (42).
         frameworks: the contenders, in the order they run.
         output_dir: a new folder here gets the logs and time_to_accuracy.json.
-        doc: also write the table into this Markdown file between its ``time-to-accuracy`` markers.
+        doc: also write the table into this Markdown file between its ``marker`` markers.
+        marker: the name of the markers (a document can hold the tables of several recipes).
     """
     check_counts(target=target, test_target=test_target, batch_size=batch_size, lr=lr, max_epochs=max_epochs)
-    if seed is not None:
-        check_seed_range("--seed", seed)
+    for seed in seeds or ():
+        check_seed_range("--seeds", seed)
+    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+        raise UserError(f"--seeds {list(seeds)}: give one or more different seeds")
     check_doc(doc)
+    if not MARKER_NAME.fullmatch(marker):
+        raise UserError(f"--marker {marker!r}: a name of lower-case letters, digits and dashes")
     check_chosen("frameworks", frameworks, ("lightning", "keras", "torch"))
-    recipe = {"target": target, "test_target": test_target, "batch_size": batch_size, "lr": lr, "max_epochs": max_epochs, "augment": augment,
-              "precision": precision, "subset": subset, "data_dir": data_dir, "seed": seed}
+    recipe = {"target": target, "test_target": test_target, "batch_size": batch_size, "lr": lr,
+              "max_epochs": max_epochs, "augment": augment, "precision": precision, "subset": subset,
+              "data_dir": data_dir, "seeds": None if seeds is None else list(seeds)}
     machine = describe_machine()
     out = allocate_run_dir(output_dir, "time_to_accuracy")
     num_train = len(make_split(load_mnist(data_dir).train_labels, subset=subset).train)
-    every = commands(recipe, out)
     runs = []
-    for name in frameworks:
-        result = run(name, every[name], out, num_train, target)
-        reached = next((i + 1 for i, row in enumerate(result["history"]) if row["val_acc"] >= target), None)
-        result.update(epochs_to_target=reached, tested_after=len(result["history"]))
-        runs.append(result)
+    for seed in seeds or [None]:
+        folder = out if seed is None else out / f"seed_{seed}"
+        folder.mkdir(exist_ok=True)
+        every = commands({**recipe, "seed": seed}, folder)
+        for name in frameworks:
+            result = run(name, every[name], folder, num_train, target)
+            reached = next((i + 1 for i, row in enumerate(result["history"]) if row["val_acc"] >= target), None)
+            result.update(seed=seed, folder=str(folder / name), epochs_to_target=reached,
+                          tested_after=len(result["history"]))
+            runs.append(result)
     for result in runs:  # after all the runs: no contender's time shares the cores with this testing
-        tested = test_every_epoch(out / result["framework"], data_dir)
+        tested = test_every_epoch(Path(result["folder"]), data_dir)
         if len(tested) != len(result["history"]):
             sys.exit(f"error: {result['framework']} kept {len(tested)} epochs' weights for {len(result['history'])} "
-                     f"epochs trained, see {out / result['framework']}")
+                     f"epochs trained, see {result['folder']}")
         first = next((i for i, acc in enumerate(tested) if acc >= test_target), None)
         result.update(test_acc_per_epoch=tested, epochs_to_test_target=None if first is None else first + 1,
                       seconds_to_test_target=None if first is None else result["history"][first]["seconds"])
     report = {"machine": machine, "recipe": recipe, "num_train": num_train, "runs": runs,
               "load_average_after": load_average()}
-    timed = [r for r in runs if r["seconds_to_target_val_acc"] is not None]
-    if timed:
-        best = min(timed, key=lambda r: r["seconds_to_target_val_acc"])
-        report["fastest"] = {"framework": best["framework"], "seconds": best["seconds_to_target_val_acc"],
-                             "test_acc": best["test_acc"]}
-    timed = [r for r in runs if r["seconds_to_test_target"] is not None]
-    if timed:
-        best = min(timed, key=lambda r: r["seconds_to_test_target"])
-        report["fastest_to_test_target"] = {"framework": best["framework"], "seconds": best["seconds_to_test_target"]}
+    for key, figure in (("fastest", "seconds_to_target_val_acc"), ("fastest_to_test_target", "seconds_to_test_target")):
+        timed = [r for r in runs if r[figure] is not None]
+        if timed:
+            best = min(timed, key=lambda r: r[figure])
+            report[key] = {"framework": best["framework"], "seconds": best[figure], "test_acc": best["test_acc"],
+                           "seed": best["seed"]}
     write_json(report, out / "time_to_accuracy.json")
     table = markdown(report)
     print("\n" + table)
     if doc:
-        print(f"table: {write_between_markers(doc, 'time-to-accuracy', table, title='Benchmarks')}")
+        print(f"table: {write_between_markers(doc, marker, table, title='Benchmarks')}")
     print(f"report: {out / 'time_to_accuracy.json'}")
     return report
 

@@ -154,6 +154,7 @@ def test_time_to_accuracy_and_shared_machine_write_their_tables(mnist_dir, tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     [report] = (tmp_path / "runs").glob("time_to_accuracy_*/time_to_accuracy.json")
     plain, keras_run = json.loads(report.read_text())["runs"]
+    assert plain["seed"] is None and "--seed" not in plain["command"]  # each command's own seed
     assert plain["framework"] == "torch" and plain["test_acc"] > 0.3 and plain["tested_after"] == 1  # stopped
     assert keras_run["tested_after"] == 2  # Keras' command cannot stop at the target: all of its epochs
     # each epoch's kept weights were tested afterwards: the plain loop's last one is the weights it tested itself
@@ -180,6 +181,20 @@ def test_time_to_accuracy_and_shared_machine_write_their_tables(mnist_dir, tmp_p
     assert "<!-- time-to-accuracy:begin" in text and "<!-- shared-machine:begin" in text
     assert "| torch | " in text and "| keras | " in text and "1 busy / alone" in text
     assert "seconds to test acc >= 0.5" in text
+    # a recipe's spread over seeds, in its own table beside the first one
+    proc = script("time_to_accuracy.py", "--subset", "500", "--max_epochs", "1", "--batch_size", "64",
+                  "--frameworks", "[torch]", "--target", "0.3", "--test_target", "0.3", "--seeds", "[3, 4]",
+                  "--marker", "time-to-accuracy-seeds", *data)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [report] = [p for p in (tmp_path / "runs").glob("time_to_accuracy_*/time_to_accuracy.json")
+                if "seed_3" in str(list(p.parent.iterdir()))]
+    runs = json.loads(report.read_text())["runs"]
+    assert [(r["seed"], "--seed " + str(r["seed"]) in r["command"]) for r in runs] == [(3, True), (4, True)]
+    assert runs[0]["test_acc_per_epoch"] != runs[1]["test_acc_per_epoch"]  # two seeds, two trainings
+    text = doc.read_text()
+    assert "<!-- time-to-accuracy:begin" in text and "<!-- time-to-accuracy-seeds:begin" in text
+    reached = sum(r["seconds_to_test_target"] is not None for r in runs)
+    assert "| torch | 3 | " in text and "--seeds '[3, 4]'" in text and f"({reached} of 2 seeds)" in text
 
 
 def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path):
@@ -204,7 +219,10 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
     ("compare_frameworks.py", ["--repeats", "0"], "error: --repeats must be at least 1, got 0"),
     ("time_to_accuracy.py", ["--target", "1.5"], "error: --target must be an accuracy in (0, 1], got 1.5"),
     ("time_to_accuracy.py", ["--test_target", "0"], "error: --test_target must be an accuracy in (0, 1], got 0.0"),
-    ("time_to_accuracy.py", ["--seed", "-3"], "error: --seed must be from 0 to 4294967295, got -3"),
+    ("time_to_accuracy.py", ["--seeds", "[1, -3]"], "error: --seeds must be from 0 to 4294967295, got -3"),
+    ("time_to_accuracy.py", ["--seeds", "[1, 1]"], "error: --seeds [1, 1]: give one or more different seeds"),
+    ("time_to_accuracy.py", ["--seeds", "[]"], "error: --seeds []: give one or more different seeds"),
+    ("time_to_accuracy.py", ["--marker", "a b"], "error: --marker 'a b': a name of lower-case letters, digits"),
     ("shared_machine.py", ["--competitor_levels", "[-1]"], "error: --competitor_levels must be counts of 0 or more, "
                                                              "got [-1]"),
     ("compare_frameworks.py", ["--target_acc", "2"], "error: --target_acc must be an accuracy in (0, 1], got 2.0"),
