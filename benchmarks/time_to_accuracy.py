@@ -82,8 +82,8 @@ def commands(recipe: dict, out: Path) -> dict[str, list[str]]:
 def test_every_epoch(folder: Path, data_dir: str | None, batch_size: int = 1000) -> list[float]:
     """The test accuracy of each epoch's weights a contender kept under ``folder``, in epoch order.
 
-    torch is imported here, after the runs: importing it earlier would set the thread settings the contenders'
-    processes inherit.
+    The project (hence torch and Lightning) is imported here, after the runs: the contenders' processes inherit
+    this one's environment, which importing Lightning changes, and would share the cores with its threads.
     """
     import torch
 
@@ -129,8 +129,8 @@ def markdown(report: dict) -> str:
         seed = f" {row['seed']} |" if seeded else ""
         lines.append(f"| {row['framework']} |{seed} "
                      f"{'not reached' if reached is None else f'**{reached:.1f}**'} | "
-                     f"{row['epochs_to_target'] or '-'} | {100 * row['test_acc']:.2f} % | {row['tested_after']} epochs | "
-                     f"{to_test} | {per_epoch} | {epochs} | {row['process_seconds']} |")
+                     f"{row['epochs_to_target'] or '-'} | {100 * row['test_acc']:.2f} % | "
+                     f"{row['tested_after']} epochs | {to_test} | {per_epoch} | {epochs} | {row['process_seconds']} |")
     lines.append("")
     if seeded:
         for name in dict.fromkeys(row["framework"] for row in report["runs"]):
@@ -151,7 +151,8 @@ def markdown(report: dict) -> str:
     return "\n".join(lines).rstrip()
 
 
-def time_to_accuracy(target: float = 0.99, test_target: float = 0.99, batch_size: int = 128, lr: float = 5e-3, max_epochs: int = 3,
+def time_to_accuracy(target: float = 0.99, test_target: float = 0.99, batch_size: int = 128, lr: float = 5e-3,
+                     max_epochs: int = 3,
                      augment: bool = False, precision: Literal["32", "bf16-mixed"] = "bf16-mixed",
                      subset: int | None = None, data_dir: str | None = None, seeds: list[int] | None = None,
                      frameworks: list[Literal["lightning", "keras", "torch"]] = ("lightning", "torch", "keras"),

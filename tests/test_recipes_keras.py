@@ -251,8 +251,8 @@ def test_every_epoch_is_kept_as_lightning_keeps_it_with_save_top_k_minus_one(tmp
                                        compile=False)
         assert scores(kept.predict(x, verbose=0), y)[1] == pytest.approx(row["val_acc"], abs=1e-6)
     best = keras.saving.load_model(run_dir / results["model_path"], safe_mode=True, compile=False)
-    assert scores(best.predict(x, verbose=0), y)[0] == pytest.approx(results["history"][results["best_epoch"]]["val_loss"],
-                                                                     rel=1e-5)
+    best_row = results["history"][results["best_epoch"]]
+    assert scores(best.predict(x, verbose=0), y)[0] == pytest.approx(best_row["val_loss"], rel=1e-5)
 
 
 def test_cv_refuses_keeping_every_epoch_in_one_line(tmp_path, capsys, mnist_dir):
