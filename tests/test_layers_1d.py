@@ -1,5 +1,6 @@
 """Layers over the steps of a (steps, features) map against Keras: Conv1D (strides, "same" and "causal" padding,
-dilation, groups), MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D.
+dilation, groups), MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D; and in a whole
+model through every format, ZeroPadding1D, Cropping1D and UpSampling1D (their values: test_layers_reshaping.py).
 
 An MNIST image as a (28, 28) map is 28 rows of 28 pixels: the classic "rows as a sequence" model.
 Random weights and inputs, so a kernel read backwards or a pad on the wrong side changes the logits.
@@ -60,6 +61,19 @@ def test_a_rows_as_sequence_model_converts_both_ways_and_predicts_alike(tmp_path
     model.save(tmp_path / "rows.keras")
     converts_and_comes_back(tmp_path / "rows.keras", tmp_path, capsys,
                             targets=("model.ckpt", "model.onnx", "model.tflite"))
+    predicts_alike_on_both_backends(tmp_path / "model.ckpt", seed_png, capsys)
+
+
+def test_1d_padding_cropping_upsampling_and_identity_convert_to_every_format(tmp_path, capsys, seed_png):
+    """ZeroPadding1D, UpSampling1D, Cropping1D and Identity in a rows model, as a .keras file: .ckpt, .pt2, .onnx
+    and .tflite proven on MNIST, back to .keras bit for bit, and one digit on both backends. (Each layer's values
+    against Keras': tests/test_layers_reshaping.py.)"""
+    model = randomised(sequential_case(ROWS, L.ZeroPadding1D((2, 1)), L.Conv1D(8, 3, activation="relu"),
+                                       L.UpSampling1D(2), L.Cropping1D((3, 4)), L.Identity(), L.MaxPooling1D(3),
+                                       L.Conv1D(6, 3, strides=2), L.GlobalMaxPooling1D()), seed=2)
+    model.save(tmp_path / "rows.keras")
+    converts_and_comes_back(tmp_path / "rows.keras", tmp_path, capsys,
+                            targets=("model.ckpt", "model.pt2", "model.onnx", "model.tflite"))
     predicts_alike_on_both_backends(tmp_path / "model.ckpt", seed_png, capsys)
 
 

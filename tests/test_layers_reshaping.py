@@ -1,5 +1,5 @@
-"""Layers that move values against Keras: Reshape, Permute, ZeroPadding2D, Cropping2D, UpSampling2D, and the
-preprocessing layer Rescaling.
+"""Layers that move values against Keras: Reshape, Permute, ZeroPadding2D, Cropping2D, UpSampling2D, their 1D
+kinds (ZeroPadding1D, Cropping1D, UpSampling1D), Identity, and the preprocessing layer Rescaling.
 
 Each kind in whole models (random weights and inputs, so a value in the wrong place changes
 the logits), and each layer's own output against Keras' on the same values, value for value;
@@ -21,7 +21,8 @@ from lightning_mnist.models.layers import build
 from lightning_mnist.models.layers.layout import to_keras_layout, to_torch_layout
 from mnist_common.architecture import LAYER_TYPES
 
-FAMILY = ("Reshape", "Permute", "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Rescaling")
+FAMILY = ("Reshape", "Permute", "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Rescaling", "ZeroPadding1D",
+          "Cropping1D", "UpSampling1D", "Identity")
 # name -> (input shape, layers); every case ends in Flatten (where needed) and a softmax Dense.
 CASES = {
     # Reshape: Keras' row-major order of its channels-last values, whatever the ranks
@@ -57,6 +58,20 @@ CASES = {
     "upsampling_bilinear_per_axis": ((3, 4, 3), [L.UpSampling2D((3, 2), interpolation="bilinear")]),
     "upsampling_bilinear_one_pixel": ((1, 1, 2), [L.UpSampling2D(3, interpolation="bilinear")]),
     "upsampling_bilinear_rows_only": ((4, 3, 1), [L.Conv2D(3, 1), L.UpSampling2D((4, 1), interpolation="BILINEAR")]),
+    # the 1D kinds on (steps, features) maps: every form of the settings, uneven ends, around Conv1D and pooling
+    "zero_padding_1d_default": ((28, 28), [L.ZeroPadding1D(), L.Conv1D(3, 3, activation="tanh")]),
+    "zero_padding_1d_uneven": ((9, 4), [L.Conv1D(3, 2), L.ZeroPadding1D((0, 3)), L.Conv1D(2, 3)]),
+    "zero_padding_1d_before_only": ((6, 5), [L.ZeroPadding1D([2, 0]), L.MaxPooling1D(2)]),
+    "cropping_1d_default": ((9, 3), [L.Cropping1D(), L.Conv1D(2, 3)]),
+    "cropping_1d_uneven": ((11, 4), [L.Cropping1D((3, 0)), L.Dense(3)]),
+    "cropping_1d_after_only": ((8, 2), [L.Conv1D(3, 2), L.Cropping1D((0, 5))]),
+    "upsampling_1d_default": ((5, 3), [L.UpSampling1D(), L.Conv1D(2, 3)]),
+    "upsampling_1d_three": ((4, 2), [L.Conv1D(3, 2, activation="relu"), L.UpSampling1D(3), L.AveragePooling1D(2)]),
+    "upsampling_1d_one": ((6, 2), [L.UpSampling1D(1)]),
+    # Identity on every rank
+    "identity_image": ((6, 5, 2), [L.Identity(), L.Conv2D(2, 3), L.Identity()]),
+    "identity_map": ((6, 5), [L.Identity(), L.Dense(3)]),
+    "identity_flat": ((784,), [L.Identity()]),
     # Rescaling: scalars, and lists broadcast over the last axis
     "rescaling_to_unit": ((28, 28, 1), [L.Rescaling(1 / 255), L.Conv2D(2, 3)]),
     "rescaling_scale_offset": ((6, 5, 2), [L.Rescaling(1 / 127.5, offset=-1), L.Conv2D(2, 3)]),
@@ -108,7 +123,8 @@ def test_each_layer_puts_every_value_where_keras_does(case):
 
 @pytest.mark.parametrize("case", ["zero_padding_mixed_forms", "cropping_each_side", "reshape_image_to_map_inferred",
                                   "rescaling_per_channel", "upsampling_bilinear_per_axis",
-                                  "permute_image_channels_first"])
+                                  "permute_image_channels_first", "zero_padding_1d_uneven", "cropping_1d_uneven",
+                                  "upsampling_1d_three", "identity_image"])
 def test_settings_round_trip_as_keras_spells_them(case, tmp_path):
     assert_settings_round_trip(*CASES[case], tmp_path)
 
@@ -152,6 +168,7 @@ def test_a_flat_mnist_model_converts_both_ways_through_the_command_line(tmp_path
     ((8, 8, 2), L.Rescaling(1.0, offset=[0.1, 0.2, 0.3]), "Rescaling): offset has 3 entries; an input "
                                                            "of 8x8x2 takes 1 or 2"),
     ((8, 8, 2), L.Rescaling(1.0, dtype="float16"), "Rescaling) computes in float16"),
+    ((8, 4), L.ZeroPadding1D(1, data_format="channels_first"), "ZeroPadding1D) has data_format='channels_first'"),
 ])
 def test_keras_layers_outside_what_is_mirrored_are_refused_in_one_line(shape, layer, message):
     assert_keras_layer_refused(shape, layer, message)
@@ -177,6 +194,14 @@ def test_keras_layers_outside_what_is_mirrored_are_refused_in_one_line(shape, la
     ([9, 8, 2], {"type": "Rescaling", "scale": 1.0, "offset": None}, "offset must be a number or a flat list"),
     ([9, 8, 2], {"type": "Rescaling", "scale": []}, "scale must be a number or a flat list of numbers"),
     ([9, 8, 2], {"type": "Rescaling", "scale": [1.0, float("nan")]}, "scale must be a number or a flat list"),
+    ([9, 8], {"type": "ZeroPadding1D", "padding": [1, 2, 3]}, "padding must be a non-negative integer or a pair"),
+    ([9, 8], {"type": "ZeroPadding1D", "padding": -1}, "padding must be a non-negative integer or a pair"),
+    ([9, 8, 2], {"type": "ZeroPadding1D"}, "needs an (H, W) map input, got 9x8x2; 1D padding works on (steps"),
+    ([9, 8], {"type": "Cropping1D", "cropping": [5, 4]}, "cropping [5, 4] leaves nothing of the input's 9 steps"),
+    ([72], {"type": "Cropping1D"}, "needs an (H, W) map input, got 72; 1D cropping works on (steps, features)"),
+    ([9, 8], {"type": "Cropping1D", "cropping": [1.5, 0]}, "cropping must be a non-negative integer or a pair"),
+    ([9, 8], {"type": "UpSampling1D", "size": 0}, "size must be a positive integer, got 0"),
+    ([9, 8, 2], {"type": "UpSampling1D"}, "needs an (H, W) map input, got 9x8x2; 1D upsampling works on (steps"),
 ])
 def test_descriptions_outside_what_keras_computes_are_refused_in_one_line(input_shape, layer, message):
     assert_description_refused(input_shape, layer, message)
@@ -246,6 +271,34 @@ def random_rescaling(rng, shape):
     scale = (rng.uniform(0.5, 1.5, count) * rng.choice([-1.0, 1.0], count)).tolist()
     offset = rng.normal(0.0, 0.5, count).tolist()
     return L.Rescaling(scale[0], offset=offset[0]) if rng.random() < 0.5 else L.Rescaling(scale, offset=offset)
+
+
+@sampler("ZeroPadding1D")
+def random_zero_padding_1d(rng, shape):
+    if len(shape) != 2 or (shape[0] + 4) * shape[1] > LARGEST:
+        return None
+    pads = rng.integers(0, 3, 2).tolist()
+    return L.ZeroPadding1D(pads if rng.random() < 0.7 else pads[0])
+
+
+@sampler("Cropping1D")
+def random_cropping_1d(rng, shape):
+    if len(shape) != 2 or shape[0] < 3:
+        return None
+    return L.Cropping1D([int(rng.integers(0, min(3, (shape[0] - 1) // 2 + 1))) for _ in range(2)])
+
+
+@sampler("UpSampling1D")
+def random_upsampling_1d(rng, shape):
+    size = int(rng.integers(1, 4))
+    if len(shape) != 2 or math.prod(shape) * size > LARGEST:
+        return None
+    return L.UpSampling1D(size)
+
+
+@sampler("Identity")
+def random_identity(rng, shape):
+    return L.Identity()
 
 
 @pytest.mark.parametrize("shape", [(9, 8, 3), (28, 28, 1), (6, 5), (7,), (784,), (1, 1, 4)])

@@ -1,5 +1,6 @@
 """Layers that move values without computing new ones, in torch: ``Flatten``, ``Reshape``, ``Permute``,
-``ZeroPadding2D``, ``Cropping2D``, ``UpSampling2D``.
+``ZeroPadding2D``, ``Cropping2D``, ``UpSampling2D``; ``Identity``; and the 1D kinds ``ZeroPadding1D``,
+``Cropping1D``, ``UpSampling1D`` along the steps of a (N, steps, features) map, the same layout in both.
 
 Reshape and Permute work in Keras' layout (:mod:`.layout`), so every value lands where Keras
 puts it whatever the ranks before and after; the image layers work on torch's (N, C, H, W).
@@ -89,3 +90,39 @@ class UpSampling2D(nn.Module):
         if self.bilinear:
             return resize(x, self.out)
         return x.repeat_interleave(self.size[0], dim=2).repeat_interleave(self.size[1], dim=3)
+
+
+@converter(keras.Identity)
+def identity(spec: keras.Identity, shape: Shape) -> nn.Module:
+    return nn.Identity()
+
+
+@converter(keras.ZeroPadding1D)
+class ZeroPadding1D(nn.Module):
+    def __init__(self, spec: keras.ZeroPadding1D, shape: Shape) -> None:
+        super().__init__()
+        self.pad = (0, 0, *spec.padding)  # F.pad lists the last axis (features) first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, self.pad)
+
+
+@converter(keras.Cropping1D)
+class Cropping1D(nn.Module):
+    def __init__(self, spec: keras.Cropping1D, shape: Shape) -> None:
+        super().__init__()
+        before, after = spec.cropping
+        self.steps = slice(before, shape[0] - after)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.steps]
+
+
+@converter(keras.UpSampling1D)
+class UpSampling1D(nn.Module):
+    def __init__(self, spec: keras.UpSampling1D, shape: Shape) -> None:
+        super().__init__()
+        self.size = spec.size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.repeat_interleave(self.size, dim=1)

@@ -1,5 +1,5 @@
-"""Layers that move values without computing new ones: Flatten, Reshape, Permute, ZeroPadding2D, Cropping2D,
-UpSampling2D.
+"""Layers that move values without computing new ones: Identity, Flatten, Reshape, Permute, ZeroPadding2D,
+Cropping2D, UpSampling2D, and their 1D kinds on (steps, features) maps: ZeroPadding1D, Cropping1D, UpSampling1D.
 
 Each moves values as Keras moves them in its own (channels-last, row-major) layout, which
 is what the torch side mirrors.
@@ -20,6 +20,7 @@ from mnist_common.architecture.layers.base import (
     choice,
     int_pair,
     layer_type,
+    positive_int,
     require_rank,
     shape_text,
 )
@@ -191,3 +192,89 @@ class UpSampling2D(Layer):
     def output_shape(self, shape: Shape) -> Shape:
         require_rank(shape, 3, "upsampling works on images")
         return shape[0] * self.size[0], shape[1] * self.size[1], shape[2]
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Identity(Layer):
+    """Its input, unchanged (Keras' placeholder layer, e.g. a residual block's shortcut)."""
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True
+
+
+def side_pair(value: Any, setting: str) -> tuple[int, int]:
+    """Keras' forms of a 1D padding or cropping: n, or (before, after) steps; none negative."""
+    pair = (value, value) if is_int(value) else tuple(value) if isinstance(value, (list, tuple)) else None
+    if pair is None or len(pair) != 2 or not all(is_int(n) and n >= 0 for n in pair):
+        raise LayerError(f"{setting} must be a non-negative integer or a pair of them (before, after), got {value!r}")
+    return pair
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Sides1D(Layer):
+    """What ZeroPadding1D and Cropping1D share: steps at each end of a (steps, features) map."""
+
+    SETTING: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, self.SETTING, side_pair(getattr(self, self.SETTING), self.SETTING))
+
+    def settings(self) -> dict[str, Any]:
+        """The pair as a list, as Keras' config.json spells it (and YAML can write)."""
+        return {**super().settings(), self.SETTING: list(getattr(self, self.SETTING))}
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class ZeroPadding1D(_Sides1D):
+    """Zero steps added before and after; Keras' default pads one at each end."""
+
+    padding: tuple[int, int] = (1, 1)
+
+    SETTING: ClassVar[str] = "padding"
+    KERAS_FIXED: ClassVar = DATA_FORMAT
+
+    def output_shape(self, shape: Shape) -> Shape:
+        require_rank(shape, 2, "1D padding works on (steps, features) maps")
+        return shape[0] + sum(self.padding), shape[1]
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Cropping1D(_Sides1D):
+    """Steps removed at each end (Keras' default: one); Keras refuses a crop that leaves nothing."""
+
+    cropping: tuple[int, int] = (1, 1)
+
+    SETTING: ClassVar[str] = "cropping"
+
+    def output_shape(self, shape: Shape) -> Shape:
+        require_rank(shape, 2, "1D cropping works on (steps, features) maps")
+        left = shape[0] - sum(self.cropping)
+        if left < 1:
+            raise LayerError(f"cropping {list(self.cropping)} leaves nothing of the input's {shape[0]} steps")
+        return left, shape[1]
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # whole steps kept or dropped
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class UpSampling1D(Layer):
+    """Each step repeated ``size`` times (Keras' ``ops.repeat`` along the steps)."""
+
+    size: int = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "size", positive_int(self.size, "size"))
+
+    def output_shape(self, shape: Shape) -> Shape:
+        require_rank(shape, 2, "1D upsampling works on (steps, features) maps")
+        return shape[0] * self.size, shape[1]
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # the same steps, repeated
