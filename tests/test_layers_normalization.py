@@ -1,5 +1,5 @@
 """Normalisation and regularisation layers against Keras: LayerNormalization, GroupNormalization, SpatialDropout2D,
-GaussianNoise, GaussianDropout.
+SpatialDropout1D, GaussianNoise, GaussianDropout.
 
 Each case is a Keras model with random weights (gamma and beta included) whose torch network,
 built from the model's own config, must give Keras' probabilities and logits. The inputs
@@ -67,6 +67,7 @@ CASES = {
                                                L.Conv2D(8, 2, strides=3), L.GroupNormalization(8)]),
     # SpatialDropout2D: the identity at inference, whatever the rate
     "spatial_dropout": (MAP, conv(L.SpatialDropout2D(0.5), L.Conv2D(3, 2), L.SpatialDropout2D(0.0))),
+    "spatial_dropout_1d": ((9, 6), [L.SpatialDropout1D(0.5), L.Conv1D(3, 2), L.SpatialDropout1D(0.2, seed=1)]),
     # GaussianNoise and GaussianDropout: the identity at inference too
     "gaussian_noise_and_dropout": (MAP, conv(L.GaussianNoise(0.5), L.Conv2D(3, 2), L.GaussianDropout(0.3),
                                              L.Flatten(), L.GaussianNoise(1.0, seed=3), L.Dense(4),
@@ -135,6 +136,27 @@ def test_spatial_dropout_drops_whole_channels_and_scales_the_rest_as_keras_does(
     assert torch.equal(module(ones), ones)
 
 
+def test_spatial_dropout_1d_drops_whole_features_and_scales_the_rest_as_keras_does():
+    """In training both frameworks zero whole (example, feature) columns of a (steps, features) map and multiply
+    the others by 1 / (1 - rate)."""
+    rate, (n, steps, features) = 0.4, (64, 7, 8)
+    keep = np.float32(1 / (1 - rate))
+    module = build(layers.SpatialDropout1D(rate=rate), (steps, features))
+    torch.manual_seed(0)
+    ones = torch.ones(n, steps, features)
+    module.train()
+    torch_maps = module(ones).numpy()
+    keras_maps = keras.ops.convert_to_numpy(L.SpatialDropout1D(rate, seed=0)(np.ones((n, steps, features), np.float32),
+                                                                             training=True))
+    for out in (torch_maps, keras_maps):
+        assert (out == out[:, :1]).all()  # one value per (example, feature): whole columns over the steps
+        values = set(np.unique(out).tolist())
+        assert values == {0.0, float(keep)}, values
+        assert 0.2 < (out[:, 0] == 0).mean() < 0.6  # about `rate` of them are dropped
+    module.eval()
+    assert torch.equal(module(ones), ones)
+
+
 def test_gaussian_noise_and_dropout_draw_keras_noise_in_training_only():
     """In training, GaussianNoise adds N(0, stddev) and GaussianDropout multiplies by N(1, sqrt(rate / (1 - rate)))
     in both frameworks (their moments over 200,000 values); outside training both are the identity."""
@@ -189,6 +211,11 @@ def make_spatial_dropout(rng: np.random.Generator, shape: tuple[int, ...]):
     return L.SpatialDropout2D(float(rng.uniform(0.0, 0.9))) if len(shape) == 3 else None
 
 
+@sampler("SpatialDropout1D")
+def make_spatial_dropout_1d(rng: np.random.Generator, shape: tuple[int, ...]):
+    return L.SpatialDropout1D(float(rng.uniform(0.0, 0.9))) if len(shape) == 2 else None
+
+
 sampler("GaussianNoise")(lambda rng, shape: L.GaussianNoise(float(rng.uniform(0.0, 1.0))))
 sampler("GaussianDropout")(lambda rng, shape: L.GaussianDropout(float(rng.uniform(0.0, 0.6))))
 
@@ -238,6 +265,8 @@ def _keras_config(layer, input_shape=(7, 5, 6)):
      "has data_format='channels_first': data_format other than channels_last is not supported"),
     (("SpatialDropout2D", {"rate": 0.5}), (35,), "needs an (H, W, C) image input, got 35"),
     (("SpatialDropout2D", {"rate": 1.0}), (7, 5, 6), "rate must be a number in [0, 1)"),
+    (("SpatialDropout1D", {"rate": 0.5}), (7, 5, 6), "needs an (H, W) map input, got 7x5x6"),
+    (("SpatialDropout1D", {"rate": -0.1}), (7, 5), "rate must be a number in [0, 1)"),
     (("Dropout", {"rate": 0.5, "seed": -1}), (7, 5, 6), "seed must be a non-negative integer or null, got -1"),
     (("BatchNormalization", {"synchronized": "yes"}), (7, 5, 6), "synchronized must be true or false, got 'yes'"),
     (("BatchNormalization", {"gamma_initializer": {"class_name": "GlorotUniform", "config": {"seed": 1.5}}}),

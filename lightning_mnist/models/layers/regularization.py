@@ -1,4 +1,5 @@
-"""Layers that act only in training, in torch: ``Dropout``, ``SpatialDropout2D``, ``GaussianNoise``, ``GaussianDropout``.
+"""Layers that act only in training, in torch: ``Dropout``, ``SpatialDropout2D``, ``SpatialDropout1D``,
+``GaussianNoise``, ``GaussianDropout``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ def spatial_dropout_2d(spec: keras.SpatialDropout2D, shape: Shape) -> nn.Module:
     """Keras drops whole channels (noise shape (N, 1, 1, C)) and scales the rest by 1 / (1 - rate): on torch's
     (N, C, H, W), Dropout2d does both."""
     return nn.Dropout2d(spec.rate)
+
+
+@converter(keras.SpatialDropout1D)
+class SpatialDropout1D(nn.Module):
+    """Keras drops whole features of a (steps, features) map (noise shape (N, 1, F)) and scales the rest by
+    1 / (1 - rate): torch's Dropout1d does both on (N, features, steps), so the steps go last and back."""
+
+    def __init__(self, spec: keras.SpatialDropout1D, shape: Shape) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout1d(spec.rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(x.transpose(1, 2)).transpose(1, 2) if self.training else x
 
 
 @converter(keras.GaussianNoise)

@@ -48,6 +48,16 @@ class SpatialDropout2D(Dropout):
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)
+class SpatialDropout1D(Dropout):
+    """Dropout of whole features of a (steps, features) map in training (the survivors scaled by 1 / (1 - rate))."""
+
+    def output_shape(self, shape: Shape) -> Shape:
+        require_rank(shape, 2, "SpatialDropout1D drops whole features of a (steps, features) map")
+        return shape
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
 class GaussianNoise(Layer):
     """Adds zero-mean Gaussian noise of ``stddev`` in training; the identity otherwise. ``seed`` as for Dropout."""
 
