@@ -65,11 +65,13 @@ def test_a_rows_as_sequence_model_converts_both_ways_and_predicts_alike(tmp_path
 
 
 def test_1d_padding_cropping_upsampling_and_identity_convert_to_every_format(tmp_path, capsys, seed_png):
-    """ZeroPadding1D, UpSampling1D, Cropping1D and Identity in a rows model, as a .keras file: .ckpt, .pt2, .onnx
-    and .tflite proven on MNIST, back to .keras bit for bit, and one digit on both backends. (Each layer's values
-    against Keras': tests/test_layers_reshaping.py.)"""
+    """ZeroPadding1D, UpSampling1D, Cropping1D, Identity, SpatialDropout1D and UnitNormalization in a rows model,
+    as a .keras file: .ckpt, .pt2, .onnx and .tflite proven on MNIST, back to .keras bit for bit, and one digit on
+    both backends. (Each layer's values against Keras': tests/test_layers_reshaping.py and
+    tests/test_layers_normalization.py.)"""
     model = randomised(sequential_case(ROWS, L.ZeroPadding1D((2, 1)), L.Conv1D(8, 3, activation="relu"),
-                                       L.UpSampling1D(2), L.Cropping1D((3, 4)), L.Identity(), L.MaxPooling1D(3),
+                                       L.SpatialDropout1D(0.3), L.UpSampling1D(2), L.Cropping1D((3, 4)),
+                                       L.Identity(), L.UnitNormalization(axis=[1, 2]), L.MaxPooling1D(3),
                                        L.Conv1D(6, 3, strides=2), L.GlobalMaxPooling1D()), seed=2)
     model.save(tmp_path / "rows.keras")
     converts_and_comes_back(tmp_path / "rows.keras", tmp_path, capsys,

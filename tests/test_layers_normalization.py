@@ -1,5 +1,5 @@
-"""Normalisation and regularisation layers against Keras: LayerNormalization, GroupNormalization, SpatialDropout2D,
-SpatialDropout1D, GaussianNoise, GaussianDropout.
+"""Normalisation and regularisation layers against Keras: LayerNormalization, GroupNormalization, UnitNormalization,
+SpatialDropout2D, SpatialDropout1D, GaussianNoise, GaussianDropout.
 
 Each case is a Keras model with random weights (gamma and beta included) whose torch network,
 built from the model's own config, must give Keras' probabilities and logits. The inputs
@@ -65,6 +65,12 @@ CASES = {
     "group_norm_on_features": ((12,), [L.GroupNormalization(4), L.Dense(6), L.GroupNormalization(2)]),
     "group_norm_after_strides": ((28, 28, 1), [L.Conv2D(12, 3, strides=2, padding="same"), L.GroupNormalization(4),
                                                L.Conv2D(8, 2, strides=3), L.GroupNormalization(8)]),
+    # UnitNormalization: over one axis or several, any rank
+    "unit_norm_default": (MAP, conv(L.UnitNormalization())),
+    "unit_norm_height_width": (MAP, conv(L.UnitNormalization(axis=[1, 2]))),
+    "unit_norm_all_axes_negative": (MAP, conv(L.UnitNormalization(axis=[-3, -2, -1]))),
+    "unit_norm_on_rows": ((9, 7), [L.UnitNormalization(axis=1), L.Dense(5), L.UnitNormalization()]),
+    "unit_norm_on_features": ((11,), [L.Dense(13), L.UnitNormalization(), L.Dense(7, activation="relu")]),
     # SpatialDropout2D: the identity at inference, whatever the rate
     "spatial_dropout": (MAP, conv(L.SpatialDropout2D(0.5), L.Conv2D(3, 2), L.SpatialDropout2D(0.0))),
     "spatial_dropout_1d": ((9, 6), [L.SpatialDropout1D(0.5), L.Conv1D(3, 2), L.SpatialDropout1D(0.2, seed=1)]),
@@ -134,6 +140,20 @@ def test_spatial_dropout_drops_whole_channels_and_scales_the_rest_as_keras_does(
         assert 0.2 < (per_map[:, 0] == 0).mean() < 0.6  # about `rate` of them are dropped
     module.eval()
     assert torch.equal(module(ones), ones)
+
+
+@torch.no_grad()
+def test_unit_normalization_keeps_an_all_zero_example_zero_as_keras_does():
+    """Keras caps rsqrt(0) at 1e12 (``ops.normalize``'s epsilon): zeros stay zeros, where a plain division would
+    give NaN; a tiny example is scaled by the cap, as Keras scales it."""
+    x = np.zeros((3, 4, 5), np.float32)
+    x[1] = 1e-14
+    x[2] = np.arange(20, dtype=np.float32).reshape(4, 5)
+    module = build(layers.UnitNormalization(axis=(1, 2)), (4, 5))
+    got = module(torch.from_numpy(x)).numpy()
+    expected = keras.ops.convert_to_numpy(L.UnitNormalization(axis=[1, 2])(x))
+    assert not np.isnan(got).any() and (got[0] == 0).all()
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=0)
 
 
 def test_spatial_dropout_1d_drops_whole_features_and_scales_the_rest_as_keras_does():
@@ -211,6 +231,13 @@ def make_spatial_dropout(rng: np.random.Generator, shape: tuple[int, ...]):
     return L.SpatialDropout2D(float(rng.uniform(0.0, 0.9))) if len(shape) == 3 else None
 
 
+@sampler("UnitNormalization")
+def make_unit_norm(rng: np.random.Generator, shape: tuple[int, ...]):
+    rank = len(shape)
+    axes = [int(a) for a in rng.permutation(np.arange(1, rank + 1))[:int(rng.integers(1, rank + 1))]]
+    return L.UnitNormalization(axis=axes[0] if len(axes) == 1 else axes)
+
+
 @sampler("SpatialDropout1D")
 def make_spatial_dropout_1d(rng: np.random.Generator, shape: tuple[int, ...]):
     return L.SpatialDropout1D(float(rng.uniform(0.0, 0.9))) if len(shape) == 2 else None
@@ -254,6 +281,9 @@ def _keras_config(layer, input_shape=(7, 5, 6)):
      "gamma_constraint 'RadialConstraint' is not supported"),
     (("LayerNormalization", {"beta_constraint": {"class_name": "MaxNorm", "config": {"axis": 1}}}), (7, 5, 6),
      "beta_constraint axis 1 is not an axis of its beta of shape 6"),
+    (("UnitNormalization", {"axis": [0]}), (7, 5, 6), "axis 0 is not an axis of a 7x5x6 input"),
+    (("UnitNormalization", {"axis": [1, -3]}), (7, 5, 6), "axis [-3, 1] names an axis of a 7x5x6 input twice"),
+    (("UnitNormalization", {"axis": 1.5}), (7, 5, 6), "axis must be an integer or a list of integers"),
     (("GroupNormalization", {"groups": 2, "axis": 1}), (7, 5, 6),
      "normalises axis 1; only the channel (last) axis, -1, is supported"),
     (("GroupNormalization", {"groups": 4}), (7, 5, 6), "groups=4 does not divide the 6 channels of its 7x5x6 input"),

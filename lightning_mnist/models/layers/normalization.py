@@ -1,4 +1,5 @@
-"""Normalisation in torch: ``BatchNormalization`` over the channel axis, ``LayerNormalization``, ``GroupNormalization``.
+"""Normalisation in torch: ``BatchNormalization`` over the channel axis, ``LayerNormalization``, ``GroupNormalization``,
+``UnitNormalization``.
 
 Layer and group normalisation compute as Keras does, not with torch's fused kernels: the
 moments as ``tf.nn.moments`` takes them (the mean, then the mean squared difference from it),
@@ -55,6 +56,21 @@ def keras_normalise(x: torch.Tensor, dims: tuple[int, ...], gamma: torch.Tensor 
     if beta is not None:
         shift = shift + beta
     return x * inv + shift
+
+
+@converter(keras.UnitNormalization)
+class UnitNormalization(nn.Module):
+    """Keras' ``ops.normalize(x, order=2, epsilon=1e-12)``: ``x * min(rsqrt(sum(x ** 2)), 1 / epsilon)`` over its
+    axes (an all-zero example stays zero)."""
+
+    INVERSE_EPSILON = 1e12
+
+    def __init__(self, spec: keras.UnitNormalization, shape: Shape) -> None:
+        super().__init__()
+        self.dims = tuple(torch_axis(p, len(shape)) for p in spec.positions(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.square().sum(self.dims, keepdim=True)).clamp(max=self.INVERSE_EPSILON)
 
 
 @converter(keras.LayerNormalization, gamma=WeightMap("weight"), beta=WeightMap("bias"))

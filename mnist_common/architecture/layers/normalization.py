@@ -85,7 +85,7 @@ def _gamma_beta(spec: Any) -> None:
 
 
 def _axes(value: Any) -> int | tuple[int, ...]:
-    """Keras' ``axis`` of LayerNormalization: one integer, or several, which Keras sorts as plain integers."""
+    """Keras' ``axis`` of LayerNormalization and UnitNormalization: one integer, or several, which Keras sorts as plain integers."""
     axes = list(value) if isinstance(value, (list, tuple)) else [value]
     if not axes or any(isinstance(a, bool) or not isinstance(a, int) for a in axes):
         raise LayerError(f"axis must be an integer or a list of integers, got {value!r}")
@@ -94,36 +94,15 @@ def _axes(value: Any) -> int | tuple[int, ...]:
     return axes[0] if len(axes) == 1 else tuple(sorted(axes))
 
 
-@layer_type
 @dataclass(frozen=True, kw_only=True)
-class LayerNormalization(Layer):
-    """Each example normalised over ``axis`` (Keras counts the batch as axis 0; -1 is the last).
-
-    Keras sorts the axes as plain integers (so [-1, 1] stays in that order), gives gamma and beta
-    the sizes of the axes in that order, and *reshapes* them (no transpose) to broadcast them over
-    the input: mirrored as it is. Keras computes ``x * inv + (beta - mean * inv)`` with
-    ``inv = gamma / sqrt(variance + epsilon)``; its deprecated ``rms_scaling`` divides by
-    ``sqrt(variance + epsilon)`` without subtracting the mean, keeps gamma even when ``scale`` is
-    off, and has no beta.
-    """
+class _OverAxes(Layer):
+    """A layer that works over ``axis`` of each example, as Keras numbers it (the batch is axis 0; -1 the last)."""
 
     axis: int | tuple[int, ...] = -1
-    epsilon: float = 1e-3
-    center: bool = True
-    scale: bool = True
-    rms_scaling: bool = False
-    beta_initializer: str | dict = "zeros"
-    gamma_initializer: str | dict = "ones"
-    beta_regularizer: dict | None = None
-    gamma_regularizer: dict | None = None
-    beta_constraint: dict | None = None
-    gamma_constraint: dict | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "axis", _axes(self.axis))
-        object.__setattr__(self, "rms_scaling", boolean(self.rms_scaling, "rms_scaling"))
-        _gamma_beta(self)
 
     @property
     def keras_axes(self) -> tuple[int, ...]:
@@ -131,7 +110,7 @@ class LayerNormalization(Layer):
         return self.axis if isinstance(self.axis, tuple) else (self.axis,)
 
     def positions(self, shape: Shape) -> tuple[int, ...]:
-        """The normalised axes of an input of ``shape`` (0-based, no batch axis), in Keras' order."""
+        """The axes of an input of ``shape`` worked over (0-based, no batch axis), in Keras' order."""
         rank = len(shape)
         out = []
         for axis in self.keras_axes:
@@ -146,6 +125,42 @@ class LayerNormalization(Layer):
     def output_shape(self, shape: Shape) -> Shape:
         self.positions(shape)
         return shape
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class UnitNormalization(_OverAxes):
+    """Each example scaled to unit L2 norm over ``axis``: Keras' ``x * min(rsqrt(sum(x ** 2)), 1e12)``."""
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class LayerNormalization(_OverAxes):
+    """Each example normalised over ``axis`` (Keras counts the batch as axis 0; -1 is the last).
+
+    Keras sorts the axes as plain integers (so [-1, 1] stays in that order), gives gamma and beta
+    the sizes of the axes in that order, and *reshapes* them (no transpose) to broadcast them over
+    the input: mirrored as it is. Keras computes ``x * inv + (beta - mean * inv)`` with
+    ``inv = gamma / sqrt(variance + epsilon)``; its deprecated ``rms_scaling`` divides by
+    ``sqrt(variance + epsilon)`` without subtracting the mean, keeps gamma even when ``scale`` is
+    off, and has no beta.
+    """
+
+    epsilon: float = 1e-3
+    center: bool = True
+    scale: bool = True
+    rms_scaling: bool = False
+    beta_initializer: str | dict = "zeros"
+    gamma_initializer: str | dict = "ones"
+    beta_regularizer: dict | None = None
+    gamma_regularizer: dict | None = None
+    beta_constraint: dict | None = None
+    gamma_constraint: dict | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "rms_scaling", boolean(self.rms_scaling, "rms_scaling"))
+        _gamma_beta(self)
 
     def weights(self, shape: Shape) -> tuple[tuple[str, Shape], ...]:
         names = (("gamma",) if self.scale or self.rms_scaling else ()) \
