@@ -85,7 +85,8 @@ def _gamma_beta(spec: Any) -> None:
 
 
 def _axes(value: Any) -> int | tuple[int, ...]:
-    """Keras' ``axis`` of LayerNormalization and UnitNormalization: one integer, or several, which Keras sorts as plain integers."""
+    """Keras' ``axis`` of LayerNormalization and UnitNormalization: one integer, or several, sorted as plain
+    integers (as LayerNormalization sorts them; UnitNormalization's sum is the same in any order)."""
     axes = list(value) if isinstance(value, (list, tuple)) else [value]
     if not axes or any(isinstance(a, bool) or not isinstance(a, int) for a in axes):
         raise LayerError(f"axis must be an integer or a list of integers, got {value!r}")
