@@ -157,8 +157,8 @@ def test_time_to_accuracy_and_shared_machine_write_their_tables(mnist_dir, tmp_p
     assert plain["seed"] is None and "--seed" not in plain["command"]  # each command's own seed
     assert plain["framework"] == "torch" and plain["test_acc"] > 0.3 and plain["tested_after"] == 1  # stopped
     assert keras_run["tested_after"] == 2  # Keras' command cannot stop at the target: all of its epochs
-    # each epoch's kept weights were tested afterwards: the plain loop's last one is the weights it tested itself
-    # (in bfloat16 there, float32 here), and Keras' last epoch (it keeps its best by val/loss) scores its test
+    # each epoch's kept weights were tested afterwards: the plain loop's only epoch is the weights it tested itself
+    # (in bfloat16 there, float32 here), and Keras' best epoch by val/loss, the one it tested, scores its test
     assert plain["test_acc_per_epoch"][0] == pytest.approx(plain["test_acc"], abs=0.01)
     assert len(keras_run["test_acc_per_epoch"]) == 2
     best = keras_run["best_epoch"]
@@ -186,9 +186,8 @@ def test_time_to_accuracy_and_shared_machine_write_their_tables(mnist_dir, tmp_p
                   "--frameworks", "[torch]", "--target", "0.3", "--test_target", "0.3", "--seeds", "[3, 4]",
                   "--marker", "time-to-accuracy-seeds", *data)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    [report] = [p for p in (tmp_path / "runs").glob("time_to_accuracy_*/time_to_accuracy.json")
-                if "seed_3" in str(list(p.parent.iterdir()))]
-    runs = json.loads(report.read_text())["runs"]
+    [seeded] = (tmp_path / "runs").glob("time_to_accuracy_*/seed_3")  # one folder per seed in its run's
+    runs = json.loads((seeded.parent / "time_to_accuracy.json").read_text())["runs"]
     assert [(r["seed"], "--seed " + str(r["seed"]) in r["command"]) for r in runs] == [(3, True), (4, True)]
     assert runs[0]["test_acc_per_epoch"] != runs[1]["test_acc_per_epoch"]  # two seeds, two trainings
     text = doc.read_text()
