@@ -1,6 +1,7 @@
 """Layers over the steps of a (steps, features) map against Keras: Conv1D (strides, "same" and "causal" padding,
 dilation, groups), MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D; and in a whole
-model through every format, ZeroPadding1D, Cropping1D and UpSampling1D (their values: test_layers_reshaping.py).
+model through every format, ZeroPadding1D, Cropping1D, UpSampling1D, SpatialDropout1D, Identity and
+UnitNormalization (their values: test_layers_reshaping.py, test_layers_normalization.py).
 
 An MNIST image as a (28, 28) map is 28 rows of 28 pixels: the classic "rows as a sequence" model.
 Random weights and inputs, so a kernel read backwards or a pad on the wrong side changes the logits.
@@ -64,7 +65,7 @@ def test_a_rows_as_sequence_model_converts_both_ways_and_predicts_alike(tmp_path
     predicts_alike_on_both_backends(tmp_path / "model.ckpt", seed_png, capsys)
 
 
-def test_1d_padding_cropping_upsampling_and_identity_convert_to_every_format(tmp_path, capsys, seed_png):
+def test_1d_reshaping_dropout_identity_and_unit_norm_convert_to_every_format(tmp_path, capsys, seed_png):
     """ZeroPadding1D, UpSampling1D, Cropping1D, Identity, SpatialDropout1D and UnitNormalization in a rows model,
     as a .keras file: .ckpt, .pt2, .onnx and .tflite proven on MNIST, back to .keras bit for bit, and one digit on
     both backends. (Each layer's values against Keras': tests/test_layers_reshaping.py and

@@ -166,8 +166,8 @@ def test_spatial_dropout_1d_drops_whole_features_and_scales_the_rest_as_keras_do
     ones = torch.ones(n, steps, features)
     module.train()
     torch_maps = module(ones).numpy()
-    keras_maps = keras.ops.convert_to_numpy(L.SpatialDropout1D(rate, seed=0)(np.ones((n, steps, features), np.float32),
-                                                                             training=True))
+    dropout = L.SpatialDropout1D(rate, seed=0)
+    keras_maps = keras.ops.convert_to_numpy(dropout(np.ones((n, steps, features), np.float32), training=True))
     for out in (torch_maps, keras_maps):
         assert (out == out[:, :1]).all()  # one value per (example, feature): whole columns over the steps
         values = set(np.unique(out).tolist())
