@@ -79,8 +79,9 @@ def commands(recipe: dict, out: Path) -> dict[str, list[str]]:
     }
 
 
-def test_every_epoch(folder: Path, data_dir: str | None, batch_size: int = 1000) -> list[float]:
-    """The test accuracy of each epoch's weights a contender kept under ``folder``, in epoch order.
+def test_every_epoch(folders: list[Path], data_dir: str | None, batch_size: int = 1000) -> list[list[float]]:
+    """For each folder, the test accuracy of each epoch's weights a contender kept there, in epoch order (the test
+    images read once for all).
 
     The project (hence torch and Lightning) is imported here, after the runs: the contenders' processes inherit
     this one's environment, which importing Lightning changes, and would share the cores with its threads.
@@ -93,16 +94,20 @@ def test_every_epoch(folder: Path, data_dir: str | None, batch_size: int = 1000)
     data = MNISTDataModule(data_dir=data_dir)
     data.setup("test")
     images, labels = data.datasets["test"].tensors
-    kept = sorted((int(m.group(1)), path) for path in folder.rglob("epoch*")
-                  if (m := EPOCH_FILE.match(path.name)))
-    accuracies = []
-    with torch.inference_mode():
-        for _, path in kept:
-            classifier = load_classifier(path)
-            right = sum(int((classifier(images[i:i + batch_size]).argmax(1) == labels[i:i + batch_size]).sum())
-                        for i in range(0, len(images), batch_size))
-            accuracies.append(right / len(images))
-    return accuracies
+
+    @torch.inference_mode()
+    def accuracy(path: Path) -> float:
+        classifier = load_classifier(path)
+        right = sum(int((classifier(images[i:i + batch_size]).argmax(1) == labels[i:i + batch_size]).sum())
+                    for i in range(0, len(images), batch_size))
+        return right / len(images)
+
+    def kept(folder: Path) -> list[Path]:
+        """The epoch files in ``folder``, in epoch order."""
+        numbered = ((EPOCH_FILE.match(path.name), path) for path in folder.rglob("epoch*"))
+        return [path for _, path in sorted((int(m.group(1)), path) for m, path in numbered if m)]
+
+    return [[accuracy(path) for path in kept(folder)] for folder in folders]
 
 
 def shown_value(value) -> str:
@@ -203,8 +208,8 @@ def time_to_accuracy(target: float = 0.99, test_target: float = 0.99, batch_size
             result.update(seed=seed, folder=str(folder / name), epochs_to_target=reached,
                           tested_after=len(result["history"]))
             runs.append(result)
-    for result in runs:  # after all the runs: no contender's time shares the cores with this testing
-        tested = test_every_epoch(Path(result["folder"]), data_dir)
+    # after all the runs: no contender's time shares the cores with this testing
+    for result, tested in zip(runs, test_every_epoch([Path(r["folder"]) for r in runs], data_dir), strict=True):
         if len(tested) != len(result["history"]):
             sys.exit(f"error: {result['framework']} kept {len(tested)} epochs' weights for {len(result['history'])} "
                      f"epochs trained, see {result['folder']}")
