@@ -290,7 +290,7 @@ def _keras_config(layer, input_shape=(7, 5, 6)):
     (("GroupNormalization", {}), (7, 5, 6), "groups=32 does not divide the 6 channels"),  # Keras' default
     (("GroupNormalization", {"groups": 0}), (7, 5, 6), "groups must be a positive integer or -1"),
     (("GroupNormalization", {"groups": 2, "gamma_initializer": "orthogonal"}), (7, 5, 6),
-     "gamma_initializer 'orthogonal' is not supported"),
+     "gamma_initializer Orthogonal fills a weight of two or more axes; its gamma has shape 6"),
     (("SpatialDropout2D", {"rate": 0.5, "data_format": "channels_first"}), (7, 5, 6),
      "has data_format='channels_first': data_format other than channels_last is not supported"),
     (("SpatialDropout2D", {"rate": 0.5}), (35,), "needs an (H, W, C) image input, got 35"),

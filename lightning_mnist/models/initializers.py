@@ -44,6 +44,17 @@ def _variance_scaling_(tensor: torch.Tensor, scale: float, mode: str, distributi
     return torch.nn.init.normal_(tensor, 0.0, math.sqrt(scale))  # "untruncated_normal" / "normal"
 
 
+def _orthogonal_(tensor: torch.Tensor, gain: float) -> torch.Tensor:
+    """Keras' Orthogonal: the weight as a (product of all axes but the last, last) matrix, orthogonal rows or columns
+    (QR of a normal draw, signs from R's diagonal, as torch's ``orthogonal_`` does for a matrix) times ``gain``."""
+    return torch.nn.init.orthogonal_(tensor.view(-1, tensor.shape[-1]), gain).view(tensor.shape)
+
+
+def _identity_(tensor: torch.Tensor, gain: float) -> torch.Tensor:
+    """Keras' Identity: ``gain`` on the diagonal of a matrix (rectangular ones too), zeros elsewhere."""
+    return torch.nn.init.eye_(tensor).mul_(gain)
+
+
 INITIALIZE = {
     "Zeros": lambda t: torch.nn.init.zeros_(t),
     "Ones": lambda t: torch.nn.init.ones_(t),
@@ -52,6 +63,8 @@ INITIALIZE = {
     "RandomUniform": lambda t, minval, maxval: torch.nn.init.uniform_(t, minval, maxval),
     "TruncatedNormal": _truncated_normal_,
     "VarianceScaling": _variance_scaling_,
+    "Orthogonal": _orthogonal_,
+    "Identity": _identity_,
 }
 
 

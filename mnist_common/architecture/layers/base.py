@@ -52,7 +52,11 @@ INITIALIZERS: dict[str, tuple[str, dict[str, Any]]] = {
     "HeNormal": ("he_normal", {}),
     "LecunUniform": ("lecun_uniform", {}),
     "LecunNormal": ("lecun_normal", {}),
+    "Orthogonal": ("orthogonal", {"gain": 1.0}),  # recurrent layers' default for their recurrent kernel
+    "Identity": ("identity", {"gain": 1.0}),  # the IRNN's recurrent kernel (Keras' own config.json drops its gain)
 }
+# Initializers that only fill some weights (Keras raises on others): the ranks each takes, as (fewest, most) axes.
+MATRIX_INITIALIZERS = {"Orthogonal": (2, MAX_RANK + 1), "Identity": (2, 2)}
 # The named initializers are Keras' VarianceScaling with these (scale, mode, distribution).
 VARIANCE_SCALING_PRESETS = {
     "glorot_uniform": (1.0, "fan_avg", "uniform"), "glorot_normal": (1.0, "fan_avg", "truncated_normal"),
@@ -314,6 +318,16 @@ class Layer:
         """The numpy dtype Keras keeps the weight in: float32 unless :attr:`WEIGHT_DTYPES` says otherwise."""
         return self.WEIGHT_DTYPES.get(weight_name, "float32")
 
+    def weight_path(self, index: int) -> str:
+        """Where Keras keeps the layer's ``index``-th weight under its group of ``model.weights.h5`` (``vars/0``;
+        a recurrent layer's cell holds them: ``cell/vars/0``)."""
+        return f"vars/{index}"
+
+    def finish_initial(self, weight_name: str, value: Any) -> Any:
+        """A weight its initializer has just filled (in Keras' layout, any array that slices as numpy's), with what
+        the layer itself sets at the start (LSTM's ``unit_forget_bias``); unchanged by default."""
+        return value
+
     def keeps_distributions(self, *shapes: Shape) -> bool:
         """Whether inputs that are probabilities along their last axis (a softmax's) give outputs that are too,
         outside training: the same values, or a mean of them (an average pooling of per-pixel softmaxes).
@@ -338,9 +352,18 @@ class Layer:
         return getattr(self, f"{self.setting_stem(weight_name)}_constraint", None)
 
     def check_weight_settings(self, *shapes: Shape) -> None:
-        """Refuse a constraint whose ``axis`` its weight does not have, for these input shapes (Keras would fail at
-        the first training step). Called once the shapes are known."""
+        """Refuse a constraint whose ``axis`` its weight does not have (Keras would fail at the first training step),
+        or an Orthogonal or Identity initializer on a weight it cannot fill (Keras fails when it builds the layer: a
+        vector, or for Identity anything but a matrix), for these input
+        shapes. Called once the shapes are known."""
         for weight_name, shape in self.weights(*shapes):
+            init = self.initializer_of(weight_name)
+            cls = init["class_name"] if isinstance(init, dict) else INITIALIZER_NAMES.get(init)
+            fewest, most = MATRIX_INITIALIZERS.get(cls, (0, len(shape)))
+            if not fewest <= len(shape) <= most:
+                axes = "two" if most == 2 else "two or more"
+                raise LayerError(f"{self.setting_stem(weight_name)}_initializer {cls} fills a weight of {axes} axes; "
+                                 f"its {weight_name} has shape {shape_text(shape)}")
             rule = self.constraint_of(weight_name)
             axis = rule["config"].get("axis") if rule else None
             for a in (axis if isinstance(axis, tuple) else () if axis is None else (axis,)):
