@@ -63,9 +63,13 @@ def find_layer(model: "keras.Model", name: str, path: tuple[str, ...] | None = N
 def set_layer_weights(model: "keras.Model", architecture: Architecture, weights: dict[str, list[np.ndarray]]) -> None:
     """Load ``{layer name: arrays in Keras' order}`` into a model of ``architecture``, as Keras' own loading does
     (``load_own_variables``, which also lets a layer derive its state from them: ``set_weights`` would leave a
-    Normalization computing with the values it had before)."""
+    Normalization computing with the values it had before). A layer whose weights its cell holds (the recurrent
+    layers: :meth:`~mnist_common.architecture.layers.Layer.weight_path` ``cell/vars/i``) loads them into the cell."""
     for node, _, _ in architecture.weight_shapes():
-        find_layer(model, node.name).load_own_variables({str(i): w for i, w in enumerate(weights[node.name])})
+        owner = find_layer(model, node.name)
+        for part in node.layer.weight_path(0).split("/")[:-2]:
+            owner = getattr(owner, part)
+        owner.load_own_variables({str(i): w for i, w in enumerate(weights[node.name])})
 
 
 def layer_weights(model: "keras.Model", architecture: Architecture,

@@ -161,8 +161,8 @@ def _read_weights(h5_bytes: bytes, architecture: Architecture, storage: dict[str
     checked; and the number of optimizer variables."""
     import h5py
 
-    expected = {f"layers/{storage[node.name]}/vars/{i}": (node.name, weight_name, shape,
-                                                            np.dtype(node.layer.weight_dtype(weight_name)))
+    expected = {f"layers/{storage[node.name]}/{node.layer.weight_path(i)}":
+                (node.name, weight_name, shape, np.dtype(node.layer.weight_dtype(weight_name)))
                 for node, _, weights in architecture.weight_shapes()
                 for i, (weight_name, shape) in enumerate(weights)}
     try:

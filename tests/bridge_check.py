@@ -61,9 +61,10 @@ def randomised(model: "keras.Model", seed: int = 0) -> "keras.Model":
         for layer in holder.layers:
             if isinstance(layer, keras.Model):  # a nested model: its own layers
                 fill(layer)
-            else:  # loaded as Keras loads a file's (a Normalization then computes with them)
-                layer.load_own_variables({str(i): draw(w, v.path)
-                                          for i, (w, v) in enumerate(zip(layer.get_weights(), layer.weights))})
+            else:  # loaded as Keras loads a file's (a Normalization then computes with them; a recurrent
+                owner = getattr(layer, "cell", layer)  # layer's weights are its cell's)
+                owner.load_own_variables({str(i): draw(w, v.path)
+                                          for i, (w, v) in enumerate(zip(owner.get_weights(), owner.weights))})
 
     fill(model)
     return model

@@ -60,7 +60,8 @@ def test_a_description_round_trips_through_yaml_and_json(tmp_path):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda c: c["layers"].insert(0, {"type": "LSTM", "units": 4}), "layer 0 (LSTM): not a supported layer type"),
+    (lambda c: c["layers"].insert(0, {"type": "ConvLSTM2D", "filters": 4}),
+     "layer 0 (ConvLSTM2D): not a supported layer type"),
     (lambda c: c["layers"][0].update(dilation=2), "layer 0 (conv2d, Conv2D): unknown setting dilation"),
     (lambda c: c["layers"][0].update(kernel_size=30), "layer 0 (conv2d, Conv2D): kernel height 30 is larger than its input"),
     (lambda c: c["layers"][0].update(padding="full"), "padding must be one of valid, same"),
@@ -120,7 +121,7 @@ TAIL = (("Flatten", {}), ("Dense", {"units": 10, "activation": "softmax"}))
      "activation"),
     (("BatchNormalization", {"axis": [1]}), "only the channel (last) axis"),
     (("Lambda", {"function": "..."}), "layer 0 (l0, Lambda) holds Python code"),
-    (("LSTM", {"units": 4}), "layer 0 (l0, LSTM) is not a supported layer"),
+    (("ConvLSTM2D", {"filters": 4, "kernel_size": 3}), "layer 0 (l0, ConvLSTM2D) is not a supported layer"),
     (("Dense", {"units": 4, "trainable": False}), "is frozen"),
 ])
 def test_keras_configs_outside_the_table_are_refused(layer, message):

@@ -58,7 +58,23 @@ def keras_model(module: Probabilities, named_output: bool = True):
     from lightning_mnist.interop.keras_models import keras_probabilities_model  # Keras loads here, only when asked
 
     model = keras_probabilities_model([(n.architecture, n.state_dict()) for n in module.networks], INPUT_NAME)
+    unroll_recurrent_layers(model)
     return import_keras().Model(model.inputs, {OUTPUT_NAME: model.outputs[0]}) if named_output else model
+
+
+def unroll_recurrent_layers(model) -> None:
+    """Recurrent layers computed as one unrolled graph of their steps (Keras' ``unroll=True``: the same values).
+
+    Keras' loop over the steps is a TensorFlow while loop over a tensor list, which LiteRT's converter
+    refuses where the batch axis is dynamic; the steps of an MNIST sequence are a few dozen.
+    """
+    pending = list(model.layers)
+    while pending:
+        layer = pending.pop()
+        if hasattr(layer, "layers"):  # a nested model
+            pending.extend(layer.layers)
+        elif hasattr(layer, "unroll"):
+            layer.unroll = True
 
 
 def save(module: Probabilities, inputs: tuple[torch.Tensor, ...], path: Path,

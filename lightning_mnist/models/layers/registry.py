@@ -101,6 +101,7 @@ def build(layer: Layer, *shapes: Shape) -> nn.Module:
     for weight_name, keras_shape in layer.weights(*shapes):
         mapping = found.weights[weight_name]
         value = initialize_(torch.empty(keras_shape), layer.initializer_of(weight_name))
+        value = layer.finish_initial(weight_name, value)
         getattr(module, mapping.attribute).copy_(torch.from_numpy(mapping.to_torch(value.numpy(),
                                                                                    layer.weight_dtype(weight_name))))
     return module

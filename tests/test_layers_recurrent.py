@@ -1,0 +1,233 @@
+"""Recurrent layers against Keras: SimpleRNN, LSTM, GRU (both reset forms), forwards and backwards, last output or
+every step's, any activations; their weights' names, shapes and storage in a ``.keras`` file; initialisation
+(Orthogonal, Identity, LSTM's unit forget bias); dropout in training; refusals; and a rows model through every
+format.
+
+An MNIST image as a (28, 28) map is 28 rows of 28 pixels, read one row a step: the classic Keras RNN on MNIST.
+Random weights and inputs, so a gate read in the wrong order or a sequence read the wrong way changes the logits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bridge_check import (L, architecture_of, assert_keras_layer_refused, assert_matches_keras,
+                          assert_settings_round_trip, converts_and_comes_back, keras, network_of,
+                          predicts_alike_on_both_backends, randomised, sampler, sequential_case)
+from lightning_mnist.models.initializers import initialize_
+from lightning_mnist.models.layers import build, converter_of
+from mnist_common.architecture import Architecture, ArchitectureError, architecture_from_keras_config, layers
+from mnist_common.keras_file import read_keras_file
+
+ROWS = (28, 28)
+CASES = {
+    "lstm_rows": (ROWS, [L.LSTM(16)]),
+    "lstm_stacked_backwards": (ROWS, [L.LSTM(8, return_sequences=True, go_backwards=True), L.LSTM(6)]),
+    "lstm_other_activations": ((9, 5), [L.LSTM(6, activation="relu", recurrent_activation="hard_sigmoid",
+                                               return_sequences=True), L.GlobalAveragePooling1D()]),
+    "lstm_without_bias": ((9, 5), [L.LSTM(4, use_bias=False, return_sequences=True), L.Conv1D(3, 2)]),
+    "gru_rows": (ROWS, [L.GRU(12, return_sequences=True), L.GRU(5)]),
+    "gru_reset_before": ((9, 5), [L.GRU(7, reset_after=False, go_backwards=True)]),
+    "gru_reset_before_without_bias": ((9, 5), [L.GRU(7, reset_after=False, use_bias=False)]),
+    "gru_without_bias": ((9, 5), [L.GRU(6, use_bias=False, activation="softsign", recurrent_activation="tanh")]),
+    "simple_rnn_irnn": (ROWS, [L.SimpleRNN(10, activation="relu", recurrent_initializer="identity")]),
+    "simple_rnn_backwards_sequences": ((9, 5), [L.SimpleRNN(4, go_backwards=True, return_sequences=True),
+                                                L.Flatten()]),
+    "rnn_on_flat_pixels": ((784,), [L.Reshape((49, 16)), L.Conv1D(8, 3, strides=2), L.GRU(6, dropout=0.3)]),
+    "dense_on_every_step": ((9, 5), [L.LSTM(5, return_sequences=True), L.Dense(3), L.SimpleRNN(4)]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_recurrent_layers_match_keras(case):
+    shape, layers_ = CASES[case]
+    assert_matches_keras(sequential_case(shape, *layers_, name=case), source=case)
+
+
+@pytest.mark.parametrize("layer, names, shapes", [
+    (L.LSTM(6), ("kernel", "recurrent_kernel", "bias"), ((5, 24), (6, 24), (24,))),
+    (L.GRU(6), ("kernel", "recurrent_kernel", "bias"), ((5, 18), (6, 18), (2, 18))),
+    (L.GRU(6, reset_after=False), ("kernel", "recurrent_kernel", "bias"), ((5, 18), (6, 18), (18,))),
+    (L.SimpleRNN(6, use_bias=False), ("kernel", "recurrent_kernel"), ((5, 6), (6, 6))),
+])
+def test_weights_are_keras_cells_and_map_both_ways_bit_for_bit(layer, names, shapes, tmp_path):
+    """Keras' names, shapes and order (its cell's ``get_weights``); a kernel (in, gates * units) is torch's
+    (gates * units, in), gates in Keras' order; the .keras file keeps them under ``cell/vars/i``, read back exactly."""
+    model = randomised(sequential_case((9, 5), layer), seed=4)
+    architecture, network = network_of(model)
+    [node] = [n for n in architecture.nodes if n.layer.type == type(layer).__name__]
+    assert node.layer.weights((9, 5)) == tuple(zip(names, shapes))
+    keras_weights = model.get_layer(node.name).get_weights()
+    state = network.state_dict()
+    mappings = converter_of(node.layer).weights
+    for name, array in zip(names, keras_weights):
+        torch_value = state[f"{node.name}.{mappings[name].attribute}"].numpy()
+        assert np.array_equal(torch_value, array.T if array.ndim == 2 and name != "bias" else array)
+        assert np.array_equal(mappings[name].to_keras(torch_value, array.shape), array)
+    model.save(tmp_path / "rnn.keras")
+    read = read_keras_file(tmp_path / "rnn.keras")
+    assert all(np.array_equal(a, b) for a, b in zip(read.weights[node.name], keras_weights))
+
+
+def test_torch_initialises_recurrent_weights_as_keras_does():
+    """Orthogonal recurrent kernels (Keras' default), the Identity of the IRNN, and LSTM's forget-gate bias at one
+    with the other gates' at zero (``unit_forget_bias``, Keras' default)."""
+    torch.manual_seed(0)
+    lstm = build(layers.LSTM(units=6), (9, 5))
+    recurrent = lstm.weight_hh.detach().T  # Keras' (units, 4 * units)
+    assert torch.allclose(recurrent @ recurrent.T, torch.eye(6), atol=1e-5)
+    assert torch.equal(lstm.bias.detach(), torch.cat([torch.zeros(6), torch.ones(6), torch.zeros(12)]))
+    plain = build(layers.LSTM(units=6, unit_forget_bias=False), (9, 5))
+    assert torch.equal(plain.bias.detach(), torch.zeros(24))
+    irnn = build(layers.SimpleRNN(units=4, recurrent_initializer={"class_name": "Identity",
+                                                                   "config": {"gain": 0.5}}), (9, 5))
+    assert torch.equal(irnn.weight_hh.detach(), 0.5 * torch.eye(4))
+    tall = initialize_(torch.empty(3, 2, 4), {"class_name": "Orthogonal", "config": {"gain": 2.0}}).reshape(6, 4)
+    assert torch.allclose(tall.T @ tall, 4 * torch.eye(4), atol=1e-5)  # Keras' (6, 4) matrix of a (3, 2, 4) weight
+    keras_lstm = keras.Sequential([keras.Input((9, 5)), L.LSTM(6)]).layers[0]
+    assert np.array_equal(keras_lstm.get_weights()[2], lstm.bias.detach().numpy())
+
+
+def training_outputs(kind: str, x: np.ndarray, **settings) -> tuple[np.ndarray, np.ndarray, "keras.layers.Layer"]:
+    """A seeded random ``kind`` layer on ``x`` in training, by torch and by Keras (the same weights): both outputs,
+    and the Keras layer (for its outputs outside training)."""
+    keras_layer = getattr(L, kind)(return_sequences=True, seed=0, **settings)
+    model = randomised(keras.Sequential([keras.Input(x.shape[1:]), keras_layer]), seed=5)
+    architecture, _ = network_of(sequential_case(x.shape[1:], keras_layer))
+    module = build(architecture.nodes[0].layer, x.shape[1:])
+    module.load_state_dict({mapping.attribute: torch.from_numpy(mapping.to_torch(value)) for mapping, value in
+                            zip(converter_of(architecture.nodes[0].layer).weights.values(), keras_layer.get_weights())})
+    torch.manual_seed(0)
+    module.train()
+    torch_out = module(torch.from_numpy(x)).detach().numpy()
+    keras_out = keras.ops.convert_to_numpy(model(x, training=True))
+    return torch_out, keras_out, keras_layer
+
+
+@pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
+def test_dropout_masks_each_sample_for_all_its_steps_as_keras_does(kind):
+    """In training ``dropout`` keeps or drops each input feature of a sample for all its steps (survivors times
+    1 / (1 - rate)): with one feature, each sample's outputs are those of its input times 0 or times 2 outside
+    training, in both frameworks, about half of each; a mask drawn per step would match neither."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.5, 1.5, (200, 6, 1)).astype(np.float32)
+    torch_out, keras_out, keras_layer = training_outputs(kind, x, units=3, dropout=0.5)
+    dropped, doubled = (keras.ops.convert_to_numpy(keras_layer(x * factor)) for factor in (0.0, 2.0))
+    for out in (torch_out, keras_out):
+        is_dropped = np.isclose(out, dropped, atol=1e-5).all(axis=(1, 2))
+        is_doubled = np.isclose(out, doubled, atol=1e-5).all(axis=(1, 2))
+        assert (is_dropped ^ is_doubled).all() and 0.35 < is_dropped.mean() < 0.65
+
+
+def test_simple_rnn_recurrent_dropout_masks_the_state_of_each_sample_for_all_its_steps_as_keras_does():
+    """``recurrent_dropout`` keeps or drops each state unit of a sample for all its steps: with one unit, each
+    sample's outputs are those of the recurrent kernel times 0 or times 2, in both frameworks."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1.0, 1.0, (200, 6, 3)).astype(np.float32)
+    torch_out, keras_out, keras_layer = training_outputs("SimpleRNN", x, units=1, recurrent_dropout=0.5)
+    kernel, recurrent, bias = keras_layer.get_weights()
+    expected = []
+    for factor in (0.0, 2.0):
+        keras_layer.set_weights([kernel, recurrent * factor, bias])
+        expected.append(keras.ops.convert_to_numpy(keras_layer(x)))
+    for out in (torch_out, keras_out):
+        is_dropped, is_doubled = (np.isclose(out, e, atol=1e-5).all(axis=(1, 2)) for e in expected)
+        assert (is_dropped ^ is_doubled).all() and 0.35 < is_dropped.mean() < 0.65
+
+
+@pytest.mark.parametrize("layer, message", [
+    (L.LSTM(4, return_state=True), "has return_state=True: return_state (the states as extra outputs) is not supported"),
+    (L.LSTM(4, recurrent_dropout=0.2), "has recurrent_dropout=0.2, which is not supported: Keras 3 then masks every "
+                                       "sample with rows of one batch-wide mask"),
+    (L.GRU(4, recurrent_dropout=0.1), "recurrent_dropout=0.1, which is not supported"),
+    (L.LSTM(4, activity_regularizer="l2"), "sets activity_regularizer, which is not supported"),
+    (L.LSTM(4, recurrent_activation="log_softmax"), "recurrent_activation 'log_softmax' is not supported"),
+    (L.SimpleRNN(4, dropout=1.0), "dropout must be a number in [0, 1)"),
+])
+def test_keras_layers_not_mirrored_are_refused_in_one_line(layer, message):
+    assert_keras_layer_refused((9, 5), layer, message)
+
+
+@pytest.mark.parametrize("kind, settings, message", [
+    ("GRU", {"stateful": True}, "has stateful=True: stateful (states kept from one batch to the next) is not "
+                                "supported"),
+    ("LSTM", {"bias_initializer": "orthogonal"}, "bias_initializer Orthogonal fills a weight of two or more axes; "
+                                                 "its bias has shape 16"),
+    ("SimpleRNN", {"bias_initializer": "identity"}, "bias_initializer Identity fills a weight of two axes; its bias "
+                                                    "has shape 4"),
+    ("SimpleRNN", {"go_backwards": "yes"}, "go_backwards must be true or false, got 'yes'"),
+    ("LSTM", {"units": 0}, "units must be a positive integer, got 0"),
+])
+def test_configs_keras_cannot_build_or_we_do_not_mirror_are_refused_in_one_line(kind, settings, message):
+    """What Keras itself fails on when it builds the layer (or later), as a ``.keras`` file's config.json holds it."""
+    config = {"module": "keras", "class_name": "Sequential", "config": {"name": "seq", "layers": [
+        {"module": "keras.layers", "class_name": "InputLayer",
+         "config": {"batch_shape": [None, 9, 5], "dtype": "float32", "name": "input_layer"}},
+        {"module": "keras.layers", "class_name": kind, "config": {"name": "rnn", "units": 4, **settings}},
+        {"module": "keras.layers", "class_name": "Dense", "config": {"name": "dense", "units": 10}}]}}
+    with pytest.raises(ArchitectureError) as info:
+        architecture_from_keras_config(config, "model.keras")
+    text = str(info.value)
+    assert text.startswith(f"model.keras: layer 0 (rnn, {kind})") and message in text and "\n" not in text, text
+
+
+def test_a_recurrent_layer_on_an_image_is_refused_in_one_line():
+    config = {"input_shape": [28, 28, 1], "layers": [{"type": "LSTM", "units": 4}, {"type": "Dense", "units": 10}]}
+    with pytest.raises(ArchitectureError) as info:
+        Architecture.from_config(config)
+    assert "layer 0 (lstm, LSTM): needs an (H, W) map input, got 28x28x1; LSTM reads a sequence of (steps, " \
+           "features)" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_settings_round_trip_through_a_description(tmp_path):
+    for layer in (L.LSTM(5, activation="relu", unit_forget_bias=False, dropout=0.1, seed=3, go_backwards=True,
+                         recurrent_initializer={"class_name": "Orthogonal", "config": {"gain": 0.5, "seed": 2}}),
+                  L.GRU(4, reset_after=False, return_sequences=True, recurrent_activation="hard_sigmoid",
+                        kernel_regularizer="l2", recurrent_constraint="max_norm"),
+                  L.SimpleRNN(3, recurrent_initializer="identity", recurrent_dropout=0.25, use_bias=False)):
+        assert_settings_round_trip((9, 5), [layer], tmp_path)
+
+
+def test_an_lstm_and_a_gru_over_mnist_rows_convert_to_every_format_and_back(tmp_path, capsys, seed_png):
+    """The classic rows model (a GRU over the rows, an LSTM over its steps backwards, a SimpleRNN) as a .keras file:
+    .ckpt, .pt2, .onnx and .tflite proven on MNIST, back to .keras bit for bit, and one digit on both backends."""
+    model = randomised(sequential_case(ROWS, L.GRU(16, return_sequences=True),
+                                       L.LSTM(12, return_sequences=True, go_backwards=True),
+                                       L.SimpleRNN(8, activation="relu")), seed=2)
+    model.save(tmp_path / "rows.keras")
+    converts_and_comes_back(tmp_path / "rows.keras", tmp_path, capsys,
+                            targets=("model.ckpt", "model.pt2", "model.onnx", "model.tflite"))
+    predicts_alike_on_both_backends(tmp_path / "model.ckpt", seed_png, capsys)
+
+
+@sampler("SimpleRNN")
+def make_simple_rnn(rng: np.random.Generator, shape: tuple[int, ...]):
+    return L.SimpleRNN(int(rng.integers(2, 9)), activation=str(rng.choice(["tanh", "relu", "sigmoid"])),
+                       return_sequences=bool(rng.random() < 0.5), go_backwards=bool(rng.random() < 0.3)) \
+        if len(shape) == 2 else None
+
+
+@sampler("LSTM")
+def make_lstm(rng: np.random.Generator, shape: tuple[int, ...]):
+    return L.LSTM(int(rng.integers(2, 9)), recurrent_activation=str(rng.choice(["sigmoid", "hard_sigmoid"])),
+                  use_bias=bool(rng.random() < 0.8), return_sequences=bool(rng.random() < 0.5),
+                  go_backwards=bool(rng.random() < 0.3)) if len(shape) == 2 else None
+
+
+@sampler("GRU")
+def make_gru(rng: np.random.Generator, shape: tuple[int, ...]):
+    return L.GRU(int(rng.integers(2, 9)), reset_after=bool(rng.random() < 0.6), use_bias=bool(rng.random() < 0.8),
+                 return_sequences=bool(rng.random() < 0.5), go_backwards=bool(rng.random() < 0.3)) \
+        if len(shape) == 2 else None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_recurrent_layers_match_keras(seed):
+    """Each sampler's layers in a row on a (steps, features) input: the torch network gives Keras' outputs."""
+    rng = np.random.default_rng(seed)
+    drawn = [make(rng, (8, 6)) for make in (make_simple_rnn, make_lstm, make_gru)]
+    for layer in drawn[:-1]:  # each one's sequences feed the next
+        layer.return_sequences = True
+    assert_matches_keras(sequential_case((8, 6), *drawn), seed, source=f"recurrent seed {seed}")
