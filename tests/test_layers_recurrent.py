@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from bridge_check import (L, architecture_of, assert_keras_layer_refused, assert_matches_keras,
+from bridge_check import (L, assert_keras_layer_refused, assert_matches_keras,
                           assert_settings_round_trip, converts_and_comes_back, keras, network_of,
                           predicts_alike_on_both_backends, randomised, sampler, sequential_case)
 from lightning_mnist.models.initializers import initialize_
