@@ -1,7 +1,7 @@
 """A Keras model from an architecture description, and its weights by layer name.
 
 Each description names its layers and settings exactly as Keras does, so a layer is
-``getattr(keras.layers, spec.type)(**spec.settings())``, called on the outputs of the
+``getattr(keras.layers, spec.type).from_config(spec.settings())``, called on the outputs of the
 layers its node names: a chain becomes a ``Sequential``, any other graph a Functional
 model. Layers keep the description's names, and weights are read and written through
 :func:`find_layer` (by name, in nested models too: a ``.keras`` file may hold a model inside
@@ -24,7 +24,9 @@ keras = import_keras()
 
 
 def keras_layer(layer: Layer) -> "keras.layers.Layer":
-    return getattr(keras.layers, layer.type)(**layer.settings())
+    """The Keras layer of a description, made as Keras makes it from a config.json entry (``from_config``, which
+    also builds a ``Bidirectional``'s layers from their serialised configs)."""
+    return getattr(keras.layers, layer.type).from_config(layer.settings())
 
 
 def build_model(architecture: Architecture | str | os.PathLike | dict | None = None) -> "keras.Model":
@@ -64,12 +66,18 @@ def set_layer_weights(model: "keras.Model", architecture: Architecture, weights:
     """Load ``{layer name: arrays in Keras' order}`` into a model of ``architecture``, as Keras' own loading does
     (``load_own_variables``, which also lets a layer derive its state from them: ``set_weights`` would leave a
     Normalization computing with the values it had before). A layer whose weights its cell holds (the recurrent
-    layers: :meth:`~mnist_common.architecture.layers.Layer.weight_path` ``cell/vars/i``) loads them into the cell."""
+    layers: :meth:`~mnist_common.architecture.layers.Layer.weight_path` ``cell/vars/i``; ``forward_layer/cell/vars/i``
+    in a Bidirectional) loads them into the cell."""
     for node, _, _ in architecture.weight_shapes():
-        owner = find_layer(model, node.name)
-        for part in node.layer.weight_path(0).split("/")[:-2]:
-            owner = getattr(owner, part)
-        owner.load_own_variables({str(i): w for i, w in enumerate(weights[node.name])})
+        stores: dict[str, dict[str, np.ndarray]] = {}  # the path of the layer that holds them -> its arrays
+        for i, array in enumerate(weights[node.name]):
+            owner, _, index = node.layer.weight_path(i).rpartition("vars/")
+            stores.setdefault(owner, {})[index] = array
+        for owner, store in stores.items():
+            holder = find_layer(model, node.name)
+            for part in filter(None, owner.split("/")):
+                holder = getattr(holder, part)
+            holder.load_own_variables(store)
 
 
 def layer_weights(model: "keras.Model", architecture: Architecture,

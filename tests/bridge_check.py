@@ -61,10 +61,11 @@ def randomised(model: "keras.Model", seed: int = 0) -> "keras.Model":
         for layer in holder.layers:
             if isinstance(layer, keras.Model):  # a nested model: its own layers
                 fill(layer)
-            else:  # loaded as Keras loads a file's (a Normalization then computes with them; a recurrent
-                owner = getattr(layer, "cell", layer)  # layer's weights are its cell's)
-                owner.load_own_variables({str(i): draw(w, v.path)
-                                          for i, (w, v) in enumerate(zip(owner.get_weights(), owner.weights))})
+            else:  # loaded as Keras loads a file's (a Normalization then computes with them); a recurrent layer's
+                sides = [getattr(layer, side) for side in ("forward_layer", "backward_layer") if hasattr(layer, side)]
+                for owner in [getattr(one, "cell", one) for one in sides or [layer]]:  # weights are its cell's
+                    owner.load_own_variables({str(i): draw(w, v.path)
+                                              for i, (w, v) in enumerate(zip(owner.get_weights(), owner.weights))})
 
     fill(model)
     return model
@@ -139,7 +140,12 @@ def assert_settings_round_trip(shape: tuple[int, ...], layers: list, folder: Pat
     (folder / "net.yaml").write_text(yaml.safe_dump(architecture.to_config()))
     again = Architecture.load(folder / "net.yaml")
     assert again == architecture
-    as_json = lambda config: json.loads(json.dumps({k: v for k, v in config.items() if k != "name"}))  # noqa: E731
+    def as_json(config: dict) -> dict:  # its name aside, and what a built layer adds (a Bidirectional's layers' shapes)
+        def settings(value):
+            return {k: settings(v) for k, v in value.items() if k != "build_config"} if isinstance(value, dict) \
+                else value
+        return json.loads(json.dumps(settings({k: v for k, v in config.items() if k != "name"})))
+
     assert as_json(keras_layer(again.nodes[0].layer).get_config()) == as_json(layers[0].get_config())
 
 

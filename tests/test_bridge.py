@@ -255,8 +255,8 @@ def test_predict_agrees_on_both_backends_with_keras(name, keras_files, tmp_path,
 
 def _unsupported_models() -> dict[str, "keras.Model"]:
     return {
-        "bidirectional": keras.Sequential([keras.Input((28, 28)), L.Bidirectional(L.LSTM(16)),
-                                           L.Dense(10, activation="softmax")]),
+        "conv_lstm": keras.Sequential([keras.Input((28, 28, 1)), L.ConvLSTM1D(4, 3), L.Flatten(),
+                                       L.Dense(10, activation="softmax")]),
         "lambda": keras.Sequential([keras.Input((28, 28, 1)), L.Lambda(lambda t: t * 2.0), L.Flatten(),
                                     L.Dense(10, activation="softmax")]),
         "channels_first": keras.Sequential([keras.Input((1, 28, 28)), L.Conv2D(8, 3, data_format="channels_first"),
@@ -265,9 +265,9 @@ def _unsupported_models() -> dict[str, "keras.Model"]:
 
 
 def test_unsupported_layers_are_refused_by_the_command_line(tmp_path, mnist_dir):
-    """A Bidirectional, a Lambda and a channels-first Conv2D: one line naming the layer, exit 2, no file (real
+    """A ConvLSTM1D, a Lambda and a channels-first Conv2D: one line naming the layer, exit 2, no file (real
     subprocesses)."""
-    expected = {"bidirectional": ("layer 0 (bidirectional, Bidirectional) is not a supported layer",),
+    expected = {"conv_lstm": ("layer 0 (conv_lstm1d, ConvLSTM1D) is not a supported layer",),
                 "lambda": ("layer 0 (lambda, Lambda) holds Python code",),
                 "channels_first": ("layer 0 (conv2d", "data_format other than channels_last is not supported")}
     env = {**os.environ, "MNIST_DATA_DIR": str(mnist_dir), "PYTHONPATH": str(REPO)}
@@ -318,9 +318,9 @@ class Doubler(keras.layers.Layer):
     ("shared", _shared_layer, "is called 2 times; a layer shared between calls"),
     ("custom", lambda: keras.Sequential([keras.Input((28, 28, 1)), Doubler(), L.Flatten(), L.Dense(10)]),
      "layer 0 (doubler, Doubler) is not a supported layer"),
-    ("bidirectional", lambda: keras.Sequential([keras.Input((28, 28)), L.Bidirectional(L.GRU(4), name="both_ways"),
-                                                L.Dense(10)]),
-     "layer 0 (both_ways, Bidirectional) is not a supported layer"),
+    ("conv_lstm", lambda: keras.Sequential([keras.Input((28, 28, 1)), L.ConvLSTM1D(4, 3, name="rows_lstm"),
+                                            L.Flatten(), L.Dense(10)]),
+     "layer 0 (rows_lstm, ConvLSTM1D) is not a supported layer"),
     ("activity", lambda: keras.Sequential([keras.Input((28, 28, 1)), L.Flatten(),
                                            L.Dense(10, activity_regularizer=keras.regularizers.L2(1e-3))]),
      "sets activity_regularizer, which is not supported"),

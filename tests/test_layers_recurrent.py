@@ -37,6 +37,15 @@ CASES = {
                                                 L.Flatten()]),
     "rnn_on_flat_pixels": ((784,), [L.Reshape((49, 16)), L.Conv1D(8, 3, strides=2), L.GRU(6, dropout=0.3)]),
     "dense_on_every_step": ((9, 5), [L.LSTM(5, return_sequences=True), L.Dense(3), L.SimpleRNN(4)]),
+    "bidirectional_lstm_rows": (ROWS, [L.Bidirectional(L.LSTM(8, return_sequences=True)),
+                                       L.Bidirectional(L.LSTM(6))]),
+    "bidirectional_merges": ((9, 5), [L.Bidirectional(L.GRU(4, return_sequences=True), merge_mode="sum"),
+                                      L.Bidirectional(L.SimpleRNN(4, return_sequences=True), merge_mode="ave"),
+                                      L.Bidirectional(L.GRU(3, reset_after=False), merge_mode="mul")]),
+    "bidirectional_own_backward_layer": ((9, 5), [L.Bidirectional(
+        L.LSTM(5, return_sequences=True), backward_layer=L.GRU(5, return_sequences=True, go_backwards=True))]),
+    "bidirectional_of_a_backwards_layer": ((9, 5), [L.Bidirectional(
+        L.SimpleRNN(4, go_backwards=True), backward_layer=L.SimpleRNN(4, activation="relu"), merge_mode="mul")]),
 }
 
 
@@ -51,10 +60,14 @@ def test_recurrent_layers_match_keras(case):
     (L.GRU(6), ("kernel", "recurrent_kernel", "bias"), ((5, 18), (6, 18), (2, 18))),
     (L.GRU(6, reset_after=False), ("kernel", "recurrent_kernel", "bias"), ((5, 18), (6, 18), (18,))),
     (L.SimpleRNN(6, use_bias=False), ("kernel", "recurrent_kernel"), ((5, 6), (6, 6))),
+    (L.Bidirectional(L.SimpleRNN(6), backward_layer=L.GRU(6, go_backwards=True, use_bias=False)),
+     ("forward_kernel", "forward_recurrent_kernel", "forward_bias", "backward_kernel", "backward_recurrent_kernel"),
+     ((5, 6), (6, 6), (6,), (5, 18), (6, 18))),
 ])
 def test_weights_are_keras_cells_and_map_both_ways_bit_for_bit(layer, names, shapes, tmp_path):
-    """Keras' names, shapes and order (its cell's ``get_weights``); a kernel (in, gates * units) is torch's
-    (gates * units, in), gates in Keras' order; the .keras file keeps them under ``cell/vars/i``, read back exactly."""
+    """Keras' names, shapes and order (its cell's ``get_weights``; a Bidirectional's forward layer's, then its backward
+    one's); a kernel (in, gates * units) is torch's (gates * units, in), gates in Keras' order; the .keras file keeps
+    them under ``cell/vars/i`` (``forward_layer/cell/vars/i``, ...), read back exactly."""
     model = randomised(sequential_case((9, 5), layer), seed=4)
     architecture, network = network_of(model)
     [node] = [n for n in architecture.nodes if n.layer.type == type(layer).__name__]
@@ -64,7 +77,7 @@ def test_weights_are_keras_cells_and_map_both_ways_bit_for_bit(layer, names, sha
     mappings = converter_of(node.layer).weights
     for name, array in zip(names, keras_weights):
         torch_value = state[f"{node.name}.{mappings[name].attribute}"].numpy()
-        assert np.array_equal(torch_value, array.T if array.ndim == 2 and name != "bias" else array)
+        assert np.array_equal(torch_value, array.T if array.ndim == 2 and not name.endswith("bias") else array)
         assert np.array_equal(mappings[name].to_keras(torch_value, array.shape), array)
     model.save(tmp_path / "rnn.keras")
     read = read_keras_file(tmp_path / "rnn.keras")
@@ -145,6 +158,13 @@ def test_simple_rnn_recurrent_dropout_masks_the_state_of_each_sample_for_all_its
     (L.LSTM(4, activity_regularizer="l2"), "sets activity_regularizer, which is not supported"),
     (L.LSTM(4, recurrent_activation="log_softmax"), "recurrent_activation 'log_softmax' is not supported"),
     (L.SimpleRNN(4, dropout=1.0), "dropout must be a number in [0, 1)"),
+    (L.Bidirectional(L.LSTM(4), merge_mode=None), "has merge_mode=None (the two directions as two outputs), which is "
+                                                  "not supported"),
+    (L.Bidirectional(L.LSTM(4, recurrent_dropout=0.5)), "layer (LSTM): has recurrent_dropout=0.5, which is not "
+                                                        "supported"),
+    (L.Bidirectional(L.GRU(4), backward_layer=L.GRU(5, go_backwards=True)),
+     "needs both directions of one size (Keras assumes the layer's for both); the layer gives 4 and the "
+     "backward_layer 5"),
 ])
 def test_keras_layers_not_mirrored_are_refused_in_one_line(layer, message):
     assert_keras_layer_refused((9, 5), layer, message)
@@ -159,18 +179,39 @@ def test_keras_layers_not_mirrored_are_refused_in_one_line(layer, message):
                                                     "has shape 4"),
     ("SimpleRNN", {"go_backwards": "yes"}, "go_backwards must be true or false, got 'yes'"),
     ("LSTM", {"units": 0}, "units must be a positive integer, got 0"),
+    ("Bidirectional", {"layer": {"class_name": "Dense", "config": {"units": 3}}},
+     "layer must be a SimpleRNN, LSTM or GRU, got 'Dense'"),
+    ("Bidirectional", {"layer": {"class_name": "LSTM", "config": {"units": 3}},
+                       "backward_layer": {"class_name": "LSTM", "config": {"units": 3}}},
+     "reads the steps forwards in both layers (go_backwards=False in each); Keras needs the two to differ"),
+    ("Bidirectional", {"layer": {"class_name": "LSTM", "config": {"units": 3, "return_sequences": True}},
+                       "backward_layer": {"class_name": "GRU", "config": {"units": 3, "go_backwards": True}}},
+     "return_sequences is True in the layer but False in the backward_layer; Keras needs them the same"),
+    ("Bidirectional", {"layer": {"class_name": "SimpleRNN", "config": {"units": 3, "bias_initializer": "identity"}}},
+     "layer: bias_initializer Identity fills a weight of two axes"),
 ])
 def test_configs_keras_cannot_build_or_we_do_not_mirror_are_refused_in_one_line(kind, settings, message):
     """What Keras itself fails on when it builds the layer (or later), as a ``.keras`` file's config.json holds it."""
     config = {"module": "keras", "class_name": "Sequential", "config": {"name": "seq", "layers": [
         {"module": "keras.layers", "class_name": "InputLayer",
          "config": {"batch_shape": [None, 9, 5], "dtype": "float32", "name": "input_layer"}},
-        {"module": "keras.layers", "class_name": kind, "config": {"name": "rnn", "units": 4, **settings}},
+        {"module": "keras.layers", "class_name": kind,
+         "config": {"name": "rnn", **({} if kind == "Bidirectional" else {"units": 4}), **settings}},
         {"module": "keras.layers", "class_name": "Dense", "config": {"name": "dense", "units": 10}}]}}
     with pytest.raises(ArchitectureError) as info:
         architecture_from_keras_config(config, "model.keras")
     text = str(info.value)
     assert text.startswith(f"model.keras: layer 0 (rnn, {kind})") and message in text and "\n" not in text, text
+
+
+def test_a_sequence_too_long_to_run_step_by_step_is_refused_in_one_line():
+    """A crafted file's million steps would run for hours: more than MAX_STEPS is refused before anything is built."""
+    config = {"input_shape": [9, 5], "layers": [{"type": "UpSampling1D", "size": 500}, {"type": "LSTM", "units": 4},
+                                                {"type": "Dense", "units": 10}]}
+    with pytest.raises(ArchitectureError) as info:
+        Architecture.from_config(config)
+    assert "layer 1 (lstm, LSTM): reads 4,500 steps, more than this bridge runs a recurrent layer over (4,096: one " \
+           "small operator group per step)" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_a_recurrent_layer_on_an_image_is_refused_in_one_line():
@@ -186,15 +227,19 @@ def test_settings_round_trip_through_a_description(tmp_path):
                          recurrent_initializer={"class_name": "Orthogonal", "config": {"gain": 0.5, "seed": 2}}),
                   L.GRU(4, reset_after=False, return_sequences=True, recurrent_activation="hard_sigmoid",
                         kernel_regularizer="l2", recurrent_constraint="max_norm"),
-                  L.SimpleRNN(3, recurrent_initializer="identity", recurrent_dropout=0.25, use_bias=False)):
+                  L.SimpleRNN(3, recurrent_initializer="identity", recurrent_dropout=0.25, use_bias=False),
+                  L.Bidirectional(L.LSTM(4, return_sequences=True), merge_mode="ave"),
+                  L.Bidirectional(L.GRU(4), backward_layer=L.SimpleRNN(4, go_backwards=True))):
         assert_settings_round_trip((9, 5), [layer], tmp_path)
 
 
 def test_an_lstm_and_a_gru_over_mnist_rows_convert_to_every_format_and_back(tmp_path, capsys, seed_png):
-    """The classic rows model (a GRU over the rows, an LSTM over its steps backwards, a SimpleRNN) as a .keras file:
-    .ckpt, .pt2, .onnx and .tflite proven on MNIST, back to .keras bit for bit, and one digit on both backends."""
+    """The classic rows model (a GRU over the rows, an LSTM over its steps backwards, a bidirectional LSTM, a
+    SimpleRNN) as a .keras file: .ckpt, .pt2, .onnx and .tflite proven on MNIST, back to .keras bit for bit, and one
+    digit on both backends."""
     model = randomised(sequential_case(ROWS, L.GRU(16, return_sequences=True),
                                        L.LSTM(12, return_sequences=True, go_backwards=True),
+                                       L.Bidirectional(L.LSTM(6, return_sequences=True)),
                                        L.SimpleRNN(8, activation="relu")), seed=2)
     model.save(tmp_path / "rows.keras")
     converts_and_comes_back(tmp_path / "rows.keras", tmp_path, capsys,
@@ -223,11 +268,28 @@ def make_gru(rng: np.random.Generator, shape: tuple[int, ...]):
         if len(shape) == 2 else None
 
 
+@sampler("Bidirectional")
+def make_bidirectional(rng: np.random.Generator, shape: tuple[int, ...]):
+    inner = (make_simple_rnn, make_lstm, make_gru)[int(rng.integers(3))](rng, shape)
+    if inner is None:
+        return None
+    inner.go_backwards = False
+    return L.Bidirectional(inner, merge_mode=str(rng.choice(["concat", "sum", "mul", "ave"])))
+
+
+def returning_sequences(layer: "keras.layers.Layer") -> "keras.layers.Layer":
+    """The same layer (a Bidirectional: both of its layers) giving every step's output."""
+    config = layer.get_config()
+    for settings in ([config["layer"]["config"], config["backward_layer"]["config"]] if "layer" in config
+                     else [config]):
+        settings["return_sequences"] = True
+    return type(layer).from_config(config)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_random_recurrent_layers_match_keras(seed):
     """Each sampler's layers in a row on a (steps, features) input: the torch network gives Keras' outputs."""
     rng = np.random.default_rng(seed)
-    drawn = [make(rng, (8, 6)) for make in (make_simple_rnn, make_lstm, make_gru)]
-    for layer in drawn[:-1]:  # each one's sequences feed the next
-        layer.return_sequences = True
+    drawn = [make(rng, (8, 6)) for make in (make_simple_rnn, make_lstm, make_bidirectional, make_gru)]
+    drawn = [*map(returning_sequences, drawn[:-1]), drawn[-1]]  # each one's sequences feed the next
     assert_matches_keras(sequential_case((8, 6), *drawn), seed, source=f"recurrent seed {seed}")

@@ -73,6 +73,8 @@ def unroll_recurrent_layers(model) -> None:
         layer = pending.pop()
         if hasattr(layer, "layers"):  # a nested model
             pending.extend(layer.layers)
+        elif hasattr(layer, "forward_layer"):  # a Bidirectional
+            pending.extend((layer.forward_layer, layer.backward_layer))
         elif hasattr(layer, "unroll"):
             layer.unroll = True
 

@@ -73,8 +73,8 @@ class KerasNetwork(nn.Module):
                                         for node, _, weights in architecture.weight_shapes()
                                         for weight, shape in weights
                                         if (rule := node.layer.constraint_of(weight)) is not None)
-        # (module, its weight's attribute, l1, l2) for every weight a Keras regularizer penalises
-        self.weight_penalties = tuple((node.name, converter_of(node.layer).weights[weight].attribute,
+        # (module, its weight's mapping, l1, l2) for every weight a Keras regularizer penalises
+        self.weight_penalties = tuple((node.name, converter_of(node.layer).weights[weight],
                                        rule["config"].get("l1", 0.0), rule["config"].get("l2", 0.0))
                                       for node, _, weights in architecture.weight_shapes() for weight, _ in weights
                                       if (rule := node.layer.regularizer_of(weight)) is not None)
@@ -108,7 +108,7 @@ class KerasNetwork(nn.Module):
         """Keras' weight constraints, as its optimizers apply them after every step: each weight replaced by its
         constrained value, computed in Keras' layout (the constraint's axes are Keras')."""
         for module, mapping, shape, rule in self.weight_constraints:
-            weight = getattr(getattr(self, module), mapping.attribute)
+            weight = mapping.tensor_of(getattr(self, module))
             weight.copy_(mapping.torch_view(constrained(mapping.keras_view(weight, shape), rule), shape))
 
     def regularization_loss(self) -> torch.Tensor | None:
@@ -116,8 +116,8 @@ class KerasNetwork(nn.Module):
         regularised weights of ``l1 * sum(|w|) + l2 * sum(w ** 2)`` (sums that a weight's torch layout does not
         change). None for a network without any (nothing to add, no time spent)."""
         total = None
-        for module, attribute, l1, l2 in self.weight_penalties:
-            weight = getattr(getattr(self, module), attribute)
+        for module, mapping, l1, l2 in self.weight_penalties:
+            weight = mapping.tensor_of(getattr(self, module))
             for factor, term in ((l1, torch.abs), (l2, torch.square)):
                 if factor:
                     penalty = factor * term(weight).sum()

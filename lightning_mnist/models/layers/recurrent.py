@@ -1,4 +1,5 @@
-"""Keras' recurrent layers in torch: ``SimpleRNN``, ``LSTM``, ``GRU``, step by step as Keras' cells compute them.
+"""Keras' recurrent layers in torch: ``SimpleRNN``, ``LSTM``, ``GRU``, step by step as Keras' cells compute them;
+``Bidirectional``.
 
 torch's ``nn.LSTM`` and ``nn.GRU`` are not used: they fix the activations (Keras lets both be
 chosen), keep two biases where Keras' LSTM has one, and order GRU's gates otherwise (reset, update
@@ -16,9 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_mnist.models.layers.activations import ACTIVATIONS
-from lightning_mnist.models.layers.registry import WeightMap, converter
+from lightning_mnist.models.layers.registry import WeightMap, converter, converter_of
 from mnist_common.architecture import layers as keras
 from mnist_common.architecture.layers import Shape
+from mnist_common.architecture.layers.recurrent import SIDES
 
 WEIGHTS = dict(kernel=WeightMap("weight_ih", (1, 0)), recurrent_kernel=WeightMap("weight_hh", (1, 0)),
                bias=WeightMap("bias"))
@@ -122,3 +124,28 @@ class GRU(Recurrent):
             u, r = self.gate(x_u + h_u), self.gate(x_r + h_r)
             candidate = x_c + F.linear(r * h, self.weight_hh[2 * self.units:])
         return (u * h + (1 - u) * self.activation(candidate),)
+
+
+@converter(keras.Bidirectional, **{f"{side}_{name}": WeightMap(f"{side}_layer.{mapping.attribute}", mapping.permutation)
+                                   for side in SIDES for name, mapping in WEIGHTS.items()})
+class Bidirectional(nn.Module):
+    """The two recurrent modules on the same input; the backward one's outputs flipped back into the steps' order
+    when it gives every step's, then merged as Keras merges them."""
+
+    def __init__(self, spec: keras.Bidirectional, shape: Shape) -> None:
+        super().__init__()
+        self.forward_layer = converter_of(spec.layer).module(spec.layer, shape)
+        self.backward_layer = converter_of(spec.backward_layer).module(spec.backward_layer, shape)
+        self.merge_mode, self.return_sequences = spec.merge_mode, spec.layer.return_sequences
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, y_rev = self.forward_layer(x), self.backward_layer(x)
+        if self.return_sequences:
+            y_rev = y_rev.flip(1)
+        if self.merge_mode == "concat":
+            return torch.cat([y, y_rev], dim=-1)
+        if self.merge_mode == "sum":
+            return y + y_rev
+        if self.merge_mode == "ave":
+            return (y + y_rev) / 2
+        return y * y_rev

@@ -19,6 +19,7 @@ drawn in Keras' own layout (so fans are Keras', whatever torch's layout), then m
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,6 +38,10 @@ class WeightMap:
     attribute: str  # the module's parameter or buffer
     permutation: tuple[int, ...] | None = None  # Keras axes in torch's order
     reshape: Callable[[tuple[int, ...]], tuple[int, ...]] | None = None  # of the permuted Keras shape
+
+    def tensor_of(self, module: nn.Module) -> torch.Tensor:
+        """The parameter or buffer in ``module`` (a dotted path reaches into a submodule: ``forward_layer.bias``)."""
+        return operator.attrgetter(self.attribute)(module)
 
     def torch_shape(self, keras_shape: Shape) -> tuple[int, ...]:
         shape = tuple(keras_shape[i] for i in self.permutation) if self.permutation else tuple(keras_shape)
@@ -102,6 +107,6 @@ def build(layer: Layer, *shapes: Shape) -> nn.Module:
         mapping = found.weights[weight_name]
         value = initialize_(torch.empty(keras_shape), layer.initializer_of(weight_name))
         value = layer.finish_initial(weight_name, value)
-        getattr(module, mapping.attribute).copy_(torch.from_numpy(mapping.to_torch(value.numpy(),
+        mapping.tensor_of(module).copy_(torch.from_numpy(mapping.to_torch(value.numpy(),
                                                                                    layer.weight_dtype(weight_name))))
     return module

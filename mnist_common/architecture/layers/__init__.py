@@ -9,7 +9,7 @@ and so has this package's namespace (``layers.Conv2D``).
 Adding a layer kind: its description here, and on the torch side its module, builder and
 weight mapping in one file of ``lightning_mnist.models.layers`` (``tests/test_bridge.py``
 fails while a described kind has none). The Keras side builds
-``getattr(keras.layers, spec.type)(**spec.settings())`` and needs nothing.
+``getattr(keras.layers, spec.type).from_config(spec.settings())`` and needs nothing.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Keras' recurrent layers: SimpleRNN, LSTM, GRU, over the steps of a (steps, features) sequence.
+"""Keras' recurrent layers: SimpleRNN, LSTM, GRU, over the steps of a (steps, features) sequence; Bidirectional.
 
 An MNIST image read as 28 rows of 28 pixels is the classic input ("rows as a sequence"). Each
 layer starts from zero states, reads the steps in order (or backwards, ``go_backwards``) and
@@ -14,22 +14,29 @@ sample. Keras' ``unroll`` and ``use_cudnn`` pick how it computes the same values
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mnist_common.architecture.layers.base import (
+    LAYER_TYPES,
     Layer,
     LayerError,
     Shape,
     activation_name,
     boolean,
+    choice,
     initializer,
     layer_type,
     number,
     positive_int,
     require_rank,
     seed_value,
+    shape_text,
 )
+
+
+MAX_STEPS = 4_096  # an MNIST image has 28 rows, or 784 pixels; a crafted file's million steps would run for hours
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +83,9 @@ class _Recurrent(Layer):
 
     def output_shape(self, shape: Shape) -> Shape:
         require_rank(shape, 2, f"{self.type} reads a sequence of (steps, features)")
+        if shape[0] > MAX_STEPS:
+            raise LayerError(f"reads {shape[0]:,} steps, more than this bridge runs a recurrent layer over "
+                             f"({MAX_STEPS:,}: one small operator group per step)")
         return (shape[0], self.units) if self.return_sequences else (self.units,)
 
     def bias_shape(self) -> Shape:
@@ -149,3 +159,118 @@ class GRU(_Gated):
 
     def bias_shape(self) -> Shape:
         return (2, self.GATES * self.units) if self.reset_after else (self.GATES * self.units,)
+
+
+MERGE_MODES = ("concat", "sum", "mul", "ave")
+SIDES = ("forward", "backward")
+
+
+def recurrent_layer(value: Any, setting: str) -> _Recurrent:
+    """A SimpleRNN, LSTM or GRU given as a description, as Keras serialises a layer (``{"class_name": "LSTM",
+    "config": {...}}``, what config.json holds) or as a description's entry (``{"type": "LSTM", "units": 8}``)."""
+    if isinstance(value, dict) and ("class_name" in value or "type" in value):
+        kind = value.get("class_name", value.get("type"))
+        found = LAYER_TYPES.get(kind) if isinstance(kind, str) else None
+        if found is None or not issubclass(found, _Recurrent):
+            raise LayerError(f"{setting} must be a SimpleRNN, LSTM or GRU, got {kind!r}")
+        if value.get("module") not in (None, "keras.layers") or value.get("registered_name") not in (None, kind):
+            raise LayerError(f"{setting} is a custom class ({value.get('registered_name') or kind}); only Keras' "
+                             f"SimpleRNN, LSTM and GRU are supported")
+        try:
+            if "class_name" in value:
+                return found.from_keras(dict(value.get("config") or {}))
+            return found.from_settings({k: v for k, v in value.items() if k != "type"})
+        except LayerError as err:
+            raise LayerError(f"{setting} ({kind}): {err}") from None
+    if isinstance(value, _Recurrent):
+        return value
+    raise LayerError(f"{setting} must be a SimpleRNN, LSTM or GRU layer config, got {value!r}")
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Bidirectional(Layer):
+    """A recurrent ``layer`` reading the steps forwards and a ``backward_layer`` reading them backwards (by default
+    the layer's own settings with ``go_backwards``, as Keras makes it), their outputs merged by ``merge_mode``; with
+    ``return_sequences`` the backward outputs are put back in the steps' order first. Keras keeps the two layers'
+    weights under ``forward_layer/cell`` and ``backward_layer/cell``; here they are the forward's then the
+    backward's, named ``forward_kernel``, ..., ``backward_bias``. ``merge_mode=None`` (two outputs) is refused."""
+
+    layer: Any
+    merge_mode: str = "concat"
+    backward_layer: Any = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        set_ = object.__setattr__
+        if self.merge_mode is None:
+            raise LayerError("has merge_mode=None (the two directions as two outputs), which is not supported; "
+                             f"give one of {', '.join(MERGE_MODES)}")
+        set_(self, "merge_mode", choice(self.merge_mode, "merge_mode", MERGE_MODES))
+        forward = recurrent_layer(self.layer, "layer")
+        set_(self, "layer", forward)
+        if self.backward_layer is None:
+            name = forward.name and "backward_" + forward.name.removeprefix("forward_").removeprefix("backward_")
+            set_(self, "backward_layer", dataclasses.replace(forward, go_backwards=True, name=name))
+        else:
+            set_(self, "backward_layer", recurrent_layer(self.backward_layer, "backward_layer"))
+        backward = self.backward_layer
+        if forward.go_backwards == backward.go_backwards:
+            raise LayerError(f"reads the steps {'backwards' if forward.go_backwards else 'forwards'} in both layers "
+                             f"(go_backwards={forward.go_backwards} in each); Keras needs the two to differ")
+        if forward.return_sequences != backward.return_sequences:
+            raise LayerError(f"return_sequences is {forward.return_sequences} in the layer but "
+                             f"{backward.return_sequences} in the backward_layer; Keras needs them the same")
+
+    def sides(self) -> tuple[tuple[str, _Recurrent], ...]:
+        return ("forward", self.layer), ("backward", self.backward_layer)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        forward, backward = self.layer.output_shape(shape), self.backward_layer.output_shape(shape)
+        if forward != backward:  # Keras declares the forward layer's shape for both, so its model would not run
+            raise LayerError(f"needs both directions of one size (Keras assumes the layer's for both); the layer "
+                             f"gives {shape_text(forward)} and the backward_layer {shape_text(backward)}")
+        return (*forward[:-1], 2 * forward[-1]) if self.merge_mode == "concat" else forward
+
+    def weights(self, shape: Shape) -> tuple[tuple[str, Shape], ...]:
+        return tuple((f"{side}_{name}", size) for side, layer in self.sides() for name, size in layer.weights(shape))
+
+    def weight_path(self, index: int) -> str:
+        count = len(self.layer.weights((1, 1)))  # how many weights the forward layer has (any shape)
+        side, layer = self.sides()[index >= count]
+        return f"{side}_layer/{layer.weight_path(index - count if index >= count else index)}"
+
+    def side_of(self, weight_name: str) -> tuple[_Recurrent, str]:
+        """The layer that holds a weight and its name there: ``backward_kernel`` is the backward layer's ``kernel``."""
+        side, _, name = weight_name.partition("_")
+        return dict(self.sides())[side], name
+
+    def initializer_of(self, weight_name: str) -> str | dict[str, Any]:
+        layer, name = self.side_of(weight_name)
+        return layer.initializer_of(name)
+
+    def regularizer_of(self, weight_name: str) -> dict[str, Any] | None:
+        layer, name = self.side_of(weight_name)
+        return layer.regularizer_of(name)
+
+    def constraint_of(self, weight_name: str) -> dict[str, Any] | None:
+        layer, name = self.side_of(weight_name)
+        return layer.constraint_of(name)
+
+    def finish_initial(self, weight_name: str, value: Any) -> Any:
+        layer, name = self.side_of(weight_name)
+        return layer.finish_initial(name, value)
+
+    def check_weight_settings(self, *shapes: Shape) -> None:
+        for side, layer in self.sides():
+            try:
+                layer.check_weight_settings(*shapes)
+            except LayerError as err:
+                raise LayerError(f"{'layer' if side == 'forward' else 'backward_layer'}: {err}") from None
+
+    def settings(self) -> dict[str, Any]:
+        """The two layers as Keras serialises them (what ``Bidirectional.from_config`` and config.json take)."""
+        nested = {side: {"module": "keras.layers", "class_name": layer.type, "config": layer.settings(),
+                         "registered_name": None} for side, layer in self.sides()}
+        out = {"layer": nested["forward"], "merge_mode": self.merge_mode, "backward_layer": nested["backward"]}
+        return {"name": self.name, **out} if self.name is not None else out
