@@ -38,7 +38,7 @@ class ModelSettings:
     """The network, its optimizer and its loss: the settings Lightning's ``--model.*`` has, meaning the same.
 
     Args:
-        architecture: a preset (notebook, keras_io, lenet5, resnet), a YAML/JSON description or a .keras file's architecture.
+        architecture: a preset (notebook, keras_io, lenet5, resnet, rows_lstm), a YAML/JSON description or a .keras file's architecture.
         lr: Adam's learning rate (the notebook's 1e-4); with lr_schedule onecycle, the peak.
         lr_schedule: constant (the notebook), or onecycle: torch's one-cycle curve (warm-up, then
             annealing, with Adam's beta_1 cycled inversely) over the whole run, stepped per batch.

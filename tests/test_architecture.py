@@ -18,7 +18,8 @@ NOTEBOOK_SHAPES = [(26, 26, 32), (26, 26, 32), (13, 13, 32), (11, 11, 64), (11, 
 
 def test_presets_have_their_published_parameter_counts():
     counts = {name: sum(Architecture.load(name).parameter_count()) for name in presets()}
-    assert counts == {"notebook": 225_418, "keras_io": 34_826, "lenet5": 61_706, "resnet": 152_106}
+    assert counts == {"notebook": 225_418, "keras_io": 34_826, "lenet5": 61_706, "resnet": 152_106,
+                      "rows_lstm": 24_714}
     notebook = Architecture.load("notebook")
     assert notebook.parameter_count() == (225_226, 192)
     assert [notebook.shapes[node.name] for node in notebook.nodes] == NOTEBOOK_SHAPES and notebook.num_classes == 10
@@ -85,7 +86,7 @@ def test_bad_descriptions_name_the_layer_and_the_problem(edit, message):
 
 
 def test_load_names_what_it_accepts(tmp_path):
-    for value, message in (("resnet50", "not a preset (keras_io, lenet5, notebook, resnet)"),
+    for value, message in (("resnet50", "not a preset (keras_io, lenet5, notebook, resnet, rows_lstm)"),
                            (tmp_path / "missing.yaml", "no such file")):
         with pytest.raises(ArchitectureError, match=message.replace("(", r"\(").replace(")", r"\)")):
             Architecture.load(value)

@@ -37,7 +37,8 @@ for _family in sorted(Path(__file__).parent.glob("test_layers_*.py")):
 
 TRAIN_IMAGES = 6000  # enough for the trained models to score well above chance
 ZOO = ["deeper_16_32_64", "keras_io_convnet", "lenet5_tanh_avgpool", "strided_same_gap", "functional_chain",
-       "rgb_32x32x3", "resnet", "inception", "mobilenet", "squeeze_excite", "flat_mlp", "rgb_decoder_merges"]
+       "rgb_32x32x3", "resnet", "inception", "mobilenet", "squeeze_excite", "flat_mlp", "rgb_decoder_merges",
+       "rows_lstm"]
 MNIST_ZOO = [name for name in ZOO if name not in ("rgb_32x32x3", "rgb_decoder_merges")]
 GRAPH_ZOO = ["resnet", "inception", "mobilenet", "squeeze_excite", "flat_mlp"]  # the MNIST graphs of issue #19
 
@@ -99,6 +100,14 @@ def flat_mlp() -> "keras.Model":
                              L.Dense(64, activation="relu"), L.Dense(10, activation="softmax")], name="flat_mlp")
 
 
+def rows_lstm() -> "keras.Model":
+    """keras.io's guide "Working with RNNs" (guides/working_with_rnns.py), its MNIST model: 28 rows of 28 pixels read
+    by an LSTM of 64 units, BatchNormalization, a Dense of 10 (the guide's gives logits, trained with
+    ``from_logits=True``; here the softmax is the layer's, the same loss)."""
+    return keras.Sequential([keras.Input((28, 28)), L.LSTM(64), L.BatchNormalization(),
+                             L.Dense(10, activation="softmax")], name="rows_lstm")
+
+
 def rgb_decoder_merges() -> "keras.Model":
     """32x32x3: Conv2DTranspose and UpSampling2D (nearest and bilinear) branches merged by Subtract, Maximum, Average,
     and a per-channel mean added back to every pixel (an Add of inputs with fewer axes, which Keras broadcasts)."""
@@ -148,7 +157,7 @@ def zoo() -> dict[str, "keras.Model"]:
             L.Dense(10, activation="softmax")]),
     }
     models.update({build.__name__: build() for build in (resnet, inception, mobilenet, squeeze_excite, flat_mlp,
-                                                           rgb_decoder_merges)})
+                                                           rgb_decoder_merges, rows_lstm)})
     assert list(models) == ZOO
     return models
 
@@ -166,7 +175,7 @@ def keras_files(tmp_path_factory, mnist):
     for name, model in zoo().items():
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
         correct = None
-        if name in MNIST_ZOO:  # each in its own layout: (28, 28, 1) or (784,)
+        if name in MNIST_ZOO:  # each in its own layout: (28, 28, 1), (28, 28) or (784,)
             layout = (-1, *model.input_shape[1:])
             model.fit(x.reshape(layout), y, batch_size=64, epochs=1, verbose=0)
             accuracy = model.evaluate(x_test.reshape(layout), y_test, batch_size=1000, verbose=0,

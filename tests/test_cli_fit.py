@@ -463,7 +463,7 @@ BAD_INPUTS = {
                               "--model.weight_decay must be 0 or more, got -0.1"),
     "weight decay with Keras' Adam": (["fit", "--model.weight_decay", "0.01", "--model.keras_adam", "true"],
                                       "Keras' Adam has no weight decay"),
-    "unknown preset": (["fit", "--model.architecture", "resnet50"], "not a preset (keras_io, lenet5, notebook, resnet)"),
+    "unknown preset": (["fit", "--model.architecture", "resnet50"], "not a preset (keras_io, lenet5, notebook, resnet, rows_lstm)"),
     "save_top_k 0": (["fit", "--checkpoint.save_top_k", "0"], "--checkpoint.save_top_k 0 keeps no best checkpoint"),
     "fast_dev_run": (["fit", "--trainer.fast_dev_run", "true"], "--trainer.fast_dev_run"),
     "checkpoint dir is a file": (["fit", "--checkpoint.dirpath", "a_file"], "a_file is a file, not a folder"),

@@ -45,8 +45,8 @@ class MnistClassifier(LightningModule):
     """Trains a network with the notebook's recipe: Adam, cross-entropy, accuracy.
 
     Args:
-        architecture: the network: a preset name (``notebook``, ``keras_io``, ``lenet5``, ``resnet``), a
-            YAML/JSON description file, a ``.keras`` file (its architecture, freshly
+        architecture: the network: a preset name (``notebook``, ``keras_io``, ``lenet5``, ``resnet``,
+            ``rows_lstm``), a YAML/JSON description file, a ``.keras`` file (its architecture, freshly
             initialised), or the description itself as a mapping. The hyper-parameters keep
             the whole description, so a checkpoint rebuilds its network without any flag.
         lr: Adam's learning rate (the notebook's 1e-4).
