@@ -1,5 +1,5 @@
 """Normalisation and regularisation layers against Keras: LayerNormalization, GroupNormalization, UnitNormalization,
-SpatialDropout2D, SpatialDropout1D, GaussianNoise, GaussianDropout.
+SpatialDropout2D, SpatialDropout1D, AlphaDropout, GaussianNoise, GaussianDropout.
 
 Each case is a Keras model with random weights (gamma and beta included) whose torch network,
 built from the model's own config, must give Keras' probabilities and logits. The inputs
@@ -74,6 +74,7 @@ CASES = {
     # SpatialDropout2D: the identity at inference, whatever the rate
     "spatial_dropout": (MAP, conv(L.SpatialDropout2D(0.5), L.Conv2D(3, 2), L.SpatialDropout2D(0.0))),
     "spatial_dropout_1d": ((9, 6), [L.SpatialDropout1D(0.5), L.Conv1D(3, 2), L.SpatialDropout1D(0.2, seed=1)]),
+    "alpha_dropout": ((9, 6), [L.Dense(5, activation="selu"), L.AlphaDropout(0.3, seed=2), L.Dense(4)]),
     # GaussianNoise and GaussianDropout: the identity at inference too
     "gaussian_noise_and_dropout": (MAP, conv(L.GaussianNoise(0.5), L.Conv2D(3, 2), L.GaussianDropout(0.3),
                                              L.Flatten(), L.GaussianNoise(1.0, seed=3), L.Dense(4),
@@ -194,6 +195,26 @@ def test_gaussian_noise_and_dropout_draw_keras_noise_in_training_only():
         assert np.array_equal(module(torch.from_numpy(ones)).numpy(), ones)
 
 
+
+def test_alpha_dropout_keeps_selu_moments_as_keras_does():
+    """In training, AlphaDropout sets about ``rate`` of the values to SELU's saturation ``-alpha * scale`` and maps
+    every value v to ``a * v + b`` (Keras' formula, both frameworks): two values on an input of ones, in the
+    proportion of the rate; outside training both are the identity."""
+    rate, alpha_p = 0.2, -1.6732632423543772 * 1.0507009873554805
+    a = ((1 - rate) * (1 + rate * alpha_p ** 2)) ** -0.5
+    kept, dropped = a * 1.0 + (-a * alpha_p * rate), a * alpha_p + (-a * alpha_p * rate)
+    ones = np.ones((100, 2000), np.float32)
+    layer = L.AlphaDropout(rate, seed=0)
+    module = build(layers.AlphaDropout.from_keras(layer.get_config()), (2000,))
+    torch.manual_seed(0)
+    module.train()
+    for out in (module(torch.from_numpy(ones)).numpy(), keras.ops.convert_to_numpy(layer(ones, training=True))):
+        is_kept, is_dropped = np.isclose(out, kept, atol=1e-6), np.isclose(out, dropped, atol=1e-6)
+        assert (is_kept | is_dropped).all() and abs(is_dropped.mean() - rate) < 0.01
+    module.eval()
+    assert np.array_equal(module(torch.from_numpy(ones)).numpy(), ones)
+
+
 # The samplers never normalise single values: Keras' output there is beta plus the rounding noise of
 # x * inv - mean * inv, which its compiled predict rounds otherwise than its eager ops (torch matches the
 # latter bit for bit), and a later normalisation would blow that noise up to 1e-4.
@@ -244,6 +265,7 @@ def make_spatial_dropout_1d(rng: np.random.Generator, shape: tuple[int, ...]):
 
 
 sampler("GaussianNoise")(lambda rng, shape: L.GaussianNoise(float(rng.uniform(0.0, 1.0))))
+sampler("AlphaDropout")(lambda rng, shape: L.AlphaDropout(float(rng.uniform(0.0, 0.6))))
 sampler("GaussianDropout")(lambda rng, shape: L.GaussianDropout(float(rng.uniform(0.0, 0.6))))
 
 

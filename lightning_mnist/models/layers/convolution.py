@@ -1,5 +1,5 @@
 """Convolutions in torch: ``Conv2D`` (dilated, grouped), ``DepthwiseConv2D``, ``SeparableConv2D``, ``Conv2DTranspose``,
-``Conv1D``.
+``Conv1D``, ``DepthwiseConv1D``, ``SeparableConv1D``, ``Conv1DTranspose``.
 
 Keras' ``padding="same"`` pads ``total // 2`` before and the rest after, so with an odd
 total (stride > 1 or an even kernel) the extra row and column go at the bottom and right;
@@ -76,25 +76,6 @@ class Conv2D(Convolution):
         return activate(self.conv(x, self.weight, self.bias, self.groups), self.activation)
 
 
-@converter(keras.Conv1D, kernel=WeightMap("weight", (2, 1, 0)), bias=WeightMap("bias"))
-class Conv1D(nn.Module):
-    """Keras' (steps, features) map is torch's (N, steps, features) here, as every two-axis tensor: the steps go to
-    the last axis for ``F.conv1d`` and back; Keras' kernel (k, in / groups, filters) is torch's (filters, in /
-    groups, k). Padding as Keras pads, "causal" only before."""
-
-    def __init__(self, spec: keras.Conv1D, shape: Shape) -> None:
-        super().__init__()
-        self.stride, self.dilation, self.groups = spec.strides, spec.dilation_rate, spec.groups
-        self.activation, self.pad = spec.activation, spec.padding_amounts(shape[0])
-        self.weight = nn.Parameter(torch.empty(spec.filters, shape[-1] // spec.groups, *spec.kernel_size))
-        self.bias = nn.Parameter(torch.empty(spec.filters)) if spec.use_bias else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x.transpose(1, 2), self.pad) if any(self.pad) else x.transpose(1, 2)
-        x = F.conv1d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
-        return activate(x.transpose(1, 2), self.activation)
-
-
 class Depthwise(Convolution):
     """The depthwise weight (one group per input channel) that DepthwiseConv2D and SeparableConv2D share."""
 
@@ -144,3 +125,84 @@ class Conv2DTranspose(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(F.conv_transpose2d(x, self.weight, None, self.stride, dilation=self.dilation), self.pad)
         return activate(x if self.bias is None else x + self.bias[:, None, None], self.activation)
+
+
+# Keras' 1D depthwise kernel (k, in, m) is torch's grouped conv1d weight (in * m, 1, k), channel c * m + j from
+# [:, c, j] as in 2D; the pointwise kernel (1, in * m, filters) is torch's (filters, in * m, 1).
+DEPTHWISE_1D = WeightMap("depthwise", (1, 2, 0), lambda s: (s[0] * s[1], 1, s[2]))
+
+
+class Steps(nn.Module):
+    """The steps of a (N, steps, features) map moved last for ``F.conv1d`` (and back), padded as Keras pads them."""
+
+    def __init__(self, spec, shape: Shape) -> None:
+        super().__init__()
+        self.stride, self.dilation, self.activation = spec.strides, spec.dilation_rate, spec.activation
+        self.pad = spec.padding_amounts(shape[0])
+
+    def steps_last(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x.transpose(1, 2), self.pad) if any(self.pad) else x.transpose(1, 2)
+
+
+@converter(keras.Conv1D, kernel=WeightMap("weight", (2, 1, 0)), bias=WeightMap("bias"))
+class Conv1D(Steps):
+    """Keras' (steps, features) map is torch's (N, steps, features) here, as every two-axis tensor: the steps go to
+    the last axis for ``F.conv1d`` and back; Keras' kernel (k, in / groups, filters) is torch's (filters, in /
+    groups, k). Padding as Keras pads, "causal" only before."""
+
+    def __init__(self, spec: keras.Conv1D, shape: Shape) -> None:
+        super().__init__(spec, shape)
+        self.groups = spec.groups
+        self.weight = nn.Parameter(torch.empty(spec.filters, shape[-1] // spec.groups, *spec.kernel_size))
+        self.bias = nn.Parameter(torch.empty(spec.filters)) if spec.use_bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.conv1d(self.steps_last(x), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return activate(x.transpose(1, 2), self.activation)
+
+
+@converter(keras.DepthwiseConv1D, kernel=DEPTHWISE_1D, bias=WeightMap("bias"))
+class DepthwiseConv1D(Steps):
+    def __init__(self, spec: keras.DepthwiseConv1D, shape: Shape) -> None:
+        super().__init__(spec, shape)
+        self.groups = shape[-1]
+        self.depthwise = nn.Parameter(torch.empty(shape[-1] * spec.depth_multiplier, 1, *spec.kernel_size))
+        self.bias = nn.Parameter(torch.empty(shape[-1] * spec.depth_multiplier)) if spec.use_bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.conv1d(self.steps_last(x), self.depthwise, self.bias, self.stride, 0, self.dilation, self.groups)
+        return activate(x.transpose(1, 2), self.activation)
+
+
+@converter(keras.SeparableConv1D, depthwise_kernel=DEPTHWISE_1D, pointwise_kernel=WeightMap("pointwise", (2, 1, 0)),
+           bias=WeightMap("bias"))
+class SeparableConv1D(Steps):
+    def __init__(self, spec: keras.SeparableConv1D, shape: Shape) -> None:
+        super().__init__(spec, shape)
+        self.groups = shape[-1]
+        self.depthwise = nn.Parameter(torch.empty(shape[-1] * spec.depth_multiplier, 1, *spec.kernel_size))
+        self.pointwise = nn.Parameter(torch.empty(spec.filters, shape[-1] * spec.depth_multiplier, 1))
+        self.bias = nn.Parameter(torch.empty(spec.filters)) if spec.use_bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.conv1d(self.steps_last(x), self.depthwise, None, self.stride, 0, self.dilation, self.groups)
+        return activate(F.conv1d(x, self.pointwise, self.bias).transpose(1, 2), self.activation)
+
+
+@converter(keras.Conv1DTranspose, kernel=WeightMap("weight", (2, 1, 0)), bias=WeightMap("bias"))
+class Conv1DTranspose(nn.Module):
+    """Conv2DTranspose's placement along the steps: Keras' kernel (k, filters, in) is torch's conv_transpose1d weight
+    (in, filters, k)."""
+
+    def __init__(self, spec: keras.Conv1DTranspose, shape: Shape) -> None:
+        super().__init__()
+        self.stride, self.dilation, self.activation = spec.strides, spec.dilation_rate, spec.activation
+        self.weight = nn.Parameter(torch.empty(shape[-1], spec.filters, *spec.kernel_size))
+        self.bias = nn.Parameter(torch.empty(spec.filters)) if spec.use_bias else None
+        before, after = spec.placement(shape[0], 0)
+        self.pad = (-before, after)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(F.conv_transpose1d(x.transpose(1, 2), self.weight, None, self.stride, dilation=self.dilation),
+                  self.pad)
+        return activate((x if self.bias is None else x + self.bias[:, None]).transpose(1, 2), self.activation)

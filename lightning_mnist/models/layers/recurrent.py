@@ -33,8 +33,8 @@ def dropout_mask(like: torch.Tensor, rate: float) -> torch.Tensor:
 
 class Recurrent(nn.Module):
     """The loop the three share: dropout masks (one per sample for every step), reading backwards, zero initial
-    states, the last output or all of them. A subclass gives ``step``: (input product, states) -> states, the first
-    state being the output."""
+    states, the last output or all of them. A subclass gives ``step``: (the step's input product, the states, the
+    recurrent dropout mask or None) -> the new states, the first of them being the step's output."""
 
     def __init__(self, spec: keras.SimpleRNN | keras.LSTM | keras.GRU, shape: Shape) -> None:
         super().__init__()

@@ -1,5 +1,5 @@
 """Layers that act only in training, in torch: ``Dropout``, ``SpatialDropout2D``, ``SpatialDropout1D``,
-``GaussianNoise``, ``GaussianDropout``.
+``AlphaDropout``, ``GaussianNoise``, ``GaussianDropout``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,13 @@ class SpatialDropout1D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(x.transpose(1, 2)).transpose(1, 2) if self.training else x
+
+
+@converter(keras.AlphaDropout)
+def alpha_dropout(spec: keras.AlphaDropout, shape: Shape) -> nn.Module:
+    """torch's AlphaDropout is Keras' formula: dropped values ``alpha' = -alpha * scale`` of SELU, then ``a * x + b``
+    with ``a = ((1 - rate) * (1 + rate * alpha'^2)) ** -0.5`` and ``b = -a * alpha' * rate``."""
+    return nn.AlphaDropout(spec.rate)
 
 
 @converter(keras.GaussianNoise)

@@ -1,5 +1,6 @@
-"""Convolutions: Conv2D (dilated, grouped), DepthwiseConv2D, SeparableConv2D, Conv2DTranspose, and Conv1D over the
-steps of an (H, W) map (a sequence of H steps of W features), "causal" padding included.
+"""Convolutions: Conv2D (dilated, grouped), DepthwiseConv2D, SeparableConv2D, Conv2DTranspose, and their 1D kinds
+(Conv1D, DepthwiseConv1D, SeparableConv1D, Conv1DTranspose) over the steps of an (H, W) map (a sequence of H steps
+of W features), Conv1D's "causal" padding included.
 
 A dilated kernel covers ``(k - 1) * d + 1`` cells, and Keras' output sizes and "same"
 padding are those of that effective window. Keras refuses ``strides > 1`` together with
@@ -73,7 +74,7 @@ class Convolution(Layer):
         """The output sizes of the (dilated) window sliding over an (H, W, C) input ((steps, features) for 1D)."""
         axes = self.WINDOW_AXES
         require_rank(shape, len(axes) + 1, "flatten or pool to get there" if len(axes) == 2
-                     else "a Conv1D slides along the first axis of (steps, features)")
+                     else f"a {self.type} slides along the first axis of (steps, features)")
         what = "dilated kernel" if max(self.dilation_rate) > 1 else "kernel"
         windows = effective_window(self.kernel_size, self.dilation_rate)
         padding = "same" if self.padding == "causal" else self.padding  # both keep ceil(size / stride) positions
@@ -121,9 +122,19 @@ class Conv2D(Convolution):
                               units=self.filters)
 
 
+class AlongSteps:
+    """What the 1D kinds add to their 2D twins: the window slides along the steps of a (steps, features) input,
+    padded as Keras pads (:func:`steps_padding`)."""
+
+    WINDOW_AXES: ClassVar = ("steps",)
+
+    def padding_amounts(self, steps: int) -> tuple[int, int]:
+        return steps_padding(self, steps)
+
+
 @layer_type
 @dataclass(frozen=True, kw_only=True)
-class Conv1D(Conv2D):
+class Conv1D(AlongSteps, Conv2D):
     """Conv2D's settings along one axis, over a (steps, features) input: a kernel (k, features / groups, filters).
     ``padding="causal"`` pads only before, ``(k - 1) * d`` steps, so no output sees a later step."""
 
@@ -131,15 +142,15 @@ class Conv1D(Conv2D):
     strides: tuple[int] = (1,)
     dilation_rate: tuple[int] = (1,)
 
-    WINDOW_AXES: ClassVar = ("steps",)
     PADDINGS: ClassVar = (*PADDINGS, "causal")
 
-    def padding_amounts(self, steps: int) -> tuple[int, int]:
-        """Keras' padding (before, after) along the steps."""
-        window = effective_window(self.kernel_size, self.dilation_rate)[0]
-        if self.padding == "causal":
-            return window - 1, 0
-        return same_padding(steps, window, self.strides[0]) if self.padding == "same" else (0, 0)
+
+def steps_padding(layer: Convolution, steps: int) -> tuple[int, int]:
+    """Keras' padding (before, after) along the steps of a 1D convolution of ``steps`` steps."""
+    window = effective_window(layer.kernel_size, layer.dilation_rate)[0]
+    if layer.padding == "causal":
+        return window - 1, 0
+    return same_padding(steps, window, layer.strides[0]) if layer.padding == "same" else (0, 0)
 
 
 @layer_type
@@ -209,15 +220,42 @@ class SeparableConv2D(Convolution):
                               ("pointwise_kernel", (1, 1, depth, self.filters)), units=self.filters)
 
 
-def output_padding_pair(value: Any) -> tuple[int, int] | None:
-    """None (Keras chooses), or a pair of non-negative integers."""
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class DepthwiseConv1D(AlongSteps, DepthwiseConv2D):
+    """DepthwiseConv2D along the steps of a (steps, features) input: a kernel (k, features, depth_multiplier)."""
+
+    kernel_size: tuple[int]
+    strides: tuple[int] = (1,)
+    dilation_rate: tuple[int] = (1,)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class SeparableConv1D(AlongSteps, SeparableConv2D):
+    """SeparableConv2D along the steps: a depthwise kernel (k, features, depth_multiplier), then a pointwise one
+    (1, features * depth_multiplier, filters)."""
+
+    kernel_size: tuple[int]
+    strides: tuple[int] = (1,)
+    dilation_rate: tuple[int] = (1,)
+
+    def weights(self, shape: Shape) -> tuple[tuple[str, Shape], ...]:
+        depth = shape[-1] * self.depth_multiplier
+        return self.with_bias(("depthwise_kernel", (*self.kernel_size, shape[-1], self.depth_multiplier)),
+                              ("pointwise_kernel", (1, depth, self.filters)), units=self.filters)
+
+
+def output_padding_tuple(value: Any, length: int = 2) -> tuple[int, ...] | None:
+    """None (Keras chooses), or ``length`` non-negative integers (one per axis; a single one for all)."""
     if value is None:
         return None
-    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if (not isinstance(pair, (list, tuple)) or len(pair) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in pair)):
-        raise LayerError(f"output_padding must be null, a non-negative integer or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
+    items = (value,) * length if isinstance(value, int) and not isinstance(value, bool) else value
+    if (not isinstance(items, (list, tuple)) or len(items) != length
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in items)):
+        several = "a pair of them" if length == 2 else f"a list of {length}"
+        raise LayerError(f"output_padding must be null, a non-negative integer or {several}, got {value!r}")
+    return tuple(map(int, items))
 
 
 @layer_type
@@ -245,7 +283,7 @@ class Conv2DTranspose(Convolution):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "output_padding", output_padding_pair(self.output_padding))
+        object.__setattr__(self, "output_padding", output_padding_tuple(self.output_padding, len(self.WINDOW_AXES)))
         if self.output_padding is not None and any(p >= s for p, s in zip(self.output_padding, self.strides)):
             raise LayerError(f"output_padding={list(self.output_padding)} must be less than "
                              f"strides={list(self.strides)} on each axis")
@@ -268,16 +306,29 @@ class Conv2DTranspose(Convolution):
         return before, out - (full - before)
 
     def output_shape(self, shape: Shape) -> Shape:
-        require_rank(shape, 3, "flatten or pool to get there")
-        sizes = tuple(self.output_size(size, axis) for axis, size in enumerate(shape[:2]))
-        for axis, (size, out) in enumerate(zip(shape[:2], sizes)):
+        axes = self.WINDOW_AXES
+        require_rank(shape, len(axes) + 1, "flatten or pool to get there" if len(axes) == 2
+                     else "a Conv1DTranspose works along the first axis of (steps, features)")
+        sizes = tuple(self.output_size(size, axis) for axis, size in enumerate(shape[:len(axes)]))
+        for axis, (size, out) in enumerate(zip(shape[:len(axes)], sizes)):
             # TensorFlow computes it as the gradient of a "same" Conv2D from the output back to the
             # input, so that Conv2D must give the input's size; Keras' size fails for some pairs.
             if self.padding == "same" and -(-out // self.strides[axis]) != size:
                 raise LayerError(f"output_padding={list(self.output_padding)} with kernel_size="
-                                 f"{list(self.kernel_size)} and padding='same' gives a {('height', 'width')[axis]} "
+                                 f"{list(self.kernel_size)} and padding='same' gives a {axes[axis]} "
                                  f"of {out} from {size}, which TensorFlow cannot compute")
         return (*sizes, self.filters)
 
     def weights(self, shape: Shape) -> tuple[tuple[str, Shape], ...]:
         return self.with_bias(("kernel", (*self.kernel_size, self.filters, shape[-1])), units=self.filters)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Conv1DTranspose(AlongSteps, Conv2DTranspose):
+    """Conv2DTranspose along the steps of a (steps, features) input: a kernel (k, filters, features)."""
+
+    kernel_size: tuple[int]
+    strides: tuple[int] = (1,)
+    output_padding: tuple[int] | None = None
+    dilation_rate: tuple[int] = (1,)

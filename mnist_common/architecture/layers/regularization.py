@@ -1,4 +1,5 @@
-"""Layers that act only in training: Dropout, SpatialDropout2D, GaussianNoise, GaussianDropout."""
+"""Layers that act only in training: Dropout, SpatialDropout2D, SpatialDropout1D, AlphaDropout, GaussianNoise,
+GaussianDropout."""
 
 from __future__ import annotations
 
@@ -54,6 +55,14 @@ class SpatialDropout1D(Dropout):
     def output_shape(self, shape: Shape) -> Shape:
         require_rank(shape, 2, "SpatialDropout1D drops whole features of a (steps, features) map")
         return shape
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class AlphaDropout(Dropout):
+    """SELU's dropout (Klambauer et al., 2017) in training: dropped values set to SELU's negative saturation
+    ``-alpha * scale``, then all of them scaled and shifted so that the mean and variance stay those of the input;
+    the identity otherwise. Its settings are Dropout's (rate, seed)."""
 
 
 @layer_type
