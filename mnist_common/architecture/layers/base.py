@@ -104,13 +104,15 @@ def layer_type(cls: type[Layer]) -> type[Layer]:
 # Setting checks: each returns the normalised value or raises LayerError naming the setting.
 
 
-def int_tuple(value: Any, setting: str, length: int) -> tuple[int, ...]:
-    """A positive integer, or ``length`` of them (a window's size per axis, as Keras takes it)."""
+def int_tuple(value: Any, setting: str, length: int, least: int = 1, also: str = "") -> tuple[int, ...]:
+    """A positive integer (``least=0``: non-negative, an amount of padding), or ``length`` of them (a window's size per
+    axis, as Keras takes it). ``also``: what else the setting takes, for the message (``"null, "``)."""
     items = (value,) * length if isinstance(value, int) and not isinstance(value, bool) else value
     if (not isinstance(items, (list, tuple)) or len(items) != length
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items)):
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in items)):
         several = "a pair of them" if length == 2 else f"a list of {length}"
-        raise LayerError(f"{setting} must be a positive integer or {several}, got {value!r}")
+        kind = "a positive" if least == 1 else "a non-negative"
+        raise LayerError(f"{setting} must be {also}{kind} integer or {several}, got {value!r}")
     return tuple(map(int, items))
 
 

@@ -248,14 +248,7 @@ class SeparableConv1D(AlongSteps, SeparableConv2D):
 
 def output_padding_tuple(value: Any, length: int = 2) -> tuple[int, ...] | None:
     """None (Keras chooses), or ``length`` non-negative integers (one per axis; a single one for all)."""
-    if value is None:
-        return None
-    items = (value,) * length if isinstance(value, int) and not isinstance(value, bool) else value
-    if (not isinstance(items, (list, tuple)) or len(items) != length
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in items)):
-        several = "a pair of them" if length == 2 else f"a list of {length}"
-        raise LayerError(f"output_padding must be null, a non-negative integer or {several}, got {value!r}")
-    return tuple(map(int, items))
+    return None if value is None else int_tuple(value, "output_padding", length, least=0, also="null, ")
 
 
 @layer_type
