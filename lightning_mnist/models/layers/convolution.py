@@ -135,7 +135,7 @@ DEPTHWISE_1D = WeightMap("depthwise", (1, 2, 0), lambda s: (s[0] * s[1], 1, s[2]
 class Steps(nn.Module):
     """The steps of a (N, steps, features) map moved last for ``F.conv1d`` (and back), padded as Keras pads them."""
 
-    def __init__(self, spec, shape: Shape) -> None:
+    def __init__(self, spec: keras.Conv1D | keras.DepthwiseConv1D | keras.SeparableConv1D, shape: Shape) -> None:
         super().__init__()
         self.stride, self.dilation, self.activation = spec.strides, spec.dilation_rate, spec.activation
         self.pad = spec.padding_amounts(shape[0])

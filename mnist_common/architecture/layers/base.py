@@ -354,10 +354,10 @@ class Layer:
         return getattr(self, f"{self.setting_stem(weight_name)}_constraint", None)
 
     def check_weight_settings(self, *shapes: Shape) -> None:
-        """Refuse a constraint whose ``axis`` its weight does not have (Keras would fail at the first training step),
-        or an Orthogonal or Identity initializer on a weight it cannot fill (Keras fails when it builds the layer: a
-        vector, or for Identity anything but a matrix), for these input
-        shapes. Called once the shapes are known."""
+        """Refuse, for these input shapes, a constraint whose ``axis`` its weight does not have (Keras would fail at
+        the first training step), or an Orthogonal or Identity initializer on a weight it cannot fill (Keras fails
+        when it builds the layer: a vector, or for Identity anything but a matrix). Called once the shapes are
+        known."""
         for weight_name, shape in self.weights(*shapes):
             init = self.initializer_of(weight_name)
             cls = init["class_name"] if isinstance(init, dict) else INITIALIZER_NAMES.get(init)
