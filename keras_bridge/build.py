@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -52,14 +53,21 @@ def find_layer(model: "keras.Model", name: str, path: tuple[str, ...] | None = N
         for step in path:
             model = model.get_layer(step)
         return model
+    for layer in own_layers(model):
+        if layer.name == name:
+            return layer
+    return model.get_layer(name)  # Keras' own error for a name it does not hold
+
+
+def own_layers(model: "keras.Model") -> Iterator["keras.layers.Layer"]:
+    """Every layer of ``model`` and of the models it holds (not those models themselves), outer levels first."""
     pending = list(model.layers)
     while pending:
         layer = pending.pop(0)
-        if layer.name == name and not isinstance(layer, keras.Model):
-            return layer
         if isinstance(layer, keras.Model):
             pending.extend(layer.layers)
-    return model.get_layer(name)  # Keras' own error for a name it does not hold
+        else:
+            yield layer
 
 
 def set_layer_weights(model: "keras.Model", architecture: Architecture, weights: dict[str, list[np.ndarray]]) -> None:
@@ -73,8 +81,9 @@ def set_layer_weights(model: "keras.Model", architecture: Architecture, weights:
         for i, array in enumerate(weights[node.name]):
             owner, _, index = node.layer.weight_path(i).rpartition("vars/")
             stores.setdefault(owner, {})[index] = array
+        layer = find_layer(model, node.name)
         for owner, store in stores.items():
-            holder = find_layer(model, node.name)
+            holder = layer
             for part in filter(None, owner.split("/")):
                 holder = getattr(holder, part)
             holder.load_own_variables(store)

@@ -68,15 +68,12 @@ def unroll_recurrent_layers(model) -> None:
     Keras' loop over the steps is a TensorFlow while loop over a tensor list, which LiteRT's converter
     refuses where the batch axis is dynamic; the steps of an MNIST sequence are a few dozen.
     """
-    pending = list(model.layers)
-    while pending:
-        layer = pending.pop()
-        if hasattr(layer, "layers"):  # a nested model
-            pending.extend(layer.layers)
-        elif hasattr(layer, "forward_layer"):  # a Bidirectional
-            pending.extend((layer.forward_layer, layer.backward_layer))
-        elif hasattr(layer, "unroll"):
-            layer.unroll = True
+    from keras_bridge.build import own_layers  # Keras is loaded by now: the model is Keras'
+
+    for layer in own_layers(model):
+        for recurrent in (layer.forward_layer, layer.backward_layer) if hasattr(layer, "forward_layer") else (layer,):
+            if hasattr(recurrent, "unroll"):
+                recurrent.unroll = True
 
 
 def save(module: Probabilities, inputs: tuple[torch.Tensor, ...], path: Path,
