@@ -204,6 +204,7 @@ class RunSettings:
         check_folder_name("--data.data_dir", self.data.data_dir)
         architecture = load_architecture(self.model.architecture)
         architecture.require_mnist(f"`{command}` on MNIST")
+        architecture.require_trainable(f"`{command}`")
         # Keras' fit would fail with TensorFlow's traceback after loading the data
         architecture.require_graph_safe_names("Keras cannot fit it", "train it with python -m lightning_mnist fit",
                                               where=f"--model.architecture {self.model.architecture}")

@@ -123,7 +123,7 @@ TAIL = (("Flatten", {}), ("Dense", {"units": 10, "activation": "softmax"}))
     (("BatchNormalization", {"axis": [1]}), "only the channel (last) axis"),
     (("Lambda", {"function": "..."}), "layer 0 (l0, Lambda) holds Python code"),
     (("ConvLSTM2D", {"filters": 4, "kernel_size": 3}), "layer 0 (l0, ConvLSTM2D) is not a supported layer"),
-    (("Dense", {"units": 4, "trainable": False}), "is frozen"),
+    (("Dense", {"units": 4, "trainable": "no"}), "trainable must be true or false, got 'no'"),
 ])
 def test_keras_configs_outside_the_table_are_refused(layer, message):
     with pytest.raises(ArchitectureError) as info:

@@ -163,12 +163,6 @@ def test_layers_named_alike_in_different_models_get_their_models_names_in_the_on
     predicts_alike_on_both_backends(source, seed_png, capsys)
 
 
-def _frozen() -> "keras.Model":
-    model = sequential_in_graph()
-    model.layers[2].trainable = False
-    return model
-
-
 def _shared_block() -> "keras.Model":
     block = residual_block(8, 14)
     inputs = keras.Input((28, 28, 1))
@@ -191,7 +185,6 @@ def _too_deep() -> "keras.Model":
 
 
 @pytest.mark.parametrize("build, message", [
-    (_frozen, r"layer 1 \(sequential\w*, Sequential\) is frozen \(trainable=False\), which is not supported"),
     (_shared_block, r"functional\w* \(Functional\) is called 2 times; a layer shared between calls"),
     (_too_deep, r"\(sequential\w*, Sequential\) nests models more than 8 deep"),
     (_two_outputs, r"takes output 1 of two, which gives several; only single-output layers and models"),

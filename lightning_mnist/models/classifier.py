@@ -223,16 +223,15 @@ class MnistClassifier(LightningModule):
     def configure_optimizers(self):
         # the fused kernel is the same Adam in one pass over the parameters (CPU and CUDA)
         fused = True if self.device.type in ("cpu", "cuda") else None
+        params = [p for p in self.network.parameters() if p.requires_grad]  # not a frozen layer's (Keras' neither)
         if self.hparams.weight_decay:
             # kernels (conv, dense: 2-D and up) decay; biases and BatchNorm's scale and shift do not
-            params = list(self.network.parameters())
             groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": self.hparams.weight_decay},
                       {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
             optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr, eps=KERAS_ADAM_EPSILON, fused=fused)
         else:
             optimizer_class = KerasAdam if self.hparams.keras_adam else torch.optim.Adam
-            optimizer = optimizer_class(self.network.parameters(), lr=self.hparams.lr, eps=KERAS_ADAM_EPSILON,
-                                        fused=fused)
+            optimizer = optimizer_class(params, lr=self.hparams.lr, eps=KERAS_ADAM_EPSILON, fused=fused)
         if self.hparams.lr_schedule == "constant":
             return optimizer
         # the curve's shape comes from mnist_common.schedules, which the Keras reference computes too

@@ -68,16 +68,18 @@ class KerasNetwork(nn.Module):
         self.plan = tuple((node.name, node.inputs,
                            tuple(sorted({i for i in node.inputs if last_use[i] == index})))
                           for index, node in enumerate(architecture.nodes))
-        # (module, weight mapping, Keras shape, rule) for every weight a Keras constraint holds
+        # (module, weight mapping, Keras shape, rule) for every weight a Keras constraint holds; as Keras' optimizers
+        # and losses, only of weights that train (a frozen layer's are neither constrained nor penalised)
         self.weight_constraints = tuple((node.name, converter_of(node.layer).weights[weight], shape, rule)
                                         for node, _, weights in architecture.weight_shapes()
-                                        for weight, shape in weights
-                                        if (rule := node.layer.constraint_of(weight)) is not None)
-        # (module, its weight's mapping, l1, l2) for every weight a Keras regularizer penalises
+                                        for weight, shape in weights if node.layer.trains(weight)
+                                        and (rule := node.layer.constraint_of(weight)) is not None)
+        # (module, its weight's mapping, l1, l2) for every weight a Keras regularizer penalises (Keras' ``losses``)
         self.weight_penalties = tuple((node.name, converter_of(node.layer).weights[weight],
                                        rule["config"].get("l1", 0.0), rule["config"].get("l2", 0.0))
                                       for node, _, weights in architecture.weight_shapes() for weight, _ in weights
-                                      if (rule := node.layer.regularizer_of(weight)) is not None)
+                                      if node.layer.trains(weight)
+                                      and (rule := node.layer.regularizer_of(weight)) is not None)
         softmax = architecture.softmax_node
         where = architecture.source or architecture.name  # the file a refused name can be changed in
         taken = set(dir(self))  # once: the layers' own names are unique (the architecture checked them)

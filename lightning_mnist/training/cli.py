@@ -62,7 +62,7 @@ from mnist_common.splits import check_split
 from mnist_common.runs import (CHECKPOINTS, DEFAULT_OUTPUT_DIR, RESUME_FILE, allocate_run_dir, discard_if_empty_of_work,
                                latest_resumable_run, relative_to_run, run_dir_of_checkpoint, check_writable)
 from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint, fetch_model_file, keras_file_network,
-                                         load_classifier, read_checkpoint, save_checkpoint)
+                                         load_classifier, load_networks, read_checkpoint, save_checkpoint)
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.formats import FORMATS
 from lightning_mnist.models import MnistClassifier
@@ -193,6 +193,9 @@ class MnistCLI(LightningCLI):
         parser.add_argument("--output_dir", type=str, default=DEFAULT_OUTPUT_DIR,
                             help="each run gets its own folder in <output_dir>/lightning (version_N for fit, cv_N, "
                                  "test_N, validate_N): config, metrics, checkpoints, results and figures")
+        parser.add_argument("--weights", type=Union[str, None], default=None,
+                            help="fit: start from this model's weights, a .ckpt or a .keras file (fine-tuning: its "
+                                 "frozen layers, trainable false, stay as they are); the run's network is the file's")
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.dirpath": None,  # the run folder's checkpoints/
@@ -284,6 +287,7 @@ class MnistCLI(LightningCLI):
             check_monitors(config)
             architecture = load_architecture(config.model.architecture)
             architecture.require_mnist(f"`{subcommand}` on MNIST")
+            architecture.require_trainable(f"`{subcommand}`")
             check_training_settings(config.model.lr, config.model.label_smoothing, config.model.weight_decay,
                                     config.model.keras_adam)
             if config.trainer.fast_dev_run:
@@ -301,6 +305,8 @@ class MnistCLI(LightningCLI):
                                 "use 1 or more (or -1 for all)")
             if config.checkpoint.dirpath and Path(config.checkpoint.dirpath).is_file():
                 raise UserError(f"--checkpoint.dirpath {config.checkpoint.dirpath} is a file, not a folder")
+        if config.get("weights") is not None:
+            check_weights_use(subcommand, config.weights, config.get("ckpt_path"))
         check_seed(config.seed_everything)
         check_accelerator_name(config.trainer.accelerator)
         check_trainer_counts(config.trainer)
@@ -323,6 +329,7 @@ class MnistCLI(LightningCLI):
         ensure_files(data.data_dir, download=data.download)
         self._check_split_settings(subcommand, config)
         self._checkpoint_for(subcommand, config)
+        self._starting_weights(subcommand, config)
         if subcommand in ("test", "validate"):  # validate's split is the checkpoint's, known only now
             images = TEST_IMAGES if subcommand == "test" else len(
                 check_split(data.data_dir, subset=data.subset, val_fraction=data.val_fraction,
@@ -410,6 +417,29 @@ class MnistCLI(LightningCLI):
                                 f"{checkpoint.architecture.name}, the network `{subcommand}` scores (a checkpoint "
                                 f"names its own network: leave the flag out)")
         config.ckpt_path = path
+
+    def _starting_weights(self, subcommand: str, config) -> None:
+        """Read the model file ``--weights`` names (checked as any model file is; Keras not needed), make its network
+        the run's, and keep its weights for :meth:`before_fit`."""
+        self._start_weights = None
+        path = config.get("weights")
+        if path is None:
+            return
+        networks = load_networks(path)
+        if len(networks) != 1:
+            raise UserError(f"--weights {path}: a k-fold run holds {len(networks)} networks; name one fold's model "
+                            f"file")
+        architecture = networks[0].architecture
+        architecture.require_mnist("`fit` on MNIST")
+        architecture.require_trainable("`fit`")
+        if self._given is not None and "architecture" in self._given["model"]:
+            asked = load_architecture(config.model.architecture)
+            if not asked.same_network(architecture):
+                raise UserError(f"--model.architecture {config.model.architecture}: {path} holds "
+                                f"{architecture.name}, the network a run from its weights trains (leave the flag "
+                                f"out)")
+        config.model.architecture = architecture.to_config()  # recorded in the run's config.yaml and results
+        self._start_weights = (str(path), networks[0].state_dict())
 
     def _validation_split_of(self, config, checkpoint: Checkpoint) -> None:
         """``validate`` scores a checkpoint on the images its training held out: the split its run recorded
@@ -567,7 +597,12 @@ class MnistCLI(LightningCLI):
             for logger in self.trainer.loggers:
                 if isinstance(logger, CSVLogger):
                     keep_earlier_epochs(logger, self._epochs_done, self._steps_done)
+        start = getattr(self, "_start_weights", None)
+        if start is not None:  # (None for a resumed run: --weights and --ckpt_path were refused together)
+            self.model.network.load_state_dict(start[1], strict=True)
         print(f"run folder: {self.run_dir}")
+        if start is not None:
+            print(f"starting from the weights of {start[0]}")
         print(self.model.architecture.summary())
 
     def history(self) -> EpochHistory:
@@ -799,6 +834,16 @@ def check_flags_used(subcommand: str, argv) -> None:
             raise UserError(f"--{key} {value}: `{subcommand}` scores the checkpoint as it is, on "
                             f"{'the test set' if subcommand == 'test' else 'the validation split'}; this training "
                             f"setting would be ignored (leave it out)")
+
+
+def check_weights_use(subcommand: str, weights: str, ckpt_path: str | None) -> None:
+    """``--weights`` starts a new fit from a model's weights: not another command's flag, nor a resume's."""
+    if subcommand != "fit":
+        takes = "a checkpoint with --ckpt_path" if subcommand != "cv" else "none (each fold trains afresh)"
+        raise UserError(f"--weights {weights}: only fit starts from a model's weights; `{subcommand}` takes {takes}")
+    if ckpt_path:
+        raise UserError(f"--weights {weights} with --ckpt_path {ckpt_path}: a resumed run goes on from its own "
+                        f"checkpoint's weights; give one of the two")
 
 
 def check_batch_limits(trainer, who: str, limits: dict[str, tuple[str, int | None]]) -> None:

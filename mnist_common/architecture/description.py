@@ -479,6 +479,14 @@ class Architecture:
                                     f"{MNIST_CLASSES} classes; {self.name} takes {shape_text(self.input_shape)} and "
                                     f"gives {self.num_classes}")
 
+    def require_trainable(self, what: str) -> None:
+        """Refuse to train a network none of whose weights trains (every layer with weights frozen)."""
+        if self.parameter_count()[0] == 0:
+            frozen = [node.name for node in self.nodes if not node.layer.trainable]
+            why = f"its layers with weights are frozen (trainable: false: {', '.join(frozen[:4])}" \
+                  f"{', ...' if len(frozen) > 4 else ''})" if frozen else "it has no weights"
+            raise ArchitectureError(f"{what} needs a weight to train; {self.name} has none that trains: {why}")
+
     # --- weights ---------------------------------------------------------------------------
     @cached_property
     def storage_names(self) -> dict[str, str]:
@@ -513,15 +521,15 @@ class Architecture:
         return dataclasses.replace(self, nodes=nodes)
 
     def parameter_count(self) -> tuple[int, int]:
-        """(trainable, non-trainable) as Keras counts them: BatchNorm moving statistics and Normalization's adapted
-        mean, variance and count are non-trainable."""
+        """(trainable, non-trainable) as Keras counts them: BatchNorm moving statistics, Normalization's adapted
+        mean, variance and count and every weight of a frozen layer are non-trainable."""
         trainable = frozen = 0
         for node, _, weights in self.weight_shapes():
             for weight_name, shape in weights:
-                if weight_name in node.layer.NON_TRAINABLE:
-                    frozen += math.prod(shape)
-                else:
+                if node.layer.trains(weight_name):
                     trainable += math.prod(shape)
+                else:
+                    frozen += math.prod(shape)
         return trainable, frozen
 
     def _check_size(self) -> None:

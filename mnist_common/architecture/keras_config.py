@@ -339,9 +339,8 @@ class _NestedModels:
         if len(inputs) != 1:
             raise ArchitectureError(f"{label} is called on {len(inputs)} tensors; only nested models of one input "
                                     f"are supported")
-        config = entry.get("config")
-        if isinstance(config, dict) and config.get("trainable") is False:
-            raise ArchitectureError(f"{label} is frozen (trainable=False), which is not supported")
+        # A nested model's own ``trainable`` is not read: Keras does not read it either when it loads the file (each of
+        # its layers' own flag says whether it trains, and ``model.trainable = False`` wrote False into every one).
         return self._expand(entry, inputs, prefix, (*models, name), name)
 
 

@@ -30,6 +30,7 @@ class BatchNormalization(nn.Module):
         channels = shape[-1]
         self.last_axis_moved = len(shape) == 2
         self.momentum, self.eps = 1.0 - spec.momentum, spec.epsilon
+        self.frozen = not spec.trainable  # Keras normalises a frozen layer with its moving statistics in training too
         self.weight = nn.Parameter(torch.empty(channels)) if spec.scale else None
         self.bias = nn.Parameter(torch.empty(channels)) if spec.center else None
         self.register_buffer("running_mean", torch.empty(channels))
@@ -41,8 +42,8 @@ class BatchNormalization(nn.Module):
         return self.normalise(x)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
-                            self.momentum, self.eps)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            self.training and not self.frozen, self.momentum, self.eps)
 
 
 def keras_normalise(x: torch.Tensor, dims: tuple[int, ...], gamma: torch.Tensor | None, beta: torch.Tensor | None,

@@ -100,13 +100,16 @@ def converter_of(layer: Layer) -> Converter:
 
 @torch.no_grad()
 def build(layer: Layer, *shapes: Shape) -> nn.Module:
-    """The torch module of ``layer`` for these input shapes, initialised as Keras initialises the layer."""
+    """The torch module of ``layer`` for these input shapes, initialised as Keras initialises the layer; the
+    parameters of a frozen layer (``trainable: false``) do not require gradients."""
     found = converter_of(layer)
     module = found.module(layer, *shapes)
     for weight_name, keras_shape in layer.weights(*shapes):
         mapping = found.weights[weight_name]
         value = initialize_(torch.empty(keras_shape), layer.initializer_of(weight_name))
         value = layer.finish_initial(weight_name, value)
-        mapping.tensor_of(module).copy_(torch.from_numpy(mapping.to_torch(value.numpy(),
-                                                                                   layer.weight_dtype(weight_name))))
+        tensor = mapping.tensor_of(module)
+        tensor.copy_(torch.from_numpy(mapping.to_torch(value.numpy(), layer.weight_dtype(weight_name))))
+        if isinstance(tensor, nn.Parameter):  # a frozen layer's weights take no gradient (Keras: not trainable)
+            tensor.requires_grad_(layer.trains(weight_name))
     return module

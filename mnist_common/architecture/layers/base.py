@@ -77,7 +77,7 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "MinMaxNorm": {"min_value": 0.0, "max_value": 1.0, "rate": 1.0, "axis": 0}}
 CONSTRAINT_NAMES = {"max_norm": "MaxNorm", "non_neg": "NonNeg", "unit_norm": "UnitNorm", "min_max_norm": "MinMaxNorm"}
 # Config entries every layer has that this bridge reads elsewhere or does not need.
-COMMON_IGNORED = {"name", "trainable", "dtype"}
+COMMON_IGNORED = {"name", "dtype"}
 # Training-only extras Keras may attach to a layer; none is mirrored, so each must be unset.
 # (A layer that has a weight's ``*_regularizer`` or ``*_constraint`` as a setting takes it; see :func:`regularizer`
 # and :func:`constraint`.)
@@ -281,6 +281,10 @@ class Layer:
     """Settings of one Keras layer. Subclasses are named like the Keras class they describe."""
 
     name: str | None = None  # the Keras layer's name, kept for the Keras side; None lets Keras choose
+    # False: frozen, as Keras' ``layer.trainable = False`` (fine-tuning's frozen base): no training changes its
+    # weights, it adds no weight penalty, and a BatchNormalization normalises with its moving statistics in training
+    # too (Keras runs it in inference mode). Written only when False.
+    trainable: bool = True
 
     # Keras config entries that must keep their default (value) for the layer to be mirrored,
     # each with the words that say what is not supported.
@@ -301,6 +305,7 @@ class Layer:
     def __post_init__(self) -> None:
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise LayerError(f"name must be a non-empty string, got {self.name!r}")
+        boolean(self.trainable, "trainable")
         for f in dataclasses.fields(self):
             if f.name.endswith("_regularizer"):
                 object.__setattr__(self, f.name, regularizer(getattr(self, f.name), f.name))
@@ -319,6 +324,11 @@ class Layer:
     def weight_dtype(self, weight_name: str) -> str:
         """The numpy dtype Keras keeps the weight in: float32 unless :attr:`WEIGHT_DTYPES` says otherwise."""
         return self.WEIGHT_DTYPES.get(weight_name, "float32")
+
+    def trains(self, weight_name: str) -> bool:
+        """Whether training changes the weight (Keras' ``trainable_weights``): not in a frozen layer, nor one of
+        :attr:`NON_TRAINABLE` (moving statistics, which a BatchNormalization updates itself)."""
+        return self.trainable and weight_name not in self.NON_TRAINABLE
 
     def weight_path(self, index: int) -> str:
         """Where Keras keeps the layer's ``index``-th weight under its group of ``model.weights.h5`` (``vars/0``;
@@ -386,11 +396,13 @@ class Layer:
     # --- settings in and out --------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
         """The Keras constructor arguments (every setting, tuples as lists); ``name``, regularizers and constraints
-        only when set."""
+        only when set, ``trainable`` only when False."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if value is None and (f.name == "name" or f.name.endswith(("_regularizer", "_constraint"))):
+                continue
+            if f.name == "trainable" and value:
                 continue
             out[f.name] = plain(value)
         return out
@@ -413,8 +425,6 @@ class Layer:
     @classmethod
     def from_keras(cls, config: dict[str, Any]) -> Layer:
         """The layer from its Keras config (``layer["config"]`` of a saved model)."""
-        if config.get("trainable") is False:
-            raise LayerError("is frozen (trainable=False), which is not supported")
         dtype = config.get("dtype")
         dtype_name = (dtype.get("config") or {}).get("name") if isinstance(dtype, dict) else dtype
         if dtype_name not in (None, "float32"):

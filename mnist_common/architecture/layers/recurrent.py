@@ -249,6 +249,13 @@ class Bidirectional(Layer):
         layer, name = self.side_of(weight_name)
         return layer.initializer_of(name)
 
+    def trains(self, weight_name: str) -> bool:
+        """As that side's layer says: Keras gathers a Bidirectional's trainable weights from its two layers, so its own
+        flag alone (``Bidirectional(..., trainable=False)``) freezes nothing, and ``bidirectional.trainable = False``
+        writes False into both layers' configs too."""
+        layer, name = self.side_of(weight_name)
+        return layer.trains(name)
+
     def regularizer_of(self, weight_name: str) -> dict[str, Any] | None:
         layer, name = self.side_of(weight_name)
         return layer.regularizer_of(name)
@@ -273,4 +280,5 @@ class Bidirectional(Layer):
         nested = {side: {"module": "keras.layers", "class_name": layer.type, "config": layer.settings(),
                          "registered_name": None} for side, layer in self.sides()}
         out = {"layer": nested["forward"], "merge_mode": self.merge_mode, "backward_layer": nested["backward"]}
-        return {"name": self.name, **out} if self.name is not None else out
+        out = {"name": self.name, **out} if self.name is not None else out
+        return out if self.trainable else {**out, "trainable": False}
