@@ -34,7 +34,7 @@ def _announce() -> None:
 def train(model: ModelSettings = ModelSettings(), data: DataSettings = DataSettings(),
           trainer: TrainerSettings = TrainerSettings(), early_stopping: EarlyStoppingSettings = EarlyStoppingSettings(),
           seed_everything: int = 42, output_dir: str = DEFAULT_OUTPUT_DIR,
-          checkpoint: CheckpointSettings = CheckpointSettings()) -> None:
+          checkpoint: CheckpointSettings = CheckpointSettings(), weights: str | None = None) -> None:
     """Train once, validating on a stratified hold-out of the training images, then test.
 
     Args:
@@ -45,8 +45,11 @@ def train(model: ModelSettings = ModelSettings(), data: DataSettings = DataSetti
         seed_everything: seed of weights, shuffling, dropout and augmentation.
         output_dir: the run gets its own folder in <output_dir>/keras (version_N).
         checkpoint: which epoch's weights are tested and saved.
+        weights: start from this .keras file's weights (fine-tuning: its frozen layers, trainable false, stay as
+            they are); the run's network is the file's.
     """
-    settings = RunSettings(model, data, trainer, early_stopping, seed_everything, output_dir, checkpoint).check("train")
+    settings = RunSettings(model, data, trainer, early_stopping, seed_everything, output_dir, checkpoint,
+                           weights).check("train")
     _announce()
     from keras_reference.train import train as run
 

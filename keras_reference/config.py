@@ -11,9 +11,11 @@ before TensorFlow loads.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
-from mnist_common.architecture import DEFAULT_PRESET
+from mnist_common.architecture import DEFAULT_PRESET, Architecture
+from mnist_common.keras_file import KERAS_SUFFIX
 from mnist_common.model_files import load_architecture
 from mnist_common.errors import UserError
 from mnist_common.mnist import ensure_files, files_present, resolve_data_dir
@@ -187,22 +189,25 @@ class RunSettings:
     seed_everything: int = 42  # weights, shuffling, dropout and augmentation
     output_dir: str = DEFAULT_OUTPUT_DIR
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
+    weights: str | None = None  # train: a .keras file whose network and weights the run starts from
 
     def check(self, command: str) -> RunSettings:
-        """Refuse, in one line, what no run can use; check the data files and the output folder. Returns self."""
+        """Refuse, in one line, what no run can use; check the data files and the output folder. Returns the
+        settings to run: these, with ``--weights``' file as the architecture where one is given."""
         self.check_values(command)
         check_thread_settings()  # TensorFlow's kernels load libgomp too, which would only warn about a bad value
         check_writable(f"{self.output_dir}/{FRAMEWORK}", "--output_dir")
         ensure_files(self.data.data_dir, download=self.data.download)
         self.check_split(command)
-        return self
+        return self if self.weights is None else replace(self, model=replace(self.model, architecture=self.weights))
 
     def check_values(self, command: str) -> None:
         """The checks of the settings themselves, which read no data and touch no output folder: what
         ``--print_config`` also runs, so it never prints a config that a run would refuse."""
         check_folder_name("--output_dir", self.output_dir)
         check_folder_name("--data.data_dir", self.data.data_dir)
-        architecture = load_architecture(self.model.architecture)
+        architecture = load_architecture(self.model.architecture) if self.weights is None \
+            else self.starting_architecture()
         architecture.require_mnist(f"`{command}` on MNIST")
         architecture.require_trainable(f"`{command}`")
         # Keras' fit would fail with TensorFlow's traceback after loading the data
@@ -230,6 +235,26 @@ class RunSettings:
                             zoom=data.zoom, shift=data.shift, shear=data.shear, elastic_alpha=data.elastic_alpha,
                             elastic_sigma=data.elastic_sigma, split_seed=data.split_seed)
         check_augment_ranges(data.augment, **{name: getattr(data, name) for name in AUGMENT_DEFAULTS})
+
+    def starting_architecture(self) -> Architecture:
+        """The network of the ``.keras`` file ``--weights`` names (read and checked; Keras is not needed), which must be
+        ``--model.architecture``'s where that is not the default."""
+        if not str(self.weights).strip():
+            raise UserError(f"--weights {self.weights!r}: empty; give a {KERAS_SUFFIX} file")
+        suffix = Path(self.weights).suffix.lower()
+        if suffix != KERAS_SUFFIX:
+            convert = f" (a Lightning checkpoint converts to one: python -m lightning_mnist convert {self.weights} " \
+                      f"{Path(self.weights).stem}{KERAS_SUFFIX})" if suffix == ".ckpt" else ""
+            raise UserError(f"--weights {self.weights}: the Keras reference starts from a {KERAS_SUFFIX} file{convert}")
+        try:
+            architecture = load_architecture(self.weights)
+        except UserError as err:
+            raise UserError(f"--weights: {err}") from None
+        if self.model.architecture != DEFAULT_PRESET \
+                and not load_architecture(self.model.architecture).same_network(architecture):
+            raise UserError(f"--model.architecture {self.model.architecture}: {self.weights} holds "
+                            f"{architecture.name}, the network a run from its weights trains (leave the flag out)")
+        return architecture
 
     def check_split(self, command: str) -> None:
         """The split the data settings draw can be drawn (the training labels are read for it)."""

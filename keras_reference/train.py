@@ -21,10 +21,12 @@ from keras_bridge.backend import import_keras
 from keras_reference.averaging import WeightAveraging
 from keras_reference.config import FRAMEWORK, KEEP_EVERY_EPOCH, RunSettings
 from keras_reference.data import Data, load_data, train_dataset
+from keras_bridge.build import set_layer_weights
 from keras_bridge.files import save_model
 from keras_reference.model import PLAIN_LOSS, new_model
 from mnist_common.figures import plot_curves
 from mnist_common.files import write_text
+from mnist_common.keras_file import read_keras_file
 from mnist_common.model_files import load_architecture
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
 from mnist_common.runs import allocate_run_dir, discard_if_empty_of_work
@@ -192,8 +194,13 @@ def train(settings: RunSettings, callbacks: tuple = (), verbose: int | str = 2) 
         data = load_data(settings.data.data_dir, subset=settings.data.subset,
                          val_fraction=settings.data.val_fraction, seed=settings.data.split_seed)
         keras.utils.set_random_seed(settings.seed_everything)
-        architecture = load_architecture(settings.model.architecture)
+        # fine-tuning (--weights): the file's network as it is, its weights set as Keras' loading sets them
+        origin = None if settings.weights is None else read_keras_file(settings.weights)
+        architecture = origin.architecture if origin else load_architecture(settings.model.architecture)
         model = new_model(architecture, settings=settings.model, total_steps=total_steps(len(data.x_train), settings))
+        if origin:
+            set_layer_weights(model, architecture, origin.weights)
+            print(f"starting from the weights of {settings.weights}", flush=True)
         data = data.for_model(model, architecture.pixel_scale)
         history, best_epoch, last = fit(model, data, settings, callbacks, verbose, run_dir)
         test_loss, test_acc = evaluate(model, data.x_test, data.y_test, settings.data.eval_batch_size)

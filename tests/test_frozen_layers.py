@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import main_error
+from conftest import assert_one_line_error, main_error
 
 from bridge_check import L, architecture_of, converts_and_comes_back, keras, network_of, randomised
 from keras_bridge.build import keras_layer
@@ -25,6 +25,7 @@ from lightning_mnist.checkpoints import keras_file_network
 from lightning_mnist.interop.keras_models import torch_weights_of
 from lightning_mnist.models.network import KerasNetwork, keras_parameter_count
 from mnist_common.architecture import Architecture, ArchitectureError
+from mnist_common.keras_file import read_keras_file
 
 R = keras.regularizers
 
@@ -203,13 +204,46 @@ def test_fit_goes_on_training_a_keras_model_from_its_file(run_module, tmp_path):
     assert results["config"]["weights"] == "fine_tuning.keras" and results["test_acc"] > 0.3
 
 
+def test_the_keras_reference_goes_on_training_a_keras_model_from_its_file(run_module, tmp_path):
+    """``keras_reference train --weights model.keras``, the same: Keras' own fit leaves the frozen layers as the
+    file has them and trains the rest."""
+    fine_tuning_model().save(tmp_path / "fine_tuning.keras")
+    proc = run_module("keras_reference", "train", "--weights", "fine_tuning.keras", "--data.subset", "2000",
+                      "--trainer.max_epochs", "1", "--model.lr", "3e-3")
+    assert "starting from the weights of fine_tuning.keras" in proc.stdout
+    run = tmp_path / "runs" / "keras" / "version_0"
+    start, trained = read_keras_file(tmp_path / "fine_tuning.keras"), read_keras_file(run / "model.keras")
+    frozen = {node.name for node in start.architecture.nodes if not node.layer.trainable}
+    assert len(frozen) == FROZEN and trained.weights.keys() == start.weights.keys()
+    for layer, arrays in start.weights.items():
+        same = [np.array_equal(a, b) for a, b in zip(arrays, trained.weights[layer])]
+        assert all(same) if layer in frozen else not any(same), layer
+    results = json.loads((run / "results.json").read_text())
+    assert results["config"]["weights"] == "fine_tuning.keras" and results["test_acc"] > 0.3
+
+
+def test_keras_reference_weights_refusals_are_one_line(run_module, tmp_path):
+    keras.Sequential([keras.Input((28, 28, 1)), L.Flatten(), L.Dense(10, activation="softmax")]).save(
+        tmp_path / "model.keras")
+    for argv, message in ((["--weights", "model.ckpt"], "--weights model.ckpt: the Keras reference starts from a "
+                                                        ".keras file (a Lightning checkpoint converts to one"),
+                          (["--weights", "model.keras", "--model.architecture", "lenet5"],
+                           "--model.architecture lenet5: model.keras holds"),
+                          (["--weights", ""], "--weights '': empty; give a .keras file")):
+        proc = run_module("keras_reference", "train", *argv, check=False)
+        assert proc.returncode == 2
+        assert_one_line_error(proc, message)
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["fit", "--weights", "frozen.keras"], "`fit` needs a weight to train"),
     (["test", "--weights", "model.keras", "--ckpt_path", "model.keras"],
      "--weights model.keras: only fit starts from a model's weights; `test` takes a checkpoint with --ckpt_path"),
     (["fit", "--weights", "model.keras", "--model.architecture", "notebook"],
      "--model.architecture notebook: model.keras holds"),
-    (["fit", "--weights", "missing.keras"], "missing.keras"),
+    (["fit", "--weights", "missing.keras"], "--weights: missing.keras: no such file"),
+    (["fit", "--weights", ""], "--weights: '': an empty name"),
     (["fit", "--weights", "model.keras", "--ckpt_path", "model.ckpt"], "--weights model.keras with --ckpt_path"),
 ])
 def test_fit_weights_refusals_are_one_line(argv, message, tmp_path, capsys, monkeypatch):

@@ -425,7 +425,10 @@ class MnistCLI(LightningCLI):
         path = config.get("weights")
         if path is None:
             return
-        networks = load_networks(path)
+        try:
+            networks = load_networks(path)
+        except UserError as err:
+            raise UserError(f"--weights: {err}") from None
         if len(networks) != 1:
             raise UserError(f"--weights {path}: a k-fold run holds {len(networks)} networks; name one fold's model "
                             f"file")
