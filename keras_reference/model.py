@@ -47,19 +47,23 @@ def compile_model(model: "keras.Model", lr: float = LEARNING_RATE, from_logits: 
     """Compile as the notebook did (Adam(lr), categorical cross-entropy on one-hot labels, accuracy), or as
     ``settings`` ask (their lr wins over ``lr``): see :func:`make_optimizer`.
 
-    A model whose outputs are no probabilities (``Architecture.outputs_probabilities``: a softmax's, also one
+    Layers in mixed_float16 get Keras' loss scaling (a ``LossScaleOptimizer``), as a model built under that global
+    policy does. A model whose outputs are no probabilities (``Architecture.outputs_probabilities``: a softmax's, also one
     followed by a Dropout, or per-pixel softmaxes averaged) gives logits; its loss is computed from them. With label
     smoothing, a plain cross-entropy metric (``cross_entropy``, ``val_cross_entropy``) is compiled too:
     Lightning smooths only the training loss, and validates and chooses its checkpoint on plain cross-entropy.
     """
     settings = settings or ModelSettings(lr=lr)
+    architecture = architecture_from_keras_config(keras.saving.serialize_keras_object(model), model.name)
     if from_logits is None:
-        config = keras.saving.serialize_keras_object(model)
-        from_logits = not architecture_from_keras_config(config, model.name).outputs_probabilities
+        from_logits = not architecture.outputs_probabilities
     metrics = ["accuracy"]
     if settings.label_smoothing:
         metrics.append(keras.metrics.CategoricalCrossentropy(name=PLAIN_LOSS, from_logits=from_logits))
-    model.compile(optimizer=make_optimizer(model, settings, total_steps),
+    optimizer = make_optimizer(model, settings, total_steps)
+    if "mixed_float16" in architecture.mixed_precision:  # as Keras' compile wraps a model built under that global
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # policy: float16 gradients need the loss scaled
+    model.compile(optimizer=optimizer,
                   loss=keras.losses.CategoricalCrossentropy(from_logits=from_logits,
                                                             label_smoothing=settings.label_smoothing),
                   metrics=metrics)

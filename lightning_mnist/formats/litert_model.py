@@ -57,7 +57,9 @@ def keras_model(module: Probabilities, named_output: bool = True):
     from lightning_mnist.frameworks import import_keras
     from lightning_mnist.interop.keras_models import keras_probabilities_model  # Keras loads here, only when asked
 
-    model = keras_probabilities_model([(n.architecture, n.state_dict()) for n in module.networks], INPUT_NAME)
+    # in float32, as the torch networks compute: a deployed file computes what they do, whatever Keras' policies
+    model = keras_probabilities_model([(n.architecture.in_float32(), n.state_dict()) for n in module.networks],
+                                      INPUT_NAME)
     unroll_recurrent_layers(model)
     return import_keras().Model(model.inputs, {OUTPUT_NAME: model.outputs[0]}) if named_output else model
 

@@ -49,6 +49,7 @@ class ParityReport:
     sides: tuple[str, str] = ("torch", "keras")  # how the difference is written: |p_torch - p_keras|
     names: tuple[str, str] = ("Lightning", "Keras")  # how the accuracies are labelled
     rounding: float | None = None  # the source's own float32 rounding, where measured (float32_rounding)
+    rounding_of: str = "the source's own float32 rounding"  # what ``rounding`` measures, for the report
 
     @property
     def limit(self) -> float:
@@ -59,7 +60,7 @@ class ParityReport:
     def limit_text(self) -> str:
         if self.limit == CHECK_TOLERANCE:
             return f"{CHECK_TOLERANCE:.0e}"
-        return f"{self.limit:.1e}: {ROUNDING_FACTOR}x the source's own float32 rounding, {self.rounding:.1e}"
+        return f"{self.limit:.1e}: {ROUNDING_FACTOR}x {self.rounding_of}, {self.rounding:.1e}"
 
     @property
     def ok(self) -> bool:

@@ -41,8 +41,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mnist_common.architecture.layers import (LAYER_TYPES, MAX_RANK, Layer, LayerError, Shape, applies_softmax,
-                                              is_identity, shape_text)
+from mnist_common.architecture.layers import (FLOAT32, LAYER_TYPES, MAX_RANK, Layer, LayerError, Shape,
+                                              applies_softmax, is_identity, shape_text)
 from mnist_common.errors import UserError
 
 PRESETS_DIR = Path(__file__).with_name("presets")
@@ -479,6 +479,17 @@ class Architecture:
                                     f"{MNIST_CLASSES} classes; {self.name} takes {shape_text(self.input_shape)} and "
                                     f"gives {self.num_classes}")
 
+    @property
+    def mixed_precision(self) -> tuple[str, ...]:
+        """The mixed-precision policies its layers compute under in Keras (none: float32 throughout)."""
+        return tuple(sorted(set().union(*(node.layer.policies() for node in self.nodes)) - {FLOAT32}))
+
+    def in_float32(self) -> Architecture:
+        """The same network computing in float32 throughout, as torch computes it (itself when it does already)."""
+        if not self.mixed_precision:
+            return self
+        return dataclasses.replace(self, nodes=tuple(Node(node.layer.in_float32(), node.inputs) for node in self.nodes))
+
     def require_trainable(self, what: str) -> None:
         """Refuse to train a network none of whose weights trains (every layer with weights frozen)."""
         if self.parameter_count()[0] == 0:
@@ -567,6 +578,9 @@ class Architecture:
         lines += [f"  {a:<{width}}  {b:>10}  {c:>9}  {d}".rstrip() for a, b, c, d in rows]
         lines.append(f"  {trainable + frozen:,} parameters as Keras counts them ({trainable:,} trainable + "
                      f"{frozen:,} non-trainable)")
+        if self.mixed_precision:
+            lines.append(f"  Keras computes in {' and '.join(self.mixed_precision)}, torch in float32 (--trainer.precision "
+                         f"16-mixed or bf16-mixed for half precision)")
         return "\n".join(lines)
 
     def _where(self) -> str:

@@ -19,6 +19,8 @@ import pkgutil
 
 from mnist_common.architecture.layers.base import (  # noqa: F401  (the package's public names)
     ACTIVATIONS,
+    DTYPE_POLICIES,
+    FLOAT32,
     INITIALIZER_NAMES,
     INITIALIZERS,
     LAYER_TYPES,
@@ -39,6 +41,6 @@ globals().update(LAYER_TYPES)
 
 from mnist_common.architecture.layers.activations import applies_softmax, is_identity  # noqa: E402
 
-__all__ = ["ACTIVATIONS", "INITIALIZERS", "INITIALIZER_NAMES", "LAYER_TYPES", "MAX_RANK", "VARIANCE_SCALING_PRESETS",
+__all__ = ["ACTIVATIONS", "DTYPE_POLICIES", "FLOAT32", "INITIALIZERS", "INITIALIZER_NAMES", "LAYER_TYPES", "MAX_RANK", "VARIANCE_SCALING_PRESETS",
            "Layer", "LayerError", "Shape", "applies_softmax", "is_identity", "initializer", "layer_type", "same_padding",
            "shape_text", *LAYER_TYPES]

@@ -76,8 +76,14 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "MaxNorm": {"max_value": 2.0, "axis": 0}, "NonNeg": {}, "UnitNorm": {"axis": 0},
     "MinMaxNorm": {"min_value": 0.0, "max_value": 1.0, "rate": 1.0, "axis": 0}}
 CONSTRAINT_NAMES = {"max_norm": "MaxNorm", "non_neg": "NonNeg", "unit_norm": "UnitNorm", "min_max_norm": "MinMaxNorm"}
+# Keras dtype policies mirrored: float32, and mixed precision (the weights float32, Keras' arithmetic in half
+# precision; torch computes the layer in float32, within that arithmetic's rounding of Keras' numbers).
+FLOAT32 = "float32"
+DTYPE_POLICIES = (FLOAT32, "mixed_float16", "mixed_bfloat16")
+# How Keras 3 serialises a policy (``FloatDTypePolicy``: Keras 3.2 to 3.5's name for it); quantized ones are others.
+DTYPE_POLICY_CLASSES = ("DTypePolicy", "FloatDTypePolicy")
 # Config entries every layer has that this bridge reads elsewhere or does not need.
-COMMON_IGNORED = {"name", "dtype"}
+COMMON_IGNORED = {"name"}
 # Training-only extras Keras may attach to a layer; none is mirrored, so each must be unset.
 # (A layer that has a weight's ``*_regularizer`` or ``*_constraint`` as a setting takes it; see :func:`regularizer`
 # and :func:`constraint`.)
@@ -203,6 +209,21 @@ def boolean(value: Any, setting: str) -> bool:
     return value
 
 
+def dtype_policy(value: Any) -> str:
+    """A layer's ``dtype``: a policy's name, or Keras' serialised policy (``{"class_name": "DTypePolicy", "config":
+    {"name": "mixed_float16"}}``); None is Keras' default, float32."""
+    if isinstance(value, dict):
+        if value.get("class_name") not in DTYPE_POLICY_CLASSES:
+            raise LayerError(f"computes under a {value.get('class_name')!r} dtype policy; only float32 and mixed "
+                             f"precision ({', '.join(DTYPE_POLICIES[1:])}) are supported")
+        value = (value.get("config") or {}).get("name")
+    value = FLOAT32 if value is None else value
+    if value not in DTYPE_POLICIES:
+        raise LayerError(f"computes in {value}; only float32 and mixed precision ({', '.join(DTYPE_POLICIES[1:])}) "
+                         f"are supported")
+    return value
+
+
 def choice(value: Any, setting: str, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value.lower() not in choices:
         raise LayerError(f"{setting} must be one of {', '.join(choices)}, got {value!r}")
@@ -285,6 +306,9 @@ class Layer:
     # weights, it adds no weight penalty, and a BatchNormalization normalises with its moving statistics in training
     # too (Keras runs it in inference mode). Written only when False.
     trainable: bool = True
+    # Keras' dtype policy: float32, or mixed_float16 / mixed_bfloat16 (what ``keras.mixed_precision`` sets), kept for
+    # the Keras side; the torch layer computes in float32 whatever it says. Written only when not float32.
+    dtype: str = FLOAT32
 
     # Keras config entries that must keep their default (value) for the layer to be mirrored,
     # each with the words that say what is not supported.
@@ -306,6 +330,7 @@ class Layer:
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise LayerError(f"name must be a non-empty string, got {self.name!r}")
         boolean(self.trainable, "trainable")
+        object.__setattr__(self, "dtype", dtype_policy(self.dtype))
         for f in dataclasses.fields(self):
             if f.name.endswith("_regularizer"):
                 object.__setattr__(self, f.name, regularizer(getattr(self, f.name), f.name))
@@ -389,6 +414,14 @@ class Layer:
         of the file. Layers without such weights are themselves."""
         return self
 
+    def policies(self) -> set[str]:
+        """The dtype policies the layer computes under (a Bidirectional: its own and its two layers')."""
+        return {self.dtype}
+
+    def in_float32(self) -> Layer:
+        """The layer computing in float32, as torch computes it (a mixed-precision layer's float32 twin)."""
+        return self if self.dtype == FLOAT32 else dataclasses.replace(self, dtype=FLOAT32)
+
     def renamed(self, name: str | None) -> Layer:
         """The same layer under another name (None: unnamed)."""
         return dataclasses.replace(self, name=name)
@@ -402,7 +435,7 @@ class Layer:
             value = getattr(self, f.name)
             if value is None and (f.name == "name" or f.name.endswith(("_regularizer", "_constraint"))):
                 continue
-            if f.name == "trainable" and value:
+            if (f.name == "trainable" and value) or (f.name == "dtype" and value == FLOAT32):
                 continue
             out[f.name] = plain(value)
         return out
@@ -425,10 +458,6 @@ class Layer:
     @classmethod
     def from_keras(cls, config: dict[str, Any]) -> Layer:
         """The layer from its Keras config (``layer["config"]`` of a saved model)."""
-        dtype = config.get("dtype")
-        dtype_name = (dtype.get("config") or {}).get("name") if isinstance(dtype, dict) else dtype
-        if dtype_name not in (None, "float32"):
-            raise LayerError(f"computes in {dtype_name}; only float32 is supported")
         own = set(cls.setting_names())
         for key in UNSUPPORTED_EXTRAS:
             if config.get(key) and key not in own:

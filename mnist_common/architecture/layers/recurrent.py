@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mnist_common.architecture.layers.base import (
+    FLOAT32,
     LAYER_TYPES,
     Layer,
     LayerError,
@@ -281,4 +282,12 @@ class Bidirectional(Layer):
                          "registered_name": None} for side, layer in self.sides()}
         out = {"layer": nested["forward"], "merge_mode": self.merge_mode, "backward_layer": nested["backward"]}
         out = {"name": self.name, **out} if self.name is not None else out
-        return out if self.trainable else {**out, "trainable": False}
+        out = out if self.trainable else {**out, "trainable": False}
+        return out if self.dtype == FLOAT32 else {**out, "dtype": self.dtype}
+
+    def policies(self) -> set[str]:
+        return {self.dtype, self.layer.dtype, self.backward_layer.dtype}
+
+    def in_float32(self) -> Bidirectional:
+        return dataclasses.replace(self, dtype=FLOAT32, layer=self.layer.in_float32(),
+                                   backward_layer=self.backward_layer.in_float32())
