@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from bridge_check import L, architecture_of, assert_matches_keras, classifier, keras, sampler, sequential_case
+from bridge_check import (L, architecture_of, assert_description_refused, assert_matches_keras, classifier, keras,
+                          sampler, sequential_case)
 from keras_bridge.build import layer_weights
 from lightning_mnist.__main__ import main as command_line
 from lightning_mnist.interop.keras_models import keras_model_from_torch, torch_weights_of
@@ -71,6 +72,12 @@ CASES = {
     "unit_norm_all_axes_negative": (MAP, conv(L.UnitNormalization(axis=[-3, -2, -1]))),
     "unit_norm_on_rows": ((9, 7), [L.UnitNormalization(axis=1), L.Dense(5), L.UnitNormalization()]),
     "unit_norm_on_features": ((11,), [L.Dense(13), L.UnitNormalization(), L.Dense(7, activation="relu")]),
+    # RMSNormalization: the last axis or axes (Keras lines its scale up with them)
+    "rms_norm_default": (MAP, conv(L.RMSNormalization())),
+    "rms_norm_last_two": (MAP, conv(L.RMSNormalization(axis=[-2, -1], epsilon=0.1))),
+    "rms_norm_all_axes": (MAP, conv(L.RMSNormalization(axis=[1, 2, 3]))),
+    "rms_norm_on_rows": ((9, 7), [L.RMSNormalization(axis=2), L.Dense(5), L.RMSNormalization(axis=[1, 2])]),
+    "rms_norm_on_features": ((11,), [L.Dense(13), L.RMSNormalization(epsilon=1e-3), L.Dense(7, activation="relu")]),
     # SpatialDropout2D: the identity at inference, whatever the rate
     "spatial_dropout": (MAP, conv(L.SpatialDropout2D(0.5), L.Conv2D(3, 2), L.SpatialDropout2D(0.0))),
     "spatial_dropout_1d": ((9, 6), [L.SpatialDropout1D(0.5), L.Conv1D(3, 2), L.SpatialDropout1D(0.2, seed=1)]),
@@ -92,7 +99,8 @@ def test_weights_have_keras_names_shapes_and_order_and_round_trip_bit_identical(
     """The description's weights are those Keras builds; Keras -> torch -> Keras changes no bit, nor any setting."""
     model = sequential_case(MAP, *conv(L.LayerNormalization(axis=[-1, 1]), L.LayerNormalization(axis=[1, 2, 3]),
                                        L.LayerNormalization(rms_scaling=True, scale=False), L.GroupNormalization(3),
-                                       L.GroupNormalization(-1, center=False), L.SpatialDropout2D(0.2)))
+                                       L.GroupNormalization(-1, center=False), L.SpatialDropout2D(0.2),
+                                       L.RMSNormalization(axis=[2, 3])))
     rng = np.random.default_rng(0)
     for layer in model.layers:
         layer.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in layer.get_weights()])
@@ -257,6 +265,25 @@ def make_unit_norm(rng: np.random.Generator, shape: tuple[int, ...]):
     rank = len(shape)
     axes = [int(a) for a in rng.permutation(np.arange(1, rank + 1))[:int(rng.integers(1, rank + 1))]]
     return L.UnitNormalization(axis=axes[0] if len(axes) == 1 else axes)
+
+
+@sampler("RMSNormalization")
+def make_rms_norm(rng: np.random.Generator, shape: tuple[int, ...]):
+    rank = len(shape)
+    axes = list(range(rank - int(rng.integers(1, rank + 1)) + 1, rank + 1))  # the last ones, as Keras needs
+    if rng.random() < 0.5:  # Keras also counts from the end (all of them: [2, -1] sorts as [-1, 2], which it fails on)
+        axes = [a - rank - 1 for a in axes]
+    return L.RMSNormalization(axis=axes[0] if len(axes) == 1 else axes, epsilon=float(rng.choice([1e-6, 1e-3, 0.3])))
+
+
+def test_rms_normalization_over_other_axes_is_refused_in_one_line():
+    """Keras multiplies by a scale of the axes' sizes (in its sorted order: [-1, 2] is channels then width) lined up
+    with the *last* axes: other axes fail in Keras' own call (checked with Keras 3.15: "Dimensions must be equal");
+    refused before Keras is asked."""
+    assert_description_refused([9, 7, 6], {"type": "RMSNormalization", "axis": 1},
+                               "normalises axis [1] of a 9x7x6 input; Keras lines its scale up with the last axes")
+    assert_description_refused([9, 7, 6], {"type": "RMSNormalization", "axis": [1, 3]}, "only the last axis or axes")
+    assert_description_refused([9, 7, 6], {"type": "RMSNormalization", "axis": [-1, 2]}, "only the last axis or axes")
 
 
 @sampler("SpatialDropout1D")

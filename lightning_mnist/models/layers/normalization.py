@@ -1,5 +1,5 @@
-"""Normalisation in torch: ``BatchNormalization`` over the channel axis, ``LayerNormalization``, ``GroupNormalization``,
-``UnitNormalization``.
+"""Normalisation in torch: ``BatchNormalization`` over the channel axis, ``LayerNormalization``, ``RMSNormalization``,
+``GroupNormalization``, ``UnitNormalization``.
 
 Layer and group normalisation compute as Keras does, not with torch's fused kernels: the
 moments as ``tf.nn.moments`` takes them (the mean, then the mean squared difference from it),
@@ -98,6 +98,25 @@ class LayerNormalization(nn.Module):
         if self.rms_scaling:  # Keras' deprecated option: the variance about the mean, but the mean is kept
             return x * torch.rsqrt(x.var(self.dims, correction=0, keepdim=True) + self.eps) * gamma
         return keras_normalise(x, self.dims, gamma, beta, self.eps)
+
+
+@converter(keras.RMSNormalization, scale=WeightMap("weight"))
+class RMSNormalization(nn.Module):
+    """Keras' ``x * rsqrt(mean(x ** 2) + epsilon) * scale`` over its (last) axes; the scale, in Keras' shape, is
+    broadcast over Keras' layout (its last axes) and moved into torch's."""
+
+    def __init__(self, spec: keras.RMSNormalization, shape: Shape) -> None:
+        super().__init__()
+        rank, positions = len(shape), spec.positions(shape)
+        self.dims = tuple(torch_axis(p, rank) for p in positions)
+        size = tuple(shape[p] for p in positions)
+        self.keras_broadcast = (1,) * (rank + 1 - len(size)) + size
+        self.eps = spec.epsilon
+        self.weight = nn.Parameter(torch.empty(size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = to_torch_layout(self.weight.reshape(self.keras_broadcast))
+        return x * torch.rsqrt(x.square().mean(self.dims, keepdim=True) + self.eps) * scale
 
 
 @converter(keras.GroupNormalization, gamma=WeightMap("weight"), beta=WeightMap("bias"))

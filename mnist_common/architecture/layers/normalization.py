@@ -1,4 +1,4 @@
-"""Normalisation: BatchNormalization, LayerNormalization, GroupNormalization."""
+"""Normalisation: BatchNormalization, LayerNormalization, RMSNormalization, GroupNormalization, UnitNormalization."""
 
 from __future__ import annotations
 
@@ -168,6 +168,38 @@ class LayerNormalization(_OverAxes):
             + (("beta",) if self.center and not self.rms_scaling else ())
         size = tuple(shape[p] for p in self.positions(shape))
         return tuple((name, size) for name in names)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class RMSNormalization(_OverAxes):
+    """Each example divided by its root mean square over ``axis``, times a learnt ``scale`` (Keras 3.9's layer):
+    Keras' ``x * rsqrt(mean(x ** 2) + epsilon) * scale``, no mean subtracted, no shift.
+
+    The scale has the sizes of the axes in Keras' (sorted) order and Keras multiplies by it as it is,
+    so numpy's broadcasting lines it up with the input's *last* axes: the axes must be the last ones
+    (-1, [-2, -1], [1, 2, 3] of an image), where that is what normalising over them means; others are
+    refused (Keras fails on them, or lines the scale up with other axes where the sizes happen to agree).
+    """
+
+    epsilon: float = 1e-6
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "epsilon", number(self.epsilon, "epsilon", 0.0, math.inf, low_open=True))
+
+    def output_shape(self, shape: Shape) -> Shape:
+        positions = self.positions(shape)
+        if tuple(shape[p] for p in positions) != shape[len(shape) - len(positions):]:
+            raise LayerError(f"normalises axis {list(self.keras_axes)} of a {shape_text(shape)} input; Keras lines "
+                             f"its scale up with the last axes, so only the last axis or axes are supported")
+        return shape
+
+    def weights(self, shape: Shape) -> tuple[tuple[str, Shape], ...]:
+        return (("scale", tuple(shape[p] for p in self.positions(shape))),)
+
+    def initializer_of(self, weight_name: str) -> str:
+        return "ones"  # Keras' layer has no setting for it
 
 
 @layer_type
