@@ -49,8 +49,8 @@ def test_dense_activation_and_dropout_on_inputs_of_one_or_two_axes(input_shape):
 
 
 def test_prelu_slopes_come_back_in_the_keras_file_and_what_it_cannot_mirror_is_refused():
-    """The slopes' layout survives .keras -> torch -> .keras bit for bit; an activity regularizer or an axis the input does
-    not have is refused in one line naming the layer."""
+    """The slopes' layout survives .keras -> torch -> .keras bit for bit; an orthogonal activity regularizer or an axis
+    the input does not have is refused in one line naming the layer."""
     from bridge_check import architecture_of, keras, network_of, randomised
     from lightning_mnist.interop.keras_models import keras_model_of
 
@@ -61,9 +61,9 @@ def test_prelu_slopes_come_back_in_the_keras_file_and_what_it_cannot_mirror_is_r
     back = keras_model_of(architecture, network.state_dict())
     assert np.array_equal(back.get_layer("slopes").get_weights()[0], model.get_layer("slopes").get_weights()[0])
     assert back.get_layer("slopes").get_config()["shared_axes"] == [1]
-    with pytest.raises(ArchitectureError, match="sets activity_regularizer, which is not supported"):
-        architecture_of(keras.Sequential([keras.Input((28, 28)), L.Flatten(), L.PReLU(activity_regularizer="l2"),
-                                          L.Dense(10)]))
+    with pytest.raises(ArchitectureError, match="activity_regularizer 'OrthogonalRegularizer' is not supported"):
+        architecture_of(keras.Sequential([keras.Input((28, 28)), L.Flatten(), L.PReLU(
+            activity_regularizer=keras.regularizers.OrthogonalRegularizer(0.1)), L.Dense(10)]))
     with pytest.raises(ArchitectureError, match=r"shared_axes \[3\]: its input 784 has axes 1 to 1"):
         Architecture.load({"input_shape": [28, 28, 1], "layers": [{"type": "Flatten"},
                                                                    {"type": "PReLU", "shared_axes": [3]},

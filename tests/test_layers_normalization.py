@@ -292,6 +292,7 @@ def make_spatial_dropout_1d(rng: np.random.Generator, shape: tuple[int, ...]):
 
 
 sampler("GaussianNoise")(lambda rng, shape: L.GaussianNoise(float(rng.uniform(0.0, 1.0))))
+sampler("ActivityRegularization")(lambda rng, shape: L.ActivityRegularization(*map(float, rng.uniform(0.0, 0.1, 2))))
 sampler("AlphaDropout")(lambda rng, shape: L.AlphaDropout(float(rng.uniform(0.0, 0.6))))
 sampler("GaussianDropout")(lambda rng, shape: L.GaussianDropout(float(rng.uniform(0.0, 0.6))))
 

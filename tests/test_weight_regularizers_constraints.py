@@ -51,6 +51,17 @@ def every_constrained_kind() -> "keras.Model":
                            L.Dense(7, kernel_constraint=C.MaxNorm(0.2, axis=1)))
 
 
+def activity_regularised() -> "keras.Model":
+    """Activity regularizers where Keras applies them: a convolution's outputs, an ActivityRegularization layer, a
+    hidden Dense and the output softmax Dense (Keras penalises its probabilities, which the torch network leaves out
+    of its logits)."""
+    return keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(4, 3, activity_regularizer=R.L1(1e-3), name="conv"),
+                             L.ActivityRegularization(l1=1e-4, l2=1e-3, name="penalty"), L.Flatten(),
+                             L.Dense(16, activation="relu", activity_regularizer="l2", name="hidden"),
+                             L.Dense(10, activation="softmax", activity_regularizer=R.L1L2(l1=0.01, l2=0.1),
+                                     name="out")])
+
+
 def keras_penalty(model: "keras.Model") -> float:
     return float(sum(np.asarray(keras.ops.convert_to_numpy(loss)) for loss in model.losses))
 
@@ -90,6 +101,47 @@ def test_the_classifier_loss_is_keras_total_loss_and_its_gradient_has_the_penalt
     [regularised] = [layer.name for layer in model.layers if getattr(layer, "bias_regularizer", None)]
     bias = dict(classifier.network.named_parameters())[f"{regularised}.bias"]
     assert torch.allclose(bias.grad, 0.2 * torch.sign(bias.detach()))
+
+
+def test_the_classifier_loss_adds_what_keras_activity_regularizers_add(tmp_path, capsys):
+    """Keras adds ``l1 * sum(|y|) + l2 * sum(y ** 2)`` of each regularised layer's outputs over the batch, divided by
+    its size, at every call (evaluation too): the classifier's loss on one batch is Keras' ``compute_loss`` after
+    the call, within float32 rounding; without those penalties it would be far off. ``forward`` computes none (what
+    exported files run); a k-fold ensemble adds its members'. The settings come back from a ``.keras`` round trip,
+    and the converted file penalises as the first."""
+    from lightning_mnist.models import MnistEnsemble
+    from lightning_mnist.models.network import probabilities_as_logits
+
+    model = randomised(activity_regularised(), seed=3)
+    model.compile(loss="sparse_categorical_crossentropy")
+    architecture, network = network_of(model)
+    assert network.activity_penalties == {"conv": (pytest.approx(1e-3), 0.0, False),
+                                          "penalty": (pytest.approx(1e-4), pytest.approx(1e-3), False),
+                                          "hidden": (0.0, pytest.approx(0.01), False),
+                                          "out": (pytest.approx(0.01), pytest.approx(0.1), True)}
+    classifier = MnistClassifier(architecture=architecture.to_config(), channels_last=False)
+    classifier.network.load_state_dict(network.state_dict())
+    classifier.eval()
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, 16)
+    y_pred = model(x, training=False)
+    penalties = sum(float(keras.ops.convert_to_numpy(loss)) for loss in model.losses)
+    expected = float(keras.ops.convert_to_numpy(model.compute_loss(x=x, y=y, y_pred=y_pred)))
+    images, labels = torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(y)
+    with torch.no_grad():
+        loss, logits = classifier._shared_step((images, labels), "val")
+        assert float(loss) == pytest.approx(expected, rel=1e-5) and penalties > 0.5
+        assert torch.equal(classifier.network(images), logits)  # the forward: the same logits, no penalty
+        twice = MnistEnsemble([network, network]).eval()
+        ensemble_loss, _ = twice._shared_step((images, labels), "test")
+        mean_probabilities = probabilities_as_logits(torch.softmax(logits, 1))  # (floored as Keras floors them)
+        assert float(ensemble_loss) == pytest.approx(
+            float(torch.nn.functional.cross_entropy(mean_probabilities, labels)) + 2 * penalties, rel=1e-5)
+    model.save(tmp_path / "activity.keras")
+    before, after = converts_and_comes_back(tmp_path / "activity.keras", tmp_path, capsys)
+    again = keras.saving.load_model(tmp_path / "again.keras", compile=False)
+    again(x, training=False)
+    assert sum(float(keras.ops.convert_to_numpy(loss)) for loss in again.losses) == pytest.approx(penalties, rel=1e-6)
 
 
 @pytest.mark.parametrize("build", [every_regularised_kind, every_constrained_kind])
@@ -151,11 +203,12 @@ def test_constraints_give_what_keras_optimizers_leave_after_a_step():
 
 
 def test_fit_and_keras_reference_train_a_regularised_constrained_file(run_module, tmp_path):
-    """Both frameworks train it afresh from its architecture (their loss includes the penalty) and record the
-    regularizers and constraints with the run; Lightning's weights end within their MaxNorm, on its own step and
+    """Both frameworks train it afresh from its architecture (their loss includes the penalties, an activity one too)
+    and record the regularizers and constraints with the run; Lightning's weights end within their MaxNorm, on its own step and
     on Lightning's automatic one (gradient clipping asked for)."""
     model = sequential_case((28, 28, 1), L.Conv2D(8, 3, activation="relu", kernel_regularizer=R.L2(1e-3),
-                                                  kernel_constraint=C.MaxNorm(0.3, axis=[0, 1, 2])),
+                                                  kernel_constraint=C.MaxNorm(0.3, axis=[0, 1, 2]),
+                                                  activity_regularizer=R.L1(1e-6)),
                             L.MaxPooling2D(), L.Flatten(), L.Dense(10, activation="softmax",
                                                                    kernel_regularizer=R.L1L2(l1=1e-5, l2=1e-4),
                                                                    kernel_constraint=C.NonNeg()))
@@ -175,6 +228,7 @@ def test_fit_and_keras_reference_train_a_regularised_constrained_file(run_module
                                 weights_only=True)
         layers = checkpoint["hyper_parameters"]["architecture"]["layers"]
         assert layers[0]["kernel_regularizer"] == {"class_name": "L2", "config": {"l2": pytest.approx(1e-3)}}
+        assert layers[0]["activity_regularizer"] == {"class_name": "L1", "config": {"l1": pytest.approx(1e-6)}}
         assert layers[0]["kernel_constraint"] == {"class_name": "MaxNorm", "config": {"max_value": pytest.approx(0.3),
                                                                                      "axis": [0, 1, 2]}}
         weights = checkpoint["state_dict"]
@@ -187,7 +241,8 @@ def test_fit_and_keras_reference_train_a_regularised_constrained_file(run_module
 @pytest.mark.parametrize("layer, message", [
     (L.Dense(3, kernel_regularizer=R.OrthogonalRegularizer(0.1)),
      "kernel_regularizer 'OrthogonalRegularizer' is not supported (supported: L1, L2, L1L2"),
-    (L.Dense(3, activity_regularizer="l2"), "sets activity_regularizer, which is not supported"),
+    (L.Dense(3, activity_regularizer=R.OrthogonalRegularizer(0.1)),
+     "activity_regularizer 'OrthogonalRegularizer' is not supported (supported: L1, L2, L1L2"),
 ])
 def test_what_keras_regularises_otherwise_is_refused_in_one_line(layer, message):
     model = keras.Sequential([keras.Input((8,)), layer])

@@ -91,11 +91,15 @@ class MnistClassifier(LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of (N, C, H, W) images scaled to [0, 1] (0-255 for a network that rescales them
         itself: :attr:`Architecture.pixel_scale`)."""
+        return self.network(self.network_inputs(x))
+
+    def network_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] as the network takes them (its pixel scale, this module's memory format)."""
         if self.architecture.pixel_scale != 1.0:
             x = x * self.architecture.pixel_scale
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.network(x)
+        return x
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities, as Keras' softmax output layer gives them."""
@@ -104,12 +108,17 @@ class MnistClassifier(LightningModule):
     def _shared_step(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(the batch's mean loss, its logits), the loss and accuracy added to the stage's epoch means."""
         images, labels = batch
-        logits = self(images)
+        if getattr(self.network, "penalises_activity", False):  # Keras' activity regularizers: their penalty comes with the logits
+            logits, activity = self.network.logits_and_activity_penalty(self.network_inputs(images))
+        else:  # the forward (a torch.compile'd module's compiled one)
+            logits, activity = self(images), None
         losses = F.cross_entropy(logits, labels, reduction="none",
                                  label_smoothing=self.hparams.label_smoothing if stage == "train" else 0.0)
         penalty = self.network.regularization_loss()
-        if penalty is not None:  # Keras' weight regularizers: added to every image's loss, as Keras adds them
-            losses = losses + penalty
+        # Keras' weight and activity regularizers: added to every image's loss, as Keras adds them to the batch's
+        for term in (penalty, activity):
+            if term is not None:
+                losses = losses + term
         # Per-image values, so that a short last batch weighs less.
         self.metrics[f"{stage}/loss"].update(losses.detach())
         self.metrics[f"{stage}/acc"].update(logits.detach().argmax(dim=1) == labels)

@@ -24,6 +24,17 @@ class MeanProbabilities(nn.Module):
         mean = torch.stack([torch.softmax(member(x), dim=1) for member in self.members]).mean(0)
         return probabilities_as_logits(mean)
 
+    @property
+    def penalises_activity(self) -> bool:
+        return any(member.penalises_activity for member in self.members)
+
+    def logits_and_activity_penalty(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The logits and the members' activity penalties summed (None where no member has any)."""
+        runs = [member.logits_and_activity_penalty(x) for member in self.members]
+        mean = torch.stack([torch.softmax(logits, dim=1) for logits, _ in runs]).mean(0)
+        penalties = [p for _, p in runs if p is not None]
+        return probabilities_as_logits(mean), torch.stack(penalties).sum() if penalties else None
+
     def regularization_loss(self) -> torch.Tensor | None:
         """The members' weight penalties summed, as Keras adds every regularised weight of a model of several."""
         penalties = [p for p in (member.regularization_loss() for member in self.members) if p is not None]

@@ -81,6 +81,11 @@ class KerasNetwork(nn.Module):
                                       if node.layer.trains(weight)
                                       and (rule := node.layer.regularizer_of(weight)) is not None)
         softmax = architecture.softmax_node
+        # layer -> (l1, l2, whether its Keras output is the softmax of what its module gives) for every layer whose
+        # outputs a Keras activity regularizer penalises
+        self.activity_penalties = {node.name: (rule["config"].get("l1", 0.0), rule["config"].get("l2", 0.0),
+                                               softmax is not None and node.name == softmax.name)
+                                   for node in architecture.nodes if (rule := node.layer.activity_rule()) is not None}
         where = architecture.source or architecture.name  # the file a refused name can be changed in
         taken = set(dir(self))  # once: the layers' own names are unique (the architecture checked them)
         for node in architecture.nodes:
@@ -95,15 +100,43 @@ class KerasNetwork(nn.Module):
             self.add_module(node.name, module)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x, penalise=False)[0]
+
+    @property
+    def penalises_activity(self) -> bool:
+        """Whether a Keras activity regularizer adds to the loss (:meth:`logits_and_activity_penalty`)."""
+        return bool(self.activity_penalties)
+
+    def logits_and_activity_penalty(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The logits and what Keras' activity regularizers add to the loss for this batch (None: the network has
+        none): for each such layer, ``l1 * sum(|y|) + l2 * sum(y ** 2)`` of its outputs ``y`` (the probabilities
+        where its softmax is left out of the logits) divided by the batch size, as Keras adds it at every call, in
+        training and evaluation alike. The forward of training and scoring; ``forward`` computes no penalty."""
+        return self.run(x, penalise=bool(self.activity_penalties))
+
+    def run(self, x: torch.Tensor, penalise: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The layers in Keras' order, each on the outputs it is called on: the logits, and with ``penalise`` the
+        activity penalty (:meth:`logits_and_activity_penalty`)."""
         if x.dim() != len(self.input_shape) + 1:  # MNIST images for a (28, 28) or (784,) model
             x = x.reshape(len(x), *self.input_shape)
         values = {self.architecture.input_name: x}
+        penalty = None
         for name, inputs, done in self.plan:
             values[name] = getattr(self, name)(*(values[i] for i in inputs))
+            if penalise and name in self.activity_penalties:
+                term = self.activity_penalty(values[name], *self.activity_penalties[name])
+                penalty = term if penalty is None else penalty + term
             for finished in done:
                 del values[finished]
         outputs = values[self.architecture.output.name]
-        return probabilities_as_logits(outputs) if self.log_of_outputs else outputs
+        return probabilities_as_logits(outputs) if self.log_of_outputs else outputs, penalty
+
+    @staticmethod
+    def activity_penalty(y: torch.Tensor, l1: float, l2: float, softmax_left_out: bool) -> torch.Tensor:
+        """Keras' L1L2 activity penalty of one layer's outputs (sums that a layout does not change), per example."""
+        if softmax_left_out:  # Keras penalises the layer's probabilities (its softmax over the last axis)
+            y = torch.softmax(y, dim=-1)
+        return (l1 * y.abs().sum() + l2 * y.square().sum()) / len(y)
 
     @torch.no_grad()
     def apply_constraints(self) -> None:

@@ -1,5 +1,6 @@
 """Layers that act only in training, in torch: ``Dropout``, ``SpatialDropout2D``, ``SpatialDropout1D``,
-``AlphaDropout``, ``GaussianNoise``, ``GaussianDropout``.
+``AlphaDropout``, ``GaussianNoise``, ``GaussianDropout``, ``ActivityRegularization`` (the identity: its penalty is the
+network's, :meth:`~lightning_mnist.models.network.KerasNetwork.logits_and_activity_penalty`).
 """
 
 from __future__ import annotations
@@ -68,3 +69,8 @@ class GaussianDropout(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * (1.0 + torch.randn_like(x) * self.stddev) if self.training and self.stddev > 0 else x
+
+
+@converter(keras.ActivityRegularization)
+def activity_regularization(spec: keras.ActivityRegularization, shape: Shape) -> nn.Module:
+    return nn.Identity()

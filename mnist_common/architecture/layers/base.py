@@ -87,7 +87,7 @@ COMMON_IGNORED = {"name"}
 # Training-only extras Keras may attach to a layer; none is mirrored, so each must be unset.
 # (A layer that has a weight's ``*_regularizer`` or ``*_constraint`` as a setting takes it; see :func:`regularizer`
 # and :func:`constraint`.)
-UNSUPPORTED_EXTRAS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
+UNSUPPORTED_EXTRAS = ("kernel_regularizer", "bias_regularizer", "kernel_constraint",
                       "bias_constraint", "beta_regularizer", "gamma_regularizer", "beta_constraint",
                       "gamma_constraint", "alpha_regularizer", "alpha_constraint", "quantization_config", "lora_rank",
                       "noise_shape", "renorm")
@@ -309,6 +309,9 @@ class Layer:
     # Keras' dtype policy: float32, or mixed_float16 / mixed_bfloat16 (what ``keras.mixed_precision`` sets), kept for
     # the Keras side; the torch layer computes in float32 whatever it says. Written only when not float32.
     dtype: str = FLOAT32
+    # Keras' penalty on the layer's outputs (L1, L2, L1L2), added to the loss at every call, divided by the batch size:
+    # the torch network computes it beside the logits (KerasNetwork.logits_and_activity_penalty).
+    activity_regularizer: dict | None = None
 
     # Keras config entries that must keep their default (value) for the layer to be mirrored,
     # each with the words that say what is not supported.
@@ -413,6 +416,10 @@ class Layer:
         adapted mean and variance) as settings instead: what a run trained from a ``.keras`` architecture keeps
         of the file. Layers without such weights are themselves."""
         return self
+
+    def activity_rule(self) -> dict[str, Any] | None:
+        """The regularizer Keras applies to the layer's outputs (:func:`regularizer`'s form), None for none."""
+        return self.activity_regularizer
 
     def policies(self) -> set[str]:
         """The dtype policies the layer computes under (a Bidirectional: its own and its two layers')."""

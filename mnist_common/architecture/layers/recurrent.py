@@ -216,6 +216,10 @@ class Bidirectional(Layer):
         else:
             set_(self, "backward_layer", recurrent_layer(self.backward_layer, "backward_layer"))
         backward = self.backward_layer
+        for setting, side in (("layer", forward), ("backward_layer", backward)):
+            if side.activity_regularizer is not None:
+                raise LayerError(f"{setting} sets activity_regularizer, which is not supported inside a Bidirectional "
+                                 f"(set it on the Bidirectional)")
         if forward.go_backwards == backward.go_backwards:
             raise LayerError(f"reads the steps {'backwards' if forward.go_backwards else 'forwards'} in both layers "
                              f"(go_backwards={forward.go_backwards} in each); Keras needs the two to differ")
@@ -283,7 +287,8 @@ class Bidirectional(Layer):
         out = {"layer": nested["forward"], "merge_mode": self.merge_mode, "backward_layer": nested["backward"]}
         out = {"name": self.name, **out} if self.name is not None else out
         out = out if self.trainable else {**out, "trainable": False}
-        return out if self.dtype == FLOAT32 else {**out, "dtype": self.dtype}
+        out = out if self.dtype == FLOAT32 else {**out, "dtype": self.dtype}
+        return out if self.activity_regularizer is None else {**out, "activity_regularizer": self.activity_regularizer}
 
     def policies(self) -> set[str]:
         return {self.dtype, self.layer.dtype, self.backward_layer.dtype}

@@ -1,15 +1,17 @@
 """Layers that act only in training: Dropout, SpatialDropout2D, SpatialDropout1D, AlphaDropout, GaussianNoise,
-GaussianDropout."""
+GaussianDropout, ActivityRegularization."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mnist_common.architecture.layers.base import (
     CHANNELS_LAST,
     Layer,
+    LayerError,
     Shape,
+    float32_number,
     layer_type,
     number,
     require_rank,
@@ -87,3 +89,26 @@ class GaussianNoise(Layer):
 class GaussianDropout(Dropout):
     """Multiplies by Gaussian noise of mean 1 and standard deviation sqrt(rate / (1 - rate)) in training (dropout's
     variance, without zeros); the identity otherwise. Its settings are Dropout's (rate, seed)."""
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class ActivityRegularization(Layer):
+    """The identity, whose outputs Keras penalises with ``L1L2(l1, l2)`` (the loss gains ``l1 * sum(|x|) + l2 *
+    sum(x ** 2)`` over the batch, divided by its size; see :meth:`Layer.activity_rule`)."""
+
+    l1: float = 0.0
+    l2: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.activity_regularizer is not None:  # Keras' own config never holds one: l1 and l2 are it
+            raise LayerError("sets activity_regularizer besides l1 and l2, which Keras' layer takes as its own")
+        object.__setattr__(self, "l1", float32_number(self.l1, "l1", 0.0))
+        object.__setattr__(self, "l2", float32_number(self.l2, "l2", 0.0))
+
+    def activity_rule(self) -> dict[str, Any]:
+        return {"class_name": "L1L2", "config": {"l1": self.l1, "l2": self.l2}}
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # the identity
