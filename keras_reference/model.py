@@ -47,11 +47,12 @@ def compile_model(model: "keras.Model", lr: float = LEARNING_RATE, from_logits: 
     """Compile as the notebook did (Adam(lr), categorical cross-entropy on one-hot labels, accuracy), or as
     ``settings`` ask (their lr wins over ``lr``): see :func:`make_optimizer`.
 
-    Layers in mixed_float16 get Keras' loss scaling (a ``LossScaleOptimizer``), as a model built under that global
-    policy does. A model whose outputs are no probabilities (``Architecture.outputs_probabilities``: a softmax's, also one
+    A model whose outputs are no probabilities (``Architecture.outputs_probabilities``: a softmax's, also one
     followed by a Dropout, or per-pixel softmaxes averaged) gives logits; its loss is computed from them. With label
     smoothing, a plain cross-entropy metric (``cross_entropy``, ``val_cross_entropy``) is compiled too:
     Lightning smooths only the training loss, and validates and chooses its checkpoint on plain cross-entropy.
+    Layers in mixed_float16 get Keras' loss scaling (a ``LossScaleOptimizer``), as a model built under that global
+    policy does.
     """
     settings = settings or ModelSettings(lr=lr)
     architecture = architecture_from_keras_config(keras.saving.serialize_keras_object(model), model.name)

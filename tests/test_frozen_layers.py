@@ -18,7 +18,7 @@ import torch
 import yaml
 from conftest import assert_one_line_error, main_error
 
-from bridge_check import L, architecture_of, converts_and_comes_back, keras, network_of, randomised
+from bridge_check import L, converts_and_comes_back, keras, network_of, randomised
 from keras_bridge.build import keras_layer
 from lightning_mnist.__main__ import main as command_line
 from lightning_mnist.checkpoints import keras_file_network
@@ -82,7 +82,8 @@ def test_a_frozen_batch_normalization_uses_its_moving_statistics_in_training():
     architecture, network = network_of(model)
     x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     expected = keras.ops.convert_to_numpy(model(x.permute(0, 2, 3, 1).numpy(), training=True))
-    frozen_bn = next(n.name for n in architecture.nodes if n.layer.type == "BatchNormalization" and not n.layer.trainable)
+    frozen_bn = next(n.name for n in architecture.nodes
+                     if n.layer.type == "BatchNormalization" and not n.layer.trainable)
     before = {name: value.clone() for name, value in network.state_dict().items()}
     network.train()
     with torch.no_grad():

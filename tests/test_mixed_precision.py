@@ -11,22 +11,19 @@ eight times as its limit where that is above 1e-5; a wrong weight is still refus
 from __future__ import annotations
 
 import copy
-import json
-import zipfile
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
-from bridge_check import L, architecture_of, converts_and_comes_back, keras, network_of, randomised
+from bridge_check import L, architecture_of, converts_and_comes_back, keras, network_of
 from keras_bridge.build import build_model
 from keras_reference.model import compile_model
 from lightning_mnist.__main__ import main as command_line
 from lightning_mnist.interop.parity import proven_on_check_inputs
 from lightning_mnist.interop.proof import ConversionCheckFailed
-from mnist_common.architecture import Architecture, ArchitectureError
-from mnist_common.keras_file import read_keras_file
+from mnist_common.architecture import Architecture, ArchitectureError, architecture_from_keras_config
 
 
 def under_policy(policy: str, build):
@@ -144,7 +141,6 @@ def test_other_policies_are_refused_in_one_line(edit, message, tmp_path):
     config = keras.saving.serialize_keras_object(model)
     edit(config["config"]["layers"][-1])
     with pytest.raises(ArchitectureError) as info:
-        from mnist_common.architecture import architecture_from_keras_config
         architecture_from_keras_config(config, "model.keras")
     assert message in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(ArchitectureError, match="computes in float64"):

@@ -204,8 +204,8 @@ def test_constraints_give_what_keras_optimizers_leave_after_a_step():
 
 def test_fit_and_keras_reference_train_a_regularised_constrained_file(run_module, tmp_path):
     """Both frameworks train it afresh from its architecture (their loss includes the penalties, an activity one too)
-    and record the regularizers and constraints with the run; Lightning's weights end within their MaxNorm, on its own step and
-    on Lightning's automatic one (gradient clipping asked for)."""
+    and record the regularizers and constraints with the run; Lightning's weights end within their MaxNorm, on its
+    own step and on Lightning's automatic one (gradient clipping asked for)."""
     model = sequential_case((28, 28, 1), L.Conv2D(8, 3, activation="relu", kernel_regularizer=R.L2(1e-3),
                                                   kernel_constraint=C.MaxNorm(0.3, axis=[0, 1, 2]),
                                                   activity_regularizer=R.L1(1e-6)),

@@ -112,6 +112,7 @@ def proven_on_check_inputs(network: KerasNetwork, model: "keras.Model", destinat
     policies = network.architecture.mixed_precision
     if not policies:
         return proven(report, destination, lambda: float32_rounding([network], x))
-    report.rounding_of = f"the Keras model's own {' and '.join(policies)} rounding (its probabilities against float32's)"
+    report.rounding_of = (f"the Keras model's own {' and '.join(policies)} rounding (its probabilities against "
+                          f"float32's)")
     return proven(report, destination, lambda: max(float32_rounding([network], x),
                                                    mixed_precision_rounding(network, model, x)))

@@ -108,7 +108,7 @@ class MnistClassifier(LightningModule):
     def _shared_step(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(the batch's mean loss, its logits), the loss and accuracy added to the stage's epoch means."""
         images, labels = batch
-        if getattr(self.network, "penalises_activity", False):  # Keras' activity regularizers: their penalty comes with the logits
+        if getattr(self.network, "penalises_activity", False):  # Keras' activity regularizers: with the logits
             logits, activity = self.network.logits_and_activity_penalty(self.network_inputs(images))
         else:  # the forward (a torch.compile'd module's compiled one)
             logits, activity = self(images), None

@@ -129,7 +129,7 @@ class KerasNetwork(nn.Module):
             for finished in done:
                 del values[finished]
         outputs = values[self.architecture.output.name]
-        return probabilities_as_logits(outputs) if self.log_of_outputs else outputs, penalty
+        return (probabilities_as_logits(outputs) if self.log_of_outputs else outputs), penalty
 
     @staticmethod
     def activity_penalty(y: torch.Tensor, l1: float, l2: float, softmax_left_out: bool) -> torch.Tensor:

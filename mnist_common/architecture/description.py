@@ -579,8 +579,8 @@ class Architecture:
         lines.append(f"  {trainable + frozen:,} parameters as Keras counts them ({trainable:,} trainable + "
                      f"{frozen:,} non-trainable)")
         if self.mixed_precision:
-            lines.append(f"  Keras computes in {' and '.join(self.mixed_precision)}, torch in float32 (--trainer.precision "
-                         f"16-mixed or bf16-mixed for half precision)")
+            lines.append(f"  Keras computes in {' and '.join(self.mixed_precision)}, torch in float32 "
+                         f"(--trainer.precision 16-mixed or bf16-mixed for half precision)")
         return "\n".join(lines)
 
     def _where(self) -> str:

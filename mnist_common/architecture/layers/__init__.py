@@ -41,6 +41,6 @@ globals().update(LAYER_TYPES)
 
 from mnist_common.architecture.layers.activations import applies_softmax, is_identity  # noqa: E402
 
-__all__ = ["ACTIVATIONS", "DTYPE_POLICIES", "FLOAT32", "INITIALIZERS", "INITIALIZER_NAMES", "LAYER_TYPES", "MAX_RANK", "VARIANCE_SCALING_PRESETS",
-           "Layer", "LayerError", "Shape", "applies_softmax", "is_identity", "initializer", "layer_type", "same_padding",
-           "shape_text", *LAYER_TYPES]
+__all__ = ["ACTIVATIONS", "DTYPE_POLICIES", "FLOAT32", "INITIALIZERS", "INITIALIZER_NAMES", "LAYER_TYPES", "MAX_RANK",
+           "VARIANCE_SCALING_PRESETS", "Layer", "LayerError", "Shape", "applies_softmax", "is_identity", "initializer",
+           "layer_type", "same_padding", "shape_text", *LAYER_TYPES]

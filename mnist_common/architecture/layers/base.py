@@ -436,7 +436,7 @@ class Layer:
     # --- settings in and out --------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
         """The Keras constructor arguments (every setting, tuples as lists); ``name``, regularizers and constraints
-        only when set, ``trainable`` only when False."""
+        only when set, ``trainable`` only when False, ``dtype`` only when not float32."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
