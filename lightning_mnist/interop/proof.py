@@ -49,7 +49,9 @@ class ParityReport:
     sides: tuple[str, str] = ("torch", "keras")  # how the difference is written: |p_torch - p_keras|
     names: tuple[str, str] = ("Lightning", "Keras")  # how the accuracies are labelled
     rounding: float | None = None  # the source's own float32 rounding, where measured (float32_rounding)
-    rounding_of: str = "the source's own float32 rounding"  # what ``rounding`` measures, for the report
+    # A Keras model in mixed precision, which this report compared as its float32 twin: that model itself against
+    # side a, as (its policies, the report of that comparison); None for others
+    half_precision: tuple[str, ParityReport] | None = None
 
     @property
     def limit(self) -> float:
@@ -60,7 +62,7 @@ class ParityReport:
     def limit_text(self) -> str:
         if self.limit == CHECK_TOLERANCE:
             return f"{CHECK_TOLERANCE:.0e}"
-        return f"{self.limit:.1e}: {ROUNDING_FACTOR}x {self.rounding_of}, {self.rounding:.1e}"
+        return f"{self.limit:.1e}: {ROUNDING_FACTOR}x the source's own float32 rounding, {self.rounding:.1e}"
 
     @property
     def ok(self) -> bool:
@@ -79,6 +81,13 @@ class ParityReport:
         if self.correct_torch is not None:
             text += (f", accuracy {self.names[0]} {self.correct_torch / self.images:.2%} ({self.correct_torch}), "
                      f"{self.names[1]} {self.correct_keras / self.images:.2%} ({self.correct_keras})")
+        if self.half_precision is not None:
+            policies, half = self.half_precision
+            text += (f"; Keras computed in float32 there, as torch computes; in its own {policies} (not checked: "
+                     f"half precision's rounding): {half.difference} = {half.max_prob_diff:.2e}, argmax equal "
+                     f"{half.argmax_equal}/{half.images}")
+            if half.correct_keras is not None:
+                text += f", accuracy {half.correct_keras / half.images:.2%} ({half.correct_keras})"
         return text
 
 
