@@ -3,7 +3,7 @@ models saved under it convert both ways, keeping each layer's policy.
 
 Such a layer keeps float32 weights and computes in half precision in Keras; the torch network
 computes it in float32 (train it in half precision with ``--trainer.precision 16-mixed`` or
-``bf16-mixed``). The two then differ by half precision's rounding (1e-4 to 1e-2), so the conversion
+``bf16-mixed``). The two then differ by half precision's rounding, so the conversion
 is proven against the Keras model's float32 twin (its own weights, every layer float32) under the
 usual 1e-5, and the model in its own policy is reported beside it.
 """
