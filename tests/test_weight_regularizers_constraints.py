@@ -53,13 +53,13 @@ def every_constrained_kind() -> "keras.Model":
 
 def activity_regularised() -> "keras.Model":
     """Activity regularizers where Keras applies them: a convolution's outputs, an ActivityRegularization layer, a
-    hidden Dense and the output softmax Dense (Keras penalises its probabilities, which the torch network leaves out
-    of its logits)."""
+    hidden Dense, the softmax Dense and a linear Activation after it (Keras penalises their probabilities, which the
+    torch network leaves out of its logits)."""
     return keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(4, 3, activity_regularizer=R.L1(1e-3), name="conv"),
                              L.ActivityRegularization(l1=1e-4, l2=1e-3, name="penalty"), L.Flatten(),
                              L.Dense(16, activation="relu", activity_regularizer="l2", name="hidden"),
                              L.Dense(10, activation="softmax", activity_regularizer=R.L1L2(l1=0.01, l2=0.1),
-                                     name="out")])
+                                     name="out"), L.Activation("linear", activity_regularizer="l2", name="after")])
 
 
 def keras_penalty(model: "keras.Model") -> float:
@@ -118,7 +118,8 @@ def test_the_classifier_loss_adds_what_keras_activity_regularizers_add(tmp_path,
     assert network.activity_penalties == {"conv": (pytest.approx(1e-3), 0.0, False),
                                           "penalty": (pytest.approx(1e-4), pytest.approx(1e-3), False),
                                           "hidden": (0.0, pytest.approx(0.01), False),
-                                          "out": (pytest.approx(0.01), pytest.approx(0.1), True)}
+                                          "out": (pytest.approx(0.01), pytest.approx(0.1), True),
+                                          "after": (0.0, pytest.approx(0.01), True)}
     classifier = MnistClassifier(architecture=architecture.to_config(), channels_last=False)
     classifier.network.load_state_dict(network.state_dict())
     classifier.eval()

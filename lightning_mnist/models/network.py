@@ -54,6 +54,19 @@ def _without_softmax(layer: Layer) -> Layer | None:
     return dataclasses.replace(layer, activation="linear")
 
 
+def softmax_to_output(architecture: Architecture) -> set[str]:
+    """The layers that compute on logits in torch where Keras' compute on probabilities: the softmax left out of the
+    logits (:attr:`Architecture.softmax_node`) and the linear Activations between it and the output."""
+    softmax = architecture.softmax_node
+    if softmax is None:
+        return set()
+    by_name, node, names = {n.name: n for n in architecture.nodes}, architecture.output, set()
+    while node.name != softmax.name:
+        names.add(node.name)
+        node = by_name[node.inputs[0]]
+    return names | {softmax.name}
+
+
 class KerasNetwork(nn.Module):
     """The layers of ``architecture`` as torch modules; ``forward`` gives logits (see the module docstring)."""
 
@@ -81,10 +94,12 @@ class KerasNetwork(nn.Module):
                                       if node.layer.trains(weight)
                                       and (rule := node.layer.regularizer_of(weight)) is not None)
         softmax = architecture.softmax_node
-        # layer -> (l1, l2, whether its Keras output is the softmax of what its module gives) for every layer whose
-        # outputs a Keras activity regularizer penalises
+        # layer -> (l1, l2, whether its Keras outputs are the softmax of what its module gives: the softmax left out
+        # of the logits, and the linear Activations after it) for every layer whose outputs a Keras activity
+        # regularizer penalises
+        on_logits = softmax_to_output(architecture)
         self.activity_penalties = {node.name: (rule["config"].get("l1", 0.0), rule["config"].get("l2", 0.0),
-                                               softmax is not None and node.name == softmax.name)
+                                               node.name in on_logits)
                                    for node in architecture.nodes if (rule := node.layer.activity_rule()) is not None}
         where = architecture.source or architecture.name  # the file a refused name can be changed in
         taken = set(dir(self))  # once: the layers' own names are unique (the architecture checked them)
