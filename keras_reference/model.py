@@ -5,7 +5,7 @@ and every CV fold starts from the same thing."""
 from __future__ import annotations
 
 from keras_bridge.backend import import_keras
-from keras_bridge.build import build_model
+from keras_bridge.build import build_model, own_layers
 from keras_reference.config import LEARNING_RATE, ModelSettings
 from keras_reference.schedules import OneCycleSchedule, OneCycleAdamW
 from mnist_common.architecture import Architecture, architecture_from_keras_config
@@ -55,15 +55,15 @@ def compile_model(model: "keras.Model", lr: float = LEARNING_RATE, from_logits: 
     policy does.
     """
     settings = settings or ModelSettings(lr=lr)
-    architecture = architecture_from_keras_config(keras.saving.serialize_keras_object(model), model.name)
     if from_logits is None:
-        from_logits = not architecture.outputs_probabilities
+        config = keras.saving.serialize_keras_object(model)
+        from_logits = not architecture_from_keras_config(config, model.name).outputs_probabilities
     metrics = ["accuracy"]
     if settings.label_smoothing:
         metrics.append(keras.metrics.CategoricalCrossentropy(name=PLAIN_LOSS, from_logits=from_logits))
     optimizer = make_optimizer(model, settings, total_steps)
-    if "mixed_float16" in architecture.mixed_precision:  # as Keras' compile wraps a model built under that global
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # policy: float16 gradients need the loss scaled
+    if any(layer.dtype_policy.name == "mixed_float16" for layer in own_layers(model)):  # as Keras' compile wraps a
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # model built under that policy: float16 needs it
     model.compile(optimizer=optimizer,
                   loss=keras.losses.CategoricalCrossentropy(from_logits=from_logits,
                                                             label_smoothing=settings.label_smoothing),
