@@ -2,8 +2,8 @@
 
 Each description names its layers and settings exactly as Keras does, so a layer is
 ``getattr(keras.layers, spec.type).from_config(spec.settings())``, called on the outputs of the
-layers its node names: a chain becomes a ``Sequential``, any other graph a Functional
-model. Layers keep the description's names, and weights are read and written through
+layers its node names (a Keras operation, ``x + y``, is made from its serialised form and called
+with its numbers): a chain becomes a ``Sequential``, any other graph a Functional model. Layers keep the description's names, and weights are read and written through
 :func:`find_layer` (by name, in nested models too: a ``.keras`` file may hold a model inside
 another, read into one graph), never by position.
 """
@@ -19,15 +19,25 @@ import numpy as np
 from keras_bridge.backend import import_keras
 from mnist_common.architecture import Architecture
 from mnist_common.model_files import load_architecture
-from mnist_common.architecture.layers import Layer
+from mnist_common.architecture.layers import Layer, Operation
 
 keras = import_keras()
 
 
-def keras_layer(layer: Layer) -> "keras.layers.Layer":
+def keras_layer(layer: Layer) -> "keras.layers.Layer | keras.Operation":
     """The Keras layer of a description, made as Keras makes it from a config.json entry (``from_config``, which
-    also builds a ``Bidirectional``'s layers from their serialised configs)."""
+    also builds a ``Bidirectional``'s layers from their serialised configs); a Keras operation (``ops.add``) as
+    Keras makes it when it loads a file (its serialised form, through Keras' own deserialisation)."""
+    if isinstance(layer, Operation):
+        return keras.saving.deserialize_keras_object(layer.keras_object())
     return getattr(keras.layers, layer.type).from_config(layer.settings())
+
+
+def call_layer(layer: Layer, tensors: list) -> "keras.KerasTensor":
+    """The output of ``layer`` (:func:`keras_layer`) called on ``tensors`` (an operation: with its numbers)."""
+    if isinstance(layer, Operation):
+        return keras_layer(layer)(*layer.call_arguments(tensors))
+    return keras_layer(layer)(tensors if layer.input_count() is None else tensors[0])
 
 
 def build_model(architecture: Architecture | str | os.PathLike | dict | None = None) -> "keras.Model":
@@ -39,8 +49,7 @@ def build_model(architecture: Architecture | str | os.PathLike | dict | None = N
         return keras.Sequential([inputs, *(keras_layer(node.layer) for node in architecture.nodes)], name=name)
     tensors = {architecture.input_name: inputs}
     for node in architecture.nodes:
-        arguments = [tensors[i] for i in node.inputs]
-        tensors[node.name] = keras_layer(node.layer)(arguments if node.layer.INPUTS is None else arguments[0])
+        tensors[node.name] = call_layer(node.layer, [tensors[i] for i in node.inputs])
     return keras.Model(inputs, tensors[architecture.output.name], name=name)
 
 

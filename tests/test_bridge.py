@@ -38,7 +38,7 @@ for _family in sorted(Path(__file__).parent.glob("test_layers_*.py")):
 TRAIN_IMAGES = 6000  # enough for the trained models to score well above chance
 ZOO = ["deeper_16_32_64", "keras_io_convnet", "lenet5_tanh_avgpool", "strided_same_gap", "functional_chain",
        "rgb_32x32x3", "resnet", "inception", "mobilenet", "squeeze_excite", "flat_mlp", "rgb_decoder_merges",
-       "rows_lstm"]
+       "rows_lstm", "keras_ops_resnet"]
 MNIST_ZOO = [name for name in ZOO if name not in ("rgb_32x32x3", "rgb_decoder_merges")]
 GRAPH_ZOO = ["resnet", "inception", "mobilenet", "squeeze_excite", "flat_mlp"]  # the MNIST graphs of issue #19
 
@@ -108,6 +108,22 @@ def rows_lstm() -> "keras.Model":
                              L.Dense(10, activation="softmax")], name="rows_lstm")
 
 
+def keras_ops_resnet() -> "keras.Model":
+    """A residual CNN written as Keras 3 code often is, with Keras operations between its layers (graph nodes, not
+    layers): ``x * 2.0 - 1.0``, ``x + y`` shortcuts, ``keras.ops.relu``, a squeeze-and-excitation gate
+    ``x * ops.sigmoid(...)``, ``ops.mean`` and ``ops.max`` over axes, ``ops.concatenate``, and ``ops.softmax`` for the
+    outputs."""
+    ops = keras.ops
+    inputs = keras.Input((28, 28, 1))
+    x = ops.relu(L.BatchNormalization(momentum=0.9)(L.Conv2D(16, 3, padding="same")(inputs * 2.0 - 1.0)))
+    x = L.MaxPooling2D()(ops.relu(x + L.Conv2D(16, 3, padding="same")(x)))
+    gate = L.Dense(16, activation="sigmoid")(L.Dense(4, activation="relu")(ops.mean(x, axis=[1, 2])))
+    x = x * L.Reshape((1, 1, 16))(gate)
+    x = ops.concatenate([x, ops.max(x, axis=-1, keepdims=True)], axis=-1)
+    x = L.Conv2D(32, 3, strides=2, padding="same", activation="relu")(x)
+    return keras.Model(inputs, ops.softmax(L.Dense(10)(L.Flatten()(x))), name="keras_ops_resnet")
+
+
 def rgb_decoder_merges() -> "keras.Model":
     """32x32x3: Conv2DTranspose and UpSampling2D (nearest and bilinear) branches merged by Subtract, Maximum, Average,
     and a per-channel mean added back to every pixel (an Add of inputs with fewer axes, which Keras broadcasts)."""
@@ -157,7 +173,7 @@ def zoo() -> dict[str, "keras.Model"]:
             L.Dense(10, activation="softmax")]),
     }
     models.update({build.__name__: build() for build in (resnet, inception, mobilenet, squeeze_excite, flat_mlp,
-                                                           rgb_decoder_merges, rows_lstm)})
+                                                           rgb_decoder_merges, rows_lstm, keras_ops_resnet)})
     assert list(models) == ZOO
     return models
 
@@ -240,7 +256,7 @@ def test_lightning_scores_converted_checkpoints_as_keras_evaluates(keras_files, 
         assert round(lightning_acc * 10_000) == keras_correct, (name, lightning_acc, keras_correct)
 
 
-@pytest.mark.parametrize("name", GRAPH_ZOO)
+@pytest.mark.parametrize("name", [*GRAPH_ZOO, "keras_ops_resnet"])
 def test_predict_agrees_on_both_backends_with_keras(name, keras_files, tmp_path, capsys, seed_png, mnist):
     """predict on the torch and Keras backends, from the .keras file and from its checkpoint: one answer."""
     source, _ = keras_files[name]
@@ -527,7 +543,8 @@ def test_layer_order_is_keras_whatever_order_a_description_lists_them(seed):
     from keras_bridge.build import build_model
 
     model = build_model(architecture)
-    assert [layer.name for layer in model.layers if type(layer).__name__ != "InputLayer"] == \
+    every = model.operations if hasattr(model, "operations") else model.layers  # Keras operations (x + y) too
+    assert [layer.name for layer in every if type(layer).__name__ != "InputLayer"] == \
         [node.name for node in architecture.nodes]
 
 
@@ -674,7 +691,7 @@ def test_the_network_is_named_as_keras_and_compiles_and_exports():
     assert torch.allclose(compiled(x), network(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["inception", "flat_mlp"])
+@pytest.mark.parametrize("name", ["inception", "flat_mlp", "keras_ops_resnet"])
 def test_fit_and_keras_reference_train_any_graph_from_its_keras_file(name, keras_files, run_module, tmp_path):
     """``fit --model.architecture graph.keras`` and ``keras_reference train`` with it: each framework trains the
     graph afresh from the file's architecture, in its own input layout, and records it."""

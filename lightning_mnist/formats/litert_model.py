@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from mnist_common.architecture import layer_label
+from mnist_common.architecture.layers import Operation
 from lightning_mnist.formats.base import INPUT_NAME, OUTPUT_NAME, Export, Format, Runner, export_proven
 from lightning_mnist.models.network import Probabilities
 
@@ -100,11 +101,13 @@ def unexportable_layer(module: Probabilities, example: torch.Tensor, export: Cal
     model = keras_model(Probabilities([network]), named_output=False).get_layer("model_0")
     with tempfile.TemporaryDirectory() as folder:
         for index, node in enumerate(network.architecture.nodes):
+            if isinstance(node.layer, Operation):  # no layer to get; its inputs' and outputs' layers are tried
+                continue
             layer = model.get_layer(node.name)
             sources = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
             inputs = [keras.Input(shape=tuple(source.shape[1:])) for source in sources]
             try:
-                alone = keras.Model(inputs, layer(inputs if node.layer.INPUTS is None else inputs[0]))
+                alone = keras.Model(inputs, layer(inputs if node.layer.input_count() is None else inputs[0]))
                 export(alone, Path(folder) / f"layer{SUFFIX}")
             except Exception:  # the converter's own errors are of many kinds
                 return layer_label(index, node.layer)

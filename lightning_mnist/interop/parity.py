@@ -48,10 +48,13 @@ def keras_logits_and_outputs(model: "keras.Model", x_nhwc: np.ndarray, softmax_l
         if softmax_layer is None:  # the outputs are the logits
             outputs = run_keras(model, x_nhwc, graph)
             return outputs, outputs
-        if softmax_layer not in [layer.name for layer in model.layers if not isinstance(layer, keras.Model)]:
+        nodes = model.operations if isinstance(model, keras.Model) and not isinstance(model, keras.Sequential) \
+            else model.layers  # a Functional model's operations: its layers and its ``keras.ops`` nodes
+        own = {op.name: op for op in nodes if not isinstance(op, keras.Model)}
+        if softmax_layer not in own:
             # inside a model this one holds: its input is no tensor of this graph, so only the outputs compare
             return None, run_keras(model, x_nhwc, graph)
-        layer = model.get_layer(softmax_layer)  # called once, on one tensor
+        layer = own[softmax_layer]  # called once, on one tensor
         features, outputs = run_keras(keras.Model(model.inputs, [layer.input, model.outputs[0]]), x_nhwc, graph)
     kind = type(layer).__name__
     if kind in ("Softmax", "Activation"):  # its input is the logits

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from mnist_common.architecture import Architecture, Softmax
-from mnist_common.architecture.layers import Layer
+from mnist_common.architecture.layers import Layer, Operation
 from mnist_common.errors import UserError
 from lightning_mnist.models.constraints import constrained
 from lightning_mnist.models.layers import build, converter_of
@@ -48,8 +48,8 @@ def probabilities_as_logits(probabilities: torch.Tensor) -> torch.Tensor:
 
 
 def _without_softmax(layer: Layer) -> Layer | None:
-    """The output layer with its softmax left out (None: the layer is only a softmax)."""
-    if isinstance(layer, Softmax):
+    """The output layer with its softmax left out (None: the layer is only a softmax, or ``ops.softmax``)."""
+    if isinstance(layer, (Softmax, Operation)):
         return None
     return dataclasses.replace(layer, activation="linear")
 

@@ -41,7 +41,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mnist_common.architecture.layers import (FLOAT32, LAYER_TYPES, MAX_RANK, Layer, LayerError, Shape,
+from mnist_common.architecture.layers import (FLOAT32, LAYER_TYPES, MAX_RANK, Layer, LayerError, Operation, Shape,
                                               applies_softmax, is_identity, shape_text)
 from mnist_common.errors import UserError
 
@@ -215,7 +215,7 @@ class Architecture:
     def from_layers(cls, input_shape: Shape, layers: list[tuple[Layer, list[str] | None]], name: str = "custom",
                     source: str = "", input_name: str = DEFAULT_INPUT_NAME) -> Architecture:
         """Layers with the names of their inputs (None: the layer before, or the input); unnamed ones named."""
-        names = iter(auto_names([layer.type for layer, _ in layers if layer.name is None],
+        names = iter(auto_names([layer.keras_class for layer, _ in layers if layer.name is None],
                                 [layer.name for layer, _ in layers if layer.name is not None] + [input_name]))
         nodes, previous = [], input_name
         for layer, inputs in layers:
@@ -240,7 +240,7 @@ class Architecture:
                 raise self._refuse(index, node, f"its name {node.name!r} is used twice; each layer is called once "
                                                 f"(a layer shared between two calls is not supported)")
             names.add(node.name)
-            wanted = node.layer.INPUTS
+            wanted = node.layer.input_count()
             if not node.inputs or (wanted is not None and len(node.inputs) != wanted):
                 takes = "one input" if wanted == 1 else f"{wanted} inputs" if wanted else "inputs"
                 raise self._refuse(index, node, f"takes {takes}, got {len(node.inputs)} ({', '.join(node.inputs)})")
@@ -274,10 +274,10 @@ class Architecture:
 
     @property
     def is_chain(self) -> bool:
-        """Each layer takes the one before it: a Keras ``Sequential``."""
+        """Each layer takes the one before it, and none is a Keras operation: a Keras ``Sequential``."""
         previous = self.input_name
         for node in self.nodes:
-            if node.inputs != (previous,):
+            if node.inputs != (previous,) or isinstance(node.layer, Operation):
                 return False
             previous = node.name
         return True
@@ -380,12 +380,13 @@ class Architecture:
     def pixel_scale(self) -> float:
         """What MNIST pixels in [0, 1] are multiplied by on their way into this model: 255 for a model whose
         input goes first through a ``Rescaling`` by 1/255 (or by 1/127.5, to [-1, 1]): the way Keras users build a
-        model that takes raw 0-255 pixels (keras.io puts it first); 1 otherwise, the notebook's [0, 1] pixels.
+        model that takes raw 0-255 pixels (keras.io puts it first; ``inputs / 255.0``, a Keras operation, does the
+        same); 1 otherwise, the notebook's [0, 1] pixels.
         Every place that feeds MNIST images to a model applies it (training and testing in both frameworks, the
         conversion check, predict and serve; an ``.onnx`` file records it in its metadata)."""
         first = [node.layer for node in self.nodes if self.input_name in node.inputs]
-        if len(first) == 1 and first[0].type == "Rescaling" and isinstance(first[0].scale, float) \
-                and any(abs(first[0].scale * 255.0 - multiple) <= 1e-4 * multiple for multiple in (1.0, 2.0)):
+        factor = first[0].input_factor() if len(first) == 1 else None  # also ``x / 255.0`` as a Keras operation
+        if factor is not None and any(abs(factor * 255.0 - multiple) <= 1e-4 * multiple for multiple in (1.0, 2.0)):
             return 255.0
         return 1.0
 
@@ -503,11 +504,12 @@ class Architecture:
     def storage_names(self) -> dict[str, str]:
         """Layer name -> the name its weights have in ``model.weights.h5`` (``layers/<it>/vars/0``).
 
-        Keras numbers them by class in ``model.layers`` order, whatever the layers are called;
-        the torch network names its modules the same way, so ``conv2d_1.weight`` in a
-        checkpoint is ``layers/conv2d_1/vars/0`` of the ``.keras`` file, in torch's layout.
+        Keras numbers them by class in ``model.layers`` order, whatever the layers are called (a Keras
+        operation is none of ``model.layers``: it has no weights, and no name here);
+        version-1 checkpoints named their modules so (``conv2d_1.weight`` is ``layers/conv2d_1/vars/0``).
         """
-        return dict(zip((node.name for node in self.nodes), auto_names([n.layer.type for n in self.nodes], ())))
+        layers = [node for node in self.nodes if not isinstance(node.layer, Operation)]
+        return dict(zip((node.name for node in layers), auto_names([n.layer.keras_class for n in layers], ())))
 
     @property
     def keras_names(self) -> tuple[str, ...]:

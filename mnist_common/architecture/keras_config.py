@@ -20,7 +20,8 @@ from typing import Any, NamedTuple
 
 from mnist_common.architecture.description import (DEFAULT_INPUT_NAME, MAX_LAYERS, Architecture, ArchitectureError,
                                                    auto_names, keras_order)
-from mnist_common.architecture.layers import LAYER_TYPES, MAX_RANK, LayerError
+from mnist_common.architecture.layers import LAYER_TYPES, MAX_RANK, LayerError, Operation
+from mnist_common.architecture.layers.operations import TENSOR
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 # Where Keras' own model classes serialise from (a nested Functional names its module)
@@ -34,6 +35,38 @@ KERAS_LAYER_MODULES = ("keras.layers", "keras")
 # evaluate pass their own training flag to every layer, which replaces a recorded ``training`` (even
 # ``base(x, training=False)``'s), so a recorded one is read as a plain call.
 HARMLESS_CALL_KWARGS = {"training", "mask"}
+# Keras operations (``x + y``, ``keras.ops.mean``) by where Keras 3 serialises them from and their class.
+OPERATIONS = {(cls.KERAS_MODULE, cls.keras_class_name()): cls for cls in LAYER_TYPES.values()
+              if issubclass(cls, Operation)}
+
+
+def _is_operation(entry: dict[str, Any]) -> bool:
+    """A graph entry of a Keras operation, not a layer (Keras 3 serialises them from its ``keras.src.ops`` modules)."""
+    return str(entry.get("module")).startswith("keras.src.ops.")
+
+
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("class_name") == KERAS_TENSOR
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _operation_arguments(arguments: list[Any]) -> list[Any] | None:
+    """An operation's positional arguments with each tensor :data:`TENSOR` (a list of tensors, as
+    ``ops.concatenate`` takes, a list of them); None where one is neither a tensor, a number nor such a list."""
+    pattern: list[Any] = []
+    for value in arguments:
+        if _is_tensor(value):
+            pattern.append(TENSOR)
+        elif _is_number(value):
+            pattern.append(value)
+        elif isinstance(value, (list, tuple)) and value and all(_is_tensor(v) for v in value):
+            pattern.append([TENSOR] * len(value))
+        else:
+            return None
+    return pattern
 
 
 def _describe(entry: dict[str, Any]) -> tuple[str, str]:
@@ -94,12 +127,21 @@ def _called_on(entry: dict[str, Any], source: str) -> list[str]:
                                 f"called) is not supported")
     arguments, kwargs = nodes[0].get("args") or [], nodes[0].get("kwargs") or {}
     extra = sorted(k for k, v in kwargs.items() if k not in HARMLESS_CALL_KWARGS and v is not None)
-    tensors = arguments[0] if len(arguments) == 1 and isinstance(arguments[0], list) else arguments
-    if extra or len(arguments) != 1 or not tensors or not all(
-            isinstance(t, dict) and t.get("class_name") == KERAS_TENSOR for t in tensors):
-        detail = f"with {', '.join(extra)}" if extra else "on arguments that are not layer outputs"
-        raise ArchitectureError(f"{source}: {name} ({cls}) is called {detail}; only layers called on the outputs "
-                                f"of other layers are supported")
+    if _is_operation(entry):  # numbers among its arguments, each where the code had it (1.0 - x)
+        _operation_class(f"{source}: {name} ({cls})", entry)  # an unsupported one named first, whatever its arguments
+        pattern = _operation_arguments(arguments) if isinstance(arguments, (list, tuple)) else None
+        tensors = [v for a in arguments if pattern for v in (a if isinstance(a, (list, tuple)) else [a])
+                   if _is_tensor(v)]
+        if extra or pattern is None or not tensors:
+            detail = f"with {', '.join(extra)}" if extra else "on arguments other than tensors and numbers"
+            raise ArchitectureError(f"{source}: {name} ({cls}) is called {detail}; only operations on the outputs "
+                                    f"of layers, and numbers, are supported")
+    else:
+        tensors = arguments[0] if len(arguments) == 1 and isinstance(arguments[0], list) else arguments
+        if extra or len(arguments) != 1 or not tensors or not all(_is_tensor(t) for t in tensors):
+            detail = f"with {', '.join(extra)}" if extra else "on arguments that are not layer outputs"
+            raise ArchitectureError(f"{source}: {name} ({cls}) is called {detail}; only layers called on the "
+                                    f"outputs of other layers are supported")
     sources = []
     for tensor in tensors:
         history = (tensor.get("config") or {}).get("keras_history")
@@ -137,6 +179,8 @@ def _layer(index: int, entry: dict[str, Any], source: str):
     """One layer's description from its config entry; refusals name its index, name and class."""
     name, cls = _describe(entry)
     label = f"{source}: layer {index} ({name}, {cls})"
+    if _is_operation(entry):
+        return _operation(label, entry)
     layer_class = LAYER_TYPES.get(cls)
     if layer_class is None:
         reason = "holds Python code" if cls == "Lambda" else "is not a supported layer"
@@ -149,6 +193,34 @@ def _layer(index: int, entry: dict[str, Any], source: str):
         raise ArchitectureError(f"{label} is corrupt: its config is a {type(config).__name__}, not a mapping")
     try:
         return layer_class.from_keras(config)
+    except LayerError as err:
+        joined = f"{label} {err}" if str(err).startswith(("is ", "has ", "sets ", "computes ")) else f"{label}: {err}"
+        raise ArchitectureError(joined) from None
+
+
+def _operation_class(label: str, entry: dict[str, Any]) -> type[Operation]:
+    """The description class of a Keras operation's graph entry; refused in one line where there is none."""
+    operation_class = OPERATIONS.get((entry.get("module"), entry.get("class_name")))
+    if operation_class is None or entry.get("registered_name") not in (None, entry.get("class_name")):
+        supported = ", ".join(sorted(kind for kind, c in LAYER_TYPES.items() if issubclass(c, Operation)))
+        raise ArchitectureError(f"{label} is the Keras operation {entry.get('class_name')!r} of module "
+                                f"{entry.get('module')!r}, which is not supported (supported operations: {supported})")
+    return operation_class
+
+
+def _operation(label: str, entry: dict[str, Any]) -> Operation:
+    """One Keras operation's description from its graph entry, the numbers of its call among its settings."""
+    operation_class = _operation_class(label, entry)
+    config = entry.get("config", {})
+    if not isinstance(config, dict):
+        raise ArchitectureError(f"{label} is corrupt: its config is a {type(config).__name__}, not a mapping")
+    nodes = entry.get("inbound_nodes")
+    call = nodes[0] if isinstance(nodes, list) and len(nodes) == 1 and isinstance(nodes[0], dict) else {}
+    arguments = _operation_arguments(call["args"]) if isinstance(call.get("args"), (list, tuple)) else None
+    if arguments is None:  # a Sequential's entries are not called in the file: Keras cannot hold an operation there
+        raise ArchitectureError(f"{label} is an operation outside a Functional graph's calls; Keras makes none such")
+    try:
+        return operation_class.from_keras_call(config, arguments)
     except LayerError as err:
         joined = f"{label} {err}" if str(err).startswith(("is ", "has ", "sets ", "computes ")) else f"{label}: {err}"
         raise ArchitectureError(joined) from None
@@ -303,12 +375,13 @@ class _NestedModels:
         if depth:
             shape = ((input_entry or {}).get("config") or {}).get("batch_shape")
             self.declared.append((where, sources[0], shape[1:] if isinstance(shape, (list, tuple)) and shape else None))
-        stored = dict(zip((id(call.entry) for call in order),
-                          auto_names([str(call.entry.get("class_name")) for call in order], ())))
+        layers = [call for call in order if not _is_operation(call.entry)]  # Keras' model.layers: not operations
+        stored = dict(zip((id(call.entry) for call in layers),
+                          auto_names([str(call.entry.get("class_name")) for call in layers], ())))
         previous = sources[0]
         for index, (entry, called) in enumerate(steps):
             inputs = [previous] if called is None else [renamed.get(c, c) for c in called]
-            path = f"{prefix}{stored[id(entry)]}"
+            path = f"{prefix}{stored.get(id(entry), '')}"  # an operation has no weights stored
             name, cls = _describe(entry)
             if cls in MODEL_CLASSES:
                 previous = self._nested(index, entry, inputs, f"{path}/layers/", models, where)

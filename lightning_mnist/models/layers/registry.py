@@ -86,7 +86,7 @@ CONVERTERS: dict[str, Converter] = {}
 def converter(description: type[Layer], **weights: WeightMap) -> Callable:
     """Register the decorated module class (or factory) as the torch side of ``description``'s kind."""
     def register(module: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        CONVERTERS[description.__name__] = Converter(description, module, dict(weights))
+        CONVERTERS[description.type_name()] = Converter(description, module, dict(weights))
         return module
     return register
 

@@ -9,7 +9,10 @@ and so has this package's namespace (``layers.Conv2D``).
 Adding a layer kind: its description here, and on the torch side its module, builder and
 weight mapping in one file of ``lightning_mnist.models.layers`` (``tests/test_bridge.py``
 fails while a described kind has none). The Keras side builds
-``getattr(keras.layers, spec.type).from_config(spec.settings())`` and needs nothing.
+``getattr(keras.layers, spec.type).from_config(spec.settings())`` and needs nothing. Keras
+operations between layers (``x + y``, ``keras.ops.mean``) are kinds too (:mod:`.operations`,
+types ``ops.add``, ...), made by Keras from their serialised form; ``KERAS_LAYERS`` are the
+others, by class name.
 """
 
 from __future__ import annotations
@@ -37,10 +40,13 @@ from mnist_common.architecture.layers.base import (  # noqa: F401  (the package'
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
-globals().update(LAYER_TYPES)
+KERAS_LAYERS = {kind: cls for kind, cls in LAYER_TYPES.items() if kind.isidentifier()}  # operations' are ops.<name>
+globals().update(KERAS_LAYERS)
 
+from mnist_common.architecture.layers import operations  # noqa: E402  (ops.add, ...: the Keras operations)
 from mnist_common.architecture.layers.activations import applies_softmax, is_identity  # noqa: E402
+from mnist_common.architecture.layers.operations import Operation  # noqa: E402
 
 __all__ = ["ACTIVATIONS", "DTYPE_POLICIES", "FLOAT32", "INITIALIZERS", "INITIALIZER_NAMES", "LAYER_TYPES", "MAX_RANK",
-           "VARIANCE_SCALING_PRESETS", "Layer", "LayerError", "Shape", "applies_softmax", "is_identity", "initializer",
-           "layer_type", "same_padding", "shape_text", *LAYER_TYPES]
+           "VARIANCE_SCALING_PRESETS", "Layer", "LayerError", "Operation", "Shape", "applies_softmax", "is_identity",
+           "initializer", "layer_type", "operations", "same_padding", "shape_text", *KERAS_LAYERS]

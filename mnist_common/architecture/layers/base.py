@@ -101,8 +101,8 @@ LAYER_TYPES: dict[str, type[Layer]] = {}
 
 
 def layer_type(cls: type[Layer]) -> type[Layer]:
-    """Register a layer description under its Keras class name."""
-    LAYER_TYPES[cls.__name__] = cls
+    """Register a layer description under its type: its Keras class name (a Keras operation's: ``ops.add``)."""
+    LAYER_TYPES[cls.type_name()] = cls
     return cls
 
 
@@ -325,9 +325,23 @@ class Layer:
     # Weights Keras keeps in another dtype than float32 (Normalization's ``count``: int64), by weight name.
     WEIGHT_DTYPES: ClassVar[dict[str, str]] = {}
 
+    @classmethod
+    def type_name(cls) -> str:
+        """The kind's name in a description: the Keras class's (a Keras operation's differs: ``ops.add``)."""
+        return cls.__name__
+
     @property
     def type(self) -> str:
+        return self.type_name()
+
+    @property
+    def keras_class(self) -> str:
+        """The class Keras makes it of, whose snake-case name Keras gives an unnamed one (``conv2d``, ``add``)."""
         return type(self).__name__
+
+    def input_count(self) -> int | None:
+        """How many tensors it is called on: :attr:`INPUTS` (an operation given a number for an operand: fewer)."""
+        return self.INPUTS
 
     def __post_init__(self) -> None:
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
@@ -367,6 +381,11 @@ class Layer:
         """A weight its initializer has just filled (in Keras' layout, any array that slices as numpy's), with what
         the layer itself sets at the start (LSTM's ``unit_forget_bias``); unchanged by default."""
         return value
+
+    def input_factor(self) -> float | None:
+        """The number it multiplies its input by, where that is what it does (an offset may follow: a ``Rescaling``,
+        ``x / 255.0``); None otherwise. What tells that a model takes raw 0-255 pixels."""
+        return None
 
     def keeps_distributions(self, *shapes: Shape) -> bool:
         """Whether inputs that are probabilities along their last axis (a softmax's) give outputs that are too,

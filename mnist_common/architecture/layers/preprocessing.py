@@ -63,6 +63,9 @@ class Rescaling(Layer):
                                  f"1 or {shape[-1]} (its last axis)")
         return shape
 
+    def input_factor(self) -> float | None:
+        return self.scale if isinstance(self.scale, float) else None
+
 
 def _values(value: Any, setting: str) -> float | tuple | None:
     """A Normalization mean or variance as Keras' config holds it: null, a number, or nested lists of numbers

@@ -1,0 +1,146 @@
+"""Keras operations in torch (``x + y``, ``x * 2.0``, ``ops.relu``, ``ops.mean``, ``ops.concatenate``).
+
+An operation's tensors are of one rank (the description refuses others), so they broadcast in
+torch's layout as in Keras' (the same axes, permuted alike); its numbers are Python numbers, as
+Keras has them, on whichever side the code put them. A reduction works in Keras' layout, whose
+axes the description names, and gives its result back in torch's.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_mnist.models.layers.activations import ACTIVATIONS
+from lightning_mnist.models.layers.layout import to_keras_layout, to_torch_layout
+from lightning_mnist.models.layers.merging import Concatenate
+from lightning_mnist.models.layers.registry import converter
+from mnist_common.architecture.layers import Shape, operations as ops
+
+
+def _maximum(a: torch.Tensor | float, b: torch.Tensor | float) -> torch.Tensor:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return torch.maximum(a, b)
+    return torch.clamp_min(a, b) if isinstance(a, torch.Tensor) else torch.clamp_min(b, a)
+
+
+def _minimum(a: torch.Tensor | float, b: torch.Tensor | float) -> torch.Tensor:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return torch.minimum(a, b)
+    return torch.clamp_max(a, b) if isinstance(a, torch.Tensor) else torch.clamp_max(b, a)
+
+
+# Each binary operation's description -> its function of two operands, a tensor and a tensor or a Python number
+# either side (Python's operators take a number on the left of a tensor: 1.0 - x, 2.0 ** x).
+BINARY: dict[type[ops.BinaryOperation], Callable] = {
+    ops.Add: operator.add, ops.Subtract: operator.sub, ops.Multiply: operator.mul, ops.Divide: operator.truediv,
+    ops.TrueDivide: operator.truediv, ops.Power: operator.pow, ops.Maximum: _maximum, ops.Minimum: _minimum,
+}
+
+
+class BinaryOperation(nn.Module):
+    """``x1 <op> x2``, each operand a tensor it is called on or the description's number."""
+
+    def __init__(self, spec: ops.BinaryOperation, *shapes: Shape) -> None:
+        super().__init__()
+        self.function = BINARY[type(spec)]
+        self.x1, self.x2 = spec.x1, spec.x2
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        if self.x1 is not None:
+            return self.function(self.x1, xs[0])
+        return self.function(xs[0], xs[1] if self.x2 is None else self.x2)
+
+
+for _description in BINARY:
+    converter(_description)(BinaryOperation)
+
+# The element-wise operations of one tensor that are no Keras activation; the others are ACTIVATIONS'.
+UNARY: dict[type[ops.UnaryOperation], Callable[[torch.Tensor], torch.Tensor]] = {
+    ops.Negative: torch.neg, ops.Absolute: torch.abs, ops.Square: torch.square, ops.Sqrt: torch.sqrt,
+}
+
+
+@converter(ops.Negative)
+@converter(ops.Absolute)
+@converter(ops.Square)
+@converter(ops.Sqrt)
+@converter(ops.Exp)
+@converter(ops.Tanh)
+@converter(ops.Relu)
+@converter(ops.Relu6)
+@converter(ops.Sigmoid)
+@converter(ops.Silu)
+@converter(ops.Softplus)
+@converter(ops.Softmax)
+class UnaryOperation(nn.Module):
+    """An element-wise function: Keras' activation of the same name (:data:`ACTIVATIONS`), or one of :data:`UNARY`."""
+
+    def __init__(self, spec: ops.UnaryOperation, shape: Shape) -> None:
+        super().__init__()
+        self.function = UNARY.get(type(spec)) or ACTIVATIONS[spec.activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.function(x)
+
+
+@converter(ops.LeakyRelu)
+class LeakyRelu(nn.Module):
+    def __init__(self, spec: ops.LeakyRelu, shape: Shape) -> None:
+        super().__init__()
+        self.negative_slope = spec.negative_slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x, self.negative_slope)
+
+
+@converter(ops.Elu)
+class Elu(nn.Module):
+    def __init__(self, spec: ops.Elu, shape: Shape) -> None:
+        super().__init__()
+        self.alpha = spec.alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.elu(x, self.alpha)
+
+
+@converter(ops.Gelu)
+class Gelu(nn.Module):
+    """Keras' ``ops.gelu``: the tanh approximation by default (torch's ``approximate="tanh"``), else exact."""
+
+    def __init__(self, spec: ops.Gelu, shape: Shape) -> None:
+        super().__init__()
+        self.approximate = "tanh" if spec.approximate else "none"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(x, approximate=self.approximate)
+
+
+# Each reduction's description -> torch's reduction over dims, keeping them or not (max and min: the values only).
+REDUCTIONS: dict[type[ops.Reduction], Callable[..., torch.Tensor]] = {
+    ops.Mean: torch.mean, ops.Sum: torch.sum, ops.Max: torch.amax, ops.Min: torch.amin,
+}
+
+
+@converter(ops.Mean)
+@converter(ops.Sum)
+@converter(ops.Max)
+@converter(ops.Min)
+class Reduction(nn.Module):
+    """A reduction over Keras' axes, in Keras' layout (batch axis 0), the result back in torch's."""
+
+    def __init__(self, spec: ops.Reduction, shape: Shape) -> None:
+        super().__init__()
+        self.function = REDUCTIONS[type(spec)]
+        self.dims = [axis + 1 for axis in spec.reduced_axes(len(shape))]
+        self.keepdims = spec.keepdims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return to_torch_layout(self.function(to_keras_layout(x), dim=self.dims, keepdim=self.keepdims))
+
+
+converter(ops.ConcatenateOperation)(Concatenate)  # the Concatenate layer's module: the same join

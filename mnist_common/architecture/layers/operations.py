@@ -1,0 +1,419 @@
+"""Keras operations between layers: ``x + y``, ``x * 2.0``, ``1.0 - x``, ``keras.ops.relu(x)``, ``ops.mean(x, [1, 2])``.
+
+Keras 3 records a call of ``keras.ops`` on a Functional model's tensors (Python's ``+``, ``-``,
+``*``, ``/`` and ``**`` among them) as a node of the graph beside the layers': an operation,
+saved in ``config.json`` with its class (``Add``, ``TrueDivide``, ``Mean``), its module
+(``keras.src.ops.numpy`` or ``keras.src.ops.nn``), its own settings (``axis``, ``keepdims``)
+and, among its call's arguments, the numbers the code gave it. An operation has no weights and
+is not one of ``model.layers``, so it takes no place in the numbering of stored weights; a
+``Sequential`` cannot hold one.
+
+Each kind here is one operation, its type named after its ``keras.ops`` function (``ops.add``,
+``ops.true_divide``), so it never reads as the layer of the same class name (``Add``); its
+settings are its Keras config's, and a number given for an operand is a setting named as the
+function's parameter: ``{type: ops.subtract, x1: 1.0}`` is ``1.0 - x``. Its unnamed node gets
+Keras' name for it (``add``, ``true_divide``), as Keras names it.
+
+Element-wise operations broadcast as numpy does, the batch axis included, so tensors of
+different ranks (which would align one's batch axis with another's data) are refused; a size
+of 1 stretches as in the merge layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from mnist_common.architecture.layers.activations import IDENTITY_ON_PROBABILITIES
+from mnist_common.architecture.layers.base import (
+    FLOAT32,
+    Layer,
+    LayerError,
+    Shape,
+    boolean,
+    float32_number,
+    layer_type,
+    number,
+    plain,
+    shape_text,
+)
+from mnist_common.architecture.layers.merging import Concatenate, broadcast
+
+NUMPY, NN = "keras.src.ops.numpy", "keras.src.ops.nn"  # where Keras 3 keeps its operations' classes
+TENSOR = None  # an operand that is a tensor of the graph, in :meth:`Operation.from_keras_call`'s arguments
+
+
+@dataclass(frozen=True, kw_only=True)
+class Operation(Layer):
+    """One ``keras.ops`` call in a Functional graph (see the module docstring)."""
+
+    FUNCTION: ClassVar[str] = ""  # its keras.ops function: ops.<FUNCTION>
+    KERAS_MODULE: ClassVar[str] = NUMPY
+    KERAS_CLASS: ClassVar[str] = ""  # Keras' class of it, where the description's class is named otherwise
+    OPERANDS: ClassVar[tuple[str, ...]] = ("x",)  # the function's tensor parameters, in order
+
+    @classmethod
+    def type_name(cls) -> str:
+        return f"ops.{cls.FUNCTION}"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.trainable or self.dtype != FLOAT32 or self.activity_regularizer is not None:
+            raise LayerError("is an operation, which has no trainable, dtype or activity_regularizer setting")
+
+    def constants(self) -> dict[str, int | float]:
+        """The operands given as numbers, by parameter name."""
+        return {}
+
+    def settings(self) -> dict[str, Any]:
+        return {key: value for key, value in super().settings().items()
+                if key not in self.OPERANDS or value is not None}
+
+    def keras_config(self) -> dict[str, Any]:
+        """The operation's own config, as Keras serialises it (its name and settings, not its operands)."""
+        return {key: value for key, value in self.settings().items() if key not in self.OPERANDS}
+
+    def keras_object(self) -> dict[str, Any]:
+        """The operation as ``config.json`` holds it, which ``keras.saving.deserialize_keras_object`` makes."""
+        cls = self.keras_class
+        return {"module": self.KERAS_MODULE, "class_name": cls, "config": plain(self.keras_config()),
+                "registered_name": cls}
+
+    @classmethod
+    def keras_class_name(cls) -> str:
+        return cls.KERAS_CLASS or cls.__name__
+
+    @property
+    def keras_class(self) -> str:
+        return self.keras_class_name()
+
+    def call_arguments(self, tensors: list[Any]) -> list[Any]:
+        """Its call's positional arguments: ``tensors`` in order, and its numbers where the code had them."""
+        given, pending = self.constants(), iter(tensors)
+        return [given[operand] if operand in given else next(pending) for operand in self.OPERANDS]
+
+    @classmethod
+    def from_keras_call(cls, config: dict[str, Any], arguments: list[Any]) -> Operation:
+        """The operation of a graph node: its config and its call's positional arguments (:data:`TENSOR` for each
+        tensor of the graph, else the number given)."""
+        if len(arguments) != len(cls.OPERANDS):
+            raise LayerError(f"is called with {len(arguments)} arguments; {cls.type_name()} takes "
+                             f"{', '.join(cls.OPERANDS)}")
+        numbers = {name: value for name, value in zip(cls.OPERANDS, arguments) if value is not TENSOR}
+        if numbers and set(numbers) - set(cls.setting_names()):
+            raise LayerError(f"is given a number for {', '.join(numbers)}; only tensors are supported there")
+        described = cls.from_keras(config)
+        return cls.from_settings({**described.settings(), **numbers})
+
+
+def _constant(value: Any, setting: str) -> int | float | None:
+    """A number given for an operand, kept as given (an integer stays one, as the file has it)."""
+    if value is None:
+        return None
+    checked = float32_number(value, setting)
+    return value if isinstance(value, int) else checked
+
+
+@dataclass(frozen=True, kw_only=True)
+class BinaryOperation(Operation):
+    """``x1 <op> x2``: two tensors of one rank, or a tensor and a number (either side)."""
+
+    x1: int | float | None = None
+    x2: int | float | None = None
+
+    OPERANDS: ClassVar[tuple[str, ...]] = ("x1", "x2")
+    INPUTS: ClassVar[int | None] = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for operand in self.OPERANDS:
+            object.__setattr__(self, operand, _constant(getattr(self, operand), operand))
+        if self.x1 is not None and self.x2 is not None:
+            raise LayerError("is given numbers for both x1 and x2; one operand must be a tensor of the graph")
+
+    def constants(self) -> dict[str, int | float]:
+        return {name: getattr(self, name) for name in self.OPERANDS if getattr(self, name) is not None}
+
+    def input_count(self) -> int:
+        return 2 - len(self.constants())
+
+    def output_shape(self, *shapes: Shape) -> Shape:
+        if len({len(shape) for shape in shapes}) != 1:
+            raise LayerError(f"is called on tensors of different ranks ({', '.join(map(shape_text, shapes))}); "
+                             f"numpy's broadcasting would align one's batch axis with the other's data: not "
+                             f"supported (a merge layer aligns them after the batch axis)")
+        return broadcast(shapes)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Add(BinaryOperation):
+    FUNCTION: ClassVar[str] = "add"
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Subtract(BinaryOperation):
+    FUNCTION: ClassVar[str] = "subtract"
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Multiply(BinaryOperation):
+    FUNCTION: ClassVar[str] = "multiply"
+
+    def input_factor(self) -> float | None:
+        return next(iter(self.constants().values()), None)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Divide(BinaryOperation):
+    FUNCTION: ClassVar[str] = "divide"
+
+    def input_factor(self) -> float | None:
+        return 1.0 / self.x2 if self.x2 else None
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class TrueDivide(BinaryOperation):
+    """``x / y`` (``keras.ops.true_divide``; ``ops.divide`` is the same division of floats)."""
+
+    FUNCTION: ClassVar[str] = "true_divide"
+
+    def input_factor(self) -> float | None:
+        return 1.0 / self.x2 if self.x2 else None
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Power(BinaryOperation):
+    """``x ** y``."""
+
+    FUNCTION: ClassVar[str] = "power"
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Maximum(BinaryOperation):
+    FUNCTION: ClassVar[str] = "maximum"
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Minimum(BinaryOperation):
+    FUNCTION: ClassVar[str] = "minimum"
+
+
+# --- element-wise functions of one tensor --------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnaryOperation(Operation):
+    """An element-wise function of one tensor; ``ACTIVATION``: the Keras activation it computes, where it is one
+    (what tells the bridge a softmax or a sigmoid gives the model's outputs)."""
+
+    ACTIVATION: ClassVar[str | None] = None
+
+    @property
+    def activation(self) -> str | None:
+        return self.ACTIVATION
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return self.ACTIVATION in IDENTITY_ON_PROBABILITIES
+
+
+def _unary(function: str, keras_class: str, activation: str | None = None, module: str = NUMPY) -> type[Operation]:
+    """A registered :class:`UnaryOperation` without settings: ``keras.ops.<function>``, Keras' class ``keras_class``."""
+    cls = dataclass(frozen=True, kw_only=True)(type(keras_class, (UnaryOperation,), {
+        "__module__": __name__, "__qualname__": keras_class, "__annotations__": {},
+        "__doc__": f"``keras.ops.{function}(x)``.",
+        "FUNCTION": function, "KERAS_MODULE": module, "ACTIVATION": activation}))
+    return layer_type(cls)
+
+
+Negative = _unary("negative", "Negative")  # -x
+Absolute = _unary("absolute", "Absolute")  # ops.abs, ops.absolute
+Square = _unary("square", "Square")
+Sqrt = _unary("sqrt", "Sqrt")
+Exp = _unary("exp", "Exp", "exponential")
+Tanh = _unary("tanh", "Tanh", "tanh")
+Relu = _unary("relu", "Relu", "relu", NN)
+Relu6 = _unary("relu6", "Relu6", "relu6", NN)
+Sigmoid = _unary("sigmoid", "Sigmoid", "sigmoid", NN)
+Silu = _unary("silu", "Silu", "silu", NN)  # ops.silu, ops.swish
+Softplus = _unary("softplus", "Softplus", "softplus", NN)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class LeakyRelu(UnaryOperation):
+    """``keras.ops.leaky_relu(x, negative_slope)``."""
+
+    negative_slope: float = 0.2
+    FUNCTION: ClassVar[str] = "leaky_relu"
+    KERAS_MODULE: ClassVar[str] = NN
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "negative_slope", number(self.negative_slope, "negative_slope", 0.0))
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # x itself for x >= 0
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Elu(UnaryOperation):
+    """``keras.ops.elu(x, alpha)``."""
+
+    alpha: float = 1.0
+    FUNCTION: ClassVar[str] = "elu"
+    KERAS_MODULE: ClassVar[str] = NN
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "alpha", number(self.alpha, "alpha"))
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # x itself for x >= 0
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Gelu(UnaryOperation):
+    """``keras.ops.gelu(x, approximate)``: unlike the ``gelu`` activation (exact), the operation's default is
+    the tanh approximation."""
+
+    approximate: bool = True
+    FUNCTION: ClassVar[str] = "gelu"
+    KERAS_MODULE: ClassVar[str] = NN
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        boolean(self.approximate, "approximate")
+
+    @property
+    def activation(self) -> str | None:
+        return None if self.approximate else "gelu"
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Softmax(UnaryOperation):
+    """``keras.ops.softmax(x, axis=-1)``, over the last axis only (as the ``Softmax`` layer here)."""
+
+    axis: int = -1
+    FUNCTION: ClassVar[str] = "softmax"
+    KERAS_MODULE: ClassVar[str] = NN
+    ACTIVATION: ClassVar[str | None] = "softmax"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        axis = self.axis[0] if isinstance(self.axis, (list, tuple)) and len(self.axis) == 1 else self.axis
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise LayerError(f"axis={self.axis!r}: only the last axis, -1, is supported")
+        object.__setattr__(self, "axis", axis)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if self.axis not in (-1, len(shape)):
+            raise LayerError(f"axis={self.axis}: only the last axis is supported, -1 (or {len(shape)} for its "
+                             f"{shape_text(shape)} input)")
+        return shape
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return False  # a softmax of probabilities is not them (applies_softmax says it gives a distribution)
+
+
+# --- reductions and joins ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reduction(Operation):
+    """``keras.ops.<function>(x, axis, keepdims)`` over non-batch axes (Keras counts the batch as axis 0)."""
+
+    axis: int | tuple[int, ...] | None = None
+    keepdims: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        axes = self.axis if isinstance(self.axis, (list, tuple)) else (self.axis,)
+        if self.axis is None or not axes or any(isinstance(a, bool) or not isinstance(a, int) or a == 0 for a in axes):
+            raise LayerError(f"axis={self.axis!r}: only non-batch axes are supported, an integer or a list of them "
+                             f"(0 and null take in the batch axis)")
+        object.__setattr__(self, "axis", tuple(axes) if isinstance(self.axis, (list, tuple)) else self.axis)
+        boolean(self.keepdims, "keepdims")
+
+    def reduced_axes(self, rank: int) -> tuple[int, ...]:
+        """The axes it reduces among the ``rank`` non-batch axes of its input, 0-based and sorted."""
+        axes = self.axis if isinstance(self.axis, tuple) else (self.axis,)
+        found = sorted({a - 1 if a > 0 else rank + a for a in axes})
+        if any(not 0 <= a < rank for a in found) or len(found) != len(axes):
+            raise LayerError(f"axis={self.axis!r} does not name distinct axes of its input of {rank} axes besides "
+                             f"the batch (1 to {rank}, or -1 to -{rank})")
+        return tuple(found)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        reduced = self.reduced_axes(len(shape))
+        if len(reduced) == len(shape) and not self.keepdims:
+            raise LayerError(f"reduces every axis of its {shape_text(shape)} input to one number per example; not "
+                             f"supported (keepdims, or fewer axes)")
+        return tuple(1 if i in reduced else size for i, size in enumerate(shape) if self.keepdims or i not in reduced)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Mean(Reduction):
+    FUNCTION: ClassVar[str] = "mean"
+
+    def keeps_distributions(self, shape: Shape) -> bool:
+        return len(shape) - 1 not in self.reduced_axes(len(shape))  # a mean of distributions over the last axis
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Sum(Reduction):
+    FUNCTION: ClassVar[str] = "sum"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Extreme(Reduction):
+    """``keras.ops.max``/``min``: also take ``initial``, which must be unset (null)."""
+
+    KERAS_FIXED: ClassVar[dict[str, tuple[Any, str]]] = {"initial": (None, "an initial value")}
+
+    def keras_config(self) -> dict[str, Any]:
+        return {**super().keras_config(), "initial": None}
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Max(Extreme):
+    FUNCTION: ClassVar[str] = "max"
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Min(Extreme):
+    FUNCTION: ClassVar[str] = "min"
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class ConcatenateOperation(Operation, Concatenate):
+    """``keras.ops.concatenate([x, y, ...], axis)``: what the ``Concatenate`` layer computes."""
+
+    FUNCTION: ClassVar[str] = "concatenate"
+    KERAS_CLASS: ClassVar[str] = "Concatenate"
+    OPERANDS: ClassVar[tuple[str, ...]] = ("xs",)
+
+    def call_arguments(self, tensors: list[Any]) -> list[Any]:
+        return [list(tensors)]
+
+    @classmethod
+    def from_keras_call(cls, config: dict[str, Any], arguments: list[Any]) -> Operation:
+        if len(arguments) != 1 or not isinstance(arguments[0], list) or TENSOR not in arguments[0] \
+                or any(a is not TENSOR for a in arguments[0]):
+            raise LayerError("is called on something other than a list of tensors of the graph")
+        return cls.from_keras(config)

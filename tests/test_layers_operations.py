@@ -1,0 +1,254 @@
+"""Keras operations between layers against Keras: ``x + y``, ``x * 2.0``, ``1.0 - x``, ``keras.ops.relu``,
+``ops.mean``, ``ops.concatenate``, ... in Functional graphs (Keras 3 saves them as nodes of the graph, not layers)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from bridge_check import L, architecture_of, assert_matches_keras, classifier, command_line, keras, sampler
+from keras_bridge.build import build_model, keras_layer
+from mnist_common.architecture import LAYER_TYPES, Architecture, ArchitectureError
+from mnist_common.architecture.layers import Operation, operations
+from mnist_common.architecture.layers.operations import TENSOR
+
+ops = keras.ops
+OPERATION_KINDS = sorted(kind for kind, cls in LAYER_TYPES.items() if issubclass(cls, Operation))
+
+
+class Call:
+    """A Keras operation with its numbers bound, which the random graphs call on one tensor as they call a layer
+    (``get_config``: the operation's own)."""
+
+    def __init__(self, kind: str, arguments: list, **settings) -> None:
+        self.operation = keras_layer(LAYER_TYPES[kind](**settings))
+        self.arguments = arguments
+
+    def get_config(self) -> dict:
+        return self.operation.get_config()
+
+    def __call__(self, x):
+        return self.operation(*[[x, x] if a == [TENSOR] else x if a is TENSOR else a for a in self.arguments])
+
+
+def _binary_sampler(kind: str):
+    """``x <op> c`` or ``c <op> x`` with c a number in [0.25, 1] (the integer 1 now and then): values stay of the
+    order of their inputs, as every sampler keeps them (a random graph's merges already double them; logits in the
+    hundreds would only measure float32's rounding). Two tensors (``x + y``, ``x * y``): in CASES below."""
+    def make(rng, shape):
+        c = 1 if rng.random() < 0.3 else float(np.round(rng.uniform(0.25, 1.0), 3))
+        return Call(kind, [c, TENSOR]) if rng.random() < 0.5 else Call(kind, [TENSOR, c])
+    return make
+
+
+for _kind in ("ops.add", "ops.subtract", "ops.multiply", "ops.maximum", "ops.minimum"):
+    sampler(_kind)(_binary_sampler(_kind))
+for _kind in ("ops.divide", "ops.true_divide"):  # c / x of a random x near 0 is huge: x / c only
+    sampler(_kind)(lambda rng, shape, kind=_kind: Call(kind, [TENSOR, float(np.round(rng.uniform(1.0, 4.0), 3))]))
+sampler("ops.power")(lambda rng, shape: None)  # squares (or more): in CASES below, not in random graphs
+for _kind in ("ops.negative", "ops.absolute", "ops.square", "ops.tanh", "ops.relu", "ops.relu6", "ops.sigmoid",
+              "ops.silu", "ops.softplus", "ops.softmax"):
+    sampler(_kind)(lambda rng, shape, kind=_kind: Call(kind, [TENSOR]))
+sampler("ops.exp")(lambda rng, shape: Call("ops.exp", [TENSOR]) if rng.random() < 0.5 else None)
+sampler("ops.sqrt")(lambda rng, shape: None)  # of negative values: NaN in both; tested below on |x|
+sampler("ops.leaky_relu")(lambda rng, shape: Call("ops.leaky_relu", [TENSOR],
+                                                  negative_slope=float(rng.uniform(0.0, 0.5))))
+sampler("ops.elu")(lambda rng, shape: Call("ops.elu", [TENSOR], alpha=float(rng.uniform(0.5, 1.5))))
+sampler("ops.gelu")(lambda rng, shape: Call("ops.gelu", [TENSOR], approximate=bool(rng.random() < 0.5)))
+
+
+def _reduction_sampler(kind: str):
+    def make(rng, shape):
+        if len(shape) == 1:
+            return Call(kind, [TENSOR], axis=-1, keepdims=True)
+        axes = sorted(rng.choice(np.arange(1, len(shape) + 1), size=int(rng.integers(1, len(shape))), replace=False))
+        return Call(kind, [TENSOR], axis=[int(a) for a in axes], keepdims=bool(rng.random() < 0.5))
+    return make
+
+
+for _kind in ("ops.mean", "ops.sum", "ops.max", "ops.min"):
+    sampler(_kind)(_reduction_sampler(_kind))
+sampler("ops.concatenate")(lambda rng, shape: Call("ops.concatenate", [[TENSOR]], axis=-1))
+
+
+# --- every operation against Keras ------------------------------------------------------------------------------
+
+
+def _on_a_map(function, name: str, shape=(9, 7, 3)):
+    """A convolution's output through ``function`` (Keras operations), then the classifier's Flatten and Dense."""
+    inputs = keras.Input(shape)
+    x = L.Conv2D(4, 3, padding="same", activation="tanh")(inputs)
+    return classifier(inputs, function(x, L.Conv2D(4, 3, padding="same")(inputs)), name=name)
+
+
+CASES = {
+    "x_plus_y": lambda x, y: x + y,
+    "x_minus_y_times_2": lambda x, y: (x - y) * 2.0,
+    "one_minus_x_over_3": lambda x, y: (1.0 - x) / 3.0,
+    "integers": lambda x, y: 2 * x - 1 + y / 4,
+    "divide": lambda x, y: ops.divide(x, ops.abs(y) + 1.0) + ops.divide(1.0, ops.square(y) + 1.0),
+    "powers": lambda x, y: x ** 2 + 2.0 ** y + ops.power(ops.abs(x) + 0.5, ops.tanh(y)),
+    "maximum_minimum": lambda x, y: ops.maximum(x, y) + ops.minimum(x, 0.1) + ops.maximum(0.2, y),
+    "broadcast_gate": lambda x, y: x * ops.sigmoid(ops.mean(y, axis=(1, 2), keepdims=True)),
+    "row_gate": lambda x, y: x - ops.max(y, axis=1, keepdims=True) + ops.min(y, axis=-1, keepdims=True),
+    "elementwise": lambda x, y: ops.sqrt(ops.abs(x)) + ops.exp(-y) - ops.square(ops.tanh(y)),
+    "activations": lambda x, y: ops.relu(x) + ops.relu6(y * 4.0) + ops.silu(x) + ops.softplus(y) + ops.swish(y),
+    "parametric": lambda x, y: ops.leaky_relu(x, 0.1) + ops.elu(y, 0.7) + ops.gelu(x) + ops.gelu(y, False),
+    "softmax_channels": lambda x, y: ops.softmax(x) * y,
+    "concatenate": lambda x, y: ops.concatenate([x, -y, x * y], axis=-1),
+    "concatenate_rows": lambda x, y: ops.concatenate([x, y], axis=1),
+    "sum_mean": lambda x, y: ops.sum(x, axis=1) + ops.mean(y, axis=[1]),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_operations_match_keras(case):
+    assert_matches_keras(_on_a_map(CASES[case], case), source=case)
+
+
+def test_operations_on_flat_vectors_and_an_operation_as_the_output_softmax():
+    """``ops.softmax`` of a Dense's outputs gives the model's outputs: torch computes logits there, compared with
+    the Dense's outputs in Keras (the logit difference is reported only where both have them)."""
+    inputs = keras.Input((12,))
+    a, b = L.Dense(6, activation="relu")(inputs), L.Dense(6)(inputs)
+    x = ops.mean(ops.concatenate([a + b, a * b], axis=-1), axis=-1, keepdims=True) * a - b / 2.0
+    model = keras.Model(inputs, ops.softmax(L.Dense(5)(x)), name="flat_ops")
+    architecture = architecture_of(model)
+    assert architecture.ends_in_softmax and architecture.softmax_node.layer.type == "ops.softmax"
+    report = assert_matches_keras(model, source="flat")
+    assert report.max_logit_diff is not None
+
+
+def test_a_sigmoid_operation_output_is_refused_for_one_choice_among_classes():
+    inputs = keras.Input((12,))
+    model = keras.Model(inputs, ops.sigmoid(L.Dense(5)(inputs)))
+    with pytest.raises(ArchitectureError, match=r"output layer \(sigmoid\w*\) applies sigmoid"):
+        architecture_of(model).require_one_distribution("training and predict")
+
+
+def test_operations_inside_a_nested_block():
+    """A residual block of Keras operations built as a model of its own, called twice in the outer graph."""
+    def block(name):
+        inputs = keras.Input((8, 8, 4))
+        x = L.Conv2D(4, 3, padding="same")(inputs)
+        return keras.Model(inputs, ops.relu(inputs + x * 0.5), name=name)
+
+    inputs = keras.Input((8, 8, 1))
+    x = L.Conv2D(4, 3, padding="same")(inputs)
+    x = block("block_b")(block("block_a")(x) - 1.0)
+    assert_matches_keras(classifier(inputs, ops.mean(x, axis=[1, 2]), name="nested_ops"), source="nested")
+
+
+# --- descriptions, files and round trips --------------------------------------------------------------------------
+
+
+def test_the_description_reads_like_the_code():
+    inputs = keras.Input((8, 8, 1))
+    x = L.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = ops.mean(1.0 - x / 2, axis=[1, 2])
+    architecture = architecture_of(classifier(inputs, x))
+    layers = [{k: v for k, v in entry.items() if k != "name"} for entry in architecture.to_config()["layers"]]
+    assert layers[1:4] == [{"type": "ops.true_divide", "x2": 2}, {"type": "ops.subtract", "x1": 1.0},
+                           {"type": "ops.mean", "axis": [1, 2], "keepdims": False}]  # names: Keras' counters'
+    assert [node.name.split("_")[0] for node in architecture.nodes[1:4]] == ["true", "subtract", "mean"]
+    again = Architecture.from_config(architecture.to_config())
+    assert again == architecture and not again.is_chain  # no Sequential holds an operation
+    assert isinstance(build_model(again), keras.Model) and not isinstance(build_model(again), keras.Sequential)
+    assert list(architecture.storage_names.values()) == ["conv2d", "dense"]  # operations: no place in stored weights
+
+
+def test_unnamed_operations_of_a_description_get_keras_names():
+    config = {"input_shape": [6, 6, 2], "layers": [
+        {"type": "ops.multiply", "x2": 2.0}, {"type": "ops.multiply", "x1": 0.5}, {"type": "Flatten"},
+        {"type": "Dense", "units": 3}]}
+    architecture = Architecture.from_config(config)
+    assert [node.name for node in architecture.nodes] == ["multiply", "multiply_1", "flatten", "dense"]
+    model = build_model(architecture)
+    assert [op.name for op in model.operations[1:3]] == ["multiply", "multiply_1"]
+    assert architecture_of(model) == architecture
+
+
+def test_a_keras_file_of_operations_comes_back_as_it_was(tmp_path, capsys):
+    """``.keras -> .ckpt -> .keras``: every node of the graph (operations too: class, module, name, the numbers of
+    its call and which tensors it takes) as in the first file, and the weights bit for bit."""
+    model = _on_a_map(CASES["one_minus_x_over_3"], "ops_file", shape=(28, 28, 1))
+    model.save(tmp_path / "ops.keras")
+    command_line(["convert", str(tmp_path / "ops.keras"), str(tmp_path / "ops.ckpt")])
+    command_line(["convert", str(tmp_path / "ops.ckpt"), str(tmp_path / "back.keras")])
+    back = tmp_path / "back.keras"
+    assert capsys.readouterr().out.count("argmax equal 10000/10000") == 2  # both proven on MNIST's test images
+
+    def nodes(path):
+        entries = json.loads(zipfile.ZipFile(path).read("config.json"))["config"]["layers"]
+        return [(e["module"], e["class_name"], e["name"], [a["config"]["keras_history"] if isinstance(a, dict) else a
+                                                          for a in (e["inbound_nodes"] or [{"args": []}])[0]["args"]])
+                for e in entries]
+
+    assert nodes(back) == nodes(tmp_path / "ops.keras")
+    assert any(module == "keras.src.ops.numpy" for module, *_ in nodes(back))
+
+
+def test_raw_pixel_models_divide_by_255_as_an_operation():
+    """``inputs / 255.0`` (or ``* (1 / 255)``) first: the model takes 0-255 pixels, as one with a Rescaling does."""
+    for first in (lambda x: x / 255.0, lambda x: x * (1 / 255), lambda x: ops.divide(x, 127.5)):
+        inputs = keras.Input((28, 28, 1))
+        model = classifier(inputs, L.Conv2D(4, 3)(first(inputs)))
+        assert architecture_of(model).pixel_scale == 255.0
+    inputs = keras.Input((28, 28, 1))
+    assert architecture_of(classifier(inputs, L.Conv2D(4, 3)(inputs / 2.0))).pixel_scale == 1.0
+
+
+# --- refusals ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda x: ops.reshape(x, (-1, 63 * 4)), "is the Keras operation 'Reshape' of module 'keras.src.ops.numpy', "
+                                             "which is not supported (supported operations: ops.absolute, ops.add"),
+    (lambda x: x[:, :, :, 0], "is the Keras operation 'GetItem'"),
+    (lambda x: x + ops.mean(x, axis=(1, 2)), "is called on tensors of different ranks (9x7x4, 4)"),
+    (lambda x: ops.mean(x, axis=None, keepdims=True), "only non-batch axes are supported"),
+    (lambda x: ops.sum(x, axis=[0, 1]), "only non-batch axes are supported"),
+    (lambda x: ops.softmax(x, axis=1), "axis=1: only the last axis is supported"),
+    (lambda x: ops.max(x, axis=1, initial=0.0), "has initial=0.0: an initial value is not supported"),
+    (lambda x: x + np.ones((9, 7, 4), "float32"), "is called on arguments other than tensors and numbers"),
+])
+def test_unsupported_operations_are_refused_in_one_line(build, message):
+    inputs = keras.Input((9, 7, 2))
+    model = classifier(inputs, build(L.Conv2D(4, 3, padding="same")(inputs)))
+    with pytest.raises(ArchitectureError) as info:
+        architecture_of(model, "model.keras")
+    assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("layer, message", [
+    ({"type": "ops.add", "x1": 1.0, "x2": 2.0}, "is given numbers for both x1 and x2"),
+    ({"type": "ops.add", "x2": float("inf")}, "x2 must be a number in"),
+    ({"type": "ops.add", "x2": "one"}, "x2 must be a number in"),
+    ({"type": "ops.add"}, "takes 2 inputs, got 1"),
+    ({"type": "ops.relu", "trainable": False}, "is an operation, which has no trainable, dtype or activity_regularizer"),
+    ({"type": "ops.mean", "axis": 4}, "does not name distinct axes of its input of 3 axes"),
+    ({"type": "ops.mean", "axis": [1, -3]}, "does not name distinct axes"),
+    ({"type": "ops.gelu", "approximate": "yes"}, "approximate must be true or false"),
+    ({"type": "ops.sum", "axis": [1, 2, 3]}, "reduces every axis of its 8x8x3 input to one number per example"),
+])
+def test_bad_operation_descriptions_are_refused(layer, message):
+    config = {"input_shape": [8, 8, 3], "layers": [layer, {"type": "Flatten"}, {"type": "Dense", "units": 3}]}
+    with pytest.raises(ArchitectureError) as info:
+        Architecture.from_config(config)
+    assert message in str(info.value) and "\n" not in str(info.value) and "layer 0 (" in str(info.value)
+
+
+def test_every_operation_kind_is_a_keras_operation_of_its_module():
+    """Each description names a class Keras has where it says (the file's ``module``): a wrong module or class name
+    would make files no Keras could load."""
+    for kind in OPERATION_KINDS:
+        description = LAYER_TYPES[kind]
+        made = description(axis=-1) if issubclass(description, operations.Reduction) else description()
+        operation = keras.saving.deserialize_keras_object(made.keras_object())
+        assert type(operation).__name__ == description.keras_class_name(), kind
+        assert type(operation).__module__ == description.KERAS_MODULE, kind
+        assert not isinstance(operation, keras.layers.Layer), kind
+    assert "ops.add" in OPERATION_KINDS and operations.Add is not LAYER_TYPES["Add"]
