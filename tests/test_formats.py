@@ -327,13 +327,18 @@ def test_an_overconfident_model_converts_within_its_own_float32_rounding(tmp_pat
     rounding = float32_rounding([network], x)
     limit = ROUNDING_FACTOR * rounding
     assert limit > CHECK_TOLERANCE, rounding
+    differences = []
     for suffix in (".onnx", ".tflite", ".keras"):
         stdout = convert(capsys, ckpt, tmp_path / f"overconfident{suffix}", "--check_images", "1000",
                          "--data_dir", mnist_dir)
         [line] = [line for line in stdout.splitlines() if line.startswith("check on ")]
-        max_dp = float(re.search(r"\| = ([0-9.e+-]+) ", line)[1])
-        assert CHECK_TOLERANCE < max_dp <= limit and (tmp_path / f"overconfident{suffix}").is_file(), line
-        assert f"(limit {limit:.1e}: {ROUNDING_FACTOR}x the source's own float32 rounding, {rounding:.1e})" in line
+        differences.append(float(re.search(r"\| = ([0-9.e+-]+) ", line)[1]))
+        assert differences[-1] <= limit and (tmp_path / f"overconfident{suffix}").is_file(), line
+        stated = f"(limit {limit:.1e}: {ROUNDING_FACTOR}x the source's own float32 rounding, {rounding:.1e})"
+        assert stated in line if differences[-1] > CHECK_TOLERANCE else "(limit 1e-05)" in line, line
+    # which runtime's rounding lands past 1e-5 depends on the CPU's kernels (all three on an AMD EPYC; not ONNX
+    # Runtime's on one Intel Xeon): at least one does, so the usual limit would have refused a correct file
+    assert max(differences) > CHECK_TOLERANCE, differences
 
     def off_by_more(path):
         run = PT2.load(path)

@@ -24,6 +24,7 @@ class Call:
     (``get_config``: the operation's own)."""
 
     def __init__(self, kind: str, arguments: list, **settings) -> None:
+        self.kind = kind
         self.operation = keras_layer(LAYER_TYPES[kind](**settings))
         self.arguments = arguments
 
