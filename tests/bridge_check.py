@@ -9,6 +9,7 @@ when a described kind has none.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ L = keras.layers
 from lightning_mnist.__main__ import main as command_line  # noqa: E402
 from lightning_mnist.interop.keras_models import torch_weights_of  # noqa: E402
 from lightning_mnist.interop.parity import ParityReport, compare  # noqa: E402
+from lightning_mnist.interop.proof import ROUNDING_FACTOR  # noqa: E402
 from lightning_mnist.models.layers.layout import torch_shape  # noqa: E402
 from lightning_mnist.models.network import KerasNetwork  # noqa: E402
 
@@ -83,18 +85,40 @@ def network_of(model: "keras.Model", source: str = "model") -> tuple[Architectur
     return architecture, network
 
 
+def random_inputs(architecture: Architecture, seed: int) -> torch.Tensor:
+    """Seeded inputs in [-0.5, 1.5] of the architecture's shape, torch's layout."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(RANDOM_INPUTS, *torch_shape(architecture.input_shape), generator=generator) * 2 - 0.5
+
+
 def check_against_keras(model: "keras.Model", seed: int = 1, source: str = "model") -> ParityReport:
     """Both frameworks on seeded random inputs of the model's shape (the model's weights as they are)."""
     architecture, network = network_of(model, source)
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.rand(RANDOM_INPUTS, *torch_shape(architecture.input_shape), generator=generator) * 2 - 0.5
-    return compare(network, model, x, None, "random inputs")
+    return compare(network, model, random_inputs(architecture, seed), None, "random inputs")
+
+
+def logit_limit(network: KerasNetwork, x: torch.Tensor) -> float:
+    """:data:`LOGIT_TOLERANCE`, or where the network's own float32 rounding of its logits (against a float64 copy) is
+    larger, :data:`~lightning_mnist.interop.proof.ROUNDING_FACTOR` times it, as the conversion check widens its
+    limit: a random graph's logits can reach the hundreds, where two correct float32 runs differ by more."""
+    with torch.no_grad():
+        z32 = network.eval()(x).double()
+        try:
+            z64 = copy.deepcopy(network).double()(x.double())
+        except (RuntimeError, TypeError):  # a layer that keeps float32 constants of its own
+            return LOGIT_TOLERANCE
+    return max(LOGIT_TOLERANCE, ROUNDING_FACTOR * float((z32 - z64).abs().max()))
 
 
 def assert_matches_keras(model: "keras.Model", seed: int = 0, source: str = "model") -> ParityReport:
-    """Random weights, random inputs: the torch network gives Keras' probabilities and logits."""
-    report = check_against_keras(randomised(model, seed), seed + 1, source)
-    assert report.ok and report.max_logit_diff < LOGIT_TOLERANCE, f"{source}: {report.describe()}"
+    """Random weights, random inputs: the torch network gives Keras' probabilities and logits (within
+    :func:`logit_limit`)."""
+    model = randomised(model, seed)
+    architecture, network = network_of(model, source)
+    x = random_inputs(architecture, seed + 1)
+    report = compare(network, model, x, None, "random inputs")
+    limit = logit_limit(network, x)
+    assert report.ok and report.max_logit_diff < limit, f"{source}: {report.describe()} (logit limit {limit:.1e})"
     return report
 
 

@@ -36,12 +36,15 @@ class Call:
 
 
 def _binary_sampler(kind: str):
-    """``x <op> c`` or ``c <op> x`` with c a number in [0.25, 1] (the integer 1 now and then): values stay of the
-    order of their inputs, as every sampler keeps them (a random graph's merges already double them; logits in the
-    hundreds would only measure float32's rounding). Two tensors (``x + y``, ``x * y``): in CASES below."""
+    """``x <op> x``, ``x <op> c`` or ``c <op> x`` with c a number in [0.25, 1] (the integer 1 now and then): values
+    stay of the order of their inputs, as the other samplers keep them (a random graph's merges already double
+    them)."""
     def make(rng, shape):
         c = 1 if rng.random() < 0.3 else float(np.round(rng.uniform(0.25, 1.0), 3))
-        return Call(kind, [c, TENSOR]) if rng.random() < 0.5 else Call(kind, [TENSOR, c])
+        draw = rng.integers(3)
+        if draw == 0:
+            return Call(kind, [TENSOR, TENSOR])
+        return Call(kind, [c, TENSOR]) if draw == 1 else Call(kind, [TENSOR, c])
     return make
 
 
@@ -73,6 +76,16 @@ def _reduction_sampler(kind: str):
 for _kind in ("ops.mean", "ops.sum", "ops.max", "ops.min"):
     sampler(_kind)(_reduction_sampler(_kind))
 sampler("ops.concatenate")(lambda rng, shape: Call("ops.concatenate", [[TENSOR]], axis=-1))
+sampler("ops.reshape")(lambda rng, shape: Call("ops.reshape", [TENSOR], newshape=[-1, *shape[::-1]]))
+sampler("ops.expand_dims")(lambda rng, shape: None if len(shape) == 3 else Call(
+    "ops.expand_dims", [TENSOR], axis=int(rng.choice([1, -1, len(shape) + 1]))))
+sampler("ops.squeeze")(lambda rng, shape: next((Call("ops.squeeze", [TENSOR], axis=i + 1) for i, size in enumerate(shape)
+                                                if size == 1 and len(shape) > 1), None))
+sampler("ops.transpose")(lambda rng, shape: Call("ops.transpose", [TENSOR],
+                                                 axes=[0, *(int(a) + 1 for a in rng.permutation(len(shape)))]))
+sampler("ops.clip")(lambda rng, shape: Call("ops.clip", [TENSOR], x_min=float(np.round(rng.uniform(-1.0, 0.0), 3)),
+                                            x_max=float(np.round(rng.uniform(0.5, 2.0), 3))))
+sampler("ops.cast")(lambda rng, shape: Call("ops.cast", [TENSOR]))
 
 
 # --- every operation against Keras ------------------------------------------------------------------------------
@@ -102,12 +115,27 @@ CASES = {
     "concatenate": lambda x, y: ops.concatenate([x, -y, x * y], axis=-1),
     "concatenate_rows": lambda x, y: ops.concatenate([x, y], axis=1),
     "sum_mean": lambda x, y: ops.sum(x, axis=1) + ops.mean(y, axis=[1]),
+    "transpose_clip": lambda x, y: ops.clip(ops.transpose(x, (0, 2, 1, 3)), -0.3, 0.4) * ops.transpose(y, [0, 2, 1, 3]),
+    "reshape_squeeze": lambda x, y: ops.reshape(ops.squeeze(ops.max(x, axis=-1, keepdims=True), axis=3), (-1, 7, 9))
+    + ops.cast(ops.reshape(ops.sum(y, axis=-1), (-1, 7, 9)), "float32"),
 }
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_operations_match_keras(case):
     assert_matches_keras(_on_a_map(CASES[case], case), source=case)
+
+
+def test_a_28x28_input_given_its_channel_axis_by_an_operation():
+    """MNIST tutorials that take (28, 28) images add the channel with ``ops.expand_dims`` (or reshape to a flat
+    vector with ``ops.reshape``)."""
+    inputs = keras.Input((28, 28))
+    x = L.MaxPooling2D()(L.Conv2D(4, 3, activation="relu")(ops.expand_dims(inputs, -1)))
+    flat = ops.reshape(inputs, (-1, 784))
+    x = ops.concatenate([ops.reshape(x, (-1, 13 * 13 * 4)), L.Dense(8)(flat)], axis=1)
+    model = keras.Model(inputs, L.Dense(10, activation="softmax")(x), name="tutorial")
+    assert architecture_of(model).takes_mnist
+    assert_matches_keras(model, source="tutorial")
 
 
 def test_operations_on_flat_vectors_and_an_operation_as_the_output_softmax():
@@ -206,8 +234,8 @@ def test_raw_pixel_models_divide_by_255_as_an_operation():
 
 
 @pytest.mark.parametrize("build, message", [
-    (lambda x: ops.reshape(x, (-1, 63 * 4)), "is the Keras operation 'Reshape' of module 'keras.src.ops.numpy', "
-                                             "which is not supported (supported operations: ops.absolute, ops.add"),
+    (lambda x: ops.log(x), "is the Keras operation 'Log' of module 'keras.src.ops.numpy', which is not supported "
+                           "(supported operations: ops.absolute, ops.add"),
     (lambda x: x[:, :, :, 0], "is the Keras operation 'GetItem'"),
     (lambda x: x + ops.mean(x, axis=(1, 2)), "is called on tensors of different ranks (9x7x4, 4)"),
     (lambda x: ops.mean(x, axis=None, keepdims=True), "only non-batch axes are supported"),
@@ -215,6 +243,9 @@ def test_raw_pixel_models_divide_by_255_as_an_operation():
     (lambda x: ops.softmax(x, axis=1), "axis=1: only the last axis is supported"),
     (lambda x: ops.max(x, axis=1, initial=0.0), "has initial=0.0: an initial value is not supported"),
     (lambda x: x + np.ones((9, 7, 4), "float32"), "is called on arguments other than tensors and numbers"),
+    (lambda x: ops.reshape(x, (-1, 7, 4)), "without moving values into or out of the batch axis"),
+    (lambda x: ops.squeeze(ops.max(x, axis=-1, keepdims=True)), "only non-batch axes are supported"),
+    (lambda x: ops.cast(x, "float16"), "has dtype='float16': a cast to another dtype than float32 is not supported"),
 ])
 def test_unsupported_operations_are_refused_in_one_line(build, message):
     inputs = keras.Input((9, 7, 2))
@@ -234,6 +265,13 @@ def test_unsupported_operations_are_refused_in_one_line(build, message):
     ({"type": "ops.mean", "axis": [1, -3]}, "does not name distinct axes"),
     ({"type": "ops.gelu", "approximate": "yes"}, "approximate must be true or false"),
     ({"type": "ops.sum", "axis": [1, 2, 3]}, "reduces every axis of its 8x8x3 input to one number per example"),
+    ({"type": "ops.expand_dims", "axis": 0}, "only non-batch axes are supported"),
+    ({"type": "ops.expand_dims", "axis": -1}, "gives 4 axes besides the batch; at most 3 are supported"),
+    ({"type": "ops.reshape", "newshape": [-1, -1, 3]}, "newshape must be the batch (-1 or null) then 1 to 3 positive"),
+    ({"type": "ops.clip", "x_min": 1.0, "x_max": 0.0}, "needs numbers x_min <= x_max"),
+    ({"type": "ops.transpose", "axes": [1, 0, 2, 3]}, "a permutation of 0..rank that keeps the batch axis 0 first"),
+    ({"type": "ops.transpose"}, "null reverses every axis, the batch's too"),
+    ({"type": "ops.squeeze", "axis": 1}, "squeezes axes of size 1 and leaves at least one; its input is 8x8x3"),
 ])
 def test_bad_operation_descriptions_are_refused(layer, message):
     config = {"input_shape": [8, 8, 3], "layers": [layer, {"type": "Flatten"}, {"type": "Dense", "units": 3}]}
@@ -242,12 +280,16 @@ def test_bad_operation_descriptions_are_refused(layer, message):
     assert message in str(info.value) and "\n" not in str(info.value) and "layer 0 (" in str(info.value)
 
 
+SETTINGS = {"ops.reshape": {"newshape": [-1, 4]}, "ops.expand_dims": {"axis": 1}, "ops.squeeze": {"axis": 1},
+            "ops.transpose": {"axes": [0, 2, 1]}, "ops.clip": {"x_min": 0.0, "x_max": 1.0}}
+
+
 def test_every_operation_kind_is_a_keras_operation_of_its_module():
     """Each description names a class Keras has where it says (the file's ``module``): a wrong module or class name
     would make files no Keras could load."""
     for kind in OPERATION_KINDS:
         description = LAYER_TYPES[kind]
-        made = description(axis=-1) if issubclass(description, operations.Reduction) else description()
+        made = description(**SETTINGS.get(kind, {"axis": -1} if issubclass(description, operations.Reduction) else {}))
         operation = keras.saving.deserialize_keras_object(made.keras_object())
         assert type(operation).__name__ == description.keras_class_name(), kind
         assert type(operation).__module__ == description.KERAS_MODULE, kind

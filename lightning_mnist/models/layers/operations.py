@@ -1,9 +1,10 @@
-"""Keras operations in torch (``x + y``, ``x * 2.0``, ``ops.relu``, ``ops.mean``, ``ops.concatenate``).
+"""Keras operations in torch (``x + y``, ``x * 2.0``, ``ops.relu``, ``ops.mean``, ``ops.concatenate``, ``ops.reshape``).
 
 An operation's tensors are of one rank (the description refuses others), so they broadcast in
 torch's layout as in Keras' (the same axes, permuted alike); its numbers are Python numbers, as
 Keras has them, on whichever side the code put them. A reduction works in Keras' layout, whose
-axes the description names, and gives its result back in torch's.
+axes the description names, and gives its result back in torch's. The operations that are a layer's
+computation (concatenate, reshape, expand_dims, squeeze, transpose) take that layer's module.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 from lightning_mnist.models.layers.activations import ACTIVATIONS
 from lightning_mnist.models.layers.layout import to_keras_layout, to_torch_layout
 from lightning_mnist.models.layers.merging import Concatenate
+from lightning_mnist.models.layers.reshaping import Permute, Reshape
 from lightning_mnist.models.layers.registry import converter
 from mnist_common.architecture.layers import Shape, operations as ops
 
@@ -144,3 +146,17 @@ class Reduction(nn.Module):
 
 
 converter(ops.ConcatenateOperation)(Concatenate)  # the Concatenate layer's module: the same join
+for _description in (ops.ReshapeOperation, ops.ExpandDims, ops.Squeeze):
+    converter(_description)(Reshape)  # the Reshape layer's module: a row-major reshape to the output shape
+converter(ops.Transpose)(Permute)  # the Permute layer's module, with the operation's axes after the batch's
+converter(ops.Cast)(lambda spec, shape: nn.Identity())  # to float32, which every value already is
+
+
+@converter(ops.Clip)
+class Clip(nn.Module):
+    def __init__(self, spec: ops.Clip, shape: Shape) -> None:
+        super().__init__()
+        self.low, self.high = spec.x_min, spec.x_max
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x, self.low, self.high)

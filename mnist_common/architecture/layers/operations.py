@@ -21,12 +21,14 @@ of 1 stretches as in the merge layers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mnist_common.architecture.layers.activations import IDENTITY_ON_PROBABILITIES
 from mnist_common.architecture.layers.base import (
     FLOAT32,
+    MAX_RANK,
     Layer,
     LayerError,
     Shape,
@@ -38,8 +40,9 @@ from mnist_common.architecture.layers.base import (
     shape_text,
 )
 from mnist_common.architecture.layers.merging import Concatenate, broadcast
+from mnist_common.architecture.layers.reshaping import is_int, only_the_last_axis
 
-NUMPY, NN = "keras.src.ops.numpy", "keras.src.ops.nn"  # where Keras 3 keeps its operations' classes
+NUMPY, NN, CORE = "keras.src.ops.numpy", "keras.src.ops.nn", "keras.src.ops.core"  # Keras 3's operations' modules
 TENSOR = None  # an operand that is a tensor of the graph, in :meth:`Operation.from_keras_call`'s arguments
 
 
@@ -417,3 +420,174 @@ class ConcatenateOperation(Operation, Concatenate):
                 or any(a is not TENSOR for a in arguments[0]):
             raise LayerError("is called on something other than a list of tensors of the graph")
         return cls.from_keras(config)
+
+
+# --- shapes and values -------------------------------------------------------------------------------
+
+
+def _non_batch_axes(value: Any, setting: str) -> tuple[int, ...]:
+    """Axes Keras counts with the batch as 0: an integer or a list of them, none the batch axis (0)."""
+    axes = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    if not axes or not all(is_int(a) and a != 0 for a in axes):
+        raise LayerError(f"{setting}={value!r}: only non-batch axes are supported, an integer or a list of them "
+                         f"(0 and null take in the batch axis)")
+    return axes
+
+
+def _zero_based(axes: tuple[int, ...], rank: int, setting: str) -> list[int]:
+    """``axes`` (batch 0; negative from the end) as 0-based non-batch axes of a tensor of ``rank`` such axes."""
+    found = [a - 1 if a > 0 else rank + a for a in axes]
+    if any(not 0 <= a < rank for a in found) or len(set(found)) != len(found):
+        raise LayerError(f"{setting}={list(axes) if len(axes) > 1 else axes[0]} does not name distinct axes of a "
+                         f"tensor of {rank} axes besides the batch (1 to {rank}, or -1 to -{rank})")
+    return found
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class ReshapeOperation(Operation):
+    """``keras.ops.reshape(x, newshape)``: ``newshape`` counts the batch first (-1, or null as Keras saves
+    ``ops.shape(x)[0]``), then 1 to 3 positive sizes (a -1 among them would leave Keras a size it does not know, so
+    no layer after it could be built). A reshape that would move values into or out of the batch axis is refused.
+    What the ``Reshape`` layer computes."""
+
+    newshape: tuple[int | None, ...]
+    FUNCTION: ClassVar[str] = "reshape"
+    KERAS_CLASS: ClassVar[str] = "Reshape"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        value = self.newshape
+        sizes = tuple(value) if isinstance(value, (list, tuple)) else ()
+        rest = sizes[1:]
+        if not 2 <= len(sizes) <= MAX_RANK + 1 or sizes[0] not in (-1, None) or not all(
+                is_int(n) and n >= 1 for n in rest):
+            raise LayerError(f"newshape must be the batch (-1 or null) then 1 to {MAX_RANK} positive sizes, got "
+                             f"{value!r}")
+        object.__setattr__(self, "newshape", sizes)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        rest = self.newshape[1:]
+        if math.prod(rest) != math.prod(shape):
+            raise LayerError(f"cannot reshape {shape_text(shape)} ({math.prod(shape)} values) to "
+                             f"{list(self.newshape)} without moving values into or out of the batch axis")
+        return rest
+
+    def keeps_distributions(self, shape: Shape) -> bool:
+        return only_the_last_axis(shape, self.output_shape(shape))
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class ExpandDims(Operation):
+    """``keras.ops.expand_dims(x, axis)``: a new axis of size 1 (``axis`` counts the batch as 0, -1 the new last)."""
+
+    axis: int
+    FUNCTION: ClassVar[str] = "expand_dims"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        axis = self.axis[0] if isinstance(self.axis, (list, tuple)) and len(self.axis) == 1 else self.axis
+        if isinstance(axis, (list, tuple)):
+            raise LayerError(f"axis={self.axis!r}: one new axis only is supported")
+        object.__setattr__(self, "axis", _non_batch_axes(axis, "axis")[0])
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if len(shape) + 1 > MAX_RANK:
+            raise LayerError(f"gives {len(shape) + 1} axes besides the batch; at most {MAX_RANK} are supported")
+        [at] = _zero_based((self.axis,), len(shape) + 1, "axis")
+        return (*shape[:at], 1, *shape[at:])
+
+    def keeps_distributions(self, shape: Shape) -> bool:
+        return only_the_last_axis(shape, self.output_shape(shape))
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Squeeze(Operation):
+    """``keras.ops.squeeze(x, axis)``: the named axes of size 1 removed (``axis`` required: null would also remove
+    the batch axis of a batch of one)."""
+
+    axis: int | tuple[int, ...] | None = None
+    FUNCTION: ClassVar[str] = "squeeze"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        axes = _non_batch_axes(self.axis, "axis")
+        object.__setattr__(self, "axis", axes if isinstance(self.axis, (list, tuple)) else axes[0])
+
+    def output_shape(self, shape: Shape) -> Shape:
+        axes = _zero_based(self.axis if isinstance(self.axis, tuple) else (self.axis,), len(shape), "axis")
+        if any(shape[a] != 1 for a in axes) or len(axes) == len(shape):
+            raise LayerError(f"axis={self.axis!r}: squeezes axes of size 1 and leaves at least one; its input is "
+                             f"{shape_text(shape)}")
+        return tuple(size for i, size in enumerate(shape) if i not in axes)
+
+    def keeps_distributions(self, shape: Shape) -> bool:
+        return only_the_last_axis(shape, self.output_shape(shape))
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Transpose(Operation):
+    """``keras.ops.transpose(x, axes)``: ``axes`` a permutation of every axis, the batch (0) staying first; what
+    the ``Permute`` layer computes with ``dims = axes[1:]``."""
+
+    axes: tuple[int, ...] | None = None
+    FUNCTION: ClassVar[str] = "transpose"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        axes = tuple(self.axes) if isinstance(self.axes, (list, tuple)) else None
+        if axes is None or not all(is_int(a) for a in axes) or sorted(axes) != list(range(len(axes))) \
+                or axes[0] != 0 or len(axes) < 2:
+            raise LayerError(f"axes must be a permutation of 0..rank that keeps the batch axis 0 first, got "
+                             f"{self.axes!r} (null reverses every axis, the batch's too)")
+        object.__setattr__(self, "axes", axes)
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """The ``Permute`` layer's ``dims``: the non-batch axes, counted from 1."""
+        return self.axes[1:]
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if len(shape) + 1 != len(self.axes):
+            raise LayerError(f"axes {list(self.axes)} permute {len(self.axes)} axes, but the input {shape_text(shape)} "
+                             f"has {len(shape) + 1} with the batch")
+        return tuple(shape[d - 1] for d in self.dims)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Clip(Operation):
+    """``keras.ops.clip(x, x_min, x_max)``."""
+
+    x_min: float
+    x_max: float
+    FUNCTION: ClassVar[str] = "clip"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for bound in ("x_min", "x_max"):
+            object.__setattr__(self, bound, _constant(getattr(self, bound), bound))
+        if self.x_min is None or self.x_max is None or self.x_min > self.x_max:
+            raise LayerError(f"needs numbers x_min <= x_max, got {self.x_min!r} and {self.x_max!r}")
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return self.x_min <= 0 and self.x_max >= 1  # x itself on [0, 1]
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Cast(Operation):
+    """``keras.ops.cast(x, "float32")``: the identity on the float32 values of these models; other dtypes refused."""
+
+    KERAS_FIXED: ClassVar[dict[str, tuple[Any, str]]] = {"dtype": (FLOAT32, "a cast to another dtype than float32")}
+    FUNCTION: ClassVar[str] = "cast"
+    KERAS_MODULE: ClassVar[str] = CORE
+
+    def keras_config(self) -> dict[str, Any]:
+        return {**super().keras_config(), "dtype": FLOAT32}
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True
