@@ -256,7 +256,7 @@ def test_lightning_scores_converted_checkpoints_as_keras_evaluates(keras_files, 
         assert round(lightning_acc * 10_000) == keras_correct, (name, lightning_acc, keras_correct)
 
 
-@pytest.mark.parametrize("name", [*GRAPH_ZOO, "keras_ops_resnet"])
+@pytest.mark.parametrize("name", GRAPH_ZOO)
 def test_predict_agrees_on_both_backends_with_keras(name, keras_files, tmp_path, capsys, seed_png, mnist):
     """predict on the torch and Keras backends, from the .keras file and from its checkpoint: one answer."""
     source, _ = keras_files[name]

@@ -11,7 +11,7 @@ import pytest
 
 from bridge_check import L, architecture_of, assert_matches_keras, classifier, command_line, keras, sampler
 from keras_bridge.build import build_model, keras_layer
-from mnist_common.architecture import LAYER_TYPES, Architecture, ArchitectureError
+from mnist_common.architecture import LAYER_TYPES, Architecture, ArchitectureError, architecture_from_keras_config
 from mnist_common.architecture.layers import Operation, operations
 from mnist_common.architecture.layers.operations import TENSOR
 
@@ -278,6 +278,21 @@ def test_bad_operation_descriptions_are_refused(layer, message):
     with pytest.raises(ArchitectureError) as info:
         Architecture.from_config(config)
     assert message in str(info.value) and "\n" not in str(info.value) and "layer 0 (" in str(info.value)
+
+
+def test_a_crafted_config_without_a_required_setting_is_refused_in_one_line():
+    """A layer or an operation whose config lacks what Keras requires (Dense's units, clip's bounds): one line naming
+    it, not a TypeError from the description's constructor."""
+    inputs = keras.Input((8,))
+    config = keras.saving.serialize_keras_object(classifier(inputs, ops.clip(L.Dense(4)(inputs), 0.0, 1.0)))
+    entries = config["config"]["layers"]
+    del next(e for e in entries if e["class_name"] == "Clip")["config"]["x_min"]
+    with pytest.raises(ArchitectureError, match=r"^model.keras: layer 1 \(clip\w*, Clip\) is corrupt: its config "
+                                                r"lacks x_min$"):
+        architecture_from_keras_config(config, "model.keras")
+    del next(e for e in entries if e["class_name"] == "Dense")["config"]["units"]
+    with pytest.raises(ArchitectureError, match=r"layer 0 \(dense\w*, Dense\) is corrupt: its config lacks units$"):
+        architecture_from_keras_config(config, "model.keras")
 
 
 SETTINGS = {"ops.reshape": {"newshape": [-1, 4]}, "ops.expand_dims": {"axis": 1}, "ops.squeeze": {"axis": 1},

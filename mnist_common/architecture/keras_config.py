@@ -16,11 +16,13 @@ names the layer's index, name and class.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from mnist_common.architecture.description import (DEFAULT_INPUT_NAME, MAX_LAYERS, Architecture, ArchitectureError,
                                                    auto_names, keras_order)
-from mnist_common.architecture.layers import LAYER_TYPES, MAX_RANK, LayerError, Operation
+from mnist_common.architecture.layers import KERAS_LAYERS, LAYER_TYPES, MAX_RANK, LayerError, Operation
 from mnist_common.architecture.layers.operations import TENSOR
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
@@ -184,18 +186,27 @@ def _layer(index: int, entry: dict[str, Any], source: str):
     layer_class = LAYER_TYPES.get(cls)
     if layer_class is None:
         reason = "holds Python code" if cls == "Lambda" else "is not a supported layer"
-        raise ArchitectureError(f"{label} {reason} (supported: {', '.join(sorted(LAYER_TYPES))})")
+        raise ArchitectureError(f"{label} {reason} (supported: {', '.join(sorted(KERAS_LAYERS))})")
     if entry.get("module") not in KERAS_LAYER_MODULES or entry.get("registered_name") not in (None, cls):
         raise ArchitectureError(f"{label} is {entry.get('registered_name') or cls!r} from module "
                                 f"{entry.get('module')!r}, not Keras' own layer; refusing it")
     config = entry.get("config", {})
     if not isinstance(config, dict):  # Keras cannot build the layer from it either
         raise ArchitectureError(f"{label} is corrupt: its config is a {type(config).__name__}, not a mapping")
+    return _described(label, lambda: layer_class.from_keras(config))
+
+
+def _described(label: str, make: Callable[[], Any]) -> Any:
+    """``make()``'s description; its refusal (or a setting the config lacks) as one line naming the layer."""
     try:
-        return layer_class.from_keras(config)
+        return make()
     except LayerError as err:
         joined = f"{label} {err}" if str(err).startswith(("is ", "has ", "sets ", "computes ")) else f"{label}: {err}"
         raise ArchitectureError(joined) from None
+    except TypeError as err:  # a config without a setting Keras requires (Dense's units): a corrupt or crafted file
+        missing = re.findall(r"'(\w+)'", str(err)) if "missing" in str(err) else []
+        what = f"its config lacks {', '.join(missing)}" if missing else f"a setting's value is of no type it takes ({err})"
+        raise ArchitectureError(f"{label} is corrupt: {what}") from None
 
 
 def _operation_class(label: str, entry: dict[str, Any]) -> type[Operation]:
@@ -219,11 +230,7 @@ def _operation(label: str, entry: dict[str, Any]) -> Operation:
     arguments = _operation_arguments(call["args"]) if isinstance(call.get("args"), (list, tuple)) else None
     if arguments is None:  # a Sequential's entries are not called in the file: Keras cannot hold an operation there
         raise ArchitectureError(f"{label} is an operation outside a Functional graph's calls; Keras makes none such")
-    try:
-        return operation_class.from_keras_call(config, arguments)
-    except LayerError as err:
-        joined = f"{label} {err}" if str(err).startswith(("is ", "has ", "sets ", "computes ")) else f"{label}: {err}"
-        raise ArchitectureError(joined) from None
+    return _described(label, lambda: operation_class.from_keras_call(config, arguments))
 
 
 def _model_parts(config: dict[str, Any], source: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
