@@ -3,9 +3,10 @@
 Each description names its layers and settings exactly as Keras does, so a layer is
 ``getattr(keras.layers, spec.type).from_config(spec.settings())``, called on the outputs of the
 layers its node names (a Keras operation, ``x + y``, is made from its serialised form and called
-with its numbers): a chain becomes a ``Sequential``, any other graph a Functional model. Layers keep the description's names, and weights are read and written through
-:func:`find_layer` (by name, in nested models too: a ``.keras`` file may hold a model inside
-another, read into one graph), never by position.
+with its numbers): a chain becomes a ``Sequential``, any other graph a Functional model. Layers
+keep the description's names, and weights are read and written through :func:`find_layer` (by
+name, in nested models too: a ``.keras`` file may hold a model inside another, read into one
+graph), never by position.
 """
 
 from __future__ import annotations

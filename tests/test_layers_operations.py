@@ -79,8 +79,8 @@ sampler("ops.concatenate")(lambda rng, shape: Call("ops.concatenate", [[TENSOR]]
 sampler("ops.reshape")(lambda rng, shape: Call("ops.reshape", [TENSOR], newshape=[-1, *shape[::-1]]))
 sampler("ops.expand_dims")(lambda rng, shape: None if len(shape) == 3 else Call(
     "ops.expand_dims", [TENSOR], axis=int(rng.choice([1, -1, len(shape) + 1]))))
-sampler("ops.squeeze")(lambda rng, shape: next((Call("ops.squeeze", [TENSOR], axis=i + 1) for i, size in enumerate(shape)
-                                                if size == 1 and len(shape) > 1), None))
+sampler("ops.squeeze")(lambda rng, shape: next((Call("ops.squeeze", [TENSOR], axis=i + 1)
+                                                for i, size in enumerate(shape) if size == 1 and len(shape) > 1), None))
 sampler("ops.transpose")(lambda rng, shape: Call("ops.transpose", [TENSOR],
                                                  axes=[0, *(int(a) + 1 for a in rng.permutation(len(shape)))]))
 sampler("ops.clip")(lambda rng, shape: Call("ops.clip", [TENSOR], x_min=float(np.round(rng.uniform(-1.0, 0.0), 3)),
@@ -260,7 +260,7 @@ def test_unsupported_operations_are_refused_in_one_line(build, message):
     ({"type": "ops.add", "x2": float("inf")}, "x2 must be a number in"),
     ({"type": "ops.add", "x2": "one"}, "x2 must be a number in"),
     ({"type": "ops.add"}, "takes 2 inputs, got 1"),
-    ({"type": "ops.relu", "trainable": False}, "is an operation, which has no trainable, dtype or activity_regularizer"),
+    ({"type": "ops.relu", "trainable": False}, "is an operation, which has no trainable, dtype or activity_"),
     ({"type": "ops.mean", "axis": 4}, "does not name distinct axes of its input of 3 axes"),
     ({"type": "ops.mean", "axis": [1, -3]}, "does not name distinct axes"),
     ({"type": "ops.gelu", "approximate": "yes"}, "approximate must be true or false"),

@@ -205,7 +205,8 @@ def _described(label: str, make: Callable[[], Any]) -> Any:
         raise ArchitectureError(joined) from None
     except TypeError as err:  # a config without a setting Keras requires (Dense's units): a corrupt or crafted file
         missing = re.findall(r"'(\w+)'", str(err)) if "missing" in str(err) else []
-        what = f"its config lacks {', '.join(missing)}" if missing else f"a setting's value is of no type it takes ({err})"
+        what = f"its config lacks {', '.join(missing)}" if missing else \
+            f"a setting's value is of no type it takes ({err})"
         raise ArchitectureError(f"{label} is corrupt: {what}") from None
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_mnist.models.layers.activations import ACTIVATIONS
+from lightning_mnist.models.layers.activations import ACTIVATIONS, ELU, LeakyReLU
 from lightning_mnist.models.layers.layout import to_keras_layout, to_torch_layout
 from lightning_mnist.models.layers.merging import Concatenate
 from lightning_mnist.models.layers.reshaping import Permute, Reshape
@@ -90,24 +90,8 @@ class UnaryOperation(nn.Module):
         return self.function(x)
 
 
-@converter(ops.LeakyRelu)
-class LeakyRelu(nn.Module):
-    def __init__(self, spec: ops.LeakyRelu, shape: Shape) -> None:
-        super().__init__()
-        self.negative_slope = spec.negative_slope
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(x, self.negative_slope)
-
-
-@converter(ops.Elu)
-class Elu(nn.Module):
-    def __init__(self, spec: ops.Elu, shape: Shape) -> None:
-        super().__init__()
-        self.alpha = spec.alpha
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.elu(x, self.alpha)
+converter(ops.LeakyRelu)(LeakyReLU)  # the layers' modules: the same computation
+converter(ops.Elu)(ELU)
 
 
 @converter(ops.Gelu)

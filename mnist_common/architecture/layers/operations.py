@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mnist_common.architecture.layers.activations import IDENTITY_ON_PROBABILITIES
+from mnist_common.architecture.layers.activations import ELU, IDENTITY_ON_PROBABILITIES, LeakyReLU
 from mnist_common.architecture.layers.base import (
     FLOAT32,
     MAX_RANK,
@@ -35,7 +35,6 @@ from mnist_common.architecture.layers.base import (
     boolean,
     float32_number,
     layer_type,
-    number,
     plain,
     shape_text,
 )
@@ -251,36 +250,28 @@ Softplus = _unary("softplus", "Softplus", "softplus", NN)
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)
-class LeakyRelu(UnaryOperation):
-    """``keras.ops.leaky_relu(x, negative_slope)``."""
+class LeakyRelu(UnaryOperation, LeakyReLU):
+    """``keras.ops.leaky_relu(x, negative_slope)``: the ``LeakyReLU`` layer's computation, with the operation's
+    default slope (0.2; the layer's is 0.3)."""
 
     negative_slope: float = 0.2
     FUNCTION: ClassVar[str] = "leaky_relu"
     KERAS_MODULE: ClassVar[str] = NN
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "negative_slope", number(self.negative_slope, "negative_slope", 0.0))
-
     def keeps_distributions(self, *shapes: Shape) -> bool:
-        return True  # x itself for x >= 0
+        return LeakyReLU.keeps_distributions(self, *shapes)
 
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)
-class Elu(UnaryOperation):
-    """``keras.ops.elu(x, alpha)``."""
+class Elu(UnaryOperation, ELU):
+    """``keras.ops.elu(x, alpha)``: the ``ELU`` layer's computation."""
 
-    alpha: float = 1.0
     FUNCTION: ClassVar[str] = "elu"
     KERAS_MODULE: ClassVar[str] = NN
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "alpha", number(self.alpha, "alpha"))
-
     def keeps_distributions(self, *shapes: Shape) -> bool:
-        return True  # x itself for x >= 0
+        return ELU.keeps_distributions(self, *shapes)
 
 
 @layer_type
