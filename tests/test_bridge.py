@@ -691,7 +691,7 @@ def test_the_network_is_named_as_keras_and_compiles_and_exports():
     assert torch.allclose(compiled(x), network(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["inception", "flat_mlp", "keras_ops_resnet"])
+@pytest.mark.parametrize("name", ["inception", "flat_mlp"])
 def test_fit_and_keras_reference_train_any_graph_from_its_keras_file(name, keras_files, run_module, tmp_path):
     """``fit --model.architecture graph.keras`` and ``keras_reference train`` with it: each framework trains the
     graph afresh from the file's architecture, in its own input layout, and records it."""
