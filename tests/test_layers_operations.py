@@ -293,6 +293,9 @@ def test_a_crafted_config_without_a_required_setting_is_refused_in_one_line():
     del next(e for e in entries if e["class_name"] == "Dense")["config"]["units"]
     with pytest.raises(ArchitectureError, match=r"layer 0 \(dense\w*, Dense\) is corrupt: its config lacks units$"):
         architecture_from_keras_config(config, "model.keras")
+    entries[1]["inbound_nodes"][0]["args"] = 5  # a call's arguments that are no list
+    with pytest.raises(ArchitectureError, match=r"is corrupt: its call's arguments are not a list$"):
+        architecture_from_keras_config(config, "model.keras")
 
 
 SETTINGS = {"ops.reshape": {"newshape": [-1, 4]}, "ops.expand_dims": {"axis": 1}, "ops.squeeze": {"axis": 1},

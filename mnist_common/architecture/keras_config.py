@@ -128,12 +128,14 @@ def _called_on(entry: dict[str, Any], source: str) -> list[str]:
         raise ArchitectureError(f"{source}: {name} ({cls}) is {calls}; a layer shared between calls (or never "
                                 f"called) is not supported")
     arguments, kwargs = nodes[0].get("args") or [], nodes[0].get("kwargs") or {}
+    if not isinstance(arguments, (list, tuple)) or not isinstance(kwargs, dict):  # a crafted file's
+        raise ArchitectureError(f"{source}: {name} ({cls}) is corrupt: its call's arguments are not a list")
     extra = sorted(k for k, v in kwargs.items() if k not in HARMLESS_CALL_KWARGS and v is not None)
     if _is_operation(entry):  # numbers among its arguments, each where the code had it (1.0 - x)
         _operation_class(f"{source}: {name} ({cls})", entry)  # an unsupported one named first, whatever its arguments
-        pattern = _operation_arguments(arguments) if isinstance(arguments, (list, tuple)) else None
-        tensors = [v for a in arguments if pattern for v in (a if isinstance(a, (list, tuple)) else [a])
-                   if _is_tensor(v)]
+        pattern = _operation_arguments(arguments)
+        tensors = [] if pattern is None else [v for a in arguments for v in (a if isinstance(a, (list, tuple))
+                                                                              else [a]) if _is_tensor(v)]
         if extra or pattern is None or not tensors:
             detail = f"with {', '.join(extra)}" if extra else "on arguments other than tensors and numbers"
             raise ArchitectureError(f"{source}: {name} ({cls}) is called {detail}; only operations on the outputs "
