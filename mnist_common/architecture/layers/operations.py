@@ -437,12 +437,13 @@ def _zero_based(axes: tuple[int, ...], rank: int, setting: str) -> list[int]:
 @layer_type
 @dataclass(frozen=True, kw_only=True)
 class ReshapeOperation(Operation):
-    """``keras.ops.reshape(x, newshape)``: ``newshape`` counts the batch first (-1, or null as Keras saves
-    ``ops.shape(x)[0]``), then 1 to 3 positive sizes (a -1 among them would leave Keras a size it does not know, so
-    no layer after it could be built). A reshape that would move values into or out of the batch axis is refused.
-    What the ``Reshape`` layer computes."""
+    """``keras.ops.reshape(x, newshape)``: ``newshape`` counts the batch first (-1), then 1 to 3 positive sizes (a
+    -1 among them would leave Keras a size it does not know, so no layer after it could be built). A batch of null
+    (what Keras saves for ``ops.shape(x)[0]``) is refused: Keras itself cannot run the file it saved (TensorFlow
+    refuses a None size), so nothing could prove a conversion. A reshape that would move values into or out of the
+    batch axis is refused. What the ``Reshape`` layer computes."""
 
-    newshape: tuple[int | None, ...]
+    newshape: tuple[int, ...]
     FUNCTION: ClassVar[str] = "reshape"
     KERAS_CLASS: ClassVar[str] = "Reshape"
 
@@ -451,10 +452,11 @@ class ReshapeOperation(Operation):
         value = self.newshape
         sizes = tuple(value) if isinstance(value, (list, tuple)) else ()
         rest = sizes[1:]
-        if not 2 <= len(sizes) <= MAX_RANK + 1 or sizes[0] not in (-1, None) or not all(
-                is_int(n) and n >= 1 for n in rest):
-            raise LayerError(f"newshape must be the batch (-1 or null) then 1 to {MAX_RANK} positive sizes, got "
-                             f"{value!r}")
+        if sizes and sizes[0] is None:
+            raise LayerError(f"newshape {list(sizes)} has a null batch (ops.shape(x)[0] when saved), which Keras "
+                             f"itself cannot run from the file; write -1 for the batch")
+        if not 2 <= len(sizes) <= MAX_RANK + 1 or sizes[0] != -1 or not all(is_int(n) and n >= 1 for n in rest):
+            raise LayerError(f"newshape must be the batch (-1) then 1 to {MAX_RANK} positive sizes, got {value!r}")
         object.__setattr__(self, "newshape", sizes)
 
     def output_shape(self, shape: Shape) -> Shape:
