@@ -3,7 +3,8 @@
 Each description names its layers and settings exactly as Keras does, so a layer is
 ``getattr(keras.layers, spec.type).from_config(spec.settings())``, called on the outputs of the
 layers its node names (a Keras operation, ``x + y``, is made from its serialised form and called
-with its numbers): a chain becomes a ``Sequential``, any other graph a Functional model. Layers
+with its numbers): a chain becomes a ``Sequential`` (unless a Functional model's file gave it:
+``Architecture.functional``), any other graph a Functional model. Layers
 keep the description's names, and weights are read and written through :func:`find_layer` (by
 name, in nested models too: a ``.keras`` file may hold a model inside another, read into one
 graph), never by position.
@@ -46,7 +47,7 @@ def build_model(architecture: Architecture | str | os.PathLike | dict | None = N
     architecture = load_architecture(architecture)
     name = re.sub(r"[^\w.-]", "_", architecture.name) or None
     inputs = keras.Input(shape=architecture.input_shape, name=architecture.input_name)
-    if architecture.is_chain:
+    if not architecture.functional:  # a chain a Sequential's file or a description gave
         return keras.Sequential([inputs, *(keras_layer(node.layer) for node in architecture.nodes)], name=name)
     tensors = {architecture.input_name: inputs}
     for node in architecture.nodes:

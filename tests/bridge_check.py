@@ -186,6 +186,7 @@ def converts_and_comes_back(source: Path, folder: Path, capsys, targets: tuple[s
     capsys.readouterr()
     before, after = read_keras_file(source), read_keras_file(folder / "again.keras")
     assert before.architecture.layers == after.architecture.layers
+    assert before.architecture == after.architecture  # its name, its input's, Sequential or Functional
     assert before.weights.keys() == after.weights.keys()
     for layer, arrays in before.weights.items():
         assert [a.tobytes() for a in arrays] == [b.tobytes() for b in after.weights[layer]], layer

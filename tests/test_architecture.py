@@ -56,6 +56,15 @@ def test_a_description_round_trips_through_yaml_and_json(tmp_path):
     (tmp_path / "tiny.json").write_text(json.dumps(architecture.to_config()))
     for path in (tmp_path / "tiny.yaml", tmp_path / "tiny.json"):
         assert Architecture.load(path) == architecture
+    assert not architecture.functional and "functional" not in architecture.to_config()  # a chain: Sequential
+    functional = Architecture.from_config({**description, "functional": True})  # as a Functional model's file has it
+    assert functional.functional and functional != architecture and functional.to_config()["functional"] is True
+    assert Architecture.from_config(functional.to_config()) == functional
+    graph = Architecture.from_config({"input_shape": [8, 8, 1], "layers": [
+        {"type": "Conv2D", "name": "stem", "filters": 4, "kernel_size": 3, "padding": "same"},
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "padding": "same"},
+        {"type": "Add", "inputs": ["stem", "conv2d"]}, {"type": "Flatten"}, {"type": "Dense", "units": 3}]})
+    assert graph.functional and "functional" not in graph.to_config()  # any other graph is Functional anyway
     spelled_out = architecture.to_config()["layers"][0]
     assert spelled_out["kernel_size"] == [4, 2] and spelled_out["strides"] == [2, 2] and spelled_out["use_bias"]
 
@@ -76,6 +85,7 @@ def test_a_description_round_trips_through_yaml_and_json(tmp_path):
     (lambda c: c.update(num_classes=7), "num_classes is 7 but the output gives 10"),
     (lambda c: c["layers"][0].pop("filters"), "layer 0 (conv2d, Conv2D): needs filters"),
     (lambda c: c.update(optimizer="adam"), "unknown key optimizer"),
+    (lambda c: c.update(functional="yes"), "functional must be true or false, got 'yes'"),
 ])
 def test_bad_descriptions_name_the_layer_and_the_problem(edit, message):
     config = Architecture.load("notebook").to_config()

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,8 @@ ZOO = ["deeper_16_32_64", "keras_io_convnet", "lenet5_tanh_avgpool", "strided_sa
        "rows_lstm", "keras_ops_resnet"]
 MNIST_ZOO = [name for name in ZOO if name not in ("rgb_32x32x3", "rgb_decoder_merges")]
 GRAPH_ZOO = ["resnet", "inception", "mobilenet", "squeeze_excite", "flat_mlp"]  # the MNIST graphs of issue #19
+SEQUENTIAL_ZOO = ["deeper_16_32_64", "keras_io_convnet", "lenet5_tanh_avgpool", "strided_same_gap", "rgb_32x32x3",
+                  "flat_mlp", "rows_lstm"]
 
 
 def _conv_bn_relu(x, filters, strides=1):
@@ -202,6 +205,12 @@ def keras_files(tmp_path_factory, mnist):
     return out
 
 
+def model_class(path: Path) -> str:
+    """What a ``.keras`` file's ``config.json`` says its model is: ``Sequential`` or ``Functional``."""
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read("config.json"))["class_name"]
+
+
 def convert(capsys, *args) -> str:
     command_line(["convert", *map(str, args)])
     return capsys.readouterr().out
@@ -235,6 +244,9 @@ def test_keras_model_converts_both_ways_exactly(name, keras_files, tmp_path, cap
     assert back["max_dp"] <= CHECK_TOLERANCE
     before, after = read_keras_file(source), read_keras_file(tmp_path / "again.keras")
     assert before.architecture.layers == after.architecture.layers  # every setting, layer names included
+    assert before.architecture == after.architecture  # the model's name, its input's, Sequential or Functional
+    assert model_class(source) == model_class(tmp_path / "again.keras") == (
+        "Sequential" if name in SEQUENTIAL_ZOO else "Functional")  # a Functional chain stays one
     assert before.weights.keys() == after.weights.keys()
     for layer in before.weights:
         for a, b in zip(before.weights[layer], after.weights[layer], strict=True):

@@ -118,7 +118,7 @@ def test_descriptions_round_trip_and_build_the_same_keras_layers():
     for case, (shape, layer) in CASES.items():
         architecture = architecture_of(sequential_case(shape, layer, name=case))
         assert Architecture.from_config(architecture.to_config()) == architecture, case
-        rebuilt = build_model(architecture).layers[0].get_config()
+        rebuilt = build_model(architecture).get_layer(architecture.nodes[0].name).get_config()
         assert {k: v for k, v in rebuilt.items() if k != "name"} == \
             {k: v for k, v in layer.get_config().items() if k != "name"}, case
     for layer in (L.DepthwiseConv2D(3), L.SeparableConv2D(2, 3), L.Conv2DTranspose(2, 3)):

@@ -15,6 +15,8 @@ exactly as it always has::
       - {type: GlobalAveragePooling2D}
       - {type: Dense, units: 10, activation: softmax}
 
+A chain is a Keras ``Sequential``; ``functional: true`` makes it a Functional model, as a
+``.keras`` file of ``keras.Model(inputs, outputs)`` has it (any other graph is one anyway).
 The model's input is called ``input`` (or ``input_name``); a layer without a ``name`` gets
 Keras' automatic one (``conv2d``, ``conv2d_1``, ...). The graph has one input and one
 output, the only layer nothing else takes. Every shape is inferred (channels last, as
@@ -67,7 +69,7 @@ FORMAT_VERSION = 2
 MAX_PARAMETERS = 100_000_000
 MAX_ACTIVATIONS = 20_000_000
 MAX_LAYERS = 2_000  # Keras' largest applications have about 1,000; more is a crafted file, refused at once
-CONFIG_KEYS = ("format_version", "name", "input_shape", "input_name", "layers", "num_classes")
+CONFIG_KEYS = ("format_version", "name", "input_shape", "input_name", "functional", "layers", "num_classes")
 
 
 class ArchitectureError(UserError):
@@ -191,6 +193,9 @@ class Architecture:
     nodes: tuple[Node, ...]
     name: str = "custom"
     input_name: str = DEFAULT_INPUT_NAME
+    # Keras builds it as a Functional model (``keras.Model(inputs, outputs)``), not a ``Sequential``: any graph that
+    # is not a chain, and a chain that a Functional model's file holds, so it goes back to Keras as it came
+    functional: bool = False
     source: str = field(default="", compare=False)  # a file or preset the description was read from
 
     def __post_init__(self) -> None:
@@ -199,6 +204,7 @@ class Architecture:
         if not self.nodes:
             raise ArchitectureError(f"{where}: the description has no layers")
         object.__setattr__(self, "nodes", tuple(self._checked_order(tuple(self.nodes))))
+        object.__setattr__(self, "functional", bool(self.functional) or not self.is_chain)
         shape = self.output_shape
         if len(shape) != 1:
             raise ArchitectureError(f"{where}: the output ({self.nodes[-1].name}) is {shape_text(shape)}; a "
@@ -213,7 +219,7 @@ class Architecture:
 
     @classmethod
     def from_layers(cls, input_shape: Shape, layers: list[tuple[Layer, list[str] | None]], name: str = "custom",
-                    source: str = "", input_name: str = DEFAULT_INPUT_NAME) -> Architecture:
+                    source: str = "", input_name: str = DEFAULT_INPUT_NAME, functional: bool = False) -> Architecture:
         """Layers with the names of their inputs (None: the layer before, or the input); unnamed ones named."""
         names = iter(auto_names([layer.keras_class for layer, _ in layers if layer.name is None],
                                 [layer.name for layer, _ in layers if layer.name is not None] + [input_name]))
@@ -223,7 +229,8 @@ class Architecture:
                 layer = layer.renamed(next(names))
             nodes.append(Node(layer, tuple(inputs) if inputs is not None else (previous,)))
             previous = layer.name
-        return cls(input_shape=input_shape, nodes=tuple(nodes), name=name, input_name=input_name, source=source)
+        return cls(input_shape=input_shape, nodes=tuple(nodes), name=name, input_name=input_name,
+                   functional=functional, source=source)
 
     # --- the graph -------------------------------------------------------------------------
     def _refuse(self, index: int, node: Node, why: str) -> ArchitectureError:
@@ -564,6 +571,8 @@ class Architecture:
         config = {"format_version": FORMAT_VERSION, "name": self.name, "input_shape": list(self.input_shape)}
         if self.input_name != DEFAULT_INPUT_NAME:
             config["input_name"] = self.input_name
+        if self.functional and self.is_chain:  # a graph is Functional anyway
+            config["functional"] = True
         return {**config, "layers": layers}
 
     def summary(self) -> str:
@@ -613,6 +622,9 @@ class Architecture:
         input_name = config.get("input_name", DEFAULT_INPUT_NAME)
         if not isinstance(input_name, str) or not input_name:
             raise ArchitectureError(f"{where}: input_name must be a non-empty string, got {input_name!r}")
+        functional = config.get("functional", False)
+        if not isinstance(functional, bool):
+            raise ArchitectureError(f"{where}: functional must be true or false, got {functional!r}")
         prefix = f"{source}: " if source else ""
         layers = []
         for index, entry in enumerate(layers_config):
@@ -639,7 +651,7 @@ class Architecture:
             layers.append((layer, inputs))
         name = config.get("name") or (Path(source).stem if source else "custom")
         architecture = cls.from_layers(config["input_shape"], layers, name=str(name), source=source,
-                                       input_name=input_name)
+                                       input_name=input_name, functional=functional)
         expected = config.get("num_classes")
         if expected is not None and expected != architecture.num_classes:
             raise ArchitectureError(f"{where}: num_classes is {expected!r} but the output gives "

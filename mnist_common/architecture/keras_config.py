@@ -291,7 +291,8 @@ def read_keras_config(config: Any, source: str = "model") -> KerasGraph:
     name = str(model_config.get("name") or "keras")
     if input_name is None:  # a Sequential's: the description's default, unless a layer is called that
         input_name = _sequential_input_name(input_entry, {layer.name for layer, _ in layers})
-    architecture = Architecture.from_layers(input_shape, layers, name=name, source=source, input_name=input_name)
+    architecture = Architecture.from_layers(input_shape, layers, name=name, source=source, input_name=input_name,
+                                            functional=config["class_name"] != "Sequential")
     return KerasGraph(architecture, dict(architecture.storage_names), {})
 
 
@@ -332,7 +333,8 @@ class _NestedModels:
             del self.storage[input_name]  # reserved by _expand while the layers were named
         layers = [(layer, [input_name if i == self.PLACEHOLDER else i for i in inputs]) for layer, inputs in self.layers]
         architecture = Architecture.from_layers(_input_shape(input_entry, model_config, self.source), layers,
-                                                name=name, source=self.source, input_name=input_name)
+                                                name=name, source=self.source, input_name=input_name,
+                                                functional=config["class_name"] != "Sequential")
         shapes = architecture.shapes
         for label, tensor, declared in self.declared:  # Keras would refuse to build it; so does the torch path
             given = shapes[input_name if tensor == self.PLACEHOLDER else tensor]
