@@ -21,15 +21,16 @@ OPERATION_KINDS = sorted(kind for kind, cls in LAYER_TYPES.items() if issubclass
 
 class Call:
     """A Keras operation with its numbers bound, which the random graphs call on one tensor as they call a layer
-    (``get_config``: the operation's own)."""
+    (``get_config``: the operation's own, with the settings of its call, as ``get_item``'s key)."""
 
     def __init__(self, kind: str, arguments: list, **settings) -> None:
         self.kind = kind
         self.operation = keras_layer(LAYER_TYPES[kind](**settings))
         self.arguments = arguments
+        self.settings = settings
 
     def get_config(self) -> dict:
-        return self.operation.get_config()
+        return {**self.operation.get_config(), **self.settings}
 
     def __call__(self, x):
         return self.operation(*[[x, x] if a == [TENSOR] else x if a is TENSOR else a for a in self.arguments])
@@ -88,6 +89,27 @@ sampler("ops.clip")(lambda rng, shape: Call("ops.clip", [TENSOR], x_min=float(np
 sampler("ops.cast")(lambda rng, shape: Call("ops.cast", [TENSOR]))
 
 
+@sampler("ops.get_item")
+def make_get_item(rng, shape):
+    """A slice of each axis (a random start, stop and step, at least one element left), now and then an integer in
+    place of one axis's slice (never the only axis), or ``...`` for the leading axes."""
+    key = []
+    for size in shape:
+        start = int(rng.integers(size))
+        step = int(rng.choice([1, 1, 2]))
+        stop = None if rng.random() < 0.5 else int(rng.integers(start + 1, size + 1)) - (size if rng.random() < 0.3
+                                                                                        else 0)
+        text = ":".join(("" if v is None else str(v)) for v in (start or None, stop)) + (f":{step}" if step > 1 else "")
+        key.append(text if stop != 0 else f"{start}:")
+    if len(shape) > 1 and rng.random() < 0.3:
+        key[int(rng.integers(len(shape)))] = int(rng.integers(-1, 1))
+    if rng.random() < 0.3 and isinstance(key[-1], str):
+        key = ["...", key[-1]]
+        return Call("ops.get_item", [TENSOR, tuple(operations.index_item(k) for k in key)], key=key)
+    key = [":", *key]
+    return Call("ops.get_item", [TENSOR, tuple(operations.index_item(k) for k in key)], key=key)
+
+
 # --- every operation against Keras ------------------------------------------------------------------------------
 
 
@@ -116,6 +138,9 @@ CASES = {
     "concatenate_rows": lambda x, y: ops.concatenate([x, y], axis=1),
     "sum_mean": lambda x, y: ops.sum(x, axis=1) + ops.mean(y, axis=[1]),
     "transpose_clip": lambda x, y: ops.clip(ops.transpose(x, (0, 2, 1, 3)), -0.3, 0.4) * ops.transpose(y, [0, 2, 1, 3]),
+    "get_item": lambda x, y: x[..., :2] * y[:, :, :, 2:] - y[:, :, :, 3:4] + x[:, :, :, 1::2],
+    "get_item_chained": lambda x, y: ops.mean(x[:, ::2, 1:][:, -3:-1, 0:1], axis=[1, 2]) + y[:, 3, 6, :],
+    "get_item_rows": lambda x, y: ops.concatenate([x[:, 0], y[:, -1, :, :]], axis=-1),
     "reshape_squeeze": lambda x, y: ops.reshape(ops.squeeze(ops.max(x, axis=-1, keepdims=True), axis=3), (-1, 7, 9))
     + ops.cast(ops.reshape(ops.sum(y, axis=-1), (-1, 7, 9)), "float32"),
 }
@@ -189,6 +214,20 @@ def test_the_description_reads_like_the_code():
     assert list(architecture.storage_names.values()) == ["conv2d", "dense"]  # operations: no place in stored weights
 
 
+def test_an_index_key_reads_as_the_code_writes_it():
+    """``x[:, 1:, ::2, 0]``, ``x[..., :2]``: the description's key is the code's, item for item, and builds the same
+    indexing in Keras."""
+    inputs = keras.Input((8, 8, 4))
+    x = L.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    architecture = architecture_of(classifier(inputs, x[:, 1:, ::2, 0] + x[..., :2][:, 1:, ::2, -1]))
+    keys = [node.layer.key for node in architecture.nodes if node.layer.type == "ops.get_item"]
+    assert sorted(keys, key=str) == sorted([(":", "1:", "::2", 0), ("...", ":2"), (":", "1:", "::2", -1)], key=str)
+    assert Architecture.from_config(architecture.to_config()) == architecture
+    assert {architecture.shapes[node.name] for node in architecture.nodes if node.layer.type == "ops.get_item"} \
+        == {(7, 4), (8, 8, 2)}
+    assert architecture_of(build_model(architecture)) == architecture
+
+
 def test_unnamed_operations_of_a_description_get_keras_names():
     config = {"input_shape": [6, 6, 2], "layers": [
         {"type": "ops.multiply", "x2": 2.0}, {"type": "ops.multiply", "x1": 0.5}, {"type": "Flatten"},
@@ -203,7 +242,7 @@ def test_unnamed_operations_of_a_description_get_keras_names():
 def test_a_keras_file_of_operations_comes_back_as_it_was(tmp_path, capsys):
     """``.keras -> .ckpt -> .keras``: every node of the graph (operations too: class, module, name, the numbers of
     its call and which tensors it takes) as in the first file, and the weights bit for bit."""
-    model = _on_a_map(CASES["one_minus_x_over_3"], "ops_file", shape=(28, 28, 1))
+    model = _on_a_map(lambda x, y: (1.0 - x[..., 1:]) / 3.0 + y[:, :, :, :3], "ops_file", shape=(28, 28, 1))
     model.save(tmp_path / "ops.keras")
     command_line(["convert", str(tmp_path / "ops.keras"), str(tmp_path / "ops.ckpt")])
     command_line(["convert", str(tmp_path / "ops.ckpt"), str(tmp_path / "back.keras")])
@@ -236,7 +275,12 @@ def test_raw_pixel_models_divide_by_255_as_an_operation():
 @pytest.mark.parametrize("build, message", [
     (lambda x: ops.log(x), "is the Keras operation 'Log' of module 'keras.src.ops.numpy', which is not supported "
                            "(supported operations: ops.absolute, ops.add"),
-    (lambda x: x[:, :, :, 0], "is the Keras operation 'GetItem'"),
+    (lambda x: ops.argmax(x, axis=-1), "is the Keras operation 'Argmax'"),
+    (lambda x: x[0], "key 0 indexes the batch axis; index the axes after it"),
+    (lambda x: x[1:, 0], "indexes the batch axis; begin it with \":\" or \"...\""),
+    (lambda x: x[:, None], "key item None (a new axis: use ops.expand_dims) is not supported"),
+    (lambda x: x[:, ::-1], "key item '::-1': a slice's step must be 1 or more, got -1"),
+    (lambda x: ops.expand_dims(x[:, 0, 0, 0], -1), "leaves no axis besides the batch; keep one"),
     (lambda x: x + ops.mean(x, axis=(1, 2)), "is called on tensors of different ranks (9x7x4, 4)"),
     (lambda x: ops.mean(x, axis=None, keepdims=True), "only non-batch axes are supported"),
     (lambda x: ops.sum(x, axis=[0, 1]), "only non-batch axes are supported"),
@@ -273,6 +317,12 @@ def test_unsupported_operations_are_refused_in_one_line(build, message):
     ({"type": "ops.transpose", "axes": [1, 0, 2, 3]}, "a permutation of 0..rank that keeps the batch axis 0 first"),
     ({"type": "ops.transpose"}, "null reverses every axis, the batch's too"),
     ({"type": "ops.squeeze", "axis": 1}, "squeezes axes of size 1 and leaves at least one; its input is 8x8x3"),
+    ({"type": "ops.get_item", "key": [":", 8]}, "index 8 is out of range for an axis of 8"),
+    ({"type": "ops.get_item", "key": [":", "9:"]}, "'9:' selects nothing from an axis of 8"),
+    ({"type": "ops.get_item", "key": [":", ":", ":", ":", 0]}, "indexes 5 axes; its input 8x8x3 has 4 with the batch"),
+    ({"type": "ops.get_item", "key": ["...", 0, "..."]}, "holds \"...\" more than once"),
+    ({"type": "ops.get_item", "key": [":", "1-2"]}, "key item '1-2' is not supported; items are integers"),
+    ({"type": "ops.get_item", "key": 0}, "key 0 indexes the batch axis"),
 ])
 def test_bad_operation_descriptions_are_refused(layer, message):
     config = {"input_shape": [8, 8, 3], "layers": [layer, {"type": "Flatten"}, {"type": "Dense", "units": 3}]}
@@ -300,7 +350,8 @@ def test_a_crafted_config_without_a_required_setting_is_refused_in_one_line():
 
 
 SETTINGS = {"ops.reshape": {"newshape": [-1, 4]}, "ops.expand_dims": {"axis": 1}, "ops.squeeze": {"axis": 1},
-            "ops.transpose": {"axes": [0, 2, 1]}, "ops.clip": {"x_min": 0.0, "x_max": 1.0}}
+            "ops.transpose": {"axes": [0, 2, 1]}, "ops.clip": {"x_min": 0.0, "x_max": 1.0},
+            "ops.get_item": {"key": [":"]}}
 
 
 def test_every_operation_kind_is_a_keras_operation_of_its_module():

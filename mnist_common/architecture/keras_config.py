@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from mnist_common.architecture.description import (DEFAULT_INPUT_NAME, MAX_LAYERS, Architecture, ArchitectureError,
                                                    auto_names, keras_order)
 from mnist_common.architecture.layers import KERAS_LAYERS, LAYER_TYPES, MAX_RANK, LayerError, Operation
-from mnist_common.architecture.layers.operations import TENSOR
+from mnist_common.architecture.layers.operations import ELLIPSIS, TENSOR, slice_text
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 # Where Keras' own model classes serialise from (a nested Functional names its module)
@@ -32,6 +32,7 @@ KERAS_MODEL_MODULES = ("keras", "keras.models", "keras.src.models.functional", "
 MAX_NESTING = 8  # models inside models inside ...: deeper is a crafted file, refused before it is walked
 INPUT_CLASS = "InputLayer"
 KERAS_TENSOR = "__keras_tensor__"
+SLICE, ELLIPSIS_OBJECT = "__slice__", "__ellipsis__"  # how Keras serialises a slice and ... in an x[...] key
 KERAS_LAYER_MODULES = ("keras.layers", "keras")
 # Call arguments a functional chain may record that change nothing the bridge mirrors: Keras' fit, predict and
 # evaluate pass their own training flag to every layer, which replaces a recorded ``training`` (even
@@ -55,9 +56,30 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _index_item(value: Any) -> Any:
+    """One item of an ``x[...]`` key as Keras serialises it (a slice and ``...`` as objects of their own), in the
+    description's form (:func:`~mnist_common.architecture.layers.operations.index_item` checks it); None where the
+    value is no such item."""
+    if isinstance(value, dict) and value.get("class_name") == SLICE:
+        config = value.get("config") if isinstance(value.get("config"), dict) else {}
+        return slice_text(*(config.get(part) for part in ("start", "stop", "step")))
+    if isinstance(value, dict) and value.get("class_name") == ELLIPSIS_OBJECT:
+        return ELLIPSIS
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _index_key(value: Any) -> Any:
+    """An ``x[...]`` key (a list of items, or one item) in the description's form; None where it is no key."""
+    if isinstance(value, (list, tuple)):
+        items = [_index_item(v) for v in value]
+        return None if any(item is None and v is not None for item, v in zip(items, value)) else items
+    return _index_item(value) if isinstance(value, dict) else None
+
+
 def _operation_arguments(arguments: list[Any]) -> list[Any] | None:
     """An operation's positional arguments with each tensor :data:`TENSOR` (a list of tensors, as
-    ``ops.concatenate`` takes, a list of them); None where one is neither a tensor, a number nor such a list."""
+    ``ops.concatenate`` takes, a list of them; an ``x[...]`` key in the description's form); None where one is
+    neither a tensor, a number, such a list nor such a key."""
     pattern: list[Any] = []
     for value in arguments:
         if _is_tensor(value):
@@ -66,6 +88,8 @@ def _operation_arguments(arguments: list[Any]) -> list[Any] | None:
             pattern.append(value)
         elif isinstance(value, (list, tuple)) and value and all(_is_tensor(v) for v in value):
             pattern.append([TENSOR] * len(value))
+        elif _index_key(value) is not None:
+            pattern.append(_index_key(value))
         else:
             return None
     return pattern

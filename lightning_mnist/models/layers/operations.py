@@ -1,4 +1,4 @@
-"""Keras operations in torch (``x + y``, ``x * 2.0``, ``ops.relu``, ``ops.mean``, ``ops.concatenate``, ``ops.reshape``).
+"""Keras operations in torch (``x + y``, ``x * 2.0``, ``ops.relu``, ``ops.mean``, ``ops.concatenate``, ``x[:, 1:]``).
 
 An operation's tensors are of one rank (the description refuses others), so they broadcast in
 torch's layout as in Keras' (the same axes, permuted alike); its numbers are Python numbers, as
@@ -144,3 +144,15 @@ class Clip(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.clamp(x, self.low, self.high)
+
+
+@converter(ops.GetItem)
+class GetItem(nn.Module):
+    """``x[key]`` on the tensor in Keras' layout, whose axes the key names; the result back in torch's."""
+
+    def __init__(self, spec: ops.GetItem, shape: Shape) -> None:
+        super().__init__()
+        self.key = spec.index()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return to_torch_layout(to_keras_layout(x)[self.key])

@@ -22,6 +22,7 @@ of 1 stretches as in the merge layers.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -548,6 +549,106 @@ class Transpose(Operation):
             raise LayerError(f"axes {list(self.axes)} permute {len(self.axes)} axes, but the input {shape_text(shape)} "
                              f"has {len(shape) + 1} with the batch")
         return tuple(shape[d - 1] for d in self.dims)
+
+
+# --- indexing ------------------------------------------------------------------------------------------------
+
+ELLIPSIS = "..."
+_SLICE_TEXT = re.compile(r"(-?\d+)?:(-?\d+)?(?::(-?\d+)?)?")
+
+
+def index_item(item: Any) -> int | slice | type(Ellipsis):
+    """One item of an index key, as Python has it: an integer, ``"..."``, or a slice as its text (``":"``, ``"1:"``,
+    ``":4"``, ``"::2"``; a step of 1 or more)."""
+    if is_int(item):
+        return int(item)
+    if item == ELLIPSIS:
+        return Ellipsis
+    found = _SLICE_TEXT.fullmatch(item) if isinstance(item, str) else None
+    if found is None:
+        refused = "None (a new axis: use ops.expand_dims)" if item is None else repr(item)
+        raise LayerError(f"key item {refused} is not supported; items are integers, \"...\" and slices written "
+                         f"\"start:stop:step\" (\":\", \"1:\", \"::2\")")
+    start, stop, step = (None if text is None else int(text) for text in found.groups())
+    if step is not None and step < 1:
+        raise LayerError(f"key item {item!r}: a slice's step must be 1 or more, got {step}")
+    return slice(start, stop, step)
+
+
+def slice_text(start: int | None, stop: int | None, step: int | None) -> str:
+    """A slice as the description writes it: ``slice(1, None, 2)`` -> ``"1::2"``, ``slice(None, None, None)`` ->
+    ``":"``."""
+    text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+    return text if step is None else f"{text}:{step}"
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class GetItem(Operation):
+    """``x[key]`` (``keras.ops.get_item``): integers, ``...`` and slices of step 1 or more, the batch axis whole
+    (``x[:, 1:, ::2]``, ``x[..., :16]``, ``x[:, :, :, 0]``). ``key`` reads as the code does: ``[":", "1:", "::2"]``.
+    A key of one item (``x[0]``, ``x[1:]``) would index the batch, new axes (``None``) are ``ops.expand_dims``'s
+    work, and a key leaving no axis besides the batch gives no features: each refused in one line."""
+
+    key: tuple[int | str, ...]
+    FUNCTION: ClassVar[str] = "get_item"
+    OPERANDS: ClassVar[tuple[str, ...]] = ("x", "key")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.key, (list, tuple)):
+            raise LayerError(f"key {self.key!r} indexes the batch axis; index the axes after it (x[:, ...])")
+        items = [index_item(item) for item in self.key]
+        if items.count(Ellipsis) > 1:
+            raise LayerError(f"key {list(self.key)!r} holds \"...\" more than once")
+        first = items[0] if items else Ellipsis
+        if first is not Ellipsis and (not isinstance(first, slice) or first.start not in (None, 0)
+                                      or first.stop is not None or first.step not in (None, 1)):
+            raise LayerError(f"key {list(self.key)!r} indexes the batch axis; begin it with \":\" or \"...\"")
+        object.__setattr__(self, "key", tuple(slice_text(i.start, i.stop, i.step) if isinstance(i, slice)
+                                              else ELLIPSIS if i is Ellipsis else i for i in items))
+
+    @classmethod
+    def from_keras_call(cls, config: dict[str, Any], arguments: list[Any]) -> Operation:
+        if len(arguments) != 2 or arguments[0] is not TENSOR or arguments[1] is TENSOR:
+            raise LayerError("is called on something other than a tensor of the graph and a key")
+        unknown = sorted(set(config) - {"name"})
+        if unknown:
+            raise LayerError(f"has settings {', '.join(unknown)}, which Keras' GetItem has not")
+        return cls.from_settings({"name": config.get("name"), "key": arguments[1]})
+
+    def index(self) -> tuple[int | slice | type(Ellipsis), ...]:
+        """``key`` as Python indexes with it (the batch axis first)."""
+        return tuple(index_item(item) for item in self.key)
+
+    def constants(self) -> dict[str, Any]:
+        return {"key": self.index()}
+
+    def output_shape(self, shape: Shape) -> Shape:
+        items = list(self.index())
+        explicit = len(items) - items.count(Ellipsis)
+        if explicit > len(shape) + 1:
+            raise LayerError(f"key {list(self.key)!r} indexes {explicit} axes; its input {shape_text(shape)} has "
+                             f"{len(shape) + 1} with the batch")
+        at = items.index(Ellipsis) if Ellipsis in items else len(items)
+        whole = [slice(None)] * (len(shape) + 1 - explicit)
+        items = items[:at] + whole + items[at + 1:]
+        sizes = []
+        for size, item in zip(shape, items[1:]):
+            if isinstance(item, int):
+                if not -size <= item < size:
+                    raise LayerError(f"key {list(self.key)!r}: index {item} is out of range for an axis of {size}")
+            elif len(range(*item.indices(size))) == 0:
+                raise LayerError(f"key {list(self.key)!r}: {slice_text(item.start, item.stop, item.step)!r} selects "
+                                 f"nothing from an axis of {size}")
+            else:
+                sizes.append(len(range(*item.indices(size))))
+        if not sizes:
+            raise LayerError(f"key {list(self.key)!r} leaves no axis besides the batch; keep one (x[:, i:i + 1])")
+        return tuple(sizes)
+
+    def keeps_distributions(self, shape: Shape) -> bool:
+        return only_the_last_axis(shape, self.output_shape(shape))
 
 
 @layer_type
