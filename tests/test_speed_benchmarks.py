@@ -234,15 +234,18 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
     ("kernel_efficiency.py", ["--size", "100000000"], "error: --size must be at most 32,768, got 100,000,000"),
     ("compare_frameworks.py", ["--doc", "notes.txt"], "error: --doc notes.txt: the table goes into a Markdown file; "
                                                       "give a .md file name"),
-    ("predict_renderings.py", ["--image", "nowhere.png"], "error: --image nowhere.png: no such file"),
+    # --weights: any file (read only after these checks), so a clone without ../shared/seed refuses the same way
+    ("predict_renderings.py", ["--image", "nowhere.png", "--weights", str(REPO / "pyproject.toml")],
+     "error: --image nowhere.png: no such file"),
     ("time_to_accuracy.py", ["--frameworks", "[]"], "error: --frameworks []: give at least one of lightning, keras, "
                                                     "torch"),
     ("shared_machine.py", ["--frameworks", "[torch, torch]"], "error: --frameworks names torch twice; give each once"),
     ("compare_frameworks.py", ["--lightning_config", "nowhere.yaml"], "error: --lightning_config nowhere.yaml: `fit` "
                                                                       "refuses it (Parser key \"config\": File does "
                                                                       "not exist"),
-    ("predict_renderings.py", ["--keep", str(BENCHMARKS)], f"error: --keep {BENCHMARKS}: not empty; name a new or "
-                                                           f"empty folder for the renderings"),
+    ("predict_renderings.py", ["--keep", str(BENCHMARKS), "--weights", str(REPO / "pyproject.toml"),
+                               "--timing_runs", "0"], f"error: --keep {BENCHMARKS}: not empty; name a new or empty "
+                                                      f"folder for the renderings"),
 ])
 def test_bad_counts_are_one_line_before_any_work(name, args, line, tmp_path, monkeypatch, capsys):
     """Each script's ``main`` in this process (saving a start-up each); the scripts' command lines themselves run
