@@ -321,6 +321,7 @@ def test_unsupported_operations_are_refused_in_one_line(build, message):
     ({"type": "ops.get_item", "key": [":", "9:"]}, "'9:' selects nothing from an axis of 8"),
     ({"type": "ops.get_item", "key": [":", ":", ":", ":", 0]}, "indexes 5 axes; its input 8x8x3 has 4 with the batch"),
     ({"type": "ops.get_item", "key": ["...", 0, "..."]}, "holds \"...\" more than once"),
+    ({"type": "ops.get_item", "key": ["...", 0, 0, 0, 0]}, "indexes the batch axis of its 8x8x3 input"),
     ({"type": "ops.get_item", "key": [":", "1-2"]}, "key item '1-2' is not supported; items are integers"),
     ({"type": "ops.get_item", "key": 0}, "key 0 indexes the batch axis"),
 ])

@@ -575,6 +575,11 @@ def index_item(item: Any) -> int | slice | type(Ellipsis):
     return slice(start, stop, step)
 
 
+def _whole(item: Any) -> bool:
+    """A slice taking every element of its axis (``:``, ``0:``, ``::1``)."""
+    return isinstance(item, slice) and item.start in (None, 0) and item.stop is None and item.step in (None, 1)
+
+
 def slice_text(start: int | None, stop: int | None, step: int | None) -> str:
     """A slice as the description writes it: ``slice(1, None, 2)`` -> ``"1::2"``, ``slice(None, None, None)`` ->
     ``":"``."""
@@ -601,9 +606,7 @@ class GetItem(Operation):
         items = [index_item(item) for item in self.key]
         if items.count(Ellipsis) > 1:
             raise LayerError(f"key {list(self.key)!r} holds \"...\" more than once")
-        first = items[0] if items else Ellipsis
-        if first is not Ellipsis and (not isinstance(first, slice) or first.start not in (None, 0)
-                                      or first.stop is not None or first.step not in (None, 1)):
+        if items and items[0] is not Ellipsis and not _whole(items[0]):
             raise LayerError(f"key {list(self.key)!r} indexes the batch axis; begin it with \":\" or \"...\"")
         object.__setattr__(self, "key", tuple(slice_text(i.start, i.stop, i.step) if isinstance(i, slice)
                                               else ELLIPSIS if i is Ellipsis else i for i in items))
@@ -633,6 +636,9 @@ class GetItem(Operation):
         at = items.index(Ellipsis) if Ellipsis in items else len(items)
         whole = [slice(None)] * (len(shape) + 1 - explicit)
         items = items[:at] + whole + items[at + 1:]
+        if not _whole(items[0]):  # x[..., 0, 0, 0, 0] of an 8x8x3 input: the ... stood for no axis
+            raise LayerError(f"key {list(self.key)!r} indexes the batch axis of its {shape_text(shape)} input; leave "
+                             f"the batch whole")
         sizes = []
         for size, item in zip(shape, items[1:]):
             if isinstance(item, int):
