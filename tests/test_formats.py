@@ -270,6 +270,19 @@ def test_a_layer_keras_cannot_export_to_litert_is_named(resnet_checkpoint, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
+def test_unit_normalization_of_blank_rows_exports_to_litert(tmp_path, mnist_dir, capsys):
+    """UnitNormalization over the rows of raw MNIST images, many of them all zero: Keras gives zeros there, and
+    LiteRT's kernel for the L2 normalisation Keras writes gave NaN, so every such conversion was refused; the
+    exported model computes Keras' values with plain operators (max |dp| on 500 test images within the limit)."""
+    architecture = Architecture.from_config({"name": "rows", "input_shape": [28, 28], "layers": [
+        {"type": "UnitNormalization", "axis": -1}, {"type": "Flatten"},
+        {"type": "Dense", "units": 10, "activation": "softmax"}]})
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "rows.ckpt", architecture, KerasNetwork(architecture).state_dict())
+    check = parse_check("\n".join(FORMATS[".tflite"].write(ckpt, tmp_path / "rows.tflite", 500, mnist_dir)), ".tflite")
+    assert check["max_dp"] <= CHECK_TOLERANCE, check
+
+
 def test_an_operator_litert_lacks_is_named_in_one_line(tmp_path, mnist_dir, capfd):
     """LiteRT's built-in operators have no dilated transposed convolution: the layer and the operator are named in
     one line, and the converter's own pages of diagnostics (written by native code to the process' stderr) do not

@@ -62,6 +62,7 @@ def keras_model(module: Probabilities, named_output: bool = True):
     model = keras_probabilities_model([(n.architecture.in_float32(), n.state_dict()) for n in module.networks],
                                       INPUT_NAME)
     unroll_recurrent_layers(model)
+    zero_safe_unit_normalization(model)
     return import_keras().Model(model.inputs, {OUTPUT_NAME: model.outputs[0]}) if named_output else model
 
 
@@ -77,6 +78,31 @@ def unroll_recurrent_layers(model) -> None:
         for recurrent in (layer.forward_layer, layer.backward_layer) if hasattr(layer, "forward_layer") else (layer,):
             if hasattr(recurrent, "unroll"):
                 recurrent.unroll = True
+
+
+def zero_safe_unit_normalization(model) -> None:
+    """``UnitNormalization`` layers computed as ``x * rsqrt(max(sum(x ** 2), 1e-24))``, Keras' own values.
+
+    Keras writes the layer as TensorFlow's L2 normalisation, whose LiteRT kernel gives NaN for an all-zero vector
+    (a blank row of an MNIST image, a channel a ReLU zeroed) where Keras gives zeros (``x * min(rsqrt(sum),
+    1e12)``); with the floor inside the square root the two agree, and the converter keeps the plain operators.
+    Each such layer of ``model`` takes the subclass computing so (its settings and weights unchanged).
+    """
+    from lightning_mnist.frameworks import import_keras
+    from keras_bridge.build import own_layers  # Keras is loaded by now: the model is Keras'
+
+    keras = import_keras()
+    ops = keras.ops
+
+    class ZeroSafeUnitNormalization(keras.layers.UnitNormalization):
+        def call(self, inputs):
+            x = ops.cast(inputs, self.compute_dtype)
+            squares = ops.sum(ops.square(x), axis=self.axis, keepdims=True)
+            return x * ops.rsqrt(ops.maximum(squares, 1e-24))  # 1e-24: Keras' epsilon (1e-12), squared
+
+    for layer in own_layers(model):
+        if type(layer) is keras.layers.UnitNormalization:
+            layer.__class__ = ZeroSafeUnitNormalization
 
 
 def save(module: Probabilities, inputs: tuple[torch.Tensor, ...], path: Path,
