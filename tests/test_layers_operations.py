@@ -88,6 +88,10 @@ sampler("ops.clip")(lambda rng, shape: Call("ops.clip", [TENSOR], x_min=float(np
                                             x_max=float(np.round(rng.uniform(0.5, 2.0), 3))))
 sampler("ops.cast")(lambda rng, shape: Call("ops.cast", [TENSOR]))
 
+sampler("ops.pad")(lambda rng, shape: Call("ops.pad", [TENSOR], pad_width=[[0, 0], *(
+    [int(rng.integers(3)), int(rng.integers(3))] for _ in shape)], constant_values=None if rng.random() < 0.5 else
+    float(np.round(rng.uniform(-1.0, 1.0), 3))))
+
 
 @sampler("ops.get_item")
 def make_get_item(rng, shape):
@@ -141,6 +145,10 @@ CASES = {
     "get_item": lambda x, y: x[..., :2] * y[:, :, :, 2:] - y[:, :, :, 3:4] + x[:, :, :, 1::2],
     "get_item_chained": lambda x, y: ops.mean(x[:, ::2, 1:][:, -3:-1, 0:1], axis=[1, 2]) + y[:, 3, 6, :],
     "get_item_rows": lambda x, y: ops.concatenate([x[:, 0], y[:, -1, :, :]], axis=-1),
+    "pad_option_a": lambda x, y: ops.pad(x[:, ::2, ::2, :], [[0, 0], [0, 0], [0, 0], [2, 2]]) + y[:, ::2, ::2, :3][
+        ..., 0:1],
+    "pad_constant": lambda x, y: ops.pad(x, ((0, 0), (1, 1), (0, 2), (0, 0)), constant_values=0.5) - ops.pad(
+        y, [[0, 0], [2, 0], [1, 1], [0, 0]]),
     "reshape_squeeze": lambda x, y: ops.reshape(ops.squeeze(ops.max(x, axis=-1, keepdims=True), axis=3), (-1, 7, 9))
     + ops.cast(ops.reshape(ops.sum(y, axis=-1), (-1, 7, 9)), "float32"),
 }
@@ -242,7 +250,9 @@ def test_unnamed_operations_of_a_description_get_keras_names():
 def test_a_keras_file_of_operations_comes_back_as_it_was(tmp_path, capsys):
     """``.keras -> .ckpt -> .keras``: every node of the graph (operations too: class, module, name, the numbers of
     its call and which tensors it takes) as in the first file, and the weights bit for bit."""
-    model = _on_a_map(lambda x, y: (1.0 - x[..., 1:]) / 3.0 + y[:, :, :, :3], "ops_file", shape=(28, 28, 1))
+    model = _on_a_map(lambda x, y: (1.0 - x[..., 1:]) / 3.0 + ops.pad(y[:, 1:, :, :3], [[0, 0], [1, 0], [0, 0], [0, 0]],
+                                                                      constant_values=0.25), "ops_file",
+                      shape=(28, 28, 1))
     model.save(tmp_path / "ops.keras")
     command_line(["convert", str(tmp_path / "ops.keras"), str(tmp_path / "ops.ckpt")])
     command_line(["convert", str(tmp_path / "ops.ckpt"), str(tmp_path / "back.keras")])
@@ -252,8 +262,8 @@ def test_a_keras_file_of_operations_comes_back_as_it_was(tmp_path, capsys):
     def nodes(path):
         entries = json.loads(zipfile.ZipFile(path).read("config.json"))["config"]["layers"]
         return [(e["module"], e["class_name"], e["name"], [a["config"]["keras_history"] if isinstance(a, dict) else a
-                                                          for a in (e["inbound_nodes"] or [{"args": []}])[0]["args"]])
-                for e in entries]
+                                                          for a in (e["inbound_nodes"] or [{"args": []}])[0]["args"]],
+                 (e["inbound_nodes"] or [{}])[0].get("kwargs"), e["config"]) for e in entries]
 
     assert nodes(back) == nodes(tmp_path / "ops.keras")
     assert any(module == "keras.src.ops.numpy" for module, *_ in nodes(back))
@@ -276,6 +286,8 @@ def test_raw_pixel_models_divide_by_255_as_an_operation():
     (lambda x: ops.log(x), "is the Keras operation 'Log' of module 'keras.src.ops.numpy', which is not supported "
                            "(supported operations: ops.absolute, ops.add"),
     (lambda x: ops.argmax(x, axis=-1), "is the Keras operation 'Argmax'"),
+    (lambda x: ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect"), "mode='reflect': only constant padding"),
+    (lambda x: ops.pad(x, [[1, 1], [0, 0], [0, 0], [0, 0]]), "pads the batch axis; its pair must be [0, 0]"),
     (lambda x: x[0], "key 0 indexes the batch axis; index the axes after it"),
     (lambda x: x[1:, 0], "indexes the batch axis; begin it with \":\" or \"...\""),
     (lambda x: x[:, None], "key item None (a new axis: use ops.expand_dims) is not supported"),
@@ -324,6 +336,10 @@ def test_unsupported_operations_are_refused_in_one_line(build, message):
     ({"type": "ops.get_item", "key": ["...", 0, 0, 0, 0]}, "indexes the batch axis of its 8x8x3 input"),
     ({"type": "ops.get_item", "key": [":", "1-2"]}, "key item '1-2' is not supported; items are integers"),
     ({"type": "ops.get_item", "key": 0}, "key 0 indexes the batch axis"),
+    ({"type": "ops.pad", "pad_width": [[0, 0], [1, 1]]}, "pad_width has 2 pairs; its input 8x8x3 has 4 axes"),
+    ({"type": "ops.pad", "pad_width": [[0, 0], [-1, 0], [0, 0], [0, 0]]}, "pad_width must be one [before, after]"),
+    ({"type": "ops.pad", "pad_width": [[0, 0], [1, 1], [0, 0], [0, 0]], "constant_values": "x"},
+     "constant_values must be a number"),
 ])
 def test_bad_operation_descriptions_are_refused(layer, message):
     config = {"input_shape": [8, 8, 3], "layers": [layer, {"type": "Flatten"}, {"type": "Dense", "units": 3}]}
@@ -352,7 +368,7 @@ def test_a_crafted_config_without_a_required_setting_is_refused_in_one_line():
 
 SETTINGS = {"ops.reshape": {"newshape": [-1, 4]}, "ops.expand_dims": {"axis": 1}, "ops.squeeze": {"axis": 1},
             "ops.transpose": {"axes": [0, 2, 1]}, "ops.clip": {"x_min": 0.0, "x_max": 1.0},
-            "ops.get_item": {"key": [":"]}}
+            "ops.get_item": {"key": [":"]}, "ops.pad": {"pad_width": [[0, 0], [1, 1]]}}
 
 
 def test_every_operation_kind_is_a_keras_operation_of_its_module():

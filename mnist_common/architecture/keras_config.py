@@ -156,7 +156,9 @@ def _called_on(entry: dict[str, Any], source: str) -> list[str]:
         raise ArchitectureError(f"{source}: {name} ({cls}) is corrupt: its call's arguments are not a list")
     extra = sorted(k for k, v in kwargs.items() if k not in HARMLESS_CALL_KWARGS and v is not None)
     if _is_operation(entry):  # numbers among its arguments, each where the code had it (1.0 - x)
-        _operation_class(f"{source}: {name} ({cls})", entry)  # an unsupported one named first, whatever its arguments
+        # an unsupported one named first, whatever its arguments
+        keywords = _operation_class(f"{source}: {name} ({cls})", entry).KEYWORDS
+        extra = [k for k in extra if k not in keywords]
         pattern = _operation_arguments(arguments)
         tensors = [] if pattern is None else [v for a in arguments for v in (a if isinstance(a, (list, tuple))
                                                                               else [a]) if _is_tensor(v)]
@@ -257,7 +259,9 @@ def _operation(label: str, entry: dict[str, Any]) -> Operation:
     arguments = _operation_arguments(call["args"]) if isinstance(call.get("args"), (list, tuple)) else None
     if arguments is None:  # a Sequential's entries are not called in the file: Keras cannot hold an operation there
         raise ArchitectureError(f"{label} is an operation outside a Functional graph's calls; Keras makes none such")
-    return _described(label, lambda: operation_class.from_keras_call(config, arguments))
+    kwargs = call.get("kwargs") if isinstance(call.get("kwargs"), dict) else {}
+    keywords = {key: kwargs[key] for key in operation_class.KEYWORDS if kwargs.get(key) is not None}
+    return _described(label, lambda: operation_class.from_keras_call({**config, **keywords}, arguments))
 
 
 def _model_parts(config: dict[str, Any], source: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -156,3 +156,17 @@ class GetItem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return to_torch_layout(to_keras_layout(x)[self.key])
+
+
+@converter(ops.Pad)
+class Pad(nn.Module):
+    """A constant border around the axes ``pad_width`` names, in Keras' layout (``F.pad`` takes the last axis
+    first)."""
+
+    def __init__(self, spec: ops.Pad, shape: Shape) -> None:
+        super().__init__()
+        self.pad = tuple(size for before, after in reversed(spec.pad_width[1:]) for size in (before, after))
+        self.value = float(spec.constant_values or 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return to_torch_layout(F.pad(to_keras_layout(x), self.pad, value=self.value))

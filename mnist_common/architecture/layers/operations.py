@@ -54,6 +54,7 @@ class Operation(Layer):
     KERAS_MODULE: ClassVar[str] = NUMPY
     KERAS_CLASS: ClassVar[str] = ""  # Keras' class of it, where the description's class is named otherwise
     OPERANDS: ClassVar[tuple[str, ...]] = ("x",)  # the function's tensor parameters, in order
+    KEYWORDS: ClassVar[tuple[str, ...]] = ()  # settings Keras' operation takes as keywords of its call, not config
 
     @classmethod
     def type_name(cls) -> str:
@@ -74,7 +75,12 @@ class Operation(Layer):
 
     def keras_config(self) -> dict[str, Any]:
         """The operation's own config, as Keras serialises it (its name and settings, not its operands)."""
-        return {key: value for key, value in self.settings().items() if key not in self.OPERANDS}
+        return {key: value for key, value in self.settings().items()
+                if key not in self.OPERANDS and key not in self.KEYWORDS}
+
+    def call_keywords(self) -> dict[str, Any]:
+        """The keywords of its call (:attr:`KEYWORDS`) the description sets, as the code gave them."""
+        return {key: getattr(self, key) for key in self.KEYWORDS if getattr(self, key) is not None}
 
     def keras_object(self) -> dict[str, Any]:
         """The operation as ``config.json`` holds it, which ``keras.saving.deserialize_keras_object`` makes."""
@@ -549,6 +555,43 @@ class Transpose(Operation):
             raise LayerError(f"axes {list(self.axes)} permute {len(self.axes)} axes, but the input {shape_text(shape)} "
                              f"has {len(shape) + 1} with the batch")
         return tuple(shape[d - 1] for d in self.dims)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Pad(Operation):
+    """``keras.ops.pad(x, pad_width, constant_values=c)``: a border of ``c`` (0 by default) around the non-batch
+    axes, ``pad_width`` one ``[before, after]`` pair per axis, the batch's ``[0, 0]`` first (what a ResNet's
+    "option A" shortcut does to its channels, or LeNet-5 to MNIST's 28x28). Only ``mode="constant"``: the other
+    modes copy values from inside the tensor, which no model here has needed."""
+
+    pad_width: tuple[tuple[int, int], ...]
+    mode: str = "constant"
+    constant_values: int | float | None = None
+    FUNCTION: ClassVar[str] = "pad"
+    KEYWORDS: ClassVar[tuple[str, ...]] = ("constant_values",)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mode != "constant":
+            raise LayerError(f"mode={self.mode!r}: only constant padding is supported")
+        value = self.pad_width
+        pairs = tuple(tuple(p) for p in value) if isinstance(value, (list, tuple)) and all(
+            isinstance(p, (list, tuple)) for p in value) else ()
+        if not 2 <= len(pairs) <= MAX_RANK + 1 or not all(len(p) == 2 and all(is_int(n) and n >= 0 for n in p)
+                                                          for p in pairs):
+            raise LayerError(f"pad_width must be one [before, after] pair of sizes of 0 or more per axis, the "
+                             f"batch's first, got {value!r}")
+        if pairs[0] != (0, 0):
+            raise LayerError(f"pad_width {[list(p) for p in pairs]} pads the batch axis; its pair must be [0, 0]")
+        object.__setattr__(self, "pad_width", pairs)
+        object.__setattr__(self, "constant_values", _constant(self.constant_values, "constant_values"))
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if len(self.pad_width) != len(shape) + 1:
+            raise LayerError(f"pad_width has {len(self.pad_width)} pairs; its input {shape_text(shape)} has "
+                             f"{len(shape) + 1} axes with the batch")
+        return tuple(size + before + after for size, (before, after) in zip(shape, self.pad_width[1:]))
 
 
 # --- indexing ------------------------------------------------------------------------------------------------
