@@ -114,8 +114,9 @@ def rows_lstm() -> "keras.Model":
 def keras_ops_resnet() -> "keras.Model":
     """A residual CNN written as Keras 3 code often is, with Keras operations between its layers (graph nodes, not
     layers): ``x * 2.0 - 1.0``, ``x + y`` shortcuts, ``keras.ops.relu``, a squeeze-and-excitation gate
-    ``x * ops.sigmoid(...)``, ``ops.mean`` and ``ops.max`` over axes, ``ops.concatenate``, and ``ops.softmax`` for the
-    outputs."""
+    ``x * ops.sigmoid(...)``, ``ops.mean`` and ``ops.max`` over axes, ``ops.concatenate``, an "option A" shortcut
+    (a strided slice zero-padded on its channels: ``ops.pad(x[:, ::2, ::2, :16], ...)``), and ``ops.softmax`` for
+    the outputs."""
     ops = keras.ops
     inputs = keras.Input((28, 28, 1))
     x = ops.relu(L.BatchNormalization(momentum=0.9)(L.Conv2D(16, 3, padding="same")(inputs * 2.0 - 1.0)))
@@ -123,7 +124,8 @@ def keras_ops_resnet() -> "keras.Model":
     gate = L.Dense(16, activation="sigmoid")(L.Dense(4, activation="relu")(ops.mean(x, axis=[1, 2])))
     x = x * L.Reshape((1, 1, 16))(gate)
     x = ops.concatenate([x, ops.max(x, axis=-1, keepdims=True)], axis=-1)
-    x = L.Conv2D(32, 3, strides=2, padding="same", activation="relu")(x)
+    y = L.Conv2D(32, 3, strides=2, padding="same", activation="relu")(x)
+    x = ops.relu(y + ops.pad(x[:, ::2, ::2, :16], [[0, 0], [0, 0], [0, 0], [8, 8]]))  # 7x7x32 both
     return keras.Model(inputs, ops.softmax(L.Dense(10)(L.Flatten()(x))), name="keras_ops_resnet")
 
 
