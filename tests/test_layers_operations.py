@@ -101,16 +101,13 @@ def make_get_item(rng, shape):
     for size in shape:
         start = int(rng.integers(size))
         step = int(rng.choice([1, 1, 2]))
-        stop = None if rng.random() < 0.5 else int(rng.integers(start + 1, size + 1)) - (size if rng.random() < 0.3
-                                                                                        else 0)
-        text = ":".join(("" if v is None else str(v)) for v in (start or None, stop)) + (f":{step}" if step > 1 else "")
-        key.append(text if stop != 0 else f"{start}:")
+        stop = None if rng.random() < 0.5 else int(rng.integers(start + 1, size + 1))
+        if stop is not None and rng.random() < 0.3:
+            stop -= size  # the same stop counted from the end (0: to the end)
+        key.append(operations.slice_text(start or None, stop or None, step if step > 1 else None))
     if len(shape) > 1 and rng.random() < 0.3:
         key[int(rng.integers(len(shape)))] = int(rng.integers(-1, 1))
-    if rng.random() < 0.3 and isinstance(key[-1], str):
-        key = ["...", key[-1]]
-        return Call("ops.get_item", [TENSOR, tuple(operations.index_item(k) for k in key)], key=key)
-    key = [":", *key]
+    key = ["...", key[-1]] if rng.random() < 0.3 and isinstance(key[-1], str) else [":", *key]
     return Call("ops.get_item", [TENSOR, tuple(operations.index_item(k) for k in key)], key=key)
 
 
