@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import shutil
 import signal
@@ -203,6 +204,45 @@ def main_error(main, argv: list[str], capsys) -> tuple[int, str, str]:
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in err, err[-2000:]
     return info.value.code, errors[0], err
+
+
+def main_output(main, argv: list[str], capsys) -> str:
+    """What a command's ``main`` prints on stdout, run in this process, for an argv that ends by exiting
+    successfully (``--print_config``)."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    captured = capsys.readouterr()
+    assert info.value.code in (0, None), captured.err[-2000:]
+    return captured.out
+
+
+class StderrNow(logging.StreamHandler):
+    """A stderr handler writing to whatever ``sys.stderr`` is when it emits: pytest gives each phase of a
+    test its own captured stream, and closes the one a handler would have kept from the fixture's."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+@pytest.fixture
+def lightning_logging(monkeypatch):
+    """Lightning's loggers as a command-line process has them, for a Lightning command run in this process.
+
+    Imported where the root logger has no handler (a real ``python -m lightning_mnist``),
+    Lightning gives its two loggers a stderr handler of their own and stops them propagating. In a
+    pytest worker the root logger's handlers are pytest's: this puts Lightning's lines on the
+    test's stderr, where ``capsys`` reads them in order with the command's own lines (what a refusal
+    prints before its ``error:`` line, for one).
+    """
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "handlers", [StderrNow()])
+        monkeypatch.setattr(logger, "propagate", False)
 
 
 @contextlib.contextmanager

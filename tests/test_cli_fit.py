@@ -24,7 +24,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import REPO, assert_one_line_error, ctrl_c_interrupts, main_error, module_env
+from conftest import REPO, assert_one_line_error, ctrl_c_interrupts, main_error, main_output, module_env
 from mnist_common.figures import MAX_MISTAKES_SHOWN, mistake_digit_box
 
 QUICK = ("--data.subset", "2000", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
@@ -128,12 +128,20 @@ def test_confusion_matrix_and_mistakes_grid_show_exactly_the_misclassified_digit
         assert confusion.format == "PNG" and confusion.size[0] >= 600
 
 
-def test_results_keep_every_epoch_when_the_best_is_not_the_last(run_module, tmp_path):
+def fit_here(folder: Path, monkeypatch, *args: str) -> None:
+    """``fit`` through the command line's main in this process (saving a start-up), in ``folder``."""
+    from lightning_mnist.__main__ import main
+
+    monkeypatch.chdir(folder)
+    main(["fit", *args])
+
+
+def test_results_keep_every_epoch_when_the_best_is_not_the_last(tmp_path, monkeypatch, capsys):
     # monitoring the epoch number with mode "min" makes the first epoch the "best" one: testing
     # it reloads an early checkpoint, which must not rewind the recorded history
-    proc = run_module("lightning_mnist", "fit", *QUICK, "--data.subset", "1000", "--trainer.max_epochs", "3",
-                      "--checkpoint.monitor", "epoch", "--checkpoint.mode", "min")
-    assert "(the first 1000 of the 10000 test images, as the limited test pass scored)" in proc.stdout
+    fit_here(tmp_path, monkeypatch, *QUICK, "--data.subset", "1000", "--trainer.max_epochs", "3",
+             "--checkpoint.monitor", "epoch", "--checkpoint.mode", "min")
+    assert "(the first 1000 of the 10000 test images, as the limited test pass scored)" in capsys.readouterr().out
     [run] = run_folders(tmp_path)
     results = json.loads((run / "results.json").read_text())
     assert [row["epoch"] for row in results["history"]] == [0, 1, 2]
@@ -144,31 +152,36 @@ def test_results_keep_every_epoch_when_the_best_is_not_the_last(run_module, tmp_
     assert results["mistakes"] == 1000 - np.trace(matrix)
 
 
-def test_config_file_spells_out_the_defaults(run_module, tmp_path):
+def test_config_file_spells_out_the_defaults(run_module, tmp_path, capsys):
+    """The defaults printed by a real process; the notebook's config file's through main in this one."""
+    from lightning_mnist.__main__ import main
+
     default = run_module("lightning_mnist", "fit", "--print_config").stdout
-    from_file = run_module("lightning_mnist", "fit", "--config", REPO / "configs" / "notebook.yaml",
-                           "--print_config").stdout
+    from_file = main_output(main, ["fit", "--config", str(REPO / "configs" / "notebook.yaml"), "--print_config"],
+                            capsys)
     assert default == from_file
     for line in ("lr: 0.0001", "batch_size: 32", "max_epochs: 10", "patience: 3", "monitor: val/loss",
                  "architecture: notebook", "output_dir: runs"):
         assert line in default
 
 
-def test_cv_defaults_to_the_notebooks_augmented_k_fold_and_fit_does_not(run_module):
+def test_cv_defaults_to_the_notebooks_augmented_k_fold_and_fit_does_not(tmp_path, monkeypatch, capsys):
+    from lightning_mnist.__main__ import main
     from mnist_common.splits import DEFAULT_NUM_FOLDS
 
-    cv = yaml.safe_load(run_module("lightning_mnist", "cv", "--print_config").stdout)
-    fit = yaml.safe_load(run_module("lightning_mnist", "fit", "--print_config").stdout)
+    monkeypatch.chdir(tmp_path)
+    cv = yaml.safe_load(main_output(main, ["cv", "--print_config"], capsys))
+    fit = yaml.safe_load(main_output(main, ["fit", "--print_config"], capsys))
     assert (cv["data"]["num_folds"], cv["data"]["augment"]) == (DEFAULT_NUM_FOLDS, True)
     assert (fit["data"]["num_folds"], fit["data"]["augment"]) == (None, False)
-    flags = yaml.safe_load(run_module("lightning_mnist", "cv", "--data.num_folds", "3", "--data.augment", "false",
-                                      "--print_config").stdout)
+    flags = yaml.safe_load(main_output(main, ["cv", "--data.num_folds", "3", "--data.augment", "false",
+                                              "--print_config"], capsys))
     assert (flags["data"]["num_folds"], flags["data"]["augment"]) == (3, False)
 
 
-def test_tensorboard_logger_by_flag_logs_into_the_run_folder(run_module, tmp_path):
-    run_module("lightning_mnist", "fit", *QUICK, "--data.subset", "500", "--trainer.limit_train_batches", "3",
-               "--trainer.logger", "TensorBoardLogger", "--trainer.logger.save_dir", "anywhere")
+def test_tensorboard_logger_by_flag_logs_into_the_run_folder(tmp_path, monkeypatch):
+    fit_here(tmp_path, monkeypatch, *QUICK, "--data.subset", "500", "--trainer.limit_train_batches", "3",
+             "--trainer.logger", "TensorBoardLogger", "--trainer.logger.save_dir", "anywhere")
     [run] = run_folders(tmp_path)
     assert list(run.glob("events.out.tfevents.*")) and (run / "results.json").is_file()
     assert not (tmp_path / "anywhere").exists()
@@ -649,8 +662,8 @@ def test_bad_input_is_refused_in_one_line_before_any_work(case, bad_inputs, monk
     assert sorted(str(p) for p in bad_inputs.rglob("*")) == before  # no run folder, no file
 
 
-# What Lightning's own classes refuse when they are built (after the seed is set, so through real processes:
-# in this one, Lightning's log handler would write to an earlier test's captured stderr).
+# What Lightning's own classes refuse when they are built (after the seed is set: Lightning's "Seed set to 42" must
+# not come before the error line).
 BUILT_REFUSALS = {
     "unknown strategy": (["fit", "--trainer.strategy", "banana"], "invalid strategy name: `strategy='banana'`"),
     "save_top_k -5": (["fit", "--checkpoint.save_top_k", "-5"], "save_top_k=-5. Must be >= -1"),
@@ -662,30 +675,36 @@ BUILT_REFUSALS = {
 }
 
 
-def test_settings_lightning_refuses_are_one_line_with_no_run_folder_left(bad_inputs, mnist_dir):
-    """Real command lines, side by side: exit 2, one line, no traceback, the run folder taken for them gone."""
+@pytest.mark.parametrize("case", list(BUILT_REFUSALS))
+def test_settings_lightning_refuses_are_one_line_with_no_run_folder_left(case, bad_inputs, lightning_logging,
+                                                                         monkeypatch, capsys):
+    """Exit 2, one line, nothing before it, no traceback, the run folder taken for it gone (the command's main in
+    this process, Lightning's loggers as a command-line process has them)."""
+    from lightning_mnist.__main__ import main
+
+    args, fragment = BUILT_REFUSALS[case]
     before = sorted(str(p) for p in bad_inputs.rglob("*"))
-    running = {case: subprocess.Popen([sys.executable, "-m", "lightning_mnist", *args, *NO_PROGRESS], cwd=bad_inputs,
-                                      env=module_env(mnist_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True) for case, (args, _) in BUILT_REFUSALS.items()}
-    for case, proc in running.items():
-        stdout, stderr = proc.communicate(timeout=300)
-        done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-        assert done.returncode == 2, (case, stderr[-2000:])
-        assert_one_line_error(done, BUILT_REFUSALS[case][1])
-        assert stderr.strip().startswith("error:"), (case, stderr)  # not after Lightning's "Seed set to 42"
+    monkeypatch.chdir(bad_inputs)
+    code, error, err = main_error(main, [*args, *NO_PROGRESS], capsys)
+    assert code == 2 and fragment in error, error
+    assert err.strip().startswith("error:"), err  # not after Lightning's "Seed set to 42"
     assert sorted(str(p) for p in bad_inputs.rglob("*")) == before
 
 
-def test_a_failed_fit_says_nothing_about_resuming(run_module, tmp_path):
-    proc = run_module("lightning_mnist", "fit", "--data.data_dir", tmp_path / "nowhere", "--data.download", "false",
-                      check=False)
-    assert_one_line_error(proc, "MNIST data in", "is missing")
-    assert "ckpt_path" not in proc.stderr and not run_folders(tmp_path)
+def test_a_failed_fit_says_nothing_about_resuming(tmp_path, lightning_logging, monkeypatch, capsys):
+    from lightning_mnist.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    code, error, err = main_error(main, ["fit", "--data.data_dir", str(tmp_path / "nowhere"), "--data.download",
+                                         "false"], capsys)
+    assert code == 2 and "MNIST data in" in error and "is missing" in error, error
+    assert "ckpt_path" not in err and not run_folders(tmp_path)
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated"])
-def test_bad_data_directory_is_a_one_line_error(run_module, mnist_dir, tmp_path, damage):
+def test_bad_data_directory_is_a_one_line_error(mnist_dir, tmp_path, damage, lightning_logging, monkeypatch, capsys):
+    from lightning_mnist.__main__ import main
+
     data = tmp_path / "data"
     if damage == "truncated":
         shutil.copytree(mnist_dir / "MNIST", data / "MNIST")
@@ -693,10 +712,10 @@ def test_bad_data_directory_is_a_one_line_error(run_module, mnist_dir, tmp_path,
         victim.chmod(0o644)
         with open(victim, "r+b") as f:
             f.truncate(1000)
-    proc = run_module("lightning_mnist", "fit", *QUICK, "--data.data_dir", data, "--data.download", "false",
-                      check=False)
-    assert proc.returncode == 2
-    assert_one_line_error(proc, str(data), "train-images-idx3-ubyte")
+    monkeypatch.chdir(tmp_path)
+    code, error, _ = main_error(main, ["fit", *QUICK, "--data.data_dir", str(data), "--data.download", "false"],
+                                capsys)
+    assert code == 2 and str(data) in error and "train-images-idx3-ubyte" in error, error
     assert not run_folders(tmp_path)
 
 
@@ -766,27 +785,30 @@ def test_a_checkpoint_is_scored_at_the_precision_asked(run_module, bad_inputs, t
     assert 0 <= results["test_acc"] <= 1 and sum(map(sum, results["confusion_matrix"])) == 10_000
 
 
-def test_lightnings_short_name_of_bfloat16_mixed_precision_trains(run_module, tmp_path):
+def test_lightnings_short_name_of_bfloat16_mixed_precision_trains(tmp_path, lightning_logging, monkeypatch, capsys):
     """``--trainer.precision bf16`` is Lightning's name for bf16-mixed (float32 weights, bfloat16 arithmetic), not
     bf16-true: fit takes it, trains in it, and keeps float32 weights."""
-    proc = run_module("lightning_mnist", "fit", *QUICK, "--data.subset", "500", "--trainer.precision", "bf16")
-    assert "Using bfloat16 Automatic Mixed Precision" in proc.stdout + proc.stderr
+    fit_here(tmp_path, monkeypatch, *QUICK, "--data.subset", "500", "--trainer.precision", "bf16")
+    printed = capsys.readouterr()
+    assert "Using bfloat16 Automatic Mixed Precision" in printed.out + printed.err
     [run] = run_folders(tmp_path)
     checkpoint = torch.load(run / json.loads((run / "results.json").read_text())["model_path"], weights_only=True)
     assert {weight.dtype for weight in checkpoint["state_dict"].values() if weight.is_floating_point()} == \
         {torch.float32}
 
 
-def test_a_training_that_diverges_says_so_in_one_line(run_module, tmp_path):
+def test_a_training_that_diverges_says_so_in_one_line(tmp_path, lightning_logging, monkeypatch, capsys):
     """SGD at a learning rate of 50 sends the loss to nan in a few steps: the best checkpoint holds no finite
     val/loss and nan weights. fit says the training diverged (not that a checkpoint is a bad file), keeping the
     run folder's checkpoints and metrics for a look."""
-    proc = run_module("lightning_mnist", "fit", "--data.subset", "600", "--trainer.max_epochs", "1",
-                      "--trainer.limit_train_batches", "5", "--optimizer", "torch.optim.SGD", "--optimizer.lr", "50",
-                      "--trainer.enable_progress_bar", "false", "--output_dir", "runs", check=False)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert len(errors) == 1 and errors[0].startswith("error: training diverged: the best checkpoint"), errors
-    assert "has no finite val/loss" in errors[0] and "lower the learning rate" in errors[0]
+    from lightning_mnist.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    code, error, _ = main_error(main, ["fit", "--data.subset", "600", "--trainer.max_epochs", "1",
+                                       "--trainer.limit_train_batches", "5", "--optimizer", "torch.optim.SGD",
+                                       "--optimizer.lr", "50", "--trainer.enable_progress_bar", "false",
+                                       "--output_dir", "runs"], capsys)
+    assert code == 2 and error.startswith("error: training diverged: the best checkpoint"), error
+    assert "has no finite val/loss" in error and "lower the learning rate" in error
     run = tmp_path / "runs" / "lightning" / "version_0"
     assert (run / "metrics.csv").is_file() and list((run / "checkpoints").glob("*.ckpt"))
