@@ -185,6 +185,22 @@ def run_module(mnist_dir, tmp_path):
     return run
 
 
+@pytest.fixture
+def run_main(mnist_dir, tmp_path, monkeypatch, capsys):
+    """``run_module``'s twin in this process: a command's ``main`` (``lightning_mnist``'s or ``keras_reference``'s)
+    in ``tmp_path`` (or ``cwd=...``) on the real MNIST folder, saving the start-up of torch or TensorFlow that a
+    new interpreter spends; what it printed (``.out``, ``.err``). The commands' own subprocess runs are elsewhere."""
+
+    def run(module: str, *args, cwd: Path | None = None):
+        main = importlib.import_module(f"{module}.__main__").main
+        monkeypatch.chdir(cwd or tmp_path)
+        monkeypatch.setenv(DATA_DIR_ENV, str(mnist_dir))
+        main([str(arg) for arg in args])
+        return capsys.readouterr()
+
+    return run
+
+
 def ctrl_c_interrupts() -> None:
     """``preexec_fn`` for a child that a test stops with SIGINT: there it raises KeyboardInterrupt, as Ctrl-C does.
 

@@ -475,14 +475,14 @@ def test_keras_io_preset_trains_to_97_percent_in_one_epoch_in_both_frameworks(ru
     assert check["correct_torch"] == check["correct_keras"] == round(keras_acc * 10_000)
 
 
-def test_fit_refuses_a_network_mnist_cannot_train(run_module, tmp_path):
+def test_fit_refuses_a_network_mnist_cannot_train(tmp_path, monkeypatch, capsys):
     import yaml
 
     (tmp_path / "rgb.yaml").write_text(yaml.safe_dump({"input_shape": [32, 32, 3], "layers": [
         {"type": "Flatten"}, {"type": "Dense", "units": 10}]}))
-    proc = run_module("lightning_mnist", "fit", "--model.architecture", "rgb.yaml", check=False)
-    assert proc.returncode == 2
-    assert_one_line_error(proc, "needs a network that takes 28x28x1, 28x28 or 784 inputs and gives 10 classes")
+    monkeypatch.chdir(tmp_path)
+    code, error, _ = main_error(command_line, ["fit", "--model.architecture", "rgb.yaml"], capsys)
+    assert code == 2 and "needs a network that takes 28x28x1, 28x28 or 784 inputs and gives 10 classes" in error
     assert list(tmp_path.iterdir()) == [tmp_path / "rgb.yaml"]  # no run folder, nothing at all
 
 
@@ -706,15 +706,15 @@ def test_the_network_is_named_as_keras_and_compiles_and_exports():
 
 
 @pytest.mark.parametrize("name", ["inception", "flat_mlp"])
-def test_fit_and_keras_reference_train_any_graph_from_its_keras_file(name, keras_files, run_module, tmp_path):
+def test_fit_and_keras_reference_train_any_graph_from_its_keras_file(name, keras_files, run_main, tmp_path):
     """``fit --model.architecture graph.keras`` and ``keras_reference train`` with it: each framework trains the
     graph afresh from the file's architecture, in its own input layout, and records it."""
     source, _ = keras_files[name]
     common = ["--model.architecture", source, "--data.subset", "1500", "--trainer.max_epochs", "1",
               "--model.lr", "3e-3"]
-    run_module("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
-               "--trainer.limit_test_batches", "2")  # tested on the first 1,000 test images
-    run_module("keras_reference", "train", *common)
+    run_main("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
+             "--trainer.limit_test_batches", "2")  # tested on the first 1,000 test images
+    run_main("keras_reference", "train", *common)
     for framework in ("lightning", "keras"):
         results = json.loads((tmp_path / "runs" / framework / "version_0" / "results.json").read_text())
         assert results["test_acc"] > 0.3, (framework, results["test_acc"])  # chance is 0.1

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import assert_one_line_error, main_error
+from conftest import main_error
 
 from bridge_check import L, converts_and_comes_back, keras, network_of, randomised
 from keras_bridge.build import keras_layer
@@ -183,15 +183,15 @@ def test_descriptions_take_trainable_and_refuse_what_is_not_a_flag():
         everything_frozen.require_trainable("`fit`")
 
 
-def test_fit_goes_on_training_a_keras_model_from_its_file(run_module, tmp_path):
+def test_fit_goes_on_training_a_keras_model_from_its_file(run_main, tmp_path):
     """``fit --weights model.keras``: the run's network is the file's, it starts from the file's weights, the frozen
     layers (their BatchNormalization's moving statistics too) end as they began, the rest trains."""
     model = fine_tuning_model()  # Keras' initial weights: random features a head can learn from
     model.save(tmp_path / "fine_tuning.keras")
-    proc = run_module("lightning_mnist", "fit", "--weights", "fine_tuning.keras", "--data.subset", "2000",
-                      "--trainer.max_epochs", "1", "--model.lr", "3e-3", "--trainer.enable_progress_bar", "false",
-                      "--trainer.limit_test_batches", "2")
-    assert "starting from the weights of fine_tuning.keras" in proc.stdout
+    printed = run_main("lightning_mnist", "fit", "--weights", "fine_tuning.keras", "--data.subset", "2000",
+                       "--trainer.max_epochs", "1", "--model.lr", "3e-3", "--trainer.enable_progress_bar", "false",
+                       "--trainer.limit_test_batches", "2")
+    assert "starting from the weights of fine_tuning.keras" in printed.out
     run = tmp_path / "runs" / "lightning" / "version_0"
     start = keras_file_network(tmp_path / "fine_tuning.keras").state_dict()
     trained = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
@@ -205,13 +205,13 @@ def test_fit_goes_on_training_a_keras_model_from_its_file(run_module, tmp_path):
     assert results["config"]["weights"] == "fine_tuning.keras" and results["test_acc"] > 0.3
 
 
-def test_the_keras_reference_goes_on_training_a_keras_model_from_its_file(run_module, tmp_path):
+def test_the_keras_reference_goes_on_training_a_keras_model_from_its_file(run_main, tmp_path):
     """``keras_reference train --weights model.keras``, the same: Keras' own fit leaves the frozen layers as the
     file has them and trains the rest."""
     fine_tuning_model().save(tmp_path / "fine_tuning.keras")
-    proc = run_module("keras_reference", "train", "--weights", "fine_tuning.keras", "--data.subset", "2000",
-                      "--trainer.max_epochs", "1", "--model.lr", "3e-3")
-    assert "starting from the weights of fine_tuning.keras" in proc.stdout
+    printed = run_main("keras_reference", "train", "--weights", "fine_tuning.keras", "--data.subset", "2000",
+                       "--trainer.max_epochs", "1", "--model.lr", "3e-3")
+    assert "starting from the weights of fine_tuning.keras" in printed.out
     run = tmp_path / "runs" / "keras" / "version_0"
     start, trained = read_keras_file(tmp_path / "fine_tuning.keras"), read_keras_file(run / "model.keras")
     frozen = {node.name for node in start.architecture.nodes if not node.layer.trainable}
@@ -223,7 +223,10 @@ def test_the_keras_reference_goes_on_training_a_keras_model_from_its_file(run_mo
     assert results["config"]["weights"] == "fine_tuning.keras" and results["test_acc"] > 0.3
 
 
-def test_keras_reference_weights_refusals_are_one_line(run_module, tmp_path):
+def test_keras_reference_weights_refusals_are_one_line(tmp_path, monkeypatch, capsys):
+    from keras_reference.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
     keras.Sequential([keras.Input((28, 28, 1)), L.Flatten(), L.Dense(10, activation="softmax")]).save(
         tmp_path / "model.keras")
     for argv, message in ((["--weights", "model.ckpt"], "--weights model.ckpt: the Keras reference starts from a "
@@ -231,9 +234,8 @@ def test_keras_reference_weights_refusals_are_one_line(run_module, tmp_path):
                           (["--weights", "model.keras", "--model.architecture", "lenet5"],
                            "--model.architecture lenet5: model.keras holds"),
                           (["--weights", ""], "--weights '': empty; give a .keras file")):
-        proc = run_module("keras_reference", "train", *argv, check=False)
-        assert proc.returncode == 2
-        assert_one_line_error(proc, message)
+        code, error, _ = main_error(main, ["train", *argv], capsys)
+        assert code == 2 and message in error, error
     assert not (tmp_path / "runs").exists()
 
 

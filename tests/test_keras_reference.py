@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, module_env
+from conftest import REPO, main_output, module_env
 from keras_reference import cv as cv_module
 from keras_reference import train as train_module
 from keras_reference.__main__ import main
@@ -289,9 +289,11 @@ def _flags(help_text: str) -> set[str]:
     return set(re.findall(r"(--[a-z_]+(?:\.[a-z_]+)?)", help_text))
 
 
-def test_both_command_lines_spell_the_shared_ideas_alike(run_module):
-    keras_flags = _flags(run_module("keras_reference", "train", "--help").stdout)
-    lightning_flags = _flags(run_module("lightning_mnist", "fit", "--help").stdout)
+def test_both_command_lines_spell_the_shared_ideas_alike(capsys):
+    from lightning_mnist.__main__ import main as lightning_main
+
+    keras_flags = _flags(main_output(main, ["train", "--help"], capsys))
+    lightning_flags = _flags(main_output(lightning_main, ["fit", "--help"], capsys))
     shared = {"--data.data_dir", "--data.subset", "--data.batch_size", "--data.val_fraction", "--data.split_seed",
               "--data.augment", "--model.architecture", "--model.lr", "--model.lr_schedule", "--model.weight_decay",
               "--model.label_smoothing", "--data.elastic_alpha", "--trainer.max_epochs",

@@ -130,7 +130,7 @@ def test_augmenting_models_match_keras_at_inference():
                                          L.RandomRotation((-0.2, 0.1), interpolation="nearest", seed=1)))
 
 
-def test_an_augmenting_keras_file_converts_both_ways_and_trains(tmp_path, capsys, run_module, mnist_dir):
+def test_an_augmenting_keras_file_converts_both_ways_and_trains(tmp_path, capsys, run_main, mnist_dir):
     """A data-augmentation block inside the model: converted (proven on MNIST), back to .keras with its settings
     and seeds, to .onnx and .tflite (where it is the identity), and trained by fit (where it augments)."""
     source = tmp_path / "augmented.keras"
@@ -138,9 +138,9 @@ def test_an_augmenting_keras_file_converts_both_ways_and_trains(tmp_path, capsys
     _, after = converts_and_comes_back(source, tmp_path, capsys, ("model.ckpt", "model.onnx", "model.tflite"), 300)
     rotation = next(layer for layer in after.architecture.layers if layer.type == "RandomRotation")
     assert rotation.factor == (-0.03, 0.03) and rotation.fill_mode == "constant"
-    run_module("lightning_mnist", "fit", "--model.architecture", str(source), "--data.subset", "1500",
-               "--trainer.max_epochs", "1", "--model.lr", "3e-3", "--trainer.enable_progress_bar", "false",
-               "--trainer.limit_test_batches", "2")
+    run_main("lightning_mnist", "fit", "--model.architecture", str(source), "--data.subset", "1500",
+             "--trainer.max_epochs", "1", "--model.lr", "3e-3", "--trainer.enable_progress_bar", "false",
+             "--trainer.limit_test_batches", "2")
     results = json.loads((tmp_path / "runs" / "lightning" / "version_0" / "results.json").read_text())
     assert results["test_acc"] > 0.3, results["test_acc"]  # chance is 0.1
 

@@ -65,6 +65,9 @@ def test_convert_predict_and_test_feed_it_0_to_255_pixels(raw_pixel_model, tmp_p
 
 
 def test_lightning_test_scores_it_as_keras_evaluates_it(raw_pixel_model, run_module, tmp_path):
+    """A real process: in one that imported TensorFlow before the parser was built (a test worker), jsonargparse
+    reads the ``limit_test_batches 1`` below as 1.0, every batch: typing's cache hands back an earlier
+    ``Optional[Union[float, int]]`` for Lightning's ``Optional[Union[int, float]]``, and the float is tried first."""
     source, raw, _ = raw_pixel_model
     run_module("lightning_mnist", "test", "--ckpt_path", source, "--trainer.limit_test_batches", "1",
                "--data.eval_batch_size", "1000")
@@ -72,14 +75,14 @@ def test_lightning_test_scores_it_as_keras_evaluates_it(raw_pixel_model, run_mod
     assert json.loads(results.read_text())["test_acc"] == pytest.approx(raw, abs=1e-3)
 
 
-def test_both_frameworks_train_it_on_0_to_255_pixels(raw_pixel_model, run_module, tmp_path):
+def test_both_frameworks_train_it_on_0_to_255_pixels(raw_pixel_model, run_main, tmp_path):
     """Trained afresh from its architecture, in each framework, on the pixels it rescales: both learn."""
     source, _, _ = raw_pixel_model
     common = ["--model.architecture", source, "--data.subset", "2000", "--trainer.max_epochs", "1",
               "--model.lr", "3e-3"]
-    run_module("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
-               "--trainer.limit_test_batches", "2")
-    run_module("keras_reference", "train", *common)
+    run_main("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
+             "--trainer.limit_test_batches", "2")
+    run_main("keras_reference", "train", *common)
     for framework in ("lightning", "keras"):
         results = json.loads((tmp_path / "runs" / framework / "version_0" / "results.json").read_text())
         assert results["test_acc"] > 0.6, (framework, results["test_acc"])

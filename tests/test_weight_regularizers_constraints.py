@@ -203,7 +203,7 @@ def test_constraints_give_what_keras_optimizers_leave_after_a_step():
     assert changed == 11
 
 
-def test_fit_and_keras_reference_train_a_regularised_constrained_file(run_module, tmp_path):
+def test_fit_and_keras_reference_train_a_regularised_constrained_file(run_main, tmp_path):
     """Both frameworks train it afresh from its architecture (their loss includes the penalties, an activity one too)
     and record the regularizers and constraints with the run; Lightning's weights end within their MaxNorm, on its
     own step and on Lightning's automatic one (gradient clipping asked for)."""
@@ -216,11 +216,11 @@ def test_fit_and_keras_reference_train_a_regularised_constrained_file(run_module
     model.save(tmp_path / "regularised.keras")
     common = ["--model.architecture", "regularised.keras", "--data.subset", "1500", "--trainer.max_epochs", "1",
               "--model.lr", "3e-3"]
-    run_module("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
-               "--trainer.limit_test_batches", "2")
-    run_module("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
-               "--trainer.limit_test_batches", "2", "--trainer.gradient_clip_val", "1.0")
-    run_module("keras_reference", "train", *common)
+    run_main("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
+             "--trainer.limit_test_batches", "2")
+    run_main("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
+             "--trainer.limit_test_batches", "2", "--trainer.gradient_clip_val", "1.0")
+    run_main("keras_reference", "train", *common)
     for framework, version in (("lightning", 0), ("lightning", 1), ("keras", 0)):
         results = json.loads((tmp_path / "runs" / framework / f"version_{version}" / "results.json").read_text())
         assert results["test_acc"] > 0.3, (framework, results["test_acc"])
