@@ -74,7 +74,7 @@ def test_fit_writes_everything_into_its_own_run_folder(fitted_run, run_module):
     assert json.loads((test_run / "results.json").read_text())["test_acc"] == pytest.approx(results["test_acc"])
 
 
-def test_validate_scores_a_checkpoint_on_its_runs_own_validation_split(fitted_run, run_module):
+def test_validate_scores_a_checkpoint_on_its_runs_own_validation_split(fitted_run, run_module, monkeypatch, capsys):
     """The run trained on a 6,000-image subset: validate takes that split from the checkpoint (it scored the full
     set's hold-out, images the run partly trained on) and finds the run's own val/acc; a flag naming another split
     is refused."""
@@ -84,9 +84,12 @@ def test_validate_scores_a_checkpoint_on_its_runs_own_validation_split(fitted_ru
     [row] = [line for line in proc.stdout.splitlines() if "val/acc" in line]
     recorded = results["history"][results["best_epoch"]]["val_acc"]
     assert float(row.split("│")[2]) == pytest.approx(recorded, abs=1e-6), (row, recorded)
-    proc = run_module("lightning_mnist", "validate", "--ckpt_path", best, "--data.split_seed", "7", *NO_PROGRESS,
-                      cwd=work, check=False)
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+    from lightning_mnist.__main__ import main
+
+    monkeypatch.chdir(work)
+    code, error, _ = main_error(main, ["validate", "--ckpt_path", str(best), "--data.split_seed", "7", *NO_PROGRESS],
+                                capsys)
+    assert code == 2 and error == (
         f"error: --data.split_seed 7: {best} was trained with split_seed 42, so other validation images would "
         f"include some it trained on; leave the flag out (validate takes the run's split)")
 
@@ -356,9 +359,9 @@ def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_m
     assert results["epochs"] == 2 and results["config"]["data"]["subset"] == 2000
     assert results["config"]["model"]["lr"] == 0.001 and results["config"]["early_stopping"]["patience"] == 5
     # flags that repeat the run's own values, or change only where it runs, resume it
-    run_module("lightning_mnist", "fit", "--ckpt_path", "last", "--trainer.max_epochs", "3", *NO_PROGRESS,
-               "--seed_everything", "42", "--early_stopping.patience", "5", "--checkpoint.dirpath",
-               str(run / "checkpoints"), "--trainer.accelerator", "cpu", "--data.eval_batch_size", "250")
+    main(["fit", "--ckpt_path", "last", "--trainer.max_epochs", "3", *NO_PROGRESS, "--seed_everything", "42",
+          "--early_stopping.patience", "5", "--checkpoint.dirpath", str(run / "checkpoints"), "--trainer.accelerator",
+          "cpu", "--data.eval_batch_size", "250"])  # in this process
     assert json.loads((run / "results.json").read_text())["epochs"] == 3
 
 

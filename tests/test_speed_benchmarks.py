@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, assert_one_line_error, main_error, module_env
+from conftest import REPO, assert_one_line_error, main_error, main_output, module_env
 
 BENCHMARKS = REPO / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -143,8 +143,10 @@ def test_compare_reports_each_contenders_median_round_and_every_rounds_ratio():
                      "test_acc_difference_points": -1.0}
 
 
-def test_time_to_accuracy_and_shared_machine_write_their_tables(mnist_dir, tmp_path):
+def test_time_to_accuracy_and_shared_machine_write_their_tables(mnist_dir, tmp_path, capsys):
     from time_to_accuracy import commands
+
+    from lightning_mnist.__main__ import main
 
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\nprose kept\n")
@@ -169,10 +171,10 @@ def test_time_to_accuracy_and_shared_machine_write_their_tables(mnist_dir, tmp_p
     # the Lightning command line it would run (early stopping at the threshold, bf16) is one fit accepts
     recipe = {"target": 0.99, "batch_size": 128, "lr": 5e-3, "max_epochs": 3, "augment": False,
               "precision": "bf16-mixed", "subset": None, "data_dir": str(mnist_dir)}
-    checked = subprocess.run([*commands(recipe, tmp_path / "unused")["lightning"], "--print_config"], cwd=REPO,
-                             capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert checked.returncode == 0, checked.stderr[-2000:]
-    assert "stopping_threshold: 0.99" in checked.stdout and "precision: bf16-mixed" in checked.stdout
+    python, dash_m, module, *argv = commands(recipe, tmp_path / "unused")["lightning"]
+    assert (python, dash_m, module) == (sys.executable, "-m", "lightning_mnist")
+    printed = main_output(main, [*argv, "--print_config"], capsys)  # its main, in this process
+    assert "stopping_threshold: 0.99" in printed and "precision: bf16-mixed" in printed
     proc = script("shared_machine.py", "--subset", "500", "--frameworks", "[torch]", "--competitor_levels", "[0, 1]",
                   "--policies", "[project]", "--competitor_seconds", "60", *data)
     assert proc.returncode == 0, proc.stderr[-3000:]
