@@ -16,13 +16,13 @@ import optuna
 import pytest
 import yaml
 
-from conftest import REPO, main_error, module_env, run_python_module
+from conftest import REPO, main_error, module_env
 
 SEARCH = REPO / "benchmarks" / "recipe_search.py"
 SUBSET = 1000
 
 
-def test_two_processes_share_one_study_and_its_best_config_trains(tmp_path, mnist_dir):
+def test_two_processes_share_one_study_and_its_best_config_trains(tmp_path, mnist_dir, run_main):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     command = [sys.executable, str(SEARCH), "--storage", storage, "--study_name", "side-by-side", "--n_trials", "1",
                "--subset", str(SUBSET), "--epochs", "[1]", "--batch_sizes", "[128]", "--output_dir",
@@ -45,12 +45,11 @@ def test_two_processes_share_one_study_and_its_best_config_trains(tmp_path, mnis
     best_file = tmp_path / "runs" / "side-by-side" / "best.yaml"
     best = yaml.safe_load(best_file.read_text())
     assert best == max(trials, key=lambda t: t.value).user_attrs["config"]
-    fit = run_python_module(mnist_dir, "lightning_mnist", "fit", "--config", best_file, "--trainer.max_epochs", 1,
-                            "--data.subset", SUBSET, "--trainer.enable_progress_bar", "false", "--output_dir",
-                            tmp_path / "refit", cwd=tmp_path)
+    fit = run_main("lightning_mnist", "fit", "--config", best_file, "--trainer.max_epochs", 1, "--data.subset", SUBSET,
+                   "--trainer.enable_progress_bar", "false", "--output_dir", tmp_path / "refit")
     [results] = (tmp_path / "refit").rglob("results.json")
     used = json.loads(results.read_text())["config"]
-    assert {k: used["model"][k] for k in best["model"]} == best["model"], fit.stdout[-2000:]
+    assert {k: used["model"][k] for k in best["model"]} == best["model"], fit.out[-2000:]
     assert {k: used["data"][k] for k in best["data"]} == best["data"]
 
 

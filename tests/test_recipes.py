@@ -15,7 +15,7 @@ from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMAWeightAveraging
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from conftest import REPO, module_env
+from conftest import REPO, main_output, module_env
 from mnist_common.errors import UserError
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.models import MnistClassifier
@@ -109,16 +109,19 @@ def test_lightnings_own_ema_would_test_the_training_weights(mnist_dir, tmp_path)
     assert _same(_tested_weights(model, trainer), checkpoint["current_model_state"])
 
 
-def test_best_config_does_not_leak_into_the_defaults(run_module):
-    default = run_module("lightning_mnist", "fit", "--print_config").stdout
+def test_best_config_does_not_leak_into_the_defaults(tmp_path, monkeypatch, capsys):
+    from lightning_mnist.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    default = main_output(main, ["fit", "--print_config"], capsys)
     for line in ("label_smoothing: 0.0", "weight_decay: 0.0", "callbacks: null", "lr_schedule: constant",
                  "augment: false", "monitor: val/loss"):
         assert line in default, line
 
 
-def test_best_config_runs_a_short_fit_of_its_recipe(run_module, tmp_path):
-    run_module("lightning_mnist", "fit", "--config", BEST, "--data.subset", "2000", "--trainer.max_epochs", "1",
-               "--trainer.enable_progress_bar", "false", "--output_dir", "out")
+def test_best_config_runs_a_short_fit_of_its_recipe(run_main, tmp_path):
+    run_main("lightning_mnist", "fit", "--config", BEST, "--data.subset", "2000", "--trainer.max_epochs", "1",
+             "--trainer.enable_progress_bar", "false", "--output_dir", "out")
     [results_path] = tmp_path.glob("out/lightning/version_0/results.json")
     results = json.loads(results_path.read_text())
     assert results["epochs"] == 1 and 0.1 < results["test_acc"] <= 1.0
