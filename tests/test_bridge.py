@@ -455,17 +455,17 @@ def test_layer_names_torch_cannot_hold_are_refused_naming_the_file(name, reason,
     assert not (tmp_path / "out.ckpt").exists()
 
 
-def test_keras_io_preset_trains_to_97_percent_in_one_epoch_in_both_frameworks(run_module, tmp_path, capsys):
-    """The keras-io recipe (Adam 1e-3, batch 128) for one epoch in each framework (their command lines); Keras' file
-    scores alike in ``convert``'s check (in this process; ``test --ckpt_path`` on this architecture's converted
-    checkpoints: test_lightning_scores_converted_checkpoints_as_keras_evaluates)."""
-    fit = run_module("lightning_mnist", "fit", "--config", REPO / "configs" / "keras_io.yaml",
-                     "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false")
-    [line] = [line for line in fit.stdout.splitlines() if line.startswith("test accuracy")]
+def test_keras_io_preset_trains_to_97_percent_in_one_epoch_in_both_frameworks(run_main, tmp_path, capsys):
+    """The keras-io recipe (Adam 1e-3, batch 128) for one epoch in each framework (their command lines' mains, in
+    this process); Keras' file scores alike in ``convert``'s check (``test --ckpt_path`` on this architecture's
+    converted checkpoints: test_lightning_scores_converted_checkpoints_as_keras_evaluates)."""
+    fit = run_main("lightning_mnist", "fit", "--config", REPO / "configs" / "keras_io.yaml",
+                   "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false")
+    [line] = [line for line in fit.out.splitlines() if line.startswith("test accuracy")]
     lightning_acc = float(line.split()[2].rstrip(","))
-    keras_run = run_module("keras_reference", "train", "--model.architecture", "keras_io", "--trainer.max_epochs", "1",
-                           "--model.lr", "1e-3", "--data.batch_size", "128")
-    keras_acc = float(re.search(r"test accuracy ([0-9.]+)%", keras_run.stdout).group(1)) / 100
+    keras_run = run_main("keras_reference", "train", "--model.architecture", "keras_io", "--trainer.max_epochs", "1",
+                         "--model.lr", "1e-3", "--data.batch_size", "128")
+    keras_acc = float(re.search(r"test accuracy ([0-9.]+)%", keras_run.out).group(1)) / 100
     shutil.copy(tmp_path / "runs" / "keras" / "version_0" / "model.keras", tmp_path / "keras_io.keras")
     print(f"keras_io, one epoch: Lightning {lightning_acc:.4f}, Keras {keras_acc:.4f}")
     assert lightning_acc >= 0.965 and keras_acc >= 0.965  # measured 0.9705-0.9743 and 0.9735-0.9744 over seeds

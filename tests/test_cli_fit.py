@@ -365,15 +365,15 @@ def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_m
     assert json.loads((run / "results.json").read_text())["epochs"] == 3
 
 
-def test_a_moved_project_resumes_and_tests_from_its_new_place(run_module, tmp_path):
+def test_a_moved_project_resumes_and_tests_from_its_new_place(run_module, run_main, tmp_path):
     first = tmp_path / "first"
     first.mkdir()
     run_module("lightning_mnist", "fit", *QUICK, cwd=first)
     moved = tmp_path / "moved"
     first.rename(moved)  # the old place is gone
-    resumed = run_module("lightning_mnist", "fit", "--ckpt_path", "last", "--trainer.max_epochs", "2", *NO_PROGRESS,
-                         cwd=moved)
-    assert str(first) not in resumed.stdout
+    resumed = run_main("lightning_mnist", "fit", "--ckpt_path", "last", "--trainer.max_epochs", "2", *NO_PROGRESS,
+                       cwd=moved)  # in this process
+    assert str(first) not in resumed.out
     [run] = run_folders(moved)
     results = json.loads((run / "results.json").read_text())
     assert results["epochs"] == 2 and (run / results["model_path"]).is_file()
