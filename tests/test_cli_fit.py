@@ -131,20 +131,12 @@ def test_confusion_matrix_and_mistakes_grid_show_exactly_the_misclassified_digit
         assert confusion.format == "PNG" and confusion.size[0] >= 600
 
 
-def fit_here(folder: Path, monkeypatch, *args: str) -> None:
-    """``fit`` through the command line's main in this process (saving a start-up), in ``folder``."""
-    from lightning_mnist.__main__ import main
-
-    monkeypatch.chdir(folder)
-    main(["fit", *args])
-
-
-def test_results_keep_every_epoch_when_the_best_is_not_the_last(tmp_path, monkeypatch, capsys):
+def test_results_keep_every_epoch_when_the_best_is_not_the_last(run_main, tmp_path):
     # monitoring the epoch number with mode "min" makes the first epoch the "best" one: testing
     # it reloads an early checkpoint, which must not rewind the recorded history
-    fit_here(tmp_path, monkeypatch, *QUICK, "--data.subset", "1000", "--trainer.max_epochs", "3",
-             "--checkpoint.monitor", "epoch", "--checkpoint.mode", "min")
-    assert "(the first 1000 of the 10000 test images, as the limited test pass scored)" in capsys.readouterr().out
+    printed = run_main("lightning_mnist", "fit", *QUICK, "--data.subset", "1000", "--trainer.max_epochs", "3",
+                       "--checkpoint.monitor", "epoch", "--checkpoint.mode", "min")
+    assert "(the first 1000 of the 10000 test images, as the limited test pass scored)" in printed.out
     [run] = run_folders(tmp_path)
     results = json.loads((run / "results.json").read_text())
     assert [row["epoch"] for row in results["history"]] == [0, 1, 2]
@@ -182,8 +174,8 @@ def test_cv_defaults_to_the_notebooks_augmented_k_fold_and_fit_does_not(tmp_path
     assert (flags["data"]["num_folds"], flags["data"]["augment"]) == (3, False)
 
 
-def test_tensorboard_logger_by_flag_logs_into_the_run_folder(tmp_path, monkeypatch):
-    fit_here(tmp_path, monkeypatch, *QUICK, "--data.subset", "500", "--trainer.limit_train_batches", "3",
+def test_tensorboard_logger_by_flag_logs_into_the_run_folder(run_main, tmp_path):
+    run_main("lightning_mnist", "fit", *QUICK, "--data.subset", "500", "--trainer.limit_train_batches", "3",
              "--trainer.logger", "TensorBoardLogger", "--trainer.logger.save_dir", "anywhere")
     [run] = run_folders(tmp_path)
     assert list(run.glob("events.out.tfevents.*")) and (run / "results.json").is_file()
@@ -788,11 +780,10 @@ def test_a_checkpoint_is_scored_at_the_precision_asked(run_module, bad_inputs, t
     assert 0 <= results["test_acc"] <= 1 and sum(map(sum, results["confusion_matrix"])) == 10_000
 
 
-def test_lightnings_short_name_of_bfloat16_mixed_precision_trains(tmp_path, lightning_logging, monkeypatch, capsys):
+def test_lightnings_short_name_of_bfloat16_mixed_precision_trains(run_main, tmp_path, lightning_logging):
     """``--trainer.precision bf16`` is Lightning's name for bf16-mixed (float32 weights, bfloat16 arithmetic), not
     bf16-true: fit takes it, trains in it, and keeps float32 weights."""
-    fit_here(tmp_path, monkeypatch, *QUICK, "--data.subset", "500", "--trainer.precision", "bf16")
-    printed = capsys.readouterr()
+    printed = run_main("lightning_mnist", "fit", *QUICK, "--data.subset", "500", "--trainer.precision", "bf16")
     assert "Using bfloat16 Automatic Mixed Precision" in printed.out + printed.err
     [run] = run_folders(tmp_path)
     checkpoint = torch.load(run / json.loads((run / "results.json").read_text())["model_path"], weights_only=True)
