@@ -413,14 +413,19 @@ def test_results_are_written_atomically(tmp_path):
 
 @pytest.fixture(scope="module")
 def bad_inputs(tmp_path_factory, mnist_dir):
-    """Files for the refusals below: a run with a checkpoint, damaged files, a checkpoint of another network."""
-    from conftest import run_python_module
+    """Files for the refusals below: a run with a checkpoint (fitted in this process), damaged files, a checkpoint of
+    another network."""
+    from lightning_mnist.__main__ import main
     from lightning_mnist.checkpoints import save_checkpoint
     from lightning_mnist.models import KerasNetwork
     from mnist_common.architecture import Architecture
+    from mnist_common.mnist import DATA_DIR_ENV
 
     where = tmp_path_factory.mktemp("bad_inputs")
-    run_python_module(mnist_dir, "lightning_mnist", "fit", *QUICK, "--data.subset", "500", cwd=where)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(where)
+        patch.setenv(DATA_DIR_ENV, str(mnist_dir))
+        main(["fit", *QUICK, "--data.subset", "500"])
     (where / "garbage.ckpt").write_bytes(b"not a checkpoint" * 20)
     lenet = Architecture.load("lenet5")
     save_checkpoint(where / "lenet.ckpt", lenet, KerasNetwork(lenet).state_dict())

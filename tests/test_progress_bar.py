@@ -57,7 +57,7 @@ def test_progress_bar_updates_a_few_times_a_second_and_ends_each_epoch_full(mnis
 def test_fit_uses_the_project_bar_unless_told_otherwise(run_module, mnist_dir, tmp_path, monkeypatch):
     """fit's default progress bar is ours (written in the run's config.yaml, so a rerun of that file keeps it);
     a progress bar of the user's own stays the only one, and --trainer.enable_progress_bar false has none.
-    The first run and the rerun of its file go through the command line; the two others run in this process."""
+    The first run goes through the command line; the three others run in this process."""
     from lightning_mnist.__main__ import main
     from mnist_common.mnist import DATA_DIR_ENV
 
@@ -78,7 +78,8 @@ def test_fit_uses_the_project_bar_unless_told_otherwise(run_module, mnist_dir, t
     [saved] = (tmp_path / "default").rglob("config.yaml")  # a run's own config, rerun with the bar off
     first_checkpoints = sorted((tmp_path / "default").rglob("*.ckpt"))
     assert callbacks("again", "--config", str(saved), "--trainer.enable_progress_bar", "false", in_process=True) == []
-    assert callbacks("rerun", "--config", str(saved)) == ["lightning_mnist.training.callbacks.ProgressBar"]  # one
+    assert callbacks("rerun", "--config", str(saved), in_process=True) == [
+        "lightning_mnist.training.callbacks.ProgressBar"]  # one
     # the saved config names its run's checkpoint folder; each rerun keeps its checkpoints in its own
     assert sorted((tmp_path / "default").rglob("*.ckpt")) == first_checkpoints and len(first_checkpoints) == 2
     for rerun in ("again", "rerun"):

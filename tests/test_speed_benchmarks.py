@@ -198,7 +198,7 @@ def test_time_to_accuracy_and_shared_machine_write_their_tables(mnist_dir, tmp_p
     assert "| torch | 3 | " in text and "--seeds '[3, 4]'" in text and f"({reached} of 2 seeds)" in text
 
 
-def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path):
+def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path, monkeypatch, capsys):
     import torch
 
     proc = script("gpu_speed.py", "--device", "cpu", "--subset", "500", "--max_epochs", "1", "--batch_size", "64",
@@ -208,9 +208,11 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
     report = json.loads((tmp_path / "gpu_speed" / "gpu_speed-cpu.json").read_text())
     assert [row["contender"] for row in report["rows"]] == ["plain", "lightning"]
     assert all(row["epochs"] == 1 and row["test_acc"] > 0.3 for row in report["rows"])
-    if not torch.cuda.is_available():
-        proc = script("gpu_speed.py", "--device", "cuda", "--output_dir", str(tmp_path / "none"))
-        assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+    if not torch.cuda.is_available():  # its main, in this process
+        monkeypatch.chdir(REPO)
+        code, error, err = main_error(importlib.import_module("gpu_speed").main,
+                                      ["--device", "cuda", "--output_dir", str(tmp_path / "none")], capsys)
+        assert code == 2 and err.strip().splitlines() == [
             "error: --device cuda: no CUDA device is visible here; use --device cpu to check the script"]
         assert not (tmp_path / "none").exists()
 
