@@ -54,23 +54,16 @@ def test_progress_bar_updates_a_few_times_a_second_and_ends_each_epoch_full(mnis
     assert ours.train_updates == 1 + 2 * (1 + 1)  # the run's first batch; each epoch's last batch and its end
 
 
-def test_fit_uses_the_project_bar_unless_told_otherwise(run_module, mnist_dir, tmp_path, monkeypatch):
+def test_fit_uses_the_project_bar_unless_told_otherwise(run_module, run_main, tmp_path):
     """fit's default progress bar is ours (written in the run's config.yaml, so a rerun of that file keeps it);
     a progress bar of the user's own stays the only one, and --trainer.enable_progress_bar false has none.
     The first run goes through the command line; the three others run in this process."""
-    from lightning_mnist.__main__ import main
-    from mnist_common.mnist import DATA_DIR_ENV
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(DATA_DIR_ENV, str(mnist_dir))
     quick = ("--data.subset", "1000", "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "2",
              "--trainer.limit_test_batches", "2")  # not 1: in this worker, which imported TensorFlow, 1 reads as 1.0
 
     def callbacks(folder: str, *flags: str, in_process: bool = False) -> list[str]:
-        if in_process:
-            main(["fit", *flags, *quick, "--output_dir", folder])
-        else:
-            run_module("lightning_mnist", "fit", *flags, *quick, "--output_dir", folder)  # a --config first
+        run = run_main if in_process else run_module
+        run("lightning_mnist", "fit", *flags, *quick, "--output_dir", folder)  # a --config first
         [config] = (tmp_path / folder).rglob("config.yaml")
         return [c["class_path"] for c in yaml.safe_load(config.read_text())["trainer"]["callbacks"] or []]
 
