@@ -30,7 +30,7 @@ from lightning_mnist.formats.base import Export, error_cause, export_proven
 from lightning_mnist.formats.exported_program import EXPORT as PT2
 from lightning_mnist.interop.proof import CHECK_TOLERANCE, ConversionCheckFailed
 from lightning_mnist.models import KerasNetwork
-from mnist_common.architecture import Architecture
+from mnist_common.architecture import ACTIVATIONS, Architecture
 
 EXPORTS = (".pt2", ".onnx", ".tflite")
 NOTEBOOK_CORRECT = 9922  # the notebook's file: 99.22 % of the 10,000 test images
@@ -366,11 +366,16 @@ def test_an_overconfident_model_converts_within_its_own_float32_rounding(tmp_pat
 @pytest.fixture(scope="module")
 def bridge_graphs():
     """tests/test_bridge.py's models: its named zoo (residual, inception, depthwise, squeeze-excite, merges, other
-    input shapes) and every third of its seeded random graphs of the whole layer table."""
+    input shapes), every third of its seeded random graphs of the whole layer table, and every activation in turn
+    (which the random graphs draw only by chance)."""
     from test_bridge import architecture_of, random_graph, zoo
 
     models = {**zoo(), **{f"random_{seed}": random_graph(seed) for seed in range(0, 24, 3)}}
-    return {name: architecture_of(model) for name, model in models.items()}
+    every_activation = Architecture.from_config({"name": "every_activation", "input_shape": [28, 28, 1], "layers": [
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "strides": 2}, {"type": "Flatten", "name": "stem"},
+        *({"type": "Dense", "units": 6, "activation": name, "name": name, "inputs": ["stem"]} for name in ACTIVATIONS),
+        {"type": "Concatenate", "inputs": list(ACTIVATIONS)}, {"type": "Dense", "units": 10, "activation": "softmax"}]})
+    return {**{name: architecture_of(model) for name, model in models.items()}, "every_activation": every_activation}
 
 
 @pytest.mark.parametrize("suffix", EXPORTS)

@@ -157,7 +157,7 @@ def test_simple_rnn_recurrent_dropout_masks_the_state_of_each_sample_for_all_its
     (L.GRU(4, recurrent_dropout=0.1), "recurrent_dropout=0.1, which is not supported"),
     (L.Bidirectional(L.LSTM(4, activity_regularizer="l2")),
      "layer sets activity_regularizer, which is not supported inside a Bidirectional"),
-    (L.LSTM(4, recurrent_activation="log_softmax"), "recurrent_activation 'log_softmax' is not supported"),
+    (L.LSTM(4, recurrent_activation="sparsemax"), "recurrent_activation 'sparsemax' is not supported"),
     (L.SimpleRNN(4, dropout=1.0), "dropout must be a number in [0, 1)"),
     (L.Bidirectional(L.LSTM(4), merge_mode=None), "has merge_mode=None (the two directions as two outputs), which is "
                                                   "not supported"),

@@ -20,8 +20,36 @@ from mnist_common.architecture import layers as keras
 from mnist_common.architecture.layers import Shape
 
 
+def _last_keras_axis(x: torch.Tensor) -> int:
+    """Keras' last axis in torch's layout: the channels (dimension 1) of a map, else the last."""
+    return 1 if x.dim() == 4 else -1
+
+
 def _softmax(x: torch.Tensor) -> torch.Tensor:
-    return torch.softmax(x, dim=1 if x.dim() == 4 else -1)
+    return torch.softmax(x, dim=_last_keras_axis(x))
+
+
+def _log_softmax(x: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(x, dim=_last_keras_axis(x))
+
+
+def _celu(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """Keras' ``max(x, 0) + alpha * expm1(min(x, 0) / alpha)``, term for term."""
+    return torch.relu(x) + alpha * torch.expm1(torch.clamp_max(x, 0.0) / alpha)
+
+
+def _sparse_plus(x: torch.Tensor) -> torch.Tensor:
+    """0 up to -1, ``(x + 1)**2 / 4`` below 1, then x."""
+    return torch.where(x <= -1, torch.zeros_like(x), torch.where(x < 1, 0.25 * (x + 1) ** 2, x))
+
+
+def _sparse_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """0 up to -1, ``(x + 1) / 2`` below 1, then 1."""
+    return torch.where(x <= -1, torch.zeros_like(x), torch.where(x >= 1, torch.ones_like(x), 0.5 * (x + 1)))
+
+
+def _squareplus(x: torch.Tensor, b: float = 4.0) -> torch.Tensor:
+    return (x + torch.sqrt(torch.square(x) + b)) / 2
 
 
 # Keras activation name -> torch function on torch-layout tensors.
@@ -32,6 +60,7 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "leaky_relu": lambda x: F.leaky_relu(x, 0.2),  # Keras' activation default (the layer's is 0.3)
     "elu": F.elu,
     "selu": torch.selu,
+    "celu": _celu,
     "gelu": F.gelu,  # exact, Keras' default (approximate=False)
     "silu": F.silu,
     "swish": F.silu,
@@ -39,12 +68,21 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "hard_swish": F.hardswish,
     "sigmoid": torch.sigmoid,
     "hard_sigmoid": F.hardsigmoid,
+    "sparse_sigmoid": _sparse_sigmoid,
+    "log_sigmoid": F.logsigmoid,
     "tanh": torch.tanh,
+    "hard_tanh": F.hardtanh,  # clipped to [-1, 1]
+    "tanh_shrink": F.tanhshrink,  # x - tanh(x)
+    "hard_shrink": lambda x: F.hardshrink(x, 0.5),  # x where |x| > 0.5, else 0 (Keras' default threshold)
+    "soft_shrink": lambda x: F.softshrink(x, 0.5),  # x moved 0.5 towards 0, 0 within 0.5 of it
     "softplus": F.softplus,
+    "sparse_plus": _sparse_plus,
+    "squareplus": _squareplus,  # Keras' default b=4
     "softsign": F.softsign,
     "mish": F.mish,
     "exponential": torch.exp,
     "softmax": _softmax,
+    "log_softmax": _log_softmax,
 }
 
 

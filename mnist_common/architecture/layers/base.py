@@ -31,9 +31,10 @@ Shape = tuple[int, ...]  # without the batch axis, channels last: (H, W, C), (H,
 MAX_RANK = 3  # tensors of the bridge have at most three axes besides the batch
 
 # Activation names Keras accepts that the torch side mirrors exactly (checked against Keras in tests).
-ACTIVATIONS = ("linear", "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "hard_silu",
-               "hard_swish", "sigmoid", "hard_sigmoid", "tanh", "softplus", "softsign", "mish", "exponential",
-               "softmax")
+ACTIVATIONS = ("linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "swish", "hard_silu",
+               "hard_swish", "sigmoid", "hard_sigmoid", "sparse_sigmoid", "log_sigmoid", "tanh", "hard_tanh",
+               "tanh_shrink", "hard_shrink", "soft_shrink", "softplus", "sparse_plus", "squareplus", "softsign",
+               "mish", "exponential", "softmax", "log_softmax")
 PADDINGS = ("valid", "same")
 CHANNELS_LAST = "channels_last"
 
