@@ -55,8 +55,14 @@ for _kind in ("ops.divide", "ops.true_divide"):  # c / x of a random x near 0 is
     sampler(_kind)(lambda rng, shape, kind=_kind: Call(kind, [TENSOR, float(np.round(rng.uniform(1.0, 4.0), 3))]))
 sampler("ops.power")(lambda rng, shape: None)  # squares (or more): in CASES below, not in random graphs
 for _kind in ("ops.negative", "ops.absolute", "ops.square", "ops.tanh", "ops.relu", "ops.relu6", "ops.sigmoid",
-              "ops.silu", "ops.softplus", "ops.softmax"):
+              "ops.silu", "ops.softplus", "ops.softmax", "ops.softsign", "ops.selu", "ops.hard_sigmoid",
+              "ops.hard_silu", "ops.sparse_sigmoid", "ops.log_sigmoid", "ops.hard_tanh", "ops.tanh_shrink",
+              "ops.sparse_plus", "ops.log_softmax"):
     sampler(_kind)(lambda rng, shape, kind=_kind: Call(kind, [TENSOR]))
+sampler("ops.celu")(lambda rng, shape: Call("ops.celu", [TENSOR], alpha=float(rng.uniform(0.5, 1.5))))
+for _kind in ("ops.hard_shrink", "ops.soft_shrink"):
+    sampler(_kind)(lambda rng, shape, kind=_kind: Call(kind, [TENSOR], threshold=float(rng.uniform(0.0, 0.5))))
+sampler("ops.squareplus")(lambda rng, shape: Call("ops.squareplus", [TENSOR], b=float(rng.uniform(0.5, 4.0))))
 sampler("ops.exp")(lambda rng, shape: Call("ops.exp", [TENSOR]) if rng.random() < 0.5 else None)
 sampler("ops.sqrt")(lambda rng, shape: None)  # of negative values: NaN in both; tested below on |x|
 sampler("ops.leaky_relu")(lambda rng, shape: Call("ops.leaky_relu", [TENSOR],
@@ -135,6 +141,11 @@ CASES = {
     "activations": lambda x, y: ops.relu(x) + ops.relu6(y * 4.0) + ops.silu(x) + ops.softplus(y) + ops.swish(y),
     "parametric": lambda x, y: ops.leaky_relu(x, 0.1) + ops.elu(y, 0.7) + ops.gelu(x) + ops.gelu(y, False),
     "softmax_channels": lambda x, y: ops.softmax(x) * y,
+    "log_softmax_channels": lambda x, y: ops.log_softmax(x) + ops.log_softmax(y, axis=3),
+    "other_activations": lambda x, y: ops.softsign(x) + ops.selu(y) + ops.hard_sigmoid(3.0 * x) + ops.hard_silu(
+        3.0 * y) + ops.hard_swish(x) + ops.sparse_sigmoid(2.0 * y) + ops.log_sigmoid(x) + ops.hard_tanh(2.0 * y),
+    "shrinks_and_settings": lambda x, y: ops.hard_shrink(x) + ops.soft_shrink(y, 0.2) + ops.tanh_shrink(2.0 * x)
+    + ops.celu(y, 0.5) + ops.celu(x) + ops.squareplus(y, 1.5) + ops.squareplus(x) + ops.sparse_plus(2.0 * y),
     "concatenate": lambda x, y: ops.concatenate([x, -y, x * y], axis=-1),
     "concatenate_rows": lambda x, y: ops.concatenate([x, y], axis=1),
     "sum_mean": lambda x, y: ops.sum(x, axis=1) + ops.mean(y, axis=[1]),
@@ -179,6 +190,19 @@ def test_operations_on_flat_vectors_and_an_operation_as_the_output_softmax():
     assert architecture.ends_in_softmax and architecture.softmax_node.layer.type == "ops.softmax"
     report = assert_matches_keras(model, source="flat")
     assert report.max_logit_diff is not None
+
+
+@pytest.mark.parametrize("head", ["operation", "activation"])
+def test_log_probabilities_as_the_output_are_read_as_logits(head):
+    """A model that ends in ``log_softmax`` (the output PyTorch's NLL loss wants) gives log-probabilities: not
+    probabilities, so the bridge reads them as logits, whose softmax is the probabilities Keras' outputs stand for."""
+    inputs = keras.Input((12,))
+    x = L.Dense(8, activation="tanh")(inputs)
+    outputs = ops.log_softmax(L.Dense(5)(x)) if head == "operation" else L.Dense(5, activation="log_softmax")(x)
+    model = keras.Model(inputs, outputs, name="log_probabilities")
+    architecture = architecture_of(model)
+    assert not architecture.outputs_probabilities and not architecture.ends_in_softmax
+    assert_matches_keras(model, source=head)
 
 
 def test_a_sigmoid_operation_output_is_refused_for_one_choice_among_classes():
@@ -294,6 +318,8 @@ def test_raw_pixel_models_divide_by_255_as_an_operation():
     (lambda x: ops.mean(x, axis=None, keepdims=True), "only non-batch axes are supported"),
     (lambda x: ops.sum(x, axis=[0, 1]), "only non-batch axes are supported"),
     (lambda x: ops.softmax(x, axis=1), "axis=1: only the last axis is supported"),
+    (lambda x: ops.log_softmax(x, axis=-2), "axis=-2: only the last axis is supported"),
+    (lambda x: ops.sparsemax(x), "is the Keras operation 'Sparsemax'"),
     (lambda x: ops.max(x, axis=1, initial=0.0), "has initial=0.0: an initial value is not supported"),
     (lambda x: x + np.ones((9, 7, 4), "float32"), "is called on arguments other than tensors and numbers"),
     (lambda x: ops.reshape(x, (-1, 7, 4)), "without moving values into or out of the batch axis"),
@@ -317,6 +343,9 @@ def test_unsupported_operations_are_refused_in_one_line(build, message):
     ({"type": "ops.mean", "axis": 4}, "does not name distinct axes of its input of 3 axes"),
     ({"type": "ops.mean", "axis": [1, -3]}, "does not name distinct axes"),
     ({"type": "ops.gelu", "approximate": "yes"}, "approximate must be true or false"),
+    ({"type": "ops.celu", "alpha": 0}, "alpha must be a non-zero number (it divides), got 0"),
+    ({"type": "ops.soft_shrink", "threshold": -0.5}, "threshold must be a number in [0, inf], got -0.5"),
+    ({"type": "ops.squareplus", "b": -4}, "b must be a number in [0, inf], got -4"),
     ({"type": "ops.sum", "axis": [1, 2, 3]}, "reduces every axis of its 8x8x3 input to one number per example"),
     ({"type": "ops.expand_dims", "axis": 0}, "only non-batch axes are supported"),
     ({"type": "ops.expand_dims", "axis": -1}, "gives 4 axes besides the batch; at most 3 are supported"),

@@ -33,7 +33,7 @@ def _log_softmax(x: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(x, dim=_last_keras_axis(x))
 
 
-def _celu(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+def celu(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """Keras' ``max(x, 0) + alpha * expm1(min(x, 0) / alpha)``, term for term."""
     return torch.relu(x) + alpha * torch.expm1(torch.clamp_max(x, 0.0) / alpha)
 
@@ -48,7 +48,7 @@ def _sparse_sigmoid(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x <= -1, torch.zeros_like(x), torch.where(x >= 1, torch.ones_like(x), 0.5 * (x + 1)))
 
 
-def _squareplus(x: torch.Tensor, b: float = 4.0) -> torch.Tensor:
+def squareplus(x: torch.Tensor, b: float = 4.0) -> torch.Tensor:
     return (x + torch.sqrt(torch.square(x) + b)) / 2
 
 
@@ -60,7 +60,7 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "leaky_relu": lambda x: F.leaky_relu(x, 0.2),  # Keras' activation default (the layer's is 0.3)
     "elu": F.elu,
     "selu": torch.selu,
-    "celu": _celu,
+    "celu": celu,
     "gelu": F.gelu,  # exact, Keras' default (approximate=False)
     "silu": F.silu,
     "swish": F.silu,
@@ -77,7 +77,7 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "soft_shrink": lambda x: F.softshrink(x, 0.5),  # x moved 0.5 towards 0, 0 within 0.5 of it
     "softplus": F.softplus,
     "sparse_plus": _sparse_plus,
-    "squareplus": _squareplus,  # Keras' default b=4
+    "squareplus": squareplus,  # Keras' default b=4
     "softsign": F.softsign,
     "mish": F.mish,
     "exponential": torch.exp,

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_mnist.models.layers.activations import ACTIVATIONS, ELU, LeakyReLU
+from lightning_mnist.models.layers.activations import ACTIVATIONS, ELU, LeakyReLU, celu, squareplus
 from lightning_mnist.models.layers.layout import to_keras_layout, to_torch_layout
 from lightning_mnist.models.layers.merging import Concatenate
 from lightning_mnist.models.layers.reshaping import Permute, Reshape
@@ -78,7 +78,17 @@ UNARY: dict[type[ops.UnaryOperation], Callable[[torch.Tensor], torch.Tensor]] = 
 @converter(ops.Sigmoid)
 @converter(ops.Silu)
 @converter(ops.Softplus)
+@converter(ops.Softsign)
+@converter(ops.Selu)
+@converter(ops.HardSigmoid)
+@converter(ops.HardSilu)
+@converter(ops.SparseSigmoid)
+@converter(ops.LogSigmoid)
+@converter(ops.HardTanh)
+@converter(ops.TanhShrink)
+@converter(ops.SparsePlus)
 @converter(ops.Softmax)
+@converter(ops.LogSoftmax)
 class UnaryOperation(nn.Module):
     """An element-wise function: Keras' activation of the same name (:data:`ACTIVATIONS`), or one of :data:`UNARY`."""
 
@@ -92,6 +102,38 @@ class UnaryOperation(nn.Module):
 
 converter(ops.LeakyRelu)(LeakyReLU)  # the layers' modules: the same computation
 converter(ops.Elu)(ELU)
+
+
+@converter(ops.Celu)
+class Celu(nn.Module):
+    def __init__(self, spec: ops.Celu, shape: Shape) -> None:
+        super().__init__()
+        self.alpha = spec.alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return celu(x, self.alpha)
+
+
+@converter(ops.HardShrink)
+@converter(ops.SoftShrink)
+class Shrink(nn.Module):
+    def __init__(self, spec: ops.Shrink, shape: Shape) -> None:
+        super().__init__()
+        self.function = F.hardshrink if isinstance(spec, ops.HardShrink) else F.softshrink
+        self.threshold = spec.threshold
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.function(x, self.threshold)
+
+
+@converter(ops.Squareplus)
+class Squareplus(nn.Module):
+    def __init__(self, spec: ops.Squareplus, shape: Shape) -> None:
+        super().__init__()
+        self.b = float(spec.b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return squareplus(x, self.b)
 
 
 @converter(ops.Gelu)

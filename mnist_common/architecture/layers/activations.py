@@ -18,7 +18,7 @@ from mnist_common.architecture.layers.base import (
 
 
 # Activations that give x itself for every x in [0, 1]: probabilities pass through them unchanged.
-IDENTITY_ON_PROBABILITIES = ("linear", "relu", "relu6", "leaky_relu", "elu")
+IDENTITY_ON_PROBABILITIES = ("linear", "relu", "relu6", "leaky_relu", "elu", "celu", "hard_tanh")
 
 
 @layer_type

@@ -253,6 +253,92 @@ Relu6 = _unary("relu6", "Relu6", "relu6", NN)
 Sigmoid = _unary("sigmoid", "Sigmoid", "sigmoid", NN)
 Silu = _unary("silu", "Silu", "silu", NN)  # ops.silu, ops.swish
 Softplus = _unary("softplus", "Softplus", "softplus", NN)
+Softsign = _unary("softsign", "Softsign", "softsign", NN)
+Selu = _unary("selu", "Selu", "selu", NN)
+HardSigmoid = _unary("hard_sigmoid", "HardSigmoid", "hard_sigmoid", NN)
+HardSilu = _unary("hard_silu", "HardSilu", "hard_silu", NN)  # ops.hard_silu, ops.hard_swish
+SparseSigmoid = _unary("sparse_sigmoid", "SparseSigmoid", "sparse_sigmoid", NN)
+LogSigmoid = _unary("log_sigmoid", "LogSigmoid", "log_sigmoid", NN)
+HardTanh = _unary("hard_tanh", "HardTanh", "hard_tanh", NN)
+TanhShrink = _unary("tanh_shrink", "TanhShrink", "tanh_shrink", NN)
+SparsePlus = _unary("sparse_plus", "SparsePlus", "sparse_plus", NN)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Celu(UnaryOperation):
+    """``keras.ops.celu(x, alpha)``: ``max(x, 0) + alpha * expm1(min(x, 0) / alpha)`` (the ``celu`` activation's
+    alpha is 1)."""
+
+    alpha: float = 1.0
+    FUNCTION: ClassVar[str] = "celu"
+    KERAS_MODULE: ClassVar[str] = NN
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        alpha = float32_number(self.alpha, "alpha")
+        if alpha == 0:
+            raise LayerError("alpha must be a non-zero number (it divides), got 0")
+        object.__setattr__(self, "alpha", alpha)
+
+    @property
+    def activation(self) -> str | None:
+        return "celu" if self.alpha == 1.0 else None
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # x itself for x >= 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Shrink(UnaryOperation):
+    """Values within ``threshold`` (>= 0) of 0 made 0 (the activation of the same name has threshold 0.5)."""
+
+    threshold: float = 0.5
+    KERAS_MODULE: ClassVar[str] = NN
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "threshold", float32_number(self.threshold, "threshold", 0.0))
+
+    @property
+    def activation(self) -> str | None:
+        return self.FUNCTION if self.threshold == 0.5 else None
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class HardShrink(Shrink):
+    """``keras.ops.hard_shrink(x, threshold)``: x where ``|x| > threshold``, else 0."""
+
+    FUNCTION: ClassVar[str] = "hard_shrink"
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class SoftShrink(Shrink):
+    """``keras.ops.soft_shrink(x, threshold)``: x moved ``threshold`` towards 0, 0 within ``threshold`` of it."""
+
+    FUNCTION: ClassVar[str] = "soft_shrink"
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Squareplus(UnaryOperation):
+    """``keras.ops.squareplus(x, b)``: ``(x + sqrt(x**2 + b)) / 2``, b >= 0 (the activation's b is 4, an integer as
+    Keras gives it)."""
+
+    b: float = 4
+    FUNCTION: ClassVar[str] = "squareplus"
+    KERAS_MODULE: ClassVar[str] = NN
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        b = float32_number(self.b, "b", 0.0)  # under a square root with x**2
+        object.__setattr__(self, "b", self.b if isinstance(self.b, int) else b)
+
+    @property
+    def activation(self) -> str | None:
+        return "squareplus" if self.b == 4 else None
 
 
 @layer_type
@@ -300,15 +386,12 @@ class Gelu(UnaryOperation):
         return None if self.approximate else "gelu"
 
 
-@layer_type
 @dataclass(frozen=True, kw_only=True)
-class Softmax(UnaryOperation):
-    """``keras.ops.softmax(x, axis=-1)``, over the last axis only (as the ``Softmax`` layer here)."""
+class OverTheLastAxis(UnaryOperation):
+    """A function of each row along an axis, ``keras.ops.<function>(x, axis=-1)``: over the last axis only."""
 
     axis: int = -1
-    FUNCTION: ClassVar[str] = "softmax"
     KERAS_MODULE: ClassVar[str] = NN
-    ACTIVATION: ClassVar[str | None] = "softmax"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -325,6 +408,25 @@ class Softmax(UnaryOperation):
 
     def keeps_distributions(self, *shapes: Shape) -> bool:
         return False  # a softmax of probabilities is not them (applies_softmax says it gives a distribution)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Softmax(OverTheLastAxis):
+    """``keras.ops.softmax(x, axis=-1)`` (as the ``Softmax`` layer here)."""
+
+    FUNCTION: ClassVar[str] = "softmax"
+    ACTIVATION: ClassVar[str | None] = "softmax"
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class LogSoftmax(OverTheLastAxis):
+    """``keras.ops.log_softmax(x, axis=-1)``: the logarithm of the softmax (log-probabilities, which a softmax
+    turns back into the probabilities)."""
+
+    FUNCTION: ClassVar[str] = "log_softmax"
+    ACTIVATION: ClassVar[str | None] = "log_softmax"
 
 
 # --- reductions and joins ---------------------------------------------------------------------------
