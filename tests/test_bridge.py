@@ -633,10 +633,12 @@ def test_averaged_softmaxes_are_the_outputs_as_they_are(tmp_path, capsys, mnist_
     averaged = L.Average()([L.Dense(10, activation="softmax")(L.Flatten()(maps)) for _ in range(2)])
     assert architecture_of(keras.Model(inputs, averaged)).probabilities_without_logits
     dense = L.Dense(10, activation="softmax")(L.Flatten()(maps))
-    for unchanged in (L.ReLU(), L.Activation("relu6"), L.LeakyReLU(), L.ReLU(max_value=1.0), L.Activation("elu")):
+    for unchanged in (L.ReLU(), L.Activation("relu6"), L.LeakyReLU(), L.ReLU(max_value=1.0), L.Activation("elu"),
+                      L.Activation("celu"), L.Activation("hard_tanh")):
         assert architecture_of(keras.Model(inputs, unchanged(dense))).probabilities_without_logits, unchanged
     assert_matches_keras(keras.Model(inputs, L.ReLU()(dense)))
-    for changed in (L.ReLU(max_value=0.5), L.ReLU(threshold=0.05), L.Activation("selu"), L.Activation("sigmoid")):
+    for changed in (L.ReLU(max_value=0.5), L.ReLU(threshold=0.05), L.Activation("selu"), L.Activation("sigmoid"),
+                    L.Activation("hard_shrink"), L.Activation("log_softmax")):
         assert not architecture_of(keras.Model(inputs, changed(dense))).outputs_probabilities, changed
     for broken in (L.GlobalMaxPooling2D()(per_pixel), L.Add()([L.GlobalAveragePooling2D()(per_pixel)] * 2),
                    L.Dense(10)(L.Flatten()(per_pixel))):
