@@ -94,7 +94,7 @@ def make_bad_images(directory: Path) -> dict[str, str]:
     return {
         "missing.png": "no such file",
         "nan.tiff": "has pixels that are not numbers (NaN or infinite values)",
-        "folder.png": "directory",
+        "folder.png": "is a folder",  # open_image: not an image; predict: no pictures in it
         "notes.png": "not an image",
         "empty.png": "empty (0 bytes)",
         "truncated.png": "truncated or corrupt",
@@ -362,6 +362,28 @@ def test_cli_predicts_good_files_and_reports_each_bad_one(run_module, seed_ckpt,
         assert row["probability"] == max(row["probabilities"])
     assert Image.open(tmp_path / "figure.png").format == "PNG"
     assert "timings:" in proc.stderr and "inference" in proc.stderr
+
+
+def test_a_folder_stands_for_the_pictures_in_it(run_main, capsys, seed_ckpt, renderings, seed_png, tmp_path):
+    """``predict digits/``: each picture in the folder by name (not its hidden files, other files or subfolders),
+    in the place of the folder among the other arguments; a folder without pictures gets its own error line."""
+    digits, empty = tmp_path / "digits", tmp_path / "empty"
+    (digits / "sub").mkdir(parents=True)
+    empty.mkdir()
+    shutil.copy(seed_png, digits / "b_four.PNG")
+    shutil.copy(renderings[0].path, digits / "a_first.png")
+    for name in (".hidden.png", "sub/c.png"):
+        shutil.copy(seed_png, digits / name)
+    (digits / "notes.txt").write_text("not a picture")
+    with pytest.raises(SystemExit) as exit_info:
+        run_main("lightning_mnist", "predict", digits, empty, seed_png, "--weights", seed_ckpt, "--json")
+    assert exit_info.value.code == 2
+    printed = capsys.readouterr()
+    rows = [json.loads(line) for line in printed.out.splitlines()]
+    assert [row["image"] for row in rows] == [str(digits / "a_first.png"), str(digits / "b_four.PNG"), str(seed_png),
+                                              str(empty)]
+    assert [row["digit"] for row in rows[:3]] == [renderings[0].label, 4, 4] and "no pictures" in rows[3]["error"]
+    assert printed.err.count("error:") == 1 and f"error: {empty}: is a folder with no pictures in it" in printed.err
 
 
 def test_cli_plain_text_keeps_one_line_per_image_whatever_its_name(run_module, seed_ckpt, seed_png, tmp_path):

@@ -22,7 +22,7 @@ import numpy as np
 from mnist_common.cli import run
 from mnist_common.errors import EXIT_USER_ERROR, UserError, exit_on_user_error
 from mnist_common.files import check_output_file, escaped
-from mnist_common.images.decoding import ImageError
+from mnist_common.images.decoding import ImageError, pictures_in
 from mnist_common.images.preparation import Prepared, prepare
 from mnist_common.predictions import record
 
@@ -71,7 +71,7 @@ def predict(images: list[str], weights: str, backend: Literal["auto", "torch", "
     """Predict the digit in pictures (PNG, JPEG, ...) with a checkpoint, a Keras model or a k-fold ensemble.
 
     Args:
-        images: pictures of one digit each.
+        images: pictures of one digit each, or folders of them (each picture in a folder, by name).
         weights: a Lightning checkpoint (.ckpt), a Keras model (.keras), a k-fold run's cv_results.json (or its
             folder): the mean of its fold models, or an ONNX model (.onnx) of an MNIST model's shapes.
         backend: the framework that runs the model; auto: PyTorch for a checkpoint, Keras for a .keras file,
@@ -90,14 +90,18 @@ def predict(images: list[str], weights: str, backend: Literal["auto", "torch", "
     started = time.perf_counter()
     check_predict_settings(show)
     resolve(weights, backend)  # a bad --weights fails before any image is read
+    found = pictures_in(images)
     if show is not None:
-        check_output_file(show, "--show", overwrite, inputs=[*images, weights])
+        check_output_file(show, "--show", overwrite, inputs=[*images, *(p for p in found if isinstance(p, str)),
+                                                             weights])
 
     prepared: list[Prepared] = []
     failures: list[ImageError] = []
     t0 = time.perf_counter()
-    for path in images:
+    for path in found:
         try:
+            if isinstance(path, ImageError):
+                raise path
             prepared.append(prepare(path, preprocess, keep_display=show is not None))
         except ImageError as err:
             failures.append(err)

@@ -38,6 +38,28 @@ def first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
+def pictures_in(paths: list[str]) -> list[str | ImageError]:
+    """``paths`` in order, each folder among them replaced by the pictures in it: its files whose extension Pillow
+    reads (``.png``, ``.jpg``, ...), in the order of their names, neither hidden ones nor those of its subfolders. A
+    folder holding none is an :class:`ImageError` in its place."""
+    readable = set(Image.registered_extensions())
+    found: list[str | ImageError] = []
+    for path in paths:
+        folder = Path(path)
+        if not str(path).strip() or not folder.is_dir():
+            found.append(path)  # a file, or anything open_image refuses in its own words
+            continue
+        try:
+            pictures = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in readable
+                              and not p.name.startswith(".") and p.is_file())
+        except OSError as err:
+            found.append(ImageError(path, f"is a folder that cannot be listed ({os_reason(err)})"))
+            continue
+        found.extend(pictures or [ImageError(path, "is a folder with no pictures in it (files named .png, .jpg, "
+                                                   "... in the folder itself)")])
+    return found
+
+
 def open_image(path: str | os.PathLike) -> Image.Image:
     """Read and fully decode the file ``path``; :class:`ImageError` for anything that is not a sane image."""
     if not str(path).strip():  # Path("") is the current folder
@@ -50,7 +72,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     except (OSError, ValueError) as err:  # ValueError: a NUL byte in a name (a config file's list can hold one)
         raise ImageError(path, f"cannot be read ({os_reason(err)})") from None
     if p.is_dir():
-        raise ImageError(path, "is a directory, not an image")
+        raise ImageError(path, "is a folder, not an image")
     if not p.is_file():  # /dev/zero would be read forever, a FIFO waits for a writer
         raise ImageError(path, "is not a regular file (a device, FIFO or socket), not an image")
     if st.st_size == 0:
