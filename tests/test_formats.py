@@ -367,7 +367,7 @@ def test_an_overconfident_model_converts_within_its_own_float32_rounding(tmp_pat
 def bridge_graphs():
     """tests/test_bridge.py's models: its named zoo (residual, inception, depthwise, squeeze-excite, merges, other
     input shapes), every third of its seeded random graphs of the whole layer table, and every activation in turn
-    (which the random graphs draw only by chance)."""
+    and mirrored padding (which the random graphs draw only by chance)."""
     from test_bridge import architecture_of, random_graph, zoo
 
     models = {**zoo(), **{f"random_{seed}": random_graph(seed) for seed in range(0, 24, 3)}}
@@ -375,7 +375,13 @@ def bridge_graphs():
         {"type": "Conv2D", "filters": 4, "kernel_size": 3, "strides": 2}, {"type": "Flatten", "name": "stem"},
         *({"type": "Dense", "units": 6, "activation": name, "name": name, "inputs": ["stem"]} for name in ACTIVATIONS),
         {"type": "Concatenate", "inputs": list(ACTIVATIONS)}, {"type": "Dense", "units": 10, "activation": "softmax"}]})
-    return {**{name: architecture_of(model) for name, model in models.items()}, "every_activation": every_activation}
+    mirrored_padding = Architecture.from_config({"name": "mirrored_padding", "input_shape": [28, 28, 1], "layers": [
+        {"type": "ops.pad", "pad_width": [[0, 0], [2, 1], [0, 3], [0, 0]], "mode": "reflect"},
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "strides": 2, "activation": "relu"},
+        {"type": "ops.pad", "pad_width": [[0, 0], [1, 2], [2, 0], [0, 3]], "mode": "symmetric"},
+        {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]})
+    return {**{name: architecture_of(model) for name, model in models.items()}, "every_activation": every_activation,
+            "mirrored_padding": mirrored_padding}
 
 
 @pytest.mark.parametrize("suffix", EXPORTS)

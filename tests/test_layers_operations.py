@@ -94,9 +94,17 @@ sampler("ops.clip")(lambda rng, shape: Call("ops.clip", [TENSOR], x_min=float(np
                                             x_max=float(np.round(rng.uniform(0.5, 2.0), 3))))
 sampler("ops.cast")(lambda rng, shape: Call("ops.cast", [TENSOR]))
 
-sampler("ops.pad")(lambda rng, shape: Call("ops.pad", [TENSOR], pad_width=[[0, 0], *(
-    [int(rng.integers(3)), int(rng.integers(3))] for _ in shape)], constant_values=None if rng.random() < 0.5 else
-    float(np.round(rng.uniform(-1.0, 1.0), 3))))
+@sampler("ops.pad")
+def make_pad(rng, shape):
+    """A border of up to 2 on each side of each axis: of a constant (given or 0), or mirrored (as far as the axis
+    allows)."""
+    mode = str(rng.choice(["constant", "constant", "reflect", "symmetric"]))
+    most = [2 if mode == "constant" else min(2, size - (mode == "reflect")) for size in shape]
+    pad_width = [[0, 0], *([int(rng.integers(m + 1)), int(rng.integers(m + 1))] for m in most)]
+    if mode != "constant":
+        return Call("ops.pad", [TENSOR], pad_width=pad_width, mode=mode)
+    return Call("ops.pad", [TENSOR], pad_width=pad_width, constant_values=None if rng.random() < 0.5 else
+                float(np.round(rng.uniform(-1.0, 1.0), 3)))
 
 
 @sampler("ops.get_item")
@@ -157,6 +165,10 @@ CASES = {
         ..., 0:1],
     "pad_constant": lambda x, y: ops.pad(x, ((0, 0), (1, 1), (0, 2), (0, 0)), constant_values=0.5) - ops.pad(
         y, [[0, 0], [2, 0], [1, 1], [0, 0]]),
+    "pad_reflect_symmetric": lambda x, y: ops.pad(x, [[0, 0], [2, 1], [0, 3], [0, 0]], mode="reflect") + ops.pad(
+        y, [[0, 0], [1, 2], [3, 0], [0, 0]], mode="symmetric"),
+    "pad_mirrored_channels": lambda x, y: ops.pad(x, [[0, 0], [0, 0], [0, 0], [3, 1]], mode="reflect") * ops.pad(
+        y, [[0, 0], [0, 0], [0, 0], [4, 0]], mode="symmetric"),
     "reshape_squeeze": lambda x, y: ops.reshape(ops.squeeze(ops.max(x, axis=-1, keepdims=True), axis=3), (-1, 7, 9))
     + ops.cast(ops.reshape(ops.sum(y, axis=-1), (-1, 7, 9)), "float32"),
 }
@@ -307,7 +319,14 @@ def test_raw_pixel_models_divide_by_255_as_an_operation():
     (lambda x: ops.log(x), "is the Keras operation 'Log' of module 'keras.src.ops.numpy', which is not supported "
                            "(supported operations: ops.absolute, ops.add"),
     (lambda x: ops.argmax(x, axis=-1), "is the Keras operation 'Argmax'"),
-    (lambda x: ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect"), "mode='reflect': only constant padding"),
+    (lambda x: ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="edge"),
+     "mode='edge': only constant, reflect, symmetric padding is supported (TensorFlow's)"),
+    (lambda x: ops.pad(x, [[0, 0], [1, 1], [1, 9], [0, 0]], mode="reflect"),
+     "pad_width [1, 9] on axis 2 of its input 9x7x4: reflect padding takes at most 6 a side there"),
+    (lambda x: ops.pad(x, [[0, 0], [0, 0], [0, 0], [5, 0]], mode="symmetric"),
+     "pad_width [5, 0] on axis 3 of its input 9x7x4: symmetric padding takes at most 4 a side there"),
+    (lambda x: ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric", constant_values=0.0),
+     "constant_values is only for mode='constant'; Keras refuses it with mode='symmetric'"),
     (lambda x: ops.pad(x, [[1, 1], [0, 0], [0, 0], [0, 0]]), "pads the batch axis; its pair must be [0, 0]"),
     (lambda x: x[0], "key 0 indexes the batch axis; index the axes after it"),
     (lambda x: x[1:, 0], "indexes the batch axis; begin it with \":\" or \"...\""),

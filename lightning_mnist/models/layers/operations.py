@@ -200,15 +200,33 @@ class GetItem(nn.Module):
         return to_torch_layout(to_keras_layout(x)[self.key])
 
 
+def mirrored(size: int, before: int, after: int, mode: str) -> torch.Tensor:
+    """The indices a ``reflect`` or ``symmetric`` padding of an axis of ``size`` reads, border included."""
+    edge = 0 if mode == "reflect" else 1  # symmetric repeats the edge value, reflect mirrors about it
+    index = torch.arange(-before, size + after)
+    index = torch.where(index < 0, -index - edge, index)
+    return torch.where(index >= size, 2 * size - 2 + edge - index, index)
+
+
 @converter(ops.Pad)
 class Pad(nn.Module):
-    """A constant border around the axes ``pad_width`` names, in Keras' layout (``F.pad`` takes the last axis
-    first)."""
+    """A border around the axes ``pad_width`` names, in Keras' layout: a constant (``F.pad``, which takes the last
+    axis first), or values read from inside the tensor, one axis after another, as numpy pads."""
 
     def __init__(self, spec: ops.Pad, shape: Shape) -> None:
         super().__init__()
         self.pad = tuple(size for before, after in reversed(spec.pad_width[1:]) for size in (before, after))
         self.value = float(spec.constant_values or 0)
+        self.axes = [axis for axis, pair in enumerate(spec.pad_width[1:], start=1) if any(pair)] \
+            if spec.mode != "constant" else []
+        for axis in self.axes:
+            self.register_buffer(f"index_{axis}", mirrored(shape[axis - 1], *spec.pad_width[axis], spec.mode),
+                                 persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return to_torch_layout(F.pad(to_keras_layout(x), self.pad, value=self.value))
+        x = to_keras_layout(x)
+        if not self.axes:
+            return to_torch_layout(F.pad(x, self.pad, value=self.value))
+        for axis in self.axes:
+            x = x.index_select(axis, getattr(self, f"index_{axis}"))
+        return to_torch_layout(x)

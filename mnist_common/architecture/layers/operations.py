@@ -659,13 +659,17 @@ class Transpose(Operation):
         return tuple(shape[d - 1] for d in self.dims)
 
 
+PAD_MODES = ("constant", "reflect", "symmetric")
+
+
 @layer_type
 @dataclass(frozen=True, kw_only=True)
 class Pad(Operation):
-    """``keras.ops.pad(x, pad_width, constant_values=c)``: a border of ``c`` (0 by default) around the non-batch
-    axes, ``pad_width`` one ``[before, after]`` pair per axis, the batch's ``[0, 0]`` first (what a ResNet's
-    "option A" shortcut does to its channels, or LeNet-5 to MNIST's 28x28). Only ``mode="constant"``: the other
-    modes copy values from inside the tensor, which no model here has needed."""
+    """``keras.ops.pad(x, pad_width, mode, constant_values=c)``: a border around the non-batch axes, ``pad_width``
+    one ``[before, after]`` pair per axis, the batch's ``[0, 0]`` first. ``constant``: of ``c`` (0 by default;
+    what a ResNet's "option A" shortcut does to its channels, or LeNet-5 to MNIST's 28x28); ``reflect``: the
+    values mirrored about the edge value (d c b | a b c d, at most the axis' size less one on a side) and
+    ``symmetric``: about the edge (c b a | a b c d, at most its size): the modes TensorFlow pads with."""
 
     pad_width: tuple[tuple[int, int], ...]
     mode: str = "constant"
@@ -675,8 +679,10 @@ class Pad(Operation):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.mode != "constant":
-            raise LayerError(f"mode={self.mode!r}: only constant padding is supported")
+        if self.mode not in PAD_MODES:
+            raise LayerError(f"mode={self.mode!r}: only {', '.join(PAD_MODES)} padding is supported (TensorFlow's)")
+        if self.mode != "constant" and self.constant_values is not None:
+            raise LayerError(f"constant_values is only for mode='constant'; Keras refuses it with mode={self.mode!r}")
         value = self.pad_width
         pairs = tuple(tuple(p) for p in value) if isinstance(value, (list, tuple)) and all(
             isinstance(p, (list, tuple)) for p in value) else ()
@@ -693,6 +699,12 @@ class Pad(Operation):
         if len(self.pad_width) != len(shape) + 1:
             raise LayerError(f"pad_width has {len(self.pad_width)} pairs; its input {shape_text(shape)} has "
                              f"{len(shape) + 1} axes with the batch")
+        if self.mode != "constant":
+            inside = 1 if self.mode == "reflect" else 0  # reflect leaves out the edge value it mirrors about
+            for axis, (size, pair) in enumerate(zip(shape, self.pad_width[1:]), start=1):
+                if max(pair) > size - inside:
+                    raise LayerError(f"pad_width {list(pair)} on axis {axis} of its input {shape_text(shape)}: "
+                                     f"{self.mode} padding takes at most {size - inside} a side there")
         return tuple(size + before + after for size, (before, after) in zip(shape, self.pad_width[1:]))
 
 
