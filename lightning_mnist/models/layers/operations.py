@@ -200,33 +200,33 @@ class GetItem(nn.Module):
         return to_torch_layout(to_keras_layout(x)[self.key])
 
 
-def mirrored(size: int, before: int, after: int, mode: str) -> torch.Tensor:
-    """The indices a ``reflect`` or ``symmetric`` padding of an axis of ``size`` reads, border included."""
-    edge = 0 if mode == "reflect" else 1  # symmetric repeats the edge value, reflect mirrors about it
-    index = torch.arange(-before, size + after)
-    index = torch.where(index < 0, -index - edge, index)
-    return torch.where(index >= size, 2 * size - 2 + edge - index, index)
+def mirror(x: torch.Tensor, axis: int, before: int, after: int, edge: int) -> torch.Tensor:
+    """``x`` padded along ``axis`` with its own values mirrored: about the edge value (``edge`` 0, reflect: d c b |
+    a b c d) or about the edge itself (``edge`` 1, symmetric: c b a | a b c d)."""
+    size = x.shape[axis]
+    head = x.narrow(axis, 1 - edge, before).flip(axis)
+    tail = x.narrow(axis, size - after - 1 + edge, after).flip(axis)
+    return torch.cat([head, x, tail], dim=axis)
 
 
 @converter(ops.Pad)
 class Pad(nn.Module):
     """A border around the axes ``pad_width`` names, in Keras' layout: a constant (``F.pad``, which takes the last
-    axis first), or values read from inside the tensor, one axis after another, as numpy pads."""
+    axis first), or the tensor's own values mirrored, one axis after another, as numpy pads (slices, flips and a
+    concatenation: no index tensor, which an average of the weights would try to average)."""
 
     def __init__(self, spec: ops.Pad, shape: Shape) -> None:
         super().__init__()
         self.pad = tuple(size for before, after in reversed(spec.pad_width[1:]) for size in (before, after))
         self.value = float(spec.constant_values or 0)
-        self.axes = [axis for axis, pair in enumerate(spec.pad_width[1:], start=1) if any(pair)] \
-            if spec.mode != "constant" else []
-        for axis in self.axes:
-            self.register_buffer(f"index_{axis}", mirrored(shape[axis - 1], *spec.pad_width[axis], spec.mode),
-                                 persistent=False)
+        widths = enumerate(spec.pad_width[1:], start=1)
+        self.mirrored = None if spec.mode == "constant" else [(axis, *pair) for axis, pair in widths if any(pair)]
+        self.edge = int(spec.mode == "symmetric")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = to_keras_layout(x)
-        if not self.axes:
+        if self.mirrored is None:
             return to_torch_layout(F.pad(x, self.pad, value=self.value))
-        for axis in self.axes:
-            x = x.index_select(axis, getattr(self, f"index_{axis}"))
+        for axis, before, after in self.mirrored:
+            x = mirror(x, axis, before, after, self.edge)
         return to_torch_layout(x)
