@@ -104,36 +104,27 @@ converter(ops.LeakyRelu)(LeakyReLU)  # the layers' modules: the same computation
 converter(ops.Elu)(ELU)
 
 
-@converter(ops.Celu)
-class Celu(nn.Module):
-    def __init__(self, spec: ops.Celu, shape: Shape) -> None:
+# The element-wise operations with one setting -> (their function of a tensor and that setting, the setting's name)
+WITH_A_SETTING: dict[type[ops.UnaryOperation], tuple[Callable[[torch.Tensor, float], torch.Tensor], str]] = {
+    ops.Celu: (celu, "alpha"), ops.HardShrink: (F.hardshrink, "threshold"), ops.SoftShrink: (F.softshrink, "threshold"),
+    ops.Squareplus: (squareplus, "b"),
+}
+
+
+class OperationWithASetting(nn.Module):
+    """``function(x, setting)``, the setting the description's (celu's alpha, a shrink's threshold, squareplus' b)."""
+
+    def __init__(self, spec: ops.UnaryOperation, shape: Shape) -> None:
         super().__init__()
-        self.alpha = spec.alpha
+        self.function, name = WITH_A_SETTING[type(spec)]
+        self.setting = float(getattr(spec, name))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return celu(x, self.alpha)
+        return self.function(x, self.setting)
 
 
-@converter(ops.HardShrink)
-@converter(ops.SoftShrink)
-class Shrink(nn.Module):
-    def __init__(self, spec: ops.Shrink, shape: Shape) -> None:
-        super().__init__()
-        self.function = F.hardshrink if isinstance(spec, ops.HardShrink) else F.softshrink
-        self.threshold = spec.threshold
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.function(x, self.threshold)
-
-
-@converter(ops.Squareplus)
-class Squareplus(nn.Module):
-    def __init__(self, spec: ops.Squareplus, shape: Shape) -> None:
-        super().__init__()
-        self.b = float(spec.b)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return squareplus(x, self.b)
+for _description in WITH_A_SETTING:
+    converter(_description)(OperationWithASetting)
 
 
 @converter(ops.Gelu)
