@@ -63,8 +63,19 @@ sampler("ops.celu")(lambda rng, shape: Call("ops.celu", [TENSOR], alpha=float(rn
 for _kind in ("ops.hard_shrink", "ops.soft_shrink"):
     sampler(_kind)(lambda rng, shape, kind=_kind: Call(kind, [TENSOR], threshold=float(rng.uniform(0.0, 0.5))))
 sampler("ops.squareplus")(lambda rng, shape: Call("ops.squareplus", [TENSOR], b=float(rng.uniform(0.5, 4.0))))
-sampler("ops.exp")(lambda rng, shape: Call("ops.exp", [TENSOR]) if rng.random() < 0.5 else None)
-sampler("ops.sqrt")(lambda rng, shape: None)  # of negative values: NaN in both; tested below on |x|
+for _kind in ("ops.sin", "ops.cos", "ops.cbrt"):
+    sampler(_kind)(lambda rng, shape, kind=_kind: Call(kind, [TENSOR]))
+for _kind in ("ops.exp", "ops.expm1", "ops.exp2"):  # growing fast: now and then
+    sampler(_kind)(lambda rng, shape, kind=_kind: Call(kind, [TENSOR]) if rng.random() < 0.5 else None)
+# LiteRT has no operator for these, and some random graphs are exported to .tflite (tests/test_formats.py)
+for _kind in ("ops.arctan", "ops.arcsinh", "ops.erf", "ops.sinh", "ops.cosh"):
+    sampler(_kind)(lambda rng, shape: None)
+# Outside their domain (negative values, 0, |x| > 1) NaN or infinite in both: tested below on values inside it.
+# The steps (sign, floor, ceil, trunc, round) too: a value within float rounding of a step would differ by a step.
+for _kind in ("ops.sqrt", "ops.log", "ops.log1p", "ops.log2", "ops.log10", "ops.reciprocal", "ops.rsqrt", "ops.tan",
+              "ops.arcsin", "ops.arccos", "ops.arccosh", "ops.arctanh", "ops.sign", "ops.floor", "ops.ceil",
+              "ops.trunc", "ops.round"):
+    sampler(_kind)(lambda rng, shape: None)
 sampler("ops.leaky_relu")(lambda rng, shape: Call("ops.leaky_relu", [TENSOR],
                                                   negative_slope=float(rng.uniform(0.0, 0.5))))
 sampler("ops.elu")(lambda rng, shape: Call("ops.elu", [TENSOR], alpha=float(rng.uniform(0.5, 1.5))))
@@ -80,7 +91,7 @@ def _reduction_sampler(kind: str):
     return make
 
 
-for _kind in ("ops.mean", "ops.sum", "ops.max", "ops.min"):
+for _kind in ("ops.mean", "ops.sum", "ops.max", "ops.min", "ops.var", "ops.std", "ops.prod", "ops.logsumexp"):
     sampler(_kind)(_reduction_sampler(_kind))
 sampler("ops.concatenate")(lambda rng, shape: Call("ops.concatenate", [[TENSOR]], axis=-1))
 sampler("ops.reshape")(lambda rng, shape: Call("ops.reshape", [TENSOR], newshape=[-1, *shape[::-1]]))
@@ -154,6 +165,17 @@ CASES = {
         3.0 * y) + ops.hard_swish(x) + ops.sparse_sigmoid(2.0 * y) + ops.log_sigmoid(x) + ops.hard_tanh(2.0 * y),
     "shrinks_and_settings": lambda x, y: ops.hard_shrink(x) + ops.soft_shrink(y, 0.2) + ops.tanh_shrink(2.0 * x)
     + ops.celu(y, 0.5) + ops.celu(x) + ops.squareplus(y, 1.5) + ops.squareplus(x) + ops.sparse_plus(2.0 * y),
+    "logarithms": lambda x, y: ops.log(ops.abs(x) + 0.5) + ops.log1p(ops.abs(y)) + ops.log2(ops.square(x) + 1.0)
+    - ops.log10(ops.abs(y) + 0.1),
+    "powers_of_one_tensor": lambda x, y: ops.expm1(x) + ops.exp2(y) + ops.reciprocal(ops.abs(x) + 0.5) + ops.rsqrt(
+        ops.square(y) + 0.25) + ops.cbrt(x - y),
+    "trigonometry": lambda x, y: ops.sin(3.0 * x) + ops.cos(y) + ops.tan(x) + ops.sinh(y) + ops.cosh(x) + ops.arctan(
+        2.0 * y) + ops.arcsin(x) + ops.arccos(0.5 * x) + ops.arcsinh(y) + ops.arccosh(ops.abs(y) + 1.5) + ops.arctanh(
+        0.5 * x) + ops.erf(2.0 * y),
+    "steps": lambda x, y: ops.sign(x) * y + ops.floor(4.0 * y) + ops.ceil(3.0 * x) - ops.trunc(5.0 * y) + ops.round(
+        4.0 * x) + ops.round(y, 1) + ops.round(30.0 * x, -1),
+    "spread_reductions": lambda x, y: ops.var(x, axis=[1, 2], keepdims=True) + ops.std(y, axis=-1, keepdims=True)
+    * ops.prod(x + 1.0, axis=(1, 3), keepdims=True) + ops.logsumexp(4.0 * y, axis=1, keepdims=True),
     "concatenate": lambda x, y: ops.concatenate([x, -y, x * y], axis=-1),
     "concatenate_rows": lambda x, y: ops.concatenate([x, y], axis=1),
     "sum_mean": lambda x, y: ops.sum(x, axis=1) + ops.mean(y, axis=[1]),
@@ -215,6 +237,22 @@ def test_log_probabilities_as_the_output_are_read_as_logits(head):
     architecture = architecture_of(model)
     assert not architecture.outputs_probabilities and not architecture.ends_in_softmax
     assert_matches_keras(model, source=head)
+
+
+def test_the_logarithm_of_output_probabilities_is_read_as_logits():
+    """``ops.log(ops.softmax(x))``, as a hand-written log_softmax: log-probabilities, logits whose softmax is the
+    probabilities, so training and predict take them; a base-2 logarithm of them is not (its softmax is another
+    distribution), nor the logarithm of values that are no probabilities."""
+    inputs = keras.Input((12,))
+    logits = L.Dense(5)(L.Dense(8, activation="tanh")(inputs))
+    model = keras.Model(inputs, ops.log(ops.softmax(logits)), name="log_of_softmax")
+    architecture = architecture_of(model)
+    assert not architecture.outputs_probabilities and architecture.probabilities_changed is None
+    architecture.require_one_distribution("training and predict")
+    assert_matches_keras(model, source="log_of_softmax")
+    for other, changer in ((ops.log2(ops.softmax(logits)), "log2"), (ops.log(ops.softmax(logits) + 1.0), "add")):
+        with pytest.raises(ArchitectureError, match=rf"changed by {changer}\w* \(ops\.{changer}\) into neither"):
+            architecture_of(keras.Model(inputs, other)).require_one_distribution("training and predict")
 
 
 def test_a_sigmoid_operation_output_is_refused_for_one_choice_among_classes():
@@ -316,8 +354,11 @@ def test_raw_pixel_models_divide_by_255_as_an_operation():
 
 
 @pytest.mark.parametrize("build, message", [
-    (lambda x: ops.log(x), "is the Keras operation 'Log' of module 'keras.src.ops.numpy', which is not supported "
-                           "(supported operations: ops.absolute, ops.add"),
+    (lambda x: ops.cumsum(x, axis=-1), "is the Keras operation 'Cumsum' of module 'keras.src.ops.numpy', which is "
+                                       "not supported (supported operations: ops.absolute, ops.add"),
+    (lambda x: ops.erfinv(x), "is the Keras operation 'Erfinv' of module 'keras.src.ops.math'"),
+    (lambda x: ops.round(x, 39), "decimals=39: must be an integer from -38 to 38"),
+    (lambda x: ops.prod(x, axis=1, dtype="float16"), "has dtype='float16': a dtype is not supported"),
     (lambda x: ops.argmax(x, axis=-1), "is the Keras operation 'Argmax'"),
     (lambda x: ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="edge"),
      "mode='edge': only constant, reflect, symmetric padding is supported (TensorFlow's)"),

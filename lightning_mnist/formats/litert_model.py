@@ -43,10 +43,18 @@ def export_keras(model, path: Path) -> None:
             model.export(str(path), format="litert", verbose=False,
                          target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
     except Exception as err:  # the converter's errors carry pages of MLIR locations
-        lacking = re.search(r"TF Select ops: ([\w, ]+)", str(err))
-        if lacking is None:
+        lacking = lacking_operators(str(err))
+        if not lacking:
             raise
-        raise RuntimeError(f"LiteRT's built-in operators have no {lacking.group(1).strip()}") from None
+        raise RuntimeError(f"LiteRT's built-in operators have no {', '.join(lacking)}") from None
+
+
+def lacking_operators(error: str) -> list[str]:
+    """The TensorFlow operators a converter error says LiteRT's built-in set lacks, sorted: those TensorFlow's own
+    ("Flex", "TF Select") operators would run, and those nothing would ("neither a custom op nor a flex op")."""
+    flex = [name.strip() for listed in re.findall(r"TF Select ops: ([\w, ]+)", error) for name in listed.split(",")]
+    unknown = re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", error)
+    return sorted({name for name in flex + unknown if name})
 
 
 def keras_model(module: Probabilities, named_output: bool = True):

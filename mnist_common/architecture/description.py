@@ -356,12 +356,18 @@ class Architecture:
         and a layer whose :meth:`~mnist_common.architecture.layers.Layer.keeps_distributions` says so
         keeps one. Predict and training must not take a softmax of these outputs again.
         """
+        return self.distributions[self.output.name]
+
+    @cached_property
+    def distributions(self) -> dict[str, bool]:
+        """Whether each node's outputs (and the input's) are probabilities along their last axis, outside training
+        (see :attr:`outputs_probabilities`)."""
         distributions = {self.input_name: False}
         for node in self.nodes:
             inputs = self.input_shapes_of(node)
             distributions[node.name] = applies_softmax(node.layer) or (
                 all(distributions[i] for i in node.inputs) and node.layer.keeps_distributions(*inputs))
-        return distributions[self.output.name]
+        return distributions
 
     @property
     def probabilities_without_logits(self) -> bool:
@@ -436,7 +442,8 @@ class Architecture:
         """(a softmax node, the node that changes its probabilities) when the outputs are computed from a softmax's
         probabilities with no learned weights between (a rescaling, a tanh, a max pooling, a sum or a maximum of
         two softmaxes): neither probabilities (:attr:`outputs_probabilities` is False) nor logits, so a softmax
-        of them is not what the model gives. A ``Dense`` or convolution after a softmax makes logits again."""
+        of them is not what the model gives. A ``Dense`` or convolution after a softmax makes logits again, and so
+        does the logarithm of probabilities (``ops.log``)."""
         if self.outputs_probabilities:
             return None
         found: dict[str, tuple[Node, Node | None] | None] = {self.input_name: None}
@@ -446,6 +453,8 @@ class Architecture:
                 found[node.name] = (node, None)
             elif any(name.endswith("kernel") for name, _ in node.layer.weights(*inputs)):
                 found[node.name] = None  # learned weights over the probabilities: logits again
+            elif node.layer.logits_of_distributions() and all(self.distributions[i] for i in node.inputs):
+                found[node.name] = None  # their logarithm: log-probabilities, logits again
             else:
                 inherited = next((found[i] for i in node.inputs if found[i] is not None), None)
                 keeps = node.layer.keeps_distributions(*inputs) and all(found[i] for i in node.inputs)

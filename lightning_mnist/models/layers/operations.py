@@ -9,7 +9,9 @@ computation (concatenate, reshape, expand_dims, squeeze, transpose) take that la
 
 from __future__ import annotations
 
+import math
 import operator
+from functools import partial
 from typing import Callable
 
 import torch
@@ -61,16 +63,37 @@ class BinaryOperation(nn.Module):
 for _description in BINARY:
     converter(_description)(BinaryOperation)
 
+
+def log2(x: torch.Tensor) -> torch.Tensor:
+    """Keras' ``log2`` (and ``log10`` below) as its TensorFlow backend computes it: ``log(x) / log(2)``."""
+    return torch.log(x) / math.log(2.0)
+
+
+def log10(x: torch.Tensor) -> torch.Tensor:
+    return torch.log(x) / math.log(10.0)
+
+
+def exp2(x: torch.Tensor) -> torch.Tensor:
+    return torch.pow(2.0, x)
+
+
+def cbrt(x: torch.Tensor) -> torch.Tensor:
+    """Keras' cube root: ``sign(x) * |x| ** (1 / 3)``, which torch has no function for."""
+    return torch.sign(x) * torch.pow(torch.abs(x), 1.0 / 3.0)
+
+
 # The element-wise operations of one tensor that are no Keras activation; the others are ACTIVATIONS'.
 UNARY: dict[type[ops.UnaryOperation], Callable[[torch.Tensor], torch.Tensor]] = {
     ops.Negative: torch.neg, ops.Absolute: torch.abs, ops.Square: torch.square, ops.Sqrt: torch.sqrt,
+    ops.Log: torch.log, ops.Log1p: torch.log1p, ops.Expm1: torch.expm1, ops.Reciprocal: torch.reciprocal,
+    ops.Rsqrt: torch.rsqrt, ops.Sign: torch.sign, ops.Floor: torch.floor, ops.Ceil: torch.ceil, ops.Trunc: torch.trunc,
+    ops.Sin: torch.sin, ops.Cos: torch.cos, ops.Tan: torch.tan, ops.Sinh: torch.sinh, ops.Cosh: torch.cosh,
+    ops.Arcsin: torch.asin, ops.Arccos: torch.acos, ops.Arctan: torch.atan, ops.Arcsinh: torch.asinh,
+    ops.Arccosh: torch.acosh, ops.Arctanh: torch.atanh, ops.Erf: torch.erf,
+    ops.Log2: log2, ops.Log10: log10, ops.Exp2: exp2, ops.Cbrt: cbrt,
 }
 
 
-@converter(ops.Negative)
-@converter(ops.Absolute)
-@converter(ops.Square)
-@converter(ops.Sqrt)
 @converter(ops.Exp)
 @converter(ops.Tanh)
 @converter(ops.Relu)
@@ -100,14 +123,25 @@ class UnaryOperation(nn.Module):
         return self.function(x)
 
 
+for _description in UNARY:
+    converter(_description)(UnaryOperation)
 converter(ops.LeakyRelu)(LeakyReLU)  # the layers' modules: the same computation
 converter(ops.Elu)(ELU)
+
+
+def round_to(x: torch.Tensor, decimals: float) -> torch.Tensor:
+    """Keras' ``round``: halves to the even neighbour (torch's and TensorFlow's rule); with decimals, Keras multiplies
+    by ``10 ** decimals`` (a float32 number), rounds and divides back."""
+    if decimals == 0:
+        return torch.round(x)
+    factor = torch.tensor(10.0 ** decimals, dtype=x.dtype, device=x.device)
+    return torch.round(x * factor) / factor
 
 
 # The element-wise operations with one setting -> (their function of a tensor and that setting, the setting's name)
 WITH_A_SETTING: dict[type[ops.UnaryOperation], tuple[Callable[[torch.Tensor, float], torch.Tensor], str]] = {
     ops.Celu: (celu, "alpha"), ops.HardShrink: (F.hardshrink, "threshold"), ops.SoftShrink: (F.softshrink, "threshold"),
-    ops.Squareplus: (squareplus, "b"),
+    ops.Squareplus: (squareplus, "b"), ops.Round: (round_to, "decimals"),
 }
 
 
@@ -139,16 +173,20 @@ class Gelu(nn.Module):
         return F.gelu(x, approximate=self.approximate)
 
 
+def prod(x: torch.Tensor, dim: list[int], keepdim: bool) -> torch.Tensor:
+    """The product over several dims (torch's ``prod`` takes one), the last first so the others keep their place."""
+    for axis in sorted(dim, reverse=True):
+        x = torch.prod(x, dim=axis, keepdim=keepdim)
+    return x
+
+
 # Each reduction's description -> torch's reduction over dims, keeping them or not (max and min: the values only).
 REDUCTIONS: dict[type[ops.Reduction], Callable[..., torch.Tensor]] = {
-    ops.Mean: torch.mean, ops.Sum: torch.sum, ops.Max: torch.amax, ops.Min: torch.amin,
+    ops.Mean: torch.mean, ops.Sum: torch.sum, ops.Max: torch.amax, ops.Min: torch.amin, ops.Logsumexp: torch.logsumexp,
+    ops.Var: partial(torch.var, correction=0), ops.Std: partial(torch.std, correction=0), ops.Prod: prod,
 }
 
 
-@converter(ops.Mean)
-@converter(ops.Sum)
-@converter(ops.Max)
-@converter(ops.Min)
 class Reduction(nn.Module):
     """A reduction over Keras' axes, in Keras' layout (batch axis 0), the result back in torch's."""
 
@@ -162,6 +200,8 @@ class Reduction(nn.Module):
         return to_torch_layout(self.function(to_keras_layout(x), dim=self.dims, keepdim=self.keepdims))
 
 
+for _description in REDUCTIONS:
+    converter(_description)(Reduction)
 converter(ops.ConcatenateOperation)(Concatenate)  # the Concatenate layer's module: the same join
 for _description in (ops.ReshapeOperation, ops.ExpandDims, ops.Squeeze):
     converter(_description)(Reshape)  # the Reshape layer's module: a row-major reshape to the output shape

@@ -394,6 +394,11 @@ class Layer:
         What tells predict and training that a model's outputs are already probabilities; False by default."""
         return False
 
+    def logits_of_distributions(self) -> bool:
+        """Whether it turns probabilities into logits (log-probabilities, whose softmax gives them back) with no
+        weights: a natural logarithm. What lets a model end in ``log(softmax(x))``; False by default."""
+        return False
+
     def setting_stem(self, weight_name: str) -> str:
         """How Keras names a weight's settings (``kernel`` -> ``kernel_initializer``, ``depthwise_kernel`` ->
         ``depthwise_regularizer``, ``moving_mean`` -> ``moving_mean_initializer``): the stem before ``_``."""

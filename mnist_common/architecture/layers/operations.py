@@ -42,7 +42,8 @@ from mnist_common.architecture.layers.base import (
 from mnist_common.architecture.layers.merging import Concatenate, broadcast
 from mnist_common.architecture.layers.reshaping import is_int, only_the_last_axis
 
-NUMPY, NN, CORE = "keras.src.ops.numpy", "keras.src.ops.nn", "keras.src.ops.core"  # Keras 3's operations' modules
+NUMPY, NN, MATH, CORE = ("keras.src.ops.numpy", "keras.src.ops.nn", "keras.src.ops.math",
+                         "keras.src.ops.core")  # Keras 3's operations' modules
 TENSOR = None  # an operand that is a tensor of the graph, in :meth:`Operation.from_keras_call`'s arguments
 
 
@@ -262,6 +263,59 @@ LogSigmoid = _unary("log_sigmoid", "LogSigmoid", "log_sigmoid", NN)
 HardTanh = _unary("hard_tanh", "HardTanh", "hard_tanh", NN)
 TanhShrink = _unary("tanh_shrink", "TanhShrink", "tanh_shrink", NN)
 SparsePlus = _unary("sparse_plus", "SparsePlus", "sparse_plus", NN)
+# numpy's and Keras' math functions of one tensor: logarithms, powers, roundings, trigonometry (each NaN or infinite
+# where its argument is out of its domain, in both frameworks alike)
+Log1p = _unary("log1p", "Log1p")
+Log2 = _unary("log2", "Log2")
+Log10 = _unary("log10", "Log10")
+Expm1 = _unary("expm1", "Expm1")
+Exp2 = _unary("exp2", "Exp2")
+Reciprocal = _unary("reciprocal", "Reciprocal")
+Rsqrt = _unary("rsqrt", "Rsqrt", module=MATH)
+Cbrt = _unary("cbrt", "Cbrt")
+Sign = _unary("sign", "Sign")
+Floor = _unary("floor", "Floor")
+Ceil = _unary("ceil", "Ceil")
+Trunc = _unary("trunc", "Trunc")
+Sin = _unary("sin", "Sin")
+Cos = _unary("cos", "Cos")
+Tan = _unary("tan", "Tan")
+Sinh = _unary("sinh", "Sinh")
+Cosh = _unary("cosh", "Cosh")
+Arcsin = _unary("arcsin", "Arcsin")
+Arccos = _unary("arccos", "Arccos")
+Arctan = _unary("arctan", "Arctan")
+Arcsinh = _unary("arcsinh", "Arcsinh")
+Arccosh = _unary("arccosh", "Arccosh")
+Arctanh = _unary("arctanh", "Arctanh")
+Erf = _unary("erf", "Erf", module=MATH)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Log(UnaryOperation):
+    """``keras.ops.log(x)``, the natural logarithm: of probabilities, log-probabilities (logits)."""
+
+    FUNCTION: ClassVar[str] = "log"
+
+    def logits_of_distributions(self) -> bool:
+        return True
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Round(UnaryOperation):
+    """``keras.ops.round(x, decimals)``: to the nearest multiple of ``10 ** -decimals``, halves to the even one
+    (TensorFlow's ``round``); with decimals, Keras multiplies by ``10 ** decimals``, rounds and divides back."""
+
+    decimals: int = 0
+    FUNCTION: ClassVar[str] = "round"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not is_int(self.decimals) or abs(self.decimals) > 38:
+            raise LayerError(f"decimals={self.decimals!r}: must be an integer from -38 to 38 (10 ** decimals a "
+                             f"float32 number)")
 
 
 @layer_type
@@ -500,6 +554,43 @@ class Max(Extreme):
 @dataclass(frozen=True, kw_only=True)
 class Min(Extreme):
     FUNCTION: ClassVar[str] = "min"
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Var(Reduction):
+    """``keras.ops.var``: the variance over the axes, around their mean (numpy's, dividing by the count)."""
+
+    FUNCTION: ClassVar[str] = "var"
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Std(Reduction):
+    """``keras.ops.std``: the square root of :class:`Var`."""
+
+    FUNCTION: ClassVar[str] = "std"
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Prod(Reduction):
+    """``keras.ops.prod``: also takes ``dtype``, which must be unset (null: its input's, float32)."""
+
+    FUNCTION: ClassVar[str] = "prod"
+    KERAS_FIXED: ClassVar[dict[str, tuple[Any, str]]] = {"dtype": (None, "a dtype")}
+
+    def keras_config(self) -> dict[str, Any]:
+        return {**super().keras_config(), "dtype": None}
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Logsumexp(Reduction):
+    """``keras.ops.logsumexp``: ``log(sum(exp(x)))`` over the axes, computed without overflow."""
+
+    FUNCTION: ClassVar[str] = "logsumexp"
+    KERAS_MODULE: ClassVar[str] = MATH
 
 
 @layer_type
