@@ -80,7 +80,8 @@ def score(folder: Path, weights: Path, backend: Literal["auto", "torch", "keras"
 
     Args:
         folder: the pictures, e.g. the one fetch_real_digits.py rebuilds.
-        weights: a Lightning checkpoint (.ckpt), a Keras model (.keras) or a k-fold run's cv_results.json.
+        weights: a Lightning checkpoint (.ckpt), a Keras model (.keras, or a legacy .h5) or a k-fold run's
+            cv_results.json.
         backend: the framework that runs the model; auto: PyTorch for a checkpoint, Keras for a .keras file.
         preprocess: predict's --preprocess: mnist (the default) or notebook.
         manifest: the CSV describing the files (its kind column gives per-kind scores); default: a

@@ -1,9 +1,13 @@
-"""Loading a ``.keras`` file only after it passed the project's own checks, and saving atomically."""
+"""Loading a ``.keras`` file (or a legacy ``.h5`` one) only after it passed the project's own checks, and saving
+atomically."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +16,9 @@ from keras_bridge.backend import import_keras
 from keras_bridge.build import layer_weights
 from mnist_common.errors import UserError, one_line
 from mnist_common.files import write_atomically
+from mnist_common.architecture.keras_config import read_keras_config
 from mnist_common.keras_file import KERAS_SUFFIX, KerasFile, read_keras_file
+from mnist_common.legacy_h5 import LEGACY_SUFFIXES, LegacyH5, check_legacy_h5
 
 keras = import_keras()
 
@@ -38,6 +44,45 @@ def load_checked(path: str | os.PathLike) -> tuple["keras.Model", KerasFile]:
         if not all(np.array_equal(a, b) for a, b in zip(arrays, loaded[name], strict=True)):
             raise UserError(f"{info.path}: the weights Keras loaded differ from those in model.weights.h5")
     return model, info
+
+
+def load_legacy_h5(path: str | os.PathLike) -> tuple["keras.Model", KerasFile]:
+    """Check a legacy HDF5 model file (:func:`mnist_common.legacy_h5.check_legacy_h5`), load it with Keras' legacy
+    reader (``safe_mode=True``, not compiled: its optimizer is ignored), and read the model Keras made as a
+    ``.keras`` file's config is read (its layers must be the bridge's). The model, and what it holds as a
+    :class:`KerasFile`, its weights as Keras loaded them."""
+    info = check_legacy_h5(path)
+    model = _keras_legacy_load(info)
+    graph = read_keras_config(keras.saving.serialize_keras_object(model), str(info.path))
+    weights = layer_weights(model, graph.architecture, graph.keras_paths)
+    return model, KerasFile(path=info.path, architecture=graph.architecture, weights=weights,
+                            keras_version=info.keras_version, date_saved="", optimizer=info.optimizer,
+                            optimizer_variables=0, keras_paths=graph.keras_paths, kind="legacy HDF5 file")
+
+
+def _keras_legacy_load(info: LegacyH5) -> "keras.Model":
+    """Keras' own reading of a checked legacy file: the file itself, or a copy of it holding the config Keras 3
+    reads (:attr:`LegacyH5.config`)."""
+    import h5py
+
+    with tempfile.TemporaryDirectory() as folder:
+        readable = info.path
+        if info.config_changed:  # a copy holding the config Keras 3 reads
+            readable = Path(folder) / f"model{LEGACY_SUFFIXES[0]}"
+            shutil.copyfile(info.path, readable)
+            with h5py.File(readable, "r+") as h5:
+                h5.attrs["model_config"] = json.dumps(info.config)
+        elif readable.suffix not in LEGACY_SUFFIXES:  # Keras reads '.h5' and '.hdf5' in lower case only
+            readable = Path(folder) / f"model{LEGACY_SUFFIXES[0]}"
+            readable.symlink_to(info.path.resolve())
+        try:
+            with warnings.catch_warnings():  # Keras' advice to use .keras: what this conversion does
+                warnings.simplefilter("ignore")
+                model = keras.saving.load_model(str(readable), safe_mode=True, compile=False)
+        except Exception as err:  # whatever Keras says about a file that passed our checks
+            cause = one_line(err, after="Exception encountered: ")  # what follows the config Keras prints
+            raise UserError(f"{info.path}: Keras cannot load it ({cause})") from None
+    return model
 
 
 def save_model(model: "keras.Model", path: str | os.PathLike, check=None):

@@ -16,6 +16,7 @@ from typing import Literal
 
 from mnist_common.architecture import DEFAULT_PRESET, Architecture
 from mnist_common.keras_file import KERAS_SUFFIX
+from mnist_common.legacy_h5 import LEGACY_SUFFIXES
 from mnist_common.model_files import load_architecture
 from mnist_common.errors import UserError
 from mnist_common.mnist import ensure_files, files_present, resolve_data_dir
@@ -243,8 +244,9 @@ class RunSettings:
             raise UserError(f"--weights {self.weights!r}: empty; give a {KERAS_SUFFIX} file")
         suffix = Path(self.weights).suffix.lower()
         if suffix != KERAS_SUFFIX:
-            convert = f" (a Lightning checkpoint converts to one: python -m lightning_mnist convert {self.weights} " \
-                      f"{Path(self.weights).stem}{KERAS_SUFFIX})" if suffix == ".ckpt" else ""
+            what = {".ckpt": "a Lightning checkpoint", **dict.fromkeys(LEGACY_SUFFIXES, "a legacy HDF5 model")}
+            convert = f" ({what[suffix]} converts to one: python -m lightning_mnist convert {self.weights} " \
+                      f"{Path(self.weights).stem}{KERAS_SUFFIX})" if suffix in what else ""
             raise UserError(f"--weights {self.weights}: the Keras reference starts from a {KERAS_SUFFIX} file{convert}")
         try:
             architecture = load_architecture(self.weights)

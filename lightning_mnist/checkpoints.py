@@ -40,7 +40,8 @@ import torch
 from mnist_common.architecture import Architecture, ArchitectureError
 from mnist_common.errors import UserError, one_line
 from mnist_common.files import check_readable, write_atomically
-from mnist_common.keras_file import KERAS_SUFFIX, check_file, read_keras_file
+from mnist_common.keras_file import KERAS_SUFFIX, KerasFile, check_file, read_keras_file
+from mnist_common.legacy_h5 import LEGACY_SUFFIXES
 from mnist_common.results import CV_RESULTS_FILE
 from lightning_mnist.interop.weights import TorchWeights, check_state_dict, keras_to_torch
 from lightning_mnist.models.network import KerasNetwork
@@ -55,7 +56,8 @@ NETWORK_PREFIX = "network."
 # The first version's module names for the notebook's network -> Keras' names, which the network now uses.
 LEGACY_MODULES = {"conv1": "conv2d", "bn1": "batch_normalization", "conv2": "conv2d_1",
                   "bn2": "batch_normalization_1", "dense1": "dense", "dense2": "dense_1"}
-ACCEPTED = f"a Lightning checkpoint ({CKPT_SUFFIX}), a Keras model ({KERAS_SUFFIX}) or a k-fold run's {CV_RESULTS_FILE}"
+ACCEPTED = (f"a Lightning checkpoint ({CKPT_SUFFIX}), a Keras model ({KERAS_SUFFIX}, or a legacy "
+            f"{LEGACY_SUFFIXES[0]}) or a k-fold run's {CV_RESULTS_FILE}")
 
 
 @dataclass
@@ -190,10 +192,14 @@ def save_checkpoint(path: str | os.PathLike, architecture: Architecture, weights
 
 def keras_file_network(path: str | os.PathLike) -> KerasNetwork:
     """The torch network of a checked ``.keras`` file; its weights are read from the file, Keras is not imported."""
-    info = read_keras_file(model_file(path, ""))
+    return network_of(read_keras_file(model_file(path, ""))).eval()
+
+
+def network_of(info: KerasFile) -> KerasNetwork:
+    """The torch network of what a checked Keras file holds (a ``.keras`` file's, or a legacy ``.h5`` one's)."""
     network = KerasNetwork(info.architecture)
     network.load_state_dict(keras_to_torch(info.architecture, info.weights), strict=True)
-    return network.eval()
+    return network
 
 
 def fold_model_paths(results_path: str | os.PathLike, accepted: str = ACCEPTED) -> tuple[Path, list[Path], str]:
@@ -237,10 +243,18 @@ def _single_file_kind(path: Path, accepted: str = ACCEPTED) -> str:
     return suffix
 
 
+def _legacy_h5_network(path: Path) -> KerasNetwork:
+    """The torch network of a legacy ``.h5`` model file, which only Keras reads (see keras_bridge.files)."""
+    from lightning_mnist.interop.keras_models import load_legacy_h5
+
+    return network_of(load_legacy_h5(model_file(path, ""))[1]).eval()
+
+
 # suffix -> how to get a torch network (and a Keras model) from one file of that kind
 TORCH_LOADERS: dict[str, Callable[[Path], KerasNetwork]] = {
     CKPT_SUFFIX: lambda path: read_checkpoint(path).network(),
     KERAS_SUFFIX: keras_file_network,
+    **dict.fromkeys(LEGACY_SUFFIXES, _legacy_h5_network),
 }
 
 
@@ -258,9 +272,17 @@ def _keras_from_keras_file(path: Path) -> tuple[Any, Architecture]:
     return model, info.architecture
 
 
+def _keras_from_legacy_h5(path: Path) -> tuple[Any, Architecture]:
+    from lightning_mnist.interop.keras_models import load_legacy_h5
+
+    model, info = load_legacy_h5(model_file(path, ""))
+    return model, info.architecture
+
+
 KERAS_LOADERS: dict[str, Callable[[Path], tuple[Any, Architecture]]] = {
     CKPT_SUFFIX: _keras_from_checkpoint,
     KERAS_SUFFIX: _keras_from_keras_file,
+    **dict.fromkeys(LEGACY_SUFFIXES, _keras_from_legacy_h5),
 }
 
 
@@ -275,7 +297,7 @@ def model_files(path: str | os.PathLike, accepted: str = ACCEPTED) -> tuple[Path
     if _single_file_kind(path, accepted) == RESULTS_SUFFIX:
         source, paths, framework = fold_model_paths(path, accepted)
         return source, paths, "keras" if framework == "keras" else "torch"
-    return path, [path], "keras" if path.suffix.lower() == KERAS_SUFFIX else "torch"
+    return path, [path], "keras" if path.suffix.lower() in (KERAS_SUFFIX, *LEGACY_SUFFIXES) else "torch"
 
 
 def load_networks(path: str | os.PathLike) -> list[KerasNetwork]:

@@ -22,9 +22,11 @@ class UserError(Exception):
     """
 
 
-def one_line(err: BaseException, limit: int = 300) -> str:
-    """``Type: first line of the message``, for wrapping a library's exception into a one-line error."""
-    text = str(err).strip().splitlines()
+def one_line(err: BaseException, limit: int = 300, after: str | None = None) -> str:
+    """``Type: first line of the message``, for wrapping a library's exception into a one-line error; ``after``: the
+    message from the last place it says this on (what follows pages of context)."""
+    message = str(err).rpartition(after)[2] if after else str(err)
+    text = message.strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"[:limit]
 
 

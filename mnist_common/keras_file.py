@@ -58,10 +58,12 @@ class KerasFile:
     optimizer_variables: int  # saved optimizer state variables (not imported)
     # a nested model's layer -> (the models holding it, ..., its own name) in the Keras model (see read_keras_config)
     keras_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    kind: str = "file"  # "legacy HDF5 file": a model.save("model.h5") file, read through Keras (see legacy_h5)
 
     def describe(self) -> str:
         saved = f", {self.optimizer_variables} saved optimizer variables" if self.optimizer_variables else ""
-        return (f"{self.path}: Keras {self.keras_version} file saved {self.date_saved}, architecture "
+        date = f" saved {self.date_saved}" if self.date_saved else ""
+        return (f"{self.path}: Keras {self.keras_version} {self.kind}{date}, architecture "
                 f"{self.architecture.name} ({len(self.architecture.layers)} layers); optimizer: {self.optimizer}"
                 f"{saved} (ignored, only the weights are converted)")
 
@@ -116,7 +118,7 @@ def _read_json(raw: bytes, member: str, path: Path) -> dict[str, Any]:
     return value
 
 
-def check_storage(h5: Any, path: Path) -> None:
+def check_storage(h5: Any, path: Path, what: str = "model.weights.h5") -> None:
     """Refuse an HDF5 file any of whose objects or bytes may live outside it (see the module docstring).
 
     HDF5 lets a dataset's bytes sit in another file (external storage, virtual datasets) and
@@ -151,7 +153,7 @@ def check_storage(h5: Any, path: Path) -> None:
     h5.visititems_links(visit)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise UserError(f"{path}: refused, model.weights.h5 does not keep its weights inside itself: "
+        raise UserError(f"{path}: refused, {what} does not keep its weights inside itself: "
                         f"{problems[0]}{more}")
 
 

@@ -11,7 +11,9 @@ import os
 from pathlib import Path
 
 from mnist_common.architecture import Architecture
+from mnist_common.errors import UserError
 from mnist_common.keras_file import KERAS_SUFFIX, read_keras_file
+from mnist_common.legacy_h5 import is_legacy_h5
 
 
 def load_architecture(value: str | os.PathLike | dict | Architecture | None = None) -> Architecture:
@@ -24,4 +26,8 @@ def load_architecture(value: str | os.PathLike | dict | Architecture | None = No
     if isinstance(value, (str, os.PathLike)) and Path(value).suffix.lower() == KERAS_SUFFIX:
         info = read_keras_file(value)
         return info.architecture.with_adapted(info.weights)
+    if isinstance(value, (str, os.PathLike)) and is_legacy_h5(value):  # only Keras reads one
+        raise UserError(f"{value}: a legacy HDF5 Keras model; convert it to a .keras file first (python -m "
+                        f"lightning_mnist convert {value} {Path(value).with_suffix(KERAS_SUFFIX).name}), or start from "
+                        f"its weights with --weights {value}")
     return Architecture.load(value)

@@ -267,6 +267,7 @@ def bad_files(tmp_path_factory, seed_keras, seed_png):
                 "hyper_parameters": {"architecture": NOTEBOOK.to_config()}}, tmp / "narrow.ckpt")
     (tmp / "garbage.ckpt").write_bytes(b"not a checkpoint at all" * 10)
     (tmp / "model.h5").write_bytes(b"")
+    (tmp / "model.pb").write_bytes(b"a TensorFlow graph")
     return tmp
 
 
@@ -304,7 +305,8 @@ def test_cli_refuses_bad_input_in_one_line(bad_files, tmp_path, mnist_dir):
 
 # More kinds, through ``python -m lightning_mnist``'s own main in this process (each takes milliseconds).
 MORE_REFUSALS = [
-    ("model.h5", "out.ckpt", "cannot convert .h5 to .ckpt"),
+    ("model.pb", "out.ckpt", "cannot convert .pb to .ckpt: the formats written are .ckpt from .keras, .h5, .hdf5; "),
+    ("model.h5", "out.ckpt", "model.h5: empty file (0 bytes)"),
     ("picture.keras", "out.ckpt", "not a zip"),
     ("nan.keras", "out.ckpt", "NaN"),
     ("negative_variance.keras", "out.ckpt", "negative variances"),

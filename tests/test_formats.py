@@ -162,7 +162,7 @@ def test_residual_graph_exports(resnet_checkpoint, suffix, mnist_dir, tmp_path, 
         tmp_path / f"resnet{suffix}")
     for batch in (1, 7):
         assert runner(np.random.default_rng(batch).random((batch, 28, 28, 1), dtype=np.float32)).shape == (batch, 10)
-    assert run.sources == (".ckpt", ".keras", ".json")
+    assert run.sources == (".ckpt", ".keras", ".h5", ".hdf5", ".json")
 
 
 def test_a_non_mnist_model_and_a_k_fold_run_export(tmp_path, mnist_dir, capsys):
@@ -206,8 +206,8 @@ def test_a_non_mnist_model_and_a_k_fold_run_export(tmp_path, mnist_dir, capsys):
 
 # Bad destinations: exit 2, one ``error:`` line naming the value and what is allowed, nothing written.
 BAD_DESTINATIONS = [
-    ("model.h5", "cannot convert .keras to .h5: the formats written are .ckpt from .keras; .keras from "
-                     ".ckpt; .pt2 from .ckpt, .keras, a k-fold cv_results.json; .onnx from"),
+    ("model.h5", "cannot convert .keras to .h5: the formats written are .ckpt from .keras, .h5, .hdf5; .keras from "
+                 ".ckpt, .h5, .hdf5; .pt2 from .ckpt, .keras, .h5, .hdf5, a k-fold cv_results.json; .onnx from"),
     ("model", "cannot convert .keras to a file without extension"),
     ("missing/model.onnx", "missing does not exist"),
     ("model.keras", "cannot convert .keras to .keras"),

@@ -271,15 +271,16 @@ def test_kfold_ensemble_averages_its_folds(seed_ckpt, tmp_path, seed_png, seed_k
     ("empty.ckpt", b"", "empty file"),
     ("garbage.ckpt", b"\x00not a checkpoint" * 50, "not a PyTorch checkpoint"),
     ("garbage.keras", b"PK\x03\x04 not a zip" * 20, "not a .keras file"),
-    ("weights.h5", b"x", "expected a Lightning checkpoint (.ckpt), a Keras model (.keras) or a k-fold run's "
-                         "cv_results.json, or an .onnx file (--backend onnx)"),
+    ("weights.h5", b"x", "weights.h5 is not a legacy Keras model file (not an HDF5 file)"),
+    ("weights.pb", b"x", "expected a Lightning checkpoint (.ckpt), a Keras model (.keras, or a legacy .h5) or a "
+                         "k-fold run's cv_results.json, or an .onnx file (--backend onnx)"),
     ("model.pt2", b"x", "a torch.export program is a file for deploying, which predict and serve do not run; give a "
-                        "Lightning checkpoint (.ckpt), a Keras model (.keras) or a k-fold run's cv_results.json, or an "
-                        ".onnx file (--backend onnx)"),
+                        "Lightning checkpoint (.ckpt), a Keras model (.keras, or a legacy .h5) or a k-fold run's "
+                        "cv_results.json, or an .onnx file (--backend onnx)"),
     ("model.tflite", b"x", "a LiteRT model is a file for deploying"),
     ("folder.ckpt", "folder", "folder.ckpt: a folder without a cv_results.json (a k-fold run's folder holds one); "
-                              "name a Lightning checkpoint (.ckpt), a Keras model (.keras) or a k-fold run's "
-                              "cv_results.json, or an .onnx file (--backend onnx)"),
+                              "name a Lightning checkpoint (.ckpt), a Keras model (.keras, or a legacy .h5) or a "
+                              "k-fold run's cv_results.json, or an .onnx file (--backend onnx)"),
     ("cv_results.json", b"{\"folds\": []}", "not a k-fold"),
     ("broken.json", b"{not json", "not a readable k-fold"),
     ("lost_folds.json", b"{\"folds\": [{\"model_path\": \"gone.ckpt\"}]}", "fold 0 model"),

@@ -35,8 +35,8 @@ def serve(weights: str, keras_weights: str | None = None, onnx_weights: str | No
     keras,onnx or any of them), a page at /, GET /health.
 
     Args:
-        weights: the model PyTorch runs: a Lightning checkpoint (.ckpt), a Keras model (.keras) or a k-fold run's
-            cv_results.json (the mean of its folds).
+        weights: the model PyTorch runs: a Lightning checkpoint (.ckpt), a Keras model (.keras, or a legacy .h5) or a
+            k-fold run's cv_results.json (the mean of its folds).
         keras_weights: the model Keras runs (the same kinds of file); default: --weights, converted in memory.
         onnx_weights: the model ONNX Runtime runs (the same kinds of file, or an .onnx file of an MNIST model's
             shapes); default: --weights, exported to ONNX in memory.

@@ -27,6 +27,7 @@ from torch import nn
 from mnist_common.architecture import layer_label
 from mnist_common.errors import UserError, one_line
 from mnist_common.files import write_atomically
+from mnist_common.legacy_h5 import LEGACY_SUFFIXES
 from lightning_mnist.checkpoints import load_networks
 from lightning_mnist.interop.proof import (BATCH_SIZE, ConversionCheckFailed, ParityReport, check_inputs,
                                           compare_probabilities, float32_rounding, keras_inputs, proven,
@@ -39,6 +40,8 @@ Writer = Callable[[Path, Path, int, "str | os.PathLike | None"], list[str]]
 # a saved file -> a function from inputs (the model's layout, float32) to its outputs
 Runner = Callable[[np.ndarray], np.ndarray]
 INPUT_NAME, OUTPUT_NAME = "input", "probabilities"
+# what a deploy format is written from: any model file (a checkpoint, a Keras file, a legacy Keras .h5, a k-fold run)
+DEPLOY_SOURCES = (".ckpt", ".keras", *LEGACY_SUFFIXES, ".json")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from mnist_common.keras_file import KERAS_SUFFIX
+from mnist_common.legacy_h5 import LEGACY_SUFFIXES
 from lightning_mnist.checkpoints import CKPT_SUFFIX
 from lightning_mnist.formats.base import Format
 
@@ -22,4 +23,5 @@ def write(source: Path, destination: Path, check_images: int, data_dir: str | os
     return [info.describe(), info.architecture.summary(), report.describe()]
 
 
-FORMAT = Format(suffix=CKPT_SUFFIX, what="a Lightning checkpoint", sources=(KERAS_SUFFIX,), write=write)
+FORMAT = Format(suffix=CKPT_SUFFIX, what="a Lightning checkpoint",
+                sources=(KERAS_SUFFIX, *LEGACY_SUFFIXES), write=write)

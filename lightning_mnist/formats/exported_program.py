@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_mnist.formats.base import Export, Format, Runner, export_proven
+from lightning_mnist.formats.base import DEPLOY_SOURCES, Export, Format, Runner, export_proven
 
 SUFFIX = ".pt2"
 
@@ -48,5 +48,5 @@ def load(path: Path) -> Runner:
 
 
 EXPORT = Export(suffix=SUFFIX, runtime="torch.export.load", save=save, load=load)
-FORMAT = Format(suffix=SUFFIX, what="a torch.export program", sources=(".ckpt", ".keras", ".json"),
+FORMAT = Format(suffix=SUFFIX, what="a torch.export program", sources=DEPLOY_SOURCES,
                 write=partial(export_proven, EXPORT))

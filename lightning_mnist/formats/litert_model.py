@@ -23,7 +23,8 @@ import torch
 
 from mnist_common.architecture import layer_label
 from mnist_common.architecture.layers import Operation
-from lightning_mnist.formats.base import INPUT_NAME, OUTPUT_NAME, Export, Format, Runner, export_proven
+from lightning_mnist.formats.base import (DEPLOY_SOURCES, INPUT_NAME, OUTPUT_NAME, Export, Format, Runner,
+                                          export_proven)
 from lightning_mnist.models.network import Probabilities
 
 SUFFIX = ".tflite"
@@ -170,5 +171,5 @@ def load(path: Path, threads: int | None = None) -> Runner:
 
 EXPORT = Export(suffix=SUFFIX, runtime="the LiteRT interpreter", save=save, load=load,
                 details=", LiteRT built-in operators (no Flex)", find_layer=unexportable_layer)
-FORMAT = Format(suffix=SUFFIX, what="a LiteRT model", sources=(".ckpt", ".keras", ".json"),
+FORMAT = Format(suffix=SUFFIX, what="a LiteRT model", sources=DEPLOY_SOURCES,
                 write=partial(export_proven, EXPORT))

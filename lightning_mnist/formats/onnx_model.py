@@ -23,7 +23,8 @@ from torch import nn
 
 from mnist_common.errors import UserError, one_line
 from lightning_mnist.checkpoints import load_networks
-from lightning_mnist.formats.base import INPUT_NAME, OUTPUT_NAME, Export, Format, Runner, export_proven
+from lightning_mnist.formats.base import (DEPLOY_SOURCES, INPUT_NAME, OUTPUT_NAME, Export, Format, Runner,
+                                          export_proven)
 from lightning_mnist.models.network import Probabilities
 
 SUFFIX = ".onnx"
@@ -158,5 +159,5 @@ def pixel_scale(runtime, path: str | Path) -> float:
     return scale
 
 
-FORMAT = Format(suffix=SUFFIX, what="an ONNX model", sources=(".ckpt", ".keras", ".json"),
+FORMAT = Format(suffix=SUFFIX, what="an ONNX model", sources=DEPLOY_SOURCES,
                 write=partial(export_proven, EXPORT), backend="onnx", read=mnist_runner)

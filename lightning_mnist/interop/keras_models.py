@@ -9,7 +9,7 @@ from lightning_mnist.frameworks import import_keras
 keras = import_keras()  # torch's triton half first, see lightning_mnist/frameworks.py
 
 from keras_bridge.build import build_model, layer_weights, set_layer_weights  # noqa: E402
-from keras_bridge.files import load_checked, save_model  # noqa: E402,F401  (re-exported for this package)
+from keras_bridge.files import load_checked, load_legacy_h5, save_model  # noqa: E402,F401  (re-exported here)
 from keras_reference.config import LEARNING_RATE  # noqa: E402
 from keras_reference.model import compile_model  # noqa: E402
 from mnist_common.architecture import Architecture  # noqa: E402

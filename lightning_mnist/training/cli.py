@@ -54,6 +54,7 @@ from mnist_common.errors import EXIT_INTERRUPTED, UserError, exit_on_user_error,
 from mnist_common.figures import plot_curves
 from mnist_common.files import write_text
 from mnist_common.keras_file import KERAS_SUFFIX
+from mnist_common.legacy_h5 import LEGACY_SUFFIXES
 from mnist_common.mnist import TEST_IMAGES, ensure_files, files_present
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
 from mnist_common.settings import (AUGMENT_DEFAULTS, check_augment_ranges, check_cv_folds, check_data_settings,
@@ -61,7 +62,7 @@ from mnist_common.settings import (AUGMENT_DEFAULTS, check_augment_ranges, check
 from mnist_common.splits import check_split
 from mnist_common.runs import (CHECKPOINTS, DEFAULT_OUTPUT_DIR, RESUME_FILE, allocate_run_dir, discard_if_empty_of_work,
                                latest_resumable_run, relative_to_run, run_dir_of_checkpoint, check_writable)
-from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, Checkpoint, fetch_model_file, keras_file_network,
+from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, TORCH_LOADERS, Checkpoint, fetch_model_file,
                                          load_classifier, load_networks, read_checkpoint, save_checkpoint)
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.formats import FORMATS
@@ -395,12 +396,13 @@ class MnistCLI(LightningCLI):
             for member in self._ensemble.members:  # scored on MNIST's images and labels
                 member.architecture.require_mnist(f"`{subcommand}` on MNIST")
             return
-        if suffix == KERAS_SUFFIX:
+        if suffix in (KERAS_SUFFIX, *LEGACY_SUFFIXES):
             if subcommand == "fit":
-                raise UserError(f"--ckpt_path {path}: fit resumes a run from its checkpoint; a .keras file has no "
-                                f"training state (train its architecture with --model.architecture {path}, or "
-                                f"score it with test)")
-            network = keras_file_network(path)  # checked; Keras itself is not needed
+                afresh = f"train its architecture with --model.architecture {path}, " if suffix == KERAS_SUFFIX else ""
+                raise UserError(f"--ckpt_path {path}: fit resumes a run from its checkpoint; a {suffix} file has no "
+                                f"training state ({afresh}start from its weights with --weights {path}, or score it "
+                                f"with test)")
+            network = TORCH_LOADERS[suffix](Path(path))  # checked (Keras itself needed for a legacy .h5 only)
             path = str(self.temporary_dir() / f"{Path(path).stem}.converted{CKPT_SUFFIX}")
             save_checkpoint(path, network.architecture, network.state_dict())
         checkpoint = read_checkpoint(path)

@@ -1,0 +1,158 @@
+"""Check a legacy HDF5 model file (``model.save("model.h5")``, Keras 2's default) before Keras reads it.
+
+Keras 3 still reads the files Keras 2 (``tf.keras``) and Keras 3 itself save in the legacy format:
+one HDF5 file whose attribute ``model_config`` is the model's JSON and whose group ``model_weights``
+holds the weights. It is the bridge's way in for such a file: Keras reads it, then the model is
+written as a Keras 3 ``.keras`` file, which the bridge reads as any other. Nothing in it is trusted
+until:
+
+* it is an HDF5 file of a sane size whose every object and byte is inside it
+  (:func:`mnist_common.keras_file.check_storage`: no external storage, virtual dataset, soft or
+  external link, or filter other than HDF5's built-in ones);
+* ``model_config`` is JSON naming a Sequential or Functional model (a file of weights alone, which
+  ``save_weights`` writes, is refused, saying so);
+* no layer holds Python code: a ``Lambda`` (Keras 2 kept its function as marshalled bytecode, which
+  Keras would run) and Keras 2's ``TFOpLambda``/``SlicingOpLambda`` (a TensorFlow function applied to a
+  Keras tensor, ``a + b``) are refused, naming the layer, before Keras sees the file.
+
+Settings Keras 2 saved but never used, which Keras 3 refuses (:data:`KERAS2_UNUSED`), are left out
+of the config Keras reads (a copy of the file's; the file is never changed).
+
+Only then may Keras load it (``keras_bridge.files.load_legacy_h5``, with ``safe_mode=True`` and
+without compiling); the layers it holds are then checked as a ``.keras`` file's are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from mnist_common.errors import UserError, one_line
+from mnist_common.keras_file import MAX_JSON_BYTES, MAX_WEIGHTS_BYTES, check_file, check_storage, describe_optimizer
+
+LEGACY_SUFFIXES = (".h5", ".hdf5")  # the suffixes Keras reads as its legacy HDF5 format
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+MODEL_CLASSES = ("Sequential", "Functional", "Model")
+# Keras 2 layers that hold Python code or a TensorFlow function -> what to do instead
+CODE_LAYERS = {
+    "Lambda": "a Lambda layer holds Python code, which is never run here",
+    "TFOpLambda": "Keras 2 recorded a TensorFlow function applied to a Keras tensor (such as a + b or tf.nn.relu(x)), "
+                  "which Keras 3 cannot read: rebuild it with layers (Add, Activation, ...) and save it again",
+    "SlicingOpLambda": "Keras 2 recorded a slice of a Keras tensor (x[:, 1:]) as a TensorFlow function, which Keras 3 "
+                       "cannot read: rebuild it with a Cropping or Reshape layer and save it again",
+}
+
+
+# Settings Keras 2 saved for a layer that Keras 3's refuses (it never used them): class -> {setting: its only value,
+# or ANY}. Keras 2's depthwise and separable convolutions kept their base convolution's groups, the separable ones
+# its kernel settings too.
+ANY = object()
+KERAS2_UNUSED = {
+    **{kind: {"groups": 1} for kind in ("DepthwiseConv1D", "DepthwiseConv2D")},
+    **{kind: {"groups": 1, "kernel_initializer": ANY, "kernel_regularizer": None, "kernel_constraint": None}
+       for kind in ("SeparableConv1D", "SeparableConv2D")},
+}
+
+
+@dataclass(frozen=True)
+class LegacyH5:
+    """What a checked legacy HDF5 model file says of itself."""
+
+    path: Path
+    model_class: str  # Sequential or Functional
+    name: str
+    keras_version: str  # of the Keras that saved it (2.x: tf.keras)
+    backend: str
+    config: dict[str, Any]  # the model config Keras 3 can read: Keras 2's unused settings (KERAS2_UNUSED) left out
+    config_changed: bool  # whether that differs from the file's
+    optimizer: str  # its training config's optimizer, described (ignored)
+
+
+def is_legacy_h5(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in LEGACY_SUFFIXES
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _layers(config: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, entry) for every dict naming a ``class_name`` in the config, at any depth (nested models, wrapped
+    layers, initializers)."""
+    if isinstance(config, dict):
+        if "class_name" in config:
+            inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+            yield str(inner.get("name") or config.get("name") or path or "the model"), config
+        for key, value in config.items():
+            yield from _layers(value, f"{path}/{key}" if path else str(key))
+    elif isinstance(config, list):
+        for index, value in enumerate(config):
+            yield from _layers(value, f"{path}[{index}]")
+
+
+def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
+    """Check ``path`` as the module docstring says; :class:`UserError` naming what is wrong."""
+    import h5py
+
+    path = check_file(path)
+    with path.open("rb") as file:
+        if file.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+            raise UserError(f"{path} is not a legacy Keras model file (not an HDF5 file)")
+    if path.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise UserError(f"{path}: {path.stat().st_size:,} bytes, larger than any model this bridge converts")
+    try:
+        with h5py.File(path, "r") as h5:
+            check_storage(h5, path, "the file")
+            attributes = {key: h5.attrs.get(key) for key in ("model_config", "keras_version", "backend",
+                                                               "training_config")}
+            # Keras 2's save_weights: layer groups named by "layer_names"; Keras 3's (".weights.h5"): layers/, vars/
+            has_weights = "model_weights" in h5 or "layer_names" in h5.attrs or "layers" in h5
+    except UserError:
+        raise
+    except Exception as err:  # h5py's errors for a damaged file are of several kinds
+        raise UserError(f"{path} is corrupt ({one_line(err)})") from None
+    if attributes["model_config"] is None:
+        what = "weights alone (save_weights), without the model" if has_weights else "no Keras model"
+        raise UserError(f"{path} holds {what}: save the model itself (model.save), or load these weights into it "
+                        f"in Keras and save it as .keras")
+    raw = _text(attributes["model_config"])
+    if len(raw) > MAX_JSON_BYTES:
+        raise UserError(f"{path}: its model config ({len(raw):,} bytes) is larger than any model this bridge converts")
+    try:
+        config = json.loads(raw)
+    except (ValueError, RecursionError) as err:
+        raise UserError(f"{path} is corrupt (its model config is not JSON: {one_line(err)})") from None
+    if not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES:
+        kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
+        raise UserError(f"{path} holds a {kind}, not a Keras Sequential or Functional model")
+    for where, entry in _layers(config):
+        if entry.get("class_name") in CODE_LAYERS:
+            kind = entry["class_name"]
+            raise UserError(f"{path}: layer {where} ({kind}) is refused: {CODE_LAYERS[kind]}")
+    changed = False
+    for where, entry in _layers(config):
+        unused, settings = KERAS2_UNUSED.get(entry.get("class_name"), {}), entry.get("config")
+        for key, value in unused.items():
+            if isinstance(settings, dict) and key in settings and (value is ANY or settings[key] == value):
+                del settings[key]
+                changed = True
+    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    return LegacyH5(path=path, model_class=str(config["class_name"]), name=str(inner.get("name") or "model"),
+                    keras_version=_text(attributes["keras_version"] or "?"),
+                    backend=_text(attributes["backend"] or "?"), config=config, config_changed=changed,
+                    optimizer=_optimizer(attributes["training_config"]))
+
+
+def _optimizer(training_config: Any) -> str:
+    """The optimizer the file's training config names (Keras 2 saved it with a compiled model), described."""
+    try:
+        optimizer = json.loads(_text(training_config)).get("optimizer_config") if training_config is not None else None
+    except (ValueError, AttributeError, RecursionError):
+        optimizer = None
+    if not isinstance(optimizer, dict):
+        return "none (the model was saved uncompiled)"
+    name = str(optimizer.get("class_name", "")).removeprefix("Custom>")  # Keras 2's registered name of its own
+    return describe_optimizer({"compile_config": {"optimizer": {**optimizer, "class_name": name}}})

@@ -1,0 +1,52 @@
+"""Write the legacy Keras 2 model files tests/test_legacy_h5.py reads: real files of tf.keras 2, which this project's
+environment (Keras 3) cannot write. Run once, by hand, where tf_keras is installed beside TensorFlow (2.21 made these):
+
+    pip install --no-deps --target /tmp/tfk tf_keras==2.21.0
+    PYTHONPATH=/tmp/tfk:. python tests/data/keras2/make_files.py /path/to/MNIST/parent
+
+Small networks, trained three epochs on 6,000 MNIST images so their weights score well above chance, saved the way
+Keras 2 code did: ``model.save("model.h5")`` of a compiled model (its optimizer state included).
+"""
+
+import sys
+from pathlib import Path
+
+import tf_keras as keras
+
+from mnist_common.mnist import load_mnist
+
+HERE = Path(__file__).parent
+L = keras.layers
+
+
+def main(data_dir: str) -> None:
+    mnist = load_mnist(data_dir, download=False)
+    x, y = mnist.train_images[:6000, ..., None].astype("float32") / 255.0, mnist.train_labels[:6000]
+    keras.utils.set_random_seed(0)
+
+    sequential = keras.Sequential([
+        L.Conv2D(8, (3, 3), activation="relu", input_shape=(28, 28, 1)), L.MaxPooling2D((2, 2)),
+        L.Conv2D(8, (3, 3)), L.BatchNormalization(), L.Activation("relu"), L.MaxPooling2D((2, 2)),
+        L.Flatten(), L.Dropout(0.25), L.Dense(10, activation="softmax")], name="keras2_cnn")
+    inputs = keras.Input((28, 28, 1))
+    a = L.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    b = L.SeparableConv2D(8, 3, padding="same")(a)
+    x_ = L.Activation("relu")(L.BatchNormalization()(L.Add()([a, b])))
+    x_ = L.DepthwiseConv2D(3, strides=2)(x_)
+    functional = keras.Model(inputs, L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(x_)),
+                             name="keras2_residual")
+    for model in (sequential, functional):
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+        model.save(HERE / f"{model.name}.h5")
+
+    # refused before Keras reads them: Python code (a Lambda), and a TensorFlow function on a Keras tensor (a + b)
+    keras.Sequential([L.Lambda(lambda t: t * 2.0, input_shape=(6, 6, 1)), L.Flatten(), L.Dense(10)],
+                     name="keras2_lambda").save(HERE / "keras2_lambda.h5")
+    inputs = keras.Input((6, 6, 1))
+    a = L.Conv2D(2, 3)(inputs)
+    keras.Model(inputs, L.Dense(10)(L.Flatten()(a + a)), name="keras2_tfop").save(HERE / "keras2_tfop.h5")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,169 @@
+"""Legacy HDF5 model files (``model.save("model.h5")``) into the bridge: Keras 2's (real tf.keras 2.21 files in
+tests/data/keras2, which tests/data/keras2/make_files.py wrote) and Keras 3's own, converted to every format and run
+by predict and test, after checks that refuse what Keras must not read (mnist_common/legacy_h5.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from bridge_check import keras
+from conftest import REPO, main_error
+from lightning_mnist.__main__ import main as command_line
+from lightning_mnist.checkpoints import load_networks
+from lightning_mnist.formats import onnx_model
+
+KERAS2 = REPO / "tests" / "data" / "keras2"
+
+
+def convert(source, destination, mnist_dir, capsys, images: int = 1000) -> str:
+    command_line(["convert", str(source), str(destination), "--check_images", str(images), "--data_dir",
+                  str(mnist_dir)])
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["keras2_cnn", "keras2_residual"])
+def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_keras_reads(name, tmp_path, mnist_dir,
+                                                                                        mnist, capsys):
+    """A Sequential CNN (BatchNormalization, Dropout), and a Functional graph (an Add of a separable convolution's
+    output, a strided depthwise convolution): each written as ``.keras`` and ``.ckpt``, proven, the ``.h5`` as it
+    was (the residual's Keras 2 settings that Keras 3 refuses are left out of a copy Keras reads, not the file)."""
+    source = tmp_path / f"{name}.H5"  # a suffix in capitals, as Windows users name files
+    shutil.copyfile(KERAS2 / f"{name}.h5", source)
+    before = source.read_bytes()
+    out = convert(source, tmp_path / f"{name}.keras", mnist_dir, capsys)
+    assert f"{source}: Keras 2.21.0 legacy HDF5 file, architecture {name}" in out, out
+    assert "optimizer: Adam (lr 0.001) (ignored, only the weights are converted)" in out, out
+    assert re.search(r"argmax equal 1000/1000, accuracy Lightning (\S+)% \(\d+\), Keras \1% ", out), out
+    out = convert(source, tmp_path / f"{name}.ckpt", mnist_dir, capsys)
+    assert f"wrote {tmp_path / name}.ckpt, a Lightning checkpoint" in out, out
+    assert source.read_bytes() == before
+
+    x = mnist.test_images[:500, ..., None].astype("float32") / 255.0
+    written = keras.saving.load_model(tmp_path / f"{name}.keras", safe_mode=True)  # plain Keras 3 reads it
+    [network] = load_networks(tmp_path / f"{name}.ckpt")
+    import torch
+
+    with torch.no_grad():
+        torch_p = torch.softmax(network(torch.from_numpy(x).permute(0, 3, 1, 2)), -1).numpy()
+    assert np.abs(written.predict(x, verbose=0) - torch_p).max() <= 1e-5
+    if name == "keras2_cnn":  # Keras 3 reads this one as it is: the .keras file computes what the .h5 does
+        original = keras.saving.load_model(KERAS2 / f"{name}.h5", compile=False)
+        assert np.array_equal(original.predict(x, verbose=0), written.predict(x, verbose=0))
+        assert (torch_p.argmax(1) == mnist.test_labels[:500]).mean() >= 0.85  # trained weights, not noise
+
+
+def test_a_keras3_h5_file_exports_and_predict_and_test_read_it(seed_keras, tmp_path, mnist_dir, mnist, capsys):
+    """Keras 3 still writes the legacy format when the name ends in .h5: the notebook's model so saved goes to an
+    ONNX file straight from the .h5, and predict (both backends) and test take the .h5 as they take a .keras file."""
+    source = tmp_path / "notebook.h5"
+    keras.saving.load_model(seed_keras, compile=False).save(source)
+    out = convert(source, tmp_path / "notebook.onnx", mnist_dir, capsys, images=500)
+    assert "max |p_source - p_onnx|" in out and "accuracy source 99." in out, out
+    assert onnx_model.load(tmp_path / "notebook.onnx")(
+        mnist.test_images[:1, ..., None].astype("float32") / 255.0).argmax() == mnist.test_labels[0]
+
+    picture = tmp_path / "digit.png"
+    Image.fromarray(255 - mnist.test_images[0]).save(picture)  # dark ink on white, as a scan is
+    for backend in ("keras", "torch"):
+        command_line(["predict", "--weights", str(source), "--backend", backend, str(picture)])
+        assert f"digit.png: {mnist.test_labels[0]} (probability" in capsys.readouterr().out
+    command_line(["test", "--ckpt_path", str(source), "--data.data_dir", str(mnist_dir), "--data.eval_batch_size",
+                  "500", "--trainer.limit_test_batches", "2", "--output_dir", str(tmp_path / "runs")])
+    assert re.search(r"test/acc\s*│\s*0\.99", capsys.readouterr().out)  # the notebook's 99 %, from the .h5
+
+
+def _with_config(tmp_path, config) -> str:
+    path = tmp_path / "edited.h5"
+    shutil.copyfile(KERAS2 / "keras2_cnn.h5", path)
+    with h5py.File(path, "r+") as h5:
+        h5.attrs["model_config"] = json.dumps(config)
+    return path.name
+
+
+def _with_external_link(tmp_path) -> str:
+    path = tmp_path / "linked.h5"
+    shutil.copyfile(KERAS2 / "keras2_cnn.h5", path)
+    with h5py.File(tmp_path / "other.h5", "w") as other:
+        other["secret"] = np.arange(8, dtype="float32")
+    with h5py.File(path, "r+") as h5:
+        h5["model_weights/extra"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "secret")
+    return path.name
+
+
+def _weights_only(tmp_path) -> str:
+    keras.saving.load_model(KERAS2 / "keras2_cnn.h5", compile=False).save_weights(tmp_path / "model.weights.h5")
+    return "model.weights.h5"
+
+
+def _with_operations(tmp_path) -> str:
+    inputs = keras.Input((6, 6, 1))
+    keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(keras.ops.relu(inputs) * 2.0))).save(
+        tmp_path / "operations.h5")  # Keras 3 writes it, and cannot read it back
+    return "operations.h5"
+
+
+def _copy(name):
+    def make(tmp_path) -> str:
+        shutil.copyfile(KERAS2 / name, tmp_path / name)
+        return name
+    return make
+
+
+def _written(content: bytes, name: str = "model.h5"):
+    def make(tmp_path) -> str:
+        (tmp_path / name).write_bytes(content)
+        return name
+    return make
+
+
+@pytest.mark.parametrize("make, message", [
+    (_copy("keras2_lambda.h5"), "layer lambda (Lambda) is refused: a Lambda layer holds Python code, which is "
+                                "never run here"),
+    (_copy("keras2_tfop.h5"), "layer tf.__operators__.add (TFOpLambda) is refused: Keras 2 recorded a TensorFlow "
+                              "function applied to a Keras tensor"),
+    (_with_external_link, "refused, the file does not keep its weights inside itself: model_weights/extra is a "
+                          "ExternalLink"),
+    (_weights_only, "holds weights alone (save_weights), without the model: save the model itself"),
+    (lambda tmp_path: _with_config(tmp_path, {"class_name": "Dense", "config": {"units": 3}}),
+     "holds a Dense, not a Keras Sequential or Functional model"),
+    (_written(b"\x89HDF\r\n\x1a\n" + bytes(200)), "is corrupt"),
+    (_written(b"GIF89a, not HDF5" * 10), "is not a legacy Keras model file (not an HDF5 file)"),
+    (_with_operations, "Keras cannot load it (ValueError: Unknown layer: 'Relu'"),
+], ids=["lambda", "tf_op", "external_link", "weights_only", "not_a_model", "corrupt", "not_hdf5", "keras_operations"])
+def test_legacy_files_keras_must_not_or_cannot_read_are_refused_in_one_line(make, message, tmp_path, mnist_dir,
+                                                                             capsys):
+    """Python code and a file reaching outside itself are refused before Keras opens the file; what Keras itself
+    cannot read is said in Keras' words, its pages of config left out. Nothing is written."""
+    name = make(tmp_path)
+    code, error, _ = main_error(command_line, ["convert", str(tmp_path / name), str(tmp_path / "out.keras"),
+                                               "--data_dir", str(mnist_dir)], capsys)
+    assert code == 2 and message in error and len(error) < 400, error
+    assert not (tmp_path / "out.keras").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fit", "--ckpt_path", "{h5}"], "a .h5 file has no training state (start from its weights with --weights"),
+    (["fit", "--model.architecture", "{h5}"], "a legacy HDF5 Keras model; convert it to a .keras file first "
+                                              "(python -m lightning_mnist convert {h5} keras2_cnn.keras)"),
+], ids=["resume", "architecture"])
+def test_what_a_legacy_file_cannot_be_for_fit_is_said(argv, message, tmp_path, capsys):
+    h5 = str(KERAS2 / "keras2_cnn.h5")
+    code, error, _ = main_error(command_line, [a.format(h5=h5) for a in argv] + ["--output_dir", str(tmp_path)], capsys)
+    assert code == 2 and message.format(h5=h5) in error, error
+
+
+def test_the_keras_reference_asks_for_the_keras_file_a_legacy_one_converts_to(tmp_path, capsys):
+    from keras_reference.__main__ import main as keras_main
+
+    h5 = KERAS2 / "keras2_cnn.h5"
+    code, error, _ = main_error(keras_main, ["train", "--weights", str(h5), "--output_dir", str(tmp_path)], capsys)
+    assert code == 2 and error == (f"error: --weights {h5}: the Keras reference starts from a .keras file (a legacy "
+                                   f"HDF5 model converts to one: python -m lightning_mnist convert {h5} "
+                                   f"keras2_cnn.keras)"), error
