@@ -14,9 +14,9 @@ import numpy as np
 
 from keras_bridge.backend import import_keras
 from keras_bridge.build import layer_weights
+from mnist_common.architecture.keras_config import read_keras_config
 from mnist_common.errors import UserError, one_line
 from mnist_common.files import write_atomically
-from mnist_common.architecture.keras_config import read_keras_config
 from mnist_common.keras_file import KERAS_SUFFIX, KerasFile, read_keras_file
 from mnist_common.legacy_h5 import LEGACY_SUFFIXES, LegacyH5, check_legacy_h5
 

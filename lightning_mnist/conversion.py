@@ -68,7 +68,6 @@ def checkpoint_to_keras(ckpt_path: str | os.PathLike, keras_path: str | os.PathL
     return save_model(model, keras_path, check)
 
 
-
 def legacy_h5_to_keras(h5_path: str | os.PathLike, keras_path: str | os.PathLike,
                        check_images: int = DEFAULT_CHECK_IMAGES,
                        data_dir: str | os.PathLike | None = None) -> tuple[ParityReport, KerasFile]:
@@ -87,4 +86,3 @@ def legacy_h5_to_keras(h5_path: str | os.PathLike, keras_path: str | os.PathLike
         return proven_on_check_inputs(network_of(written), model, keras_path, check_images, data_dir)
 
     return save_model(model, keras_path, check), info
-

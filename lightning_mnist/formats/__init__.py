@@ -4,15 +4,18 @@ Each module says its suffix, what the file is, which files it is written from, a
 written from one of them, proven before it appears (its ``FORMAT``). ``convert`` asks
 :func:`format_for` for the destination's format; a new format is a module and a row in ``FORMATS``.
 
-===========  ==============================  =============================  ======================================
-suffix       file                            written from                   proven against the source with
-===========  ==============================  =============================  ======================================
-``.ckpt``    a Lightning checkpoint          ``.keras``                     Keras (read back weights-only)
-``.keras``   a Keras 3 model                 ``.ckpt``                      Keras (``load_model(safe_mode=True)``)
-``.pt2``     a ``torch.export`` program      ``.ckpt``, ``.keras``, k-fold  ``torch.export.load``
-``.onnx``    an ONNX model                   ``.ckpt``, ``.keras``, k-fold  ONNX Runtime
-``.tflite``  a LiteRT model (Keras' export)  ``.ckpt``, ``.keras``, k-fold  LiteRT's interpreter (ai-edge-litert)
-===========  ==============================  =============================  ======================================
+===========  ==============================  ======================================  ==============================
+suffix       file                            written from                            proven against the source with
+===========  ==============================  ======================================  ==============================
+``.ckpt``    a Lightning checkpoint          ``.keras``, ``.h5``                     Keras (read back weights-only)
+``.keras``   a Keras 3 model                 ``.ckpt``, ``.h5``                      Keras (``safe_mode=True``)
+``.pt2``     a ``torch.export`` program      ``.ckpt``, ``.keras``, ``.h5``, k-fold  ``torch.export.load``
+``.onnx``    an ONNX model                   ``.ckpt``, ``.keras``, ``.h5``, k-fold  ONNX Runtime
+``.tflite``  a LiteRT model (Keras' export)  ``.ckpt``, ``.keras``, ``.h5``, k-fold  LiteRT's interpreter
+===========  ==============================  ======================================  ==============================
+
+``.h5`` (or ``.hdf5``): a legacy HDF5 model file (Keras 2's ``model.save``), read through Keras after the checks of
+:mod:`mnist_common.legacy_h5`; it is a source only.
 """
 
 from __future__ import annotations
