@@ -394,17 +394,18 @@ SPREADS = ("var", "std", "prod", "logsumexp")
 
 
 def every_function(functions: tuple[str, ...], reductions: tuple[str, ...] = ()) -> Architecture:
-    """Each of ``functions`` (``keras.ops``' math functions of one tensor) on a branch of its own, of values in
-    (0, 1) (a sigmoid's, inside every one's domain; 1.5 more for arccosh), and each of ``reductions`` over a map's
-    rows and columns, all concatenated."""
+    """Each of ``functions`` (``keras.ops``' math functions of one tensor) on a branch of its own, of one sigmoid
+    layer's values in (0, 1) (inside every one's domain; 1.5 more for arccosh), and each of ``reductions`` over a
+    map's rows and columns, all concatenated. Few layers: a failed LiteRT export tries each layer alone."""
     def branch(name):
-        shift = [{"type": "ops.add", "x2": 1.5}] if name == "arccosh" else []
-        return [{"type": "Dense", "units": 6, "activation": "sigmoid", "inputs": ["stem"]}, *shift,
-                {"type": f"ops.{name}", "name": name, **({"decimals": 1} if name == "round" else {})}]
+        shift = [{"type": "ops.add", "x2": 1.5, "inputs": ["unit"]}] if name == "arccosh" else []
+        return [*shift, {"type": f"ops.{name}", "name": name, **({"decimals": 1} if name == "round" else {}),
+                         **({} if shift else {"inputs": ["unit"]})}]
 
     return Architecture.from_config({"name": "functions", "input_shape": [28, 28, 1], "layers": [
-        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "strides": 2, "name": "map"},
-        {"type": "Flatten", "name": "stem"}, *(layer for name in functions for layer in branch(name)),
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "strides": 2, "name": "map"}, {"type": "Flatten"},
+        {"type": "Dense", "units": 16, "activation": "sigmoid", "name": "unit"},
+        *(layer for name in functions for layer in branch(name)),
         *({"type": f"ops.{name}", "axis": [1, 2], "name": name, "inputs": ["map"]} for name in reductions),
         {"type": "Concatenate", "inputs": [*functions, *reductions]},
         {"type": "Dense", "units": 10, "activation": "softmax"}]})
