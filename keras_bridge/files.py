@@ -81,7 +81,9 @@ def _keras_legacy_load(info: LegacyH5) -> "keras.Model":
                 model = keras.saving.load_model(str(readable), safe_mode=True, compile=False)
         except Exception as err:  # whatever Keras says about a file that passed our checks
             cause = one_line(err, after="Exception encountered: ")  # what follows the config Keras prints
-            raise UserError(f"{info.path}: Keras cannot load it ({cause})") from None
+            hint = ("; Keras 3 writes Keras operations between layers (x * 0.5, ops.relu) into a legacy file it "
+                    "cannot read back: save the model as .keras" if info.keras_version.startswith("3.") else "")
+            raise UserError(f"{info.path}: Keras cannot load it ({cause}){hint}") from None
     return model
 
 
