@@ -46,14 +46,20 @@ CODE_LAYERS = {
 }
 
 
-# Settings Keras 2 saved for a layer that Keras 3's refuses (it never used them): class -> {setting: its only value,
-# or ANY}. Keras 2's depthwise and separable convolutions kept their base convolution's groups, the separable ones
-# its kernel settings too.
+# Settings Keras 2 saved for a layer that Keras 3's refuses: class -> {setting: the value that means what Keras 3
+# does, or ANY}. Keras 2's depthwise, separable and transposed convolutions kept their base convolution's groups (the
+# separable ones its kernel settings too, unused); its recurrent layers, time_major (batch-major is Keras 3's only
+# layout); its random augmentation layers, the kind of random generator (Keras 3 has its own; inference is the
+# identity either way); its spatial dropouts, a dropout's trainable and noise_shape, which Keras 3's do not take.
 ANY = object()
 KERAS2_UNUSED = {
-    **{kind: {"groups": 1} for kind in ("DepthwiseConv1D", "DepthwiseConv2D")},
+    **{kind: {"groups": 1} for kind in ("DepthwiseConv1D", "DepthwiseConv2D", "Conv1DTranspose", "Conv2DTranspose")},
     **{kind: {"groups": 1, "kernel_initializer": ANY, "kernel_regularizer": None, "kernel_constraint": None}
        for kind in ("SeparableConv1D", "SeparableConv2D")},
+    **{kind: {"time_major": False} for kind in ("SimpleRNN", "LSTM", "GRU")},
+    **{kind: {"rng_type": ANY} for kind in ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+                                            "RandomContrast", "RandomBrightness", "RandomCrop")},
+    **{kind: {"trainable": True, "noise_shape": None} for kind in ("SpatialDropout1D", "SpatialDropout2D")},
 }
 
 

@@ -11,6 +11,7 @@ import shutil
 import h5py
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from bridge_check import keras
@@ -18,6 +19,7 @@ from conftest import REPO, main_error
 from lightning_mnist.__main__ import main as command_line
 from lightning_mnist.checkpoints import load_networks
 from lightning_mnist.formats import onnx_model
+from lightning_mnist.models.network import Probabilities
 
 KERAS2 = REPO / "tests" / "data" / "keras2"
 
@@ -28,12 +30,13 @@ def convert(source, destination, mnist_dir, capsys, images: int = 1000) -> str:
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["keras2_cnn", "keras2_residual"])
-def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_keras_reads(name, tmp_path, mnist_dir,
-                                                                                        mnist, capsys):
-    """A Sequential CNN (BatchNormalization, Dropout), and a Functional graph (an Add of a separable convolution's
-    output, a strided depthwise convolution): each written as ``.keras`` and ``.ckpt``, proven, the ``.h5`` as it
-    was (the residual's Keras 2 settings that Keras 3 refuses are left out of a copy Keras reads, not the file)."""
+@pytest.mark.parametrize("name", ["keras2_cnn", "keras2_residual", "keras2_mixed"])
+def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_tf_keras_2_computed(
+        name, tmp_path, mnist_dir, mnist, capsys):
+    """A Sequential CNN (BatchNormalization, Dropout); a Functional graph (an Add of a separable convolution's output,
+    a strided depthwise convolution); a chain of the layers whose Keras 2 settings Keras 3 refuses (a transposed
+    convolution, RandomFlip, SpatialDropout2D, LSTM, GRU), left out of a copy Keras reads, never out of the file.
+    Each written as ``.keras`` and ``.ckpt``, proven, and compared with what tf.keras 2 itself predicted."""
     source = tmp_path / f"{name}.H5"  # a suffix in capitals, as Windows users name files
     shutil.copyfile(KERAS2 / f"{name}.h5", source)
     before = source.read_bytes()
@@ -45,18 +48,15 @@ def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_kera
     assert f"wrote {tmp_path / name}.ckpt, a Lightning checkpoint" in out, out
     assert source.read_bytes() == before
 
-    x = mnist.test_images[:500, ..., None].astype("float32") / 255.0
-    written = keras.saving.load_model(tmp_path / f"{name}.keras", safe_mode=True)  # plain Keras 3 reads it
+    x = mnist.test_images[:100, ..., None].astype("float32") / 255.0
     [network] = load_networks(tmp_path / f"{name}.ckpt")
-    import torch
-
     with torch.no_grad():
-        torch_p = torch.softmax(network(torch.from_numpy(x).permute(0, 3, 1, 2)), -1).numpy()
+        torch_p = Probabilities([network.eval()])(torch.from_numpy(x)).numpy()
+    assert np.abs(torch_p - np.load(KERAS2 / f"{name}_predictions.npy")).max() <= 1e-5  # tf.keras 2.21's own
+    written = keras.saving.load_model(tmp_path / f"{name}.keras", safe_mode=True)  # plain Keras 3 reads it
     assert np.abs(written.predict(x, verbose=0) - torch_p).max() <= 1e-5
-    if name == "keras2_cnn":  # Keras 3 reads this one as it is: the .keras file computes what the .h5 does
-        original = keras.saving.load_model(KERAS2 / f"{name}.h5", compile=False)
-        assert np.array_equal(original.predict(x, verbose=0), written.predict(x, verbose=0))
-        assert (torch_p.argmax(1) == mnist.test_labels[:500]).mean() >= 0.85  # trained weights, not noise
+    if name == "keras2_cnn":
+        assert (torch_p.argmax(1) == mnist.test_labels[:100]).mean() >= 0.85  # trained weights, not noise
 
 
 def test_a_keras3_h5_file_exports_and_predict_and_test_read_it(seed_keras, tmp_path, mnist_dir, mnist, capsys):

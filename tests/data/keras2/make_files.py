@@ -5,12 +5,14 @@ environment (Keras 3) cannot write. Run once, by hand, where tf_keras is install
     PYTHONPATH=/tmp/tfk:. python tests/data/keras2/make_files.py /path/to/MNIST/parent
 
 Small networks, trained three epochs on 6,000 MNIST images so their weights score well above chance, saved the way
-Keras 2 code did: ``model.save("model.h5")`` of a compiled model (its optimizer state included).
+Keras 2 code did: ``model.save("model.h5")`` of a compiled model (its optimizer state included), each beside what
+tf.keras 2 itself predicts for the first 100 MNIST test images (``<name>_predictions.npy``).
 """
 
 import sys
 from pathlib import Path
 
+import numpy as np
 import tf_keras as keras
 
 from mnist_common.mnist import load_mnist
@@ -35,10 +37,19 @@ def main(data_dir: str) -> None:
     x_ = L.DepthwiseConv2D(3, strides=2)(x_)
     functional = keras.Model(inputs, L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(x_)),
                              name="keras2_residual")
-    for model in (sequential, functional):
+    # the settings Keras 2 saved that Keras 3 refuses: transposed convolutions' groups, the random layers' rng_type,
+    # spatial dropouts' trainable, recurrent layers' time_major (untrained: what matters is the same computation)
+    mixed = keras.Sequential([
+        L.RandomFlip("horizontal", input_shape=(28, 28, 1)), L.Conv2D(4, 3, strides=2), L.Conv2DTranspose(2, 3),
+        L.SpatialDropout2D(0.1), L.Reshape((15, 30)), L.LSTM(8, return_sequences=True), L.GRU(4),
+        L.Dense(10, activation="softmax")], name="keras2_mixed")
+    test_images = mnist.test_images[:100, ..., None].astype("float32") / 255.0
+    for model in (sequential, functional, mixed):
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-        model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+        if model is not mixed:
+            model.fit(x, y, epochs=3, batch_size=64, verbose=0)
         model.save(HERE / f"{model.name}.h5")
+        np.save(HERE / f"{model.name}_predictions.npy", model.predict(test_images, verbose=0))  # tf.keras 2's own
 
     # refused before Keras reads them: Python code (a Lambda), and a TensorFlow function on a Keras tensor (a + b)
     keras.Sequential([L.Lambda(lambda t: t * 2.0, input_shape=(6, 6, 1)), L.Flatten(), L.Dense(10)],
