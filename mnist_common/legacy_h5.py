@@ -16,7 +16,10 @@ until:
   Keras tensor, ``a + b``) are refused, naming the layer, before Keras sees the file.
 
 Settings Keras 2 saved but never used, which Keras 3 refuses (:data:`KERAS2_UNUSED`), are left out
-of the config Keras reads (a copy of the file's; the file is never changed).
+of the config Keras reads (a copy of the file's; the file is never changed). One activation changed its
+meaning between the two: Keras 2's ``hard_sigmoid`` is ``clip(0.2 * x + 0.5, 0, 1)``, Keras 3's
+``clip(x / 6 + 0.5, 0, 1)``; a Keras 2 file using it (as an activation or an LSTM's recurrent one) is refused,
+since Keras 3 would compute another network than the one trained.
 
 Only then may Keras load it (``keras_bridge.files.load_legacy_h5``, with ``safe_mode=True`` and
 without compiling); the layers it holds are then checked as a ``.keras`` file's are.
@@ -134,7 +137,16 @@ def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
     if not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES:
         kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
         raise UserError(f"{path} holds a {kind}, not a Keras Sequential or Functional model")
+    keras_version = _text(attributes["keras_version"] or "?")
     for where, entry in _layers(config):
+        settings = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        changed_meaning = [key for key in ("activation", "recurrent_activation")
+                           if settings.get(key) == "hard_sigmoid" and not keras_version.startswith("3.")]
+        if changed_meaning:
+            raise UserError(f"{path}: layer {where} has {changed_meaning[0]}='hard_sigmoid', which Keras "
+                            f"{keras_version} computed as clip(0.2 * x + 0.5, 0, 1) and Keras 3 computes as "
+                            f"clip(x / 6 + 0.5, 0, 1): read by Keras 3 it would be another network than the one "
+                            f"trained, so it is refused")
         if entry.get("class_name") in CODE_LAYERS:
             kind = entry["class_name"]
             raise UserError(f"{path}: layer {where} ({kind}) is refused: {CODE_LAYERS[kind]}")
@@ -147,7 +159,7 @@ def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
                 changed = True
     inner = config.get("config") if isinstance(config.get("config"), dict) else {}
     return LegacyH5(path=path, model_class=str(config["class_name"]), name=str(inner.get("name") or "model"),
-                    keras_version=_text(attributes["keras_version"] or "?"),
+                    keras_version=keras_version,
                     backend=_text(attributes["backend"] or "?"), config=config, config_changed=changed,
                     optimizer=_optimizer(attributes["training_config"]))
 

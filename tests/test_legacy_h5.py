@@ -87,6 +87,16 @@ def _with_config(tmp_path, config) -> str:
     return path.name
 
 
+def _with_hard_sigmoid(tmp_path) -> str:
+    """The CNN's Dense with Keras 2's hard_sigmoid (measured with tf.keras 2.21: a Dense of it, loaded by Keras 3,
+    computes probabilities 0.02 from tf.keras 2's; an LSTM's recurrent hard_sigmoid, 0.01)."""
+    with h5py.File(KERAS2 / "keras2_cnn.h5", "r") as h5:
+        config = json.loads(h5.attrs["model_config"])
+    dense = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
+    dense["config"]["activation"] = "hard_sigmoid"
+    return _with_config(tmp_path, config)
+
+
 def _with_external_link(tmp_path) -> str:
     path = tmp_path / "linked.h5"
     shutil.copyfile(KERAS2 / "keras2_cnn.h5", path)
@@ -133,11 +143,14 @@ def _written(content: bytes, name: str = "model.h5"):
     (_weights_only, "holds weights alone (save_weights), without the model: save the model itself"),
     (lambda tmp_path: _with_config(tmp_path, {"class_name": "Dense", "config": {"units": 3}}),
      "holds a Dense, not a Keras Sequential or Functional model"),
+    (_with_hard_sigmoid, "layer dense has activation='hard_sigmoid', which Keras 2.21.0 computed as clip(0.2 * x + "
+                         "0.5, 0, 1) and Keras 3 computes as clip(x / 6 + 0.5, 0, 1)"),
     (_written(b"\x89HDF\r\n\x1a\n" + bytes(200)), "is corrupt"),
     (_written(b"GIF89a, not HDF5" * 10), "is not a legacy Keras model file (not an HDF5 file)"),
     (_with_operations, "Keras cannot load it (ValueError: Unknown layer: 'Relu'. Please ensure you are using a "
                        "`keras.utils.custom_object_scope` and that this object is included in the scope. See "),
-], ids=["lambda", "tf_op", "external_link", "weights_only", "not_a_model", "corrupt", "not_hdf5", "keras_operations"])
+], ids=["lambda", "tf_op", "external_link", "weights_only", "not_a_model", "hard_sigmoid", "corrupt", "not_hdf5",
+        "keras_operations"])
 def test_legacy_files_keras_must_not_or_cannot_read_are_refused_in_one_line(make, message, tmp_path, mnist_dir,
                                                                              capsys):
     """Python code and a file reaching outside itself are refused before Keras opens the file; what Keras itself
