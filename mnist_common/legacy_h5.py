@@ -33,12 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from mnist_common.architecture.keras_config import MODEL_CLASSES
 from mnist_common.errors import UserError, one_line
 from mnist_common.keras_file import MAX_JSON_BYTES, MAX_WEIGHTS_BYTES, check_file, check_storage, describe_optimizer
 
 LEGACY_SUFFIXES = (".h5", ".hdf5")  # the suffixes Keras reads as its legacy HDF5 format
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-MODEL_CLASSES = ("Sequential", "Functional", "Model")
 # Keras 2 layers that hold Python code or a TensorFlow function -> what to do instead
 CODE_LAYERS = {
     "Lambda": "a Lambda layer holds Python code, which is never run here",
@@ -81,6 +81,7 @@ class LegacyH5:
 
 
 def is_legacy_h5(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a legacy HDF5 model file, by its suffix (as Keras tells the formats apart)."""
     return Path(path).suffix.lower() in LEGACY_SUFFIXES
 
 
