@@ -88,8 +88,7 @@ def _with_config(tmp_path, config) -> str:
 
 
 def _with_hard_sigmoid(tmp_path) -> str:
-    """The CNN's Dense with Keras 2's hard_sigmoid (measured with tf.keras 2.21: a Dense of it, loaded by Keras 3,
-    computes probabilities 0.02 from tf.keras 2's; an LSTM's recurrent hard_sigmoid, 0.01)."""
+    """The CNN's Dense with Keras 2's hard_sigmoid, which Keras 3 would compute with another slope."""
     with h5py.File(KERAS2 / "keras2_cnn.h5", "r") as h5:
         config = json.loads(h5.attrs["model_config"])
     dense = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
