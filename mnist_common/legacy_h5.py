@@ -12,8 +12,10 @@ until:
 * ``model_config`` is JSON naming a Sequential or Functional model (a file of weights alone, which
   ``save_weights`` writes, is refused, saying so);
 * no layer holds Python code: a ``Lambda`` (Keras 2 kept its function as marshalled bytecode, which
-  Keras would run) and Keras 2's ``TFOpLambda``/``SlicingOpLambda`` (a TensorFlow function applied to a
-  Keras tensor, ``a + b``) are refused, naming the layer, before Keras sees the file.
+  Keras would run) is refused, naming the layer, before Keras sees the file, and so is Keras 2's
+  ``SlicingOpLambda`` (``x[:, 1:]`` on a Keras tensor). Its ``TFOpLambda`` layers (a TensorFlow function applied
+  to Keras tensors: ``a + b``, ``x * 0.5``, ``tf.nn.relu(x)``), which Keras 3 cannot read, are rewritten as the Keras
+  3 layers they equal, or refused naming the function (:mod:`mnist_common.keras2_tf_ops`).
 
 Settings Keras 2 saved but never used, which Keras 3 refuses (:data:`KERAS2_UNUSED`), are left out
 of the config Keras reads (a copy of the file's; the file is never changed). One activation changed its
@@ -35,15 +37,14 @@ from typing import Any, Iterator
 
 from mnist_common.architecture.keras_config import MODEL_CLASSES
 from mnist_common.errors import UserError, one_line
+from mnist_common.keras2_tf_ops import rewrite_tf_ops
 from mnist_common.keras_file import MAX_JSON_BYTES, MAX_WEIGHTS_BYTES, check_file, check_storage, describe_optimizer
 
 LEGACY_SUFFIXES = (".h5", ".hdf5")  # the suffixes Keras reads as its legacy HDF5 format
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-# Keras 2 layers that hold Python code or a TensorFlow function -> what to do instead
+# Keras 2 layers that hold Python code or a TensorFlow function this bridge does not rewrite -> what to do instead
 CODE_LAYERS = {
     "Lambda": "a Lambda layer holds Python code, which is never run here",
-    "TFOpLambda": "Keras 2 recorded a TensorFlow function applied to a Keras tensor (such as a + b or tf.nn.relu(x)), "
-                  "which Keras 3 cannot read: rebuild it with layers (Add, Activation, ...) and save it again",
     "SlicingOpLambda": "Keras 2 recorded a slice of a Keras tensor (x[:, 1:]) as a TensorFlow function, which Keras 3 "
                        "cannot read: rebuild it with a Cropping or Reshape layer and save it again",
 }
@@ -151,7 +152,7 @@ def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
         if entry.get("class_name") in CODE_LAYERS:
             kind = entry["class_name"]
             raise UserError(f"{path}: layer {where} ({kind}) is refused: {CODE_LAYERS[kind]}")
-    changed = False
+    changed = rewrite_tf_ops(config, path)  # Keras 2's x + y, x * 0.5, tf.nn.relu(x) as the Keras 3 layers they are
     for where, entry in _layers(config):
         unused, settings = KERAS2_UNUSED.get(entry.get("class_name"), {}), entry.get("config")
         for key, value in unused.items():

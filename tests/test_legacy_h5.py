@@ -30,13 +30,15 @@ def convert(source, destination, mnist_dir, capsys, images: int = 1000) -> str:
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["keras2_cnn", "keras2_residual", "keras2_mixed"])
+@pytest.mark.parametrize("name", ["keras2_cnn", "keras2_residual", "keras2_mixed", "keras2_tf_ops"])
 def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_tf_keras_2_computed(
         name, tmp_path, mnist_dir, mnist, capsys):
     """A Sequential CNN (BatchNormalization, Dropout); a Functional graph (an Add of a separable convolution's output,
     a strided depthwise convolution); a chain of the layers whose Keras 2 settings Keras 3 refuses (a transposed
-    convolution, RandomFlip, SpatialDropout2D, LSTM, GRU), left out of a copy Keras reads, never out of the file.
-    Each written as ``.keras`` and ``.ckpt``, proven, and compared with what tf.keras 2 itself predicted."""
+    convolution, RandomFlip, SpatialDropout2D, LSTM, GRU), left out of a copy Keras reads, never out of the file; a
+    graph of TensorFlow functions on Keras tensors (``tf.nn.relu``, ``(a + b) * 0.5 - 0.1``, ``2.0 * h / 4.0``,
+    ``tf.math.sigmoid``: TFOpLambda layers), rewritten as the Keras 3 layers they equal. Each written as ``.keras`` and
+    ``.ckpt``, proven, and compared with what tf.keras 2 itself predicted."""
     source = tmp_path / f"{name}.H5"  # a suffix in capitals, as Windows users name files
     shutil.copyfile(KERAS2 / f"{name}.h5", source)
     before = source.read_bytes()
@@ -46,6 +48,10 @@ def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_tf_k
     assert re.search(r"argmax equal 1000/1000, accuracy Lightning (\S+)% \(\d+\), Keras \1% ", out), out
     out = convert(source, tmp_path / f"{name}.ckpt", mnist_dir, capsys)
     assert f"wrote {tmp_path / name}.ckpt, a Lightning checkpoint" in out, out
+    if name == "keras2_tf_ops":  # renamed: a Keras 3 layer name holds no "."
+        for layer in ("tf_nn_relu (Activation)", "tf_operators_add (Add)", "tf_math_multiply (Rescaling)",
+                      "tf_math_truediv (Rescaling)", "tf_math_sigmoid (Activation)"):
+            assert layer in out, out
     assert source.read_bytes() == before
 
     x = mnist.test_images[:100, ..., None].astype("float32") / 255.0
@@ -135,8 +141,9 @@ def _written(content: bytes, name: str = "model.h5"):
 @pytest.mark.parametrize("make, message", [
     (_copy("keras2_lambda.h5"), "layer lambda (Lambda) is refused: a Lambda layer holds Python code, which is "
                                 "never run here"),
-    (_copy("keras2_tfop.h5"), "layer tf.__operators__.add (TFOpLambda) is refused: Keras 2 recorded a TensorFlow "
-                              "function applied to a Keras tensor"),
+    (_copy("keras2_tfop.h5"), "layer tf.math.square (TFOpLambda tf.math.square) is refused: Keras 3 cannot read "
+                              "Keras 2's TensorFlow-function layers, and this bridge rewrites only "
+                              "tf.__operators__.add, tf.math.add, tf.math.subtract, tf.math.multiply, tf.math.truediv"),
     (_with_external_link, "refused, the file does not keep its weights inside itself: model_weights/extra is a "
                           "ExternalLink"),
     (_weights_only, "holds weights alone (save_weights), without the model: save the model itself"),
@@ -157,7 +164,7 @@ def test_legacy_files_keras_must_not_or_cannot_read_are_refused_in_one_line(make
     name = make(tmp_path)
     code, error, _ = main_error(command_line, ["convert", str(tmp_path / name), str(tmp_path / "out.keras"),
                                                "--data_dir", str(mnist_dir)], capsys)
-    assert code == 2 and message in error and len(error) < 600, error
+    assert code == 2 and message in error and len(error) < 800, error
     assert error.endswith("save the model as .keras") == (make is _with_operations), error  # Keras 3's own files
     assert not (tmp_path / "out.keras").exists()
 
@@ -181,3 +188,34 @@ def test_the_keras_reference_asks_for_the_keras_file_a_legacy_one_converts_to(tm
     assert code == 2 and error == (f"error: --weights {h5}: the Keras reference starts from a .keras file (a legacy "
                                    f"HDF5 model converts to one: python -m lightning_mnist convert {h5} "
                                    f"keras2_cnn.keras)"), error
+
+
+@pytest.mark.parametrize("function, node, expected", [
+    ("math.subtract", ["_CONSTANT_VALUE", -1, 1.0, {"y": ["a", 0, 0]}], ("Rescaling", {"scale": -1.0, "offset": 1.0})),
+    ("math.subtract", ["a", 0, 0, {"y": ["b", 0, 0]}], ("Subtract", {})),
+    ("math.multiply", ["a", 0, 0, {"y": ["b", 0, 0]}], ("Multiply", {})),
+    ("math.add", ["a", 0, 0, {"y": 3}], ("Rescaling", {"scale": 1.0, "offset": 3.0})),
+    ("math.truediv", ["a", 0, 0, {"y": ["b", 0, 0]}], "tf.math.truediv) is refused"),
+    ("math.truediv", ["_CONSTANT_VALUE", -1, 1.0, {"y": ["a", 0, 0]}], "tf.math.truediv) is refused"),
+    ("nn.softmax", ["a", 0, 0, {"axis": 1}], "(tf.nn.softmax) over axis 1: only the last axis is read"),
+    ("nn.softmax", ["a", 0, 0, {"axis": -1, "name": None}], ("Activation", {"activation": "softmax"})),
+])
+def test_each_tensorflow_function_keras_2_recorded_becomes_its_keras_3_layer_or_is_refused(function, node, expected):
+    """The cases the tf.keras 2 file above does not hold: a number minus a tensor, two tensors, a number divided by
+    a tensor (no Keras layer computes it), a softmax over another axis."""
+    from mnist_common.errors import UserError
+    from mnist_common.keras2_tf_ops import rewrite_tf_ops
+
+    config = {"class_name": "Functional", "config": {"layers": [
+        {"class_name": "TFOpLambda", "name": f"tf.{function}", "inbound_nodes": [node],
+         "config": {"name": f"tf.{function}", "function": function}}], "output_layers": [[f"tf.{function}", 0, 0]]}}
+    if isinstance(expected, str):
+        with pytest.raises(UserError, match=re.escape(expected)):
+            rewrite_tf_ops(config, "model.h5")
+        return
+    assert rewrite_tf_ops(config, "model.h5")
+    [layer] = config["config"]["layers"]
+    kind, settings = expected
+    name = f"tf_{function.replace('.', '_')}"
+    assert layer["class_name"] == kind and layer["name"] == name and config["config"]["output_layers"] == [[name, 0, 0]]
+    assert {key: layer["config"][key] for key in settings} == settings

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 import tf_keras as keras
 
 from mnist_common.mnist import load_mnist
@@ -43,20 +44,29 @@ def main(data_dir: str) -> None:
         L.RandomFlip("horizontal", input_shape=(28, 28, 1)), L.Conv2D(4, 3, strides=2), L.Conv2DTranspose(2, 3),
         L.SpatialDropout2D(0.1), L.Reshape((15, 30)), L.LSTM(8, return_sequences=True), L.GRU(4),
         L.Dense(10, activation="softmax")], name="keras2_mixed")
+    # TensorFlow functions on Keras tensors, which Keras 2 saved as TFOpLambda layers
+    inputs = keras.Input((28, 28, 1))
+    a = L.Conv2D(8, 3, padding="same")(inputs)
+    b = L.Conv2D(8, 3, padding="same")(tf.nn.relu(a))
+    h = tf.nn.relu((a + b) * 0.5 - 0.1)
+    h = tf.math.sigmoid(2.0 * h / 4.0) + a
+    tf_ops = keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(L.MaxPooling2D(4)(h))),
+                         name="keras2_tf_ops")
     test_images = mnist.test_images[:100, ..., None].astype("float32") / 255.0
-    for model in (sequential, functional, mixed):
+    for model in (sequential, functional, mixed, tf_ops):
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
         if model is not mixed:
             model.fit(x, y, epochs=3, batch_size=64, verbose=0)
         model.save(HERE / f"{model.name}.h5")
         np.save(HERE / f"{model.name}_predictions.npy", model.predict(test_images, verbose=0))  # tf.keras 2's own
 
-    # refused before Keras reads them: Python code (a Lambda), and a TensorFlow function on a Keras tensor (a + b)
+    # refused before Keras reads them: Python code (a Lambda), and a TensorFlow function on a Keras tensor that the
+    # bridge does not rewrite (tf.math.square)
     keras.Sequential([L.Lambda(lambda t: t * 2.0, input_shape=(6, 6, 1)), L.Flatten(), L.Dense(10)],
                      name="keras2_lambda").save(HERE / "keras2_lambda.h5")
     inputs = keras.Input((6, 6, 1))
     a = L.Conv2D(2, 3)(inputs)
-    keras.Model(inputs, L.Dense(10)(L.Flatten()(a + a)), name="keras2_tfop").save(HERE / "keras2_tfop.h5")
+    keras.Model(inputs, L.Dense(10)(L.Flatten()(tf.math.square(a))), name="keras2_tfop").save(HERE / "keras2_tfop.h5")
 
 
 if __name__ == "__main__":
