@@ -111,9 +111,10 @@ def rewrite_tf_ops(config: dict[str, Any], path: Any) -> bool:
     names: dict[str, str] = {}
     for entry in found:
         stem = re.sub(r"[\W_]+", "_", str(entry.get("name"))).strip("_") or "tf_op"
-        name = stem
+        name, count = stem, 0
         while name in taken:
-            name = f"{stem}_{len(taken)}"
+            count += 1
+            name = f"{stem}_{count}"
         taken.add(name)
         names[str(entry.get("name"))] = name
     rewritten = {id(entry): _rewritten(entry, names[str(entry.get("name"))], path) for entry in found}
