@@ -31,14 +31,7 @@ def load_checked(path: str | os.PathLike) -> tuple["keras.Model", KerasFile]:
     """
     info = read_keras_file(path)
     with tempfile.TemporaryDirectory() as folder:
-        readable = info.path
-        if readable.suffix != KERAS_SUFFIX:  # Keras reads only '.keras' in lower case: 'MODEL.KERAS' is a link away
-            readable = Path(folder) / f"model{KERAS_SUFFIX}"
-            readable.symlink_to(info.path.resolve())
-        try:
-            model = keras.saving.load_model(str(readable), safe_mode=True, compile=False)
-        except Exception as err:  # whatever Keras says about a file that passed our checks
-            raise UserError(f"{info.path}: Keras cannot load it ({one_line(err)})") from None
+        model = _keras_load(_named_for_keras(info.path, (KERAS_SUFFIX,), folder), info.path)
     loaded = layer_weights(model, info.architecture, info.keras_paths)
     for name, arrays in info.weights.items():
         if not all(np.array_equal(a, b) for a, b in zip(arrays, loaded[name], strict=True)):
@@ -66,25 +59,37 @@ def _keras_legacy_load(info: LegacyH5) -> "keras.Model":
     import h5py
 
     with tempfile.TemporaryDirectory() as folder:
-        readable = info.path
+        readable = _named_for_keras(info.path, LEGACY_SUFFIXES, folder)
         if info.config_changed:  # a copy holding the config Keras 3 reads
-            readable = Path(folder) / f"model{LEGACY_SUFFIXES[0]}"
+            readable = Path(folder) / f"copy{LEGACY_SUFFIXES[0]}"
             shutil.copyfile(info.path, readable)
             with h5py.File(readable, "r+") as h5:
                 h5.attrs["model_config"] = json.dumps(info.config)
-        elif readable.suffix not in LEGACY_SUFFIXES:  # Keras reads '.h5' and '.hdf5' in lower case only
-            readable = Path(folder) / f"model{LEGACY_SUFFIXES[0]}"
-            readable.symlink_to(info.path.resolve())
-        try:
-            with warnings.catch_warnings():  # Keras' advice to use .keras: what this conversion does
-                warnings.simplefilter("ignore")
-                model = keras.saving.load_model(str(readable), safe_mode=True, compile=False)
-        except Exception as err:  # whatever Keras says about a file that passed our checks
-            cause = one_line(err, after="Exception encountered: ")  # what follows the config Keras prints
-            hint = ("; Keras 3 writes Keras operations between layers (x * 0.5, ops.relu) into a legacy file it "
-                    "cannot read back: save the model as .keras" if info.keras_version.startswith("3.") else "")
-            raise UserError(f"{info.path}: Keras cannot load it ({cause}){hint}") from None
-    return model
+        hint = ("; Keras 3 writes Keras operations between layers (x * 0.5, ops.relu) into a legacy file it cannot "
+                "read back: save the model as .keras" if info.keras_version.startswith("3.") else "")
+        with warnings.catch_warnings():  # Keras' advice to use .keras: what this conversion does
+            warnings.simplefilter("ignore")
+            return _keras_load(readable, info.path, hint)
+
+
+def _named_for_keras(path: Path, suffixes: tuple[str, ...], folder: str) -> Path:
+    """``path`` if its suffix is one Keras reads it by (in lower case only), else a link to it in ``folder`` that
+    has one: 'MODEL.KERAS' is a link away."""
+    if path.suffix in suffixes:
+        return path
+    link = Path(folder) / f"model{suffixes[0]}"
+    link.symlink_to(path.resolve())
+    return link
+
+
+def _keras_load(readable: Path, path: Path, hint: str = "") -> "keras.Model":
+    """``keras.saving.load_model`` of a file that passed our checks (``path``, read as ``readable``): not compiled,
+    ``safe_mode=True``; what Keras says against it, in one line (``hint``: what to do, after it)."""
+    try:
+        return keras.saving.load_model(str(readable), safe_mode=True, compile=False)
+    except Exception as err:  # whatever Keras says; what follows the config it prints, where it prints one
+        raise UserError(f"{path}: Keras cannot load it ({one_line(err, after='Exception encountered: ')}){hint}") \
+            from None
 
 
 def save_model(model: "keras.Model", path: str | os.PathLike, check=None):

@@ -16,7 +16,6 @@ from pathlib import Path
 from mnist_common.files import write_atomically
 from mnist_common.keras_file import KerasFile
 from mnist_common.legacy_h5 import is_legacy_h5
-from mnist_common.mnist import check_data_dir
 from lightning_mnist.checkpoints import network_of, read_checkpoint, save_checkpoint
 from lightning_mnist.interop.keras_models import keras_model_from_torch, load_checked, load_legacy_h5, save_model
 from lightning_mnist.interop.parity import DEFAULT_CHECK_IMAGES, ParityReport, proven_on_check_inputs
@@ -36,8 +35,6 @@ def keras_to_checkpoint(keras_path: str | os.PathLike, ckpt_path: str | os.PathL
     network = network_of(info)  # what Keras loaded too
     source = {"path": str(info.path), "keras_version": info.keras_version, "date_saved": info.date_saved,
               "optimizer_ignored": info.optimizer}
-    if is_legacy_h5(keras_path) and info.architecture.takes_mnist:  # proven on MNIST test images: a legacy .h5's
-        check_data_dir(data_dir)  # network is known once Keras read it (convert checked a .keras file's before)
 
     def check(tmp: Path) -> ParityReport:
         reread = read_checkpoint(tmp).network()
@@ -78,8 +75,6 @@ def legacy_h5_to_keras(h5_path: str | os.PathLike, keras_path: str | os.PathLike
     network proven against the model Keras read from the ``.h5``. The model is saved uncompiled.
     """
     model, info = load_legacy_h5(h5_path)
-    if info.architecture.takes_mnist:  # proven on MNIST test images: the folder is checked before writing
-        check_data_dir(data_dir)
 
     def check(tmp: Path) -> ParityReport:
         _, written = load_checked(tmp)

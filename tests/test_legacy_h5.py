@@ -219,3 +219,15 @@ def test_each_tensorflow_function_keras_2_recorded_becomes_its_keras_3_layer_or_
     name = f"tf_{function.replace('.', '_')}"
     assert layer["class_name"] == kind and layer["name"] == name and config["config"]["output_layers"] == [[name, 0, 0]]
     assert {key: layer["config"][key] for key in settings} == settings
+
+
+@pytest.mark.parametrize("destination", ["out.onnx", "out.ckpt", "out.keras"])
+def test_a_missing_data_folder_is_refused_before_a_legacy_file_is_converted(destination, tmp_path, capsys):
+    """As for any source: the MNIST folder the proof reads is checked before anything else (no download is tried
+    into a mistyped folder), whichever format the legacy file goes to."""
+    missing = tmp_path / "no_such_folder"
+    code, error, _ = main_error(command_line, ["convert", str(KERAS2 / "keras2_cnn.h5"), str(tmp_path / destination),
+                                               "--data_dir", str(missing)], capsys)
+    assert code == 2 and error == (f"error: data folder {missing}: no such folder (give --data_dir the folder holding "
+                                   f"MNIST/raw, or set $MNIST_DATA_DIR)"), error
+    assert not missing.exists() and not (tmp_path / destination).exists()

@@ -18,7 +18,6 @@ from mnist_common.cli import run
 from mnist_common.errors import UserError, exit_on_user_error
 from mnist_common.files import check_output_file, check_readable
 from mnist_common.keras_file import check_file
-from mnist_common.legacy_h5 import is_legacy_h5
 from mnist_common.mnist import check_data_dir
 from mnist_common.settings import check_folder_name
 
@@ -51,8 +50,7 @@ def convert(src: str, dst: str, check_images: int = MAX_CHECK_IMAGES, data_dir: 
     destination_format = format_for(src, dst)
     src, dst = check_readable(check_file(src), str(src)), Path(dst)  # a missing, unreadable or remote source
     check_output_file(dst, "dst", overwrite, inputs=[src])
-    # proven on MNIST test images (a legacy .h5's network is known once Keras read it: its writer checks then)
-    if not is_legacy_h5(src) and any(network.architecture.takes_mnist for network in load_networks(src)):
+    if any(network.architecture.takes_mnist for network in load_networks(src)):  # proven on MNIST test images
         check_data_dir(data_dir)
 
     started = time.perf_counter()
