@@ -61,7 +61,9 @@ def commands(args: dict, out: Path) -> dict[str, list[str]]:
     """The command line each contender runs with ``args`` (the settings), writing under ``out``."""
     shared = {"--model.architecture": args["architecture"], "--data.batch_size": args["batch_size"],
               "--model.lr": args["lr"], "--trainer.max_epochs": args["max_epochs"], "--data.subset": args["subset"],
-              "--data.data_dir": args["data_dir"]}
+              "--data.data_dir": args["data_dir"],
+              "--data.steps_per_execution": args.get("steps_per_execution", 1) if args.get("steps_per_execution", 1) > 1
+              else None}
     flags = [str(part) for key, value in shared.items() if value is not None for part in (key, value)]
     lightning = ["--config", str(args["lightning_config"])] if args["lightning_config"] else flags
     return {
@@ -123,8 +125,10 @@ def achieved(run_: dict, num_train: int, efficiency: dict) -> tuple[float, float
 def markdown(report: dict) -> str:
     """The report as the Markdown docs/benchmarks.md shows: the command, the machine, a row per contender, ratios."""
     machine, settings = report["machine"], report["settings"]
-    shown = {k: settings[k] for k in ("architecture", "batch_size", "lr", "max_epochs", "subset", "lightning_config")
-             if settings.get(k) is not None}
+    shown = {k: settings[k] for k in ("architecture", "batch_size", "steps_per_execution", "lr", "max_epochs", "subset",
+                                      "lightning_config") if settings.get(k) is not None}
+    if shown.get("steps_per_execution") == 1:  # the default: the tables before the setting existed
+        del shown["steps_per_execution"]
     repeats = settings.get("repeats", 1)
     if repeats > 1:
         shown["repeats"] = repeats
@@ -150,6 +154,12 @@ def markdown(report: dict) -> str:
               f"backward); a float32 matmul reaches {efficiency['matmul_gflops_float32']} GFLOP/s here "
               f"(bfloat16: {efficiency['matmul_gflops_bfloat16']}), {efficiency['threads']} threads. "
               f"Lightning's path: {LIGHTNING_CUTS}."]
+    steps = settings.get("steps_per_execution", 1)
+    if steps > 1:
+        lines[-1] += (f" With --steps_per_execution {steps}: each batch Lightning takes holds {steps} batches, one "
+                      f"optimizer step each (its loop and hooks run once per {steps} steps); Keras compiles with "
+                      f"steps_per_execution={steps}; the plain loop takes the {steps} batches' images at once too "
+                      f"(the same data path), then steps as before.")
     return "\n".join(lines)
 
 
@@ -211,7 +221,8 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
             subset: int | None = None, data_dir: str | None = None, accelerator: Literal["cpu", "gpu"] = "cpu",
             lightning_config: Path | None = None, target_acc: float = 0.98,
             frameworks: list[Literal["lightning", "keras", "torch"]] = ("lightning", "keras", "torch"),
-            repeats: int = 1, output_dir: Path = REPO / "runs" / "benchmark", doc: Path | None = None) -> None:
+            repeats: int = 1, output_dir: Path = REPO / "runs" / "benchmark", doc: Path | None = None,
+            steps_per_execution: int = 1) -> None:
     """Train each contender with the same settings, one after the other; report seconds per epoch and ratios.
 
     Args:
@@ -229,10 +240,12 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
             medians of the rounds' ratios.
         output_dir: a new folder here gets the logs, benchmark.json and benchmark.png.
         doc: also write the table into this Markdown file, between its ``compare-<architecture>-b<batch>``
-            markers (docs/benchmarks.md).
+            markers (``...-b<batch>-x<steps>`` with ``steps_per_execution``) (docs/benchmarks.md).
+        steps_per_execution: batches per Lightning training step and per call of Keras' training function
+            (``--data.steps_per_execution`` of both; the plain loop takes their images at once too).
     """
     check_counts(max_epochs=max_epochs, batch_size=batch_size, subset=subset, repeats=repeats, lr=lr,
-                 target_acc=target_acc)
+                 target_acc=target_acc, steps_per_execution=steps_per_execution)
     check_doc(doc)
     check_chosen("frameworks", frameworks, ("lightning", "keras", "torch"))
     check_fit_config("lightning_config", lightning_config)
@@ -276,7 +289,8 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
     print(f"on {machine['cpu']} ({machine['cores']} cores), load average {machine['load_average']} before, "
           f"{report['load_average_after']} after")
     if doc:
-        name = f"compare-{Path(str(architecture)).stem}-b{batch_size}"
+        name = f"compare-{Path(str(architecture)).stem}-b{batch_size}" + (
+            f"-x{steps_per_execution}" if steps_per_execution > 1 else "")
         print(f"table: {write_between_markers(doc, name, markdown(report), title='Benchmarks')}")
     print(f"report: {out / 'benchmark.json'}\nfigure: {out / 'benchmark.png'}")
 

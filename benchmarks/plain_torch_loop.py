@@ -71,35 +71,38 @@ def build(architecture: str = "notebook", lr: float = 1e-4,
 
 def train_steps(network: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                 batch_size: int, augmentation=None, steps: int | None = None, scheduler=None,
-                bf16: bool = False, step_seconds: list[float] | None = None) -> int:
+                bf16: bool = False, step_seconds: list[float] | None = None, steps_per_execution: int = 1) -> int:
     """One epoch over ``x`` in a fresh random order (or its first ``steps`` batches); the steps taken.
 
     ``bf16``: the forward pass under ``torch.autocast`` in bfloat16, as Lightning's ``bf16-mixed`` precision does.
     ``step_seconds``: gets the seconds of each step's forward, loss, backward and update (the work a
     Lightning ``training_step`` does), so that the rest is what the loop around it costs.
+    ``steps_per_execution``: the images of this many batches are taken (and augmented) at once, as the data
+    module's setting of that name hands them to Lightning; then one step on each batch, as without it.
     """
     network.train()
     order = torch.randperm(len(x), device=x.device)
-    taken = 0
-    for i in range(0, len(x), batch_size):
-        if steps is not None and taken >= steps:
-            break
-        batch = order[i:i + batch_size]
-        images = x[batch]
+    taken, chunk = 0, batch_size * steps_per_execution
+    for start in range(0, len(x), chunk):
+        indices = order[start:start + chunk]
+        images, labels = x[indices], y[indices]
         if augmentation is not None:
             images = augmentation(images)
-        labels = y[batch]
-        started = time.perf_counter() if step_seconds is not None else 0.0
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(network(images.contiguous(memory_format=torch.channels_last)), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        if step_seconds is not None:
-            step_seconds.append(time.perf_counter() - started)
-        taken += 1
+        for batch_images, batch_labels in zip(images.split(batch_size), labels.split(batch_size)):
+            if steps is not None and taken >= steps:
+                return taken
+            started = time.perf_counter() if step_seconds is not None else 0.0
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = network(batch_images.contiguous(memory_format=torch.channels_last))
+                loss = F.cross_entropy(logits, batch_labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            if step_seconds is not None:
+                step_seconds.append(time.perf_counter() - started)
+            taken += 1
     return taken
 
 
@@ -108,7 +111,7 @@ def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1,
           augment: bool = False, threads: int | None = None, lr_schedule: Literal["constant", "onecycle"] = "constant",
           precision: Literal["32", "bf16-mixed"] = "32", target_val_acc: float | None = None, device: str = "cpu",
           compile_mode: Literal["default", "reduce-overhead", "max-autotune"] | None = None,
-          keep_every_epoch: bool = False) -> Path:
+          keep_every_epoch: bool = False, steps_per_execution: int = 1) -> Path:
     """Train with a plain loop; write ``results.json`` in ``output_dir``.
 
     Args:
@@ -131,9 +134,11 @@ def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1,
         keep_every_epoch: save each epoch's weights as ``checkpoints/epochNN.ckpt`` (numbered from 0, a
             checkpoint ``test --ckpt_path`` reads), as ``fit --checkpoint.save_top_k -1`` keeps them; counted in
             the epoch's seconds, as Lightning's checkpoints are.
+        steps_per_execution: take the images of this many batches at once (the data module's
+            ``--data.steps_per_execution``); the steps are the same.
     """
     check_counts(max_epochs=max_epochs, batch_size=batch_size, lr=lr, subset=subset, threads=threads,
-                 target_val_acc=target_val_acc)
+                 target_val_acc=target_val_acc, steps_per_execution=steps_per_execution)
     keep_freed_memory()  # as the training commands do
     if threads is not None:
         torch.set_num_threads(threads)
@@ -157,7 +162,8 @@ def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1,
     history, seconds, started = [], 0.0, time.perf_counter()
     for epoch in range(max_epochs):
         epoch_started = time.perf_counter()
-        train_steps(network, optimizer, x, y, batch_size, data.augmentation, scheduler=scheduler, bf16=bf16)
+        train_steps(network, optimizer, x, y, batch_size, data.augmentation, scheduler=scheduler, bf16=bf16,
+                    steps_per_execution=steps_per_execution)
         val_loss, val_acc = evaluate(network, x_val, y_val, bf16=bf16)
         if keep_every_epoch:
             save_checkpoint(output_dir / EPOCHS_FOLDER / f"epoch{epoch:02d}.ckpt", weights.architecture,
@@ -174,7 +180,8 @@ def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1,
                                                   "augment": augment, "threads": torch.get_num_threads(),
                                                   "lr_schedule": lr_schedule, "precision": precision,
                                                   "device": device, "compile_mode": compile_mode,
-                                                  "keep_every_epoch": keep_every_epoch})
+                                                  "keep_every_epoch": keep_every_epoch,
+                                                  "steps_per_execution": steps_per_execution})
     return write_json(results, output_dir / "results.json")
 
 

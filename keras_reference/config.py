@@ -78,6 +78,9 @@ class DataSettings:
         elastic_alpha: an elastic distortion (Simard et al. 2003) of this many pixels on top (0: none), as Lightning's.
         elastic_sigma: the elastic distortion's smoothness in pixels (its Gaussian filter's sigma).
         download: fetch missing MNIST files (checksums are always verified).
+        steps_per_execution: Keras' ``compile(steps_per_execution=...)``: batches per call of the compiled
+            training step (its callbacks' batch hooks then run once per call), as Lightning's data module groups
+            them.
     """
 
     data_dir: str | None = None
@@ -95,6 +98,7 @@ class DataSettings:
     elastic_alpha: float = 0.0
     elastic_sigma: float = 4.0
     download: bool = True
+    steps_per_execution: int = 1
 
 
 @dataclass(frozen=True)
@@ -234,7 +238,8 @@ class RunSettings:
                             val_fraction=data.val_fraction, subset=data.subset,
                             num_folds=data.num_folds if command == "cv" else None, fold=None, rotation=data.rotation,
                             zoom=data.zoom, shift=data.shift, shear=data.shear, elastic_alpha=data.elastic_alpha,
-                            elastic_sigma=data.elastic_sigma, split_seed=data.split_seed)
+                            elastic_sigma=data.elastic_sigma, split_seed=data.split_seed,
+                            steps_per_execution=data.steps_per_execution)
         check_augment_ranges(data.augment, **{name: getattr(data, name) for name in AUGMENT_DEFAULTS})
 
     def starting_architecture(self) -> Architecture:

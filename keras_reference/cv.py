@@ -61,7 +61,8 @@ def cross_validate(settings: RunSettings, callbacks: tuple = (), verbose: int | 
             keras.backend.clear_session()  # the previous fold's model is gone: nothing carries over
             keras.utils.set_random_seed(settings.seed_everything + k)  # each fold reproducible on its own
             model = new_model(architecture, settings=settings.model,
-                              total_steps=total_steps(len(data.x_train), settings))
+                              total_steps=total_steps(len(data.x_train), settings),
+                              steps_per_execution=data_settings.steps_per_execution)
             data = data.for_model(model, architecture.pixel_scale)
             history, best_epoch, last = fit(model, data, settings, callbacks, verbose)
             val_loss, val_acc = evaluate(model, data.x_val, data.y_val, data_settings.eval_batch_size)  # best weights

@@ -43,7 +43,8 @@ def make_optimizer(model: "keras.Model", settings: ModelSettings, total_steps: i
 
 
 def compile_model(model: "keras.Model", lr: float = LEARNING_RATE, from_logits: bool | None = None,
-                  settings: ModelSettings | None = None, total_steps: int | None = None) -> "keras.Model":
+                  settings: ModelSettings | None = None, total_steps: int | None = None,
+                  steps_per_execution: int = 1) -> "keras.Model":
     """Compile as the notebook did (Adam(lr), categorical cross-entropy on one-hot labels, accuracy), or as
     ``settings`` ask (their lr wins over ``lr``): see :func:`make_optimizer`.
 
@@ -52,7 +53,8 @@ def compile_model(model: "keras.Model", lr: float = LEARNING_RATE, from_logits: 
     smoothing, a plain cross-entropy metric (``cross_entropy``, ``val_cross_entropy``) is compiled too:
     Lightning smooths only the training loss, and validates and chooses its checkpoint on plain cross-entropy.
     Layers in mixed_float16 get Keras' loss scaling (a ``LossScaleOptimizer``), as a model built under that global
-    policy does.
+    policy does. ``steps_per_execution``: Keras' own (``--data.steps_per_execution``, as Lightning's data module
+    groups batches): this many batches per call of its compiled training function.
     """
     settings = settings or ModelSettings(lr=lr)
     if from_logits is None:
@@ -67,11 +69,13 @@ def compile_model(model: "keras.Model", lr: float = LEARNING_RATE, from_logits: 
     model.compile(optimizer=optimizer,
                   loss=keras.losses.CategoricalCrossentropy(from_logits=from_logits,
                                                             label_smoothing=settings.label_smoothing),
-                  metrics=metrics)
+                  metrics=metrics, steps_per_execution=steps_per_execution)
     return model
 
 
 def new_model(architecture: Architecture | str | dict | None = None, lr: float = LEARNING_RATE,
-              settings: ModelSettings | None = None, total_steps: int | None = None) -> "keras.Model":
+              settings: ModelSettings | None = None, total_steps: int | None = None,
+              steps_per_execution: int = 1) -> "keras.Model":
     """A freshly initialised, compiled model: what every training run and every CV fold starts from."""
-    return compile_model(build_model(architecture), lr, settings=settings, total_steps=total_steps)
+    return compile_model(build_model(architecture), lr, settings=settings, total_steps=total_steps,
+                         steps_per_execution=steps_per_execution)

@@ -197,7 +197,8 @@ def train(settings: RunSettings, callbacks: tuple = (), verbose: int | str = 2) 
         # fine-tuning (--weights): the file's network as it is, its weights set as Keras' loading sets them
         origin = None if settings.weights is None else read_keras_file(settings.weights)
         architecture = origin.architecture if origin else load_architecture(settings.model.architecture)
-        model = new_model(architecture, settings=settings.model, total_steps=total_steps(len(data.x_train), settings))
+        model = new_model(architecture, settings=settings.model, total_steps=total_steps(len(data.x_train), settings),
+                          steps_per_execution=settings.data.steps_per_execution)
         if origin:
             set_layer_weights(model, architecture, origin.weights)
             print(f"starting from the weights of {settings.weights}", flush=True)

@@ -24,12 +24,13 @@ AUGMENT_DEFAULTS = {"rotation": 5.0, "zoom": 0.05, "shift": 0.05, "shear": 0.05,
 def check_data_settings(*, batch_size: int, eval_batch_size: int, val_fraction: float, subset: int | None,
                         num_folds: int | None, fold: int | None, rotation: float, zoom: float, shift: float,
                         shear: float, elastic_alpha: float = 0.0, elastic_sigma: float = 4.0,
-                        split_seed: int = 42) -> None:
+                        split_seed: int = 42, steps_per_execution: int = 1) -> None:
     """Raise a one-line :class:`UserError` for settings no run can use, before any data is read.
 
     The messages name the flags as both command lines spell them (``--data.batch_size``).
     """
-    for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+    for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
+                        ("steps_per_execution", steps_per_execution)):
         if value < 1:
             raise UserError(f"--data.{name} must be at least 1, got {value}")
     if not 0.0 < val_fraction < 1.0:

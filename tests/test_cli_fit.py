@@ -147,6 +147,24 @@ def test_results_keep_every_epoch_when_the_best_is_not_the_last(run_main, tmp_pa
     assert results["mistakes"] == 1000 - np.trace(matrix)
 
 
+def test_fit_groups_steps_per_execution_and_counts_each_step(run_main, tmp_path):
+    """``--data.steps_per_execution 4``: 900 augmented images make 8 batches for Lightning (4 x 32 each, the last
+    what is left) and 29 optimizer steps, which the checkpoint's step count, the one-cycle schedule's span and the
+    saved config say; the loss is logged once per execution."""
+    run_main("lightning_mnist", "fit", *QUICK, "--data.subset", "1000", "--data.steps_per_execution", "4",
+             "--data.augment", "true", "--model.lr_schedule", "onecycle", "--trainer.log_every_n_steps", "1")
+    [run] = run_folders(tmp_path)
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["steps_per_execution"] == 4
+    results = json.loads((run / "results.json").read_text())
+    checkpoint = torch.load(run / results["model_path"], weights_only=True)
+    assert checkpoint["global_step"] == math.ceil(900 / 32) == 29
+    schedule = checkpoint["lr_schedulers"][0]
+    assert schedule["total_steps"] == schedule["last_epoch"] == 29  # the one-cycle ran its whole span
+    with open(run / "metrics.csv") as rows:
+        logged = [row for row in csv.DictReader(rows) if row["train/loss_step"]]
+    assert len(logged) == math.ceil(900 / 128) == 8
+
+
 def test_config_file_spells_out_the_defaults(run_module, tmp_path, capsys):
     """The defaults printed by a real process; the notebook's config file's through main in this one."""
     from lightning_mnist.__main__ import main
@@ -452,6 +470,22 @@ BAD_INPUTS = {
     "batch size 0": (["fit", "--data.batch_size", "0"], "--data.batch_size must be at least 1, got 0"),
     "batch size -4": (["fit", "--data.batch_size", "-4"], "--data.batch_size must be at least 1, got -4"),
     "eval batch size 0": (["fit", "--data.eval_batch_size", "0"], "--data.eval_batch_size must be at least 1"),
+    "0 steps per execution": (["fit", "--data.steps_per_execution", "0"],
+                              "--data.steps_per_execution must be at least 1, got 0"),
+    "steps per execution with accumulation": (
+        ["fit", "--data.steps_per_execution", "4", "--trainer.accumulate_grad_batches", "2"],
+        "--data.steps_per_execution 4 with --trainer.accumulate_grad_batches: gradient accumulation and clipping run "
+        "in Lightning's automatic loop, one batch a step"),
+    "steps per execution with clipping": (
+        ["cv", "--data.steps_per_execution", "4", "--trainer.gradient_clip_val", "1.0"],
+        "--data.steps_per_execution 4 with --trainer.gradient_clip_val:"),
+    "steps per execution with a weight average": (
+        ["fit", "--data.steps_per_execution", "4", "--trainer.callbacks+",
+         "lightning_mnist.training.callbacks.EMAWeightAveraging"],
+        "--data.steps_per_execution 4 with --trainer.callbacks EMAWeightAveraging: it averages the weights once per "
+        "batch Lightning takes, which would be once per 4 optimizer steps"),
+    "steps per execution to a test": (["test", "--ckpt_path", "lenet.ckpt", "--data.steps_per_execution", "4"],
+                                      "--data.steps_per_execution 4: `test` scores the checkpoint as it is"),
     "num_folds 0": (["fit", "--data.num_folds", "0"], "--data.num_folds must be at least 2"),
     "num_folds -3": (["cv", "--data.num_folds", "-3"], "--data.num_folds must be at least 2 (or null"),
     "fold without num_folds": (["fit", "--data.fold", "1"], "--data.fold 1 needs --data.num_folds"),
@@ -591,6 +625,13 @@ BAD_INPUTS = {
                                             "after 15 steps"),
     "stopped before the first validation, accumulating": (
         ["fit", "--data.subset", "500", "--trainer.max_steps", "7", "--trainer.accumulate_grad_batches", "2"],
+        "--trainer.max_steps 7: the run would stop before its first validation, after 8 steps"),
+    "stopped before the first validation, 4 steps per execution": (  # 450 images: 4 executions, 15 steps
+        ["fit", "--data.subset", "500", "--trainer.max_steps", "14", "--data.steps_per_execution", "4"],
+        "--trainer.max_steps 14: the run would stop before its first validation, after 15 steps"),
+    "stopped before a validation after 2 executions": (
+        ["fit", "--data.subset", "500", "--trainer.max_steps", "7", "--data.steps_per_execution", "4",
+         "--trainer.val_check_interval", "2"],
         "--trainer.max_steps 7: the run would stop before its first validation, after 8 steps"),
     "an added checkpoint callback's folder of another run": (
         ["cv", "--trainer.callbacks+", "ModelCheckpoint", "--trainer.callbacks.dirpath", ".",

@@ -261,6 +261,20 @@ finally:
 """
 
 
+def test_steps_per_execution_trains_the_same_steps(tmp_path, mnist_dir):
+    """``--data.steps_per_execution 4`` compiles Keras with it (4 batches per call of its training function, an
+    epoch's last call what is left: 900 images make 29 steps) and trains the same weights as one batch a call."""
+    trained_weights = {}
+    for steps in (1, 4):
+        settings = settings_for(mnist_dir, tmp_path / f"x{steps}", DataSettings(subset=1000, steps_per_execution=steps),
+                                epochs=1)
+        _, model, _ = train(settings.check("train"), verbose=0)
+        assert model.steps_per_execution == steps and int(model.optimizer.iterations.numpy()) == 29
+        trained_weights[steps] = model.get_weights()
+    for ours, theirs in zip(trained_weights[4], trained_weights[1]):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+
+
 def test_cli_train_is_quiet_never_imports_torch_and_writes_its_run_folder(tmp_path, mnist_dir):
     proc = subprocess.run([sys.executable, "-c", RUN_AND_LIST_MODULES, "train", "--data.subset", "2000",
                            "--trainer.max_epochs", "1", "--output_dir", "out"], cwd=tmp_path,
@@ -277,10 +291,11 @@ def test_cli_train_is_quiet_never_imports_torch_and_writes_its_run_folder(tmp_pa
 
 def test_cli_cv_writes_results_for_every_fold(run_module, tmp_path):
     run_module("keras_reference", "cv", "--data.subset", "1500", "--data.num_folds", "2", "--trainer.max_epochs", "1",
-               "--data.augment", "false")
+               "--data.augment", "false", "--data.steps_per_execution", "3")
     run = tmp_path / "runs" / "keras" / "cv_0"
     results = json.loads((run / CV_RESULTS_FILE).read_text())
     assert results["num_folds"] == 2 and len(results["folds"]) == 2 and results["config"]["data"]["augment"] is False
+    assert results["config"]["data"]["steps_per_execution"] == 3
     assert sorted(p.name for p in run.glob("*.keras")) == ["fold_0.keras", "fold_1.keras"]
     assert (run / CV_CURVES_FILE).is_file()
 
@@ -296,7 +311,7 @@ def test_both_command_lines_spell_the_shared_ideas_alike(capsys):
     lightning_flags = _flags(main_output(lightning_main, ["fit", "--help"], capsys))
     shared = {"--data.data_dir", "--data.subset", "--data.batch_size", "--data.val_fraction", "--data.split_seed",
               "--data.augment", "--model.architecture", "--model.lr", "--model.lr_schedule", "--model.weight_decay",
-              "--model.label_smoothing", "--data.elastic_alpha", "--trainer.max_epochs",
+              "--model.label_smoothing", "--data.elastic_alpha", "--data.steps_per_execution", "--trainer.max_epochs",
               "--early_stopping.patience", "--seed_everything", "--output_dir", "--config", "--print_config"}
     assert shared <= keras_flags and shared <= lightning_flags, (shared - keras_flags, shared - lightning_flags)
 
@@ -309,6 +324,7 @@ def test_both_command_lines_spell_the_shared_ideas_alike(capsys):
     (["train", "--model.lr", "-0.1"], "--model.lr must be a positive number"),
     (["train", "--data.val_fraction", "1"], "--data.val_fraction must be between 0 and 1"),
     (["train", "--data.subset", "0"], "--data.subset must be between 20 and 60000"),
+    (["cv", "--data.steps_per_execution", "0"], "--data.steps_per_execution must be at least 1, got 0"),
     (["train", "--model.architecture", "nope"], "not a preset"),
     (["cv", "--data.num_folds", "1"], "--data.num_folds must be at least 2"),
     (["cv", "--early_stopping.patience", "-1"], "--early_stopping.patience must be at least 0"),

@@ -317,3 +317,67 @@ def test_the_classifier_steps_as_lightnings_automatic_loop_would(mnist_dir, tmp_
     assert trainer.callback_metrics.keys() == auto_trainer.callback_metrics.keys()
     for key, value in trainer.callback_metrics.items():
         torch.testing.assert_close(value, auto_trainer.callback_metrics[key], rtol=0, atol=1e-5, msg=key)
+
+
+def test_steps_per_execution_trains_the_same_steps_as_one_batch_a_step(mnist_dir, tmp_path):
+    """Keras' ``steps_per_execution`` in Lightning: each batch Lightning takes holds 8 batches of 32 (an epoch's
+    last what is left: 1,800 images make 57 steps, the last execution one batch of 8), the classifier steps on
+    each; the same images in the same order, so the same weights, step count, one-cycle schedule and epoch
+    metrics as one batch a step, with a loss logged per execution."""
+    from lightning.pytorch import seed_everything
+
+    runs = {}
+    for steps in (1, 8):
+        seed_everything(0, verbose=False)
+        data = MNISTDataModule(data_dir=str(mnist_dir), subset=2000, batch_size=32, steps_per_execution=steps)
+        model = MnistClassifier(lr=3e-3, lr_schedule="onecycle")
+        trainer = Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False,
+                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                          default_root_dir=tmp_path)
+        trainer.fit(model, datamodule=data)
+        runs[steps] = (model, trainer)
+    (single, single_trainer), (grouped, trainer) = runs[1], runs[8]
+    assert trainer.num_training_batches == math.ceil(1800 / 256) == 8 and single_trainer.num_training_batches == 57
+    assert trainer.global_step == single_trainer.global_step == 2 * 57
+    assert trainer.lr_scheduler_configs[0].scheduler.total_steps == 2 * 57  # the schedule spans optimizer steps
+    assert trainer.optimizers[0].param_groups[0]["lr"] == single_trainer.optimizers[0].param_groups[0]["lr"] < 1e-4
+    for (name, ours), theirs in zip(grouped.state_dict().items(), single.state_dict().values()):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6, msg=name)
+    for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
+        torch.testing.assert_close(trainer.callback_metrics[key], single_trainer.callback_metrics[key], rtol=0,
+                                   atol=1e-5, msg=key)
+    assert "train/loss_step" in trainer.callback_metrics
+
+    seed_everything(0, verbose=False)  # max_steps inside an execution: no step past it, the schedule spans it
+    data = MNISTDataModule(data_dir=str(mnist_dir), subset=2000, batch_size=32, steps_per_execution=8)
+    trainer = Trainer(accelerator="cpu", max_epochs=2, max_steps=20, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                      limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(MnistClassifier(lr=3e-3, lr_schedule="onecycle"), datamodule=data)
+    assert trainer.global_step == 20 and trainer.lr_scheduler_configs[0].scheduler.total_steps == 20
+
+
+def test_an_execution_is_the_batches_of_one_augmented_draw_in_order(mnist_dir):
+    """The data module's training batches with ``steps_per_execution``: one loader batch of 3 x 32 images,
+    augmented as one draw, handed on as 3 (images, labels) batches in loader order; evaluation batches stay
+    whole; the optimizer steps of an epoch's first loader batches count what they hold."""
+    data = MNISTDataModule(data_dir=str(mnist_dir), subset=500, batch_size=32, steps_per_execution=3, augment=True)
+    data.setup("fit")
+
+    class Training:  # what the data module reads of its Trainer
+        training, world_size = True, 1
+
+    data.trainer = Training()
+    images, labels = data.datasets["train"].tensors[0][:96], data.datasets["train"].tensors[1][:96]
+    torch.manual_seed(1)
+    augmented = data.augmentation(images)
+    torch.manual_seed(1)
+    execution = data.on_after_batch_transfer((images, labels), 0)
+    assert isinstance(execution, list) and [len(y) for _, y in execution] == [32, 32, 32]
+    assert torch.equal(torch.cat([x for x, _ in execution]), augmented)
+    assert torch.equal(torch.cat([y for _, y in execution]), labels)
+    assert not torch.equal(augmented, images)
+    assert data.train_dataloader().batch_size == 96
+    assert [data.optimizer_steps(n) for n in (1, 4, 5)] == [3, 12, 15]  # 450 images: 15 steps an epoch
+    Training.training = False  # validation and test batches are not grouped (nor augmented)
+    assert data.on_after_batch_transfer((images, labels), 0)[0] is images

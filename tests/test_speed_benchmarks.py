@@ -120,6 +120,43 @@ def test_step_overhead_times_each_contender_from_the_same_start(mnist_dir):
     assert report["machine"]["cpu"] and report["threads"] >= 1
 
 
+def test_the_plain_loop_takes_an_executions_images_at_once_and_steps_as_before(mnist):
+    """``steps_per_execution`` in the plain loop (the data path Lightning's data module gives it): the same steps
+    on the same batches, so the same weights; ``steps`` still counts optimizer steps."""
+    import torch
+
+    from plain_torch_loop import build, train_steps
+
+    x = torch.from_numpy(mnist.train_images[:200]).float().div(255).unsqueeze(1)
+    y = torch.from_numpy(mnist.train_labels[:200]).long()
+    weights = {}
+    for steps in (1, 3):
+        torch.manual_seed(5)
+        network, optimizer = build("notebook", 1e-3)
+        assert train_steps(network, optimizer, x, y, 32, steps_per_execution=steps) == 7  # 6 x 32 and 8
+        weights[steps] = network.state_dict()
+        torch.manual_seed(5)
+        assert train_steps(*build("notebook", 1e-3), x, y, 32, steps=5, steps_per_execution=steps) == 5
+    for name, value in weights[3].items():
+        torch.testing.assert_close(value, weights[1][name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_compare_gives_the_three_contenders_the_same_steps_per_execution(tmp_path, capsys):
+    """Each contender's command line carries ``--steps_per_execution`` (the two commands' parsers accept it)."""
+    from compare_frameworks import commands
+    from keras_reference.__main__ import main as keras_main
+    from lightning_mnist.__main__ import main as lightning_main
+
+    args = {"architecture": "notebook", "batch_size": 32, "lr": 1e-4, "max_epochs": 1, "subset": None,
+            "data_dir": None, "lightning_config": None, "accelerator": "cpu", "steps_per_execution": 8}
+    every = commands(args, tmp_path)
+    assert every["torch"][every["torch"].index("--steps_per_execution") + 1] == "8"
+    for name, main in (("lightning", lightning_main), ("keras", keras_main)):
+        argv = every[name][every[name].index("fit" if name == "lightning" else "train"):]
+        assert "steps_per_execution: 8" in main_output(main, [*argv, "--print_config"], capsys), name
+    assert "--data.steps_per_execution" not in commands({**args, "steps_per_execution": 1}, tmp_path)["keras"]
+
+
 def fake_run(seconds: float, acc: float = 0.9) -> dict:
     return {"train_seconds": seconds, "epochs": [{"seconds": seconds}], "test_acc": acc}
 

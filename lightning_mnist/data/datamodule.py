@@ -6,6 +6,8 @@ The training batches come in an order a run stopped between two batches resumes 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset
@@ -66,6 +68,13 @@ class MNISTDataModule(LightningDataModule):
             2003; not the notebook's): displacements of up to ``alpha`` pixels before smoothing by a
             Gaussian of ``sigma`` pixels. 0 (the default) leaves it off; they used 34 and 4.
         download: fetch missing files (checksums are always verified).
+        steps_per_execution: Keras' ``compile(steps_per_execution=...)``: each training batch Lightning
+            takes holds this many batches of ``batch_size`` (the same images in the same order), and the
+            module takes an optimizer step on each, so Lightning's loop and hooks run once per this many
+            steps. 1 (the default): one batch, one step. The hooks that run per batch (callbacks'
+            ``on_train_batch_end``, ``log_every_n_steps``, ``val_check_interval``, ``limit_train_batches``)
+            then count these groups, as Keras' callbacks count executions; ``max_steps`` and the
+            learning-rate schedule count optimizer steps.
     """
 
     def __init__(self, data_dir: str | None = None, batch_size: int = 32, eval_batch_size: int = 500,
@@ -73,12 +82,12 @@ class MNISTDataModule(LightningDataModule):
                  num_folds: int | None = None, fold: int | None = None, split_seed: int = DEFAULT_SPLIT_SEED,
                  augment: bool = False, rotation: float = 5.0, zoom: float = 0.05, shift: float = 0.05,
                  shear: float = 0.05, elastic_alpha: float = 0.0, elastic_sigma: float = 4.0,
-                 download: bool = True) -> None:
+                 download: bool = True, steps_per_execution: int = 1) -> None:
         super().__init__()
         check_data_settings(batch_size=batch_size, eval_batch_size=eval_batch_size, val_fraction=val_fraction,
                             subset=subset, num_folds=num_folds, fold=fold, rotation=rotation, zoom=zoom,
                             shift=shift, shear=shear, elastic_alpha=elastic_alpha, elastic_sigma=elastic_sigma,
-                            split_seed=split_seed)
+                            split_seed=split_seed, steps_per_execution=steps_per_execution)
         self.save_hyperparameters()
         self.augmentation = NotebookAugmentation(rotation, zoom, shift, shear, elastic_alpha,
                                                  elastic_sigma) if augment else None
@@ -121,8 +130,17 @@ class MNISTDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self.train_order = EpochOrder(len(self.datasets["train"]))
         self.train_order.load_state_dict(self._resume_order)  # a run stopped inside an epoch goes on from there
-        return ResumableDataLoader(self.datasets["train"], batch_size=self.hparams.batch_size,
-                                   sampler=self.train_order, collate_fn=keep_batch)
+        return ResumableDataLoader(self.datasets["train"], sampler=self.train_order, collate_fn=keep_batch,
+                                   batch_size=self.hparams.batch_size * self.hparams.steps_per_execution)
+
+    def optimizer_steps(self, loader_batches: int) -> int:
+        """The optimizer steps of an epoch's first ``loader_batches`` training batches (each holds
+        ``steps_per_execution`` batches of ``batch_size``, the epoch's last one what is left)."""
+        images = len(self.datasets["train"])
+        if self.trainer is not None and self.trainer.world_size > 1:  # each process's share (DistributedSampler)
+            images = math.ceil(images / self.trainer.world_size)
+        steps_per_epoch = math.ceil(images / self.hparams.batch_size)
+        return min(loader_batches * self.hparams.steps_per_execution, steps_per_epoch)
 
     def state_dict(self) -> dict:
         """The training order's state, in a checkpoint written inside an epoch (an epoch's end has none)."""
@@ -154,7 +172,12 @@ class MNISTDataModule(LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # Augment training batches only, on the device the batch now lives on.
-        if self.augmentation is not None and self.trainer is not None and self.trainer.training:
-            images, labels = batch
-            batch = (self.augmentation(images), labels)
-        return batch
+        if self.trainer is None or not self.trainer.training:
+            return batch
+        images, labels = batch
+        if self.augmentation is not None:
+            images = self.augmentation(images)
+        if self.hparams.steps_per_execution == 1:
+            return images, labels
+        size = self.hparams.batch_size  # an execution: the module steps on each of these batches in turn
+        return list(zip(images.split(size), labels.split(size)))

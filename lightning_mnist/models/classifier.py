@@ -148,12 +148,31 @@ class MnistClassifier(LightningModule):
         return trainer.accumulate_grad_batches != 1 or bool(trainer.gradient_clip_val)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """One optimizer step on a batch of (images, labels), or one on each batch of a list of them: the
+        data module's ``steps_per_execution`` (Keras' name), Lightning's loop and hooks run once per list."""
+        if isinstance(batch, list) and batch and not isinstance(batch[0], torch.Tensor):
+            return self.execute(batch)
         loss, _ = self._shared_step(batch, "train")
         every = self.trainer.log_every_n_steps
         if every and (self.global_step + 1) % every == 0:  # the steps the trainer writes to its loggers
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         if not self.automatic_optimization:
             self.optimize(loss)  # counts the step: global_step is one more after it
+        return loss
+
+    def execute(self, batches: list) -> torch.Tensor:
+        """An optimizer step on each batch in turn (as many steps as batches, global_step counting each, none
+        past ``max_steps``); the last one's loss is logged as ``train/loss_step``, once per execution."""
+        if self.automatic_optimization:
+            raise ValueError("steps_per_execution above 1 needs this module to step its optimizer itself: "
+                             "gradient accumulation and clipping (Lightning's automatic loop) take one batch a step")
+        limit = self.trainer.max_steps
+        for batch in batches:
+            if 0 <= limit <= self.global_step:  # --trainer.max_steps within an execution: Lightning stops after it
+                break
+            loss, _ = self._shared_step(batch, "train")
+            self.optimize(loss)
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
     def optimize(self, loss: torch.Tensor) -> None:
@@ -229,6 +248,20 @@ class MnistClassifier(LightningModule):
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self.predict_proba(images)
 
+    def optimizer_steps(self) -> int:
+        """The optimizer steps of the whole run: what the one-cycle schedule spans.
+
+        Lightning's ``estimated_stepping_batches`` counts the batches it takes; a data module whose batches
+        each hold several (``steps_per_execution``) says how many optimizer steps an epoch's batches make.
+        """
+        trainer = self.trainer
+        batches = trainer.estimated_stepping_batches  # also counts an epoch's batches (num_training_batches)
+        steps_of = getattr(trainer.datamodule, "optimizer_steps", None)
+        if steps_of is None or steps_of(1) == 1 or trainer.max_epochs in (None, -1):  # max_steps alone: steps
+            return batches
+        steps = trainer.max_epochs * steps_of(trainer.num_training_batches)
+        return steps if trainer.max_steps == -1 else min(steps, trainer.max_steps)
+
     def configure_optimizers(self):
         # the fused kernel is the same Adam in one pass over the parameters (CPU and CUDA)
         fused = True if self.device.type in ("cpu", "cuda") else None
@@ -244,6 +277,6 @@ class MnistClassifier(LightningModule):
         if self.hparams.lr_schedule == "constant":
             return optimizer
         # the curve's shape comes from mnist_common.schedules, which the Keras reference computes too
-        schedule = OneCycleLR(optimizer, max_lr=self.hparams.lr, total_steps=self.trainer.estimated_stepping_batches,
+        schedule = OneCycleLR(optimizer, max_lr=self.hparams.lr, total_steps=self.optimizer_steps(),
                               **ONE_CYCLE.torch_kwargs())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -39,7 +39,7 @@ from lightning.fabric.plugins.environments import LSFEnvironment, SLURMEnvironme
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import AcceleratorRegistry, CPUAccelerator, CUDAAccelerator, MPSAccelerator
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import EarlyStopping, WeightAveraging
 from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -316,7 +316,8 @@ class MnistCLI(LightningCLI):
         data = config.data
         check_data_settings(**{k: data[k] for k in ("batch_size", "eval_batch_size", "val_fraction", "subset",
                                                     "num_folds", "fold", "rotation", "zoom", "shift", "shear",
-                                                    "elastic_alpha", "elastic_sigma", "split_seed")})
+                                                    "elastic_alpha", "elastic_sigma", "split_seed",
+                                                    "steps_per_execution")})
         if subcommand in ("fit", "cv"):
             check_augment_ranges(data.augment, **{name: data[name] for name in AUGMENT_DEFAULTS})
         else:
@@ -346,7 +347,7 @@ class MnistCLI(LightningCLI):
         data = config.data
         split = check_split(data.data_dir, subset=data.subset, val_fraction=data.val_fraction,
                             num_folds=data.num_folds, seed=data.split_seed)
-        check_validated_and_tested(config, math.ceil(len(split.train) / data.batch_size),
+        check_validated_and_tested(config, len(split.train),
                                    math.ceil(len(split.val) / data.eval_batch_size),
                                    math.ceil(TEST_IMAGES / data.eval_batch_size))
 
@@ -732,7 +733,8 @@ NOT_SCORING = ("model.", "early_stopping.", "checkpoint.", "trainer.max_epochs",
                "trainer.max_steps", "trainer.min_steps", "trainer.max_time", "trainer.limit_train_batches",
                "trainer.accumulate_grad_batches", "trainer.gradient_clip_val", "trainer.gradient_clip_algorithm",
                "trainer.check_val_every_n_epoch", "trainer.val_check_interval", "data.batch_size", "data.augment",
-               "data.rotation", "data.zoom", "data.shift", "data.shear", "data.elastic_alpha", "data.elastic_sigma")
+               "data.steps_per_execution", "data.rotation", "data.zoom", "data.shift", "data.shear",
+               "data.elastic_alpha", "data.elastic_sigma")
 NOT_TESTING = ("data.subset", "data.val_fraction", "data.split_seed", "data.num_folds", "data.fold")
 SPLIT_SETTINGS = ("subset", "val_fraction", "split_seed", "num_folds", "fold")  # which images validate scores
 
@@ -760,14 +762,22 @@ def add_progress_bar(trainer) -> None:
     if trainer.enable_progress_bar is False:
         trainer.callbacks = [c for c in callbacks if not (isinstance(c, Namespace) and c.class_path == ours)]
         return
-    for callback in callbacks:
+    if any(issubclass(kind, ProgressBarBase) for kind in callback_classes(trainer)):
+        return
+    defaults = Namespace(**_signature_defaults(ProgressBar))
+    trainer.callbacks = [*callbacks, Namespace(class_path=ours, init_args=defaults)]
+
+
+def callback_classes(trainer) -> list[type]:
+    """The classes of the Trainer's callbacks, named in the config (a class path) or given as objects."""
+    callbacks = trainer.callbacks or []
+    kinds = []
+    for callback in callbacks if isinstance(callbacks, list) else [callbacks]:
         if isinstance(callback, Namespace):
             module, _, name = callback.class_path.rpartition(".")
             callback = getattr(importlib.import_module(module), name)
-        if issubclass(callback if isinstance(callback, type) else type(callback), ProgressBarBase):
-            return
-    defaults = Namespace(**_signature_defaults(ProgressBar))
-    trainer.callbacks = [*callbacks, Namespace(class_path=ours, init_args=defaults)]
+        kinds.append(callback if isinstance(callback, type) else type(callback))
+    return kinds
 
 
 def check_monitors(config) -> None:
@@ -889,13 +899,28 @@ def check_precision_on(accelerator, precision) -> None:
                         f"is on the CPU (Lightning would use bf16-mixed instead); ask for bf16-mixed or 32-true")
 
 
-def check_validated_and_tested(config, train_batches: int, val_batches: int, test_batches: int) -> None:
+def check_validated_and_tested(config, train_images: int, val_batches: int, test_batches: int) -> None:
     """Refuse settings under which ``fit``/``cv`` would train nothing, never validate, keep no best checkpoint or
     test nothing: Lightning accepts them and fails after the training, or divides by zero in the first step.
 
-    ``train_batches``, ``val_batches`` and ``test_batches`` are an epoch's batches before ``limit_*_batches``.
+    ``train_images`` are an epoch's; ``val_batches`` and ``test_batches`` its batches before ``limit_*_batches``.
     """
     trainer, monitors = config.trainer, (config.early_stopping.monitor, config.checkpoint.monitor)
+    per_execution = config.data.steps_per_execution
+    if per_execution > 1 and (trainer.accumulate_grad_batches != 1 or trainer.gradient_clip_val):
+        flag = ("--trainer.accumulate_grad_batches" if trainer.accumulate_grad_batches != 1
+                else "--trainer.gradient_clip_val")
+        raise UserError(f"--data.steps_per_execution {per_execution} with {flag}: gradient accumulation and "
+                        f"clipping run in Lightning's automatic loop, one batch a step; give "
+                        f"--data.steps_per_execution 1 with them")
+    averaging = [kind.__name__ for kind in callback_classes(trainer) if issubclass(kind, WeightAveraging)]
+    if per_execution > 1 and averaging:
+        raise UserError(f"--data.steps_per_execution {per_execution} with --trainer.callbacks {averaging[0]}: it "
+                        f"averages the weights once per batch Lightning takes, which would be once per "
+                        f"{per_execution} optimizer steps (Keras' EMA averages every step); give "
+                        f"--data.steps_per_execution 1 with it")
+    steps_per_epoch = math.ceil(train_images / config.data.batch_size)
+    train_batches = math.ceil(train_images / (config.data.batch_size * per_execution))  # what Lightning takes
     validated = any(str(m).startswith("val/") for m in monitors)  # else training metrics are enough
     zero_val = not validated and trainer.limit_val_batches is not None and trainer.limit_val_batches <= 0
     check_batch_limits(trainer, "fit", {"limit_train_batches": ("train on", train_batches),
@@ -925,6 +950,10 @@ def check_validated_and_tested(config, train_batches: int, val_batches: int, tes
         else:
             first = train_batches * (every or 1)
         first = math.ceil(first / (trainer.accumulate_grad_batches or 1))  # max_steps counts optimizer steps
+        if per_execution > 1:  # each batch Lightning took held this many steps, an epoch's last what was left
+            epoch_steps = min(train_batches * per_execution, steps_per_epoch)
+            epochs, within_epoch = divmod(first, train_batches)
+            first = epochs * epoch_steps + min(within_epoch * per_execution, epoch_steps)
         if trainer.max_steps < first:
             monitor = next(m for m in monitors if str(m).startswith("val/"))
             raise UserError(f"--trainer.max_steps {trainer.max_steps}: the run would stop before its first "
