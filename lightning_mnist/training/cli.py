@@ -913,6 +913,11 @@ def check_validated_and_tested(config, train_images: int, val_batches: int, test
         raise UserError(f"--data.steps_per_execution {per_execution} with {flag}: gradient accumulation and "
                         f"clipping run in Lightning's automatic loop, one batch a step; give "
                         f"--data.steps_per_execution 1 with them")
+    saves = config.checkpoint.get("every_n_train_steps")
+    if per_execution > 1 and saves and saves % per_execution:
+        raise UserError(f"--checkpoint.every_n_train_steps {saves}: with --data.steps_per_execution {per_execution} "
+                        f"the step count moves {per_execution} at a time, so the checkpoints would come every "
+                        f"{math.lcm(saves, per_execution)} steps; give a multiple of {per_execution}")
     averaging = [kind.__name__ for kind in callback_classes(trainer) if issubclass(kind, WeightAveraging)]
     if per_execution > 1 and averaging:
         raise UserError(f"--data.steps_per_execution {per_execution} with --trainer.callbacks {averaging[0]}: it "
