@@ -131,17 +131,22 @@ def test_the_data_module_keeps_mnist_where_its_trainer_computes(mnist_dir, tmp_p
         assert trainer.global_step == 17  # 540 training images in batches of 32
 
 
-@pytest.mark.parametrize("precision", ["32", "16-mixed"])
-def test_fit_on_the_gpu_writes_a_checkpoint_the_cpu_scores_alike(precision, run_module, tmp_path):
+@pytest.mark.parametrize("precision, steps_per_execution", [("32", 1), ("16-mixed", 1), ("16-mixed", 8)])
+def test_fit_on_the_gpu_writes_a_checkpoint_the_cpu_scores_alike(precision, steps_per_execution, run_module,
+                                                                  tmp_path):
     """A real fit on the GPU through the command line (augmentation on the device; float16 mixed precision, which
-    only a GPU runs, with its loss scaling): it learns, and its checkpoint holds float32 weights that `test` on
-    the CPU scores as the GPU did."""
+    only a GPU runs, with its loss scaling, also for each step of a grouped batch): it learns, and its checkpoint
+    holds float32 weights that `test` on the CPU scores as the GPU did."""
     run_module("lightning_mnist", "fit", "--trainer.accelerator", "gpu", "--trainer.devices", "1",
                "--trainer.precision", precision, "--data.subset", "6000", "--data.augment", "true",
+               "--data.steps_per_execution", str(steps_per_execution),
                "--model.lr", "1e-3", "--trainer.max_epochs", "2", *NO_PROGRESS, "--output_dir", "runs")
     [run] = sorted((tmp_path / "runs" / "lightning").glob("version_*"))
     results = json.loads((run / "results.json").read_text())
     assert results["config"]["trainer"]["accelerator"] == "gpu"
+    assert results["config"]["data"]["steps_per_execution"] == steps_per_execution
+    checkpoint_steps = torch.load(run / results["model_path"], map_location="cpu", weights_only=True)["global_step"]
+    assert checkpoint_steps in (169, 2 * 169)  # 5,400 images in batches of 32, grouped or not: the best epoch's
     assert str(results["config"]["trainer"]["precision"]) == precision
     assert results["test_acc"] > 0.5, results["test_acc"]  # learns (chance: 0.1)
     checkpoint = torch.load(run / results["model_path"], map_location="cpu", weights_only=True)
