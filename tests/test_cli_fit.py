@@ -268,12 +268,16 @@ def test_interrupted_fit_resumes_into_its_own_folder_with_an_honest_history(mnis
     assert not list(temporary.glob("lightning_mnist_*")) and not list(temporary.rglob("*.ckpt"))  # even if killed
 
 
-def test_a_run_killed_or_stopped_by_ctrl_c_mid_step_resumes_to_equal_one_never_stopped(tmp_path, mnist_dir):
+@pytest.mark.parametrize("steps_per_execution, log_every, ctrl_c_resumes_at", [(1, 5, 26), (4, 1, 29)])
+def test_a_run_killed_or_stopped_by_ctrl_c_mid_step_resumes_to_equal_one_never_stopped(
+        tmp_path, mnist_dir, steps_per_execution, log_every, ctrl_c_resumes_at):
     """Bit for bit, on CPU: the same history, test score, final weights and metrics.csv, with augmentation, dropout and
-    a per-step one-cycle schedule. SIGKILL resumes from the last epoch's end, Ctrl-C from the step it landed in."""
+    a per-step one-cycle schedule. SIGKILL resumes from the last epoch's end, Ctrl-C from the step it landed in (with 4
+    steps per execution, after the execution it landed in: steps 25 to 28 of the epoch's 17 to 33)."""
     args = ["fit", "--data.subset", "600", "--data.augment", "true", "--early_stopping.patience", "100",
             "--seed_everything", "3", "--model.lr_schedule", "onecycle", "--model.lr", "0.003",
-            "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "5", "--trainer.limit_test_batches", "2",
+            "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", str(log_every),
+            "--data.steps_per_execution", str(steps_per_execution), "--trainer.limit_test_batches", "2",
             *NO_PROGRESS]  # 17 steps an epoch; tested on the first 1,000 test images
 
     def start(folder: Path, *more: str) -> subprocess.Popen:
@@ -291,7 +295,8 @@ def test_a_run_killed_or_stopped_by_ctrl_c_mid_step_resumes_to_equal_one_never_s
     whole, killed, ctrl_c = tmp_path / "whole", tmp_path / "killed", tmp_path / "ctrl_c"
     never_stopped = start(whole)
     for folder, step, name, code, said, resumes_at in ((killed, 20, "SIGKILL", -signal.SIGKILL, "", 17),
-                                                       (ctrl_c, 25, "SIGINT", 130, "fit interrupted: saved", 26)):
+                                                       (ctrl_c, 25, "SIGINT", 130, "fit interrupted: saved",
+                                                        ctrl_c_resumes_at)):
         interrupted = start(folder, signal_at(step, name))
         _, stderr = interrupted.communicate(timeout=600)
         [run] = run_folders(folder)
