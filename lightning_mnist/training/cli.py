@@ -320,6 +320,7 @@ class MnistCLI(LightningCLI):
                                                     "steps_per_execution")})
         if subcommand in ("fit", "cv"):
             check_augment_ranges(data.augment, **{name: data[name] for name in AUGMENT_DEFAULTS})
+            check_steps_per_execution(config)
         else:
             check_scored_batches(subcommand, config.trainer)
 
@@ -899,6 +900,31 @@ def check_precision_on(accelerator, precision) -> None:
                         f"is on the CPU (Lightning would use bf16-mixed instead); ask for bf16-mixed or 32-true")
 
 
+def check_steps_per_execution(config) -> None:
+    """``--data.steps_per_execution`` above 1 with what would then not train the same: the settings and callbacks
+    that work one batch at a time (Lightning's automatic loop, a weight average, checkpoints every N steps)."""
+    trainer, per_execution = config.trainer, config.data.steps_per_execution
+    if per_execution == 1:
+        return
+    if trainer.accumulate_grad_batches != 1 or trainer.gradient_clip_val:
+        flag = ("--trainer.accumulate_grad_batches" if trainer.accumulate_grad_batches != 1
+                else "--trainer.gradient_clip_val")
+        raise UserError(f"--data.steps_per_execution {per_execution} with {flag}: gradient accumulation and "
+                        f"clipping run in Lightning's automatic loop, one batch a step; give "
+                        f"--data.steps_per_execution 1 with them")
+    saves = config.checkpoint.get("every_n_train_steps")
+    if saves and saves % per_execution:
+        raise UserError(f"--checkpoint.every_n_train_steps {saves}: with --data.steps_per_execution {per_execution} "
+                        f"the step count moves {per_execution} at a time, so the checkpoints would come every "
+                        f"{math.lcm(saves, per_execution)} steps; give a multiple of {per_execution}")
+    averaging = [kind.__name__ for kind in callback_classes(trainer) if issubclass(kind, WeightAveraging)]
+    if averaging:
+        raise UserError(f"--data.steps_per_execution {per_execution} with --trainer.callbacks {averaging[0]}: it "
+                        f"averages the weights once per batch Lightning takes, which would be once per "
+                        f"{per_execution} optimizer steps (Keras' EMA averages every step); give "
+                        f"--data.steps_per_execution 1 with it")
+
+
 def check_validated_and_tested(config, train_images: int, val_batches: int, test_batches: int) -> None:
     """Refuse settings under which ``fit``/``cv`` would train nothing, never validate, keep no best checkpoint or
     test nothing: Lightning accepts them and fails after the training, or divides by zero in the first step.
@@ -907,23 +933,6 @@ def check_validated_and_tested(config, train_images: int, val_batches: int, test
     """
     trainer, monitors = config.trainer, (config.early_stopping.monitor, config.checkpoint.monitor)
     per_execution = config.data.steps_per_execution
-    if per_execution > 1 and (trainer.accumulate_grad_batches != 1 or trainer.gradient_clip_val):
-        flag = ("--trainer.accumulate_grad_batches" if trainer.accumulate_grad_batches != 1
-                else "--trainer.gradient_clip_val")
-        raise UserError(f"--data.steps_per_execution {per_execution} with {flag}: gradient accumulation and "
-                        f"clipping run in Lightning's automatic loop, one batch a step; give "
-                        f"--data.steps_per_execution 1 with them")
-    saves = config.checkpoint.get("every_n_train_steps")
-    if per_execution > 1 and saves and saves % per_execution:
-        raise UserError(f"--checkpoint.every_n_train_steps {saves}: with --data.steps_per_execution {per_execution} "
-                        f"the step count moves {per_execution} at a time, so the checkpoints would come every "
-                        f"{math.lcm(saves, per_execution)} steps; give a multiple of {per_execution}")
-    averaging = [kind.__name__ for kind in callback_classes(trainer) if issubclass(kind, WeightAveraging)]
-    if per_execution > 1 and averaging:
-        raise UserError(f"--data.steps_per_execution {per_execution} with --trainer.callbacks {averaging[0]}: it "
-                        f"averages the weights once per batch Lightning takes, which would be once per "
-                        f"{per_execution} optimizer steps (Keras' EMA averages every step); give "
-                        f"--data.steps_per_execution 1 with it")
     steps_per_epoch = math.ceil(train_images / config.data.batch_size)
     train_batches = math.ceil(train_images / (config.data.batch_size * per_execution))  # what Lightning takes
     validated = any(str(m).startswith("val/") for m in monitors)  # else training metrics are enough
