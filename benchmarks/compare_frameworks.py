@@ -59,11 +59,10 @@ LIGHTNING_CUTS = ("the classifier steps its optimizer itself (Lightning's manual
 
 def commands(args: dict, out: Path) -> dict[str, list[str]]:
     """The command line each contender runs with ``args`` (the settings), writing under ``out``."""
+    grouped = args.get("steps_per_execution", 1)  # 1 (the default) is left out: older command lines stay as they were
     shared = {"--model.architecture": args["architecture"], "--data.batch_size": args["batch_size"],
               "--model.lr": args["lr"], "--trainer.max_epochs": args["max_epochs"], "--data.subset": args["subset"],
-              "--data.data_dir": args["data_dir"],
-              "--data.steps_per_execution": args.get("steps_per_execution", 1) if args.get("steps_per_execution", 1) > 1
-              else None}
+              "--data.data_dir": args["data_dir"], "--data.steps_per_execution": grouped if grouped > 1 else None}
     flags = [str(part) for key, value in shared.items() if value is not None for part in (key, value)]
     lightning = ["--config", str(args["lightning_config"])] if args["lightning_config"] else flags
     return {

@@ -248,7 +248,7 @@ class MnistClassifier(LightningModule):
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self.predict_proba(images)
 
-    def optimizer_steps(self) -> int:
+    def total_optimizer_steps(self) -> int:
         """The optimizer steps of the whole run: what the one-cycle schedule spans.
 
         Lightning's ``estimated_stepping_batches`` counts the batches it takes; a data module whose batches
@@ -277,6 +277,6 @@ class MnistClassifier(LightningModule):
         if self.hparams.lr_schedule == "constant":
             return optimizer
         # the curve's shape comes from mnist_common.schedules, which the Keras reference computes too
-        schedule = OneCycleLR(optimizer, max_lr=self.hparams.lr, total_steps=self.optimizer_steps(),
+        schedule = OneCycleLR(optimizer, max_lr=self.hparams.lr, total_steps=self.total_optimizer_steps(),
                               **ONE_CYCLE.torch_kwargs())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
