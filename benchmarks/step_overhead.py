@@ -23,6 +23,9 @@ and the loop around it (fetching the batch, hooks, progress counters). Contender
   epoch means, which the classifier used before its one running sum and count each (``EpochMean``).
 * ``lightning_automatic``: ``lightning`` with Lightning's automatic optimization (its closure and hooks), which
   the classifier used before it stepped its optimizer itself.
+* ``lightning_grouped``: ``lightning`` with ``--data.steps_per_execution 8`` (Keras' ``steps_per_execution``): each
+  batch Lightning takes holds 8 batches, one optimizer step each, so its loop runs once per 8 steps; timed per
+  optimizer step (``--steps`` rounded up to a multiple of 8).
 
 ``--profile`` also runs one epoch of ``lightning`` under Lightning's ``SimpleProfiler`` (time per
 hook) and prints torch.profiler's busiest operators for both loops.
@@ -32,6 +35,7 @@ hook) and prints torch.profiler's busiest operators for both loops.
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import tempfile
@@ -59,7 +63,8 @@ from mnist_common.files import write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
 
 Contender = Literal["plain", "lightning", "lightning_progress", "lightning_rich", "lightning_bare",
-                    "lightning_no_metrics", "lightning_torchmetrics", "lightning_automatic"]
+                    "lightning_no_metrics", "lightning_torchmetrics", "lightning_automatic", "lightning_grouped"]
+GROUPED = 8  # lightning_grouped's steps per execution
 
 
 class StepClock(Callback):
@@ -168,9 +173,14 @@ def time_once(contender: str, data: MNISTDataModule, steps: int, lr: float, seed
     model = model_class(lr=lr)
     if contender != "lightning_automatic":  # there the step runs inside the optimizer's closure, hooks and all
         timed_training_step(model, in_step)
-    clock = StepClock(steps)
+    batches = steps
+    if contender == "lightning_grouped":  # the same images, GROUPED batches to each batch Lightning takes
+        data, tensors = MNISTDataModule(**{**data.hparams, "steps_per_execution": GROUPED}), data.datasets
+        data.datasets = tensors  # the same images in memory: nothing to read again
+        batches, steps = math.ceil(steps / GROUPED), GROUPED * math.ceil(steps / GROUPED)
+    clock = StepClock(batches)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        lightning_trainer(contender, steps, Path(tmp), clock).fit(model, datamodule=data)
+        lightning_trainer(contender, batches, Path(tmp), clock).fit(model, datamodule=data)
     return clock.seconds / steps, (sum(in_step) / steps if in_step else None)
 
 

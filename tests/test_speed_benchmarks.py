@@ -109,11 +109,13 @@ def test_step_overhead_times_each_contender_from_the_same_start(mnist_dir):
     from step_overhead import overhead
 
     report = overhead(steps=2, repeats=1, contenders=["plain", "lightning", "lightning_torchmetrics",
-                                                      "lightning_automatic"], data_dir=str(mnist_dir))
-    assert set(report["contenders"]) == {"plain", "lightning", "lightning_torchmetrics", "lightning_automatic"}
+                                                      "lightning_automatic", "lightning_grouped"],
+                      data_dir=str(mnist_dir))
+    assert set(report["contenders"]) == {"plain", "lightning", "lightning_torchmetrics", "lightning_automatic",
+                                         "lightning_grouped"}
     assert report["contenders"]["plain"]["ratio_to_plain"] == 1.0
     assert all(len(row["ms_per_step"]) == 1 and row["median_ms"] > 0 for row in report["contenders"].values())
-    for name in ("plain", "lightning", "lightning_torchmetrics"):  # split into the step and the loop around it
+    for name in ("plain", "lightning", "lightning_torchmetrics", "lightning_grouped"):  # the step, the loop around
         row = report["contenders"][name]
         assert 0 < row["in_step_ms"] < row["median_ms"] and row["around_step_ms"] > 0, (name, row)
     assert "in_step_ms" not in report["contenders"]["lightning_automatic"]  # its step runs inside the optimizer's
