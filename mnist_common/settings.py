@@ -52,6 +52,13 @@ def check_data_settings(*, batch_size: int, eval_batch_size: int, val_fraction: 
     check_seed_range("--data.split_seed", split_seed)
 
 
+def optimizer_steps(images: int, batch_size: int, steps_per_execution: int, loader_batches: int) -> int:
+    """The optimizer steps of an epoch's first ``loader_batches`` training batches, each holding
+    ``steps_per_execution`` batches of ``batch_size`` (``--data.steps_per_execution``), the epoch's last
+    batch what is left of its ``images``: what the data module trains on and what ``fit``'s checks count."""
+    return min(loader_batches * steps_per_execution, math.ceil(images / batch_size))
+
+
 def check_optimizer_settings(lr: float, label_smoothing: float = 0.0, weight_decay: float = 0.0) -> None:
     """The optimizer's and the loss' settings (``--model.lr``, ``--model.label_smoothing``,
     ``--model.weight_decay``), refused in the same words by both frameworks before anything is built."""

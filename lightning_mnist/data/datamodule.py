@@ -13,7 +13,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset
 
 from mnist_common.mnist import ensure_files, load_mnist
-from mnist_common.settings import check_data_settings
+from mnist_common.settings import check_data_settings, optimizer_steps
 from mnist_common.splits import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, make_split
 from lightning_mnist.data.augment import NotebookAugmentation
 from lightning_mnist.data.resumable import EpochOrder, ResumableDataLoader
@@ -139,8 +139,7 @@ class MNISTDataModule(LightningDataModule):
         images = len(self.datasets["train"])
         if self.trainer is not None and self.trainer.world_size > 1:  # each process's share (DistributedSampler)
             images = math.ceil(images / self.trainer.world_size)
-        steps_per_epoch = math.ceil(images / self.hparams.batch_size)
-        return min(loader_batches * self.hparams.steps_per_execution, steps_per_epoch)
+        return optimizer_steps(images, self.hparams.batch_size, self.hparams.steps_per_execution, loader_batches)
 
     def state_dict(self) -> dict:
         """The training order's state, in a checkpoint written inside an epoch (an epoch's end has none)."""

@@ -257,7 +257,9 @@ class MnistClassifier(LightningModule):
         trainer = self.trainer
         batches = trainer.estimated_stepping_batches  # also counts an epoch's batches (num_training_batches)
         steps_of = getattr(trainer.datamodule, "optimizer_steps", None)
-        if steps_of is None or steps_of(1) == 1 or trainer.max_epochs in (None, -1):  # max_steps alone: steps
+        # one step a batch (or a data module that does not say) and Lightning's count is right; so it is for a run
+        # that only max_steps bounds, which counts optimizer steps
+        if steps_of is None or steps_of(1) == 1 or trainer.max_epochs in (None, -1):
             return batches
         steps = trainer.max_epochs * steps_of(trainer.num_training_batches)
         return steps if trainer.max_steps == -1 else min(steps, trainer.max_steps)

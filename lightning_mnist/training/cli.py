@@ -58,7 +58,7 @@ from mnist_common.legacy_h5 import LEGACY_SUFFIXES
 from mnist_common.mnist import TEST_IMAGES, ensure_files, files_present
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
 from mnist_common.settings import (AUGMENT_DEFAULTS, check_augment_ranges, check_cv_folds, check_data_settings,
-                                   check_folder_name, check_seed, check_training_length)
+                                   check_folder_name, check_seed, check_training_length, optimizer_steps)
 from mnist_common.splits import check_split
 from mnist_common.runs import (CHECKPOINTS, DEFAULT_OUTPUT_DIR, RESUME_FILE, allocate_run_dir, discard_if_empty_of_work,
                                latest_resumable_run, relative_to_run, run_dir_of_checkpoint, check_writable)
@@ -932,9 +932,8 @@ def check_validated_and_tested(config, train_images: int, val_batches: int, test
     ``train_images`` are an epoch's; ``val_batches`` and ``test_batches`` its batches before ``limit_*_batches``.
     """
     trainer, monitors = config.trainer, (config.early_stopping.monitor, config.checkpoint.monitor)
-    per_execution = config.data.steps_per_execution
-    steps_per_epoch = math.ceil(train_images / config.data.batch_size)
-    train_batches = math.ceil(train_images / (config.data.batch_size * per_execution))  # what Lightning takes
+    batch_size, per_execution = config.data.batch_size, config.data.steps_per_execution
+    train_batches = math.ceil(train_images / (batch_size * per_execution))  # what Lightning takes
     validated = any(str(m).startswith("val/") for m in monitors)  # else training metrics are enough
     zero_val = not validated and trainer.limit_val_batches is not None and trainer.limit_val_batches <= 0
     check_batch_limits(trainer, "fit", {"limit_train_batches": ("train on", train_batches),
@@ -965,9 +964,9 @@ def check_validated_and_tested(config, train_images: int, val_batches: int, test
             first = train_batches * (every or 1)
         first = math.ceil(first / (trainer.accumulate_grad_batches or 1))  # max_steps counts optimizer steps
         if per_execution > 1:  # each batch Lightning took held this many steps, an epoch's last what was left
-            epoch_steps = min(train_batches * per_execution, steps_per_epoch)
             epochs, within_epoch = divmod(first, train_batches)
-            first = epochs * epoch_steps + min(within_epoch * per_execution, epoch_steps)
+            first = (epochs * optimizer_steps(train_images, batch_size, per_execution, train_batches)
+                     + optimizer_steps(train_images, batch_size, per_execution, within_epoch))
         if trainer.max_steps < first:
             monitor = next(m for m in monitors if str(m).startswith("val/"))
             raise UserError(f"--trainer.max_steps {trainer.max_steps}: the run would stop before its first "
