@@ -57,12 +57,18 @@ LIGHTNING_CUTS = ("the classifier steps its optimizer itself (Lightning's manual
                   "lightning_rich)")
 
 
+def grouped_steps(settings: dict) -> int | None:
+    """The settings' ``steps_per_execution`` for a command line: None for the default, 1, which is left out, so
+    the command lines (and tables) of runs without it stay as they were before the setting."""
+    steps = settings.get("steps_per_execution", 1)
+    return steps if steps > 1 else None
+
+
 def commands(args: dict, out: Path) -> dict[str, list[str]]:
     """The command line each contender runs with ``args`` (the settings), writing under ``out``."""
-    grouped = args.get("steps_per_execution", 1)  # 1 (the default) is left out: older command lines stay as they were
     shared = {"--model.architecture": args["architecture"], "--data.batch_size": args["batch_size"],
               "--model.lr": args["lr"], "--trainer.max_epochs": args["max_epochs"], "--data.subset": args["subset"],
-              "--data.data_dir": args["data_dir"], "--data.steps_per_execution": grouped if grouped > 1 else None}
+              "--data.data_dir": args["data_dir"], "--data.steps_per_execution": grouped_steps(args)}
     flags = [str(part) for key, value in shared.items() if value is not None for part in (key, value)]
     lightning = ["--config", str(args["lightning_config"])] if args["lightning_config"] else flags
     return {
@@ -124,10 +130,9 @@ def achieved(run_: dict, num_train: int, efficiency: dict) -> tuple[float, float
 def markdown(report: dict) -> str:
     """The report as the Markdown docs/benchmarks.md shows: the command, the machine, a row per contender, ratios."""
     machine, settings = report["machine"], report["settings"]
+    settings = {**settings, "steps_per_execution": grouped_steps(settings)}
     shown = {k: settings[k] for k in ("architecture", "batch_size", "steps_per_execution", "lr", "max_epochs", "subset",
                                       "lightning_config") if settings.get(k) is not None}
-    if shown.get("steps_per_execution") == 1:  # the default: the tables before the setting existed
-        del shown["steps_per_execution"]
     repeats = settings.get("repeats", 1)
     if repeats > 1:
         shown["repeats"] = repeats
@@ -153,8 +158,8 @@ def markdown(report: dict) -> str:
               f"backward); a float32 matmul reaches {efficiency['matmul_gflops_float32']} GFLOP/s here "
               f"(bfloat16: {efficiency['matmul_gflops_bfloat16']}), {efficiency['threads']} threads. "
               f"Lightning's path: {LIGHTNING_CUTS}."]
-    steps = settings.get("steps_per_execution", 1)
-    if steps > 1:
+    steps = settings["steps_per_execution"]
+    if steps:
         lines[-1] += (f" With --steps_per_execution {steps}: each batch Lightning takes holds {steps} batches, one "
                       f"optimizer step each (its loop and hooks run once per {steps} steps); Keras compiles with "
                       f"steps_per_execution={steps}; the plain loop takes the {steps} batches' images at once too "

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_frameworks import REPO, run  # noqa: E402
+from compare_frameworks import REPO, grouped_steps, run  # noqa: E402
 from checks import check_chosen, check_counts, check_doc  # noqa: E402
 
 from mnist_common.cli import run as run_command  # noqa: E402
@@ -58,12 +58,12 @@ def commands(recipe: dict, out: Path) -> dict[str, list[str]]:
     shared = {"--data.batch_size": recipe["batch_size"], "--model.lr": recipe["lr"], "--model.lr_schedule": "onecycle",
               "--trainer.max_epochs": recipe["max_epochs"], "--data.augment": str(recipe["augment"]).lower(),
               "--data.subset": recipe["subset"], "--data.data_dir": recipe["data_dir"],
-              "--seed_everything": recipe.get("seed")}
+              "--seed_everything": recipe.get("seed"), "--data.steps_per_execution": grouped_steps(recipe)}
     flags = [str(part) for key, value in shared.items() if value is not None for part in (key, value)]
     plain = {"--batch_size": recipe["batch_size"], "--lr": recipe["lr"], "--lr_schedule": "onecycle",
              "--max_epochs": recipe["max_epochs"], "--precision": recipe["precision"],
              "--target_val_acc": recipe["target"], "--subset": recipe["subset"], "--data_dir": recipe["data_dir"],
-             "--seed": recipe.get("seed")}
+             "--seed": recipe.get("seed"), "--steps_per_execution": grouped_steps(recipe)}
     return {
         "lightning": [sys.executable, "-m", "lightning_mnist", "fit", *flags, *KEEP_EVERY_EPOCH,
                       "--trainer.precision", recipe["precision"],
@@ -118,7 +118,8 @@ def shown_value(value) -> str:
 def markdown(report: dict) -> str:
     machine, recipe = report["machine"], report["recipe"]
     shown = " ".join((f"--{k}" if v else f"--no_{k}") if isinstance(v, bool) else f"--{k} {shown_value(v)}"
-                     for k, v in recipe.items() if v is not None and k != "data_dir")
+                     for k, v in {**recipe, "steps_per_execution": grouped_steps(recipe)}.items()
+                     if v is not None and k != "data_dir")
     seeded = recipe.get("seeds") is not None
     lines = [f"`python benchmarks/time_to_accuracy.py {shown}`, {machine['date']}, {machine['cpu']} "
              f"({machine['cores']} cores), load average {machine['load_average']} before, "
@@ -159,6 +160,7 @@ def markdown(report: dict) -> str:
 def time_to_accuracy(target: float = 0.99, test_target: float = 0.99, batch_size: int = 128, lr: float = 5e-3,
                      max_epochs: int = 3,
                      augment: bool = False, precision: Literal["32", "bf16-mixed"] = "bf16-mixed",
+                     steps_per_execution: int = 1,
                      subset: int | None = None, data_dir: str | None = None, seeds: list[int] | None = None,
                      frameworks: list[Literal["lightning", "keras", "torch"]] = ("lightning", "torch", "keras"),
                      output_dir: Path = REPO / "runs" / "benchmark", doc: Path | None = None,
@@ -173,6 +175,8 @@ def time_to_accuracy(target: float = 0.99, test_target: float = 0.99, batch_size
         max_epochs: the schedule's length (and the most epochs trained).
         augment: the notebook's augmentation.
         precision: ``bf16-mixed`` for the torch contenders (bfloat16 autocast), or ``32``.
+        steps_per_execution: batches per Lightning training step and per call of Keras' training function
+            (``--data.steps_per_execution`` of both); the plain loop takes their images at once too.
         subset: a stratified subset of the training images (for a quick check).
         data_dir: the folder holding MNIST/raw.
         seeds: run the recipe once per seed (every contender's weights, shuffling, dropout and augmentation), for
@@ -182,7 +186,8 @@ def time_to_accuracy(target: float = 0.99, test_target: float = 0.99, batch_size
         doc: also write the table into this Markdown file between its ``marker`` markers.
         marker: the name of the markers (a document can hold the tables of several recipes).
     """
-    check_counts(target=target, test_target=test_target, batch_size=batch_size, lr=lr, max_epochs=max_epochs)
+    check_counts(target=target, test_target=test_target, batch_size=batch_size, lr=lr, max_epochs=max_epochs,
+                 steps_per_execution=steps_per_execution)
     for seed in seeds or ():
         check_seed_range("--seeds", seed)
     if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
@@ -192,7 +197,8 @@ def time_to_accuracy(target: float = 0.99, test_target: float = 0.99, batch_size
         raise UserError(f"--marker {marker!r}: a name of lower-case letters, digits and dashes")
     check_chosen("frameworks", frameworks, ("lightning", "keras", "torch"))
     recipe = {"target": target, "test_target": test_target, "batch_size": batch_size, "lr": lr,
-              "max_epochs": max_epochs, "augment": augment, "precision": precision, "subset": subset,
+              "max_epochs": max_epochs, "augment": augment, "precision": precision,
+              "steps_per_execution": steps_per_execution, "subset": subset,
               "data_dir": data_dir, "seeds": None if seeds is None else list(seeds)}
     machine = describe_machine()
     out = allocate_run_dir(output_dir, "time_to_accuracy")

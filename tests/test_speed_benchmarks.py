@@ -143,20 +143,33 @@ def test_the_plain_loop_takes_an_executions_images_at_once_and_steps_as_before(m
         torch.testing.assert_close(value, weights[1][name], rtol=0, atol=1e-6, msg=name)
 
 
-def test_compare_gives_the_three_contenders_the_same_steps_per_execution(tmp_path, capsys):
-    """Each contender's command line carries ``--steps_per_execution`` (the two commands' parsers accept it)."""
-    from compare_frameworks import commands
+@pytest.mark.parametrize("script", ["compare_frameworks", "time_to_accuracy"])
+def test_the_benchmarks_give_the_three_contenders_the_same_steps_per_execution(script, tmp_path, capsys):
+    """Each contender's command line carries ``--steps_per_execution`` (the two commands' parsers accept it), and
+    the table's command line says it; the default (1) is left out of both, as before the setting."""
     from keras_reference.__main__ import main as keras_main
     from lightning_mnist.__main__ import main as lightning_main
 
+    benchmark = importlib.import_module(script)
     args = {"architecture": "notebook", "batch_size": 32, "lr": 1e-4, "max_epochs": 1, "subset": None,
-            "data_dir": None, "lightning_config": None, "accelerator": "cpu", "steps_per_execution": 8}
-    every = commands(args, tmp_path)
+            "data_dir": None, "lightning_config": None, "accelerator": "cpu", "steps_per_execution": 8,
+            "target": 0.99, "test_target": 0.99, "augment": True, "precision": "bf16-mixed", "seeds": None}
+    every = benchmark.commands(args, tmp_path)
     assert every["torch"][every["torch"].index("--steps_per_execution") + 1] == "8"
     for name, main in (("lightning", lightning_main), ("keras", keras_main)):
         argv = every[name][every[name].index("fit" if name == "lightning" else "train"):]
         assert "steps_per_execution: 8" in main_output(main, [*argv, "--print_config"], capsys), name
-    assert "--data.steps_per_execution" not in commands({**args, "steps_per_execution": 1}, tmp_path)["keras"]
+    for name, argv in benchmark.commands({**args, "steps_per_execution": 1}, tmp_path).items():
+        assert not any("steps_per_execution" in part for part in argv), name
+    if script == "time_to_accuracy":  # its table's first line: the command that made it
+        machine = {"date": "2026-12-05", "cpu": "a CPU", "cores": 2, "load_average": [0.5]}
+        for steps, shown in ((8, True), (1, False)):
+            recipe = {key: args[key] for key in ("target", "test_target", "batch_size", "lr", "max_epochs",
+                                                 "augment", "precision", "subset", "data_dir", "seeds")}
+            report = {"machine": machine, "recipe": {**recipe, "steps_per_execution": steps}, "runs": [],
+                      "num_train": 54000, "load_average_after": [0.5]}
+            first_line = benchmark.markdown(report).splitlines()[0]
+            assert ("--steps_per_execution" in first_line) is shown and ("--steps_per_execution 8" in first_line) is shown
 
 
 def fake_run(seconds: float, acc: float = 0.9) -> dict:
