@@ -23,7 +23,7 @@ from keras_reference import cv as cv_module
 from keras_reference import train as train_module
 from keras_reference.__main__ import main
 from keras_reference.augment import notebook_augmentation
-from keras_reference.config import CV_DATA, DataSettings, RunSettings, TrainerSettings
+from keras_reference.config import CV_DATA, DataSettings, ModelSettings, RunSettings, TrainerSettings
 from keras_reference.cv import cross_validate, scores
 from keras_reference.data import load_data
 from keras_bridge.build import build_model
@@ -263,13 +263,16 @@ finally:
 
 def test_steps_per_execution_trains_the_same_steps(tmp_path, mnist_dir):
     """``--data.steps_per_execution 4`` compiles Keras with it (4 batches per call of its training function, an
-    epoch's last call what is left: 900 images make 29 steps) and trains the same weights as one batch a call."""
+    epoch's last call what is left: 900 images make 29 steps) and trains the same weights as one batch a call,
+    under the one-cycle schedule (configs/fast.yaml's): its rate and beta_1 follow each step inside a call."""
     trained_weights = {}
     for steps in (1, 4):
         settings = settings_for(mnist_dir, tmp_path / f"x{steps}", DataSettings(subset=1000, steps_per_execution=steps),
                                 epochs=1)
+        settings = replace(settings, model=ModelSettings(lr=5e-3, lr_schedule="onecycle"))
         _, model, _ = train(settings.check("train"), verbose=0)
         assert model.steps_per_execution == steps and int(model.optimizer.iterations.numpy()) == 29
+        assert float(model.optimizer.beta_1) == pytest.approx(0.95)  # torch's one-cycle momentum at its end
         trained_weights[steps] = model.get_weights()
     for ours, theirs in zip(trained_weights[4], trained_weights[1]):
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)

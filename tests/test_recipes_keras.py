@@ -98,8 +98,11 @@ def test_a_recipe_steps_with_the_same_learning_rate_in_both_frameworks(recipe, t
     trainer (its optimizer, its loss, the batches, the checkpoint choice)."""
     config_file = REPO / "configs" / f"{recipe}.yaml"
     config = yaml.safe_load(config_file.read_text())
+    # one batch per execution: both recorders read the rate as each batch starts, which grouped batches
+    # (fast.yaml's steps_per_execution) would show once per group; test_model.py and test_keras_reference.py
+    # show that grouping steps on the same rates
     shortened = ["--config", str(config_file), "--data.subset", str(SUBSET), "--trainer.max_epochs", str(EPOCHS),
-                 "--data.data_dir", str(mnist_dir)]
+                 "--data.data_dir", str(mnist_dir), "--data.steps_per_execution", "1"]
     lightning = LightningRates()
     monkeypatch.chdir(tmp_path)
     MnistCLI(args=["fit", *shortened, "--trainer.enable_progress_bar", "false", "--output_dir", "lightning"],
