@@ -146,7 +146,7 @@ def test_the_plain_loop_takes_an_executions_images_at_once_and_steps_as_before(m
 @pytest.mark.parametrize("script", ["compare_frameworks", "time_to_accuracy"])
 def test_the_benchmarks_give_the_three_contenders_the_same_steps_per_execution(script, tmp_path, capsys):
     """Each contender's command line carries ``--steps_per_execution`` (the two commands' parsers accept it), and
-    the table's command line says it; the default (1) is left out of both, as before the setting."""
+    time_to_accuracy's table names it; the default (1) is left out of both, as before the setting."""
     from keras_reference.__main__ import main as keras_main
     from lightning_mnist.__main__ import main as lightning_main
 
