@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from mnist_common.files import check_output_file
 FRACTIONS = {"target", "target_acc", "target_val_acc", "test_target"}  # accuracies, whatever the flag is called
 # Counts above which a run would only ask for more memory than a machine has (a 10^8-sided matrix: 40 PB)
 MAX_COUNTS = {"batch_size": 60_000, "size": 32_768}
+MARKER_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")  # a document's table markers: <!-- name:begin ... -->
 
 
 def check_counts(**values: float | int | None) -> None:
@@ -93,3 +95,9 @@ def check_fit_config(flag: str, path: str | os.PathLike | None) -> None:
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         reason = errors[-1].removeprefix("error:").strip() if errors else f"fit exited {done.returncode}"
         raise UserError(f"--{flag} {path}: `fit` refuses it ({reason})")
+
+
+def check_marker(marker: str) -> None:
+    """Refuse a ``--marker`` that could not name a table's markers in a Markdown file."""
+    if not MARKER_NAME.fullmatch(marker):
+        raise UserError(f"--marker {marker!r}: a name of lower-case letters, digits and dashes")

@@ -26,6 +26,11 @@ and the loop around it (fetching the batch, hooks, progress counters). Contender
 * ``lightning_grouped``: ``lightning`` with ``--data.steps_per_execution 8`` (Keras' ``steps_per_execution``): each
   batch Lightning takes holds 8 batches, one optimizer step each, so its loop runs once per 8 steps; timed per
   optimizer step (``--steps`` rounded up to a multiple of 8).
+* ``plain_grouped``: ``plain`` taking the images of 8 batches at once (augmented in one call, as the data
+  module's grouped batches are), then one step on each: ``lightning_grouped``'s floor.
+
+``--precision bf16-mixed``: every contender's forward passes in bfloat16 under autocast (Lightning's
+``Trainer(precision="bf16-mixed")``, the plain loop's ``torch.autocast``).
 
 ``--profile`` also runs one epoch of ``lightning`` under Lightning's ``SimpleProfiler`` (time per
 hook) and prints torch.profiler's busiest operators for both loops.
@@ -45,7 +50,7 @@ from typing import Literal, get_args
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_torch_loop import build, train_steps  # noqa: E402  (sets the thread policy before torch starts)
-from checks import check_chosen, check_counts, check_doc  # noqa: E402
+from checks import check_chosen, check_counts, check_doc, check_marker  # noqa: E402
 
 import torch  # noqa: E402
 from lightning.pytorch import Callback, Trainer, seed_everything  # noqa: E402
@@ -63,8 +68,10 @@ from mnist_common.files import write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
 
 Contender = Literal["plain", "lightning", "lightning_progress", "lightning_rich", "lightning_bare",
-                    "lightning_no_metrics", "lightning_torchmetrics", "lightning_automatic", "lightning_grouped"]
-GROUPED = 8  # lightning_grouped's steps per execution
+                    "lightning_no_metrics", "lightning_torchmetrics", "lightning_automatic", "lightning_grouped",
+                    "plain_grouped"]
+GROUPED = 8  # lightning_grouped's and plain_grouped's steps per execution
+Precision = Literal["32", "bf16-mixed"]
 
 
 class StepClock(Callback):
@@ -125,10 +132,11 @@ class AutomaticOptimization(MnistClassifier):
         return True
 
 
-def lightning_trainer(contender: str, steps: int, folder: Path, clock: StepClock) -> Trainer:
+def lightning_trainer(contender: str, steps: int, folder: Path, clock: StepClock,
+                      precision: Precision = "32") -> Trainer:
     """A one-epoch Trainer of ``steps`` training batches, configured as ``contender`` says."""
     common = dict(max_epochs=1, limit_train_batches=steps, limit_val_batches=1, num_sanity_val_steps=0,
-                  enable_model_summary=False, accelerator="cpu", devices=1)
+                  enable_model_summary=False, accelerator="cpu", devices=1, precision=precision)
     if contender == "lightning_bare":
         return Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[clock],
                        **common)
@@ -156,31 +164,32 @@ def timed_training_step(model: MnistClassifier, step_seconds: list[float]) -> No
 
 
 def time_once(contender: str, data: MNISTDataModule, steps: int, lr: float, seed: int,
-              folder: Path) -> tuple[float, float | None]:
+              folder: Path, precision: Precision = "32") -> tuple[float, float | None]:
     """Seconds per step of ``contender`` over ``steps`` batches from fresh weights, and of those in the step itself
     (None where the step cannot be timed apart: under automatic optimization)."""
     seed_everything(seed, verbose=False)
     in_step: list[float] = []
-    if contender == "plain":
+    grouped = GROUPED if contender.endswith("_grouped") else 1
+    steps = grouped * math.ceil(steps / grouped)  # whole executions, in both loops
+    if contender.startswith("plain"):
         network, optimizer = build("notebook", lr)
         x, y = data.datasets["train"].tensors
         started = time.perf_counter()
         taken = train_steps(network, optimizer, x, y, data.hparams.batch_size, data.augmentation, steps=steps,
-                            step_seconds=in_step)
+                            bf16=precision == "bf16-mixed", step_seconds=in_step, steps_per_execution=grouped)
         return (time.perf_counter() - started) / taken, sum(in_step) / taken
     model_class = {"lightning_no_metrics": WithoutTrainingMetrics, "lightning_torchmetrics": WithTorchmetrics,
                    "lightning_automatic": AutomaticOptimization}.get(contender, MnistClassifier)
     model = model_class(lr=lr)
     if contender != "lightning_automatic":  # there the step runs inside the optimizer's closure, hooks and all
         timed_training_step(model, in_step)
-    batches = steps
-    if contender == "lightning_grouped":  # the same images, GROUPED batches to each batch Lightning takes
-        data, tensors = MNISTDataModule(**{**data.hparams, "steps_per_execution": GROUPED}), data.datasets
+    if grouped > 1:  # the same images, GROUPED batches to each batch Lightning takes
+        data, tensors = MNISTDataModule(**{**data.hparams, "steps_per_execution": grouped}), data.datasets
         data.datasets = tensors  # the same images in memory: nothing to read again
-        batches, steps = math.ceil(steps / GROUPED), GROUPED * math.ceil(steps / GROUPED)
+    batches = steps // grouped
     clock = StepClock(batches)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        lightning_trainer(contender, batches, Path(tmp), clock).fit(model, datamodule=data)
+        lightning_trainer(contender, batches, Path(tmp), clock, precision).fit(model, datamodule=data)
     return clock.seconds / steps, (sum(in_step) / steps if in_step else None)
 
 
@@ -208,8 +217,8 @@ def profile(data: MNISTDataModule, steps: int, lr: float, seed: int, folder: Pat
 
 def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: bool = False, lr: float = 1e-4,
              contenders: list[Contender] = ("plain", "lightning", "lightning_bare", "lightning_no_metrics"),
-             threads: int | None = None, data_dir: str | None = None, seed: int = 42,
-             profile_run: bool = False, doc: Path | None = None) -> dict:
+             precision: Precision = "32", threads: int | None = None, data_dir: str | None = None, seed: int = 42,
+             profile_run: bool = False, doc: Path | None = None, marker: str = "step-overhead") -> dict:
     """Time each contender's training steps, interleaved; print medians, spreads and ratios to ``plain``.
 
     Args:
@@ -219,14 +228,17 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
         augment: the notebook's augmentation (on each batch, in both loops).
         lr: Adam's learning rate.
         contenders: which loops to time, in the order each round runs them.
+        precision: ``bf16-mixed``: every contender's forward passes in bfloat16 under autocast.
         threads: torch's intra-op threads (default: the training commands' choice).
         data_dir: the folder holding MNIST/raw.
         seed: seed of the weights and the shuffling.
         profile_run: also print Lightning's per-hook profile and torch.profiler's busiest operators.
-        doc: also write the table into this Markdown file between its ``step-overhead`` markers.
+        doc: also write the table into this Markdown file between its ``marker`` markers.
+        marker: the name of the markers (a document can hold the tables of several settings).
     """
     check_counts(steps=steps, repeats=repeats, batch_size=batch_size, threads=threads if threads is not None else 1)
     check_doc(doc)
+    check_marker(marker)
     check_chosen("contenders", contenders, get_args(Contender))
     keep_freed_memory()
     if threads is not None:
@@ -239,20 +251,23 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
     in_step: dict[str, list[float | None]] = {name: [] for name in contenders}
     with tempfile.TemporaryDirectory(prefix="step_overhead_") as tmp:
         for name in contenders:  # one untimed round: first-call costs (allocator, oneDNN primitives) out of the way
-            time_once(name, data, min(steps, 20), lr, seed, Path(tmp))
+            time_once(name, data, min(steps, 20), lr, seed, Path(tmp), precision)
         for _ in range(repeats):
             for name in contenders:
-                total, inside = time_once(name, data, steps, lr, seed, Path(tmp))
+                total, inside = time_once(name, data, steps, lr, seed, Path(tmp), precision)
                 times[name].append(total)
                 in_step[name].append(inside)
         if profile_run:
             profile(data, steps, lr, seed, Path(tmp))
     floor = statistics.median(times["plain"]) if "plain" in times else None
     report = {"machine": machine, "load_average_after": load_average(), "threads": torch.get_num_threads(),
-              "batch_size": batch_size, "steps": steps, "repeats": repeats, "augment": augment, "contenders": {}}
+              "batch_size": batch_size, "steps": steps, "repeats": repeats, "augment": augment,
+              "precision": precision, "contenders": {}}
     lines = [f"`python benchmarks/step_overhead.py --steps {steps} --repeats {repeats} --batch_size {batch_size}"
-             f"{' --augment' if augment else ''} --contenders '[{', '.join(contenders)}]'"
-             f"{f' --threads {threads}' if threads is not None else ''}`, {machine['date']}, {machine['cpu']} ({machine['cores']} cores), "
+             f"{' --augment' if augment else ''}{f' --precision {precision}' if precision != '32' else ''}"
+             f" --contenders '[{', '.join(contenders)}]'"
+             f"{f' --threads {threads}' if threads is not None else ''}`, {machine['date']}, {machine['cpu']} "
+             f"({machine['cores']} cores), "
              f"{torch.get_num_threads()} threads, load average {machine['load_average']} before, "
              f"{report['load_average_after']} after.", "",
              "| contender | ms per step (median) | min | max | ms over plain | / plain | ms in the step | "
@@ -274,7 +289,7 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
     table = "\n".join(lines)
     print("\n" + table)
     if doc:
-        print(f"table: {write_between_markers(doc, 'step-overhead', table, title='Benchmarks')}")
+        print(f"table: {write_between_markers(doc, marker, table, title='Benchmarks')}")
     return report
 
 

@@ -35,7 +35,7 @@ from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_frameworks import REPO, grouped_steps, run  # noqa: E402
-from checks import check_chosen, check_counts, check_doc  # noqa: E402
+from checks import check_chosen, check_counts, check_doc, check_marker  # noqa: E402
 
 from mnist_common.cli import run as run_command  # noqa: E402
 from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
@@ -49,7 +49,6 @@ from mnist_common.splits import make_split  # noqa: E402
 
 
 KEEP_EVERY_EPOCH = ("--checkpoint.save_top_k", "-1")  # both frameworks: every epoch's weights, tested afterwards
-MARKER_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 EPOCH_FILE = re.compile(r"^epoch(\d+)\b.*\.(ckpt|keras)$")  # Lightning's, Keras' and the plain loop's names
 
 
@@ -193,8 +192,7 @@ def time_to_accuracy(target: float = 0.99, test_target: float = 0.99, batch_size
     if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
         raise UserError(f"--seeds {list(seeds)}: give one or more different seeds")
     check_doc(doc)
-    if not MARKER_NAME.fullmatch(marker):
-        raise UserError(f"--marker {marker!r}: a name of lower-case letters, digits and dashes")
+    check_marker(marker)
     check_chosen("frameworks", frameworks, ("lightning", "keras", "torch"))
     recipe = {"target": target, "test_target": test_target, "batch_size": batch_size, "lr": lr,
               "max_epochs": max_epochs, "augment": augment, "precision": precision,

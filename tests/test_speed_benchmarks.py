@@ -109,17 +109,49 @@ def test_step_overhead_times_each_contender_from_the_same_start(mnist_dir):
     from step_overhead import overhead
 
     report = overhead(steps=2, repeats=1, contenders=["plain", "lightning", "lightning_torchmetrics",
-                                                      "lightning_automatic", "lightning_grouped"],
+                                                      "lightning_automatic", "lightning_grouped", "plain_grouped"],
                       data_dir=str(mnist_dir))
     assert set(report["contenders"]) == {"plain", "lightning", "lightning_torchmetrics", "lightning_automatic",
-                                         "lightning_grouped"}
+                                         "lightning_grouped", "plain_grouped"}
     assert report["contenders"]["plain"]["ratio_to_plain"] == 1.0
     assert all(len(row["ms_per_step"]) == 1 and row["median_ms"] > 0 for row in report["contenders"].values())
-    for name in ("plain", "lightning", "lightning_torchmetrics", "lightning_grouped"):  # the step, the loop around
+    for name in ("plain", "lightning", "lightning_torchmetrics", "lightning_grouped", "plain_grouped"):
         row = report["contenders"][name]
         assert 0 < row["in_step_ms"] < row["median_ms"] and row["around_step_ms"] > 0, (name, row)
     assert "in_step_ms" not in report["contenders"]["lightning_automatic"]  # its step runs inside the optimizer's
     assert report["machine"]["cpu"] and report["threads"] >= 1
+
+
+def test_step_overhead_gives_every_contender_the_precision_and_writes_its_own_table(mnist_dir, tmp_path,
+                                                                                    monkeypatch):
+    """``--precision bf16-mixed`` reaches both loops (the Trainer's precision, the plain loop's autocast), the grouped
+    contenders take whole executions of 8, and ``--marker`` names the table's place in the document."""
+    import step_overhead
+
+    trainers, plain_calls = [], []
+    build_trainer, plain_steps = step_overhead.lightning_trainer, step_overhead.train_steps
+
+    def recording_trainer(*args, **kwargs):
+        trainers.append(build_trainer(*args, **kwargs))
+        return trainers[-1]
+
+    def recording_steps(*args, **kwargs):
+        plain_calls.append(kwargs)
+        return plain_steps(*args, **kwargs)
+
+    monkeypatch.setattr(step_overhead, "lightning_trainer", recording_trainer)
+    monkeypatch.setattr(step_overhead, "train_steps", recording_steps)
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n")
+    step_overhead.overhead(steps=3, repeats=1, batch_size=16, contenders=["plain_grouped", "lightning_grouped"],
+                           precision="bf16-mixed", data_dir=str(mnist_dir), doc=doc, marker="step-overhead-bf16")
+    assert trainers and {trainer.precision for trainer in trainers} == {"bf16-mixed"}
+    assert plain_calls and all(call["bf16"] and call["steps_per_execution"] == 8 for call in plain_calls)
+    assert [call["steps"] for call in plain_calls] == [8, 8]  # the untimed round and the timed one: 3 -> 8
+    assert [trainer.global_step for trainer in trainers] == [8, 8]
+    text = doc.read_text()
+    assert "<!-- step-overhead-bf16:begin" in text and "--precision bf16-mixed" in text
+    assert "| plain_grouped | " in text and "| lightning_grouped | " in text
 
 
 def test_the_plain_loop_takes_an_executions_images_at_once_and_steps_as_before(mnist):
@@ -271,6 +303,8 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
 
 @pytest.mark.parametrize("name, args, line", [
     ("step_overhead.py", ["--steps", "0"], "error: --steps must be at least 1, got 0"),
+    ("step_overhead.py", ["--marker", "Step Overhead"],
+     "error: --marker 'Step Overhead': a name of lower-case letters, digits and dashes"),
     ("compare_frameworks.py", ["--repeats", "0"], "error: --repeats must be at least 1, got 0"),
     ("time_to_accuracy.py", ["--target", "1.5"], "error: --target must be an accuracy in (0, 1], got 1.5"),
     ("time_to_accuracy.py", ["--test_target", "0"], "error: --test_target must be an accuracy in (0, 1], got 0.0"),
