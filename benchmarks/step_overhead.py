@@ -26,6 +26,9 @@ and the loop around it (fetching the batch, hooks, progress counters). Contender
 * ``lightning_grouped``: ``lightning`` with ``--data.steps_per_execution 8`` (Keras' ``steps_per_execution``): each
   batch Lightning takes holds 8 batches, one optimizer step each, so its loop runs once per 8 steps; timed per
   optimizer step (``--steps`` rounded up to a multiple of 8).
+* ``lightning_grouped_unwrapped``: ``lightning_grouped`` whose module calls ``loss.backward()`` and the torch
+  optimizer's ``step`` itself, around Lightning's ``manual_backward`` and optimizer wrapper (their hooks,
+  precision plugin and step counting): what those cost, measured by leaving them out; not a way to train.
 * ``plain_grouped``: ``plain`` taking the images of 8 batches at once (augmented in one call, as the data
   module's grouped batches are), then one step on each: ``lightning_grouped``'s floor.
 
@@ -69,7 +72,7 @@ from mnist_common.machine import describe_machine, load_average  # noqa: E402
 
 Contender = Literal["plain", "lightning", "lightning_progress", "lightning_rich", "lightning_bare",
                     "lightning_no_metrics", "lightning_torchmetrics", "lightning_automatic", "lightning_grouped",
-                    "plain_grouped"]
+                    "lightning_grouped_unwrapped", "plain_grouped"]
 GROUPED = 8  # lightning_grouped's and plain_grouped's steps per execution
 Precision = Literal["32", "bf16-mixed"]
 
@@ -124,6 +127,20 @@ class WithTorchmetrics(MnistClassifier):
         return losses.mean(), logits
 
 
+class WithoutStepWrappers(MnistClassifier):
+    """The classifier stepping the torch optimizer itself, around Lightning's ``manual_backward`` and optimizer
+    wrapper: what they cost per step, measured by leaving them out (the Trainer's step count stays at 0)."""
+
+    def optimize(self, loss: torch.Tensor) -> None:
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule = self.lr_schedulers()
+        if schedule is not None:
+            schedule.step()
+
+
 class AutomaticOptimization(MnistClassifier):
     """The classifier under Lightning's automatic optimization (its closure and hooks), as it trained before."""
 
@@ -169,7 +186,7 @@ def time_once(contender: str, data: MNISTDataModule, steps: int, lr: float, seed
     (None where the step cannot be timed apart: under automatic optimization)."""
     seed_everything(seed, verbose=False)
     in_step: list[float] = []
-    grouped = GROUPED if contender.endswith("_grouped") else 1
+    grouped = GROUPED if "_grouped" in contender else 1
     steps = grouped * math.ceil(steps / grouped)  # whole executions, in both loops
     if contender.startswith("plain"):
         network, optimizer = build("notebook", lr)
@@ -179,7 +196,8 @@ def time_once(contender: str, data: MNISTDataModule, steps: int, lr: float, seed
                             bf16=precision == "bf16-mixed", step_seconds=in_step, steps_per_execution=grouped)
         return (time.perf_counter() - started) / taken, sum(in_step) / taken
     model_class = {"lightning_no_metrics": WithoutTrainingMetrics, "lightning_torchmetrics": WithTorchmetrics,
-                   "lightning_automatic": AutomaticOptimization}.get(contender, MnistClassifier)
+                   "lightning_automatic": AutomaticOptimization,
+                   "lightning_grouped_unwrapped": WithoutStepWrappers}.get(contender, MnistClassifier)
     model = model_class(lr=lr)
     if contender != "lightning_automatic":  # there the step runs inside the optimizer's closure, hooks and all
         timed_training_step(model, in_step)
