@@ -73,7 +73,7 @@ from mnist_common.machine import describe_machine, load_average  # noqa: E402
 Contender = Literal["plain", "lightning", "lightning_progress", "lightning_rich", "lightning_bare",
                     "lightning_no_metrics", "lightning_torchmetrics", "lightning_automatic", "lightning_grouped",
                     "lightning_grouped_unwrapped", "plain_grouped"]
-GROUPED = 8  # lightning_grouped's and plain_grouped's steps per execution
+GROUPED = 8  # the *_grouped contenders' steps per execution
 Precision = Literal["32", "bf16-mixed"]
 
 
