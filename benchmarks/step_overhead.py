@@ -30,7 +30,8 @@ and the loop around it (fetching the batch, hooks, progress counters). Contender
   optimizer's ``step`` itself, around Lightning's ``manual_backward`` and optimizer wrapper (their hooks,
   precision plugin and step counting): what those cost, measured by leaving them out; not a way to train.
 * ``plain_grouped``: ``plain`` taking the images of 8 batches at once (augmented in one call, as the data
-  module's grouped batches are), then one step on each: ``lightning_grouped``'s floor.
+  module's grouped batches are), then one step on each: ``lightning_grouped``'s floor (``--steps`` rounded up
+  alike).
 
 ``--precision bf16-mixed``: every contender's forward passes in bfloat16 under autocast (Lightning's
 ``Trainer(precision="bf16-mixed")``, the plain loop's ``torch.autocast``).
@@ -211,24 +212,22 @@ def time_once(contender: str, data: MNISTDataModule, steps: int, lr: float, seed
     return clock.seconds / steps, (sum(in_step) / steps if in_step else None)
 
 
-def profile(data: MNISTDataModule, steps: int, lr: float, seed: int, folder: Path) -> None:
-    """Lightning's time per hook, then torch's busiest operators in each loop."""
+def profile(data: MNISTDataModule, steps: int, lr: float, seed: int, folder: Path, precision: Precision = "32") -> None:
+    """Lightning's time per hook, then torch's busiest operators in each loop (both in ``precision``)."""
     from lightning.pytorch.profilers import SimpleProfiler
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     seed_everything(seed, verbose=False)
     profiler = SimpleProfiler(dirpath=folder, filename="simple")
-    trainer = lightning_trainer("lightning", steps, folder, StepClock(steps))
-    trainer.profiler = profiler
     Trainer(profiler=profiler, max_epochs=1, limit_train_batches=steps, limit_val_batches=1, num_sanity_val_steps=0,
-            enable_model_summary=False, enable_progress_bar=False, logger=CSVLogger(folder),
+            enable_model_summary=False, enable_progress_bar=False, logger=CSVLogger(folder), precision=precision,
             callbacks=[RunCheckpoint(dirpath=folder / "ckpt", monitor="val/loss"), EpochHistory(), RandomState()],
             default_root_dir=folder).fit(MnistClassifier(lr=lr), datamodule=data)
     print(profiler.summary())
     for contender in ("plain", "lightning"):
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            time_once(contender, data, steps, lr, seed, folder)
+            time_once(contender, data, steps, lr, seed, folder, precision)
         print(f"--- torch.profiler, {contender}, {steps} steps")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
 
@@ -276,7 +275,7 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
                 times[name].append(total)
                 in_step[name].append(inside)
         if profile_run:
-            profile(data, steps, lr, seed, Path(tmp))
+            profile(data, steps, lr, seed, Path(tmp), precision)
     floor = statistics.median(times["plain"]) if "plain" in times else None
     report = {"machine": machine, "load_average_after": load_average(), "threads": torch.get_num_threads(),
               "batch_size": batch_size, "steps": steps, "repeats": repeats, "augment": augment,

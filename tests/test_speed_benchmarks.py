@@ -156,6 +156,29 @@ def test_step_overhead_gives_every_contender_the_precision_and_writes_its_own_ta
     assert "| plain_grouped | " in text and "| lightning_grouped | " in text
 
 
+def test_step_overhead_profiles_both_loops_in_the_precision_asked_for(mnist_dir, monkeypatch, capsys):
+    """``--profile_run``: Lightning's per-hook profile and torch.profiler's operators of both loops, every Trainer
+    in ``--precision``."""
+    import step_overhead
+
+    trainers = []
+    trainer_class = step_overhead.Trainer
+
+    def recording_trainer(*args, **kwargs):
+        trainers.append(trainer_class(*args, **kwargs))
+        return trainers[-1]
+
+    monkeypatch.setattr(step_overhead, "Trainer", recording_trainer)
+    step_overhead.overhead(steps=2, repeats=1, contenders=["plain", "lightning"], precision="bf16-mixed",
+                           profile_run=True, data_dir=str(mnist_dir))
+    printed = capsys.readouterr().out
+    assert "run_training_batch" in printed  # SimpleProfiler's summary
+    assert "--- torch.profiler, plain, 2 steps" in printed and "--- torch.profiler, lightning, 2 steps" in printed
+    assert "aten::convolution_backward" in printed
+    # lightning's untimed and timed rounds, the hook profile's Trainer, the torch.profiler run's
+    assert len(trainers) == 4 and {trainer.precision for trainer in trainers} == {"bf16-mixed"}
+
+
 def test_the_plain_loop_takes_an_executions_images_at_once_and_steps_as_before(mnist):
     """``steps_per_execution`` in the plain loop (the data path Lightning's data module gives it): the same steps
     on the same batches, so the same weights; ``steps`` still counts optimizer steps."""
