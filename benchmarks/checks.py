@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mnist_common.errors import UserError
 from mnist_common.files import check_output_file
+from mnist_common.settings import check_seed_range, check_subset
 
 FRACTIONS = {"target", "target_acc", "target_val_acc", "test_target"}  # accuracies, whatever the flag is called
 # Counts above which a run would only ask for more memory than a machine has (a 10^8-sided matrix: 40 PB)
@@ -19,12 +20,14 @@ MARKER_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")  # a document's table marker
 
 
 def check_counts(**values: float | int | None) -> None:
-    """Refuse counts below 1 (``--steps 0``), rates of 0 or less or infinite, and a ``target`` accuracy outside
-    (0, 1]."""
+    """Refuse counts below 1 (``--steps 0``), rates of 0 or less or infinite, a ``target`` accuracy outside
+    (0, 1], and a ``subset`` of fewer images than a stratified split takes or more than there are."""
     for name, value in values.items():
         if value is None:
             continue
-        if name in FRACTIONS:
+        if name == "subset":
+            check_subset("--subset", value)
+        elif name in FRACTIONS:
             if not 0 < value <= 1:
                 raise UserError(f"--{name} must be an accuracy in (0, 1], got {value}")
         elif isinstance(value, int) and not isinstance(value, bool):
@@ -87,17 +90,35 @@ def check_chosen(flag: str, chosen, allowed) -> None:
 def check_fit_config(flag: str, path: str | os.PathLike | None) -> None:
     """A config file a ``fit`` run will be given, read by ``fit --print_config`` itself before any work (the
     file, its YAML and every setting's type); its one ``error:`` line is said for the flag."""
-    if path is None:
-        return
-    done = subprocess.run([sys.executable, "-m", "lightning_mnist", "fit", "--config", str(path), "--print_config"],
-                          capture_output=True, text=True, cwd=Path.cwd())
+    if path is not None:
+        check_command_line(flag, str(path), ["lightning_mnist", "fit", "--config", str(path)])
+
+
+def check_command_line(flag: str, given: str, argv: list[str]) -> None:
+    """A command line a run will get (``python -m <argv>``, built from the flag's value ``given``), read by that
+    command's own ``--print_config`` before any work: each flag's name, value and type, as the run would read
+    them, refused in the command's one ``error:`` line, said for the flag."""
+    command = argv[1]
+    done = subprocess.run([sys.executable, "-m", *argv, "--print_config"], capture_output=True, text=True,
+                          cwd=Path.cwd())
     if done.returncode != 0:
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-        reason = errors[-1].removeprefix("error:").strip() if errors else f"fit exited {done.returncode}"
-        raise UserError(f"--{flag} {path}: `fit` refuses it ({reason})")
+        reason = errors[-1].removeprefix("error:").strip() if errors else f"{command} exited {done.returncode}"
+        raise UserError(f"--{flag} {given}: `{command}` refuses it ({reason})")
 
 
-def check_marker(marker: str) -> None:
-    """Refuse a ``--marker`` that could not name a table's markers in a Markdown file."""
+def check_seeds(seeds: list[int] | None, flag: str = "seeds") -> None:
+    """A list of seeds, one run each: one or more, none twice (two runs of one seed are one run), each in the
+    range the commands' ``--seed_everything`` takes. None: the scripts' own seed."""
+    if seeds is None:
+        return
+    for seed in seeds:
+        check_seed_range(f"--{flag}", seed)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--{flag} {list(seeds)}: give one or more different seeds")
+
+
+def check_marker(marker: str, flag: str = "marker") -> None:
+    """Refuse a ``--marker`` (or the flag named) that could not name a table's markers in a Markdown file."""
     if not MARKER_NAME.fullmatch(marker):
-        raise UserError(f"--marker {marker!r}: a name of lower-case letters, digits and dashes")
+        raise UserError(f"--{flag} {marker!r}: a name of lower-case letters, digits and dashes")

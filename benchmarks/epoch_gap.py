@@ -33,20 +33,28 @@ from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.files import write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
 from recipes import run_logged  # noqa: E402  (this folder is sys.path[0] when run)
+from checks import check_command_line, check_counts, check_doc, check_seeds  # noqa: E402
 
 FRAMEWORKS = {"lightning": ["lightning_mnist", "fit", "--trainer.enable_progress_bar", "false"],
               "keras": ["keras_reference", "train"]}
 METRICS = ("train_loss", "val_acc")
 
 
+def command_line(command: list[str], flags: list[str], max_epochs: int, seed: int, subset: int | None,
+                 data_dir: str | None) -> list[str]:
+    """A run's command line after ``python -m <module>``: the command, the flags measured, then the settings every
+    run of a measurement shares (early stopping kept out of the way), in the run's own folder."""
+    argv = [*command, *flags, "--trainer.max_epochs", str(max_epochs), "--early_stopping.patience", "100",
+            "--seed_everything", str(seed), "--output_dir", "."]
+    argv += ["--data.subset", str(subset)] if subset else []
+    return argv + (["--data.data_dir", data_dir] if data_dir else [])
+
+
 def history(framework: str, seed: int, folder: Path, flags: list[str], max_epochs: int, subset: int | None,
             data_dir: str | None) -> list[dict]:
     """The per-epoch rows of one run (run now, or read back if ``folder`` already holds this very run)."""
     module, *command = FRAMEWORKS[framework]
-    argv = [*command, *flags, "--trainer.max_epochs", str(max_epochs), "--early_stopping.patience", "100",
-            "--seed_everything", str(seed), "--output_dir", "."]
-    argv += ["--data.subset", str(subset)] if subset else []
-    argv += ["--data.data_dir", data_dir] if data_dir else []
+    argv = command_line(command, flags, max_epochs, seed, subset, data_dir)
     done = folder / "run.json"
     if done.exists():
         record = json.loads(done.read_text())
@@ -136,13 +144,19 @@ def measure(seeds: list[int] = [0, 1, 2, 3, 4], max_epochs: int = 10,  # noqa: B
             measurement with the same settings), the report to ``<output_dir>/<label>.json``.
         doc: write the table into this Markdown file, between its ``epoch-gap-<label>`` markers.
     """
-    if not seeds or max_epochs < 1:
-        raise UserError("--seeds needs at least one seed and --max_epochs at least 1")
+    check_seeds(seeds)
+    check_counts(max_epochs=max_epochs, subset=subset)
     if not label.replace("-", "").replace("_", "").isalnum():
         raise UserError(f"--label {label!r}: letters, digits, '-' and '_' only")
+    check_doc(doc)
+    flags = {"lightning": lightning_flags, "keras": keras_flags}
+    for fw, extra in flags.items():  # the flags added to the commands, read by the commands themselves
+        if extra:
+            module, *command = FRAMEWORKS[fw]
+            check_command_line(f"{fw}_flags", str(list(extra)),
+                               [module, *command_line(command, extra, max_epochs, seeds[0], subset, data_dir)])
     before = load_average()
     out = Path(output_dir).resolve()
-    flags = {"lightning": lightning_flags, "keras": keras_flags}
     runs: dict[str, dict[int, list[dict]]] = {fw: {} for fw in FRAMEWORKS}
     for seed in seeds:  # seed by seed, both frameworks: a measurement stopped part way has whole pairs to reuse
         for fw in FRAMEWORKS:

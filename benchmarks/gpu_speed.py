@@ -27,14 +27,15 @@ Timings are for reading, never for asserting.
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import plain_torch_loop  # noqa: E402  (sets the thread policy before torch starts)
-from checks import check_counts, check_doc  # noqa: E402
+from checks import check_chosen, check_counts, check_doc  # noqa: E402
 
 import torch  # noqa: E402
 from lightning.pytorch import Trainer, seed_everything  # noqa: E402
@@ -48,9 +49,25 @@ from mnist_common.errors import UserError, exit_on_user_error, one_line  # noqa:
 from mnist_common.files import write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
 from mnist_common.results import read_json, write_json  # noqa: E402
+from mnist_common.settings import check_seed_range  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 Contender = Literal["plain", "plain_compiled", "lightning", "lightning_compiled"]
+CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
+CUDA_DEVICE = re.compile(r"cuda(:\d+)?")
+
+
+def check_device(device: str) -> None:
+    """``cpu``, or ``cuda`` / ``cuda:N`` naming a GPU torch sees: refused before any work, not in every row."""
+    if device == "cpu":
+        return
+    if not CUDA_DEVICE.fullmatch(device):
+        raise UserError(f"--device {device}: give cuda, cuda:N (the GPU's index) or cpu")
+    count = torch.cuda.device_count()
+    if not count:
+        raise UserError(f"--device {device}: no CUDA device is visible here; use --device cpu to check the script")
+    if int(device.partition(":")[2] or 0) >= count:
+        raise UserError(f"--device {device}: torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
 
 
 def device_name(device: str) -> str:
@@ -126,7 +143,7 @@ def markdown(report: dict) -> str:
 def gpu_speed(device: str = "cuda", target: float = 0.99, batch_size: int = 128, lr: float = 5e-3,
               max_epochs: int = 4, precision: Literal["32", "bf16-mixed", "16-mixed"] = "bf16-mixed",
               augment: bool = False,
-              compile_modes: list[Literal["default", "reduce-overhead", "max-autotune"]] = ("default",),
+              compile_modes: list[CompileMode] = ("default",),
               contenders: list[Contender] = ("plain", "lightning", "plain_compiled", "lightning_compiled"),
               subset: int | None = None, data_dir: str | None = None, seed: int = 42,
               output_dir: Path = REPO / "runs" / "benchmark", doc: Path | None = None) -> dict:
@@ -149,10 +166,12 @@ def gpu_speed(device: str = "cuda", target: float = 0.99, batch_size: int = 128,
         output_dir: gpu_speed.json goes into a new folder here.
         doc: also write the table into this Markdown file between its ``gpu-speed`` markers.
     """
-    check_counts(target=target, batch_size=batch_size, lr=lr, max_epochs=max_epochs)
+    check_counts(target=target, batch_size=batch_size, lr=lr, max_epochs=max_epochs, subset=subset)
+    check_seed_range("--seed", seed)
+    check_chosen("contenders", contenders, get_args(Contender))
+    check_chosen("compile_modes", compile_modes, get_args(CompileMode))
     check_doc(doc)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: no CUDA device is visible here; use --device cpu to check the script")
+    check_device(device)
     recipe = {k: v for k, v in dict(locals()).items() if k not in ("contenders", "output_dir", "doc")}
     machine = describe_machine()
     rows = []

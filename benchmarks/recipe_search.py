@@ -38,8 +38,8 @@ sys.path.insert(0, str(REPO))
 from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.files import write_text  # noqa: E402
-from mnist_common.mnist import TRAIN_IMAGES, ensure_files  # noqa: E402
-from mnist_common.settings import check_seed  # noqa: E402
+from mnist_common.mnist import ensure_files  # noqa: E402
+from mnist_common.settings import check_seed, check_subset  # noqa: E402
 from mnist_common.splits import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION  # noqa: E402
 
 DEFAULT_STORAGE = "sqlite:///runs/search/optuna.db"
@@ -169,8 +169,7 @@ def search(study_name: str = "recipes", storage: str = DEFAULT_STORAGE, n_trials
         raise UserError("--n_trials must be 0 or more, --epochs and --batch_sizes non-empty lists of positive "
                         "numbers, --prune_after 0 or more")
     check_seed(seed_everything)
-    if subset is not None and not 20 <= subset <= TRAIN_IMAGES:
-        raise UserError(f"--subset must be between 20 and {TRAIN_IMAGES} images (or null for all), got {subset}")
+    check_subset("--subset", subset)
     if n_trials:
         ensure_files(data_dir, download=False)
     try:

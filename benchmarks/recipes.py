@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -33,6 +34,7 @@ from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.files import between_markers, write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
+from checks import check_chosen, check_counts, check_doc, check_marker, check_seeds  # noqa: E402
 
 
 
@@ -68,6 +70,8 @@ RECIPES = [
     Recipe("resnet", "lightning", ["fit", "--config", "configs/resnet.yaml"]),
     Recipe("resnet", "keras", ["train", "--config", "configs/resnet.yaml"]),
 ]
+RecipeName = Literal[tuple(dict.fromkeys(recipe.name for recipe in RECIPES))]  # what --recipes may name
+Framework = Literal["lightning", "keras"]
 
 
 def run_logged(command: list[str], folder: Path, what: str) -> float:
@@ -217,8 +221,8 @@ def markdown(report: dict, earlier: str = "") -> str:
     return "\n".join(lines)
 
 
-def benchmark(recipes: list[str] = ["notebook", "fast", "best", "best-ensemble"],  # noqa: B006
-            frameworks: list[str] = ["lightning", "keras"], seeds: list[int] = [0, 1, 2],  # noqa: B006
+def benchmark(recipes: list[RecipeName] = ["notebook", "fast", "best", "best-ensemble"],  # noqa: B006
+            frameworks: list[Framework] = ["lightning", "keras"], seeds: list[int] = [0, 1, 2],  # noqa: B006
             output_dir: str = "runs/recipes", doc: str = str(REPO / "docs" / "recipes.md"), table: str = "recipes",
             subset: int | None = None, max_epochs: int | None = None, table_only: bool = False) -> Path:
     """Run recipes for several seeds and write the table.
@@ -235,6 +239,12 @@ def benchmark(recipes: list[str] = ["notebook", "fast", "best", "best-ensemble"]
         table_only: run nothing; write the table from the runs already finished (each recipe with the seeds
             it has: a long recipe may have fewer; one with none says it is not measured yet).
     """
+    check_chosen("recipes", recipes, get_args(RecipeName))
+    check_chosen("frameworks", frameworks, get_args(Framework))
+    check_seeds(seeds)
+    check_counts(subset=subset, max_epochs=max_epochs)
+    check_doc(doc)
+    check_marker(table, "table")
     out = Path(output_dir).resolve()
     summaries = []
     for recipe in RECIPES:

@@ -35,16 +35,15 @@ from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_frameworks import REPO, grouped_steps, run  # noqa: E402
-from checks import check_chosen, check_counts, check_doc, check_marker  # noqa: E402
+from checks import check_chosen, check_counts, check_doc, check_marker, check_seeds  # noqa: E402
 
 from mnist_common.cli import run as run_command  # noqa: E402
-from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
+from mnist_common.errors import exit_on_user_error  # noqa: E402
 from mnist_common.files import write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
 from mnist_common.mnist import load_mnist  # noqa: E402
 from mnist_common.results import write_json  # noqa: E402
 from mnist_common.runs import allocate_run_dir  # noqa: E402
-from mnist_common.settings import check_seed_range  # noqa: E402
 from mnist_common.splits import make_split  # noqa: E402
 
 
@@ -186,11 +185,8 @@ def time_to_accuracy(target: float = 0.99, test_target: float = 0.99, batch_size
         marker: the name of the markers (a document can hold the tables of several recipes).
     """
     check_counts(target=target, test_target=test_target, batch_size=batch_size, lr=lr, max_epochs=max_epochs,
-                 steps_per_execution=steps_per_execution)
-    for seed in seeds or ():
-        check_seed_range("--seeds", seed)
-    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
-        raise UserError(f"--seeds {list(seeds)}: give one or more different seeds")
+                 steps_per_execution=steps_per_execution, subset=subset)
+    check_seeds(seeds)
     check_doc(doc)
     check_marker(marker)
     check_chosen("frameworks", frameworks, ("lightning", "keras", "torch"))

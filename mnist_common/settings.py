@@ -10,7 +10,7 @@ import math
 
 from mnist_common.errors import UserError
 from mnist_common.mnist import TRAIN_IMAGES
-from mnist_common.splits import DEFAULT_VAL_FRACTION
+from mnist_common.splits import DEFAULT_VAL_FRACTION, SMALLEST_SUBSET
 
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's generator (and so Lightning's and Keras' seeding) accepts
 # Adam moves each weight by about lr per step: above 1 a step overshoots any weight this network has,
@@ -35,8 +35,7 @@ def check_data_settings(*, batch_size: int, eval_batch_size: int, val_fraction: 
             raise UserError(f"--data.{name} must be at least 1, got {value}")
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"--data.val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
-    if subset is not None and not 20 <= subset <= TRAIN_IMAGES:
-        raise UserError(f"--data.subset must be between 20 and {TRAIN_IMAGES} images (or null for all), got {subset}")
+    check_subset("--data.subset", subset)
     if num_folds is not None and num_folds < 2:
         raise UserError(f"--data.num_folds must be at least 2 (or null for the hold-out split), got {num_folds}")
     if fold is not None and num_folds is None:
@@ -80,6 +79,14 @@ def check_training_length(*, max_epochs: int | None, patience: int) -> None:
         raise UserError(f"--trainer.max_epochs must be at least 1, got {max_epochs}")
     if patience < 0:
         raise UserError(f"--early_stopping.patience must be at least 0 (epochs without improvement), got {patience}")
+
+
+def check_subset(flag: str, subset: int | None) -> None:
+    """A stratified subset's size (a flag of the commands and of the scripts that run them): from
+    :data:`SMALLEST_SUBSET` to all the training images, or None for all of them."""
+    if subset is not None and not SMALLEST_SUBSET <= subset <= TRAIN_IMAGES:
+        raise UserError(f"{flag} must be between {SMALLEST_SUBSET} and {TRAIN_IMAGES} images (or null for all), "
+                        f"got {subset}")
 
 
 def check_seed_range(flag: str, seed: int) -> None:

@@ -18,6 +18,7 @@ from mnist_common.mnist import load_train_labels
 DEFAULT_SPLIT_SEED = 42  # the notebook's random_state
 DEFAULT_VAL_FRACTION = 0.1
 DEFAULT_NUM_FOLDS = 5
+SMALLEST_SUBSET = 20  # two images of each digit: the fewest a stratified split into training and validation takes
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,8 @@ def stratified_subset(labels: np.ndarray, size: int | None, seed: int = DEFAULT_
     n = len(labels)
     if size is None or size == n:
         return np.arange(n)
-    if not 20 <= size <= n:
-        raise UserError(f"subset must be between 20 and {n} images, got {size}")
+    if not SMALLEST_SUBSET <= size <= n:
+        raise UserError(f"subset must be between {SMALLEST_SUBSET} and {n} images, got {size}")
     chosen, _ = train_test_split(np.arange(n), train_size=size, stratify=labels, random_state=seed)
     return np.sort(chosen)
 

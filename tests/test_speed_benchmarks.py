@@ -318,13 +318,16 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
     report = json.loads((tmp_path / "gpu_speed" / "gpu_speed-cpu.json").read_text())
     assert [row["contender"] for row in report["rows"]] == ["plain", "lightning"]
     assert all(row["epochs"] == 1 and row["test_acc"] > 0.3 for row in report["rows"])
-    if not torch.cuda.is_available():  # its main, in this process
-        monkeypatch.chdir(REPO)
-        code, error, err = main_error(importlib.import_module("gpu_speed").main,
-                                      ["--device", "cuda", "--output_dir", str(tmp_path / "none")], capsys)
-        assert code == 2 and err.strip().splitlines() == [
-            "error: --device cuda: no CUDA device is visible here; use --device cpu to check the script"]
-        assert not (tmp_path / "none").exists()
+    # a GPU that is not there, refused in one line before any row is run: the only one here, or one past the last
+    count = torch.cuda.device_count()
+    device, line = ("cuda", "error: --device cuda: no CUDA device is visible here; use --device cpu to check the "
+                            "script") if not count else \
+        (f"cuda:{count}", f"error: --device cuda:{count}: torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    monkeypatch.chdir(REPO)  # its main, in this process
+    code, error, err = main_error(importlib.import_module("gpu_speed").main,
+                                  ["--device", device, "--output_dir", str(tmp_path / "none")], capsys)
+    assert code == 2 and err.strip().splitlines() == [line]
+    assert not (tmp_path / "none").exists()
 
 
 @pytest.mark.parametrize("name, args, line", [
@@ -359,6 +362,21 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
     ("compare_frameworks.py", ["--lightning_config", "nowhere.yaml"], "error: --lightning_config nowhere.yaml: `fit` "
                                                                       "refuses it (Parser key \"config\": File does "
                                                                       "not exist"),
+    # the recipes' and the epoch gap's runs, and gpu_speed's rows, each refused before the first of them
+    ("recipes.py", ["--recipes", "[notebook, nope]"], "error: --recipes: expected list of one of notebook, fast, best, "
+                                                      "best-ensemble, resnet, got [notebook, nope]"),
+    ("recipes.py", ["--seeds", "[0, 0]"], "error: --seeds [0, 0]: give one or more different seeds"),
+    ("recipes.py", ["--subset", "5"], "error: --subset must be between 20 and 60000 images (or null for all), got 5"),
+    ("recipes.py", ["--table", "Recipes"], "error: --table 'Recipes': a name of lower-case letters, digits and dashes"),
+    ("recipes.py", ["--doc", "recipes.txt"], "error: --doc recipes.txt: the table goes into a Markdown file"),
+    ("epoch_gap.py", ["--keras_flags", '["--model.lr", "-1"]'],
+     "error: --keras_flags ['--model.lr', '-1']: `train` refuses it (--model.lr must be a positive number up to 1"),
+    ("epoch_gap.py", ["--seeds", "[]"], "error: --seeds []: give one or more different seeds"),
+    ("epoch_gap.py", ["--max_epochs", "0"], "error: --max_epochs must be at least 1, got 0"),
+    ("gpu_speed.py", ["--device", "tpu"], "error: --device tpu: give cuda, cuda:N (the GPU's index) or cpu"),
+    ("gpu_speed.py", ["--device", "cpu", "--subset", "5"], "error: --subset must be between 20 and 60000 images"),
+    ("gpu_speed.py", ["--device", "cpu", "--contenders", "[]"], "error: --contenders []: give at least one of plain, "
+                                                                "plain_compiled, lightning, lightning_compiled"),
     ("predict_renderings.py", ["--keep", str(BENCHMARKS), "--weights", str(REPO / "pyproject.toml"),
                                "--timing_runs", "0"], f"error: --keep {BENCHMARKS}: not empty; name a new or empty "
                                                       f"folder for the renderings"),
