@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mnist_common.errors import UserError
 from mnist_common.files import check_output_file
-from mnist_common.settings import check_seed_range, check_subset
+from mnist_common.settings import MAX_LR, check_seed_range, check_subset
 
 FRACTIONS = {"target", "target_acc", "target_val_acc", "test_target"}  # accuracies, whatever the flag is called
 # Counts above which a run would only ask for more memory than a machine has (a 10^8-sided matrix: 40 PB)
@@ -21,12 +21,17 @@ MARKER_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")  # a document's table marker
 
 def check_counts(**values: float | int | None) -> None:
     """Refuse counts below 1 (``--steps 0``), rates of 0 or less or infinite, a ``target`` accuracy outside
-    (0, 1], and a ``subset`` of fewer images than a stratified split takes or more than there are."""
+    (0, 1], a ``subset`` of fewer images than a stratified split takes or more than there are, a ``seed`` numpy
+    refuses and an ``lr`` the commands refuse (above :data:`MAX_LR`)."""
     for name, value in values.items():
         if value is None:
             continue
         if name == "subset":
             check_subset("--subset", value)
+        elif name == "seed":
+            check_seed_range("--seed", value)
+        elif name == "lr" and not 0 < value <= MAX_LR:
+            raise UserError(f"--lr must be a positive number up to {MAX_LR:g} (Adam's step size), got {value}")
         elif name in FRACTIONS:
             if not 0 < value <= 1:
                 raise UserError(f"--{name} must be an accuracy in (0, 1], got {value}")

@@ -37,11 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from checks import check_chosen, check_counts, check_doc, check_fit_config  # noqa: E402
 
 from mnist_common.cli import run as run_command
-from mnist_common.errors import exit_on_user_error
+from mnist_common.errors import UserError, exit_on_user_error
 from mnist_common.files import write_between_markers
 from mnist_common.figures import pyplot, save_figure
 from mnist_common.machine import describe_machine, load_average
 from mnist_common.mnist import load_mnist
+from mnist_common.model_files import load_architecture
 from mnist_common.results import read_json, write_json
 from mnist_common.runs import allocate_run_dir
 from mnist_common.splits import make_split
@@ -55,6 +56,16 @@ LIGHTNING_CUTS = ("the classifier steps its optimizer itself (Lightning's manual
                   "step_overhead.py's lightning_torchmetrics); batches come from in-memory tensors in one indexing "
                   "op; no progress bar in these runs (what a bar adds: step_overhead.py's lightning_progress and "
                   "lightning_rich)")
+
+
+def check_accelerator(accelerator: str) -> None:
+    """``gpu`` where torch sees none: fit would refuse it only when its turn came, after the matmul rate's minute.
+    torch is imported here only then (this script's own process trains nothing)."""
+    if accelerator == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--accelerator gpu: no CUDA device is visible here; use --accelerator cpu")
 
 
 def grouped_steps(settings: dict) -> int | None:
@@ -253,6 +264,8 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
     check_doc(doc)
     check_chosen("frameworks", frameworks, ("lightning", "keras", "torch"))
     check_fit_config("lightning_config", lightning_config)
+    load_architecture(architecture)  # a name or file every contender can build, before the matmul rate's minute
+    check_accelerator(accelerator)
     args = dict(locals())
     machine = describe_machine()  # before the runs: the load they started under
     out = allocate_run_dir(output_dir, "compare")

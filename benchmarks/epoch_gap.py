@@ -32,6 +32,7 @@ from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.files import write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
+from mnist_common.runs import check_writable  # noqa: E402
 from recipes import run_logged  # noqa: E402  (this folder is sys.path[0] when run)
 from checks import check_command_line, check_counts, check_doc, check_seeds  # noqa: E402
 
@@ -149,6 +150,7 @@ def measure(seeds: list[int] = [0, 1, 2, 3, 4], max_epochs: int = 10,  # noqa: B
     if not label.replace("-", "").replace("_", "").isalnum():
         raise UserError(f"--label {label!r}: letters, digits, '-' and '_' only")
     check_doc(doc)
+    check_writable(output_dir, "--output_dir")
     flags = {"lightning": lightning_flags, "keras": keras_flags}
     for fw, extra in flags.items():  # the flags added to the commands, read by the commands themselves
         if extra:

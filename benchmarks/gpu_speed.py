@@ -27,7 +27,6 @@ Timings are for reading, never for asserting.
 
 from __future__ import annotations
 
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -45,29 +44,15 @@ from lightning_mnist.data.datamodule import MNISTDataModule  # noqa: E402
 from lightning_mnist.models import MnistClassifier  # noqa: E402
 from lightning_mnist.training.callbacks import EpochHistory  # noqa: E402
 from mnist_common.cli import run  # noqa: E402
-from mnist_common.errors import UserError, exit_on_user_error, one_line  # noqa: E402
+from mnist_common.errors import exit_on_user_error, one_line  # noqa: E402
 from mnist_common.files import write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
 from mnist_common.results import read_json, write_json  # noqa: E402
-from mnist_common.settings import check_seed_range  # noqa: E402
+from mnist_common.runs import check_writable  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 Contender = Literal["plain", "plain_compiled", "lightning", "lightning_compiled"]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
-CUDA_DEVICE = re.compile(r"cuda(:\d+)?")
-
-
-def check_device(device: str) -> None:
-    """``cpu``, or ``cuda`` / ``cuda:N`` naming a GPU torch sees: refused before any work, not in every row."""
-    if device == "cpu":
-        return
-    if not CUDA_DEVICE.fullmatch(device):
-        raise UserError(f"--device {device}: give cuda, cuda:N (the GPU's index) or cpu")
-    count = torch.cuda.device_count()
-    if not count:
-        raise UserError(f"--device {device}: no CUDA device is visible here; use --device cpu to check the script")
-    if int(device.partition(":")[2] or 0) >= count:
-        raise UserError(f"--device {device}: torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
 
 
 def device_name(device: str) -> str:
@@ -166,12 +151,12 @@ def gpu_speed(device: str = "cuda", target: float = 0.99, batch_size: int = 128,
         output_dir: gpu_speed.json goes into a new folder here.
         doc: also write the table into this Markdown file between its ``gpu-speed`` markers.
     """
-    check_counts(target=target, batch_size=batch_size, lr=lr, max_epochs=max_epochs, subset=subset)
-    check_seed_range("--seed", seed)
+    check_counts(target=target, batch_size=batch_size, lr=lr, max_epochs=max_epochs, subset=subset, seed=seed)
     check_chosen("contenders", contenders, get_args(Contender))
     check_chosen("compile_modes", compile_modes, get_args(CompileMode))
     check_doc(doc)
-    check_device(device)
+    plain_torch_loop.check_device(device)
+    check_writable(output_dir, "--output_dir")
     recipe = {k: v for k, v in dict(locals()).items() if k not in ("contenders", "output_dir", "doc")}
     machine = describe_machine()
     rows = []

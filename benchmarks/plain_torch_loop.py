@@ -17,6 +17,7 @@ beside Lightning's.
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -39,12 +40,14 @@ from lightning_mnist.training.cuda_probe import stop_probing_for_cuda  # noqa: E
 from mnist_common.allocator import keep_freed_memory  # noqa: E402
 from mnist_common.model_files import load_architecture  # noqa: E402
 from mnist_common.cli import run  # noqa: E402
-from mnist_common.errors import exit_on_user_error  # noqa: E402
+from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.results import RunResults, write_json  # noqa: E402
+from mnist_common.runs import check_writable  # noqa: E402
 from mnist_common.schedules import ONE_CYCLE  # noqa: E402
 
 KERAS_EPSILON = 1e-7
 EPOCHS_FOLDER = "checkpoints"  # --keep_every_epoch: each epoch's weights, as Lightning's checkpoints folder
+CUDA_DEVICE = re.compile(r"cuda(:\d+)?")  # --device: cuda, or cuda:N for the N-th GPU
 
 
 @torch.inference_mode()
@@ -106,6 +109,19 @@ def train_steps(network: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
     return taken
 
 
+def check_device(device: str) -> None:
+    """``cpu``, or ``cuda`` / ``cuda:N`` naming a GPU torch sees: refused in one line before any work."""
+    if device == "cpu":
+        return
+    if not CUDA_DEVICE.fullmatch(device):
+        raise UserError(f"--device {device}: give cuda, cuda:N (the GPU's index) or cpu")
+    count = torch.cuda.device_count()
+    if not count:
+        raise UserError(f"--device {device}: no CUDA device is visible here; use --device cpu to check the script")
+    if int(device.partition(":")[2] or 0) >= count:
+        raise UserError(f"--device {device}: torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+
+
 def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1, batch_size: int = 32,
           lr: float = 1e-4, subset: int | None = None, data_dir: str | None = None, seed: int = 42,
           augment: bool = False, threads: int | None = None, lr_schedule: Literal["constant", "onecycle"] = "constant",
@@ -138,7 +154,9 @@ def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1,
             ``--data.steps_per_execution``); the steps are the same.
     """
     check_counts(max_epochs=max_epochs, batch_size=batch_size, lr=lr, subset=subset, threads=threads,
-                 target_val_acc=target_val_acc, steps_per_execution=steps_per_execution)
+                 target_val_acc=target_val_acc, steps_per_execution=steps_per_execution, seed=seed)
+    check_device(device)
+    check_writable(output_dir, "--output_dir")
     keep_freed_memory()  # as the training commands do
     if threads is not None:
         torch.set_num_threads(threads)

@@ -39,6 +39,7 @@ from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.files import write_text  # noqa: E402
 from mnist_common.mnist import ensure_files  # noqa: E402
+from mnist_common.runs import check_writable  # noqa: E402
 from mnist_common.settings import check_seed, check_subset  # noqa: E402
 from mnist_common.splits import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION  # noqa: E402
 
@@ -170,6 +171,7 @@ def search(study_name: str = "recipes", storage: str = DEFAULT_STORAGE, n_trials
                         "numbers, --prune_after 0 or more")
     check_seed(seed_everything)
     check_subset("--subset", subset)
+    check_writable(output_dir, "--output_dir")
     if n_trials:
         ensure_files(data_dir, download=False)
     try:

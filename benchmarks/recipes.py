@@ -34,6 +34,7 @@ from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.files import between_markers, write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
+from mnist_common.runs import check_writable  # noqa: E402
 from checks import check_chosen, check_counts, check_doc, check_marker, check_seeds  # noqa: E402
 
 
@@ -245,6 +246,7 @@ def benchmark(recipes: list[RecipeName] = ["notebook", "fast", "best", "best-ens
     check_counts(subset=subset, max_epochs=max_epochs)
     check_doc(doc)
     check_marker(table, "table")
+    check_writable(output_dir, "--output_dir")
     out = Path(output_dir).resolve()
     summaries = []
     for recipe in RECIPES:

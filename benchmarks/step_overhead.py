@@ -253,7 +253,7 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
         doc: also write the table into this Markdown file between its ``marker`` markers.
         marker: the name of the markers (a document can hold the tables of several settings).
     """
-    check_counts(steps=steps, repeats=repeats, batch_size=batch_size, threads=threads if threads is not None else 1)
+    check_counts(steps=steps, repeats=repeats, batch_size=batch_size, threads=threads, lr=lr, seed=seed)
     check_doc(doc)
     check_marker(marker)
     check_chosen("contenders", contenders, get_args(Contender))

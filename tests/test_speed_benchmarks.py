@@ -328,6 +328,11 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
                                   ["--device", device, "--output_dir", str(tmp_path / "none")], capsys)
     assert code == 2 and err.strip().splitlines() == [line]
     assert not (tmp_path / "none").exists()
+    if not count:  # the compare script's Lightning runs on a GPU, refused before the matmul rate's minute
+        code, error, _ = main_error(importlib.import_module("compare_frameworks").main,
+                                    ["--accelerator", "gpu", "--output_dir", str(tmp_path / "none")], capsys)
+        assert error == "error: --accelerator gpu: no CUDA device is visible here; use --accelerator cpu"
+        assert code == 2 and not (tmp_path / "none").exists()
 
 
 @pytest.mark.parametrize("name, args, line", [
@@ -362,6 +367,13 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
     ("compare_frameworks.py", ["--lightning_config", "nowhere.yaml"], "error: --lightning_config nowhere.yaml: `fit` "
                                                                       "refuses it (Parser key \"config\": File does "
                                                                       "not exist"),
+    # a rate or seed the commands (or numpy) refuse, a network no contender can build, a GPU that is not one
+    ("step_overhead.py", ["--lr", "5"], "error: --lr must be a positive number up to 1 (Adam's step size), got 5.0"),
+    ("step_overhead.py", ["--seed", "-1"], "error: --seed must be from 0 to 4294967295, got -1"),
+    ("plain_torch_loop.py", ["--seed", "-1"], "error: --seed must be from 0 to 4294967295, got -1"),
+    ("plain_torch_loop.py", ["--device", "tpu"], "error: --device tpu: give cuda, cuda:N (the GPU's index) or cpu"),
+    ("compare_frameworks.py", ["--architecture", "nope"], "error: architecture 'nope': not a preset"),
+    ("time_to_accuracy.py", ["--lr", "7"], "error: --lr must be a positive number up to 1 (Adam's step size), got 7.0"),
     # the recipes' and the epoch gap's runs, and gpu_speed's rows, each refused before the first of them
     ("recipes.py", ["--recipes", "[notebook, nope]"], "error: --recipes: expected list of one of notebook, fast, best, "
                                                       "best-ensemble, resnet, got [notebook, nope]"),
@@ -394,6 +406,22 @@ def test_bad_counts_are_one_line_before_any_work(name, args, line, tmp_path, mon
     code, error, _ = main_error(importlib.import_module(name.removesuffix(".py")).main, [*args, *more], capsys)
     assert code == 2 and error.startswith(line), error  # (a path may follow)
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name, args", [
+    ("plain_torch_loop.py", []), ("gpu_speed.py", ["--device", "cpu"]), ("recipes.py", []), ("epoch_gap.py", []),
+    ("recipe_search.py", ["--n_trials", "1"]), ("compare_frameworks.py", []), ("time_to_accuracy.py", []),
+])
+def test_an_output_folder_that_cannot_be_one_is_refused_before_any_run(name, args, tmp_path, monkeypatch, capsys):
+    """A file where the runs' folder should be: one line naming it, before any training (the plain loop wrote its
+    results after its epochs, into a folder it could not make, with a traceback)."""
+    taken = tmp_path / "taken"
+    taken.write_text("an afternoon's notes")
+    monkeypatch.chdir(REPO)
+    code, error, _ = main_error(importlib.import_module(name.removesuffix(".py")).main,
+                                [*args, "--output_dir", str(taken / "runs")], capsys)
+    assert code == 2 and str(taken) in error and ("not a folder" in error or "Not a directory" in error), error
+    assert taken.read_text() == "an afternoon's notes"
 
 
 def test_a_script_refuses_from_its_own_command_line(tmp_path):
