@@ -44,8 +44,10 @@ from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.images.decoding import ImageError  # noqa: E402
 from mnist_common.images.preparation import prepare  # noqa: E402
 from mnist_common.keras_file import KERAS_SUFFIX  # noqa: E402
-from mnist_common.mnist import load_mnist  # noqa: E402
+from mnist_common.mnist import TEST_IMAGES, load_mnist  # noqa: E402
 from mnist_common.renderings import STYLES, write_renderings  # noqa: E402
+from mnist_common.runs import check_writable  # noqa: E402
+from mnist_common.settings import check_seed_range  # noqa: E402
 
 SEED = REPO.parent / "shared" / "seed"
 
@@ -134,8 +136,11 @@ def measure(count: int = 1000, seed: int = 0, weights: Path = SEED / "cnn_model.
         keep: write the renderings here (default: a temporary folder).
         output_dir: where predict_renderings.json goes.
     """
-    if count < 1 or timing_runs < 0:
-        raise UserError(f"--count must be at least 1 and --timing_runs at least 0, got {count} and {timing_runs}")
+    if not 1 <= count <= TEST_IMAGES or timing_runs < 0:  # each rendering is a different test digit
+        raise UserError(f"--count must be from 1 to {TEST_IMAGES} (the test digits) and --timing_runs at least 0, "
+                        f"got {count} and {timing_runs}")
+    check_seed_range("--seed", seed)
+    check_writable(output_dir, "--output_dir")
     if not weights.is_file():
         raise UserError(f"--weights {weights}: no such file")
     if timing_runs:

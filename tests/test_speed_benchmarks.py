@@ -374,6 +374,8 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
     ("plain_torch_loop.py", ["--device", "tpu"], "error: --device tpu: give cuda, cuda:N (the GPU's index) or cpu"),
     ("compare_frameworks.py", ["--architecture", "nope"], "error: architecture 'nope': not a preset"),
     ("time_to_accuracy.py", ["--lr", "7"], "error: --lr must be a positive number up to 1 (Adam's step size), got 7.0"),
+    ("predict_renderings.py", ["--count", "10001", "--weights", str(REPO / "pyproject.toml")],
+     "error: --count must be from 1 to 10000 (the test digits) and --timing_runs at least 0, got 10001 and 3"),
     # the recipes' and the epoch gap's runs, and gpu_speed's rows, each refused before the first of them
     ("recipes.py", ["--recipes", "[notebook, nope]"], "error: --recipes: expected list of one of notebook, fast, best, "
                                                       "best-ensemble, resnet, got [notebook, nope]"),
@@ -411,6 +413,7 @@ def test_bad_counts_are_one_line_before_any_work(name, args, line, tmp_path, mon
 @pytest.mark.parametrize("name, args", [
     ("plain_torch_loop.py", []), ("gpu_speed.py", ["--device", "cpu"]), ("recipes.py", []), ("epoch_gap.py", []),
     ("recipe_search.py", ["--n_trials", "1"]), ("compare_frameworks.py", []), ("time_to_accuracy.py", []),
+    ("predict_renderings.py", ["--weights", str(REPO / "pyproject.toml"), "--timing_runs", "0"]),
 ])
 def test_an_output_folder_that_cannot_be_one_is_refused_before_any_run(name, args, tmp_path, monkeypatch, capsys):
     """A file where the runs' folder should be: one line naming it, before any training (the plain loop wrote its
@@ -422,6 +425,17 @@ def test_an_output_folder_that_cannot_be_one_is_refused_before_any_run(name, arg
                                 [*args, "--output_dir", str(taken / "runs")], capsys)
     assert code == 2 and str(taken) in error and ("not a folder" in error or "Not a directory" in error), error
     assert taken.read_text() == "an afternoon's notes"
+
+
+def test_serve_load_says_why_serve_refused_to_start(tmp_path):
+    """A model serve refuses (a .ckpt that is none): serve's own reason, said by the benchmark in one line, exit 2
+    (it said only "serve exited with 2; see <log>", exit 1); no report; the log beside it keeps serve's output."""
+    (tmp_path / "model.ckpt").write_bytes(b"weights of an afternoon")
+    proc = script("serve_load.py", "--weights", "model.ckpt", "--output", "load.json", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"error: serve refuses to start: --weights {tmp_path / 'model.ckpt'} is not a PyTorch checkpoint (neither a "
+        f"zip archive nor a pickle)"], proc.stderr[-2000:]
+    assert not (tmp_path / "load.json").exists() and "error: --weights" in (tmp_path / "load.server.log").read_text()
 
 
 def test_a_script_refuses_from_its_own_command_line(tmp_path):
