@@ -33,6 +33,8 @@ def check_data_settings(*, batch_size: int, eval_batch_size: int, val_fraction: 
                         ("steps_per_execution", steps_per_execution)):
         if value < 1:
             raise UserError(f"--data.{name} must be at least 1, got {value}")
+        if value > TRAIN_IMAGES:  # more than every training image at once is all of them (and 2**63 a traceback)
+            raise UserError(f"--data.{name} must be at most {TRAIN_IMAGES:,} (the training images), got {value:,}")
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"--data.val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
     check_subset("--data.subset", subset)

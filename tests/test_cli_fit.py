@@ -464,6 +464,7 @@ def bad_inputs(tmp_path_factory, mnist_dir):
         (where / model).write_bytes((where / "lenet.ckpt").read_bytes())  # a real checkpoint, under another name
         (where / name).write_text(json.dumps({"framework": "lightning", "folds": [{"fold": 0, "model_path": model}]}))
     (where / "a_file").write_text("a file where a folder should be")
+    os.mkfifo(where / "pipe.yaml")  # reading it would wait for a writer forever
     (where / "cosine.yaml").write_text("model:\n  lr_schedule: cosine\n")
     (where / "latin1.yaml").write_bytes("# caf\u00e9\nmodel:\n  lr: 0.001\n".encode("latin-1"))
     (where / "listless" / "MNIST").mkdir(parents=True)
@@ -475,6 +476,28 @@ BAD_INPUTS = {
     "batch size 0": (["fit", "--data.batch_size", "0"], "--data.batch_size must be at least 1, got 0"),
     "batch size -4": (["fit", "--data.batch_size", "-4"], "--data.batch_size must be at least 1, got -4"),
     "eval batch size 0": (["fit", "--data.eval_batch_size", "0"], "--data.eval_batch_size must be at least 1"),
+    # counts past every training image: 2**63 and up were tracebacks (islice, int64), 2**32 a run of one batch
+    "batch size 2**64": (["fit", "--data.batch_size", str(2**64)], "--data.batch_size must be at most 60,000 (the "
+                                                                     "training images), got 18,446,744,073,709,551,616"),
+    "eval batch size 2**63": (["test", "--ckpt_path", "lenet.ckpt", "--data.eval_batch_size", str(2**63)],
+                              "--data.eval_batch_size must be at most 60,000"),
+    "steps per execution 2**32": (["fit", "--data.steps_per_execution", str(2**32)],
+                                  "--data.steps_per_execution must be at most 60,000"),
+    # a checkpoint name refused when its first checkpoint is written, after an epoch of work: now, formatted as a
+    # save would
+    "checkpoint name pattern": (["fit", "--checkpoint.filename", "{bogus"], "--checkpoint.filename {bogus: not a "
+                                "name pattern (ValueError: expected '}' before end of string)"),
+    "checkpoint name format": (["fit", "--checkpoint.filename", "{epoch:zz}"], "--checkpoint.filename {epoch:zz}: not a "
+                               "name pattern (ValueError: Unknown format code 'z' for object of type 'int')"),
+    "checkpoint name too long": (["fit", "--checkpoint.filename", "e" * 230], "names files of 235 bytes"),
+    "checkpoint folder under a file": (["fit", "--checkpoint.dirpath", "a_file/checkpoints"],
+                                       "--checkpoint.dirpath a_file/checkpoints: a_file is a file, not a folder"),
+    "validation interval 0.0": (["fit", "--trainer.val_check_interval", "0.0"],
+                                "--trainer.val_check_interval 0.0: give a number of batches of at least 1"),
+    "validation interval nan": (["fit", "--trainer.val_check_interval", "nan"],
+                                "Invalid time format for `val_check_interval`: 'nan'"),
+    "architecture a pipe": (["fit", "--model.architecture", "pipe.yaml"],
+                            "architecture file pipe.yaml: not a regular file"),
     "0 steps per execution": (["fit", "--data.steps_per_execution", "0"],
                               "--data.steps_per_execution must be at least 1, got 0"),
     "steps per execution with accumulation": (

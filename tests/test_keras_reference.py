@@ -328,6 +328,9 @@ def test_both_command_lines_spell_the_shared_ideas_alike(capsys):
     (["train", "--data.val_fraction", "1"], "--data.val_fraction must be between 0 and 1"),
     (["train", "--data.subset", "0"], "--data.subset must be between 20 and 60000"),
     (["cv", "--data.steps_per_execution", "0"], "--data.steps_per_execution must be at least 1, got 0"),
+    # past every training image: 2**63 and up were TensorFlow's tracebacks (an int64 out of range)
+    (["train", "--data.batch_size", str(2**63)], "--data.batch_size must be at most 60,000 (the training images)"),
+    (["cv", "--data.eval_batch_size", str(2**64)], "--data.eval_batch_size must be at most 60,000"),
     (["train", "--model.architecture", "nope"], "not a preset"),
     (["cv", "--data.num_folds", "1"], "--data.num_folds must be at least 2"),
     (["cv", "--early_stopping.patience", "-1"], "--early_stopping.patience must be at least 0"),

@@ -79,3 +79,10 @@ def test_fit_uses_the_project_bar_unless_told_otherwise(run_module, run_main, tm
         assert len(list((tmp_path / rerun / "lightning/version_0/checkpoints").glob("*.ckpt"))) == 2
     assert callbacks("tqdm", "--trainer.callbacks+=TQDMProgressBar", in_process=True) == [
         "lightning.pytorch.callbacks.TQDMProgressBar"]
+    # a callback given alone, not in a list (Lightning takes either), whose default is an enum member (Timer's
+    # interval, Interval.step, declared str): a traceback, then "Does not validate against any of the Union subtypes"
+    timer = '{"class_path": "lightning.pytorch.callbacks.Timer", "init_args": {"duration": "00:01:00:00"}}'
+    assert callbacks("timer", "--trainer.callbacks", timer, in_process=True) == [
+        "lightning.pytorch.callbacks.Timer", "lightning_mnist.training.callbacks.ProgressBar"]
+    [config] = (tmp_path / "timer").rglob("config.yaml")
+    assert yaml.safe_load(config.read_text())["trainer"]["callbacks"][0]["init_args"]["interval"] == "step"

@@ -18,6 +18,7 @@ into its own folder, with its own settings.
 from __future__ import annotations
 
 import csv
+import enum
 import functools
 import importlib
 import inspect
@@ -267,6 +268,7 @@ class MnistCLI(LightningCLI):
         """Refuse what no run can use, in one line, before any work: the values, then this machine's devices, the
         output folder, the data files and the checkpoint."""
         self._check_values(subcommand, config)
+        plain_enum_arguments(config.trainer)
         add_progress_bar(config.trainer)
         check_devices(config.trainer.accelerator, config.trainer.devices)
         check_precision_on(config.trainer.accelerator, config.trainer.precision)
@@ -329,6 +331,9 @@ class MnistCLI(LightningCLI):
         it allows, and the checkpoint ``--ckpt_path`` names (fetched if remote)."""
         data = config.data
         check_writable(Path(config.output_dir) / FRAMEWORK, "--output_dir")
+        dirpath = config.checkpoint.get("dirpath") if "checkpoint" in config else None
+        if isinstance(dirpath, (str, os.PathLike)) and "://" not in str(dirpath):  # else the run folder's own
+            check_writable(dirpath, "--checkpoint.dirpath")  # not after the first epoch, at its first save
         ensure_files(data.data_dir, download=data.download)
         self._check_split_settings(subcommand, config)
         self._checkpoint_for(subcommand, config)
@@ -750,6 +755,18 @@ TRAINER_COUNTS = {
 }
 
 
+def plain_enum_arguments(trainer) -> None:
+    """An added callback's arguments that are enums (a default such as Timer's ``interval``, ``Interval.step``,
+    declared ``str``) as their values: LightningCLI saves the run's config.yaml before building anything, and
+    jsonargparse refuses to write such a member as a ``str``, which turned a valid ``--trainer.callbacks+=Timer``
+    into "Does not validate against any of the Union subtypes". The value is what the callback takes anyway."""
+    for callback in configured_callbacks(trainer):
+        arguments = callback.get("init_args") if isinstance(callback, Namespace) else None
+        for name, value in (arguments.items() if isinstance(arguments, Namespace) else ()):
+            if isinstance(value, enum.Enum):
+                arguments[name] = value.value
+
+
 def add_progress_bar(trainer) -> None:
     """Give the Trainer the project's :class:`ProgressBar` where Lightning would add its own default one.
 
@@ -757,8 +774,7 @@ def add_progress_bar(trainer) -> None:
     config.yaml). With the progress bar off (``--trainer.enable_progress_bar false``), ours is taken
     out of the callbacks a saved config.yaml lists, which Lightning would otherwise refuse.
     """
-    callbacks = trainer.callbacks or []
-    callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+    callbacks = configured_callbacks(trainer)
     ours = f"{ProgressBar.__module__}.{ProgressBar.__name__}"
     if trainer.enable_progress_bar is False:
         trainer.callbacks = [c for c in callbacks if not (isinstance(c, Namespace) and c.class_path == ours)]
@@ -769,11 +785,17 @@ def add_progress_bar(trainer) -> None:
     trainer.callbacks = [*callbacks, Namespace(class_path=ours, init_args=defaults)]
 
 
+def configured_callbacks(trainer) -> list:
+    """The Trainer's ``callbacks`` setting as a list: Lightning takes one callback alone too (``--trainer.callbacks
+    '{"class_path": ...}'``)."""
+    callbacks = trainer.get("callbacks") or []
+    return callbacks if isinstance(callbacks, list) else [callbacks]
+
+
 def callback_classes(trainer) -> list[type]:
     """The classes of the Trainer's callbacks, named in the config (a class path) or given as objects."""
-    callbacks = trainer.callbacks or []
     kinds = []
-    for callback in callbacks if isinstance(callbacks, list) else [callbacks]:
+    for callback in configured_callbacks(trainer):
         if isinstance(callback, Namespace):
             module, _, name = callback.class_path.rpartition(".")
             callback = getattr(importlib.import_module(module), name)
@@ -794,7 +816,7 @@ def check_monitors(config) -> None:
                             f"{', '.join(MONITORED)}")
         if settings.get("mode") not in ("min", "max"):
             raise UserError(f"--{group}.mode {settings.get('mode')}: use min or max")
-    for callback in config.trainer.get("callbacks") or []:  # more callbacks (--trainer.callbacks+ EarlyStopping ...)
+    for callback in configured_callbacks(config.trainer):  # more callbacks (--trainer.callbacks+ EarlyStopping ...)
         arguments = callback.get("init_args") if hasattr(callback, "get") else None
         monitor = arguments.get("monitor") if hasattr(arguments, "get") else None
         kind = str(callback.get("class_path")).rsplit(".", 1)[-1] if hasattr(callback, "get") else ""
@@ -808,6 +830,18 @@ def check_monitors(config) -> None:
     if name is not None and ("/" in literal or "\\" in literal or literal.startswith("..")):
         raise UserError(f"--checkpoint.filename {name}: a file name, not a path (the checkpoints go in "
                         f"--checkpoint.dirpath, by default the run folder's {CHECKPOINTS}/)")
+    if name is not None:  # formatted now, with every metric it may name, as each save would: not after an epoch
+        example = {key: 0 if key in ("epoch", "step") else 0.0 for key in MONITORED}
+        try:
+            formatted = RunCheckpoint(filename=name, auto_insert_metric_name=config.checkpoint.get(
+                "auto_insert_metric_name", True)).format_checkpoint_name(example)
+        except (ValueError, KeyError, IndexError, AttributeError, TypeError) as err:
+            raise UserError(f"--checkpoint.filename {name}: not a name pattern ({one_line(err)}); metrics go in "
+                            f"braces, e.g. epoch{{epoch:02d}}-{{val/loss:.4f}}") from None
+        if len(formatted.encode()) > LONGEST_CHECKPOINT_NAME:
+            raise UserError(f"--checkpoint.filename {name}: names files of {len(formatted.encode())} bytes, such as "
+                            f"{formatted[:40]}...; give one of at most {LONGEST_CHECKPOINT_NAME} (the system's "
+                            f"255, less a temporary file's additions and the metrics' widths)")
 
 
 def check_checkpoint_folder(label: str, dirpath: Any) -> None:
@@ -885,6 +919,9 @@ def check_scored_batches(subcommand: str, trainer, batches: int | None = None) -
 
 # Trainer precisions whose weights are not float32: fit's checkpoints could not be read back as the network's.
 # (Lightning reads "16" and "bf16" as 16-mixed and bf16-mixed, whose weights stay float32; "64" as 64-true.)
+# A checkpoint's name, once its metrics are in: the file system's 255 bytes, less what a temporary file and a version
+# (-v1) add, and room for a metric that formats wider than the example (a loss of 12.3456 for 0.0000)
+LONGEST_CHECKPOINT_NAME = 200
 TRUE_PRECISIONS = {"16-true": "float16", "bf16-true": "bfloat16", "64-true": "float64", "64": "float64"}
 FLOAT16_MIXED = ("16-mixed", "16")  # float16 autocast: CUDA only (on a CPU Lightning switches to bf16-mixed)
 
@@ -947,8 +984,8 @@ def check_validated_and_tested(config, train_images: int, val_batches: int, test
     if trainer.max_steps == 0:
         raise UserError("--trainer.max_steps 0: fit would train no step; give -1 (no limit) or at least 1")
     max_epochs, every = trainer.max_epochs, trainer.check_val_every_n_epoch
-    interval = trainer.val_check_interval
-    if interval is not None and interval <= 0:
+    interval = trainer.val_check_interval  # a count, a fraction, or a time (Lightning reads those)
+    if isinstance(interval, (int, float)) and not (math.isfinite(interval) and interval > 0):
         raise UserError(f"--trainer.val_check_interval {interval}: give a number of batches of at least 1, or a "
                         f"fraction of the epoch above 0")
     within = train_batches if every is not None else train_batches * (max_epochs or 1)

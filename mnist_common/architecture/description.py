@@ -691,6 +691,8 @@ class Architecture:
 def _read_description(path: Path) -> Any:
     import yaml
 
+    if path.exists() and not path.is_file():  # a folder, or a pipe or device whose reading would never end
+        raise ArchitectureError(f"architecture file {path}: not a regular file")
     try:
         text = path.read_text()
     except FileNotFoundError:
