@@ -192,6 +192,8 @@ def no_server(monkeypatch):
     (["--api_servers", "100000"], f"--api_servers must be at most {4 * (os.cpu_count() or 1)}"),
     (["--threads", "100000"], f"--threads must be at most {os.cpu_count() or 1} (this machine's cores"),
     (["--max_bytes", "10"], "--max_bytes must be at least 1024"),
+    (["--max_batch_size", str(2**63)], "--max_batch_size must be at most 1024 (each worker warms up on a batch this "
+                                       "large), got 9223372036854775808"),
     (["--max_bytes", "1000000000000000"], "--max_bytes must be at most 1073741824"),
     (["--batch_timeout", "5"], "--batch_timeout must be between 0 and 1"),
     (["--body_timeout", "0"], "--body_timeout must be between 1 and 3600 seconds, got 0"),

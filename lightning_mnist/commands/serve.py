@@ -24,6 +24,9 @@ from lightning_mnist.serving.uploads import BODY_TIMEOUT, MAX_BYTES
 PROG = "python -m lightning_mnist serve"
 MAX_BYTES_LIMIT = 1 << 30  # 1 GiB: far beyond any picture of a digit
 BODY_TIMEOUT_RANGE = (1.0, 3600.0)  # seconds: less cuts off a slow phone, more is no timeout
+# Each worker warms every backend up on a batch this large (Keras traces its graph per shape): 2**63 was a traceback,
+# a million a worker that never started; more uploads than this seldom arrive within one --batch_timeout
+LARGEST_BATCH = 1024
 PROCESSES_PER_CORE = 4  # inference and HTTP processes beyond this only queue for the cores (and fill the memory)
 
 
@@ -85,7 +88,8 @@ def check_serve_settings(port: int, workers: int, threads: int, max_batch_size: 
             ("threads", threads, cores, "this machine's cores: more threads per worker only wait for each other"),
             ("workers", workers, PROCESSES_PER_CORE * cores, f"{PROCESSES_PER_CORE} per core: each holds three models"),
             ("api_servers", api_servers, PROCESSES_PER_CORE * cores, f"{PROCESSES_PER_CORE} per core"),
-            ("max_bytes", max_bytes, MAX_BYTES_LIMIT, "each request body is held in memory while it is read")):
+            ("max_bytes", max_bytes, MAX_BYTES_LIMIT, "each request body is held in memory while it is read"),
+            ("max_batch_size", max_batch_size, LARGEST_BATCH, "each worker warms up on a batch this large")):
         if value > high:
             raise UserError(f"--{name} must be at most {high} ({why}), got {value}")
     if not 0 <= batch_timeout <= 1:
