@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import sys
 
-from keras_reference.config import CV_DATA, CheckpointSettings, DataSettings, EarlyStoppingSettings, ModelSettings, \
-    RunSettings, TrainerSettings
-from mnist_common.cli import run_subcommands
+from mnist_common.environment import check_environment
 from mnist_common.errors import exit_on_user_error
-from mnist_common.results import CURVES_FILE, CV_CURVES_FILE, CV_RESULTS_FILE, RESULTS_FILE
-from mnist_common.runs import DEFAULT_OUTPUT_DIR
+
+# Before the imports below: scikit-learn's loads libgomp, which prints its own warning about an OMP_NUM_THREADS it
+# cannot read before this command could say so in one line (and main() checks again, for callers in-process).
+if __name__ == "__main__":
+    exit_on_user_error(check_environment)()
+
+from keras_reference.config import CV_DATA, CheckpointSettings, DataSettings, EarlyStoppingSettings, ModelSettings, \
+    RunSettings, TrainerSettings  # noqa: E402
+from mnist_common.cli import run_subcommands  # noqa: E402
+from mnist_common.results import CURVES_FILE, CV_CURVES_FILE, CV_RESULTS_FILE, RESULTS_FILE  # noqa: E402
+from mnist_common.runs import DEFAULT_OUTPUT_DIR  # noqa: E402
 
 PROG = "python -m keras_reference"
 
@@ -89,6 +96,7 @@ def cv(model: ModelSettings = ModelSettings(), data: DataSettings = CV_DATA,
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
+    check_environment()  # before TensorFlow (its OpenMP kernels only warn about a bad thread count) and Keras load
     run_subcommands({"train": train, "cv": cv}, argv, PROG,
                     "The notebook's Keras CNN (or another architecture): train once, or k-fold cross-validate.",
                     check_values=lambda command, **settings: RunSettings(**settings).check_printable(command))

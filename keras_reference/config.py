@@ -24,7 +24,7 @@ from mnist_common.runs import DEFAULT_OUTPUT_DIR, check_writable
 from mnist_common.settings import (AUGMENT_DEFAULTS, check_augment_ranges, check_cv_folds, check_data_settings,
                                    check_folder_name, check_optimizer_settings, check_seed, check_training_length)
 from mnist_common.splits import DEFAULT_NUM_FOLDS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, check_split
-from mnist_common.threads import check_thread_settings
+from mnist_common.environment import check_environment
 
 FRAMEWORK = "keras"
 LIGHTNING_EMA = "lightning_mnist.training.callbacks.EMAWeightAveraging"
@@ -200,7 +200,7 @@ class RunSettings:
         """Refuse, in one line, what no run can use; check the data files and the output folder. Returns the
         settings to run: these, with ``--weights``' file as the architecture where one is given."""
         self.check_values(command)
-        check_thread_settings()  # TensorFlow's kernels load libgomp too, which would only warn about a bad value
+        check_environment()  # threads (TensorFlow's kernels load libgomp too, which only warns) and Keras' backend
         check_writable(f"{self.output_dir}/{FRAMEWORK}", "--output_dir")
         ensure_files(self.data.data_dir, download=self.data.download)
         self.check_split(command)

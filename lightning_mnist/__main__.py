@@ -14,7 +14,8 @@ import os
 import sys
 
 from mnist_common.errors import UserError, exit_on_user_error
-from mnist_common.threads import check_thread_settings, configure_threads
+from mnist_common.environment import check_environment
+from mnist_common.threads import configure_threads
 
 PROG = "python -m lightning_mnist"
 # Commands whose work is all written when they return: the program ends there, skipping the
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)} (`{PROG} --help` says "
                         f"what each does)")
     module, function = COMMANDS[argv[0]][0].split(":")
-    check_thread_settings()  # every command runs torch's OpenMP pool, which would only warn about a bad value
+    check_environment()  # torch's OpenMP pool would only warn about a bad value; Keras fails where first imported
     if module == TRAINER.split(":")[0]:
         configure_threads()  # before torch loads: one thread per core that is free now (mnist_common.threads)
     target = getattr(importlib.import_module(module), function)

@@ -214,7 +214,7 @@ def fold_model_paths(results_path: str | os.PathLike, accepted: str = ACCEPTED) 
     check_file(source, "k-fold results")
     try:
         results = json.loads(source.read_text())
-    except (OSError, ValueError, UnicodeDecodeError) as err:
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as err:  # (nested past Python's stack)
         raise UserError(f"{source}: not a readable k-fold {CV_RESULTS_FILE} ({one_line(err)})") from None
     folds = results.get("folds") if isinstance(results, dict) else None
     if not isinstance(folds, list) or not folds or not all(

@@ -465,6 +465,9 @@ def bad_inputs(tmp_path_factory, mnist_dir):
         (where / name).write_text(json.dumps({"framework": "lightning", "folds": [{"fold": 0, "model_path": model}]}))
     (where / "a_file").write_text("a file where a folder should be")
     os.mkfifo(where / "pipe.yaml")  # reading it would wait for a writer forever
+    (where / "clip_nan.yaml").write_text("trainer:\n  gradient_clip_val: .nan\n")
+    (where / "deep").mkdir()
+    (where / "deep" / "cv_results.json").write_text("[" * 100_000 + "]" * 100_000)
     (where / "cosine.yaml").write_text("model:\n  lr_schedule: cosine\n")
     (where / "latin1.yaml").write_bytes("# caf\u00e9\nmodel:\n  lr: 0.001\n".encode("latin-1"))
     (where / "listless" / "MNIST").mkdir(parents=True)
@@ -495,9 +498,22 @@ BAD_INPUTS = {
     "validation interval 0.0": (["fit", "--trainer.val_check_interval", "0.0"],
                                 "--trainer.val_check_interval 0.0: give a number of batches of at least 1"),
     "validation interval nan": (["fit", "--trainer.val_check_interval", "nan"],
-                                "Invalid time format for `val_check_interval`: 'nan'"),
+                                "--trainer.val_check_interval nan: not a duration"),
     "architecture a pipe": (["fit", "--model.architecture", "pipe.yaml"],
                             "architecture file pipe.yaml: not a regular file"),
+    # durations read as Lightning's Timer reads them: none at all stopped the run before its first checkpoint (its
+    # test then a traceback), or failed inside Lightning; too many days overflowed a timedelta
+    "no time to train": (["fit", "--trainer.max_time", '{"seconds": 0}'],
+                         "--trainer.max_time {'seconds': 0}: no time to train; give DD:HH:MM:SS above zero"),
+    "a max time past a timedelta": (["fit", "--trainer.max_time", '{"days": 99999999999}'],
+                                    "not a duration (OverflowError: Python int too large to convert to C int)"),
+    "validation every no time": (["fit", "--trainer.val_check_interval", "00:00:00:00"],
+                                 "--trainer.val_check_interval 00:00:00:00: no time between validations"),
+    "clipping at nan, in a config": (["fit", "--config", "clip_nan.yaml"],
+                                     "--trainer.gradient_clip_val nan: give 0 (no clipping) or a positive number"),
+    "k-fold results nested past the stack": (["test", "--ckpt_path", "deep/cv_results.json"],
+                                             "deep/cv_results.json: not a readable k-fold cv_results.json "
+                                             "(RecursionError"),
     "0 steps per execution": (["fit", "--data.steps_per_execution", "0"],
                               "--data.steps_per_execution must be at least 1, got 0"),
     "steps per execution with accumulation": (

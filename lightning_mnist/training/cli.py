@@ -40,7 +40,7 @@ from lightning.fabric.plugins.environments import LSFEnvironment, SLURMEnvironme
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import AcceleratorRegistry, CPUAccelerator, CUDAAccelerator, MPSAccelerator
-from lightning.pytorch.callbacks import EarlyStopping, WeightAveraging
+from lightning.pytorch.callbacks import EarlyStopping, Timer, WeightAveraging
 from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -866,6 +866,22 @@ def check_trainer_counts(trainer) -> None:
             raise UserError(f"--trainer.{name} must be at least {low} ({meaning}), got {value}")
 
 
+def check_duration(flag: str, duration: Any, meaning: str) -> None:
+    """A time setting of the Trainer (``--trainer.max_time``, or ``val_check_interval`` as a time), read as Lightning's
+    Timer reads a duration (``DD:HH:MM:SS``, a mapping such as ``{hours: 1}``, a timedelta): one that is not a
+    duration was a traceback when the Trainer was built, and one of no time (or less) stopped the run before its
+    first checkpoint (whose test then failed) or failed inside Lightning."""
+    try:
+        seconds = Timer(duration=duration).time_remaining()
+    except (ValueError, TypeError, OverflowError, MisconfigurationException) as err:
+        raise UserError(f"{flag} {duration}: not a duration ({one_line(err)}); give DD:HH:MM:SS, e.g. 00:02:00:00 "
+                        f"for two hours") from None
+    if seconds is None or seconds <= 0:
+        raise UserError(f"{flag} {duration}: no time {meaning}; give DD:HH:MM:SS above zero")
+    if seconds > MAX_TIME_SECONDS:
+        raise UserError(f"{flag} {duration}: more than {MAX_TIME_SECONDS // 86400} days; leave it out for no limit")
+
+
 def check_flags_used(subcommand: str, argv) -> None:
     """Refuse a flag the command would silently ignore: ``test``/``validate``'s :data:`NOT_SCORING`, and
     ``--trainer.default_root_dir`` (every command points the Trainer at its run folder).
@@ -922,6 +938,7 @@ def check_scored_batches(subcommand: str, trainer, batches: int | None = None) -
 # A checkpoint's name, once its metrics are in: the file system's 255 bytes, less what a temporary file and a version
 # (-v1) add, and room for a metric that formats wider than the example (a loss of 12.3456 for 0.0000)
 LONGEST_CHECKPOINT_NAME = 200
+MAX_TIME_SECONDS = 100 * 365 * 86400  # a century: more is no limit (leave it out), and far more overflows a timedelta
 TRUE_PRECISIONS = {"16-true": "float16", "bf16-true": "bfloat16", "64-true": "float64", "64": "float64"}
 FLOAT16_MIXED = ("16-mixed", "16")  # float16 autocast: CUDA only (on a CPU Lightning switches to bf16-mixed)
 
@@ -985,6 +1002,8 @@ def check_validated_and_tested(config, train_images: int, val_batches: int, test
         raise UserError("--trainer.max_steps 0: fit would train no step; give -1 (no limit) or at least 1")
     max_epochs, every = trainer.max_epochs, trainer.check_val_every_n_epoch
     interval = trainer.val_check_interval  # a count, a fraction, or a time (Lightning reads those)
+    if isinstance(interval, (str, dict)):  # a time ("DD:HH:MM:SS"): none at all was a traceback inside Lightning
+        check_duration("--trainer.val_check_interval", interval, "between validations")
     if isinstance(interval, (int, float)) and not (math.isfinite(interval) and interval > 0):
         raise UserError(f"--trainer.val_check_interval {interval}: give a number of batches of at least 1, or a "
                         f"fraction of the epoch above 0")
@@ -1017,11 +1036,10 @@ def check_validated_and_tested(config, train_images: int, val_batches: int, test
     if min_epochs and max_epochs and min_epochs > max_epochs:
         raise UserError(f"--trainer.min_epochs {min_epochs}: more than --trainer.max_epochs {max_epochs}")
     clip = trainer.gradient_clip_val
-    if clip is not None and clip < 0:
+    if clip is not None and not (math.isfinite(clip) and clip >= 0):  # nan (a config's .nan): every weight nan
         raise UserError(f"--trainer.gradient_clip_val {clip:g}: give 0 (no clipping) or a positive number")
-    max_time = trainer.max_time
-    if isinstance(max_time, str) and re.fullmatch(r"[0:]+", max_time.strip()):
-        raise UserError(f"--trainer.max_time {max_time}: no time to train; give DD:HH:MM:SS above zero")
+    if trainer.max_time is not None:
+        check_duration("--trainer.max_time", trainer.max_time, "to train")
     saves = config.checkpoint.every_n_epochs
     if saves is not None and (saves < 1 or (max_epochs and saves > max_epochs)):
         raise UserError(f"--checkpoint.every_n_epochs {saves}: fit would keep no best checkpoint to test; give at "

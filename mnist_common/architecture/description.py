@@ -701,6 +701,6 @@ def _read_description(path: Path) -> Any:
         raise ArchitectureError(f"architecture file {path}: cannot be read ({err})") from None
     try:
         return json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as err:
+    except (ValueError, yaml.YAMLError, RecursionError) as err:  # (nested past Python's stack)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ArchitectureError(f"architecture file {path}: not valid {path.suffix[1:].upper()} ({first})") from None
