@@ -480,8 +480,9 @@ BAD_INPUTS = {
     "batch size -4": (["fit", "--data.batch_size", "-4"], "--data.batch_size must be at least 1, got -4"),
     "eval batch size 0": (["fit", "--data.eval_batch_size", "0"], "--data.eval_batch_size must be at least 1"),
     # counts past every training image: 2**63 and up were tracebacks (islice, int64), 2**32 a run of one batch
-    "batch size 2**64": (["fit", "--data.batch_size", str(2**64)], "--data.batch_size must be at most 60,000 (the "
-                                                                     "training images), got 18,446,744,073,709,551,616"),
+    "batch size 2**64": (["fit", "--data.batch_size", str(2**64)],
+                         "--data.batch_size must be at most 60,000 (the training images), got "
+                         "18,446,744,073,709,551,616"),
     "eval batch size 2**63": (["test", "--ckpt_path", "lenet.ckpt", "--data.eval_batch_size", str(2**63)],
                               "--data.eval_batch_size must be at most 60,000"),
     "steps per execution 2**32": (["fit", "--data.steps_per_execution", str(2**32)],
@@ -490,8 +491,9 @@ BAD_INPUTS = {
     # save would
     "checkpoint name pattern": (["fit", "--checkpoint.filename", "{bogus"], "--checkpoint.filename {bogus: not a "
                                 "name pattern (ValueError: expected '}' before end of string)"),
-    "checkpoint name format": (["fit", "--checkpoint.filename", "{epoch:zz}"], "--checkpoint.filename {epoch:zz}: not a "
-                               "name pattern (ValueError: Unknown format code 'z' for object of type 'int')"),
+    "checkpoint name format": (["fit", "--checkpoint.filename", "{epoch:zz}"],
+                               "--checkpoint.filename {epoch:zz}: not a name pattern (ValueError: Unknown format code "
+                               "'z' for object of type 'int')"),
     "checkpoint name too long": (["fit", "--checkpoint.filename", "e" * 230], "names files of 235 bytes"),
     "checkpoint folder under a file": (["fit", "--checkpoint.dirpath", "a_file/checkpoints"],
                                        "--checkpoint.dirpath a_file/checkpoints: a_file is a file, not a folder"),

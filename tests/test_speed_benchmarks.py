@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, assert_one_line_error, main_error, main_output, module_env
+from conftest import REPO, main_error, main_output, module_env
 
 BENCHMARKS = REPO / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -330,7 +330,8 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
     count = torch.cuda.device_count()
     device, line = ("cuda", "error: --device cuda: no CUDA device is visible here; use --device cpu to check the "
                             "script") if not count else \
-        (f"cuda:{count}", f"error: --device cuda:{count}: torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+        (f"cuda:{count}", f"error: --device cuda:{count}: torch sees {count} CUDA device(s), "
+                          f"cuda:0 to cuda:{count - 1}")
     monkeypatch.chdir(REPO)  # its main, in this process
     code, error, err = main_error(importlib.import_module("gpu_speed").main,
                                   ["--device", device, "--output_dir", str(tmp_path / "none")], capsys)
