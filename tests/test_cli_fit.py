@@ -763,6 +763,9 @@ BUILT_REFUSALS = {
     "seed beyond numpy's": (["fit", "--seed_everything", "99999999999999999999"], "a seed must be from 0"),
     "unknown accelerator": (["fit", "--trainer.accelerator", "banana"], "not an accelerator Lightning knows"),
     "max_time not a duration": (["fit", "--trainer.max_time", "garbage"], "is not a valid duration"),
+    # and no note of LightningCLI's before it, that --optimizer replaces the module's configure_optimizers
+    "an optimizer's own refusal": (["fit", "--optimizer", "SGD", "--optimizer.lr", "-1"],
+                                   "ValueError: Invalid learning rate: -1.0"),
 }
 
 
@@ -780,6 +783,17 @@ def test_settings_lightning_refuses_are_one_line_with_no_run_folder_left(case, b
     assert code == 2 and fragment in error, error
     assert err.strip().startswith("error:"), err  # not after Lightning's "Seed set to 42"
     assert sorted(str(p) for p in bad_inputs.rglob("*")) == before
+
+
+def test_an_optimizer_refused_is_the_only_line_on_stderr(tmp_path, mnist_dir):
+    """Through the real command line (in this process pytest keeps warnings apart): LightningCLI's note that
+    --optimizer replaces the module's configure_optimizers came before the error line."""
+    proc = subprocess.run([sys.executable, "-m", "lightning_mnist", "fit", "--optimizer", "SGD", "--optimizer.lr",
+                           "-1", "--output_dir", str(tmp_path)], env=module_env(mnist_dir), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "error: the Trainer or a callback refuses these settings: ValueError: Invalid learning rate: -1.0"], proc.stderr
+    assert not run_folders(tmp_path)
 
 
 def test_a_failed_fit_says_nothing_about_resuming(tmp_path, lightning_logging, monkeypatch, capsys):

@@ -1112,6 +1112,9 @@ def main(argv: list[str] | None = None) -> None:
     stop_probing_for_cuda()  # no GPU here: torch's optimizers stop asking the driver at every step
     # Lightning's own use of a deprecated torch name; nothing a user can act on
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # LightningCLI's note that --optimizer replaces the module's configure_optimizers: what the flag asked for (and a
+    # line before the one error line when the optimizer's settings are then refused)
+    warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
     ALLOCATED.clear()
     try:
         MnistCLI(args=None if argv == sys.argv[1:] else argv)  # None: LightningCLI reads sys.argv itself
