@@ -107,9 +107,15 @@ def check_command_line(flag: str, given: str, argv: list[str]) -> None:
     done = subprocess.run([sys.executable, "-m", *argv, "--print_config"], capture_output=True, text=True,
                           cwd=Path.cwd())
     if done.returncode != 0:
-        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-        reason = errors[-1].removeprefix("error:").strip() if errors else f"{command} exited {done.returncode}"
+        reason = refusal(done.stderr) or f"{command} exited {done.returncode}"
         raise UserError(f"--{flag} {given}: `{command}` refuses it ({reason})")
+
+
+def refusal(output: str) -> str | None:
+    """What a command of this project said when it refused its input: its last ``error:`` line, without the prefix
+    (None if it printed none), to be said again by the script that ran it."""
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    return errors[-1].removeprefix("error:").strip() if errors else None
 
 
 def check_seeds(seeds: list[int] | None, flag: str = "seeds") -> None:

@@ -37,7 +37,7 @@ import requests
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from checks import absolute_model_path, check_chosen, check_report  # noqa: E402
+from checks import absolute_model_path, check_chosen, check_report, refusal  # noqa: E402
 
 from mnist_common.cli import run  # noqa: E402
 from mnist_common.errors import EXIT_USER_ERROR, UserError, exit_on_user_error  # noqa: E402
@@ -159,9 +159,9 @@ def start_server(weights: str, keras_weights: str | None, server_args: str, log:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if process.poll() is not None:  # refused its settings (its own one line, said here), or failed
-            refusals = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("error:")]
-            if process.returncode == EXIT_USER_ERROR and refusals:
-                raise UserError(f"serve refuses to start: {refusals[-1].removeprefix('error:').strip()}")
+            reason = refusal(log.read_text(errors="replace"))
+            if process.returncode == EXIT_USER_ERROR and reason:
+                raise UserError(f"serve refuses to start: {reason}")
             raise SystemExit(f"serve exited with {process.returncode}; see {log}")
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
