@@ -30,6 +30,14 @@ def one_line(err: BaseException, limit: int = 300, after: str | None = None) -> 
     return f"{type(err).__name__}: {text[0] if text else ''}"[:limit]
 
 
+def error_line(message: object) -> str:
+    """``error: <message>`` on one line, as every command prints it: runs of whitespace (a message's own line breaks)
+    become one space, and any other character that is not printable (a NUL or a terminal escape sequence in a file
+    name the message quotes) is escaped as Python writes it in a string (``\\x00``, ``\\x1b``)."""
+    text = " ".join(str(message).split())
+    return "error: " + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def exit_on_user_error(main: F) -> F:
     """Decorate a ``main()`` so that a :class:`UserError` ends the process cleanly."""
 
@@ -38,7 +46,7 @@ def exit_on_user_error(main: F) -> F:
         try:
             return main(*args, **kwargs)
         except UserError as err:
-            print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+            print(error_line(err), file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -207,6 +207,21 @@ def test_an_image_name_holding_a_nul_byte_is_one_line(work, capsys):
     assert error == "error: a\\x00b.png: cannot be read (embedded null byte)" and out == "", error
 
 
+@pytest.mark.parametrize("program, argv, shown", [
+    (main, ["convert", "red\x1b[31m.keras", "out.ckpt"], "red\\x1b[31m.keras"),
+    (main, ["convert", "cv_results.json", "out.pt2"], "fold 0 model a\\x00b\\x1b[2J.ckpt: no such file"),
+    (main, ["predict", "digit.png", "--weights", "bell\x07\x7f.ckpt"], "bell\\x07\\x7f.ckpt"),
+    (keras_main, ["train", "--model.architecture", "w\x1b]0;title\x07.keras"], "w\\x1b]0;title\\x07.keras"),
+], ids=["convert", "fold model path", "predict", "keras train"])
+def test_control_characters_in_a_refused_name_are_escaped(program, argv, shown, work, capsys):
+    """A NUL or a terminal escape sequence in a name the refusal quotes (a fold's model_path in a cv_results.json
+    held both) reached stderr raw: now escaped as Python writes them, on the one line."""
+    (work / "cv_results.json").write_text('{"folds": [{"model_path": "a\\u0000b\\u001b[2J.ckpt"}]}')
+    error, out = refused(argv, capsys, program)
+    assert shown in error and error.isprintable() and out == "", error
+    assert sorted(p.name for p in work.iterdir()) == ["cv_results.json", "digit.png", "model.ckpt"]
+
+
 def test_the_checks_still_let_an_output_be_written(work, mnist_dir, capsys):
     """The new checks leave nothing behind: a figure over a replaced file, beside its one input, and no more."""
     shutil.copy(work / "digit.png", work / "old.png")

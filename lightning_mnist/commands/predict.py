@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mnist_common.cli import run
-from mnist_common.errors import EXIT_USER_ERROR, UserError, exit_on_user_error
+from mnist_common.errors import EXIT_USER_ERROR, UserError, error_line, exit_on_user_error
 from mnist_common.files import check_output_file, escaped
 from mnist_common.images.decoding import ImageError, pictures_in
 from mnist_common.images.preparation import Prepared, prepare
@@ -105,7 +105,7 @@ def predict(images: list[str], weights: str, backend: Literal["auto", "torch", "
             prepared.append(prepare(path, preprocess, keep_display=show is not None))
         except ImageError as err:
             failures.append(err)
-            print(f"error: {err}", file=sys.stderr, flush=True)
+            print(error_line(err), file=sys.stderr, flush=True)
     clock.preprocess = time.perf_counter() - t0
 
     probabilities = np.zeros((0, 10), np.float32)
