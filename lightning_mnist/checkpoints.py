@@ -29,6 +29,7 @@ import json
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +113,9 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not (zipfile.is_zipfile(path) or head[:1] == b"\x80"):  # torch.save writes a zip (long ago, a pickle)
         raise UserError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     try:
-        contents = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # what torch says of a file's odd contents (a sparse tensor's check):
+            warnings.simplefilter("ignore")  # the contents are checked below, and refused in one line
+            contents = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
         what = f"code ({found.group(1)})" if found else "objects that are not plain weights"
@@ -122,8 +125,8 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     state_dict = contents.get("state_dict", contents) if isinstance(contents, dict) else None
     if not isinstance(state_dict, dict):
         raise UserError(f"{path} is not a model checkpoint (it holds a {type(contents).__name__})")
-    if state_dict and all(str(k).startswith(NETWORK_PREFIX) for k in state_dict):
-        state_dict = {k[len(NETWORK_PREFIX):]: v for k, v in state_dict.items()}
+    if any(str(k).startswith(NETWORK_PREFIX) for k in state_dict):  # a key without it is then named as unexpected
+        state_dict = {k.removeprefix(NETWORK_PREFIX) if isinstance(k, str) else k: v for k, v in state_dict.items()}
     hparams = contents.get("hyper_parameters") if isinstance(contents.get("hyper_parameters"), dict) else {}
     hparams = dict(hparams)
     description = hparams.get("architecture")

@@ -83,6 +83,9 @@ def check_file(path: str | os.PathLike, what: str = "") -> Path:
     return path
 
 
+ENCRYPTED = 0x1  # a zip member's general-purpose flag bit 0 (APPNOTE 4.4.4)
+
+
 def _read_members(path: Path) -> dict[str, bytes]:
     if not zipfile.is_zipfile(path):
         with path.open("rb") as file:
@@ -97,6 +100,10 @@ def _read_members(path: Path) -> dict[str, bytes]:
             if sorted(names) != sorted(MEMBERS):
                 raise UserError(f"{path} is not a Keras 3 model file: it holds {', '.join(names) or 'nothing'}, "
                                 f"expected exactly {', '.join(MEMBERS)}")
+            encrypted = [info.filename for info in archive.infolist() if info.flag_bits & ENCRYPTED]
+            if encrypted:
+                raise UserError(f"{path}: encrypted members ({', '.join(encrypted)}); Keras writes none and "
+                                f"reads none")
             sizes = {info.filename: info.file_size for info in archive.infolist()}
             limits = {"config.json": MAX_JSON_BYTES, "metadata.json": MAX_JSON_BYTES,
                       "model.weights.h5": MAX_WEIGHTS_BYTES}

@@ -72,6 +72,71 @@ def test_a_file_that_cannot_be_read_is_said_so(case, model_files, monkeypatch, c
     assert sorted(p.name for p in model_files.rglob("*")) == before
 
 
+def _tampered_checkpoint(folder: Path, change) -> str:
+    """model.ckpt with ``change`` made to its state dict (which a weights-only load still reads), as tampered.ckpt."""
+    import torch
+
+    contents = torch.load(folder / "model.ckpt", weights_only=True)
+    change(contents["state_dict"])
+    torch.save(contents, folder / "tampered.ckpt")
+    return "tampered.ckpt"
+
+
+def _encrypted_keras_file(folder: Path) -> str:
+    """model.keras with every member flagged encrypted (general-purpose bit 0, in each local and central header)."""
+    data = bytearray((folder / "model.keras").read_bytes())
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.find(signature)
+        while at >= 0:
+            data[at + flags_at] |= 1
+            at = data.find(signature, at + 4)
+    (folder / "tampered.keras").write_bytes(bytes(data))
+    return "tampered.keras"
+
+
+def _first_weight(state_dict: dict) -> str:
+    return next(iter(state_dict))
+
+
+TAMPERED = {  # the file made, what the one line says of it
+    "a number as a key": (lambda d: _tampered_checkpoint(d, lambda sd: sd.update({5: sd[_first_weight(sd)]})),
+                          "does not hold the weights of its architecture sequential (unexpected 5)"),
+    "a sparse weight": (lambda d: _tampered_checkpoint(d, lambda sd: sd.update(
+        {_first_weight(sd): sd[_first_weight(sd)].to_sparse()})), "is a sparse_coo tensor on the cpu device"),
+    "a weight without values": (lambda d: _tampered_checkpoint(d, lambda sd: sd.update(
+        {_first_weight(sd): sd[_first_weight(sd)].to("meta")})), "is a strided tensor on the meta device"),
+    "encrypted .keras members": (_encrypted_keras_file,
+                                 "encrypted members (metadata.json, config.json, model.weights.h5)"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERED))
+@pytest.mark.parametrize("command", ["convert", "predict", "test"])
+def test_a_tampered_model_file_is_refused_in_one_line(case, command, model_files, monkeypatch, capsys):
+    """Were tracebacks (a key that is no string, a sparse or a meta tensor, which a weights-only load reads, and
+    zipfile's "password required") or, for the sparse weight, a line of torch's warning before the error."""
+    make, fragment = TAMPERED[case]
+    monkeypatch.chdir(model_files)
+    name = make(model_files)
+    argv = {"convert": ["convert", name, "out.onnx"], "predict": ["predict", "digit.png", "--weights", name],
+            "test": ["test", "--ckpt_path", name, "--output_dir", "runs"]}[command]
+    before = sorted(p.name for p in model_files.rglob("*"))
+    code, error, err = main_error(main, argv, capsys)
+    assert code == 2 and error.startswith(f"error: {name}") and fragment in error, error
+    assert err.strip() == error, err
+    assert sorted(p.name for p in model_files.rglob("*")) == before
+
+
+def test_a_sparse_weight_is_the_one_line_of_a_real_command_line(model_files, run_module):
+    """torch's warning on loading a sparse tensor came before the error line (in this process pytest keeps
+    warnings apart, so only a real command line shows it)."""
+    name = _tampered_checkpoint(model_files, lambda sd: sd.update({"extra": sd[_first_weight(sd)].to_sparse()}))
+    proc = run_module("lightning_mnist", "predict", "digit.png", "--weights", name, cwd=model_files, check=False)
+    assert proc.returncode == 2 and proc.stdout == "", proc
+    assert proc.stderr.strip() == "error: tampered.ckpt does not hold the weights of its architecture sequential " \
+                                  "(unexpected extra)", proc.stderr
+
+
 OUTPUTS = {  # a command line writing `target`, and the flag its refusal names
     "convert": (["convert", "model.keras", "{target}"], "out.ckpt", "dst"),
     "predict --show": (["predict", "digit.png", "--weights", "model.ckpt", "--show", "{target}"], "shown.png", "--show"),

@@ -52,7 +52,8 @@ def check_state_dict(architecture: Architecture, state_dict: Mapping[str, torch.
     """
     expected = torch_shapes(architecture)
     dtypes = {key: getattr(torch, dtype) for _, _, key, _, dtype in _rows(architecture)}
-    missing, unexpected = sorted(set(expected) - set(state_dict)), sorted(set(state_dict) - set(expected))
+    # str(): a hostile file's keys may be numbers (or any other key a weights-only load allows)
+    missing, unexpected = sorted(set(expected) - set(state_dict)), sorted(map(str, set(state_dict) - set(expected)))
     if missing or unexpected:
         detail = "; ".join(part for part in (
             f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}" if missing else "",
@@ -64,6 +65,10 @@ def check_state_dict(architecture: Architecture, state_dict: Mapping[str, torch.
         value = state_dict[key]
         if not isinstance(value, torch.Tensor):
             raise UserError(f"{source}: {key} is a {type(value).__name__}, not a tensor")
+        if value.layout != torch.strided or value.is_nested or value.device.type != "cpu":  # what torch.load gives
+            kind = "nested" if value.is_nested else str(value.layout).removeprefix("torch.")
+            raise UserError(f"{source}: {key} is a {kind} tensor on the {value.device.type} device; a weight is a "
+                            f"dense (strided) tensor of values, read onto the cpu")
         if tuple(value.shape) != shape:
             raise UserError(f"{source}: {key} has shape {tuple(value.shape)}, but its architecture needs {shape}")
         if value.dtype != dtypes[key]:
