@@ -44,6 +44,7 @@ from mnist_common.files import check_readable, write_atomically
 from mnist_common.keras_file import KERAS_SUFFIX, KerasFile, check_file, read_keras_file
 from mnist_common.legacy_h5 import LEGACY_SUFFIXES
 from mnist_common.results import CV_RESULTS_FILE
+from mnist_common.settings import MAX_FOLDS
 from lightning_mnist.interop.weights import TorchWeights, check_state_dict, keras_to_torch
 from lightning_mnist.models.network import KerasNetwork
 
@@ -224,6 +225,8 @@ def fold_model_paths(results_path: str | os.PathLike, accepted: str = ACCEPTED) 
             isinstance(f, dict) and isinstance(f.get("model_path"), str) and f["model_path"] for f in folds):
         raise UserError(f"{source}: not a k-fold {CV_RESULTS_FILE} (it needs a list of folds, each with a "
                         f"model_path)")
+    if len(folds) > MAX_FOLDS:
+        raise UserError(f"{source}: {len(folds)} folds, more than the {MAX_FOLDS} a k-fold run trains at most")
     paths = []
     for i, fold in enumerate(folds):
         path = Path(fold["model_path"])

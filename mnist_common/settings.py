@@ -16,6 +16,9 @@ SEED_RANGE = (0, 2**32 - 1)  # what numpy's generator (and so Lightning's and Ke
 # Adam moves each weight by about lr per step: above 1 a step overshoots any weight this network has,
 # and the run ends in NaN after a whole epoch of work; refused before it starts.
 MAX_LR = 1.0
+# Folds of a k-fold run: each trains a model and an ensemble holds them all (the notebook's 5, a user's 10 or 20); a
+# k-fold cv_results.json naming thousands was minutes and gigabytes of loading before any prediction
+MAX_FOLDS = 100
 # The notebook's augmentation ranges, the defaults of --data.rotation, ... in both frameworks
 AUGMENT_DEFAULTS = {"rotation": 5.0, "zoom": 0.05, "shift": 0.05, "shear": 0.05, "elastic_alpha": 0.0,
                     "elastic_sigma": 4.0}
@@ -38,8 +41,9 @@ def check_data_settings(*, batch_size: int, eval_batch_size: int, val_fraction: 
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"--data.val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
     check_subset("--data.subset", subset)
-    if num_folds is not None and num_folds < 2:
-        raise UserError(f"--data.num_folds must be at least 2 (or null for the hold-out split), got {num_folds}")
+    if num_folds is not None and not 2 <= num_folds <= MAX_FOLDS:
+        raise UserError(f"--data.num_folds must be between 2 and {MAX_FOLDS} (or null for the hold-out split), got "
+                        f"{num_folds}")
     if fold is not None and num_folds is None:
         raise UserError(f"--data.fold {fold} needs --data.num_folds (the k-fold split it is a fold of)")
     if fold is not None and not 0 <= fold < num_folds:

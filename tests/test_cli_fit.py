@@ -536,8 +536,10 @@ BAD_INPUTS = {
         "so the checkpoints would come every 200 steps; give a multiple of 8"),
     "steps per execution to a test": (["test", "--ckpt_path", "lenet.ckpt", "--data.steps_per_execution", "4"],
                                       "--data.steps_per_execution 4: `test` scores the checkpoint as it is"),
-    "num_folds 0": (["fit", "--data.num_folds", "0"], "--data.num_folds must be at least 2"),
-    "num_folds -3": (["cv", "--data.num_folds", "-3"], "--data.num_folds must be at least 2 (or null"),
+    "num_folds 0": (["fit", "--data.num_folds", "0"], "--data.num_folds must be between 2 and 100"),
+    "num_folds -3": (["cv", "--data.num_folds", "-3"], "--data.num_folds must be between 2 and 100 (or null"),
+    "num_folds 101": (["cv", "--data.num_folds", "101"], "--data.num_folds must be between 2 and 100 (or null for the "
+                                                         "hold-out split), got 101"),
     "fold without num_folds": (["fit", "--data.fold", "1"], "--data.fold 1 needs --data.num_folds"),
     "val fraction 1": (["fit", "--data.val_fraction", "1"], "--data.val_fraction must be between 0 and 1"),
     "rotation nan": (["fit", "--data.rotation", "nan"], "--data.rotation: expected float, got nan"),

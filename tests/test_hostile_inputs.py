@@ -137,6 +137,18 @@ def test_a_sparse_weight_is_the_one_line_of_a_real_command_line(model_files, run
                                   "(unexpected extra)", proc.stderr
 
 
+def test_a_k_fold_run_of_too_many_folds_is_refused_before_any_is_read(model_files, monkeypatch, capsys):
+    """3,000 folds naming one checkpoint were read one by one (minutes, gigabytes) before a prediction."""
+    monkeypatch.chdir(model_files)
+    (model_files / "many").mkdir()
+    (model_files / "many" / "cv_results.json").write_text(json.dumps({"framework": "lightning", "folds": [
+        {"fold": i, "model_path": "../model.ckpt"} for i in range(101)]}))
+    for argv in (["predict", "digit.png", "--weights", "many"], ["convert", "many", "out.pt2"]):
+        code, error, _ = main_error(main, argv, capsys)
+        assert code == 2 and error == "error: many/cv_results.json: 101 folds, more than the 100 a k-fold run " \
+                                      "trains at most", error
+
+
 OUTPUTS = {  # a command line writing `target`, and the flag its refusal names
     "convert": (["convert", "model.keras", "{target}"], "out.ckpt", "dst"),
     "predict --show": (["predict", "digit.png", "--weights", "model.ckpt", "--show", "{target}"], "shown.png", "--show"),

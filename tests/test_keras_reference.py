@@ -332,7 +332,7 @@ def test_both_command_lines_spell_the_shared_ideas_alike(capsys):
     (["train", "--data.batch_size", str(2**63)], "--data.batch_size must be at most 60,000 (the training images)"),
     (["cv", "--data.eval_batch_size", str(2**64)], "--data.eval_batch_size must be at most 60,000"),
     (["train", "--model.architecture", "nope"], "not a preset"),
-    (["cv", "--data.num_folds", "1"], "--data.num_folds must be at least 2"),
+    (["cv", "--data.num_folds", "1"], "--data.num_folds must be between 2 and 100"),
     (["cv", "--early_stopping.patience", "-1"], "--early_stopping.patience must be at least 0"),
     (["train", "--seed_everything", "99999999999999999999"], "a seed must be from 0 to 4294967295"),
     (["cv", "--seed_everything", "-1"], "--seed_everything -1: a seed must be from 0"),

@@ -26,7 +26,7 @@ REFUSED = {
     "fit unknown accelerator": (["fit", "--trainer.accelerator", "abacus"],
                                 "--trainer.accelerator abacus: not an accelerator Lightning knows"),
     "fit monitor": (["fit", "--early_stopping.monitor", "val/f1"], "--early_stopping.monitor val/f1: not a metric"),
-    "cv one fold": (["cv", "--data.num_folds", "1"], "--data.num_folds must be at least 2"),
+    "cv one fold": (["cv", "--data.num_folds", "1"], "--data.num_folds must be between 2 and 100"),
     "fit steps per execution with clipping": (["fit", "--data.steps_per_execution", "2", "--trainer.gradient_clip_val",
                                                "1"], "--data.steps_per_execution 2 with --trainer.gradient_clip_val"),
     "cv folds of too few images": (["cv", "--data.subset", "20"], "cannot split 20 images into --data.num_folds 5"),

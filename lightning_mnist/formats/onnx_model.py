@@ -61,7 +61,7 @@ def session(model: Path | bytes, threads: int | None = None):
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3  # errors only
+    options.log_severity_level = 4  # fatal only: its errors reach the caller as exceptions, said in one line
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -119,6 +119,7 @@ def mnist_runner(path: str | Path, threads: int | None = None, model: bytes | No
         runtime = session(model if model is not None else Path(path), threads)
     except Exception as err:  # ONNX Runtime's errors for damaged, truncated or foreign files
         raise UserError(f"{path} is not a readable ONNX model ({one_line(err)})") from None
+    _check_operators(model if model is not None else Path(path), path)
     given, taken = runtime.get_inputs(), runtime.get_outputs()
     shapes = "takes " + ", ".join(f"{_shape_text(i.shape)} {i.type}" for i in given) + \
              " and gives " + ", ".join(_shape_text(o.shape) for o in taken)
@@ -134,16 +135,54 @@ def mnist_runner(path: str | Path, threads: int | None = None, model: bytes | No
     step = 1 if batch == 1 else None  # a file fixed at one image a run gets them one by one
     scale = pixel_scale(runtime, path)
 
+    def rows(chunk: np.ndarray) -> np.ndarray:
+        try:
+            out = runtime.run(None, {given.name: chunk})[0]
+        except Exception as err:  # a graph that fails on its input (one that allocates past the memory, say)
+            raise UserError(f"{path}: ONNX Runtime failed to run it on {len(chunk)} image(s) "
+                            f"({one_line(err)})") from None
+        if np.shape(out) != (len(chunk), MNIST_CLASSES):  # a file that declares a batch it does not give
+            raise UserError(f"{path}: gave an output of shape {np.shape(out)} for {len(chunk)} image(s); an MNIST "
+                            f"model gives one row of {MNIST_CLASSES} per image")
+        return out
+
     def run(pixels: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(pixels, dtype=np.float32).reshape(len(pixels), *features) * np.float32(scale)
         chunks = [x[i:i + 1] for i in range(len(x))] if step else [x]
-        outputs = np.concatenate([runtime.run(None, {given.name: chunk})[0] for chunk in chunks]).astype(np.float32)
+        outputs = np.concatenate([rows(chunk) for chunk in chunks]).astype(np.float32)
         if (outputs >= 0).all() and np.allclose(outputs.sum(1), 1.0, atol=PROBABILITY_SUM_TOLERANCE):
             return outputs
         shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
         return shifted / shifted.sum(axis=1, keepdims=True)
 
+    run(np.zeros((1 if step else 2, MNIST_PIXELS), np.float32))  # once on blank images: refused here, not later
     return run
+
+
+# Operators whose subgraphs run as often as the data says (a Loop's trip count is any number): no MNIST classifier
+# needs them, and a file holding one could run without end
+CONTROL_FLOW = frozenset({"Loop", "Scan", "If"})
+
+
+def _check_operators(model: Path | bytes, path: str | Path) -> None:
+    """Refuse a graph (or any subgraph) holding :data:`CONTROL_FLOW` operators, in one line naming them."""
+    import onnx
+
+    proto = onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load(
+        str(model), load_external_data=False)  # ONNX Runtime has read it already: it parses
+    found: set[str] = set()
+
+    def visit(graph) -> None:
+        for node in graph.node:
+            found.add(node.op_type)
+            for attribute in node.attribute:
+                for subgraph in (attribute.g, *attribute.graphs) if attribute.HasField("g") else attribute.graphs:
+                    visit(subgraph)
+
+    visit(proto.graph)
+    if found & CONTROL_FLOW:
+        raise UserError(f"{path}: its graph holds control flow ({', '.join(sorted(found & CONTROL_FLOW))}), which "
+                        f"no MNIST classifier needs and which could run without end; it is not run")
 
 
 def pixel_scale(runtime, path: str | Path) -> float:

@@ -267,18 +267,29 @@ class MnistClassifier(LightningModule):
     def configure_optimizers(self):
         # the fused kernel is the same Adam in one pass over the parameters (CPU and CUDA)
         fused = True if self.device.type in ("cpu", "cuda") else None
-        params = [p for p in self.network.parameters() if p.requires_grad]  # not a frozen layer's (Keras' neither)
+        groups = optimizer_parameter_groups(self.network, self.hparams.weight_decay)
         if self.hparams.weight_decay:
-            # kernels (conv, dense: 2-D and up) decay; biases and BatchNorm's scale and shift do not
-            groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": self.hparams.weight_decay},
-                      {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+            decaying, constant = groups
+            groups = [{"params": decaying, "weight_decay": self.hparams.weight_decay},
+                      {"params": constant, "weight_decay": 0.0}]
             optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr, eps=KERAS_ADAM_EPSILON, fused=fused)
         else:
             optimizer_class = KerasAdam if self.hparams.keras_adam else torch.optim.Adam
-            optimizer = optimizer_class(params, lr=self.hparams.lr, eps=KERAS_ADAM_EPSILON, fused=fused)
+            optimizer = optimizer_class(groups[0], lr=self.hparams.lr, eps=KERAS_ADAM_EPSILON, fused=fused)
         if self.hparams.lr_schedule == "constant":
             return optimizer
         # the curve's shape comes from mnist_common.schedules, which the Keras reference computes too
         schedule = OneCycleLR(optimizer, max_lr=self.hparams.lr, total_steps=self.total_optimizer_steps(),
                               **ONE_CYCLE.torch_kwargs())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def optimizer_parameter_groups(network: nn.Module, weight_decay: float) -> list[list[nn.Parameter]]:
+    """The parameters :meth:`MnistClassifier.configure_optimizers` steps, group by group: the trainable ones (not a
+    frozen layer's, Keras' neither), and with weight decay the kernels (conv, dense: 2-D and up), which decay, apart
+    from the biases and BatchNorm's scale and shift, which do not. A resumed run's optimizer state is checked
+    against them (:mod:`lightning_mnist.training.resume`)."""
+    params = [p for p in network.parameters() if p.requires_grad]
+    if weight_decay:
+        return [[p for p in params if p.ndim > 1], [p for p in params if p.ndim <= 1]]
+    return [params]

@@ -287,7 +287,28 @@ class RunCheckpoint(ModelCheckpoint):
         old = state_dict.get("dirpath")
         if old and self.dirpath and Path(old) != Path(self.dirpath):
             state_dict = self._moved(state_dict, Path(old), Path(self.dirpath))
-        super().load_state_dict(state_dict)
+        super().load_state_dict(self._within(state_dict))
+
+    def _within(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        """The state without the files it names outside this run's checkpoint folder: a tampered (or copied)
+        checkpoint could name any file as the run's best, which fit would then read and test."""
+        if not self.dirpath:
+            return state_dict
+        folder = Path(self.dirpath).resolve()
+
+        def inside(path: Any) -> bool:
+            return isinstance(path, str) and bool(path) and Path(path).resolve().is_relative_to(folder)
+
+        kept = dict(state_dict)
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            if key in kept and not inside(kept[key]):
+                kept[key] = ""
+        best = state_dict.get("best_k_models")
+        kept["best_k_models"] = {path: score for path, score in best.items() if inside(path)} if isinstance(
+            best, dict) else {}
+        if not kept.get("best_model_path"):
+            kept["best_model_score"] = None
+        return kept
 
     @staticmethod
     def _moved(state_dict: dict[str, Any], old: Path, new: Path) -> dict[str, Any]:

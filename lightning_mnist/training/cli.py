@@ -68,13 +68,14 @@ from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, TORCH_LOAD
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.formats import FORMATS
 from lightning_mnist.models import MnistClassifier
-from lightning_mnist.models.classifier import MONITORED, check_training_settings
+from lightning_mnist.models.classifier import MONITORED, check_training_settings, optimizer_parameter_groups
 from lightning_mnist.training.callbacks import (EpochHistory, ProgressBar, RandomState, RunCheckpoint, StopBetweenBatches,
                                                disk_full, refuse_diverged)
 from lightning_mnist.training.cuda_probe import stop_probing_for_cuda
 from lightning_mnist.training.cv import cross_validate
 from lightning_mnist.training.outputs import RUN_CONFIG_FILE, RUN_PREFIX, point_outputs_at
 from lightning_mnist.training.reports import write_test_report
+from lightning_mnist.training.resume import check_training_state
 
 FRAMEWORK = "lightning"
 CV_DEFAULTS = Path(__file__).with_name("cv_defaults.yaml")  # package data
@@ -96,6 +97,11 @@ KEPT_FROM_RUN_CONFIG = {
                 "limit_train_batches", "limit_val_batches", "val_check_interval", "check_val_every_n_epoch",
                 "min_epochs", "deterministic", "benchmark"),
 }
+
+# ... and for a run whose learning-rate schedule spans it (one-cycle: its total steps are saved in its state, and
+# torch's schedule stops the run with an error one step past them)
+RUN_LENGTH = {"trainer": ("max_epochs", "max_steps")}
+ONE_CYCLE_STEPS = "total_steps"  # in OneCycleLR's state_dict
 
 
 class MnistTrainer(Trainer):
@@ -415,6 +421,7 @@ class MnistCLI(LightningCLI):
         checkpoint = read_checkpoint(path)
         if subcommand in ("test", "validate"):  # scored on MNIST's images and labels (fit: the resume's own check)
             checkpoint.architecture.require_mnist(f"`{subcommand}` on MNIST")
+        self._check_recorded_settings(subcommand, checkpoint)
         if subcommand == "validate":
             self._validation_split_of(config, checkpoint)
         if subcommand == "fit":
@@ -426,6 +433,25 @@ class MnistCLI(LightningCLI):
                                 f"{checkpoint.architecture.name}, the network `{subcommand}` scores (a checkpoint "
                                 f"names its own network: leave the flag out)")
         config.ckpt_path = path
+
+    def _check_recorded_settings(self, subcommand: str, checkpoint: Checkpoint) -> None:
+        """LightningCLI parses a checkpoint's ``hyper_parameters`` into the model's settings once these checks are
+        done, and its parser refuses a value of the wrong type or a setting the model does not take with a
+        traceback: parsed here first, as it will parse them, so a tampered checkpoint is refused in one line."""
+        recorded = checkpoint.contents.get("hyper_parameters", {})
+        if not isinstance(recorded, dict):
+            raise UserError(f"--ckpt_path {self._source}: its hyper_parameters are a {type(recorded).__name__}, not "
+                            f"settings by name")
+        settings = {key: value for key, value in recorded.items() if key != "_instantiator"}
+        if "_class_path" in settings:  # as LightningCLI reads a checkpoint of a model given by class path
+            settings = {"class_path": settings.pop("_class_path"), "dict_kwargs": settings}
+        if not settings:
+            return
+        try:
+            self.parser.parse_object({subcommand: {"model": settings}}, self.config.clone())
+        except ArgumentError as err:
+            raise UserError(f"--ckpt_path {self._source}: its recorded hyper_parameters are not settings of this "
+                            f"model ({' '.join(str(err).split())})") from None
 
     def _starting_weights(self, subcommand: str, config) -> None:
         """Read the model file ``--weights`` names (checked as any model file is; Keras not needed), make its network
@@ -480,8 +506,10 @@ class MnistCLI(LightningCLI):
     def _check_resume(self, config, checkpoint: Checkpoint) -> None:
         """A resumed run keeps its own settings; flags that ask for others are refused, not silently ignored."""
         contents = checkpoint.contents
-        history = (contents.get("callbacks") or {}).get(EpochHistory().state_key)
-        if not isinstance(history, dict) or "optimizer_states" not in contents:
+        callbacks = contents.get("callbacks")
+        history = callbacks.get(EpochHistory().state_key) if isinstance(callbacks, dict) else None
+        if not isinstance(history, dict) or not isinstance(history.get("history"), list) or (
+                "optimizer_states" not in contents):
             raise UserError(f"--ckpt_path {checkpoint.path}: it holds a network's weights but no training state, "
                             f"so there is no run to resume (score it with test, or convert it)")
         saved = {"model": {k: v for k, v in checkpoint.hparams.items() if k != "architecture"},
@@ -506,8 +534,12 @@ class MnistCLI(LightningCLI):
                 else:
                     conflicts.append(f"--{group}.{key} {asked} (the run's is {value})")
         run = run_dir_of_checkpoint(checkpoint.path)
+        schedules = contents.get("lr_schedulers")
+        # a one-cycle schedule spans the whole run (its total steps saved with it): the run's length is kept too
+        spans_run = isinstance(schedules, list) and any(isinstance(s, dict) and ONE_CYCLE_STEPS in s
+                                                        for s in schedules)
         if run is not None and (run / RUN_CONFIG_FILE).is_file():
-            self._keep_run_config(config, run, typed, kept, conflicts)
+            self._keep_run_config(config, run, typed, kept, conflicts, RUN_LENGTH if spans_run else {})
         asked_architecture = load_architecture(config.model.architecture)
         if not asked_architecture.same_network(checkpoint.architecture):
             if typed("model", "architecture") and config.model.architecture != checkpoint.hparams["architecture"]:
@@ -516,10 +548,18 @@ class MnistCLI(LightningCLI):
         if conflicts:
             raise UserError(f"resuming {checkpoint.path}: {'; '.join(conflicts)}; a resumed run keeps its settings "
                             f"(start a new run to change them)")
+        network = checkpoint.network()
+        check_training_state(checkpoint, [list(network.parameters())] if config.get("optimizer") else  # all: LightningCLI's
+                             optimizer_parameter_groups(network, config.model.weight_decay),
+                             schedules=int(bool(config.get("lr_scheduler")) or config.model.lr_schedule != "constant"))
         done = len(history["history"])  # epochs fully trained: the run's own record, not Lightning's loop layout
         tested = run is not None and (run / RESULTS_FILE).is_file()  # else stopped after training, before its test
         max_epochs = config.trainer.max_epochs
         if max_epochs is not None and 0 <= max_epochs <= done and (max_epochs < done or tested):
+            if spans_run:
+                raise UserError(f"{checkpoint.path}: the run has trained all {done} epochs of its one-cycle "
+                                f"schedule, which ends there; to train on, start a new run from its weights "
+                                f"(--weights {checkpoint.path})")
             raise UserError(f"--trainer.max_epochs {max_epochs}: the run in {checkpoint.path} has "
                             f"already trained {done} epochs; give a larger number to continue it")
         self._resumed_run = run if run is not None and run.parent.name == FRAMEWORK else None
@@ -530,8 +570,9 @@ class MnistCLI(LightningCLI):
               + (f"; keeping the run's own settings: {', '.join(kept)}" if kept else ""), flush=True)
 
     def _keep_run_config(self, config, run: Path, typed: Callable[[str, str], bool], kept: list[str],
-                         conflicts: list[str]) -> None:
-        """Take the settings of :data:`KEPT_FROM_RUN_CONFIG` from the run's config.yaml; note asked-for others."""
+                         conflicts: list[str], also: dict[str, tuple[str, ...]]) -> None:
+        """Take the settings of :data:`KEPT_FROM_RUN_CONFIG` (and ``also``) from the run's config.yaml; note
+        asked-for others."""
         damaged = f"resuming the run in {run}: its {RUN_CONFIG_FILE}, which holds the settings the run keeps,"
         try:
             saved = yaml.safe_load((run / RUN_CONFIG_FILE).read_text(encoding="utf-8")) or {}
@@ -540,7 +581,7 @@ class MnistCLI(LightningCLI):
         if not isinstance(saved, dict):
             raise UserError(f"{damaged} holds a YAML {type(saved).__name__}, not settings by name")
         adopted = len(kept)
-        for group, keys in KEPT_FROM_RUN_CONFIG.items():
+        for group, keys in [*KEPT_FROM_RUN_CONFIG.items(), *also.items()]:
             section, was = (config, saved) if not group else (config.get(group), saved.get(group))
             if not isinstance(was, dict) or section is None:
                 continue

@@ -1,0 +1,125 @@
+"""The training state of a checkpoint that ``fit --ckpt_path`` resumes, checked before Lightning restores it.
+
+A weights-only load reads whatever plain values a file holds, and Lightning restores the optimizer,
+the schedule, the loops' counters and the callbacks' states from them as they are: a tampered or
+damaged file was a traceback deep in the restore (a list where a dict belongs, an optimizer group of
+another size), or worse, a run that resumed without complaint from moments of the wrong shape, NaN
+moments, no optimizer state or no loop counters, which is not the run it claims to continue. What a
+run of this project saves is checked here, by its shape, and anything else refused in one line.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from mnist_common.errors import UserError
+from lightning_mnist.checkpoints import Checkpoint
+
+# the loops' counters are ints (and is_last_batch a bool); the data loader's resumable sampling a list of them
+LOOP_LEAVES = (int, list)
+SCHEDULE_COUNTERS = ("last_epoch", "_step_count")  # a torch schedule's steps taken (keys of its state_dict)
+PARAMETER_GROUP = "params"  # a torch optimizer group's parameter ids, its other entries settings (lr, betas, ...)
+
+
+def check_training_state(checkpoint: Checkpoint, groups: list[list[torch.nn.Parameter]], schedules: int) -> None:
+    """UserError naming the first part of ``checkpoint``'s training state that no run of this project saves;
+    ``groups``: the parameters the resumed run's optimizer steps, group by group, in its order; ``schedules``: how
+    many learning-rate schedules it steps (0 or 1)."""
+    contents = checkpoint.contents
+    where = f"--ckpt_path {checkpoint.path}"
+    for counter in ("epoch", "global_step"):
+        value = contents.get(counter)
+        if not _count(value):
+            raise UserError(f"{where}: its {counter} is {value!r}, not a count (a whole number, 0 or more)")
+    callbacks = contents.get("callbacks")
+    if not isinstance(callbacks, dict) or not all(isinstance(state, dict) for state in callbacks.values()):
+        raise UserError(f"{where}: its callbacks' states are not a mapping of each callback's settings")
+    loops = contents.get("loops")
+    if not isinstance(loops, dict) or not isinstance(loops.get("fit_loop"), dict):
+        raise UserError(f"{where}: it holds no state of Lightning's training loop (its epoch and batch counters), so "
+                        f"the run cannot go on where it stopped")
+    _check_loop_counters(loops, where)
+    optimizers = contents.get("optimizer_states")
+    if not isinstance(optimizers, list) or len(optimizers) != 1:
+        found = (f"{len(optimizers)} optimizers' states" if isinstance(optimizers, list) else
+                 f"a {type(optimizers).__name__} as its optimizers' states")
+        raise UserError(f"{where}: it holds {found}; a run of this model saves its one optimizer's")
+    _check_optimizer_state(optimizers[0], groups, where)
+    saved = contents.get("lr_schedulers")
+    if not isinstance(saved, list) or len(saved) != schedules or not all(
+            isinstance(s, dict) and _plain_settings(s) and all(_count(s.get(k, 0)) for k in SCHEDULE_COUNTERS)
+            for s in saved):
+        raise UserError(f"{where}: its learning-rate schedules' state is not what this run saves ({schedules} "
+                        f"schedule{'s' if schedules != 1 else ''}, of numbers and settings)")
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_loop_counters(state: dict, where: str, path: str = "loops") -> None:
+    for key, value in state.items():
+        name = f"{path}.{key}"
+        if isinstance(value, dict):
+            _check_loop_counters(value, where, name)
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif not isinstance(value, LOOP_LEAVES) or (isinstance(value, int) and value < 0):
+            raise UserError(f"{where}: {name} is {value!r}, not a counter of Lightning's loops")
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and (isinstance(value, bool) or math.isfinite(value))
+
+
+def _plain_settings(settings: dict) -> bool:
+    """Numbers (finite), flags, None, text and sequences of them: the settings an optimizer or a schedule keeps."""
+    def plain(value: Any) -> bool:
+        if isinstance(value, (list, tuple)):
+            return all(plain(item) for item in value)
+        if isinstance(value, dict):  # a schedule's phases
+            return _plain_settings(value)
+        if isinstance(value, torch.Tensor):  # a capturable optimizer's lr, a schedule's base values
+            return value.layout == torch.strided and value.numel() <= 1 and bool(torch.isfinite(value).all())
+        return value is None or isinstance(value, str) or _finite_number(value)
+    return all(isinstance(key, str) and plain(value) for key, value in settings.items())
+
+
+def _check_optimizer_state(state: Any, groups: list[list[torch.nn.Parameter]], where: str) -> None:
+    """A torch optimizer's ``state_dict`` for ``groups``: groups of their sizes naming each parameter once, in
+    order (as torch numbers them), settings of finite numbers, and per-parameter tensors of the parameter's shape
+    (or scalars: a step count), dense and finite."""
+    what = f"{where}: its optimizer state"
+    saved = state.get("param_groups") if isinstance(state, dict) else None
+    per_parameter = state.get("state") if isinstance(state, dict) else None
+    if not isinstance(saved, list) or not isinstance(per_parameter, dict) or not all(
+            isinstance(g, dict) and isinstance(g.get(PARAMETER_GROUP), list) for g in saved):
+        raise UserError(f"{what} is not a torch optimizer's (a state and parameter groups, each naming its "
+                        f"parameters)")
+    sizes, expected = [len(g[PARAMETER_GROUP]) for g in saved], [len(g) for g in groups]
+    parameters = [p for group in groups for p in group]
+    if sizes != expected or [i for g in saved for i in g[PARAMETER_GROUP]] != list(range(len(parameters))):
+        raise UserError(f"{what} has parameter groups of {sizes} parameters; this run's optimizer steps groups of "
+                        f"{expected}")
+    for group in saved:
+        settings = {k: v for k, v in group.items() if k != PARAMETER_GROUP}
+        if not _plain_settings(settings) or not _finite_number(settings.get("lr", 0.0)) and not isinstance(
+                settings.get("lr"), torch.Tensor):
+            raise UserError(f"{what}: a parameter group's settings are not finite numbers and flags ({settings})")
+    for index, values in per_parameter.items():
+        if not (_count(index) and index < len(parameters)) or not isinstance(values, dict):
+            raise UserError(f"{what} holds values for {index!r}, which is none of the network's parameters")
+        shape = tuple(parameters[index].shape)
+        for name, value in values.items():
+            if not isinstance(value, torch.Tensor):
+                if value is not None and not _finite_number(value):  # (SGD without momentum keeps a None buffer)
+                    raise UserError(f"{what}: {name} of parameter {index} is {value!r}, not a finite number")
+            elif value.layout != torch.strided or value.device.type != "cpu" or value.dim() and value.shape != shape:
+                raise UserError(f"{what}: {name} of parameter {index} is a {str(value.layout).removeprefix('torch.')} "
+                                f"tensor of shape {tuple(value.shape)} on the {value.device.type} device; the "
+                                f"parameter's shape is {shape}")
+            elif not bool(torch.isfinite(value).all()):
+                raise UserError(f"{what}: {name} of parameter {index} holds NaN or infinite values")

@@ -1,0 +1,145 @@
+"""A resumed run's training state, read from its checkpoint: what a tampered or damaged one is refused for.
+
+A weights-only load reads any plain values, and Lightning restored them as they were: a list where a
+mapping belongs, an optimizer of other groups, a string as a counter were tracebacks inside its restore;
+Adam's moments of another shape a segmentation fault; NaN moments a run that trained on NaN; recorded
+hyper-parameters of the wrong type a traceback in LightningCLI's reading of them. Each is now one
+``error:`` line before any work. A one-cycle run keeps its length, and the files a checkpoint names as its
+best are only ever read from the run's own checkpoint folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import main_error
+from lightning_mnist.__main__ import main
+
+SHORT = ("--data.subset", "300", "--trainer.enable_progress_bar", "false", "--trainer.limit_test_batches", "1")
+
+
+@pytest.fixture(scope="module")
+def one_cycle_run(tmp_path_factory, mnist_dir):
+    """One short one-cycle run with weight decay (two optimizer groups and a schedule to check): its folder."""
+    from conftest import run_python_module
+
+    work = tmp_path_factory.mktemp("resume")
+    run_python_module(mnist_dir, "lightning_mnist", "fit", *SHORT, "--trainer.max_epochs", "2", "--model.lr_schedule",
+                      "onecycle", "--model.weight_decay", "0.001", cwd=work)
+    [run] = (work / "runs" / "lightning").glob("version_*")
+    return work, run
+
+
+def _first_moment(contents: dict, value) -> None:
+    state = contents["optimizer_states"][0]["state"][0]
+    state["exp_avg"] = value(state["exp_avg"])
+
+
+TAMPERED = {  # what is changed in the run's last.ckpt, what the one line says
+    "moments of another shape (was a segmentation fault)": (
+        lambda c: _first_moment(c, lambda m: torch.zeros(3)),
+        "exp_avg of parameter 0 is a strided tensor of shape (3,)"),
+    "NaN moments (trained on NaN)": (lambda c: _first_moment(c, lambda m: torch.full_like(m, float("nan"))),
+                                     "exp_avg of parameter 0 holds NaN or infinite values"),
+    "a sparse moment": (lambda c: _first_moment(c, lambda m: m.to_sparse()), "is a sparse_coo tensor"),
+    "an optimizer of one group": (
+        lambda c: c["optimizer_states"][0].update(param_groups=[{"lr": 0.1, "params": [0]}]),
+        "has parameter groups of [1] parameters; this run's optimizer steps groups of [4, 8]"),
+    "no optimizer": (lambda c: c.update(optimizer_states=[]), "it holds 0 optimizers' states"),
+    "optimizer states that are a number": (lambda c: c.update(optimizer_states=7),
+                                           "it holds a int as its optimizers' states"),
+    "a learning rate that is text": (lambda c: c["optimizer_states"][0]["param_groups"][0].update(lr="fast"),
+                                     "a parameter group's settings are not finite numbers"),
+    "no loop counters": (lambda c: c.pop("loops"), "it holds no state of Lightning's training loop"),
+    "a loop that is text": (lambda c: c.update(loops={"fit_loop": {"epoch_progress": "garbage"}}),
+                            "loops.fit_loop.epoch_progress is 'garbage', not a counter"),
+    "callbacks that are a list": (lambda c: c.update(callbacks=[1]), "holds a network's weights but no training"),
+    "a callback's state that is a number": (
+        lambda c: c["callbacks"].update({next(k for k in c["callbacks"] if k.startswith("RunCheckpoint")): 5}),
+        "its callbacks' states are not a mapping"),
+    "an epoch that is text": (lambda c: c.update(epoch="abc"), "its epoch is 'abc', not a count"),
+    "a negative global step": (lambda c: c.update(global_step=-5), "its global_step is -5, not a count"),
+    "a schedule's step count that is text": (lambda c: c["lr_schedulers"][0].update(last_epoch="z"),
+                                             "its learning-rate schedules' state is not what this run saves"),
+    "a second schedule": (lambda c: c["lr_schedulers"].append(dict(c["lr_schedulers"][0])),
+                          "(1 schedule, of numbers and settings)"),
+    "a recorded lr that is text": (lambda c: c["hyper_parameters"].update(lr="fast"),
+                                   'its recorded hyper_parameters are not settings of this model (Parser key '
+                                   '"model.lr": Expected a <class \'float\'>. Got value: fast)'),
+    "a recorded setting the model lacks": (lambda c: c["hyper_parameters"].update(class_path="os.system"),
+                                           "does not accept option 'model.class_path'"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERED))
+def test_a_tampered_training_state_is_refused_in_one_line_before_any_work(case, one_cycle_run, mnist_dir,
+                                                                          monkeypatch, capsys):
+    work, run = one_cycle_run
+    change, fragment = TAMPERED[case]
+    contents = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    change(contents)
+    tampered = run / "checkpoints" / "tampered.ckpt"
+    torch.save(contents, tampered)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MNIST_DATA_DIR", str(mnist_dir))
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    try:
+        code, error, _ = main_error(main, ["fit", "--ckpt_path", str(tampered), *SHORT], capsys)
+    finally:
+        tampered.unlink()
+    assert code == 2 and fragment in error, error
+    del before[tampered]
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before  # nothing written
+    assert len(list((work / "runs" / "lightning").iterdir())) == 1
+
+
+def test_a_recorded_setting_of_the_wrong_type_is_one_line_for_test_too(one_cycle_run, mnist_dir, monkeypatch,
+                                                                       capsys):
+    work, run = one_cycle_run
+    contents = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    contents["hyper_parameters"]["lr"] = "fast"
+    torch.save(contents, work / "tampered.ckpt")
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MNIST_DATA_DIR", str(mnist_dir))
+    code, error, _ = main_error(main, ["test", "--ckpt_path", "tampered.ckpt"], capsys)
+    assert code == 2 and 'Parser key "model.lr"' in error, error
+
+
+def test_a_one_cycle_run_keeps_its_length(one_cycle_run, mnist_dir, monkeypatch, capsys):
+    """Its schedule's total steps are saved with it: a longer resumed run was a traceback from torch's schedule one
+    step past them, after the first epoch; a finished one is told to start anew from its weights."""
+    work, run = one_cycle_run
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MNIST_DATA_DIR", str(mnist_dir))
+    code, error, _ = main_error(main, ["fit", "--ckpt_path", "last", *SHORT, "--trainer.max_epochs", "3"], capsys)
+    assert code == 2 and "--trainer.max_epochs 3 (the run's is 2)" in error, error
+    code, error, _ = main_error(main, ["fit", "--ckpt_path", "last", *SHORT], capsys)
+    assert code == 2 and "has trained all 2 epochs of its one-cycle schedule" in error, error
+    assert "(--weights runs/lightning/version_0/checkpoints/last.ckpt)" in error, error
+
+
+def test_a_best_checkpoint_named_outside_the_run_is_never_read(tmp_path, mnist_dir, monkeypatch, capsys):
+    """A copied or tampered checkpoint named a file in another folder as the run's best (with the best score), which
+    fit then kept as its best and tested."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MNIST_DATA_DIR", str(mnist_dir))
+    main(["fit", *SHORT, "--trainer.max_epochs", "1"])
+    [run] = (tmp_path / "runs" / "lightning").glob("version_*")
+    outside = tmp_path / "elsewhere.ckpt"
+    shutil.copy(run / "checkpoints" / "last.ckpt", outside)
+    contents = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    [key] = [k for k in contents["callbacks"] if k.startswith("RunCheckpoint")]
+    best = torch.tensor(0.0)  # a val/loss no epoch beats
+    contents["callbacks"][key].update(best_model_path=str(outside), best_model_score=best,
+                                      best_k_models={str(outside): best})
+    torch.save(contents, run / "checkpoints" / "last.ckpt")
+    main(["fit", "--ckpt_path", "last", *SHORT, "--trainer.max_epochs", "2"])
+    capsys.readouterr()
+    results = json.loads((run / "results.json").read_text())
+    assert results["epochs"] == 2 and "elsewhere" not in results["model_path"], results["model_path"]
+    assert (run / results["model_path"]).parent == run / "checkpoints"
