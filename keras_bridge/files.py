@@ -17,7 +17,7 @@ from keras_bridge.build import layer_weights
 from mnist_common.architecture.keras_config import read_keras_config
 from mnist_common.errors import UserError, one_line
 from mnist_common.files import write_atomically
-from mnist_common.keras_file import KERAS_SUFFIX, KerasFile, read_keras_file
+from mnist_common.keras_file import KERAS_SUFFIX, KerasFile, check_weight_values, read_keras_file
 from mnist_common.legacy_h5 import LEGACY_SUFFIXES, LegacyH5, check_legacy_h5
 
 keras = import_keras()
@@ -48,6 +48,7 @@ def load_legacy_h5(path: str | os.PathLike) -> tuple["keras.Model", KerasFile]:
     model = _keras_legacy_load(info)
     graph = read_keras_config(keras.saving.serialize_keras_object(model), str(info.path))
     weights = layer_weights(model, graph.architecture, graph.keras_paths)
+    check_weight_values(graph.architecture, weights, info.path)  # as a .keras file's are, before any conversion
     return model, KerasFile(path=info.path, architecture=graph.architecture, weights=weights,
                             keras_version=info.keras_version, date_saved="", optimizer=info.optimizer,
                             optimizer_variables=0, keras_paths=graph.keras_paths, kind="legacy HDF5 file")

@@ -164,6 +164,24 @@ def check_storage(h5: Any, path: Path, what: str = "model.weights.h5") -> None:
                         f"{problems[0]}{more}")
 
 
+def check_weight_value(value: np.ndarray, weight_name: str, label: str, path: str | os.PathLike) -> None:
+    """A weight's values as a trained model has them: finite; counts and variances not negative."""
+    if not np.isfinite(value).all():
+        raise UserError(f"{path}: {label} holds NaN or infinite values")
+    if weight_name == "count" and (value < 0).any():  # Normalization's
+        raise UserError(f"{path}: {label} is negative, a count of examples")
+    if weight_name.endswith("variance") and (value < 0).any():  # BatchNorm's, Normalization's
+        raise UserError(f"{path}: {label} holds negative variances")
+
+
+def check_weight_values(architecture: Architecture, weights: dict[str, list[np.ndarray]],
+                        path: str | os.PathLike) -> None:
+    """:func:`check_weight_value` for each weight of ``weights`` (layer name -> its arrays, in Keras' order)."""
+    for node, _, shapes in architecture.weight_shapes():
+        for (weight_name, _), value in zip(shapes, weights.get(node.name, [])):
+            check_weight_value(np.asarray(value), weight_name, f"{node.name} {weight_name}", path)
+
+
 def _read_weights(h5_bytes: bytes, architecture: Architecture, storage: dict[str, str],
                   path: Path) -> tuple[dict[str, list[np.ndarray]], int]:
     """Every weighted layer's arrays from model.weights.h5 (``storage``: layer name -> its path under ``layers/``),
@@ -193,12 +211,7 @@ def _read_weights(h5_bytes: bytes, architecture: Architecture, storage: dict[str
                     raise UserError(f"{path}: {label} has shape {tuple(dataset.shape)}, but the architecture in "
                                     f"config.json needs {tuple(shape)}")
                 value = np.asarray(dataset[()], dtype=dtype)
-                if not np.isfinite(value).all():
-                    raise UserError(f"{path}: {label} holds NaN or infinite values")
-                if weight_name == "count" and (value < 0).any():  # Normalization's
-                    raise UserError(f"{path}: {label} is negative, a count of examples")
-                if weight_name.endswith("variance") and (value < 0).any():  # BatchNorm's, Normalization's
-                    raise UserError(f"{path}: {label} holds negative variances")
+                check_weight_value(value, weight_name, label, path)
                 weights.setdefault(layer, []).append(value)
             return weights, len(datasets) - len(model_sets)
     except UserError:

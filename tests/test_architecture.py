@@ -86,6 +86,10 @@ def test_a_description_round_trips_through_yaml_and_json(tmp_path):
     (lambda c: c["layers"][0].pop("filters"), "layer 0 (conv2d, Conv2D): needs filters"),
     (lambda c: c.update(optimizer="adam"), "unknown key optimizer"),
     (lambda c: c.update(functional="yes"), "functional must be true or false, got 'yes'"),
+    # a NUL in a name was taken, and failed only when a .keras file was written (h5py: "VLEN strings do not support
+    # embedded NULLs"), a traceback
+    (lambda c: c["layers"][0].update(name="conv\x00x"), "layer 0 (conv\x00x, Conv2D): its name 'conv\\x00x' holds a "
+                                                         "control character"),
 ])
 def test_bad_descriptions_name_the_layer_and_the_problem(edit, message):
     config = Architecture.load("notebook").to_config()

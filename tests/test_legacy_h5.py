@@ -124,6 +124,18 @@ def _with_operations(tmp_path) -> str:
     return "operations.h5"
 
 
+def _with_nan_weights(tmp_path) -> str:
+    """Was refused only after the conversion, naming its temporary file (``.out.x1y2.keras``)."""
+    path = tmp_path / "nan.h5"
+    shutil.copyfile(KERAS2 / "keras2_cnn.h5", path)
+    with h5py.File(path, "r+") as h5:
+        kernels = []
+        h5["model_weights"].visititems(lambda name, obj: kernels.append(obj) if "kernel" in name and isinstance(
+            obj, h5py.Dataset) else None)
+        kernels[-1][...] = np.nan
+    return path.name
+
+
 def _copy(name):
     def make(tmp_path) -> str:
         shutil.copyfile(KERAS2 / name, tmp_path / name)
@@ -155,8 +167,9 @@ def _written(content: bytes, name: str = "model.h5"):
     (_written(b"GIF89a, not HDF5" * 10), "is not a legacy Keras model file (not an HDF5 file)"),
     (_with_operations, "Keras cannot load it (ValueError: Unknown layer: 'Relu'. Please ensure you are using a "
                        "`keras.utils.custom_object_scope` and that this object is included in the scope. See "),
+    (_with_nan_weights, "nan.h5: dense kernel holds NaN or infinite values"),
 ], ids=["lambda", "tf_op", "external_link", "weights_only", "not_a_model", "hard_sigmoid", "corrupt", "not_hdf5",
-        "keras_operations"])
+        "keras_operations", "nan_weights"])
 def test_legacy_files_keras_must_not_or_cannot_read_are_refused_in_one_line(make, message, tmp_path, mnist_dir,
                                                                              capsys):
     """Python code and a file reaching outside itself are refused before Keras opens the file; what Keras itself

@@ -52,6 +52,7 @@ PRESETS_DIR = Path(__file__).with_name("presets")
 # scope) and each layer: Keras' predict, fit and export trace one; eager calls and torch take any name.
 GRAPH_ROOT_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.>-]*")
 GRAPH_LAYER_NAME = re.compile(r"[A-Za-z0-9_.>-]+")
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")  # a NUL (which HDF5 refuses), a newline, an escape
 # Output activations whose values are a probability per class, each on its own (multi-label), not one choice
 INDEPENDENT_PROBABILITIES = ("sigmoid", "hard_sigmoid")
 DEFAULT_PRESET = "notebook"
@@ -243,6 +244,10 @@ class Architecture:
         for index, node in enumerate(nodes):
             if node.layer.name is None:
                 raise self._refuse(index, node, "has no name (every layer of a graph needs one)")
+            if CONTROL_CHARACTER.search(node.name):
+                raise self._refuse(index, node, f"its name {node.name!r} holds a control character; a layer's name is "
+                                                f"printable text (the HDF5 names of a .keras file's weights cannot "
+                                                f"hold a NUL)")
             if node.name in names:
                 raise self._refuse(index, node, f"its name {node.name!r} is used twice; each layer is called once "
                                                 f"(a layer shared between two calls is not supported)")
