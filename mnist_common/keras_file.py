@@ -33,6 +33,7 @@ import numpy as np
 from mnist_common.architecture import Architecture
 from mnist_common.architecture.keras_config import read_keras_config
 from mnist_common.errors import UserError, one_line
+from mnist_common.files import escaped
 
 KERAS_SUFFIX = ".keras"
 MEMBERS = ("config.json", "metadata.json", "model.weights.h5")
@@ -63,9 +64,9 @@ class KerasFile:
     def describe(self) -> str:
         saved = f", {self.optimizer_variables} saved optimizer variables" if self.optimizer_variables else ""
         date = f" saved {self.date_saved}" if self.date_saved else ""
-        return (f"{self.path}: Keras {self.keras_version} {self.kind}{date}, architecture "
-                f"{self.architecture.name} ({len(self.architecture.layers)} layers); optimizer: {self.optimizer}"
-                f"{saved} (ignored, only the weights are converted)")
+        return escaped(f"{self.path}: Keras {self.keras_version} {self.kind}{date}, architecture "  # the file's words
+                       f"{self.architecture.name} ({len(self.architecture.layers)} layers); optimizer: "
+                       f"{self.optimizer}{saved} (ignored, only the weights are converted)")
 
 
 def check_file(path: str | os.PathLike, what: str = "") -> Path:

@@ -149,6 +149,22 @@ def test_a_k_fold_run_of_too_many_folds_is_refused_before_any_is_read(model_file
                                       "trains at most", error
 
 
+def test_a_keras_files_own_words_reach_the_terminal_escaped(model_files, mnist_dir, monkeypatch, capsys):
+    """metadata.json's date_saved (any text a file holds) went to stdout raw: a newline, a terminal escape."""
+    import zipfile
+
+    monkeypatch.chdir(model_files)
+    with zipfile.ZipFile("model.keras") as source, zipfile.ZipFile("odd.keras", "w") as odd:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "metadata.json":
+                data = json.dumps({**json.loads(data), "date_saved": "\n\x1b[31mRED"}).encode()
+            odd.writestr(name, data)
+    main(["convert", "odd.keras", "odd.ckpt", "--data_dir", str(mnist_dir)])
+    out = capsys.readouterr().out
+    assert "saved \\n\\x1b[31mRED," in out and "\x1b" not in out, out
+
+
 OUTPUTS = {  # a command line writing `target`, and the flag its refusal names
     "convert": (["convert", "model.keras", "{target}"], "out.ckpt", "dst"),
     "predict --show": (["predict", "digit.png", "--weights", "model.ckpt", "--show", "{target}"], "shown.png", "--show"),
