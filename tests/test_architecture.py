@@ -107,6 +107,11 @@ def test_load_names_what_it_accepts(tmp_path):
     (tmp_path / "broken.yaml").write_text("layers: [unclosed")
     with pytest.raises(ArchitectureError, match="not valid YAML"):
         Architecture.load(tmp_path / "broken.yaml")
+    # 7 MB of layers took 42 s to parse before their count was refused: the file's size is refused first
+    (tmp_path / "huge.yaml").write_text("layers:\n" + "- {type: ReLU}\n" * 200_000)
+    with pytest.raises(ArchitectureError, match=r"huge.yaml: 3,000,008 bytes, more than a description of 2,000 "
+                                                r"layers takes \(2,097,152\)"):
+        Architecture.load(tmp_path / "huge.yaml")
 
 
 def _keras_config(*layers, input_shape=(28, 28, 1)):

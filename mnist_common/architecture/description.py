@@ -70,6 +70,7 @@ FORMAT_VERSION = 2
 MAX_PARAMETERS = 100_000_000
 MAX_ACTIVATIONS = 20_000_000
 MAX_LAYERS = 2_000  # Keras' largest applications have about 1,000; more is a crafted file, refused at once
+MAX_DESCRIPTION_BYTES = 2 << 20  # a description file of MAX_LAYERS layers, each spelled out in full, is below 1 MB
 CONFIG_KEYS = ("format_version", "name", "input_shape", "input_name", "functional", "layers", "num_classes")
 
 
@@ -698,6 +699,9 @@ def _read_description(path: Path) -> Any:
 
     if path.exists() and not path.is_file():  # a folder, or a pipe or device whose reading would never end
         raise ArchitectureError(f"architecture file {path}: not a regular file")
+    if path.is_file() and path.stat().st_size > MAX_DESCRIPTION_BYTES:  # PyYAML reads ~0.2 MB a second
+        raise ArchitectureError(f"architecture file {path}: {path.stat().st_size:,} bytes, more than a description of "
+                                f"{MAX_LAYERS:,} layers takes ({MAX_DESCRIPTION_BYTES:,})")
     try:
         text = path.read_text()
     except FileNotFoundError:
