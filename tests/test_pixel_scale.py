@@ -29,6 +29,31 @@ def test_rescaling_after_another_layer_says_nothing_about_the_pixels():
     assert architecture_of(sequential_case((28, 28, 1), L.Conv2D(2, 3), L.Rescaling(1 / 255))).pixel_scale == 1.0
 
 
+def _augmentation_block():
+    return keras.Sequential([L.RandomRotation(0.05), L.RandomZoom(0.1)], name="augmentation")
+
+
+@pytest.mark.parametrize("shape, before, after", [
+    ((28, 28, 1), lambda: [L.RandomRotation(0.05), L.RandomTranslation(0.1, 0.1)], L.Rescaling(1 / 255)),
+    ((28, 28, 1), lambda: [_augmentation_block()], L.Rescaling(1 / 255)),  # keras.io's block, a nested model
+    ((784,), lambda: [L.Reshape((28, 28, 1))], L.Rescaling(1 / 255)),
+    ((28, 28), lambda: [L.Reshape((28, 28, 1)), L.Dropout(0.1), L.Identity()],
+     L.Rescaling(1 / 127.5, offset=-1.0)),
+    ((28, 28), lambda: [lambda x: keras.ops.expand_dims(x, -1)], lambda x: x / 255.0),
+], ids=["augmentations", "nested augmentation block", "flat input reshaped", "reshape dropout identity",
+        "expand_dims then a division"])
+def test_a_rescaling_after_layers_that_only_move_the_pixels_takes_0_to_255_pixels(shape, before, after):
+    """keras.io's augmentation block before Rescaling(1/255), a flat 784 input reshaped first, ``ops.expand_dims``:
+    the scale was read from the first layer only, so these models were fed [0, 1] pixels (12.6 % accuracy, every
+    check passing)."""
+    inputs = x = keras.Input(shape)
+    for layer in [*before(), after]:
+        x = layer(x)
+    model = sequential_case(tuple(x.shape[1:]))  # the classifier's head, on what the rescaling gives
+    model = keras.Model(inputs, model(x))
+    assert architecture_of(model).pixel_scale == 255.0
+
+
 @pytest.fixture(scope="module")
 def raw_pixel_model(tmp_path_factory, mnist):
     """A keras.io-style model with Rescaling(1/255) first, trained by Keras on 0-255 pixels; its Keras accuracy on

@@ -399,12 +399,19 @@ class Architecture:
     def pixel_scale(self) -> float:
         """What MNIST pixels in [0, 1] are multiplied by on their way into this model: 255 for a model whose
         input goes first through a ``Rescaling`` by 1/255 (or by 1/127.5, to [-1, 1]): the way Keras users build a
-        model that takes raw 0-255 pixels (keras.io puts it first; ``inputs / 255.0``, a Keras operation, does the
-        same); 1 otherwise, the notebook's [0, 1] pixels.
+        model that takes raw 0-255 pixels (keras.io puts it first, or after an augmentation block; ``inputs /
+        255.0``, a Keras operation, does the same), past layers that only move the pixels (a ``Reshape`` of 784
+        values, ``ops.expand_dims``, augmentations and dropouts, the identity outside training); 1 otherwise, the
+        notebook's [0, 1] pixels.
         Every place that feeds MNIST images to a model applies it (training and testing in both frameworks, the
         conversion check, predict and serve; an ``.onnx`` file records it in its metadata)."""
-        first = [node.layer for node in self.nodes if self.input_name in node.inputs]
-        factor = first[0].input_factor() if len(first) == 1 else None  # also ``x / 255.0`` as a Keras operation
+        tensor = self.input_name
+        while True:  # past layers that only move the pixels (a reshape, an augmentation, a dropout: KEEPS_VALUES)
+            takers = [node for node in self.nodes if tensor in node.inputs]
+            if len(takers) != 1 or not takers[0].layer.KEEPS_VALUES:
+                break
+            tensor = takers[0].name
+        factor = takers[0].layer.input_factor() if len(takers) == 1 else None  # also ``x / 255.0``, an operation
         if factor is not None and any(abs(factor * 255.0 - multiple) <= 1e-4 * multiple for multiple in (1.0, 2.0)):
             return 255.0
         return 1.0
@@ -424,7 +431,7 @@ class Architecture:
         unsafe = self.graph_unsafe_name
         if unsafe is not None:
             raise ArchitectureError(f"{where}{': ' if where else ''}the name {unsafe!r} is one TensorFlow refuses in "
-                                    f"a traced graph, so {cannot}; rename it (letters, digits and _ . - > only), or "
+                                    f"a traced graph, so {cannot}; rename it (letters, digits and _ - > only), or "
                                     f"{instead}")
 
     @property

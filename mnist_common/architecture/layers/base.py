@@ -388,6 +388,10 @@ class Layer:
         ``x / 255.0``); None otherwise. What tells that a model takes raw 0-255 pixels."""
         return None
 
+    # Whether its output outside training holds only its input's values, moved between axes, some left out or
+    # zeros added (a reshape, a crop, a dropout, an augmentation): the pixel scale is found past such layers.
+    KEEPS_VALUES: ClassVar[bool] = False
+
     def keeps_distributions(self, *shapes: Shape) -> bool:
         """Whether inputs that are probabilities along their last axis (a softmax's) give outputs that are too,
         outside training: the same values, or a mean of them (an average pooling of per-pixel softmaxes).

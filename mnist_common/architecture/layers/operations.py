@@ -643,6 +643,8 @@ class ReshapeOperation(Operation):
     refuses a None size), so nothing could prove a conversion. A reshape that would move values into or out of the
     batch axis is refused. What the ``Reshape`` layer computes."""
 
+    KEEPS_VALUES: ClassVar[bool] = True
+
     newshape: tuple[int, ...]
     FUNCTION: ClassVar[str] = "reshape"
     KERAS_CLASS: ClassVar[str] = "Reshape"
@@ -675,6 +677,8 @@ class ReshapeOperation(Operation):
 class ExpandDims(Operation):
     """``keras.ops.expand_dims(x, axis)``: a new axis of size 1 (``axis`` counts the batch as 0, -1 the new last)."""
 
+    KEEPS_VALUES: ClassVar[bool] = True
+
     axis: int
     FUNCTION: ClassVar[str] = "expand_dims"
 
@@ -701,6 +705,8 @@ class Squeeze(Operation):
     """``keras.ops.squeeze(x, axis)``: the named axes of size 1 removed (``axis`` required: null would also remove
     the batch axis of a batch of one)."""
 
+    KEEPS_VALUES: ClassVar[bool] = True
+
     axis: int | tuple[int, ...] | None = None
     FUNCTION: ClassVar[str] = "squeeze"
 
@@ -725,6 +731,8 @@ class Squeeze(Operation):
 class Transpose(Operation):
     """``keras.ops.transpose(x, axes)``: ``axes`` a permutation of every axis, the batch (0) staying first; what
     the ``Permute`` layer computes with ``dims = axes[1:]``."""
+
+    KEEPS_VALUES: ClassVar[bool] = True
 
     axes: tuple[int, ...] | None = None
     FUNCTION: ClassVar[str] = "transpose"

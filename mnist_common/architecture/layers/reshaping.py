@@ -49,6 +49,8 @@ def only_the_last_axis(shape: Shape, output: Shape) -> bool:
 class Flatten(Layer):
     """Keras flattens channels-last maps in (h, w, c) order."""
 
+    KEEPS_VALUES: ClassVar[bool] = True
+
     KERAS_FIXED: ClassVar = DATA_FORMAT
 
     def output_shape(self, shape: Shape) -> Shape:
@@ -63,6 +65,8 @@ class Flatten(Layer):
 class Reshape(Layer):
     """Keras' reshape of its channels-last values in row-major order (an (H, W, C) map read as (h, w, c), as
     Flatten reads it); one size may be -1, inferred from the input's size, and Keras keeps the -1 in its config."""
+
+    KEEPS_VALUES: ClassVar[bool] = True
 
     target_shape: tuple[int, ...]
 
@@ -96,6 +100,8 @@ class Reshape(Layer):
 class Permute(Layer):
     """Keras' transpose of the non-batch axes, numbered from 1 (the batch axis stays first)."""
 
+    KEEPS_VALUES: ClassVar[bool] = True
+
     dims: tuple[int, ...]
 
     def __post_init__(self) -> None:
@@ -127,6 +133,8 @@ def side_pairs(value: Any, setting: str) -> tuple[tuple[int, int], tuple[int, in
 @dataclass(frozen=True, kw_only=True)
 class _Sides2D(Layer):
     """What ZeroPadding2D and Cropping2D share: rows and columns at each side of an (H, W, C) map."""
+
+    KEEPS_VALUES: ClassVar[bool] = True
 
     SETTING: ClassVar[str]
     KERAS_FIXED: ClassVar = DATA_FORMAT
@@ -199,6 +207,8 @@ class UpSampling2D(Layer):
 class Identity(Layer):
     """Its input, unchanged (Keras' placeholder layer, e.g. a residual block's shortcut)."""
 
+    KEEPS_VALUES: ClassVar[bool] = True
+
     def keeps_distributions(self, *shapes: Shape) -> bool:
         return True
 
@@ -214,6 +224,8 @@ def side_pair(value: Any, setting: str) -> tuple[int, int]:
 @dataclass(frozen=True, kw_only=True)
 class _Sides1D(Layer):
     """What ZeroPadding1D and Cropping1D share: steps at each end of a (steps, features) map."""
+
+    KEEPS_VALUES: ClassVar[bool] = True
 
     SETTING: ClassVar[str]
 
