@@ -41,6 +41,10 @@ from mnist_common.keras2_tf_ops import rewrite_tf_ops
 from mnist_common.keras_file import MAX_JSON_BYTES, MAX_WEIGHTS_BYTES, check_file, check_storage, describe_optimizer
 
 LEGACY_SUFFIXES = (".h5", ".hdf5")  # the suffixes Keras reads as its legacy HDF5 format
+# Layer settings that size a layer's weights: each weight value they count is one the file must hold for the layer
+# (a Dense of 2,000,000 units, declared in a 1 MB file beside its real weights, took 14 GB in Keras' build)
+SIZE_SETTINGS = ("units", "filters", "output_dim", "input_dim", "depth_multiplier", "num_heads", "key_dim",
+                 "value_dim")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # Keras 2 layers that hold Python code or a TensorFlow function this bridge does not rewrite -> what to do instead
 CODE_LAYERS = {
@@ -121,6 +125,7 @@ def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
                                                                "training_config")}
             # Keras 2's save_weights: layer groups named by "layer_names"; Keras 3's (".weights.h5"): layers/, vars/
             has_weights = "model_weights" in h5 or "layer_names" in h5.attrs or "layers" in h5
+            stored = _stored_values(h5, path)
     except UserError:
         raise
     except Exception as err:  # h5py's errors for a damaged file are of several kinds
@@ -152,6 +157,14 @@ def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
         if entry.get("class_name") in CODE_LAYERS:
             kind = entry["class_name"]
             raise UserError(f"{path}: layer {where} ({kind}) is refused: {CODE_LAYERS[kind]}")
+        # a layer inside a wrapper keeps its weights under another name (Bidirectional's forward_lstm): all of them
+        held = stored.get(where, stored.get("", 0))
+        for key in SIZE_SETTINGS:
+            size = settings.get(key)
+            if isinstance(size, int) and size > held:
+                raise UserError(f"{path}: layer {where} declares {key} {size:,}, but the file holds {held:,} weight "
+                                f"values for it (Keras would allocate the layer before finding that its weights do "
+                                f"not fit)")
     changed = rewrite_tf_ops(config, path)  # Keras 2's x + y, x * 0.5, tf.nn.relu(x) as the Keras 3 layers they are
     for where, entry in _layers(config):
         unused, settings = KERAS2_UNUSED.get(entry.get("class_name"), {}), entry.get("config")
@@ -164,6 +177,32 @@ def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
                     keras_version=keras_version,
                     backend=_text(attributes["backend"] or "?"), config=config, config_changed=changed,
                     optimizer=_optimizer(attributes["training_config"]))
+
+
+def _stored_values(h5: Any, path: Path) -> dict[str, int]:
+    """The weight values the file holds under each group name in ``model_weights`` (a layer's, at any depth: a nested
+    model's layers are inside its group), each dataset counted for every group above it, and under "" all of them;
+    refused when the arrays
+    declare more bytes than any model this bridge converts (a small file may declare huge compressed arrays)."""
+    import h5py
+
+    weights = h5.get("model_weights")
+    counts: dict[str, int] = {}
+    total = 0
+
+    def visit(name: str, item: Any) -> None:
+        nonlocal total
+        if isinstance(item, h5py.Dataset):
+            size = int(item.size or 0)
+            total += size * item.dtype.itemsize
+            for group in {"", *name.split("/")[:-1]}:  # dense/dense/kernel: once for "dense"; "": every value
+                counts[group] = counts.get(group, 0) + size
+
+    if isinstance(weights, h5py.Group):
+        weights.visititems(visit)
+    if total > MAX_WEIGHTS_BYTES:
+        raise UserError(f"{path}: its weights declare {total:,} bytes, more than any model this bridge converts")
+    return counts
 
 
 def _optimizer(training_config: Any) -> str:

@@ -102,6 +102,18 @@ def _with_hard_sigmoid(tmp_path) -> str:
     return _with_config(tmp_path, config)
 
 
+def _with_units(units: int):
+    """The CNN's Dense declaring ``units`` beside its real weights: Keras allocated the layer first (2,000,000 units
+    took 14 GB before Keras found the weights do not fit)."""
+    def make(tmp_path) -> str:
+        with h5py.File(KERAS2 / "keras2_cnn.h5", "r") as h5:
+            config = json.loads(h5.attrs["model_config"])
+        dense = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
+        dense["config"]["units"] = units
+        return _with_config(tmp_path, config)
+    return make
+
+
 def _with_external_link(tmp_path) -> str:
     path = tmp_path / "linked.h5"
     shutil.copyfile(KERAS2 / "keras2_cnn.h5", path)
@@ -168,8 +180,10 @@ def _written(content: bytes, name: str = "model.h5"):
     (_with_operations, "Keras cannot load it (ValueError: Unknown layer: 'Relu'. Please ensure you are using a "
                        "`keras.utils.custom_object_scope` and that this object is included in the scope. See "),
     (_with_nan_weights, "nan.h5: dense kernel holds NaN or infinite values"),
+    (_with_units(2_000_000), "edited.h5: layer dense declares units 2,000,000, but the file holds 2,010 weight values "
+                             "for it (Keras would allocate the layer before finding that its weights do not fit)"),
 ], ids=["lambda", "tf_op", "external_link", "weights_only", "not_a_model", "hard_sigmoid", "corrupt", "not_hdf5",
-        "keras_operations", "nan_weights"])
+        "keras_operations", "nan_weights", "declared_units"])
 def test_legacy_files_keras_must_not_or_cannot_read_are_refused_in_one_line(make, message, tmp_path, mnist_dir,
                                                                              capsys):
     """Python code and a file reaching outside itself are refused before Keras opens the file; what Keras itself
