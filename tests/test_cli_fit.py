@@ -538,6 +538,15 @@ BAD_INPUTS = {
                                       "--data.steps_per_execution 4: `test` scores the checkpoint as it is"),
     "num_folds 0": (["fit", "--data.num_folds", "0"], "--data.num_folds must be between 2 and 100"),
     "num_folds -3": (["cv", "--data.num_folds", "-3"], "--data.num_folds must be between 2 and 100 (or null"),
+    # LightningCLI left these unused, silently: its --lr_scheduler without --optimizer, the model's own schedule
+    # and Adam settings beside --optimizer
+    "lr_scheduler without optimizer": (["fit", "--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "3"],
+                                       "--lr_scheduler torch.optim.lr_scheduler.StepLR: LightningCLI applies a "
+                                       "schedule given this way only with --optimizer"),
+    "optimizer beside the model's schedule": (["fit", "--optimizer", "SGD", "--optimizer.lr", "0.1",
+                                               "--model.lr_schedule", "onecycle"],
+                                              "--model.lr_schedule onecycle: --optimizer torch.optim.SGD replaces the "
+                                              "model's own optimizer and schedule"),
     "num_folds 101": (["cv", "--data.num_folds", "101"], "--data.num_folds must be between 2 and 100 (or null for the "
                                                          "hold-out split), got 101"),
     "fold without num_folds": (["fit", "--data.fold", "1"], "--data.fold 1 needs --data.num_folds"),

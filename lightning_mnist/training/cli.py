@@ -98,6 +98,8 @@ KEPT_FROM_RUN_CONFIG = {
                 "min_epochs", "deterministic", "benchmark"),
 }
 
+# The model's settings of its own optimizer and schedule, at their defaults (what LightningCLI's --optimizer replaces)
+MODEL_OPTIMIZER_DEFAULTS = {"lr_schedule": "constant", "weight_decay": 0.0, "keras_adam": False}
 # ... and for a run whose learning-rate schedule spans it (one-cycle: its total steps are saved in its state, and
 # torch's schedule stops the run with an error one step past them)
 RUN_LENGTH = {"trainer": ("max_epochs", "max_steps")}
@@ -294,6 +296,7 @@ class MnistCLI(LightningCLI):
             check_cv_folds(config.data.num_folds, config.data.fold, config.data.val_fraction)
         if subcommand in ("fit", "cv"):
             check_monitors(config)
+            check_optimizer_flags(config)
             architecture = load_architecture(config.model.architecture)
             architecture.require_mnist(f"`{subcommand}` on MNIST")
             architecture.require_trainable(f"`{subcommand}`")
@@ -549,9 +552,11 @@ class MnistCLI(LightningCLI):
             raise UserError(f"resuming {checkpoint.path}: {'; '.join(conflicts)}; a resumed run keeps its settings "
                             f"(start a new run to change them)")
         network = checkpoint.network()
-        check_training_state(checkpoint, [list(network.parameters())] if config.get("optimizer") else  # all: LightningCLI's
-                             optimizer_parameter_groups(network, config.model.weight_decay),
-                             schedules=int(bool(config.get("lr_scheduler")) or config.model.lr_schedule != "constant"))
+        groups = ([list(network.parameters())] if config.get("optimizer") else  # LightningCLI's optimizer: all
+                  optimizer_parameter_groups(network, config.model.weight_decay))
+        schedules = bool(config.get("lr_scheduler")) if config.get("optimizer") else (
+            config.model.lr_schedule != MODEL_OPTIMIZER_DEFAULTS["lr_schedule"])
+        check_training_state(checkpoint, groups, schedules=int(schedules))
         done = len(history["history"])  # epochs fully trained: the run's own record, not Lightning's loop layout
         tested = run is not None and (run / RESULTS_FILE).is_file()  # else stopped after training, before its test
         max_epochs = config.trainer.max_epochs
@@ -842,6 +847,22 @@ def callback_classes(trainer) -> list[type]:
             callback = getattr(importlib.import_module(module), name)
         kinds.append(callback if isinstance(callback, type) else type(callback))
     return kinds
+
+
+def check_optimizer_flags(config) -> None:
+    """LightningCLI's ``--optimizer`` replaces the model's own optimizer and schedule, and its ``--lr_scheduler`` is
+    applied only with it: what either would leave silently unused is refused."""
+    if config.get("lr_scheduler") and not config.get("optimizer"):
+        raise UserError(f"--lr_scheduler {config.lr_scheduler.class_path}: LightningCLI applies a schedule given this "
+                        f"way only with --optimizer (the model's own Adam takes --model.lr_schedule onecycle)")
+    if config.get("optimizer"):
+        model = config.model
+        unused = [f"--model.{key} {model[key]}" for key, default in MODEL_OPTIMIZER_DEFAULTS.items()
+                  if model[key] != default]
+        if unused:
+            raise UserError(f"{', '.join(unused)}: --optimizer {config.optimizer.class_path} replaces the model's own "
+                            f"optimizer and schedule, which would leave this unused (give --lr_scheduler for a "
+                            f"schedule)")
 
 
 def check_monitors(config) -> None:
