@@ -537,10 +537,10 @@ class MnistCLI(LightningCLI):
                 else:
                     conflicts.append(f"--{group}.{key} {asked} (the run's is {value})")
         run = run_dir_of_checkpoint(checkpoint.path)
-        schedules = contents.get("lr_schedulers")
+        saved_schedules = contents.get("lr_schedulers")
         # a one-cycle schedule spans the whole run (its total steps saved with it): the run's length is kept too
-        spans_run = isinstance(schedules, list) and any(isinstance(s, dict) and ONE_CYCLE_STEPS in s
-                                                        for s in schedules)
+        spans_run = isinstance(saved_schedules, list) and any(isinstance(s, dict) and ONE_CYCLE_STEPS in s
+                                                              for s in saved_schedules)
         if run is not None and (run / RUN_CONFIG_FILE).is_file():
             self._keep_run_config(config, run, typed, kept, conflicts, RUN_LENGTH if spans_run else {})
         asked_architecture = load_architecture(config.model.architecture)
@@ -554,9 +554,9 @@ class MnistCLI(LightningCLI):
         network = checkpoint.network()
         groups = ([list(network.parameters())] if config.get("optimizer") else  # LightningCLI's optimizer: all
                   optimizer_parameter_groups(network, config.model.weight_decay))
-        schedules = bool(config.get("lr_scheduler")) if config.get("optimizer") else (
+        stepped = bool(config.get("lr_scheduler")) if config.get("optimizer") else (
             config.model.lr_schedule != MODEL_OPTIMIZER_DEFAULTS["lr_schedule"])
-        check_training_state(checkpoint, groups, schedules=int(schedules))
+        check_training_state(checkpoint, groups, schedules=int(stepped))
         done = len(history["history"])  # epochs fully trained: the run's own record, not Lightning's loop layout
         tested = run is not None and (run / RESULTS_FILE).is_file()  # else stopped after training, before its test
         max_epochs = config.trainer.max_epochs
