@@ -54,6 +54,9 @@ def load_legacy_h5(path: str | os.PathLike) -> tuple["keras.Model", KerasFile]:
                             optimizer_variables=0, keras_paths=graph.keras_paths, kind="legacy HDF5 file")
 
 
+UNKNOWN_LAYER = "Unknown layer"  # Keras' words for a class it cannot find: what a Keras operation becomes in a .h5
+
+
 def _keras_legacy_load(info: LegacyH5) -> "keras.Model":
     """Keras' own reading of a checked legacy file: the file itself, or a copy of it holding the config Keras 3
     reads (:attr:`LegacyH5.config`)."""
@@ -70,7 +73,7 @@ def _keras_legacy_load(info: LegacyH5) -> "keras.Model":
                 "read back: save the model as .keras" if info.keras_version.startswith("3.") else "")
         with warnings.catch_warnings():  # Keras' advice to use .keras: what this conversion does
             warnings.simplefilter("ignore")
-            return _keras_load(readable, info.path, hint)
+            return _keras_load(readable, info.path, hint, hint_when=UNKNOWN_LAYER)
 
 
 def _named_for_keras(path: Path, suffixes: tuple[str, ...], folder: str) -> Path:
@@ -83,14 +86,15 @@ def _named_for_keras(path: Path, suffixes: tuple[str, ...], folder: str) -> Path
     return link
 
 
-def _keras_load(readable: Path, path: Path, hint: str = "") -> "keras.Model":
+def _keras_load(readable: Path, path: Path, hint: str = "", hint_when: str = "") -> "keras.Model":
     """``keras.saving.load_model`` of a file that passed our checks (``path``, read as ``readable``): not compiled,
-    ``safe_mode=True``; what Keras says against it, in one line (``hint``: what to do, after it)."""
+    ``safe_mode=True``; what Keras says against it, in one line (``hint``: what to do, after it, where Keras' words
+    hold ``hint_when``)."""
     try:
         return keras.saving.load_model(str(readable), safe_mode=True, compile=False)
     except Exception as err:  # whatever Keras says; what follows the config it prints, where it prints one
-        raise UserError(f"{path}: Keras cannot load it ({one_line(err, after='Exception encountered: ')}){hint}") \
-            from None
+        said = one_line(err, after="Exception encountered: ")
+        raise UserError(f"{path}: Keras cannot load it ({said}){hint if hint_when in said else ''}") from None
 
 
 def save_model(model: "keras.Model", path: str | os.PathLike, check=None):

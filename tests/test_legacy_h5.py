@@ -148,6 +148,19 @@ def _with_nan_weights(tmp_path) -> str:
     return path.name
 
 
+def _keras3_with_unknown_setting(tmp_path) -> str:
+    """A Keras 3 .h5 that Keras refuses for another reason than a Keras operation: its advice about operations
+    followed every Keras error on such a file."""
+    inputs = keras.Input((6, 6, 1))
+    keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs))).save(tmp_path / "unknown.h5")
+    with h5py.File(tmp_path / "unknown.h5", "r+") as h5:
+        config = json.loads(h5.attrs["model_config"])
+        dense = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
+        dense["config"]["bogus_setting"] = 1
+        h5.attrs["model_config"] = json.dumps(config)
+    return "unknown.h5"
+
+
 def _copy(name):
     def make(tmp_path) -> str:
         shutil.copyfile(KERAS2 / name, tmp_path / name)
@@ -180,10 +193,11 @@ def _written(content: bytes, name: str = "model.h5"):
     (_with_operations, "Keras cannot load it (ValueError: Unknown layer: 'Relu'. Please ensure you are using a "
                        "`keras.utils.custom_object_scope` and that this object is included in the scope. See "),
     (_with_nan_weights, "nan.h5: dense kernel holds NaN or infinite values"),
+    (_keras3_with_unknown_setting, "unknown.h5: Keras cannot load it ("),
     (_with_units(2_000_000), "edited.h5: layer dense declares units 2,000,000, but the file holds 2,010 weight values "
                              "for it (Keras would allocate the layer before finding that its weights do not fit)"),
 ], ids=["lambda", "tf_op", "external_link", "weights_only", "not_a_model", "hard_sigmoid", "corrupt", "not_hdf5",
-        "keras_operations", "nan_weights", "declared_units"])
+        "keras_operations", "nan_weights", "keras3_unknown_setting", "declared_units"])
 def test_legacy_files_keras_must_not_or_cannot_read_are_refused_in_one_line(make, message, tmp_path, mnist_dir,
                                                                              capsys):
     """Python code and a file reaching outside itself are refused before Keras opens the file; what Keras itself
