@@ -182,8 +182,8 @@ def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
 def _stored_values(h5: Any, path: Path) -> dict[str, int]:
     """The weight values the file holds under each group name in ``model_weights`` (a layer's, at any depth: a nested
     model's layers are inside its group), each dataset counted for every group above it, and under "" all of them;
-    refused when the arrays
-    declare more bytes than any model this bridge converts (a small file may declare huge compressed arrays)."""
+    refused when the arrays declare more bytes than any model this bridge converts (a small file may declare huge
+    compressed arrays)."""
     import h5py
 
     weights = h5.get("model_weights")

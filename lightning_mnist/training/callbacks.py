@@ -297,7 +297,10 @@ class RunCheckpoint(ModelCheckpoint):
         folder = Path(self.dirpath).resolve()
 
         def inside(path: Any) -> bool:
-            return isinstance(path, str) and bool(path) and Path(path).resolve().is_relative_to(folder)
+            try:
+                return isinstance(path, str) and bool(path) and Path(path).resolve().is_relative_to(folder)
+            except (OSError, ValueError):  # a NUL in it, a loop of links
+                return False
 
         kept = dict(state_dict)
         for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
