@@ -39,6 +39,10 @@ def _first_moment(contents: dict, value) -> None:
     state["exp_avg"] = value(state["exp_avg"])
 
 
+def _callback(contents: dict, name: str) -> dict:
+    return next(state for key, state in contents["callbacks"].items() if key.startswith(name))
+
+
 TAMPERED = {  # what is changed in the run's last.ckpt, what the one line says
     "moments of another shape (was a segmentation fault)": (
         lambda c: _first_moment(c, lambda m: torch.zeros(3)),
@@ -61,6 +65,14 @@ TAMPERED = {  # what is changed in the run's last.ckpt, what the one line says
     "a callback's state that is a number": (
         lambda c: c["callbacks"].update({next(k for k in c["callbacks"] if k.startswith("RunCheckpoint")): 5}),
         "its callbacks' states are not a mapping"),
+    "random states that are text (a traceback in torch)": (
+        lambda c: c["callbacks"]["RandomState"].update(torch="garbage"),
+        "the state of its callback RandomState is not one it saves"),
+    "an early stopping count that is text (a traceback mid-run)": (
+        lambda c: _callback(c, "EarlyStopping").update(wait_count="x", best_score="y"),
+        "the state of its callback EarlyStopping is not one it saves"),
+    "a best score that is text": (lambda c: _callback(c, "RunCheckpoint").update(best_model_score="abc"),
+                                  "the state of its callback RunCheckpoint is not one it saves"),
     "an epoch that is text": (lambda c: c.update(epoch="abc"), "its epoch is 'abc', not a count"),
     "a negative global step": (lambda c: c.update(global_step=-5), "its global_step is -5, not a count"),
     "a schedule's step count that is text": (lambda c: c["lr_schedulers"][0].update(last_epoch="z"),

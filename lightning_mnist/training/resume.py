@@ -37,6 +37,10 @@ def check_training_state(checkpoint: Checkpoint, groups: list[list[torch.nn.Para
     callbacks = contents.get("callbacks")
     if not isinstance(callbacks, dict) or not all(isinstance(state, dict) for state in callbacks.values()):
         raise UserError(f"{where}: its callbacks' states are not a mapping of each callback's settings")
+    for key, state in callbacks.items():
+        check = CALLBACK_STATES.get(str(key).partition("{")[0])
+        if check is not None and not _holds(check, state):
+            raise UserError(f"{where}: the state of its callback {str(key).partition('{')[0]} is not one it saves")
     loops = contents.get("loops")
     if not isinstance(loops, dict) or not isinstance(loops.get("fit_loop"), dict):
         raise UserError(f"{where}: it holds no state of Lightning's training loop (its epoch and batch counters), so "
@@ -54,6 +58,51 @@ def check_training_state(checkpoint: Checkpoint, groups: list[list[torch.nn.Para
             for s in saved):
         raise UserError(f"{where}: its learning-rate schedules' state is not what this run saves ({schedules} "
                         f"schedule{'s' if schedules != 1 else ''}, of numbers and settings)")
+
+
+def _generators_take(state: dict) -> bool:
+    """Whether torch's, Python's and numpy's generators take these states (tried on generators of their own)."""
+    import random
+
+    import numpy as np
+
+    try:
+        torch.Generator().set_state(state["torch"])
+        version, internal, gauss = state["python"]
+        random.Random().setstate((version, tuple(internal), gauss))
+        saved = state["numpy"]
+        np.random.RandomState().set_state({"bit_generator": saved["bit_generator"], "has_gauss": saved["has_gauss"],
+                                           "gauss": saved["gauss"], "state": {
+                                               "key": saved["key"].numpy().astype(np.uint32), "pos": saved["pos"]}})
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError):
+        return False
+    return True
+
+
+def _score(value: Any) -> bool:
+    """A monitored value as Lightning keeps it: None, a number, or a tensor of one number (inf before any)."""
+    if isinstance(value, torch.Tensor):
+        return value.layout == torch.strided and value.numel() == 1 and not bool(torch.isnan(value).any())
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value))
+
+
+# what each callback of this project's runs keeps, by the name its state is saved under
+CALLBACK_STATES = {
+    "RandomState": lambda s: not s or _generators_take(s),  # empty: saved outside fitting
+    "EpochHistory": lambda s: isinstance(s.get("history"), list) and all(isinstance(r, dict) for r in s["history"])
+    and all(_finite_number(s.get(k, 0.0)) for k in ("seconds", "wall_seconds", "epoch_seconds")),
+    "EarlyStopping": lambda s: all(_count(s.get(k, 0)) for k in ("wait_count", "stopped_epoch", "patience"))
+    and _score(s.get("best_score")),
+    "RunCheckpoint": lambda s: all(_score(s.get(k)) for k in ("best_model_score", "current_score", "kth_value"))
+    and isinstance(s.get("best_k_models", {}), dict) and all(_score(v) for v in s.get("best_k_models", {}).values()),
+}
+
+
+def _holds(check, state: dict) -> bool:
+    try:
+        return bool(check(state))
+    except (TypeError, ValueError, AttributeError):
+        return False
 
 
 def _count(value: Any) -> bool:
