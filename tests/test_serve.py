@@ -87,6 +87,15 @@ def test_the_notebooks_four_from_the_three_backends(served, seed_png):
     assert info["model"]["weights"] == {"torch": "seed.ckpt", "keras": "seed.ckpt", "onnx": "seed.ckpt"}
 
 
+def _nested_form(depth: int) -> bytes:
+    """A multipart form whose one part is a form, whose one part is a form... ``depth`` deep."""
+    body = b"--L0\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nx\r\n--L0--\r\n"
+    for level in range(1, depth):
+        body = (b"--L%d\r\nContent-Type: multipart/mixed; boundary=L%d\r\n\r\n" % (level, level - 1) + body
+                + b"\r\n--L%d--\r\n" % level)
+    return body
+
+
 def _bad_requests(tmp_path):
     """(what, request keyword arguments, status, fragment of the error) for every kind of bad request."""
     bad = make_bad_images(tmp_path)
@@ -118,6 +127,12 @@ def _bad_requests(tmp_path):
          "backends is given more than once"),
         ("form with two files", {"files": [("file", ("a.png", b"x", "image/png")), ("file", ("b.png", b"y", "image/png"))]},
          400, "the multipart form has 2 fields 'file'"),
+        # nested past Python's stack in the standard library's parser: a traceback and a 500
+        ("form nested 3,000 deep", {"data": _nested_form(3000), "headers": {
+            "Content-Type": "multipart/form-data; boundary=L2999"}}, 400, "multipart form cannot be read"),
+        ("Content-Type comment 2,000 deep", {"data": b"x", "headers": {
+            "Content-Type": "multipart/form-data; boundary=B " + "(" * 2000 + ")" * 2000}}, 400,
+         "Content-Type or multipart form cannot be read (RecursionError"),
     ]
     return cases
 

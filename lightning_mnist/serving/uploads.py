@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.errors
 import email.message
 import email.parser
 import email.policy
@@ -123,11 +124,25 @@ async def read_body(request: Request, max_bytes: int, timeout: float = BODY_TIME
     return b"".join(chunks)
 
 
+def unreadable_form(err: Exception) -> HTTPException:
+    """The 400 for a header or a form the standard library's parser cannot read: one nested past Python's stack (a
+    multipart body 3,000 forms deep, a header comment of 2,000 parentheses) was a traceback and a 500."""
+    return refuse(BAD_REQUEST, f"the request's Content-Type or multipart form cannot be read ({type(err).__name__}: "
+                               f"nested too deep, or malformed)")
+
+
+# what the standard library's email parser raises on headers and forms it cannot read
+EMAIL_PARSER_ERRORS = (RecursionError, ValueError, LookupError, IndexError, email.errors.MessageError)
+
+
 def body_kind(content_type: str) -> str:
     """"image" (the body is the picture) or "form" (multipart: the picture is the field ``file``); else 415."""
     header = email.message.Message()
-    header["content-type"] = content_type
-    kind = header.get_content_type()  # lower case; "text/plain" when the header is missing or malformed
+    try:
+        header["content-type"] = content_type
+        kind = header.get_content_type()  # lower case; "text/plain" when the header is missing or malformed
+    except EMAIL_PARSER_ERRORS as err:
+        raise unreadable_form(err) from None
     if content_type and kind.startswith("image/"):
         return "image"
     if kind == "multipart/form-data":
@@ -139,6 +154,13 @@ def body_kind(content_type: str) -> str:
 
 def form_picture(content_type: str, body: bytes) -> tuple[bytes, str]:
     """(picture bytes, name) from a multipart/form-data body: its field ``file``, or a 400."""
+    try:
+        return _form_picture(content_type, body)
+    except EMAIL_PARSER_ERRORS as err:
+        raise unreadable_form(err) from None
+
+
+def _form_picture(content_type: str, body: bytes) -> tuple[bytes, str]:
     form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
     parts = [part for part in form.iter_parts() if part.get_param("name", header="content-disposition") == FIELD] \
