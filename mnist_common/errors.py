@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import sys
 from typing import Callable, TypeVar
 
 EXIT_USER_ERROR = 2
+PATH_TEXT_LIMIT = 200  # characters of a path a message shows whole
 EXIT_INTERRUPTED = 130
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a write refused for want of space
 
@@ -28,6 +30,20 @@ def one_line(err: BaseException, limit: int = 300, after: str | None = None) -> 
     message = str(err).rpartition(after)[2] if after else str(err)
     text = message.strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"[:limit]
+
+
+def escaped(path: str | os.PathLike) -> str:
+    """``path`` whole, on one line: control characters escaped as Python writes them (``\\n``, ``\\x1b``), so a
+    newline in a name cannot start a line of its own and an escape sequence cannot reach the terminal."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def path_text(path: str | os.PathLike) -> str:
+    """``path`` as a one-line message shows it: :func:`escaped`, and a name too long to read cut in its middle (its
+    start and end say which)."""
+    text = escaped(path)
+    return text if len(text) <= PATH_TEXT_LIMIT else f"{text[:100]}...{text[-60:]}"
 
 
 def error_line(message: object) -> str:
@@ -52,6 +68,10 @@ def exit_on_user_error(main: F) -> F:
             print("interrupted", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
         except OSError as err:
+            if err.errno == errno.ENAMETOOLONG:  # a name given on the command line or in a file, wherever it is used
+                print(error_line(f"{path_text(err.filename or '')}: a name longer than the file system takes "
+                                 f"({err.strerror})"), file=sys.stderr)
+                sys.exit(EXIT_USER_ERROR)
             if err.errno not in DISK_FULL:
                 raise
             # files are written whole or not at all (mnist_common.files), so nothing partial was left

@@ -15,9 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from mnist_common.errors import UserError
+from mnist_common.errors import UserError, path_text
 
-PATH_TEXT_LIMIT = 200  # characters of a path a message shows whole
 
 
 def _umask() -> int:
@@ -72,20 +71,6 @@ def check_readable(path: str | os.PathLike, label: str) -> Path:
     except OSError as err:
         raise UserError(f"{label}: cannot be read ({err.strerror or err})") from None
     return Path(path)
-
-
-def escaped(path: str | os.PathLike) -> str:
-    """``path`` whole, on one line: control characters escaped as Python writes them (``\\n``, ``\\x1b``), so a
-    newline in a name cannot start a line of its own and an escape sequence cannot reach the terminal."""
-    text = str(path)
-    return text if text.isprintable() else repr(text)[1:-1]
-
-
-def path_text(path: str | os.PathLike) -> str:
-    """``path`` as a one-line message shows it: :func:`escaped`, and a name too long to read cut in its middle (its
-    start and end say which)."""
-    text = escaped(path)
-    return text if len(text) <= PATH_TEXT_LIMIT else f"{text[:100]}...{text[-60:]}"
 
 
 def os_reason(err: BaseException) -> str:

@@ -32,8 +32,7 @@ import numpy as np
 
 from mnist_common.architecture import Architecture
 from mnist_common.architecture.keras_config import read_keras_config
-from mnist_common.errors import UserError, one_line
-from mnist_common.files import escaped
+from mnist_common.errors import UserError, escaped, one_line
 
 KERAS_SUFFIX = ".keras"
 MEMBERS = ("config.json", "metadata.json", "model.weights.h5")

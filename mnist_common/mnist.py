@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_common.errors import UserError
-from mnist_common.files import os_reason, path_text
+from mnist_common.errors import UserError, path_text
+from mnist_common.files import os_reason
 
 DATA_DIR_ENV = "MNIST_DATA_DIR"
 DEFAULT_DATA_DIR = "./data"

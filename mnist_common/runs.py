@@ -16,8 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mnist_common.errors import UserError
-from mnist_common.files import os_reason, path_text
+from mnist_common.errors import UserError, path_text
+from mnist_common.files import os_reason
 
 DEFAULT_OUTPUT_DIR = "runs"
 CHECKPOINTS = "checkpoints"

@@ -170,6 +170,16 @@ def test_an_output_name_too_long_is_one_shortened_line(command, work, capsys):
     assert sorted(p.name for p in work.iterdir()) == ["digit.png", "model.ckpt"]
 
 
+@pytest.mark.parametrize("argv", [["convert", f"{LONG}.keras", "out.ckpt"], ["test", "--ckpt_path", f"{LONG}.ckpt"],
+                                  ["validate", "--ckpt_path", f"{LONG}.ckpt"], ["convert", LONG, "out.pt2"]],
+                         ids=["convert", "test", "validate", "convert a folder"])
+def test_an_input_name_too_long_is_one_shortened_line(argv, work, capsys):
+    """Was a traceback (OSError: File name too long, from Path.is_dir) before any other check named the file."""
+    error, out = refused(argv, capsys)
+    assert "xxx...xxx" in error and "File name too long" in error and len(error) < 300 and out == "", error
+    assert sorted(p.name for p in work.iterdir()) == ["digit.png", "model.ckpt"]
+
+
 @pytest.mark.parametrize("program, command, framework", [(main, "fit", "lightning"),
                                                          (keras_main, "train", "keras")])
 @pytest.mark.parametrize("output_dir, reason", [(LONG, "File name too long"), ("a\0b", "embedded null")],

@@ -20,8 +20,8 @@ from typing import Any, Literal
 import numpy as np
 
 from mnist_common.cli import run
-from mnist_common.errors import EXIT_USER_ERROR, UserError, error_line, exit_on_user_error
-from mnist_common.files import check_output_file, escaped
+from mnist_common.errors import EXIT_USER_ERROR, UserError, error_line, escaped, exit_on_user_error
+from mnist_common.files import check_output_file
 from mnist_common.images.decoding import ImageError, pictures_in
 from mnist_common.images.preparation import Prepared, prepare
 from mnist_common.predictions import record

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mnist_common.errors import UserError
-from mnist_common.files import os_reason, path_text
+from mnist_common.errors import UserError, path_text
+from mnist_common.files import os_reason
 
 MAX_PIXELS = 64_000_000  # larger images are refused unread (a decompression bomb, or far more than a digit needs)
 MAX_SIDE = 30_000
