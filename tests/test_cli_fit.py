@@ -360,12 +360,27 @@ def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_m
     saved = config_file.read_text()
     for damage, fragment in (("[1, 2]\n", "its config.yaml, which holds the settings the run keeps, holds a YAML list"),
                              (saved.replace("seed_everything: 42", "seed_everything: [1, 2]"),
-                              'holds a value refused here: Parser key "seed_everything"')):
-        config_file.write_text(damage)
+                              'holds a value refused here: Parser key "seed_everything"'),
+                             ("a: " + "[" * 5000 + "]" * 5000, "is unreadable (RecursionError"),
+                             (None, "is not a regular file")):
+        config_file.unlink()
+        if damage is None:
+            config_file.mkdir()  # (a traceback when the run rewrote it, after the model was built)
+        else:
+            config_file.write_text(damage)
         code, error, _ = main_error(main, ["fit", "--ckpt_path", "last", *NO_PROGRESS, "--trainer.max_epochs", "2"],
                                     capsys)
         assert code == 2 and fragment in error, error
+    config_file.rmdir()
     config_file.write_text(saved)
+    metrics = run / "metrics.csv"  # a pipe: fit waited on it for good, deaf to Ctrl-C
+    rows = metrics.read_bytes()
+    metrics.unlink()
+    os.mkfifo(metrics)
+    code, error, _ = main_error(main, ["fit", "--ckpt_path", "last", *NO_PROGRESS, "--trainer.max_epochs", "2"], capsys)
+    assert code == 2 and "metrics.csv is not a regular file (a pipe, a device or a folder)" in error, error
+    metrics.unlink()
+    metrics.write_bytes(rows)
     # without those flags the run's own settings are kept, and said so
     resumed = run_module("lightning_mnist", "fit", "--ckpt_path", "last", "--trainer.max_epochs", "2", *NO_PROGRESS)
     assert "keeping the run's own settings" in resumed.stdout and "model.lr=0.001" in resumed.stdout

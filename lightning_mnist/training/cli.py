@@ -537,11 +537,13 @@ class MnistCLI(LightningCLI):
                 else:
                     conflicts.append(f"--{group}.{key} {asked} (the run's is {value})")
         run = run_dir_of_checkpoint(checkpoint.path)
+        if run is not None:
+            check_run_files(run)
         saved_schedules = contents.get("lr_schedulers")
         # a one-cycle schedule spans the whole run (its total steps saved with it): the run's length is kept too
         spans_run = isinstance(saved_schedules, list) and any(isinstance(s, dict) and ONE_CYCLE_STEPS in s
                                                               for s in saved_schedules)
-        if run is not None and (run / RUN_CONFIG_FILE).is_file():
+        if run is not None and ((run / RUN_CONFIG_FILE).exists() or (run / RUN_CONFIG_FILE).is_symlink()):
             self._keep_run_config(config, run, typed, kept, conflicts, RUN_LENGTH if spans_run else {})
         asked_architecture = load_architecture(config.model.architecture)
         if not asked_architecture.same_network(checkpoint.architecture):
@@ -579,9 +581,11 @@ class MnistCLI(LightningCLI):
         """Take the settings of :data:`KEPT_FROM_RUN_CONFIG` (and ``also``) from the run's config.yaml; note
         asked-for others."""
         damaged = f"resuming the run in {run}: its {RUN_CONFIG_FILE}, which holds the settings the run keeps,"
+        if not (run / RUN_CONFIG_FILE).is_file():  # a folder, a pipe, a device (fit rewrites it: it must be a file)
+            raise UserError(f"{damaged} is not a regular file")
         try:
             saved = yaml.safe_load((run / RUN_CONFIG_FILE).read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:  # (nested past the stack)
             raise UserError(f"{damaged} is unreadable ({one_line(err)})") from None
         if not isinstance(saved, dict):
             raise UserError(f"{damaged} holds a YAML {type(saved).__name__}, not settings by name")
@@ -847,6 +851,17 @@ def callback_classes(trainer) -> list[type]:
             callback = getattr(importlib.import_module(module), name)
         kinds.append(callback if isinstance(callback, type) else type(callback))
     return kinds
+
+
+def check_run_files(run: Path) -> None:
+    """A resumed run reads and rewrites the files in its folder: each must be a regular file (a pipe as its
+    metrics.csv hung fit for good, deaf to Ctrl-C; a folder as its results a traceback after training)."""
+    entries = [*run.iterdir(), *((run / CHECKPOINTS).iterdir() if (run / CHECKPOINTS).is_dir() else [])]
+    odd = [entry for entry in entries if entry.exists() and not (entry.is_file() or entry.is_dir())]
+    odd += [run / name for name in (ExperimentWriter.NAME_METRICS_FILE, RESULTS_FILE) if (run / name).is_dir()]
+    if odd:
+        raise UserError(f"resuming the run in {run}: {odd[0].name} is not a regular file (a pipe, a device or a "
+                        f"folder), where the run reads and writes one")
 
 
 def check_optimizer_flags(config) -> None:
