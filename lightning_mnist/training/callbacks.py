@@ -124,15 +124,21 @@ class RandomState(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if self._trainer is None or self._trainer.state.fn != TrainerFn.FITTING or not state_dict:
             return
-        torch.set_rng_state(state_dict["torch"])
-        version, internal, gauss = state_dict["python"]
-        random.setstate((version, tuple(internal), gauss))
-        saved = state_dict["numpy"]
-        np.random.set_state({"bit_generator": saved["bit_generator"], "has_gauss": saved["has_gauss"],
-                             "gauss": saved["gauss"],
-                             "state": {"key": saved["key"].numpy().astype(np.uint32), "pos": saved["pos"]}})
+        self.restore(state_dict)
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+    @staticmethod
+    def restore(state_dict: dict[str, Any], torch_set: Callable = torch.set_rng_state,
+                python_set: Callable = random.setstate, numpy_set: Callable = np.random.set_state) -> None:
+        """Put :meth:`state_dict`'s states into the process's generators, or into the ones whose ``set_state``
+        functions are given (generators of their own: what tells whether a checkpoint's states are states)."""
+        torch_set(state_dict["torch"])
+        version, internal, gauss = state_dict["python"]
+        python_set((version, tuple(internal), gauss))
+        saved = state_dict["numpy"]
+        numpy_set({"bit_generator": saved["bit_generator"], "has_gauss": saved["has_gauss"], "gauss": saved["gauss"],
+                   "state": {"key": saved["key"].numpy().astype(np.uint32), "pos": saved["pos"]}})
 
 
 class StopBetweenBatches(Callback):

@@ -98,8 +98,8 @@ KEPT_FROM_RUN_CONFIG = {
                 "min_epochs", "deterministic", "benchmark"),
 }
 
-# The model's settings of its own optimizer and schedule, at their defaults (what LightningCLI's --optimizer replaces)
-MODEL_OPTIMIZER_DEFAULTS = {"lr_schedule": "constant", "weight_decay": 0.0, "keras_adam": False}
+# The model's settings of its own optimizer and schedule (what LightningCLI's --optimizer replaces)
+MODEL_OPTIMIZER_SETTINGS = ("lr_schedule", "weight_decay", "keras_adam")
 # ... and for a run whose learning-rate schedule spans it (one-cycle: its total steps are saved in its state, and
 # torch's schedule stops the run with an error one step past them)
 RUN_LENGTH = {"trainer": ("max_epochs", "max_steps")}
@@ -557,7 +557,7 @@ class MnistCLI(LightningCLI):
         groups = ([list(network.parameters())] if config.get("optimizer") else  # LightningCLI's optimizer: all
                   optimizer_parameter_groups(network, config.model.weight_decay))
         stepped = bool(config.get("lr_scheduler")) if config.get("optimizer") else (
-            config.model.lr_schedule != MODEL_OPTIMIZER_DEFAULTS["lr_schedule"])
+            config.model.lr_schedule != _signature_defaults(MnistClassifier)["lr_schedule"])  # (constant)
         check_training_state(checkpoint, groups, schedules=int(stepped))
         done = len(history["history"])  # epochs fully trained: the run's own record, not Lightning's loop layout
         tested = run is not None and (run / RESULTS_FILE).is_file()  # else stopped after training, before its test
@@ -871,9 +871,8 @@ def check_optimizer_flags(config) -> None:
         raise UserError(f"--lr_scheduler {config.lr_scheduler.class_path}: LightningCLI applies a schedule given this "
                         f"way only with --optimizer (the model's own Adam takes --model.lr_schedule onecycle)")
     if config.get("optimizer"):
-        model = config.model
-        unused = [f"--model.{key} {model[key]}" for key, default in MODEL_OPTIMIZER_DEFAULTS.items()
-                  if model[key] != default]
+        model, defaults = config.model, _signature_defaults(MnistClassifier)
+        unused = [f"--model.{key} {model[key]}" for key in MODEL_OPTIMIZER_SETTINGS if model[key] != defaults[key]]
         if unused:
             raise UserError(f"{', '.join(unused)}: --optimizer {config.optimizer.class_path} replaces the model's own "
                             f"optimizer and schedule, which would leave this unused (give --lr_scheduler for a "

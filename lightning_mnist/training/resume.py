@@ -17,6 +17,7 @@ import torch
 
 from mnist_common.errors import UserError
 from lightning_mnist.checkpoints import Checkpoint
+from lightning_mnist.training.callbacks import RandomState
 
 # the loops' counters are ints (and is_last_batch a bool); the data loader's resumable sampling a list of them
 LOOP_LEAVES = (int, list)
@@ -67,13 +68,8 @@ def _generators_take(state: dict) -> bool:
     import numpy as np
 
     try:
-        torch.Generator().set_state(state["torch"])
-        version, internal, gauss = state["python"]
-        random.Random().setstate((version, tuple(internal), gauss))
-        saved = state["numpy"]
-        np.random.RandomState().set_state({"bit_generator": saved["bit_generator"], "has_gauss": saved["has_gauss"],
-                                           "gauss": saved["gauss"], "state": {
-                                               "key": saved["key"].numpy().astype(np.uint32), "pos": saved["pos"]}})
+        RandomState.restore(state, torch.Generator().set_state, random.Random().setstate,
+                            np.random.RandomState().set_state)
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError):
         return False
     return True
