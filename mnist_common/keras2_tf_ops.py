@@ -1,28 +1,43 @@
 """Keras 2's TensorFlow-function layers (``TFOpLambda``) of a legacy model config, as the Keras 3 layers they equal.
 
 tf.keras 2 recorded a TensorFlow function applied to Keras tensors in a Functional model (``x + shortcut``,
-``x * 0.5``, ``tf.nn.relu(x)``) as a ``TFOpLambda`` layer naming the function (``__operators__.add``,
-``math.multiply``, ``nn.relu``); Keras 3 has no such layer and cannot read the file. The common ones are the
-same computation as a Keras layer, written here in their place, in the copy of the config Keras 3 reads:
+``x * 0.5``, ``tf.nn.relu(x)``, ``tf.concat([a, b], -1)``) as a ``TFOpLambda`` layer naming the function
+(``__operators__.add``, ``math.multiply``, ``nn.relu``, ``concat``); Keras 3 has no such layer and cannot read the
+file (nor its own operations, such as ``ExpandDims``, from a legacy file). The common ones are the same computation
+as a Keras layer, written here in their place, in the copy of the config Keras 3 reads (``tf.f`` stands for the
+function of that name under ``tf``, ``tf.math`` or ``tf.compat.v1``, as Keras 2 recorded it):
 
-===========================================  ==========================================================
-Keras 2 function                             Keras 3 layer
-===========================================  ==========================================================
-``x + y``, ``x - y``, ``x * y`` (tensors)    ``Add``, ``Subtract``, ``Multiply``
-``x + c``, ``x - c``, ``c - x``, ``x * c``   ``Rescaling(scale, offset)``: ``x * 1 + c``, ``x * 1 - c``, ``x * -1 + c``,
-``x / c`` (a number ``c``)                   ``x * c + 0``, ``x * (1 / c) + 0`` (the last within a float32 rounding)
-``tf.nn.relu``, ``tf.math.sigmoid``, ...     ``Activation`` of the same name (:data:`ACTIVATIONS`)
-===========================================  ==========================================================
+======================================  =============================================================================
+Keras 2 function                        Keras 3 layer
+======================================  =============================================================================
+``x + y``, ``x - y``, ``x * y``         ``Add``, ``Subtract``, ``Multiply`` (tensors)
+``x + c``, ``x - c``, ``c - x``,        ``Rescaling(scale, offset)`` (a number ``c``): ``x * 1 + c``, ``x * 1 - c``,
+``x * c``, ``x / c``                    ``x * -1 + c``, ``x * c + 0``, ``x * (1 / c) + 0`` (within a float32 rounding)
+``tf.maximum(x, y)``, ``tf.minimum``    ``Maximum``, ``Minimum``; ``tf.maximum(x, 0)``: ``ReLU``
+``tf.nn.relu``, ``tf.math.sigmoid``...  ``Activation`` of the same name (:data:`ACTIVATIONS`)
+``tf.nn.leaky_relu(x, alpha)``          ``LeakyReLU(negative_slope=alpha)`` (TensorFlow's default alpha, 0.2)
+``tf.clip_by_value(x, 0, c)``           ``ReLU(max_value=c)``
+``tf.concat([a, b, ...], axis)``        ``Concatenate(axis)``
+``tf.reshape(x, [-1, ...])``            ``Reshape(...)``
+``tf.expand_dims``, ``tf.squeeze``      ``Reshape`` to the shape they give, where the input's rank is known and all
+                                        its sizes but one (an ``Input``'s, or these layers' of it, or of global pooling)
+``tf.transpose(x, [0, ...])``           ``Permute(...)`` (the batch axis stays first)
+``tf.reduce_mean``, ``tf.reduce_max``   ``GlobalAveragePooling2D``, ``GlobalMaxPooling2D`` (``keepdims`` kept) over axes
+                                        1 and 2; over axis 1, their 1D kinds (Keras refuses them on other ranks)
+``tf.cast(x, "float32")``               ``Identity`` (the bridge's tensors are float32)
+======================================  =============================================================================
 
 A rewritten layer is renamed (Keras 3 layer names hold no ``.``: ``tf.__operators__.add`` becomes
-``tf_operators_add``), and every reference to it follows. Any other function is refused, naming it and
-these. The layers hold no weights, so the file's weights load as they are.
+``tf_operators_add``), and every reference to it follows. Any other function, or one called in another way (a mean
+over other axes, a reshape of the batch axis), is refused, naming it and these. The layers hold no weights, so the
+file's weights load as they are.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from mnist_common.errors import UserError
 
@@ -35,9 +50,63 @@ ACTIVATIONS = {"nn.relu": "relu", "nn.relu6": "relu6", "math.sigmoid": "sigmoid"
                "math.tanh": "tanh", "nn.tanh": "tanh", "nn.softmax": "softmax", "nn.elu": "elu", "nn.selu": "selu",
                "math.softplus": "softplus", "nn.softplus": "softplus", "nn.silu": "silu", "nn.swish": "silu",
                "nn.gelu": "gelu", "math.exp": "exponential"}
+TF_LEAKY_RELU_ALPHA = 0.2  # tf.nn.leaky_relu's default
+KNOWN_RANK = "of a tensor of a known rank (an Input's, or such a function's of it, or global pooling's)"
+GLOBAL_POOLING = {("mean", (1, 2)): "GlobalAveragePooling2D", ("max", (1, 2)): "GlobalMaxPooling2D",
+                  ("mean", (1,)): "GlobalAveragePooling1D", ("max", (1,)): "GlobalMaxPooling1D"}
+
+Tensor = tuple[str, int, int]  # a Keras 2 reference to a tensor: [layer, node, index]
+Shape = tuple[int | None, ...]  # without the batch axis; None: a size not known here
 
 
-def _tensor(value: Any) -> tuple[str, int, int] | None:
+class NotRewritten(Exception):
+    """A function this module rewrites, called in a way no Keras layer computes; the message says how."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One TFOpLambda entry's call of its function: the tensors, the number and the keywords it was given."""
+
+    function: str
+    tensors: list[Tensor]  # every tensor operand, the first first (tf.concat: all of its list)
+    number: float | None  # the first operand where it was a number (2.0 * x), else None
+    keywords: dict[str, Any]
+    shapes: dict[str, Shape]  # the layers' output shapes (their ranks) known so far
+
+    def shape(self, tensor: Tensor) -> Shape | None:
+        return self.shapes.get(tensor[0]) if tensor[2] == 0 else None
+
+    def one_tensor(self, *allowed: str) -> Tensor:
+        """The call's one tensor, its keywords all among ``allowed``."""
+        unknown = sorted(set(self.keywords) - {"name", *allowed})
+        if len(self.tensors) != 1 or self.number is not None or unknown:
+            raise NotRewritten("of one tensor" + (f" (not with {', '.join(unknown)})" if unknown else ""))
+        return self.tensors[0]
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    """The Keras 3 layer a call becomes: its class, inputs and settings, and its output shape where known."""
+
+    kind: str
+    sources: list[Tensor]
+    settings: dict[str, Any]
+    shape: Shape | None = None
+
+
+REWRITERS: dict[str, Callable[[Call], Rewritten]] = {}
+
+
+def rewrites(*functions: str) -> Callable:
+    """Register a rewriter for these TensorFlow functions, as Keras 2 named them (``math.maximum``, ``concat``)."""
+    def register(rewriter: Callable[[Call], Rewritten]) -> Callable[[Call], Rewritten]:
+        for function in functions:
+            REWRITERS[function] = rewriter
+        return rewriter
+    return register
+
+
+def _tensor(value: Any) -> Tensor | None:
     """A Keras 2 reference to a tensor ([layer, node, index]), else None (a number)."""
     if isinstance(value, list) and len(value) >= 3 and isinstance(value[0], str) and value[0] != CONSTANT:
         return value[0], value[1], value[2]
@@ -48,45 +117,251 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _layer(kind: str, name: str, sources: list[tuple[str, int, int]], **settings: Any) -> dict[str, Any]:
-    config = {"name": name, "trainable": True, "dtype": "float32", **settings}
-    node = [[*source, {}] for source in sources]  # Keras 2's form of one call: [layer, node, tensor, kwargs] each
-    return {"class_name": kind, "name": name, "config": config, "inbound_nodes": [node]}
+def _axes(value: Any, rank: int | None = None) -> tuple[int, ...] | None:
+    """Axes as TensorFlow counts them (the batch is 0), sorted; negative ones counted from ``rank`` (with the batch)
+    where it is known; None for anything else."""
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return None
+    if any(v < 0 for v in values):
+        if rank is None:
+            return None
+        values = [v + rank if v < 0 else v for v in values]
+    return tuple(sorted(values))
 
 
-def _rewritten(entry: dict[str, Any], name: str, path: Any) -> dict[str, Any]:
-    """The Keras 3 layer of one TFOpLambda entry (named ``name``); UserError for a function it is not."""
-    function = str((entry.get("config") or {}).get("function", ""))
+@rewrites(*ACTIVATIONS)
+def _activation(call: Call) -> Rewritten:
+    x = call.one_tensor("axis")
+    if call.keywords.get("axis", -1) not in (-1, None):
+        raise NotRewritten(f"over the last axis (this one is over axis {call.keywords['axis']})")
+    return Rewritten("Activation", [x], {"activation": ACTIVATIONS[call.function]}, call.shape(x))
+
+
+@rewrites(*ARITHMETIC)
+def _arithmetic(call: Call) -> Rewritten:
+    unknown = sorted(set(call.keywords) - {"y", "name"})
+    if unknown or not call.tensors:
+        raise NotRewritten("of tensors, or a tensor and a number")
+    kind = MERGES.get(call.function)
+    if len(call.tensors) == 2:
+        if kind is None:
+            raise NotRewritten("for a tensor divided by a number (no Keras layer divides by a tensor)")
+        return Rewritten(kind, call.tensors, {}, _same_shape(call))
+    [tensor] = call.tensors
+    c = call.number if call.number is not None else _number(call.keywords.get("y"))
+    scale_offset = {"Add": (1.0, c), "Multiply": (c, 0.0)}.get(kind) if c is not None else None
+    if kind == "Subtract" and c is not None:
+        scale_offset = (1.0, -c) if call.number is None else (-1.0, c)
+    if kind is None and call.number is None and c:  # a tensor divided by a number
+        scale_offset = (1.0 / c, 0.0)
+    if scale_offset is None:
+        raise NotRewritten("for a tensor divided by a number, not a number by a tensor")
+    return Rewritten("Rescaling", [tensor], {"scale": scale_offset[0], "offset": scale_offset[1]},
+                     call.shape(tensor))
+
+
+def _same_shape(call: Call) -> Shape | None:
+    shapes = {call.shape(tensor) for tensor in call.tensors}
+    return shapes.pop() if len(shapes) == 1 else None
+
+
+@rewrites("math.maximum", "math.minimum", "maximum", "minimum")
+def _extreme(call: Call) -> Rewritten:
+    if len(call.tensors) == 2 and call.number is None and set(call.keywords) <= {"y", "name"}:
+        return Rewritten("Maximum" if call.function.endswith("maximum") else "Minimum", call.tensors, {},
+                         _same_shape(call))
+    other = call.number if call.number is not None else _number(call.keywords.get("y"))
+    if call.function.endswith("maximum") and len(call.tensors) == 1 and other == 0.0:
+        return Rewritten("ReLU", call.tensors, {}, call.shape(call.tensors[0]))
+    raise NotRewritten("of two tensors (or the maximum of a tensor and 0)")
+
+
+@rewrites("nn.leaky_relu")
+def _leaky_relu(call: Call) -> Rewritten:
+    x = call.one_tensor("alpha")
+    alpha = _number(call.keywords.get("alpha", TF_LEAKY_RELU_ALPHA))
+    if alpha is None or alpha < 0:
+        raise NotRewritten("with a number alpha of 0 or more")
+    return Rewritten("LeakyReLU", [x], {"negative_slope": alpha}, call.shape(x))
+
+
+@rewrites("clip_by_value")
+def _clip(call: Call) -> Rewritten:
+    x = call.one_tensor("clip_value_min", "clip_value_max")
+    low, high = (_number(call.keywords.get(key)) for key in ("clip_value_min", "clip_value_max"))
+    if low != 0.0 or high is None or high <= 0:
+        raise NotRewritten("from 0 to a positive number (ReLU's max_value)")
+    return Rewritten("ReLU", [x], {"max_value": high}, call.shape(x))
+
+
+@rewrites("concat")
+def _concat(call: Call) -> Rewritten:
+    axis = call.keywords.get("axis")
+    if (len(call.tensors) < 2 or call.number is not None or set(call.keywords) - {"axis", "name"}
+            or not isinstance(axis, int) or isinstance(axis, bool) or axis == 0):
+        raise NotRewritten("of a list of tensors, along an axis other than the batch's")
+    shapes = [call.shape(tensor) for tensor in call.tensors]
+    shape = None
+    if None not in shapes and len({len(s) for s in shapes}) == 1:
+        rank = len(shapes[0]) + 1  # with the batch
+        if not -rank < axis < rank:
+            raise NotRewritten(f"along an axis from 1 to {rank - 1} or from -1 to {1 - rank} (not the batch's)")
+        at = axis % rank - 1
+        sizes = [s[at] for s in shapes]
+        joined = None if None in sizes else sum(sizes)
+        shape = (*shapes[0][:at], joined, *shapes[0][at + 1:])
+    return Rewritten("Concatenate", call.tensors, {"axis": axis}, shape)
+
+
+def _reshape_to(x: Tensor, shape: Shape) -> Rewritten:
+    """A Reshape to ``shape``, whose one unknown size (None) Keras infers (-1)."""
+    if shape.count(None) > 1:
+        raise NotRewritten("of a tensor whose sizes are known here but for one at most")
+    return Rewritten("Reshape", [x], {"target_shape": [-1 if size is None else size for size in shape]}, shape)
+
+
+@rewrites("reshape", "compat.v1.reshape")
+def _reshape(call: Call) -> Rewritten:
+    x = call.one_tensor("shape")
+    shape = call.keywords.get("shape")
+    if (not isinstance(shape, list) or len(shape) < 2 or shape[0] not in (-1, None)
+            or not all(isinstance(size, int) and (size > 0 or size == -1) for size in shape[1:])
+            or shape[1:].count(-1) > 1):
+        raise NotRewritten("to a list of sizes whose first is -1 (the batch), then at most one more -1")
+    return _reshape_to(x, tuple(None if size == -1 else size for size in shape[1:]))
+
+
+@rewrites("expand_dims", "compat.v1.expand_dims")
+def _expand_dims(call: Call) -> Rewritten:
+    x = call.one_tensor("axis", "dim")
+    shape = call.shape(x)
+    axis = call.keywords.get("axis", call.keywords.get("dim"))
+    if shape is None:
+        raise NotRewritten(KNOWN_RANK)
+    rank = len(shape) + 2  # of the result, with the batch
+    if not isinstance(axis, int) or isinstance(axis, bool) or not -rank < axis < rank or axis % rank == 0:
+        raise NotRewritten(f"at an axis from 1 to {rank - 1} or from -1 to {1 - rank} (the batch axis stays first)")
+    at = axis % rank - 1
+    return _reshape_to(x, (*shape[:at], 1, *shape[at:]))
+
+
+@rewrites("squeeze", "compat.v1.squeeze")
+def _squeeze(call: Call) -> Rewritten:
+    x = call.one_tensor("axis", "squeeze_dims")
+    shape = call.shape(x)
+    if shape is None:
+        raise NotRewritten(KNOWN_RANK)
+    given = call.keywords.get("axis", call.keywords.get("squeeze_dims"))
+    axes = tuple(i + 1 for i, size in enumerate(shape) if size == 1) if given in (None, []) else \
+        _axes(given, len(shape) + 1)
+    # a size not known here is 1 where TensorFlow squeezed it (it refuses any other)
+    if axes is None or 0 in axes or any(axis > len(shape) or shape[axis - 1] not in (1, None) for axis in axes):
+        raise NotRewritten("of axes of size 1, not the batch's")
+    return _reshape_to(x, tuple(size for i, size in enumerate(shape) if i + 1 not in axes))
+
+
+@rewrites("transpose", "compat.v1.transpose")
+def _transpose(call: Call) -> Rewritten:
+    x = call.one_tensor("perm", "conjugate")
+    perm = call.keywords.get("perm")
+    if (call.keywords.get("conjugate", False) or not isinstance(perm, list) or len(perm) < 2 or perm[0] != 0
+            or sorted(perm) != list(range(len(perm)))):
+        raise NotRewritten("with a permutation that keeps the batch axis first")
+    shape = call.shape(x)
+    return Rewritten("Permute", [x], {"dims": perm[1:]},
+                     tuple(shape[axis - 1] for axis in perm[1:]) if shape and len(shape) == len(perm) - 1 else None)
+
+
+@rewrites("math.reduce_mean", "reduce_mean", "math.reduce_max", "reduce_max")
+def _reduce(call: Call) -> Rewritten:
+    x = call.one_tensor("axis", "keepdims")
+    shape = call.shape(x)
+    axes = _axes(call.keywords.get("axis"), None if shape is None else len(shape) + 1)
+    kind = GLOBAL_POOLING.get(("mean" if call.function.endswith("mean") else "max", axes))
+    keepdims = call.keywords.get("keepdims", False)
+    if kind is None or not isinstance(keepdims, bool) or (shape is not None and len(shape) != len(axes) + 1):
+        raise NotRewritten("over axes 1 and 2 of an image's (height, width, channels), or over axis 1 of "
+                           "(steps, features): global pooling")
+    channels = None if shape is None else shape[-1]
+    return Rewritten(kind, [x], {"keepdims": keepdims, "data_format": "channels_last"},
+                     (*(1,) * len(axes), channels) if keepdims else (channels,))
+
+
+@rewrites("cast")
+def _cast(call: Call) -> Rewritten:
+    x = call.one_tensor("dtype")
+    if call.keywords.get("dtype") != "float32":
+        raise NotRewritten("to float32")
+    return Rewritten("Identity", [x], {}, call.shape(x))
+
+
+def _call(entry: dict[str, Any], function: str, shapes: dict[str, Shape]) -> Call:
+    """The call one TFOpLambda entry records; NotRewritten where it is not one call this module reads."""
     nodes = entry.get("inbound_nodes") or []
-    if len(nodes) != 1 or not isinstance(nodes[0], list) or len(nodes[0]) != 4 or not isinstance(nodes[0][3], dict):
-        raise UserError(f"{path}: layer {entry.get('name')} ({TF_OP_LAYER} tf.{function}) is called in a way this "
-                        f"bridge does not read")
-    first, node, index, keywords = nodes[0]
-    x = None if first == CONSTANT else (first, node, index)
-    y_value = keywords.get("y")
-    y = _tensor(y_value)
-    unknown = sorted(set(keywords) - {"y", "name", "axis"})
-    if function in ACTIVATIONS and x is not None and y_value is None and not unknown:
-        if keywords.get("axis", -1) not in (-1, None):
-            raise UserError(f"{path}: layer {entry.get('name')} (tf.{function}) over axis {keywords['axis']}: only "
-                            f"the last axis is read")
-        return _layer("Activation", name, [x], activation=ACTIVATIONS[function])
-    if function in ARITHMETIC and not unknown and "axis" not in keywords:
-        if x is not None and y is not None and function in MERGES:  # two tensors
-            return _layer(MERGES[function], name, [x, y])
-        tensor, c = (x, _number(y_value)) if x is not None else (y, _number(index))  # a tensor and a number
-        kind = MERGES.get(function)
-        scale_offset = {"Add": (1.0, c), "Multiply": (c, 0.0)}.get(kind) if c is not None else None
-        if kind == "Subtract" and c is not None:
-            scale_offset = (1.0, -c) if x is not None else (-1.0, c)
-        if kind is None and x is not None and c:  # a tensor divided by a number
-            scale_offset = (1.0 / c, 0.0)
-        if tensor is not None and scale_offset is not None:
-            return _layer("Rescaling", name, [tensor], scale=scale_offset[0], offset=scale_offset[1])
-    supported = ", ".join(f"tf.{f}" for f in (*ARITHMETIC, *ACTIVATIONS))
-    raise UserError(f"{path}: layer {entry.get('name')} ({TF_OP_LAYER} tf.{function}) is refused: Keras 3 cannot read "
-                    f"Keras 2's TensorFlow-function layers, and this bridge rewrites only {supported} (of tensors, or "
-                    f"a tensor and a number; a tensor divided by a number); rebuild it with layers and save it again")
+    if len(nodes) != 1 or not isinstance(nodes[0], list) or not nodes[0]:
+        raise NotRewritten("where it is called once")
+    node = nodes[0]
+    if all(isinstance(item, list) for item in node):  # a list of tensors as the first operand (tf.concat([a, b]))
+        tensors = [_tensor(item) for item in node]
+        keywords = node[0][3] if len(node[0]) == 4 and isinstance(node[0][3], dict) else None
+        if None in tensors or keywords is None:
+            raise NotRewritten("of tensors")
+        return Call(function, tensors, None, dict(keywords), shapes)
+    if len(node) != 4 or not isinstance(node[3], dict):
+        raise NotRewritten("where it is called once")
+    first, _, index, keywords = node
+    y = _tensor(keywords.get("y"))
+    if first == CONSTANT:  # a number first: 2.0 * x
+        return Call(function, [y] if y else [], _number(index), {k: v for k, v in keywords.items() if k != "y"},
+                    shapes)
+    x = _tensor(node[:3])
+    if x is None:
+        raise NotRewritten("of tensors")
+    return Call(function, [x, y] if y else [x], None, {k: v for k, v in keywords.items() if not (k == "y" and y)},
+                shapes)
+
+
+def _layer(rewritten: Rewritten, name: str) -> dict[str, Any]:
+    config = {"name": name, "trainable": True, "dtype": "float32", **rewritten.settings}
+    node = [[*source, {}] for source in rewritten.sources]  # Keras 2's form of one call: [layer, node, tensor, kwargs]
+    return {"class_name": rewritten.kind, "name": name, "config": config, "inbound_nodes": [node]}
+
+
+def _rewritten(entry: dict[str, Any], name: str, path: Any, shapes: dict[str, Shape]) -> dict[str, Any]:
+    """The Keras 3 layer of one TFOpLambda entry (named ``name``), its output shape added to ``shapes`` where known;
+    UserError for a function it is not, or a call of one no Keras layer computes."""
+    function = str((entry.get("config") or {}).get("function", ""))
+    what = f"{path}: layer {entry.get('name')} ({TF_OP_LAYER} tf.{function})"
+    rewriter = REWRITERS.get(function)
+    if rewriter is None:
+        activations = ", ".join(dict.fromkeys(f.split(".")[-1] for f in ACTIVATIONS))
+        raise UserError(f"{what} is refused: Keras 3 cannot read Keras 2's TensorFlow-function layers, and this bridge "
+                        f"rewrites only +, -, *, / (of tensors, or a tensor and a number), tf.maximum, tf.minimum, "
+                        f"tf.clip_by_value, tf.nn.leaky_relu, the activations ({activations}), tf.concat, tf.reshape, "
+                        f"tf.expand_dims, tf.squeeze, tf.transpose, tf.reduce_mean, tf.reduce_max and tf.cast, as the "
+                        f"Keras 3 layers that compute them; rebuild it with layers and save it again")
+    try:
+        rewritten = rewriter(_call(entry, function, shapes))
+    except NotRewritten as reason:
+        raise UserError(f"{what} is refused: this bridge rewrites tf.{function} as a Keras layer only {reason}; "
+                        f"rebuild it with layers and save it again") from None
+    if rewritten.shape is not None:
+        shapes[name] = rewritten.shape
+    return _layer(rewritten, name)
+
+
+def _input_shapes(layers: list[Any]) -> dict[str, Shape]:
+    """The shapes (without the batch) of the model's inputs, as their InputLayer entries give them."""
+    shapes = {}
+    for entry in layers:
+        if isinstance(entry, dict) and entry.get("class_name") == "InputLayer":
+            config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+            shape = config.get("batch_input_shape", config.get("batch_shape"))
+            if isinstance(shape, list) and len(shape) >= 2 and all(
+                    size is None or (isinstance(size, int) and size > 0) for size in shape):
+                shapes[str(entry.get("name"))] = tuple(shape[1:])
+    return shapes
 
 
 def _renamed(value: Any, names: dict[str, str]) -> Any:
@@ -117,7 +392,12 @@ def rewrite_tf_ops(config: dict[str, Any], path: Any) -> bool:
             name = f"{stem}_{count}"
         taken.add(name)
         names[str(entry.get("name"))] = name
-    rewritten = {id(entry): _rewritten(entry, names[str(entry.get("name"))], path) for entry in found}
+    shapes = _input_shapes(layers)  # grows as the layers are rewritten, in the config's order (inputs first)
+    rewritten = {}
+    for entry in found:  # each call reads its inputs under their new names, so that their known shapes are found
+        renamed = _renamed({key: value for key, value in entry.items() if key != "name"}, names)
+        rewritten[id(entry)] = _rewritten({**renamed, "name": entry.get("name")}, names[str(entry.get("name"))],
+                                          path, shapes)
     model["layers"] = [_renamed(rewritten.get(id(entry), entry), names) for entry in layers]
     for key in ("input_layers", "output_layers"):
         if key in model:

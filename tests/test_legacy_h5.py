@@ -30,15 +30,18 @@ def convert(source, destination, mnist_dir, capsys, images: int = 1000) -> str:
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["keras2_cnn", "keras2_residual", "keras2_mixed", "keras2_tf_ops"])
+@pytest.mark.parametrize("name", ["keras2_cnn", "keras2_residual", "keras2_mixed", "keras2_tf_ops", "keras2_tf_shapes"])
 def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_tf_keras_2_computed(
         name, tmp_path, mnist_dir, mnist, capsys):
     """A Sequential CNN (BatchNormalization, Dropout); a Functional graph (an Add of a separable convolution's output,
     a strided depthwise convolution); a chain of the layers whose Keras 2 settings Keras 3 refuses (a transposed
     convolution, RandomFlip, SpatialDropout2D, LSTM, GRU), left out of a copy Keras reads, never out of the file; a
     graph of TensorFlow functions on Keras tensors (``tf.nn.relu``, ``(a + b) * 0.5 - 0.1``, ``2.0 * h / 4.0``,
-    ``tf.math.sigmoid``: TFOpLambda layers), rewritten as the Keras 3 layers they equal. Each written as ``.keras`` and
-    ``.ckpt``, proven, and compared with what tf.keras 2 itself predicted."""
+    ``tf.math.sigmoid``: TFOpLambda layers), and one of those that move, merge and reduce tensors (``tf.cast``,
+    ``tf.expand_dims`` and ``tf.reshape`` of a (28, 28) input, ``tf.concat``, ``tf.nn.leaky_relu``, ``tf.maximum``,
+    ``tf.clip_by_value``, ``tf.transpose``, ``tf.reduce_mean``/``tf.reduce_max`` over the image, ``tf.squeeze``,
+    ``tf.minimum``), rewritten as the Keras 3 layers they equal. Each written as ``.keras`` and ``.ckpt``, proven,
+    and compared with what tf.keras 2 itself predicted."""
     source = tmp_path / f"{name}.H5"  # a suffix in capitals, as Windows users name files
     shutil.copyfile(KERAS2 / f"{name}.h5", source)
     before = source.read_bytes()
@@ -51,6 +54,13 @@ def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_tf_k
     if name == "keras2_tf_ops":  # renamed: a Keras 3 layer name holds no "."
         for layer in ("tf_nn_relu (Activation)", "tf_operators_add (Add)", "tf_math_multiply (Rescaling)",
                       "tf_math_truediv (Rescaling)", "tf_math_sigmoid (Activation)"):
+            assert layer in out, out
+    if name == "keras2_tf_shapes":
+        for layer in ("tf_cast (Identity)", "tf_expand_dims (Reshape)", "tf_reshape (Reshape)",
+                      "tf_concat (Concatenate)", "tf_nn_leaky_relu (LeakyReLU)", "tf_math_maximum (Maximum)",
+                      "tf_clip_by_value (ReLU)", "tf_compat_v1_transpose (Permute)",
+                      "tf_math_reduce_mean (GlobalAveragePooling2D)", "tf_math_reduce_max (GlobalMaxPooling2D)",
+                      "tf_compat_v1_squeeze (Reshape)", "tf_math_maximum_1 (ReLU)", "tf_math_minimum (Minimum)"):
             assert layer in out, out
     assert source.read_bytes() == before
 
@@ -179,8 +189,10 @@ def _written(content: bytes, name: str = "model.h5"):
     (_copy("keras2_lambda.h5"), "layer lambda (Lambda) is refused: a Lambda layer holds Python code, which is "
                                 "never run here"),
     (_copy("keras2_tfop.h5"), "layer tf.math.square (TFOpLambda tf.math.square) is refused: Keras 3 cannot read "
-                              "Keras 2's TensorFlow-function layers, and this bridge rewrites only "
-                              "tf.__operators__.add, tf.math.add, tf.math.subtract, tf.math.multiply, tf.math.truediv"),
+                              "Keras 2's TensorFlow-function layers, and this bridge rewrites only +, -, *, / (of "
+                              "tensors, or a tensor and a number), tf.maximum, tf.minimum, tf.clip_by_value, "
+                              "tf.nn.leaky_relu, the activations (relu, relu6, sigmoid, tanh, softmax, elu, selu, "
+                              "softplus, silu, swish, gelu, exp), tf.concat"),
     (_with_external_link, "refused, the file does not keep its weights inside itself: model_weights/extra is a "
                           "ExternalLink"),
     (_weights_only, "holds weights alone (save_weights), without the model: save the model itself"),
@@ -236,26 +248,60 @@ def test_the_keras_reference_asks_for_the_keras_file_a_legacy_one_converts_to(tm
     ("math.subtract", ["a", 0, 0, {"y": ["b", 0, 0]}], ("Subtract", {})),
     ("math.multiply", ["a", 0, 0, {"y": ["b", 0, 0]}], ("Multiply", {})),
     ("math.add", ["a", 0, 0, {"y": 3}], ("Rescaling", {"scale": 1.0, "offset": 3.0})),
-    ("math.truediv", ["a", 0, 0, {"y": ["b", 0, 0]}], "tf.math.truediv) is refused"),
-    ("math.truediv", ["_CONSTANT_VALUE", -1, 1.0, {"y": ["a", 0, 0]}], "tf.math.truediv) is refused"),
-    ("nn.softmax", ["a", 0, 0, {"axis": 1}], "(tf.nn.softmax) over axis 1: only the last axis is read"),
+    ("math.truediv", ["a", 0, 0, {"y": ["b", 0, 0]}], "only for a tensor divided by a number"),
+    ("math.truediv", ["_CONSTANT_VALUE", -1, 1.0, {"y": ["a", 0, 0]}], "not a number by a tensor"),
+    ("nn.softmax", ["a", 0, 0, {"axis": 1}], "only over the last axis (this one is over axis 1)"),
     ("nn.softmax", ["a", 0, 0, {"axis": -1, "name": None}], ("Activation", {"activation": "softmax"})),
+    ("nn.relu", ["a", 0, 0, {"features": 1}], "only of one tensor (not with features)"),
+    ("math.maximum", ["c", 0, 0, {"y": 0.0, "name": None}], ("ReLU", {})),
+    ("math.maximum", ["_CONSTANT_VALUE", -1, 0.0, {"y": ["c", 0, 0]}], ("ReLU", {})),
+    ("math.maximum", ["c", 0, 0, {"y": 2.0}], "only of two tensors (or the maximum of a tensor and 0)"),
+    ("math.minimum", ["a", 0, 0, {"y": ["b", 0, 0], "name": None}], ("Minimum", {})),
+    ("nn.leaky_relu", ["c", 0, 0, {}], ("LeakyReLU", {"negative_slope": 0.2})),  # TensorFlow's default alpha
+    ("clip_by_value", ["c", 0, 0, {"clip_value_min": 0.0, "clip_value_max": 6.0}], ("ReLU", {"max_value": 6.0})),
+    ("clip_by_value", ["c", 0, 0, {"clip_value_min": -1.0, "clip_value_max": 1.0}], "only from 0 to a positive"),
+    ("concat", [["a", 0, 0, {"axis": -1}], ["b", 0, 0, {"axis": -1}]], ("Concatenate", {"axis": -1})),
+    ("concat", [["a", 0, 0, {"axis": 0}], ["b", 0, 0, {"axis": 0}]], "along an axis other than the batch's"),
+    ("concat", [["a", 0, 0, {"axis": -3}], ["b", 0, 0, {"axis": -3}]], "from 1 to 2 or from -1 to -2 (not the batch"),
+    ("reshape", ["c", 0, 0, {"shape": [-1, 784]}], ("Reshape", {"target_shape": [784]})),
+    ("reshape", ["c", 0, 0, {"shape": [32, 784]}], "only to a list of sizes whose first is -1 (the batch)"),
+    ("expand_dims", ["a", 0, 0, {"axis": -1}], ("Reshape", {"target_shape": [28, 28, 1]})),  # a: Input((28, 28))
+    ("expand_dims", ["a", 0, 0, {"axis": 1}], ("Reshape", {"target_shape": [1, 28, 28]})),
+    ("expand_dims", ["a", 0, 0, {"axis": 0}], "only at an axis from 1 to 3 or from -1 to -3"),
+    ("expand_dims", ["c", 0, 0, {"axis": -1}], "only of a tensor of a known rank"),  # c: a layer's output
+    ("compat.v1.squeeze", ["a", 0, 0, {"axis": [1]}], "only of axes of size 1"),  # a's axis 1 holds 28
+    ("compat.v1.transpose", ["a", 0, 0, {"perm": [0, 2, 1], "conjugate": False}], ("Permute", {"dims": [2, 1]})),
+    ("transpose", ["a", 0, 0, {"perm": [1, 0, 2]}], "only with a permutation that keeps the batch axis first"),
+    ("math.reduce_mean", ["c", 0, 0, {"axis": [1, 2], "keepdims": True}],
+     ("GlobalAveragePooling2D", {"keepdims": True})),
+    ("math.reduce_max", ["a", 0, 0, {"axis": [1]}], ("GlobalMaxPooling1D", {"keepdims": False})),
+    ("math.reduce_mean", ["a", 0, 0, {"axis": [1, 2]}], "global pooling"),  # a holds no channels axis
+    ("math.reduce_mean", ["c", 0, 0, {"axis": -1}], "only over axes 1 and 2 of an image's"),
+    ("cast", ["c", 0, 0, {"dtype": "float32"}], ("Identity", {})),
+    ("cast", ["c", 0, 0, {"dtype": "int32"}], "only to float32"),
+    ("math.reduce_sum", ["c", 0, 0, {"axis": [1, 2]}], "is refused: Keras 3 cannot read Keras 2's TensorFlow-function"),
 ])
 def test_each_tensorflow_function_keras_2_recorded_becomes_its_keras_3_layer_or_is_refused(function, node, expected):
-    """The cases the tf.keras 2 file above does not hold: a number minus a tensor, two tensors, a number divided by
-    a tensor (no Keras layer computes it), a softmax over another axis."""
+    """The cases the tf.keras 2 files above do not hold: a number minus a tensor, two tensors, a number divided by
+    a tensor (no Keras layer computes it), a softmax over another axis, and each function called in a way no Keras
+    layer computes (a concatenation or a reshape of the batch axis, an axis of a rank not known here). ``a`` and
+    ``b`` are inputs of shape (28, 28), ``c`` another layer's output."""
     from mnist_common.errors import UserError
     from mnist_common.keras2_tf_ops import rewrite_tf_ops
 
+    inputs = [{"class_name": "InputLayer", "name": name, "config": {"batch_input_shape": [None, 28, 28],
+                                                                  "name": name}, "inbound_nodes": []}
+              for name in ("a", "b")]
     config = {"class_name": "Functional", "config": {"layers": [
-        {"class_name": "TFOpLambda", "name": f"tf.{function}", "inbound_nodes": [node],
-         "config": {"name": f"tf.{function}", "function": function}}], "output_layers": [[f"tf.{function}", 0, 0]]}}
+        *inputs, {"class_name": "TFOpLambda", "name": f"tf.{function}", "inbound_nodes": [node],
+                  "config": {"name": f"tf.{function}", "function": function}}],
+        "output_layers": [[f"tf.{function}", 0, 0]]}}
     if isinstance(expected, str):
         with pytest.raises(UserError, match=re.escape(expected)):
             rewrite_tf_ops(config, "model.h5")
         return
     assert rewrite_tf_ops(config, "model.h5")
-    [layer] = config["config"]["layers"]
+    layer = config["config"]["layers"][-1]
     kind, settings = expected
     name = f"tf_{function.replace('.', '_')}"
     assert layer["class_name"] == kind and layer["name"] == name and config["config"]["output_layers"] == [[name, 0, 0]]

@@ -2,7 +2,9 @@
 environment (Keras 3) cannot write. Run once, by hand, where tf_keras is installed beside TensorFlow (2.21 made these):
 
     pip install --no-deps --target /tmp/tfk tf_keras==2.21.0
-    PYTHONPATH=/tmp/tfk:. python tests/data/keras2/make_files.py /path/to/MNIST/parent
+    PYTHONPATH=/tmp/tfk:. python tests/data/keras2/make_files.py /path/to/MNIST/parent [NAME ...]
+
+(NAME ...: write only those models' files, e.g. ``keras2_tf_shapes``; all of them by default.)
 
 Small networks, trained three epochs on 6,000 MNIST images so their weights score well above chance, saved the way
 Keras 2 code did: ``model.save("model.h5")`` of a compiled model (its optimizer state included), each beside what
@@ -22,7 +24,7 @@ HERE = Path(__file__).parent
 L = keras.layers
 
 
-def main(data_dir: str) -> None:
+def main(data_dir: str, names: list[str]) -> None:
     mnist = load_mnist(data_dir, download=False)
     x, y = mnist.train_images[:6000, ..., None].astype("float32") / 255.0, mnist.train_labels[:6000]
     keras.utils.set_random_seed(0)
@@ -52,14 +54,33 @@ def main(data_dir: str) -> None:
     h = tf.math.sigmoid(2.0 * h / 4.0) + a
     tf_ops = keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(L.MaxPooling2D(4)(h))),
                          name="keras2_tf_ops")
+    # TensorFlow functions that move, merge and reduce tensors, on a flat (28, 28) input
+    inputs = keras.Input((28, 28))
+    image = tf.reshape(tf.expand_dims(tf.cast(inputs, "float32"), -1), [-1, 28, 28, 1])
+    a = L.Conv2D(6, 3, padding="same")(image)
+    b = L.Conv2D(6, 3, padding="same", activation="relu")(image)
+    h = tf.nn.leaky_relu(tf.concat([a, b], axis=-1), alpha=0.1)
+    h = tf.clip_by_value(tf.maximum(h, tf.concat([b, a], axis=3)), 0.0, 6.0)
+    h = tf.transpose(L.MaxPooling2D(2)(h), perm=[0, 2, 1, 3])
+    pooled = tf.concat([tf.reduce_mean(h, axis=[1, 2]), tf.squeeze(tf.reduce_max(h, axis=[1, 2], keepdims=True),
+                                                                    axis=[1, 2]),
+                        tf.minimum(tf.reduce_mean(h, axis=[1, 2]), tf.maximum(tf.reduce_max(h, axis=[1, 2]), 0.0)),
+                        L.Flatten()(L.MaxPooling2D(7)(h))],  # where the transposition shows
+                       axis=1)
+    tf_shapes = keras.Model(inputs, L.Dense(10, activation="softmax")(pooled), name="keras2_tf_shapes")
     test_images = mnist.test_images[:100, ..., None].astype("float32") / 255.0
-    for model in (sequential, functional, mixed, tf_ops):
+    for model in (sequential, functional, mixed, tf_ops, tf_shapes):
+        if names and model.name not in names:
+            continue
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
         if model is not mixed:
-            model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+            model.fit(x[..., 0] if model is tf_shapes else x, y, epochs=3, batch_size=64, verbose=0)
         model.save(HERE / f"{model.name}.h5")
-        np.save(HERE / f"{model.name}_predictions.npy", model.predict(test_images, verbose=0))  # tf.keras 2's own
+        predicted = model.predict(test_images[..., 0] if model is tf_shapes else test_images, verbose=0)
+        np.save(HERE / f"{model.name}_predictions.npy", predicted)  # tf.keras 2's own
 
+    if names:
+        return
     # refused before Keras reads them: Python code (a Lambda), and a TensorFlow function on a Keras tensor that the
     # bridge does not rewrite (tf.math.square)
     keras.Sequential([L.Lambda(lambda t: t * 2.0, input_shape=(6, 6, 1)), L.Flatten(), L.Dense(10)],
@@ -70,4 +91,4 @@ def main(data_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2:])
