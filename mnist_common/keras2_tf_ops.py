@@ -141,8 +141,8 @@ def _activation(call: Call) -> Rewritten:
 @rewrites(*ARITHMETIC)
 def _arithmetic(call: Call) -> Rewritten:
     unknown = sorted(set(call.keywords) - {"y", "name"})
-    if unknown or not call.tensors:
-        raise NotRewritten("of tensors, or a tensor and a number")
+    if unknown or not 1 <= len(call.tensors) <= 2:
+        raise NotRewritten("of two tensors, or a tensor and a number")
     kind = MERGES.get(call.function)
     if len(call.tensors) == 2:
         if kind is None:
@@ -298,8 +298,8 @@ def _cast(call: Call) -> Rewritten:
 
 def _call(entry: dict[str, Any], function: str, shapes: dict[str, Shape]) -> Call:
     """The call one TFOpLambda entry records; NotRewritten where it is not one call this module reads."""
-    nodes = entry.get("inbound_nodes") or []
-    if len(nodes) != 1 or not isinstance(nodes[0], list) or not nodes[0]:
+    nodes = entry.get("inbound_nodes")
+    if not isinstance(nodes, list) or len(nodes) != 1 or not isinstance(nodes[0], list) or not nodes[0]:
         raise NotRewritten("where it is called once")
     node = nodes[0]
     if all(isinstance(item, list) for item in node):  # a list of tensors as the first operand (tf.concat([a, b]))

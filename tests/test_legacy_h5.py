@@ -248,6 +248,8 @@ def test_the_keras_reference_asks_for_the_keras_file_a_legacy_one_converts_to(tm
     ("math.subtract", ["a", 0, 0, {"y": ["b", 0, 0]}], ("Subtract", {})),
     ("math.multiply", ["a", 0, 0, {"y": ["b", 0, 0]}], ("Multiply", {})),
     ("math.add", ["a", 0, 0, {"y": 3}], ("Rescaling", {"scale": 1.0, "offset": 3.0})),
+    ("math.add", [["a", 0, 0, {}], ["b", 0, 0, {}], ["c", 0, 0, {}]], "only of two tensors, or a tensor and a number"),
+    ("nn.relu", 5, "only where it is called once"),
     ("math.truediv", ["a", 0, 0, {"y": ["b", 0, 0]}], "only for a tensor divided by a number"),
     ("math.truediv", ["_CONSTANT_VALUE", -1, 1.0, {"y": ["a", 0, 0]}], "not a number by a tensor"),
     ("nn.softmax", ["a", 0, 0, {"axis": 1}], "only over the last axis (this one is over axis 1)"),
@@ -306,6 +308,19 @@ def test_each_tensorflow_function_keras_2_recorded_becomes_its_keras_3_layer_or_
     name = f"tf_{function.replace('.', '_')}"
     assert layer["class_name"] == kind and layer["name"] == name and config["config"]["output_layers"] == [[name, 0, 0]]
     assert {key: layer["config"][key] for key in settings} == settings
+
+
+@pytest.mark.parametrize("nodes", [5, "x", None, [], [["a", 0, 0, {}], ["a", 0, 0, {}]]])
+def test_a_tensorflow_function_layer_of_calls_not_keras_2s_is_refused_in_one_line(nodes):
+    """``inbound_nodes`` that is not one call (a number, text, nothing, two calls), as a hand-made file may hold."""
+    from mnist_common.errors import UserError
+    from mnist_common.keras2_tf_ops import rewrite_tf_ops
+
+    config = {"class_name": "Functional", "config": {"layers": [
+        {"class_name": "TFOpLambda", "name": "tf.nn.relu", "inbound_nodes": nodes,
+         "config": {"name": "tf.nn.relu", "function": "nn.relu"}}]}}
+    with pytest.raises(UserError, match=re.escape("tf.nn.relu as a Keras layer only where it is called once")):
+        rewrite_tf_ops(config, "model.h5")
 
 
 @pytest.mark.parametrize("destination", ["out.onnx", "out.ckpt", "out.keras"])
