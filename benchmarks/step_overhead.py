@@ -142,6 +142,35 @@ class WithoutStepWrappers(MnistClassifier):
             schedule.step()
 
 
+class AlternatingSteps(MnistClassifier):
+    """The classifier stepping in one of four ways, the next every execution of ``GROUPED`` steps: Lightning's
+    ``manual_backward`` or ``loss.backward()``, then the wrapped optimizer's ``step`` or the torch optimizer's;
+    each update's seconds kept by way. Alternating inside one run, the ways meet the same state of the machine,
+    which separate runs (minutes apart on a shared host) do not; not a way to train (the Trainer's step count
+    misses the unwrapped steps)."""
+
+    WAYS = {(True, True): "manual_backward, wrapped step", (True, False): "manual_backward, torch step",
+            (False, True): "loss.backward(), wrapped step", (False, False): "loss.backward(), torch step"}
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.updates = 0
+        self.seconds: dict[tuple[bool, bool], list[float]] = {way: [] for way in self.WAYS}
+
+    def optimize(self, loss: torch.Tensor) -> None:
+        manual_backward, wrapped_step = way = list(self.WAYS)[(self.updates // GROUPED) % len(self.WAYS)]
+        self.updates += 1
+        started = time.perf_counter()
+        optimizer = self.optimizers(use_pl_optimizer=wrapped_step)
+        optimizer.zero_grad(set_to_none=True)
+        if manual_backward:
+            self.manual_backward(loss)
+        else:
+            loss.backward()
+        optimizer.step()
+        self.seconds[way].append(time.perf_counter() - started)
+
+
 class AutomaticOptimization(MnistClassifier):
     """The classifier under Lightning's automatic optimization (its closure and hooks), as it trained before."""
 
@@ -212,6 +241,22 @@ def time_once(contender: str, data: MNISTDataModule, steps: int, lr: float, seed
     return clock.seconds / steps, (sum(in_step) / steps if in_step else None)
 
 
+def wrapper_cost(data: MNISTDataModule, steps: int, lr: float, seed: int, folder: Path,
+                 precision: Precision = "32") -> dict[str, float]:
+    """Median microseconds of an update (zero_grad, backward, step) in each of :class:`AlternatingSteps`' ways, over
+    one run of ``steps`` grouped steps (at most an epoch's)."""
+    seed_everything(seed, verbose=False)
+    grouped = MNISTDataModule(**{**data.hparams, "steps_per_execution": GROUPED})
+    grouped.datasets = data.datasets  # the same images in memory
+    model = AlternatingSteps(lr=lr)
+    batches = math.ceil(steps / GROUPED)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        lightning_trainer("lightning_grouped", batches, Path(tmp), StepClock(batches), precision).fit(
+            model, datamodule=grouped)
+    return {name: round(1e6 * statistics.median(model.seconds[way][GROUPED:]), 1)  # each way's first execution out
+            for way, name in AlternatingSteps.WAYS.items()}
+
+
 def profile(data: MNISTDataModule, steps: int, lr: float, seed: int, folder: Path, precision: Precision = "32") -> None:
     """Lightning's time per hook, then torch's busiest operators in each loop (both in ``precision``)."""
     from lightning.pytorch.profilers import SimpleProfiler
@@ -235,7 +280,8 @@ def profile(data: MNISTDataModule, steps: int, lr: float, seed: int, folder: Pat
 def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: bool = False, lr: float = 1e-4,
              contenders: list[Contender] = ("plain", "lightning", "lightning_bare", "lightning_no_metrics"),
              precision: Precision = "32", threads: int | None = None, data_dir: str | None = None, seed: int = 42,
-             profile_run: bool = False, doc: Path | None = None, marker: str = "step-overhead") -> dict:
+             profile_run: bool = False, alternate: bool = False, doc: Path | None = None,
+             marker: str = "step-overhead") -> dict:
     """Time each contender's training steps, interleaved; print medians, spreads and ratios to ``plain``.
 
     Args:
@@ -250,6 +296,9 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
         data_dir: the folder holding MNIST/raw.
         seed: seed of the weights and the shuffling.
         profile_run: also print Lightning's per-hook profile and torch.profiler's busiest operators.
+        alternate: also time an update with and without Lightning's ``manual_backward`` and optimizer wrapper,
+            alternating the four ways every 8 steps inside one run of ``steps * repeats`` steps (at most an
+            epoch's), and add the medians under the table.
         doc: also write the table into this Markdown file between its ``marker`` markers.
         marker: the name of the markers (a document can hold the tables of several settings).
     """
@@ -276,13 +325,14 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
                 in_step[name].append(inside)
         if profile_run:
             profile(data, steps, lr, seed, Path(tmp), precision)
+        wrappers = wrapper_cost(data, steps * repeats, lr, seed, Path(tmp), precision) if alternate else None
     floor = statistics.median(times["plain"]) if "plain" in times else None
     report = {"machine": machine, "load_average_after": load_average(), "threads": torch.get_num_threads(),
               "batch_size": batch_size, "steps": steps, "repeats": repeats, "augment": augment,
               "precision": precision, "contenders": {}}
     lines = [f"`python benchmarks/step_overhead.py --steps {steps} --repeats {repeats} --batch_size {batch_size}"
              f"{' --augment' if augment else ''}{f' --precision {precision}' if precision != '32' else ''}"
-             f" --contenders '[{', '.join(contenders)}]'"
+             f" --contenders '[{', '.join(contenders)}]'{' --alternate' if alternate else ''}"
              f"{f' --threads {threads}' if threads is not None else ''}`, {machine['date']}, {machine['cpu']} "
              f"({machine['cores']} cores), "
              f"{torch.get_num_threads()} threads, load average {machine['load_average']} before, "
@@ -303,6 +353,12 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
         split = (f"{row['in_step_ms']:.2f} | {row['around_step_ms']:.2f}" if inside else "- | -")
         lines.append(f"| {name} | {1000 * median:.2f} | {1000 * min(values):.2f} | {1000 * max(values):.2f} | "
                      f"{row.get('over_plain_ms', 0):+.3f} | {row.get('ratio_to_plain', 1):.3f} | {split} |")
+    if wrappers:
+        report["wrappers_us"] = wrappers
+        bare = wrappers[AlternatingSteps.WAYS[False, False]]
+        lines += ["", f"An update (zero_grad, backward, step) in one run of `lightning_grouped`, the ways alternated "
+                      f"every {GROUPED} steps, median microseconds: " + "; ".join(
+                          f"{name} {us:.0f} ({us - bare:+.0f})" for name, us in wrappers.items()) + "."]
     table = "\n".join(lines)
     print("\n" + table)
     if doc:

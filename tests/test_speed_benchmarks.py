@@ -130,6 +130,24 @@ def test_step_overhead_times_each_contender_from_the_same_start(mnist_dir):
     assert report["machine"]["cpu"] and report["threads"] >= 1
 
 
+def test_step_overhead_alternates_the_ways_of_stepping_inside_one_run(mnist_dir, monkeypatch, capsys):
+    """``--alternate``: an update in each of four ways, the next every 8 steps of one run; half the updates go through
+    Lightning's ``manual_backward``, half call ``loss.backward()`` themselves."""
+    from lightning.pytorch import LightningModule
+    from step_overhead import AlternatingSteps, overhead
+
+    calls = []
+    manual_backward = LightningModule.manual_backward
+    monkeypatch.setattr(LightningModule, "manual_backward",
+                        lambda self, loss, *args, **kwargs: calls.append(1) or manual_backward(self, loss))
+    report = overhead(steps=64, repeats=1, contenders=["plain"], alternate=True, data_dir=str(mnist_dir))
+    assert list(report["wrappers_us"]) == list(AlternatingSteps.WAYS.values())
+    assert all(us > 0 for us in report["wrappers_us"].values())
+    assert len(calls) == 64 // 2  # the plain loop calls none
+    assert "the ways alternated every 8 steps, median microseconds: manual_backward, wrapped step" in \
+        capsys.readouterr().out
+
+
 def test_step_overhead_gives_every_contender_the_precision_and_writes_its_own_table(mnist_dir, tmp_path,
                                                                                     monkeypatch):
     """``--precision bf16-mixed`` reaches both loops (the Trainer's precision, the plain loop's autocast), the grouped
