@@ -227,14 +227,20 @@ def fold_model_paths(results_path: str | os.PathLike, accepted: str = ACCEPTED) 
                         f"model_path)")
     if len(folds) > MAX_FOLDS:
         raise UserError(f"{source}: {len(folds)} folds, more than the {MAX_FOLDS} a k-fold run trains at most")
-    paths = []
+    paths, named = [], {}  # the folds' model files, each file by the first fold naming it
     for i, fold in enumerate(folds):
         path = Path(fold["model_path"])
         path = path if path.is_absolute() else source.parent / path
-        what = f"{source}: fold {fold.get('fold', i)} model"
+        label = fold.get("fold", i)
+        what = f"{source}: fold {label} model"
         if path.suffix.lower() not in TORCH_LOADERS:
             raise UserError(f"{what} {path}: expected a checkpoint ({CKPT_SUFFIX}) or a Keras model ({KERAS_SUFFIX})")
         model_file(path, what)
+        # a hand-edited list naming one model twice would weigh it twice in the ensemble
+        if path.resolve() in named:
+            raise UserError(f"{source}: folds {named[path.resolve()]} and {label} name the same model file {path}; a "
+                            f"k-fold run keeps one model a fold, and its ensemble weighs each once")
+        named[path.resolve()] = label
         paths.append(path)
     return source, paths, str(results.get("framework", ""))
 

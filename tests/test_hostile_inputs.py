@@ -149,6 +149,25 @@ def test_a_k_fold_run_of_too_many_folds_is_refused_before_any_is_read(model_file
                                       "trains at most", error
 
 
+def test_a_k_fold_run_naming_one_model_twice_is_refused(model_files, monkeypatch, capsys):
+    """A hand-edited cv_results.json listing one model under two folds (by another spelling of its path too) weighed
+    it twice in the ensemble, silently."""
+    monkeypatch.chdir(model_files)
+    (model_files / "twice").mkdir()
+    (model_files / "twice" / "cv_results.json").write_text(json.dumps({"framework": "lightning", "folds": [
+        {"fold": 0, "model_path": "../model.ckpt"}, {"fold": 1, "model_path": "../twice/../model.ckpt"}]}))
+    (model_files / "again").mkdir()
+    (model_files / "again" / "cv_results.json").write_text(json.dumps({"framework": "lightning", "folds": [
+        {"fold": 0, "model_path": "../model.ckpt"}, {"fold": 0, "model_path": "../model.ckpt"}]}))
+    for argv in (["predict", "digit.png", "--weights", "twice"], ["convert", "twice", "out.pt2"]):
+        code, error, _ = main_error(main, argv, capsys)
+        assert code == 2 and error == "error: twice/cv_results.json: folds 0 and 1 name the same model file " \
+                                      "twice/../twice/../model.ckpt; a k-fold run keeps one model a fold, and its " \
+                                      "ensemble weighs each once", error
+    code, error, _ = main_error(main, ["predict", "digit.png", "--weights", "again"], capsys)
+    assert code == 2 and error.startswith("error: again/cv_results.json: folds 0 and 0 name the same"), error
+
+
 def test_a_keras_files_own_words_reach_the_terminal_escaped(model_files, mnist_dir, monkeypatch, capsys):
     """metadata.json's date_saved (any text a file holds) went to stdout raw: a newline, a terminal escape."""
     import zipfile
