@@ -325,6 +325,40 @@ def test_a_stalled_body_gets_408_and_its_connection_closes(served, seed_png):
     assert post_image(served.url, seed_png.read_bytes()).status_code == 200
 
 
+@pytest.mark.parametrize("declared", [True, False])
+def test_an_oversized_body_gets_413_and_its_connection_closes(served, seed_png, declared):
+    """Its 413 comes as soon as the body is known to be too large (by its Content-Length, or counted while it
+    arrives), and the connection closes then: the server does not read, and drop, the rest the client keeps sending
+    (a gigabyte, for as long as it takes)."""
+    host, port = served.url.rsplit("/", 1)[1].split(":")
+    length = b"Content-Length: %d" % (100 * SERVE_MAX_BYTES) if declared else b"Transfer-Encoding: chunked"
+    piece = bytes(65536) if declared else b"10000\r\n" + bytes(65536) + b"\r\n"  # a chunk of 64 KiB
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as client:
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n" + length + b"\r\n\r\n")
+        answer, sent = b"", 0
+        client.setblocking(False)
+        while sent < 50 * SERVE_MAX_BYTES:  # keep sending until the answer and the close arrive
+            try:
+                sent += client.send(piece)
+            except BlockingIOError:
+                time.sleep(0.01)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            try:
+                while chunk := client.recv(65536):
+                    answer += chunk
+                break  # the server closed the connection
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                break
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413") and b"connection: close" in head.lower(), answer[:500]
+    assert json.loads(body) == {"error": f"the request body is larger than the limit of {SERVE_MAX_BYTES:,} bytes"}
+    assert sent < 50 * SERVE_MAX_BYTES, "the server kept reading after its answer"
+    assert post_image(served.url, seed_png.read_bytes()).status_code == 200
+
+
 def keras_refused_files(folder: Path, seed_keras: Path) -> dict[str, Path]:
     """``.keras`` files the project's own check accepts (and PyTorch runs) but Keras refuses to build."""
     import zipfile

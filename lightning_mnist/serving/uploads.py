@@ -97,7 +97,10 @@ async def read_body(request: Request, max_bytes: int, timeout: float = BODY_TIME
     """The request body, refused with 413 as soon as it is known to exceed ``max_bytes``, and with 408 when
     ``timeout`` seconds pass without a piece of it (a client that sent less than its ``Content-Length``
     would otherwise hold its connection, and a slot of the server, for ever)."""
-    too_large = refuse(TOO_LARGE, f"the request body is larger than the limit of {max_bytes:,} bytes")
+    # the connection closes after the answer: the server would otherwise read (and drop) the rest of the body, as
+    # long as the client keeps sending it
+    too_large = HTTPException(TOO_LARGE, f"the request body is larger than the limit of {max_bytes:,} bytes",
+                              headers={"Connection": "close"})
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
