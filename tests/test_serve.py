@@ -96,6 +96,13 @@ def _nested_form(depth: int) -> bytes:
     return body
 
 
+def _form_in_a_form(fields: int) -> bytes:
+    """A form whose field ``file`` is a form of ``fields`` empty fields."""
+    inner = b"".join(b'--B\r\nContent-Disposition: form-data; name="f%d"\r\n\r\n\r\n' % i for i in range(fields))
+    return (b'--O\r\nContent-Disposition: form-data; name="file"\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n'
+            + inner + b"--B--\r\n\r\n--O--\r\n")
+
+
 def _bad_requests(tmp_path):
     """(what, request keyword arguments, status, fragment of the error) for every kind of bad request."""
     bad = make_bad_images(tmp_path)
@@ -127,9 +134,13 @@ def _bad_requests(tmp_path):
          "backends is given more than once"),
         ("form with two files", {"files": [("file", ("a.png", b"x", "image/png")), ("file", ("b.png", b"y", "image/png"))]},
          400, "the multipart form has 2 fields 'file'"),
-        # nested past Python's stack in the standard library's parser: a traceback and a 500
+        # nested past Python's stack in the standard library's parser: a traceback and a 500 (now refused by its
+        # parts, counted before the parser runs)
         ("form nested 3,000 deep", {"data": _nested_form(3000), "headers": {
-            "Content-Type": "multipart/form-data; boundary=L2999"}}, 400, "multipart form cannot be read"),
+            "Content-Type": "multipart/form-data; boundary=L2999"}}, 400, "the multipart form has more than 100 parts"),
+        ("form of 1,000 empty fields in a form", {"data": _form_in_a_form(1000), "headers": {
+            "Content-Type": "multipart/form-data; boundary=O"}}, 400,
+         "the multipart form has more than 100 parts (its own and those of forms within it)"),
         # 200,000 of them fit in the body limit and took the parser 17 s of the HTTP process's CPU
         ("form of 1,000 empty fields", {"data": b"".join(
             b'--B\r\nContent-Disposition: form-data; name="f%d"\r\n\r\n\r\n' % i for i in range(1000)) + b"--B--\r\n",
