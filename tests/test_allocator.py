@@ -22,6 +22,7 @@ assert sys.argv[1] in ("kept", "default")
 if sys.argv[1] == "kept":
     assert keep_freed_memory(), "not applied"
 import torch
+torch.set_num_threads(1)  # every block from this thread: the pool's threads keep heaps of their own
 from mnist_common.architecture import DEFAULT_PRESET
 from mnist_common.model_files import load_architecture
 from lightning_mnist.models.network import KerasNetwork
@@ -45,7 +46,7 @@ def faults():
 
 
 work()  # the first time faults the memory in, whatever the setting
-for _ in range(5):
+for _ in range(15):
     before = faults()
     work()
     print(faults() - before)
@@ -53,7 +54,8 @@ for _ in range(5):
 
 
 def repeated_work_faults(setting: str, work: str) -> int:
-    """The median page faults of five repeats of ``work`` after a first one, in a fresh process."""
+    """The median page faults of 15 repeats of ``work`` after a first one, in a fresh process (with the setting, now
+    and then a repeat grows the heap by a few megabytes where its free blocks do not fit a new one)."""
     done = subprocess.run([sys.executable, "-c", SCRIPT, setting, work], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return int(statistics.median(int(count) for count in done.stdout.split()))
@@ -65,4 +67,5 @@ def test_freed_memory_is_reused_without_page_faults(work: str, pages: int) -> No
     default = repeated_work_faults("default", work)
     kept = repeated_work_faults("kept", work)
     assert default > pages // 2, f"glibc's defaults faulted in only {default} pages: the comparison says nothing"
-    assert kept < pages // 100, f"{kept} page faults with the setting, {default} without"
+    # the 64 MiB blocks, or the validation batch's 50 MB of activations, are not faulted in again
+    assert kept < pages // 20, f"{kept} page faults with the setting, {default} without"
