@@ -29,6 +29,26 @@ def test_rescaling_after_another_layer_says_nothing_about_the_pixels():
     assert architecture_of(sequential_case((28, 28, 1), L.Conv2D(2, 3), L.Rescaling(1 / 255))).pixel_scale == 1.0
 
 
+@pytest.mark.parametrize("steps, scale", [
+    (lambda: [L.Rescaling(1.0, offset=-127.5), L.Rescaling(1 / 127.5)], 255.0),  # Keras 2's (x - 127.5) / 127.5
+    (lambda: [lambda x: (x - 127.5) / 127.5], 255.0),  # the same in Keras 3's operations
+    (lambda: [lambda x: x * 1.0 / 255], 255.0),
+    (lambda: [lambda x: 1.0 - x, L.Rescaling(1 / 255)], 255.0),  # an inverted image, then to [0, 1]
+    (lambda: [L.Rescaling(1 / 255), L.Rescaling(10.0)], 255.0),  # the pixels to [0, 1] first: what tells
+    (lambda: [L.Rescaling(2.0, offset=-1.0), L.Rescaling(0.5)], 1.0),  # [0, 1] pixels moved around
+    (lambda: [lambda x: x + 1.0, L.Conv2D(2, 3), L.Rescaling(1 / 255)], 1.0),
+], ids=["two Rescaling", "operations", "times one over 255", "one minus", "then times 10", "no 255", "after a conv"])
+def test_the_pixel_scale_is_the_product_of_the_first_steps(steps, scale):
+    """A scale in several steps: Keras 2 saved ``(inputs - 127.5) / 127.5`` as two ``Rescaling`` layers (a TFOpLambda
+    each, rewritten), the first of factor 1: such a model was fed [0, 1] pixels (12.6 % accuracy, every check of the
+    conversion passing)."""
+    inputs = x = keras.Input((28, 28, 1))
+    for step in steps():
+        x = step(x)
+    model = keras.Model(inputs, sequential_case(tuple(x.shape[1:]))(x))
+    assert architecture_of(model).pixel_scale == scale
+
+
 def _augmentation_block():
     return keras.Sequential([L.RandomRotation(0.05), L.RandomZoom(0.1)], name="augmentation")
 

@@ -401,20 +401,24 @@ class Architecture:
         input goes first through a ``Rescaling`` by 1/255 (or by 1/127.5, to [-1, 1]): the way Keras users build a
         model that takes raw 0-255 pixels (keras.io puts it first, or after an augmentation block; ``inputs /
         255.0``, a Keras operation, does the same), past layers that only move the pixels (a ``Reshape`` of 784
-        values, ``ops.expand_dims``, augmentations and dropouts, the identity outside training); 1 otherwise, the
-        notebook's [0, 1] pixels.
+        values, ``ops.expand_dims``, augmentations and dropouts, the identity outside training), and as the product
+        of such steps (``(inputs - 127.5) / 127.5``, two ``Rescaling`` layers in a Keras 2 file; ``inputs * 1.0 /
+        255``); 1 otherwise, the notebook's [0, 1] pixels.
         Every place that feeds MNIST images to a model applies it (training and testing in both frameworks, the
         conversion check, predict and serve; an ``.onnx`` file records it in its metadata)."""
-        tensor = self.input_name
+        tensor, factor = self.input_name, 1.0
         while True:  # past layers that only move the pixels (a reshape, an augmentation, a dropout: KEEPS_VALUES)
             takers = [node for node in self.nodes if tensor in node.inputs]
-            if len(takers) != 1 or not takers[0].layer.KEEPS_VALUES:
-                break
+            if len(takers) != 1:
+                return 1.0
+            step = takers[0].layer.input_factor()  # a Rescaling, ``x / 255.0`` (an operation), ``x - 127.5``
+            if step is not None:  # the factor so far: ``(x - 127.5) / 127.5`` is two steps (Keras 2 saved it so)
+                factor *= step
+                if any(abs(abs(factor) * 255.0 - multiple) <= 1e-4 * multiple for multiple in (1.0, 2.0)):
+                    return 255.0
+            elif not takers[0].layer.KEEPS_VALUES:
+                return 1.0
             tensor = takers[0].name
-        factor = takers[0].layer.input_factor() if len(takers) == 1 else None  # also ``x / 255.0``, an operation
-        if factor is not None and any(abs(factor * 255.0 - multiple) <= 1e-4 * multiple for multiple in (1.0, 2.0)):
-            return 255.0
-        return 1.0
 
     def same_network(self, other: Architecture) -> bool:
         """The same graph of the same layers with the same settings, whatever the model and its layers are called."""

@@ -160,11 +160,17 @@ class BinaryOperation(Operation):
 class Add(BinaryOperation):
     FUNCTION: ClassVar[str] = "add"
 
+    def input_factor(self) -> float | None:
+        return 1.0 if self.constants() else None  # x + c
+
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)
 class Subtract(BinaryOperation):
     FUNCTION: ClassVar[str] = "subtract"
+
+    def input_factor(self) -> float | None:
+        return -1.0 if self.x1 is not None else 1.0 if self.x2 is not None else None  # c - x, x - c
 
 
 @layer_type
