@@ -39,6 +39,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from mnist_common.architecture.keras_config import MODEL_CLASSES
 from mnist_common.errors import UserError
 
 TF_OP_LAYER = "TFOpLambda"
@@ -375,8 +376,25 @@ def _renamed(value: Any, names: dict[str, str]) -> Any:
     return value
 
 
+def _calls_renamed(entry: Any, names: dict[str, str]) -> Any:
+    """A layer entry whose calls (``inbound_nodes``) refer to renamed layers by their new names."""
+    if not isinstance(entry, dict) or "inbound_nodes" not in entry:
+        return entry
+    return {**entry, "inbound_nodes": _renamed(entry["inbound_nodes"], names)}
+
+
 def rewrite_tf_ops(config: dict[str, Any], path: Any) -> bool:
-    """Rewrite a Functional model config's TFOpLambda layers in place (see the module docstring); whether any was."""
+    """Rewrite the TFOpLambda layers of a model config and of the models nested in it (a block called as a layer),
+    in place (see the module docstring); whether any was."""
+    model = config.get("config") if isinstance(config.get("config"), dict) else {}
+    layers = model.get("layers") if isinstance(model.get("layers"), list) else []
+    nested = [rewrite_tf_ops(entry, path) for entry in layers
+              if isinstance(entry, dict) and entry.get("class_name") in MODEL_CLASSES]
+    return _rewrite_model_tf_ops(config, path) or any(nested)
+
+
+def _rewrite_model_tf_ops(config: dict[str, Any], path: Any) -> bool:
+    """Rewrite one model config's own TFOpLambda layers."""
     model = config.get("config") if isinstance(config.get("config"), dict) else {}
     layers = model.get("layers") if isinstance(model.get("layers"), list) else []
     found = [entry for entry in layers if isinstance(entry, dict) and entry.get("class_name") == TF_OP_LAYER]
@@ -398,7 +416,9 @@ def rewrite_tf_ops(config: dict[str, Any], path: Any) -> bool:
         renamed = _renamed({key: value for key, value in entry.items() if key != "name"}, names)
         rewritten[id(entry)] = _rewritten({**renamed, "name": entry.get("name")}, names[str(entry.get("name"))],
                                           path, shapes)
-    model["layers"] = [_renamed(rewritten.get(id(entry), entry), names) for entry in layers]
+    # the references to the renamed layers follow them: the other layers' calls (not inside a nested model's config,
+    # whose names are its own)
+    model["layers"] = [rewritten.get(id(entry)) or _calls_renamed(entry, names) for entry in layers]
     for key in ("input_layers", "output_layers"):
         if key in model:
             model[key] = _renamed(model[key], names)

@@ -166,6 +166,8 @@ def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
                                 f"values for it (Keras would allocate the layer before finding that its weights do "
                                 f"not fit)")
     changed = rewrite_tf_ops(config, path)  # Keras 2's x + y, x * 0.5, tf.nn.relu(x) as the Keras 3 layers they are
+    if keras_version.startswith("2."):
+        changed = _nested_models_for_keras3(config) or changed
     for where, entry in _layers(config):
         unused, settings = KERAS2_UNUSED.get(entry.get("class_name"), {}), entry.get("config")
         for key, value in unused.items():
@@ -177,6 +179,61 @@ def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
                     keras_version=keras_version,
                     backend=_text(attributes["backend"] or "?"), config=config, config_changed=changed,
                     optimizer=_optimizer(attributes["training_config"]))
+
+
+def _model_entries(config: Any) -> list[dict[str, Any]]:
+    """The layer entries of a model config that are models themselves (a block called as a layer)."""
+    model = config.get("config") if isinstance(config, dict) and isinstance(config.get("config"), dict) else {}
+    layers = model.get("layers") if isinstance(model.get("layers"), list) else []
+    return [entry for entry in layers if isinstance(entry, dict) and entry.get("class_name") in MODEL_CLASSES
+            and isinstance(entry.get("config"), dict)]
+
+
+def _renumbered(value: Any, models: set[str]) -> Any:
+    """``value`` with every reference to a call of one of ``models`` ([name, node, tensor, ...]) one node lower."""
+    if isinstance(value, list):
+        if (len(value) >= 3 and isinstance(value[0], str) and value[0] in models and isinstance(value[1], int)
+                and not isinstance(value[1], bool) and value[1] >= 1):
+            return [value[0], value[1] - 1, *(_renumbered(v, models) for v in value[2:])]
+        return [_renumbered(v, models) for v in value]
+    if isinstance(value, dict):
+        return {key: _renumbered(v, models) for key, v in value.items()}
+    return value
+
+
+def _nested_models_for_keras3(config: dict[str, Any]) -> bool:
+    """Two ways Keras 2 recorded a model nested in another (a block called as a layer) that Keras 3 reads otherwise:
+
+    * it numbered the nested model's calls from 1 where the model was built on an Input of its own (its first node,
+      from that Input to its outputs, is left out of the file): ``[block, 1, 0]`` for its first call, which Keras 3,
+      numbering from 0, cannot resolve ("the graph ... has loops or disconnected nodes");
+    * it listed a Functional block's one input and one output as lists of one (``[[conv, 0, 0]]``), which Keras 3
+      then hands to the next layer as a list ("MaxPooling2D.call()" in a Sequential model).
+
+    Both are rewritten, in this model and in every model nested in it; whether anything was."""
+    nested = _model_entries(config)
+    changed = any([_nested_models_for_keras3(entry) for entry in nested])
+    for entry in nested:
+        inner = entry["config"]
+        for key in ("input_layers", "output_layers"):
+            one = inner.get(key)
+            if isinstance(one, list) and len(one) == 1 and isinstance(one[0], list) and one[0] \
+                    and isinstance(one[0][0], str):
+                inner[key] = one[0]
+                changed = True
+    built = {str(entry.get("name") or entry["config"].get("name")) for entry in nested
+             if isinstance(entry["config"].get("layers"), list) and entry["config"]["layers"]
+             and isinstance(entry["config"]["layers"][0], dict)
+             and entry["config"]["layers"][0].get("class_name") == "InputLayer"}
+    if not built:
+        return changed
+    model = config["config"]
+    for entry in model.get("layers") or []:
+        if isinstance(entry, dict) and "inbound_nodes" in entry:
+            entry["inbound_nodes"] = _renumbered(entry["inbound_nodes"], built)
+    if "output_layers" in model:
+        model["output_layers"] = _renumbered(model["output_layers"], built)
+    return True
 
 
 def _stored_values(h5: Any, path: Path) -> dict[str, int]:

@@ -30,7 +30,8 @@ def convert(source, destination, mnist_dir, capsys, images: int = 1000) -> str:
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["keras2_cnn", "keras2_residual", "keras2_mixed", "keras2_tf_ops", "keras2_tf_shapes"])
+@pytest.mark.parametrize("name", ["keras2_cnn", "keras2_residual", "keras2_mixed", "keras2_tf_ops", "keras2_tf_shapes",
+                                  "keras2_nested", "keras2_nested_sequential"])
 def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_tf_keras_2_computed(
         name, tmp_path, mnist_dir, mnist, capsys):
     """A Sequential CNN (BatchNormalization, Dropout); a Functional graph (an Add of a separable convolution's output,
@@ -40,8 +41,10 @@ def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_tf_k
     ``tf.math.sigmoid``: TFOpLambda layers), and one of those that move, merge and reduce tensors (``tf.cast``,
     ``tf.expand_dims`` and ``tf.reshape`` of a (28, 28) input, ``tf.concat``, ``tf.nn.leaky_relu``, ``tf.maximum``,
     ``tf.clip_by_value``, ``tf.transpose``, ``tf.reduce_mean``/``tf.reduce_max`` over the image, ``tf.squeeze``,
-    ``tf.minimum``), rewritten as the Keras 3 layers they equal. Each written as ``.keras`` and ``.ckpt``, proven,
-    and compared with what tf.keras 2 itself predicted."""
+    ``tf.minimum``), rewritten as the Keras 3 layers they equal; models nested in models (a Sequential block and a
+    Functional one holding TensorFlow functions, in a Functional model; a Functional block in a Sequential model),
+    which Keras 2 numbered and listed otherwise than Keras 3 reads them. Each written as ``.keras`` and ``.ckpt``,
+    proven, and compared with what tf.keras 2 itself predicted."""
     source = tmp_path / f"{name}.H5"  # a suffix in capitals, as Windows users name files
     shutil.copyfile(KERAS2 / f"{name}.h5", source)
     before = source.read_bytes()

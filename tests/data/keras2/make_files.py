@@ -68,8 +68,23 @@ def main(data_dir: str, names: list[str]) -> None:
                         L.Flatten()(L.MaxPooling2D(7)(h))],  # where the transposition shows
                        axis=1)
     tf_shapes = keras.Model(inputs, L.Dense(10, activation="softmax")(pooled), name="keras2_tf_shapes")
+    # models nested in models (the transfer-learning pattern): Keras 2 numbered their calls from 1
+    features = keras.Sequential([L.Conv2D(8, 3, activation="relu", input_shape=(28, 28, 1)), L.MaxPooling2D()],
+                                name="features")
+    block_input = keras.Input((13, 13, 8))
+    h = L.Conv2D(8, 3, padding="same")(block_input)
+    block = keras.Model(block_input, tf.nn.relu(h) + h * 0.1, name="tf_block")  # TensorFlow functions inside
+    inputs = keras.Input((28, 28, 1))
+    nested = keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(block(features(inputs)))),
+                         name="keras2_nested")
+    block_input = keras.Input((13, 13, 8))  # a functional block inside a Sequential model
+    functional_block = keras.Model(block_input, L.MaxPooling2D()(tf.nn.relu(L.Conv2D(8, 3)(block_input))),
+                                   name="functional_block")
+    nested_in_sequential = keras.Sequential([L.InputLayer((28, 28, 1)), L.Conv2D(8, 3, strides=2), functional_block,
+                                             L.Flatten(), L.Dense(10, activation="softmax")],
+                                            name="keras2_nested_sequential")
     test_images = mnist.test_images[:100, ..., None].astype("float32") / 255.0
-    for model in (sequential, functional, mixed, tf_ops, tf_shapes):
+    for model in (sequential, functional, mixed, tf_ops, tf_shapes, nested, nested_in_sequential):
         if names and model.name not in names:
             continue
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
