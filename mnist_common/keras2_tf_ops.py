@@ -14,7 +14,8 @@ Keras 2 function                        Keras 3 layer
 ``x + c``, ``x - c``, ``c - x``,        ``Rescaling(scale, offset)`` (a number ``c``): ``x * 1 + c``, ``x * 1 - c``,
 ``x * c``, ``x / c``                    ``x * -1 + c``, ``x * c + 0``, ``x * (1 / c) + 0`` (within a float32 rounding)
 ``tf.maximum(x, y)``, ``tf.minimum``    ``Maximum``, ``Minimum``; ``tf.maximum(x, 0)``: ``ReLU``
-``tf.nn.relu``, ``tf.math.sigmoid``...  ``Activation`` of the same name (:data:`ACTIVATIONS`)
+``tf.nn.relu``, ``tf.math.sigmoid``...  ``Activation`` of the same name (:data:`ACTIVATIONS`); ``tf.nn.softmax`` over
+                                        a given axis: ``Softmax(axis)`` (the bridge takes the last, by any name)
 ``tf.nn.leaky_relu(x, alpha)``          ``LeakyReLU(negative_slope=alpha)`` (TensorFlow's default alpha, 0.2)
 ``tf.clip_by_value(x, 0, c)``           ``ReLU(max_value=c)``
 ``tf.concat([a, b, ...], axis)``        ``Concatenate(axis)``
@@ -134,8 +135,11 @@ def _axes(value: Any, rank: int | None = None) -> tuple[int, ...] | None:
 @rewrites(*ACTIVATIONS)
 def _activation(call: Call) -> Rewritten:
     x = call.one_tensor("axis")
-    if call.keywords.get("axis", -1) not in (-1, None):
-        raise NotRewritten(f"over the last axis (this one is over axis {call.keywords['axis']})")
+    axis = call.keywords.get("axis", -1)
+    if axis not in (-1, None):
+        if ACTIVATIONS[call.function] == "softmax":  # over a given axis: the layer of that setting
+            return Rewritten("Softmax", [x], {"axis": axis}, call.shape(x))
+        raise NotRewritten(f"over the last axis (this one is over axis {axis})")
     return Rewritten("Activation", [x], {"activation": ACTIVATIONS[call.function]}, call.shape(x))
 
 

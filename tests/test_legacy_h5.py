@@ -255,7 +255,8 @@ def test_the_keras_reference_asks_for_the_keras_file_a_legacy_one_converts_to(tm
     ("nn.relu", 5, "only where it is called once"),
     ("math.truediv", ["a", 0, 0, {"y": ["b", 0, 0]}], "only for a tensor divided by a number"),
     ("math.truediv", ["_CONSTANT_VALUE", -1, 1.0, {"y": ["a", 0, 0]}], "not a number by a tensor"),
-    ("nn.softmax", ["a", 0, 0, {"axis": 1}], "only over the last axis (this one is over axis 1)"),
+    ("nn.softmax", ["a", 0, 0, {"axis": 1}], ("Softmax", {"axis": 1})),  # the last axis of (batch, classes)
+    ("nn.elu", ["a", 0, 0, {"axis": 1}], "only over the last axis (this one is over axis 1)"),
     ("nn.softmax", ["a", 0, 0, {"axis": -1, "name": None}], ("Activation", {"activation": "softmax"})),
     ("nn.relu", ["a", 0, 0, {"features": 1}], "only of one tensor (not with features)"),
     ("math.maximum", ["c", 0, 0, {"y": 0.0, "name": None}], ("ReLU", {})),
