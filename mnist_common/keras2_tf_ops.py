@@ -21,7 +21,8 @@ Keras 2 function                        Keras 3 layer
 ``tf.concat([a, b, ...], axis)``        ``Concatenate(axis)``
 ``tf.reshape(x, [-1, ...])``            ``Reshape(...)``
 ``tf.expand_dims``, ``tf.squeeze``      ``Reshape`` to the shape they give, where the input's rank is known and all
-                                        its sizes but one (an ``Input``'s, or these layers' of it, or of global pooling)
+                                        its sizes but one (an ``Input``'s, a ``Flatten``'s, a global pooling's, or
+                                        these layers' of them)
 ``tf.transpose(x, [0, ...])``           ``Permute(...)`` (the batch axis stays first)
 ``tf.reduce_mean``, ``tf.reduce_max``   ``GlobalAveragePooling2D``, ``GlobalMaxPooling2D`` (``keepdims`` kept) over axes
                                         1 and 2; over axis 1, their 1D kinds (Keras refuses them on other ranks)
@@ -53,7 +54,8 @@ ACTIVATIONS = {"nn.relu": "relu", "nn.relu6": "relu6", "math.sigmoid": "sigmoid"
                "math.softplus": "softplus", "nn.softplus": "softplus", "nn.silu": "silu", "nn.swish": "silu",
                "nn.gelu": "gelu", "math.exp": "exponential"}
 TF_LEAKY_RELU_ALPHA = 0.2  # tf.nn.leaky_relu's default
-KNOWN_RANK = "of a tensor of a known rank (an Input's, or such a function's of it, or global pooling's)"
+KNOWN_RANK = ("of a tensor of a known rank (an Input's, a Flatten's or a global pooling's, or these functions' of "
+              "them)")
 GLOBAL_POOLING = {("mean", (1, 2)): "GlobalAveragePooling2D", ("max", (1, 2)): "GlobalMaxPooling2D",
                   ("mean", (1,)): "GlobalAveragePooling1D", ("max", (1,)): "GlobalMaxPooling1D"}
 
@@ -356,16 +358,25 @@ def _rewritten(entry: dict[str, Any], name: str, path: Any, shapes: dict[str, Sh
     return _layer(rewritten, name)
 
 
-def _input_shapes(layers: list[Any]) -> dict[str, Shape]:
-    """The shapes (without the batch) of the model's inputs, as their InputLayer entries give them."""
-    shapes = {}
+def _known_shapes(layers: list[Any]) -> dict[str, Shape]:
+    """The output shapes (without the batch) known from the layers' own settings: the model's inputs, and the
+    layers whose output's rank is fixed (a Flatten's, a global pooling's), their sizes unknown (None) but for 1s."""
+    shapes: dict[str, Shape] = {}
     for entry in layers:
-        if isinstance(entry, dict) and entry.get("class_name") == "InputLayer":
-            config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        if not isinstance(entry, dict):
+            continue
+        config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        kind, name = entry.get("class_name"), str(entry.get("name"))
+        if kind == "InputLayer":
             shape = config.get("batch_input_shape", config.get("batch_shape"))
             if isinstance(shape, list) and len(shape) >= 2 and all(
                     size is None or (isinstance(size, int) and size > 0) for size in shape):
-                shapes[str(entry.get("name"))] = tuple(shape[1:])
+                shapes[name] = tuple(shape[1:])
+        elif kind == "Flatten":
+            shapes[name] = (None,)
+        elif kind in GLOBAL_POOLING.values():
+            spatial = 2 if kind.endswith("2D") else 1
+            shapes[name] = (*(1,) * spatial, None) if config.get("keepdims") is True else (None,)
     return shapes
 
 
@@ -414,7 +425,7 @@ def _rewrite_model_tf_ops(config: dict[str, Any], path: Any) -> bool:
             name = f"{stem}_{count}"
         taken.add(name)
         names[str(entry.get("name"))] = name
-    shapes = _input_shapes(layers)  # grows as the layers are rewritten, in the config's order (inputs first)
+    shapes = _known_shapes(layers)  # grows as the layers are rewritten, in the config's order (inputs first)
     rewritten = {}
     for entry in found:  # each call reads its inputs under their new names, so that their known shapes are found
         renamed = _renamed({key: value for key, value in entry.items() if key != "name"}, names)

@@ -276,6 +276,9 @@ def test_the_keras_reference_asks_for_the_keras_file_a_legacy_one_converts_to(tm
     ("expand_dims", ["a", 0, 0, {"axis": 0}], "only at an axis from 1 to 3 or from -1 to -3"),
     ("expand_dims", ["c", 0, 0, {"axis": -1}], "only of a tensor of a known rank"),  # c: a layer's output
     ("compat.v1.squeeze", ["a", 0, 0, {"axis": [1]}], "only of axes of size 1"),  # a's axis 1 holds 28
+    ("compat.v1.squeeze", ["g", 0, 0, {"axis": [1, 2]}], ("Reshape", {"target_shape": [-1]})),  # g: (1, 1, C)
+    ("squeeze", ["g", 0, 0, {}], ("Reshape", {"target_shape": [-1]})),
+    ("squeeze", ["g", 0, 0, {"axis": [0, 1]}], "only of axes of size 1, not the batch"),
     ("compat.v1.transpose", ["a", 0, 0, {"perm": [0, 2, 1], "conjugate": False}], ("Permute", {"dims": [2, 1]})),
     ("transpose", ["a", 0, 0, {"perm": [1, 0, 2]}], "only with a permutation that keeps the batch axis first"),
     ("math.reduce_mean", ["c", 0, 0, {"axis": [1, 2], "keepdims": True}],
@@ -291,13 +294,15 @@ def test_each_tensorflow_function_keras_2_recorded_becomes_its_keras_3_layer_or_
     """The cases the tf.keras 2 files above do not hold: a number minus a tensor, two tensors, a number divided by
     a tensor (no Keras layer computes it), a softmax over another axis, and each function called in a way no Keras
     layer computes (a concatenation or a reshape of the batch axis, an axis of a rank not known here). ``a`` and
-    ``b`` are inputs of shape (28, 28), ``c`` another layer's output."""
+    ``b`` are inputs of shape (28, 28), ``c`` another layer's output, ``g`` a global pooling's (keepdims)."""
     from mnist_common.errors import UserError
     from mnist_common.keras2_tf_ops import rewrite_tf_ops
 
     inputs = [{"class_name": "InputLayer", "name": name, "config": {"batch_input_shape": [None, 28, 28],
                                                                   "name": name}, "inbound_nodes": []}
               for name in ("a", "b")]
+    inputs.append({"class_name": "GlobalMaxPooling2D", "name": "g", "config": {"name": "g", "keepdims": True},
+                   "inbound_nodes": [[["c", 0, 0, {}]]]})
     config = {"class_name": "Functional", "config": {"layers": [
         *inputs, {"class_name": "TFOpLambda", "name": f"tf.{function}", "inbound_nodes": [node],
                   "config": {"name": f"tf.{function}", "function": function}}],
