@@ -53,6 +53,14 @@ CODE_LAYERS = {
                        "cannot read: rebuild it with a Cropping or Reshape layer and save it again",
 }
 
+# Keras 2 layers Keras 3 no longer has (its advice for an unknown class, to register a custom object, would mislead)
+REMOVED_LAYERS = {
+    "ThresholdedReLU": "Keras 3 has no ThresholdedReLU (ReLU(threshold=theta) computes it but at x == theta): rebuild "
+                       "it with ReLU(threshold=...) and save it again",
+    **{kind: "Keras 3 has no locally connected layers (a convolution whose weights differ at each position)"
+       for kind in ("LocallyConnected1D", "LocallyConnected2D")},
+}
+
 
 # Settings Keras 2 saved for a layer that Keras 3's refuses: class -> {setting: the value that means what Keras 3
 # does, or ANY}. Keras 2's depthwise, separable and transposed convolutions kept their base convolution's groups (the
@@ -157,6 +165,9 @@ def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
         if entry.get("class_name") in CODE_LAYERS:
             kind = entry["class_name"]
             raise UserError(f"{path}: layer {where} ({kind}) is refused: {CODE_LAYERS[kind]}")
+        if entry.get("class_name") in REMOVED_LAYERS:
+            raise UserError(f"{path}: layer {where} ({entry['class_name']}) is refused: "
+                            f"{REMOVED_LAYERS[entry['class_name']]}")
         # a layer inside a wrapper keeps its weights under another name (Bidirectional's forward_lstm): all of them
         held = stored.get(where, stored.get("", 0))
         for key in SIZE_SETTINGS:

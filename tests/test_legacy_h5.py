@@ -127,6 +127,17 @@ def _with_units(units: int):
     return make
 
 
+def _with_class(kind: str):
+    """The CNN's Dense renamed a layer class Keras 3 removed (Keras' own refusal advised registering a custom
+    object)."""
+    def make(tmp_path) -> str:
+        with h5py.File(KERAS2 / "keras2_cnn.h5", "r") as h5:
+            config = json.loads(h5.attrs["model_config"])
+        next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")["class_name"] = kind
+        return _with_config(tmp_path, config)
+    return make
+
+
 def _with_external_link(tmp_path) -> str:
     path = tmp_path / "linked.h5"
     shutil.copyfile(KERAS2 / "keras2_cnn.h5", path)
@@ -211,8 +222,13 @@ def _written(content: bytes, name: str = "model.h5"):
     (_keras3_with_unknown_setting, "unknown.h5: Keras cannot load it ("),
     (_with_units(2_000_000), "edited.h5: layer dense declares units 2,000,000, but the file holds 2,010 weight values "
                              "for it (Keras would allocate the layer before finding that its weights do not fit)"),
+    (_with_class("ThresholdedReLU"), "edited.h5: layer dense (ThresholdedReLU) is refused: Keras 3 has no "
+                                     "ThresholdedReLU (ReLU(threshold=theta) computes it but at x == theta)"),
+    (_with_class("LocallyConnected2D"), "edited.h5: layer dense (LocallyConnected2D) is refused: Keras 3 has no "
+                                        "locally connected layers"),
 ], ids=["lambda", "tf_op", "external_link", "weights_only", "not_a_model", "hard_sigmoid", "corrupt", "not_hdf5",
-        "keras_operations", "nan_weights", "keras3_unknown_setting", "declared_units"])
+        "keras_operations", "nan_weights", "keras3_unknown_setting", "declared_units", "thresholded_relu",
+        "locally_connected"])
 def test_legacy_files_keras_must_not_or_cannot_read_are_refused_in_one_line(make, message, tmp_path, mnist_dir,
                                                                              capsys):
     """Python code and a file reaching outside itself are refused before Keras opens the file; what Keras itself
