@@ -130,6 +130,17 @@ def test_step_overhead_times_each_contender_from_the_same_start(mnist_dir):
     assert report["machine"]["cpu"] and report["threads"] >= 1
 
 
+def test_step_overhead_measures_grouped_contenders_against_the_grouped_plain_loop(mnist_dir):
+    """Without the plain loop, the grouped one is the floor (the table said +0.000 and 1.000 for every row)."""
+    from step_overhead import overhead
+
+    report = overhead(steps=8, repeats=1, contenders=["plain_grouped", "lightning_grouped"], data_dir=str(mnist_dir))
+    assert report["floor"] == "plain_grouped" and report["contenders"]["plain_grouped"]["ratio_to_plain"] == 1.0
+    grouped = report["contenders"]["lightning_grouped"]
+    assert grouped["ratio_to_plain"] == round(grouped["median_ms"] / report["contenders"]["plain_grouped"]["median_ms"],
+                                              3)
+
+
 def test_step_overhead_alternates_the_ways_of_stepping_inside_one_run(mnist_dir, monkeypatch, capsys):
     """``--alternate``: an update in each of four ways, the next every 8 steps of one run; half the updates go through
     Lightning's ``manual_backward``, half call ``loss.backward()`` themselves."""
