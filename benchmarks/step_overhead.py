@@ -67,7 +67,7 @@ from lightning_mnist.models.classifier import STAGES  # noqa: E402
 from lightning_mnist.training.callbacks import EpochHistory, ProgressBar, RandomState, RunCheckpoint  # noqa: E402
 from mnist_common.allocator import keep_freed_memory  # noqa: E402
 from mnist_common.cli import run  # noqa: E402
-from mnist_common.errors import exit_on_user_error  # noqa: E402
+from mnist_common.errors import UserError, exit_on_user_error  # noqa: E402
 from mnist_common.files import write_between_markers  # noqa: E402
 from mnist_common.machine import describe_machine, load_average  # noqa: E402
 
@@ -241,6 +241,16 @@ def time_once(contender: str, data: MNISTDataModule, steps: int, lr: float, seed
     return clock.seconds / steps, (sum(in_step) / steps if in_step else None)
 
 
+def check_alternation(steps: int, epoch_steps: int) -> None:
+    """Refuse an ``--alternate`` run too short for each of :class:`AlternatingSteps`' ways to run twice (its first
+    execution is left out of its median): ``steps`` asked for, ``epoch_steps`` in an epoch (the run is one)."""
+    needed = 2 * GROUPED * len(AlternatingSteps.WAYS)
+    if min(steps, epoch_steps) < needed:
+        short = f"--steps x --repeats ({steps})" if steps < needed else f"an epoch at this --batch_size ({epoch_steps})"
+        raise UserError(f"--alternate needs {needed} training steps, two executions of {GROUPED} for each of its "
+                        f"{len(AlternatingSteps.WAYS)} ways; {short} gives fewer")
+
+
 def wrapper_cost(data: MNISTDataModule, steps: int, lr: float, seed: int, folder: Path,
                  precision: Precision = "32") -> dict[str, float]:
     """Median microseconds of an update (zero_grad, backward, step) in each of :class:`AlternatingSteps`' ways, over
@@ -313,6 +323,8 @@ def overhead(steps: int = 300, repeats: int = 5, batch_size: int = 32, augment: 
     data = MNISTDataModule(data_dir=data_dir, batch_size=batch_size, augment=augment)
     data.prepare_data()
     data.setup("fit")
+    if alternate:  # each way two executions at least: its first is left out of its median
+        check_alternation(steps * repeats, len(data.datasets["train"]) // batch_size)
     times: dict[str, list[float]] = {name: [] for name in contenders}
     in_step: dict[str, list[float | None]] = {name: [] for name in contenders}
     with tempfile.TemporaryDirectory(prefix="step_overhead_") as tmp:

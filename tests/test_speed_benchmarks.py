@@ -375,6 +375,13 @@ def test_gpu_speed_runs_on_the_cpu_and_refuses_a_missing_gpu(mnist_dir, tmp_path
 
 @pytest.mark.parametrize("name, args, line", [
     ("step_overhead.py", ["--steps", "0"], "error: --steps must be at least 1, got 0"),
+    # too short for each way of stepping to run twice: a median of nothing (a StatisticsError traceback after the run)
+    ("step_overhead.py", ["--steps", "10", "--repeats", "1", "--alternate", "--contenders", "[plain]"],
+     "error: --alternate needs 64 training steps, two executions of 8 for each of its 4 ways; --steps x --repeats "
+     "(10) gives fewer"),
+    ("step_overhead.py", ["--batch_size", "2048", "--alternate", "--contenders", "[plain]"],
+     "error: --alternate needs 64 training steps, two executions of 8 for each of its 4 ways; an epoch at this "
+     "--batch_size (26) gives fewer"),
     ("step_overhead.py", ["--marker", "Step Overhead"],
      "error: --marker 'Step Overhead': a name of lower-case letters, digits and dashes"),
     ("compare_frameworks.py", ["--repeats", "0"], "error: --repeats must be at least 1, got 0"),
