@@ -237,10 +237,11 @@ def fold_model_paths(results_path: str | os.PathLike, accepted: str = ACCEPTED) 
             raise UserError(f"{what} {path}: expected a checkpoint ({CKPT_SUFFIX}) or a Keras model ({KERAS_SUFFIX})")
         model_file(path, what)
         # a hand-edited list naming one model twice would weigh it twice in the ensemble
-        if path.resolve() in named:
-            raise UserError(f"{source}: folds {named[path.resolve()]} and {label} name the same model file {path}; a "
-                            f"k-fold run keeps one model a fold, and its ensemble weighs each once")
-        named[path.resolve()] = label
+        same = path.resolve()
+        if same in named:
+            raise UserError(f"{source}: folds {named[same]} and {label} name the same model file {path}; a k-fold "
+                            f"run keeps one model a fold, and its ensemble weighs each once")
+        named[same] = label
         paths.append(path)
     return source, paths, str(results.get("framework", ""))
 

@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterable
 from mnist_common.errors import UserError, path_text
 
 
-
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

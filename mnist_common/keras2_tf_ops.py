@@ -398,20 +398,28 @@ def _calls_renamed(entry: Any, names: dict[str, str]) -> Any:
     return {**entry, "inbound_nodes": _renamed(entry["inbound_nodes"], names)}
 
 
+def model_layers(config: Any) -> tuple[dict[str, Any], list[Any]]:
+    """(a model config's settings, its layer entries); empty ones for anything else."""
+    model = config.get("config") if isinstance(config, dict) and isinstance(config.get("config"), dict) else {}
+    return model, model.get("layers") if isinstance(model.get("layers"), list) else []
+
+
+def nested_models(config: Any) -> list[dict[str, Any]]:
+    """The layer entries of a model config that are models themselves (a block called as a layer)."""
+    return [entry for entry in model_layers(config)[1] if isinstance(entry, dict)
+            and entry.get("class_name") in MODEL_CLASSES and isinstance(entry.get("config"), dict)]
+
+
 def rewrite_tf_ops(config: dict[str, Any], path: Any) -> bool:
     """Rewrite the TFOpLambda layers of a model config and of the models nested in it (a block called as a layer),
     in place (see the module docstring); whether any was."""
-    model = config.get("config") if isinstance(config.get("config"), dict) else {}
-    layers = model.get("layers") if isinstance(model.get("layers"), list) else []
-    nested = [rewrite_tf_ops(entry, path) for entry in layers
-              if isinstance(entry, dict) and entry.get("class_name") in MODEL_CLASSES]
+    nested = [rewrite_tf_ops(entry, path) for entry in nested_models(config)]
     return _rewrite_model_tf_ops(config, path) or any(nested)
 
 
 def _rewrite_model_tf_ops(config: dict[str, Any], path: Any) -> bool:
     """Rewrite one model config's own TFOpLambda layers."""
-    model = config.get("config") if isinstance(config.get("config"), dict) else {}
-    layers = model.get("layers") if isinstance(model.get("layers"), list) else []
+    model, layers = model_layers(config)
     found = [entry for entry in layers if isinstance(entry, dict) and entry.get("class_name") == TF_OP_LAYER]
     if not found:
         return False

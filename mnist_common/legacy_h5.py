@@ -37,7 +37,7 @@ from typing import Any, Iterator
 
 from mnist_common.architecture.keras_config import MODEL_CLASSES
 from mnist_common.errors import UserError, one_line
-from mnist_common.keras2_tf_ops import rewrite_tf_ops
+from mnist_common.keras2_tf_ops import model_layers, nested_models, rewrite_tf_ops
 from mnist_common.keras_file import MAX_JSON_BYTES, MAX_WEIGHTS_BYTES, check_file, check_storage, describe_optimizer
 
 LEGACY_SUFFIXES = (".h5", ".hdf5")  # the suffixes Keras reads as its legacy HDF5 format
@@ -192,14 +192,6 @@ def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
                     optimizer=_optimizer(attributes["training_config"]))
 
 
-def _model_entries(config: Any) -> list[dict[str, Any]]:
-    """The layer entries of a model config that are models themselves (a block called as a layer)."""
-    model = config.get("config") if isinstance(config, dict) and isinstance(config.get("config"), dict) else {}
-    layers = model.get("layers") if isinstance(model.get("layers"), list) else []
-    return [entry for entry in layers if isinstance(entry, dict) and entry.get("class_name") in MODEL_CLASSES
-            and isinstance(entry.get("config"), dict)]
-
-
 def _renumbered(value: Any, models: set[str]) -> Any:
     """``value`` with every reference to a call of one of ``models`` ([name, node, tensor, ...]) one node lower."""
     if isinstance(value, list):
@@ -222,7 +214,7 @@ def _nested_models_for_keras3(config: dict[str, Any]) -> bool:
       then hands to the next layer as a list ("MaxPooling2D.call()" in a Sequential model).
 
     Both are rewritten, in this model and in every model nested in it; whether anything was."""
-    nested = _model_entries(config)
+    nested = nested_models(config)
     changed = any([_nested_models_for_keras3(entry) for entry in nested])
     for entry in nested:
         inner = entry["config"]
@@ -238,8 +230,8 @@ def _nested_models_for_keras3(config: dict[str, Any]) -> bool:
              and entry["config"]["layers"][0].get("class_name") == "InputLayer"}
     if not built:
         return changed
-    model = config["config"]
-    for entry in model.get("layers") or []:
+    model, layers = model_layers(config)
+    for entry in layers:
         if isinstance(entry, dict) and "inbound_nodes" in entry:
             entry["inbound_nodes"] = _renumbered(entry["inbound_nodes"], built)
     if "output_layers" in model:
