@@ -320,7 +320,10 @@ def test_unnamed_operations_of_a_description_get_keras_names():
 
 def test_a_keras_file_of_operations_comes_back_as_it_was(tmp_path, capsys):
     """``.keras -> .ckpt -> .keras``: every node of the graph (operations too: class, module, name, the numbers of
-    its call and which tensors it takes) as in the first file, and the weights bit for bit."""
+    its call and which tensors it takes) as in the first file, and the weights bit for bit. Seeded: of unseeded random
+    weights, now and then one of 10,000 images has two classes within float32 rounding of each other, and the two
+    frameworks' argmax differ there (a CI run saw it)."""
+    keras.utils.set_random_seed(0)
     model = _on_a_map(lambda x, y: (1.0 - x[..., 1:]) / 3.0 + ops.pad(y[:, 1:, :, :3], [[0, 0], [1, 0], [0, 0], [0, 0]],
                                                                       constant_values=0.25), "ops_file",
                       shape=(28, 28, 1))
