@@ -74,6 +74,31 @@ def test_a_rescaling_after_layers_that_only_move_the_pixels_takes_0_to_255_pixel
     assert architecture_of(model).pixel_scale == 255.0
 
 
+def _towers(first, second):
+    """Two convolution towers on one input, each with its own first steps, concatenated into a classifier."""
+    inputs = keras.Input((28, 28, 1))
+    towers = []
+    for steps in (first, second):
+        x = inputs
+        for step in steps():
+            x = step(x)
+        towers.append(L.GlobalAveragePooling2D()(L.Conv2D(4, 3)(x)))
+    return keras.Model(inputs, L.Dense(10, activation="softmax")(L.Concatenate()(towers)))
+
+
+@pytest.mark.parametrize("first, second, scale", [
+    (lambda: [L.Rescaling(1 / 255)], lambda: [L.Rescaling(1 / 255)], 255.0),
+    (lambda: [], lambda: [L.RandomRotation(0.05), L.Rescaling(1 / 127.5, offset=-1.0)], 255.0),
+    (lambda: [L.Identity()], lambda: [L.Dropout(0.1), lambda x: (x - 127.5) / 127.5], 255.0),
+    (lambda: [], lambda: [L.Rescaling(2.0)], 1.0),
+    (lambda: [L.Conv2D(1, 1), L.Rescaling(1 / 255)], lambda: [], 1.0),
+], ids=["each rescales", "one rescales", "steps past layers that move pixels", "no 255", "after a conv"])
+def test_each_branch_of_the_input_is_read_for_its_scale(first, second, scale):
+    """An input that two towers take, each rescaling its own copy of the raw pixels: the scale was read only where
+    one layer took the input, so such models were fed [0, 1] pixels, silently."""
+    assert architecture_of(_towers(first, second)).pixel_scale == scale
+
+
 @pytest.fixture(scope="module")
 def raw_pixel_model(tmp_path_factory, mnist):
     """A keras.io-style model with Rescaling(1/255) first, trained by Keras on 0-255 pixels; its Keras accuracy on

@@ -403,22 +403,22 @@ class Architecture:
         255.0``, a Keras operation, does the same), past layers that only move the pixels (a ``Reshape`` of 784
         values, ``ops.expand_dims``, augmentations and dropouts, the identity outside training), and as the product
         of such steps (``(inputs - 127.5) / 127.5``, two ``Rescaling`` layers in a Keras 2 file; ``inputs * 1.0 /
-        255``); 1 otherwise, the notebook's [0, 1] pixels.
+        255``), on any branch of an input that several layers take (towers that each rescale their own copy);
+        1 otherwise, the notebook's [0, 1] pixels.
         Every place that feeds MNIST images to a model applies it (training and testing in both frameworks, the
         conversion check, predict and serve; an ``.onnx`` file records it in its metadata)."""
-        tensor, factor = self.input_name, 1.0
-        while True:  # past layers that only move the pixels (a reshape, an augmentation, a dropout: KEEPS_VALUES)
-            takers = [node for node in self.nodes if tensor in node.inputs]
-            if len(takers) != 1:
-                return 1.0
-            step = takers[0].layer.input_factor()  # a Rescaling, ``x / 255.0`` (an operation), ``x - 127.5``
-            if step is not None:  # the factor so far: ``(x - 127.5) / 127.5`` is two steps (Keras 2 saved it so)
-                factor *= step
-                if any(abs(abs(factor) * 255.0 - multiple) <= 1e-4 * multiple for multiple in (1.0, 2.0)):
+        paths = [(self.input_name, 1.0)]  # (a tensor, the factor the pixels got on the way to it)
+        while paths:  # every branch of an input that several layers take (two towers each rescaling its own copy)
+            tensor, factor = paths.pop()
+            for taker in (node for node in self.nodes if tensor in node.inputs):
+                step = taker.layer.input_factor()  # a Rescaling, ``x / 255.0`` (an operation), ``x - 127.5``
+                if step is None and not taker.layer.KEEPS_VALUES:
+                    continue  # the branch ends: a layer that computes
+                product = factor * (1.0 if step is None else step)  # ``(x - 127.5) / 127.5`` is two steps
+                if any(abs(abs(product) * 255.0 - multiple) <= 1e-4 * multiple for multiple in (1.0, 2.0)):
                     return 255.0
-            elif not takers[0].layer.KEEPS_VALUES:
-                return 1.0
-            tensor = takers[0].name
+                paths.append((taker.name, product))  # one path to each: these layers take one input
+        return 1.0
 
     def same_network(self, other: Architecture) -> bool:
         """The same graph of the same layers with the same settings, whatever the model and its layers are called."""
