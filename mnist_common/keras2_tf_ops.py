@@ -14,7 +14,8 @@ Keras 2 function                        Keras 3 layer
 ``x + c``, ``x - c``, ``c - x``,        ``Rescaling(scale, offset)`` (a number ``c``): ``x * 1 + c``, ``x * 1 - c``,
 ``x * c``, ``x / c``                    ``x * -1 + c``, ``x * c + 0``, ``x * (1 / c) + 0`` (within a float32 rounding)
 ``tf.maximum(x, y)``, ``tf.minimum``    ``Maximum``, ``Minimum``; ``tf.maximum(x, 0)``: ``ReLU``
-``tf.nn.relu``, ``tf.math.sigmoid``...  ``Activation`` of the same name (:data:`ACTIVATIONS`); ``tf.nn.softmax`` over
+``tf.nn.relu``, ``tf.math.sigmoid``...  ``Activation`` of the same name (:data:`ACTIVATIONS`, ``tf.nn.log_softmax``
+                                        and the exact ``tf.nn.gelu`` among them); ``tf.nn.softmax`` over
                                         a given axis: ``Softmax(axis)`` (the bridge takes the last, by any name)
 ``tf.nn.leaky_relu(x, alpha)``          ``LeakyReLU(negative_slope=alpha)`` (TensorFlow's default alpha, 0.2)
 ``tf.clip_by_value(x, 0, c)``           ``ReLU(max_value=c)``
@@ -27,6 +28,10 @@ Keras 2 function                        Keras 3 layer
 ``tf.reduce_mean``, ``tf.reduce_max``   ``GlobalAveragePooling2D``, ``GlobalMaxPooling2D`` (``keepdims`` kept) over axes
                                         1 and 2; over axis 1, their 1D kinds (Keras refuses them on other ranks)
 ``tf.cast(x, "float32")``               ``Identity`` (the bridge's tensors are float32)
+``tf.pad`` with zeros                   ``ZeroPadding2D`` (rows, columns), ``ZeroPadding1D`` (steps)
+``tf.image.resize(x, [h, w])``          ``Resizing(h, w)``, bilinear or nearest, ``antialias`` kept
+``tf.image.grayscale_to_rgb``,          ``Concatenate`` of copies of the input along that axis (three along the
+``tf.tile`` along one axis              channels; ``tf.tile`` with all multiples 1: ``Identity``)
 ======================================  =============================================================================
 
 A rewritten layer is renamed (Keras 3 layer names hold no ``.``: ``tf.__operators__.add`` becomes
@@ -52,7 +57,8 @@ ARITHMETIC = (*MERGES, "math.truediv", "math.divide")
 ACTIVATIONS = {"nn.relu": "relu", "nn.relu6": "relu6", "math.sigmoid": "sigmoid", "nn.sigmoid": "sigmoid",
                "math.tanh": "tanh", "nn.tanh": "tanh", "nn.softmax": "softmax", "nn.elu": "elu", "nn.selu": "selu",
                "math.softplus": "softplus", "nn.softplus": "softplus", "nn.silu": "silu", "nn.swish": "silu",
-               "nn.gelu": "gelu", "math.exp": "exponential"}
+               "nn.gelu": "gelu", "math.exp": "exponential", "nn.log_softmax": "log_softmax",
+               "math.log_softmax": "log_softmax"}
 TF_LEAKY_RELU_ALPHA = 0.2  # tf.nn.leaky_relu's default
 KNOWN_RANK = ("of a tensor of a known rank (an Input's, a Flatten's or a global pooling's, or these functions' of "
               "them)")
@@ -136,7 +142,9 @@ def _axes(value: Any, rank: int | None = None) -> tuple[int, ...] | None:
 
 @rewrites(*ACTIVATIONS)
 def _activation(call: Call) -> Rewritten:
-    x = call.one_tensor("axis")
+    x = call.one_tensor("axis", "approximate")
+    if call.keywords.get("approximate", False) is not False:  # tf.nn.gelu's tanh approximation: no Keras layer
+        raise NotRewritten("exactly (approximate=False: Keras' gelu activation is the exact one)")
     axis = call.keywords.get("axis", -1)
     if axis not in (-1, None):
         if ACTIVATIONS[call.function] == "softmax":  # over a given axis: the layer of that setting
@@ -303,6 +311,78 @@ def _cast(call: Call) -> Rewritten:
     return Rewritten("Identity", [x], {}, call.shape(x))
 
 
+@rewrites("pad", "compat.v1.pad")
+def _pad(call: Call) -> Rewritten:
+    x = call.one_tensor("paddings", "mode", "constant_values")
+    paddings = call.keywords.get("paddings")
+    if (str(call.keywords.get("mode", "CONSTANT")).upper() != "CONSTANT"
+            or _number(call.keywords.get("constant_values", 0)) != 0.0 or not isinstance(paddings, list)
+            or len(paddings) not in (3, 4) or not all(isinstance(pair, list) and len(pair) == 2 and all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in pair) for pair in paddings)
+            or paddings[0] != [0, 0] or paddings[-1] != [0, 0]):
+        raise NotRewritten("with zeros (mode CONSTANT, constant_values 0) around the rows and columns of an image "
+                           "([[0, 0], [top, bottom], [left, right], [0, 0]]) or the steps of a sequence: "
+                           "ZeroPadding2D, ZeroPadding1D")
+    shape = call.shape(x)
+    if shape is not None and len(shape) != len(paddings) - 1:
+        raise NotRewritten(f"with a pair of paddings for each of the input's {len(shape) + 1} axes")
+    sides = paddings[1:-1]
+    padded = None if shape is None else (*(None if size is None else size + sum(pair)
+                                           for size, pair in zip(shape, sides)), shape[-1])
+    if len(sides) == 2:
+        return Rewritten("ZeroPadding2D", [x], {"padding": sides, "data_format": "channels_last"}, padded)
+    return Rewritten("ZeroPadding1D", [x], {"padding": sides[0]}, padded)
+
+
+@rewrites("image.resize")
+def _resize(call: Call) -> Rewritten:
+    x = call.one_tensor("size", "method", "antialias", "preserve_aspect_ratio")
+    size, method = call.keywords.get("size"), str(call.keywords.get("method", "bilinear")).lower()
+    antialias = call.keywords.get("antialias", False)
+    if (not isinstance(size, list) or len(size) != 2 or not all(isinstance(n, int) and not isinstance(n, bool)
+                                                                 and n > 0 for n in size)
+            or method not in ("bilinear", "nearest") or not isinstance(antialias, bool)
+            or call.keywords.get("preserve_aspect_ratio", False) is not False):
+        raise NotRewritten("to a size [height, width], bilinear or nearest, the aspect ratio not preserved: Resizing")
+    shape = call.shape(x)
+    if shape is not None and len(shape) != 3:
+        raise NotRewritten("of images (height, width, channels)")
+    return Rewritten("Resizing", [x], {"height": size[0], "width": size[1], "interpolation": method,
+                                       "antialias": antialias, "data_format": "channels_last"},
+                     (*size, None if shape is None else shape[-1]))
+
+
+def _copies(x: Tensor, count: int, axis: int, shape: Shape | None, along: int) -> Rewritten:
+    """``count`` copies of ``x`` side by side along ``axis`` (TensorFlow's count, the batch 0): a Concatenate."""
+    tiled = None if shape is None else tuple(None if size is None else size * count if i == along else size
+                                             for i, size in enumerate(shape))
+    return Rewritten("Concatenate", [x] * count, {"axis": axis}, tiled)
+
+
+@rewrites("image.grayscale_to_rgb")
+def _grayscale_to_rgb(call: Call) -> Rewritten:
+    x = call.one_tensor()
+    shape = call.shape(x)
+    if shape is not None and (len(shape) != 3 or shape[-1] not in (1, None)):
+        raise NotRewritten("of images of one channel")
+    return _copies(x, 3, -1, shape, 2)
+
+
+@rewrites("tile")
+def _tile(call: Call) -> Rewritten:
+    x = call.one_tensor("multiples")
+    multiples, shape = call.keywords.get("multiples"), call.shape(x)
+    if (not isinstance(multiples, list) or len(multiples) < 2 or multiples[0] != 1
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in multiples)
+            or sum(n > 1 for n in multiples) > 1 or (shape is not None and len(shape) != len(multiples) - 1)):
+        raise NotRewritten("with multiples of 1 but one, on an axis other than the batch's, for each of the input's "
+                           "axes (copies side by side: Concatenate)")
+    along = next((i for i, n in enumerate(multiples[1:]) if n > 1), None)
+    if along is None:
+        return Rewritten("Identity", [x], {}, shape)
+    return _copies(x, multiples[along + 1], along + 1, shape, along)
+
+
 def _call(entry: dict[str, Any], function: str, shapes: dict[str, Shape]) -> Call:
     """The call one TFOpLambda entry records; NotRewritten where it is not one call this module reads."""
     nodes = entry.get("inbound_nodes")
@@ -346,8 +426,9 @@ def _rewritten(entry: dict[str, Any], name: str, path: Any, shapes: dict[str, Sh
         raise UserError(f"{what} is refused: Keras 3 cannot read Keras 2's TensorFlow-function layers, and this bridge "
                         f"rewrites only +, -, *, / (of tensors, or a tensor and a number), tf.maximum, tf.minimum, "
                         f"tf.clip_by_value, tf.nn.leaky_relu, the activations ({activations}), tf.concat, tf.reshape, "
-                        f"tf.expand_dims, tf.squeeze, tf.transpose, tf.reduce_mean, tf.reduce_max and tf.cast, as the "
-                        f"Keras 3 layers that compute them; rebuild it with layers and save it again")
+                        f"tf.expand_dims, tf.squeeze, tf.transpose, tf.reduce_mean, tf.reduce_max, tf.cast, tf.pad, "
+                        f"tf.tile, tf.image.resize and tf.image.grayscale_to_rgb, as the Keras 3 layers that compute "
+                        f"them; rebuild it with layers and save it again")
     try:
         rewritten = rewriter(_call(entry, function, shapes))
     except NotRewritten as reason:

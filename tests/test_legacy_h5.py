@@ -31,7 +31,7 @@ def convert(source, destination, mnist_dir, capsys, images: int = 1000) -> str:
 
 
 @pytest.mark.parametrize("name", ["keras2_cnn", "keras2_residual", "keras2_mixed", "keras2_tf_ops", "keras2_tf_shapes",
-                                  "keras2_nested", "keras2_nested_sequential"])
+                                  "keras2_tf_images", "keras2_nested", "keras2_nested_sequential"])
 def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_tf_keras_2_computed(
         name, tmp_path, mnist_dir, mnist, capsys):
     """A Sequential CNN (BatchNormalization, Dropout); a Functional graph (an Add of a separable convolution's output,
@@ -41,7 +41,9 @@ def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_tf_k
     ``tf.math.sigmoid``: TFOpLambda layers), and one of those that move, merge and reduce tensors (``tf.cast``,
     ``tf.expand_dims`` and ``tf.reshape`` of a (28, 28) input, ``tf.concat``, ``tf.nn.leaky_relu``, ``tf.maximum``,
     ``tf.clip_by_value``, ``tf.transpose``, ``tf.reduce_mean``/``tf.reduce_max`` over the image, ``tf.squeeze``,
-    ``tf.minimum``), rewritten as the Keras 3 layers they equal; models nested in models (a Sequential block and a
+    ``tf.minimum``), and those of transfer-learning recipes (``tf.pad`` to 32 x 32, ``tf.image.resize`` bilinear and
+    nearest, ``tf.image.grayscale_to_rgb``, ``tf.tile``, an exact ``tf.nn.gelu``, ``tf.nn.log_softmax`` out),
+    rewritten as the Keras 3 layers they equal; models nested in models (a Sequential block and a
     Functional one holding TensorFlow functions, in a Functional model; a Functional block in a Sequential model),
     which Keras 2 numbered and listed otherwise than Keras 3 reads them. Each written as ``.keras`` and ``.ckpt``,
     proven, and compared with what tf.keras 2 itself predicted."""
@@ -65,15 +67,22 @@ def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_tf_k
                       "tf_math_reduce_mean (GlobalAveragePooling2D)", "tf_math_reduce_max (GlobalMaxPooling2D)",
                       "tf_compat_v1_squeeze (Reshape)", "tf_math_maximum_1 (ReLU)", "tf_math_minimum (Minimum)"):
             assert layer in out, out
+    if name == "keras2_tf_images":
+        for layer in ("tf_compat_v1_pad (ZeroPadding2D)", "tf_image_resize (Resizing)", "tf_image_resize_1 (Resizing)",
+                      "tf_image_grayscale_to_rgb (Concatenate)", "tf_tile (Concatenate)", "tf_nn_gelu (Activation)",
+                      "tf_nn_log_softmax (Activation)"):
+            assert layer in out, out
     assert source.read_bytes() == before
 
     x = mnist.test_images[:100, ..., None].astype("float32") / 255.0
     [network] = load_networks(tmp_path / f"{name}.ckpt")
     with torch.no_grad():
         torch_p = Probabilities([network.eval()])(torch.from_numpy(x)).numpy()
-    assert np.abs(torch_p - np.load(KERAS2 / f"{name}_predictions.npy")).max() <= 1e-5  # tf.keras 2.21's own
+    as_probabilities = np.exp if name == "keras2_tf_images" else np.asarray  # its outputs: log-probabilities
+    keras2_p = as_probabilities(np.load(KERAS2 / f"{name}_predictions.npy"))  # tf.keras 2.21's own
+    assert np.abs(torch_p - keras2_p).max() <= 1e-5
     written = keras.saving.load_model(tmp_path / f"{name}.keras", safe_mode=True)  # plain Keras 3 reads it
-    assert np.abs(written.predict(x, verbose=0) - torch_p).max() <= 1e-5
+    assert np.abs(as_probabilities(written.predict(x, verbose=0)) - torch_p).max() <= 1e-5
     if name == "keras2_cnn":
         assert (torch_p.argmax(1) == mnist.test_labels[:100]).mean() >= 0.85  # trained weights, not noise
 
@@ -206,7 +215,7 @@ def _written(content: bytes, name: str = "model.h5"):
                               "Keras 2's TensorFlow-function layers, and this bridge rewrites only +, -, *, / (of "
                               "tensors, or a tensor and a number), tf.maximum, tf.minimum, tf.clip_by_value, "
                               "tf.nn.leaky_relu, the activations (relu, relu6, sigmoid, tanh, softmax, elu, selu, "
-                              "softplus, silu, swish, gelu, exp), tf.concat"),
+                              "softplus, silu, swish, gelu, exp, log_softmax), tf.concat"),
     (_with_external_link, "refused, the file does not keep its weights inside itself: model_weights/extra is a "
                           "ExternalLink"),
     (_weights_only, "holds weights alone (save_weights), without the model: save the model itself"),
@@ -304,6 +313,30 @@ def test_the_keras_reference_asks_for_the_keras_file_a_legacy_one_converts_to(tm
     ("math.reduce_mean", ["c", 0, 0, {"axis": -1}], "only over axes 1 and 2 of an image's"),
     ("cast", ["c", 0, 0, {"dtype": "float32"}], ("Identity", {})),
     ("cast", ["c", 0, 0, {"dtype": "int32"}], "only to float32"),
+    ("compat.v1.pad", ["c", 0, 0, {"paddings": [[0, 0], [2, 2], [1, 3], [0, 0]], "mode": "CONSTANT", "name": None,
+                                   "constant_values": 0}], ("ZeroPadding2D", {"padding": [[2, 2], [1, 3]]})),
+    ("pad", ["a", 0, 0, {"paddings": [[0, 0], [1, 2], [0, 0]]}], ("ZeroPadding1D", {"padding": [1, 2]})),
+    ("pad", ["c", 0, 0, {"paddings": [[0, 0], [2, 2], [2, 2], [0, 0]], "mode": "REFLECT"}], "only with zeros"),
+    ("pad", ["c", 0, 0, {"paddings": [[0, 0], [2, 2], [2, 2], [0, 0]], "constant_values": 1.0}], "only with zeros"),
+    ("pad", ["c", 0, 0, {"paddings": [[1, 0], [2, 2], [2, 2], [0, 0]]}], "only with zeros"),  # the batch padded
+    ("pad", ["a", 0, 0, {"paddings": [[0, 0], [2, 2], [2, 2], [0, 0]]}], "a pair of paddings for each of the input"),
+    ("image.resize", ["c", 0, 0, {"size": [32, 30]}],
+     ("Resizing", {"height": 32, "width": 30, "interpolation": "bilinear", "antialias": False})),
+    ("image.resize", ["c", 0, 0, {"size": [14, 14], "method": "nearest", "antialias": True}],
+     ("Resizing", {"interpolation": "nearest", "antialias": True})),
+    ("image.resize", ["c", 0, 0, {"size": [32, 32], "method": "bicubic"}], "only to a size [height, width], bilinear"),
+    ("image.resize", ["c", 0, 0, {"size": [32, 32], "preserve_aspect_ratio": True}], "the aspect ratio not preserved"),
+    ("image.resize", ["a", 0, 0, {"size": [32, 32]}], "only of images (height, width, channels)"),
+    ("image.grayscale_to_rgb", ["c", 0, 0, {}], ("Concatenate", {"axis": -1})),
+    ("image.grayscale_to_rgb", ["a", 0, 0, {}], "only of images of one channel"),
+    ("tile", ["c", 0, 0, {"multiples": [1, 1, 1, 3], "name": None}], ("Concatenate", {"axis": 3})),
+    ("tile", ["c", 0, 0, {"multiples": [1, 1, 1, 1]}], ("Identity", {})),
+    ("tile", ["c", 0, 0, {"multiples": [1, 2, 1, 3]}], "only with multiples of 1 but one"),
+    ("tile", ["c", 0, 0, {"multiples": [2, 1, 1, 1]}], "on an axis other than the batch's"),
+    ("tile", ["a", 0, 0, {"multiples": [1, 1, 1, 3]}], "for each of the input's axes"),
+    ("nn.gelu", ["c", 0, 0, {"approximate": False}], ("Activation", {"activation": "gelu"})),
+    ("nn.gelu", ["c", 0, 0, {"approximate": True}], "only exactly (approximate=False"),
+    ("nn.log_softmax", ["c", 0, 0, {}], ("Activation", {"activation": "log_softmax"})),
     ("math.reduce_sum", ["c", 0, 0, {"axis": [1, 2]}], "is refused: Keras 3 cannot read Keras 2's TensorFlow-function"),
 ])
 def test_each_tensorflow_function_keras_2_recorded_becomes_its_keras_3_layer_or_is_refused(function, node, expected):
@@ -333,6 +366,9 @@ def test_each_tensorflow_function_keras_2_recorded_becomes_its_keras_3_layer_or_
     name = f"tf_{function.replace('.', '_')}"
     assert layer["class_name"] == kind and layer["name"] == name and config["config"]["output_layers"] == [[name, 0, 0]]
     assert {key: layer["config"][key] for key in settings} == settings
+    if function in ("image.grayscale_to_rgb", "tile"):  # copies of the one input, side by side
+        copies = 3 if function == "image.grayscale_to_rgb" else max(node[3]["multiples"])
+        assert layer["inbound_nodes"] == [[["c", 0, 0, {}]] * copies]
 
 
 @pytest.mark.parametrize("nodes", [5, "x", None, [], [["a", 0, 0, {}], ["a", 0, 0, {}]]])

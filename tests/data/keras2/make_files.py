@@ -68,6 +68,16 @@ def main(data_dir: str, names: list[str]) -> None:
                         L.Flatten()(L.MaxPooling2D(7)(h))],  # where the transposition shows
                        axis=1)
     tf_shapes = keras.Model(inputs, L.Dense(10, activation="softmax")(pooled), name="keras2_tf_shapes")
+    # the TensorFlow functions of transfer-learning recipes (to LeNet's 32 x 32, resized, three channels), an exact
+    # gelu, and log-probabilities out
+    inputs = keras.Input((28, 28, 1))
+    padded = tf.pad(inputs, [[0, 0], [2, 2], [2, 2], [0, 0]])
+    rgb = tf.image.grayscale_to_rgb(tf.image.resize(padded, [24, 24]))  # bilinear, shrinking
+    a = tf.nn.gelu(L.Conv2D(6, 3, padding="same")(rgb), approximate=False)
+    b = L.Conv2D(2, 3, padding="same")(tf.image.resize(inputs, (12, 12), method="nearest"))
+    b = tf.image.resize(tf.tile(b, [1, 1, 1, 3]), [24, 24], method="nearest")
+    tf_images = keras.Model(inputs, tf.nn.log_softmax(L.Dense(10)(L.Flatten()(L.MaxPooling2D(2)(a + b)))),
+                            name="keras2_tf_images")
     # models nested in models (the transfer-learning pattern): Keras 2 numbered their calls from 1
     features = keras.Sequential([L.Conv2D(8, 3, activation="relu", input_shape=(28, 28, 1)), L.MaxPooling2D()],
                                 name="features")
@@ -84,10 +94,11 @@ def main(data_dir: str, names: list[str]) -> None:
                                              L.Flatten(), L.Dense(10, activation="softmax")],
                                             name="keras2_nested_sequential")
     test_images = mnist.test_images[:100, ..., None].astype("float32") / 255.0
-    for model in (sequential, functional, mixed, tf_ops, tf_shapes, nested, nested_in_sequential):
+    for model in (sequential, functional, mixed, tf_ops, tf_shapes, tf_images, nested, nested_in_sequential):
         if names and model.name not in names:
             continue
-        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=model is tf_images)  # log-probabilities
+        model.compile("adam", loss, metrics=["accuracy"])
         if model is not mixed:
             model.fit(x[..., 0] if model is tf_shapes else x, y, epochs=3, batch_size=64, verbose=0)
         model.save(HERE / f"{model.name}.h5")
