@@ -26,6 +26,8 @@ CASES = {
     "conv1d_causal_dilated_grouped": (ROWS, [L.Conv1D(6, 3, padding="causal", dilation_rate=3, groups=2)]),
     "conv1d_causal_strided": ((9, 5), [L.Conv1D(5, 4, strides=3, padding="causal", use_bias=False)]),
     "conv1d_softmax_over_filters": ((9, 5), [L.Conv1D(3, 2, activation="softmax"), L.Conv1D(2, 1)]),
+    "adaptive_pools_1d": ((9, 5), [L.Conv1D(4, 2), L.AdaptiveMaxPooling1D(3), L.AdaptiveAveragePooling1D(7),
+                                    L.AdaptiveMaxPooling1D(5)]),
     "conv1d_on_flat_pixels": ((784,), [L.Reshape((784, 1)), L.Conv1D(4, 9, strides=4, activation="tanh"),
                                        L.MaxPooling1D(4, padding="same"), L.GlobalMaxPooling1D(keepdims=True)]),
     "pooling1d_every_form": ((11, 3), [L.AveragePooling1D(3, strides=2, padding="same"), L.MaxPooling1D(2, 1),
@@ -208,6 +210,11 @@ sampler("GlobalAveragePooling1D")(lambda rng, shape: L.GlobalAveragePooling1D(ke
 sampler("GlobalMaxPooling1D")(lambda rng, shape: L.GlobalMaxPooling1D(keepdims=bool(rng.random() < 0.3))
                               if len(shape) == 2 else None)
 
+sampler("AdaptiveAveragePooling1D")(lambda rng, shape: L.AdaptiveAveragePooling1D(int(rng.integers(2, shape[0] + 3)))
+                                    if len(shape) == 2 and shape[0] > 1 else None)
+sampler("AdaptiveMaxPooling1D")(lambda rng, shape: L.AdaptiveMaxPooling1D(int(rng.integers(2, shape[0] + 3)))
+                                if len(shape) == 2 and shape[0] > 1 else None)
+
 
 @pytest.mark.parametrize("shape, layer, message", [
     ((28, 28), L.Conv1D(4, 3, data_format="channels_first"), "Conv1D) has data_format='channels_first'"),
@@ -234,6 +241,12 @@ def test_keras_layers_outside_what_is_mirrored_are_refused_in_one_line(shape, la
     ([28, 28], {"type": "MaxPooling1D", "pool_size": 30}, "pool steps 30 is larger than its input (28)"),
     ([28, 28], {"type": "AveragePooling1D", "pool_size": 2, "padding": "causal"}, "padding must be one of valid, same"),
     ([784], {"type": "GlobalAveragePooling1D"}, "needs an (H, W) map input, got 784; a 1D global pooling takes"),
+    ([28, 28], {"type": "AdaptiveMaxPooling1D", "output_size": 1},
+     "output_size [1]: Keras' adaptive pooling cannot run where a side it pools from or to is 1 (here the steps, 28 "
+     "to 1)"),
+    ([1, 28], {"type": "AdaptiveAveragePooling1D", "output_size": 3}, "(here the steps, 1 to 3)"),
+    ([28, 28], {"type": "AdaptiveAveragePooling1D", "output_size": [2, 2]},
+     "output_size must be a positive integer or a list of 1, got [2, 2]"),
     ([28, 28, 1], {"type": "DepthwiseConv1D", "kernel_size": 3},
      "needs an (H, W) map input, got 28x28x1; a DepthwiseConv1D slides along the first axis of (steps, features)"),
     ([28, 28], {"type": "SeparableConv1D", "filters": 4, "kernel_size": 3, "padding": "causal"},

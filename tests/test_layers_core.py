@@ -17,6 +17,10 @@ LAYER_CASES = {
     "average_pool_same": [L.Conv2D(4, 3), L.AveragePooling2D(3, strides=2, padding="same"),
                           L.AveragePooling2D(2, strides=3, padding="same"), L.Flatten()],
     "global_pools_keepdims": [L.Conv2D(6, (3, 2), strides=(2, 1)), L.GlobalMaxPooling2D(keepdims=True), L.Flatten()],
+    # PyTorch's adaptive pooling: bins that overlap (26 rows in 7), that repeat cells (4 columns in 9)
+    "adaptive_pools": [L.Conv2D(4, 3, activation="tanh"), L.AdaptiveMaxPooling2D((7, 5)), L.Conv2D(3, 2),
+                       L.AdaptiveAveragePooling2D((2, 9)), L.AdaptiveMaxPooling2D((3, 2)),
+                       L.AdaptiveAveragePooling2D(4), L.Flatten()],
     "batchnorm_variants": [L.Conv2D(4, 3, use_bias=False), L.BatchNormalization(center=False),
                            L.BatchNormalization(scale=False, epsilon=1e-5, momentum=0.9), L.Flatten(), L.Dense(16),
                            L.BatchNormalization(center=False, scale=False)],
@@ -70,6 +74,39 @@ def test_prelu_slopes_come_back_in_the_keras_file_and_what_it_cannot_mirror_is_r
                                                                    {"type": "Dense", "units": 10}]})
 
 
+def test_an_adaptive_pooling_network_converts_to_every_format_and_back(tmp_path, capsys, mnist_dir):
+    """A CNN ported from PyTorch, ending in its adaptive pooling (bins that overlap: 11 columns in 4), proven on MNIST
+    as a checkpoint, an ONNX, a ``.pt2`` and a LiteRT file (slices, means and maxima), and the same ``.keras`` file
+    back from the checkpoint."""
+    from bridge_check import converts_and_comes_back, keras, randomised
+
+    model = randomised(keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(6, 3, strides=2, activation="relu"),
+                                         L.AdaptiveMaxPooling2D((6, 4)), L.Conv2D(4, 2),
+                                         L.AdaptiveAveragePooling2D(3), L.Flatten(),
+                                         L.Dense(10, activation="softmax")]))
+    model.save(tmp_path / "adaptive.keras")
+    converts_and_comes_back(tmp_path / "adaptive.keras", tmp_path, capsys,
+                            targets=("model.ckpt", "model.onnx", "model.pt2", "model.tflite"))
+
+
+def test_an_adaptive_pooling_keras_cannot_run_is_refused_before_keras_runs_it(tmp_path, capsys):
+    """Keras builds and saves an adaptive max pooling to a width of 1, then kills the process running it (a
+    floating-point exception): ``convert`` refuses the file in one line first."""
+    from bridge_check import keras
+    from conftest import main_error
+    from lightning_mnist.__main__ import main as command_line
+
+    keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(2, 3), L.AdaptiveMaxPooling2D((4, 1)), L.Flatten(),
+                      L.Dense(10)]).save(tmp_path / "wide.keras")
+    code, error, _ = main_error(command_line, ["convert", str(tmp_path / "wide.keras"), str(tmp_path / "x.ckpt")],
+                                capsys)
+    assert code == 2 and error.startswith(f"error: {tmp_path / 'wide.keras'}: layer 1 (") and error.endswith(
+        "output_size [4, 1]: Keras' adaptive pooling cannot run where a side it pools from or to is 1 (here the "
+        "width, 26 to 1): its window is then wider than the side (a traced model refuses it; a max pooling kills "
+        "the process); a global or a plain pooling layer computes it"), error
+    assert not (tmp_path / "x.ckpt").exists()
+
+
 # --- random layers for random graphs -----------------------------------------------------------
 ACTIVATION_NAMES = [name for name in ACTIVATIONS if name not in ("exponential", "softmax")]
 
@@ -103,6 +140,18 @@ sampler("GlobalAveragePooling2D")(lambda rng, shape: L.GlobalAveragePooling2D(ke
                                   if _image(shape) else None)
 sampler("GlobalMaxPooling2D")(lambda rng, shape: L.GlobalMaxPooling2D(keepdims=bool(rng.random() < 0.5))
                               if _image(shape) else None)
+
+
+def _adaptive_pool(kind):
+    def make(rng, shape):  # no side of 1 in or out, which Keras cannot run (refused)
+        if not _image(shape) or min(shape[:2]) < 2:
+            return None
+        return getattr(L, kind)((int(rng.integers(2, shape[0] + 3)), int(rng.integers(2, shape[1] + 3))))
+    return make
+
+
+sampler("AdaptiveAveragePooling2D")(_adaptive_pool("AdaptiveAveragePooling2D"))
+sampler("AdaptiveMaxPooling2D")(_adaptive_pool("AdaptiveMaxPooling2D"))
 sampler("BatchNormalization")(lambda rng, shape: L.BatchNormalization(
     epsilon=float(rng.choice([1e-3, 1e-5])), center=bool(rng.random() < 0.8), scale=bool(rng.random() < 0.8)))
 sampler("Flatten")(lambda rng, shape: L.Flatten() if len(shape) > 1 else None)

@@ -1,5 +1,5 @@
-"""Pooling in torch: max and average over windows (Keras' "same" padding mirrored), and over the whole map; the 1D
-kinds as 2D pooling of a (N, features, 1, steps) view of the (N, steps, features) map.
+"""Pooling in torch: max and average over windows (Keras' "same" padding mirrored), over the whole map, and over
+adaptive bins; the 1D kinds as 2D pooling of a (N, features, 1, steps) view of the (N, steps, features) map.
 
 Max pooling pads with -inf (padding never wins); average pooling with ``"same"`` does not
 count the padded cells, as Keras does.
@@ -104,3 +104,40 @@ class GlobalAveragePooling1D(GlobalAveragePooling2D):
 class GlobalMaxPooling1D(GlobalAveragePooling2D):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.amax(1, keepdim=self.keepdims)
+
+
+def adaptive_bins(size: int, count: int) -> list[tuple[int, int]]:
+    """The (start, end) of each of ``count`` adaptive bins over ``size`` cells: ``floor(i * size / count)`` to
+    ``ceil((i + 1) * size / count)``, PyTorch's and Keras' bins."""
+    return [(i * size // count, -(-(i + 1) * size // count)) for i in range(count)]
+
+
+class AdaptivePooling(nn.Module):
+    """Adaptive pooling as one reduction per bin and axis, each axis in turn (a mean of the row bins' means is the
+    mean over the rectangle: every row of a bin holds the same count of cells), so that it is slices, means and
+    maxima every export format takes (torch's adaptive pooling exports only bins that divide the map).
+    ``axes``: the torch axes pooled ((2, 3): an NCHW image's; (1,): the steps of (N, steps, features))."""
+
+    def __init__(self, spec: keras.AdaptiveAveragePooling2D | keras.AdaptiveMaxPooling2D, shape: Shape,
+                 axes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.reduce = torch.amax if isinstance(spec, keras.AdaptiveMaxPooling2D) else torch.mean
+        self.bins = [(axis, adaptive_bins(size, count)) for axis, size, count in zip(axes, shape, spec.output_size)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for axis, bins in self.bins:
+            x = torch.cat([self.reduce(x.narrow(axis, start, end - start), axis, keepdim=True)
+                           for start, end in bins], axis)
+        return x
+
+
+@converter(keras.AdaptiveAveragePooling2D)
+@converter(keras.AdaptiveMaxPooling2D)
+def adaptive_pooling_2d(spec: keras.AdaptiveAveragePooling2D, shape: Shape) -> nn.Module:
+    return AdaptivePooling(spec, shape, (2, 3))
+
+
+@converter(keras.AdaptiveAveragePooling1D)
+@converter(keras.AdaptiveMaxPooling1D)
+def adaptive_pooling_1d(spec: keras.AdaptiveAveragePooling1D, shape: Shape) -> nn.Module:
+    return AdaptivePooling(spec, shape, (1,))

@@ -10,6 +10,7 @@ from mnist_common.architecture.layers.base import (
     CHANNELS_LAST,
     PADDINGS,
     Layer,
+    LayerError,
     Shape,
     boolean,
     choice,
@@ -121,3 +122,64 @@ class GlobalMaxPooling1D(GlobalMaxPooling2D):
     """The maximum over the steps of a (steps, features) map."""
 
     RANK: ClassVar = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class _AdaptivePooling2D(Layer):
+    """Keras 3's adaptive pooling, PyTorch's ``AdaptiveAvgPool2d``/``AdaptiveMaxPool2d`` (Keras computes the same
+    bins): the map cut into ``output_size`` bins along each axis whatever its size, bin ``i`` of ``n`` over a side of
+    ``s`` cells spanning ``floor(i * s / n)`` to ``ceil((i + 1) * s / n)`` (bins overlap where ``n`` does not divide
+    ``s``, and repeat cells where ``n > s``).
+
+    Refused where a side is 1 cell in or out: Keras' kernel (TensorFlow's, Keras 3.15) pools windows one cell wider
+    than the widest bin, wider than such a side, which a traced model (``predict``, ``fit``) refuses and which kills
+    the process with a floating-point exception in an eager max pooling: no Keras model of it runs."""
+
+    output_size: tuple[int, ...]
+
+    KERAS_FIXED: ClassVar = {"data_format": (CHANNELS_LAST, "data_format other than channels_last")}
+    WINDOW_AXES: ClassVar[tuple[str, ...]] = ("height", "width")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "output_size", int_tuple(self.output_size, "output_size", len(self.WINDOW_AXES)))
+
+    def output_shape(self, shape: Shape) -> Shape:
+        require_rank(shape, len(self.WINDOW_AXES) + 1, "pooling works on images" if len(self.WINDOW_AXES) == 2
+                     else "a 1D pooling works along the first axis of (steps, features)")
+        for axis, size, count in zip(self.WINDOW_AXES, shape, self.output_size):
+            if size == 1 or count == 1:
+                raise LayerError(f"output_size {list(self.output_size)}: Keras' adaptive pooling cannot run where a "
+                                 f"side it pools from or to is 1 (here the {axis}, {size} to {count}): its window is "
+                                 f"then wider than the side (a traced model refuses it; a max pooling kills the "
+                                 f"process); a global or a plain pooling layer computes it")
+        return (*self.output_size, shape[-1])
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class AdaptiveAveragePooling2D(_AdaptivePooling2D):
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # means of channel vectors
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class AdaptiveMaxPooling2D(_AdaptivePooling2D):
+    pass
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class AdaptiveAveragePooling1D(AdaptiveAveragePooling2D):
+    """AdaptiveAveragePooling2D along the steps of a (steps, features) map."""
+
+    WINDOW_AXES: ClassVar = ("steps",)
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class AdaptiveMaxPooling1D(AdaptiveMaxPooling2D):
+    """AdaptiveMaxPooling2D along the steps of a (steps, features) map."""
+
+    WINDOW_AXES: ClassVar = ("steps",)
