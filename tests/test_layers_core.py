@@ -156,7 +156,8 @@ sampler("BatchNormalization")(lambda rng, shape: L.BatchNormalization(
     epsilon=float(rng.choice([1e-3, 1e-5])), center=bool(rng.random() < 0.8), scale=bool(rng.random() < 0.8)))
 sampler("Flatten")(lambda rng, shape: L.Flatten() if len(shape) > 1 else None)
 sampler("Dense")(lambda rng, shape: L.Dense(int(rng.integers(2, 9)), activation=str(rng.choice(ACTIVATION_NAMES))))
-sampler("Dropout")(lambda rng, shape: L.Dropout(float(rng.uniform(0.0, 0.5))))
+sampler("Dropout")(lambda rng, shape: L.Dropout(float(rng.uniform(0.0, 0.5)), noise_shape=(
+    (None, *(1,) * len(shape)) if rng.random() < 0.3 else None)))  # whole samples: stochastic depth
 sampler("Activation")(lambda rng, shape: L.Activation(str(rng.choice(ACTIVATION_NAMES))))
 sampler("ReLU")(lambda rng, shape: L.ReLU(max_value=float(rng.choice([1.0, 6.0])) if rng.random() < 0.5 else None,
                                           negative_slope=float(rng.choice([0.0, 0.1])),

@@ -82,6 +82,10 @@ CASES = {
     "spatial_dropout": (MAP, conv(L.SpatialDropout2D(0.5), L.Conv2D(3, 2), L.SpatialDropout2D(0.0))),
     "spatial_dropout_1d": ((9, 6), [L.SpatialDropout1D(0.5), L.Conv1D(3, 2), L.SpatialDropout1D(0.2, seed=1)]),
     "alpha_dropout": ((9, 6), [L.Dense(5, activation="selu"), L.AlphaDropout(0.3, seed=2), L.Dense(4)]),
+    # Dropout with a noise_shape (EfficientNet's stochastic depth): the identity at inference too
+    "dropout_noise_shape": (MAP, conv(L.Dropout(0.2, noise_shape=(None, 1, 1, 1)), L.Conv2D(3, 2),
+                                      L.Dropout(0.5, noise_shape=[1, None, 1, 3]), L.Flatten(),
+                                      L.Dropout(0.1, noise_shape=(None, 1)))),
     # GaussianNoise and GaussianDropout: the identity at inference too
     "gaussian_noise_and_dropout": (MAP, conv(L.GaussianNoise(0.5), L.Conv2D(3, 2), L.GaussianDropout(0.3),
                                              L.Flatten(), L.GaussianNoise(1.0, seed=3), L.Dense(4),
@@ -149,6 +153,28 @@ def test_spatial_dropout_drops_whole_channels_and_scales_the_rest_as_keras_does(
         assert 0.2 < (per_map[:, 0] == 0).mean() < 0.6  # about `rate` of them are dropped
     module.eval()
     assert torch.equal(module(ones), ones)
+
+
+@pytest.mark.parametrize("noise_shape, shared", [((None, 1, 1, 1), (1, 2, 3)), ((None, 1, 1, None), (1, 2)),
+                                                  ((1, None, None, None), (0,)), ((None, 5, 1, 8), (2,))],
+                         ids=["whole samples", "whole channels", "one mask for the batch", "whole columns"])
+def test_a_dropout_noise_shape_drops_what_keras_drops(noise_shape, shared):
+    """In training, a ``noise_shape`` broadcasts one mask over the axes where it holds 1 (Keras' axes ``shared``):
+    EfficientNet's stochastic depth drops whole samples; the survivors scaled by 1 / (1 - rate) in both."""
+    rate, (n, h, w, c) = 0.4, (64, 5, 6, 8)
+    module = build(layers.Dropout(rate=rate, noise_shape=noise_shape), (h, w, c))
+    torch.manual_seed(0)
+    module.train()
+    torch_out = module(torch.ones(n, c, h, w)).numpy().transpose(0, 2, 3, 1)  # as Keras lays them out
+    keras_out = keras.ops.convert_to_numpy(L.Dropout(rate, noise_shape=noise_shape, seed=0)(
+        np.ones((n, h, w, c), np.float32), training=True))
+    for out in (torch_out, keras_out):
+        for axis in shared:  # the same value along every axis the mask is broadcast over
+            assert (out == out.take([0], axis=axis)).all(), axis
+        assert set(np.unique(out).tolist()) == {0.0, float(np.float32(1 / (1 - rate)))}
+        assert 0.15 < (out == 0).mean() < 0.65
+    module.eval()
+    assert torch.equal(module(torch.ones(n, c, h, w)), torch.ones(n, c, h, w))
 
 
 @torch.no_grad()
@@ -348,6 +374,13 @@ def _keras_config(layer, input_shape=(7, 5, 6)):
     (("SpatialDropout1D", {"rate": 0.5}), (7, 5, 6), "needs an (H, W) map input, got 7x5x6"),
     (("SpatialDropout1D", {"rate": -0.1}), (7, 5), "rate must be a number in [0, 1)"),
     (("Dropout", {"rate": 0.5, "seed": -1}), (7, 5, 6), "seed must be a non-negative integer or null, got -1"),
+    (("Dropout", {"rate": 0.5, "noise_shape": [None, 1, 1]}), (7, 5, 6),
+     "noise_shape [None, 1, 1] does not fit its input 7x5x6: it needs the batch axis (null or 1) and then"),
+    (("Dropout", {"rate": 0.5, "noise_shape": [None, 1, 2, 1]}), (7, 5, 6), "noise_shape [None, 1, 2, 1] does not"),
+    (("Dropout", {"rate": 0.5, "noise_shape": [32, 1, 1, 1]}), (7, 5, 6), "noise_shape [32, 1, 1, 1] does not fit"),
+    (("Dropout", {"rate": 0.5, "noise_shape": "x"}), (7, 5, 6), "noise_shape must be null or a list of positive"),
+    (("SpatialDropout2D", {"rate": 0.5, "noise_shape": [None, 1, 1, 6]}), (7, 5, 6),
+     "sets noise_shape, which is not supported"),
     (("BatchNormalization", {"synchronized": "yes"}), (7, 5, 6), "synchronized must be true or false, got 'yes'"),
     (("BatchNormalization", {"gamma_initializer": {"class_name": "GlorotUniform", "config": {"seed": 1.5}}}),
      (7, 5, 6), "gamma_initializer seed must be a non-negative integer or null, got 1.5"),

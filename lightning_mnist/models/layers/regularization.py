@@ -10,6 +10,7 @@ import math
 import torch
 from torch import nn
 
+from lightning_mnist.models.layers.layout import torch_shape
 from lightning_mnist.models.layers.registry import converter
 from mnist_common.architecture import layers as keras
 from mnist_common.architecture.layers import Shape
@@ -17,7 +18,26 @@ from mnist_common.architecture.layers import Shape
 
 @converter(keras.Dropout)
 def dropout(spec: keras.Dropout, shape: Shape) -> nn.Module:
-    return nn.Dropout(spec.rate)
+    return nn.Dropout(spec.rate) if spec.noise_shape is None else ShapedDropout(spec, shape)
+
+
+class ShapedDropout(nn.Module):
+    """Keras' dropout with a ``noise_shape``: one mask of that shape (a null: the input's size there), in torch's
+    layout, broadcast over the axes where it holds 1 (a whole sample or channel dropped), the survivors scaled by
+    1 / (1 - rate)."""
+
+    def __init__(self, spec: keras.Dropout, shape: Shape) -> None:
+        super().__init__()
+        self.rate = spec.rate
+        self.mask_shape = torch_shape(tuple(size if noise is None else noise
+                                            for noise, size in zip(spec.noise_shape[1:], shape)))
+        self.per_batch = spec.noise_shape[0] == 1  # one mask for every sample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0.0:
+            return x
+        keep = torch.rand(1 if self.per_batch else x.shape[0], *self.mask_shape, device=x.device) >= self.rate
+        return x * keep.to(x.dtype) / (1.0 - self.rate)
 
 
 @converter(keras.SpatialDropout2D)

@@ -16,12 +16,12 @@ from mnist_common.architecture.layers.base import (
     number,
     require_rank,
     seed_value,
+    shape_text,
 )
 
 
-@layer_type
 @dataclass(frozen=True, kw_only=True)
-class Dropout(Layer):
+class _Dropout(Layer):
     """``seed`` picks Keras' dropout masks; torch draws its own (from the run's seed), so it is kept for the Keras
     side only, and a .keras file comes back with it."""
 
@@ -41,7 +41,36 @@ class Dropout(Layer):
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)
-class SpatialDropout2D(Dropout):
+class Dropout(_Dropout):
+    """``noise_shape``: the shape of the mask, batch axis first, broadcast over the axes where it holds 1 (null: the
+    input's size): ``(None, 1, 1, 1)`` drops whole samples, the stochastic depth of keras.applications'
+    EfficientNets; ``(None, 1, 1, C)`` whole channels."""
+
+    noise_shape: tuple[int | None, ...] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        shape = self.noise_shape
+        if shape is not None:
+            if not isinstance(shape, (list, tuple)) or not shape or not all(
+                    size is None or (isinstance(size, int) and not isinstance(size, bool) and size > 0)
+                    for size in shape):
+                raise LayerError(f"noise_shape must be null or a list of positive sizes or nulls (the batch axis "
+                                 f"first), got {shape!r}")
+            object.__setattr__(self, "noise_shape", tuple(shape))
+
+    def output_shape(self, shape: Shape) -> Shape:
+        noise = self.noise_shape
+        if noise is not None and (len(noise) != len(shape) + 1 or noise[0] not in (None, 1) or any(
+                size not in (None, 1, axis) for size, axis in zip(noise[1:], shape))):
+            raise LayerError(f"noise_shape {list(noise)} does not fit its input {shape_text(shape)}: it needs the "
+                             f"batch axis (null or 1) and then, for each axis, null, 1 or the axis' size")
+        return shape
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class SpatialDropout2D(_Dropout):
     """Dropout of whole channels of an (H, W, C) map in training (the survivors scaled by 1 / (1 - rate))."""
 
     KERAS_FIXED: ClassVar = {"data_format": (CHANNELS_LAST, "data_format other than channels_last")}
@@ -53,7 +82,7 @@ class SpatialDropout2D(Dropout):
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)
-class SpatialDropout1D(Dropout):
+class SpatialDropout1D(_Dropout):
     """Dropout of whole features of a (steps, features) map in training (the survivors scaled by 1 / (1 - rate))."""
 
     def output_shape(self, shape: Shape) -> Shape:
@@ -63,7 +92,7 @@ class SpatialDropout1D(Dropout):
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)
-class AlphaDropout(Dropout):
+class AlphaDropout(_Dropout):
     """SELU's dropout (Klambauer et al., 2017) in training: dropped values set to SELU's negative saturation
     ``-alpha * scale``, then all of them scaled and shifted so that the mean and variance stay those of the input;
     the identity otherwise. Its settings are Dropout's (rate, seed)."""
@@ -90,7 +119,7 @@ class GaussianNoise(Layer):
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)
-class GaussianDropout(Dropout):
+class GaussianDropout(_Dropout):
     """Multiplies by Gaussian noise of mean 1 and standard deviation sqrt(rate / (1 - rate)) in training (dropout's
     variance, without zeros); the identity otherwise. Its settings are Dropout's (rate, seed)."""
 
