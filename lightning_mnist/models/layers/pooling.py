@@ -113,22 +113,36 @@ def adaptive_bins(size: int, count: int) -> list[tuple[int, int]]:
 
 
 class AdaptivePooling(nn.Module):
-    """Adaptive pooling as one reduction per bin and axis, each axis in turn (a mean of the row bins' means is the
-    mean over the rectangle: every row of a bin holds the same count of cells), so that it is slices, means and
-    maxima every export format takes (torch's adaptive pooling exports only bins that divide the map).
-    ``axes``: the torch axes pooled ((2, 3): an NCHW image's; (1,): the steps of (N, steps, features))."""
+    """Adaptive pooling as Keras computes it, one axis after the other: every bin holds ``k = ceil(size / count)`` or
+    ``k + 1`` cells, so a pooling of windows of ``k`` and one of ``k + 1`` (stride 1) along the axis, side by side,
+    hold every bin's value, which one gather picks (a bin starting at ``s`` is window ``s`` of its width). Two
+    poolings and a gather whatever the count of bins, in operations every export format takes (torch's adaptive
+    pooling exports to ONNX only where the bins divide the map). ``axes``: the NCHW axes pooled, 2 and 3 (a 1D
+    pooling's (N, steps, features) map is viewed as (N, features, steps, 1) and pooled along 2)."""
 
     def __init__(self, spec: keras.AdaptiveAveragePooling2D | keras.AdaptiveMaxPooling2D, shape: Shape,
                  axes: tuple[int, ...]) -> None:
         super().__init__()
-        self.reduce = torch.amax if isinstance(spec, keras.AdaptiveMaxPooling2D) else torch.mean
-        self.bins = [(axis, adaptive_bins(size, count)) for axis, size, count in zip(axes, shape, spec.output_size)]
+        self.pool = F.max_pool2d if isinstance(spec, keras.AdaptiveMaxPooling2D) else F.avg_pool2d
+        self.steps = []
+        for axis, size, count in zip(axes, shape, spec.output_size):
+            small = -(-size // count)
+            picks = [start + (size - small + 1 if end - start > small else 0)  # past the small windows' outputs
+                     for start, end in adaptive_bins(size, count)]
+            self.register_buffer(f"picks_{axis}", torch.tensor(picks), persistent=False)
+            self.steps.append((axis, small))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for axis, bins in self.bins:
-            x = torch.cat([self.reduce(x.narrow(axis, start, end - start), axis, keepdim=True)
-                           for start, end in bins], axis)
+        for axis, small in self.steps:
+            windows = [(width, 1) if axis == 2 else (1, width) for width in (small, small + 1)]
+            pooled = torch.cat([self.pool(x, window, stride=1) for window in windows], axis)
+            x = pooled.index_select(axis, getattr(self, f"picks_{axis}"))
         return x
+
+
+class AdaptivePooling1D(AdaptivePooling):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2).unsqueeze(3)).squeeze(3).transpose(1, 2)
 
 
 @converter(keras.AdaptiveAveragePooling2D)
@@ -140,4 +154,4 @@ def adaptive_pooling_2d(spec: keras.AdaptiveAveragePooling2D, shape: Shape) -> n
 @converter(keras.AdaptiveAveragePooling1D)
 @converter(keras.AdaptiveMaxPooling1D)
 def adaptive_pooling_1d(spec: keras.AdaptiveAveragePooling1D, shape: Shape) -> nn.Module:
-    return AdaptivePooling(spec, shape, (1,))
+    return AdaptivePooling1D(spec, shape, (2,))
