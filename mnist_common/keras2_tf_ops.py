@@ -42,6 +42,7 @@ file's weights load as they are.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -124,7 +125,10 @@ def _tensor(value: Any) -> Tensor | None:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A finite number a float holds (not 10**400, NaN or infinity: a hand-made file's), else None."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or abs(value) >= 1e300:
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def _axes(value: Any, rank: int | None = None) -> tuple[int, ...] | None:
@@ -165,6 +169,8 @@ def _arithmetic(call: Call) -> Rewritten:
         return Rewritten(kind, call.tensors, {}, _same_shape(call))
     [tensor] = call.tensors
     c = call.number if call.number is not None else _number(call.keywords.get("y"))
+    if c is None:  # y neither a tensor nor a finite number (a hand-made file's)
+        raise NotRewritten("of two tensors, or a tensor and a finite number")
     scale_offset = {"Add": (1.0, c), "Multiply": (c, 0.0)}.get(kind) if c is not None else None
     if kind == "Subtract" and c is not None:
         scale_offset = (1.0, -c) if call.number is None else (-1.0, c)
@@ -281,6 +287,7 @@ def _transpose(call: Call) -> Rewritten:
     x = call.one_tensor("perm", "conjugate")
     perm = call.keywords.get("perm")
     if (call.keywords.get("conjugate", False) or not isinstance(perm, list) or len(perm) < 2 or perm[0] != 0
+            or not all(isinstance(axis, int) and not isinstance(axis, bool) for axis in perm)
             or sorted(perm) != list(range(len(perm)))):
         raise NotRewritten("with a permutation that keeps the batch axis first")
     shape = call.shape(x)
@@ -400,6 +407,8 @@ def _call(entry: dict[str, Any], function: str, shapes: dict[str, Shape]) -> Cal
     first, _, index, keywords = node
     y = _tensor(keywords.get("y"))
     if first == CONSTANT:  # a number first: 2.0 * x
+        if _number(index) is None:
+            raise NotRewritten("of tensors and finite numbers")
         return Call(function, [y] if y else [], _number(index), {k: v for k, v in keywords.items() if k != "y"},
                     shapes)
     x = _tensor(node[:3])
@@ -418,7 +427,7 @@ def _layer(rewritten: Rewritten, name: str) -> dict[str, Any]:
 def _rewritten(entry: dict[str, Any], name: str, path: Any, shapes: dict[str, Shape]) -> dict[str, Any]:
     """The Keras 3 layer of one TFOpLambda entry (named ``name``), its output shape added to ``shapes`` where known;
     UserError for a function it is not, or a call of one no Keras layer computes."""
-    function = str((entry.get("config") or {}).get("function", ""))
+    function = str((entry.get("config") if isinstance(entry.get("config"), dict) else {}).get("function", ""))
     what = f"{path}: layer {entry.get('name')} ({TF_OP_LAYER} tf.{function})"
     rewriter = REWRITERS.get(function)
     if rewriter is None:

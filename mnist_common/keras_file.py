@@ -230,8 +230,10 @@ def describe_optimizer(config: dict[str, Any]) -> str:
     if isinstance(optimizer, str):
         return f"{optimizer} (default settings)"
     if isinstance(optimizer, dict):
-        lr = (optimizer.get("config") or {}).get("learning_rate")
-        return f"{optimizer.get('class_name')}" + (f" (lr {lr:.3g})" if isinstance(lr, (int, float)) else "")
+        settings = optimizer.get("config") if isinstance(optimizer.get("config"), dict) else {}
+        lr = settings.get("learning_rate")
+        known = isinstance(lr, (int, float)) and not isinstance(lr, bool) and abs(lr) < 1e300  # a number, not 10**400
+        return f"{str(optimizer.get('class_name'))[:80]}" + (f" (lr {lr:.3g})" if known else "")
     return repr(optimizer)[:80]
 
 

@@ -35,11 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from mnist_common.architecture.keras_config import MODEL_CLASSES
+from mnist_common.architecture.keras_config import MAX_NESTING, MODEL_CLASSES
 from mnist_common.errors import UserError, one_line
 from mnist_common.keras2_tf_ops import model_layers, nested_models, rewrite_tf_ops
 from mnist_common.keras_file import MAX_JSON_BYTES, MAX_WEIGHTS_BYTES, check_file, check_storage, describe_optimizer
 
+MAX_CONFIG_DEPTH = 100  # lists and dicts in a model config: a real one's are under 50 (8 nested models deep)
 LEGACY_SUFFIXES = (".h5", ".hdf5")  # the suffixes Keras reads as its legacy HDF5 format
 # Layer settings that size a layer's weights: each weight value they count is one the file must hold for the layer
 # (a Dense of 2,000,000 units, declared in a 1 MB file beside its real weights, took 14 GB in Keras' build)
@@ -98,8 +99,12 @@ def is_legacy_h5(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in LEGACY_SUFFIXES
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+def _text(value: Any) -> str | None:
+    """An HDF5 attribute's text (h5py gives str or bytes); None for anything else a hand-made file holds there (an
+    array, a number)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
 
 
 def _layers(config: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -143,6 +148,9 @@ def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
         raise UserError(f"{path} holds {what}: save the model itself (model.save), or load these weights into it "
                         f"in Keras and save it as .keras")
     raw = _text(attributes["model_config"])
+    if raw is None:
+        raise UserError(f"{path} is corrupt (its model config is a {type(attributes['model_config']).__name__}, "
+                        f"not JSON text)")
     if len(raw) > MAX_JSON_BYTES:
         raise UserError(f"{path}: its model config ({len(raw):,} bytes) is larger than any model this bridge converts")
     try:
@@ -152,8 +160,16 @@ def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
     if not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES:
         kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
         raise UserError(f"{path} holds a {kind}, not a Keras Sequential or Functional model")
-    keras_version = _text(attributes["keras_version"] or "?")
+    if _json_depth(config) > MAX_CONFIG_DEPTH:  # every walk of it (ours, Keras') recurses that deep
+        raise UserError(f"{path} is corrupt (its model config nests more than {MAX_CONFIG_DEPTH} levels deep, "
+                        f"deeper than any model's)")
+    if _nesting_depth(config) > MAX_NESTING:  # Keras would recurse through them all (past Python's recursion limit)
+        raise UserError(f"{path}: nests models more than {MAX_NESTING} deep; refusing it")
+    keras_version = _text(attributes["keras_version"]) or "?"
     for where, entry in _layers(config):
+        if not isinstance(entry["class_name"], str):
+            raise UserError(f"{path} is corrupt (layer {where} has a class_name that is a "
+                            f"{type(entry['class_name']).__name__}, not a name)")
         settings = entry.get("config") if isinstance(entry.get("config"), dict) else {}
         changed_meaning = [key for key in ("activation", "recurrent_activation")
                            if settings.get(key) == "hard_sigmoid" and not keras_version.startswith("3.")]
@@ -188,8 +204,28 @@ def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
     inner = config.get("config") if isinstance(config.get("config"), dict) else {}
     return LegacyH5(path=path, model_class=str(config["class_name"]), name=str(inner.get("name") or "model"),
                     keras_version=keras_version,
-                    backend=_text(attributes["backend"] or "?"), config=config, config_changed=changed,
+                    backend=_text(attributes["backend"]) or "?", config=config, config_changed=changed,
                     optimizer=_optimizer(attributes["training_config"]))
+
+
+def _json_depth(value: Any) -> int:
+    """How deep lists and dicts nest in ``value``, counted no further than past :data:`MAX_CONFIG_DEPTH` (a walk
+    that does not recurse itself)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= MAX_CONFIG_DEPTH:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((inner, depth + 1) for inner in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _nesting_depth(config: dict[str, Any], depth: int = 1) -> int:
+    """How deep models are nested in the model ``config`` (1: none), counted no further than past
+    :data:`MAX_NESTING`."""
+    if depth > MAX_NESTING:
+        return depth
+    return max([depth, *(_nesting_depth(entry, depth + 1) for entry in nested_models(config))])
 
 
 def _renumbered(value: Any, models: set[str]) -> Any:
@@ -268,7 +304,7 @@ def _stored_values(h5: Any, path: Path) -> dict[str, int]:
 def _optimizer(training_config: Any) -> str:
     """The optimizer the file's training config names (Keras 2 saved it with a compiled model), described."""
     try:
-        optimizer = json.loads(_text(training_config)).get("optimizer_config") if training_config is not None else None
+        optimizer = json.loads(_text(training_config) or "null").get("optimizer_config")
     except (ValueError, AttributeError, RecursionError):
         optimizer = None
     if not isinstance(optimizer, dict):

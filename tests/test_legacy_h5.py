@@ -147,6 +147,40 @@ def _with_class(kind: str):
     return make
 
 
+def _with_deep_config(tmp_path) -> str:
+    """A setting of lists 150 deep: every walk of the config recursed past Python's limit (a traceback)."""
+    with h5py.File(KERAS2 / "keras2_cnn.h5", "r") as h5:
+        config = json.loads(h5.attrs["model_config"])
+    deep: list = []
+    for _ in range(150):
+        deep = [deep]
+    config["config"]["layers"][1]["config"]["extra"] = deep
+    return _with_config(tmp_path, config)
+
+
+def _with_nested_models(depth: int):
+    """The CNN inside ``depth`` Sequential models, one in the other: Keras recursed through 200 of them past
+    Python's limit before the bridge's own limit on nesting was reached (a traceback)."""
+    def make(tmp_path) -> str:
+        with h5py.File(KERAS2 / "keras2_cnn.h5", "r") as h5:
+            config = json.loads(h5.attrs["model_config"])
+        for level in range(depth):
+            config = {"class_name": "Sequential", "config": {"name": f"outer_{level}", "layers": [config]}}
+        return _with_config(tmp_path, config)
+    return make
+
+
+def _with_attribute(key: str, value):
+    """The CNN's file with the HDF5 attribute ``key`` set to ``value`` (an array where Keras wrote text)."""
+    def make(tmp_path) -> str:
+        path = tmp_path / "edited.h5"
+        shutil.copyfile(KERAS2 / "keras2_cnn.h5", path)
+        with h5py.File(path, "r+") as h5:
+            h5.attrs[key] = value
+        return path.name
+    return make
+
+
 def _with_external_link(tmp_path) -> str:
     path = tmp_path / "linked.h5"
     shutil.copyfile(KERAS2 / "keras2_cnn.h5", path)
@@ -235,9 +269,15 @@ def _written(content: bytes, name: str = "model.h5"):
                                      "ThresholdedReLU (ReLU(threshold=theta) computes it but at x == theta)"),
     (_with_class("LocallyConnected2D"), "edited.h5: layer dense (LocallyConnected2D) is refused: Keras 3 has no "
                                         "locally connected layers"),
+    (_with_class(["Dense"]), "edited.h5 is corrupt (layer dense has a class_name that is a list, not a name)"),
+    (_with_deep_config, "edited.h5 is corrupt (its model config nests more than 100 levels deep, deeper than any "
+                        "model's)"),
+    (_with_nested_models(10), "edited.h5: nests models more than 8 deep; refusing it"),
+    (_with_attribute("model_config", np.arange(3)), "edited.h5 is corrupt (its model config is a ndarray, not JSON "
+                                                    "text)"),
 ], ids=["lambda", "tf_op", "external_link", "weights_only", "not_a_model", "hard_sigmoid", "corrupt", "not_hdf5",
         "keras_operations", "nan_weights", "keras3_unknown_setting", "declared_units", "thresholded_relu",
-        "locally_connected"])
+        "locally_connected", "class_name_list", "deep_config", "nested_10_deep", "config_array"])
 def test_legacy_files_keras_must_not_or_cannot_read_are_refused_in_one_line(make, message, tmp_path, mnist_dir,
                                                                              capsys):
     """Python code and a file reaching outside itself are refused before Keras opens the file; what Keras itself
@@ -338,6 +378,14 @@ def test_the_keras_reference_asks_for_the_keras_file_a_legacy_one_converts_to(tm
     ("nn.gelu", ["c", 0, 0, {"approximate": True}], "only exactly (approximate=False"),
     ("nn.log_softmax", ["c", 0, 0, {}], ("Activation", {"activation": "log_softmax"})),
     ("math.reduce_sum", ["c", 0, 0, {"axis": [1, 2]}], "is refused: Keras 3 cannot read Keras 2's TensorFlow-function"),
+    # numbers and lists a hand-made file holds (each a traceback before): 10**400, NaN, a permutation of text
+    ("math.multiply", ["_CONSTANT_VALUE", -1, 10**400, {"y": ["a", 0, 0]}], "only of tensors and finite numbers"),
+    ("math.add", ["a", 0, 0, {"y": float("nan")}], "only of two tensors, or a tensor and a finite number"),
+    ("math.truediv", ["a", 0, 0, {"y": 10**400}], "only of two tensors, or a tensor and a finite number"),
+    ("clip_by_value", ["c", 0, 0, {"clip_value_min": 0, "clip_value_max": 10**400}], "only from 0 to a positive"),
+    ("nn.leaky_relu", ["c", 0, 0, {"alpha": -10**400}], "only with a number alpha of 0 or more"),
+    ("transpose", ["a", 0, 0, {"perm": [0, "2", 1]}], "only with a permutation that keeps the batch axis first"),
+    ("transpose", ["a", 0, 0, {"perm": [0, None, 1]}], "only with a permutation that keeps the batch axis first"),
 ])
 def test_each_tensorflow_function_keras_2_recorded_becomes_its_keras_3_layer_or_is_refused(function, node, expected):
     """The cases the tf.keras 2 files above do not hold: a number minus a tensor, two tensors, a number divided by
@@ -369,6 +417,37 @@ def test_each_tensorflow_function_keras_2_recorded_becomes_its_keras_3_layer_or_
     if function in ("image.grayscale_to_rgb", "tile"):  # copies of the one input, side by side
         copies = 3 if function == "image.grayscale_to_rgb" else max(node[3]["multiples"])
         assert layer["inbound_nodes"] == [[["c", 0, 0, {}]] * copies]
+
+
+@pytest.mark.parametrize("key, value", [("keras_version", np.arange(2)), ("backend", np.arange(2)),
+                                        ("training_config", json.dumps({"optimizer_config": {
+                                            "class_name": "Adam", "config": [1, 2]}})),
+                                        ("training_config", json.dumps({"optimizer_config": {
+                                            "class_name": "Adam", "config": {"learning_rate": 10**400}}})),
+                                        ("training_config", np.arange(2))],
+                         ids=["keras_version_array", "backend_array", "optimizer_config_list", "huge_lr",
+                              "training_config_array"])
+def test_odd_attributes_a_legacy_file_need_not_hold_are_read_as_unknown(key, value, tmp_path, mnist_dir, capsys):
+    """The file's Keras version, backend and training config are only reported: an array or a list where Keras
+    wrote text, or a learning rate of 10**400, made a traceback; now they read as unknown and the file converts."""
+    name = _with_attribute(key, value)(tmp_path)
+    out = convert(tmp_path / name, tmp_path / "out.ckpt", mnist_dir, capsys, images=100)
+    assert f"wrote {tmp_path / 'out.ckpt'}" in out, out
+    assert ("Keras ? legacy HDF5 file" in out) == (key == "keras_version"), out
+    if key == "training_config":
+        assert "optimizer: none (the model was saved uncompiled)" in out or "optimizer: Adam (ignored" in out, out
+
+
+@pytest.mark.parametrize("layer_config", ["nn.relu", ["nn.relu"], 5])
+def test_a_tensorflow_function_layer_whose_config_is_not_a_dict_is_refused_in_one_line(layer_config):
+    """A hand-made file's TFOpLambda whose config is text, a list or a number (a traceback before)."""
+    from mnist_common.errors import UserError
+    from mnist_common.keras2_tf_ops import rewrite_tf_ops
+
+    config = {"class_name": "Functional", "config": {"layers": [
+        {"class_name": "TFOpLambda", "name": "tf.nn.relu", "inbound_nodes": [], "config": layer_config}]}}
+    with pytest.raises(UserError, match=re.escape("layer tf.nn.relu (TFOpLambda tf.) is refused: Keras 3 cannot")):
+        rewrite_tf_ops(config, "model.h5")
 
 
 @pytest.mark.parametrize("nodes", [5, "x", None, [], [["a", 0, 0, {}], ["a", 0, 0, {}]]])
