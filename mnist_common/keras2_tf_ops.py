@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from mnist_common.architecture.keras_config import MODEL_CLASSES
-from mnist_common.errors import UserError
+from mnist_common.errors import UserError, path_text
 
 TF_OP_LAYER = "TFOpLambda"
 CONSTANT = "_CONSTANT_VALUE"  # Keras 2's first "tensor" of a call whose first operand was a number (2.0 * x)
@@ -428,7 +428,8 @@ def _rewritten(entry: dict[str, Any], name: str, path: Any, shapes: dict[str, Sh
     """The Keras 3 layer of one TFOpLambda entry (named ``name``), its output shape added to ``shapes`` where known;
     UserError for a function it is not, or a call of one no Keras layer computes."""
     function = str((entry.get("config") if isinstance(entry.get("config"), dict) else {}).get("function", ""))
-    what = f"{path}: layer {entry.get('name')} ({TF_OP_LAYER} tf.{function})"
+    # names as a one-line message shows them: a hand-made file's of 100,000 characters cut in its middle
+    what = f"{path}: layer {path_text(str(entry.get('name')))} ({TF_OP_LAYER} tf.{path_text(function)})"
     rewriter = REWRITERS.get(function)
     if rewriter is None:
         activations = ", ".join(dict.fromkeys(f.split(".")[-1] for f in ACTIVATIONS))

@@ -30,13 +30,15 @@ without compiling); the layers it holds are then checked as a ``.keras`` file's 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from mnist_common.architecture.description import MAX_ACTIVATIONS
 from mnist_common.architecture.keras_config import MAX_NESTING, MODEL_CLASSES
-from mnist_common.errors import UserError, one_line
+from mnist_common.errors import UserError, escaped, one_line
 from mnist_common.keras2_tf_ops import model_layers, nested_models, rewrite_tf_ops
 from mnist_common.keras_file import MAX_JSON_BYTES, MAX_WEIGHTS_BYTES, check_file, check_storage, describe_optimizer
 
@@ -171,8 +173,9 @@ def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
             raise UserError(f"{path} is corrupt (layer {where} has a class_name that is a "
                             f"{type(entry['class_name']).__name__}, not a name)")
         settings = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        # by its name, or in the form Keras serialises a function ({"class_name": "function", "config": ...})
         changed_meaning = [key for key in ("activation", "recurrent_activation")
-                           if settings.get(key) == "hard_sigmoid" and not keras_version.startswith("3.")]
+                           if "hard_sigmoid" in json.dumps(settings.get(key)) and not keras_version.startswith("3.")]
         if changed_meaning:
             raise UserError(f"{path}: layer {where} has {changed_meaning[0]}='hard_sigmoid', which Keras "
                             f"{keras_version} computed as clip(0.2 * x + 0.5, 0, 1) and Keras 3 computes as "
@@ -186,9 +189,17 @@ def check_legacy_h5(path: str | os.PathLike) -> LegacyH5:
                             f"{REMOVED_LAYERS[entry['class_name']]}")
         # a layer inside a wrapper keeps its weights under another name (Bidirectional's forward_lstm): all of them
         held = stored.get(where, stored.get("", 0))
-        for key in SIZE_SETTINGS:
-            size = settings.get(key)
-            if isinstance(size, int) and size > held:
+        kernel = settings.get("kernel_size")  # kernel values: at least the window's (Conv2D (1000, 1000): 2 GB)
+        window = math.prod(kernel) if isinstance(kernel, list) and all(
+            isinstance(k, int) and not isinstance(k, bool) for k in kernel) else kernel
+        shape = settings.get("batch_input_shape", settings.get("batch_shape"))  # an input of 4000 x 4000 x 1 made
+        values = math.prod(size for size in shape[1:] if isinstance(size, int) and not isinstance(size, bool)) \
+            if isinstance(shape, list) else 0  # Keras allocate a Dense kernel of 7,968,032 x 10 before refusing it
+        if values > MAX_ACTIVATIONS:
+            raise UserError(f"{path}: layer {where} declares an input of {values:,} values, more than this bridge "
+                            f"builds ({MAX_ACTIVATIONS:,})")
+        for key, size in (*((key, settings.get(key)) for key in SIZE_SETTINGS), ("kernel_size", window)):
+            if isinstance(size, int) and not isinstance(size, bool) and size > held:
                 raise UserError(f"{path}: layer {where} declares {key} {size:,}, but the file holds {held:,} weight "
                                 f"values for it (Keras would allocate the layer before finding that its weights do "
                                 f"not fit)")
@@ -289,6 +300,8 @@ def _stored_values(h5: Any, path: Path) -> dict[str, int]:
     def visit(name: str, item: Any) -> None:
         nonlocal total
         if isinstance(item, h5py.Dataset):
+            if item.dtype.kind not in "fiu":  # complex: the imaginary parts would be dropped without a word
+                raise UserError(f"{path}: weight {escaped(name)} holds {item.dtype} values, not real numbers")
             size = int(item.size or 0)
             total += size * item.dtype.itemsize
             for group in {"", *name.split("/")[:-1]}:  # dense/dense/kernel: once for "dense"; "": every value

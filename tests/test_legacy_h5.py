@@ -115,13 +115,18 @@ def _with_config(tmp_path, config) -> str:
     return path.name
 
 
-def _with_hard_sigmoid(tmp_path) -> str:
-    """The CNN's Dense with Keras 2's hard_sigmoid, which Keras 3 would compute with another slope."""
-    with h5py.File(KERAS2 / "keras2_cnn.h5", "r") as h5:
-        config = json.loads(h5.attrs["model_config"])
-    dense = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
-    dense["config"]["activation"] = "hard_sigmoid"
-    return _with_config(tmp_path, config)
+def _with_setting(kind: str, key: str, value):
+    """The CNN's first layer of class ``kind`` with its setting ``key`` set to ``value``."""
+    def make(tmp_path) -> str:
+        with h5py.File(KERAS2 / "keras2_cnn.h5", "r") as h5:
+            config = json.loads(h5.attrs["model_config"])
+        next(layer for layer in config["config"]["layers"] if layer["class_name"] == kind)["config"][key] = value
+        return _with_config(tmp_path, config)
+    return make
+
+
+# the CNN's Dense with Keras 2's hard_sigmoid, which Keras 3 would compute with another slope
+_with_hard_sigmoid = _with_setting("Dense", "activation", "hard_sigmoid")
 
 
 def _with_units(units: int):
@@ -144,6 +149,19 @@ def _with_class(kind: str):
             config = json.loads(h5.attrs["model_config"])
         next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")["class_name"] = kind
         return _with_config(tmp_path, config)
+    return make
+
+
+def _with_weights_of(dtype):
+    """The CNN's last kernel stored as ``dtype`` (complex: its imaginary parts were dropped without a word)."""
+    def make(tmp_path) -> str:
+        path = tmp_path / "linked.h5"
+        shutil.copyfile(KERAS2 / "keras2_cnn.h5", path)
+        with h5py.File(path, "r+") as h5:
+            values = h5["model_weights/dense/dense/kernel:0"][...]
+            del h5["model_weights/dense/dense/kernel:0"]
+            h5["model_weights/dense/dense/kernel:0"] = values.astype(dtype) + 1j
+        return path.name
     return make
 
 
@@ -270,6 +288,16 @@ def _written(content: bytes, name: str = "model.h5"):
     (_with_class("LocallyConnected2D"), "edited.h5: layer dense (LocallyConnected2D) is refused: Keras 3 has no "
                                         "locally connected layers"),
     (_with_class(["Dense"]), "edited.h5 is corrupt (layer dense has a class_name that is a list, not a name)"),
+    # the same activation in the form Keras serialises a function: converted into another network, silently
+    (_with_setting("Dense", "activation", {"module": "keras.activations", "class_name": "function",
+                                           "config": "hard_sigmoid", "registered_name": "hard_sigmoid"}),
+     "layer dense has activation='hard_sigmoid', which Keras 2.21.0 computed as clip(0.2 * x + 0.5, 0, 1)"),
+    # sizes Keras allocates before it finds that the weights do not fit (2 GB for this kernel)
+    (_with_setting("Conv2D", "kernel_size", [1000, 1000]), "edited.h5: layer conv2d declares kernel_size 1,000,000, "
+                                                           "but the file holds 80 weight values for it"),
+    (_with_setting("InputLayer", "batch_input_shape", [None, 5000, 5000, 1]), "edited.h5: layer conv2d_input "
+     "declares an input of 25,000,000 values, more than this bridge builds (20,000,000)"),
+    (_with_weights_of(np.complex64), "linked.h5: weight dense/dense/kernel:0 holds complex64 values, not real numbers"),
     (_with_deep_config, "edited.h5 is corrupt (its model config nests more than 100 levels deep, deeper than any "
                         "model's)"),
     (_with_nested_models(10), "edited.h5: nests models more than 8 deep; refusing it"),
@@ -277,7 +305,8 @@ def _written(content: bytes, name: str = "model.h5"):
                                                     "text)"),
 ], ids=["lambda", "tf_op", "external_link", "weights_only", "not_a_model", "hard_sigmoid", "corrupt", "not_hdf5",
         "keras_operations", "nan_weights", "keras3_unknown_setting", "declared_units", "thresholded_relu",
-        "locally_connected", "class_name_list", "deep_config", "nested_10_deep", "config_array"])
+        "locally_connected", "class_name_list", "hard_sigmoid_function", "kernel_size", "input_shape",
+        "complex_weights", "deep_config", "nested_10_deep", "config_array"])
 def test_legacy_files_keras_must_not_or_cannot_read_are_refused_in_one_line(make, message, tmp_path, mnist_dir,
                                                                              capsys):
     """Python code and a file reaching outside itself are refused before Keras opens the file; what Keras itself
@@ -436,6 +465,18 @@ def test_odd_attributes_a_legacy_file_need_not_hold_are_read_as_unknown(key, val
     assert ("Keras ? legacy HDF5 file" in out) == (key == "keras_version"), out
     if key == "training_config":
         assert "optimizer: none (the model was saved uncompiled)" in out or "optimizer: Adam (ignored" in out, out
+
+
+def test_a_tensorflow_function_of_a_name_too_long_to_read_is_named_in_a_line_of_sane_length():
+    """A hand-made file's function name of 100,000 characters made an error line of 100,580 bytes."""
+    from mnist_common.errors import UserError
+    from mnist_common.keras2_tf_ops import rewrite_tf_ops
+
+    config = {"class_name": "Functional", "config": {"layers": [
+        {"class_name": "TFOpLambda", "name": "tf.x", "inbound_nodes": [], "config": {"function": "a" * 100_000}}]}}
+    with pytest.raises(UserError) as info:
+        rewrite_tf_ops(config, "model.h5")
+    assert len(str(info.value)) < 1000 and "(TFOpLambda tf.aaaa" in str(info.value) and "a...a" in str(info.value)
 
 
 @pytest.mark.parametrize("layer_config", ["nn.relu", ["nn.relu"], 5])

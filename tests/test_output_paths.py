@@ -232,6 +232,15 @@ def test_control_characters_in_a_refused_name_are_escaped(program, argv, shown, 
     assert sorted(p.name for p in work.iterdir()) == ["cv_results.json", "digit.png", "model.ckpt"]
 
 
+def test_control_characters_in_a_written_name_are_escaped(work, capsys):
+    """``convert``'s report quotes its source and destination: an escape sequence in the name (one that clears the
+    screen) reached stdout raw; now escaped as in the error lines."""
+    main(["convert", "model.ckpt", "new\x1b[2J.keras", "--check_images", "8"])
+    out = capsys.readouterr().out
+    assert "wrote new\\x1b[2J.keras, a Keras 3 model" in out and out.replace("\n", "").isprintable(), out
+    assert (work / "new\x1b[2J.keras").is_file()
+
+
 def test_the_checks_still_let_an_output_be_written(work, mnist_dir, capsys):
     """The new checks leave nothing behind: a figure over a replaced file, beside its one input, and no more."""
     shutil.copy(work / "digit.png", work / "old.png")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_common.cli import run
-from mnist_common.errors import UserError, exit_on_user_error
+from mnist_common.errors import UserError, escaped, exit_on_user_error
 from mnist_common.files import check_output_file, check_readable
 from mnist_common.keras_file import check_file
 from mnist_common.mnist import check_data_dir
@@ -55,8 +55,8 @@ def convert(src: str, dst: str, check_images: int = MAX_CHECK_IMAGES, data_dir: 
 
     started = time.perf_counter()
     for line in destination_format.write(src, dst, check_images, data_dir):
-        print(line)
-    print(f"wrote {dst}, {destination_format.what} ({time.perf_counter() - started:.1f} s)")
+        print(escaped(line))  # names in them on one line, a terminal escape sequence in a name shown, not obeyed
+    print(f"wrote {escaped(dst)}, {destination_format.what} ({time.perf_counter() - started:.1f} s)")
 
 
 def check_convert_settings(dst: str, check_images: int, data_dir: str | None = None, **_others: Any) -> None:
