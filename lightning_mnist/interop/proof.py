@@ -25,7 +25,10 @@ from mnist_common.errors import UserError
 from lightning_mnist.models.layers.layout import to_keras_layout, torch_shape
 
 CHECK_TOLERANCE = 1e-5  # largest |p_a - p_b| a conversion accepts (unless the model's own rounding is larger)
-ROUNDING_FACTOR = 8  # how many times the source's float32 rounding two correct float32 runs may differ by
+# How many times the source's float32 rounding two correct float32 runs may differ by: ONNX Runtime's kernels were
+# measured 9 to 10 times torch's own rounding on keras.applications' MobileNets (2.2e-5 from a float64 run, where
+# torch's float32 is 2.5e-6 from it; BatchNorm folded or not, graph optimisations on or off), a correct run.
+ROUNDING_FACTOR = 16
 DEFAULT_CHECK_IMAGES = 10_000
 RANDOM_INPUT_SEED = 0
 BATCH_SIZE = 500
