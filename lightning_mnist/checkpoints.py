@@ -212,6 +212,9 @@ def fold_model_paths(results_path: str | os.PathLike, accepted: str = ACCEPTED) 
     source = Path(results_path)
     if source.is_dir():
         if not (source / CV_RESULTS_FILE).is_file():
+            if all((source / part).is_file() for part in ("config.json", "model.weights.h5")):
+                raise UserError(f"{results_path}: a Keras model saved unzipped (save_model(..., zipped=False)); save "
+                                f"it as a .keras file (model.save(\"model.keras\")) and name that")
             raise UserError(f"{results_path}: a folder without a {CV_RESULTS_FILE} (a k-fold run's folder holds one); "
                             f"name {accepted}")
         source = source / CV_RESULTS_FILE

@@ -554,6 +554,28 @@ def test_outputs_that_are_no_choice_among_the_classes_are_not_deployed(tmp_path,
         assert not compare(network, model, x, None, "random inputs").ok
 
 
+def test_outputs_that_are_no_choice_among_the_classes_are_not_trained_or_scored(tmp_path, capsys):
+    """``test`` scored a sigmoid output's softmax with a cross-entropy (2.26, near ln 10: neither Keras' binary
+    cross-entropy nor a class loss) and ``fit`` would have trained it so: both refuse it in one line, before any
+    work, as the Keras reference does."""
+    from keras_reference.__main__ import main as keras_main
+
+    architecture = Architecture.from_config({"name": "sigmoid10", "input_shape": [28, 28, 1], "layers": [
+        {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "sigmoid"}]})
+    source = save_checkpoint(tmp_path / "sigmoid10.ckpt", architecture, KerasNetwork(architecture).state_dict())
+    reason = ("(a cross-entropy and an accuracy over the classes) give one softmax over the classes; sigmoid10's "
+              "output layer (dense) applies sigmoid: independent per-class probabilities")
+    for program, argv in ((command_line, ["test", "--ckpt_path", str(source)]),
+                          (command_line, ["fit", "--weights", str(source)]),
+                          (keras_main, ["train", "--weights", str(tmp_path / "sigmoid10.keras")])):
+        if program is keras_main:
+            command_line(["convert", str(source), str(tmp_path / "sigmoid10.keras"), "--check_images", "8"])
+            capsys.readouterr()
+        code, error, _ = main_error(program, [*argv, "--output_dir", str(tmp_path / "runs")], capsys)
+        assert code == 2 and reason in error, error
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_converter_error_is_said_by_its_operation_not_its_locations():
     """LiteRT's converter starts its message with the traced locations, longer than the line; the operation and
     what is wrong with it (what a user can act on) come first instead (found with a Rescaling([3.0]) model)."""

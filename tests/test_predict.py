@@ -281,6 +281,8 @@ def test_kfold_ensemble_averages_its_folds(seed_ckpt, tmp_path, seed_png, seed_k
     ("folder.ckpt", "folder", "folder.ckpt: a folder without a cv_results.json (a k-fold run's folder holds one); "
                               "name a Lightning checkpoint (.ckpt), a Keras model (.keras, or a legacy .h5) or a "
                               "k-fold run's cv_results.json, or an .onnx file (--backend onnx)"),
+    ("unzipped", "keras folder", "unzipped: a Keras model saved unzipped (save_model(..., zipped=False)); save it "
+                                 "as a .keras file (model.save(\"model.keras\")) and name that"),
     ("cv_results.json", b"{\"folds\": []}", "not a k-fold"),
     ("broken.json", b"{not json", "not a readable k-fold"),
     ("lost_folds.json", b"{\"folds\": [{\"model_path\": \"gone.ckpt\"}]}", "fold 0 model"),
@@ -289,8 +291,11 @@ def test_bad_weights_fail_in_one_line(name, content, reason, tmp_path, capsys, s
     from lightning_mnist.commands.predict import main
 
     weights = tmp_path / name
-    if content == "folder":
+    if content in ("folder", "keras folder"):
         weights.mkdir()
+        if content == "keras folder":  # what keras.saving.save_model(model, folder, zipped=False) writes
+            for part in ("config.json", "metadata.json", "model.weights.h5"):
+                (weights / part).write_bytes(b"{}")
     elif content is not None:
         weights.write_bytes(content)
     with pytest.raises(SystemExit) as info:

@@ -507,11 +507,15 @@ class Architecture:
                                     f"conversion keeps it as it is)")
 
     def require_mnist(self, what: str) -> None:
+        """Refuse a network that cannot be trained or scored on MNIST's images and labels, for ``what``: other
+        inputs or classes, or outputs that are no softmax over the classes (a sigmoid's: the cross-entropy taken of
+        their softmax would be neither Keras' loss nor a class loss)."""
         if not self.takes_mnist:
             layouts = ", ".join(shape_text(s) for s in MNIST_INPUT_SHAPES[:-1]) + f" or {shape_text(MNIST_INPUT_SHAPES[-1])}"
             raise ArchitectureError(f"{what} needs a network that takes {layouts} inputs and gives "
                                     f"{MNIST_CLASSES} classes; {self.name} takes {shape_text(self.input_shape)} and "
                                     f"gives {self.num_classes}")
+        self.require_one_distribution(f"{what} (a cross-entropy and an accuracy over the classes)")
 
     @property
     def mixed_precision(self) -> tuple[str, ...]:
