@@ -61,6 +61,7 @@ ACTIVATIONS = {"nn.relu": "relu", "nn.relu6": "relu6", "math.sigmoid": "sigmoid"
                "nn.gelu": "gelu", "math.exp": "exponential", "nn.log_softmax": "log_softmax",
                "math.log_softmax": "log_softmax"}
 TF_LEAKY_RELU_ALPHA = 0.2  # tf.nn.leaky_relu's default
+MAX_COPIES = 64  # tf.tile's copies as the inputs of one Concatenate: a hand-made file's 10**6 would be that many
 KNOWN_RANK = ("of a tensor of a known rank (an Input's, a Flatten's or a global pooling's, or these functions' of "
               "them)")
 GLOBAL_POOLING = {("mean", (1, 2)): "GlobalAveragePooling2D", ("max", (1, 2)): "GlobalMaxPooling2D",
@@ -380,10 +381,10 @@ def _tile(call: Call) -> Rewritten:
     x = call.one_tensor("multiples")
     multiples, shape = call.keywords.get("multiples"), call.shape(x)
     if (not isinstance(multiples, list) or len(multiples) < 2 or multiples[0] != 1
-            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in multiples)
+            or not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_COPIES for n in multiples)
             or sum(n > 1 for n in multiples) > 1 or (shape is not None and len(shape) != len(multiples) - 1)):
-        raise NotRewritten("with multiples of 1 but one, on an axis other than the batch's, for each of the input's "
-                           "axes (copies side by side: Concatenate)")
+        raise NotRewritten(f"with multiples of 1 but one (at most {MAX_COPIES}), on an axis other than the batch's, "
+                           f"for each of the input's axes (copies side by side: Concatenate)")
     along = next((i for i, n in enumerate(multiples[1:]) if n > 1), None)
     if along is None:
         return Rewritten("Identity", [x], {}, shape)

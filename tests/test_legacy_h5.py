@@ -402,6 +402,7 @@ def test_the_keras_reference_asks_for_the_keras_file_a_legacy_one_converts_to(tm
     ("tile", ["c", 0, 0, {"multiples": [1, 1, 1, 1]}], ("Identity", {})),
     ("tile", ["c", 0, 0, {"multiples": [1, 2, 1, 3]}], "only with multiples of 1 but one"),
     ("tile", ["c", 0, 0, {"multiples": [2, 1, 1, 1]}], "on an axis other than the batch's"),
+    ("tile", ["c", 0, 0, {"multiples": [1, 1, 1, 10**6]}], "only with multiples of 1 but one (at most 64)"),
     ("tile", ["a", 0, 0, {"multiples": [1, 1, 1, 3]}], "for each of the input's axes"),
     ("nn.gelu", ["c", 0, 0, {"approximate": False}], ("Activation", {"activation": "gelu"})),
     ("nn.gelu", ["c", 0, 0, {"approximate": True}], "only exactly (approximate=False"),
