@@ -118,7 +118,7 @@ class AdaptivePooling(nn.Module):
     hold every bin's value, which one gather picks (a bin starting at ``s`` is window ``s`` of its width). Two
     poolings and a gather whatever the count of bins, in operations every export format takes (torch's adaptive
     pooling exports to ONNX only where the bins divide the map). ``axes``: the NCHW axes pooled, 2 and 3 (a 1D
-    pooling's (N, steps, features) map is viewed as (N, features, steps, 1) and pooled along 2)."""
+    pooling's steps are the width of :class:`Along1D`'s one-row view, 3)."""
 
     def __init__(self, spec: keras.AdaptiveAveragePooling2D | keras.AdaptiveMaxPooling2D, shape: Shape,
                  axes: tuple[int, ...]) -> None:
@@ -140,11 +140,6 @@ class AdaptivePooling(nn.Module):
         return x
 
 
-class AdaptivePooling1D(AdaptivePooling):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.transpose(1, 2).unsqueeze(3)).squeeze(3).transpose(1, 2)
-
-
 @converter(keras.AdaptiveAveragePooling2D)
 @converter(keras.AdaptiveMaxPooling2D)
 def adaptive_pooling_2d(spec: keras.AdaptiveAveragePooling2D, shape: Shape) -> nn.Module:
@@ -154,4 +149,4 @@ def adaptive_pooling_2d(spec: keras.AdaptiveAveragePooling2D, shape: Shape) -> n
 @converter(keras.AdaptiveAveragePooling1D)
 @converter(keras.AdaptiveMaxPooling1D)
 def adaptive_pooling_1d(spec: keras.AdaptiveAveragePooling1D, shape: Shape) -> nn.Module:
-    return AdaptivePooling1D(spec, shape, (2,))
+    return Along1D(AdaptivePooling(spec, shape, (3,)))  # the steps as the width of a one-row image
