@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from conftest import main_error, unreadable
 from lightning_mnist.__main__ import main
+from mnist_common.model_files import load_architecture
 
 
 def digit_png(path: Path) -> Path:
@@ -169,7 +170,8 @@ def test_a_k_fold_run_naming_one_model_twice_is_refused(model_files, monkeypatch
 
 
 def test_a_keras_files_own_words_reach_the_terminal_escaped(model_files, mnist_dir, monkeypatch, capsys):
-    """metadata.json's date_saved (any text a file holds) went to stdout raw: a newline, a terminal escape."""
+    """metadata.json's date_saved and the model's name (any text a file holds) went to stdout raw: a newline, a
+    terminal escape. The layer table stays a table, a line a layer (escaping it whole put it on one line)."""
     import zipfile
 
     monkeypatch.chdir(model_files)
@@ -178,10 +180,18 @@ def test_a_keras_files_own_words_reach_the_terminal_escaped(model_files, mnist_d
             data = source.read(name)
             if name == "metadata.json":
                 data = json.dumps({**json.loads(data), "date_saved": "\n\x1b[31mRED"}).encode()
+            if name == "config.json":
+                config = json.loads(data)
+                config["config"]["name"] = "net\n\x1b[2J"
+                data = json.dumps(config).encode()
             odd.writestr(name, data)
     main(["convert", "odd.keras", "odd.ckpt", "--data_dir", str(mnist_dir)])
     out = capsys.readouterr().out
     assert "saved \\n\\x1b[31mRED," in out and "\x1b" not in out, out
+    lines = out.splitlines()
+    assert "net\\n\\x1b[2J: 10 classes" in lines, out
+    layers = load_architecture(model_files / "model.keras").layers
+    assert all(sum(line.startswith(f"  {layer.name} ({layer.type})") for line in lines) == 1 for layer in layers), out
 
 
 OUTPUTS = {  # a command line writing `target`, and the flag its refusal names

@@ -20,7 +20,7 @@ def write(source: Path, destination: Path, check_images: int, data_dir: str | os
     from lightning_mnist.conversion import keras_to_checkpoint  # Keras loads here, only when asked
 
     report, info = keras_to_checkpoint(source, destination, check_images, data_dir)
-    return [info.describe(), info.architecture.summary(), report.describe()]
+    return [info.describe(), *info.architecture.summary().splitlines(), report.describe()]  # each line escaped
 
 
 FORMAT = Format(suffix=CKPT_SUFFIX, what="a Lightning checkpoint",

@@ -45,7 +45,7 @@ from typing import Any
 
 from mnist_common.architecture.layers import (FLOAT32, LAYER_TYPES, MAX_RANK, Layer, LayerError, Operation, Shape,
                                               applies_softmax, is_identity, shape_text)
-from mnist_common.errors import UserError
+from mnist_common.errors import UserError, escaped
 
 PRESETS_DIR = Path(__file__).with_name("presets")
 # The names TensorFlow takes for the name scopes of a traced graph, which Keras opens for the model (a root
@@ -615,7 +615,7 @@ class Architecture:
                          f"{count:,}" if count else "0", "" if chain else ", ".join(node.inputs)))
         width = max(len(r[0]) for r in rows)
         trainable, frozen = self.parameter_count()
-        lines = [f"{self.name}: {self.num_classes} classes"]
+        lines = [f"{escaped(self.name)}: {self.num_classes} classes"]  # a file's model name: any text
         lines += [f"  {a:<{width}}  {b:>10}  {c:>9}  {d}".rstrip() for a, b, c, d in rows]
         lines.append(f"  {trainable + frozen:,} parameters as Keras counts them ({trainable:,} trainable + "
                      f"{frozen:,} non-trainable)")
