@@ -17,6 +17,7 @@ from keras_reference.augment import notebook_augmentation
 from keras_reference.config import DataSettings
 from keras_bridge.backend import import_keras
 from mnist_common.architecture import MNIST_INPUT_SHAPE as IMAGE_SHAPE
+from mnist_common.architecture import fixed_input_shape
 from mnist_common.mnist import MNIST, NUM_CLASSES, load_mnist
 from mnist_common.splits import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, Split, make_split
 
@@ -39,8 +40,9 @@ class Data:
 
     def for_model(self, model: "keras.Model", pixel_scale: float = 1.0) -> Data:
         """The same pixels in the model's own input layout, (N, 28, 28, 1), (N, 28, 28) or (N, 784), and scale
-        (``pixel_scale``: 255 for a model that rescales 0-255 pixels itself, :attr:`Architecture.pixel_scale`)."""
-        shape = tuple(model.input_shape[1:])
+        (``pixel_scale``: 255 for a model that rescales 0-255 pixels itself, :attr:`Architecture.pixel_scale`); a
+        size the model leaves open (None) is MNIST's."""
+        shape = fixed_input_shape(model.input_shape[1:])
         return dataclasses.replace(self, **{name: getattr(self, name).reshape(-1, *shape) * np.float32(pixel_scale)
                                             for name in ("x_train", "x_val", "x_test")})
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import subprocess
 import sys
 
 import pytest
+import yaml
 
 from conftest import REPO
 from mnist_common.architecture import Architecture, ArchitectureError, keras_snake_case, presets
@@ -97,6 +100,40 @@ def test_bad_descriptions_name_the_layer_and_the_problem(edit, message):
     with pytest.raises(ArchitectureError) as info:
         Architecture.from_config(config)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_input_size_left_open_is_built_at_mnists_and_kept_open(tmp_path):
+    """``input_shape: [null, null, 1]`` (Keras' ``keras.Input((None, None, 1))``) is built at MNIST's 28 x 28, the
+    images every command feeds it, and stays open in the description written back and in the Keras input."""
+    layers = [{"type": "Conv2D", "filters": 4, "kernel_size": 3}, {"type": "GlobalMaxPooling2D"},
+              {"type": "Dense", "units": 10, "activation": "softmax"}]
+    for given, built in (([None, None, 1], (28, 28, 1)), ([None, 28, 1], (28, 28, 1)), ([20, None, 3], (20, 28, 3))):
+        architecture = Architecture.from_config({"input_shape": given, "layers": layers})
+        assert architecture.input_shape == built and architecture.keras_input_shape == tuple(given)
+        assert architecture.shapes["conv2d"] == (built[0] - 2, built[1] - 2, 4)
+        assert architecture.to_config()["input_shape"] == given
+        (tmp_path / "open.yaml").write_text(yaml.safe_dump(architecture.to_config()))
+        assert Architecture.load(tmp_path / "open.yaml") == architecture
+        fixed = Architecture.from_config({"input_shape": list(built), "layers": layers})
+        assert fixed != architecture and fixed.keras_input_shape == built  # an open size is part of the network
+        assert dataclasses.replace(architecture, name="renamed").keras_input_shape == tuple(given)
+    rows = Architecture.from_config({"input_shape": [None, 28], "layers": [
+        {"type": "LSTM", "units": 8}, {"type": "Dense", "units": 10, "activation": "softmax"}]})
+    assert rows.input_shape == (28, 28) and rows.takes_mnist
+    assert re.search(r"input \(Input\) +NonexNonex1, built at 28x28x1\n", Architecture.from_config(
+        {"input_shape": [None, None, 1], "layers": layers}).summary())
+    for given in ([28, 28, None], [None, None], [None], [None, None, None], [0, None, 1], [True, None, 1]):
+        with pytest.raises(ArchitectureError) as info:
+            Architecture.from_config({"input_shape": given, "layers": layers})
+        assert f"input_shape must be [height, width, channels], [height, width] or [features]" in str(info.value)
+        assert f"never the channels or features), got {given!r}" in str(info.value)
+    for given in ((28, 28, None), (None, None), (None,)):  # a Keras file's: its channels or features unknown
+        with pytest.raises(ArchitectureError, match=re.escape(f"model.keras: the model takes inputs of shape {given}; "
+                                                              f"only (height, width, channels)")):
+            architecture_from_keras_config(_keras_config(("Dense", {"units": 10}), input_shape=given), "model.keras")
+    config = _keras_config(("Conv2D", {"filters": 4, "kernel_size": 3}), ("GlobalAveragePooling2D", {}),
+                           ("Dense", {"units": 10}), input_shape=(None, None, 1))
+    assert architecture_from_keras_config(config).keras_input_shape == (None, None, 1)
 
 
 def test_load_names_what_it_accepts(tmp_path):

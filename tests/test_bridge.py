@@ -25,12 +25,13 @@ import torch
 from bridge_check import (SAMPLERS, L, architecture_of, assert_matches_keras, classifier, keras, randomised,
                           torch_weights_of)
 from conftest import REPO, assert_one_line_error, main_error
-from mnist_common.architecture import LAYER_TYPES, Architecture
+from mnist_common.architecture import LAYER_TYPES, Architecture, fixed_input_shape
 from mnist_common.keras_file import read_keras_file
 from lightning_mnist.__main__ import main as command_line
+from lightning_mnist.checkpoints import load_networks
 from lightning_mnist.interop.parity import CHECK_TOLERANCE
 from lightning_mnist.models.layers import CONVERTERS, converter_of
-from lightning_mnist.models.network import KerasNetwork
+from lightning_mnist.models.network import KerasNetwork, Probabilities
 
 # Every family's samplers (tests/test_layers_<family>.py), for the random graphs below.
 for _family in sorted(Path(__file__).parent.glob("test_layers_*.py")):
@@ -39,11 +40,12 @@ for _family in sorted(Path(__file__).parent.glob("test_layers_*.py")):
 TRAIN_IMAGES = 3000  # trained weights, not initial ones: most models score well above chance
 ZOO = ["deeper_16_32_64", "keras_io_convnet", "lenet5_tanh_avgpool", "strided_same_gap", "functional_chain",
        "rgb_32x32x3", "resnet", "inception", "mobilenet", "squeeze_excite", "flat_mlp", "rgb_decoder_merges",
-       "rows_lstm", "keras_ops_resnet"]
+       "rows_lstm", "keras_ops_resnet", "fcn_any_size", "rows_gru_any_length"]
 MNIST_ZOO = [name for name in ZOO if name not in ("rgb_32x32x3", "rgb_decoder_merges")]
 GRAPH_ZOO = ["resnet", "inception", "mobilenet", "squeeze_excite", "flat_mlp"]  # the MNIST graphs of issue #19
 SEQUENTIAL_ZOO = ["deeper_16_32_64", "keras_io_convnet", "lenet5_tanh_avgpool", "strided_same_gap", "rgb_32x32x3",
-                  "flat_mlp", "rows_lstm"]
+                  "flat_mlp", "rows_lstm", "rows_gru_any_length"]
+OPEN_SIZED = ["fcn_any_size", "rows_gru_any_length"]  # inputs of a size Keras leaves open (None)
 
 
 def _conv_bn_relu(x, filters, strides=1):
@@ -129,6 +131,22 @@ def keras_ops_resnet() -> "keras.Model":
     return keras.Model(inputs, ops.softmax(L.Dense(10)(L.Flatten()(x))), name="keras_ops_resnet")
 
 
+def fcn_any_size() -> "keras.Model":
+    """A fully convolutional network for images of any size (``keras.Input((None, None, 1))``): no Flatten, global
+    poolings before the classifier."""
+    inputs = keras.Input((None, None, 1))
+    x = L.MaxPooling2D()(L.ReLU()(L.BatchNormalization(momentum=0.9)(L.Conv2D(16, 3)(inputs))))
+    x = L.Conv2D(32, 3, padding="same", activation="relu")(x)
+    x = L.Concatenate()([L.GlobalAveragePooling2D()(x), L.GlobalMaxPooling2D()(x)])
+    return keras.Model(inputs, L.Dense(10, activation="softmax")(x), name="fcn_any_size")
+
+
+def rows_gru_any_length() -> "keras.Model":
+    """A GRU over rows of 28 pixels, as many as there are (``keras.Input((None, 28))``)."""
+    return keras.Sequential([keras.Input((None, 28)), L.GRU(32), L.Dense(10, activation="softmax")],
+                            name="rows_gru_any_length")
+
+
 def rgb_decoder_merges() -> "keras.Model":
     """32x32x3: Conv2DTranspose and UpSampling2D (nearest and bilinear) branches merged by Subtract, Maximum, Average,
     and a per-channel mean added back to every pixel (an Add of inputs with fewer axes, which Keras broadcasts)."""
@@ -178,7 +196,8 @@ def zoo() -> dict[str, "keras.Model"]:
             L.Dense(10, activation="softmax")]),
     }
     models.update({build.__name__: build() for build in (resnet, inception, mobilenet, squeeze_excite, flat_mlp,
-                                                           rgb_decoder_merges, rows_lstm, keras_ops_resnet)})
+                                                           rgb_decoder_merges, rows_lstm, keras_ops_resnet,
+                                                           fcn_any_size, rows_gru_any_length)})
     assert list(models) == ZOO
     return models
 
@@ -197,7 +216,7 @@ def keras_files(tmp_path_factory, mnist):
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
         correct = None
         if name in MNIST_ZOO:  # each in its own layout: (28, 28, 1), (28, 28) or (784,)
-            layout = (-1, *model.input_shape[1:])
+            layout = (-1, *fixed_input_shape(model.input_shape[1:]))  # a size left open (None): MNIST's
             model.fit(x.reshape(layout), y, batch_size=64, epochs=1, verbose=0)
             accuracy = model.evaluate(x_test.reshape(layout), y_test, batch_size=1000, verbose=0,
                                       return_dict=True)["accuracy"]
@@ -253,6 +272,28 @@ def test_keras_model_converts_both_ways_exactly(name, keras_files, tmp_path, cap
     for layer in before.weights:
         for a, b in zip(before.weights[layer], after.weights[layer], strict=True):
             assert a.dtype == b.dtype == np.float32 and a.tobytes() == b.tobytes(), layer
+
+
+@pytest.mark.parametrize("name", OPEN_SIZED)
+def test_a_size_keras_leaves_open_is_built_at_mnists_and_stays_open(name, keras_files, tmp_path, capsys):
+    """A model for inputs of any size (None in Keras' input shape) converts at MNIST's 28 (the images every command
+    feeds it), and the Keras model written back still takes any size: at another size the Keras file written back,
+    the checkpoint's torch network and the source compute the same (the mapping holds at any size, not only 28's)."""
+    source, _ = keras_files[name]
+    out = convert(capsys, source, tmp_path / "model.ckpt", "--check_images", 200)
+    open_text = "NonexNonex1, built at 28x28x1" if name == "fcn_any_size" else "Nonex28, built at 28x28"
+    assert re.search(r"\(Input\) +" + re.escape(open_text), out), out
+    convert(capsys, tmp_path / "model.ckpt", tmp_path / "again.keras", "--check_images", 200)
+    original = keras.saving.load_model(source, safe_mode=True)
+    written = keras.saving.load_model(tmp_path / "again.keras", safe_mode=True)
+    assert written.input_shape == original.input_shape and None in original.input_shape[1:]
+    other = np.random.default_rng(0).random((4, 40, 34, 1) if name == "fcn_any_size" else (4, 45, 28), np.float32)
+    expected = original.predict(other, verbose=0)
+    assert np.abs(written.predict(other, verbose=0) - expected).max() <= CHECK_TOLERANCE
+    [network] = load_networks(tmp_path / "model.ckpt")
+    with torch.no_grad():
+        torch_p = Probabilities([network.eval()])(torch.from_numpy(other)).numpy()
+    assert np.abs(torch_p - expected).max() <= CHECK_TOLERANCE
 
 
 def test_lightning_scores_converted_checkpoints_as_keras_evaluates(keras_files, tmp_path, capsys):
@@ -707,7 +748,7 @@ def test_the_network_is_named_as_keras_and_compiles_and_exports():
     assert torch.allclose(compiled(x), network(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["inception", "flat_mlp"])
+@pytest.mark.parametrize("name", ["inception", "flat_mlp", "fcn_any_size"])
 def test_fit_and_keras_reference_train_any_graph_from_its_keras_file(name, keras_files, run_main, tmp_path):
     """``fit --model.architecture graph.keras`` and ``keras_reference train`` with it: each framework trains the
     graph afresh from the file's architecture, in its own input layout, and records it."""
@@ -723,3 +764,4 @@ def test_fit_and_keras_reference_train_any_graph_from_its_keras_file(name, keras
     recorded = torch.load(next((tmp_path / "runs" / "lightning" / "version_0" / "checkpoints").glob("last.ckpt")),
                           weights_only=True)["hyper_parameters"]["architecture"]
     assert Architecture.from_config(recorded).same_network(read_keras_file(source).architecture)
+    assert recorded["input_shape"] == list(read_keras_file(source).architecture.keras_input_shape)  # None kept

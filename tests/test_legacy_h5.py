@@ -31,7 +31,7 @@ def convert(source, destination, mnist_dir, capsys, images: int = 1000) -> str:
 
 
 @pytest.mark.parametrize("name", ["keras2_cnn", "keras2_residual", "keras2_mixed", "keras2_tf_ops", "keras2_tf_shapes",
-                                  "keras2_tf_images", "keras2_nested", "keras2_nested_sequential"])
+                                  "keras2_tf_images", "keras2_nested", "keras2_nested_sequential", "keras2_fcn"])
 def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_tf_keras_2_computed(
         name, tmp_path, mnist_dir, mnist, capsys):
     """A Sequential CNN (BatchNormalization, Dropout); a Functional graph (an Add of a separable convolution's output,
@@ -45,8 +45,9 @@ def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_tf_k
     nearest, ``tf.image.grayscale_to_rgb``, ``tf.tile``, an exact ``tf.nn.gelu``, ``tf.nn.log_softmax`` out),
     rewritten as the Keras 3 layers they equal; models nested in models (a Sequential block and a
     Functional one holding TensorFlow functions, in a Functional model; a Functional block in a Sequential model),
-    which Keras 2 numbered and listed otherwise than Keras 3 reads them. Each written as ``.keras`` and ``.ckpt``,
-    proven, and compared with what tf.keras 2 itself predicted."""
+    which Keras 2 numbered and listed otherwise than Keras 3 reads them; a fully convolutional network for images
+    of any size (``keras.Input((None, None, 1))``, pooled by ``tf.reduce_mean``), kept so. Each written as
+    ``.keras`` and ``.ckpt``, proven, and compared with what tf.keras 2 itself predicted."""
     source = tmp_path / f"{name}.H5"  # a suffix in capitals, as Windows users name files
     shutil.copyfile(KERAS2 / f"{name}.h5", source)
     before = source.read_bytes()
@@ -72,6 +73,9 @@ def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_tf_k
                       "tf_image_grayscale_to_rgb (Concatenate)", "tf_tile (Concatenate)", "tf_nn_gelu (Activation)",
                       "tf_nn_log_softmax (Activation)"):
             assert layer in out, out
+    if name == "keras2_fcn":
+        assert re.search(r"\(Input\) +NonexNonex1, built at 28x28x1", out), out
+        assert keras.saving.load_model(tmp_path / f"{name}.keras").input_shape == (None, None, None, 1)
     assert source.read_bytes() == before
 
     x = mnist.test_images[:100, ..., None].astype("float32") / 255.0

@@ -9,7 +9,7 @@ reads ``.keras`` files); see
 
 from mnist_common.architecture.description import (
     DEFAULT_PRESET, MNIST_CLASSES, MNIST_INPUT_SHAPE, MNIST_INPUT_SHAPES, Architecture, ArchitectureError, Node,
-    keras_snake_case, layer_label, presets,
+    fixed_input_shape, keras_snake_case, layer_label, presets,
 )
 from mnist_common.architecture.keras_config import architecture_from_keras_config
 from mnist_common.architecture.layers import (
@@ -18,4 +18,4 @@ from mnist_common.architecture.layers import (
 
 __all__ = ["ACTIVATIONS", "DEFAULT_PRESET", "LAYER_TYPES", "MNIST_CLASSES", "MNIST_INPUT_SHAPE", "MNIST_INPUT_SHAPES", "Architecture", "Node",
            "ArchitectureError", "Layer", "LayerError", "Shape", "Softmax", "applies_softmax", "architecture_from_keras_config",
-           "keras_snake_case", "layer_label", "presets", "same_padding", "shape_text"]
+           "fixed_input_shape", "keras_snake_case", "layer_label", "presets", "same_padding", "shape_text"]

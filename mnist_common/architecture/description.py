@@ -57,6 +57,7 @@ CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")  # a NUL (which HDF5 refuses)
 INDEPENDENT_PROBABILITIES = ("sigmoid", "hard_sigmoid")
 DEFAULT_PRESET = "notebook"
 MNIST_INPUT_SHAPE = (28, 28, 1)
+MNIST_SIDE = 28
 # The layouts an MNIST model may take its 784 pixels in: an image, a 28x28 map, a flat vector.
 MNIST_INPUT_SHAPES = ((28, 28, 1), (28, 28), (784,))
 MNIST_CLASSES = 10
@@ -89,12 +90,22 @@ def presets() -> dict[str, Path]:
     return {path.stem: path for path in sorted(PRESETS_DIR.glob("*.yaml"))}
 
 
-def _shape(value: Any, source: str) -> tuple[int, ...]:
+def _shape(value: Any, source: str) -> tuple[int | None, ...]:
+    """The input shape as given: positive integers, None where Keras leaves a size open (not the last axis)."""
     if (not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_RANK
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
+            or not all(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1) for v in value)
+            or value[-1] is None):
         raise ArchitectureError(f"{source}: input_shape must be [height, width, channels], [height, width] or "
-                                f"[features], positive integers (channels last, as Keras has it), got {value!r}")
-    return tuple(int(v) for v in value)
+                                f"[features], positive integers (channels last, as Keras has it; null for a height, "
+                                f"width or length left open, never the channels or features), got {value!r}")
+    return tuple(None if v is None else int(v) for v in value)
+
+
+def fixed_input_shape(shape: Iterable[int | None]) -> tuple[int, ...]:
+    """The shape the bridge builds and checks a network at: a size Keras leaves open (``keras.Input(shape=(None,
+    None, 1))``, a fully convolutional network; ``(None, 28)``, a recurrent one over rows) is MNIST's side, 28, the
+    images every command feeds it. The Keras model written back keeps it open."""
+    return tuple(MNIST_SIDE if size is None else size for size in shape)
 
 
 def layer_label(index: int, layer: Layer | dict[str, Any]) -> str:
@@ -199,10 +210,19 @@ class Architecture:
     # is not a chain, and a chain that a Functional model's file holds, so it goes back to Keras as it came
     functional: bool = False
     source: str = field(default="", compare=False)  # a file or preset the description was read from
+    # The input's axes whose size Keras leaves open (None in ``input_shape``, as given): built at MNIST's, kept open
+    # in the Keras model (:attr:`keras_input_shape`)
+    open_input_axes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         where = self.source or self.name
-        object.__setattr__(self, "input_shape", _shape(self.input_shape, where))
+        shape = _shape(self.input_shape, where)
+        open_axes = sorted({*self.open_input_axes, *(axis for axis, size in enumerate(shape) if size is None)})
+        if any(not isinstance(axis, int) or not 0 <= axis < len(shape) - 1 for axis in open_axes):
+            raise ArchitectureError(f"{where}: open_input_axes {self.open_input_axes!r} must be axes of the input "
+                                    f"before its last (0 to {len(shape) - 2})")
+        object.__setattr__(self, "input_shape", fixed_input_shape(shape))
+        object.__setattr__(self, "open_input_axes", tuple(open_axes))
         if not self.nodes:
             raise ArchitectureError(f"{where}: the description has no layers")
         object.__setattr__(self, "nodes", tuple(self._checked_order(tuple(self.nodes))))
@@ -233,6 +253,11 @@ class Architecture:
             previous = layer.name
         return cls(input_shape=input_shape, nodes=tuple(nodes), name=name, input_name=input_name,
                    functional=functional, source=source)
+
+    @property
+    def keras_input_shape(self) -> tuple[int | None, ...]:
+        """The input shape the Keras model declares: :attr:`input_shape` with None where a size is left open."""
+        return tuple(None if axis in self.open_input_axes else size for axis, size in enumerate(self.input_shape))
 
     # --- the graph -------------------------------------------------------------------------
     def _refuse(self, index: int, node: Node, why: str) -> ArchitectureError:
@@ -598,7 +623,7 @@ class Architecture:
                 entry["inputs"] = list(node.inputs)
             layers.append(entry)
             previous = node.name
-        config = {"format_version": FORMAT_VERSION, "name": self.name, "input_shape": list(self.input_shape)}
+        config = {"format_version": FORMAT_VERSION, "name": self.name, "input_shape": list(self.keras_input_shape)}
         if self.input_name != DEFAULT_INPUT_NAME:
             config["input_name"] = self.input_name
         if self.functional and self.is_chain:  # a graph is Functional anyway
@@ -608,7 +633,10 @@ class Architecture:
     def summary(self) -> str:
         """A Keras ``model.summary()``-like table: layer, output shape, parameters (and inputs, for a graph)."""
         chain = self.is_chain
-        rows = [(f"{self.input_name} (Input)", shape_text(self.input_shape), "", "")]
+        given = shape_text(self.input_shape)
+        if self.open_input_axes:  # Keras' None (any size), and the size the bridge builds it at
+            given = f"{shape_text(self.keras_input_shape)}, built at {given}"
+        rows = [(f"{self.input_name} (Input)", given, "", "")]
         for node in self.nodes:
             count = sum(math.prod(s) for _, s in node.layer.weights(*self.input_shapes_of(node)))
             rows.append((f"{node.name} ({node.layer.type})", shape_text(self.shapes[node.name]),

@@ -100,16 +100,18 @@ def _describe(entry: dict[str, Any]) -> tuple[str, str]:
     return str(entry.get("name") or config.get("name") or "?"), str(entry.get("class_name") or "?")
 
 
-def _input_shape(entry: dict[str, Any] | None, model_config: dict[str, Any], source: str) -> tuple[int, ...]:
+def _input_shape(entry: dict[str, Any] | None, model_config: dict[str, Any], source: str) -> tuple[int | None, ...]:
     config = (entry or {}).get("config") or {}
     shape = config.get("batch_shape") or config.get("batch_input_shape") or model_config.get("build_input_shape")
     if not isinstance(shape, (list, tuple)) or len(shape) < 2:
         raise ArchitectureError(f"{source}: the model's input shape is not recorded (build the model, or "
                                 f"start it with keras.Input(shape=...))")
     dims = shape[1:]
-    if not 1 <= len(dims) <= MAX_RANK or not all(isinstance(d, int) and d >= 1 for d in dims):
-        raise ArchitectureError(f"{source}: the model takes inputs of shape {tuple(dims)}; only fixed-size "
-                                f"(height, width, channels), (height, width) or (features,) inputs are supported")
+    if not 1 <= len(dims) <= MAX_RANK or not all(d is None or (isinstance(d, int) and not isinstance(d, bool)
+                                                                and d >= 1) for d in dims) or dims[-1] is None:
+        raise ArchitectureError(f"{source}: the model takes inputs of shape {tuple(dims)}; only (height, width, "
+                                f"channels), (height, width) or (features,) inputs are supported, the channels or "
+                                f"features fixed (a height, width or length may be None: it is built at MNIST's 28)")
     dtype = config.get("dtype")
     if dtype not in (None, "float32") and not isinstance(dtype, dict):
         raise ArchitectureError(f"{source}: the model's input is {dtype}; only float32 is supported")

@@ -93,8 +93,14 @@ def main(data_dir: str, names: list[str]) -> None:
     nested_in_sequential = keras.Sequential([L.InputLayer((28, 28, 1)), L.Conv2D(8, 3, strides=2), functional_block,
                                              L.Flatten(), L.Dense(10, activation="softmax")],
                                             name="keras2_nested_sequential")
+    # a fully convolutional network, for images of any size (keras.Input((None, None, 1))), pooled by a TensorFlow
+    # function
+    inputs = keras.Input((None, None, 1))
+    h = L.Conv2D(16, 3, padding="same")(L.MaxPooling2D()(L.Conv2D(8, 3, activation="relu")(inputs)))
+    fcn = keras.Model(inputs, L.Dense(10, activation="softmax")(tf.reduce_mean(tf.nn.relu(h), axis=[1, 2])),
+                      name="keras2_fcn")
     test_images = mnist.test_images[:100, ..., None].astype("float32") / 255.0
-    for model in (sequential, functional, mixed, tf_ops, tf_shapes, tf_images, nested, nested_in_sequential):
+    for model in (sequential, functional, mixed, tf_ops, tf_shapes, tf_images, nested, nested_in_sequential, fcn):
         if names and model.name not in names:
             continue
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=model is tf_images)  # log-probabilities
