@@ -125,7 +125,7 @@ def test_an_input_size_left_open_is_built_at_mnists_and_kept_open(tmp_path):
     for given in ([28, 28, None], [None, None], [None], [None, None, None], [0, None, 1], [True, None, 1]):
         with pytest.raises(ArchitectureError) as info:
             Architecture.from_config({"input_shape": given, "layers": layers})
-        assert f"input_shape must be [height, width, channels], [height, width] or [features]" in str(info.value)
+        assert "input_shape must be [height, width, channels], [height, width] or [features]" in str(info.value)
         assert f"never the channels or features), got {given!r}" in str(info.value)
     for given in ((28, 28, None), (None, None), (None,)):  # a Keras file's: its channels or features unknown
         with pytest.raises(ArchitectureError, match=re.escape(f"model.keras: the model takes inputs of shape {given}; "
