@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import warnings
 
 from lightning_mnist.frameworks import import_keras
@@ -48,7 +50,9 @@ def keras_probabilities_model(models: list[tuple[Architecture, TorchWeights]],
     inputs = keras.Input(shape=architecture.input_shape, name=input_name)
     outputs = []
     for k, (each, weights) in enumerate(models):
-        built = keras_model_of(each, weights)
+        # built at the size it takes (an input size left open fixed at it): what a deployed file is given, and what
+        # LiteRT's unrolled recurrent layers need
+        built = keras_model_of(dataclasses.replace(each, open_input_axes=()), weights)
         nested = keras.Model(built.inputs[0], built.outputs[0], name=f"model_{k}")
         output = nested(inputs)
         outputs.append(output if each.outputs_probabilities else keras.layers.Softmax(name=f"softmax_{k}")(output))
