@@ -37,9 +37,7 @@ def keras_layer(layer: Layer) -> "keras.layers.Layer | keras.Operation":
 
 def call_layer(layer: Layer, tensors: list) -> "keras.KerasTensor":
     """The output of ``layer`` (:func:`keras_layer`) called on ``tensors`` (an operation: with its numbers)."""
-    if isinstance(layer, Operation):
-        return keras_layer(layer)(*layer.call_arguments(tensors), **layer.call_keywords())
-    return keras_layer(layer)(tensors if layer.input_count() is None else tensors[0])
+    return keras_layer(layer)(*layer.call_arguments(tensors), **layer.call_keywords())
 
 
 def build_model(architecture: Architecture | str | os.PathLike | dict | None = None) -> "keras.Model":

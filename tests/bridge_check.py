@@ -63,6 +63,8 @@ def randomised(model: "keras.Model", seed: int = 0) -> "keras.Model":
         for layer in holder.layers:
             if isinstance(layer, keras.Model):  # a nested model: its own layers
                 fill(layer)
+            elif isinstance(layer, keras.layers.MultiHeadAttention):  # its weights are its four projections'
+                layer.set_weights([draw(w, v.path) for w, v in zip(layer.get_weights(), layer.weights)])
             else:  # loaded as Keras loads a file's (a Normalization then computes with them); a recurrent layer's
                 sides = [getattr(layer, side) for side in ("forward_layer", "backward_layer") if hasattr(layer, side)]
                 for owner in [getattr(one, "cell", one) for one in sides or [layer]]:  # weights are its cell's

@@ -142,7 +142,7 @@ def unexportable_layer(module: Probabilities, example: torch.Tensor, export: Cal
             sources = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
             inputs = [keras.Input(shape=tuple(source.shape[1:])) for source in sources]
             try:
-                alone = keras.Model(inputs, layer(inputs if node.layer.input_count() is None else inputs[0]))
+                alone = keras.Model(inputs, layer(*node.layer.call_arguments(inputs)))
                 export(alone, Path(folder) / f"layer{SUFFIX}")
             except Exception:  # the converter's own errors are of many kinds
                 return layer_label(index, node.layer)

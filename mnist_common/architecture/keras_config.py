@@ -168,6 +168,13 @@ def _called_on(entry: dict[str, Any], source: str) -> list[str]:
             detail = f"with {', '.join(extra)}" if extra else "on arguments other than tensors and numbers"
             raise ArchitectureError(f"{source}: {name} ({cls}) is called {detail}; only operations on the outputs "
                                     f"of layers, and numbers, are supported")
+    elif getattr(LAYER_TYPES.get(cls), "CALL_TENSORS", ()):  # mha(query, value, key=...)
+        tensors, extra = _call_tensors(LAYER_TYPES[cls], arguments, kwargs)
+        if extra or not tensors or not all(_is_tensor(t) for t in tensors):
+            detail = f"with {', '.join(extra)}" if extra else "on arguments that are not layer outputs"
+            raise ArchitectureError(f"{source}: {name} ({cls}) is called {detail}; only its "
+                                    f"{', '.join(LAYER_TYPES[cls].CALL_TENSORS)} as outputs of other layers, the "
+                                    f"other arguments at their defaults, are supported")
     else:
         tensors = arguments[0] if len(arguments) == 1 and isinstance(arguments[0], list) else arguments
         if extra or len(arguments) != 1 or not tensors or not all(_is_tensor(t) for t in tensors):
@@ -186,6 +193,22 @@ def _called_on(entry: dict[str, Any], source: str) -> list[str]:
                                     f"({history!r}); only single-output layers called once are supported")
         sources.append(str(history[0]))
     return sources
+
+
+def _call_tensors(layer_class: type, arguments: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], list[str]]:
+    """(the tensors of a call that takes them by position or keyword, :attr:`Layer.CALL_TENSORS` in order; the
+    keywords it sets that this bridge does not take: not a tensor's, not harmless, not at :attr:`Layer.CALL_DEFAULTS`)."""
+    names = layer_class.CALL_TENSORS
+    tensors = list(arguments[:len(names)])
+    given = [name for name in names[len(tensors):] if kwargs.get(name) is not None]
+    if given != list(names[len(tensors):len(tensors) + len(given)]):  # a key without a value: not Keras' call
+        return [], given
+    tensors += [kwargs[name] for name in given]
+    extra = sorted(key for key, value in kwargs.items() if key not in HARMLESS_CALL_KWARGS and key not in given
+                   and not (key in layer_class.CALL_DEFAULTS and value == layer_class.CALL_DEFAULTS[key]))
+    if len(arguments) > len(names):
+        extra.append(f"{len(arguments)} positional arguments")
+    return tensors, extra
 
 
 def _functional_graph(entries: list[dict[str, Any]], model_config: dict[str, Any],

@@ -325,6 +325,14 @@ class Layer:
     NON_TRAINABLE: ClassVar[frozenset[str]] = frozenset()
     # Weights Keras keeps in another dtype than float32 (Normalization's ``count``: int64), by weight name.
     WEIGHT_DTYPES: ClassVar[dict[str, str]] = {}
+    # Keras settings held under another field name, by Keras' name (MultiHeadAttention's ``output_shape``, which is
+    # this class's method): descriptions and configs use Keras' name
+    KERAS_RENAMED: ClassVar[dict[str, str]] = {}
+    # A layer called on several tensors as its call's arguments (``mha(query, value, key=...)``), not as one list:
+    # their names, positional or keyword, in the order its inputs list them (empty: one tensor, or a merge's list)
+    CALL_TENSORS: ClassVar[tuple[str, ...]] = ()
+    # Keyword arguments of its call that a file may record at these values (their defaults); any other is refused
+    CALL_DEFAULTS: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def type_name(cls) -> str:
@@ -343,6 +351,17 @@ class Layer:
     def input_count(self) -> int | None:
         """How many tensors it is called on: :attr:`INPUTS` (an operation given a number for an operand: fewer)."""
         return self.INPUTS
+
+    def call_arguments(self, tensors: list[Any]) -> list[Any]:
+        """Its call's positional arguments on ``tensors``: the one tensor, a merge's list of them, or each in turn
+        (:attr:`CALL_TENSORS`)."""
+        if self.CALL_TENSORS:
+            return list(tensors)
+        return [list(tensors)] if self.input_count() is None else [tensors[0]]
+
+    def call_keywords(self) -> dict[str, Any]:
+        """Its call's keyword arguments besides the tensors: none."""
+        return {}
 
     def __post_init__(self) -> None:
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
@@ -377,6 +396,12 @@ class Layer:
         """Where Keras keeps the layer's ``index``-th weight under its group of ``model.weights.h5`` (``vars/0``;
         a recurrent layer's cell holds them: ``cell/vars/0``)."""
         return f"vars/{index}"
+
+    def initial_shape(self, weight_name: str, shape: Shape) -> Shape:
+        """The shape Keras draws the weight's initial values in, whose first and last axes give the initializer's
+        fans (a kernel of more axes than two is drawn as one matrix where Keras says which axes are its input and
+        output: an ``EinsumDense``'s); the weight's own by default."""
+        return shape
 
     def finish_initial(self, weight_name: str, value: Any) -> Any:
         """A weight its initializer has just filled (in Keras' layout, any array that slices as numpy's), with what
@@ -473,15 +498,21 @@ class Layer:
                 continue
             if (f.name == "trainable" and value) or (f.name == "dtype" and value == FLOAT32):
                 continue
-            out[f.name] = plain(value)
+            out[self.keras_name(f.name)] = plain(value)
         return out
+
+    @classmethod
+    def keras_name(cls, field_name: str) -> str:
+        """The Keras setting a field holds (:attr:`KERAS_RENAMED`): its own name but for a renamed one."""
+        return next((keras for keras, own in cls.KERAS_RENAMED.items() if own == field_name), field_name)
 
     def to_config(self) -> dict[str, Any]:
         return {"type": self.type, **self.settings()}
 
     @classmethod
     def setting_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls))
+        """The settings by Keras' names (a description's and a config's keys)."""
+        return tuple(cls.keras_name(f.name) for f in dataclasses.fields(cls))
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> Layer:
@@ -489,7 +520,7 @@ class Layer:
         if unknown:
             raise LayerError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
                              f"({cls.__name__} takes {', '.join(cls.setting_names())})")
-        return cls(**settings)
+        return cls(**{cls.KERAS_RENAMED.get(key, key): value for key, value in settings.items()})
 
     @classmethod
     def from_keras(cls, config: dict[str, Any]) -> Layer:

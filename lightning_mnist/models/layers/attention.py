@@ -1,0 +1,66 @@
+"""Keras' ``MultiHeadAttention`` in torch: four linear projections and scaled dot-product attention.
+
+Each EinsumDense kernel is a matrix once its head axes are joined: a projection's (features, heads, dim) is torch's
+(heads x dim, features) weight, the output's (heads, value_dim, features) torch's (features, heads x value_dim); the
+biases are flattened. The attention itself is written out (scale the queries, a matrix product, a softmax, an
+optional dropout of the probabilities, a product with the values) as Keras computes it, so every format exports it as
+plain operators. An image (N, C, H, W) is attended as the sequence of its H x W positions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from lightning_mnist.models.layers.layout import IMAGE_AXES
+from lightning_mnist.models.layers.registry import WeightMap, converter
+from mnist_common.architecture import layers as keras
+from mnist_common.architecture.layers import Shape
+from mnist_common.architecture.layers.attention import PROJECTIONS
+
+
+def _projection_weight(side: str) -> WeightMap:
+    # (features, heads, dim) -> (heads, dim, features) -> (heads * dim, features)
+    return WeightMap(f"{side}.weight", (1, 2, 0), lambda s: (s[0] * s[1], s[2]))
+
+
+WEIGHTS = {f"{side}_kernel": _projection_weight(side) for side in PROJECTIONS[:3]}
+WEIGHTS["output_kernel"] = WeightMap("output.weight", (2, 0, 1), lambda s: (s[0], s[1] * s[2]))
+WEIGHTS.update({f"{side}_bias": WeightMap(f"{side}.bias", None, lambda s: (math.prod(s),)) for side in PROJECTIONS})
+
+
+@converter(keras.MultiHeadAttention, **WEIGHTS)
+class MultiHeadAttention(nn.Module):
+    def __init__(self, spec: keras.MultiHeadAttention, query: Shape, value: Shape, key: Shape | None = None) -> None:
+        super().__init__()
+        key = value if key is None else key
+        heads, use_bias = spec.num_heads, spec.use_bias
+        self.heads, self.key_dim, self.value_dim = heads, spec.key_dim, spec.value_dim
+        self.query = nn.Linear(query[-1], heads * spec.key_dim, bias=use_bias)
+        self.key = nn.Linear(key[-1], heads * spec.key_dim, bias=use_bias)
+        self.value = nn.Linear(value[-1], heads * spec.value_dim, bias=use_bias)
+        self.output = nn.Linear(heads * spec.value_dim, spec.output_size or query[-1], bias=use_bias)
+        self.dropout = nn.Dropout(spec.dropout)
+
+    def forward(self, query: torch.Tensor, value: torch.Tensor, key: torch.Tensor | None = None) -> torch.Tensor:
+        image = query.dim() == IMAGE_AXES + 1
+        size = query.shape[2:]
+        q, v = (self._sequence(t) for t in (query, value))
+        k = v if key is None else self._sequence(key)
+        q = self._heads(self.query(q), self.key_dim) * (1.0 / math.sqrt(self.key_dim))  # as Keras scales them
+        k, v = self._heads(self.key(k), self.key_dim), self._heads(self.value(v), self.value_dim)
+        probabilities = self.dropout(torch.softmax(q @ k.transpose(-1, -2), dim=-1))
+        attended = (probabilities @ v).transpose(1, 2).flatten(2)  # (N, steps, heads * value_dim)
+        out = self.output(attended)
+        return out.transpose(1, 2).reshape(len(out), -1, *size) if image else out
+
+    @staticmethod
+    def _sequence(x: torch.Tensor) -> torch.Tensor:
+        """(N, steps, features), an image's positions in Keras' (row, column) order."""
+        return x.flatten(2).transpose(1, 2) if x.dim() == IMAGE_AXES + 1 else x
+
+    def _heads(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        """(N, steps, heads * dim) -> (N, heads, steps, dim)."""
+        return x.unflatten(-1, (self.heads, dim)).transpose(1, 2)

@@ -1,0 +1,144 @@
+"""Keras' attention layers: ``MultiHeadAttention``, as a vision transformer or a transformer over MNIST's rows uses it.
+
+The layer is called on a query and a value, and optionally a key (``mha(x, x)`` for self-attention; the value is the
+key when none is given); its description names them in that order as its ``inputs``. Each is a sequence (steps,
+features) or an image (H, W, C), attended over all of its axes but the features, as Keras does by default (``
+attention_axes`` of every other axis; a subset of them is refused). Its weights are four ``EinsumDense`` kernels
+and biases, stored in ``query_dense``, ``key_dense``, ``value_dense`` and ``output_dense`` (Keras' order): the
+projections (features, heads, key_dim or value_dim), the output's (heads, value_dim, output features).
+
+Keras' output features are the query's, or ``output_shape`` (one size). Keras 3's gated attention (``use_gate``) and
+sliding windows are refused, as are attention masks and causal masks in the call.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from mnist_common.architecture.layers.base import (
+    Layer,
+    LayerError,
+    Shape,
+    boolean,
+    initializer,
+    layer_type,
+    number,
+    positive_int,
+    seed_value,
+    shape_text,
+)
+
+PROJECTIONS = ("query", "key", "value", "output")  # the EinsumDense sublayers, in Keras' weight order
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class MultiHeadAttention(Layer):
+    """Scaled dot-product attention of ``num_heads`` heads (see the module docstring). ``output_size`` is Keras'
+    ``output_shape`` setting (its name here is the base class's method), read and written under Keras' name."""
+
+    num_heads: int
+    key_dim: int
+    value_dim: int | None = None  # Keras' default: key_dim
+    dropout: float = 0.0  # on the attention probabilities, in training
+    use_bias: bool = True
+    output_size: int | None = None
+    attention_axes: tuple[int, ...] | None = None
+    kernel_initializer: str | dict = "glorot_uniform"
+    bias_initializer: str | dict = "zeros"
+    kernel_regularizer: dict | None = None
+    bias_regularizer: dict | None = None
+    kernel_constraint: dict | None = None
+    bias_constraint: dict | None = None
+    seed: int | None = None
+
+    INPUTS: ClassVar[int | None] = None  # query, value and an optional key
+    # the call's tensors, positional or by keyword, in this order (``mha(query, value, key)``)
+    CALL_TENSORS: ClassVar[tuple[str, ...]] = ("query", "value", "key")
+    CALL_DEFAULTS: ClassVar[dict[str, Any]] = {"use_causal_mask": False, "return_attention_scores": False,
+                                                "attention_mask": None, "query_mask": None, "value_mask": None,
+                                                "key_mask": None}
+    KERAS_FIXED: ClassVar[dict[str, tuple[Any, str]]] = {
+        "use_gate": (False, "gated attention (use_gate)"), "sliding_window": (None, "sliding-window attention")}
+    KERAS_RENAMED: ClassVar[dict[str, str]] = {"output_shape": "output_size"}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        set_ = object.__setattr__
+        set_(self, "num_heads", positive_int(self.num_heads, "num_heads"))
+        set_(self, "key_dim", positive_int(self.key_dim, "key_dim"))
+        set_(self, "value_dim", self.key_dim if self.value_dim is None else positive_int(self.value_dim, "value_dim"))
+        set_(self, "dropout", number(self.dropout, "dropout", 0.0, 1.0, high_open=True))
+        set_(self, "use_bias", boolean(self.use_bias, "use_bias"))
+        size = self.output_size
+        if isinstance(size, (list, tuple)):  # Keras takes a shape: only one of a single size is mirrored
+            if len(size) != 1:
+                raise LayerError(f"output_shape {list(size)} has {len(size)} sizes; only one (the output's features) "
+                                 f"is supported")
+            size = size[0]
+        set_(self, "output_size", None if size is None else positive_int(size, "output_shape"))
+        axes = self.attention_axes
+        if axes is not None:
+            axes = (axes,) if isinstance(axes, int) and not isinstance(axes, bool) else axes
+            if not isinstance(axes, (list, tuple)) or not axes or not all(
+                    isinstance(a, int) and not isinstance(a, bool) for a in axes):
+                raise LayerError(f"attention_axes must be null, an axis or a list of axes, got {self.attention_axes!r}")
+            set_(self, "attention_axes", tuple(axes))
+        set_(self, "kernel_initializer", initializer(self.kernel_initializer, "kernel_initializer"))
+        set_(self, "bias_initializer", initializer(self.bias_initializer, "bias_initializer"))
+        set_(self, "seed", seed_value(self.seed, "seed"))
+
+    # --- shapes and weights ----------------------------------------------------------------
+    def output_shape(self, *shapes: Shape) -> Shape:
+        query, value, key = self._sides(shapes)
+        return (*query[:-1], self.output_size or query[-1])
+
+    def _sides(self, shapes: tuple[Shape, ...]) -> tuple[Shape, Shape, Shape]:
+        """(query, value, key) shapes, checked as Keras needs them."""
+        if len(shapes) not in (2, 3):
+            raise LayerError(f"is called on a query and a value (and a key), got {len(shapes)} input"
+                             f"{'s' if len(shapes) != 1 else ''}")
+        query, value = shapes[:2]
+        key = shapes[2] if len(shapes) == 3 else value
+        for what, shape in (("query", query), ("value", value), ("key", key)):
+            if len(shape) not in (2, 3):
+                raise LayerError(f"needs a sequence (steps, features) or an image (H, W, C) as its {what}, got "
+                                 f"{shape_text(shape)}")
+        if not len(query) == len(value) == len(key) or key[:-1] != value[:-1]:
+            raise LayerError(f"needs a query, value and key of as many axes, the key's positions the value's; got "
+                             f"{shape_text(query)}, {shape_text(value)} and {shape_text(key)}")
+        every = tuple(range(1, len(query)))  # Keras' axes (the batch is 0) but the features
+        if self.attention_axes is not None and tuple(sorted(
+                a % (len(query) + 1) for a in self.attention_axes)) != every:
+            raise LayerError(f"attends over axes {list(self.attention_axes)}; only all axes but the batch and the "
+                             f"features ({list(every)}, Keras' default) are supported")
+        return query, value, key
+
+    def weights(self, *shapes: Shape) -> tuple[tuple[str, Shape], ...]:
+        query, value, key = self._sides(shapes)
+        heads, out = self.num_heads, self.output_size or query[-1]
+        kernels = {"query": (query[-1], heads, self.key_dim), "key": (key[-1], heads, self.key_dim),
+                   "value": (value[-1], heads, self.value_dim), "output": (heads, self.value_dim, out)}
+        biases = {"query": (heads, self.key_dim), "key": (heads, self.key_dim), "value": (heads, self.value_dim),
+                  "output": (out,)}
+        return tuple((f"{side}_{kind}", shape) for side in PROJECTIONS
+                     for kind, shape in (("kernel", kernels[side]), ("bias", biases[side]))
+                     if kind == "kernel" or self.use_bias)
+
+    def weight_path(self, index: int) -> str:
+        per_side = 2 if self.use_bias else 1
+        return f"{PROJECTIONS[index // per_side]}_dense/vars/{index % per_side}"
+
+    def setting_stem(self, weight_name: str) -> str:
+        """Every kernel takes ``kernel_*`` settings and every bias ``bias_*``, as Keras gives each sublayer the
+        layer's."""
+        return weight_name.rpartition("_")[2]
+
+    def initial_shape(self, weight_name: str, shape: Shape) -> Shape:
+        """Keras draws an EinsumDense kernel with its fans along its input and output axes: the projections' as a
+        (features, heads x dim) matrix, the output's as (heads x value_dim, features)."""
+        if weight_name == "output_kernel":
+            return (shape[0] * shape[1], shape[2])
+        return (shape[0], math.prod(shape[1:])) if weight_name.endswith("_kernel") else shape

@@ -1,0 +1,179 @@
+"""MultiHeadAttention against Keras: self- and cross-attention over sequences and images, its settings, how a file
+records its call, its initial weights, and what is refused."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from bridge_check import L, architecture_of, assert_matches_keras, classifier, converts_and_comes_back, keras
+from keras_bridge.build import build_model
+from lightning_mnist.models.network import KerasNetwork
+from mnist_common.architecture import Architecture, ArchitectureError
+
+
+def _self_attention(shape=(28, 28), **settings):
+    inputs = keras.Input(shape)
+    x = L.Dense(12, name="embed")(inputs)
+    x = L.Add()([x, L.MultiHeadAttention(**{"num_heads": 3, "key_dim": 4, **settings}, name="attention")(x, x)])
+    return classifier(inputs, L.LayerNormalization()(x), name="self_attention")
+
+
+@pytest.mark.parametrize("settings", [
+    {}, {"value_dim": 7}, {"use_bias": False}, {"dropout": 0.3}, {"num_heads": 1, "key_dim": 16},
+    {"kernel_initializer": "he_normal", "bias_initializer": "ones", "kernel_regularizer": "l2"},
+])
+def test_self_attention_over_a_sequence_matches_keras(settings):
+    assert_matches_keras(_self_attention(**settings), source=str(settings))
+
+
+@pytest.mark.parametrize("axes", [None, [1, 2], [-3, -2]])
+def test_attention_over_an_images_positions_matches_keras(axes):
+    """An (H, W, C) map attended over all H x W positions (the query's output in the image's layout again)."""
+    inputs = keras.Input((5, 4, 3))
+    x = L.Conv2D(6, 3, padding="same")(inputs)
+    y = L.MultiHeadAttention(2, 5, attention_axes=axes, output_shape=8)(x, x)
+    assert_matches_keras(classifier(inputs, L.Conv2D(3, 1)(y), name="image"), source=str(axes))
+
+
+def test_cross_attention_with_its_own_key_and_keywords_matches_keras():
+    """Queries from one branch, values and keys from others of other widths and another length; one call positional,
+    one by keyword (``mha(query=..., value=..., key=...)``), as a file records either."""
+    inputs = keras.Input((28, 28))
+    rows = L.Dense(10, name="rows")(inputs)  # 28 steps of 10
+    pooled = L.Dense(6, name="pooled")(L.MaxPooling1D(2)(inputs))  # 14 steps of 6
+    keys = L.Dense(9, name="keys")(L.AveragePooling1D(2)(inputs))  # 14 steps of 9
+    a = L.MultiHeadAttention(2, 4, value_dim=3, name="a")(rows, pooled, keys)
+    b = L.MultiHeadAttention(4, 2, output_shape=(5,), name="b")(query=a, value=pooled, key=keys)
+    c = L.MultiHeadAttention(2, 3, name="c")(query=b, value=rows)
+    model = classifier(inputs, L.GlobalAveragePooling1D()(c), name="cross")
+    architecture = architecture_of(model)
+    assert [node.inputs for node in architecture.nodes if node.layer.type == "MultiHeadAttention"] == [
+        ("rows", "pooled", "keys"), ("a", "pooled", "keys"), ("b", "rows")]
+    assert_matches_keras(model, source="cross")
+
+
+def test_the_initial_weights_are_drawn_with_keras_fans():
+    """Keras draws each EinsumDense kernel with the fans of its input and output axes (a (features, heads, dim)
+    projection: features in, heads x dim out); torch draws the same distribution, not one of the kernel's last two
+    axes (which Keras' generic fans would give)."""
+    description = architecture_of(_self_attention((28, 40), num_heads=4, key_dim=16, value_dim=16))
+    keras_model = build_model(description)
+    torch.manual_seed(0)
+    network = KerasNetwork(description)
+    mha = keras_model.get_layer("attention")
+    node = description.nodes[1]
+    for index, (name, _) in enumerate(node.layer.weights(*description.input_shapes_of(node))):
+        if not name.endswith("kernel"):
+            continue
+        keras_std = float(np.std(mha.get_weights()[index]))
+        side = name.removesuffix("_kernel")
+        torch_std = float(getattr(network.attention, side).weight.std())
+        assert abs(torch_std - keras_std) / keras_std < 0.1, (name, torch_std, keras_std)
+
+
+def test_a_vision_transformer_converts_both_ways_and_to_every_format(tmp_path, capsys, mnist):
+    """Patches by a strided convolution, a transformer block (attention, a residual, layer normalisation, an MLP),
+    pooled: trained a little in Keras, then .ckpt, .onnx, .pt2 and .tflite, and back to the same .keras."""
+    inputs = keras.Input((28, 28, 1))
+    x = L.Reshape((16, 24))(L.Conv2D(24, 7, strides=7)(inputs))
+    x = L.LayerNormalization()(L.Add()([x, L.MultiHeadAttention(4, 6, dropout=0.1)(x, x)]))
+    x = L.LayerNormalization()(L.Add()([x, L.Dense(24)(L.Dense(48, activation="gelu")(x))]))
+    model = keras.Model(inputs, L.Dense(10, activation="softmax")(L.GlobalAveragePooling1D()(x)), name="vit")
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(mnist.train_images[:2000, ..., None] / 255.0, mnist.train_labels[:2000], epochs=1, verbose=0)
+    model.save(tmp_path / "vit.keras")
+    before, _ = converts_and_comes_back(tmp_path / "vit.keras", tmp_path, capsys,
+                                        ("model.ckpt", "model.onnx", "model.pt2", "model.tflite"), check_images=300)
+    assert [len(arrays) for layer, arrays in before.weights.items() if "attention" in layer] == [8]
+    with zipfile.ZipFile(tmp_path / "again.keras") as archive:
+        config = json.loads(archive.read("config.json"))
+    [entry] = [e for e in config["config"]["layers"] if e["class_name"] == "MultiHeadAttention"]
+    assert len(entry["inbound_nodes"][0]["args"]) == 2  # called on (x, x) again
+
+
+def _call_recorded(model_config: dict, **kwargs) -> dict:
+    """A config.json of a model whose attention call records ``kwargs`` besides its tensors (a hand-made file's)."""
+    for entry in model_config["config"]["layers"]:
+        if entry["class_name"] == "MultiHeadAttention":
+            entry["inbound_nodes"][0]["kwargs"].update(kwargs)
+    return model_config
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m, None),
+    (lambda m: _call_recorded(m, use_causal_mask=False, return_attention_scores=False, training=False), None),
+    (lambda m: _call_recorded(m, use_causal_mask=True), "is called with use_causal_mask; only its query, value, key"),
+    (lambda m: _call_recorded(m, return_attention_scores=True), "is called with return_attention_scores"),
+])
+def test_the_call_a_file_records_is_read_or_refused(change, message):
+    config = change(keras.saving.serialize_keras_object(_self_attention()))
+    if message is None:
+        assert architecture_of(keras.Model.from_config(config["config"])).nodes[1].inputs == ("embed", "embed")
+        return
+    from mnist_common.architecture import architecture_from_keras_config
+
+    with pytest.raises(ArchitectureError, match=message):
+        architecture_from_keras_config(config, "model.keras")
+
+
+@pytest.mark.parametrize("input_shape, layer, message", [
+    ([6, 5, 3], {"attention_axes": [1]}, "attends over axes [1]; only all axes but the batch and the features ([1, 2]"),
+    ([6, 5, 3], {"output_shape": [4, 4]}, "output_shape [4, 4] has 2 sizes; only one"),
+    ([6, 5, 3], {"num_heads": 0}, "num_heads must be"),
+    ([6, 5, 3], {"dropout": 1.0}, "dropout must be a number in [0, 1)"),
+    ([6, 5, 3], {"inputs": ["input"]}, "is called on a query and a value (and a key), got 1 input"),
+    ([30], {}, "needs a sequence (steps, features) or an image (H, W, C) as its query, got 30"),
+])
+def test_descriptions_keras_cannot_build_are_refused(input_shape, layer, message):
+    config = {"input_shape": input_shape, "layers": [
+        {"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 4, "inputs": ["input", "input"], **layer},
+        {"type": "Flatten"}, {"type": "Dense", "units": 10}]}
+    with pytest.raises(ArchitectureError) as info:
+        Architecture.from_config(config)
+    assert message in str(info.value) and str(info.value).startswith("layer 0 (") and "MultiHeadAttention)" in str(
+        info.value) and "\n" not in str(info.value)
+
+
+def test_gated_attention_is_refused_naming_it():
+    inputs = keras.Input((6, 5))
+    model = classifier(inputs, L.MultiHeadAttention(2, 3, use_gate=True)(inputs, inputs))
+    with pytest.raises(ArchitectureError, match=r"has use_gate=True: gated attention \(use_gate\) is not supported"):
+        architecture_of(model, "model.keras")
+
+
+def test_a_description_reads_like_keras_and_round_trips():
+    """``output_shape`` is Keras' name for the setting in a description too."""
+    config = {"input_shape": [28, 28], "layers": [
+        {"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 8, "output_shape": 16, "inputs": ["input", "input"]},
+        {"type": "GlobalAveragePooling1D"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}
+    architecture = Architecture.from_config(config)
+    assert architecture.shapes["multi_head_attention"] == (28, 16)
+    written = architecture.to_config()["layers"][0]
+    assert written["output_shape"] == 16 and "output_size" not in written and written["value_dim"] == 8
+    assert Architecture.from_config(architecture.to_config()) == architecture
+    model = build_model(architecture)
+    assert model.get_layer("multi_head_attention").get_config()["output_shape"] == (16,)  # Keras' own form
+
+
+def test_a_transformer_over_rows_trains_in_both_frameworks(run_main, tmp_path):
+    """``fit`` and ``keras_reference train`` train a described transformer over MNIST's rows afresh: each framework
+    builds the attention (the Keras side calls it on its query and value) and learns well above chance."""
+    (tmp_path / "rows.yaml").write_text(yaml.safe_dump({"input_shape": [28, 28], "layers": [
+        {"type": "Dense", "name": "embed", "units": 32},
+        {"type": "MultiHeadAttention", "name": "attention", "num_heads": 4, "key_dim": 8, "inputs": ["embed", "embed"]},
+        {"type": "Add", "inputs": ["embed", "attention"]}, {"type": "LayerNormalization"},
+        {"type": "GlobalAveragePooling1D"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}))
+    common = ["--model.architecture", "rows.yaml", "--data.subset", "1500", "--trainer.max_epochs", "1",
+              "--model.lr", "3e-3"]
+    run_main("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
+             "--trainer.limit_test_batches", "2")
+    run_main("keras_reference", "train", *common)
+    for framework in ("lightning", "keras"):
+        results = json.loads((tmp_path / "runs" / framework / "version_0" / "results.json").read_text())
+        assert results["test_acc"] > 0.3, (framework, results["test_acc"])  # chance is 0.1
