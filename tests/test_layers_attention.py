@@ -129,6 +129,8 @@ def test_the_call_a_file_records_is_read_or_refused(change, message):
     ([6, 5, 3], {"dropout": 1.0}, "dropout must be a number in [0, 1)"),
     ([6, 5, 3], {"inputs": ["input"]}, "is called on a query and a value (and a key), got 1 input"),
     ([30], {}, "needs a sequence (steps, features) or an image (H, W, C) as its query, got 30"),
+    # an image's 784 positions attend to each other: 32 heads of scores and probabilities are 39 million values
+    ([28, 28, 4], {"num_heads": 32}, "the layers up to here hold 39,")
 ])
 def test_descriptions_keras_cannot_build_are_refused(input_shape, layer, message):
     config = {"input_shape": input_shape, "layers": [

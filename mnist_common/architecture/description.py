@@ -335,7 +335,7 @@ class Architecture:
             if len(shape) > MAX_RANK:
                 raise self._refuse(index, node, f"gives a {shape_text(shape)} tensor; tensors of at most "
                                                 f"{MAX_RANK} axes (besides the batch) are supported")
-            activations += math.prod(shape)
+            activations += math.prod(shape) + node.layer.working_values(*(shapes[i] for i in node.inputs))
             if activations > MAX_ACTIVATIONS:
                 raise self._refuse(index, node, f"the layers up to here hold {activations:,} values per example, "
                                                 f"more than this bridge builds ({MAX_ACTIVATIONS:,})")

@@ -116,6 +116,13 @@ class MultiHeadAttention(Layer):
                              f"features ({list(every)}, Keras' default) are supported")
         return query, value, key
 
+    def working_values(self, *shapes: Shape) -> int:
+        """Its projections and its scores and probabilities, a (query positions x key positions) matrix a head."""
+        query, value, key = self._sides(shapes)
+        queries, keys = math.prod(query[:-1]), math.prod(key[:-1])
+        projected = self.num_heads * (queries * self.key_dim + keys * (self.key_dim + self.value_dim))
+        return projected + 2 * self.num_heads * queries * keys
+
     def weights(self, *shapes: Shape) -> tuple[tuple[str, Shape], ...]:
         query, value, key = self._sides(shapes)
         heads, out = self.num_heads, self.output_size or query[-1]

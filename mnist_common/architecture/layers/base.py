@@ -383,6 +383,11 @@ class Layer:
         """(Keras weight name, Keras shape) in Keras' storage order, for these input shapes."""
         return ()
 
+    def working_values(self, *shapes: Shape) -> int:
+        """Values per example it holds while computing, besides its output (an attention's scores), which the
+        bridge's bound on a network's size counts: none by default."""
+        return 0
+
     def weight_dtype(self, weight_name: str) -> str:
         """The numpy dtype Keras keeps the weight in: float32 unless :attr:`WEIGHT_DTYPES` says otherwise."""
         return self.WEIGHT_DTYPES.get(weight_name, "float32")
