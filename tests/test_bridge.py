@@ -277,8 +277,10 @@ def test_keras_model_converts_both_ways_exactly(name, keras_files, tmp_path, cap
 @pytest.mark.parametrize("name", OPEN_SIZED)
 def test_a_size_keras_leaves_open_is_built_at_mnists_and_stays_open(name, keras_files, tmp_path, capsys):
     """A model for inputs of any size (None in Keras' input shape) converts at MNIST's 28 (the images every command
-    feeds it), and the Keras model written back still takes any size: at another size the Keras file written back,
-    the checkpoint's torch network and the source compute the same (the mapping holds at any size, not only 28's)."""
+    feeds it), and the Keras model written back still takes any size: at another size the Keras file written back
+    and the source compute the same (no weight depends on the size), and so does the checkpoint's torch network of
+    these models (valid convolutions and poolings, a recurrent layer: modules that hold no size; a "same" padding
+    with strides is computed for the size the network is built at, 28)."""
     source, _ = keras_files[name]
     out = convert(capsys, source, tmp_path / "model.ckpt", "--check_images", 200)
     open_text = "NonexNonex1, built at 28x28x1" if name == "fcn_any_size" else "Nonex28, built at 28x28"
