@@ -179,3 +179,59 @@ def test_a_transformer_over_rows_trains_in_both_frameworks(run_main, tmp_path):
     for framework in ("lightning", "keras"):
         results = json.loads((tmp_path / "runs" / framework / "version_0" / "results.json").read_text())
         assert results["test_acc"] > 0.3, (framework, results["test_acc"])  # chance is 0.1
+
+
+def _rows_attention(layer, with_key: bool = False):
+    """An LSTM's states over MNIST-like rows attended by ``layer`` (its queries a Dense of them, another length)."""
+    inputs = keras.Input((12, 9))
+    states = L.LSTM(6, return_sequences=True)(inputs)
+    queries = L.Dense(6)(L.MaxPooling1D(3)(inputs))  # 4 steps
+    values = L.Dense(5)(states)
+    called = [queries, values, states] if with_key else [queries, states]
+    return classifier(inputs, L.GlobalAveragePooling1D()(layer(called)), name="rows_attention")
+
+
+@pytest.mark.parametrize("layer", [
+    lambda: L.Attention(), lambda: L.Attention(use_scale=True), lambda: L.Attention(score_mode="concat"),
+    lambda: L.Attention(use_scale=True, score_mode="concat", dropout=0.2), lambda: L.AdditiveAttention(),
+    lambda: L.AdditiveAttention(use_scale=False, dropout=0.1)])
+@pytest.mark.parametrize("with_key", [False, True])
+def test_dot_product_and_additive_attention_match_keras(layer, with_key):
+    made = layer()
+    assert_matches_keras(_rows_attention(made, with_key), source=f"{made.get_config()} key={with_key}")
+
+
+@pytest.mark.parametrize("input_shape, called, message", [
+    ([5, 4], ["input", "narrow"], "the query's features the key's"),
+    ([5, 4], ["input", "input", "pooled"], "the key's steps the value's"),
+    ([5, 4, 2], ["input", "input"], "needs sequences (steps, features)"),
+    ([5, 4], ["input"], "is called on [query, value] or [query, value, key], got 1 input"),
+])
+def test_attention_keras_cannot_build_is_refused(input_shape, called, message):
+    branches = [{"type": "Dense", "name": "narrow", "units": 3}, {"type": "MaxPooling1D", "name": "pooled",
+                                                                   "inputs": ["input"]}]
+    config = {"input_shape": input_shape, "layers": [
+        *[entry for entry in branches if entry["name"] in called],
+        {"type": "Attention", "inputs": called}, {"type": "Flatten"}, {"type": "Dense", "units": 10}]}
+    with pytest.raises(ArchitectureError) as info:
+        Architecture.from_config(config)
+    assert message in str(info.value) and "(attention, Attention)" in str(info.value)
+
+
+def test_an_attention_lstm_over_rows_converts_both_ways_and_to_every_format(tmp_path, capsys, mnist):
+    """Keras' recurrent "attention LSTM": an LSTM's states over MNIST's rows, Bahdanau's attention of its last state
+    over all of them (``AdditiveAttention()([query, value])``) and Luong's with a scale, trained a little in Keras;
+    then .ckpt, .onnx, .pt2 and .tflite, and back to the same .keras."""
+    inputs = keras.Input((28, 28))
+    states = L.LSTM(16, return_sequences=True)(inputs)
+    last = L.Reshape((1, 16))(L.Cropping1D((27, 0))(states))
+    context = L.AdditiveAttention()([last, states])
+    scaled = L.Attention(use_scale=True)([states, states])
+    x = L.Concatenate()([L.Flatten()(context), L.GlobalAveragePooling1D()(scaled)])
+    model = keras.Model(inputs, L.Dense(10, activation="softmax")(x), name="attention_lstm")
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(mnist.train_images[:2000] / 255.0, mnist.train_labels[:2000], epochs=1, verbose=0)
+    model.save(tmp_path / "attention_lstm.keras")
+    before, _ = converts_and_comes_back(tmp_path / "attention_lstm.keras", tmp_path, capsys,
+                                        ("model.ckpt", "model.onnx", "model.pt2", "model.tflite"), check_images=300)
+    assert [arrays[0].shape for layer, arrays in before.weights.items() if "attention" in layer] == [(16,), ()]

@@ -156,7 +156,7 @@ def _called_on(entry: dict[str, Any], source: str) -> list[str]:
     arguments, kwargs = nodes[0].get("args") or [], nodes[0].get("kwargs") or {}
     if not isinstance(arguments, (list, tuple)) or not isinstance(kwargs, dict):  # a crafted file's
         raise ArchitectureError(f"{source}: {name} ({cls}) is corrupt: its call's arguments are not a list")
-    extra = sorted(k for k, v in kwargs.items() if k not in HARMLESS_CALL_KWARGS and v is not None)
+    extra = _unread_keywords(LAYER_TYPES.get(cls), kwargs)
     if _is_operation(entry):  # numbers among its arguments, each where the code had it (1.0 - x)
         # an unsupported one named first, whatever its arguments
         keywords = _operation_class(f"{source}: {name} ({cls})", entry).KEYWORDS
@@ -195,6 +195,14 @@ def _called_on(entry: dict[str, Any], source: str) -> list[str]:
     return sources
 
 
+def _unread_keywords(layer_class: type | None, kwargs: dict[str, Any]) -> list[str]:
+    """The keywords of a call this bridge does not read: set, not harmless (``training``), not at the layer's
+    :attr:`Layer.CALL_DEFAULTS` (``use_causal_mask=False``)."""
+    defaults = getattr(layer_class, "CALL_DEFAULTS", {})
+    return sorted(key for key, value in kwargs.items() if key not in HARMLESS_CALL_KWARGS and value is not None
+                  and not (key in defaults and value == defaults[key]))
+
+
 def _call_tensors(layer_class: type, arguments: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], list[str]]:
     """(the tensors of a call that takes them by position or keyword, :attr:`Layer.CALL_TENSORS` in order; the
     keywords it sets that this bridge does not take: not a tensor's, not harmless, not at :attr:`Layer.CALL_DEFAULTS`)."""
@@ -204,8 +212,7 @@ def _call_tensors(layer_class: type, arguments: list[Any], kwargs: dict[str, Any
     if given != list(names[len(tensors):len(tensors) + len(given)]):  # a key without a value: not Keras' call
         return [], given
     tensors += [kwargs[name] for name in given]
-    extra = sorted(key for key, value in kwargs.items() if key not in HARMLESS_CALL_KWARGS and key not in given
-                   and not (key in layer_class.CALL_DEFAULTS and value == layer_class.CALL_DEFAULTS[key]))
+    extra = [key for key in _unread_keywords(layer_class, kwargs) if key not in given]
     if len(arguments) > len(names):
         extra.append(f"{len(arguments)} positional arguments")
     return tensors, extra

@@ -1,4 +1,5 @@
-"""Keras' ``MultiHeadAttention`` in torch: four linear projections and scaled dot-product attention.
+"""Keras' attention layers in torch: ``MultiHeadAttention`` (four linear projections and scaled dot-product
+attention), ``Attention`` and ``AdditiveAttention`` (scores of the query and key, their softmax, the values weighed).
 
 Each EinsumDense kernel is a matrix once its head axes are joined: a projection's (features, heads, dim) is torch's
 (heads x dim, features) weight, the output's (heads, value_dim, features) torch's (features, heads x value_dim); the
@@ -64,3 +65,47 @@ class MultiHeadAttention(nn.Module):
     def _heads(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         """(N, steps, heads * dim) -> (N, heads, steps, dim)."""
         return x.unflatten(-1, (self.heads, dim)).transpose(1, 2)
+
+
+class _ScoreAttention(nn.Module):
+    """``Attention`` and ``AdditiveAttention``: softmax(scores) over the key's steps, dropped out in training, times
+    the values; a subclass gives the scores of (N, Tq, F) queries and (N, Tv, F) keys."""
+
+    def __init__(self, spec: keras.Attention | keras.AdditiveAttention, *shapes: Shape) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(spec.dropout)
+
+    def forward(self, query: torch.Tensor, value: torch.Tensor, key: torch.Tensor | None = None) -> torch.Tensor:
+        scores = self.scores(query, value if key is None else key)
+        return self.dropout(torch.softmax(scores, dim=-1)) @ value
+
+    def scores(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@converter(keras.Attention, scale=WeightMap("scale"), concat_score_weight=WeightMap("concat_score_weight"))
+class Attention(_ScoreAttention):
+    def __init__(self, spec: keras.Attention, *shapes: Shape) -> None:
+        super().__init__(spec, *shapes)
+        self.concat = spec.score_mode == "concat"
+        self.scale = nn.Parameter(torch.ones(())) if spec.use_scale else None
+        self.concat_score_weight = nn.Parameter(torch.ones(())) if self.concat else None
+
+    def scores(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        if self.concat:  # Keras: the scale inside the tanh
+            summed = query.unsqueeze(-2) + key.unsqueeze(-3)
+            return self.concat_score_weight * torch.tanh(
+                summed if self.scale is None else self.scale * summed).sum(dim=-1)
+        scores = query @ key.transpose(-1, -2)
+        return scores if self.scale is None else scores * self.scale
+
+
+@converter(keras.AdditiveAttention, scale=WeightMap("scale"))
+class AdditiveAttention(_ScoreAttention):
+    def __init__(self, spec: keras.AdditiveAttention, query: Shape, *shapes: Shape) -> None:
+        super().__init__(spec, query, *shapes)
+        self.scale = nn.Parameter(torch.empty(query[-1])) if spec.use_scale else None
+
+    def scores(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        tanh = torch.tanh(query.unsqueeze(-2) + key.unsqueeze(-3))
+        return (tanh if self.scale is None else self.scale * tanh).sum(dim=-1)

@@ -1,4 +1,5 @@
-"""Keras' attention layers: ``MultiHeadAttention``, as a vision transformer or a transformer over MNIST's rows uses it.
+"""Keras' attention layers: ``MultiHeadAttention``, as a vision transformer or a transformer over MNIST's rows uses it;
+``Attention`` (Luong's dot-product) and ``AdditiveAttention`` (Bahdanau's), as recurrent models over rows use them.
 
 The layer is called on a query and a value, and optionally a key (``mha(x, x)`` for self-attention; the value is the
 key when none is given); its description names them in that order as its ``inputs``. Each is a sequence (steps,
@@ -9,6 +10,12 @@ projections (features, heads, key_dim or value_dim), the output's (heads, value_
 
 Keras' output features are the query's, or ``output_shape`` (one size). Keras 3's gated attention (``use_gate``) and
 sliding windows are refused, as are attention masks and causal masks in the call.
+
+``Attention`` and ``AdditiveAttention`` have no projections: called on a list ``[query, value]`` or ``[query, value,
+key]`` of sequences (steps, features), the query's features the key's, they weigh the values by the softmax of
+scores over the key's steps: ``query . key`` (times a learnt ``scale`` with ``use_scale``), ``concat_score_weight *
+sum(tanh(scale * (query + key)))`` for ``score_mode="concat"``, or Bahdanau's ``sum(scale * tanh(query + key))``
+(``scale`` one weight a feature).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from mnist_common.architecture.layers.base import (
     LayerError,
     Shape,
     boolean,
+    choice,
     initializer,
     layer_type,
     number,
@@ -149,3 +157,86 @@ class MultiHeadAttention(Layer):
         if weight_name == "output_kernel":
             return (shape[0] * shape[1], shape[2])
         return (shape[0], math.prod(shape[1:])) if weight_name.endswith("_kernel") else shape
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ScoreAttention(Layer):
+    """What ``Attention`` and ``AdditiveAttention`` share: the list they are called on, the softmax over the key's
+    steps, the dropout of its weights in training, the values they weigh."""
+
+    use_scale: bool = False
+    dropout: float = 0.0
+    seed: int | None = None
+
+    INPUTS: ClassVar[int | None] = None  # [query, value] or [query, value, key]
+    CALL_DEFAULTS: ClassVar[dict[str, Any]] = {"use_causal_mask": False, "return_attention_scores": False}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "use_scale", boolean(self.use_scale, "use_scale"))
+        object.__setattr__(self, "dropout", number(self.dropout, "dropout", 0.0, 1.0, high_open=True))
+        object.__setattr__(self, "seed", seed_value(self.seed, "seed"))
+
+    def output_shape(self, *shapes: Shape) -> Shape:
+        query, value, key = self._sides(shapes)
+        return (query[0], value[-1])
+
+    def _sides(self, shapes: tuple[Shape, ...]) -> tuple[Shape, Shape, Shape]:
+        if len(shapes) not in (2, 3):
+            raise LayerError(f"is called on [query, value] or [query, value, key], got {len(shapes)} input"
+                             f"{'s' if len(shapes) != 1 else ''}")
+        query, value = shapes[:2]
+        key = shapes[2] if len(shapes) == 3 else value
+        if not len(query) == len(value) == len(key) == 2 or key[0] != value[0] or query[-1] != key[-1]:
+            raise LayerError(f"needs sequences (steps, features), the query's features the key's and the key's "
+                             f"steps the value's; got {shape_text(query)}, {shape_text(value)} and {shape_text(key)}")
+        return query, value, key
+
+    def working_values(self, *shapes: Shape) -> int:
+        """The scores and their softmax, (query steps x key steps); the concatenated sums, times the features."""
+        query, value, key = self._sides(shapes)
+        return query[0] * key[0] * (2 + (query[-1] if self.sums_features else 0))
+
+    @property
+    def sums_features(self) -> bool:
+        """Whether the scores are sums over ``tanh(query + key)`` (a (query steps, key steps, features) tensor)."""
+        return True
+
+    def initializer_of(self, weight_name: str) -> str | dict[str, Any]:
+        return "ones"
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Attention(_ScoreAttention):
+    """Luong's dot-product attention (``score_mode="dot"``), or the sum of ``tanh``'s of ``"concat"``."""
+
+    score_mode: str = "dot"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "score_mode", choice(self.score_mode, "score_mode", ("dot", "concat")))
+
+    @property
+    def sums_features(self) -> bool:
+        return self.score_mode == "concat"
+
+    def weights(self, *shapes: Shape) -> tuple[tuple[str, Shape], ...]:
+        self._sides(shapes)
+        scale = (("scale", ()),) if self.use_scale else ()
+        return scale + ((("concat_score_weight", ()),) if self.score_mode == "concat" else ())
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class AdditiveAttention(_ScoreAttention):
+    """Bahdanau's attention; its ``scale`` (Keras' default: used) is one weight a feature, drawn glorot-uniform."""
+
+    use_scale: bool = True
+
+    def weights(self, *shapes: Shape) -> tuple[tuple[str, Shape], ...]:
+        query, _, _ = self._sides(shapes)
+        return (("scale", (query[-1],)),) if self.use_scale else ()
+
+    def initializer_of(self, weight_name: str) -> str | dict[str, Any]:
+        return "glorot_uniform"
