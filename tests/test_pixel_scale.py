@@ -60,12 +60,20 @@ def _augmentation_block():
     ((28, 28), lambda: [L.Reshape((28, 28, 1)), L.Dropout(0.1), L.Identity()],
      L.Rescaling(1 / 127.5, offset=-1.0)),
     ((28, 28), lambda: [lambda x: keras.ops.expand_dims(x, -1)], lambda x: x / 255.0),
+    # what "any size in, resized, rescaled" models do (the helper's: fed [0, 1] pixels, 13.6 % where Keras had 80.8 %)
+    ((None, None, 1), lambda: [L.Resizing(28, 28)], L.Rescaling(1 / 255)),
+    ((28, 28, 1), lambda: [L.CenterCrop(24, 24)], L.Rescaling(1 / 255)),
+    ((28, 28, 1), lambda: [L.Resizing(32, 32, interpolation="nearest"), L.UpSampling2D(interpolation="bilinear")],
+     L.Rescaling(1 / 255)),
+    ((28, 28, 1), lambda: [L.AveragePooling2D(2), L.MaxPooling2D(2, padding="same")], lambda x: x / 255.0),
+    ((28, 28), lambda: [L.MaxPooling1D(), L.UpSampling1D()], L.Rescaling(1 / 255)),
 ], ids=["augmentations", "nested augmentation block", "flat input reshaped", "reshape dropout identity",
-        "expand_dims then a division"])
+        "expand_dims then a division", "open size resized", "center crop", "resize and upsample", "poolings",
+        "1D pooling and upsampling"])
 def test_a_rescaling_after_layers_that_only_move_the_pixels_takes_0_to_255_pixels(shape, before, after):
     """keras.io's augmentation block before Rescaling(1/255), a flat 784 input reshaped first, ``ops.expand_dims``:
     the scale was read from the first layer only, so these models were fed [0, 1] pixels (12.6 % accuracy, every
-    check passing)."""
+    check passing). Resizes, crops and poolings keep the pixels' scale too (maxima and weighted means of them)."""
     inputs = x = keras.Input(shape)
     for layer in [*before(), after]:
         x = layer(x)

@@ -426,7 +426,8 @@ class Architecture:
         input goes first through a ``Rescaling`` by 1/255 (or by 1/127.5, to [-1, 1]): the way Keras users build a
         model that takes raw 0-255 pixels (keras.io puts it first, or after an augmentation block; ``inputs /
         255.0``, a Keras operation, does the same), past layers that only move the pixels (a ``Reshape`` of 784
-        values, ``ops.expand_dims``, augmentations and dropouts, the identity outside training), and as the product
+        values, ``ops.expand_dims``, augmentations and dropouts, the identity outside training) or keep their scale
+        (a ``Resizing`` of an image of any size, a pooling: maxima and weighted means of them), and as the product
         of such steps (``(inputs - 127.5) / 127.5``, two ``Rescaling`` layers in a Keras 2 file; ``inputs * 1.0 /
         255``), on any branch of an input that several layers take (towers that each rescale their own copy);
         1 otherwise, the notebook's [0, 1] pixels.
@@ -437,7 +438,7 @@ class Architecture:
             tensor, factor = paths.pop()
             for taker in (node for node in self.nodes if tensor in node.inputs):
                 step = taker.layer.input_factor()  # a Rescaling, ``x / 255.0`` (an operation), ``x - 127.5``
-                if step is None and not taker.layer.KEEPS_VALUES:
+                if step is None and not taker.layer.KEEPS_SCALE:
                     continue  # the branch ends: a layer that computes
                 product = factor * (1.0 if step is None else step)  # ``(x - 127.5) / 127.5`` is two steps
                 if any(abs(abs(product) * 255.0 - multiple) <= 1e-4 * multiple for multiple in (1.0, 2.0)):

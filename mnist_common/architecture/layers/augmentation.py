@@ -62,7 +62,7 @@ def value_range(value: Any, setting: str = "value_range") -> tuple[float, float]
 class ImageAugmentation(Layer):
     """What the four share: an (H, W, C) image in, the same shape out, the identity outside training."""
 
-    KEEPS_VALUES: ClassVar[bool] = True
+    KEEPS_SCALE: ClassVar[bool] = True
 
     seed: int | None = None
 

@@ -418,9 +418,10 @@ class Layer:
         ``x / 255.0``); None otherwise. What tells that a model takes raw 0-255 pixels."""
         return None
 
-    # Whether its output outside training holds only its input's values, moved between axes, some left out or
-    # zeros added (a reshape, a crop, a dropout, an augmentation): the pixel scale is found past such layers.
-    KEEPS_VALUES: ClassVar[bool] = False
+    # Whether its output outside training is on its input's scale: its values moved between axes, some left out or
+    # zeros added (a reshape, a crop, a dropout, an augmentation), or maxima and weighted means of them (a pooling, a
+    # resize): the pixel scale is found past such layers.
+    KEEPS_SCALE: ClassVar[bool] = False
 
     def keeps_distributions(self, *shapes: Shape) -> bool:
         """Whether inputs that are probabilities along their last axis (a softmax's) give outputs that are too,

@@ -649,7 +649,7 @@ class ReshapeOperation(Operation):
     refuses a None size), so nothing could prove a conversion. A reshape that would move values into or out of the
     batch axis is refused. What the ``Reshape`` layer computes."""
 
-    KEEPS_VALUES: ClassVar[bool] = True
+    KEEPS_SCALE: ClassVar[bool] = True
 
     newshape: tuple[int, ...]
     FUNCTION: ClassVar[str] = "reshape"
@@ -683,7 +683,7 @@ class ReshapeOperation(Operation):
 class ExpandDims(Operation):
     """``keras.ops.expand_dims(x, axis)``: a new axis of size 1 (``axis`` counts the batch as 0, -1 the new last)."""
 
-    KEEPS_VALUES: ClassVar[bool] = True
+    KEEPS_SCALE: ClassVar[bool] = True
 
     axis: int
     FUNCTION: ClassVar[str] = "expand_dims"
@@ -711,7 +711,7 @@ class Squeeze(Operation):
     """``keras.ops.squeeze(x, axis)``: the named axes of size 1 removed (``axis`` required: null would also remove
     the batch axis of a batch of one)."""
 
-    KEEPS_VALUES: ClassVar[bool] = True
+    KEEPS_SCALE: ClassVar[bool] = True
 
     axis: int | tuple[int, ...] | None = None
     FUNCTION: ClassVar[str] = "squeeze"
@@ -738,7 +738,7 @@ class Transpose(Operation):
     """``keras.ops.transpose(x, axes)``: ``axes`` a permutation of every axis, the batch (0) staying first; what
     the ``Permute`` layer computes with ``dims = axes[1:]``."""
 
-    KEEPS_VALUES: ClassVar[bool] = True
+    KEEPS_SCALE: ClassVar[bool] = True
 
     axes: tuple[int, ...] | None = None
     FUNCTION: ClassVar[str] = "transpose"

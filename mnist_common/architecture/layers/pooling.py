@@ -23,6 +23,8 @@ from mnist_common.architecture.layers.base import (
 
 @dataclass(frozen=True, kw_only=True)
 class _Pooling2D(Layer):
+    KEEPS_SCALE: ClassVar[bool] = True  # maxima and means of its input's values
+
     pool_size: tuple[int, ...] = (2, 2)
     strides: tuple[int, ...] | None = None  # Keras: None means pool_size; stored explicitly, as Keras does
     padding: str = "valid"
@@ -80,6 +82,8 @@ class AveragePooling1D(AveragePooling2D):
 
 @dataclass(frozen=True, kw_only=True)
 class _GlobalPooling2D(Layer):
+    KEEPS_SCALE: ClassVar[bool] = True  # maxima and means of its input's values
+
     keepdims: bool = False
 
     KERAS_FIXED: ClassVar = {"data_format": (CHANNELS_LAST, "data_format other than channels_last")}
@@ -134,6 +138,8 @@ class _AdaptivePooling2D(Layer):
     Refused where a side is 1 cell in or out: Keras' kernel (TensorFlow's, Keras 3.15) pools windows one cell wider
     than the widest bin, wider than such a side, which a traced model (``predict``, ``fit``) refuses and which kills
     the process with a floating-point exception in an eager max pooling: no Keras model of it runs."""
+
+    KEEPS_SCALE: ClassVar[bool] = True  # maxima and means of its input's values
 
     output_size: tuple[int, ...]
 

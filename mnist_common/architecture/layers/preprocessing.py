@@ -225,6 +225,8 @@ class _ImageSize(Layer):
     any three-axis input as one image (a batch of (H, W) maps would be resized as one image of H channels): only
     (H, W, C) inputs are taken."""
 
+    KEEPS_SCALE: ClassVar[bool] = True  # weighted means of its input's values
+
     height: int
     width: int
 

@@ -25,7 +25,7 @@ class _Dropout(Layer):
     """``seed`` picks Keras' dropout masks; torch draws its own (from the run's seed), so it is kept for the Keras
     side only, and a .keras file comes back with it."""
 
-    KEEPS_VALUES: ClassVar[bool] = True
+    KEEPS_SCALE: ClassVar[bool] = True
 
     rate: float = 0.5
     seed: int | None = None
@@ -103,7 +103,7 @@ class AlphaDropout(_Dropout):
 class GaussianNoise(Layer):
     """Adds zero-mean Gaussian noise of ``stddev`` in training; the identity otherwise. ``seed`` as for Dropout."""
 
-    KEEPS_VALUES: ClassVar[bool] = True
+    KEEPS_SCALE: ClassVar[bool] = True
 
     stddev: float
     seed: int | None = None
@@ -130,7 +130,7 @@ class ActivityRegularization(Layer):
     """The identity, whose outputs Keras penalises with ``L1L2(l1, l2)`` (the loss gains ``l1 * sum(|x|) + l2 *
     sum(x ** 2)`` over the batch, divided by its size; see :meth:`Layer.activity_rule`)."""
 
-    KEEPS_VALUES: ClassVar[bool] = True
+    KEEPS_SCALE: ClassVar[bool] = True
 
     l1: float = 0.0
     l2: float = 0.0

@@ -49,7 +49,7 @@ def only_the_last_axis(shape: Shape, output: Shape) -> bool:
 class Flatten(Layer):
     """Keras flattens channels-last maps in (h, w, c) order."""
 
-    KEEPS_VALUES: ClassVar[bool] = True
+    KEEPS_SCALE: ClassVar[bool] = True
 
     KERAS_FIXED: ClassVar = DATA_FORMAT
 
@@ -66,7 +66,7 @@ class Reshape(Layer):
     """Keras' reshape of its channels-last values in row-major order (an (H, W, C) map read as (h, w, c), as
     Flatten reads it); one size may be -1, inferred from the input's size, and Keras keeps the -1 in its config."""
 
-    KEEPS_VALUES: ClassVar[bool] = True
+    KEEPS_SCALE: ClassVar[bool] = True
 
     target_shape: tuple[int, ...]
 
@@ -100,7 +100,7 @@ class Reshape(Layer):
 class Permute(Layer):
     """Keras' transpose of the non-batch axes, numbered from 1 (the batch axis stays first)."""
 
-    KEEPS_VALUES: ClassVar[bool] = True
+    KEEPS_SCALE: ClassVar[bool] = True
 
     dims: tuple[int, ...]
 
@@ -134,7 +134,7 @@ def side_pairs(value: Any, setting: str) -> tuple[tuple[int, int], tuple[int, in
 class _Sides2D(Layer):
     """What ZeroPadding2D and Cropping2D share: rows and columns at each side of an (H, W, C) map."""
 
-    KEEPS_VALUES: ClassVar[bool] = True
+    KEEPS_SCALE: ClassVar[bool] = True
 
     SETTING: ClassVar[str]
     KERAS_FIXED: ClassVar = DATA_FORMAT
@@ -187,6 +187,8 @@ class UpSampling2D(Layer):
     """Keras repeats rows and columns ("nearest"), or resizes bilinearly with half-pixel centres, edges clamped and
     no antialiasing (``tf.image.resize``: torch's ``align_corners=False``); its other interpolations are refused."""
 
+    KEEPS_SCALE: ClassVar[bool] = True  # its input's values repeated, or weighted means
+
     size: tuple[int, int] = (2, 2)
     interpolation: str = "nearest"
 
@@ -207,7 +209,7 @@ class UpSampling2D(Layer):
 class Identity(Layer):
     """Its input, unchanged (Keras' placeholder layer, e.g. a residual block's shortcut)."""
 
-    KEEPS_VALUES: ClassVar[bool] = True
+    KEEPS_SCALE: ClassVar[bool] = True
 
     def keeps_distributions(self, *shapes: Shape) -> bool:
         return True
@@ -225,7 +227,7 @@ def side_pair(value: Any, setting: str) -> tuple[int, int]:
 class _Sides1D(Layer):
     """What ZeroPadding1D and Cropping1D share: steps at each end of a (steps, features) map."""
 
-    KEEPS_VALUES: ClassVar[bool] = True
+    KEEPS_SCALE: ClassVar[bool] = True
 
     SETTING: ClassVar[str]
 
@@ -277,6 +279,8 @@ class Cropping1D(_Sides1D):
 @dataclass(frozen=True, kw_only=True)
 class UpSampling1D(Layer):
     """Each step repeated ``size`` times (Keras' ``ops.repeat`` along the steps)."""
+
+    KEEPS_SCALE: ClassVar[bool] = True  # its input's values repeated, or weighted means
 
     size: int = 2
 
