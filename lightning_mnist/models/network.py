@@ -134,6 +134,10 @@ class KerasNetwork(nn.Module):
         activity penalty (:meth:`logits_and_activity_penalty`)."""
         if x.dim() != len(self.input_shape) + 1:  # MNIST images for a (28, 28) or (784,) model
             x = x.reshape(len(x), *self.input_shape)
+        if x.shape[1:] != self.input_shape:  # its paddings, crops and bins are computed for the size it is built at
+            raise ValueError(f"the network takes inputs of shape (batch, {', '.join(map(str, self.input_shape))}) "
+                             f"(torch's layout), got {tuple(x.shape)}; a Keras input size left open is built at "
+                             f"MNIST's 28")
         values = {self.architecture.input_name: x}
         penalty = None
         for name, inputs, done in self.plan:
