@@ -63,6 +63,7 @@ CASES = {
     "group_norm_one_group": (MAP, conv(L.GroupNormalization(1, center=False, epsilon=0.5))),
     "group_norm_no_gamma_beta": (MAP, conv(L.GroupNormalization(2, center=False, scale=False, epsilon=1e-5))),
     "group_norm_on_a_matrix": ((9, 14), [L.GroupNormalization(7)]),
+    "group_norm_last_axis_by_number": (MAP, conv(L.GroupNormalization(2, axis=3))),  # the same axis as -1
     "group_norm_on_features": ((12,), [L.GroupNormalization(4), L.Dense(6), L.GroupNormalization(2)]),
     "group_norm_after_strides": ((28, 28, 1), [L.Conv2D(12, 3, strides=2, padding="same"), L.GroupNormalization(4),
                                                L.Conv2D(8, 2, strides=3), L.GroupNormalization(8)]),
@@ -361,7 +362,8 @@ def _keras_config(layer, input_shape=(7, 5, 6)):
     (("UnitNormalization", {"axis": [1, -3]}), (7, 5, 6), "axis [-3, 1] names an axis of a 7x5x6 input twice"),
     (("UnitNormalization", {"axis": 1.5}), (7, 5, 6), "axis must be an integer or a list of integers"),
     (("GroupNormalization", {"groups": 2, "axis": 1}), (7, 5, 6),
-     "normalises axis 1; only the channel (last) axis, -1, is supported"),
+     "normalises axis 1 of a 4-D input; only the channel (last) axis, -1, is supported"),
+    (("GroupNormalization", {"groups": 2, "axis": 2}), (7, 6), "normalises axis 2 of a 3-D input"),
     (("GroupNormalization", {"groups": 4}), (7, 5, 6), "groups=4 does not divide the 6 channels of its 7x5x6 input"),
     (("GroupNormalization", {}), (7, 5, 6), "groups=32 does not divide the 6 channels"),  # Keras' default
     (("GroupNormalization", {"groups": 0}), (7, 5, 6), "groups must be a positive integer or -1"),

@@ -228,8 +228,8 @@ class GroupNormalization(Layer):
         super().__post_init__()
         if self.groups != -1 and (isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 1):
             raise LayerError(f"groups must be a positive integer or -1 (one group per channel), got {self.groups!r}")
-        if self.axis != -1:
-            raise LayerError(f"normalises axis {self.axis!r}; only the channel (last) axis, -1, is supported")
+        if isinstance(self.axis, bool) or not isinstance(self.axis, int):
+            raise LayerError(f"axis must be an integer, got {self.axis!r}")
         _gamma_beta(self)
 
     def groups_of(self, shape: Shape) -> int:
@@ -242,6 +242,9 @@ class GroupNormalization(Layer):
         return groups
 
     def output_shape(self, shape: Shape) -> Shape:
+        if self.axis not in (-1, len(shape)):  # Keras numbers the batch 0: the last axis is also len(shape)
+            raise LayerError(f"normalises axis {self.axis} of a {len(shape) + 1}-D input; only the channel (last) "
+                             f"axis, -1, is supported")
         self.groups_of(shape)
         return shape
 
