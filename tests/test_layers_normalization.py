@@ -363,7 +363,7 @@ def _keras_config(layer, input_shape=(7, 5, 6)):
     (("UnitNormalization", {"axis": 1.5}), (7, 5, 6), "axis must be an integer or a list of integers"),
     (("GroupNormalization", {"groups": 2, "axis": 1}), (7, 5, 6),
      "normalises axis 1 of a 4-D input; only the channel (last) axis, -1, is supported"),
-    (("GroupNormalization", {"groups": 2, "axis": 2}), (7, 6), "normalises axis 2 of a 3-D input"),
+    (("GroupNormalization", {"groups": 2, "axis": 1}), (7, 6), "normalises axis 1 of a 3-D input"),
     (("GroupNormalization", {"groups": 4}), (7, 5, 6), "groups=4 does not divide the 6 channels of its 7x5x6 input"),
     (("GroupNormalization", {}), (7, 5, 6), "groups=32 does not divide the 6 channels"),  # Keras' default
     (("GroupNormalization", {"groups": 0}), (7, 5, 6), "groups must be a positive integer or -1"),
