@@ -39,6 +39,7 @@ from urllib.parse import urlparse
 import torch
 
 from mnist_common.architecture import Architecture, ArchitectureError
+from mnist_common.documents import count_values
 from mnist_common.errors import UserError, one_line
 from mnist_common.files import check_readable, write_atomically
 from mnist_common.keras_file import KERAS_SUFFIX, KerasFile, check_file, read_keras_file
@@ -52,6 +53,9 @@ if TYPE_CHECKING:
     from lightning_mnist.models import MnistClassifier
 
 CKPT_SUFFIX = ".ckpt"
+# Values a checkpoint's recorded settings may hold: the largest network (2,000 layers, each spelled out) records
+# under 100,000; shared references in a crafted pickle can stand for billions
+MAX_RECORDED_VALUES = 1_000_000
 RESULTS_SUFFIX = ".json"
 MAX_REMOTE_BYTES = 1 << 30
 NETWORK_PREFIX = "network."
@@ -129,6 +133,10 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if any(str(k).startswith(NETWORK_PREFIX) for k in state_dict):  # a key without it is then named as unexpected
         state_dict = {k.removeprefix(NETWORK_PREFIX) if isinstance(k, str) else k: v for k, v in state_dict.items()}
     hparams = contents.get("hyper_parameters") if isinstance(contents.get("hyper_parameters"), dict) else {}
+    if count_values(hparams, MAX_RECORDED_VALUES) > MAX_RECORDED_VALUES:  # before anything walks or prints them
+        raise UserError(f"{path}: its recorded settings (hyper_parameters) hold more than {MAX_RECORDED_VALUES:,} "
+                        f"values (shared references that expand?); a checkpoint of the largest network this "
+                        f"bridge builds records under a tenth of that")
     hparams = dict(hparams)
     description = hparams.get("architecture")
     if isinstance(description, dict):

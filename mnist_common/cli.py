@@ -24,6 +24,7 @@ from typing import Any, Callable, Collection, Iterator, Sequence
 import yaml
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentError, ArgumentParser, Namespace, get_loader, set_loader
 
+from mnist_common.documents import check_yaml_document
 from mnist_common.errors import UserError, one_line
 
 # The types a value given on the command line is checked against when a parse fails: plain values, choices,
@@ -268,57 +269,6 @@ def unknown_setting_hint(message: str, types_by_name: dict[str, Any]) -> str:
     return f"; did you mean --{close[0]}?" if close else "; --help lists the settings"
 
 
-MAX_YAML_VALUES = 100_000  # values a YAML document may expand to; a full config of any command has a few hundred
-
-
-def expanded_values(node: yaml.Node, sizes: dict[int, int] | None = None) -> int:
-    """How many values ``node`` holds once every alias in it is expanded (an alias counts what it points to).
-
-    Counted on the composed document, where an alias is the very node of its anchor: each node's
-    count is computed once, so nested aliases that would expand to billions are counted in
-    microseconds, and nothing is built.
-    """
-    sizes = {} if sizes is None else sizes
-    if id(node) not in sizes:
-        if isinstance(node, yaml.MappingNode):
-            children = [child for pair in node.value for child in pair]
-        elif isinstance(node, yaml.SequenceNode):
-            children = node.value
-        else:
-            children = []
-        sizes[id(node)] = 1 + sum(expanded_values(child, sizes) for child in children)
-    return sizes[id(node)]
-
-
-def repeated_keys(node: yaml.Node, path: str = "", seen: set[int] | None = None) -> Iterator[str]:
-    """``model.lr twice (lines 2 and 5)`` for each key a mapping of the composed document gives twice.
-
-    YAML forbids it, but PyYAML keeps the last value without a word, so a config that sets
-    ``lr`` twice trains with whichever came last. Merge keys (``<<: *defaults``) are YAML's way
-    to override on purpose and are not counted. Each node is walked once: an alias is the node of
-    its anchor, reached again.
-    """
-    seen = set() if seen is None else seen
-    if id(node) in seen:
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.SequenceNode):
-        for index, child in enumerate(node.value):
-            yield from repeated_keys(child, f"{path}[{index}]", seen)
-    if not isinstance(node, yaml.MappingNode):
-        return
-    lines: dict[str, int] = {}
-    for key, value in node.value:
-        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
-            continue
-        name = f"{path}.{key.value}" if path else key.value
-        line = key.start_mark.line + 1
-        if key.value in lines:
-            yield f"{name} twice (lines {lines[key.value]} and {line})"
-        lines.setdefault(key.value, line)
-        yield from repeated_keys(value, name, seen)
-
-
 def bounded_yaml(load: Callable[[str], Any]) -> Callable[[str], Any]:
     """jsonargparse's YAML loader, refusing a document that expands beyond :data:`MAX_YAML_VALUES` values, or
     that gives a key twice.
@@ -329,23 +279,7 @@ def bounded_yaml(load: Callable[[str], Any]) -> Callable[[str], Any]:
     A key given twice (:func:`repeated_keys`) is refused too, naming it and its lines.
     """
     def bounded(stream: str) -> Any:
-        aliased = "*" in stream and "&" in stream  # only a document with anchors and aliases can expand
-        if not aliased and stream.count(":") < 2:  # nor repeat a key: that takes a mapping of two keys or more
-            return load(stream)
-        try:
-            nodes = [node for node in yaml.compose_all(stream, Loader=yaml.SafeLoader) if node is not None]
-            count = sum(expanded_values(node) for node in nodes) if aliased else 0
-            repeated = [name for node in nodes for name in repeated_keys(node)]
-        except RecursionError:  # nested too deep to walk: refused where aliases could expand it
-            count, repeated = (MAX_YAML_VALUES + 1 if aliased else 0), []
-        except yaml.YAMLError:
-            count, repeated = 0, []  # not YAML: the loader itself says so
-        if count > MAX_YAML_VALUES:
-            raise UserError(f"a YAML config or value expands to {count:,} values through its aliases, more than "
-                            f"the limit of {MAX_YAML_VALUES:,} (nested aliases, a \"billion laughs\"?)")
-        if repeated:
-            raise UserError(f"a YAML mapping gives {repeated[0]}; keep one (YAML's loader would silently take the "
-                            f"last)")
+        check_yaml_document(stream)
         return load(stream)
 
     return bounded

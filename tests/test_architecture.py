@@ -14,6 +14,7 @@ import yaml
 from conftest import REPO
 from mnist_common.architecture import Architecture, ArchitectureError, keras_snake_case, presets
 from mnist_common.architecture.keras_config import architecture_from_keras_config
+from mnist_common.errors import UserError
 
 NOTEBOOK_SHAPES = [(26, 26, 32), (26, 26, 32), (13, 13, 32), (11, 11, 64), (11, 11, 64), (5, 5, 64), (1600,), (128,),
                    (128,), (10,)]
@@ -134,6 +135,31 @@ def test_an_input_size_left_open_is_built_at_mnists_and_kept_open(tmp_path):
     config = _keras_config(("Conv2D", {"filters": 4, "kernel_size": 3}), ("GlobalAveragePooling2D", {}),
                            ("Dense", {"units": 10}), input_shape=(None, None, 1))
     assert architecture_from_keras_config(config).keras_input_shape == (None, None, 1)
+
+
+def test_a_description_file_that_gives_a_key_twice_or_expands_to_billions_is_refused(tmp_path):
+    """PyYAML and json keep a key's last value without a word (a helper's ``{filters: 4, filters: 64}`` built 64
+    filters); YAML's nested aliases expand a few hundred bytes to billions of values, which took a minute and 4 GB
+    to fail with a MemoryError (the refusal's own repr of them). Both refused in one line, at once."""
+    import time
+
+    (tmp_path / "twice.yaml").write_text("input_shape: [28, 28, 1]\nlayers:\n  - {type: Conv2D, filters: 4, "
+                                         "kernel_size: 3, filters: 64}\n  - {type: Flatten}\n  - {type: Dense, "
+                                         "units: 10}\n")
+    (tmp_path / "twice.json").write_text('{"input_shape": [784], "layers": [{"type": "Dense", "units": 10, '
+                                         '"units": 20}]}')
+    laughs = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))
+    (tmp_path / "laughs.yaml").write_text("l0: &l0 [1]\n" + laughs + "input_shape: [28, 28, 1]\nlayers:\n  - "
+                                          "{type: Dense, units: *l9}\n")
+    for name, message in (("twice.yaml", "a YAML mapping gives layers[0].filters twice (lines 3 and 3); keep one"),
+                          ("twice.json", "not valid JSON (an object gives 'units' twice; keep one"),
+                          ("laughs.yaml", "expands to 1,749,445,666 values through its aliases, more than the limit "
+                                          "of 100,000")):
+        started = time.perf_counter()
+        with pytest.raises(UserError) as info:
+            Architecture.load(tmp_path / name)
+        assert time.perf_counter() - started < 2 and message in str(info.value), str(info.value)
+        assert str(info.value).startswith(f"architecture file {tmp_path / name}")
 
 
 def test_load_names_what_it_accepts(tmp_path):

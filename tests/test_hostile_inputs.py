@@ -382,3 +382,29 @@ def test_a_diverged_training_that_monitors_accuracy_says_so_too(tmp_path, lightn
     assert code == 2 and error.startswith("error: training diverged: the best checkpoint"), error
     assert "holds nan or infinite weights (val/acc 0." in error and "lower the learning rate" in error
     assert list((tmp_path / "runs" / "lightning" / "version_0" / "checkpoints").glob("*.ckpt"))
+
+
+@pytest.mark.parametrize("command", [["predict", "digit.png", "--weights", "bomb.ckpt"],
+                                     ["convert", "bomb.ckpt", "out.keras"], ["test", "--ckpt_path", "bomb.ckpt"]])
+def test_a_checkpoint_whose_settings_expand_to_billions_is_refused_at_once(command, model_files, monkeypatch, capsys):
+    """A pickle's shared references let a 4 KB checkpoint record a list that expands to 10**9 values (a helper's):
+    whatever walked or printed them (a refusal's repr, jsonargparse) spent half a minute and 2.7 GB to end in a
+    MemoryError traceback. Counted first, refused in one line."""
+    import time
+
+    import torch
+
+    contents = torch.load(model_files / "model.ckpt", weights_only=True)
+    laughs = [1]
+    for _ in range(9):
+        laughs = [laughs] * 10
+    contents["hyper_parameters"]["architecture"]["layers"][0]["filters"] = laughs
+    torch.save(contents, model_files / "bomb.ckpt")
+    assert (model_files / "bomb.ckpt").stat().st_size < (model_files / "model.ckpt").stat().st_size + 10_000
+    monkeypatch.chdir(model_files)
+    started = time.perf_counter()
+    code, error, _ = main_error(main, command, capsys)
+    assert time.perf_counter() - started < 20
+    assert code == 2 and "bomb.ckpt: its recorded settings (hyper_parameters) hold more than 1,000,000 values" in \
+        error, error
+    assert not (model_files / "out.keras").exists()

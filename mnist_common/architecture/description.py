@@ -45,6 +45,7 @@ from typing import Any
 
 from mnist_common.architecture.layers import (FLOAT32, LAYER_TYPES, MAX_RANK, Layer, LayerError, Operation, Shape,
                                               applies_softmax, is_identity, shape_text)
+from mnist_common.documents import check_yaml_document, unique_json_keys
 from mnist_common.errors import UserError, escaped
 
 PRESETS_DIR = Path(__file__).with_name("presets")
@@ -753,7 +754,10 @@ def _read_description(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as err:
         raise ArchitectureError(f"architecture file {path}: cannot be read ({err})") from None
     try:
-        return json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        if path.suffix.lower() == ".json":
+            return json.loads(text, object_pairs_hook=unique_json_keys)
+        check_yaml_document(text, f"architecture file {path}")  # aliases that expand to billions, a key twice
+        return yaml.safe_load(text)
     except (ValueError, yaml.YAMLError, RecursionError) as err:  # (nested past Python's stack)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ArchitectureError(f"architecture file {path}: not valid {path.suffix[1:].upper()} ({first})") from None
