@@ -330,3 +330,21 @@ def test_a_graph_of_more_layers_than_any_real_model_is_refused_at_once_and_a_lar
     largest = Architecture.from_config(described(2_000))
     assert largest.outputs_probabilities and largest.probabilities_changed is None
     assert time.perf_counter() - started < 5.0
+
+
+@pytest.mark.parametrize("layers", [
+    [{"type": "Flatten"}],  # then the Dense: its kernel is (H x W x C, 10)
+    [{"type": "Conv1D", "filters": 4, "kernel_size": 3}, {"type": "Flatten"}],
+    [{"type": "LayerNormalization", "axis": [1, 2]}, {"type": "GlobalAveragePooling1D"}],
+    [{"type": "Permute", "dims": [2, 1]}, {"type": "Dense", "units": 3}, {"type": "Flatten"}],
+])
+def test_a_layer_whose_weights_need_an_open_size_is_refused(layers):
+    """Keras cannot build a Dense on a Flatten of an open size, a LayerNormalization over an open axis, ...: they
+    were built at 28, trained by ``fit``, and failed with a traceback where Keras built them (the Keras reference,
+    ``convert`` to .keras; a helper's). Refused when the description is read, naming the layer."""
+    config = {"input_shape": [None, 28], "layers": [*layers, {"type": "Dense", "units": 10}]}
+    with pytest.raises(ArchitectureError, match=r"its weights' shapes depend on the input's size, which the model "
+                                                r"leaves open \(None, 28\): Keras cannot build it"):
+        Architecture.from_config(config)
+    config["input_shape"] = [28, 28]
+    Architecture.from_config(config)  # at a fixed size it builds

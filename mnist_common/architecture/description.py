@@ -234,6 +234,7 @@ class Architecture:
                                     f"classifier must end in one score per class (add Flatten or global pooling, "
                                     f"then Dense)")
         self._check_size()
+        self._check_open_sizes()
 
     @classmethod
     def chain(cls, input_shape: Shape, layers: Iterable[Layer], name: str = "custom", source: str = "") -> Architecture:
@@ -608,6 +609,24 @@ class Architecture:
                 else:
                     frozen += math.prod(shape)
         return trainable, frozen
+
+    def _check_open_sizes(self) -> None:
+        """Refuse a layer whose weights depend on an input size the model leaves open (a Flatten's Dense, a
+        LayerNormalization over an open axis): Keras cannot build it, though it builds at 28. Found by building the
+        graph at another size and comparing every layer's weights."""
+        if not self.open_input_axes:
+            return
+        other = tuple(size + 1 if axis in self.open_input_axes else size for axis, size in enumerate(self.input_shape))
+        try:
+            elsewhere = dataclasses.replace(self, input_shape=other, open_input_axes=())
+        except ArchitectureError:  # it cannot be built at that size at all: Keras then fails when it is called on one
+            return
+        for index, (node, twin) in enumerate(zip(self.nodes, elsewhere.nodes)):
+            if node.layer.weights(*self.input_shapes_of(node)) != twin.layer.weights(*elsewhere.input_shapes_of(twin)):
+                raise self._refuse(index, node, f"its weights' shapes depend on the input's size, which the model "
+                                                f"leaves open ({', '.join(map(str, self.keras_input_shape))}): Keras "
+                                                f"cannot build it; give the input a fixed size, or pool the open axes "
+                                                f"away before it (global pooling)")
 
     def _check_size(self) -> None:
         count = sum(self.parameter_count())
