@@ -512,3 +512,21 @@ def test_version_1_checkpoints_of_renamed_layers_still_load(seed_conversion, tmp
     for key, value in current.weights.items():
         module, attribute = key.split(".", 1)
         assert torch.equal(restored.weights[f"{stored[module]}.{attribute}"], value), key
+
+
+def test_the_check_runs_a_network_of_large_activations_a_few_examples_at_a_time():
+    """A valid 1,300-parameter network of 13 million activation values an example (UpSampling2D(16) then a
+    convolution) was checked 500 at a time: 26 GB, a traceback (a helper's). The batch, and the random inputs of a
+    wide non-MNIST network, fit a bound; the notebook's network keeps its 500."""
+    from lightning_mnist.interop.proof import BATCH_SIZE, CHECK_BATCH_VALUES, batch_size_for, check_inputs
+
+    big = Architecture.from_config({"input_shape": [28, 28, 1], "layers": [
+        {"type": "UpSampling2D", "size": 16}, {"type": "Conv2D", "filters": 32, "kernel_size": 3},
+        {"type": "GlobalAveragePooling2D"}, {"type": "Dense", "units": 10, "activation": "softmax"}]})
+    assert big.activation_values > 6_000_000
+    assert 1 <= batch_size_for(big) <= CHECK_BATCH_VALUES // big.activation_values < 20
+    assert batch_size_for(Architecture.load("notebook")) == BATCH_SIZE
+    wide = Architecture.from_config({"input_shape": [28, 28000, 1], "layers": [
+        {"type": "GlobalMaxPooling2D"}, {"type": "Dense", "units": 10, "activation": "softmax"}]})
+    x, labels, what = check_inputs(wide, 10_000)
+    assert labels is None and len(x) * 28 * 28000 <= CHECK_BATCH_VALUES and len(x) >= 1

@@ -29,9 +29,9 @@ from mnist_common.errors import UserError, one_line
 from mnist_common.files import write_atomically
 from mnist_common.legacy_h5 import LEGACY_SUFFIXES
 from lightning_mnist.checkpoints import load_networks
-from lightning_mnist.interop.proof import (BATCH_SIZE, ConversionCheckFailed, ParityReport, check_inputs,
-                                          compare_probabilities, float32_rounding, keras_inputs, proven,
-                                          torch_logits)
+from lightning_mnist.interop.proof import (BATCH_SIZE, ConversionCheckFailed, ParityReport, batch_size_for,
+                                          check_inputs, compare_probabilities, float32_rounding, keras_inputs,
+                                          proven, torch_logits)
 from lightning_mnist.models.layers.layout import to_torch_layout
 from lightning_mnist.models.network import KerasNetwork, Probabilities
 
@@ -140,9 +140,9 @@ def error_cause(err: Exception) -> str:
     return one_line(err)
 
 
-def run_in_batches(runner: Runner, x: torch.Tensor) -> np.ndarray:
-    return np.concatenate([np.asarray(runner(x[i:i + BATCH_SIZE].numpy()), dtype=np.float32)
-                           for i in range(0, len(x), BATCH_SIZE)])
+def run_in_batches(runner: Runner, x: torch.Tensor, batch: int = BATCH_SIZE) -> np.ndarray:
+    return np.concatenate([np.asarray(runner(x[i:i + batch].numpy()), dtype=np.float32)
+                           for i in range(0, len(x), batch)])
 
 
 def export_proven(export: Export, source: Path, destination: Path, check_images: int,
@@ -159,7 +159,7 @@ def export_proven(export: Export, source: Path, destination: Path, check_images:
 
     def check(tmp: Path) -> ParityReport:
         try:
-            p_file = run_in_batches(export.load(tmp), x)
+            p_file = run_in_batches(export.load(tmp), x, batch_size_for(module.architecture))
         except Exception as err:  # the runtime's own errors: the written file is not what a user could run
             raise ConversionCheckFailed(f"conversion check failed, {destination} not written: {export.runtime} "
                                         f"cannot run it ({one_line(err)})") from None

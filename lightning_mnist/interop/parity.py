@@ -16,25 +16,25 @@ import torch
 
 from lightning_mnist.interop.keras_models import call_eagerly, keras, keras_model_of, keras_on_cpu, torch_weights_of
 from lightning_mnist.interop.proof import (  # noqa: F401  (re-exported: the conversions' and the tests' names)
-    BATCH_SIZE, CHECK_TOLERANCE, DEFAULT_CHECK_IMAGES, RANDOM_INPUT_SEED, ParityReport, check_inputs,
-    compare_probabilities, float32_rounding, keras_inputs, proven, torch_logits)
+    BATCH_SIZE, CHECK_TOLERANCE, DEFAULT_CHECK_IMAGES, RANDOM_INPUT_SEED, ParityReport, batch_size_for,
+    check_inputs, compare_probabilities, float32_rounding, keras_inputs, proven, torch_logits)
 from lightning_mnist.models.network import KerasNetwork, probabilities_as_logits
 from mnist_common.architecture import Architecture
 
 
-def run_keras(model: "keras.Model", x_nhwc: np.ndarray, graph: bool = True):
-    """``model`` on ``x_nhwc`` in batches: Keras' ``predict`` (a traced graph), or eager calls where ``graph`` is
-    False (a model whose names TensorFlow refuses in a graph: see ``Architecture.graph_unsafe_name``)."""
+def run_keras(model: "keras.Model", x_nhwc: np.ndarray, graph: bool = True, batch: int = BATCH_SIZE):
+    """``model`` on ``x_nhwc`` in batches of ``batch``: Keras' ``predict`` (a traced graph), or eager calls where
+    ``graph`` is False (a model whose names TensorFlow refuses in a graph: see ``Architecture.graph_unsafe_name``)."""
     if graph:
-        return model.predict(x_nhwc, batch_size=BATCH_SIZE, verbose=0)
-    batches = [call_eagerly(model, x_nhwc[i:i + BATCH_SIZE]) for i in range(0, len(x_nhwc), BATCH_SIZE)]
+        return model.predict(x_nhwc, batch_size=batch, verbose=0)
+    batches = [call_eagerly(model, x_nhwc[i:i + batch]) for i in range(0, len(x_nhwc), batch)]
     if isinstance(batches[0], (list, tuple)):
         return [np.concatenate([np.asarray(batch[k]) for batch in batches]) for k in range(len(batches[0]))]
     return np.concatenate([np.asarray(batch) for batch in batches])
 
 
 def keras_logits_and_outputs(model: "keras.Model", x_nhwc: np.ndarray, softmax_layer: str | None,
-                             graph: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+                             graph: bool = True, batch: int = BATCH_SIZE) -> tuple[np.ndarray | None, np.ndarray]:
     """(what goes into the softmax that gives the model's outputs, the model's outputs); logits = outputs without one,
     None where the softmax is another layer's activation (a convolution's), whose input is not the logits, or sits
     inside a nested model.
@@ -42,20 +42,21 @@ def keras_logits_and_outputs(model: "keras.Model", x_nhwc: np.ndarray, softmax_l
     ``softmax_layer`` names that softmax (the architecture's ``softmax_node``: the output layer, or a
     softmax followed only by linear activations), None where the outputs are logits or no logits exist. Both
     come from one forward pass: a sub-model also returns that layer's input, and a softmax Dense is
-    recomputed from it in float32 without its softmax. ``graph``: see :func:`run_keras`.
+    recomputed from it in float32 without its softmax. ``graph``, ``batch``: see :func:`run_keras`.
     """
     with keras_on_cpu():
         if softmax_layer is None:  # the outputs are the logits
-            outputs = run_keras(model, x_nhwc, graph)
+            outputs = run_keras(model, x_nhwc, graph, batch)
             return outputs, outputs
         nodes = model.operations if isinstance(model, keras.Model) and not isinstance(model, keras.Sequential) \
             else model.layers  # a Functional model's operations: its layers and its ``keras.ops`` nodes
         own = {op.name: op for op in nodes if not isinstance(op, keras.Model)}
         if softmax_layer not in own:
             # inside a model this one holds: its input is no tensor of this graph, so only the outputs compare
-            return None, run_keras(model, x_nhwc, graph)
+            return None, run_keras(model, x_nhwc, graph, batch)
         layer = own[softmax_layer]  # called once, on one tensor
-        features, outputs = run_keras(keras.Model(model.inputs, [layer.input, model.outputs[0]]), x_nhwc, graph)
+        features, outputs = run_keras(keras.Model(model.inputs, [layer.input, model.outputs[0]]), x_nhwc, graph,
+                                      batch)
     kind = type(layer).__name__
     if kind in ("Softmax", "Activation"):  # its input is the logits
         return features, outputs
@@ -77,7 +78,8 @@ def compare(network: KerasNetwork, model: "keras.Model", x: torch.Tensor, labels
     softmax = architecture.softmax_node
     z_keras, outputs = keras_logits_and_outputs(model, keras_inputs(architecture, x),
                                                 None if softmax is None else softmax.name,
-                                                graph=architecture.graph_unsafe_name is None)
+                                                graph=architecture.graph_unsafe_name is None,
+                                                batch=batch_size_for(architecture))
     p_keras = outputs if network.outputs_probabilities else torch.softmax(torch.from_numpy(outputs), 1).numpy()
     if architecture.probabilities_without_logits:  # the torch network gives their log: compare logs
         z_keras = probabilities_as_logits(torch.from_numpy(outputs)).numpy()

@@ -32,6 +32,10 @@ ROUNDING_FACTOR = 16
 DEFAULT_CHECK_IMAGES = 10_000
 RANDOM_INPUT_SEED = 0
 BATCH_SIZE = 500
+# Values a check batch may hold across a network's layers, and the check's inputs all together (float32: 256 MB
+# each; a convolution's own buffers take several times its output): a network of 13 million activations an example
+# is checked 5 at a time, not 500 (26 GB). The notebook's network (68,000) still takes 500.
+CHECK_BATCH_VALUES = 1 << 26
 
 
 @dataclass
@@ -122,15 +126,25 @@ def check_inputs(architecture: Architecture, count: int = DEFAULT_CHECK_IMAGES,
         return x, mnist.test_labels[:count].astype(np.int64), "MNIST test images"
     if count < 1:
         raise UserError(f"--check-images must be at least 1, got {count}")
+    count = min(count, max(1, CHECK_BATCH_VALUES // math.prod(architecture.input_shape)))  # the line says how many
     generator = torch.Generator().manual_seed(RANDOM_INPUT_SEED)
     x = torch.rand(count, *torch_shape(architecture.input_shape), generator=generator)
     return x, None, f"seeded random {shape_text(architecture.input_shape)} inputs (the network does not take MNIST)"
 
 
+def batch_size_for(architecture: Architecture | None) -> int:
+    """How many examples of ``architecture`` a check runs at once: :data:`BATCH_SIZE`, fewer for a network whose
+    activations would not fit in :data:`CHECK_BATCH_VALUES`."""
+    if architecture is None:
+        return BATCH_SIZE
+    return max(1, min(BATCH_SIZE, CHECK_BATCH_VALUES // max(1, architecture.activation_values)))
+
+
 @torch.inference_mode()
 def torch_logits(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     network.eval()
-    return torch.cat([network(x[i:i + BATCH_SIZE]) for i in range(0, len(x), BATCH_SIZE)])
+    batch = batch_size_for(getattr(network, "architecture", None))
+    return torch.cat([network(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
 def keras_inputs(architecture: Architecture, x: torch.Tensor) -> np.ndarray:

@@ -344,6 +344,13 @@ class Architecture:
             shapes[node.name] = shape
         return shapes
 
+    @cached_property
+    def activation_values(self) -> int:
+        """The values one example holds across the network's layers (what :data:`MAX_ACTIVATIONS` bounds): how
+        much memory a batch of it takes."""
+        return sum(math.prod(self.shapes[node.name]) + node.layer.working_values(*self.input_shapes_of(node))
+                   for node in self.nodes)
+
     def input_shapes_of(self, node: Node) -> tuple[Shape, ...]:
         return tuple(self.shapes[i] for i in node.inputs)
 
