@@ -29,9 +29,12 @@ def write_atomically(destination: str | os.PathLike, write: Callable[[Path], Any
     """``write(tmp)``, then ``check(tmp)`` (its result is returned), then rename ``tmp`` to ``destination``.
 
     The temporary file keeps the destination's suffix, in lower case (some writers, Keras' among them,
-    insist on it). On any failure nothing is left behind and the exception propagates.
+    insist on it). On any failure nothing is left behind and the exception propagates. A destination that did not
+    exist when the write began is created only if it still does not (another run's file, or a folder, that appeared
+    meanwhile is left as it is, and refused): the commands' overwrite checks hold to the end.
     """
     destination = Path(destination)
+    existed = destination.exists() or destination.is_symlink()
     if make_parents:
         destination.parent.mkdir(parents=True, exist_ok=True)
     if not destination.parent.is_dir():
@@ -47,7 +50,10 @@ def write_atomically(destination: str | os.PathLike, write: Callable[[Path], Any
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         result = check(tmp) if check is not None else None
-        os.replace(tmp, destination)
+        if existed:
+            os.replace(tmp, destination)
+        else:
+            _create(tmp, destination)
         return result
     except OSError as err:
         if err.errno is not None:  # say which file could not be written (a full disk names none), not the temporary
@@ -55,6 +61,20 @@ def write_atomically(destination: str | os.PathLike, write: Callable[[Path], Any
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _create(tmp: Path, destination: Path) -> None:
+    """``tmp`` at ``destination``, which must not exist: a hard link fails if anything is there by then."""
+    try:
+        os.link(tmp, destination)
+    except FileExistsError:
+        raise UserError(f"{path_text(destination)} appeared while it was being written (another run's?); it was "
+                        f"left as it is, and nothing was written (--overwrite replaces it)") from None
+    except OSError:  # a file system without hard links: the check and the rename as close together as can be
+        if destination.exists() or destination.is_symlink():
+            raise UserError(f"{path_text(destination)} appeared while it was being written (another run's?); it "
+                            f"was left as it is, and nothing was written (--overwrite replaces it)") from None
+        os.replace(tmp, destination)
 
 
 def check_readable(path: str | os.PathLike, label: str) -> Path:

@@ -264,3 +264,31 @@ def test_only_a_training_runs_own_checkpoint_folder_is_taken_for_one(tmp_path):
     assert not a_runs_own_checkpoints(tmp_path / "project/checkpoints")
     assert not a_runs_own_checkpoints(tmp_path / "runs/lightning/version_4/checkpoints")
     assert not a_runs_own_checkpoints(tmp_path / "runs/lightning/version_3")
+
+
+@pytest.mark.parametrize("appears", ["file", "folder"])
+def test_a_destination_that_appears_while_it_is_written_is_left_as_it_is(appears, tmp_path):
+    """``convert`` checks its destination at the start; a file another run (or the user) put there while the model was
+    converted was replaced without --overwrite, and a folder that appeared gave an IsADirectoryError traceback (a
+    helper's). Whatever appeared is left as it is, refused in one line, and nothing else is left behind."""
+    from mnist_common.errors import UserError
+    from mnist_common.files import write_atomically
+
+    target = tmp_path / "model.ckpt"
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(b"the new model")
+        if appears == "file":
+            target.write_text("precious")
+        else:
+            target.mkdir()
+
+    with pytest.raises(UserError, match=r"model\.ckpt appeared while it was being written \(another run's\?\); it "
+                                        r"was left as it is"):
+        write_atomically(target, write)
+    assert (target.read_text() == "precious") if appears == "file" else target.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt"]
+    target.unlink() if appears == "file" else target.rmdir()
+    write_atomically(target, lambda tmp: tmp.write_bytes(b"the new model"))  # nothing there: written
+    write_atomically(target, lambda tmp: tmp.write_bytes(b"again"))  # there from the start: replaced, as asked
+    assert target.read_bytes() == b"again"
