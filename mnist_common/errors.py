@@ -46,12 +46,19 @@ def path_text(path: str | os.PathLike) -> str:
     return text if len(text) <= PATH_TEXT_LIMIT else f"{text[:100]}...{text[-60:]}"
 
 
+MAX_ERROR_CHARACTERS = 4_000  # an error line of a real refusal is under 1,000
+
+
 def error_line(message: object) -> str:
     """``error: <message>`` on one line, as every command prints it: runs of whitespace (a message's own line breaks)
     become one space, and any other character that is not printable (a NUL or a terminal escape sequence in a file
     name the message quotes) is escaped as Python writes it in a string (``\\x00``, ``\\x1b``)."""
     text = " ".join(str(message).split())
-    return "error: " + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) > MAX_ERROR_CHARACTERS:  # a value the message quotes may be megabytes (a list of a million sizes)
+        cut = len(text) - MAX_ERROR_CHARACTERS
+        text = f"{text[:MAX_ERROR_CHARACTERS - 500]} ... ({cut:,} characters left out) ... {text[-500:]}"
+    return "error: " + text
 
 
 def exit_on_user_error(main: F) -> F:

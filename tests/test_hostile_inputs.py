@@ -9,6 +9,7 @@ exit code 2, nothing written.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -408,3 +409,15 @@ def test_a_checkpoint_whose_settings_expand_to_billions_is_refused_at_once(comma
     assert code == 2 and "bomb.ckpt: its recorded settings (hyper_parameters) hold more than 1,000,000 values" in \
         error, error
     assert not (model_files / "out.keras").exists()
+
+
+def test_a_refusal_quoting_a_huge_value_stays_a_readable_line(tmp_path, monkeypatch, capsys):
+    """A description whose ``filters`` is a list of 200,000 numbers was refused in a 2.7 MB error line (a helper's):
+    the line keeps its start and end, and says how much it left out."""
+    (tmp_path / "long.yaml").write_text(json.dumps({"input_shape": [28, 28, 1], "layers": [
+        {"type": "Conv2D", "filters": list(range(200_000)), "kernel_size": 3}, {"type": "Flatten"},
+        {"type": "Dense", "units": 10}]}))
+    monkeypatch.chdir(tmp_path)
+    code, error, _ = main_error(main, ["fit", "--model.architecture", "long.yaml"], capsys)
+    assert code == 2 and len(error) < 4_100 and "filters must be a positive integer, got [0, 1, 2, 3" in error, error
+    assert re.search(r" \.\.\. \([\d,]+ characters left out\) \.\.\. .*199999\]", error), error[-200:]
