@@ -26,6 +26,8 @@ from lightning_mnist.formats import FORMATS, runnable_format
 from lightning_mnist.formats.onnx_model import exported_bytes, mnist_runner
 
 BACKENDS = ("torch", "keras", "onnx")
+PREDICT_BATCH = 256  # images run at once (a folder of thousands: one batch after another)
+PREDICT_BATCH_VALUES = 1 << 26  # activation values a batch may hold across a network's layers (256 MB of float32)
 
 
 @dataclass
@@ -54,10 +56,20 @@ class Predictor:
         what = f"the {len(self.paths)} fold models of {self.source}" if self.ensemble else str(self.source)
         return f"{self.backend} backend, {what}"
 
+    @property
+    def batch_size(self) -> int:
+        """How many images run at once: :data:`PREDICT_BATCH`, fewer for networks of large activations (a folder of
+        images in one batch took 10 GB of a network of 13 million activations an image)."""
+        largest = max((a.activation_values for a in self.architectures), default=1)
+        return max(1, min(PREDICT_BATCH, PREDICT_BATCH_VALUES // largest))
+
     def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
         """(N, 28, 28) float32 ink in [0, 1] (1 = stroke) -> (N, classes) float32 probabilities (each model gets
-        them in its own scale, :attr:`Architecture.pixel_scale`)."""
+        them in its own scale, :attr:`Architecture.pixel_scale`), :attr:`batch_size` images at a time."""
         pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        if len(pixels) > self.batch_size:
+            return np.concatenate([self.predict_proba(pixels[i:i + self.batch_size])
+                                   for i in range(0, len(pixels), self.batch_size)])
         if self.backend == "onnx":
             probs = np.mean([run(pixels) for run in self.models], axis=0)
         elif self.backend == "torch":

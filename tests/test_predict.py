@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mnist_common.model_files import load_architecture
 from mnist_common.images.decoding import ImageError
 from mnist_common.images.mnist_style import BOX, SIZE
 from mnist_common.images.preparation import prepare
@@ -432,3 +433,22 @@ def test_cli_bad_weights_and_flags_fail_in_one_line(run_module, tmp_path, seed_p
     assert proc.returncode == 2
     assert_one_line_error(proc, "broken.ckpt")
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras", "onnx"])
+def test_many_images_run_a_batch_at_a_time_with_the_same_answers(backend, seed_keras, mnist, monkeypatch):
+    """A folder of thousands of pictures ran as one batch (10 GB for a network of large activations, a helper's):
+    they run :attr:`Predictor.batch_size` at a time, which shrinks with the network's activations, and the answers
+    are those of one batch."""
+    import lightning_mnist.predictors as predictors
+
+    predictor = predictors.load_predictor(seed_keras, backend)
+    pixels = mnist.test_images[:300].astype(np.float32) / 255.0
+    whole = predictor.predict_proba(pixels)
+    monkeypatch.setattr(predictors, "PREDICT_BATCH", 7)
+    assert predictor.batch_size == 7
+    np.testing.assert_allclose(predictor.predict_proba(pixels), whole, atol=1e-6)
+    values = load_architecture(seed_keras).activation_values
+    monkeypatch.setattr(predictors, "PREDICT_BATCH_VALUES", 3 * values)
+    # the onnx backend runs one exported graph and keeps no description: its batch is the plain one
+    assert predictor.batch_size == (7 if backend == "onnx" else 3)
