@@ -348,3 +348,14 @@ def test_a_layer_whose_weights_need_an_open_size_is_refused(layers):
         Architecture.from_config(config)
     config["input_shape"] = [28, 28]
     Architecture.from_config(config)  # at a fixed size it builds
+
+
+def test_a_layer_an_open_size_built_at_28_cannot_take_says_so():
+    """A network for inputs larger than 28 (five poolings) with its size left open: the refusal names the layer and
+    says the open size was built at 28 (it said only "larger than its input")."""
+    pools = [{"type": "MaxPooling2D", "pool_size": 2}] * 5
+    with pytest.raises(ArchitectureError, match=r"layer 4 \(max_pooling2d_4, MaxPooling2D\): .* \(the input's size "
+                                                r"left open, None, None, 1, is built at 28x28x1, the size every "
+                                                r"command feeds it\)$"):
+        Architecture.from_config({"input_shape": [None, None, 1], "layers": [
+            *pools, {"type": "GlobalMaxPooling2D"}, {"type": "Dense", "units": 10}]})

@@ -333,7 +333,10 @@ class Architecture:
                 shape = node.layer.output_shape(*(shapes[i] for i in node.inputs))
                 node.layer.check_weight_settings(*(shapes[i] for i in node.inputs))
             except LayerError as err:
-                raise self._refuse(index, node, str(err)) from None
+                built = (f" (the input's size left open, {', '.join(map(str, self.keras_input_shape))}, is built at "
+                         f"{shape_text(self.input_shape)}, the size every command feeds it)"
+                         if self.open_input_axes else "")
+                raise self._refuse(index, node, f"{err}{built}") from None
             if len(shape) > MAX_RANK:
                 raise self._refuse(index, node, f"gives a {shape_text(shape)} tensor; tensors of at most "
                                                 f"{MAX_RANK} axes (besides the batch) are supported")
