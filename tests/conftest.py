@@ -201,6 +201,21 @@ def run_main(mnist_dir, tmp_path, monkeypatch, capsys):
     return run
 
 
+def both_frameworks_learn(run_main, folder: Path, architecture: str | Path, subset: int, minimum: float) -> None:
+    """``fit`` and ``keras_reference train`` each train ``architecture`` afresh, one epoch on ``subset`` images at a
+    learning rate of 3e-3, tested on the first 1,000 test images in Lightning: both score above ``minimum``."""
+    import json
+
+    common = ["--model.architecture", architecture, "--data.subset", str(subset), "--trainer.max_epochs", "1",
+              "--model.lr", "3e-3"]
+    run_main("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
+             "--trainer.limit_test_batches", "2")
+    run_main("keras_reference", "train", *common)
+    for framework in ("lightning", "keras"):
+        results = json.loads((folder / "runs" / framework / "version_0" / "results.json").read_text())
+        assert results["test_acc"] > minimum, (framework, results["test_acc"])
+
+
 def ctrl_c_interrupts() -> None:
     """``preexec_fn`` for a child that a test stops with SIGINT: there it raises KeyboardInterrupt, as Ctrl-C does.
 

@@ -24,7 +24,7 @@ import torch
 
 from bridge_check import (SAMPLERS, L, architecture_of, assert_matches_keras, classifier, keras, randomised,
                           torch_weights_of)
-from conftest import REPO, assert_one_line_error, main_error
+from conftest import REPO, assert_one_line_error, both_frameworks_learn, main_error
 from mnist_common.architecture import LAYER_TYPES, Architecture, fixed_input_shape
 from mnist_common.keras_file import read_keras_file
 from lightning_mnist.__main__ import main as command_line
@@ -755,14 +755,7 @@ def test_fit_and_keras_reference_train_any_graph_from_its_keras_file(name, keras
     """``fit --model.architecture graph.keras`` and ``keras_reference train`` with it: each framework trains the
     graph afresh from the file's architecture, in its own input layout, and records it."""
     source, _ = keras_files[name]
-    common = ["--model.architecture", source, "--data.subset", "1500", "--trainer.max_epochs", "1",
-              "--model.lr", "3e-3"]
-    run_main("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
-             "--trainer.limit_test_batches", "2")  # tested on the first 1,000 test images
-    run_main("keras_reference", "train", *common)
-    for framework in ("lightning", "keras"):
-        results = json.loads((tmp_path / "runs" / framework / "version_0" / "results.json").read_text())
-        assert results["test_acc"] > 0.3, (framework, results["test_acc"])  # chance is 0.1
+    both_frameworks_learn(run_main, tmp_path, source, subset=1500, minimum=0.3)  # chance is 0.1
     recorded = torch.load(next((tmp_path / "runs" / "lightning" / "version_0" / "checkpoints").glob("last.ckpt")),
                           weights_only=True)["hyper_parameters"]["architecture"]
     assert Architecture.from_config(recorded).same_network(read_keras_file(source).architecture)

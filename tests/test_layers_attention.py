@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from bridge_check import L, architecture_of, assert_matches_keras, classifier, converts_and_comes_back, keras
+from conftest import both_frameworks_learn
 from keras_bridge.build import build_model
 from lightning_mnist.models.network import KerasNetwork
 from mnist_common.architecture import Architecture, ArchitectureError
@@ -171,14 +172,7 @@ def test_a_transformer_over_rows_trains_in_both_frameworks(run_main, tmp_path):
         {"type": "MultiHeadAttention", "name": "attention", "num_heads": 4, "key_dim": 8, "inputs": ["embed", "embed"]},
         {"type": "Add", "inputs": ["embed", "attention"]}, {"type": "LayerNormalization"},
         {"type": "GlobalAveragePooling1D"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}))
-    common = ["--model.architecture", "rows.yaml", "--data.subset", "1500", "--trainer.max_epochs", "1",
-              "--model.lr", "3e-3"]
-    run_main("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
-             "--trainer.limit_test_batches", "2")
-    run_main("keras_reference", "train", *common)
-    for framework in ("lightning", "keras"):
-        results = json.loads((tmp_path / "runs" / framework / "version_0" / "results.json").read_text())
-        assert results["test_acc"] > 0.3, (framework, results["test_acc"])  # chance is 0.1
+    both_frameworks_learn(run_main, tmp_path, "rows.yaml", subset=1500, minimum=0.3)  # chance is 0.1
 
 
 def _rows_attention(layer, with_key: bool = False):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bridge_check import L, architecture_of, command_line, keras, sequential_case
+from conftest import both_frameworks_learn
 
 
 @pytest.mark.parametrize("first, scale", [
@@ -156,11 +157,4 @@ def test_lightning_test_scores_it_as_keras_evaluates_it(raw_pixel_model, run_mod
 def test_both_frameworks_train_it_on_0_to_255_pixels(raw_pixel_model, run_main, tmp_path):
     """Trained afresh from its architecture, in each framework, on the pixels it rescales: both learn."""
     source, _, _ = raw_pixel_model
-    common = ["--model.architecture", source, "--data.subset", "2000", "--trainer.max_epochs", "1",
-              "--model.lr", "3e-3"]
-    run_main("lightning_mnist", "fit", *common, "--trainer.enable_progress_bar", "false",
-             "--trainer.limit_test_batches", "2")
-    run_main("keras_reference", "train", *common)
-    for framework in ("lightning", "keras"):
-        results = json.loads((tmp_path / "runs" / framework / "version_0" / "results.json").read_text())
-        assert results["test_acc"] > 0.6, (framework, results["test_acc"])
+    both_frameworks_learn(run_main, tmp_path, source, subset=2000, minimum=0.6)
