@@ -205,7 +205,8 @@ def _unread_keywords(layer_class: type | None, kwargs: dict[str, Any]) -> list[s
 
 def _call_tensors(layer_class: type, arguments: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], list[str]]:
     """(the tensors of a call that takes them by position or keyword, :attr:`Layer.CALL_TENSORS` in order; the
-    keywords it sets that this bridge does not take: not a tensor's, not harmless, not at :attr:`Layer.CALL_DEFAULTS`)."""
+    keywords it sets that this bridge does not take: not a tensor's, not harmless, not at the layer's
+    :attr:`Layer.CALL_DEFAULTS`)."""
     names = layer_class.CALL_TENSORS
     tensors = list(arguments[:len(names)])
     given = [name for name in names[len(tensors):] if kwargs.get(name) is not None]

@@ -106,8 +106,8 @@ def build(layer: Layer, *shapes: Shape) -> nn.Module:
     module = found.module(layer, *shapes)
     for weight_name, keras_shape in layer.weights(*shapes):
         mapping = found.weights[weight_name]
-        drawn = initialize_(torch.empty(layer.initial_shape(weight_name, keras_shape)), layer.initializer_of(weight_name))
-        value = drawn.reshape(keras_shape)
+        drawn = torch.empty(layer.initial_shape(weight_name, keras_shape))  # an EinsumDense kernel: as a matrix
+        value = initialize_(drawn, layer.initializer_of(weight_name)).reshape(keras_shape)
         value = layer.finish_initial(weight_name, value)
         tensor = mapping.tensor_of(module)
         tensor.copy_(torch.from_numpy(mapping.to_torch(value.numpy(), layer.weight_dtype(weight_name))))
