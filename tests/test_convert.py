@@ -353,8 +353,8 @@ def test_failed_check_leaves_no_file(seed_conversion, tmp_path, monkeypatch, mni
     ckpt, _ = seed_conversion
     real = parity.keras_logits_and_outputs
 
-    def off_by_a_little(model, images, softmax_layer, graph=True):
-        logits, probs = real(model, images, softmax_layer, graph)
+    def off_by_a_little(model, images, softmax_layer, **settings):
+        logits, probs = real(model, images, softmax_layer, **settings)
         return logits, probs + 2e-5
 
     monkeypatch.setattr(parity, "keras_logits_and_outputs", off_by_a_little)
