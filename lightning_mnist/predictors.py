@@ -24,10 +24,10 @@ from mnist_common.predictions import softmax
 from lightning_mnist.checkpoints import ACCEPTED, TORCH_LOADERS, load_keras_models, load_networks, model_files
 from lightning_mnist.formats import FORMATS, runnable_format
 from lightning_mnist.formats.onnx_model import exported_bytes, mnist_runner
+from lightning_mnist.interop.proof import batch_size_for
 
 BACKENDS = ("torch", "keras", "onnx")
 PREDICT_BATCH = 256  # images run at once (a folder of thousands: one batch after another)
-PREDICT_BATCH_VALUES = 1 << 26  # activation values a batch may hold across a network's layers (256 MB of float32)
 
 
 @dataclass
@@ -60,8 +60,7 @@ class Predictor:
     def batch_size(self) -> int:
         """How many images run at once: :data:`PREDICT_BATCH`, fewer for networks of large activations (a folder of
         images in one batch took 10 GB of a network of 13 million activations an image)."""
-        largest = max((a.activation_values for a in self.architectures), default=1)
-        return max(1, min(PREDICT_BATCH, PREDICT_BATCH_VALUES // largest))
+        return batch_size_for(*self.architectures, most=PREDICT_BATCH)
 
     def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
         """(N, 28, 28) float32 ink in [0, 1] (1 = stroke) -> (N, classes) float32 probabilities (each model gets

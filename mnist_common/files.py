@@ -65,15 +65,15 @@ def write_atomically(destination: str | os.PathLike, write: Callable[[Path], Any
 
 def _create(tmp: Path, destination: Path) -> None:
     """``tmp`` at ``destination``, which must not exist: a hard link fails if anything is there by then."""
+    appeared = UserError(f"{path_text(destination)} appeared while it was being written (another run's?); it was "
+                         f"left as it is, and nothing was written (--overwrite replaces it)")
     try:
         os.link(tmp, destination)
     except FileExistsError:
-        raise UserError(f"{path_text(destination)} appeared while it was being written (another run's?); it was "
-                        f"left as it is, and nothing was written (--overwrite replaces it)") from None
+        raise appeared from None
     except OSError:  # a file system without hard links: the check and the rename as close together as can be
         if destination.exists() or destination.is_symlink():
-            raise UserError(f"{path_text(destination)} appeared while it was being written (another run's?); it "
-                            f"was left as it is, and nothing was written (--overwrite replaces it)") from None
+            raise appeared from None
         os.replace(tmp, destination)
 
 

@@ -440,6 +440,7 @@ def test_many_images_run_a_batch_at_a_time_with_the_same_answers(backend, seed_k
     """A folder of thousands of pictures ran as one batch (10 GB for a network of large activations, a helper's):
     they run :attr:`Predictor.batch_size` at a time, which shrinks with the network's activations, and the answers
     are those of one batch."""
+    import lightning_mnist.interop.proof as proof
     import lightning_mnist.predictors as predictors
 
     predictor = predictors.load_predictor(seed_keras, backend)
@@ -449,6 +450,6 @@ def test_many_images_run_a_batch_at_a_time_with_the_same_answers(backend, seed_k
     assert predictor.batch_size == 7
     np.testing.assert_allclose(predictor.predict_proba(pixels), whole, atol=1e-6)
     values = load_architecture(seed_keras).activation_values
-    monkeypatch.setattr(predictors, "PREDICT_BATCH_VALUES", 3 * values)
+    monkeypatch.setattr(proof, "CHECK_BATCH_VALUES", 3 * values)  # the bound predict shares with the check
     # the onnx backend runs one exported graph and keeps no description: its batch is the plain one
     assert predictor.batch_size == (7 if backend == "onnx" else 3)

@@ -132,12 +132,11 @@ def check_inputs(architecture: Architecture, count: int = DEFAULT_CHECK_IMAGES,
     return x, None, f"seeded random {shape_text(architecture.input_shape)} inputs (the network does not take MNIST)"
 
 
-def batch_size_for(architecture: Architecture | None) -> int:
-    """How many examples of ``architecture`` a check runs at once: :data:`BATCH_SIZE`, fewer for a network whose
-    activations would not fit in :data:`CHECK_BATCH_VALUES`."""
-    if architecture is None:
-        return BATCH_SIZE
-    return max(1, min(BATCH_SIZE, CHECK_BATCH_VALUES // max(1, architecture.activation_values)))
+def batch_size_for(*architectures: Architecture | None, most: int = BATCH_SIZE) -> int:
+    """How many examples of the networks of ``architectures`` run at once (a check's, ``predict``'s): ``most``,
+    fewer where the largest one's activations would not fit in :data:`CHECK_BATCH_VALUES` (None: not known)."""
+    largest = max((a.activation_values for a in architectures if a is not None), default=1)
+    return max(1, min(most, CHECK_BATCH_VALUES // largest))
 
 
 @torch.inference_mode()

@@ -109,6 +109,12 @@ def fixed_input_shape(shape: Iterable[int | None]) -> tuple[int, ...]:
     return tuple(MNIST_SIDE if size is None else size for size in shape)
 
 
+def held_values(layer: Layer, output: Shape, *inputs: Shape) -> int:
+    """The values one example holds in ``layer``: its output, and what it computes on the way (an attention's
+    scores)."""
+    return math.prod(output) + layer.working_values(*inputs)
+
+
 def layer_label(index: int, layer: Layer | dict[str, Any]) -> str:
     """How refusals name a layer: ``layer 3 (conv2d_1, Conv2D)``; index 0 is the first after the input."""
     if isinstance(layer, Layer):
@@ -340,7 +346,7 @@ class Architecture:
             if len(shape) > MAX_RANK:
                 raise self._refuse(index, node, f"gives a {shape_text(shape)} tensor; tensors of at most "
                                                 f"{MAX_RANK} axes (besides the batch) are supported")
-            activations += math.prod(shape) + node.layer.working_values(*(shapes[i] for i in node.inputs))
+            activations += held_values(node.layer, shape, *(shapes[i] for i in node.inputs))
             if activations > MAX_ACTIVATIONS:
                 raise self._refuse(index, node, f"the layers up to here hold {activations:,} values per example, "
                                                 f"more than this bridge builds ({MAX_ACTIVATIONS:,})")
@@ -351,8 +357,7 @@ class Architecture:
     def activation_values(self) -> int:
         """The values one example holds across the network's layers (what :data:`MAX_ACTIVATIONS` bounds): how
         much memory a batch of it takes."""
-        return sum(math.prod(self.shapes[node.name]) + node.layer.working_values(*self.input_shapes_of(node))
-                   for node in self.nodes)
+        return sum(held_values(node.layer, self.shapes[node.name], *self.input_shapes_of(node)) for node in self.nodes)
 
     def input_shapes_of(self, node: Node) -> tuple[Shape, ...]:
         return tuple(self.shapes[i] for i in node.inputs)

@@ -41,6 +41,13 @@ from mnist_common.architecture.layers.base import (
 PROJECTIONS = ("query", "key", "value", "output")  # the EinsumDense sublayers, in Keras' weight order
 
 
+def query_value_key(shapes: tuple[Shape, ...], called_on: str) -> tuple[Shape, Shape, Shape]:
+    """The (query, value, key) shapes an attention is called on, the key the value's where none is given."""
+    if len(shapes) not in (2, 3):
+        raise LayerError(f"is called on {called_on}, got {len(shapes)} input{'s' if len(shapes) != 1 else ''}")
+    return shapes[0], shapes[1], shapes[2] if len(shapes) == 3 else shapes[1]
+
+
 @layer_type
 @dataclass(frozen=True, kw_only=True)
 class MultiHeadAttention(Layer):
@@ -105,11 +112,7 @@ class MultiHeadAttention(Layer):
 
     def _sides(self, shapes: tuple[Shape, ...]) -> tuple[Shape, Shape, Shape]:
         """(query, value, key) shapes, checked as Keras needs them."""
-        if len(shapes) not in (2, 3):
-            raise LayerError(f"is called on a query and a value (and a key), got {len(shapes)} input"
-                             f"{'s' if len(shapes) != 1 else ''}")
-        query, value = shapes[:2]
-        key = shapes[2] if len(shapes) == 3 else value
+        query, value, key = query_value_key(shapes, "a query and a value (and a key)")
         for what, shape in (("query", query), ("value", value), ("key", key)):
             if len(shape) not in (2, 3):
                 raise LayerError(f"needs a sequence (steps, features) or an image (H, W, C) as its {what}, got "
@@ -182,11 +185,7 @@ class _ScoreAttention(Layer):
         return (query[0], value[-1])
 
     def _sides(self, shapes: tuple[Shape, ...]) -> tuple[Shape, Shape, Shape]:
-        if len(shapes) not in (2, 3):
-            raise LayerError(f"is called on [query, value] or [query, value, key], got {len(shapes)} input"
-                             f"{'s' if len(shapes) != 1 else ''}")
-        query, value = shapes[:2]
-        key = shapes[2] if len(shapes) == 3 else value
+        query, value, key = query_value_key(shapes, "[query, value] or [query, value, key]")
         if not len(query) == len(value) == len(key) == 2 or key[0] != value[0] or query[-1] != key[-1]:
             raise LayerError(f"needs sequences (steps, features), the query's features the key's and the key's "
                              f"steps the value's; got {shape_text(query)}, {shape_text(value)} and {shape_text(key)}")
