@@ -39,9 +39,9 @@ class Data:
     split: Split  # indices of x_train / x_val into the 60,000 training images
 
     def for_model(self, model: "keras.Model", pixel_scale: float = 1.0) -> Data:
-        """The same pixels in the model's own input layout, (N, 28, 28, 1), (N, 28, 28) or (N, 784), and scale
-        (``pixel_scale``: 255 for a model that rescales 0-255 pixels itself, :attr:`Architecture.pixel_scale`); a
-        size the model leaves open (None) is MNIST's."""
+        """The same pixels in the model's own input layout, (N, 28, 28, 1), (N, 28, 28), (N, 784) or (N, 784, 1),
+        and scale (``pixel_scale``: 255 for a model that rescales 0-255 pixels itself,
+        :attr:`Architecture.pixel_scale`); a size the model leaves open (None) is MNIST's (``fixed_input_shape``)."""
         shape = fixed_input_shape(model.input_shape[1:])
         return dataclasses.replace(self, **{name: getattr(self, name).reshape(-1, *shape) * np.float32(pixel_scale)
                                             for name in ("x_train", "x_val", "x_test")})

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_common.architecture import MNIST_CLASSES, MNIST_INPUT_SHAPES, Architecture, ArchitectureError, shape_text
+from mnist_common.architecture import (
+    MNIST_CLASSES, MNIST_LAYOUTS, Architecture, ArchitectureError, is_mnist_layout, shape_text,
+)
 from mnist_common.errors import UserError
 from mnist_common.keras_file import check_file
 from mnist_common.predictions import softmax
@@ -136,9 +138,9 @@ def load_predictor(weights: str | os.PathLike, backend: str = "auto", graph: boo
     else:
         models, architectures = map(list, zip(*load_keras_models(source)))
     architecture = architectures[0]
-    if tuple(architecture.input_shape) not in MNIST_INPUT_SHAPES:
+    if not is_mnist_layout(architecture.input_shape):
         raise ArchitectureError(f"{source}: its network takes {shape_text(architecture.input_shape)} inputs; "
-                                f"predict prepares 28x28 grayscale digits (28x28x1, 28x28 or 784 values)")
+                                f"predict prepares 28x28 grayscale digits ({MNIST_LAYOUTS})")
     classes = sorted({a.num_classes for a in architectures})
     if classes != [MNIST_CLASSES]:  # the answer is a digit, 0 to 9 (ONNX Runtime's backend checks its own graph)
         raise ArchitectureError(f"{source}: its network gives {' and '.join(map(str, classes))} classes; predict and "

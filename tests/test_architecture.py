@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from mnist_common.architecture import Architecture, ArchitectureError, keras_snake_case, presets
+from mnist_common.architecture import Architecture, ArchitectureError, is_mnist_layout, keras_snake_case, presets
 from mnist_common.architecture.keras_config import architecture_from_keras_config
 from mnist_common.errors import UserError
 
@@ -118,9 +118,12 @@ def test_an_input_size_left_open_is_built_at_mnists_and_kept_open(tmp_path):
         fixed = Architecture.from_config({"input_shape": list(built), "layers": layers})
         assert fixed != architecture and fixed.keras_input_shape == built  # an open size is part of the network
         assert dataclasses.replace(architecture, name="renamed").keras_input_shape == tuple(given)
-    rows = Architecture.from_config({"input_shape": [None, 28], "layers": [
-        {"type": "LSTM", "units": 8}, {"type": "Dense", "units": 10, "activation": "softmax"}]})
-    assert rows.input_shape == (28, 28) and rows.takes_mnist
+    for given, built in (([None, 28], (28, 28)), ([None, 1], (784, 1)), ([None, 16], (49, 16)),
+                         ([None, 3], (28, 3))):  # a sequence's steps: as many as make 784 pixels where they can
+        rows = Architecture.from_config({"input_shape": given, "layers": [
+            {"type": "LSTM", "units": 8}, {"type": "Dense", "units": 10, "activation": "softmax"}]})
+        assert rows.input_shape == built and rows.keras_input_shape == tuple(given)
+        assert rows.takes_mnist is (built != (28, 3))
     assert re.search(r"input \(Input\) +NonexNonex1, built at 28x28x1\n", Architecture.from_config(
         {"input_shape": [None, None, 1], "layers": layers}).summary())
     for given in ([28, 28, None], [None, None], [None], [None, None, None], [0, None, 1], [True, None, 1]):
@@ -359,3 +362,18 @@ def test_a_layer_an_open_size_built_at_28_cannot_take_says_so():
                                                 r"command feeds it\)$"):
         Architecture.from_config({"input_shape": [None, None, 1], "layers": [
             *pools, {"type": "GlobalMaxPooling2D"}, {"type": "Dense", "units": 10}]})
+
+
+def test_mnist_is_the_image_or_its_pixels_in_reading_order_as_any_sequence():
+    """What the commands feed a network: the 28x28x1 image, or its 784 pixels reshaped (a vector, 28 rows of 28,
+    784 single pixels, 196 steps of 4): the layouts fit, test, predict and serve take."""
+    for shape in ((28, 28, 1), (784,), (28, 28), (784, 1), (196, 4), (1, 784)):
+        assert is_mnist_layout(shape) and is_mnist_layout(list(shape)), shape
+    for shape in ((28, 28, 3), (1, 28, 28), (14, 56, 1), (783,), (28, 27), (28, "width"), (None, 1), (), (2, 14, 28)):
+        assert not is_mnist_layout(shape), shape
+    layers = [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]
+    assert Architecture.from_config({"input_shape": [784, 1], "layers": layers}).takes_mnist
+    with pytest.raises(ArchitectureError, match=r"fit needs a network that takes 28x28x1 images or their 784 pixels in "
+                                                r"reading order \(784, 28x28, 784x1: any steps x features of 784\) "
+                                                r"and gives 10 classes; .* takes 28x28x3 and gives 10"):
+        Architecture.from_config({"input_shape": [28, 28, 3], "layers": layers}).require_mnist("fit")

@@ -40,12 +40,12 @@ for _family in sorted(Path(__file__).parent.glob("test_layers_*.py")):
 TRAIN_IMAGES = 3000  # trained weights, not initial ones: most models score well above chance
 ZOO = ["deeper_16_32_64", "keras_io_convnet", "lenet5_tanh_avgpool", "strided_same_gap", "functional_chain",
        "rgb_32x32x3", "resnet", "inception", "mobilenet", "squeeze_excite", "flat_mlp", "rgb_decoder_merges",
-       "rows_lstm", "keras_ops_resnet", "fcn_any_size", "rows_gru_any_length"]
+       "rows_lstm", "keras_ops_resnet", "fcn_any_size", "rows_gru_any_length", "pixels_gru_any_length"]
 MNIST_ZOO = [name for name in ZOO if name not in ("rgb_32x32x3", "rgb_decoder_merges")]
 GRAPH_ZOO = ["resnet", "inception", "mobilenet", "squeeze_excite", "flat_mlp"]  # the MNIST graphs of issue #19
 SEQUENTIAL_ZOO = ["deeper_16_32_64", "keras_io_convnet", "lenet5_tanh_avgpool", "strided_same_gap", "rgb_32x32x3",
-                  "flat_mlp", "rows_lstm", "rows_gru_any_length"]
-OPEN_SIZED = ["fcn_any_size", "rows_gru_any_length"]  # inputs of a size Keras leaves open (None)
+                  "flat_mlp", "rows_lstm", "rows_gru_any_length", "pixels_gru_any_length"]
+OPEN_SIZED = ["fcn_any_size", "rows_gru_any_length", "pixels_gru_any_length"]  # inputs of a size left open (None)
 
 
 def _conv_bn_relu(x, filters, strides=1):
@@ -147,6 +147,14 @@ def rows_gru_any_length() -> "keras.Model":
                             name="rows_gru_any_length")
 
 
+def pixels_gru_any_length() -> "keras.Model":
+    """Pixel-by-pixel MNIST, a sequence of any number of single pixels (``keras.Input((None, 1))``): built at 784
+    steps, the image's pixels in reading order, which every command feeds it."""
+    return keras.Sequential([keras.Input((None, 1)), L.Conv1D(32, 14, strides=7, activation="relu"),
+                             L.MaxPooling1D(4), L.GRU(32), L.Dense(10, activation="softmax")],
+                            name="pixels_gru_any_length")
+
+
 def rgb_decoder_merges() -> "keras.Model":
     """32x32x3: Conv2DTranspose and UpSampling2D (nearest and bilinear) branches merged by Subtract, Maximum, Average,
     and a per-channel mean added back to every pixel (an Add of inputs with fewer axes, which Keras broadcasts)."""
@@ -197,7 +205,8 @@ def zoo() -> dict[str, "keras.Model"]:
     }
     models.update({build.__name__: build() for build in (resnet, inception, mobilenet, squeeze_excite, flat_mlp,
                                                            rgb_decoder_merges, rows_lstm, keras_ops_resnet,
-                                                           fcn_any_size, rows_gru_any_length)})
+                                                           fcn_any_size, rows_gru_any_length,
+                                                           pixels_gru_any_length)})
     assert list(models) == ZOO
     return models
 
@@ -215,7 +224,7 @@ def keras_files(tmp_path_factory, mnist):
     for name, model in zoo().items():
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
         correct = None
-        if name in MNIST_ZOO:  # each in its own layout: (28, 28, 1), (28, 28) or (784,)
+        if name in MNIST_ZOO:  # each in its own layout: (28, 28, 1), (28, 28), (784,) or (784, 1)
             layout = (-1, *fixed_input_shape(model.input_shape[1:]))  # a size left open (None): MNIST's
             model.fit(x.reshape(layout), y, batch_size=64, epochs=1, verbose=0)
             accuracy = model.evaluate(x_test.reshape(layout), y_test, batch_size=1000, verbose=0,
@@ -283,13 +292,15 @@ def test_a_size_keras_leaves_open_is_built_at_mnists_and_stays_open(name, keras_
     wrong (a helper found "same" paddings with strides 1e-3 off at 41 x 37)."""
     source, _ = keras_files[name]
     out = convert(capsys, source, tmp_path / "model.ckpt", "--check_images", 200)
-    open_text = "NonexNonex1, built at 28x28x1" if name == "fcn_any_size" else "Nonex28, built at 28x28"
+    open_text = {"fcn_any_size": "NonexNonex1, built at 28x28x1", "rows_gru_any_length": "Nonex28, built at 28x28",
+                 "pixels_gru_any_length": "Nonex1, built at 784x1"}[name]
     assert re.search(r"\(Input\) +" + re.escape(open_text), out), out
     convert(capsys, tmp_path / "model.ckpt", tmp_path / "again.keras", "--check_images", 200)
     original = keras.saving.load_model(source, safe_mode=True)
     written = keras.saving.load_model(tmp_path / "again.keras", safe_mode=True)
     assert written.input_shape == original.input_shape and None in original.input_shape[1:]
-    other = np.random.default_rng(0).random((4, 40, 34, 1) if name == "fcn_any_size" else (4, 45, 28), np.float32)
+    other = np.random.default_rng(0).random({"fcn_any_size": (4, 40, 34, 1), "rows_gru_any_length": (4, 45, 28),
+                                             "pixels_gru_any_length": (4, 300, 1)}[name], np.float32)
     expected = original.predict(other, verbose=0)
     assert np.abs(written.predict(other, verbose=0) - expected).max() <= CHECK_TOLERANCE
     [network] = load_networks(tmp_path / "model.ckpt")
@@ -313,16 +324,17 @@ def test_lightning_scores_converted_checkpoints_as_keras_evaluates(keras_files, 
         assert round(lightning_acc * 10_000) == keras_correct, (name, lightning_acc, keras_correct)
 
 
-@pytest.mark.parametrize("name", GRAPH_ZOO)
+@pytest.mark.parametrize("name", [*GRAPH_ZOO, "pixels_gru_any_length"])
 def test_predict_agrees_on_both_backends_with_keras(name, keras_files, tmp_path, capsys, seed_png, mnist):
-    """predict on the torch and Keras backends, from the .keras file and from its checkpoint: one answer."""
+    """predict on the torch, Keras and ONNX Runtime backends, from the .keras file and from its checkpoint: one
+    answer (pixel-by-pixel MNIST too: the image's 784 pixels in reading order, a sequence of 784 steps)."""
     source, _ = keras_files[name]
     convert(capsys, source, tmp_path / "model.ckpt", "--check_images", 100)
     pixels = mnist.test_images[:64].astype(np.float32) / 255
     from lightning_mnist.predictors import load_predictor
 
     runs = {f"{backend} {path.suffix}": load_predictor(path, backend).predict_proba(pixels)
-            for backend in ("torch", "keras") for path in (source, tmp_path / "model.ckpt")}
+            for backend in ("torch", "keras", "onnx") for path in (source, tmp_path / "model.ckpt")}
     reference = runs["keras .keras"]
     for label, probabilities in runs.items():
         assert np.abs(probabilities - reference).max() <= CHECK_TOLERANCE, (name, label)
@@ -525,7 +537,8 @@ def test_fit_refuses_a_network_mnist_cannot_train(tmp_path, monkeypatch, capsys)
         {"type": "Flatten"}, {"type": "Dense", "units": 10}]}))
     monkeypatch.chdir(tmp_path)
     code, error, _ = main_error(command_line, ["fit", "--model.architecture", "rgb.yaml"], capsys)
-    assert code == 2 and "needs a network that takes 28x28x1, 28x28 or 784 inputs and gives 10 classes" in error
+    assert code == 2 and "needs a network that takes 28x28x1 images or their 784 pixels" in error
+    assert "and gives 10 classes; rgb takes 32x32x3" in error
     assert list(tmp_path.iterdir()) == [tmp_path / "rgb.yaml"]  # no run folder, nothing at all
 
 

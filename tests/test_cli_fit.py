@@ -622,8 +622,9 @@ BAD_INPUTS = {
                            "this project reads checkpoints weights-only"),
     # MNIST's ten classes scored against a network of five: the labels would be out of its range
     "test a network of five classes": (["test", "--ckpt_path", "five_classes.ckpt"],
-                                       "`test` on MNIST needs a network that takes 28x28x1, 28x28 or 784 inputs and "
-                                       "gives 10 classes; five takes 28x28x1 and gives 5"),
+                                       "`test` on MNIST needs a network that takes 28x28x1 images or their 784 "
+                                       "pixels in reading order (784, 28x28, 784x1: any steps x features of 784) "
+                                       "and gives 10 classes; five takes 28x28x1 and gives 5"),
     "validate a network of five classes": (["validate", "--ckpt_path", "five_classes.ckpt"],
                                            "`validate` on MNIST needs a network that takes"),
     "test an ensemble of five classes": (["test", "--ckpt_path", "five_fold.json"], "and gives 5"),

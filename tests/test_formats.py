@@ -501,8 +501,9 @@ def test_predict_runs_an_onnx_file_on_onnx_runtime(onnx_files, seed_keras, seed_
 
 
 ONNX_REFUSALS = [
-    ("small.onnx", "onnx", "an MNIST model takes float (batch, 28, 28, 1), (batch, 28, 28) or (batch, 784) and "
-                           "gives (batch, 10), the batch dynamic or 1; this one takes (batch, 12, 12, 3)"),
+    ("small.onnx", "onnx", "an MNIST model takes float (batch, ...) inputs of 28x28x1 images or their 784 pixels in "
+                           "reading order (784, 28x28, 784x1: any steps x features of 784) and gives (batch, 10), the "
+                           "batch dynamic or 1; this one takes (batch, 12, 12, 3)"),
     ("truncated.onnx", "auto", "truncated.onnx is not a readable ONNX model"),
     ("notebook.onnx", "torch", "an .onnx file runs on the onnx backend (auto or onnx), not torch"),
     ("loop.onnx", "onnx", "loop.onnx: its graph holds control flow (Loop), which no MNIST classifier needs"),

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mnist_common.architecture import MNIST_CLASSES, MNIST_LAYOUTS, MNIST_PIXELS, is_mnist_layout
 from mnist_common.errors import UserError, one_line
 from lightning_mnist.checkpoints import load_networks
 from lightning_mnist.formats.base import (DEPLOY_SOURCES, INPUT_NAME, OUTPUT_NAME, Export, Format, Runner,
@@ -96,8 +97,6 @@ def load(path: Path) -> Runner:
 EXPORT = Export(suffix=SUFFIX, runtime="ONNX Runtime", save=save, load=load, details=f", opset {OPSET}")
 
 
-MNIST_PIXELS = 784
-MNIST_CLASSES = 10
 PROBABILITY_SUM_TOLERANCE = 1e-4
 
 
@@ -109,8 +108,9 @@ def mnist_runner(path: str | Path, threads: int | None = None, model: bytes | No
     """Digit probabilities from an ``.onnx`` file, this project's or one from elsewhere: (N, 28, 28) pixels in.
 
     A file is accepted when ONNX Runtime reads it (no code runs: a model is a graph of standard
-    operators) and its single float input and output have an MNIST model's shapes: (batch, 28, 28, 1),
-    (batch, 28, 28) or (batch, 784) in, (batch, 10) out, the batch axis dynamic or 1. Anything else is
+    operators) and its single float input and output have an MNIST model's shapes: (batch, 28, 28, 1)
+    or the pixels in reading order (:func:`~mnist_common.architecture.is_mnist_layout`: (batch, 784),
+    (batch, 28, 28), (batch, 784, 1)) in, (batch, 10) out, the batch axis dynamic or 1. Anything else is
     a one-line UserError. Outputs whose rows are non-negative and sum to 1 are taken as probabilities
     (this project's files give them); other outputs are logits, and get their softmax. ``model``: the
     model's bytes (an export in memory), ``path`` then only names it.
@@ -127,11 +127,10 @@ def mnist_runner(path: str | Path, threads: int | None = None, model: bytes | No
         raise UserError(f"{path}: an MNIST model has one input and one output; this one {shapes}")
     [given], [taken] = given, taken
     features, batch = list(given.shape[1:]), given.shape[0] if given.shape else None
-    mnist_input = [d for d in features] in ([28, 28, 1], [28, 28], [MNIST_PIXELS])
-    if (given.type != "tensor(float)" or not mnist_input or list(taken.shape[1:]) != [MNIST_CLASSES]
+    if (given.type != "tensor(float)" or not is_mnist_layout(features) or list(taken.shape[1:]) != [MNIST_CLASSES]
             or len(taken.shape) != 2 or (isinstance(batch, int) and batch != 1)):
-        raise UserError(f"{path}: an MNIST model takes float (batch, 28, 28, 1), (batch, 28, 28) or (batch, 784) "
-                        f"and gives (batch, {MNIST_CLASSES}), the batch dynamic or 1; this one {shapes}")
+        raise UserError(f"{path}: an MNIST model takes float (batch, ...) inputs of {MNIST_LAYOUTS} and gives (batch, "
+                        f"{MNIST_CLASSES}), the batch dynamic or 1; this one {shapes}")
     step = 1 if batch == 1 else None  # a file fixed at one image a run gets them one by one
     scale = pixel_scale(runtime, path)
 

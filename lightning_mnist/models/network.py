@@ -132,7 +132,7 @@ class KerasNetwork(nn.Module):
     def run(self, x: torch.Tensor, penalise: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The layers in Keras' order, each on the outputs it is called on: the logits, and with ``penalise`` the
         activity penalty (:meth:`logits_and_activity_penalty`)."""
-        if x.dim() != len(self.input_shape) + 1:  # MNIST images for a (28, 28) or (784,) model
+        if x.dim() != len(self.input_shape) + 1:  # MNIST images for a (28, 28), (784,) or (784, 1) model
             x = x.reshape(len(x), *self.input_shape)
         if x.shape[1:] != self.input_shape:  # its paddings, crops and bins are computed for the size it is built at
             raise ValueError(f"the network takes inputs of shape (batch, {', '.join(map(str, self.input_shape))}) "

@@ -8,14 +8,14 @@ reads ``.keras`` files); see
 """
 
 from mnist_common.architecture.description import (
-    DEFAULT_PRESET, MNIST_CLASSES, MNIST_INPUT_SHAPE, MNIST_INPUT_SHAPES, Architecture, ArchitectureError, Node,
-    fixed_input_shape, keras_snake_case, layer_label, presets,
+    DEFAULT_PRESET, MNIST_CLASSES, MNIST_INPUT_SHAPE, MNIST_LAYOUTS, MNIST_PIXELS, Architecture,
+    ArchitectureError, Node, fixed_input_shape, is_mnist_layout, keras_snake_case, layer_label, presets,
 )
 from mnist_common.architecture.keras_config import architecture_from_keras_config
 from mnist_common.architecture.layers import (
     ACTIVATIONS, LAYER_TYPES, Layer, LayerError, Shape, Softmax, applies_softmax, same_padding, shape_text,
 )
 
-__all__ = ["ACTIVATIONS", "DEFAULT_PRESET", "LAYER_TYPES", "MNIST_CLASSES", "MNIST_INPUT_SHAPE", "MNIST_INPUT_SHAPES", "Architecture", "Node",
-           "ArchitectureError", "Layer", "LayerError", "Shape", "Softmax", "applies_softmax", "architecture_from_keras_config",
+__all__ = ["ACTIVATIONS", "DEFAULT_PRESET", "LAYER_TYPES", "MNIST_CLASSES", "MNIST_INPUT_SHAPE", "MNIST_LAYOUTS", "MNIST_PIXELS",
+           "Architecture", "Node", "ArchitectureError", "is_mnist_layout", "Layer", "LayerError", "Shape", "Softmax", "applies_softmax", "architecture_from_keras_config",
            "fixed_input_shape", "keras_snake_case", "layer_label", "presets", "same_padding", "shape_text"]

@@ -59,8 +59,9 @@ INDEPENDENT_PROBABILITIES = ("sigmoid", "hard_sigmoid")
 DEFAULT_PRESET = "notebook"
 MNIST_INPUT_SHAPE = (28, 28, 1)
 MNIST_SIDE = 28
-# The layouts an MNIST model may take its 784 pixels in: an image, a 28x28 map, a flat vector.
-MNIST_INPUT_SHAPES = ((28, 28, 1), (28, 28), (784,))
+MNIST_PIXELS = MNIST_SIDE * MNIST_SIDE
+# The layouts an MNIST model may take its 784 pixels in (:func:`is_mnist_layout`), in words
+MNIST_LAYOUTS = "28x28x1 images or their 784 pixels in reading order (784, 28x28, 784x1: any steps x features of 784)"
 MNIST_CLASSES = 10
 DESCRIPTION_SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_INPUT_NAME = "input"
@@ -102,10 +103,24 @@ def _shape(value: Any, source: str) -> tuple[int | None, ...]:
     return tuple(None if v is None else int(v) for v in value)
 
 
+def is_mnist_layout(shape: Iterable[int | str | None]) -> bool:
+    """Whether a network's input (no batch axis) holds MNIST's 784 pixels as the commands feed them: the 28x28x1
+    image, or its pixels in reading order as a vector or a sequence of steps x features (28 rows of 28, 784 pixels
+    of 1: pixel-by-pixel MNIST, 196 steps of 4), which is a reshape of the image."""
+    shape = tuple(shape)
+    sizes = all(isinstance(size, int) for size in shape)
+    return shape == MNIST_INPUT_SHAPE or (sizes and len(shape) in (1, 2) and math.prod(shape) == MNIST_PIXELS)
+
+
 def fixed_input_shape(shape: Iterable[int | None]) -> tuple[int, ...]:
     """The shape the bridge builds and checks a network at: a size Keras leaves open (``keras.Input(shape=(None,
     None, 1))``, a fully convolutional network; ``(None, 28)``, a recurrent one over rows) is MNIST's side, 28, the
-    images every command feeds it. The Keras model written back keeps it open."""
+    images every command feeds it; the steps of a sequence of fewer features (``(None, 1)``, pixel by pixel) are as
+    many as make MNIST's 784 pixels. The Keras model written back keeps it open."""
+    shape = tuple(shape)
+    given = math.prod(size for size in shape if size is not None)
+    if len(shape) == 2 and shape.count(None) == 1 and MNIST_PIXELS % given == 0:
+        return tuple(MNIST_PIXELS // given if size is None else size for size in shape)
     return tuple(MNIST_SIDE if size is None else size for size in shape)
 
 
@@ -434,8 +449,8 @@ class Architecture:
 
     @property
     def takes_mnist(self) -> bool:
-        """Takes MNIST's 784 pixels in one of :data:`MNIST_INPUT_SHAPES` and gives 10 classes."""
-        return tuple(self.input_shape) in MNIST_INPUT_SHAPES and self.num_classes == MNIST_CLASSES
+        """Takes MNIST's 784 pixels (:func:`is_mnist_layout`) and gives 10 classes."""
+        return is_mnist_layout(self.input_shape) and self.num_classes == MNIST_CLASSES
 
     @cached_property
     def pixel_scale(self) -> float:
@@ -554,8 +569,7 @@ class Architecture:
         inputs or classes, or outputs that are no softmax over the classes (a sigmoid's: the cross-entropy taken of
         their softmax would be neither Keras' loss nor a class loss)."""
         if not self.takes_mnist:
-            layouts = ", ".join(shape_text(s) for s in MNIST_INPUT_SHAPES[:-1]) + f" or {shape_text(MNIST_INPUT_SHAPES[-1])}"
-            raise ArchitectureError(f"{what} needs a network that takes {layouts} inputs and gives "
+            raise ArchitectureError(f"{what} needs a network that takes {MNIST_LAYOUTS} and gives "
                                     f"{MNIST_CLASSES} classes; {self.name} takes {shape_text(self.input_shape)} and "
                                     f"gives {self.num_classes}")
         self.require_one_distribution(f"{what} (a cross-entropy and an accuracy over the classes)")
