@@ -16,6 +16,9 @@ from mnist_common.architecture.layers import (
     ACTIVATIONS, LAYER_TYPES, Layer, LayerError, Shape, Softmax, applies_softmax, same_padding, shape_text,
 )
 
-__all__ = ["ACTIVATIONS", "DEFAULT_PRESET", "LAYER_TYPES", "MNIST_CLASSES", "MNIST_INPUT_SHAPE", "MNIST_LAYOUTS", "MNIST_PIXELS",
-           "Architecture", "Node", "ArchitectureError", "is_mnist_layout", "Layer", "LayerError", "Shape", "Softmax", "applies_softmax", "architecture_from_keras_config",
-           "fixed_input_shape", "keras_snake_case", "layer_label", "presets", "same_padding", "shape_text"]
+__all__ = [
+    "ACTIVATIONS", "Architecture", "ArchitectureError", "DEFAULT_PRESET", "LAYER_TYPES", "Layer", "LayerError",
+    "MNIST_CLASSES", "MNIST_INPUT_SHAPE", "MNIST_LAYOUTS", "MNIST_PIXELS", "Node", "Shape", "Softmax",
+    "applies_softmax", "architecture_from_keras_config", "fixed_input_shape", "is_mnist_layout", "keras_snake_case",
+    "layer_label", "presets", "same_padding", "shape_text",
+]
