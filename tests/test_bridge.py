@@ -704,23 +704,30 @@ def test_averaged_softmaxes_are_the_outputs_as_they_are(tmp_path, capsys, mnist_
 
 
 def test_a_layer_called_input_converts_both_ways(tmp_path, capsys, mnist_dir):
-    """A Sequential's input is ``input`` in its description unless a layer has that name; then the input layer's
-    own name, which a model built from that description keeps, so its checkpoint converts back to .keras."""
+    """A Sequential's input keeps the name its author gave it (``keras.Input(shape, name="digits")``); one Keras
+    named is ``input`` in its description unless a layer has that name; then the input layer's own name, which a
+    model built from that description keeps, so its checkpoint converts back to .keras."""
     sequential = keras.Sequential([keras.Input((28, 28, 1), name="pixels"), L.Flatten(),
                                    L.Dense(16, activation="relu", name="input"), L.Dense(10, activation="softmax")])
     assert architecture_of(sequential).input_name == "pixels"
+    named = keras.Sequential([keras.Input((28, 28, 1), name="digits"), L.Flatten(), L.Dense(10, activation="softmax")])
+    assert architecture_of(named).input_name == "digits"
+    for unnamed in (keras.Input((28, 28, 1)), keras.Input((28, 28, 1), name="input_layer_7"),
+                    keras.Input((28, 28, 1), name="dense_input"), keras.Input((28, 28, 1), name="input_2")):
+        assert architecture_of(keras.Sequential([unnamed, L.Flatten(), L.Dense(10)])).input_name == "input"
     inputs = keras.Input((28, 28, 1), name="img-in")
     chain = L.Conv2D(4, 3, name="input")(inputs)
     functional = keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(chain)))
-    for k, model in enumerate((sequential, functional)):
+    for k, model in enumerate((sequential, functional, named)):
         source = tmp_path / f"model_{k}.keras"
         randomised(model).save(source)
         convert(capsys, source, tmp_path / f"model_{k}.ckpt", "--check_images", 20, "--data_dir", mnist_dir)
         out = convert(capsys, tmp_path / f"model_{k}.ckpt", tmp_path / f"back_{k}.keras", "--check_images", 20,
                       "--data_dir", mnist_dir)
         assert parse_check(out)["max_dp"] <= CHECK_TOLERANCE
-        assert architecture_of(keras.saving.load_model(tmp_path / f"back_{k}.keras")).same_network(
-            architecture_of(model))
+        back = keras.saving.load_model(tmp_path / f"back_{k}.keras")
+        assert architecture_of(back).same_network(architecture_of(model))
+        assert back.inputs[0].name == model.inputs[0].name == architecture_of(model).input_name
 
 
 def test_seeds_and_synchronized_statistics_come_back_in_the_keras_file(tmp_path, capsys, mnist_dir):

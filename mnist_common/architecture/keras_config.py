@@ -31,6 +31,9 @@ KERAS_MODEL_MODULES = ("keras", "keras.models", "keras.src.models.functional", "
                        "keras.src.models.model")
 MAX_NESTING = 8  # models inside models inside ...: deeper is a crafted file, refused before it is walked
 INPUT_CLASS = "InputLayer"
+# The names Keras gives an input its author did not name: Keras 3's ``input_layer_1``, Keras 2's ``input_1`` and,
+# in a Sequential, ``<first layer>_input``
+KERAS_INPUT_NAME = re.compile(r"input(_layer)?(_\d+)?|.+_input(_\d+)?")
 KERAS_TENSOR = "__keras_tensor__"
 SLICE, ELLIPSIS_OBJECT = "__slice__", "__ellipsis__"  # how Keras serialises a slice and ... in an x[...] key
 KERAS_LAYER_MODULES = ("keras.layers", "keras")
@@ -491,12 +494,17 @@ class _NestedModels:
 
 
 def _sequential_input_name(input_entry: dict[str, Any] | None, taken: set[str | None]) -> str:
-    """``input``, which a chain's description leaves unsaid; where a layer has that name, the input layer's own
-    name (a model built from such a description names its input so), else ``input_1``, ``input_2``, ..."""
-    if DEFAULT_INPUT_NAME not in taken:
-        return DEFAULT_INPUT_NAME
+    """The name its author gave a Sequential's input (``keras.Input(shape, name="pixels")``), which the model
+    written back keeps; else ``input``, which a chain's description leaves unsaid (for a name Keras gave it,
+    ``input_layer_1``, Keras 2's ``input_1`` or ``conv2d_input``, or a layer's); where a layer has that name, the
+    input layer's own, else ``input_1``, ``input_2``, ..."""
     config = (input_entry or {}).get("config")
     own = config.get("name") if isinstance(config, dict) else None
-    if isinstance(own, str) and own and own not in taken:
+    given = isinstance(own, str) and own and own not in taken
+    if given and not KERAS_INPUT_NAME.fullmatch(own):
+        return own
+    if DEFAULT_INPUT_NAME not in taken:
+        return DEFAULT_INPUT_NAME
+    if given:
         return own
     return next(f"{DEFAULT_INPUT_NAME}_{k}" for k in range(1, len(taken) + 2) if f"{DEFAULT_INPUT_NAME}_{k}" not in taken)
