@@ -24,6 +24,15 @@ CHECKPOINTS = "checkpoints"
 RESUME_FILE = "last.ckpt"
 
 
+def refuse_dangling_link(path: Path, what: str) -> None:
+    """Refuse ``path`` where it or a folder above it is a symbolic link to nothing (``mkdir`` would say only "File
+    exists" of it), naming the link and where it points."""
+    for part in (path, *path.parents):
+        if part.is_symlink() and not part.exists():
+            raise UserError(f"{what} {path_text(path)}: {path_text(part)} is a symbolic link to "
+                            f"{path_text(os.readlink(part))}, which does not exist")
+
+
 def writable_dir(path: str | os.PathLike, what: str) -> Path:
     """Create ``path`` if needed and prove a file can be written there, before any work is spent.
 
@@ -31,6 +40,7 @@ def writable_dir(path: str | os.PathLike, what: str) -> Path:
     """
     path = Path(path)
     try:
+        refuse_dangling_link(path, what)
         if path.exists() and not path.is_dir():
             raise UserError(f"{what} {path_text(path)} is a file, not a folder")
         path.mkdir(parents=True, exist_ok=True)
@@ -50,6 +60,7 @@ def check_writable(path: str | os.PathLike, what: str) -> Path:
     path = Path(path)
     existing = path
     try:
+        refuse_dangling_link(path.parent, what)
         while existing != existing.parent:
             try:
                 os.stat(existing)

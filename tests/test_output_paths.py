@@ -198,6 +198,19 @@ def test_an_output_dir_the_system_refuses_is_one_line(program, command, framewor
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
 
 
+@pytest.mark.parametrize("program, command", [(main, "fit"), (main, "cv"), (keras_main, "train")])
+@pytest.mark.parametrize("output_dir", ["gone", "gone/runs"])
+def test_an_output_dir_through_a_link_to_nothing_names_the_link(program, command, output_dir, tmp_path,
+                                                                 monkeypatch, capsys):
+    """A symbolic link to a folder that is not there (a moved disk): ``mkdir`` said only "File exists"."""
+    monkeypatch.chdir(tmp_path)
+    os.symlink(tmp_path / "unmounted" / "disk", "gone")
+    error, _ = refused([command, "--output_dir", output_dir], capsys, program)
+    assert error == (f"error: --output_dir {output_dir}: gone is a symbolic link to {tmp_path}/unmounted/disk, which "
+                     f"does not exist"), error
+    assert os.listdir(tmp_path) == ["gone"]
+
+
 @pytest.mark.parametrize("program, argv", [(main, ["fit"]), (main, ["test", "--ckpt_path", "model.ckpt"]),
                                            (keras_main, ["train"])], ids=["fit", "test", "keras train"])
 def test_a_data_folder_from_the_environment_that_is_a_file_is_said_to_be_one(program, argv, work, monkeypatch,
