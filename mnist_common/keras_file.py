@@ -32,7 +32,7 @@ import numpy as np
 
 from mnist_common.architecture import Architecture
 from mnist_common.architecture.keras_config import read_keras_config
-from mnist_common.errors import UserError, escaped, one_line
+from mnist_common.errors import UserError, escaped, one_line, path_text
 
 KERAS_SUFFIX = ".keras"
 MEMBERS = ("config.json", "metadata.json", "model.weights.h5")
@@ -70,7 +70,7 @@ class KerasFile:
 
 def check_file(path: str | os.PathLike, what: str = "") -> Path:
     """``path`` as a Path if it is an existing, non-empty regular file; :class:`UserError` otherwise."""
-    label = f"{what} {path}".strip()
+    label = f"{what} {path_text(path)}".strip()
     if "://" in str(path):
         raise UserError(f"{label}: a URL; this command reads local files (download it first)")
     path = Path(path)

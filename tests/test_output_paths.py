@@ -235,10 +235,14 @@ def test_an_image_name_holding_a_nul_byte_is_one_line(work, capsys):
     (main, ["convert", "cv_results.json", "out.pt2"], "fold 0 model a\\x00b\\x1b[2J.ckpt: no such file"),
     (main, ["predict", "digit.png", "--weights", "bell\x07\x7f.ckpt"], "bell\\x07\\x7f.ckpt"),
     (keras_main, ["train", "--model.architecture", "w\x1b]0;title\x07.keras"], "w\\x1b]0;title\\x07.keras"),
-], ids=["convert", "fold model path", "predict", "keras train"])
+    (main, ["convert", "two\nlines.keras", "out.ckpt"], "error: two\\nlines.keras: no such file"),
+    (main, ["test", "--ckpt_path", "two\nlines.ckpt"], "error: checkpoint two\\nlines.ckpt: no such file"),
+    (main, ["fit", "--model.architecture", "two\nlines.yaml"], "architecture file two\\nlines.yaml: no such file"),
+], ids=["convert", "fold model path", "predict", "keras train", "convert newline", "test newline", "fit newline"])
 def test_control_characters_in_a_refused_name_are_escaped(program, argv, shown, work, capsys):
     """A NUL or a terminal escape sequence in a name the refusal quotes (a fold's model_path in a cv_results.json
-    held both) reached stderr raw: now escaped as Python writes them, on the one line."""
+    held both) reached stderr raw: now escaped as Python writes them, on the one line; a newline, which the line
+    showed as a space (another name), as ``\\n``."""
     (work / "cv_results.json").write_text('{"folds": [{"model_path": "a\\u0000b\\u001b[2J.ckpt"}]}')
     error, out = refused(argv, capsys, program)
     assert shown in error and error.isprintable() and out == "", error

@@ -46,7 +46,7 @@ from typing import Any
 from mnist_common.architecture.layers import (FLOAT32, LAYER_TYPES, MAX_RANK, Layer, LayerError, Operation, Shape,
                                               applies_softmax, is_identity, shape_text)
 from mnist_common.documents import check_yaml_document, unique_json_keys
-from mnist_common.errors import UserError, escaped
+from mnist_common.errors import UserError, escaped, path_text
 
 PRESETS_DIR = Path(__file__).with_name("presets")
 # The names TensorFlow takes for the name scopes of a traced graph, which Keras opens for the model (a root
@@ -798,9 +798,9 @@ def _read_description(path: Path) -> Any:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ArchitectureError(f"architecture file {path}: no such file") from None
+        raise ArchitectureError(f"architecture file {path_text(path)}: no such file") from None
     except (OSError, UnicodeDecodeError) as err:
-        raise ArchitectureError(f"architecture file {path}: cannot be read ({err})") from None
+        raise ArchitectureError(f"architecture file {path_text(path)}: cannot be read ({err})") from None
     try:
         if path.suffix.lower() == ".json":
             return json.loads(text, object_pairs_hook=unique_json_keys)
