@@ -79,6 +79,14 @@ def _description(*layers, input_shape=(8, 8, 3)):
      "takes 'nowhere', which is neither the input (input) nor a layer of the model"),
     ([{"type": "Flatten", "name": "f"}, {"type": "Dense", "units": 2, "name": "a"},
       {"type": "Dense", "units": 2, "inputs": ["f"]}], "the model has 2 outputs (a, dense)"),
+    # a layer called on itself: was "no layer takes the input 'input'" where it is the first layer
+    ([{"type": "Flatten", "name": "f", "inputs": ["f"]}, {"type": "Dense", "units": 2}],
+     "layer 0 (f, Flatten): takes its own output; a layer's inputs are the input or other layers"),
+    ([{"type": "Flatten", "name": "f"}, {"type": "Dense", "units": 2, "name": "d", "inputs": ["d"]},
+      {"type": "Add", "inputs": ["f", "d"]}], "layer 1 (d, Dense): takes its own output"),
+    ([{"type": "Flatten", "name": "f"}, {"type": "Dense", "units": 2, "name": "a", "inputs": ["b"]},
+      {"type": "Dense", "units": 2, "name": "b", "inputs": ["a"]}, {"type": "Add", "inputs": ["f", "b"]}],
+     "layer 1 (a, Dense): is part of a cycle"),
 ])
 def test_bad_merges_are_refused_naming_the_layer(layers, message):
     with pytest.raises(ArchitectureError) as refusal:

@@ -309,6 +309,8 @@ class Architecture:
             if unknown:
                 raise self._refuse(index, node, f"takes {unknown[0]!r}, which is neither the input "
                                                 f"({self.input_name}) nor a layer of the model")
+            if node.name in node.inputs:  # else reported as a graph whose input no layer takes, or a cycle
+                raise self._refuse(index, node, "takes its own output; a layer's inputs are the input or other layers")
         used = {i for node in nodes for i in node.inputs}
         outputs = [node for node in nodes if node.name not in used]
         if len(outputs) != 1:
