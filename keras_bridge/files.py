@@ -4,16 +4,19 @@ atomically."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from keras_bridge.backend import import_keras
 from keras_bridge.build import layer_weights
+from mnist_common.architecture.description import MAX_PARAMETERS
 from mnist_common.architecture.keras_config import read_keras_config
 from mnist_common.errors import UserError, one_line
 from mnist_common.files import write_atomically
@@ -73,6 +76,12 @@ def _keras_legacy_load(info: LegacyH5) -> "keras.Model":
                 "read back: save the model as .keras" if info.keras_version.startswith("3.") else "")
         with warnings.catch_warnings():  # Keras' advice to use .keras: what this conversion does
             warnings.simplefilter("ignore")
+            # the sizes a legacy file declares are known only once Keras builds its layers (a crafted 10 KB file's
+            # Dense kernel of 16 million inputs by 1,000: 64 GB), so they are counted first, without allocating
+            declared = _keras_load(readable, info.path, hint, hint_when=UNKNOWN_LAYER, count_only=True)
+            if declared > MAX_PARAMETERS:
+                raise UserError(f"{info.path}: its layers declare {declared:,} weight values, more than this bridge "
+                                f"builds ({MAX_PARAMETERS:,})")
             return _keras_load(readable, info.path, hint, hint_when=UNKNOWN_LAYER)
 
 
@@ -86,15 +95,32 @@ def _named_for_keras(path: Path, suffixes: tuple[str, ...], folder: str) -> Path
     return link
 
 
-def _keras_load(readable: Path, path: Path, hint: str = "", hint_when: str = "") -> "keras.Model":
+def _keras_load(readable: Path, path: Path, hint: str = "", hint_when: str = "", count_only: bool = False):
     """``keras.saving.load_model`` of a file that passed our checks (``path``, read as ``readable``): not compiled,
     ``safe_mode=True``; what Keras says against it, in one line (``hint``: what to do, after it, where Keras' words
-    hold ``hint_when``)."""
+    hold ``hint_when``). ``count_only``: the number of weight values the model has, not the model, counted without
+    allocating them (:func:`_declared_weight_values`)."""
     try:
+        if count_only:
+            return _declared_weight_values(readable)
         return keras.saving.load_model(str(readable), safe_mode=True, compile=False)
     except Exception as err:  # whatever Keras says; what follows the config it prints, where it prints one
         said = one_line(err, after="Exception encountered: ")
         raise UserError(f"{path}: Keras cannot load it ({said}){hint if hint_when in said else ''}") from None
+
+
+def _declared_weight_values(readable: Path) -> int:
+    """How many weight values the model in ``readable`` has, read by Keras in a ``StatelessScope`` that leaves its
+    variables unallocated (their initialisers deferred, the file's values recorded, not assigned), in a thread of
+    its own: Keras keeps the variables left to initialise in the thread's state, which ends with it, so no later
+    scope allocates them."""
+    def count() -> int:
+        with keras.StatelessScope(initialize_variables=False):
+            model = keras.saving.load_model(str(readable), safe_mode=True, compile=False)
+            return sum(math.prod(weight.shape) for weight in model.weights)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(count).result()
 
 
 def save_model(model: "keras.Model", path: str | os.PathLike, check=None):

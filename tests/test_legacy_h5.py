@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from bridge_check import keras
-from conftest import REPO, main_error
+from conftest import REPO, main_error, run_python_module
 from lightning_mnist.__main__ import main as command_line
 from lightning_mnist.checkpoints import load_networks
 from lightning_mnist.formats import onnx_model
@@ -321,6 +321,42 @@ def test_legacy_files_keras_must_not_or_cannot_read_are_refused_in_one_line(make
     assert code == 2 and message in error and len(error) < 800, error
     assert error.endswith("save the model as .keras") == (make is _with_operations), error  # Keras 3's own files
     assert not (tmp_path / "out.keras").exists()
+
+
+def test_sizes_a_legacy_file_declares_are_counted_before_keras_allocates_them(tmp_path, mnist_dir, capsys,
+                                                                             monkeypatch):
+    """A 20 KB file whose input (4000 x 4000, under the input bound) and Dense (1,000 units, under the values the
+    file holds for it) declare a 32 GB kernel between them: Keras allocated it before finding that the file's
+    weights do not fit. Its layers are now built without allocating first, in a process held to 12 GB of address
+    space (without the count: TensorFlow's out-of-memory error, or the machine's memory spent). And a real file's
+    count is held to the bridge's bound on weights."""
+    import resource
+
+    with h5py.File(KERAS2 / "keras2_cnn.h5", "r") as h5:
+        config = json.loads(h5.attrs["model_config"])
+    layers = config["config"]["layers"]
+    for layer in layers[:2]:  # Keras 2 writes the Sequential's input shape on its first layer too
+        layer["config"]["batch_input_shape"] = [None, 4000, 4000, 1]
+    next(layer for layer in layers if layer["class_name"] == "Dense")["config"]["units"] = 1000
+    _with_config(tmp_path, config)
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (12 << 30, 12 << 30))
+
+    proc = run_python_module(mnist_dir, "lightning_mnist", "convert", "edited.h5", "out.ckpt", cwd=tmp_path,
+                             check=False, preexec_fn=limit_memory)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(
+        "error: edited.h5: Keras cannot load it (ValueError: Shape mismatch in layer #3 (named dense)"), proc.stderr
+    assert "Weight expects shape (7968032, 1000)" in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["edited.h5"]
+
+    import keras_bridge.files
+
+    monkeypatch.setattr(keras_bridge.files, "MAX_PARAMETERS", 2_000)
+    code, error, _ = main_error(command_line, ["convert", str(KERAS2 / "keras2_cnn.h5"), str(tmp_path / "out.ckpt"),
+                                               "--data_dir", str(mnist_dir)], capsys)
+    assert code == 2 and error == (f"error: {KERAS2 / 'keras2_cnn.h5'}: its layers declare 2,706 weight values, "
+                                   f"more than this bridge builds (2,000)"), error
 
 
 @pytest.mark.parametrize("argv, message", [
