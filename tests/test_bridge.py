@@ -731,7 +731,8 @@ def test_a_layer_called_input_converts_both_ways(tmp_path, capsys, mnist_dir):
 
 
 def test_seeds_and_synchronized_statistics_come_back_in_the_keras_file(tmp_path, capsys, mnist_dir):
-    """What only the Keras side uses (initializer seeds, dropout seeds, BatchNorm's ``synchronized``) is kept by
+    """What only the Keras side uses (initializer seeds, dropout seeds, BatchNorm's ``synchronized``, a recurrent
+    layer's ``unroll``) is kept by
     .keras -> .ckpt -> .keras: every layer's Keras config comes back as it was. The torch side, which builds the
     network (its initializers included) before the weights are loaded, draws its own."""
     model = keras.Sequential([
@@ -741,15 +742,23 @@ def test_seeds_and_synchronized_statistics_come_back_in_the_keras_file(tmp_path,
         L.BatchNormalization(synchronized=True, gamma_initializer=keras.initializers.TruncatedNormal(seed=2)),
         L.SpatialDropout2D(0.1, seed=5), L.Flatten(), L.Dropout(0.3, seed=3),
         L.Dense(10, activation="softmax", kernel_initializer="he_normal")])
-    randomised(model).save(tmp_path / "model.keras")
-    convert(capsys, tmp_path / "model.keras", tmp_path / "model.ckpt", "--check_images", 100, "--data_dir", mnist_dir)
-    out = convert(capsys, tmp_path / "model.ckpt", tmp_path / "back.keras", "--check_images", 100,
-                  "--data_dir", mnist_dir)
-    assert parse_check(out)["max_dp"] <= CHECK_TOLERANCE
-    back = keras.saving.load_model(tmp_path / "back.keras")
-    for before, after in zip(model.layers, back.layers, strict=True):
-        assert before.get_config() == after.get_config(), before.name
+    rows = keras.Sequential([  # how Keras runs a recurrent layer: unrolled or not
+        keras.Input((28, 28)), L.LSTM(8, unroll=True, return_sequences=True),
+        L.GRU(8, unroll=True, dropout=0.1, seed=4), L.Dense(10, activation="softmax")])
+    for name, each in (("image", model), ("rows", rows)):
+        randomised(each).save(tmp_path / f"{name}.keras")
+        convert(capsys, tmp_path / f"{name}.keras", tmp_path / f"{name}.ckpt", "--check_images", 100,
+                "--data_dir", mnist_dir)
+        out = convert(capsys, tmp_path / f"{name}.ckpt", tmp_path / f"{name}_back.keras", "--check_images", 100,
+                      "--data_dir", mnist_dir)
+        assert parse_check(out)["max_dp"] <= CHECK_TOLERANCE
+        back = keras.saving.load_model(tmp_path / f"{name}_back.keras")
+        for before, after in zip(each.layers, back.layers, strict=True):
+            assert before.get_config() == after.get_config(), before.name
+    back = keras.saving.load_model(tmp_path / "image_back.keras")
     assert back.layers[1].synchronized and back.layers[2].seed == 5
+    back = keras.saving.load_model(tmp_path / "rows_back.keras")
+    assert back.layers[0].unroll and back.layers[1].unroll
 
 
 def test_the_network_is_named_as_keras_and_compiles_and_exports():

@@ -8,8 +8,9 @@ last axis of each kernel in Keras' order: LSTM input, forget, cell, output; GRU 
 candidate. What is not mirrored is refused in one line: several outputs (``return_state``), state
 kept between batches (``stateful``), and LSTM's and GRU's ``recurrent_dropout``, with which Keras 3
 switches to its first implementation, whose masks are rows of one batch-wide mask shared by every
-sample. Keras' ``unroll`` and ``use_cudnn`` pick how it computes the same values, and
-``zero_output_for_mask`` acts only with masks, which no supported layer makes: all three ignored.
+sample. Keras' ``unroll`` picks how Keras computes the same values: kept for the Keras model written
+back, not used by torch; ``use_cudnn`` too, but Keras does not save it; ``zero_output_for_mask`` acts
+only with masks, which no supported layer makes: both ignored.
 """
 
 from __future__ import annotations
@@ -63,18 +64,19 @@ class _Recurrent(Layer):
     seed: int | None = None
     return_sequences: bool = False
     go_backwards: bool = False
+    unroll: bool = False
 
     GATES: ClassVar[int] = 1  # blocks of ``units`` side by side in each kernel
     KERAS_FIXED: ClassVar = {"return_state": (False, "return_state (the states as extra outputs)"),
                              "stateful": (False, "stateful (states kept from one batch to the next)")}
-    KERAS_IGNORED: ClassVar = frozenset({"unroll", "use_cudnn", "zero_output_for_mask"})
+    KERAS_IGNORED: ClassVar = frozenset({"use_cudnn", "zero_output_for_mask"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         set_ = object.__setattr__
         set_(self, "units", positive_int(self.units, "units"))
         set_(self, "activation", activation_name(self.activation))
-        for flag in ("use_bias", "return_sequences", "go_backwards"):
+        for flag in ("use_bias", "return_sequences", "go_backwards", "unroll"):
             set_(self, flag, boolean(getattr(self, flag), flag))
         for stem in ("kernel", "recurrent", "bias"):
             set_(self, f"{stem}_initializer", initializer(getattr(self, f"{stem}_initializer"), f"{stem}_initializer"))
