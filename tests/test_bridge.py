@@ -406,8 +406,29 @@ class Doubler(keras.layers.Layer):
         return x * 2.0
 
 
+def _masking() -> "keras.Model":
+    """Masking before an LSTM over rows: Keras records the mask's operations (not_equal, any) around the layer."""
+    inputs = keras.Input((28, 28))
+    return keras.Model(inputs, L.Dense(10, activation="softmax")(L.LSTM(8)(L.Masking(0.0)(inputs))))
+
+
+def _constant_operand() -> "keras.Model":
+    """A position embedding computed while the model was built (``Embedding(49, 8)(ops.arange(49))``, eager): Keras
+    records the array itself as the Add's operand."""
+    inputs = keras.Input((28, 28, 1))
+    tokens = L.Reshape((49, 8))(L.Conv2D(8, 4, strides=4)(inputs))
+    x = tokens + L.Embedding(49, 8)(keras.ops.arange(49))
+    return keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(x)))
+
+
 @pytest.mark.parametrize("name, build, message", [
     ("two_outputs", _two_outputs, "the model has 2 outputs; only single-input, single-output models"),
+    # the layer named, not the operation Keras recorded for its mask ("not_equal (NotEqual) is the Keras operation")
+    ("masking", _masking, "layer 1 (masking, Masking) is not a supported layer"),
+    # was "is called on arguments other than tensors and numbers"
+    ("constant_operand", _constant_operand, "(Add) is called on a constant array of shape 49x8 (a tensor the code "
+                                            "computed while it built the model, such as a position embedding of "
+                                            "ops.arange: not a layer's output, and it never trains)"),
     ("two_inputs", _two_inputs, "the model has 2 inputs; only single-input, single-output models"),
     ("shared", _shared_layer, "is called 2 times; a layer shared between calls"),
     ("custom", lambda: keras.Sequential([keras.Input((28, 28, 1)), Doubler(), L.Flatten(), L.Dense(10)]),

@@ -229,3 +229,50 @@ def test_an_attention_lstm_over_rows_converts_both_ways_and_to_every_format(tmp_
     before, _ = converts_and_comes_back(tmp_path / "attention_lstm.keras", tmp_path, capsys,
                                         ("model.ckpt", "model.onnx", "model.pt2", "model.tflite"), check_images=300)
     assert [arrays[0].shape for layer, arrays in before.weights.items() if "attention" in layer] == [(16,), ()]
+
+
+def _convert(capsys, source, target) -> str:
+    from bridge_check import command_line
+
+    command_line(["convert", str(source), str(target), "--check_images", "100"])
+    out = capsys.readouterr().out
+    assert "max |p_" in out
+    return out
+
+
+def test_a_file_whose_calls_give_tensors_by_keyword_converts(tmp_path, capsys):
+    """Keras stores a graph's weights in the order of ``model.layers``, which its walk of each call's tensors decides:
+    positional ones first, then keywords alphabetically (``mha(query=q, value=v, key=k)`` walks k, q, v). Branches of
+    one width made in the order k, q, v and called by keyword were refused ("the weights Keras loaded differ"), and
+    of other widths, as a kernel of the wrong shape; ``layer(inputs=x)`` was refused as a call on no tensor."""
+    inputs = keras.Input((28, 28))
+    k, q, v = (L.Dense(16, name=name)(inputs) for name in ("k", "q", "v"))
+    a = L.MultiHeadAttention(2, 8, name="a")(query=q, value=v, key=k)
+    b = L.Attention(name="b")(inputs=[a, v])
+    x = L.Concatenate(name="c")(inputs=[L.Dense(8, name="d")(inputs=b), L.Dense(4, name="e")(a)])
+    model = classifier(inputs, x, name="keywords")
+    keras.utils.set_random_seed(1)
+    model.set_weights([np.random.default_rng(i).normal(0, 0.3, w.shape) for i, w in enumerate(model.get_weights())])
+    model.save(tmp_path / "keywords.keras")
+    assert [layer.name for layer in model.layers][1:4] == ["k", "q", "v"]
+    assert [node.inputs for node in architecture_of(model).nodes if node.name in "ab"] == [("q", "v", "k"), ("a", "v")]
+    _convert(capsys, tmp_path / "keywords.keras", tmp_path / "keywords.ckpt")
+    _convert(capsys, tmp_path / "keywords.ckpt", tmp_path / "again.keras")
+    _convert(capsys, tmp_path / "keywords.keras", tmp_path / "keywords.onnx")
+    again = keras.saving.load_model(tmp_path / "again.keras")
+    x = np.random.default_rng(0).random((8, 28, 28), np.float32)
+    assert np.abs(again.predict(x, verbose=0) - model.predict(x, verbose=0)).max() <= 1e-6
+    for layer in model.layers:  # every weight back under its layer's name
+        for a, b in zip(layer.get_weights(), again.get_layer(layer.name).get_weights(), strict=True):
+            assert a.tobytes() == b.tobytes(), layer.name
+
+
+def test_attention_over_an_images_positions_exports_to_every_format(tmp_path, capsys):
+    """The query's output put back in the image's layout by a reshape to the batch size fixed the batch in
+    ``torch.export`` ("Constraints violated (batch)"): the .pt2 export failed for every image attention."""
+    inputs = keras.Input((28, 28, 1))
+    x = L.Conv2D(8, 4, strides=4)(inputs)  # 7 x 7 x 8
+    model = classifier(inputs, L.Conv2D(4, 1)(L.MultiHeadAttention(2, 4)(x, L.MaxPooling2D()(x))), name="image")
+    model.save(tmp_path / "image.keras")
+    for suffix in (".ckpt", ".pt2", ".onnx", ".tflite"):
+        _convert(capsys, tmp_path / "image.keras", tmp_path / f"image{suffix}")

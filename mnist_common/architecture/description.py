@@ -155,10 +155,14 @@ def auto_names(kinds: list[str], taken: Iterable[str]) -> Iterable[str]:
 
 @dataclass(frozen=True)
 class Node:
-    """One layer of the graph and the names of the tensors it is called on, in order."""
+    """One layer of the graph and the names of the tensors it is called on, in order; ``walk``: the order Keras'
+    graph walk visits them where it differs (a file's call by keyword: Keras visits the keywords alphabetically,
+    ``mha(query=q, value=v, key=k)`` as k, q, v), which decides the order of ``model.layers`` and so the names
+    its weights are stored under. Not part of the network."""
 
     layer: Layer  # always named
     inputs: tuple[str, ...]
+    walk: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def name(self) -> str:
@@ -179,7 +183,8 @@ def keras_order(nodes: Iterable[Node], input_name: str, output: str) -> list[Nod
         current = stack.pop()
         if current not in reached and current != input_name:
             reached[current] = len(reached)
-            stack.extend(reversed(by_name[current].inputs))  # the first input is walked first
+            node = by_name[current]
+            stack.extend(reversed(node.walk or node.inputs))  # the first input is walked first
     consumers: dict[str, list[str]] = {name: [] for name in by_name}
     for node in by_name.values():
         for source in node.inputs:
@@ -265,14 +270,15 @@ class Architecture:
     @classmethod
     def from_layers(cls, input_shape: Shape, layers: list[tuple[Layer, list[str] | None]], name: str = "custom",
                     source: str = "", input_name: str = DEFAULT_INPUT_NAME, functional: bool = False) -> Architecture:
-        """Layers with the names of their inputs (None: the layer before, or the input); unnamed ones named."""
-        names = iter(auto_names([layer.keras_class for layer, _ in layers if layer.name is None],
-                                [layer.name for layer, _ in layers if layer.name is not None] + [input_name]))
+        """Layers with the names of their inputs (None: the layer before, or the input), and where a file's call
+        gives them, the order Keras walks them in (:attr:`Node.walk`) third; unnamed ones named."""
+        names = iter(auto_names([layer.keras_class for layer, *_ in layers if layer.name is None],
+                                [layer.name for layer, *_ in layers if layer.name is not None] + [input_name]))
         nodes, previous = [], input_name
-        for layer, inputs in layers:
+        for layer, inputs, *walk in layers:
             if layer.name is None:
                 layer = layer.renamed(next(names))
-            nodes.append(Node(layer, tuple(inputs) if inputs is not None else (previous,)))
+            nodes.append(Node(layer, tuple(inputs) if inputs is not None else (previous,), tuple(*walk)))
             previous = layer.name
         return cls(input_shape=input_shape, nodes=tuple(nodes), name=name, input_name=input_name,
                    functional=functional, source=source)
@@ -585,7 +591,8 @@ class Architecture:
         """The same network computing in float32 throughout, as torch computes it (itself when it does already)."""
         if not self.mixed_precision:
             return self
-        return dataclasses.replace(self, nodes=tuple(Node(node.layer.in_float32(), node.inputs) for node in self.nodes))
+        return dataclasses.replace(self, nodes=tuple(dataclasses.replace(node, layer=node.layer.in_float32())
+                                                     for node in self.nodes))
 
     def require_trainable(self, what: str) -> None:
         """Refuse to train a network none of whose weights trains (every layer with weights frozen)."""
@@ -625,8 +632,8 @@ class Architecture:
         """The architecture to train from a model's ``weights`` (by layer name): the values its layers adapted to
         data (Normalization's mean and variance) kept as settings, every other weight left to training
         (:meth:`Layer.with_adapted`)."""
-        nodes = tuple(Node(node.layer.with_adapted(weights[node.name]) if node.name in weights else node.layer,
-                           node.inputs) for node in self.nodes)
+        nodes = tuple(dataclasses.replace(node, layer=node.layer.with_adapted(weights[node.name]))
+                      if node.name in weights else node for node in self.nodes)
         return dataclasses.replace(self, nodes=nodes)
 
     def parameter_count(self) -> tuple[int, int]:

@@ -148,8 +148,9 @@ def _endpoint(model_config: dict[str, Any], key: str, names: set[str], source: s
     return spec[0]
 
 
-def _called_on(entry: dict[str, Any], source: str) -> list[str]:
-    """The names of the layers whose outputs ``entry``'s layer is called on, in order."""
+def _called_on(entry: dict[str, Any], source: str) -> tuple[list[str], tuple[str, ...]]:
+    """The names of the layers whose outputs ``entry``'s layer is called on, in order, and where a call by keyword
+    has Keras walk them in another order, that order (:attr:`Node.walk`; else empty)."""
     name, cls = _describe(entry)
     nodes = entry.get("inbound_nodes") or []
     if len(nodes) != 1 or not isinstance(nodes[0], dict):
@@ -159,6 +160,8 @@ def _called_on(entry: dict[str, Any], source: str) -> list[str]:
     arguments, kwargs = nodes[0].get("args") or [], nodes[0].get("kwargs") or {}
     if not isinstance(arguments, (list, tuple)) or not isinstance(kwargs, dict):  # a crafted file's
         raise ArchitectureError(f"{source}: {name} ({cls}) is corrupt: its call's arguments are not a list")
+    if not arguments and "inputs" in kwargs and not _is_operation(entry):  # layer(inputs=x): its first argument
+        arguments, kwargs = [kwargs["inputs"]], {k: v for k, v in kwargs.items() if k != "inputs"}
     extra = _unread_keywords(LAYER_TYPES.get(cls), kwargs)
     if _is_operation(entry):  # numbers among its arguments, each where the code had it (1.0 - x)
         # an unsupported one named first, whatever its arguments
@@ -168,7 +171,11 @@ def _called_on(entry: dict[str, Any], source: str) -> list[str]:
         tensors = [] if pattern is None else [v for a in arguments for v in (a if isinstance(a, (list, tuple))
                                                                               else [a]) if _is_tensor(v)]
         if extra or pattern is None or not tensors:
-            detail = f"with {', '.join(extra)}" if extra else "on arguments other than tensors and numbers"
+            constant = next((_constant_shape(a) for a in arguments if _constant_shape(a)), None)
+            detail = (f"with {', '.join(extra)}" if extra else
+                      f"on a constant array of shape {constant} (a tensor the code computed while it built the model, "
+                      f"such as a position embedding of ops.arange: not a layer's output, and it never trains)"
+                      if constant else "on arguments other than tensors and numbers")
             raise ArchitectureError(f"{source}: {name} ({cls}) is called {detail}; only operations on the outputs "
                                     f"of layers, and numbers, are supported")
     elif getattr(LAYER_TYPES.get(cls), "CALL_TENSORS", ()):  # mha(query, value, key=...)
@@ -195,7 +202,24 @@ def _called_on(entry: dict[str, Any], source: str) -> list[str]:
             raise ArchitectureError(f"{source}: {name} ({cls}) takes a tensor this bridge cannot trace "
                                     f"({history!r}); only single-output layers called once are supported")
         sources.append(str(history[0]))
-    return sources
+    if not getattr(LAYER_TYPES.get(cls), "CALL_TENSORS", ()) or _is_operation(entry):
+        return sources, ()
+    given = [str(kwargs[key]["config"]["keras_history"][0]) for key in sorted(kwargs) if _is_tensor(kwargs[key])]
+    walk = sources[:len(sources) - len(given)] + given  # Keras flattens a call's (args, kwargs), keys sorted
+    return sources, tuple(walk) if walk != sources else ()
+
+
+def _constant_shape(argument: Any) -> str | None:
+    """The shape of an array a call's argument holds as a constant (Keras' ``__tensor__`` or ``__numpy__``), as
+    text; None for anything else."""
+    if not isinstance(argument, dict) or argument.get("class_name") not in ("__tensor__", "__numpy__"):
+        return None
+    value = (argument.get("config") or {}).get("value") if isinstance(argument.get("config"), dict) else None
+    shape = []
+    while isinstance(value, list) and len(shape) < 8:
+        shape.append(len(value))
+        value = value[0] if value else None
+    return "x".join(map(str, shape)) or "a scalar"
 
 
 def _unread_keywords(layer_class: type | None, kwargs: dict[str, Any]) -> list[str]:
@@ -233,8 +257,12 @@ def _functional_graph(entries: list[dict[str, Any]], model_config: dict[str, Any
     if len(inputs) != 1 or inputs[0].get("name") != start:
         raise ArchitectureError(f"{source}: the model has {len(inputs)} input layers; only single-input models "
                                 f"are supported")
-    graph = [(entry, _called_on(entry, source)) for entry in entries if entry is not inputs[0]]
-    consumers = {name for _, called in graph for name in called}
+    layers = [entry for entry in entries if entry is not inputs[0]]
+    for index, entry in enumerate(layers):  # an unsupported layer named before the operations Keras recorded for it
+        if not _is_operation(entry) and _describe(entry)[1] not in (*LAYER_TYPES, *MODEL_CLASSES):  # Masking's
+            _layer(index, entry, source)
+    graph = [(entry, *_called_on(entry, source)) for entry in layers]
+    consumers = {name for _, called, _ in graph for name in called}
     if output in consumers or output == start:
         raise ArchitectureError(f"{source}: the model's output {output} is not where its graph ends; only "
                                 f"single-output models are supported")
@@ -318,7 +346,7 @@ def _sequential_entries(entries: list[dict[str, Any]], source: str) -> tuple[dic
     if len(inputs) > 1 or (inputs and entries[0] is not inputs[0]):
         raise ArchitectureError(f"{source}: the model has an input layer inside its chain")
     input_entry = inputs[0] if inputs else None
-    return input_entry, [(entry, None) for entry in entries if entry is not input_entry]
+    return input_entry, [(entry, None, ()) for entry in entries if entry is not input_entry]
 
 
 class KerasGraph(NamedTuple):
@@ -350,11 +378,11 @@ def read_keras_config(config: Any, source: str = "model") -> KerasGraph:
     else:
         input_entry, graph = _functional_graph(entries, model_config, source)
         input_name = str(input_entry.get("name"))
-    layers = [(_layer(index, entry, source), called) for index, (entry, called) in enumerate(graph)]
+    layers = [(_layer(index, entry, source), called, walk) for index, (entry, called, walk) in enumerate(graph)]
     input_shape = _input_shape(input_entry, model_config, source)
     name = str(model_config.get("name") or "keras")
     if input_name is None:  # a Sequential's: the description's default, unless a layer is called that
-        input_name = _sequential_input_name(input_entry, {layer.name for layer, _ in layers})
+        input_name = _sequential_input_name(input_entry, {layer.name for layer, *_ in layers})
     architecture = Architecture.from_layers(input_shape, layers, name=name, source=source, input_name=input_name,
                                             functional=config["class_name"] != "Sequential")
     return KerasGraph(architecture, dict(architecture.storage_names), {})
@@ -363,8 +391,8 @@ def read_keras_config(config: Any, source: str = "model") -> KerasGraph:
 class _Call:
     """A layer entry of one model's graph, as :func:`keras_order` sorts them."""
 
-    def __init__(self, entry: dict[str, Any], inputs: list[str]) -> None:
-        self.entry, self.name, self.inputs = entry, _describe(entry)[0], tuple(inputs)
+    def __init__(self, entry: dict[str, Any], inputs: list[str], walk: tuple[str, ...] = ()) -> None:
+        self.entry, self.name, self.inputs, self.walk = entry, _describe(entry)[0], tuple(inputs), walk
 
 
 class _NestedModels:
@@ -380,7 +408,7 @@ class _NestedModels:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.layers: list[tuple[Any, list[str]]] = []
+        self.layers: list[tuple[Any, list[str], tuple[str, ...]]] = []  # (layer, inputs, Node.walk)
         self.storage: dict[str, str] = {}
         self.keras_paths: dict[str, tuple[str, ...]] = {}
         self.declared: list[tuple[str, str, Any]] = []  # (nested model, tensor it takes, its input layer's shape)
@@ -395,7 +423,8 @@ class _NestedModels:
         else:
             input_name = str(input_entry.get("name"))
             del self.storage[input_name]  # reserved by _expand while the layers were named
-        layers = [(layer, [input_name if i == self.PLACEHOLDER else i for i in inputs]) for layer, inputs in self.layers]
+        layers = [(layer, *([input_name if i == self.PLACEHOLDER else i for i in names] for names in (inputs, walk)))
+                  for layer, inputs, walk in self.layers]
         architecture = Architecture.from_layers(_input_shape(input_entry, model_config, self.source), layers,
                                                 name=name, source=self.source, input_name=input_name,
                                                 functional=config["class_name"] != "Sequential")
@@ -425,13 +454,13 @@ class _NestedModels:
         model_config, entries = _model_parts(config, where)
         if config["class_name"] == "Sequential":
             input_entry, steps = _sequential_entries(entries, where)
-            order = [_Call(entry, []) for entry, _ in steps]
+            order = [_Call(entry, []) for entry, _, _ in steps]
             renamed: dict[str, str] = {}
             output = None
         else:
             input_entry, steps = _functional_graph(entries, model_config, where)
             input_name = str(input_entry.get("name"))
-            calls = [_Call(entry, called) for entry, called in steps]
+            calls = [_Call(entry, called, walk) for entry, called, walk in steps]
             level = {input_name, *(call.name for call in calls)}
             for index, call in enumerate(calls):
                 strangers = [name for name in call.inputs if name not in level]
@@ -455,8 +484,9 @@ class _NestedModels:
         stored = dict(zip((id(call.entry) for call in layers),
                           auto_names([str(call.entry.get("class_name")) for call in layers], ())))
         previous = sources[0]
-        for index, (entry, called) in enumerate(steps):
+        for index, (entry, called, walk) in enumerate(steps):
             inputs = [previous] if called is None else [renamed.get(c, c) for c in called]
+            walk = tuple(renamed.get(c, c) for c in walk)
             path = f"{prefix}{stored.get(id(entry), '')}"  # an operation has no weights stored
             name, cls = _describe(entry)
             if cls in MODEL_CLASSES:
@@ -468,7 +498,7 @@ class _NestedModels:
                                             f"than this bridge builds ({MAX_LAYERS:,})")
                 own = layer.name
                 layer = layer.renamed(self._free_name(own, label))
-                self.layers.append((layer, inputs))
+                self.layers.append((layer, inputs, walk))
                 self.storage[layer.name] = path
                 if models or layer.name != own:  # where Keras has it: in a nested model, or renamed here
                     self.keras_paths[layer.name] = (*models, own)

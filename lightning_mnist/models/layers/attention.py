@@ -55,7 +55,7 @@ class MultiHeadAttention(nn.Module):
         probabilities = self.dropout(torch.softmax(q @ k.transpose(-1, -2), dim=-1))
         attended = (probabilities @ v).transpose(1, 2).flatten(2)  # (N, steps, heads * value_dim)
         out = self.output(attended)
-        return out.transpose(1, 2).reshape(len(out), -1, *size) if image else out
+        return out.transpose(1, 2).unflatten(2, tuple(size)) if image else out  # no reshape to the batch: export
 
     @staticmethod
     def _sequence(x: torch.Tensor) -> torch.Tensor:
