@@ -189,8 +189,9 @@ def _called_on(entry: dict[str, Any], source: str) -> tuple[list[str], tuple[str
         tensors = arguments[0] if len(arguments) == 1 and isinstance(arguments[0], list) else arguments
         if extra or len(arguments) != 1 or not tensors or not all(_is_tensor(t) for t in tensors):
             detail = f"with {', '.join(extra)}" if extra else "on arguments that are not layer outputs"
+            given = " and nothing else (other arguments at their defaults)" if extra else ""
             raise ArchitectureError(f"{source}: {name} ({cls}) is called {detail}; only layers called on the "
-                                    f"outputs of other layers are supported")
+                                    f"outputs of other layers{given} are supported")
     sources = []
     for tensor in tensors:
         history = (tensor.get("config") or {}).get("keras_history")
