@@ -32,7 +32,7 @@ def keras_layer(layer: Layer) -> "keras.layers.Layer | keras.Operation":
     Keras makes it when it loads a file (its serialised form, through Keras' own deserialisation)."""
     if isinstance(layer, Operation):
         return keras.saving.deserialize_keras_object(layer.keras_object())
-    return getattr(keras.layers, layer.type).from_config(layer.settings())
+    return getattr(keras.layers, layer.type).from_config(layer.keras_settings())
 
 
 def call_layer(layer: Layer, tensors: list) -> "keras.KerasTensor":

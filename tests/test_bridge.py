@@ -425,10 +425,10 @@ def _constant_operand() -> "keras.Model":
     ("two_outputs", _two_outputs, "the model has 2 outputs; only single-input, single-output models"),
     # the layer named, not the operation Keras recorded for its mask ("not_equal (NotEqual) is the Keras operation")
     ("masking", _masking, "layer 1 (masking, Masking) is not a supported layer"),
-    ("causal_attention", lambda: classifier(rows := keras.Input((28, 28)), L.Attention()([rows, rows],
-                                                                                      use_causal_mask=True)),
-     ": attention (Attention) is called with use_causal_mask; only layers called on the outputs of other layers and "
-     "nothing else (other arguments at their defaults) are supported"),
+    ("attention_scores", lambda: classifier(rows := keras.Input((28, 28)), L.Attention()(
+        [rows, rows], return_attention_scores=True)[0]),
+     ": attention (Attention) is called with return_attention_scores; only layers called on the outputs of other "
+     "layers and nothing else (other arguments at their defaults) are supported"),
     # was "is called on arguments other than tensors and numbers"
     ("constant_operand", _constant_operand, "(Add) is called on a constant array of shape 49x8 (a tensor the code "
                                             "computed while it built the model, such as a position embedding of "

@@ -109,7 +109,7 @@ def _call_recorded(model_config: dict, **kwargs) -> dict:
 @pytest.mark.parametrize("change, message", [
     (lambda m: m, None),
     (lambda m: _call_recorded(m, use_causal_mask=False, return_attention_scores=False, training=False), None),
-    (lambda m: _call_recorded(m, use_causal_mask=True), "is called with use_causal_mask; only its query, value, key"),
+    (lambda m: _call_recorded(m, attention_mask=[[1]]), "is called with attention_mask; only its query, value, key"),
     (lambda m: _call_recorded(m, return_attention_scores=True), "is called with return_attention_scores"),
 ])
 def test_the_call_a_file_records_is_read_or_refused(change, message):
@@ -131,7 +131,10 @@ def test_the_call_a_file_records_is_read_or_refused(change, message):
     ([6, 5, 3], {"inputs": ["input"]}, "is called on a query and a value (and a key), got 1 input"),
     ([30], {}, "needs a sequence (steps, features) or an image (H, W, C) as its query, got 30"),
     # an image's 784 positions attend to each other: 32 heads of scores and probabilities are 39 million values
-    ([28, 28, 4], {"num_heads": 32}, "the layers up to here hold 39,")
+    ([28, 28, 4], {"num_heads": 32}, "the layers up to here hold 39,"),
+    ([6, 5, 3], {"use_causal_mask": True}, "has use_causal_mask over an image's positions (6x5x3); a causal mask is "
+                                           "supported over sequences (steps, features)"),
+    ([6, 5], {"use_causal_mask": 1}, "use_causal_mask must be true or false, got 1"),
 ])
 def test_descriptions_keras_cannot_build_are_refused(input_shape, layer, message):
     config = {"input_shape": input_shape, "layers": [
@@ -276,3 +279,33 @@ def test_attention_over_an_images_positions_exports_to_every_format(tmp_path, ca
     model.save(tmp_path / "image.keras")
     for suffix in (".ckpt", ".pt2", ".onnx", ".tflite"):
         _convert(capsys, tmp_path / "image.keras", tmp_path / f"image{suffix}")
+
+
+def test_causal_masks_match_keras_and_come_back_in_every_format(tmp_path, capsys):
+    """``use_causal_mask=True`` in the call (query step i attends to key steps up to i): self-attention, attention to
+    a shorter sequence (a mask of 28 x 14), Luong's and Bahdanau's; the same numbers as Keras, each format proven, and
+    back to the same .keras (the calls record it again); a description says it as the call does."""
+    inputs = keras.Input((28, 28))
+    x = L.Dense(12, name="embed")(inputs)
+    shorter = L.MaxPooling1D(2)(x)
+    y = L.MultiHeadAttention(3, 4, name="self")(x, x, use_causal_mask=True)
+    y = L.MultiHeadAttention(2, 4, name="cross")(query=y, value=shorter, use_causal_mask=True)
+    z = L.Attention(use_scale=True, name="luong")([x, y], use_causal_mask=True)
+    w = L.AdditiveAttention(name="bahdanau")([z, shorter], use_causal_mask=True)
+    model = classifier(inputs, w, name="causal")
+    assert_matches_keras(model, source="causal")
+    architecture = architecture_of(model)
+    assert [node.layer.use_causal_mask for node in architecture.nodes if "Attention" in node.layer.type] == [True] * 4
+    model.save(tmp_path / "causal.keras")
+    converts_and_comes_back(tmp_path / "causal.keras", tmp_path, capsys,
+                            ("model.ckpt", "model.onnx", "model.pt2", "model.tflite"), check_images=100)
+    with zipfile.ZipFile(tmp_path / "again.keras") as archive:
+        config = json.loads(archive.read("config.json"))
+    assert [e["inbound_nodes"][0]["kwargs"].get("use_causal_mask") for e in config["config"]["layers"]
+            if "Attention" in e["class_name"]] == [True] * 4
+    described = Architecture.from_config(yaml.safe_load(yaml.safe_dump(architecture.to_config())))
+    assert described == architecture and "use_causal_mask" not in build_model(described).get_layer("self").get_config()
+    unmasked = Architecture.from_config({**architecture.to_config(), "layers": [
+        {key: value for key, value in layer.items() if key != "use_causal_mask"}
+        for layer in architecture.to_config()["layers"]]})
+    assert unmasked != architecture  # the mask is part of the network

@@ -226,9 +226,9 @@ def _constant_shape(argument: Any) -> str | None:
 def _unread_keywords(layer_class: type | None, kwargs: dict[str, Any]) -> list[str]:
     """The keywords of a call this bridge does not read: set, not harmless (``training``), not at the layer's
     :attr:`Layer.CALL_DEFAULTS` (``use_causal_mask=False``)."""
-    defaults = getattr(layer_class, "CALL_DEFAULTS", {})
+    defaults, settings = getattr(layer_class, "CALL_DEFAULTS", {}), getattr(layer_class, "CALL_SETTINGS", ())
     return sorted(key for key, value in kwargs.items() if key not in HARMLESS_CALL_KWARGS and value is not None
-                  and not (key in defaults and value == defaults[key]))
+                  and not (key in defaults and value == defaults[key]) and key not in settings)
 
 
 def _call_tensors(layer_class: type, arguments: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], list[str]]:
@@ -286,6 +286,10 @@ def _layer(index: int, entry: dict[str, Any], source: str):
     config = entry.get("config", {})
     if not isinstance(config, dict):  # Keras cannot build the layer from it either
         raise ArchitectureError(f"{label} is corrupt: its config is a {type(config).__name__}, not a mapping")
+    if layer_class.CALL_SETTINGS:  # mha(q, v, use_causal_mask=True): settings of its call
+        call = (entry.get("inbound_nodes") or [{}])[0]
+        keywords = call.get("kwargs") if isinstance(call, dict) and isinstance(call.get("kwargs"), dict) else {}
+        config = {**config, **{key: keywords[key] for key in layer_class.CALL_SETTINGS if key in keywords}}
     return _described(label, lambda: layer_class.from_keras(config))
 
 

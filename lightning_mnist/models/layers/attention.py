@@ -5,7 +5,9 @@ Each EinsumDense kernel is a matrix once its head axes are joined: a projection'
 (heads x dim, features) weight, the output's (heads, value_dim, features) torch's (features, heads x value_dim); the
 biases are flattened. The attention itself is written out (scale the queries, a matrix product, a softmax, an
 optional dropout of the probabilities, a product with the values) as Keras computes it, so every format exports it as
-plain operators. An image (N, C, H, W) is attended as the sequence of its H x W positions.
+plain operators. An image (N, C, H, W) is attended as the sequence of its H x W positions. A causal mask
+(``use_causal_mask``) sets the scores of later key steps to Keras' large negative, -1e9, before the softmax: their
+weights are then exactly zero, as in Keras.
 """
 
 from __future__ import annotations
@@ -30,6 +32,19 @@ def _projection_weight(side: str) -> WeightMap:
 WEIGHTS = {f"{side}_kernel": _projection_weight(side) for side in PROJECTIONS[:3]}
 WEIGHTS["output_kernel"] = WeightMap("output.weight", (2, 0, 1), lambda s: (s[0], s[1] * s[2]))
 WEIGHTS.update({f"{side}_bias": WeightMap(f"{side}.bias", None, lambda s: (math.prod(s),)) for side in PROJECTIONS})
+MASKED_SCORE = -1e9  # Keras' large negative for masked scores (float32)
+
+
+def causal_mask(module: nn.Module, spec: keras.MultiHeadAttention | keras.Attention | keras.AdditiveAttention,
+                query: Shape, key: Shape) -> None:
+    """``module.causal``: where query step i may attend to key step j, j <= i (Keras: row index >= column index),
+    for a layer with ``use_causal_mask``; else None. A buffer outside the state dict (no weight of Keras')."""
+    mask = torch.ones(query[0], key[0], dtype=torch.bool).tril() if spec.use_causal_mask else None
+    module.register_buffer("causal", mask, persistent=False)
+
+
+def masked(scores: torch.Tensor, causal: torch.Tensor | None) -> torch.Tensor:
+    return scores if causal is None else scores.masked_fill(~causal, MASKED_SCORE)
 
 
 @converter(keras.MultiHeadAttention, **WEIGHTS)
@@ -42,6 +57,7 @@ class MultiHeadAttention(nn.Module):
         self.query = nn.Linear(query[-1], heads * spec.key_dim, bias=use_bias)
         self.key = nn.Linear(key[-1], heads * spec.key_dim, bias=use_bias)
         self.value = nn.Linear(value[-1], heads * spec.value_dim, bias=use_bias)
+        causal_mask(self, spec, query, key)
         self.output = nn.Linear(heads * spec.value_dim, spec.output_size or query[-1], bias=use_bias)
         self.dropout = nn.Dropout(spec.dropout)
 
@@ -52,7 +68,7 @@ class MultiHeadAttention(nn.Module):
         k = v if key is None else self._sequence(key)
         q = self._heads(self.query(q), self.key_dim) * (1.0 / math.sqrt(self.key_dim))  # as Keras scales them
         k, v = self._heads(self.key(k), self.key_dim), self._heads(self.value(v), self.value_dim)
-        probabilities = self.dropout(torch.softmax(q @ k.transpose(-1, -2), dim=-1))
+        probabilities = self.dropout(torch.softmax(masked(q @ k.transpose(-1, -2), self.causal), dim=-1))
         attended = (probabilities @ v).transpose(1, 2).flatten(2)  # (N, steps, heads * value_dim)
         out = self.output(attended)
         return out.transpose(1, 2).unflatten(2, tuple(size)) if image else out  # no reshape to the batch: export
@@ -71,12 +87,14 @@ class _ScoreAttention(nn.Module):
     """``Attention`` and ``AdditiveAttention``: softmax(scores) over the key's steps, dropped out in training, times
     the values; a subclass gives the scores of (N, Tq, F) queries and (N, Tv, F) keys."""
 
-    def __init__(self, spec: keras.Attention | keras.AdditiveAttention, *shapes: Shape) -> None:
+    def __init__(self, spec: keras.Attention | keras.AdditiveAttention, query: Shape, value: Shape,
+                 key: Shape | None = None) -> None:
         super().__init__()
         self.dropout = nn.Dropout(spec.dropout)
+        causal_mask(self, spec, query, value if key is None else key)
 
     def forward(self, query: torch.Tensor, value: torch.Tensor, key: torch.Tensor | None = None) -> torch.Tensor:
-        scores = self.scores(query, value if key is None else key)
+        scores = masked(self.scores(query, value if key is None else key), self.causal)
         return self.dropout(torch.softmax(scores, dim=-1)) @ value
 
     def scores(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:

@@ -8,8 +8,10 @@ attention_axes`` of every other axis; a subset of them is refused). Its weights 
 and biases, stored in ``query_dense``, ``key_dense``, ``value_dense`` and ``output_dense`` (Keras' order): the
 projections (features, heads, key_dim or value_dim), the output's (heads, value_dim, output features).
 
-Keras' output features are the query's, or ``output_shape`` (one size). Keras 3's gated attention (``use_gate``) and
-sliding windows are refused, as are attention masks and causal masks in the call.
+Keras' output features are the query's, or ``output_shape`` (one size). A causal mask (the call's
+``use_causal_mask=True``: query step i attends to key steps up to i, a decoder's or an autoregressive reader's of
+MNIST's rows) is a setting of the description, as it is of the call. Keras 3's gated attention (``use_gate``) and
+sliding windows are refused, as are attention masks in the call and causal masks over an image's positions.
 
 ``Attention`` and ``AdditiveAttention`` have no projections: called on a list ``[query, value]`` or ``[query, value,
 key]`` of sequences (steps, features), the query's features the key's, they weigh the values by the softmax of
@@ -68,13 +70,14 @@ class MultiHeadAttention(Layer):
     kernel_constraint: dict | None = None
     bias_constraint: dict | None = None
     seed: int | None = None
+    use_causal_mask: bool = False  # of the call
 
     INPUTS: ClassVar[int | None] = None  # query, value and an optional key
     # the call's tensors, positional or by keyword, in this order (``mha(query, value, key)``)
     CALL_TENSORS: ClassVar[tuple[str, ...]] = ("query", "value", "key")
-    CALL_DEFAULTS: ClassVar[dict[str, Any]] = {"use_causal_mask": False, "return_attention_scores": False,
-                                                "attention_mask": None, "query_mask": None, "value_mask": None,
-                                                "key_mask": None}
+    CALL_DEFAULTS: ClassVar[dict[str, Any]] = {"return_attention_scores": False, "attention_mask": None,
+                                                "query_mask": None, "value_mask": None, "key_mask": None}
+    CALL_SETTINGS: ClassVar[tuple[str, ...]] = ("use_causal_mask",)
     KERAS_FIXED: ClassVar[dict[str, tuple[Any, str]]] = {
         "use_gate": (False, "gated attention (use_gate)"), "sliding_window": (None, "sliding-window attention")}
     KERAS_RENAMED: ClassVar[dict[str, str]] = {"output_shape": "output_size"}
@@ -104,6 +107,7 @@ class MultiHeadAttention(Layer):
         set_(self, "kernel_initializer", initializer(self.kernel_initializer, "kernel_initializer"))
         set_(self, "bias_initializer", initializer(self.bias_initializer, "bias_initializer"))
         set_(self, "seed", seed_value(self.seed, "seed"))
+        set_(self, "use_causal_mask", boolean(self.use_causal_mask, "use_causal_mask"))
 
     # --- shapes and weights ----------------------------------------------------------------
     def output_shape(self, *shapes: Shape) -> Shape:
@@ -125,6 +129,9 @@ class MultiHeadAttention(Layer):
                 a % (len(query) + 1) for a in self.attention_axes)) != every:
             raise LayerError(f"attends over axes {list(self.attention_axes)}; only all axes but the batch and the "
                              f"features ({list(every)}, Keras' default) are supported")
+        if self.use_causal_mask and len(query) != 2:
+            raise LayerError(f"has use_causal_mask over an image's positions ({shape_text(query)}); a causal mask is "
+                             f"supported over sequences (steps, features)")
         return query, value, key
 
     def working_values(self, *shapes: Shape) -> int:
@@ -170,13 +177,16 @@ class _ScoreAttention(Layer):
     use_scale: bool = False
     dropout: float = 0.0
     seed: int | None = None
+    use_causal_mask: bool = False  # of the call: query step i weighs the values of key steps up to i
 
     INPUTS: ClassVar[int | None] = None  # [query, value] or [query, value, key]
-    CALL_DEFAULTS: ClassVar[dict[str, Any]] = {"use_causal_mask": False, "return_attention_scores": False}
+    CALL_DEFAULTS: ClassVar[dict[str, Any]] = {"return_attention_scores": False}
+    CALL_SETTINGS: ClassVar[tuple[str, ...]] = ("use_causal_mask",)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "use_scale", boolean(self.use_scale, "use_scale"))
+        object.__setattr__(self, "use_causal_mask", boolean(self.use_causal_mask, "use_causal_mask"))
         object.__setattr__(self, "dropout", number(self.dropout, "dropout", 0.0, 1.0, high_open=True))
         object.__setattr__(self, "seed", seed_value(self.seed, "seed"))
 

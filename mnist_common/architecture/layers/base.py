@@ -333,6 +333,9 @@ class Layer:
     CALL_TENSORS: ClassVar[tuple[str, ...]] = ()
     # Keyword arguments of its call that a file may record at these values (their defaults); any other is refused
     CALL_DEFAULTS: ClassVar[dict[str, Any]] = {}
+    # Settings its call takes, not its constructor (``mha(q, v, use_causal_mask=True)``): a description's settings
+    # like any other, read from a file's call and given to the Keras layer's call where set (true)
+    CALL_SETTINGS: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def type_name(cls) -> str:
@@ -360,8 +363,13 @@ class Layer:
         return [list(tensors)] if self.input_count() is None else [tensors[0]]
 
     def call_keywords(self) -> dict[str, Any]:
-        """Its call's keyword arguments besides the tensors: none."""
-        return {}
+        """Its call's keyword arguments besides the tensors: the :attr:`CALL_SETTINGS` it sets."""
+        return {key: getattr(self, key) for key in self.CALL_SETTINGS if getattr(self, key)}
+
+    def keras_settings(self) -> dict[str, Any]:
+        """The Keras constructor's arguments (a config.json entry's ``config``): :meth:`settings` but those its
+        call takes."""
+        return {key: value for key, value in self.settings().items() if key not in self.CALL_SETTINGS}
 
     def __post_init__(self) -> None:
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
