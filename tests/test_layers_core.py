@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bridge_check import L, assert_matches_keras, sampler, sequential_case
+from bridge_check import L, assert_matches_keras, classifier, sampler, sequential_case
 from mnist_common.architecture import ACTIVATIONS, Architecture, ArchitectureError
 
 LAYER_CASES = {
@@ -166,11 +166,15 @@ sampler("LeakyReLU")(lambda rng, shape: L.LeakyReLU(negative_slope=float(rng.uni
 sampler("ELU")(lambda rng, shape: L.ELU(alpha=float(rng.uniform(0.1, 2.0))))
 sampler("PReLU")(lambda rng, shape: L.PReLU(shared_axes=[int(a) for a in range(1, len(shape)) if rng.random() < 0.5]
                                            or None))
-sampler("Softmax")(lambda rng, shape: L.Softmax(axis=int(rng.choice([-1, len(shape)]))) if rng.random() < 0.3 else None)
+sampler("Softmax")(lambda rng, shape: L.Softmax(axis=int(rng.choice([-1, *range(-len(shape), len(shape) + 1)]) or -1))
+                   if rng.random() < 0.3 else None)
 
 
-def test_a_softmax_over_the_last_axis_by_its_number_converts_and_another_axis_is_refused():
-    """Keras counts the batch axis: ``Softmax(axis=1)`` of (batch, 10) features is the last axis, as -1 is."""
+def test_a_softmax_over_any_axis_converts_and_only_the_last_gives_the_classes():
+    """Keras counts the batch axis: ``Softmax(axis=1)`` of (batch, 10) features is the last axis, as -1 is, and
+    gives the model's probabilities. Over another axis (an image's rows or columns, a sequence's steps: attention
+    pooling, one score a step weighed by its softmax over the steps) it is no distribution over the classes: a model
+    ending in one is not read as giving probabilities (a softmax of its outputs is taken, as of logits)."""
     from bridge_check import architecture_of, keras
 
     flat = keras.Sequential([keras.Input((12,)), L.Dense(10), L.Softmax(axis=1)])
@@ -178,8 +182,25 @@ def test_a_softmax_over_the_last_axis_by_its_number_converts_and_another_axis_is
     assert_matches_keras(flat)
     maps = keras.Sequential([keras.Input((6, 5, 2)), L.Conv2D(3, 3), L.Softmax(axis=3), L.Flatten(), L.Dense(4)])
     assert_matches_keras(maps)
-    with pytest.raises(ArchitectureError, match=r"axis=1: only the last \(channel\) axis is supported, -1 \(or 3"):
-        architecture_of(keras.Sequential([keras.Input((6, 5, 2)), L.Softmax(axis=1), L.Flatten(), L.Dense(4)]))
+    for axis in (1, 2, -2, -3):  # an image's rows or columns, in torch's (N, C, H, W) layout
+        image = keras.Sequential([keras.Input((6, 5, 2)), L.Conv2D(3, 3), L.Softmax(axis=axis), L.Flatten(),
+                                  L.Dense(4)])
+        assert_matches_keras(image, source=str(axis))
+    rows = keras.Input((28, 28))
+    x = L.Dense(16, activation="tanh")(rows)
+    pooled = keras.ops.sum(x * L.Softmax(axis=1)(L.Dense(1)(x)), axis=1)  # attention pooling over the rows
+    assert_matches_keras(classifier(rows, pooled, name="pooling"))
+    over_steps = keras.Sequential([keras.Input((10, 3)), L.Dense(1), L.Flatten(), L.Reshape((10, 1)),
+                                   L.Softmax(axis=1), L.Flatten()])
+    architecture = architecture_of(over_steps)
+    assert not architecture.ends_in_softmax and not architecture.outputs_probabilities
+    [softmax] = [node.name for node in architecture.nodes if node.layer.type == "Softmax"]
+    assert architecture.distributions == {**architecture.distributions, softmax: False}  # weights over the steps
+    assert architecture_of(flat).distributions["softmax"]  # the classes'
+    with pytest.raises(ArchitectureError, match=r"axis=3 does not exist on its 6x5 input \(axes 1 to 2, or -1 to -2;"):
+        architecture_of(keras.Sequential([keras.Input((6, 5)), L.Softmax(axis=3), L.Flatten(), L.Dense(4)]))
+    with pytest.raises(ArchitectureError, match=r"axis=\[1, 2\]: one axis is supported"):
+        architecture_of(keras.Sequential([keras.Input((6, 5, 2)), L.Softmax(axis=[1, 2]), L.Flatten(), L.Dense(4)]))
 
 
 def test_samplers_make_layers_keras_builds():

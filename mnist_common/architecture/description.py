@@ -405,7 +405,7 @@ class Architecture:
         by_name = {node.name: node for node in self.nodes}
         readers = [name for node in self.nodes for name in node.inputs]
         node = self.output
-        while not applies_softmax(node.layer):
+        while not applies_softmax(node.layer, self.input_shapes_of(node)[0]):
             source = node.inputs[0] if len(node.inputs) == 1 else None
             if not is_identity(node.layer) or source not in by_name or readers.count(source) != 1:
                 return None  # a layer that changes values, the input, or a softmax another layer reads too
@@ -436,7 +436,7 @@ class Architecture:
         distributions = {self.input_name: False}
         for node in self.nodes:
             inputs = self.input_shapes_of(node)
-            distributions[node.name] = applies_softmax(node.layer) or (
+            distributions[node.name] = applies_softmax(node.layer, inputs[0]) or (
                 all(distributions[i] for i in node.inputs) and node.layer.keeps_distributions(*inputs))
         return distributions
 
@@ -532,7 +532,7 @@ class Architecture:
         found: dict[str, tuple[Node, Node | None] | None] = {self.input_name: None}
         for node in self.nodes:
             inputs = self.input_shapes_of(node)
-            if applies_softmax(node.layer):
+            if applies_softmax(node.layer, inputs[0]):
                 found[node.name] = (node, None)
             elif any(name.endswith("kernel") for name, _ in node.layer.weights(*inputs)):
                 found[node.name] = None  # learned weights over the probabilities: logits again

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_mnist.models.layers.layout import torch_axis
 from lightning_mnist.models.layers.registry import WeightMap, converter
 from mnist_common.architecture import layers as keras
 from mnist_common.architecture.layers import Shape
@@ -161,8 +162,12 @@ class PReLU(nn.Module):
 
 @converter(keras.Softmax)
 class Softmax(nn.Module):
+    """Over the last Keras axis (an image's channels: torch's dimension 1), or over the one ``axis`` names."""
+
     def __init__(self, spec: keras.Softmax, shape: Shape) -> None:
         super().__init__()
+        axis = spec.axis % (len(shape) + 1) - 1  # Keras' (batch = 0) as a non-batch axis, 0-based
+        self.dim = None if spec.over_last_axis(shape) else torch_axis(axis, len(shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _softmax(x)
+        return _softmax(x) if self.dim is None else torch.softmax(x, dim=self.dim)

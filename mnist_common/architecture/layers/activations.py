@@ -122,20 +122,29 @@ class PReLU(Layer):
 @layer_type
 @dataclass(frozen=True, kw_only=True)
 class Softmax(Layer):
+    """A softmax along ``axis``: the last (the classes': a distribution a row, which the model's outputs may be), or
+    another (the steps or positions of an attention pooling, ``Softmax(axis=1)`` of one score a step: weights that
+    sum to 1 along it, no distribution over classes). Keras counts the batch as axis 0."""
+
     axis: int = -1
 
     def __post_init__(self) -> None:
         super().__post_init__()
         axis = self.axis[0] if isinstance(self.axis, (list, tuple)) and len(self.axis) == 1 else self.axis
-        if isinstance(axis, bool) or not isinstance(axis, int) or not (axis == -1 or 1 <= axis <= MAX_RANK):
-            raise LayerError(f"axis={self.axis!r}: only the last (channel) axis, -1, is supported")
+        if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0 or abs(axis) > MAX_RANK:
+            raise LayerError(f"axis={self.axis!r}: one axis is supported, from 1 to {MAX_RANK} or -1 to -{MAX_RANK} "
+                             f"(0 is the batch axis)")
         object.__setattr__(self, "axis", axis)
 
     def output_shape(self, shape: Shape) -> Shape:
-        if self.axis not in (-1, len(shape)):  # Keras counts the batch axis: 1 is the last of (batch, features)
-            raise LayerError(f"axis={self.axis}: only the last (channel) axis is supported, -1 (or {len(shape)} "
-                             f"for its {shape_text(shape)} input)")
+        if not -len(shape) <= self.axis <= len(shape):
+            raise LayerError(f"axis={self.axis} does not exist on its {shape_text(shape)} input (axes 1 to "
+                             f"{len(shape)}, or -1 to -{len(shape)}; 0 is the batch axis)")
         return shape
+
+    def over_last_axis(self, shape: Shape) -> bool:
+        """Whether it is a softmax over the last axis of a ``shape`` input."""
+        return self.axis in (-1, len(shape))
 
 
 def is_identity(layer: Layer) -> bool:
@@ -144,6 +153,9 @@ def is_identity(layer: Layer) -> bool:
     return isinstance(layer, Activation) and layer.activation == "linear"
 
 
-def applies_softmax(layer: Layer) -> bool:
-    """True for a layer whose output is a softmax over its last axis."""
-    return getattr(layer, "activation", None) == "softmax" or isinstance(layer, Softmax)
+def applies_softmax(layer: Layer, shape: Shape | None = None) -> bool:
+    """True for a layer whose output is a softmax over its last axis (for a ``Softmax`` layer, of a ``shape`` input;
+    without one, its axis is -1)."""
+    if isinstance(layer, Softmax):
+        return layer.axis == -1 if shape is None else layer.over_last_axis(shape)
+    return getattr(layer, "activation", None) == "softmax"
