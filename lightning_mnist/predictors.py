@@ -152,3 +152,12 @@ def load_predictor(weights: str | os.PathLike, backend: str = "auto", graph: boo
     return Predictor(backend=backend, source=source, paths=paths, architectures=architectures, models=models,
                      graph=graph)
 
+
+def probe_pictures() -> np.ndarray:
+    """(3, 28, 28) inputs a working model gives finite probabilities for: a blank picture, a centred stroke (a
+    "1") and seeded noise. A file whose weights are finite can still overflow (a kernel row of 3e38): ``serve``
+    runs these before it starts, as ``predict`` checks what it answers."""
+    stroke = np.zeros((28, 28), np.float32)
+    stroke[4:24, 13:16] = 1.0
+    noise = np.random.default_rng(0).random((28, 28), dtype=np.float32)
+    return np.stack([np.zeros((28, 28), np.float32), stroke, noise])

@@ -103,6 +103,11 @@ def _form_in_a_form(fields: int) -> bytes:
             + inner + b"--B--\r\n\r\n--O--\r\n")
 
 
+def _form_headed(headers: bytes, content: bytes = b"\x89PNG\r\n\x1a\n", boundary: bytes = b"B") -> bytes:
+    """A form of one part with ``headers`` and ``content``."""
+    return b"--%s\r\n%s\r\n\r\n%s\r\n--%s--\r\n" % (boundary, headers, content, boundary)
+
+
 def _bad_requests(tmp_path):
     """(what, request keyword arguments, status, fragment of the error) for every kind of bad request."""
     bad = make_bad_images(tmp_path)
@@ -146,6 +151,20 @@ def _bad_requests(tmp_path):
             b'--B\r\nContent-Disposition: form-data; name="f%d"\r\n\r\n\r\n' % i for i in range(1000)) + b"--B--\r\n",
             "headers": {"Content-Type": "multipart/form-data; boundary=B"}}, 400,
          "the multipart form has more than 100 parts"),
+        # crafted part headers cost the parser time and memory that grow with their square: a file name of 300,000
+        # encoded words (4 MB) took the HTTP process to 22 GB, 200,000 continuations 3 minutes of CPU
+        ("a file name of 3,000 encoded words", {"data": _form_headed(
+            b'Content-Disposition: form-data; name="file"; filename="' + b"=?utf-8?q?a?= " * 3000 + b'"'),
+            "headers": {"Content-Type": "multipart/form-data; boundary=B"}}, 400,
+         "a part of the multipart form has 42,058 bytes of headers, more than 16,384"),
+        ("a header folded over 20,000 lines", {"data": _form_headed(
+            b'Content-Disposition: form-data; name="file"' + b"\r\n x" * 20_000),
+            "headers": {"Content-Type": "multipart/form-data; boundary=B"}}, 400, "bytes of headers, more than 16,384"),
+        ("a form in the form with 2,000 continuations", {"data": _form_headed(
+            b'Content-Disposition: form-data; name="file"\r\nContent-Type: multipart/mixed; boundary=C',
+            _form_headed(b"Content-Disposition: attachment; " + b"; ".join(b"filename*%d=a" % i for i in range(2000)),
+                         boundary=b"C")), "headers": {"Content-Type": "multipart/form-data; boundary=B"}}, 400,
+         "bytes of headers, more than 16,384"),
         ("Content-Type comment 2,000 deep", {"data": b"x", "headers": {
             "Content-Type": "multipart/form-data; boundary=B " + "(" * 2000 + ")" * 2000}}, 400,
          "Content-Type or multipart form cannot be read (RecursionError"),
@@ -393,6 +412,28 @@ def keras_refused_files(folder: Path, seed_keras: Path) -> dict[str, Path]:
             for name, data in members.items():
                 archive.writestr(name, json.dumps(variant) if name == "config.json" else data)
     return files
+
+
+def test_a_model_whose_probabilities_overflow_is_refused_before_the_server_starts(seed_keras, tmp_path, capsys,
+                                                                                  no_server):
+    """Finite weights (a row of the last kernel at 3e38) whose logits overflow: ``predict`` refused the file, and
+    ``serve`` started and answered 200 with digit 0 and null probabilities (the argmax of NaN)."""
+    import torch
+
+    from lightning_mnist.__main__ import main as command_line
+    from lightning_mnist.commands.serve import main
+
+    command_line(["convert", str(seed_keras), str(tmp_path / "seed.ckpt"), "--check_images", "10"])
+    capsys.readouterr()
+    checkpoint = torch.load(tmp_path / "seed.ckpt", weights_only=True)
+    checkpoint["state_dict"]["network.dense_1.weight"][3, :] = 3e38
+    torch.save(checkpoint, tmp_path / "overflow.ckpt")
+    with pytest.raises(SystemExit) as info:
+        main(["--weights", str(tmp_path / "overflow.ckpt"), "--port", str(free_port())])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and err == [f"error: --weights {tmp_path / 'overflow.ckpt'}: the model gives "
+                                            f"non-finite probabilities (on a blank picture, a stroke or noise); "
+                                            f"predict refuses it too"], err
 
 
 def test_a_model_keras_cannot_load_is_refused_before_the_server_starts(seed_keras, tmp_path, monkeypatch, capsys,

@@ -113,7 +113,9 @@ def _interrupt(main_pid: int, signum: int, frame) -> None:
 def _check_models(weights: str, keras_weights: str | None, onnx_weights: str | None = None) -> None:
     """Load each model file once on PyTorch (an ``.onnx`` file on ONNX Runtime): a bad file fails here, in one line,
     not in a worker."""
-    from lightning_mnist.predictors import load_predictor, resolve
+    import numpy as np
+
+    from lightning_mnist.predictors import load_predictor, probe_pictures, resolve
 
     for flag, path in (("--weights", weights), ("--keras_weights", keras_weights), ("--onnx_weights", onnx_weights)):
         if path is None:
@@ -123,7 +125,10 @@ def _check_models(weights: str, keras_weights: str | None, onnx_weights: str | N
             if onnx_file and flag != "--onnx_weights":
                 raise UserError(f"{path}: an .onnx file runs on ONNX Runtime only: give it as --onnx_weights")
             # refused unless it has an MNIST model's shapes: 784 pixels in, 10 classes out
-            load_predictor(path, "onnx" if onnx_file else "torch")
+            predictor = load_predictor(path, "onnx" if onnx_file else "torch")
+            if not np.isfinite(predictor.predict_proba(probe_pictures())).all():
+                raise UserError(f"{path}: the model gives non-finite probabilities (on a blank picture, a stroke or "
+                                f"noise); predict refuses it too")
         except UserError as err:
             raise UserError(f"{flag} {err}" if str(err).startswith(str(path)) else f"{flag}: {err}") from None
     flag, path = ("--keras_weights", keras_weights) if keras_weights is not None else ("--weights", weights)

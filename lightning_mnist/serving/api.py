@@ -26,7 +26,7 @@ import numpy as np
 from fastapi import Depends
 
 from mnist_common.predictions import record
-from lightning_mnist.serving.uploads import Upload, read_upload
+from lightning_mnist.serving.uploads import UNUSABLE, Upload, read_upload, refuse
 
 API_PATH = "/predict"
 
@@ -101,6 +101,10 @@ class DigitAPI(ls.LitAPI):
         """The JSON answer: the digit (the first backend's: PyTorch, Keras, ONNX Runtime), each backend's answer,
         whether they agree and their largest difference (two or more backends), the 28x28 input."""
         upload, answers, batch = output
+        overflowed = [backend for backend, (probabilities, _) in answers.items() if not np.isfinite(probabilities).all()]
+        if overflowed:  # finite weights can still overflow on a picture (the start-up probes passed)
+            raise refuse(UNUSABLE, f"{upload.name}: the model gives non-finite probabilities for it "
+                                   f"({', '.join(overflowed)})")
         per_backend = {}
         for backend, (probabilities, milliseconds) in answers.items():
             answer = record(upload.name, probabilities, milliseconds=round(milliseconds, 3),

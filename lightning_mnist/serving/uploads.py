@@ -42,6 +42,10 @@ BACKENDS = ("torch", "keras", "onnx")
 # A browser's upload sends one part; 200,000 empty ones (in a form nested in the form, too) fit in 10 MB and took
 # the email parser 17 s of a process's CPU
 MAX_FORM_PARTS = 100
+# A browser's part headers are under 300 bytes; the parser's time and memory grow with the square of crafted ones
+# (a file name of 300,000 encoded words, 4 MB: 22 GB; 200,000 continuations: 3 minutes of CPU)
+MAX_PART_HEADERS = 16 * 1024
+MAX_FORM_NESTING = 4  # forms within forms: checked this deep, and refused deeper
 MAX_BYTES = 10 * 1024 * 1024  # the default body limit: a phone photo of a digit fits, a drawn one is ~10 KiB
 BODY_TIMEOUT = 30.0  # the default seconds a request body may stall between two pieces before 408
 BAD_REQUEST, TIMED_OUT, TOO_LARGE, WRONG_TYPE, UNUSABLE = 400, 408, 413, 415, 422
@@ -173,6 +177,7 @@ def _form_picture(content_type: str, body: bytes) -> tuple[bytes, str]:
     if body.startswith(b"--") + body.count(b"\n--") > MAX_FORM_PARTS + 1:
         raise refuse(BAD_REQUEST, f"the multipart form has more than {MAX_FORM_PARTS} parts (its own and those of "
                                   f"forms within it): send the picture as its field {FIELD!r}, one picture per request")
+    _check_part_headers(content_type, body)
     form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
     parts = [part for part in form.iter_parts() if part.get_param("name", header="content-disposition") == FIELD] \
@@ -183,6 +188,31 @@ def _form_picture(content_type: str, body: bytes) -> tuple[bytes, str]:
         raise refuse(BAD_REQUEST, f"the multipart form has {len(parts)} fields {FIELD!r}: send one picture per request")
     filename = " ".join((parts[0].get_filename() or "").split())[:100]
     return parts[0].get_payload(decode=True) or b"", f"file {filename!r}" if filename else "file"
+
+
+def _check_part_headers(content_type: str, body: bytes, depth: int = 0) -> None:
+    """Refuse a part of the form (or of a form within it) whose headers are longer than :data:`MAX_PART_HEADERS`,
+    found by the form's boundary before the parser reads them."""
+    declared = email.message.Message()
+    declared["content-type"] = content_type  # the request's header (bounded by the server) or a part's (by this)
+    boundary = declared.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary:
+        return  # the parser says what is wrong with it
+    if depth > MAX_FORM_NESTING:
+        raise refuse(BAD_REQUEST, f"the multipart form holds forms more than {MAX_FORM_NESTING} deep: send the "
+                                  f"picture as its field {FIELD!r}")
+    for part in body.split(b"--" + boundary.encode("utf-8", "replace"))[1:]:
+        if part.startswith(b"--"):  # the form's closing delimiter
+            break
+        ends = [i for i in (part.find(b"\r\n\r\n"), part.find(b"\n\n")) if i >= 0]
+        end = min(ends) if ends else len(part)
+        if end > MAX_PART_HEADERS:
+            raise refuse(BAD_REQUEST, f"a part of the multipart form has {end:,} bytes of headers, more than "
+                                      f"{MAX_PART_HEADERS:,} (a browser sends a few hundred)")
+        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(part[:end].lstrip())
+        inner = str(headers.get("content-type", ""))
+        if inner.lower().lstrip().startswith("multipart/"):
+            _check_part_headers(inner, part[end:], depth + 1)
 
 
 def prepare_upload(kind: str, content_type: str, body: bytes, backends: tuple[str, ...]) -> Upload:
