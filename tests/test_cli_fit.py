@@ -608,6 +608,10 @@ BAD_INPUTS = {
     "a .tflite file for validate": (["validate", "--ckpt_path", "model.TFLITE"], "`validate` reads a .ckpt or a .keras"),
     "max_epochs below the run's": (["fit", "--ckpt_path", "last", "--trainer.max_epochs", "1"],
                                    "has already trained 1 epochs"),
+    # was trained on to the default 10 epochs, over the finished run's results and figures
+    "a finished run resumed at its own length": (["fit", "--ckpt_path", "last"], "the run has trained all its 1 "
+                                                 "epochs (its trainer.max_epochs) and been tested; give "
+                                                 "--trainer.max_epochs larger than 1 to train it on"),
     "no run to resume": (["fit", "--ckpt_path", "last", "--output_dir", "elsewhere"],
                          "--ckpt_path last: no run in elsewhere/lightning"),
     "test without a checkpoint": (["test"], "`test` needs --ckpt_path"),

@@ -544,7 +544,9 @@ class MnistCLI(LightningCLI):
         spans_run = isinstance(saved_schedules, list) and any(isinstance(s, dict) and ONE_CYCLE_STEPS in s
                                                               for s in saved_schedules)
         if run is not None and ((run / RUN_CONFIG_FILE).exists() or (run / RUN_CONFIG_FILE).is_symlink()):
-            self._keep_run_config(config, run, typed, kept, conflicts, RUN_LENGTH if spans_run else {})
+            # the run's length too: fixed by a one-cycle schedule, else its own unless another is asked for (a
+            # finished 2-epoch run resumed without --trainer.max_epochs trained on to the default 10, over its files)
+            self._keep_run_config(config, run, typed, kept, conflicts, RUN_LENGTH, fixed=spans_run)
         asked_architecture = load_architecture(config.model.architecture)
         if not asked_architecture.same_network(checkpoint.architecture):
             if typed("model", "architecture") and config.model.architecture != checkpoint.hparams["architecture"]:
@@ -567,6 +569,10 @@ class MnistCLI(LightningCLI):
                 raise UserError(f"{checkpoint.path}: the run has trained all {done} epochs of its one-cycle "
                                 f"schedule, which ends there; to train on, start a new run from its weights "
                                 f"(--weights {checkpoint.path})")
+            if not typed("trainer", "max_epochs"):  # the run's own length, kept
+                raise UserError(f"{checkpoint.path}: the run has trained all its {done} epochs (its "
+                                f"trainer.max_epochs) and been tested; give --trainer.max_epochs larger than {done} "
+                                f"to train it on")
             raise UserError(f"--trainer.max_epochs {max_epochs}: the run in {checkpoint.path} has "
                             f"already trained {done} epochs; give a larger number to continue it")
         self._resumed_run = run if run is not None and run.parent.name == FRAMEWORK else None
@@ -577,9 +583,9 @@ class MnistCLI(LightningCLI):
               + (f"; keeping the run's own settings: {', '.join(kept)}" if kept else ""), flush=True)
 
     def _keep_run_config(self, config, run: Path, typed: Callable[[str, str], bool], kept: list[str],
-                         conflicts: list[str], also: dict[str, tuple[str, ...]]) -> None:
-        """Take the settings of :data:`KEPT_FROM_RUN_CONFIG` (and ``also``) from the run's config.yaml; note
-        asked-for others."""
+                         conflicts: list[str], also: dict[str, tuple[str, ...]], fixed: bool) -> None:
+        """Take the settings of :data:`KEPT_FROM_RUN_CONFIG` and ``also`` from the run's config.yaml; note
+        asked-for others, but for those of ``also`` unless ``fixed``: the asked-for value is taken."""
         damaged = f"resuming the run in {run}: its {RUN_CONFIG_FILE}, which holds the settings the run keeps,"
         if not (run / RUN_CONFIG_FILE).is_file():  # a folder, a pipe, a device (fit rewrites it: it must be a file)
             raise UserError(f"{damaged} is not a regular file")
@@ -591,6 +597,7 @@ class MnistCLI(LightningCLI):
             raise UserError(f"{damaged} holds a YAML {type(saved).__name__}, not settings by name")
         adopted = len(kept)
         for group, keys in [*KEPT_FROM_RUN_CONFIG.items(), *also.items()]:
+            changeable = not fixed and keys is also.get(group)
             section, was = (config, saved) if not group else (config.get(group), saved.get(group))
             if not isinstance(was, dict) or section is None:
                 continue
@@ -607,7 +614,7 @@ class MnistCLI(LightningCLI):
                         section[key] = value
                         kept.append(f"{name}={value}")
                     continue
-                if asked == value:
+                if asked == value or (changeable and typed(group, key)):
                     continue
                 if typed(group, key):
                     conflicts.append(f"--{name} {asked} (the run's is {value})")
