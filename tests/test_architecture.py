@@ -94,6 +94,14 @@ def test_a_description_round_trips_through_yaml_and_json(tmp_path):
     # embedded NULLs"), a traceback
     (lambda c: c["layers"][0].update(name="conv\x00x"), "layer 0 (conv\x00x, Conv2D): its name 'conv\\x00x' holds a "
                                                          "control character"),
+    # trained by fit, then convert to .keras and predict on Keras failed with Keras' traceback
+    (lambda c: c["layers"][0].update(name="c/vars"), "layer 0 (c/vars, Conv2D): its name 'c/vars' holds '/', which "
+                                                     "Keras refuses in a layer's name"),
+    # Keras refuses these in another case (torch ran them): only a padding Keras lower-cases itself is taken so
+    (lambda c: c.update(layers=[{"type": "RandomRotation", "factor": 0.1, "fill_mode": "NEAREST"}, *c["layers"]]),
+     "fill_mode must be one of reflect, constant, nearest, got 'NEAREST'"),
+    (lambda c: c["layers"][0].update(kernel_initializer={"class_name": "VarianceScaling", "config": {
+        "mode": "FAN_IN"}}), "kernel_initializer mode must be one of fan_in, fan_out, fan_avg, got 'FAN_IN'"),
 ])
 def test_bad_descriptions_name_the_layer_and_the_problem(edit, message):
     config = Architecture.load("notebook").to_config()

@@ -135,6 +135,11 @@ def test_the_call_a_file_records_is_read_or_refused(change, message):
     ([6, 5, 3], {"use_causal_mask": True}, "has use_causal_mask over an image's positions (6x5x3); a causal mask is "
                                            "supported over sequences (steps, features)"),
     ([6, 5], {"use_causal_mask": 1}, "use_causal_mask must be true or false, got 1"),
+    # taken modulo the query's axes (torch answered where Keras fails with an IndexError)
+    ([6, 5], {"attention_axes": [4]}, "attention_axes [4]: axis 4 does not exist on its 6x5 query (axes 1 to 2, or "
+                                      "-1 to -2; 0 is the batch)"),
+    ([6, 5, 3], {"attention_axes": [5, 6]}, "attention_axes [5, 6]: axis 5 does not exist"),
+    ([6, 5], {"attention_axes": -3}, "attention_axes [-3]: axis -3 does not exist"),
 ])
 def test_descriptions_keras_cannot_build_are_refused(input_shape, layer, message):
     config = {"input_shape": input_shape, "layers": [
@@ -309,3 +314,21 @@ def test_causal_masks_match_keras_and_come_back_in_every_format(tmp_path, capsys
         {key: value for key, value in layer.items() if key != "use_causal_mask"}
         for layer in architecture.to_config()["layers"]]})
     assert unmasked != architecture  # the mask is part of the network
+
+
+def test_settings_keras_takes_in_one_case_only_are_refused_in_another():
+    """Attention's ``score_mode="CONCAT"``, Bidirectional's ``merge_mode="SUM"``: Keras refuses them, and the
+    bridge lower-cased them and ran them in torch. A convolution's padding, which Keras lower-cases itself, is
+    still taken in any case."""
+    rows = {"input_shape": [5, 4], "layers": [{"type": "Attention", "score_mode": "CONCAT", "inputs": ["input", "input"]},
+                                                {"type": "Flatten"}, {"type": "Dense", "units": 10}]}
+    with pytest.raises(ArchitectureError, match=r"score_mode must be one of dot, concat, got 'CONCAT'"):
+        Architecture.from_config(rows)
+    with pytest.raises(ArchitectureError, match=r"merge_mode must be one of .*, got 'SUM'"):
+        Architecture.from_config({"input_shape": [5, 4], "layers": [
+            {"type": "Bidirectional", "layer": {"type": "LSTM", "units": 2}, "merge_mode": "SUM"},
+            {"type": "Dense", "units": 10}]})
+    padded = Architecture.from_config({"input_shape": [6, 6, 1], "layers": [
+        {"type": "Conv2D", "filters": 2, "kernel_size": 3, "padding": "SAME"}, {"type": "Flatten"},
+        {"type": "Dense", "units": 10}]})
+    assert padded.layers[0].padding == "same" and padded.shapes["conv2d"] == (6, 6, 2)

@@ -303,6 +303,9 @@ class Architecture:
                 raise self._refuse(index, node, f"its name {node.name!r} holds a control character; a layer's name is "
                                                 f"printable text (the HDF5 names of a .keras file's weights cannot "
                                                 f"hold a NUL)")
+            if "/" in node.name:  # trained by fit, then every Keras side failed with a traceback
+                raise self._refuse(index, node, f"its name {node.name!r} holds '/', which Keras refuses in a layer's "
+                                                f"name (it joins the paths of weights)")
             if node.name in names:
                 raise self._refuse(index, node, f"its name {node.name!r} is used twice; each layer is called once "
                                                 f"(a layer shared between two calls is not supported)")

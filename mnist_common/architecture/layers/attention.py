@@ -125,6 +125,11 @@ class MultiHeadAttention(Layer):
             raise LayerError(f"needs a query, value and key of as many axes, the key's positions the value's; got "
                              f"{shape_text(query)}, {shape_text(value)} and {shape_text(key)}")
         every = tuple(range(1, len(query)))  # Keras' axes (the batch is 0) but the features
+        missing = [a for a in self.attention_axes or () if not 1 <= abs(a) <= len(query)]
+        if missing:  # taken modulo the rank here, where Keras fails (an IndexError)
+            raise LayerError(f"attention_axes {list(self.attention_axes)}: axis {missing[0]} does not exist on its "
+                             f"{shape_text(query)} query (axes 1 to {len(query)}, or -1 to -{len(query)}; 0 is the "
+                             f"batch)")
         if self.attention_axes is not None and tuple(sorted(
                 a % (len(query) + 1) for a in self.attention_axes)) != every:
             raise LayerError(f"attends over axes {list(self.attention_axes)}; only all axes but the batch and the "

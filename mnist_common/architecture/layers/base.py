@@ -225,10 +225,13 @@ def dtype_policy(value: Any) -> str:
     return value
 
 
-def choice(value: Any, setting: str, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value.lower() not in choices:
+def choice(value: Any, setting: str, choices: tuple[str, ...], lower: bool = False) -> str:
+    """``value``, one of ``choices``; in any case with ``lower``, where Keras lower-cases the setting itself (a
+    convolution's or pooling's padding), else as Keras takes it (Attention's ``score_mode="CONCAT"`` ran in torch
+    where Keras refuses it)."""
+    if not isinstance(value, str) or (value.lower() if lower else value) not in choices:
         raise LayerError(f"{setting} must be one of {', '.join(choices)}, got {value!r}")
-    return value.lower()
+    return value.lower() if lower else value
 
 
 def activation_name(value: Any, setting: str = "activation") -> str:
@@ -273,7 +276,7 @@ def initializer(value: Any, setting: str) -> str | dict[str, Any]:
         if cls == "VarianceScaling":
             choice(settings["mode"], f"{setting} mode", ("fan_in", "fan_out", "fan_avg"))
             choice(settings["distribution"], f"{setting} distribution",
-                    ("truncated_normal", "untruncated_normal", "normal", "uniform"))
+                    ("truncated_normal", "untruncated_normal", "normal", "uniform"), lower=True)
         seed = seed_value(config.get("seed"), f"{setting} seed")
         if settings == defaults and cls not in ("Constant",) and seed is None:
             return name

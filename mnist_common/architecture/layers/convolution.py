@@ -60,7 +60,7 @@ class Convolution(Layer):
                 set_(self, count, positive_int(getattr(self, count), count))
         for window in ("kernel_size", "strides", "dilation_rate"):
             set_(self, window, int_tuple(getattr(self, window), window, len(self.WINDOW_AXES)))
-        set_(self, "padding", choice(self.padding, "padding", self.PADDINGS))
+        set_(self, "padding", choice(self.padding, "padding", self.PADDINGS, lower=True))
         set_(self, "activation", activation_name(self.activation))
         set_(self, "use_bias", boolean(self.use_bias, "use_bias"))
         for f in dataclasses.fields(self):

@@ -37,7 +37,7 @@ class _Pooling2D(Layer):
         set_, rank = object.__setattr__, len(self.WINDOW_AXES)
         set_(self, "pool_size", int_tuple(self.pool_size, "pool_size", rank))
         set_(self, "strides", self.pool_size if self.strides is None else int_tuple(self.strides, "strides", rank))
-        set_(self, "padding", choice(self.padding, "padding", PADDINGS))
+        set_(self, "padding", choice(self.padding, "padding", PADDINGS, lower=True))
 
     def output_shape(self, shape: Shape) -> Shape:
         axes = self.WINDOW_AXES
