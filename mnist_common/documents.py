@@ -9,6 +9,7 @@ a key twice, and their loaders keep the last value without a word.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterator
 
 import yaml
@@ -16,6 +17,15 @@ import yaml
 from mnist_common.errors import UserError
 
 MAX_DOCUMENT_VALUES = 100_000  # values a document may expand to; a full config of any command has a few hundred
+# Plain scalars YAML 1.2 (and JSON, and a reader's eye) take as the same value PyYAML's YAML 1.1 does; other forms
+# PyYAML resolves to a number or a truth value mean something else in 1.2 (``010`` is 8, ``1:6`` is 66, ``off`` is
+# false) and are refused rather than read silently so
+YAML12_FORMS = {
+    "tag:yaml.org,2002:int": re.compile(r"[-+]?(0|[1-9][0-9]*|0x[0-9a-fA-F]+)"),
+    "tag:yaml.org,2002:float": re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)"
+                                          r"|\.(nan|NaN|NAN)"),
+    "tag:yaml.org,2002:bool": re.compile(r"true|True|TRUE|false|False|FALSE"),
+}
 
 
 def expanded_values(node: yaml.Node, sizes: dict[int, int] | None = None) -> int:
@@ -66,27 +76,48 @@ def repeated_keys(node: yaml.Node, path: str = "", seen: set[int] | None = None)
         yield from repeated_keys(value, name, seen)
 
 
+def yaml11_readings(node: yaml.Node, seen: set[int] | None = None) -> Iterator[str]:
+    """``'010' (line 3) is 8 to YAML 1.1`` for each plain scalar of the composed document that PyYAML reads as a
+    number or a truth value in a form YAML 1.2 does not (:data:`YAML12_FORMS`)."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.ScalarNode):
+        form = YAML12_FORMS.get(node.tag)
+        if form is not None and node.style is None and not form.fullmatch(node.value):
+            read = yaml.safe_load(node.value)
+            yield f"{node.value!r} (line {node.start_mark.line + 1}) is {read!r} to YAML 1.1"
+        return
+    children = [child for pair in node.value for child in pair] if isinstance(node, yaml.MappingNode) else \
+        node.value if isinstance(node, yaml.SequenceNode) else []
+    for child in children:
+        yield from yaml11_readings(child, seen)
+
+
 def check_yaml_document(stream: str, what: str | None = None) -> None:
     """Refuse a YAML document that expands beyond :data:`MAX_DOCUMENT_VALUES` values through its aliases, or that
     gives a key twice (:func:`repeated_keys`), naming it and its lines; a document that is no YAML is left to the
     loader to say so. ``what``: the file, where the refusal names it (a config's is named by the flag that gave it)."""
     aliased = "*" in stream and "&" in stream  # only a document with anchors and aliases can expand
-    if not aliased and stream.count(":") < 2:  # nor repeat a key: that takes a mapping of two keys or more
-        return
     try:
         nodes = [node for node in yaml.compose_all(stream, Loader=yaml.SafeLoader) if node is not None]
         count = sum(expanded_values(node) for node in nodes) if aliased else 0
         repeated = [name for node in nodes for name in repeated_keys(node)]
+        readings = [] if count > MAX_DOCUMENT_VALUES else [text for node in nodes for text in yaml11_readings(node)]
     except RecursionError:  # nested too deep to walk: refused where aliases could expand it
-        count, repeated = (MAX_DOCUMENT_VALUES + 1 if aliased else 0), []
+        count, repeated, readings = (MAX_DOCUMENT_VALUES + 1 if aliased else 0), [], []
     except yaml.YAMLError:
-        count, repeated = 0, []  # not YAML: the loader itself says so
+        count, repeated, readings = 0, [], []  # not YAML: the loader itself says so
     if count > MAX_DOCUMENT_VALUES:
         raise UserError(f"{what or 'a YAML config or value'} expands to {count:,} values through its aliases, more "
                         f"than the limit of {MAX_DOCUMENT_VALUES:,} (nested aliases, a \"billion laughs\"?)")
     if repeated:
         raise UserError(f"{what + ': ' if what else ''}a YAML mapping gives {repeated[0]}; keep one (YAML's loader "
                         f"would silently take the last)")
+    if readings:
+        raise UserError(f"{what + ': ' if what else ''}{readings[0]} (this loader's), not to YAML 1.2 or a reader; "
+                        f"write the value plainly (a decimal number, true or false), or quote it as text")
 
 
 def unique_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -173,6 +173,25 @@ def test_a_description_file_that_gives_a_key_twice_or_expands_to_billions_is_ref
         assert str(info.value).startswith(f"architecture file {tmp_path / name}")
 
 
+@pytest.mark.parametrize("setting, shown", [("filters: 010", "'010' (line 3) is 8"), ("filters: 1:6", "'1:6' (line 3) is 66"),
+                                            ("filters: 1_6", "'1_6' (line 3) is 16"),
+                                            ("use_bias: off", "'off' (line 3) is False"),
+                                            ("use_bias: Yes", "'Yes' (line 3) is True")])
+def test_numbers_and_truths_only_yaml_11_reads_so_are_refused(setting, shown, tmp_path):
+    """PyYAML reads YAML 1.1, where ``010`` is 8 (octal), ``1:6`` is 66 (base 60) and ``off`` is false: a
+    description built 8 filters without a word. YAML 1.2, JSON and a reader take them otherwise: refused, naming the
+    value and its line; plain forms (and hexadecimal, and quoted text) are read as before."""
+    layers = "layers:\n  - {type: Conv2D, kernel_size: 3, %s}\n  - {type: Flatten}\n  - {type: Dense, units: 10}\n"
+    (tmp_path / "eleven.yaml").write_text("input_shape: [28, 28, 1]\n" + layers % setting)
+    with pytest.raises(UserError) as info:
+        Architecture.load(tmp_path / "eleven.yaml")
+    assert str(info.value) == (f"architecture file {tmp_path / 'eleven.yaml'}: {shown} to YAML 1.1 (this loader's), "
+                               f"not to YAML 1.2 or a reader; write the value plainly (a decimal number, true or "
+                               f"false), or quote it as text"), str(info.value)
+    (tmp_path / "plain.yaml").write_text("input_shape: [28, 28, 1]\n" + layers % "filters: 0x10, use_bias: false")
+    assert Architecture.load(tmp_path / "plain.yaml").layers[0].filters == 16
+
+
 def test_load_names_what_it_accepts(tmp_path):
     for value, message in (("resnet50", "not a preset (keras_io, lenet5, notebook, resnet, rows_lstm)"),
                            (tmp_path / "missing.yaml", "no such file")):
