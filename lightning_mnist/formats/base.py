@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from mnist_common.architecture import layer_label
-from mnist_common.errors import UserError, one_line
+from mnist_common.errors import DISK_FULL, UserError, one_line
 from mnist_common.files import write_atomically
 from mnist_common.legacy_h5 import LEGACY_SUFFIXES
 from lightning_mnist.checkpoints import load_networks
@@ -120,12 +120,22 @@ def _save(export: Export, module: Probabilities, example: torch.Tensor, path: Pa
         export.save(module, (example,), path)
     except UserError as err:  # the export's own one-line refusal
         raise UserError(f"{source}: {err}") from None
+    except OSError as err:
+        if err.errno in DISK_FULL:  # the disk's, not the network's: said of the file being written
+            raise
+        raise _unexportable(export, module, example, source, err) from None
     except Exception as err:
-        layer = export.find_layer(module, example) if export.find_layer else \
-            _unexportable_layer(export, module.networks[0], to_torch_layout(example))
-        where = f"{layer} cannot be exported to {export.suffix}" if layer else \
-            f"its network cannot be exported to {export.suffix}"
-        raise UserError(f"{source}: {where} ({error_cause(err)})") from None
+        raise _unexportable(export, module, example, source, err) from None
+
+
+def _unexportable(export: Export, module: Probabilities, example: torch.Tensor, source: Path,
+                  err: Exception) -> UserError:
+    """The refusal of an export that failed, naming the first layer that cannot be exported on its own."""
+    layer = export.find_layer(module, example) if export.find_layer else \
+        _unexportable_layer(export, module.networks[0], to_torch_layout(example))
+    where = f"{layer} cannot be exported to {export.suffix}" if layer else \
+        f"its network cannot be exported to {export.suffix}"
+    return UserError(f"{source}: {where} ({error_cause(err)})")
 
 
 COMPILER_OP_ERROR = re.compile(r"'([\w.]+)' op ([^\n]+)")

@@ -6,6 +6,7 @@ runs it with torch alone, no project code. Its batch axis is dynamic (any batch 
 
 from __future__ import annotations
 
+import io
 from functools import partial
 from pathlib import Path
 
@@ -31,9 +32,12 @@ def batch_dynamic(inputs: tuple[torch.Tensor, ...]) -> torch.export.ShapesCollec
 
 
 def save(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
-    """Export ``module`` on ``inputs`` with the batch axis dynamic, and save the program."""
+    """Export ``module`` on ``inputs`` with the batch axis dynamic, and save the program: written in memory, then to
+    ``path`` by Python (torch's own file writer aborts the process in C++ on a full disk)."""
     program = torch.export.export(module, inputs, dynamic_shapes=batch_dynamic(inputs))
-    torch.export.save(program, path)
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    path.write_bytes(buffer.getbuffer())
 
 
 def load(path: Path) -> Runner:
