@@ -84,6 +84,7 @@ def test_validate_scores_a_checkpoint_on_its_runs_own_validation_split(fitted_ru
     [row] = [line for line in proc.stdout.splitlines() if "val/acc" in line]
     recorded = results["history"][results["best_epoch"]]["val_acc"]
     assert float(row.split("│")[2]) == pytest.approx(recorded, abs=1e-6), (row, recorded)
+    assert "note:" not in proc.stdout  # the run's split is known
     from lightning_mnist.__main__ import main
 
     monkeypatch.chdir(work)
@@ -92,6 +93,20 @@ def test_validate_scores_a_checkpoint_on_its_runs_own_validation_split(fitted_ru
     assert code == 2 and error == (
         f"error: --data.split_seed 7: {best} was trained with split_seed 42, so other validation images would "
         f"include some it trained on; leave the flag out (validate takes the run's split)")
+
+
+def test_validate_says_when_a_model_records_no_split(seed_keras, tmp_path, monkeypatch, capsys):
+    """The notebook's .keras file trained on all 60,000 training images: its "validation" figures (99.7 %) were
+    printed without a word, though it trained on every one of those images."""
+    from lightning_mnist.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    main(["validate", "--ckpt_path", str(seed_keras), "--trainer.limit_val_batches", "2", *NO_PROGRESS,
+          "--trainer.logger", "false"])
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {seed_keras} records no training split (the notebook's model trained on all 60,000 "
+                     f"training images): its validation images may be images it trained on, and its figures no "
+                     f"estimate; `test` scores it on the 10,000 test images"], notes
 
 
 def test_confusion_matrix_and_mistakes_grid_show_exactly_the_misclassified_digits(fitted_run, mnist):

@@ -51,7 +51,7 @@ from mnist_common.allocator import keep_freed_memory
 from mnist_common.model_files import load_architecture
 from mnist_common.cli import (ArgumentError, argument_error_line, check_config_text, flag_values,
                                parameter_types, refuse_nulls, without_print_config)
-from mnist_common.errors import EXIT_INTERRUPTED, UserError, exit_on_user_error, one_line
+from mnist_common.errors import EXIT_INTERRUPTED, UserError, exit_on_user_error, one_line, path_text
 from mnist_common.figures import plot_curves
 from mnist_common.files import write_text
 from mnist_common.keras_file import KERAS_SUFFIX
@@ -487,8 +487,11 @@ class MnistCLI(LightningCLI):
         (subset, hold-out fraction, seed, fold), taken from the checkpoint where no flag names it. A flag that
         names another split is refused: that split's validation images were, in part, trained on."""
         recorded = checkpoint.contents.get("datamodule_hyper_parameters")
-        if not isinstance(recorded, dict):
-            return  # a .keras file or a converted checkpoint: no run, no split recorded
+        if not isinstance(recorded, dict):  # a .keras file or a converted checkpoint: no run, no split recorded
+            print(f"note: {path_text(self._source)} records no training split (the notebook's model trained on all "
+                  f"60,000 training images): its validation images may be images it trained on, and its figures "
+                  f"no estimate; `test` scores it on the 10,000 test images", flush=True)
+            return
         typed = (self._given or {}).get("data", set())
         for key in SPLIT_SETTINGS:
             if key not in recorded or recorded[key] == config.data[key]:
