@@ -39,6 +39,7 @@ from urllib.parse import urlparse
 import torch
 
 from mnist_common.architecture import Architecture, ArchitectureError
+from mnist_common.architecture.description import MAX_PARAMETERS
 from mnist_common.documents import count_values
 from mnist_common.errors import UserError, one_line
 from mnist_common.files import check_readable, write_atomically
@@ -326,14 +327,28 @@ def model_files(path: str | os.PathLike, accepted: str = ACCEPTED) -> tuple[Path
 
 def load_networks(path: str | os.PathLike) -> list[KerasNetwork]:
     """The torch network(s) of a model file, or the fold networks of a k-fold run; eval mode."""
-    _, paths, _ = model_files(path)
-    return [TORCH_LOADERS[p.suffix.lower()](p) for p in paths]
+    source, paths, _ = model_files(path)
+    return _within_bound(source, paths, TORCH_LOADERS, lambda network: network.architecture)
 
 
 def load_keras_models(path: str | os.PathLike) -> list[tuple[Any, Architecture]]:
     """(Keras model, its architecture) of a model file, or of a k-fold run's folds (checkpoints converted in memory)."""
-    _, paths, _ = model_files(path)
-    return [KERAS_LOADERS[p.suffix.lower()](p) for p in paths]
+    source, paths, _ = model_files(path)
+    return _within_bound(source, paths, KERAS_LOADERS, lambda loaded: loaded[1])
+
+
+def _within_bound(source: Path, paths: list[Path], loaders: dict, architecture_of: Callable) -> list:
+    """Each of ``paths`` loaded, a k-fold run's folds together held to the bound one network has
+    (:data:`MAX_PARAMETERS`): a 2 KB checkpoint can stand for a network of 99 million weights (every weight a view of
+    one stored number), and 100 folds of them for 40 GB."""
+    loaded, total = [], 0
+    for path in paths:
+        loaded.append(loaders[path.suffix.lower()](path))
+        total += sum(architecture_of(loaded[-1]).parameter_count())
+        if len(paths) > 1 and total > MAX_PARAMETERS:
+            raise UserError(f"{source}: its folds' networks hold {total:,} weight values by fold {len(loaded) - 1}, "
+                            f"more than one network may ({MAX_PARAMETERS:,}); an ensemble is held to it too")
+    return loaded
 
 
 def load_classifier(path: str | os.PathLike) -> MnistClassifier:

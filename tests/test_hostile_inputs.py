@@ -43,6 +43,29 @@ def model_files(tmp_path, seed_keras):
     return tmp_path
 
 
+def test_a_k_fold_run_is_held_to_the_weights_one_network_may_have(model_files, monkeypatch, capsys):
+    """A 2 KB checkpoint can stand for a network of 99 million weights (each a view of one stored number), and a
+    results file naming 100 of them for 40 GB: the folds together are held to one network's bound. Here the bound
+    is set to 2.5 notebooks and three folds are named."""
+    import lightning_mnist.checkpoints
+    from lightning_mnist.checkpoints import load_networks
+
+    [network] = load_networks(model_files / "model.ckpt")
+    each = sum(network.architecture.parameter_count())
+    for k in (1, 2):
+        shutil.copy(model_files / "model.ckpt", model_files / f"model_{k}.ckpt")
+    (model_files / "three.json").write_text(json.dumps({"framework": "lightning", "folds": [
+        {"fold": k, "model_path": name} for k, name in enumerate(("model.ckpt", "model_1.ckpt", "model_2.ckpt"))]}))
+    monkeypatch.setattr(lightning_mnist.checkpoints, "MAX_PARAMETERS", int(2.5 * each))
+    monkeypatch.chdir(model_files)
+    for argv in (["predict", "digit.png", "--weights", "three.json"], ["test", "--ckpt_path", "three.json"]):
+        code, error, _ = main_error(main, argv, capsys)
+        assert code == 2 and error == (f"error: three.json: its folds' networks hold {3 * each:,} weight values by "
+                                       f"fold 2, more than one network may ({int(2.5 * each):,}); an ensemble is "
+                                       f"held to it too"), error
+    assert len(load_networks("cv_results.json")) == 1  # one fold: its own bound, as any file's
+
+
 UNREADABLE = {  # command line, the file made unreadable, what the one line must say
     "validate a checkpoint": (["validate", "--ckpt_path", "model.ckpt"], "model.ckpt",
                               "checkpoint model.ckpt: cannot be read (Permission denied)"),
