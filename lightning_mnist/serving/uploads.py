@@ -48,6 +48,9 @@ MAX_PART_HEADERS = 16 * 1024
 MAX_FORM_NESTING = 4  # forms within forms: checked this deep, and refused deeper
 MAX_BYTES = 10 * 1024 * 1024  # the default body limit: a phone photo of a digit fits, a drawn one is ~10 KiB
 BODY_TIMEOUT = 30.0  # the default seconds a request body may stall between two pieces before 408
+# Pictures an HTTP process prepares at once: a 64-megapixel one (a 450 KB compressed TIFF) takes about 1 GB while it
+# is decoded and resized, and the thread pool would run 40; the others wait their turn
+PREPARING_AT_ONCE = 2
 BAD_REQUEST, TIMED_OUT, TOO_LARGE, WRONG_TYPE, UNUSABLE = 400, 408, 413, 415, 422
 
 
@@ -233,7 +236,8 @@ async def read_upload(request: Request) -> Upload:
     The query and the headers are checked before the body is read; the body limit and stall timeout
     are the app's ``state.max_bytes`` and ``state.body_timeout`` (the server sets them), else
     :data:`MAX_BYTES` and :data:`BODY_TIMEOUT`. Splitting a form and preparing
-    the picture (up to a second for a large photo) run in a thread, so the event loop keeps serving.
+    the picture (up to a second for a large photo) run in a thread, so the event loop keeps serving,
+    :data:`PREPARING_AT_ONCE` at a time (each can take a gigabyte).
     """
     backends = wanted_backends(request)
     content_type = request.headers.get("content-type", "")
@@ -241,4 +245,7 @@ async def read_upload(request: Request) -> Upload:
     state = request.app.state
     body = await read_body(request, getattr(state, "max_bytes", MAX_BYTES),
                            getattr(state, "body_timeout", BODY_TIMEOUT))
-    return await run_in_threadpool(prepare_upload, kind, content_type, body, backends)
+    if getattr(state, "preparing", None) is None:  # one for the HTTP process, made in its own event loop
+        state.preparing = asyncio.Semaphore(PREPARING_AT_ONCE)
+    async with state.preparing:
+        return await run_in_threadpool(prepare_upload, kind, content_type, body, backends)
