@@ -186,6 +186,29 @@ def test_notebook_preprocessing_is_the_notebooks(tmp_path, seed_png):
     assert prepared.pixels.dtype == np.float32 and np.allclose(prepared.pixels, expected)
 
 
+def test_notebook_preprocessing_reads_what_pillows_grayscale_drops(tmp_path, seed_png):
+    """Pillow's ``convert("L")`` dropped a digit drawn in the alpha channel and clipped a float TIFF in [0, 1] to
+    black, and the EXIF orientation was ignored: each reached the model as another picture, answered with confidence.
+    Now read as the MNIST way reads them (the same 28x28 as the plain picture's), and a uniform one refused."""
+    gray = Image.open(seed_png).convert("L")
+    expected = prepare(seed_png, "notebook").pixels
+    ink = Image.fromarray(255 - np.asarray(gray))  # the digit as opacity, over nothing
+    Image.merge("LA", (Image.new("L", gray.size, 0), ink)).save(tmp_path / "alpha.png")
+    Image.fromarray(np.asarray(gray, np.float32) / 255).save(tmp_path / "float.tif")
+    turned = gray.transpose(Image.Transpose.ROTATE_270)  # stored on its side, EXIF orientation 8 turns it back
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    turned.save(tmp_path / "turned.png", exif=exif)
+    assert np.abs(prepare(tmp_path / "float.tif", "notebook").pixels - expected).max() < 1e-6
+    turned_back = prepare(tmp_path / "turned.png", "notebook").pixels  # nearest samples of a turned grid: not exact
+    alpha = prepare(tmp_path / "alpha.png", "notebook").pixels  # composited on a contrasting background
+    for pixels in (turned_back, alpha):
+        assert np.corrcoef(pixels.ravel(), expected.ravel())[0, 1] > 0.9
+    Image.new("L", (50, 50), 0).save(tmp_path / "black.png")
+    with pytest.raises(ImageError, match="black.png: nothing is drawn on it \\(the image is uniform\\)"):
+        prepare(tmp_path / "black.png", "notebook")
+
+
 def test_bad_images_raise_one_line_errors(tmp_path):
     expected = make_bad_images(tmp_path)
     for name, reason in expected.items():

@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from mnist_common.images.decoding import upright
-from mnist_common.images.grayscale import float_image, working_gray
+from mnist_common.images.decoding import ImageError, upright
+from mnist_common.images.grayscale import float_image, to_gray, working_gray
 from mnist_common.images.ink import extract_ink
 from mnist_common.images.strokes import stroke_width, widen
 
@@ -74,10 +74,17 @@ def mnist_preprocess(image: Image.Image, path: str | os.PathLike = "image") -> t
 
 
 def notebook_preprocess(image: Image.Image, path: str | os.PathLike = "image") -> tuple[np.ndarray, bool]:
-    """The notebook's preprocessing: grayscale, plain resize to 28x28 (nearest, Keras' load_img default), invert."""
-    gray = image if image.mode == "L" else image.convert("L")
-    small = np.asarray(gray.resize((SIZE, SIZE), Image.Resampling.NEAREST), dtype=np.float32)
-    return (255.0 - small) / 255.0, True
+    """The notebook's preprocessing: grayscale, plain resize to 28x28 (nearest, Keras' load_img default), invert.
+
+    The picture is read as the MNIST way reads it (turned as its EXIF orientation says; transparency composited,
+    16-bit and float pixels scaled, where Pillow's ``convert("L")`` dropped or clipped them: a digit drawn in the
+    alpha channel, or a float TIFF in [0, 1], reached the model as a black square), and a uniform one is refused
+    rather than answered; an 8-bit picture gives the notebook's own pixels."""
+    gray = to_gray(upright(image))
+    if float(gray.max()) - float(gray.min()) < 1e-6:
+        raise ImageError(path, "nothing is drawn on it (the image is uniform)")
+    small = np.asarray(float_image(gray).resize((SIZE, SIZE), Image.Resampling.NEAREST), dtype=np.float32)
+    return 1.0 - small, True
 
 
 __all__ = ["BOX", "CENTRE", "MIN_STROKE", "SIZE", "TARGET_STROKE", "WORK_BOX", "fit_and_centre", "fit_long_side",
