@@ -442,6 +442,12 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_checkpoint(small_disk, tm
     resumed = run_module("lightning_mnist", "fit", "--ckpt_path", "last", "--output_dir", small_disk / "runs",
                          check=False)  # what a later command reads: a whole checkpoint, or none at all
     assert "Traceback" not in resumed.stderr and "is not a readable PyTorch checkpoint" not in resumed.stderr
+    # the advice fits what was kept: it said "resume with --ckpt_path last" where no last.ckpt had been written
+    [error] = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    if list(small_disk.rglob("last.ckpt")):
+        assert "resume with --ckpt_path last" in error and "has a checkpoints/last.ckpt" not in resumed.stderr, error
+    else:
+        assert "start from the checkpoint it saved whole" in error and "--ckpt_path last" not in error, error
 
 
 def test_results_are_written_atomically(tmp_path):

@@ -1211,7 +1211,19 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(EXIT_INTERRUPTED) from None
         full = disk_full(err)
         if full is not None:  # every checkpoint is written whole or not at all: the last whole one is kept
-            raise UserError(f"no space left on the device writing {full.filename or 'the run'}: "
-                            f"free some space, then resume with --ckpt_path last (a checkpoint is written whole or not at "
-                            f"all)") from None
+            raise UserError(f"no space left on the device writing {full.filename or 'the run'}: free some space, "
+                            f"then {_after_a_full_disk()}") from None
         raise
+
+
+def _after_a_full_disk() -> str:
+    """What to do once space is freed, from what the failed run kept: resume it (its last.ckpt), start from its best
+    checkpoint, or run it again (nothing was kept; its folder is gone). A run resumed keeps the checkpoint it had."""
+    kept = [run for run in ALLOCATED if run.is_dir()]
+    if not ALLOCATED or any((run / CHECKPOINTS / RESUME_FILE).is_file() for run in kept):
+        return "resume with --ckpt_path last (a checkpoint is written whole or not at all)"
+    saved = sorted(path for run in kept for path in run.rglob("*.ckpt"))
+    if saved:
+        return (f"start from the checkpoint it saved whole, {path_text(saved[-1])} (--weights; it has no "
+                f"{RESUME_FILE} to resume)")
+    return "run it again (nothing was saved; its run folder was removed)"
