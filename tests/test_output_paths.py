@@ -230,6 +230,14 @@ def test_an_image_name_holding_a_nul_byte_is_one_line(work, capsys):
     assert error == "error: a\\x00b.png: cannot be read (embedded null byte)" and out == "", error
 
 
+
+def test_a_config_naming_no_image_is_refused(work, capsys):
+    """``images: []`` in a config answered nothing, exit 0."""
+    (work / "p.yaml").write_text("images: []\nweights: model.ckpt\n")
+    error, out = refused(["predict", "--config", "p.yaml"], capsys)
+    assert error == "error: images: an empty list; give one or more pictures, or folders of them" and out == "", error
+
+
 @pytest.mark.parametrize("program, argv, shown", [
     (main, ["convert", "red\x1b[31m.keras", "out.ckpt"], "red\\x1b[31m.keras"),
     (main, ["convert", "cv_results.json", "out.pt2"], "fold 0 model a\\x00b\\x1b[2J.ckpt: no such file"),

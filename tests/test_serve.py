@@ -253,7 +253,8 @@ def no_server(monkeypatch):
     (["--weights", "broken.onnx"], "--weights broken.onnx: an .onnx file runs on ONNX Runtime only: give it as "
                                     "--onnx_weights"),
     (["--onnx_weights", "broken.onnx"], "--onnx_weights broken.onnx is not a readable ONNX model"),
-    (["--onnx_weights", "small.onnx"], "--onnx_weights small.onnx: an MNIST model takes float (batch, 28, 28, 1)"),
+    (["--onnx_weights", "small.onnx"], "--onnx_weights small.onnx: an MNIST model takes float (batch, ...) inputs "
+                                       "of 28x28x1 images or their 784 pixels in reading order"),
     (["--weights", "five.ckpt"], "--weights five.ckpt: its network gives 5 classes"),  # was a worker's traceback
 ])
 def test_bad_flags_fail_in_one_line(args, fragment, seed_keras, tmp_path, monkeypatch, capsys, no_server):

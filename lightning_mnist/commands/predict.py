@@ -88,7 +88,7 @@ def predict(images: list[str], weights: str, backend: Literal["auto", "torch", "
 
     clock = Timings(startup=seconds_since_process_start())
     started = time.perf_counter()
-    check_predict_settings(show)
+    check_predict_settings(show, images)
     resolve(weights, backend)  # a bad --weights fails before any image is read
     found = pictures_in(images)
     if show is not None:
@@ -151,8 +151,10 @@ def predict(images: list[str], weights: str, backend: Literal["auto", "torch", "
     return EXIT_USER_ERROR if failures else 0
 
 
-def check_predict_settings(show: Path | None = None, **_others: Any) -> None:
+def check_predict_settings(show: Path | None = None, images: list[str] | None = None, **_others: Any) -> None:
     """What ``predict`` refuses before reading any file (and ``--print_config`` too)."""
+    if images is not None and not images:  # a config's ``images: []``: it answered nothing, with exit 0
+        raise UserError("images: an empty list; give one or more pictures, or folders of them")
     if show is not None and Path(show).suffix.lower() not in SHOW_SUFFIXES:
         raise UserError(f"--show {show}: name a {', '.join(SHOW_SUFFIXES)} file")
 
