@@ -416,6 +416,26 @@ def test_a_folder_stands_for_the_pictures_in_it(run_main, capsys, seed_ckpt, ren
     assert printed.err.count("error:") == 1 and f"error: {empty}: is a folder with no pictures in it" in printed.err
 
 
+
+def test_entries_of_a_folder_named_like_pictures_that_are_none_get_their_own_line(run_main, capsys, seed_ckpt,
+                                                                                  seed_png, tmp_path):
+    """A FIFO, a link to itself and a folder named ``*.png`` in a folder: skipped without a word, while an unreadable
+    picture got its line. Each gets its own now (a FIFO is not opened: read, it would wait for a writer)."""
+    digits = tmp_path / "digits"
+    (digits / "folder.png").mkdir(parents=True)
+    shutil.copy(seed_png, digits / "a_four.png")
+    os.mkfifo(digits / "pipe.png")
+    os.symlink(digits / "loop.png", digits / "loop.png")
+    with pytest.raises(SystemExit) as exit_info:
+        run_main("lightning_mnist", "predict", digits, "--weights", seed_ckpt, "--json")
+    printed = capsys.readouterr()
+    rows = {Path(row["image"]).name: row for row in map(json.loads, printed.out.splitlines())}
+    assert exit_info.value.code == 2 and sorted(rows) == ["a_four.png", "folder.png", "loop.png", "pipe.png"]
+    assert rows["a_four.png"]["digit"] == 4 and "is a folder, not an image" in rows["folder.png"]["error"]
+    assert "is not a regular file" in rows["pipe.png"]["error"] and "cannot be read" in rows["loop.png"]["error"]
+    assert printed.err.count("error:") == 3
+
+
 def test_cli_plain_text_keeps_one_line_per_image_whatever_its_name(run_module, seed_ckpt, seed_png, tmp_path):
     """A newline or an escape sequence in a file name is written escaped, so each image stays one line (and its
     probabilities the next) and the terminal is not driven by a name; --json keeps the name as it is."""

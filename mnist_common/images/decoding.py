@@ -39,9 +39,11 @@ def first_line(err: BaseException) -> str:
 
 
 def pictures_in(paths: list[str]) -> list[str | ImageError]:
-    """``paths`` in order, each folder among them replaced by the pictures in it: its files whose extension Pillow
-    reads (``.png``, ``.jpg``, ...), in the order of their names, neither hidden ones nor those of its subfolders. A
-    folder holding none is an :class:`ImageError` in its place."""
+    """``paths`` in order, each folder among them replaced by the pictures in it: its entries whose extension Pillow
+    reads (``.png``, ``.jpg``, ...), in the order of their names, neither hidden ones nor those of its subfolders. One
+    so named that is no regular file (a FIFO, a device, a link to nothing or to itself, a folder) stays in the list,
+    for :func:`open_image` to refuse in its own line (it was skipped without a word). A folder holding none is an
+    :class:`ImageError` in its place."""
     readable = set(Image.registered_extensions())
     found: list[str | ImageError] = []
     for path in paths:
@@ -51,7 +53,7 @@ def pictures_in(paths: list[str]) -> list[str | ImageError]:
             continue
         try:
             pictures = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in readable
-                              and not p.name.startswith(".") and p.is_file())
+                              and not p.name.startswith("."))
         except OSError as err:
             found.append(ImageError(path, f"is a folder that cannot be listed ({os_reason(err)})"))
             continue
