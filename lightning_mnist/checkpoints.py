@@ -129,8 +129,10 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     except Exception as err:  # truncated, damaged, not a torch file
         raise UserError(f"{path} is not a readable PyTorch checkpoint ({one_line(err)})") from None
     state_dict = contents.get("state_dict", contents) if isinstance(contents, dict) else None
-    if not isinstance(state_dict, dict):
-        raise UserError(f"{path} is not a model checkpoint (it holds a {type(contents).__name__})")
+    if not isinstance(state_dict, dict):  # the file's object, or its "state_dict" entry: say which
+        held = f"a {type(contents).__name__}" if not isinstance(contents, dict) else \
+            f"a dict whose state_dict is a {type(state_dict).__name__}"
+        raise UserError(f"{path} is not a model checkpoint (it holds {held}, not weights by name)")
     if any(str(k).startswith(NETWORK_PREFIX) for k in state_dict):  # a key without it is then named as unexpected
         state_dict = {k.removeprefix(NETWORK_PREFIX) if isinstance(k, str) else k: v for k, v in state_dict.items()}
     hparams = contents.get("hyper_parameters") if isinstance(contents.get("hyper_parameters"), dict) else {}

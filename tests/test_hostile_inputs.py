@@ -448,3 +448,15 @@ def test_a_refusal_quoting_a_huge_value_stays_a_readable_line(tmp_path, monkeypa
     code, error, _ = main_error(main, ["fit", "--model.architecture", "long.yaml"], capsys)
     assert code == 2 and len(error) < 4_100 and "filters must be a positive integer, got [0, 1, 2, 3" in error, error
     assert re.search(r" \.\.\. \([\d,]+ characters left out\) \.\.\. .*199999\]", error), error[-200:]
+
+
+def test_a_checkpoint_that_holds_no_weights_by_name_says_what_it_holds(tmp_path, capsys):
+    """A list of tensors, or a dict whose ``state_dict`` is a list: "it holds a dict" named the wrong object."""
+    import torch
+
+    torch.save([torch.zeros(2)], tmp_path / "list.ckpt")
+    torch.save({"state_dict": [torch.zeros(2)]}, tmp_path / "entry.ckpt")
+    for name, held in (("list.ckpt", "a list"), ("entry.ckpt", "a dict whose state_dict is a list")):
+        code, error, _ = main_error(main, ["test", "--ckpt_path", str(tmp_path / name)], capsys)
+        assert code == 2 and error == f"error: {tmp_path / name} is not a model checkpoint (it holds {held}, not " \
+                                      f"weights by name)", error
