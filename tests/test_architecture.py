@@ -173,7 +173,8 @@ def test_a_description_file_that_gives_a_key_twice_or_expands_to_billions_is_ref
         assert str(info.value).startswith(f"architecture file {tmp_path / name}")
 
 
-@pytest.mark.parametrize("setting, shown", [("filters: 010", "'010' (line 3) is 8"), ("filters: 1:6", "'1:6' (line 3) is 66"),
+@pytest.mark.parametrize("setting, shown", [("filters: 010", "'010' (line 3) is 8"),
+                                            ("filters: 1:6", "'1:6' (line 3) is 66"),
                                             ("filters: 1_6", "'1_6' (line 3) is 16"),
                                             ("use_bias: off", "'off' (line 3) is False"),
                                             ("use_bias: Yes", "'Yes' (line 3) is True")])

@@ -320,8 +320,9 @@ def test_settings_keras_takes_in_one_case_only_are_refused_in_another():
     """Attention's ``score_mode="CONCAT"``, Bidirectional's ``merge_mode="SUM"``: Keras refuses them, and the
     bridge lower-cased them and ran them in torch. A convolution's padding, which Keras lower-cases itself, is
     still taken in any case."""
-    rows = {"input_shape": [5, 4], "layers": [{"type": "Attention", "score_mode": "CONCAT", "inputs": ["input", "input"]},
-                                                {"type": "Flatten"}, {"type": "Dense", "units": 10}]}
+    rows = {"input_shape": [5, 4], "layers": [
+        {"type": "Attention", "score_mode": "CONCAT", "inputs": ["input", "input"]}, {"type": "Flatten"},
+        {"type": "Dense", "units": 10}]}
     with pytest.raises(ArchitectureError, match=r"score_mode must be one of dot, concat, got 'CONCAT'"):
         Architecture.from_config(rows)
     with pytest.raises(ArchitectureError, match=r"merge_mode must be one of .*, got 'SUM'"):

@@ -101,7 +101,8 @@ class DigitAPI(ls.LitAPI):
         """The JSON answer: the digit (the first backend's: PyTorch, Keras, ONNX Runtime), each backend's answer,
         whether they agree and their largest difference (two or more backends), the 28x28 input."""
         upload, answers, batch = output
-        overflowed = [backend for backend, (probabilities, _) in answers.items() if not np.isfinite(probabilities).all()]
+        overflowed = [backend for backend, (probabilities, _) in answers.items()
+                      if not np.isfinite(probabilities).all()]
         if overflowed:  # finite weights can still overflow on a picture (the start-up probes passed)
             raise refuse(UNUSABLE, f"{upload.name}: the model gives non-finite probabilities for it "
                                    f"({', '.join(overflowed)})")

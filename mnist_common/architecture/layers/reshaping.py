@@ -197,7 +197,8 @@ class UpSampling2D(Layer):
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "size", int_pair(self.size, "size"))
-        object.__setattr__(self, "interpolation", choice(self.interpolation, "interpolation", INTERPOLATIONS, lower=True))
+        object.__setattr__(self, "interpolation",
+                           choice(self.interpolation, "interpolation", INTERPOLATIONS, lower=True))
 
     def output_shape(self, shape: Shape) -> Shape:
         require_rank(shape, 3, "upsampling works on images")
