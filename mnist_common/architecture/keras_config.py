@@ -203,9 +203,11 @@ def _called_on(entry: dict[str, Any], source: str) -> tuple[list[str], tuple[str
             raise ArchitectureError(f"{source}: {name} ({cls}) takes a tensor this bridge cannot trace "
                                     f"({history!r}); only single-output layers called once are supported")
         sources.append(str(history[0]))
-    if not getattr(LAYER_TYPES.get(cls), "CALL_TENSORS", ()) or _is_operation(entry):
+    named = getattr(LAYER_TYPES.get(cls), "CALL_TENSORS", ())
+    if not named or _is_operation(entry):
         return sources, ()
-    given = [str(kwargs[key]["config"]["keras_history"][0]) for key in sorted(kwargs) if _is_tensor(kwargs[key])]
+    given = [str(kwargs[key]["config"]["keras_history"][0]) for key in sorted(kwargs)
+             if key in named and kwargs[key] is not None]
     walk = sources[:len(sources) - len(given)] + given  # Keras flattens a call's (args, kwargs), keys sorted
     return sources, tuple(walk) if walk != sources else ()
 
@@ -225,7 +227,8 @@ def _constant_shape(argument: Any) -> str | None:
 
 def _unread_keywords(layer_class: type | None, kwargs: dict[str, Any]) -> list[str]:
     """The keywords of a call this bridge does not read: set, not harmless (``training``), not at the layer's
-    :attr:`Layer.CALL_DEFAULTS` (``use_causal_mask=False``)."""
+    :attr:`Layer.CALL_DEFAULTS` (``return_attention_scores=False``), not one of its :attr:`Layer.CALL_SETTINGS`
+    (``use_causal_mask``)."""
     defaults, settings = getattr(layer_class, "CALL_DEFAULTS", {}), getattr(layer_class, "CALL_SETTINGS", ())
     return sorted(key for key, value in kwargs.items() if key not in HARMLESS_CALL_KWARGS and value is not None
                   and not (key in defaults and value == defaults[key]) and key not in settings)
