@@ -104,9 +104,9 @@ def test_validate_says_when_a_model_records_no_split(seed_keras, tmp_path, monke
     main(["validate", "--ckpt_path", str(seed_keras), "--trainer.limit_val_batches", "2", *NO_PROGRESS,
           "--trainer.logger", "false"])
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
-    assert notes == [f"note: {seed_keras} records no training split (the notebook's model trained on all 60,000 "
-                     f"training images): its validation images may be images it trained on, and its figures no "
-                     f"estimate; `test` scores it on the 10,000 test images"], notes
+    assert notes == [f"note: {seed_keras} records no training split: its validation images may be images it trained "
+                     f"on (the notebook's model trained on all 60,000), so its figures are no estimate; `test` "
+                     f"scores it on the 10,000 test images"], notes
 
 
 def test_confusion_matrix_and_mistakes_grid_show_exactly_the_misclassified_digits(fitted_run, mnist):

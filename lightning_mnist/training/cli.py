@@ -488,9 +488,9 @@ class MnistCLI(LightningCLI):
         names another split is refused: that split's validation images were, in part, trained on."""
         recorded = checkpoint.contents.get("datamodule_hyper_parameters")
         if not isinstance(recorded, dict):  # a .keras file or a converted checkpoint: no run, no split recorded
-            print(f"note: {path_text(self._source)} records no training split (the notebook's model trained on all "
-                  f"60,000 training images): its validation images may be images it trained on, and its figures "
-                  f"no estimate; `test` scores it on the 10,000 test images", flush=True)
+            print(f"note: {path_text(self._source)} records no training split: its validation images may be images "
+                  f"it trained on (the notebook's model trained on all 60,000), so its figures are no estimate; "
+                  f"`test` scores it on the 10,000 test images", flush=True)
             return
         typed = (self._given or {}).get("data", set())
         for key in SPLIT_SETTINGS:
@@ -599,8 +599,9 @@ class MnistCLI(LightningCLI):
         if not isinstance(saved, dict):
             raise UserError(f"{damaged} holds a YAML {type(saved).__name__}, not settings by name")
         adopted = len(kept)
-        for group, keys in [*KEPT_FROM_RUN_CONFIG.items(), *also.items()]:
-            changeable = not fixed and keys is also.get(group)
+        groups = [*((group, keys, False) for group, keys in KEPT_FROM_RUN_CONFIG.items()),
+                  *((group, keys, not fixed) for group, keys in also.items())]
+        for group, keys, changeable in groups:
             section, was = (config, saved) if not group else (config.get(group), saved.get(group))
             if not isinstance(was, dict) or section is None:
                 continue
