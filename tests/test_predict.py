@@ -164,6 +164,10 @@ def test_transparency_palette_and_16_bit(mnist, tmp_path):
                                                      (ink * 255).round().astype(np.uint8)])),
         "palette.png": Image.open(ref_path).convert("RGB").quantize(16),
         "gray16.png": Image.fromarray(((1 - ink) * 65535).round().astype(np.uint16)),
+        # values of no usual scale read by their own range (a float TIFF of 0..1020 was "nothing is drawn on it", an
+        # int32 one of -255..0 "the image is uniform")
+        "float_1020.tif": Image.fromarray(((1 - ink) * 1020).astype(np.float32)),
+        "int_negative.tif": Image.fromarray(((1 - ink) * 255 - 255).round().astype(np.int32)),
     }
     for name, image in variants.items():
         image.save(tmp_path / name)

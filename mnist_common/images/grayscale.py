@@ -26,7 +26,10 @@ def luminance(image: Image.Image) -> np.ndarray:
         return np.asarray(image, dtype=np.float32) / 65535.0
     if image.mode in ("I", "F"):
         a = np.asarray(image, dtype=np.float32)
-        top = 1.0 if image.mode == "F" and a.max(initial=0) <= 1.0 else 255.0 if a.max(initial=0) <= 255 else 65535.0
+        low, high = float(a.min(initial=0)), float(a.max(initial=0))
+        if low < 0 or high > 65535 or (image.mode == "F" and high > 255):  # no usual scale: the picture's own range
+            return (a - low) / (high - low) if high > low else np.zeros_like(a)  # (a float TIFF of 0..1020 was dark)
+        top = 1.0 if image.mode == "F" and high <= 1.0 else 255.0 if high <= 255 else 65535.0
         return np.clip(a / top, 0.0, 1.0)
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
