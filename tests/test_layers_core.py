@@ -196,7 +196,8 @@ def test_a_softmax_over_any_axis_converts_and_only_the_last_gives_the_classes():
     assert not architecture.ends_in_softmax and not architecture.outputs_probabilities
     [softmax] = [node.name for node in architecture.nodes if node.layer.type == "Softmax"]
     assert architecture.distributions == {**architecture.distributions, softmax: False}  # weights over the steps
-    assert architecture_of(flat).distributions["softmax"]  # the classes'
+    classes = architecture_of(flat)
+    assert classes.distributions[classes.output.name]  # the classes'
     with pytest.raises(ArchitectureError, match=r"axis=3 does not exist on its 6x5 input \(axes 1 to 2, or -1 to -2;"):
         architecture_of(keras.Sequential([keras.Input((6, 5)), L.Softmax(axis=3), L.Flatten(), L.Dense(4)]))
     with pytest.raises(ArchitectureError, match=r"axis=\[1, 2\]: one axis is supported"):
