@@ -65,11 +65,17 @@ def randomised(model: "keras.Model", seed: int = 0) -> "keras.Model":
                 fill(layer)
             elif isinstance(layer, keras.layers.MultiHeadAttention):  # its weights are its four projections'
                 layer.set_weights([draw(w, v.path) for w, v in zip(layer.get_weights(), layer.weights)])
-            else:  # loaded as Keras loads a file's (a Normalization then computes with them); a recurrent layer's
-                sides = [getattr(layer, side) for side in ("forward_layer", "backward_layer") if hasattr(layer, side)]
-                for owner in [getattr(one, "cell", one) for one in sides or [layer]]:  # weights are its cell's
+            else:  # loaded as Keras loads a file's (a Normalization then computes with them)
+                for owner in owners(layer):
                     owner.load_own_variables({str(i): draw(w, v.path)
                                               for i, (w, v) in enumerate(zip(owner.get_weights(), owner.weights))})
+
+    def owners(layer: "keras.layers.Layer") -> list:
+        """The layers that hold ``layer``'s weights: a recurrent layer's cell, a wrapper's layers' own."""
+        if isinstance(layer, keras.layers.TimeDistributed):
+            return owners(layer.layer)
+        sides = [getattr(layer, side) for side in ("forward_layer", "backward_layer") if hasattr(layer, side)]
+        return [getattr(one, "cell", one) for one in sides] if sides else [getattr(layer, "cell", layer)]
 
     fill(model)
     return model

@@ -1,7 +1,8 @@
 """Recurrent layers against Keras: SimpleRNN, LSTM, GRU (both reset forms), forwards and backwards, last output or
 every step's, any activations; their weights' names, shapes and storage in a ``.keras`` file; initialisation
-(Orthogonal, Identity, LSTM's unit forget bias); dropout in training; refusals; and a rows model through every
-format.
+(Orthogonal, Identity, LSTM's unit forget bias); dropout in training; refusals; a rows model through every format;
+and the wrappers of Keras' rnn folder, Bidirectional and TimeDistributed (a layer on every step: Keras' hierarchical
+RNN over MNIST's rows, then over their summaries).
 
 An MNIST image as a (28, 28) map is 28 rows of 28 pixels, read one row a step: the classic Keras RNN on MNIST.
 Random weights and inputs, so a gate read in the wrong order or a sequence read the wrong way changes the logits.
@@ -9,19 +10,23 @@ Random weights and inputs, so a gate read in the wrong order or a sequence read 
 
 from __future__ import annotations
 
+import re
 import numpy as np
 import pytest
 import torch
 
-from bridge_check import (L, assert_keras_layer_refused, assert_matches_keras,
+from bridge_check import (SAMPLERS, L, assert_keras_layer_refused, assert_matches_keras,
                           assert_settings_round_trip, converts_and_comes_back, keras, network_of,
                           predicts_alike_on_both_backends, randomised, sampler, sequential_case)
 from lightning_mnist.models.initializers import initialize_
 from lightning_mnist.models.layers import build, converter_of
-from mnist_common.architecture import Architecture, ArchitectureError, architecture_from_keras_config, layers
+from mnist_common.architecture import (LAYER_TYPES, Architecture, ArchitectureError, architecture_from_keras_config,
+                                       layers)
+from mnist_common.architecture.layers.recurrent import NOT_TIME_DISTRIBUTED
 from mnist_common.keras_file import read_keras_file
 
 ROWS = (28, 28)
+WRAPPERS = ("Bidirectional", "TimeDistributed")
 CASES = {
     "lstm_rows": (ROWS, [L.LSTM(16)]),
     "lstm_stacked_backwards": (ROWS, [L.LSTM(8, return_sequences=True, go_backwards=True), L.LSTM(6)]),
@@ -46,6 +51,14 @@ CASES = {
         L.LSTM(5, return_sequences=True), backward_layer=L.GRU(5, return_sequences=True, go_backwards=True))]),
     "bidirectional_of_a_backwards_layer": ((9, 5), [L.Bidirectional(
         L.SimpleRNN(4, go_backwards=True), backward_layer=L.SimpleRNN(4, activation="relu"), merge_mode="mul")]),
+    "dense_on_each_row": (ROWS, [L.TimeDistributed(L.Dense(6, activation="relu")), L.Flatten()]),
+    "conv1d_on_each_row": ((28, 28, 1), [L.TimeDistributed(L.Conv1D(4, 3, strides=2, activation="elu")),
+                                         L.TimeDistributed(L.GlobalMaxPooling1D()), L.GRU(5)]),
+    "bidirectional_on_each_row": ((4, 6, 3), [L.TimeDistributed(L.Bidirectional(L.GRU(3))), L.Flatten()]),
+    "time_distributed_twice": ((9, 8, 3), [L.TimeDistributed(L.TimeDistributed(L.Dense(4))), L.Flatten()]),
+    "time_distributed_flatten_dropout_norm": ((9, 8, 3), [L.TimeDistributed(L.Flatten()),
+                                                          L.TimeDistributed(L.Dropout(0.3)),
+                                                          L.TimeDistributed(L.LayerNormalization()), L.Flatten()]),
 }
 
 
@@ -63,6 +76,7 @@ def test_recurrent_layers_match_keras(case):
     (L.Bidirectional(L.SimpleRNN(6), backward_layer=L.GRU(6, go_backwards=True, use_bias=False)),
      ("forward_kernel", "forward_recurrent_kernel", "forward_bias", "backward_kernel", "backward_recurrent_kernel"),
      ((5, 6), (6, 6), (6,), (5, 18), (6, 18))),
+    (L.TimeDistributed(L.Dense(3)), ("kernel", "bias"), ((5, 3), (3,))),  # Keras' layer/vars/i: one step's Dense
 ])
 def test_weights_are_keras_cells_and_map_both_ways_bit_for_bit(layer, names, shapes, tmp_path):
     """Keras' names, shapes and order (its cell's ``get_weights``; a Bidirectional's forward layer's, then its backward
@@ -166,6 +180,10 @@ def test_simple_rnn_recurrent_dropout_masks_the_state_of_each_sample_for_all_its
     (L.Bidirectional(L.GRU(4), backward_layer=L.GRU(5, go_backwards=True)),
      "needs both directions of one size (Keras assumes the layer's for both); the layer gives 4 and the "
      "backward_layer 5"),
+    (L.TimeDistributed(L.BatchNormalization()), "wraps a BatchNormalization, which is not supported here: Keras "
+                                                "normalises each step by that step's batch statistics there"),
+    (L.TimeDistributed(L.Dense(3, activity_regularizer="l2")),
+     "layer sets activity_regularizer, which Keras never applies inside a TimeDistributed"),
 ])
 def test_keras_layers_not_mirrored_are_refused_in_one_line(layer, message):
     assert_keras_layer_refused((9, 5), layer, message)
@@ -190,6 +208,20 @@ def test_keras_layers_not_mirrored_are_refused_in_one_line(layer, message):
      "return_sequences is True in the layer but False in the backward_layer; Keras needs them the same"),
     ("Bidirectional", {"layer": {"class_name": "SimpleRNN", "config": {"units": 3, "bias_initializer": "identity"}}},
      "layer: bias_initializer Identity fills a weight of two axes"),
+    ("TimeDistributed", {"layer": {"class_name": "Sequential", "config": {"layers": []}}},
+     "layer must be a supported Keras layer called on one tensor, got 'Sequential'"),
+    ("TimeDistributed", {"layer": {"module": "mine", "class_name": "Dense", "config": {"units": 3}}},
+     "layer is a custom class (Dense); only Keras' own layers are supported"),
+    ("TimeDistributed", {"layer": {"class_name": "MultiHeadAttention", "config": {"num_heads": 2, "key_dim": 4}}},
+     "layer (MultiHeadAttention) is called on several tensors; a wrapper calls its layer on one"),
+    ("TimeDistributed", {"layer": {"class_name": "Dense", "config": {"units": 3, "kernel_size": 2}}},
+     "layer (Dense): sets kernel_size, which this bridge does not know"),
+    ("TimeDistributed", {"layer": {"class_name": "LSTM", "config": {"units": 3}}},
+     "layer (LSTM) on each step of 5: needs an (H, W) map input, got 5"),
+    ("TimeDistributed", {"layer": {"class_name": "Dense", "config": {"units": 3, "bias_initializer": "identity"}}},
+     "layer: bias_initializer Identity fills a weight of two axes; its bias has shape 3"),
+    ("TimeDistributed", {"layer": 3}, "layer must be a supported Keras layer called on one tensor (its Keras config "
+                                      "or a description's entry), got 3"),
 ])
 def test_configs_keras_cannot_build_or_we_do_not_mirror_are_refused_in_one_line(kind, settings, message):
     """What Keras itself fails on when it builds the layer (or later), as a ``.keras`` file's config.json holds it."""
@@ -197,7 +229,7 @@ def test_configs_keras_cannot_build_or_we_do_not_mirror_are_refused_in_one_line(
         {"module": "keras.layers", "class_name": "InputLayer",
          "config": {"batch_shape": [None, 9, 5], "dtype": "float32", "name": "input_layer"}},
         {"module": "keras.layers", "class_name": kind,
-         "config": {"name": "rnn", **({} if kind == "Bidirectional" else {"units": 4}), **settings}},
+         "config": {"name": "rnn", **({} if kind in WRAPPERS else {"units": 4}), **settings}},
         {"module": "keras.layers", "class_name": "Dense", "config": {"name": "dense", "units": 10}}]}}
     with pytest.raises(ArchitectureError) as info:
         architecture_from_keras_config(config, "model.keras")
@@ -215,6 +247,37 @@ def test_a_sequence_too_long_to_run_step_by_step_is_refused_in_one_line():
            "small operator group per step)" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_a_time_distributed_layer_needs_steps_of_one_axis_or_more():
+    """Over a flat vector each step would be one number, which Keras refuses (it needs inputs of three axes or
+    more); a layer giving one number a step is refused too."""
+    for config, message in (
+            ({"input_shape": [784], "layers": [{"type": "TimeDistributed", "layer": {"type": "Dense", "units": 4}}]},
+             "needs steps of at least one axis each ((steps, features) or (steps, ..., channels)), got 784"),
+            ({"input_shape": [9, 5], "layers": [{"type": "TimeDistributed", "layer": {"type": "ops.sum"}}]},
+             "layer must be a supported Keras layer called on one tensor, got 'ops.sum'")):
+        with pytest.raises(ArchitectureError) as info:
+            Architecture.from_config({**config, "layers": [*config["layers"], {"type": "Flatten"},
+                                                           {"type": "Dense", "units": 10}]})
+        assert re.search(r"layer 0 \((time_distributed, )?TimeDistributed\): " + re.escape(message), str(info.value))
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("frozen, trains", [("wrapper", True), ("layer", False)])
+def test_a_time_distributed_layer_trains_as_its_layer_says_as_in_keras(frozen, trains):
+    """Keras gathers the trainable weights from the layer that holds them: ``TimeDistributed(Dense(3),
+    trainable=False)`` still trains its Dense (as a Bidirectional's own flag does nothing), ``Dense(3,
+    trainable=False)`` inside it does not. The description says what Keras' model does, and torch's parameters too."""
+    model = sequential_case((9, 5), L.TimeDistributed(L.Dense(3, trainable=frozen != "layer"),
+                                                      trainable=frozen != "wrapper"))
+    architecture, network = network_of(model)
+    node = architecture.nodes[0]
+    keras_trains = [f"/{node.name}/" in f"/{weight.path}" for weight in model.trainable_weights].count(True)
+    assert keras_trains == (2 if trains else 0)
+    assert all(node.layer.trains(name) is trains for name in ("kernel", "bias"))
+    own = [p.requires_grad for name, p in network.named_parameters() if name.startswith(f"{node.name}.")]
+    assert own == [trains, trains]
+
+
 def test_a_recurrent_layer_on_an_image_is_refused_in_one_line():
     config = {"input_shape": [28, 28, 1], "layers": [{"type": "LSTM", "units": 4}, {"type": "Dense", "units": 10}]}
     with pytest.raises(ArchitectureError) as info:
@@ -230,18 +293,28 @@ def test_settings_round_trip_through_a_description(tmp_path):
                         kernel_regularizer="l2", recurrent_constraint="max_norm"),
                   L.SimpleRNN(3, recurrent_initializer="identity", recurrent_dropout=0.25, use_bias=False),
                   L.Bidirectional(L.LSTM(4, return_sequences=True), merge_mode="ave"),
-                  L.Bidirectional(L.GRU(4), backward_layer=L.SimpleRNN(4, go_backwards=True))):
+                  L.Bidirectional(L.GRU(4), backward_layer=L.SimpleRNN(4, go_backwards=True)),
+                  L.TimeDistributed(L.Dense(4, kernel_regularizer="l2", bias_constraint="non_neg"), trainable=False),
+                  L.TimeDistributed(L.Dropout(0.25, seed=4)), L.TimeDistributed(L.Activation("gelu"))):
         assert_settings_round_trip((9, 5), [layer], tmp_path)
+    for layer in (L.TimeDistributed(L.LSTM(3, go_backwards=True)), L.TimeDistributed(L.Bidirectional(L.GRU(2))),
+                  L.TimeDistributed(L.TimeDistributed(L.PReLU(shared_axes=[1])))):
+        assert_settings_round_trip((6, 5, 4), [layer], tmp_path)
 
 
-def test_an_lstm_and_a_gru_over_mnist_rows_convert_to_every_format_and_back(tmp_path, capsys, seed_png):
+def test_recurrent_models_over_mnist_rows_convert_to_every_format_and_back(tmp_path, capsys, seed_png):
     """The classic rows model (a GRU over the rows, an LSTM over its steps backwards, a bidirectional LSTM, a
-    SimpleRNN) as a .keras file: .ckpt, .pt2, .onnx and .tflite proven on MNIST, back to .keras bit for bit, and one
+    SimpleRNN) beside Keras' hierarchical RNN (an LSTM over each row's pixels, TimeDistributed) and a Conv1D on every
+    row, as one .keras file: .ckpt, .pt2, .onnx and .tflite proven on MNIST, back to .keras bit for bit, and one
     digit on both backends."""
-    model = randomised(sequential_case(ROWS, L.GRU(16, return_sequences=True),
-                                       L.LSTM(12, return_sequences=True, go_backwards=True),
-                                       L.Bidirectional(L.LSTM(6, return_sequences=True)),
-                                       L.SimpleRNN(8, activation="relu")), seed=2)
+    inputs = keras.Input((28, 28, 1))
+    rows = L.LSTM(12, return_sequences=True, go_backwards=True)(L.GRU(16, return_sequences=True)(
+        L.Reshape(ROWS)(inputs)))
+    each_row = L.TimeDistributed(L.LSTM(8))(inputs)
+    strokes = L.TimeDistributed(L.Flatten())(L.TimeDistributed(L.Conv1D(2, 5, strides=4))(inputs))
+    x = L.Bidirectional(L.LSTM(6, return_sequences=True))(L.Concatenate()([rows, each_row, strokes]))
+    x = L.SimpleRNN(8, activation="relu")(x)
+    model = randomised(keras.Model(inputs, L.Dense(10, activation="softmax")(x), name="rows"), seed=2)
     model.save(tmp_path / "rows.keras")
     converts_and_comes_back(tmp_path / "rows.keras", tmp_path, capsys,
                             targets=("model.ckpt", "model.pt2", "model.onnx", "model.tflite"))
@@ -276,6 +349,16 @@ def make_bidirectional(rng: np.random.Generator, shape: tuple[int, ...]):
         return None
     inner.go_backwards = False
     return L.Bidirectional(inner, merge_mode=str(rng.choice(["concat", "sum", "mul", "ave"])))
+
+
+@sampler("TimeDistributed")
+def make_time_distributed(rng: np.random.Generator, shape: tuple[int, ...]):
+    """Another layer kind's random layer (no operation: Keras wraps layers) for one step of ``shape`` (its first axis
+    the steps), on every step."""
+    kinds = sorted(kind for kind in SAMPLERS if kind not in (*NOT_TIME_DISTRIBUTED, "TimeDistributed")
+                   and kind.isidentifier() and LAYER_TYPES[kind].INPUTS == 1 and not LAYER_TYPES[kind].CALL_TENSORS)
+    inner = SAMPLERS[kinds[int(rng.integers(len(kinds)))]](rng, shape[1:]) if len(shape) >= 2 else None
+    return None if inner is None else L.TimeDistributed(inner)
 
 
 def returning_sequences(layer: "keras.layers.Layer") -> "keras.layers.Layer":

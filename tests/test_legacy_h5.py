@@ -31,7 +31,8 @@ def convert(source, destination, mnist_dir, capsys, images: int = 1000) -> str:
 
 
 @pytest.mark.parametrize("name", ["keras2_cnn", "keras2_residual", "keras2_mixed", "keras2_tf_ops", "keras2_tf_shapes",
-                                  "keras2_tf_images", "keras2_nested", "keras2_nested_sequential", "keras2_fcn"])
+                                  "keras2_tf_images", "keras2_nested", "keras2_nested_sequential", "keras2_fcn",
+                                  "keras2_hrnn"])
 def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_tf_keras_2_computed(
         name, tmp_path, mnist_dir, mnist, capsys):
     """A Sequential CNN (BatchNormalization, Dropout); a Functional graph (an Add of a separable convolution's output,
@@ -46,7 +47,8 @@ def test_keras2_files_convert_to_keras_3_and_a_checkpoint_that_compute_what_tf_k
     rewritten as the Keras 3 layers they equal; models nested in models (a Sequential block and a
     Functional one holding TensorFlow functions, in a Functional model; a Functional block in a Sequential model),
     which Keras 2 numbered and listed otherwise than Keras 3 reads them; a fully convolutional network for images
-    of any size (``keras.Input((None, None, 1))``, pooled by ``tf.reduce_mean``), kept so. Each written as
+    of any size (``keras.Input((None, None, 1))``, pooled by ``tf.reduce_mean``), kept so; Keras 2's hierarchical
+    RNN example (an LSTM over each row's pixels in a ``TimeDistributed``, then one over the rows). Each written as
     ``.keras`` and ``.ckpt``, proven, and compared with what tf.keras 2 itself predicted."""
     source = tmp_path / f"{name}.H5"  # a suffix in capitals, as Windows users name files
     shutil.copyfile(KERAS2 / f"{name}.h5", source)

@@ -83,8 +83,14 @@ def unroll_recurrent_layers(model) -> None:
     """
     from keras_bridge.build import own_layers  # Keras is loaded by now: the model is Keras'
 
+    def wrapped(layer) -> list:  # the layers inside wrappers too: a Bidirectional's two, a TimeDistributed's one
+        if hasattr(layer, "forward_layer"):
+            return [layer.forward_layer, layer.backward_layer]
+        inner = getattr(layer, "layer", None)
+        return [layer] if inner is None else [layer, *wrapped(inner)]
+
     for layer in own_layers(model):
-        for recurrent in (layer.forward_layer, layer.backward_layer) if hasattr(layer, "forward_layer") else (layer,):
+        for recurrent in wrapped(layer):
             if hasattr(recurrent, "unroll"):
                 recurrent.unroll = True
 

@@ -1,5 +1,5 @@
 """Keras' recurrent layers in torch: ``SimpleRNN``, ``LSTM``, ``GRU``, step by step as Keras' cells compute them;
-``Bidirectional``.
+``Bidirectional``; ``TimeDistributed``, the layer it wraps run on every step at once.
 
 torch's ``nn.LSTM`` and ``nn.GRU`` are not used: they fix the activations (Keras lets both be
 chosen), keep two biases where Keras' LSTM has one, and order GRU's gates otherwise (reset, update
@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_mnist.models.layers.activations import ACTIVATIONS
-from lightning_mnist.models.layers.registry import WeightMap, converter, converter_of
+from lightning_mnist.models.layers.layout import to_keras_layout, to_torch_layout
+from lightning_mnist.models.layers.registry import WeightMap, converter, converter_of, moved_under
 from mnist_common.architecture import layers as keras
 from mnist_common.architecture.layers import Shape
 from mnist_common.architecture.layers.recurrent import SIDES
@@ -149,3 +150,20 @@ class Bidirectional(nn.Module):
         if self.merge_mode == "ave":
             return (y + y_rev) / 2
         return y * y_rev
+
+
+@converter(keras.TimeDistributed, wrapped_weights=lambda spec: moved_under("layer", converter_of(spec.layer).weights))
+class TimeDistributed(nn.Module):
+    """The wrapped layer's module on the (N * steps) slices of the batch in one call, which is what Keras computes
+    one step at a time: no supported kind inside one mixes the samples of a batch (BatchNormalization is refused).
+    A step has at most two axes, laid out alike in both frameworks; the input of three (an image's rows) is put in
+    Keras' layout to be cut into steps, and the output back into torch's."""
+
+    def __init__(self, spec: keras.TimeDistributed, shape: Shape) -> None:
+        super().__init__()
+        self.layer = converter_of(spec.layer).module(spec.layer, spec.step_shape(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps = to_keras_layout(x)
+        out = self.layer(steps.flatten(0, 1))
+        return to_torch_layout(out.unflatten(0, (-1, steps.shape[1])))  # -1: a batch export leaves open

@@ -19,6 +19,7 @@ drawn in Keras' own layout (so fans are Keras', whatever torch's layout), then m
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,24 +79,36 @@ class Converter:
     description: type[Layer]
     module: Callable[..., nn.Module]  # (description, *input shapes) -> module
     weights: dict[str, WeightMap] = field(default_factory=dict)  # Keras weight name -> where it goes
+    # A wrapper's mappings are those of the layer it wraps, reached through it: (its description) -> mappings
+    wrapped_weights: Callable[[Layer], dict[str, WeightMap]] | None = None
 
 
 CONVERTERS: dict[str, Converter] = {}
 
 
-def converter(description: type[Layer], **weights: WeightMap) -> Callable:
-    """Register the decorated module class (or factory) as the torch side of ``description``'s kind."""
+def converter(description: type[Layer], wrapped_weights: Callable[[Layer], dict[str, WeightMap]] | None = None,
+              **weights: WeightMap) -> Callable:
+    """Register the decorated module class (or factory) as the torch side of ``description``'s kind (a wrapper's
+    weights: ``wrapped_weights``, its layer's mappings moved under it)."""
     def register(module: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        CONVERTERS[description.type_name()] = Converter(description, module, dict(weights))
+        CONVERTERS[description.type_name()] = Converter(description, module, dict(weights), wrapped_weights)
         return module
     return register
 
 
 def converter_of(layer: Layer) -> Converter:
+    """The converter of ``layer``'s kind; a wrapper's with the mappings of the layer it wraps."""
     try:
-        return CONVERTERS[layer.type]
+        found = CONVERTERS[layer.type]
     except KeyError:
         raise NotImplementedError(f"no torch converter is registered for {layer.type}") from None
+    return found if found.wrapped_weights is None else dataclasses.replace(found, weights=found.wrapped_weights(layer))
+
+
+def moved_under(attribute: str, weights: dict[str, WeightMap]) -> dict[str, WeightMap]:
+    """``weights`` of a module held as ``attribute`` of another: each one's path prefixed with it."""
+    return {name: dataclasses.replace(mapping, attribute=f"{attribute}.{mapping.attribute}")
+            for name, mapping in weights.items()}
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""Keras' recurrent layers: SimpleRNN, LSTM, GRU, over the steps of a (steps, features) sequence; Bidirectional.
+"""Keras' recurrent layers: SimpleRNN, LSTM, GRU, over the steps of a (steps, features) sequence; the wrappers
+Bidirectional and TimeDistributed (a layer applied to each step).
 
 An MNIST image read as 28 rows of 28 pixels is the classic input ("rows as a sequence"). Each
 layer starts from zero states, reads the steps in order (or backwards, ``go_backwards``) and
@@ -168,26 +169,50 @@ MERGE_MODES = ("concat", "sum", "mul", "ave")
 SIDES = ("forward", "backward")
 
 
-def recurrent_layer(value: Any, setting: str) -> _Recurrent:
-    """A SimpleRNN, LSTM or GRU given as a description, as Keras serialises a layer (``{"class_name": "LSTM",
-    "config": {...}}``, what config.json holds) or as a description's entry (``{"type": "LSTM", "units": 8}``)."""
+def wrapped_layer(value: Any, setting: str, kind: type[Layer] = Layer,
+                  kinds: str = "a supported Keras layer called on one tensor") -> Any:
+    """The layer inside a wrapper, given as Keras serialises it (``{"class_name": "LSTM", "config": {...}}``, what
+    config.json holds), as a description's entry (``{"type": "LSTM", "units": 8}``) or as a description: a ``kind``
+    (``kinds`` in words) called on one tensor."""
     if isinstance(value, dict) and ("class_name" in value or "type" in value):
-        kind = value.get("class_name", value.get("type"))
-        found = LAYER_TYPES.get(kind) if isinstance(kind, str) else None
-        if found is None or not issubclass(found, _Recurrent):
-            raise LayerError(f"{setting} must be a SimpleRNN, LSTM or GRU, got {kind!r}")
-        if value.get("module") not in (None, "keras.layers") or value.get("registered_name") not in (None, kind):
-            raise LayerError(f"{setting} is a custom class ({value.get('registered_name') or kind}); only Keras' "
-                             f"SimpleRNN, LSTM and GRU are supported")
+        name = value.get("class_name", value.get("type"))
+        found = LAYER_TYPES.get(name) if isinstance(name, str) and name.isidentifier() else None
+        if found is None or not issubclass(found, kind):
+            raise LayerError(f"{setting} must be {kinds}, got {name!r}")
+        if value.get("module") not in (None, "keras.layers") or value.get("registered_name") not in (None, name):
+            raise LayerError(f"{setting} is a custom class ({value.get('registered_name') or name}); only Keras' "
+                             f"own layers are supported")
         try:
             if "class_name" in value:
-                return found.from_keras(dict(value.get("config") or {}))
-            return found.from_settings({k: v for k, v in value.items() if k != "type"})
+                value = found.from_keras(dict(value.get("config") or {}))
+            else:
+                value = found.from_settings({k: v for k, v in value.items() if k != "type"})
         except LayerError as err:
-            raise LayerError(f"{setting} ({kind}): {err}") from None
-    if isinstance(value, _Recurrent):
-        return value
-    raise LayerError(f"{setting} must be a SimpleRNN, LSTM or GRU layer config, got {value!r}")
+            raise LayerError(f"{setting} ({name}): {err}") from None
+    if not isinstance(value, kind):
+        raise LayerError(f"{setting} must be {kinds} (its Keras config or a description's entry), got {value!r}")
+    if value.input_count() != 1 or value.CALL_TENSORS:
+        raise LayerError(f"{setting} ({value.type}) is called on several tensors; a wrapper calls its layer on one")
+    return value
+
+
+def wrapper_settings(wrapper: Layer, own: dict[str, Any]) -> dict[str, Any]:
+    """A wrapper's Keras config: its ``own`` settings, each layer among them as Keras serialises it (what
+    ``from_config`` and config.json take), then those every layer has where they are not the defaults."""
+    out: dict[str, Any] = {} if wrapper.name is None else {"name": wrapper.name}
+    for setting, value in own.items():
+        out[setting] = value if not isinstance(value, Layer) else {
+            "module": "keras.layers", "class_name": value.type, "config": value.keras_settings(),
+            "registered_name": None}
+    out = out if wrapper.trainable else {**out, "trainable": False}
+    out = out if wrapper.dtype == FLOAT32 else {**out, "dtype": wrapper.dtype}
+    rule = wrapper.activity_regularizer
+    return out if rule is None else {**out, "activity_regularizer": rule}
+
+
+def recurrent_layer(value: Any, setting: str) -> _Recurrent:
+    """A SimpleRNN, LSTM or GRU (:func:`wrapped_layer`): a Bidirectional's layers."""
+    return wrapped_layer(value, setting, _Recurrent, "a SimpleRNN, LSTM or GRU")
 
 
 @layer_type
@@ -283,14 +308,8 @@ class Bidirectional(Layer):
                 raise LayerError(f"{'layer' if side == 'forward' else 'backward_layer'}: {err}") from None
 
     def settings(self) -> dict[str, Any]:
-        """The two layers as Keras serialises them (what ``Bidirectional.from_config`` and config.json take)."""
-        nested = {side: {"module": "keras.layers", "class_name": layer.type, "config": layer.settings(),
-                         "registered_name": None} for side, layer in self.sides()}
-        out = {"layer": nested["forward"], "merge_mode": self.merge_mode, "backward_layer": nested["backward"]}
-        out = {"name": self.name, **out} if self.name is not None else out
-        out = out if self.trainable else {**out, "trainable": False}
-        out = out if self.dtype == FLOAT32 else {**out, "dtype": self.dtype}
-        return out if self.activity_regularizer is None else {**out, "activity_regularizer": self.activity_regularizer}
+        return wrapper_settings(self, {"layer": self.layer, "merge_mode": self.merge_mode,
+                                       "backward_layer": self.backward_layer})
 
     def policies(self) -> set[str]:
         return {self.dtype, self.layer.dtype, self.backward_layer.dtype}
@@ -298,3 +317,97 @@ class Bidirectional(Layer):
     def in_float32(self) -> Bidirectional:
         return dataclasses.replace(self, dtype=FLOAT32, layer=self.layer.in_float32(),
                                    backward_layer=self.backward_layer.in_float32())
+
+
+# Kinds Keras' TimeDistributed would run otherwise than torch: it calls the layer on each step's slice of the batch
+# in turn, so a BatchNormalization would normalise each step by its own statistics and update them once a step
+NOT_TIME_DISTRIBUTED = {"BatchNormalization": "Keras normalises each step by that step's batch statistics there",
+                        "Normalization": "its adapted statistics are kept only outside a wrapper"}
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class TimeDistributed(Layer):
+    """``layer`` applied to each step of its input alone, the same weights at every step: the steps are the first
+    axis after the batch (an image's rows: ``TimeDistributed(LSTM(16))`` over a 28x28x1 image reads each row as a
+    sequence of 28 pixels, the hierarchical RNN of Keras' MNIST examples). Keras keeps the layer's weights under
+    ``layer/vars/i``; their names, shapes and settings are the layer's for one step's shape. Keras calls the layer's
+    ``call`` directly, so an activity regularizer on it would never act: refused, as is a kind whose result over a
+    batch depends on the batch (BatchNormalization)."""
+
+    layer: Any
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        inner = wrapped_layer(self.layer, "layer")
+        if inner.type in NOT_TIME_DISTRIBUTED:
+            raise LayerError(f"wraps a {inner.type}, which is not supported here: {NOT_TIME_DISTRIBUTED[inner.type]}")
+        if inner.activity_regularizer is not None:
+            raise LayerError("layer sets activity_regularizer, which Keras never applies inside a TimeDistributed "
+                             "(set it on the TimeDistributed)")
+        object.__setattr__(self, "layer", inner)
+
+    @staticmethod
+    def step_shape(shape: Shape) -> Shape:
+        """One step's shape: ``shape`` without its first axis (the steps)."""
+        if len(shape) < 2:
+            raise LayerError(f"needs steps of at least one axis each ((steps, features) or (steps, ..., channels)), "
+                             f"got {shape_text(shape)}")
+        return shape[1:]
+
+    def output_shape(self, shape: Shape) -> Shape:
+        step = self.step_shape(shape)
+        try:
+            out = self.layer.output_shape(step)
+        except LayerError as err:
+            raise LayerError(f"layer ({self.layer.type}) on each step of {shape_text(step)}: {err}") from None
+        if not out:
+            raise LayerError(f"its layer gives one number a step ({self.layer.type}); Keras needs at least one axis")
+        return (shape[0], *out)
+
+    def weights(self, shape: Shape) -> tuple[tuple[str, Shape], ...]:
+        return self.layer.weights(self.step_shape(shape))
+
+    def working_values(self, shape: Shape) -> int:
+        return shape[0] * self.layer.working_values(self.step_shape(shape))
+
+    def weight_path(self, index: int) -> str:
+        return f"layer/{self.layer.weight_path(index)}"
+
+    def weight_dtype(self, weight_name: str) -> str:
+        return self.layer.weight_dtype(weight_name)
+
+    def initial_shape(self, weight_name: str, shape: Shape) -> Shape:
+        return self.layer.initial_shape(weight_name, shape)
+
+    def finish_initial(self, weight_name: str, value: Any) -> Any:
+        return self.layer.finish_initial(weight_name, value)
+
+    def initializer_of(self, weight_name: str) -> str | dict[str, Any]:
+        return self.layer.initializer_of(weight_name)
+
+    def regularizer_of(self, weight_name: str) -> dict[str, Any] | None:
+        return self.layer.regularizer_of(weight_name)
+
+    def constraint_of(self, weight_name: str) -> dict[str, Any] | None:
+        return self.layer.constraint_of(weight_name)
+
+    def trains(self, weight_name: str) -> bool:
+        """As its layer says: Keras gathers the weights' trainable flags from the layer that holds them, so the
+        wrapper's own flag alone (``TimeDistributed(..., trainable=False)``) freezes nothing, as for Bidirectional."""
+        return self.layer.trains(weight_name)
+
+    def check_weight_settings(self, shape: Shape) -> None:
+        try:
+            self.layer.check_weight_settings(self.step_shape(shape))
+        except LayerError as err:
+            raise LayerError(f"layer: {err}") from None
+
+    def settings(self) -> dict[str, Any]:
+        return wrapper_settings(self, {"layer": self.layer})
+
+    def policies(self) -> set[str]:
+        return {self.dtype, *self.layer.policies()}
+
+    def in_float32(self) -> TimeDistributed:
+        return dataclasses.replace(self, dtype=FLOAT32, layer=self.layer.in_float32())

@@ -99,8 +99,13 @@ def main(data_dir: str, names: list[str]) -> None:
     h = L.Conv2D(16, 3, padding="same")(L.MaxPooling2D()(L.Conv2D(8, 3, activation="relu")(inputs)))
     fcn = keras.Model(inputs, L.Dense(10, activation="softmax")(tf.reduce_mean(tf.nn.relu(h), axis=[1, 2])),
                       name="keras2_fcn")
+    # Keras 2's hierarchical RNN example (examples/mnist_hierarchical_rnn.py): an LSTM over each row's pixels
+    # (TimeDistributed), then one over the rows' summaries
+    hrnn = keras.Sequential([L.TimeDistributed(L.LSTM(16), input_shape=(28, 28, 1)), L.LSTM(16),
+                             L.Dense(10, activation="softmax")], name="keras2_hrnn")
     test_images = mnist.test_images[:100, ..., None].astype("float32") / 255.0
-    for model in (sequential, functional, mixed, tf_ops, tf_shapes, tf_images, nested, nested_in_sequential, fcn):
+    for model in (sequential, functional, mixed, tf_ops, tf_shapes, tf_images, nested, nested_in_sequential, fcn,
+                  hrnn):
         if names and model.name not in names:
             continue
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=model is tf_images)  # log-probabilities
