@@ -170,11 +170,14 @@ sampler("Softmax")(lambda rng, shape: L.Softmax(axis=int(rng.choice([-1, *range(
                    if rng.random() < 0.3 else None)
 
 
-def test_a_softmax_over_any_axis_converts_and_only_the_last_gives_the_classes():
+def test_a_softmax_over_any_axis_converts_and_gives_the_classes_where_they_lie_along_it():
     """Keras counts the batch axis: ``Softmax(axis=1)`` of (batch, 10) features is the last axis, as -1 is, and
-    gives the model's probabilities. Over another axis (an image's rows or columns, a sequence's steps: attention
-    pooling, one score a step weighed by its softmax over the steps) it is no distribution over the classes: a model
-    ending in one is not read as giving probabilities (a softmax of its outputs is taken, as of logits)."""
+    gives the model's probabilities; so does one over the axis along which ten scores lie ((10, 1), then flattened:
+    zoo round 6 found its probabilities read as logits, and softmaxed again by predict, .onnx, test and fit). Over
+    another axis (an image's rows or columns, a sequence's steps: attention pooling, one score a step weighed by its
+    softmax over the steps) it is no distribution over the classes; a model whose outputs are such a softmax's
+    values rearranged (pairs of a (2, 5) map, flattened) gives neither probabilities nor logits, refused where a
+    softmax of them is taken, while the values its weights pool are logits again."""
     from bridge_check import architecture_of, keras
 
     flat = keras.Sequential([keras.Input((12,)), L.Dense(10), L.Softmax(axis=1)])
@@ -189,15 +192,24 @@ def test_a_softmax_over_any_axis_converts_and_only_the_last_gives_the_classes():
     rows = keras.Input((28, 28))
     x = L.Dense(16, activation="tanh")(rows)
     pooled = keras.ops.sum(x * L.Softmax(axis=1)(L.Dense(1)(x)), axis=1)  # attention pooling over the rows
-    assert_matches_keras(classifier(rows, pooled, name="pooling"))
-    over_steps = keras.Sequential([keras.Input((10, 3)), L.Dense(1), L.Flatten(), L.Reshape((10, 1)),
-                                   L.Softmax(axis=1), L.Flatten()])
-    architecture = architecture_of(over_steps)
-    assert not architecture.ends_in_softmax and not architecture.outputs_probabilities
-    [softmax] = [node.name for node in architecture.nodes if node.layer.type == "Softmax"]
-    assert architecture.distributions == {**architecture.distributions, softmax: False}  # weights over the steps
-    classes = architecture_of(flat)
-    assert classes.distributions[classes.output.name]  # the classes'
+    pooling = classifier(rows, pooled, name="pooling")
+    assert_matches_keras(pooling)
+    per_step = keras.ops.sum(L.Dense(10)(x) * L.Softmax(axis=1)(L.Dense(1)(x)), axis=1)  # pooled logits, no Dense
+    assert architecture_of(keras.Model(rows, per_step)).probabilities_changed is None
+    for layers_ in ([L.Reshape((10, 1)), L.Softmax(axis=1), L.Flatten()],  # ten scores along axis 1
+                    [L.Reshape((1, 10, 1)), L.Softmax(axis=-2), L.Dropout(0.5), L.Reshape((10,))]):
+        classes = keras.Sequential([keras.Input((10, 3)), L.Dense(1), L.Flatten(), *layers_])
+        architecture = architecture_of(classes)
+        assert architecture.outputs_probabilities and not architecture.ends_in_softmax
+        [softmax] = [node.name for node in architecture.nodes if node.layer.type == "Softmax"]
+        assert not architecture.distributions[softmax]  # along its last axis (of size 1): none yet
+        assert_matches_keras(classes)  # the torch side computes their logarithm, whose softmax gives them back
+    pairs = keras.Sequential([keras.Input((10, 3)), L.Dense(1), L.Reshape((2, 5)), L.Softmax(axis=1), L.Flatten()])
+    architecture = architecture_of(pairs)
+    assert not architecture.outputs_probabilities
+    with pytest.raises(ArchitectureError, match=r"outputs are the probabilities of softmax\S* changed by flatten\S* "
+                                                r"\(Flatten\) into neither probabilities nor logits"):
+        architecture.require_one_distribution("predict and training")
     with pytest.raises(ArchitectureError, match=r"axis=3 does not exist on its 6x5 input \(axes 1 to 2, or -1 to -2;"):
         architecture_of(keras.Sequential([keras.Input((6, 5)), L.Softmax(axis=3), L.Flatten(), L.Dense(4)]))
     with pytest.raises(ArchitectureError, match=r"axis=\[1, 2\]: one axis is supported"):

@@ -160,6 +160,7 @@ CASES = {
     "activations": lambda x, y: ops.relu(x) + ops.relu6(y * 4.0) + ops.silu(x) + ops.softplus(y) + ops.swish(y),
     "parametric": lambda x, y: ops.leaky_relu(x, 0.1) + ops.elu(y, 0.7) + ops.gelu(x) + ops.gelu(y, False),
     "softmax_channels": lambda x, y: ops.softmax(x) * y,
+    "softmax_rows": lambda x, y: ops.softmax(x, axis=1) * y,  # as the Softmax layer over another axis (zoo round 6)
     "log_softmax_channels": lambda x, y: ops.log_softmax(x) + ops.log_softmax(y, axis=3),
     "other_activations": lambda x, y: ops.softsign(x) + ops.selu(y) + ops.hard_sigmoid(3.0 * x) + ops.hard_silu(
         3.0 * y) + ops.hard_swish(x) + ops.sparse_sigmoid(2.0 * y) + ops.log_sigmoid(x) + ops.hard_tanh(2.0 * y),
@@ -380,7 +381,7 @@ def test_raw_pixel_models_divide_by_255_as_an_operation():
     (lambda x: x + ops.mean(x, axis=(1, 2)), "is called on tensors of different ranks (9x7x4, 4)"),
     (lambda x: ops.mean(x, axis=None, keepdims=True), "only non-batch axes are supported"),
     (lambda x: ops.sum(x, axis=[0, 1]), "only non-batch axes are supported"),
-    (lambda x: ops.softmax(x, axis=1), "axis=1: only the last axis is supported"),
+    (lambda x: ops.softmax(x, axis=0), "axis=0: one axis is supported, from 1 to 3 or -1 to -3 (0 is the batch axis)"),
     (lambda x: ops.log_softmax(x, axis=-2), "axis=-2: only the last axis is supported"),
     (lambda x: ops.sparsemax(x), "is the Keras operation 'Sparsemax'"),
     (lambda x: ops.max(x, axis=1, initial=0.0), "has initial=0.0: an initial value is not supported"),

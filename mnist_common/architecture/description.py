@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from mnist_common.architecture.layers import (FLOAT32, LAYER_TYPES, MAX_RANK, Layer, LayerError, Operation, Shape,
-                                              applies_softmax, is_identity, shape_text)
+                                              applies_softmax, gives_one_distribution, is_identity,
+                                              shape_text)
 from mnist_common.documents import check_yaml_document, unique_json_keys
 from mnist_common.errors import UserError, escaped, path_text
 
@@ -435,12 +436,17 @@ class Architecture:
     @cached_property
     def distributions(self) -> dict[str, bool]:
         """Whether each node's outputs (and the input's) are probabilities along their last axis, outside training
-        (see :attr:`outputs_probabilities`)."""
-        distributions = {self.input_name: False}
+        (see :attr:`outputs_probabilities`). One distribution over every value of a tensor (a softmax over the
+        one axis of a (10, 1) map longer than 1) stays one through reshapes, and is one along the last axis once
+        every other axis is of size 1 (flattened)."""
+        distributions, whole = {self.input_name: False}, {self.input_name: False}
         for node in self.nodes:
             inputs = self.input_shapes_of(node)
+            whole[node.name] = gives_one_distribution(node.layer, inputs[0]) or (
+                all(whole[i] for i in node.inputs) and (node.layer.REARRANGES or is_identity(node.layer)))
             distributions[node.name] = applies_softmax(node.layer, inputs[0]) or (
-                all(distributions[i] for i in node.inputs) and node.layer.keeps_distributions(*inputs))
+                all(distributions[i] for i in node.inputs) and node.layer.keeps_distributions(*inputs)) or (
+                whole[node.name] and math.prod(self.shapes[node.name][:-1]) == 1)
         return distributions
 
     @property
@@ -529,13 +535,16 @@ class Architecture:
         probabilities with no learned weights between (a rescaling, a tanh, a max pooling, a sum or a maximum of
         two softmaxes): neither probabilities (:attr:`outputs_probabilities` is False) nor logits, so a softmax
         of them is not what the model gives. A ``Dense`` or convolution after a softmax makes logits again, and so
-        does the logarithm of probabilities (``ops.log``)."""
+        does the logarithm of probabilities (``ops.log``). A softmax over another axis than the last gives
+        distributions along it, which a reshape may make the classes' (:attr:`distributions`) or not (pairs of a
+        (2, 5) map flattened); where another branch's values meet its weights (an attention pooling's), what
+        they give is not a softmax's."""
         if self.outputs_probabilities:
             return None
         found: dict[str, tuple[Node, Node | None] | None] = {self.input_name: None}
         for node in self.nodes:
             inputs = self.input_shapes_of(node)
-            if applies_softmax(node.layer, inputs[0]):
+            if node.layer.softmax_axis() is not None:  # over any axis
                 found[node.name] = (node, None)
             elif any(name.endswith("kernel") for name, _ in node.layer.weights(*inputs)):
                 found[node.name] = None  # learned weights over the probabilities: logits again
@@ -543,6 +552,9 @@ class Architecture:
                 found[node.name] = None  # their logarithm: log-probabilities, logits again
             else:
                 inherited = next((found[i] for i in node.inputs if found[i] is not None), None)
+                if inherited and not all(found[i] for i in node.inputs) and \
+                        not applies_softmax(inherited[0].layer, self.input_shapes_of(inherited[0])[0]):
+                    inherited = None  # weights over another axis (an attention's) on another branch's values
                 keeps = node.layer.keeps_distributions(*inputs) and all(found[i] for i in node.inputs)
                 found[node.name] = inherited and (inherited[0], inherited[1] or (None if keeps else node))
         reached = found[self.output.name]

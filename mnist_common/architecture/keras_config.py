@@ -114,7 +114,8 @@ def _input_shape(entry: dict[str, Any] | None, model_config: dict[str, Any], sou
                                                                 and d >= 1) for d in dims) or dims[-1] is None:
         raise ArchitectureError(f"{source}: the model takes inputs of shape {tuple(dims)}; only (height, width, "
                                 f"channels), (height, width) or (features,) inputs are supported, the channels or "
-                                f"features fixed (a height, width or length may be None: it is built at MNIST's 28)")
+                                f"features fixed (a height, width or length may be None: it is built at MNIST's 28, "
+                                f"or as many steps as hold its 784 pixels)")
     dtype = config.get("dtype")
     if dtype not in (None, "float32") and not isinstance(dtype, dict):
         raise ArchitectureError(f"{source}: the model's input is {dtype}; only float32 is supported")

@@ -44,9 +44,11 @@ KERAS_LAYERS = {kind: cls for kind, cls in LAYER_TYPES.items() if kind.isidentif
 globals().update(KERAS_LAYERS)
 
 from mnist_common.architecture.layers import operations  # noqa: E402  (ops.add, ...: the Keras operations)
-from mnist_common.architecture.layers.activations import applies_softmax, is_identity  # noqa: E402
+from mnist_common.architecture.layers.activations import (applies_softmax, gives_one_distribution,  # noqa: E402
+                                                          is_identity)
 from mnist_common.architecture.layers.operations import Operation  # noqa: E402
 
 __all__ = ["ACTIVATIONS", "DTYPE_POLICIES", "FLOAT32", "INITIALIZERS", "INITIALIZER_NAMES", "KERAS_LAYERS",
            "LAYER_TYPES", "MAX_RANK", "VARIANCE_SCALING_PRESETS", "Layer", "LayerError", "Operation", "Shape",
-           "applies_softmax", "is_identity", "initializer", "layer_type", "operations", "same_padding", "shape_text", *KERAS_LAYERS]
+           "applies_softmax", "gives_one_distribution", "is_identity", "initializer", "layer_type", "operations",
+           "same_padding", "shape_text", *KERAS_LAYERS]

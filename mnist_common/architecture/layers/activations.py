@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 from mnist_common.architecture.layers.base import (
     Layer,
@@ -119,22 +121,20 @@ class PReLU(Layer):
         return True  # x itself for x >= 0
 
 
-@layer_type
-@dataclass(frozen=True, kw_only=True)
-class Softmax(Layer):
-    """A softmax along ``axis``: the last (the classes': a distribution a row, which the model's outputs may be), or
-    another (the steps or positions of an attention pooling, ``Softmax(axis=1)`` of one score a step: weights that
-    sum to 1 along it, no distribution over classes). Keras counts the batch as axis 0."""
+def one_axis(value: Any) -> int:
+    """A softmax's ``axis``: one non-batch axis, Keras' number (1 the first after the batch, -1 the last)."""
+    axis = value[0] if isinstance(value, (list, tuple)) and len(value) == 1 else value
+    if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0 or abs(axis) > MAX_RANK:
+        raise LayerError(f"axis={value!r}: one axis is supported, from 1 to {MAX_RANK} or -1 to -{MAX_RANK} "
+                         f"(0 is the batch axis)")
+    return axis
 
-    axis: int = -1
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        axis = self.axis[0] if isinstance(self.axis, (list, tuple)) and len(self.axis) == 1 else self.axis
-        if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0 or abs(axis) > MAX_RANK:
-            raise LayerError(f"axis={self.axis!r}: one axis is supported, from 1 to {MAX_RANK} or -1 to -{MAX_RANK} "
-                             f"(0 is the batch axis)")
-        object.__setattr__(self, "axis", axis)
+class OverOneAxis:
+    """What a softmax over its one ``axis`` (:func:`one_axis`) does with shapes: the ``Softmax`` layer's and
+    ``keras.ops.softmax``'s (one torch module computes both)."""
+
+    axis: int
 
     def output_shape(self, shape: Shape) -> Shape:
         if not -len(shape) <= self.axis <= len(shape):
@@ -146,6 +146,23 @@ class Softmax(Layer):
         """Whether it is a softmax over the last axis of a ``shape`` input."""
         return self.axis in (-1, len(shape))
 
+    def softmax_axis(self) -> int | None:
+        return self.axis
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class Softmax(OverOneAxis, Layer):
+    """A softmax along ``axis``: the last (the classes': a distribution a row, which the model's outputs may be), or
+    another (the steps or positions of an attention pooling, ``Softmax(axis=1)`` of one score a step: weights that
+    sum to 1 along it, no distribution over classes). Keras counts the batch as axis 0."""
+
+    axis: int = -1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "axis", one_axis(self.axis))
+
 
 def is_identity(layer: Layer) -> bool:
     """A layer whose output is its input, in training too: a linear ``Activation``. A softmax followed only by
@@ -154,8 +171,14 @@ def is_identity(layer: Layer) -> bool:
 
 
 def applies_softmax(layer: Layer, shape: Shape | None = None) -> bool:
-    """True for a layer whose output is a softmax over its last axis (for a ``Softmax`` layer, of a ``shape`` input;
-    without one, its axis is -1)."""
-    if isinstance(layer, Softmax):
-        return layer.axis == -1 if shape is None else layer.over_last_axis(shape)
-    return getattr(layer, "activation", None) == "softmax"
+    """True for a layer whose output is a softmax over its last axis (of a ``shape`` input; without one, its axis
+    is -1)."""
+    axis = layer.softmax_axis()
+    return axis is not None and (axis == -1 if shape is None else axis in (-1, len(shape)))
+
+
+def gives_one_distribution(layer: Layer, shape: Shape) -> bool:
+    """True for a softmax over the axis along which all of its ``shape`` input lies (every other axis of size 1:
+    ``Softmax(axis=1)`` of a (10, 1) map): its output is one distribution, which a reshape keeps one."""
+    axis = layer.softmax_axis()
+    return axis is not None and math.prod(shape) == shape[axis - 1 if axis > 0 else axis]

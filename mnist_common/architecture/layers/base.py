@@ -434,6 +434,15 @@ class Layer:
     # resize): the pixel scale is found past such layers.
     KEEPS_SCALE: ClassVar[bool] = False
 
+    # Whether its output outside training is its input's values, each once, arranged otherwise (a reshape, a
+    # transpose; a dropout, the identity then): one distribution over all its input's values stays one.
+    REARRANGES: ClassVar[bool] = False
+
+    def softmax_axis(self) -> int | None:
+        """The axis of the softmax it ends with (Keras': the batch is 0, -1 the last), None where it has none: a
+        ``softmax`` activation's is the last."""
+        return -1 if getattr(self, "activation", None) == "softmax" else None
+
     def keeps_distributions(self, *shapes: Shape) -> bool:
         """Whether inputs that are probabilities along their last axis (a softmax's) give outputs that are too,
         outside training: the same values, or a mean of them (an average pooling of per-pixel softmaxes).

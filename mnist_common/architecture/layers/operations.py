@@ -26,7 +26,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mnist_common.architecture.layers.activations import ELU, IDENTITY_ON_PROBABILITIES, LeakyReLU
+from mnist_common.architecture.layers.activations import (ELU, IDENTITY_ON_PROBABILITIES, LeakyReLU, OverOneAxis,
+                                                          one_axis)
 from mnist_common.architecture.layers.base import (
     FLOAT32,
     MAX_RANK,
@@ -472,11 +473,20 @@ class OverTheLastAxis(UnaryOperation):
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)
-class Softmax(OverTheLastAxis):
-    """``keras.ops.softmax(x, axis=-1)`` (as the ``Softmax`` layer here)."""
+class Softmax(OverOneAxis, UnaryOperation):
+    """``keras.ops.softmax(x, axis=-1)``, over any one axis: the ``Softmax`` layer's checks, and its torch module."""
 
+    axis: int = -1
     FUNCTION: ClassVar[str] = "softmax"
     ACTIVATION: ClassVar[str | None] = "softmax"
+    KERAS_MODULE: ClassVar[str] = NN
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "axis", one_axis(self.axis))
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return False  # a softmax of probabilities is not them (applies_softmax says it gives a distribution)
 
 
 @layer_type
@@ -649,6 +659,7 @@ class ReshapeOperation(Operation):
     refuses a None size), so nothing could prove a conversion. A reshape that would move values into or out of the
     batch axis is refused. What the ``Reshape`` layer computes."""
 
+    REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True
 
     newshape: tuple[int, ...]
@@ -683,6 +694,7 @@ class ReshapeOperation(Operation):
 class ExpandDims(Operation):
     """``keras.ops.expand_dims(x, axis)``: a new axis of size 1 (``axis`` counts the batch as 0, -1 the new last)."""
 
+    REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True
 
     axis: int
@@ -711,6 +723,7 @@ class Squeeze(Operation):
     """``keras.ops.squeeze(x, axis)``: the named axes of size 1 removed (``axis`` required: null would also remove
     the batch axis of a batch of one)."""
 
+    REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True
 
     axis: int | tuple[int, ...] | None = None
@@ -738,6 +751,7 @@ class Transpose(Operation):
     """``keras.ops.transpose(x, axes)``: ``axes`` a permutation of every axis, the batch (0) staying first; what
     the ``Permute`` layer computes with ``dims = axes[1:]``."""
 
+    REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True
 
     axes: tuple[int, ...] | None = None

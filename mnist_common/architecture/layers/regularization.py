@@ -25,6 +25,7 @@ class _Dropout(Layer):
     """``seed`` picks Keras' dropout masks; torch draws its own (from the run's seed), so it is kept for the Keras
     side only, and a .keras file comes back with it."""
 
+    REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True
 
     rate: float = 0.5
@@ -103,6 +104,7 @@ class AlphaDropout(_Dropout):
 class GaussianNoise(Layer):
     """Adds zero-mean Gaussian noise of ``stddev`` in training; the identity otherwise. ``seed`` as for Dropout."""
 
+    REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True
 
     stddev: float
@@ -130,6 +132,7 @@ class ActivityRegularization(Layer):
     """The identity, whose outputs Keras penalises with ``L1L2(l1, l2)`` (the loss gains ``l1 * sum(|x|) + l2 *
     sum(x ** 2)`` over the batch, divided by its size; see :meth:`Layer.activity_rule`)."""
 
+    REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True
 
     l1: float = 0.0

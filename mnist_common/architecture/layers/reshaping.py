@@ -49,6 +49,7 @@ def only_the_last_axis(shape: Shape, output: Shape) -> bool:
 class Flatten(Layer):
     """Keras flattens channels-last maps in (h, w, c) order."""
 
+    REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True
 
     KERAS_FIXED: ClassVar = DATA_FORMAT
@@ -66,6 +67,7 @@ class Reshape(Layer):
     """Keras' reshape of its channels-last values in row-major order (an (H, W, C) map read as (h, w, c), as
     Flatten reads it); one size may be -1, inferred from the input's size, and Keras keeps the -1 in its config."""
 
+    REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True
 
     target_shape: tuple[int, ...]
@@ -100,6 +102,7 @@ class Reshape(Layer):
 class Permute(Layer):
     """Keras' transpose of the non-batch axes, numbered from 1 (the batch axis stays first)."""
 
+    REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True
 
     dims: tuple[int, ...]
