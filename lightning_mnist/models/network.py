@@ -137,7 +137,7 @@ class KerasNetwork(nn.Module):
         if x.shape[1:] != self.input_shape:  # its paddings, crops and bins are computed for the size it is built at
             raise ValueError(f"the network takes inputs of shape (batch, {', '.join(map(str, self.input_shape))}) "
                              f"(torch's layout), got {tuple(x.shape)}; a Keras input size left open is built at "
-                             f"MNIST's 28")
+                             f"MNIST's (28 rows or columns, or as many steps as hold its 784 pixels)")
         values = {self.architecture.input_name: x}
         penalty = None
         for name, inputs, done in self.plan:
