@@ -156,7 +156,7 @@ def _bad_requests(tmp_path):
         ("a file name of 3,000 encoded words", {"data": _form_headed(
             b'Content-Disposition: form-data; name="file"; filename="' + b"=?utf-8?q?a?= " * 3000 + b'"'),
             "headers": {"Content-Type": "multipart/form-data; boundary=B"}}, 400,
-         "a part of the multipart form has 42,058 bytes of headers, more than 16,384"),
+         "a part of the multipart form has 42,056 bytes of headers, more than 16,384"),
         ("a header folded over 20,000 lines", {"data": _form_headed(
             b'Content-Disposition: form-data; name="file"' + b"\r\n x" * 20_000),
             "headers": {"Content-Type": "multipart/form-data; boundary=B"}}, 400, "bytes of headers, more than 16,384"),
@@ -165,6 +165,20 @@ def _bad_requests(tmp_path):
             _form_headed(b"Content-Disposition: attachment; " + b"; ".join(b"filename*%d=a" % i for i in range(2000)),
                          boundary=b"C")), "headers": {"Content-Type": "multipart/form-data; boundary=B"}}, 400,
          "bytes of headers, more than 16,384"),
+        # round 6: the same header measured as the parser reads it, whatever hides it from a simpler count: the
+        # boundary's text ending the lines of a folded header (no delimiter: not on lines of its own), the boundary in
+        # RFC 2231's form, 1,000 parts on lines ended by a bare CR (the parser ends lines there too)
+        ("a file name of 3,000 encoded words holding the boundary", {"data": _form_headed(
+            b'Content-Disposition: form-data; name="file"; filename="' + b"=?utf-8?q?a?= --B\r\n " * 3000 + b'"'),
+            "headers": {"Content-Type": "multipart/form-data; boundary=B"}}, 400, "bytes of headers, more than 16,384"),
+        ("a file name of 3,000 encoded words, the boundary in RFC 2231's form", {"data": _form_headed(
+            b'Content-Disposition: form-data; name="file"; filename="' + b"=?utf-8?q?a?= " * 3000 + b'"'),
+            "headers": {"Content-Type": "multipart/form-data; boundary*=utf-8''B"}}, 400,
+         "a part of the multipart form has 42,056 bytes of headers, more than 16,384"),
+        ("form of 1,000 fields on lines ended by CR", {"data": b"".join(
+            b'\r--B\rContent-Disposition: form-data; name="f%d"\r\rv' % i for i in range(1000)) + b"\r--B--\r",
+            "headers": {"Content-Type": "multipart/form-data; boundary=B"}}, 400,
+         "the multipart form has more than 100 parts"),
         ("Content-Type comment 2,000 deep", {"data": b"x", "headers": {
             "Content-Type": "multipart/form-data; boundary=B " + "(" * 2000 + ")" * 2000}}, 400,
          "Content-Type or multipart form cannot be read (RecursionError"),

@@ -27,6 +27,9 @@ import email.message
 import email.parser
 import email.policy
 import io
+import itertools
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 import numpy as np
 from fastapi import HTTPException, Request
@@ -175,9 +178,9 @@ def form_picture(content_type: str, body: bytes) -> tuple[bytes, str]:
 
 def _form_picture(content_type: str, body: bytes) -> tuple[bytes, str]:
     # Each part, of the form or of a form nested in it, starts on a line of -- and its boundary (and each form ends
-    # with one more): counted before the parser spends its time. A picture's bytes hold such a line by chance about
-    # once in 16 MB.
-    if body.startswith(b"--") + body.count(b"\n--") > MAX_FORM_PARTS + 1:
+    # with one more): counted before the parser spends its time, on the lines the parser reads (ended by CR LF, LF
+    # or a bare CR). A picture's bytes hold such a line by chance about once in 16 MB.
+    if not _at_most(LINE_OF_DASHES.finditer(body), MAX_FORM_PARTS + 1):
         raise refuse(BAD_REQUEST, f"the multipart form has more than {MAX_FORM_PARTS} parts (its own and those of "
                                   f"forms within it): send the picture as its field {FIELD!r}, one picture per request")
     _check_part_headers(content_type, body)
@@ -195,27 +198,53 @@ def _form_picture(content_type: str, body: bytes) -> tuple[bytes, str]:
 
 def _check_part_headers(content_type: str, body: bytes, depth: int = 0) -> None:
     """Refuse a part of the form (or of a form within it) whose headers are longer than :data:`MAX_PART_HEADERS`,
-    found by the form's boundary before the parser reads them."""
+    found before the parser reads them as the parser finds them: its boundary as the parser reads it (an RFC 2231
+    ``boundary*=utf-8''B`` too), on a line of its own (the text ``--B`` inside a header is no boundary), the headers
+    ending at the first empty line."""
     declared = email.message.Message()
     declared["content-type"] = content_type  # the request's header (bounded by the server) or a part's (by this)
-    boundary = declared.get_param("boundary")
-    if not isinstance(boundary, str) or not boundary:
+    boundary = declared.get_boundary()  # what the parser splits the form on
+    if not boundary:
         return  # the parser says what is wrong with it
     if depth > MAX_FORM_NESTING:
         raise refuse(BAD_REQUEST, f"the multipart form holds forms more than {MAX_FORM_NESTING} deep: send the "
                                   f"picture as its field {FIELD!r}")
-    for part in body.split(b"--" + boundary.encode("utf-8", "replace"))[1:]:
-        if part.startswith(b"--"):  # the form's closing delimiter
+    delimiter = re.compile(rb"(?:\A|\r\n|\r|\n)--" + re.escape(boundary.encode("utf-8", "surrogateescape")) +
+                           rb"(--)?[ \t]*(?:\r\n|\r|\n|\Z)")
+    for match in delimiter.finditer(body):
+        if match.group(1):  # the form's closing delimiter
             break
-        ends = [i for i in (part.find(b"\r\n\r\n"), part.find(b"\n\n")) if i >= 0]
-        end = min(ends) if ends else len(part)
-        if end > MAX_PART_HEADERS:
-            raise refuse(BAD_REQUEST, f"a part of the multipart form has {end:,} bytes of headers, more than "
+        start = match.end()
+        end = _headers_end(body, start)
+        if end - start > MAX_PART_HEADERS:
+            raise refuse(BAD_REQUEST, f"a part of the multipart form has {end - start:,} bytes of headers, more than "
                                       f"{MAX_PART_HEADERS:,} (a browser sends a few hundred)")
-        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(part[:end].lstrip())
+        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(body[start:end])
         inner = str(headers.get("content-type", ""))
         if inner.lower().lstrip().startswith("multipart/"):
-            _check_part_headers(inner, part[end:], depth + 1)
+            _check_part_headers(inner, body[end:], depth + 1)
+
+
+LINE_END = re.compile(rb"\r\n|\r|\n")  # how the email parser ends a line
+LINE_OF_DASHES = re.compile(rb"(?:\A|\r\n|\r|\n)--")  # a line that may be a form's delimiter
+
+
+def _headers_end(body: bytes, start: int) -> int:
+    """Where the headers of the part starting at ``start`` end: at its first empty line (or the body's end), looked
+    for no further than :data:`MAX_PART_HEADERS` bytes and a line past them."""
+    previous = start
+    for line in LINE_END.finditer(body, start):
+        if line.start() == previous:  # an empty line: the headers are over
+            return line.start()
+        if line.start() - start > MAX_PART_HEADERS:
+            return line.start()
+        previous = line.end()
+    return len(body)
+
+
+def _at_most(matches: Iterator, count: int) -> bool:
+    """Whether ``matches`` has no more than ``count`` items, stopping at the one after them."""
+    return next(itertools.islice(matches, count, None), None) is None
 
 
 def prepare_upload(kind: str, content_type: str, body: bytes, backends: tuple[str, ...]) -> Upload:
