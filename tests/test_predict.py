@@ -73,6 +73,9 @@ def make_bad_images(directory: Path) -> dict[str, str]:
     (directory / "corrupt.png").write_bytes(bytes(corrupt))
     (directory / "empty.png").write_bytes(b"")
     (directory / "notes.png").write_text("a text file with an image's name\n")
+    # Pillow reads PostScript through Ghostscript, which runs it: never opened as a picture (hostile round 6)
+    (directory / "postscript.png").write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n"
+                                              "0 0 moveto 28 28 lineto stroke showpage\n")
     (directory / "folder.png").mkdir()
     Image.new("RGB", (640, 480), (255, 255, 255)).save(directory / "blank.png")
     Image.new("RGBA", (200, 200), (0, 0, 0, 0)).save(directory / "transparent.png")
@@ -97,6 +100,7 @@ def make_bad_images(directory: Path) -> dict[str, str]:
         "nan.tiff": "has pixels that are not numbers (NaN or infinite values)",
         "folder.png": "is a folder",  # open_image: not an image; predict: no pictures in it
         "notes.png": "not an image",
+        "postscript.png": "is PostScript, which is not read (Pillow would run it through Ghostscript)",
         "empty.png": "empty (0 bytes)",
         "truncated.png": "truncated or corrupt",
         "corrupt.png": "truncated or corrupt",

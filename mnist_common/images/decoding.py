@@ -6,6 +6,7 @@ large JPEGs are decoded at a reduced scale: a digit never needs more than ``WORK
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
@@ -21,6 +22,11 @@ MAX_PIXELS = 64_000_000  # larger images are refused unread (a decompression bom
 MAX_SIDE = 30_000
 WORK_SIDE = 1024  # larger images are reduced (by an integer factor) to at most this a side before the float work
 FILE_SIZE = "lightning_mnist.file_size"  # image.info key: a JPEG decoded at a reduced scale keeps its (width, height)
+# The formats a picture of a digit is read in: Pillow's raster formats that it decodes itself. Not its every plugin:
+# PostScript (EPS) is handed to Ghostscript, which runs it (any file, named .png or sent to serve, whatever its name)
+PICTURE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "AVIF", "PPM", "TGA", "ICO", "CUR",
+                   "PCX", "SGI", "JPEG2000", "QOI", "PSD", "XBM", "XPM", "IM", "MSP", "SUN", "DDS")
+POSTSCRIPT = (b"%!PS", b"\xc5\xd0\xd3\xc6")  # how a PostScript file and a DOS EPS file begin
 
 
 class ImageError(UserError):
@@ -44,7 +50,7 @@ def pictures_in(paths: list[str]) -> list[str | ImageError]:
     so named that is no regular file (a FIFO, a device, a link to nothing or to itself, a folder) stays in the list,
     for :func:`open_image` to refuse in its own line (it was skipped without a word). A folder holding none is an
     :class:`ImageError` in its place."""
-    readable = set(Image.registered_extensions())
+    readable = {ext for ext, kind in Image.registered_extensions().items() if kind in picture_formats()}
     found: list[str | ImageError] = []
     for path in paths:
         folder = Path(path)
@@ -60,6 +66,13 @@ def pictures_in(paths: list[str]) -> list[str | ImageError]:
         found.extend(pictures or [ImageError(path, "is a folder with no pictures in it (files named .png, .jpg, "
                                                    "... in the folder itself)")])
     return found
+
+
+@functools.cache
+def picture_formats() -> tuple[str, ...]:
+    """:data:`PICTURE_FORMATS` that this Pillow reads (AVIF only where it was built with libavif)."""
+    Image.init()
+    return tuple(kind for kind in PICTURE_FORMATS if kind in Image.OPEN)
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
@@ -96,11 +109,14 @@ def decode_image(data: bytes, name: str | os.PathLike = "image") -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=picture_formats())
     except Image.DecompressionBombError:  # Pillow's own ceiling (twice its warning limit) is above ours: say ours
         raise ImageError(name, f"refused: more than the limit of {MAX_PIXELS // 1_000_000} megapixels "
                                f"(a decompression bomb?)") from None
     except UnidentifiedImageError:
+        if data.startswith(POSTSCRIPT):
+            raise ImageError(name, "is PostScript, which is not read (Pillow would run it through Ghostscript): give "
+                                   "a PNG, JPEG or another picture of pixels") from None
         raise ImageError(name, "is not an image (or not in a format Pillow can read)") from None
     except Exception as err:  # Pillow raises many types (SyntaxError, ValueError, struct.error, ...) on damaged headers
         raise ImageError(name, f"is not a readable image ({type(err).__name__}: {first_line(err)})") from None
