@@ -403,6 +403,9 @@ def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_m
     results = json.loads((run / "results.json").read_text())
     assert results["epochs"] == 2 and results["config"]["data"]["subset"] == 2000
     assert results["config"]["model"]["lr"] == 0.001 and results["config"]["early_stopping"]["patience"] == 5
+    # its config.yaml reruns it as a new run: the checkpoint it resumed from is not recorded (with it, `fit --config`
+    # of the file resumed the run in place, over its results: hostile round 6)
+    assert yaml.safe_load(config_file.read_text())["ckpt_path"] is None
     # flags that repeat the run's own values, or change only where it runs, resume it
     main(["fit", "--ckpt_path", "last", "--trainer.max_epochs", "3", *NO_PROGRESS, "--seed_everything", "42",
           "--early_stopping.patience", "5", "--checkpoint.dirpath", str(run / "checkpoints"), "--trainer.accelerator",

@@ -23,6 +23,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMAWeightAveraging
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -428,3 +429,16 @@ def finite_weights(path: str | Path) -> bool:
     contents = torch.load(path, map_location="cpu", weights_only=True)
     return all(torch.isfinite(value).all() for value in contents.get("state_dict", {}).values()
                if isinstance(value, torch.Tensor) and value.is_floating_point())
+
+
+class RunConfig(SaveConfigCallback):
+    """LightningCLI's ``config.yaml`` of a run, without the checkpoint it started from (``ckpt_path``): the file
+    reruns the run, a new one in a folder of its own (docs/runs.md), where a recorded ``ckpt_path`` made the rerun of
+    a resumed run resume it in place and replace its results (hostile round 6), and ``test --config`` test the
+    checkpoint a run resumed from."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.config.get("ckpt_path") is not None:
+            self.config = self.config.clone()
+            self.config.ckpt_path = None
+        super().setup(trainer, pl_module, stage)

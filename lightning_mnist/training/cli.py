@@ -69,8 +69,8 @@ from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.formats import FORMATS
 from lightning_mnist.models import MnistClassifier
 from lightning_mnist.models.classifier import MONITORED, check_training_settings, optimizer_parameter_groups
-from lightning_mnist.training.callbacks import (EpochHistory, ProgressBar, RandomState, RunCheckpoint, StopBetweenBatches,
-                                               disk_full, refuse_diverged)
+from lightning_mnist.training.callbacks import (EpochHistory, ProgressBar, RandomState, RunCheckpoint, RunConfig,
+                                               StopBetweenBatches, disk_full, refuse_diverged)
 from lightning_mnist.training.cuda_probe import stop_probing_for_cuda
 from lightning_mnist.training.cv import cross_validate
 from lightning_mnist.training.outputs import RUN_CONFIG_FILE, RUN_PREFIX, point_outputs_at
@@ -167,6 +167,7 @@ class MnistCLI(LightningCLI):
         kwargs.setdefault("seed_everything_default", 42)
         # a resumed run rewrites its config.yaml
         kwargs.setdefault("save_config_kwargs", {"overwrite": True, "config_filename": RUN_CONFIG_FILE})
+        kwargs.setdefault("save_config_callback", RunConfig)
         # cv's own defaults (the notebook's "advanced training"), through LightningCLI's per-subcommand parser kwargs
         kwargs.setdefault("parser_kwargs", {"cv": {"default_config_files": [str(CV_DEFAULTS)]}})
         self.run_dir: Path | None = None
