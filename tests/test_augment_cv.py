@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -204,6 +205,12 @@ def test_cv_trains_every_fold_from_a_fresh_model_and_writes_results(mnist_dir, m
         assert fold["model_path"].startswith(f"fold_{fold['fold']}/checkpoints/") and (run / fold["model_path"]).is_file()
         assert len(fold["history"]) == fold["epochs"] == 1
         assert (run / f"fold_{fold['fold']}" / "metrics.csv").is_file()
+    # each fold's logs are its own: the ensemble's test wrote into the last fold's (a second test row in its
+    # metrics.csv, its hparams.yaml replaced by a dump of every member network: hostile round 6)
+    for k in range(3):
+        tested = [row for row in csv.DictReader((run / f"fold_{k}" / "metrics.csv").open()) if row.get("test/acc")]
+        assert len(tested) == 1 and float(tested[0]["test/acc"]) == pytest.approx(results["folds"][k]["test_acc"])
+        assert "KerasNetwork" not in (run / f"fold_{k}" / "hparams.yaml").read_text()
     # the ensemble's score is the mean of the fold models' probabilities, computed here independently
     x = torch.from_numpy(mnist.test_images[:CHECKED]).float().div(255).unsqueeze(1)
     with torch.inference_mode():

@@ -64,6 +64,7 @@ def cross_validate(cli: LightningCLI, run_dir: Path) -> Path:
               f"test acc {tested['test/acc']:.4f} ({len(history)} epochs)")
 
     ensemble = MnistEnsemble([read_checkpoint(run_dir / f.model_path).network() for f in folds])
+    cli.trainer.loggers = []  # the last fold's: the ensemble's scores go to cv_results.json, not into its logs
     tested = cli.trainer.test(ensemble, datamodule=cli.datamodule, verbose=False)[0]
     report = write_test_report(ensemble, cli.datamodule, run_dir, f"lightning_mnist cv, {len(folds)}-fold ensemble")
     results = CVResults(framework="lightning", num_folds=len(folds), folds=folds,
