@@ -305,7 +305,7 @@ def test_a_size_keras_leaves_open_is_built_at_mnists_and_stays_open(name, keras_
     assert np.abs(written.predict(other, verbose=0) - expected).max() <= CHECK_TOLERANCE
     [network] = load_networks(tmp_path / "model.ckpt")
     with pytest.raises(ValueError, match=r"the network takes inputs of shape \(batch, .*\), got \(4, .*built at "
-                                         r"MNIST's 28"):
+                                         r"MNIST's \(28 rows or columns, or as many steps as hold its 784 pixels\)"):
         Probabilities([network.eval()])(torch.from_numpy(other))
 
 

@@ -366,7 +366,11 @@ def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_m
                             (["--data.subset", "null"], "--data.subset None (the run's is 2000)"),
                             (["--data.subset", "5000"], "--data.subset 5000 (the run's is 2000)"),
                             (["--model.architecture", "lenet5"], "--model.architecture lenet5"),
-                            (["--trainer.max_epochs", "1"], "--trainer.max_epochs 1: the run")):
+                            (["--trainer.max_epochs", "1"], "--trainer.max_epochs 1: the run"),
+                            # LightningCLI's optimizer for the model's own: the checkpoint's state is the run's (an
+                            # SGD was a KeyError traceback, an Adam's lr recorded but not used: hostile round 6)
+                            (["--optimizer", "SGD", "--optimizer.lr", "0.5"],
+                             "--optimizer SGD(lr=0.5, momentum=0.0, dampening=0.0")):
         max_epochs = [] if "--trainer.max_epochs" in flags else ["--trainer.max_epochs", "2"]
         code, error, _ = main_error(main, ["fit", "--ckpt_path", "last", *NO_PROGRESS, *flags, *max_epochs], capsys)
         assert code == 2 and fragment in error, error
@@ -377,16 +381,20 @@ def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_m
                              (saved.replace("seed_everything: 42", "seed_everything: [1, 2]"),
                               'holds a value refused here: Parser key "seed_everything"'),
                              ("a: " + "[" * 5000 + "]" * 5000, "is unreadable (RecursionError"),
-                             (None, "is not a regular file")):
-        config_file.unlink()
+                             (None, "is not a regular file"),
+                             # gone: its seed, callbacks and per-step settings were the defaults without a word
+                             ("", "config.yaml, which holds the settings the run keeps, is missing")):
+        if config_file.is_dir():
+            config_file.rmdir()
+        else:
+            config_file.unlink()
         if damage is None:
             config_file.mkdir()  # (a traceback when the run rewrote it, after the model was built)
-        else:
+        elif damage:
             config_file.write_text(damage)
         code, error, _ = main_error(main, ["fit", "--ckpt_path", "last", *NO_PROGRESS, "--trainer.max_epochs", "2"],
                                     capsys)
         assert code == 2 and fragment in error, error
-    config_file.rmdir()
     config_file.write_text(saved)
     metrics = run / "metrics.csv"  # a pipe: fit waited on it for good, deaf to Ctrl-C
     rows = metrics.read_bytes()

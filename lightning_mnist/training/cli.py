@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 import yaml
-from jsonargparse import Namespace
+from jsonargparse import Namespace, dict_to_namespace, namespace_to_dict
 from lightning.fabric.plugins.environments import LSFEnvironment, SLURMEnvironment, TorchElasticEnvironment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
@@ -90,7 +90,7 @@ RESUMABLE_DATA_CHANGES = {"data_dir", "download", "eval_batch_size"}
 # epoch. The devices, the logger, the progress bar and how long to train (max_epochs, max_steps,
 # max_time) may change. "" is the config's top level.
 KEPT_FROM_RUN_CONFIG = {
-    "": ("seed_everything",),
+    "": ("seed_everything", "optimizer", "lr_scheduler"),  # LightningCLI's optimizer: the checkpoint's state is its
     "early_stopping": None,  # every setting
     "checkpoint": None,
     "trainer": ("accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm", "precision",
@@ -547,7 +547,7 @@ class MnistCLI(LightningCLI):
         # a one-cycle schedule spans the whole run (its total steps saved with it): the run's length is kept too
         spans_run = isinstance(saved_schedules, list) and any(isinstance(s, dict) and ONE_CYCLE_STEPS in s
                                                               for s in saved_schedules)
-        if run is not None and ((run / RUN_CONFIG_FILE).exists() or (run / RUN_CONFIG_FILE).is_symlink()):
+        if run is not None:
             # the run's length too: fixed by a one-cycle schedule, else its own unless another is asked for (a
             # finished 2-epoch run resumed without --trainer.max_epochs trained on to the default 10, over its files)
             self._keep_run_config(config, run, typed, kept, conflicts, RUN_LENGTH, fixed=spans_run)
@@ -591,6 +591,9 @@ class MnistCLI(LightningCLI):
         """Take the settings of :data:`KEPT_FROM_RUN_CONFIG` and ``also`` from the run's config.yaml; note
         asked-for others, but for those of ``also`` unless ``fixed``: the asked-for value is taken."""
         damaged = f"resuming the run in {run}: its {RUN_CONFIG_FILE}, which holds the settings the run keeps,"
+        if not (run / RUN_CONFIG_FILE).exists() and not (run / RUN_CONFIG_FILE).is_symlink():
+            raise UserError(f"{damaged} is missing (its seed, callbacks and per-step settings would be the defaults): "
+                            f"put it back, or start a new run from its weights with --weights")
         if not (run / RUN_CONFIG_FILE).is_file():  # a folder, a pipe, a device (fit rewrites it: it must be a file)
             raise UserError(f"{damaged} is not a regular file")
         try:
@@ -609,7 +612,7 @@ class MnistCLI(LightningCLI):
             for key in keys if keys is not None else was:
                 if key not in was or key not in section:
                     continue
-                value, asked, name = was[key], section[key], f"{group}.{key}" if group else key
+                value, asked, name = was[key], plain_setting(section[key]), f"{group}.{key}" if group else key
                 if (group, key) == ("checkpoint", "dirpath"):
                     own = value is None or Path(value).parts[-2:] == (run.name, CHECKPOINTS)
                     value = str(run / CHECKPOINTS) if own else value
@@ -622,10 +625,10 @@ class MnistCLI(LightningCLI):
                 if asked == value or (changeable and typed(group, key)):
                     continue
                 if typed(group, key):
-                    conflicts.append(f"--{name} {asked} (the run's is {value})")
+                    conflicts.append(f"--{name} {setting_text(asked)} (the run's is {setting_text(value)})")
                 else:
-                    section[key] = value
-                    kept.append(f"{name}={value}")
+                    section[key] = dict_to_namespace(value) if isinstance(value, dict) else value
+                    kept.append(f"{name}={setting_text(value)}")
         if len(kept) > adopted:  # values from a file, which the parser has not seen: checked as a flag would be
             try:
                 self.parser.validate(self.config)
@@ -755,7 +758,7 @@ def given_settings(parser: LightningArgumentParser, args, subcommand: str) -> di
     config = only_given.get(subcommand) or {}
     given = {group: set((config.get(group) or {}).keys()) for group in ("model", "data", *KEPT_FROM_RUN_CONFIG)
              if group}
-    given[""] = {key for key in config.keys() if "." not in key}  # the top level: seed_everything, ...
+    given[""] = {key.split(".", 1)[0] for key in config.keys()}  # the top level: seed_everything, optimizer, ...
     if placeholder:
         given["early_stopping"].discard("monitor")
     return given
@@ -874,6 +877,19 @@ def check_run_files(run: Path) -> None:
     if odd:
         raise UserError(f"resuming the run in {run}: {odd[0].name} is not a regular file (a pipe, a device or a "
                         f"folder), where the run reads and writes one")
+
+
+def plain_setting(value: Any) -> Any:
+    """A setting as its run's config.yaml holds it: a class's (``--optimizer SGD``) as a dict, else itself."""
+    return namespace_to_dict(value) if isinstance(value, Namespace) else value
+
+
+def setting_text(value: Any) -> str:
+    """A setting in a message: a class's (an optimizer's) by its class and arguments, else its value."""
+    if isinstance(value, dict) and "class_path" in value:
+        arguments = ", ".join(f"{k}={v}" for k, v in (value.get("init_args") or {}).items())
+        return f"{str(value['class_path']).rsplit('.', 1)[-1]}({arguments})"
+    return str(value)
 
 
 def check_optimizer_flags(config) -> None:
