@@ -305,8 +305,8 @@ def test_settings_round_trip_through_a_description(tmp_path):
 def test_recurrent_models_over_mnist_rows_convert_to_every_format_and_back(tmp_path, capsys, seed_png):
     """The classic rows model (a GRU over the rows, an LSTM over its steps backwards, a bidirectional LSTM, a
     SimpleRNN) beside Keras' hierarchical RNN (an LSTM over each row's pixels, TimeDistributed, of a pooled image: the
-    LiteRT export unrolls every row's) and a Conv1D on every row, as one .keras file: .ckpt, .pt2, .onnx and .tflite proven on MNIST, back to .keras bit for bit, and one
-    digit on both backends."""
+    LiteRT export unrolls every row's) and a Conv1D on every row, as one .keras file: .ckpt, .pt2, .onnx and .tflite
+    proven on MNIST, back to .keras bit for bit, and one digit on both backends."""
     inputs = keras.Input((28, 28, 1))
     rows = L.LSTM(12, return_sequences=True, go_backwards=True)(L.GRU(16, return_sequences=True)(
         L.Reshape(ROWS)(inputs)))
