@@ -17,6 +17,9 @@ import yaml
 from mnist_common.errors import UserError
 
 MAX_DOCUMENT_VALUES = 100_000  # values a document may expand to; a full config of any command has a few hundred
+# How deep a document's lists and mappings may nest: a config is a few levels deep, and jsonargparse's walk of one
+# 500 deep ran out of Python's stack (a RecursionError traceback of 3,000 lines)
+MAX_DOCUMENT_DEPTH = 64
 # Plain scalars YAML 1.2 (and JSON, and a reader's eye) take as the same value PyYAML's YAML 1.1 does; other forms
 # PyYAML resolves to a number or a truth value mean something else in 1.2 (``010`` is 8, ``1:6`` is 66, ``off`` is
 # false) and are refused rather than read silently so
@@ -95,6 +98,21 @@ def yaml11_readings(node: yaml.Node, seen: set[int] | None = None) -> Iterator[s
         yield from yaml11_readings(child, seen)
 
 
+def nesting_depth(node: yaml.Node) -> int:
+    """How deep ``node``'s lists and mappings nest (a scalar: 0), walked without recursion, each node once."""
+    deepest, pending, seen = 0, [(node, 0)], set()
+    while pending:
+        node, depth = pending.pop()
+        if id(node) in seen or isinstance(node, yaml.ScalarNode):
+            continue
+        seen.add(id(node))
+        deepest = max(deepest, depth + 1)
+        children = [child for pair in node.value for child in pair] if isinstance(node, yaml.MappingNode) else \
+            node.value
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def check_yaml_document(stream: str, what: str | None = None) -> None:
     """Refuse a YAML document that expands beyond :data:`MAX_DOCUMENT_VALUES` values through its aliases, or that
     gives a key twice (:func:`repeated_keys`), naming it and its lines; a document that is no YAML is left to the
@@ -102,11 +120,16 @@ def check_yaml_document(stream: str, what: str | None = None) -> None:
     aliased = "*" in stream and "&" in stream  # only a document with anchors and aliases can expand
     try:
         nodes = [node for node in yaml.compose_all(stream, Loader=yaml.SafeLoader) if node is not None]
+        depth = max((nesting_depth(node) for node in nodes), default=0)
+        if depth > MAX_DOCUMENT_DEPTH:
+            raise UserError(f"{what or 'a YAML config or value'} nests lists or mappings {depth} deep, more than "
+                            f"{MAX_DOCUMENT_DEPTH} (a config is a few levels deep)")
         count = sum(expanded_values(node) for node in nodes) if aliased else 0
         repeated = [name for node in nodes for name in repeated_keys(node)]
         readings = [] if count > MAX_DOCUMENT_VALUES else [text for node in nodes for text in yaml11_readings(node)]
-    except RecursionError:  # nested too deep to walk: refused where aliases could expand it
-        count, repeated, readings = (MAX_DOCUMENT_VALUES + 1 if aliased else 0), [], []
+    except RecursionError:  # nested too deep for the composer to walk
+        raise UserError(f"{what or 'a YAML config or value'} nests lists or mappings more than "
+                        f"{MAX_DOCUMENT_DEPTH} deep (a config is a few levels deep)") from None
     except yaml.YAMLError:
         count, repeated, readings = 0, [], []  # not YAML: the loader itself says so
     if count > MAX_DOCUMENT_VALUES:

@@ -303,6 +303,22 @@ def test_a_billion_laughs_config_is_refused_fast(command, tmp_path, monkeypatch,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["laughs.yaml"]
 
 
+@pytest.mark.parametrize("depth, fragment", [(80, "nests lists or mappings 81 deep, more than 64"),
+                                             (600, "nests lists or mappings more than 64 deep")])
+@pytest.mark.parametrize("command", [["fit"], ["predict", "digit.png", "--weights", "model.ckpt"],
+                                     ["keras_reference", "train"]])
+def test_a_config_nested_deep_is_refused_in_one_line(command, depth, fragment, tmp_path, monkeypatch, capsys):
+    """Lists nested 500 to 800 deep (under the YAML parser's own limit) ran jsonargparse past Python's stack: a
+    RecursionError traceback of 3,000 lines (hostile round 6)."""
+    from keras_reference.__main__ import main as keras_main
+
+    (tmp_path / "deep.yaml").write_text("model:\n  lr: 0.001\nx: " + "[" * depth + "]" * depth + "\n")
+    monkeypatch.chdir(tmp_path)
+    program, args = (keras_main, command[1:]) if command[0] == "keras_reference" else (main, command)
+    code, error, _ = main_error(program, [*args, "--config", "deep.yaml"], capsys)
+    assert code == 2 and "--config deep.yaml: a YAML config or value " + fragment in error, error
+
+
 @pytest.mark.parametrize("command", [["fit"], ["cv"], ["convert", "model.ckpt", "out.keras"], ["keras_reference", "train"]])
 def test_a_config_that_gives_a_key_twice_is_refused_naming_it(command, tmp_path, monkeypatch, capsys):
     """YAML takes no key twice; PyYAML would keep the last without a word, so the run would train on a value the
