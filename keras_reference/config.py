@@ -22,7 +22,8 @@ from mnist_common.errors import UserError
 from mnist_common.mnist import ensure_files, files_present, resolve_data_dir
 from mnist_common.runs import DEFAULT_OUTPUT_DIR, check_writable
 from mnist_common.settings import (AUGMENT_DEFAULTS, check_augment_ranges, check_cv_folds, check_data_settings,
-                                   check_folder_name, check_optimizer_settings, check_seed, check_training_length)
+                                   check_folder_name, check_output_room, check_optimizer_settings, check_seed,
+                                   check_training_length)
 from mnist_common.splits import DEFAULT_NUM_FOLDS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, check_split
 from mnist_common.environment import check_environment
 
@@ -210,6 +211,7 @@ class RunSettings:
         """The checks of the settings themselves, which read no data and touch no output folder: what
         ``--print_config`` also runs, so it never prints a config that a run would refuse."""
         check_folder_name("--output_dir", self.output_dir)
+        check_output_room("--output_dir", self.output_dir)
         check_folder_name("--data.data_dir", self.data.data_dir)
         architecture = load_architecture(self.model.architecture) if self.weights is None \
             else self.starting_architecture()

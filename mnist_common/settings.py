@@ -7,8 +7,10 @@ Both command lines spell these settings alike (``--data.batch_size``, ``--data.s
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
-from mnist_common.errors import UserError
+from mnist_common.errors import UserError, path_text
 from mnist_common.mnist import TRAIN_IMAGES
 from mnist_common.splits import DEFAULT_VAL_FRACTION, SMALLEST_SUBSET
 
@@ -141,3 +143,28 @@ def check_folder_name(flag: str, value: str | None) -> None:
     default)."""
     if value is not None and not str(value).strip():
         raise UserError(f"{flag} {str(value)!r}: an empty name; give a folder (or leave the flag out for its default)")
+
+
+# The longest path a run writes below its output folder, in bytes: <framework>/version_<n>/checkpoints/ and a
+# checkpoint's name (epoch07-val_loss0.0262-v1.ckpt), or a temporary name beside a file it writes atomically
+RUN_PATH_ROOM = 160
+PATH_MAX = 4096  # Linux's, where the system does not say
+
+
+def check_output_room(flag: str, value: str | None) -> None:
+    """Refuse an output folder whose path leaves no room for a run's files below it: such a run trained a whole
+    epoch, then failed writing its first checkpoint, and removed its folder (hostile round 6)."""
+    if value is None or not str(value).strip():
+        return
+    path = os.path.abspath(value)
+    existing = next((p for p in (path, *map(str, Path(path).parents)) if os.path.isdir(p)), "/")
+    try:
+        limit = os.pathconf(existing, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        limit = PATH_MAX
+    size = len(os.fsencode(path))
+    if size + RUN_PATH_ROOM > limit:
+        raise UserError(f"{flag} {path_text('...' + str(value)[-40:])}: a path of {size:,} bytes leaves no room for "
+                        f"a run's files below it (they add up to {RUN_PATH_ROOM} bytes; the system allows "
+                        f"{limit:,} a path): give a shorter one")
+

@@ -199,6 +199,23 @@ def test_an_output_dir_the_system_refuses_is_one_line(program, command, framewor
 
 
 @pytest.mark.parametrize("program, command", [(main, "fit"), (main, "cv"), (keras_main, "train")])
+def test_an_output_dir_too_deep_for_a_runs_files_is_refused_before_any_work(program, command, tmp_path, monkeypatch,
+                                                                           capsys):
+    """A folder whose path leaves no room below it for a run's checkpoints (each name short enough, 4,000 bytes in
+    all): the run trained a whole epoch, then failed to write its first checkpoint and removed its folder."""
+    deep = tmp_path
+    while len(os.fsencode(str(deep))) < 3800:
+        deep = deep / ("c" * 200)
+    deep = deep / ("c" * (4000 - len(os.fsencode(str(deep))) - 1))  # 4,000 bytes: 96 left below it
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    error, out = refused([command, "--output_dir", str(deep)], capsys, program)
+    assert error.startswith(f"error: --output_dir ...{'c' * 40}: a path of {len(os.fsencode(str(deep))):,} bytes "
+                            f"leaves no room for a run's files below it"), error
+    assert out == "" and list(deep.iterdir()) == []
+
+
+@pytest.mark.parametrize("program, command", [(main, "fit"), (main, "cv"), (keras_main, "train")])
 @pytest.mark.parametrize("output_dir", ["gone", "gone/runs"])
 def test_an_output_dir_through_a_link_to_nothing_names_the_link(program, command, output_dir, tmp_path,
                                                                  monkeypatch, capsys):

@@ -59,7 +59,8 @@ from mnist_common.legacy_h5 import LEGACY_SUFFIXES
 from mnist_common.mnist import TEST_IMAGES, ensure_files, files_present
 from mnist_common.results import CURVES_FILE, RESULTS_FILE, RunResults, write_json
 from mnist_common.settings import (AUGMENT_DEFAULTS, check_augment_ranges, check_cv_folds, check_data_settings,
-                                   check_folder_name, check_seed, check_training_length, optimizer_steps)
+                                   check_folder_name, check_output_room, check_seed, check_training_length,
+                                   optimizer_steps)
 from mnist_common.splits import check_split
 from mnist_common.runs import (CHECKPOINTS, DEFAULT_OUTPUT_DIR, RESUME_FILE, allocate_run_dir, discard_if_empty_of_work,
                                latest_resumable_run, relative_to_run, run_dir_of_checkpoint, check_writable)
@@ -292,6 +293,7 @@ class MnistCLI(LightningCLI):
                                 "can run no code")
             config.weights_only = True
         check_folder_name("--output_dir", config.output_dir)
+        check_output_room("--output_dir", config.output_dir)
         check_folder_name("--data.data_dir", config.data.data_dir)
         if subcommand == "cv":
             check_cv_folds(config.data.num_folds, config.data.fold, config.data.val_fraction)
