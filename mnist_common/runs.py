@@ -136,3 +136,31 @@ def discard_if_empty_of_work(run_dir: str | os.PathLike) -> bool:
             break
         folder = folder.parent
     return True
+
+
+_HELD: list[int] = []  # the run folders this process trains in, locked (open descriptors) until release_runs()
+
+
+def hold_run(run: Path) -> bool:
+    """Lock the run folder ``run`` for this process until :func:`release_runs` or its end, however it ends (the
+    system's ``flock``, which a killed process lets go of too); False where another process holds it: two
+    processes training one run, a resume of a run still training, interleave its metrics.csv and checkpoints."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock to take
+        return True
+    descriptor = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(descriptor)
+        return False
+    _HELD.append(descriptor)
+    return True
+
+
+def release_runs() -> None:
+    """Let go of every run folder :func:`hold_run` locked (a command is over; the next, in this process, may take
+    them)."""
+    while _HELD:
+        os.close(_HELD.pop())

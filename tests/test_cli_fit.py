@@ -404,6 +404,19 @@ def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_m
     assert code == 2 and "metrics.csv is not a regular file (a pipe, a device or a folder)" in error, error
     metrics.unlink()
     metrics.write_bytes(rows)
+    # a run another process trains (holds: a fit still running, or a resume of it) is not resumed into it too: two
+    # resumes interleaved its metrics.csv and checkpoints (hostile round 6)
+    hold = ("import fcntl, os, sys, time; d = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(d, fcntl.LOCK_EX); "
+            "print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, error, _ = main_error(main, ["fit", "--ckpt_path", "last", *NO_PROGRESS, "--trainer.max_epochs", "2"],
+                                    capsys)
+        assert code == 2 and f"the run in {run} is being trained by another process" in error, error
+    finally:
+        holder.kill()
+        holder.wait()
     # without those flags the run's own settings are kept, and said so
     resumed = run_module("lightning_mnist", "fit", "--ckpt_path", "last", "--trainer.max_epochs", "2", *NO_PROGRESS)
     assert "keeping the run's own settings" in resumed.stdout and "model.lr=0.001" in resumed.stdout

@@ -63,7 +63,8 @@ from mnist_common.settings import (AUGMENT_DEFAULTS, check_augment_ranges, check
                                    optimizer_steps)
 from mnist_common.splits import check_split
 from mnist_common.runs import (CHECKPOINTS, DEFAULT_OUTPUT_DIR, RESUME_FILE, allocate_run_dir, discard_if_empty_of_work,
-                               latest_resumable_run, relative_to_run, run_dir_of_checkpoint, check_writable)
+                               hold_run, latest_resumable_run, relative_to_run, release_runs, run_dir_of_checkpoint,
+                               check_writable)
 from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, TORCH_LOADERS, Checkpoint, fetch_model_file,
                                          load_classifier, load_networks, read_checkpoint, save_checkpoint)
 from lightning_mnist.data import MNISTDataModule
@@ -178,6 +179,7 @@ class MnistCLI(LightningCLI):
             super().__init__(MnistClassifier, MNISTDataModule, *args, trainer_class=MnistTrainer, **kwargs)
         finally:
             self._held_logs.end(show=False)  # refused before the classes were built: only the error line
+            release_runs()  # the run folder it trained in (hold_run): another command may take it now
 
     def temporary_dir(self) -> Path:
         """A folder for fetched or converted checkpoints, created only when one is needed.
@@ -664,6 +666,9 @@ class MnistCLI(LightningCLI):
             self.run_dir = Path(os.environ[RUN_DIR_ENV])
         else:
             self.run_dir = resumed or allocate_run_dir(Path(config.output_dir) / FRAMEWORK, RUN_PREFIX[subcommand])
+            if not hold_run(self.run_dir):  # (a new one is this process's alone)
+                raise UserError(f"--ckpt_path: the run in {path_text(self.run_dir)} is being trained by another "
+                                f"process; wait for it to end (then resume it), or start a new run")
             os.environ[RUN_DIR_ENV] = str(self.run_dir.resolve())
             if not resumed:
                 ALLOCATED.append(self.run_dir)
