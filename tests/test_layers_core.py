@@ -204,6 +204,9 @@ def test_a_softmax_over_any_axis_converts_and_gives_the_classes_where_they_lie_a
         [softmax] = [node.name for node in architecture.nodes if node.layer.type == "Softmax"]
         assert not architecture.distributions[softmax]  # along its last axis (of size 1): none yet
         assert_matches_keras(classes)  # the torch side computes their logarithm, whose softmax gives them back
+    spread = keras.Sequential([keras.Input((1, 5)), L.Conv1DTranspose(5, 2, strides=2, activation="softmax"),
+                               L.Flatten()])  # a softmax of one step's input over two steps' outputs: sums to 2
+    assert not architecture_of(spread).outputs_probabilities
     pairs = keras.Sequential([keras.Input((10, 3)), L.Dense(1), L.Reshape((2, 5)), L.Softmax(axis=1), L.Flatten()])
     architecture = architecture_of(pairs)
     assert not architecture.outputs_probabilities

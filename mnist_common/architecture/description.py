@@ -442,7 +442,7 @@ class Architecture:
         distributions, whole = {self.input_name: False}, {self.input_name: False}
         for node in self.nodes:
             inputs = self.input_shapes_of(node)
-            whole[node.name] = gives_one_distribution(node.layer, inputs[0]) or (
+            whole[node.name] = gives_one_distribution(node.layer, self.shapes[node.name]) or (
                 all(whole[i] for i in node.inputs) and (node.layer.REARRANGES or is_identity(node.layer)))
             distributions[node.name] = applies_softmax(node.layer, inputs[0]) or (
                 all(distributions[i] for i in node.inputs) and node.layer.keeps_distributions(*inputs)) or (

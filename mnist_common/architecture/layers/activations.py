@@ -178,7 +178,8 @@ def applies_softmax(layer: Layer, shape: Shape | None = None) -> bool:
 
 
 def gives_one_distribution(layer: Layer, shape: Shape) -> bool:
-    """True for a softmax over the axis along which all of its ``shape`` input lies (every other axis of size 1:
-    ``Softmax(axis=1)`` of a (10, 1) map): its output is one distribution, which a reshape keeps one."""
+    """True for a layer ending in a softmax over the axis along which all of its ``shape`` output lies (every other
+    axis of size 1: ``Softmax(axis=1)`` of a (10, 1) map): one distribution, which a reshape keeps one. (Its output's
+    shape: a transposed convolution's softmax of a single step's input gives several steps.)"""
     axis = layer.softmax_axis()
     return axis is not None and math.prod(shape) == shape[axis - 1 if axis > 0 else axis]
