@@ -149,7 +149,10 @@ def hold_run(run: Path) -> bool:
         import fcntl
     except ImportError:  # not POSIX: no lock to take
         return True
-    descriptor = os.open(run, os.O_RDONLY)
+    try:
+        descriptor = os.open(run, os.O_RDONLY)
+    except OSError:  # a folder it may write but not read: the checks of the run's files say what is wrong
+        return True
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
