@@ -568,7 +568,11 @@ class Layer:
 
 
 def plain(value: Any) -> Any:
-    """``value`` with every tuple a list, at any depth (dicts' values too): what YAML and JSON write."""
+    """``value`` with every tuple a list, at any depth (dicts' values too): what YAML and JSON write; a layer (a
+    wrapper's) as Keras serialises it, what ``from_config`` and config.json take."""
+    if isinstance(value, Layer):
+        return {"module": "keras.layers", "class_name": value.type, "config": value.keras_settings(),
+                "registered_name": None}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     if isinstance(value, dict):

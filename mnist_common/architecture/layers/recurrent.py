@@ -196,20 +196,6 @@ def wrapped_layer(value: Any, setting: str, kind: type[Layer] = Layer,
     return value
 
 
-def wrapper_settings(wrapper: Layer, own: dict[str, Any]) -> dict[str, Any]:
-    """A wrapper's Keras config: its ``own`` settings, each layer among them as Keras serialises it (what
-    ``from_config`` and config.json take), then those every layer has where they are not the defaults."""
-    out: dict[str, Any] = {} if wrapper.name is None else {"name": wrapper.name}
-    for setting, value in own.items():
-        out[setting] = value if not isinstance(value, Layer) else {
-            "module": "keras.layers", "class_name": value.type, "config": value.keras_settings(),
-            "registered_name": None}
-    out = out if wrapper.trainable else {**out, "trainable": False}
-    out = out if wrapper.dtype == FLOAT32 else {**out, "dtype": wrapper.dtype}
-    rule = wrapper.activity_regularizer
-    return out if rule is None else {**out, "activity_regularizer": rule}
-
-
 def recurrent_layer(value: Any, setting: str) -> _Recurrent:
     """A SimpleRNN, LSTM or GRU (:func:`wrapped_layer`): a Bidirectional's layers."""
     return wrapped_layer(value, setting, _Recurrent, "a SimpleRNN, LSTM or GRU")
@@ -307,10 +293,6 @@ class Bidirectional(Layer):
             except LayerError as err:
                 raise LayerError(f"{'layer' if side == 'forward' else 'backward_layer'}: {err}") from None
 
-    def settings(self) -> dict[str, Any]:
-        return wrapper_settings(self, {"layer": self.layer, "merge_mode": self.merge_mode,
-                                       "backward_layer": self.backward_layer})
-
     def policies(self) -> set[str]:
         return {self.dtype, self.layer.dtype, self.backward_layer.dtype}
 
@@ -402,9 +384,6 @@ class TimeDistributed(Layer):
             self.layer.check_weight_settings(self.step_shape(shape))
         except LayerError as err:
             raise LayerError(f"layer: {err}") from None
-
-    def settings(self) -> dict[str, Any]:
-        return wrapper_settings(self, {"layer": self.layer})
 
     def policies(self) -> set[str]:
         return {self.dtype, *self.layer.policies()}
