@@ -270,7 +270,7 @@ def unknown_setting_hint(message: str, types_by_name: dict[str, Any]) -> str:
 
 
 def bounded_yaml(load: Callable[[str], Any]) -> Callable[[str], Any]:
-    """jsonargparse's YAML loader, refusing a document that expands beyond :data:`MAX_YAML_VALUES` values, or
+    """jsonargparse's YAML loader, refusing a document that expands beyond :data:`MAX_DOCUMENT_VALUES` values, or
     that gives a key twice.
 
     YAML's aliases let a few hundred bytes stand for billions of values ("billion laughs"):

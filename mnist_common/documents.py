@@ -50,33 +50,36 @@ def expanded_values(node: yaml.Node, sizes: dict[int, int] | None = None) -> int
     return sizes[id(node)]
 
 
-def repeated_keys(node: yaml.Node, path: str = "", seen: set[int] | None = None) -> Iterator[str]:
-    """``model.lr twice (lines 2 and 5)`` for each key a mapping of the composed document gives twice.
+def repeated_keys(node: yaml.Node, path: str = "", seen: set[int] | None = None,
+                  lines: dict[str, int] | None = None) -> Iterator[str]:
+    """``model.lr twice (lines 2 and 5)`` for each setting the composed document gives twice.
 
-    YAML forbids it, but PyYAML keeps the last value without a word, so a config that sets
-    ``lr`` twice trains with whichever came last. Merge keys (``<<: *defaults``) are YAML's way
-    to override on purpose and are not counted. Each node is walked once: an alias is the node of
-    its anchor, reached again.
+    YAML forbids a mapping to give a key twice, but PyYAML keeps the last value without a word,
+    so a config that sets ``lr`` twice trains with whichever came last; so does jsonargparse with
+    a setting given nested (``model: {lr: ..}``) and dotted (``model.lr: ..``) in one document:
+    settings are compared by their dotted names. Merge keys (``<<: *defaults``) are YAML's way to
+    override on purpose and are not counted. Each node is walked once: an alias is the node of its
+    anchor, reached again.
     """
     seen = set() if seen is None else seen
+    lines = {} if lines is None else lines
     if id(node) in seen:
         return
     seen.add(id(node))
     if isinstance(node, yaml.SequenceNode):
         for index, child in enumerate(node.value):
-            yield from repeated_keys(child, f"{path}[{index}]", seen)
+            yield from repeated_keys(child, f"{path}[{index}]", seen, lines)
     if not isinstance(node, yaml.MappingNode):
         return
-    lines: dict[str, int] = {}
     for key, value in node.value:
         if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
             continue
         name = f"{path}.{key.value}" if path else key.value
         line = key.start_mark.line + 1
-        if key.value in lines:
-            yield f"{name} twice (lines {lines[key.value]} and {line})"
-        lines.setdefault(key.value, line)
-        yield from repeated_keys(value, name, seen)
+        if name in lines:
+            yield f"{name} twice (lines {lines[name]} and {line})"
+        lines.setdefault(name, line)
+        yield from repeated_keys(value, name, seen, lines)
 
 
 def yaml11_readings(node: yaml.Node, seen: set[int] | None = None) -> Iterator[str]:
@@ -98,6 +101,15 @@ def yaml11_readings(node: yaml.Node, seen: set[int] | None = None) -> Iterator[s
         yield from yaml11_readings(child, seen)
 
 
+def explicit_tags(stream: str) -> Iterator[str]:
+    """``'!!int' (line 2)`` for each tag a YAML document gives a value: a config has no use for them, and PyYAML
+    reads a tagged value in YAML 1.1 (``!!int "0100"`` is 64)."""
+    for token in yaml.scan(stream, Loader=yaml.SafeLoader):
+        if isinstance(token, yaml.TagToken):
+            handle, suffix = token.value
+            yield f"{(handle or '') + suffix!r} (line {token.start_mark.line + 1})"
+
+
 def nesting_depth(node: yaml.Node) -> int:
     """How deep ``node``'s lists and mappings nest (a scalar: 0), walked without recursion, each node once."""
     deepest, pending, seen = 0, [(node, 0)], set()
@@ -114,11 +126,15 @@ def nesting_depth(node: yaml.Node) -> int:
 
 
 def check_yaml_document(stream: str, what: str | None = None) -> None:
-    """Refuse a YAML document that expands beyond :data:`MAX_DOCUMENT_VALUES` values through its aliases, or that
-    gives a key twice (:func:`repeated_keys`), naming it and its lines; a document that is no YAML is left to the
-    loader to say so. ``what``: the file, where the refusal names it (a config's is named by the flag that gave it)."""
+    """Refuse, naming what and where: a document that expands beyond :data:`MAX_DOCUMENT_VALUES`
+    values through its aliases, nests deeper than :data:`MAX_DOCUMENT_DEPTH`, gives a setting
+    twice (:func:`repeated_keys`), tags a value (:func:`explicit_tags`) or holds a value that
+    YAML 1.1 reads otherwise than YAML 1.2 (:func:`yaml11_readings`); a document that is no YAML
+    is left to the loader to say so. ``what``: the file, where the refusal names it (a config's
+    is named by the flag that gave it)."""
     aliased = "*" in stream and "&" in stream  # only a document with anchors and aliases can expand
     try:
+        tags = list(explicit_tags(stream)) if "!" in stream else []
         nodes = [node for node in yaml.compose_all(stream, Loader=yaml.SafeLoader) if node is not None]
         depth = max((nesting_depth(node) for node in nodes), default=0)
         if depth > MAX_DOCUMENT_DEPTH:
@@ -131,7 +147,10 @@ def check_yaml_document(stream: str, what: str | None = None) -> None:
         raise UserError(f"{what or 'a YAML config or value'} nests lists or mappings more than "
                         f"{MAX_DOCUMENT_DEPTH} deep (a config is a few levels deep)") from None
     except yaml.YAMLError:
-        count, repeated, readings = 0, [], []  # not YAML: the loader itself says so
+        tags, count, repeated, readings = [], 0, [], []  # not YAML: the loader itself says so
+    if tags:
+        raise UserError(f"{what + ': ' if what else ''}the YAML tag {tags[0]} is not taken here; write the value "
+                        f"plainly, or quote it as text")
     if count > MAX_DOCUMENT_VALUES:
         raise UserError(f"{what or 'a YAML config or value'} expands to {count:,} values through its aliases, more "
                         f"than the limit of {MAX_DOCUMENT_VALUES:,} (nested aliases, a \"billion laughs\"?)")

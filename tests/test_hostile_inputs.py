@@ -349,6 +349,34 @@ def test_a_flag_value_that_gives_a_key_twice_is_refused_and_merge_keys_are_not(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merged.yaml"]
 
 
+def test_a_setting_given_nested_and_dotted_in_one_config_is_refused(tmp_path, monkeypatch, capsys):
+    """jsonargparse reads ``model: {lr: ..}`` and ``model.lr: ..`` as one setting and keeps whichever came last, in
+    either order (hostile round 6): settings are compared by their dotted names, in lists too."""
+    monkeypatch.chdir(tmp_path)
+    for text, twice in (("model:\n  lr: 0.001\nmodel.lr: 0.5\n", "model.lr twice (lines 2 and 3)"),
+                        ("model.lr: 0.5\nmodel:\n  lr: 0.001\n", "model.lr twice (lines 1 and 3)"),
+                        ("trainer:\n  callbacks:\n    - class_path: EarlyStopping\n      init_args.patience: 2\n"
+                         "      init_args: {patience: 5, monitor: val/loss}\n",
+                         "trainer.callbacks[0].init_args.patience twice (lines 4 and 5)")):
+        (tmp_path / "dotted.yaml").write_text(text)
+        code, error, _ = main_error(main, ["fit", "--config", "dotted.yaml", "--print_config"], capsys)  # (taken: 0)
+        assert code == 2 and error.startswith(f"error: --config dotted.yaml: a YAML mapping gives {twice}"), error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dotted.yaml"]
+
+
+@pytest.mark.parametrize("args, shown", [(["--data.subset", "!!int"], "'!!int' (line 1)"),
+                                         (["--config", "tagged.yaml"], "'!!int' (line 2)"),
+                                         (["--model.lr", "!!float 1e-3"], "'!!float' (line 1)")])
+def test_a_yaml_tag_is_refused_naming_it(args, shown, tmp_path, monkeypatch, capsys):
+    """A tag alone read as an empty value of no flag ("'' (line 1) is None to YAML 1.1"), and a tagged value reads
+    in YAML 1.1 whatever its quotes (``!!int "0100"`` was 64): a config has no use for tags."""
+    (tmp_path / "tagged.yaml").write_text('data:\n  subset: !!int "0100"\n')
+    monkeypatch.chdir(tmp_path)
+    code, error, _ = main_error(main, ["fit", *args, "--print_config"], capsys)  # (taken: prints, exit 0)
+    assert code == 2 and f"the YAML tag {shown} is not taken here; write the value plainly" in error, error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tagged.yaml"]
+
+
 @pytest.mark.parametrize("model", ["fold_0.pt", "fold_0"])
 def test_predict_refuses_a_k_fold_run_whose_fold_model_is_of_no_known_kind(model, model_files, monkeypatch, capsys):
     shutil.copy(model_files / "model.ckpt", model_files / model)  # a real checkpoint under a name of no known kind
