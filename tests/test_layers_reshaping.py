@@ -1,5 +1,5 @@
 """Layers that move values against Keras: Reshape, Permute, ZeroPadding2D, Cropping2D, UpSampling2D, their 1D
-kinds (ZeroPadding1D, Cropping1D, UpSampling1D), Identity, and the preprocessing layer Rescaling.
+kinds (ZeroPadding1D, Cropping1D, UpSampling1D), Identity, RepeatVector, and the preprocessing layer Rescaling.
 
 Each kind in whole models (random weights and inputs, so a value in the wrong place changes
 the logits), and each layer's own output against Keras' on the same values, value for value;
@@ -22,7 +22,7 @@ from lightning_mnist.models.layers.layout import to_keras_layout, to_torch_layou
 from mnist_common.architecture import LAYER_TYPES
 
 FAMILY = ("Reshape", "Permute", "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Rescaling", "ZeroPadding1D",
-          "Cropping1D", "UpSampling1D", "Identity")
+          "Cropping1D", "UpSampling1D", "Identity", "RepeatVector")
 # name -> (input shape, layers); every case ends in Flatten (where needed) and a softmax Dense.
 CASES = {
     # Reshape: Keras' row-major order of its channels-last values, whatever the ranks
@@ -68,6 +68,12 @@ CASES = {
     "upsampling_1d_default": ((5, 3), [L.UpSampling1D(), L.Conv1D(2, 3)]),
     "upsampling_1d_three": ((4, 2), [L.Conv1D(3, 2, activation="relu"), L.UpSampling1D(3), L.AveragePooling1D(2)]),
     "upsampling_1d_one": ((6, 2), [L.UpSampling1D(1)]),
+    # RepeatVector: a vector as steps, for the recurrent and 1D layers after it
+    "repeat_vector_into_lstm": ((784,), [L.Dense(8, activation="relu"), L.RepeatVector(5), L.LSTM(6)]),
+    "repeat_vector_image_code_to_gru_steps": ((12, 10, 1), [L.Conv2D(3, 3), L.GlobalAveragePooling2D(),
+                                                            L.RepeatVector(4), L.GRU(5, return_sequences=True)]),
+    "repeat_vector_conv1d": ((9,), [L.RepeatVector(3), L.Conv1D(4, 2, activation="tanh")]),
+    "repeat_vector_once": ((7,), [L.RepeatVector(1), L.Dense(3)]),
     # Identity on every rank
     "identity_image": ((6, 5, 2), [L.Identity(), L.Conv2D(2, 3), L.Identity()]),
     "identity_map": ((6, 5), [L.Identity(), L.Dense(3)]),
@@ -124,7 +130,7 @@ def test_each_layer_puts_every_value_where_keras_does(case):
 @pytest.mark.parametrize("case", ["zero_padding_mixed_forms", "cropping_each_side", "reshape_image_to_map_inferred",
                                   "rescaling_per_channel", "upsampling_bilinear_per_axis",
                                   "permute_image_channels_first", "zero_padding_1d_uneven", "cropping_1d_uneven",
-                                  "upsampling_1d_three", "identity_image"])
+                                  "upsampling_1d_three", "identity_image", "repeat_vector_into_lstm"])
 def test_settings_round_trip_as_keras_spells_them(case, tmp_path):
     assert_settings_round_trip(*CASES[case], tmp_path)
 
@@ -202,6 +208,9 @@ def test_keras_layers_outside_what_is_mirrored_are_refused_in_one_line(shape, la
     ([9, 8], {"type": "Cropping1D", "cropping": [1.5, 0]}, "cropping must be a non-negative integer or a pair"),
     ([9, 8], {"type": "UpSampling1D", "size": 0}, "size must be a positive integer, got 0"),
     ([9, 8, 2], {"type": "UpSampling1D"}, "needs an (H, W) map input, got 9x8x2; 1D upsampling works on (steps"),
+    ([9, 8], {"type": "RepeatVector", "n": 3}, "needs a flat vector input, got 9x8; RepeatVector repeats a (features,)"),
+    ([9], {"type": "RepeatVector", "n": 0}, "n must be a positive integer, got 0"),
+    ([9], {"type": "RepeatVector"}, "layer 0 (RepeatVector): needs n"),
 ])
 def test_descriptions_outside_what_keras_computes_are_refused_in_one_line(input_shape, layer, message):
     assert_description_refused(input_shape, layer, message)
@@ -294,6 +303,14 @@ def random_upsampling_1d(rng, shape):
     if len(shape) != 2 or math.prod(shape) * size > LARGEST:
         return None
     return L.UpSampling1D(size)
+
+
+@sampler("RepeatVector")
+def random_repeat_vector(rng, shape):
+    n = int(rng.integers(1, 5))
+    if len(shape) != 1 or shape[0] * n > LARGEST:
+        return None
+    return L.RepeatVector(n)
 
 
 @sampler("Identity")

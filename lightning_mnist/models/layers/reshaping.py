@@ -1,5 +1,5 @@
 """Layers that move values without computing new ones, in torch: ``Flatten``, ``Reshape``, ``Permute``,
-``ZeroPadding2D``, ``Cropping2D``, ``UpSampling2D``; ``Identity``; and the 1D kinds ``ZeroPadding1D``,
+``RepeatVector``, ``ZeroPadding2D``, ``Cropping2D``, ``UpSampling2D``; ``Identity``; and the 1D kinds ``ZeroPadding1D``,
 ``Cropping1D``, ``UpSampling1D`` along the steps of a (N, steps, features) map, the same layout in both.
 
 Reshape and Permute work in Keras' layout (:mod:`.layout`), so every value lands where Keras
@@ -52,6 +52,18 @@ class Permute(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return to_torch_layout(to_keras_layout(x).permute(self.dims))
+
+
+@converter(keras.RepeatVector)
+class RepeatVector(nn.Module):
+    """(N, features) to (N, n, features): the steps of a map, in the layout both frameworks share."""
+
+    def __init__(self, spec: keras.RepeatVector, shape: Shape) -> None:
+        super().__init__()
+        self.n = spec.n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unsqueeze(1).expand(-1, self.n, -1)
 
 
 @converter(keras.ZeroPadding2D)

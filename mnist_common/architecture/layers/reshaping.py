@@ -121,6 +121,28 @@ class Permute(Layer):
         return tuple(shape[d - 1] for d in self.dims)
 
 
+@layer_type
+@dataclass(frozen=True, kw_only=True)
+class RepeatVector(Layer):
+    """A flat vector repeated ``n`` times: ``n`` steps of the same features (what a sequence decoder reads, an
+    LSTM after an image's encoding)."""
+
+    KEEPS_SCALE: ClassVar[bool] = True  # its input's values, repeated
+
+    n: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "n", positive_int(self.n, "n"))
+
+    def output_shape(self, shape: Shape) -> Shape:
+        require_rank(shape, 1, "RepeatVector repeats a (features,) vector")
+        return self.n, shape[0]
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return True  # each step the input's distribution
+
+
 def side_pairs(value: Any, setting: str) -> tuple[tuple[int, int], tuple[int, int]]:
     """Keras' forms of a padding or cropping: n, (rows, columns), or ((top, bottom), (left, right)); each entry
     an int or a pair (Keras' ``standardize_tuple``), none negative."""
