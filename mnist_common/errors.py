@@ -11,6 +11,7 @@ from typing import Callable, TypeVar
 EXIT_USER_ERROR = 2
 PATH_TEXT_LIMIT = 200  # characters of a path a message shows whole
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # what a shell reports of a writer whose pipe's reader went away (128 + SIGPIPE)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a write refused for want of space
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -61,11 +62,30 @@ def error_line(message: object) -> str:
     return "error: " + text
 
 
+def discard_stdout() -> None:
+    """Send what is left of standard output nowhere: a pipe whose reader went away fails every flush, the
+    interpreter's last one too (which Python would report as an exception ignored)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no standard output at all
+        pass
+
+
+def stdout_or_nowhere() -> None:
+    """A command started with its standard output closed (``>&-``: Python's ``sys.stdout`` is None) writes it
+    nowhere, as ``print`` then does, rather than failing with a traceback where a library writes to
+    ``sys.stdout`` itself (jsonargparse's ``--print_config``) or flushes it."""
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")
+
+
 def exit_on_user_error(main: F) -> F:
-    """Decorate a ``main()`` so that a :class:`UserError` ends the process cleanly."""
+    """Decorate a ``main()`` so that a :class:`UserError` ends the process cleanly, and so does an output that
+    cannot be written: closed from the start, or a pipe whose reader went away."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        stdout_or_nowhere()
         try:
             return main(*args, **kwargs)
         except UserError as err:
@@ -74,6 +94,9 @@ def exit_on_user_error(main: F) -> F:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:  # the reader of its output went away (``predict digits/ | head``): done, silently
+            discard_stdout()
+            sys.exit(EXIT_BROKEN_PIPE)
         except OSError as err:
             if err.errno == errno.ENAMETOOLONG:  # a name given on the command line or in a file, wherever it is used
                 print(error_line(f"{path_text(err.filename or '')}: a name longer than the file system takes "

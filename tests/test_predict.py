@@ -457,6 +457,33 @@ def test_cli_plain_text_keeps_one_line_per_image_whatever_its_name(run_module, s
     assert json.loads(proc.stdout)["image"] == str(odd)
 
 
+def test_output_into_a_closed_pipe_ends_quietly_and_into_a_closed_stdout_goes_nowhere(mnist_dir, seed_ckpt, seed_png,
+                                                                                        tmp_path, monkeypatch, capsys):
+    """``predict digits/ | head`` ended in a BrokenPipeError traceback (and Python's "Exception ignored" of its last
+    flush): the command stops quietly with the shell's code for it, 141. With standard output closed (``>&-``),
+    predict and ``--print_config`` ended in a traceback (None has no flush or write): they write it nowhere."""
+    import subprocess
+    import sys
+
+    from conftest import module_env
+
+    from lightning_mnist.__main__ import main
+
+    process = subprocess.Popen([sys.executable, "-m", "lightning_mnist", "predict", seed_png, seed_png, "--weights",
+                                seed_ckpt], cwd=tmp_path, env=module_env(mnist_dir), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the reader goes away before anything is written
+    err = process.communicate(timeout=300)[1]
+    assert process.returncode == 141 and "Traceback" not in err and "Exception ignored" not in err, err[-3000:]
+    monkeypatch.setattr("sys.stdout", None)
+    for args in (["predict", str(seed_png), "--weights", str(seed_ckpt)], ["fit", "--print_config"]):
+        try:
+            main(args)
+        except SystemExit as done:
+            assert done.code in (0, None), args
+        assert "Traceback" not in capsys.readouterr().err
+
+
 def test_cli_keras_backend_reads_the_notebooks_file(run_module, renderings, seed_png, seed_keras):
     """The notebook's .keras file runs on Keras by default; the text output is the notebook's."""
     proc = run_module("lightning_mnist", "predict", seed_png, renderings[2].path, "--weights", seed_keras)
