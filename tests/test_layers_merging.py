@@ -1,4 +1,5 @@
-"""Merge layers against Keras: every element-wise merge with Keras' broadcasting, and Concatenate on every axis."""
+"""Merge layers against Keras: every element-wise merge with Keras' broadcasting, Concatenate on every axis, and Dot
+on every pairing of its inputs' axes."""
 
 from __future__ import annotations
 
@@ -54,6 +55,28 @@ def test_concatenate_of_flat_vectors_and_merges_of_dense_outputs():
     assert_matches_keras(classifier(inputs, x, name="flat"), source="flat")
 
 
+def _dot_inputs(kind: str, inputs):
+    """Two tensors of ``inputs`` (a (12, 5) map) for a Dot: (12, 4) maps, (6,) vectors, one of each, or a map and
+    its transpose."""
+    a, b = L.Dense(4, activation="tanh")(inputs), L.Dense(4)(inputs)
+    vector, other = (L.Dense(6)(L.Flatten()(inputs)) for _ in range(2))
+    return {"maps": [a, b], "vectors": [vector, other], "map_vector": [a, L.Dense(4)(vector)],
+            "vector_map": [L.Dense(4)(vector), a], "map_transposed": [a, L.Permute((2, 1))(b)]}[kind]
+
+
+@pytest.mark.parametrize("kind, axes, normalize", [
+    ("maps", 2, False), ("maps", -1, True), ("maps", (1, 1), False), ("maps", [2, 2], True),
+    ("vectors", 1, False), ("vectors", -1, True), ("map_vector", (2, 1), False), ("map_vector", (-1, -1), True),
+    ("vector_map", (1, 2), True), ("map_transposed", (2, 1), False), ("map_transposed", (1, 2), True)])
+def test_dot_matches_keras(kind, axes, normalize):
+    """Each example's dot products (cosine similarities where ``normalize``) along any pairing of axes: an
+    attention's scores of two maps, two vectors' one product (Keras keeps it as a (1,) axis), a map against a
+    vector, a map against a transposed one."""
+    inputs = keras.Input((12, 5))
+    x = L.Dot(axes=axes, normalize=normalize)(_dot_inputs(kind, inputs))
+    assert_matches_keras(classifier(inputs, x, name=f"dot_{kind}"), source=f"{kind} {axes} {normalize}")
+
+
 def _description(*layers, input_shape=(8, 8, 3)):
     return {"input_shape": list(input_shape), "layers": list(layers)}
 
@@ -87,6 +110,18 @@ def _description(*layers, input_shape=(8, 8, 3)):
     ([{"type": "Flatten", "name": "f"}, {"type": "Dense", "units": 2, "name": "a", "inputs": ["b"]},
       {"type": "Dense", "units": 2, "name": "b", "inputs": ["a"]}, {"type": "Add", "inputs": ["f", "b"]}],
      "layer 1 (a, Dense): is part of a cycle"),
+    ([{"type": "Dot", "axes": 3, "inputs": ["input", "input"]}, {"type": "Flatten"}, {"type": "Dense", "units": 2}],
+     "layer 0 (dot, Dot): takes inputs of one or two axes besides the batch ((features,) or (steps, features)), got "
+     "8x8x3, 8x8x3; reshape an image to (positions, channels) first"),
+    ([{"type": "Reshape", "name": "r", "target_shape": [64, 3]}, {"type": "Dot", "axes": [1, 2], "inputs": ["r", "r"]},
+      {"type": "Flatten"}, {"type": "Dense", "units": 2}],
+     "axes (1, 2): the inputs 64x3, 64x3 have 64 and 3 values along them; they must agree"),
+    ([{"type": "Reshape", "name": "r", "target_shape": [64, 3]}, {"type": "Dot", "axes": 3, "inputs": ["r", "r"]},
+      {"type": "Flatten"}, {"type": "Dense", "units": 2}], "axes 3: axis 3 does not exist on an input of 2 axes"),
+    ([{"type": "Reshape", "name": "r", "target_shape": [64, 3]}, {"type": "Dot", "axes": 0, "inputs": ["r", "r"]},
+      {"type": "Flatten"}, {"type": "Dense", "units": 2}], "axes must be a non-zero integer or a pair of them"),
+    ([{"type": "Reshape", "name": "r", "target_shape": [64, 3]}, {"type": "Dot", "axes": 2, "inputs": ["r", "r", "r"]},
+      {"type": "Flatten"}, {"type": "Dense", "units": 2}], "takes the dot products of two inputs, got 3"),
 ])
 def test_bad_merges_are_refused_naming_the_layer(layers, message):
     with pytest.raises(ArchitectureError) as refusal:

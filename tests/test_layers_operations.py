@@ -104,6 +104,9 @@ sampler("ops.transpose")(lambda rng, shape: Call("ops.transpose", [TENSOR],
 sampler("ops.clip")(lambda rng, shape: Call("ops.clip", [TENSOR], x_min=float(np.round(rng.uniform(-1.0, 0.0), 3)),
                                             x_max=float(np.round(rng.uniform(0.5, 2.0), 3))))
 sampler("ops.cast")(lambda rng, shape: Call("ops.cast", [TENSOR]))
+# x @ x of a square map (the products' sums of up to 8 terms stay of the order of the other layers' values)
+sampler("ops.matmul")(lambda rng, shape: Call("ops.matmul", [TENSOR, TENSOR])
+                      if len(shape) in (2, 3) and shape[-1] == shape[-2] <= 8 else None)
 
 @sampler("ops.pad")
 def make_pad(rng, shape):
@@ -192,6 +195,11 @@ CASES = {
         y, [[0, 0], [1, 2], [3, 0], [0, 0]], mode="symmetric"),
     "pad_mirrored_channels": lambda x, y: ops.pad(x, [[0, 0], [0, 0], [0, 0], [3, 1]], mode="reflect") * ops.pad(
         y, [[0, 0], [0, 0], [0, 0], [4, 0]], mode="symmetric"),
+    # matrix products of each example: over an image's (W, C) for each row, a broadcast row, and a map's steps
+    "matmul_rows": lambda x, y: ops.matmul(x, ops.transpose(y, (0, 1, 3, 2))),
+    "matmul_broadcast": lambda x, y: ops.matmul(ops.transpose(ops.mean(y, axis=1, keepdims=True), (0, 1, 3, 2)), x),
+    "matmul_steps_attention": lambda x, y: ops.matmul(ops.softmax(ops.matmul(
+        ops.reshape(x, (-1, 63, 4)), ops.reshape(y, (-1, 4, 63))), axis=-1), ops.reshape(x, (-1, 63, 4))),
     "reshape_squeeze": lambda x, y: ops.reshape(ops.squeeze(ops.max(x, axis=-1, keepdims=True), axis=3), (-1, 7, 9))
     + ops.cast(ops.reshape(ops.sum(y, axis=-1), (-1, 7, 9)), "float32"),
 }
@@ -390,6 +398,10 @@ def test_raw_pixel_models_divide_by_255_as_an_operation():
     (lambda x: ops.reshape(x, (-1, 7, 4)), "without moving values into or out of the batch axis"),
     (lambda x: ops.squeeze(ops.max(x, axis=-1, keepdims=True)), "only non-batch axes are supported"),
     (lambda x: ops.cast(x, "float16"), "has dtype='float16': a cast to another dtype than float32 is not supported"),
+    (lambda x: ops.matmul(x, 2.0 * ops.ones((4, 3))), "is called on a constant array of shape 4x3"),
+    (lambda x: ops.matmul(x, ops.reshape(x, (-1, 4, 63))), "is called on tensors of different ranks (9x7x4, 4x63)"),
+    (lambda x: ops.matmul(ops.mean(x, axis=(1, 2)), ops.mean(x, axis=(1, 2))),
+     "multiplies tensors of two or three axes besides the batch, got 4, 4: the product of (features,) vectors"),
 ])
 def test_unsupported_operations_are_refused_in_one_line(build, message):
     inputs = keras.Input((9, 7, 2))
@@ -404,6 +416,8 @@ def test_unsupported_operations_are_refused_in_one_line(build, message):
     ({"type": "ops.add", "x2": float("inf")}, "x2 must be a number in"),
     ({"type": "ops.add", "x2": "one"}, "x2 must be a number in"),
     ({"type": "ops.add"}, "takes 2 inputs, got 1"),
+    ({"type": "ops.matmul", "inputs": ["input", "input"]}, "cannot multiply 8x8x3 by 8x8x3: the first's last axis (3) "
+                                                          "must be the second's next to last (8)"),
     ({"type": "ops.relu", "trainable": False}, "is an operation, which has no trainable, dtype or activity_"),
     ({"type": "ops.mean", "axis": 4}, "does not name distinct axes of its input of 3 axes"),
     ({"type": "ops.mean", "axis": [1, -3]}, "does not name distinct axes"),

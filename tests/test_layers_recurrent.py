@@ -305,8 +305,8 @@ def test_settings_round_trip_through_a_description(tmp_path):
 def test_recurrent_models_over_mnist_rows_convert_to_every_format_and_back(tmp_path, capsys, seed_png):
     """The classic rows model (a GRU over the rows, an LSTM over its steps backwards, a bidirectional LSTM, a
     SimpleRNN) beside Keras' hierarchical RNN (an LSTM over each row's pixels, TimeDistributed, of a pooled image: the
-    LiteRT export unrolls every row's), a Conv1D on every row and a convolution's code repeated on every row
-    (RepeatVector), as one .keras file: .ckpt, .pt2, .onnx and .tflite
+    LiteRT export unrolls every row's), a Conv1D on every row, a convolution's code repeated on every row
+    (RepeatVector) and the rows attended by their similarities (Dot, ops.matmul), as one .keras file: .ckpt, .pt2, .onnx and .tflite
     proven on MNIST, back to .keras bit for bit, and one digit on both backends."""
     inputs = keras.Input((28, 28, 1))
     rows = L.LSTM(12, return_sequences=True, go_backwards=True)(L.GRU(16, return_sequences=True)(
@@ -314,7 +314,9 @@ def test_recurrent_models_over_mnist_rows_convert_to_every_format_and_back(tmp_p
     each_row = L.UpSampling1D(4)(L.TimeDistributed(L.LSTM(8))(L.MaxPooling2D(4)(inputs)))  # 7 rows of 7
     strokes = L.TimeDistributed(L.Flatten())(L.TimeDistributed(L.Conv1D(2, 5, strides=4))(inputs))
     code = L.RepeatVector(28)(L.GlobalAveragePooling2D()(L.Conv2D(3, 3)(inputs)))  # the image's code on every row
-    x = L.Bidirectional(L.LSTM(6, return_sequences=True))(L.Concatenate()([rows, each_row, strokes, code]))
+    similar = L.Dot(axes=2, normalize=True)([rows, rows])  # the rows' cosine similarities, an attention's weights
+    attended = keras.ops.matmul(keras.ops.softmax(similar, axis=-1), rows)
+    x = L.Bidirectional(L.LSTM(6, return_sequences=True))(L.Concatenate()([rows, each_row, strokes, code, attended]))
     x = L.SimpleRNN(8, activation="relu")(x)
     model = randomised(keras.Model(inputs, L.Dense(10, activation="softmax")(x), name="rows"), seed=2)
     model.save(tmp_path / "rows.keras")

@@ -1,4 +1,5 @@
-"""Merge layers in torch: ``Add``, ``Subtract``, ``Multiply``, ``Average``, ``Maximum``, ``Minimum``, ``Concatenate``.
+"""Merge layers in torch: ``Add``, ``Subtract``, ``Multiply``, ``Average``, ``Maximum``, ``Minimum``, ``Concatenate``;
+and ``Dot``.
 
 Inputs of one rank broadcast in torch's layout as they do in Keras' (the same axes,
 permuted alike). Inputs of different ranks are aligned first as Keras aligns them: in
@@ -89,3 +90,30 @@ class Concatenate(nn.Module):
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         return torch.cat(xs, dim=self.dim)
+
+
+@converter(keras.Dot)
+class Dot(nn.Module):
+    """Keras' ``batch_dot`` of two (features,) or (steps, features) inputs (laid out alike in both frameworks): the
+    contracted axis of each moved last, one matrix product an example, a vector's axis of 1 dropped again."""
+
+    INVERSE_EPSILON = 1e7  # Keras' normalize: x * min(rsqrt(sum(x ** 2)), 1 / epsilon), its backend's epsilon 1e-7
+
+    def __init__(self, spec: keras.Dot, *shapes: Shape) -> None:
+        super().__init__()
+        first, second = spec.contracted(*shapes)
+        self.axes = (first + 1, second + 1)  # after the batch axis
+        self.vectors = (len(shapes[0]) == 1, len(shapes[1]) == 1)
+        self.normalize = spec.normalize
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.normalize:
+            x, y = (t * torch.rsqrt(t.square().sum(axis, keepdim=True)).clamp(max=self.INVERSE_EPSILON)
+                    for t, axis in zip((x, y), self.axes))
+        x, y = x.movedim(self.axes[0], -1), y.movedim(self.axes[1], -1)
+        x = x.unsqueeze(1) if self.vectors[0] else x  # (N, s, d)
+        y = y.unsqueeze(1) if self.vectors[1] else y  # (N, t, d)
+        out = torch.matmul(x, y.transpose(1, 2))  # (N, s, t)
+        if self.vectors[1]:
+            return out.squeeze(-1)  # (N, s), or (N, 1) for two vectors
+        return out.squeeze(1) if self.vectors[0] else out

@@ -64,6 +64,17 @@ for _description in BINARY:
     converter(_description)(BinaryOperation)
 
 
+@converter(ops.Matmul)
+class Matmul(nn.Module):
+    """``ops.matmul`` in Keras' layout: its last two axes are Keras' (an image's (W, C) for each row)."""
+
+    def __init__(self, spec: ops.Matmul, *shapes: Shape) -> None:
+        super().__init__()
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        return to_torch_layout(torch.matmul(to_keras_layout(x1), to_keras_layout(x2)))
+
+
 def log2(x: torch.Tensor) -> torch.Tensor:
     """Keras' ``log2`` (and ``log10`` below) as its TensorFlow backend computes it: ``log(x) / log(2)``."""
     return torch.log(x) / math.log(2.0)

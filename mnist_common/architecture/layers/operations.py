@@ -158,6 +158,33 @@ class BinaryOperation(Operation):
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)
+class Matmul(Operation):
+    """``ops.matmul(x1, x2)``: matrix products over the last two axes of each, the axes before them broadcast (each
+    example's own product: an attention's ``q @ k^T``, a sequence pooling's weights times its steps). Both operands
+    tensors of the graph of one rank, two or three axes besides the batch: a (features,) vector's product would
+    be one of the batch's matrix, mixing examples."""
+
+    FUNCTION: ClassVar[str] = "matmul"
+    OPERANDS: ClassVar[tuple[str, ...]] = ("x1", "x2")
+    INPUTS: ClassVar[int | None] = 2
+
+    def output_shape(self, *shapes: Shape) -> Shape:
+        a, b = shapes
+        if len(a) != len(b):
+            raise LayerError(f"is called on tensors of different ranks ({', '.join(map(shape_text, shapes))}); "
+                             f"numpy's broadcasting would align one's batch axis with the other's data")
+        if len(a) not in (2, 3):
+            raise LayerError(f"multiplies tensors of two or three axes besides the batch, got "
+                             f"{', '.join(map(shape_text, shapes))}: the product of (features,) vectors is one of "
+                             f"the batch's matrices, mixing its examples (a Dot layer takes each example's)")
+        if a[-1] != b[-2]:
+            raise LayerError(f"cannot multiply {shape_text(a)} by {shape_text(b)}: the first's last axis ({a[-1]}) "
+                             f"must be the second's next to last ({b[-2]})")
+        return (*broadcast((a[:-2], b[:-2])), a[-2], b[-1])
+
+
+@layer_type
+@dataclass(frozen=True, kw_only=True)
 class Add(BinaryOperation):
     FUNCTION: ClassVar[str] = "add"
 
