@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lightning_mnist.serving.api import DigitAPI
-from lightning_mnist.serving.uploads import BODY_TIMEOUT, MAX_BYTES
+from lightning_mnist.serving.uploads import BODY_TIMEOUT, MAX_BYTES, MAX_REQUEST_HEADERS
 
 PAGE = "page/index.html"
 REQUEST_TIMEOUT = 30.0  # seconds a request may wait for a worker before LitServe answers 504
@@ -72,22 +72,29 @@ def build_server(weights: str | Path, keras_weights: str | Path | None = None, w
 
 
 def json_error_protocol() -> type:
-    """uvicorn's HTTP protocol (httptools', else h11's), answering a request it cannot parse in JSON too.
+    """uvicorn's h11 HTTP protocol, answering a request it cannot parse in JSON too.
 
-    A malformed request line or header (``Content-Length: abc``) never reaches the app: uvicorn
-    answers it with a plain-text 400 of its own. Clients of this API read ``{"error": ...}`` from
-    every 4xx, so this one is said the same way (uvicorn takes the protocol class as ``http=``).
+    h11, not httptools (uvicorn's default where it is installed): httptools takes request
+    headers of any size (200 MB of them took an HTTP process to 3.8 GB), h11 keeps no more than
+    :data:`~lightning_mnist.serving.uploads.MAX_REQUEST_HEADERS` of a request before its headers
+    end and refuses it then; its per-request cost is small beside a prediction's. A malformed
+    request line or header (``Content-Length: abc``) never reaches the app: uvicorn answers it with
+    a plain-text 400 of its own; clients of this API read ``{"error": ...}`` from every 4xx, so this
+    one is said the same way (uvicorn takes the protocol class as ``http=``).
     """
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Protocol
-    except ImportError:  # uvicorn without httptools
-        from uvicorn.protocols.http.h11_impl import H11Protocol as Protocol
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class JsonErrorProtocol(Protocol):
+    class JsonErrorProtocol(H11Protocol):
         def send_400_response(self, msg: str) -> None:
-            body = json.dumps({"error": f"malformed HTTP request: {' '.join(msg.split())}"}).encode()
-            self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
-                                 b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+            if len(self.conn.trailing_data[0]) > MAX_REQUEST_HEADERS:  # h11's bound on what precedes a body
+                status, error = b"431 Request Header Fields Too Large", (
+                    f"the request's line and headers are over {MAX_REQUEST_HEADERS:,} bytes (a browser sends about "
+                    f"one thousand)")
+            else:
+                status, error = b"400 Bad Request", f"malformed HTTP request: {' '.join(msg.split())}"
+            body = json.dumps({"error": error}).encode()
+            self.transport.write(b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                                 b"connection: close\r\n\r\n%s" % (status, len(body), body))
             self.transport.close()
 
     return JsonErrorProtocol
@@ -96,4 +103,4 @@ def json_error_protocol() -> type:
 def serve(server: ls.LitServer, host: str = "127.0.0.1", port: int = 8000, api_servers: int = 1) -> None:
     """Run ``server`` until Ctrl-C or SIGTERM (blocks); ``api_servers`` HTTP processes share the port."""
     server.run(host=host, port=port, num_api_servers=api_servers, generate_client_file=False, log_level="warning",
-               access_log=False, http=json_error_protocol())
+               access_log=False, http=json_error_protocol(), h11_max_incomplete_event_size=MAX_REQUEST_HEADERS)

@@ -43,11 +43,18 @@ from mnist_common.images.preparation import prepare_bytes
 FIELD = "file"  # the multipart field that holds the picture
 BACKENDS = ("torch", "keras", "onnx")
 # A browser's upload sends one part; 200,000 empty ones (in a form nested in the form, too) fit in 10 MB and took
-# the email parser 17 s of a process's CPU
-MAX_FORM_PARTS = 100
+# the email parser 17 s of a process's CPU, 100 parts of 16 KiB headers a minute
+MAX_FORM_PARTS = 20
 # A browser's part headers are under 300 bytes; the parser's time and memory grow with the square of crafted ones
-# (a file name of 300,000 encoded words, 4 MB: 22 GB; 200,000 continuations: 3 minutes of CPU)
-MAX_PART_HEADERS = 16 * 1024
+# (a file name of 300,000 encoded words, 4 MB: 22 GB; 200,000 continuations: 3 minutes of CPU; a comment of 16 KB
+# of parentheses 0.65 s)
+MAX_PART_HEADERS = 1024
+# The request's own Content-Type goes to the same parser, once for each part: a browser's is under 100 characters (a
+# comment of 20 KB took 4 s)
+MAX_CONTENT_TYPE = 256
+# The request line and headers an HTTP process keeps before a request's headers end (h11's default; a browser's are
+# about a kilobyte): more is refused with a 431 (uvicorn's default parser, httptools, kept 200 MB of them)
+MAX_REQUEST_HEADERS = 16 * 1024
 MAX_FORM_NESTING = 4  # forms within forms: checked this deep, and refused deeper
 MAX_BYTES = 10 * 1024 * 1024  # the default body limit: a phone photo of a digit fits, a drawn one is ~10 KiB
 BODY_TIMEOUT = 30.0  # the default seconds a request body may stall between two pieces before 408
@@ -152,7 +159,11 @@ EMAIL_PARSER_ERRORS = (RecursionError, ValueError, LookupError, IndexError, emai
 
 
 def body_kind(content_type: str) -> str:
-    """"image" (the body is the picture) or "form" (multipart: the picture is the field ``file``); else 415."""
+    """"image" (the body is the picture) or "form" (multipart: the picture is the field ``file``); else 415, or 400
+    for a header longer than :data:`MAX_CONTENT_TYPE`, before the parser reads it."""
+    if len(content_type) > MAX_CONTENT_TYPE:
+        raise refuse(BAD_REQUEST, f"the Content-Type header is {len(content_type):,} characters, more than "
+                                  f"{MAX_CONTENT_TYPE:,} (a browser sends under 100)")
     header = email.message.Message()
     try:
         header["content-type"] = content_type
@@ -202,7 +213,7 @@ def _check_part_headers(content_type: str, body: bytes, depth: int = 0) -> None:
     ``boundary*=utf-8''B`` too), on a line of its own (the text ``--B`` inside a header is no boundary), the headers
     ending at the first empty line."""
     declared = email.message.Message()
-    declared["content-type"] = content_type  # the request's header (bounded by the server) or a part's (by this)
+    declared["content-type"] = content_type  # the request's header (bounded by body_kind) or a part's (by this)
     boundary = declared.get_boundary()  # what the parser splits the form on
     if not boundary:
         return  # the parser says what is wrong with it
