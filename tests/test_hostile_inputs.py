@@ -218,6 +218,29 @@ def test_a_keras_files_own_words_reach_the_terminal_escaped(model_files, mnist_d
     assert all(sum(line.startswith(f"  {layer.name} ({layer.type})") for line in lines) == 1 for layer in layers), out
 
 
+def test_a_build_config_larger_than_the_model_is_refused_before_keras_builds_it(model_files, monkeypatch, capsys):
+    """Keras builds each layer at its ``build_config`` when it loads a file, allocating its weights for that input
+    before any are compared: a 30 KB file's Dense declared for 100 million inputs took 13 GB (hostile round 7)."""
+    import zipfile
+
+    monkeypatch.chdir(model_files)
+    with zipfile.ZipFile("model.keras") as source, zipfile.ZipFile("built.keras", "w") as built:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "config.json":
+                config = json.loads(data)
+                dense = next(e for e in config["config"]["layers"] if e["class_name"] == "Dense")
+                dense["build_config"] = {"input_shape": [None, 100_000_000]}
+                data = json.dumps(config).encode()
+            built.writestr(name, data)
+    for backend in ("keras", "torch"):
+        code, error, _ = main_error(main, ["predict", "digit.png", "--weights", "built.keras", "--backend", backend],
+                                    capsys)
+        assert code == 2 and error.startswith(f"error: built.keras: layer {dense['config']['name']}'s build_config "
+                                              f"declares an input of shape 100000000 (100,000,000 values), larger "
+                                              f"than any tensor of the model"), error
+
+
 OUTPUTS = {  # a command line writing `target`, and the flag its refusal names
     "convert": (["convert", "model.keras", "{target}"], "out.ckpt", "dst"),
     "predict --show": (["predict", "digit.png", "--weights", "model.ckpt", "--show", "{target}"], "shown.png", "--show"),

@@ -247,6 +247,14 @@ def test_a_sequence_too_long_to_run_step_by_step_is_refused_in_one_line():
            "small operator group per step)" in str(info.value) and "\n" not in str(info.value)
 
 
+def nested_wrappers(depth: int) -> dict:
+    """A Dense in ``depth`` TimeDistributed wrappers, as Keras serialises them."""
+    layer = {"class_name": "Dense", "config": {"units": 4}}
+    for _ in range(depth):
+        layer = {"class_name": "TimeDistributed", "config": {"layer": layer}}
+    return layer
+
+
 def test_a_time_distributed_layer_needs_steps_of_one_axis_or_more():
     """Over a flat vector each step would be one number, which Keras refuses (it needs inputs of three axes or
     more); a layer giving one number a step is refused too."""
@@ -254,7 +262,13 @@ def test_a_time_distributed_layer_needs_steps_of_one_axis_or_more():
             ({"input_shape": [784], "layers": [{"type": "TimeDistributed", "layer": {"type": "Dense", "units": 4}}]},
              "needs steps of at least one axis each ((steps, features) or (steps, ..., channels)), got 784"),
             ({"input_shape": [9, 5], "layers": [{"type": "TimeDistributed", "layer": {"type": "ops.sum"}}]},
-             "layer must be a supported Keras layer called on one tensor, got 'ops.sum'")):
+             "layer must be a supported Keras layer called on one tensor, got 'ops.sum'"),
+            # a crafted file's wrappers 200 deep ran the parser past Python's stack (hostile round 7)
+            ({"input_shape": [9, 5], "layers": [{"type": "TimeDistributed", "layer": nested_wrappers(200)}]},
+             "layer wraps layers in wrappers more than 8 deep"),
+            ({"input_shape": [9, 5], "layers": [{"type": "TimeDistributed", "layer": {"class_name": "Dense",
+                                                                                       "config": "units=4"}}]},
+             "layer (Dense) has a config that is no mapping (str)")):
         with pytest.raises(ArchitectureError) as info:
             Architecture.from_config({**config, "layers": [*config["layers"], {"type": "Flatten"},
                                                            {"type": "Dense", "units": 10}]})

@@ -167,6 +167,20 @@ class GRU(_Gated):
 
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 SIDES = ("forward", "backward")
+# How deep wrappers may wrap wrappers: a TimeDistributed of a TimeDistributed of a layer (a (steps, steps, features)
+# input) is two; a crafted file of 200 of them ran the parser past Python's stack
+MAX_WRAPPER_DEPTH = 8
+
+
+def wrapper_depth(value: Any) -> int:
+    """How many layers deep ``value`` (a wrapped layer as Keras serialises it, or a description's entry) holds
+    further wrapped layers (``layer``), counted without recursion, no further than :data:`MAX_WRAPPER_DEPTH` + 1."""
+    depth = 0
+    while isinstance(value, dict) and depth <= MAX_WRAPPER_DEPTH:
+        value = value.get("config") if isinstance(value.get("config"), dict) else value
+        value = value.get("layer") if isinstance(value, dict) else None
+        depth += value is not None
+    return depth
 
 
 def wrapped_layer(value: Any, setting: str, kind: type[Layer] = Layer,
@@ -175,6 +189,8 @@ def wrapped_layer(value: Any, setting: str, kind: type[Layer] = Layer,
     config.json holds), as a description's entry (``{"type": "LSTM", "units": 8}``) or as a description: a ``kind``
     (``kinds`` in words) called on one tensor."""
     if isinstance(value, dict) and ("class_name" in value or "type" in value):
+        if wrapper_depth(value) > MAX_WRAPPER_DEPTH:
+            raise LayerError(f"{setting} wraps layers in wrappers more than {MAX_WRAPPER_DEPTH} deep")
         name = value.get("class_name", value.get("type"))
         found = LAYER_TYPES.get(name) if isinstance(name, str) and name.isidentifier() else None
         if found is None or not issubclass(found, kind):
@@ -182,6 +198,8 @@ def wrapped_layer(value: Any, setting: str, kind: type[Layer] = Layer,
         if value.get("module") not in (None, "keras.layers") or value.get("registered_name") not in (None, name):
             raise LayerError(f"{setting} is a custom class ({value.get('registered_name') or name}); only Keras' "
                              f"own layers are supported")
+        if "class_name" in value and not isinstance(value.get("config") or {}, dict):
+            raise LayerError(f"{setting} ({name}) has a config that is no mapping ({type(value['config']).__name__})")
         try:
             if "class_name" in value:
                 value = found.from_keras(dict(value.get("config") or {}))
