@@ -8,11 +8,11 @@ never silently wrong pixels.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,11 @@ SHA256 = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
+# Their sizes, so that a mirror's answer is read and uncompressed no further (a 4 MB gzip of 4 GiB of zeros took 8 GB
+# before its checksum was looked at)
+SIZES = {"train-images-idx3-ubyte": 47_040_016, "train-labels-idx1-ubyte": 60_008,
+         "t10k-images-idx3-ubyte": 7_840_016, "t10k-labels-idx1-ubyte": 10_008}
+MAX_DOWNLOAD = 16 << 20  # bytes read of a mirror's answer: the largest file is 9.9 MB compressed
 # torchvision's mirrors, tried in order; files there are gzip-compressed.
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -80,10 +85,14 @@ def _download(name: str, directory: Path) -> None:
     for mirror in MIRRORS:
         try:
             with urllib.request.urlopen(f"{mirror}{name}.gz", timeout=30) as response:
-                payload = response.read()
-            data = gzip.decompress(payload)
-        except (OSError, EOFError) as err:  # URLError, timeouts and bad gzip are OSErrors
+                payload = response.read(MAX_DOWNLOAD + 1)
+            data = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(payload, SIZES[name] + 1)  # a gzip member
+        except (OSError, EOFError, zlib.error) as err:  # URLError and timeouts are OSErrors
             errors.append(f"{mirror}: {err}")
+            continue
+        if len(payload) > MAX_DOWNLOAD or len(data) != SIZES[name]:
+            errors.append(f"{mirror}: not MNIST's file (more than {MAX_DOWNLOAD:,} bytes, or not "
+                          f"{SIZES[name]:,} uncompressed)")
             continue
         if hashlib.sha256(data).hexdigest() != SHA256[name]:
             errors.append(f"{mirror}: checksum mismatch")

@@ -114,6 +114,16 @@ def test_download_fetches_verifies_and_loads(mirror, tmp_path, mnist):
 
 
 def test_download_with_wrong_checksum_is_refused(mirror, tmp_path):
-    (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01" + bytes(100)))
+    (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01" + bytes(10_004)))
     with pytest.raises(UserError, match="checksum mismatch"):
+        load_mnist(tmp_path / "downloaded")
+
+
+def test_a_mirrors_answer_is_read_and_uncompressed_no_further_than_mnists_sizes(mirror, tmp_path):
+    """A mirror's answer was read whole and uncompressed whole before its checksum was looked at: a 4 MB gzip of
+    4 GiB of zeros took 8 GB, or a MemoryError traceback (hostile round 7). A plain http mirror is one of the two."""
+    (mirror / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(bytes(64 << 20), 1))
+    with pytest.raises(UserError, match=r"t10k-images-idx3-ubyte is missing and could not be downloaded \(http://"
+                                        r"127\.0\.0\.1:\d+/: not MNIST's file \(more than 16,777,216 bytes, or not "
+                                        r"7,840,016 uncompressed\)\)"):
         load_mnist(tmp_path / "downloaded")
