@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from bridge_check import (SAMPLERS, L, assert_keras_layer_refused, assert_matches_keras,
+from bridge_check import (SAMPLERS, L, architecture_of, assert_keras_layer_refused, assert_matches_keras,
                           assert_settings_round_trip, converts_and_comes_back, keras, network_of,
                           predicts_alike_on_both_backends, randomised, sampler, sequential_case)
 from lightning_mnist.models.initializers import initialize_
@@ -274,6 +274,36 @@ def test_a_time_distributed_layer_needs_steps_of_one_axis_or_more():
                                                            {"type": "Dense", "units": 10}]})
         assert re.search(r"layer 0 \((time_distributed, )?TimeDistributed\): " + re.escape(message), str(info.value))
         assert "\n" not in str(info.value)
+
+
+def test_a_time_distributed_layers_softmax_or_sigmoid_is_read_as_its_layers():
+    """A TimeDistributed(Dense(10, activation="softmax")) at the output gives probabilities, as its layer does: they
+    were read as logits and softmaxed again by predict, .onnx, test and fit (Keras' P(7) 0.892 became 0.211; zoo
+    round 7), its sigmoid taken for logits, and a dropout of softmax probabilities inside one called a change."""
+    flat = keras.Input((784,))
+    one_step = L.Reshape((1, 16))(L.Dense(16, activation="relu")(flat))
+    rows = keras.Input((28, 28))
+    softmaxes = {
+        "dense": keras.Model(flat, L.Flatten()(L.TimeDistributed(L.Dense(10, activation="softmax"))(one_step))),
+        "softmax_layer": keras.Model(flat, L.Flatten()(L.TimeDistributed(L.Softmax())(
+            L.Reshape((1, 10))(L.Dense(10)(flat))))),
+        "mean_of_the_rows": keras.Model(rows, L.GlobalAveragePooling1D()(L.TimeDistributed(L.Dense(
+            10, activation="softmax"))(rows))),
+        "dropout_inside": keras.Model(flat, L.Flatten()(L.TimeDistributed(L.Dropout(0.5))(L.Reshape((1, 10))(
+            L.Dense(10, activation="softmax")(flat))))),
+        "each_rows_softmax_dropped_out": keras.Model(rows, L.GlobalAveragePooling1D()(L.TimeDistributed(
+            L.Dropout(0.3))(L.TimeDistributed(L.Dense(10, activation="softmax"))(rows)))),
+        "one_distribution_along_the_steps": keras.Model(flat, L.Flatten()(L.TimeDistributed(L.Dropout(0.5))(
+            L.Softmax(axis=1)(L.Reshape((10, 1))(L.Dense(10)(flat)))))),
+    }
+    for name, model in softmaxes.items():
+        architecture = architecture_of(model)
+        assert architecture.outputs_probabilities and architecture.probabilities_changed is None, name
+        assert_matches_keras(model, source=name)
+    sigmoid = keras.Model(flat, L.Flatten()(L.TimeDistributed(L.Dense(10, activation="sigmoid"))(one_step)))
+    assert architecture_of(sigmoid).independent_probabilities_from.layer.type == "TimeDistributed"
+    over_steps = keras.Model(rows, L.Flatten()(L.TimeDistributed(L.Softmax(axis=1))(L.Reshape((1, 28, 28))(rows))))
+    assert architecture_of(over_steps).nodes[-2].layer.softmax_axis() == 2  # a step's axis 1 is the output's 2
 
 
 @pytest.mark.parametrize("frozen, trains", [("wrapper", True), ("layer", False)])

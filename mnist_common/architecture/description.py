@@ -520,7 +520,7 @@ class Architecture:
         :meth:`~mnist_common.architecture.layers.Layer.keeps_distributions` says of them); else None."""
         source: dict[str, Node | None] = {self.input_name: None}
         for node in self.nodes:
-            if getattr(node.layer, "activation", None) in INDEPENDENT_PROBABILITIES:
+            if node.layer.output_activation() in INDEPENDENT_PROBABILITIES:
                 source[node.name] = node
             else:
                 found = {source[i] for i in node.inputs}

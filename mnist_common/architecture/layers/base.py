@@ -438,6 +438,11 @@ class Layer:
     # transpose; a dropout, the identity then): one distribution over all its input's values stays one.
     REARRANGES: ClassVar[bool] = False
 
+    def output_activation(self) -> str | None:
+        """The activation its outputs come out of (a ``sigmoid``: independent probabilities), None where it has
+        none."""
+        return getattr(self, "activation", None)
+
     def softmax_axis(self) -> int | None:
         """The axis of the softmax it ends with (Keras': the batch is 0, -1 the last), None where it has none: a
         ``softmax`` activation's is the last."""

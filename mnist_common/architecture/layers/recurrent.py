@@ -408,3 +408,21 @@ class TimeDistributed(Layer):
 
     def in_float32(self) -> TimeDistributed:
         return dataclasses.replace(self, dtype=FLOAT32, layer=self.layer.in_float32())
+
+    # What its outputs are, read from its layer's on each step (zoo round 7: a TimeDistributed(Dense(10,
+    # activation="softmax")) output was read as logits and softmaxed again, its sigmoid was taken for logits)
+
+    def softmax_axis(self) -> int | None:
+        """Its layer's, counted in its output: a step's axis a (the batch 0) is a + 1 here, the steps being 1."""
+        axis = self.layer.softmax_axis()
+        return axis + 1 if axis is not None and axis > 0 else axis
+
+    def output_activation(self) -> str | None:
+        return self.layer.output_activation()
+
+    def keeps_distributions(self, *shapes: Shape) -> bool:
+        return self.layer.keeps_distributions(self.step_shape(shapes[0]))
+
+    @property
+    def REARRANGES(self) -> bool:  # (the class constant of the other kinds, read from its layer here)
+        return self.layer.REARRANGES
