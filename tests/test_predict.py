@@ -92,6 +92,12 @@ def make_bad_images(directory: Path) -> dict[str, str]:
     header = struct.pack(">IIBBBBB", 30_001, 1, 8, 0, 0, 0, 0)  # few pixels, one side beyond the limit
     (directory / "long.png").write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
                                          + _chunk(b"IDAT", zlib.compress(bytes(30_002))) + _chunk(b"IEND", b""))
+    # a progressive JPEG whose last scan comes 100 times more: each decodes the whole picture again (hostile round 7)
+    progressive = io.BytesIO()
+    noise.save(progressive, "JPEG", progressive=True)
+    scans = progressive.getvalue()
+    last = scans.rindex(b"\xff\xda")
+    (directory / "scans.jpg").write_bytes(scans[:-2] + scans[last:-2] * 100 + b"\xff\xd9")
     nan_digit = np.zeros((64, 64), np.float32)
     nan_digit[16:48, 28:36], nan_digit[0, 0] = 1.0, np.nan
     Image.fromarray(nan_digit).save(directory / "nan.tiff")  # a float TIFF: NaN is a value it can hold
@@ -111,6 +117,7 @@ def make_bad_images(directory: Path) -> dict[str, str]:
         "bomb.png": "refused: more than the limit of 64 megapixels",  # beyond even Pillow's own ceiling
         "huge.png": "than the limit of 64 megapixels",
         "long.png": "refused: 30001x1 pixels has a side longer than the limit of 30000 pixels",
+        "scans.jpg": "refused: a JPEG of 106 scans, more than the limit of 64 (a progressive JPEG has about 10",
     }
 
 

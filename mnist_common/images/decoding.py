@@ -20,6 +20,11 @@ from mnist_common.files import os_reason
 
 MAX_PIXELS = 64_000_000  # larger images are refused unread (a decompression bomb, or far more than a digit needs)
 MAX_SIDE = 30_000
+# A progressive JPEG is decoded scan by scan, each over the whole picture: libjpeg's own progressive files have 6 to
+# 10 scans, but a crafted one repeating its last a thousand times took 29 s for 1.6 MB (hostile round 7). Counted as
+# start-of-scan markers, which entropy-coded data never holds (a 0xFF there is followed by 0x00 or a restart marker).
+MAX_JPEG_SCANS = 64
+START_OF_SCAN = b"\xff\xda"
 WORK_SIDE = 1024  # larger images are reduced (by an integer factor) to at most this a side before the float work
 FILE_SIZE = "lightning_mnist.file_size"  # image.info key: a JPEG decoded at a reduced scale keeps its (width, height)
 # The formats a picture of a digit is read in: Pillow's raster formats that it decodes itself. Not its every plugin:
@@ -129,6 +134,10 @@ def decode_image(data: bytes, name: str | os.PathLike = "image") -> Image.Image:
     if max(width, height) > MAX_SIDE:
         raise ImageError(name, f"refused: {width}x{height} pixels has a side longer than the limit of {MAX_SIDE} "
                                f"pixels (a decompression bomb?)")
+    if image.format == "JPEG" and data.count(START_OF_SCAN) > MAX_JPEG_SCANS:
+        raise ImageError(name, f"refused: a JPEG of {data.count(START_OF_SCAN):,} scans, more than the limit of "
+                               f"{MAX_JPEG_SCANS} (a progressive JPEG has about 10; each scan decodes the whole "
+                               f"picture again)")
     try:
         if image.format == "JPEG" and max(width, height) > WORK_SIDE:
             # let libjpeg decode at a reduced scale (1/2, 1/4, 1/8) that still has WORK_SIDE pixels on the long side
