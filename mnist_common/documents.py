@@ -185,3 +185,18 @@ def count_values(value: Any, limit: int = MAX_DOCUMENT_VALUES) -> int:
         elif isinstance(item, (list, tuple)):
             pending.extend(item)
     return count
+
+
+def value_depth(value: Any, limit: int = MAX_DOCUMENT_DEPTH) -> int:
+    """How deep ``value``'s mappings, lists and tuples nest (a scalar: 0), walked without recursion and no deeper
+    than ``limit`` + 1: what a loaded document (a checkpoint's recorded settings) is checked against before a walk
+    that recurses (jsonargparse's) meets it."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if not isinstance(item, (dict, list, tuple)) or depth > limit:
+            continue
+        deepest = max(deepest, depth + 1)
+        children = list(item.values()) if isinstance(item, dict) else item
+        pending.extend((child, depth + 1) for child in children)
+    return deepest

@@ -505,6 +505,25 @@ def test_a_checkpoint_whose_settings_expand_to_billions_is_refused_at_once(comma
     assert not (model_files / "out.keras").exists()
 
 
+@pytest.mark.parametrize("command", [["test", "--ckpt_path", "deep.ckpt"], ["predict", "digit.png", "--weights",
+                                                                           "deep.ckpt"]])
+def test_a_checkpoint_whose_settings_nest_deep_is_refused_in_one_line(command, model_files, monkeypatch, capsys):
+    """A recorded setting of lists 900 deep ran jsonargparse's walk of a resumed or tested run's settings past
+    Python's stack: a 2,981-line RecursionError traceback (hostile round 7)."""
+    import torch
+
+    contents = torch.load(model_files / "model.ckpt", weights_only=True)
+    deep: list = []
+    for _ in range(200):  # (900 in the helper's file; pickling that deep needs a higher recursion limit)
+        deep = [deep]
+    contents["hyper_parameters"]["notes"] = deep
+    torch.save(contents, model_files / "deep.ckpt")
+    monkeypatch.chdir(model_files)
+    code, error, _ = main_error(main, command, capsys)
+    assert code == 2 and error == ("error: deep.ckpt: its recorded settings (hyper_parameters) nest lists or mappings "
+                                   "more than 64 deep (a run records a few levels)"), error
+
+
 def test_a_refusal_quoting_a_huge_value_stays_a_readable_line(tmp_path, monkeypatch, capsys):
     """A description whose ``filters`` is a list of 200,000 numbers was refused in a 2.7 MB error line (a helper's):
     the line keeps its start and end, and says how much it left out."""
