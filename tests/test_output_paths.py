@@ -213,6 +213,14 @@ def test_an_output_dir_too_deep_for_a_runs_files_is_refused_before_any_work(prog
     assert error.startswith(f"error: --output_dir ...{'c' * 40}: a path of {len(os.fsencode(str(deep))):,} bytes "
                             f"leaves no room for a run's files below it"), error
     assert out == "" and list(deep.iterdir()) == []
+    if program is main:  # the run's checkpoint folder given by path: the same room for its checkpoints' names
+        for flag in ("--checkpoint.dirpath", "--trainer.callbacks"):
+            value = str(deep) if flag.startswith("--checkpoint") else (
+                f"[{{class_path: ModelCheckpoint, init_args: {{dirpath: '{deep}'}}}}]")
+            error, out = refused([command, flag, value, "--output_dir", "runs", "--data.subset", "200",
+                                  "--trainer.max_epochs", "1"], capsys, program)  # (a short run, were it taken)
+            assert f"...{'c' * 40}: a path of {len(os.fsencode(str(deep))):,} bytes leaves no room" in error, error
+        assert list(tmp_path.iterdir()) == [tmp_path / ("c" * 200)]  # no run folder
 
 
 @pytest.mark.parametrize("program, command", [(main, "fit"), (main, "cv"), (keras_main, "train")])

@@ -347,6 +347,7 @@ class MnistCLI(LightningCLI):
         check_writable(Path(config.output_dir) / FRAMEWORK, "--output_dir")
         dirpath = config.checkpoint.get("dirpath") if "checkpoint" in config else None
         if isinstance(dirpath, (str, os.PathLike)) and "://" not in str(dirpath):  # else the run folder's own
+            check_output_room("--checkpoint.dirpath", str(dirpath))  # a name too long: at the first save, too
             check_writable(dirpath, "--checkpoint.dirpath")  # not after the first epoch, at its first save
         ensure_files(data.data_dir, download=data.download)
         self._check_split_settings(subcommand, config)
@@ -962,6 +963,7 @@ def check_checkpoint_folder(label: str, dirpath: Any) -> None:
     reuses.)"""
     if not isinstance(dirpath, (str, os.PathLike)) or "://" in str(dirpath):
         return
+    check_output_room(label, str(dirpath))
     folder = Path(dirpath)
     if folder.is_dir() and any(folder.glob(f"*{CKPT_SUFFIX}")):
         raise UserError(f"{label} {dirpath}: already holds checkpoints (another run's?), which this run's would "
