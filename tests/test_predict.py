@@ -98,6 +98,8 @@ def make_bad_images(directory: Path) -> dict[str, str]:
     scans = progressive.getvalue()
     last = scans.rindex(b"\xff\xda")
     (directory / "scans.jpg").write_bytes(scans[:-2] + scans[last:-2] * 100 + b"\xff\xd9")
+    with open(directory / "video.png", "wb") as video:  # sparse: 300 MB on the disk's books, none written
+        video.truncate(300 << 20)
     nan_digit = np.zeros((64, 64), np.float32)
     nan_digit[16:48, 28:36], nan_digit[0, 0] = 1.0, np.nan
     Image.fromarray(nan_digit).save(directory / "nan.tiff")  # a float TIFF: NaN is a value it can hold
@@ -117,6 +119,7 @@ def make_bad_images(directory: Path) -> dict[str, str]:
         "bomb.png": "refused: more than the limit of 64 megapixels",  # beyond even Pillow's own ceiling
         "huge.png": "than the limit of 64 megapixels",
         "long.png": "refused: 30001x1 pixels has a side longer than the limit of 30000 pixels",
+        "video.png": "refused: 314,572,800 bytes, more than the limit of 268,435,456",
         "scans.jpg": "refused: a JPEG of 106 scans, more than the limit of 64 (a progressive JPEG has about 10",
     }
 

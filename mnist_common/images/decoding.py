@@ -20,6 +20,9 @@ from mnist_common.files import os_reason
 
 MAX_PIXELS = 64_000_000  # larger images are refused unread (a decompression bomb, or far more than a digit needs)
 MAX_SIDE = 30_000
+# A picture file's bytes, read whole before its header is looked at: a 64-megapixel picture takes 192 MB uncompressed
+# (a video or a disk image named .png took its size in memory, or a MemoryError traceback)
+MAX_FILE_BYTES = 256 << 20
 # A progressive JPEG is decoded scan by scan, each over the whole picture: libjpeg's own progressive files have 6 to
 # 10 scans, but a crafted one repeating its last a thousand times took 29 s for 1.6 MB (hostile round 7). Counted as
 # start-of-scan markers, which entropy-coded data never holds (a 0xFF there is followed by 0x00 or a restart marker).
@@ -97,6 +100,9 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise ImageError(path, "is not a regular file (a device, FIFO or socket), not an image")
     if st.st_size == 0:
         raise ImageError(path, "is empty (0 bytes)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ImageError(path, f"refused: {st.st_size:,} bytes, more than the limit of {MAX_FILE_BYTES:,} (a picture "
+                               f"of {MAX_PIXELS // 1_000_000} megapixels takes less)")
     try:
         data = p.read_bytes()
     except OSError as err:
