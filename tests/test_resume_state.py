@@ -50,6 +50,17 @@ TAMPERED = {  # what is changed in the run's last.ckpt, what the one line says
     "NaN moments (trained on NaN)": (lambda c: _first_moment(c, lambda m: torch.full_like(m, float("nan"))),
                                      "exp_avg of parameter 0 holds NaN or infinite values"),
     "a sparse moment": (lambda c: _first_moment(c, lambda m: m.to_sparse()), "is a sparse_coo tensor"),
+    # hostile round 7: one float expanded to the moment's shape (stride 0) made the fused Adam step write past it
+    # (SIGSEGV); moments sharing one tensor, or a negative step count, trained to NaN without a word
+    "a moment over one float (was a segmentation fault)": (
+        lambda c: _first_moment(c, lambda m: torch.zeros(1).expand(m.shape)),
+        "exp_avg of parameter 0 is no tensor of its own (its values overlap in memory, or share another's)"),
+    "two moments in one tensor (trained on NaN)": (
+        lambda c: c["optimizer_states"][0]["state"][0].update(exp_avg_sq=c["optimizer_states"][0]["state"][0][
+            "exp_avg"]), "exp_avg_sq of parameter 0 is no tensor of its own"),
+    "a negative step count (trained on NaN)": (
+        lambda c: c["optimizer_states"][0]["state"][0].update(step=torch.tensor(-5.0)),
+        "step of parameter 0 is -5.0, not a count of steps"),
     "an optimizer of one group": (
         lambda c: c["optimizer_states"][0].update(param_groups=[{"lr": 0.1, "params": [0]}]),
         "has parameter groups of [1] parameters; this run's optimizer steps groups of [4, 8]"),

@@ -133,6 +133,32 @@ def _plain_settings(settings: dict) -> bool:
     return all(isinstance(key, str) and plain(value) for key, value in settings.items())
 
 
+def _own_memory(tensor: torch.Tensor, storages: set[int]) -> bool:
+    """Whether ``tensor``'s values each have a place of their own, in memory no tensor seen before (``storages``)
+    holds, within its storage: laid out densely (row-major, or channels-last) from its offset. A crafted checkpoint's
+    moments expanded over one float (stride 0) passed every other check, and the fused Adam step wrote 1,152 bytes
+    into a 4-byte allocation: the resuming process died of SIGSEGV (hostile round 7); moments sharing one tensor
+    trained to NaN without a word."""
+    dense = tensor.is_contiguous() or (tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last))
+    storage = tensor.untyped_storage()
+    if not dense or storage.nbytes() < (tensor.storage_offset() + tensor.numel()) * tensor.element_size():
+        return False
+    if storage.data_ptr() in storages:
+        return False
+    storages.add(storage.data_ptr())
+    return True
+
+
+def _count_value(value: Any) -> bool:
+    """A step count: a whole number, 0 or more (a tensor of one, as torch keeps it, or a number)."""
+    number = float(value) if not isinstance(value, torch.Tensor) or value.numel() == 1 else -1.0
+    return number >= 0 and number.is_integer()
+
+
+def _shown(value: Any) -> str:
+    return repr(value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value)
+
+
 def _check_optimizer_state(state: Any, groups: list[list[torch.nn.Parameter]], where: str) -> None:
     """A torch optimizer's ``state_dict`` for ``groups``: groups of their sizes naming each parameter once, in
     order (as torch numbers them), settings of finite numbers, and per-parameter tensors of the parameter's shape
@@ -154,6 +180,7 @@ def _check_optimizer_state(state: Any, groups: list[list[torch.nn.Parameter]], w
         if not _plain_settings(settings) or not _finite_number(settings.get("lr", 0.0)) and not isinstance(
                 settings.get("lr"), torch.Tensor):
             raise UserError(f"{what}: a parameter group's settings are not finite numbers and flags ({settings})")
+    storages: set[int] = set()  # where each tensor's values lie: no two of them share memory
     for index, values in per_parameter.items():
         if not (_count(index) and index < len(parameters)) or not isinstance(values, dict):
             raise UserError(f"{what} holds values for {index!r}, which is none of the network's parameters")
@@ -168,3 +195,9 @@ def _check_optimizer_state(state: Any, groups: list[list[torch.nn.Parameter]], w
                                 f"parameter's shape is {shape}")
             elif not bool(torch.isfinite(value).all()):
                 raise UserError(f"{what}: {name} of parameter {index} holds NaN or infinite values")
+            elif not _own_memory(value, storages):
+                raise UserError(f"{what}: {name} of parameter {index} is no tensor of its own (its values overlap in "
+                                f"memory, or share another's), which a checkpoint torch saved never holds; an "
+                                f"optimizer step would write past it")
+            if name == "step" and not _count_value(value):
+                raise UserError(f"{what}: step of parameter {index} is {_shown(value)}, not a count of steps")
