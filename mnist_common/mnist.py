@@ -97,7 +97,10 @@ def _download(name: str, directory: Path) -> None:
         if hashlib.sha256(data).hexdigest() != SHA256[name]:
             errors.append(f"{mirror}: checksum mismatch")
             continue
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a symbolic link loop on the way, a file where a folder should be, ...
+            raise _problem(directory, f"the folder cannot be made ({err.strerror or err})") from None
         with tempfile.NamedTemporaryFile(dir=directory, delete=False) as tmp:
             tmp.write(data)
         os.replace(tmp.name, directory / name)

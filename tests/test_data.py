@@ -119,6 +119,18 @@ def test_download_with_wrong_checksum_is_refused(mirror, tmp_path):
         load_mnist(tmp_path / "downloaded")
 
 
+def test_a_data_folder_that_loops_is_one_line_where_the_download_would_go(mirror, tmp_path):
+    """A data folder that is a symbolic link loop, or whose MNIST/raw links to itself, looks missing, and the
+    download's mkdir raised: an OSError or FileExistsError traceback (hostile round 7)."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "self" / "MNIST").mkdir(parents=True)
+    (tmp_path / "self" / "MNIST" / "raw").symlink_to(tmp_path / "self" / "MNIST" / "raw")
+    for folder in ("loop", "self"):
+        with pytest.raises(UserError, match=r"MNIST data in .*: the folder cannot be made \(Too many levels of "
+                                            r"symbolic links|MNIST data in .*: the folder cannot be made \(File exists"):
+            load_mnist(tmp_path / folder)
+
+
 def test_a_mirrors_answer_is_read_and_uncompressed_no_further_than_mnists_sizes(mirror, tmp_path):
     """A mirror's answer was read whole and uncompressed whole before its checksum was looked at: a 4 MB gzip of
     4 GiB of zeros took 8 GB, or a MemoryError traceback (hostile round 7). A plain http mirror is one of the two."""
