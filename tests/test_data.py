@@ -126,8 +126,8 @@ def test_a_data_folder_that_loops_is_one_line_where_the_download_would_go(mirror
     (tmp_path / "self" / "MNIST").mkdir(parents=True)
     (tmp_path / "self" / "MNIST" / "raw").symlink_to(tmp_path / "self" / "MNIST" / "raw")
     for folder in ("loop", "self"):
-        with pytest.raises(UserError, match=r"MNIST data in .*: the folder cannot be made \(Too many levels of "
-                                            r"symbolic links|MNIST data in .*: the folder cannot be made \(File exists"):
+        with pytest.raises(UserError, match=r"MNIST data in .*: the folder cannot be made \((Too many levels of "
+                                            r"symbolic links|File exists)"):
             load_mnist(tmp_path / folder)
 
 

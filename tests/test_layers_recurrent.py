@@ -350,7 +350,8 @@ def test_recurrent_models_over_mnist_rows_convert_to_every_format_and_back(tmp_p
     """The classic rows model (a GRU over the rows, an LSTM over its steps backwards, a bidirectional LSTM, a
     SimpleRNN) beside Keras' hierarchical RNN (an LSTM over each row's pixels, TimeDistributed, of a pooled image: the
     LiteRT export unrolls every row's), a Conv1D on every row, a convolution's code repeated on every row
-    (RepeatVector) and the rows attended by their similarities (Dot, ops.matmul), as one .keras file: .ckpt, .pt2, .onnx and .tflite
+    (RepeatVector) and the rows attended by their similarities (Dot, ops.matmul), as one .keras
+    file: .ckpt, .pt2, .onnx and .tflite
     proven on MNIST, back to .keras bit for bit, and one digit on both backends."""
     inputs = keras.Input((28, 28, 1))
     rows = L.LSTM(12, return_sequences=True, go_backwards=True)(L.GRU(16, return_sequences=True)(

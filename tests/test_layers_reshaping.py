@@ -208,7 +208,7 @@ def test_keras_layers_outside_what_is_mirrored_are_refused_in_one_line(shape, la
     ([9, 8], {"type": "Cropping1D", "cropping": [1.5, 0]}, "cropping must be a non-negative integer or a pair"),
     ([9, 8], {"type": "UpSampling1D", "size": 0}, "size must be a positive integer, got 0"),
     ([9, 8, 2], {"type": "UpSampling1D"}, "needs an (H, W) map input, got 9x8x2; 1D upsampling works on (steps"),
-    ([9, 8], {"type": "RepeatVector", "n": 3}, "needs a flat vector input, got 9x8; RepeatVector repeats a (features,)"),
+    ([9, 8], {"type": "RepeatVector", "n": 3}, "needs a flat vector input, got 9x8; RepeatVector repeats a"),
     ([9], {"type": "RepeatVector", "n": 0}, "n must be a positive integer, got 0"),
     ([9], {"type": "RepeatVector"}, "layer 0 (RepeatVector): needs n"),
 ])

@@ -210,8 +210,8 @@ def _form_picture(content_type: str, body: bytes) -> tuple[bytes, str]:
 def _check_part_headers(content_type: str, body: bytes, depth: int = 0) -> None:
     """Refuse a part of the form (or of a form within it) whose headers are longer than :data:`MAX_PART_HEADERS`,
     found before the parser reads them as the parser finds them: its boundary as the parser reads it (an RFC 2231
-    ``boundary*=utf-8''B``, an encoded word or a comment around it too), on a line of its own (the text ``--B`` inside a header is no boundary), the headers
-    ending at the first empty line."""
+    ``boundary*=utf-8''B``, an encoded word or a comment around it too), on a line of its own (the text ``--B``
+    inside a header is no boundary), the headers ending at the first empty line."""
     declared = email.message.EmailMessage(policy=email.policy.HTTP)  # read as the parser reads it: an encoded word
     declared["content-type"] = content_type  # or a comment around the boundary is the parser's plain B (round 7)
     boundary = declared.get_boundary()  # what the parser splits the form on
