@@ -9,6 +9,7 @@ never silently wrong pixels.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tempfile
 import urllib.request
@@ -34,10 +35,19 @@ SHA256 = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
+
+
+def idx_bytes(*shape: int) -> int:
+    """An IDX file's size (:func:`_read_idx`): its magic number, a size per axis, then a byte a value."""
+    return 4 + 4 * len(shape) + math.prod(shape)
+
+
 # Their sizes, so that a mirror's answer is read and uncompressed no further (a 4 MB gzip of 4 GiB of zeros took 8 GB
 # before its checksum was looked at)
-SIZES = {"train-images-idx3-ubyte": 47_040_016, "train-labels-idx1-ubyte": 60_008,
-         "t10k-images-idx3-ubyte": 7_840_016, "t10k-labels-idx1-ubyte": 10_008}
+SIZES = {"train-images-idx3-ubyte": idx_bytes(TRAIN_IMAGES, IMAGE_SIZE, IMAGE_SIZE),
+         "train-labels-idx1-ubyte": idx_bytes(TRAIN_IMAGES),
+         "t10k-images-idx3-ubyte": idx_bytes(TEST_IMAGES, IMAGE_SIZE, IMAGE_SIZE),
+         "t10k-labels-idx1-ubyte": idx_bytes(TEST_IMAGES)}
 MAX_DOWNLOAD = 16 << 20  # bytes read of a mirror's answer: the largest file is 9.9 MB compressed
 # torchvision's mirrors, tried in order; files there are gzip-compressed.
 MIRRORS = (
