@@ -478,6 +478,24 @@ def _hostile_onnx_graphs(folder: Path) -> None:
                         helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
                         helper.make_node("Add", ["input", "total"], ["x"])],
          {"shape": np.array([1_000_000, 100_000], np.int64)})
+    save("expansion", [helper.make_node("ReduceMean", ["input"], ["mean"], keepdims=0),  # per run: 1.6 GB
+                       helper.make_node("Expand", ["mean", "shape"], ["big"]),
+                       helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+                       helper.make_node("Add", ["input", "total"], ["x"])],
+         {"shape": np.array([20_000, 20_000], np.int64)})
+    save("data_sized", [helper.make_node("ReduceMax", ["input"], ["top"], keepdims=1),  # as large as a pixel says
+                        helper.make_node("Mul", ["top", "million"], ["scaled"]),
+                        helper.make_node("Cast", ["scaled"], ["size"], to=TensorProto.INT64),
+                        helper.make_node("Reshape", ["size", "flat"], ["shape"]),
+                        helper.make_node("Expand", ["top", "shape"], ["big"]),
+                        helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+                        helper.make_node("Add", ["input", "total"], ["x"])],
+         {"million": np.array([[1e6]], np.float32), "flat": np.array([1], np.int64)})
+    save("batch_squared", [helper.make_node("Transpose", ["input"], ["columns"], perm=[1, 0]),  # (batch, batch)
+                           helper.make_node("MatMul", ["input", "columns"], ["pairs"]),
+                           helper.make_node("ReduceSum", ["pairs", "axis"], ["total"], keepdims=1),
+                           helper.make_node("Add", ["input", "total"], ["x"])],
+         {"axis": np.array([1], np.int64)})
     save("one_row", [helper.make_node("ReduceMean", ["input", "axis"], ["x"], keepdims=1)],
          {"axis": np.array([0], np.int64)})
 
@@ -507,7 +525,14 @@ ONNX_REFUSALS = [
     ("truncated.onnx", "auto", "truncated.onnx is not a readable ONNX model"),
     ("notebook.onnx", "torch", "an .onnx file runs on the onnx backend (auto or onnx), not torch"),
     ("loop.onnx", "onnx", "loop.onnx: its graph holds control flow (Loop), which no MNIST classifier needs"),
-    ("allocation.onnx", "onnx", "allocation.onnx: ONNX Runtime failed to run it on 2 image(s) (Fail: "),
+    ("allocation.onnx", "onnx", "allocation.onnx: its operators' outputs hold 100,000,000,805 values for one image, "
+                                "more than an MNIST model of this bridge may (20,000,000; the largest, ConstantOfShape "
+                                "output big, 100,000,000,000); it is not run"),
+    ("expansion.onnx", "onnx", "its operators' outputs hold 400,000,806 values for one image"),
+    ("data_sized.onnx", "onnx", "data_sized.onnx: ONNX's shape inference cannot tell the shape of Expand output big "
+                                "from the images' shape"),
+    ("batch_squared.onnx", "onnx", "batch_squared.onnx: MatMul output pairs grows faster than the batch (1 values for "
+                                   "one image, 4 for two); it is not run"),
     ("one_row.onnx", "onnx", "one_row.onnx: gave an output of shape (1, 10) for 2 image(s)"),
 ]
 

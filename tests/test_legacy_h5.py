@@ -20,6 +20,7 @@ from lightning_mnist.__main__ import main as command_line
 from lightning_mnist.checkpoints import load_networks
 from lightning_mnist.formats import onnx_model
 from lightning_mnist.models.network import Probabilities
+from mnist_common.keras_file import MAX_H5_LINKS
 
 KERAS2 = REPO / "tests" / "data" / "keras2"
 
@@ -215,6 +216,17 @@ def _with_external_link(tmp_path) -> str:
     return path.name
 
 
+def _with_many_names(tmp_path) -> str:
+    """Each HDF5 name costs ~0.2 ms to check: a million of them took minutes before the refusal."""
+    path = tmp_path / "names.h5"
+    shutil.copyfile(KERAS2 / "keras2_cnn.h5", path)
+    with h5py.File(path, "r+") as h5:
+        h5["spare/0"] = np.zeros(1, np.float32)
+        for index in range(1, MAX_H5_LINKS):
+            h5[f"spare/{index}"] = h5["spare/0"]
+    return path.name
+
+
 def _weights_only(tmp_path) -> str:
     keras.saving.load_model(KERAS2 / "keras2_cnn.h5", compile=False).save_weights(tmp_path / "model.weights.h5")
     return "model.weights.h5"
@@ -276,6 +288,8 @@ def _written(content: bytes, name: str = "model.h5"):
                               "softplus, silu, swish, gelu, exp, log_softmax), tf.concat"),
     (_with_external_link, "refused, the file does not keep its weights inside itself: model_weights/extra is a "
                           "ExternalLink"),
+    (_with_many_names, f"names.h5: the file holds more than {MAX_H5_LINKS:,} HDF5 names, more than any model this "
+                       f"bridge converts stores"),
     (_weights_only, "holds weights alone (save_weights), without the model: save the model itself"),
     (lambda tmp_path: _with_config(tmp_path, {"class_name": "Dense", "config": {"units": 3}}),
      "holds a Dense, not a Keras Sequential or Functional model"),
@@ -309,7 +323,7 @@ def _written(content: bytes, name: str = "model.h5"):
     (_with_nested_models(10), "edited.h5: nests models more than 8 deep; refusing it"),
     (_with_attribute("model_config", np.arange(3)), "edited.h5 is corrupt (its model config is a ndarray, not JSON "
                                                     "text)"),
-], ids=["lambda", "tf_op", "external_link", "weights_only", "not_a_model", "hard_sigmoid", "corrupt", "not_hdf5",
+], ids=["lambda", "tf_op", "external_link", "many_names", "weights_only", "not_a_model", "hard_sigmoid", "corrupt", "not_hdf5",
         "keras_operations", "nan_weights", "keras3_unknown_setting", "declared_units", "thresholded_relu",
         "locally_connected", "class_name_list", "hard_sigmoid_function", "kernel_size", "input_shape",
         "complex_weights", "deep_config", "nested_10_deep", "config_array"])

@@ -314,6 +314,12 @@ def test_only_a_training_runs_own_checkpoint_folder_is_taken_for_one(tmp_path):
     assert not a_runs_own_checkpoints(tmp_path / "project/checkpoints")
     assert not a_runs_own_checkpoints(tmp_path / "runs/lightning/version_4/checkpoints")
     assert not a_runs_own_checkpoints(tmp_path / "runs/lightning/version_3")
+    # the folder, however its path is spelled: a run's checkpoints mixed with another's through a link (a helper's)
+    (tmp_path / "elsewhere").symlink_to(tmp_path / "runs/lightning/version_3/checkpoints")
+    assert a_runs_own_checkpoints(tmp_path / "elsewhere")
+    assert a_runs_own_checkpoints(tmp_path / "runs/lightning/version_3/checkpoints/../checkpoints")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    assert not a_runs_own_checkpoints(tmp_path / "loop")
 
 
 @pytest.mark.parametrize("appears", ["file", "folder"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -22,7 +23,8 @@ import torch
 from torch import nn
 
 from mnist_common.architecture import MNIST_CLASSES, MNIST_LAYOUTS, MNIST_PIXELS, is_mnist_layout
-from mnist_common.errors import UserError, one_line
+from mnist_common.architecture.description import MAX_ACTIVATIONS
+from mnist_common.errors import UserError, escaped, one_line
 from lightning_mnist.checkpoints import load_networks
 from lightning_mnist.formats.base import (DEPLOY_SOURCES, INPUT_NAME, OUTPUT_NAME, Export, Format, Runner,
                                           export_proven)
@@ -115,11 +117,11 @@ def mnist_runner(path: str | Path, threads: int | None = None, model: bytes | No
     (this project's files give them); other outputs are logits, and get their softmax. ``model``: the
     model's bytes (an export in memory), ``path`` then only names it.
     """
+    _check_graph(model if model is not None else Path(path), path)  # before ONNX Runtime folds its constants
     try:
         runtime = session(model if model is not None else Path(path), threads)
-    except Exception as err:  # ONNX Runtime's errors for damaged, truncated or foreign files
+    except Exception as err:  # ONNX Runtime's errors for files the checks read but it cannot run
         raise UserError(f"{path} is not a readable ONNX model ({one_line(err)})") from None
-    _check_operators(model if model is not None else Path(path), path)
     given, taken = runtime.get_inputs(), runtime.get_outputs()
     shapes = "takes " + ", ".join(f"{_shape_text(i.shape)} {i.type}" for i in given) + \
              " and gives " + ", ".join(_shape_text(o.shape) for o in taken)
@@ -163,12 +165,24 @@ def mnist_runner(path: str | Path, threads: int | None = None, model: bytes | No
 CONTROL_FLOW = frozenset({"Loop", "Scan", "If"})
 
 
-def _check_operators(model: Path | bytes, path: str | Path) -> None:
-    """Refuse a graph (or any subgraph) holding :data:`CONTROL_FLOW` operators, in one line naming them."""
+def _check_graph(model: Path | bytes, path: str | Path) -> None:
+    """Refuse, before ONNX Runtime reads it, a graph that holds :data:`CONTROL_FLOW` or whose tensors need memory
+    out of proportion to an MNIST model, in one line naming them.
+
+    ONNX Runtime allocates what a graph's operators ask for, and folds constants when it makes the session: a 31 KB
+    file that Expands a number to N x N took N^2 memory (4.3 GB at N = 30,000) before anything was compared. So every
+    operator's output is sized first, by ONNX's own shape inference on the images' shape: a tensor whose shape it
+    cannot tell is refused (its memory cannot be known before running), and so are tensors of more than
+    :data:`~mnist_common.architecture.description.MAX_ACTIVATIONS` values an image in all (what a description of
+    this bridge may hold) or that grow faster than the batch (a batch's rows multiplied by each other's).
+    """
     import onnx
 
-    proto = onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load(
-        str(model), load_external_data=False)  # ONNX Runtime has read it already: it parses
+    try:
+        proto = onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load(
+            str(model), load_external_data=False)
+    except Exception as err:  # protobuf's errors for damaged, truncated or foreign files
+        raise UserError(f"{path} is not a readable ONNX model ({one_line(err)})") from None
     found: set[str] = set()
 
     def visit(graph) -> None:
@@ -182,6 +196,48 @@ def _check_operators(model: Path | bytes, path: str | Path) -> None:
     if found & CONTROL_FLOW:
         raise UserError(f"{path}: its graph holds control flow ({', '.join(sorted(found & CONTROL_FLOW))}), which "
                         f"no MNIST classifier needs and which could run without end; it is not run")
+    one, two = (_operator_sizes(proto, batch, path) for batch in (1, 2))
+    for (operator, name), values in one.items():
+        if values is None or two.get((operator, name)) is None:
+            raise UserError(f"{path}: ONNX's shape inference cannot tell the shape of {operator} output "
+                            f"{escaped(name)[:100]} from the images' shape, so its memory is unknown before it "
+                            f"runs; it is not run")
+        if two[operator, name] > 2 * values:
+            raise UserError(f"{path}: {operator} output {escaped(name)[:100]} grows faster than the batch ({values:,} "
+                            f"values for one image, {two[operator, name]:,} for two); it is not run")
+    total = sum(one.values())
+    if total > MAX_ACTIVATIONS:
+        (operator, name), values = max(one.items(), key=lambda item: item[1])
+        raise UserError(f"{path}: its operators' outputs hold {total:,} values for one image, more than an MNIST "
+                        f"model of this bridge may ({MAX_ACTIVATIONS:,}; the largest, {operator} output "
+                        f"{escaped(name)[:100]}, {values:,}); it is not run")
+
+
+def _operator_sizes(proto, batch: int, path: str | Path) -> dict[tuple[str, str], int | None]:
+    """(operator, output name) -> its values for a batch of ``batch`` images (None: a shape inference cannot tell),
+    by ONNX's shape inference with data propagation (shapes computed from shapes, as a Reshape's are)."""
+    import onnx
+
+    sized = onnx.ModelProto()
+    sized.CopyFrom(proto)
+    constants = {tensor.name for tensor in sized.graph.initializer}
+    for given in sized.graph.input:
+        dims = given.type.tensor_type.shape.dim
+        if given.name not in constants and dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_value = batch  # the batch axis, dynamic (or unnamed) in the file
+    try:
+        inferred = onnx.shape_inference.infer_shapes(sized, data_prop=True)
+    except Exception as err:  # a graph inconsistent with its own operators' rules
+        raise UserError(f"{path} is not a consistent ONNX model ({one_line(err)})") from None
+    shapes = {value.name: value.type.tensor_type for value in (*inferred.graph.value_info, *inferred.graph.output)}
+    sizes: dict[tuple[str, str], int | None] = {}
+    for node in inferred.graph.node:
+        for name in filter(None, node.output):  # an optional output left out is named ""
+            tensor = shapes.get(name)
+            dims = tensor.shape.dim if tensor is not None and tensor.HasField("shape") else None
+            known = dims is not None and all(dim.HasField("dim_value") for dim in dims)
+            sizes[node.op_type, name] = math.prod(dim.dim_value for dim in dims) if known else None
+    return sizes
 
 
 def pixel_scale(runtime, path: str | Path) -> float:

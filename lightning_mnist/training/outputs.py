@@ -6,6 +6,7 @@ neither imports the other.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -22,11 +23,12 @@ def a_runs_own_checkpoints(dirpath) -> bool:
     """Whether ``dirpath`` is some run folder's own ``checkpoints/`` (its parent holds the run's saved settings).
 
     A run's saved ``config.yaml`` names that folder as its ``checkpoint.dirpath``: given again as a config
-    (rerunning a run's settings), it means "the run's own folder", not "that old run's folder".
+    (rerunning a run's settings), it means "the run's own folder", not "that old run's folder". The folder is
+    what the path leads to: a symbolic link to it, or a path through ``..``, is it too.
     """
     if not dirpath or "://" in str(dirpath):
         return False
-    folder = Path(dirpath)
+    folder = Path(os.path.realpath(dirpath))  # realpath: a link loop is left as it is, not an error
     return (folder.name == CHECKPOINTS and TRAINING_RUN_FOLDER.fullmatch(folder.parent.name) is not None
             and (folder.parent / RUN_CONFIG_FILE).is_file())
 
