@@ -366,6 +366,34 @@ def test_request_headers_past_the_bound_get_a_431_in_json(served, seed_png):
     assert post_image(served.url, seed_png.read_bytes()).status_code == 200
 
 
+def test_headers_that_trickle_in_get_408_and_their_connection_closes(served, seed_png):
+    """A client sending a header line every half second (a slowloris) held its connection for ever, and 22,500 of
+    them were held at once (hostile round 7): the line and headers must all arrive within --body_timeout of the
+    request's first byte, and a keep-alive connection's next request is timed the same way."""
+    host, port = served.url.rsplit("/", 1)[1].split(":")
+    for earlier in (b"", b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"):  # the first request, or the next one
+        started = time.monotonic()
+        with socket.create_connection((host, int(port)), timeout=TIMEOUT) as client:
+            client.sendall(earlier + b"POST /predict HTTP/1.1\r\n")
+            answer = b""
+            for index in range(4 * int(SERVE_BODY_TIMEOUT) + 8):  # twice as long as the timeout
+                try:
+                    client.sendall(b"X-%d: a\r\n" % index)
+                except OSError:  # closed by the server
+                    break
+                time.sleep(0.25)
+            while chunk := client.recv(65536):
+                answer += chunk
+        waited = time.monotonic() - started
+        head, _, body = answer.rpartition(b"HTTP/1.1 408")[2].partition(b"\r\n\r\n")
+        assert b"HTTP/1.1 408" in answer and b"connection: close" in head.lower(), answer
+        assert json.loads(body) == {"error": f"the request's line and headers did not all arrive within "
+                                             f"{SERVE_BODY_TIMEOUT:g} s"}, body
+        assert SERVE_BODY_TIMEOUT <= waited < 2 * SERVE_BODY_TIMEOUT + 2, waited
+        assert answer.startswith(b"HTTP/1.1 200") == bool(earlier), answer
+    assert post_image(served.url, seed_png.read_bytes()).status_code == 200
+
+
 def test_a_client_that_leaves_mid_body_leaves_no_traceback(served, seed_png):
     """A body cut short (the client half-closes) is refused like any bad request: no traceback in the server's log."""
     host, port = served.url.rsplit("/", 1)[1].split(":")

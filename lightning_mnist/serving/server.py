@@ -71,8 +71,8 @@ def build_server(weights: str | Path, keras_weights: str | Path | None = None, w
     return server
 
 
-def json_error_protocol() -> type:
-    """uvicorn's h11 HTTP protocol, answering a request it cannot parse in JSON too.
+def json_error_protocol(headers_timeout: float = BODY_TIMEOUT) -> type:
+    """uvicorn's h11 HTTP protocol, answering a request it cannot parse in JSON too, and one whose headers are slow.
 
     h11, not httptools (uvicorn's default where it is installed): httptools takes request
     headers of any size (200 MB of them took an HTTP process to 3.8 GB), h11 keeps no more than
@@ -80,22 +80,50 @@ def json_error_protocol() -> type:
     end and refuses it then; its per-request cost is small beside a prediction's. A malformed
     request line or header (``Content-Length: abc``) never reaches the app: uvicorn answers it with
     a plain-text 400 of its own; clients of this API read ``{"error": ...}`` from every 4xx, so this
-    one is said the same way (uvicorn takes the protocol class as ``http=``).
+    one is said the same way (uvicorn takes the protocol class as ``http=``). A request's line and
+    headers must all arrive within ``headers_timeout`` seconds of its first byte, or it gets a 408
+    and its connection closes: uvicorn waits for them without end, so a client sending a header line
+    every few seconds held a connection for ever (a helper held 22,500 of them).
     """
+    import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class JsonErrorProtocol(H11Protocol):
+        headers_due = None  # the timer of a request whose headers have begun to arrive
+
         def send_400_response(self, msg: str) -> None:
             if len(self.conn.trailing_data[0]) > MAX_REQUEST_HEADERS:  # h11's bound on what precedes a body
-                status, error = b"431 Request Header Fields Too Large", (
-                    f"the request's line and headers are over {MAX_REQUEST_HEADERS:,} bytes (a browser sends about "
-                    f"one thousand)")
+                self.send_error(b"431 Request Header Fields Too Large", f"the request's line and headers are over "
+                                f"{MAX_REQUEST_HEADERS:,} bytes (a browser sends about one thousand)")
             else:
-                status, error = b"400 Bad Request", f"malformed HTTP request: {' '.join(msg.split())}"
+                self.send_error(b"400 Bad Request", f"malformed HTTP request: {' '.join(msg.split())}")
+
+        def send_error(self, status: bytes, error: str) -> None:
             body = json.dumps({"error": error}).encode()
             self.transport.write(b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                                  b"connection: close\r\n\r\n%s" % (status, len(body), body))
             self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            # between requests (h11's IDLE) with bytes of the next one kept: its headers are on their way
+            waiting = self.conn.their_state is h11.IDLE and bool(self.conn.trailing_data[0])
+            if waiting and self.headers_due is None:
+                self.headers_due = self.loop.call_later(headers_timeout, self.headers_late, self.cycle)
+            elif not waiting and self.headers_due is not None:
+                self.headers_due.cancel()
+                self.headers_due = None
+
+        def headers_late(self, cycle) -> None:
+            self.headers_due = None
+            if self.cycle is cycle and self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.send_error(b"408 Request Timeout", f"the request's line and headers did not all arrive within "
+                                f"{headers_timeout:g} s")
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.headers_due is not None:
+                self.headers_due.cancel()
+            super().connection_lost(exc)
 
     return JsonErrorProtocol
 
@@ -103,4 +131,5 @@ def json_error_protocol() -> type:
 def serve(server: ls.LitServer, host: str = "127.0.0.1", port: int = 8000, api_servers: int = 1) -> None:
     """Run ``server`` until Ctrl-C or SIGTERM (blocks); ``api_servers`` HTTP processes share the port."""
     server.run(host=host, port=port, num_api_servers=api_servers, generate_client_file=False, log_level="warning",
-               access_log=False, http=json_error_protocol(), h11_max_incomplete_event_size=MAX_REQUEST_HEADERS)
+               access_log=False, http=json_error_protocol(server.app.state.body_timeout),
+               h11_max_incomplete_event_size=MAX_REQUEST_HEADERS)
