@@ -462,6 +462,27 @@ def test_more_unsupported_models_are_refused_in_one_line(name, build, message, t
     assert list(work.iterdir()) == []
 
 
+def test_input_layers_that_name_another_layer_are_refused_naming_both(tmp_path, capsys):
+    """A crafted file whose ``input_layers`` name a Dense was refused as having "1 input layers", for not having
+    one (hostile round 7)."""
+    inputs = keras.Input((28, 28, 1), name="pixels")
+    keras.Model(inputs, L.Dense(10, name="head")(L.Flatten()(inputs))).save(tmp_path / "model.keras")
+    with zipfile.ZipFile(tmp_path / "model.keras") as source, zipfile.ZipFile(tmp_path / "odd.keras", "w") as odd:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "config.json":
+                config = json.loads(data)
+                config["config"]["input_layers"] = ["head", 0, 0]
+                data = json.dumps(config).encode()
+            odd.writestr(name, data)
+    with pytest.raises(SystemExit) as info:
+        command_line(["convert", str(tmp_path / "odd.keras"), str(tmp_path / "out.ckpt")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.strip() == (f"error: {tmp_path / 'odd.keras'}: the model's input_layers name "
+                                                    f"head, not its input layer pixels"), err
+    assert not (tmp_path / "out.ckpt").exists()
+
+
 def test_names_tensorflow_cannot_trace_convert_and_predict_eagerly(tmp_path, capsys, mnist_dir, seed_png):
     """A space, a colon or a non-ASCII letter in a name: Keras' predict, fit and export fail on such a model (TensorFlow
     refuses them in a graph's name scopes), but it runs eagerly. It converts both ways and to .onnx, proven; predict's

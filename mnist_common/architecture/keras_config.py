@@ -24,6 +24,7 @@ from mnist_common.architecture.description import (DEFAULT_INPUT_NAME, MAX_LAYER
                                                    auto_names, keras_order)
 from mnist_common.architecture.layers import KERAS_LAYERS, LAYER_TYPES, MAX_RANK, LayerError, Operation
 from mnist_common.architecture.layers.operations import ELLIPSIS, TENSOR, slice_text
+from mnist_common.errors import escaped
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 # Where Keras' own model classes serialise from (a nested Functional names its module)
@@ -259,9 +260,12 @@ def _functional_graph(entries: list[dict[str, Any]], model_config: dict[str, Any
     start = _endpoint(model_config, "input_layers", names, source)
     output = _endpoint(model_config, "output_layers", names, source, models)
     inputs = [entry for entry in entries if entry.get("class_name") == INPUT_CLASS]
-    if len(inputs) != 1 or inputs[0].get("name") != start:
+    if len(inputs) != 1:
         raise ArchitectureError(f"{source}: the model has {len(inputs)} input layers; only single-input models "
                                 f"are supported")
+    if inputs[0].get("name") != start:  # a crafted file: Keras' input_layers name its InputLayer
+        raise ArchitectureError(f"{source}: the model's input_layers name {escaped(start)[:100]}, not its input layer "
+                                f"{escaped(str(inputs[0].get('name')))[:100]}")
     layers = [entry for entry in entries if entry is not inputs[0]]
     for index, entry in enumerate(layers):  # an unsupported layer named before the operations Keras recorded for it
         if not _is_operation(entry) and _describe(entry)[1] not in (*LAYER_TYPES, *MODEL_CLASSES):  # Masking's
