@@ -99,14 +99,18 @@ def _keras_load(readable: Path, path: Path, hint: str = "", hint_when: str = "",
     """``keras.saving.load_model`` of a file that passed our checks (``path``, read as ``readable``): not compiled,
     ``safe_mode=True``; what Keras says against it, in one line (``hint``: what to do, after it, where Keras' words
     hold ``hint_when``). ``count_only``: the number of weight values the model has, not the model, counted without
-    allocating them (:func:`_declared_weight_values`)."""
-    try:
-        if count_only:
-            return _declared_weight_values(readable)
-        return keras.saving.load_model(str(readable), safe_mode=True, compile=False)
-    except Exception as err:  # whatever Keras says; what follows the config it prints, where it prints one
-        said = one_line(err, after="Exception encountered: ")
-        raise UserError(f"{path}: Keras cannot load it ({said}){hint if hint_when in said else ''}") from None
+    allocating them (:func:`_declared_weight_values`). Keras' warnings on the way are shown once it has loaded the
+    model: before a refusal they were lines of its own ahead of the one error line."""
+    with warnings.catch_warnings(record=True) as warned:
+        try:
+            loaded = _declared_weight_values(readable) if count_only else keras.saving.load_model(
+                str(readable), safe_mode=True, compile=False)
+        except Exception as err:  # whatever Keras says; what follows the config it prints, where it prints one
+            said = one_line(err, after="Exception encountered: ")
+            raise UserError(f"{path}: Keras cannot load it ({said}){hint if hint_when in said else ''}") from None
+    for warning in warned:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return loaded
 
 
 def _declared_weight_values(readable: Path) -> int:

@@ -462,25 +462,78 @@ def test_more_unsupported_models_are_refused_in_one_line(name, build, message, t
     assert list(work.iterdir()) == []
 
 
-def test_input_layers_that_name_another_layer_are_refused_naming_both(tmp_path, capsys):
-    """A crafted file whose ``input_layers`` name a Dense was refused as having "1 input layers", for not having
-    one (hostile round 7)."""
-    inputs = keras.Input((28, 28, 1), name="pixels")
-    keras.Model(inputs, L.Dense(10, name="head")(L.Flatten()(inputs))).save(tmp_path / "model.keras")
-    with zipfile.ZipFile(tmp_path / "model.keras") as source, zipfile.ZipFile(tmp_path / "odd.keras", "w") as odd:
+def _edited_config(model: "keras.Model", folder: Path, edit) -> Path:
+    """``model`` saved as ``folder/odd.keras`` with ``edit(config)`` applied to its config.json."""
+    model.save(folder / "model.keras")
+    with zipfile.ZipFile(folder / "model.keras") as source, zipfile.ZipFile(folder / "odd.keras", "w") as odd:
         for name in source.namelist():
             data = source.read(name)
             if name == "config.json":
                 config = json.loads(data)
-                config["config"]["input_layers"] = ["head", 0, 0]
+                edit(config)
                 data = json.dumps(config).encode()
             odd.writestr(name, data)
-    with pytest.raises(SystemExit) as info:
-        command_line(["convert", str(tmp_path / "odd.keras"), str(tmp_path / "out.ckpt")])
-    err = capsys.readouterr().err
-    assert info.value.code == 2 and err.strip() == (f"error: {tmp_path / 'odd.keras'}: the model's input_layers name "
-                                                    f"head, not its input layer pixels"), err
+    return folder / "odd.keras"
+
+
+def _dense_stack() -> "keras.Model":
+    inputs = keras.Input((28, 28, 1), name="pixels")
+    x = L.Dense(16, name="d2")(L.Dense(16, name="d1")(L.Flatten()(inputs)))
+    return keras.Model(inputs, L.Dense(10, activation="softmax", name="head")(L.Dense(16, name="d3")(x)))
+
+
+def _share(*names: str):
+    def edit(config):
+        for entry in config["config"]["layers"]:
+            if entry["config"]["name"] in names:
+                entry["shared_object_id"] = 777
+    return edit
+
+
+@pytest.mark.parametrize("edit, message", [
+    # was refused as having "1 input layers", for not having one (hostile round 7)
+    (lambda config: config["config"].__setitem__("input_layers", ["head", 0, 0]),
+     "the model's input_layers name head, not its input layer pixels"),
+    # Keras loads the two entries as one layer (and then fails, or runs d2's weights twice), torch read two layers
+    (_share("d2", "d3"), "entries d2 and d3 are one object to Keras (one shared_object_id), a layer shared between "
+                         "calls; only layers called once are supported"),
+], ids=["input_layers", "shared_object_id"])
+def test_crafted_graph_entries_are_refused_in_one_line_by_both_backends(edit, message, tmp_path, seed_png, capsys):
+    odd = _edited_config(_dense_stack(), tmp_path, edit)
+    for argv in (["convert", str(odd), str(tmp_path / "out.ckpt")],
+                 *(["predict", str(seed_png), "--weights", str(odd), "--backend", backend]
+                   for backend in ("torch", "keras"))):
+        code, error, err = main_error(command_line, argv, capsys)
+        assert code == 2 and err.strip() == f"error: {odd}: {message}", err
     assert not (tmp_path / "out.ckpt").exists()
+
+
+@pytest.mark.parametrize("fails", [True, False], ids=["refused", "loaded"])
+def test_keras_warnings_while_it_loads_a_file_never_precede_the_error_line(fails, seed_keras, monkeypatch):
+    """Keras warned ("Skipping nested container ...", two lines) and then failed to load a crafted file: the warning
+    came before the one error line (hostile round 7). It is now shown only when the model loads."""
+    import warnings
+
+    from keras_bridge.files import load_checked
+    from mnist_common.errors import UserError
+
+    load = keras.saving.load_model
+
+    def warning_load(*args, **kwargs):
+        warnings.warn("Skipping nested container at 'x'", UserWarning)
+        if fails:
+            raise ValueError("A total of 1 objects could not be loaded")
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(keras.saving, "load_model", warning_load)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        if fails:
+            with pytest.raises(UserError, match=r"cnn_model\.keras: Keras cannot load it \(ValueError: A total of 1"):
+                load_checked(seed_keras)
+        else:
+            assert load_checked(seed_keras)[0].count_params() == 225_418
+    assert [str(warning.message) for warning in shown] == ([] if fails else ["Skipping nested container at 'x'"])
 
 
 def test_names_tensorflow_cannot_trace_convert_and_predict_eagerly(tmp_path, capsys, mnist_dir, seed_png):

@@ -382,6 +382,7 @@ def read_keras_config(config: Any, source: str = "model") -> KerasGraph:
     if not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES:
         kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
         raise ArchitectureError(f"{source} holds a {kind}, not a Keras Sequential or Functional model")
+    _check_shared_layers(config, source)
     model_config, entries = _model_parts(config, source)
     if any(entry.get("class_name") in MODEL_CLASSES for entry in entries):
         return _NestedModels(source).read(config, model_config)
@@ -399,6 +400,32 @@ def read_keras_config(config: Any, source: str = "model") -> KerasGraph:
     architecture = Architecture.from_layers(input_shape, layers, name=name, source=source, input_name=input_name,
                                             functional=config["class_name"] != "Sequential")
     return KerasGraph(architecture, dict(architecture.storage_names), {})
+
+
+def _check_shared_layers(config: dict[str, Any], source: str) -> None:
+    """Refuse layer entries that Keras loads as one object: it deserialises an entry whose ``shared_object_id`` it
+    has met before as the object it made then (how it writes a layer used in two places), so two entries of one id
+    are one layer shared between calls, which this bridge does not convert. The torch side read each entry as a
+    layer of its own, with weights Keras never loads (a crafted file). Ids on other objects (each layer's dtype
+    policy, a regularizer two layers were given) are values, not layers: those are read as Keras reads them."""
+    carriers: dict[Any, list[dict[str, Any]]] = {}
+    pending: list[Any] = [config]
+    while pending:  # iterative: config.json's depth is bounded by the JSON reader, not by this walk
+        value = pending.pop()
+        if isinstance(value, dict):
+            if "shared_object_id" in value and isinstance(value["shared_object_id"], (int, str)):
+                carriers.setdefault(value["shared_object_id"], []).append(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    layer_kinds = (*LAYER_TYPES, *MODEL_CLASSES, INPUT_CLASS)
+    for entries in carriers.values():
+        if len(entries) > 1 and any(entry.get("class_name") in layer_kinds for entry in entries):
+            names = sorted(_describe(entry)[0] for entry in entries)
+            first, second = (escaped(name)[:100] for name in names[:2])
+            raise ArchitectureError(f"{source}: entries {first} and {second} are one object to Keras (one "
+                                    f"shared_object_id), a layer shared between calls; only layers called once are "
+                                    f"supported")
 
 
 class _Call:
