@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import stat
 import tempfile
 import urllib.request
 import zlib
@@ -136,17 +137,28 @@ def ensure_files(data_dir: str | os.PathLike | None = None, download: bool = Tru
             raise _problem(directory, f"the folder cannot be listed ({err.strerror or err})") from None
     for name, checksum in SHA256.items():
         path = directory / name
+        if path.exists() and not path.is_file():  # a link to a device or a pipe (endless reads), a folder
+            raise _problem(directory, f"{name} is {_kind(path)}, not a file; remove it (a download would put the "
+                                      f"file in its place)")
         if not path.is_file():
             if not download:
                 raise _problem(directory, f"{name} is missing")
             _download(name, directory)
         try:
-            actual = _sha256(path)
+            actual = _sha256(path) if path.stat().st_size == SIZES[name] else None  # a larger one is not read
         except OSError as err:
             raise _problem(directory, f"{name} cannot be read: {err.strerror or err}") from None
         if actual != checksum:
             raise _problem(directory, f"{name} is corrupt or truncated (SHA-256 mismatch)")
     return directory
+
+
+def _kind(path: Path) -> str:
+    """What a path that is no regular file leads to, in words."""
+    mode = path.stat().st_mode
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
 
 
 def files_present(data_dir: str | os.PathLike | None = None) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import os
 import shutil
 import threading
 from functools import partial
@@ -88,6 +89,17 @@ def test_truncated_or_missing_file_is_a_one_line_user_error(mnist_dir, tmp_path)
     victim.unlink()
     with pytest.raises(UserError, match="t10k-labels-idx1-ubyte is missing"):
         load_mnist(tmp_path, download=False)
+    # a link to a device was "missing" (and read without end where its size was not known); a pipe the same
+    for kind, make in (("a character device", lambda: victim.symlink_to("/dev/zero")),
+                       ("a named pipe", lambda: os.mkfifo(victim)), ("a folder", victim.mkdir)):
+        make()
+        for download in (True, False):
+            with pytest.raises(UserError, match=f"t10k-labels-idx1-ubyte is {kind}, not a file; remove it"):
+                load_mnist(tmp_path, download=download)
+        victim.rmdir() if kind == "a folder" else victim.unlink()
+    victim.write_bytes(b"\0" * 20_000_000)  # larger than the file: not read to be refused
+    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte is corrupt or truncated"):
+        load_mnist(tmp_path)
 
 
 @pytest.fixture
