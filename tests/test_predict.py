@@ -98,6 +98,11 @@ def make_bad_images(directory: Path) -> dict[str, str]:
     scans = progressive.getvalue()
     last = scans.rindex(b"\xff\xda")
     (directory / "scans.jpg").write_bytes(scans[:-2] + scans[last:-2] * 100 + b"\xff\xd9")
+    # a camera's multi-picture JPEG (MPO) was not counted as a JPEG: its scans went unchecked
+    noise.save(directory / "scans.mpo.jpg", "MPO", save_all=True, append_images=[noise] * 11, progressive=True)
+    # only the first picture of an animation or of pages was read, silently
+    noise.save(directory / "animation.gif", save_all=True, append_images=[noise.transpose(Image.Transpose.ROTATE_90)])
+    noise.save(directory / "pages.tiff", save_all=True, append_images=[noise] * 2)
     with open(directory / "video.png", "wb") as video:  # sparse: 300 MB on the disk's books, none written
         video.truncate(300 << 20)
     nan_digit = np.zeros((64, 64), np.float32)
@@ -121,6 +126,9 @@ def make_bad_images(directory: Path) -> dict[str, str]:
         "long.png": "refused: 30001x1 pixels has a side longer than the limit of 30000 pixels",
         "video.png": "refused: 314,572,800 bytes, more than the limit of 268,435,456",
         "scans.jpg": "refused: a JPEG of 106 scans, more than the limit of 64 (a progressive JPEG has about 10",
+        "scans.mpo.jpg": "refused: a JPEG of 72 scans, more than the limit of 64",
+        "animation.gif": "holds 2 pictures (an animation, or pages); only its first would be read: give one picture",
+        "pages.tiff": "holds 3 pictures (an animation, or pages)",
     }
 
 
@@ -240,6 +248,18 @@ def test_bad_images_raise_one_line_errors(tmp_path):
         with pytest.raises(ImageError) as info:
             prepare(path)
         assert reason in str(info.value), info.value
+
+
+def test_a_cameras_multi_picture_jpeg_is_read_as_its_photo(mnist, tmp_path):
+    """A phone's MPO file (the photo, then other views of it: a preview, a depth map) is one picture: its first,
+    read as the same JPEG alone is (an animation or pages are refused, above)."""
+    photo = _digit_picture(mnist, 0, dark_on_light=True).convert("RGB")
+    photo.save(tmp_path / "photo.jpg", quality=90)
+    photo.save(tmp_path / "camera.jpg", "MPO", save_all=True, quality=90,
+               append_images=[Image.new("RGB", photo.size, (128, 0, 0))])
+    with Image.open(tmp_path / "camera.jpg") as opened:
+        assert (opened.format, opened.n_frames) == ("MPO", 2)
+    assert np.array_equal(prepare(tmp_path / "camera.jpg").pixels, prepare(tmp_path / "photo.jpg").pixels)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,6 +34,9 @@ FILE_SIZE = "lightning_mnist.file_size"  # image.info key: a JPEG decoded at a r
 # PostScript (EPS) is handed to Ghostscript, which runs it (any file, named .png or sent to serve, whatever its name)
 PICTURE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "AVIF", "PPM", "TGA", "ICO", "CUR",
                    "PCX", "SGI", "JPEG2000", "QOI", "PSD", "XBM", "XPM", "IM", "MSP", "SUN", "DDS")
+# what Pillow calls a JPEG file it opens: a camera's MPO (multi-picture: the photo, then a preview or depth map) is
+# one too, its first picture the photo, decoded by libjpeg as any JPEG
+JPEG_FORMATS = ("JPEG", "MPO")
 POSTSCRIPT = (b"%!PS", b"\xc5\xd0\xd3\xc6")  # how a PostScript file and a DOS EPS file begin
 
 
@@ -140,12 +143,19 @@ def decode_image(data: bytes, name: str | os.PathLike = "image") -> Image.Image:
     if max(width, height) > MAX_SIDE:
         raise ImageError(name, f"refused: {width}x{height} pixels has a side longer than the limit of {MAX_SIDE} "
                                f"pixels (a decompression bomb?)")
-    if image.format == "JPEG" and data.count(START_OF_SCAN) > MAX_JPEG_SCANS:
+    try:
+        frames = getattr(image, "n_frames", 1)  # counted without decoding them
+    except Exception as err:  # a damaged frame index (a TIFF's IFD chain, a GIF's blocks)
+        raise ImageError(name, f"is not a readable image ({type(err).__name__}: {first_line(err)})") from None
+    if frames > 1 and image.format not in JPEG_FORMATS:  # MPO: a camera's photo, then its other views
+        raise ImageError(name, f"holds {frames} pictures (an animation, or pages); only its first would be read: give "
+                               f"one picture (a PNG or JPEG of the digit)")
+    if image.format in JPEG_FORMATS and data.count(START_OF_SCAN) > MAX_JPEG_SCANS:
         raise ImageError(name, f"refused: a JPEG of {data.count(START_OF_SCAN):,} scans, more than the limit of "
                                f"{MAX_JPEG_SCANS} (a progressive JPEG has about 10; each scan decodes the whole "
                                f"picture again)")
     try:
-        if image.format == "JPEG" and max(width, height) > WORK_SIDE:
+        if image.format in JPEG_FORMATS and max(width, height) > WORK_SIDE:
             # let libjpeg decode at a reduced scale (1/2, 1/4, 1/8) that still has WORK_SIDE pixels on the long side
             scale = WORK_SIDE / max(width, height)
             image.draft(image.mode, (max(1, int(np.ceil(width * scale))), max(1, int(np.ceil(height * scale)))))
