@@ -165,6 +165,7 @@ CASES = {
     "softmax_channels": lambda x, y: ops.softmax(x) * y,
     "softmax_rows": lambda x, y: ops.softmax(x, axis=1) * y,  # as the Softmax layer over another axis (zoo round 6)
     "log_softmax_channels": lambda x, y: ops.log_softmax(x) + ops.log_softmax(y, axis=3),
+    "log_softmax_rows": lambda x, y: ops.log_softmax(x, axis=1) + ops.log_softmax(y, axis=-2),  # zoo round 7
     "other_activations": lambda x, y: ops.softsign(x) + ops.selu(y) + ops.hard_sigmoid(3.0 * x) + ops.hard_silu(
         3.0 * y) + ops.hard_swish(x) + ops.sparse_sigmoid(2.0 * y) + ops.log_sigmoid(x) + ops.hard_tanh(2.0 * y),
     "shrinks_and_settings": lambda x, y: ops.hard_shrink(x) + ops.soft_shrink(y, 0.2) + ops.tanh_shrink(2.0 * x)
@@ -235,13 +236,17 @@ def test_operations_on_flat_vectors_and_an_operation_as_the_output_softmax():
     assert report.max_logit_diff is not None
 
 
-@pytest.mark.parametrize("head", ["operation", "activation"])
+@pytest.mark.parametrize("head", ["operation", "activation", "over_a_maps_axis"])
 def test_log_probabilities_as_the_output_are_read_as_logits(head):
     """A model that ends in ``log_softmax`` (the output PyTorch's NLL loss wants) gives log-probabilities: not
-    probabilities, so the bridge reads them as logits, whose softmax is the probabilities Keras' outputs stand for."""
+    probabilities, so the bridge reads them as logits, whose softmax is the probabilities Keras' outputs stand for;
+    over the axis of a (5, 1) map the same (refused before: zoo round 7)."""
     inputs = keras.Input((12,))
     x = L.Dense(8, activation="tanh")(inputs)
-    outputs = ops.log_softmax(L.Dense(5)(x)) if head == "operation" else L.Dense(5, activation="log_softmax")(x)
+    outputs = {"operation": lambda: ops.log_softmax(L.Dense(5)(x)),
+               "activation": lambda: L.Dense(5, activation="log_softmax")(x),
+               "over_a_maps_axis": lambda: L.Flatten()(ops.log_softmax(L.Reshape((5, 1))(L.Dense(5)(x)), axis=1)),
+               }[head]()
     model = keras.Model(inputs, outputs, name="log_probabilities")
     architecture = architecture_of(model)
     assert not architecture.outputs_probabilities and not architecture.ends_in_softmax
@@ -390,7 +395,8 @@ def test_raw_pixel_models_divide_by_255_as_an_operation():
     (lambda x: ops.mean(x, axis=None, keepdims=True), "only non-batch axes are supported"),
     (lambda x: ops.sum(x, axis=[0, 1]), "only non-batch axes are supported"),
     (lambda x: ops.softmax(x, axis=0), "axis=0: one axis is supported, from 1 to 3 or -1 to -3 (0 is the batch axis)"),
-    (lambda x: ops.log_softmax(x, axis=-2), "axis=-2: only the last axis is supported"),
+    (lambda x: ops.log_softmax(x, axis=0), "axis=0: one axis is supported, from 1 to 3 or -1 to -3 (0 is the batch "
+                                           "axis)"),
     (lambda x: ops.sparsemax(x), "is the Keras operation 'Sparsemax'"),
     (lambda x: ops.max(x, axis=1, initial=0.0), "has initial=0.0: an initial value is not supported"),
     (lambda x: x + np.ones((9, 7, 4), "float32"), "is called on a constant array of shape 9x7x4 (a tensor the code "

@@ -164,10 +164,18 @@ class PReLU(nn.Module):
 class Softmax(nn.Module):
     """Over the last Keras axis (an image's channels: torch's dimension 1), or over the one ``axis`` names."""
 
+    OVER_LAST, OVER_DIM = staticmethod(_softmax), staticmethod(torch.softmax)
+
     def __init__(self, spec: keras.Softmax, shape: Shape) -> None:
         super().__init__()
         axis = spec.axis % (len(shape) + 1) - 1  # Keras' (batch = 0) as a non-batch axis, 0-based
         self.dim = None if spec.over_last_axis(shape) else torch_axis(axis, len(shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _softmax(x) if self.dim is None else torch.softmax(x, dim=self.dim)
+        return self.OVER_LAST(x) if self.dim is None else self.OVER_DIM(x, dim=self.dim)
+
+
+class LogSoftmax(Softmax):
+    """``keras.ops.log_softmax`` over its one axis, as :class:`Softmax` finds it."""
+
+    OVER_LAST, OVER_DIM = staticmethod(_log_softmax), staticmethod(torch.log_softmax)

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_mnist.models.layers.activations import ACTIVATIONS, ELU, LeakyReLU, Softmax, celu, squareplus
+from lightning_mnist.models.layers.activations import (ACTIVATIONS, ELU, LeakyReLU, LogSoftmax, Softmax, celu,
+                                                      squareplus)
 from lightning_mnist.models.layers.layout import to_keras_layout, to_torch_layout
 from lightning_mnist.models.layers.merging import Concatenate
 from lightning_mnist.models.layers.reshaping import Permute, Reshape
@@ -121,7 +122,6 @@ UNARY: dict[type[ops.UnaryOperation], Callable[[torch.Tensor], torch.Tensor]] = 
 @converter(ops.HardTanh)
 @converter(ops.TanhShrink)
 @converter(ops.SparsePlus)
-@converter(ops.LogSoftmax)
 class UnaryOperation(nn.Module):
     """An element-wise function: Keras' activation of the same name (:data:`ACTIVATIONS`), or one of :data:`UNARY`."""
 
@@ -138,6 +138,7 @@ for _description in UNARY:
 converter(ops.LeakyRelu)(LeakyReLU)  # the layers' modules: the same computation
 converter(ops.Elu)(ELU)
 converter(ops.Softmax)(Softmax)  # over any one axis, as the layer
+converter(ops.LogSoftmax)(LogSoftmax)
 
 
 def round_to(x: torch.Tensor, decimals: float) -> torch.Tensor:

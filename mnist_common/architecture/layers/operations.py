@@ -474,30 +474,6 @@ class Gelu(UnaryOperation):
         return None if self.approximate else "gelu"
 
 
-@dataclass(frozen=True, kw_only=True)
-class OverTheLastAxis(UnaryOperation):
-    """A function of each row along an axis, ``keras.ops.<function>(x, axis=-1)``: over the last axis only."""
-
-    axis: int = -1
-    KERAS_MODULE: ClassVar[str] = NN
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        axis = self.axis[0] if isinstance(self.axis, (list, tuple)) and len(self.axis) == 1 else self.axis
-        if isinstance(axis, bool) or not isinstance(axis, int):
-            raise LayerError(f"axis={self.axis!r}: only the last axis, -1, is supported")
-        object.__setattr__(self, "axis", axis)
-
-    def output_shape(self, shape: Shape) -> Shape:
-        if self.axis not in (-1, len(shape)):
-            raise LayerError(f"axis={self.axis}: only the last axis is supported, -1 (or {len(shape)} for its "
-                             f"{shape_text(shape)} input)")
-        return shape
-
-    def keeps_distributions(self, *shapes: Shape) -> bool:
-        return False  # a softmax of probabilities is not them (applies_softmax says it gives a distribution)
-
-
 @layer_type
 @dataclass(frozen=True, kw_only=True)
 class Softmax(OverOneAxis, UnaryOperation):
@@ -518,12 +494,22 @@ class Softmax(OverOneAxis, UnaryOperation):
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)
-class LogSoftmax(OverTheLastAxis):
-    """``keras.ops.log_softmax(x, axis=-1)``: the logarithm of the softmax (log-probabilities, which a softmax
-    turns back into the probabilities)."""
+class LogSoftmax(OverOneAxis, UnaryOperation):
+    """``keras.ops.log_softmax(x, axis=-1)``, over any one axis (a (10, 1) map's 10 as the ``Softmax`` layer's): the
+    logarithm of the softmax, log-probabilities, which a softmax turns back into the probabilities; so the model's
+    outputs are read as logits, not as a softmax's."""
 
+    axis: int = -1
     FUNCTION: ClassVar[str] = "log_softmax"
     ACTIVATION: ClassVar[str | None] = "log_softmax"
+    KERAS_MODULE: ClassVar[str] = NN
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "axis", one_axis(self.axis))
+
+    def softmax_axis(self) -> int | None:
+        return None  # log-probabilities: no softmax's values
 
 
 # --- reductions and joins ---------------------------------------------------------------------------
