@@ -302,6 +302,10 @@ def test_a_time_distributed_layers_softmax_or_sigmoid_is_read_as_its_layers():
         assert_matches_keras(model, source=name)
     sigmoid = keras.Model(flat, L.Flatten()(L.TimeDistributed(L.Dense(10, activation="sigmoid"))(one_step)))
     assert architecture_of(sigmoid).independent_probabilities_from.layer.type == "TimeDistributed"
+    with pytest.raises(ArchitectureError, match=r"^predict give one softmax over the classes; .*'s layer \(time_"
+                                                r"distributed(_\d+)?\) applies sigmoid, whose values are the outputs: "
+                                                r"independent per-class probabilities"):  # an AttributeError (zoo 8)
+        architecture_of(sigmoid).require_one_distribution("predict")
     over_steps = keras.Model(rows, L.Flatten()(L.TimeDistributed(L.Softmax(axis=1))(L.Reshape((1, 28, 28))(rows))))
     assert architecture_of(over_steps).nodes[-2].layer.softmax_axis() == 2  # a step's axis 1 is the output's 2
 

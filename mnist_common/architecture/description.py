@@ -576,12 +576,11 @@ class Architecture:
                                     f"gives (end it with the softmax; a .ckpt or .keras conversion keeps it as it is)")
         squashed = self.independent_probabilities_from
         if squashed is not None:
-            direct = squashed is self.output
+            direct, activation = squashed is self.output, squashed.layer.output_activation()  # a wrapped layer's too
             raise ArchitectureError(f"{what} give one softmax over the classes; {self.name}'s "
-                                    f"{'output layer' if direct else 'layer'} ({squashed.name}) applies "
-                                    f"{squashed.layer.activation}{'' if direct else ', whose values are the outputs'}"
-                                    f": independent per-class probabilities (a .ckpt or .keras conversion keeps it "
-                                    f"as it is)")
+                                    f"{'output layer' if direct else 'layer'} ({squashed.name}) applies {activation}"
+                                    f"{'' if direct else ', whose values are the outputs'}: independent per-class "
+                                    f"probabilities (a .ckpt or .keras conversion keeps it as it is)")
         if self.num_classes < 2:
             raise ArchitectureError(f"{what} give one softmax over the classes; {self.name} gives "
                                     f"{self.num_classes} value, whose softmax is always 1 (a .ckpt or .keras "
