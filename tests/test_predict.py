@@ -62,6 +62,19 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
+def _write_rle_bmp(path: Path, data: bytes, width: int, height: int) -> None:
+    """A BMP of 8-bit run-length data (which Pillow cannot write), a grey palette."""
+    palette = b"".join(bytes((i, i, i, 0)) for i in range(256))
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(data), 2835, 2835, 256, 0)
+    offset = 14 + len(info) + len(palette)
+    path.write_bytes(b"BM" + struct.pack("<IHHI", offset + len(data), 0, 0, offset) + info + palette + data)
+
+
+def _icon_of(dib: bytes) -> bytes:
+    """An .ico file of one 16 x 16 entry holding ``dib`` (a BMP without its file header), whatever its own size."""
+    return struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 8, len(dib), 22) + dib
+
+
 def make_bad_images(directory: Path) -> dict[str, str]:
     """File name -> a fragment of the reason predict must give for it."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -98,6 +111,11 @@ def make_bad_images(directory: Path) -> dict[str, str]:
     scans = progressive.getvalue()
     last = scans.rindex(b"\xff\xda")
     (directory / "scans.jpg").write_bytes(scans[:-2] + scans[last:-2] * 100 + b"\xff\xd9")
+    # a run-length BMP whose every row is "one pixel, end of line": 10 KB that Pillow decodes in Python, a loop turn a
+    # pixel (64 megapixels: 5.5 s; hostile round 8); an icon holding a BMP larger than the icon says
+    rows = (b"\x01\xff\x00\x00" * 2133 + b"\x00\x01", 30_000, 2133)
+    _write_rle_bmp(directory / "rle.bmp", *rows)
+    (directory / "icon.ico").write_bytes(_icon_of((directory / "rle.bmp").read_bytes()[14:]))
     # a camera's multi-picture JPEG (MPO) was not counted as a JPEG: its scans went unchecked
     noise.save(directory / "scans.mpo.jpg", "MPO", save_all=True, append_images=[noise] * 11, progressive=True)
     # only the first picture of an animation or of pages was read, silently
@@ -127,6 +145,9 @@ def make_bad_images(directory: Path) -> dict[str, str]:
         "video.png": "refused: 314,572,800 bytes, more than the limit of 268,435,456",
         "scans.jpg": "refused: a JPEG of 106 scans, more than the limit of 64 (a progressive JPEG has about 10",
         "scans.mpo.jpg": "refused: a JPEG of 72 scans, more than the limit of 64",
+        "rle.bmp": "refused: 30000x2133 pixels of BMP encoded as bmp_rle, which Pillow decodes in Python, more than "
+                   "the limit of 4 megapixels for it",
+        "icon.ico": "is not an image (or not in a format Pillow can read)",
         "animation.gif": "holds 2 pictures (an animation, or pages); only its first would be read: give one picture",
         "pages.tiff": "holds 3 pictures (an animation, or pages)",
     }

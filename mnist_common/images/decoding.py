@@ -32,8 +32,13 @@ WORK_SIDE = 1024  # larger images are reduced (by an integer factor) to at most 
 FILE_SIZE = "lightning_mnist.file_size"  # image.info key: a JPEG decoded at a reduced scale keeps its (width, height)
 # The formats a picture of a digit is read in: Pillow's raster formats that it decodes itself. Not its every plugin:
 # PostScript (EPS) is handed to Ghostscript, which runs it (any file, named .png or sent to serve, whatever its name)
-PICTURE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "AVIF", "PPM", "TGA", "ICO", "CUR",
-                   "PCX", "SGI", "JPEG2000", "QOI", "PSD", "XBM", "XPM", "IM", "MSP", "SUN", "DDS")
+# (not ICO or CUR: an icon's entries hold pictures of sizes of their own, decoded before any is compared with the
+# icon's, so a 256 x 256 icon held a 64-megapixel picture)
+PICTURE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "AVIF", "PPM", "TGA", "PCX", "SGI", "JPEG2000",
+                   "QOI", "PSD", "XBM", "XPM", "IM", "MSP", "SUN", "DDS")
+# Pictures that Pillow decodes in Python, a loop turn a pixel or a byte (BMP's run-length encodings, QOI, MSP's):
+# 9.6 KB of run-length BMP took 5.5 s at 64 megapixels. They are refused past this many pixels (0.3 s)
+MAX_PYTHON_DECODED_PIXELS = 4_000_000
 # what Pillow calls a JPEG file it opens: a camera's MPO (multi-picture: the photo, then a preview or depth map) is
 # one too, its first picture the photo, decoded by libjpeg as any JPEG
 JPEG_FORMATS = ("JPEG", "MPO")
@@ -143,6 +148,11 @@ def decode_image(data: bytes, name: str | os.PathLike = "image") -> Image.Image:
     if max(width, height) > MAX_SIDE:
         raise ImageError(name, f"refused: {width}x{height} pixels has a side longer than the limit of {MAX_SIDE} "
                                f"pixels (a decompression bomb?)")
+    slow = sorted({tile[0] for tile in image.tile if tile[0] in Image.DECODERS})  # Pillow's Python decoders
+    if slow and width * height > MAX_PYTHON_DECODED_PIXELS:
+        raise ImageError(name, f"refused: {width}x{height} pixels of {image.format} encoded as {', '.join(slow)}, "
+                               f"which Pillow decodes in Python, more than the limit of "
+                               f"{MAX_PYTHON_DECODED_PIXELS // 1_000_000} megapixels for it (save it as PNG or JPEG)")
     try:
         frames = getattr(image, "n_frames", 1)  # counted without decoding them
     except Exception as err:  # a damaged frame index (a TIFF's IFD chain, a GIF's blocks)
