@@ -497,7 +497,11 @@ def _share(*names: str):
     # Keras loads the two entries as one layer (and then fails, or runs d2's weights twice), torch read two layers
     (_share("d2", "d3"), "entries d2 and d3 are one object to Keras (one shared_object_id), a layer shared between "
                          "calls; only layers called once are supported"),
-], ids=["input_layers", "shared_object_id"])
+    # Keras casts the input to a serialised policy's name, torch read float32 (or Keras failed: a traceback, round 8)
+    (lambda config: config["config"]["layers"][0]["config"].__setitem__("dtype", {
+        "module": "keras", "class_name": "DTypePolicy", "config": {"name": "int32"}, "registered_name": None}),
+     "the model's input is int32; only float32 is supported"),
+], ids=["input_layers", "shared_object_id", "input_dtype"])
 def test_crafted_graph_entries_are_refused_in_one_line_by_both_backends(edit, message, tmp_path, seed_png, capsys):
     odd = _edited_config(_dense_stack(), tmp_path, edit)
     for argv in (["convert", str(odd), str(tmp_path / "out.ckpt")],

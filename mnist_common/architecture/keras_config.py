@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from mnist_common.architecture.description import (DEFAULT_INPUT_NAME, MAX_LAYERS, Architecture, ArchitectureError,
                                                    auto_names, keras_order)
 from mnist_common.architecture.layers import KERAS_LAYERS, LAYER_TYPES, MAX_RANK, LayerError, Operation
+from mnist_common.architecture.layers.base import DTYPE_POLICY_CLASSES
 from mnist_common.architecture.layers.operations import ELLIPSIS, TENSOR, slice_text
 from mnist_common.errors import escaped
 
@@ -118,8 +119,13 @@ def _input_shape(entry: dict[str, Any] | None, model_config: dict[str, Any], sou
                                 f"features fixed (a height, width or length may be None: it is built at MNIST's 28, "
                                 f"or as many steps as hold its 784 pixels)")
     dtype = config.get("dtype")
-    if dtype not in (None, "float32") and not isinstance(dtype, dict):
-        raise ArchitectureError(f"{source}: the model's input is {dtype}; only float32 is supported")
+    if isinstance(dtype, dict):  # a serialised policy, whose name Keras casts the input to (int32, float16, ...)
+        settings = dtype.get("config")
+        dtype = settings.get("name") if dtype.get("class_name") in DTYPE_POLICY_CLASSES and isinstance(
+            settings, dict) else f"a {escaped(str(dtype.get('class_name')))[:100]} policy"
+    if dtype not in (None, "float32"):
+        raise ArchitectureError(f"{source}: the model's input is {escaped(str(dtype))[:100]}; only float32 is "
+                                f"supported")
     return tuple(dims)
 
 
