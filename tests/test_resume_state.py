@@ -61,6 +61,34 @@ TAMPERED = {  # what is changed in the run's last.ckpt, what the one line says
     "a negative step count (trained on NaN)": (
         lambda c: c["optimizer_states"][0]["state"][0].update(step=torch.tensor(-5.0)),
         "step of parameter 0 is -5.0, not a count of steps"),
+    # hostile round 8: torch takes a saved group's settings over the run's own, unchecked (gradient ascent, NaN, or a
+    # traceback in the first step); Adam's moments left out (a KeyError); a one-cycle schedule of no steps left or a
+    # curve torch lacks (tracebacks after the epoch began); a data order torch's generator cannot take, or past the
+    # epoch (a traceback, or an epoch of no images)
+    **{f"a parameter group's {key} of {value!r}": (
+        lambda c, key=key, value=value: c["optimizer_states"][0]["param_groups"][0].update({key: value}), fragment)
+       for key, value, fragment in (
+           ("lr", -1e-3, "has lr -0.001; a learning rate is 0 or more, at most this run's 0.0001"),
+           ("max_lr", 1e9, "has max_lr 1000000000.0; a learning rate is 0 or more, at most this run's 0.0001"),
+           ("maximize", True, "has maximize True; this run's AdamW has False, which a schedule never changes"),
+           ("amsgrad", True, "has amsgrad True; this run's AdamW has False"),
+           ("differentiable", True, "has differentiable True; this run's AdamW has False"),
+           ("eps", None, "has eps None; this run's AdamW has 1e-07"),
+           ("betas", (0.9, 1.0), "has betas (0.9, 1.0); each is in [0, 1), the second this run's 0.999"),
+           ("betas", (1.5, 0.999), "has betas (1.5, 0.999)"))},
+    "a parameter group without its eps": (lambda c: c["optimizer_states"][0]["param_groups"][1].pop("eps"),
+                                          "parameter group 1 has no eps, which AdamW reads"),
+    "moments left out": (lambda c: c["optimizer_states"][0]["state"][2].pop("exp_avg"),
+                         "its optimizer state for parameter 2 has no exp_avg, which Adam reads"),
+    "a schedule of one step": (lambda c: c["lr_schedulers"][0].update(total_steps=1), "with steps left)"),
+    "a schedule's curve that torch lacks": (lambda c: c["lr_schedulers"][0].update(_anneal_func_type="os.system"),
+                                            "its learning-rate schedules' state is not what this run saves"),
+    **{f"a data order of {order!r}": (lambda c, order=order: c.update(MNISTDataModule=order),
+                                      "is not the training order a run saves")
+       for order in ({"train_order": {"seed": 2 ** 70, "used": 32, "batches": 1}},
+                     {"train_order": {"seed": "x", "used": 32, "batches": 1}}, [1, 2],
+                     {"train_order": {"seed": 5, "used": -5, "batches": 1}},
+                     {"train_order": {"seed": 5, "used": 10 ** 9, "batches": 1}})},
     "an optimizer of one group": (
         lambda c: c["optimizer_states"][0].update(param_groups=[{"lr": 0.1, "params": [0]}]),
         "has parameter groups of [1] parameters; this run's optimizer steps groups of [4, 8]"),
@@ -89,7 +117,7 @@ TAMPERED = {  # what is changed in the run's last.ckpt, what the one line says
     "a schedule's step count that is text": (lambda c: c["lr_schedulers"][0].update(last_epoch="z"),
                                              "its learning-rate schedules' state is not what this run saves"),
     "a second schedule": (lambda c: c["lr_schedulers"].append(dict(c["lr_schedulers"][0])),
-                          "(1 schedule, of numbers and settings)"),
+                          "(1 schedule, of numbers and settings, with steps left)"),
     "a recorded lr that is text": (lambda c: c["hyper_parameters"].update(lr="fast"),
                                    'its recorded hyper_parameters are not settings of this model (Parser key '
                                    '"model.lr": Expected a <class \'float\'>. Got value: fast)'),

@@ -265,23 +265,28 @@ class MnistClassifier(LightningModule):
         return steps if trainer.max_steps == -1 else min(steps, trainer.max_steps)
 
     def configure_optimizers(self):
-        # the fused kernel is the same Adam in one pass over the parameters (CPU and CUDA)
-        fused = True if self.device.type in ("cpu", "cuda") else None
-        groups = optimizer_parameter_groups(self.network, self.hparams.weight_decay)
-        if self.hparams.weight_decay:
-            decaying, constant = groups
-            groups = [{"params": decaying, "weight_decay": self.hparams.weight_decay},
-                      {"params": constant, "weight_decay": 0.0}]
-            optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr, eps=KERAS_ADAM_EPSILON, fused=fused)
-        else:
-            optimizer_class = KerasAdam if self.hparams.keras_adam else torch.optim.Adam
-            optimizer = optimizer_class(groups[0], lr=self.hparams.lr, eps=KERAS_ADAM_EPSILON, fused=fused)
+        optimizer = adam_for(self.network, self.hparams.lr, self.hparams.weight_decay, self.hparams.keras_adam,
+                             self.device)
         if self.hparams.lr_schedule == "constant":
             return optimizer
         # the curve's shape comes from mnist_common.schedules, which the Keras reference computes too
         schedule = OneCycleLR(optimizer, max_lr=self.hparams.lr, total_steps=self.total_optimizer_steps(),
                               **ONE_CYCLE.torch_kwargs())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def adam_for(network: nn.Module, lr: float, weight_decay: float = 0.0, keras_adam: bool = False,
+             device: torch.device = torch.device("cpu")) -> torch.optim.Optimizer:
+    """The Adam :meth:`MnistClassifier.configure_optimizers` steps ``network`` with (a resumed run's saved state is
+    compared with it): AdamW with ``weight_decay`` on the kernels, else Adam (Keras' update with ``keras_adam``),
+    Keras' epsilon; the fused kernel (the same Adam in one pass over the parameters) on a CPU or CUDA ``device``."""
+    fused = True if device.type in ("cpu", "cuda") else None
+    groups = optimizer_parameter_groups(network, weight_decay)
+    if weight_decay:
+        decaying, constant = groups
+        groups = [{"params": decaying, "weight_decay": weight_decay}, {"params": constant, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=lr, eps=KERAS_ADAM_EPSILON, fused=fused)
+    return (KerasAdam if keras_adam else torch.optim.Adam)(groups[0], lr=lr, eps=KERAS_ADAM_EPSILON, fused=fused)
 
 
 def optimizer_parameter_groups(network: nn.Module, weight_decay: float) -> list[list[nn.Parameter]]:

@@ -16,6 +16,11 @@ import torch
 class KerasAdam(torch.optim.Adam):
     """``torch.optim.Adam`` whose update equals ``keras.optimizers.Adam``'s."""
 
+    # what it recomputes in its groups before each step (a resumed run's saved values of them are not settings) and
+    # the step count it keeps there
+    DERIVED_SETTINGS = ("eps",)
+    STEP_COUNT = "keras_step"
+
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-7, **kwargs) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, **kwargs)
@@ -27,9 +32,9 @@ class KerasAdam(torch.optim.Adam):
         for group in self.param_groups:
             # The step count is kept on the host: torch's fused Adam keeps its own on the device, where
             # reading it each step would wait for the GPU. A state saved without it is read once.
-            if "keras_step" not in group:
-                group["keras_step"] = next((int(self.state[p]["step"]) for p in group["params"]
-                                            if "step" in self.state[p]), 0)
-            group["keras_step"] += 1
-            group["eps"] = group["keras_eps"] / math.sqrt(1.0 - group["betas"][1] ** group["keras_step"])
+            if self.STEP_COUNT not in group:
+                group[self.STEP_COUNT] = next((int(self.state[p]["step"]) for p in group["params"]
+                                               if "step" in self.state[p]), 0)
+            group[self.STEP_COUNT] += 1
+            group["eps"] = group["keras_eps"] / math.sqrt(1.0 - group["betas"][1] ** group[self.STEP_COUNT])
         return super().step(closure)

@@ -44,7 +44,7 @@ from lightning.pytorch.callbacks import EarlyStopping, Timer, WeightAveraging
 from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, instantiate_class
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mnist_common.allocator import keep_freed_memory
@@ -70,7 +70,8 @@ from lightning_mnist.checkpoints import (CKPT_SUFFIX, RESULTS_SUFFIX, TORCH_LOAD
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.formats import FORMATS
 from lightning_mnist.models import MnistClassifier
-from lightning_mnist.models.classifier import MONITORED, check_training_settings, optimizer_parameter_groups
+from lightning_mnist.models.classifier import (MONITORED, adam_for, check_training_settings,
+                                              optimizer_parameter_groups)
 from lightning_mnist.training.callbacks import (EpochHistory, ProgressBar, RandomState, RunCheckpoint, RunConfig,
                                                StopBetweenBatches, disk_full, refuse_diverged)
 from lightning_mnist.training.cuda_probe import stop_probing_for_cuda
@@ -569,7 +570,8 @@ class MnistCLI(LightningCLI):
                   optimizer_parameter_groups(network, config.model.weight_decay))
         stepped = bool(config.get("lr_scheduler")) if config.get("optimizer") else (
             config.model.lr_schedule != _signature_defaults(MnistClassifier)["lr_schedule"])  # (constant)
-        check_training_state(checkpoint, groups, schedules=int(stepped))
+        check_training_state(checkpoint, groups, schedules=int(stepped), **self._resumed_optimizer(config, network,
+                                                                                                 groups))
         done = len(history["history"])  # epochs fully trained: the run's own record, not Lightning's loop layout
         tested = run is not None and (run / RESULTS_FILE).is_file()  # else stopped after training, before its test
         max_epochs = config.trainer.max_epochs
@@ -590,6 +592,19 @@ class MnistCLI(LightningCLI):
         where = f"the run in {self._resumed_run}" if self._resumed_run else "a new run"
         print(f"resuming from {checkpoint.path} ({done} epochs done) into {where}"
               + (f"; keeping the run's own settings: {', '.join(kept)}" if kept else ""), flush=True)
+
+    @staticmethod
+    def _resumed_optimizer(config, network, groups) -> dict[str, Any]:
+        """The optimizer a resumed run builds (the module's Adam, or LightningCLI's ``--optimizer``), for the saved
+        state's settings to be compared with, and the highest learning rate its schedule reaches where the module's
+        settings fix it (the constant rate, or the one-cycle's peak)."""
+        if not config.get("optimizer"):
+            model = config.model
+            return {"optimizer": adam_for(network, model.lr, model.weight_decay, model.keras_adam), "peak_lr": model.lr}
+        try:
+            return {"optimizer": instantiate_class(tuple(groups[0]), namespace_to_dict(config.optimizer))}
+        except Exception:  # an optimizer LightningCLI says is wrong in its own words when it builds it
+            return {}
 
     def _keep_run_config(self, config, run: Path, typed: Callable[[str, str], bool], kept: list[str],
                          conflicts: list[str], also: dict[str, tuple[str, ...]], fixed: bool) -> None:

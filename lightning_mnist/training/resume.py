@@ -16,19 +16,28 @@ from typing import Any
 import torch
 
 from mnist_common.errors import UserError
+from mnist_common.mnist import TRAIN_IMAGES
 from lightning_mnist.checkpoints import Checkpoint
+from lightning_mnist.data.datamodule import MNISTDataModule
 from lightning_mnist.training.callbacks import RandomState
 
 # the loops' counters are ints (and is_last_batch a bool); the data loader's resumable sampling a list of them
 LOOP_LEAVES = (int, list)
 SCHEDULE_COUNTERS = ("last_epoch", "_step_count")  # a torch schedule's steps taken (keys of its state_dict)
 PARAMETER_GROUP = "params"  # a torch optimizer group's parameter ids, its other entries settings (lr, betas, ...)
+FIXED_SETTINGS = ("eps", "weight_decay", "keras_eps")  # numbers no schedule changes (flags neither)
+LEARNING_RATES = ("lr", "initial_lr", "max_lr", "min_lr")  # an optimizer's, and what a schedule adds to its groups
+ANNEALING = ("cos", "linear")  # the curves of torch's one-cycle schedule
+DATA_STATE = MNISTDataModule.__qualname__  # where Lightning keeps the data module's state in a checkpoint
 
 
-def check_training_state(checkpoint: Checkpoint, groups: list[list[torch.nn.Parameter]], schedules: int) -> None:
+def check_training_state(checkpoint: Checkpoint, groups: list[list[torch.nn.Parameter]], schedules: int,
+                         optimizer: torch.optim.Optimizer | None = None, peak_lr: float | None = None) -> None:
     """UserError naming the first part of ``checkpoint``'s training state that no run of this project saves;
     ``groups``: the parameters the resumed run's optimizer steps, group by group, in its order; ``schedules``: how
-    many learning-rate schedules it steps (0 or 1)."""
+    many learning-rate schedules it steps (0 or 1); ``optimizer``: the one the resumed run builds (torch takes the
+    saved groups' settings over its own: they must be settings it could have saved), ``peak_lr``: the highest
+    learning rate its schedule reaches, where the run's settings fix it."""
     contents = checkpoint.contents
     where = f"--ckpt_path {checkpoint.path}"
     for counter in ("epoch", "global_step"):
@@ -53,12 +62,105 @@ def check_training_state(checkpoint: Checkpoint, groups: list[list[torch.nn.Para
                  f"a {type(optimizers).__name__} as its optimizers' states")
         raise UserError(f"{where}: it holds {found}; a run of this model saves its one optimizer's")
     _check_optimizer_state(optimizers[0], groups, where)
+    if optimizer is not None:
+        _check_group_settings(optimizers[0]["param_groups"], optimizer, peak_lr, where)
+        _check_moments(optimizers[0]["state"], optimizer, where)
     saved = contents.get("lr_schedulers")
     if not isinstance(saved, list) or len(saved) != schedules or not all(
             isinstance(s, dict) and _plain_settings(s) and all(_count(s.get(k, 0)) for k in SCHEDULE_COUNTERS)
-            for s in saved):
+            and _schedule_runs_on(s) for s in saved):
         raise UserError(f"{where}: its learning-rate schedules' state is not what this run saves ({schedules} "
-                        f"schedule{'s' if schedules != 1 else ''}, of numbers and settings)")
+                        f"schedule{'s' if schedules != 1 else ''}, of numbers and settings, with steps left)")
+    _check_data_order(contents.get(DATA_STATE), where)
+
+
+def _schedule_runs_on(state: dict) -> bool:
+    """A one-cycle schedule's state that torch can step on: steps left (its total not below the steps taken, which
+    was a traceback at the next step), a curve torch has."""
+    total = state.get("total_steps")
+    if total is not None and not (_count(total) and total >= state.get("last_epoch", 0)):
+        return False
+    return state.get("_anneal_func_type", "cos") in ANNEALING  # (a key of the saved state, not an attribute read)
+
+
+def _check_group_settings(saved: list[dict], optimizer: torch.optim.Optimizer, peak_lr: float | None,
+                          where: str) -> None:
+    """The saved groups' settings against those of the optimizer the resumed run builds: torch takes the saved ones
+    over its own, without the checks its constructor makes, so a crafted group's negative learning rate trained by
+    gradient ascent, ``betas`` (0.9, 1.0) to NaN, ``amsgrad`` or ``differentiable`` were tracebacks in the first step.
+    Its flags and fixed settings (``eps``, ``weight_decay``, the second beta) must be the run's, what a schedule
+    changes (the learning rate, the first beta) in torch's ranges, the learning rate no higher than ``peak_lr``."""
+    what = f"{where}: its optimizer state"
+    for index, (group, own) in enumerate(zip(saved, optimizer.param_groups)):
+        missing = sorted(set(own) - set(group))
+        if missing:
+            raise UserError(f"{what}: parameter group {index} has no {', '.join(missing)}, which "
+                            f"{type(optimizer).__name__} reads")
+        for key, value in own.items():
+            if key == PARAMETER_GROUP:
+                continue
+            given = group[key]
+            fixed = (isinstance(value, bool) or value is None or key in FIXED_SETTINGS) and key not in getattr(
+                optimizer, "DERIVED_SETTINGS", ())  # (KerasAdam's eps: Keras' epsilon rescaled each step)
+            if fixed and not _same(given, value):
+                raise UserError(f"{what}: parameter group {index} has {key} {_shown(given)}; this run's "
+                                f"{type(optimizer).__name__} has {_shown(value)}, which a schedule never changes")
+        counter = getattr(optimizer, "STEP_COUNT", None)  # KerasAdam's, which its epsilon is computed from
+        if counter in group and not _count(group[counter]):
+            raise UserError(f"{what}: parameter group {index} has {counter} {_shown(group[counter])}, not a count of "
+                            f"steps")
+        betas = group.get("betas")
+        if betas is not None and not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(
+                _finite_number(b) and 0 <= b < 1 for b in betas) and _same(betas[1], own["betas"][1])):
+            raise UserError(f"{what}: parameter group {index} has betas {betas!r}; each is in [0, 1), the second "
+                            f"this run's {own['betas'][1]!r}")
+        for key in LEARNING_RATES:
+            rate = group.get(key, 0.0)
+            rate = rate.item() if isinstance(rate, torch.Tensor) else rate
+            if not _finite_number(rate) or rate < 0 or peak_lr is not None and rate > peak_lr * (1 + 1e-6):
+                ceiling = f", at most this run's {peak_lr!r}" if peak_lr is not None else ""
+                raise UserError(f"{what}: parameter group {index} has {key} {rate!r}; a learning rate is 0 or "
+                                f"more{ceiling}")
+
+
+def _check_moments(per_parameter: dict, optimizer: torch.optim.Optimizer, where: str) -> None:
+    """Each stepped parameter's state holds what Adam reads (its step and moments): a state without them was a
+    KeyError traceback in the first step."""
+    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        return
+    needed = {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if optimizer.defaults.get("amsgrad") else set())
+    for index, values in per_parameter.items():
+        missing = sorted(needed - set(values))
+        if missing:
+            raise UserError(f"{where}: its optimizer state for parameter {index} has no {', '.join(missing)}, which "
+                            f"Adam reads")
+
+
+def _same(given: Any, own: Any) -> bool:
+    if isinstance(given, torch.Tensor) and given.numel() == 1:
+        given = given.item()
+    return type(given) is type(own) and given == own if isinstance(own, bool) or own is None else (
+        _finite_number(given) and not isinstance(given, bool) and math.isclose(given, own, rel_tol=1e-9))
+
+
+def _check_data_order(state: Any, where: str) -> None:
+    """The data module's state: empty, or the training order of an epoch stopped inside (a seed torch takes, the
+    images and batches taken: at least one, fewer than the training set). A crafted one was a traceback when the
+    epoch began, or an epoch of no images and then one."""
+    if state is None or state == {}:
+        return
+    order = state.get("train_order") if isinstance(state, dict) else None
+    if not isinstance(state, dict) or set(state) - {"train_order"} or order not in (None, {}) and not (
+            isinstance(order, dict) and set(order) == {"seed", "used", "batches"} and _seed(order["seed"])
+            and _count(order["used"]) and _count(order["batches"])
+            and 0 < order["batches"] <= order["used"] < TRAIN_IMAGES):
+        raise UserError(f"{where}: its data module's state {_shown(state)[:200]} is not the training order a run "
+                        f"saves (the epoch's seed, and the images and batches of it taken)")
+
+
+def _seed(value: Any) -> bool:
+    """A seed torch's generator takes: an integer from -2**63 to 2**64 - 1."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(1 << 63) <= value < (1 << 64)
 
 
 def _generators_take(state: dict) -> bool:
