@@ -18,7 +18,8 @@ import pytest
 import torch
 import yaml
 
-from bridge_check import L, architecture_of, converts_and_comes_back, keras, network_of, randomised, sequential_case
+from bridge_check import (L, architecture_of, assert_matches_keras, converts_and_comes_back, keras, network_of,
+                          randomised, sequential_case)
 from keras_bridge.build import keras_layer
 from lightning_mnist.models import MnistClassifier
 from mnist_common.architecture import Architecture, ArchitectureError
@@ -181,6 +182,20 @@ def test_a_keras_file_converts_both_ways_keeping_its_regularizers_and_constraint
 
 
 @torch.no_grad()
+def test_a_sigmoid_layer_with_settings_of_its_own_reads_as_a_hidden_layer():
+    """A textbook MLP: a sigmoid hidden layer with an L2 regularizer object (a dict among its settings) made predict,
+    test, fit and the deploy formats a traceback (``unhashable type: 'dict'``, zoo round 8) while looking for a
+    sigmoid output; its outputs are the softmax's, as Keras' are."""
+    model = keras.Sequential([keras.Input((784,)), L.Dense(16, activation="sigmoid", name="hidden",
+                                                           kernel_regularizer=keras.regularizers.L2(1e-4),
+                                                           kernel_constraint=keras.constraints.MaxNorm(2.0)),
+                              L.Dropout(0.1), L.Dense(10, activation="softmax")])
+    architecture = architecture_of(model)
+    assert architecture.independent_probabilities_from is None and architecture.outputs_probabilities
+    architecture.require_one_distribution("predict")
+    assert_matches_keras(model, source="sigmoid_hidden")
+
+
 def test_constraints_give_what_keras_optimizers_leave_after_a_step():
     """Each constrained weight, constrained in torch, equals Keras' constraint applied to it (along Keras' axes,
     whatever torch's layout), within float32 rounding; the others are untouched."""

@@ -56,7 +56,7 @@ GRAPH_ROOT_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.>-]*")
 GRAPH_LAYER_NAME = re.compile(r"[A-Za-z0-9_.>-]+")
 CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")  # a NUL (which HDF5 refuses), a newline, an escape
 # Output activations whose values are a probability per class, each on its own (multi-label), not one choice
-INDEPENDENT_PROBABILITIES = ("sigmoid", "hard_sigmoid")
+INDEPENDENT_PROBABILITIES = ("sigmoid", "hard_sigmoid", "sparse_sigmoid")
 DEFAULT_PRESET = "notebook"
 MNIST_INPUT_SHAPE = (28, 28, 1)
 MNIST_SIDE = 28
@@ -523,8 +523,8 @@ class Architecture:
             if node.layer.output_activation() in INDEPENDENT_PROBABILITIES:
                 source[node.name] = node
             else:
-                found = {source[i] for i in node.inputs}
-                inherited = found.pop() if len(found) == 1 else None
+                found = {id(source[i]): source[i] for i in node.inputs}  # by identity: a layer's settings (a
+                inherited = found.popitem()[1] if len(found) == 1 else None  # regularizer's dict) are unhashable
                 keeps = inherited is not None and node.layer.keeps_distributions(*self.input_shapes_of(node))
                 source[node.name] = inherited if keeps else None
         return source[self.output.name]
