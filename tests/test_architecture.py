@@ -343,6 +343,25 @@ def test_probabilities_changed_into_neither_probabilities_nor_logits_are_found(a
         architecture.require_one_distribution("predict")
 
 
+@pytest.mark.parametrize("pool", [
+    [{"type": "Dot", "axes": 1, "inputs": ["weights", "logits"]}],
+    [{"type": "Reshape", "target_shape": [28, 1], "inputs": ["weights"]},
+     {"type": "Multiply", "name": "weighted", "inputs": ["reshape", "logits"]},
+     {"type": "ops.sum", "axis": 1, "inputs": ["weighted"]}],
+], ids=["dot", "multiply_sum"])
+def test_an_attention_pooling_of_logits_by_a_flat_softmax_gives_logits(pool):
+    """Weights from a softmax over 28 steps' flattened scores (the usual Keras 2 attention) pooling each step's
+    logits give logits, as weights from a softmax over the steps' axis of a (28, 1) map do: a softmax of another
+    size than the classes' is no distribution over them (refused as probabilities changed before: zoo round 8)."""
+    architecture = Architecture.from_config({"format_version": 2, "name": "pooled", "input_shape": [28, 28],
+                                             "layers": [
+        {"type": "Dense", "units": 10, "name": "logits"},
+        {"type": "Dense", "units": 1, "name": "score", "inputs": ["input"]}, {"type": "Flatten", "name": "flat"},
+        {"type": "Softmax", "name": "weights"}, *pool]})
+    assert architecture.probabilities_changed is None and not architecture.outputs_probabilities
+    architecture.require_one_distribution("predict")
+
+
 def test_a_graph_of_more_layers_than_any_real_model_is_refused_at_once_and_a_large_one_builds_fast():
     """A crafted description (or checkpoint, or .keras config) of 100,000 layers is refused before any layer is
     read; 2,000, the bound, are checked in linear time (a quadratic sort took minutes on 20,000)."""

@@ -552,8 +552,7 @@ class Architecture:
                 found[node.name] = None  # their logarithm: log-probabilities, logits again
             else:
                 inherited = next((found[i] for i in node.inputs if found[i] is not None), None)
-                if inherited and not all(found[i] for i in node.inputs) and \
-                        not applies_softmax(inherited[0].layer, self.input_shapes_of(inherited[0])[0]):
+                if inherited and not all(found[i] for i in node.inputs) and not self._over_the_classes(inherited[0]):
                     inherited = None  # weights over another axis (an attention's) on another branch's values
                 keeps = node.layer.keeps_distributions(*inputs) and all(found[i] for i in node.inputs)
                 found[node.name] = inherited and (inherited[0], inherited[1] or (None if keeps else node))
@@ -562,6 +561,12 @@ class Architecture:
             return None
         softmax, changer = reached
         return softmax, changer or self.output
+
+    def _over_the_classes(self, softmax: Node) -> bool:
+        """Whether ``softmax`` may be the classes' distribution: over the last axis, of as many values as the
+        classes. One of another size (an attention's weights over 28 steps, flattened) is weights, not classes."""
+        return (applies_softmax(softmax.layer, self.input_shapes_of(softmax)[0])
+                and self.shapes[softmax.name][-1] == self.num_classes)
 
     def require_one_distribution(self, what: str) -> None:
         """Refuse a network whose outputs are no scores of one choice among its classes, for ``what``, which gives
