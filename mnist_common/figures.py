@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from mnist_common.errors import escaped
 from mnist_common.files import write_atomically
 
 
@@ -64,9 +65,16 @@ def _plot(histories: dict[str, list[dict[str, float]]], path: str | Path, title:
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(shown(title))
     fig.tight_layout()
     return save_figure(fig, path, dpi=100)
+
+
+def shown(text: str) -> str:
+    """``text`` (a file's or a run's name) as a figure shows it: escaped as the terminal shows it (a name whose bytes
+    are not UTF-8 was a traceback in the font's renderer, after every prediction: hostile round 8), its dollar signs
+    as themselves (matplotlib reads text between two as mathematics, and refuses what is not)."""
+    return escaped(text).replace("$", r"\$")
 
 
 def predictions_figure(rows: list[tuple[str, object, object, object]], path: str | Path, title: str) -> Path:
@@ -84,7 +92,7 @@ def predictions_figure(rows: list[tuple[str, object, object, object]], path: str
         digit = int(probabilities.argmax())
         if picture is not None:
             ax_in.imshow(picture)
-        ax_in.set_title(label, fontsize=9)
+        ax_in.set_title(shown(label), fontsize=9)
         ax_seen.imshow(pixels, cmap="gray", vmin=0.0, vmax=1.0)
         ax_seen.set_title("28x28 the model saw", fontsize=9)
         for ax in (ax_in, ax_seen):
@@ -95,7 +103,7 @@ def predictions_figure(rows: list[tuple[str, object, object, object]], path: str
         ax_bar.set_xticks(range(len(probabilities)))
         ax_bar.set_ylim(0, 1)
         ax_bar.set_title(f"predicted {digit} (probability {probabilities[digit]:.4f})", fontsize=9)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(shown(title), fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -463,6 +463,20 @@ def test_cli_predicts_good_files_and_reports_each_bad_one(run_module, seed_ckpt,
     assert "timings:" in proc.stderr and "inference" in proc.stderr
 
 
+def test_a_figure_shows_names_that_are_no_text_or_look_like_mathematics(run_main, seed_ckpt, seed_png, tmp_path):
+    """A picture whose name's bytes are not UTF-8 was a traceback in the figure's font renderer after every
+    prediction had been printed (hostile round 8); a name between dollar signs was read as mathematics."""
+    import os
+
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for name in (b"a\xff.png", b"$\\frac{$.png"):
+        shutil.copy(seed_png, os.path.join(os.fsencode(folder), name))
+    out = run_main("lightning_mnist", "predict", folder, "--weights", seed_ckpt, "--show", tmp_path / "figure.png").out
+    assert "a\\udcff.png: 4" in out and "$\\frac{$.png: 4" in out, out
+    assert Image.open(tmp_path / "figure.png").format == "PNG"
+
+
 def test_a_folder_stands_for_the_pictures_in_it(run_main, capsys, seed_ckpt, renderings, seed_png, tmp_path):
     """``predict digits/``: each picture in the folder by name (not its hidden files, other files or subfolders),
     in the place of the folder among the other arguments; a folder without pictures gets its own error line."""
