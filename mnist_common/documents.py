@@ -20,6 +20,7 @@ MAX_DOCUMENT_VALUES = 100_000  # values a document may expand to; a full config 
 # How deep a document's lists and mappings may nest: a config is a few levels deep, and jsonargparse's walk of one
 # 500 deep ran out of Python's stack (a RecursionError traceback of 3,000 lines)
 MAX_DOCUMENT_DEPTH = 64
+MAX_NUMBER_CHARACTERS = 1_000  # a setting's number is a few dozen characters at most
 # Plain scalars YAML 1.2 (and JSON, and a reader's eye) take as the same value PyYAML's YAML 1.1 does; other forms
 # PyYAML resolves to a number or a truth value mean something else in 1.2 (``010`` is 8, ``1:6`` is 66, ``off`` is
 # false) and are refused rather than read silently so
@@ -82,23 +83,39 @@ def repeated_keys(node: yaml.Node, path: str = "", seen: set[int] | None = None,
         yield from repeated_keys(value, name, seen, lines)
 
 
-def yaml11_readings(node: yaml.Node, seen: set[int] | None = None) -> Iterator[str]:
+def scalars(node: yaml.Node) -> Iterator[yaml.ScalarNode]:
+    """The composed document's scalars (keys and values), each node once, walked without recursion."""
+    pending, seen = [node], set()
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            yield node
+        elif isinstance(node, yaml.MappingNode):
+            pending.extend(child for pair in reversed(node.value) for child in reversed(pair))
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(reversed(node.value))
+
+
+def yaml11_readings(node: yaml.Node) -> Iterator[str]:
     """``'010' (line 3) is 8 to YAML 1.1`` for each plain scalar of the composed document that PyYAML reads as a
     number or a truth value in a form YAML 1.2 does not (:data:`YAML12_FORMS`)."""
-    seen = set() if seen is None else seen
-    if id(node) in seen:
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.ScalarNode):
-        form = YAML12_FORMS.get(node.tag)
-        if form is not None and node.style is None and not form.fullmatch(node.value):
-            read = yaml.safe_load(node.value)
-            yield f"{node.value!r} (line {node.start_mark.line + 1}) is {read!r} to YAML 1.1"
-        return
-    children = [child for pair in node.value for child in pair] if isinstance(node, yaml.MappingNode) else \
-        node.value if isinstance(node, yaml.SequenceNode) else []
-    for child in children:
-        yield from yaml11_readings(child, seen)
+    for scalar in scalars(node):
+        form = YAML12_FORMS.get(scalar.tag)
+        if form is not None and scalar.style is None and not form.fullmatch(scalar.value):
+            read = yaml.safe_load(scalar.value)
+            yield f"{scalar.value!r} (line {scalar.start_mark.line + 1}) is {read!r} to YAML 1.1"
+
+
+def long_numbers(node: yaml.Node) -> Iterator[str]:
+    """``a number of 5,001 characters (line 2)`` for each plain number longer than :data:`MAX_NUMBER_CHARACTERS`:
+    Python refuses to read an integer of more than 4,300 digits (a ValueError inside the config's reader, a
+    traceback), and no setting needs more than a few dozen."""
+    for scalar in scalars(node):
+        if scalar.tag in YAML12_FORMS and scalar.style is None and len(scalar.value) > MAX_NUMBER_CHARACTERS:
+            yield f"a number of {len(scalar.value):,} characters (line {scalar.start_mark.line + 1})"
 
 
 def explicit_tags(stream: str) -> Iterator[str]:
@@ -143,11 +160,12 @@ def check_yaml_document(stream: str, what: str | None = None) -> None:
         count = sum(expanded_values(node) for node in nodes) if aliased else 0
         repeated = [name for node in nodes for name in repeated_keys(node)]
         readings = [] if count > MAX_DOCUMENT_VALUES else [text for node in nodes for text in yaml11_readings(node)]
+        long = [text for node in nodes for text in long_numbers(node)]
     except RecursionError:  # nested too deep for the composer to walk
         raise UserError(f"{what or 'a YAML config or value'} nests lists or mappings more than "
                         f"{MAX_DOCUMENT_DEPTH} deep (a config is a few levels deep)") from None
     except yaml.YAMLError:
-        tags, count, repeated, readings = [], 0, [], []  # not YAML: the loader itself says so
+        tags, count, repeated, readings, long = [], 0, [], [], []  # not YAML: the loader itself says so
     if tags:
         raise UserError(f"{what + ': ' if what else ''}the YAML tag {tags[0]} is not taken here; write the value "
                         f"plainly, or quote it as text")
@@ -157,6 +175,9 @@ def check_yaml_document(stream: str, what: str | None = None) -> None:
     if repeated:
         raise UserError(f"{what + ': ' if what else ''}a YAML mapping gives {repeated[0]}; keep one (YAML's loader "
                         f"would silently take the last)")
+    if long:
+        raise UserError(f"{what + ': ' if what else ''}{long[0]}, longer than any setting's (at most "
+                        f"{MAX_NUMBER_CHARACTERS:,})")
     if readings:
         raise UserError(f"{what + ': ' if what else ''}{readings[0]} (this loader's), not to YAML 1.2 or a reader; "
                         f"write the value plainly (a decimal number, true or false), or quote it as text")

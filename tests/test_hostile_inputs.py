@@ -400,6 +400,22 @@ def test_a_yaml_tag_is_refused_naming_it(args, shown, tmp_path, monkeypatch, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tagged.yaml"]
 
 
+@pytest.mark.parametrize("command", [["fit"], ["test"], ["cv"], ["keras_reference", "train"]])
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_a_config_number_of_thousands_of_digits_is_refused_in_one_line(command, suffix, tmp_path, monkeypatch,
+                                                                       capsys):
+    """Python reads no integer of more than 4,300 digits: a config holding one was a ValueError traceback inside the
+    config's reader (hostile round 8)."""
+    from keras_reference.__main__ import main as keras_main
+
+    (tmp_path / f"big{suffix}").write_text('{"model": {"lr": 1' + "0" * 5_000 + "}}\n")
+    monkeypatch.chdir(tmp_path)
+    program, args = (keras_main, command[1:]) if command[0] == "keras_reference" else (main, command)
+    code, error, _ = main_error(program, [*args, "--config", f"big{suffix}", "--print_config"], capsys)
+    assert code == 2 and error == (f"error: --config big{suffix}: a number of 5,001 characters (line 1), longer than "
+                                   f"any setting's (at most 1,000)"), error
+
+
 @pytest.mark.parametrize("model", ["fold_0.pt", "fold_0"])
 def test_predict_refuses_a_k_fold_run_whose_fold_model_is_of_no_known_kind(model, model_files, monkeypatch, capsys):
     shutil.copy(model_files / "model.ckpt", model_files / model)  # a real checkpoint under a name of no known kind
