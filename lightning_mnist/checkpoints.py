@@ -40,7 +40,7 @@ import torch
 
 from mnist_common.architecture import Architecture, ArchitectureError
 from mnist_common.architecture.description import MAX_PARAMETERS
-from mnist_common.documents import MAX_DOCUMENT_DEPTH, count_values, value_depth
+from mnist_common.documents import MAX_DOCUMENT_DEPTH, beyond_floats, count_values, value_depth
 from mnist_common.errors import UserError, one_line
 from mnist_common.files import check_readable, write_atomically
 from mnist_common.keras_file import KERAS_SUFFIX, KerasFile, check_file, read_keras_file
@@ -143,6 +143,9 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if value_depth(hparams) > MAX_DOCUMENT_DEPTH:  # jsonargparse's recursive walk of them ran out of stack
         raise UserError(f"{path}: its recorded settings (hyper_parameters) nest lists or mappings more than "
                         f"{MAX_DOCUMENT_DEPTH} deep (a run records a few levels)")
+    if beyond_floats(hparams):
+        raise UserError(f"{path}: its recorded settings (hyper_parameters) hold a whole number beyond any float "
+                        f"(more than 309 digits), which no setting takes")
     hparams = dict(hparams)
     description = hparams.get("architecture")
     if isinstance(description, dict):

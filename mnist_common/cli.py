@@ -25,7 +25,7 @@ from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 import yaml
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentError, ArgumentParser, Namespace, get_loader, set_loader
 
-from mnist_common.documents import check_yaml_document
+from mnist_common.documents import MAX_NUMBER_CHARACTERS, check_yaml_document
 from mnist_common.errors import UserError, one_line
 
 # The types a value given on the command line is checked against when a parse fails: plain values, choices,
@@ -334,6 +334,9 @@ def _param_help(function: Callable[..., Any], name: str) -> str | None:
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
+LONG_INTEGER = re.compile(rf"[-+]?[0-9]{{{MAX_NUMBER_CHARACTERS + 1},}}")  # as YAML reads a plain integer
+
+
 def check_config_text(argv: Sequence[str], types_by_name: dict[str, Any] | None = None) -> None:
     """Refuse a config file that is not UTF-8 text or not settings by name, naming it, before jsonargparse reads it.
 
@@ -349,6 +352,9 @@ def check_config_text(argv: Sequence[str], types_by_name: dict[str, Any] | None 
     """
     for key, value, _ in flag_values(argv):
         path = Path(value)
+        if LONG_INTEGER.fullmatch(value.strip()):  # a float setting given it was an OverflowError traceback
+            raise UserError(f"--{key} {value.strip()[:12]}...: a number of {len(value.strip()):,} characters, longer "
+                            f"than any setting's (at most {MAX_NUMBER_CHARACTERS}; a float holds 309 digits)")
         if key == "config" and not value.strip():  # jsonargparse: "Unexpected config:"
             raise UserError(f"--config {value!r}: an empty name; give a YAML file of settings (--print_config shows "
                             f"them all)")

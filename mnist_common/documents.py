@@ -10,6 +10,7 @@ a key twice, and their loaders keep the last value without a word.
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any, Iterator
 
 import yaml
@@ -20,7 +21,7 @@ MAX_DOCUMENT_VALUES = 100_000  # values a document may expand to; a full config 
 # How deep a document's lists and mappings may nest: a config is a few levels deep, and jsonargparse's walk of one
 # 500 deep ran out of Python's stack (a RecursionError traceback of 3,000 lines)
 MAX_DOCUMENT_DEPTH = 64
-MAX_NUMBER_CHARACTERS = 1_000  # a setting's number is a few dozen characters at most
+MAX_NUMBER_CHARACTERS = 300  # a setting's number is a few dozen characters; a float has at most 309 digits
 # Plain scalars YAML 1.2 (and JSON, and a reader's eye) take as the same value PyYAML's YAML 1.1 does; other forms
 # PyYAML resolves to a number or a truth value mean something else in 1.2 (``010`` is 8, ``1:6`` is 66, ``off`` is
 # false) and are refused rather than read silently so
@@ -206,6 +207,22 @@ def count_values(value: Any, limit: int = MAX_DOCUMENT_VALUES) -> int:
         elif isinstance(item, (list, tuple)):
             pending.extend(item)
     return count
+
+
+def beyond_floats(value: Any, limit: int = MAX_DOCUMENT_VALUES) -> bool:
+    """Whether ``value`` (a loaded document, walked as :func:`count_values` walks it) holds a whole number no float
+    holds (10**400): a setting read as a float from it was an OverflowError traceback."""
+    count, pending = 0, [value]
+    while pending and count <= limit:
+        item = pending.pop()
+        count += 1
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > sys.float_info.max:
+            return True
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+    return False
 
 
 def value_depth(value: Any, limit: int = MAX_DOCUMENT_DEPTH) -> int:

@@ -82,6 +82,9 @@ def test_a_description_round_trips_through_yaml_and_json(tmp_path):
     (lambda c: c["layers"][0].update(activation="swishy"), "activation 'swishy' is not supported"),
     (lambda c: c["layers"][1].update(axis=1), "layer 1 (batch_normalization, BatchNormalization): normalises axis 1"),
     (lambda c: c["layers"][8].update(rate=1.0), "layer 8 (dropout, Dropout): rate must be a number in [0, 1)"),
+    # a whole number beyond every float (JSON and YAML read it as an int): float() was an OverflowError traceback
+    (lambda c: c["layers"][8].update(rate=10 ** 400), "rate must be a number in [0, 1), got a whole number of 401 "
+                                                      "digits"),
     (lambda c: c["layers"].pop(6), "the output (dense_1) is 5x5x10; a classifier must end in one score"),
     (lambda c: c.update(layers=c["layers"][:3]), "the output (max_pooling2d) is 13x13x32"),
     (lambda c: c.update(input_shape=[28, 28, 1, 1]), "input_shape must be [height, width, channels]"),

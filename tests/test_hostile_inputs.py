@@ -413,7 +413,11 @@ def test_a_config_number_of_thousands_of_digits_is_refused_in_one_line(command, 
     program, args = (keras_main, command[1:]) if command[0] == "keras_reference" else (main, command)
     code, error, _ = main_error(program, [*args, "--config", f"big{suffix}", "--print_config"], capsys)
     assert code == 2 and error == (f"error: --config big{suffix}: a number of 5,001 characters (line 1), longer than "
-                                   f"any setting's (at most 1,000)"), error
+                                   f"any setting's (at most 300)"), error
+    # 401 digits: past every float, which a float setting's reader met with an OverflowError traceback (round 8)
+    code, error, _ = main_error(program, [*args, "--model.lr", "1" + "0" * 400, "--print_config"], capsys)
+    assert code == 2 and error == ("error: --model.lr 100000000000...: a number of 401 characters, longer than any "
+                                   "setting's (at most 300; a float holds 309 digits)"), error
 
 
 @pytest.mark.parametrize("model", ["fold_0.pt", "fold_0"])

@@ -89,6 +89,22 @@ TAMPERED = {  # what is changed in the run's last.ckpt, what the one line says
                      {"train_order": {"seed": "x", "used": 32, "batches": 1}}, [1, 2],
                      {"train_order": {"seed": 5, "used": -5, "batches": 1}},
                      {"train_order": {"seed": 5, "used": 10 ** 9, "batches": 1}})},
+    # a history row without its epoch, or of text (a traceback after the whole run); epoch counters past the
+    # history (Lightning's traceback); numbers beyond every float (the checks' own OverflowError); a complex score
+    "a history row without its epoch": (lambda c: _callback(c, "EpochHistory")["history"][0].pop("epoch"),
+                                        "the state of its callback EpochHistory is not one it saves"),
+    "a history's loss that is text": (lambda c: _callback(c, "EpochHistory")["history"][0].update(train_loss="abc"),
+                                      "the state of its callback EpochHistory is not one it saves"),
+    "epoch counters past the history": (
+        lambda c: (c.update(epoch=10 ** 6), c["loops"]["fit_loop"]["epoch_progress"]["total"].update(
+            completed=10 ** 6)), "its epoch counters (1000000, 1000000) are past the 2 epoch(s) its history records"),
+    "a learning rate beyond every float": (
+        lambda c: c["optimizer_states"][0]["param_groups"][0].update(lr=10 ** 400),
+        "a parameter group's settings are not finite numbers"),
+    "a best score beyond every float": (lambda c: _callback(c, "EarlyStopping").update(best_score=10 ** 400),
+                                        "the state of its callback EarlyStopping is not one it saves"),
+    "a complex best score": (lambda c: _callback(c, "EarlyStopping").update(best_score=torch.tensor(1 + 2j)),
+                             "the state of its callback EarlyStopping is not one it saves"),
     "an optimizer of one group": (
         lambda c: c["optimizer_states"][0].update(param_groups=[{"lr": 0.1, "params": [0]}]),
         "has parameter groups of [1] parameters; this run's optimizer steps groups of [4, 8]"),
@@ -148,16 +164,18 @@ def test_a_tampered_training_state_is_refused_in_one_line_before_any_work(case, 
     assert len(list((work / "runs" / "lightning").iterdir())) == 1
 
 
-def test_a_recorded_setting_of_the_wrong_type_is_one_line_for_test_too(one_cycle_run, mnist_dir, monkeypatch,
-                                                                       capsys):
+@pytest.mark.parametrize("lr, fragment", [("fast", 'Parser key "model.lr"'),
+                                          (10 ** 400, "hold a whole number beyond any float")])  # (an OverflowError)
+def test_a_recorded_setting_of_the_wrong_type_is_one_line_for_test_too(lr, fragment, one_cycle_run, mnist_dir,
+                                                                       monkeypatch, capsys):
     work, run = one_cycle_run
     contents = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    contents["hyper_parameters"]["lr"] = "fast"
+    contents["hyper_parameters"]["lr"] = lr
     torch.save(contents, work / "tampered.ckpt")
     monkeypatch.chdir(work)
     monkeypatch.setenv("MNIST_DATA_DIR", str(mnist_dir))
     code, error, _ = main_error(main, ["test", "--ckpt_path", "tampered.ckpt"], capsys)
-    assert code == 2 and 'Parser key "model.lr"' in error, error
+    assert code == 2 and fragment in error, error
 
 
 def test_a_one_cycle_run_keeps_its_length(one_cycle_run, mnist_dir, monkeypatch, capsys):

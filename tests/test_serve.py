@@ -362,6 +362,15 @@ def test_a_malformed_request_is_answered_in_json(served):
     assert served.process.poll() is None
 
 
+def test_a_websocket_upgrade_is_answered_as_any_request_in_json(served):
+    """uvicorn switched a request asking for WebSocket to its WebSocket protocol, which answered a 403 with no body;
+    nothing here speaks WebSocket, so it is an HTTP request like any other (hostile round 8)."""
+    answer = requests.get(f"{served.url}/chat", timeout=TIMEOUT, headers={
+        "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert answer.status_code == 404 and list(answer.json()) == ["error"], (answer.status_code, answer.text)
+
+
 def test_request_headers_past_the_bound_get_a_431_in_json(served, seed_png):
     """uvicorn's default parser (httptools) kept request headers of any size: 200 MB of them took an HTTP process to
     3.8 GB (hostile round 7). h11 keeps 16 KiB of a request whose headers have not ended, then refuses it."""

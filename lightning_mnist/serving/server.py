@@ -132,4 +132,5 @@ def serve(server: ls.LitServer, host: str = "127.0.0.1", port: int = 8000, api_s
     """Run ``server`` until Ctrl-C or SIGTERM (blocks); ``api_servers`` HTTP processes share the port."""
     server.run(host=host, port=port, num_api_servers=api_servers, generate_client_file=False, log_level="warning",
                access_log=False, http=json_error_protocol(server.app.state.body_timeout),
-               h11_max_incomplete_event_size=MAX_REQUEST_HEADERS)
+               h11_max_incomplete_event_size=MAX_REQUEST_HEADERS,
+               ws="none")  # nothing here speaks WebSocket: an Upgrade request was a 403 without a JSON body

@@ -11,12 +11,14 @@ run of this project saves is checked here, by its shape, and anything else refus
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import torch
 
 from mnist_common.errors import UserError
 from mnist_common.mnist import TRAIN_IMAGES
+from mnist_common.results import HISTORY_KEYS
 from lightning_mnist.checkpoints import Checkpoint
 from lightning_mnist.data.datamodule import MNISTDataModule
 from lightning_mnist.training.callbacks import RandomState
@@ -56,6 +58,7 @@ def check_training_state(checkpoint: Checkpoint, groups: list[list[torch.nn.Para
         raise UserError(f"{where}: it holds no state of Lightning's training loop (its epoch and batch counters), so "
                         f"the run cannot go on where it stopped")
     _check_loop_counters(loops, where)
+    _check_epochs_against_history(contents, callbacks, where)
     optimizers = contents.get("optimizer_states")
     if not isinstance(optimizers, list) or len(optimizers) != 1:
         found = (f"{len(optimizers)} optimizers' states" if isinstance(optimizers, list) else
@@ -163,6 +166,21 @@ def _seed(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and -(1 << 63) <= value < (1 << 64)
 
 
+def _check_epochs_against_history(contents: dict, callbacks: dict, where: str) -> None:
+    """Lightning's epoch counters within the run's own history of epochs (the epochs it trained, and the one it
+    was in): a million epochs counted against a history of one was Lightning's traceback once the trainer was
+    built."""
+    history = next((state.get("history") for key, state in callbacks.items()
+                    if str(key).partition("{")[0] == "EpochHistory"), None)
+    if not isinstance(history, list):
+        return
+    progress = contents["loops"]["fit_loop"].get("epoch_progress") or {}
+    counts = [value for part in progress.values() if isinstance(part, dict) for value in part.values()]
+    if contents["epoch"] > len(history) or any(isinstance(c, int) and c > len(history) + 1 for c in counts):
+        raise UserError(f"{where}: its epoch counters ({contents['epoch']}, {max(counts, default=0)}) are past the "
+                        f"{len(history)} epoch(s) its history records; a run saves them together")
+
+
 def _generators_take(state: dict) -> bool:
     """Whether torch's, Python's and numpy's generators take these states (tried on generators of their own)."""
     import random
@@ -178,22 +196,41 @@ def _generators_take(state: dict) -> bool:
 
 
 def _score(value: Any) -> bool:
-    """A monitored value as Lightning keeps it: None, a number, or a tensor of one number (inf before any)."""
+    """A monitored value as Lightning keeps it: None, a real number, or a tensor of one real number (inf before
+    any; a complex one passed, and was a traceback where the first epoch's was compared with it)."""
     if isinstance(value, torch.Tensor):
-        return value.layout == torch.strided and value.numel() == 1 and not bool(torch.isnan(value).any())
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value))
+        return (value.layout == torch.strided and value.numel() == 1 and value.is_floating_point()
+                and not bool(torch.isnan(value).any()))
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and _in_float_range(value)
+                             and not math.isnan(value))
+
+
+def _in_float_range(value: int | float) -> bool:
+    """Not a whole number beyond every float (10**400, which math's tests and float() refuse with an OverflowError)."""
+    return not isinstance(value, int) or abs(value) <= sys.float_info.max
 
 
 # what each callback of this project's runs keeps, by the name its state is saved under
 CALLBACK_STATES = {
     "RandomState": lambda s: not s or _generators_take(s),  # empty: saved outside fitting
-    "EpochHistory": lambda s: isinstance(s.get("history"), list) and all(isinstance(r, dict) for r in s["history"])
+    "EpochHistory": lambda s: isinstance(s.get("history"), list) and all(
+        _history_row(row, index) for index, row in enumerate(s["history"]))
     and all(_finite_number(s.get(k, 0.0)) for k in ("seconds", "wall_seconds", "epoch_seconds")),
     "EarlyStopping": lambda s: all(_count(s.get(k, 0)) for k in ("wait_count", "stopped_epoch", "patience"))
     and _score(s.get("best_score")),
     "RunCheckpoint": lambda s: all(_score(s.get(k)) for k in ("best_model_score", "current_score", "kth_value"))
     and isinstance(s.get("best_k_models", {}), dict) and all(_score(v) for v in s.get("best_k_models", {}).values()),
 }
+
+
+def _history_row(row: Any, index: int) -> bool:
+    """An epoch's row of the run's history as EpochHistory writes it: its number (the row's place), its seconds, its
+    epoch means (numbers, NaN where training diverged); what the run's figures and results read from it (a row
+    without its epoch was a traceback once the whole run had trained)."""
+    return (isinstance(row, dict) and row.get("epoch") == index and _count(row["epoch"])
+            and set(row) <= {"epoch", "seconds", *HISTORY_KEYS} and _finite_number(row.get("seconds", 0.0))
+            and all(isinstance(row[key], (int, float)) and not isinstance(row[key], bool)
+                    and _in_float_range(row[key]) for key in HISTORY_KEYS if key in row))
 
 
 def _holds(check, state: dict) -> bool:
@@ -219,7 +256,8 @@ def _check_loop_counters(state: dict, where: str, path: str = "loops") -> None:
 
 
 def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and (isinstance(value, bool) or math.isfinite(value))
+    return isinstance(value, (int, float)) and (isinstance(value, bool) or _in_float_range(value)
+                                                and math.isfinite(value))
 
 
 def _plain_settings(settings: dict) -> bool:

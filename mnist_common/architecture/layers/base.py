@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -135,10 +136,12 @@ def positive_int(value: Any, setting: str) -> int:
 
 def number(value: Any, setting: str, low: float = -math.inf, high: float = math.inf,
             low_open: bool = False, high_open: bool = False) -> float:
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+    beyond_floats = isinstance(value, int) and abs(value) > sys.float_info.max  # 10**400: an OverflowError in float()
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or beyond_floats or not math.isfinite(value)
             or value < low or value > high or (low_open and value == low) or (high_open and value == high)):
         bounds = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise LayerError(f"{setting} must be a number in {bounds}, got {value!r}")
+        shown = f"a whole number of {len(str(abs(value))):,} digits" if beyond_floats else repr(value)
+        raise LayerError(f"{setting} must be a number in {bounds}, got {shown}")
     return float(value)
 
 
