@@ -512,6 +512,17 @@ def test_crafted_graph_entries_are_refused_in_one_line_by_both_backends(edit, me
     assert not (tmp_path / "out.ckpt").exists()
 
 
+@pytest.mark.parametrize("side", ["input", "output"])
+def test_a_model_built_on_a_dict_of_one_tensor_converts(side):
+    """``keras.Model({"pixels": inputs}, outputs)``: Keras records its one input (or output) as a mapping of one,
+    and takes the tensor alone too; refused as a mapping before (zoo round 8). A mapping of two stays refused."""
+    inputs = keras.Input((28, 28, 1), name="pixels")
+    outputs = L.Dense(10, activation="softmax", name="digits")(L.Flatten()(L.Conv2D(4, 3)(inputs)))
+    model = keras.Model({"pixels": inputs} if side == "input" else inputs,
+                        {"digits": outputs} if side == "output" else outputs)
+    assert_matches_keras(model, source=f"dict_{side}")
+
+
 @pytest.mark.parametrize("fails", [True, False], ids=["refused", "loaded"])
 def test_keras_warnings_while_it_loads_a_file_never_precede_the_error_line(fails, seed_keras, monkeypatch):
     """Keras warned ("Skipping nested container ...", two lines) and then failed to load a crafted file: the warning

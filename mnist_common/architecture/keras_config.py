@@ -142,9 +142,11 @@ def _endpoint(model_config: dict[str, Any], key: str, names: set[str], source: s
             raise ArchitectureError(f"{source}: the model has {len(spec)} {what}s; only single-input, "
                                     f"single-output models are supported")
         spec = spec[0]
+    if isinstance(spec, dict) and len(spec) == 1:  # Keras 3's record of a model built on a dict of one input (or
+        spec = next(iter(spec.values()))  # output): that tensor, which Keras also takes alone
     if isinstance(spec, dict):  # Keras 3 writes a dict when the model was called on a dict of inputs
-        raise ArchitectureError(f"{source}: the model's {what}s are a mapping; only single-input, single-output "
-                                f"models are supported")
+        raise ArchitectureError(f"{source}: the model's {what}s are a mapping of {len(spec)}; only single-input, "
+                                f"single-output models are supported")
     if isinstance(spec, list) and len(spec) == 3 and spec[0] in models and spec[2] != 0:
         raise ArchitectureError(f"{source}: the model's output is output {spec[2]} of the nested model {spec[0]}; "
                                 f"only nested models of one output are supported")
