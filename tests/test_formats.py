@@ -455,14 +455,16 @@ def _hostile_onnx_graphs(folder: Path) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    def save(name: str, nodes: list, constants: dict[str, np.ndarray]) -> None:
+    def save(name: str, nodes: list, constants: dict[str, np.ndarray], claims: dict[str, list] | None = None) -> None:
         weights = numpy_helper.from_array(np.zeros((784, 10), np.float32), "W")
         graph = helper.make_graph(
             [*nodes, helper.make_node("MatMul", ["x", "W"], ["logits"]),
              helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)], name,
             [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 784])],
             [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 10])],
-            [weights, *(numpy_helper.from_array(value, key) for key, value in constants.items())])
+            [weights, *(numpy_helper.from_array(value, key) for key, value in constants.items())],
+            value_info=[helper.make_tensor_value_info(key, TensorProto.FLOAT, shape)
+                        for key, shape in (claims or {}).items()])
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), folder / f"{name}.onnx")
 
     body = helper.make_graph(  # one turn of the loop: the images through unchanged
@@ -483,6 +485,11 @@ def _hostile_onnx_graphs(folder: Path) -> None:
                        helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
                        helper.make_node("Add", ["input", "total"], ["x"])],
          {"shape": np.array([20_000, 20_000], np.int64)})
+    save("claimed_small", [helper.make_node("ReduceMean", ["input"], ["mean"], keepdims=0),  # says (1,): shape
+                           helper.make_node("Expand", ["mean", "shape"], ["big"]),  # inference trusted the file
+                           helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+                           helper.make_node("Add", ["input", "total"], ["x"])],
+         {"shape": np.array([20_000, 20_000], np.int64)}, claims={"big": [1]})
     save("data_sized", [helper.make_node("ReduceMax", ["input"], ["top"], keepdims=1),  # as large as a pixel says
                         helper.make_node("Mul", ["top", "million"], ["scaled"]),
                         helper.make_node("Cast", ["scaled"], ["size"], to=TensorProto.INT64),
@@ -529,6 +536,7 @@ ONNX_REFUSALS = [
                                 "more than an MNIST model of this bridge may (20,000,000; the largest, ConstantOfShape "
                                 "output big, 100,000,000,000); it is not run"),
     ("expansion.onnx", "onnx", "its operators' outputs hold 400,000,806 values for one image"),
+    ("claimed_small.onnx", "onnx", "its operators' outputs hold 400,000,806 values for one image"),
     ("data_sized.onnx", "onnx", "data_sized.onnx: ONNX's shape inference cannot tell the shape of Expand output big "
                                 "from the images' shape"),
     ("batch_squared.onnx", "onnx", "batch_squared.onnx: MatMul output pairs grows faster than the batch (1 values for "

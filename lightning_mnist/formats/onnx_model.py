@@ -220,6 +220,7 @@ def _operator_sizes(proto, batch: int, path: str | Path) -> dict[tuple[str, str]
 
     sized = onnx.ModelProto()
     sized.CopyFrom(proto)
+    del sized.graph.value_info[:]  # the file's own claims of its tensors' shapes: inferred here, not taken
     constants = {tensor.name for tensor in sized.graph.initializer}
     for given in sized.graph.input:
         dims = given.type.tensor_type.shape.dim
@@ -235,7 +236,7 @@ def _operator_sizes(proto, batch: int, path: str | Path) -> dict[tuple[str, str]
         for name in filter(None, node.output):  # an optional output left out is named ""
             tensor = shapes.get(name)
             dims = tensor.shape.dim if tensor is not None and tensor.HasField("shape") else None
-            known = dims is not None and all(dim.HasField("dim_value") for dim in dims)
+            known = dims is not None and all(dim.HasField("dim_value") and dim.dim_value >= 0 for dim in dims)
             sizes[node.op_type, name] = math.prod(dim.dim_value for dim in dims) if known else None
     return sizes
 
