@@ -28,6 +28,8 @@ LOOP_LEAVES = (int, list)
 SCHEDULE_COUNTERS = ("last_epoch", "_step_count")  # a torch schedule's steps taken (keys of its state_dict)
 PARAMETER_GROUP = "params"  # a torch optimizer group's parameter ids, its other entries settings (lr, betas, ...)
 FIXED_SETTINGS = ("eps", "weight_decay", "keras_eps")  # numbers no schedule changes (flags neither)
+# flags that choose how torch computes the same update (a run on another device may differ in them), not what
+IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable")
 LEARNING_RATES = ("lr", "initial_lr", "max_lr", "min_lr")  # an optimizer's, and what a schedule adds to its groups
 ANNEALING = ("cos", "linear")  # the curves of torch's one-cycle schedule
 DATA_STATE = MNISTDataModule.__qualname__  # where Lightning keeps the data module's state in a checkpoint
@@ -100,7 +102,7 @@ def _check_group_settings(saved: list[dict], optimizer: torch.optim.Optimizer, p
             raise UserError(f"{what}: parameter group {index} has no {', '.join(missing)}, which "
                             f"{type(optimizer).__name__} reads")
         for key, value in own.items():
-            if key == PARAMETER_GROUP:
+            if key == PARAMETER_GROUP or key in IMPLEMENTATION_FLAGS:
                 continue
             given = group[key]
             fixed = (isinstance(value, bool) or value is None or key in FIXED_SETTINGS) and key not in getattr(
