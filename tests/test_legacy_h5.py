@@ -323,8 +323,8 @@ def _written(content: bytes, name: str = "model.h5"):
     (_with_nested_models(10), "edited.h5: nests models more than 8 deep; refusing it"),
     (_with_attribute("model_config", np.arange(3)), "edited.h5 is corrupt (its model config is a ndarray, not JSON "
                                                     "text)"),
-], ids=["lambda", "tf_op", "external_link", "many_names", "weights_only", "not_a_model", "hard_sigmoid", "corrupt", "not_hdf5",
-        "keras_operations", "nan_weights", "keras3_unknown_setting", "declared_units", "thresholded_relu",
+], ids=["lambda", "tf_op", "external_link", "many_names", "weights_only", "not_a_model", "hard_sigmoid", "corrupt",
+        "not_hdf5", "keras_operations", "nan_weights", "keras3_unknown_setting", "declared_units", "thresholded_relu",
         "locally_connected", "class_name_list", "hard_sigmoid_function", "kernel_size", "input_shape",
         "complex_weights", "deep_config", "nested_10_deep", "config_array"])
 def test_legacy_files_keras_must_not_or_cannot_read_are_refused_in_one_line(make, message, tmp_path, mnist_dir,
