@@ -194,35 +194,36 @@ def unique_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def count_values(value: Any, limit: int = MAX_DOCUMENT_VALUES) -> int:
-    """How many values ``value`` holds (mappings, lists and tuples walked, shared references counted each time they
-    are reached, as a walk or a copy reaches them), counting no further than ``limit`` + 1."""
+def walked_values(value: Any, limit: int = MAX_DOCUMENT_VALUES) -> Iterator[Any]:
+    """The values ``value`` holds, itself first (mappings' keys and values, lists and tuples walked, shared references
+    reached each time they are reached, as a walk or a copy reaches them), no more than ``limit`` + 1 of them."""
     count, pending = 0, [value]
     while pending and count <= limit:
         item = pending.pop()
         count += 1
+        yield item
         if isinstance(item, dict):
             pending.extend(item.keys())
             pending.extend(item.values())
         elif isinstance(item, (list, tuple)):
             pending.extend(item)
-    return count
+
+
+def count_values(value: Any, limit: int = MAX_DOCUMENT_VALUES) -> int:
+    """How many values ``value`` holds (:func:`walked_values`), counting no further than ``limit`` + 1."""
+    return sum(1 for _ in walked_values(value, limit))
+
+
+def beyond_float_range(value: Any) -> bool:
+    """Whether ``value`` is a whole number no float holds (10**400, which JSON, YAML and a checkpoint read as an
+    int): ``float()`` and math's tests of it raise OverflowError."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > sys.float_info.max
 
 
 def beyond_floats(value: Any, limit: int = MAX_DOCUMENT_VALUES) -> bool:
-    """Whether ``value`` (a loaded document, walked as :func:`count_values` walks it) holds a whole number no float
-    holds (10**400): a setting read as a float from it was an OverflowError traceback."""
-    count, pending = 0, [value]
-    while pending and count <= limit:
-        item = pending.pop()
-        count += 1
-        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > sys.float_info.max:
-            return True
-        if isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            pending.extend(item)
-    return False
+    """Whether ``value`` (a loaded document) holds a number :func:`beyond_float_range`: a setting read as a float from
+    it was an OverflowError traceback."""
+    return any(beyond_float_range(item) for item in walked_values(value, limit))
 
 
 def value_depth(value: Any, limit: int = MAX_DOCUMENT_DEPTH) -> int:

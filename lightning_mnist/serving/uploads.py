@@ -218,11 +218,9 @@ def _check_part_headers(content_type: str, body: bytes, depth: int = 0) -> None:
     found before the parser reads them as the parser finds them: its boundary as the parser reads it (an RFC 2231
     ``boundary*=utf-8''B``, an encoded word or a comment around it too), on a line of its own (the text ``--B``
     inside a header is no boundary), the headers ending at the first empty line."""
-    declared = email.message.EmailMessage(policy=email.policy.HTTP)  # read as the parser reads it: an encoded word
-    declared["content-type"] = content_type  # or a comment around the boundary is the parser's plain B (round 7)
-    boundary = declared.get_boundary()  # what the parser splits the form on
-    if declared.get_content_maintype() != "multipart" or not boundary:  # its type read so too (an encoded word in
-        return  # "multipart" is multipart to the parser: round 8); a form without a boundary the parser refuses
+    boundary = _form_boundary(content_type)
+    if boundary is None:
+        return  # the parser says what is wrong with a form without one
     if depth > MAX_FORM_NESTING:
         raise refuse(BAD_REQUEST, f"the multipart form holds forms more than {MAX_FORM_NESTING} deep: send the "
                                   f"picture as its field {FIELD!r}")
@@ -237,7 +235,19 @@ def _check_part_headers(content_type: str, body: bytes, depth: int = 0) -> None:
             raise refuse(BAD_REQUEST, f"a part of the multipart form has {end - start:,} bytes of headers, more than "
                                       f"{MAX_PART_HEADERS:,} (a browser sends a few hundred)")
         headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(body[start:end])
-        _check_part_headers(str(headers.get("content-type", "")), body[end:], depth + 1)  # a form within it?
+        inner = str(headers.get("content-type", ""))
+        if _form_boundary(inner) is not None:  # a form within it (the rest of the body copied for those only)
+            _check_part_headers(inner, body[end:], depth + 1)
+
+
+def _form_boundary(content_type: str) -> str | None:
+    """What the parser splits a part of this Content-Type on, read as it reads it (policy HTTP: an encoded word or a
+    comment around the boundary is its plain B, round 7; an encoded word in "multipart" is multipart, round 8);
+    None for a part that is no form, or a form without a boundary."""
+    declared = email.message.EmailMessage(policy=email.policy.HTTP)
+    declared["content-type"] = content_type
+    boundary = declared.get_boundary()
+    return boundary if declared.get_content_maintype() == "multipart" and boundary else None
 
 
 LINE_END = re.compile(rb"\r\n|\r|\n")  # how the email parser ends a line

@@ -11,11 +11,11 @@ run of this project saves is checked here, by its shape, and anything else refus
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
 import torch
 
+from mnist_common.documents import beyond_float_range
 from mnist_common.errors import UserError
 from mnist_common.mnist import TRAIN_IMAGES
 from mnist_common.results import HISTORY_KEYS
@@ -203,13 +203,9 @@ def _score(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
         return (value.layout == torch.strided and value.numel() == 1 and value.is_floating_point()
                 and not bool(torch.isnan(value).any()))
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and _in_float_range(value)
-                             and not math.isnan(value))
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                             and not beyond_float_range(value) and not math.isnan(value))
 
-
-def _in_float_range(value: int | float) -> bool:
-    """Not a whole number beyond every float (10**400, which math's tests and float() refuse with an OverflowError)."""
-    return not isinstance(value, int) or abs(value) <= sys.float_info.max
 
 
 # what each callback of this project's runs keeps, by the name its state is saved under
@@ -232,7 +228,7 @@ def _history_row(row: Any, index: int) -> bool:
     return (isinstance(row, dict) and row.get("epoch") == index and _count(row["epoch"])
             and set(row) <= {"epoch", "seconds", *HISTORY_KEYS} and _finite_number(row.get("seconds", 0.0))
             and all(isinstance(row[key], (int, float)) and not isinstance(row[key], bool)
-                    and _in_float_range(row[key]) for key in HISTORY_KEYS if key in row))
+                    and not beyond_float_range(row[key]) for key in HISTORY_KEYS if key in row))
 
 
 def _holds(check, state: dict) -> bool:
@@ -258,7 +254,7 @@ def _check_loop_counters(state: dict, where: str, path: str = "loops") -> None:
 
 
 def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and (isinstance(value, bool) or _in_float_range(value)
+    return isinstance(value, (int, float)) and (isinstance(value, bool) or not beyond_float_range(value)
                                                 and math.isfinite(value))
 
 

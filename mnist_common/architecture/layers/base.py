@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from mnist_common.documents import beyond_float_range
 from mnist_common.errors import UserError
 
 Shape = tuple[int, ...]  # without the batch axis, channels last: (H, W, C), (H, W) or (features,)
@@ -136,11 +136,11 @@ def positive_int(value: Any, setting: str) -> int:
 
 def number(value: Any, setting: str, low: float = -math.inf, high: float = math.inf,
             low_open: bool = False, high_open: bool = False) -> float:
-    beyond_floats = isinstance(value, int) and abs(value) > sys.float_info.max  # 10**400: an OverflowError in float()
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or beyond_floats or not math.isfinite(value)
+    huge = beyond_float_range(value)  # 10**400: an OverflowError in float() and math.isfinite
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or huge or not math.isfinite(value)
             or value < low or value > high or (low_open and value == low) or (high_open and value == high)):
         bounds = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        shown = f"a whole number of {len(str(abs(value))):,} digits" if beyond_floats else repr(value)
+        shown = f"a whole number of {len(str(abs(value))):,} digits" if huge else repr(value)
         raise LayerError(f"{setting} must be a number in {bounds}, got {shown}")
     return float(value)
 
