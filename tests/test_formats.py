@@ -567,6 +567,7 @@ def test_outputs_that_are_no_choice_among_the_classes_are_not_deployed(tmp_path,
             (10, "sigmoid", "output layer (dense) applies sigmoid: independent per-class probabilities"),
             # read as logits before (zoo round 8): its values in [0, 1] each
             (10, "sparse_sigmoid", "output layer (dense) applies sparse_sigmoid: independent per-class probabilities"),
+            (10, "log_sigmoid", "output layer (dense) applies log_sigmoid: independent per-class log-probabilities"),
             (1, "linear", "gives 1 value, whose softmax is always 1")):
         architecture = Architecture.from_config({"name": f"sigmoid{units}", "input_shape": [28, 28, 1], "layers": [
             {"type": "Flatten"}, {"type": "Dense", "units": units, "activation": activation}]})

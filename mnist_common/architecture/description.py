@@ -55,8 +55,9 @@ PRESETS_DIR = Path(__file__).with_name("presets")
 GRAPH_ROOT_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.>-]*")
 GRAPH_LAYER_NAME = re.compile(r"[A-Za-z0-9_.>-]+")
 CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")  # a NUL (which HDF5 refuses), a newline, an escape
-# Output activations whose values are a probability per class, each on its own (multi-label), not one choice
-INDEPENDENT_PROBABILITIES = ("sigmoid", "hard_sigmoid", "sparse_sigmoid")
+# Output activations whose values are a probability per class, each on its own (multi-label), not one choice:
+# log_sigmoid's are their logarithms (a softmax of them renormalises the sigmoids: no class's probability)
+INDEPENDENT_PROBABILITIES = ("sigmoid", "hard_sigmoid", "sparse_sigmoid", "log_sigmoid")
 DEFAULT_PRESET = "notebook"
 MNIST_INPUT_SHAPE = (28, 28, 1)
 MNIST_SIDE = 28
@@ -585,7 +586,7 @@ class Architecture:
             raise ArchitectureError(f"{what} give one softmax over the classes; {self.name}'s "
                                     f"{'output layer' if direct else 'layer'} ({squashed.name}) applies {activation}"
                                     f"{'' if direct else ', whose values are the outputs'}: independent per-class "
-                                    f"probabilities (a .ckpt or .keras conversion keeps it as it is)")
+                                    f"{'log-' if activation == 'log_sigmoid' else ''}probabilities (a .ckpt or .keras conversion keeps it as it is)")
         if self.num_classes < 2:
             raise ArchitectureError(f"{what} give one softmax over the classes; {self.name} gives "
                                     f"{self.num_classes} value, whose softmax is always 1 (a .ckpt or .keras "
