@@ -49,7 +49,8 @@ def every_constrained_kind() -> "keras.Model":
                                              depthwise_constraint=C.MaxNorm(1.0, axis=3)),
                            L.Conv2DTranspose(2, 3, kernel_constraint=C.MaxNorm(0.4, axis=-1)),
                            L.LayerNormalization(gamma_constraint="max_norm"), L.Flatten(),
-                           L.Dense(7, kernel_constraint=C.MaxNorm(0.2, axis=1)))
+                           L.Dense(7, kernel_constraint=C.MaxNorm(2, axis=1),  # whole numbers stay whole
+                                   kernel_initializer=keras.initializers.RandomNormal(0, 1)))
 
 
 def activity_regularised() -> "keras.Model":
@@ -149,15 +150,15 @@ def test_the_classifier_loss_adds_what_keras_activity_regularizers_add(tmp_path,
 @pytest.mark.parametrize("build", [every_regularised_kind, every_constrained_kind])
 def test_settings_round_trip_as_keras_spells_them(build, tmp_path):
     """Keras' config -> description -> YAML -> description -> Keras layer: Keras' own regularizers and constraints
-    again, for every such layer; string forms become Keras' classes with their defaults; unset ones stay out of
-    the description."""
+    again, for every such layer (initializers too, a whole number written back as one: MaxNorm(2)'s 2 was 2.0);
+    string forms become Keras' classes with their defaults; unset ones stay out of the description."""
     model = build()
     architecture = architecture_of(model)
     (tmp_path / "net.yaml").write_text(yaml.safe_dump(architecture.to_config()))
     again = Architecture.load(tmp_path / "net.yaml")
     assert again == architecture
-    as_json = lambda config: json.loads(json.dumps({k: v for k, v in config.items()  # noqa: E731
-                                                    if k.endswith(("_regularizer", "_constraint"))}))
+    as_json = lambda config: json.dumps({k: v for k, v in config.items()  # noqa: E731 (text: 2 == 2.0 in Python)
+                                         if k.endswith(("_regularizer", "_constraint", "_initializer"))}, sort_keys=True)
     for node in again.nodes:
         assert as_json(keras_layer(node.layer).get_config()) == as_json(model.get_layer(node.name).get_config())
     first = again.nodes[0].layer.to_config()

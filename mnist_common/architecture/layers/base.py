@@ -135,14 +135,14 @@ def positive_int(value: Any, setting: str) -> int:
 
 
 def number(value: Any, setting: str, low: float = -math.inf, high: float = math.inf,
-            low_open: bool = False, high_open: bool = False) -> float:
+            low_open: bool = False, high_open: bool = False) -> float | int:
     huge = beyond_float_range(value)  # 10**400: an OverflowError in float() and math.isfinite
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or huge or not math.isfinite(value)
             or value < low or value > high or (low_open and value == low) or (high_open and value == high)):
         bounds = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         shown = f"a whole number of {len(str(abs(value))):,} digits" if huge else repr(value)
         raise LayerError(f"{setting} must be a number in {bounds}, got {shown}")
-    return float(value)
+    return value if type(value) is int else float(value)  # as given: Keras writes MaxNorm(2)'s 2 back as 2, not 2.0
 
 
 FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: what Keras and torch compute a setting in
