@@ -157,8 +157,9 @@ def test_settings_round_trip_as_keras_spells_them(build, tmp_path):
     (tmp_path / "net.yaml").write_text(yaml.safe_dump(architecture.to_config()))
     again = Architecture.load(tmp_path / "net.yaml")
     assert again == architecture
+    settings = ("_regularizer", "_constraint", "_initializer")
     as_json = lambda config: json.dumps({k: v for k, v in config.items()  # noqa: E731 (text: 2 == 2.0 in Python)
-                                         if k.endswith(("_regularizer", "_constraint", "_initializer"))}, sort_keys=True)
+                                         if k.endswith(settings)}, sort_keys=True)
     for node in again.nodes:
         assert as_json(keras_layer(node.layer).get_config()) == as_json(model.get_layer(node.name).get_config())
     first = again.nodes[0].layer.to_config()
