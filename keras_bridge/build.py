@@ -35,9 +35,10 @@ def keras_layer(layer: Layer) -> "keras.layers.Layer | keras.Operation":
     return getattr(keras.layers, layer.type).from_config(layer.keras_settings())
 
 
-def call_layer(layer: Layer, tensors: list) -> "keras.KerasTensor":
-    """The output of ``layer`` (:func:`keras_layer`) called on ``tensors`` (an operation: with its numbers)."""
-    return keras_layer(layer)(*layer.call_arguments(tensors), **layer.call_keywords())
+def call_layer(layer: Layer, tensors: list, made: "keras.layers.Layer | None" = None) -> "keras.KerasTensor":
+    """The output of ``layer`` (:func:`keras_layer`, or ``made`` of it already: a shared layer's) called on
+    ``tensors`` (an operation: with its numbers)."""
+    return (made or keras_layer(layer))(*layer.call_arguments(tensors), **layer.call_keywords())
 
 
 def build_model(architecture: Architecture | str | os.PathLike | dict | None = None) -> "keras.Model":
@@ -48,8 +49,10 @@ def build_model(architecture: Architecture | str | os.PathLike | dict | None = N
     if not architecture.functional:  # a chain a Sequential's file or a description gave
         return keras.Sequential([inputs, *(keras_layer(node.layer) for node in architecture.nodes)], name=name)
     tensors = {architecture.input_name: inputs}
+    by_name = {node.name: node for node in architecture.nodes}
+    shared = {name: keras_layer(by_name[name].layer) for name in architecture.shared_layers}  # one object, each call
     for node in architecture.nodes:
-        tensors[node.name] = call_layer(node.layer, [tensors[i] for i in node.inputs])
+        tensors[node.name] = call_layer(node.layer, [tensors[i] for i in node.inputs], shared.get(node.layer_name))
     return keras.Model(inputs, tensors[architecture.output.name], name=name)
 
 

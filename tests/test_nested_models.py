@@ -185,7 +185,7 @@ def _too_deep() -> "keras.Model":
 
 
 @pytest.mark.parametrize("build, message", [
-    (_shared_block, r"functional\w* \(Functional\) is called 2 times; a layer shared between calls"),
+    (_shared_block, r"functional\w* \(Functional\) is called 2 times; a nested model called more than once"),
     (_too_deep, r"\(sequential\w*, Sequential\) nests models more than 8 deep"),
     (_two_outputs, r"takes output 1 of two, which gives several; only single-output layers and models"),
 ])

@@ -142,8 +142,8 @@ def unexportable_layer(module: Probabilities, example: torch.Tensor, export: Cal
     model = keras_model(Probabilities([network]), named_output=False).get_layer("model_0")
     with tempfile.TemporaryDirectory() as folder:
         for index, node in enumerate(network.architecture.nodes):
-            if isinstance(node.layer, Operation):  # no layer to get; its inputs' and outputs' layers are tried
-                continue
+            if isinstance(node.layer, Operation) or node.shares:  # no layer to get (an operation), or one tried at
+                continue  # its first call; its inputs' and outputs' layers are tried
             layer = model.get_layer(node.name)
             sources = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
             inputs = [keras.Input(shape=tuple(source.shape[1:])) for source in sources]

@@ -76,9 +76,10 @@ class KerasNetwork(nn.Module):
         # set before the layers, so that a layer named like one of these is refused as any attribute's name is
         self.input_shape = torch_shape(architecture.input_shape)
         self.log_of_outputs = architecture.probabilities_without_logits  # no logits to take: their log instead
-        # (layer, its inputs, the values no later layer needs once it ran): the forward's plan.
+        # (call, its module: the layer's, shared by its calls, its inputs, the values no later call needs once it
+        # ran): the forward's plan.
         last_use = {name: index for index, node in enumerate(architecture.nodes) for name in node.inputs}
-        self.plan = tuple((node.name, node.inputs,
+        self.plan = tuple((node.name, node.layer_name, node.inputs,
                            tuple(sorted({i for i in node.inputs if last_use[i] == index})))
                           for index, node in enumerate(architecture.nodes))
         # (module, weight mapping, Keras shape, rule) for every weight a Keras constraint holds; as Keras' optimizers
@@ -103,7 +104,7 @@ class KerasNetwork(nn.Module):
                                    for node in architecture.nodes if (rule := node.layer.activity_rule()) is not None}
         where = architecture.source or architecture.name  # the file a refused name can be changed in
         taken = set(dir(self))  # once: the layers' own names are unique (the architecture checked them)
-        for node in architecture.nodes:
+        for node in (node for node in architecture.nodes if node.shares is None):  # a module per layer
             layer = _without_softmax(node.layer) if softmax is not None and node.name == softmax.name else node.layer
             if node.name in taken:
                 raise UserError(f"{where}: layer name {node.name!r} is also an attribute of the torch network "
@@ -140,8 +141,8 @@ class KerasNetwork(nn.Module):
                              f"MNIST's (28 rows or columns, or as many steps as hold its 784 pixels)")
         values = {self.architecture.input_name: x}
         penalty = None
-        for name, inputs, done in self.plan:
-            values[name] = getattr(self, name)(*(values[i] for i in inputs))
+        for name, module, inputs, done in self.plan:
+            values[name] = getattr(self, module)(*(values[i] for i in inputs))
             if penalise and name in self.activity_penalties:
                 term = self.activity_penalty(values[name], *self.activity_penalties[name])
                 penalty = term if penalty is None else penalty + term

@@ -9,7 +9,7 @@ reads ``.keras`` files); see
 
 from mnist_common.architecture.description import (
     DEFAULT_PRESET, MNIST_CLASSES, MNIST_INPUT_SHAPE, MNIST_LAYOUTS, MNIST_PIXELS, Architecture,
-    ArchitectureError, Node, fixed_input_shape, is_mnist_layout, keras_snake_case, layer_label, presets,
+    ArchitectureError, Node, SharedCall, fixed_input_shape, is_mnist_layout, keras_snake_case, layer_label, presets,
 )
 from mnist_common.architecture.keras_config import architecture_from_keras_config
 from mnist_common.architecture.layers import (
@@ -18,7 +18,7 @@ from mnist_common.architecture.layers import (
 
 __all__ = [
     "ACTIVATIONS", "Architecture", "ArchitectureError", "DEFAULT_PRESET", "LAYER_TYPES", "Layer", "LayerError",
-    "MNIST_CLASSES", "MNIST_INPUT_SHAPE", "MNIST_LAYOUTS", "MNIST_PIXELS", "Node", "Shape", "Softmax",
+    "MNIST_CLASSES", "MNIST_INPUT_SHAPE", "MNIST_LAYOUTS", "MNIST_PIXELS", "Node", "Shape", "SharedCall", "Softmax",
     "applies_softmax", "architecture_from_keras_config", "fixed_input_shape", "is_mnist_layout", "keras_snake_case",
     "layer_label", "presets", "same_padding", "shape_text",
 ]

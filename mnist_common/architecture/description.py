@@ -15,6 +15,11 @@ exactly as it always has::
       - {type: GlobalAveragePooling2D}
       - {type: Dense, units: 10, activation: softmax}
 
+A layer called again (a siamese network's shared convolution, tied weights) is one layer with
+one set of weights, as in Keras: each later call is an entry that names the layer it
+``shares`` and its ``inputs`` (``{shares: stem, inputs: [crop]}``), named ``stem@1``,
+``stem@2``, ... (``@k``: Keras' node index of the call, how a file's tensors name it).
+
 A chain is a Keras ``Sequential``; ``functional: true`` makes it a Functional model, as a
 ``.keras`` file of ``keras.Model(inputs, outputs)`` has it (any other graph is one anyway).
 The model's input is called ``input`` (or ``input_name``); a layer without a ``name`` gets
@@ -41,7 +46,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mnist_common.architecture.layers import (FLOAT32, LAYER_TYPES, MAX_RANK, Layer, LayerError, Operation, Shape,
                                               applies_softmax, gives_one_distribution, is_identity,
@@ -76,6 +81,7 @@ MAX_PARAMETERS = 100_000_000
 MAX_ACTIVATIONS = 20_000_000
 MAX_LAYERS = 2_000  # Keras' largest applications have about 1,000; more is a crafted file, refused at once
 MAX_DESCRIPTION_BYTES = 2 << 20  # a description file of MAX_LAYERS layers, each spelled out in full, is below 1 MB
+CALL_SEPARATOR = "@"  # a shared layer's later calls: ``stem@1``, ``stem@2`` (:func:`call_name`)
 CONFIG_KEYS = ("format_version", "name", "input_shape", "input_name", "functional", "layers", "num_classes")
 
 
@@ -155,48 +161,102 @@ def auto_names(kinds: list[str], taken: Iterable[str]) -> Iterable[str]:
                 break
 
 
+class SharedCall(NamedTuple):
+    """A later call of the layer ``owner`` (its first call is its own entry), in a list of layers given to
+    :meth:`Architecture.from_layers`; ``name``: the call's, by default ``owner@k`` for its k-th later call."""
+
+    owner: str
+    name: str | None = None
+
+
+def call_name(owner: str, index: int) -> str:
+    """The name of the ``index``-th call of the layer ``owner`` (Keras' node index; 0 is the layer's own)."""
+    return owner if index == 0 else f"{owner}{CALL_SEPARATOR}{index}"
+
+
 @dataclass(frozen=True)
 class Node:
-    """One layer of the graph and the names of the tensors it is called on, in order; ``walk``: the order Keras'
-    graph walk visits them where it differs (a file's call by keyword: Keras visits the keywords alphabetically,
-    ``mha(query=q, value=v, key=k)`` as k, q, v), which decides the order of ``model.layers`` and so the names
-    its weights are stored under. Not part of the network."""
+    """One call of a layer in the graph and the names of the tensors it is called on, in order; ``walk``: the
+    order Keras' graph walk visits them where it differs (a file's call by keyword: Keras visits the keywords
+    alphabetically, ``mha(query=q, value=v, key=k)`` as k, q, v), which decides the order of ``model.layers`` and so
+    the names its weights are stored under. Not part of the network. ``shares``: for a later call of a layer
+    another node calls first (one Keras layer, one torch module, one set of weights), that node's name; the
+    call's ``layer`` is that node's under the call's own name."""
 
     layer: Layer  # always named
     inputs: tuple[str, ...]
     walk: tuple[str, ...] = field(default=(), compare=False)
+    shares: str | None = None
 
     @property
     def name(self) -> str:
         return self.layer.name  # type: ignore[return-value]
 
+    @property
+    def layer_name(self) -> str:
+        """The name of the layer this node calls (of its Keras layer and torch module): its own, or the name of the
+        node whose layer it shares."""
+        return self.shares or self.name
+
+
+class _GraphMap(NamedTuple):
+    """What Keras' ``map_graph`` computes of a graph: each call's depth, each layer's depth and the order a walk
+    from the output first reaches each layer."""
+
+    node_depth: dict[str, int]
+    layer_depth: dict[str, int]
+    layer_reached: dict[str, int]
+
+
+def _map_graph(nodes: Iterable[Any], input_name: str, output: str) -> _GraphMap:
+    """Keras' ``keras.src.ops.function.map_graph`` on ``nodes`` (anything with ``name``, ``inputs``, ``walk`` and
+    ``shares``): a depth-first walk from the output, visiting each call's inputs in call order, records when it
+    first reaches each layer; then, from the output back, a call's depth is the longest path to the output, raised
+    to its layer's depth so far (a shared layer's calls pull each other, and their inputs, deeper)."""
+    by_name = {node.name: node for node in nodes}
+    layer_of = {name: getattr(node, "shares", None) or name for name, node in by_name.items()}
+    reached: dict[str, int] = {}  # layer -> when the walk first reached one of its calls
+    entered: set[str] = set()
+    post_order: list[str] = []  # each call once the calls it takes are done
+    stack: list[tuple[str, bool]] = [(output, False)]
+    while stack:  # iterative: a graph of MAX_LAYERS calls is deeper than Python's recursion
+        current, done = stack.pop()
+        if done:
+            post_order.append(current)
+        elif current not in entered and current != input_name:
+            entered.add(current)
+            reached.setdefault(layer_of[current], len(reached))
+            stack.append((current, True))
+            node = by_name[current]
+            stack.extend((i, False) for i in reversed(node.walk or node.inputs))  # the first input is walked first
+    node_depth: dict[str, int] = {}
+    layer_depth: dict[str, int] = {}
+    for name in reversed(post_order):  # every call before the calls it takes
+        depth = max(node_depth.setdefault(name, 0), layer_depth.get(layer_of[name], 0))
+        layer_depth[layer_of[name]] = node_depth[name] = depth
+        for source in by_name[name].inputs:
+            if source != input_name:
+                node_depth[source] = max(depth + 1, node_depth.get(source, 0))
+    return _GraphMap(node_depth, layer_depth, reached)
+
 
 def keras_order(nodes: Iterable[Node], input_name: str, output: str) -> list[Node]:
-    """``nodes`` in the order of Keras' ``model.layers`` (``keras.src.ops.function.map_graph``).
+    """``nodes`` in Keras' order (``keras.src.ops.function.map_graph``): by depth (the longest path to the output,
+    deepest first), ties broken by the order a depth-first walk from the output first reaches their layers, visiting
+    each layer's inputs in call order. Without shared layers this is the order of ``model.layers``
+    (:func:`keras_layer_order` in general); every call comes after the calls it takes."""
+    nodes = list(nodes)
+    graph = _map_graph(nodes, input_name, output)
+    return sorted((node for node in nodes if node.name in graph.node_depth),
+                  key=lambda node: (-graph.node_depth[node.name], graph.layer_reached[getattr(node, "shares", None)
+                                                                                     or node.name]))
 
-    Keras sorts a graph's layers by depth (the longest path to the output, deepest first)
-    and breaks ties by the order a depth-first walk from the output first reaches them,
-    visiting each layer's inputs in call order.
-    """
-    by_name = {node.name: node for node in nodes}
-    reached: dict[str, int] = {}  # name -> when the walk from the output first reached it
-    stack = [output]
-    while stack:
-        current = stack.pop()
-        if current not in reached and current != input_name:
-            reached[current] = len(reached)
-            node = by_name[current]
-            stack.extend(reversed(node.walk or node.inputs))  # the first input is walked first
-    consumers: dict[str, list[str]] = {name: [] for name in by_name}
-    for node in by_name.values():
-        for source in node.inputs:
-            if source in consumers:
-                consumers[source].append(node.name)
-    order = _topological(by_name, input_name)
-    depth: dict[str, int] = {}
-    for name in reversed(order):  # consumers before the layers they take
-        depth[name] = max((depth[c] + 1 for c in consumers[name]), default=0)
-    return sorted((by_name[name] for name in order), key=lambda node: (-depth[node.name], reached[node.name]))
+
+def keras_layer_order(nodes: Iterable[Node], input_name: str, output: str) -> list[str]:
+    """The names of the layers ``nodes`` call, in the order of Keras' ``model.layers``: by their depth (a shared
+    layer's is its deepest call's), ties broken by when the walk from the output first reaches them."""
+    graph = _map_graph(nodes, input_name, output)
+    return sorted(graph.layer_depth, key=lambda layer: (-graph.layer_depth[layer], graph.layer_reached[layer]))
 
 
 def check_layer_count(count: int, where: str) -> None:
@@ -254,7 +314,7 @@ class Architecture:
         object.__setattr__(self, "open_input_axes", tuple(open_axes))
         if not self.nodes:
             raise ArchitectureError(f"{where}: the description has no layers")
-        object.__setattr__(self, "nodes", tuple(self._checked_order(tuple(self.nodes))))
+        object.__setattr__(self, "nodes", tuple(self._checked_order(self._with_shared_layers(tuple(self.nodes)))))
         object.__setattr__(self, "functional", bool(self.functional) or not self.is_chain)
         shape = self.output_shape
         if len(shape) != 1:
@@ -270,20 +330,57 @@ class Architecture:
         return cls.from_layers(input_shape, [(layer, None) for layer in layers], name=name, source=source)
 
     @classmethod
-    def from_layers(cls, input_shape: Shape, layers: list[tuple[Layer, list[str] | None]], name: str = "custom",
-                    source: str = "", input_name: str = DEFAULT_INPUT_NAME, functional: bool = False) -> Architecture:
+    def from_layers(cls, input_shape: Shape, layers: list[tuple[Layer | SharedCall, list[str] | None]],
+                    name: str = "custom", source: str = "", input_name: str = DEFAULT_INPUT_NAME,
+                    functional: bool = False) -> Architecture:
         """Layers with the names of their inputs (None: the layer before, or the input), and where a file's call
-        gives them, the order Keras walks them in (:attr:`Node.walk`) third; unnamed ones named."""
-        names = iter(auto_names([layer.keras_class for layer, *_ in layers if layer.name is None],
-                                [layer.name for layer, *_ in layers if layer.name is not None] + [input_name]))
+        gives them, the order Keras walks them in (:attr:`Node.walk`) third; unnamed ones named. A
+        :class:`SharedCall` in a layer's place calls a layer of the list again."""
+        own = [layer for layer, *_ in layers if not isinstance(layer, SharedCall)]
+        names = iter(auto_names([layer.keras_class for layer in own if layer.name is None],
+                                [layer.name for layer in own if layer.name is not None] + [input_name]))
+        named = [layer if isinstance(layer, SharedCall) or layer.name is not None else layer.renamed(next(names))
+                 for layer, *_ in layers]
+        owners = {layer.name: layer for layer in named if not isinstance(layer, SharedCall)}
+        calls: dict[str, int] = {}
         nodes, previous = [], input_name
-        for layer, inputs, *walk in layers:
-            if layer.name is None:
-                layer = layer.renamed(next(names))
-            nodes.append(Node(layer, tuple(inputs) if inputs is not None else (previous,), tuple(*walk)))
+        for index, (layer, (_, inputs, *walk)) in enumerate(zip(named, layers)):
+            shares = None
+            if isinstance(layer, SharedCall):
+                shares, calls[layer.owner] = layer.owner, calls.get(layer.owner, 0) + 1
+                if layer.owner not in owners:
+                    raise ArchitectureError(f"{source or name}: layer {index} ({layer.name or 'a later call'}) "
+                                            f"shares {layer.owner!r}, which is no layer of the model")
+                layer = owners[layer.owner].renamed(layer.name or call_name(layer.owner, calls[layer.owner]))
+            nodes.append(Node(layer, tuple(inputs) if inputs is not None else (previous,), tuple(*walk), shares))
             previous = layer.name
         return cls(input_shape=input_shape, nodes=tuple(nodes), name=name, input_name=input_name,
                    functional=functional, source=source)
+
+    def _with_shared_layers(self, nodes: tuple[Node, ...]) -> tuple[Node, ...]:
+        """``nodes`` with each later call of a shared layer holding that layer (under the call's name), so that a
+        change made to the layer (adapted values, float32) is every call's; a call of no such layer is refused."""
+        owners = {node.name: node for node in nodes if node.shares is None}
+        synced = []
+        for index, node in enumerate(nodes):
+            if node.shares is not None:
+                owner = owners.get(node.shares)
+                if owner is None or isinstance(owner.layer, Operation):
+                    what = "a Keras operation" if owner is not None else "no layer of the model"
+                    raise self._refuse(index, node, f"shares {node.shares!r}, which is {what}; a later call shares "
+                                                    f"a layer of the model that is called first on its own")
+                node = dataclasses.replace(node, layer=owner.layer.renamed(node.name))
+            synced.append(node)
+        return tuple(synced)
+
+    @cached_property
+    def shared_layers(self) -> frozenset[str]:
+        """The names of the layers called more than once (their first calls' nodes)."""
+        return frozenset(node.shares for node in self.nodes if node.shares is not None)
+
+    def is_shared(self, node: Node) -> bool:
+        """Whether ``node`` calls a layer that another node calls too."""
+        return node.layer_name in self.shared_layers
 
     @property
     def keras_input_shape(self) -> tuple[int | None, ...]:
@@ -309,8 +406,8 @@ class Architecture:
                 raise self._refuse(index, node, f"its name {node.name!r} holds '/', which Keras refuses in a layer's "
                                                 f"name (it joins the paths of weights)")
             if node.name in names:
-                raise self._refuse(index, node, f"its name {node.name!r} is used twice; each layer is called once "
-                                                f"(a layer shared between two calls is not supported)")
+                raise self._refuse(index, node, f"its name {node.name!r} is used twice; a layer called again is an "
+                                                f"entry that shares it ({{shares: {node.name}, inputs: [...]}})")
             names.add(node.name)
             wanted = node.layer.input_count()
             if not node.inputs or (wanted is not None and len(node.inputs) != wanted):
@@ -322,6 +419,10 @@ class Architecture:
                                                 f"({self.input_name}) nor a layer of the model")
             if node.name in node.inputs:  # else reported as a graph whose input no layer takes, or a cycle
                 raise self._refuse(index, node, "takes its own output; a layer's inputs are the input or other layers")
+            if node.shares is None and CALL_SEPARATOR in node.name and node.name.rpartition(CALL_SEPARATOR)[2] \
+                    .isdigit():
+                raise self._refuse(index, node, f"its name {node.name!r} is how a shared layer's later call is named "
+                                                f"(layer{CALL_SEPARATOR}k); rename the layer")
         used = {i for node in nodes for i in node.inputs}
         outputs = [node for node in nodes if node.name not in used]
         if len(outputs) != 1:
@@ -351,7 +452,7 @@ class Architecture:
         """Each layer takes the one before it, and none is a Keras operation: a Keras ``Sequential``."""
         previous = self.input_name
         for node in self.nodes:
-            if node.inputs != (previous,) or isinstance(node.layer, Operation):
+            if node.inputs != (previous,) or isinstance(node.layer, Operation) or self.is_shared(node):
                 return False
             previous = node.name
         return True
@@ -379,6 +480,14 @@ class Architecture:
                 raise self._refuse(index, node, f"the layers up to here hold {activations:,} values per example, "
                                                 f"more than this bridge builds ({MAX_ACTIVATIONS:,})")
             shapes[node.name] = shape
+        by_name = {node.name: node for node in self.nodes}
+        for index, node in enumerate(self.nodes):
+            first = by_name.get(node.shares or "")
+            if first is not None and [shapes[i] for i in node.inputs] != [shapes[i] for i in first.inputs]:
+                given, built = ([shape_text(shapes[i]) for i in n.inputs] for n in (node, first))
+                raise self._refuse(index, node, f"calls {first.name} on {', '.join(given)}, which is built for "
+                                                f"{', '.join(built)} (its first call's); a shared layer's calls take "
+                                                f"inputs of one shape")
         return shapes
 
     @cached_property
@@ -415,7 +524,7 @@ class Architecture:
             if not is_identity(node.layer) or source not in by_name or readers.count(source) != 1:
                 return None  # a layer that changes values, the input, or a softmax another layer reads too
             node = by_name[source]
-        return node
+        return None if self.is_shared(node) else node  # a shared layer's softmax stays: its other calls need it
 
     @property
     def ends_in_softmax(self) -> bool:
@@ -463,7 +572,8 @@ class Architecture:
         letter), else None: Keras cannot ``predict``, ``fit`` or export such a model, only call it eagerly."""
         if not GRAPH_ROOT_NAME.fullmatch(self.name):
             return self.name
-        return next((node.name for node in self.nodes if not GRAPH_LAYER_NAME.fullmatch(node.name)), None)
+        return next((node.name for node in self.nodes if node.shares is None
+                     and not GRAPH_LAYER_NAME.fullmatch(node.name)), None)  # a later call's name is not Keras'
 
     @property
     def takes_mnist(self) -> bool:
@@ -500,7 +610,7 @@ class Architecture:
         """The same graph of the same layers with the same settings, whatever the model and its layers are called."""
         def shape_of(architecture: Architecture) -> tuple:
             index = {architecture.input_name: -1, **{n.name: i for i, n in enumerate(architecture.nodes)}}
-            return tuple((node.layer.renamed(None), tuple(index[i] for i in node.inputs))
+            return tuple((node.layer.renamed(None), tuple(index[i] for i in node.inputs), index.get(node.shares))
                          for node in architecture.nodes)
 
         return tuple(self.input_shape) == tuple(other.input_shape) and shape_of(self) == shape_of(other)
@@ -631,7 +741,9 @@ class Architecture:
         operation is none of ``model.layers``: it has no weights, and no name here);
         version-1 checkpoints named their modules so (``conv2d_1.weight`` is ``layers/conv2d_1/vars/0``).
         """
-        layers = [node for node in self.nodes if not isinstance(node.layer, Operation)]
+        by_name = {node.name: node for node in self.nodes}
+        layers = [by_name[name] for name in keras_layer_order(self.nodes, self.input_name, self.output.name)
+                  if not isinstance(by_name[name].layer, Operation)]
         return dict(zip((node.name for node in layers), auto_names([n.layer.keras_class for n in layers], ())))
 
     @property
@@ -640,10 +752,11 @@ class Architecture:
         return tuple(self.storage_names.values())
 
     def weight_shapes(self) -> list[tuple[Node, str, tuple[tuple[str, Shape], ...]]]:
-        """(node, storage name, ((weight name, Keras shape), ...)) for every layer that has weights."""
+        """(node, storage name, ((weight name, Keras shape), ...)) for every layer that has weights (a shared
+        layer's first call)."""
         out = []
         for node in self.nodes:
-            weights = node.layer.weights(*self.input_shapes_of(node))
+            weights = () if node.shares else node.layer.weights(*self.input_shapes_of(node))  # once, a shared one's
             if weights:
                 out.append((node, self.storage_names[node.name], weights))
         return out
@@ -697,8 +810,8 @@ class Architecture:
         """Every setting spelled out (what checkpoints record); :meth:`from_config` reads it back."""
         layers, previous = [], self.input_name
         for node in self.nodes:
-            entry = node.layer.to_config()
-            if node.inputs != (previous,):
+            entry = {"shares": node.shares, "name": node.name} if node.shares else node.layer.to_config()
+            if node.inputs != (previous,) or node.shares:
                 entry["inputs"] = list(node.inputs)
             layers.append(entry)
             previous = node.name
@@ -717,7 +830,7 @@ class Architecture:
             given = f"{shape_text(self.keras_input_shape)}, built at {given}"
         rows = [(f"{self.input_name} (Input)", given, "", "")]
         for node in self.nodes:
-            count = sum(math.prod(s) for _, s in node.layer.weights(*self.input_shapes_of(node)))
+            count = 0 if node.shares else sum(math.prod(s) for _, s in node.layer.weights(*self.input_shapes_of(node)))
             rows.append((f"{node.name} ({node.layer.type})", shape_text(self.shapes[node.name]),
                          f"{count:,}" if count else "0", "" if chain else ", ".join(node.inputs)))
         width = max(len(r[0]) for r in rows)
@@ -765,9 +878,12 @@ class Architecture:
         prefix = f"{source}: " if source else ""
         layers = []
         for index, entry in enumerate(layers_config):
+            if isinstance(entry, dict) and "shares" in entry:
+                layers.append(_shared_call(entry, f"{prefix}layer {index}", input_name))
+                continue
             if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
-                raise ArchitectureError(f"{prefix}layer {index}: each layer is a mapping with a type, "
-                                        f"got {entry!r}")
+                raise ArchitectureError(f"{prefix}layer {index}: each layer is a mapping with a type (or a later "
+                                        f"call: shares and inputs), got {entry!r}")
             layer_class = LAYER_TYPES.get(entry["type"])
             if layer_class is None:
                 raise ArchitectureError(f"{prefix}{layer_label(index, entry)}: not a supported layer type "
@@ -814,6 +930,21 @@ class Architecture:
             return cls.from_config(_read_description(path), source=str(path))
         raise ArchitectureError(f"architecture {text!r}: not a preset ({', '.join(known)}), nor a "
                                 f"{'/'.join(DESCRIPTION_SUFFIXES)} description file, nor a .keras model")
+
+
+def _shared_call(entry: dict[str, Any], label: str, input_name: str) -> tuple[SharedCall, list[str] | None]:
+    """A description's later call of a layer (``{shares: stem, inputs: [crop]}``, ``name`` optional)."""
+    unknown = sorted(set(entry) - {"shares", "name", "inputs"})
+    owner, name, inputs = entry.get("shares"), entry.get("name"), entry.get("inputs")
+    if unknown:
+        raise ArchitectureError(f"{label}: a later call of a layer has shares, inputs and name only (the layer's "
+                                f"settings are its first call's), got {', '.join(map(str, unknown))}")
+    if not isinstance(owner, str) or not owner or (name is not None and (not isinstance(name, str) or not name)):
+        raise ArchitectureError(f"{label}: shares and name must be layer names, got {owner!r} and {name!r}")
+    if inputs is not None and (not isinstance(inputs, list) or not inputs or not all(isinstance(i, str)
+                                                                                       for i in inputs)):
+        raise ArchitectureError(f"{label}: inputs must be a list of layer names (or {input_name!r}), got {inputs!r}")
+    return SharedCall(owner, name), inputs
 
 
 def _read_description(path: Path) -> Any:

@@ -1,16 +1,17 @@
 """A Keras model's ``config.json`` read into an :class:`Architecture`, without Keras.
 
 Reads what a ``.keras`` file's ``config.json`` holds: a ``Sequential``, or a ``Functional``
-graph with one input and one output, each layer called once (its ``inbound_nodes`` name the
-layers it takes, as the description's ``inputs`` do). A model may hold other such models
+graph with one input and one output (each call of a layer, its ``inbound_nodes``, names the
+layers it takes, as the description's ``inputs`` do; a layer called again is one layer, its
+later calls nodes that share it). A model may hold other such models
 (a ``Sequential`` block inside a Functional graph, a Functional block inside a
 ``Sequential``): their layers are read into the one graph, each taking what its model was
 called on, and :func:`read_keras_config` says where each layer's weights are stored
 (``sequential/layers/conv2d``: a nested model's own numbering, under its place in the
 outer model's). Every layer must be one of
 :data:`~mnist_common.architecture.layers.LAYER_TYPES`, from Keras itself, with settings the
-bridge mirrors; anything else (a ``Lambda``, an ``LSTM``, a custom class, a layer or nested
-model shared between two calls, a second input or output) is refused in one line that
+bridge mirrors; anything else (a ``Lambda``, a ``ConvLSTM1D``, a custom class, a nested model
+called twice or a layer called twice beside one, a second input or output) is refused in one line that
 names the layer's index, name and class.
 """
 
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from mnist_common.architecture.description import (DEFAULT_INPUT_NAME, MAX_LAYERS, Architecture, ArchitectureError,
-                                                   auto_names, keras_order)
+                                                   SharedCall, auto_names, call_name, keras_order)
 from mnist_common.architecture.layers import KERAS_LAYERS, LAYER_TYPES, MAX_RANK, LayerError, Operation
 from mnist_common.architecture.layers.base import DTYPE_POLICY_CLASSES
 from mnist_common.architecture.layers.operations import ELLIPSIS, TENSOR, slice_text
@@ -153,21 +154,43 @@ def _endpoint(model_config: dict[str, Any], key: str, names: set[str], source: s
     node = spec[1:] if isinstance(spec, list) and spec and spec[0] in models else None
     if node is not None and len(node) == 2 and isinstance(node[0], int) and node[0] >= 0 and node[1] == 0:
         return spec[0]
+    if isinstance(spec, list) and len(spec) == 3 and isinstance(spec[0], str) and isinstance(spec[1], int) \
+            and spec[1] > 0 and spec[2] == 0 and call_name(spec[0], spec[1]) in names:  # a shared layer's later call
+        return call_name(spec[0], spec[1])
     if not isinstance(spec, list) or not spec or spec[0] not in names or spec[1:] not in ([], [0, 0]):
         raise ArchitectureError(f"{source}: the model's {key} are not readable")
     return spec[0]
 
 
-def _called_on(entry: dict[str, Any], source: str) -> tuple[list[str], tuple[str, ...]]:
-    """The names of the layers whose outputs ``entry``'s layer is called on, in order, and where a call by keyword
-    has Keras walk them in another order, that order (:attr:`Node.walk`; else empty)."""
+def _calls(entry: dict[str, Any], source: str, shared: bool) -> list[tuple[list[str], tuple[str, ...]]]:
+    """Each call of ``entry``'s layer (:func:`_called_on`), in Keras' order of its nodes; with ``shared``, a layer
+    may be called more than once (one layer, its weights shared by its calls), else only once."""
     name, cls = _describe(entry)
     nodes = entry.get("inbound_nodes") or []
-    if len(nodes) != 1 or not isinstance(nodes[0], dict):
-        calls = f"called {len(nodes)} times" if len(nodes) != 1 else "recorded in an old format"
-        raise ArchitectureError(f"{source}: {name} ({cls}) is {calls}; a layer shared between calls (or never "
-                                f"called) is not supported")
-    arguments, kwargs = nodes[0].get("args") or [], nodes[0].get("kwargs") or {}
+    if not nodes or not all(isinstance(node, dict) for node in nodes):
+        calls = "never called" if not nodes else "recorded in an old format"
+        raise ArchitectureError(f"{source}: {name} ({cls}) is {calls}; only layers called on other layers' outputs "
+                                f"are supported")
+    if len(nodes) > 1 and (_is_operation(entry) or cls in MODEL_CLASSES or not shared):
+        what = ("a Keras operation called more than once" if _is_operation(entry) else
+                "a nested model called more than once" if cls in MODEL_CLASSES else
+                "a layer called more than once in a model that holds another model (or in a nested model)")
+        raise ArchitectureError(f"{source}: {name} ({cls}) is called {len(nodes)} times; {what} is not supported "
+                                f"(a layer of a Functional model that holds no other model may be)")
+    settings = getattr(LAYER_TYPES.get(cls), "CALL_SETTINGS", ())
+    differ = [key for key in settings if len({repr((node.get("kwargs") or {}).get(key)) for node in nodes}) > 1]
+    if differ:  # read from its first call (use_causal_mask): one layer, one setting
+        raise ArchitectureError(f"{source}: {name} ({cls}) is called with different {', '.join(differ)}; a shared "
+                                f"layer's calls must agree in them")
+    return [_called_on(entry, node, source) for node in nodes]
+
+
+def _called_on(entry: dict[str, Any], node: dict[str, Any], source: str) -> tuple[list[str], tuple[str, ...]]:
+    """The names of the layers whose outputs ``entry``'s layer is called on in its call ``node``, in order (the
+    later calls of a shared layer named as :func:`call_name` names them), and where a call by keyword has Keras
+    walk them in another order, that order (:attr:`Node.walk`; else empty)."""
+    name, cls = _describe(entry)
+    arguments, kwargs = node.get("args") or [], node.get("kwargs") or {}
     if not isinstance(arguments, (list, tuple)) or not isinstance(kwargs, dict):  # a crafted file's
         raise ArchitectureError(f"{source}: {name} ({cls}) is corrupt: its call's arguments are not a list")
     if not arguments and "inputs" in kwargs and not _is_operation(entry):  # layer(inputs=x): its first argument
@@ -209,17 +232,23 @@ def _called_on(entry: dict[str, Any], source: str) -> tuple[list[str], tuple[str
                 and history[2] > 0:
             raise ArchitectureError(f"{source}: {name} ({cls}) takes output {history[2]} of {history[0]}, which "
                                     f"gives several; only single-output layers and models are supported")
-        if not isinstance(history, list) or len(history) != 3 or history[1:] != [0, 0]:
+        if not isinstance(history, list) or len(history) != 3 or history[2] != 0 or isinstance(history[1], bool) \
+                or not isinstance(history[1], int) or history[1] < 0:
             raise ArchitectureError(f"{source}: {name} ({cls}) takes a tensor this bridge cannot trace "
-                                    f"({history!r}); only single-output layers called once are supported")
-        sources.append(str(history[0]))
+                                    f"({history!r}); only single-output layers are supported")
+        sources.append(call_name(str(history[0]), history[1]))
     named = getattr(LAYER_TYPES.get(cls), "CALL_TENSORS", ())
     if not named or _is_operation(entry):
         return sources, ()
-    given = [str(kwargs[key]["config"]["keras_history"][0]) for key in sorted(kwargs)
-             if key in named and kwargs[key] is not None]
+    given = [call_name(*_history(kwargs[key])) for key in sorted(kwargs) if key in named and kwargs[key] is not None]
     walk = sources[:len(sources) - len(given)] + given  # Keras flattens a call's (args, kwargs), keys sorted
     return sources, tuple(walk) if walk != sources else ()
+
+
+def _history(tensor: dict[str, Any]) -> tuple[str, int]:
+    """(the layer, its call) a serialised tensor comes from (checked by :func:`_called_on` first)."""
+    history = tensor["config"]["keras_history"]
+    return str(history[0]), history[1]
 
 
 def _constant_shape(argument: Any) -> str | None:
@@ -260,10 +289,15 @@ def _call_tensors(layer_class: type, arguments: list[Any], kwargs: dict[str, Any
     return tensors, extra
 
 
-def _functional_graph(entries: list[dict[str, Any]], model_config: dict[str, Any],
-                      source: str) -> tuple[dict[str, Any], list[tuple[dict[str, Any], list[str]]]]:
-    """(the input layer's entry, [(layer entry, names of the layers it is called on)])."""
-    names = {str(entry.get("name")) for entry in entries}
+def _functional_graph(entries: list[dict[str, Any]], model_config: dict[str, Any], source: str,
+                      shared: bool = False) -> tuple[dict[str, Any], list[tuple[dict[str, Any], list[str], tuple, int]]]:
+    """(the input layer's entry, [(layer entry, names of the layers a call of it takes, Node.walk, which call of
+    the layer: 0 for its first)]); with ``shared``, a layer may be called more than once (:func:`_calls`)."""
+    counts = [len(nodes) if isinstance(nodes := entry.get("inbound_nodes"), list) and nodes else 1 for entry in entries]
+    if sum(counts) > MAX_LAYERS + 1:  # a crafted file's million calls of one layer, refused before they are read
+        raise ArchitectureError(f"{source}: the model's layers are called {sum(counts) - 1:,} times, more than this "
+                                f"bridge builds ({MAX_LAYERS:,})")
+    names = {call_name(str(entry.get("name")), k) for entry, count in zip(entries, counts) for k in range(count)}
     models = frozenset(str(entry.get("name")) for entry in entries if entry.get("class_name") in MODEL_CLASSES)
     start = _endpoint(model_config, "input_layers", names, source)
     output = _endpoint(model_config, "output_layers", names, source, models)
@@ -278,8 +312,9 @@ def _functional_graph(entries: list[dict[str, Any]], model_config: dict[str, Any
     for index, entry in enumerate(layers):  # an unsupported layer named before the operations Keras recorded for it
         if not _is_operation(entry) and _describe(entry)[1] not in (*LAYER_TYPES, *MODEL_CLASSES):  # Masking's
             _layer(index, entry, source)
-    graph = [(entry, *_called_on(entry, source)) for entry in layers]
-    consumers = {name for _, called, _ in graph for name in called}
+    graph = [(entry, called, walk, k) for entry in layers
+             for k, (called, walk) in enumerate(_calls(entry, source, shared))]
+    consumers = {name for _, called, _, _ in graph for name in called}
     if output in consumers or output == start:
         raise ArchitectureError(f"{source}: the model's output {output} is not where its graph ends; only "
                                 f"single-output models are supported")
@@ -367,7 +402,7 @@ def _sequential_entries(entries: list[dict[str, Any]], source: str) -> tuple[dic
     if len(inputs) > 1 or (inputs and entries[0] is not inputs[0]):
         raise ArchitectureError(f"{source}: the model has an input layer inside its chain")
     input_entry = inputs[0] if inputs else None
-    return input_entry, [(entry, None, ()) for entry in entries if entry is not input_entry]
+    return input_entry, [(entry, None, (), 0) for entry in entries if entry is not input_entry]
 
 
 class KerasGraph(NamedTuple):
@@ -398,9 +433,10 @@ def read_keras_config(config: Any, source: str = "model") -> KerasGraph:
     if config["class_name"] == "Sequential":
         input_entry, graph = _sequential_entries(entries, source)
     else:
-        input_entry, graph = _functional_graph(entries, model_config, source)
+        input_entry, graph = _functional_graph(entries, model_config, source, shared=True)
         input_name = str(input_entry.get("name"))
-    layers = [(_layer(index, entry, source), called, walk) for index, (entry, called, walk) in enumerate(graph)]
+    layers = [(_layer(index, entry, source) if not k else SharedCall(_describe(entry)[0]), called, walk)
+              for index, (entry, called, walk, k) in enumerate(graph)]
     input_shape = _input_shape(input_entry, model_config, source)
     name = str(model_config.get("name") or "keras")
     if input_name is None:  # a Sequential's: the description's default, unless a layer is called that
@@ -412,8 +448,9 @@ def read_keras_config(config: Any, source: str = "model") -> KerasGraph:
 
 def _check_shared_layers(config: dict[str, Any], source: str) -> None:
     """Refuse layer entries that Keras loads as one object: it deserialises an entry whose ``shared_object_id`` it
-    has met before as the object it made then (how it writes a layer used in two places), so two entries of one id
-    are one layer shared between calls, which this bridge does not convert. The torch side read each entry as a
+    has met before as the object it made then (how it writes a layer used in two models), so two entries of one id
+    are one layer written in two places, which this bridge does not convert (a layer called again in one model is
+    one entry of several calls, which it does). The torch side read each entry as a
     layer of its own, with weights Keras never loads (a crafted file). Ids on other objects (each layer's dtype
     policy, a regularizer two layers were given) are values, not layers: those are read as Keras reads them."""
     carriers: dict[Any, list[dict[str, Any]]] = {}
@@ -432,8 +469,8 @@ def _check_shared_layers(config: dict[str, Any], source: str) -> None:
             names = sorted(_describe(entry)[0] for entry in entries)
             first, second = (escaped(name)[:100] for name in names[:2])
             raise ArchitectureError(f"{source}: entries {first} and {second} are one object to Keras (one "
-                                    f"shared_object_id), a layer shared between calls; only layers called once are "
-                                    f"supported")
+                                    f"shared_object_id), one layer written in two places; a layer called more than "
+                                    f"once is supported as Keras writes it in one model, one entry of several calls")
 
 
 class _Call:
@@ -502,13 +539,13 @@ class _NestedModels:
         model_config, entries = _model_parts(config, where)
         if config["class_name"] == "Sequential":
             input_entry, steps = _sequential_entries(entries, where)
-            order = [_Call(entry, []) for entry, _, _ in steps]
+            order = [_Call(entry, []) for entry, *_ in steps]
             renamed: dict[str, str] = {}
             output = None
         else:
             input_entry, steps = _functional_graph(entries, model_config, where)
             input_name = str(input_entry.get("name"))
-            calls = [_Call(entry, called, walk) for entry, called, walk in steps]
+            calls = [_Call(entry, called, walk) for entry, called, walk, _ in steps]
             level = {input_name, *(call.name for call in calls)}
             for index, call in enumerate(calls):
                 strangers = [name for name in call.inputs if name not in level]
@@ -532,7 +569,7 @@ class _NestedModels:
         stored = dict(zip((id(call.entry) for call in layers),
                           auto_names([str(call.entry.get("class_name")) for call in layers], ())))
         previous = sources[0]
-        for index, (entry, called, walk) in enumerate(steps):
+        for index, (entry, called, walk, _) in enumerate(steps):
             inputs = [previous] if called is None else [renamed.get(c, c) for c in called]
             walk = tuple(renamed.get(c, c) for c in walk)
             path = f"{prefix}{stored.get(id(entry), '')}"  # an operation has no weights stored

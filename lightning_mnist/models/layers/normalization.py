@@ -42,8 +42,15 @@ class BatchNormalization(nn.Module):
         return self.normalise(x)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            self.training and not self.frozen, self.momentum, self.eps)
+        if not self.training or self.frozen:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        # Keras moves its statistics towards the batch's variance as the batch has it (torch's running_var takes the
+        # unbiased one: 3 % larger for a Dense layer's batch of 32), so they are moved here, outside autograd
+        with torch.no_grad():
+            variance, mean = torch.var_mean(x, dim=[0, *range(2, x.dim())], correction=0)
+            self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
+            self.running_var.lerp_(variance.to(self.running_var.dtype), self.momentum)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
 
 
 def keras_normalise(x: torch.Tensor, dims: tuple[int, ...], gamma: torch.Tensor | None, beta: torch.Tensor | None,
