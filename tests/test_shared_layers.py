@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from bridge_check import (L, architecture_of, assert_matches_keras, command_line, converts_and_comes_back, keras,
+from bridge_check import (L, assert_matches_keras, command_line, converts_and_comes_back, keras,
                           network_of, randomised, torch_weights_of)
 from conftest import main_error
 from mnist_common.architecture import Architecture, ArchitectureError

@@ -289,8 +289,11 @@ def _call_tensors(layer_class: type, arguments: list[Any], kwargs: dict[str, Any
     return tensors, extra
 
 
+GraphCall = tuple[dict[str, Any], list[str], tuple[str, ...], int]  # (entry, its inputs, Node.walk, which call)
+
+
 def _functional_graph(entries: list[dict[str, Any]], model_config: dict[str, Any], source: str,
-                      shared: bool = False) -> tuple[dict[str, Any], list[tuple[dict[str, Any], list[str], tuple, int]]]:
+                      shared: bool = False) -> tuple[dict[str, Any], list[GraphCall]]:
     """(the input layer's entry, [(layer entry, names of the layers a call of it takes, Node.walk, which call of
     the layer: 0 for its first)]); with ``shared``, a layer may be called more than once (:func:`_calls`)."""
     counts = [len(nodes) if isinstance(nodes := entry.get("inbound_nodes"), list) and nodes else 1 for entry in entries]
