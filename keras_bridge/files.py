@@ -34,12 +34,22 @@ def load_checked(path: str | os.PathLike) -> tuple["keras.Model", KerasFile]:
     """
     info = read_keras_file(path)
     with tempfile.TemporaryDirectory() as folder:
-        model = _keras_load(_named_for_keras(info.path, (KERAS_SUFFIX,), folder), info.path)
+        model = on_its_tensors(_keras_load(_named_for_keras(info.path, (KERAS_SUFFIX,), folder), info.path))
     loaded = layer_weights(model, info.architecture, info.keras_paths)
     for name, arrays in info.weights.items():
         if not all(np.array_equal(a, b) for a, b in zip(arrays, loaded[name], strict=True)):
             raise UserError(f"{info.path}: the weights Keras loaded differ from those in model.weights.h5")
     return model, info
+
+
+def on_its_tensors(model: "keras.Model") -> "keras.Model":
+    """``model``, or where it was built on a dict or list of its one input or output (``keras.Model(inputs,
+    {"digits": outputs})``), a model of the same layers on those tensors themselves: Keras' ``predict`` of it gave
+    a dict, where every caller here (the conversion's proof, the predictors) takes the array the bridge reads the
+    model as giving."""
+    if isinstance(model.input, keras.KerasTensor) and isinstance(model.output, keras.KerasTensor):
+        return model
+    return keras.Model(model.inputs[0], model.outputs[0], name=model.name)
 
 
 def load_legacy_h5(path: str | os.PathLike) -> tuple["keras.Model", KerasFile]:
