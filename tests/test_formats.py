@@ -451,11 +451,14 @@ def onnx_files(tmp_path_factory, seed_keras, mnist_dir):
 def _hostile_onnx_graphs(folder: Path) -> None:
     """Graphs of an MNIST model's declared shapes that misbehave when run: a Loop of 10**15 turns (ran without
     end), a ConstantOfShape of 400 GB (ONNX Runtime's traceback, and its error log line), a batch declared
-    dynamic of which one row comes out whatever the images (one picture of two silently dropped)."""
+    dynamic of which one row comes out whatever the images (one picture of two silently dropped); a Loop inside the
+    file's own function (unseen by the check, hostile round 9), a Conv of two constants (13 M values, 5e12
+    multiply-adds: hours), b(b - 1)(b - 2) values for a batch of b (none for the one and two images checked)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    def save(name: str, nodes: list, constants: dict[str, np.ndarray], claims: dict[str, list] | None = None) -> None:
+    def save(name: str, nodes: list, constants: dict[str, np.ndarray], claims: dict[str, list] | None = None,
+             functions: tuple = ()) -> None:
         weights = numpy_helper.from_array(np.zeros((784, 10), np.float32), "W")
         graph = helper.make_graph(
             [*nodes, helper.make_node("MatMul", ["x", "W"], ["logits"]),
@@ -465,7 +468,9 @@ def _hostile_onnx_graphs(folder: Path) -> None:
             [weights, *(numpy_helper.from_array(value, key) for key, value in constants.items())],
             value_info=[helper.make_tensor_value_info(key, TensorProto.FLOAT, shape)
                         for key, shape in (claims or {}).items()])
-        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), folder / f"{name}.onnx")
+        onnx.save(helper.make_model(graph, functions=list(functions), opset_imports=[
+            helper.make_opsetid("", 18), *([helper.make_opsetid("local", 1)] if functions else [])]),
+            folder / f"{name}.onnx")
 
     body = helper.make_graph(  # one turn of the loop: the images through unchanged
         [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Identity", ["carried"], ["out"])],
@@ -505,6 +510,25 @@ def _hostile_onnx_graphs(folder: Path) -> None:
          {"axis": np.array([1], np.int64)})
     save("one_row", [helper.make_node("ReduceMean", ["input", "axis"], ["x"], keepdims=1)],
          {"axis": np.array([0], np.int64)})
+    spin = helper.make_function("local", "Spin", ["images"], ["same"], [
+        helper.make_node("Constant", [], ["trips"], value=numpy_helper.from_array(np.array(10 ** 15, np.int64))),
+        helper.make_node("Constant", [], ["always"], value=numpy_helper.from_array(np.array(True))),
+        helper.make_node("Loop", ["trips", "always", "images"], ["same"], body=body)],
+        opset_imports=[helper.make_opsetid("", 18)])
+    save("function_loop", [helper.make_node("Spin", ["input"], ["x"], domain="local")], {}, functions=(spin,))
+    save("convolution", [helper.make_node("ConstantOfShape", ["big"], ["image"]),
+                         helper.make_node("ConstantOfShape", ["half"], ["kernel"]),
+                         helper.make_node("Conv", ["image", "kernel"], ["map"]),
+                         helper.make_node("ReduceSum", ["map"], ["total"], keepdims=0),
+                         helper.make_node("Add", ["input", "total"], ["x"])],
+         {"big": np.array([1, 1, 3000, 3000], np.int64), "half": np.array([1, 1, 1500, 1500], np.int64)})
+    save("batch_cubed", [helper.make_node("Shape", ["input"], ["b"], start=0, end=1),
+                         helper.make_node("Sub", ["b", "one"], ["b1"]), helper.make_node("Sub", ["b", "two"], ["b2"]),
+                         helper.make_node("Mul", ["b", "b1"], ["bb1"]), helper.make_node("Mul", ["bb1", "b2"], ["n"]),
+                         helper.make_node("ConstantOfShape", ["n"], ["big"]),
+                         helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+                         helper.make_node("Add", ["input", "total"], ["x"])],
+         {"one": np.array([1], np.int64), "two": np.array([2], np.int64)})
 
 
 def test_predict_runs_an_onnx_file_on_onnx_runtime(onnx_files, seed_keras, seed_png, mnist, capsys):
@@ -540,8 +564,14 @@ ONNX_REFUSALS = [
     ("data_sized.onnx", "onnx", "data_sized.onnx: ONNX's shape inference cannot tell the shape of Expand output big "
                                 "from the images' shape"),
     ("batch_squared.onnx", "onnx", "batch_squared.onnx: MatMul output pairs grows faster than the batch (1 values for "
-                                   "one image, 4 for two); it is not run"),
-    ("one_row.onnx", "onnx", "one_row.onnx: gave an output of shape (1, 10) for 2 image(s)"),
+                                   "one image, 4,096 for 64); it is not run"),
+    ("one_row.onnx", "onnx", "one_row.onnx: gave an output of shape (1, 10) for 64 image(s)"),
+    ("function_loop.onnx", "onnx", "function_loop.onnx: its graph holds control flow (Loop)"),
+    ("convolution.onnx", "onnx", "convolution.onnx: its operators take 5,069,252,257,840 multiply-adds for 1 image(s), "
+                                 "more than an MNIST model of this bridge may (10,000,000,000 an image; the largest, "
+                                 "Conv output map, 5,069,252,250,000); it is not run"),
+    ("batch_cubed.onnx", "onnx", "batch_cubed.onnx: ConstantOfShape output big grows faster than the batch (0 values "
+                                 "for one image, 249,984 for 64); it is not run"),
 ]
 
 

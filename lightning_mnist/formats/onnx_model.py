@@ -117,7 +117,7 @@ def mnist_runner(path: str | Path, threads: int | None = None, model: bytes | No
     (this project's files give them); other outputs are logits, and get their softmax. ``model``: the
     model's bytes (an export in memory), ``path`` then only names it.
     """
-    _check_graph(model if model is not None else Path(path), path)  # before ONNX Runtime folds its constants
+    step = _check_graph(model if model is not None else Path(path), path)  # before ONNX Runtime folds constants
     try:
         runtime = session(model if model is not None else Path(path), threads)
     except Exception as err:  # ONNX Runtime's errors for files the checks read but it cannot run
@@ -133,7 +133,7 @@ def mnist_runner(path: str | Path, threads: int | None = None, model: bytes | No
             or len(taken.shape) != 2 or (isinstance(batch, int) and batch != 1)):
         raise UserError(f"{path}: an MNIST model takes float (batch, ...) inputs of {MNIST_LAYOUTS} and gives (batch, "
                         f"{MNIST_CLASSES}), the batch dynamic or 1; this one {shapes}")
-    step = 1 if batch == 1 else None  # a file fixed at one image a run gets them one by one
+    step = 1 if batch == 1 else step  # a file fixed at one image a run gets them one by one
     scale = pixel_scale(runtime, path)
 
     def rows(chunk: np.ndarray) -> np.ndarray:
@@ -149,38 +149,51 @@ def mnist_runner(path: str | Path, threads: int | None = None, model: bytes | No
 
     def run(pixels: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(pixels, dtype=np.float32).reshape(len(pixels), *features) * np.float32(scale)
-        chunks = [x[i:i + 1] for i in range(len(x))] if step else [x]
-        outputs = np.concatenate([rows(chunk) for chunk in chunks]).astype(np.float32)
+        padded = np.concatenate([x, np.zeros((-len(x) % step, *x.shape[1:]), np.float32)])  # blank images after
+        outputs = np.concatenate([rows(padded[i:i + step]) for i in range(0, len(x), step)])[:len(x)]
+        outputs = outputs.astype(np.float32)
         if (outputs >= 0).all() and np.allclose(outputs.sum(1), 1.0, atol=PROBABILITY_SUM_TOLERANCE):
             return outputs
         shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
         return shifted / shifted.sum(axis=1, keepdims=True)
 
-    run(np.zeros((1 if step else 2, MNIST_PIXELS), np.float32))  # once on blank images: refused here, not later
+    run(np.zeros((1, MNIST_PIXELS), np.float32))  # once on blank images: refused here, not later
     return run
 
 
 # Operators whose subgraphs run as often as the data says (a Loop's trip count is any number): no MNIST classifier
 # needs them, and a file holding one could run without end
 CONTROL_FLOW = frozenset({"Loop", "Scan", "If"})
+# The multiply-adds an image may cost, constants folded when the session is made included: a description's largest
+# layers (a 3x3 convolution of 512 channels on a 28x28 map: 1.8e9) several times over; the notebook's CNN takes 1e7
+MAX_MULTIPLY_ADDS = 10**10
+MAX_BATCH_VALUES = 2**26  # values a run may hold in all: a batch of images is as large as stays within this
+MAX_RUN_BATCH = 64
 
 
-def _check_graph(model: Path | bytes, path: str | Path) -> None:
-    """Refuse, before ONNX Runtime reads it, a graph that holds :data:`CONTROL_FLOW` or whose tensors need memory
-    out of proportion to an MNIST model, in one line naming them.
+def _check_graph(model: Path | bytes, path: str | Path) -> int:
+    """Refuse, before ONNX Runtime reads it, a graph that holds :data:`CONTROL_FLOW` or whose tensors need memory,
+    or whose operators need work, out of proportion to an MNIST model, in one line naming them; else the number of
+    images the file is to be run on at a time (always that many: a last batch is filled up with blank images).
 
     ONNX Runtime allocates what a graph's operators ask for, and folds constants when it makes the session: a 31 KB
     file that Expands a number to N x N took N^2 memory (4.3 GB at N = 30,000) before anything was compared. So every
-    operator's output is sized first, by ONNX's own shape inference on the images' shape: a tensor whose shape it
-    cannot tell is refused (its memory cannot be known before running), and so are tensors of more than
+    operator's output is sized first, by ONNX's own shape inference on the images' shape (the file's own functions
+    inlined: a function's Loop or Expand is the graph's): a tensor whose shape it cannot tell is refused (its memory
+    cannot be known before running), and so are tensors of more than
     :data:`~mnist_common.architecture.description.MAX_ACTIVATIONS` values an image in all (what a description of
-    this bridge may hold) or that grow faster than the batch (a batch's rows multiplied by each other's).
+    this bridge may hold), convolutions and products of more than :data:`MAX_MULTIPLY_ADDS` multiply-adds an image
+    (a Conv of two constants holds few values and takes hours), and tensors that grow faster than the batch from one
+    image to the batch it runs on (a batch's rows multiplied by each other's, or a size b(b - 1)(b - 2) that is 0 for
+    one and two images): the file only ever runs on that batch, of at most :data:`MAX_BATCH_VALUES` values.
     """
     import onnx
+    import onnx.inliner
 
     try:
         proto = onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load(
             str(model), load_external_data=False)
+        proto = onnx.inliner.inline_local_functions(proto) if proto.functions else proto
     except Exception as err:  # protobuf's errors for damaged, truncated or foreign files
         raise UserError(f"{path} is not a readable ONNX model ({one_line(err)})") from None
     found: set[str] = set()
@@ -196,26 +209,52 @@ def _check_graph(model: Path | bytes, path: str | Path) -> None:
     if found & CONTROL_FLOW:
         raise UserError(f"{path}: its graph holds control flow ({', '.join(sorted(found & CONTROL_FLOW))}), which "
                         f"no MNIST classifier needs and which could run without end; it is not run")
-    one, two = (_operator_sizes(proto, batch, path) for batch in (1, 2))
-    for (operator, name), values in one.items():
-        if values is None or two.get((operator, name)) is None:
-            raise UserError(f"{path}: ONNX's shape inference cannot tell the shape of {operator} output "
-                            f"{escaped(name)[:100]} from the images' shape, so its memory is unknown before it "
-                            f"runs; it is not run")
-        if two[operator, name] > 2 * values:
-            raise UserError(f"{path}: {operator} output {escaped(name)[:100]} grows faster than the batch ({values:,} "
-                            f"values for one image, {two[operator, name]:,} for two); it is not run")
+    one, work = _operator_sizes(proto, 1, path)
+    _check_sizes(one, one, 1, path)
     total = sum(one.values())
     if total > MAX_ACTIVATIONS:
         (operator, name), values = max(one.items(), key=lambda item: item[1])
         raise UserError(f"{path}: its operators' outputs hold {total:,} values for one image, more than an MNIST "
                         f"model of this bridge may ({MAX_ACTIVATIONS:,}; the largest, {operator} output "
                         f"{escaped(name)[:100]}, {values:,}); it is not run")
+    _check_work(work, 1, path)
+    batch = max(1, min(MAX_RUN_BATCH, MAX_BATCH_VALUES // max(total, 1)))
+    if batch > 1:
+        sizes, work = _operator_sizes(proto, batch, path)
+        _check_sizes(sizes, one, batch, path)
+        _check_work(work, batch, path)
+    return batch
 
 
-def _operator_sizes(proto, batch: int, path: str | Path) -> dict[tuple[str, str], int | None]:
+def _check_sizes(sizes: dict[tuple[str, str], int | None], one: dict[tuple[str, str], int | None], batch: int,
+                 path: str | Path) -> None:
+    """Refuse an operator output whose shape is unknown, or that holds more than ``batch`` times its values for one
+    image (``one``) for a batch of ``batch``."""
+    for (operator, name), values in sizes.items():
+        if values is None or one.get((operator, name)) is None:
+            raise UserError(f"{path}: ONNX's shape inference cannot tell the shape of {operator} output "
+                            f"{escaped(name)[:100]} from the images' shape, so its memory is unknown before it "
+                            f"runs; it is not run")
+        if values > batch * one[operator, name]:
+            raise UserError(f"{path}: {operator} output {escaped(name)[:100]} grows faster than the batch "
+                            f"({one[operator, name]:,} values for one image, {values:,} for {batch}); it is not run")
+
+
+def _check_work(work: dict[tuple[str, str], int], batch: int, path: str | Path) -> None:
+    """Refuse operators of more than :data:`MAX_MULTIPLY_ADDS` multiply-adds an image in all, for ``batch``."""
+    total = sum(work.values())
+    if total > batch * MAX_MULTIPLY_ADDS:
+        (operator, name), most = max(work.items(), key=lambda item: item[1])
+        raise UserError(f"{path}: its operators take {total:,} multiply-adds for {batch} image(s), more than an MNIST "
+                        f"model of this bridge may ({MAX_MULTIPLY_ADDS:,} an image; the largest, {operator} output "
+                        f"{escaped(name)[:100]}, {most:,}); it is not run")
+
+
+def _operator_sizes(proto, batch: int,
+                    path: str | Path) -> tuple[dict[tuple[str, str], int | None], dict[tuple[str, str], int]]:
     """(operator, output name) -> its values for a batch of ``batch`` images (None: a shape inference cannot tell),
-    by ONNX's shape inference with data propagation (shapes computed from shapes, as a Reshape's are)."""
+    by ONNX's shape inference with data propagation (shapes computed from shapes, as a Reshape's are); and the
+    multiply-adds of each convolution, product and pooling (:func:`_multiply_adds`)."""
     import onnx
 
     sized = onnx.ModelProto()
@@ -230,15 +269,66 @@ def _operator_sizes(proto, batch: int, path: str | Path) -> dict[tuple[str, str]
         inferred = onnx.shape_inference.infer_shapes(sized, data_prop=True)
     except Exception as err:  # a graph inconsistent with its own operators' rules
         raise UserError(f"{path} is not a consistent ONNX model ({one_line(err)})") from None
-    shapes = {value.name: value.type.tensor_type for value in (*inferred.graph.value_info, *inferred.graph.output)}
+    types = {value.name: value.type.tensor_type for value in (*inferred.graph.input, *inferred.graph.value_info,
+                                                                 *inferred.graph.output)}
+    dims: dict[str, tuple[int, ...] | None] = {tensor.name: tuple(tensor.dims) for tensor in inferred.graph.initializer}
+    for name, tensor in types.items():
+        given = tensor.shape.dim if tensor.HasField("shape") else None
+        known = given is not None and all(dim.HasField("dim_value") and dim.dim_value >= 0 for dim in given)
+        dims.setdefault(name, tuple(dim.dim_value for dim in given) if known else None)
     sizes: dict[tuple[str, str], int | None] = {}
+    work: dict[tuple[str, str], int] = {}
     for node in inferred.graph.node:
         for name in filter(None, node.output):  # an optional output left out is named ""
-            tensor = shapes.get(name)
-            dims = tensor.shape.dim if tensor is not None and tensor.HasField("shape") else None
-            known = dims is not None and all(dim.HasField("dim_value") and dim.dim_value >= 0 for dim in dims)
-            sizes[node.op_type, name] = math.prod(dim.dim_value for dim in dims) if known else None
-    return sizes
+            shape = dims.get(name)
+            sizes[node.op_type, name] = None if shape is None else math.prod(shape)
+        if node.op_type in MULTIPLY_ADDS and node.output and node.output[0]:
+            work[node.op_type, node.output[0]] = _multiply_adds(node, dims, path)
+    return sizes, work
+
+
+# Operators whose work is more than their outputs' sizes: multiply-adds (or comparisons) per output value, from
+# their inputs' shapes
+MULTIPLY_ADDS = frozenset({"Conv", "ConvInteger", "QLinearConv", "ConvTranspose", "MatMul", "MatMulInteger",
+                           "QLinearMatMul", "Gemm", "Einsum", "MaxPool", "AveragePool", "LpPool"})
+
+
+def _multiply_adds(node, dims: dict[str, tuple[int, ...] | None], path: str | Path) -> int:
+    """The multiply-adds of one :data:`MULTIPLY_ADDS` operator, from its inputs' and output's shapes: each output
+    value's reduction (a convolution's kernel over its group's channels, a product's inner size, a pooling's
+    window); a transposed convolution's each input value's; an Einsum's every combination of its indices."""
+    from onnx import helper
+
+    shapes = [dims.get(name) if name else None for name in node.input]
+    output = dims.get(node.output[0])
+    weight = 3 if node.op_type == "QLinearConv" else 2 if node.op_type == "QLinearMatMul" else 1
+    first, second = (shapes[0] if shapes else None), (shapes[weight] if len(shapes) > weight else None)
+    attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
+    if node.op_type == "Einsum":
+        terms = str(attributes.get("equation", b"").decode() if isinstance(attributes.get("equation"), bytes)
+                    else attributes.get("equation", "")).split("->")[0].replace(" ", "").split(",")
+        sizes = {letter: size for term, shape in zip(terms, shapes) if shape is not None and "." not in term
+                 for letter, size in zip(term, shape)}
+        known = len(terms) == len(shapes) and all(shape is not None and "." not in term and len(term) == len(shape)
+                                                  for term, shape in zip(terms, shapes))
+        return math.prod(sizes.values()) if known else _unknown_work(node, path)
+    if node.op_type in ("MaxPool", "AveragePool", "LpPool"):
+        window = attributes.get("kernel_shape")
+        return math.prod(output) * math.prod(window) if output is not None and window else _unknown_work(node, path)
+    if first is None or second is None or output is None or not first or not second:
+        return _unknown_work(node, path)
+    if node.op_type == "ConvTranspose":
+        return math.prod(first) * math.prod(second[1:])
+    if node.op_type in ("Conv", "ConvInteger", "QLinearConv"):
+        return math.prod(output) * math.prod(second[1:])
+    if node.op_type == "Gemm":
+        return math.prod(output) * (first[0] if attributes.get("transA") else first[-1])
+    return math.prod(output) * first[-1]  # a MatMul's inner size: A's last axis
+
+
+def _unknown_work(node, path: str | Path) -> int:
+    raise UserError(f"{path}: ONNX's shape inference cannot tell the shapes of {node.op_type} "
+                    f"{escaped(node.output[0])[:100]}'s inputs, so its work is unknown before it runs; it is not run")
 
 
 def pixel_scale(runtime, path: str | Path) -> float:
