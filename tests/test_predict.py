@@ -121,6 +121,8 @@ def make_bad_images(directory: Path) -> dict[str, str]:
     # only the first picture of an animation or of pages was read, silently
     noise.save(directory / "animation.gif", save_all=True, append_images=[noise.transpose(Image.Transpose.ROTATE_90)])
     noise.save(directory / "pages.tiff", save_all=True, append_images=[noise] * 2)
+    (directory / "broken_pages.tif").write_bytes(_pages_beyond_the_file())
+    (directory / "tiles.tif").write_bytes(_tiny_tiles(2000, 4))
     with open(directory / "video.png", "wb") as video:  # sparse: 300 MB on the disk's books, none written
         video.truncate(300 << 20)
     nan_digit = np.zeros((64, 64), np.float32)
@@ -148,9 +150,37 @@ def make_bad_images(directory: Path) -> dict[str, str]:
         "rle.bmp": "refused: 30000x2133 pixels of BMP encoded as bmp_rle, which Pillow decodes in Python, more than "
                    "the limit of 4 megapixels for it",
         "icon.ico": "is not an image (or not in a format Pillow can read)",
-        "animation.gif": "holds 2 pictures (an animation, or pages); only its first would be read: give one picture",
-        "pages.tiff": "holds 3 pictures (an animation, or pages)",
+        "animation.gif": "holds more than one picture (an animation, or pages); only its first would be read: give "
+                         "one picture",
+        "pages.tiff": "holds more than one picture (an animation, or pages)",
+        # its pages were counted first (a walk of 90,000 pages: 50 s; hostile round 9): this one's end is not read
+        "broken_pages.tif": "holds more than one picture (an animation, or pages)",
+        # Pillow made and read each tile in Python (2.5 million: 13 s and 0.9 GB for 10 MB; hostile round 9)
+        "tiles.tif": "refused: TIFF of 250,000 tiles or strips, more than the limit of 65,536",
     }
+
+
+def _tiny_tiles(side: int, tile: int) -> bytes:
+    """An uncompressed side x side TIFF in tile x tile tiles, every tile at the same 16 bytes: 4 bytes a tile."""
+    count = (side // tile) ** 2
+    offsets, counts, ifd = 8 + tile * tile, 8 + tile * tile + 2 * count, 8 + tile * tile + 4 * count
+    entries = [(256, 4, 1, side), (257, 4, 1, side), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1), (277, 3, 1, 1),
+               (322, 4, 1, tile), (323, 4, 1, tile), (324, 3, count, offsets), (325, 3, count, counts)]
+    return (b"II*\0" + struct.pack("<I", ifd) + b"\xff" * tile * tile + struct.pack(f"<{count}H", *[8] * count)
+            + struct.pack(f"<{count}H", *[tile * tile] * count) + struct.pack("<H", len(entries))
+            + b"".join(struct.pack("<HHII", *entry) for entry in entries) + b"\0\0\0\0")
+
+
+def _pages_beyond_the_file() -> bytes:
+    """A TIFF of a 1x1 picture whose second page's header says a third page lies beyond the end of the file."""
+    def tags(data: int) -> bytes:  # width, height, bits, no compression, black is zero, data, 1 sample, rows, bytes
+        entries = [(256, 4, 1), (257, 4, 1), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, data), (277, 3, 1),
+                   (278, 4, 1), (279, 4, 1)]
+        return struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", t, k, 1, v) for t, k, v in entries)
+
+    first, second = 12, 12 + 2 + 9 * 12 + 4
+    return (b"II*\0" + struct.pack("<I", first) + b"\xff\0\0\0" + tags(8) + struct.pack("<I", second)
+            + tags(8) + struct.pack("<I", 1 << 30))
 
 
 def predict_files(paths, weights, backend: str, mode: str = "mnist") -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import struct
 import warnings
 from pathlib import Path
 
@@ -39,6 +40,10 @@ PICTURE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "AVIF", "
 # Pictures that Pillow decodes in Python, a loop turn a pixel or a byte (BMP's run-length encodings, QOI, MSP's):
 # 9.6 KB of run-length BMP took 5.5 s at 64 megapixels. They are refused past this many pixels (0.3 s)
 MAX_PYTHON_DECODED_PIXELS = 4_000_000
+# Pillow reads a picture's tiles or strips one by one in Python (a seek, a read and a decoder each): 2.5 million
+# TIFF tiles of 2x2 pixels, all at one offset, took 13 s and 0.9 GB for 10 MB. Writers use tiles of 16x16 pixels
+# or more and strips of about 8 KB (a 64-megapixel picture: under 10,000 of them); more are refused unread
+MAX_TILES = 65_536
 # what Pillow calls a JPEG file it opens: a camera's MPO (multi-picture: the photo, then a preview or depth map) is
 # one too, its first picture the photo, decoded by libjpeg as any JPEG
 JPEG_FORMATS = ("JPEG", "MPO")
@@ -118,6 +123,30 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     return decode_image(data, path)
 
 
+TIFF_OFFSETS = (273, 324)  # the tags listing where each strip and each tile is
+
+
+def tiff_pieces(data: bytes) -> int:
+    """How many strips or tiles the first picture of a TIFF (classic or BigTIFF) lists, read from its header (0 for
+    anything else, or a header too short to say)."""
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    if order is None or len(data) < 16:
+        return 0
+    big = struct.unpack(f"{order}H", data[2:4])[0] == 43  # BigTIFF: 8-byte counts and offsets
+    count_size, entry_size, head = (8, 20, "Q") if big else (2, 12, "H")
+    start = struct.unpack(f"{order}{'Q' if big else 'I'}", data[8:16] if big else data[4:8])[0]
+    if start + count_size > len(data):
+        return 0
+    entries = struct.unpack(f"{order}{head}", data[start:start + count_size])[0]
+    pieces = 0
+    for index in range(min(entries, (len(data) - start - count_size) // entry_size)):
+        at = start + count_size + index * entry_size
+        tag = struct.unpack(f"{order}H", data[at:at + 2])[0]
+        if tag in TIFF_OFFSETS:
+            pieces = max(pieces, struct.unpack(f"{order}{'Q' if big else 'I'}", data[at + 4:at + (12 if big else 8)])[0])
+    return pieces
+
+
 def decode_image(data: bytes, name: str | os.PathLike = "image") -> Image.Image:
     """Decode image file bytes (a file's, or an HTTP request's); :class:`ImageError` naming ``name`` if not sane.
 
@@ -125,6 +154,10 @@ def decode_image(data: bytes, name: str | os.PathLike = "image") -> Image.Image:
     """
     if not data:
         raise ImageError(name, "is empty (0 bytes)")
+    pieces = tiff_pieces(data)
+    if pieces > MAX_TILES:  # counted from the header: Pillow makes a Python entry for each while it opens the file
+        raise ImageError(name, f"refused: TIFF of {pieces:,} tiles or strips, more than the limit of {MAX_TILES:,} "
+                               f"(each is read on its own; a writer's are 16x16 pixels or more)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
@@ -153,13 +186,13 @@ def decode_image(data: bytes, name: str | os.PathLike = "image") -> Image.Image:
         raise ImageError(name, f"refused: {width}x{height} pixels of {image.format} encoded as {', '.join(slow)}, "
                                f"which Pillow decodes in Python, more than the limit of "
                                f"{MAX_PYTHON_DECODED_PIXELS // 1_000_000} megapixels for it (save it as PNG or JPEG)")
-    try:
-        frames = getattr(image, "n_frames", 1)  # counted without decoding them
-    except Exception as err:  # a damaged frame index (a TIFF's IFD chain, a GIF's blocks)
+    try:  # whether a second picture follows (a TIFF's next page is said in its first page's header): never counted,
+        several = bool(getattr(image, "is_animated", False))  # which walked 90,000 pages in Python (50 s)
+    except Exception as err:  # a damaged frame index (a GIF's blocks)
         raise ImageError(name, f"is not a readable image ({type(err).__name__}: {first_line(err)})") from None
-    if frames > 1 and image.format not in JPEG_FORMATS:  # MPO: a camera's photo, then its other views
-        raise ImageError(name, f"holds {frames} pictures (an animation, or pages); only its first would be read: give "
-                               f"one picture (a PNG or JPEG of the digit)")
+    if several and image.format not in JPEG_FORMATS:  # MPO: a camera's photo, then its other views
+        raise ImageError(name, "holds more than one picture (an animation, or pages); only its first would be read: "
+                               "give one picture (a PNG or JPEG of the digit)")
     if image.format in JPEG_FORMATS and data.count(START_OF_SCAN) > MAX_JPEG_SCANS:
         raise ImageError(name, f"refused: a JPEG of {data.count(START_OF_SCAN):,} scans, more than the limit of "
                                f"{MAX_JPEG_SCANS} (a progressive JPEG has about 10; each scan decodes the whole "
