@@ -47,8 +47,9 @@ def on_its_tensors(model: "keras.Model") -> "keras.Model":
     {"digits": outputs})``), a model of the same layers on those tensors themselves: Keras' ``predict`` of it gave
     a dict, where every caller here (the conversion's proof, the predictors) takes the array the bridge reads the
     model as giving."""
-    if isinstance(model.input, keras.KerasTensor) and isinstance(model.output, keras.KerasTensor):
-        return model
+    if isinstance(model, keras.Sequential) or (isinstance(model.input, keras.KerasTensor)
+                                               and isinstance(model.output, keras.KerasTensor)):
+        return model  # (a Sequential is on its tensors, and has no inputs to ask for until it is called)
     return keras.Model(model.inputs[0], model.outputs[0], name=model.name)
 
 

@@ -194,6 +194,12 @@ def _bad_requests(tmp_path):
             _form_headed(b'Content-Type: text/plain; x="' + b"=?utf-8?q?a?= " * 3000 + b'"', boundary=b"C")),
             "headers": {"Content-Type": "multipart/form-data; boundary=B"}}, 400,
          "a part of the multipart form has 42,030 bytes of headers, more than 1,024"),
+        # round 9: a picture sent in uuencode, whose decoder padded its lines: 10 MB decoded to 157 MB
+        ("a picture uuencoded", {"data": _form_headed(
+            b'Content-Disposition: form-data; name="file"\r\nContent-Transfer-Encoding: x-uuencode',
+            b"begin 644 a.png\r\n" + b"~\r\n" * 1000 + b"end"), "headers": {
+            "Content-Type": "multipart/form-data; boundary=B"}}, 400,
+         "the form's field 'file' is sent in Content-Transfer-Encoding 'x-uuencode'"),
         ("form of 1,000 fields on lines ended by CR", {"data": b"".join(
             b'\r--B\rContent-Disposition: form-data; name="f%d"\r\rv' % i for i in range(1000)) + b"\r--B--\r",
             "headers": {"Content-Type": "multipart/form-data; boundary=B"}}, 400,
@@ -412,6 +418,24 @@ def test_headers_that_trickle_in_get_408_and_their_connection_closes(served, see
                                              f"{SERVE_BODY_TIMEOUT:g} s"}, body
         assert SERVE_BODY_TIMEOUT <= waited < 2 * SERVE_BODY_TIMEOUT + 2, waited
         assert answer.startswith(b"HTTP/1.1 200") == bool(earlier), answer
+    assert post_image(served.url, seed_png.read_bytes()).status_code == 200
+
+
+def test_a_connection_that_sends_nothing_gets_408_and_closes(served, seed_png):
+    """A connection that never sent a byte was never timed out: 44,000 of them took every file descriptor of the
+    server (hostile round 9). Its request is due within --body_timeout of the connection, as a slow one's."""
+    host, port = served.url.rsplit("/", 1)[1].split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as client:
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    waited = time.monotonic() - started
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408") and b"connection: close" in head.lower(), answer
+    assert json.loads(body) == {"error": f"the request's line and headers did not all arrive within "
+                                         f"{SERVE_BODY_TIMEOUT:g} s"}, body
+    assert SERVE_BODY_TIMEOUT <= waited < 2 * SERVE_BODY_TIMEOUT + 2, waited
     assert post_image(served.url, seed_png.read_bytes()).status_code == 200
 
 

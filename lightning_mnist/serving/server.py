@@ -104,6 +104,10 @@ def json_error_protocol(headers_timeout: float = BODY_TIMEOUT) -> type:
                                  b"connection: close\r\n\r\n%s" % (status, len(body), body))
             self.transport.close()
 
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)  # its first request is timed from here: a connection that sent nothing
+            self.headers_due = self.loop.call_later(headers_timeout, self.headers_late, self.cycle)  # was kept for ever
+
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
             # between requests (h11's IDLE) with bytes of the next one kept: its headers are on their way

@@ -160,6 +160,9 @@ def unreadable_form(err: Exception) -> HTTPException:
                                f"nested too deep, or malformed)")
 
 
+# How a form's picture may be encoded in it: as its bytes (what browsers and curl send), or in the two encodings
+# whose decoding is never longer than the part (the email parser also decodes uuencode, whose lines it pads)
+PICTURE_ENCODINGS = ("", "binary", "8bit", "7bit", "base64", "quoted-printable")
 # what the standard library's email parser raises on headers and forms it cannot read
 EMAIL_PARSER_ERRORS = (RecursionError, ValueError, LookupError, IndexError, email.errors.MessageError)
 
@@ -209,6 +212,10 @@ def _form_picture(content_type: str, body: bytes) -> tuple[bytes, str]:
         raise refuse(BAD_REQUEST, f"the multipart form has no field {FIELD!r} holding the picture")
     if len(parts) > 1:  # one picture per request: the others would go unanswered
         raise refuse(BAD_REQUEST, f"the multipart form has {len(parts)} fields {FIELD!r}: send one picture per request")
+    encoding = " ".join(str(parts[0].get("content-transfer-encoding", "")).split()).lower()
+    if encoding not in PICTURE_ENCODINGS:  # uuencode's decoder made 157 MB of a 10 MB part (hostile round 9)
+        raise refuse(BAD_REQUEST, f"the form's field {FIELD!r} is sent in Content-Transfer-Encoding {encoding[:40]!r}; "
+                                  f"send its bytes as they are (a browser does), or in base64 or quoted-printable")
     filename = " ".join((parts[0].get_filename() or "").split())[:100]
     return parts[0].get_payload(decode=True) or b"", f"file {filename!r}" if filename else "file"
 
