@@ -89,6 +89,22 @@ TAMPERED = {  # what is changed in the run's last.ckpt, what the one line says
                      {"train_order": {"seed": "x", "used": 32, "batches": 1}}, [1, 2],
                      {"train_order": {"seed": 5, "used": -5, "batches": 1}},
                      {"train_order": {"seed": 5, "used": 10 ** 9, "batches": 1}})},
+    # hostile round 9: an epoch order past this run's training split (of 300 images: Lightning's traceback after
+    # the run began), an empty learning rate and a quantized moment (tracebacks in these checks), a moment of
+    # integers (cast by torch without a word), a negative mean of squares (trained to NaN)
+    "a data order past the run's training split": (
+        lambda c: c.update(MNISTDataModule={"train_order": {"seed": 1, "used": 290, "batches": 5}}),
+        "the images and batches of it taken, of its 270)"),
+    "an empty learning rate": (lambda c: c["optimizer_states"][0]["param_groups"][0].update(lr=torch.tensor([])),
+                               "a parameter group's settings are not finite numbers"),
+    "a quantized moment": (lambda c: _first_moment(c, lambda m: torch.quantize_per_tensor(m, 0.1, 0, torch.qint8)),
+                           "exp_avg of parameter 0 is a tensor of qint8; an optimizer keeps floating-point values"),
+    "a moment of integers": (lambda c: _first_moment(c, lambda m: m.to(torch.int32)),
+                             "exp_avg of parameter 0 is a tensor of int32"),
+    "a negative mean of squares (trained on NaN)": (
+        lambda c: c["optimizer_states"][0]["state"][0].update(exp_avg_sq=-torch.ones_like(
+            c["optimizer_states"][0]["state"][0]["exp_avg_sq"])),
+        "exp_avg_sq of parameter 0 holds negative values; a mean of squares is 0 or more"),
     # a history row without its epoch, or of text (a traceback after the whole run); epoch counters past the
     # history (Lightning's traceback); numbers beyond every float (the checks' own OverflowError); a complex score
     "a history row without its epoch": (lambda c: _callback(c, "EpochHistory")["history"][0].pop("epoch"),

@@ -12,9 +12,10 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset
 
+from mnist_common.errors import UserError
 from mnist_common.mnist import ensure_files, load_mnist
 from mnist_common.settings import check_data_settings, optimizer_steps
-from mnist_common.splits import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, make_split
+from mnist_common.splits import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, Split, make_split
 from lightning_mnist.data.augment import NotebookAugmentation
 from lightning_mnist.data.resumable import EpochOrder, ResumableDataLoader
 
@@ -110,11 +111,22 @@ class MNISTDataModule(LightningDataModule):
             for dataset in self.datasets.values():
                 dataset.move_to(home)
 
-    def _load(self) -> None:
+    def _split(self, labels) -> Split:
         hp = self.hparams
-        mnist = load_mnist(hp.data_dir, download=False)
-        split = make_split(mnist.train_labels, subset=hp.subset, val_fraction=hp.val_fraction,
-                           num_folds=hp.num_folds, fold=hp.fold or 0, seed=hp.split_seed)
+        return make_split(labels, subset=hp.subset, val_fraction=hp.val_fraction, num_folds=hp.num_folds,
+                          fold=hp.fold or 0, seed=hp.split_seed)
+
+    def training_images(self) -> int | None:
+        """How many images this module trains on (its subset, hold-out or fold), read from the labels before any
+        run (a resumed epoch's order is checked against it); None where the files are not here yet."""
+        try:
+            return len(self._split(load_mnist(self.hparams.data_dir, download=False).train_labels).train)
+        except UserError:
+            return None
+
+    def _load(self) -> None:
+        mnist = load_mnist(self.hparams.data_dir, download=False)
+        split = self._split(mnist.train_labels)
         self.split = split
         for name, images, labels in (
             ("train", mnist.train_images[split.train], mnist.train_labels[split.train]),

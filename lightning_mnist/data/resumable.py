@@ -23,6 +23,8 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
+from mnist_common.errors import UserError
+
 
 class EpochOrder(RandomSampler):
     """A fresh random order of ``size`` indices each epoch, resumable part way through.
@@ -62,6 +64,13 @@ class EpochOrder(RandomSampler):
         return {} if self.seed is None else {"seed": self.seed, "used": self.used, "batches": self.batches}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Go on from an epoch stopped inside: fewer images taken than this training split has (a checkpoint's
+        order is checked before the run, against every split's 60,000; a tampered one of 59,000 gave an epoch of no
+        batch, and Lightning's traceback at its end)."""
+        if state_dict and not 0 < state_dict.get("batches", 0) <= state_dict.get("used", 0) < self.size:
+            raise UserError(f"the checkpoint's training order took {state_dict.get('used')!r} images in "
+                            f"{state_dict.get('batches')!r} batches of an epoch of {self.size:,}: not a run of this "
+                            f"training split (its subset, hold-out or fold)")
         self.resume_at = dict(state_dict) if state_dict else None
 
 

@@ -570,8 +570,9 @@ class MnistCLI(LightningCLI):
                   optimizer_parameter_groups(network, config.model.weight_decay))
         stepped = bool(config.get("lr_scheduler")) if config.get("optimizer") else (
             config.model.lr_schedule != _signature_defaults(MnistClassifier)["lr_schedule"])  # (constant)
-        check_training_state(checkpoint, groups, schedules=int(stepped), **self._resumed_optimizer(config, network,
-                                                                                                 groups))
+        check_training_state(checkpoint, groups, schedules=int(stepped),
+                             training_images=MNISTDataModule(**config.data).training_images(),
+                             **self._resumed_optimizer(config, network, groups))
         done = len(history["history"])  # epochs fully trained: the run's own record, not Lightning's loop layout
         tested = run is not None and (run / RESULTS_FILE).is_file()  # else stopped after training, before its test
         max_epochs = config.trainer.max_epochs

@@ -32,16 +32,19 @@ FIXED_SETTINGS = ("eps", "weight_decay", "keras_eps")  # numbers no schedule cha
 IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable")
 LEARNING_RATES = ("lr", "initial_lr", "max_lr", "min_lr")  # an optimizer's, and what a schedule adds to its groups
 ANNEALING = ("cos", "linear")  # the curves of torch's one-cycle schedule
+SQUARED_MOMENTS = ("exp_avg_sq", "max_exp_avg_sq", "square_avg")  # Adam's, AMSGrad's and RMSprop's running squares
 DATA_STATE = MNISTDataModule.__qualname__  # where Lightning keeps the data module's state in a checkpoint
 
 
 def check_training_state(checkpoint: Checkpoint, groups: list[list[torch.nn.Parameter]], schedules: int,
-                         optimizer: torch.optim.Optimizer | None = None, peak_lr: float | None = None) -> None:
+                         optimizer: torch.optim.Optimizer | None = None, peak_lr: float | None = None,
+                         training_images: int | None = None) -> None:
     """UserError naming the first part of ``checkpoint``'s training state that no run of this project saves;
     ``groups``: the parameters the resumed run's optimizer steps, group by group, in its order; ``schedules``: how
     many learning-rate schedules it steps (0 or 1); ``optimizer``: the one the resumed run builds (torch takes the
     saved groups' settings over its own: they must be settings it could have saved), ``peak_lr``: the highest
-    learning rate its schedule reaches, where the run's settings fix it."""
+    learning rate its schedule reaches, where the run's settings fix it; ``training_images``: how many images an
+    epoch of the run trains on (else the training set's)."""
     contents = checkpoint.contents
     where = f"--ckpt_path {checkpoint.path}"
     for counter in ("epoch", "global_step"):
@@ -76,7 +79,7 @@ def check_training_state(checkpoint: Checkpoint, groups: list[list[torch.nn.Para
             and _schedule_runs_on(s) for s in saved):
         raise UserError(f"{where}: its learning-rate schedules' state is not what this run saves ({schedules} "
                         f"schedule{'s' if schedules != 1 else ''}, of numbers and settings, with steps left)")
-    _check_data_order(contents.get(DATA_STATE), where)
+    _check_data_order(contents.get(DATA_STATE), where, training_images or TRAIN_IMAGES)
 
 
 def _schedule_runs_on(state: dict) -> bool:
@@ -148,19 +151,20 @@ def _same(given: Any, own: Any) -> bool:
         _finite_number(given) and not isinstance(given, bool) and math.isclose(given, own, rel_tol=1e-9))
 
 
-def _check_data_order(state: Any, where: str) -> None:
+def _check_data_order(state: Any, where: str, images: int) -> None:
     """The data module's state: empty, or the training order of an epoch stopped inside (a seed torch takes, the
-    images and batches taken: at least one, fewer than the training set). A crafted one was a traceback when the
-    epoch began, or an epoch of no images and then one."""
+    images and batches taken: at least one, fewer than the epoch's ``images``). A crafted one was a traceback when
+    the epoch began (one of 59,000 of a hold-out's 54,000: Lightning's, once the run had begun), or an epoch of no
+    images and then one."""
     if state is None or state == {}:
         return
     order = state.get("train_order") if isinstance(state, dict) else None
     if not isinstance(state, dict) or set(state) - {"train_order"} or order not in (None, {}) and not (
             isinstance(order, dict) and set(order) == {"seed", "used", "batches"} and _seed(order["seed"])
             and _count(order["used"]) and _count(order["batches"])
-            and 0 < order["batches"] <= order["used"] < TRAIN_IMAGES):
+            and 0 < order["batches"] <= order["used"] < images):
         raise UserError(f"{where}: its data module's state {_shown(state)[:200]} is not the training order a run "
-                        f"saves (the epoch's seed, and the images and batches of it taken)")
+                        f"saves (the epoch's seed, and the images and batches of it taken, of its {images:,})")
 
 
 def _seed(value: Any) -> bool:
@@ -266,7 +270,8 @@ def _plain_settings(settings: dict) -> bool:
         if isinstance(value, dict):  # a schedule's phases
             return _plain_settings(value)
         if isinstance(value, torch.Tensor):  # a capturable optimizer's lr, a schedule's base values
-            return value.layout == torch.strided and value.numel() <= 1 and bool(torch.isfinite(value).all())
+            return (value.layout == torch.strided and value.numel() == 1 and not value.is_quantized
+                    and bool(torch.isfinite(value).all()))  # (an empty lr: a traceback at .item())
         return value is None or isinstance(value, str) or _finite_number(value)
     return all(isinstance(key, str) and plain(value) for key, value in settings.items())
 
@@ -327,6 +332,9 @@ def _check_optimizer_state(state: Any, groups: list[list[torch.nn.Parameter]], w
             if not isinstance(value, torch.Tensor):
                 if value is not None and not _finite_number(value):  # (SGD without momentum keeps a None buffer)
                     raise UserError(f"{what}: {name} of parameter {index} is {value!r}, not a finite number")
+            elif value.is_quantized or not (value.is_floating_point() or name == "step" and not value.is_complex()):
+                raise UserError(f"{what}: {name} of parameter {index} is a tensor of {str(value.dtype)[6:]}; an "
+                                f"optimizer keeps floating-point values (torch would cast it, or fail)")
             elif value.layout != torch.strided or value.device.type != "cpu" or value.dim() and value.shape != shape:
                 raise UserError(f"{what}: {name} of parameter {index} is a {str(value.layout).removeprefix('torch.')} "
                                 f"tensor of shape {tuple(value.shape)} on the {value.device.type} device; the "
@@ -339,3 +347,6 @@ def _check_optimizer_state(state: Any, groups: list[list[torch.nn.Parameter]], w
                                 f"optimizer step would write past it")
             if name == "step" and not _count_value(value):
                 raise UserError(f"{what}: step of parameter {index} is {_shown(value)}, not a count of steps")
+            if name in SQUARED_MOMENTS and bool((value < 0).any()):  # its square root: NaN from the first step
+                raise UserError(f"{what}: {name} of parameter {index} holds negative values; a mean of squares "
+                                f"is 0 or more")
