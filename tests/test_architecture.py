@@ -300,13 +300,25 @@ def test_networks_too_large_to_build_are_refused_before_anything_is_allocated(ed
     assert message in str(refusal.value) and "\n" not in str(refusal.value), str(refusal.value)
 
 
+OTHER_SIGMOID = {"type": "Dense", "units": 10, "activation": "sigmoid", "name": "other", "inputs": ["input"]}
+
+
 @pytest.mark.parametrize("after, refused", [([], True), ([{"type": "Dropout", "rate": 0.1}], True),
                                             ([{"type": "Activation", "activation": "linear"}], True),
                                             ([{"type": "ReLU"}, {"type": "Dropout", "rate": 0.2}], True),
+                                            # zoo round 9: through merges of sigmoids and reshapes (taken as logits)
+                                            *(([OTHER_SIGMOID, {"type": merge, "inputs": ["scores", "other"]}], True)
+                                              for merge in ("Average", "Multiply")),
+                                            ([{"type": "Reshape", "target_shape": [2, 5]}, {"type": "Flatten"}], True),
+                                            ([{"type": "Reshape", "target_shape": [5, 2]},
+                                              {"type": "MaxPooling1D", "pool_size": 1}, {"type": "Flatten"}], True),
+                                            ([{"type": "Dense", "units": 10, "name": "other", "inputs": ["input"]},
+                                              {"type": "Add", "inputs": ["scores", "other"]}], False),
                                             ([{"type": "Activation", "activation": "tanh"}], False)])
 def test_sigmoid_outputs_are_found_through_layers_that_keep_their_values(after, refused):
     """A sigmoid's independent per-class probabilities stay what the model gives through a dropout, a linear
-    activation or a relu: predict and the deploy formats refuse them there too (a softmax of them was given)."""
+    activation or a relu, a reshape, a pooling, or a mean or product of sigmoids: predict and the deploy formats
+    refuse them there too (a softmax of them was given)."""
     architecture = Architecture.from_config({"name": "squashed", "input_shape": [784], "layers": [
         {"type": "Dense", "units": 10, "activation": "sigmoid", "name": "scores"}, *after]})
     if not refused:
@@ -346,17 +358,19 @@ def test_probabilities_changed_into_neither_probabilities_nor_logits_are_found(a
         architecture.require_one_distribution("predict")
 
 
-@pytest.mark.parametrize("pool", [
-    [{"type": "Dot", "axes": 1, "inputs": ["weights", "logits"]}],
-    [{"type": "Reshape", "target_shape": [28, 1], "inputs": ["weights"]},
-     {"type": "Multiply", "name": "weighted", "inputs": ["reshape", "logits"]},
-     {"type": "ops.sum", "axis": 1, "inputs": ["weighted"]}],
-], ids=["dot", "multiply_sum"])
-def test_an_attention_pooling_of_logits_by_a_flat_softmax_gives_logits(pool):
+@pytest.mark.parametrize("pool, steps", [
+    ([{"type": "Dot", "axes": 1, "inputs": ["weights", "logits"]}], 28),
+    ([{"type": "Reshape", "target_shape": [28, 1], "inputs": ["weights"]},
+      {"type": "Multiply", "name": "weighted", "inputs": ["reshape", "logits"]},
+      {"type": "ops.sum", "axis": 1, "inputs": ["weighted"]}], 28),
+    ([{"type": "Dot", "axes": 1, "inputs": ["weights", "logits"]}], 10),  # as many steps as classes (zoo round 9)
+], ids=["dot", "multiply_sum", "dot_of_10_steps"])
+def test_an_attention_pooling_of_logits_by_a_flat_softmax_gives_logits(pool, steps):
     """Weights from a softmax over 28 steps' flattened scores (the usual Keras 2 attention) pooling each step's
     logits give logits, as weights from a softmax over the steps' axis of a (28, 1) map do: a softmax of another
-    size than the classes' is no distribution over them (refused as probabilities changed before: zoo round 8)."""
-    architecture = Architecture.from_config({"format_version": 2, "name": "pooled", "input_shape": [28, 28],
+    size than the classes' is no distribution over them (refused as probabilities changed before: zoo round 8), and
+    one that a Dot contracts with another branch's values is weights whatever its size."""
+    architecture = Architecture.from_config({"format_version": 2, "name": "pooled", "input_shape": [steps, 28],
                                              "layers": [
         {"type": "Dense", "units": 10, "name": "logits"},
         {"type": "Dense", "units": 1, "name": "score", "inputs": ["input"]}, {"type": "Flatten", "name": "flat"},

@@ -63,6 +63,14 @@ CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")  # a NUL (which HDF5 refuses)
 # Output activations whose values are a probability per class, each on its own (multi-label), not one choice:
 # log_sigmoid's are their logarithms (a softmax of them renormalises the sigmoids: no class's probability)
 INDEPENDENT_PROBABILITIES = ("sigmoid", "hard_sigmoid", "sparse_sigmoid", "log_sigmoid")
+# Layers whose outputs are in [0, 1] where all their inputs are: merges of the values themselves (an ensemble of
+# sigmoid heads, halves concatenated), and poolings (maxima and means)
+KEEPS_UNIT_INTERVAL = ("Average", "Maximum", "Minimum", "Multiply", "Concatenate", "ops.concatenate", "ops.maximum",
+                       "ops.minimum", "ops.multiply", "ops.mean", "ops.max", "ops.min")
+POOLINGS = ("Pooling1D", "Pooling2D")
+# Layers that contract one tensor with another (a dot product): a softmax that meets another branch's values in one
+# is an attention's weights, whatever its size (10 steps are as many values as the classes)
+CONTRACTIONS = ("Dot", "ops.matmul")
 DEFAULT_PRESET = "notebook"
 MNIST_INPUT_SHAPE = (28, 28, 1)
 MNIST_SIDE = 28
@@ -627,17 +635,19 @@ class Architecture:
     @property
     def independent_probabilities_from(self) -> Node | None:
         """The sigmoid layer whose independent per-class probabilities are the outputs, as they are or through
-        layers that keep values in [0, 1] as they are (a dropout, a linear activation, a relu: what
-        :meth:`~mnist_common.architecture.layers.Layer.keeps_distributions` says of them); else None."""
+        layers that keep values in [0, 1] (a dropout, a linear activation, a relu: what
+        :meth:`~mnist_common.architecture.layers.Layer.keeps_distributions` says of them; a reshape; a pooling, or
+        a mean, maximum, product or concatenation of such values: :data:`KEEPS_UNIT_INTERVAL`); else None."""
         source: dict[str, Node | None] = {self.input_name: None}
         for node in self.nodes:
             if node.layer.output_activation() in INDEPENDENT_PROBABILITIES:
                 source[node.name] = node
             else:
-                found = {id(source[i]): source[i] for i in node.inputs}  # by identity: a layer's settings (a
-                inherited = found.popitem()[1] if len(found) == 1 else None  # regularizer's dict) are unhashable
-                keeps = inherited is not None and node.layer.keeps_distributions(*self.input_shapes_of(node))
-                source[node.name] = inherited if keeps else None
+                found = [source[i] for i in node.inputs]
+                layer = node.layer
+                keeps = all(found) and (layer.keeps_distributions(*self.input_shapes_of(node)) or layer.REARRANGES
+                                        or layer.type in KEEPS_UNIT_INTERVAL or layer.type.endswith(POOLINGS))
+                source[node.name] = found[0] if keeps else None
         return source[self.output.name]
 
     @property
@@ -663,7 +673,8 @@ class Architecture:
                 found[node.name] = None  # their logarithm: log-probabilities, logits again
             else:
                 inherited = next((found[i] for i in node.inputs if found[i] is not None), None)
-                if inherited and not all(found[i] for i in node.inputs) and not self._over_the_classes(inherited[0]):
+                if inherited and not all(found[i] for i in node.inputs) and (
+                        node.layer.type in CONTRACTIONS or not self._over_the_classes(inherited[0])):
                     inherited = None  # weights over another axis (an attention's) on another branch's values
                 keeps = node.layer.keeps_distributions(*inputs) and all(found[i] for i in node.inputs)
                 found[node.name] = inherited and (inherited[0], inherited[1] or (None if keeps else node))
