@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -199,6 +200,18 @@ def converts_and_comes_back(source: Path, folder: Path, capsys, targets: tuple[s
     for layer, arrays in before.weights.items():
         assert [a.tobytes() for a in arrays] == [b.tobytes() for b in after.weights[layer]], layer
     return before, after
+
+
+def assert_keras_file_refused(model: "keras.Model", folder: Path, capsys, pattern: str) -> None:
+    """``model`` saved as a .keras file: ``convert`` refuses it in one line matching ``pattern``, writing nothing."""
+    from conftest import main_error
+
+    model.save(folder / "model.keras")
+    (folder / "work").mkdir()
+    code, line, _ = main_error(command_line, ["convert", str(folder / "model.keras"),
+                                              str(folder / "work" / "out.ckpt")], capsys)
+    assert code == 2 and re.search(pattern, line), line
+    assert list((folder / "work").iterdir()) == []
 
 
 def predicts_alike_on_both_backends(weights: Path, image: Path, capsys) -> dict:

@@ -7,17 +7,14 @@ was called on) and finds each layer's weights where Keras stores them, under the
 from __future__ import annotations
 
 import io
-import re
 import zipfile
 
 import h5py
 import numpy as np
 import pytest
 
-from bridge_check import (L, architecture_of, assert_matches_keras, check_against_keras, converts_and_comes_back,
-                          keras, predicts_alike_on_both_backends, randomised)
-from conftest import main_error
-from lightning_mnist.__main__ import main as command_line
+from bridge_check import (L, architecture_of, assert_keras_file_refused, assert_matches_keras, check_against_keras,
+                          converts_and_comes_back, keras, predicts_alike_on_both_backends, randomised)
 from lightning_mnist.interop.parity import CHECK_TOLERANCE
 from mnist_common.architecture import ArchitectureError, architecture_from_keras_config
 from mnist_common.keras_file import read_keras_file
@@ -190,12 +187,7 @@ def _too_deep() -> "keras.Model":
     (_two_outputs, r"takes output 1 of two, which gives several; only single-output layers and models"),
 ])
 def test_nested_models_the_bridge_cannot_hold_are_refused_in_one_line(build, message, tmp_path, capsys):
-    build().save(tmp_path / "model.keras")
-    (tmp_path / "work").mkdir()
-    code, line, _ = main_error(command_line, ["convert", str(tmp_path / "model.keras"),
-                                              str(tmp_path / "work" / "out.ckpt")], capsys)
-    assert code == 2 and re.search(message, line), line
-    assert list((tmp_path / "work").iterdir()) == []
+    assert_keras_file_refused(build(), tmp_path, capsys, message)
 
 
 def test_nested_models_keras_could_not_build_are_refused():

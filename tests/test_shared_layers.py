@@ -18,9 +18,8 @@ import pytest
 import torch
 import yaml
 
-from bridge_check import (L, assert_matches_keras, command_line, converts_and_comes_back, keras,
-                          network_of, randomised, torch_weights_of)
-from conftest import main_error
+from bridge_check import (L, assert_keras_file_refused, assert_matches_keras, command_line, converts_and_comes_back,
+                          keras, network_of, randomised, torch_weights_of)
 from mnist_common.architecture import Architecture, ArchitectureError
 
 
@@ -205,9 +204,4 @@ def _shared_on_two_sizes() -> "keras.Model":
     (_shared_on_two_sizes, r"calls conv2d\w* on 24x24x1, which is built for 28x28x1 \(its first call's\)"),
 ])
 def test_shared_layers_the_bridge_cannot_hold_are_refused_in_one_line(build, message, tmp_path, capsys):
-    build().save(tmp_path / "model.keras")
-    (tmp_path / "work").mkdir()
-    code, line, _ = main_error(command_line, ["convert", str(tmp_path / "model.keras"),
-                                              str(tmp_path / "work" / "out.ckpt")], capsys)
-    assert code == 2 and re.search(message, line), line
-    assert list((tmp_path / "work").iterdir()) == []
+    assert_keras_file_refused(build(), tmp_path, capsys, message)
