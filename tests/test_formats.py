@@ -522,6 +522,12 @@ def _hostile_onnx_graphs(folder: Path) -> None:
                          helper.make_node("ReduceSum", ["map"], ["total"], keepdims=0),
                          helper.make_node("Add", ["input", "total"], ["x"])],
          {"big": np.array([1, 1, 3000, 3000], np.int64), "half": np.array([1, 1, 1500, 1500], np.int64)})
+    save("einsum", [helper.make_node("ConstantOfShape", ["left"], ["a"]),
+                    helper.make_node("ConstantOfShape", ["right"], ["b"]),
+                    helper.make_node("Einsum", ["a", "b"], ["product"], equation="ij,jk->ik"),
+                    helper.make_node("ReduceSum", ["product"], ["total"], keepdims=0),
+                    helper.make_node("Add", ["input", "total"], ["x"])],
+         {"left": np.array([2000, 3000], np.int64), "right": np.array([3000, 2000], np.int64)})
     save("batch_cubed", [helper.make_node("Shape", ["input"], ["b"], start=0, end=1),
                          helper.make_node("Sub", ["b", "one"], ["b1"]), helper.make_node("Sub", ["b", "two"], ["b2"]),
                          helper.make_node("Mul", ["b", "b1"], ["bb1"]), helper.make_node("Mul", ["bb1", "b2"], ["n"]),
@@ -570,6 +576,7 @@ ONNX_REFUSALS = [
     ("convolution.onnx", "onnx", "convolution.onnx: its operators take 5,069,252,257,840 multiply-adds for 1 image(s), "
                                  "more than an MNIST model of this bridge may (10,000,000,000 an image; the largest, "
                                  "Conv output map, 5,069,252,250,000); it is not run"),
+    ("einsum.onnx", "onnx", "(10,000,000,000 an image; the largest, Einsum output product, 12,000,000,000)"),
     ("batch_cubed.onnx", "onnx", "batch_cubed.onnx: ConstantOfShape output big grows faster than the batch (0 values "
                                  "for one image, 249,984 for 64); it is not run"),
 ]

@@ -305,8 +305,9 @@ def _multiply_adds(node, dims: dict[str, tuple[int, ...] | None], path: str | Pa
     first, second = (shapes[0] if shapes else None), (shapes[weight] if len(shapes) > weight else None)
     attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
     if node.op_type == "Einsum":
-        terms = str(attributes.get("equation", b"").decode() if isinstance(attributes.get("equation"), bytes)
-                    else attributes.get("equation", "")).split("->")[0].replace(" ", "").split(",")
+        equation = attributes.get("equation", b"")
+        terms = (equation.decode() if isinstance(equation, bytes) else str(equation)).split("->")[0]
+        terms = terms.replace(" ", "").split(",")
         sizes = {letter: size for term, shape in zip(terms, shapes) if shape is not None and "." not in term
                  for letter, size in zip(term, shape)}
         known = len(terms) == len(shapes) and all(shape is not None and "." not in term and len(term) == len(shape)

@@ -704,10 +704,11 @@ class Architecture:
         squashed = self.independent_probabilities_from
         if squashed is not None:
             direct, activation = squashed is self.output, squashed.layer.output_activation()  # a wrapped layer's too
+            kind = "log-probabilities" if activation == "log_sigmoid" else "probabilities"
             raise ArchitectureError(f"{what} give one softmax over the classes; {self.name}'s "
                                     f"{'output layer' if direct else 'layer'} ({squashed.name}) applies {activation}"
                                     f"{'' if direct else ', whose values are the outputs'}: independent per-class "
-                                    f"{'log-' if activation == 'log_sigmoid' else ''}probabilities (a .ckpt or .keras conversion keeps it as it is)")
+                                    f"{kind} (a .ckpt or .keras conversion keeps it as it is)")
         if self.num_classes < 2:
             raise ArchitectureError(f"{what} give one softmax over the classes; {self.name} gives "
                                     f"{self.num_classes} value, whose softmax is always 1 (a .ckpt or .keras "

@@ -133,8 +133,8 @@ def tiff_pieces(data: bytes) -> int:
     if order is None or len(data) < 16:
         return 0
     big = struct.unpack(f"{order}H", data[2:4])[0] == 43  # BigTIFF: 8-byte counts and offsets
-    count_size, entry_size, head = (8, 20, "Q") if big else (2, 12, "H")
-    start = struct.unpack(f"{order}{'Q' if big else 'I'}", data[8:16] if big else data[4:8])[0]
+    count_size, entry_size, head, offset = (8, 20, "Q", "Q") if big else (2, 12, "H", "I")
+    start = struct.unpack(f"{order}{offset}", data[8:16] if big else data[4:8])[0]
     if start + count_size > len(data):
         return 0
     entries = struct.unpack(f"{order}{head}", data[start:start + count_size])[0]
@@ -143,7 +143,7 @@ def tiff_pieces(data: bytes) -> int:
         at = start + count_size + index * entry_size
         tag = struct.unpack(f"{order}H", data[at:at + 2])[0]
         if tag in TIFF_OFFSETS:
-            pieces = max(pieces, struct.unpack(f"{order}{'Q' if big else 'I'}", data[at + 4:at + (12 if big else 8)])[0])
+            pieces = max(pieces, struct.unpack(f"{order}{offset}", data[at + 4:at + 4 + struct.calcsize(offset)])[0])
     return pieces
 
 
