@@ -516,18 +516,17 @@ def _hostile_onnx_graphs(folder: Path) -> None:
         helper.make_node("Loop", ["trips", "always", "images"], ["same"], body=body)],
         opset_imports=[helper.make_opsetid("", 18)])
     save("function_loop", [helper.make_node("Spin", ["input"], ["x"], domain="local")], {}, functions=(spin,))
-    save("convolution", [helper.make_node("ConstantOfShape", ["big"], ["image"]),
-                         helper.make_node("ConstantOfShape", ["half"], ["kernel"]),
-                         helper.make_node("Conv", ["image", "kernel"], ["map"]),
-                         helper.make_node("ReduceSum", ["map"], ["total"], keepdims=0),
-                         helper.make_node("Add", ["input", "total"], ["x"])],
-         {"big": np.array([1, 1, 3000, 3000], np.int64), "half": np.array([1, 1, 1500, 1500], np.int64)})
-    save("einsum", [helper.make_node("ConstantOfShape", ["left"], ["a"]),
+    def product_of_constants(name: str, operator: str, output: str, left: list, right: list, **settings) -> None:
+        """``operator`` of two constants of these shapes (few values, much work), added to the images."""
+        save(name, [helper.make_node("ConstantOfShape", ["left"], ["a"]),
                     helper.make_node("ConstantOfShape", ["right"], ["b"]),
-                    helper.make_node("Einsum", ["a", "b"], ["product"], equation="ij,jk->ik"),
-                    helper.make_node("ReduceSum", ["product"], ["total"], keepdims=0),
+                    helper.make_node(operator, ["a", "b"], [output], **settings),
+                    helper.make_node("ReduceSum", [output], ["total"], keepdims=0),
                     helper.make_node("Add", ["input", "total"], ["x"])],
-         {"left": np.array([2000, 3000], np.int64), "right": np.array([3000, 2000], np.int64)})
+             {"left": np.array(left, np.int64), "right": np.array(right, np.int64)})
+
+    product_of_constants("convolution", "Conv", "map", [1, 1, 3000, 3000], [1, 1, 1500, 1500])
+    product_of_constants("einsum", "Einsum", "product", [2000, 3000], [3000, 2000], equation="ij,jk->ik")
     save("batch_cubed", [helper.make_node("Shape", ["input"], ["b"], start=0, end=1),
                          helper.make_node("Sub", ["b", "one"], ["b1"]), helper.make_node("Sub", ["b", "two"], ["b2"]),
                          helper.make_node("Mul", ["b", "b1"], ["bb1"]), helper.make_node("Mul", ["bb1", "b2"], ["n"]),
