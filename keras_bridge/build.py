@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -54,6 +55,22 @@ def build_model(architecture: Architecture | str | os.PathLike | dict | None = N
     for node in architecture.nodes:
         tensors[node.name] = call_layer(node.layer, [tensors[i] for i in node.inputs], shared.get(node.layer_name))
     return keras.Model(inputs, tensors[architecture.output.name], name=name)
+
+
+def as_given(model: "keras.Model", architecture: Architecture) -> "keras.Model":
+    """``model`` (built on its tensors, as every caller here runs it) taking and giving them as the Keras model the
+    architecture was read from did (:attr:`Architecture.input_key`: a dict of one, ``{"pixels": x}``, or a list of
+    one), so the file written back is built as its source was; the same layers and weights."""
+    if (architecture.input_key, architecture.output_key) == (None, None):
+        return model
+
+    def given(key: str | int | None, tensor: "keras.KerasTensor"):
+        return tensor if key is None else [tensor] if key == 0 else {key: tensor}
+
+    with warnings.catch_warnings():  # Keras' advice that a dict's key name its Input: the source's own choice
+        warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
+        return keras.Model(given(architecture.input_key, model.inputs[0]),
+                           given(architecture.output_key, model.outputs[0]), name=model.name)
 
 
 def find_layer(model: "keras.Model", name: str, path: tuple[str, ...] | None = None) -> "keras.layers.Layer":

@@ -56,7 +56,7 @@ def checkpoint_to_keras(ckpt_path: str | os.PathLike, keras_path: str | os.PathL
     keras_path = Path(keras_path)
     checkpoint = read_checkpoint(ckpt_path)
     network = checkpoint.network()
-    model = keras_model_from_torch(checkpoint.architecture, checkpoint.weights)
+    model = keras_model_from_torch(checkpoint.architecture, checkpoint.weights, as_given=True)
 
     def check(tmp: Path) -> ParityReport:
         reloaded, _ = load_checked(tmp)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -200,6 +201,14 @@ def converts_and_comes_back(source: Path, folder: Path, capsys, targets: tuple[s
     for layer, arrays in before.weights.items():
         assert [a.tobytes() for a in arrays] == [b.tobytes() for b in after.weights[layer]], layer
     return before, after
+
+
+def model_config_text(path: Path) -> str:
+    """A ``.keras`` file's model config (its layers and their calls) without the ids Keras gives the objects it
+    saves (new in every process)."""
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))["config"]
+    return re.sub(r', "shared_object_id": \d+', "", json.dumps(config))
 
 
 def assert_keras_file_refused(model: "keras.Model", folder: Path, capsys, pattern: str) -> None:

@@ -93,6 +93,11 @@ def test_a_description_round_trips_through_yaml_and_json(tmp_path):
     (lambda c: c["layers"][0].pop("filters"), "layer 0 (conv2d, Conv2D): needs filters"),
     (lambda c: c.update(optimizer="adam"), "unknown key optimizer"),
     (lambda c: c.update(functional="yes"), "functional must be true or false, got 'yes'"),
+    (lambda c: c.update(input_key=1), "input_key must be null (the tensor itself), 0 (a list of one) or the key of a "
+                                      "dict of one, a string of 1 to 256 characters; got 1"),
+    (lambda c: c.update(output_key=""), "output_key must be null (the tensor itself), 0 (a list of one) or the key "
+                                        "of a dict of one, a string of 1 to 256 characters; got ''"),
+    (lambda c: c.update(output_key=False), "output_key must be null"),
     # a NUL in a name was taken, and failed only when a .keras file was written (h5py: "VLEN strings do not support
     # embedded NULLs"), a traceback
     (lambda c: c["layers"][0].update(name="conv\x00x"), "layer 0 (conv\x00x, Conv2D): its name 'conv\\x00x' holds a "
@@ -112,6 +117,16 @@ def test_bad_descriptions_name_the_layer_and_the_problem(edit, message):
     with pytest.raises(ArchitectureError) as info:
         Architecture.from_config(config)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_model_on_a_dict_or_list_of_one_keeps_its_keys_in_its_description():
+    """``input_key`` and ``output_key`` (what ``keras.Model({"pixels": x}, [y])`` took and gave): read, written
+    back, and a chain holding them is a Functional model (a Sequential takes neither)."""
+    config = {**Architecture.load("notebook").to_config(), "input_key": "pixels", "output_key": 0}
+    architecture = Architecture.from_config(config)
+    assert (architecture.input_key, architecture.output_key, architecture.functional) == ("pixels", 0, True)
+    assert Architecture.from_config(architecture.to_config()) == architecture
+    assert "functional" not in architecture.to_config() and "input_key" not in Architecture.load("notebook").to_config()
 
 
 def test_an_input_size_left_open_is_built_at_mnists_and_kept_open(tmp_path):

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from bridge_check import (SAMPLERS, L, architecture_of, assert_matches_keras, classifier, keras,
-                          predicts_alike_on_both_backends, randomised, torch_weights_of)
+from bridge_check import (SAMPLERS, L, architecture_of, assert_matches_keras, classifier, converts_and_comes_back,
+                          keras, model_config_text, predicts_alike_on_both_backends, randomised, torch_weights_of)
 from conftest import REPO, assert_one_line_error, both_frameworks_learn, main_error
 from keras_bridge.files import on_its_tensors
 from mnist_common.architecture import LAYER_TYPES, Architecture, fixed_input_shape
@@ -507,21 +507,27 @@ def test_crafted_graph_entries_are_refused_in_one_line_by_both_backends(edit, me
     assert not (tmp_path / "out.ckpt").exists()
 
 
-@pytest.mark.parametrize("side", ["input", "output"])
-def test_a_model_built_on_a_dict_of_one_tensor_converts(side, tmp_path, capsys, seed_png):
+@pytest.mark.parametrize("side", ["input", "output", "list"])
+def test_a_model_built_on_a_dict_of_one_tensor_converts_and_comes_back_so(side, tmp_path, capsys, seed_png):
     """``keras.Model({"pixels": inputs}, outputs)``: Keras records its one input (or output) as a mapping of one,
     and takes the tensor alone too; refused as a mapping before (zoo round 8). A mapping of two stays refused.
     Keras' predict gives a dict for a dict of outputs, which the conversion's proof of logits and the Keras
-    backend of predict took as an array (tracebacks, zoo round 9): the model is run on its tensors."""
+    backend of predict took as an array (tracebacks, zoo round 9): the model is run on its tensors. The file
+    written back is built as the source was (zoo round 9's BUG-C: it gave an array where the source gave
+    ``{"digits": ...}``): the same config, a list of one (``keras.Model([x], [y])``) too."""
     inputs = keras.Input((28, 28, 1), name="pixels")
     outputs = L.Dense(10, name="digits")(L.Flatten()(L.Conv2D(4, 3)(inputs)))  # logits: the usual from_logits model
-    model = keras.Model({"pixels": inputs} if side == "input" else inputs,
-                        {"digits": outputs} if side == "output" else outputs)
+    model = keras.Model({"pixels": inputs} if side == "input" else [inputs] if side == "list" else inputs,
+                        {"digits": outputs} if side == "output" else [outputs] if side == "list" else outputs)
     assert_matches_keras(on_its_tensors(model), source=f"dict_{side}")
     model.save(tmp_path / "dict.keras")
-    command_line(["convert", str(tmp_path / "dict.keras"), str(tmp_path / "dict.ckpt"), "--check_images", "100"])
-    assert "max |p_" in capsys.readouterr().out
-    predicts_alike_on_both_backends(tmp_path / "dict.keras", seed_png, capsys)
+    converts_and_comes_back(tmp_path / "dict.keras", tmp_path, capsys, check_images=100)
+    assert model_config_text(tmp_path / "again.keras") == model_config_text(tmp_path / "dict.keras")
+    again = keras.saving.load_model(tmp_path / "again.keras")
+    given = again.predict({"pixels": np.zeros((1, 28, 28, 1))} if side == "input" else np.zeros((1, 28, 28, 1)),
+                          verbose=0)
+    assert list(given) == ["digits"] if side == "output" else given.shape == (1, 10)
+    predicts_alike_on_both_backends(tmp_path / "again.keras", seed_png, capsys)
 
 
 @pytest.mark.parametrize("fails", [True, False], ids=["refused", "loaded"])

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ import torch
 import yaml
 
 from bridge_check import (L, assert_keras_file_refused, assert_matches_keras, command_line, converts_and_comes_back,
-                          keras, network_of, randomised, torch_weights_of)
+                          keras, model_config_text, network_of, randomised, torch_weights_of)
 from mnist_common.architecture import Architecture, ArchitectureError
 
 
@@ -68,14 +66,6 @@ def output_is_a_later_call() -> "keras.Model":
 
 
 CASES = [siamese, tied, shared_head, later_call_deeper, output_is_a_later_call]
-
-
-def model_config_text(path: Path) -> str:
-    """A ``.keras`` file's model config (its layers and their calls) without the ids Keras gives the objects it
-    saves (new in every process)."""
-    with zipfile.ZipFile(path) as archive:
-        config = json.loads(archive.read("config.json"))["config"]
-    return re.sub(r', "shared_object_id": \d+', "", json.dumps(config))
 
 
 @pytest.mark.parametrize("build", CASES, ids=lambda build: build.__name__)

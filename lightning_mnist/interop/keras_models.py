@@ -10,7 +10,7 @@ from lightning_mnist.frameworks import import_keras
 
 keras = import_keras()  # torch's triton half first, see lightning_mnist/frameworks.py
 
-from keras_bridge.build import build_model, layer_weights, set_layer_weights  # noqa: E402
+from keras_bridge.build import as_given as given_endpoints, build_model, layer_weights, set_layer_weights  # noqa: E402
 from keras_bridge.files import load_checked, load_legacy_h5, save_model  # noqa: E402,F401  (re-exported here)
 from keras_reference.config import LEARNING_RATE  # noqa: E402
 from keras_reference.model import compile_model  # noqa: E402
@@ -19,13 +19,17 @@ from lightning_mnist.interop.weights import TorchWeights, keras_to_torch, torch_
 
 
 def keras_model_from_torch(architecture: Architecture, state_dict: TorchWeights,
-                           lr: float = LEARNING_RATE) -> "keras.Model":
+                           lr: float = LEARNING_RATE, as_given: bool = False) -> "keras.Model":
     """The Keras model of ``architecture`` holding ``state_dict``, compiled like the notebook (Adam, cross-entropy).
 
     Adam's (zero) moments are created now, so a saved file holds the optimizer's full state
     and loading it with ``compile=True`` restores the optimizer instead of warning that it skips it.
+    ``as_given``: taking and giving a dict or list of one where the source model did (a file to write back,
+    :func:`keras_bridge.build.as_given`); else on its tensors, as the commands run it.
     """
     model = keras_model_of(architecture, state_dict)
+    if as_given:
+        model = given_endpoints(model, architecture)
     compile_model(model, lr)
     model.optimizer.build(model.trainable_variables)
     return model

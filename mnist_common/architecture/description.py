@@ -90,7 +90,9 @@ MAX_ACTIVATIONS = 20_000_000
 MAX_LAYERS = 2_000  # Keras' largest applications have about 1,000; more is a crafted file, refused at once
 MAX_DESCRIPTION_BYTES = 2 << 20  # a description file of MAX_LAYERS layers, each spelled out in full, is below 1 MB
 CALL_SEPARATOR = "@"  # a shared layer's later calls: ``stem@1``, ``stem@2`` (:func:`call_name`)
-CONFIG_KEYS = ("format_version", "name", "input_shape", "input_name", "functional", "layers", "num_classes")
+CONFIG_KEYS = ("format_version", "name", "input_shape", "input_name", "input_key", "output_key", "functional", "layers",
+               "num_classes")
+MAX_KEY_LENGTH = 256  # a model's input or output key (``keras.Model({"pixels": x}, ...)``): a name, not a document
 
 
 class ArchitectureError(UserError):
@@ -106,6 +108,14 @@ def keras_snake_case(class_name: str) -> str:
 def presets() -> dict[str, Path]:
     """Preset name -> its YAML file (``mnist_common/architecture/presets``)."""
     return {path.stem: path for path in sorted(PRESETS_DIR.glob("*.yaml"))}
+
+
+def _check_key(key: Any, endpoint: str, source: str) -> None:
+    """An ``input_key`` or ``output_key``: null, 0 (a list of one) or a dict's key, a non-empty string."""
+    if key is None or (type(key) is int and key == 0) or (isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH):
+        return
+    raise ArchitectureError(f"{source}: {endpoint} must be null (the tensor itself), 0 (a list of one) or the key of a "
+                            f"dict of one, a string of 1 to {MAX_KEY_LENGTH} characters; got {escaped(repr(key))[:100]}")
 
 
 def _shape(value: Any, source: str) -> tuple[int | None, ...]:
@@ -310,6 +320,12 @@ class Architecture:
     # The input's axes whose size Keras leaves open (None in ``input_shape``, as given): built at MNIST's, kept open
     # in the Keras model (:attr:`keras_input_shape`)
     open_input_axes: tuple[int, ...] = ()
+    # How the Keras model takes its one input and gives its one output, as it was built: None, the tensor itself
+    # (``keras.Model(x, y)``); a string, the key of a dict of one (``keras.Model({"pixels": x}, {"digits": y})``);
+    # 0, a list of one (``keras.Model([x], [y])``). The torch network and every deploy file take and give tensors;
+    # the Keras model written back is built as the source was (:func:`keras_bridge.build.as_given`)
+    input_key: str | int | None = None
+    output_key: str | int | None = None
 
     def __post_init__(self) -> None:
         where = self.source or self.name
@@ -323,7 +339,10 @@ class Architecture:
         if not self.nodes:
             raise ArchitectureError(f"{where}: the description has no layers")
         object.__setattr__(self, "nodes", tuple(self._checked_order(self._with_shared_layers(tuple(self.nodes)))))
-        object.__setattr__(self, "functional", bool(self.functional) or not self.is_chain)
+        for endpoint in ("input_key", "output_key"):
+            _check_key(getattr(self, endpoint), endpoint, where)
+        object.__setattr__(self, "functional", bool(self.functional) or not self.is_chain
+                           or (self.input_key, self.output_key) != (None, None))  # only a Functional model takes both
         shape = self.output_shape
         if len(shape) != 1:
             raise ArchitectureError(f"{where}: the output ({self.nodes[-1].name}) is {shape_text(shape)}; a "
@@ -340,7 +359,8 @@ class Architecture:
     @classmethod
     def from_layers(cls, input_shape: Shape, layers: list[tuple[Layer | SharedCall, list[str] | None]],
                     name: str = "custom", source: str = "", input_name: str = DEFAULT_INPUT_NAME,
-                    functional: bool = False) -> Architecture:
+                    functional: bool = False, input_key: str | int | None = None,
+                    output_key: str | int | None = None) -> Architecture:
         """Layers with the names of their inputs (None: the layer before, or the input), and where a file's call
         gives them, the order Keras walks them in (:attr:`Node.walk`) third; unnamed ones named. A
         :class:`SharedCall` in a layer's place calls a layer of the list again."""
@@ -363,7 +383,7 @@ class Architecture:
             nodes.append(Node(layer, tuple(inputs) if inputs is not None else (previous,), tuple(*walk), shares))
             previous = layer.name
         return cls(input_shape=input_shape, nodes=tuple(nodes), name=name, input_name=input_name,
-                   functional=functional, source=source)
+                   functional=functional, source=source, input_key=input_key, output_key=output_key)
 
     def _with_shared_layers(self, nodes: tuple[Node, ...]) -> tuple[Node, ...]:
         """``nodes`` with each later call of a shared layer holding that layer (under the call's name), so that a
@@ -830,7 +850,9 @@ class Architecture:
         config = {"format_version": FORMAT_VERSION, "name": self.name, "input_shape": list(self.keras_input_shape)}
         if self.input_name != DEFAULT_INPUT_NAME:
             config["input_name"] = self.input_name
-        if self.functional and self.is_chain:  # a graph is Functional anyway
+        config.update({key: getattr(self, key) for key in ("input_key", "output_key") if getattr(self, key) is not None})
+        if self.functional and self.is_chain and (self.input_key, self.output_key) == (None, None):  # a graph (and a
+            # model on a dict or list) is Functional anyway
             config["functional"] = True
         return {**config, "layers": layers}
 
@@ -887,6 +909,8 @@ class Architecture:
         functional = config.get("functional", False)
         if not isinstance(functional, bool):
             raise ArchitectureError(f"{where}: functional must be true or false, got {functional!r}")
+        for endpoint in ("input_key", "output_key"):
+            _check_key(config.get(endpoint), endpoint, where)
         prefix = f"{source}: " if source else ""
         layers = []
         for index, entry in enumerate(layers_config):
@@ -916,7 +940,8 @@ class Architecture:
             layers.append((layer, inputs))
         name = config.get("name") or (Path(source).stem if source else "custom")
         architecture = cls.from_layers(config["input_shape"], layers, name=str(name), source=source,
-                                       input_name=input_name, functional=functional)
+                                       input_name=input_name, functional=functional,
+                                       input_key=config.get("input_key"), output_key=config.get("output_key"))
         expected = config.get("num_classes")
         if expected is not None and expected != architecture.num_classes:
             raise ArchitectureError(f"{where}: num_classes is {expected!r} but the output gives "

@@ -162,6 +162,16 @@ def _endpoint(model_config: dict[str, Any], key: str, names: set[str], source: s
     return spec[0]
 
 
+def _endpoint_key(model_config: dict[str, Any], key: str) -> str | int | None:
+    """How a Functional model was given its one input or output (``key``: ``input_layers`` or ``output_layers``):
+    :attr:`Architecture.input_key`'s None (the tensor, ``[name, 0, 0]``), a dict's key (``{key: [name, 0, 0]}``) or
+    0 (a list of one, ``[[name, 0, 0]]``)."""
+    spec = model_config.get(key)
+    if isinstance(spec, dict) and len(spec) == 1:
+        return str(next(iter(spec)))
+    return 0 if isinstance(spec, list) and len(spec) == 1 and isinstance(spec[0], list) else None
+
+
 def _calls(entry: dict[str, Any], source: str, shared: bool) -> list[tuple[list[str], tuple[str, ...]]]:
     """Each call of ``entry``'s layer (:func:`_called_on`), in Keras' order of its nodes; with ``shared``, a layer
     may be called more than once (one layer, its weights shared by its calls), else only once."""
@@ -445,8 +455,15 @@ def read_keras_config(config: Any, source: str = "model") -> KerasGraph:
     if input_name is None:  # a Sequential's: the description's default, unless a layer is called that
         input_name = _sequential_input_name(input_entry, {layer.name for layer, *_ in layers})
     architecture = Architecture.from_layers(input_shape, layers, name=name, source=source, input_name=input_name,
-                                            functional=config["class_name"] != "Sequential")
+                                            functional=config["class_name"] != "Sequential",
+                                            **_endpoint_keys(model_config))
     return KerasGraph(architecture, dict(architecture.storage_names), {})
+
+
+def _endpoint_keys(model_config: dict[str, Any]) -> dict[str, str | int | None]:
+    """``input_key`` and ``output_key`` of the model (:func:`_endpoint_key`)."""
+    return {"input_key": _endpoint_key(model_config, "input_layers"),
+            "output_key": _endpoint_key(model_config, "output_layers")}
 
 
 def _check_shared_layers(config: dict[str, Any], source: str) -> None:
@@ -515,7 +532,8 @@ class _NestedModels:
                   for layer, inputs, walk in self.layers]
         architecture = Architecture.from_layers(_input_shape(input_entry, model_config, self.source), layers,
                                                 name=name, source=self.source, input_name=input_name,
-                                                functional=config["class_name"] != "Sequential")
+                                                functional=config["class_name"] != "Sequential",
+                                                **_endpoint_keys(model_config))
         shapes = architecture.shapes
         for label, tensor, declared in self.declared:  # Keras would refuse to build it; so does the torch path
             given = shapes[input_name if tensor == self.PLACEHOLDER else tensor]
