@@ -21,6 +21,9 @@ MAX_DOCUMENT_VALUES = 100_000  # values a document may expand to; a full config 
 # How deep a document's lists and mappings may nest: a config is a few levels deep, and jsonargparse's walk of one
 # 500 deep ran out of Python's stack (a RecursionError traceback of 3,000 lines)
 MAX_DOCUMENT_DEPTH = 64
+# keys one mapping may give: a command's largest group (the Trainer's) has some fifty settings and a layer a dozen;
+# 49,000 unknown keys kept jsonargparse busy 22 s before its one line (hostile round 9)
+MAX_MAPPING_KEYS = 1_000
 MAX_NUMBER_CHARACTERS = 300  # a setting's number is a few dozen characters; a float has at most 309 digits
 # Plain scalars YAML 1.2 (and JSON, and a reader's eye) take as the same value PyYAML's YAML 1.1 does; other forms
 # PyYAML resolves to a number or a truth value mean something else in 1.2 (``010`` is 8, ``1:6`` is 66, ``off`` is
@@ -143,6 +146,22 @@ def nesting_depth(node: yaml.Node) -> int:
     return deepest
 
 
+def widest_mapping(node: yaml.Node) -> int:
+    """The most keys one of ``node``'s mappings gives, walked without recursion, each node once."""
+    widest, pending, seen = 0, [node], set()
+    while pending:
+        node = pending.pop()
+        if id(node) in seen or isinstance(node, yaml.ScalarNode):
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            widest = max(widest, len(node.value))
+            pending.extend(child for pair in node.value for child in pair)
+        else:
+            pending.extend(node.value)
+    return widest
+
+
 def check_yaml_document(stream: str, what: str | None = None) -> None:
     """Refuse, naming what and where: a document that expands beyond :data:`MAX_DOCUMENT_VALUES`
     values through its aliases, nests deeper than :data:`MAX_DOCUMENT_DEPTH`, gives a setting
@@ -158,6 +177,10 @@ def check_yaml_document(stream: str, what: str | None = None) -> None:
         if depth > MAX_DOCUMENT_DEPTH:
             raise UserError(f"{what or 'a YAML config or value'} nests lists or mappings {depth} deep, more than "
                             f"{MAX_DOCUMENT_DEPTH} (a config is a few levels deep)")
+        keys = max((widest_mapping(node) for node in nodes), default=0)
+        if keys > MAX_MAPPING_KEYS:
+            raise UserError(f"{what or 'a YAML config or value'} gives {keys:,} keys in one mapping, more than "
+                            f"{MAX_MAPPING_KEYS:,} (a group of settings has a few dozen)")
         count = sum(expanded_values(node) for node in nodes) if aliased else 0
         repeated = [name for node in nodes for name in repeated_keys(node)]
         readings = [] if count > MAX_DOCUMENT_VALUES else [text for node in nodes for text in yaml11_readings(node)]

@@ -342,6 +342,21 @@ def test_a_config_nested_deep_is_refused_in_one_line(command, depth, fragment, t
     assert code == 2 and "--config deep.yaml: a YAML config or value " + fragment in error, error
 
 
+@pytest.mark.parametrize("command", [["fit"], ["keras_reference", "train"]])
+def test_a_config_of_thousands_of_keys_in_one_mapping_is_refused_in_one_line(command, tmp_path, monkeypatch, capsys):
+    """49,000 unknown keys under ``model:`` kept jsonargparse busy 22 s before its one line (hostile round 9): a
+    mapping of more keys than any group of settings has is refused before jsonargparse reads it."""
+    from keras_reference.__main__ import main as keras_main
+
+    (tmp_path / "wide.yaml").write_text("model:\n" + "".join(f"  k{i}: 1\n" for i in range(1001)))
+    monkeypatch.chdir(tmp_path)
+    program, args = (keras_main, command[1:]) if command[0] == "keras_reference" else (main, command)
+    code, error, _ = main_error(program, [*args, "--config", "wide.yaml"], capsys)
+    assert code == 2 and "--config wide.yaml: a YAML config or value gives 1,001 keys in one mapping, more than " \
+                         "1,000" in error, error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.yaml"]
+
+
 @pytest.mark.parametrize("command", [["fit"], ["cv"], ["convert", "model.ckpt", "out.keras"], ["keras_reference", "train"]])
 def test_a_config_that_gives_a_key_twice_is_refused_naming_it(command, tmp_path, monkeypatch, capsys):
     """YAML takes no key twice; PyYAML would keep the last without a word, so the run would train on a value the
