@@ -257,6 +257,7 @@ def test_interrupted_fit_resumes_into_its_own_folder_with_an_honest_history(mnis
     if how == signal.SIGINT:
         hint = [line for line in stderr.splitlines() if line.startswith("fit interrupted")]
         assert hint and str(run / "checkpoints" / "last.ckpt") in hint[0] and "Traceback" not in stderr
+        assert "SIGTERM" not in stderr  # Lightning's "Received SIGTERM" for the Ctrl-C the run reported (round 9)
 
     resumed = run_module("lightning_mnist", *args, "--ckpt_path", "last")
     assert f"into the run in {run.resolve()}" in resumed.stdout
@@ -337,6 +338,29 @@ def test_a_run_killed_or_stopped_by_ctrl_c_mid_step_resumes_to_equal_one_never_s
         assert weights[0].keys() == weights[run].keys()
         assert all(torch.equal(weights[0][k], weights[run][k]) for k in weights[0])
         assert metrics[run] == metrics[0]  # every row once, the steps logged before the interruption included
+
+
+def test_ctrl_c_in_the_final_test_or_the_test_command_says_what_was_saved(mnist_dir, tmp_path):
+    """Ctrl-C during fit's final test: Lightning said "Detected KeyboardInterrupt" and exited with 1, not saying
+    that training was done and saved (hostile round 9). Now the line names the best checkpoint and the command that
+    scores it, and the exit code is 130 (as for every Ctrl-C); the test command says that it wrote no results."""
+    env = {**module_env(mnist_dir), "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}  # for signal_at_step
+    callback = "--trainer.callbacks+={'class_path': 'signal_at_step.SignalAtTestBatch', 'init_args': {'batch': 1}}"
+    fit = subprocess.run([sys.executable, "-m", "lightning_mnist", "fit", *QUICK, callback], cwd=tmp_path, env=env,
+                         preexec_fn=ctrl_c_interrupts, capture_output=True, text=True, timeout=600)
+    [run] = run_folders(tmp_path)
+    [best] = [path for path in (run / "checkpoints").glob("epoch*.ckpt")]
+    said = [line for line in fit.stderr.splitlines() if line.startswith("fit interrupted")]
+    assert fit.returncode == 130 and "Traceback" not in fit.stderr, fit.stderr[-2000:]
+    assert said == [f"fit interrupted after training, in its final test or report: the run is saved (best checkpoint "
+                    f"{best}); score it with python -m lightning_mnist test --ckpt_path {best}"], fit.stderr[-2000:]
+    assert not (run / "results.json").exists()
+    test = subprocess.run([sys.executable, "-m", "lightning_mnist", "test", "--ckpt_path", str(best), callback,
+                           *NO_PROGRESS], cwd=tmp_path, env=env, preexec_fn=ctrl_c_interrupts, capture_output=True,
+                          text=True, timeout=600)
+    assert test.returncode == 130 and "Traceback" not in test.stderr, test.stderr[-2000:]
+    assert test.stderr.splitlines()[-1] == "test interrupted (Ctrl-C): no results were written"
+    assert not list(tmp_path.glob("runs/**/results.json"))
 
 
 def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_module, tmp_path, mnist_dir,

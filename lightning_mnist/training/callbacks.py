@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import io
+import logging
 import random
 import signal
 import sys
@@ -142,6 +143,9 @@ class RandomState(Callback):
                    "state": {"key": saved["key"].numpy().astype(np.uint32), "pos": saved["pos"]}})
 
 
+SIGNAL_LOGGER = "lightning.pytorch.trainer.connectors.signal_connector"  # where Lightning logs the signals it takes
+
+
 class StopBetweenBatches(Callback):
     """Ctrl-C while training stops the run between two batches, where its checkpoint resumes exactly.
 
@@ -187,7 +191,12 @@ class StopBetweenBatches(Callback):
         self._pending = False
         lightning_handler = signal.getsignal(signal.SIGTERM)
         if callable(lightning_handler):
-            lightning_handler(signal.SIGTERM, frame)
+            quiet = logging.getLogger(SIGNAL_LOGGER)  # its "Received SIGTERM: 15" for the Ctrl-C said above
+            was, quiet.disabled = quiet.disabled, True
+            try:
+                lightning_handler(signal.SIGTERM, frame)
+            finally:
+                quiet.disabled = was
         if not self._trainer.received_sigterm:  # no handler of Lightning's to ask: stop as Ctrl-C always did
             self._restore()
             raise KeyboardInterrupt

@@ -717,10 +717,23 @@ class MnistCLI(LightningCLI):
         return yaml.safe_load(self.parser.dump(self.config, skip_none=False))[subcommand]
 
     def after_fit(self) -> None:
-        """Score the best checkpoint on the test set; write results.json, curves and the test report."""
+        """Score the best checkpoint on the test set; write results.json, curves and the test report. A Ctrl-C
+        now (training is done and saved) says what to run for the rest."""
+        best = Path(self.trainer.checkpoint_callback.best_model_path)
+        refuse_diverged(self.trainer)
+        try:
+            self._test_and_report(best)
+        except (SystemExit, KeyboardInterrupt) as err:
+            if not (isinstance(err, KeyboardInterrupt) or interrupted(err)):
+                raise
+            if self.trainer.is_global_zero:
+                print(f"fit interrupted after training, in its final test or report: the run is saved (best checkpoint "
+                      f"{best}); score it with python -m lightning_mnist test --ckpt_path {best}", file=sys.stderr,
+                      flush=True)
+            raise SystemExit(EXIT_INTERRUPTED) from None
+
+    def _test_and_report(self, best: Path) -> None:
         trainer = self.trainer
-        best = Path(trainer.checkpoint_callback.best_model_path)
-        refuse_diverged(trainer)
         history = self.history()
         rows, wall = list(history.history), history.wall_seconds()  # before test(): loading rewinds callback state
         tested = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=False)[0]
@@ -1245,6 +1258,7 @@ def main(argv: list[str] | None = None) -> None:
     # line before the one error line when the optimizer's settings are then refused)
     warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
     ALLOCATED.clear()
+    command = next(iter(sys.argv[1:] if argv is None else argv), "")
     try:
         MnistCLI(args=None if argv == sys.argv[1:] else argv)  # None: LightningCLI reads sys.argv itself
     except BaseException as err:
@@ -1252,11 +1266,23 @@ def main(argv: list[str] | None = None) -> None:
             discard_if_empty_of_work(run_dir)
         if isinstance(err, SIGTERMException):  # Lightning's clean stop (Ctrl-C or SIGTERM), said when saved
             raise SystemExit(EXIT_INTERRUPTED) from None
+        if interrupted(err):  # said where it was known what was saved (a run's checkpoints) or here (nothing was)
+            if command in ("test", "validate"):
+                print(f"{command} interrupted (Ctrl-C): no results were written", file=sys.stderr)
+            raise SystemExit(EXIT_INTERRUPTED) from None
         full = disk_full(err)
         if full is not None:  # every checkpoint is written whole or not at all: the last whole one is kept
             raise UserError(f"no space left on the device writing {full.filename or 'the run'}: free some space, "
                             f"then {_after_a_full_disk()}") from None
         raise
+
+
+def interrupted(err: BaseException) -> bool:
+    """Whether ``err`` is Lightning's way out of a Ctrl-C it caught (outside training, where
+    :class:`StopBetweenBatches` stops between batches; or a second Ctrl-C): ``sys.exit(1)``, raised while it
+    handled the KeyboardInterrupt, after its "Detected KeyboardInterrupt" line. The commands exit with 130 instead,
+    as the shell does for a Ctrl-C."""
+    return isinstance(err, SystemExit) and err.code == 1 and isinstance(err.__context__, KeyboardInterrupt)
 
 
 def _after_a_full_disk() -> str:
