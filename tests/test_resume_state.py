@@ -97,6 +97,10 @@ TAMPERED = {  # what is changed in the run's last.ckpt, what the one line says
         "the images and batches of it taken, of its 270)"),
     "an empty learning rate": (lambda c: c["optimizer_states"][0]["param_groups"][0].update(lr=torch.tensor([])),
                                "a parameter group's settings are not finite numbers"),
+    # hostile round 10: a step count of int8 passed, and wrapped to -128 at the next step (a traceback in the run)
+    "a step count of int8": (lambda c: c["optimizer_states"][0]["state"][0].update(step=torch.tensor(127).to(
+        torch.int8)), "step of parameter 0 is a tensor of int8; an optimizer keeps floating-point values, a "
+                             "step count in float32"),
     "a quantized moment": (lambda c: _first_moment(c, lambda m: torch.quantize_per_tensor(m, 0.1, 0, torch.qint8)),
                            "exp_avg of parameter 0 is a tensor of qint8; an optimizer keeps floating-point values"),
     "a moment of integers": (lambda c: _first_moment(c, lambda m: m.to(torch.int32)),
@@ -209,7 +213,9 @@ def test_a_one_cycle_run_keeps_its_length(one_cycle_run, mnist_dir, monkeypatch,
 
 def test_a_best_checkpoint_named_outside_the_run_is_never_read(tmp_path, mnist_dir, monkeypatch, capsys):
     """A copied or tampered checkpoint named a file in another folder as the run's best (with the best score), which
-    fit then kept as its best and tested."""
+    fit then kept as its best and tested. Its optimizer groups are also a GPU run's capturable Adam's, which torch
+    took over the resumed run's own: an AssertionError traceback in the first step on a CPU (hostile round 10); the
+    run's own flags are put back."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MNIST_DATA_DIR", str(mnist_dir))
     main(["fit", *SHORT, "--trainer.max_epochs", "1"])
@@ -221,6 +227,8 @@ def test_a_best_checkpoint_named_outside_the_run_is_never_read(tmp_path, mnist_d
     best = torch.tensor(0.0)  # a val/loss no epoch beats
     contents["callbacks"][key].update(best_model_path=str(outside), best_model_score=best,
                                       best_k_models={str(outside): best})
+    for group in contents["optimizer_states"][0]["param_groups"]:
+        group.update(capturable=True, foreach=False, fused=False)
     torch.save(contents, run / "checkpoints" / "last.ckpt")
     main(["fit", "--ckpt_path", "last", *SHORT, "--trainer.max_epochs", "2"])
     capsys.readouterr()

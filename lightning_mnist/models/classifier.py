@@ -18,7 +18,7 @@ from mnist_common.settings import check_optimizer_settings
 from mnist_common.errors import UserError
 from lightning_mnist.models.metrics import EpochMean
 from lightning_mnist.models.network import KerasNetwork
-from lightning_mnist.models.optim import KerasAdam
+from lightning_mnist.models.optim import IMPLEMENTATION_FLAGS, KerasAdam
 
 KERAS_ADAM_EPSILON = 1e-7
 STAGES = ("train", "val", "test")
@@ -205,7 +205,16 @@ class MnistClassifier(LightningModule):
         if self.trainer.world_size == 1:  # each process of a distributed test sees a share of the images
             self.tested_probabilities.append(torch.softmax(logits.detach().float(), dim=1).cpu())
 
+    def on_fit_start(self) -> None:
+        # the optimizers as built, before a resumed checkpoint's groups replace theirs, flags included (a GPU run's
+        # capturable Adam fails its first step on a CPU, hostile round 10): put back in on_train_start
+        self._implementation = [[{flag: group[flag] for flag in IMPLEMENTATION_FLAGS if flag in group}
+                                 for group in optimizer.param_groups] for optimizer in self.trainer.optimizers]
+
     def on_train_start(self) -> None:
+        for optimizer, groups in zip(self.trainer.optimizers, getattr(self, "_implementation", [])):
+            for group, flags in zip(optimizer.param_groups, groups):
+                group.update(flags)
         self._unlogged_stages.add("train")  # a run resumed mid-epoch skips on_train_epoch_start
         self.tested_probabilities = []  # an earlier test's, of weights that training now changes
         self._training_epoch_open = True

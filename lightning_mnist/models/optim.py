@@ -12,6 +12,10 @@ import math
 
 import torch
 
+# How a torch optimizer computes its step (one tensor at a time or all at once, fused, CUDA-graph safe): the
+# machine's choice, not part of the training state a resumed run takes from its checkpoint
+IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable")
+
 
 class KerasAdam(torch.optim.Adam):
     """``torch.optim.Adam`` whose update equals ``keras.optimizers.Adam``'s."""

@@ -21,6 +21,7 @@ from mnist_common.mnist import TRAIN_IMAGES
 from mnist_common.results import HISTORY_KEYS
 from lightning_mnist.checkpoints import Checkpoint
 from lightning_mnist.data.datamodule import MNISTDataModule
+from lightning_mnist.models.optim import IMPLEMENTATION_FLAGS
 from lightning_mnist.training.callbacks import RandomState
 
 # the loops' counters are ints (and is_last_batch a bool); the data loader's resumable sampling a list of them
@@ -29,7 +30,6 @@ SCHEDULE_COUNTERS = ("last_epoch", "_step_count")  # a torch schedule's steps ta
 PARAMETER_GROUP = "params"  # a torch optimizer group's parameter ids, its other entries settings (lr, betas, ...)
 FIXED_SETTINGS = ("eps", "weight_decay", "keras_eps")  # numbers no schedule changes (flags neither)
 # flags that choose how torch computes the same update (a run on another device may differ in them), not what
-IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable")
 LEARNING_RATES = ("lr", "initial_lr", "max_lr", "min_lr")  # an optimizer's, and what a schedule adds to its groups
 ANNEALING = ("cos", "linear")  # the curves of torch's one-cycle schedule
 SQUARED_MOMENTS = ("exp_avg_sq", "max_exp_avg_sq", "square_avg")  # Adam's, AMSGrad's and RMSprop's running squares
@@ -332,9 +332,11 @@ def _check_optimizer_state(state: Any, groups: list[list[torch.nn.Parameter]], w
             if not isinstance(value, torch.Tensor):
                 if value is not None and not _finite_number(value):  # (SGD without momentum keeps a None buffer)
                     raise UserError(f"{what}: {name} of parameter {index} is {value!r}, not a finite number")
-            elif value.is_quantized or not (value.is_floating_point() or name == "step" and not value.is_complex()):
+            elif value.is_quantized or not value.is_floating_point() or name == "step" and value.dtype not in (
+                    torch.float32, torch.float64):  # an int8 count wrapped to -128 at the next step: a traceback
                 raise UserError(f"{what}: {name} of parameter {index} is a tensor of {str(value.dtype)[6:]}; an "
-                                f"optimizer keeps floating-point values (torch would cast it, or fail)")
+                                f"optimizer keeps floating-point values, a step count in float32 (torch would cast "
+                                f"it, or fail)")
             elif value.layout != torch.strided or value.device.type != "cpu" or value.dim() and value.shape != shape:
                 raise UserError(f"{what}: {name} of parameter {index} is a {str(value.layout).removeprefix('torch.')} "
                                 f"tensor of shape {tuple(value.shape)} on the {value.device.type} device; the "
