@@ -214,6 +214,11 @@ def _bad_requests(tmp_path):
             b'Content-Disposition: form-data; name="file" ' + b"(a)" * 500),
             "headers": {"Content-Type": "multipart/form-data; boundary=B"}}, 400,
          "a part of the multipart form has 1,544 bytes of headers, more than 1,024"),
+        # round 10: 10 MB of line breaks in the picture's part (within every other bound) took the parser 19 s
+        ("a form of 250,001 lines", {"data": _form_headed(b'Content-Disposition: form-data; name="file"',
+                                                           b"\n" * 250_001), "headers": {
+            "Content-Type": "multipart/form-data; boundary=B"}}, 400,
+         "the multipart form has more than 250,000 lines, which its parser reads one by one"),
         ("form of 21 fields", {"data": b"".join(
             b'--B\r\nContent-Disposition: form-data; name="f%d"\r\n\r\n\r\n' % i for i in range(21)) + b"--B--\r\n",
             "headers": {"Content-Type": "multipart/form-data; boundary=B"}}, 400,
@@ -352,12 +357,13 @@ def test_a_port_in_use_is_refused_by_the_command_line(run_module, seed_keras):
 
 
 def test_a_malformed_request_is_answered_in_json(served):
-    """A request the HTTP parser refuses (here a Content-Length that is no number) gets the API's JSON error too."""
-    for length in (b"abc", b"-5", b"1e3"):
+    """A request the HTTP parser refuses (here a Content-Length that is no number) gets the API's JSON error too;
+    with a body of 20,000 bytes sent at once it was a 431 for headers over 16,384 bytes (hostile round 10)."""
+    for length, sent in ((b"abc", b"xyz"), (b"-5", b"xyz"), (b"1e3", b"xyz"), (b"abc", b"x" * 20_000)):
         host, port = served.url.rsplit("/", 1)[1].split(":")
         with socket.create_connection((host, int(port)), timeout=TIMEOUT) as client:
             client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: " + length
-                           + b"\r\n\r\nxyz")
+                           + b"\r\n\r\n" + sent)
             answer = b""
             while chunk := client.recv(65536):
                 answer += chunk
@@ -474,6 +480,31 @@ def test_a_stalled_body_gets_408_and_its_connection_closes(served, seed_png):
     assert json.loads(body) == {"error": f"the request body stalled: 8 of 1,000 bytes arrived, then nothing for "
                                          f"{SERVE_BODY_TIMEOUT:g} s"}
     assert SERVE_BODY_TIMEOUT <= waited < TIMEOUT, waited
+    assert post_image(served.url, seed_png.read_bytes()).status_code == 200
+
+
+def test_a_body_trickled_in_gets_408_once_its_whole_time_is_up(served, seed_png):
+    """A body sent a byte at a time, each within --body_timeout of the last, never stalled: 1,000 such connections
+    were held for as long as their clients liked (hostile round 10). The whole body is due within four times that."""
+    host, port = served.url.rsplit("/", 1)[1].split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as client:
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n")
+        for _ in range(int(8 * SERVE_BODY_TIMEOUT / 0.5)):  # twice the time a whole body has
+            try:
+                client.sendall(b"x")
+            except OSError:  # closed by the server
+                break
+            time.sleep(0.5)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    waited = time.monotonic() - started
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408") and b"connection: close" in head.lower(), answer
+    assert json.loads(body)["error"].startswith(f"the request body took more than {4 * SERVE_BODY_TIMEOUT:g} s in all "
+                                                f"(4 times the {SERVE_BODY_TIMEOUT:g} s it may stall): "), body
+    assert 4 * SERVE_BODY_TIMEOUT <= waited < 6 * SERVE_BODY_TIMEOUT + 2, waited
     assert post_image(served.url, seed_png.read_bytes()).status_code == 200
 
 

@@ -52,7 +52,8 @@ def serve(weights: str, keras_weights: str | None = None, onnx_weights: str | No
         batch_timeout: seconds LitServe waits to fill a batch.
         max_bytes: the largest request body accepted; larger ones get 413.
         body_timeout: seconds a request body may stall (no byte arriving), and its line and headers may take to
-            arrive in all, before the request gets 408 and its connection closes (1 to 3600).
+            arrive in all, before the request gets 408 and its connection closes (1 to 3600); a whole body may take
+            four times as long.
         api_servers: HTTP server processes; they read and prepare the pictures, the costliest part of a request.
     """
     check_serve_settings(port=port, workers=workers, threads=threads, max_batch_size=max_batch_size,

@@ -12,6 +12,7 @@ scripts from a CDN) and so is its ``client.py`` generation: the server writes no
 from __future__ import annotations
 
 import json
+import sys
 from importlib.resources import files
 from pathlib import Path
 
@@ -92,7 +93,10 @@ def json_error_protocol(headers_timeout: float = BODY_TIMEOUT) -> type:
         headers_due = None  # the timer of a request whose headers have begun to arrive
 
         def send_400_response(self, msg: str) -> None:
-            if len(self.conn.trailing_data[0]) > MAX_REQUEST_HEADERS:  # h11's bound on what precedes a body
+            # called while uvicorn handles h11's error, which says whether its bound on what precedes a body was
+            # passed (a 431; the bytes received are no measure: a malformed request's body counted, hostile round 10)
+            refused = sys.exc_info()[1]
+            if isinstance(refused, h11.RemoteProtocolError) and refused.error_status_hint == 431:
                 self.send_error(b"431 Request Header Fields Too Large", f"the request's line and headers are over "
                                 f"{MAX_REQUEST_HEADERS:,} bytes (a browser sends about one thousand)")
             else:

@@ -45,6 +45,10 @@ BACKENDS = ("torch", "keras", "onnx")
 # A browser's upload sends one part; 200,000 empty ones (in a form nested in the form, too) fit in 10 MB and took
 # the email parser 17 s of a process's CPU, 100 parts of 16 KiB headers a minute
 MAX_FORM_PARTS = 20
+# lines (ended as the email parser ends them) a form may hold: the parser takes a Python loop turn for each, and
+# 10 MB of line breaks in one part cost 19 s (hostile round 10); a picture's bytes hold a break every ~128 bytes
+# by chance, base64 every 76
+MAX_FORM_LINES = 250_000
 # A browser's part headers are under 300 bytes; the parser's time and memory grow with the square of crafted ones
 # (a file name of 300,000 encoded words, 4 MB: 22 GB; 200,000 continuations: 3 minutes of CPU; a comment of 16 KB
 # of parentheses 0.65 s)
@@ -58,6 +62,9 @@ MAX_REQUEST_HEADERS = 16 * 1024
 MAX_FORM_NESTING = 4  # forms within forms: checked this deep, and refused deeper
 MAX_BYTES = 10 * 1024 * 1024  # the default body limit: a phone photo of a digit fits, a drawn one is ~10 KiB
 BODY_TIMEOUT = 30.0  # the default seconds a request body may stall between two pieces before 408
+# and it must all arrive within this many times that: a body trickled a byte every 20 s held its connection (and a
+# descriptor) for hours, 1,000 of them at once (hostile round 10); a 10 MB picture at 1 Mbit/s takes 80 s
+BODY_DEADLINE_FACTOR = 4
 # Pictures an HTTP process prepares at once: a 64-megapixel one (a 450 KB compressed TIFF) takes about 1 GB while it
 # is decoded and resized, and the thread pool would run 40; the others wait their turn
 PREPARING_AT_ONCE = 2
@@ -114,7 +121,8 @@ def wanted_backends(request: Request) -> tuple[str, ...]:
 async def read_body(request: Request, max_bytes: int, timeout: float = BODY_TIMEOUT) -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed ``max_bytes``, and with 408 when
     ``timeout`` seconds pass without a piece of it (a client that sent less than its ``Content-Length``
-    would otherwise hold its connection, and a slot of the server, for ever)."""
+    would otherwise hold its connection, and a slot of the server, for ever) or when it is not whole within
+    :data:`BODY_DEADLINE_FACTOR` times ``timeout``."""
     # the connection closes after the answer: the server would otherwise read (and drop) the rest of the body, as
     # long as the client keeps sending it
     too_large = HTTPException(TOO_LARGE, f"the request body is larger than the limit of {max_bytes:,} bytes",
@@ -134,10 +142,12 @@ async def read_body(request: Request, max_bytes: int, timeout: float = BODY_TIME
             raise refuse(BAD_REQUEST, f"Content-Length is not a number: {declared!r}") from None
     chunks, total = [], 0
     stream = request.stream()
+    clock = asyncio.get_running_loop()
+    deadline = clock.time() + BODY_DEADLINE_FACTOR * timeout  # a body trickled a byte a stall never stalls
     try:
         while True:
             try:
-                chunk = await asyncio.wait_for(anext(stream), timeout)
+                chunk = await asyncio.wait_for(anext(stream), min(timeout, deadline - clock.time()))
             except StopAsyncIteration:
                 break
             total += len(chunk)
@@ -148,8 +158,10 @@ async def read_body(request: Request, max_bytes: int, timeout: float = BODY_TIME
         raise refuse(BAD_REQUEST, "the client disconnected before the whole request body arrived") from None
     except asyncio.TimeoutError:  # the rest of the body is not read: the connection closes after the answer
         expected = f" of {int(declared):,}" if declared is not None else ""
-        raise HTTPException(TIMED_OUT, f"the request body stalled: {total:,}{expected} bytes arrived, then nothing for "
-                                       f"{timeout:g} s", headers={"Connection": "close"}) from None
+        said = (f"took more than {BODY_DEADLINE_FACTOR * timeout:g} s in all ({BODY_DEADLINE_FACTOR} times the "
+                f"{timeout:g} s it may stall): {total:,}{expected} bytes arrived" if clock.time() >= deadline else
+                f"stalled: {total:,}{expected} bytes arrived, then nothing for {timeout:g} s")
+        raise HTTPException(TIMED_OUT, f"the request body {said}", headers={"Connection": "close"}) from None
     return b"".join(chunks)
 
 
@@ -203,6 +215,10 @@ def _form_picture(content_type: str, body: bytes) -> tuple[bytes, str]:
     if not _at_most(LINE_OF_DASHES.finditer(body), MAX_FORM_PARTS + 1):
         raise refuse(BAD_REQUEST, f"the multipart form has more than {MAX_FORM_PARTS} parts (its own and those of "
                                   f"forms within it): send the picture as its field {FIELD!r}, one picture per request")
+    if not _at_most(LINE_END.finditer(body), MAX_FORM_LINES):  # the parser's loop turns, one a line
+        raise refuse(BAD_REQUEST, f"the multipart form has more than {MAX_FORM_LINES:,} lines, which its parser reads "
+                                  f"one by one (a 10 MB picture holds some 80,000 line breaks by chance): send the "
+                                  f"picture's bytes as the request body")
     _check_part_headers(content_type, body)
     form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
