@@ -527,6 +527,25 @@ def _hostile_onnx_graphs(folder: Path) -> None:
 
     product_of_constants("convolution", "Conv", "map", [1, 1, 3000, 3000], [1, 1, 1500, 1500])
     product_of_constants("einsum", "Einsum", "product", [2000, 3000], [3000, 2000], equation="ij,jk->ik")
+    steps, features, hidden = 2500, 2000, 500  # every tensor within the bound, 1.25e10 multiply-adds an image
+    save("recurrent", [helper.make_node("ReduceMean", ["input", "axis"], ["mean"], keepdims=1),
+                       helper.make_node("Unsqueeze", ["mean", "first"], ["one"]),
+                       helper.make_node("Expand", ["one", "sequence"], ["steps"]),  # (steps, batch, features)
+                       helper.make_node("ConstantOfShape", ["w_shape"], ["w"]),
+                       helper.make_node("ConstantOfShape", ["r_shape"], ["r"]),
+                       helper.make_node("LSTM", ["steps", "w", "r"], ["", "last"], hidden_size=hidden),
+                       helper.make_node("ReduceSum", ["last"], ["total"], keepdims=0),
+                       helper.make_node("Add", ["input", "total"], ["x"])],
+         {"axis": np.array([1], np.int64), "first": np.array([0], np.int64),
+          "sequence": np.array([steps, 1, features], np.int64), "w_shape": np.array([1, 4 * hidden, features], np.int64),
+          "r_shape": np.array([1, 4 * hidden, hidden], np.int64)})
+    save("determinant", [helper.make_node("ConstantOfShape", ["square"], ["matrix"]),  # work no shape tells
+                         helper.make_node("Det", ["matrix"], ["total"]),
+                         helper.make_node("Add", ["input", "total"], ["x"])], {"square": np.array([3, 3], np.int64)})
+    save("external", [helper.make_node("Add", ["input", "elsewhere"], ["x"])], {"elsewhere": np.zeros(784, np.float32)})
+    model = onnx.load(folder / "external.onnx")  # its constant's bytes in a file beside it, as ONNX can keep them
+    onnx.save(model, folder / "external.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+              location="beside.bin", size_threshold=0)
     save("batch_cubed", [helper.make_node("Shape", ["input"], ["b"], start=0, end=1),
                          helper.make_node("Sub", ["b", "one"], ["b1"]), helper.make_node("Sub", ["b", "two"], ["b2"]),
                          helper.make_node("Mul", ["b", "b1"], ["bb1"]), helper.make_node("Mul", ["bb1", "b2"], ["n"]),
@@ -578,6 +597,14 @@ ONNX_REFUSALS = [
     ("einsum.onnx", "onnx", "(10,000,000,000 an image; the largest, Einsum output product, 12,000,000,000)"),
     ("batch_cubed.onnx", "onnx", "batch_cubed.onnx: ConstantOfShape output big grows faster than the batch (0 values "
                                  "for one image, 249,984 for 64); it is not run"),
+    # hostile round 10: an LSTM's steps (a 112 KB file took 147 s for one picture), a RoiAlign's samples (629 bytes,
+    # minutes), a tensor read from a file beside it
+    ("recurrent.onnx", "onnx", "(10,000,000,000 an image; the largest, LSTM output last, 12,500,000,000)"),
+    ("determinant.onnx", "onnx", "determinant.onnx: its graph holds Det, whose work cannot be told from its shapes "
+                                 "before it runs (this runner takes ONNX's standard operators of convolutional and "
+                                 "recurrent classifiers); it is not run"),
+    ("external.onnx", "onnx", "external.onnx: its tensor W is stored in another file; this runner takes a "
+                              "model whole in one file (save it with save_as_external_data=False)"),
 ]
 
 

@@ -15,8 +15,10 @@ import inspect
 import logging
 import math
 import tempfile
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -164,6 +166,23 @@ def mnist_runner(path: str | Path, threads: int | None = None, model: bytes | No
 # Operators whose subgraphs run as often as the data says (a Loop's trip count is any number): no MNIST classifier
 # needs them, and a file holding one could run without end
 CONTROL_FLOW = frozenset({"Loop", "Scan", "If"})
+# ONNX's standard operators whose work is in proportion to their inputs' and outputs' sizes (elementwise, shape
+# and layout, gathers and scatters, normalisations, reductions, resizing, sorting a tensor's values): with the
+# sizes bounded, so is their work. The operators of :data:`MULTIPLY_ADDS` and :data:`RECURRENT` are costed from their
+# shapes. Any other (a RoiAlign's samples, a determinant, a DFT, non-maximum suppression, another domain's) is
+# refused: its work cannot be told before it runs (a 629-byte RoiAlign ran for minutes, hostile round 10)
+SIZED_WORK = frozenset("""
+    Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh BatchNormalization BitShift BitwiseAnd BitwiseNot
+    BitwiseOr BitwiseXor Cast CastLike Ceil Celu Clip Compress Concat Constant ConstantOfShape Cos Cosh CumSum
+    DepthToSpace DequantizeLinear Div Dropout DynamicQuantizeLinear Elu Equal Erf Exp Expand EyeLike Flatten Floor
+    Gather GatherElements GatherND Gelu GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual
+    GroupNormalization HardSigmoid HardSwish Hardmax Identity InstanceNormalization IsInf IsNaN LayerNormalization
+    LeakyRelu Less LessOrEqual Log LogSoftmax LpNormalization Max Mean MeanVarianceNormalization Min Mish Mod Mul Neg
+    Not OneHot Or PRelu Pad Pow QuantizeLinear Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp
+    ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize Round ScatterElements
+    ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt
+    Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor""".split())
+STANDARD_DOMAINS = ("", "ai.onnx")
 # The multiply-adds an image may cost, constants folded when the session is made included: a description's largest
 # layers (a 3x3 convolution of 512 channels on a 28x28 map: 1.8e9) several times over; the notebook's CNN takes 1e7
 MAX_MULTIPLY_ADDS = 10**10
@@ -209,6 +228,17 @@ def _check_graph(model: Path | bytes, path: str | Path) -> int:
     if found & CONTROL_FLOW:
         raise UserError(f"{path}: its graph holds control flow ({', '.join(sorted(found & CONTROL_FLOW))}), which "
                         f"no MNIST classifier needs and which could run without end; it is not run")
+    unbounded = sorted({f"{node.domain}.{node.op_type}" if node.domain not in STANDARD_DOMAINS else node.op_type
+                        for node in proto.graph.node if node.domain not in STANDARD_DOMAINS
+                        or node.op_type not in SIZED_WORK | MULTIPLY_ADDS | RECURRENT.keys()})
+    if unbounded:
+        raise UserError(f"{path}: its graph holds {', '.join(escaped(op)[:100] for op in unbounded[:5])}, whose work "
+                        f"cannot be told from its shapes before it runs (this runner takes ONNX's standard operators "
+                        f"of convolutional and recurrent classifiers); it is not run")
+    external = [tensor.name for tensor in _tensors(proto.graph) if tensor.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise UserError(f"{path}: its tensor {escaped(external[0])[:100]} is stored in another file; this runner "
+                        f"takes a model whole in one file (save it with save_as_external_data=False)")
     one, work = _operator_sizes(proto, 1, path)
     _check_sizes(one, one, 1, path)
     total = sum(one.values())
@@ -284,13 +314,42 @@ def _operator_sizes(proto, batch: int,
             sizes[node.op_type, name] = None if shape is None else math.prod(shape)
         if node.op_type in MULTIPLY_ADDS and node.output and node.output[0]:
             work[node.op_type, node.output[0]] = _multiply_adds(node, dims, path)
+        if node.op_type in RECURRENT:  # (its outputs are optional: named by the first it gives)
+            named, (steps, gates) = next(filter(None, node.output), node.name), _recurrent_work(node, dims, path)
+            sizes[node.op_type, f"{named} (the gates of its steps)"] = gates
+            work[node.op_type, named] = steps
     return sizes, work
+
+
+def _tensors(graph) -> Iterator:
+    """Every tensor a graph holds: its initializers and its nodes' tensor attributes (a Constant's value)."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+
+
+# Recurrent operators, by the gates of each step: their work is every step's products with their weights
+RECURRENT = {"LSTM": 4, "GRU": 3, "RNN": 1}
+
+
+def _recurrent_work(node, dims: dict[str, tuple[int, ...] | None], path: str | Path) -> tuple[int, int]:
+    """(multiply-adds, gate values held) of a recurrent operator, from its input (steps x batch x features, either
+    way round) and its weights ``W`` (directions, gates x hidden, features) and ``R`` (..., hidden): each step's
+    products of the input and of the last hidden state with them; ONNX Runtime holds every step's gates."""
+    shapes = [dims.get(name) if name else None for name in node.input[:3]]
+    if len(shapes) < 3 or any(shape is None or len(shape) != 3 for shape in shapes):
+        _unknown_work(node, path)
+    (steps, batch, features), (directions, gate_rows, _), (_, _, hidden) = shapes
+    return steps * batch * directions * gate_rows * (features + hidden), steps * batch * directions * gate_rows
 
 
 # Operators whose work is more than their outputs' sizes: multiply-adds (or comparisons) per output value, from
 # their inputs' shapes
 MULTIPLY_ADDS = frozenset({"Conv", "ConvInteger", "QLinearConv", "ConvTranspose", "MatMul", "MatMulInteger",
-                           "QLinearMatMul", "Gemm", "Einsum", "MaxPool", "AveragePool", "LpPool"})
+                           "QLinearMatMul", "Gemm", "Einsum", "MaxPool", "AveragePool", "LpPool", "LRN"})
 
 
 def _multiply_adds(node, dims: dict[str, tuple[int, ...] | None], path: str | Path) -> int:
@@ -313,6 +372,9 @@ def _multiply_adds(node, dims: dict[str, tuple[int, ...] | None], path: str | Pa
         known = len(terms) == len(shapes) and all(shape is not None and "." not in term and len(term) == len(shape)
                                                   for term, shape in zip(terms, shapes))
         return math.prod(sizes.values()) if known else _unknown_work(node, path)
+    if node.op_type == "LRN":  # a sum over ``size`` channels for each output value
+        size = attributes.get("size")
+        return math.prod(output) * size if output is not None and isinstance(size, int) else _unknown_work(node, path)
     if node.op_type in ("MaxPool", "AveragePool", "LpPool"):
         window = attributes.get("kernel_shape")
         return math.prod(output) * math.prod(window) if output is not None and window else _unknown_work(node, path)
@@ -327,7 +389,7 @@ def _multiply_adds(node, dims: dict[str, tuple[int, ...] | None], path: str | Pa
     return math.prod(output) * first[-1]  # a MatMul's inner size: A's last axis
 
 
-def _unknown_work(node, path: str | Path) -> int:
+def _unknown_work(node, path: str | Path) -> NoReturn:
     raise UserError(f"{path}: ONNX's shape inference cannot tell the shapes of {node.op_type} "
                     f"{escaped(node.output[0])[:100]}'s inputs, so its work is unknown before it runs; it is not run")
 
