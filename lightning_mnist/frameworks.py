@@ -17,8 +17,10 @@ from keras_bridge.backend import triton_installed
 
 __all__ = ["WRONG_ORDER", "check_import_order", "import_keras", "triton_installed"]
 
-WRONG_ORDER = ("TensorFlow was imported before lightning_mnist, and this torch's triton would then abort the "
-               "process: import lightning_mnist before tensorflow, keras or keras_reference")
+# (``import lightning_mnist`` alone loads neither torch nor triton: a script that then imports keras gets this too)
+WRONG_ORDER = ("TensorFlow was imported before torch's triton, which would then abort the process: take Keras from "
+               "lightning_mnist.frameworks.import_keras() (it imports triton first) before anything imports "
+               "tensorflow, keras or keras_reference")
 
 
 def check_import_order() -> None:

@@ -57,12 +57,15 @@ def test_both_frameworks_in_one_process_work(imports):
 
 
 @pytest.mark.parametrize("first", ["import tensorflow", "import keras_reference.model",
-                                   "from keras_bridge.backend import import_keras\nimport_keras()"])
+                                   "from keras_bridge.backend import import_keras\nimport_keras()",
+                                   # the advice once was to import lightning_mnist first, which loads no triton
+                                   "import lightning_mnist\nimport keras\nimport lightning_mnist.interop.keras_models"])
 def test_tensorflow_before_lightning_mnist_is_a_clear_import_error_not_an_abort(first):
     proc = run_python(f"{first}\nimport lightning_mnist")
     assert proc.returncode == 1, proc.stderr[-2000:]
     [line] = [line for line in proc.stderr.splitlines() if line.startswith("ImportError")]
-    assert "import lightning_mnist before tensorflow, keras or keras_reference" in line
+    assert "take Keras from lightning_mnist.frameworks.import_keras() (it imports triton first) before anything " \
+           "imports tensorflow, keras or keras_reference" in line
 
 
 def test_keras_only_processes_never_import_torch():
