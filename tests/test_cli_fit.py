@@ -614,10 +614,14 @@ BAD_INPUTS = {
          "lightning_mnist.training.callbacks.EMAWeightAveraging"],
         "--data.steps_per_execution 4 with --trainer.callbacks EMAWeightAveraging: it averages the weights once per "
         "batch Lightning takes, which would be once per 4 optimizer steps"),
-    "checkpoints between executions": (
-        ["fit", "--data.steps_per_execution", "8", "--checkpoint.every_n_train_steps", "100"],
-        "--checkpoint.every_n_train_steps 100: with --data.steps_per_execution 8 the step count moves 8 at a time, "
-        "so the checkpoints would come every 200 steps; give a multiple of 8"),
+    # hostile round 10: Lightning then saves on that schedule only, so a whole run trained, then had no best
+    # checkpoint to test (a traceback)
+    "checkpoints every N steps": (
+        ["fit", "--checkpoint.every_n_train_steps", "100"],
+        "--checkpoint.every_n_train_steps 100: Lightning's checkpoint then saves on that schedule only, never as a "
+        "validation ends, so fit would keep no best checkpoint to test"),
+    "checkpoints every ten minutes": (["cv", "--checkpoint.train_time_interval", "00:10:00"],
+                                      "--checkpoint.train_time_interval 0:10:00: Lightning's checkpoint then saves"),
     "steps per execution to a test": (["test", "--ckpt_path", "lenet.ckpt", "--data.steps_per_execution", "4"],
                                       "--data.steps_per_execution 4: `test` scores the checkpoint as it is"),
     "num_folds 0": (["fit", "--data.num_folds", "0"], "--data.num_folds must be between 2 and 100"),

@@ -1108,11 +1108,6 @@ def check_steps_per_execution(config) -> None:
         raise UserError(f"--data.steps_per_execution {per_execution} with {flag}: gradient accumulation and "
                         f"clipping run in Lightning's automatic loop, one batch a step; give "
                         f"--data.steps_per_execution 1 with them")
-    saves = config.checkpoint.get("every_n_train_steps")
-    if saves and saves % per_execution:
-        raise UserError(f"--checkpoint.every_n_train_steps {saves}: with --data.steps_per_execution {per_execution} "
-                        f"the step count moves {per_execution} at a time, so the checkpoints would come every "
-                        f"{math.lcm(saves, per_execution)} steps; give a multiple of {per_execution}")
     averaging = [kind.__name__ for kind in callback_classes(trainer) if issubclass(kind, WeightAveraging)]
     if averaging:
         raise UserError(f"--data.steps_per_execution {per_execution} with --trainer.callbacks {averaging[0]}: it "
@@ -1186,6 +1181,13 @@ def check_validated_and_tested(config, train_images: int, val_batches: int, test
     if saves is not None and (saves < 1 or (max_epochs and saves > max_epochs)):
         raise UserError(f"--checkpoint.every_n_epochs {saves}: fit would keep no best checkpoint to test; give at "
                         f"least 1" + (f" and at most {max_epochs} (--trainer.max_epochs)" if max_epochs else ""))
+    for flag in ("every_n_train_steps", "train_time_interval"):  # (Lightning takes either instead of epochs)
+        value = config.checkpoint.get(flag)
+        if value is not None and (flag != "every_n_train_steps" or value != 0):  # (0: Lightning's default, off)
+            raise UserError(f"--checkpoint.{flag} {value}: Lightning's checkpoint then saves on that schedule only, "
+                            f"never as a validation ends, so fit would keep no best checkpoint to test (a whole run "
+                            f"trained, then a traceback, hostile round 10); to save more often, validate more often: "
+                            f"--trainer.val_check_interval N (batches), each validation then saved")
     if (trainer.num_nodes or 1) > 1 and not cluster_launched():
         raise UserError(f"--trainer.num_nodes {trainer.num_nodes}: this process would wait for the other nodes "
                         f"forever; start the command on each node with NODE_RANK, MASTER_ADDR and MASTER_PORT set "
