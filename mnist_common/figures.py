@@ -16,9 +16,13 @@ from mnist_common.files import write_atomically
 def save_figure(fig, path: str | Path, dpi: int = 80) -> Path:
     """Save ``fig`` to ``path`` (its suffix picks the format) atomically, then close it."""
     path = Path(path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as file:  # closed here whatever matplotlib's writer does (its PDF writer, failing on a
+            fig.savefig(file, dpi=dpi, format=path.suffix[1:].lower() or "png")  # full disk, left its file open)
+
     try:
-        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix[1:].lower() or "png"),
-                         make_parents=True)
+        write_atomically(path, write, make_parents=True)
     finally:
         pyplot().close(fig)
     return path

@@ -9,6 +9,7 @@ exit code 2, nothing written.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -457,6 +458,24 @@ def test_a_full_disk_is_one_line_for_the_other_commands_too(suffix, model_files,
                                        "10", "--data_dir", str(mnist_dir)], capsys)
     assert code == 2 and error == (f"error: no space left on the device writing {small_disk / f'out{suffix}'}: free "
                                    f"some space and run it again"), error
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+
+
+def test_a_pdf_figure_on_a_full_disk_is_one_line(small_disk, monkeypatch, capsys):
+    """matplotlib's PDF writer, failing on a full disk, failed again as it closed its stream: an AttributeError
+    traceback in place of the one line a .png or .svg gets (hostile round 10)."""
+    filler = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(filler, bytes(65536)):  # the disk full to its last byte
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(filler)
+    code, error, _ = main_error(main, ["augment-preview", "--count", "2", "--rows", "1", str(small_disk / "a.pdf")],
+                                capsys)
+    assert code == 2 and error == (f"error: no space left on the device writing {small_disk / 'a.pdf'}: free some "
+                                   f"space and run it again"), error
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
 
 
