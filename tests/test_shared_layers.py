@@ -159,7 +159,8 @@ def test_a_description_shares_a_layer_and_reads_back():
      "its name 'd@1' is how a shared layer's later call is named"),
     ([{"type": "Dense", "units": 784, "name": "d"}, {"shares": "d"}, {"type": "Dense", "units": 10}], None),
     ([{"type": "Dense", "units": 20, "name": "d"}, {"shares": "d"}, {"type": "Dense", "units": 10}],
-     "calls d on 20, which is built for 784 (its first call's); a shared layer's calls take inputs of one shape"),
+     "calls d on 20, which is built for 784 (its first call's); a shared layer with weights takes inputs of one "
+     "shape at every call (one layer per call otherwise)"),
     ([{"type": "Dense", "units": 10, "name": "d"}, {"type": "Dense", "units": 10, "name": "d"}],
      "its name 'd' is used twice; a layer called again is an entry that shares it"),
 ])
@@ -170,6 +171,28 @@ def test_descriptions_refuse_a_call_of_no_layer_or_of_another_shape(layers, mess
         return
     with pytest.raises(ArchitectureError, match=re.escape(message)):
         Architecture.from_config(config)
+
+
+def weightless_at_three_sizes() -> "keras.Model":
+    """One ``ReLU()`` and one ``MaxPooling2D()`` object called after every block, on maps of three sizes."""
+    inputs = keras.Input((28, 28, 1))
+    relu, pool = L.ReLU(name="relu"), L.MaxPooling2D(padding="same", name="pool")
+    x = pool(relu(L.Conv2D(4, 3, padding="same")(inputs)))
+    x = pool(relu(L.Conv2D(6, 3, padding="same")(x)))
+    return keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(pool(relu(x)))))
+
+
+def test_a_layer_without_weights_called_on_other_sizes_runs_a_module_per_call(tmp_path, capsys):
+    """Refused before (zoo round 10: "calls relu on 14x14x6, which is built for 28x28x4"): Keras' idiom of one
+    activation or pooling object for every block. Each later call at another size runs a module of its own (torch's
+    pooling is built for one size); the file comes back calling the one layer again, its config as it was."""
+    model = randomised(weightless_at_three_sizes(), seed=6)
+    assert assert_matches_keras(model, seed=7).ok
+    architecture, network = network_of(model)
+    assert {"relu@1", "relu@2", "pool@1", "pool@2"} <= {name for name, _ in network.named_children()}
+    model.save(tmp_path / "weightless.keras")
+    converts_and_comes_back(tmp_path / "weightless.keras", tmp_path, capsys, check_images=100)
+    assert model_config_text(tmp_path / "again.keras") == model_config_text(tmp_path / "weightless.keras")
 
 
 def _shared_in_a_model_holding_a_model() -> "keras.Model":

@@ -175,7 +175,7 @@ SIZED_WORK = frozenset("""
     Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh BatchNormalization BitShift BitwiseAnd BitwiseNot
     BitwiseOr BitwiseXor Cast CastLike Ceil Celu Clip Compress Concat Constant ConstantOfShape Cos Cosh CumSum
     DepthToSpace DequantizeLinear Div Dropout DynamicQuantizeLinear Elu Equal Erf Exp Expand EyeLike Flatten Floor
-    Gather GatherElements GatherND Gelu GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual
+    Gather GatherElements GatherND Gelu GlobalAveragePool GridSample GlobalLpPool GlobalMaxPool Greater GreaterOrEqual
     GroupNormalization HardSigmoid HardSwish Hardmax Identity InstanceNormalization IsInf IsNaN LayerNormalization
     LeakyRelu Less LessOrEqual Log LogSoftmax LpNormalization Max Mean MeanVarianceNormalization Min Mish Mod Mul Neg
     Not OneHot Or PRelu Pad Pow QuantizeLinear Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp

@@ -79,7 +79,7 @@ class KerasNetwork(nn.Module):
         # (call, its module: the layer's, shared by its calls, its inputs, the values no later call needs once it
         # ran): the forward's plan.
         last_use = {name: index for index, node in enumerate(architecture.nodes) for name in node.inputs}
-        self.plan = tuple((node.name, node.layer_name, node.inputs,
+        self.plan = tuple((node.name, architecture.module_of(node), node.inputs,
                            tuple(sorted({i for i in node.inputs if last_use[i] == index})))
                           for index, node in enumerate(architecture.nodes))
         # (module, weight mapping, Keras shape, rule) for every weight a Keras constraint holds; as Keras' optimizers
@@ -104,7 +104,8 @@ class KerasNetwork(nn.Module):
                                    for node in architecture.nodes if (rule := node.layer.activity_rule()) is not None}
         where = architecture.source or architecture.name  # the file a refused name can be changed in
         taken = set(dir(self))  # once: the layers' own names are unique (the architecture checked them)
-        for node in (node for node in architecture.nodes if node.shares is None):  # a module per layer
+        for node in (node for node in architecture.nodes if architecture.module_of(node) == node.name):  # a module
+            # per layer (and per call of a layer without weights)
             layer = _without_softmax(node.layer) if softmax is not None and node.name == softmax.name else node.layer
             if node.name in taken:
                 raise UserError(f"{where}: layer name {node.name!r} is also an attribute of the torch network "

@@ -511,12 +511,21 @@ class Architecture:
         by_name = {node.name: node for node in self.nodes}
         for index, node in enumerate(self.nodes):
             first = by_name.get(node.shares or "")
-            if first is not None and [shapes[i] for i in node.inputs] != [shapes[i] for i in first.inputs]:
+            if first is not None and [shapes[i] for i in node.inputs] != [shapes[i] for i in first.inputs] \
+                    and first.layer.weights(*(shapes[i] for i in first.inputs)):  # (a weightless one: any shapes)
                 given, built = ([shape_text(shapes[i]) for i in n.inputs] for n in (node, first))
                 raise self._refuse(index, node, f"calls {first.name} on {', '.join(given)}, which is built for "
-                                                f"{', '.join(built)} (its first call's); a shared layer's calls take "
-                                                f"inputs of one shape")
+                                                f"{', '.join(built)} (its first call's); a shared layer with weights "
+                                                f"takes inputs of one shape at every call (one layer per call "
+                                                f"otherwise)")
         return shapes
+
+    def module_of(self, node: Node) -> str:
+        """The torch module a call runs: its layer's (a later call shares it, and its weights, with the first); a
+        later call of a layer without weights (one ``ReLU()`` or ``MaxPooling2D()`` object called after every block,
+        on maps of other sizes) its own, built for its inputs (a torch module is built for one size)."""
+        first = next((other for other in self.nodes if other.name == node.shares), None)
+        return node.layer_name if first is None or first.layer.weights(*self.input_shapes_of(first)) else node.name
 
     @cached_property
     def activation_values(self) -> int:
