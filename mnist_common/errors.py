@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import sys
 from typing import Callable, TypeVar
 
@@ -25,11 +26,14 @@ class UserError(Exception):
     """
 
 
+TERMINAL_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def one_line(err: BaseException, limit: int = 300, after: str | None = None) -> str:
     """``Type: first line of the message``, for wrapping a library's exception into a one-line error; ``after``: the
     message from the last place it says this on (what follows pages of context)."""
     message = str(err).rpartition(after)[2] if after else str(err)
-    text = message.strip().splitlines()
+    text = TERMINAL_COLOURS.sub("", message).strip().splitlines()  # (torch's exporter colours its own messages)
     return f"{type(err).__name__}: {text[0] if text else ''}"[:limit]
 
 

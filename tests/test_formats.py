@@ -381,8 +381,13 @@ def bridge_graphs():
         {"type": "Conv2D", "filters": 4, "kernel_size": 3, "strides": 2, "activation": "relu"},
         {"type": "ops.pad", "pad_width": [[0, 0], [1, 2], [2, 0], [0, 3]], "mode": "symmetric"},
         {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]})
+    # zoo round 10: ReLU(max_value=6), a whole number as Keras keeps it (MobileNetV2's ReLU6), failed the ONNX export
+    whole_numbers = Architecture.from_config({"name": "whole_numbers", "input_shape": [28, 28, 1], "layers": [
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "strides": 2}, {"type": "ReLU", "max_value": 6},
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3}, {"type": "ReLU", "max_value": 6, "threshold": 1},
+        {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]})
     return {**{name: architecture_of(model) for name, model in models.items()}, "every_activation": every_activation,
-            "mirrored_padding": mirrored_padding, "every_function": every_function(FUNCTIONS, SPREADS),
+            "mirrored_padding": mirrored_padding, "whole_numbers": whole_numbers, "every_function": every_function(FUNCTIONS, SPREADS),
             "functions_litert_lacks": every_function(LITERT_LACKS)}
 
 

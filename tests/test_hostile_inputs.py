@@ -194,6 +194,14 @@ def test_a_k_fold_run_naming_one_model_twice_is_refused(model_files, monkeypatch
     assert code == 2 and error.startswith("error: again/cv_results.json: folds 0 and 0 name the same"), error
 
 
+def test_a_librarys_coloured_message_is_one_plain_line():
+    """torch's ONNX exporter colours its messages: a refusal quoting one showed ``\\x1b[96m`` (zoo round 10)."""
+    from mnist_common.errors import one_line
+
+    said = one_line(RuntimeError("Failed to decompose. \x1b[96mThis is step 2/3\x1b[0m of exporting\nNext steps:"))
+    assert said == "RuntimeError: Failed to decompose. This is step 2/3 of exporting"
+
+
 def test_a_keras_files_own_words_reach_the_terminal_escaped(model_files, mnist_dir, monkeypatch, capsys):
     """metadata.json's date_saved and the model's name (any text a file holds) went to stdout raw: a newline, a
     terminal escape. The layer table stays a table, a line a layer (escaping it whole put it on one line)."""

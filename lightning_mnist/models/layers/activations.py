@@ -112,7 +112,9 @@ class ReLU(nn.Module):
 
     def __init__(self, spec: keras.ReLU, shape: Shape) -> None:
         super().__init__()
-        self.max_value, self.negative_slope, self.threshold = spec.max_value, spec.negative_slope, spec.threshold
+        # as floats: a whole number (``ReLU(max_value=6)``, which Keras keeps as written) failed torch's ONNX export
+        self.max_value, self.negative_slope, self.threshold = (None if value is None else float(value) for value in (
+            spec.max_value, spec.negative_slope, spec.threshold))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         slope, threshold, top = self.negative_slope, self.threshold, self.max_value
