@@ -387,7 +387,8 @@ def bridge_graphs():
         {"type": "Conv2D", "filters": 4, "kernel_size": 3}, {"type": "ReLU", "max_value": 6, "threshold": 1},
         {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]})
     return {**{name: architecture_of(model) for name, model in models.items()}, "every_activation": every_activation,
-            "mirrored_padding": mirrored_padding, "whole_numbers": whole_numbers, "every_function": every_function(FUNCTIONS, SPREADS),
+            "mirrored_padding": mirrored_padding, "whole_numbers": whole_numbers,
+            "every_function": every_function(FUNCTIONS, SPREADS),
             "functions_litert_lacks": every_function(LITERT_LACKS)}
 
 
@@ -542,7 +543,8 @@ def _hostile_onnx_graphs(folder: Path) -> None:
                        helper.make_node("ReduceSum", ["last"], ["total"], keepdims=0),
                        helper.make_node("Add", ["input", "total"], ["x"])],
          {"axis": np.array([1], np.int64), "first": np.array([0], np.int64),
-          "sequence": np.array([steps, 1, features], np.int64), "w_shape": np.array([1, 4 * hidden, features], np.int64),
+          "sequence": np.array([steps, 1, features], np.int64),
+          "w_shape": np.array([1, 4 * hidden, features], np.int64),
           "r_shape": np.array([1, 4 * hidden, hidden], np.int64)})
     save("determinant", [helper.make_node("ConstantOfShape", ["square"], ["matrix"]),  # work no shape tells
                          helper.make_node("Det", ["matrix"], ["total"]),

@@ -115,7 +115,8 @@ def _check_key(key: Any, endpoint: str, source: str) -> None:
     if key is None or (type(key) is int and key == 0) or (isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH):
         return
     raise ArchitectureError(f"{source}: {endpoint} must be null (the tensor itself), 0 (a list of one) or the key of a "
-                            f"dict of one, a string of 1 to {MAX_KEY_LENGTH} characters; got {escaped(repr(key))[:100]}")
+                            f"dict of one, a string of 1 to {MAX_KEY_LENGTH} characters; got "
+                            f"{escaped(repr(key))[:100]}")
 
 
 def _shape(value: Any, source: str) -> tuple[int | None, ...]:
@@ -859,7 +860,8 @@ class Architecture:
         config = {"format_version": FORMAT_VERSION, "name": self.name, "input_shape": list(self.keras_input_shape)}
         if self.input_name != DEFAULT_INPUT_NAME:
             config["input_name"] = self.input_name
-        config.update({key: getattr(self, key) for key in ("input_key", "output_key") if getattr(self, key) is not None})
+        config.update({key: getattr(self, key) for key in ("input_key", "output_key")
+                       if getattr(self, key) is not None})
         if self.functional and self.is_chain and (self.input_key, self.output_key) == (None, None):  # a graph (and a
             # model on a dict or list) is Functional anyway
             config["functional"] = True
