@@ -91,8 +91,8 @@ LONGEST_FILES = ["test_cli_fit.py", "test_bridge.py", "test_formats.py", "test_k
                  "test_progress_bar.py", "test_hostile_inputs.py", "test_recipe_search.py", "test_serve_page.py",
                  "test_predict.py", "test_weight_regularizers_constraints.py", "test_pixel_scale.py",
                  "test_layers_preprocessing.py", "test_layers_convolution.py",
-                 # each holds a training or a conversion to every format of a minute or so on a slower 2-core Xeon,
-                 # where they came last and one worker ran them alone at the end (2026-12-07)
+                 # each holds a training or a conversion to every format of a minute or so on a slower 2-core Xeon
+                 # (2026-12-07; the whole run took 1,287 s against 1,300 s with these last: both workers were busy)
                  "test_layers_recurrent.py", "test_mixed_precision.py", "test_resume_state.py",
                  "test_nested_models.py", "test_shared_layers.py", "test_legacy_h5.py", "test_real_digits.py",
                  "test_layers_attention.py", "test_layers_1d.py", "test_output_paths.py", "test_model.py"]
