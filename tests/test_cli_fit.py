@@ -731,6 +731,10 @@ BAD_INPUTS = {
                                   "--trainer.check_val_every_n_epoch must be at least 1"),
     "accumulate 0 batches": (["fit", "--trainer.accumulate_grad_batches", "0"],
                              "--trainer.accumulate_grad_batches must be at least 1"),
+    "accumulating more batches than an epoch's": (["fit", "--data.subset", "500", "--trainer.accumulate_grad_batches",
+                                                   "1000000000000000000"],
+                                                  "--trainer.accumulate_grad_batches 1000000000000000000: more than "
+                                                  "the 15 training batches of an epoch"),
     "sanity steps -5": (["fit", "--trainer.num_sanity_val_steps", "-5"], "--trainer.num_sanity_val_steps must be at "
                                                                           "least -1"),
     "a config file not UTF-8": (["fit", "--config", "latin1.yaml"],

@@ -1137,6 +1137,10 @@ def check_validated_and_tested(config, train_images: int, val_batches: int, test
         train_batches = max(1, int(train_batches * limit))
     if trainer.max_steps == 0:
         raise UserError("--trainer.max_steps 0: fit would train no step; give -1 (no limit) or at least 1")
+    accumulate = trainer.accumulate_grad_batches
+    if isinstance(accumulate, int) and accumulate > train_batches:  # Lightning would step once, at the epoch's end
+        raise UserError(f"--trainer.accumulate_grad_batches {accumulate}: more than the {train_batches} training "
+                        f"batches of an epoch (one optimizer step would sum them all); give at most {train_batches}")
     max_epochs, every = trainer.max_epochs, trainer.check_val_every_n_epoch
     interval = trainer.val_check_interval  # a count, a fraction, or a time (Lightning reads those)
     if isinstance(interval, (str, dict)):  # a time ("DD:HH:MM:SS"): none at all was a traceback inside Lightning
