@@ -39,6 +39,7 @@ for _family in sorted(Path(__file__).parent.glob("test_layers_*.py")):
     importlib.import_module(_family.stem)
 
 TRAIN_IMAGES = 3000  # trained weights, not initial ones: most models score well above chance
+SCORED_IMAGES = 2000  # the first test images: Keras' evaluate, convert's check and `test` score the same ones
 ZOO = ["deeper_16_32_64", "keras_io_convnet", "lenet5_tanh_avgpool", "strided_same_gap", "functional_chain",
        "rgb_32x32x3", "resnet", "inception", "mobilenet", "squeeze_excite", "flat_mlp", "rgb_decoder_merges",
        "rows_lstm", "keras_ops_resnet", "fcn_any_size", "rows_gru_any_length", "pixels_gru_any_length"]
@@ -218,8 +219,8 @@ def keras_files(tmp_path_factory, mnist):
     folder = tmp_path_factory.mktemp("zoo")
     x = (mnist.train_images[:TRAIN_IMAGES].astype(np.float32) / 255)[..., None]
     y = np.eye(10, dtype=np.float32)[mnist.train_labels[:TRAIN_IMAGES]]
-    x_test = (mnist.test_images.astype(np.float32) / 255)[..., None]
-    y_test = np.eye(10, dtype=np.float32)[mnist.test_labels]
+    x_test = (mnist.test_images[:SCORED_IMAGES].astype(np.float32) / 255)[..., None]
+    y_test = np.eye(10, dtype=np.float32)[mnist.test_labels[:SCORED_IMAGES]]
     keras.utils.set_random_seed(0)
     out = {}
     for name, model in zoo().items():
@@ -230,7 +231,7 @@ def keras_files(tmp_path_factory, mnist):
             model.fit(x.reshape(layout), y, batch_size=64, epochs=1, verbose=0)
             accuracy = model.evaluate(x_test.reshape(layout), y_test, batch_size=1000, verbose=0,
                                       return_dict=True)["accuracy"]
-            correct = round(accuracy * 10_000)
+            correct = round(accuracy * SCORED_IMAGES)
         model.save(folder / f"{name}.keras")
         out[name] = (folder / f"{name}.keras", correct)
     return out
@@ -262,15 +263,15 @@ def parse_check(stdout: str) -> dict:
 @pytest.mark.parametrize("name", ZOO)
 def test_keras_model_converts_both_ways_exactly(name, keras_files, tmp_path, capsys):
     source, keras_correct = keras_files[name]
-    out = convert(capsys, source, tmp_path / "model.ckpt")
+    out = convert(capsys, source, tmp_path / "model.ckpt", "--check_images", SCORED_IMAGES)
     check = parse_check(out)
     with capsys.disabled():  # the figures docs/architectures.md quotes (pytest -s)
         print(f"\n{name}: {check}")
-    assert check["max_dp"] <= CHECK_TOLERANCE and check["images"] == 10_000, out
+    assert check["max_dp"] <= CHECK_TOLERANCE and check["images"] == SCORED_IMAGES, out
     assert check["mnist"] is (keras_correct is not None)
     if keras_correct is not None:  # both frameworks score what Keras' evaluate scored
         assert check["correct_torch"] == check["correct_keras"] == keras_correct, out
-        assert check["argmax_equal"] == 10_000
+        assert check["argmax_equal"] == SCORED_IMAGES
     back = parse_check(convert(capsys, tmp_path / "model.ckpt", tmp_path / "again.keras", "--check_images", 2000))
     assert back["max_dp"] <= CHECK_TOLERANCE
     before, after = read_keras_file(source), read_keras_file(tmp_path / "again.keras")
@@ -311,18 +312,19 @@ def test_a_size_keras_leaves_open_is_built_at_mnists_and_stays_open(name, keras_
 
 
 def test_lightning_scores_converted_checkpoints_as_keras_evaluates(keras_files, tmp_path, capsys):
-    """``test --ckpt_path`` on each MNIST-shaped model's checkpoint prints Keras' own accuracy (in this process:
-    the command's own subprocess run is test_convert.py's, on the notebook's file)."""
+    """``test --ckpt_path`` on each MNIST-shaped model's checkpoint prints Keras' own accuracy on the same first
+    test images (in this process: the command's own subprocess run is test_convert.py's, on the notebook's file)."""
     for name in MNIST_ZOO:
         source, keras_correct = keras_files[name]
         ckpt = tmp_path / f"{name}.ckpt"
         convert(capsys, source, ckpt, "--check_images", 100)
         command_line(["test", "--ckpt_path", str(ckpt), "--trainer.logger", "false",
                       "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
+                      "--data.eval_batch_size", "500", "--trainer.limit_test_batches", str(SCORED_IMAGES // 500),
                       "--output_dir", str(tmp_path / "runs")])
         [row] = [line for line in capsys.readouterr().out.splitlines() if "test/acc" in line]
         lightning_acc = float(re.findall(r"[0-9]+\.[0-9]+", row)[0])
-        assert round(lightning_acc * 10_000) == keras_correct, (name, lightning_acc, keras_correct)
+        assert round(lightning_acc * SCORED_IMAGES) == keras_correct, (name, lightning_acc, keras_correct)
 
 
 @pytest.mark.parametrize("name", [*GRAPH_ZOO, "pixels_gru_any_length"])
@@ -495,7 +497,7 @@ def _share(*names: str):
     # Keras casts the input to a serialised policy's name, torch read float32 (or Keras failed: a traceback, round 8)
     (lambda config: config["config"]["layers"][0]["config"].__setitem__("dtype", {
         "module": "keras", "class_name": "DTypePolicy", "config": {"name": "int32"}, "registered_name": None}),
-     "the model's input is int32; only float32 is supported"),
+     "the model's input is int32; only float32 and uint8 inputs are supported"),
 ], ids=["input_layers", "shared_object_id", "input_dtype"])
 def test_crafted_graph_entries_are_refused_in_one_line_by_both_backends(edit, message, tmp_path, seed_png, capsys):
     odd = _edited_config(_dense_stack(), tmp_path, edit)

@@ -10,7 +10,9 @@ import json
 import numpy as np
 import pytest
 
-from bridge_check import L, architecture_of, command_line, keras, sequential_case
+from bridge_check import (L, architecture_of, command_line, converts_and_comes_back, keras, model_config_text,
+                          sequential_case)
+from mnist_common.architecture import Architecture, ArchitectureError
 from conftest import both_frameworks_learn
 
 
@@ -158,3 +160,65 @@ def test_both_frameworks_train_it_on_0_to_255_pixels(raw_pixel_model, run_main, 
     """Trained afresh from its architecture, in each framework, on the pixels it rescales: both learn."""
     source, _, _ = raw_pixel_model
     both_frameworks_learn(run_main, tmp_path, source, subset=2000, minimum=0.6)
+
+
+@pytest.fixture(scope="module")
+def byte_model(tmp_path_factory, mnist):
+    """A model fed raw bytes, ``keras.Input(dtype="uint8")`` then ``Rescaling(1/255)`` (the deployment form of a
+    raw-pixel model), trained by Keras on MNIST's bytes; its Keras accuracy on the first 1,000 test images."""
+    folder = tmp_path_factory.mktemp("bytes")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((28, 28, 1), dtype="uint8", name="bytes")
+    x = L.MaxPooling2D()(L.Conv2D(8, 3, activation="relu")(L.Rescaling(1 / 255)(inputs)))
+    model = keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(x)), name="fed_bytes")
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(mnist.train_images[:4000, :, :, None], mnist.train_labels[:4000], batch_size=64, epochs=1, verbose=0)
+    accuracy = model.evaluate(mnist.test_images[:1000, :, :, None], mnist.test_labels[:1000], verbose=0,
+                              return_dict=True)["accuracy"]
+    model.save(folder / "bytes.keras")
+    return folder / "bytes.keras", accuracy
+
+
+def test_a_model_fed_bytes_converts_to_every_format_and_back_and_predicts_alike(byte_model, tmp_path, capsys,
+                                                                                seed_png):
+    """Fed 0-255 pixels by every command (as floats: the torch network truncates them to bytes as Keras' cast does,
+    the deploy files take floats); the Keras file written back takes uint8 again, the same config text."""
+    source, accuracy = byte_model
+    assert architecture_of(keras.saving.load_model(source)).input_dtype == "uint8"
+    converts_and_comes_back(source, tmp_path, capsys, ("model.ckpt", "model.onnx", "model.tflite"), 1000)
+    assert model_config_text(tmp_path / "again.keras") == model_config_text(source)
+    command_line(["convert", str(source), str(tmp_path / "twice.ckpt"), "--check_images", "1000"])
+    assert f"accuracy Lightning {accuracy:.2%}" in capsys.readouterr().out  # scored on bytes, as Keras scored it
+    answers = []
+    for weights, backend in ((source, "torch"), (source, "keras"), (tmp_path / "model.ckpt", "keras"),
+                             (tmp_path / "model.onnx", "onnx")):
+        command_line(["predict", str(seed_png), "--weights", str(weights), "--backend", backend, "--json"])
+        answers.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert len({a["digit"] for a in answers}) == 1 and max(answers[0]["probabilities"]) > 0.3
+    assert max(np.abs(np.array(a["probabilities"]) - answers[0]["probabilities"]).max() for a in answers) <= 1e-5
+
+
+def test_both_frameworks_train_a_model_fed_bytes(byte_model, run_main, tmp_path):
+    both_frameworks_learn(run_main, tmp_path, byte_model[0], subset=2000, minimum=0.6)
+
+
+def test_a_uint8_input_is_a_description_setting_and_always_takes_0_to_255_pixels(tmp_path):
+    inputs = keras.Input((28, 28, 1), dtype="uint8")
+    cast = architecture_of(keras.Model(inputs, sequential_case((28, 28, 1))(keras.ops.cast(inputs, "float32"))))
+    assert cast.input_dtype == "uint8" and cast.pixel_scale == 255.0  # bytes, though nothing divides by 255
+    config = cast.to_config()
+    assert config["input_dtype"] == "uint8" and Architecture.from_config(config) == cast
+    assert "input_dtype" not in architecture_of(sequential_case((28, 28, 1))).to_config()  # float32 unsaid
+    for wrong in ("int8", ["uint8"], None):
+        with pytest.raises(ArchitectureError, match=r"input_dtype must be float32 or uint8, got "):
+            Architecture.from_config({**config, "input_dtype": wrong})
+    # Keras computes no convolution on bytes (a traceback in keras_reference train, where fit trained): refused
+    inputs = keras.Input((28, 28, 1), dtype="uint8")
+    first = L.Conv2D(2, 3, name="edges")
+    with pytest.raises(ArchitectureError, match=r"^m.keras: layer 0 \(edges, Conv2D\): takes the model's uint8 input, "
+                                                r"which Keras does not compute on; give it a Rescaling, ops.cast to "
+                                                r"float32 or a Normalization first$"):
+        architecture_of(keras.Model(inputs, sequential_case((26, 26, 2))(first(inputs))), "m.keras")
+    towers = [L.Normalization(mean=30.0, variance=900.0)(inputs), L.Rescaling(1 / 255)(inputs)]
+    assert architecture_of(keras.Model(inputs, sequential_case((28, 28, 2))(L.Concatenate()(towers)))).pixel_scale \
+        == 255.0

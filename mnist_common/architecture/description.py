@@ -90,8 +90,11 @@ MAX_ACTIVATIONS = 20_000_000
 MAX_LAYERS = 2_000  # Keras' largest applications have about 1,000; more is a crafted file, refused at once
 MAX_DESCRIPTION_BYTES = 2 << 20  # a description file of MAX_LAYERS layers, each spelled out in full, is below 1 MB
 CALL_SEPARATOR = "@"  # a shared layer's later calls: ``stem@1``, ``stem@2`` (:func:`call_name`)
-CONFIG_KEYS = ("format_version", "name", "input_shape", "input_name", "input_key", "output_key", "functional", "layers",
-               "num_classes")
+CONFIG_KEYS = ("format_version", "name", "input_shape", "input_dtype", "input_name", "input_key", "output_key",
+               "functional", "layers", "num_classes")
+# What a model's input may be: float32, or uint8 (raw bytes, which the model rescales itself: ``keras.Input(...,
+# dtype="uint8")`` then ``Rescaling(1 / 255)``); every command feeds such a model 0-255 pixels (:attr:`pixel_scale`)
+INPUT_DTYPES = ("float32", "uint8")
 MAX_KEY_LENGTH = 256  # a model's input or output key (``keras.Model({"pixels": x}, ...)``): a name, not a document
 
 
@@ -327,9 +330,15 @@ class Architecture:
     # the Keras model written back is built as the source was (:func:`keras_bridge.build.as_given`)
     input_key: str | int | None = None
     output_key: str | int | None = None
+    # What Keras casts the input to (:data:`INPUT_DTYPES`): the torch network truncates its float inputs to whole
+    # bytes as that cast does, then computes in float32 (``KerasNetwork``)
+    input_dtype: str = INPUT_DTYPES[0]
 
     def __post_init__(self) -> None:
         where = self.source or self.name
+        if self.input_dtype not in INPUT_DTYPES:
+            raise ArchitectureError(f"{where}: input_dtype must be {' or '.join(INPUT_DTYPES)}, got "
+                                    f"{escaped(repr(self.input_dtype))[:100]}")
         shape = _shape(self.input_shape, where)
         open_axes = sorted({*self.open_input_axes, *(axis for axis, size in enumerate(shape) if size is None)})
         if any(not isinstance(axis, int) or not 0 <= axis < len(shape) - 1 for axis in open_axes):
@@ -340,6 +349,7 @@ class Architecture:
         if not self.nodes:
             raise ArchitectureError(f"{where}: the description has no layers")
         object.__setattr__(self, "nodes", tuple(self._checked_order(self._with_shared_layers(tuple(self.nodes)))))
+        self._check_byte_input()
         for endpoint in ("input_key", "output_key"):
             _check_key(getattr(self, endpoint), endpoint, where)
         object.__setattr__(self, "functional", bool(self.functional) or not self.is_chain
@@ -361,7 +371,7 @@ class Architecture:
     def from_layers(cls, input_shape: Shape, layers: list[tuple[Layer | SharedCall, list[str] | None]],
                     name: str = "custom", source: str = "", input_name: str = DEFAULT_INPUT_NAME,
                     functional: bool = False, input_key: str | int | None = None,
-                    output_key: str | int | None = None) -> Architecture:
+                    output_key: str | int | None = None, input_dtype: str = INPUT_DTYPES[0]) -> Architecture:
         """Layers with the names of their inputs (None: the layer before, or the input), and where a file's call
         gives them, the order Keras walks them in (:attr:`Node.walk`) third; unnamed ones named. A
         :class:`SharedCall` in a layer's place calls a layer of the list again."""
@@ -384,7 +394,8 @@ class Architecture:
             nodes.append(Node(layer, tuple(inputs) if inputs is not None else (previous,), tuple(*walk), shares))
             previous = layer.name
         return cls(input_shape=input_shape, nodes=tuple(nodes), name=name, input_name=input_name,
-                   functional=functional, source=source, input_key=input_key, output_key=output_key)
+                   functional=functional, source=source, input_key=input_key, output_key=output_key,
+                   input_dtype=input_dtype)
 
     def _with_shared_layers(self, nodes: tuple[Node, ...]) -> tuple[Node, ...]:
         """``nodes`` with each later call of a shared layer holding that layer (under the call's name), so that a
@@ -417,6 +428,16 @@ class Architecture:
         return tuple(None if axis in self.open_input_axes else size for axis, size in enumerate(self.input_shape))
 
     # --- the graph -------------------------------------------------------------------------
+    def _check_byte_input(self) -> None:
+        """A uint8 input goes first through a layer that Keras casts it to float32 in (a Rescaling, ``ops.cast``):
+        Keras runs no convolution or product on bytes (a traceback in Keras' training, where torch trained)."""
+        if self.input_dtype == "uint8":
+            for index, node in enumerate(self.nodes):
+                if self.input_name in node.inputs and not node.layer.TAKES_BYTES:
+                    raise self._refuse(index, node, "takes the model's uint8 input, which Keras does not compute "
+                                                    "on; give it a Rescaling, ops.cast to float32 or a "
+                                                    "Normalization first")
+
     def _refuse(self, index: int, node: Node, why: str) -> ArchitectureError:
         return ArchitectureError(f"{self._where()}{layer_label(index, node.layer)}: {why}")
 
@@ -628,9 +649,11 @@ class Architecture:
         (a ``Resizing`` of an image of any size, a pooling: maxima and weighted means of them), and as the product
         of such steps (``(inputs - 127.5) / 127.5``, two ``Rescaling`` layers in a Keras 2 file; ``inputs * 1.0 /
         255``), on any branch of an input that several layers take (towers that each rescale their own copy);
-        1 otherwise, the notebook's [0, 1] pixels.
+        1 otherwise, the notebook's [0, 1] pixels. A model whose input is uint8 takes bytes: 255, whatever follows.
         Every place that feeds MNIST images to a model applies it (training and testing in both frameworks, the
         conversion check, predict and serve; an ``.onnx`` file records it in its metadata)."""
+        if self.input_dtype == "uint8":  # pixels in [0, 1] would be cast to bytes of 0 and 1
+            return 255.0
         paths = [(self.input_name, 1.0)]  # (a tensor, the factor the pixels got on the way to it)
         while paths:  # every branch of an input that several layers take (two towers each rescaling its own copy)
             tensor, factor = paths.pop()
@@ -858,6 +881,8 @@ class Architecture:
             layers.append(entry)
             previous = node.name
         config = {"format_version": FORMAT_VERSION, "name": self.name, "input_shape": list(self.keras_input_shape)}
+        if self.input_dtype != INPUT_DTYPES[0]:
+            config["input_dtype"] = self.input_dtype
         if self.input_name != DEFAULT_INPUT_NAME:
             config["input_name"] = self.input_name
         config.update({key: getattr(self, key) for key in ("input_key", "output_key")
@@ -952,7 +977,8 @@ class Architecture:
         name = config.get("name") or (Path(source).stem if source else "custom")
         architecture = cls.from_layers(config["input_shape"], layers, name=str(name), source=source,
                                        input_name=input_name, functional=functional,
-                                       input_key=config.get("input_key"), output_key=config.get("output_key"))
+                                       input_key=config.get("input_key"), output_key=config.get("output_key"),
+                                       input_dtype=config.get("input_dtype", INPUT_DTYPES[0]))
         expected = config.get("num_classes")
         if expected is not None and expected != architecture.num_classes:
             raise ArchitectureError(f"{where}: num_classes is {expected!r} but the output gives "

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from mnist_common.architecture.description import (DEFAULT_INPUT_NAME, MAX_LAYERS, Architecture, ArchitectureError,
+from mnist_common.architecture.description import (DEFAULT_INPUT_NAME, INPUT_DTYPES, MAX_LAYERS, Architecture, ArchitectureError,
                                                    SharedCall, auto_names, call_name, keras_order)
 from mnist_common.architecture.layers import KERAS_LAYERS, LAYER_TYPES, MAX_RANK, LayerError, Operation
 from mnist_common.architecture.layers.base import DTYPE_POLICY_CLASSES
@@ -119,15 +119,20 @@ def _input_shape(entry: dict[str, Any] | None, model_config: dict[str, Any], sou
                                 f"channels), (height, width) or (features,) inputs are supported, the channels or "
                                 f"features fixed (a height, width or length may be None: it is built at MNIST's 28, "
                                 f"or as many steps as hold its 784 pixels)")
-    dtype = config.get("dtype")
+    return tuple(dims)
+
+
+def _input_dtype(entry: dict[str, Any] | None, source: str) -> str:
+    """The dtype Keras casts the input to: float32, or uint8 (a model fed raw bytes, rescaled inside)."""
+    dtype = ((entry or {}).get("config") or {}).get("dtype")
     if isinstance(dtype, dict):  # a serialised policy, whose name Keras casts the input to (int32, float16, ...)
         settings = dtype.get("config")
         dtype = settings.get("name") if dtype.get("class_name") in DTYPE_POLICY_CLASSES and isinstance(
             settings, dict) else f"a {escaped(str(dtype.get('class_name')))[:100]} policy"
-    if dtype not in (None, "float32"):
-        raise ArchitectureError(f"{source}: the model's input is {escaped(str(dtype))[:100]}; only float32 is "
-                                f"supported")
-    return tuple(dims)
+    if dtype not in (None, *INPUT_DTYPES):
+        raise ArchitectureError(f"{source}: the model's input is {escaped(str(dtype))[:100]}; only "
+                                f"{' and '.join(INPUT_DTYPES)} inputs are supported")
+    return dtype or INPUT_DTYPES[0]
 
 
 def _endpoint(model_config: dict[str, Any], key: str, names: set[str], source: str,
@@ -456,6 +461,7 @@ def read_keras_config(config: Any, source: str = "model") -> KerasGraph:
         input_name = _sequential_input_name(input_entry, {layer.name for layer, *_ in layers})
     architecture = Architecture.from_layers(input_shape, layers, name=name, source=source, input_name=input_name,
                                             functional=config["class_name"] != "Sequential",
+                                            input_dtype=_input_dtype(input_entry, source),
                                             **_endpoint_keys(model_config))
     return KerasGraph(architecture, dict(architecture.storage_names), {})
 
@@ -533,6 +539,7 @@ class _NestedModels:
         architecture = Architecture.from_layers(_input_shape(input_entry, model_config, self.source), layers,
                                                 name=name, source=self.source, input_name=input_name,
                                                 functional=config["class_name"] != "Sequential",
+                                                input_dtype=_input_dtype(input_entry, self.source),
                                                 **_endpoint_keys(model_config))
         shapes = architecture.shapes
         for label, tensor, declared in self.declared:  # Keras would refuse to build it; so does the torch path

@@ -437,6 +437,10 @@ class Layer:
     # resize): the pixel scale is found past such layers.
     KEEPS_SCALE: ClassVar[bool] = False
 
+    # Whether Keras casts its input to float32 before computing (a Rescaling, ``ops.cast``, a Normalization): what
+    # takes a model's uint8 input (Keras runs no convolution or product on bytes)
+    TAKES_BYTES: ClassVar[bool] = False
+
     # Whether its output outside training is its input's values, each once, arranged otherwise (a reshape, a
     # transpose; a dropout, the identity then): one distribution over all its input's values stays one.
     REARRANGES: ClassVar[bool] = False

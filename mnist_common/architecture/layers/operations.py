@@ -973,6 +973,7 @@ class Cast(Operation):
 
     KERAS_FIXED: ClassVar[dict[str, tuple[Any, str]]] = {"dtype": (FLOAT32, "a cast to another dtype than float32")}
     FUNCTION: ClassVar[str] = "cast"
+    TAKES_BYTES: ClassVar[bool] = True
     KERAS_MODULE: ClassVar[str] = CORE
 
     def keras_config(self) -> dict[str, Any]:

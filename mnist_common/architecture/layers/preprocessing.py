@@ -49,6 +49,7 @@ class Rescaling(Layer):
 
     scale: float | tuple[float, ...]
     offset: float | tuple[float, ...] = 0.0
+    TAKES_BYTES: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -115,6 +116,7 @@ class Normalization(Layer):
     NON_TRAINABLE: ClassVar = frozenset({"mean", "variance", "count"})
     WEIGHT_DTYPES: ClassVar = {"count": "int64"}
     EPSILON: ClassVar[float] = 1e-7  # keras.config.epsilon()'s default: the least standard deviation Keras divides by
+    TAKES_BYTES: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
