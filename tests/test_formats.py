@@ -367,12 +367,14 @@ def test_an_overconfident_model_converts_within_its_own_float32_rounding(tmp_pat
 @pytest.fixture(scope="module")
 def bridge_graphs():
     """tests/test_bridge.py's models: its named zoo (residual, inception, depthwise, squeeze-excite, merges, other
-    input shapes), every sixth of its seeded random graphs of the whole layer table (test_bridge runs them all
-    against Keras), and every activation in turn
-    and mirrored padding (which the random graphs draw only by chance)."""
+    input shapes) but three plain Sequential CNNs of the notebook's layers (the notebook's own export is its own
+    test), every sixth of its seeded random graphs of the whole layer table (test_bridge runs them all against
+    Keras), and every activation in turn and mirrored padding (which the random graphs draw only by chance)."""
     from test_bridge import architecture_of, random_graph, zoo
 
-    models = {**zoo(), **{f"random_{seed}": random_graph(seed) for seed in range(0, 24, 6)}}
+    plain = ("deeper_16_32_64", "keras_io_convnet", "lenet5_tanh_avgpool")  # Conv2D, pooling, Dense, BatchNorm
+    models = {**{name: model for name, model in zoo().items() if name not in plain},
+              **{f"random_{seed}": random_graph(seed) for seed in range(0, 24, 6)}}
     every_activation = Architecture.from_config({"name": "every_activation", "input_shape": [28, 28, 1], "layers": [
         {"type": "Conv2D", "filters": 4, "kernel_size": 3, "strides": 2}, {"type": "Flatten", "name": "stem"},
         *({"type": "Dense", "units": 6, "activation": name, "name": name, "inputs": ["stem"]} for name in ACTIVATIONS),

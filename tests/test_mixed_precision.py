@@ -69,6 +69,16 @@ def trained(model: "keras.Model", mnist, flat: bool) -> "keras.Model":
     return model
 
 
+TRAINED: dict[tuple, "keras.Model"] = {}
+
+
+def trained_under(policy: str, build, mnist) -> "keras.Model":
+    """``build``'s model under ``policy``, trained once for the tests that read it (float16 on a CPU is slow)."""
+    if (policy, build) not in TRAINED:
+        TRAINED[policy, build] = trained(under_policy(policy, build), mnist, flat=build is guide_model)
+    return TRAINED[policy, build]
+
+
 def policies(model: "keras.Model") -> list[str]:
     return [layer.dtype_policy.name for layer in model.layers if not isinstance(layer, L.InputLayer)]
 
@@ -81,7 +91,7 @@ def policies(model: "keras.Model") -> list[str]:
 ])
 def test_a_mixed_precision_model_converts_both_ways_keeping_its_policies(policy, build, targets, mnist, tmp_path,
                                                                           capsys):
-    model = trained(under_policy(policy, build), mnist, flat=build is guide_model)
+    model = trained_under(policy, build, mnist)
     assert policy in policies(model)
     model.save(tmp_path / "mixed.keras")
     before, after = converts_and_comes_back(tmp_path / "mixed.keras", tmp_path, capsys, targets)
@@ -98,7 +108,7 @@ def test_a_mixed_precision_model_converts_both_ways_keeping_its_policies(policy,
 def test_a_small_mistake_is_refused_though_half_precision_differs_more(mnist, tmp_path):
     """Against the float32 twin, a hidden bias off by 1e-3 fails the check, though the model in its own
     mixed_float16 differs from torch's float32 by more than that mistake does."""
-    model = trained(under_policy("mixed_float16", guide_model), mnist, flat=True)
+    model = trained_under("mixed_float16", guide_model, mnist)
     _, network = network_of(model)
     report = proven_on_check_inputs(network, model, tmp_path / "x.ckpt", 500)
     assert report.ok and report.max_prob_diff <= 1e-5
