@@ -282,6 +282,12 @@ def test_unit_normalization_of_blank_rows_exports_to_litert(tmp_path, mnist_dir,
     ckpt = save_checkpoint(tmp_path / "rows.ckpt", architecture, KerasNetwork(architecture).state_dict())
     check = parse_check("\n".join(FORMATS[".tflite"].write(ckpt, tmp_path / "rows.tflite", 500, mnist_dir)), ".tflite")
     assert check["max_dp"] <= CHECK_TOLERANCE, check
+    # the runner in a process of its own (LiteRT prints its "Created TensorFlow Lite XNNPACK delegate" line once a
+    # process, to the native stderr): nothing but the answer, as predict and convert print nothing else
+    run = "import numpy as np\nfrom lightning_mnist.formats.litert_model import load\n" \
+          f"print(load({str(tmp_path / 'rows.tflite')!r})(np.zeros((3, 28, 28), np.float32)).shape)"
+    proc = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, timeout=300)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "(3, 10)\n", ""), proc.stderr[-2000:]
 
 
 def test_an_operator_litert_lacks_is_named_in_one_line(tmp_path, mnist_dir, capfd):

@@ -156,17 +156,22 @@ def unexportable_layer(module: Probabilities, example: torch.Tensor, export: Cal
 
 
 def load(path: Path, threads: int | None = None) -> Runner:
-    """Run a saved file as an app would: the LiteRT interpreter, its input resized to each batch."""
+    """Run a saved file as an app would: the LiteRT interpreter, its input resized to each batch. Its native
+    "Created TensorFlow Lite XNNPACK delegate for CPU." line (printed whatever the log level) stays off stderr."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    from keras_bridge.backend import native_stderr_silenced
+
+    with native_stderr_silenced():
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
     [given], [taken] = interpreter.get_input_details(), interpreter.get_output_details()
     shape: list[int] = []
 
     def run(x: np.ndarray) -> np.ndarray:
         if list(x.shape) != shape:
             interpreter.resize_tensor_input(given["index"], list(x.shape))
-            interpreter.allocate_tensors()
+            with native_stderr_silenced():  # where the delegate is applied
+                interpreter.allocate_tensors()
             shape[:] = x.shape
         interpreter.set_tensor(given["index"], np.ascontiguousarray(x, dtype=np.float32))
         interpreter.invoke()
