@@ -21,8 +21,8 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from mnist_common.architecture.description import (DEFAULT_INPUT_NAME, INPUT_DTYPES, MAX_LAYERS, Architecture, ArchitectureError,
-                                                   SharedCall, auto_names, call_name, keras_order)
+from mnist_common.architecture.description import (DEFAULT_INPUT_NAME, INPUT_DTYPES, MAX_LAYERS, Architecture,
+                                                   ArchitectureError, SharedCall, auto_names, call_name, keras_order)
 from mnist_common.architecture.layers import KERAS_LAYERS, LAYER_TYPES, MAX_RANK, LayerError, Operation
 from mnist_common.architecture.layers.base import DTYPE_POLICY_CLASSES
 from mnist_common.architecture.layers.operations import ELLIPSIS, TENSOR, slice_text
