@@ -206,6 +206,7 @@ def test_a_uint8_input_is_a_description_setting_and_always_takes_0_to_255_pixels
     inputs = keras.Input((28, 28, 1), dtype="uint8")
     cast = architecture_of(keras.Model(inputs, sequential_case((28, 28, 1))(keras.ops.cast(inputs, "float32"))))
     assert cast.input_dtype == "uint8" and cast.pixel_scale == 255.0  # bytes, though nothing divides by 255
+    assert "input_layer (Input)  28x28x1 uint8" in cast.summary()
     config = cast.to_config()
     assert config["input_dtype"] == "uint8" and Architecture.from_config(config) == cast
     assert "input_dtype" not in architecture_of(sequential_case((28, 28, 1))).to_config()  # float32 unsaid

@@ -898,6 +898,8 @@ class Architecture:
         given = shape_text(self.input_shape)
         if self.open_input_axes:  # Keras' None (any size), and the size the bridge builds it at
             given = f"{shape_text(self.keras_input_shape)}, built at {given}"
+        if self.input_dtype != INPUT_DTYPES[0]:  # bytes
+            given = f"{given} {self.input_dtype}"
         rows = [(f"{self.input_name} (Input)", given, "", "")]
         for node in self.nodes:
             count = 0 if node.shares else sum(math.prod(s) for _, s in node.layer.weights(*self.input_shapes_of(node)))
