@@ -562,6 +562,16 @@ def _hostile_onnx_graphs(folder: Path) -> None:
     model = onnx.load(folder / "external.onnx")  # its constant's bytes in a file beside it, as ONNX can keep them
     onnx.save(model, folder / "external.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
               location="beside.bin", size_threshold=0)
+    # hostile round 11: a sparse tensor of a [10**9, 10] dense shape, one value (31 KB): ONNX Runtime makes it dense
+    one_value = helper.make_sparse_tensor(numpy_helper.from_array(np.ones(1, np.float32), "S"),
+                                          numpy_helper.from_array(np.zeros(1, np.int64), "S_indices"), [10 ** 9, 10])
+    counted = [helper.make_node("Size", ["S"], ["count"]), helper.make_node("Cast", ["count"], ["many"], to=1),
+               helper.make_node("Add", ["input", "many"], ["x"])]
+    save("sparse", counted, {})
+    model = onnx.load(folder / "sparse.onnx")
+    model.graph.sparse_initializer.append(one_value)
+    onnx.save(model, folder / "sparse.onnx")
+    save("sparse_constant", [helper.make_node("Constant", [], ["S"], sparse_value=one_value), *counted], {})
     save("batch_cubed", [helper.make_node("Shape", ["input"], ["b"], start=0, end=1),
                          helper.make_node("Sub", ["b", "one"], ["b1"]), helper.make_node("Sub", ["b", "two"], ["b2"]),
                          helper.make_node("Mul", ["b", "b1"], ["bb1"]), helper.make_node("Mul", ["bb1", "b2"], ["n"]),
@@ -621,6 +631,12 @@ ONNX_REFUSALS = [
                                  "recurrent classifiers); it is not run"),
     ("external.onnx", "onnx", "external.onnx: its tensor W is stored in another file; this runner takes a "
                               "model whole in one file (save it with save_as_external_data=False)"),
+    # hostile round 11: a 31 KB file whose sparse tensor ONNX Runtime made 80 GB (its values read from a file beside
+    # it, too, where the dense tensors' are refused)
+    ("sparse.onnx", "onnx", "sparse.onnx: its graph holds a sparse tensor (S), which ONNX Runtime makes dense when it "
+                            "loads the file, whatever its size; this runner takes dense tensors only (as this bridge "
+                            "writes them); it is not run"),
+    ("sparse_constant.onnx", "onnx", "its graph holds a sparse tensor (Constant S sparse_value)"),
 ]
 
 

@@ -235,6 +235,11 @@ def _check_graph(model: Path | bytes, path: str | Path) -> int:
         raise UserError(f"{path}: its graph holds {', '.join(escaped(op)[:100] for op in unbounded[:5])}, whose work "
                         f"cannot be told from its shapes before it runs (this runner takes ONNX's standard operators "
                         f"of convolutional and recurrent classifiers); it is not run")
+    sparse = next(_sparse_tensors(proto.graph), None)
+    if sparse is not None:  # ONNX Runtime makes it dense when it loads the file: [1e9, 10] from a few bytes
+        raise UserError(f"{path}: its graph holds a sparse tensor ({escaped(sparse)[:100]}), which ONNX Runtime makes "
+                        f"dense when it loads the file, whatever its size; this runner takes dense tensors only (as "
+                        f"this bridge writes them); it is not run")
     external = [tensor.name for tensor in _tensors(proto.graph) if tensor.data_location == onnx.TensorProto.EXTERNAL]
     if external:
         raise UserError(f"{path}: its tensor {escaped(external[0])[:100]} is stored in another file; this runner "
@@ -329,6 +334,18 @@ def _tensors(graph) -> Iterator:
             if attribute.HasField("t"):
                 yield attribute.t
             yield from attribute.tensors
+
+
+def _sparse_tensors(graph) -> Iterator[str]:
+    """The names of a graph's sparse tensors: its sparse initializers and its nodes' sparse attributes (a
+    Constant's ``sparse_value``), each declaring a dense shape of any size in a few bytes."""
+    for tensor in graph.sparse_initializer:
+        yield tensor.values.name or tensor.indices.name or "a sparse initializer"
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("sparse_tensor") or attribute.sparse_tensors:
+                where = node.name or (node.output[0] if node.output else "")
+                yield f"{node.op_type} {where} {attribute.name}".replace("  ", " ")
 
 
 # Recurrent operators, by the gates of each step: their work is every step's products with their weights
