@@ -764,6 +764,16 @@ BAD_INPUTS = {
     "validation interval beyond the epoch": (["fit", "--data.subset", "500", "--trainer.val_check_interval", "100"],
                                              "--trainer.val_check_interval 100: more than the 15 training batches of "
                                              "an epoch"),
+    # hostile round 11: a whole float is a count to Lightning (a traceback after the data was read), 2.5 nothing
+    "validation interval a whole float beyond the epoch": (
+        ["fit", "--data.subset", "500", "--trainer.val_check_interval", "16.0"],
+        "--trainer.val_check_interval 16: more than the 15 training batches of an epoch"),
+    "two batches as a whole float, accumulating three": (
+        ["fit", "--data.subset", "500", "--trainer.limit_train_batches", "2.0", "--trainer.accumulate_grad_batches",
+         "3"], "--trainer.accumulate_grad_batches 3: more than the 2 training batches of an epoch"),
+    "a batch limit neither a fraction nor a count": (["cv", "--trainer.limit_val_batches", "2.5"],
+                                                     "--trainer.limit_val_batches 2.5: give a fraction from 0 to 1 "
+                                                     "or a whole number of batches"),
     "validation interval 0": (["fit", "--trainer.val_check_interval", "0"], "--trainer.val_check_interval 0: give"),
     "no training batch": (["cv", "--trainer.limit_train_batches", "0"], "--trainer.limit_train_batches 0: fit would "
                                                                           "train on no batch"),

@@ -327,6 +327,7 @@ class MnistCLI(LightningCLI):
             check_weights_use(subcommand, config.weights, config.get("ckpt_path"))
         check_seed(config.seed_everything)
         check_accelerator_name(config.trainer.accelerator)
+        read_batch_counts(config.trainer)
         check_trainer_counts(config.trainer)
         if subcommand in ("fit", "cv"):
             check_training_length(max_epochs=config.trainer.max_epochs, patience=config.early_stopping.patience)
@@ -998,6 +999,24 @@ def check_checkpoint_folder(label: str, dirpath: Any) -> None:
         raise UserError(f"{label} {dirpath}: already holds checkpoints (another run's?), which this run's would "
                         f"replace or mix with; name a new or empty folder, or leave it out (each run keeps its "
                         f"checkpoints in its own folder's {CHECKPOINTS}/)")
+
+
+# The Trainer's settings that are a fraction (a float up to 1) or a number of batches (an int, or a whole float above 1)
+BATCH_COUNTS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+                "val_check_interval")
+
+
+def read_batch_counts(trainer) -> None:
+    """Read a whole float above 1 (``--trainer.limit_train_batches 2.0``) as the count it is to Lightning, so that
+    every check here counts as Lightning will (they took it for a fraction: 2.0 of the batches, then a traceback
+    after the data was read); refuse a float above 1 that is no whole number (Lightning's later traceback)."""
+    for name in BATCH_COUNTS:
+        value = trainer.get(name)
+        if isinstance(value, float) and not 0 <= value <= 1:  # NaN included
+            if not (math.isfinite(value) and value.is_integer()):
+                raise UserError(f"--trainer.{name} {value:g}: give a fraction from 0 to 1 or a whole number of "
+                                f"batches")
+            trainer[name] = int(value)
 
 
 def check_trainer_counts(trainer) -> None:
