@@ -6,6 +6,7 @@ feeds it MNIST that way (:attr:`Architecture.pixel_scale`); the notebook's [0, 1
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -169,7 +170,8 @@ def byte_model(tmp_path_factory, mnist):
     folder = tmp_path_factory.mktemp("bytes")
     keras.utils.set_random_seed(0)
     inputs = keras.Input((28, 28, 1), dtype="uint8", name="bytes")
-    x = L.MaxPooling2D()(L.Conv2D(8, 3, activation="relu")(L.Rescaling(1 / 255)(inputs)))
+    x = L.Rescaling(1 / 255)(L.Permute((2, 1, 3))(inputs))  # Keras' transpose keeps bytes
+    x = L.MaxPooling2D()(L.Conv2D(8, 3, activation="relu")(x))
     model = keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(x)), name="fed_bytes")
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(mnist.train_images[:4000, :, :, None], mnist.train_labels[:4000], batch_size=64, epochs=1, verbose=0)
@@ -206,20 +208,38 @@ def test_a_uint8_input_is_a_description_setting_and_always_takes_0_to_255_pixels
     inputs = keras.Input((28, 28, 1), dtype="uint8")
     cast = architecture_of(keras.Model(inputs, sequential_case((28, 28, 1))(keras.ops.cast(inputs, "float32"))))
     assert cast.input_dtype == "uint8" and cast.pixel_scale == 255.0  # bytes, though nothing divides by 255
-    assert "input_layer (Input)  28x28x1 uint8" in cast.summary()
+    assert re.search(r"\(Input\)  28x28x1 uint8\n", cast.summary())
     config = cast.to_config()
     assert config["input_dtype"] == "uint8" and Architecture.from_config(config) == cast
     assert "input_dtype" not in architecture_of(sequential_case((28, 28, 1))).to_config()  # float32 unsaid
     for wrong in ("int8", ["uint8"], None):
         with pytest.raises(ArchitectureError, match=r"input_dtype must be float32 or uint8, got "):
             Architecture.from_config({**config, "input_dtype": wrong})
-    # Keras computes no convolution on bytes (a traceback in keras_reference train, where fit trained): refused
+    # Keras computes no convolution on bytes (a traceback in keras_reference train, where fit trained): refused, also
+    # past a max pooling, whose outputs stay bytes; an augmentation or a resize computes in float32 (measured in Keras)
     inputs = keras.Input((28, 28, 1), dtype="uint8")
-    first = L.Conv2D(2, 3, name="edges")
-    with pytest.raises(ArchitectureError, match=r"^m.keras: layer 0 \(edges, Conv2D\): takes the model's uint8 input, "
-                                                r"which Keras does not compute on; give it a Rescaling, ops.cast to "
-                                                r"float32 or a Normalization first$"):
-        architecture_of(keras.Model(inputs, sequential_case((26, 26, 2))(first(inputs))), "m.keras")
+    for before, index in (([], 0), ([L.MaxPooling2D(2), L.Reshape((14, 14, 1))], 2)):
+        x = inputs
+        for layer in before:
+            x = layer(x)
+        x = L.Conv2D(2, 3, name="edges")(x)
+        model = keras.Model(inputs, sequential_case(tuple(x.shape[1:]))(x))
+        with pytest.raises(ArchitectureError, match=rf"^m.keras: layer {index} \(edges, Conv2D\): takes the model's "
+                                                    r"uint8 input \(bytes\); bytes go first through a Rescaling, "
+                                                    r"ops.cast to float32, a Normalization, a resize or an "
+                                                    r"augmentation, past reshapes, crops, paddings and max poolings"):
+            architecture_of(model, "m.keras")
+    for first in (L.RandomFlip(), L.Resizing(20, 20), L.CenterCrop(20, 20)):
+        x = L.Conv2D(2, 3)(first(L.Permute((2, 1, 3))(inputs)))
+        assert architecture_of(keras.Model(inputs, sequential_case(tuple(x.shape[1:]))(x))).input_dtype == "uint8"
+    # a nested model's own uint8 input: the bridge's one graph has one input, the outermost model's
+    inner = keras.Input((28, 28, 1), dtype="uint8")
+    nested = keras.Model(inner, L.Rescaling(1 / 255)(inner), name="inner")
+    outer = keras.Input((28, 28, 1))
+    with pytest.raises(ArchitectureError, match=r"^m.keras, nested model inner: its input is uint8; bytes are read by "
+                                                r"the outermost model's input only; give the nested model a float32 "
+                                                r"input$"):
+        architecture_of(keras.Model(outer, sequential_case((28, 28, 1))(nested(outer))), "m.keras")
     towers = [L.Normalization(mean=30.0, variance=900.0)(inputs), L.Rescaling(1 / 255)(inputs)]
     assert architecture_of(keras.Model(inputs, sequential_case((28, 28, 2))(L.Concatenate()(towers)))).pixel_scale \
         == 255.0

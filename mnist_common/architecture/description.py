@@ -429,14 +429,21 @@ class Architecture:
 
     # --- the graph -------------------------------------------------------------------------
     def _check_byte_input(self) -> None:
-        """A uint8 input goes first through a layer that Keras casts it to float32 in (a Rescaling, ``ops.cast``):
-        Keras runs no convolution or product on bytes (a traceback in Keras' training, where torch trained)."""
-        if self.input_dtype == "uint8":
-            for index, node in enumerate(self.nodes):
-                if self.input_name in node.inputs and not node.layer.TAKES_BYTES:
-                    raise self._refuse(index, node, "takes the model's uint8 input, which Keras does not compute "
-                                                    "on; give it a Rescaling, ops.cast to float32 or a "
-                                                    "Normalization first")
+        """A uint8 input reaches only layers that Keras runs on bytes: through layers whose outputs stay bytes (a
+        reshape, a crop, a max pooling) to one that computes in float32 (a Rescaling, ``ops.cast``, a resize); Keras
+        runs no convolution or product on bytes (a traceback in Keras' training, where torch trained)."""
+        if self.input_dtype != "uint8":
+            return
+        holding_bytes = {self.input_name}
+        for index, node in enumerate(self.nodes):
+            if holding_bytes.intersection(node.inputs):
+                if len(node.inputs) > 1 or not (node.layer.TAKES_BYTES or node.layer.PASSES_BYTES):
+                    raise self._refuse(index, node, "takes the model's uint8 input (bytes); bytes go first through a "
+                                                    "Rescaling, ops.cast to float32, a Normalization, a resize or an "
+                                                    "augmentation, past reshapes, crops, paddings and max poolings "
+                                                    "(Keras computes no convolution, product or dropout on bytes)")
+                if node.layer.PASSES_BYTES:
+                    holding_bytes.add(node.name)
 
     def _refuse(self, index: int, node: Node, why: str) -> ArchitectureError:
         return ArchitectureError(f"{self._where()}{layer_label(index, node.layer)}: {why}")

@@ -85,6 +85,7 @@ class ImageAugmentation(Layer):
 class RandomFlip(ImageAugmentation):
     """Flips each image with probability 1/2: left-right, upside down, or (``horizontal_and_vertical``) both at
     once, on one draw per image, as Keras does."""
+    TAKES_BYTES: ClassVar[bool] = True
 
     mode: str = "horizontal_and_vertical"
 
@@ -112,6 +113,7 @@ class ImageWarp(ImageAugmentation):
 @dataclass(frozen=True, kw_only=True)
 class RandomRotation(ImageWarp):
     """Rotates each image about its centre by an angle drawn from ``factor`` x 360 degrees."""
+    TAKES_BYTES: ClassVar[bool] = True
 
     factor: tuple[float, float]
 
@@ -126,6 +128,7 @@ class RandomZoom(ImageWarp):
     """Scales each image about its centre: a factor ``z`` drawn from ``height_factor`` reads ``1 + z`` times the
     height (positive: zoom out); ``width_factor`` likewise, or None for the same draw as the height (the aspect
     kept)."""
+    TAKES_BYTES: ClassVar[bool] = True
 
     height_factor: tuple[float, float]
     width_factor: tuple[float, float] | None = None
@@ -141,6 +144,7 @@ class RandomZoom(ImageWarp):
 @dataclass(frozen=True, kw_only=True)
 class RandomTranslation(ImageWarp):
     """Shifts each image by fractions of its height and width drawn from ``height_factor`` and ``width_factor``."""
+    TAKES_BYTES: ClassVar[bool] = True
 
     height_factor: tuple[float, float]
     width_factor: tuple[float, float]
@@ -157,6 +161,7 @@ class RandomContrast(ImageAugmentation):
     """Moves each image's values away from (or towards) their mean over height and width, per channel, by a factor
     drawn from [1 - factor[0], 1 + factor[1]], then clips them to ``value_range``. A single number ``f`` is the
     range (0, f) in Keras (so the contrast only rises); that is mirrored, as Keras normalises it."""
+    TAKES_BYTES: ClassVar[bool] = True
 
     factor: tuple[float, float]
     value_range: tuple[float, float] = (0.0, 255.0)
@@ -172,6 +177,7 @@ class RandomContrast(ImageAugmentation):
 class RandomBrightness(ImageAugmentation):
     """Adds to each image one value drawn from ``factor`` times the width of ``value_range`` (Keras sorts the
     range), then clips to it."""
+    TAKES_BYTES: ClassVar[bool] = True
 
     factor: tuple[float, float]
     value_range: tuple[float, float] = (0.0, 255.0)

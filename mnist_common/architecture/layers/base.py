@@ -437,9 +437,12 @@ class Layer:
     # resize): the pixel scale is found past such layers.
     KEEPS_SCALE: ClassVar[bool] = False
 
-    # Whether Keras casts its input to float32 before computing (a Rescaling, ``ops.cast``, a Normalization): what
-    # takes a model's uint8 input (Keras runs no convolution or product on bytes)
+    # What Keras does with uint8 inputs (a model fed raw bytes, measured in Keras' predict and fit): TAKES_BYTES, it
+    # computes in float32 (a Rescaling, ``ops.cast``, a Normalization, a resize or augmentation); PASSES_BYTES, its
+    # outputs stay bytes, which the next layer takes (a reshape, crop, padding, max pooling). Neither: Keras cannot
+    # run it on bytes (a convolution, a Dense, a dropout in training, an average pooling)
     TAKES_BYTES: ClassVar[bool] = False
+    PASSES_BYTES: ClassVar[bool] = False
 
     # Whether its output outside training is its input's values, each once, arranged otherwise (a reshape, a
     # transpose; a dropout, the identity then): one distribution over all its input's values stays one.

@@ -674,6 +674,7 @@ class ReshapeOperation(Operation):
 
     REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True
+    PASSES_BYTES: ClassVar[bool] = True
 
     newshape: tuple[int, ...]
     FUNCTION: ClassVar[str] = "reshape"
@@ -706,6 +707,7 @@ class ReshapeOperation(Operation):
 @dataclass(frozen=True, kw_only=True)
 class ExpandDims(Operation):
     """``keras.ops.expand_dims(x, axis)``: a new axis of size 1 (``axis`` counts the batch as 0, -1 the new last)."""
+    PASSES_BYTES: ClassVar[bool] = True
 
     REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True
@@ -735,6 +737,7 @@ class ExpandDims(Operation):
 class Squeeze(Operation):
     """``keras.ops.squeeze(x, axis)``: the named axes of size 1 removed (``axis`` required: null would also remove
     the batch axis of a batch of one)."""
+    PASSES_BYTES: ClassVar[bool] = True
 
     REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True
@@ -763,6 +766,7 @@ class Squeeze(Operation):
 class Transpose(Operation):
     """``keras.ops.transpose(x, axes)``: ``axes`` a permutation of every axis, the batch (0) staying first; what
     the ``Permute`` layer computes with ``dims = axes[1:]``."""
+    PASSES_BYTES: ClassVar[bool] = True
 
     REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True

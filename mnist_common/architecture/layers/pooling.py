@@ -51,6 +51,7 @@ class _Pooling2D(Layer):
 @dataclass(frozen=True, kw_only=True)
 class MaxPooling2D(_Pooling2D):
     """With ``padding="same"`` the padded cells never win (Keras pads with -inf)."""
+    PASSES_BYTES: ClassVar[bool] = True
 
 
 @layer_type
@@ -102,6 +103,7 @@ class _GlobalPooling2D(Layer):
 @layer_type
 @dataclass(frozen=True, kw_only=True)
 class GlobalAveragePooling2D(_GlobalPooling2D):
+    TAKES_BYTES: ClassVar[bool] = True
     def keeps_distributions(self, *shapes: Shape) -> bool:
         return True  # the mean of the channel vectors
 
@@ -109,6 +111,7 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
 @layer_type
 @dataclass(frozen=True, kw_only=True)
 class GlobalMaxPooling2D(_GlobalPooling2D):
+    PASSES_BYTES: ClassVar[bool] = True
     pass
 
 
@@ -172,6 +175,7 @@ class AdaptiveAveragePooling2D(_AdaptivePooling2D):
 @layer_type
 @dataclass(frozen=True, kw_only=True)
 class AdaptiveMaxPooling2D(_AdaptivePooling2D):
+    PASSES_BYTES: ClassVar[bool] = True
     pass
 
 

@@ -254,6 +254,7 @@ class Resizing(_ImageSize):
     """``tf.image.resize`` to ``height`` x ``width``: half-pixel centres; ``bilinear`` (``antialias`` widens its
     kernel when shrinking) or ``nearest``; first cropped to the target's aspect ratio (``crop_to_aspect_ratio``,
     :func:`aspect_crop`) or padded to it with ``fill_value`` (``pad_to_aspect_ratio``, :func:`aspect_padding`)."""
+    TAKES_BYTES: ClassVar[bool] = True
 
     interpolation: str = "bilinear"
     crop_to_aspect_ratio: bool = False
@@ -283,6 +284,7 @@ class CenterCrop(_ImageSize):
     """The central ``height`` x ``width`` of the image (an odd surplus cut from the bottom and the right); an image
     smaller than that on either axis is cropped to the target's aspect ratio and resized bilinearly, as Keras'
     ``smart_resize`` does."""
+    TAKES_BYTES: ClassVar[bool] = True
 
     def fits(self, shape: Shape) -> bool:
         """Whether the crop is a plain slice of an input of ``shape`` (at least the target on both axes)."""

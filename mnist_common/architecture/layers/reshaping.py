@@ -48,6 +48,7 @@ def only_the_last_axis(shape: Shape, output: Shape) -> bool:
 @dataclass(frozen=True, kw_only=True)
 class Flatten(Layer):
     """Keras flattens channels-last maps in (h, w, c) order."""
+    PASSES_BYTES: ClassVar[bool] = True
 
     REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True
@@ -66,6 +67,7 @@ class Flatten(Layer):
 class Reshape(Layer):
     """Keras' reshape of its channels-last values in row-major order (an (H, W, C) map read as (h, w, c), as
     Flatten reads it); one size may be -1, inferred from the input's size, and Keras keeps the -1 in its config."""
+    PASSES_BYTES: ClassVar[bool] = True
 
     REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True
@@ -101,6 +103,7 @@ class Reshape(Layer):
 @dataclass(frozen=True, kw_only=True)
 class Permute(Layer):
     """Keras' transpose of the non-batch axes, numbered from 1 (the batch axis stays first)."""
+    PASSES_BYTES: ClassVar[bool] = True
 
     REARRANGES: ClassVar[bool] = True
     KEEPS_SCALE: ClassVar[bool] = True
@@ -158,6 +161,7 @@ def side_pairs(value: Any, setting: str) -> tuple[tuple[int, int], tuple[int, in
 @dataclass(frozen=True, kw_only=True)
 class _Sides2D(Layer):
     """What ZeroPadding2D and Cropping2D share: rows and columns at each side of an (H, W, C) map."""
+    PASSES_BYTES: ClassVar[bool] = True
 
     KEEPS_SCALE: ClassVar[bool] = True
 
@@ -211,6 +215,7 @@ class Cropping2D(_Sides2D):
 class UpSampling2D(Layer):
     """Keras repeats rows and columns ("nearest"), or resizes bilinearly with half-pixel centres, edges clamped and
     no antialiasing (``tf.image.resize``: torch's ``align_corners=False``); its other interpolations are refused."""
+    PASSES_BYTES: ClassVar[bool] = True
 
     KEEPS_SCALE: ClassVar[bool] = True  # its input's values repeated, or weighted means
 
@@ -234,6 +239,7 @@ class UpSampling2D(Layer):
 @dataclass(frozen=True, kw_only=True)
 class Identity(Layer):
     """Its input, unchanged (Keras' placeholder layer, e.g. a residual block's shortcut)."""
+    PASSES_BYTES: ClassVar[bool] = True
 
     KEEPS_SCALE: ClassVar[bool] = True
 
@@ -252,6 +258,7 @@ def side_pair(value: Any, setting: str) -> tuple[int, int]:
 @dataclass(frozen=True, kw_only=True)
 class _Sides1D(Layer):
     """What ZeroPadding1D and Cropping1D share: steps at each end of a (steps, features) map."""
+    PASSES_BYTES: ClassVar[bool] = True
 
     KEEPS_SCALE: ClassVar[bool] = True
 
@@ -305,6 +312,7 @@ class Cropping1D(_Sides1D):
 @dataclass(frozen=True, kw_only=True)
 class UpSampling1D(Layer):
     """Each step repeated ``size`` times (Keras' ``ops.repeat`` along the steps)."""
+    PASSES_BYTES: ClassVar[bool] = True
 
     KEEPS_SCALE: ClassVar[bool] = True  # its input's values repeated, or weighted means
 
