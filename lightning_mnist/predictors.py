@@ -78,13 +78,13 @@ class Predictor:
 
             x = torch.from_numpy(pixels[:, None])  # (N, 1, 28, 28)
             with torch.inference_mode():
-                probs = torch.stack([torch.softmax(net(x * net.architecture.pixel_scale), dim=1)
+                probs = torch.stack([torch.softmax(net(net.architecture.model_pixels(x)), dim=1)
                                      for net in self.models]).mean(0).numpy()
         else:
             from lightning_mnist.interop.keras_models import call_eagerly
 
             def run(model, architecture):  # each model gets the pixels in its own layout and scale
-                x = pixels.reshape(len(pixels), *architecture.input_shape) * np.float32(architecture.pixel_scale)
+                x = architecture.model_pixels(pixels.reshape(len(pixels), *architecture.input_shape))
                 return model.predict_on_batch(x) if self.graph else call_eagerly(model, x)
 
             outputs = [np.asarray(run(m, a), dtype=np.float32) for m, a in zip(self.models, self.architectures)]

@@ -200,6 +200,23 @@ def test_a_model_fed_bytes_converts_to_every_format_and_back_and_predicts_alike(
     assert max(np.abs(np.array(a["probabilities"]) - answers[0]["probabilities"]).max() for a in answers) <= 1e-5
 
 
+def test_a_dark_on_light_picture_reaches_a_model_fed_bytes_as_its_own_bytes(byte_model, mnist, tmp_path, capsys):
+    """An MNIST digit saved black on white (28x28, as people draw): the notebook's preprocessing inverts it back to
+    the digit's own bytes, and every backend answers as Keras' predict on those bytes (inverted in [0, 1], 1 - 0.2
+    times 255 was 203.99998, which a byte input truncated to 203: 3e-5 off, zoo round 11)."""
+    from PIL import Image
+
+    source, _ = byte_model
+    digit = mnist.test_images[0]
+    Image.fromarray(255 - digit).save(tmp_path / "drawn.png")
+    expected = keras.saving.load_model(source).predict(digit[None, :, :, None], verbose=0)[0]
+    for backend in ("keras", "torch", "onnx"):
+        command_line(["predict", str(tmp_path / "drawn.png"), "--weights", str(source), "--backend", backend,
+                      "--preprocess", "notebook", "--json"])
+        answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert np.abs(np.array(answer["probabilities"]) - expected).max() <= 1e-6, backend
+
+
 def test_both_frameworks_train_a_model_fed_bytes(byte_model, run_main, tmp_path):
     both_frameworks_learn(run_main, tmp_path, byte_model[0], subset=2000, minimum=0.6)
 
@@ -209,6 +226,13 @@ def test_a_uint8_input_is_a_description_setting_and_always_takes_0_to_255_pixels
     cast = architecture_of(keras.Model(inputs, sequential_case((28, 28, 1))(keras.ops.cast(inputs, "float32"))))
     assert cast.input_dtype == "uint8" and cast.pixel_scale == 255.0  # bytes, though nothing divides by 255
     assert re.search(r"\(Input\)  28x28x1 uint8\n", cast.summary())
+    import torch
+
+    from lightning_mnist.models import KerasNetwork
+
+    network = KerasNetwork(cast).eval()  # the nearest byte within 0-255, in every file exported from it too
+    given, taken = torch.tensor([300.0, -3.0, 100.4, 99.6]), torch.tensor([255.0, 0.0, 100.0, 100.0])
+    assert torch.equal(*(network(v[:, None, None, None].expand(4, 1, 28, 28)) for v in (given, taken)))
     config = cast.to_config()
     assert config["input_dtype"] == "uint8" and Architecture.from_config(config) == cast
     assert "input_dtype" not in architecture_of(sequential_case((28, 28, 1))).to_config()  # float32 unsaid

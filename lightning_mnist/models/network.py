@@ -140,8 +140,8 @@ class KerasNetwork(nn.Module):
             raise ValueError(f"the network takes inputs of shape (batch, {', '.join(map(str, self.input_shape))}) "
                              f"(torch's layout), got {tuple(x.shape)}; a Keras input size left open is built at "
                              f"MNIST's (28 rows or columns, or as many steps as hold its 784 pixels)")
-        if self.architecture.input_dtype == "uint8":  # Keras casts its inputs to bytes (truncating): so does this
-            x = x.to(torch.uint8).to(x.dtype)
+        if self.architecture.input_dtype == "uint8":  # bytes: the nearest whole one within 0-255 (what a picture's
+            x = x.clamp(0, 255).round()  # pixels are; the commands feed Keras whole bytes too: model_pixels)
         values = {self.architecture.input_name: x}
         penalty = None
         for name, module, inputs, done in self.plan:

@@ -674,6 +674,13 @@ class Architecture:
                 paths.append((taker.name, product))  # one path to each: these layers take one input
         return 1.0
 
+    def model_pixels(self, pixels):
+        """MNIST pixels in [0, 1] (a numpy array or a torch tensor) as this model takes them: times
+        :attr:`pixel_scale`, and whole bytes for a uint8 input (Keras' cast truncates: an inverted picture's 1 - 0.2
+        times 255 is 203.99998, which would be 203, not the picture's 204)."""
+        scaled = pixels * self.pixel_scale
+        return scaled.round() if self.input_dtype == "uint8" else scaled
+
     def same_network(self, other: Architecture) -> bool:
         """The same graph of the same layers with the same settings, whatever the model and its layers are called."""
         def shape_of(architecture: Architecture) -> tuple:
