@@ -24,13 +24,16 @@ def luminance(image: Image.Image) -> np.ndarray:
     """Float32 luminance in [0, 1] of an image without alpha, for any mode (16-bit and float included)."""
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         return np.asarray(image, dtype=np.float32) / 65535.0
-    if image.mode in ("I", "F"):
-        a = np.asarray(image, dtype=np.float32)
+    if image.mode in ("I", "F"):  # in float64: a float TIFF's range may be float32's whole range (1e38 - -3e38)
+        a = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(a).all():  # refused as it is by the caller, in words (no arithmetic's warnings first)
+            return a.astype(np.float32)
         low, high = float(a.min(initial=0)), float(a.max(initial=0))
         if low < 0 or high > 65535 or (image.mode == "F" and high > 255):  # no usual scale: the picture's own range
-            return (a - low) / (high - low) if high > low else np.zeros_like(a)  # (a float TIFF of 0..1020 was dark)
+            scaled = (a - low) / (high - low) if high > low else np.zeros_like(a)  # (a float TIFF of 0..1020 was dark)
+            return scaled.astype(np.float32)
         top = 1.0 if image.mode == "F" and high <= 1.0 else 255.0 if high <= 255 else 65535.0
-        return np.clip(a / top, 0.0, 1.0)
+        return np.clip(a / top, 0.0, 1.0).astype(np.float32)
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
     if image.mode == "RGB":
