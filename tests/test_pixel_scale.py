@@ -188,6 +188,9 @@ def test_a_model_fed_bytes_converts_to_every_format_and_back_and_predicts_alike(
     source, accuracy = byte_model
     assert architecture_of(keras.saving.load_model(source)).input_dtype == "uint8"
     converts_and_comes_back(source, tmp_path, capsys, ("model.ckpt", "model.onnx", "model.tflite"), 1000)
+    command_line(["convert", str(source), str(tmp_path / "model.pt2"), "--check_images", "100"])
+    assert "input 'input' float32 (batch, 28, 28, 1) 0-255 whole bytes as float32, where the Keras model takes uint8" \
+        in capsys.readouterr().out
     assert model_config_text(tmp_path / "again.keras") == model_config_text(source)
     command_line(["convert", str(source), str(tmp_path / "twice.ckpt"), "--check_images", "1000"])
     assert f"accuracy Lightning {accuracy:.2%}" in capsys.readouterr().out  # scored on bytes, as Keras scored it

@@ -182,7 +182,8 @@ def export_proven(export: Export, source: Path, destination: Path, check_images:
 
     report = write_atomically(destination, lambda tmp: _save(export, module, _example(x), tmp, source), check)
     classes = module.architecture.num_classes
+    taken = ("0-255 whole bytes as float32, where the Keras model takes uint8"
+             if module.architecture.input_dtype == "uint8" else "as the Keras model takes it")
     signature = (f"{export.suffix}: input {INPUT_NAME!r} float32 (batch, {', '.join(map(str, module.input_shape))}) "
-                 f"as the Keras model takes it, output {OUTPUT_NAME!r} (batch, {classes}) probabilities"
-                 f"{export.details}")
+                 f"{taken}, output {OUTPUT_NAME!r} (batch, {classes}) probabilities{export.details}")
     return [signature, report.describe()]
