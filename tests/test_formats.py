@@ -572,6 +572,20 @@ def _hostile_onnx_graphs(folder: Path) -> None:
     model.graph.sparse_initializer.append(one_value)
     onnx.save(model, folder / "sparse.onnx")
     save("sparse_constant", [helper.make_node("Constant", [], ["S"], sparse_value=one_value), *counted], {})
+    # hostile round 11: local functions calling each other ten times, six deep (10**6 operators from a few KB: a
+    # minute and 3 GB inlining them before any check), and a function calling itself
+    tenfold = [helper.make_function("local", "F0", ["a"], ["b"], [helper.make_node("Identity", ["a"], ["b"])],
+                                    opset_imports=[helper.make_opsetid("", 18)])]
+    for depth in range(1, 7):
+        calls = [helper.make_node(f"F{depth - 1}", [f"t{i - 1}" if i else "a"], [f"t{i}" if i < 9 else "b"],
+                                  domain="local") for i in range(10)]
+        tenfold.append(helper.make_function("local", f"F{depth}", ["a"], ["b"], calls, opset_imports=[
+            helper.make_opsetid("", 18), helper.make_opsetid("local", 1)]))
+    save("function_tenfold", [helper.make_node("F6", ["input"], ["x"], domain="local")], {}, functions=tuple(tenfold))
+    itself = helper.make_function("local", "Again", ["a"], ["b"], [helper.make_node("Again", ["a"], ["b"],
+                                                                                   domain="local")],
+                                  opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("local", 1)])
+    save("function_itself", [helper.make_node("Again", ["input"], ["x"], domain="local")], {}, functions=(itself,))
     save("batch_cubed", [helper.make_node("Shape", ["input"], ["b"], start=0, end=1),
                          helper.make_node("Sub", ["b", "one"], ["b1"]), helper.make_node("Sub", ["b", "two"], ["b2"]),
                          helper.make_node("Mul", ["b", "b1"], ["bb1"]), helper.make_node("Mul", ["bb1", "b2"], ["n"]),
@@ -637,6 +651,9 @@ ONNX_REFUSALS = [
                             "loads the file, whatever its size; this runner takes dense tensors only (as this bridge "
                             "writes them); it is not run"),
     ("sparse_constant.onnx", "onnx", "its graph holds a sparse tensor (Constant S sparse_value)"),
+    ("function_tenfold.onnx", "onnx", "function_tenfold.onnx: its local functions expand to 1,000,002 operators, more "
+                                      "than an MNIST model of this bridge may hold (100,000); it is not run"),
+    ("function_itself.onnx", "onnx", "function_itself.onnx: its local function Again calls itself; it is not run"),
 ]
 
 

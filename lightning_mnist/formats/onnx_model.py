@@ -188,6 +188,10 @@ STANDARD_DOMAINS = ("", "ai.onnx")
 MAX_MULTIPLY_ADDS = 10**10
 MAX_BATCH_VALUES = 2**26  # values a run may hold in all: a batch of images is as large as stays within this
 MAX_RUN_BATCH = 64
+# Operators a graph may hold once its local functions are inlined: this bridge writes some 400 for a GRU over 784
+# steps, a few dozen a layer at most (MAX_LAYERS of 2,000); a function calling another ten times, ten deep, is 10**10
+# from a 33 KB file, and inlining 10**5 took 10 s and 0.9 GB
+MAX_INLINED_NODES = 100_000
 
 
 def _check_graph(model: Path | bytes, path: str | Path) -> int:
@@ -212,9 +216,17 @@ def _check_graph(model: Path | bytes, path: str | Path) -> int:
     try:
         proto = onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load(
             str(model), load_external_data=False)
-        proto = onnx.inliner.inline_local_functions(proto) if proto.functions else proto
     except Exception as err:  # protobuf's errors for damaged, truncated or foreign files
         raise UserError(f"{path} is not a readable ONNX model ({one_line(err)})") from None
+    if proto.functions:
+        inlined = _inlined_nodes(proto, path)
+        if inlined > MAX_INLINED_NODES:
+            raise UserError(f"{path}: its local functions expand to {inlined:,} operators, more than an MNIST model "
+                            f"of this bridge may hold ({MAX_INLINED_NODES:,}); it is not run")
+        try:
+            proto = onnx.inliner.inline_local_functions(proto)
+        except Exception as err:
+            raise UserError(f"{path} is not a readable ONNX model ({one_line(err)})") from None
     found: set[str] = set()
 
     def visit(graph) -> None:
@@ -334,6 +346,30 @@ def _tensors(graph) -> Iterator:
             if attribute.HasField("t"):
                 yield attribute.t
             yield from attribute.tensors
+
+
+def _inlined_nodes(proto, path: str | Path) -> int:
+    """The operators of the main graph once its local functions are inlined, counted over the call tree without
+    inlining it (each function's count once); a function that calls itself, directly or not, is refused."""
+    bodies = {(function.domain, function.name): function for function in proto.functions}
+    counted: dict[tuple[str, str], int] = {}
+
+    def count(nodes, calling: tuple) -> int:
+        total = 0
+        for node in nodes:
+            key = (node.domain, node.op_type)
+            if key not in bodies:
+                total += 1
+                continue
+            if key in calling:
+                raise UserError(f"{path}: its local function {escaped(node.op_type)[:100]} calls itself; it is not "
+                                f"run")
+            if key not in counted:
+                counted[key] = count(bodies[key].node, (*calling, key))
+            total += counted[key]  # a Python integer: 10**100 from a crafted tree is counted, not built
+        return total
+
+    return count(proto.graph.node, ())
 
 
 def _sparse_tensors(graph) -> Iterator[str]:
