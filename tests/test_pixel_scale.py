@@ -256,9 +256,12 @@ def test_a_uint8_input_is_a_description_setting_and_always_takes_0_to_255_pixels
                                                     r"ops.cast to float32, a Normalization, a resize or an "
                                                     r"augmentation, past reshapes, crops, paddings and max poolings"):
             architecture_of(model, "m.keras")
-    for first in (L.RandomFlip(), L.Resizing(20, 20), L.CenterCrop(20, 20)):
+    for first in (L.RandomFlip(), L.Resizing(20, 20), L.CenterCrop(20, 20), lambda t: t / 255, lambda t: t - 127.5):
         x = L.Conv2D(2, 3)(first(L.Permute((2, 1, 3))(inputs)))
         assert architecture_of(keras.Model(inputs, sequential_case(tuple(x.shape[1:]))(x))).input_dtype == "uint8"
+    x = L.Conv2D(2, 3)(inputs * 2)  # bytes still (wrapping past 255 in Keras): refused
+    with pytest.raises(ArchitectureError, match=r"layer 0 \(multiply, ops.multiply\): takes the model's uint8 input"):
+        architecture_of(keras.Model(inputs, sequential_case(tuple(x.shape[1:]))(x)))
     # a nested model's own uint8 input: the bridge's one graph has one input, the outermost model's
     inner = keras.Input((28, 28, 1), dtype="uint8")
     nested = keras.Model(inner, L.Rescaling(1 / 255)(inner), name="inner")

@@ -566,6 +566,11 @@ class MnistCLI(LightningCLI):
         if conflicts:
             raise UserError(f"resuming {checkpoint.path}: {'; '.join(conflicts)}; a resumed run keeps its settings "
                             f"(start a new run to change them)")
+        try:  # the run's own values, kept above, before an optimizer is built of them (Adam's traceback for lr -1)
+            check_training_settings(config.model.lr, config.model.label_smoothing, config.model.weight_decay,
+                                    config.model.keras_adam)
+        except UserError as err:
+            raise UserError(f"resuming {checkpoint.path}: the settings it records are refused: {err}") from None
         network = checkpoint.network()
         groups = ([list(network.parameters())] if config.get("optimizer") else  # LightningCLI's optimizer: all
                   optimizer_parameter_groups(network, config.model.weight_decay))

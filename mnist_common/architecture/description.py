@@ -437,7 +437,7 @@ class Architecture:
         holding_bytes = {self.input_name}
         for index, node in enumerate(self.nodes):
             if holding_bytes.intersection(node.inputs):
-                if len(node.inputs) > 1 or not (node.layer.TAKES_BYTES or node.layer.PASSES_BYTES):
+                if len(node.inputs) > 1 or not (node.layer.takes_bytes() or node.layer.PASSES_BYTES):
                     raise self._refuse(index, node, "takes the model's uint8 input (bytes); bytes go first through a "
                                                     "Rescaling, ops.cast to float32, a Normalization, a resize or an "
                                                     "augmentation, past reshapes, crops, paddings and max poolings "

@@ -444,6 +444,11 @@ class Layer:
     TAKES_BYTES: ClassVar[bool] = False
     PASSES_BYTES: ClassVar[bool] = False
 
+    def takes_bytes(self) -> bool:
+        """Whether Keras computes it in float32 on uint8 inputs (:attr:`TAKES_BYTES`; an operation's constants may
+        decide it)."""
+        return self.TAKES_BYTES
+
     # Whether its output outside training is its input's values, each once, arranged otherwise (a reshape, a
     # transpose; a dropout, the identity then): one distribution over all its input's values stays one.
     REARRANGES: ClassVar[bool] = False

@@ -145,6 +145,13 @@ class BinaryOperation(Operation):
     def constants(self) -> dict[str, int | float]:
         return {name: getattr(self, name) for name in self.OPERANDS if getattr(self, name) is not None}
 
+    def takes_bytes(self) -> bool:
+        """Bytes and a float constant (``inputs / 255.0``, ``inputs - 127.5``) or any division make float32 in
+        Keras; an int constant keeps bytes, which wrap (``inputs * 2``), where torch computes in float."""
+        constants = self.constants()
+        return bool(constants) and (self.FUNCTION in ("divide", "true_divide")
+                                    or any(isinstance(c, float) for c in constants.values()))
+
     def input_count(self) -> int:
         return 2 - len(self.constants())
 
