@@ -157,6 +157,12 @@ TAMPERED = {  # what is changed in the run's last.ckpt, what the one line says
     "a recorded lr that is text": (lambda c: c["hyper_parameters"].update(lr="fast"),
                                    'its recorded hyper_parameters are not settings of this model (Parser key '
                                    '"model.lr": Expected a <class \'float\'>. Got value: fast)'),
+    # hostile round 11: the run's own lr, kept, was given to Adam before it was checked (its traceback)
+    "a recorded lr of -1": (lambda c: c["hyper_parameters"].update(lr=-1.0),
+                            "the settings it records are refused: --model.lr must be a positive number up to 1 "
+                            "(Adam's step size), got -1.0"),
+    "a recorded NaN weight decay": (lambda c: c["hyper_parameters"].update(weight_decay=float("nan")),
+                                    "the settings it records are refused: --model.weight_decay must be 0 or more"),
     "a recorded setting the model lacks": (lambda c: c["hyper_parameters"].update(class_path="os.system"),
                                            "does not accept option 'model.class_path'"),
 }
