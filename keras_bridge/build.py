@@ -58,6 +58,10 @@ def build_model(architecture: Architecture | str | os.PathLike | dict | None = N
     return keras.Model(inputs, tensors[architecture.output.name], name=name)
 
 
+# Keras' advice, at every build and load of a model on a dict, that the dict's key name its Input: the source's choice
+DICT_KEY_ADVICE = "When providing `inputs` as a dict"
+
+
 def as_given(model: "keras.Model", architecture: Architecture) -> "keras.Model":
     """``model`` (built on its tensors, as every caller here runs it) taking and giving them as the Keras model the
     architecture was read from did (:attr:`Architecture.input_key`: a dict of one, ``{"pixels": x}``, or a list of
@@ -69,7 +73,7 @@ def as_given(model: "keras.Model", architecture: Architecture) -> "keras.Model":
         return tensor if key is None else [tensor] if key == 0 else {key: tensor}
 
     with warnings.catch_warnings():  # Keras' advice that a dict's key name its Input: the source's own choice
-        warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
+        warnings.filterwarnings("ignore", message=DICT_KEY_ADVICE)
         return keras.Model(given(architecture.input_key, model.inputs[0]),
                            given(architecture.output_key, model.outputs[0]), name=model.name)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_bridge.backend import import_keras
-from keras_bridge.build import layer_weights
+from keras_bridge.build import DICT_KEY_ADVICE, layer_weights
 from mnist_common.architecture.description import MAX_PARAMETERS
 from mnist_common.architecture.keras_config import read_keras_config
 from mnist_common.errors import UserError, one_line
@@ -120,7 +120,8 @@ def _keras_load(readable: Path, path: Path, hint: str = "", hint_when: str = "",
             said = one_line(err, after="Exception encountered: ")
             raise UserError(f"{path}: Keras cannot load it ({said}){hint if hint_when in said else ''}") from None
     for warning in warned:
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        if not str(warning.message).startswith(DICT_KEY_ADVICE):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return loaded
 
 

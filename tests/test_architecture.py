@@ -94,10 +94,14 @@ def test_a_description_round_trips_through_yaml_and_json(tmp_path):
     (lambda c: c.update(optimizer="adam"), "unknown key optimizer"),
     (lambda c: c.update(functional="yes"), "functional must be true or false, got 'yes'"),
     (lambda c: c.update(input_key=1), "input_key must be null (the tensor itself), 0 (a list of one) or the key of a "
-                                      "dict of one, a string of 1 to 256 characters; got 1"),
+                                      "dict of one, a string of 1 to 256 printable characters; got 1"),
     (lambda c: c.update(output_key=""), "output_key must be null (the tensor itself), 0 (a list of one) or the key "
-                                        "of a dict of one, a string of 1 to 256 characters; got ''"),
+                                        "of a dict of one, a string of 1 to 256 printable characters; got ''"),
     (lambda c: c.update(output_key=False), "output_key must be null"),
+    # hostile round 11: a NUL and a terminal's escape in a key, printed raw in Keras' warnings
+    (lambda c: c.update(input_key="pix\x00els\x1b[2J"), "input_key must be null (the tensor itself), 0 (a list of one) "
+                                                        "or the key of a dict of one, a string of 1 to 256 printable "
+                                                        "characters; got 'pix\\x00els\\x1b[2J'"),
     # a NUL in a name was taken, and failed only when a .keras file was written (h5py: "VLEN strings do not support
     # embedded NULLs"), a traceback
     (lambda c: c["layers"][0].update(name="conv\x00x"), "layer 0 (conv\x00x, Conv2D): its name 'conv\\x00x' holds a "

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -530,14 +531,22 @@ def test_a_model_built_on_a_dict_of_one_tensor_converts_and_comes_back_so(side, 
                           verbose=0)
     assert list(given) == ["digits"] if side == "output" else given.shape == (1, 10)
     predicts_alike_on_both_backends(tmp_path / "again.keras", seed_png, capsys)
+    if side == "input":  # a key other than its Input's name: Keras' advice at every load (raw bytes of the key, hostile
+        keyed = keras.Model({"image": inputs}, outputs)  # round 11) is the source's choice, not shown
+        keyed.save(tmp_path / "keyed.keras")
+        with warnings.catch_warnings(record=True) as shown:
+            warnings.simplefilter("always")
+            command_line(["convert", str(tmp_path / "keyed.keras"), str(tmp_path / "keyed.ckpt"), "--check_images",
+                          "10"])
+            command_line(["convert", str(tmp_path / "keyed.ckpt"), str(tmp_path / "keyed_again.keras"),
+                          "--check_images", "10"])
+        assert not [w for w in shown if "When providing `inputs` as a dict" in str(w.message)], shown
 
 
 @pytest.mark.parametrize("fails", [True, False], ids=["refused", "loaded"])
 def test_keras_warnings_while_it_loads_a_file_never_precede_the_error_line(fails, seed_keras, monkeypatch):
     """Keras warned ("Skipping nested container ...", two lines) and then failed to load a crafted file: the warning
     came before the one error line (hostile round 7). It is now shown only when the model loads."""
-    import warnings
-
     from keras_bridge.files import load_checked
     from mnist_common.errors import UserError
 
@@ -599,8 +608,6 @@ def test_a_graph_that_tensorflow_cannot_trace_converts_without_a_word_from_keras
     """A Functional model read back from its file expects its input as a list of one; run eagerly (its names are
     ones TensorFlow refuses in a graph), Keras would warn about the structure at every batch of the check and at
     every prediction."""
-    import warnings
-
     from lightning_mnist.predictors import load_predictor
 
     inputs = keras.Input((28, 28, 1), name="in-put")

@@ -115,10 +115,11 @@ def presets() -> dict[str, Path]:
 
 def _check_key(key: Any, endpoint: str, source: str) -> None:
     """An ``input_key`` or ``output_key``: null, 0 (a list of one) or a dict's key, a non-empty string."""
-    if key is None or (type(key) is int and key == 0) or (isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH):
+    if key is None or (type(key) is int and key == 0) or (
+            isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH and key.isprintable()):
         return
     raise ArchitectureError(f"{source}: {endpoint} must be null (the tensor itself), 0 (a list of one) or the key of a "
-                            f"dict of one, a string of 1 to {MAX_KEY_LENGTH} characters; got "
+                            f"dict of one, a string of 1 to {MAX_KEY_LENGTH} printable characters; got "
                             f"{escaped(repr(key))[:100]}")
 
 
