@@ -262,6 +262,11 @@ def test_a_uint8_input_is_a_description_setting_and_always_takes_0_to_255_pixels
     x = L.Conv2D(2, 3)(inputs * 2)  # bytes still (wrapping past 255 in Keras): refused
     with pytest.raises(ArchitectureError, match=r"layer 0 \(multiply, ops.multiply\): takes the model's uint8 input"):
         architecture_of(keras.Model(inputs, sequential_case(tuple(x.shape[1:]))(x)))
+    # a sparse input (Keras keeps it so; the bridge wrote it back dense, hostile round 11)
+    sparse = keras.Input((784,), sparse=True)
+    with pytest.raises(ArchitectureError, match=r"^m.keras: the model's input is sparse \(keras.Input\(sparse=True\)\); "
+                                                r"only dense inputs are supported$"):
+        architecture_of(keras.Model(sparse, L.Dense(10, activation="softmax")(sparse)), "m.keras")
     # a nested model's own uint8 input: the bridge's one graph has one input, the outermost model's
     inner = keras.Input((28, 28, 1), dtype="uint8")
     nested = keras.Model(inner, L.Rescaling(1 / 255)(inner), name="inner")

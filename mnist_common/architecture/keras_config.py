@@ -123,8 +123,14 @@ def _input_shape(entry: dict[str, Any] | None, model_config: dict[str, Any], sou
 
 
 def _input_dtype(entry: dict[str, Any] | None, source: str) -> str:
-    """The dtype Keras casts the input to: float32, or uint8 (a model fed raw bytes, rescaled inside)."""
-    dtype = ((entry or {}).get("config") or {}).get("dtype")
+    """The dtype Keras casts the input to: float32, or uint8 (a model fed raw bytes, rescaled inside); a sparse or
+    ragged input (which Keras keeps so, and the bridge would write back dense) is refused."""
+    config = (entry or {}).get("config") or {}
+    for kind in ("sparse", "ragged"):
+        if config.get(kind):
+            raise ArchitectureError(f"{source}: the model's input is {kind} (keras.Input({kind}=True)); only dense "
+                                    f"inputs are supported")
+    dtype = config.get("dtype")
     if isinstance(dtype, dict):  # a serialised policy, whose name Keras casts the input to (int32, float16, ...)
         settings = dtype.get("config")
         dtype = settings.get("name") if dtype.get("class_name") in DTYPE_POLICY_CLASSES and isinstance(
