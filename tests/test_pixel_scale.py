@@ -264,8 +264,8 @@ def test_a_uint8_input_is_a_description_setting_and_always_takes_0_to_255_pixels
         architecture_of(keras.Model(inputs, sequential_case(tuple(x.shape[1:]))(x)))
     # a sparse input (Keras keeps it so; the bridge wrote it back dense, hostile round 11)
     sparse = keras.Input((784,), sparse=True)
-    with pytest.raises(ArchitectureError, match=r"^m.keras: the model's input is sparse \(keras.Input\(sparse=True\)\); "
-                                                r"only dense inputs are supported$"):
+    with pytest.raises(ArchitectureError, match=r"^m.keras: the model's input is sparse "
+                                                r"\(keras.Input\(sparse=True\)\); only dense inputs are supported$"):
         architecture_of(keras.Model(sparse, L.Dense(10, activation="softmax")(sparse)), "m.keras")
     # a nested model's own uint8 input: the bridge's one graph has one input, the outermost model's
     inner = keras.Input((28, 28, 1), dtype="uint8")
