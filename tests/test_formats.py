@@ -586,6 +586,10 @@ def _hostile_onnx_graphs(folder: Path) -> None:
                                                                                    domain="local")],
                                   opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("local", 1)])
     save("function_itself", [helper.make_node("Again", ["input"], ["x"], domain="local")], {}, functions=(itself,))
+    chain = [tenfold[0], *(helper.make_function("local", f"G{depth}", ["a"], ["b"], [helper.make_node(
+        f"G{depth - 1}" if depth > 1 else "F0", ["a"], ["b"], domain="local")], opset_imports=[
+        helper.make_opsetid("", 18), helper.make_opsetid("local", 1)]) for depth in range(1, 5000))]
+    save("function_chain", [helper.make_node("G4999", ["input"], ["x"], domain="local")], {}, functions=tuple(chain))
     save("batch_cubed", [helper.make_node("Shape", ["input"], ["b"], start=0, end=1),
                          helper.make_node("Sub", ["b", "one"], ["b1"]), helper.make_node("Sub", ["b", "two"], ["b2"]),
                          helper.make_node("Mul", ["b", "b1"], ["bb1"]), helper.make_node("Mul", ["bb1", "b2"], ["n"]),
@@ -654,6 +658,8 @@ ONNX_REFUSALS = [
     ("function_tenfold.onnx", "onnx", "function_tenfold.onnx: its local functions expand to 1,000,002 operators, more "
                                       "than an MNIST model of this bridge may hold (100,000); it is not run"),
     ("function_itself.onnx", "onnx", "function_itself.onnx: its local function Again calls itself; it is not run"),
+    ("function_chain.onnx", "onnx", "function_chain.onnx: its local functions call each other thousands deep; it is "
+                                    "not run"),
 ]
 
 

@@ -369,7 +369,10 @@ def _inlined_nodes(proto, path: str | Path) -> int:
             total += counted[key]  # a Python integer: 10**100 from a crafted tree is counted, not built
         return total
 
-    return count(proto.graph.node, ())
+    try:
+        return count(proto.graph.node, ())
+    except RecursionError:  # thousands of functions each calling the next: no MNIST classifier's
+        raise UserError(f"{path}: its local functions call each other thousands deep; it is not run") from None
 
 
 def _sparse_tensors(graph) -> Iterator[str]:

@@ -331,8 +331,8 @@ class Architecture:
     # the Keras model written back is built as the source was (:func:`keras_bridge.build.as_given`)
     input_key: str | int | None = None
     output_key: str | int | None = None
-    # What Keras casts the input to (:data:`INPUT_DTYPES`): the torch network truncates its float inputs to whole
-    # bytes as that cast does, then computes in float32 (``KerasNetwork``)
+    # What Keras casts the input to (:data:`INPUT_DTYPES`): for uint8 the commands feed whole bytes as float32
+    # (:meth:`model_pixels`) and the torch network takes the nearest byte within 0-255 (``KerasNetwork.run``)
     input_dtype: str = INPUT_DTYPES[0]
 
     def __post_init__(self) -> None:
