@@ -597,9 +597,10 @@ class _NestedModels:
         if not steps:  # Keras cannot call a model of no layers
             raise ArchitectureError(f"{where}: the model has no layers")
         if depth:
-            if _input_dtype(input_entry, where) != INPUT_DTYPES[0]:  # the flattened graph has one input: the model's
-                raise ArchitectureError(f"{where}: its input is {_input_dtype(input_entry, where)}; bytes are read by "
-                                        f"the outermost model's input only; give the nested model a float32 input")
+            dtype = _input_dtype(input_entry, where)
+            if dtype != INPUT_DTYPES[0]:  # the flattened graph has one input: the outermost model's
+                raise ArchitectureError(f"{where}: its input is {dtype}; bytes are read by the outermost model's "
+                                        f"input only; give the nested model a float32 input")
             shape = ((input_entry or {}).get("config") or {}).get("batch_shape")
             self.declared.append((where, sources[0], shape[1:] if isinstance(shape, (list, tuple)) and shape else None))
         layers = [call for call in order if not _is_operation(call.entry)]  # Keras' model.layers: not operations
