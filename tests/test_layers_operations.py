@@ -493,3 +493,30 @@ def test_every_operation_kind_is_a_keras_operation_of_its_module():
         assert type(operation).__module__ == description.KERAS_MODULE, kind
         assert not isinstance(operation, keras.layers.Layer), kind
     assert "ops.add" in OPERATION_KINDS and operations.Add is not LAYER_TYPES["Add"]
+
+
+def test_probabilities_clipped_off_0_and_1_stay_probabilities_in_every_format(tmp_path, capsys):
+    """``ops.clip(p, 1e-7, 1 - 1e-7)`` after the softmax (the guard people write before a log, which Keras'
+    cross-entropy applies itself) gives probabilities: trained on as such, and exported (zoo round 10 found it
+    refused by .onnx, .pt2 and .tflite as "neither probabilities nor logits"). A guard that moves their sum by more
+    than a fifth of the conversions' 1e-5 is still refused, saying how far a clip may go."""
+    from bridge_check import converts_and_comes_back
+    from mnist_common.architecture.layers.operations import CLIP_GUARD_SUM
+
+    inputs = keras.Input((28, 28, 1))
+    probabilities = L.Dense(10, activation="softmax")(L.Flatten()(L.Conv2D(4, 3, strides=2, activation="relu")(inputs)))
+    guarded = keras.Model(inputs, ops.clip(probabilities, 1e-7, 1 - 1e-7), name="guarded")
+    assert architecture_of(guarded).outputs_probabilities
+    assert_matches_keras(guarded)
+    guarded.save(tmp_path / "guarded.keras")
+    converts_and_comes_back(tmp_path / "guarded.keras", tmp_path, capsys,
+                            targets=("model.ckpt", "model.onnx", "model.pt2"), check_images=200)
+    for low, high in ((1e-6, 1.0), (0.0, 1 - 3e-6), (1e-7, 0.5)):
+        wide = keras.Model(inputs, ops.clip(probabilities, low, high))
+        architecture = architecture_of(wide)
+        assert not architecture.outputs_probabilities, (low, high)
+        with pytest.raises(ArchitectureError, match=rf"changed by clip\w* \(ops.clip\) into neither probabilities nor "
+                                                    rf"logits, .* or clip them by at most {CLIP_GUARD_SUM:g} over all"):
+            architecture.require_one_distribution(".onnx files")
+    hundred = keras.Model(inputs, ops.clip(L.Dense(100, activation="softmax")(L.Flatten()(inputs)), 1e-7, 1 - 1e-7))
+    assert not architecture_of(hundred).outputs_probabilities  # 99 classes lifted by 1e-7 move the sum by ~1e-5

@@ -768,7 +768,8 @@ class Architecture:
             raise ArchitectureError(f"{what} give one softmax over the classes; {self.name}'s outputs are the "
                                     f"probabilities of {softmax.name} changed by {changer.name} ({changer.layer.type}) "
                                     f"into neither probabilities nor logits, whose softmax is not what the model "
-                                    f"gives (end it with the softmax; a .ckpt or .keras conversion keeps it as it is)")
+                                    f"gives (end it with the softmax{changer.layer.DISTRIBUTION_ADVICE}; a .ckpt or "
+                                    f".keras conversion keeps it as it is)")
         squashed = self.independent_probabilities_from
         if squashed is not None:
             direct, activation = squashed is self.output, squashed.layer.output_activation()  # a wrapped layer's too

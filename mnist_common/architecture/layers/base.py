@@ -463,6 +463,9 @@ class Layer:
         ``softmax`` activation's is the last."""
         return -1 if getattr(self, "activation", None) == "softmax" else None
 
+    # said where a model's probabilities changed by this layer are refused (Architecture.require_one_distribution)
+    DISTRIBUTION_ADVICE: ClassVar[str] = ""
+
     def keeps_distributions(self, *shapes: Shape) -> bool:
         """Whether inputs that are probabilities along their last axis (a softmax's) give outputs that are too,
         outside training: the same values, or a mean of them (an average pooling of per-pixel softmaxes).

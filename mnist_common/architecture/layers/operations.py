@@ -117,6 +117,11 @@ class Operation(Layer):
         return cls.from_settings({**described.settings(), **numbers})
 
 
+# How far an ops.clip of probabilities may move their sum and still give probabilities (Clip.keeps_distributions):
+# ten classes clipped to Keras' epsilon, [1e-7, 1 - 1e-7], move it by 1e-6 at most
+CLIP_GUARD_SUM = 2e-6
+
+
 def _constant(value: Any, setting: str) -> int | float | None:
     """A number given for an operand, kept as given (an integer stays one, as the file has it)."""
     if value is None:
@@ -965,6 +970,8 @@ class Clip(Operation):
     x_min: float
     x_max: float
     FUNCTION: ClassVar[str] = "clip"
+    DISTRIBUTION_ADVICE: ClassVar[str] = (f", or clip them by at most {CLIP_GUARD_SUM:g} over all the classes, "
+                                          f"[1e-7, 1 - 1e-7] for ten, which leaves them probabilities")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -974,7 +981,13 @@ class Clip(Operation):
             raise LayerError(f"needs numbers x_min <= x_max, got {self.x_min!r} and {self.x_max!r}")
 
     def keeps_distributions(self, *shapes: Shape) -> bool:
-        return self.x_min <= 0 and self.x_max >= 1  # x itself on [0, 1]
+        """x itself on [0, 1], or probabilities kept off 0 and 1 by a guard as small as Keras' epsilon, as people
+        clip them before a log (``ops.clip(p, 1e-7, 1 - 1e-7)``; Keras' cross-entropy clips them so itself): read
+        as probabilities where the guard moves their sum by at most :data:`CLIP_GUARD_SUM` (their log is then
+        the logits, whose softmax is the clipped values over their sum, within a fifth of the 1e-5 that every
+        conversion proves)."""
+        raised = max(self.x_min, 0.0) * ((shapes[0][-1] or 1) - 1)  # every class but one lifted to x_min
+        return raised + max(1.0 - self.x_max, 0.0) <= CLIP_GUARD_SUM
 
 
 @layer_type
