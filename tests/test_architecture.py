@@ -305,9 +305,19 @@ def test_the_core_imports_no_framework():
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c["layers"][7].update(units=10**6), "the network has 1,611,019,210 parameters, more than this"),
     (lambda c: c["layers"][0].update(filters=10**5), "values per example, more than this bridge builds"),
+    (lambda c: _first(c, "MaxPooling2D").update(pool_size=10**9, padding="same"),
+     "(max_pooling2d, MaxPooling2D): the layers up to here hold 32,000,001,536,"),
+    (lambda c: _first(c, "MaxPooling2D").update(type="AveragePooling2D", pool_size=2 * 10**4, padding="same"),
+     "AveragePooling2D): the layers up to here hold 12,830,"),
+    (lambda c: c["layers"][0].update(kernel_size=2, dilation_rate=10**6, padding="same"), "hold 1,000,0"),
+    (lambda c: c["layers"].insert(1, {"type": "Conv2DTranspose", "filters": 1, "kernel_size": 3, "padding": "same",
+                                      "dilation_rate": 10**6}), "(conv2d_transpose, Conv2DTranspose): the layers up"),
 ])
 def test_networks_too_large_to_build_are_refused_before_anything_is_allocated(edit, message):
-    """A 10^6-unit Dense (1.6 billion weights) or a 10^5-filter convolution: one line, at once, no memory spent."""
+    """A 10^6-unit Dense (1.6 billion weights) or a 10^5-filter convolution: one line, at once, no memory spent.
+    Windows far larger than their input, with "same" padding (hostile round 12): the padded input the torch side
+    builds (a pooling pads with F.pad, a convolution where the padding is uneven; TensorFlow's dilated convolution
+    pads too) is counted, as is a transposed convolution's full result before Keras' output is cut from it."""
     import time
 
     config = Architecture.load("notebook").to_config()
@@ -317,6 +327,25 @@ def test_networks_too_large_to_build_are_refused_before_anything_is_allocated(ed
         Architecture.from_config(config)
     assert time.perf_counter() - started < 1.0
     assert message in str(refusal.value) and "\n" not in str(refusal.value), str(refusal.value)
+
+
+def _first(config: dict, kind: str) -> dict:
+    return next(layer for layer in config["layers"] if layer["type"] == kind)
+
+
+def test_windows_larger_than_their_input_build_where_they_cost_little():
+    """What the count of padded inputs leaves alone: DeepLab's atrous pyramid on a 7x7 map (dilations 6 to 18, "same",
+    most taps on padding), a 3x3 "same" convolution and pooling on a 1x1 map."""
+    pyramid = Architecture.from_config({"input_shape": [28, 28, 1], "layers": [
+        {"type": "Conv2D", "filters": 8, "kernel_size": 3, "strides": 4, "padding": "same", "name": "stem"},
+        *({"type": "Conv2D", "filters": 8, "kernel_size": 3, "padding": "same", "dilation_rate": rate,
+           "name": f"rate_{rate}", "inputs": ["stem"]} for rate in (6, 12, 18)),
+        {"type": "Concatenate", "inputs": ["rate_6", "rate_12", "rate_18"]},
+        {"type": "MaxPooling2D", "pool_size": 7}, {"type": "Conv2D", "filters": 4, "kernel_size": 3, "padding": "same"},
+        {"type": "MaxPooling2D", "pool_size": 3, "strides": 1, "padding": "same"}, {"type": "Flatten"},
+        {"type": "Dense", "units": 10, "activation": "softmax"}]})
+    assert pyramid.shapes["rate_18"] == (7, 7, 8) and pyramid.output_shape == (10,)
+    assert pyramid.activation_values < 40_000  # the rates' padded maps (19x19, 31x31, 43x43) among them
 
 
 OTHER_SIGMOID = {"type": "Dense", "units": 10, "activation": "sigmoid", "name": "other", "inputs": ["input"]}

@@ -630,3 +630,15 @@ def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
     out = -(-size // stride)
     total = max((out - 1) * stride + window - size, 0)
     return total // 2, total - total // 2
+
+
+def padded_values(shape: Shape, windows: tuple[int, ...], strides: tuple[int, ...], padding: str) -> int:
+    """The values of a windowed layer's input padded for Keras' ``"same"`` (or ``"causal"``) windows, per example;
+    0 with ``"valid"``. The torch side pads its input to this size where Keras' padding is uneven (a pooling's
+    always), and TensorFlow's dilated convolution does too: a window far larger than its input (a pool_size of
+    10**5, a dilation of 10**9, hostile round 12) pads it to GBs an image, which the bound on a network's size
+    counts (``Layer.working_values``)."""
+    if padding == "valid":
+        return 0
+    sizes = [size + sum(same_padding(size, window, stride)) for size, window, stride in zip(shape, windows, strides)]
+    return math.prod(sizes) * math.prod(shape[len(windows):])

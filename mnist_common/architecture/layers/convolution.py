@@ -12,6 +12,7 @@ stride 1, subsampled): the descriptions accept what Keras accepts.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,6 +28,7 @@ from mnist_common.architecture.layers.base import (
     initializer,
     int_tuple,
     layer_type,
+    padded_values,
     positive_int,
     require_rank,
     same_padding,
@@ -80,6 +82,9 @@ class Convolution(Layer):
         padding = "same" if self.padding == "causal" else self.padding  # both keep ceil(size / stride) positions
         return tuple(window_output(size, window, stride, padding, f"{what} {axis}")
                      for size, window, stride, axis in zip(shape[:len(axes)], windows, self.strides, axes))
+
+    def working_values(self, shape: Shape) -> int:
+        return padded_values(shape, effective_window(self.kernel_size, self.dilation_rate), self.strides, self.padding)
 
     def with_bias(self, *weights: tuple[str, Shape], units: int) -> tuple[tuple[str, Shape], ...]:
         return (*weights, ("bias", (units,))) if self.use_bias else weights
@@ -288,6 +293,13 @@ class Conv2DTranspose(Convolution):
         if self.padding == "valid":
             return (size - 1) * stride + kernel + (max(kernel, stride) - kernel if extra is None else extra)
         return size * stride if extra is None else (size - 1) * stride + kernel % 2 + extra
+
+    def working_values(self, shape: Shape) -> int:
+        """torch's full transposed convolution, ``(n - 1) * s + k`` cells an axis before it is cut to Keras' output
+        (a dilation of 10**6 made it 10**12 cells)."""
+        windows = effective_window(self.kernel_size, self.dilation_rate)
+        return math.prod((size - 1) * stride + window for size, stride, window in zip(shape, self.strides, windows)) \
+            * self.filters
 
     def placement(self, size: int, axis: int) -> tuple[int, int]:
         """Where the full result of ``(n - 1) * s + k`` cells sits in the output along ``axis``: how many of

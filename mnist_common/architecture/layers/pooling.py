@@ -16,6 +16,7 @@ from mnist_common.architecture.layers.base import (
     choice,
     int_tuple,
     layer_type,
+    padded_values,
     require_rank,
     window_output,
 )
@@ -45,6 +46,9 @@ class _Pooling2D(Layer):
                      else "a 1D pooling slides along the first axis of (steps, features)")
         return (*(window_output(size, window, stride, self.padding, f"pool {axis}")
                   for size, window, stride, axis in zip(shape, self.pool_size, self.strides, axes)), shape[-1])
+
+    def working_values(self, shape: Shape) -> int:
+        return padded_values(shape, self.pool_size, self.strides, self.padding)
 
 
 @layer_type
