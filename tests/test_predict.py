@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from mnist_common.model_files import load_architecture
-from mnist_common.images.decoding import ImageError, upright as upright_of
+from mnist_common.images.decoding import ImageError, open_image, upright as upright_of
 from mnist_common.images.mnist_style import BOX, SIZE
 from mnist_common.images.preparation import prepare
 from mnist_common.renderings import STYLES, write_renderings
@@ -126,6 +126,7 @@ def make_bad_images(directory: Path) -> dict[str, str]:
     (directory / "tiles.tif").write_bytes(_tiny_tiles(2000, 4))
     with open(directory / "video.png", "wb") as video:  # sparse: 300 MB on the disk's books, none written
         video.truncate(300 << 20)
+    _crowded_containers(directory, noise)
     nan_digit = np.zeros((64, 64), np.float32)
     nan_digit[16:48, 28:36], nan_digit[0, 0] = 1.0, np.nan
     Image.fromarray(nan_digit).save(directory / "nan.tiff")  # a float TIFF: NaN is a value it can hold
@@ -158,7 +159,42 @@ def make_bad_images(directory: Path) -> dict[str, str]:
         "broken_pages.tif": "holds more than one picture (an animation, or pages)",
         # Pillow made and read each tile in Python (2.5 million: 13 s and 0.9 GB for 10 MB; hostile round 9)
         "tiles.tif": "refused: TIFF of 250,000 tiles or strips, more than the limit of 65,536",
+        # Pillow walked these blocks in Python as it opened the file, an object or a read each (10 MB: 1 to 4 s and
+        # 0.4 GB; 250 MB: 31 s and 9.5 GB; hostile round 12)
+        "markers.jpg": "refused: a JPEG header of more than 4,096 markers (a writer's has a few dozen)",
+        "chunks.png": "refused: a PNG of more than 4,096 chunks besides its image data",
+        "comments.gif": "refused: a GIF of more than 4,096 extension blocks",
+        "long_comment.gif": "refused: a GIF of more than 4,096 sub-blocks of comments or other extensions (1 MB",
     }
+
+
+def _crowded_containers(directory: Path, picture: Image.Image) -> None:
+    """Pictures of empty blocks by the thousand before their pixels: APP5 markers, private PNG chunks, GIF comments
+    (one byte each, or one comment of 2 MB); and, readable, a JPEG of an ICC profile in 255 markers, as large as a
+    writer splits one, and a PNG of image data in 1 KB chunks."""
+    jpeg, png, gif = (io.BytesIO() for _ in range(3))
+    picture.save(jpeg, "JPEG")
+    picture.save(png, "PNG")
+    picture.save(gif, "GIF")
+    jpeg, png, gif = jpeg.getvalue(), png.getvalue(), gif.getvalue()
+    (directory / "markers.jpg").write_bytes(jpeg[:2] + b"\xff\xe5\x00\x02" * 5000 + jpeg[2:])
+    start = png.index(b"IDAT") - 4
+    (directory / "chunks.png").write_bytes(png[:start] + _chunk(b"prIv", b"") * 5000 + png[start:])
+    header = 13 + 3 * 256  # a GIF of Pillow's: its global colour table of 256 entries
+    (directory / "comments.gif").write_bytes(gif[:header] + b"\x21\xfe\x01A\x00" * 5000 + gif[header:])
+    long = b"\x21\xfe" + (b"\xff" + b"A" * 255) * 8200 + b"\x00"
+    (directory / "long_comment.gif").write_bytes(gif[:header] + long + gif[header:])
+    icc = b"".join(b"\xff\xe2" + struct.pack(">H", 16 + 100) + b"ICC_PROFILE\x00" + bytes((i, 255)) + bytes(100)
+                   for i in range(1, 256))
+    (directory / "icc_chunks.jpg").write_bytes(jpeg[:2] + icc + jpeg[2:])
+    pixels = zlib.compress(b"".join(b"\x00" + row for row in _rows(picture)))
+    png_1k = b"".join(_chunk(b"IDAT", pixels[i:i + 1024]) for i in range(0, len(pixels), 1024))
+    (directory / "small_chunks.png").write_bytes(png[:png.index(b"IDAT") - 4] + png_1k + _chunk(b"IEND", b""))
+
+
+def _rows(picture: Image.Image) -> list[bytes]:
+    data, width = picture.tobytes(), picture.width
+    return [data[i:i + width] for i in range(0, len(data), width)]
 
 
 def _tiny_tiles(side: int, tile: int) -> bytes:
@@ -308,6 +344,9 @@ def test_bad_images_raise_one_line_errors(tmp_path):
             prepare(tmp_path / name)
         message = str(info.value)
         assert "\n" not in message and str(tmp_path / name) in message and reason in message, message
+    noise = np.asarray(open_image(tmp_path / "static.png"))
+    assert np.array_equal(np.asarray(open_image(tmp_path / "small_chunks.png")), noise)  # 1 KB chunks: 88 of them
+    assert open_image(tmp_path / "icc_chunks.jpg").size == (300, 300)  # 255 markers of a profile: a writer's most
     os.mkfifo(tmp_path / "pipe.png")  # read, it would wait for a writer forever
     for path, reason in ((tmp_path / "pipe.png", "pipe.png: is not a regular file"),
                          ("/dev/zero", "/dev/zero: is not a regular file"), ("", "'': an empty name")):

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from mnist_common.errors import UserError, path_text
+from mnist_common.images.blocks import crowded_container
 from mnist_common.files import os_reason
 
 MAX_PIXELS = 64_000_000  # larger images are refused unread (a decompression bomb, or far more than a digit needs)
@@ -158,6 +159,9 @@ def decode_image(data: bytes, name: str | os.PathLike = "image") -> Image.Image:
     if pieces > MAX_TILES:  # counted from the header: Pillow makes a Python entry for each while it opens the file
         raise ImageError(name, f"refused: TIFF of {pieces:,} tiles or strips, more than the limit of {MAX_TILES:,} "
                                f"(each is read on its own; a writer's are 16x16 pixels or more)")
+    crowded = crowded_container(data)  # Pillow's objects and reads, block by block, while it opens the file
+    if crowded:
+        raise ImageError(name, f"refused: {crowded}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
