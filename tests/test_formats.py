@@ -574,6 +574,20 @@ def _hostile_onnx_graphs(folder: Path) -> None:
     model.graph.sparse_initializer.append(one_value)
     onnx.save(model, folder / "sparse.onnx")
     save("sparse_constant", [helper.make_node("Constant", [], ["S"], sparse_value=one_value), *counted], {})
+    # hostile round 12: one string of 1 MB expanded 3,000 times (ONNX Runtime folded it to 9 GB making the session:
+    # the counts above see 3,000 values), and images cast to strings and back (seconds and a GB a picture)
+    text = helper.make_tensor("text", TensorProto.STRING, [1], [b"0" * 10**6 + b"1"])
+    expanded = [helper.make_node("Expand", ["text", "times"], ["many"]), helper.make_node("Cast", ["many"], ["numbers"],
+                                                                                         to=TensorProto.FLOAT),
+                helper.make_node("ReduceSum", ["numbers"], ["total"], keepdims=0),
+                helper.make_node("Mul", ["total", "zero"], ["nothing"]), helper.make_node("Add", ["input", "nothing"],
+                                                                                        ["x"])]
+    save("strings", expanded, {"times": np.array([3000], np.int64), "zero": np.zeros((), np.float32)})
+    model = onnx.load(folder / "strings.onnx")
+    model.graph.initializer.append(text)
+    onnx.save(model, folder / "strings.onnx")
+    save("cast_to_strings", [helper.make_node("Cast", ["input"], ["words"], to=TensorProto.STRING),
+                             helper.make_node("Cast", ["words"], ["x"], to=TensorProto.FLOAT)], {})
     # hostile round 11: local functions calling each other ten times, six deep (10**6 operators from a few KB: a
     # minute and 3 GB inlining them before any check), and a function calling itself
     tenfold = [helper.make_function("local", "F0", ["a"], ["b"], [helper.make_node("Identity", ["a"], ["b"])],
@@ -657,6 +671,10 @@ ONNX_REFUSALS = [
                             "loads the file, whatever its size; this runner takes dense tensors only (as this bridge "
                             "writes them); it is not run"),
     ("sparse_constant.onnx", "onnx", "its graph holds a sparse tensor (Constant S sparse_value)"),
+    # hostile round 12: a string's memory is its bytes, which no count of values sees (a 1 MB file took 9 GB)
+    ("strings.onnx", "onnx", "strings.onnx: its graph holds a tensor of strings (text), which no MNIST classifier "
+                             "computes on and whose memory its values do not tell; it is not run"),
+    ("cast_to_strings.onnx", "onnx", "its graph holds a tensor of strings (words)"),
     ("function_tenfold.onnx", "onnx", "function_tenfold.onnx: its local functions expand to 1,000,002 operators, more "
                                       "than an MNIST model of this bridge may hold (100,000); it is not run"),
     ("function_itself.onnx", "onnx", "function_itself.onnx: its local function Again calls itself; it is not run"),
