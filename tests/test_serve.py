@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import os
 import socket
 import time
@@ -603,3 +604,35 @@ def test_a_model_keras_cannot_load_is_refused_before_the_server_starts(seed_kera
         err = capsys.readouterr().err.strip().splitlines()
         assert info.value.code == 2 and len(err) == 1, (what, err)
         assert err[0].startswith(f"error: {flags[-2]} {path}: Keras cannot load it"), (what, err)
+
+
+def test_bodies_past_what_a_process_receives_at_once_get_503(served, seed_png):
+    """Clients each sending all but the last bytes of a body at the limit held that much memory apiece in the HTTP
+    processes for as long as the body's deadline (hostile round 12: 150 of 10 MiB, 3.4 GB, kept after they left). A
+    process takes bodies of four times --max_bytes at once, by their Content-Length: past that a JSON 503 says so
+    before the body is read, and the connection closes; once they are gone, pictures are answered again."""
+    host, port = served.url.rsplit("/", 1)[1].split(":")
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n" % SERVE_MAX_BYTES
+    clients = [socket.create_connection((host, int(port)), timeout=TIMEOUT) for _ in range(12)]
+    try:
+        for client in clients:  # each waits for its last bytes, its --body_timeout from now
+            client.sendall(head + bytes(1000))
+        answers = []
+        for client in clients:
+            answer = b""
+            while chunk := client.recv(65536):
+                answer += chunk
+            answers.append(answer)
+    finally:
+        for client in clients:
+            client.close()
+    busy = [answer for answer in answers if answer.startswith(b"HTTP/1.1 503")]
+    assert len(busy) >= 12 - 2 * 4, [answer[:12] for answer in answers]  # two processes, four bodies each
+    assert all(answer.startswith(b"HTTP/1.1 408") for answer in answers if answer not in busy)  # stalled: let go
+    head, _, body = busy[0].partition(b"\r\n\r\n")
+    assert b"connection: close" in head.lower() and b"retry-after: 5" in head.lower(), head
+    error = json.loads(body)["error"]
+    assert re.fullmatch(rf"the server is receiving [0-9,]+ bytes of other requests' bodies, and this one's "
+                        rf"{SERVE_MAX_BYTES:,} would pass the {4 * SERVE_MAX_BYTES:,} it takes at once; send it "
+                        rf"again shortly", error), error
+    assert post_image(served.url, seed_png.read_bytes()).status_code == 200
