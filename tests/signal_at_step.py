@@ -25,10 +25,12 @@ class SignalAtStep(Callback):
 
 
 class SignalAtTestBatch(Callback):
-    def __init__(self, batch: int, signal_name: str = "SIGINT") -> None:
-        self.batch = batch
+    """``fold``: only in that fold's test, of a k-fold run (cv)."""
+
+    def __init__(self, batch: int, signal_name: str = "SIGINT", fold: int | None = None) -> None:
+        self.batch, self.fold = batch, fold
         self.signal = signal.Signals[signal_name]
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        if batch_idx == self.batch:
+        if batch_idx == self.batch and self.fold in (None, trainer.datamodule.hparams.fold):
             os.kill(os.getpid(), self.signal)

@@ -167,12 +167,13 @@ class WeightRecorder(Callback):
     """Keeps the first conv kernel at the start and end of every fit, and the objects used."""
 
     def __init__(self):
-        self.starts, self.ends, self.models, self.optimizers = [], [], [], []
+        self.starts, self.ends, self.models, self.optimizers, self.validated = [], [], [], [], []
 
     def on_train_start(self, trainer, pl_module):
         self.starts.append(pl_module.network.conv2d.weight.detach().clone())
         self.models.append(id(pl_module))
         self.optimizers.append(id(trainer.optimizers[0]))
+        self.validated.append(trainer.datamodule.datasets["val"].tensors[0].clone())  # the images it validates on
 
     def on_train_end(self, trainer, pl_module):
         self.ends.append(pl_module.network.conv2d.weight.detach().clone())
@@ -188,6 +189,12 @@ def test_cv_trains_every_fold_from_a_fresh_model_and_writes_results(mnist_dir, m
                    "--trainer.limit_test_batches", str(CHECKED // 500)],  # each fold and the ensemble: CHECKED images
              trainer_defaults={"callbacks": [recorder]})
     assert len(recorder.starts) == 3 and len(set(recorder.models)) == 3 and len(set(recorder.optimizers)) == 3
+    # each fold validates on its own part, the one the data module's fold gives (every fold validated on fold 0's:
+    # Lightning made the data module's hyperparameters from the first fold's settings, found in session 39)
+    for k, images in enumerate(recorder.validated):
+        own = MNISTDataModule(data_dir=str(mnist_dir), subset=1200, num_folds=3, fold=k)
+        own.setup("fit")
+        assert torch.equal(images, own.datasets["val"].tensors[0]), k
     for k in range(2):
         assert not torch.equal(recorder.starts[k + 1], recorder.ends[k])  # not carried over (the notebook's leak)
         assert not torch.equal(recorder.starts[k + 1], recorder.starts[k])  # a new initialisation

@@ -996,9 +996,26 @@ def test_an_interrupted_cv_offers_no_resume(mnist_dir, tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and "Traceback" not in stderr
+    assert proc.returncode == 130 and "Traceback" not in stderr
     assert "ckpt_path" not in stderr and "resume" not in stderr
     assert list(tmp_path.glob("runs/lightning/cv_0/fold_0/checkpoints/*.ckpt"))  # the work done is kept
+    assert stderr.splitlines()[-1] == "cv interrupted in fold 0 of 2: no fold finished and no cv_results.json was " \
+                                      "written; a k-fold run starts again from its first fold: run the command again"
+    # in the second fold's test (hostile round 12: Lightning's "Detected KeyboardInterrupt" line only), the first
+    # fold's checkpoint named
+    env = {**module_env(mnist_dir), "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}  # for signal_at_step
+    callback = ("--trainer.callbacks+={'class_path': 'signal_at_step.SignalAtTestBatch', 'init_args': {'batch': 0, "
+                "'fold': 1}}")
+    later = subprocess.run([sys.executable, "-m", "lightning_mnist", "cv", "--data.subset", "600", "--data.num_folds",
+                            "2", "--trainer.max_epochs", "1", "--output_dir", "later", callback, *NO_PROGRESS],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+                           preexec_fn=ctrl_c_interrupts)
+    [best] = (tmp_path / "later").glob("lightning/cv_0/fold_0/checkpoints/epoch*.ckpt")
+    assert later.returncode == 130 and later.stderr.splitlines()[-1] == (
+        f"cv interrupted in fold 1 of 2: fold 0 finished (best checkpoints: {best.relative_to(tmp_path)}), but no "
+        f"cv_results.json was written; a k-fold run starts again from its first fold: run the command again"), \
+        later.stderr[-2000:]
+    assert not list((tmp_path / "later").rglob("cv_results.json"))
 
 
 def test_a_checkpoint_is_scored_at_the_precision_asked(run_module, bad_inputs, tmp_path):

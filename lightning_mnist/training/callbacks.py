@@ -451,3 +451,11 @@ class RunConfig(SaveConfigCallback):
             self.config = self.config.clone()
             self.config.ckpt_path = None
         super().setup(trainer, pl_module, stage)
+
+
+def interrupted(err: BaseException) -> bool:
+    """Whether ``err`` is Lightning's way out of a Ctrl-C it caught (outside training, where
+    :class:`StopBetweenBatches` stops between batches; or a second Ctrl-C): ``sys.exit(1)``, raised while it
+    handled the KeyboardInterrupt, after its "Detected KeyboardInterrupt" line. The commands exit with 130 instead,
+    as the shell does for a Ctrl-C."""
+    return isinstance(err, SystemExit) and err.code == 1 and isinstance(err.__context__, KeyboardInterrupt)

@@ -73,7 +73,7 @@ from lightning_mnist.models import MnistClassifier
 from lightning_mnist.models.classifier import (MONITORED, adam_for, check_training_settings,
                                               optimizer_parameter_groups)
 from lightning_mnist.training.callbacks import (EpochHistory, ProgressBar, RandomState, RunCheckpoint, RunConfig,
-                                               StopBetweenBatches, disk_full, refuse_diverged)
+                                               StopBetweenBatches, disk_full, interrupted, refuse_diverged)
 from lightning_mnist.training.cuda_probe import stop_probing_for_cuda
 from lightning_mnist.training.cv import cross_validate
 from lightning_mnist.training.outputs import RUN_CONFIG_FILE, RUN_PREFIX, point_outputs_at
@@ -1305,14 +1305,6 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"no space left on the device writing {full.filename or 'the run'}: free some space, "
                             f"then {_after_a_full_disk()}") from None
         raise
-
-
-def interrupted(err: BaseException) -> bool:
-    """Whether ``err`` is Lightning's way out of a Ctrl-C it caught (outside training, where
-    :class:`StopBetweenBatches` stops between batches; or a second Ctrl-C): ``sys.exit(1)``, raised while it
-    handled the KeyboardInterrupt, after its "Detected KeyboardInterrupt" line. The commands exit with 130 instead,
-    as the shell does for a Ctrl-C."""
-    return isinstance(err, SystemExit) and err.code == 1 and isinstance(err.__context__, KeyboardInterrupt)
 
 
 def _after_a_full_disk() -> str:

@@ -11,19 +11,22 @@ fold's own ``config.yaml``, which LightningCLI saves, names its fold).
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import yaml
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from mnist_common.errors import EXIT_INTERRUPTED
 from mnist_common.figures import plot_cv_curves
 from mnist_common.files import write_atomically
 from mnist_common.results import CV_CURVES_FILE, CV_RESULTS_FILE, CVResults, FoldResult, write_json
 from mnist_common.runs import CHECKPOINTS, relative_to_run
 from lightning_mnist.checkpoints import read_checkpoint
 from lightning_mnist.models import MnistEnsemble
-from lightning_mnist.training.callbacks import refuse_diverged
+from lightning_mnist.training.callbacks import interrupted, refuse_diverged
 from lightning_mnist.training.outputs import RUN_CONFIG_FILE, a_runs_own_checkpoints, point_outputs_at
 from lightning_mnist.training.reports import write_test_report
 
@@ -41,15 +44,39 @@ def cross_validate(cli: LightningCLI, run_dir: Path) -> Path:
     checkpoint_base = config.checkpoint.dirpath  # a user's own checkpoint folder gets one sub-folder per fold
     if a_runs_own_checkpoints(checkpoint_base):  # settings saved by an earlier run name that run's folder
         checkpoint_base = None
-    started = time.perf_counter()
     folds: list[FoldResult] = []
+    try:
+        return _run_folds(cli, run_dir, config, ran, checkpoint_base, folds)
+    except BaseException as err:
+        if not isinstance(err, (KeyboardInterrupt, SIGTERMException)) and not interrupted(err):
+            raise
+        count, kept = config.data.num_folds, ", ".join(str(run_dir / fold.model_path) for fold in folds)
+        where = f"fold {len(folds)} of {count}" if len(folds) < count else "its ensemble's test"
+        finished = "fold 0" if len(folds) == 1 else f"folds 0 to {len(folds) - 1}"
+        done = f"{finished} finished (best checkpoints: {kept}), but" if folds else "no fold finished and"
+        if getattr(cli.trainer, "is_global_zero", True):
+            print(f"cv interrupted in {where}: {done} no {CV_RESULTS_FILE} was written; a k-fold run starts again "
+                  f"from its first fold: run the command again", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def _run_folds(cli: LightningCLI, run_dir: Path, config, ran: dict, checkpoint_base: str | None,
+               folds: list[FoldResult]) -> Path:
+    """:func:`cross_validate`'s folds, each appended to ``folds`` when it is done, then their ensemble."""
+    started = time.perf_counter()
     for fold in range(config.data.num_folds):
         fold_dir = run_dir / f"fold_{fold}"
         config.data.fold = fold
         config.checkpoint.dirpath = str(Path(checkpoint_base) / f"fold_{fold}" if checkpoint_base
                                         else fold_dir / CHECKPOINTS)
         point_outputs_at(config, fold_dir)
+        # LightningCLI gives the model and the data module the hyperparameters of a dump of the config it makes once
+        # and keeps (config_dump): made again from this fold's settings, or every fold's data module says fold 0's
+        # (every fold trained and validated on fold 0's parts until session 39)
+        vars(cli).pop("config_dump", None)
         cli.instantiate_classes()  # fresh model, optimizer, data, callbacks and logger
+        if cli.datamodule.hparams.fold != fold:  # a Lightning that keeps its dump elsewhere: never train a fold twice
+            raise RuntimeError(f"fold {fold}'s data module was built for fold {cli.datamodule.hparams.fold}")
         trainer = cli.trainer
         trainer.checkpoint_callback.resume_hint = False  # a k-fold run starts again from its first fold
         trainer.fit(cli.model, datamodule=cli.datamodule)
