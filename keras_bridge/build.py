@@ -42,10 +42,19 @@ def call_layer(layer: Layer, tensors: list, made: "keras.layers.Layer | None" = 
     return (made or keras_layer(layer))(*layer.call_arguments(tensors), **layer.call_keywords())
 
 
+def graph_root_name(name: str) -> str | None:
+    """The model's name as the model built gets it: one TensorFlow takes as a traced graph's root scope, so that
+    Keras' predict, fit and export run the model (each character outside ASCII letters, digits, ``_``, ``.`` and ``-``
+    made ``_``, and none of ``_`` and ``-`` first: ``MNIST-CNN v2 (best)`` is ``MNIST-CNN_v2__best_``, ``mnist_модель``
+    ``mnist_______``); None (Keras' own name) where nothing is left. Layer names stay as they are: the weights are
+    found by them."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip("_-") or None
+
+
 def build_model(architecture: Architecture | str | os.PathLike | dict | None = None) -> "keras.Model":
     """The Keras model of ``architecture`` (default: the notebook's), freshly initialised, not compiled."""
     architecture = load_architecture(architecture)
-    name = re.sub(r"[^\w.-]", "_", architecture.name) or None
+    name = graph_root_name(architecture.name)
     inputs = keras.Input(shape=architecture.keras_input_shape, name=architecture.input_name,
                          dtype=architecture.input_dtype)
     if not architecture.functional:  # a chain a Sequential's file or a description gave

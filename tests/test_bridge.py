@@ -579,6 +579,13 @@ def test_names_tensorflow_cannot_trace_convert_and_predict_eagerly(tmp_path, cap
     model = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(4, 3, name="conv a:b"), L.Flatten(),
                               L.Dense(10, activation="softmax", name="κλάσεις")], name="my model")
     assert architecture_of(model).graph_unsafe_name == "my model"
+    # the model built (and written back) takes a root scope's name; its layers keep theirs (zoo round 12: the
+    # non-ASCII letters of a model's name were kept where punctuation was not)
+    from keras_bridge.build import build_model, graph_root_name
+
+    assert build_model(architecture_of(model)).name == "my_model"
+    assert [graph_root_name(name) for name in ("MNIST-CNN v2 (best)", "mnist_модель", "-_x.1", "??", "")] == [
+        "MNIST-CNN_v2__best_", "mnist_______", "x.1", None, None]
     source = tmp_path / "odd names.keras"
     randomised(model).save(source)
     for destination in ("odd.ckpt", "odd.onnx"):
