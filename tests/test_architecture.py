@@ -279,6 +279,17 @@ def test_an_activation_is_read_in_each_form_keras_reads_and_only_those():
         config = _keras_config(("Conv2D", {"filters": 4, "kernel_size": 3, "activation": form}), *TAIL)
         with pytest.raises(ArchitectureError, match="activation .* is not supported"):
             architecture_from_keras_config(config)
+    # zoo round 12: what people pass that Keras saves, said in words (a layer object's config was quoted whole)
+    leaky = {"module": "keras.layers", "class_name": "LeakyReLU", "config": {"name": "leaky_re_lu",
+                                                                             "negative_slope": 0.1}}
+    for form, message in ((leaky, r"activation is a LeakyReLU layer object, which this bridge does not take as an "
+                                  r"activation: give the activation by name \(activation=\"leaky_relu\", \.\.\.\) or "
+                                  r"call the LeakyReLU layer on this layer's output$"),
+                          ("softmax_v2", r"activation 'softmax_v2' is TensorFlow's function \(tf.nn.softmax\), which "
+                                         r"Keras saved by its own name and cannot load again; use activation='softmax'$")):
+        config = _keras_config(("Conv2D", {"filters": 4, "kernel_size": 3, "activation": form}), *TAIL)
+        with pytest.raises(ArchitectureError, match=message):
+            architecture_from_keras_config(config)
 
 
 def test_custom_and_nested_keras_objects_are_refused():

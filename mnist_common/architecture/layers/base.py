@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mnist_common.documents import beyond_float_range
-from mnist_common.errors import UserError
+from mnist_common.errors import UserError, escaped
 
 Shape = tuple[int, ...]  # without the batch axis, channels last: (H, W, C), (H, W) or (features,)
 MAX_RANK = 3  # tensors of the bridge have at most three axes besides the batch
@@ -244,8 +244,17 @@ def activation_name(value: Any, setting: str = "activation") -> str:
         if value.get("class_name") == "function" and (value.get("module"), value.get("registered_name")) in \
                 (("keras.activations", None), ("builtins", "function")):
             value = value.get("config")
+    if isinstance(value, dict) and value.get("module") == "keras.layers" and isinstance(value.get("class_name"), str):
+        kind = escaped(value["class_name"])[:60]  # a layer object given as the activation, saved as its config
+        raise LayerError(f"{setting} is a {kind} layer object, which this bridge does not take as an activation: give "
+                         f"the activation by name ({setting}=\"leaky_relu\", ...) or call the {kind} layer on this "
+                         f"layer's output")
+    if isinstance(value, str) and value.endswith("_v2") and value[:-3] in ACTIVATIONS:
+        raise LayerError(f"{setting} {value!r} is TensorFlow's function (tf.nn.{value[:-3]}), which Keras saved by its "
+                         f"own name and cannot load again; use {setting}={value[:-3]!r}")
     if not isinstance(value, str) or value not in ACTIVATIONS:
-        raise LayerError(f"{setting} {value!r} is not supported (supported: {', '.join(ACTIVATIONS)})")
+        raise LayerError(f"{setting} {escaped(repr(value))[:200]} is not supported (supported: "
+                         f"{', '.join(ACTIVATIONS)})")
     return value
 
 
