@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import gzip
 import json
 import re
 import os
@@ -220,6 +221,13 @@ def _bad_requests(tmp_path):
                                                            b"\n" * 250_001), "headers": {
             "Content-Type": "multipart/form-data; boundary=B"}}, 400,
          "the multipart form has more than 250,000 lines, which its parser reads one by one"),
+        # round 12: a gzip-encoded picture was read as its compressed bytes ("not an image"); a form without its
+        # boundary was said to lack its field
+        ("a picture sent gzip-encoded", {"data": gzip.compress((tmp_path / "static.png").read_bytes()), "headers": {
+            "Content-Type": "image/png", "Content-Encoding": "gzip"}}, 415,
+         "Content-Encoding gzip is not accepted: send the picture's own bytes"),
+        ("a form without a boundary", {"data": b"x", "headers": {"Content-Type": "multipart/form-data"}}, 400,
+         "the multipart form's Content-Type has no boundary, which separates its parts"),
         ("form of 21 fields", {"data": b"".join(
             b'--B\r\nContent-Disposition: form-data; name="f%d"\r\n\r\n\r\n' % i for i in range(21)) + b"--B--\r\n",
             "headers": {"Content-Type": "multipart/form-data; boundary=B"}}, 400,
@@ -243,6 +251,20 @@ def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(served, seed_png, t
     wrong_method = requests.get(f"{served.url}/predict", timeout=TIMEOUT)
     assert wrong_method.status_code == 405 and list(wrong_method.json()) == ["error"]
     assert requests.get(f"{served.url}/nothing-here", timeout=TIMEOUT).json() == {"error": "Not Found"}
+    # another path, not a redirect to one made of the request's Host header (hostile round 12)
+    slash = requests.post(f"{served.url}/predict/", data=good, headers={"Content-Type": "image/png", "Host": "x.example"},
+                          timeout=TIMEOUT, allow_redirects=False)
+    assert (slash.status_code, slash.json(), slash.headers.get("location")) == (404, {"error": "Not Found"}, None)
+    host, port = served.url.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as client:  # two Content-Types: which?
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Type: text/plain\r\n"
+                       b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(good) + good)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and json.loads(body) == {
+        "error": "Content-Type is given more than once: send one"}, answer[:300]
     assert served.process.poll() is None
 
 

@@ -61,6 +61,8 @@ def build_server(weights: str | Path, keras_weights: str | Path | None = None, w
     app.state.max_bytes = max_bytes  # read by lightning_mnist.serving.uploads.read_upload
     app.state.body_timeout = body_timeout  # ... and this
     app.router.routes[:] = [route for route in app.router.routes if getattr(route, "path", None) != "/"]
+    # /predict/ is another path (a 404), not a redirect to a URL made of the client's Host header (hostile round 12)
+    app.router.redirect_slashes = False
     html = page_html()
 
     async def page() -> HTMLResponse:

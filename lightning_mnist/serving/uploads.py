@@ -226,6 +226,8 @@ def body_kind(content_type: str) -> str:
     if content_type and kind.startswith("image/"):
         return "image"
     if kind == "multipart/form-data":
+        if not header.get_param("boundary"):
+            raise refuse(BAD_REQUEST, "the multipart form's Content-Type has no boundary, which separates its parts")
         return "form"
     shown = " ".join(content_type.split())[:80] or "none"
     raise refuse(WRONG_TYPE, f"Content-Type {shown} is not accepted: send the picture as the body with Content-Type "
@@ -349,6 +351,12 @@ async def read_upload(request: Request) -> Upload:
     :data:`PREPARING_AT_ONCE` at a time (each can take a gigabyte).
     """
     backends = wanted_backends(request)
+    if len(request.headers.getlist("content-type")) > 1:  # the first was taken, the others not looked at
+        raise refuse(BAD_REQUEST, "Content-Type is given more than once: send one")
+    encoding = " ".join(request.headers.get("content-encoding", "").split()).lower()
+    if encoding not in ("", "identity"):  # a gzip-encoded picture was read as its compressed bytes: "not an image"
+        raise refuse(WRONG_TYPE, f"Content-Encoding {encoding[:40]} is not accepted: send the picture's own bytes (a "
+                                 f"PNG or JPEG is compressed already)")
     content_type = request.headers.get("content-type", "")
     kind = body_kind(content_type)
     state = request.app.state
