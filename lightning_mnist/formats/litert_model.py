@@ -39,15 +39,22 @@ def export_keras(model, path: Path) -> None:
     import tensorflow as tf  # Keras' backend here: imported with Keras
     from keras_bridge.backend import native_stderr_silenced
 
-    try:
-        with native_stderr_silenced():
-            model.export(str(path), format="litert", verbose=False,
-                         target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
-    except Exception as err:  # the converter's errors carry pages of MLIR locations
-        lacking = lacking_operators(str(err))
-        if not lacking:
-            raise
-        raise RuntimeError(f"LiteRT's built-in operators have no {', '.join(lacking)}") from None
+    # TensorFlow's autograph writes the code it generates into temporary files that it removes at the interpreter's
+    # exit, which convert's quick exit skips: two files a conversion were left in /tmp (hostile round 12). They are
+    # written into a temporary folder of the export's own, gone with it
+    with tempfile.TemporaryDirectory(prefix="lightning_mnist_export_") as scratch:
+        kept, tempfile.tempdir = tempfile.tempdir, scratch
+        try:
+            with native_stderr_silenced():
+                model.export(str(path), format="litert", verbose=False,
+                             target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
+        except Exception as err:  # the converter's errors carry pages of MLIR locations
+            lacking = lacking_operators(str(err))
+            if not lacking:
+                raise
+            raise RuntimeError(f"LiteRT's built-in operators have no {', '.join(lacking)}") from None
+        finally:
+            tempfile.tempdir = kept
 
 
 def lacking_operators(error: str) -> list[str]:
