@@ -406,6 +406,13 @@ def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_m
     for damage, fragment in (("[1, 2]\n", "its config.yaml, which holds the settings the run keeps, holds a YAML list"),
                              (saved.replace("seed_everything: 42", "seed_everything: [1, 2]"),
                               'holds a value refused here: Parser key "seed_everything"'),
+                             # checked as the flags are, against the data (tracebacks after the restore: round 12)
+                             (saved.replace("gradient_clip_val: null", "gradient_clip_val: .nan"),
+                              "holds a value refused here: --trainer.gradient_clip_val nan: give 0 (no clipping)"),
+                             (saved.replace("accumulate_grad_batches: 1", "accumulate_grad_batches: 10000000000000000"
+                                                                          "00000"),
+                              "holds a value refused here: --trainer.accumulate_grad_batches 1000000000000000000000: "
+                              "more than the"),
                              ("a: " + "[" * 5000 + "]" * 5000, "is unreadable (RecursionError"),
                              (None, "is not a regular file"),
                              # gone: its seed, callbacks and per-step settings were the defaults without a word
@@ -422,6 +429,7 @@ def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_m
                                     capsys)
         assert code == 2 and fragment in error, error
     config_file.write_text(saved)
+    assert "gradient_clip_val: null" in saved and "accumulate_grad_batches: 1\n" in saved  # (edited above)
     metrics = run / "metrics.csv"  # a pipe: fit waited on it for good, deaf to Ctrl-C
     rows = metrics.read_bytes()
     metrics.unlink()

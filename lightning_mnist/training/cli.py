@@ -352,8 +352,14 @@ class MnistCLI(LightningCLI):
             check_output_room("--checkpoint.dirpath", str(dirpath))  # a name too long: at the first save, too
             check_writable(dirpath, "--checkpoint.dirpath")  # not after the first epoch, at its first save
         ensure_files(data.data_dir, download=data.download)
-        self._check_split_settings(subcommand, config)
-        self._checkpoint_for(subcommand, config)
+        self._checkpoint_for(subcommand, config)  # a resumed run's own settings first, checked with the others below
+        try:
+            self._check_split_settings(subcommand, config)
+        except UserError as err:  # a value the run's config.yaml gave (a tampered one: hostile round 12), said so
+            damaged, names = getattr(self, "_kept_from_run_config", (None, ()))
+            if any(f"--{name} " in str(err) for name in names):
+                raise UserError(f"{damaged} holds a value refused here: {err}") from None
+            raise
         self._starting_weights(subcommand, config)
         if subcommand in ("test", "validate"):  # validate's split is the checkpoint's, known only now
             images = TEST_IMAGES if subcommand == "test" else len(
@@ -656,11 +662,13 @@ class MnistCLI(LightningCLI):
                 else:
                     section[key] = dict_to_namespace(value) if isinstance(value, dict) else value
                     kept.append(f"{name}={setting_text(value)}")
+        self._kept_from_run_config = (damaged, [entry.partition("=")[0] for entry in kept[adopted:]])
         if len(kept) > adopted:  # values from a file, which the parser has not seen: checked as a flag would be
             try:
                 self.parser.validate(self.config)
                 check_seed(config.seed_everything)
                 check_monitors(config)
+                read_batch_counts(config.trainer)
                 check_trainer_counts(config.trainer)
             except (ArgumentError, TypeError, ValueError, UserError) as err:
                 said = " ".join(str(err).split())  # jsonargparse's names the key on one line, the reason on the next
