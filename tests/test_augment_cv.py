@@ -210,6 +210,9 @@ def test_cv_trains_every_fold_from_a_fresh_model_and_writes_results(mnist_dir, m
     assert results["config"]["data"]["num_folds"] == 3
     for fold in results["folds"]:
         assert fold["model_path"].startswith(f"fold_{fold['fold']}/checkpoints/") and (run / fold["model_path"]).is_file()
+        # what a resume from it keeps (it went on validating on a 10 % hold-out: hostile round 12)
+        saved = torch.load(run / fold["model_path"], weights_only=True)["datamodule_hyper_parameters"]
+        assert (saved["num_folds"], saved["fold"]) == (3, fold["fold"])
         assert len(fold["history"]) == fold["epochs"] == 1
         assert (run / f"fold_{fold['fold']}" / "metrics.csv").is_file()
     # each fold's logs are its own: the ensemble's test wrote into the last fold's (a second test row in its
