@@ -381,3 +381,22 @@ def test_an_execution_is_the_batches_of_one_augmented_draw_in_order(mnist_dir):
     assert [data.optimizer_steps(n) for n in (1, 4, 5)] == [3, 12, 15]  # 450 images: 15 steps an epoch
     Training.training = False  # validation and test batches are not grouped (nor augmented)
     assert data.on_after_batch_transfer((images, labels), 0)[0] is images
+
+
+def test_a_large_validation_batch_is_scored_in_parts_with_the_same_numbers(monkeypatch):
+    """A network holding millions of values an image is validated and tested in parts of the batch (500 images of
+    one of 15.7 million values asked for 31 GB: hostile round 12): the same logits, losses and activity penalty."""
+    from lightning_mnist.models import classifier
+
+    model = MnistClassifier(architecture={"name": "penalised", "input_shape": [28, 28, 1], "layers": [
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activity_regularizer": {"class_name": "L1L2", "config": {
+            "l1": 0.01, "l2": 0.1}}},
+        {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}).eval()
+    assert Architecture.load("notebook").activation_values * 500 <= classifier.SCORED_VALUES  # its batches: whole
+    images = torch.rand(20, 1, 28, 28)
+    with torch.no_grad():
+        whole = model._scored_in_parts(images)
+        monkeypatch.setattr(classifier, "SCORED_VALUES", 7 * model.architecture.activation_values)  # parts of 7
+        parts = model._scored_in_parts(images)
+    assert whole[1] is not None and torch.allclose(parts[0], whole[0], atol=1e-6)
+    assert torch.allclose(parts[1], whole[1], rtol=1e-5)

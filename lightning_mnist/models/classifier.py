@@ -22,6 +22,10 @@ from lightning_mnist.models.optim import IMPLEMENTATION_FLAGS, KerasAdam
 
 KERAS_ADAM_EPSILON = 1e-7
 STAGES = ("train", "val", "test")
+# The values a validation or test batch may hold at once (1 GB of float32), its network's per image counted as the
+# size bound counts them: a batch of 500 images of a network holding 15.7 million values an image (under the bound
+# of 20 million) asked for 31 GB in fit's final test (hostile round 12); a larger batch is scored in parts
+SCORED_VALUES = 1 << 28
 # What early stopping and checkpoints can watch in a fit: the per-epoch metrics it logs (test/* come after
 # fit), and the epoch and step counts Lightning adds to them.
 MONITORED = (*(f"{stage}/{name}" for stage in ("val", "train") for name in ("loss", "acc")), "epoch", "step")
@@ -105,13 +109,25 @@ class MnistClassifier(LightningModule):
         """Class probabilities, as Keras' softmax output layer gives them."""
         return torch.softmax(self(x), dim=1)
 
+    def _logits_and_activity(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if getattr(self.network, "penalises_activity", False):  # Keras' activity regularizers: with the logits
+            return self.network.logits_and_activity_penalty(self.network_inputs(images))
+        return self(images), None  # the forward (a torch.compile'd module's compiled one)
+
+    def _scored_in_parts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`_logits_and_activity` of a validation or test batch, in parts of at most :data:`SCORED_VALUES` values
+        held (the same numbers: each image's logits are its own, the activity penalty their mean)."""
+        rows = max(1, SCORED_VALUES // max(1, self.architecture.activation_values))
+        if len(images) <= rows:
+            return self._logits_and_activity(images)
+        parts = [(len(part), *self._logits_and_activity(part)) for part in images.split(rows)]
+        penalties = [count * activity for count, _, activity in parts if activity is not None]
+        return torch.cat([logits for _, logits, _ in parts]), sum(penalties) / len(images) if penalties else None
+
     def _shared_step(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(the batch's mean loss, its logits), the loss and accuracy added to the stage's epoch means."""
         images, labels = batch
-        if getattr(self.network, "penalises_activity", False):  # Keras' activity regularizers: with the logits
-            logits, activity = self.network.logits_and_activity_penalty(self.network_inputs(images))
-        else:  # the forward (a torch.compile'd module's compiled one)
-            logits, activity = self(images), None
+        logits, activity = self._logits_and_activity(images) if stage == "train" else self._scored_in_parts(images)
         losses = F.cross_entropy(logits, labels, reduction="none",
                                  label_smoothing=self.hparams.label_smoothing if stage == "train" else 0.0)
         penalty = self.network.regularization_loss()

@@ -277,6 +277,14 @@ class Resizing(_ImageSize):
         if self.crop_to_aspect_ratio and self.pad_to_aspect_ratio:
             raise LayerError("crop_to_aspect_ratio and pad_to_aspect_ratio cannot both be true (Keras refuses it too)")
 
+    def working_values(self, shape: Shape) -> int:
+        """The image padded to the target's aspect ratio, before it is resized (a 1 x 20,000 target made a 28x28
+        image 28 x 560,000 first: hostile round 12)."""
+        if not self.pad_to_aspect_ratio:
+            return 0
+        rows, columns = aspect_padding(shape[:2], (self.height, self.width))
+        return (shape[0] + 2 * rows) * (shape[1] + 2 * columns) * math.prod(shape[2:])
+
 
 @layer_type
 @dataclass(frozen=True, kw_only=True)
