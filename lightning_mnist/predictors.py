@@ -118,11 +118,12 @@ def resolve(weights: str | os.PathLike, backend: str = "auto") -> tuple[Path, li
 
 
 def load_predictor(weights: str | os.PathLike, backend: str = "auto", graph: bool = False,
-                   threads: int | None = None) -> Predictor:
+                   threads: int | None = None, onnx_model: bytes | None = None) -> Predictor:
     """The model(s) of ``weights`` on ``backend`` (auto: torch for a checkpoint, Keras for a ``.keras`` file).
 
     ``graph``: Keras runs traced graphs instead of eager calls (see :attr:`Predictor.graph`).
     ``threads``: ONNX Runtime's threads (None: its default); torch and Keras are sized by their caller.
+    ``onnx_model``: the ONNX graph ``weights`` was exported to already (:func:`exported_bytes`), for ONNX Runtime.
     """
     source, paths, backend = resolve(weights, backend)
     if backend == "onnx":
@@ -130,7 +131,7 @@ def load_predictor(weights: str | os.PathLike, backend: str = "auto", graph: boo
         if runnable is not None:
             runner = runnable.read(source, threads)
         else:  # a .ckpt, .keras or k-fold run: exported in memory, one graph of the mean as convert writes it
-            runner = mnist_runner(source, threads, model=exported_bytes(source))
+            runner = mnist_runner(source, threads, model=exported_bytes(source) if onnx_model is None else onnx_model)
         return Predictor(backend=backend, source=source, paths=paths, architectures=[], models=[runner])
     if backend == "torch":
         models = load_networks(source)

@@ -368,6 +368,33 @@ def test_bad_flags_fail_in_one_line(args, fragment, seed_keras, tmp_path, monkey
     assert len(err) == 1 and err[0].startswith("error:") and fragment in err[0], err
 
 
+def test_a_model_onnx_runtime_would_refuse_is_refused_before_the_server_starts(seed_keras, tmp_path, monkeypatch,
+                                                                                capsys, no_server):
+    """Without --onnx_weights the --weights model is exported to ONNX for ONNX Runtime's backend: a graph its runner
+    refuses (here: under a lowered bound on multiply-adds, as a network of a dozen wide convolutions passes it) was
+    refused in every inference worker, two tracebacks after the server had announced itself (hostile round 12). It
+    is exported and checked by the command, in one line, and the workers get that graph."""
+    from lightning_mnist.commands import serve
+    from lightning_mnist.formats import onnx_model
+
+    monkeypatch.setattr(onnx_model, "MAX_MULTIPLY_ADDS", 1000)
+    with pytest.raises(SystemExit) as info:
+        serve.main(["--weights", str(seed_keras), "--port", str(free_port())])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"error: --weights {seed_keras}: its operators take ") and "multiply-adds" in err[0], err
+    monkeypatch.undo()
+    built = {}
+    monkeypatch.setattr(serve, "_check_port_free", lambda *args: None)
+    import lightning_mnist.serving.server as server
+
+    monkeypatch.setattr(server, "serve", lambda app, **settings: built.update(api=app.lit_api))
+    serve.main(["--weights", str(seed_keras), "--port", str(free_port())])
+    graph = built["api"].onnx_model  # the graph checked, handed to the workers (not exported again there)
+    assert isinstance(graph, bytes) and onnx_model.mnist_runner(seed_keras, model=graph)(np.zeros((1, 784))).shape == \
+        (1, 10)
+
+
 def test_a_port_in_use_is_refused_by_the_command_line(run_module, seed_keras):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

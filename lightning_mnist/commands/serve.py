@@ -60,13 +60,13 @@ def serve(weights: str, keras_weights: str | None = None, onnx_weights: str | No
                          batch_timeout=batch_timeout, max_bytes=max_bytes, body_timeout=body_timeout,
                          api_servers=api_servers)
     _check_port_free(host, port)
-    _check_models(weights, keras_weights, onnx_weights)
+    onnx_model = _check_models(weights, keras_weights, onnx_weights)
 
     from lightning_mnist.serving.server import build_server, serve as run_server
 
     server = build_server(weights, keras_weights, workers=workers, threads=threads, max_batch_size=max_batch_size,
                           batch_timeout=batch_timeout, max_bytes=max_bytes, onnx_weights=onnx_weights,
-                          body_timeout=body_timeout)
+                          body_timeout=body_timeout, onnx_model=onnx_model)
     shown = f"[{host}]" if ":" in host else host
     print(f"serving http://{shown}:{port}/ (the page), POST /predict, GET /health (200 once the models are loaded); "
           f"Ctrl-C stops", flush=True)
@@ -111,13 +111,17 @@ def _interrupt(main_pid: int, signum: int, frame) -> None:
     os.kill(os.getpid(), signum)
 
 
-def _check_models(weights: str, keras_weights: str | None, onnx_weights: str | None = None) -> None:
+def _check_models(weights: str, keras_weights: str | None, onnx_weights: str | None = None) -> bytes | None:
     """Load each model file once on PyTorch (an ``.onnx`` file on ONNX Runtime): a bad file fails here, in one line,
-    not in a worker."""
+    not in a worker. Without ``onnx_weights``, ``weights`` exported to ONNX and run by ONNX Runtime too (the runner's
+    refusal of it came from the workers, two tracebacks after the server had started: hostile round 12): that graph,
+    for the workers."""
     import numpy as np
 
+    from lightning_mnist.formats.onnx_model import exported_bytes
     from lightning_mnist.predictors import load_predictor, probe_pictures, resolve
 
+    onnx_model = None
     for flag, path in (("--weights", weights), ("--keras_weights", keras_weights), ("--onnx_weights", onnx_weights)):
         if path is None:
             continue
@@ -126,8 +130,11 @@ def _check_models(weights: str, keras_weights: str | None, onnx_weights: str | N
             if onnx_file and flag != "--onnx_weights":
                 raise UserError(f"{path}: an .onnx file runs on ONNX Runtime only: give it as --onnx_weights")
             # refused unless it has an MNIST model's shapes: 784 pixels in, 10 classes out
-            predictor = load_predictor(path, "onnx" if onnx_file else "torch")
-            if not np.isfinite(predictor.predict_proba(probe_pictures())).all():
+            predictors = [load_predictor(path, "onnx" if onnx_file else "torch")]
+            if flag == "--weights" and onnx_weights is None:  # ONNX Runtime's model too
+                onnx_model = exported_bytes(path)
+                predictors.append(load_predictor(path, "onnx", onnx_model=onnx_model))
+            if not all(np.isfinite(predictor.predict_proba(probe_pictures())).all() for predictor in predictors):
                 raise UserError(f"{path}: the model gives non-finite probabilities (on a blank picture, a stroke or "
                                 f"noise); predict refuses it too")
         except UserError as err:
@@ -137,6 +144,7 @@ def _check_models(weights: str, keras_weights: str | None, onnx_weights: str | N
         refused = keras_check.submit(keras_refusal, path).result()
     if refused:
         raise UserError(f"{flag} {refused}" if refused.startswith(str(path)) else f"{flag}: {refused}")
+    return onnx_model
 
 
 def keras_refusal(path: str) -> str | None:

@@ -37,14 +37,17 @@ class DigitAPI(ls.LitAPI):
     ``weights`` runs on PyTorch; ``keras_weights`` on Keras and ``onnx_weights`` on ONNX Runtime,
     and when either is None the ``weights`` file runs there too (converted in memory: to a Keras
     model, or exported to ONNX), so every backend answers. Each may be a ``.ckpt``, a ``.keras`` or
-    a ``cv_results.json``; ``onnx_weights`` may also be an ``.onnx`` file.
+    a ``cv_results.json``; ``onnx_weights`` may also be an ``.onnx`` file. ``onnx_model``: the ONNX graph of the
+    model ONNX Runtime runs, exported (and checked) by the serve command before the server started.
     """
 
     def __init__(self, weights: str, keras_weights: Optional[str] = None, threads: int = 1,
-                 max_batch_size: int = 32, batch_timeout: float = 0.005, onnx_weights: Optional[str] = None):
+                 max_batch_size: int = 32, batch_timeout: float = 0.005, onnx_weights: Optional[str] = None,
+                 onnx_model: Optional[bytes] = None):
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=API_PATH)
         self.weights = {"torch": str(weights), "keras": str(keras_weights or weights),
                         "onnx": str(onnx_weights or weights)}
+        self.onnx_model = onnx_model
         self.threads = threads
         self.predictors: dict = {}
 
@@ -68,7 +71,8 @@ class DigitAPI(ls.LitAPI):
         tf.config.threading.set_inter_op_parallelism_threads(1)
         from lightning_mnist.predictors import load_predictor
 
-        self.predictors = {backend: load_predictor(path, backend, graph=True, threads=self.threads)
+        self.predictors = {backend: load_predictor(path, backend, graph=True, threads=self.threads,
+                                                   onnx_model=self.onnx_model if backend == "onnx" else None)
                            for backend, path in self.weights.items()}
         for size in sorted({1, 2, self.max_batch_size}):  # Keras traces its graph on the first shapes
             for predictor in self.predictors.values():

@@ -47,12 +47,13 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 def build_server(weights: str | Path, keras_weights: str | Path | None = None, workers: int = 1, threads: int = 1,
                  max_batch_size: int = 32, batch_timeout: float = 0.005, max_bytes: int = MAX_BYTES,
-                 onnx_weights: str | Path | None = None, body_timeout: float = BODY_TIMEOUT) -> ls.LitServer:
+                 onnx_weights: str | Path | None = None, body_timeout: float = BODY_TIMEOUT,
+                 onnx_model: bytes | None = None) -> ls.LitServer:
     """A LitServer for ``weights`` (PyTorch), ``keras_weights`` (Keras) and ``onnx_weights`` (ONNX Runtime; each
-    ``weights`` again when None)."""
+    ``weights`` again when None; ``onnx_model``: its ONNX graph, exported already)."""
     api = DigitAPI(str(weights), str(keras_weights) if keras_weights else None, threads=threads,
                    max_batch_size=max_batch_size, batch_timeout=batch_timeout,
-                   onnx_weights=str(onnx_weights) if onnx_weights else None)
+                   onnx_weights=str(onnx_weights) if onnx_weights else None, onnx_model=onnx_model)
     names = {"torch": Path(weights).name, "keras": Path(keras_weights or weights).name,
              "onnx": Path(onnx_weights or weights).name}
     server = ls.LitServer(api, accelerator="cpu", workers_per_device=workers, timeout=REQUEST_TIMEOUT,
