@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from mnist_common.environment import check_environment
-from mnist_common.errors import exit_on_user_error
+from mnist_common.errors import escaped, exit_on_user_error
 
 # Before the imports below: scikit-learn's loads libgomp, which prints its own warning about an OMP_NUM_THREADS it
 # cannot read before this command could say so in one line (and main() checks again, for callers in-process).
@@ -63,7 +63,8 @@ def train(model: ModelSettings = ModelSettings(), data: DataSettings = DataSetti
     results, _, run_dir = run(settings, verbose=_verbosity())
     print(f"test accuracy {results.test_acc:.2%} (loss {results.test_loss:.4f}) after {results.epochs} "
           f"epochs, best epoch {results.best_epoch + 1}, {results.wall_seconds:.0f} s")
-    print(f"results: {run_dir / RESULTS_FILE}\ncurves:  {run_dir / CURVES_FILE}\nmodel:   {run_dir / results.model_path}")
+    print(f"results: {escaped(run_dir / RESULTS_FILE)}\ncurves:  {escaped(run_dir / CURVES_FILE)}\n"
+          f"model:   {escaped(run_dir / results.model_path)}")
 
 
 def cv(model: ModelSettings = ModelSettings(), data: DataSettings = CV_DATA,
@@ -91,7 +92,7 @@ def cv(model: ModelSettings = ModelSettings(), data: DataSettings = CV_DATA,
           f"val loss {results.val_loss_mean:.4f} ± {results.val_loss_std:.4f} over {results.num_folds} folds")
     print(f"test accuracy of the fold models: {test_accs}; ensemble {results.ensemble_test_acc:.2%} "
           f"({results.wall_seconds:.0f} s)")
-    print(f"results: {run_dir / CV_RESULTS_FILE}\ncurves:  {run_dir / CV_CURVES_FILE}")
+    print(f"results: {escaped(run_dir / CV_RESULTS_FILE)}\ncurves:  {escaped(run_dir / CV_CURVES_FILE)}")
 
 
 @exit_on_user_error

@@ -1035,6 +1035,20 @@ def test_a_checkpoint_is_scored_at_the_precision_asked(run_module, bad_inputs, t
     assert 0 <= results["test_acc"] <= 1 and sum(map(sum, results["confusion_matrix"])) == 10_000
 
 
+def test_the_paths_a_run_reports_are_escaped_as_error_lines_escape_them(run_main, bad_inputs, tmp_path):
+    """An --output_dir holding a terminal escape and a line break: the run folder is made as named, and the lines that
+    report its files show the name escaped (the raw bytes cleared the terminal and broke the one-line-a-file report:
+    hostile round 12), as predict and every error line show names."""
+    shutil.copy(bad_inputs / "lenet.ckpt", tmp_path / "lenet.ckpt")
+    named = "o\x1b[2Jx\nnew"
+    printed = run_main("lightning_mnist", "test", "--ckpt_path", "lenet.ckpt", "--trainer.limit_test_batches", "1",
+                       "--output_dir", named, *NO_PROGRESS)
+    [run] = (tmp_path / named / "lightning").glob("test_*")
+    assert "\x1b" not in printed.out and f"results: {named.encode('unicode_escape').decode()}/lightning/test_0/" \
+        "results.json" in printed.out.replace(str(tmp_path) + "/", ""), printed.out
+    assert (run / "results.json").is_file() and not any(line.startswith("new/") for line in printed.out.splitlines())
+
+
 def test_lightnings_short_name_of_bfloat16_mixed_precision_trains(run_main, tmp_path, lightning_logging):
     """``--trainer.precision bf16`` is Lightning's name for bf16-mixed (float32 weights, bfloat16 arithmetic), not
     bf16-true: fit takes it, trains in it, and keeps float32 weights."""

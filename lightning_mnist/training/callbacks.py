@@ -29,7 +29,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from mnist_common.errors import UserError
+from mnist_common.errors import UserError, escaped
 from mnist_common.files import write_atomically
 from mnist_common.results import HISTORY_KEYS
 
@@ -296,7 +296,7 @@ class RunCheckpoint(ModelCheckpoint):
         self.last_model_path = self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)  # recorded in the file
         trainer.save_checkpoint(self.last_model_path, weights_only=self.save_weights_only)
         if trainer.is_global_zero and self.resume_hint:
-            print(f"fit interrupted: saved {self.last_model_path}; run the same command with --ckpt_path last "
+            print(f"fit interrupted: saved {escaped(self.last_model_path)}; run the same command with --ckpt_path last "
                   f"to resume", file=sys.stderr, flush=True)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

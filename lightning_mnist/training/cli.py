@@ -51,7 +51,7 @@ from mnist_common.allocator import keep_freed_memory
 from mnist_common.model_files import load_architecture
 from mnist_common.cli import (ArgumentError, argument_error_line, check_config_text, flag_values,
                                parameter_types, refuse_nulls, without_print_config)
-from mnist_common.errors import EXIT_INTERRUPTED, UserError, exit_on_user_error, one_line, path_text
+from mnist_common.errors import EXIT_INTERRUPTED, UserError, escaped, exit_on_user_error, one_line, path_text
 from mnist_common.figures import plot_curves
 from mnist_common.files import write_text
 from mnist_common.keras_file import KERAS_SUFFIX
@@ -603,7 +603,7 @@ class MnistCLI(LightningCLI):
         self._epochs_done = done
         self._steps_done = int(contents.get("global_step", 0))  # optimizer steps, the logged steps' count
         where = f"the run in {self._resumed_run}" if self._resumed_run else "a new run"
-        print(f"resuming from {checkpoint.path} ({done} epochs done) into {where}"
+        print(f"resuming from {escaped(checkpoint.path)} ({done} epochs done) into {where}"
               + (f"; keeping the run's own settings: {', '.join(kept)}" if kept else ""), flush=True)
 
     @staticmethod
@@ -715,9 +715,9 @@ class MnistCLI(LightningCLI):
         start = getattr(self, "_start_weights", None)
         if start is not None:  # (None for a resumed run: --weights and --ckpt_path were refused together)
             self.model.network.load_state_dict(start[1], strict=True)
-        print(f"run folder: {self.run_dir}")
+        print(f"run folder: {escaped(self.run_dir)}")
         if start is not None:
-            print(f"starting from the weights of {start[0]}")
+            print(f"starting from the weights of {escaped(start[0])}")
         print(self.model.architecture.summary())
 
     def history(self) -> EpochHistory:
@@ -761,9 +761,9 @@ class MnistCLI(LightningCLI):
             confusion_matrix=report.confusion, mistakes=report.mistakes_count)
         json_path = write_json(results, self.run_dir / RESULTS_FILE)
         curves = plot_curves(rows, self.run_dir / CURVES_FILE, "lightning_mnist fit")
-        print(f"test accuracy {results.test_acc:.4f}, test loss {results.test_loss:.4f} (best checkpoint {best}, "
+        print(f"test accuracy {results.test_acc:.4f}, test loss {results.test_loss:.4f} (best checkpoint {escaped(best)}, "
               f"{results.epochs} epochs, {results.wall_seconds:.1f} s)")
-        print(f"results: {json_path}\ncurves: {curves}\n{report.describe()}")
+        print(f"results: {escaped(json_path)}\ncurves: {escaped(curves)}\n{report.describe()}")
 
     def after_instantiate_classes(self) -> None:
         self._held_logs.end(show=True)
@@ -774,7 +774,7 @@ class MnistCLI(LightningCLI):
     def before_test(self) -> None:
         if self._ensemble is not None:
             self.model = self._ensemble
-            print(f"testing the {len(self.model.members)}-fold ensemble of {self._source}")
+            print(f"testing the {len(self.model.members)}-fold ensemble of {escaped(self._source)}")
 
     def after_test(self) -> None:
         if not self.trainer.is_global_zero:  # a distributed test: the first process writes the results, once
@@ -784,7 +784,7 @@ class MnistCLI(LightningCLI):
         results = {"framework": FRAMEWORK, "checkpoint": self._source,
                    "test_acc": float(tested["test/acc"]), "test_loss": float(tested["test/loss"]),
                    "confusion_matrix": report.confusion, "mistakes": report.mistakes_count}
-        print(f"results: {write_json(results, self.run_dir / RESULTS_FILE)}\n{report.describe()}")
+        print(f"results: {escaped(write_json(results, self.run_dir / RESULTS_FILE))}\n{report.describe()}")
 
 
 def given_settings(parser: LightningArgumentParser, args, subcommand: str) -> dict[str, set[str]] | None:

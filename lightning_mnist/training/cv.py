@@ -19,7 +19,7 @@ import yaml
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from mnist_common.errors import EXIT_INTERRUPTED
+from mnist_common.errors import EXIT_INTERRUPTED, escaped
 from mnist_common.figures import plot_cv_curves
 from mnist_common.files import write_atomically
 from mnist_common.results import CV_CURVES_FILE, CV_RESULTS_FILE, CVResults, FoldResult, write_json
@@ -50,7 +50,7 @@ def cross_validate(cli: LightningCLI, run_dir: Path) -> Path:
     except BaseException as err:
         if not isinstance(err, (KeyboardInterrupt, SIGTERMException)) and not interrupted(err):
             raise
-        count, kept = config.data.num_folds, ", ".join(str(run_dir / fold.model_path) for fold in folds)
+        count, kept = config.data.num_folds, ", ".join(escaped(run_dir / fold.model_path) for fold in folds)
         where = f"fold {len(folds)} of {count}" if len(folds) < count else "its ensemble's test"
         finished = "fold 0" if len(folds) == 1 else f"folds 0 to {len(folds) - 1}"
         done = f"{finished} finished (best checkpoints: {kept}), but" if folds else "no fold finished and"
@@ -103,5 +103,5 @@ def _run_folds(cli: LightningCLI, run_dir: Path, config, ran: dict, checkpoint_b
     print(f"{len(folds)}-fold val acc {results.val_acc_mean:.4f} +- {results.val_acc_std:.4f} "
           f"(folds: {', '.join(f'{f.val_acc:.4f}' for f in folds)}); "
           f"ensemble test acc {results.ensemble_test_acc:.4f}")
-    print(f"cv results: {path}\ncv curves: {curves}\n{report.describe()}")
+    print(f"cv results: {escaped(path)}\ncv curves: {escaped(curves)}\n{report.describe()}")
     return path

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from mnist_common.errors import escaped
 from mnist_common.figures import mistakes_grid, save_figure
 from mnist_common.results import write_json
 
@@ -35,7 +36,8 @@ class TestReport:
     def describe(self) -> str:
         part = "" if self.images == self.test_set else \
             f" (the first {self.images} of the {self.test_set} test images, as the limited test pass scored)"
-        return f"confusion matrix: {self.confusion_png}{part}\nmistakes ({self.mistakes_count}): {self.mistakes_png}"
+        return (f"confusion matrix: {escaped(self.confusion_png)}{part}\nmistakes ({self.mistakes_count}): "
+                f"{escaped(self.mistakes_png)}")
 
 
 @torch.inference_mode()
