@@ -571,6 +571,11 @@ def bad_inputs(tmp_path_factory, mnist_dir):
 
 BAD_INPUTS = {
     "batch size 0": (["fit", "--data.batch_size", "0"], "--data.batch_size must be at least 1, got 0"),
+    # hostile round 12: jsonargparse's "Does not validate against any of the Union subtypes" named nothing
+    "EMA decay 2": (["fit", "--trainer.callbacks", '{"class_path": "lightning_mnist.training.callbacks.'
+                                                  'EMAWeightAveraging", "init_args": {"decay": 2.0}}'],
+                    "--trainer.callbacks EMAWeightAveraging: decay must be a number from 0 to 1 (the weight of the "
+                    "average so far at each step), got 2.0"),
     "batch size -4": (["fit", "--data.batch_size", "-4"], "--data.batch_size must be at least 1, got -4"),
     "eval batch size 0": (["fit", "--data.eval_batch_size", "0"], "--data.eval_batch_size must be at least 1"),
     # counts past every training image: 2**63 and up were tracebacks (islice, int64), 2**32 a run of one batch
