@@ -26,7 +26,7 @@ import yaml
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentError, ArgumentParser, Namespace, get_loader, set_loader
 
 from mnist_common.documents import MAX_NUMBER_CHARACTERS, check_yaml_document
-from mnist_common.errors import UserError, one_line
+from mnist_common.errors import UserError, escaped, one_line
 
 # The types a value given on the command line is checked against when a parse fails: plain values, choices,
 # and unions of them (``int | None``). Settings of other types (classes, lists) keep jsonargparse's own message.
@@ -390,6 +390,12 @@ def check_config_text(argv: Sequence[str], types_by_name: dict[str, Any] | None 
             kind = "a config file maps settings" if key == "config" else f"a file of --{key}'s settings maps them"
             raise UserError(f"--{key} {value}: the file holds {held}; {kind} to values, e.g. "
                             f"{example} (--print_config shows them all)")
+        nested = [held for held in (settings, *(v for v in settings.values() if isinstance(v, dict)))
+                  if held.get("config")] if key == "config" else []
+        if nested:  # jsonargparse reads that file too: its refusals named neither file, and echoed a text's contents
+            raise UserError(f"--{key} {value}: its config: {escaped(str(nested[0]['config']))[:100]} names another "
+                            f"config file, which is not read from within one here; give each file with its own "
+                            f"--config, or put the settings in this one")
         for setting, given in groups_given_no_mapping(settings, types_by_name or {}, "" if key == "config" else
                                                       f"{key}."):
             raise UserError(f"--{key} {value}: {refusal_line(setting, declared_type(types_by_name, setting), given)}")

@@ -497,6 +497,10 @@ def test_a_pdf_figure_on_a_full_disk_is_one_line(small_disk, monkeypatch, capsys
     (b"- model\n- lr: 0.1\n", "--config bad.yaml: the file holds a YAML list, not settings by name"),
     (b"model:\n  lr: [0.1\n", "--config bad.yaml: not valid YAML: did not find expected ',' or ']' at line 3, "
                                "column 1"),
+    # hostile round 12: jsonargparse read the file named there too; its refusals named neither file (one of
+    # /etc/passwd echoed the file's lines)
+    (b"config: /etc/passwd\n", "--config bad.yaml: its config: /etc/passwd names another config file, which is "
+                                "not read from within one here"),
 ])
 def test_a_config_that_is_not_utf8_or_not_settings_is_named_in_one_line(command, content, expected, tmp_path,
                                                                          monkeypatch, capsys):
