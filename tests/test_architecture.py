@@ -286,7 +286,8 @@ def test_an_activation_is_read_in_each_form_keras_reads_and_only_those():
                                   r"activation: give the activation by name \(activation=\"leaky_relu\", \.\.\.\) or "
                                   r"call the LeakyReLU layer on this layer's output$"),
                           ("softmax_v2", r"activation 'softmax_v2' is TensorFlow's function \(tf.nn.softmax\), which "
-                                         r"Keras saved by its own name and cannot load again; use activation='softmax'$")):
+                                         r"Keras saved by its own name and cannot load again; use "
+                                         r"activation='softmax'$")):
         config = _keras_config(("Conv2D", {"filters": 4, "kernel_size": 3, "activation": form}), *TAIL)
         with pytest.raises(ArchitectureError, match=message):
             architecture_from_keras_config(config)

@@ -252,8 +252,8 @@ def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(served, seed_png, t
     assert wrong_method.status_code == 405 and list(wrong_method.json()) == ["error"]
     assert requests.get(f"{served.url}/nothing-here", timeout=TIMEOUT).json() == {"error": "Not Found"}
     # another path, not a redirect to one made of the request's Host header (hostile round 12)
-    slash = requests.post(f"{served.url}/predict/", data=good, headers={"Content-Type": "image/png", "Host": "x.example"},
-                          timeout=TIMEOUT, allow_redirects=False)
+    slash = requests.post(f"{served.url}/predict/", data=good, timeout=TIMEOUT, allow_redirects=False,
+                          headers={"Content-Type": "image/png", "Host": "x.example"})
     assert (slash.status_code, slash.json(), slash.headers.get("location")) == (404, {"error": "Not Found"}, None)
     host, port = served.url.rsplit("/", 1)[1].split(":")
     with socket.create_connection((host, int(port)), timeout=TIMEOUT) as client:  # two Content-Types: which?
@@ -661,7 +661,8 @@ def test_bodies_past_what_a_process_receives_at_once_get_503(served, seed_png):
     process takes bodies of four times --max_bytes at once, by their Content-Length: past that a JSON 503 says so
     before the body is read, and the connection closes; once they are gone, pictures are answered again."""
     host, port = served.url.rsplit("/", 1)[1].split(":")
-    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n" % SERVE_MAX_BYTES
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n" % (
+        SERVE_MAX_BYTES)
     clients = [socket.create_connection((host, int(port)), timeout=TIMEOUT) for _ in range(12)]
     try:
         for client in clients:  # each waits for its last bytes, its --body_timeout from now

@@ -762,7 +762,8 @@ class MnistCLI(LightningCLI):
             confusion_matrix=report.confusion, mistakes=report.mistakes_count)
         json_path = write_json(results, self.run_dir / RESULTS_FILE)
         curves = plot_curves(rows, self.run_dir / CURVES_FILE, "lightning_mnist fit")
-        print(f"test accuracy {results.test_acc:.4f}, test loss {results.test_loss:.4f} (best checkpoint {escaped(best)}, "
+        print(f"test accuracy {results.test_acc:.4f}, test loss {results.test_loss:.4f} "
+              f"(best checkpoint {escaped(best)}, "
               f"{results.epochs} epochs, {results.wall_seconds:.1f} s)")
         print(f"results: {escaped(json_path)}\ncurves: {escaped(curves)}\n{report.describe()}")
 
