@@ -165,6 +165,7 @@ def make_bad_images(directory: Path) -> dict[str, str]:
         "chunks.png": "refused: a PNG of more than 4,096 chunks besides its image data",
         "comments.gif": "refused: a GIF of more than 4,096 extension blocks",
         "long_comment.gif": "refused: a GIF of more than 4,096 sub-blocks of comments or other extensions (1 MB",
+        "comments.im": "is not an image (or not in a format Pillow can read)",
     }
 
 
@@ -184,6 +185,12 @@ def _crowded_containers(directory: Path, picture: Image.Image) -> None:
     (directory / "comments.gif").write_bytes(gif[:header] + b"\x21\xfe\x01A\x00" * 5000 + gif[header:])
     long = b"\x21\xfe" + (b"\xff" + b"A" * 255) * 8200 + b"\x00"
     (directory / "long_comment.gif").write_bytes(gif[:header] + long + gif[header:])
+    im = io.BytesIO()  # LabEye's IM, whose header's lines Pillow reads in Python: not read at all
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Pillow drops IM in 2028
+        picture.save(im, "IM")
+    first = im.getvalue().index(b"\r\n") + 2
+    (directory / "comments.im").write_bytes(im.getvalue()[:first] + b"Comment: x\r\n" * 5000 + im.getvalue()[first:])
     icc = b"".join(b"\xff\xe2" + struct.pack(">H", 16 + 100) + b"ICC_PROFILE\x00" + bytes((i, 255)) + bytes(100)
                    for i in range(1, 256))
     (directory / "icc_chunks.jpg").write_bytes(jpeg[:2] + icc + jpeg[2:])
