@@ -131,8 +131,7 @@ class Receiving:
     held: int = 0
 
 
-async def read_body(request: Request, max_bytes: int, timeout: float = BODY_TIMEOUT,
-                    receiving: Receiving | None = None) -> bytes:
+async def read_body(request: Request, max_bytes: int, timeout: float, receiving: Receiving) -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed ``max_bytes``, and with 408 when
     ``timeout`` seconds pass without a piece of it (a client that sent less than its ``Content-Length``
     would otherwise hold its connection, and a slot of the server, for ever) or when it is not whole within
@@ -156,27 +155,16 @@ async def read_body(request: Request, max_bytes: int, timeout: float = BODY_TIME
         except ValueError:
             raise refuse(BAD_REQUEST, f"Content-Length is not a number: {declared!r}") from None
     size = max(int(declared or 0), 0)  # neither a length nor chunks: no body
-    if receiving is None:
-        return await _received(request, declared, max_bytes, timeout, too_large)
     if receiving.held + size > receiving.limit:
         raise HTTPException(BUSY, f"the server is receiving {receiving.held:,} bytes of other requests' bodies, and "
                                   f"this one's {size:,} would pass the {receiving.limit:,} it takes at once; send it "
                                   f"again shortly", headers={"Connection": "close", "Retry-After": "5"})
     receiving.held += size
-    try:
-        return await _received(request, declared, max_bytes, timeout, too_large)
-    finally:
-        receiving.held -= size
-
-
-async def _received(request: Request, declared: str | None, max_bytes: int, timeout: float,
-                    too_large: HTTPException) -> bytes:
-    """The body as it arrives (:func:`read_body`)."""
     chunks, total = [], 0
     stream = request.stream()
     clock = asyncio.get_running_loop()
     deadline = clock.time() + BODY_DEADLINE_FACTOR * timeout  # a body trickled a byte a stall never stalls
-    try:
+    try:  # (a body is counted in receiving while it arrives, however that ends)
         while True:
             try:
                 chunk = await asyncio.wait_for(anext(stream), min(timeout, deadline - clock.time()))
@@ -194,6 +182,8 @@ async def _received(request: Request, declared: str | None, max_bytes: int, time
                 f"{timeout:g} s it may stall): {total:,}{expected} bytes arrived" if clock.time() >= deadline else
                 f"stalled: {total:,}{expected} bytes arrived, then nothing for {timeout:g} s")
         raise HTTPException(TIMED_OUT, f"the request body {said}", headers={"Connection": "close"}) from None
+    finally:
+        receiving.held -= size
     return b"".join(chunks)
 
 
