@@ -55,8 +55,8 @@ def build_model(architecture: Architecture | str | os.PathLike | dict | None = N
     """The Keras model of ``architecture`` (default: the notebook's), freshly initialised, not compiled."""
     architecture = load_architecture(architecture)
     name = graph_root_name(architecture.name)
-    inputs = keras.Input(shape=architecture.keras_input_shape, name=architecture.input_name,
-                         dtype=architecture.input_dtype)
+    inputs = keras.Input(shape=architecture.keras_input_shape, batch_size=architecture.input_batch_size,
+                         name=architecture.input_name, dtype=architecture.input_dtype)
     if not architecture.functional:  # a chain a Sequential's file or a description gave
         return keras.Sequential([inputs, *(keras_layer(node.layer) for node in architecture.nodes)], name=name)
     tensors = {architecture.input_name: inputs}

@@ -27,7 +27,7 @@ from bridge_check import (SAMPLERS, L, architecture_of, assert_matches_keras, cl
                           keras, model_config_text, predicts_alike_on_both_backends, randomised, torch_weights_of)
 from conftest import REPO, assert_one_line_error, both_frameworks_learn, main_error
 from keras_bridge.files import on_its_tensors
-from mnist_common.architecture import LAYER_TYPES, Architecture, fixed_input_shape
+from mnist_common.architecture import LAYER_TYPES, Architecture, ArchitectureError, fixed_input_shape
 from mnist_common.keras_file import read_keras_file
 from lightning_mnist.__main__ import main as command_line
 from lightning_mnist.checkpoints import load_networks
@@ -499,7 +499,11 @@ def _share(*names: str):
     (lambda config: config["config"]["layers"][0]["config"].__setitem__("dtype", {
         "module": "keras", "class_name": "DTypePolicy", "config": {"name": "int32"}, "registered_name": None}),
      "the model's input is int32; only float32 and uint8 inputs are supported"),
-], ids=["input_layers", "shared_object_id", "input_dtype"])
+    # the batch its input declares is kept for the Keras model written back (zoo round 12's NIT-1): a whole number
+    (lambda config: config["config"]["layers"][0]["config"].__setitem__("batch_shape", [1e12, 28, 28, 1]),
+     "the model's input declares a batch of 1000000000000.0; a batch is a whole number from 1 to 2,147,483,647, or "
+     "None (any)"),
+], ids=["input_layers", "shared_object_id", "input_dtype", "input_batch"])
 def test_crafted_graph_entries_are_refused_in_one_line_by_both_backends(edit, message, tmp_path, seed_png, capsys):
     odd = _edited_config(_dense_stack(), tmp_path, edit)
     for argv in (["convert", str(odd), str(tmp_path / "out.ckpt")],
@@ -865,6 +869,51 @@ def test_a_layer_called_input_converts_both_ways(tmp_path, capsys, mnist_dir):
         back = keras.saving.load_model(tmp_path / f"back_{k}.keras")
         assert architecture_of(back).same_network(architecture_of(model))
         assert back.inputs[0].name == model.inputs[0].name == architecture_of(model).input_name
+
+
+def input_batch_shape(path: Path) -> list:
+    """The ``batch_shape`` a ``.keras`` file's (outermost) input layer declares."""
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))["config"]
+    return next(entry["config"]["batch_shape"] for entry in config["layers"] if entry["class_name"] == "InputLayer")
+
+
+def test_a_batch_the_input_declares_comes_back_in_the_keras_file(tmp_path, capsys, mnist):
+    """``keras.Input(shape, batch_size=32)``, and a Sequential built by its first ``fit`` (no Input: Keras records that
+    batch, ``batch_shape [16, 28, 28, 1]``, as most notebooks' models have it), came back from their checkpoints with
+    the batch open (zoo round 12's NIT-1). The description keeps it (``input_batch_size``), the file written back
+    declares it, and the torch network and the deploy files still take any batch (a .tflite is exported through
+    Keras: its batch axis stays dynamic)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    inputs = keras.Input((28, 28, 1), batch_size=32)
+    functional = keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(L.Conv2D(4, 3)(inputs))))
+    lazy = keras.Sequential([L.Conv2D(4, 3, activation="relu"), L.Flatten(), L.Dense(10, activation="softmax")])
+    lazy.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+    lazy.fit(mnist.train_images[:64, :, :, None] / 255.0, mnist.train_labels[:64], batch_size=16, verbose=0)
+    for name, model, batch in (("functional", functional, 32), ("lazy", lazy, 16)):
+        folder = tmp_path / name
+        folder.mkdir()
+        model.save(folder / "source.keras")
+        assert input_batch_shape(folder / "source.keras") == [batch, 28, 28, 1]
+        _, after = converts_and_comes_back(folder / "source.keras", folder, capsys, ("model.ckpt", "model.tflite"),
+                                           check_images=100)
+        assert after.architecture.input_batch_size == batch
+        assert input_batch_shape(folder / "again.keras") == [batch, 28, 28, 1]
+        if name == "functional":
+            assert model_config_text(folder / "again.keras") == model_config_text(folder / "source.keras")
+        assert keras.saving.load_model(folder / "again.keras").predict(np.zeros((3, 28, 28, 1)), verbose=0).shape \
+            == (3, 10)
+        (network,) = load_networks(folder / "model.ckpt")
+        assert network(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+        assert Interpreter(model_path=str(folder / "model.tflite")).get_input_details()[0]["shape_signature"][0] \
+            == -1
+    description = after.architecture.to_config()  # the lazy Sequential's, as a checkpoint records it
+    assert description["input_batch_size"] == 16 and Architecture.from_config(description) == after.architecture
+    for bad in (0, -1, True, 2.0, "16", 2**31):
+        with pytest.raises(ArchitectureError, match=f"input_batch_size must be null .any batch. or a whole number "
+                                                    f"from 1 to 2,147,483,647, got {re.escape(repr(bad))}"):
+            Architecture.from_config({**description, "input_batch_size": bad})
 
 
 def test_seeds_and_synchronized_statistics_come_back_in_the_keras_file(tmp_path, capsys, mnist_dir):

@@ -90,11 +90,12 @@ MAX_ACTIVATIONS = 20_000_000
 MAX_LAYERS = 2_000  # Keras' largest applications have about 1,000; more is a crafted file, refused at once
 MAX_DESCRIPTION_BYTES = 2 << 20  # a description file of MAX_LAYERS layers, each spelled out in full, is below 1 MB
 CALL_SEPARATOR = "@"  # a shared layer's later calls: ``stem@1``, ``stem@2`` (:func:`call_name`)
-CONFIG_KEYS = ("format_version", "name", "input_shape", "input_dtype", "input_name", "input_key", "output_key",
-               "functional", "layers", "num_classes")
+CONFIG_KEYS = ("format_version", "name", "input_shape", "input_batch_size", "input_dtype", "input_name", "input_key",
+               "output_key", "functional", "layers", "num_classes")
 # What a model's input may be: float32, or uint8 (raw bytes, which the model rescales itself: ``keras.Input(...,
 # dtype="uint8")`` then ``Rescaling(1 / 255)``); every command feeds such a model 0-255 pixels (:attr:`pixel_scale`)
 INPUT_DTYPES = ("float32", "uint8")
+MAX_BATCH = 2**31 - 1  # a batch size TensorFlow's int32 shapes hold (``input_batch_size``)
 MAX_KEY_LENGTH = 256  # a model's input or output key (``keras.Model({"pixels": x}, ...)``): a name, not a document
 
 
@@ -334,9 +335,18 @@ class Architecture:
     # What Keras casts the input to (:data:`INPUT_DTYPES`): for uint8 the commands feed whole bytes as float32
     # (:meth:`model_pixels`) and the torch network takes the nearest byte within 0-255 (``KerasNetwork.run``)
     input_dtype: str = INPUT_DTYPES[0]
+    # The batch the Keras model's input declares (``keras.Input(..., batch_size=32)``; a Sequential built by its first
+    # ``fit`` records that batch's size), None where it is left open. Only the Keras model written back declares it,
+    # so the file comes back as it was: Keras runs a model on any batch whatever its input says, and so do the torch
+    # network and every deploy file
+    input_batch_size: int | None = None
 
     def __post_init__(self) -> None:
         where = self.source or self.name
+        size = self.input_batch_size
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_BATCH):
+            raise ArchitectureError(f"{where}: input_batch_size must be null (any batch) or a whole number from 1 to "
+                                    f"{MAX_BATCH:,}, got {escaped(repr(size))[:100]}")
         if self.input_dtype not in INPUT_DTYPES:
             raise ArchitectureError(f"{where}: input_dtype must be {' or '.join(INPUT_DTYPES)}, got "
                                     f"{escaped(repr(self.input_dtype))[:100]}")
@@ -372,7 +382,8 @@ class Architecture:
     def from_layers(cls, input_shape: Shape, layers: list[tuple[Layer | SharedCall, list[str] | None]],
                     name: str = "custom", source: str = "", input_name: str = DEFAULT_INPUT_NAME,
                     functional: bool = False, input_key: str | int | None = None,
-                    output_key: str | int | None = None, input_dtype: str = INPUT_DTYPES[0]) -> Architecture:
+                    output_key: str | int | None = None, input_dtype: str = INPUT_DTYPES[0],
+                    input_batch_size: int | None = None) -> Architecture:
         """Layers with the names of their inputs (None: the layer before, or the input), and where a file's call
         gives them, the order Keras walks them in (:attr:`Node.walk`) third; unnamed ones named. A
         :class:`SharedCall` in a layer's place calls a layer of the list again."""
@@ -396,7 +407,7 @@ class Architecture:
             previous = layer.name
         return cls(input_shape=input_shape, nodes=tuple(nodes), name=name, input_name=input_name,
                    functional=functional, source=source, input_key=input_key, output_key=output_key,
-                   input_dtype=input_dtype)
+                   input_dtype=input_dtype, input_batch_size=input_batch_size)
 
     def _with_shared_layers(self, nodes: tuple[Node, ...]) -> tuple[Node, ...]:
         """``nodes`` with each later call of a shared layer holding that layer (under the call's name), so that a
@@ -897,6 +908,8 @@ class Architecture:
             layers.append(entry)
             previous = node.name
         config = {"format_version": FORMAT_VERSION, "name": self.name, "input_shape": list(self.keras_input_shape)}
+        if self.input_batch_size is not None:
+            config["input_batch_size"] = self.input_batch_size
         if self.input_dtype != INPUT_DTYPES[0]:
             config["input_dtype"] = self.input_dtype
         if self.input_name != DEFAULT_INPUT_NAME:
@@ -916,6 +929,8 @@ class Architecture:
             given = f"{shape_text(self.keras_input_shape)}, built at {given}"
         if self.input_dtype != INPUT_DTYPES[0]:  # bytes
             given = f"{given} {self.input_dtype}"
+        if self.input_batch_size is not None:  # what Keras' summary shows first
+            given = f"{given}, batch {self.input_batch_size}"
         rows = [(f"{self.input_name} (Input)", given, "", "")]
         for node in self.nodes:
             count = 0 if node.shares else sum(math.prod(s) for _, s in node.layer.weights(*self.input_shapes_of(node)))
@@ -996,7 +1011,8 @@ class Architecture:
         architecture = cls.from_layers(config["input_shape"], layers, name=str(name), source=source,
                                        input_name=input_name, functional=functional,
                                        input_key=config.get("input_key"), output_key=config.get("output_key"),
-                                       input_dtype=config.get("input_dtype", INPUT_DTYPES[0]))
+                                       input_dtype=config.get("input_dtype", INPUT_DTYPES[0]),
+                                       input_batch_size=config.get("input_batch_size"))
         expected = config.get("num_classes")
         if expected is not None and expected != architecture.num_classes:
             raise ArchitectureError(f"{where}: num_classes is {expected!r} but the output gives "

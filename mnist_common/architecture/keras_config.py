@@ -21,8 +21,9 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from mnist_common.architecture.description import (DEFAULT_INPUT_NAME, INPUT_DTYPES, MAX_LAYERS, Architecture,
-                                                   ArchitectureError, SharedCall, auto_names, call_name, keras_order)
+from mnist_common.architecture.description import (DEFAULT_INPUT_NAME, INPUT_DTYPES, MAX_BATCH, MAX_LAYERS,
+                                                   Architecture, ArchitectureError, SharedCall, auto_names, call_name,
+                                                   keras_order)
 from mnist_common.architecture.layers import KERAS_LAYERS, LAYER_TYPES, MAX_RANK, LayerError, Operation
 from mnist_common.architecture.layers.base import DTYPE_POLICY_CLASSES
 from mnist_common.architecture.layers.operations import ELLIPSIS, TENSOR, slice_text
@@ -120,6 +121,18 @@ def _input_shape(entry: dict[str, Any] | None, model_config: dict[str, Any], sou
                                 f"features fixed (a height, width or length may be None: it is built at MNIST's 28, "
                                 f"or as many steps as hold its 784 pixels)")
     return tuple(dims)
+
+
+def _input_batch_size(entry: dict[str, Any] | None, model_config: dict[str, Any], source: str) -> int | None:
+    """The batch the model's input declares (``keras.Input(..., batch_size=32)``, or the first batch a Sequential was
+    built by), None where it is open: the first size of the shape :func:`_input_shape` reads."""
+    config = (entry or {}).get("config") or {}
+    shape = config.get("batch_shape") or config.get("batch_input_shape") or model_config.get("build_input_shape")
+    size = shape[0] if isinstance(shape, (list, tuple)) and shape else None
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_BATCH):
+        raise ArchitectureError(f"{source}: the model's input declares a batch of {escaped(repr(size))[:100]}; a "
+                                f"batch is a whole number from 1 to {MAX_BATCH:,}, or None (any)")
+    return size
 
 
 def _input_dtype(entry: dict[str, Any] | None, source: str) -> str:
@@ -468,6 +481,7 @@ def read_keras_config(config: Any, source: str = "model") -> KerasGraph:
     architecture = Architecture.from_layers(input_shape, layers, name=name, source=source, input_name=input_name,
                                             functional=config["class_name"] != "Sequential",
                                             input_dtype=_input_dtype(input_entry, source),
+                                            input_batch_size=_input_batch_size(input_entry, model_config, source),
                                             **_endpoint_keys(model_config))
     return KerasGraph(architecture, dict(architecture.storage_names), {})
 
@@ -546,6 +560,8 @@ class _NestedModels:
                                                 name=name, source=self.source, input_name=input_name,
                                                 functional=config["class_name"] != "Sequential",
                                                 input_dtype=_input_dtype(input_entry, self.source),
+                                                input_batch_size=_input_batch_size(input_entry, model_config,
+                                                                                   self.source),
                                                 **_endpoint_keys(model_config))
         shapes = architecture.shapes
         for label, tensor, declared in self.declared:  # Keras would refuse to build it; so does the torch path
