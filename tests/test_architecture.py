@@ -279,16 +279,27 @@ def test_an_activation_is_read_in_each_form_keras_reads_and_only_those():
         config = _keras_config(("Conv2D", {"filters": 4, "kernel_size": 3, "activation": form}), *TAIL)
         with pytest.raises(ArchitectureError, match="activation .* is not supported"):
             architecture_from_keras_config(config)
-    # zoo round 12: what people pass that Keras saves, said in words (a layer object's config was quoted whole)
+    # zoo round 12: what people pass that Keras saves. A weight-free activation layer object is a convolution's or a
+    # Dense layer's activation (tests/test_layers_core.py); others, said in words (their config was quoted whole)
     leaky = {"module": "keras.layers", "class_name": "LeakyReLU", "config": {"name": "leaky_re_lu",
                                                                              "negative_slope": 0.1}}
-    for form, message in ((leaky, r"activation is a LeakyReLU layer object, which this bridge does not take as an "
-                                  r"activation: give the activation by name \(activation=\"leaky_relu\", \.\.\.\) or "
-                                  r"call the LeakyReLU layer on this layer's output$"),
-                          ("softmax_v2", r"activation 'softmax_v2' is TensorFlow's function \(tf.nn.softmax\), which "
-                                         r"Keras saved by its own name and cannot load again; use "
-                                         r"activation='softmax'$")):
-        config = _keras_config(("Conv2D", {"filters": 4, "kernel_size": 3, "activation": form}), *TAIL)
+    config = _keras_config(("Conv2D", {"filters": 4, "kernel_size": 3, "activation": leaky}), *TAIL)
+    assert architecture_from_keras_config(config).layers[0].activation.negative_slope == 0.1
+    prelu = {"module": "keras.layers", "class_name": "PReLU", "config": {"name": "p_re_lu"}}
+    dense = {"module": "keras.layers", "class_name": "Dense", "config": {"name": "dense_9", "units": 3}}
+    objects = "as an activation this bridge takes a name or a layer object of no weights: Activation, ReLU, LeakyReLU, "
+    for layer, form, message in (
+            ("Conv2D", prelu, rf"activation is a PReLU layer object; {objects}ELU, Softmax$"),
+            ("Dense", dense, rf"activation is a Dense layer object; {objects}ELU, Softmax$"),
+            ("Conv2D", {**leaky, "config": {"negative_slope": "x"}}, r"activation \(LeakyReLU\): negative_slope"),
+            ("LSTM", leaky, r"activation is a LeakyReLU layer object, which this bridge takes as the activation of a "
+                            r"convolution or a Dense layer only: give the activation by name "
+                            r"\(activation=\"leaky_relu\", \.\.\.\) or call the LeakyReLU layer on this layer's "
+                            r"output$"),
+            ("Conv2D", "softmax_v2", r"activation 'softmax_v2' is TensorFlow's function \(tf.nn.softmax\), which "
+                                     r"Keras saved by its own name and cannot load again; use activation='softmax'$")):
+        settings = {"units": 4} if layer in ("LSTM", "Dense") else {"filters": 4, "kernel_size": 3}
+        config = _keras_config((layer, {**settings, "activation": form}), *TAIL)
         with pytest.raises(ArchitectureError, match=message):
             architecture_from_keras_config(config)
 

@@ -89,6 +89,45 @@ def test_an_adaptive_pooling_network_converts_to_every_format_and_back(tmp_path,
                             targets=("model.ckpt", "model.onnx", "model.pt2", "model.tflite"))
 
 
+def test_activation_layer_objects_convert_to_every_format_and_back(tmp_path, capsys, mnist_dir):
+    """``Conv2D(32, 3, activation=LeakyReLU(0.1))`` (a Kaggle and GAN idiom): Keras saves the layer object's config
+    as the activation and loads it in safe mode; it was refused (zoo round 12's SUP-1). The weight-free activation
+    layers are taken there, computed by their own torch modules, a Softmax object ending the model in probabilities
+    as ``activation="softmax"`` does; proven as a checkpoint, an ONNX, a ``.pt2`` and a LiteRT file, and the
+    checkpoint comes back as the same ``.keras`` file, config and all. A description gives one as an entry."""
+    from bridge_check import architecture_of, converts_and_comes_back, keras, model_config_text, randomised
+    from lightning_mnist.checkpoints import load_networks
+
+    inputs = keras.Input((28, 28, 1))
+    x = L.Conv2D(4, 3, activation=L.LeakyReLU(0.1))(inputs)
+    x = L.SeparableConv2D(4, 3, activation=L.ELU(0.5))(x)
+    x = L.Conv2D(4, 3, activation=L.Activation("tanh"))(L.Dense(3, activation=L.Softmax())(x))  # channels' softmax
+    x = L.Dense(16, activation=L.ReLU(max_value=6.0, negative_slope=0.05, threshold=0.1))(L.Flatten()(x))
+    model = randomised(keras.Model(inputs, L.Dense(10, activation=L.Softmax())(x)))
+    assert_matches_keras(model)
+    architecture = architecture_of(model)
+    assert architecture.outputs_probabilities and architecture.ends_in_softmax
+    model.save(tmp_path / "objects.keras")
+    converts_and_comes_back(tmp_path / "objects.keras", tmp_path, capsys,
+                            targets=("model.ckpt", "model.onnx", "model.pt2", "model.tflite"))
+    assert model_config_text(tmp_path / "again.keras") == model_config_text(tmp_path / "objects.keras")
+    (network,) = load_networks(tmp_path / "model.ckpt")
+    assert not [name for name, _ in network.named_parameters() if "activation" in name]  # weight-free
+    described = Architecture.load({"input_shape": [28, 28, 1], "layers": [
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": {"type": "LeakyReLU", "negative_slope": 0.1}},
+        {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": {"type": "Softmax"}}]})
+    assert described.layers[0].activation.negative_slope == 0.1 and described.outputs_probabilities
+    assert Architecture.from_config(described.to_config()) == described
+    # Keras calls a held layer under its own name, which TensorFlow's traced graphs refuse as they refuse a layer's
+    # (Keras' own predict fails): said before Keras traces it, as for any layer (a wrapper's layer was not checked)
+    rows = keras.Input((28, 28))
+    for inputs, layer in ((inputs, L.Conv2D(4, 3, activation=L.LeakyReLU(name="leaky relu"))),
+                          (rows, L.TimeDistributed(L.Dense(3, name="leaky relu"))),
+                          (rows, L.TimeDistributed(L.Dense(3, activation=L.LeakyReLU(name="leaky relu"))))):
+        unsafe = keras.Model(inputs, L.Dense(10)(L.Flatten()(layer(inputs))))
+        assert architecture_of(unsafe).graph_unsafe_name == "leaky relu"
+
+
 def test_an_adaptive_pooling_keras_cannot_run_is_refused_before_keras_runs_it(tmp_path, capsys):
     """Keras builds and saves an adaptive max pooling to a width of 1, then kills the process running it (a
     floating-point exception): ``convert`` refuses the file in one line first."""

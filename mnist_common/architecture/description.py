@@ -650,8 +650,16 @@ class Architecture:
         letter), else None: Keras cannot ``predict``, ``fit`` or export such a model, only call it eagerly."""
         if not GRAPH_ROOT_NAME.fullmatch(self.name):
             return self.name
-        return next((node.name for node in self.nodes if node.shares is None
-                     and not GRAPH_LAYER_NAME.fullmatch(node.name)), None)  # a later call's name is not Keras'
+        names = []
+        for node in self.nodes:
+            if node.shares is None:  # a later call's name is not Keras'
+                names.append(node.name)
+                held = list(node.layer.held_layers())  # called under their own names too (none: Keras names it)
+                while held:
+                    layer = held.pop()
+                    names += [] if layer.name is None else [layer.name]
+                    held += layer.held_layers()
+        return next((name for name in names if not GRAPH_LAYER_NAME.fullmatch(name)), None)
 
     @property
     def takes_mnist(self) -> bool:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_mnist.models.layers.layout import torch_axis
-from lightning_mnist.models.layers.registry import WeightMap, converter
+from lightning_mnist.models.layers.registry import WeightMap, build, converter
 from mnist_common.architecture import layers as keras
 from mnist_common.architecture.layers import Shape
 
@@ -87,13 +87,23 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def activate(x: torch.Tensor, activation: str) -> torch.Tensor:
-    """Apply a Keras activation to the fresh output of a convolution or a matrix product.
+def activate(x: torch.Tensor, activation: str | nn.Module) -> torch.Tensor:
+    """Apply a Keras activation (:func:`activation_of`) to the fresh output of a convolution or a matrix product.
 
     ReLU runs in place there: those ops do not keep their output for backward, so this saves
     a pass over memory and an allocation per layer (measurable on CPU for small CNNs).
     """
+    if not isinstance(activation, str):  # an activation layer's module
+        return activation(x)
     return torch.relu_(x) if activation == "relu" else ACTIVATIONS[activation](x)
+
+
+def activation_of(spec: keras.Layer, shape: Shape) -> str | nn.Module:
+    """The activation of a convolution's or a Dense layer's description on a ``shape`` input: the Keras activation's
+    name, or the torch module of the activation layer it was given as (``Conv2D(..., activation=LeakyReLU(0.1))``),
+    built for the layer's output."""
+    activation = spec.activation
+    return activation if isinstance(activation, str) else build(activation, spec.output_shape(shape))
 
 
 @converter(keras.Activation)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_mnist.models.layers.activations import activate
+from lightning_mnist.models.layers.activations import activate, activation_of
 from lightning_mnist.models.layers.registry import WeightMap, converter
 from mnist_common.architecture import layers as keras
 from mnist_common.architecture.layers import Shape, same_padding
@@ -57,7 +57,7 @@ class Convolution(Padded):
 
     def __init__(self, spec: ConvolutionSpec, shape: Shape) -> None:
         super().__init__()
-        self.stride, self.dilation, self.activation = spec.strides, spec.dilation_rate, spec.activation
+        self.stride, self.dilation, self.activation = spec.strides, spec.dilation_rate, activation_of(spec, shape)
         self.set_padding(shape, spec.padding, spec.kernel_size, spec.strides, spec.dilation_rate)
 
     def conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, groups: int) -> torch.Tensor:
@@ -116,7 +116,7 @@ class Conv2DTranspose(nn.Module):
 
     def __init__(self, spec: keras.Conv2DTranspose, shape: Shape) -> None:
         super().__init__()
-        self.stride, self.dilation, self.activation = spec.strides, spec.dilation_rate, spec.activation
+        self.stride, self.dilation, self.activation = spec.strides, spec.dilation_rate, activation_of(spec, shape)
         self.weight = nn.Parameter(torch.empty(shape[-1], spec.filters, *spec.kernel_size))
         self.bias = nn.Parameter(torch.empty(spec.filters)) if spec.use_bias else None
         (top, bottom), (left, right) = (spec.placement(size, axis) for axis, size in enumerate(shape[:2]))
@@ -137,7 +137,7 @@ class Steps(nn.Module):
 
     def __init__(self, spec: keras.Conv1D | keras.DepthwiseConv1D | keras.SeparableConv1D, shape: Shape) -> None:
         super().__init__()
-        self.stride, self.dilation, self.activation = spec.strides, spec.dilation_rate, spec.activation
+        self.stride, self.dilation, self.activation = spec.strides, spec.dilation_rate, activation_of(spec, shape)
         self.pad = spec.padding_amounts(shape[0])
 
     def steps_last(self, x: torch.Tensor) -> torch.Tensor:
@@ -196,7 +196,7 @@ class Conv1DTranspose(nn.Module):
 
     def __init__(self, spec: keras.Conv1DTranspose, shape: Shape) -> None:
         super().__init__()
-        self.stride, self.dilation, self.activation = spec.strides, spec.dilation_rate, spec.activation
+        self.stride, self.dilation, self.activation = spec.strides, spec.dilation_rate, activation_of(spec, shape)
         self.weight = nn.Parameter(torch.empty(shape[-1], spec.filters, *spec.kernel_size))
         self.bias = nn.Parameter(torch.empty(spec.filters)) if spec.use_bias else None
         before, after = spec.placement(shape[0], 0)

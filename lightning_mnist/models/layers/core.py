@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_mnist.models.layers.activations import activate
+from lightning_mnist.models.layers.activations import activate, activation_of
 from lightning_mnist.models.layers.layout import IMAGE_AXES
 from lightning_mnist.models.layers.registry import WeightMap, converter
 from mnist_common.architecture import layers as keras
@@ -20,7 +20,7 @@ class Dense(nn.Module):
 
     def __init__(self, spec: keras.Dense, shape: Shape) -> None:
         super().__init__()
-        self.activation, self.on_image = spec.activation, len(shape) == IMAGE_AXES
+        self.activation, self.on_image = activation_of(spec, shape), len(shape) == IMAGE_AXES
         self.weight = nn.Parameter(torch.empty(spec.units, shape[-1]))
         self.bias = nn.Parameter(torch.empty(spec.units)) if spec.use_bias else None
 

@@ -246,9 +246,9 @@ def activation_name(value: Any, setting: str = "activation") -> str:
             value = value.get("config")
     if isinstance(value, dict) and value.get("module") == "keras.layers" and isinstance(value.get("class_name"), str):
         kind = escaped(value["class_name"])[:60]  # a layer object given as the activation, saved as its config
-        raise LayerError(f"{setting} is a {kind} layer object, which this bridge does not take as an activation: give "
-                         f"the activation by name ({setting}=\"leaky_relu\", ...) or call the {kind} layer on this "
-                         f"layer's output")
+        raise LayerError(f"{setting} is a {kind} layer object, which this bridge takes as the activation of a "
+                         f"convolution or a Dense layer only: give the activation by "
+                         f"name ({setting}=\"leaky_relu\", ...) or call the {kind} layer on this layer's output")
     if isinstance(value, str) and value.endswith("_v2") and value[:-3] in ACTIVATIONS:
         raise LayerError(f"{setting} {value!r} is TensorFlow's function (tf.nn.{value[:-3]}), which Keras saved by its "
                          f"own name and cannot load again; use {setting}={value[:-3]!r}")
@@ -462,15 +462,24 @@ class Layer:
     # transpose; a dropout, the identity then): one distribution over all its input's values stays one.
     REARRANGES: ClassVar[bool] = False
 
+    def held_layers(self) -> tuple[Layer, ...]:
+        """The layers it holds as settings (a wrapper's layer, an activation given as a layer object), which Keras
+        calls inside its own call, each under its own name."""
+        return tuple(value for f in dataclasses.fields(self) if isinstance(value := getattr(self, f.name), Layer))
+
     def output_activation(self) -> str | None:
         """The activation its outputs come out of (a ``sigmoid``: independent probabilities), None where it has
-        none."""
-        return getattr(self, "activation", None)
+        none; an activation given as a layer object (:func:`activation_setting`): that layer's."""
+        activation = getattr(self, "activation", None)
+        return activation.output_activation() if isinstance(activation, Layer) else activation
 
     def softmax_axis(self) -> int | None:
         """The axis of the softmax it ends with (Keras': the batch is 0, -1 the last), None where it has none: a
-        ``softmax`` activation's is the last."""
-        return -1 if getattr(self, "activation", None) == "softmax" else None
+        ``softmax`` activation's is the last, a ``Softmax`` layer object's its own."""
+        activation = getattr(self, "activation", None)
+        if isinstance(activation, Layer):
+            return activation.softmax_axis()
+        return -1 if activation == "softmax" else None
 
     # said where a model's probabilities changed by this layer are refused (Architecture.require_one_distribution)
     DISTRIBUTION_ADVICE: ClassVar[str] = ""
@@ -651,3 +660,71 @@ def padded_values(shape: Shape, windows: tuple[int, ...], strides: tuple[int, ..
         return 0
     sizes = [size + sum(same_padding(size, window, stride)) for size, window, stride in zip(shape, windows, strides)]
     return math.prod(sizes) * math.prod(shape[len(windows):])
+
+
+# How deep wrappers may wrap wrappers: a TimeDistributed of a TimeDistributed of a layer (a (steps, steps, features)
+# input) is two; a crafted file of 200 of them ran the parser past Python's stack
+MAX_WRAPPER_DEPTH = 8
+
+
+def wrapper_depth(value: Any) -> int:
+    """How many layers deep ``value`` (a wrapped layer as Keras serialises it, or a description's entry) holds
+    further wrapped layers (``layer``), counted without recursion, no further than :data:`MAX_WRAPPER_DEPTH` + 1."""
+    depth = 0
+    while isinstance(value, dict) and depth <= MAX_WRAPPER_DEPTH:
+        value = value.get("config") if isinstance(value.get("config"), dict) else value
+        value = value.get("layer") if isinstance(value, dict) else None
+        depth += value is not None
+    return depth
+
+
+def wrapped_layer(value: Any, setting: str, kind: type[Layer] = Layer,
+                  kinds: str = "a supported Keras layer called on one tensor") -> Any:
+    """The layer inside a wrapper, given as Keras serialises it (``{"class_name": "LSTM", "config": {...}}``, what
+    config.json holds), as a description's entry (``{"type": "LSTM", "units": 8}``) or as a description: a ``kind``
+    (``kinds`` in words) called on one tensor."""
+    if isinstance(value, dict) and ("class_name" in value or "type" in value):
+        if wrapper_depth(value) > MAX_WRAPPER_DEPTH:
+            raise LayerError(f"{setting} wraps layers in wrappers more than {MAX_WRAPPER_DEPTH} deep")
+        name = value.get("class_name", value.get("type"))
+        found = LAYER_TYPES.get(name) if isinstance(name, str) and name.isidentifier() else None
+        if found is None or not issubclass(found, kind):
+            raise LayerError(f"{setting} must be {kinds}, got {name!r}")
+        if value.get("module") not in (None, "keras.layers") or value.get("registered_name") not in (None, name):
+            raise LayerError(f"{setting} is a custom class ({value.get('registered_name') or name}); only Keras' "
+                             f"own layers are supported")
+        if "class_name" in value and not isinstance(value.get("config") or {}, dict):
+            raise LayerError(f"{setting} ({name}) has a config that is no mapping ({type(value['config']).__name__})")
+        try:
+            if "class_name" in value:
+                value = found.from_keras(dict(value.get("config") or {}))
+            else:
+                value = found.from_settings({k: v for k, v in value.items() if k != "type"})
+        except LayerError as err:
+            raise LayerError(f"{setting} ({name}): {err}") from None
+    if not isinstance(value, kind):
+        raise LayerError(f"{setting} must be {kinds} (its Keras config or a description's entry), got {value!r}")
+    if value.input_count() != 1 or value.CALL_TENSORS:
+        raise LayerError(f"{setting} ({value.type}) is called on several tensors; a wrapper calls its layer on one")
+    return value
+
+
+# The layers Keras takes as another layer's activation given as an object (``Conv2D(32, 3,
+# activation=LeakyReLU(0.1))``, saved as the layer's serialised config inside the other's): those of one tensor and
+# no weights, whose torch modules the layer's converter calls on its output
+ACTIVATION_LAYERS = ("Activation", "ReLU", "LeakyReLU", "ELU", "Softmax")
+
+
+def activation_setting(value: Any, setting: str = "activation") -> str | Layer:
+    """A convolution's or a Dense layer's ``activation``: a Keras activation by name (:func:`activation_name`), or
+    one of :data:`ACTIVATION_LAYERS` given as a layer object (its Keras config, as config.json holds it, or a
+    description's entry, ``{type: LeakyReLU, negative_slope: 0.1}``), kept so: Keras' file names it as one."""
+    if isinstance(value, Layer) or (isinstance(value, dict) and (
+            "type" in value or value.get("module") == "keras.layers"
+            or (value.get("module") is None and value.get("class_name") in LAYER_TYPES))):
+        kind = value.type if isinstance(value, Layer) else value.get("class_name", value.get("type"))
+        if kind not in ACTIVATION_LAYERS:
+            raise LayerError(f"{setting} is a {escaped(str(kind))[:60]} layer object; as an activation this bridge "
+                             f"takes a name or a layer object of no weights: {', '.join(ACTIVATION_LAYERS)}")
+        return wrapped_layer(value, setting)
+    return activation_name(value, setting)

@@ -22,7 +22,7 @@ from mnist_common.architecture.layers.base import (
     Layer,
     LayerError,
     Shape,
-    activation_name,
+    activation_setting,
     boolean,
     choice,
     initializer,
@@ -63,7 +63,7 @@ class Convolution(Layer):
         for window in ("kernel_size", "strides", "dilation_rate"):
             set_(self, window, int_tuple(getattr(self, window), window, len(self.WINDOW_AXES)))
         set_(self, "padding", choice(self.padding, "padding", self.PADDINGS, lower=True))
-        set_(self, "activation", activation_name(self.activation))
+        set_(self, "activation", activation_setting(self.activation))
         set_(self, "use_bias", boolean(self.use_bias, "use_bias"))
         for f in dataclasses.fields(self):
             if f.name.endswith("_initializer"):
@@ -102,7 +102,7 @@ class Conv2D(Convolution):
     padding: str = "valid"
     dilation_rate: tuple[int, int] = (1, 1)
     groups: int = 1
-    activation: str = "linear"
+    activation: str | Layer = "linear"  # a name, or a layer object (activation_setting)
     use_bias: bool = True
     kernel_initializer: str | dict = "glorot_uniform"
     bias_initializer: str | dict = "zeros"
@@ -169,7 +169,7 @@ class DepthwiseConv2D(Convolution):
     padding: str = "valid"
     depth_multiplier: int = 1
     dilation_rate: tuple[int, int] = (1, 1)
-    activation: str = "linear"
+    activation: str | Layer = "linear"  # a name, or a layer object (activation_setting)
     use_bias: bool = True
     depthwise_initializer: str | dict = "glorot_uniform"
     bias_initializer: str | dict = "zeros"
@@ -202,7 +202,7 @@ class SeparableConv2D(Convolution):
     padding: str = "valid"
     depth_multiplier: int = 1
     dilation_rate: tuple[int, int] = (1, 1)
-    activation: str = "linear"
+    activation: str | Layer = "linear"  # a name, or a layer object (activation_setting)
     use_bias: bool = True
     depthwise_initializer: str | dict = "glorot_uniform"
     pointwise_initializer: str | dict = "glorot_uniform"
@@ -270,7 +270,7 @@ class Conv2DTranspose(Convolution):
     padding: str = "valid"
     output_padding: tuple[int, int] | None = None
     dilation_rate: tuple[int, int] = (1, 1)
-    activation: str = "linear"
+    activation: str | Layer = "linear"  # a name, or a layer object (activation_setting)
     use_bias: bool = True
     kernel_initializer: str | dict = "glorot_uniform"
     bias_initializer: str | dict = "zeros"

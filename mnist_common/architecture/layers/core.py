@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from mnist_common.architecture.layers.base import (
     Layer,
     Shape,
-    activation_name,
+    activation_setting,
     boolean,
     initializer,
     layer_type,
@@ -21,7 +21,7 @@ class Dense(Layer):
     """On a flat input as usual; on an (H, W, C) or (H, W) input Keras applies it to the last axis."""
 
     units: int
-    activation: str = "linear"
+    activation: str | Layer = "linear"  # a name, or a layer object (activation_setting)
     use_bias: bool = True
     kernel_initializer: str | dict = "glorot_uniform"
     bias_initializer: str | dict = "zeros"
@@ -34,7 +34,7 @@ class Dense(Layer):
         super().__post_init__()
         set_ = object.__setattr__
         set_(self, "units", positive_int(self.units, "units"))
-        set_(self, "activation", activation_name(self.activation))
+        set_(self, "activation", activation_setting(self.activation))
         set_(self, "use_bias", boolean(self.use_bias, "use_bias"))
         set_(self, "kernel_initializer", initializer(self.kernel_initializer, "kernel_initializer"))
         set_(self, "bias_initializer", initializer(self.bias_initializer, "bias_initializer"))

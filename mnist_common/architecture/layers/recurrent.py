@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 
 from mnist_common.architecture.layers.base import (
     FLOAT32,
-    LAYER_TYPES,
     Layer,
     LayerError,
     Shape,
@@ -36,6 +35,7 @@ from mnist_common.architecture.layers.base import (
     require_rank,
     seed_value,
     shape_text,
+    wrapped_layer,
 )
 
 
@@ -167,53 +167,6 @@ class GRU(_Gated):
 
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 SIDES = ("forward", "backward")
-# How deep wrappers may wrap wrappers: a TimeDistributed of a TimeDistributed of a layer (a (steps, steps, features)
-# input) is two; a crafted file of 200 of them ran the parser past Python's stack
-MAX_WRAPPER_DEPTH = 8
-
-
-def wrapper_depth(value: Any) -> int:
-    """How many layers deep ``value`` (a wrapped layer as Keras serialises it, or a description's entry) holds
-    further wrapped layers (``layer``), counted without recursion, no further than :data:`MAX_WRAPPER_DEPTH` + 1."""
-    depth = 0
-    while isinstance(value, dict) and depth <= MAX_WRAPPER_DEPTH:
-        value = value.get("config") if isinstance(value.get("config"), dict) else value
-        value = value.get("layer") if isinstance(value, dict) else None
-        depth += value is not None
-    return depth
-
-
-def wrapped_layer(value: Any, setting: str, kind: type[Layer] = Layer,
-                  kinds: str = "a supported Keras layer called on one tensor") -> Any:
-    """The layer inside a wrapper, given as Keras serialises it (``{"class_name": "LSTM", "config": {...}}``, what
-    config.json holds), as a description's entry (``{"type": "LSTM", "units": 8}``) or as a description: a ``kind``
-    (``kinds`` in words) called on one tensor."""
-    if isinstance(value, dict) and ("class_name" in value or "type" in value):
-        if wrapper_depth(value) > MAX_WRAPPER_DEPTH:
-            raise LayerError(f"{setting} wraps layers in wrappers more than {MAX_WRAPPER_DEPTH} deep")
-        name = value.get("class_name", value.get("type"))
-        found = LAYER_TYPES.get(name) if isinstance(name, str) and name.isidentifier() else None
-        if found is None or not issubclass(found, kind):
-            raise LayerError(f"{setting} must be {kinds}, got {name!r}")
-        if value.get("module") not in (None, "keras.layers") or value.get("registered_name") not in (None, name):
-            raise LayerError(f"{setting} is a custom class ({value.get('registered_name') or name}); only Keras' "
-                             f"own layers are supported")
-        if "class_name" in value and not isinstance(value.get("config") or {}, dict):
-            raise LayerError(f"{setting} ({name}) has a config that is no mapping ({type(value['config']).__name__})")
-        try:
-            if "class_name" in value:
-                value = found.from_keras(dict(value.get("config") or {}))
-            else:
-                value = found.from_settings({k: v for k, v in value.items() if k != "type"})
-        except LayerError as err:
-            raise LayerError(f"{setting} ({name}): {err}") from None
-    if not isinstance(value, kind):
-        raise LayerError(f"{setting} must be {kinds} (its Keras config or a description's entry), got {value!r}")
-    if value.input_count() != 1 or value.CALL_TENSORS:
-        raise LayerError(f"{setting} ({value.type}) is called on several tensors; a wrapper calls its layer on one")
-    return value
-
-
 def recurrent_layer(value: Any, setting: str) -> _Recurrent:
     """A SimpleRNN, LSTM or GRU (:func:`wrapped_layer`): a Bidirectional's layers."""
     return wrapped_layer(value, setting, _Recurrent, "a SimpleRNN, LSTM or GRU")
