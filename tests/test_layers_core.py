@@ -102,6 +102,7 @@ def test_activation_layer_objects_convert_to_every_format_and_back(tmp_path, cap
     x = L.Conv2D(4, 3, activation=L.LeakyReLU(0.1))(inputs)
     x = L.SeparableConv2D(4, 3, activation=L.ELU(0.5))(x)
     x = L.Conv2D(4, 3, activation=L.Activation("tanh"))(L.Dense(3, activation=L.Softmax())(x))  # channels' softmax
+    x = L.DepthwiseConv2D(3, activation=L.ReLU(negative_slope=0.2))(L.Conv2DTranspose(4, 3, activation=L.ELU())(x))
     x = L.Dense(16, activation=L.ReLU(max_value=6.0, negative_slope=0.05, threshold=0.1))(L.Flatten()(x))
     model = randomised(keras.Model(inputs, L.Dense(10, activation=L.Softmax())(x)))
     assert_matches_keras(model)
@@ -117,6 +118,11 @@ def test_activation_layer_objects_convert_to_every_format_and_back(tmp_path, cap
         {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": {"type": "LeakyReLU", "negative_slope": 0.1}},
         {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": {"type": "Softmax"}}]})
     assert described.layers[0].activation.negative_slope == 0.1 and described.outputs_probabilities
+    rows = keras.Input((28, 28))  # the convolutions over steps
+    x = L.Conv1D(4, 3, activation=L.LeakyReLU(0.1))(rows)
+    x = L.DepthwiseConv1D(3, activation=L.ELU(0.3))(L.Conv1DTranspose(4, 3, activation=L.ReLU(max_value=0.5))(x))
+    x = L.SeparableConv1D(4, 3, activation=L.Activation("sigmoid"))(x)
+    assert_matches_keras(randomised(keras.Model(rows, L.Dense(10, activation=L.Softmax())(L.Flatten()(x)))))
     assert Architecture.from_config(described.to_config()) == described
     # Keras calls a held layer under its own name, which TensorFlow's traced graphs refuse as they refuse a layer's
     # (Keras' own predict fails): said before Keras traces it, as for any layer (a wrapper's layer was not checked)
