@@ -335,12 +335,16 @@ def test_the_core_imports_no_framework():
     (lambda c: c["layers"][0].update(kernel_size=2, dilation_rate=10**6, padding="same"), "hold 1,000,0"),
     (lambda c: c["layers"].insert(1, {"type": "Conv2DTranspose", "filters": 1, "kernel_size": 3, "padding": "same",
                                       "dilation_rate": 10**6}), "(conv2d_transpose, Conv2DTranspose): the layers up"),
+    # the depthwise result before the pointwise product: 28 x 28 x 10**6 values of one channel (hostile round 13)
+    (lambda c: c["layers"].insert(0, {"type": "SeparableConv2D", "filters": 1, "kernel_size": 1,
+                                      "depth_multiplier": 10**6}), "(separable_conv2d, SeparableConv2D): the layers up"),
 ])
 def test_networks_too_large_to_build_are_refused_before_anything_is_allocated(edit, message):
     """A 10^6-unit Dense (1.6 billion weights) or a 10^5-filter convolution: one line, at once, no memory spent.
     Windows far larger than their input, with "same" padding (hostile round 12): the padded input the torch side
     builds (a pooling pads with F.pad, a convolution where the padding is uneven; TensorFlow's dilated convolution
-    pads too) is counted, as is a transposed convolution's full result before Keras' output is cut from it."""
+    pads too) is counted, as is a transposed convolution's full result before Keras' output is cut from it, and a
+    separable convolution's depthwise result (hostile round 13: a multiplier of 10**6 on one channel, 1.6e11 bytes)."""
     import time
 
     config = Architecture.load("notebook").to_config()

@@ -219,6 +219,11 @@ class SeparableConv2D(Convolution):
     def output_shape(self, shape: Shape) -> Shape:
         return (*self.window_output(shape), self.filters)
 
+    def working_values(self, shape: Shape) -> int:
+        """The padded input, and the depthwise result both frameworks hold before the pointwise product: the output's
+        positions times ``channels * depth_multiplier`` (a multiplier of 10**6 on one channel held 1.6e11 values)."""
+        return super().working_values(shape) + math.prod(self.window_output(shape)) * shape[-1] * self.depth_multiplier
+
     def weights(self, shape: Shape) -> tuple[tuple[str, Shape], ...]:
         depth = shape[-1] * self.depth_multiplier
         return self.with_bias(("depthwise_kernel", (*self.kernel_size, shape[-1], self.depth_multiplier)),
