@@ -658,21 +658,41 @@ def test_a_model_keras_cannot_load_is_refused_before_the_server_starts(seed_kera
 def test_bodies_past_what_a_process_receives_at_once_get_503(served, seed_png):
     """Clients each sending all but the last bytes of a body at the limit held that much memory apiece in the HTTP
     processes for as long as the body's deadline (hostile round 12: 150 of 10 MiB, 3.4 GB, kept after they left). A
-    process takes bodies of four times --max_bytes at once, by their Content-Length: past that a JSON 503 says so
-    before the body is read, and the connection closes; once they are gone, pictures are answered again."""
+    process holds bodies' bytes of four times --max_bytes at once: past that a JSON 503 says so, before the body is
+    read, and the connection closes; once they are gone, pictures are answered again. What counts is the bytes that
+    arrived: connections that only declare a body (a Content-Length, then nothing) held the budget and locked every
+    upload out (hostile round 13)."""
     host, port = served.url.rsplit("/", 1)[1].split(":")
     head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n" % (
         SERVE_MAX_BYTES)
-    clients = [socket.create_connection((host, int(port)), timeout=TIMEOUT) for _ in range(12)]
+    declaring = [socket.create_connection((host, int(port)), timeout=TIMEOUT) for _ in range(12)]
     try:
-        for client in clients:  # each waits for its last bytes, its --body_timeout from now
-            client.sendall(head + bytes(1000))
-        answers = []
-        for client in clients:
-            answer = b""
-            while chunk := client.recv(65536):
-                answer += chunk
-            answers.append(answer)
+        for client in declaring:
+            client.sendall(head)
+        assert post_image(served.url, seed_png.read_bytes()).status_code == 200  # nothing arrived: nothing held
+    finally:
+        for client in declaring:
+            client.close()
+    clients, answers, holding = [socket.create_connection((host, int(port)), timeout=TIMEOUT) for _ in range(12)], [], []
+    try:
+        for client in clients:  # in turn: those let in hold all but 1,000 bytes of a body, kept from stalling
+            client.sendall(head)
+            client.settimeout(0.3)
+            try:
+                answers.append(client.recv(65536))  # refused at once, its body unsent
+            except socket.timeout:
+                client.settimeout(TIMEOUT)
+                client.sendall(bytes(SERVE_MAX_BYTES - 1000))
+                answers.append(None)
+                holding.append(client)
+            for held in holding:  # a byte each, well within --body_timeout (2 s): none stalls while others come
+                held.sendall(b"\0")
+        for k, client in enumerate(clients):  # the holders stall now: 408 after --body_timeout
+            if answers[k] is None:
+                answer = b""
+                while chunk := client.recv(65536):
+                    answer += chunk
+                answers[k] = answer
     finally:
         for client in clients:
             client.close()
@@ -682,7 +702,7 @@ def test_bodies_past_what_a_process_receives_at_once_get_503(served, seed_png):
     head, _, body = busy[0].partition(b"\r\n\r\n")
     assert b"connection: close" in head.lower() and b"retry-after: 5" in head.lower(), head
     error = json.loads(body)["error"]
-    assert re.fullmatch(rf"the server is receiving [0-9,]+ bytes of other requests' bodies, and this one's "
-                        rf"{SERVE_MAX_BYTES:,} would pass the {4 * SERVE_MAX_BYTES:,} it takes at once; send it "
+    assert re.fullmatch(rf"the server holds [0-9,]+ bytes of the bodies it is receiving, and this one's "
+                        rf"{SERVE_MAX_BYTES:,} would pass the {4 * SERVE_MAX_BYTES:,} it holds at once; send it "
                         rf"again shortly", error), error
     assert post_image(served.url, seed_png.read_bytes()).status_code == 200

@@ -68,9 +68,11 @@ BODY_DEADLINE_FACTOR = 4
 # Pictures an HTTP process prepares at once: a 64-megapixel one (a 450 KB compressed TIFF) takes about 1 GB while it
 # is decoded and resized, and the thread pool would run 40; the others wait their turn
 PREPARING_AT_ONCE = 2
-# The bodies an HTTP process receives at once, as a multiple of the body limit, by their Content-Length: clients each
+# The body bytes an HTTP process holds at once while they arrive, as a multiple of the body limit: clients each
 # sending all but the last bytes of 10 MiB held 10 MiB apiece for two minutes (150 of them: 3.4 GB; hostile round 12).
-# A request past it is answered 503 before its body is read
+# A request whose Content-Length would pass it is answered 503 before its body is read, one whose bytes pass it when
+# they arrive, then. Bytes that arrived count, not lengths declared: ten idle connections declaring 10 MiB each
+# locked every upload out for two minutes at a time (hostile round 13)
 RECEIVING_FACTOR = 4
 BUSY = 503
 BAD_REQUEST, TIMED_OUT, LENGTH_REQUIRED, TOO_LARGE, WRONG_TYPE, UNUSABLE = 400, 408, 411, 413, 415, 422
@@ -125,7 +127,7 @@ def wanted_backends(request: Request) -> tuple[str, ...]:
 
 @dataclass
 class Receiving:
-    """The body bytes an HTTP process is receiving (their requests' Content-Length), and how many it may at once."""
+    """The body bytes an HTTP process holds of the requests it is receiving, and how many it may at once."""
 
     limit: int
     held: int = 0
@@ -135,8 +137,8 @@ async def read_body(request: Request, max_bytes: int, timeout: float, receiving:
     """The request body, refused with 413 as soon as it is known to exceed ``max_bytes``, and with 408 when
     ``timeout`` seconds pass without a piece of it (a client that sent less than its ``Content-Length``
     would otherwise hold its connection, and a slot of the server, for ever) or when it is not whole within
-    :data:`BODY_DEADLINE_FACTOR` times ``timeout``; with 503 when the bodies ``receiving`` counts leave no room
-    for its Content-Length (it is counted there while it arrives)."""
+    :data:`BODY_DEADLINE_FACTOR` times ``timeout``; with 503 when the bytes of bodies ``receiving`` counts leave no
+    room for its Content-Length, or for its bytes as they arrive (counted there until it is whole)."""
     # the connection closes after the answer: the server would otherwise read (and drop) the rest of the body, as
     # long as the client keeps sending it
     too_large = HTTPException(TOO_LARGE, f"the request body is larger than the limit of {max_bytes:,} bytes",
@@ -155,12 +157,15 @@ async def read_body(request: Request, max_bytes: int, timeout: float, receiving:
         except ValueError:
             raise refuse(BAD_REQUEST, f"Content-Length is not a number: {declared!r}") from None
     size = max(int(declared or 0), 0)  # neither a length nor chunks: no body
+
+    def busy() -> HTTPException:
+        return HTTPException(BUSY, f"the server holds {receiving.held:,} bytes of the bodies it is receiving, and "
+                                   f"this one's {size:,} would pass the {receiving.limit:,} it holds at once; send it "
+                                   f"again shortly", headers={"Connection": "close", "Retry-After": "5"})
+
     if receiving.held + size > receiving.limit:
-        raise HTTPException(BUSY, f"the server is receiving {receiving.held:,} bytes of other requests' bodies, and "
-                                  f"this one's {size:,} would pass the {receiving.limit:,} it takes at once; send it "
-                                  f"again shortly", headers={"Connection": "close", "Retry-After": "5"})
-    receiving.held += size
-    chunks, total = [], 0
+        raise busy()
+    chunks, total, counted = [], 0, 0
     stream = request.stream()
     clock = asyncio.get_running_loop()
     deadline = clock.time() + BODY_DEADLINE_FACTOR * timeout  # a body trickled a byte a stall never stalls
@@ -173,6 +178,10 @@ async def read_body(request: Request, max_bytes: int, timeout: float, receiving:
             total += len(chunk)
             if total > max_bytes:
                 raise too_large
+            if receiving.held + len(chunk) > receiving.limit:  # other bodies' bytes arrived meanwhile
+                raise busy()
+            receiving.held += len(chunk)
+            counted += len(chunk)
             chunks.append(chunk)
     except ClientDisconnect:  # gone before its body was whole: an answer nobody reads, not a traceback in the log
         raise refuse(BAD_REQUEST, "the client disconnected before the whole request body arrived") from None
@@ -183,7 +192,7 @@ async def read_body(request: Request, max_bytes: int, timeout: float, receiving:
                 f"stalled: {total:,}{expected} bytes arrived, then nothing for {timeout:g} s")
         raise HTTPException(TIMED_OUT, f"the request body {said}", headers={"Connection": "close"}) from None
     finally:
-        receiving.held -= size
+        receiving.held -= counted
     return b"".join(chunks)
 
 
