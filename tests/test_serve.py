@@ -673,7 +673,8 @@ def test_bodies_past_what_a_process_receives_at_once_get_503(served, seed_png):
     finally:
         for client in declaring:
             client.close()
-    clients, answers, holding = [socket.create_connection((host, int(port)), timeout=TIMEOUT) for _ in range(12)], [], []
+    clients = [socket.create_connection((host, int(port)), timeout=TIMEOUT) for _ in range(12)]
+    answers, holding = [], []
     try:
         for client in clients:  # in turn: those let in hold all but 1,000 bytes of a body, kept from stalling
             client.sendall(head)
