@@ -613,6 +613,13 @@ def _hostile_onnx_graphs(folder: Path) -> None:
         f"G{depth - 1}" if depth > 1 else "F0", ["a"], ["b"], domain="local")], opset_imports=[
         helper.make_opsetid("", 18), helper.make_opsetid("local", 1)]) for depth in range(1, 5000))]
     save("function_chain", [helper.make_node("G4999", ["input"], ["x"], domain="local")], {}, functions=tuple(chain))
+    # hostile round 13: a Sum listing one tensor 2,000 times holds little and reads it 2,000 times (29 s a picture)
+    save("variadic_sum", [helper.make_node("Tile", ["input", "hundred"], ["wide"]),
+                          helper.make_node("Sum", ["wide"] * 2000, ["many"]),
+                          helper.make_node("ReduceSum", ["many"], ["total"], keepdims=0),
+                          helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+                          helper.make_node("Add", ["input", "nothing"], ["x"])],
+         {"hundred": np.array([1, 100], np.int64), "zero": np.zeros((), np.float32)})
     save("batch_cubed", [helper.make_node("Shape", ["input"], ["b"], start=0, end=1),
                          helper.make_node("Sub", ["b", "one"], ["b1"]), helper.make_node("Sub", ["b", "two"], ["b2"]),
                          helper.make_node("Mul", ["b", "b1"], ["bb1"]), helper.make_node("Mul", ["bb1", "b2"], ["n"]),
@@ -682,6 +689,9 @@ ONNX_REFUSALS = [
     ("strings.onnx", "onnx", "strings.onnx: its graph holds a tensor of strings (text), which no MNIST classifier "
                              "computes on and whose memory its values do not tell; it is not run"),
     ("cast_to_strings.onnx", "onnx", "its graph holds a tensor of strings (words)"),
+    ("variadic_sum.onnx", "onnx", "variadic_sum.onnx: its operators read 156,879,983 values for 1 image(s), more "
+                                  "than an MNIST model of this bridge may (80,000,000 an image; the most, Sum output "
+                                  "many, 156,800,000); it is not run"),
     ("function_tenfold.onnx", "onnx", "function_tenfold.onnx: its local functions expand to 1,000,002 operators, more "
                                       "than an MNIST model of this bridge may hold (100,000); it is not run"),
     ("function_itself.onnx", "onnx", "function_itself.onnx: its local function Again calls itself; it is not run"),

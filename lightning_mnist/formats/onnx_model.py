@@ -186,6 +186,10 @@ STANDARD_DOMAINS = ("", "ai.onnx")
 # The multiply-adds an image may cost, constants folded when the session is made included: a description's largest
 # layers (a 3x3 convolution of 512 channels on a 28x28 map: 1.8e9) several times over; the notebook's CNN takes 1e7
 MAX_MULTIPLY_ADDS = 10**10
+# The values the other operators read an image, each input as often as it is listed: a tensor is read by a layer or
+# two (a residual's), so a few times what the outputs hold; a Sum listing one tensor 20,000 times (a 92 KB file)
+# held little and ran for minutes (hostile round 13)
+MAX_VALUES_READ = 4 * MAX_ACTIVATIONS
 MAX_BATCH_VALUES = 2**26  # values a run may hold in all: a batch of images is as large as stays within this
 MAX_RUN_BATCH = 64
 # Operators a graph may hold once its local functions are inlined: this bridge writes some 400 for a GRU over 784
@@ -256,8 +260,9 @@ def _check_graph(model: Path | bytes, path: str | Path) -> int:
     if external:
         raise UserError(f"{path}: its tensor {escaped(external[0])[:100]} is stored in another file; this runner "
                         f"takes a model whole in one file (save it with save_as_external_data=False)")
-    one, work = _operator_sizes(proto, 1, path)
+    one, work, reads = _operator_sizes(proto, 1, path)
     _check_sizes(one, one, 1, path)
+    _check_reads(reads, 1, path)
     total = sum(one.values())
     if total > MAX_ACTIVATIONS:
         (operator, name), values = max(one.items(), key=lambda item: item[1])
@@ -267,8 +272,9 @@ def _check_graph(model: Path | bytes, path: str | Path) -> int:
     _check_work(work, 1, path)
     batch = max(1, min(MAX_RUN_BATCH, MAX_BATCH_VALUES // max(total, 1)))
     if batch > 1:
-        sizes, work = _operator_sizes(proto, batch, path)
+        sizes, work, reads = _operator_sizes(proto, batch, path)
         _check_sizes(sizes, one, batch, path)
+        _check_reads(reads, batch, path)
         _check_work(work, batch, path)
     return batch
 
@@ -297,11 +303,24 @@ def _check_work(work: dict[tuple[str, str], int], batch: int, path: str | Path) 
                         f"{escaped(name)[:100]}, {most:,}); it is not run")
 
 
-def _operator_sizes(proto, batch: int,
-                    path: str | Path) -> tuple[dict[tuple[str, str], int | None], dict[tuple[str, str], int]]:
+def _check_reads(reads: dict[tuple[str, str], int], batch: int, path: str | Path) -> None:
+    """Refuse operators that read more than :data:`MAX_VALUES_READ` values an image in all, for ``batch``."""
+    total = sum(reads.values())
+    if total > batch * MAX_VALUES_READ:
+        (operator, name), most = max(reads.items(), key=lambda item: item[1])
+        raise UserError(f"{path}: its operators read {total:,} values for {batch} image(s), more than an MNIST model "
+                        f"of this bridge may ({MAX_VALUES_READ:,} an image; the most, {operator} output "
+                        f"{escaped(name)[:100]}, {most:,}); it is not run")
+
+
+Counts = dict[tuple[str, str], int]  # (operator, output name) -> a number of its
+
+
+def _operator_sizes(proto, batch: int, path: str | Path) -> tuple[dict[tuple[str, str], int | None], Counts, Counts]:
     """(operator, output name) -> its values for a batch of ``batch`` images (None: a shape inference cannot tell),
-    by ONNX's shape inference with data propagation (shapes computed from shapes, as a Reshape's are); and the
-    multiply-adds of each convolution, product and pooling (:func:`_multiply_adds`)."""
+    by ONNX's shape inference with data propagation (shapes computed from shapes, as a Reshape's are); the
+    multiply-adds of each convolution, product and pooling (:func:`_multiply_adds`); and the values each other
+    operator reads (its inputs', each as often as it is listed)."""
     import onnx
 
     sized = onnx.ModelProto()
@@ -331,6 +350,7 @@ def _operator_sizes(proto, batch: int,
         dims.setdefault(name, tuple(dim.dim_value for dim in given) if known else None)
     sizes: dict[tuple[str, str], int | None] = {}
     work: dict[tuple[str, str], int] = {}
+    reads: dict[tuple[str, str], int] = {}
     for node in inferred.graph.node:
         for name in filter(None, node.output):  # an optional output left out is named ""
             shape = dims.get(name)
@@ -341,7 +361,11 @@ def _operator_sizes(proto, batch: int,
             named, (steps, gates) = next(filter(None, node.output), node.name), _recurrent_work(node, dims, path)
             sizes[node.op_type, f"{named} (the gates of its steps)"] = gates
             work[node.op_type, named] = steps
-    return sizes, work
+        elif node.op_type not in MULTIPLY_ADDS:
+            named = next(filter(None, node.output), node.name)
+            reads[node.op_type, named] = sum(math.prod(dims[name]) for name in node.input
+                                             if name and dims.get(name) is not None)
+    return sizes, work, reads
 
 
 def _tensors(graph) -> Iterator:
