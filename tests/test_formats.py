@@ -297,6 +297,27 @@ def test_unit_normalization_of_blank_rows_exports_to_litert(tmp_path, mnist_dir,
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "(3, 10)\n", ""), proc.stderr[-2000:]
 
 
+def test_recurrent_steps_litert_would_unroll_for_minutes_are_refused_at_once(tmp_path, capsys):
+    """LiteRT's export unrolls recurrent layers, a graph of steps x layers cells: three small SimpleRNNs over the 784
+    pixels (a 200-byte description) took 190 s to convert, twelve more than seven minutes (hostile round 13). Past
+    1,600 steps in all (two layers over the pixels) the conversion is refused in one line, before Keras is asked."""
+    import time
+
+    architecture = Architecture.from_config({"name": "pixels", "input_shape": [784, 1], "layers": [
+        {"type": "SimpleRNN", "units": 2, "return_sequences": True},
+        {"type": "Bidirectional", "layer": {"type": "SimpleRNN", "units": 2}},
+        {"type": "Dense", "units": 10, "activation": "softmax"}]})
+    assert architecture.unrolled_steps == 3 * 784
+    ckpt = save_checkpoint(tmp_path / "pixels.ckpt", architecture, KerasNetwork(architecture).state_dict())
+    started = time.perf_counter()
+    code, error, err = main_error(command_line, ["convert", str(ckpt), str(tmp_path / "pixels.tflite")], capsys)
+    assert time.perf_counter() - started < 20 and code == 2 and err.strip() == error, err
+    assert error.endswith("its recurrent layers run 2,352 steps in all, which LiteRT's export writes out one by one "
+                          "(more than 1,600 take minutes: three layers over 784 pixels took 190 s); convert to .onnx "
+                          "or .pt2"), error
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pixels.ckpt"]
+
+
 def test_an_operator_litert_lacks_is_named_in_one_line(tmp_path, mnist_dir, capfd):
     """LiteRT's built-in operators have no dilated transposed convolution: the layer and the operator are named in
     one line, and the converter's own pages of diagnostics (written by native code to the process' stderr) do not

@@ -21,13 +21,17 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mnist_common.architecture import layer_label
+from mnist_common.architecture import ArchitectureError, layer_label
 from mnist_common.architecture.layers import Operation
 from lightning_mnist.formats.base import (DEPLOY_SOURCES, INPUT_NAME, OUTPUT_NAME, Export, Format, Runner,
                                           export_proven)
 from lightning_mnist.models.network import Probabilities
 
 SUFFIX = ".tflite"
+# The recurrent steps a file may unroll (every layer's, both directions): LiteRT's converter takes Keras' loop over
+# the steps only unrolled, and a graph of steps x layers cells takes it about a minute a 784-step layer; two such
+# layers (a Bidirectional over the pixels) are the most a model of this bridge asks for
+MAX_UNROLLED_STEPS = 1_600
 
 
 def export_keras(model, path: Path) -> None:
@@ -133,6 +137,11 @@ def save(module: Probabilities, inputs: tuple[torch.Tensor, ...], path: Path,
     for network in module.networks:  # Keras' export traces a TensorFlow graph, which refuses some names
         network.architecture.require_graph_safe_names("LiteRT's export (Keras') cannot write it",
                                                       "convert to .onnx or .pt2")
+        steps = network.architecture.unrolled_steps
+        if steps > MAX_UNROLLED_STEPS:
+            raise ArchitectureError(f"its recurrent layers run {steps:,} steps in all, which LiteRT's export writes "
+                                    f"out one by one (more than {MAX_UNROLLED_STEPS:,} take minutes: three layers "
+                                    f"over 784 pixels took 190 s); convert to .onnx or .pt2")
     export(keras_model(module), path)
 
 

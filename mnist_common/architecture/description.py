@@ -574,6 +574,11 @@ class Architecture:
         much memory a batch of it takes."""
         return sum(held_values(node.layer, self.shapes[node.name], *self.input_shapes_of(node)) for node in self.nodes)
 
+    @cached_property
+    def unrolled_steps(self) -> int:
+        """The steps its recurrent layers run, every call and direction: what a graph that unrolls them writes out."""
+        return sum(node.layer.unrolled_steps(*self.input_shapes_of(node)) for node in self.nodes)
+
     def input_shapes_of(self, node: Node) -> tuple[Shape, ...]:
         return tuple(self.shapes[i] for i in node.inputs)
 

@@ -411,6 +411,12 @@ class Layer:
         bridge's bound on a network's size counts: none by default."""
         return 0
 
+    def unrolled_steps(self, *shapes: Shape) -> int:
+        """The steps of the recurrent cells it runs on these input shapes (a recurrent layer's steps, both directions
+        of a Bidirectional), which a graph that unrolls them (LiteRT's export) writes out one by one: none by
+        default."""
+        return 0
+
     def weight_dtype(self, weight_name: str) -> str:
         """The numpy dtype Keras keeps the weight in: float32 unless :attr:`WEIGHT_DTYPES` says otherwise."""
         return self.WEIGHT_DTYPES.get(weight_name, "float32")

@@ -85,6 +85,9 @@ class _Recurrent(Layer):
             set_(self, rate, number(getattr(self, rate), rate, 0.0, 1.0, high_open=True))
         set_(self, "seed", seed_value(self.seed, "seed"))
 
+    def unrolled_steps(self, shape: Shape) -> int:
+        return shape[0]
+
     def output_shape(self, shape: Shape) -> Shape:
         require_rank(shape, 2, f"{self.type} reads a sequence of (steps, features)")
         if shape[0] > MAX_STEPS:
@@ -214,6 +217,9 @@ class Bidirectional(Layer):
     def sides(self) -> tuple[tuple[str, _Recurrent], ...]:
         return ("forward", self.layer), ("backward", self.backward_layer)
 
+    def unrolled_steps(self, shape: Shape) -> int:
+        return sum(side.unrolled_steps(shape) for _, side in self.sides())
+
     def output_shape(self, shape: Shape) -> Shape:
         forward, backward = self.layer.output_shape(shape), self.backward_layer.output_shape(shape)
         if forward != backward:  # Keras declares the forward layer's shape for both, so its model would not run
@@ -307,6 +313,9 @@ class TimeDistributed(Layer):
             raise LayerError(f"needs steps of at least one axis each ((steps, features) or (steps, ..., channels)), "
                              f"got {shape_text(shape)}")
         return shape[1:]
+
+    def unrolled_steps(self, shape: Shape) -> int:
+        return self.layer.unrolled_steps(self.step_shape(shape))  # Keras runs its layer once, on all steps' rows
 
     def output_shape(self, shape: Shape) -> Shape:
         step = self.step_shape(shape)
