@@ -262,7 +262,6 @@ def _check_graph(model: Path | bytes, path: str | Path) -> int:
                         f"takes a model whole in one file (save it with save_as_external_data=False)")
     one, work, reads = _operator_sizes(proto, 1, path)
     _check_sizes(one, one, 1, path)
-    _check_reads(reads, 1, path)
     total = sum(one.values())
     if total > MAX_ACTIVATIONS:
         (operator, name), values = max(one.items(), key=lambda item: item[1])
@@ -270,12 +269,13 @@ def _check_graph(model: Path | bytes, path: str | Path) -> int:
                         f"model of this bridge may ({MAX_ACTIVATIONS:,}; the largest, {operator} output "
                         f"{escaped(name)[:100]}, {values:,}); it is not run")
     _check_work(work, 1, path)
+    _check_reads(reads, 1, path)
     batch = max(1, min(MAX_RUN_BATCH, MAX_BATCH_VALUES // max(total, 1)))
     if batch > 1:
         sizes, work, reads = _operator_sizes(proto, batch, path)
         _check_sizes(sizes, one, batch, path)
-        _check_reads(reads, batch, path)
         _check_work(work, batch, path)
+        _check_reads(reads, batch, path)
     return batch
 
 
