@@ -335,6 +335,10 @@ def test_the_core_imports_no_framework():
     (lambda c: c["layers"][0].update(kernel_size=2, dilation_rate=10**6, padding="same"), "hold 1,000,0"),
     (lambda c: c["layers"].insert(1, {"type": "Conv2DTranspose", "filters": 1, "kernel_size": 3, "padding": "same",
                                       "dilation_rate": 10**6}), "(conv2d_transpose, Conv2DTranspose): the layers up"),
+    # one tensor added to itself 100,000 times: little held, minutes of additions a batch (hostile round 13)
+    (lambda c: c["layers"].insert(1, {"type": "Add", "inputs": ["conv2d"] * 100_000}),
+     "(add, Add): takes 100,000 inputs, more than a layer of this bridge takes (64: the branches of a model, the "
+     "members of an ensemble)"),
     # the depthwise result before the pointwise product: 28 x 28 x 10**6 values of one channel (hostile round 13)
     (lambda c: c["layers"].insert(0, {"type": "SeparableConv2D", "filters": 1, "kernel_size": 1,
                                       "depth_multiplier": 10**6}), "(separable_conv2d, SeparableConv2D): the layers up"),

@@ -87,6 +87,9 @@ FORMAT_VERSION = 2
 # (float32: 80 MB, so 2.5 GB for a batch of 32 in training).
 MAX_PARAMETERS = 100_000_000
 MAX_ACTIVATIONS = 20_000_000
+# The inputs one layer takes (a merge's): torch adds them one after the other, and one tensor listed 100,000 times in
+# a 500 KB description held little and ran for minutes a batch (hostile round 13)
+MAX_NODE_INPUTS = 64
 MAX_LAYERS = 2_000  # Keras' largest applications have about 1,000; more is a crafted file, refused at once
 MAX_DESCRIPTION_BYTES = 2 << 20  # a description file of MAX_LAYERS layers, each spelled out in full, is below 1 MB
 CALL_SEPARATOR = "@"  # a shared layer's later calls: ``stem@1``, ``stem@2`` (:func:`call_name`)
@@ -478,6 +481,10 @@ class Architecture:
                 raise self._refuse(index, node, f"its name {node.name!r} is used twice; a layer called again is an "
                                                 f"entry that shares it ({{shares: {node.name}, inputs: [...]}})")
             names.add(node.name)
+            if len(node.inputs) > MAX_NODE_INPUTS:
+                raise self._refuse(index, node, f"takes {len(node.inputs):,} inputs, more than a layer of this bridge "
+                                                f"takes ({MAX_NODE_INPUTS}: the branches of a model, the members of "
+                                                f"an ensemble)")
             wanted = node.layer.input_count()
             if not node.inputs or (wanted is not None and len(node.inputs) != wanted):
                 takes = "one input" if wanted == 1 else f"{wanted} inputs" if wanted else "inputs"
