@@ -163,6 +163,7 @@ def make_bad_images(directory: Path) -> dict[str, str]:
         # 0.4 GB; 250 MB: 31 s and 9.5 GB; hostile round 12)
         "markers.jpg": "refused: a JPEG header of more than 4,096 markers (a writer's has a few dozen)",
         "chunks.png": "refused: a PNG of more than 4,096 chunks besides its image data",
+        "data_chunks.png": "refused: a PNG of more than 65,536 image data chunks (a writer's hold 8 KB or more each)",
         "comments.gif": "refused: a GIF of more than 4,096 extension blocks",
         "long_comment.gif": "refused: a GIF of more than 4,096 sub-blocks of comments or other extensions (1 MB",
         "comments.im": "is not an image (or not in a format Pillow can read)",
@@ -184,6 +185,11 @@ def _crowded_containers(directory: Path, picture: Image.Image) -> None:
     (directory / "markers.jpg").write_bytes(jpeg[:2] + b"\xff\xe5\x00\x02" * 5000 + jpeg[2:])
     start = png.index(b"IDAT") - 4
     (directory / "chunks.png").write_bytes(png[:start] + _chunk(b"prIv", b"") * 5000 + png[start:])
+    stream = zlib.compress(b"".join(b"\x00" + row for row in _rows(picture)))  # in one-byte chunks, padded with
+    stream = stream[:2] + b"\x00\x00\x00\xff\xff" * 14_000 + stream[2:]  # empty stored blocks to 70,000 of them
+    (directory / "data_chunks.png").write_bytes(png[:start] + b"".join(_chunk(b"IDAT", stream[i:i + 1])
+                                                                      for i in range(len(stream)))
+                                                + _chunk(b"IEND", b""))
     header = 13 + 3 * 256  # a GIF of Pillow's: its global colour table of 256 entries
     (directory / "comments.gif").write_bytes(gif[:header] + b"\x21\xfe\x01A\x00" * 5000 + gif[header:])
     long = b"\x21\xfe" + (b"\xff" + b"A" * 255) * 8200 + b"\x00"
