@@ -330,6 +330,15 @@ def test_exif_orientation_is_applied(mnist, tmp_path):
         block = opened.info["exif"]
         assert upright_of(opened).info["exif"] is block  # not decoded and written again
     assert np.abs(prepare(tmp_path / "phone.png").pixels - prepare(tmp_path / "upright.png").pixels).mean() < 0.03
+    # a damaged orientation, which Pillow skips with a warning: its lines reached stderr before the answer (hostile
+    # round 13): a TIFF's tag of 5,000 entries, a JPEG's EXIF entry pointing past its block; read as they are
+    upright.save(tmp_path / "tag.tif", tiffinfo={0x0112: tuple([1] * 5000)})
+    past_end = struct.pack("<H", 1) + struct.pack("<HHII", 0x0112, 3, 1000, 999_999) + struct.pack("<I", 0)
+    upright.save(tmp_path / "damaged.jpg", quality=95, exif=b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + past_end)
+    for name in ("tag.tif", "damaged.jpg"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nothing printed beside the answer
+            assert np.abs(prepare(tmp_path / name).pixels - prepare(tmp_path / "upright.png").pixels).mean() < 0.03
 
 
 def test_notebook_preprocessing_is_the_notebooks(tmp_path, seed_png):

@@ -6,11 +6,13 @@ large JPEGs are decoded at a reduced scale: a digit never needs more than ``WORK
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
 import struct
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +153,17 @@ def tiff_pieces(data: bytes) -> int:
     return pieces
 
 
+@contextlib.contextmanager
+def quiet_pillow() -> Iterator[None]:
+    """Pillow's warnings about a file's damaged metadata, which it skips (a tag of 5 million entries, a tag's data
+    past the file's end): stray lines on stderr before the answer (hostile round 13), where the picture is read as
+    Pillow reads it; and its decompression bomb warning, whose limit here is our own."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
 def decode_image(data: bytes, name: str | os.PathLike = "image") -> Image.Image:
     """Decode image file bytes (a file's, or an HTTP request's); :class:`ImageError` naming ``name`` if not sane.
 
@@ -166,8 +179,7 @@ def decode_image(data: bytes, name: str | os.PathLike = "image") -> Image.Image:
     if crowded:
         raise ImageError(name, f"refused: {crowded}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
+        with quiet_pillow():  # (a decompression bomb: our own limit is checked below)
             image = Image.open(io.BytesIO(data), formats=picture_formats())
     except Image.DecompressionBombError:  # Pillow's own ceiling (twice its warning limit) is above ours: say ours
         raise ImageError(name, f"refused: more than the limit of {MAX_PIXELS // 1_000_000} megapixels "
@@ -210,7 +222,8 @@ def decode_image(data: bytes, name: str | os.PathLike = "image") -> Image.Image:
             scale = WORK_SIDE / max(width, height)
             image.draft(image.mode, (max(1, int(np.ceil(width * scale))), max(1, int(np.ceil(height * scale)))))
             image.info[FILE_SIZE] = (width, height)  # what Prepared.size reports: the file's, not the draft's
-        image.load()
+        with quiet_pillow():
+            image.load()
     except Exception as err:  # OSError("image file is truncated"), zlib/CRC errors, ValueError, ...
         raise ImageError(name, f"is truncated or corrupt ({type(err).__name__}: {first_line(err)})") from None
     return image
@@ -235,7 +248,8 @@ def upright(image: Image.Image) -> Image.Image:
     it: 9 MB of fractions in a PNG's EXIF took 27 s and 0.7 GB a picture (hostile round 8), for a block
     nothing here reads."""
     try:
-        method = UPRIGHT.get(image.getexif().get(ExifTags.Base.Orientation, 1))
+        with quiet_pillow():
+            method = UPRIGHT.get(image.getexif().get(ExifTags.Base.Orientation, 1))
     except Exception:  # a damaged EXIF block must not stop the prediction
         return image
     return image if method is None else image.transpose(method)
