@@ -711,7 +711,7 @@ ONNX_REFUSALS = [
                              "computes on and whose memory its values do not tell; it is not run"),
     ("cast_to_strings.onnx", "onnx", "its graph holds a tensor of strings (words)"),
     ("variadic_sum.onnx", "onnx", "variadic_sum.onnx: its operators read 156,879,983 values for 1 image(s), more "
-                                  "than an MNIST model of this bridge may (80,000,000 an image; the most, Sum output "
+                                  "than an MNIST model of this bridge may (80,000,000 an image; the largest, Sum output "
                                   "many, 156,800,000); it is not run"),
     ("function_tenfold.onnx", "onnx", "function_tenfold.onnx: its local functions expand to 1,000,002 operators, more "
                                       "than an MNIST model of this bridge may hold (100,000); it is not run"),

@@ -268,14 +268,14 @@ def _check_graph(model: Path | bytes, path: str | Path) -> int:
         raise UserError(f"{path}: its operators' outputs hold {total:,} values for one image, more than an MNIST "
                         f"model of this bridge may ({MAX_ACTIVATIONS:,}; the largest, {operator} output "
                         f"{escaped(name)[:100]}, {values:,}); it is not run")
-    _check_work(work, 1, path)
-    _check_reads(reads, 1, path)
+    _check_total(work, MAX_MULTIPLY_ADDS, 1, path)
+    _check_total(reads, MAX_VALUES_READ, 1, path, "read {} values")
     batch = max(1, min(MAX_RUN_BATCH, MAX_BATCH_VALUES // max(total, 1)))
     if batch > 1:
         sizes, work, reads = _operator_sizes(proto, batch, path)
         _check_sizes(sizes, one, batch, path)
-        _check_work(work, batch, path)
-        _check_reads(reads, batch, path)
+        _check_total(work, MAX_MULTIPLY_ADDS, batch, path)
+        _check_total(reads, MAX_VALUES_READ, batch, path, "read {} values")
     return batch
 
 
@@ -293,27 +293,18 @@ def _check_sizes(sizes: dict[tuple[str, str], int | None], one: dict[tuple[str, 
                             f"({one[operator, name]:,} values for one image, {values:,} for {batch}); it is not run")
 
 
-def _check_work(work: dict[tuple[str, str], int], batch: int, path: str | Path) -> None:
-    """Refuse operators of more than :data:`MAX_MULTIPLY_ADDS` multiply-adds an image in all, for ``batch``."""
-    total = sum(work.values())
-    if total > batch * MAX_MULTIPLY_ADDS:
-        (operator, name), most = max(work.items(), key=lambda item: item[1])
-        raise UserError(f"{path}: its operators take {total:,} multiply-adds for {batch} image(s), more than an MNIST "
-                        f"model of this bridge may ({MAX_MULTIPLY_ADDS:,} an image; the largest, {operator} output "
-                        f"{escaped(name)[:100]}, {most:,}); it is not run")
-
-
-def _check_reads(reads: dict[tuple[str, str], int], batch: int, path: str | Path) -> None:
-    """Refuse operators that read more than :data:`MAX_VALUES_READ` values an image in all, for ``batch``."""
-    total = sum(reads.values())
-    if total > batch * MAX_VALUES_READ:
-        (operator, name), most = max(reads.items(), key=lambda item: item[1])
-        raise UserError(f"{path}: its operators read {total:,} values for {batch} image(s), more than an MNIST model "
-                        f"of this bridge may ({MAX_VALUES_READ:,} an image; the most, {operator} output "
-                        f"{escaped(name)[:100]}, {most:,}); it is not run")
-
-
 Counts = dict[tuple[str, str], int]  # (operator, output name) -> a number of its
+
+
+def _check_total(counts: Counts, limit: int, batch: int, path: str | Path, what: str = "take {} multiply-adds") -> None:
+    """Refuse operators whose ``counts`` (their multiply-adds; ``what`` says what they count) pass ``limit`` an image
+    in all, for ``batch``."""
+    total = sum(counts.values())
+    if total > batch * limit:
+        (operator, name), most = max(counts.items(), key=lambda item: item[1])
+        raise UserError(f"{path}: its operators {what.format(f'{total:,}')} for {batch} image(s), more than an MNIST "
+                        f"model of this bridge may ({limit:,} an image; the largest, {operator} output "
+                        f"{escaped(name)[:100]}, {most:,}); it is not run")
 
 
 def _operator_sizes(proto, batch: int, path: str | Path) -> tuple[dict[tuple[str, str], int | None], Counts, Counts]:
