@@ -7,10 +7,11 @@ Both command lines spell these settings alike (``--data.batch_size``, ``--data.s
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from pathlib import Path
 
-from mnist_common.errors import UserError, path_text
+from mnist_common.errors import UserError, escaped, path_text
 from mnist_common.mnist import TRAIN_IMAGES
 from mnist_common.splits import DEFAULT_VAL_FRACTION, SMALLEST_SUBSET
 
@@ -32,8 +33,18 @@ def check_data_settings(*, batch_size: int, eval_batch_size: int, val_fraction: 
                         split_seed: int = 42, steps_per_execution: int = 1) -> None:
     """Raise a one-line :class:`UserError` for settings no run can use, before any data is read.
 
-    The messages name the flags as both command lines spell them (``--data.batch_size``).
+    The messages name the flags as both command lines spell them (``--data.batch_size``). The types are checked too:
+    a checkpoint's recorded values reach here unparsed (``num_folds: "two"`` was a traceback, hostile round 13).
     """
+    for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("subset", subset),
+                        ("num_folds", num_folds), ("fold", fold), ("split_seed", split_seed),
+                        ("steps_per_execution", steps_per_execution)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            raise UserError(f"--data.{name} must be a whole number, got {escaped(repr(value))[:100]}")
+    for name, value in (("val_fraction", val_fraction), ("rotation", rotation), ("zoom", zoom), ("shift", shift),
+                        ("shear", shear), ("elastic_alpha", elastic_alpha), ("elastic_sigma", elastic_sigma)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise UserError(f"--data.{name} must be a number, got {escaped(repr(value))[:100]}")
     for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
                         ("steps_per_execution", steps_per_execution)):
         if value < 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import http.server
 import os
+import re
 import shutil
 import threading
 from functools import partial
@@ -77,6 +78,21 @@ def test_kfold_partitions_the_training_images_like_the_notebook(mnist):
 def test_bad_split_arguments_are_user_errors(mnist, kwargs, message):
     with pytest.raises(UserError, match=message):
         make_split(mnist.train_labels, **kwargs)
+
+
+@pytest.mark.parametrize("name, value, kind", [("num_folds", "two", "a whole number"), ("fold", 1.5, "a whole number"),
+                                               ("batch_size", True, "a whole number"), ("rotation", "10", "a number"),
+                                               ("val_fraction", None, "a number")])
+def test_data_settings_of_another_type_are_refused_in_words(name, value, kind):
+    """A checkpoint records the data settings unparsed: ``num_folds: "two"`` in one was a traceback where a resumed
+    run compared it (hostile round 13); each setting's type is checked with its range."""
+    from mnist_common.settings import check_data_settings
+
+    settings = dict(batch_size=32, eval_batch_size=500, val_fraction=0.1, subset=None, num_folds=5, fold=0,
+                    rotation=10.0, zoom=0.1, shift=0.1, shear=0.0)
+    check_data_settings(**settings)
+    with pytest.raises(UserError, match=rf"^--data.{name} must be {kind}, got {re.escape(repr(value))}$"):
+        check_data_settings(**{**settings, name: value})
 
 
 def test_truncated_or_missing_file_is_a_one_line_user_error(mnist_dir, tmp_path):
