@@ -292,6 +292,10 @@ def test_an_activation_is_read_in_each_form_keras_reads_and_only_those():
             ("Conv2D", prelu, rf"activation is a PReLU layer object; {objects}ELU, Softmax$"),
             ("Dense", dense, rf"activation is a Dense layer object; {objects}ELU, Softmax$"),
             ("Conv2D", {**leaky, "config": {"negative_slope": "x"}}, r"activation \(LeakyReLU\): negative_slope"),
+            ("Conv2D", {**leaky, "config": {"activity_regularizer": {"class_name": "L2", "config": {"l2": 0.1}}}},
+             r"activation \(LeakyReLU\) sets activity_regularizer, which is not supported on an activation given as "
+             r"a layer object \(set it on this layer\)$"),
+            ("Dense", {"class_name": ["LeakyReLU"]}, r"activation \{'class_name': \['LeakyReLU'\]\} is not supported"),
             ("LSTM", leaky, r"activation is a LeakyReLU layer object, which this bridge takes as the activation of a "
                             r"convolution or a Dense layer only: give the activation by name "
                             r"\(activation=\"leaky_relu\", \.\.\.\) or call the LeakyReLU layer on this layer's "

@@ -727,10 +727,14 @@ def activation_setting(value: Any, setting: str = "activation") -> str | Layer:
     description's entry, ``{type: LeakyReLU, negative_slope: 0.1}``), kept so: Keras' file names it as one."""
     if isinstance(value, Layer) or (isinstance(value, dict) and (
             "type" in value or value.get("module") == "keras.layers"
-            or (value.get("module") is None and value.get("class_name") in LAYER_TYPES))):
+            or (value.get("module") is None and str(value.get("class_name")) in LAYER_TYPES))):
         kind = value.type if isinstance(value, Layer) else value.get("class_name", value.get("type"))
         if kind not in ACTIVATION_LAYERS:
             raise LayerError(f"{setting} is a {escaped(str(kind))[:60]} layer object; as an activation this bridge "
                              f"takes a name or a layer object of no weights: {', '.join(ACTIVATION_LAYERS)}")
-        return wrapped_layer(value, setting)
+        layer = wrapped_layer(value, setting)
+        if layer.activity_regularizer is not None:  # Keras adds its penalty at the call inside the other layer's
+            raise LayerError(f"{setting} ({layer.type}) sets activity_regularizer, which is not supported on an "
+                             f"activation given as a layer object (set it on this layer)")
+        return layer
     return activation_name(value, setting)
