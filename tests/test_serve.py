@@ -477,11 +477,17 @@ def test_headers_that_trickle_in_get_408_and_their_connection_closes(served, see
     assert post_image(served.url, seed_png.read_bytes()).status_code == 200
 
 
-def closing_408(client: socket.socket) -> str:
-    """What the server sends until it closes the connection: a JSON 408 that says it closes; its error."""
+def read_to_end(client: socket.socket) -> bytes:
+    """What the server sends on ``client`` until it closes the connection."""
     answer = b""
     while chunk := client.recv(65536):
         answer += chunk
+    return answer
+
+
+def closing_408(client: socket.socket) -> str:
+    """What the server sends until it closes the connection: a JSON 408 that says it closes; its error."""
+    answer = read_to_end(client)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408") and b"connection: close" in head.lower(), answer
     return json.loads(body)["error"]
@@ -673,27 +679,28 @@ def test_bodies_past_what_a_process_receives_at_once_get_503(served, seed_png):
     finally:
         for client in declaring:
             client.close()
-    clients = [socket.create_connection((host, int(port)), timeout=TIMEOUT) for _ in range(12)]
-    answers, holding = [], []
+    clients, answers, holding = [], [], []
     try:
-        for client in clients:  # in turn: those let in hold all but 1,000 bytes of a body, kept from stalling
+        for _ in range(12):  # in turn: those let in hold all but 1,000 bytes of a body, kept from stalling
+            client = socket.create_connection((host, int(port)), timeout=TIMEOUT)  # (its headers due within 2 s)
+            clients.append(client)
             client.sendall(head)
             client.settimeout(0.3)
             try:
-                answers.append(client.recv(65536))  # refused at once, its body unsent
+                refused = client.recv(65536)  # refused at once, its body unsent
             except socket.timeout:
                 client.settimeout(TIMEOUT)
                 client.sendall(bytes(SERVE_MAX_BYTES - 1000))
-                answers.append(None)
+                time.sleep(0.2)  # read (and counted) by the server before the next one asks
+                refused = None
                 holding.append(client)
+            client.settimeout(TIMEOUT)
+            answers.append(refused and refused + read_to_end(client))  # (the answer may come in two pieces)
             for held in holding:  # a byte each, well within --body_timeout (2 s): none stalls while others come
                 held.sendall(b"\0")
         for k, client in enumerate(clients):  # the holders stall now: 408 after --body_timeout
             if answers[k] is None:
-                answer = b""
-                while chunk := client.recv(65536):
-                    answer += chunk
-                answers[k] = answer
+                answers[k] = read_to_end(client)
     finally:
         for client in clients:
             client.close()
