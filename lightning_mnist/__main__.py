@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 
-from mnist_common.errors import UserError, exit_on_user_error
+from mnist_common.errors import UserError, exit_on_user_error, stop_cleanly_on_sigterm
 from mnist_common.environment import check_environment
 from mnist_common.threads import configure_threads
 
@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
 def program() -> None:
     """``python -m lightning_mnist``: :func:`main`, then a quick exit for the commands that allow it."""
     code = 0
+    if len(sys.argv) > 1 and sys.argv[1] in COMMANDS and COMMANDS[sys.argv[1]][0] != TRAINER:
+        stop_cleanly_on_sigterm()  # a convert ended by SIGTERM removes its temporaries (fit: Lightning's handler)
     try:
         main()
     except SystemExit as done:

@@ -6,6 +6,7 @@ import errno
 import functools
 import os
 import re
+import signal
 import sys
 from typing import Callable, TypeVar
 
@@ -13,6 +14,7 @@ EXIT_USER_ERROR = 2
 PATH_TEXT_LIMIT = 200  # characters of a path a message shows whole
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # what a shell reports of a writer whose pipe's reader went away (128 + SIGPIPE)
+EXIT_TERMINATED = 143  # what a shell reports of a process SIGTERM ended (128 + SIGTERM)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a write refused for want of space
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -24,6 +26,26 @@ class UserError(Exception):
     Command lines print ``error: <message>`` on one line and exit with code 2
     instead of showing a traceback.
     """
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, ``kill``, a container's stop) raised where the program is, as Ctrl-C raises
+    KeyboardInterrupt: the ``finally`` blocks on the way out remove temporary files and folders
+    (:func:`stop_cleanly_on_sigterm`). A KeyboardInterrupt, so that no ``except Exception`` swallows it."""
+
+
+def stop_cleanly_on_sigterm() -> None:
+    """From now on SIGTERM raises :class:`Terminated` in this process (:func:`exit_on_user_error` says so and exits
+    143). Processes forked from it later (LitServe's) inherit the handler: there SIGTERM keeps its default meaning.
+    Not for the training commands: Lightning installs its own SIGTERM handler while it fits."""
+    signal.signal(signal.SIGTERM, functools.partial(_raise_terminated, os.getpid()))
+
+
+def _raise_terminated(main_pid: int, signum: int, frame) -> None:
+    if os.getpid() == main_pid:
+        raise Terminated
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 TERMINAL_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
@@ -95,6 +117,9 @@ def exit_on_user_error(main: F) -> F:
         except UserError as err:
             print(error_line(err), file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
+        except Terminated:
+            print("terminated (SIGTERM)", file=sys.stderr)
+            sys.exit(EXIT_TERMINATED)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)

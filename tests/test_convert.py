@@ -366,6 +366,31 @@ def test_failed_check_leaves_no_file(seed_conversion, tmp_path, monkeypatch, mni
 # --- 5. training parity -----------------------------------------------------------------------
 
 
+
+
+def test_a_convert_ended_by_sigterm_leaves_no_temporaries(seed_keras, tmp_path, mnist_dir):
+    """SIGTERM (``timeout``, ``kill``, a container's stop) in the middle of a LiteRT export: one line, exit 143, and
+    neither the hidden file beside the destination nor the export's folder in the temporary folder is left
+    (hostile round 13: both were, as the quick exit skips the interpreter's clean-up)."""
+    import signal
+    import time
+
+    out, scratch = tmp_path / "out", tmp_path / "tmp"
+    out.mkdir()
+    scratch.mkdir()
+    env = {**module_env(mnist_dir), "TMPDIR": str(scratch)}
+    child = subprocess.Popen([sys.executable, "-m", "lightning_mnist", "convert", seed_keras, out / "m.tflite",
+                              "--check_images", "10"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.monotonic() + 300
+    while not (list(out.glob(".m.*.tflite")) and list(scratch.glob("lightning_mnist_export_*"))):
+        assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    stdout, stderr = child.communicate(timeout=120)
+    assert child.returncode == 143, (stdout, stderr)
+    assert stderr.strip().splitlines()[-1] == "terminated (SIGTERM)", stderr
+    assert list(out.iterdir()) == [] and list(scratch.glob("lightning_mnist_export_*")) == []
 class Snapshot(Callback):
     """The network's weights after each of ``steps`` optimizer steps."""
 

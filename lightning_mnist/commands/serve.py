@@ -9,10 +9,8 @@ is read by ONNX Runtime, the port must be free. The serving itself is :mod:`ligh
 from __future__ import annotations
 
 import errno
-import functools
 import multiprocessing
 import os
-import signal
 import socket
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Literal
@@ -70,7 +68,6 @@ def serve(weights: str, keras_weights: str | None = None, onnx_weights: str | No
     shown = f"[{host}]" if ":" in host else host
     print(f"serving http://{shown}:{port}/ (the page), POST /predict, GET /health (200 once the models are loaded); "
           f"Ctrl-C stops", flush=True)
-    signal.signal(signal.SIGTERM, functools.partial(_interrupt, os.getpid()))
     run_server(server, host=host, port=port, api_servers=api_servers)
 
 
@@ -98,17 +95,6 @@ def check_serve_settings(port: int, workers: int, threads: int, max_batch_size: 
     if not BODY_TIMEOUT_RANGE[0] <= body_timeout <= BODY_TIMEOUT_RANGE[1]:
         raise UserError(f"--body_timeout must be between {BODY_TIMEOUT_RANGE[0]:g} and {BODY_TIMEOUT_RANGE[1]:g} "
                         f"seconds, got {body_timeout}")
-
-
-def _interrupt(main_pid: int, signum: int, frame) -> None:
-    """SIGTERM in this process: a KeyboardInterrupt, on which LitServe stops its workers and HTTP processes.
-
-    LitServe's forked HTTP processes inherit this handler; there SIGTERM keeps its default meaning.
-    """
-    if os.getpid() == main_pid:
-        raise KeyboardInterrupt
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
 
 
 def _check_models(weights: str, keras_weights: str | None, onnx_weights: str | None = None) -> bytes | None:
