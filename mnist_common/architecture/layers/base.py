@@ -656,15 +656,20 @@ def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def padded_values(shape: Shape, windows: tuple[int, ...], strides: tuple[int, ...], padding: str) -> int:
+def padded_values(shape: Shape, windows: tuple[int, ...], strides: tuple[int, ...], padding: str,
+                  dilations: tuple[int, ...] | None = None) -> int:
     """The values of a windowed layer's input padded for Keras' ``"same"`` (or ``"causal"``) windows, per example;
     0 with ``"valid"``. The torch side pads its input to this size where Keras' padding is uneven (a pooling's
     always), and TensorFlow's dilated convolution does too: a window far larger than its input (a pool_size of
     10**5, a dilation of 10**9, hostile round 12) pads it to GBs an image, which the bound on a network's size
-    counts (``Layer.working_values``)."""
+    counts (``Layer.working_values``). ``dilations``: TensorFlow computes a dilated convolution on blocks of its
+    padded input (SpaceToBatchND), padded further up to a multiple of the dilation along each axis: a dilation of
+    4,000 on 28 pixels is 8,000 of them, not 4,028 (hostile round 13: 2 s an image on the Keras backend)."""
     if padding == "valid":
         return 0
     sizes = [size + sum(same_padding(size, window, stride)) for size, window, stride in zip(shape, windows, strides)]
+    if dilations is not None:
+        sizes = [-(-size // dilation) * dilation for size, dilation in zip(sizes, dilations)]
     return math.prod(sizes) * math.prod(shape[len(windows):])
 
 

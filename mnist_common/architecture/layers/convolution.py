@@ -84,7 +84,8 @@ class Convolution(Layer):
                      for size, window, stride, axis in zip(shape[:len(axes)], windows, self.strides, axes))
 
     def working_values(self, shape: Shape) -> int:
-        return padded_values(shape, effective_window(self.kernel_size, self.dilation_rate), self.strides, self.padding)
+        return padded_values(shape, effective_window(self.kernel_size, self.dilation_rate), self.strides, self.padding,
+                             self.dilation_rate)
 
     def with_bias(self, *weights: tuple[str, Shape], units: int) -> tuple[tuple[str, Shape], ...]:
         return (*weights, ("bias", (units,))) if self.use_bias else weights
