@@ -160,6 +160,14 @@ class HeldLogs(logging.Handler):
             logging.getLogger(record.name).handle(record)
 
 
+def all_subcommands() -> dict[str, set[str]]:
+    """LightningCLI's subcommands (the ``Trainer`` method each calls -> what it is given) as this project has them."""
+    commands = dict(LightningCLI.subcommands())
+    del commands["predict"]  # ``python -m lightning_mnist predict`` predicts picture files instead
+    commands["cv"] = {"model", "datamodule"}
+    return commands
+
+
 class MnistCLI(LightningCLI):
     def __init__(self, *args, **kwargs) -> None:
         kwargs["trainer_defaults"] = {
@@ -167,12 +175,16 @@ class MnistCLI(LightningCLI):
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": DEFAULT_OUTPUT_DIR}},
             **kwargs.get("trainer_defaults", {}),
         }
+        given = kwargs.get("args", None if args else sys.argv[1:])
+        # the one subcommand the command line names (every one for a top-level --help or an unknown name)
+        self.requested = given[0] if isinstance(given, list) and given and given[0] in all_subcommands() else None
         kwargs.setdefault("seed_everything_default", 42)
         # a resumed run rewrites its config.yaml
         kwargs.setdefault("save_config_kwargs", {"overwrite": True, "config_filename": RUN_CONFIG_FILE})
         kwargs.setdefault("save_config_callback", RunConfig)
         # cv's own defaults (the notebook's "advanced training"), through LightningCLI's per-subcommand parser kwargs
-        kwargs.setdefault("parser_kwargs", {"cv": {"default_config_files": [str(CV_DEFAULTS)]}})
+        kwargs.setdefault("parser_kwargs", {"cv": {"default_config_files": [str(CV_DEFAULTS)]}}
+                          if "cv" in self.subcommands() else {})
         self.run_dir: Path | None = None
         self._temporary: tempfile.TemporaryDirectory | None = None  # see temporary_dir()
         self._held_logs = HeldLogs()  # until the classes are built (after_instantiate_classes)
@@ -193,12 +205,13 @@ class MnistCLI(LightningCLI):
         return Path(self._temporary.name)
 
     # --- the parser -------------------------------------------------------------------------
-    @staticmethod
-    def subcommands() -> dict[str, set[str]]:
-        commands = dict(LightningCLI.subcommands())
-        del commands["predict"]  # ``python -m lightning_mnist predict`` predicts picture files instead
-        commands["cv"] = {"model", "datamodule"}
-        return commands
+    def subcommands(self) -> dict[str, set[str]]:
+        """The subcommand the command line names, alone: LightningCLI builds a parser for each one listed here (the
+        Trainer's, the model's and the data's signatures read again: 0.2 s of a command's start-up), and a command
+        runs one. Every one where none is named (a top-level ``--help``, an unknown name that the parser refuses)."""
+        commands = all_subcommands()
+        requested = getattr(self, "requested", None)
+        return {requested: commands[requested]} if requested in commands else commands
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         # Errors are raised, not printed with the usage, so main() can make them one line.
