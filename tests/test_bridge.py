@@ -312,10 +312,16 @@ def test_a_size_keras_leaves_open_is_built_at_mnists_and_stays_open(name, keras_
         Probabilities([network.eval()])(torch.from_numpy(other))
 
 
+# one model of each input layout MNIST is fed in ((28, 28, 1), (28, 28), (784,), (784, 1) of an open length), with
+# BatchNormalization and a graph among them: every zoo model's conversion scores as Keras does in convert's check
+SCORED_BY_TEST = ["deeper_16_32_64", "resnet", "rows_lstm", "flat_mlp", "pixels_gru_any_length"]
+
+
 def test_lightning_scores_converted_checkpoints_as_keras_evaluates(keras_files, tmp_path, capsys):
-    """``test --ckpt_path`` on each MNIST-shaped model's checkpoint prints Keras' own accuracy on the same first
-    test images (in this process: the command's own subprocess run is test_convert.py's, on the notebook's file)."""
-    for name in MNIST_ZOO:
+    """``test --ckpt_path`` on the checkpoint of a model of each input layout prints Keras' own accuracy on the same
+    first test images (in this process: the command's own subprocess run is test_convert.py's, on the notebook's
+    file)."""
+    for name in SCORED_BY_TEST:
         source, keras_correct = keras_files[name]
         ckpt = tmp_path / f"{name}.ckpt"
         convert(capsys, source, ckpt, "--check_images", 100)
@@ -331,14 +337,17 @@ def test_lightning_scores_converted_checkpoints_as_keras_evaluates(keras_files, 
 @pytest.mark.parametrize("name", [*GRAPH_ZOO, "pixels_gru_any_length"])
 def test_predict_agrees_on_both_backends_with_keras(name, keras_files, tmp_path, capsys, seed_png, mnist):
     """predict on the torch, Keras and ONNX Runtime backends, from the .keras file and from its checkpoint: one
-    answer (pixel-by-pixel MNIST too: the image's 784 pixels in reading order, a sequence of 784 steps)."""
+    answer (pixel-by-pixel MNIST too: the image's 784 pixels in reading order, a sequence of 784 steps). ONNX Runtime
+    runs the checkpoint's export: a .keras file's is the same network's, converted to torch first (10 s of export
+    for the 784 steps)."""
     source, _ = keras_files[name]
     convert(capsys, source, tmp_path / "model.ckpt", "--check_images", 100)
     pixels = mnist.test_images[:64].astype(np.float32) / 255
     from lightning_mnist.predictors import load_predictor
 
     runs = {f"{backend} {path.suffix}": load_predictor(path, backend).predict_proba(pixels)
-            for backend in ("torch", "keras", "onnx") for path in (source, tmp_path / "model.ckpt")}
+            for backend in ("torch", "keras", "onnx") for path in (source, tmp_path / "model.ckpt")
+            if (backend, path.suffix) != ("onnx", ".keras")}
     reference = runs["keras .keras"]
     for label, probabilities in runs.items():
         assert np.abs(probabilities - reference).max() <= CHECK_TOLERANCE, (name, label)
