@@ -143,6 +143,9 @@ def _input_dtype(entry: dict[str, Any] | None, source: str) -> str:
         if config.get(kind):
             raise ArchitectureError(f"{source}: the model's input is {kind} (keras.Input({kind}=True)); only dense "
                                     f"inputs are supported")
+    if config.get("input_tensor") is not None:  # Keras' get_config never writes it, and its loader refuses it
+        raise ArchitectureError(f"{source}: the model's InputLayer holds an input_tensor, which Keras cannot load "
+                                f"from a file (it writes none); only an input of a shape and dtype is supported")
     dtype = config.get("dtype")
     if isinstance(dtype, dict):  # a serialised policy, whose name Keras casts the input to (int32, float16, ...)
         settings = dtype.get("config")
