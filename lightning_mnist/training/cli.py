@@ -175,7 +175,9 @@ class MnistCLI(LightningCLI):
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": DEFAULT_OUTPUT_DIR}},
             **kwargs.get("trainer_defaults", {}),
         }
-        given = kwargs.get("args", None if args else sys.argv[1:])
+        given = kwargs.get("args")
+        if given is None and not args:  # LightningCLI reads the process' own command line then
+            given = sys.argv[1:]
         # the one subcommand the command line names (every one for a top-level --help or an unknown name)
         self.requested = given[0] if isinstance(given, list) and given and given[0] in all_subcommands() else None
         kwargs.setdefault("seed_everything_default", 42)
