@@ -34,6 +34,9 @@ class Terminated(KeyboardInterrupt):
     (:func:`stop_cleanly_on_sigterm`). A KeyboardInterrupt, so that no ``except Exception`` swallows it."""
 
 
+TERMINATING: list[int] = []  # the signal number once SIGTERM has been raised as Terminated in this process
+
+
 def stop_cleanly_on_sigterm() -> None:
     """From now on SIGTERM raises :class:`Terminated` in this process (:func:`exit_on_user_error` says so and exits
     143). Processes forked from it later (LitServe's) inherit the handler: there SIGTERM keeps its default meaning.
@@ -43,6 +46,7 @@ def stop_cleanly_on_sigterm() -> None:
 
 def _raise_terminated(main_pid: int, signum: int, frame) -> None:
     if os.getpid() == main_pid:
+        TERMINATING.append(signum)
         raise Terminated
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
@@ -113,7 +117,14 @@ def exit_on_user_error(main: F) -> F:
     def wrapper(*args, **kwargs):
         stdout_or_nowhere()
         try:
-            return main(*args, **kwargs)
+            try:
+                return main(*args, **kwargs)
+            except Exception:
+                # Terminated raised inside a library that made an error of its own of it (TensorFlow's tracer, an
+                # AttributeError, which the export then reported as its own failure): the SIGTERM is what happened
+                if TERMINATING:
+                    raise Terminated from None
+                raise
         except UserError as err:
             print(error_line(err), file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
