@@ -212,8 +212,7 @@ class MnistCLI(LightningCLI):
         Trainer's, the model's and the data's signatures read again: 0.2 s of a command's start-up), and a command
         runs one. Every one where none is named (a top-level ``--help``, an unknown name that the parser refuses)."""
         commands = all_subcommands()
-        requested = getattr(self, "requested", None)
-        return {requested: commands[requested]} if requested in commands else commands
+        return {self.requested: commands[self.requested]} if self.requested in commands else commands
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         # Errors are raised, not printed with the usage, so main() can make them one line.
