@@ -15,7 +15,10 @@ import gzip
 import json
 import re
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,8 +28,10 @@ import pytest
 import requests
 from PIL import Image
 
-from conftest import SERVE_BODY_TIMEOUT, SERVE_MAX_BYTES, assert_one_line_error, free_port
+from conftest import (SERVE_BODY_TIMEOUT, SERVE_MAX_BYTES, SERVER_START_SECONDS, assert_one_line_error, free_port,
+                      module_env)
 from lightning_mnist.serving.uploads import BACKENDS
+from mnist_common.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
 from mnist_common.images.preparation import prepare
 from test_predict import make_bad_images
 
@@ -714,3 +719,65 @@ def test_bodies_past_what_a_process_receives_at_once_get_503(served, seed_png):
                         rf"{SERVE_MAX_BYTES:,} would pass the {4 * SERVE_MAX_BYTES:,} it holds at once; send it "
                         rf"again shortly", error), error
     assert post_image(served.url, seed_png.read_bytes()).status_code == 200
+
+
+def processes_in_group(group: int) -> list[str]:
+    """The processes of process group ``group`` that still run (not zombies): ``pid command line`` each, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended while listed
+            continue
+        fields = text[text.rindex(")") + 2:].split()  # after the name, which may hold spaces and parentheses
+        if int(fields[2]) == group and fields[0] != "Z":
+            found.append(f"{stat.parent.name} {command.strip()}")
+    return found
+
+
+@pytest.mark.parametrize("sent, group, after, code, said", [
+    (signal.SIGINT, True, 0.0, EXIT_INTERRUPTED, "interrupted"),  # a terminal's Ctrl-C, as the worker starts
+    (signal.SIGTERM, False, 1.0, EXIT_TERMINATED, "terminated (SIGTERM)"),  # `kill`, a container's stop
+], ids=["ctrl-c-to-the-group", "sigterm-to-the-command"])
+def test_a_stop_while_the_workers_load_their_models_is_one_line_and_leaves_no_process(sent, group, after, code, said,
+                                                                                     seed_keras, mnist_dir, tmp_path):
+    """Ctrl-C or SIGTERM while the inference worker starts and loads its models (LitServe waits for it outside the
+    ``try`` that stops its processes): the worker is stopped before it reports ready, nothing is printed after the one
+    line, and no process of the server is left. Hostile round 12: the worker loaded on after ``interrupted`` and
+    printed a traceback when it reported to the manager the exit had shut down; a Ctrl-C that reached it while it
+    still imported its libraries printed a traceback of KeyboardInterrupt."""
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "lightning_mnist", "serve", "--weights", str(seed_keras),
+                                    "--port", str(free_port())], cwd=tmp_path, env=module_env(mnist_dir),
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        # LitServe's inference worker: a process multiprocessing spawned once the command has said where it serves
+        # (the model checks before it may spawn their own; the HTTP processes start once the worker is ready)
+        while "serving http://" not in log.read_text() or not any("spawn_main" in command
+                                                                   for command in processes_in_group(process.pid)):
+            assert process.poll() is None, f"serve exited with {process.returncode}:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"no inference worker in {SERVER_START_SECONDS} s:\n{log.read_text()}"
+            time.sleep(0.1)
+        time.sleep(after)  # 0: in its first imports; 1 s: into its imports and model loading (seconds of them)
+        if group:
+            os.killpg(process.pid, sent)
+        else:
+            process.send_signal(sent)
+        process.wait(60)
+        output = log.read_text()
+        assert process.returncode == code, output
+        said_at, ready_at = output.find(f"\n{said}\n"), output.find(" ready: ")
+        assert ready_at < 0 or ready_at > said_at, f"the worker was ready before the signal; the test needs it loading:" \
+                                                   f"\n{output}"
+        assert output.split("Ctrl-C stops\n", 1)[1] == f"{said}\n", output
+        deadline = time.monotonic() + 10
+        while processes_in_group(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not processes_in_group(process.pid), f"left running: {processes_in_group(process.pid)}"
+    finally:
+        if processes_in_group(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)

@@ -12,6 +12,8 @@ scripts from a CDN) and so is its ``client.py`` generation: the server writes no
 from __future__ import annotations
 
 import json
+import multiprocessing
+import signal
 import sys
 from importlib.resources import files
 from pathlib import Path
@@ -27,6 +29,34 @@ from lightning_mnist.serving.uploads import BODY_TIMEOUT, MAX_BYTES, MAX_REQUEST
 
 PAGE = "page/index.html"
 REQUEST_TIMEOUT = 30.0  # seconds a request may wait for a worker before LitServe answers 504
+INFERENCE_WORKER = "inference-worker"  # the name LitServe gives its inference worker processes
+WORKER_STOP_SECONDS = 5.0  # a stopped worker gets this long to end before it is killed (LitServe's own wait)
+
+
+class DigitServer(ls.LitServer):
+    """LitServe's server, its inference workers started with Ctrl-C held off.
+
+    A terminal's Ctrl-C reaches every process of its group, the workers too; the main process
+    stops them (:func:`stop_inference_workers`). A worker still importing its libraries when
+    Ctrl-C came printed a traceback of KeyboardInterrupt before its ``setup`` could ignore it
+    (hostile round 12). So SIGINT is blocked while the workers are started: a process starts with
+    the signals its parent's thread blocked still blocked, and a worker never sees it. A Ctrl-C
+    that comes meanwhile (another thread of this process takes it) is kept and raised once they
+    have started.
+    """
+
+    def launch_inference_worker(self, lit_api: ls.LitAPI) -> list:
+        came: list[int] = []
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            workers = super().launch_inference_worker(lit_api)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            signal.signal(signal.SIGINT, previous)
+        if came:
+            raise KeyboardInterrupt
+        return workers
 
 
 def page_html() -> str:
@@ -56,7 +86,7 @@ def build_server(weights: str | Path, keras_weights: str | Path | None = None, w
                    onnx_weights=str(onnx_weights) if onnx_weights else None, onnx_model=onnx_model)
     names = {"torch": Path(weights).name, "keras": Path(keras_weights or weights).name,
              "onnx": Path(onnx_weights or weights).name}
-    server = ls.LitServer(api, accelerator="cpu", workers_per_device=workers, timeout=REQUEST_TIMEOUT,
+    server = DigitServer(api, accelerator="cpu", workers_per_device=workers, timeout=REQUEST_TIMEOUT,
                           disable_openapi_url=True, model_metadata={"weights": names, "max_bytes": max_bytes})
     app = server.app
     app.state.max_bytes = max_bytes  # read by lightning_mnist.serving.uploads.read_upload
@@ -141,7 +171,35 @@ def json_error_protocol(headers_timeout: float = BODY_TIMEOUT) -> type:
 
 def serve(server: ls.LitServer, host: str = "127.0.0.1", port: int = 8000, api_servers: int = 1) -> None:
     """Run ``server`` until Ctrl-C or SIGTERM (blocks); ``api_servers`` HTTP processes share the port."""
-    server.run(host=host, port=port, num_api_servers=api_servers, generate_client_file=False, log_level="warning",
-               access_log=False, http=json_error_protocol(server.app.state.body_timeout),
-               h11_max_incomplete_event_size=MAX_REQUEST_HEADERS,
-               ws="none")  # nothing here speaks WebSocket: an Upgrade request was a 403 without a JSON body
+    try:
+        server.run(host=host, port=port, num_api_servers=api_servers, generate_client_file=False, log_level="warning",
+                   access_log=False, http=json_error_protocol(server.app.state.body_timeout),
+                   h11_max_incomplete_event_size=MAX_REQUEST_HEADERS,
+                   ws="none")  # nothing here speaks WebSocket: an Upgrade request was a 403 without a JSON body
+    except BaseException:
+        stop_inference_workers(server)
+        raise
+
+
+def stop_inference_workers(server: ls.LitServer, seconds: float = WORKER_STOP_SECONDS) -> None:
+    """Stop the inference workers that still run when ``server.run`` ends in an exception.
+
+    LitServe waits for its workers to load their models before the ``try`` whose ``finally`` stops
+    them: Ctrl-C or SIGTERM while they loaded ended the command with its ``interrupted`` line, then
+    the exit shut down the multiprocessing manager the workers report to and waited for them, and
+    each printed a traceback when it reported ready to the manager that was gone (hostile round
+    12). SIGTERM ends a worker at once and silently (a spawned process keeps SIGTERM's default).
+    A worker started just before the interruption may not be in LitServe's list yet: this
+    process' children of the worker's name are stopped too.
+    """
+    listed = list(getattr(server, "inference_workers", None) or [])
+    listed += [child for child in multiprocessing.active_children()
+               if child.name == INFERENCE_WORKER and child not in listed]
+    workers = [worker for worker in listed if worker.is_alive()]
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.join(seconds)
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
