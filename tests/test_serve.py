@@ -770,8 +770,8 @@ def test_a_stop_while_the_workers_load_their_models_is_one_line_and_leaves_no_pr
         output = log.read_text()
         assert process.returncode == code, output
         said_at, ready_at = output.find(f"\n{said}\n"), output.find(" ready: ")
-        assert ready_at < 0 or ready_at > said_at, f"the worker was ready before the signal; the test needs it loading:" \
-                                                   f"\n{output}"
+        assert ready_at < 0 or ready_at > said_at, f"the worker was ready before the signal; the test needs it " \
+                                                   f"loading:\n{output}"
         assert output.split("Ctrl-C stops\n", 1)[1] == f"{said}\n", output
         deadline = time.monotonic() + 10
         while processes_in_group(process.pid) and time.monotonic() < deadline:
