@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import signal
 import sys
+import threading
 from importlib.resources import files
 from pathlib import Path
 
@@ -42,10 +43,13 @@ class DigitServer(ls.LitServer):
     (hostile round 12). So SIGINT is blocked while the workers are started: a process starts with
     the signals its parent's thread blocked still blocked, and a worker never sees it. A Ctrl-C
     that comes meanwhile (another thread of this process takes it) is kept and raised once they
-    have started.
+    have started. (A server run outside the main thread, which Python gives no signals, starts
+    them as LitServe does.)
     """
 
     def launch_inference_worker(self, lit_api: ls.LitAPI) -> list:
+        if threading.current_thread() is not threading.main_thread():  # signals are the main thread's to handle
+            return super().launch_inference_worker(lit_api)
         came: list[int] = []
         previous = signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -87,7 +91,7 @@ def build_server(weights: str | Path, keras_weights: str | Path | None = None, w
     names = {"torch": Path(weights).name, "keras": Path(keras_weights or weights).name,
              "onnx": Path(onnx_weights or weights).name}
     server = DigitServer(api, accelerator="cpu", workers_per_device=workers, timeout=REQUEST_TIMEOUT,
-                          disable_openapi_url=True, model_metadata={"weights": names, "max_bytes": max_bytes})
+                         disable_openapi_url=True, model_metadata={"weights": names, "max_bytes": max_bytes})
     app = server.app
     app.state.max_bytes = max_bytes  # read by lightning_mnist.serving.uploads.read_upload
     app.state.body_timeout = body_timeout  # ... and this
