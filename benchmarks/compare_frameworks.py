@@ -118,7 +118,7 @@ def run(name: str, command: list[str], out: Path, num_train: int, target: float,
         "best_epoch": best,
         "train_seconds": history[-1]["seconds"], "seconds_to_best": history[best]["seconds"],
         "seconds_to_target_val_acc": reached, "process_seconds": round(wall, 1),
-        "peak_memory_mb": results.get("peak_memory_mb"), "history": history,
+        "peak_memory_mb": results.get("peak_memory_mb"), "threads": results.get("threads"), "history": history,
     }
 
 
@@ -175,6 +175,9 @@ def markdown(report: dict) -> str:
                       f"optimizer step each (its loop and hooks run once per {steps} steps); Keras compiles with "
                       f"steps_per_execution={steps}; the plain loop takes the {steps} batches' images at once too "
                       f"(the same data path), then steps as before.")
+    chosen = ", ".join(f"{run_['framework']} {run_['threads']}" for run_ in report["runs"] if run_.get("threads"))
+    if chosen:  # what each torch command chose at its start (fewer where other work held cores: mnist_common.threads)
+        lines[-1] += f" Threads of the torch contenders' kernels: {chosen}."
     return "\n".join(lines)
 
 
@@ -298,6 +301,7 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
         print(f"{run_['framework']}: test acc {run_['test_acc']:.4f}, train {run_['train_seconds']:.1f} s, "
               f"val acc >= {target_acc} at {run_['seconds_to_target_val_acc']} s, "
               f"peak memory {run_['peak_memory_mb']} MiB, process {run_['process_seconds']} s, "
+              f"{run_['threads'] or 'its own'} threads, "
               f"{run_['gflops']} GFLOP/s = {run_['percent_of_matmul_peak']} % of the float32 matmul rate "
               f"({efficiency['matmul_gflops_float32']} GFLOP/s)")
     for key, value in report["ratios"].items():

@@ -199,7 +199,8 @@ def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1,
                                                   "lr_schedule": lr_schedule, "precision": precision,
                                                   "device": device, "compile_mode": compile_mode,
                                                   "keep_every_epoch": keep_every_epoch,
-                                                  "steps_per_execution": steps_per_execution})
+                                                  "steps_per_execution": steps_per_execution},
+                         threads=torch.get_num_threads())
     return write_json(results, output_dir / "results.json")
 
 

@@ -41,6 +41,9 @@ class RunResults:
     peak_memory_mb: float = field(default_factory=lambda: peak_memory_mb())
     confusion_matrix: list[list[int]] | None = None  # rows: true class, columns: predicted class
     mistakes: int | None = None  # misclassified test images (listed in mistakes.json beside this file)
+    # the threads torch's CPU kernels ran on (the torch commands choose them at their start, mnist_common.threads);
+    # None for Keras, whose TensorFlow sizes its own pools
+    threads: int | None = None
 
 
 def peak_memory_mb() -> float:

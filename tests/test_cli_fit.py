@@ -62,6 +62,8 @@ def test_fit_writes_everything_into_its_own_run_folder(fitted_run, run_module):
     assert sorted(p.name for p in work.iterdir()) == ["runs"]  # nothing else, anywhere
     assert results["config"]["data"]["subset"] == 6000 and results["config"]["model"]["lr"] == 1e-4
     assert [row["epoch"] for row in results["history"]] == [0, 1]
+    given = os.environ.get("OMP_NUM_THREADS")  # conftest's share of the cores under xdist: the command keeps it
+    assert (results["threads"] == int(given)) if given else (1 <= results["threads"] <= CORES)
     with open(run / "metrics.csv") as f:
         assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc"} <= set(next(csv.reader(f)))
 

@@ -290,6 +290,25 @@ def test_compare_reports_each_contenders_median_round_and_every_rounds_ratio():
                      "test_acc_difference_points": -1.0}
 
 
+def test_the_compare_table_names_the_threads_each_torch_contender_ran_on():
+    """Each torch command sizes its pool at its start (fewer threads where other work held cores): the table says
+    what each ran on; Keras (TensorFlow's own pools) is not listed."""
+    from compare_frameworks import markdown
+
+    def run(name: str, threads: int | None) -> dict:
+        return {"framework": name, "epochs": [{"seconds": 10.0, "images_per_second": 5400.0}], "train_seconds": 10.0,
+                "test_acc": 0.98, "peak_memory_mb": 1200.0, "gflops": 80.0, "percent_of_matmul_peak": 20.0,
+                "threads": threads}
+
+    report = {"machine": {"date": "2026-12-07", "cpu": "a CPU", "cores": 2, "load_average": [0.5]},
+              "settings": {"architecture": "notebook", "batch_size": 128, "lr": 1e-3, "max_epochs": 1},
+              "num_train": 54000, "load_average_after": [0.5], "ratios": {},
+              "runs": [run("lightning", 2), run("keras", None), run("torch", 1)],
+              "kernel_efficiency": {"training_flops_per_image": 15.4e6, "matmul_gflops_float32": 300.0,
+                                    "matmul_gflops_bfloat16": 150.0, "threads": 2}}
+    assert markdown(report).endswith("Threads of the torch contenders' kernels: lightning 2, torch 1.")
+
+
 def test_time_to_accuracy_and_shared_machine_write_their_tables(mnist_dir, tmp_path, capsys):
     from time_to_accuracy import commands
 
@@ -306,6 +325,9 @@ def test_time_to_accuracy_and_shared_machine_write_their_tables(mnist_dir, tmp_p
     assert plain["seed"] is None and "--seed" not in plain["command"]  # each command's own seed
     assert plain["framework"] == "torch" and plain["test_acc"] > 0.3 and plain["tested_after"] == 1  # stopped
     assert keras_run["tested_after"] == 2  # Keras' command cannot stop at the target: all of its epochs
+    given = os.environ.get("OMP_NUM_THREADS")  # the threads the plain loop's kernels ran on, from its results
+    assert (plain["threads"] == int(given)) if given else (1 <= plain["threads"] <= (os.cpu_count() or 1))
+    assert keras_run["threads"] is None  # TensorFlow sizes its own pools
     # each epoch's kept weights were tested afterwards: the plain loop's only epoch is the weights it tested itself
     # (in bfloat16 there, float32 here), and Keras' best epoch by val/loss, the one it tested, scores its test
     assert plain["test_acc_per_epoch"][0] == pytest.approx(plain["test_acc"], abs=0.01)

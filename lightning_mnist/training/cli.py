@@ -34,6 +34,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Union
 
+import torch
 import yaml
 from jsonargparse import Namespace, dict_to_namespace, namespace_to_dict
 from lightning.fabric.plugins.environments import LSFEnvironment, SLURMEnvironment, TorchElasticEnvironment
@@ -773,7 +774,7 @@ class MnistCLI(LightningCLI):
             framework=FRAMEWORK, test_acc=tested["test/acc"], test_loss=tested["test/loss"],
             model_path=relative_to_run(best, self.run_dir), epochs=len(rows), best_epoch=self.best_epoch(),
             wall_seconds=round(wall, 2), history=rows, config=self.resolved_config("fit"),
-            confusion_matrix=report.confusion, mistakes=report.mistakes_count)
+            confusion_matrix=report.confusion, mistakes=report.mistakes_count, threads=torch.get_num_threads())
         json_path = write_json(results, self.run_dir / RESULTS_FILE)
         curves = plot_curves(rows, self.run_dir / CURVES_FILE, "lightning_mnist fit")
         print(f"test accuracy {results.test_acc:.4f}, test loss {results.test_loss:.4f} "
