@@ -781,3 +781,37 @@ def test_a_stop_while_the_workers_load_their_models_is_one_line_and_leaves_no_pr
         if processes_in_group(process.pid):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(30)
+
+
+def test_the_workers_start_with_ctrl_c_blocked_and_a_ctrl_c_meanwhile_is_raised_after(seed_keras, monkeypatch):
+    """``DigitServer.launch_inference_worker``: SIGINT blocked while LitServe starts the workers (they inherit it),
+    this process' handler and mask put back after, a Ctrl-C that came meanwhile raised once they have started; from
+    a thread other than the main one (no signals there) the workers start as LitServe starts them."""
+    import threading
+
+    import litserve as ls
+
+    from lightning_mnist.serving.server import DigitServer, build_server
+
+    seen = []
+
+    def launch(server, lit_api):  # LitServe's, standing in: what the workers would inherit, and a Ctrl-C meanwhile
+        seen.append(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        if threading.current_thread() is threading.main_thread():
+            os.kill(os.getpid(), signal.SIGINT)
+        return ["worker"]
+
+    monkeypatch.setattr(ls.LitServer, "launch_inference_worker", launch)
+    server = build_server(seed_keras)
+    assert isinstance(server, DigitServer)
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        server.launch_inference_worker(None)  # (the stand-in takes no LitAPI)
+    assert seen == [True]  # blocked while the workers started, and the Ctrl-C waited for them
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    started = []
+    thread = threading.Thread(target=lambda: started.append(server.launch_inference_worker(None)))
+    thread.start()
+    thread.join(30)
+    assert started == [["worker"]] and seen == [True, False]
