@@ -195,10 +195,9 @@ def train(output_dir: Path, architecture: str = "notebook", max_epochs: int = 1,
     results = RunResults(framework="torch", test_acc=test_acc, test_loss=test_loss, model_path="", epochs=len(history),
                          best_epoch=len(history) - 1, wall_seconds=round(time.perf_counter() - started, 2),
                          history=history, config={"architecture": architecture, "batch_size": batch_size, "lr": lr,
-                                                  "augment": augment, "threads": torch.get_num_threads(),
-                                                  "lr_schedule": lr_schedule, "precision": precision,
-                                                  "device": device, "compile_mode": compile_mode,
-                                                  "keep_every_epoch": keep_every_epoch,
+                                                  "augment": augment, "lr_schedule": lr_schedule,
+                                                  "precision": precision, "device": device,
+                                                  "compile_mode": compile_mode, "keep_every_epoch": keep_every_epoch,
                                                   "steps_per_execution": steps_per_execution},
                          threads=torch.get_num_threads())
     return write_json(results, output_dir / "results.json")

@@ -420,6 +420,8 @@ def test_a_sigterm_a_library_turns_into_its_own_error_is_still_said_as_sigterm(m
     finally:
         signal.signal(signal.SIGTERM, kept)
     assert stopped.value.code == 143 and capsys.readouterr().err == "terminated (SIGTERM)\n"
+
+
 class Snapshot(Callback):
     """The network's weights after each of ``steps`` optimizer steps."""
 
