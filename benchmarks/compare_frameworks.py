@@ -10,8 +10,10 @@ training seconds (validation included).
     python benchmarks/compare_frameworks.py --max_epochs 10 --lightning_config configs/fast.yaml
     python benchmarks/compare_frameworks.py --repeats 3 --frameworks '[lightning, torch]'
 
-With ``--repeats N`` the contenders take turns for N rounds (lightning, keras, torch, lightning,
-...), so a machine whose speed drifts slows them alike; each row is the contender's median round
+With ``--repeats N`` the contenders take turns for N rounds, every other round in the reverse order
+(lightning, keras, torch; torch, keras, lightning; keras, torch, lightning; ...: ``running_orders``), so a
+machine whose speed drifts slows them alike and none always runs first or after the same one; each row is the
+contender's median round
 (by training seconds), each ratio is the median of the rounds' ratios, and every round's ratio is
 listed too: the spread a single run would hide.
 
@@ -164,7 +166,9 @@ def markdown(report: dict) -> str:
     lines += ["", "; ".join(f"{key.replace('_', ' ')}: **{value}**" for key, value in report["ratios"].items())]
     if repeats > 1:
         lines += ["", "Each round: " + "; ".join(f"{key.replace('_', ' ')} {', '.join(map(str, values))}"
-                                                 for key, values in report["ratios_per_round"].items())]
+                                                 for key, values in report["ratios_per_round"].items())
+                  + "; the contenders ran in the orders " + ", ".join(map("-".join, report["orders_per_round"]))
+                  + "."]
     lines += ["", f"Training work {efficiency['training_flops_per_image'] / 1e6:.1f} MFLOP per image (forward and "
               f"backward); a float32 matmul reaches {efficiency['matmul_gflops_float32']} GFLOP/s here "
               f"(bfloat16: {efficiency['matmul_gflops_bfloat16']}), {efficiency['threads']} threads. "
@@ -214,6 +218,16 @@ def ratios(runs: dict[str, dict]) -> dict[str, float]:
     return found
 
 
+def running_orders(frameworks: list[str], repeats: int) -> list[tuple[str, ...]]:
+    """The order the contenders run in, round by round: each contender first in turn, every order followed by
+    its reverse, so that over any two rounds each pair of contenders ran in both orders (the ratios are taken
+    within a round). One order kept for every round biases them: 2026-12-07, batch 128, Lightning / plain loop
+    was 1.112 with Keras between them and 1.047 with the plain loop first, within the hour on one host."""
+    turns = [(*frameworks[start:], *frameworks[:start]) for start in range(len(frameworks))]
+    orders = [order for turn in turns for order in (turn, turn[::-1])]
+    return [orders[index % len(orders)] for index in range(repeats)]
+
+
 def median_round(rounds: list[dict]) -> dict:
     """The round whose training seconds are the median (the lower of the middle two for an even count)."""
     ordered = sorted(rounds, key=lambda r: r["train_seconds"])
@@ -253,9 +267,9 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
         accelerator: Lightning's accelerator; Keras uses a GPU whenever TensorFlow sees one.
         lightning_config: train Lightning with this config instead (e.g. configs/fast.yaml).
         target_acc: the validation accuracy whose time to reach is reported.
-        frameworks: the contenders, in the order they run.
-        repeats: rounds; in each every contender trains once, in turn. Rows are the median rounds, ratios the
-            medians of the rounds' ratios.
+        frameworks: the contenders, in the order they run in the first round (the next in its reverse, ...).
+        repeats: rounds; in each every contender trains once, in turn, every other round in the reverse order.
+            Rows are the median rounds, ratios the medians of the rounds' ratios.
         output_dir: a new folder here gets the logs, benchmark.json and benchmark.png.
         doc: also write the table into this Markdown file, between its ``compare-<architecture>-b<batch>``
             markers (``...-b<batch>-x<steps>`` with ``steps_per_execution``) (docs/benchmarks.md).
@@ -275,18 +289,18 @@ def compare(max_epochs: int = 1, architecture: str = "notebook", batch_size: int
     labels = load_mnist(data_dir).train_labels
     num_train = len(make_split(labels, subset=subset).train)
     efficiency = kernel_efficiency(architecture, batch_size)
-    rounds = []
-    for index in range(repeats):
+    rounds, orders = [], running_orders(frameworks, repeats)
+    for index, order in enumerate(orders):
         folder = out if repeats == 1 else out / f"round-{index}"
         every = commands(args, folder)
-        rounds.append({name: run(name, every[name], folder, num_train, target_acc) for name in frameworks})
+        rounds.append({name: run(name, every[name], folder, num_train, target_acc) for name in order})
     runs, report_ratios, per_round = summarise(rounds)
     for run_ in runs.values():
         run_["gflops"], run_["percent_of_matmul_peak"] = achieved(run_, num_train, efficiency)
     report = {"machine": machine, "kernel_efficiency": efficiency,
               "settings": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
               "num_train": num_train, "runs": list(runs.values()), "ratios": report_ratios,
-              "ratios_per_round": per_round,
+              "ratios_per_round": per_round, "orders_per_round": [list(order) for order in orders],
               "train_seconds_per_round": {name: [r[name]["train_seconds"] for r in rounds] for name in frameworks}}
     report["load_average_after"] = load_average()
     write_json(report, out / "benchmark.json")

@@ -6,6 +6,7 @@ they say. No timing is asserted."""
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import os
 import subprocess
@@ -288,6 +289,48 @@ def test_compare_reports_each_contenders_median_round_and_every_rounds_ratio():
     keras = summarise([{"lightning": fake_run(8.0, 0.95), "keras": fake_run(10.0, 0.96)}])[1]
     assert keras == {"first_epoch_seconds_lightning_over_keras": 0.8, "train_seconds_lightning_over_keras": 0.8,
                      "test_acc_difference_points": -1.0}
+
+
+def test_compare_runs_the_contenders_in_every_order_so_none_always_runs_first(mnist_dir, tmp_path, monkeypatch,
+                                                                              capsys):
+    """Over any two rounds each pair of contenders ran in both orders (a round's ratios are taken within it), and
+    each contender runs first in turn; the report and its table say the orders. The contenders' processes are
+    stood in for here (their real runs: test_compare_frameworks.py, the time-to-accuracy test)."""
+    import compare_frameworks
+
+    for names in (["lightning", "torch"], ["lightning", "keras", "torch"]):
+        orders = compare_frameworks.running_orders(names, 2 * len(names))
+        assert sorted(order[0] for order in orders) == sorted(names * 2)
+        for index in range(0, len(orders) - 1, 2):
+            for a, b in itertools.combinations(names, 2):
+                assert {orders[index].index(a) < orders[index].index(b),
+                        orders[index + 1].index(a) < orders[index + 1].index(b)} == {True, False}
+    ran = []
+
+    def run(name, command, out, num_train, target):
+        ran.append(name)
+        seconds = {"lightning": 10.0, "keras": 20.0, "torch": 9.0}[name] + len(ran) / 100
+        return {"framework": name, "train_seconds": seconds, "test_acc": 0.98, "peak_memory_mb": 100.0,
+                "process_seconds": 1.0, "seconds_to_target_val_acc": None, "threads": None,
+                "epochs": [{"epoch": 0, "seconds": seconds, "images_per_second": 100.0, "val_acc": 0.98}],
+                "history": [{"seconds": seconds, "val_acc": 0.98}]}
+
+    monkeypatch.setattr(compare_frameworks, "run", run)
+    monkeypatch.setattr(compare_frameworks, "kernel_efficiency", lambda *_: {
+        "training_flops_per_image": 1e6, "matmul_gflops_float32": 100.0, "matmul_gflops_bfloat16": 50.0, "threads": 1})
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n")
+    compare_frameworks.compare(repeats=4, subset=500, data_dir=str(mnist_dir), output_dir=tmp_path / "runs", doc=doc)
+    expected = compare_frameworks.running_orders(["lightning", "keras", "torch"], 4)
+    assert ran == [name for order in expected for name in order]
+    assert expected[:2] == [("lightning", "keras", "torch"), ("torch", "keras", "lightning")]
+    [report] = (tmp_path / "runs").glob("compare_*/benchmark.json")
+    report = json.loads(report.read_text())
+    assert report["orders_per_round"] == [list(order) for order in expected]
+    assert [run_["framework"] for run_ in report["runs"]] == ["lightning", "keras", "torch"]  # rows as asked
+    assert report["train_seconds_per_round"]["torch"] == [9.03, 9.04, 9.08, 9.11]  # each round's own run
+    assert ("the contenders ran in the orders lightning-keras-torch, torch-keras-lightning, keras-torch-lightning, "
+            "lightning-torch-keras.") in doc.read_text()
 
 
 def test_the_compare_table_names_the_threads_each_torch_contender_ran_on():
