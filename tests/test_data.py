@@ -118,6 +118,30 @@ def test_truncated_or_missing_file_is_a_one_line_user_error(mnist_dir, tmp_path)
         load_mnist(tmp_path)
 
 
+def test_each_file_is_hashed_once_and_a_change_in_place_is_still_found(mnist_dir, tmp_path, monkeypatch):
+    """Each file is hashed once per process while it stays the same (a command run again in-process, k folds, the
+    tests); a byte changed in place, with the file's size and modification time put back, is still found."""
+    from mnist_common import mnist as data
+
+    shutil.copytree(mnist_dir / "MNIST", tmp_path / "MNIST")
+    hashed = []
+    monkeypatch.setattr(data, "_sha256", lambda path, real=data._sha256: hashed.append(path.name) or real(path))
+    for _ in range(3):
+        data.ensure_files(tmp_path, download=False)
+    assert sorted(hashed) == sorted(data.SHA256)  # four files, once each
+    victim = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    victim.chmod(0o644)
+    before = victim.stat()
+    changed = bytearray(victim.read_bytes())
+    changed[-1] ^= 1
+    victim.write_bytes(changed)
+    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))  # as a user can; the change time moves still
+    assert victim.stat().st_size == before.st_size and victim.stat().st_mtime_ns == before.st_mtime_ns
+    with pytest.raises(UserError, match="train-labels-idx1-ubyte is corrupt or truncated"):
+        data.ensure_files(tmp_path, download=False)
+    assert hashed[-1] == "train-labels-idx1-ubyte" and len(hashed) == 5
+
+
 @pytest.fixture
 def mirror(mnist_dir, tmp_path, monkeypatch):
     """A local HTTP mirror serving the gzipped IDX files, as the real mirrors do."""
