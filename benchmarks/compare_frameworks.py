@@ -13,9 +13,8 @@ training seconds (validation included).
 With ``--repeats N`` the contenders take turns for N rounds, every other round in the reverse order
 (lightning, keras, torch; torch, keras, lightning; keras, torch, lightning; ...: ``running_orders``), so a
 machine whose speed drifts slows them alike and none always runs first or after the same one; each row is the
-contender's median round
-(by training seconds), each ratio is the median of the rounds' ratios, and every round's ratio is
-listed too: the spread a single run would hide.
+contender's median round (by training seconds), each ratio is the median of the rounds' ratios, and every round's
+ratio is listed too: the spread a single run would hide.
 
 Writes ``benchmark.json`` and ``benchmark.png`` (validation accuracy against training
 seconds) into a new folder of ``--output_dir``. The table also gives each contender's achieved
