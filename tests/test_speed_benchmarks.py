@@ -291,8 +291,7 @@ def test_compare_reports_each_contenders_median_round_and_every_rounds_ratio():
                      "test_acc_difference_points": -1.0}
 
 
-def test_compare_runs_the_contenders_in_every_order_so_none_always_runs_first(mnist_dir, tmp_path, monkeypatch,
-                                                                              capsys):
+def test_compare_runs_the_contenders_in_every_order_so_none_always_runs_first(mnist_dir, tmp_path, monkeypatch):
     """Over any two rounds each pair of contenders ran in both orders (a round's ratios are taken within it), and
     each contender runs first in turn; the report and its table say the orders. The contenders' processes are
     stood in for here (their real runs: test_compare_frameworks.py, the time-to-accuracy test)."""
