@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from mnist_common import errors
 from mnist_common.errors import UserError, path_text
 
 
@@ -50,6 +51,8 @@ def write_atomically(destination: str | os.PathLike, write: Callable[[Path], Any
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         result = check(tmp) if check is not None else None
+        if errors.TERMINATING:  # a SIGTERM that a library swallowed on the way: the file is not put in place
+            raise errors.Terminated
         if existed:
             os.replace(tmp, destination)
         else:

@@ -815,3 +815,23 @@ def test_the_workers_start_with_ctrl_c_blocked_and_a_ctrl_c_meanwhile_is_raised_
     thread.start()
     thread.join(30)
     assert started == [["worker"]] and seen == [True, False]
+    # a SIGTERM meanwhile (it broke off the pickled start a new worker was reading: seen in CI) is not blocked, for
+    # the workers must take the SIGTERM that stops them; it reaches this process' handler once they have started
+    terminated, kept = [], signal.getsignal(signal.SIGTERM)
+
+    def launch_under_sigterm(server, lit_api):
+        seen.append(signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)  # a handler would run here, in the middle of the start
+        assert terminated == []
+        return ["worker"]
+
+    monkeypatch.setattr(ls.LitServer, "launch_inference_worker", launch_under_sigterm)
+    record = lambda signum, frame: terminated.append(signum)  # noqa: E731
+    signal.signal(signal.SIGTERM, record)
+    try:
+        assert server.launch_inference_worker(None) == ["worker"]
+        assert terminated == [signal.SIGTERM] and seen[-1] is False
+        assert signal.getsignal(signal.SIGTERM) is record  # the handler before the start, put back
+    finally:
+        signal.signal(signal.SIGTERM, kept)

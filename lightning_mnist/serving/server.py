@@ -35,31 +35,35 @@ WORKER_STOP_SECONDS = 5.0  # a stopped worker gets this long to end before it is
 
 
 class DigitServer(ls.LitServer):
-    """LitServe's server, its inference workers started with Ctrl-C held off.
+    """LitServe's server, its inference workers started with Ctrl-C and SIGTERM held off.
 
     A terminal's Ctrl-C reaches every process of its group, the workers too; the main process
     stops them (:func:`stop_inference_workers`). A worker still importing its libraries when
     Ctrl-C came printed a traceback of KeyboardInterrupt before its ``setup`` could ignore it
     (hostile round 12). So SIGINT is blocked while the workers are started: a process starts with
-    the signals its parent's thread blocked still blocked, and a worker never sees it. A Ctrl-C
-    that comes meanwhile (another thread of this process takes it) is kept and raised once they
-    have started. (A server run outside the main thread, which Python gives no signals, starts
-    them as LitServe does.)
+    the signals its parent's thread blocked still blocked, and a worker never sees it. A SIGTERM
+    to this process while it wrote a new worker its pickled start broke the write off, and the
+    worker printed a traceback of the truncated pickle (seen in CI): SIGTERM is kept, not blocked
+    (the workers must still take the SIGTERM that stops them). Either signal that comes meanwhile
+    is sent again once they have started, to the handler there was before. (A server run outside
+    the main thread, which Python gives no signals, starts them as LitServe does.)
     """
 
     def launch_inference_worker(self, lit_api: ls.LitAPI) -> list:
         if threading.current_thread() is not threading.main_thread():  # signals are the main thread's to handle
             return super().launch_inference_worker(lit_api)
         came: list[int] = []
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
+        previous = {kept: signal.signal(kept, lambda signum, frame: came.append(signum))
+                    for kept in (signal.SIGINT, signal.SIGTERM)}
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             workers = super().launch_inference_worker(lit_api)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
-            signal.signal(signal.SIGINT, previous)
-        if came:
-            raise KeyboardInterrupt
+            for kept, handler in previous.items():
+                signal.signal(kept, handler)
+        for signum in dict.fromkeys(came):  # each once, in the order they came, as if they came now
+            signal.raise_signal(signum)
         return workers
 
 
