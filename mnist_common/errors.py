@@ -118,16 +118,13 @@ def exit_on_user_error(main: F) -> F:
         stdout_or_nowhere()
         try:
             try:
-                result = main(*args, **kwargs)
+                return main(*args, **kwargs)
             except Exception:
                 # Terminated raised inside a library that made an error of its own of it (TensorFlow's tracer, an
                 # AttributeError, which the export then reported as its own failure): the SIGTERM is what happened
                 if TERMINATING:
                     raise Terminated from None
                 raise
-            if TERMINATING:  # one a library swallowed whole (caught and went on, seen in CI): said all the same
-                raise Terminated
-            return result
         except UserError as err:
             print(error_line(err), file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)

@@ -45,7 +45,7 @@ class DigitServer(ls.LitServer):
     to this process while it wrote a new worker its pickled start broke the write off, and the
     worker printed a traceback of the truncated pickle (seen in CI): SIGTERM is kept, not blocked
     (the workers must still take the SIGTERM that stops them). Either signal that comes meanwhile
-    is sent again once they have started, to the handler there was before. (A server run outside
+    is raised once they have started (SIGTERM through the handler there was before). (A server run outside
     the main thread, which Python gives no signals, starts them as LitServe does.)
     """
 
@@ -62,8 +62,11 @@ class DigitServer(ls.LitServer):
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
             for kept, handler in previous.items():
                 signal.signal(kept, handler)
-        for signum in dict.fromkeys(came):  # each once, in the order they came, as if they came now
-            signal.raise_signal(signum)
+        if signal.SIGTERM in came:  # to the handler there was (serve's raises Terminated; the default ends it)
+            handler = previous[signal.SIGTERM]
+            handler(signal.SIGTERM, None) if callable(handler) else signal.raise_signal(signal.SIGTERM)
+        if signal.SIGINT in came:  # (raised whatever the handler: one started with SIGINT ignored gets none)
+            raise KeyboardInterrupt
         return workers
 
 
