@@ -393,10 +393,9 @@ def test_a_convert_ended_by_sigterm_leaves_no_temporaries(seed_keras, tmp_path, 
     assert list(out.iterdir()) == [] and list(scratch.glob("lightning_mnist_export_*")) == []
 
 
-def test_a_sigterm_a_library_turns_into_its_own_error_is_still_said_as_sigterm(monkeypatch, capsys):
-    """Raised inside TensorFlow's tracer, the SIGTERM came out as an AttributeError, which the export reported as
-    the layer's failure (exit 2, a false reason: seen once in CI). Whatever error it becomes, a command stopped by
-    SIGTERM says so and exits 143."""
+def exit_of_a_command_sigterm_stops_in_a_library(monkeypatch, capsys, meets, after=lambda: None) -> tuple[int, str]:
+    """(exit code, stderr) of a command that installs the project's SIGTERM handler and gets SIGTERM inside a
+    "library" doing ``meets(err)`` with the Terminated raised there, then doing ``after()``."""
     import signal
     import time
 
@@ -411,45 +410,42 @@ def test_a_sigterm_a_library_turns_into_its_own_error_is_still_said_as_sigterm(m
         try:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)  # the handler runs here
-        except BaseException as err:  # what a library's wrapper does with whatever it meets
-            raise errors.UserError(f"layer 0 cannot be exported ({type(err).__name__})") from None
+        except BaseException as err:
+            meets(err)
+        after()
 
     try:
         with pytest.raises(SystemExit) as stopped:
             command()
     finally:
         signal.signal(signal.SIGTERM, kept)
-    assert stopped.value.code == 143 and capsys.readouterr().err == "terminated (SIGTERM)\n"
+    return stopped.value.code, capsys.readouterr().err
+
+
+def test_a_sigterm_a_library_turns_into_its_own_error_is_still_said_as_sigterm(monkeypatch, capsys):
+    """Raised inside TensorFlow's tracer, the SIGTERM came out as an AttributeError, which the export reported as
+    the layer's failure (exit 2, a false reason: seen once in CI). Whatever error it becomes, a command stopped by
+    SIGTERM says so and exits 143."""
+    from mnist_common.errors import UserError
+
+    def wrapper(err):  # what a library's wrapper does with whatever it meets
+        raise UserError(f"layer 0 cannot be exported ({type(err).__name__})") from None
+
+    assert exit_of_a_command_sigterm_stops_in_a_library(monkeypatch, capsys, wrapper) == (
+        143, "terminated (SIGTERM)\n")
 
 
 def test_a_sigterm_a_library_swallows_whole_puts_no_file_in_place_and_ends_the_command(monkeypatch, tmp_path, capsys):
     """A SIGTERM whose Terminated a library caught and went on from (a convert finished its export after it and
     exited 0: seen in CI): no file is put in place after it, and the command says it and exits 143."""
-    import signal
-    import time
-
-    from mnist_common import errors
     from mnist_common.files import write_atomically
 
-    monkeypatch.setattr(errors, "TERMINATING", [])
-    kept = signal.getsignal(signal.SIGTERM)
-
-    @errors.exit_on_user_error
-    def command():
-        errors.stop_cleanly_on_sigterm()
-        try:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(5)  # the handler runs here
-        except BaseException:  # what a library's bare ``except:`` does: nothing
-            pass
+    def write():
         write_atomically(tmp_path / "model.onnx", lambda tmp: tmp.write_bytes(b"exported"))
 
-    try:
-        with pytest.raises(SystemExit) as stopped:
-            command()
-    finally:
-        signal.signal(signal.SIGTERM, kept)
-    assert stopped.value.code == 143 and capsys.readouterr().err == "terminated (SIGTERM)\n"
+    # what a library's bare ``except:`` does: nothing
+    assert exit_of_a_command_sigterm_stops_in_a_library(monkeypatch, capsys, lambda err: None, write) == (
+        143, "terminated (SIGTERM)\n")
     assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
 
 
