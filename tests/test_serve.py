@@ -835,3 +835,63 @@ def test_the_workers_start_with_ctrl_c_blocked_and_a_ctrl_c_meanwhile_is_raised_
         assert signal.getsignal(signal.SIGTERM) is record  # the handler before the start, put back
     finally:
         signal.signal(signal.SIGTERM, kept)
+
+
+class CountedQueue:
+    """A request queue (a multiprocessing manager's, as LitServe's) that counts the worker's asks."""
+
+    def __init__(self, queue):
+        self.queue, self.asks = queue, 0
+
+    def get(self, *args, **kwargs):
+        self.asks += 1
+        return self.queue.get(*args, **kwargs)
+
+    def get_nowait(self):
+        self.asks += 1
+        return self.queue.get_nowait()
+
+    def put(self, item):
+        self.queue.put(item)
+
+
+def test_an_idle_worker_waits_in_the_request_queue_and_a_request_still_comes_in_the_next_batch(seed_keras):
+    """``WaitingBatchedLoop``: an idle worker asks the queue about once a second (LitServe's own batching loop asks
+    it every millisecond, a round trip to the manager process each: 18 % of a core idle), a request that arrives
+    while it waits is in the next batch at once, and requests queued together are batched together as LitServe
+    batches them. Unbatched (``--max_batch_size 1``), LitServe's own loop, which waits already."""
+    import multiprocessing
+    import threading
+
+    import litserve as ls
+
+    from lightning_mnist.serving.api import IDLE_WAIT_SECONDS, WaitingBatchedLoop
+    from lightning_mnist.serving.server import build_server
+
+    api = build_server(seed_keras).lit_api  # LitServer's settings given (its request timeout); nothing loaded
+    assert isinstance(api.loop, WaitingBatchedLoop)
+    assert isinstance(build_server(seed_keras, max_batch_size=1).lit_api.loop, ls.loops.SingleLoop)
+
+    def idle_asks(loop, queue, seconds: float) -> int:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            assert loop.get_batch_requests(api, queue, None) == ([], [])  # no request: no batch
+        return queue.asks
+
+    def request(uid: str) -> tuple:
+        return 0, uid, time.monotonic(), f"upload {uid}"  # (response queue, uid, queued at, the decoded upload)
+
+    with multiprocessing.Manager() as manager:
+        assert idle_asks(api.loop, CountedQueue(manager.Queue()), 2 * IDLE_WAIT_SECONDS) <= 30
+        assert idle_asks(ls.loops.BatchedLoop(), CountedQueue(manager.Queue()), 0.5) >= 100  # what it replaces
+        queue = CountedQueue(manager.Queue())
+        threading.Timer(0.3, queue.put, [request("late")]).start()  # arrives while the worker waits
+        batches = [api.loop.get_batch_requests(api, queue, None)]
+        while batches[-1] == ([], []) and len(batches) < 10:
+            batches.append(api.loop.get_batch_requests(api, queue, None))
+        assert batches[-1] == ([(0, "late", "upload late")], [])  # the wait took it, put it back, and it was batched
+        assert len(batches) >= 2 and queue.queue.empty()
+        for uid in ("a", "b", "c"):
+            queue.put(request(uid))
+        assert api.loop.get_batch_requests(api, queue, None) == ([(0, uid, f"upload {uid}") for uid in "abc"], [])
+        assert queue.queue.empty()

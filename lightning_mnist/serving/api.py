@@ -29,6 +29,30 @@ from mnist_common.predictions import record
 from lightning_mnist.serving.uploads import UNUSABLE, Upload, read_upload, refuse
 
 API_PATH = "/predict"
+IDLE_WAIT_SECONDS = 1.0  # how long a worker waits in the request queue at a time when no request comes
+
+
+class WaitingBatchedLoop(ls.loops.BatchedLoop):
+    """LitServe's batched loop, waiting in the request queue while the server is idle instead of polling it.
+
+    LitServe's own loop collects each batch by asking the request queue for a request every millisecond
+    (``batch_timeout`` at a time), whether or not one came; the queue is a multiprocessing manager's, so each ask is
+    a round trip to the manager process too: an idle server took 18 % of a core (its processes over a minute; 0.6 %
+    with this loop), on a laptop or beside a training. Here, when LitServe's collection found nothing, the worker waits in the queue
+    for the next request, which wakes it the moment one arrives (one ask a second while none does), puts it back
+    into the queue it had just found empty, and LitServe collects the batch as before. Under load nothing changes:
+    a batch is found at once (waiting first and putting every first request back cost 10-25 % of the requests a
+    second at 8 clients, measured: the one put back waited behind the others).
+    """
+
+    def get_batch_requests(self, lit_api, request_queue, transport):
+        batch = super().get_batch_requests(lit_api, request_queue, transport)
+        if batch != ([], []):
+            return batch
+        waited = self.get_request(request_queue, timeout=IDLE_WAIT_SECONDS)
+        if waited is not None:  # LitServe's next collection takes it (its shutdown sentinel too)
+            request_queue.put(waited)
+        return [], []
 
 
 class DigitAPI(ls.LitAPI):
@@ -44,7 +68,8 @@ class DigitAPI(ls.LitAPI):
     def __init__(self, weights: str, keras_weights: Optional[str] = None, threads: int = 1,
                  max_batch_size: int = 32, batch_timeout: float = 0.005, onnx_weights: Optional[str] = None,
                  onnx_model: Optional[bytes] = None):
-        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=API_PATH)
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=API_PATH,
+                         loop=WaitingBatchedLoop() if max_batch_size > 1 else "auto")  # one a request: LitServe waits
         self.weights = {"torch": str(weights), "keras": str(keras_weights or weights),
                         "onnx": str(onnx_weights or weights)}
         self.onnx_model = onnx_model
