@@ -38,11 +38,11 @@ class WaitingBatchedLoop(ls.loops.BatchedLoop):
     LitServe's own loop collects each batch by asking the request queue for a request every millisecond
     (``batch_timeout`` at a time), whether or not one came; the queue is a multiprocessing manager's, so each ask is
     a round trip to the manager process too: an idle server took 18 % of a core (its processes over a minute; 0.6 %
-    with this loop), on a laptop or beside a training. Here, when LitServe's collection found nothing, the worker waits in the queue
-    for the next request, which wakes it the moment one arrives (one ask a second while none does), puts it back
-    into the queue it had just found empty, and LitServe collects the batch as before. Under load nothing changes:
-    a batch is found at once (waiting first and putting every first request back cost 10-25 % of the requests a
-    second at 8 clients, measured: the one put back waited behind the others).
+    with this loop), on a laptop or beside a training. Here, when LitServe's collection found nothing, the worker
+    waits in the queue for the next request, which wakes it the moment one arrives (one ask a second while none
+    does), puts it back into the queue it had just found empty, and LitServe collects the batch as before. Under
+    load nothing changes: a batch is found at once (waiting first and putting every first request back cost 10-25 %
+    of the requests a second at 8 clients, measured: the one put back waited behind the others).
     """
 
     def get_batch_requests(self, lit_api, request_queue, transport):
