@@ -7,7 +7,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +18,7 @@ from keras_bridge.build import DICT_KEY_ADVICE, layer_weights
 from mnist_common.architecture.description import MAX_PARAMETERS
 from mnist_common.architecture.keras_config import read_keras_config
 from mnist_common.errors import UserError, one_line
-from mnist_common.files import write_atomically
+from mnist_common.files import temporary_folder, write_atomically
 from mnist_common.keras_file import KERAS_SUFFIX, KerasFile, check_weight_values, read_keras_file
 from mnist_common.legacy_h5 import LEGACY_SUFFIXES, LegacyH5, check_legacy_h5
 
@@ -33,7 +32,7 @@ def load_checked(path: str | os.PathLike) -> tuple["keras.Model", KerasFile]:
     loaded are compared with those the checks read: they must be the same arrays.
     """
     info = read_keras_file(path)
-    with tempfile.TemporaryDirectory() as folder:
+    with temporary_folder() as folder:
         model = on_its_tensors(_keras_load(_named_for_keras(info.path, (KERAS_SUFFIX,), folder), info.path))
     loaded = layer_weights(model, info.architecture, info.keras_paths)
     for name, arrays in info.weights.items():
@@ -76,7 +75,7 @@ def _keras_legacy_load(info: LegacyH5) -> "keras.Model":
     reads (:attr:`LegacyH5.config`)."""
     import h5py
 
-    with tempfile.TemporaryDirectory() as folder:
+    with temporary_folder() as folder:
         readable = _named_for_keras(info.path, LEGACY_SUFFIXES, folder)
         if info.config_changed:  # a copy holding the config Keras 3 reads
             readable = Path(folder) / f"copy{LEGACY_SUFFIXES[0]}"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import re
 import signal
 import sys
-from typing import Callable, TypeVar
+import threading
+from typing import Callable, Iterator, TypeVar
 
 EXIT_USER_ERROR = 2
 PATH_TEXT_LIMIT = 200  # characters of a path a message shows whole
@@ -35,6 +37,28 @@ class Terminated(KeyboardInterrupt):
 
 
 TERMINATING: list[int] = []  # the signal number once SIGTERM has been raised as Terminated in this process
+DEFERRING: list[int] = []  # a sigterm_deferred section the main thread is in: the SIGTERMs raised before it
+
+
+@contextlib.contextmanager
+def sigterm_deferred() -> Iterator[None]:
+    """A SIGTERM that arrives inside the ``with`` raises its :class:`Terminated` as the section ends, not inside it.
+
+    For the few statements between making a temporary and the ``try`` that removes it (``mkstemp`` and its
+    name kept; ``mkdtemp`` and its folder's clean-up registered): a Terminated raised between them left the
+    temporary behind for good. Only the main thread defers (Python runs signal handlers there); elsewhere, and
+    where :func:`stop_cleanly_on_sigterm` did not install the handler, the section changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    DEFERRING.append(len(TERMINATING))
+    try:
+        yield
+    finally:
+        before = DEFERRING.pop()
+    if not DEFERRING and len(TERMINATING) > before:  # a SIGTERM came in the section (an outer one raises its own)
+        raise Terminated
 
 
 def stop_cleanly_on_sigterm() -> None:
@@ -47,6 +71,8 @@ def stop_cleanly_on_sigterm() -> None:
 def _raise_terminated(main_pid: int, signum: int, frame) -> None:
     if os.getpid() == main_pid:
         TERMINATING.append(signum)
+        if DEFERRING:  # raised when the section ends (sigterm_deferred)
+            return
         raise Terminated
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)

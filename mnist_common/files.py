@@ -9,11 +9,13 @@ temporary file behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from mnist_common import errors
 from mnist_common.errors import UserError, path_text
@@ -40,14 +42,16 @@ def write_atomically(destination: str | os.PathLike, write: Callable[[Path], Any
         destination.parent.mkdir(parents=True, exist_ok=True)
     if not destination.parent.is_dir():
         raise UserError(f"cannot write {destination}: folder {destination.parent} does not exist")
+    tmp = None
     try:
-        fd, name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.stem}.",
-                                    suffix=destination.suffix.lower())
-    except OSError as err:
-        raise UserError(f"cannot write to {destination.parent}: {err.strerror or err}") from None
-    os.close(fd)
-    tmp = Path(name)
-    try:
+        try:
+            with errors.sigterm_deferred():  # the temporary is not left by a SIGTERM before its name is kept
+                fd, name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.stem}.",
+                                            suffix=destination.suffix.lower())
+                tmp = Path(name)
+                os.close(fd)
+        except OSError as err:
+            raise UserError(f"cannot write to {destination.parent}: {err.strerror or err}") from None
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         result = check(tmp) if check is not None else None
@@ -63,7 +67,26 @@ def write_atomically(destination: str | os.PathLike, write: Callable[[Path], Any
             raise OSError(err.errno, err.strerror, str(destination)) from err
         raise
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def temporary_folder(prefix: str | None = None) -> Iterator[str]:
+    """``tempfile.TemporaryDirectory``'s folder, removed however the ``with`` ends, a SIGTERM's Terminated too.
+
+    ``TemporaryDirectory`` registers the folder's clean-up only after ``mkdtemp`` returned: a SIGTERM between the
+    two left the folder for good (the commands' quick exit skips the finalizers at exit). Here the folder is made
+    with SIGTERM deferred (:func:`~mnist_common.errors.sigterm_deferred`) inside the ``try`` that removes it.
+    """
+    folder = None
+    try:
+        with errors.sigterm_deferred():
+            folder = tempfile.mkdtemp(prefix=prefix)
+        yield folder
+    finally:
+        if folder is not None and os.path.lexists(folder):
+            shutil.rmtree(folder)
 
 
 def _create(tmp: Path, destination: Path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,7 +25,7 @@ from torch import nn
 
 from mnist_common.architecture import layer_label
 from mnist_common.errors import DISK_FULL, UserError, one_line
-from mnist_common.files import write_atomically
+from mnist_common.files import temporary_folder, write_atomically
 from mnist_common.legacy_h5 import LEGACY_SUFFIXES
 from lightning_mnist.checkpoints import load_networks
 from lightning_mnist.interop.proof import (BATCH_SIZE, ConversionCheckFailed, ParityReport, batch_size_for,
@@ -103,7 +102,7 @@ def _unexportable_layer(export: Export, network: KerasNetwork, example: torch.Te
     the layers one by one, each on the inputs it saw, finds the one to name.
     """
     inputs = _layer_inputs(network, example)
-    with tempfile.TemporaryDirectory() as folder:
+    with temporary_folder() as folder:
         for index, node in enumerate(network.architecture.nodes):
             if node.name not in inputs:
                 continue

@@ -23,6 +23,7 @@ import torch
 
 from mnist_common.architecture import ArchitectureError, layer_label
 from mnist_common.architecture.layers import Operation
+from mnist_common.files import temporary_folder
 from lightning_mnist.formats.base import (DEPLOY_SOURCES, INPUT_NAME, OUTPUT_NAME, Export, Format, Runner,
                                           export_proven)
 from lightning_mnist.models.network import Probabilities
@@ -46,7 +47,7 @@ def export_keras(model, path: Path) -> None:
     # TensorFlow's autograph writes the code it generates into temporary files that it removes at the interpreter's
     # exit, which convert's quick exit skips: two files a conversion were left in /tmp (hostile round 12). They are
     # written into a temporary folder of the export's own, gone with it
-    with tempfile.TemporaryDirectory(prefix="lightning_mnist_export_") as scratch:
+    with temporary_folder(prefix="lightning_mnist_export_") as scratch:
         kept, tempfile.tempdir = tempfile.tempdir, scratch
         try:
             with native_stderr_silenced():
@@ -156,7 +157,7 @@ def unexportable_layer(module: Probabilities, example: torch.Tensor, export: Cal
     keras = import_keras()
     network = module.networks[0]
     model = keras_model(Probabilities([network]), named_output=False).get_layer("model_0")
-    with tempfile.TemporaryDirectory() as folder:
+    with temporary_folder() as folder:
         for index, node in enumerate(network.architecture.nodes):
             if isinstance(node.layer, Operation) or node.shares:  # no layer to get (an operation), or one tried at
                 continue  # its first call; its inputs' and outputs' layers are tried

@@ -14,7 +14,6 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import tempfile
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -27,6 +26,7 @@ from torch import nn
 from mnist_common.architecture import MNIST_CLASSES, MNIST_LAYOUTS, MNIST_PIXELS, is_mnist_layout
 from mnist_common.architecture.description import MAX_ACTIVATIONS
 from mnist_common.errors import UserError, escaped, one_line
+from mnist_common.files import temporary_folder
 from lightning_mnist.checkpoints import load_networks
 from lightning_mnist.formats.base import (DEPLOY_SOURCES, INPUT_NAME, OUTPUT_NAME, Export, Format, Runner,
                                           export_proven)
@@ -82,7 +82,7 @@ def exported_bytes(source: Path) -> bytes:
         network.architecture.require_one_distribution(f"{source}: ONNX Runtime's backend and {SUFFIX} files")
     module = Probabilities(networks).eval()
     example = torch.zeros(2, *module.input_shape)
-    with tempfile.TemporaryDirectory() as folder:
+    with temporary_folder() as folder:
         save(module, (example,), Path(folder) / f"model{SUFFIX}")
         return (Path(folder) / f"model{SUFFIX}").read_bytes()
 
