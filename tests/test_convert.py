@@ -463,8 +463,8 @@ def sigterm_right_after(make):
 @pytest.mark.parametrize("made", ["a file written atomically", "a temporary folder"])
 def test_a_sigterm_just_after_a_temporary_is_made_leaves_nothing(made, monkeypatch, tmp_path, capsys):
     """Between ``mkstemp`` (or ``mkdtemp``) returning and the ``try`` that removes what it made, a SIGTERM's
-    Terminated left the temporary for good (the window a one-off CI failure pointed at): it is raised once the
-    temporary is in the hands of its clean-up, and the command ends as any SIGTERM ends it."""
+    Terminated left the temporary for good (a window that a one-off failure of the convert SIGTERM test above pointed
+    at): it is raised once the temporary is in the hands of its clean-up, and the command ends as any SIGTERM does."""
     import signal
     import tempfile
 
