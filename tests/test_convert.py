@@ -393,11 +393,10 @@ def test_a_convert_ended_by_sigterm_leaves_no_temporaries(seed_keras, tmp_path, 
     assert list(out.iterdir()) == [] and list(scratch.glob("lightning_mnist_export_*")) == []
 
 
-def exit_of_a_command_sigterm_stops_in_a_library(monkeypatch, capsys, meets, after=lambda: None) -> tuple[int, str]:
-    """(exit code, stderr) of a command that installs the project's SIGTERM handler and gets SIGTERM inside a
-    "library" doing ``meets(err)`` with the Terminated raised there, then doing ``after()``."""
+def exit_of_a_command(monkeypatch, capsys, body) -> tuple[int, str]:
+    """(exit code, stderr) of a command that installs the project's SIGTERM handler and runs ``body()``, in this
+    process (the handler there before is put back)."""
     import signal
-    import time
 
     from mnist_common import errors
 
@@ -407,12 +406,7 @@ def exit_of_a_command_sigterm_stops_in_a_library(monkeypatch, capsys, meets, aft
     @errors.exit_on_user_error
     def command():
         errors.stop_cleanly_on_sigterm()
-        try:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(5)  # the handler runs here
-        except BaseException as err:
-            meets(err)
-        after()
+        body()
 
     try:
         with pytest.raises(SystemExit) as stopped:
@@ -420,6 +414,23 @@ def exit_of_a_command_sigterm_stops_in_a_library(monkeypatch, capsys, meets, aft
     finally:
         signal.signal(signal.SIGTERM, kept)
     return stopped.value.code, capsys.readouterr().err
+
+
+def exit_of_a_command_sigterm_stops_in_a_library(monkeypatch, capsys, meets, after=lambda: None) -> tuple[int, str]:
+    """(exit code, stderr) of a command that installs the project's SIGTERM handler and gets SIGTERM inside a
+    "library" doing ``meets(err)`` with the Terminated raised there, then doing ``after()``."""
+    import signal
+    import time
+
+    def body():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs here
+        except BaseException as err:
+            meets(err)
+        after()
+
+    return exit_of_a_command(monkeypatch, capsys, body)
 
 
 def test_a_sigterm_a_library_turns_into_its_own_error_is_still_said_as_sigterm(monkeypatch, capsys):
@@ -465,13 +476,11 @@ def test_a_sigterm_just_after_a_temporary_is_made_leaves_nothing(made, monkeypat
     """Between ``mkstemp`` (or ``mkdtemp``) returning and the ``try`` that removes what it made, a SIGTERM's
     Terminated left the temporary for good (a window that a one-off failure of the convert SIGTERM test above pointed
     at): it is raised once the temporary is in the hands of its clean-up, and the command ends as any SIGTERM does."""
-    import signal
     import tempfile
 
     from mnist_common import errors
     from mnist_common.files import temporary_folder, write_atomically
 
-    monkeypatch.setattr(errors, "TERMINATING", [])
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     reached = []
 
@@ -484,18 +493,7 @@ def test_a_sigterm_just_after_a_temporary_is_made_leaves_nothing(made, monkeypat
             monkeypatch.setattr(tempfile, "mkstemp", sigterm_right_after(tempfile.mkstemp))
             write_atomically(tmp_path / "model.onnx", lambda tmp: reached.append(tmp.write_bytes(b"exported")))
 
-    @errors.exit_on_user_error
-    def command():
-        errors.stop_cleanly_on_sigterm()
-        use_a_temporary()
-
-    kept = signal.getsignal(signal.SIGTERM)
-    try:
-        with pytest.raises(SystemExit) as stopped:
-            command()
-    finally:
-        signal.signal(signal.SIGTERM, kept)
-    assert (stopped.value.code, capsys.readouterr().err) == (143, "terminated (SIGTERM)\n")
+    assert exit_of_a_command(monkeypatch, capsys, use_a_temporary) == (143, "terminated (SIGTERM)\n")
     assert reached == [] and list(tmp_path.iterdir()) == []  # nothing done with it, nothing left
     assert errors.DEFERRING == []
 
