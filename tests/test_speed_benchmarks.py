@@ -138,8 +138,10 @@ def test_step_overhead_measures_grouped_contenders_against_the_grouped_plain_loo
     report = overhead(steps=8, repeats=1, contenders=["plain_grouped", "lightning_grouped"], data_dir=str(mnist_dir))
     assert report["floor"] == "plain_grouped" and report["contenders"]["plain_grouped"]["ratio_to_plain"] == 1.0
     grouped = report["contenders"]["lightning_grouped"]
-    assert grouped["ratio_to_plain"] == round(grouped["median_ms"] / report["contenders"]["plain_grouped"]["median_ms"],
-                                              3)
+    # the report rounds the ratio of the unrounded medians; recomputed from its rounded ones it may differ in the last
+    # place (1.080 against 1.081 in a CI run)
+    ratio = grouped["median_ms"] / report["contenders"]["plain_grouped"]["median_ms"]
+    assert grouped["ratio_to_plain"] == pytest.approx(ratio, abs=0.0011)
 
 
 def test_step_overhead_alternates_the_ways_of_stepping_inside_one_run(mnist_dir, monkeypatch, capsys):
