@@ -28,13 +28,15 @@ def _umask() -> int:
 
 
 def write_atomically(destination: str | os.PathLike, write: Callable[[Path], Any],
-                     check: Callable[[Path], Any] | None = None, make_parents: bool = False) -> Any:
+                     check: Callable[[Path], Any] | None = None, make_parents: bool = False,
+                     replace: bool = False) -> Any:
     """``write(tmp)``, then ``check(tmp)`` (its result is returned), then rename ``tmp`` to ``destination``.
 
     The temporary file keeps the destination's suffix, in lower case (some writers, Keras' among them,
     insist on it). On any failure nothing is left behind and the exception propagates. A destination that did not
     exist when the write began is created only if it still does not (another run's file, or a folder, that appeared
-    meanwhile is left as it is, and refused): the commands' overwrite checks hold to the end.
+    meanwhile is left as it is, and refused): the commands' overwrite checks hold to the end. ``replace``: put the file
+    in place whatever appeared meanwhile (bytes every run writes alike, such as a verified download).
     """
     destination = Path(destination)
     existed = destination.exists() or destination.is_symlink()
@@ -57,7 +59,7 @@ def write_atomically(destination: str | os.PathLike, write: Callable[[Path], Any
         result = check(tmp) if check is not None else None
         if errors.TERMINATING:  # a SIGTERM that a library swallowed on the way: the file is not put in place
             raise errors.Terminated
-        if existed:
+        if existed or replace:
             os.replace(tmp, destination)
         else:
             _create(tmp, destination)

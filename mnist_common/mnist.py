@@ -12,7 +12,6 @@ import hashlib
 import math
 import os
 import stat
-import tempfile
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_common.errors import UserError, path_text
-from mnist_common.files import os_reason
+from mnist_common.files import os_reason, write_atomically
 
 DATA_DIR_ENV = "MNIST_DATA_DIR"
 DEFAULT_DATA_DIR = "./data"
@@ -112,9 +111,8 @@ def _download(name: str, directory: Path) -> None:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:  # a symbolic link loop on the way, a file where a folder should be, ...
             raise _problem(directory, f"the folder cannot be made ({err.strerror or err})") from None
-        with tempfile.NamedTemporaryFile(dir=directory, delete=False) as tmp:
-            tmp.write(data)
-        os.replace(tmp.name, directory / name)
+        # whole or not at all: a full disk or a SIGTERM mid-write leaves no partial file in the data folder
+        write_atomically(directory / name, lambda tmp: tmp.write_bytes(data), replace=True)  # another run's: alike
         return
     raise _problem(directory, f"{name} is missing and could not be downloaded ({'; '.join(errors)})")
 

@@ -9,12 +9,13 @@ import re
 import shutil
 import threading
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mnist_common import mnist as mnist_module
-from mnist_common.errors import UserError
+from mnist_common.errors import UserError, exit_on_user_error
 from mnist_common.mnist import SHA256, load_mnist
 from mnist_common.splits import kfold_splits, make_split, stratified_subset
 
@@ -142,6 +143,13 @@ def test_each_file_is_hashed_once_and_a_change_in_place_is_still_found(mnist_dir
     assert hashed[-1] == "train-labels-idx1-ubyte" and len(hashed) == 5
 
 
+class QuietRequestHandler(http.server.SimpleHTTPRequestHandler):
+    """A file server's handler that keeps its request log off standard error (the commands' one-line errors)."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+
 @pytest.fixture
 def mirror(mnist_dir, tmp_path, monkeypatch):
     """A local HTTP mirror serving the gzipped IDX files, as the real mirrors do."""
@@ -149,8 +157,7 @@ def mirror(mnist_dir, tmp_path, monkeypatch):
     served.mkdir()
     for name in SHA256:
         (served / f"{name}.gz").write_bytes(gzip.compress((mnist_dir / "MNIST" / "raw" / name).read_bytes(), 1))
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *args: None
+    handler = partial(QuietRequestHandler, directory=str(served))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setattr(mnist_module, "MIRRORS", (f"http://127.0.0.1:{server.server_port}/",))
@@ -169,6 +176,44 @@ def test_download_with_wrong_checksum_is_refused(mirror, tmp_path):
     (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01" + bytes(10_004)))
     with pytest.raises(UserError, match="checksum mismatch"):
         load_mnist(tmp_path / "downloaded")
+
+
+def test_a_full_disk_during_the_download_is_one_line_and_leaves_no_partial_file(mirror, small_disk, capsys):
+    """The download wrote each file to a temporary beside it and renamed it, but removed nothing on failure: a full
+    disk left a partial ``tmp*`` file of megabytes in MNIST/raw and an OSError that named no file.
+    Now the command's one line names the file, and the folder holds nothing of it."""
+    @exit_on_user_error
+    def command() -> None:
+        load_mnist(small_disk / "data")
+
+    with pytest.raises(SystemExit) as exited:
+        command()
+    raw = small_disk / "data" / "MNIST" / "raw"
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: no space left on the device writing {raw / 'train-images-idx3-ubyte'}: free some space and run it "
+        f"again"]
+    assert list(raw.iterdir()) == []
+
+
+def test_a_file_another_download_put_in_place_meanwhile_is_replaced_by_the_same_bytes(mirror, tmp_path, monkeypatch):
+    """Two runs downloading into one folder at once write the same verified bytes: the second to finish replaces
+    the first's file (a command's own outputs are refused instead when one appears while they are written)."""
+    from mnist_common import files
+
+    target = tmp_path / "data" / "MNIST" / "raw"
+    written = files.write_atomically
+
+    def another_run_first(destination, write, **kwargs):
+        def write_after_the_other(tmp):
+            Path(destination).write_bytes(b"another run's copy")
+            write(tmp)
+        return written(destination, write_after_the_other, **kwargs)
+
+    monkeypatch.setattr(mnist_module, "write_atomically", another_run_first)
+    data = load_mnist(tmp_path / "data")
+    assert len(data.train_labels) == 60_000
+    assert sorted(p.name for p in target.iterdir()) == sorted(SHA256)
 
 
 def test_a_data_folder_that_loops_is_one_line_where_the_download_would_go(mirror, tmp_path):
