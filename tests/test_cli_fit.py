@@ -510,6 +510,17 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_checkpoint(small_disk, tm
         assert "start from the checkpoint it saved whole" in error and "--ckpt_path last" not in error, error
 
 
+def test_cv_on_a_full_disk_says_to_run_it_again_not_to_resume(small_disk, run_module):
+    """cv gave fit's advice, "resume with --ckpt_path last": a k-fold run never resumes (its folds start again)."""
+    proc = run_module("lightning_mnist", "cv", "--data.num_folds", "2", *QUICK, "--data.subset", "500",
+                      "--output_dir", small_disk / "runs", check=False)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "no space left on the device writing", "free some space, then run it again (a "
+                          "k-fold run starts again from its first fold)")
+    assert "--ckpt_path" not in proc.stderr and "--weights" not in proc.stderr
+    assert list(small_disk.rglob("*.ckpt")), "the disk filled before any checkpoint: this test no longer tests it"
+
+
 def test_results_are_written_atomically(tmp_path):
     """A write that fails half-way leaves the previous file whole and no temporary file."""
     from mnist_common.files import write_atomically

@@ -196,6 +196,23 @@ def test_a_full_disk_during_the_download_is_one_line_and_leaves_no_partial_file(
     assert list(raw.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", ["fit", "cv"])
+def test_a_training_command_whose_download_fills_the_disk_says_to_run_it_again(command, mirror, small_disk, tmp_path,
+                                                                               capsys, monkeypatch):
+    """The training commands fetch MNIST before their run folder is made; a full disk then said "resume with
+    --ckpt_path last", a run that had never started."""
+    from lightning_mnist.training.cli import main
+
+    monkeypatch.delenv("MNIST_DATA_DIR", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--data.data_dir", str(small_disk / "data"), "--output_dir", str(tmp_path / "runs")])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1:] == [
+        f"error: no space left on the device writing {small_disk / 'data' / 'MNIST' / 'raw' / 'train-images-idx3-ubyte'}"
+        f": free some space, then run it again (no run had started)"]
+    assert not (tmp_path / "runs").exists() and list((small_disk / "data" / "MNIST" / "raw").iterdir()) == []
+
+
 def test_a_file_another_download_put_in_place_meanwhile_is_replaced_by_the_same_bytes(mirror, tmp_path, monkeypatch):
     """Two runs downloading into one folder at once write the same verified bytes: the second to finish replaces
     the first's file (a command's own outputs are refused instead when one appears while they are written)."""

@@ -717,8 +717,7 @@ class MnistCLI(LightningCLI):
                 raise UserError(f"--ckpt_path: the run in {path_text(self.run_dir)} is being trained by another "
                                 f"process; wait for it to end (then resume it), or start a new run")
             os.environ[RUN_DIR_ENV] = str(self.run_dir.resolve())
-            if not resumed:
-                ALLOCATED.append(self.run_dir)
+            (RESUMED if resumed else ALLOCATED).append(self.run_dir)
         if subcommand != "cv":  # cv points each fold into its own sub-folder
             point_outputs_at(config, self.run_dir)
 
@@ -1314,6 +1313,7 @@ def check_devices(accelerator, devices) -> None:
 
 
 ALLOCATED: list[Path] = []  # run folders this process created, removed again if it fails before any work
+RESUMED: list[Path] = []  # the run folder a fit --ckpt_path goes on in (not one of ALLOCATED)
 
 
 @exit_on_user_error
@@ -1327,6 +1327,7 @@ def main(argv: list[str] | None = None) -> None:
     # line before the one error line when the optimizer's settings are then refused)
     warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
     ALLOCATED.clear()
+    RESUMED.clear()
     command = next(iter(sys.argv[1:] if argv is None else argv), "")
     try:
         MnistCLI(args=None if argv == sys.argv[1:] else argv)  # None: LightningCLI reads sys.argv itself
@@ -1342,17 +1343,22 @@ def main(argv: list[str] | None = None) -> None:
         full = disk_full(err)
         if full is not None:  # every checkpoint is written whole or not at all: the last whole one is kept
             raise UserError(f"no space left on the device writing {full.filename or 'the run'}: free some space, "
-                            f"then {_after_a_full_disk()}") from None
+                            f"then {_after_a_full_disk(command)}") from None
         raise
 
 
-def _after_a_full_disk() -> str:
-    """What to do once space is freed, from what the failed run kept: resume it (its last.ckpt), start from its best
-    checkpoint, or run it again (nothing was kept; its folder is gone). A run resumed keeps the checkpoint it had."""
+def _after_a_full_disk(command: str) -> str:
+    """What to do once space is freed, from what the failed ``command`` kept: a fit resumes (its last.ckpt; a run
+    resumed keeps the checkpoint it had) or starts from its best checkpoint; a cv, a test, a validate, or a fit that
+    kept nothing (its folder is gone) or failed before its run began (MNIST's download) runs again."""
+    if not ALLOCATED and not RESUMED:
+        return "run it again (no run had started)"
+    if command == "cv":  # its folds' checkpoints stay, but no fold is resumed
+        return "run it again (a k-fold run starts again from its first fold)"
     kept = [run for run in ALLOCATED if run.is_dir()]
-    if not ALLOCATED or any((run / CHECKPOINTS / RESUME_FILE).is_file() for run in kept):
+    if command == "fit" and (RESUMED or any((run / CHECKPOINTS / RESUME_FILE).is_file() for run in kept)):
         return "resume with --ckpt_path last (a checkpoint is written whole or not at all)"
-    saved = sorted(path for run in kept for path in run.rglob("*.ckpt"))
+    saved = sorted(path for run in kept for path in run.rglob("*.ckpt")) if command == "fit" else []
     if saved:
         return (f"start from the checkpoint it saved whole, {path_text(saved[-1])} (--weights; it has no "
                 f"{RESUME_FILE} to resume)")
