@@ -269,6 +269,8 @@ def unknown_setting_hint(message: str, types_by_name: dict[str, Any]) -> str:
     if ":" in unknown:  # lr:abc, one YAML key
         return "; YAML takes 'name: value', with a space after the colon"
     close = difflib.get_close_matches(unknown, setting_names(types_by_name), n=1, cutoff=0.75)
+    if close == [unknown]:  # a name the command takes by its place (convert SRC DST), not as a flag
+        return f"; {unknown} is given by its place on the command line, without --"
     return f"; did you mean --{close[0]}?" if close else "; --help lists the settings"
 
 

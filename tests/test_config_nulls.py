@@ -188,6 +188,9 @@ UNKNOWN_SETTINGS = {
                                    "'trainer.max_epoch'; did you mean --trainer.max_epochs?"),
     "a misspelt setting, in a --config file": (keras_main, ["train", "--config", "run.yaml"], "model:\n  lrate: 1\n",
                                                "'model.lrate'; did you mean --model.lr?"),
+    "a positional argument given as a flag": (lightning_main, ["convert", "--src", "m.keras", "m.onnx"], None,
+                                              "unrecognized arguments: --src; src is given by its place on the "
+                                              "command line, without --"),  # it said "did you mean --src?"
     "a flag like no other": (lightning_main, ["cv", "--banana", "3"], None,
                              "unrecognized arguments: --banana 3; --help lists the settings"),
     "no space after the colon, inline": (lightning_main, ["fit", "--model", "{lr:0.01}"], None,
