@@ -690,6 +690,9 @@ BAD_INPUTS = {
     "unknown preset": (["fit", "--model.architecture", "resnet50"], "not a preset (keras_io, lenet5, notebook, resnet, rows_lstm)"),
     "save_top_k 0": (["fit", "--checkpoint.save_top_k", "0"], "--checkpoint.save_top_k 0 keeps no best checkpoint"),
     "fast_dev_run": (["fit", "--trainer.fast_dev_run", "true"], "--trainer.fast_dev_run"),
+    # it said Lightning's "MisconfigurationException: ... found `ModelCheckpoint` in callbacks list", the project's
+    "checkpointing off": (["cv", "--trainer.enable_checkpointing", "false"],
+                          "--trainer.enable_checkpointing false: `cv` keeps its best checkpoint"),
     "checkpoint dir is a file": (["fit", "--checkpoint.dirpath", "a_file"], "a_file is a file, not a folder"),
     "output dir is a file": (["fit", "--output_dir", "a_file"], "--output_dir a_file/lightning: a_file is a file"),
     "data folder cannot be listed": (["fit", "--data.data_dir", "listless"], "the folder cannot be listed"),

@@ -333,6 +333,10 @@ class MnistCLI(LightningCLI):
                                 f"{TRUE_PRECISIONS[precision]}, and this project's checkpoints (and the Keras files "
                                 f"made of them) hold float32; train in 32-true, or in bf16-mixed or 16-mixed "
                                 f"(float32 weights, half-precision arithmetic)")
+            if config.trainer.enable_checkpointing is False:  # Lightning named a callback the user never added
+                raise UserError(f"--trainer.enable_checkpointing false: `{subcommand}` keeps its best checkpoint, "
+                                f"which it tests at the end and a resumed run goes on from; leave it on (keep fewer "
+                                f"files with --checkpoint.save_last false)")
             if config.checkpoint.save_top_k == 0:
                 raise UserError("--checkpoint.save_top_k 0 keeps no best checkpoint, which fit tests at the end; "
                                 "use 1 or more (or -1 for all)")
