@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> None:
 def program() -> None:
     """``python -m lightning_mnist``: :func:`main`, then a quick exit for the commands that allow it."""
     code = 0
-    if len(sys.argv) > 1 and sys.argv[1] in COMMANDS and COMMANDS[sys.argv[1]][0] != TRAINER:
-        stop_cleanly_on_sigterm()  # a convert ended by SIGTERM removes its temporaries (fit: Lightning's handler)
+    if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:  # a command ended by SIGTERM removes its temporaries (a fit
+        stop_cleanly_on_sigterm()  # that trains: Lightning's handler, which calls this one, stops it between batches)
     try:
         main()
     except SystemExit as done:

@@ -64,12 +64,24 @@ def sigterm_deferred() -> Iterator[None]:
 def stop_cleanly_on_sigterm() -> None:
     """From now on SIGTERM raises :class:`Terminated` in this process (:func:`exit_on_user_error` says so and exits
     143). Processes forked from it later (LitServe's) inherit the handler: there SIGTERM keeps its default meaning.
-    Not for the training commands: Lightning installs its own SIGTERM handler while it fits."""
+
+    A library may install its own handler over this one and call this one from it (Lightning's, while a Trainer
+    runs). Where one of :data:`LEFT_TO_THE_LIBRARY` then says the library stops the work cleanly itself (Lightning,
+    while a fit trains: at the next batch, its checkpoint saved), this handler leaves the signal to it."""
     signal.signal(signal.SIGTERM, functools.partial(_raise_terminated, os.getpid()))
+
+
+# Whether the library whose SIGTERM handler calls this project's stops the work cleanly itself now (see
+# stop_cleanly_on_sigterm); a command that runs under such a library adds its own question here
+LEFT_TO_THE_LIBRARY: list[Callable[[], bool]] = []
 
 
 def _raise_terminated(main_pid: int, signum: int, frame) -> None:
     if os.getpid() == main_pid:
+        installed = signal.getsignal(signum)
+        called_by_another = not (isinstance(installed, functools.partial) and installed.func is _raise_terminated)
+        if called_by_another and any(stops_cleanly() for stops_cleanly in LEFT_TO_THE_LIBRARY):
+            return
         TERMINATING.append(signum)
         if DEFERRING:  # raised when the section ends (sigterm_deferred)
             return

@@ -286,11 +286,13 @@ def test_interrupted_fit_resumes_into_its_own_folder_with_an_honest_history(mnis
     assert not list(temporary.glob("lightning_mnist_*")) and not list(temporary.rglob("*.ckpt"))  # even if killed
 
 
-@pytest.mark.parametrize("steps_per_execution, log_every, ctrl_c_resumes_at", [(1, 5, 26), (4, 1, 29)])
+@pytest.mark.parametrize("steps_per_execution, log_every, ctrl_c_resumes_at, sigterm_resumes_at",
+                         [(1, 5, 26, 23), (4, 1, 29, 25)])
 def test_a_run_killed_or_stopped_by_ctrl_c_mid_step_resumes_to_equal_one_never_stopped(
-        tmp_path, mnist_dir, steps_per_execution, log_every, ctrl_c_resumes_at):
+        tmp_path, mnist_dir, steps_per_execution, log_every, ctrl_c_resumes_at, sigterm_resumes_at):
     """Bit for bit, on CPU: the same history, test score, final weights and metrics.csv, with augmentation, dropout and
-    a per-step one-cycle schedule. SIGKILL resumes from the last epoch's end, Ctrl-C from the step it landed in (with 4
+    a per-step one-cycle schedule. SIGKILL resumes from the last epoch's end, Ctrl-C and SIGTERM (Lightning's clean
+    stop, which the project's SIGTERM handler leaves to it while a fit trains) from the step they landed in (with 4
     steps per execution, after the execution it landed in: steps 25 to 28 of the epoch's 17 to 33)."""
     args = ["fit", "--data.subset", "600", "--data.augment", "true", "--early_stopping.patience", "100",
             "--seed_everything", "3", "--model.lr_schedule", "onecycle", "--model.lr", "0.003",
@@ -310,10 +312,11 @@ def test_a_run_killed_or_stopped_by_ctrl_c_mid_step_resumes_to_equal_one_never_s
         return f"--trainer.callbacks+={{'class_path': 'signal_at_step.SignalAtStep', 'init_args': {{'step': {step}, " \
                f"'signal_name': {name}}}}}"
 
-    whole, killed, ctrl_c = tmp_path / "whole", tmp_path / "killed", tmp_path / "ctrl_c"
+    whole, killed, ctrl_c, sigterm = tmp_path / "whole", tmp_path / "killed", tmp_path / "ctrl_c", tmp_path / "sigterm"
     never_stopped = start(whole)
     legs = ((killed, 20, "SIGKILL", -signal.SIGKILL, "", 17),
-            (ctrl_c, 25, "SIGINT", 130, "fit interrupted: saved", ctrl_c_resumes_at))
+            (ctrl_c, 25, "SIGINT", 130, "fit interrupted: saved", ctrl_c_resumes_at),
+            (sigterm, 22, "SIGTERM", 130, "fit interrupted: saved", sigterm_resumes_at))
     if steps_per_execution > 1:  # a kill resumes from the last epoch's end, grouped or not: the first case's
         legs = legs[1:]
     for folder, step, name, code, said, resumes_at in legs:
@@ -365,6 +368,47 @@ def test_ctrl_c_in_the_final_test_or_the_test_command_says_what_was_saved(mnist_
     assert test.returncode == 130 and "Traceback" not in test.stderr, test.stderr[-2000:]
     assert test.stderr.splitlines()[-1] == "test interrupted (Ctrl-C): no results were written"
     assert not list(tmp_path.glob("runs/**/results.json"))
+
+
+def test_sigterm_outside_a_fits_training_ends_the_command_at_once_and_says_what_was_saved(mnist_dir, seed_keras,
+                                                                                          tmp_path):
+    """SIGTERM where Lightning's Trainer does not stop on it: in fit's final test, Lightning noted it and let the
+    test run on to its end (exit 0 after a SIGTERM); outside the Trainer (a .keras file converted, the results
+    written) it killed the process, leaving the converted checkpoint's temporary folder. Now the project's handler
+    ends the command there at once (exit 143), saying what was saved, with nothing left behind."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**module_env(mnist_dir), "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",  # for signal_at_step
+           "TMPDIR": str(temporary)}
+    callback = ("--trainer.callbacks+={'class_path': 'signal_at_step.SignalAtTestBatch', 'init_args': {'batch': 1, "
+                "'signal_name': SIGTERM}}")
+    fit = subprocess.run([sys.executable, "-m", "lightning_mnist", "fit", *QUICK, callback], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    [run] = run_folders(tmp_path)
+    [best] = [path for path in (run / "checkpoints").glob("epoch*.ckpt")]
+    assert fit.returncode == 143 and "Traceback" not in fit.stderr, fit.stderr[-2000:]
+    assert fit.stderr.splitlines()[-1] == (f"fit interrupted after training, in its final test or report: the run is "
+                                           f"saved (best checkpoint {best}); score it with python -m lightning_mnist "
+                                           f"test --ckpt_path {best}"), fit.stderr[-2000:]
+    assert not (run / "results.json").exists()
+    # in the fit's validation the project's handler leaves it to Lightning, which stops once the validation is done,
+    # its last.ckpt saved for a resume, as between two training batches
+    in_validation = callback.replace("SignalAtTestBatch", "SignalAtValidationBatch").replace("'batch': 1", "'batch': 0")
+    fit = subprocess.run([sys.executable, "-m", "lightning_mnist", "fit", *QUICK, in_validation, "--output_dir",
+                          "validated"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert fit.returncode == 130, fit.stderr[-2000:]
+    [run] = (tmp_path / "validated" / "lightning").glob("version_*")
+    assert fit.stderr.splitlines()[-1] == (
+        f"fit interrupted: saved {run / 'checkpoints' / 'last.ckpt'}; run the same command with --ckpt_path last to "
+        f"resume"), fit.stderr[-2000:]
+    test = subprocess.run([sys.executable, "-m", "lightning_mnist", "test", "--ckpt_path", str(seed_keras), callback,
+                           "--output_dir", "tested", *NO_PROGRESS], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert test.returncode == 143 and "Traceback" not in test.stderr, test.stderr[-2000:]
+    assert test.stderr.splitlines()[-1] == "test interrupted (SIGTERM): no results were written", test.stderr[-2000:]
+    assert "KeyboardInterrupt" not in test.stderr + fit.stderr  # Lightning's word for the project's Terminated
+    assert not (tmp_path / "tested").exists() or not list((tmp_path / "tested").rglob("*"))  # its test_0 removed
+    assert not list(temporary.glob("lightning_mnist_*"))  # the .keras file's checkpoint, converted for Lightning
 
 
 def test_resume_keeps_the_runs_settings_and_refuses_flags_that_change_them(run_module, tmp_path, mnist_dir,

@@ -46,13 +46,15 @@ from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, instantiate_class
+from lightning.pytorch.utilities import rank_zero as lightning_rank_zero
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mnist_common.allocator import keep_freed_memory
 from mnist_common.model_files import load_architecture
 from mnist_common.cli import (ArgumentError, argument_error_line, check_config_text, flag_values,
                                parameter_types, refuse_nulls, without_print_config)
-from mnist_common.errors import EXIT_INTERRUPTED, UserError, escaped, exit_on_user_error, one_line, path_text
+from mnist_common.errors import (EXIT_INTERRUPTED, EXIT_TERMINATED, LEFT_TO_THE_LIBRARY, TERMINATING, UserError,
+                                 escaped, exit_on_user_error, one_line, path_text)
 from mnist_common.figures import plot_curves
 from mnist_common.files import write_text
 from mnist_common.keras_file import KERAS_SUFFIX
@@ -74,7 +76,8 @@ from lightning_mnist.models import MnistClassifier
 from lightning_mnist.models.classifier import (MONITORED, adam_for, check_training_settings,
                                               optimizer_parameter_groups)
 from lightning_mnist.training.callbacks import (EpochHistory, ProgressBar, RandomState, RunCheckpoint, RunConfig,
-                                               StopBetweenBatches, disk_full, interrupted, refuse_diverged)
+                                               StopBetweenBatches, a_fit_is_training, by_sigterm, disk_full,
+                                               interrupted, refuse_diverged)
 from lightning_mnist.training.cuda_probe import stop_probing_for_cuda
 from lightning_mnist.training.cv import cross_validate
 from lightning_mnist.training.outputs import RUN_CONFIG_FILE, RUN_PREFIX, point_outputs_at
@@ -159,6 +162,15 @@ class HeldLogs(logging.Handler):
         self.saved = None
         for record in self.records if show else ():
             logging.getLogger(record.name).handle(record)
+
+
+class SigtermIsNoKeyboardInterrupt(logging.Filter):
+    """Leaves out Lightning's "Detected KeyboardInterrupt" line where the interrupt was SIGTERM's: the project raises
+    it as :class:`Terminated`, a KeyboardInterrupt (so that no ``except Exception`` swallows it), which Lightning's
+    Trainer takes for a Ctrl-C; the command's own line says SIGTERM."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (TERMINATING and "Detected KeyboardInterrupt" in record.getMessage())
 
 
 def all_subcommands() -> dict[str, set[str]]:
@@ -706,6 +718,7 @@ class MnistCLI(LightningCLI):
         except (ValueError, TypeError, MisconfigurationException, ImportError) as err:  # ImportError: an extra,
             # such as --trainer.precision transformer-engine, that is not installed
             raise UserError(f"the Trainer or a callback refuses these settings: {one_line(err, limit=400)}") from None
+        TRAINERS.append(self.trainer)  # (one a fold in cv) whose fit Lightning stops on SIGTERM: a_fit_is_training
 
     # --- one folder per run ----------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
@@ -763,7 +776,7 @@ class MnistCLI(LightningCLI):
                 print(f"fit interrupted after training, in its final test or report: the run is saved (best checkpoint "
                       f"{best}); score it with python -m lightning_mnist test --ckpt_path {best}", file=sys.stderr,
                       flush=True)
-            raise SystemExit(EXIT_INTERRUPTED) from None
+            raise SystemExit(EXIT_TERMINATED if by_sigterm(err) else EXIT_INTERRUPTED) from None
 
     def _test_and_report(self, best: Path) -> None:
         trainer = self.trainer
@@ -1317,6 +1330,7 @@ def check_devices(accelerator, devices) -> None:
 
 
 ALLOCATED: list[Path] = []  # run folders this process created, removed again if it fails before any work
+TRAINERS: list[Trainer] = []  # the Trainers this process built (one a fold in cv)
 RESUMED: list[Path] = []  # the run folder a fit --ckpt_path goes on in (not one of ALLOCATED)
 
 
@@ -1332,6 +1346,12 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
     ALLOCATED.clear()
     RESUMED.clear()
+    TRAINERS.clear()
+    if fit_trains not in LEFT_TO_THE_LIBRARY:  # SIGTERM in a fit that trains: Lightning stops it between batches
+        LEFT_TO_THE_LIBRARY.append(fit_trains)
+    lightning_lines = logging.getLogger(lightning_rank_zero.__name__)  # where Lightning's Trainer says what it does
+    if not any(isinstance(f, SigtermIsNoKeyboardInterrupt) for f in lightning_lines.filters):
+        lightning_lines.addFilter(SigtermIsNoKeyboardInterrupt())
     command = next(iter(sys.argv[1:] if argv is None else argv), "")
     try:
         MnistCLI(args=None if argv == sys.argv[1:] else argv)  # None: LightningCLI reads sys.argv itself
@@ -1342,13 +1362,19 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(EXIT_INTERRUPTED) from None
         if interrupted(err):  # said where it was known what was saved (a run's checkpoints) or here (nothing was)
             if command in ("test", "validate"):
-                print(f"{command} interrupted (Ctrl-C): no results were written", file=sys.stderr)
-            raise SystemExit(EXIT_INTERRUPTED) from None
+                print(f"{command} interrupted ({'SIGTERM' if by_sigterm(err) else 'Ctrl-C'}): no results were "
+                      f"written", file=sys.stderr)
+            raise SystemExit(EXIT_TERMINATED if by_sigterm(err) else EXIT_INTERRUPTED) from None
         full = disk_full(err)
         if full is not None:  # every checkpoint is written whole or not at all: the last whole one is kept
             raise UserError(f"no space left on the device writing {full.filename or 'the run'}: free some space, "
                             f"then {_after_a_full_disk(command)}") from None
         raise
+
+
+def fit_trains() -> bool:
+    """Whether a fit of this process trains now, its SIGTERM Lightning's to handle (:func:`a_fit_is_training`)."""
+    return a_fit_is_training(TRAINERS)
 
 
 def _after_a_full_disk(command: str) -> str:

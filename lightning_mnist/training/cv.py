@@ -19,14 +19,14 @@ import yaml
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from mnist_common.errors import EXIT_INTERRUPTED, escaped
+from mnist_common.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, escaped
 from mnist_common.figures import plot_cv_curves
 from mnist_common.files import write_atomically
 from mnist_common.results import CV_CURVES_FILE, CV_RESULTS_FILE, CVResults, FoldResult, write_json
 from mnist_common.runs import CHECKPOINTS, relative_to_run
 from lightning_mnist.checkpoints import read_checkpoint
 from lightning_mnist.models import MnistEnsemble
-from lightning_mnist.training.callbacks import interrupted, refuse_diverged
+from lightning_mnist.training.callbacks import by_sigterm, interrupted, refuse_diverged
 from lightning_mnist.training.outputs import RUN_CONFIG_FILE, a_runs_own_checkpoints, point_outputs_at
 from lightning_mnist.training.reports import write_test_report
 
@@ -57,7 +57,7 @@ def cross_validate(cli: LightningCLI, run_dir: Path) -> Path:
         if getattr(cli.trainer, "is_global_zero", True):
             print(f"cv interrupted in {where}: {done} no {CV_RESULTS_FILE} was written; a k-fold run starts again "
                   f"from its first fold: run the command again", file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_INTERRUPTED) from None
+        raise SystemExit(EXIT_TERMINATED if by_sigterm(err) else EXIT_INTERRUPTED) from None
 
 
 def _run_folds(cli: LightningCLI, run_dir: Path, config, ran: dict, checkpoint_base: str | None,
