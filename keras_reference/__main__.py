@@ -12,11 +12,12 @@ from __future__ import annotations
 import sys
 
 from mnist_common.environment import check_environment
-from mnist_common.errors import escaped, exit_on_user_error
+from mnist_common.errors import escaped, exit_on_user_error, stop_cleanly_on_sigterm
 
 # Before the imports below: scikit-learn's loads libgomp, which prints its own warning about an OMP_NUM_THREADS it
 # cannot read before this command could say so in one line (and main() checks again, for callers in-process).
 if __name__ == "__main__":
+    stop_cleanly_on_sigterm()  # SIGTERM ends a run as Ctrl-C does: its temporaries removed, a folder of no work too
     exit_on_user_error(check_environment)()
 
 from keras_reference.config import CV_DATA, CheckpointSettings, DataSettings, EarlyStoppingSettings, ModelSettings, \

@@ -362,3 +362,20 @@ def test_bad_flags_fail_in_one_line_and_leave_nothing(capsys, tmp_path, monkeypa
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "latin1.yaml"]
+
+
+def test_a_training_ended_by_sigterm_says_so_and_leaves_no_run_folder_of_no_work(mnist_dir, tmp_path):
+    """SIGTERM (``timeout``, a container's stop) killed the Keras reference where it stood: exit 143 with nothing
+    said, and the run folder it had made, holding nothing, left behind. Now it ends as a Ctrl-C does, said in one
+    line: the folder of a run that saved no model goes."""
+    proc = subprocess.Popen([sys.executable, "-m", "keras_reference", "train", "--trainer.max_epochs", "5",
+                             "--output_dir", "runs"], cwd=tmp_path, env=module_env(mnist_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # Keras' "Epoch 1/5": the run folder is made and training has begun
+        if line.startswith("Epoch 1/"):
+            break
+    assert (tmp_path / "runs" / "keras" / "version_0").is_dir()
+    proc.terminate()
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and stderr.splitlines()[-1] == "terminated (SIGTERM)", stderr[-2000:]
+    assert "Traceback" not in stderr and not (tmp_path / "runs" / "keras" / "version_0").exists()
