@@ -207,9 +207,10 @@ def test_a_training_command_whose_download_fills_the_disk_says_to_run_it_again(c
     with pytest.raises(SystemExit) as exited:
         main([command, "--data.data_dir", str(small_disk / "data"), "--output_dir", str(tmp_path / "runs")])
     assert exited.value.code == 2
+    written = small_disk / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte"
     assert capsys.readouterr().err.splitlines()[-1:] == [
-        f"error: no space left on the device writing {small_disk / 'data' / 'MNIST' / 'raw' / 'train-images-idx3-ubyte'}"
-        f": free some space, then run it again (no run had started)"]
+        f"error: no space left on the device writing {written}: free some space, then run it again (no run had "
+        f"started)"]
     assert not (tmp_path / "runs").exists() and list((small_disk / "data" / "MNIST" / "raw").iterdir()) == []
 
 
