@@ -7,6 +7,7 @@ validate on exactly the same images.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,9 +46,32 @@ def holdout_split(labels: np.ndarray, val_fraction: float = DEFAULT_VAL_FRACTION
     """Stratified train/validation hold-out of positions ``0 .. len(labels)-1``."""
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    check_holdout_sizes(len(labels), len(np.unique(labels)), val_fraction)
     train, val = train_test_split(np.arange(len(labels)), test_size=val_fraction,
                                   stratify=labels, random_state=seed)
     return Split(np.sort(train), np.sort(val))
+
+
+def check_holdout_sizes(images: int, classes: int, val_fraction: float) -> None:
+    """Refuse (ValueError) a hold-out of ``val_fraction`` of ``images`` that leaves either side fewer images than
+    ``classes``, which a stratified split needs one of each of, naming the fraction that would do: scikit-learn's own
+    refusal said "The test_size = 1 should be greater or equal to the number of classes = 10". Its sizes: the held-out
+    images rounded up, the kept ones down."""
+    held, kept = math.ceil(val_fraction * images), math.floor((1.0 - val_fraction) * images)
+    if held < classes:
+        least = math.floor(1000 * (classes - 1) / images) / 1000
+        while math.ceil(least * images) < classes:
+            least += 0.001
+        raise ValueError(f"{held} validation image{'s' if held != 1 else ''}, fewer than the {classes} classes (a "
+                         f"stratified split holds out one of each at least); give --data.val_fraction "
+                         f"{round(least, 3)} or more")
+    if kept < classes:
+        most = math.ceil(1000 * (1.0 - classes / images)) / 1000
+        while most > 0 and math.floor((1.0 - most) * images) < classes:
+            most -= 0.001
+        raise ValueError(f"{kept} training image{'s' if kept != 1 else ''}, fewer than the {classes} classes (a "
+                         f"stratified split keeps one of each at least); give --data.val_fraction "
+                         f"{round(most, 3)} or less")
 
 
 def kfold_splits(labels: np.ndarray, num_folds: int = DEFAULT_NUM_FOLDS,

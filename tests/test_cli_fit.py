@@ -819,6 +819,15 @@ BAD_INPUTS = {
     "negative split seed": (["fit", "--data.split_seed", "-1"], "--data.split_seed must be from 0 to 4294967295"),
     "too few images per class for the folds": (["cv", "--data.subset", "20"],
                                                "cannot split 20 images into --data.num_folds 5 stratified folds"),
+    # scikit-learn's words before: "The test_size = 1 should be greater or equal to the number of classes = 10"
+    "a hold-out too small for every class": (["fit", "--data.subset", "300", "--data.val_fraction", "0.001"],
+                                             "cannot split 300 images with --data.val_fraction 0.001: 1 validation "
+                                             "image, fewer than the 10 classes (a stratified split holds out one of "
+                                             "each at least); give --data.val_fraction 0.031 or more"),
+    "a hold-out that keeps too few for every class": (["fit", "--data.subset", "300", "--data.val_fraction", "0.99"],
+                                                      "3 training images, fewer than the 10 classes (a stratified "
+                                                      "split keeps one of each at least); give --data.val_fraction "
+                                                      "0.966 or less"),
     "cv without folds": (["cv", "--data.num_folds", "null"], "--data.num_folds: cv needs at least 2 folds"),
     "cv given one fold": (["cv", "--data.num_folds", "3", "--data.fold", "1"],
                           "--data.fold 1: cv trains every fold; to train one fold, use fit --data.num_folds 3"),
