@@ -461,8 +461,9 @@ def by_sigterm(err: BaseException) -> bool:
 def a_fit_is_training(trainers: list[Trainer]) -> bool:
     """Whether one of ``trainers`` is fitting: Lightning's SIGTERM handler, which calls the project's, then stops the
     fit at the next training batch (:class:`RunCheckpoint` saves its last.ckpt, which a resume goes on from), so the
-    project's handler leaves the signal to it. Elsewhere (before the fit, the test after it, test and validate,
-    whose loops Lightning does not stop) the project's handler ends the command at once."""
+    project's handler leaves the signal to it. Elsewhere (before the fit, the test after it, test and validate, which
+    Lightning stops with nothing said, or lets run on in their last batch) the project's handler ends the command
+    at once."""
     return any(trainer.state.fn == TrainerFn.FITTING and trainer.state.status == TrainerStatus.RUNNING
                for trainer in trainers)
 
