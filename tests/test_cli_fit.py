@@ -372,10 +372,10 @@ def test_ctrl_c_in_the_final_test_or_the_test_command_says_what_was_saved(mnist_
 
 def test_sigterm_outside_a_fits_training_ends_the_command_at_once_and_says_what_was_saved(mnist_dir, seed_keras,
                                                                                           tmp_path):
-    """SIGTERM where Lightning's Trainer does not stop on it: in fit's final test, Lightning noted it and let the
-    test run on to its end (exit 0 after a SIGTERM); outside the Trainer (a .keras file converted, the results
-    written) it killed the process, leaving the converted checkpoint's temporary folder. Now the project's handler
-    ends the command there at once (exit 143), saying what was saved, with nothing left behind."""
+    """SIGTERM outside a fit's training: in fit's final test Lightning stopped with exit 130 and nothing said (in
+    its last batch it let the test run on, exit 0 after a SIGTERM); outside the Trainer (a .keras file converted,
+    the results written) it killed the process, leaving the converted checkpoint's temporary folder. Now the
+    project's handler ends the command there at once (exit 143), saying what was saved, with nothing left behind."""
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     env = {**module_env(mnist_dir), "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",  # for signal_at_step
