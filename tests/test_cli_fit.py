@@ -1084,7 +1084,7 @@ def test_an_interrupted_cv_offers_no_resume(mnist_dir, tmp_path):
     assert stderr.splitlines()[-1] == "cv interrupted in fold 0 of 2: no fold finished and no cv_results.json was " \
                                       "written; a k-fold run starts again from its first fold: run the command again"
     # in the second fold's test (hostile round 12: Lightning's "Detected KeyboardInterrupt" line only), the first
-    # fold's checkpoint named; SIGTERM there too (Lightning's Trainer does not stop a test on it: the project's does)
+    # fold's checkpoint named; SIGTERM there too, ended by the project's handler (143; Lightning's stop exited 130)
     env = {**module_env(mnist_dir), "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}  # for signal_at_step
     for name, code in (("SIGINT", 130), ("SIGTERM", 143)):
         callback = ("--trainer.callbacks+={'class_path': 'signal_at_step.SignalAtTestBatch', 'init_args': {'batch': 0, "
