@@ -1347,11 +1347,7 @@ def main(argv: list[str] | None = None) -> None:
     ALLOCATED.clear()
     RESUMED.clear()
     TRAINERS.clear()
-    if fit_trains not in LEFT_TO_THE_LIBRARY:  # SIGTERM in a fit that trains: Lightning stops it between batches
-        LEFT_TO_THE_LIBRARY.append(fit_trains)
-    lightning_lines = logging.getLogger(lightning_rank_zero.__name__)  # where Lightning's Trainer says what it does
-    if not any(isinstance(f, SigtermIsNoKeyboardInterrupt) for f in lightning_lines.filters):
-        lightning_lines.addFilter(SigtermIsNoKeyboardInterrupt())
+    share_sigterm_with_lightning()
     command = next(iter(sys.argv[1:] if argv is None else argv), "")
     try:
         MnistCLI(args=None if argv == sys.argv[1:] else argv)  # None: LightningCLI reads sys.argv itself
@@ -1375,6 +1371,17 @@ def main(argv: list[str] | None = None) -> None:
 def fit_trains() -> bool:
     """Whether a fit of this process trains now, its SIGTERM Lightning's to handle (:func:`a_fit_is_training`)."""
     return a_fit_is_training(TRAINERS)
+
+
+def share_sigterm_with_lightning() -> None:
+    """The project's SIGTERM handler (installed by ``python -m lightning_mnist``) leaves the signal to Lightning's
+    while a fit trains (Lightning then stops it between batches, resumable), and Lightning's "Detected
+    KeyboardInterrupt" line is left out where the project ended a command on SIGTERM elsewhere."""
+    if fit_trains not in LEFT_TO_THE_LIBRARY:
+        LEFT_TO_THE_LIBRARY.append(fit_trains)
+    lightning_lines = logging.getLogger(lightning_rank_zero.__name__)  # where Lightning's Trainer says what it does
+    if not any(isinstance(f, SigtermIsNoKeyboardInterrupt) for f in lightning_lines.filters):
+        lightning_lines.addFilter(SigtermIsNoKeyboardInterrupt())
 
 
 def _after_a_full_disk(command: str) -> str:
