@@ -3,8 +3,7 @@
 Given on a ``fit`` command line (``--trainer.callbacks+=...``, with ``tests/`` on ``PYTHONPATH``), it
 lands at a known place: after the chosen step's backward pass, before its optimizer step, where an
 interrupted run used to save weights no resume could continue exactly. ``SignalAtTestBatch`` sends it as a
-test batch starts (fit's final test, or the test command's), ``SignalAtValidationBatch`` as a validation batch starts
-(the sanity check's excepted).
+test batch starts (fit's final test, or the test command's).
 """
 
 from __future__ import annotations
@@ -34,14 +33,4 @@ class SignalAtTestBatch(Callback):
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         if batch_idx == self.batch and self.fold in (None, trainer.datamodule.hparams.fold):
-            os.kill(os.getpid(), self.signal)
-
-
-class SignalAtValidationBatch(Callback):
-    def __init__(self, batch: int, signal_name: str = "SIGINT") -> None:
-        self.batch = batch
-        self.signal = signal.Signals[signal_name]
-
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        if batch_idx == self.batch and not trainer.sanity_checking:
             os.kill(os.getpid(), self.signal)
