@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMAWeight
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.trainer.states import TrainerFn, TrainerStatus
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mnist_common.errors import Terminated, UserError, escaped
@@ -456,16 +456,6 @@ class RunConfig(SaveConfigCallback):
 def by_sigterm(err: BaseException) -> bool:
     """Whether ``err`` is the project's Terminated (SIGTERM), or Lightning's way out of one (:func:`interrupted`)."""
     return isinstance(err, Terminated) or isinstance(err.__context__, Terminated)
-
-
-def a_fit_is_training(trainers: list[Trainer]) -> bool:
-    """Whether one of ``trainers`` is fitting: Lightning's SIGTERM handler, which calls the project's, then stops the
-    fit at the next training batch (:class:`RunCheckpoint` saves its last.ckpt, which a resume goes on from), so the
-    project's handler leaves the signal to it. Elsewhere (before the fit, the test after it, test and validate, which
-    Lightning stops with nothing said, or lets run on in their last batch) the project's handler ends the command
-    at once."""
-    return any(trainer.state.fn == TrainerFn.FITTING and trainer.state.status == TrainerStatus.RUNNING
-               for trainer in trainers)
 
 
 def interrupted(err: BaseException) -> bool:

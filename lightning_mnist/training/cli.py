@@ -46,6 +46,7 @@ from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, instantiate_class
+from lightning.pytorch.trainer.states import TrainerFn, TrainerStatus
 from lightning.pytorch.utilities import rank_zero as lightning_rank_zero
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -76,8 +77,8 @@ from lightning_mnist.models import MnistClassifier
 from lightning_mnist.models.classifier import (MONITORED, adam_for, check_training_settings,
                                               optimizer_parameter_groups)
 from lightning_mnist.training.callbacks import (EpochHistory, ProgressBar, RandomState, RunCheckpoint, RunConfig,
-                                               StopBetweenBatches, a_fit_is_training, by_sigterm, disk_full,
-                                               interrupted, refuse_diverged)
+                                               StopBetweenBatches, by_sigterm, disk_full, interrupted,
+                                               refuse_diverged)
 from lightning_mnist.training.cuda_probe import stop_probing_for_cuda
 from lightning_mnist.training.cv import cross_validate
 from lightning_mnist.training.outputs import RUN_CONFIG_FILE, RUN_PREFIX, point_outputs_at
@@ -718,7 +719,7 @@ class MnistCLI(LightningCLI):
         except (ValueError, TypeError, MisconfigurationException, ImportError) as err:  # ImportError: an extra,
             # such as --trainer.precision transformer-engine, that is not installed
             raise UserError(f"the Trainer or a callback refuses these settings: {one_line(err, limit=400)}") from None
-        TRAINERS.append(self.trainer)  # (one a fold in cv) whose fit Lightning stops on SIGTERM: a_fit_is_training
+        TRAINERS.append(self.trainer)  # (one a fold in cv) whose fit Lightning stops on SIGTERM: fit_trains
 
     # --- one folder per run ----------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
@@ -1357,10 +1358,11 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(err, SIGTERMException):  # Lightning's clean stop (Ctrl-C or SIGTERM), said when saved
             raise SystemExit(EXIT_INTERRUPTED) from None
         if interrupted(err):  # said where it was known what was saved (a run's checkpoints) or here (nothing was)
+            terminated = by_sigterm(err)
             if command in ("test", "validate"):
-                print(f"{command} interrupted ({'SIGTERM' if by_sigterm(err) else 'Ctrl-C'}): no results were "
-                      f"written", file=sys.stderr)
-            raise SystemExit(EXIT_TERMINATED if by_sigterm(err) else EXIT_INTERRUPTED) from None
+                print(f"{command} interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}): no results were written",
+                      file=sys.stderr)
+            raise SystemExit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
         full = disk_full(err)
         if full is not None:  # every checkpoint is written whole or not at all: the last whole one is kept
             raise UserError(f"no space left on the device writing {full.filename or 'the run'}: free some space, "
@@ -1369,8 +1371,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def fit_trains() -> bool:
-    """Whether a fit of this process trains now, its SIGTERM Lightning's to handle (:func:`a_fit_is_training`)."""
-    return a_fit_is_training(TRAINERS)
+    """Whether a fit of this process trains now: Lightning's SIGTERM handler, which calls the project's, then stops
+    it at the next training batch (:class:`RunCheckpoint` saves its last.ckpt, which a resume goes on from), so the
+    project's handler leaves the signal to it. Elsewhere (before the fit, the test after it, test and validate, which
+    Lightning stops with nothing said, or lets run on in their last batch) the project's handler ends the command at
+    once."""
+    return any(trainer.state.fn == TrainerFn.FITTING and trainer.state.status == TrainerStatus.RUNNING
+               for trainer in TRAINERS)
 
 
 def share_sigterm_with_lightning() -> None:
